@@ -1,0 +1,9 @@
+"""Clustering back-ends on plain arrays (never import torch or kfree.losses here).
+
+All share scikit-learn's interface: ``fit(X)`` sets ``labels_`` and ``n_clusters_``;
+``fit_predict`` comes from ``ClusterMixin``.
+"""
+
+from .threshold_hac import ThresholdAgglomerative
+
+__all__ = ["ThresholdAgglomerative"]

@@ -1,0 +1,80 @@
+"""Typed, frozen configuration dataclasses (validated on construction, loadable from TOML).
+
+Precedence is CLI > file > defaults; functions take the sub-config they need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train an embedding head.
+
+    ``p`` identities × ``k`` samples per batch; ``epochs`` passes of about n samples each.
+    ``lr`` is Adam's learning rate for the network; the loss's own parameters (BCL's radius)
+    use ``lr × loss.param_lr_scale``.
+    """
+
+    loss: str = "bcl"
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    dims: tuple[int, ...] = (256, 128, 64, 64)
+    dropout: float = 0.0
+    epochs: int = 60
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    p: int = 16
+    k: int = 4
+    batches_per_epoch: int | None = None
+    eval_every: int = 5
+    select_best: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs={self.epochs} must be >= 1")
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr} must be > 0")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
+        if self.p < 2:
+            raise ConfigError(f"p={self.p} identities per batch must be >= 2")
+        if self.k < 1:
+            raise ConfigError(f"k={self.k} samples per identity must be >= 1")
+        if self.eval_every < 1:
+            raise ConfigError(f"eval_every={self.eval_every} must be >= 1")
+        object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["dims"] = list(self.dims)
+        return d
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p.name} is not valid TOML: {e}") from None
+
+
+def train_config_from(mapping: dict[str, Any], **overrides: Any) -> TrainConfig:
+    """Build a TrainConfig from a TOML table, then apply non-None overrides (CLI flags)."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(mapping) - known
+    if unknown:
+        raise ConfigError(f"unknown train options {sorted(unknown)}; valid are {sorted(known)}")
+    return TrainConfig(**mapping).replace(**overrides)

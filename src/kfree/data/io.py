@@ -1,0 +1,180 @@
+"""Read features (and optional identity labels) from the file formats users have.
+
+Supported: ``.npz`` (arrays ``X``/``y`` or ``embeddings``/``labels``, or keys given by the
+user), ``.npy`` (features; labels from a separate file), ``.csv`` and ``.parquet`` (feature
+columns + a label column). Every failure is a :class:`~kfree.exceptions.DataError` that says
+what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..distances import check_features
+from ..exceptions import DataError, DataFileNotFoundError
+
+FORMATS = (".npz", ".npy", ".csv", ".parquet", ".pq")
+X_KEYS = ("X", "embeddings", "features", "x")
+Y_KEYS = ("y", "labels", "label", "targets")
+
+
+@dataclass
+class LabelledData:
+    """Features with optional labels. ``X``: ndarray (n, d); ``y``: ndarray (n,) or None."""
+
+    X: np.ndarray
+    y: np.ndarray | None = None
+    source: str = ""
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+
+def _check_path(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise DataFileNotFoundError(f"file not found: {p} (check the path)")
+    if p.is_dir():
+        raise DataError(f"{p} is a directory; give a data file ({', '.join(FORMATS)})")
+    if p.suffix.lower() not in FORMATS:
+        raise DataError(
+            f"cannot read {p.name}: unsupported format {p.suffix or '(none)'}; "
+            f"use one of {', '.join(FORMATS)}"
+        )
+    return p
+
+
+def _pick(keys: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, p: Path) -> str | None:
+    if wanted is not None:
+        if wanted not in keys:
+            raise DataError(f"{p.name} has no {what} {wanted!r}; it has {sorted(keys)}")
+        return wanted
+    for k in candidates:
+        if k in keys:
+            return k
+    return None
+
+
+def _read_table(p: Path):
+    import pandas as pd
+
+    try:
+        if p.suffix.lower() == ".csv":
+            return pd.read_csv(p)
+        return pd.read_parquet(p)
+    except Exception as e:
+        raise DataError(f"cannot read {p.name} as {p.suffix[1:]}: {str(e).splitlines()[0]}") from None
+
+
+def load_labels(path: str | Path, *, key: str | None = None, column: str | None = None) -> np.ndarray:
+    """Labels from a file: ``.npy`` (1-d), ``.npz`` (key), ``.csv``/``.parquet`` (column,
+    defaulting to ``label``, ``cluster``, ``y`` or a single column), or ``.txt`` (one per line)."""
+    p = Path(path)
+    if p.suffix.lower() == ".txt" and p.exists():
+        return np.asarray(p.read_text(encoding="utf-8").split())
+    p = _check_path(p)
+    suf = p.suffix.lower()
+    if suf == ".npy":
+        y = _np_load(p)
+    elif suf == ".npz":
+        with _np_load(p) as z:
+            k = _pick(list(z.keys()), key, Y_KEYS + ("cluster",), "array", p)
+            if k is None:
+                raise DataError(f"{p.name} has no labels array; pass --y-key (arrays: {sorted(z.keys())})")
+            y = z[k]
+    else:
+        df = _read_table(p)
+        cols = [str(c) for c in df.columns]
+        c = _pick(cols, column, ("label", "cluster", "y"), "column", p)
+        if c is None:
+            if len(cols) != 1:
+                raise DataError(f"{p.name}: say which column holds the labels (columns: {cols})")
+            c = cols[0]
+        y = df[c].to_numpy()
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"labels in {p.name} must be 1-d, got shape {y.shape}")
+    return y
+
+
+def _np_load(p: Path):
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception as e:
+        raise DataError(f"cannot read {p.name}: {str(e).splitlines()[0]}") from None
+
+
+def load_features(
+    path: str | Path,
+    *,
+    x_key: str | None = None,
+    y_key: str | None = None,
+    label_column: str | None = None,
+    labels_path: str | Path | None = None,
+    require_labels: bool = False,
+) -> LabelledData:
+    """Load features and (optionally) labels from ``path``.
+
+    Parameters
+    ----------
+    path : .npz, .npy, .csv or .parquet file.
+    x_key, y_key : array names inside an ``.npz`` (default: ``X``/``embeddings`` and ``y``/``labels``).
+    label_column : label column of a table (default ``label``); all other numeric columns are
+        features. An ``index`` column, if present, is not a feature.
+    labels_path : a separate labels file (needed for ``.npy`` features).
+    require_labels : raise if no labels are found.
+    """
+    p = _check_path(path)
+    suf = p.suffix.lower()
+    y = None
+    if suf == ".npy":
+        X = _np_load(p)
+    elif suf == ".npz":
+        with _np_load(p) as z:
+            keys = list(z.keys())
+            kx = _pick(keys, x_key, X_KEYS, "array", p)
+            if kx is None:
+                if len(keys) == 1:
+                    kx = keys[0]
+                else:
+                    raise DataError(f"{p.name}: say which array holds the features with --x-key (arrays: {sorted(keys)})")
+            X = z[kx]
+            ky = _pick(keys, y_key, Y_KEYS, "array", p)
+            if ky is not None:
+                y = np.asarray(z[ky])
+    else:
+        df = _read_table(p)
+        cols = [str(c) for c in df.columns]
+        df.columns = cols
+        lc = label_column if label_column is not None else "label"
+        if label_column is not None and lc not in cols:
+            raise DataError(f"{p.name} has no label column {lc!r}; columns are {cols[:12]}{'…' if len(cols) > 12 else ''}")
+        if lc in cols:
+            y = df[lc].to_numpy()
+        feat = [c for c in cols if c not in (lc, "index")]
+        non_num = [c for c in feat if not np.issubdtype(df[c].dtype, np.number)]
+        if non_num:
+            raise DataError(
+                f"{p.name}: non-numeric columns {non_num[:5]} cannot be features; "
+                f"name the label column with --label-column or drop them"
+            )
+        X = df[feat].to_numpy()
+    if labels_path is not None:
+        y = load_labels(labels_path, key=y_key, column=label_column)
+    X = check_features(X, name=f"features in {p.name}")
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise DataError(f"{p.name}: {X.shape[0]} feature rows but labels have shape {y.shape}")
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise DataError(f"{p.name}: labels contain NaN; every row needs a label")
+    elif require_labels:
+        raise DataError(
+            f"{p.name} has no labels: use an .npz with a 'y'/'labels' array, a table with a "
+            f"'label' column (--label-column), or --labels FILE"
+        )
+    return LabelledData(X=X.astype(np.float32, copy=False), y=y, source=str(p))

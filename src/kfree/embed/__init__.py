@@ -1,0 +1,5 @@
+"""Embedding networks and batched encoding."""
+
+from .models import MLPEmbedder
+
+__all__ = ["MLPEmbedder"]

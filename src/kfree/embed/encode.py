@@ -1,0 +1,24 @@
+"""Batched, gradient-free encoding of a feature matrix with a trained embedder."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def encode(model: nn.Module, X: np.ndarray, *, batch_size: int = 8192) -> np.ndarray:
+    """Embed ``X`` (ndarray of shape (n, in_dim)) → float32 ndarray of shape (n, out_dim)."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = [
+            model(torch.as_tensor(np.asarray(X[i : i + batch_size], dtype=np.float32))).numpy()
+            for i in range(0, X.shape[0], batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    if not out:
+        return np.zeros((0, getattr(model, "out_dim", 0)), dtype=np.float32)
+    return np.concatenate(out).astype(np.float32, copy=False)

@@ -1,0 +1,79 @@
+"""Embedding heads on top of fixed descriptors.
+
+The BCL paper's model is an MLP on a track's mean descriptor (256→256→128→64→64, ReLU between
+layers, no batch-norm, L2-normalised output). The module keeps the reference code's parameter
+names (``linears.N.weight``) so its released checkpoint loads as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..exceptions import ConfigError
+
+
+class MLPEmbedder(nn.Module):
+    """MLP head: ``in_dim → dims[0] → … → dims[-1]``, ReLU between layers, unit-norm output.
+
+    Parameters
+    ----------
+    in_dim : int
+        Input descriptor size (128 for dlib faces, 384 for MiniLM, 256 for BCL's VGGFace2).
+    dims : sequence of int
+        Output sizes of the linear layers; the last one is the embedding dimension.
+    normalize : bool
+        L2-normalise the output (BCL and the triplet thresholds assume unit-norm embeddings).
+    mean, std : tensor of shape (in_dim,), optional
+        Input standardisation fitted on the training data; stored as buffers so a saved model
+        embeds raw features correctly.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        dims: Sequence[int] = (256, 128, 64, 64),
+        *,
+        normalize: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        dims = tuple(int(d) for d in dims)
+        if in_dim < 1 or not dims or min(dims) < 1:
+            raise ConfigError(f"in_dim={in_dim} and dims={dims} must be positive")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout={dropout} must be in [0, 1)")
+        self.in_dim = int(in_dim)
+        self.dims = dims
+        self.normalize = bool(normalize)
+        self.dropout = float(dropout)
+        sizes = (self.in_dim, *dims)
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.register_buffer("mean", torch.zeros(self.in_dim))
+        self.register_buffer("std", torch.ones(self.in_dim))
+
+    @property
+    def out_dim(self) -> int:
+        return self.dims[-1]
+
+    def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        last = len(self.linears) - 1
+        for i, layer in enumerate(self.linears):
+            x = layer(x)
+            if i < last:
+                x = F.relu(x)
+                if self.dropout > 0:
+                    x = F.dropout(x, self.dropout, self.training)
+        return F.normalize(x, dim=1) if self.normalize else x
+
+    def config(self) -> dict:
+        return {"in_dim": self.in_dim, "dims": list(self.dims), "normalize": self.normalize,
+                "dropout": self.dropout}

@@ -1,0 +1,1 @@
+"""Evaluation protocols: threshold calibration, curves, demo runs."""

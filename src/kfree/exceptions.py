@@ -1,0 +1,40 @@
+"""Exception and warning classes.
+
+Every error kfree raises for bad input derives from :class:`KfreeError` *and* from the builtin
+that best describes it, so ``except ValueError`` keeps working for users who do not know kfree.
+The CLI turns any :class:`KfreeError` into one red line and exit code 1.
+"""
+
+from __future__ import annotations
+
+
+class KfreeError(Exception):
+    """Base class of every error kfree raises on purpose."""
+
+
+class ConfigError(KfreeError, ValueError):
+    """A hyper-parameter or option is invalid (the message names it and the valid range)."""
+
+
+class DataError(KfreeError, ValueError):
+    """Input data is missing, unreadable, or unsuitable (NaN, wrong shape, too few identities)."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A data or model file does not exist."""
+
+
+class ModelError(KfreeError, ValueError):
+    """A saved model is unreadable or does not match the data it is applied to."""
+
+
+class ResourceError(KfreeError, MemoryError):
+    """The requested computation would not fit in memory (the message says how much it needs)."""
+
+
+class KfreeWarning(UserWarning):
+    """Base class of kfree's warnings."""
+
+
+class ConvergenceWarning(KfreeWarning):
+    """Training or an iterative solver stopped before it converged."""

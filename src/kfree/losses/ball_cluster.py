@@ -1,0 +1,103 @@
+"""Ball Cluster Learning loss (Tapaswi, Law & Fidler, ICCV 2019).
+
+Each identity should be a ball of squared radius ``b`` around its centroid, and balls should be
+far enough apart that complete linkage cut at ``4b`` separates them:
+
+- positive term ``[d²(f, μ_own) − b]_+`` (weighted ×4, as in the reference code);
+- negative term ``[9b + ε − d²(f, μ_hardest other)]_+``.
+
+Centroids are batch class means re-normalised to the unit sphere; ``b = softplus(h)`` with ``h``
+learned, initialised at 0.1 (``b ≈ 0.744``), as in the reference implementation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..exceptions import ConfigError
+from ..threshold import Threshold
+from .base import EmbeddingLoss, squared_distances
+
+
+class BallClusterLoss(EmbeddingLoss):
+    """BCL in its centroid form.
+
+    Parameters
+    ----------
+    init_h : float
+        Initial pre-softplus radius parameter (reference: 0.1, so ``b ≈ 0.744``).
+    alpha_pos, alpha_neg : float
+        Weights of the positive and negative terms (reference: 4 and 1).
+    eps : float
+        Extra margin ``ε`` in ``9b + ε`` (reference ``gamma_eps = 0.05``).
+    learn_radius : bool
+        If False, ``b`` stays at its initial value (used when fine-tuning with frozen ``b``).
+    radius_lr_scale : float
+        Learning-rate multiplier for ``h`` relative to the network (smaller keeps ``b`` from
+        collapsing before the embedding has organised itself).
+    """
+
+    name = "bcl"
+    min_classes_per_batch = 2
+
+    def __init__(
+        self,
+        *,
+        init_h: float = 0.1,
+        alpha_pos: float = 4.0,
+        alpha_neg: float = 1.0,
+        eps: float = 0.05,
+        learn_radius: bool = True,
+        radius_lr_scale: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if alpha_pos < 0 or alpha_neg < 0 or alpha_pos + alpha_neg == 0:
+            raise ConfigError(f"alpha_pos={alpha_pos}, alpha_neg={alpha_neg} must be >= 0, not both 0")
+        if eps < 0:
+            raise ConfigError(f"eps={eps} must be >= 0")
+        if radius_lr_scale <= 0:
+            raise ConfigError(f"radius_lr_scale={radius_lr_scale} must be > 0")
+        self.h = nn.Parameter(torch.tensor(float(init_h)), requires_grad=learn_radius)
+        self.alpha_pos = float(alpha_pos)
+        self.alpha_neg = float(alpha_neg)
+        self.eps = float(eps)
+        self.param_lr_scale = float(radius_lr_scale)
+
+    def radius_sq(self) -> torch.Tensor:
+        """The learned squared radius ``b = softplus(h)``."""
+        return F.softplus(self.h)
+
+    def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        classes, inv = torch.unique(labels, return_inverse=True)
+        k = classes.shape[0]
+        if k < 2:
+            return self.zero(embeddings) + self.h * 0.0
+        # class means (k, dim), re-normalised to the unit sphere
+        sums = torch.zeros(k, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
+        sums.index_add_(0, inv, embeddings)
+        centroids = F.normalize(sums, dim=1)
+        d2 = squared_distances(embeddings, centroids)  # (batch, k)
+        b = self.radius_sq()
+        own = d2.gather(1, inv[:, None]).squeeze(1)  # (batch,)
+        other = d2.masked_fill(F.one_hot(inv, k).bool(), math.inf).min(dim=1).values  # (batch,)
+        pos = F.relu(own - b)
+        neg = F.relu(9.0 * b + self.eps - other)
+        return (self.alpha_pos * pos + self.alpha_neg * neg).mean()
+
+    def implied_threshold(self) -> Threshold:
+        # pairs inside one ball of squared radius b are at most (2 sqrt b)^2 = 4b apart
+        return Threshold(value=4.0 * float(self.radius_sq().detach()), distance="sqeuclidean", source="4b")
+
+    def hparams(self) -> dict[str, Any]:
+        return {
+            "alpha_pos": self.alpha_pos,
+            "alpha_neg": self.alpha_neg,
+            "eps": self.eps,
+            "b": float(self.radius_sq().detach()),
+            "h": float(self.h.detach()),
+        }

@@ -1,0 +1,75 @@
+"""Template for embedding losses (after pytorch-metric-learning's base loss).
+
+``forward`` validates shapes and calls ``compute_loss``; subclasses write only ``compute_loss``
+and take keyword-only hyper-parameters. When a batch has no valid pair/triplet the loss returns
+a zero that stays in the autograd graph, so training loops never special-case it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..exceptions import ConfigError, DataError
+from ..threshold import Threshold
+
+
+class EmbeddingLoss(nn.Module):
+    """Base class: ``loss = criterion(embeddings, labels)``.
+
+    Class attributes
+    ----------------
+    name : str
+        Registry name (``kfree train --loss NAME``).
+    min_classes_per_batch : int
+        Batches with fewer identities carry no signal (BCL needs >= 2).
+    param_lr_scale : float
+        Learning-rate multiplier for the loss's own parameters (e.g. BCL's radius), relative to
+        the model's learning rate.
+    """
+
+    name: str = "base"
+    min_classes_per_batch: int = 1
+    param_lr_scale: float = 1.0
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if embeddings.ndim != 2:
+            raise DataError(f"embeddings must have shape (batch, dim), got {tuple(embeddings.shape)}")
+        if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
+            raise DataError(
+                f"labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}"
+            )
+        return self.compute_loss(embeddings, labels)
+
+    def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def implied_threshold(self) -> Threshold | None:
+        """The clustering threshold this loss implies, or ``None`` (needs calibration)."""
+        return None
+
+    def on_num_classes(self, n_classes: int, dim: int) -> None:
+        """Hook for losses that need the number of training classes (softmax heads)."""
+
+    def hparams(self) -> dict[str, Any]:
+        """Hyper-parameters to record in saved models."""
+        return {}
+
+    @staticmethod
+    def zero(embeddings: torch.Tensor) -> torch.Tensor:
+        """A zero that keeps the graph connected (so ``backward`` always works)."""
+        return embeddings.sum() * 0.0
+
+
+def check_positive(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and value > 0):
+        raise ConfigError(f"{name}={value!r} must be > 0")
+    return float(value)
+
+
+def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances (rows of x) × (rows of y), clamped at 0; differentiable."""
+    d = (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None, :] - 2.0 * x @ y.T
+    return d.clamp_min(0.0)

@@ -1,0 +1,165 @@
+"""Clustering metrics used everywhere in kfree.
+
+All functions take ``labels_true`` and ``labels_pred`` (any hashable labels, shape
+``(n_samples,)``) and work on one sparse contingency matrix, so they stay cheap for millions of
+points. The predicted number of clusters may differ from the true one.
+
+Conventions (the ones the source papers use):
+
+- **NMI** uses arithmetic normalisation, ``2 I(Y;C) / (H(Y) + H(C))`` (scikit-learn's default
+  and the BCL reference code).
+- **WCP**, weighted cluster purity: ``sum over clusters of its majority count / N``.
+- **ACC**, clustering accuracy: best one-to-one map between clusters and classes (Hungarian);
+  clusters left unmatched count as wrong.
+- Pairwise precision/recall/F1 over the ``n(n-1)/2`` pairs; BCubed per-item precision/recall.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linear_sum_assignment
+
+from ..exceptions import DataError
+
+
+def _check_labels(labels_true: Any, labels_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(labels_true)
+    p = np.asarray(labels_pred)
+    if t.ndim != 1 or p.ndim != 1:
+        raise DataError(f"labels must be 1-d, got shapes {t.shape} and {p.shape}")
+    if t.shape[0] != p.shape[0]:
+        raise DataError(f"labels_true has {t.shape[0]} items but labels_pred has {p.shape[0]}")
+    if t.shape[0] == 0:
+        raise DataError("labels are empty: nothing to evaluate")
+    return t, p
+
+
+def contingency(labels_true: Any, labels_pred: Any) -> sp.csr_matrix:
+    """Sparse contingency matrix of shape (n_classes, n_clusters) with integer counts."""
+    t, p = _check_labels(labels_true, labels_pred)
+    _, ti = np.unique(t, return_inverse=True)
+    _, pi = np.unique(p, return_inverse=True)
+    ti = ti.ravel()
+    pi = pi.ravel()
+    m = sp.coo_matrix(
+        (np.ones(ti.shape[0], dtype=np.int64), (ti, pi)), shape=(ti.max() + 1, pi.max() + 1)
+    )
+    return m.tocsr()
+
+
+def _entropy(counts: np.ndarray, n: int) -> float:
+    c = counts[counts > 0].astype(np.float64)
+    return float(-(c / n * np.log(c / n)).sum())
+
+
+def nmi(labels_true: Any, labels_pred: Any) -> float:
+    """Normalised mutual information with arithmetic normalisation, in [0, 1].
+
+    Two trivial partitions (one cluster each) agree perfectly: 1.0, as in scikit-learn.
+    """
+    c = contingency(labels_true, labels_pred)
+    n = int(c.sum())
+    a = np.asarray(c.sum(axis=1)).ravel()
+    b = np.asarray(c.sum(axis=0)).ravel()
+    ha, hb = _entropy(a, n), _entropy(b, n)
+    if ha == 0.0 and hb == 0.0:
+        return 1.0
+    coo = c.tocoo()
+    nij = coo.data.astype(np.float64)
+    mi = float((nij / n * (np.log(nij * n) - np.log(a[coo.row] * b[coo.col].astype(np.float64)))).sum())
+    denom = (ha + hb) / 2.0
+    if denom <= 0:
+        return 0.0
+    return float(min(max(mi / denom, 0.0), 1.0))
+
+
+def wcp(labels_true: Any, labels_pred: Any) -> float:
+    """Weighted cluster purity: fraction of items that belong to their cluster's majority class."""
+    c = contingency(labels_true, labels_pred)
+    return float(np.asarray(c.max(axis=0).todense()).sum() / c.sum())
+
+
+def clustering_accuracy(labels_true: Any, labels_pred: Any) -> float:
+    """Clustering accuracy (ACC): best one-to-one cluster→class map (Hungarian), in [0, 1]."""
+    c = contingency(labels_true, labels_pred).toarray()
+    rows, cols = linear_sum_assignment(c, maximize=True)
+    return float(c[rows, cols].sum() / c.sum())
+
+
+def _comb2(x: np.ndarray) -> float:
+    x = x.astype(np.float64)
+    return float((x * (x - 1) / 2.0).sum())
+
+
+def pairwise_prf(labels_true: Any, labels_pred: Any) -> tuple[float, float, float]:
+    """Pairwise precision, recall and F1 over all unordered pairs of items.
+
+    Precision = same-class pairs among same-cluster pairs; recall = same-cluster pairs among
+    same-class pairs. With no positive pairs on a side, that side is defined as 1.0.
+    """
+    c = contingency(labels_true, labels_pred)
+    tp = _comb2(c.data)
+    pred_pairs = _comb2(np.asarray(c.sum(axis=0)).ravel())
+    true_pairs = _comb2(np.asarray(c.sum(axis=1)).ravel())
+    precision = tp / pred_pairs if pred_pairs > 0 else 1.0
+    recall = tp / true_pairs if true_pairs > 0 else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return float(precision), float(recall), float(f1)
+
+
+def bcubed(labels_true: Any, labels_pred: Any) -> tuple[float, float, float]:
+    """BCubed precision, recall and F1 (Bagga & Baldwin), averaged over items."""
+    c = contingency(labels_true, labels_pred).tocoo()
+    n = float(c.sum())
+    cc = c.tocsr()
+    a = np.asarray(cc.sum(axis=1)).ravel().astype(np.float64)
+    b = np.asarray(cc.sum(axis=0)).ravel().astype(np.float64)
+    nij = c.data.astype(np.float64)
+    precision = float((nij**2 / b[c.col]).sum() / n)
+    recall = float((nij**2 / a[c.row]).sum() / n)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return precision, recall, float(f1)
+
+
+def adjusted_rand(labels_true: Any, labels_pred: Any) -> float:
+    """Adjusted Rand index (Hubert & Arabie), as scikit-learn's ``adjusted_rand_score``."""
+    c = contingency(labels_true, labels_pred)
+    n = float(c.sum())
+    sum_comb = _comb2(c.data)
+    sum_a = _comb2(np.asarray(c.sum(axis=1)).ravel())
+    sum_b = _comb2(np.asarray(c.sum(axis=0)).ravel())
+    total = n * (n - 1) / 2.0
+    expected = sum_a * sum_b / total if total > 0 else 0.0
+    max_index = (sum_a + sum_b) / 2.0
+    if max_index == expected:
+        return 1.0
+    return float((sum_comb - expected) / (max_index - expected))
+
+
+def n_clusters(labels: Any) -> int:
+    """Number of distinct labels."""
+    return int(np.unique(np.asarray(labels)).shape[0])
+
+
+def evaluate_clustering(labels_true: Any, labels_pred: Any) -> dict[str, float | int]:
+    """All metrics in one dict (the keys the CLI and reports print)."""
+    p, r, f = pairwise_prf(labels_true, labels_pred)
+    bp, br, bf = bcubed(labels_true, labels_pred)
+    return {
+        "n_samples": int(np.asarray(labels_true).shape[0]),
+        "n_true": n_clusters(labels_true),
+        "n_clusters": n_clusters(labels_pred),
+        "nmi": nmi(labels_true, labels_pred),
+        "wcp": wcp(labels_true, labels_pred),
+        "acc": clustering_accuracy(labels_true, labels_pred),
+        "ari": adjusted_rand(labels_true, labels_pred),
+        "pairwise_precision": p,
+        "pairwise_recall": r,
+        "pairwise_f1": f,
+        "bcubed_precision": bp,
+        "bcubed_recall": br,
+        "bcubed_f1": bf,
+    }

@@ -1,0 +1,52 @@
+"""Name → component lookup, so the CLI and configs can say ``--loss triplet-l3``.
+
+Entries are import paths resolved lazily: ``kfree --help`` stays fast and a component's heavy
+imports happen only when it is used. An unknown name raises a ConfigError listing valid names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .exceptions import ConfigError
+
+_REGISTRY: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
+    "loss": {
+        "bcl": ("kfree.losses.ball_cluster:BallClusterLoss", {}),
+    },
+    "cluster": {
+        "hac": ("kfree.cluster.threshold_hac:ThresholdAgglomerative", {}),
+    },
+}
+
+
+def register(kind: str, name: str, target: str, **defaults: Any) -> None:
+    """Add ``name`` → ``module:Class`` (with default keyword arguments) under ``kind``."""
+    _REGISTRY.setdefault(kind, {})[name] = (target, defaults)
+
+
+def names(kind: str) -> list[str]:
+    return sorted(_REGISTRY.get(kind, {}))
+
+
+def resolve(kind: str, name: str) -> tuple[Any, dict[str, Any]]:
+    """The class registered under ``name`` and its default keyword arguments."""
+    entries = _REGISTRY.get(kind)
+    if entries is None:
+        raise ConfigError(f"unknown component kind {kind!r}; kinds are {sorted(_REGISTRY)}")
+    if name not in entries:
+        raise ConfigError(f"unknown {kind} {name!r}; choose one of {names(kind)}")
+    target, defaults = entries[name]
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr), dict(defaults)
+
+
+def get(kind: str, name: str, **kwargs: Any) -> Any:
+    """Instantiate the component ``name`` of ``kind`` with its defaults updated by ``kwargs``."""
+    cls, defaults = resolve(kind, name)
+    defaults.update(kwargs)
+    try:
+        return cls(**defaults)
+    except TypeError as e:
+        raise ConfigError(f"bad parameters for {kind} {name!r}: {e}") from None

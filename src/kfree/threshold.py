@@ -1,0 +1,61 @@
+"""The clustering threshold an embedding implies, with the distance it is measured in.
+
+A threshold without its distance kind is a bug waiting to happen: BCL's ``4b`` is in *squared*
+Euclidean units, the triplet ``sqrt((alpha+beta)/2)`` is in plain Euclidean units. So the value
+always travels with its kind and its provenance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from .exceptions import ConfigError
+
+Distance = Literal["sqeuclidean", "euclidean", "cosine"]
+DISTANCES: tuple[str, ...] = ("sqeuclidean", "euclidean", "cosine")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A distance threshold for cutting a dendrogram (pairs at ``<= value`` may be joined).
+
+    Parameters
+    ----------
+    value : float
+        The cut height, in the units of ``distance``. For unit-norm embeddings typical values
+        lie in ``[0, 4]`` (sqeuclidean), ``[0, 2]`` (euclidean) or ``[0, 2]`` (cosine).
+    distance : {"sqeuclidean", "euclidean", "cosine"}
+        The distance the value is measured in.
+    source : str
+        Where it came from, e.g. ``"4b"``, ``"sqrt((alpha+beta)/2)"``, ``"validation #clusters"``.
+    """
+
+    value: float
+    distance: str = "sqeuclidean"
+    source: str = "user"
+
+    def __post_init__(self) -> None:
+        if self.distance not in DISTANCES:
+            raise ConfigError(f"distance={self.distance!r} is not one of {DISTANCES}")
+        if not (isinstance(self.value, (int, float)) and math.isfinite(self.value)) or self.value <= 0:
+            raise ConfigError(f"threshold value={self.value!r} must be a finite number > 0")
+
+    def to(self, distance: str) -> "Threshold":
+        """The same cut expressed in another distance (only between the Euclidean kinds and,
+        for unit-norm vectors, cosine: ``d_cos = d_sq / 2``)."""
+        if distance == self.distance:
+            return self
+        sq = {"sqeuclidean": self.value, "euclidean": self.value**2, "cosine": 2 * self.value}[
+            self.distance
+        ]
+        value = {"sqeuclidean": sq, "euclidean": math.sqrt(sq), "cosine": sq / 2}[distance]
+        return Threshold(value=value, distance=distance, source=self.source + f" (as {distance})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Threshold":
+        return cls(value=float(d["value"]), distance=str(d["distance"]), source=str(d["source"]))

@@ -1,0 +1,144 @@
+"""Train an embedding network with a metric-learning loss on P×K batches.
+
+One loop for every loss: the loss sees ``(embeddings, labels)`` and returns a scalar. Every
+``eval_every`` epochs the model embeds the validation identities, clusters them at the loss's
+implied threshold (or at a threshold calibrated to their true #clusters when the loss implies
+none) and records NMI; with ``select_best`` the best epoch's weights are kept.
+
+Checkpointing (``checkpoint_path``) stores model, loss, optimiser, sampler and RNG state after
+every epoch, written atomically, so a run that is stopped resumes exactly where it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..data.samplers import PKSampler
+from ..exceptions import DataError
+from ..losses.base import EmbeddingLoss
+from ..utils.io import atomic_path
+from .validation import validation_score
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[..., None]
+
+
+@dataclass
+class TrainResult:
+    """History of a training run: per-epoch loss, validation scores and the chosen epoch."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_score: float | None = None
+    wall_time_s: float = 0.0
+
+
+def _optimizer(model: nn.Module, loss: EmbeddingLoss, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr,
+               "weight_decay": cfg.weight_decay}]
+    loss_params = [p for p in loss.parameters() if p.requires_grad]
+    if loss_params:
+        groups.append({"params": loss_params, "lr": cfg.lr * loss.param_lr_scale, "weight_decay": 0.0})
+    return torch.optim.Adam(groups)
+
+
+def train_embedding(
+    model: nn.Module,
+    loss: EmbeddingLoss,
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    *,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    hook: Hook | None = None,
+    checkpoint_path: str | Path | None = None,
+) -> TrainResult:
+    """Train ``model`` in place; return the history.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, in_dim), float32 features.
+    y : ndarray of shape (n,), identity labels (any hashable values).
+    hook : called as ``hook(step, completed=epoch, total=cfg.epochs, loss=..., **scores)``.
+    checkpoint_path : if given, save after each epoch and resume from it when it exists.
+    """
+    t0 = time.perf_counter()
+    _, y_int = np.unique(np.asarray(y), return_inverse=True)
+    n_classes = int(y_int.max()) + 1
+    if n_classes < max(2, loss.min_classes_per_batch):
+        raise DataError(f"training needs at least 2 identities, got {n_classes}")
+    loss.on_num_classes(n_classes, getattr(model, "out_dim", 0))
+    sampler = PKSampler(y_int, cfg.p, cfg.k, batches_per_epoch=cfg.batches_per_epoch, seed=cfg.seed)
+    opt = _optimizer(model, loss, cfg)
+    Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
+    yt = torch.as_tensor(y_int, dtype=torch.long)
+    result = TrainResult()
+    start_epoch = 0
+    best_state: dict[str, Any] | None = None
+    ckpt = Path(checkpoint_path) if checkpoint_path else None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        loss.load_state_dict(state["loss"])
+        opt.load_state_dict(state["optimizer"])
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        result = state["result"]
+        best_state = state.get("best_state")
+        start_epoch = int(state["epoch"])
+        log.info("resumed from %s at epoch %d", ckpt, start_epoch)
+    has_val = X_val is not None and y_val is not None and len(np.unique(y_val)) >= 2
+    log.info("training %s: %s", loss.name, sampler.describe())
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        total, count = 0.0, 0
+        for idx in sampler:
+            ib = torch.as_tensor(idx)
+            emb = model(Xt[ib])
+            value = loss(emb, yt[ib])
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            total += float(value.detach())
+            count += 1
+        row: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1)}
+        thr = loss.implied_threshold()
+        if thr is not None:
+            row["threshold"] = thr.value
+        last = epoch + 1 == cfg.epochs
+        if has_val and ((epoch + 1) % cfg.eval_every == 0 or last):
+            scores = validation_score(model, loss, X_val, y_val)
+            row.update(scores)
+            if cfg.select_best and (result.best_score is None or scores["val_nmi"] > result.best_score):
+                result.best_score = scores["val_nmi"]
+                result.best_epoch = epoch + 1
+                best_state = {"model": copy.deepcopy(model.state_dict()), "loss": copy.deepcopy(loss.state_dict())}
+        result.history.append(row)
+        if hook is not None:
+            hook("train", completed=epoch + 1, total=cfg.epochs, **{k: v for k, v in row.items() if k != "epoch"})
+        if ckpt is not None:
+            with atomic_path(ckpt) as tmp:
+                torch.save({"model": model.state_dict(), "loss": loss.state_dict(), "optimizer": opt.state_dict(),
+                            "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
+                            "result": result, "best_state": best_state, "epoch": epoch + 1}, tmp)
+    if cfg.select_best and best_state is not None:
+        model.load_state_dict(best_state["model"])
+        loss.load_state_dict(best_state["loss"])
+    if result.best_epoch is None:
+        result.best_epoch = cfg.epochs
+    result.wall_time_s = time.perf_counter() - t0
+    model.eval()
+    return result
