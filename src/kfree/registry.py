@@ -14,6 +14,16 @@ from .exceptions import ConfigError
 _REGISTRY: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "loss": {
         "bcl": ("kfree.losses.ball_cluster:BallClusterLoss", {}),
+        "bcl-ft": ("kfree.losses.pairwise:PairwiseConstraintLoss", {"variant": "bcl"}),
+        "pairwise": ("kfree.losses.pairwise:PairwiseConstraintLoss", {}),
+        "triplet": ("kfree.losses.triplet:TripletLoss", {}),
+        "triplet-l1": ("kfree.losses.triplet:TripletLoss", {"variant": "l1"}),
+        "triplet-l2": ("kfree.losses.triplet:TripletLoss", {"variant": "l2"}),
+        "triplet-l3": ("kfree.losses.triplet:TripletLoss", {"variant": "l3"}),
+        "prototypical": ("kfree.losses.prototypical:PrototypicalLoss", {}),
+        "contrastive": ("kfree.losses.contrastive:ContrastiveLoss", {}),
+        "softmax": ("kfree.losses.softmax:SoftmaxLoss", {}),
+        "norm-softmax": ("kfree.losses.normalized_softmax:NormalizedSoftmaxLoss", {}),
     },
     "cluster": {
         "hac": ("kfree.cluster.threshold_hac:ThresholdAgglomerative", {}),

@@ -1,0 +1,94 @@
+"""Contrastive loss (Hadsell, Chopra & LeCun 2006), as in the BCL paper's baseline.
+
+For a pair at Euclidean distance ``d``: ``½ d²`` if the two samples share an identity, and
+``½ [m − d]²_+`` otherwise. Positives are pulled to a point, negatives pushed beyond ``m``;
+the loss does not bound the size of a cluster of *unseen* identities relative to ``m``, so it
+implies no clustering threshold (calibrate one on validation identities).
+
+The BCL reference code learns the margin as ``m = softplus(h)`` with ``h`` initialised at 1
+(``m ≈ 1.313``) and draws as many random negative pairs as there are positive pairs; both are
+options here. Note that the loss only ever *decreases* in ``m`` (``∂L/∂m = [m − d]_+ ≥ 0``), so a
+learned margin can only shrink; that is why ``learn_margin`` is off by default.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..exceptions import ConfigError
+from .base import EmbeddingLoss
+from .miners import all_pairs
+
+NEGATIVES: tuple[str, ...] = ("all", "random")
+
+
+class ContrastiveLoss(EmbeddingLoss):
+    """``½·mean_pos d² + ½·mean_neg [m − d]²_+`` over the pairs of a batch (Euclidean ``d``).
+
+    Parameters
+    ----------
+    margin : float
+        Margin ``m`` in plain Euclidean units, ``> 0``. For unit-norm embeddings distances lie in
+        ``[0, 2]``; the BCL reference starts at ``softplus(1) ≈ 1.313``.
+    learn_margin : bool
+        Learn ``m = softplus(h)`` (``h`` initialised so that ``m`` starts at ``margin``), as the
+        BCL reference does. The loss is monotone in ``m``, so it can only shrink.
+    negatives : {"all", "random"}
+        Every negative pair of the batch, or as many uniformly drawn negative pairs as there
+        are positive pairs (the reference's sampling; uses the global torch RNG).
+    margin_lr_scale : float
+        Learning-rate multiplier for ``h`` relative to the network.
+    """
+
+    name = "contrastive"
+    min_classes_per_batch = 2
+
+    def __init__(
+        self,
+        *,
+        margin: float = 1.0,
+        learn_margin: bool = False,
+        negatives: str = "all",
+        margin_lr_scale: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
+            raise ConfigError(f"margin={margin!r} must be a finite number > 0 (unit-norm range (0, 2])")
+        if negatives not in NEGATIVES:
+            raise ConfigError(f"negatives={negatives!r} is not one of {NEGATIVES}")
+        if not margin_lr_scale > 0:
+            raise ConfigError(f"margin_lr_scale={margin_lr_scale} must be > 0")
+        self.learn_margin = bool(learn_margin)
+        self.negatives = negatives
+        self.param_lr_scale = float(margin_lr_scale)
+        # inverse softplus, so that softplus(h) == margin at the start
+        h0 = float(margin) + math.log(-math.expm1(-float(margin)))
+        self.h = nn.Parameter(torch.tensor(h0), requires_grad=self.learn_margin)
+
+    def margin(self) -> torch.Tensor:
+        """The current margin ``m = softplus(h)`` (Euclidean units)."""
+        return F.softplus(self.h)
+
+    def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        pos, neg = all_pairs(labels)  # (n_pos, 2), (n_neg, 2)
+        if self.negatives == "random" and pos.shape[0] > 0 and neg.shape[0] > 0:
+            pick = torch.randint(neg.shape[0], (pos.shape[0],), device=neg.device)
+            neg = neg[pick]
+        total = self.zero(embeddings) + self.h * 0.0
+        if pos.shape[0] > 0:
+            d2_pos = (embeddings[pos[:, 0]] - embeddings[pos[:, 1]]).pow(2).sum(1)  # (n_pos,)
+            total = total + 0.5 * d2_pos.mean()
+        if neg.shape[0] > 0:
+            d2_neg = (embeddings[neg[:, 0]] - embeddings[neg[:, 1]]).pow(2).sum(1)  # (n_neg,)
+            d_neg = d2_neg.clamp_min(1e-12).sqrt()  # clamp: sqrt has no gradient at 0
+            total = total + 0.5 * F.relu(self.margin() - d_neg).pow(2).mean()
+        return total
+
+    def hparams(self) -> dict[str, Any]:
+        return {"margin": float(self.margin().detach()), "learn_margin": self.learn_margin,
+                "negatives": self.negatives}

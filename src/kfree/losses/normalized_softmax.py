@@ -1,0 +1,77 @@
+"""Normalised-softmax classification features (NormFace; Wang et al. 2017).
+
+Like :mod:`kfree.losses.softmax`, but both the embedding and the class weight vectors are
+L2-normalised and the logits are cosines divided by a temperature: ``cos(f, w_k) / T``. This puts
+the classification geometry on the unit sphere the embedding lives on, which tends to give
+tighter clusters than plain softmax, yet still implies no clustering threshold for unseen
+identities (calibrate one).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..exceptions import ConfigError, DataError
+from .base import EmbeddingLoss
+from .softmax import check_classes, check_labels
+
+
+class NormalizedSoftmaxLoss(EmbeddingLoss):
+    """Cross-entropy over ``cos(f_i, w_k) / temperature`` for the training identities ``k``.
+
+    Parameters
+    ----------
+    temperature : float
+        ``T > 0``; logits lie in ``[−1/T, 1/T]``. Typical 0.05 (pytorch-metric-learning's
+        default) to 0.1.
+    n_classes, dim : int, optional
+        Usually supplied by the trainer through :meth:`on_num_classes`.
+
+    The weight matrix ``W`` has shape (dim, n_classes), as in pytorch-metric-learning's
+    ``NormalizedSoftmaxLoss``, so weights can be compared one to one.
+    """
+
+    name = "norm-softmax"
+    min_classes_per_batch = 1
+
+    def __init__(self, *, temperature: float = 0.05, n_classes: int | None = None, dim: int | None = None) -> None:
+        super().__init__()
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(f"temperature={temperature!r} must be a finite number > 0 (typical 0.05–0.1)")
+        check_classes(n_classes, dim)
+        self.temperature = float(temperature)
+        self.W: nn.Parameter | None = None
+        if n_classes is not None and dim is not None:
+            self.on_num_classes(n_classes, dim)
+
+    def on_num_classes(self, n_classes: int, dim: int) -> None:
+        check_classes(int(n_classes), int(dim))
+        if self.W is None or tuple(self.W.shape) != (dim, n_classes):
+            self.W = nn.Parameter(torch.randn(int(dim), int(n_classes)) / math.sqrt(dim))
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Scaled cosines of shape (batch, n_classes)."""
+        if self.W is None:
+            raise ConfigError(
+                "NormalizedSoftmaxLoss needs the number of classes: call on_num_classes(n_classes, dim) "
+                "(the trainer does) or pass n_classes= and dim="
+            )
+        if embeddings.shape[1] != self.W.shape[0]:
+            raise DataError(f"embeddings have dim {embeddings.shape[1]} but the weights expect {self.W.shape[0]}")
+        return F.normalize(embeddings, dim=1) @ F.normalize(self.W, dim=0) / self.temperature
+
+    def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(embeddings)
+        check_labels(labels, logits.shape[1])
+        if labels.numel() == 0:
+            return self.zero(embeddings)
+        return F.cross_entropy(logits, labels)
+
+    def hparams(self) -> dict[str, Any]:
+        return {"temperature": self.temperature,
+                "n_classes": int(self.W.shape[1]) if self.W is not None else None}
