@@ -34,6 +34,15 @@ training (the CelebA test identities, ``faces_celeba/``). This module joins the 
     (``Episode.images_shared`` is then true for the combined sets). Single episodes keep more
     tracks and a screen-time ordering closer to the real one.
 
+**Which tracks are kept** (``track_selection``): ``"uniform"`` (default, as issue 7 specifies)
+keeps a uniform random subset of each character's tracks. A pair of co-occurring tracks then
+survives with probability ≈ (kept fraction)², so heavily truncated episodes keep few or no
+cannot-links. ``"cooccur"`` walks the real co-occurring pairs in random order first and keeps
+both tracks while both characters' budgets allow, which keeps several times more cannot-links.
+Either way, minor characters keep all their tracks, so the few same-character co-occurring
+pairs (15 of the 4,936 real ones, mostly minor characters) are over-represented among the kept
+cannot-links compared with the real episodes.
+
 The combined set of all 12 episodes has 212 characters (103 + 109) and does not fit the default
 109 test identities; asking for it raises :class:`~kfree.exceptions.DataError` unless the split
 leaves at least 212 test identities.
@@ -408,7 +417,7 @@ def _select_tracks(
     ``image_counts[c]``: images of ``c``'s identity. Returns ``{c: {ep: [positions]}}``.
 
     Budgets: ``"series"`` keeps ``min(N, max(ceil(m / k), E))`` of a character's N tracks over
-    its E episodes (one in each episode first); ``"episode"`` keeps ``min(n_e, ceil(m / k))`` in
+    its E episodes (at least one in each episode); ``"episode"`` keeps ``min(n_e, ceil(m / k))`` in
     each episode. ``selection="uniform"`` fills the budgets with uniformly random tracks;
     ``"cooccur"`` first walks the real co-occurring pairs in random order and keeps both tracks
     of a pair while both characters' budgets allow, then fills the rest uniformly — it keeps
@@ -444,15 +453,17 @@ def _select_tracks(
         for ep, pos in per.items():
             char_of.update(((ep, int(p)), c) for p in pos)
     taken: set[Handle] = set()
+    # "series": episodes in which a character has no kept track yet; one slot of its budget
+    # stays reserved for each, so #characters per episode stays real
+    missing: dict[str, set[str]] = {c: set(positions[c]) for c in positions} if series else {}
 
     def take(h: Handle) -> None:
         taken.add(h)
-        left[bkey(char_of[h], h[0])] -= 1
+        c = char_of[h]
+        left[bkey(c, h[0])] -= 1
+        if series:
+            missing[c].discard(h[0])
 
-    if series:  # every character keeps one random track in each of its episodes
-        for c in sorted(positions):
-            for ep in sorted(positions[c]):
-                take((ep, int(rng.choice(positions[c][ep]))))
     if selection == "cooccur":
         pairs: list[tuple[Handle, Handle]] = []
         for st in sts:
@@ -461,16 +472,25 @@ def _select_tracks(
             pb = np.searchsorted(st.track_ids, co[:, 1])
             pairs.extend(((st.name, int(x)), (st.name, int(z))) for x, z in zip(pa, pb))
         for i in rng.permutation(len(pairs)):
-            need = [h for h in pairs[i] if h not in taken]
+            need = [h for h in dict.fromkeys(pairs[i]) if h not in taken]
             if not need:
                 continue
             cost: dict[tuple[str, str], int] = {}
+            covers: dict[str, set[str]] = {}
             for h in need:
                 kk = bkey(char_of[h], h[0])
                 cost[kk] = cost.get(kk, 0) + 1
-            if all(left[kk] >= v for kk, v in cost.items()):
+                covers.setdefault(char_of[h], set()).add(h[0])
+            ok = all(
+                left[kk] - v >= (len(missing[kk[0]] - covers[kk[0]]) if series else 0) for kk, v in cost.items()
+            )
+            if ok:
                 for h in need:
                     take(h)
+    if series:  # one random track in each episode the character has none in yet
+        for c in sorted(positions):
+            for ep in sorted(missing[c]):
+                take((ep, int(rng.choice(positions[c][ep]))))
     for kk in sorted(handles):
         if left[kk] > 0:
             pool = [h for h in handles[kk] if h not in taken]
