@@ -1,0 +1,105 @@
+"""ContrastiveLoss: brute-force value and gradient, margins, learned margin, config errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kfree import registry
+from kfree.exceptions import ConfigError
+from kfree.losses import ContrastiveLoss
+
+LABELS = [0, 0, 1, 1, 1, 2]
+
+
+def _emb(seed=0, n=6, d=3, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, d, generator=g, dtype=dtype) * 0.5).requires_grad_(True)
+
+
+def _brute(x, labels, m):
+    pos, neg = [], []
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            d = torch.sqrt(((x[i] - x[j]) ** 2).sum())
+            if labels[i] == labels[j]:
+                pos.append(0.5 * d**2)
+            else:
+                neg.append(0.5 * torch.clamp(m - d, min=0) ** 2)
+    return sum(pos) / len(pos) + sum(neg) / len(neg)
+
+
+@pytest.mark.parametrize("margin", [0.5, 1.0, 1.5])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_matches_brute_force_value_and_gradient(margin, dtype):
+    x1, x2 = _emb(1, dtype=dtype), _emb(1, dtype=dtype)
+    labels = torch.tensor(LABELS)
+    got = ContrastiveLoss(margin=margin)(x1, labels)
+    want = _brute(x2, LABELS, margin)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    assert abs(float(got.detach()) - float(want.detach())) < tol
+    got.backward()
+    want.backward()
+    assert torch.allclose(x1.grad, x2.grad, atol=tol * 10)
+
+
+def test_zero_when_margins_are_met():
+    # identical members (d = 0), identities 3 apart (> m = 1)
+    centres = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
+    x = centres[torch.tensor(LABELS)].clone().requires_grad_(True)
+    value = ContrastiveLoss(margin=1.0)(x, torch.tensor(LABELS))
+    assert float(value.detach()) == 0.0
+    value.backward()
+    assert torch.count_nonzero(x.grad) == 0
+
+
+def test_single_class_and_all_distinct_still_backward():
+    x = _emb(2)
+    for labels in (torch.zeros(6, dtype=torch.long), torch.arange(6)):
+        value = ContrastiveLoss()(x, labels)
+        value.backward()
+    # only negatives: ½[m − d]²_+ alone
+    x = torch.tensor([[0.0, 0.0], [0.5, 0.0]], dtype=torch.float64)
+    assert float(ContrastiveLoss(margin=1.0)(x, torch.tensor([0, 1]))) == pytest.approx(0.5 * 0.5**2)
+
+
+def test_coincident_negatives_have_finite_gradient():
+    x = torch.zeros(4, 2, dtype=torch.float64, requires_grad=True)
+    ContrastiveLoss()(x, torch.tensor([0, 1, 2, 3])).backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_learned_margin_starts_at_margin_and_can_only_shrink():
+    loss = ContrastiveLoss(margin=1.3, learn_margin=True)
+    assert float(loss.margin()) == pytest.approx(1.3)
+    assert loss.h.requires_grad and not ContrastiveLoss().h.requires_grad
+    x = _emb(3)
+    loss(x, torch.tensor(LABELS)).backward()
+    assert float(loss.h.grad) >= 0  # gradient descent lowers h, hence m
+    # the reference code's initialisation h = 1 is margin = softplus(1)
+    assert float(ContrastiveLoss(margin=math.log1p(math.e)).h) == pytest.approx(1.0)
+
+
+def test_random_negatives_match_positive_count():
+    torch.manual_seed(0)
+    x = _emb(4, n=12)
+    labels = torch.arange(12) // 4  # 3 ids x 4: 18 positive pairs, 48 negative pairs
+    value = ContrastiveLoss(negatives="random")(x, labels)
+    value.backward()
+    assert float(value.detach()) > 0
+
+
+def test_no_threshold_and_registry():
+    loss = registry.get("loss", "contrastive", margin=0.7)
+    assert loss.implied_threshold() is None
+    assert loss.hparams()["margin"] == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"margin": 0}, "margin=0"), ({"margin": -1.0}, "margin=-1.0"),
+                                           ({"negatives": "hard"}, "negatives='hard'"),
+                                           ({"margin_lr_scale": 0}, "margin_lr_scale=0")])
+def test_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ContrastiveLoss(**kwargs)
