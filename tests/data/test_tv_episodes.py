@@ -111,7 +111,7 @@ def test_assign_identities_by_demand(rng):
 @pytest.mark.parametrize("budget,selection", ALL_OPTIONS)
 def test_invariants(structures, faces, budget, selection):
     X, y = faces
-    eps = _build(structures, faces, seed=1, image_budget=budget, track_selection=selection)
+    eps = _build(structures, faces, seed=1, image_budget=budget, combined_image_budget=None, track_selection=selection)
     assert list(eps) == ["s_e01", "s_e02", "t_e01", "s_all"]
     # characters per episode stay real
     assert [eps[n].n_characters for n in ("s_e01", "s_e02", "t_e01", "s_all")] == [3, 3, 2, 4]
@@ -162,7 +162,7 @@ def test_same_character_same_identity_across_episodes(structures, faces):
 
 
 def test_series_budget_truncation(structures, faces):
-    eps = _build(structures, faces, seed=0, image_budget="series")
+    eps = _build(structures, faces, seed=0, image_budget="series", combined_image_budget=None)
     comb = eps["s_all"]
     per_char = {c: int((comb.track_characters == c).sum()) for c in "abcd"}
     # a: 11 real tracks, identity of 9 images -> ceil(9/2) = 5 tracks, one of them with 1 image
@@ -179,12 +179,26 @@ def test_series_budget_truncation(structures, faces):
 
 
 def test_episode_budget_truncation(structures, faces):
-    eps = _build(structures, faces, seed=0, image_budget="episode")
+    eps = _build(structures, faces, seed=0, image_budget="episode", combined_image_budget=None)
     n_a = [int((eps[n].track_characters == "a").sum()) for n in ("s_e01", "s_e02")]
     assert n_a == [5, 4]  # min(real tracks, ceil(9 / 2)) per episode
     comb = eps["s_all"]
     assert comb.images_shared == (np.unique(comb.image_rows).shape[0] < comb.n_images)
     assert comb.images_shared  # "a" spends its 9 images in each episode
+
+
+def test_default_episode_budget_for_episodes_series_budget_for_combined_sets(structures, faces):
+    eps = _build(structures, faces, seed=2)
+    series = _build(structures, faces, seed=2, image_budget="series", combined_image_budget=None)
+    episode = _build(structures, faces, seed=2, image_budget="episode", combined_image_budget=None)
+    for n in ("s_e01", "s_e02", "t_e01"):  # single episodes: the episode-budget draw
+        assert np.array_equal(eps[n].image_rows, episode[n].image_rows)
+    comb = eps["s_all"]  # combined set: the series-budget draw, no image reused
+    assert np.array_equal(comb.image_rows, series["s_all"].image_rows)
+    assert not comb.images_shared and comb.image_budget == "series"
+    # one character -> identity map for both
+    m_single = {(str(c), int(lab)) for n in ("s_e01", "s_e02") for c, lab in zip(eps[n].track_characters, eps[n].track_labels)}
+    assert m_single == set(zip(comb.track_characters.tolist(), comb.track_labels.tolist()))
 
 
 def test_cooccur_selection_keeps_more_cannot_links(faces):
@@ -245,8 +259,10 @@ def test_series_budget_needs_one_image_per_episode(faces):
     X, y = faces
     sts = [_structure(f"s_e{i}", [(1, "a", 0, 1)]) for i in range(3)]
     with pytest.raises(DataError, match="appears in 3 episodes but its identity has only 2 images"):
-        build_from_structures(sts, X, y, [103])
-    eps = build_from_structures(sts, X, y, [103], image_budget="episode")
+        build_from_structures(sts, X, y, [103], image_budget="series")
+    with pytest.raises(DataError, match="combined_image_budget"):
+        build_from_structures(sts, X, y, [103])  # the default combined sets use the series budget
+    eps = build_from_structures(sts, X, y, [103], image_budget="episode", combined_image_budget="episode")
     assert eps["s_all"].images_shared
 
 

@@ -21,18 +21,27 @@ training (the CelebA test identities, ``faces_celeba/``). This module joins the 
 - must-link pairs are the images of one track (image-level indices); cannot-link pairs are the
   real co-occurring pairs (overlapping frame ranges) among the kept tracks, within an episode.
 
-**How images are shared across episodes** (``image_budget``):
+**How images are shared across episodes** (``image_budget`` for the single episodes,
+``combined_image_budget`` for the combined sets):
 
-``"series"`` (default)
-    An identity's images are one budget for the whole series (combined set). No image is used by
-    two tracks anywhere in ``bbt_all`` or ``buffy_all``, so the combined sets are honest unions of
-    their episodes. The price: a main character's ≤ 15 tracks are spread over up to 6 episodes,
-    so single episodes keep few tracks of their main characters.
+``"series"``
+    An identity's images are one budget for the whole series. No image is used by two tracks
+    anywhere in ``bbt_all`` or ``buffy_all``. The price, if single episodes are drawn this way
+    too: a main character's ≤ 15 tracks are spread over up to 6 episodes, so a single episode
+    keeps 1–5 tracks of a main character while a background character keeps all of its 8
+    (bbt_s01e01 keeps 23 of 656 tracks and no cannot-link at seed 0).
 ``"episode"``
     Each episode spends the identity's whole budget on its own; within an episode no image is
-    shared, but the same image can recur in tracks of other episodes of the combined set
-    (``Episode.images_shared`` is then true for the combined sets). Single episodes keep more
-    tracks and a screen-time ordering closer to the real one.
+    shared, but the same image can recur in other episodes of the series. Single episodes keep
+    up to 15 tracks per character (88 of 656 for bbt_s01e01) and a screen-time order close to
+    the real one.
+
+The default is ``"episode"`` for the single episodes and ``"series"`` for the combined sets:
+every returned set uses each image at most once, single episodes stay as rich as the images
+allow, and the character→identity map is the same in both. The combined sets are then a second
+draw (same seed), not the union of the returned single episodes; pass
+``combined_image_budget=None`` to get the exact union instead (its ``images_shared`` says whether
+an image recurs). ``results/bcl2019/episodes.md`` has the measured counts of every option.
 
 **Which tracks are kept** (``track_selection``): ``"uniform"`` (default, as issue 7 specifies)
 keeps a uniform random subset of each character's tracks. A pair of co-occurring tracks then
@@ -440,7 +449,8 @@ def _select_tracks(
             if m < n_eps:
                 raise DataError(
                     f"character {c} appears in {n_eps} episodes but its identity has only {m} images; "
-                    f"it cannot keep one track per episode without sharing images (use image_budget='episode')"
+                    f"it cannot keep one track per episode without reusing images; pass 'episode' as the image "
+                    f"budget of this set (image_budget / combined_image_budget) to let episodes reuse images"
                 )
             total = sum(p.shape[0] for p in per.values())
             left[bkey(c, "")] = min(total, max(math.ceil(m / k), n_eps))
@@ -616,7 +626,8 @@ def build_from_structures(
     seed: int = 0,
     groups: Mapping[str, Sequence[str]] | None = None,
     combined: Mapping[str, Sequence[str]] | None = None,
-    image_budget: ImageBudget = "series",
+    image_budget: ImageBudget = "episode",
+    combined_image_budget: ImageBudget | None = "series",
     track_selection: TrackSelection = "uniform",
     images_per_track: int = 2,
     min_shared_frames: int = 1,
@@ -642,8 +653,14 @@ def build_from_structures(
     combined : mapping name -> episode names, optional
         Combined sets to return besides the episodes; each must lie inside one group. Default:
         one per group with more than one episode, under the group's name.
-    image_budget : {"series", "episode"}
-        How an identity's images are shared across the episodes of a group (module docstring).
+    image_budget : {"episode", "series"}
+        How an identity's images are shared across the episodes of a group, for the single
+        episodes (module docstring). Default ``"episode"``.
+    combined_image_budget : {"series", "episode"} or None
+        The same for the combined sets. Default ``"series"``: no image recurs anywhere in a
+        combined set. When it differs from ``image_budget`` the combined sets are a second draw
+        (same seed, same character→identity map) rather than the union of the returned single
+        episodes; ``None`` means "as ``image_budget``" (then they are exactly that union).
     track_selection : {"uniform", "cooccur"}
         Which of a character's real tracks are kept when its images do not cover them all.
         ``"uniform"`` (default): a seeded uniform random subset. ``"cooccur"``: real co-occurring
@@ -670,6 +687,8 @@ def build_from_structures(
     """
     if image_budget not in IMAGE_BUDGETS:
         raise ConfigError(f"image_budget={image_budget!r} must be one of {IMAGE_BUDGETS}")
+    if combined_image_budget is not None and combined_image_budget not in IMAGE_BUDGETS:
+        raise ConfigError(f"combined_image_budget={combined_image_budget!r} must be one of {IMAGE_BUDGETS} or None")
     if track_selection not in TRACK_SELECTIONS:
         raise ConfigError(f"track_selection={track_selection!r} must be one of {TRACK_SELECTIONS}")
     if int(images_per_track) != images_per_track or images_per_track < 1:
@@ -718,38 +737,45 @@ def build_from_structures(
     def key_of(st: EpisodeStructure, character: str) -> str:
         return f"{st.series}/{character}"
 
-    built: dict[str, Episode] = {}
-    for g, eps in groups.items():
-        rng = _group_rng(seed, g)
-        sts = [by_name[ep] for ep in eps]
-        positions: dict[str, dict[str, np.ndarray]] = {}
-        for st in sts:
-            for c in np.unique(st.characters):
-                positions.setdefault(key_of(st, str(c)), {})[st.name] = np.flatnonzero(st.characters == c)
-        demand = {c: sum(p.shape[0] for p in per.values()) for c, per in positions.items()}
-        try:
-            label_of = assign_identities(demand, image_counts, rng)
-        except DataError as e:
-            raise DataError(f"set {g!r} ({len(eps)} episodes): {e}") from None
-        selected = _select_tracks(
-            sts, positions, {c: rows_of[label_of[c]].shape[0] for c in positions},
-            k=int(images_per_track), budget=image_budget, selection=track_selection,
-            min_shared_frames=int(min_shared_frames), rng=rng,
-        )
-        kept: dict[str, list[tuple[int, np.ndarray]]] = {ep: [] for ep in eps}
-        for c in sorted(positions):
-            plan = _assign_images(selected[c], rows_of[label_of[c]], int(images_per_track), image_budget, rng)
-            for ep, tracks in plan.items():
-                kept[ep].extend(tracks)
-        for st in sts:
-            built[st.name] = _assemble(st, kept[st.name], label_of, key_of, X, image_budget, int(min_shared_frames))
-        logger.info(
-            "%s: %d characters over %d episodes, %d of %d real tracks kept",
-            g, len(positions), len(eps), sum(built[e].n_tracks for e in eps), sum(built[e].n_tracks_real for e in eps),
-        )
+    def build_all(budget: str) -> dict[str, Episode]:
+        built: dict[str, Episode] = {}
+        for g, eps in groups.items():
+            rng = _group_rng(seed, g)
+            sts = [by_name[ep] for ep in eps]
+            positions: dict[str, dict[str, np.ndarray]] = {}
+            for st in sts:
+                for c in np.unique(st.characters):
+                    positions.setdefault(key_of(st, str(c)), {})[st.name] = np.flatnonzero(st.characters == c)
+            demand = {c: sum(p.shape[0] for p in per.values()) for c, per in positions.items()}
+            try:  # first draw of the group's stream: the same map whatever the budget
+                label_of = assign_identities(demand, image_counts, rng)
+            except DataError as e:
+                raise DataError(f"set {g!r} ({len(eps)} episodes): {e}") from None
+            selected = _select_tracks(
+                sts, positions, {c: rows_of[label_of[c]].shape[0] for c in positions},
+                k=int(images_per_track), budget=budget, selection=track_selection,
+                min_shared_frames=int(min_shared_frames), rng=rng,
+            )
+            kept: dict[str, list[tuple[int, np.ndarray]]] = {ep: [] for ep in eps}
+            for c in sorted(positions):
+                plan = _assign_images(selected[c], rows_of[label_of[c]], int(images_per_track), budget, rng)
+                for ep, tracks in plan.items():
+                    kept[ep].extend(tracks)
+            for st in sts:
+                built[st.name] = _assemble(st, kept[st.name], label_of, key_of, X, budget, int(min_shared_frames))
+            logger.info(
+                "%s (%s budget): %d characters over %d episodes, %d of %d real tracks kept", g, budget,
+                len(positions), len(eps), sum(built[e].n_tracks for e in eps), sum(built[e].n_tracks_real for e in eps),
+            )
+        return built
+
+    built = build_all(image_budget)
     out = {st.name: built[st.name] for st in structures}
-    for c, eps in combined.items():
-        out[c] = combine_episodes(c, [built[ep] for ep in eps])
+    if combined:
+        if combined_image_budget is not None and combined_image_budget != image_budget:
+            built = build_all(combined_image_budget)  # a second draw, same identity map
+        for c, eps in combined.items():
+            out[c] = combine_episodes(c, [built[ep] for ep in eps])
     return out
 
 
@@ -777,7 +803,8 @@ def build_episodes(
     split: IdentitySplit | None = None,
     split_sizes: tuple[int, int, int] = DEFAULT_SPLIT,
     include_all: bool = False,
-    image_budget: ImageBudget = "series",
+    image_budget: ImageBudget = "episode",
+    combined_image_budget: ImageBudget | None = "series",
     track_selection: TrackSelection = "uniform",
     images_per_track: int = 2,
     min_shared_frames: int = 1,
@@ -805,7 +832,7 @@ def build_episodes(
         series needs its own identity: raises :class:`DataError` unless there are at least 212
         test identities (e.g. ``split_sizes=(70, 10, 219)``), and the per-series sets are built
         from that one joint map.
-    image_budget, track_selection, images_per_track, min_shared_frames
+    image_budget, combined_image_budget, track_selection, images_per_track, min_shared_frames
         See :func:`build_from_structures`.
 
     Returns
@@ -844,5 +871,5 @@ def build_episodes(
     return build_from_structures(
         [structures[e] for e in episodes], faces.embeddings, faces.labels, split.test_ids,
         seed=seed, groups=groups, combined=combined, image_budget=image_budget,
-        track_selection=track_selection, images_per_track=images_per_track, min_shared_frames=min_shared_frames,
+        combined_image_budget=combined_image_budget, track_selection=track_selection, images_per_track=images_per_track, min_shared_frames=min_shared_frames,
     )
