@@ -345,3 +345,13 @@ def test_real_episodes(real_episodes):
 def test_real_all_episodes_do_not_fit(shared_data):
     with pytest.raises(DataError, match="212 characters but the split has only 109 test identities"):
         build_episodes(shared_data, include_all=True)
+
+
+@pytest.mark.shared_data
+def test_real_all_episodes_with_enough_test_identities(shared_data):
+    eps = build_episodes(shared_data, include_all=True, split_sizes=(70, 10, 219))
+    assert list(eps)[-3:] == ["bbt_all", "buffy_all", "all"]
+    assert eps["all"].n_characters == 212 and eps["all"].n_tracks_real == 9740
+    assert not eps["all"].images_shared
+    # one joint map: no identity plays a character in both series
+    assert not set(eps["bbt_all"].track_labels.tolist()) & set(eps["buffy_all"].track_labels.tolist())
