@@ -33,15 +33,27 @@ from kfree.exceptions import ConfigError, DataError
 # "t" is a different person from "a" of "s".
 
 S_E1 = [  # (track id, character, start, end)
-    (1, "a", 0, 9), (2, "a", 20, 29), (3, "a", 40, 49), (4, "a", 60, 69), (5, "a", 80, 89),
-    (6, "a", 100, 109), (7, "a", 21, 24),  # 7 overlaps 2: one person tracked twice
-    (11, "b", 5, 14), (12, "b", 45, 54), (13, "b", 200, 210),
-    (21, "c", 22, 25), (22, "c", 300, 310),
+    (1, "a", 0, 9),
+    (2, "a", 20, 29),
+    (3, "a", 40, 49),
+    (4, "a", 60, 69),
+    (5, "a", 80, 89),
+    (6, "a", 100, 109),
+    (7, "a", 21, 24),  # 7 overlaps 2: one person tracked twice
+    (11, "b", 5, 14),
+    (12, "b", 45, 54),
+    (13, "b", 200, 210),
+    (21, "c", 22, 25),
+    (22, "c", 300, 310),
 ]
 S_E2 = [
-    (1, "a", 0, 9), (2, "a", 20, 29), (3, "a", 40, 49), (4, "a", 60, 69),
+    (1, "a", 0, 9),
+    (2, "a", 20, 29),
+    (3, "a", 40, 49),
+    (4, "a", 60, 69),
     (11, "b", 25, 30),
-    (31, "d", 41, 43), (32, "d", 61, 70),
+    (31, "d", 41, 43),
+    (32, "d", 61, 70),
 ]
 T_E1 = [(1, "a", 0, 5), (2, "a", 10, 15), (3, "e", 3, 12)]
 # identities 100..105 with 6, 5, 3, 2, 4, 9 images
@@ -98,7 +110,14 @@ def test_structure_sorts_and_validates():
     with pytest.raises(DataError, match="not unique"):
         EpisodeStructure.from_intervals("x_e1", [1, 1], ["a", "b"], [0, 0], [1, 1])
     with pytest.raises(DataError, match="not in track_ids"):
-        EpisodeStructure("x_e1", np.array([1]), np.array(["a"]), np.array([0]), np.array([1]), np.array([[1, 2, 1]]))
+        EpisodeStructure(
+            "x_e1",
+            np.array([1]),
+            np.array(["a"]),
+            np.array([0]),
+            np.array([1]),
+            np.array([[1, 2, 1]]),
+        )
 
 
 def test_assign_identities_by_demand(rng):
@@ -111,7 +130,14 @@ def test_assign_identities_by_demand(rng):
 @pytest.mark.parametrize("budget,selection", ALL_OPTIONS)
 def test_invariants(structures, faces, budget, selection):
     X, y = faces
-    eps = _build(structures, faces, seed=1, image_budget=budget, combined_image_budget=None, track_selection=selection)
+    eps = _build(
+        structures,
+        faces,
+        seed=1,
+        image_budget=budget,
+        combined_image_budget=None,
+        track_selection=selection,
+    )
     assert list(eps) == ["s_e01", "s_e02", "t_e01", "s_all"]
     # characters per episode stay real
     assert [eps[n].n_characters for n in ("s_e01", "s_e02", "t_e01", "s_all")] == [3, 3, 2, 4]
@@ -121,7 +147,9 @@ def test_invariants(structures, faces, budget, selection):
         assert np.array_equal(y[ep.image_rows], ep.track_labels[ep.image_track])
         assert np.allclose(ep.image_descriptors, X[ep.image_rows])
         for t in range(ep.n_tracks):
-            assert np.allclose(ep.track_descriptors[t], X[ep.image_rows[ep.image_track == t]].mean(0), atol=1e-6)
+            assert np.allclose(
+                ep.track_descriptors[t], X[ep.image_rows[ep.image_track == t]].mean(0), atol=1e-6
+            )
         # 2 images per track, 1 only when the identity runs short
         assert set(ep.images_per_track().tolist()) <= {1, 2}
         # must-link = the two images of one track
@@ -140,7 +168,10 @@ def test_invariants(structures, faces, budget, selection):
         assert got == _overlapping_pairs(eps[name], structures)
     comb = eps["s_all"]
     assert comb.n_tracks == eps["s_e01"].n_tracks + eps["s_e02"].n_tracks
-    assert comb.cannot_link.shape[0] == eps["s_e01"].cannot_link.shape[0] + eps["s_e02"].cannot_link.shape[0]
+    assert (
+        comb.cannot_link.shape[0]
+        == eps["s_e01"].cannot_link.shape[0] + eps["s_e02"].cannot_link.shape[0]
+    )
     ep_of = comb.track_episode
     assert (ep_of[comb.cannot_link[:, 0]] == ep_of[comb.cannot_link[:, 1]]).all()
     assert comb.n_tracks_real == 12 + 7
@@ -197,7 +228,11 @@ def test_default_episode_budget_for_episodes_series_budget_for_combined_sets(str
     assert np.array_equal(comb.image_rows, series["s_all"].image_rows)
     assert not comb.images_shared and comb.image_budget == "series"
     # one character -> identity map for both
-    m_single = {(str(c), int(lab)) for n in ("s_e01", "s_e02") for c, lab in zip(eps[n].track_characters, eps[n].track_labels)}
+    m_single = {
+        (str(c), int(lab))
+        for n in ("s_e01", "s_e02")
+        for c, lab in zip(eps[n].track_characters, eps[n].track_labels)
+    }
     assert m_single == set(zip(comb.track_characters.tolist(), comb.track_labels.tolist()))
 
 
@@ -206,7 +241,10 @@ def test_cooccur_selection_keeps_more_cannot_links(faces):
     rows = [(i, "a", 100 * i, 100 * i + 10) for i in range(20)] + [(99, "b", 705, 706)]
     st = [_structure("s_e01", rows)]
     kept = {
-        sel: [_build(st, faces, seed=s, track_selection=sel)["s_e01"].cannot_link.shape[0] for s in range(10)]
+        sel: [
+            _build(st, faces, seed=s, track_selection=sel)["s_e01"].cannot_link.shape[0]
+            for s in range(10)
+        ]
         for sel in ("uniform", "cooccur")
     }
     assert kept["cooccur"] == [1] * 10
@@ -232,16 +270,24 @@ def test_sample_images(structures, faces):
 
 def test_too_many_characters_is_a_clear_error(structures, faces):
     X, y = faces
-    with pytest.raises(DataError, match="'s_all'.*4 characters need distinct identities but only 3"):
+    with pytest.raises(
+        DataError, match="'s_all'.*4 characters need distinct identities but only 3"
+    ):
         build_from_structures(structures, X, y, [100, 101, 105])
     # one group over both series: s's 4 characters + t's 2 = 6 identities needed, 6 available
     eps = build_from_structures(
-        structures, X, y, list(IMAGES), groups={"all": ["s_e01", "s_e02", "t_e01"]},
+        structures,
+        X,
+        y,
+        list(IMAGES),
+        groups={"all": ["s_e01", "s_e02", "t_e01"]},
         combined={"all": ["s_e01", "s_e02", "t_e01"]},
     )
     assert eps["all"].n_characters == 6  # "a" of s and "a" of t are different people
     with pytest.raises(DataError, match="6 characters need distinct identities but only 5"):
-        build_from_structures(structures, X, y, list(IMAGES)[:5], groups={"all": ["s_e01", "s_e02", "t_e01"]})
+        build_from_structures(
+            structures, X, y, list(IMAGES)[:5], groups={"all": ["s_e01", "s_e02", "t_e01"]}
+        )
 
 
 def test_option_errors(structures, faces):
@@ -262,7 +308,9 @@ def test_series_budget_needs_one_image_per_episode(faces):
         build_from_structures(sts, X, y, [103], image_budget="series")
     with pytest.raises(DataError, match="combined_image_budget"):
         build_from_structures(sts, X, y, [103])  # the default combined sets use the series budget
-    eps = build_from_structures(sts, X, y, [103], image_budget="episode", combined_image_budget="episode")
+    eps = build_from_structures(
+        sts, X, y, [103], image_budget="episode", combined_image_budget="episode"
+    )
     assert eps["s_all"].images_shared
 
 
@@ -272,7 +320,9 @@ def test_count_characters(structures):
 
 def test_read_track_labels(tmp_path):
     p = tmp_path / "x_e01.ids"
-    p.write_text("CVHCI_TRACKLABELS_V1\n7 sheldon\n11 leonard\n\n14 unknown_e01_1\n", encoding="utf-8")
+    p.write_text(
+        "CVHCI_TRACKLABELS_V1\n7 sheldon\n11 leonard\n\n14 unknown_e01_1\n", encoding="utf-8"
+    )
     t = read_track_labels(p)
     assert t.episode == "x_e01" and t.track_ids.tolist() == [7, 11, 14]
     assert t.characters == ["leonard", "sheldon", "unknown_e01_1"] and t.n_characters == 3
@@ -312,7 +362,9 @@ def test_real_cooccurrences_are_interval_overlaps(shared_data):
     sts = load_episode_structures(EPISODES, shared_data)
     total = same = 0
     for st in sts.values():
-        assert np.array_equal(st.cooccur, interval_cooccurrences(st.track_ids, st.start_frame, st.end_frame))
+        assert np.array_equal(
+            st.cooccur, interval_cooccurrences(st.track_ids, st.start_frame, st.end_frame)
+        )
         lab = dict(zip(st.track_ids.tolist(), st.characters.tolist()))
         total += st.cooccur.shape[0]
         same += sum(lab[a] == lab[b] for a, b in st.cooccur[:, :2].tolist())
@@ -332,18 +384,26 @@ def test_real_episodes(real_episodes):
         assert ep.track_descriptors.shape == (ep.n_tracks, 128)
     assert eps["bbt_all"].n_characters == 103 and eps["buffy_all"].n_characters == 109
     assert eps["bbt_all"].n_tracks_real + eps["buffy_all"].n_tracks_real == 9740
-    assert eps["bbt_all"].n_cannot_link_real_same_label + eps["buffy_all"].n_cannot_link_real_same_label == 15
+    assert (
+        eps["bbt_all"].n_cannot_link_real_same_label
+        + eps["buffy_all"].n_cannot_link_real_same_label
+        == 15
+    )
     for name in ("bbt_all", "buffy_all"):
         ep = eps[name]
         assert not ep.images_shared and np.unique(ep.image_rows).shape[0] == ep.n_images
         assert ep.episodes == (BBT_EPISODES if name == "bbt_all" else BUFFY_EPISODES)
         # the same character keeps one identity over the whole series
-        assert len(set(zip(ep.track_characters.tolist(), ep.track_labels.tolist()))) == ep.n_characters
+        assert (
+            len(set(zip(ep.track_characters.tolist(), ep.track_labels.tolist()))) == ep.n_characters
+        )
 
 
 @pytest.mark.shared_data
 def test_real_all_episodes_do_not_fit(shared_data):
-    with pytest.raises(DataError, match="212 characters but the split has only 109 test identities"):
+    with pytest.raises(
+        DataError, match="212 characters but the split has only 109 test identities"
+    ):
         build_episodes(shared_data, include_all=True)
 
 
@@ -354,4 +414,6 @@ def test_real_all_episodes_with_enough_test_identities(shared_data):
     assert eps["all"].n_characters == 212 and eps["all"].n_tracks_real == 9740
     assert not eps["all"].images_shared
     # one joint map: no identity plays a character in both series
-    assert not set(eps["bbt_all"].track_labels.tolist()) & set(eps["buffy_all"].track_labels.tolist())
+    assert not set(eps["bbt_all"].track_labels.tolist()) & set(
+        eps["buffy_all"].track_labels.tolist()
+    )

@@ -88,7 +88,9 @@ def read_track_labels(path: str | os.PathLike[str], *, episode: str | None = Non
     lines = p.read_text(encoding="utf-8").splitlines()
     if not lines or lines[0].strip() != HEADER:
         got = lines[0].strip()[:40] if lines else "(empty file)"
-        raise DataError(f"{p.name}: first line must be {HEADER!r}, got {got!r}; is this a BCL .ids file?")
+        raise DataError(
+            f"{p.name}: first line must be {HEADER!r}, got {got!r}; is this a BCL .ids file?"
+        )
     ids: list[int] = []
     names: list[str] = []
     for i, line in enumerate(lines[1:], start=2):
@@ -96,7 +98,9 @@ def read_track_labels(path: str | os.PathLike[str], *, episode: str | None = Non
             continue
         parts = line.split()
         if len(parts) != 2:
-            raise DataError(f"{p.name} line {i}: expected '<track_id> <name>', got {line.strip()!r}")
+            raise DataError(
+                f"{p.name} line {i}: expected '<track_id> <name>', got {line.strip()!r}"
+            )
         try:
             ids.append(int(parts[0]))
         except ValueError:
@@ -123,7 +127,9 @@ def load_track_labels(episode: str, data_root: str | os.PathLike[str] | None = N
     """
     if episode not in EPISODES:
         raise ConfigError(f"unknown episode {episode!r}; the release has {list(EPISODES)}")
-    return read_track_labels(shared_data_root(data_root) / "bcl_tv" / "ids" / f"{episode}.ids", episode=episode)
+    return read_track_labels(
+        shared_data_root(data_root) / "bcl_tv" / "ids" / f"{episode}.ids", episode=episode
+    )
 
 
 def read_actor_list(path: str | os.PathLike[str]) -> list[str]:
@@ -134,7 +140,9 @@ def read_actor_list(path: str | os.PathLike[str]) -> list[str]:
     return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def load_actor_lists(data_root: str | os.PathLike[str] | None = None) -> tuple[list[str], list[str]]:
+def load_actor_lists(
+    data_root: str | os.PathLike[str] | None = None,
+) -> tuple[list[str], list[str]]:
     """Return ``(train_actors, val_actors)`` of the reference embedding (1,214 and 66 names)."""
     d = shared_data_root(data_root) / "bcl_tv" / "model_chkpts"
     return read_actor_list(d / "trn_actors.txt"), read_actor_list(d / "val_actors.txt")

@@ -13,6 +13,7 @@ wins, then ``$KFREE_SHARED_DATA``, then ``shared/data`` beside the repository ch
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +126,9 @@ def load_celeba_faces(data_root: str | os.PathLike[str] | None = None) -> FaceDe
     else:
         path = shared_data_root(data_root) / CELEBA_FILE
     if not path.exists():
-        raise DataFileNotFoundError(f"CelebA descriptors not found at {path}; see faces_celeba/NOTE.md")
+        raise DataFileNotFoundError(
+            f"CelebA descriptors not found at {path}; see faces_celeba/NOTE.md"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             X = np.asarray(z["embeddings"], dtype=np.float32)
@@ -133,8 +136,10 @@ def load_celeba_faces(data_root: str | os.PathLike[str] | None = None) -> FaceDe
             ids = np.asarray(z["celeba_identity"], dtype=np.int64)
             names = np.asarray(z["filenames"]).astype(str)
     except KeyError as e:
-        raise DataError(f"{path.name} lacks array {e}; expected embeddings, labels, celeba_identity, filenames") from None
-    except Exception as e:
+        raise DataError(
+            f"{path.name} lacks array {e}; expected embeddings, labels, celeba_identity, filenames"
+        ) from None
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
     n = X.shape[0]
     if X.ndim != 2 or not (y.shape == ids.shape == names.shape == (n,)):
@@ -144,7 +149,9 @@ def load_celeba_faces(data_root: str | os.PathLike[str] | None = None) -> FaceDe
         )
     if not np.isfinite(X).all():
         raise DataError(f"{path.name}: embeddings contain NaN or inf")
-    return FaceDescriptors(embeddings=X, labels=y, identity_ids=ids, filenames=names, source=str(path))
+    return FaceDescriptors(
+        embeddings=X, labels=y, identity_ids=ids, filenames=names, source=str(path)
+    )
 
 
 def split_faces(

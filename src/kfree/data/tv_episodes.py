@@ -127,10 +127,16 @@ class EpisodeStructure:
         ids = np.asarray(self.track_ids, dtype=np.int64)
         order = np.argsort(ids, kind="stable")
         n = ids.shape[0]
-        arrays = {"characters": self.characters, "start_frame": self.start_frame, "end_frame": self.end_frame}
+        arrays = {
+            "characters": self.characters,
+            "start_frame": self.start_frame,
+            "end_frame": self.end_frame,
+        }
         for key, arr in arrays.items():
             if np.shape(arr) != (n,):
-                raise DataError(f"episode {self.name}: {key} has shape {np.shape(arr)}, expected ({n},) like track_ids")
+                raise DataError(
+                    f"episode {self.name}: {key} has shape {np.shape(arr)}, expected ({n},) like track_ids"
+                )
         if np.unique(ids).shape[0] != n:
             raise DataError(f"episode {self.name}: track ids are not unique")
         object.__setattr__(self, "track_ids", ids[order])
@@ -139,7 +145,9 @@ class EpisodeStructure:
         object.__setattr__(self, "end_frame", np.asarray(self.end_frame, dtype=np.int64)[order])
         co = np.asarray(self.cooccur, dtype=np.int64).reshape(-1, 3)
         if co.shape[0] and not np.isin(co[:, :2], ids).all():
-            raise DataError(f"episode {self.name}: co-occurring pairs name tracks that are not in track_ids")
+            raise DataError(
+                f"episode {self.name}: co-occurring pairs name tracks that are not in track_ids"
+            )
         object.__setattr__(self, "cooccur", co)
 
     @classmethod
@@ -161,8 +169,15 @@ class EpisodeStructure:
         ids = np.asarray(track_ids, dtype=np.int64)
         s = np.asarray(start_frame, dtype=np.int64)
         e = np.asarray(end_frame, dtype=np.int64)
-        return cls(name=name, track_ids=ids, characters=np.asarray(characters, dtype=str),
-                   start_frame=s, end_frame=e, cooccur=interval_cooccurrences(ids, s, e), series=series)
+        return cls(
+            name=name,
+            track_ids=ids,
+            characters=np.asarray(characters, dtype=str),
+            start_frame=s,
+            end_frame=e,
+            cooccur=interval_cooccurrences(ids, s, e),
+            series=series,
+        )
 
     @property
     def n_tracks(self) -> int:
@@ -173,7 +188,9 @@ class EpisodeStructure:
         return int(np.unique(self.characters).shape[0])
 
 
-def interval_cooccurrences(track_ids: np.ndarray, start_frame: np.ndarray, end_frame: np.ndarray) -> np.ndarray:
+def interval_cooccurrences(
+    track_ids: np.ndarray, start_frame: np.ndarray, end_frame: np.ndarray
+) -> np.ndarray:
     """All pairs of tracks whose frame ranges overlap.
 
     Returns
@@ -195,10 +212,12 @@ def _read_csv(path: Path):
     import pandas as pd
 
     if not path.exists():
-        raise DataFileNotFoundError(f"{path} not found; see tv_tracks/NOTE.md in the shared data folder")
+        raise DataFileNotFoundError(
+            f"{path} not found; see tv_tracks/NOTE.md in the shared data folder"
+        )
     try:
         return pd.read_csv(path)
-    except Exception as e:
+    except (OSError, ValueError) as e:  # pandas' ParserError and UnicodeDecodeError are ValueErrors
         raise DataError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
 
 
@@ -225,17 +244,26 @@ def load_episode_structures(
         table = _read_csv(root / "tv_tracks" / f"tracks_{ep}.csv").set_index("track_id")
         missing = np.setdiff1d(labels.track_ids, table.index.to_numpy())
         if missing.size:
-            raise DataError(f"{ep}: {missing.size} BCL tracks are not in tracks_{ep}.csv (e.g. {missing[:3].tolist()})")
+            raise DataError(
+                f"{ep}: {missing.size} BCL tracks are not in tracks_{ep}.csv (e.g. {missing[:3].tolist()})"
+            )
         rows = table.loc[labels.track_ids]
         if "bcl_label" in rows.columns:
             bad = rows["bcl_label"].astype(str).to_numpy() != labels.names
             if bad.any():
-                raise DataError(f"{ep}: tracks_{ep}.csv bcl_label disagrees with {ep}.ids on {int(bad.sum())} tracks")
-        p = pairs[pairs["episode"] == ep][["track_id_a", "track_id_b", "n_shared_frames"]].to_numpy(np.int64)
+                raise DataError(
+                    f"{ep}: tracks_{ep}.csv bcl_label disagrees with {ep}.ids on {int(bad.sum())} tracks"
+                )
+        p = pairs[pairs["episode"] == ep][["track_id_a", "track_id_b", "n_shared_frames"]].to_numpy(
+            np.int64
+        )
         keep = np.isin(p[:, 0], labels.track_ids) & np.isin(p[:, 1], labels.track_ids)
         out[ep] = EpisodeStructure(
-            name=ep, track_ids=labels.track_ids, characters=labels.names,
-            start_frame=rows["start_frame"].to_numpy(np.int64), end_frame=rows["end_frame"].to_numpy(np.int64),
+            name=ep,
+            track_ids=labels.track_ids,
+            characters=labels.names,
+            start_frame=rows["start_frame"].to_numpy(np.int64),
+            end_frame=rows["end_frame"].to_numpy(np.int64),
             cooccur=p[keep],
         )
     return out
@@ -492,7 +520,8 @@ def _select_tracks(
                 cost[kk] = cost.get(kk, 0) + 1
                 covers.setdefault(char_of[h], set()).add(h[0])
             ok = all(
-                left[kk] - v >= (len(missing[kk[0]] - covers[kk[0]]) if series else 0) for kk, v in cost.items()
+                left[kk] - v >= (len(missing[kk[0]] - covers[kk[0]]) if series else 0)
+                for kk, v in cost.items()
             )
             if ok:
                 for h in need:
@@ -547,7 +576,9 @@ def _assemble(
     kept = sorted(kept, key=lambda pr: pr[0])  # track order = real track-id order
     pos = np.asarray([p for p, _ in kept], dtype=np.int64)
     sizes = np.asarray([r.shape[0] for _, r in kept], dtype=np.int64)
-    image_rows = np.concatenate([r for _, r in kept]).astype(np.int64) if kept else np.zeros(0, np.int64)
+    image_rows = (
+        np.concatenate([r for _, r in kept]).astype(np.int64) if kept else np.zeros(0, np.int64)
+    )
     image_track = np.repeat(np.arange(pos.shape[0]), sizes)
     image_desc = X[image_rows].astype(np.float32)
     sums = np.zeros((pos.shape[0], X.shape[1]), dtype=np.float64)
@@ -556,23 +587,40 @@ def _assemble(
     chars = st.characters[pos]
     labels = np.asarray([label_of[key_of(st, c)] for c in chars], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    ml = [(s + a, s + b) for s, n in zip(starts, sizes) for a, b in itertools.combinations(range(int(n)), 2)]
+    ml = [
+        (s + a, s + b)
+        for s, n in zip(starts, sizes)
+        for a, b in itertools.combinations(range(int(n)), 2)
+    ]
     must_link = np.asarray(ml, dtype=np.int64).reshape(-1, 2)
 
     co = st.cooccur[st.cooccur[:, 2] >= min_shared_frames]
     real_lab = dict(zip(st.track_ids.tolist(), st.characters.tolist()))
     same_real = int(sum(real_lab[a] == real_lab[b] for a, b in co[:, :2].tolist()))
     index_of = {int(st.track_ids[p]): i for i, p in enumerate(pos)}
-    cl = [(index_of[a], index_of[b]) for a, b in co[:, :2].tolist() if a in index_of and b in index_of]
+    cl = [
+        (index_of[a], index_of[b]) for a, b in co[:, :2].tolist() if a in index_of and b in index_of
+    ]
     cannot_link = np.sort(np.asarray(cl, dtype=np.int64).reshape(-1, 2), axis=1)
     cannot_link = cannot_link[np.lexsort((cannot_link[:, 1], cannot_link[:, 0]))]
     return Episode(
-        name=st.name, episodes=(st.name,), track_descriptors=track_desc, track_labels=labels,
-        track_characters=chars, track_ids=st.track_ids[pos], track_episode=np.full(pos.shape[0], st.name),
-        image_descriptors=image_desc, image_track=image_track, image_rows=image_rows,
-        must_link=must_link, cannot_link=cannot_link, n_tracks_real=st.n_tracks,
-        n_cannot_link_real=int(co.shape[0]), n_cannot_link_real_same_label=same_real,
-        n_characters=int(np.unique(labels).shape[0]), image_budget=budget,
+        name=st.name,
+        episodes=(st.name,),
+        track_descriptors=track_desc,
+        track_labels=labels,
+        track_characters=chars,
+        track_ids=st.track_ids[pos],
+        track_episode=np.full(pos.shape[0], st.name),
+        image_descriptors=image_desc,
+        image_track=image_track,
+        image_rows=image_rows,
+        must_link=must_link,
+        cannot_link=cannot_link,
+        n_tracks_real=st.n_tracks,
+        n_cannot_link_real=int(co.shape[0]),
+        n_cannot_link_real_same_label=same_real,
+        n_characters=int(np.unique(labels).shape[0]),
+        image_budget=budget,
         images_shared=bool(np.unique(image_rows).shape[0] < image_rows.shape[0]),
     )
 
@@ -602,7 +650,9 @@ def combine_episodes(name: str, parts: Sequence[Episode]) -> Episode:
         image_track=np.concatenate([p.image_track + o for p, o in zip(parts, t_off)]),
         image_rows=image_rows,
         must_link=np.concatenate([p.must_link + o for p, o in zip(parts, i_off)]).reshape(-1, 2),
-        cannot_link=np.concatenate([p.cannot_link + o for p, o in zip(parts, t_off)]).reshape(-1, 2),
+        cannot_link=np.concatenate([p.cannot_link + o for p, o in zip(parts, t_off)]).reshape(
+            -1, 2
+        ),
         n_tracks_real=sum(p.n_tracks_real for p in parts),
         n_cannot_link_real=sum(p.n_cannot_link_real for p in parts),
         n_cannot_link_real_same_label=sum(p.n_cannot_link_real_same_label for p in parts),
@@ -688,7 +738,9 @@ def build_from_structures(
     if image_budget not in IMAGE_BUDGETS:
         raise ConfigError(f"image_budget={image_budget!r} must be one of {IMAGE_BUDGETS}")
     if combined_image_budget is not None and combined_image_budget not in IMAGE_BUDGETS:
-        raise ConfigError(f"combined_image_budget={combined_image_budget!r} must be one of {IMAGE_BUDGETS} or None")
+        raise ConfigError(
+            f"combined_image_budget={combined_image_budget!r} must be one of {IMAGE_BUDGETS} or None"
+        )
     if track_selection not in TRACK_SELECTIONS:
         raise ConfigError(f"track_selection={track_selection!r} must be one of {TRACK_SELECTIONS}")
     if int(images_per_track) != images_per_track or images_per_track < 1:
@@ -710,7 +762,9 @@ def build_from_structures(
     for g, eps in groups.items():
         for ep in eps:
             if ep not in by_name:
-                raise ConfigError(f"group {g!r} names episode {ep!r}, which is not among the structures {list(by_name)}")
+                raise ConfigError(
+                    f"group {g!r} names episode {ep!r}, which is not among the structures {list(by_name)}"
+                )
             if ep in group_of:
                 raise ConfigError(f"episode {ep!r} is in two groups ({group_of[ep]!r} and {g!r})")
             group_of[ep] = g
@@ -722,7 +776,9 @@ def build_from_structures(
     for c, eps in combined.items():
         gs = {group_of.get(ep) for ep in eps}
         if None in gs:
-            raise ConfigError(f"combined set {c!r} names episodes that were not built: {[e for e in eps if e not in group_of]}")
+            raise ConfigError(
+                f"combined set {c!r} names episodes that were not built: {[e for e in eps if e not in group_of]}"
+            )
         if len(gs) != 1:
             raise ConfigError(
                 f"combined set {c!r} spans groups {sorted(gs)}; its characters would not have distinct "
@@ -730,7 +786,9 @@ def build_from_structures(
             )
 
     identities = np.unique(np.asarray(identities, dtype=np.int64))
-    counts = np.bincount(y[np.isin(y, identities)].astype(np.int64), minlength=int(identities.max(initial=-1)) + 1)
+    counts = np.bincount(
+        y[np.isin(y, identities)].astype(np.int64), minlength=int(identities.max(initial=-1)) + 1
+    )
     image_counts = {int(i): int(counts[i]) for i in identities if counts[i] > 0}
     rows_of = {i: np.flatnonzero(y == i) for i in image_counts}
 
@@ -745,27 +803,43 @@ def build_from_structures(
             positions: dict[str, dict[str, np.ndarray]] = {}
             for st in sts:
                 for c in np.unique(st.characters):
-                    positions.setdefault(key_of(st, str(c)), {})[st.name] = np.flatnonzero(st.characters == c)
+                    positions.setdefault(key_of(st, str(c)), {})[st.name] = np.flatnonzero(
+                        st.characters == c
+                    )
             demand = {c: sum(p.shape[0] for p in per.values()) for c, per in positions.items()}
             try:  # first draw of the group's stream: the same map whatever the budget
                 label_of = assign_identities(demand, image_counts, rng)
             except DataError as e:
                 raise DataError(f"set {g!r} ({len(eps)} episodes): {e}") from None
             selected = _select_tracks(
-                sts, positions, {c: rows_of[label_of[c]].shape[0] for c in positions},
-                k=int(images_per_track), budget=budget, selection=track_selection,
-                min_shared_frames=int(min_shared_frames), rng=rng,
+                sts,
+                positions,
+                {c: rows_of[label_of[c]].shape[0] for c in positions},
+                k=int(images_per_track),
+                budget=budget,
+                selection=track_selection,
+                min_shared_frames=int(min_shared_frames),
+                rng=rng,
             )
             kept: dict[str, list[tuple[int, np.ndarray]]] = {ep: [] for ep in eps}
             for c in sorted(positions):
-                plan = _assign_images(selected[c], rows_of[label_of[c]], int(images_per_track), budget, rng)
+                plan = _assign_images(
+                    selected[c], rows_of[label_of[c]], int(images_per_track), budget, rng
+                )
                 for ep, tracks in plan.items():
                     kept[ep].extend(tracks)
             for st in sts:
-                built[st.name] = _assemble(st, kept[st.name], label_of, key_of, X, budget, int(min_shared_frames))
+                built[st.name] = _assemble(
+                    st, kept[st.name], label_of, key_of, X, budget, int(min_shared_frames)
+                )
             logger.info(
-                "%s (%s budget): %d characters over %d episodes, %d of %d real tracks kept", g, budget,
-                len(positions), len(eps), sum(built[e].n_tracks for e in eps), sum(built[e].n_tracks_real for e in eps),
+                "%s (%s budget): %d characters over %d episodes, %d of %d real tracks kept",
+                g,
+                budget,
+                len(positions),
+                len(eps),
+                sum(built[e].n_tracks for e in eps),
+                sum(built[e].n_tracks_real for e in eps),
             )
         return built
 
@@ -779,7 +853,9 @@ def build_from_structures(
     return out
 
 
-def count_characters(structures: Mapping[str, EpisodeStructure] | Sequence[EpisodeStructure]) -> dict[str, int]:
+def count_characters(
+    structures: Mapping[str, EpisodeStructure] | Sequence[EpisodeStructure],
+) -> dict[str, int]:
     """Distinct characters per series and over everything (``{"bbt_all": 103, "buffy_all": 109, "all": 212}``).
 
     A combined set fits the test identities only if its count is at most the number of test
@@ -788,7 +864,9 @@ def count_characters(structures: Mapping[str, EpisodeStructure] | Sequence[Episo
     sts = list(structures.values()) if isinstance(structures, Mapping) else list(structures)
     keys: dict[str, set[str]] = {}
     for st in sts:
-        keys.setdefault(f"{st.series}_all", set()).update(f"{st.series}/{c}" for c in np.unique(st.characters))
+        keys.setdefault(f"{st.series}_all", set()).update(
+            f"{st.series}/{c}" for c in np.unique(st.characters)
+        )
     out = {g: len(k) for g, k in keys.items()}
     out[ALL_SET] = len(set().union(*keys.values())) if keys else 0
     return out
@@ -850,9 +928,7 @@ def build_episodes(
         split = split_faces(faces, *split_sizes, seed=seed)
     structures = load_episode_structures(episodes, data_root)
     n_test = int(np.unique(split.test_ids).shape[0])
-    series_sets = {
-        name: [e for e in eps if e in structures] for name, eps in COMBINED_SETS.items()
-    }
+    series_sets = {name: [e for e in eps if e in structures] for name, eps in COMBINED_SETS.items()}
     series_sets = {k: v for k, v in series_sets.items() if v}
     if include_all:
         need = count_characters(structures)[ALL_SET]
@@ -869,7 +945,16 @@ def build_episodes(
         groups = series_sets
         combined = {k: v for k, v in series_sets.items() if len(v) > 1}
     return build_from_structures(
-        [structures[e] for e in episodes], faces.embeddings, faces.labels, split.test_ids,
-        seed=seed, groups=groups, combined=combined, image_budget=image_budget,
-        combined_image_budget=combined_image_budget, track_selection=track_selection, images_per_track=images_per_track, min_shared_frames=min_shared_frames,
+        [structures[e] for e in episodes],
+        faces.embeddings,
+        faces.labels,
+        split.test_ids,
+        seed=seed,
+        groups=groups,
+        combined=combined,
+        image_budget=image_budget,
+        combined_image_budget=combined_image_budget,
+        track_selection=track_selection,
+        images_per_track=images_per_track,
+        min_shared_frames=min_shared_frames,
     )
