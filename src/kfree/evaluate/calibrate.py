@@ -4,15 +4,25 @@
 dendrogram of the validation embeddings once and cut it between the two merge heights that
 bracket the true number of clusters. That is exact and deterministic — no search needed,
 because the number of clusters of a monotone dendrogram only changes at merge heights.
+
+**Logistic regression on pair distances** (the ICPR 2020 protocol for triplet L1): fit
+``p(different | d) = σ(w·d + c)`` on labelled pairs (same identity → 0, different → 1). It gives
+*cut probabilities* for every pair — the edge costs of a minimum cost multicut — and its 0.5
+crossing ``d* = −c/w`` is a threshold for HAC. :class:`LogisticCalibration` is a small frozen
+record (two numbers and a distance kind) that serialises to a dict, so a saved model can carry it.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
 import numpy as np
 
 from ..cluster.threshold_hac import ThresholdAgglomerative
-from ..exceptions import DataError
-from ..threshold import Threshold
+from ..exceptions import ConfigError, DataError
+from ..threshold import DISTANCES, Threshold
 
 
 def threshold_for_n_clusters(
@@ -40,3 +50,240 @@ def threshold_for_n_clusters(
     if value <= 0:
         value = float(np.nextafter(0.0, 1.0)) if hi <= 0 else float(hi) / 2
     return Threshold(value=value, distance=distance, source=f"validation #clusters={n_clusters}")
+
+
+def _pair_distances(Z: np.ndarray, i: np.ndarray, j: np.ndarray, distance: str) -> np.ndarray:
+    """Distances of the pairs ``(i[t], j[t])`` of rows of ``Z`` in the given kind, shape (T,)."""
+    out = np.empty(i.shape[0], dtype=np.float64)
+    for s in range(0, i.shape[0], 65536):  # blocks keep the (block, d) temporaries small
+        a, b = Z[i[s:s + 65536]].astype(np.float64), Z[j[s:s + 65536]].astype(np.float64)
+        if distance == "cosine":
+            na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+            out[s:s + 65536] = 1.0 - (a * b).sum(1) / np.maximum(na * nb, 1e-12)
+        else:
+            d2 = ((a - b) ** 2).sum(1)
+            out[s:s + 65536] = d2 if distance == "sqeuclidean" else np.sqrt(d2)
+    return out
+
+
+def labelled_pairs(
+    y: np.ndarray, *, max_pairs: int = 200_000, stratify: bool = True, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index pairs ``i < j`` (or ``i != j`` when drawn) and whether each pair is *different*.
+
+    All pairs when there are at most ``max_pairs``; otherwise a seeded draw: with ``stratify``
+    half same-identity and half different-identity pairs (the class weights of a balanced
+    logistic regression undo the ratio anyway), else uniform pairs (keeps the data's prior).
+
+    Returns ``i, j`` (int64, shape (T,)) and ``different`` (bool, shape (T,)).
+    """
+    y = np.asarray(y)
+    n = y.shape[0]
+    if n < 2:
+        raise DataError(f"calibration needs at least 2 samples, got {n}")
+    if max_pairs < 2:
+        raise ConfigError(f"max_pairs={max_pairs} must be >= 2")
+    if n * (n - 1) // 2 <= max_pairs:
+        i, j = np.triu_indices(n, k=1)
+        return i.astype(np.int64), j.astype(np.int64), y[i] != y[j]
+    rng = np.random.default_rng(seed)
+    if not stratify:
+        i = rng.integers(0, n, max_pairs)
+        j = rng.integers(0, n - 1, max_pairs)
+        j += j >= i  # j != i, uniform over the others
+        return i, j, y[i] != y[j]
+    _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    half = max_pairs // 2
+    order = np.argsort(inv, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    w = counts * (counts - 1) / 2.0  # same-identity pairs per identity
+    parts_i, parts_j = [], []
+    if w.sum() > 0:
+        c = rng.choice(counts.shape[0], size=half, p=w / w.sum())  # identity of each positive pair
+        r1 = (rng.random(half) * counts[c]).astype(np.int64)
+        r2 = (rng.random(half) * (counts[c] - 1)).astype(np.int64)
+        r2 += r2 >= r1
+        parts_i.append(order[starts[c] + r1])
+        parts_j.append(order[starts[c] + r2])
+    need = max_pairs - half
+    neg_i, neg_j = [], []
+    while need > 0:  # rejection: a uniform pair is different with probability >= 1/2 typically
+        i = rng.integers(0, n, 2 * need + 16)
+        j = rng.integers(0, n, 2 * need + 16)
+        keep = inv[i] != inv[j]
+        neg_i.append(i[keep][:need])
+        neg_j.append(j[keep][:need])
+        need -= int(min(keep.sum(), need))
+    i = np.concatenate(parts_i + neg_i)
+    j = np.concatenate(parts_j + neg_j)
+    return i, j, y[i] != y[j]
+
+
+@dataclass(frozen=True)
+class LogisticCalibration:
+    """``p(different | d) = 1 / (1 + exp(−(coef·d + intercept)))`` for a pair at distance ``d``.
+
+    Fit with :meth:`fit` (distances and labels) or :meth:`fit_embeddings` (embeddings and
+    identities). ``coef > 0``: farther pairs are more likely different.
+
+    Attributes
+    ----------
+    coef, intercept : float
+        The logistic model on the distance (in units of ``distance``).
+    distance : {"euclidean", "sqeuclidean", "cosine"}
+        The distance the model reads; the ICPR paper regresses on Euclidean distance.
+    n_pairs, n_different : int
+        How many labelled pairs it was fitted on, and how many of them were different.
+    class_weight : {"balanced", None}
+        ``"balanced"`` weights same and different pairs equally, so the 0.5 crossing is where
+        the two kinds of pairs are equally likely *per pair kind* — independent of how many
+        identities the calibration set happens to have (with ``None`` the crossing moves
+        towards smaller distances as the share of different pairs grows).
+    """
+
+    coef: float
+    intercept: float
+    distance: str = "euclidean"
+    n_pairs: int = 0
+    n_different: int = 0
+    class_weight: str | None = "balanced"
+
+    def __post_init__(self) -> None:
+        if self.distance not in DISTANCES:
+            raise ConfigError(f"distance={self.distance!r} is not one of {DISTANCES}")
+        if not (math.isfinite(self.coef) and math.isfinite(self.intercept)):
+            raise ConfigError(f"coef={self.coef}, intercept={self.intercept} must be finite")
+
+    # ---------------------------------------------------------------- fitting
+    @classmethod
+    def fit(
+        cls,
+        distances: np.ndarray,
+        different: np.ndarray,
+        *,
+        distance: str = "euclidean",
+        class_weight: str | None = "balanced",
+        C: float = 100.0,
+    ) -> "LogisticCalibration":
+        """Fit on pair distances (T,) and booleans ``different`` (T,) (True = other identity).
+
+        ``C`` is sklearn's inverse L2 strength on the slope (the intercept is not penalised);
+        the default 100 is nearly unregularised but stays finite on separable pairs.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        d = np.asarray(distances, dtype=np.float64).reshape(-1)
+        t = np.asarray(different).reshape(-1).astype(bool)
+        if d.shape != t.shape:
+            raise DataError(f"distances {d.shape} and different {t.shape} must have the same length")
+        if not np.isfinite(d).all():
+            raise DataError("pair distances contain NaN or inf")
+        n_diff = int(t.sum())
+        if n_diff == 0 or n_diff == t.shape[0]:
+            raise DataError(
+                f"logistic calibration needs both same- and different-identity pairs, got "
+                f"{t.shape[0] - n_diff} same and {n_diff} different"
+            )
+        if class_weight not in ("balanced", None):
+            raise ConfigError(f"class_weight={class_weight!r} must be 'balanced' or None")
+        if not C > 0:
+            raise ConfigError(f"C={C} must be > 0")
+        model = LogisticRegression(C=C, class_weight=class_weight, max_iter=1000)
+        model.fit(d[:, None], t.astype(np.int64))
+        coef, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
+        if coef <= 0:
+            raise DataError(
+                f"pair distances do not separate identities: fitted slope {coef:.3g} <= 0 "
+                "(different-identity pairs are not farther apart than same-identity pairs)"
+            )
+        return cls(coef=coef, intercept=intercept, distance=distance, n_pairs=int(t.shape[0]),
+                   n_different=n_diff, class_weight=class_weight)
+
+    @classmethod
+    def fit_embeddings(
+        cls,
+        Z: np.ndarray,
+        y: np.ndarray,
+        *,
+        distance: str = "euclidean",
+        class_weight: str | None = "balanced",
+        max_pairs: int = 200_000,
+        C: float = 100.0,
+        seed: int = 0,
+    ) -> "LogisticCalibration":
+        """Fit on the pairs of validation embeddings ``Z`` (n, d) with identities ``y`` (n,).
+
+        All pairs when ``n(n−1)/2 <= max_pairs``, else a seeded draw (see :func:`labelled_pairs`).
+        """
+        Z = np.asarray(Z)
+        y = np.asarray(y)
+        if Z.ndim != 2 or y.shape != (Z.shape[0],):
+            raise DataError(f"Z must have shape (n, d) and y shape (n,), got {Z.shape} and {y.shape}")
+        if distance not in DISTANCES:
+            raise ConfigError(f"distance={distance!r} is not one of {DISTANCES}")
+        i, j, different = labelled_pairs(y, max_pairs=max_pairs, stratify=class_weight == "balanced", seed=seed)
+        return cls.fit(_pair_distances(Z, i, j, distance), different, distance=distance,
+                       class_weight=class_weight, C=C)
+
+    # -------------------------------------------------------------- inference
+    def cut_probability(self, d: np.ndarray | float) -> np.ndarray:
+        """``p(different | d)`` for distances ``d`` (any shape, units of :attr:`distance`)."""
+        z = self.coef * np.asarray(d, dtype=np.float64) + self.intercept
+        return 0.5 * (1.0 + np.tanh(0.5 * z))  # = sigmoid(z), without overflow warnings
+
+    def cut_cost(self, d: np.ndarray | float, *, eps: float = 1e-6) -> np.ndarray:
+        """Multicut edge cost ``log((1 − p) / p)`` with ``p = cut_probability(d)`` clipped to
+        ``[eps, 1 − eps]``: positive means "keep together" in a minimisation of the cut cost."""
+        if not 0 < eps < 0.5:
+            raise ConfigError(f"eps={eps} must be in (0, 0.5)")
+        p = np.clip(self.cut_probability(d), eps, 1.0 - eps)
+        return np.log1p(-p) - np.log(p)
+
+    def threshold(self) -> Threshold:
+        """The 0.5 crossing ``d* = −intercept / coef`` as a :class:`~kfree.threshold.Threshold`."""
+        value = -self.intercept / self.coef
+        if not value > 0:
+            raise DataError(
+                f"the logistic model's 0.5 crossing is at d={value:.3g} <= 0: even identical points would "
+                "be cut; the calibration pairs do not look like same-identity pairs at small distances"
+            )
+        return Threshold(value=float(value), distance=self.distance, source="logistic p(different)=0.5")
+
+    # ------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "logistic", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LogisticCalibration":
+        if d.get("kind", "logistic") != "logistic":
+            raise ConfigError(f"not a logistic calibration record: kind={d.get('kind')!r}")
+        cw = d.get("class_weight", "balanced")
+        return cls(coef=float(d["coef"]), intercept=float(d["intercept"]), distance=str(d["distance"]),
+                   n_pairs=int(d.get("n_pairs", 0)), n_different=int(d.get("n_different", 0)),
+                   class_weight=None if cw is None else str(cw))
+
+
+CALIBRATION_METHODS: tuple[str, ...] = ("n_clusters", "logistic")
+
+
+def calibrate_threshold(
+    Z: np.ndarray,
+    y: np.ndarray,
+    *,
+    method: str = "n_clusters",
+    distance: str = "sqeuclidean",
+    linkage: str = "complete",
+    seed: int = 0,
+) -> Threshold:
+    """A threshold from labelled validation embeddings by either protocol.
+
+    ``"n_clusters"``: the HAC cut that yields the true number of identities of ``y``
+    (:func:`threshold_for_n_clusters`). ``"logistic"``: the 0.5 crossing of
+    :class:`LogisticCalibration` fitted on the pairs (the result is in ``distance`` units).
+    """
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(f"method={method!r} is not one of {CALIBRATION_METHODS}")
+    y = np.asarray(y)
+    if method == "n_clusters":
+        return threshold_for_n_clusters(np.asarray(Z), int(np.unique(y).shape[0]), distance=distance, linkage=linkage)
+    return LogisticCalibration.fit_embeddings(Z, y, distance=distance, seed=seed).threshold()

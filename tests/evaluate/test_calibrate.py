@@ -1,0 +1,141 @@
+"""Threshold calibration: validation #clusters match and logistic regression on pair distances."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kfree.cluster.threshold_hac import ThresholdAgglomerative
+from kfree.data.synthetic import sphere_blobs
+from kfree.evaluate.calibrate import (
+    LogisticCalibration,
+    calibrate_threshold,
+    labelled_pairs,
+    threshold_for_n_clusters,
+)
+from kfree.exceptions import ConfigError, DataError
+
+
+@pytest.fixture
+def blobs():
+    return sphere_blobs(12, 10, 16, spread=0.3, seed=3)
+
+
+def test_n_clusters_match_gives_exact_count(blobs):
+    X, y = blobs
+    for k in (5, 12, 30):
+        t = threshold_for_n_clusters(X, k)
+        assert ThresholdAgglomerative(t.value, distance=t.distance).fit(X).n_clusters_ == k
+        assert t.source == f"validation #clusters={k}"
+    with pytest.raises(DataError, match="n_clusters=120"):
+        threshold_for_n_clusters(X, 120)
+
+
+def test_logistic_recovers_known_model():
+    rng = np.random.default_rng(0)
+    d = rng.uniform(0, 2, 200_000)
+    different = rng.random(d.shape[0]) < 1 / (1 + np.exp(-(4.0 * d - 3.0)))
+    cal = LogisticCalibration.fit(d, different, class_weight=None, C=1e6)
+    assert cal.coef == pytest.approx(4.0, abs=0.1) and cal.intercept == pytest.approx(-3.0, abs=0.1)
+    assert cal.threshold().value == pytest.approx(0.75, abs=0.01)
+    assert cal.n_pairs == 200_000 and cal.n_different == int(different.sum())
+
+
+def test_crossing_lies_between_separated_pair_distances():
+    rng = np.random.default_rng(1)
+    same = rng.uniform(0.0, 0.4, 500)
+    diff = rng.uniform(0.8, 1.6, 5000)  # 10x more different pairs, as with many identities
+    d = np.concatenate([same, diff])
+    t = np.r_[np.zeros(500, bool), np.ones(5000, bool)]
+    cal = LogisticCalibration.fit(d, t)
+    thr = cal.threshold()
+    assert 0.4 < thr.value < 0.8 and thr.distance == "euclidean"
+    assert thr.source == "logistic p(different)=0.5"
+    assert cal.cut_probability(thr.value) == pytest.approx(0.5)
+    p = cal.cut_probability(np.linspace(0, 2, 50))
+    assert (np.diff(p) >= 0).all() and p[0] < 0.01 and p[-1] > 0.99
+    cost = cal.cut_cost(np.array([0.0, thr.value, 2.0]))
+    assert cost[0] > 0 and abs(cost[1]) < 1e-9 and cost[2] < 0  # positive = keep together
+    extreme = cal.cut_cost(np.array([-1e6, 1e6]), eps=1e-6)
+    assert np.isfinite(extreme).all() and extreme[0] == pytest.approx(np.log((1 - 1e-6) / 1e-6))
+
+
+def test_balanced_crossing_does_not_depend_on_the_number_of_identities():
+    rng = np.random.default_rng(2)
+    same = rng.normal(0.5, 0.1, 2000)
+    thresholds = {}
+    for ratio in (2, 20):
+        diff = rng.normal(1.1, 0.1, 2000 * ratio)
+        d = np.concatenate([same, diff])
+        t = np.r_[np.zeros(2000, bool), np.ones(diff.shape[0], bool)]
+        thresholds[ratio] = (LogisticCalibration.fit(d, t).threshold().value,
+                             LogisticCalibration.fit(d, t, class_weight=None).threshold().value)
+    assert thresholds[2][0] == pytest.approx(0.8, abs=0.02) == thresholds[20][0]
+    assert thresholds[20][1] < thresholds[2][1] - 0.02  # the unweighted crossing drifts with the prior
+
+
+def test_fit_embeddings_threshold_recovers_clusters(blobs):
+    X, y = blobs
+    for distance in ("euclidean", "sqeuclidean"):
+        cal = LogisticCalibration.fit_embeddings(X, y, distance=distance)
+        thr = cal.threshold()
+        assert thr.distance == distance
+        assert ThresholdAgglomerative(thr.value, distance=distance).fit(X).n_clusters_ == 12
+        assert cal.n_pairs == 120 * 119 // 2
+
+
+def test_serialisation_roundtrip(blobs):
+    X, y = blobs
+    cal = LogisticCalibration.fit_embeddings(X, y)
+    d = json.loads(json.dumps(cal.to_dict()))
+    assert d["kind"] == "logistic"
+    back = LogisticCalibration.from_dict(d)
+    assert back == cal
+    assert back.threshold() == cal.threshold()
+    with pytest.raises(ConfigError, match="kind='validation'"):
+        LogisticCalibration.from_dict({**d, "kind": "validation"})
+
+
+def test_labelled_pairs_all_and_sampled():
+    y = np.repeat(np.arange(5), [2, 3, 4, 5, 30])
+    i, j, diff = labelled_pairs(y)
+    assert i.shape[0] == 44 * 43 // 2 and (i < j).all()
+    assert (diff == (y[i] != y[j])).all()
+    i, j, diff = labelled_pairs(y, max_pairs=400, seed=1)
+    assert i.shape[0] == 400 and (i != j).all() and (diff == (y[i] != y[j])).all()
+    assert diff.sum() == 200  # stratified: half same, half different
+    i, j, diff = labelled_pairs(y, max_pairs=400, stratify=False, seed=1)
+    assert (i != j).all() and 0 < diff.sum() < 400
+    with pytest.raises(DataError, match="at least 2 samples, got 1"):
+        labelled_pairs(np.zeros(1))
+
+
+def test_calibrate_threshold_methods(blobs):
+    X, y = blobs
+    a = calibrate_threshold(X, y, method="n_clusters")
+    b = calibrate_threshold(X, y, method="logistic", distance="sqeuclidean")
+    for t in (a, b):
+        assert t.distance == "sqeuclidean"
+        assert ThresholdAgglomerative(t.value, distance="sqeuclidean").fit(X).n_clusters_ == 12
+    with pytest.raises(ConfigError, match="method='bisect'"):
+        calibrate_threshold(X, y, method="bisect")
+
+
+def test_errors():
+    d = np.linspace(0, 1, 10)
+    with pytest.raises(DataError, match="both same- and different-identity pairs, got 10 same and 0"):
+        LogisticCalibration.fit(d, np.zeros(10, bool))
+    with pytest.raises(DataError, match=r"slope .* <= 0"):
+        LogisticCalibration.fit(d, d < 0.5)  # near pairs labelled different
+    with pytest.raises(DataError, match="same length"):
+        LogisticCalibration.fit(d, np.zeros(5, bool))
+    with pytest.raises(ConfigError, match="class_weight='auto'"):
+        LogisticCalibration.fit(d, d > 0.5, class_weight="auto")
+    with pytest.raises(DataError, match="0.5 crossing is at d="):
+        LogisticCalibration(coef=2.0, intercept=1.0).threshold()
+    with pytest.raises(ConfigError, match="distance='manhattan'"):
+        LogisticCalibration(coef=1.0, intercept=-1.0, distance="manhattan")
+    with pytest.raises(ConfigError, match="eps=0.7"):
+        LogisticCalibration(coef=1.0, intercept=-1.0).cut_cost(0.5, eps=0.7)
