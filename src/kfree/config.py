@@ -14,6 +14,9 @@ from typing import Any
 from .exceptions import ConfigError
 
 
+SAMPLERS: tuple[str, ...] = ("pk", "triplets")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train an embedding head.
@@ -21,6 +24,13 @@ class TrainConfig:
     ``p`` identities × ``k`` samples per batch; ``epochs`` passes of about n samples each.
     ``lr`` is Adam's learning rate for the network; the loss's own parameters (BCL's radius)
     use ``lr × loss.param_lr_scale``.
+
+    ``sampler="triplets"`` replaces the P×K batches by explicit (anchor, positive, negative)
+    triplets with label noise (the ICPR 2020 protocol): ``triplets_per_batch`` triplets per
+    batch (default ``ceil(p·k/3)``, about as many rows as a P×K batch), a fraction
+    ``wrong_positives`` of positives from another identity and ``wrong_negatives`` of negatives
+    from the anchor's identity, or ``wrong_negatives="random"`` (negatives drawn without labels).
+    It needs a loss that reads such batches (``TripletLoss(mining="given")``).
     """
 
     loss: str = "bcl"
@@ -36,6 +46,10 @@ class TrainConfig:
     eval_every: int = 5
     select_best: bool = True
     seed: int = 0
+    sampler: str = "pk"
+    triplets_per_batch: int | None = None
+    wrong_positives: float = 0.0
+    wrong_negatives: float | str = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -50,6 +64,20 @@ class TrainConfig:
             raise ConfigError(f"k={self.k} samples per identity must be >= 1")
         if self.eval_every < 1:
             raise ConfigError(f"eval_every={self.eval_every} must be >= 1")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler={self.sampler!r} is not one of {SAMPLERS}")
+        if self.triplets_per_batch is not None and self.triplets_per_batch < 1:
+            raise ConfigError(f"triplets_per_batch={self.triplets_per_batch} must be >= 1")
+        if not (isinstance(self.wrong_positives, (int, float)) and 0.0 <= self.wrong_positives < 1.0):
+            raise ConfigError(f"wrong_positives={self.wrong_positives!r} must be a fraction in [0, 1)")
+        wn = self.wrong_negatives
+        if not (wn == "random" or (isinstance(wn, (int, float)) and not isinstance(wn, bool) and 0.0 <= wn < 1.0)):
+            raise ConfigError(f"wrong_negatives={wn!r} must be a fraction in [0, 1) or 'random'")
+        if self.sampler != "triplets" and (self.wrong_positives or wn != 0.0 or self.triplets_per_batch):
+            raise ConfigError(
+                "wrong_positives, wrong_negatives and triplets_per_batch apply to sampler='triplets', "
+                f"but sampler={self.sampler!r}"
+            )
         object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
 
     def replace(self, **changes: Any) -> "TrainConfig":

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..data.samplers import PKSampler
-from ..exceptions import DataError
+from ..data.samplers import PKSampler, TripletSampler
+from ..exceptions import ConfigError, DataError
 from ..losses.base import EmbeddingLoss
 from ..utils.io import atomic_path
 from .validation import validation_score
@@ -52,6 +52,29 @@ def _optimizer(model: nn.Module, loss: EmbeddingLoss, cfg: TrainConfig) -> torch
     if loss_params:
         groups.append({"params": loss_params, "lr": cfg.lr * loss.param_lr_scale, "weight_decay": 0.0})
     return torch.optim.Adam(groups)
+
+
+def make_sampler(y_int: np.ndarray, loss: EmbeddingLoss, cfg: TrainConfig) -> PKSampler | TripletSampler:
+    """The batch sampler ``cfg`` asks for, checked against the batch layout the loss reads.
+
+    A loss that reads batches as ``(anchor, positive, negative)`` rows (``batch_layout ==
+    "triplets"``, i.e. ``TripletLoss(mining="given")``) needs ``sampler="triplets"``, and vice
+    versa: mixing them would silently train on meaningless triplets.
+    """
+    layout = getattr(loss, "batch_layout", "labels")
+    if cfg.sampler == "triplets":
+        if layout != "triplets":
+            raise ConfigError(
+                f"sampler='triplets' yields (anchor, positive, negative) rows, which loss {loss.name!r} does not "
+                "read; use a triplet loss with loss_params={'mining': 'given'}"
+            )
+        per_batch = cfg.triplets_per_batch or max(1, -(-cfg.p * cfg.k // 3))
+        return TripletSampler(y_int, per_batch, wrong_positives=cfg.wrong_positives,
+                              wrong_negatives=cfg.wrong_negatives, batches_per_epoch=cfg.batches_per_epoch,
+                              seed=cfg.seed)
+    if layout != "labels":
+        raise ConfigError(f"loss {loss.name!r} reads batches laid out as {layout!r}; set sampler='triplets'")
+    return PKSampler(y_int, cfg.p, cfg.k, batches_per_epoch=cfg.batches_per_epoch, seed=cfg.seed)
 
 
 def train_embedding(
@@ -81,7 +104,7 @@ def train_embedding(
     if n_classes < max(2, loss.min_classes_per_batch):
         raise DataError(f"training needs at least 2 identities, got {n_classes}")
     loss.on_num_classes(n_classes, getattr(model, "out_dim", 0))
-    sampler = PKSampler(y_int, cfg.p, cfg.k, batches_per_epoch=cfg.batches_per_epoch, seed=cfg.seed)
+    sampler = make_sampler(y_int, loss, cfg)
     opt = _optimizer(model, loss, cfg)
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
     yt = torch.as_tensor(y_int, dtype=torch.long)

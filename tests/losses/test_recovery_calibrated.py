@@ -1,0 +1,31 @@
+"""Losses that imply no threshold recover the number of unseen identities once calibrated.
+
+Two calibrations on the 20 validation identities: the HAC cut that yields their true number
+(what the learner does by itself) and the 0.5 crossing of a logistic regression on their pair
+distances. The threshold is then applied to 30 *other* identities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _recovery import N_TEST, blobs, fit, within
+
+from kfree.evaluate.calibrate import LogisticCalibration
+
+LOSSES = ["triplet-l1", "prototypical", "contrastive", "softmax", "norm-softmax"]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_calibrated_thresholds_recover_number_of_unseen_identities(loss):
+    model = fit(loss)
+    assert model.loss_.implied_threshold() is None
+    _, _, X_va, y_va, X_te, y_te = blobs()
+    # 1) validation #clusters match (the learner's own fallback)
+    assert model.threshold_.source == "validation #clusters=20"
+    n = np.unique(model.cluster(X_te)).shape[0]
+    assert within(n, N_TEST), f"{loss}: {n} clusters at {model.threshold_}"
+    # 2) logistic regression on validation pair distances
+    thr = LogisticCalibration.fit_embeddings(model.transform(X_va), y_va).threshold()
+    n = np.unique(model.cluster(X_te, threshold=thr.to(model.threshold_.distance).value)).shape[0]
+    assert within(n, N_TEST), f"{loss}: {n} clusters at logistic {thr}"
