@@ -1,0 +1,124 @@
+"""The training loop with every registered loss, and the optional noisy-triplet sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kfree import registry
+from kfree.config import TrainConfig, train_config_from
+from kfree.data.samplers import PKSampler, TripletSampler
+from kfree.data.synthetic import sphere_blobs
+from kfree.embed.models import MLPEmbedder
+from kfree.exceptions import ConfigError
+from kfree.losses import TripletLoss
+from kfree.train.trainer import make_sampler, train_embedding
+
+PARAMS = {"bcl-ft": {"b": 0.15}, "pairwise": {"b": 0.15}}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny tensors: intra-op threads only add contention on a shared 2-core machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = sphere_blobs(8, 8, 16, spread=0.3, seed=0)
+    return X, y
+
+
+def _model(seed: int = 0) -> MLPEmbedder:
+    torch.manual_seed(seed)
+    return MLPEmbedder(16, (16, 8))
+
+
+@pytest.mark.parametrize("name", registry.names("loss"))
+def test_every_registered_loss_trains(name, data):
+    X, y = data
+    loss = registry.get("loss", name, **PARAMS.get(name, {}))
+    cfg = TrainConfig(loss=name, dims=(16, 8), epochs=3, p=4, k=4, eval_every=3)
+    result = train_embedding(_model(), loss, X, y, cfg, X_val=X[:24], y_val=y[:24])
+    losses = [row["loss"] for row in result.history]
+    assert len(losses) == 3 and np.isfinite(losses).all()
+    assert "val_nmi" in result.history[-1]
+
+
+@pytest.mark.parametrize("name", ["softmax", "norm-softmax"])
+def test_classifier_weights_are_optimised(name, data):
+    X, y = data
+    loss = registry.get("loss", name)
+    loss.on_num_classes(8, 8)  # the trainer calls it again with the same sizes: weights kept
+    before = [p.detach().clone() for p in loss.parameters()]
+    train_embedding(_model(), loss, X, y, TrainConfig(loss=name, epochs=2, p=4, k=4))
+    after = list(loss.parameters())
+    assert len(after) == len(before) and all(not torch.equal(a, b) for a, b in zip(after, before))
+
+
+def test_noisy_triplet_training(data):
+    X, y = data
+    cfg = TrainConfig(loss="triplet-l3", epochs=4, sampler="triplets", triplets_per_batch=10,
+                      wrong_positives=0.1, wrong_negatives="random", p=4, k=4)
+    loss = TripletLoss(variant="l3", mining="given")
+    result = train_embedding(_model(), loss, X, y, cfg)
+    rows = [r["loss"] for r in result.history]
+    assert rows[-1] < rows[0]
+    sampler = make_sampler(np.unique(y, return_inverse=True)[1], loss, cfg)
+    assert isinstance(sampler, TripletSampler) and sampler.batch_size == 10
+    assert sampler.wrong_positives == 0.1 and sampler.wrong_negatives == "random"
+    default = make_sampler(y, loss, TrainConfig(sampler="triplets", p=4, k=4))
+    assert default.batch_size == 6  # ceil(p*k/3): about as many rows as a P x K batch
+    assert isinstance(make_sampler(y, TripletLoss(), TrainConfig()), PKSampler)
+
+
+def test_sampler_and_loss_layout_must_agree(data):
+    X, y = data
+    with pytest.raises(ConfigError, match="sampler='triplets' yields .* loss 'bcl' does not read"):
+        train_embedding(_model(), registry.get("loss", "bcl"), X, y, TrainConfig(sampler="triplets", epochs=1))
+    with pytest.raises(ConfigError, match="set sampler='triplets'"):
+        train_embedding(_model(), TripletLoss(mining="given"), X, y, TrainConfig(epochs=1))
+
+
+def test_resume_with_triplet_sampler_is_exact(data, tmp_path):
+    X, y = data
+    cfg = TrainConfig(epochs=3, sampler="triplets", triplets_per_batch=8, wrong_positives=0.2,
+                      wrong_negatives=0.05, p=4, k=4, seed=5)
+    straight = _model(1)
+    train_embedding(straight, TripletLoss(mining="given"), X, y, cfg)
+    ckpt = tmp_path / "ckpt.pt"
+    resumed = _model(1)
+    train_embedding(resumed, TripletLoss(mining="given"), X, y, cfg.replace(epochs=2), checkpoint_path=ckpt)
+    resumed2 = _model(99)  # different init: everything must come from the checkpoint
+    train_embedding(resumed2, TripletLoss(mining="given"), X, y, cfg, checkpoint_path=ckpt)
+    for a, b in zip(straight.state_dict().values(), resumed2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sampler": "random"}, "sampler='random'"),
+        ({"wrong_positives": 0.1}, "apply to sampler='triplets'"),
+        ({"sampler": "triplets", "wrong_positives": 1.0}, "wrong_positives=1.0"),
+        ({"sampler": "triplets", "wrong_negatives": "uniform"}, "wrong_negatives='uniform'"),
+        ({"sampler": "triplets", "wrong_negatives": -0.1}, "wrong_negatives=-0.1"),
+        ({"sampler": "triplets", "triplets_per_batch": 0}, "triplets_per_batch=0"),
+        ({"p": 1}, "p=1"),
+        ({"k": 0}, "k=0"),
+    ],
+)
+def test_config_errors(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_config_from_toml_table():
+    cfg = train_config_from({"loss": "triplet-l3", "loss_params": {"mining": "given"}, "sampler": "triplets",
+                             "wrong_positives": 0.05, "wrong_negatives": "random"})
+    assert cfg.wrong_negatives == "random" and cfg.to_dict()["sampler"] == "triplets"
+    assert TrainConfig().sampler == "pk"
