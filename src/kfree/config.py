@@ -13,7 +13,6 @@ from typing import Any
 
 from .exceptions import ConfigError
 
-
 SAMPLERS: tuple[str, ...] = ("pk", "triplets")
 
 
@@ -80,7 +79,7 @@ class TrainConfig:
             )
         object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:

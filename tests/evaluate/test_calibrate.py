@@ -24,7 +24,7 @@ def blobs():
 
 
 def test_n_clusters_match_gives_exact_count(blobs):
-    X, y = blobs
+    X, _ = blobs
     for k in (5, 12, 30):
         t = threshold_for_n_clusters(X, k)
         assert ThresholdAgglomerative(t.value, distance=t.distance).fit(X).n_clusters_ == k

@@ -25,7 +25,7 @@ def test_implied_threshold_recovers_number_of_unseen_identities(loss):
     model = fit(loss, **CASES[loss])
     thr = model.threshold_
     assert "validation" not in thr.source  # the loss's own threshold, not a calibrated one
-    _, _, _, _, X_te, y_te = blobs()
+    _, _, _, _, X_te, _ = blobs()
     labels = model.cluster(X_te)
     n = np.unique(labels).shape[0]
     assert within(n, N_TEST), f"{loss}: {n} clusters for {N_TEST} identities at {thr}"

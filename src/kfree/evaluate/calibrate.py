@@ -164,7 +164,7 @@ class LogisticCalibration:
         distance: str = "euclidean",
         class_weight: str | None = "balanced",
         C: float = 100.0,
-    ) -> "LogisticCalibration":
+    ) -> LogisticCalibration:
         """Fit on pair distances (T,) and booleans ``different`` (T,) (True = other identity).
 
         ``C`` is sklearn's inverse L2 strength on the slope (the intercept is not penalised);
@@ -210,7 +210,7 @@ class LogisticCalibration:
         max_pairs: int = 200_000,
         C: float = 100.0,
         seed: int = 0,
-    ) -> "LogisticCalibration":
+    ) -> LogisticCalibration:
         """Fit on the pairs of validation embeddings ``Z`` (n, d) with identities ``y`` (n,).
 
         All pairs when ``n(n−1)/2 <= max_pairs``, else a seeded draw (see :func:`labelled_pairs`).
@@ -254,7 +254,7 @@ class LogisticCalibration:
         return {"kind": "logistic", **asdict(self)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LogisticCalibration":
+    def from_dict(cls, d: dict[str, Any]) -> LogisticCalibration:
         if d.get("kind", "logistic") != "logistic":
             raise ConfigError(f"not a logistic calibration record: kind={d.get('kind')!r}")
         cw = d.get("class_weight", "balanced")

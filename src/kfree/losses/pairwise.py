@@ -108,12 +108,12 @@ class PairwiseConstraintLoss(EmbeddingLoss):
 
     # --------------------------------------------------------------- construction
     @classmethod
-    def from_bcl(cls, loss: Any, *, eps: float | None = None) -> "PairwiseConstraintLoss":
+    def from_bcl(cls, loss: Any, *, eps: float | None = None) -> PairwiseConstraintLoss:
         """BCL-FT from a trained :class:`~kfree.losses.ball_cluster.BallClusterLoss` (``b`` frozen)."""
         return cls(variant="bcl", b=float(loss.radius_sq().detach()), eps=eps)
 
     @classmethod
-    def from_threshold(cls, threshold: Threshold, *, eps: float | None = None) -> "PairwiseConstraintLoss":
+    def from_threshold(cls, threshold: Threshold, *, eps: float | None = None) -> PairwiseConstraintLoss:
         """TRI-FT / PRO-FT from a (validation) :class:`~kfree.threshold.Threshold`."""
         thr = threshold if threshold.distance in ("sqeuclidean", "euclidean") else threshold.to("sqeuclidean")
         return cls(variant="plain", threshold=thr.value, distance=thr.distance, eps=eps)
