@@ -28,10 +28,20 @@ def blobs() -> tuple[np.ndarray, ...]:
 
 
 def fit(loss: str, **loss_params) -> BallClusterLearner:
-    torch.set_num_threads(1)
-    X_tr, y_tr, X_va, y_va, _, _ = blobs()
-    return BallClusterLearner(loss, loss_params=loss_params, dims=(32,), epochs=30, batches_per_epoch=10,
-                              p=8, k=4, eval_every=10, seed=0).fit(X_tr, y_tr, X_val=X_va, y_val=y_va)
+    """Fitted learner (cached per loss and parameters within a test session)."""
+    return _fit(loss, tuple(sorted(loss_params.items())))
+
+
+@functools.cache
+def _fit(loss: str, params: tuple) -> BallClusterLearner:
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only contend on a shared machine
+    try:
+        X_tr, y_tr, X_va, y_va, _, _ = blobs()
+        return BallClusterLearner(loss, loss_params=dict(params), dims=(32,), epochs=30, batches_per_epoch=10,
+                                  p=8, k=4, eval_every=10, seed=0).fit(X_tr, y_tr, X_val=X_va, y_val=y_va)
+    finally:
+        torch.set_num_threads(n_threads)
 
 
 def within(n_found: int, n_true: int, tol: float = 0.10) -> bool:

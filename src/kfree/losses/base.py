@@ -28,11 +28,16 @@ class EmbeddingLoss(nn.Module):
     param_lr_scale : float
         Learning-rate multiplier for the loss's own parameters (e.g. BCL's radius), relative to
         the model's learning rate.
+    batch_layout : str
+        How the loss reads a batch: ``"labels"`` (identity labels, any order; P×K batches) or
+        ``"triplets"`` (consecutive anchor/positive/negative rows from a triplet sampler). The
+        trainer checks it against the sampler.
     """
 
     name: str = "base"
     min_classes_per_batch: int = 1
     param_lr_scale: float = 1.0
+    batch_layout: str = "labels"
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if embeddings.ndim != 2:
