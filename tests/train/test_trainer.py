@@ -122,3 +122,17 @@ def test_config_from_toml_table():
                              "wrong_positives": 0.05, "wrong_negatives": "random"})
     assert cfg.wrong_negatives == "random" and cfg.to_dict()["sampler"] == "triplets"
     assert TrainConfig().sampler == "pk"
+
+
+@pytest.mark.parametrize("name", ["bcl", "triplet-l3", "contrastive", "prototypical", "bcl-ft"])
+def test_k_below_two_is_rejected_for_losses_that_need_positives(name, data):
+    X, y = data
+    loss = registry.get("loss", name, **PARAMS.get(name, {}))
+    with pytest.raises(ConfigError, match=rf"k=1 samples per identity, but loss '{loss.name}' needs k >= 2"):
+        train_embedding(_model(), loss, X, y, TrainConfig(epochs=1, p=4, k=1))
+
+
+def test_k_one_is_fine_for_classification_losses(data):
+    X, y = data
+    result = train_embedding(_model(), registry.get("loss", "softmax"), X, y, TrainConfig(epochs=1, p=8, k=1))
+    assert np.isfinite(result.history[0]["loss"])

@@ -44,6 +44,7 @@ class BallClusterLoss(EmbeddingLoss):
 
     name = "bcl"
     min_classes_per_batch = 2
+    min_samples_per_class = 2
 
     def __init__(
         self,

@@ -28,6 +28,10 @@ class EmbeddingLoss(nn.Module):
     param_lr_scale : float
         Learning-rate multiplier for the loss's own parameters (e.g. BCL's radius), relative to
         the model's learning rate.
+    min_samples_per_class : int
+        Samples of one identity a P×K batch must hold for the loss to see any positive pair
+        (2 for pair, triplet and centroid losses; 1 for classification losses). The trainer
+        rejects ``k`` below it.
     batch_layout : str
         How the loss reads a batch: ``"labels"`` (identity labels, any order; P×K batches) or
         ``"triplets"`` (consecutive anchor/positive/negative rows from a triplet sampler). The
@@ -37,6 +41,7 @@ class EmbeddingLoss(nn.Module):
     name: str = "base"
     min_classes_per_batch: int = 1
     param_lr_scale: float = 1.0
+    min_samples_per_class: int = 1
     batch_layout: str = "labels"
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

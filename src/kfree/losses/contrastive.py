@@ -47,6 +47,7 @@ class ContrastiveLoss(EmbeddingLoss):
 
     name = "contrastive"
     min_classes_per_batch = 2
+    min_samples_per_class = 2
 
     def __init__(
         self,

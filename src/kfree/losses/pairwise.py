@@ -69,6 +69,7 @@ class PairwiseConstraintLoss(EmbeddingLoss):
 
     name = "pairwise"
     min_classes_per_batch = 2
+    min_samples_per_class = 2
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ class PrototypicalLoss(EmbeddingLoss):
 
     name = "prototypical"
     min_classes_per_batch = 2
+    min_samples_per_class = 2
 
     def __init__(self, *, scale: float = 1.0) -> None:
         super().__init__()

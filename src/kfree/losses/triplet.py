@@ -58,6 +58,7 @@ class TripletLoss(EmbeddingLoss):
 
     name = "triplet"
     min_classes_per_batch = 2
+    min_samples_per_class = 2
 
     def __init__(
         self,

@@ -74,6 +74,12 @@ def make_sampler(y_int: np.ndarray, loss: EmbeddingLoss, cfg: TrainConfig) -> PK
                               seed=cfg.seed)
     if layout != "labels":
         raise ConfigError(f"loss {loss.name!r} reads batches laid out as {layout!r}; set sampler='triplets'")
+    need = getattr(loss, "min_samples_per_class", 1)
+    if cfg.k < need:
+        raise ConfigError(
+            f"k={cfg.k} samples per identity, but loss {loss.name!r} needs k >= {need}: with fewer, a "
+            "batch holds no same-identity pair and the loss has nothing to pull together"
+        )
     return PKSampler(y_int, cfg.p, cfg.k, batches_per_epoch=cfg.batches_per_epoch, seed=cfg.seed)
 
 
