@@ -60,13 +60,17 @@ class PKSampler:
         if batches_per_epoch is not None and batches_per_epoch < 1:
             raise ConfigError(f"batches_per_epoch={batches_per_epoch} must be >= 1 (or None for about n/(p*k))")
         self.groups = [np.flatnonzero(inv == i) for i in range(ids.shape[0])]
-        small = [int(ids[i]) if np.issubdtype(ids.dtype, np.integer) else str(ids[i])
-                 for i, g in enumerate(self.groups) if g.shape[0] < k]
+        def shown(i: int) -> int | str:
+            return int(ids[i]) if np.issubdtype(ids.dtype, np.integer) else str(ids[i])
+
+        small = [shown(i) for i, g in enumerate(self.groups) if g.shape[0] < k]
         if small and not allow_repeats:
-            singles = [s for s, g in zip(small, (g for g in self.groups if g.shape[0] < k)) if g.shape[0] == 1]
-            what = (f"{len(singles)} identities have a single sample (e.g. {singles[:3]}) but k={k} "
-                    "needs k distinct samples of each" if singles else
-                    f"{len(small)} identities have fewer than k={k} samples (e.g. {small[:3]})")
+            singles = [shown(i) for i, g in enumerate(self.groups) if g.shape[0] == 1]
+            if singles and k >= 2:
+                what = (f"{len(singles)} identities have a single sample (e.g. {singles[:3]}) but k={k} "
+                        "needs k distinct samples of each")
+            else:
+                what = f"{len(small)} identities have fewer than k={k} samples (e.g. {small[:3]})"
             raise DataError(f"{what}; lower k, drop those identities, or allow repeats")
         if not allow_repeats and ids.shape[0] < p:
             raise DataError(
