@@ -1,6 +1,8 @@
 """Train an embedding network with a metric-learning loss on P×K batches.
 
-One loop for every loss: the loss sees ``(embeddings, labels)`` and returns a scalar. Every
+One loop for every loss: the loss sees ``(embeddings, labels)`` and returns a scalar. Batches
+come from P×K sampling, or (``sampler="triplets"``) from explicit noisy triplets for
+``TripletLoss(mining="given")``; :func:`make_sampler` checks the pairing. Every
 ``eval_every`` epochs the model embeds the validation identities, clusters them at the loss's
 implied threshold (or at a threshold calibrated to their true #clusters when the loss implies
 none) and records NMI; with ``select_best`` the best epoch's weights are kept.
