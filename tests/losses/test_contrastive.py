@@ -103,3 +103,35 @@ def test_no_threshold_and_registry():
 def test_bad_hyperparameters(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         ContrastiveLoss(**kwargs)
+
+
+def test_pair_enumeration_and_averaging_agree_with_pml():
+    # PML has no squared-hinge contrastive configuration; its ContrastiveLoss computes
+    # relu(d - pos_margin) and relu(neg_margin - d). A test-only subclass that squares those two
+    # per-pair terms checks the rest of the pipeline against ours: the pairs of the batch
+    # (PML uses ordered pairs, we use unordered ones: same means), their split and the averaging.
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.losses import ContrastiveLoss as PMLContrastive
+    from pytorch_metric_learning.reducers import MeanReducer
+
+    class SquaredHinge(PMLContrastive):
+        def pos_calc(self, d, margin):
+            return torch.nn.functional.relu(d - margin) ** 2
+
+        def neg_calc(self, d, margin):
+            return torch.nn.functional.relu(margin - d) ** 2
+
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.nn.functional.normalize(torch.randn(24, 8, generator=g, dtype=torch.float64), dim=1)
+        labels = torch.randint(0, 4, (24,), generator=g)
+        x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ours = ContrastiveLoss(margin=1.2)(x1, labels)
+        pml = SquaredHinge(pos_margin=0.0, neg_margin=1.2, distance=LpDistance(power=1, normalize_embeddings=False),
+                           reducer=MeanReducer())
+        theirs = 0.5 * pml(x2, labels)
+        # torch.cdist (PML) computes distances through a matrix product: ~1e-9 relative error
+        assert float(ours.detach()) == pytest.approx(float(theirs.detach()), rel=1e-7)
+        ours.backward()
+        theirs.backward()
+        assert torch.allclose(x1.grad, x2.grad, atol=1e-7)
