@@ -79,3 +79,30 @@ def condensed_distances(X: np.ndarray, distance: str = "sqeuclidean") -> np.ndar
     n = D.shape[0]
     iu = np.triu_indices(n, k=1)
     return D[iu]
+
+
+def condensed_distances_blocked(X: np.ndarray, distance: str = "sqeuclidean", *, block: int = 2048) -> np.ndarray:
+    """Condensed distances (scipy ``pdist`` layout, float64) built in row blocks.
+
+    Same formula as :func:`condensed_distances` (one float64 GEMM per block of rows), but the
+    peak memory is the output itself (``4·n²`` bytes) plus one ``block × n`` tile, instead of
+    the full square matrix and its index arrays (about 20·n² bytes).
+    """
+    check_distance(distance)
+    Xp = prepare(X, distance).astype(np.float64)
+    n = Xp.shape[0]
+    sq = (Xp * Xp).sum(1)
+    out = np.empty(n * (n - 1) // 2, dtype=np.float64)
+    for i0 in range(0, n - 1, block):
+        i1 = min(n - 1, i0 + block)
+        tile = sq[i0:i1, None] + sq[None, i0:] - 2.0 * (Xp[i0:i1] @ Xp[i0:].T)
+        np.maximum(tile, 0.0, out=tile)
+        for r in range(i1 - i0):
+            i = i0 + r
+            start = i * n - i * (i + 1) // 2
+            out[start : start + n - i - 1] = tile[r, r + 1 :]
+    if distance == "euclidean":
+        np.sqrt(out, out=out)
+    elif distance == "cosine":
+        out /= 2.0
+    return out

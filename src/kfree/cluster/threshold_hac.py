@@ -3,20 +3,47 @@
 This is the clustering step of Ball Cluster Learning: complete linkage on squared Euclidean
 distances cut at ``tau = 4b``. A pair at exactly the threshold counts as joinable (``<=``), as in
 scipy's ``fcluster(Z, t, 'distance')``.
+
+Two exact algorithms give the same partition (up to relabelling, on data without distance ties):
+
+- **dense** — fastcluster on the condensed distance matrix: the full dendrogram
+  (``linkage_matrix_``), ``4·n²`` bytes; the choice for small n and for cuts at K.
+- **sparse** — complete linkage merges two clusters at height h only if *every* cross pair is
+  ``<= h``, so below the cut a pair farther than ``tau`` is as good as +inf. The agglomeration
+  runs over the exact τ-radius graph, a merged cluster keeping only the neighbours both parts
+  had: memory proportional to the number of τ-edges, which is estimated first (a cluster of s
+  points brings about s²/2 edges) and reported as a :class:`~kfree.exceptions.ResourceError`
+  when it will not fit. Single linkage is the minimum spanning forest of the same graph. Average
+  linkage is not local in that way: it is exact per connected component of the τ-graph (an
+  average of distances all above ``tau`` stays above it), each component agglomerated densely.
+
+Must-link pairs are merged before anything else (their transitive closure starts as one
+cluster); clusters that would contain a cannot-link pair never merge (the pair's distance is set
+beyond any threshold, as in the BCL reference code).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import os
+from typing import Any, Callable
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from ..distances import check_distance, check_features, condensed_distances
-from ..exceptions import ConfigError, DataError
+from ..distances import check_distance, check_features, condensed_distances_blocked
+from ..exceptions import ConfigError, DataError, ResourceError
+from . import _linkage_core as core
+from ._constraints import cannot_link_keys, check_contradictions, check_pairs, must_link_groups
+from ._radius_graph import BYTES_PER_EDGE, estimate_edges, radius_edges, sq_units
+
+log = logging.getLogger(__name__)
 
 LINKAGES = ("complete", "average", "single")
+ALGORITHMS = ("auto", "dense", "sparse")
+#: below this many samples, ``algorithm="auto"`` builds the full dense tree.
+DENSE_MAX_SAMPLES = 5000
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
@@ -24,6 +51,26 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
     order = np.argsort(np.argsort(first))
     return order[inv.ravel()].astype(np.int64)
+
+
+def default_memory_limit_gb() -> float:
+    """Half of this machine's physical memory, in GiB (8 GiB when it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 / 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8.0
+
+
+def _dense_merges_from_linkage(Z: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Representative point pairs (m, 2) and heights (m,) of a scipy linkage matrix."""
+    rep = np.empty(2 * n - 1, dtype=np.int64)
+    rep[:n] = np.arange(n)
+    a = Z[:, 0].astype(np.int64)
+    b = Z[:, 1].astype(np.int64)
+    for t in range(Z.shape[0]):
+        rep[n + t] = rep[a[t]]
+    pairs = np.stack([rep[a], rep[b]], axis=1)
+    return pairs, Z[:, 2].astype(np.float64)
 
 
 class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
@@ -35,16 +82,32 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         Cut height in units of ``distance``; pairs at ``<= threshold`` may be joined. For
         unit-norm embeddings typical values are in ``[0, 4]`` (sqeuclidean).
     n_clusters : int, optional
-        Cut the tree into exactly this many clusters instead. Set exactly one of the two.
+        Cut the tree into exactly this many clusters instead. Set exactly one of the two. Needs
+        the full (dense) tree.
     linkage : {"complete", "average", "single"}
     distance : {"sqeuclidean", "euclidean", "cosine"}
+    algorithm : {"auto", "dense", "sparse"}
+        ``"auto"`` uses the dense tree for fewer than 5,000 samples without constraints, the
+        sparse τ-graph otherwise. Both give the same partition at ``threshold``.
+    memory_limit : float, optional
+        GiB the fit may use for distances/edges (default: half the physical memory). A fit
+        predicted to need more raises :class:`~kfree.exceptions.ResourceError` before it starts.
 
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
     n_clusters_ : int
-    linkage_matrix_ : ndarray of shape (n_samples - 1, 4)
-        The scipy-format dendrogram, so :meth:`labels_at` cuts at other heights without refitting.
+    linkage_matrix_ : ndarray of shape (n_samples - 1, 4) or None
+        The scipy-format dendrogram (dense algorithm without constraints), so :meth:`labels_at`
+        cuts at other heights without refitting. ``None`` for sparse fits.
+    merge_pairs_ : ndarray of shape (n_merges, 2)
+        One member of each of the two clusters joined by every merge, in increasing height;
+        for sparse fits only the merges up to ``threshold`` exist. Must-link merges come first
+        (height 0). Feed it to :mod:`kfree.cluster.curves` for cuts at every k.
+    merge_heights_ : ndarray of shape (n_merges,)
+    algorithm_ : {"dense", "sparse"}
+    n_edges_ : int or None
+        Number of τ-edges (sparse fits).
     """
 
     requires_n_clusters = False
@@ -56,41 +119,107 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         n_clusters: int | None = None,
         linkage: str = "complete",
         distance: str = "sqeuclidean",
+        algorithm: str = "auto",
+        memory_limit: float | None = None,
     ) -> None:
         self.threshold = threshold
         self.n_clusters = n_clusters
         self.linkage = linkage
         self.distance = distance
+        self.algorithm = algorithm
+        self.memory_limit = memory_limit
 
+    # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:  # type: ignore[override]
         if (self.threshold is None) == (self.n_clusters is None):
             raise ConfigError(
                 f"set exactly one of threshold={self.threshold!r} and n_clusters={self.n_clusters!r}"
             )
-        if self.threshold is not None and not (np.isfinite(self.threshold) and self.threshold > 0):
-            raise ConfigError(f"threshold={self.threshold!r} must be a finite number > 0")
+        if self.threshold is not None:
+            try:
+                ok = np.isfinite(float(self.threshold)) and float(self.threshold) > 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ConfigError(f"threshold={self.threshold!r} must be a finite number > 0")
         if self.n_clusters is not None and int(self.n_clusters) < 1:
             raise ConfigError(f"n_clusters={self.n_clusters!r} must be >= 1")
         if self.linkage not in LINKAGES:
             raise ConfigError(f"linkage={self.linkage!r} is not one of {LINKAGES}")
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"algorithm={self.algorithm!r} is not one of {ALGORITHMS}")
+        if self.memory_limit is not None and not float(self.memory_limit) > 0:
+            raise ConfigError(f"memory_limit={self.memory_limit!r} GiB must be > 0")
         check_distance(self.distance)
 
-    def fit(self, X: Any, y: Any = None) -> "ThresholdAgglomerative":
-        import fastcluster
+    def _limit_bytes(self) -> float:
+        gb = default_memory_limit_gb() if self.memory_limit is None else float(self.memory_limit)
+        return gb * 2**30
 
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        must_link: Any = None,
+        cannot_link: Any = None,
+        hook: Callable[..., None] | None = None,
+    ) -> "ThresholdAgglomerative":
+        """Cluster ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        must_link, cannot_link : array-like of shape (n_pairs, 2), optional
+            Sample index pairs that must / must not end in one cluster.
+        hook : callable, optional
+            ``hook(step, completed=, total=)`` progress callback for the τ-graph build.
+        """
         self._validate_params()
+        if self.distance == "cosine":
+            X = check_features(X, min_samples=1)
+            if (np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1) == 0).any():
+                raise DataError("cosine distance is undefined for all-zero rows; drop them first")
         X = check_features(X, min_samples=1)
         n = X.shape[0]
         if self.n_clusters is not None and int(self.n_clusters) > n:
             raise DataError(f"n_samples={n} must be >= n_clusters={self.n_clusters}")
         self.n_features_in_ = X.shape[1]
+        ml = check_pairs(must_link, n, "must_link")
+        cl = check_pairs(cannot_link, n, "cannot_link")
+        groups = must_link_groups(n, ml)
+        check_contradictions(groups, cl)
+        constrained = ml.shape[0] > 0 or cl.shape[0] > 0
+        self.linkage_matrix_ = None
+        self.n_edges_ = None
+        self._groups = groups
         if n == 1:
             self.linkage_matrix_ = np.zeros((0, 4))
+            self.merge_pairs_ = np.zeros((0, 2), dtype=np.int64)
+            self.merge_heights_ = np.zeros(0)
+            self.algorithm_ = "dense"
+            self._tree_top = np.inf
             self.labels_ = np.zeros(1, dtype=np.int64)
             self.n_clusters_ = 1
             return self
-        d = condensed_distances(X, self.distance)
-        self.linkage_matrix_ = fastcluster.linkage(d, method=self.linkage, preserve_input=False)
+
+        full_tree = self.n_clusters is not None
+        if full_tree:
+            algo = "dense"
+        elif self.algorithm == "auto":
+            algo = "dense" if (n < DENSE_MAX_SAMPLES and not constrained) else "sparse"
+        else:
+            algo = self.algorithm
+        self.algorithm_ = algo
+
+        if algo == "dense" and not constrained:
+            self._fit_dense(X)
+        else:
+            cut = np.inf if full_tree else float(self.threshold)
+            self._fit_graph(X, cut, groups, ml, cl, hook)
+
         if self.threshold is not None:
             self.labels_ = self.labels_at(float(self.threshold))
         else:
@@ -98,16 +227,230 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         self.n_clusters_ = int(self.labels_.max()) + 1
         return self
 
+    def _fit_dense(self, X: np.ndarray) -> None:
+        import fastcluster
+
+        n = X.shape[0]
+        need = 4.0 * n * n + 8.0 * n * 2048
+        if need > self._limit_bytes():
+            raise ResourceError(
+                f"dense HAC of n_samples={n} needs ~{need / 2**30:.1f} GiB for the distance "
+                f"matrix, more than memory_limit={self._limit_bytes() / 2**30:.1f} GiB; cut at a "
+                "threshold with algorithm='sparse', or raise memory_limit"
+            )
+        d = condensed_distances_blocked(X, self.distance)
+        Z = fastcluster.linkage(d, method=self.linkage, preserve_input=False)
+        del d
+        self.linkage_matrix_ = Z
+        self.merge_pairs_, self.merge_heights_ = _dense_merges_from_linkage(Z, n)
+        self._tree_top = np.inf
+
+    def _fit_graph(self, X, cut, groups, ml, cl, hook) -> None:
+        """Exact agglomeration over the τ-graph of must-link groups (cut may be +inf)."""
+        n = X.shape[0]
+        limit = self._limit_bytes()
+        n_groups = int(groups.max()) + 1
+        if np.isfinite(cut):
+            Xp = np.asarray(X, dtype=np.float64)
+            if self.distance == "cosine":
+                Xp = Xp / np.linalg.norm(Xp, axis=1, keepdims=True)
+            X32 = np.ascontiguousarray(Xp, dtype=np.float32)
+            est = estimate_edges(X32, sq_units(cut, self.distance))
+            need = est * BYTES_PER_EDGE
+            log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
+            if need > limit:
+                raise ResourceError(
+                    f"threshold HAC at threshold={cut} would need ~{est:.3g} tau-edges "
+                    f"(~{need / 2**30:.1f} GiB), more than memory_limit={limit / 2**30:.1f} GiB. "
+                    "The largest clusters dominate (a cluster of s points brings s²/2 edges): "
+                    "lower the threshold, raise memory_limit, or split the data"
+                )
+            ei, ej, ed = radius_edges(
+                X, cut, self.distance, max_edges=int(limit / BYTES_PER_EDGE), hook=hook
+            )
+        else:
+            need = 24.0 * n * n
+            if need > limit:
+                raise ResourceError(
+                    f"a full constrained tree of n_samples={n} needs ~{need / 2**30:.1f} GiB; "
+                    "cut at a threshold instead, or raise memory_limit"
+                )
+            ei, ej = np.triu_indices(n, k=1)
+            from scipy.spatial.distance import pdist
+
+            ed = pdist(np.asarray(X, dtype=np.float64), metric=self.distance)
+        self.n_edges_ = int(ei.shape[0])
+        # collapse must-link groups; a representative point per group
+        rep = np.full(n_groups, -1, dtype=np.int64)
+        rep[groups[::-1]] = np.arange(n)[::-1]
+        forced_a = rep[groups[ml[:, 0]]] if ml.shape[0] else np.empty(0, np.int64)
+        forced_pairs = np.empty((0, 2), dtype=np.int64)
+        if ml.shape[0]:
+            # one merge per non-representative member of every group
+            members = np.arange(n)
+            nonrep = members[rep[groups] != members]
+            forced_pairs = np.stack([rep[groups[nonrep]], nonrep], axis=1)
+        del forced_a
+        gi, gj = groups[ei], groups[ej]
+        keep = gi != gj
+        gi, gj, ed = gi[keep], gj[keep], ed[keep]
+        lo = np.minimum(gi, gj)
+        hi = np.maximum(gi, gj)
+        del gi, gj, ei, ej
+        forbid = cannot_link_keys(groups, cl, n_groups)
+        sizes = np.bincount(groups, minlength=n_groups).astype(np.int64)
+
+        if self.linkage == "complete" or (self.linkage == "single" and forbid.size == 0):
+            if n_groups < n:
+                lo, hi, ed, counts = _aggregate(lo, hi, ed, n_groups, self.linkage)
+                if self.linkage == "complete":
+                    full = counts == sizes[lo] * sizes[hi]
+                    lo, hi, ed = lo[full], hi[full], ed[full]
+            if forbid.size:
+                bad = np.isin(lo * n_groups + hi, forbid)
+                lo, hi, ed = lo[~bad], hi[~bad], ed[~bad]
+            if self.linkage == "complete":
+                indptr, nbr, dist = core.symmetric_csr(n_groups, lo, hi, ed)
+                del lo, hi, ed
+                a, b, h = core.sparse_complete_nn_chain(indptr, nbr, dist, sizes)
+            else:
+                a, b, h = core.kruskal_merges(n_groups, lo, hi, ed)
+        else:
+            a, b, h = self._componentwise(X, cut, groups, n_groups, sizes, lo, hi, forbid)
+        order = np.argsort(h, kind="stable")
+        pairs = np.stack([rep[a[order]], rep[b[order]]], axis=1)
+        heights = h[order]
+        if forced_pairs.shape[0]:
+            pairs = np.concatenate([forced_pairs, pairs])
+            heights = np.concatenate([np.zeros(forced_pairs.shape[0]), heights])
+        self.merge_pairs_ = pairs.astype(np.int64)
+        self.merge_heights_ = heights.astype(np.float64)
+        self._n_forced = int(forced_pairs.shape[0])
+        self._tree_top = cut
+
+    def _componentwise(self, X, cut, groups, n_groups, sizes, lo, hi, forbid):
+        """Average (and constrained single) linkage: dense agglomeration per τ-component."""
+        from scipy.spatial.distance import cdist
+
+        comp = core.connected_components(n_groups, lo, hi)
+        n_comp = int(comp.max()) + 1
+        pt_comp = comp[groups]
+        comp_pts = np.bincount(pt_comp, minlength=n_comp)
+        biggest = int(comp_pts.max())
+        need = 16.0 * biggest * biggest
+        if need > self._limit_bytes():
+            raise ResourceError(
+                f"{self.linkage} linkage at threshold={cut} has a connected component of "
+                f"{biggest} samples, whose dense distances need ~{need / 2**30:.1f} GiB (more than "
+                f"memory_limit={self._limit_bytes() / 2**30:.1f} GiB); lower the threshold or "
+                "use complete linkage, which stays sparse"
+            )
+        code = core.LINKAGE_CODES[self.linkage]
+        Xf = np.asarray(X, dtype=np.float64)
+        order = np.argsort(pt_comp, kind="stable")
+        starts = np.searchsorted(pt_comp[order], np.arange(n_comp + 1))
+        f_lo = forbid // n_groups
+        f_hi = forbid % n_groups
+        f_comp = comp[f_lo] if forbid.size else np.empty(0, dtype=np.int64)
+        pos = np.full(n_groups, -1, dtype=np.int64)
+        out_a, out_b, out_h = [], [], []
+        for c in range(n_comp):
+            pts = order[starts[c] : starts[c + 1]]
+            g = groups[pts]
+            ug, local = np.unique(g, return_inverse=True)
+            m = ug.shape[0]
+            if m < 2:
+                continue
+            D = cdist(Xf[pts], Xf[pts], metric=self.distance)
+            if m == pts.shape[0]:
+                G = D[np.argsort(local)][:, np.argsort(local)] if (np.diff(local) < 0).any() else D
+            elif self.linkage == "average":
+                S = np.zeros((m, m))
+                np.add.at(S, (local[:, None], local[None, :]), D)
+                cnt = sizes[ug].astype(np.float64)
+                G = S / np.outer(cnt, cnt)
+            else:  # single
+                G = np.full((m, m), np.inf)
+                np.minimum.at(G, (local[:, None], local[None, :]), D)
+            sel = f_comp == c
+            if sel.any():
+                pos[ug] = np.arange(m)
+                x, y = pos[f_lo[sel]], pos[f_hi[sel]]
+                G[x, y] = np.inf
+                G[y, x] = np.inf
+            np.fill_diagonal(G, 0.0)
+            a, b, h = core.dense_nn_chain(G, sizes[ug], code, cut)
+            out_a.append(ug[a])
+            out_b.append(ug[b])
+            out_h.append(h)
+        if not out_a:
+            e = np.empty(0, dtype=np.int64)
+            return e, e, np.empty(0)
+        return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_h)
+
+    # ------------------------------------------------------------------ cuts
     def labels_at(self, threshold: float) -> np.ndarray:
-        """Labels for a cut at ``threshold`` (``<=`` joins, as scipy), from the fitted tree."""
+        """Labels for a cut at ``threshold`` (``<=`` joins, as scipy), from the fitted tree.
+
+        A sparse fit knows the tree only up to its own ``threshold``; asking for a higher cut
+        raises a ConfigError (refit with the larger threshold).
+        """
+        if not np.isfinite(threshold):
+            raise ConfigError(f"threshold={threshold!r} must be finite")
         Z = self.linkage_matrix_
-        if Z.shape[0] == 0:
-            return np.zeros(1, dtype=np.int64)
-        return _relabel(fcluster(Z, t=float(threshold), criterion="distance"))
+        if Z is not None:
+            if Z.shape[0] == 0:
+                return np.zeros(1, dtype=np.int64)
+            return _relabel(fcluster(Z, t=float(threshold), criterion="distance"))
+        if threshold > self._tree_top:
+            raise ConfigError(
+                f"this sparse fit knows the tree only up to threshold={self._tree_top}; "
+                f"refit with threshold >= {threshold} to cut there"
+            )
+        m = int(np.searchsorted(self.merge_heights_, threshold, side="right"))
+        return self._cut(m)
 
     def labels_at_k(self, k: int) -> np.ndarray:
         """Labels for a cut into ``k`` clusters, from the fitted tree."""
+        n = self._groups.shape[0]
+        if not 1 <= int(k) <= n:
+            raise ConfigError(f"k={k} must be between 1 and n_samples={n}")
         Z = self.linkage_matrix_
-        if Z.shape[0] == 0:
-            return np.zeros(1, dtype=np.int64)
-        return _relabel(fcluster(Z, t=int(k), criterion="maxclust"))
+        if Z is not None:
+            if Z.shape[0] == 0:
+                return np.zeros(1, dtype=np.int64)
+            return _relabel(fcluster(Z, t=int(k), criterion="maxclust"))
+        m = n - int(k)
+        n_forced = getattr(self, "_n_forced", 0)
+        if m < n_forced:
+            raise ConfigError(
+                f"k={k} is more clusters than the {n - n_forced} must-link groups allow"
+            )
+        if m > self.merge_pairs_.shape[0]:
+            raise ConfigError(
+                f"k={k} is fewer than the {n - self.merge_pairs_.shape[0]} clusters this sparse "
+                f"fit has at its threshold={self._tree_top}; refit with a larger threshold or "
+                "with n_clusters (dense)"
+            )
+        return self._cut(m)
+
+    def _cut(self, m: int) -> np.ndarray:
+        n = self._groups.shape[0]
+        p = self.merge_pairs_
+        return core.union_find_labels(n, p[:, 0].copy(), p[:, 1].copy(), m)
+
+
+def _aggregate(lo, hi, ed, n_groups, linkage):
+    """Reduce point edges to group edges: (lo, hi, distance, pair count)."""
+    key = lo * n_groups + hi
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    ed = ed[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    counts = np.diff(np.r_[starts, key.shape[0]])
+    if linkage == "complete":
+        d = np.maximum.reduceat(ed, starts) if ed.size else ed
+    else:
+        d = np.minimum.reduceat(ed, starts) if ed.size else ed
+    uk = key[starts]
+    return uk // n_groups, uk % n_groups, d, counts

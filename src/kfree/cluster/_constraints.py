@@ -1,0 +1,74 @@
+"""Must-link / cannot-link pair constraints shared by the clustering back-ends.
+
+Must-link pairs are closed transitively into *groups* that start as one cluster each; a
+cannot-link pair forbids any cluster that would contain both points. A cannot-link pair inside
+one must-link group is a contradiction and is reported with the pair that causes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import DataError
+from ._linkage_core import connected_components
+
+
+def check_pairs(pairs: Any, n: int, name: str) -> np.ndarray:
+    """Validate an array of index pairs into shape (m, 2) int64 (``None`` → empty)."""
+    if pairs is None:
+        return np.empty((0, 2), dtype=np.int64)
+    try:
+        arr = np.asarray(pairs)
+    except Exception as e:  # pragma: no cover - exotic inputs
+        raise DataError(f"{name} could not be read as an array of index pairs: {e}") from None
+    if arr.size == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise DataError(f"{name} must have shape (n_pairs, 2), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
+            arr = arr.astype(np.int64)
+        else:
+            raise DataError(f"{name} must hold integer sample indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = (arr < 0) | (arr >= n)
+    if bad.any():
+        r = int(np.where(bad.any(axis=1))[0][0])
+        raise DataError(
+            f"{name} pair {tuple(int(v) for v in arr[r])} (row {r}) is out of range for "
+            f"n_samples={n}; indices must be in [0, {n - 1}]"
+        )
+    return arr
+
+
+def must_link_groups(n: int, must_link: np.ndarray) -> np.ndarray:
+    """Group id (0..G-1) of every sample after closing must-link pairs transitively."""
+    if must_link.shape[0] == 0:
+        return np.arange(n, dtype=np.int64)
+    return connected_components(n, must_link[:, 0], must_link[:, 1])
+
+
+def check_contradictions(groups: np.ndarray, cannot_link: np.ndarray) -> None:
+    """Raise if a cannot-link pair lies inside one must-link group."""
+    if cannot_link.shape[0] == 0:
+        return
+    same = groups[cannot_link[:, 0]] == groups[cannot_link[:, 1]]
+    if same.any():
+        r = int(np.where(same)[0][0])
+        i, j = (int(v) for v in cannot_link[r])
+        what = "is the same sample twice" if i == j else "are joined by must-link pairs"
+        raise DataError(
+            f"cannot_link pair ({i}, {j}) contradicts the must-link constraints: the two samples "
+            f"{what}; remove the pair from one of the two lists"
+        )
+
+
+def cannot_link_keys(groups: np.ndarray, cannot_link: np.ndarray, n_groups: int) -> np.ndarray:
+    """Sorted unique keys ``lo * n_groups + hi`` of group pairs that must stay apart."""
+    if cannot_link.shape[0] == 0:
+        return np.empty(0, dtype=np.int64)
+    a = groups[cannot_link[:, 0]]
+    b = groups[cannot_link[:, 1]]
+    return np.unique(np.minimum(a, b) * n_groups + np.maximum(a, b))

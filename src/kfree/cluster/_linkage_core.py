@@ -1,0 +1,373 @@
+"""Compiled agglomeration kernels (numba) used by :mod:`kfree.cluster.threshold_hac`.
+
+Three kernels, each returning the merges it made as ``(rep_a, rep_b, height)`` where ``rep_*``
+are *point/node indices* (any member of each merged cluster), so a union-find over the merges
+reproduces every cut:
+
+- :func:`sparse_complete_nn_chain` — complete linkage on a sparse graph in which a missing edge
+  means "farther than the cut" (+inf). A merged cluster keeps only the neighbours *both* parts
+  had, at the larger distance, which is exactly dense complete linkage below the cut. Works in
+  place on a symmetric CSR graph (rows sorted by neighbour id), memory O(edges).
+- :func:`dense_nn_chain` — complete / average / single linkage on a dense square matrix with
+  initial cluster sizes (used per connected component, and when must-link groups start as
+  clusters); ``inf`` marks a cannot-link pair and dominates every update.
+- :func:`kruskal_merges` — single linkage = minimum spanning forest of the graph.
+
+All three use the nearest-neighbour chain (complete, average and single are reducible
+linkages), which produces the same dendrogram as the greedy "merge the closest pair" loop, as
+scipy and fastcluster do.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+COMPLETE, AVERAGE, SINGLE = 0, 1, 2
+LINKAGE_CODES = {"complete": COMPLETE, "average": AVERAGE, "single": SINGLE}
+
+
+@nb.njit(cache=True)
+def _find(parent, x):
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:
+        nxt = parent[x]
+        parent[x] = root
+        x = nxt
+    return root
+
+
+@nb.njit(cache=True)
+def union_find_labels(n, a, b, n_merges):
+    """Component labels (0..k-1, in order of first appearance) after the first ``n_merges``."""
+    parent = np.arange(n)
+    for t in range(n_merges):
+        ra = _find(parent, a[t])
+        rb = _find(parent, b[t])
+        if ra != rb:
+            if ra < rb:
+                parent[rb] = ra
+            else:
+                parent[ra] = rb
+    labels = np.full(n, -1, dtype=np.int64)
+    root_label = np.full(n, -1, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        r = _find(parent, i)
+        if root_label[r] < 0:
+            root_label[r] = k
+            k += 1
+        labels[i] = root_label[r]
+    return labels
+
+
+@nb.njit(cache=True)
+def symmetric_csr(n, ei, ej, ed):
+    """Symmetric CSR (int64 indptr, int32 neighbours sorted per row, float64 distances)."""
+    m = ei.shape[0]
+    deg = np.zeros(n + 1, dtype=np.int64)
+    for t in range(m):
+        deg[ei[t] + 1] += 1
+        deg[ej[t] + 1] += 1
+    indptr = np.cumsum(deg)
+    fill = indptr[:-1].copy()
+    nbr = np.empty(2 * m, dtype=np.int32)
+    dist = np.empty(2 * m, dtype=np.float64)
+    for t in range(m):
+        i = ei[t]
+        j = ej[t]
+        nbr[fill[i]] = j
+        dist[fill[i]] = ed[t]
+        fill[i] += 1
+        nbr[fill[j]] = i
+        dist[fill[j]] = ed[t]
+        fill[j] += 1
+    for r in range(n):
+        s = indptr[r]
+        e = indptr[r + 1]
+        if e - s > 1:
+            order = np.argsort(nbr[s:e], kind="mergesort")
+            nbr[s:e] = nbr[s:e][order]
+            dist[s:e] = dist[s:e][order]
+    return indptr, nbr, dist
+
+
+@nb.njit(cache=True)
+def _bsearch(nbr, s, e, key):
+    lo = s
+    hi = e
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if nbr[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < e and nbr[lo] == key:
+        return lo
+    return -1
+
+
+@nb.njit(cache=True)
+def _nearest(x, indptr, length, nbr, dist, active, prev, prev_d):
+    best = -1
+    best_d = np.inf
+    if prev >= 0:
+        best = prev
+        best_d = prev_d
+    s = indptr[x]
+    for p in range(s, s + length[x]):
+        z = nbr[p]
+        d = dist[p]
+        if d < best_d and active[z]:
+            best_d = d
+            best = z
+    return best, best_d
+
+
+@nb.njit(cache=True)
+def _lookup(x, y, indptr, length, nbr, dist):
+    p = _bsearch(nbr, indptr[x], indptr[x] + length[x], y)
+    if p < 0:
+        return np.inf
+    return dist[p]
+
+
+@nb.njit(cache=True)
+def sparse_complete_nn_chain(indptr, nbr, dist, sizes):
+    """Complete linkage over a sparse graph (missing edge = +inf); modifies nbr/dist in place.
+
+    Returns (a, b, h) arrays of the merges (``a``/``b`` node ids, ``h`` heights), unsorted.
+    """
+    n = indptr.shape[0] - 1
+    length = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        length[i] = indptr[i + 1] - indptr[i]
+    active = np.ones(n, dtype=np.bool_)
+    size = sizes.astype(np.int64).copy()
+    out_a = np.empty(max(n - 1, 0), dtype=np.int64)
+    out_b = np.empty(max(n - 1, 0), dtype=np.int64)
+    out_h = np.empty(max(n - 1, 0), dtype=np.float64)
+    n_out = 0
+    chain = np.empty(n + 1, dtype=np.int64)
+    chain_len = 0
+    start = 0
+    while True:
+        if chain_len == 0:
+            # next cluster that still has a live neighbour
+            found = False
+            while start < n:
+                if active[start]:
+                    y, d = _nearest(start, indptr, length, nbr, dist, active, -1, np.inf)
+                    if y >= 0:
+                        found = True
+                        break
+                start += 1
+            if not found:
+                break
+            chain[0] = start
+            chain_len = 1
+        x = chain[chain_len - 1]
+        prev = -1
+        prev_d = np.inf
+        if chain_len > 1:
+            prev = chain[chain_len - 2]
+            prev_d = _lookup(x, prev, indptr, length, nbr, dist)
+            if not np.isfinite(prev_d):
+                prev = -1
+        y, d = _nearest(x, indptr, length, nbr, dist, active, prev, prev_d)
+        if y < 0:
+            # x lost all its neighbours: it is final
+            chain_len -= 1
+            continue
+        if not (chain_len > 1 and y == chain[chain_len - 2]):
+            chain[chain_len] = y
+            chain_len += 1
+            continue
+        # merge x and y (the last two of the chain); survivor keeps the smaller id
+        chain_len -= 2
+        a = min(x, y)
+        b = max(x, y)
+        out_a[n_out] = a
+        out_b[n_out] = b
+        out_h[n_out] = d
+        n_out += 1
+        sa = indptr[a]
+        ea = sa + length[a]
+        sb = indptr[b]
+        eb = sb + length[b]
+        pa = sa
+        pb = sb
+        w = sa
+        while pa < ea or pb < eb:
+            ka = nbr[pa] if pa < ea else 2147483647
+            kb = nbr[pb] if pb < eb else 2147483647
+            if ka == kb:
+                k = ka
+                da = dist[pa]
+                db = dist[pb]
+                pa += 1
+                pb += 1
+                if not active[k] or k == a or k == b:
+                    continue
+                if not (np.isfinite(da) and np.isfinite(db)):
+                    # one side already lost this neighbour: the merged cluster loses it too
+                    sk = indptr[k]
+                    ek = sk + length[k]
+                    q = _bsearch(nbr, sk, ek, a)
+                    if q >= 0:
+                        dist[q] = np.inf
+                    q = _bsearch(nbr, sk, ek, b)
+                    if q >= 0:
+                        dist[q] = np.inf
+                    continue
+                nd = da if da > db else db
+                nbr[w] = k
+                dist[w] = nd
+                w += 1
+                sk = indptr[k]
+                ek = sk + length[k]
+                q = _bsearch(nbr, sk, ek, a)
+                dist[q] = nd
+                q = _bsearch(nbr, sk, ek, b)
+                dist[q] = np.inf
+            elif ka < kb:
+                k = ka
+                pa += 1
+                if active[k] and k != b and np.isfinite(dist[pa - 1]):
+                    q = _bsearch(nbr, indptr[k], indptr[k] + length[k], a)
+                    if q >= 0:
+                        dist[q] = np.inf
+            else:
+                k = kb
+                pb += 1
+                if active[k] and k != a and np.isfinite(dist[pb - 1]):
+                    q = _bsearch(nbr, indptr[k], indptr[k] + length[k], b)
+                    if q >= 0:
+                        dist[q] = np.inf
+        length[a] = w - sa
+        length[b] = 0
+        active[b] = False
+        size[a] += size[b]
+    return out_a[:n_out], out_b[:n_out], out_h[:n_out]
+
+
+@nb.njit(cache=True)
+def dense_nn_chain(D, sizes, linkage, cut):
+    """Agglomerate a dense symmetric matrix ``D`` (modified in place) with initial ``sizes``.
+
+    ``inf`` entries are forbidden pairs (cannot-link); they dominate every update, so two
+    clusters containing a forbidden pair never merge. Stops merging above ``cut``. Returns
+    (a, b, h) merges in chain order (node ids are row indices of ``D``).
+    """
+    n = D.shape[0]
+    active = np.ones(n, dtype=np.bool_)
+    size = sizes.astype(np.float64).copy()
+    out_a = np.empty(max(n - 1, 0), dtype=np.int64)
+    out_b = np.empty(max(n - 1, 0), dtype=np.int64)
+    out_h = np.empty(max(n - 1, 0), dtype=np.float64)
+    n_out = 0
+    done = np.zeros(n, dtype=np.bool_)
+    chain = np.empty(n + 1, dtype=np.int64)
+    chain_len = 0
+    start = 0
+    while True:
+        if chain_len == 0:
+            while start < n and (not active[start] or done[start]):
+                start += 1
+            if start >= n:
+                break
+            chain[0] = start
+            chain_len = 1
+        x = chain[chain_len - 1]
+        best = -1
+        best_d = np.inf
+        if chain_len > 1:
+            best = chain[chain_len - 2]
+            best_d = D[x, best]
+            if not best_d <= cut:
+                best = -1
+                best_d = np.inf
+        for z in range(n):
+            if z != x and active[z]:
+                dz = D[x, z]
+                if dz < best_d and dz <= cut:
+                    best_d = dz
+                    best = z
+        if best < 0:
+            done[x] = True
+            chain_len -= 1
+            continue
+        if not (chain_len > 1 and best == chain[chain_len - 2]):
+            chain[chain_len] = best
+            chain_len += 1
+            continue
+        chain_len -= 2
+        a = min(x, best)
+        b = max(x, best)
+        out_a[n_out] = a
+        out_b[n_out] = b
+        out_h[n_out] = best_d
+        n_out += 1
+        na = size[a]
+        nbb = size[b]
+        for k in range(n):
+            if not active[k] or k == a or k == b:
+                continue
+            da = D[a, k]
+            db = D[b, k]
+            if np.isinf(da) or np.isinf(db):
+                nd = np.inf
+            elif linkage == 0:
+                nd = da if da > db else db
+            elif linkage == 1:
+                nd = (na * da + nbb * db) / (na + nbb)
+            else:
+                nd = da if da < db else db
+            D[a, k] = nd
+            D[k, a] = nd
+        active[b] = False
+        size[a] = na + nbb
+    return out_a[:n_out], out_b[:n_out], out_h[:n_out]
+
+
+@nb.njit(cache=True)
+def kruskal_merges(n, ei, ej, ed):
+    """Single linkage on a graph: minimum spanning forest edges in increasing order."""
+    order = np.argsort(ed, kind="mergesort")
+    parent = np.arange(n)
+    out_a = np.empty(max(n - 1, 0), dtype=np.int64)
+    out_b = np.empty(max(n - 1, 0), dtype=np.int64)
+    out_h = np.empty(max(n - 1, 0), dtype=np.float64)
+    m = 0
+    for t in order:
+        ra = _find(parent, ei[t])
+        rb = _find(parent, ej[t])
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+            out_a[m] = ei[t]
+            out_b[m] = ej[t]
+            out_h[m] = ed[t]
+            m += 1
+    return out_a[:m], out_b[:m], out_h[:m]
+
+
+@nb.njit(cache=True)
+def connected_components(n, ei, ej):
+    """Labels of the connected components of an edge list (0..c-1, first appearance order)."""
+    parent = np.arange(n)
+    for t in range(ei.shape[0]):
+        ra = _find(parent, ei[t])
+        rb = _find(parent, ej[t])
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    lab = np.full(n, -1, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        r = _find(parent, i)
+        if lab[r] < 0:
+            lab[r] = k
+            k += 1
+        lab[i] = lab[r]
+    return lab

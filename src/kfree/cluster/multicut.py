@@ -1,0 +1,279 @@
+"""Minimum cost multicut (correlation clustering) of a complete or weighted graph, no K needed.
+
+The clustering of the ICPR 2020 triplet-loss paper: every pair of points gets the probability
+``p`` that they belong to *different* clusters (a logistic model on their distance, or a
+threshold turned into one), the edge cost is ``log((1 - p) / p)`` (positive = keep together) with
+``p`` clipped to ``[p_clip, 1 - p_clip]``, and the partition minimising the total cost of the cut
+edges is searched with greedy additive edge contraction (GAEC) followed by Kernighan–Lin with
+joins (KLj), after Keuper et al. 2015. Both are heuristics; the reported ``objective_`` lets you
+compare them (``gaec_objective_`` is GAEC alone), and on small graphs they are checked against
+exact optima in the test suite.
+
+A threshold ``tau`` becomes ``p(d) = sigmoid((d - tau) / temperature)``, so the cost is simply
+``(tau - d) / temperature``: positive below the threshold, negative above it. Without clipping
+the temperature would not matter at all (a multicut is unchanged by scaling every cost); it only
+decides where the clip at ``p_clip`` starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable
+
+import numba as nb
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from ..distances import check_distance, check_features
+from ..exceptions import ConfigError, DataError, ResourceError
+from ..threshold import Threshold
+from . import _multicut_core as mc
+
+log = logging.getLogger(__name__)
+
+
+@nb.njit(cache=True)
+def _threshold_costs(G, sq, tau_sq_units, distance_code, scale, cmax):
+    """In place: G (Gram matrix) → cost matrix ``clip((tau - d) / T)``; diagonal 0."""
+    n = G.shape[0]
+    for i in range(n):
+        for j in range(n):
+            d = sq[i] + sq[j] - 2.0 * G[i, j]
+            if d < 0.0:
+                d = 0.0
+            if distance_code == 1:
+                d = math.sqrt(d)
+            elif distance_code == 2:
+                d = d / 2.0
+            c = (tau_sq_units - d) * scale
+            if c > cmax:
+                c = cmax
+            elif c < -cmax:
+                c = -cmax
+            G[i, j] = c
+        G[i, i] = 0.0
+
+
+def _check_p_clip(p_clip: float) -> float:
+    if not 0 < float(p_clip) < 0.5:
+        raise ConfigError(f"p_clip={p_clip!r} must be in (0, 0.5), e.g. 1e-6")
+    return float(p_clip)
+
+
+class MulticutClustering(ClusterMixin, BaseEstimator):
+    """Minimum cost multicut of the complete graph of the samples (GAEC + KLj).
+
+    Parameters
+    ----------
+    threshold : float or Threshold, optional
+        Distance below which pairs lean towards one cluster (in units of ``distance``; a
+        :class:`~kfree.threshold.Threshold` brings its own distance kind). Set exactly one of
+        ``threshold`` and ``cut_probability``.
+    cut_probability : callable or (a, b), optional
+        Probability that two samples are in different clusters as a function of their distance:
+        a callable mapping an ndarray of distances to probabilities, or logistic parameters
+        ``(a, b)`` meaning ``p = 1 / (1 + exp(-(a * d + b)))`` (a > 0 for a sensible model).
+    distance : {"sqeuclidean", "euclidean", "cosine"}
+    temperature : float, optional
+        Scale of the threshold's logistic (default ``threshold / 10``); only matters through
+        ``p_clip``.
+    p_clip : float
+        Probabilities are clipped to ``[p_clip, 1 - p_clip]`` (costs to about ±13.8 at 1e-6).
+    kl : bool
+        Run Kernighan–Lin with joins after GAEC (default True).
+    max_rounds : int
+        Upper bound on KLj rounds (each visits every pair of clusters joined by an attractive
+        edge); it normally stops earlier, when a round changes nothing.
+    memory_limit : float, optional
+        GiB for the dense cost matrices (two float64 n×n arrays; default: half the physical
+        memory).
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+    n_clusters_ : int
+    objective_ : float
+        Sum of the costs of the cut edges of ``labels_`` (lower is better).
+    gaec_labels_, gaec_objective_, gaec_n_clusters_ :
+        The same for GAEC alone.
+    n_kl_rounds_ : int
+    """
+
+    requires_n_clusters = False
+
+    def __init__(
+        self,
+        threshold: float | Threshold | None = None,
+        *,
+        cut_probability: Callable[[np.ndarray], np.ndarray] | tuple[float, float] | None = None,
+        distance: str = "sqeuclidean",
+        temperature: float | None = None,
+        p_clip: float = 1e-6,
+        kl: bool = True,
+        max_rounds: int = 100,
+        memory_limit: float | None = None,
+    ) -> None:
+        self.threshold = threshold
+        self.cut_probability = cut_probability
+        self.distance = distance
+        self.temperature = temperature
+        self.p_clip = p_clip
+        self.kl = kl
+        self.max_rounds = max_rounds
+        self.memory_limit = memory_limit
+
+    def _limit_bytes(self) -> float:
+        from .threshold_hac import default_memory_limit_gb
+
+        gb = default_memory_limit_gb() if self.memory_limit is None else float(self.memory_limit)
+        return gb * 2**30
+
+    def _check_memory(self, n: int) -> None:
+        need = 16.0 * n * n
+        if need > self._limit_bytes():
+            raise ResourceError(
+                f"multicut on the complete graph of {n} nodes needs ~{need / 2**30:.1f} GiB "
+                f"(two dense n×n float64 matrices), more than memory_limit="
+                f"{self._limit_bytes() / 2**30:.1f} GiB; cluster fewer points, or use "
+                "ThresholdAgglomerative, which stays sparse"
+            )
+
+    def _resolve_threshold(self) -> tuple[float, str] | None:
+        if (self.threshold is None) == (self.cut_probability is None):
+            raise ConfigError(
+                "set exactly one of threshold="
+                f"{self.threshold!r} and cut_probability={self.cut_probability!r}"
+            )
+        if self.threshold is None:
+            return None
+        if isinstance(self.threshold, Threshold):
+            return float(self.threshold.value), self.threshold.distance
+        try:
+            t = float(self.threshold)
+        except (TypeError, ValueError):
+            t = float("nan")
+        if not (math.isfinite(t) and t > 0):
+            raise ConfigError(f"threshold={self.threshold!r} must be a finite number > 0")
+        return t, self.distance
+
+    # ------------------------------------------------------------------ cost matrices
+    def _costs_from_embeddings(self, X: np.ndarray) -> np.ndarray:
+        thr = self._resolve_threshold()
+        distance = thr[1] if thr is not None else self.distance
+        check_distance(distance)
+        p_clip = _check_p_clip(self.p_clip)
+        cmax = math.log((1 - p_clip) / p_clip)
+        Xp = np.asarray(X, dtype=np.float64)
+        if distance == "cosine":
+            norms = np.linalg.norm(Xp, axis=1, keepdims=True)
+            if (norms == 0).any():
+                raise DataError("cosine distance is undefined for all-zero rows; drop them first")
+            Xp = Xp / norms
+        sq = np.einsum("ij,ij->i", Xp, Xp)
+        G = Xp @ Xp.T  # (n, n): the only n×n allocation besides GAEC's working copy
+        code = {"sqeuclidean": 0, "euclidean": 1, "cosine": 2}[distance]
+        if thr is not None:
+            tau = thr[0]
+            temp = tau / 10.0 if self.temperature is None else float(self.temperature)
+            if not temp > 0:
+                raise ConfigError(f"temperature={self.temperature!r} must be > 0")
+            _threshold_costs(G, sq, tau, code, 1.0 / temp, cmax)
+            return G
+        model = self.cut_probability
+        if isinstance(model, (tuple, list)) and len(model) == 2:
+            a, b = float(model[0]), float(model[1])
+            fn: Callable[[np.ndarray], np.ndarray] = lambda d: 1.0 / (1.0 + np.exp(-(a * d + b)))
+        elif callable(model):
+            fn = model
+        else:
+            raise ConfigError(
+                f"cut_probability={model!r} must be a callable distance -> p(different) or "
+                "logistic parameters (a, b)"
+            )
+        n = G.shape[0]
+        for i0 in range(0, n, 1024):
+            blk = G[i0 : i0 + 1024]
+            d = np.maximum(sq[i0 : i0 + 1024, None] + sq[None, :] - 2.0 * blk, 0.0)
+            if code == 1:
+                np.sqrt(d, out=d)
+            elif code == 2:
+                d /= 2.0
+            p = np.asarray(fn(d), dtype=np.float64)
+            if p.shape != d.shape or not np.isfinite(p).all():
+                raise ConfigError(
+                    "cut_probability must map an array of distances to finite probabilities of "
+                    f"the same shape; got shape {p.shape} for {d.shape}"
+                )
+            p = np.clip(p, p_clip, 1 - p_clip)
+            blk[...] = np.log((1 - p) / p)
+        np.fill_diagonal(G, 0.0)
+        return G
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None) -> "MulticutClustering":
+        """Partition the complete graph of the rows of ``X`` (n_samples, n_features)."""
+        self._resolve_threshold()
+        X = check_features(X, min_samples=1)
+        n = X.shape[0]
+        self.n_features_in_ = X.shape[1]
+        self._check_memory(n)
+        C = self._costs_from_embeddings(X)
+        return self._solve(C)
+
+    def fit_graph(self, edges: Any, costs: Any, n_nodes: int | None = None) -> "MulticutClustering":
+        """Partition a weighted graph given as ``edges`` (m, 2) and ``costs`` (m,).
+
+        Costs follow the minimisation convention (positive = keep together, e.g.
+        ``log((1 - p) / p)``); missing edges cost 0; parallel edges add up. ``n_nodes``
+        defaults to ``max(edges) + 1``.
+        """
+        e = np.asarray(edges)
+        c = np.asarray(costs, dtype=np.float64)
+        if e.size == 0:
+            e = e.reshape(0, 2)
+        if e.ndim != 2 or e.shape[1] != 2 or not np.issubdtype(e.dtype, np.integer):
+            raise DataError(f"edges must be an integer array of shape (m, 2), got {e.shape} {e.dtype}")
+        if c.shape != (e.shape[0],):
+            raise DataError(f"costs must have shape ({e.shape[0]},) like edges, got {c.shape}")
+        if not np.isfinite(c).all():
+            raise DataError("costs contain NaN or infinite values; clip probabilities first")
+        if n_nodes is None:
+            if e.shape[0] == 0:
+                raise DataError("an empty edge list needs n_nodes")
+            n_nodes = int(e.max()) + 1
+        n = int(n_nodes)
+        if n < 1:
+            raise DataError(f"n_nodes={n_nodes} must be >= 1")
+        if e.shape[0] and (e.min() < 0 or e.max() >= n):
+            raise DataError(f"edge endpoints must be in [0, {n - 1}] for n_nodes={n}")
+        if (e[:, 0] == e[:, 1]).any():
+            raise DataError("edges contain self-loops (i, i); drop them")
+        self._check_memory(n)
+        C = np.zeros((n, n))
+        np.add.at(C, (e[:, 0], e[:, 1]), c)
+        np.add.at(C, (e[:, 1], e[:, 0]), c)
+        return self._solve(C)
+
+    def _solve(self, C: np.ndarray) -> "MulticutClustering":
+        if int(self.max_rounds) < 0:
+            raise ConfigError(f"max_rounds={self.max_rounds} must be >= 0")
+        work = C.copy()
+        gl, n_con = mc.gaec_dense(work)
+        del work
+        self.gaec_labels_ = gl
+        self.gaec_objective_ = float(mc.multicut_objective(C, gl))
+        self.gaec_n_clusters_ = int(gl.max()) + 1 if gl.size else 0
+        labels = gl
+        rounds = 0
+        if self.kl and C.shape[0] > 1 and int(self.max_rounds) > 0:
+            labels, rounds = mc.kernighan_lin_joins(C, gl, int(self.max_rounds), 1e-9)
+        self.labels_ = np.asarray(labels, dtype=np.int64)
+        self.n_clusters_ = int(self.labels_.max()) + 1 if self.labels_.size else 0
+        self.objective_ = float(mc.multicut_objective(C, self.labels_))
+        self.n_kl_rounds_ = int(rounds)
+        log.info(
+            "multicut: GAEC %d clusters (objective %.4g), KLj %d clusters (objective %.4g), %d rounds",
+            self.gaec_n_clusters_, self.gaec_objective_, self.n_clusters_, self.objective_, rounds,
+        )
+        return self
