@@ -27,7 +27,7 @@ def _emb(seed: int = 0, n: int = 6, d: int = 3, dtype=torch.float64) -> torch.Te
 def _brute_batch_all(x, labels, variant, alpha, beta, nonzero=False):
     terms = [triplet_term(variant, sqd(x, a, p), sqd(x, a, q), alpha, beta) for a, p, q in valid_triplets(labels)]
     if nonzero:
-        terms = [t for t in terms if float(t) > 0]
+        terms = [t for t in terms if float(t.detach()) > 0]
     return sum(terms) / len(terms)
 
 
