@@ -86,10 +86,17 @@ def condensed_distances_blocked(X: np.ndarray, distance: str = "sqeuclidean", *,
 
     Same formula as :func:`condensed_distances` (one float64 GEMM per block of rows), but the
     peak memory is the output itself (``4·n²`` bytes) plus one ``block × n`` tile, instead of
-    the full square matrix and its index arrays (about 20·n² bytes).
+    the full square matrix and its index arrays (about 20·n² bytes). Computed in float64 from
+    the float64 input (no float32 round trip), so cuts agree with scipy's ``pdist`` away from
+    exact ties.
     """
     check_distance(distance)
-    Xp = prepare(X, distance).astype(np.float64)
+    Xp = np.ascontiguousarray(X, dtype=np.float64)
+    if distance == "cosine":
+        norms = np.linalg.norm(Xp, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise DataError("cosine distance is undefined for all-zero rows")
+        Xp = Xp / norms
     n = Xp.shape[0]
     sq = (Xp * Xp).sum(1)
     out = np.empty(n * (n - 1) // 2, dtype=np.float64)

@@ -27,6 +27,7 @@ _REGISTRY: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     },
     "cluster": {
         "hac": ("kfree.cluster.threshold_hac:ThresholdAgglomerative", {}),
+        "multicut": ("kfree.cluster.multicut:MulticutClustering", {}),
     },
 }
 

@@ -286,6 +286,8 @@ def radius_edges(
         index.add(centres)
         lim = (rad + max_r) ** 2
         lims, _, I = index.range_search(X32, lim)
+        lims = lims.astype(np.int64)
+        I = I.astype(np.int64)
         # keep (point, cell) pairs passing the per-cell bound, only cells >= own cell's side
         pts = np.repeat(np.arange(n), np.diff(lims))
         cd2 = np.einsum("ij,ij->i", X32[pts] - centres[I], X32[pts] - centres[I])

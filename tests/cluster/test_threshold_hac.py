@@ -1,0 +1,197 @@
+"""Threshold HAC: dense and sparse paths against scipy, constraints, cuts, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import pdist
+
+from kfree.cluster import ThresholdAgglomerative
+from kfree.cluster.curves import iter_cuts, score_curve
+from kfree.cluster.threshold_hac import _relabel
+from kfree.data.synthetic import sphere_blobs
+from kfree.exceptions import ConfigError, DataError, ResourceError
+
+
+def same_partition(a, b) -> bool:
+    return np.array_equal(_relabel(np.asarray(a)), _relabel(np.asarray(b)))
+
+
+def scipy_cut(X, t, linkage_, distance):
+    return fcluster(linkage(pdist(np.asarray(X, np.float64), distance), linkage_), t, "distance")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 70),
+    d=st.integers(1, 5),
+    q=st.floats(0.02, 0.6),
+    seed=st.integers(0, 10_000),
+    linkage_=st.sampled_from(["complete", "single", "average"]),
+    distance=st.sampled_from(["sqeuclidean", "euclidean", "cosine"]),
+)
+def test_sparse_and_dense_equal_scipy(n, d, q, seed, linkage_, distance):
+    X = np.random.default_rng(seed).standard_normal((n, d))
+    D = pdist(X, distance)
+    t = float(np.quantile(D, q)) * (1 + 1e-7) + 1e-9
+    ref = scipy_cut(X, t, linkage_, distance)
+    for algorithm in ("sparse", "dense"):
+        m = ThresholdAgglomerative(t, linkage=linkage_, distance=distance, algorithm=algorithm)
+        assert same_partition(m.fit(X).labels_, ref), algorithm
+
+
+def test_pair_at_exactly_threshold_is_joined():
+    X = np.array([[0.0], [1.0], [3.0]])
+    for algorithm in ("sparse", "dense"):
+        m = ThresholdAgglomerative(1.0, distance="euclidean", algorithm=algorithm).fit(X)
+        assert m.labels_.tolist() == [0, 0, 1]
+        m = ThresholdAgglomerative(0.999, distance="euclidean", algorithm=algorithm).fit(X)
+        assert m.n_clusters_ == 3
+
+
+def test_sparse_complete_on_blobs_matches_scipy_and_finds_clusters():
+    X, y = sphere_blobs(30, np.arange(30) % 7 + 3, 16, spread=0.3, seed=1)
+    ref = scipy_cut(X, 0.6, "complete", "sqeuclidean")
+    m = ThresholdAgglomerative(0.6, algorithm="sparse").fit(X)
+    assert same_partition(m.labels_, ref)
+    assert same_partition(m.labels_, y)
+    assert m.n_clusters_ == 30
+    assert m.algorithm_ == "sparse" and m.linkage_matrix_ is None and m.n_edges_ > 0
+
+
+def test_single_linkage_threshold_property():
+    X, _ = sphere_blobs(8, 12, 8, spread=0.9, seed=3)
+    t = 0.5
+    m = ThresholdAgglomerative(t, linkage="single", algorithm="sparse").fit(X)
+    D = pdist(X.astype(np.float64), "sqeuclidean")
+    from scipy.spatial.distance import squareform
+
+    S = squareform(D)
+    lab = m.labels_
+    # every pair across clusters is above the threshold
+    assert (S[lab[:, None] != lab[None, :]] > t).all()
+
+
+def test_labels_at_and_labels_at_k_without_refit():
+    X, _ = sphere_blobs(6, 10, 8, spread=0.8, seed=2)
+    dense = ThresholdAgglomerative(1.2, algorithm="dense").fit(X)
+    sparse = ThresholdAgglomerative(1.2, algorithm="sparse").fit(X)
+    for t in (0.3, 0.7, 1.2):
+        assert same_partition(dense.labels_at(t), sparse.labels_at(t))
+        assert same_partition(dense.labels_at(t), scipy_cut(X, t, "complete", "sqeuclidean"))
+    for k in range(sparse.n_clusters_, 61, 7):
+        assert same_partition(dense.labels_at_k(k), sparse.labels_at_k(k))
+        assert sparse.labels_at_k(k).max() + 1 == k
+    with pytest.raises(ConfigError, match="refit"):
+        sparse.labels_at(1.5)
+    with pytest.raises(ConfigError, match="fewer than"):
+        sparse.labels_at_k(1)
+    assert dense.labels_at_k(1).max() == 0
+
+
+def test_curves_cut_every_k_like_labels_at_k():
+    X, y = sphere_blobs(5, 8, 6, spread=0.9, seed=4)
+    m = ThresholdAgglomerative(n_clusters=5).fit(X)
+    cuts = dict(iter_cuts(m.merge_pairs_, X.shape[0], range(1, 41)))
+    assert sorted(cuts) == list(range(1, 41))
+    for k in (1, 3, 5, 17, 40):
+        assert same_partition(cuts[k], m.labels_at_k(k))
+    curve = score_curve(m, {"k_pred": lambda lab: lab.max() + 1})
+    assert np.array_equal(curve["k"], curve["k_pred"])
+
+
+def test_must_link_merges_first_and_cannot_link_splits():
+    X = np.array([[0.0], [0.1], [5.0], [5.1], [10.0]])
+    base = ThresholdAgglomerative(1.0, distance="euclidean").fit(X)
+    assert base.n_clusters_ == 3
+    m = ThresholdAgglomerative(1.0, distance="euclidean").fit(X, must_link=[[1, 2]])
+    # complete linkage between {1,2} and 0 or 3 is ~5 > 1: groups stay, 0 and 3 become alone
+    assert m.labels_[1] == m.labels_[2]
+    assert m.labels_[0] != m.labels_[1] and m.labels_[3] != m.labels_[2]
+    c = ThresholdAgglomerative(1.0, distance="euclidean").fit(X, cannot_link=[[0, 1]])
+    assert c.labels_[0] != c.labels_[1] and c.labels_[2] == c.labels_[3]
+    for lk in ("single", "average"):
+        c = ThresholdAgglomerative(1.0, distance="euclidean", linkage=lk).fit(
+            X, cannot_link=[[0, 1]], must_link=[[3, 4]]
+        )
+        assert c.labels_[0] != c.labels_[1] and c.labels_[3] == c.labels_[4]
+
+
+def test_cannot_link_propagates_through_merges():
+    # 0-1-2 on a line; single linkage would chain them, cannot-link 0/2 forbids one cluster
+    X = np.array([[0.0], [0.5], [1.0]])
+    m = ThresholdAgglomerative(0.6, distance="euclidean", linkage="single").fit(
+        X, cannot_link=[[0, 2]]
+    )
+    assert m.n_clusters_ == 2 and m.labels_[0] != m.labels_[2]
+
+
+def test_constrained_matches_brute_force_groups():
+    """Must-link groups as initial clusters == scipy on a data set where groups are points."""
+    rng = np.random.default_rng(7)
+    C = rng.standard_normal((12, 3))
+    X = np.repeat(C, 3, axis=0) + rng.standard_normal((36, 3)) * 1e-3
+    ml = np.array([[3 * i, 3 * i + j] for i in range(12) for j in (1, 2)])
+    t = float(np.quantile(pdist(C, "sqeuclidean"), 0.3))
+    m = ThresholdAgglomerative(t).fit(X, must_link=ml)
+    ref = scipy_cut(C, t, "complete", "sqeuclidean")
+    assert same_partition(m.labels_[::3], ref)
+
+
+def test_contradiction_is_a_clear_error():
+    X = np.random.default_rng(0).standard_normal((5, 2))
+    with pytest.raises(DataError, match="contradicts"):
+        ThresholdAgglomerative(1.0).fit(X, must_link=[[0, 1], [1, 2]], cannot_link=[[0, 2]])
+    with pytest.raises(DataError, match="out of range"):
+        ThresholdAgglomerative(1.0).fit(X, must_link=[[0, 9]])
+    with pytest.raises(DataError, match="shape"):
+        ThresholdAgglomerative(1.0).fit(X, cannot_link=[0, 1])
+
+
+@pytest.mark.parametrize("algorithm", ["dense", "sparse"])
+def test_bad_input(algorithm):
+    with pytest.raises(DataError):
+        ThresholdAgglomerative(1.0, algorithm=algorithm).fit(np.empty((0, 3)))
+    with pytest.raises(DataError, match="NaN"):
+        ThresholdAgglomerative(1.0, algorithm=algorithm).fit([[0.0, np.nan], [1.0, 1.0]])
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="threshold"):
+            ThresholdAgglomerative(bad, algorithm=algorithm).fit([[0.0], [1.0]])
+    with pytest.raises(DataError, match="n_clusters"):
+        ThresholdAgglomerative(n_clusters=5).fit(np.zeros((3, 2)))
+    with pytest.raises(ConfigError, match="exactly one"):
+        ThresholdAgglomerative().fit(np.zeros((3, 2)))
+    one = ThresholdAgglomerative(1.0, algorithm=algorithm).fit([[1.0, 2.0]])
+    assert one.labels_.tolist() == [0] and one.n_clusters_ == 1
+    dup = ThresholdAgglomerative(1e-6, algorithm=algorithm).fit(np.ones((4, 3)))
+    assert dup.n_clusters_ == 1
+
+
+def test_resource_error_when_graph_will_not_fit():
+    X = np.random.default_rng(0).standard_normal((3000, 4)).astype(np.float32)
+    with pytest.raises(ResourceError, match="memory_limit"):
+        ThresholdAgglomerative(100.0, algorithm="sparse", memory_limit=0.01).fit(X)
+    with pytest.raises(ResourceError, match="GiB"):
+        ThresholdAgglomerative(n_clusters=3, memory_limit=0.001).fit(X)
+
+
+def test_pruned_radius_graph_is_exact():
+    from kfree.cluster._radius_graph import radius_edges
+
+    X, _ = sphere_blobs(40, 25, 16, spread=0.3, seed=5)
+    a = radius_edges(X, 0.6, prune=False)
+    b = radius_edges(X, 0.6, prune=True)
+    ka = set(zip(a[0].tolist(), a[1].tolist()))
+    kb = set(zip(b[0].tolist(), b[1].tolist()))
+    assert ka == kb and len(ka) > 0
+    D = pdist(X.astype(np.float64), "sqeuclidean")
+    assert len(ka) == int((D <= 0.6).sum())
+
+
+def test_registry_names():
+    from kfree import registry
+
+    assert isinstance(registry.get("cluster", "hac", threshold=1.0), ThresholdAgglomerative)
