@@ -39,8 +39,8 @@ def _brute_batch_hard(x, labels, variant, alpha, beta):
         neg = [j for j in range(n) if labels[j] != labels[a]]
         if not pos or not neg:
             continue
-        p = max(pos, key=lambda j: float(sqd(x, a, j)))
-        q = min(neg, key=lambda j: float(sqd(x, a, j)))
+        p = max(pos, key=lambda j: float(sqd(x, a, j).detach()))
+        q = min(neg, key=lambda j: float(sqd(x, a, j).detach()))
         terms.append(triplet_term(variant, sqd(x, a, p), sqd(x, a, q), alpha, beta))
     return sum(terms) / len(terms)
 
