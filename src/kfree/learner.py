@@ -35,8 +35,19 @@ def _versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"kfree": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "sklearn": sklearn.__version__, "python": platform.python_version()}
+    return {"kfree": str(__version__), "torch": str(torch.__version__), "numpy": str(np.__version__),
+            "sklearn": str(sklearn.__version__), "python": platform.python_version()}
+
+
+def _plain(obj: Any) -> Any:
+    """Convert numpy scalars and tuples to plain Python so ``torch.load(weights_only=True)`` reads it."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 class BallClusterLearner(TransformerMixin, BaseEstimator):
@@ -50,6 +61,8 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         Keyword arguments of the loss (e.g. ``{"alpha": 0.8, "beta": 0.4}`` for triplets).
     dims : tuple of int
         Layer sizes of the MLP head; the last is the embedding dimension.
+    dropout : float
+        Dropout between hidden layers (regularises heads trained on few identities).
     epochs, lr, weight_decay : training schedule (Adam).
     p, k : identities per batch and samples per identity.
     val_identities : float or int
@@ -66,8 +79,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
     model_ : MLPEmbedder
     loss_ : EmbeddingLoss
     threshold_ : Threshold
-    labels_ : ndarray of shape (n_samples,), clusters of the training data at ``threshold_``.
-    n_clusters_ : int
+    labels_, n_clusters_ : clusters of the training data (set by ``fit_predict`` only).
     history_ : list of dict, per-epoch loss and validation scores.
     n_features_in_ : int
     """
@@ -78,6 +90,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         *,
         loss_params: dict[str, Any] | None = None,
         dims: tuple[int, ...] = (256, 128, 64, 64),
+        dropout: float = 0.0,
         epochs: int = 60,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -93,6 +106,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         self.loss = loss
         self.loss_params = loss_params
         self.dims = dims
+        self.dropout = dropout
         self.epochs = epochs
         self.lr = lr
         self.weight_decay = weight_decay
@@ -110,7 +124,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         from .config import TrainConfig
 
         return TrainConfig(
-            loss=self.loss, loss_params=dict(self.loss_params or {}), dims=tuple(self.dims),
+            loss=self.loss, loss_params=dict(self.loss_params or {}), dims=tuple(self.dims), dropout=self.dropout,
             epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, p=self.p, k=self.k,
             batches_per_epoch=self.batches_per_epoch, eval_every=self.eval_every, seed=self.seed,
         )
@@ -158,7 +172,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
                     raise DataError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
                 y_val = np.asarray(y_val)
         self.n_features_in_ = X.shape[1]
-        model = MLPEmbedder(X.shape[1], cfg.dims)
+        model = MLPEmbedder(X.shape[1], cfg.dims, dropout=cfg.dropout)
         Xt = torch.as_tensor(X_tr, dtype=torch.float32)
         model.set_standardization(Xt.mean(0), Xt.std(0) if Xt.shape[0] > 1 else torch.ones(X.shape[1]))
         loss = registry.get("loss", cfg.loss, **cfg.loss_params)
@@ -183,8 +197,6 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             "best_epoch": result.best_epoch, "seed": self.seed, "versions": _versions(),
             "train_time_s": round(time.perf_counter() - t0, 3),
         }
-        self.labels_ = self.cluster(X)
-        self.n_clusters_ = int(self.labels_.max()) + 1
         return self
 
     # ---------------------------------------------------------------- inference
@@ -228,8 +240,14 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         return ThresholdAgglomerative(thr.value, linkage=self.linkage, distance=thr.distance).fit(self.transform(X)).labels_
 
     def fit_predict(self, X: Any, y: Any, **fit_params: Any) -> np.ndarray:
-        """Fit on labelled data and return the clusters of that same data at the threshold."""
-        return self.fit(X, y, **fit_params).labels_
+        """Fit on labelled data and return the clusters of that same data at the threshold.
+
+        Also sets ``labels_`` and ``n_clusters_``. (``fit`` alone does not cluster the training
+        data: that can cost more than training when it is large.)
+        """
+        self.labels_ = self.fit(X, y, **fit_params).cluster(X)
+        self.n_clusters_ = int(self.labels_.max()) + 1
+        return self.labels_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -255,6 +273,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             "provenance": self.provenance_,
             "history": self.history_,
         }
+        payload = _plain(payload)
         path = Path(path)
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)

@@ -156,7 +156,9 @@ def load_features(
         if lc in cols:
             y = df[lc].to_numpy()
         feat = [c for c in cols if c not in (lc, "index")]
-        non_num = [c for c in feat if not np.issubdtype(df[c].dtype, np.number)]
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        non_num = [c for c in feat if not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])]
         if non_num:
             raise DataError(
                 f"{p.name}: non-numeric columns {non_num[:5]} cannot be features; "

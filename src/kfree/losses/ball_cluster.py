@@ -38,8 +38,11 @@ class BallClusterLoss(EmbeddingLoss):
     learn_radius : bool
         If False, ``b`` stays at its initial value (used when fine-tuning with frozen ``b``).
     radius_lr_scale : float
-        Learning-rate multiplier for ``h`` relative to the network (smaller keeps ``b`` from
-        collapsing before the embedding has organised itself).
+        Learning-rate multiplier for ``h`` relative to the network. Measured on the AT&T demo
+        (60 epochs of 6 batches, Adam lr 1e-3): with 0.1 ``b`` stays at ≈ 0.743 and HAC at 4b
+        puts the 10 unseen people in 1–3 clusters; with 1, b ≈ 0.58 (3–4 clusters); with 10,
+        b ≈ 0.27–0.39 and 8–10 clusters. Adam moves ``h`` by about ``lr`` per step, so
+        ``h`` needs a larger rate than the network to travel from 0.1 to ≈ −1.5 in a short run.
     """
 
     name = "bcl"
@@ -54,7 +57,7 @@ class BallClusterLoss(EmbeddingLoss):
         alpha_neg: float = 1.0,
         eps: float = 0.05,
         learn_radius: bool = True,
-        radius_lr_scale: float = 0.1,
+        radius_lr_scale: float = 10.0,
     ) -> None:
         super().__init__()
         if alpha_pos < 0 or alpha_neg < 0 or alpha_pos + alpha_neg == 0:

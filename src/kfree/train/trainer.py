@@ -153,7 +153,8 @@ def train_embedding(
         if has_val and ((epoch + 1) % cfg.eval_every == 0 or last):
             scores = validation_score(model, loss, X_val, y_val)
             row.update(scores)
-            if cfg.select_best and (result.best_score is None or scores["val_nmi"] > result.best_score):
+            # ties go to the later epoch: same validation score, longer training
+            if cfg.select_best and (result.best_score is None or scores["val_nmi"] >= result.best_score):
                 result.best_score = scores["val_nmi"]
                 result.best_epoch = epoch + 1
                 best_state = {"model": copy.deepcopy(model.state_dict()), "loss": copy.deepcopy(loss.state_dict())}

@@ -1,0 +1,186 @@
+"""``kfree`` command line: a thin layer over the Python API.
+
+Heavy imports (torch, sklearn) happen inside commands so ``kfree --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._console import cli_errors, console, metrics_table, progress_hook, setup_logging
+
+app = typer.Typer(
+    name="kfree",
+    help="Learn embeddings whose geometry says where a cluster ends; cluster without knowing K.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEMO_COLUMNS = [("method", "method"), ("n_true", "true #"), ("n_clusters", "#clusters"), ("nmi", "NMI"),
+                ("wcp", "WCP"), ("ari", "ARI"), ("pairwise_f1", "pairwise F"), ("threshold", "threshold"),
+                ("wall_s", "time (s)")]
+EVAL_COLUMNS = [("n_samples", "items"), ("n_true", "true #"), ("n_clusters", "#clusters"), ("nmi", "NMI"),
+                ("wcp", "WCP"), ("acc", "ACC"), ("ari", "ARI"), ("pairwise_precision", "pair P"),
+                ("pairwise_recall", "pair R"), ("pairwise_f1", "pair F"), ("bcubed_f1", "BCubed F")]
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    setup_logging(verbose, quiet)
+
+
+@app.command()
+def demo(
+    dataset: Annotated[str, typer.Option(help="Shipped data set: att_faces (AT&T faces) or banking77 (intents).")] = "att_faces",
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default kfree-runs/demo-<dataset>-<time>).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the identity split and training.")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default per data set).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train BCL on seen identities of a shipped data set and cluster unseen ones with no K."""
+    with cli_errors():
+        from ..evaluate.demo import demo_config, run_demo
+
+        cfg = demo_config(dataset, seed=seed, epochs=epochs)
+        console.print(f"[bold]kfree demo[/bold] on {cfg.dataset}: identities split {cfg.n_train} train / "
+                      f"{cfg.n_val} validation / {cfg.n_test} unseen test (seed {cfg.seed})")
+        with progress_hook(progress) as hook:
+            result = run_demo(cfg, out_dir=out, hook=hook)
+        console.print(metrics_table(f"Clustering {result.rows[0]['n_true']} unseen identities "
+                                    f"(b = {result.b:.4f}, tau = 4b = {result.threshold:.4f})",
+                                    result.rows, DEMO_COLUMNS))
+        console.print(f"total wall time {result.wall_time_s:.1f} s")
+        console.print(f"run directory: [bold]{result.run_dir}[/bold]  (open {result.run_dir / 'index.html'})")
+
+
+@app.command()
+def train(
+    labelled_file: Annotated[Path, typer.Argument(help="Features + identity labels: .npz, .npy (with --labels), .csv or .parquet.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to save the model (e.g. model.kfree).")],
+    loss: Annotated[str, typer.Option(help="Loss name (kfree.registry); bcl by default.")] = "bcl",
+    labels: Annotated[Optional[Path], typer.Option(help="Separate labels file (for .npy features).")] = None,
+    x_key: Annotated[Optional[str], typer.Option(help="Features array in an .npz.")] = None,
+    y_key: Annotated[Optional[str], typer.Option(help="Labels array in an .npz.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Label column of a .csv/.parquet (default 'label').")] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 60,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    p: Annotated[int, typer.Option(help="Identities per batch.")] = 16,
+    k: Annotated[int, typer.Option(help="Samples per identity in a batch.")] = 4,
+    dims: Annotated[str, typer.Option(help="MLP layer sizes, comma-separated.")] = "256,128,64,64",
+    val_identities: Annotated[float, typer.Option(help="Fraction of identities held out for validation.")] = 0.2,
+    loss_param: Annotated[Optional[list[str]], typer.Option(help="Loss hyper-parameter NAME=VALUE (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Learn an embedding and its clustering threshold from labelled data; save the model."""
+    with cli_errors():
+        from ..data.io import load_features
+        from ..learner import BallClusterLearner
+
+        data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
+                             labels_path=labels, require_labels=True)
+        learner = BallClusterLearner(loss, loss_params=_parse_params(loss_param), dims=_parse_dims(dims),
+                                     epochs=epochs, lr=lr, p=p, k=k, val_identities=val_identities, seed=seed)
+        with progress_hook(progress) as hook:
+            learner.fit(data.X, data.y, hook=hook)
+        learner.provenance_["source"] = str(labelled_file)
+        learner.save(out)
+        thr = learner.threshold_
+        console.print(f"trained {loss} on {data.n_samples} rows, {learner.provenance_['n_identities']} identities; "
+                      f"threshold {thr.value:.4f} ({thr.distance}, {thr.source}); best epoch {learner.best_epoch_}")
+        console.print(f"model saved to [bold]{out}[/bold]")
+
+
+@app.command()
+def cluster(
+    model: Annotated[Path, typer.Argument(help="A model saved by `kfree train`.")],
+    unlabelled_file: Annotated[Path, typer.Argument(help="Features to cluster (.npz, .npy, .csv, .parquet).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label].")],
+    threshold: Annotated[Optional[float], typer.Option(help="Override the model's threshold (same distance units).")] = None,
+    x_key: Annotated[Optional[str], typer.Option(help="Features array in an .npz.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Label column of a table, if present (default 'label').")] = None,
+) -> None:
+    """Embed new data and cluster it at the model's threshold (no K needed)."""
+    with cli_errors():
+        import pandas as pd
+
+        from ..data.io import load_features
+        from ..learner import BallClusterLearner
+        from ..utils.io import atomic_path
+
+        learner = BallClusterLearner.load(model)
+        data = load_features(unlabelled_file, x_key=x_key, label_column=label_column)
+        labels = learner.cluster(data.X, threshold=threshold)
+        df = pd.DataFrame({"index": range(data.n_samples), "cluster": labels})
+        if data.y is not None:
+            df["label"] = data.y
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
+        thr = learner.threshold_ if threshold is None else threshold
+        value = thr if isinstance(thr, float) else thr.value
+        console.print(f"{data.n_samples} rows → {int(labels.max()) + 1} clusters at threshold {value:.4f}; wrote [bold]{out}[/bold]")
+
+
+@app.command()
+def evaluate(
+    labels_csv: Annotated[Path, typer.Argument(help="Predicted clusters (CSV with a 'cluster' column, e.g. from `kfree cluster`).")],
+    truth: Annotated[Path, typer.Argument(help="Any supported file with true labels (joined by 'index' when both have it, else by row order).")],
+    label_column: Annotated[Optional[str], typer.Option(help="Label column/array in TRUTH.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the metrics as JSON here.")] = None,
+) -> None:
+    """Score predicted clusters against true labels (NMI, WCP, ACC, ARI, pairwise and BCubed F)."""
+    with cli_errors():
+        from ..evaluate.compare import evaluate_files
+        from ..utils.io import write_json
+
+        metrics = evaluate_files(labels_csv, truth, label_column=label_column)
+        console.print(metrics_table(f"{labels_csv.name} vs {truth.name}", [metrics], EVAL_COLUMNS))
+        if out is not None:
+            write_json(out, metrics)
+            console.print(f"metrics written to [bold]{out}[/bold]")
+
+
+def _parse_dims(text: str) -> tuple[int, ...]:
+    from ..exceptions import ConfigError
+
+    try:
+        dims = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"--dims {text!r} must be comma-separated integers, e.g. 256,128,64") from None
+    if not dims:
+        raise ConfigError("--dims needs at least one layer size")
+    return dims
+
+
+def _parse_params(items: list[str] | None) -> dict[str, object]:
+    from ..exceptions import ConfigError
+
+    out: dict[str, object] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--loss-param {item!r} must look like NAME=VALUE")
+        for conv in (int, float):
+            try:
+                out[name] = conv(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[name] = {"true": True, "false": False}.get(value.lower(), value)
+    return out
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

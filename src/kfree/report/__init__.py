@@ -1,0 +1,1 @@
+"""Reports people look at: cluster montages, plots, an HTML page per run."""

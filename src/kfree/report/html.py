@@ -1,0 +1,74 @@
+"""A self-contained ``index.html`` for a run: metrics table, montage, cluster examples, config."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..utils.io import write_text
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.muted{color:#666;font-size:90%}
+img{max-width:100%;border:1px solid #ddd}pre{background:#f7f7f7;padding:1em;overflow:auto}
+.cl{margin:.6em 0;padding:.4em .8em;border-left:4px solid #4a90d9;background:#fafafa}"""
+
+METRIC_COLUMNS = [("method", "method"), ("n_true", "true #"), ("n_clusters", "#clusters"), ("nmi", "NMI"),
+                  ("wcp", "WCP"), ("ari", "ARI"), ("pairwise_f1", "pairwise F"), ("bcubed_f1", "BCubed F"),
+                  ("threshold", "threshold"), ("wall_s", "time (s)")]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return html.escape(str(v))
+
+
+def metrics_html(rows: list[dict[str, Any]]) -> str:
+    head = "".join(f"<th>{h}</th>" for _, h in METRIC_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k, ''))}</td>" for k, _ in METRIC_COLUMNS) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: list[str] | None,
+                       labels_true: np.ndarray | None, *, max_clusters: int = 30, per_cluster: int = 5, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    ids, counts = np.unique(labels_pred, return_counts=True)
+    out = []
+    for c in ids[np.lexsort((ids, -counts))][:max_clusters]:
+        members = np.flatnonzero(labels_pred == c)
+        pick = rng.choice(members, size=min(per_cluster, members.size), replace=False)
+        head = f"cluster {c} — {members.size} items"
+        if labels_true is not None:
+            vals, cnt = np.unique(labels_true[members], return_counts=True)
+            maj = vals[np.argmax(cnt)]
+            name = label_names[int(maj)] if label_names is not None else str(maj)
+            head += f" — majority intent <b>{html.escape(name)}</b> ({cnt.max() / members.size:.0%})"
+        items = "".join(f"<li>{html.escape(str(texts[i]))}</li>" for i in pick)
+        out.append(f"<div class='cl'>{head}<ul>{items}</ul></div>")
+    return "\n".join(out)
+
+
+def write_run_index(path: str | Path, *, title: str, summary: str, rows: list[dict[str, Any]],
+                    montage: str | None = None, extra_html: str = "", config: dict[str, Any] | None = None,
+                    files: list[str] | None = None, credit: str = "") -> Path:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p>{summary}</p>", "<h2>Results</h2>", metrics_html(rows)]
+    if montage:
+        parts += ["<h2>Predicted clusters</h2>",
+                  "<p class='muted'>One row per predicted cluster (largest first), random members; green frame = the "
+                  "cluster's majority person, red = someone else.</p>", f"<img src='{html.escape(montage)}' alt='montage'>"]
+    parts.append(extra_html)
+    if files:
+        parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{html.escape(f)}'>{html.escape(f)}</a></li>" for f in files) + "</ul>")
+    if config:
+        parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(config, indent=2, default=str)) + "</pre>")
+    if credit:
+        parts.append(f"<p class='muted'>Data: {html.escape(credit)}</p>")
+    parts.append("</body></html>")
+    return write_text(path, "\n".join(parts))

@@ -1,0 +1,79 @@
+"""Cluster montages: one row of thumbnails per predicted cluster (BCL paper, Figure 3 layout).
+
+A thumbnail's frame says whether it belongs to its cluster's majority identity (green) or not
+(red), so impure clusters are visible at a glance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..utils.io import atomic_path
+
+
+def cluster_montage(
+    images: np.ndarray,
+    labels_pred: np.ndarray,
+    path: str | Path,
+    *,
+    labels_true: np.ndarray | None = None,
+    per_row: int = 6,
+    max_clusters: int = 40,
+    seed: int = 0,
+    title: str | None = None,
+    credit: str | None = None,
+) -> Path:
+    """Save a PNG montage: a row per cluster (largest first), up to ``per_row`` random members.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, H, W) or (n, H, W, 3), uint8.
+    labels_pred : ndarray of shape (n,), the predicted clusters.
+    labels_true : optional identities; frames then mark majority (green) vs other (red).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    ids, counts = np.unique(labels_pred, return_counts=True)
+    order = ids[np.lexsort((ids, -counts))][:max_clusters]
+    rows = len(order)
+    fig, axes = plt.subplots(rows, per_row + 1, figsize=(1.1 * (per_row + 1) + 0.6, 1.25 * rows + 0.6), squeeze=False)
+    for r, c in enumerate(order):
+        members = np.flatnonzero(labels_pred == c)
+        pick = np.sort(rng.choice(members, size=min(per_row, members.size), replace=False))
+        majority = None
+        if labels_true is not None:
+            vals, cnt = np.unique(labels_true[members], return_counts=True)
+            majority = vals[np.argmax(cnt)]
+        ax = axes[r, 0]
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"cluster {c}\n{members.size} items", ha="center", va="center", fontsize=7)
+        for j in range(per_row):
+            ax = axes[r, j + 1]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= pick.size:
+                ax.axis("off")
+                continue
+            i = pick[j]
+            ax.imshow(images[i], cmap="gray" if images.ndim == 3 else None, vmin=0, vmax=255)
+            if majority is not None:
+                colour = "#1a9850" if labels_true[i] == majority else "#d73027"
+                for s in ax.spines.values():
+                    s.set_edgecolor(colour)
+                    s.set_linewidth(2.5)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    if credit:
+        fig.text(0.5, 0.003, credit, ha="center", va="bottom", fontsize=6, color="#555")
+    fig.tight_layout(rect=(0, 0.015, 1, 0.98 if title else 1))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

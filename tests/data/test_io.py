@@ -1,0 +1,83 @@
+"""Reading users' files: every supported format, and a clear error for each bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kfree.data.io import load_features, load_labels
+from kfree.exceptions import DataError, DataFileNotFoundError
+
+
+@pytest.fixture
+def xy(rng):
+    return rng.standard_normal((12, 5)).astype(np.float32), np.repeat(np.arange(4), 3)
+
+
+def test_npz_with_X_y_and_embeddings_labels(tmp_path, xy):
+    X, y = xy
+    np.savez(tmp_path / "a.npz", X=X, y=y)
+    np.savez(tmp_path / "b.npz", embeddings=X, labels=y)
+    np.savez(tmp_path / "c.npz", feats=X, ids=y)
+    for name, kw in [("a.npz", {}), ("b.npz", {}), ("c.npz", {"x_key": "feats", "y_key": "ids"})]:
+        d = load_features(tmp_path / name, **kw)
+        np.testing.assert_array_equal(d.X, X)
+        np.testing.assert_array_equal(d.y, y)
+
+
+def test_npy_with_separate_labels(tmp_path, xy):
+    X, y = xy
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    d = load_features(tmp_path / "x.npy", labels_path=tmp_path / "y.npy")
+    np.testing.assert_array_equal(d.y, y)
+    assert load_features(tmp_path / "x.npy").y is None
+
+
+def test_csv_and_parquet_with_label_column(tmp_path, xy):
+    X, y = xy
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
+    df["person"] = [f"p{v}" for v in y]
+    df.to_csv(tmp_path / "t.csv", index=False)
+    df.to_parquet(tmp_path / "t.parquet")
+    for name in ("t.csv", "t.parquet"):
+        d = load_features(tmp_path / name, label_column="person")
+        np.testing.assert_allclose(d.X, X, rtol=1e-6)
+        assert list(d.y[:3]) == ["p0", "p0", "p0"]
+    df.rename(columns={"person": "label"}).to_csv(tmp_path / "d.csv", index=False)
+    assert load_features(tmp_path / "d.csv").y is not None
+
+
+def test_errors_say_what_is_wrong(tmp_path, xy):
+    X, y = xy
+    with pytest.raises(DataFileNotFoundError, match="file not found"):
+        load_features(tmp_path / "missing.npz")
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(DataError, match="unsupported format"):
+        load_features(tmp_path / "x.txt")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="cannot read bad.npz"):
+        load_features(tmp_path / "bad.npz")
+    Xn = X.copy()
+    Xn[3, 1] = np.nan
+    np.save(tmp_path / "nan.npy", Xn)
+    with pytest.raises(DataError, match="NaN or infinite values in 1 rows \\(first: row 3\\)"):
+        load_features(tmp_path / "nan.npy")
+    pd.DataFrame(X).assign(label=y).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataError, match="no label column 'who'"):
+        load_features(tmp_path / "t.csv", label_column="who")
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(DataError, match="no labels"):
+        load_features(tmp_path / "x.npy", require_labels=True)
+    np.save(tmp_path / "y_short.npy", y[:5])
+    with pytest.raises(DataError, match="12 feature rows but labels have shape"):
+        load_features(tmp_path / "x.npy", labels_path=tmp_path / "y_short.npy")
+    pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}).to_csv(tmp_path / "s.csv", index=False)
+    with pytest.raises(DataError, match="non-numeric columns"):
+        load_features(tmp_path / "s.csv")
+
+
+def test_load_labels_from_tables_and_text(tmp_path):
+    pd.DataFrame({"index": [0, 1], "cluster": [3, 4]}).to_csv(tmp_path / "c.csv", index=False)
+    assert list(load_labels(tmp_path / "c.csv")) == [3, 4]
+    (tmp_path / "l.txt").write_text("a\nb\nb\n")
+    assert list(load_labels(tmp_path / "l.txt")) == ["a", "b", "b"]

@@ -1,0 +1,90 @@
+"""Metrics against scikit-learn where it has them, and hand-computed small cases."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn import metrics as skm
+
+from kfree.exceptions import DataError
+from kfree.metrics import (
+    adjusted_rand,
+    bcubed,
+    clustering_accuracy,
+    evaluate_clustering,
+    n_clusters,
+    nmi,
+    pairwise_prf,
+    wcp,
+)
+
+labels = st.lists(st.integers(0, 5), min_size=2, max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels, st.data())
+def test_nmi_and_ari_match_sklearn(t, data):
+    p = data.draw(st.lists(st.integers(0, 7), min_size=len(t), max_size=len(t)))
+    assert nmi(t, p) == pytest.approx(skm.normalized_mutual_info_score(t, p), abs=1e-9)
+    assert adjusted_rand(t, p) == pytest.approx(skm.adjusted_rand_score(t, p), abs=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(labels, st.data())
+def test_pairwise_prf_matches_pair_confusion(t, data):
+    p = data.draw(st.lists(st.integers(0, 7), min_size=len(t), max_size=len(t)))
+    (tn, fp), (fn, tp) = skm.pair_confusion_matrix(t, p) / 2
+    prec, rec, f1 = pairwise_prf(t, p)
+    assert prec == pytest.approx(tp / (tp + fp) if tp + fp else 1.0)
+    assert rec == pytest.approx(tp / (tp + fn) if tp + fn else 1.0)
+
+
+def test_hand_computed_case():
+    t = [0, 0, 0, 1, 1, 2]
+    p = [5, 5, 7, 7, 7, 7]
+    # cluster 5: {0,0} majority 2; cluster 7: {0,1,1,2} majority 2 -> WCP 4/6
+    assert wcp(t, p) == pytest.approx(4 / 6)
+    # Hungarian: 5->0 (2), 7->1 (2) = 4/6
+    assert clustering_accuracy(t, p) == pytest.approx(4 / 6)
+    # pairs: same-cluster pairs = C(2,2)+C(4,2)=1+6=7; true positives: (0,0) in 5:1, in 7: (1,1):1 -> 2
+    prec, rec, _ = pairwise_prf(t, p)
+    assert prec == pytest.approx(2 / 7)
+    # same-class pairs: C(3,2)+C(2,2)=4 -> recall 2/4
+    assert rec == pytest.approx(2 / 4)
+    # BCubed precision: items in 5: each 2/2=1 (x2); in 7: item0 1/4, item1 2/4 x2, item2 1/4 -> (2 + .25+.5+.5+.25)/6
+    bp, br, _ = bcubed(t, p)
+    assert bp == pytest.approx((2 + 0.25 + 0.5 + 0.5 + 0.25) / 6)
+    # BCubed recall: class0 items: in 5 -> 2/3 each (x2), in 7 -> 1/3; class1 -> 2/2 each; class2 -> 1
+    assert br == pytest.approx((2 / 3 + 2 / 3 + 1 / 3 + 1 + 1 + 1) / 6)
+    assert n_clusters(p) == 2
+
+
+def test_perfect_and_permuted_labels():
+    t = np.array([0, 0, 1, 1, 2, 2])
+    p = np.array([9, 9, 4, 4, 1, 1])
+    m = evaluate_clustering(t, p)
+    for key in ("nmi", "wcp", "acc", "ari", "pairwise_f1", "bcubed_f1"):
+        assert m[key] == pytest.approx(1.0), key
+    assert m["n_clusters"] == 3 and m["n_true"] == 3
+
+
+def test_nmi_uses_arithmetic_normalisation():
+    t = [0, 0, 1, 1, 1, 2]
+    p = [0, 1, 1, 1, 1, 1]  # H(C) != H(Y), so the normalisations differ
+    expected = skm.normalized_mutual_info_score(t, p, average_method="arithmetic")
+    assert nmi(t, p) == pytest.approx(expected)
+    assert nmi(t, p) != pytest.approx(skm.normalized_mutual_info_score(t, p, average_method="geometric"))
+
+
+def test_singletons_have_full_purity_but_low_nmi():
+    t = [0, 0, 0, 1, 1, 1]
+    p = list(range(6))
+    assert wcp(t, p) == 1.0
+    assert nmi(t, p) < 0.7
+    assert pairwise_prf(t, p)[1] == 0.0
+
+
+@pytest.mark.parametrize("t,p,msg", [([0, 1], [0], "2 items"), ([], [], "empty"), ([[0, 1]], [[0, 1]], "1-d")])
+def test_bad_input(t, p, msg):
+    with pytest.raises(DataError, match=msg):
+        nmi(t, p)

@@ -1,0 +1,93 @@
+"""The estimator: BCL on separated blobs of unseen identities finds K exactly, reproducibly."""
+
+import numpy as np
+import pytest
+import torch
+
+from kfree import BallClusterLearner
+from kfree.data.synthetic import sphere_blobs
+from kfree.exceptions import DataError
+from kfree.metrics import nmi
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = sphere_blobs(30, 12, dim=16, spread=0.25, seed=1)
+    train = y < 18
+    val = (y >= 18) & (y < 22)
+    test = y >= 22
+    return X[train], y[train], X[val], y[val], X[test], y[test]
+
+
+@pytest.fixture(scope="module")
+def fitted(blobs):
+    torch.set_num_threads(1)
+    Xtr, ytr, Xva, yva, _, _ = blobs
+    kw = dict(dims=(64, 32), epochs=40, p=8, k=6, loss_params={"radius_lr_scale": 10.0}, seed=3)
+    return BallClusterLearner(**kw).fit(Xtr, ytr, X_val=Xva, y_val=yva), kw
+
+
+def test_hac_at_4b_recovers_exact_number_of_unseen_clusters(blobs, fitted):
+    learner, _ = fitted
+    *_, Xte, yte = blobs
+    labels = learner.cluster(Xte)
+    assert len(np.unique(labels)) == 8
+    assert nmi(yte, labels) == pytest.approx(1.0)
+    thr = learner.threshold_
+    assert thr.source == "4b" and thr.distance == "sqeuclidean"
+    assert thr.value == pytest.approx(4 * float(learner.loss_.radius_sq()))
+    assert thr.value < 4 * 0.744  # b moved from its initial value
+
+
+def test_seeded_runs_are_bit_identical(blobs, fitted):
+    learner, kw = fitted
+    Xtr, ytr, Xva, yva, Xte, _ = blobs
+    again = BallClusterLearner(**kw).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    np.testing.assert_array_equal(learner.transform(Xte), again.transform(Xte))
+    assert learner.threshold_ == again.threshold_
+
+
+def test_transform_shapes_and_unit_norm(blobs, fitted):
+    learner, _ = fitted
+    Z = learner.transform(blobs[4])
+    assert Z.shape == (blobs[4].shape[0], 32)
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, rtol=1e-5)
+
+
+def test_save_load_round_trip(tmp_path, blobs, fitted):
+    learner, _ = fitted
+    path = learner.save(tmp_path / "m.kfree")
+    loaded = BallClusterLearner.load(path)
+    np.testing.assert_array_equal(loaded.transform(blobs[4]), learner.transform(blobs[4]))
+    assert loaded.threshold_ == learner.threshold_
+    assert loaded.provenance_["loss"] == "bcl" and loaded.provenance_["seed"] == 3
+    assert "torch" in loaded.provenance_["versions"]
+
+
+def test_threshold_override_changes_the_cut(blobs, fitted):
+    learner, _ = fitted
+    assert len(np.unique(learner.cluster(blobs[4], threshold=3.99))) == 1
+
+
+def test_fit_predict_sets_labels(blobs):
+    Xtr, ytr, *_ = blobs
+    est = BallClusterLearner(dims=(16,), epochs=2, p=4, k=3)
+    labels = est.fit_predict(Xtr, ytr)
+    assert labels.shape == (Xtr.shape[0],) and est.n_clusters_ == len(np.unique(labels))
+
+
+def test_bad_input(blobs, fitted):
+    learner, _ = fitted
+    Xtr, ytr, *_ = blobs
+    with pytest.raises(DataError, match="at least 2 identities"):
+        BallClusterLearner(epochs=1).fit(Xtr, np.zeros(len(Xtr)))
+    with pytest.raises(DataError, match="features but the model was trained on 16"):
+        learner.cluster(np.zeros((5, 3)))
+    with pytest.raises(DataError, match="at least 2 are needed"):
+        learner.cluster(Xtr[:1])
+    bad = Xtr.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(DataError, match="NaN or infinite"):
+        BallClusterLearner(epochs=1).fit(bad, ytr)
+    with pytest.raises(DataError, match="y must have shape"):
+        BallClusterLearner(epochs=1).fit(Xtr, ytr[:-1])
