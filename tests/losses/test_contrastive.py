@@ -78,8 +78,9 @@ def test_learned_margin_starts_at_margin_and_can_only_shrink():
     x = _emb(3)
     loss(x, torch.tensor(LABELS)).backward()
     assert float(loss.h.grad) >= 0  # gradient descent lowers h, hence m
-    # the reference code's initialisation h = 1 is margin = softplus(1)
-    assert float(ContrastiveLoss(margin=math.log1p(math.e)).h) == pytest.approx(1.0)
+    # the default is the reference code's initialisation h = 1, i.e. margin = softplus(1)
+    assert float(ContrastiveLoss(learn_margin=True).h.detach()) == pytest.approx(1.0)
+    assert float(ContrastiveLoss().margin()) == pytest.approx(math.log1p(math.e))
 
 
 def test_random_negatives_match_positive_count():
