@@ -293,7 +293,10 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         try:
             payload = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ModelError(f"cannot read {p.name} as a kfree model: {str(e).splitlines()[0]}") from None
+            raise ModelError(
+                f"{p.name} is not a kfree model file (it could not be read as one: "
+                f"{type(e).__name__}); give a model saved by `kfree train`"
+            ) from None
         if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
             raise ModelError(f"{p.name} is not a kfree model file (expected format {MODEL_FORMAT})")
         params = dict(payload["params"])

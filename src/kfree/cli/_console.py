@@ -14,8 +14,10 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Not on a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; give them room.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(stderr=False, highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:

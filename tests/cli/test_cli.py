@@ -1,0 +1,104 @@
+"""The CLI end to end on a user's .npy and .csv files, and one-line errors for bad input."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from kfree.cli.app import app
+from kfree.data.synthetic import sphere_blobs
+
+runner = CliRunner()
+FAST = ["--epochs", "25", "--p", "6", "--k", "5", "--dims", "32,16", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    X, y = sphere_blobs(20, 10, dim=12, spread=0.2, seed=0)
+    seen = y < 14
+    np.save(d / "train.npy", X[seen])
+    np.save(d / "train_labels.npy", y[seen])
+    np.save(d / "new.npy", X[~seen])
+    df = pd.DataFrame(X[seen], columns=[f"f{i}" for i in range(12)]).assign(person=y[seen])
+    df.to_csv(d / "train.csv", index=False)
+    pd.DataFrame(X[~seen], columns=[f"f{i}" for i in range(12)]).assign(label=y[~seen]).to_csv(d / "new.csv", index=False)
+    np.save(d / "new_labels.npy", y[~seen])
+    return d
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_train_cluster_evaluate_npy(files):
+    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "m.kfree", *FAST)
+    assert code == 0, out
+    assert "threshold" in out and (files / "m.kfree").exists()
+    code, out = run("cluster", files / "m.kfree", files / "new.npy", "--out", files / "pred.csv")
+    assert code == 0, out
+    pred = pd.read_csv(files / "pred.csv")
+    assert list(pred.columns) == ["index", "cluster"] and len(pred) == 60
+    assert list(pred["index"]) == list(range(60))
+    code, out = run("evaluate", files / "pred.csv", files / "new_labels.npy", "--out", files / "metrics.json")
+    assert code == 0, out
+    metrics = json.loads((files / "metrics.json").read_text())
+    assert metrics["n_true"] == 6 and metrics["nmi"] > 0.9
+    assert abs(metrics["n_clusters"] - 6) <= 1
+
+
+def test_train_cluster_csv_with_label_column(files):
+    code, out = run("train", files / "train.csv", "--label-column", "person", "--out", files / "c.kfree", *FAST)
+    assert code == 0, out
+    code, out = run("cluster", files / "c.kfree", files / "new.csv", "--out", files / "pc.csv", "--threshold", "3.99")
+    assert code == 0, out
+    pred = pd.read_csv(files / "pc.csv")
+    assert list(pred.columns) == ["index", "cluster", "label"]
+    assert pred["cluster"].nunique() == 1  # the override is used: nearly the sphere's diameter
+    code, out = run("evaluate", files / "pc.csv", files / "new.csv", "--out", files / "mc.json")
+    assert code == 0, out
+    metrics = json.loads((files / "mc.json").read_text())
+    assert metrics["n_clusters"] == 1 and metrics["wcp"] == pytest.approx(1 / 6) and metrics["nmi"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "missing.npz", "--out", "m.kfree"], "file not found"),
+        (["train", "{d}/new.npy", "--out", "{d}/x.kfree"], "no labels"),
+        (["train", "{d}/train.csv", "--label-column", "nope", "--out", "{d}/x.kfree"], "no label column 'nope'"),
+        (["train", "{d}/one_id.npz", "--out", "{d}/x.kfree"], "at least 2 identities"),
+        (["cluster", "{d}/m.kfree", "{d}/wrong_dim.npy", "--out", "{d}/x.csv"], "features but the model was trained on 12"),
+        (["cluster", "{d}/m.kfree", "{d}/one_row.npy", "--out", "{d}/x.csv"], "at least 2 are needed"),
+        (["cluster", "{d}/m.kfree", "{d}/nan.npy", "--out", "{d}/x.csv"], "NaN or infinite"),
+        (["cluster", "{d}/train.npy", "{d}/new.npy", "--out", "{d}/x.csv"], "not a kfree model"),
+        (["train", "{d}/train.npy", "--labels", "{d}/train_labels.npy", "--out", "{d}/x.kfree", "--dims", "a,b"], "comma-separated integers"),
+        (["train", "{d}/train.npy", "--labels", "{d}/train_labels.npy", "--out", "{d}/x.kfree", "--loss", "nope"], "unknown loss 'nope'"),
+    ],
+)
+def test_bad_input_gives_one_line_error_and_no_output(files, args, message):
+    d = files
+    np.savez(d / "one_id.npz", X=np.random.default_rng(0).standard_normal((10, 12)), y=np.zeros(10))
+    np.save(d / "wrong_dim.npy", np.zeros((5, 3)))
+    np.save(d / "one_row.npy", np.zeros((1, 12)))
+    nan = np.zeros((4, 12))
+    nan[2, 2] = np.nan
+    np.save(d / "nan.npy", nan)
+    if not (d / "m.kfree").exists():
+        run("train", d / "train.npy", "--labels", d / "train_labels.npy", "--out", d / "m.kfree", *FAST)
+    code, out = run(*[a.format(d=d) for a in args], *(["--no-progress"] if args[0] == "train" else []))
+    assert code == 1
+    assert message in out
+    assert "Traceback" not in out
+    assert len(out.strip().splitlines()) <= 3
+    assert not (d / "x.kfree").exists() and not (d / "x.csv").exists()
+
+
+def test_help_lists_commands():
+    code, out = run("--help")
+    assert code == 0
+    for cmd in ("demo", "train", "cluster", "evaluate"):
+        assert cmd in out
