@@ -81,9 +81,9 @@ def test_bad_input(blobs, fitted):
     Xtr, ytr, *_ = blobs
     with pytest.raises(DataError, match="at least 2 identities"):
         BallClusterLearner(epochs=1).fit(Xtr, np.zeros(len(Xtr)))
-    with pytest.raises(DataError, match="features but the model was trained on 16"):
+    with pytest.raises(DataError, match="is expecting 16 features"):
         learner.cluster(np.zeros((5, 3)))
-    with pytest.raises(DataError, match="at least 2 are needed"):
+    with pytest.raises(DataError, match="while a minimum of 2 is required"):
         learner.cluster(Xtr[:1])
     bad = Xtr.copy()
     bad[0, 0] = np.inf

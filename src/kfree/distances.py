@@ -9,28 +9,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from .exceptions import ConfigError, DataError
+from .exceptions import ConfigError, DataError, DataTypeError
 from .threshold import DISTANCES
 
 
 def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
-    """Validate a feature matrix: 2-d, numeric, finite, at least ``min_samples`` rows."""
+    """Validate a feature matrix: dense, 2-d, numeric, finite, at least ``min_samples`` rows.
+
+    Shape and type problems get scikit-learn's own messages (users know them, and sklearn's
+    estimator checks look for them); NaN/inf gets a message naming the first bad row.
+    """
+    import scipy.sparse as sp
+    from sklearn.utils import check_array
+
+    if sp.issparse(X):
+        raise DataError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array (X.toarray())")
     try:
-        X = np.asarray(X)
-    except Exception as e:  # pragma: no cover - exotic inputs
-        raise DataError(f"{name} could not be read as an array: {e}") from None
-    if X.dtype == object or not np.issubdtype(X.dtype, np.number):
-        raise DataError(f"{name} must be numeric, got dtype {X.dtype}")
-    if X.ndim == 1:
-        raise DataError(
-            f"{name} is 1-d with shape {X.shape}; pass a 2-d array of shape (n_samples, n_features)"
-        )
-    if X.ndim != 2:
-        raise DataError(f"{name} must be 2-d (n_samples, n_features), got shape {X.shape}")
-    if X.shape[0] < min_samples:
-        raise DataError(f"{name} has {X.shape[0]} rows; at least {min_samples} are needed")
-    if X.shape[1] == 0:
-        raise DataError(f"{name} has no feature columns")
+        X = check_array(X, dtype="numeric", ensure_all_finite=False, ensure_min_samples=min_samples,
+                        input_name=name)
+    except ValueError as e:
+        raise DataError(f"{name}: {e}".replace("\n", " ")) from None
+    except TypeError as e:
+        raise DataTypeError(f"{name} could not be read as a numeric array: {e}") from None
     if not np.isfinite(X).all():
         bad = np.where(~np.isfinite(X).all(axis=1))[0]
         raise DataError(

@@ -20,6 +20,10 @@ class DataError(KfreeError, ValueError):
     """Input data is missing, unreadable, or unsuitable (NaN, wrong shape, too few identities)."""
 
 
+class DataTypeError(DataError, TypeError):
+    """Input has a type that cannot be used (e.g. an object array of non-numbers)."""
+
+
 class DataFileNotFoundError(DataError, FileNotFoundError):
     """A data or model file does not exist."""
 

@@ -145,7 +145,10 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         from .utils.seeding import seed_everything
 
         if y is None:
-            raise DataError("fit needs identity labels y (one per row of X)")
+            raise DataError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None: "
+                "fit needs identity labels (one per row of X)"
+            )
         cfg = self._train_config()
         if self.linkage not in ("complete", "average", "single"):
             raise ConfigError(f"linkage={self.linkage!r} is not one of ('complete', 'average', 'single')")
@@ -173,7 +176,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
                 y_val = np.asarray(y_val)
         self.n_features_in_ = X.shape[1]
         model = MLPEmbedder(X.shape[1], cfg.dims, dropout=cfg.dropout)
-        Xt = torch.as_tensor(X_tr, dtype=torch.float32)
+        Xt = torch.tensor(np.asarray(X_tr, dtype=np.float32))
         model.set_standardization(Xt.mean(0), Xt.std(0) if Xt.shape[0] > 1 else torch.ones(X.shape[1]))
         loss = registry.get("loss", cfg.loss, **cfg.loss_params)
         result = train_embedding(model, loss, X_tr, y_tr, cfg, X_val=X_val, y_val=y_val, hook=hook)
@@ -218,7 +221,8 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         X = check_features(X, min_samples=min_samples)
         if X.shape[1] != self.n_features_in_:
             raise DataError(
-                f"X has {X.shape[1]} features but the model was trained on {self.n_features_in_}; "
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (the model was trained on them); "
                 "use features from the same extractor as the training data"
             )
         return X
@@ -253,6 +257,9 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         tags.non_deterministic = False
+        tags.input_tags.sparse = False
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
     # ------------------------------------------------------------- persistence
