@@ -234,14 +234,42 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         self._check_fitted()
         return encode(self.model_, self._check_X(X))
 
-    def cluster(self, X: Any, *, threshold: float | None = None) -> np.ndarray:
-        """Cluster data of unseen identities at the threshold; returns labels (n,), no K needed."""
-        from .cluster.threshold_hac import ThresholdAgglomerative
+    def cluster(
+        self, X: Any, *, threshold: float | None = None, method: str = "hac", n_clusters: int | None = None
+    ) -> np.ndarray:
+        """Cluster data of unseen identities; returns labels of shape (n,).
+
+        ``method`` is a registered clustering back-end (``kfree.registry.names("cluster")``).
+        Threshold methods (``hac``, ``multicut``) cut at the model's threshold — no K needed;
+        ``threshold`` overrides it (same distance units). Methods that need K (k-means, HAC at
+        k) take ``n_clusters``; K-estimating ones (X-means, G-means, HDBSCAN, FINCH) take
+        neither. ``n_clusters`` with ``method="hac"`` cuts the tree at K instead.
+        """
+        import inspect
+
+        from . import registry
 
         self._check_fitted()
         X = self._check_X(X, min_samples=2)
-        thr = self.threshold_ if threshold is None else Threshold(float(threshold), self.threshold_.distance, "argument")
-        return ThresholdAgglomerative(thr.value, linkage=self.linkage, distance=thr.distance).fit(self.transform(X)).labels_
+        cls, _ = registry.resolve("cluster", method)
+        accepted = inspect.signature(cls.__init__).parameters
+        kwargs: dict[str, Any] = {}
+        if getattr(cls, "requires_n_clusters", False) and n_clusters is None:
+            raise ConfigError(f"method {method!r} needs the number of clusters: pass n_clusters (--n-clusters)")
+        if n_clusters is not None:
+            if "n_clusters" not in accepted:
+                raise ConfigError(f"method {method!r} does not take n_clusters; it finds the number itself")
+            kwargs["n_clusters"] = int(n_clusters)
+        elif "threshold" in accepted:
+            thr = self.threshold_ if threshold is None else Threshold(float(threshold), self.threshold_.distance, "argument")
+            kwargs["threshold"] = thr.value
+            if "distance" in accepted:
+                kwargs["distance"] = thr.distance
+        if "linkage" in accepted:
+            kwargs["linkage"] = self.linkage
+        if "n_clusters" in kwargs and "distance" in accepted:
+            kwargs.setdefault("distance", self.learned_threshold_.distance)
+        return registry.get("cluster", method, **kwargs).fit(self.transform(X)).labels_
 
     def fit_predict(self, X: Any, y: Any, **fit_params: Any) -> np.ndarray:
         """Fit on labelled data and return the clusters of that same data at the threshold.

@@ -102,3 +102,19 @@ def test_help_lists_commands():
     assert code == 0
     for cmd in ("demo", "train", "cluster", "evaluate"):
         assert cmd in out
+
+
+def test_cluster_methods_switch(files):
+    if not (files / "m.kfree").exists():
+        run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "m.kfree", *FAST)
+    code, out = run("cluster", files / "m.kfree", files / "new.npy", "--out", files / "k.csv", "--n-clusters", "4")
+    assert code == 0, out
+    assert pd.read_csv(files / "k.csv")["cluster"].nunique() == 4
+    code, out = run("cluster", files / "m.kfree", files / "new.npy", "--out", files / "mc.csv", "--method", "multicut")
+    assert code == 0, out
+    # multicut sums over all pairs, so pairs of balls closer than 4b can merge: 6 people -> 3..8
+    assert 3 <= pd.read_csv(files / "mc.csv")["cluster"].nunique() <= 8
+    code, out = run("cluster", files / "m.kfree", files / "new.npy", "--out", files / "x.csv", "--method", "nope")
+    assert code == 1 and "unknown cluster 'nope'" in out
+    code, out = run("methods")
+    assert code == 0 and "multicut" in out and "triplet-l3" in out

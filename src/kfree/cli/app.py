@@ -104,6 +104,8 @@ def cluster(
     unlabelled_file: Annotated[Path, typer.Argument(help="Features to cluster (.npz, .npy, .csv, .parquet).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label].")],
     threshold: Annotated[Optional[float], typer.Option(help="Override the model's threshold (same distance units).")] = None,
+    method: Annotated[str, typer.Option(help="Clustering back-end: hac (default, at the threshold), multicut, or a baseline (see `kfree methods`).")] = "hac",
+    n_clusters: Annotated[Optional[int], typer.Option(help="K, for methods that need it (k-means, HAC at k).")] = None,
     x_key: Annotated[Optional[str], typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of a table, if present (default 'label').")] = None,
 ) -> None:
@@ -117,15 +119,25 @@ def cluster(
 
         learner = BallClusterLearner.load(model)
         data = load_features(unlabelled_file, x_key=x_key, label_column=label_column)
-        labels = learner.cluster(data.X, threshold=threshold)
+        labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
         df = pd.DataFrame({"index": range(data.n_samples), "cluster": labels})
         if data.y is not None:
             df["label"] = data.y
         with atomic_path(out) as tmp:
             df.to_csv(tmp, index=False)
-        thr = learner.threshold_ if threshold is None else threshold
-        value = thr if isinstance(thr, float) else thr.value
-        console.print(f"{data.n_samples} rows → {int(labels.max()) + 1} clusters at threshold {value:.4f}; wrote [bold]{out}[/bold]")
+        how = f"K={n_clusters}" if n_clusters is not None else (
+            f"threshold {threshold if threshold is not None else learner.threshold_.value:.4f}")
+        n_found = len(set(labels.tolist()))
+        console.print(f"{data.n_samples} rows → {n_found} clusters ({method}, {how}); wrote [bold]{out}[/bold]")
+
+
+@app.command()
+def methods() -> None:
+    """List the registered losses and clustering back-ends."""
+    from .. import registry
+
+    console.print("[bold]losses[/bold] (kfree train --loss):  " + ", ".join(registry.names("loss")))
+    console.print("[bold]clustering[/bold] (kfree cluster --method):  " + ", ".join(registry.names("cluster")))
 
 
 @app.command()
