@@ -28,6 +28,13 @@ _REGISTRY: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "cluster": {
         "hac": ("kfree.cluster.threshold_hac:ThresholdAgglomerative", {}),
         "multicut": ("kfree.cluster.multicut:MulticutClustering", {}),
+        "kmeans": ("kfree.cluster.kmeans:KMeansClustering", {}),
+        "hac-k": ("kfree.cluster.hac_k:AgglomerativeK", {}),
+        "xmeans": ("kfree.cluster.xmeans:XMeans", {}),
+        "gmeans": ("kfree.cluster.gmeans:GMeans", {}),
+        "hdbscan": ("kfree.cluster.external_hdbscan:HDBSCANBaseline", {}),
+        "finch": ("kfree.cluster.external_finch:FINCHBaseline", {}),
+        "knn-cc": ("kfree.cluster.knn_components:KNNConnectedComponents", {}),
     },
 }
 

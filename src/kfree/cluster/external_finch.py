@@ -1,0 +1,79 @@
+"""External baseline adapter: FINCH (Sarfraz et al., CVPR 2019), not kfree's algorithm.
+
+From PyPI ``finch-clust`` (module ``finch``; the PyPI package named ``finch`` is unrelated).
+FINCH returns a hierarchy of partitions from first-neighbour relations; ``partition`` picks one.
+Needs ``pip install kfree[baselines]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from ..distances import check_features
+from ..exceptions import ConfigError
+from ._kmeans_utils import compact
+
+
+class FINCHBaseline(ClusterMixin, BaseEstimator):
+    """External baseline: FINCH first-neighbour clustering (``finch-clust`` package).
+
+    Parameters
+    ----------
+    partition : {"first", "last"} or int
+        Which level of FINCH's hierarchy to return (``"first"`` is the finest, the one FINCH
+        recommends when K is unknown is usually the second or third).
+    n_clusters : int, optional
+        Ask FINCH for exactly this many clusters instead (its ``req_clust``), K-known use.
+    distance : {"cosine", "euclidean"}
+    seed : int
+    """
+
+    requires_n_clusters = False
+
+    def __init__(
+        self,
+        partition: str | int = "first",
+        *,
+        n_clusters: int | None = None,
+        distance: str = "cosine",
+        seed: int = 0,
+    ) -> None:
+        self.partition = partition
+        self.n_clusters = n_clusters
+        self.distance = distance
+        self.seed = seed
+
+    def fit(self, X: Any, y: Any = None) -> "FINCHBaseline":
+        from finch import FINCH
+
+        X = check_features(X, min_samples=1)
+        if X.shape[0] < 3:
+            self.labels_ = np.arange(X.shape[0], dtype=np.int64)
+            self.partitions_ = self.labels_[:, None]
+        else:
+            c, num_clust, req_c = FINCH(
+                np.asarray(X, dtype=np.float32), req_clust=self.n_clusters,
+                distance=self.distance, verbose=False, random_state=self.seed,
+            )
+            self.partitions_ = np.asarray(c)
+            self.level_sizes_ = list(num_clust)
+            if self.n_clusters is not None and req_c is not None:
+                lab = np.asarray(req_c)
+            elif self.partition == "first":
+                lab = self.partitions_[:, 0]
+            elif self.partition == "last":
+                lab = self.partitions_[:, -1]
+            else:
+                lvl = int(self.partition)
+                if not 0 <= lvl < self.partitions_.shape[1]:
+                    raise ConfigError(
+                        f"partition={lvl} but FINCH found {self.partitions_.shape[1]} levels"
+                    )
+                lab = self.partitions_[:, lvl]
+            self.labels_ = compact(np.asarray(lab))
+        self.n_clusters_ = int(np.unique(self.labels_).size)
+        self.n_features_in_ = X.shape[1]
+        return self

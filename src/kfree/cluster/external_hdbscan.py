@@ -1,0 +1,76 @@
+"""External baseline adapter: HDBSCAN (McInnes et al.; PyPI ``hdbscan``), not kfree's algorithm.
+
+HDBSCAN labels low-density points as noise (-1); by default each noise point becomes its own
+singleton cluster, so every metric sees a partition. Needs ``pip install kfree[baselines]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from ..distances import check_features
+from ..exceptions import ConfigError
+from ._kmeans_utils import compact
+
+
+def _noise_to_singletons(labels: np.ndarray) -> np.ndarray:
+    labels = labels.astype(np.int64).copy()
+    noise = labels < 0
+    if noise.any():
+        start = labels.max() + 1 if (~noise).any() else 0
+        labels[noise] = start + np.arange(int(noise.sum()))
+    return compact(labels)
+
+
+class HDBSCANBaseline(ClusterMixin, BaseEstimator):
+    """External baseline: HDBSCAN (``hdbscan`` package).
+
+    Parameters
+    ----------
+    min_cluster_size : int
+    min_samples : int, optional
+    metric : str
+        Any metric ``hdbscan`` accepts (``"euclidean"`` on unit-norm embeddings ranks pairs
+        like ``"sqeuclidean"``).
+    noise : {"singletons", "keep"}
+        Turn each noise point into its own cluster (default), or keep label -1.
+    """
+
+    requires_n_clusters = False
+
+    def __init__(
+        self,
+        min_cluster_size: int = 5,
+        *,
+        min_samples: int | None = None,
+        metric: str = "euclidean",
+        noise: str = "singletons",
+    ) -> None:
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.metric = metric
+        self.noise = noise
+
+    def fit(self, X: Any, y: Any = None) -> "HDBSCANBaseline":
+        import hdbscan
+
+        X = check_features(X, min_samples=1)
+        if self.noise not in ("singletons", "keep"):
+            raise ConfigError(f"noise={self.noise!r} is not one of ('singletons', 'keep')")
+        if X.shape[0] < 2:
+            self.labels_ = np.zeros(X.shape[0], dtype=np.int64)
+        else:
+            model = hdbscan.HDBSCAN(
+                min_cluster_size=int(self.min_cluster_size), min_samples=self.min_samples,
+                metric=self.metric,
+            ).fit(np.asarray(X, dtype=np.float64))
+            raw = model.labels_.astype(np.int64)
+            self.n_noise_ = int((raw < 0).sum())
+            self.labels_ = _noise_to_singletons(raw) if self.noise == "singletons" else raw
+        # with noise kept, -1 is not a cluster
+        self.n_clusters_ = int(np.unique(self.labels_[self.labels_ >= 0]).size)
+        self.n_features_in_ = X.shape[1]
+        return self

@@ -1,0 +1,130 @@
+"""G-means (Hamerly & Elkan 2003): k-means that splits clusters that do not look Gaussian.
+
+The BCL paper's second K-estimating baseline. As in pyclustering's implementation: run
+k-means; split every cluster in two with 2-means++; project its points on the line through the
+two child centres, ``x* = <x, v> / |v|²`` with ``v = c1 − c2``; if the Anderson–Darling test
+rejects normality of the projections (statistic above the critical value at ``alpha``), keep
+the split. Repeat until no cluster splits or ``k_max`` is reached.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from ..distances import check_features
+from ..exceptions import ConfigError
+from ._kmeans_utils import best_of, compact, lloyd
+
+_LEVELS = (0.15, 0.10, 0.05, 0.025, 0.01)
+# Stephens (1974) critical values of A² for a normal with estimated mean and variance, the
+# table scipy.stats.anderson uses, adjusted by (1 + 0.75/n + 2.25/n²) and rounded like scipy.
+_A_CRIT = (0.561, 0.631, 0.752, 0.873, 1.035)
+
+
+def anderson_darling_normal(x: np.ndarray, alpha: float = 0.01) -> tuple[float, float]:
+    """Anderson–Darling statistic A² of ``x`` against a normal with estimated mean/std, and
+    the critical value at ``alpha`` (the same numbers as ``scipy.stats.anderson``)."""
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    n = x.size
+    z = (x - x.mean()) / x.std(ddof=1)
+    i = np.arange(1, n + 1)
+    a2 = -n - np.sum((2 * i - 1) / n * (stats.norm.logcdf(z) + stats.norm.logsf(z[::-1])))
+    crit = round(_A_CRIT[_LEVELS.index(alpha)] / (1.0 + 0.75 / n + 2.25 / n / n), 3)
+    return float(a2), float(crit)
+
+
+def anderson_darling_split(points: np.ndarray, c1: np.ndarray, c2: np.ndarray, alpha: float = 0.01):
+    """(statistic, critical value, split?) of G-means' test for one cluster and its children.
+
+    The points are projected on ``v = c1 − c2`` (``x* = <x, v> / |v|²``); the cluster is split
+    when the Anderson–Darling test rejects normality of the projections at level ``alpha``.
+    """
+    v = np.asarray(c1, dtype=np.float64) - np.asarray(c2, dtype=np.float64)
+    proj = np.asarray(points, dtype=np.float64) @ v / float(v @ v)
+    if np.ptp(proj) == 0:
+        return 0.0, math.inf, False
+    stat, crit = anderson_darling_normal(proj, alpha)
+    return stat, crit, bool(stat >= crit)
+
+
+class GMeans(ClusterMixin, BaseEstimator):
+    """G-means with the Anderson–Darling normality test.
+
+    Parameters
+    ----------
+    k_max : int
+        Most clusters allowed (-1: no bound).
+    k_init : int
+        Initial clusters (k-means++), default 1.
+    alpha : {0.15, 0.1, 0.05, 0.025, 0.01}
+        Significance level of the test (pyclustering uses 0.01).
+    n_init : int
+        k-means++ restarts for the initial clustering and for each tentative split.
+    tol : float
+    seed : int
+    """
+
+    requires_n_clusters = False
+
+    def __init__(
+        self,
+        k_max: int = -1,
+        *,
+        k_init: int = 1,
+        alpha: float = 0.01,
+        n_init: int = 3,
+        tol: float = 1e-4,
+        seed: int = 0,
+    ) -> None:
+        self.k_max = k_max
+        self.k_init = k_init
+        self.alpha = alpha
+        self.n_init = n_init
+        self.tol = tol
+        self.seed = seed
+
+    def fit(self, X: Any, y: Any = None) -> "GMeans":
+        X = check_features(X, min_samples=1).astype(np.float64)
+        if self.alpha not in _LEVELS:
+            raise ConfigError(f"alpha={self.alpha} must be one of {_LEVELS}")
+        k_max = int(self.k_max)
+        if k_max != -1 and k_max < int(self.k_init):
+            raise ConfigError(f"k_max={k_max} must be -1 or >= k_init={self.k_init}")
+        if int(self.k_init) < 1:
+            raise ConfigError(f"k_init={self.k_init} must be >= 1")
+        labels, centers, _ = best_of(
+            X, min(int(self.k_init), X.shape[0]), n_init=int(self.n_init), seed=self.seed, tol=self.tol
+        )
+        seed = int(self.seed)
+        while k_max <= 0 or centers.shape[0] < k_max:
+            k_now = centers.shape[0]
+            new_centers = []
+            potential = k_now
+            for j in range(k_now):
+                idx = np.flatnonzero(labels == j)
+                split = None
+                if idx.size > 2 and (k_max == -1 or potential < k_max):
+                    seed += 1
+                    cl, cc, _ = best_of(X[idx], 2, n_init=int(self.n_init), seed=seed, tol=self.tol)
+                    if np.unique(cl).size == 2:
+                        _, _, reject = anderson_darling_split(X[idx], cc[0], cc[1], self.alpha)
+                        if reject:
+                            split = cc
+                if split is None:
+                    new_centers.append(centers[j])
+                else:
+                    new_centers.extend([split[0], split[1]])
+                    potential += 1
+            if len(new_centers) == k_now:
+                break
+            labels, centers, _ = lloyd(X, np.asarray(new_centers), tol=self.tol)
+        self.labels_ = compact(labels)
+        self.cluster_centers_ = centers[np.unique(labels)]
+        self.n_clusters_ = int(np.unique(labels).size)
+        self.n_features_in_ = X.shape[1]
+        return self

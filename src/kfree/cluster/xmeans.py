@@ -1,0 +1,145 @@
+"""X-means (Pelleg & Moore 2000): k-means that estimates K by splitting clusters under BIC.
+
+One of the BCL paper's K-estimating baselines (it over-clusters real embeddings: Table 2). The
+loop follows pyclustering's reference implementation so results can be compared with it:
+improve parameters (k-means from the current centres), then improve structure (split every
+cluster in two with 2-means++ on its own points and keep the split when the children's BIC is
+higher than the parent's, while fewer than ``k_max`` centres exist), until nothing splits.
+
+The BIC is pyclustering's (spherical Gaussians with one shared variance, squared Euclidean
+distances), see :func:`xmeans_bic`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from ..distances import check_features
+from ..exceptions import ConfigError
+from ._kmeans_utils import best_of, compact, lloyd
+
+
+def xmeans_bic(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> float:
+    """BIC of a k-means solution as in pyclustering's X-means (higher is better).
+
+    ``sigma² = Σ |x − c|² / (N − K)``, ``p = (K − 1) + d·K + 1`` free parameters, and per
+    cluster ``L_j = n_j log n_j − n_j log N − n_j/2 log 2π − n_j d/2 log sigma² − (n_j − K)/2``;
+    BIC = ``Σ_j (L_j − p/2 log N)``. Returns ``-inf`` when ``N <= K``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    labels = np.asarray(labels)
+    K = centers.shape[0]
+    N = X.shape[0]
+    d = X.shape[1]
+    if N - K <= 0:
+        return -math.inf
+    diff = X - centers[labels]
+    sigma_sq = float(np.einsum("ij,ij->", diff, diff)) / (N - K)
+    p = (K - 1) + d * K + 1
+    mult = -math.inf if sigma_sq <= 0 else d * 0.5 * math.log(sigma_sq)
+    total = 0.0
+    for j in range(K):
+        n = int((labels == j).sum())
+        if n == 0:
+            continue
+        L = n * math.log(n) - n * math.log(N) - n * 0.5 * math.log(2 * math.pi) - n * mult - (n - K) * 0.5
+        total += L - p * 0.5 * math.log(N)
+    return total
+
+
+class XMeans(ClusterMixin, BaseEstimator):
+    """X-means with the BIC splitting criterion and an upper bound ``k_max``.
+
+    Parameters
+    ----------
+    k_max : int
+        Most clusters allowed (the BCL paper used 40/80/150/300).
+    k_init : int
+        Initial centres (k-means++), default 2.
+    initial_centers : ndarray of shape (k_init, n_features), optional
+        Start from these centres instead (to compare with other implementations).
+    n_init_split : int
+        2-means++ restarts per tentative split.
+    tol : float
+        k-means tolerance.
+    seed : int
+
+    Attributes
+    ----------
+    labels_, n_clusters_, cluster_centers_, bic_
+    """
+
+    requires_n_clusters = False
+
+    def __init__(
+        self,
+        k_max: int = 20,
+        *,
+        k_init: int = 2,
+        initial_centers: np.ndarray | None = None,
+        n_init_split: int = 3,
+        tol: float = 1e-4,
+        seed: int = 0,
+    ) -> None:
+        self.k_max = k_max
+        self.k_init = k_init
+        self.initial_centers = initial_centers
+        self.n_init_split = n_init_split
+        self.tol = tol
+        self.seed = seed
+
+    def fit(self, X: Any, y: Any = None) -> "XMeans":
+        X = check_features(X, min_samples=1).astype(np.float64)
+        n = X.shape[0]
+        if int(self.k_max) < 1:
+            raise ConfigError(f"k_max={self.k_max} must be >= 1")
+        if self.initial_centers is not None:
+            centers = np.asarray(self.initial_centers, dtype=np.float64)
+            if centers.ndim != 2 or centers.shape[1] != X.shape[1]:
+                raise ConfigError(
+                    f"initial_centers must have shape (k, {X.shape[1]}), got {centers.shape}"
+                )
+        else:
+            k0 = int(self.k_init)
+            if not 1 <= k0 <= int(self.k_max):
+                raise ConfigError(f"k_init={k0} must be in [1, k_max={self.k_max}]")
+            _, centers, _ = best_of(X, min(k0, n), n_init=1, seed=self.seed, tol=self.tol)
+        rng_seed = int(self.seed)
+        while centers.shape[0] <= int(self.k_max):
+            k_now = centers.shape[0]
+            labels, centers, _ = lloyd(X, centers, tol=self.tol)
+            new_centers = []
+            free = int(self.k_max) - k_now
+            for j in range(k_now):
+                idx = np.flatnonzero(labels == j)
+                if idx.size < 2 or free <= 0:
+                    new_centers.append(centers[j])
+                    continue
+                rng_seed += 1
+                sub = X[idx]
+                cl, cc, _ = best_of(sub, 2, n_init=int(self.n_init_split), seed=rng_seed, tol=self.tol)
+                if np.unique(cl).size < 2:
+                    new_centers.append(centers[j])
+                    continue
+                parent = xmeans_bic(sub, np.zeros(idx.size, dtype=np.int64), centers[j : j + 1])
+                child = xmeans_bic(sub, cl, cc)
+                if parent < child:
+                    new_centers.extend([cc[0], cc[1]])
+                    free -= 1
+                else:
+                    new_centers.append(centers[j])
+            if len(new_centers) == k_now:
+                break
+            centers = np.asarray(new_centers)
+        labels, centers, _ = lloyd(X, centers, tol=self.tol)
+        self.labels_ = compact(labels)
+        used = np.unique(labels)
+        self.cluster_centers_ = centers[used]
+        self.n_clusters_ = int(used.size)
+        self.bic_ = xmeans_bic(X, np.searchsorted(used, labels), self.cluster_centers_)
+        self.n_features_in_ = X.shape[1]
+        return self

@@ -1,0 +1,170 @@
+"""K-known and K-estimating baselines, and the external adapters."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from kfree.cluster import (
+    AgglomerativeK,
+    GMeans,
+    KMeansClustering,
+    KNNConnectedComponents,
+    ThresholdAgglomerative,
+    XMeans,
+)
+from kfree.cluster.gmeans import anderson_darling_split
+from kfree.cluster.xmeans import xmeans_bic
+from kfree.data.synthetic import sphere_blobs
+from kfree.exceptions import ConfigError, DataError
+from kfree.metrics import nmi
+
+
+def pyclustering():
+    """pyclustering 0.10.1.2 still uses numpy.warnings (removed in numpy >= 1.24): shim it."""
+    np.warnings = warnings  # type: ignore[attr-defined]
+    return pytest.importorskip("pyclustering")
+
+
+@pytest.fixture
+def blobs():
+    return sphere_blobs(5, 40, 8, spread=0.15, seed=3)
+
+
+def test_kmeans_and_hac_k_recover_known_k(blobs):
+    X, y = blobs
+    for backend in ("sklearn", "faiss"):
+        km = KMeansClustering(5, backend=backend).fit(X)
+        assert km.n_clusters_ == 5 and nmi(y, km.labels_) == pytest.approx(1.0)
+        assert km.k_source_ == "oracle"
+    hk = AgglomerativeK(5).fit(X)
+    assert hk.n_clusters_ == 5 and nmi(y, hk.labels_) == pytest.approx(1.0)
+    assert KMeansClustering.requires_n_clusters and AgglomerativeK.requires_n_clusters
+    with pytest.raises(DataError, match="n_clusters"):
+        KMeansClustering(500).fit(X)
+    with pytest.raises(ConfigError, match="backend"):
+        KMeansClustering(2, backend="gpu").fit(X)
+
+
+def test_xmeans_bic_by_hand():
+    X = np.array([[0.0, 0.0], [0.0, 2.0], [10.0, 0.0], [10.0, 2.0]])
+    labels = np.array([0, 0, 1, 1])
+    centers = np.array([[0.0, 1.0], [10.0, 1.0]])
+    N, K, d = 4, 2, 2
+    sigma_sq = 4 * 1.0 / (N - K)
+    p = (K - 1) + d * K + 1
+    L = 2 * math.log(2) - 2 * math.log(4) - math.log(2 * math.pi) - 2 * (d / 2) * math.log(sigma_sq) - (2 - K) / 2
+    expected = 2 * (L - p / 2 * math.log(N))
+    assert xmeans_bic(X, labels, centers) == pytest.approx(expected)
+
+
+def test_xmeans_bic_equals_pyclustering(blobs):
+    pyclustering()
+    from pyclustering.cluster.xmeans import xmeans
+
+    X, y = blobs
+    X = X.astype(np.float64)
+    centers = np.stack([X[y == j].mean(0) for j in range(5)])
+    ref = xmeans(X, centers[:2], kmax=10, ccore=False)
+    clusters = [np.flatnonzero(y == j).tolist() for j in range(5)]
+    want = ref._xmeans__bayesian_information_criterion(clusters, centers.tolist())
+    assert xmeans_bic(X, y, centers) == pytest.approx(want, rel=1e-9)
+
+
+def test_xmeans_agrees_with_pyclustering_on_separated_blobs(blobs):
+    pyclustering()
+    from pyclustering.cluster.xmeans import xmeans
+
+    X, y = blobs
+    X = X.astype(np.float64)
+    init = X[[0, 100]]
+    ref = xmeans(X, init, kmax=20, ccore=False, random_state=0).process()
+    ref_labels = np.empty(X.shape[0], dtype=int)
+    for j, members in enumerate(ref.get_clusters()):
+        ref_labels[members] = j
+    ours = XMeans(20, initial_centers=init).fit(X)
+    assert ours.n_clusters_ == len(ref.get_clusters()) == 5
+    assert nmi(ref_labels, ours.labels_) == pytest.approx(1.0)
+    assert XMeans(3).fit(X).n_clusters_ <= 3
+
+
+def test_anderson_darling_by_hand():
+    rng = np.random.default_rng(0)
+    pts = rng.standard_normal((50, 3))
+    c1, c2 = np.array([1.0, 0, 0]), np.array([-1.0, 0, 0])
+    stat, crit, split = anderson_darling_split(pts, c1, c2)
+    proj = pts @ (c1 - c2) / 4.0
+    z = np.sort((proj - proj.mean()) / proj.std(ddof=1))
+    n = z.size
+    i = np.arange(1, n + 1)
+    cdf = stats.norm.cdf(z)
+    a2 = -n - np.mean((2 * i - 1) * (np.log(cdf) + np.log(1 - cdf[::-1])))
+    assert stat == pytest.approx(a2, rel=1e-9)
+    # critical value at 1 %: 1.035 / (1 + 0.75/n + 2.25/n²) (Stephens 1974), as scipy
+    assert crit == pytest.approx(round(1.035 / (1 + 0.75 / n + 2.25 / n**2), 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = stats.anderson(proj, dist="norm")
+    assert stat == pytest.approx(float(ref.statistic), rel=1e-9)
+    assert crit == pytest.approx(float(ref.critical_values[-1]))
+    assert split is False  # a Gaussian blob is not split
+    two = np.concatenate([pts[:25] + [4, 0, 0], pts[25:] - [4, 0, 0]])
+    assert anderson_darling_split(two, c1, c2)[2] is True
+
+
+def test_gmeans_agrees_with_pyclustering_on_separated_blobs(blobs):
+    pyclustering()
+    from pyclustering.cluster.gmeans import gmeans
+
+    from sklearn.datasets import make_blobs
+
+    # Gaussian clusters (G-means' model); normalised sphere blobs are not Gaussian and split
+    X, y = make_blobs(n_samples=500, centers=5, n_features=4, cluster_std=0.4, random_state=1)
+    ref = gmeans(X, k_init=1, ccore=False, random_state=0).process()
+    ours = GMeans().fit(X)
+    ref_labels = np.empty(X.shape[0], dtype=int)
+    for j, members in enumerate(ref.get_clusters()):
+        ref_labels[members] = j
+    assert ours.n_clusters_ == len(ref.get_clusters()) == 5
+    assert nmi(ref_labels, ours.labels_) == pytest.approx(1.0)
+    assert nmi(y, ours.labels_) == pytest.approx(1.0)
+    assert GMeans(k_max=2).fit(X).n_clusters_ <= 2
+    for seed in range(1, 4):
+        assert GMeans(seed=seed).fit(X).n_clusters_ == 5
+
+
+def test_hdbscan_adapter_matches_package(blobs):
+    hdbscan = pytest.importorskip("hdbscan")
+    from kfree.cluster.external_hdbscan import HDBSCANBaseline
+
+    X, y = blobs
+    raw = hdbscan.HDBSCAN(min_cluster_size=5).fit(X.astype(np.float64)).labels_
+    m = HDBSCANBaseline(5, noise="keep").fit(X)
+    assert np.array_equal(m.labels_, raw)
+    s = HDBSCANBaseline(5).fit(X)
+    assert s.labels_.min() == 0 and s.n_clusters_ == len(set(raw[raw >= 0])) + int((raw < 0).sum())
+
+
+def test_finch_adapter_matches_package(blobs):
+    finch = pytest.importorskip("finch")
+    from kfree.cluster.external_finch import FINCHBaseline
+
+    X, y = blobs
+    c, num, _ = finch.FINCH(X.astype(np.float32), distance="cosine", verbose=False, random_state=0)
+    m = FINCHBaseline("first").fit(X)
+    assert m.n_clusters_ == num[0]
+    assert nmi(c[:, 0], m.labels_) == pytest.approx(1.0)
+    last = FINCHBaseline("last").fit(X)
+    assert last.n_clusters_ == num[-1]
+
+
+def test_knn_components_equals_exact_single_linkage_with_full_k(blobs):
+    X, _ = blobs
+    m = KNNConnectedComponents(0.1, k=X.shape[0], index="flat").fit(X)
+    ref = ThresholdAgglomerative(0.1, linkage="single").fit(X)
+    assert nmi(m.labels_, ref.labels_) == pytest.approx(1.0)
+    assert m.n_clusters_ == ref.n_clusters_
