@@ -343,10 +343,10 @@ def test_read_track_labels(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_episodes():
-    # module-scoped (one build for all real-data tests), so it resolves the folder like conftest does
-    from kfree.data.faces import shared_data_root
+    # module-scoped (one build for all real-data tests); the same folder conftest resolves
+    from conftest import SHARED_DATA
 
-    return build_episodes(shared_data_root(), seed=0)
+    return build_episodes(SHARED_DATA, seed=0)
 
 
 @pytest.mark.shared_data

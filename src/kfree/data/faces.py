@@ -37,6 +37,7 @@ def shared_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:
     ----------
     data_root : path, optional
         Explicit folder (wins). Otherwise ``$KFREE_SHARED_DATA``, otherwise ``../shared/data``
+        beside the working directory (a checkout run from its root), then ``../shared/data``
         beside the repository that holds this package (the layout of a development checkout).
 
     Returns
@@ -57,6 +58,8 @@ def shared_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:
         env = os.environ.get(ENV_VAR)
         if env:
             candidates.append(Path(env))
+        # a checkout with shared/ beside it, seen from the working directory (installed package)
+        candidates.append(Path.cwd().resolve().parent / "shared" / "data")
         # src/kfree/data/faces.py -> parents[3] is the repository root of an editable install
         candidates.append(Path(__file__).resolve().parents[3].parent / "shared" / "data")
     for c in candidates:
