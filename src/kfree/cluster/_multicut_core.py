@@ -69,10 +69,17 @@ def gaec_dense(C):
         for w in range(n):
             if not active[w] or w == u:
                 continue
+            cwu = C[u, w]
             if rowarg[w] == u or rowarg[w] == v:
-                rowmax[w], rowarg[w] = _row_best(C, w, active)
-            elif C[w, u] > rowmax[w]:
-                rowmax[w] = C[w, u]
+                # the best edge of w went to u or v; the merged edge keeps the row maximum
+                # unless the sum fell below the old best (only then rescan the row)
+                if cwu >= rowmax[w]:
+                    rowmax[w] = cwu
+                    rowarg[w] = u
+                else:
+                    rowmax[w], rowarg[w] = _row_best(C, w, active)
+            elif cwu > rowmax[w]:
+                rowmax[w] = cwu
                 rowarg[w] = u
     labels = np.empty(n, dtype=np.int64)
     root_lab = np.full(n, -1, dtype=np.int64)
@@ -141,6 +148,11 @@ def _kl_pair(C, nodes, side, eps):
                     a1 += c
         d0[x] = a0
         d1[x] = a1
+    # gains are sums of many costs: demand more than their rounding error to call it a gain
+    scale = 0.0
+    for x in range(s):
+        scale += abs(d0[x]) + abs(d1[x])
+    eps = max(eps, 1e-12 * scale)
     moved = np.zeros(s, dtype=np.bool_)
     order = np.empty(s, dtype=np.int64)
     cur = side.copy()
@@ -277,7 +289,7 @@ def kernighan_lin_joins(C, labels, max_rounds, eps):
                 for x in range(size[a]):
                     for y in range(size[a], s):
                         join_gain += C[nodes[x], nodes[y]]
-            if join_gain > eps and join_gain >= gain:
+            if join_gain > max(eps, gain) and join_gain >= gain:
                 for y in range(size[a], s):
                     side[y] = 0
             elif m > 0:

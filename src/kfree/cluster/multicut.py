@@ -267,7 +267,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         labels = gl
         rounds = 0
         if self.kl and C.shape[0] > 1 and int(self.max_rounds) > 0:
-            labels, rounds = mc.kernighan_lin_joins(C, gl, int(self.max_rounds), 1e-9)
+            labels, rounds = mc.kernighan_lin_joins(C, gl, int(self.max_rounds), 1e-7)
         self.labels_ = np.asarray(labels, dtype=np.int64)
         self.n_clusters_ = int(self.labels_.max()) + 1 if self.labels_.size else 0
         self.objective_ = float(mc.multicut_objective(C, self.labels_))

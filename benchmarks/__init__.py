@@ -1,0 +1,1 @@
+"""Benchmarks (outside pytest): runners that print tables and write results/benchmarks/."""
