@@ -290,6 +290,9 @@ def run_bcl2019(
     *,
     resume: bool = True,
     hook: Callable[..., None] | None = None,
+    faces=None,
+    split=None,
+    episodes: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run the experiment; write one JSON cell per set and ``run.json``; return the cells.
 
@@ -301,6 +304,9 @@ def run_bcl2019(
         same configuration)
     hook : ``hook(step, completed=, total=)`` after every trained head (step ``"train heads"``) and
         every set (``"test sets"``)
+    faces, split, episodes : optional pre-built inputs (FaceDescriptors, IdentitySplit, dict of
+        Episode); default: the shared CelebA descriptors, ``split_faces(seed)`` and
+        ``build_episodes`` on the shared TV structures. Tests pass small synthetic ones.
 
     Returns
     -------
@@ -312,14 +318,18 @@ def run_bcl2019(
 
     out = Path(out)
     t_start = time.perf_counter()
-    faces = load_celeba_faces(cfg.data_root)
-    split = split_faces(faces, seed=cfg.seed)
+    faces = load_celeba_faces(cfg.data_root) if faces is None else faces
+    split = split_faces(faces, seed=cfg.seed) if split is None else split
     cfg_dict = asdict(cfg)
     seed_everything(cfg.seed)
     methods, train_times = fit_methods(cfg, faces, split, model_dir=out / "models" / cfg.variant, resume=resume,
                                        hook=hook)
-    episodes = build_episodes(cfg.data_root, seed=cfg.seed, faces=faces, split=split,
-                              images_per_track=cfg.images_per_track)
+    if episodes is None:
+        episodes = build_episodes(cfg.data_root, seed=cfg.seed, faces=faces, split=split,
+                                  images_per_track=cfg.images_per_track)
+    missing = [s for s in cfg.sets if s not in episodes]
+    if missing:
+        raise ConfigError(f"no episode built for set(s) {missing}; built: {sorted(episodes)}")
     cells: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(cfg.sets):
         path = cell_path(out, cfg, name)

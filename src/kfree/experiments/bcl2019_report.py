@@ -272,8 +272,11 @@ def write_att(out: Path, tag: str = "2img") -> str:
 
 
 # ----------------------------------------------------------------------------------- driver
-def write_report(out: str | Path) -> dict[str, Any]:
-    """Write every table / figure the cells allow; returns the target checks as numbers."""
+def write_report(out: str | Path, *, att: bool = True) -> dict[str, Any]:
+    """Write every table / figure the cells allow; returns the target checks as numbers.
+
+    ``att=False`` skips the AT&T montages (they need heads trained on 128-d dlib descriptors).
+    """
     from ..utils.io import write_text
 
     out = Path(out)
@@ -341,7 +344,7 @@ def write_report(out: str | Path) -> dict[str, Any]:
                                   "nmi_beats_unft": _beats(c1, m, m, "finetune", "methods")}
                               for m in ("bcl", "triplet", "prototypical")
                               if any(m in c1[s].get("finetune", {}) for s in c1)}
-    if c2:
+    if c2 and att:
         summary["att"] = write_att(out, "2img")
         write_text(out / "att_faces.md", "# AT&T faces (40 people, 10 images each), heads trained on CelebA\n\n"
                    "Each head clusters the 400 AT&T dlib descriptors at its own threshold (the same as on the "

@@ -1,0 +1,248 @@
+"""BCL 2019 reproduction: evaluation, fine-tuning, resumable runner, report, curves plot, CLI.
+
+Everything runs on tiny synthetic episodes (real-shaped: EpisodeStructure intervals + labelled
+descriptors) except one ``shared_data`` smoke test.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from kfree.data.splits import split_identities
+from kfree.data.tv_episodes import EpisodeStructure, build_from_structures
+from kfree.exceptions import ConfigError
+from kfree.experiments import Bcl2019Config, FinetuneConfig, run_bcl2019
+from kfree.experiments.bcl2019 import evaluate_features, kmeans_variants, load_cells, xmeans_k_max
+from kfree.experiments.bcl2019_finetune import choose_pairs, finetune_on_episode
+from kfree.experiments.bcl2019_methods import fit_method, pair_tracks
+from kfree.experiments.bcl2019_report import write_report
+from kfree.report.curves import ScoreCurve, plot_score_curves
+
+D = 16
+
+
+def _blobs(n_ids: int, per_id: int, *, spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_ids, D))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    y = np.repeat(np.arange(n_ids), per_id)
+    X = centres[y] + spread * rng.normal(size=(y.size, D)) / np.sqrt(D)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def _structures():
+    # two BBT-named episodes: character a/b co-occur, c alone, d only in e02
+    e1 = [(1, "a", 0, 10), (2, "b", 5, 15), (3, "a", 20, 30), (4, "c", 25, 28), (5, "b", 40, 50),
+          (6, "a", 45, 60), (7, "c", 70, 80)]
+    e2 = [(1, "a", 0, 10), (2, "d", 0, 12), (3, "b", 20, 30), (4, "d", 25, 35), (5, "a", 50, 55)]
+
+    def st(name, rows):
+        ids, ch, s, e = zip(*rows)
+        return EpisodeStructure.from_intervals(name, ids, ch, s, e, series="bbt")
+
+    return [st("bbt_s01e01", e1), st("bbt_s01e02", e2)]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """24 identities × 8 images: 12 train / 4 val / 8 test; two episodes + bbt_all."""
+    X, y = _blobs(24, 8, spread=0.25)
+    split = split_identities(y, 12, 4, 8, seed=0)
+    faces = types.SimpleNamespace(embeddings=X, labels=y)
+    eps = build_from_structures(_structures(), X, y, split.test_ids, seed=0, groups={"bbt_all": ["bbt_s01e01", "bbt_s01e02"]})
+    return faces, split, eps
+
+
+def _cfg(**kw):
+    base = dict(sets=("bbt_s01e01", "bbt_s01e02", "bbt_all"), methods=("raw", "bcl", "triplet"), epochs=2,
+                p=4, k=4, batches_per_epoch=3, eval_every=1, dims=(16, 8), finetune=True,
+                ft=FinetuneConfig(iterations=5))
+    base.update(kw)
+    return Bcl2019Config(**base)
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="unknown method"):
+        Bcl2019Config(methods=("bcl", "nope"))
+    with pytest.raises(ConfigError, match="unknown set"):
+        Bcl2019Config(sets=("bbt_s09e01",))
+    with pytest.raises(ConfigError, match="images_per_track"):
+        Bcl2019Config(images_per_track=3)
+    with pytest.raises(ConfigError, match="iterations"):
+        FinetuneConfig(iterations=0)
+
+
+def test_xmeans_bounds_are_the_papers():
+    assert xmeans_k_max("bbt_s01e03") == 40 and xmeans_k_max("buffy_s05e02") == 80
+    assert xmeans_k_max("bbt_all") == 150 == xmeans_k_max("buffy_all")
+
+
+def test_pair_tracks_means_of_distinct_images():
+    X = np.arange(10, dtype=np.float32).reshape(5, 2)
+    y = np.array([0, 0, 0, 1, 1])
+    Xt, yt = pair_tracks(X, y, 2, seed=0)
+    assert sorted(yt.tolist()) == [0, 0, 1]  # 3 images of 0 -> a pair + a single
+    assert np.allclose(Xt[yt == 1], X[3:].mean(0))
+    # identity 0: one track is the mean of 2 of its images, the other a single image; all 3 used once
+    t0 = Xt[yt == 0]
+    singles = [i for i in range(3) if any(np.allclose(r, X[i]) for r in t0)]
+    assert len(singles) == 1
+    rest = [i for i in range(3) if i != singles[0]]
+    assert any(np.allclose(r, X[rest].mean(0)) for r in t0)
+    X1, y1 = pair_tracks(X, y, 1, seed=0)
+    assert np.array_equal(X1, X) and np.array_equal(y1, y)
+
+
+def test_evaluate_features_recovers_separated_blobs():
+    Z, y = _blobs(5, 10, spread=0.05, seed=1)
+    r = evaluate_features(Z, y, threshold=0.5, train_threshold=1e-4, k_known=True, curve_k_max=12)
+    assert r["op"] == {"n_clusters": 5, "nmi": pytest.approx(1.0), "wcp": pytest.approx(1.0)}
+    assert r["train"]["n_clusters"] > 5  # a tight cut over-clusters
+    assert r["hac_k"]["nmi"] == pytest.approx(1.0) and r["kmeans"]["nmi"] == pytest.approx(1.0)
+    k = r["curve"]["k"]
+    assert k == sorted(k, reverse=True) and max(k) == 12 and min(k) == 1
+    assert r["curve"]["nmi"][k.index(5)] == pytest.approx(1.0)
+    assert r["curve"]["wcp"][k.index(1)] == pytest.approx(0.2)
+
+
+def test_kmeans_variants_keys():
+    Z, y = _blobs(4, 12, spread=0.05, seed=2)
+    r = kmeans_variants(Z, y, "bbt_s01e01")
+    assert r["xmeans"]["k_max"] == 40 and r["xmeans"]["n_clusters"] >= 1 and r["gmeans"]["n_clusters"] >= 1
+
+
+def test_choose_pairs_caps_and_keeps_cannot_links_first():
+    rng = np.random.default_rng(0)
+    ml = np.arange(40).reshape(20, 2)
+    cl = np.arange(100, 112).reshape(6, 2)
+    m, c = choose_pairs(ml, cl, 10, rng)
+    assert c.shape == (6, 2) and m.shape == (4, 2)
+    assert {tuple(p) for p in m} <= {tuple(p) for p in ml}
+    m, c = choose_pairs(ml, cl, 4, rng)
+    assert c.shape == (4, 2) and m.shape == (0, 2)
+
+
+@pytest.mark.parametrize("name", ["bcl", "triplet"])
+def test_finetune_pushes_cannot_links_past_the_cut_without_labels(tiny, name):
+    faces, split, eps = tiny
+    X, y = faces.embeddings, faces.labels
+    m = fit_method(name, X[split.train_idx], y[split.train_idx], X[split.val_idx], y[split.val_idx],
+                   train_kw=dict(dims=(16, 8), epochs=2, p=4, k=4, batches_per_epoch=3, eval_every=1), seed=0)
+    ep = eps["bbt_s01e01"]
+    assert ep.cannot_link.shape[0] > 0
+    cut = m.threshold.value
+
+    def cl_violation(method):
+        Z = method.embed(ep.image_descriptors)
+        first = np.searchsorted(ep.image_track, np.arange(ep.n_tracks))  # first image of each track
+        a, b = first[ep.cannot_link[:, 0]], first[ep.cannot_link[:, 1]]
+        return np.maximum(0, cut - ((Z[a] - Z[b]) ** 2).sum(1)).mean()
+
+    before = cl_violation(m)
+    ft = finetune_on_episode(m, ep, FinetuneConfig(iterations=150, lr=3e-3))
+    assert ft.threshold == m.threshold  # the cut is frozen
+    assert ft.learner is not m.learner
+    assert ft.learner.history_[-1]["finetune"] and ft.learner.history_[-1]["n_cannot_link"] == ep.cannot_link.shape[0]
+    after = cl_violation(ft)
+    assert after < before or before == 0.0
+    # labels are never read: a copy of the episode with scrambled labels fine-tunes identically
+    scrambled = type(ep)(**{**ep.__dict__, "track_labels": ep.track_labels[::-1].copy()})
+    ft2 = finetune_on_episode(m, scrambled, FinetuneConfig(iterations=150, lr=3e-3))
+    for p1, p2 in zip(ft.learner.model_.parameters(), ft2.learner.model_.parameters()):
+        assert torch.equal(p1, p2)
+
+
+def test_run_writes_cells_resumes_and_reports(tiny, tmp_path, monkeypatch):
+    faces, split, eps = tiny
+    cfg = _cfg()
+    cells = run_bcl2019(cfg, tmp_path, faces=faces, split=split, episodes=eps, resume=True)
+    assert set(cells) == {"bbt_s01e01", "bbt_s01e02", "bbt_all"}
+    c = cells["bbt_all"]
+    assert c["n_characters"] == 4 and set(c["methods"]) == {"raw", "bcl", "triplet"}
+    assert set(c["finetune"]) == {"bcl", "triplet"}  # prototypical not among the methods
+    assert set(c["kmeans_variants"]) == {"raw", "bcl"}
+    assert "train" in c["methods"]["triplet"] and "train" not in c["methods"]["bcl"]
+    assert "kmeans" in c["methods"]["bcl"] and "kmeans" not in c["methods"].get("contrastive", {})
+    assert c["thresholds"]["bcl"]["op"]["source"] == "4b"
+    for r in c["methods"].values():
+        lab_k = r["op"]["n_clusters"]
+        assert 1 <= lab_k <= c["n_tracks"] and 0 <= r["op"]["nmi"] <= 1
+    assert (tmp_path / "models" / "2img" / "bcl_seed0.pt").exists()
+    assert load_cells(tmp_path, "2img-ft").keys() == cells.keys()
+    # resume: nothing is recomputed
+    import kfree.experiments.bcl2019 as mod
+
+    def boom(*a, **k):
+        raise AssertionError("cell recomputed on resume")
+
+    monkeypatch.setattr(mod, "evaluate_set", boom)
+    again = run_bcl2019(cfg, tmp_path, faces=faces, split=split, episodes=eps, resume=True)
+    assert json.dumps(again, sort_keys=True) == json.dumps(cells, sort_keys=True)
+    monkeypatch.undo()
+    summary = write_report(tmp_path, att=False)
+    for f in ("table1_finetune.md", "table2_kmeans_variants.md", "table3_operating_points.md", "table4_k_known.md",
+              "table5_train_threshold.md"):
+        assert (tmp_path / f).exists(), f
+    t3 = (tmp_path / "table3_operating_points.md").read_text()
+    assert "BCL (τ = 4b) #Cl" in t3 and "↳ paper" in t3 and "BBT E01" in t3
+    assert (tmp_path / "figures" / "curves_2img_bbt_all.png").stat().st_size > 1000
+    assert summary["2img"]["bcl"]["count_within_25pct"][1] == 2
+
+
+def test_run_rejects_sets_without_episodes(tiny, tmp_path):
+    faces, split, eps = tiny
+    with pytest.raises(ConfigError, match="no episode built"):
+        run_bcl2019(_cfg(sets=("buffy_s05e01",), methods=("raw",), finetune=False), tmp_path, faces=faces,
+                    split=split, episodes=eps)
+
+
+def test_plot_score_curves(tmp_path):
+    k = np.arange(10, 0, -1)
+    c = ScoreCurve(k, {"nmi": np.linspace(0.5, 1, 10), "wcp": np.ones(10)}, {"nmi": (4, 0.9), "wcp": (4, 1.0)})
+    p = plot_score_curves({"a": c}, tmp_path / "x.png", n_true=5, title="t")
+    assert p.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match="shape"):
+        ScoreCurve(k, {"nmi": np.ones(3)})
+    with pytest.raises(ConfigError, match="no score"):
+        plot_score_curves({"a": ScoreCurve(k, {"nmi": np.ones(10)})}, tmp_path / "y.png")
+
+
+def test_cli_is_thin(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import kfree.experiments.bcl2019 as mod
+    from kfree.cli.experiment import experiment_app
+
+    seen = {}
+
+    def fake_run(cfg, out, *, resume, hook):
+        seen["cfg"] = cfg
+        return {"bbt_s01e01": {"n_characters": 8, "methods": {"bcl": {"op": {"n_clusters": 9, "nmi": 0.97}}}}}
+
+    monkeypatch.setattr(mod, "run_bcl2019", fake_run)
+    r = CliRunner().invoke(experiment_app, ["bcl2019", "--episodes", "bbt_s01e01", "--methods", "raw,bcl",
+                                            "--finetune", "--seed", "3", "--out", str(tmp_path), "--no-report",
+                                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "bbt_s01e01: #Ch 8" in r.output and "bcl 9/0.970" in r.output
+    cfg = seen["cfg"]
+    assert cfg.sets == ("bbt_s01e01",) and cfg.methods == ("raw", "bcl") and cfg.finetune and cfg.seed == 3
+    r = CliRunner().invoke(experiment_app, ["bcl2019", "--methods", "nope", "--no-progress"])
+    assert r.exit_code == 1 and "unknown method" in r.output
+
+
+@pytest.mark.shared_data
+def test_real_data_smoke(tmp_path):
+    cfg = Bcl2019Config(sets=("bbt_s01e02",), methods=("raw", "bcl"), epochs=1, batches_per_epoch=5,
+                        kmeans_variants=False, finetune=True, ft=FinetuneConfig(iterations=3))
+    cells = run_bcl2019(cfg, tmp_path, resume=False)
+    c = cells["bbt_s01e02"]
+    assert c["n_characters"] == 6 and c["n_tracks"] == 77
+    # raw dlib descriptors at the validation-matched cut are near perfect on this episode
+    assert c["methods"]["raw"]["op"]["nmi"] > 0.9
+    assert set(c["finetune"]) == {"bcl"}
