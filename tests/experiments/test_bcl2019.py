@@ -59,9 +59,9 @@ def tiny():
 
 
 def _cfg(**kw):
-    base = dict(sets=("bbt_s01e01", "bbt_s01e02", "bbt_all"), methods=("raw", "bcl", "triplet"), epochs=2,
-                p=4, k=4, batches_per_epoch=3, eval_every=1, dims=(16, 8), finetune=True,
-                ft=FinetuneConfig(iterations=5))
+    base = {"sets": ("bbt_s01e01", "bbt_s01e02", "bbt_all"), "methods": ("raw", "bcl", "triplet"), "epochs": 2,
+                "p": 4, "k": 4, "batches_per_epoch": 3, "eval_every": 1, "dims": (16, 8), "finetune": True,
+                "ft": FinetuneConfig(iterations=5)}
     base.update(kw)
     return Bcl2019Config(**base)
 
@@ -132,7 +132,7 @@ def test_finetune_pushes_cannot_links_past_the_cut_without_labels(tiny, name):
     faces, split, eps = tiny
     X, y = faces.embeddings, faces.labels
     m = fit_method(name, X[split.train_idx], y[split.train_idx], X[split.val_idx], y[split.val_idx],
-                   train_kw=dict(dims=(16, 8), epochs=2, p=4, k=4, batches_per_epoch=3, eval_every=1), seed=0)
+                   train_kw={"dims": (16, 8), "epochs": 2, "p": 4, "k": 4, "batches_per_epoch": 3, "eval_every": 1}, seed=0)
     ep = eps["bbt_s01e01"]
     assert ep.cannot_link.shape[0] > 0
     cut = m.threshold.value
