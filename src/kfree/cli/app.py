@@ -20,6 +20,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _register_experiments() -> None:
+    """Attach ``kfree experiment …`` (paper reproductions); each lives in its own module."""
+    from .experiment import experiment_app
+
+    app.add_typer(experiment_app, name="experiment")
+
+
+_register_experiments()
+
 DEMO_COLUMNS = [("method", "method"), ("n_true", "true #"), ("n_clusters", "#clusters"), ("nmi", "NMI"),
                 ("wcp", "WCP"), ("ari", "ARI"), ("pairwise_f1", "pairwise F"), ("threshold", "threshold"),
                 ("wall_s", "time (s)")]
