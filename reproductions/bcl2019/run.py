@@ -18,13 +18,16 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--only", choices=["2img", "1img", "report"], default=None)
 ap.add_argument("--no-resume", action="store_true")
 ap.add_argument("--out", default="results/bcl2019")
+ap.add_argument("--no-finetune-1img", action="store_true",
+                help="skip constraint fine-tuning in the 1-image variant (it has cannot-links only)")
 a = ap.parse_args()
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s %(message)s")
 logging.getLogger("kfree.train").setLevel(logging.WARNING)
 logging.getLogger("kfree.data").setLevel(logging.WARNING)
 for ipt in (2, 1):
     if a.only in (None, f"{ipt}img"):
-        run_bcl2019(Bcl2019Config(images_per_track=ipt, finetune=True), a.out, resume=not a.no_resume)
+        ft = not (ipt == 1 and a.no_finetune_1img)
+        run_bcl2019(Bcl2019Config(images_per_track=ipt, finetune=ft), a.out, resume=not a.no_resume)
 from kfree.experiments.bcl2019_report import write_report
 
 write_report(a.out)

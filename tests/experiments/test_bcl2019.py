@@ -75,6 +75,8 @@ def test_config_errors():
         Bcl2019Config(images_per_track=3)
     with pytest.raises(ConfigError, match="iterations"):
         FinetuneConfig(iterations=0)
+    with pytest.raises(ConfigError, match="stop_after_zero"):
+        FinetuneConfig(stop_after_zero=-1)
 
 
 def test_xmeans_bounds_are_the_papers():
@@ -155,6 +157,11 @@ def test_finetune_pushes_cannot_links_past_the_cut_without_labels(tiny, name):
     ft2 = finetune_on_episode(m, scrambled, FinetuneConfig(iterations=150, lr=3e-3))
     for p1, p2 in zip(ft.learner.model_.parameters(), ft2.learner.model_.parameters()):
         assert torch.equal(p1, p2)
+    # once every constraint holds (loss exactly 0) for stop_after_zero iterations, it stops early
+    done = finetune_on_episode(ft, ep, FinetuneConfig(iterations=400, lr=3e-3, stop_after_zero=5))
+    log = done.learner.history_[-1]
+    if log["loss_first_last"][0] == 0.0:
+        assert log["iterations_run"] == 5
 
 
 def test_run_writes_cells_resumes_and_reports(tiny, tmp_path, monkeypatch):

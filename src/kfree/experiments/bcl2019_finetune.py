@@ -36,12 +36,19 @@ class FinetuneConfig:
         Most constraint pairs used (~1,000): all cannot-links (the scarce ones), then must-links
         up to the total, both seeded random subsets when there are more.
     seed : int
+    stop_after_zero : int
+        Stop early once the loss has been exactly 0 for this many consecutive iterations (0: never).
+        A zero hinge loss has a zero gradient, and Adam's steps then decay geometrically
+        (0.9^k / sqrt(0.999^k)): after 100 such iterations the remaining updates are < 1e-4 of a
+        normal step, so stopping changes nothing measurable and saves most of the 2,000 iterations
+        on our small episodes. The supplement's 2,000 stays the cap.
     """
 
     iterations: int = 2000
     lr: float = 3e-4
     max_pairs: int = 1000
     seed: int = 0
+    stop_after_zero: int = 100
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -50,6 +57,8 @@ class FinetuneConfig:
             raise ConfigError(f"lr={self.lr} must be > 0")
         if self.max_pairs < 1:
             raise ConfigError(f"max_pairs={self.max_pairs} must be >= 1")
+        if self.stop_after_zero < 0:
+            raise ConfigError(f"stop_after_zero={self.stop_after_zero} must be >= 0 (0 = never stop early)")
 
 
 def choose_pairs(
@@ -114,10 +123,13 @@ def finetune_on_episode(
         if ml.shape[0]:
             E = model(X)
             orig = (E[ml_t[:, 0]] - E[ml_t[:, 1]]).pow(2).sum(1)  # (m,) distances before fine-tuning
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     # one random frame per track for cannot-links: their rows sit after the images in the batch
     cl_t = torch.as_tensor(cl, dtype=torch.long) + X.shape[0]
     losses = []
+    zero_run = 0
+    v = float("nan")
+    it = -1
     model.train()
     for it in range(cfg.iterations):
         frames = torch.as_tensor(episode.sample_images(rng))  # (n_tracks,) image index per track
@@ -129,13 +141,19 @@ def finetune_on_episode(
         opt.zero_grad()
         value.backward()
         opt.step()
-        if it == 0 or it == cfg.iterations - 1:
-            losses.append(float(value.detach()))
+        v = float(value.detach())
+        if it == 0:
+            losses.append(v)
+        zero_run = zero_run + 1 if v == 0.0 else 0
         if hook is not None:
-            hook(it, completed=it + 1, total=cfg.iterations)
+            hook("fine-tune", completed=it + 1, total=cfg.iterations)
+        if cfg.stop_after_zero and zero_run >= cfg.stop_after_zero:
+            break
+    losses.append(v)
     model.eval()
     learner.history_ = list(learner.history_) + [{
         "finetune": True, "episode": episode.name, "n_must_link": int(ml.shape[0]),
         "n_cannot_link": int(cl.shape[0]), "loss_first_last": losses, "tracks": n_tr,
+        "iterations_run": it + 1,
     }]
     return FittedMethod(f"{method.name}-ft", method.threshold, method.train_threshold, learner)
