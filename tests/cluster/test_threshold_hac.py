@@ -195,3 +195,28 @@ def test_registry_names():
     from kfree import registry
 
     assert isinstance(registry.get("cluster", "hac", threshold=1.0), ThresholdAgglomerative)
+
+
+def test_componentwise_path_when_edges_do_not_fit_at_once(monkeypatch):
+    """Over the memory limit, complete linkage runs per tau-component; same partition."""
+    from kfree.cluster import threshold_hac
+
+    X, y = sphere_blobs(60, np.arange(60) % 9 + 2, 16, spread=0.3, seed=9)
+    ref = scipy_cut(X, 0.25, "complete", "sqeuclidean")
+    whole = ThresholdAgglomerative(0.25, algorithm="sparse").fit(X)
+    # budget: more than the biggest component, less than the whole graph
+    limit_gb = whole.n_edges_ * threshold_hac.BYTES_PER_EDGE / 2**30 / 3
+    seen = {}
+    orig = threshold_hac._complete_by_components
+
+    def spy(*args, **kw):
+        seen["called"] = True
+        return orig(*args, batch_points=50)
+
+    monkeypatch.setattr(threshold_hac, "_complete_by_components", spy)
+    m = ThresholdAgglomerative(0.25, algorithm="sparse", memory_limit=limit_gb).fit(X)
+    assert seen.get("called")
+    assert same_partition(m.labels_, ref) and same_partition(m.labels_, whole.labels_)
+    assert m.n_edges_ == whole.n_edges_
+    for t in (0.1, 0.2):
+        assert same_partition(m.labels_at(t), scipy_cut(X, t, "complete", "sqeuclidean"))

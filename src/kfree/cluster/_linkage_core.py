@@ -371,3 +371,35 @@ def connected_components(n, ei, ej):
             k += 1
         lab[i] = lab[r]
     return lab
+
+
+@nb.njit(cache=True)
+def union_edges(parent, degree, ei, ej):
+    """Stream a chunk of edges into a union-find forest and per-node degree counts."""
+    for t in range(ei.shape[0]):
+        a = ei[t]
+        b = ej[t]
+        degree[a] += 1
+        degree[b] += 1
+        ra = _find(parent, a)
+        rb = _find(parent, b)
+        if ra != rb:
+            if ra < rb:
+                parent[rb] = ra
+            else:
+                parent[ra] = rb
+
+
+@nb.njit(cache=True)
+def roots_to_labels(parent):
+    n = parent.shape[0]
+    lab = np.full(n, -1, dtype=np.int64)
+    root_lab = np.full(n, -1, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        r = _find(parent, i)
+        if root_lab[r] < 0:
+            root_lab[r] = k
+            k += 1
+        lab[i] = root_lab[r]
+    return lab

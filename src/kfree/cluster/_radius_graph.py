@@ -26,8 +26,9 @@ from ..exceptions import ResourceError
 
 log = logging.getLogger(__name__)
 
-#: bytes held per undirected edge while building and agglomerating (candidate lists, float64
-#: distances, the symmetric CSR used by the complete-linkage kernel).
+#: bytes held per undirected edge at the peak: the edge list (int32 pairs, float64 distance:
+#: 16 B) while the symmetric CSR of the complete-linkage kernel (2 × (int32 + float64): 24 B)
+#: is built from it.
 BYTES_PER_EDGE = 40
 
 
@@ -145,6 +146,7 @@ def radius_edges(
     prune: bool | None = None,
     seed: int = 0,
     hook=None,
+    sink=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs ``i < j`` with ``distance(x_i, x_j) <= tau``, exactly.
 
@@ -162,10 +164,13 @@ def radius_edges(
         Use the triangle-inequality cell index (default: when n > 50,000).
     hook : callable, optional
         ``hook(step, completed=, total=)`` progress callback.
+    sink : callable, optional
+        ``sink(ei, ej, ed)`` receives the edges chunk by chunk instead of storing them (the
+        pruned path may then deliver a pair twice); the function then returns empty arrays.
 
     Returns
     -------
-    ei, ej : ndarray of shape (n_edges,), int64, with ei < ej
+    ei, ej : ndarray of shape (n_edges,), int32, with ei < ej
     ed : ndarray of shape (n_edges,), float64 distances in units of ``distance``
     """
     X64 = np.ascontiguousarray(X, dtype=np.float64)
@@ -200,10 +205,13 @@ def radius_edges(
         if distance == "cosine":
             ok = dd <= tau
             ei, ej, dd = ei[ok], ej[ok], dd[ok]
-        parts_i.append(ei)
-        parts_j.append(ej)
-        parts_d.append(dd)
         total += ei.shape[0]
+        if sink is not None:
+            sink(ei, ej, dd)
+            return
+        parts_i.append(ei.astype(np.int32))
+        parts_j.append(ej.astype(np.int32))
+        parts_d.append(dd)
         if cap is not None and total > cap:
             raise ResourceError(
                 f"the tau-graph at tau={tau} has more than max_edges={cap} edges "
@@ -306,15 +314,28 @@ def radius_edges(
             run_tiles(np.sort(q), np.sort(members), False)
             if hook is not None and (c % 256 == 0 or c == n_cells - 1):
                 hook("radius graph", completed=c + 1, total=n_cells)
-        ei = np.concatenate(parts_i) if parts_i else np.empty(0, np.int64)
-        ej = np.concatenate(parts_j) if parts_j else np.empty(0, np.int64)
-        ed = np.concatenate(parts_d) if parts_d else np.empty(0, np.float64)
+        ei = _cat(parts_i, np.int32)
+        ej = _cat(parts_j, np.int32)
+        ed = _cat(parts_d, np.float64)
         # a pair x<y is found once from x's query set (y's cell) — but also from y's query set
         # (x's cell) when x's cell is among y's candidates: deduplicate
-        key = ei * n + ej
+        key = ei.astype(np.int64) * n + ej
         _, first = np.unique(key, return_index=True)
+        del key
         return ei[first], ej[first], ed[first]
-    ei = np.concatenate(parts_i) if parts_i else np.empty(0, np.int64)
-    ej = np.concatenate(parts_j) if parts_j else np.empty(0, np.int64)
-    ed = np.concatenate(parts_d) if parts_d else np.empty(0, np.float64)
+    ei = _cat(parts_i, np.int32)
+    ej = _cat(parts_j, np.int32)
+    ed = _cat(parts_d, np.float64)
     return ei, ej, ed
+
+
+def _cat(parts: list, dtype) -> np.ndarray:
+    """Concatenate and free the parts as it goes (peak ~ the result plus one part)."""
+    total = sum(p.shape[0] for p in parts)
+    out = np.empty(total, dtype=dtype)
+    pos = 0
+    while parts:
+        p = parts.pop(0)
+        out[pos : pos + p.shape[0]] = p
+        pos += p.shape[0]
+    return out

@@ -258,6 +258,16 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             est = estimate_edges(X32, sq_units(cut, self.distance))
             need = est * BYTES_PER_EDGE
             log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
+            if need > limit and self.linkage == "complete" and not (ml.shape[0] or cl.shape[0]):
+                # too many edges to hold at once: exact per connected component instead
+                a, b, h, n_edges = _complete_by_components(X, cut, self.distance, limit, hook)
+                order = np.argsort(h, kind="stable")
+                self.n_edges_ = int(n_edges)
+                self.merge_pairs_ = np.stack([a[order], b[order]], axis=1).astype(np.int64)
+                self.merge_heights_ = h[order].astype(np.float64)
+                self._n_forced = 0
+                self._tree_top = cut
+                return
             if need > limit:
                 raise ResourceError(
                     f"threshold HAC at threshold={cut} would need ~{est:.3g} tau-edges "
@@ -275,7 +285,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                     f"a full constrained tree of n_samples={n} needs ~{need / 2**30:.1f} GiB; "
                     "cut at a threshold instead, or raise memory_limit"
                 )
-            ei, ej = np.triu_indices(n, k=1)
+            ei, ej = (a.astype(np.int32) for a in np.triu_indices(n, k=1))
             from scipy.spatial.distance import pdist
 
             ed = pdist(np.asarray(X, dtype=np.float64), metric=self.distance)
@@ -291,12 +301,16 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             nonrep = members[rep[groups] != members]
             forced_pairs = np.stack([rep[groups[nonrep]], nonrep], axis=1)
         del forced_a
-        gi, gj = groups[ei], groups[ej]
-        keep = gi != gj
-        gi, gj, ed = gi[keep], gj[keep], ed[keep]
-        lo = np.minimum(gi, gj)
-        hi = np.maximum(gi, gj)
-        del gi, gj, ei, ej
+        if n_groups == n:
+            lo, hi = ei, ej  # no must-link groups: the point graph is the group graph
+        else:
+            gi, gj = groups[ei], groups[ej]
+            keep = gi != gj
+            gi, gj, ed = gi[keep], gj[keep], ed[keep]
+            lo = np.minimum(gi, gj)
+            hi = np.maximum(gi, gj)
+            del gi, gj
+        del ei, ej
         forbid = cannot_link_keys(groups, cl, n_groups)
         sizes = np.bincount(groups, minlength=n_groups).astype(np.int64)
 
@@ -307,7 +321,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                     full = counts == sizes[lo] * sizes[hi]
                     lo, hi, ed = lo[full], hi[full], ed[full]
             if forbid.size:
-                bad = np.isin(lo * n_groups + hi, forbid)
+                bad = np.isin(lo.astype(np.int64) * n_groups + hi, forbid)
                 lo, hi, ed = lo[~bad], hi[~bad], ed[~bad]
             if self.linkage == "complete":
                 indptr, nbr, dist = core.symmetric_csr(n_groups, lo, hi, ed)
@@ -438,6 +452,70 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         n = self._groups.shape[0]
         p = self.merge_pairs_
         return core.union_find_labels(n, p[:, 0].copy(), p[:, 1].copy(), m)
+
+
+def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
+    """Exact complete linkage at ``cut`` one group of τ-components at a time.
+
+    Pass 1 streams the τ-edges into a union-find (and degree counts) without storing them:
+    memory O(n). Complete-linkage clusters never span two components, and pairs in different
+    components are farther than ``cut``, so components can be agglomerated separately — and
+    small ones together in batches of about ``batch_points`` points. Pass 2 rebuilds each
+    batch's τ-graph and runs the sparse kernel on it: memory O(edges of the largest batch).
+    Returns merges (a, b, h) in sample ids and the number of τ-edges.
+    """
+    n = X.shape[0]
+    parent = np.arange(n)
+    degree = np.zeros(n, dtype=np.int64)
+
+    def sink(ei, ej, ed):
+        core.union_edges(parent, degree, ei, ej)
+
+    radius_edges(X, cut, distance, hook=hook, sink=sink)
+    comp = core.roots_to_labels(parent)
+    n_comp = int(comp.max()) + 1
+    comp_size = np.bincount(comp, minlength=n_comp)
+    comp_edges = np.bincount(comp, weights=degree, minlength=n_comp) / 2.0  # upper bound
+    biggest = int(np.argmax(comp_edges))
+    need = float(comp_edges[biggest]) * BYTES_PER_EDGE
+    if need > limit:
+        raise ResourceError(
+            f"threshold HAC at threshold={cut}: a connected group of {int(comp_size[biggest])} "
+            f"samples has ~{comp_edges[biggest]:.3g} tau-edges (~{need / 2**30:.1f} GiB), more "
+            f"than memory_limit={limit / 2**30:.1f} GiB; lower the threshold or raise memory_limit"
+        )
+    order = np.argsort(comp, kind="stable")
+    starts = np.searchsorted(comp[order], np.arange(n_comp + 1))
+    out_a, out_b, out_h = [], [], []
+    total_edges = 0
+    c = 0
+    Xf = np.asarray(X)
+    while c < n_comp:
+        # gather whole components until the batch holds about batch_points points
+        c_end = c
+        pts_n = 0
+        while c_end < n_comp and (pts_n == 0 or pts_n + comp_size[c_end] <= batch_points):
+            pts_n += int(comp_size[c_end])
+            c_end += 1
+        pts = order[starts[c] : starts[c_end]]
+        c = c_end
+        if pts.shape[0] < 2:
+            continue
+        ei, ej, ed = radius_edges(Xf[pts], cut, distance, prune=pts.shape[0] > 50000)
+        total_edges += ei.shape[0]
+        if ei.shape[0] == 0:
+            continue
+        m = pts.shape[0]
+        indptr, nbr, dist = core.symmetric_csr(m, ei, ej, ed)
+        del ei, ej, ed
+        a, b, h = core.sparse_complete_nn_chain(indptr, nbr, dist, np.ones(m, dtype=np.int64))
+        out_a.append(pts[a])
+        out_b.append(pts[b])
+        out_h.append(h)
+    if not out_a:
+        e = np.empty(0, dtype=np.int64)
+        return e, e, np.empty(0), total_edges
+    return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_h), total_edges
 
 
 def _aggregate(lo, hi, ed, n_groups, linkage):
