@@ -69,7 +69,8 @@ class Bcl2019Config:
         Methods (see :data:`~.bcl2019_methods.METHODS`); ``raw`` is cheap and always useful.
     seed : int
         Seeds the identity split, the episodes, training and fine-tuning.
-    dims, epochs, p, k, batches_per_epoch, lr : training schedule shared by every loss.
+    dims, epochs, p, k, batches_per_epoch, lr, eval_every, dropout : training schedule shared by every
+        loss (dropout between hidden layers; 0 in the protocol run, 0.3 in the regularised variant).
     images_per_track : int
         2 (the protocol) or 1 (harder variant: one still image per track; no must-links).
     finetune : bool
@@ -92,6 +93,7 @@ class Bcl2019Config:
     batches_per_epoch: int | None = None
     lr: float = 1e-3
     eval_every: int = 5
+    dropout: float = 0.0
     images_per_track: int = 2
     finetune: bool = False
     ft: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -119,7 +121,8 @@ class Bcl2019Config:
 
     def train_kw(self) -> dict[str, Any]:
         return {"dims": self.dims, "epochs": self.epochs, "p": self.p, "k": self.k,
-                "batches_per_epoch": self.batches_per_epoch, "lr": self.lr, "eval_every": self.eval_every}
+                "batches_per_epoch": self.batches_per_epoch, "lr": self.lr, "eval_every": self.eval_every,
+                "dropout": self.dropout}
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -256,6 +259,15 @@ def _atomic_json(path: Path, obj: Any) -> None:
         Path(tmp).write_text(json.dumps(obj, indent=1, sort_keys=True))
 
 
+def _same_config(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool:
+    """Whether a stored cell was written by this configuration (fields added since count as default)."""
+    if stored is None:
+        return False
+    defaults = json.loads(json.dumps(asdict(Bcl2019Config())))
+    now = json.loads(json.dumps(current))
+    return all(stored.get(k, defaults.get(k)) == v for k, v in now.items())
+
+
 def cell_path(out: Path, cfg: Bcl2019Config, set_name: str) -> Path:
     """Where a set's results are written: ``<out>/cells/<variant>[-ft]/seed<seed>/<set>.json``."""
     tag = cfg.variant + ("-ft" if cfg.finetune else "")
@@ -335,7 +347,7 @@ def run_bcl2019(
         path = cell_path(out, cfg, name)
         if resume and path.exists():
             cell = json.loads(path.read_text())
-            if cell.get("config") == json.loads(json.dumps(cfg_dict)) and set(cell["methods"]) == set(cfg.methods):
+            if _same_config(cell.get("config"), cfg_dict) and set(cell["methods"]) == set(cfg.methods):
                 cells[name] = cell
                 log.info("reused cell %s", path)
                 if hook is not None:
