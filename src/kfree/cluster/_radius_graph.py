@@ -235,18 +235,17 @@ def radius_edges(
                     cb[-1] - cb[0] == cb.shape[0] - 1
                 )
                 if contiguous:
-                    got = _tile_candidates(
-                        G, na, norms[cb], thr_c, int(ra[0]), int(cb[0]), True, out_i, out_j, k
-                    )
-                    if got < 0:
-                        flush(k)
-                        k = 0
-                        got = _tile_candidates(
-                            G, na, norms[cb], thr_c, int(ra[0]), int(cb[0]), True, out_i, out_j, 0
+                    # row chunks small enough that one chunk always fits the buffer
+                    rows_per = max(1, out_i.shape[0] // G.shape[1])
+                    nbc = norms[cb]
+                    for r0 in range(0, G.shape[0], rows_per):
+                        if k + rows_per * G.shape[1] > out_i.shape[0]:
+                            flush(k)
+                            k = 0
+                        k = _tile_candidates(
+                            G[r0 : r0 + rows_per], na[r0 : r0 + rows_per], nbc, thr_c,
+                            int(ra[0]) + r0, int(cb[0]), True, out_i, out_j, k,
                         )
-                        if got < 0:
-                            raise ResourceError("tile produced more candidates than the buffer")
-                    k = got
                 else:
                     d2 = na[:, None] + norms[cb][None, :] - 2.0 * G
                     r, c = np.nonzero(d2 <= thr_c)
