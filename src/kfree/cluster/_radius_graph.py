@@ -284,22 +284,21 @@ def radius_edges(
         assign, centres, radii = _cells(X32, n_cells, seed)
         order = np.argsort(assign, kind="stable")
         starts = np.searchsorted(assign[order], np.arange(n_cells + 1))
-        import faiss
-
         rad = math.sqrt(thr_c)
-        # for each point, the cells it may have neighbours in: |x - c| <= rad + R_c
-        max_r = float(radii.max())
-        index = faiss.IndexFlatL2(X32.shape[1])
-        index.add(centres)
-        lim = (rad + max_r) ** 2
-        lims, _, I = index.range_search(X32, lim)
-        lims = lims.astype(np.int64)
-        I = I.astype(np.int64)
-        # keep (point, cell) pairs passing the per-cell bound, only cells >= own cell's side
-        pts = np.repeat(np.arange(n), np.diff(lims))
-        cd2 = np.einsum("ij,ij->i", X32[pts] - centres[I], X32[pts] - centres[I])
-        ok = np.sqrt(np.maximum(cd2, 0)) <= rad + radii[I] + 1e-6
-        pts, cells = pts[ok], I[ok]
+        # for each point, the cells it may have neighbours in: |x - c| <= rad + R_c, found by
+        # blocks of points against all centres (GEMM), so memory is one block × n_cells
+        cn = np.einsum("ij,ij->i", centres, centres)
+        bound = (rad + radii + 1e-6).astype(np.float32)
+        pts_parts, cell_parts = [], []
+        for p0 in range(0, n, 4096):
+            d2 = norms[p0 : p0 + 4096, None] + cn[None, :] - 2.0 * (X32[p0 : p0 + 4096] @ centres.T)
+            np.maximum(d2, 0.0, out=d2)
+            r, c = np.nonzero(np.sqrt(d2) <= bound[None, :])
+            pts_parts.append((r + p0).astype(np.int64))
+            cell_parts.append(c.astype(np.int64))
+        pts = np.concatenate(pts_parts)
+        cells = np.concatenate(cell_parts)
+        del pts_parts, cell_parts
         by_cell = np.argsort(cells, kind="stable")
         pts, cells = pts[by_cell], cells[by_cell]
         cstarts = np.searchsorted(cells, np.arange(n_cells + 1))
