@@ -35,6 +35,7 @@ def bcl2019(
     images_per_track: Annotated[int, typer.Option(help="2 (the protocol) or 1 (harder variant).")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the identity split, episodes, training, fine-tuning.")] = 0,
     epochs: Annotated[int, typer.Option(help="Training epochs per head (same for every loss).")] = 30,
+    dropout: Annotated[float, typer.Option(help="Dropout between hidden layers of every head (protocol: 0).")] = 0.0,
     ft_iterations: Annotated[int, typer.Option(help="Fine-tuning iterations per set and method.")] = 2000,
     kmeans_variants: Annotated[bool, typer.Option(help="Run X-means / G-means (Table 2).")] = True,
     out: Annotated[Path, typer.Option(help="Results folder (cells, models, tables, figures).")] = Path("results/bcl2019"),
@@ -49,7 +50,7 @@ def bcl2019(
         from ..experiments.bcl2019_methods import METHODS
 
         cfg = Bcl2019Config(
-            sets=_split(episodes) or SETS, methods=_split(methods) or METHODS, seed=seed, epochs=epochs,
+            sets=_split(episodes) or SETS, methods=_split(methods) or METHODS, seed=seed, epochs=epochs, dropout=dropout,
             images_per_track=images_per_track, finetune=finetune,
             ft=FinetuneConfig(iterations=ft_iterations, seed=seed), kmeans_variants=kmeans_variants,
         )
