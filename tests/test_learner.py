@@ -35,7 +35,7 @@ def test_hac_at_4b_recovers_exact_number_of_unseen_clusters(blobs, fitted):
     assert nmi(yte, labels) == pytest.approx(1.0)
     thr = learner.threshold_
     assert thr.source == "4b" and thr.distance == "sqeuclidean"
-    assert thr.value == pytest.approx(4 * float(learner.loss_.radius_sq()))
+    assert thr.value == pytest.approx(4 * float(learner.loss_.radius_sq().detach()))
     assert thr.value < 4 * 0.744  # b moved from its initial value
 
 
@@ -91,3 +91,28 @@ def test_bad_input(blobs, fitted):
         BallClusterLearner(epochs=1).fit(bad, ytr)
     with pytest.raises(DataError, match="y must have shape"):
         BallClusterLearner(epochs=1).fit(Xtr, ytr[:-1])
+
+
+def test_logistic_calibration_is_saved_and_feeds_multicut(tmp_path, blobs):
+    Xtr, ytr, Xva, yva, Xte, yte = blobs
+    est = BallClusterLearner("triplet-l1", dims=(32,), epochs=15, p=6, k=4, calibration="logistic", seed=0)
+    est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    assert est.calibration_ is not None
+    assert est.threshold_.source == est.calibration_.threshold().source
+    loaded = BallClusterLearner.load(est.save(tmp_path / "l1.kfree"))
+    assert loaded.calibration_.to_dict() == est.calibration_.to_dict()
+    hac = loaded.cluster(Xte)
+    mc = loaded.cluster(Xte, method="multicut")
+    assert abs(len(np.unique(hac)) - 8) <= 1
+    assert abs(len(np.unique(mc)) - 8) <= 1 and nmi(yte, mc) > 0.9
+
+
+def test_noisy_triplet_sampler_through_the_learner(blobs):
+    Xtr, ytr, Xva, yva, *_ = blobs
+    est = BallClusterLearner("triplet-l3", dims=(16,), epochs=2, sampler="triplets", triplets_per_batch=30,
+                             wrong_positives=0.1, wrong_negatives="random", seed=0)
+    est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    assert est.provenance_["train_config"]["wrong_negatives"] == "random"
+    assert est.threshold_.distance == "euclidean"
+    with pytest.raises(ValueError, match="calibration"):
+        BallClusterLearner(calibration="magic").fit(Xtr, ytr)

@@ -72,6 +72,15 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         Linkage for clustering (BCL's ``4b`` rule is derived for complete linkage).
     threshold : float, optional
         Override the learned/calibrated threshold (in the threshold's distance units).
+    calibration : {"n_clusters", "logistic"}
+        For losses that imply no threshold: cut where HAC gives the true number of validation
+        identities (the BCL paper's baseline protocol), or fit p(different | distance) by
+        logistic regression on validation pairs (the ICPR 2020 protocol; its 0.5 crossing is the
+        HAC threshold and its probabilities feed ``method="multicut"``).
+    sampler : {"pk", "triplets"}
+        P×K batches, or explicit (anchor, positive, negative) triplets with label noise
+        (``wrong_positives``, ``wrong_negatives`` = fraction or ``"random"``; triplet losses only).
+    triplets_per_batch, wrong_positives, wrong_negatives : see ``sampler``.
     seed : int
 
     Attributes
@@ -101,6 +110,11 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         eval_every: int = 5,
         linkage: str = "complete",
         threshold: float | None = None,
+        calibration: str = "n_clusters",
+        sampler: str = "pk",
+        triplets_per_batch: int | None = None,
+        wrong_positives: float = 0.0,
+        wrong_negatives: float | str = 0.0,
         seed: int = 0,
     ) -> None:
         self.loss = loss
@@ -117,6 +131,11 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         self.eval_every = eval_every
         self.linkage = linkage
         self.threshold = threshold
+        self.calibration = calibration
+        self.sampler = sampler
+        self.triplets_per_batch = triplets_per_batch
+        self.wrong_positives = wrong_positives
+        self.wrong_negatives = wrong_negatives
         self.seed = seed
 
     # ------------------------------------------------------------------ fitting
@@ -127,6 +146,8 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             loss=self.loss, loss_params=dict(self.loss_params or {}), dims=tuple(self.dims), dropout=self.dropout,
             epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, p=self.p, k=self.k,
             batches_per_epoch=self.batches_per_epoch, eval_every=self.eval_every, seed=self.seed,
+            sampler=self.sampler, triplets_per_batch=self.triplets_per_batch,
+            wrong_positives=self.wrong_positives, wrong_negatives=self.wrong_negatives,
         )
 
     def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, hook=None) -> "BallClusterLearner":
@@ -140,7 +161,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         from . import registry
         from .data.splits import split_identities
         from .embed.models import MLPEmbedder
-        from .evaluate.calibrate import threshold_for_n_clusters
+        from .evaluate.calibrate import LogisticCalibration, threshold_for_n_clusters
         from .train.trainer import train_embedding
         from .utils.seeding import seed_everything
 
@@ -150,6 +171,8 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
                 "fit needs identity labels (one per row of X)"
             )
         cfg = self._train_config()
+        if self.calibration not in ("n_clusters", "logistic"):
+            raise ConfigError(f"calibration={self.calibration!r} is not one of ('n_clusters', 'logistic')")
         if self.linkage not in ("complete", "average", "single"):
             raise ConfigError(f"linkage={self.linkage!r} is not one of ('complete', 'average', 'single')")
         X = check_features(X, min_samples=2)
@@ -178,19 +201,27 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         model = MLPEmbedder(X.shape[1], cfg.dims, dropout=cfg.dropout)
         Xt = torch.tensor(np.asarray(X_tr, dtype=np.float32))
         model.set_standardization(Xt.mean(0), Xt.std(0) if Xt.shape[0] > 1 else torch.ones(X.shape[1]))
-        loss = registry.get("loss", cfg.loss, **cfg.loss_params)
+        loss_params = dict(cfg.loss_params)
+        if cfg.sampler == "triplets" and cfg.loss.startswith("triplet"):
+            loss_params.setdefault("mining", "given")  # the sampler already chose the triplets
+        loss = registry.get("loss", cfg.loss, **loss_params)
         result = train_embedding(model, loss, X_tr, y_tr, cfg, X_val=X_val, y_val=y_val, hook=hook)
         self.model_ = model
         self.loss_ = loss
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         thr = loss.implied_threshold()
+        self.calibration_ = None
         if thr is None:
-            if X_val is not None and len(np.unique(y_val)) >= 2:
-                thr = threshold_for_n_clusters(self.transform(X_val), len(np.unique(y_val)), linkage=self.linkage)
+            has_val = X_val is not None and len(np.unique(y_val)) >= 2
+            Z_cal, y_cal = (self.transform(X_val), y_val) if has_val else (self.transform(X_tr), y_tr)
+            if self.calibration == "logistic":
+                self.calibration_ = LogisticCalibration.fit_embeddings(Z_cal, y_cal, seed=self.seed)
+                thr = self.calibration_.threshold()
             else:
-                thr = threshold_for_n_clusters(self.transform(X_tr), len(np.unique(y_tr)), linkage=self.linkage)
-                thr = Threshold(thr.value, thr.distance, thr.source.replace("validation", "training"))
+                thr = threshold_for_n_clusters(Z_cal, len(np.unique(y_cal)), linkage=self.linkage)
+            if not has_val:
+                thr = Threshold(thr.value, thr.distance, thr.source + " (on training identities)")
         self.learned_threshold_ = thr
         self.provenance_ = {
             "loss": cfg.loss, "loss_hparams": loss.hparams(), "train_config": cfg.to_dict(),
@@ -260,6 +291,10 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             if "n_clusters" not in accepted:
                 raise ConfigError(f"method {method!r} does not take n_clusters; it finds the number itself")
             kwargs["n_clusters"] = int(n_clusters)
+        elif "cut_probability" in accepted and self.calibration_ is not None and threshold is None and self.threshold is None:
+            # a fitted p(different | d) is a better multicut cost than a hard threshold
+            kwargs["cut_probability"] = self.calibration_.cut_probability
+            kwargs["distance"] = self.calibration_.distance
         elif "threshold" in accepted:
             thr = self.threshold_ if threshold is None else Threshold(float(threshold), self.threshold_.distance, "argument")
             kwargs["threshold"] = thr.value
@@ -305,6 +340,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             "model_state": self.model_.state_dict(),
             "loss_state": self.loss_.state_dict(),
             "threshold": self.learned_threshold_.to_dict(),
+            "calibration": None if self.calibration_ is None else self.calibration_.to_dict(),
             "provenance": self.provenance_,
             "history": self.history_,
         }
@@ -345,6 +381,13 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         self.loss_.on_num_classes(int(payload["provenance"].get("n_train_identities", 2)), self.model_.out_dim)
         self.loss_.load_state_dict(payload["loss_state"])
         self.learned_threshold_ = Threshold.from_dict(payload["threshold"])
+        cal = payload.get("calibration")
+        if cal is not None:
+            from .evaluate.calibrate import LogisticCalibration
+
+            self.calibration_ = LogisticCalibration.from_dict(cal)
+        else:
+            self.calibration_ = None
         self.provenance_ = payload["provenance"]
         self.history_ = payload["history"]
         self.n_features_in_ = int(mc["in_dim"])

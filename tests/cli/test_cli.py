@@ -118,3 +118,14 @@ def test_cluster_methods_switch(files):
     assert code == 1 and "unknown cluster 'nope'" in out
     code, out = run("methods")
     assert code == 0 and "multicut" in out and "triplet-l3" in out
+
+
+def test_train_with_noisy_triplets_and_logistic_calibration(files):
+    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "t.kfree",
+                    "--loss", "triplet-l1", "--calibration", "logistic", "--sampler", "triplets",
+                    "--wrong-negatives", "random", "--wrong-positives", "0.05", *FAST)
+    assert code == 0, out
+    assert "logistic" in out
+    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "x.kfree",
+                    "--loss", "triplet-l1", "--sampler", "triplets", "--wrong-negatives", "lots", *FAST)
+    assert code == 1 and "'random'" in out

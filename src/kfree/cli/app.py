@@ -85,6 +85,11 @@ def train(
     dims: Annotated[str, typer.Option(help="MLP layer sizes, comma-separated.")] = "256,128,64,64",
     val_identities: Annotated[float, typer.Option(help="Fraction of identities held out for validation.")] = 0.2,
     loss_param: Annotated[Optional[list[str]], typer.Option(help="Loss hyper-parameter NAME=VALUE (repeatable).")] = None,
+    calibration: Annotated[str, typer.Option(help="For losses with no implied threshold: n_clusters (validation #clusters match) or logistic (pair-distance logistic regression).")] = "n_clusters",
+    sampler: Annotated[str, typer.Option(help="pk (P identities x K samples) or triplets (explicit triplets, with label noise).")] = "pk",
+    triplets_per_batch: Annotated[Optional[int], typer.Option(help="Triplets per batch with --sampler triplets.")] = None,
+    wrong_positives: Annotated[float, typer.Option(help="Fraction of positives drawn from another identity (--sampler triplets).")] = 0.0,
+    wrong_negatives: Annotated[str, typer.Option(help="Fraction of negatives drawn from the anchor's identity, or 'random' (--sampler triplets).")] = "0",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -96,7 +101,9 @@ def train(
         data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
                              labels_path=labels, require_labels=True)
         learner = BallClusterLearner(loss, loss_params=_parse_params(loss_param), dims=_parse_dims(dims),
-                                     epochs=epochs, lr=lr, p=p, k=k, val_identities=val_identities, seed=seed)
+                                     epochs=epochs, lr=lr, p=p, k=k, val_identities=val_identities, seed=seed,
+                                     calibration=calibration, sampler=sampler, triplets_per_batch=triplets_per_batch,
+                                     wrong_positives=wrong_positives, wrong_negatives=_parse_noise(wrong_negatives))
         with progress_hook(progress) as hook:
             learner.fit(data.X, data.y, hook=hook)
         learner.provenance_["source"] = str(labelled_file)
@@ -178,6 +185,17 @@ def _parse_dims(text: str) -> tuple[int, ...]:
     if not dims:
         raise ConfigError("--dims needs at least one layer size")
     return dims
+
+
+def _parse_noise(text: str) -> float | str:
+    from ..exceptions import ConfigError
+
+    if text.strip().lower() == "random":
+        return "random"
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--wrong-negatives {text!r} must be a fraction like 0.05 or 'random'") from None
 
 
 def _parse_params(items: list[str] | None) -> dict[str, object]:
