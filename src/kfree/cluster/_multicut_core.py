@@ -126,28 +126,19 @@ def _members(labels, k):
 
 
 @nb.njit(cache=True)
-def _kl_pair(C, nodes, side, eps):
+def _kl_pair(C, nodes, side, d0, d1, eps, patience):
     """One Kernighan–Lin pass on the bipartition ``side`` (0/1) of ``nodes``.
 
-    Returns (best_gain, n_moves, order): applying the first ``n_moves`` moves of ``order``
+    Nodes are moved one at a time, best gain first (negative gains allowed, to climb out of
+    local optima); the sequence stops after ``patience`` moves without a new best prefix.
+
+    ``d0[x]`` / ``d1[x]``: summed cost from node x to the side-0 / side-1 nodes (itself
+    excluded). Returns (best_gain, n_moves, order): applying the first ``n_moves`` moves of ``order``
     (each flips a node's side) decreases the objective by ``best_gain``.
     """
     s = nodes.shape[0]
-    d0 = np.zeros(s)
-    d1 = np.zeros(s)
-    for x in range(s):
-        vx = nodes[x]
-        a0 = 0.0
-        a1 = 0.0
-        for y in range(s):
-            if y != x:
-                c = C[vx, nodes[y]]
-                if side[y] == 0:
-                    a0 += c
-                else:
-                    a1 += c
-        d0[x] = a0
-        d1[x] = a1
+    d0 = d0.copy()
+    d1 = d1.copy()
     # gains are sums of many costs: demand more than their rounding error to call it a gain
     scale = 0.0
     for x in range(s):
@@ -188,11 +179,13 @@ def _kl_pair(C, nodes, side, eps):
         if cum > best:
             best = cum
             best_m = step + 1
+        elif step + 1 - best_m >= patience:
+            break  # no new best for `patience` moves: the rest of the sequence is not tried
     return best, best_m, order
 
 
 @nb.njit(cache=True)
-def kernighan_lin_joins(C, labels, max_rounds, eps):
+def kernighan_lin_joins(C, labels, max_rounds, eps, patience=32):
     """KLj local search from ``labels``; returns improved labels (0..k-1) and rounds run.
 
     Each round visits every pair of clusters joined by at least one positive-cost edge, and
@@ -200,7 +193,9 @@ def kernighan_lin_joins(C, labels, max_rounds, eps):
     keeps the best prefix, or joins the two clusters if that gains more. Pairs of clusters with
     no attractive edge between them are skipped (moving nodes between them can gain no more
     than moving the same nodes to a new, empty cluster, which is tried). Stops when a round
-    changes nothing or after ``max_rounds``.
+    changes nothing or after ``max_rounds``. Each move sequence stops after ``patience``
+    moves without improvement (the full sequence costs O(s²) per pair and gains little on
+    large pairs; ``patience >= n`` gives the full Kernighan–Lin pass).
     """
     n = C.shape[0]
     lab = labels.copy()
@@ -258,6 +253,16 @@ def kernighan_lin_joins(C, labels, max_rounds, eps):
                 prev = v
             head[c] = prev
             size[c] = indptr[c + 1] - indptr[c]
+        intra = np.zeros(n)
+        for c in range(k):
+            for p in range(indptr[c], indptr[c + 1]):
+                v = idx[p]
+                acc = 0.0
+                for q2 in range(indptr[c], indptr[c + 1]):
+                    w = idx[q2]
+                    if w != v:
+                        acc += C[v, w]
+                intra[v] = acc
         k_cur = k
         changed = False
         for q in range(t):
@@ -282,13 +287,27 @@ def kernighan_lin_joins(C, labels, max_rounds, eps):
                     side[x] = 1
                     x += 1
                     v = nxt[v]
-            gain, m, order = _kl_pair(C, nodes, side, eps)
+            # within-cluster sums are cached per node; only the cross sums cost |A|·|B|
+            sa = size[a]
+            d0 = np.zeros(s)
+            d1 = np.zeros(s)
             join_gain = -np.inf
             if b >= 0:
                 join_gain = 0.0
-                for x in range(size[a]):
-                    for y in range(size[a], s):
-                        join_gain += C[nodes[x], nodes[y]]
+            for x in range(sa):
+                d0[x] = intra[nodes[x]]
+            for y in range(sa, s):
+                d1[y] = intra[nodes[y]]
+            for x in range(sa):
+                vx = nodes[x]
+                acc = 0.0
+                for y in range(sa, s):
+                    c = C[vx, nodes[y]]
+                    acc += c
+                    d0[y] += c
+                d1[x] = acc
+                join_gain += acc
+            gain, m, order = _kl_pair(C, nodes, side, d0, d1, eps, patience)
             if join_gain > max(eps, gain) and join_gain >= gain:
                 for y in range(size[a], s):
                     side[y] = 0
@@ -314,6 +333,13 @@ def kernighan_lin_joins(C, labels, max_rounds, eps):
                 head[c] = v
                 size[c] += 1
                 lab[v] = c
+            for x in range(s):
+                v = nodes[x]
+                acc = 0.0
+                for y in range(s):
+                    if y != x and side[y] == side[x]:
+                        acc += C[v, nodes[y]]
+                intra[v] = acc
             new_dirty[a] = True
             new_dirty[target_b] = True
         if not changed:
