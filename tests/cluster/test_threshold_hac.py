@@ -220,3 +220,16 @@ def test_componentwise_path_when_edges_do_not_fit_at_once(monkeypatch):
     assert m.n_edges_ == whole.n_edges_
     for t in (0.1, 0.2):
         assert same_partition(m.labels_at(t), scipy_cut(X, t, "complete", "sqeuclidean"))
+
+
+def test_sklearn_interface_and_progress_hook():
+    from sklearn.base import clone
+
+    X, y = sphere_blobs(4, 10, 8, spread=0.2, seed=1)
+    m = ThresholdAgglomerative(0.5, algorithm="sparse")
+    calls = []
+    m.fit(X, hook=lambda step, completed, total: calls.append((step, completed, total)))
+    assert calls and calls[-1][1] == calls[-1][2]
+    assert np.array_equal(clone(m).fit_predict(X), m.labels_)
+    assert clone(m).get_params()["threshold"] == 0.5
+    assert not ThresholdAgglomerative.requires_n_clusters

@@ -88,7 +88,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
     distance : {"sqeuclidean", "euclidean", "cosine"}
     algorithm : {"auto", "dense", "sparse"}
         ``"auto"`` uses the dense tree for fewer than 5,000 samples without constraints, the
-        sparse τ-graph otherwise. Both give the same partition at ``threshold``.
+        sparse τ-graph otherwise. Both give the same partition at ``threshold``. Constraints
+        always use the graph path (merges from must-link groups; no scipy linkage matrix).
     memory_limit : float, optional
         GiB the fit may use for distances/edges (default: half the physical memory). A fit
         predicted to need more raises :class:`~kfree.exceptions.ResourceError` before it starts.
@@ -211,7 +212,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         elif self.algorithm == "auto":
             algo = "dense" if (n < DENSE_MAX_SAMPLES and not constrained) else "sparse"
         else:
-            algo = self.algorithm
+            algo = "sparse" if constrained else self.algorithm
         self.algorithm_ = algo
 
         if algo == "dense" and not constrained:
