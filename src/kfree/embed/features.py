@@ -86,10 +86,12 @@ def extract_features(
     out_path : path
         Final ``.npy`` file. If it exists with the right shape it is returned without any work.
         Chunks go to ``<out_path without .npy>.chunks/chunk_<start>.npy`` until all are done, then
-        they are concatenated and removed.
+        they are concatenated and removed. Finished chunks are trusted on resume, so the path must
+        be specific to the images, backbone and size (:func:`cifar10_feature_dir` hashes them
+        into the folder name).
     size : int
-        Square input size the images are resized to (224 is the backbone's native size; smaller
-        is quadratically faster, at some cost in quality).
+        Square input size the images are resized to (224 is Lite0's native size; smaller is
+        quadratically faster, at some cost in quality).
     batch_size : int
         Images per forward pass (50 keeps activations small; bigger batches are not faster on
         CPU, where fresh memory is expensive to touch).
