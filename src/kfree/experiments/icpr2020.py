@@ -369,7 +369,8 @@ def run_cell(
     from ..embed.encode import encode
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    ckpt = cache / "checkpoints" / f"{cell.name}.pt"
+    # the epoch count is in the name: a checkpoint of a longer schedule must never end a shorter one
+    ckpt = cache / "checkpoints" / f"{cell.name}_e{cfg.epochs}.pt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     head, loss, result = train_head(cfg, cell, data.X_train, data.y_train, checkpoint_path=ckpt, hook=hook)
@@ -428,7 +429,13 @@ def run_protocol_b(
     for i, cell in enumerate(todo):
         path = cell_path(out, cell)
         if resume and path.is_file():
-            records.append(json.loads(path.read_text(encoding="utf-8")))
+            rec = json.loads(path.read_text(encoding="utf-8"))
+            if rec.get("config", {}).get("epochs") != cfg.epochs:
+                raise ConfigError(
+                    f"{path} was trained for {rec.get('config', {}).get('epochs')} epochs, this run asks for "
+                    f"{cfg.epochs}; write to another output folder or pass resume=False to overwrite"
+                )
+            records.append(rec)
         else:
             records.append(run_cell(cfg, cell, data, out, cache_dir=cache_dir, hook=hook))
         if hook is not None:

@@ -1,0 +1,249 @@
+"""Protocol A of the ICPR 2020 reproduction: AlexNet-BN trained end to end on CIFAR-10 images.
+
+The paper's own setup: AlexNet with batch-norm (:class:`~kfree.embed.alexnet.AlexNetBN`, last two
+fully-connected layers 64 and 32, unit-norm output), Adam lr 1e-3, 100 epochs, batches of 100
+triplets from :class:`~kfree.data.samplers.TripletSampler` (optionally with label noise), triplet
+L1/L2/L3 with α = 0.8, β = 0.4. After every epoch the test images are embedded and clustered
+exactly as in Protocol B (:func:`~.icpr2020.evaluate_embedding`: multicut without K, k-means with
+K = 10), so the result is an ACC-vs-epoch curve.
+
+On a CPU one epoch takes hours, so the run is built to be stopped: after every epoch a checkpoint
+(``<out>/checkpoint.pt``) holds the model, the optimiser, the sampler's generator and queue, and
+the torch RNG states, and ``<out>/epochs/epoch_XXX.json`` holds that epoch's scores. Run the same
+call again and it continues from the last finished epoch with the same data order, bit for bit on
+CPU. On a GPU (``device="auto"`` picks CUDA when present) the same call runs all 100 epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ConfigError
+from .icpr2020 import LOSSES, environment, evaluate_embedding, parse_noise, triplet_loss, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class ProtocolAConfig:
+    """One Protocol A training run.
+
+    Parameters
+    ----------
+    loss : {"l1", "l2", "l3"}
+    wrong_positives, wrong_negatives : label noise of the triplet sampler (``"random"`` allowed
+        for negatives).
+    seed : int
+    epochs : int
+        Paper: 100. Each epoch uses every training image once as an anchor.
+    batch_size : int
+        Triplets per batch (100; a batch holds 300 images).
+    lr, alpha, beta : paper: 1e-3, 0.8, 0.4.
+    device : {"auto", "cpu", "cuda"}
+        ``"auto"`` takes CUDA when available.
+    n_train, n_test : int, optional
+        Use only the first ``n`` images of a split (smoke tests; None = all).
+    calibration_images : int
+        Training images embedded each epoch for L1's logistic regression (embedding all 50,000
+        costs more than the epoch's clustering on a CPU).
+    kl : bool
+        Kernighan–Lin after GAEC in the multicut.
+    eval_every : int
+        Evaluate every this many epochs (and after the last).
+    threads : int, optional
+        torch CPU threads (None leaves torch's default).
+    widths : 5 ints
+        Convolution widths of AlexNet-BN (default DeepCluster's 96, 256, 384, 384, 256; smaller
+        ones only for smoke tests).
+    """
+
+    loss: str = "l3"
+    wrong_positives: float = 0.0
+    wrong_negatives: float | str = 0.0
+    seed: int = 0
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 1e-3
+    alpha: float = 0.8
+    beta: float = 0.4
+    device: str = "auto"
+    n_train: int | None = None
+    n_test: int | None = None
+    calibration_images: int = 5000
+    kl: bool = True
+    eval_every: int = 1
+    threads: int | None = None
+    widths: tuple[int, ...] = (96, 256, 384, 384, 256)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss={self.loss!r} must be one of {LOSSES}")
+        object.__setattr__(self, "wrong_positives", parse_noise(self.wrong_positives))
+        object.__setattr__(self, "wrong_negatives", parse_noise(self.wrong_negatives))
+        if self.wrong_positives == "random":
+            raise ConfigError("wrong_positives must be a fraction; 'random' applies to negatives only")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
+            raise ConfigError(f"epochs={self.epochs}, batch_size={self.batch_size} and eval_every="
+                              f"{self.eval_every} must be >= 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device={self.device!r} must be 'auto', 'cpu' or 'cuda'")
+        for name in ("n_train", "n_test"):
+            v = getattr(self, name)
+            if v is not None and v < 20:
+                raise ConfigError(f"{name}={v} must be >= 20 (or None for the whole split)")
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+
+
+def resolve_device(name: str) -> str:
+    """``"auto"`` → ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but torch sees no GPU; use device='auto' or 'cpu'")
+    return name
+
+
+def _embed_images(model, images: np.ndarray, device: str, batch: int = 500) -> np.ndarray:
+    import torch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, images.shape[0], batch):
+            x = model.preprocess(torch.as_tensor(images[i:i + batch]).to(device))
+            out.append(model(x).float().cpu().numpy())
+    model.train()
+    return np.concatenate(out)
+
+
+def run_protocol_a(
+    cfg: ProtocolAConfig,
+    out: str | os.PathLike[str],
+    *,
+    images: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    resume: bool = True,
+    stop_after: int | None = None,
+    hook: Hook | None = None,
+) -> list[dict[str, Any]]:
+    """Train AlexNet-BN with one triplet loss, evaluating after every epoch; resumable.
+
+    Parameters
+    ----------
+    out : run folder (checkpoint, ``epochs/epoch_XXX.json``, ``config.json``).
+    images : ``(X_train, y_train, X_test, y_test)`` uint8 ``(n, 32, 32, 3)`` images and labels;
+        default: the CIFAR-10 loader's (:func:`kfree.data.cifar.load_cifar10`).
+    resume : continue from ``<out>/checkpoint.pt`` when it exists (else start over).
+    stop_after : stop after this many epochs in total this call (to spread a CPU run over
+        sessions); ``None`` runs to ``cfg.epochs``.
+    hook : ``hook("epoch", completed=e, total=cfg.epochs, **scores)`` after every epoch and
+        ``hook("batch", completed=b, total=batches)`` within one.
+
+    Returns the per-epoch records written so far, in epoch order.
+    """
+    import torch
+
+    from ..data.samplers import TripletSampler
+    from ..embed.alexnet import AlexNetBN
+    from ..utils.io import atomic_path
+    from ..utils.seeding import seed_everything
+
+    out = Path(out)
+    (out / "epochs").mkdir(parents=True, exist_ok=True)
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))
+    device = resolve_device(cfg.device)
+    if images is None:
+        from ..data.cifar import load_cifar10
+
+        X_train, y_train = load_cifar10(split="train")
+        X_test, y_test = load_cifar10(split="test")
+    else:
+        X_train, y_train, X_test, y_test = images
+    if cfg.n_train is not None:
+        X_train, y_train = X_train[:cfg.n_train], y_train[:cfg.n_train]
+    if cfg.n_test is not None:
+        X_test, y_test = X_test[:cfg.n_test], y_test[:cfg.n_test]
+    y_train = np.asarray(y_train)
+    seed_everything(cfg.seed)
+    model = AlexNetBN(widths=cfg.widths, image_size=int(X_train.shape[1])).to(device)
+    loss = triplet_loss(cfg.loss, cfg.alpha, cfg.beta)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sampler = TripletSampler(y_train, cfg.batch_size, wrong_positives=float(cfg.wrong_positives),
+                             wrong_negatives=cfg.wrong_negatives, seed=cfg.seed)
+    ckpt = out / "checkpoint.pt"
+    start = 0
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        if device == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        start = int(state["epoch"])
+        log.info("resumed %s at epoch %d", out, start)
+    write_json_atomic(out / "config.json", {"config": asdict(cfg), "device": device, "environment": environment(),
+                                            "n_train": int(X_train.shape[0]), "n_test": int(X_test.shape[0])})
+    n_classes = int(np.unique(y_train).shape[0])
+    calib = np.random.default_rng(cfg.seed).permutation(X_train.shape[0])[:cfg.calibration_images]
+    last = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
+    Xt = torch.as_tensor(X_train)  # uint8, (n, H, W, 3); batches are converted on the fly
+    for epoch in range(start, last):
+        t0 = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        for b, idx in enumerate(sampler):
+            x = model.preprocess(Xt[torch.as_tensor(idx)].to(device))  # (3*batch, 3, H, W)
+            emb = model(x)
+            value = loss(emb, torch.zeros(emb.shape[0], dtype=torch.long, device=device))
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            total += float(value.detach())
+            count += 1
+            if hook is not None:
+                hook("batch", completed=b + 1, total=len(sampler))
+        train_s = time.perf_counter() - t0
+        row: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1), "train_s": round(train_s, 1),
+                               "device": device}
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            t1 = time.perf_counter()
+            Z_test = _embed_images(model, X_test, device)
+            Z_cal = _embed_images(model, X_train[calib], device) if cfg.loss == "l1" else None
+            metrics, _ = evaluate_embedding(
+                Z_test, np.asarray(y_test), cfg.loss, Z_train=Z_cal,
+                y_train=y_train[calib] if Z_cal is not None else None, alpha=cfg.alpha, beta=cfg.beta,
+                kl=cfg.kl, n_classes=n_classes, seed=cfg.seed)
+            row.update(metrics)
+            row["eval_s"] = round(time.perf_counter() - t1, 1)
+        row["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json_atomic(out / "epochs" / f"epoch_{epoch + 1:03d}.json", row)
+        with atomic_path(ckpt) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
+                        "epoch": epoch + 1, "config": asdict(cfg)}, tmp)
+        log.info("epoch %d/%d: loss %.4f%s", epoch + 1, cfg.epochs, row["loss"],
+                 f", multicut ACC {row['multicut']['acc']:.4f}, k-means ACC {row['kmeans']['acc']:.4f}"
+                 if "multicut" in row else "")
+        if hook is not None:
+            hook("epoch", completed=epoch + 1, total=cfg.epochs, loss=row["loss"])
+    return load_epochs(out)
+
+
+def load_epochs(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The per-epoch records of a Protocol A run folder, in epoch order."""
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((Path(out) / "epochs").glob("epoch_*.json"))]

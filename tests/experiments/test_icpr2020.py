@@ -1,0 +1,244 @@
+"""ICPR 2020 reproduction: Protocol B cells on tiny synthetic features, Protocol A exact resume,
+Table I data, report and figures, CLI wiring."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kfree.exceptions import ConfigError, DataError
+from kfree.experiments.icpr2020 import (
+    Cell,
+    ProtocolBConfig,
+    ProtocolBData,
+    cell_path,
+    evaluate_embedding,
+    load_cells,
+    noise_tag,
+    parse_noise,
+    run_protocol_b,
+)
+from kfree.experiments.icpr2020_paper import PAPER_ACC, paper_acc
+
+
+def blobs(n_per: int, k: int = 10, d: int = 24, seed: int = 0, spread: float = 0.35):
+    """k well separated Gaussian classes in d dims (features, labels)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d)) * 3.0
+    y = np.repeat(np.arange(k), n_per)
+    X = centres[y] + spread * rng.normal(size=(y.shape[0], d))
+    return X.astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    Xtr, ytr = blobs(40, seed=1)
+    Xte, yte = blobs(15, seed=1)  # same centres (same seed), fresh noise below
+    Xte = Xte + np.random.default_rng(2).normal(scale=0.1, size=Xte.shape).astype(np.float32)
+    return ProtocolBData(Xtr, ytr, Xte, yte, source={"features": "synthetic"})
+
+
+# ----------------------------------------------------------------------------- paper data
+def test_paper_table_reading_matches_the_bold_cells_and_text():
+    # Fig. 3 / bold cells of Table I (no noise)
+    assert [paper_acc("multicut", v, 0, 0) for v in ("l1", "l2", "l3")] == [78.44, 79.96, 80.51]
+    assert [paper_acc("kmeans", v, 0, 0) for v in ("l1", "l2", "l3")] == [81.82, 80.73, 81.72]
+    # the best k-means cell: L3, no wrong positives, random negatives
+    best = max((acc, loss, key) for loss, g in PAPER_ACC["kmeans"].items() for key, acc in g.items())
+    assert best == (82.15, "l3", (0.0, "random"))
+    # L2 multicut collapses at 20 % wrong positives (the text's "most sensitive")
+    assert min(PAPER_ACC["multicut"]["l2"].values()) == paper_acc("multicut", "l2", 0.2, "random") == 60.13
+    assert all(len(g) == 20 for m in PAPER_ACC.values() for g in m.values())
+
+
+# ----------------------------------------------------------------------------- config
+def test_noise_parsing_and_cell_names():
+    assert parse_noise("5%") == 0.05 and parse_noise("0.2") == 0.2 and parse_noise("Random") == "random"
+    assert noise_tag(0.05) == "05" and noise_tag("random") == "random" and noise_tag(0.2) == "20"
+    assert Cell("l3", 0.05, "random", 2).name == "l3_p05_nrandom_s2"
+    with pytest.raises(ConfigError, match="fraction"):
+        parse_noise("150%")
+    with pytest.raises(ConfigError, match="l1"):
+        ProtocolBConfig(losses=("l4",))
+    with pytest.raises(ConfigError, match="negatives only"):
+        ProtocolBConfig(noise_pos=("random",))
+    cfg = ProtocolBConfig(noise_pos=(0.0, 0.2), noise_neg=(0.0, "random"), seeds=(0, 1))
+    cells = cfg.cells()
+    assert len(cells) == 3 * 2 * 2 * 2
+    assert all(c.wrong_positives == 0 and c.wrong_negatives == 0 for c in cells[:6])  # noise-free first
+
+
+# ----------------------------------------------------------------------------- Protocol B
+def test_evaluate_embedding_l3_threshold_and_l1_logistic_recover_classes():
+    y = np.repeat(np.arange(5), 20)
+    Z = np.eye(5, 8)[y] + 0.05 * np.random.default_rng(0).normal(size=(100, 8))  # classes √2 apart
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    m3, lab3 = evaluate_embedding(Z, y, "l3", n_classes=5)
+    assert m3["multicut"]["n_clusters"] == 5 and m3["multicut"]["acc"] == 1.0
+    assert m3["multicut"]["threshold"] == pytest.approx(np.sqrt(0.6))
+    assert m3["kmeans"]["acc"] == 1.0 and m3["kmeans"]["k_source"] == "oracle"
+    assert set(lab3) == {"multicut", "multicut_gaec", "kmeans"}
+    m1, _ = evaluate_embedding(Z, y, "l1", Z_train=Z, y_train=y, n_classes=5)
+    assert m1["multicut"]["acc"] == 1.0 and m1["multicut"]["kind"] == "logistic"
+    with pytest.raises(DataError, match="logistic"):
+        evaluate_embedding(Z, y, "l1", n_classes=5)
+
+
+def test_protocol_b_cells_train_cluster_write_json_and_resume(tiny_data, tmp_path, monkeypatch):
+    cfg = ProtocolBConfig(losses=("l1", "l3"), noise_pos=(0.0,), noise_neg=(0.0, "random"), epochs=3,
+                          batch_size=20, calibration_pairs=5000)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    recs = run_protocol_b(cfg, out, data=tiny_data, cache_dir=cache)
+    assert len(recs) == 4 and len(list((out / "cells").glob("*.json"))) == 4
+    clean = {r["cell"]["loss"]: r for r in recs if r["cell"]["wrong_negatives"] == 0.0}
+    # separable blobs: the learned head keeps them apart, the implied threshold finds 10 clusters
+    assert clean["l3"]["multicut"]["acc"] > 0.9 and clean["l3"]["kmeans"]["acc"] > 0.9
+    assert 8 <= clean["l3"]["multicut"]["n_clusters"] <= 14
+    assert clean["l1"]["multicut"]["acc"] > 0.9 and clean["l1"]["multicut"]["costs"].startswith("logistic")
+    rnd = [r for r in recs if r["cell"]["wrong_negatives"] == "random"][0]
+    assert rnd["expected_wrong_negative_rate"] == pytest.approx(39 / 399)
+    assert len(clean["l3"]["history"]) == 3 and "torch" in clean["l3"]["environment"]
+    e = np.load(clean["l3"]["embedding"])
+    assert e["Z_test"].shape == (150, 32) and np.allclose(np.linalg.norm(e["Z_test"], axis=1), 1, atol=1e-5)
+    assert not list((cache / "checkpoints").glob("*_e3.pt"))  # per-epoch checkpoints removed when done
+    # resume: nothing is recomputed
+    import kfree.experiments.icpr2020 as mod
+
+    monkeypatch.setattr(mod, "run_cell", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
+    again = run_protocol_b(cfg, out, data=tiny_data, cache_dir=cache)
+    assert [r["name"] for r in again] == [r["name"] for r in recs]
+    assert len(load_cells(out)) == 4
+    with pytest.raises(ConfigError, match="epochs"):
+        run_protocol_b(ProtocolBConfig(losses=("l3",), noise_pos=(0.0,), noise_neg=(0.0,), epochs=4), out,
+                       data=tiny_data, cache_dir=cache)
+
+
+def test_protocol_b_resumes_an_interrupted_head_exactly(tiny_data, tmp_path):
+    """A cell stopped after 2 of 3 epochs continues from its checkpoint to the same result."""
+    import torch
+
+    from kfree.experiments.icpr2020 import train_head
+
+    cfg3 = ProtocolBConfig(losses=("l3",), epochs=3, batch_size=20)
+    cell = Cell("l3", 0.1, 0.05, 0)
+    full, _, _ = train_head(cfg3, cell, tiny_data.X_train, tiny_data.y_train)
+    ck = tmp_path / "ck.pt"
+    train_head(ProtocolBConfig(losses=("l3",), epochs=2, batch_size=20), cell, tiny_data.X_train,
+               tiny_data.y_train, checkpoint_path=ck)
+    resumed, _, res = train_head(cfg3, cell, tiny_data.X_train, tiny_data.y_train, checkpoint_path=ck)
+    assert len(res.history) == 3
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- Protocol A
+def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
+    import torch
+
+    from kfree.experiments.icpr2020_protocol_a import ProtocolAConfig, load_epochs, run_protocol_a
+
+    rng = np.random.default_rng(0)
+    ytr, yte = np.repeat(np.arange(3), 12), np.repeat(np.arange(3), 8)
+    base = rng.integers(0, 256, size=(3, 16, 16, 3))
+    noisy = lambda y: np.clip(base[y] + rng.normal(0, 20, size=(y.shape[0], 16, 16, 3)), 0, 255).astype(np.uint8)  # noqa: E731
+    images = (noisy(ytr), ytr, noisy(yte), yte)
+    cfg = ProtocolAConfig(loss="l3", epochs=2, batch_size=6, device="cpu", calibration_images=36,
+                          wrong_negatives="random", widths=(8, 8, 8, 8, 8))  # tiny AlexNet: fast test
+    straight = run_protocol_a(cfg, tmp_path / "a", images=images)
+    run_protocol_a(cfg, tmp_path / "b", images=images, stop_after=1)
+    assert len(load_epochs(tmp_path / "b")) == 1
+    resumed = run_protocol_a(cfg, tmp_path / "b", images=images)
+    assert [r["epoch"] for r in resumed] == [1, 2]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
+    for key in ("multicut", "kmeans"):
+        assert resumed[-1][key]["acc"] == straight[-1][key]["acc"]
+    sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
+    sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    cfgj = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert cfgj["device"] == "cpu" and cfgj["n_train"] == 36
+    with pytest.raises(ConfigError, match="device"):
+        ProtocolAConfig(device="tpu")
+
+
+# ----------------------------------------------------------------------------- report
+def _fake_records():
+    recs = []
+    for loss, mc, km in (("l1", 0.70, 0.80), ("l2", 0.75, 0.78), ("l3", 0.78, 0.81)):
+        for pos, drop in ((0.0, 0.0), (0.2, {"l1": 0.03, "l2": 0.10, "l3": 0.02}[loss])):
+            for seed in (0, 1):
+                recs.append({"name": f"{loss}_{pos}_{seed}", "cell": {"loss": loss, "wrong_positives": pos,
+                             "wrong_negatives": 0.0, "seed": seed}, "train_s": 10.0,
+                             "multicut": {"acc": mc - drop + 0.01 * seed, "nmi": 0.6, "n_clusters": 12,
+                                          "n_small_clusters_lt10": 2, "wall_s": 5.0, "threshold": 0.77},
+                             "kmeans": {"acc": km - drop, "nmi": 0.7, "n_clusters": 10, "wall_s": 1.0}})
+    return recs
+
+
+def test_table_and_findings_from_cells():
+    from kfree.experiments.icpr2020_report import aggregate, cells_markdown, check_findings, table1_markdown
+
+    agg = aggregate(_fake_records())
+    a = agg[("multicut", "l3", 0.0, 0.0)]
+    assert a["n"] == 2 and a["acc"] == pytest.approx(78.5) and a["std"] == pytest.approx(np.std([78, 79], ddof=1))
+    md = table1_markdown(agg)
+    assert "**78.50 ± 0.71** (80.51)" in md and "— (60.13)" in md
+    assert md.count("| 20 % |") == 6
+    assert "| multicut | L3 | 20 % | 0 % |" in cells_markdown(agg)
+    f = {r["claim"]: r["holds"] for r in check_findings(agg)}
+    assert f["Multicut, no noise: L2 and L3 beat L1 (paper 79.96, 80.51 vs 78.44)"] is True
+    assert f["multicut, 20 % wrong positives: L2 is the most noise-sensitive loss (largest drop)"] is True
+    assert f["multicut, 20 % wrong positives: L3 is the most robust (highest ACC under noise)"] is True
+    assert f["k-means, no noise: L2 is worse than L1 (paper 80.73 vs 81.82)"] is True
+
+
+def test_figures_are_written(tmp_path):
+    from kfree.report import icpr_plots as P
+    from kfree.experiments.icpr2020_report import aggregate
+
+    agg = aggregate(_fake_records())
+    p = P.plot_acc_vs_noise({k: (v["acc"], v["std"]) for k, v in agg.items()}, PAPER_ACC, tmp_path / "n.png")
+    Z, y = blobs(30, k=4, d=6)
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    st = P.intra_inter_distances(Z, y)
+    assert (st["intra_mean"] < st["inter_mean"]).all()
+    q = P.plot_intra_inter({"l3": st}, tmp_path / "d.png", thresholds={"l3": 0.77})
+    same, diff = P.pair_distances(Z, y, n_pairs=2000)
+    assert same.mean() < diff.mean()
+    h = P.plot_pair_histograms({"l3": (same, diff)}, tmp_path / "h.png", thresholds={"l3": (0.77, "τ")})
+    t = P.plot_tsne(Z[:, :2], y, tmp_path / "t.png", acc=1.0, labels_true=y, title="x")
+    e = P.plot_acc_vs_epoch({"l3": [{"epoch": 1, "multicut": {"acc": 0.5}, "kmeans": {"acc": 0.6}}]},
+                            tmp_path / "e.png", paper={"multicut": {"l3": 80.51}})
+    for f in (p, q, h, t, e):
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(DataError):
+        P.plot_tsne(Z, y, tmp_path / "bad.png", acc=1.0)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_runs_protocol_b_and_prints_a_table(tmp_path, monkeypatch, tiny_data):
+    import typer
+    from typer.testing import CliRunner
+
+    import kfree.experiments.icpr2020 as mod
+    from kfree.cli.experiment_icpr import icpr2020
+
+    seen = {}
+
+    def fake_run(cfg, out, *, resume, hook=None, **kw):
+        seen.update(cfg=cfg, out=out, resume=resume)
+        return _fake_records()[:1]
+
+    monkeypatch.setattr(mod, "run_protocol_b", fake_run)
+    app = typer.Typer()
+    app.command()(icpr2020)
+    res = CliRunner().invoke(app, ["--loss", "l3", "--noise-pos", "0,20%", "--noise-neg", "random",
+                                   "--seeds", "0,1", "--epochs", "2", "--out", str(tmp_path), "--no-resume"])
+    assert res.exit_code == 0, res.output
+    assert seen["cfg"].losses == ("l3",) and seen["cfg"].noise_pos == (0.0, 0.2)
+    assert seen["cfg"].noise_neg == ("random",) and seen["cfg"].seeds == (0, 1) and seen["resume"] is False
+    assert "ACC" in res.output
+    bad = CliRunner().invoke(app, ["--protocol", "C"])
+    assert bad.exit_code == 1 and "protocol" in bad.output
