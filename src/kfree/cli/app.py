@@ -23,7 +23,9 @@ app = typer.Typer(
 def _register_experiments() -> None:
     """Attach ``kfree experiment …`` (paper reproductions); each lives in its own module."""
     from .experiment import experiment_app
+    from .experiment_icpr import icpr2020
 
+    experiment_app.command("icpr2020")(icpr2020)
     app.add_typer(experiment_app, name="experiment")
 
 
