@@ -59,7 +59,8 @@ def _pick(keys: list[str], wanted: str | None, candidates: tuple[str, ...], what
     return None
 
 
-def _read_table(p: Path):
+def read_table(p: Path):
+    """A .csv or .parquet file as a DataFrame; unreadable files raise a one-line DataError."""
     import pandas as pd
 
     try:
@@ -87,7 +88,7 @@ def load_labels(path: str | Path, *, key: str | None = None, column: str | None 
                 raise DataError(f"{p.name} has no labels array; pass --y-key (arrays: {sorted(z.keys())})")
             y = z[k]
     else:
-        df = _read_table(p)
+        df = read_table(p)
         cols = [str(c) for c in df.columns]
         c = _pick(cols, column, ("label", "cluster", "y"), "column", p)
         if c is None:
@@ -147,7 +148,7 @@ def load_features(
             if ky is not None:
                 y = np.asarray(z[ky])
     else:
-        df = _read_table(p)
+        df = read_table(p)
         cols = [str(c) for c in df.columns]
         df.columns = cols
         lc = label_column if label_column is not None else "label"

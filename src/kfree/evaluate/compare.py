@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.io import _read_table, load_labels
+from ..data.io import read_table, load_labels
 from ..exceptions import DataError
 from ..metrics import evaluate_clustering
 
@@ -16,13 +16,13 @@ def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str
     p = Path(pred_csv)
     if not p.exists():
         raise DataError(f"file not found: {p}")
-    pred = _read_table(p) if p.suffix.lower() in (".csv", ".parquet", ".pq") else None
+    pred = read_table(p) if p.suffix.lower() in (".csv", ".parquet", ".pq") else None
     if pred is None or "cluster" not in pred.columns:
         raise DataError(f"{p.name} must be a CSV with a 'cluster' column (as written by `kfree cluster`)")
     t = Path(truth)
     y = None
     if t.suffix.lower() in (".csv", ".parquet", ".pq") and t.exists():
-        df = _read_table(t)
+        df = read_table(t)
         col = label_column or next((c for c in ("label", "y", "cluster") if c in df.columns), None)
         if col is None or col not in df.columns:
             raise DataError(f"{t.name} has no label column {label_column or 'label'!r}; columns are {list(df.columns)[:12]}")
