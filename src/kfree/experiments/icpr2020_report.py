@@ -261,7 +261,12 @@ def write_figures(
         if match:
             r = match[0]
             e = np.load(r["embedding"])
-            Y2 = P.tsne_2d(e["Z_test"], seed=seed)
+            cached = Path(r["embedding"]).with_suffix(".tsne.npy")  # t-SNE of 10k points: minutes
+            if cached.is_file():
+                Y2 = np.load(cached)
+            else:
+                Y2 = P.tsne_2d(e["Z_test"], seed=seed)
+                np.save(cached, Y2)
             written.append(P.plot_tsne(
                 Y2, e["multicut"], fig_dir / f"tsne_{tsne_cell}.png", acc=r["multicut"]["acc"],
                 labels_true=e["y_test"], class_names=class_names,
