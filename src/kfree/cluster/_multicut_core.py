@@ -44,6 +44,9 @@ def gaec_dense(C):
     rowarg = np.full(n, -1, dtype=np.int64)
     for r in range(n):
         rowmax[r], rowarg[r] = _row_best(C, r, active)
+    # rowmax is exact where stale is False and an upper bound where it is True (a row whose
+    # best edge lost value); a stale row is rescanned only when it reaches the top
+    stale = np.zeros(n, dtype=np.bool_)
     n_contract = 0
     while True:
         u = -1
@@ -54,6 +57,10 @@ def gaec_dense(C):
                 u = r
         if u < 0:
             break
+        if stale[u]:
+            rowmax[u], rowarg[u] = _row_best(C, u, active)
+            stale[u] = False
+            continue
         v = rowarg[u]
         # contract v into u
         for w in range(n):
@@ -65,22 +72,20 @@ def gaec_dense(C):
         parent[v] = u
         n_contract += 1
         rowmax[u], rowarg[u] = _row_best(C, u, active)
+        stale[u] = False
         rowmax[v] = -np.inf
         for w in range(n):
             if not active[w] or w == u:
                 continue
             cwu = C[u, w]
-            if rowarg[w] == u or rowarg[w] == v:
-                # the best edge of w went to u or v; the merged edge keeps the row maximum
-                # unless the sum fell below the old best (only then rescan the row)
-                if cwu >= rowmax[w]:
-                    rowmax[w] = cwu
-                    rowarg[w] = u
-                else:
-                    rowmax[w], rowarg[w] = _row_best(C, w, active)
-            elif cwu > rowmax[w]:
+            if cwu >= rowmax[w]:
+                # at least the (upper bound of the) old maximum: the new exact maximum
                 rowmax[w] = cwu
                 rowarg[w] = u
+                stale[w] = False
+            elif rowarg[w] == u or rowarg[w] == v:
+                # the best edge of w lost value: keep the old maximum as an upper bound
+                stale[w] = True
     labels = np.empty(n, dtype=np.int64)
     root_lab = np.full(n, -1, dtype=np.int64)
     k = 0
