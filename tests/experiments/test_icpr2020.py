@@ -86,6 +86,30 @@ def test_evaluate_embedding_l3_threshold_and_l1_logistic_recover_classes():
         evaluate_embedding(Z, y, "l1", n_classes=5)
 
 
+def test_average_linkage_start_solves_the_same_multicut_problem(tmp_path):
+    """KLj from average-linkage HAC at τ: K-free, scored on the same costs as GAEC + KLj."""
+    from kfree.experiments.icpr2020 import add_average_linkage_multicut, multicut_average_linkage_start, multicut_for
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(4), 25)
+    Z = np.eye(4, 6)[y] + 0.08 * rng.normal(size=(100, 6))
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    est, info = multicut_for("l3")
+    est.fit(Z)
+    res, labels = multicut_average_linkage_start(Z, y, est, info["threshold"])
+    assert res["acc"] == 1.0 and res["n_clusters"] == 4 and labels.shape == (100,)
+    assert res["objective"] <= est.objective_ + 1e-6 and res["objective"] <= res["start_objective"] + 1e-6
+    # on a cell record: the JSON and the cached embedding gain the new result
+    emb = tmp_path / "e.npz"
+    np.savez_compressed(emb, Z_test=Z.astype(np.float32), y_test=y)
+    rec = {"cell": {"loss": "l3", "wrong_positives": 0.0, "wrong_negatives": 0.0, "seed": 0}, "embedding": str(emb),
+           "config": {"alpha": 0.8, "beta": 0.4, "calibration_pairs": 1000, "kl": True}}
+    new = add_average_linkage_multicut(rec, tmp_path)
+    assert new["multicut_avg_kl"]["acc"] == 1.0
+    assert json.loads((tmp_path / "cells" / "l3_p00_n00_s0.json").read_text())["multicut_avg_kl"]["n_clusters"] == 4
+    assert "multicut_avg_kl" in np.load(emb).files
+
+
 def test_protocol_b_cells_train_cluster_write_json_and_resume(tiny_data, tmp_path, monkeypatch):
     cfg = ProtocolBConfig(losses=("l1", "l3"), noise_pos=(0.0,), noise_neg=(0.0, "random"), epochs=3,
                           batch_size=20, calibration_pairs=5000)

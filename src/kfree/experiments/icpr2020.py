@@ -302,6 +302,75 @@ def evaluate_embedding(
     return out, labels
 
 
+def multicut_average_linkage_start(
+    Z_test: np.ndarray,
+    y_test: np.ndarray,
+    estimator,
+    threshold: float,
+    *,
+    max_rounds: int = 100,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The same multicut problem, searched from average-linkage HAC at the 0.5 crossing, then KLj.
+
+    Why: with logistic cut probabilities the edge cost ``log((1−p)/p)`` is *linear* in the
+    distance, ``c(d) = s·(t − d)`` (up to the clip), so joining two clusters lowers the multicut
+    objective exactly when their *mean* cross distance is below ``t`` — the merge rule of
+    average-linkage HAC cut at ``t``. GAEC instead merges the pair with the largest *summed*
+    cost, which favours joining big clusters early. Starting KLj from the average-linkage
+    partition is still K-free, and is scored on the same cost matrix as GAEC + KLj, so the two
+    ``objective`` values compare directly (lower is better).
+
+    ``estimator`` is the :class:`~kfree.cluster.multicut.MulticutClustering` of
+    :func:`multicut_for` (its cost matrix is rebuilt here); ``threshold`` is the Euclidean 0.5
+    crossing (τ, or L1's logistic ``−intercept/coef``).
+    """
+    from ..cluster import _multicut_core as mc
+    from ..cluster.threshold_hac import ThresholdAgglomerative
+
+    t0 = time.perf_counter()
+    hac = ThresholdAgglomerative(float(threshold), distance="euclidean", linkage="average").fit(Z_test)
+    t1 = time.perf_counter()
+    C = estimator._costs_from_embeddings(Z_test)  # (n, n) costs, as MulticutClustering.fit builds them
+    start = np.asarray(hac.labels_, dtype=np.int64)
+    labels, rounds = mc.kernighan_lin_joins(C, start, int(max_rounds), 1e-7)
+    labels = np.asarray(labels, dtype=np.int64)
+    out = {**_scores(y_test, labels), "objective": float(mc.multicut_objective(C, labels)),
+           "start_objective": float(mc.multicut_objective(C, start)), "start": _scores(y_test, start),
+           "kl_rounds": int(rounds), "hac_s": round(t1 - t0, 2), "wall_s": round(time.perf_counter() - t0, 2),
+           "solver": "average-linkage HAC at the 0.5 crossing, then KLj"}
+    del C
+    return out, labels.astype(np.int32)
+
+
+def add_average_linkage_multicut(
+    record: dict[str, Any],
+    out: str | os.PathLike[str],
+    *,
+    Z_train: np.ndarray | None = None,
+    y_train: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Add ``record["multicut_avg_kl"]`` to a finished cell from its cached embedding; rewrite its JSON.
+
+    L1 cells need the training embedding (``Z_train, y_train``) to refit the same logistic model
+    (same seed and pairs, so the same costs as the cell's own multicut).
+    """
+    cell = Cell(record["cell"]["loss"], float(record["cell"]["wrong_positives"]),
+                record["cell"]["wrong_negatives"], int(record["cell"]["seed"]))
+    cfg = record["config"]
+    e = np.load(record["embedding"])
+    est, info = multicut_for(cell.loss, alpha=cfg["alpha"], beta=cfg["beta"], Z_train=Z_train, y_train=y_train,
+                             calibration_pairs=cfg["calibration_pairs"], kl=cfg["kl"], seed=cell.seed)
+    res, labels = multicut_average_linkage_start(e["Z_test"], e["y_test"], est, info["threshold"])
+    record = {**record, "multicut_avg_kl": res}
+    write_json_atomic(cell_path(out, cell), record)
+    arrays = {k: e[k] for k in e.files}
+    from ..utils.io import atomic_path
+
+    with atomic_path(record["embedding"]) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays, multicut_avg_kl=labels)
+    return record
+
+
 # --------------------------------------------------------------------------- runner
 def environment() -> dict[str, str]:
     """Library versions and machine, written into every cell."""
