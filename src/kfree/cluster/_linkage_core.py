@@ -64,8 +64,9 @@ def union_find_labels(n, a, b, n_merges):
 
 
 @nb.njit(cache=True)
-def symmetric_csr(n, ei, ej, ed):
-    """Symmetric CSR (int64 indptr, int32 neighbours sorted per row, float64 distances)."""
+def symmetric_csr(n, ei, ej, ed, rev):
+    """Symmetric CSR: int64 indptr, int32 neighbours, float64 distances, and ``rev[p]`` (the
+    position of the twin entry of p in the neighbour's row; preallocated, int32 or int64)."""
     m = ei.shape[0]
     deg = np.zeros(n + 1, dtype=np.int64)
     for t in range(m):
@@ -78,66 +79,41 @@ def symmetric_csr(n, ei, ej, ed):
     for t in range(m):
         i = ei[t]
         j = ej[t]
-        nbr[fill[i]] = j
-        dist[fill[i]] = ed[t]
+        pi = fill[i]
+        pj = fill[j]
+        nbr[pi] = j
+        dist[pi] = ed[t]
+        nbr[pj] = i
+        dist[pj] = ed[t]
+        rev[pi] = pj
+        rev[pj] = pi
         fill[i] += 1
-        nbr[fill[j]] = i
-        dist[fill[j]] = ed[t]
         fill[j] += 1
-    for r in range(n):
-        s = indptr[r]
-        e = indptr[r + 1]
-        if e - s > 1:
-            order = np.argsort(nbr[s:e], kind="mergesort")
-            nbr[s:e] = nbr[s:e][order]
-            dist[s:e] = dist[s:e][order]
     return indptr, nbr, dist
 
 
 @nb.njit(cache=True)
-def _bsearch(nbr, s, e, key):
-    lo = s
-    hi = e
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if nbr[mid] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < e and nbr[lo] == key:
-        return lo
-    return -1
-
-
-@nb.njit(cache=True)
-def _nearest(x, indptr, length, nbr, dist, active, prev, prev_d):
+def _nearest(x, indptr, length, nbr, dist, active, prev):
+    """Nearest live neighbour of x (ties go to ``prev``, the chain's previous element)."""
     best = -1
     best_d = np.inf
-    if prev >= 0:
-        best = prev
-        best_d = prev_d
     s = indptr[x]
     for p in range(s, s + length[x]):
-        z = nbr[p]
         d = dist[p]
-        if d < best_d and active[z]:
-            best_d = d
-            best = z
+        if d <= best_d and d < np.inf:
+            z = nbr[p]
+            if active[z] and (d < best_d or z == prev):
+                best_d = d
+                best = z
     return best, best_d
 
 
 @nb.njit(cache=True)
-def _lookup(x, y, indptr, length, nbr, dist):
-    p = _bsearch(nbr, indptr[x], indptr[x] + length[x], y)
-    if p < 0:
-        return np.inf
-    return dist[p]
+def sparse_complete_nn_chain(indptr, nbr, dist, rev, sizes):
+    """Complete linkage over a sparse graph (missing edge = +inf); modifies the graph in place.
 
-
-@nb.njit(cache=True)
-def sparse_complete_nn_chain(indptr, nbr, dist, sizes):
-    """Complete linkage over a sparse graph (missing edge = +inf); modifies nbr/dist in place.
-
+    Every merge costs O(deg(a) + deg(b)): the intersection of the two rows is found with a
+    marker array, and the twin entries in the neighbours' rows are reached through ``rev``.
     Returns (a, b, h) arrays of the merges (``a``/``b`` node ids, ``h`` heights), unsorted.
     """
     n = indptr.shape[0] - 1
@@ -146,6 +122,9 @@ def sparse_complete_nn_chain(indptr, nbr, dist, sizes):
         length[i] = indptr[i + 1] - indptr[i]
     active = np.ones(n, dtype=np.bool_)
     size = sizes.astype(np.int64).copy()
+    mark_pos = np.zeros(n, dtype=np.int64)
+    mark_st = np.zeros(n, dtype=np.int64)
+    stamp = 0
     out_a = np.empty(max(n - 1, 0), dtype=np.int64)
     out_b = np.empty(max(n - 1, 0), dtype=np.int64)
     out_h = np.empty(max(n - 1, 0), dtype=np.float64)
@@ -155,11 +134,10 @@ def sparse_complete_nn_chain(indptr, nbr, dist, sizes):
     start = 0
     while True:
         if chain_len == 0:
-            # next cluster that still has a live neighbour
             found = False
             while start < n:
                 if active[start]:
-                    y, d = _nearest(start, indptr, length, nbr, dist, active, -1, np.inf)
+                    y, d = _nearest(start, indptr, length, nbr, dist, active, -1)
                     if y >= 0:
                         found = True
                         break
@@ -169,23 +147,15 @@ def sparse_complete_nn_chain(indptr, nbr, dist, sizes):
             chain[0] = start
             chain_len = 1
         x = chain[chain_len - 1]
-        prev = -1
-        prev_d = np.inf
-        if chain_len > 1:
-            prev = chain[chain_len - 2]
-            prev_d = _lookup(x, prev, indptr, length, nbr, dist)
-            if not np.isfinite(prev_d):
-                prev = -1
-        y, d = _nearest(x, indptr, length, nbr, dist, active, prev, prev_d)
+        prev = chain[chain_len - 2] if chain_len > 1 else -1
+        y, d = _nearest(x, indptr, length, nbr, dist, active, prev)
         if y < 0:
-            # x lost all its neighbours: it is final
             chain_len -= 1
             continue
-        if not (chain_len > 1 and y == chain[chain_len - 2]):
+        if not (chain_len > 1 and y == prev):
             chain[chain_len] = y
             chain_len += 1
             continue
-        # merge x and y (the last two of the chain); survivor keeps the smaller id
         chain_len -= 2
         a = min(x, y)
         b = max(x, y)
@@ -193,59 +163,42 @@ def sparse_complete_nn_chain(indptr, nbr, dist, sizes):
         out_b[n_out] = b
         out_h[n_out] = d
         n_out += 1
-        sa = indptr[a]
-        ea = sa + length[a]
+        stamp += 1
         sb = indptr[b]
         eb = sb + length[b]
-        pa = sa
-        pb = sb
+        for p in range(sb, eb):
+            k = nbr[p]
+            if k != a and active[k] and dist[p] < np.inf:
+                mark_pos[k] = p
+                mark_st[k] = stamp
+        sa = indptr[a]
+        ea = sa + length[a]
         w = sa
-        while pa < ea or pb < eb:
-            ka = nbr[pa] if pa < ea else 2147483647
-            kb = nbr[pb] if pb < eb else 2147483647
-            if ka == kb:
-                k = ka
-                da = dist[pa]
-                db = dist[pb]
-                pa += 1
-                pb += 1
-                if not active[k] or k == a or k == b:
-                    continue
-                if not (np.isfinite(da) and np.isfinite(db)):
-                    # one side already lost this neighbour: the merged cluster loses it too
-                    sk = indptr[k]
-                    ek = sk + length[k]
-                    q = _bsearch(nbr, sk, ek, a)
-                    if q >= 0:
-                        dist[q] = np.inf
-                    q = _bsearch(nbr, sk, ek, b)
-                    if q >= 0:
-                        dist[q] = np.inf
-                    continue
+        for p in range(sa, ea):
+            k = nbr[p]
+            da = dist[p]
+            if k == b or not active[k] or not da < np.inf:
+                continue
+            rk = rev[p]
+            if mark_st[k] == stamp:
+                q = mark_pos[k]
+                db = dist[q]
                 nd = da if da > db else db
                 nbr[w] = k
                 dist[w] = nd
+                rev[w] = rk
+                rev[rk] = w
+                dist[rk] = nd
+                dist[rev[q]] = np.inf
+                mark_st[k] = 0
                 w += 1
-                sk = indptr[k]
-                ek = sk + length[k]
-                q = _bsearch(nbr, sk, ek, a)
-                dist[q] = nd
-                q = _bsearch(nbr, sk, ek, b)
-                dist[q] = np.inf
-            elif ka < kb:
-                k = ka
-                pa += 1
-                if active[k] and k != b and np.isfinite(dist[pa - 1]):
-                    q = _bsearch(nbr, indptr[k], indptr[k] + length[k], a)
-                    if q >= 0:
-                        dist[q] = np.inf
             else:
-                k = kb
-                pb += 1
-                if active[k] and k != a and np.isfinite(dist[pb - 1]):
-                    q = _bsearch(nbr, indptr[k], indptr[k] + length[k], b)
-                    if q >= 0:
-                        dist[q] = np.inf
+                dist[rk] = np.inf
+        for p in range(sb, eb):
+            k = nbr[p]
+            if mark_st[k] == stamp:
+                dist[rev[p]] = np.inf
+                mark_st[k] = 0
         length[a] = w - sa
         length[b] = 0
         active[b] = False

@@ -27,9 +27,9 @@ from ..exceptions import ResourceError
 log = logging.getLogger(__name__)
 
 #: bytes held per undirected edge at the peak: the edge list (int32 pairs, float64 distance:
-#: 16 B) while the symmetric CSR of the complete-linkage kernel (2 × (int32 + float64): 24 B)
-#: is built from it.
-BYTES_PER_EDGE = 40
+#: 16 B) while the symmetric CSR of the complete-linkage kernel (2 × (int32 neighbour +
+#: float64 distance + int32 twin position): 32 B) is built from it.
+BYTES_PER_EDGE = 48
 
 
 def sq_units(tau: float, distance: str) -> float:

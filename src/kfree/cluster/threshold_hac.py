@@ -325,9 +325,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                 bad = np.isin(lo.astype(np.int64) * n_groups + hi, forbid)
                 lo, hi, ed = lo[~bad], hi[~bad], ed[~bad]
             if self.linkage == "complete":
-                indptr, nbr, dist = core.symmetric_csr(n_groups, lo, hi, ed)
+                a, b, h = _complete_merges(n_groups, lo, hi, ed, sizes)
                 del lo, hi, ed
-                a, b, h = core.sparse_complete_nn_chain(indptr, nbr, dist, sizes)
             else:
                 a, b, h = core.kruskal_merges(n_groups, lo, hi, ed)
         else:
@@ -455,6 +454,14 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         return core.union_find_labels(n, p[:, 0].copy(), p[:, 1].copy(), m)
 
 
+def _complete_merges(n_nodes, lo, hi, ed, sizes):
+    """Sparse complete linkage of an edge list: merges (a, b, h) in node ids."""
+    m = lo.shape[0]
+    rev = np.empty(2 * m, dtype=np.int32 if 2 * m < 2**31 else np.int64)
+    indptr, nbr, dist = core.symmetric_csr(n_nodes, lo, hi, ed, rev)
+    return core.sparse_complete_nn_chain(indptr, nbr, dist, rev, sizes)
+
+
 def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
     """Exact complete linkage at ``cut`` one group of τ-components at a time.
 
@@ -507,9 +514,8 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
         if ei.shape[0] == 0:
             continue
         m = pts.shape[0]
-        indptr, nbr, dist = core.symmetric_csr(m, ei, ej, ed)
+        a, b, h = _complete_merges(m, ei, ej, ed, np.ones(m, dtype=np.int64))
         del ei, ej, ed
-        a, b, h = core.sparse_complete_nn_chain(indptr, nbr, dist, np.ones(m, dtype=np.int64))
         out_a.append(pts[a])
         out_b.append(pts[b])
         out_h.append(h)
