@@ -116,6 +116,7 @@ def test_anderson_darling_by_hand():
     assert anderson_darling_split(two, c1, c2)[2] is True
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # pyclustering calls scipy.stats.anderson
 def test_gmeans_agrees_with_pyclustering_on_separated_blobs(blobs):
     pyclustering()
     from pyclustering.cluster.gmeans import gmeans
