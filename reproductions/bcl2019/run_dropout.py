@@ -18,4 +18,4 @@ logging.getLogger("kfree.train").setLevel(logging.WARNING)
 logging.getLogger("kfree.data").setLevel(logging.WARNING)
 out = "results/bcl2019/variants/dropout0.3"
 run_bcl2019(Bcl2019Config(dropout=0.3, kmeans_variants=False, finetune=False), out, resume=True)
-write_report(out)
+write_report(out, att=False)  # AT&T montages only for the protocol heads

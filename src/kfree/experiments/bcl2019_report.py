@@ -104,11 +104,13 @@ def _provenance(out: Path, tag: str) -> str:
     c = r["config"]
     env = r["environment"]
     return (f"Cells `cells/{tag}/seed0/`; config: seed {c['seed']}, MLP 128→{'→'.join(map(str, c['dims']))}, "
-            f"{c['epochs']} epochs of P×K = {c['p']}×{c['k']} batches (best validation epoch kept), Adam lr {c['lr']}, "
-            f"{c['images_per_track']} image(s) per track; fine-tuning {c['ft']['iterations']} it., lr {c['ft']['lr']}, "
-            f"≤ {c['ft']['max_pairs']} pairs. BCL b = {r.get('bcl_b') or float('nan'):.4f} (τ = 4b = "
+            f"dropout {c.get('dropout', 0.0)}, {c['epochs']} epochs of P×K = {c['p']}×{c['k']} batches (best validation epoch kept), Adam lr {c['lr']}, "
+            f"{c['images_per_track']} image(s) per track; "
+            + (f"fine-tuning ≤ {c['ft']['iterations']} it. (stop after {c['ft'].get('stop_after_zero', 0)} zero-loss "
+               f"it.), lr {c['ft']['lr']}, ≤ {c['ft']['max_pairs']} pairs. " if c["finetune"] else "no fine-tuning. ")
+            + f"BCL b = {r.get('bcl_b') or float('nan'):.4f} (τ = 4b = "
             f"{4 * (r.get('bcl_b') or float('nan')):.3f}). Wall time {r['wall_time_s']:.0f} s on 2 shared CPU cores "
-            f"(training per head, s: {r['train_time_s']}). Versions: {env}.")
+            f"(training or loading per head, s: {r['train_time_s']}; a few s = loaded from models/). Versions: {env}.")
 
 
 def _op_counts(cells, method: str, key: str = "methods", tol: float = 0.25) -> tuple[int, int]:
@@ -261,9 +263,10 @@ def write_att(out: Path, tag: str = "2img") -> str:
 
         lab = ThresholdAgglomerative(threshold=thr[m]["value"], linkage="complete").fit(Z).labels_
         assert res["op"]["n_clusters"] == int(np.unique(lab).shape[0])
-        cluster_montage(d.images, lab, out / "figures" / f"att_{m}.png", labels_true=d.y, per_row=6,
-                        max_clusters=60, seed=0,
-                        title=f"AT&T faces, {LABELS[m]}: {res['op']['n_clusters']} clusters for 40 people "
+        # thumbnails at half resolution keep each PNG well under 1 MB (the largest clusters come first)
+        cluster_montage(d.images[:, ::2, ::2], lab, out / "figures" / f"att_{m}.png", labels_true=d.y, per_row=6,
+                        max_clusters=20, seed=0,
+                        title=f"AT&T faces, {LABELS[m]}: {res['op']['n_clusters']} clusters for 40 people (20 largest shown) "
                               f"(NMI {100 * nmi(d.y, lab):.1f}, WCP {100 * wcp(d.y, lab):.1f})",
                         credit=d.credit)
         lines.append(f"| {LABELS[m]} | {thr[m]['value']:.3f} | {res['op']['n_clusters']} | "
@@ -297,8 +300,12 @@ Regenerate everything here (repo root, venv active; ~25–40 min on 2 shared CPU
 - **Clustering.** HAC, complete linkage, squared Euclidean, cut at each method's threshold; K known:
   k-means (10 restarts) and HAC cut at K; X-means (BIC, K_max 40 BBT / 80 BUFFY / 150 combined) and
   G-means (Anderson–Darling, α = 0.01) on raw and BCL features.
+- **Discussion** of these numbers: `findings.md` (hand-written). An extra run with dropout 0.3 in every
+  head is in `variants/dropout0.3/` (same layout; its README's method text is this one except dropout).
 - **Fine-tuning** (Table 1): pairwise constraint loss, b frozen for BCL-FT, validation τ for TRI-FT /
-  PRO-FT; lr 3e-4, 2,000 iterations, all constraints up to 1,000 pairs (our episodes have 77–629
+  PRO-FT; lr 3e-4, at most 2,000 iterations (stopped once the loss has been exactly 0 for 100
+  consecutive iterations — Adam's remaining steps are then negligible; 104–222 iterations ran), all
+  constraints up to 1,000 pairs (our episodes have 77–629
   must-links and 7–269 cannot-links), one random image per track for the cannot-links; labels unused.
 
 ## What differs from the paper (read before the numbers)
@@ -424,9 +431,10 @@ def write_report(out: str | Path, *, att: bool = True) -> dict[str, Any]:
                    "raw-descriptor row is the analogue of the supplement's Table 3 (base CNN at the validation "
                    "threshold); the paper's Table 3 is shown under it.\n\n" + note + "\n"
                    + table_operating_points(c2, sets) + "\n\n" + _provenance(out, tag2) + "\n")
-        write_text(out / "table2_kmeans_variants.md",
-                   "# Table 2: X-means and G-means (K estimated), on raw (base) and BCL features\n\n" + note + "\n"
-                   + table_kmeans_variants(c2, sets) + "\n\n" + _provenance(out, tag2) + "\n")
+        if any(c2[s]["kmeans_variants"] for s in c2):
+            write_text(out / "table2_kmeans_variants.md",
+                       "# Table 2: X-means and G-means (K estimated), on raw (base) and BCL features\n\n" + note + "\n"
+                       + table_kmeans_variants(c2, sets) + "\n\n" + _provenance(out, tag2) + "\n")
         write_text(out / "table4_k_known.md",
                    "# Table 4: K known (k-means with 10 restarts; HAC complete linkage cut at K)\n\n" + note + "\n"
                    + table_k_known(c2, sets) + "\n\n" + _provenance(out, tag2) + "\n")
@@ -441,7 +449,7 @@ def write_report(out: str | Path, *, att: bool = True) -> dict[str, Any]:
                        "# Table 1: fine-tuning on each test set with must-link / cannot-link constraints\n\n"
                        "BCL-FT: pairwise constraint loss with b frozen (cut 4b); TRI-FT / PRO-FT: plain variant at "
                        "their validation τ. Must-links = the 2 images of a track, cannot-links = kept tracks that "
-                       "overlap in time; lr 3e-4, 2,000 iterations, ≤ 1,000 pairs (our episodes have fewer), one "
+                       "overlap in time; lr 3e-4, at most 2,000 iterations (stopped after 100 consecutive zero-loss iterations), ≤ 1,000 pairs (our episodes have fewer), one "
                        "random image per track for the cannot-links. Labels are never used. 'before FT' rows are the "
                        "same heads without fine-tuning (Table 3 file).\n\n" + note + "\n"
                        + table_finetune(c2, sets) + "\n\n" + _provenance(out, tag2) + "\n")
@@ -474,8 +482,8 @@ def write_report(out: str | Path, *, att: bool = True) -> dict[str, Any]:
         summary["att"] = write_att(out, "2img")
         write_text(out / "att_faces.md", "# AT&T faces (40 people, 10 images each), heads trained on CelebA\n\n"
                    "Each head clusters the 400 AT&T dlib descriptors at its own threshold (the same as on the "
-                   "episodes). Montages: figures/att_<method>.png (a row per cluster, 6 random members, green = "
-                   "cluster's majority person, red = other).\n\n" + summary["att"] + "\n")
+                   "episodes). Montages: figures/att_<method>.png (a row per cluster, largest first, the 20 largest clusters only, "
+                   "6 random members at half resolution, green = cluster's majority person, red = other).\n\n" + summary["att"] + "\n")
     write_text(out / "summary.json", json.dumps(summary, indent=1, default=str) + "\n")
     write_text(out / "README.md", README_HEAD + "\n## Targets (measured)\n" + targets_text(c2, c1) + "\n\n"
                + "## Provenance\n\n- protocol: " + _provenance(out, tag2) + "\n- 1-image variant: "
