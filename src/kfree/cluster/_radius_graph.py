@@ -123,8 +123,9 @@ def _cells(X32: np.ndarray, n_cells: int, seed: int):
 
     n, d = X32.shape
     rng = np.random.default_rng(seed)
-    train = X32[rng.choice(n, size=min(n, max(n_cells * 40, 20000)), replace=False)]
-    km = faiss.Kmeans(d, n_cells, niter=8, seed=seed, verbose=False, max_points_per_centroid=64)
+    # the cells only need to be compact, not optimal: a modest sample and few iterations
+    train = X32[rng.choice(n, size=min(n, max(n_cells * 16, 20000)), replace=False)]
+    km = faiss.Kmeans(d, n_cells, niter=6, seed=seed, verbose=False, max_points_per_centroid=64)
     km.train(train)
     _, assign = km.index.search(X32, 1)
     assign = assign.ravel()
