@@ -224,6 +224,7 @@ def main(argv=None) -> None:
                     help="cap CPU seconds (RLIMIT_CPU) instead of wall seconds: fairer on a "
                     "shared, loaded machine; the wall cap becomes --wall-cap")
     ap.add_argument("--wall-cap", type=float, default=None)
+    ap.add_argument("--tag", default="", help="suffix of the results files (parallel runs)")
     ap.add_argument("--child", nargs=5, metavar=("METHOD", "FAMILY", "N", "SEED", "OUT"))
     a = ap.parse_args(argv)
     if a.child:
@@ -234,7 +235,8 @@ def main(argv=None) -> None:
     from kfree.metrics import nmi
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    jpath = RESULTS / f"cluster_family_{a.family}.json"
+    stem = f"cluster_family_{a.family}" + (f"_{a.tag}" if a.tag else "")
+    jpath = RESULTS / f"{stem}.json"
     data = load(jpath)
     data["machine"] = f"{platform.node() or 'host'}: {os.cpu_count()} CPUs, {platform.python_version()}"
     data["caps"] = (f"{a.time_cap:.0f} CPU s" if a.cpu_cap else f"{a.time_cap:.0f} s wall") + (
@@ -273,7 +275,7 @@ def main(argv=None) -> None:
             data["rows"].append(row)
             print(json.dumps(row), flush=True)
         jpath.write_text(json.dumps(data, indent=1))
-        write_markdown(a.family, data, RESULTS / f"cluster_family_{a.family}.md")
+        write_markdown(a.family, data, RESULTS / f"{stem}.md")
 
 
 if __name__ == "__main__":
