@@ -121,6 +121,7 @@ def test_protocol_b_cells_train_cluster_write_json_and_resume(tiny_data, tmp_pat
     assert clean["l3"]["multicut"]["acc"] > 0.9 and clean["l3"]["kmeans"]["acc"] > 0.9
     assert 8 <= clean["l3"]["multicut"]["n_clusters"] <= 14
     assert clean["l1"]["multicut"]["acc"] > 0.9 and clean["l1"]["multicut"]["costs"].startswith("logistic")
+    assert clean["l3"]["multicut_avg_kl"]["objective"] <= clean["l3"]["multicut_avg_kl"]["start_objective"] + 1e-6
     rnd = [r for r in recs if r["cell"]["wrong_negatives"] == "random"][0]
     assert rnd["expected_wrong_negative_rate"] == pytest.approx(39 / 399)
     assert len(clean["l3"]["history"]) == 3 and "torch" in clean["l3"]["environment"]
