@@ -284,9 +284,13 @@ def write_figures(
             else:
                 Y2 = P.tsne_2d(e["Z_test"], seed=seed)
                 np.save(cached, Y2)
-            written.append(P.plot_tsne(
-                Y2, e["multicut"], fig_dir / f"tsne_{tsne_cell}.png", acc=r["multicut"]["acc"],
-                labels_true=e["y_test"], class_names=class_names,
-                title=f"t-SNE of the test embedding, Triplet Loss ({r['cell']['loss'][1]}), multicut "
-                      f"(10 largest clusters coloured)"))
+            solvers = (("multicut", "GAEC + KLj", ""), ("multicut_avg_kl", "average-linkage start + KLj", "_avg_kl"))
+            for key, solver, suffix in solvers:
+                if key not in e.files or key not in r:
+                    continue
+                written.append(P.plot_tsne(
+                    Y2, e[key], fig_dir / f"tsne_{tsne_cell}{suffix}.png", acc=r[key]["acc"],
+                    labels_true=e["y_test"], class_names=class_names,
+                    title=f"t-SNE of the test embedding, Triplet Loss ({r['cell']['loss'][1]}), multicut "
+                          f"({solver}; 10 largest clusters coloured)"))
     return written
