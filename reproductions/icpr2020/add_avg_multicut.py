@@ -17,9 +17,15 @@ import torch
 
 from kfree.embed.encode import encode
 from kfree.embed.features import load_cifar10_features
-from kfree.experiments.icpr2020 import add_average_linkage_multicut, default_cache_dir, load_cells, make_head
+from kfree.experiments.icpr2020 import (
+    add_average_linkage_multicut,
+    default_cache_dir,
+    load_cells,
+    make_head,
+)
 
 OUT = Path("results/icpr2020/protocol_b")
+log = logging.getLogger("add_avg_multicut")
 
 
 def main() -> None:
@@ -41,7 +47,7 @@ def main() -> None:
         t = time.perf_counter()
         rec = add_average_linkage_multicut(r, OUT, Z_train=Z_train, y_train=y_train if Z_train is not None else None)
         m, a = rec["multicut"], rec["multicut_avg_kl"]
-        logging.info("%s: GAEC+KLj ACC %.4f obj %.4g | avg-HAC+KLj ACC %.4f obj %.4g (%d clusters) in %.0f s",
+        log.info("%s: GAEC+KLj ACC %.4f obj %.4g | avg-HAC+KLj ACC %.4f obj %.4g (%d clusters) in %.0f s",
                      r["name"], m["acc"], m["objective"], a["acc"], a["objective"], a["n_clusters"],
                      time.perf_counter() - t)
 

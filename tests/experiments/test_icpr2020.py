@@ -13,7 +13,6 @@ from kfree.experiments.icpr2020 import (
     Cell,
     ProtocolBConfig,
     ProtocolBData,
-    cell_path,
     evaluate_embedding,
     load_cells,
     noise_tag,
@@ -88,7 +87,11 @@ def test_evaluate_embedding_l3_threshold_and_l1_logistic_recover_classes():
 
 def test_average_linkage_start_solves_the_same_multicut_problem(tmp_path):
     """KLj from average-linkage HAC at τ: K-free, scored on the same costs as GAEC + KLj."""
-    from kfree.experiments.icpr2020 import add_average_linkage_multicut, multicut_average_linkage_start, multicut_for
+    from kfree.experiments.icpr2020 import (
+        add_average_linkage_multicut,
+        multicut_average_linkage_start,
+        multicut_for,
+    )
 
     rng = np.random.default_rng(3)
     y = np.repeat(np.arange(4), 25)
@@ -122,7 +125,7 @@ def test_protocol_b_cells_train_cluster_write_json_and_resume(tiny_data, tmp_pat
     assert 8 <= clean["l3"]["multicut"]["n_clusters"] <= 14
     assert clean["l1"]["multicut"]["acc"] > 0.9 and clean["l1"]["multicut"]["costs"].startswith("logistic")
     assert clean["l3"]["multicut_avg_kl"]["objective"] <= clean["l3"]["multicut_avg_kl"]["start_objective"] + 1e-6
-    rnd = [r for r in recs if r["cell"]["wrong_negatives"] == "random"][0]
+    rnd = next(r for r in recs if r["cell"]["wrong_negatives"] == "random")
     assert rnd["expected_wrong_negative_rate"] == pytest.approx(39 / 399)
     assert len(clean["l3"]["history"]) == 3 and "torch" in clean["l3"]["environment"]
     e = np.load(clean["l3"]["embedding"])
@@ -167,7 +170,7 @@ def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     rng = np.random.default_rng(0)
     ytr, yte = np.repeat(np.arange(3), 12), np.repeat(np.arange(3), 8)
     base = rng.integers(0, 256, size=(3, 16, 16, 3))
-    noisy = lambda y: np.clip(base[y] + rng.normal(0, 20, size=(y.shape[0], 16, 16, 3)), 0, 255).astype(np.uint8)  # noqa: E731
+    noisy = lambda y: np.clip(base[y] + rng.normal(0, 20, size=(y.shape[0], 16, 16, 3)), 0, 255).astype(np.uint8)
     images = (noisy(ytr), ytr, noisy(yte), yte)
     cfg = ProtocolAConfig(loss="l3", epochs=2, batch_size=6, device="cpu", calibration_images=36,
                           wrong_negatives="random", widths=(8, 8, 8, 8, 8))  # tiny AlexNet: fast test
@@ -203,7 +206,12 @@ def _fake_records():
 
 
 def test_table_and_findings_from_cells():
-    from kfree.experiments.icpr2020_report import aggregate, cells_markdown, check_findings, table1_markdown
+    from kfree.experiments.icpr2020_report import (
+        aggregate,
+        cells_markdown,
+        check_findings,
+        table1_markdown,
+    )
 
     agg = aggregate(_fake_records())
     a = agg[("multicut", "l3", 0.0, 0.0)]
@@ -220,8 +228,8 @@ def test_table_and_findings_from_cells():
 
 
 def test_figures_are_written(tmp_path):
-    from kfree.report import icpr_plots as P
     from kfree.experiments.icpr2020_report import aggregate
+    from kfree.report import icpr_plots as P
 
     agg = aggregate(_fake_records())
     p = P.plot_acc_vs_noise({k: (v["acc"], v["std"]) for k, v in agg.items()}, PAPER_ACC, tmp_path / "n.png")

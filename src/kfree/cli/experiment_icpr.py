@@ -7,7 +7,7 @@ owner; torch and the experiment modules are imported inside it so ``--help`` sta
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,9 +31,9 @@ def icpr2020(
     noise_pos: Annotated[str, typer.Option(help="Wrong-positive rates, comma-separated (0.05 or 5%).")] = "0,5%,10%,20%",
     noise_neg: Annotated[str, typer.Option(help="Wrong-negative rates, comma-separated, or 'random'.")] = "0,2%,5%,7%,random",
     seeds: Annotated[str, typer.Option(help="Seeds, comma-separated.")] = "0",
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: B 10, A 100).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: B 10, A 100).")] = None,
     resume: Annotated[bool, typer.Option(help="Skip finished cells / continue from the last epoch checkpoint.")] = True,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default results/icpr2020/protocol_b or "
+    out: Annotated[Path | None, typer.Option(help="Output folder (default results/icpr2020/protocol_b or "
                                                      "kfree-runs/icpr2020/protocol_a).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:

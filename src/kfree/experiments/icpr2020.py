@@ -452,7 +452,7 @@ def run_cell(
     ckpt = cache / "checkpoints" / f"{cell.name}_e{cfg.epochs}.pt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    head, loss, result = train_head(cfg, cell, data.X_train, data.y_train, checkpoint_path=ckpt, hook=hook)
+    head, _, result = train_head(cfg, cell, data.X_train, data.y_train, checkpoint_path=ckpt, hook=hook)
     train_s = time.perf_counter() - t0
     Z_test = encode(head, data.X_test)
     Z_train = encode(head, data.X_train) if cell.loss == "l1" else None

@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ConfigError
-from .icpr2020 import LOSSES, environment, evaluate_embedding, parse_noise, triplet_loss, write_json_atomic
+from .icpr2020 import (
+    LOSSES,
+    environment,
+    evaluate_embedding,
+    parse_noise,
+    triplet_loss,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 

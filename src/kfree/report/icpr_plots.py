@@ -58,7 +58,7 @@ FIG5_LINES: tuple[tuple[str, tuple[tuple[float, float | str], ...]], ...] = (
 
 
 def _noise_label(pos: float, neg: float | str, line: str) -> str:
-    pct = lambda v: "rand" if v == "random" else f"{round(float(v) * 100)}%"  # noqa: E731
+    pct = lambda v: "rand" if v == "random" else f"{round(float(v) * 100)}%"
     if line.endswith("positives"):
         return pct(pos)
     if line.endswith("negatives"):
