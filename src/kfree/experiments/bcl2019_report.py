@@ -27,11 +27,11 @@ SHORT = {s: s.replace("bbt_s01", "BBT ").replace("buffy_s05", "BUF ").upper().re
 
 
 def _pick(out: Path, base: str, seed: int = 0) -> tuple[str, dict[str, Any]]:
-    for tag in (base + "-ft", base):
-        cells = load_cells(out, tag, seed)
-        if cells:
-            return tag, cells
-    return base, {}
+    """The fine-tuned run's cells when that run covers at least as many sets, else the plain run's."""
+    ft, plain = load_cells(out, base + "-ft", seed), load_cells(out, base, seed)
+    if ft and len(ft) >= len(plain):
+        return base + "-ft", ft
+    return base, plain
 
 
 def _fmt(v: Any, metric: str) -> str:
@@ -137,6 +137,12 @@ def _beats(cells, method: str, ref: str = "raw", key: str = "methods", ref_key: 
 
 
 # ----------------------------------------------------------------------------------- tables
+def _raw_row(t: _Table, cells) -> None:
+    """The raw-descriptor row (validation-matched cut), which every table carries."""
+    if any("raw" in cells[s]["methods"] for s in cells):
+        _block(t, LABELS["raw"], cells, ["methods", "raw", "op"], None)
+
+
 def table_operating_points(cells, sets: list[str], *, with_paper: bool = True) -> str:
     t = _Table(sets)
     _header(t, cells)
@@ -151,6 +157,7 @@ def table_operating_points(cells, sets: list[str], *, with_paper: bool = True) -
 def table_finetune(cells, sets: list[str], *, with_paper: bool = True) -> str:
     t = _Table(sets)
     _header(t, cells)
+    _raw_row(t, cells)
     for m in ("triplet", "prototypical", "bcl"):
         if not any(m in cells[s].get("finetune", {}) for s in cells):
             continue
@@ -171,6 +178,7 @@ def table_finetune(cells, sets: list[str], *, with_paper: bool = True) -> str:
 def table_kmeans_variants(cells, sets: list[str]) -> str:
     t = _Table(sets)
     _header(t, cells)
+    _raw_row(t, cells)
     t.row("X-means K_max", [str(cells[s]["kmeans_variants"].get("raw", {}).get("xmeans", {}).get("k_max", "–"))
                             if s in cells else "–" for s in sets])
     for alg, name in (("xmeans", "X-means"), ("gmeans", "G-means")):
