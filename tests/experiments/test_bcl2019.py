@@ -253,3 +253,20 @@ def test_real_data_smoke(tmp_path):
     # raw dlib descriptors at the validation-matched cut are near perfect on this episode
     assert c["methods"]["raw"]["op"]["nmi"] > 0.9
     assert set(c["finetune"]) == {"bcl"}
+
+
+def test_report_prefers_the_fine_tuned_cells_only_when_complete(tmp_path):
+    from kfree.experiments.bcl2019_report import _pick
+
+    def put(tag, names):
+        d = tmp_path / "cells" / tag / "seed0"
+        d.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            (d / f"{n}.json").write_text(json.dumps({"set": n}))
+
+    put("1img", ["bbt_s01e01", "bbt_s01e02"])
+    put("1img-ft", ["bbt_s01e01"])  # a run still in progress
+    assert _pick(tmp_path, "1img")[0] == "1img"
+    put("1img-ft", ["bbt_s01e02"])
+    assert _pick(tmp_path, "1img")[0] == "1img-ft"
+    assert _pick(tmp_path, "2img") == ("2img", {})
