@@ -23,6 +23,7 @@ from kfree.experiments.icpr2020_report import (
     cells_markdown,
     check_findings,
     findings_markdown,
+    summary_markdown,
     table1_markdown,
     targets_markdown,
     write_figures,
@@ -44,6 +45,7 @@ def main() -> None:
     agg = aggregate(records)
     gen = "\n\n".join([
         f"Cells finished: {len(records)} (of 300 in the full grid).",
+        "### No noise (the paper's Fig. 3), ACC %\n\n" + summary_markdown(agg),
         "### Table I — ours (paper)\n\n" + table1_markdown(agg),
         "### Table I, multicut searched from average-linkage HAC (same costs as above) — ours (paper's multicut)\n\n"
         + table1_markdown(agg, methods=("multicut_avg_kl",)),

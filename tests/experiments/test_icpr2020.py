@@ -210,6 +210,7 @@ def test_table_and_findings_from_cells():
         aggregate,
         cells_markdown,
         check_findings,
+        summary_markdown,
         table1_markdown,
     )
 
@@ -220,6 +221,7 @@ def test_table_and_findings_from_cells():
     assert "**78.50 ± 0.71** (80.51)" in md and "— (60.13)" in md
     assert md.count("| 20 % |") == 6
     assert "| multicut | L3 | 20 % | 0 % |" in cells_markdown(agg)
+    assert "| L3 | 78.50 ± 0.71, 12 clusters | — | 80.51 | 81.00 ± 0.00 | 81.72 |" in summary_markdown(agg)
     f = {r["claim"]: r["holds"] for r in check_findings(agg)}
     assert f["Multicut, no noise: L2 and L3 beat L1 (paper 79.96, 80.51 vs 78.44)"] is True
     assert f["multicut, 20 % wrong positives: L2 is the most noise-sensitive loss (largest drop)"] is True

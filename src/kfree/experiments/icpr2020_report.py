@@ -102,6 +102,24 @@ def table1_markdown(agg: dict[Key, dict[str, Any]], *, losses: Sequence[str] = (
     return "\n".join(lines)
 
 
+def summary_markdown(agg: dict[Key, dict[str, Any]], *, pos: float = 0.0, neg: float | str = 0.0) -> str:
+    """One noise cell (default: no noise) as Fig. 3: per loss, ACC and #clusters of each method."""
+    lines = [("| loss | multicut GAEC + KLj | multicut avg-linkage start + KLj (ours) | paper multicut | "
+              "k-means (k = 10) | paper k-means |"), "|---|---|---|---|---|---|"]
+    for loss in ("l1", "l2", "l3"):
+        def cell(method: str, loss: str = loss) -> str:
+            a = agg.get((method, loss, pos, neg))
+            if a is None:
+                return "—"
+            sd = f" ± {a['std']:.2f}" if a["n"] > 1 else ""
+            k = f", {a['n_clusters']:.0f} clusters" if method != "kmeans" else ""
+            return f"{a['acc']:.2f}{sd}{k}"
+        lines.append(f"| {loss.upper()} | {cell('multicut')} | {cell('multicut_avg_kl')} | "
+                     f"{PAPER_ACC['multicut'][loss][(pos, neg)]:.2f} | {cell('kmeans')} | "
+                     f"{PAPER_ACC['kmeans'][loss][(pos, neg)]:.2f} |")
+    return "\n".join(lines)
+
+
 def cells_markdown(agg: dict[Key, dict[str, Any]]) -> str:
     """Every measured cell: ACC, NMI, #clusters, small clusters, seeds, wall times."""
     lines = [("| method | loss | wrong pos. | wrong neg. | ACC % | paper ACC % | NMI % | #clusters | "
