@@ -313,7 +313,7 @@ Regenerate everything here (repo root, venv active; ~25–40 min on 2 shared CPU
 - **Fine-tuning** (Table 1): pairwise constraint loss, b frozen for BCL-FT, validation τ for TRI-FT /
   PRO-FT; lr 3e-4, at most 2,000 iterations (stopped once the loss has been exactly 0 for 100
   consecutive iterations — Adam's remaining steps are then negligible; 104–222 iterations ran), all
-  constraints up to 1,000 pairs (our episodes have 77–629
+  constraints up to 1,000 pairs (our sets have 77–624
   must-links and 7–269 cannot-links), one random image per track for the cannot-links; labels unused.
 
 ## What differs from the paper (read before the numbers)
