@@ -281,7 +281,9 @@ def radius_edges(
             if hook is not None:
                 hook("radius graph", completed=bi + 1, total=n_blocks)
     else:
-        n_cells = int(min(max(16, n // 64), 32768))
+        # small cells (~16 points): their radii must stay well below the gaps between clusters
+        # for the triangle-inequality bound to prune
+        n_cells = int(min(max(16, n // 16), 65536))
         assign, centres, radii = _cells(X32, n_cells, seed)
         order = np.argsort(assign, kind="stable")
         starts = np.searchsorted(assign[order], np.arange(n_cells + 1))
