@@ -326,7 +326,7 @@ Regenerate everything here (repo root, venv active; ~25–40 min on 2 shared CPU
 - Tracks are truncated to what an identity's ≤ 30 images allow (77–294 kept of 524–1,194 real
   tracks per episode); the characters and their co-occurrences stay real.
 - The head is trained on single images and applied to 2-image track means.
-- One seed (0). Cells were measured once; no error bars.
+- Tables: seed 0; a seed-1 replicate is summarised in `findings.md` §6. No error bars.
 
 ## Files
 
