@@ -46,9 +46,9 @@ def check_distance(distance: str) -> str:
     return distance
 
 
-def prepare(X: np.ndarray, distance: str) -> np.ndarray:
-    """Float32 copy; for cosine, rows are L2-normalised so cosine = sqeuclidean / 2."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
+def prepare(X: np.ndarray, distance: str, *, dtype=np.float32) -> np.ndarray:
+    """Contiguous copy in ``dtype``; for cosine, rows are L2-normalised so cosine = sqeuclidean / 2."""
+    X = np.ascontiguousarray(X, dtype=dtype)
     if distance == "cosine":
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         if (norms == 0).any():
@@ -57,46 +57,17 @@ def prepare(X: np.ndarray, distance: str) -> np.ndarray:
     return X
 
 
-def pairwise_distances(X: np.ndarray, Y: np.ndarray | None = None, distance: str = "sqeuclidean") -> np.ndarray:
-    """Dense distance matrix of shape (len(X), len(Y)) in float64 for exactness near thresholds."""
-    check_distance(distance)
-    Xp = prepare(X, distance).astype(np.float64)
-    Yp = Xp if Y is None else prepare(Y, distance).astype(np.float64)
-    sq = (Xp * Xp).sum(1)[:, None] + (Yp * Yp).sum(1)[None, :] - 2.0 * Xp @ Yp.T
-    np.maximum(sq, 0.0, out=sq)
-    if Y is None:
-        np.fill_diagonal(sq, 0.0)
-    if distance == "sqeuclidean":
-        return sq
-    if distance == "euclidean":
-        return np.sqrt(sq)
-    return sq / 2.0
-
-
-def condensed_distances(X: np.ndarray, distance: str = "sqeuclidean") -> np.ndarray:
-    """Condensed (scipy ``pdist`` layout) distances, built from the dense matrix row by row."""
-    D = pairwise_distances(X, distance=distance)
-    n = D.shape[0]
-    iu = np.triu_indices(n, k=1)
-    return D[iu]
-
-
 def condensed_distances_blocked(X: np.ndarray, distance: str = "sqeuclidean", *, block: int = 2048) -> np.ndarray:
     """Condensed distances (scipy ``pdist`` layout, float64) built in row blocks.
 
-    Same formula as :func:`condensed_distances` (one float64 GEMM per block of rows), but the
-    peak memory is the output itself (``4·n²`` bytes) plus one ``block × n`` tile, instead of
-    the full square matrix and its index arrays (about 20·n² bytes). Computed in float64 from
+    One float64 GEMM per block of rows (``|x|² + |y|² − 2 x·y``, clipped at 0); the peak memory
+    is the output itself (``4·n²`` bytes) plus one ``block × n`` tile, not the full square matrix
+    and its index arrays (about 20·n² bytes). Computed in float64 from
     the float64 input (no float32 round trip), so cuts agree with scipy's ``pdist`` away from
     exact ties.
     """
     check_distance(distance)
-    Xp = np.ascontiguousarray(X, dtype=np.float64)
-    if distance == "cosine":
-        norms = np.linalg.norm(Xp, axis=1, keepdims=True)
-        if (norms == 0).any():
-            raise DataError("cosine distance is undefined for all-zero rows")
-        Xp = Xp / norms
+    Xp = prepare(X, distance, dtype=np.float64)
     n = Xp.shape[0]
     sq = (Xp * Xp).sum(1)
     out = np.empty(n * (n - 1) // 2, dtype=np.float64)
