@@ -304,7 +304,10 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             kwargs["linkage"] = self.linkage
         if "n_clusters" in kwargs and "distance" in accepted:
             kwargs.setdefault("distance", self.learned_threshold_.distance)
-        return registry.get("cluster", method, **kwargs).fit(self.transform(X)).labels_
+        from .embed.encode import encode
+
+        # X was validated above; embed it directly rather than through transform (no second check)
+        return registry.get("cluster", method, **kwargs).fit(encode(self.model_, X)).labels_
 
     def fit_predict(self, X: Any, y: Any, **fit_params: Any) -> np.ndarray:
         """Fit on labelled data and return the clusters of that same data at the threshold.

@@ -19,6 +19,7 @@ from ..exceptions import DataError, DataFileNotFoundError
 FORMATS = (".npz", ".npy", ".csv", ".parquet", ".pq")
 X_KEYS = ("X", "embeddings", "features", "x")
 Y_KEYS = ("y", "labels", "label", "targets")
+LABEL_COLUMNS = ("label", "cluster", "y")  # label columns of a table, in order of preference
 
 
 @dataclass
@@ -90,7 +91,7 @@ def load_labels(path: str | Path, *, key: str | None = None, column: str | None 
     else:
         df = read_table(p)
         cols = [str(c) for c in df.columns]
-        c = _pick(cols, column, ("label", "cluster", "y"), "column", p)
+        c = _pick(cols, column, LABEL_COLUMNS, "column", p)
         if c is None:
             if len(cols) != 1:
                 raise DataError(f"{p.name}: say which column holds the labels (columns: {cols})")

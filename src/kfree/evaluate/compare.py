@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.io import read_table, load_labels
+from ..data.io import LABEL_COLUMNS, load_labels, read_table
 from ..exceptions import DataError
 from ..metrics import evaluate_clustering
 
@@ -23,7 +23,7 @@ def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str
     y = None
     if t.suffix.lower() in (".csv", ".parquet", ".pq") and t.exists():
         df = read_table(t)
-        col = label_column or next((c for c in ("label", "y", "cluster") if c in df.columns), None)
+        col = label_column or next((c for c in LABEL_COLUMNS if c in df.columns), None)
         if col is None or col not in df.columns:
             raise DataError(f"{t.name} has no label column {label_column or 'label'!r}; columns are {list(df.columns)[:12]}")
         if "index" in df.columns and "index" in pred.columns:

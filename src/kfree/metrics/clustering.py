@@ -112,9 +112,9 @@ def pairwise_prf(labels_true: Any, labels_pred: Any) -> tuple[float, float, floa
 
 def bcubed(labels_true: Any, labels_pred: Any) -> tuple[float, float, float]:
     """BCubed precision, recall and F1 (Bagga & Baldwin), averaged over items."""
-    c = contingency(labels_true, labels_pred).tocoo()
-    n = float(c.sum())
-    cc = c.tocsr()
+    cc = contingency(labels_true, labels_pred)
+    c = cc.tocoo()
+    n = float(cc.sum())
     a = np.asarray(cc.sum(axis=1)).ravel().astype(np.float64)
     b = np.asarray(cc.sum(axis=0)).ravel().astype(np.float64)
     nij = c.data.astype(np.float64)
