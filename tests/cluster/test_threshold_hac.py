@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import pdist
+from scipy.spatial.distance import pdist, squareform
 
 from kfree.cluster import ThresholdAgglomerative
 from kfree.cluster.curves import iter_cuts, score_curve
@@ -178,17 +178,36 @@ def test_resource_error_when_graph_will_not_fit():
         ThresholdAgglomerative(n_clusters=3, memory_limit=0.001).fit(X)
 
 
-def test_pruned_radius_graph_is_exact():
+@pytest.mark.parametrize("spread,tau,tile", [(0.3, 0.6, 4096), (0.9, 1.2, 64), (0.3, 0.05, 4096)])
+def test_pruned_radius_graph_is_exact(spread, tau, tile):
+    """The cell-pruned graph holds every pair <= tau exactly once, with exact distances."""
     from kfree.cluster._radius_graph import radius_edges
 
-    X, _ = sphere_blobs(40, 25, 16, spread=0.3, seed=5)
-    a = radius_edges(X, 0.6, prune=False)
-    b = radius_edges(X, 0.6, prune=True)
+    X, _ = sphere_blobs(40, 25, 16, spread=spread, seed=5)
+    a = radius_edges(X, tau, prune=False, tile=tile)
+    b = radius_edges(X, tau, prune=True, tile=tile)
+    assert (b[0] < b[1]).all()
     ka = set(zip(a[0].tolist(), a[1].tolist()))
     kb = set(zip(b[0].tolist(), b[1].tolist()))
+    assert len(kb) == b[0].shape[0]  # no pair twice
     assert ka == kb and len(ka) > 0
-    D = pdist(X.astype(np.float64), "sqeuclidean")
-    assert len(ka) == int((D <= 0.6).sum())
+    D = squareform(pdist(X.astype(np.float64), "sqeuclidean"))
+    assert len(ka) == int((D[np.triu_indices(len(X), 1)] <= tau).sum())
+    np.testing.assert_allclose(b[2], D[b[0], b[1]], rtol=1e-12, atol=1e-12)
+
+
+def test_candidate_stream_is_a_superset():
+    from kfree.cluster._radius_graph import radius_edges
+
+    X, _ = sphere_blobs(30, 20, 16, spread=0.5, seed=6)
+    got = []
+    radius_edges(X, 0.8, prune=True, sink=lambda i, j, d: got.append((i, j, d)), exact=False)
+    assert all(d is None for _, _, d in got)
+    cand = {(int(a), int(b)) for i, j, _ in got for a, b in zip(i, j)}
+    exact = radius_edges(X, 0.8)
+    assert set(zip(exact[0].tolist(), exact[1].tolist())) <= cand
+    with pytest.raises(ValueError, match="sink"):
+        radius_edges(X, 0.8, exact=False)
 
 
 def test_registry_names():

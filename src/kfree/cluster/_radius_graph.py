@@ -23,6 +23,7 @@ import numba as nb
 import numpy as np
 
 from ..exceptions import ResourceError
+from ._linkage_core import _find, roots_to_labels
 
 log = logging.getLogger(__name__)
 
@@ -117,22 +118,69 @@ def estimate_edges(X32: np.ndarray, thr_sq: float, *, sample: int = 1000, seed: 
     return n * per_row / 2.0
 
 
-def _cells(X32: np.ndarray, n_cells: int, seed: int):
-    """k-means cells: (assignment, centres, radii) with radii = max member distance."""
+def _kmeans_assign(Y: np.ndarray, k: int, seed: int) -> np.ndarray:
     import faiss
 
+    if k <= 1 or Y.shape[0] <= k:
+        return np.zeros(Y.shape[0], dtype=np.int64) if k <= 1 else np.arange(Y.shape[0])
+    km = faiss.Kmeans(Y.shape[1], k, niter=6, seed=seed, verbose=False,
+                      max_points_per_centroid=64, min_points_per_centroid=1)
+    km.train(Y)
+    _, a = km.index.search(Y, 1)
+    return a.ravel().astype(np.int64)
+
+
+def _cells(X32: np.ndarray, n_cells: int, seed: int):
+    """Compact cells of about ``n / n_cells`` points: (assignment, centres, radii).
+
+    Any partition works for the triangle-inequality bounds as long as each cell's centre and
+    radius (max member distance) are exact; the cells only need to be compact. Up to 200,000
+    points one k-means makes them; beyond, a coarse k-means (~128 cells' worth of points per
+    coarse cell) is refined by a small k-means inside each coarse cell, so the cost stays
+    O(n · cells per coarse cell) instead of O(n · n_cells).
+    """
     n, d = X32.shape
-    rng = np.random.default_rng(seed)
-    # the cells only need to be compact, not optimal: a modest sample and few iterations
-    train = X32[rng.choice(n, size=min(n, max(n_cells * 16, 20000)), replace=False)]
-    km = faiss.Kmeans(d, n_cells, niter=6, seed=seed, verbose=False, max_points_per_centroid=64)
-    km.train(train)
-    _, assign = km.index.search(X32, 1)
+    if n <= 200_000:
+        assign = _kmeans_assign(X32, n_cells, seed)
+    else:
+        rng = np.random.default_rng(seed)
+        k1 = max(16, n_cells // 128)
+        import faiss
+
+        km = faiss.Kmeans(d, k1, niter=8, seed=seed, verbose=False,
+                          max_points_per_centroid=256, min_points_per_centroid=1)
+        km.train(X32[rng.choice(n, size=min(n, k1 * 256), replace=False)])
+        _, coarse = km.index.search(X32, 1)
+        coarse = coarse.ravel()
+        order = np.argsort(coarse, kind="stable")
+        bounds = np.searchsorted(coarse[order], np.arange(k1 + 1))
+        assign = np.empty(n, dtype=np.int64)
+        nxt = 0
+        for c in range(k1):
+            idx = order[bounds[c] : bounds[c + 1]]
+            if idx.shape[0] == 0:
+                continue
+            kc = max(1, int(round(idx.shape[0] * n_cells / n)))
+            sub = _kmeans_assign(np.ascontiguousarray(X32[idx]), kc, seed + c)
+            assign[idx] = nxt + sub
+            nxt += int(sub.max()) + 1
+    return _recentre(X32, assign)
+
+
+def _recentre(X32: np.ndarray, assign: np.ndarray):
+    """Exact centres (member means) and radii of the non-empty cells, renumbered 0..k-1."""
+    n, d = X32.shape
+    _, assign = np.unique(assign, return_inverse=True)
     assign = assign.ravel()
-    centres = km.centroids.astype(np.float32)
+    k = int(assign.max()) + 1
+    by = np.argsort(assign, kind="stable")
+    first = np.searchsorted(assign[by], np.arange(k))
+    counts = np.diff(np.r_[first, n]).astype(np.float64)
+    centres = np.add.reduceat(X32[by].astype(np.float64), first, axis=0)
+    centres = (centres / counts[:, None]).astype(np.float32)
     diff = X32 - centres[assign]
-    dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-    radii = np.zeros(n_cells, dtype=np.float64)
+    dist = np.sqrt(np.einsum("ij,ij->i", diff, diff, dtype=np.float64))
+    radii = np.zeros(k, dtype=np.float64)
     np.maximum.at(radii, assign, dist)
     return assign, centres, radii
 
@@ -148,6 +196,7 @@ def radius_edges(
     seed: int = 0,
     hook=None,
     sink=None,
+    exact: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs ``i < j`` with ``distance(x_i, x_j) <= tau``, exactly.
 
@@ -162,18 +211,25 @@ def radius_edges(
     tile : int
         Rows/columns per GEMM tile (memory ~ 4·tile² bytes).
     prune : bool, optional
-        Use the triangle-inequality cell index (default: when n > 50,000).
+        Try the triangle-inequality cell index (default: when n > 50,000); it is used only
+        when a sample shows that it prunes.
     hook : callable, optional
         ``hook(step, completed=, total=)`` progress callback.
     sink : callable, optional
-        ``sink(ei, ej, ed)`` receives the edges chunk by chunk instead of storing them (the
-        pruned path may then deliver a pair twice); the function then returns empty arrays.
+        ``sink(ei, ej, ed)`` receives the edges chunk by chunk instead of storing them; the
+        function then returns empty arrays.
+    exact : bool
+        With a ``sink`` only: ``False`` delivers the float32 candidates (a superset of the
+        τ-edges by a tiny margin) without the float64 recheck, and ``ed=None`` — enough for a
+        connectivity pass whose components are then re-examined exactly.
 
     Returns
     -------
     ei, ej : ndarray of shape (n_edges,), int32, with ei < ej
     ed : ndarray of shape (n_edges,), float64 distances in units of ``distance``
     """
+    if not exact and sink is None:
+        raise ValueError("exact=False needs a sink (the candidates are not the τ-graph)")
     X64 = np.ascontiguousarray(X, dtype=np.float64)
     n = X64.shape[0]
     if distance == "cosine":
@@ -199,6 +255,10 @@ def radius_edges(
             return
         ei = out_i[:k].copy()
         ej = out_j[:k].copy()
+        if not exact:
+            total += k
+            sink(ei, ej, None)
+            return
         sq = _exact_sq(Xp, ei, ej)
         keep = sq <= thr_sq if distance != "cosine" else np.ones(k, dtype=bool)
         ei, ej = ei[keep], ej[keep]
@@ -273,7 +333,8 @@ def radius_edges(
 
     if prune is None:
         prune = n > 50000
-    if not prune:
+    cells = _pruning_cells(X32, math.sqrt(thr_c), seed) if prune else None
+    if cells is None:
         allrows = np.arange(n)
         n_blocks = max(1, math.ceil(n / tile))
         for bi, a0 in enumerate(range(0, n, tile)):
@@ -281,49 +342,26 @@ def radius_edges(
             if hook is not None:
                 hook("radius graph", completed=bi + 1, total=n_blocks)
     else:
-        # small cells (~16 points): their radii must stay well below the gaps between clusters
-        # for the triangle-inequality bound to prune
-        n_cells = int(min(max(16, n // 16), 65536))
-        assign, centres, radii = _cells(X32, n_cells, seed)
+        assign, centres, radii = cells
+        n_cells = centres.shape[0]
         order = np.argsort(assign, kind="stable")
         starts = np.searchsorted(assign[order], np.arange(n_cells + 1))
-        rad = math.sqrt(thr_c)
-        # for each point, the cells it may have neighbours in: |x - c| <= rad + R_c, found by
-        # blocks of points against all centres (GEMM), so memory is one block × n_cells
-        cn = np.einsum("ij,ij->i", centres, centres)
-        bound = (rad + radii + 1e-6).astype(np.float32)
-        pts_parts, cell_parts = [], []
-        for p0 in range(0, n, 4096):
-            d2 = norms[p0 : p0 + 4096, None] + cn[None, :] - 2.0 * (X32[p0 : p0 + 4096] @ centres.T)
-            np.maximum(d2, 0.0, out=d2)
-            r, c = np.nonzero(np.sqrt(d2) <= bound[None, :])
-            pts_parts.append((r + p0).astype(np.int64))
-            cell_parts.append(c.astype(np.int64))
-        pts = np.concatenate(pts_parts)
-        cells = np.concatenate(cell_parts)
-        del pts_parts, cell_parts
-        by_cell = np.argsort(cells, kind="stable")
-        pts, cells = pts[by_cell], cells[by_cell]
-        cstarts = np.searchsorted(cells, np.arange(n_cells + 1))
+        qptr, qpts = _query_lists(X32, assign, centres, radii, math.sqrt(thr_c))
         for c in range(n_cells):
-            q = pts[cstarts[c] : cstarts[c + 1]]
             members = order[starts[c] : starts[c + 1]]
-            if q.shape[0] == 0 or members.shape[0] == 0:
+            other = np.sort(qpts[qptr[c] : qptr[c + 1]])
+            if members.shape[0] == 0:
                 continue
-            # each pair is found from the query side whose cell holds the other point; keep
-            # only pairs (query x, member y) with x < y so every edge is emitted once
-            run_tiles(np.sort(q), np.sort(members), False)
+            # a pair (x, y) is emitted only from the cell of the point with the larger cell
+            # id (members) against queries from smaller cells, or within one cell with x < y:
+            # both points see each other's cell (the bound is symmetric), so every edge is
+            # found exactly once
+            if other.shape[0]:
+                run_tiles(other, members, False)
+            if members.shape[0] > 1:
+                run_tiles(members, members, True)
             if hook is not None and (c % 256 == 0 or c == n_cells - 1):
                 hook("radius graph", completed=c + 1, total=n_cells)
-        ei = _cat(parts_i, np.int32)
-        ej = _cat(parts_j, np.int32)
-        ed = _cat(parts_d, np.float64)
-        # a pair x<y is found once from x's query set (y's cell) — but also from y's query set
-        # (x's cell) when x's cell is among y's candidates: deduplicate
-        key = ei.astype(np.int64) * n + ej
-        _, first = np.unique(key, return_index=True)
-        del key
-        return ei[first], ej[first], ed[first]
     ei = _cat(parts_i, np.int32)
     ej = _cat(parts_j, np.int32)
     ed = _cat(parts_d, np.float64)
@@ -340,3 +378,230 @@ def _cat(parts: list, dtype) -> np.ndarray:
         out[pos : pos + p.shape[0]] = p
         pos += p.shape[0]
     return out
+
+
+@nb.njit(cache=True)
+def _union(parent, a, b):
+    ra = _find(parent, a)
+    rb = _find(parent, b)
+    if ra != rb:
+        if ra < rb:
+            parent[rb] = ra
+        else:
+            parent[ra] = rb
+
+
+@nb.njit(cache=True, fastmath=True)
+def _d2(X32, a, b):
+    s = np.float32(0.0)
+    for k in range(X32.shape[1]):
+        v = X32[a, k] - X32[b, k]
+        s += v * v
+    return s
+
+
+@nb.njit(cache=True)
+def _components_kernel(X32, order, starts, qptr, qpts, thr, parent):
+    """Union every pair at squared distance <= thr, skipping pairs already connected.
+
+    Per cell c: its own pairs, then the queries x (points of smaller cells that may have a
+    τ-neighbour in c). A pair is compared only while its two points are in different
+    components, and a query is dropped at once when the whole cell is already in its
+    component — inside a big cluster that leaves almost nothing to compare.
+    """
+    n_cells = starts.shape[0] - 1
+    for c in range(n_cells):
+        s0 = starts[c]
+        s1 = starts[c + 1]
+        for p in range(s0, s1):
+            a = order[p]
+            for q in range(p + 1, s1):
+                b = order[q]
+                if _find(parent, a) != _find(parent, b) and _d2(X32, a, b) <= thr:
+                    _union(parent, a, b)
+        whole = True
+        r0 = _find(parent, order[s0])
+        for p in range(s0 + 1, s1):
+            if _find(parent, order[p]) != r0:
+                whole = False
+                break
+        for t in range(qptr[c], qptr[c + 1]):
+            x = qpts[t]
+            if whole and _find(parent, x) == _find(parent, order[s0]):
+                continue
+            for q in range(s0, s1):
+                b = order[q]
+                if _find(parent, x) != _find(parent, b) and _d2(X32, x, b) <= thr:
+                    _union(parent, x, b)
+
+
+def _refined_cells(X32, rad: float, seed: int, target: int = 256):
+    """Cells for the point-to-cell bound ``|x - c| <= rad + R_c``: (assign, centres, radii).
+
+    k-means cells of ~``target`` points, then every cell wider than ``rad / 2`` is split by a
+    small k-means as long as that narrows it (median sub-cell radius below 0.8 × its radius):
+    a cell mixing several clusters is wide and would make every point a candidate, while one
+    cluster's cell cannot be narrowed by splitting (in high dimension its sub-cells are about
+    as wide) and is kept whole.
+    """
+    n = X32.shape[0]
+    assign, centres, radii = _cells(X32, max(1, n // target), seed)
+    for it in range(12):
+        k = centres.shape[0]
+        sizes = np.bincount(assign, minlength=k)
+        wide = np.flatnonzero((radii > rad / 2) & (sizes >= 2))
+        if wide.shape[0] == 0:
+            break
+        order = np.argsort(assign, kind="stable")
+        starts = np.searchsorted(assign[order], np.arange(k + 1))
+        new_assign = assign.copy()
+        nxt = k
+        changed = False
+        for c in wide:
+            idx = order[starts[c] : starts[c + 1]]
+            sub = _kmeans_assign(np.ascontiguousarray(X32[idx]), max(2, min(idx.shape[0] // 4, 64)),
+                                 seed + it)
+            m = int(sub.max()) + 1
+            if m < 2:
+                continue
+            cen = np.zeros((m, X32.shape[1]))
+            np.add.at(cen, sub, X32[idx].astype(np.float64))
+            cen /= np.bincount(sub, minlength=m)[:, None]
+            dd = np.sqrt(((X32[idx] - cen[sub]) ** 2).sum(1))
+            child_r = np.zeros(m)
+            np.maximum.at(child_r, sub, dd)
+            if np.median(child_r) > 0.8 * radii[c]:
+                continue  # one cluster: splitting does not narrow it
+            new_assign[idx] = np.where(sub == 0, c, nxt + sub - 1)
+            nxt += m - 1
+            changed = True
+        if not changed:
+            break
+        assign, centres, radii = _recentre(X32, new_assign)
+    return assign, centres, radii
+
+
+def _pruning_cells(X32, rad: float, seed: int, *, sample: int = 2000, useful: float = 0.2):
+    """Refined cells if the triangle-inequality bound prunes, else ``None``.
+
+    On a sample of points, counts the cells each point could have τ-neighbours in; when that
+    is more than ``useful`` of all cells (overlapping data, where every point is near every
+    cell), pruning saves nothing and costs a point × cell pass, so callers compare all pairs.
+    """
+    assign, centres, radii = _refined_cells(X32, rad, seed)
+    k = centres.shape[0]
+    if k < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    S = X32[rng.choice(X32.shape[0], size=min(sample, X32.shape[0]), replace=False)]
+    d2 = (np.einsum("ij,ij->i", S, S)[:, None] + np.einsum("ij,ij->i", centres, centres)[None, :]
+          - 2.0 * (S @ centres.T))
+    frac = float((d2 <= ((rad + radii) ** 2)[None, :]).mean())
+    log.info("tau-graph cells: %d, a point is near %.1f %% of them", k, 100 * frac)
+    return (assign, centres, radii) if frac <= useful else None
+
+
+@nb.njit(cache=True)
+def _filter_point_cells(G, xn, cn, bound2, assign, p0, c0, out_p, out_c, k):
+    """Append (p0 + r, c0 + j) where |x - c|² <= bound2[c] and assign[x] < c; -1 if full."""
+    cap = out_p.shape[0]
+    for r in range(G.shape[0]):
+        x = p0 + r
+        lo = assign[x] + 1 - c0
+        if lo < 0:
+            lo = 0
+        for j in range(lo, G.shape[1]):
+            c = c0 + j
+            if xn[r] + cn[c] - 2.0 * G[r, j] <= bound2[c]:
+                if k >= cap:
+                    return -1
+                out_p[k] = x
+                out_c[k] = c
+                k += 1
+    return k
+
+
+def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 1024, cols: int = 4096):
+    """For each cell c, the points x of cells < c with ``|x - c| <= rad + R_c`` (CSR by cell).
+
+    Points × centres by GEMM in cache-sized tiles (float32, the bound widened by a relative
+    1e-5 for rounding), filtered per cell in numba; the cost is n × cells distance
+    evaluations, memory the candidate lists.
+    """
+    n = X32.shape[0]
+    k_cells = centres.shape[0]
+    cen = np.ascontiguousarray(centres, dtype=np.float32)
+    cn = np.einsum("ij,ij->i", cen, cen).astype(np.float32)
+    xn = np.einsum("ij,ij->i", X32, X32).astype(np.float32)
+    bound2 = (((rad + radii) ** 2) * (1 + 1e-5) + 1e-6).astype(np.float32)
+    parts_p, parts_c = [], []
+    buf_p = np.empty(1 << 22, dtype=np.int64)
+    buf_c = np.empty(1 << 22, dtype=np.int64)
+    k = 0
+    for p0 in range(0, n, rows):
+        Xb = X32[p0 : p0 + rows]
+        first = int(assign[p0 : p0 + rows].min())
+        for c0 in range(first - first % cols, k_cells, cols):  # only cells above the block's
+            G = Xb @ cen[c0 : c0 + cols].T
+            while True:
+                k2 = _filter_point_cells(G, xn[p0 : p0 + rows], cn, bound2, assign, p0, c0,
+                                         buf_p, buf_c, k)
+                if k2 >= 0:
+                    k = k2
+                    break
+                parts_p.append(buf_p[:k].copy())  # flush and redo this tile
+                parts_c.append(buf_c[:k].copy())
+                k = 0
+                if G.shape[0] * G.shape[1] > buf_p.shape[0]:
+                    buf_p = np.empty(G.shape[0] * G.shape[1], dtype=np.int64)
+                    buf_c = np.empty(G.shape[0] * G.shape[1], dtype=np.int64)
+    parts_p.append(buf_p[:k].copy())
+    parts_c.append(buf_c[:k].copy())
+    pts = np.concatenate(parts_p)
+    cells = np.concatenate(parts_c)
+    by = np.argsort(cells, kind="stable")
+    qptr = np.searchsorted(cells[by], np.arange(k_cells + 1)).astype(np.int64)
+    return qptr, pts[by]
+
+
+def radius_components(
+    X, tau: float, distance: str = "sqeuclidean", *, seed: int = 0, hook=None
+) -> np.ndarray:
+    """Connected components of (a superset of) the τ-graph, without building it.
+
+    Pairs are compared in float32 with the same tiny safety margin as :func:`radius_edges`,
+    so two points at distance ``<= tau`` always share a component (a component may also join
+    points whose distance exceeds ``tau`` by less than the margin — callers that need exact
+    components recheck each one). Components are what matter, not edges: once two cells are
+    in one component no pair between them is compared, so inside a big cluster almost every
+    distance is skipped. Memory O(n + neighbouring cell pairs); returns labels 0..k-1.
+    """
+    X64 = np.ascontiguousarray(X, dtype=np.float64)
+    n = X64.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    Xp = X64 / np.linalg.norm(X64, axis=1, keepdims=True) if distance == "cosine" else X64
+    X32 = np.ascontiguousarray(Xp, dtype=np.float32)
+    thr_sq = sq_units(tau, distance)
+    thr_c = thr_sq + _margin(X32, thr_sq)
+    if hook is not None:
+        hook("tau components", completed=0, total=2)
+    rad = math.sqrt(thr_c)
+    cells = _pruning_cells(X32, rad, seed)
+    if cells is None:  # one cell: all pairs, still skipping those already connected
+        order = np.arange(n, dtype=np.int64)
+        starts = np.array([0, n], dtype=np.int64)
+        qptr, qpts = np.zeros(2, dtype=np.int64), np.empty(0, dtype=np.int64)
+    else:
+        assign, centres, radii = cells
+        n_cells = centres.shape[0]
+        order = np.argsort(assign, kind="stable").astype(np.int64)
+        starts = np.searchsorted(assign[order], np.arange(n_cells + 1)).astype(np.int64)
+        qptr, qpts = _query_lists(X32, assign, centres, radii, rad)
+    if hook is not None:
+        hook("tau components", completed=1, total=2)
+    parent = np.arange(n, dtype=np.int64)
+    _components_kernel(X32, order, starts, qptr, qpts, thr_c, parent)
+    if hook is not None:
+        hook("tau components", completed=2, total=2)
+    return roots_to_labels(parent)

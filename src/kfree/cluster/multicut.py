@@ -85,6 +85,14 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
     max_rounds : int
         Upper bound on KLj rounds (each visits every pair of clusters joined by an attractive
         edge); it normally stops earlier, when a round changes nothing.
+    n_restarts : int or "auto"
+        Extra GAEC + KLj runs on randomly perturbed costs (Gaussian noise of 0.5 × the costs'
+        standard deviation), each refined by KLj on the true costs; the best objective wins.
+        GAEC + KLj is a local search and lands several percent above the optimum on hard
+        (e.g. i.i.d. Gaussian) costs; restarts close most of that gap. ``"auto"`` spends about
+        the work of 32 restarts of a 250-node graph: 32 up to 250 nodes, none from ~1,400 on.
+    random_state : int, optional
+        Seed of the perturbations (results are deterministic for a given seed).
     memory_limit : float, optional
         GiB for the dense cost matrices (two float64 n×n arrays; default: half the physical
         memory).
@@ -98,6 +106,8 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
     gaec_labels_, gaec_objective_, gaec_n_clusters_ :
         The same for GAEC alone.
     n_kl_rounds_ : int
+    n_restarts_ : int
+        Restarts actually run.
     """
 
     requires_n_clusters = False
@@ -112,6 +122,8 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         p_clip: float = 1e-6,
         kl: bool = True,
         max_rounds: int = 100,
+        n_restarts: int | str = "auto",
+        random_state: int | None = 0,
         memory_limit: float | None = None,
     ) -> None:
         self.threshold = threshold
@@ -121,6 +133,8 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         self.p_clip = p_clip
         self.kl = kl
         self.max_rounds = max_rounds
+        self.n_restarts = n_restarts
+        self.random_state = random_state
         self.memory_limit = memory_limit
 
     def _limit_bytes(self) -> float:
@@ -211,17 +225,23 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         return G
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any = None) -> "MulticutClustering":
-        """Partition the complete graph of the rows of ``X`` (n_samples, n_features)."""
+    def fit(self, X: Any, y: Any = None, *, init_labels: Any = None) -> "MulticutClustering":
+        """Partition the complete graph of the rows of ``X`` (n_samples, n_features).
+
+        ``init_labels`` (optional): a partition to start KLj from instead of GAEC's (e.g. an
+        average-linkage cut); GAEC still runs, for ``gaec_objective_``.
+        """
         self._resolve_threshold()
         X = check_features(X, min_samples=1)
         n = X.shape[0]
         self.n_features_in_ = X.shape[1]
         self._check_memory(n)
         C = self._costs_from_embeddings(X)
-        return self._solve(C)
+        return self._solve(C, init_labels)
 
-    def fit_graph(self, edges: Any, costs: Any, n_nodes: int | None = None) -> "MulticutClustering":
+    def fit_graph(
+        self, edges: Any, costs: Any, n_nodes: int | None = None, *, init_labels: Any = None
+    ) -> "MulticutClustering":
         """Partition a weighted graph given as ``edges`` (m, 2) and ``costs`` (m,).
 
         Costs follow the minimisation convention (positive = keep together, e.g.
@@ -253,27 +273,72 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         C = np.zeros((n, n))
         np.add.at(C, (e[:, 0], e[:, 1]), c)
         np.add.at(C, (e[:, 1], e[:, 0]), c)
-        return self._solve(C)
+        return self._solve(C, init_labels)
 
-    def _solve(self, C: np.ndarray) -> "MulticutClustering":
+    def _restarts(self, n: int) -> int:
+        r = self.n_restarts
+        if isinstance(r, str):
+            if r != "auto":
+                raise ConfigError(f"n_restarts={r!r} must be an integer >= 0 or 'auto'")
+            return int(min(32, 2e6 // max(n * n, 1)))
+        if int(r) < 0:
+            raise ConfigError(f"n_restarts={r!r} must be an integer >= 0 or 'auto'")
+        return int(r)
+
+    def _solve(self, C: np.ndarray, init_labels: Any = None) -> "MulticutClustering":
         if int(self.max_rounds) < 0:
             raise ConfigError(f"max_rounds={self.max_rounds} must be >= 0")
+        n = C.shape[0]
+        restarts = self._restarts(n)
         work = C.copy()
         gl, n_con = mc.gaec_dense(work)
         del work
         self.gaec_labels_ = gl
         self.gaec_objective_ = float(mc.multicut_objective(C, gl))
         self.gaec_n_clusters_ = int(gl.max()) + 1 if gl.size else 0
-        labels = gl
-        rounds = 0
-        if self.kl and C.shape[0] > 1 and int(self.max_rounds) > 0:
-            labels, rounds = mc.kernighan_lin_joins(C, gl, int(self.max_rounds), 1e-7)
+        start = gl
+        if init_labels is not None:
+            start = _check_init_labels(init_labels, n)
+        do_kl = self.kl and n > 1 and int(self.max_rounds) > 0
+        labels, rounds = start, 0
+        if do_kl:
+            labels, rounds = mc.kernighan_lin_joins(C, start, int(self.max_rounds), 1e-7)
+        best = float(mc.multicut_objective(C, labels))
+        if restarts and n > 2:
+            rng = np.random.default_rng(self.random_state)
+            iu = np.triu_indices(n, 1)
+            sigma = 0.5 * float(np.std(C[iu])) or 1.0
+            for _ in range(restarts):
+                work = C + _symmetric_noise(rng, n, sigma)
+                lab, _ = mc.gaec_dense(work)
+                del work
+                if do_kl:
+                    lab, _ = mc.kernighan_lin_joins(C, lab, int(self.max_rounds), 1e-7)
+                obj = float(mc.multicut_objective(C, lab))
+                if obj < best - 1e-9 * max(1.0, abs(best)):
+                    labels, best = lab, obj
         self.labels_ = np.asarray(labels, dtype=np.int64)
         self.n_clusters_ = int(self.labels_.max()) + 1 if self.labels_.size else 0
         self.objective_ = float(mc.multicut_objective(C, self.labels_))
         self.n_kl_rounds_ = int(rounds)
+        self.n_restarts_ = restarts if n > 2 else 0
         log.info(
-            "multicut: GAEC %d clusters (objective %.4g), KLj %d clusters (objective %.4g), %d rounds",
-            self.gaec_n_clusters_, self.gaec_objective_, self.n_clusters_, self.objective_, rounds,
+            "multicut: GAEC %d clusters (objective %.4g), final %d clusters (objective %.4g), "
+            "%d KLj rounds, %d restarts",
+            self.gaec_n_clusters_, self.gaec_objective_, self.n_clusters_, self.objective_,
+            rounds, self.n_restarts_,
         )
         return self
+
+
+def _symmetric_noise(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
+    E = np.triu(rng.standard_normal((n, n)) * sigma, 1)
+    return E + E.T
+
+
+def _check_init_labels(init_labels: Any, n: int) -> np.ndarray:
+    lab = np.asarray(init_labels)
+    if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer):
+        raise DataError(f"init_labels must be integer labels of shape ({n},), got {lab.shape} {lab.dtype}")
+    _, inv = np.unique(lab, return_inverse=True)
+    return inv.ravel().astype(np.int64)

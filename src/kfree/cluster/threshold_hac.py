@@ -36,7 +36,13 @@ from ..distances import check_distance, check_features, condensed_distances_bloc
 from ..exceptions import ConfigError, DataError, ResourceError
 from . import _linkage_core as core
 from ._constraints import cannot_link_keys, check_contradictions, check_pairs, must_link_groups
-from ._radius_graph import BYTES_PER_EDGE, estimate_edges, radius_edges, sq_units
+from ._radius_graph import (
+    BYTES_PER_EDGE,
+    estimate_edges,
+    radius_components,
+    radius_edges,
+    sq_units,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,15 +258,9 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         limit = self._limit_bytes()
         n_groups = int(groups.max()) + 1
         if np.isfinite(cut):
-            Xp = np.asarray(X, dtype=np.float64)
-            if self.distance == "cosine":
-                Xp = Xp / np.linalg.norm(Xp, axis=1, keepdims=True)
-            X32 = np.ascontiguousarray(Xp, dtype=np.float32)
-            est = estimate_edges(X32, sq_units(cut, self.distance))
-            need = est * BYTES_PER_EDGE
-            log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
-            if need > limit and self.linkage == "complete" and not (ml.shape[0] or cl.shape[0]):
-                # too many edges to hold at once: exact per connected component instead
+            if self.linkage == "complete" and not (ml.shape[0] or cl.shape[0]):
+                # exact per connected component: never more than one component's edges in
+                # memory, and faster too (the components pass skips most distances)
                 a, b, h, n_edges = _complete_by_components(X, cut, self.distance, limit, hook)
                 order = np.argsort(h, kind="stable")
                 self.n_edges_ = int(n_edges)
@@ -269,6 +269,13 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                 self._n_forced = 0
                 self._tree_top = cut
                 return
+            Xp = np.asarray(X, dtype=np.float64)
+            if self.distance == "cosine":
+                Xp = Xp / np.linalg.norm(Xp, axis=1, keepdims=True)
+            X32 = np.ascontiguousarray(Xp, dtype=np.float32)
+            est = estimate_edges(X32, sq_units(cut, self.distance))
+            need = est * BYTES_PER_EDGE
+            log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
             if need > limit:
                 raise ResourceError(
                     f"threshold HAC at threshold={cut} would need ~{est:.3g} tau-edges "
@@ -325,8 +332,9 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                 bad = np.isin(lo.astype(np.int64) * n_groups + hi, forbid)
                 lo, hi, ed = lo[~bad], hi[~bad], ed[~bad]
             if self.linkage == "complete":
-                a, b, h = _complete_merges(n_groups, lo, hi, ed, sizes)
+                edges = [lo, hi, ed]
                 del lo, hi, ed
+                a, b, h = _complete_merges(n_groups, edges, sizes)
             else:
                 a, b, h = core.kruskal_merges(n_groups, lo, hi, ed)
         else:
@@ -454,50 +462,44 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         return core.union_find_labels(n, p[:, 0].copy(), p[:, 1].copy(), m)
 
 
-def _complete_merges(n_nodes, lo, hi, ed, sizes):
-    """Sparse complete linkage of an edge list: merges (a, b, h) in node ids."""
+def _complete_merges(n_nodes, edges: list, sizes):
+    """Sparse complete linkage of an edge list ``[lo, hi, ed]``: merges (a, b, h) in node ids.
+
+    The list is emptied, so the edge list is freed once its symmetric CSR is built (callers
+    must not keep other references): the peak is the CSR, not CSR + edge list.
+    """
+    lo, hi, ed = edges
+    edges.clear()
     m = lo.shape[0]
     rev = np.empty(2 * m, dtype=np.int32 if 2 * m < 2**31 else np.int64)
     indptr, nbr, dist = core.symmetric_csr(n_nodes, lo, hi, ed, rev)
+    del lo, hi, ed
     return core.sparse_complete_nn_chain(indptr, nbr, dist, rev, sizes)
 
 
 def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
     """Exact complete linkage at ``cut`` one group of τ-components at a time.
 
-    Pass 1 streams the τ-edges into a union-find (and degree counts) without storing them:
-    memory O(n). Complete-linkage clusters never span two components, and pairs in different
-    components are farther than ``cut``, so components can be agglomerated separately — and
-    small ones together in batches of about ``batch_points`` points. Pass 2 rebuilds each
-    batch's τ-graph and runs the sparse kernel on it: memory O(edges of the largest batch).
-    Returns merges (a, b, h) in sample ids and the number of τ-edges.
+    Pass 1 finds the connected components of the τ-graph without storing it
+    (:func:`~kfree.cluster._radius_graph.radius_components`, memory O(n), and most distances
+    inside big clusters skipped). Complete-linkage clusters never span two components, and
+    pairs in different components are farther than ``cut``, so components can be agglomerated
+    separately — and small ones together in batches of about ``batch_points`` points. Pass 2
+    rebuilds each batch's τ-graph exactly (float64) and runs the sparse kernel on it: memory
+    O(edges of the largest batch), which is estimated before it is built. (Pass 1 compares in
+    float32 with a tiny margin, so a component may be the union of two true ones; pass 2 is
+    exact either way.) Returns merges (a, b, h) in sample ids and the number of τ-edges.
     """
-    n = X.shape[0]
-    parent = np.arange(n)
-    degree = np.zeros(n, dtype=np.int64)
-
-    def sink(ei, ej, ed):
-        core.union_edges(parent, degree, ei, ej)
-
-    radius_edges(X, cut, distance, hook=hook, sink=sink)
-    comp = core.roots_to_labels(parent)
+    comp = radius_components(X, cut, distance, hook=hook)
     n_comp = int(comp.max()) + 1
     comp_size = np.bincount(comp, minlength=n_comp)
-    comp_edges = np.bincount(comp, weights=degree, minlength=n_comp) / 2.0  # upper bound
-    biggest = int(np.argmax(comp_edges))
-    need = float(comp_edges[biggest]) * BYTES_PER_EDGE
-    if need > limit:
-        raise ResourceError(
-            f"threshold HAC at threshold={cut}: a connected group of {int(comp_size[biggest])} "
-            f"samples has ~{comp_edges[biggest]:.3g} tau-edges (~{need / 2**30:.1f} GiB), more "
-            f"than memory_limit={limit / 2**30:.1f} GiB; lower the threshold or raise memory_limit"
-        )
     order = np.argsort(comp, kind="stable")
     starts = np.searchsorted(comp[order], np.arange(n_comp + 1))
     out_a, out_b, out_h = [], [], []
     total_edges = 0
     c = 0
     Xf = np.asarray(X)
+    thr_sq = sq_units(cut, distance)
     while c < n_comp:
         # gather whole components until the batch holds about batch_points points
         c_end = c
@@ -507,15 +509,30 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
             c_end += 1
         pts = order[starts[c] : starts[c_end]]
         c = c_end
-        if pts.shape[0] < 2:
+        s = pts.shape[0]
+        if s < 2:
             continue
-        ei, ej, ed = radius_edges(Xf[pts], cut, distance, prune=pts.shape[0] > 50000)
+        if s * (s - 1) / 2 * BYTES_PER_EDGE > limit:
+            Xb = Xf[pts].astype(np.float64)
+            if distance == "cosine":
+                Xb = Xb / np.linalg.norm(Xb, axis=1, keepdims=True)
+            est = estimate_edges(np.ascontiguousarray(Xb, dtype=np.float32), thr_sq)
+            if est * BYTES_PER_EDGE > limit:
+                raise ResourceError(
+                    f"threshold HAC at threshold={cut}: a connected group of {s} samples has "
+                    f"~{est:.3g} tau-edges (~{est * BYTES_PER_EDGE / 2**30:.1f} GiB), more than "
+                    f"memory_limit={limit / 2**30:.1f} GiB; lower the threshold or raise "
+                    "memory_limit"
+                )
+        ei, ej, ed = radius_edges(
+            Xf[pts], cut, distance, prune=s > 50000, max_edges=int(limit / BYTES_PER_EDGE)
+        )
         total_edges += ei.shape[0]
         if ei.shape[0] == 0:
             continue
-        m = pts.shape[0]
-        a, b, h = _complete_merges(m, ei, ej, ed, np.ones(m, dtype=np.int64))
+        edges = [ei, ej, ed]
         del ei, ej, ed
+        a, b, h = _complete_merges(s, edges, np.ones(s, dtype=np.int64))
         out_a.append(pts[a])
         out_b.append(pts[b])
         out_h.append(h)
