@@ -185,10 +185,10 @@ def write_markdown(family: str, data: dict, path: Path) -> None:
         "",
         "64-d unit vectors, K = n/30, Zipf(1.1) sizes. Cells: wall s / CPU s / peak GiB / "
         "#clusters / NMI (vs truth); `=scipy` when the labels equal scipy's partition. "
-        "Machine: " + data.get("machine", "?") + ". Timings were taken on a shared 2-core "
-        "machine under heavy load (load average ~7), niced: wall seconds are inflated several "
-        "times; CPU seconds (process time, all threads) are the steadier number. "
-        "Caps: " + data.get("caps", "?") + ".",
+        "Machine: " + data.get("machine", "?") + "; load average before the run: "
+        + data.get("load", "?") + ". CPU seconds are process time over all threads. "
+        "Caps: " + data.get("caps", "?") + ". Where scipy is out of reach, kfree's labels are "
+        "compared with fastcluster's (the same dendrogram): `=fastcluster`.",
         "",
         "| n | true K | " + " | ".join(methods) + " |",
         "| --- | --- | " + " | ".join("---" for _ in methods) + " |",
@@ -204,11 +204,24 @@ def write_markdown(family: str, data: dict, path: Path) -> None:
                 cells.append("out of reach: " + r["reason"])
             else:
                 same = " =scipy" if r.get("equal_scipy") else (" ≠scipy" if r.get("equal_scipy") is False else "")
+                if not same and r.get("equal_fastcluster") is not None and m != "fastcluster":
+                    same = " =fastcluster" if r["equal_fastcluster"] else " ≠fastcluster"
                 cells.append(
                     f"{r['wall_s']:.1f} / {r['cpu_s']:.1f} / {r['peak_gib']:.2f} / "
                     f"{r['n_clusters']} / {r['nmi']:.4f}{same}"
                 )
         lines.append(f"| {n} | {true_k} | " + " | ".join(cells) + " |")
+    ratios = []
+    for n in sizes:
+        k = next((r for r in rows if r["n"] == n and r["method"] == "kfree" and r["status"] == "ok"), None)
+        for ref in ("fastcluster", "scipy", "sklearn"):
+            f = next((r for r in rows if r["n"] == n and r["method"] == ref and r["status"] == "ok"), None)
+            if k and f:
+                ratios.append(f"| {n} | {ref} | {f['wall_s'] / k['wall_s']:.1f}× | "
+                              f"{f['peak_gib'] / k['peak_gib']:.1f}× |")
+    if ratios:
+        lines += ["", "kfree vs the exact reference implementations in the same run (reference / kfree):",
+                  "", "| n | reference | wall time | peak memory |", "| --- | --- | --- | --- |", *ratios]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -224,6 +237,8 @@ def main(argv=None) -> None:
                     help="cap CPU seconds (RLIMIT_CPU) instead of wall seconds: fairer on a "
                     "shared, loaded machine; the wall cap becomes --wall-cap")
     ap.add_argument("--wall-cap", type=float, default=None)
+    ap.add_argument("--kfree-time-cap", type=float, default=None,
+                    help="time cap of kfree itself (its 1M target is 10 minutes)")
     ap.add_argument("--tag", default="", help="suffix of the results files (parallel runs)")
     ap.add_argument("--child", nargs=5, metavar=("METHOD", "FAMILY", "N", "SEED", "OUT"))
     a = ap.parse_args(argv)
@@ -240,25 +255,30 @@ def main(argv=None) -> None:
     data = load(jpath)
     data["machine"] = f"{platform.node() or 'host'}: {os.cpu_count()} CPUs, {platform.python_version()}"
     data["caps"] = (f"{a.time_cap:.0f} CPU s" if a.cpu_cap else f"{a.time_cap:.0f} s wall") + (
-        f", {a.mem_cap_gb:.0f} GiB address space")
+        f", {a.mem_cap_gb:.0f} GiB address space") + (
+        f"; kfree {a.kfree_time_cap:.0f} s" if a.kfree_time_cap else "")
+    data["load"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     sizes = [int(s) for s in a.sizes.split(",") if s]
     methods = [m for m in a.methods.split(",") if m]
     dead: dict[str, str] = {}
     for n in sizes:
         _, y = make_family(a.family, n, a.seed)
-        labels_scipy = None
+        labels_scipy = labels_fc = None
         results = {}
         for m in methods:
             if m in dead:
                 res = {"status": "out of reach", "reason": dead[m]}
             else:
-                res = run_one(m, a.family, n, a.seed, a.time_cap, a.mem_cap_gb,
+                cap = a.kfree_time_cap if (m == "kfree" and a.kfree_time_cap) else a.time_cap
+                res = run_one(m, a.family, n, a.seed, cap, a.mem_cap_gb,
                               cpu_cap=a.cpu_cap, wall_cap=a.wall_cap)
                 if res["status"] != "ok":
                     dead[m] = res["reason"]
             results[m] = res
             if m == "scipy" and res["status"] == "ok":
                 labels_scipy = res["labels"]
+            if m == "fastcluster" and res["status"] == "ok":
+                labels_fc = res["labels"]
         for m, res in results.items():
             row = {"family": a.family, "n": n, "method": m, "seed": a.seed, "true_k": int(y.max()) + 1,
                    "status": res["status"]}
@@ -269,6 +289,8 @@ def main(argv=None) -> None:
                 row["nmi"] = float(nmi(y, lab))
                 if labels_scipy is not None:
                     row["equal_scipy"] = bool(np.array_equal(_relabel(labels_scipy), _relabel(lab)))
+                if labels_fc is not None:
+                    row["equal_fastcluster"] = bool(np.array_equal(_relabel(labels_fc), _relabel(lab)))
             else:
                 row["reason"] = res["reason"]
             data["rows"] = [r for r in data["rows"] if not (r["n"] == n and r["method"] == m)]

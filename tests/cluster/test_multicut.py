@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 import numba as nb
 import numpy as np
 import pytest
 
 from kfree.cluster import MulticutClustering
 from kfree.cluster import _multicut_core as mc
+from kfree.cluster.multicut_exact import exact_multicut
 from kfree.exceptions import ConfigError, DataError, ResourceError
 from kfree.threshold import Threshold
 
@@ -92,58 +91,6 @@ def test_matches_brute_force_on_small_graphs(family):
     assert hits / total >= 0.95, f"{hits}/{total} optimal"
 
 
-def ilp_optimum(C, lazy=True, max_rounds=100):
-    """Exact multicut of a complete graph with HiGHS: binary cut variables, triangle
-    inequalities ``x_ij <= x_ik + x_kj`` (they describe the multicuts of a complete graph).
-
-    ``lazy``: start without constraints and add the violated triangles of each integer
-    solution as cutting planes until none is violated; otherwise add all of them up front.
-    """
-    highspy = pytest.importorskip("highspy")
-    n = C.shape[0]
-    iu, ju = np.triu_indices(n, 1)
-    var = -np.ones((n, n), dtype=np.int64)
-    var[iu, ju] = np.arange(iu.size)
-    var[ju, iu] = var[iu, ju]
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("mip_rel_gap", 0.0)
-    m = iu.size
-    inf = h.getInfinity()
-    e32 = np.array([], np.int32)
-    h.addCols(m, C[iu, ju], np.zeros(m), np.ones(m), 0, e32, e32, np.array([]))
-    h.changeColsIntegrality(m, np.arange(m, dtype=np.int32), np.ones(m, dtype=np.uint8))
-    tri = np.array([(i, j, k) for i in range(n) for j in range(i + 1, n) for k in range(j + 1, n)])
-
-    def add(rows):
-        R = np.asarray(rows, dtype=np.int32).reshape(-1, 3)
-        h.addRows(len(R), np.full(len(R), -inf), np.zeros(len(R)), 3 * len(R),
-                  np.arange(0, 3 * len(R), 3, dtype=np.int32), R.ravel(),
-                  np.tile([1.0, -1.0, -1.0], len(R)))
-
-    def triangles(X=None):
-        rows = []
-        for a, b, c in ((0, 1, 2), (0, 2, 1), (1, 2, 0)):
-            i, j, k = tri[:, a], tri[:, b], tri[:, c]
-            sel = np.ones(len(i), bool) if X is None else X[i, j] > X[i, k] + X[k, j]
-            rows.append(np.stack([var[i[sel], j[sel]], var[i[sel], k[sel]], var[k[sel], j[sel]]], 1))
-        return np.concatenate(rows)
-
-    if not lazy:
-        add(triangles())
-    for _ in range(max_rounds):
-        h.run()
-        x = np.round(np.asarray(h.getSolution().col_value)).astype(int)
-        X = np.zeros((n, n), dtype=int)
-        X[iu, ju] = x
-        X = X + X.T
-        viol = triangles(X)
-        if len(viol) == 0:
-            return float(h.getInfo().objective_function_value)
-        add(viol)
-    raise AssertionError("cutting planes did not converge")
-
-
 @pytest.mark.parametrize(
     "family,n,seed", [("planted", 30, 3), ("planted", 40, 4), ("gaussian", 16, 1), ("gaussian", 16, 2)]
 )
@@ -153,65 +100,24 @@ def test_within_two_percent_of_exact_ilp(family, n, seed):
     benchmarks/run_multicut.py exact)."""
     rng = np.random.default_rng(seed)
     C = gaussian_costs(rng, n) if family == "gaussian" else planted_costs(rng, n, k=4, noise=1.5)
-    opt = ilp_optimum(C, lazy=family == "gaussian")
+    opt = ilp_optimum(C)
     m = solve(C)
     assert m.objective_ >= opt - 1e-6
     assert m.objective_ <= opt + 0.02 * abs(opt), (m.objective_, opt, m.gaec_objective_)
 
 
-def sparse_ilp_optimum(n, E, c, max_rounds=200):
-    """Exact multicut of a sparse graph with HiGHS: binary cut variables and cycle
-    inequalities ``x_e <= sum of x on the rest of a cycle``, separated as cutting planes.
+def sparse_ilp_optimum(n, E, c):
+    pytest.importorskip("highspy")
+    obj, labels, optimal = exact_multicut(E, c, n)
+    assert optimal
+    return obj
 
-    Each integer solution is checked: a cut edge uv whose endpoints are joined by a path of
-    uncut edges violates the cycle inequality of that path (shortest path by BFS), which is
-    added; when no cut edge is violated the solution is a multicut and optimal.
-    """
-    highspy = pytest.importorskip("highspy")
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("mip_rel_gap", 0.0)
-    m = len(E)
-    inf = h.getInfinity()
-    e32 = np.array([], np.int32)
-    h.addCols(m, np.asarray(c, float), np.zeros(m), np.ones(m), 0, e32, e32, np.array([]))
-    h.changeColsIntegrality(m, np.arange(m, dtype=np.int32), np.ones(m, dtype=np.uint8))
-    adj = [[] for _ in range(n)]
-    for k, (u, v) in enumerate(E):
-        adj[u].append((v, k))
-        adj[v].append((u, k))
 
-    def uncut_path(x, u, v):
-        prev = {u: None}
-        dq = deque([u])
-        while dq and v not in prev:
-            a = dq.popleft()
-            for b, k in adj[a]:
-                if x[k] == 0 and b not in prev:
-                    prev[b] = (a, k)
-                    dq.append(b)
-        if v not in prev:
-            return None
-        path, b = [], v
-        while prev[b] is not None:
-            b, k = prev[b]
-            path.append(k)
-        return path
-
-    for _ in range(max_rounds):
-        h.run()
-        x = np.round(np.asarray(h.getSolution().col_value)).astype(int)
-        added = 0
-        for k, (u, v) in enumerate(E):
-            if x[k] == 1:
-                path = uncut_path(x, int(u), int(v))
-                if path is not None:
-                    idx = np.array([k] + path, dtype=np.int32)
-                    h.addRow(-inf, 0.0, len(idx), idx, np.r_[1.0, -np.ones(len(path))])
-                    added += 1
-        if not added:
-            return float(h.getInfo().objective_function_value)
-    raise AssertionError("cutting planes did not converge")
+def ilp_optimum(C):
+    """Exact optimum of a complete graph's multicut (cycle inequalities, lazily separated)."""
+    n = C.shape[0]
+    iu = np.triu_indices(n, 1)
+    return sparse_ilp_optimum(n, np.stack(iu, 1), C[iu])
 
 
 def random_graph(rng, n, degree):
@@ -231,12 +137,25 @@ def grid_graph(rows, cols):
     return np.array(E)
 
 
-def test_sparse_ilp_helper_on_known_cases():
+def test_exact_solver_on_known_cases():
+    pytest.importorskip("highspy")
     # a triangle with two attractive edges and one repulsive edge: cutting the repulsive edge
     # alone is not a multicut, so the optimum cuts it together with the weaker attractive one
     E = np.array([[0, 1], [1, 2], [0, 2]])
-    assert sparse_ilp_optimum(3, E, [1.0, 2.0, -5.0]) == pytest.approx(-4.0)
-    assert sparse_ilp_optimum(3, E, [1.0, 2.0, 0.5]) == pytest.approx(0.0)
+    obj, lab, ok = exact_multicut(E, [1.0, 2.0, -5.0], 3)
+    assert ok and obj == pytest.approx(-4.0) and lab[1] == lab[2] != lab[0]
+    assert exact_multicut(E, [1.0, 2.0, 0.5], 3)[0] == pytest.approx(0.0)
+    # agrees with brute force on random small graphs, sparse and complete
+    rng = np.random.default_rng(21)
+    for _ in range(15):
+        n = int(rng.integers(3, 9))
+        C = gaussian_costs(rng, n) * (rng.random((n, n)) < 0.6)
+        C = np.triu(C, 1)
+        C = C + C.T
+        iu = np.triu_indices(n, 1)
+        assert exact_multicut(np.stack(iu, 1), C[iu], n)[0] == pytest.approx(brute_force_optimum(C))
+    with pytest.raises(DataError, match="costs"):
+        exact_multicut(E, [1.0, 2.0], 3)
 
 
 @pytest.mark.parametrize(

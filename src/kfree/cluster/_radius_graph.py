@@ -535,8 +535,8 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 1024, cols: in
     xn = np.einsum("ij,ij->i", X32, X32).astype(np.float32)
     bound2 = (((rad + radii) ** 2) * (1 + 1e-5) + 1e-6).astype(np.float32)
     parts_p, parts_c = [], []
-    buf_p = np.empty(1 << 22, dtype=np.int64)
-    buf_c = np.empty(1 << 22, dtype=np.int64)
+    buf_p = np.empty(1 << 22, dtype=np.int32)
+    buf_c = np.empty(1 << 22, dtype=np.int32)
     k = 0
     for p0 in range(0, n, rows):
         Xb = X32[p0 : p0 + rows]
@@ -553,15 +553,15 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 1024, cols: in
                 parts_c.append(buf_c[:k].copy())
                 k = 0
                 if G.shape[0] * G.shape[1] > buf_p.shape[0]:
-                    buf_p = np.empty(G.shape[0] * G.shape[1], dtype=np.int64)
-                    buf_c = np.empty(G.shape[0] * G.shape[1], dtype=np.int64)
+                    buf_p = np.empty(G.shape[0] * G.shape[1], dtype=np.int32)
+                    buf_c = np.empty(G.shape[0] * G.shape[1], dtype=np.int32)
     parts_p.append(buf_p[:k].copy())
     parts_c.append(buf_c[:k].copy())
     pts = np.concatenate(parts_p)
     cells = np.concatenate(parts_c)
     by = np.argsort(cells, kind="stable")
     qptr = np.searchsorted(cells[by], np.arange(k_cells + 1)).astype(np.int64)
-    return qptr, pts[by]
+    return qptr, pts[by].astype(np.int64)
 
 
 def radius_components(

@@ -2,7 +2,10 @@
 
 From PyPI ``finch-clust`` (module ``finch``; the PyPI package named ``finch`` is unrelated).
 FINCH returns a hierarchy of partitions from first-neighbour relations; ``partition`` picks one.
-Needs ``pip install kfree[baselines]``.
+Needs ``pip install kfree[baselines]``. Above 20,000 points FINCH wants an approximate 1-NN
+index: its own code uses pynndescent (not a kfree dependency) up to 5M points and faiss beyond;
+this adapter lets faiss (a kfree dependency; FINCH's IVF-PQ index, approximate) take over from
+20,000 points, so the baseline runs at scale without another package.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class FINCHBaseline(ClusterMixin, BaseEstimator):
             c, num_clust, req_c = FINCH(
                 np.asarray(X, dtype=np.float32), req_clust=self.n_clusters,
                 distance=self.distance, verbose=False, random_state=self.seed,
+                ann_threshold=20_000, faiss_threshold=20_001,
             )
             self.partitions_ = np.asarray(c)
             self.level_sizes_ = list(num_clust)
