@@ -196,18 +196,20 @@ def test_pruned_radius_graph_is_exact(spread, tau, tile):
     np.testing.assert_allclose(b[2], D[b[0], b[1]], rtol=1e-12, atol=1e-12)
 
 
-def test_candidate_stream_is_a_superset():
-    from kfree.cluster._radius_graph import radius_edges
+def test_radius_components_match_the_graph():
+    """Components without edges equal the connected components of the exact τ-graph."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    X, _ = sphere_blobs(30, 20, 16, spread=0.5, seed=6)
-    got = []
-    radius_edges(X, 0.8, prune=True, sink=lambda i, j, d: got.append((i, j, d)), exact=False)
-    assert all(d is None for _, _, d in got)
-    cand = {(int(a), int(b)) for i, j, _ in got for a, b in zip(i, j)}
-    exact = radius_edges(X, 0.8)
-    assert set(zip(exact[0].tolist(), exact[1].tolist())) <= cand
-    with pytest.raises(ValueError, match="sink"):
-        radius_edges(X, 0.8, exact=False)
+    from kfree.cluster._radius_graph import radius_components, radius_edges
+
+    for spread, tau in ((0.3, 0.6), (0.9, 1.2), (0.5, 0.02)):
+        X, _ = sphere_blobs(30, 20, 16, spread=spread, seed=6)
+        ei, ej, _ = radius_edges(X, tau)
+        A = coo_matrix((np.ones(len(ei)), (ei, ej)), shape=(len(X), len(X)))
+        _, ref = connected_components(A, directed=False)
+        got = radius_components(X, tau)
+        assert np.array_equal(_relabel(ref), _relabel(got))
 
 
 def test_registry_names():

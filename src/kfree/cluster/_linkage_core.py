@@ -327,20 +327,15 @@ def connected_components(n, ei, ej):
 
 
 @nb.njit(cache=True)
-def union_edges(parent, degree, ei, ej):
-    """Stream a chunk of edges into a union-find forest and per-node degree counts."""
-    for t in range(ei.shape[0]):
-        a = ei[t]
-        b = ej[t]
-        degree[a] += 1
-        degree[b] += 1
-        ra = _find(parent, a)
-        rb = _find(parent, b)
-        if ra != rb:
-            if ra < rb:
-                parent[rb] = ra
-            else:
-                parent[ra] = rb
+def _union(parent, a, b):
+    """Join the sets of a and b (the smaller root id becomes the root)."""
+    ra = _find(parent, a)
+    rb = _find(parent, b)
+    if ra != rb:
+        if ra < rb:
+            parent[rb] = ra
+        else:
+            parent[ra] = rb
 
 
 @nb.njit(cache=True)

@@ -5,10 +5,17 @@ then every candidate's distance is recomputed in float64 from the coordinate dif
 way scipy's ``pdist`` does, and compared with ``<=``. So the graph is exact (to float64) while
 the expensive part runs at BLAS speed in tiles of fixed size.
 
-For large n the tiles are restricted with the triangle inequality: points are bucketed by a
-k-means (faiss) into cells with centre ``c`` and radius ``R`` (max member distance); a point
-``x`` can only have τ-neighbours in cells with ``|x − c| <= sqrt(tau) + R``. That pruning is
-exact, and it is what makes a million well-clustered points feasible.
+For large n the tiles are restricted with the triangle inequality: points are bucketed into
+cells with centre ``c`` and radius ``R`` (max member distance); a point ``x`` can only have
+τ-neighbours in cells with ``|x − c| <= sqrt(tau) + R``. That pruning is exact. It only pays
+when cells are narrow, i.e. hold one cluster each: k-means cells that mix clusters are split
+until they are narrow (:func:`_refined_cells`), and a sample decides whether the bound prunes
+at all (on overlapping data it does not, and all pairs are compared). Checking every point
+against every cell costs n × cells distance evaluations — cheap next to the edges up to a few
+hundred thousand points, the dominant cost beyond.
+
+:func:`radius_components` finds the connected components of the τ-graph without building it:
+once two cells are in one component no pair between them is compared.
 
 Before building, :func:`estimate_edges` samples rows to predict the number of edges, so a graph
 that will not fit is reported instead of exhausting memory.
@@ -23,7 +30,7 @@ import numba as nb
 import numpy as np
 
 from ..exceptions import ResourceError
-from ._linkage_core import _find, roots_to_labels
+from ._linkage_core import _find, _union, roots_to_labels
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +203,6 @@ def radius_edges(
     seed: int = 0,
     hook=None,
     sink=None,
-    exact: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs ``i < j`` with ``distance(x_i, x_j) <= tau``, exactly.
 
@@ -218,18 +224,12 @@ def radius_edges(
     sink : callable, optional
         ``sink(ei, ej, ed)`` receives the edges chunk by chunk instead of storing them; the
         function then returns empty arrays.
-    exact : bool
-        With a ``sink`` only: ``False`` delivers the float32 candidates (a superset of the
-        τ-edges by a tiny margin) without the float64 recheck, and ``ed=None`` — enough for a
-        connectivity pass whose components are then re-examined exactly.
 
     Returns
     -------
     ei, ej : ndarray of shape (n_edges,), int32, with ei < ej
     ed : ndarray of shape (n_edges,), float64 distances in units of ``distance``
     """
-    if not exact and sink is None:
-        raise ValueError("exact=False needs a sink (the candidates are not the τ-graph)")
     X64 = np.ascontiguousarray(X, dtype=np.float64)
     n = X64.shape[0]
     if distance == "cosine":
@@ -255,10 +255,6 @@ def radius_edges(
             return
         ei = out_i[:k].copy()
         ej = out_j[:k].copy()
-        if not exact:
-            total += k
-            sink(ei, ej, None)
-            return
         sq = _exact_sq(Xp, ei, ej)
         keep = sq <= thr_sq if distance != "cosine" else np.ones(k, dtype=bool)
         ei, ej = ei[keep], ej[keep]
@@ -378,17 +374,6 @@ def _cat(parts: list, dtype) -> np.ndarray:
         out[pos : pos + p.shape[0]] = p
         pos += p.shape[0]
     return out
-
-
-@nb.njit(cache=True)
-def _union(parent, a, b):
-    ra = _find(parent, a)
-    rb = _find(parent, b)
-    if ra != rb:
-        if ra < rb:
-            parent[rb] = ra
-        else:
-            parent[ra] = rb
 
 
 @nb.njit(cache=True, fastmath=True)

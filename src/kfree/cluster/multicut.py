@@ -104,7 +104,9 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
     objective_ : float
         Sum of the costs of the cut edges of ``labels_`` (lower is better).
     gaec_labels_, gaec_objective_, gaec_n_clusters_ :
-        The same for GAEC alone.
+        The same for GAEC alone (``None`` when the search started from ``init_labels``).
+    init_objective_ : float or None
+        Objective of ``init_labels`` when given.
     n_kl_rounds_ : int
     n_restarts_ : int
         Restarts actually run.
@@ -229,7 +231,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         """Partition the complete graph of the rows of ``X`` (n_samples, n_features).
 
         ``init_labels`` (optional): a partition to start KLj from instead of GAEC's (e.g. an
-        average-linkage cut); GAEC still runs, for ``gaec_objective_``.
+        average-linkage cut); GAEC is then skipped (restarts, if any, still use it).
         """
         self._resolve_threshold()
         X = check_features(X, min_samples=1)
@@ -290,15 +292,18 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
             raise ConfigError(f"max_rounds={self.max_rounds} must be >= 0")
         n = C.shape[0]
         restarts = self._restarts(n)
-        work = C.copy()
-        gl, n_con = mc.gaec_dense(work)
-        del work
-        self.gaec_labels_ = gl
-        self.gaec_objective_ = float(mc.multicut_objective(C, gl))
-        self.gaec_n_clusters_ = int(gl.max()) + 1 if gl.size else 0
-        start = gl
+        self.gaec_labels_ = self.gaec_objective_ = self.gaec_n_clusters_ = None
+        self.init_objective_ = None
         if init_labels is not None:
             start = _check_init_labels(init_labels, n)
+            self.init_objective_ = float(mc.multicut_objective(C, start))
+        else:
+            work = C.copy()
+            start, _ = mc.gaec_dense(work)
+            del work
+            self.gaec_labels_ = start
+            self.gaec_objective_ = float(mc.multicut_objective(C, start))
+            self.gaec_n_clusters_ = int(start.max()) + 1 if start.size else 0
         do_kl = self.kl and n > 1 and int(self.max_rounds) > 0
         labels, rounds = start, 0
         if do_kl:
@@ -323,10 +328,10 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         self.n_kl_rounds_ = int(rounds)
         self.n_restarts_ = restarts if n > 2 else 0
         log.info(
-            "multicut: GAEC %d clusters (objective %.4g), final %d clusters (objective %.4g), "
-            "%d KLj rounds, %d restarts",
-            self.gaec_n_clusters_, self.gaec_objective_, self.n_clusters_, self.objective_,
-            rounds, self.n_restarts_,
+            "multicut: start objective %.4g, final %d clusters (objective %.4g), %d KLj rounds, "
+            "%d restarts",
+            self.gaec_objective_ if init_labels is None else self.init_objective_,
+            self.n_clusters_, self.objective_, rounds, self.n_restarts_,
         )
         return self
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.base import clone
 
 from ..exceptions import ConfigError, DataError
 
@@ -334,21 +335,20 @@ def multicut_average_linkage_start(
     :func:`multicut_for` (its cost matrix is rebuilt here); ``threshold`` is the Euclidean 0.5
     crossing (τ, or L1's logistic ``−intercept/coef``).
     """
-    from ..cluster import _multicut_core as mc
     from ..cluster.threshold_hac import ThresholdAgglomerative
 
     t0 = time.perf_counter()
     hac = ThresholdAgglomerative(float(threshold), distance="euclidean", linkage="average").fit(Z_test)
     t1 = time.perf_counter()
-    C = estimator._costs_from_embeddings(Z_test)  # (n, n) costs, as MulticutClustering.fit builds them
     start = np.asarray(hac.labels_, dtype=np.int64)
-    labels, rounds = mc.kernighan_lin_joins(C, start, int(max_rounds), 1e-7)
-    labels = np.asarray(labels, dtype=np.int64)
-    out = {**_scores(y_test, labels), "objective": float(mc.multicut_objective(C, labels)),
-           "start_objective": float(mc.multicut_objective(C, start)), "start": _scores(y_test, start),
-           "kl_rounds": int(rounds), "hac_s": round(t1 - t0, 2), "wall_s": round(time.perf_counter() - t0, 2),
+    est = clone(estimator).set_params(n_restarts=0, max_rounds=int(max_rounds))
+    est.fit(Z_test, init_labels=start)  # the same cost matrix as the estimator's own fit
+    labels = np.asarray(est.labels_, dtype=np.int64)
+    out = {**_scores(y_test, labels), "objective": float(est.objective_),
+           "start_objective": float(est.init_objective_), "start": _scores(y_test, start),
+           "kl_rounds": int(est.n_kl_rounds_), "hac_s": round(t1 - t0, 2),
+           "wall_s": round(time.perf_counter() - t0, 2),
            "solver": "average-linkage HAC at the 0.5 crossing, then KLj"}
-    del C
     return out, labels.astype(np.int32)
 
 
