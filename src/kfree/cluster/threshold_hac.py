@@ -52,6 +52,9 @@ LINKAGES = ("complete", "average", "single")
 ALGORITHMS = ("auto", "dense", "sparse")
 #: below this many samples, ``algorithm="auto"`` builds the full dense tree.
 DENSE_MAX_SAMPLES = 5000
+#: above this many samples (or when the τ-graph will not fit), unconstrained complete linkage
+#: goes one connected component at a time.
+COMPONENTS_MIN_SAMPLES = 50_000
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
@@ -260,9 +263,18 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         limit = self._limit_bytes()
         n_groups = int(groups.max()) + 1
         if np.isfinite(cut):
-            if self.linkage == "complete" and not (ml.shape[0] or cl.shape[0]):
+            Xp = np.asarray(X, dtype=np.float64)
+            if self.distance == "cosine":
+                Xp = Xp / np.linalg.norm(Xp, axis=1, keepdims=True)
+            X32 = np.ascontiguousarray(Xp, dtype=np.float32)
+            est = estimate_edges(X32, sq_units(cut, self.distance))
+            need = est * BYTES_PER_EDGE
+            log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
+            simple = self.linkage == "complete" and not (ml.shape[0] or cl.shape[0])
+            if simple and (n > COMPONENTS_MIN_SAMPLES or need > limit):
                 # exact per connected component: never more than one component's edges in
-                # memory, and faster too (the components pass skips most distances)
+                # memory, and at scale faster too (the components pass skips most distances);
+                # below ~50k points one pass over the whole τ-graph is faster when it fits
                 a, b, h, n_edges = _complete_by_components(X, cut, self.distance, limit, hook)
                 order = np.argsort(h, kind="stable")
                 self.n_edges_ = int(n_edges)
@@ -271,13 +283,6 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                 self._n_forced = 0
                 self._tree_top = cut
                 return
-            Xp = np.asarray(X, dtype=np.float64)
-            if self.distance == "cosine":
-                Xp = Xp / np.linalg.norm(Xp, axis=1, keepdims=True)
-            X32 = np.ascontiguousarray(Xp, dtype=np.float32)
-            est = estimate_edges(X32, sq_units(cut, self.distance))
-            need = est * BYTES_PER_EDGE
-            log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
             if need > limit:
                 raise ResourceError(
                     f"threshold HAC at threshold={cut} would need ~{est:.3g} tau-edges "
