@@ -64,9 +64,14 @@ def union_find_labels(n, a, b, n_merges):
 
 
 @nb.njit(cache=True)
-def symmetric_csr(n, ei, ej, ed, rev):
-    """Symmetric CSR: int64 indptr, int32 neighbours, float64 distances, and ``rev[p]`` (the
-    position of the twin entry of p in the neighbour's row; preallocated, int32 or int64)."""
+def csr_structure(n, ei, ej, rev, pos):
+    """Symmetric CSR structure of an edge list: int64 indptr and int32 neighbours.
+
+    Fills ``rev[p]`` (the position of the twin entry of p in the neighbour's row) and
+    ``pos[t]`` (the position of edge t in row ``ei[t]``); ``pos`` may be ``ei`` itself when its
+    dtype holds positions up to 2m, so the caller can drop ``ej`` before the distances are
+    placed by :func:`csr_fill_distances` (a lower peak than building everything at once).
+    """
     m = ei.shape[0]
     deg = np.zeros(n + 1, dtype=np.int64)
     for t in range(m):
@@ -75,21 +80,28 @@ def symmetric_csr(n, ei, ej, ed, rev):
     indptr = np.cumsum(deg)
     fill = indptr[:-1].copy()
     nbr = np.empty(2 * m, dtype=np.int32)
-    dist = np.empty(2 * m, dtype=np.float64)
     for t in range(m):
         i = ei[t]
         j = ej[t]
         pi = fill[i]
         pj = fill[j]
         nbr[pi] = j
-        dist[pi] = ed[t]
         nbr[pj] = i
-        dist[pj] = ed[t]
         rev[pi] = pj
         rev[pj] = pi
         fill[i] += 1
         fill[j] += 1
-    return indptr, nbr, dist
+        pos[t] = pi
+    return indptr, nbr
+
+
+@nb.njit(cache=True)
+def csr_fill_distances(pos, rev, ed, dist):
+    """Place edge t's distance at both of its CSR entries (``pos[t]`` and its twin)."""
+    for t in range(ed.shape[0]):
+        p = pos[t]
+        dist[p] = ed[t]
+        dist[rev[p]] = ed[t]
 
 
 @nb.njit(cache=True)

@@ -472,15 +472,22 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
 def _complete_merges(n_nodes, edges: list, sizes):
     """Sparse complete linkage of an edge list ``[lo, hi, ed]``: merges (a, b, h) in node ids.
 
-    The list is emptied, so the edge list is freed once its symmetric CSR is built (callers
-    must not keep other references): the peak is the CSR, not CSR + edge list.
+    The list is emptied and its arrays are consumed (``lo`` is overwritten with CSR positions),
+    so the edge list is freed while its symmetric CSR is built (callers must not keep other
+    references): the peak is about the CSR plus half the edge list.
     """
     lo, hi, ed = edges
     edges.clear()
     m = lo.shape[0]
-    rev = np.empty(2 * m, dtype=np.int32 if 2 * m < 2**31 else np.int64)
-    indptr, nbr, dist = core.symmetric_csr(n_nodes, lo, hi, ed, rev)
-    del lo, hi, ed
+    small = 2 * m < 2**31
+    rev = np.empty(2 * m, dtype=np.int32 if small else np.int64)
+    # positions go into lo itself when its dtype holds them: hi can go before dist is built
+    pos = lo if (small or lo.dtype == np.int64) else np.empty(m, dtype=np.int64)
+    indptr, nbr = core.csr_structure(n_nodes, lo, hi, rev, pos)
+    del lo, hi
+    dist = np.empty(2 * m, dtype=np.float64)
+    core.csr_fill_distances(pos, rev, ed, dist)
+    del pos, ed
     return core.sparse_complete_nn_chain(indptr, nbr, dist, rev, sizes)
 
 
