@@ -178,12 +178,18 @@ def test_resource_error_when_graph_will_not_fit():
         ThresholdAgglomerative(n_clusters=3, memory_limit=0.001).fit(X)
 
 
-@pytest.mark.parametrize("spread,tau,tile", [(0.3, 0.6, 4096), (0.9, 1.2, 64), (0.3, 0.05, 4096)])
-def test_pruned_radius_graph_is_exact(spread, tau, tile):
-    """The cell-pruned graph holds every pair <= tau exactly once, with exact distances."""
+@pytest.mark.parametrize(
+    "spread,tau,tile,scale",
+    [(0.3, 0.6, 4096, 1.0), (0.9, 1.2, 64, 1.0), (0.3, 0.05, 4096, 1.0), (0.3, 0.6, 4096, 300.0)],
+)
+def test_pruned_radius_graph_is_exact(spread, tau, tile, scale):
+    """The cell-pruned graph holds every pair <= tau exactly once, with exact distances (also
+    far from the origin, where float32 rounding of |x|² + |c|² − 2x·c is largest)."""
     from kfree.cluster._radius_graph import radius_edges
 
     X, _ = sphere_blobs(40, 25, 16, spread=spread, seed=5)
+    X = X.astype(np.float64) * scale + (scale - 1.0) * 2.0
+    tau = tau * scale**2
     a = radius_edges(X, tau, prune=False, tile=tile)
     b = radius_edges(X, tau, prune=True, tile=tile)
     assert (b[0] < b[1]).all()

@@ -509,16 +509,19 @@ def _filter_point_cells(G, xn, cn, bound2, assign, p0, c0, out_p, out_c, k):
 def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 1024, cols: int = 4096):
     """For each cell c, the points x of cells < c with ``|x - c| <= rad + R_c`` (CSR by cell).
 
-    Points × centres by GEMM in cache-sized tiles (float32, the bound widened by a relative
-    1e-5 for rounding), filtered per cell in numba; the cost is n × cells distance
-    evaluations, memory the candidate lists.
+    Points × centres by GEMM in cache-sized tiles (float32, the bound widened for rounding),
+    filtered per cell in numba; the cost is n × cells distance evaluations, memory the
+    candidate lists.
     """
     n = X32.shape[0]
     k_cells = centres.shape[0]
     cen = np.ascontiguousarray(centres, dtype=np.float32)
     cn = np.einsum("ij,ij->i", cen, cen).astype(np.float32)
     xn = np.einsum("ij,ij->i", X32, X32).astype(np.float32)
-    bound2 = (((rad + radii) ** 2) * (1 + 1e-5) + 1e-6).astype(np.float32)
+    # float32 |x|² + |c|² − 2 x·c loses about eps32 · (|x|² + |c|²) · sqrt(d) to rounding:
+    # widen the bound by that (as _margin does for the pair candidates) so no candidate is lost
+    slack = 4e-6 * (float(xn.max()) + float(cn.max()) + 1.0) * math.sqrt(X32.shape[1])
+    bound2 = (((rad + radii) ** 2) * (1 + 1e-5) + slack).astype(np.float32)
     parts_p, parts_c = [], []
     buf_p = np.empty(1 << 22, dtype=np.int32)
     buf_c = np.empty(1 << 22, dtype=np.int32)
