@@ -11,11 +11,13 @@ Two exact algorithms give the same partition (up to relabelling, on data without
 - **sparse** — complete linkage merges two clusters at height h only if *every* cross pair is
   ``<= h``, so below the cut a pair farther than ``tau`` is as good as +inf. The agglomeration
   runs over the exact τ-radius graph, a merged cluster keeping only the neighbours both parts
-  had. Without constraints it goes one connected component of the τ-graph at a time (found
-  first without storing any edge, see :func:`~kfree.cluster._radius_graph.radius_components`),
-  so memory is proportional to the τ-edges of the largest component (a cluster of s points
-  brings about s²/2 edges), which is estimated before it is built and reported as a
-  :class:`~kfree.exceptions.ResourceError` when it will not fit. Single linkage is the minimum spanning forest of the same graph. Average
+  had: memory proportional to the τ-edges (a cluster of s points brings about s²/2), which
+  are estimated before they are built and reported as a
+  :class:`~kfree.exceptions.ResourceError` when they will not fit. Without constraints, above
+  50,000 points or when the whole graph will not fit, it goes one connected component of the
+  τ-graph at a time (found first without storing any edge,
+  :func:`~kfree.cluster._radius_graph.radius_components`), so only the largest component's
+  edges must fit. Single linkage is the minimum spanning forest of the same graph. Average
   linkage is not local in that way: it is exact per connected component of the τ-graph (an
   average of distances all above ``tau`` stays above it), each component agglomerated densely.
 
