@@ -77,20 +77,10 @@ def scale(sizes, tau: float, seed: int) -> list[dict]:
     return rows
 
 
-def random_graph(rng, n: int, degree: int) -> np.ndarray:
-    """A connected random graph: a random spanning path plus uniform random edges."""
-    perm = rng.permutation(n)
-    E = {tuple(sorted((int(perm[i]), int(perm[i + 1])))) for i in range(n - 1)}
-    while len(E) < n * degree // 2:
-        u, v = (int(t) for t in rng.integers(0, n, 2))
-        if u != v:
-            E.add((min(u, v), max(u, v)))
-    return np.array(sorted(E))
-
-
 def exact(sizes, instances: int, seed: int, time_limit: float) -> list[dict]:
     from kfree.cluster import MulticutClustering
     from kfree.cluster.multicut_exact import exact_multicut
+    from kfree.data.synthetic import random_connected_graph
 
     def complete(C):
         iu = np.triu_indices(C.shape[0], 1)
@@ -107,7 +97,7 @@ def exact(sizes, instances: int, seed: int, time_limit: float) -> list[dict]:
         return complete(C + C.T)
 
     def sparse_gaussian(rng, n):
-        E = random_graph(rng, n, 6)
+        E = random_connected_graph(n, 6, rng)
         return E, rng.standard_normal(len(E))
 
     families = (("planted", planted), ("gaussian", gaussian), ("sparse-gaussian", sparse_gaussian))

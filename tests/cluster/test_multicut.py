@@ -10,6 +10,7 @@ import pytest
 from kfree.cluster import MulticutClustering
 from kfree.cluster import _multicut_core as mc
 from kfree.cluster.multicut_exact import exact_multicut
+from kfree.data.synthetic import random_connected_graph
 from kfree.exceptions import ConfigError, DataError, ResourceError
 from kfree.threshold import Threshold
 
@@ -120,17 +121,6 @@ def ilp_optimum(C):
     return sparse_ilp_optimum(n, np.stack(iu, 1), C[iu])
 
 
-def random_graph(rng, n, degree):
-    """A connected random graph: a random spanning path plus uniform random edges."""
-    perm = rng.permutation(n)
-    E = {tuple(sorted((int(perm[i]), int(perm[i + 1])))) for i in range(n - 1)}
-    while len(E) < n * degree // 2:
-        u, v = (int(t) for t in rng.integers(0, n, 2))
-        if u != v:
-            E.add((min(u, v), max(u, v)))
-    return np.array(sorted(E))
-
-
 def grid_graph(rows, cols):
     E = [(i * cols + j, i * cols + j + 1) for i in range(rows) for j in range(cols - 1)]
     E += [(i * cols + j, (i + 1) * cols + j) for i in range(rows - 1) for j in range(cols)]
@@ -166,7 +156,7 @@ def test_sparse_gaussian_within_two_percent_of_exact_ilp(n, degree, seed):
     degree 0); GAEC + KLj alone lands up to ~7 % above the optimum on such graphs, the
     default restarts close the gap."""
     rng = np.random.default_rng(seed)
-    E = grid_graph(7, 8) if degree == 0 else random_graph(rng, n, degree)
+    E = grid_graph(7, 8) if degree == 0 else random_connected_graph(n, degree, rng)
     c = rng.standard_normal(len(E))
     opt = sparse_ilp_optimum(n, E, c)
     m = MulticutClustering(cut_probability=(1.0, 0.0)).fit_graph(E, c, n)

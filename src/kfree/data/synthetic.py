@@ -27,3 +27,18 @@ def sphere_blobs(
     if normalize:
         X /= np.linalg.norm(X, axis=1, keepdims=True)
     return X.astype(np.float32), y.astype(np.int64)
+
+
+def random_connected_graph(n: int, degree: int, rng: np.random.Generator) -> np.ndarray:
+    """Edges (m, 2), ``i < j``, of a connected random graph on ``n`` nodes, mean degree ~``degree``.
+
+    A random spanning path (so the graph is connected) plus uniformly drawn extra edges; for
+    multicut instances with i.i.d. costs (tests and ``benchmarks/run_multicut.py``).
+    """
+    perm = rng.permutation(n)
+    E = {tuple(sorted((int(perm[i]), int(perm[i + 1])))) for i in range(n - 1)}
+    while len(E) < max(n - 1, n * degree // 2):
+        u, v = (int(t) for t in rng.integers(0, n, 2))
+        if u != v:
+            E.add((min(u, v), max(u, v)))
+    return np.array(sorted(E), dtype=np.int64).reshape(-1, 2)
