@@ -324,7 +324,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
                     labels, best = lab, obj
         self.labels_ = np.asarray(labels, dtype=np.int64)
         self.n_clusters_ = int(self.labels_.max()) + 1 if self.labels_.size else 0
-        self.objective_ = float(mc.multicut_objective(C, self.labels_))
+        self.objective_ = best  # the objective of `labels`, computed when they were kept
         self.n_kl_rounds_ = int(rounds)
         self.n_restarts_ = restarts if n > 2 else 0
         log.info(

@@ -265,14 +265,18 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         limit = self._limit_bytes()
         n_groups = int(groups.max()) + 1
         if np.isfinite(cut):
-            Xp = np.asarray(X, dtype=np.float64)
-            if self.distance == "cosine":
-                Xp = Xp / np.linalg.norm(Xp, axis=1, keepdims=True)
-            X32 = np.ascontiguousarray(Xp, dtype=np.float32)
-            est = estimate_edges(X32, sq_units(cut, self.distance))
-            need = est * BYTES_PER_EDGE
-            log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
             simple = self.linkage == "complete" and not (ml.shape[0] or cl.shape[0])
+            need = 0.0
+            if not (simple and n > COMPONENTS_MIN_SAMPLES):
+                # the whole-graph estimate decides only where the per-component path is optional
+                Xp = np.asarray(X, dtype=np.float64)
+                if self.distance == "cosine":
+                    Xp = Xp / np.linalg.norm(Xp, axis=1, keepdims=True)
+                X32 = np.ascontiguousarray(Xp, dtype=np.float32)
+                est = estimate_edges(X32, sq_units(cut, self.distance))
+                need = est * BYTES_PER_EDGE
+                del Xp, X32
+                log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
             if simple and (n > COMPONENTS_MIN_SAMPLES or need > limit):
                 # exact per connected component: never more than one component's edges in
                 # memory, and at scale faster too (the components pass skips most distances);
