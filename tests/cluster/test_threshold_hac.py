@@ -218,6 +218,56 @@ def test_radius_components_match_the_graph():
         assert np.array_equal(_relabel(ref), _relabel(got))
 
 
+def test_tight_cells_are_tight_pure_and_about_one_per_cluster():
+    """Pruning cells: every member pair within the radius (so a cell is connected without
+    comparing its pairs), no cell mixing two separated clusters, and fragments of a cluster
+    that k-means cut apart joined again. Small target/block sizes force the k-means split of
+    oversized cells and the complete-linkage cut inside them."""
+    import math
+
+    from kfree.cluster._radius_graph import _merge_fragments, _recentre, _tight_cells
+
+    X, y = sphere_blobs(120, np.arange(120) % 13 + 2, 32, spread=0.3, seed=11)
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    rad = math.sqrt(0.6)
+    frag, centres, _ = _tight_cells(X32, rad, 0, target=64, block=40)
+    merged, mcentres, mradii = _merge_fragments(X32, frag, centres, rad)
+    n_true = len(np.unique(y))
+    n_frag, n_cells = len(centres), len(mcentres)
+    assert n_cells <= n_frag and n_frag > n_true  # k-means did cut clusters apart ...
+    assert n_cells <= 1.2 * n_true  # ... and merging joined nearly all fragments
+    for assign in (frag, merged):
+        for c in np.unique(assign):
+            members = X32[assign == c].astype(np.float64)
+            assert len(np.unique(y[assign == c])) == 1
+            if len(members) > 1:
+                assert pdist(members).max() <= rad
+    # centres and radii are exact
+    _, c2, r2 = _recentre(X32, merged)
+    np.testing.assert_allclose(mcentres, c2)
+    np.testing.assert_allclose(mradii, r2)
+
+
+def test_radius_components_on_many_clusters_match_the_graph():
+    """Thousands of points in hundreds of clusters (the pruned path with tight cells: a point
+    is near 3.5 % / 9.3 % of the cells), clusters of very different sizes, thresholds that
+    join some of them."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from kfree.cluster._radius_graph import radius_components, radius_edges
+
+    sizes = np.r_[np.full(150, 3), np.full(40, 25), [400, 900]]
+    for spread, tau in ((0.3, 0.6), (0.3, 0.8)):  # 181 and 104 components of 192 clusters
+        X, _ = sphere_blobs(len(sizes), sizes, 24, spread=spread, seed=12)
+        ei, ej, _ = radius_edges(X, tau, prune=False)
+        A = coo_matrix((np.ones(len(ei)), (ei, ej)), shape=(len(X), len(X)))
+        _, ref = connected_components(A, directed=False)
+        got = radius_components(X, tau)
+        assert np.array_equal(_relabel(ref), _relabel(got))
+        assert radius_edges(X, tau, prune=True)[0].shape == ei.shape
+
+
 def test_registry_names():
     from kfree import registry
 

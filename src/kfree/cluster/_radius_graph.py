@@ -8,11 +8,12 @@ the expensive part runs at BLAS speed in tiles of fixed size.
 For large n the tiles are restricted with the triangle inequality: points are bucketed into
 cells with centre ``c`` and radius ``R`` (max member distance); a point ``x`` can only have
 τ-neighbours in cells with ``|x − c| <= sqrt(tau) + R``. That pruning is exact. It only pays
-when cells are narrow, i.e. hold one cluster each: k-means cells that mix clusters are split
-until they are narrow (:func:`_refined_cells`), and a sample decides whether the bound prunes
-at all (on overlapping data it does not, and all pairs are compared). Checking every point
-against every cell costs n × cells distance evaluations — cheap next to the edges up to a few
-hundred thousand points, the dominant cost beyond.
+when cells are narrow, i.e. hold one cluster each: k-means cells are cut by complete linkage
+so that no cell is wider than the radius, and the fragments of a cluster that k-means cut
+apart are joined again (:func:`_tight_cells`, :func:`_merge_fragments`); a sample decides
+whether the bound prunes at all (on overlapping data it does not, and all pairs are
+compared). Checking every point against every cell costs about n × cells / 2 distance
+evaluations (GEMM tiles on all threads) — so cells must be about as few as clusters.
 
 :func:`radius_components` finds the connected components of the τ-graph without building it:
 once two cells are in one component no pair between them is compared.
@@ -23,8 +24,10 @@ that will not fit is reported instead of exhausting memory.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import os
 
 import numba as nb
 import numpy as np
@@ -386,30 +389,36 @@ def _d2(X32, a, b):
 
 
 @nb.njit(cache=True)
-def _components_kernel(X32, order, starts, qptr, qpts, thr, parent):
+def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight):
     """Union every pair at squared distance <= thr, skipping pairs already connected.
 
-    Per cell c: its own pairs, then the queries x (points of smaller cells that may have a
-    τ-neighbour in c). A pair is compared only while its two points are in different
+    Per cell c: its own pairs (or, for a ``tight`` cell, whose member pairs are all within
+    the radius, its members at once), then the queries x (points of smaller cells that may
+    have a τ-neighbour in c). A pair is compared only while its two points are in different
     components, and a query is dropped at once when the whole cell is already in its
-    component — inside a big cluster that leaves almost nothing to compare.
+    component; against a tight cell one neighbour found joins x to all of it.
     """
     n_cells = starts.shape[0] - 1
     for c in range(n_cells):
         s0 = starts[c]
         s1 = starts[c + 1]
-        for p in range(s0, s1):
-            a = order[p]
-            for q in range(p + 1, s1):
-                b = order[q]
-                if _find(parent, a) != _find(parent, b) and _d2(X32, a, b) <= thr:
-                    _union(parent, a, b)
-        whole = True
-        r0 = _find(parent, order[s0])
-        for p in range(s0 + 1, s1):
-            if _find(parent, order[p]) != r0:
-                whole = False
-                break
+        if tight:
+            for p in range(s0 + 1, s1):
+                _union(parent, order[s0], order[p])
+            whole = True
+        else:
+            for p in range(s0, s1):
+                a = order[p]
+                for q in range(p + 1, s1):
+                    b = order[q]
+                    if _find(parent, a) != _find(parent, b) and _d2(X32, a, b) <= thr:
+                        _union(parent, a, b)
+            whole = True
+            r0 = _find(parent, order[s0])
+            for p in range(s0 + 1, s1):
+                if _find(parent, order[p]) != r0:
+                    whole = False
+                    break
         for t in range(qptr[c], qptr[c + 1]):
             x = qpts[t]
             if whole and _find(parent, x) == _find(parent, order[s0]):
@@ -418,52 +427,155 @@ def _components_kernel(X32, order, starts, qptr, qpts, thr, parent):
                 b = order[q]
                 if _find(parent, x) != _find(parent, b) and _d2(X32, x, b) <= thr:
                     _union(parent, x, b)
+                    if whole:
+                        break
 
 
-def _refined_cells(X32, rad: float, seed: int, target: int = 256):
-    """Cells for the point-to-cell bound ``|x - c| <= rad + R_c``: (assign, centres, radii).
+def _split_block(X32, idx: np.ndarray, block: int, seed: int) -> list[np.ndarray]:
+    """``idx`` cut into parts of at most ``block`` points (k-means, so parts stay compact)."""
+    if idx.shape[0] <= block:
+        return [idx]
+    sub = _kmeans_assign(np.ascontiguousarray(X32[idx]), -(-2 * idx.shape[0] // block), seed)
+    parts = [idx[sub == j] for j in np.unique(sub)]
+    if len(parts) == 1:  # k-means could not split (duplicates): any partition is valid
+        parts = np.array_split(idx, -(-idx.shape[0] // block))
+        return list(parts)
+    return [q for part in parts for q in _split_block(X32, part, block, seed + 1)]
 
-    k-means cells of ~``target`` points, then every cell wider than ``rad / 2`` is split by a
-    small k-means as long as that narrows it (median sub-cell radius below 0.8 × its radius):
-    a cell mixing several clusters is wide and would make every point a candidate, while one
-    cluster's cell cannot be narrowed by splitting (in high dimension its sub-cells are about
-    as wide) and is kept whole.
+
+def _complete_cut(Y: np.ndarray, rad: float) -> np.ndarray:
+    """Labels 0..m-1 of complete linkage on ``Y`` cut at Euclidean distance ``rad``."""
+    if Y.shape[0] < 2:
+        return np.zeros(Y.shape[0], dtype=np.int64)
+    import fastcluster
+    from scipy.cluster.hierarchy import fcluster
+    from scipy.spatial.distance import pdist
+
+    Z = fastcluster.linkage(pdist(Y.astype(np.float64)), "complete", preserve_input=False)
+    return fcluster(Z, rad, "distance").astype(np.int64) - 1
+
+
+def _tight_cells(X32, rad: float, seed: int, *, target: int = 512, block: int = 2048):
+    """Cells of diameter at most ``rad``, about one per cluster: (assign, centres, radii).
+
+    k-means cells of ~``target`` points; a cell of radius above ``rad / 2`` (whose diameter may
+    exceed ``rad``) is cut by complete linkage at ``rad`` (in blocks of at most ``block``
+    points). Two reasons for that cut rather than a finer k-means: every member pair of a cell
+    is then within ``rad`` (a cell is connected without comparing its pairs), and a cell never
+    mixes two clusters — a mixed cell is wide, and a wide cell makes every point a candidate
+    for it — while one cluster is not cut into many small cells (each cell costs one distance
+    per point in the point-to-cell pass, so cells must be about as few as the clusters).
     """
     n = X32.shape[0]
+    target = max(16, min(target, n // 32))  # small inputs still get a few dozen cells
     assign, centres, radii = _cells(X32, max(1, n // target), seed)
-    for it in range(12):
-        k = centres.shape[0]
-        sizes = np.bincount(assign, minlength=k)
-        wide = np.flatnonzero((radii > rad / 2) & (sizes >= 2))
-        if wide.shape[0] == 0:
-            break
-        order = np.argsort(assign, kind="stable")
-        starts = np.searchsorted(assign[order], np.arange(k + 1))
-        new_assign = assign.copy()
-        nxt = k
-        changed = False
-        for c in wide:
-            idx = order[starts[c] : starts[c + 1]]
-            sub = _kmeans_assign(np.ascontiguousarray(X32[idx]), max(2, min(idx.shape[0] // 4, 64)),
-                                 seed + it)
-            m = int(sub.max()) + 1
-            if m < 2:
-                continue
-            cen = np.zeros((m, X32.shape[1]))
-            np.add.at(cen, sub, X32[idx].astype(np.float64))
-            cen /= np.bincount(sub, minlength=m)[:, None]
-            dd = np.sqrt(((X32[idx] - cen[sub]) ** 2).sum(1))
-            child_r = np.zeros(m)
-            np.maximum.at(child_r, sub, dd)
-            if np.median(child_r) > 0.8 * radii[c]:
-                continue  # one cluster: splitting does not narrow it
-            new_assign[idx] = np.where(sub == 0, c, nxt + sub - 1)
-            nxt += m - 1
-            changed = True
-        if not changed:
-            break
-        assign, centres, radii = _recentre(X32, new_assign)
-    return assign, centres, radii
+    k = centres.shape[0]
+    order = np.argsort(assign, kind="stable")
+    starts = np.searchsorted(assign[order], np.arange(k + 1))
+    new = np.empty(n, dtype=np.int64)
+    nxt = 0
+    for c in range(k):
+        idx = order[starts[c] : starts[c + 1]]
+        if radii[c] <= rad / 2 or idx.shape[0] < 2:
+            new[idx] = nxt
+            nxt += 1
+            continue
+        for part in _split_block(X32, idx, block, seed + c):
+            lab = _complete_cut(X32[part], rad)
+            new[part] = nxt + lab
+            nxt += int(lab.max()) + 1
+    return _recentre(X32, new)
+
+
+@nb.njit(cache=True)
+def _merge_kernel(X32, order, fstarts, pi, pj, half2, parent):
+    """Greedy union of fragments (pairs in the given order) while the union's radius stays
+    ``<= sqrt(half2)``: the exact radius of every candidate union is measured on its points
+    (float64, stopping at the first point outside), so merged cells stay tight."""
+    k = fstarts.shape[0] - 1
+    d = X32.shape[1]
+    gsum = np.zeros((k, d))
+    cnt = np.zeros(k, dtype=np.int64)
+    nxt = np.full(k, -1, dtype=np.int64)  # fragments of a group, as a linked list from its root
+    tail = np.arange(k)
+    for f in range(k):
+        for p in range(fstarts[f], fstarts[f + 1]):
+            for t in range(d):
+                gsum[f, t] += X32[order[p], t]
+        cnt[f] = fstarts[f + 1] - fstarts[f]
+    cen = np.empty(d)
+    for e in range(pi.shape[0]):
+        a = _find(parent, pi[e])
+        b = _find(parent, pj[e])
+        if a == b:
+            continue
+        m = cnt[a] + cnt[b]
+        for t in range(d):
+            cen[t] = (gsum[a, t] + gsum[b, t]) / m
+        ok = True
+        for g in (a, b):
+            f = g
+            while f >= 0 and ok:
+                for p in range(fstarts[f], fstarts[f + 1]):
+                    x = order[p]
+                    s = 0.0
+                    for t in range(d):
+                        v = X32[x, t] - cen[t]
+                        s += v * v
+                    if s > half2:
+                        ok = False
+                        break
+                f = nxt[f]
+            if not ok:
+                break
+        if not ok:
+            continue
+        lo, hi = (a, b) if a < b else (b, a)
+        parent[hi] = lo
+        for t in range(d):
+            gsum[lo, t] += gsum[hi, t]
+        cnt[lo] = m
+        nxt[tail[lo]] = hi
+        tail[lo] = tail[hi]
+
+
+def _merge_fragments(X32, assign, centres, rad: float, *, neighbours: int = 8):
+    """Join tight fragments of one cluster into tight cells: (assign, centres, radii).
+
+    k-means splits a cluster wherever a cell boundary crosses it, so :func:`_tight_cells`
+    leaves a cluster in several fragments, and every cell costs one distance per point later.
+    Fragments whose centres are near (approximate nearest neighbours by faiss; a missed pair
+    only costs speed) are joined, closest first, as long as the union's exact radius stays
+    within ``rad / 2`` — so every cell is still tight (all member pairs within ``rad``).
+    """
+    import faiss
+
+    k, d = centres.shape
+    if k < 2:
+        return _recentre(X32, assign)
+    cen = np.ascontiguousarray(centres, dtype=np.float32)
+    kk = min(neighbours + 1, k)
+    if k <= 20_000:
+        index = faiss.IndexFlatL2(d)
+    else:
+        nlist = int(4 * math.sqrt(k))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
+        index.cp.seed = 1234
+        index.train(cen)
+        index.nprobe = 16
+    index.add(cen)
+    D, Ind = index.search(cen, kk)
+    rows = np.repeat(np.arange(k), kk)
+    D, Ind = D.ravel(), Ind.ravel()
+    ok = (Ind > rows) & (D <= rad * rad)  # two fragments of a tight cell: centres within rad
+    pi, pj, dd = rows[ok], Ind[ok].astype(np.int64), D[ok]
+    by = np.argsort(dd, kind="stable")
+    order = np.argsort(assign, kind="stable").astype(np.int64)
+    fstarts = np.searchsorted(assign[order], np.arange(k + 1)).astype(np.int64)
+    parent = np.arange(k, dtype=np.int64)
+    # the kernel measures radii in float64; a hair inside rad/2 leaves room for its rounding
+    _merge_kernel(X32, order, fstarts, pi[by], pj[by], (rad / 2) ** 2 * (1 - 1e-6), parent)
+    return _recentre(X32, roots_to_labels(parent)[assign])
 
 
 def _pruning_cells(X32, rad: float, seed: int, *, sample: int = 2000, useful: float = 0.2):
@@ -473,7 +585,8 @@ def _pruning_cells(X32, rad: float, seed: int, *, sample: int = 2000, useful: fl
     is more than ``useful`` of all cells (overlapping data, where every point is near every
     cell), pruning saves nothing and costs a point × cell pass, so callers compare all pairs.
     """
-    assign, centres, radii = _refined_cells(X32, rad, seed)
+    assign, centres, radii = _tight_cells(X32, rad, seed)
+    assign, centres, radii = _merge_fragments(X32, assign, centres, rad)
     k = centres.shape[0]
     if k < 2:
         return None
@@ -486,33 +599,57 @@ def _pruning_cells(X32, rad: float, seed: int, *, sample: int = 2000, useful: fl
     return (assign, centres, radii) if frac <= useful else None
 
 
-@nb.njit(cache=True)
-def _filter_point_cells(G, xn, cn, bound2, assign, p0, c0, out_p, out_c, k):
-    """Append (p0 + r, c0 + j) where |x - c|² <= bound2[c] and assign[x] < c; -1 if full."""
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _filter_point_cells(G, pts, half_xn, u, assign, c0, out_p, out_c, k):
+    """Append (pts[r], c0 + j) where G[r, j] >= half_xn[r] + u[j] and assign[x] < c0 + j.
+
+    ``u`` holds ``(|c|² − bound²) / 2`` of the tile's cells, so the test is
+    ``|x − c|² <= bound²``. Almost no entry passes, so each row is first counted over the
+    whole tile (a branch-free loop from a constant start, which LLVM vectorises; a start that
+    varies per row stops it) and scanned only when something passes. Returns the new count,
+    or -1 when the buffers are full.
+    """
     cap = out_p.shape[0]
+    nc = G.shape[1]
     for r in range(G.shape[0]):
-        x = p0 + r
-        lo = assign[x] + 1 - c0
-        if lo < 0:
-            lo = 0
-        for j in range(lo, G.shape[1]):
-            c = c0 + j
-            if xn[r] + cn[c] - 2.0 * G[r, j] <= bound2[c]:
+        t = half_xn[r]
+        hits = 0
+        for j in range(nc):
+            hits += (G[r, j] - u[j]) >= t
+        if hits == 0:
+            continue
+        x = pts[r]
+        lo = max(assign[x] + 1 - c0, 0)
+        for j in range(lo, nc):
+            if G[r, j] - u[j] >= t:
                 if k >= cap:
                     return -1
                 out_p[k] = x
-                out_c[k] = c
+                out_c[k] = c0 + j
                 k += 1
     return k
 
 
-def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 1024, cols: int = 4096):
+def _n_threads() -> int:
+    """Threads for the point-to-cell pass: the BLAS thread budget (honours OMP_NUM_THREADS)."""
+    from threadpoolctl import threadpool_info
+
+    blas = [i.get("num_threads", 1) for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(1, min(blas) if blas else (os.cpu_count() or 1))
+
+
+def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int = 2048):
     """For each cell c, the points x of cells < c with ``|x - c| <= rad + R_c`` (CSR by cell).
 
-    Points × centres by GEMM in cache-sized tiles (float32, the bound widened for rounding),
-    filtered per cell in numba; the cost is n × cells distance evaluations, memory the
-    candidate lists.
+    Points (in cell order, so a block only meets the cells above its own) × centres by GEMM in
+    cache-sized tiles (float32, the bound widened for rounding), filtered in numba; blocks run
+    on threads with single-threaded BLAS each. The cost is about n × cells / 2 distance
+    evaluations, memory the candidate lists.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
     n = X32.shape[0]
     k_cells = centres.shape[0]
     cen = np.ascontiguousarray(centres, dtype=np.float32)
@@ -521,32 +658,47 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 1024, cols: in
     # float32 |x|² + |c|² − 2 x·c loses about eps32 · (|x|² + |c|²) · sqrt(d) to rounding:
     # widen the bound by that (as _margin does for the pair candidates) so no candidate is lost
     slack = 4e-6 * (float(xn.max()) + float(cn.max()) + 1.0) * math.sqrt(X32.shape[1])
-    bound2 = (((rad + radii) ** 2) * (1 + 1e-5) + slack).astype(np.float32)
-    parts_p, parts_c = [], []
-    buf_p = np.empty(1 << 22, dtype=np.int32)
-    buf_c = np.empty(1 << 22, dtype=np.int32)
-    k = 0
-    for p0 in range(0, n, rows):
-        Xb = X32[p0 : p0 + rows]
-        first = int(assign[p0 : p0 + rows].min())
-        for c0 in range(first - first % cols, k_cells, cols):  # only cells above the block's
-            G = Xb @ cen[c0 : c0 + cols].T
-            while True:
-                k2 = _filter_point_cells(G, xn[p0 : p0 + rows], cn, bound2, assign, p0, c0,
-                                         buf_p, buf_c, k)
-                if k2 >= 0:
-                    k = k2
-                    break
-                parts_p.append(buf_p[:k].copy())  # flush and redo this tile
-                parts_c.append(buf_c[:k].copy())
-                k = 0
-                if G.shape[0] * G.shape[1] > buf_p.shape[0]:
-                    buf_p = np.empty(G.shape[0] * G.shape[1], dtype=np.int32)
-                    buf_c = np.empty(G.shape[0] * G.shape[1], dtype=np.int32)
-    parts_p.append(buf_p[:k].copy())
-    parts_c.append(buf_c[:k].copy())
-    pts = np.concatenate(parts_p)
-    cells = np.concatenate(parts_c)
+    bound2 = ((rad + radii) ** 2) * (1 + 1e-5) + slack
+    u = ((cn - bound2) / 2).astype(np.float32)  # x passes c iff x·c >= |x|²/2 + u_c
+    half_xn = (xn / 2).astype(np.float32)
+    by_cell = np.argsort(assign, kind="stable").astype(np.int64)
+    n_threads = _n_threads()
+    n_jobs = max(1, min(64 * n_threads, -(-n // rows)))
+    edges = np.linspace(0, -(-n // rows), n_jobs + 1).astype(np.int64) * rows
+
+    def job(lo_hi):
+        lo, hi = lo_hi
+        parts_p, parts_c = [], []
+        buf_p = np.empty(1 << 20, dtype=np.int32)
+        buf_c = np.empty(1 << 20, dtype=np.int32)
+        k = 0
+        for p0 in range(lo, min(hi, n), rows):
+            pts = by_cell[p0 : p0 + rows]
+            Xb = X32[pts]
+            xb = half_xn[pts]
+            first = int(assign[pts[0]])  # smallest cell of the block
+            for c0 in range(first - first % cols, k_cells, cols):
+                G = Xb @ cen[c0 : c0 + cols].T
+                while True:
+                    k2 = _filter_point_cells(G, pts, xb, u[c0 : c0 + cols], assign, c0,
+                                             buf_p, buf_c, k)
+                    if k2 >= 0:
+                        k = k2
+                        break
+                    parts_p.append(buf_p[:k].copy())  # flush and redo this tile
+                    parts_c.append(buf_c[:k].copy())
+                    k = 0
+                    if G.size > buf_p.shape[0]:
+                        buf_p = np.empty(G.size, dtype=np.int32)
+                        buf_c = np.empty(G.size, dtype=np.int32)
+        parts_p.append(buf_p[:k].copy())
+        parts_c.append(buf_c[:k].copy())
+        return parts_p, parts_c
+
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(n_threads) as ex:
+        done = list(ex.map(job, itertools.pairwise(edges)))
+    pts = np.concatenate([q for pp, _ in done for q in pp])
+    cells = np.concatenate([q for _, cc in done for q in cc])
     by = np.argsort(cells, kind="stable")
     qptr = np.searchsorted(cells[by], np.arange(k_cells + 1)).astype(np.int64)
     return qptr, pts[by].astype(np.int64)
@@ -576,6 +728,7 @@ def radius_components(
         hook("tau components", completed=0, total=2)
     rad = math.sqrt(thr_c)
     cells = _pruning_cells(X32, rad, seed)
+    tight = cells is not None  # pruning cells have diameter <= rad (see _tight_cells)
     if cells is None:  # one cell: all pairs, still skipping those already connected
         order = np.arange(n, dtype=np.int64)
         starts = np.array([0, n], dtype=np.int64)
@@ -589,7 +742,7 @@ def radius_components(
     if hook is not None:
         hook("tau components", completed=1, total=2)
     parent = np.arange(n, dtype=np.int64)
-    _components_kernel(X32, order, starts, qptr, qpts, thr_c, parent)
+    _components_kernel(X32, order, starts, qptr, qpts, thr_c, parent, tight)
     if hook is not None:
         hook("tau components", completed=2, total=2)
     return roots_to_labels(parent)
