@@ -187,6 +187,30 @@ def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     cfgj = json.loads((tmp_path / "b" / "config.json").read_text())
     assert cfgj["device"] == "cpu" and cfgj["n_train"] == 36
+
+    # a process ended inside epoch 2 resumes at the batch of its last mid-epoch checkpoint
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def kill_in_epoch_2(step, completed, total, **_):
+        seen.append((step, completed))
+        if step == "batch" and completed == 4 and ("epoch", 1) in seen:
+            raise Stop
+
+    import dataclasses
+
+    cfg0 = dataclasses.replace(cfg, checkpoint_every_s=0.0)
+    with pytest.raises(Stop):
+        run_protocol_a(cfg0, tmp_path / "c", images=images, hook=kill_in_epoch_2)
+    state = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1 and state["partial"]["batch"] == 4
+    resumed = run_protocol_a(cfg0, tmp_path / "c", images=images)
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
+    sc = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=False)
+    assert sc["partial"] is None
+    assert all(torch.equal(sa[k], sc["model"][k]) for k in sa)
     with pytest.raises(ConfigError, match="device"):
         ProtocolAConfig(device="tpu")
 

@@ -11,7 +11,9 @@ On a CPU one epoch takes hours, so the run is built to be stopped: after every e
 (``<out>/checkpoint.pt``) holds the model, the optimiser, the sampler's generator and queue, and
 the torch RNG states, and ``<out>/epochs/epoch_XXX.json`` holds that epoch's scores. Run the same
 call again and it continues from the last finished epoch with the same data order, bit for bit on
-CPU. On a GPU (``device="auto"`` picks CUDA when present) the same call runs all 100 epochs.
+CPU. Within an epoch the checkpoint is refreshed every ``checkpoint_every_s`` seconds (with the
+batch reached and the running loss), so an epoch too can span sessions. On a GPU
+(``device="auto"`` picks CUDA when present) the same call runs all 100 epochs.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class ProtocolAConfig:
     widths : 5 ints
         Convolution widths of AlexNet-BN (default DeepCluster's 96, 256, 384, 384, 256; smaller
         ones only for smoke tests).
+    checkpoint_every_s : float
+        Also checkpoint within an epoch after this many seconds of training (0: after every
+        batch). An epoch of 500 batches takes hours on a CPU; a process ended mid-epoch then
+        loses at most this much work, and the resumed run is still bit-identical.
     """
 
     loss: str = "l3"
@@ -92,6 +98,7 @@ class ProtocolAConfig:
     eval_every: int = 1
     threads: int | None = None
     widths: tuple[int, ...] = (96, 256, 384, 384, 256)
+    checkpoint_every_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -192,6 +199,7 @@ def run_protocol_a(
                              wrong_negatives=cfg.wrong_negatives, seed=cfg.seed)
     ckpt = out / "checkpoint.pt"
     start = 0
+    partial = None
     if resume and ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -201,18 +209,33 @@ def run_protocol_a(
         if device == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         start = int(state["epoch"])
-        log.info("resumed %s at epoch %d", out, start)
+        partial = state.get("partial")  # present when the run stopped inside epoch start + 1
+        log.info("resumed %s at epoch %d%s", out, start,
+                 f", batch {partial['batch']}" if partial else "")
     write_json_atomic(out / "config.json", {"config": asdict(cfg), "device": device, "environment": environment(),
                                             "n_train": int(X_train.shape[0]), "n_test": int(X_test.shape[0])})
     n_classes = int(np.unique(y_train).shape[0])
     calib = np.random.default_rng(cfg.seed).permutation(X_train.shape[0])[:cfg.calibration_images]
     last = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
     Xt = torch.as_tensor(X_train)  # uint8, (n, H, W, 3); batches are converted on the fly
+    def save(epoch_done: int, partial_state: dict | None) -> None:
+        with atomic_path(ckpt) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
+                        "epoch": epoch_done, "partial": partial_state, "config": asdict(cfg)}, tmp)
+
     for epoch in range(start, last):
         t0 = time.perf_counter()
         model.train()
-        total, count = 0.0, 0
-        for b, idx in enumerate(sampler):
+        b0, total, count, before_s = 0, 0.0, 0, 0.0
+        if partial is not None:  # continue the interrupted epoch where its checkpoint left it
+            b0, total, count, before_s = (partial["batch"], partial["total"], partial["count"],
+                                          partial["train_s"])
+            partial = None
+        last_save = time.perf_counter()
+        for b in range(b0, len(sampler)):
+            idx = sampler.sample(cfg.batch_size).reshape(-1)  # as iterating the sampler does
             x = model.preprocess(Xt[torch.as_tensor(idx)].to(device))  # (3*batch, 3, H, W)
             emb = model(x)
             value = loss(emb, torch.zeros(emb.shape[0], dtype=torch.long, device=device))
@@ -221,9 +244,13 @@ def run_protocol_a(
             opt.step()
             total += float(value.detach())
             count += 1
+            if b + 1 < len(sampler) and time.perf_counter() - last_save >= cfg.checkpoint_every_s:
+                save(epoch, {"batch": b + 1, "total": total, "count": count,
+                             "train_s": before_s + time.perf_counter() - t0})
+                last_save = time.perf_counter()
             if hook is not None:
                 hook("batch", completed=b + 1, total=len(sampler))
-        train_s = time.perf_counter() - t0
+        train_s = before_s + time.perf_counter() - t0
         row: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1), "train_s": round(train_s, 1),
                                "device": device}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
@@ -238,11 +265,7 @@ def run_protocol_a(
             row["eval_s"] = round(time.perf_counter() - t1, 1)
         row["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         write_json_atomic(out / "epochs" / f"epoch_{epoch + 1:03d}.json", row)
-        with atomic_path(ckpt) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
-                        "epoch": epoch + 1, "config": asdict(cfg)}, tmp)
+        save(epoch + 1, None)
         log.info("epoch %d/%d: loss %.4f%s", epoch + 1, cfg.epochs, row["loss"],
                  f", multicut ACC {row['multicut']['acc']:.4f}, k-means ACC {row['kmeans']['acc']:.4f}"
                  if "multicut" in row else "")
