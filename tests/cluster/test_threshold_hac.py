@@ -299,6 +299,30 @@ def test_componentwise_path_when_edges_do_not_fit_at_once(monkeypatch):
         assert same_partition(m.labels_at(t), scipy_cut(X, t, "complete", "sqeuclidean"))
 
 
+def test_dense_components_take_the_dense_path_with_the_same_tree(monkeypatch):
+    """Per-component complete linkage: big clusters that are balls within the cut (all pairs
+    joinable) go through fastcluster; labels at the cut and below equal scipy's."""
+    from kfree.cluster import threshold_hac
+
+    sizes = np.r_[[300, 280], np.arange(30) % 7 + 1]
+    X, _ = sphere_blobs(len(sizes), sizes, 16, spread=0.3, seed=13)
+    monkeypatch.setattr(threshold_hac, "COMPONENTS_MIN_SAMPLES", 100)
+    calls = []
+    orig = threshold_hac._dense_component_merges
+
+    def spy(Xc, *a):
+        calls.append(len(Xc))
+        return orig(Xc, *a)
+
+    monkeypatch.setattr(threshold_hac, "_dense_component_merges", spy)
+    m = ThresholdAgglomerative(0.6, algorithm="sparse").fit(X)
+    assert calls == [len(X)]  # one batch of all components, dense enough (35 % of pairs)
+    D = pdist(X.astype(np.float64), "sqeuclidean")
+    assert m.n_edges_ == int((D <= 0.6).sum())
+    for t in (0.6, 0.3, 0.15):
+        assert same_partition(m.labels_at(t), scipy_cut(X, t, "complete", "sqeuclidean"))
+
+
 def test_sklearn_interface_and_progress_hook():
     from sklearn.base import clone
 

@@ -389,15 +389,19 @@ def _d2(X32, a, b):
 
 
 @nb.njit(cache=True)
-def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight):
+def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight, centres, rb):
     """Union every pair at squared distance <= thr, skipping pairs already connected.
 
     Per cell c: its own pairs (or, for a ``tight`` cell, whose member pairs are all within
     the radius, its members at once), then the queries x (points of smaller cells that may
     have a τ-neighbour in c). A pair is compared only while its two points are in different
     components, and a query is dropped at once when the whole cell is already in its
-    component; against a tight cell one neighbour found joins x to all of it.
+    component; against a tight cell one neighbour found joins x to all of it. Members are
+    ordered by ``rb`` (distance to their cell's centre, largest first): ``|x − b| >=
+    |x − c| − rb[b]``, so the scan for x stops at the first member too close to the centre to
+    be within the radius of x (most queries are points of other clusters near the bound).
     """
+    rad = math.sqrt(thr)
     n_cells = starts.shape[0] - 1
     for c in range(n_cells):
         s0 = starts[c]
@@ -423,8 +427,15 @@ def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight):
             x = qpts[t]
             if whole and _find(parent, x) == _find(parent, order[s0]):
                 continue
+            dc = 0.0
+            for k in range(X32.shape[1]):
+                v = np.float64(X32[x, k]) - np.float64(centres[c, k])
+                dc += v * v
+            lim = math.sqrt(dc) - rad
             for q in range(s0, s1):
                 b = order[q]
+                if rb[b] < lim:
+                    break
                 if _find(parent, x) != _find(parent, b) and _d2(X32, x, b) <= thr:
                     _union(parent, x, b)
                     if whole:
@@ -451,7 +462,8 @@ def _complete_cut(Y: np.ndarray, rad: float) -> np.ndarray:
     from scipy.cluster.hierarchy import fcluster
     from scipy.spatial.distance import pdist
 
-    Z = fastcluster.linkage(pdist(Y.astype(np.float64)), "complete", preserve_input=False)
+    d = pdist(Y.astype(np.float64))
+    Z = fastcluster.linkage(d, "complete", preserve_input=False)
     return fcluster(Z, rad, "distance").astype(np.int64) - 1
 
 
@@ -733,16 +745,23 @@ def radius_components(
         order = np.arange(n, dtype=np.int64)
         starts = np.array([0, n], dtype=np.int64)
         qptr, qpts = np.zeros(2, dtype=np.int64), np.empty(0, dtype=np.int64)
+        centres = np.zeros((1, X32.shape[1]), dtype=np.float32)
+        rb = np.full(n, np.inf)
     else:
         assign, centres, radii = cells
         n_cells = centres.shape[0]
-        order = np.argsort(assign, kind="stable").astype(np.int64)
+        rb = np.empty(n)
+        for i0 in range(0, n, 65536):  # distance to the own cell's centre, float64, in chunks
+            diff = X32[i0 : i0 + 65536].astype(np.float64) - centres[assign[i0 : i0 + 65536]]
+            rb[i0 : i0 + 65536] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        order = np.lexsort((-rb, assign)).astype(np.int64)  # by cell, outermost first
         starts = np.searchsorted(assign[order], np.arange(n_cells + 1)).astype(np.int64)
         qptr, qpts = _query_lists(X32, assign, centres, radii, rad)
     if hook is not None:
         hook("tau components", completed=1, total=2)
     parent = np.arange(n, dtype=np.int64)
-    _components_kernel(X32, order, starts, qptr, qpts, thr_c, parent, tight)
+    _components_kernel(X32, order, starts, qptr, qpts, thr_c, parent, tight,
+                       np.ascontiguousarray(centres, dtype=np.float32), rb)
     if hook is not None:
         hook("tau components", completed=2, total=2)
     return roots_to_labels(parent)
