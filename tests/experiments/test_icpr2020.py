@@ -173,7 +173,8 @@ def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     noisy = lambda y: np.clip(base[y] + rng.normal(0, 20, size=(y.shape[0], 16, 16, 3)), 0, 255).astype(np.uint8)
     images = (noisy(ytr), ytr, noisy(yte), yte)
     cfg = ProtocolAConfig(loss="l3", epochs=2, batch_size=6, device="cpu", calibration_images=36,
-                          wrong_negatives="random", widths=(8, 8, 8, 8, 8))  # tiny AlexNet: fast test
+                          wrong_negatives="random", widths=(8, 8, 8, 8, 8),  # tiny AlexNet: fast test
+                          epoch_images=108)  # 6 batches of 6 triplets per epoch
     straight = run_protocol_a(cfg, tmp_path / "a", images=images)
     run_protocol_a(cfg, tmp_path / "b", images=images, stop_after=1)
     assert len(load_epochs(tmp_path / "b")) == 1
