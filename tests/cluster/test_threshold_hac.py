@@ -225,13 +225,21 @@ def test_tight_cells_are_tight_pure_and_about_one_per_cluster():
     oversized cells and the complete-linkage cut inside them."""
     import math
 
-    from kfree.cluster._radius_graph import _merge_fragments, _recentre, _tight_cells
+    from kfree.cluster._radius_graph import (
+        _kmeans_cells,
+        _merge_fragments,
+        _recentre,
+        _tight_cells,
+    )
 
     X, y = sphere_blobs(120, np.arange(120) % 13 + 2, 32, spread=0.3, seed=11)
     X32 = np.ascontiguousarray(X, dtype=np.float32)
     rad = math.sqrt(0.6)
-    frag, centres, _ = _tight_cells(X32, rad, 0, target=64, block=40)
-    merged, mcentres, mradii = _merge_fragments(X32, frag, centres, rad)
+    km = _kmeans_cells(X32, target=64)
+    frag, centres, _, tight = _tight_cells(X32, km, rad, 0, block=40)
+    assert tight.all()
+    merged, mcentres, mradii, mtight = _merge_fragments(X32, frag, centres, tight, rad)
+    assert mtight.all()
     n_true = len(np.unique(y))
     n_frag, n_cells = len(centres), len(mcentres)
     assert n_cells <= n_frag and n_frag > n_true  # k-means did cut clusters apart ...
@@ -246,6 +254,28 @@ def test_tight_cells_are_tight_pure_and_about_one_per_cluster():
     _, c2, r2 = _recentre(X32, merged)
     np.testing.assert_allclose(mcentres, c2)
     np.testing.assert_allclose(mradii, r2)
+
+
+def test_tiny_radius_keeps_coarse_cells_and_exact_components():
+    """A radius far below the spacing of the points (almost nothing joins): cutting every
+    k-means cell into single points would make the point-to-cell pass all pairs, so such cells
+    stay whole (not tight) — and the components are still those of the exact graph."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from kfree.cluster._radius_graph import _pruning_cells, radius_components, radius_edges
+
+    X, _ = sphere_blobs(100, 30, 16, spread=0.3, seed=14)  # blobs: the cells do prune
+    X[1::50] = X[::50] + 0.003  # 60 near-duplicate pairs: the only τ-edges
+    tau = 0.001
+    cells = _pruning_cells(X, float(np.sqrt(tau)), 0)
+    assert cells is not None
+    assert len(cells[1]) < 300 and not cells[3].any()
+    ei, ej, _ = radius_edges(X, tau, prune=False)
+    A = coo_matrix((np.ones(len(ei)), (ei, ej)), shape=(len(X), len(X)))
+    _, ref = connected_components(A, directed=False)
+    assert np.array_equal(_relabel(ref), _relabel(radius_components(X, tau)))
+    assert len(np.unique(ref)) == 3000 - 60
 
 
 def test_radius_components_on_many_clusters_match_the_graph():

@@ -37,6 +37,9 @@ from ._linkage_core import _find, _union, roots_to_labels
 
 log = logging.getLogger(__name__)
 
+#: tight cells are kept only while they hold at least this many points on average
+MIN_MEAN_CELL = 4.0
+
 #: bytes held per undirected edge at the peak: the edge list (int32 pairs, float64 distance:
 #: 16 B) while the symmetric CSR of the complete-linkage kernel (2 × (int32 neighbour +
 #: float64 distance + int32 twin position): 32 B) is built from it.
@@ -341,7 +344,7 @@ def radius_edges(
             if hook is not None:
                 hook("radius graph", completed=bi + 1, total=n_blocks)
     else:
-        assign, centres, radii = cells
+        assign, centres, radii, _ = cells
         n_cells = centres.shape[0]
         order = np.argsort(assign, kind="stable")
         starts = np.searchsorted(assign[order], np.arange(n_cells + 1))
@@ -392,7 +395,7 @@ def _d2(X32, a, b):
 def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight, centres, rb):
     """Union every pair at squared distance <= thr, skipping pairs already connected.
 
-    Per cell c: its own pairs (or, for a ``tight`` cell, whose member pairs are all within
+    Per cell c: its own pairs (or, for a ``tight[c]`` cell, whose member pairs are all within
     the radius, its members at once), then the queries x (points of smaller cells that may
     have a τ-neighbour in c). A pair is compared only while its two points are in different
     components, and a query is dropped at once when the whole cell is already in its
@@ -406,7 +409,7 @@ def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight, centr
     for c in range(n_cells):
         s0 = starts[c]
         s1 = starts[c + 1]
-        if tight:
+        if tight[c]:
             for p in range(s0 + 1, s1):
                 _union(parent, order[s0], order[p])
             whole = True
@@ -467,20 +470,27 @@ def _complete_cut(Y: np.ndarray, rad: float) -> np.ndarray:
     return fcluster(Z, rad, "distance").astype(np.int64) - 1
 
 
-def _tight_cells(X32, rad: float, seed: int, *, target: int = 512, block: int = 2048):
-    """Cells of diameter at most ``rad``, about one per cluster: (assign, centres, radii).
-
-    k-means cells of ~``target`` points; a cell of radius above ``rad / 2`` (whose diameter may
-    exceed ``rad``) is cut by complete linkage at ``rad`` (in blocks of at most ``block``
-    points). Two reasons for that cut rather than a finer k-means: every member pair of a cell
-    is then within ``rad`` (a cell is connected without comparing its pairs), and a cell never
-    mixes two clusters — a mixed cell is wide, and a wide cell makes every point a candidate
-    for it — while one cluster is not cut into many small cells (each cell costs one distance
-    per point in the point-to-cell pass, so cells must be about as few as the clusters).
-    """
+def _kmeans_cells(X32, *, target: int = 512):
+    """Compact k-means cells of about ``target`` points (a few dozen for small inputs)."""
     n = X32.shape[0]
-    target = max(16, min(target, n // 32))  # small inputs still get a few dozen cells
-    assign, centres, radii = _cells(X32, max(1, n // target), seed)
+    target = max(16, min(target, n // 32))
+    return _cells(X32, max(1, n // target), 0)
+
+
+def _tight_cells(X32, cells, rad: float, seed: int, *, block: int = 2048):
+    """Cells of diameter at most ``rad``, about one per cluster: (assign, centres, radii, tight).
+
+    The k-means ``cells`` (assign, centres, radii) whose radius is above ``rad / 2`` (whose
+    diameter may exceed ``rad``) are cut by complete linkage at ``rad`` (in blocks of at most
+    ``block`` points). Two reasons for that cut rather than a finer k-means: every member pair
+    of a cell is then within ``rad`` (a cell is connected without comparing its pairs), and a
+    cell never mixes two clusters — a mixed cell is wide, and a wide cell makes every point a
+    candidate for it — while one cluster is not cut into many small cells (each cell costs one
+    distance per point in the point-to-cell pass, so cells must be about as few as clusters).
+    Every returned cell is tight (``tight`` is all True).
+    """
+    assign, centres, radii = cells
+    n = X32.shape[0]
     k = centres.shape[0]
     order = np.argsort(assign, kind="stable")
     starts = np.searchsorted(assign[order], np.arange(k + 1))
@@ -496,7 +506,7 @@ def _tight_cells(X32, rad: float, seed: int, *, target: int = 512, block: int = 
             lab = _complete_cut(X32[part], rad)
             new[part] = nxt + lab
             nxt += int(lab.max()) + 1
-    return _recentre(X32, new)
+    return (*_recentre(X32, new), np.ones(nxt, dtype=bool))
 
 
 @nb.njit(cache=True)
@@ -551,8 +561,8 @@ def _merge_kernel(X32, order, fstarts, pi, pj, half2, parent):
         tail[lo] = tail[hi]
 
 
-def _merge_fragments(X32, assign, centres, rad: float, *, neighbours: int = 8):
-    """Join tight fragments of one cluster into tight cells: (assign, centres, radii).
+def _merge_fragments(X32, assign, centres, tight, rad: float, *, neighbours: int = 8):
+    """Join tight fragments of one cluster into tight cells: (assign, centres, radii, tight).
 
     k-means splits a cluster wherever a cell boundary crosses it, so :func:`_tight_cells`
     leaves a cluster in several fragments, and every cell costs one distance per point later.
@@ -564,7 +574,7 @@ def _merge_fragments(X32, assign, centres, rad: float, *, neighbours: int = 8):
 
     k, d = centres.shape
     if k < 2:
-        return _recentre(X32, assign)
+        return (*_recentre(X32, assign), tight)
     cen = np.ascontiguousarray(centres, dtype=np.float32)
     kk = min(neighbours + 1, k)
     if k <= 20_000:
@@ -579,7 +589,8 @@ def _merge_fragments(X32, assign, centres, rad: float, *, neighbours: int = 8):
     D, Ind = index.search(cen, kk)
     rows = np.repeat(np.arange(k), kk)
     D, Ind = D.ravel(), Ind.ravel()
-    ok = (Ind > rows) & (D <= rad * rad)  # two fragments of a tight cell: centres within rad
+    # two tight fragments of a tight cell: centres within rad
+    ok = (Ind > rows) & (D <= rad * rad) & tight[rows] & tight[np.maximum(Ind, 0)]
     pi, pj, dd = rows[ok], Ind[ok].astype(np.int64), D[ok]
     by = np.argsort(dd, kind="stable")
     order = np.argsort(assign, kind="stable").astype(np.int64)
@@ -587,18 +598,30 @@ def _merge_fragments(X32, assign, centres, rad: float, *, neighbours: int = 8):
     parent = np.arange(k, dtype=np.int64)
     # the kernel measures radii in float64; a hair inside rad/2 leaves room for its rounding
     _merge_kernel(X32, order, fstarts, pi[by], pj[by], (rad / 2) ** 2 * (1 - 1e-6), parent)
-    return _recentre(X32, roots_to_labels(parent)[assign])
+    group = roots_to_labels(parent)
+    merged = np.bincount(group) > 1
+    new_tight = merged.copy()  # a union was measured within rad / 2; a lone fragment keeps its flag
+    new_tight[group[~merged[group]]] = tight[~merged[group]]
+    return (*_recentre(X32, group[assign]), new_tight)
 
 
 def _pruning_cells(X32, rad: float, seed: int, *, sample: int = 2000, useful: float = 0.2):
-    """Refined cells if the triangle-inequality bound prunes, else ``None``.
+    """Cells ``(assign, centres, radii, tight)`` if the triangle-inequality bound prunes, else
+    ``None``.
 
     On a sample of points, counts the cells each point could have τ-neighbours in; when that
     is more than ``useful`` of all cells (overlapping data, where every point is near every
     cell), pruning saves nothing and costs a point × cell pass, so callers compare all pairs.
     """
-    assign, centres, radii = _tight_cells(X32, rad, seed)
-    assign, centres, radii = _merge_fragments(X32, assign, centres, rad)
+    km = _kmeans_cells(X32)
+    assign, centres, radii, tight = _tight_cells(X32, km, rad, seed)
+    assign, centres, radii, tight = _merge_fragments(X32, assign, centres, tight, rad)
+    if centres.shape[0] > X32.shape[0] / MIN_MEAN_CELL:
+        # a radius small next to the spacing of the points (almost nothing joins): tight cells
+        # of one or two points would make the point-to-cell pass cost all n²/2 pairs, so keep
+        # the k-means cells (those within rad / 2 are still tight)
+        assign, centres, radii = km
+        tight = radii <= rad / 2
     k = centres.shape[0]
     if k < 2:
         return None
@@ -608,7 +631,7 @@ def _pruning_cells(X32, rad: float, seed: int, *, sample: int = 2000, useful: fl
           - 2.0 * (S @ centres.T))
     frac = float((d2 <= ((rad + radii) ** 2)[None, :]).mean())
     log.info("tau-graph cells: %d, a point is near %.1f %% of them", k, 100 * frac)
-    return (assign, centres, radii) if frac <= useful else None
+    return (assign, centres, radii, tight) if frac <= useful else None
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
@@ -740,15 +763,15 @@ def radius_components(
         hook("tau components", completed=0, total=2)
     rad = math.sqrt(thr_c)
     cells = _pruning_cells(X32, rad, seed)
-    tight = cells is not None  # pruning cells have diameter <= rad (see _tight_cells)
     if cells is None:  # one cell: all pairs, still skipping those already connected
         order = np.arange(n, dtype=np.int64)
         starts = np.array([0, n], dtype=np.int64)
         qptr, qpts = np.zeros(2, dtype=np.int64), np.empty(0, dtype=np.int64)
         centres = np.zeros((1, X32.shape[1]), dtype=np.float32)
         rb = np.full(n, np.inf)
+        tight = np.zeros(1, dtype=bool)
     else:
-        assign, centres, radii = cells
+        assign, centres, radii, tight = cells
         n_cells = centres.shape[0]
         rb = np.empty(n)
         for i0 in range(0, n, 65536):  # distance to the own cell's centre, float64, in chunks
