@@ -19,7 +19,8 @@ Two exact algorithms give the same partition (up to relabelling, on data without
   :func:`~kfree.cluster._radius_graph.radius_components`), so only the largest component's
   edges must fit; a component whose pairs are mostly within the cut (a cluster that is a ball,
   what a good embedding makes) is agglomerated densely by fastcluster, the same dendrogram up
-  to the cut and several times faster than the sparse kernel on its s²/2 edges. Single linkage is the minimum spanning forest of the same graph. Average
+  to the cut and several times faster than the sparse kernel on its s²/2 edges. Single
+  linkage is the minimum spanning forest of the same graph. Average
   linkage is not local in that way: it is exact per connected component of the τ-graph (an
   average of distances all above ``tau`` stays above it), each component agglomerated densely.
 
