@@ -63,8 +63,9 @@ class ProtocolAConfig:
         seen once on average as anchor, positive or negative: 167 batches of 100 triplets).
         The paper says only "100 epochs with a batch size of 100"; an epoch of as many images
         as the training set is the usual reading and the one the issue budgets (≈ 0.35–0.6 h
-        per epoch on 2 CPU cores; measured 0.25 h of training on an idle machine). Protocol B's heads instead take every image once as an *anchor*
-        per epoch (3× the images), which costs nothing there.
+        per epoch on 2 CPU cores; measured: 0.25 h of training on an idle machine). Protocol
+        B's heads instead take every image once as an *anchor* per epoch (3× the images),
+        which costs nothing there.
     lr, alpha, beta : paper: 1e-3, 0.8, 0.4.
     device : {"auto", "cpu", "cuda"}
         ``"auto"`` takes CUDA when available.
