@@ -470,11 +470,11 @@ def _complete_cut(Y: np.ndarray, rad: float) -> np.ndarray:
     return fcluster(Z, rad, "distance").astype(np.int64) - 1
 
 
-def _kmeans_cells(X32, *, target: int = 512):
+def _kmeans_cells(X32, *, target: int = 512, seed: int = 0):
     """Compact k-means cells of about ``target`` points (a few dozen for small inputs)."""
     n = X32.shape[0]
     target = max(16, min(target, n // 32))
-    return _cells(X32, max(1, n // target), 0)
+    return _cells(X32, max(1, n // target), seed)
 
 
 def _tight_cells(X32, cells, rad: float, seed: int, *, block: int = 2048):
@@ -613,7 +613,7 @@ def _pruning_cells(X32, rad: float, seed: int, *, sample: int = 2000, useful: fl
     is more than ``useful`` of all cells (overlapping data, where every point is near every
     cell), pruning saves nothing and costs a point × cell pass, so callers compare all pairs.
     """
-    km = _kmeans_cells(X32)
+    km = _kmeans_cells(X32, seed=seed)
     assign, centres, radii, tight = _tight_cells(X32, km, rad, seed)
     assign, centres, radii, tight = _merge_fragments(X32, assign, centres, tight, rad)
     if centres.shape[0] > X32.shape[0] / MIN_MEAN_CELL:
