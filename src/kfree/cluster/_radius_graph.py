@@ -131,6 +131,13 @@ def estimate_edges(X32: np.ndarray, thr_sq: float, *, sample: int = 1000, seed: 
     return n * per_row / 2.0
 
 
+def _by_group(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices sorted by group (stable) and each group's start in them: group g is
+    ``order[starts[g] : starts[g + 1]]`` for labels in 0..k-1."""
+    order = np.argsort(labels, kind="stable").astype(np.int64)
+    return order, np.searchsorted(labels[order], np.arange(k + 1)).astype(np.int64)
+
+
 def _kmeans_assign(Y: np.ndarray, k: int, seed: int) -> np.ndarray:
     import faiss
 
@@ -165,8 +172,7 @@ def _cells(X32: np.ndarray, n_cells: int, seed: int):
         km.train(X32[rng.choice(n, size=min(n, k1 * 256), replace=False)])
         _, coarse = km.index.search(X32, 1)
         coarse = coarse.ravel()
-        order = np.argsort(coarse, kind="stable")
-        bounds = np.searchsorted(coarse[order], np.arange(k1 + 1))
+        order, bounds = _by_group(coarse, k1)
         assign = np.empty(n, dtype=np.int64)
         nxt = 0
         for c in range(k1):
@@ -182,13 +188,12 @@ def _cells(X32: np.ndarray, n_cells: int, seed: int):
 
 def _recentre(X32: np.ndarray, assign: np.ndarray):
     """Exact centres (member means) and radii of the non-empty cells, renumbered 0..k-1."""
-    n, d = X32.shape
     _, assign = np.unique(assign, return_inverse=True)
     assign = assign.ravel()
     k = int(assign.max()) + 1
-    by = np.argsort(assign, kind="stable")
-    first = np.searchsorted(assign[by], np.arange(k))
-    counts = np.diff(np.r_[first, n]).astype(np.float64)
+    by, starts = _by_group(assign, k)
+    first = starts[:-1]
+    counts = np.diff(starts).astype(np.float64)
     centres = np.add.reduceat(X32[by].astype(np.float64), first, axis=0)
     centres = (centres / counts[:, None]).astype(np.float32)
     diff = X32 - centres[assign]
@@ -346,8 +351,7 @@ def radius_edges(
     else:
         assign, centres, radii, _ = cells
         n_cells = centres.shape[0]
-        order = np.argsort(assign, kind="stable")
-        starts = np.searchsorted(assign[order], np.arange(n_cells + 1))
+        order, starts = _by_group(assign, n_cells)
         qptr, qpts = _query_lists(X32, assign, centres, radii, math.sqrt(thr_c))
         for c in range(n_cells):
             members = order[starts[c] : starts[c + 1]]
@@ -492,8 +496,7 @@ def _tight_cells(X32, cells, rad: float, seed: int, *, block: int = 2048):
     assign, centres, radii = cells
     n = X32.shape[0]
     k = centres.shape[0]
-    order = np.argsort(assign, kind="stable")
-    starts = np.searchsorted(assign[order], np.arange(k + 1))
+    order, starts = _by_group(assign, k)
     new = np.empty(n, dtype=np.int64)
     nxt = 0
     for c in range(k):
@@ -593,8 +596,7 @@ def _merge_fragments(X32, assign, centres, tight, rad: float, *, neighbours: int
     ok = (Ind > rows) & (D <= rad * rad) & tight[rows] & tight[np.maximum(Ind, 0)]
     pi, pj, dd = rows[ok], Ind[ok].astype(np.int64), D[ok]
     by = np.argsort(dd, kind="stable")
-    order = np.argsort(assign, kind="stable").astype(np.int64)
-    fstarts = np.searchsorted(assign[order], np.arange(k + 1)).astype(np.int64)
+    order, fstarts = _by_group(assign, k)
     parent = np.arange(k, dtype=np.int64)
     # the kernel measures radii in float64; a hair inside rad/2 leaves room for its rounding
     _merge_kernel(X32, order, fstarts, pi[by], pj[by], (rad / 2) ** 2 * (1 - 1e-6), parent)
@@ -734,8 +736,7 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int
         done = list(ex.map(job, itertools.pairwise(edges)))
     pts = np.concatenate([q for pp, _ in done for q in pp])
     cells = np.concatenate([q for _, cc in done for q in cc])
-    by = np.argsort(cells, kind="stable")
-    qptr = np.searchsorted(cells[by], np.arange(k_cells + 1)).astype(np.int64)
+    by, qptr = _by_group(cells, k_cells)
     return qptr, pts[by].astype(np.int64)
 
 
