@@ -3,6 +3,7 @@ Table I data, report and figures, CLI wiring."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -214,6 +215,52 @@ def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     assert all(torch.equal(sa[k], sc["model"][k]) for k in sa)
     with pytest.raises(ConfigError, match="device"):
         ProtocolAConfig(device="tpu")
+
+
+def test_protocol_a_background_evaluation_matches_inline_and_survives_a_stop(tmp_path):
+    """Clustering in worker processes gives the records clustering in-process gives; a run stopped
+    with an epoch's embedding still waiting clusters it on resume; the schedule is honoured."""
+    from kfree.experiments.icpr2020_protocol_a import ProtocolAConfig, load_epochs, run_protocol_a
+
+    rng = np.random.default_rng(1)
+    ytr, yte = np.repeat(np.arange(3), 12), np.repeat(np.arange(3), 8)
+    base = rng.integers(0, 256, size=(3, 16, 16, 3))
+    noisy = lambda y: np.clip(base[y] + rng.normal(0, 20, size=(y.shape[0], 16, 16, 3)), 0, 255).astype(np.uint8)
+    images = (noisy(ytr), ytr, noisy(yte), yte)
+    cfg = ProtocolAConfig(loss="l1", epochs=4, batch_size=6, device="cpu", calibration_images=36,
+                          widths=(8, 8, 8, 8, 8), epoch_images=54, eval_first=1, eval_every=3,
+                          eval_workers=0)
+    assert [e for e in range(1, 5) if cfg.evaluates(e)] == [1, 3, 4]
+    inline = run_protocol_a(cfg, tmp_path / "inline", images=images)
+    assert ["multicut" in r for r in inline] == [True, False, True, True]
+    assert "multicut_avg_kl" in inline[0] and inline[0]["multicut"]["costs"].startswith("logistic")
+    # only the last epoch's embedding stays, for figures
+    assert [p.name for p in (tmp_path / "inline" / "embeddings").iterdir()] == ["epoch_004.npz"]
+
+    background = run_protocol_a(dataclasses.replace(cfg, eval_workers=2), tmp_path / "bg", images=images)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("eval_s", "train_s", "finished_utc")}
+                          for r in rows]
+    assert _no_times(strip(background)) == _no_times(strip(inline))
+
+    # stop after epoch 1 with its embedding kept but its scores lost (as if the worker was killed)
+    kept = dataclasses.replace(cfg, keep_embeddings=True)
+    run_protocol_a(kept, tmp_path / "stop", images=images, stop_after=1)
+    (tmp_path / "stop" / "epochs" / "epoch_001.json").unlink()
+    resumed = run_protocol_a(kept, tmp_path / "stop", images=images)
+    assert _no_times(strip(resumed)) == _no_times(strip(inline))
+    assert len(list((tmp_path / "stop" / "embeddings").iterdir())) == 3
+    assert len(load_epochs(tmp_path / "stop")) == 4
+    with pytest.raises(ConfigError, match="eval_first"):
+        ProtocolAConfig(eval_first=-1)
+
+
+def _no_times(obj):
+    """A record without its wall-clock timings (which differ between runs)."""
+    if isinstance(obj, dict):
+        return {k: _no_times(v) for k, v in obj.items() if not k.endswith("_s")}
+    if isinstance(obj, list):
+        return [_no_times(v) for v in obj]
+    return obj
 
 
 # ----------------------------------------------------------------------------- report

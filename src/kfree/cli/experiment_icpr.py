@@ -36,6 +36,11 @@ def icpr2020(
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/icpr2020/protocol_b or "
                                                      "kfree-runs/icpr2020/protocol_a).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    eval_every: Annotated[int, typer.Option(help="A: cluster the test set every this many epochs.")] = 1,
+    eval_first: Annotated[int, typer.Option(help="A: ...and after each of the first this many.")] = 0,
+    eval_workers: Annotated[int | None, typer.Option(
+        help="A: processes clustering evaluated epochs while training goes on (default: 0 on CPU, "
+             "up to 4 on a GPU).")] = None,
 ) -> None:
     """Reproduce the ICPR 2020 triplet-loss clustering study on CIFAR-10 (multicut without K, k-means with K)."""
     with cli_errors():
@@ -50,7 +55,8 @@ def icpr2020(
         if proto == "B":
             _run_b(losses, pos, neg, seed_list, epochs, resume, out, progress)
         else:
-            _run_a(losses, pos, neg, seed_list, epochs, resume, out, progress)
+            _run_a(losses, pos, neg, seed_list, epochs, resume, out, progress,
+                   {"eval_every": eval_every, "eval_first": eval_first, "eval_workers": eval_workers})
 
 
 def _run_b(losses, pos, neg, seeds, epochs, resume, out, progress) -> None:
@@ -81,7 +87,7 @@ def _run_b(losses, pos, neg, seeds, epochs, resume, out, progress) -> None:
     console.print(f"cells in {Path(out) / 'cells'}")
 
 
-def _run_a(losses, pos, neg, seeds, epochs, resume, out, progress) -> None:
+def _run_a(losses, pos, neg, seeds, epochs, resume, out, progress, schedule) -> None:
     from ..experiments.icpr2020 import noise_tag, parse_noise
     from ..experiments.icpr2020_protocol_a import ProtocolAConfig, run_protocol_a
 
@@ -92,7 +98,8 @@ def _run_a(losses, pos, neg, seeds, epochs, resume, out, progress) -> None:
             for p in pos[:1] or ["0"]:
                 for q in neg[:1] or ["0"]:
                     cfg = ProtocolAConfig(loss=loss, wrong_positives=parse_noise(p), wrong_negatives=parse_noise(q),
-                                          seed=seed, **({"epochs": epochs} if epochs is not None else {}))
+                                          seed=seed, **schedule,
+                                          **({"epochs": epochs} if epochs is not None else {}))
                     name = f"{loss}_p{noise_tag(cfg.wrong_positives)}_n{noise_tag(cfg.wrong_negatives)}_s{seed}"
                     console.print(f"[bold]ICPR 2020, Protocol A[/bold]: {name}, {cfg.epochs} epochs → {out / name}")
                     with progress_hook(progress) as hook:

@@ -14,6 +14,13 @@ call again and it continues from the last finished epoch with the same data orde
 CPU. Within an epoch the checkpoint is refreshed every ``checkpoint_every_s`` seconds (with the
 batch reached and the running loss), so an epoch too can span sessions. On a GPU
 (``device="auto"`` picks CUDA when present) the same call runs all 100 epochs.
+
+On a GPU an epoch trains in seconds while clustering the 10,000 test embeddings (two multicut
+searches on the complete graph and k-means) takes ~25 s of CPU, so the evaluation would dominate.
+There the test embedding of each evaluated epoch is written to ``<out>/embeddings/epoch_XXX.npz``
+and clustered by ``eval_workers`` background processes while training goes on; the epoch's JSON
+appears when its clustering is done. A run stopped with embeddings still waiting clusters them
+when it is resumed, so no evaluated epoch is lost.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +86,19 @@ class ProtocolAConfig:
         Kernighan–Lin after GAEC in the multicut.
     eval_every : int
         Evaluate every this many epochs (and after the last).
+    eval_first : int
+        Also evaluate after each of the first this many epochs (where the curve moves most), so
+        ``eval_first=20, eval_every=5`` gives epochs 1..20, 25, 30, ....
+    eval_workers : int, optional
+        Processes clustering evaluated epochs in the background while training goes on (see the
+        module docstring). ``None``: 0 on CPU (clustering would take the cores that train) and
+        ``min(4, cores - 1)`` on CUDA.
+    average_start : bool
+        Also search each multicut from average-linkage HAC (key ``"multicut_avg_kl"``), as
+        Protocol B does: on these embeddings it finds a lower objective than GAEC's start.
+    keep_embeddings : bool
+        Keep every evaluated epoch's test embedding (1.3 MB each); by default only the last
+        epoch's stays, for figures.
     threads : int, optional
         torch CPU threads (None leaves torch's default).
     widths : 5 ints
@@ -105,6 +126,10 @@ class ProtocolAConfig:
     calibration_images: int = 5000
     kl: bool = True
     eval_every: int = 1
+    eval_first: int = 0
+    eval_workers: int | None = None
+    average_start: bool = True
+    keep_embeddings: bool = False
     threads: int | None = None
     widths: tuple[int, ...] = (96, 256, 384, 384, 256)
     checkpoint_every_s: float = 600.0
@@ -121,6 +146,9 @@ class ProtocolAConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ConfigError(f"epochs={self.epochs}, batch_size={self.batch_size} and eval_every="
                               f"{self.eval_every} must be >= 1")
+        if self.eval_first < 0 or (self.eval_workers is not None and self.eval_workers < 0):
+            raise ConfigError(f"eval_first={self.eval_first} and eval_workers={self.eval_workers} "
+                              "must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device={self.device!r} must be 'auto', 'cpu' or 'cuda'")
         for name in ("n_train", "n_test"):
@@ -128,6 +156,10 @@ class ProtocolAConfig:
             if v is not None and v < 20:
                 raise ConfigError(f"{name}={v} must be >= 20 (or None for the whole split)")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+
+    def evaluates(self, epoch: int) -> bool:
+        """Whether the model after ``epoch`` (1-based) is clustered and scored."""
+        return epoch <= self.eval_first or epoch % self.eval_every == 0 or epoch == self.epochs
 
 
 def resolve_device(name: str) -> str:
@@ -230,7 +262,8 @@ def run_protocol_a(
     n_classes = int(np.unique(y_train).shape[0])
     calib = np.random.default_rng(cfg.seed).permutation(X_train.shape[0])[:cfg.calibration_images]
     last = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
-    Xt = torch.as_tensor(X_train)  # uint8, (n, H, W, 3); batches are converted on the fly
+    # uint8 (n, H, W, 3), converted batch by batch; on a GPU the whole set (150 MB) lives there
+    Xt = torch.as_tensor(X_train).to(device)
     def save(epoch_done: int, partial_state: dict | None) -> None:
         with atomic_path(ckpt) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.get_state(),
@@ -238,55 +271,178 @@ def run_protocol_a(
                         "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
                         "epoch": epoch_done, "partial": partial_state, "config": asdict(cfg)}, tmp)
 
-    for epoch in range(start, last):
-        t0 = time.perf_counter()
-        model.train()
-        b0, total, count, before_s = 0, 0.0, 0, 0.0
-        if partial is not None:  # continue the interrupted epoch where its checkpoint left it
-            b0, total, count, before_s = (partial["batch"], partial["total"], partial["count"],
-                                          partial["train_s"])
-            partial = None
-        last_save = time.perf_counter()
-        for b in range(b0, len(sampler)):
-            idx = sampler.sample(cfg.batch_size).reshape(-1)  # as iterating the sampler does
-            x = model.preprocess(Xt[torch.as_tensor(idx)].to(device))  # (3*batch, 3, H, W)
-            emb = model(x)
-            value = loss(emb, torch.zeros(emb.shape[0], dtype=torch.long, device=device))
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            total += float(value.detach())
-            count += 1
-            if b + 1 < len(sampler) and time.perf_counter() - last_save >= cfg.checkpoint_every_s:
-                save(epoch, {"batch": b + 1, "total": total, "count": count,
-                             "train_s": before_s + time.perf_counter() - t0})
-                last_save = time.perf_counter()
+    workers = cfg.eval_workers
+    if workers is None:
+        workers = 0 if device == "cpu" else max(1, min(4, (os.cpu_count() or 2) - 1))
+    with _Evaluator(workers) as evaluator:
+        # embeddings left by a stopped run (epochs the checkpoint covers) are clustered first
+        for pending in sorted((out / "embeddings").glob("epoch_*.npz")):
+            epoch_done = int(pending.stem.split("_")[1])
+            if epoch_done <= start and not _epoch_json(out, epoch_done).is_file():
+                evaluator.submit(pending)
+        for epoch in range(start, last):
+            t0 = time.perf_counter()
+            model.train()
+            b0, total, count, before_s = 0, 0.0, 0, 0.0
+            if partial is not None:  # continue the interrupted epoch where its checkpoint left it
+                b0, total, count, before_s = (partial["batch"], partial["total"], partial["count"],
+                                              partial["train_s"])
+                partial = None
+            last_save = time.perf_counter()
+            for b in range(b0, len(sampler)):
+                idx = sampler.sample(cfg.batch_size).reshape(-1)  # as iterating the sampler does
+                x = model.preprocess(Xt[torch.as_tensor(idx).to(device)])  # (3*batch, 3, H, W)
+                emb = model(x)
+                value = loss(emb, torch.zeros(emb.shape[0], dtype=torch.long, device=device))
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                opt.step()
+                total += float(value.detach())
+                count += 1
+                if b + 1 < len(sampler) and time.perf_counter() - last_save >= cfg.checkpoint_every_s:
+                    save(epoch, {"batch": b + 1, "total": total, "count": count,
+                                 "train_s": before_s + time.perf_counter() - t0})
+                    last_save = time.perf_counter()
+                if hook is not None:
+                    hook("batch", completed=b + 1, total=len(sampler))
+            train_s = before_s + time.perf_counter() - t0
+            row: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1), "train_s": round(train_s, 1),
+                                   "device": device}
+            if cfg.evaluates(epoch + 1):
+                t1 = time.perf_counter()
+                Z_test = _embed_images(model, X_test, device)
+                Z_cal = _embed_images(model, X_train[calib], device) if cfg.loss == "l1" else None
+                row["embed_s"] = round(time.perf_counter() - t1, 1)
+                pending = _pending_path(out, epoch + 1)
+                _write_pending(pending, row, cfg, Z_test, np.asarray(y_test), Z_cal,
+                               y_train[calib] if Z_cal is not None else None, n_classes)
+                save(epoch + 1, None)
+                evaluator.submit(pending)
+            else:
+                row["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                write_json_atomic(_epoch_json(out, epoch + 1), row)
+                save(epoch + 1, None)
+            log.info("epoch %d/%d trained: loss %.4f", epoch + 1, cfg.epochs, row["loss"])
             if hook is not None:
-                hook("batch", completed=b + 1, total=len(sampler))
-        train_s = before_s + time.perf_counter() - t0
-        row: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1), "train_s": round(train_s, 1),
-                               "device": device}
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            t1 = time.perf_counter()
-            Z_test = _embed_images(model, X_test, device)
-            Z_cal = _embed_images(model, X_train[calib], device) if cfg.loss == "l1" else None
-            metrics, _ = evaluate_embedding(
-                Z_test, np.asarray(y_test), cfg.loss, Z_train=Z_cal,
-                y_train=y_train[calib] if Z_cal is not None else None, alpha=cfg.alpha, beta=cfg.beta,
-                kl=cfg.kl, n_classes=n_classes, seed=cfg.seed)
-            row.update(metrics)
-            row["eval_s"] = round(time.perf_counter() - t1, 1)
-        row["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_json_atomic(out / "epochs" / f"epoch_{epoch + 1:03d}.json", row)
-        save(epoch + 1, None)
-        log.info("epoch %d/%d: loss %.4f%s", epoch + 1, cfg.epochs, row["loss"],
-                 f", multicut ACC {row['multicut']['acc']:.4f}, k-means ACC {row['kmeans']['acc']:.4f}"
-                 if "multicut" in row else "")
-        if hook is not None:
-            hook("epoch", completed=epoch + 1, total=cfg.epochs, loss=row["loss"])
+                hook("epoch", completed=epoch + 1, total=cfg.epochs, loss=row["loss"])
     return load_epochs(out)
 
 
 def load_epochs(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The per-epoch records of a Protocol A run folder, in epoch order."""
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((Path(out) / "epochs").glob("epoch_*.json"))]
+
+
+def _epoch_json(out: Path, epoch: int) -> Path:
+    return out / "epochs" / f"epoch_{epoch:03d}.json"
+
+
+def _pending_path(out: Path, epoch: int) -> Path:
+    return out / "embeddings" / f"epoch_{epoch:03d}.npz"
+
+
+def _write_pending(path: Path, row: dict[str, Any], cfg: ProtocolAConfig, Z_test: np.ndarray,
+                   y_test: np.ndarray, Z_cal: np.ndarray | None, y_cal: np.ndarray | None,
+                   n_classes: int) -> None:
+    """Save what clustering one epoch needs, so that it can happen in another process or later."""
+    from ..utils.io import atomic_path
+
+    job = {"row": row, "loss": cfg.loss, "alpha": cfg.alpha, "beta": cfg.beta, "kl": cfg.kl,
+           "average_start": cfg.average_start, "seed": cfg.seed, "n_classes": n_classes,
+           "keep": bool(cfg.keep_embeddings or row["epoch"] == cfg.epochs)}
+    arrays = {"Z_test": Z_test, "y_test": y_test}
+    if Z_cal is not None:
+        arrays.update(Z_cal=Z_cal, y_cal=y_cal)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, job=np.array(json.dumps(job)), **arrays)
+
+
+def evaluate_pending(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Cluster one saved epoch embedding and write that epoch's JSON; returns the record.
+
+    The embedding file is removed afterwards unless it is the run's last epoch (kept for figures)
+    or ``keep_embeddings`` was set. Writing the JSON is atomic, so a process ended midway leaves
+    the embedding in place and the next resume clusters it again.
+    """
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as d:
+        job = json.loads(str(d["job"]))
+        Z_test, y_test = d["Z_test"], d["y_test"]
+        Z_cal = d["Z_cal"] if "Z_cal" in d.files else None
+        y_cal = d["y_cal"] if "y_cal" in d.files else None
+    row = job["row"]
+    t = time.perf_counter()
+    metrics, _ = evaluate_embedding(Z_test, y_test, job["loss"], Z_train=Z_cal, y_train=y_cal,
+                                    alpha=job["alpha"], beta=job["beta"], kl=job["kl"],
+                                    n_classes=job["n_classes"], seed=job["seed"],
+                                    average_start=job["average_start"])
+    row.update(metrics)
+    row["eval_s"] = round(row.pop("embed_s", 0.0) + time.perf_counter() - t, 1)
+    row["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_json_atomic(_epoch_json(path.parent.parent, int(row["epoch"])), row)
+    if not job["keep"]:
+        path.unlink()
+    return row
+
+
+def _log_scores(row: dict[str, Any]) -> None:
+    extra = (f", avg-start multicut ACC {row['multicut_avg_kl']['acc']:.4f}"
+             if "multicut_avg_kl" in row else "")
+    log.info("epoch %d: multicut ACC %.4f (%d clusters)%s, k-means ACC %.4f", row["epoch"],
+             row["multicut"]["acc"], row["multicut"]["n_clusters"], extra, row["kmeans"]["acc"])
+
+
+def _log_finished(fut: Future) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        _log_scores(fut.result())
+
+
+def _init_worker() -> None:
+    # one core per worker: several clusterings run side by side next to the training process
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+class _Evaluator:
+    """Clusters saved epoch embeddings in this process (``workers=0``) or in a process pool.
+
+    Used as a context manager: leaving it normally waits for every submitted epoch and re-raises
+    a worker's error; leaving it by an exception drops the queued ones (their embeddings stay
+    on disk for the next resume).
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = int(workers)
+        self.pool: ProcessPoolExecutor | None = None
+        self.futures: list[Future] = []
+
+    def __enter__(self) -> _Evaluator:
+        if self.workers > 0:
+            import multiprocessing
+
+            # spawn, not fork: the parent may hold a CUDA context
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init_worker)
+        return self
+
+    def submit(self, job: Path) -> None:
+        if self.pool is None:
+            _log_scores(evaluate_pending(job))
+            return
+        fut = self.pool.submit(evaluate_pending, str(job))
+        fut.add_done_callback(_log_finished)
+        self.futures.append(fut)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.pool is None:
+            return
+        if exc_type is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            return
+        try:
+            for fut in self.futures:
+                fut.result()
+        finally:
+            self.pool.shutdown(wait=True)
