@@ -393,7 +393,8 @@ def environment() -> dict[str, str]:
     return {"kfree": str(__version__), "torch": str(torch.__version__), "numpy": str(np.__version__),
             "sklearn": str(sklearn.__version__), "numba": str(numba.__version__),
             "python": platform.python_version(), "machine": platform.machine(),
-            "cpus": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads())}
+            "cpus": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads()),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
