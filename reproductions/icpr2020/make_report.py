@@ -7,7 +7,8 @@ Usage (repository root)::
 Reads ``results/icpr2020/protocol_b/cells/*.json`` (written by ``run_b.py`` or
 ``kfree experiment icpr2020``) and the cached test embeddings they point to; writes
 ``results/icpr2020/table1.md`` (generated part between the markers) and PNGs in
-``results/icpr2020/figures/``. Protocol A runs under ``--protocol-a DIR`` add their ACC-vs-epoch curve.
+``results/icpr2020/figures/``. The Protocol A runs in ``results/icpr2020/protocol_a/`` (or
+``--protocol-a DIR``) give ``results/icpr2020/protocol_a.md`` and the ``protocol_a_*`` figures.
 """
 
 from __future__ import annotations
@@ -38,9 +39,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--no-tsne", action="store_true")
     p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--protocol-a", default=None, help="folder holding Protocol A run folders")
+    p.add_argument("--protocol-a", default=str(RESULTS / "protocol_a"),
+                   help="folder holding Protocol A run folders (default: the committed GPU runs)")
+    p.add_argument("--only", choices=("A", "B"), default=None, help="regenerate one protocol's report only")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if a.only != "A":
+        protocol_b(a)
+    if a.only != "B":
+        protocol_a(a)
+
+
+def protocol_b(a: argparse.Namespace) -> None:
     records = load_cells(RESULTS / "protocol_b")
     agg = aggregate(records)
     gen = "\n\n".join([
@@ -53,22 +63,29 @@ def main() -> None:
         "### The paper's findings, checked on the cells that ran\n\n" + findings_markdown(check_findings(agg)),
         "### Every measured cell (incl. GAEC alone, without KLj)\n\n" + cells_markdown(agg),
     ])
-    path = RESULTS / "table1.md"
-    text = path.read_text(encoding="utf-8") if path.is_file() else f"# ICPR 2020 reproduction\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    write_text(path, f"{head}{BEGIN}\n{gen}\n{END}{tail}")
+    _write_generated(RESULTS / "table1.md", gen, "ICPR 2020 reproduction")
     if not a.no_figures:
         write_figures(records, RESULTS / "figures", tsne_cell=None if a.no_tsne else "l3_p00_n00_s0")
-    if a.protocol_a:
-        from kfree.experiments.icpr2020_protocol_a import load_epochs
-        from kfree.report.icpr_plots import plot_acc_vs_epoch
 
-        runs = {d.name.split("_")[0]: load_epochs(d) for d in sorted(Path(a.protocol_a).iterdir()) if d.is_dir()}
-        plot_acc_vs_epoch(runs, RESULTS / "figures" / "protocol_a_acc_vs_epoch.png",
-                          paper={m: {v: PAPER_ACC[m][v][(0.0, 0.0)] for v in ("l1", "l2", "l3")}
-                                 for m in ("multicut", "kmeans")})
 
+def protocol_a(a: argparse.Namespace) -> None:
+    from kfree.experiments import icpr2020_report_a as A
+
+    pa = Path(a.protocol_a)
+    if not (pa.is_dir() and any(pa.iterdir())):
+        logging.info("no Protocol A runs in %s", pa)
+        return
+    runs = A.load_runs(pa)
+    _write_generated(RESULTS / "protocol_a.md", A.report_markdown(runs), "ICPR 2020 reproduction, Protocol A")
+    if not a.no_figures:
+        A.write_figures_a(runs, RESULTS / "figures", tsne=not a.no_tsne)
+
+
+def _write_generated(path: Path, generated: str, title: str) -> None:
+    """Replace the part of ``path`` between the markers; the hand-written text around it stays."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else f"# {title}\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    write_text(path, f"{head}{BEGIN}\n{generated}\n{END}{rest.split(END, 1)[1]}")
 
 if __name__ == "__main__":
     main()

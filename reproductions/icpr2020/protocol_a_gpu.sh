@@ -7,14 +7,14 @@
 #   bash reproductions/icpr2020/protocol_a_gpu.sh CIFAR_DIR RUNS_DIR [LOG_DIR]
 #
 # CIFAR_DIR holds cifar10_jpeg.tar (or .tar.gz) + cifar10_manifest.csv (or .csv.gz), or the
-# official cifar-10-batches-py. Environment: EPOCHS (100), EVAL_FIRST (20), EVAL_EVERY (5),
+# official cifar-10-batches-py. Environment: SEED (0), EPOCHS (100), EVAL_FIRST (20), EVAL_EVERY (5),
 # WORKERS (eval processes per loss, 4), TIME_LIMIT (seconds for training, default none: a run
 # stopped by it resumes from its last epoch checkpoint when started again).
 set -euo pipefail
 CIFAR=${1:?CIFAR_DIR}
 RUNS=${2:?RUNS_DIR}
 LOGS=${3:-$RUNS}
-EPOCHS=${EPOCHS:-100} EVAL_FIRST=${EVAL_FIRST:-20} EVAL_EVERY=${EVAL_EVERY:-5} WORKERS=${WORKERS:-4}
+SEED=${SEED:-0} EPOCHS=${EPOCHS:-100} EVAL_FIRST=${EVAL_FIRST:-20} EVAL_EVERY=${EVAL_EVERY:-5} WORKERS=${WORKERS:-4}
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
 export PYTHONPATH="$HERE/src${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p "$RUNS" "$LOGS"
@@ -42,8 +42,8 @@ PY
 
 run() {
   ${TIME_LIMIT:+timeout --signal=TERM "$TIME_LIMIT"} python3 -m kfree -v experiment icpr2020 --protocol A \
-    --loss "$1" --seeds 0 --epochs "$EPOCHS" --eval-first "$EVAL_FIRST" --eval-every "$EVAL_EVERY" \
-    --eval-workers "$WORKERS" --no-progress --out "$RUNS" > "$LOGS/protocol_a_$1.log" 2>&1
+    --loss "$1" --seeds "$SEED" --epochs "$EPOCHS" --eval-first "$EVAL_FIRST" --eval-every "$EVAL_EVERY" \
+    --eval-workers "$WORKERS" --no-progress --out "$RUNS" > "$LOGS/protocol_a_$1_s$SEED.log" 2>&1
 }
 pids=()
 for loss in l1 l2 l3; do run "$loss" & pids+=($!); done

@@ -316,7 +316,7 @@ def test_figures_are_written(tmp_path):
     assert same.mean() < diff.mean()
     h = P.plot_pair_histograms({"l3": (same, diff)}, tmp_path / "h.png", thresholds={"l3": (0.77, "τ")})
     t = P.plot_tsne(Z[:, :2], y, tmp_path / "t.png", acc=1.0, labels_true=y, title="x")
-    e = P.plot_acc_vs_epoch({"l3": [{"epoch": 1, "multicut": {"acc": 0.5}, "kmeans": {"acc": 0.6}}]},
+    e = P.plot_acc_vs_epoch({"l3": [[{"epoch": 1, "multicut": {"acc": 0.5}, "kmeans": {"acc": 0.6}}]]},
                             tmp_path / "e.png", paper={"multicut": {"l3": 80.51}})
     for f in (p, q, h, t, e):
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -349,3 +349,46 @@ def test_cli_runs_protocol_b_and_prints_a_table(tmp_path, monkeypatch, tiny_data
     assert "ACC" in res.output
     bad = CliRunner().invoke(app, ["--protocol", "C"])
     assert bad.exit_code == 1 and "protocol" in bad.output
+
+
+# ----------------------------------------------------------------------------- Protocol A report
+def _fake_protocol_a(root, accs):
+    """Run folders as run_protocol_a writes them; ``accs[(loss, seed)]`` = multicut ACC per epoch."""
+    from kfree.experiments.icpr2020 import write_json_atomic
+
+    for (loss, seed), curve in accs.items():
+        d = root / f"{loss}_p00_n00_s{seed}"
+        write_json_atomic(d / "config.json", {"config": {"loss": loss, "seed": seed, "wrong_positives": 0.0,
+                                                         "wrong_negatives": 0.0},
+                                              "device": "cuda", "environment": {"gpu": "G", "torch": "t"}})
+        for e, a in enumerate(curve, start=1):
+            rec = {"epoch": e, "loss": 0.1, "train_s": 3.0, "eval_s": 10.0}
+            if a is not None:
+                rec.update(multicut={"acc": a, "n_clusters": 10, "nmi": 0.5, "threshold": 0.77},
+                           kmeans={"acc": a + 0.01, "nmi": 0.5})
+            write_json_atomic(d / "epochs" / f"epoch_{e:03d}.json", rec)
+    # a noisy run is not part of the no-noise report
+    write_json_atomic(root / "l3_p05_n00_s0" / "config.json", {"config": {"loss": "l3", "seed": 0,
+                      "wrong_positives": 0.05, "wrong_negatives": 0.0}})
+
+
+def test_protocol_a_report_compares_last_epoch_with_paper_and_checks_l2_l3_vs_l1(tmp_path):
+    from kfree.experiments import icpr2020_report_a as A
+
+    _fake_protocol_a(tmp_path, {("l1", 0): [0.5, None, 0.6], ("l1", 1): [0.5, None, 0.7],
+                                ("l2", 0): [0.4, None, 0.7], ("l2", 1): [0.6, None, 0.8],
+                                ("l3", 0): [0.55, None, 0.9], ("l3", 1): [0.45, None, 0.6]})
+    runs = A.load_runs(tmp_path)
+    assert sorted(runs) == [("l1", 0), ("l1", 1), ("l2", 0), ("l2", 1), ("l3", 0), ("l3", 1)]
+    final = A.final_markdown(runs)
+    l3 = next(line for line in final.splitlines() if line.startswith("| L3"))
+    assert "**75.00** (80.51)" in l3 and "90.00 / 60.00" in l3 and "**76.00** (81.72)" in l3
+    c = A.check_l2_l3_vs_l1(runs)
+    # points: epochs 1 and 3 of both seeds; L2 ≥ L1 at (0,3), (1,1), (1,3); L3 at (0,1), (0,3)
+    assert c["points"] == 4 and c["l2_ge_l1"] == 3 and c["l3_ge_l1"] == 2 and c["last_epoch"] == 3
+    assert c["l1_last"] == pytest.approx(65.0) and c["l3_last"] == pytest.approx(75.0)
+    md = A.report_markdown(runs)
+    assert "| 4 | 3 | 2 | 65.00 / 75.00 / 75.00 (epoch 3) | yes |" in md
+    assert "cuda (G)" in md and "| L2 | k-means, k = 10 | 51.0 | 76.0 |" in md
+    written = A.write_figures_a(runs, tmp_path / "fig", tsne=False)
+    assert [p.name for p in written] == ["protocol_a_acc_vs_epoch.png"]

@@ -290,31 +290,43 @@ def plot_pair_histograms(
 
 # ------------------------------------------------------------------------------ Protocol A
 def plot_acc_vs_epoch(
-    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
     path: str | os.PathLike[str],
     *,
     paper: Mapping[str, Mapping[str, float]] | None = None,
+    methods: Sequence[tuple[str, str]] = (("multicut", "minimum cost multicut (GAEC + KLj)"),
+                                          ("multicut_avg_kl", "multicut, average-linkage start + KLj"),
+                                          ("kmeans", "k-means (k = 10)")),
 ) -> Path:
-    """ACC of multicut (left) and k-means (right) after each epoch, one line per loss.
+    """ACC after each evaluated epoch, one panel per clustering, one colour per loss.
 
-    ``runs[loss]`` = per-epoch records with ``epoch`` and ``multicut``/``kmeans`` → ``acc``;
-    ``paper[method][loss]`` (ACC in %, after 100 epochs) is drawn as a dashed level.
+    ``runs[loss]`` = one list of per-epoch records per seed (``epoch`` and ``<method>`` →
+    ``acc``); each seed is a thin line, their mean (at epochs every seed reached) a thick one.
+    ``paper[method][loss]`` (ACC in %, after 100 epochs) is drawn as a dashed level; the
+    average-linkage panel uses the paper's multicut level.
     """
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, method in zip(axes, ("multicut", "kmeans")):
-        for loss, rows in runs.items():
-            pts = [(r["epoch"], 100 * r[method]["acc"]) for r in rows if method in r]
-            if pts:
-                e, a = zip(*pts)
-                ax.plot(e, a, marker="o", color=LOSS_COLORS.get(loss), label=f"{LOSS_NAMES.get(loss, loss)}")
-            if paper and loss in paper.get(method, {}):
-                ax.axhline(paper[method][loss], color=LOSS_COLORS.get(loss), ls="--", alpha=0.6,
-                           label=f"paper, 100 epochs ({paper[method][loss]:.2f})")
-        ax.set_title("minimum cost multicut" if method == "multicut" else "k-means (k = 10)")
+    present = [(m, t) for m, t in methods if any(m in r for seeds in runs.values() for rows in seeds for r in rows)]
+    fig, axes = plt.subplots(1, max(1, len(present)), figsize=(5.5 * max(1, len(present)), 4), sharey=True,
+                             squeeze=False)
+    for ax, (method, title) in zip(axes[0], present):
+        for loss, seeds in runs.items():
+            color = LOSS_COLORS.get(loss)
+            per_seed = [dict((r["epoch"], 100 * r[method]["acc"]) for r in rows if method in r) for rows in seeds]
+            for curve in per_seed:
+                if curve:
+                    ax.plot(list(curve), list(curve.values()), color=color, lw=0.7, alpha=0.35)
+            common = sorted(set.intersection(*(set(c) for c in per_seed))) if per_seed else []
+            if common:
+                ax.plot(common, [np.mean([c[e] for c in per_seed]) for e in common], color=color, lw=2,
+                        marker="o", ms=2.5, label=f"{LOSS_NAMES.get(loss, loss)} (mean of {len(per_seed)} seeds)")
+            level = (paper or {}).get("kmeans" if method == "kmeans" else "multicut", {}).get(loss)
+            if level is not None:
+                ax.axhline(level, color=color, ls="--", alpha=0.6, label=f"paper, 100 epochs ({level:.2f})")
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("ACC (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
