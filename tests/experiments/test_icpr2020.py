@@ -163,16 +163,21 @@ def test_protocol_b_resumes_an_interrupted_head_exactly(tiny_data, tmp_path):
 
 
 # ----------------------------------------------------------------------------- Protocol A
+def _tiny_images(seed):
+    """Three classes of noisy 16×16 images around random prototypes: 36 train, 24 test."""
+    rng = np.random.default_rng(seed)
+    ytr, yte = np.repeat(np.arange(3), 12), np.repeat(np.arange(3), 8)
+    base = rng.integers(0, 256, size=(3, 16, 16, 3))
+    noisy = lambda y: np.clip(base[y] + rng.normal(0, 20, size=(y.shape[0], 16, 16, 3)), 0, 255).astype(np.uint8)
+    return noisy(ytr), ytr, noisy(yte), yte
+
+
 def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     import torch
 
     from kfree.experiments.icpr2020_protocol_a import ProtocolAConfig, load_epochs, run_protocol_a
 
-    rng = np.random.default_rng(0)
-    ytr, yte = np.repeat(np.arange(3), 12), np.repeat(np.arange(3), 8)
-    base = rng.integers(0, 256, size=(3, 16, 16, 3))
-    noisy = lambda y: np.clip(base[y] + rng.normal(0, 20, size=(y.shape[0], 16, 16, 3)), 0, 255).astype(np.uint8)
-    images = (noisy(ytr), ytr, noisy(yte), yte)
+    images = _tiny_images(0)
     cfg = ProtocolAConfig(loss="l3", epochs=2, batch_size=6, device="cpu", calibration_images=36,
                           wrong_negatives="random", widths=(8, 8, 8, 8, 8),  # tiny AlexNet: fast test
                           epoch_images=108)  # 6 batches of 6 triplets per epoch
@@ -222,11 +227,7 @@ def test_protocol_a_background_evaluation_matches_inline_and_survives_a_stop(tmp
     with an epoch's embedding still waiting clusters it on resume; the schedule is honoured."""
     from kfree.experiments.icpr2020_protocol_a import ProtocolAConfig, load_epochs, run_protocol_a
 
-    rng = np.random.default_rng(1)
-    ytr, yte = np.repeat(np.arange(3), 12), np.repeat(np.arange(3), 8)
-    base = rng.integers(0, 256, size=(3, 16, 16, 3))
-    noisy = lambda y: np.clip(base[y] + rng.normal(0, 20, size=(y.shape[0], 16, 16, 3)), 0, 255).astype(np.uint8)
-    images = (noisy(ytr), ytr, noisy(yte), yte)
+    images = _tiny_images(1)
     cfg = ProtocolAConfig(loss="l1", epochs=4, batch_size=6, device="cpu", calibration_images=36,
                           widths=(8, 8, 8, 8, 8), epoch_images=54, eval_first=1, eval_every=3,
                           eval_workers=0)
