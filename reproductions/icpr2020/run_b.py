@@ -4,6 +4,8 @@ Usage (from the repository root; several workers may run at once, each claims th
 
     OMP_NUM_THREADS=1 nice -n 10 python reproductions/icpr2020/run_b.py --seeds 0 [--epochs 10]
 
+``--backbone efficientnet-lite0+efficientnet-lite2`` trains the heads on both backbones' features
+concatenated (cells in ``results/icpr2020/protocol_b_lite0+lite2/``).
 Cells finished earlier (``results/icpr2020/protocol_b/cells/<cell>.json``) are skipped; a killed
 worker loses at most one epoch of its current cell (per-epoch checkpoints in the cache).
 Priority: the no-noise cells of every loss, then the Fig. 5 lines (positive noise alone,
@@ -25,11 +27,11 @@ from kfree.experiments.icpr2020 import (
     ProtocolBConfig,
     cell_path,
     default_cache_dir,
+    default_protocol_b_out,
     load_protocol_b_data,
     run_cell,
 )
 
-OUT = Path("results/icpr2020/protocol_b")
 
 #: (wrong positives, wrong negatives) in the order they are run
 PRIORITY: list[tuple[float, float | str]] = [
@@ -76,11 +78,15 @@ def main() -> None:
     p.add_argument("--losses", default=",".join(LOSSES))
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--only-noise-free", action="store_true")
+    p.add_argument("--backbone", default="efficientnet-lite0",
+                   help="frozen features; several joined by '+' are concatenated (efficientnet-lite0+efficientnet-lite2)")
+    p.add_argument("--out", default=None, help="default results/icpr2020/protocol_b[_<backbones>]")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
     cfg = ProtocolBConfig(epochs=a.epochs, seeds=tuple(int(s) for s in a.seeds.split(",")),
-                          losses=tuple(a.losses.split(",")))
+                          losses=tuple(a.losses.split(",")), backbone=a.backbone)
+    out = Path(a.out) if a.out else default_protocol_b_out(cfg)
     data = load_protocol_b_data(cfg)
     claims = default_cache_dir() / "claims"
     order = PRIORITY[:1] if a.only_noise_free else PRIORITY
@@ -88,14 +94,14 @@ def main() -> None:
         for pos, neg in order:
             for loss in cfg.losses:
                 cell = Cell(loss, pos, neg, seed)
-                if cell_path(OUT, cell).is_file():
+                if cell_path(out, cell).is_file():
                     continue
-                lock = claims / f"{cell.name}.claim"
+                lock = claims / f"{cfg.tag}{cell.name}.claim"
                 if not claim(lock):
                     continue
                 try:
-                    if not cell_path(OUT, cell).is_file():
-                        run_cell(cfg, cell, data, OUT)
+                    if not cell_path(out, cell).is_file():
+                        run_cell(cfg, cell, data, out)
                 finally:
                     lock.unlink(missing_ok=True)
 

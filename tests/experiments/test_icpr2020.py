@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -142,6 +144,48 @@ def test_protocol_b_cells_train_cluster_write_json_and_resume(tiny_data, tmp_pat
     with pytest.raises(ConfigError, match="epochs"):
         run_protocol_b(ProtocolBConfig(losses=("l3",), noise_pos=(0.0,), noise_neg=(0.0,), epochs=4), out,
                        data=tiny_data, cache_dir=cache)
+
+
+def test_protocol_b_concatenates_backbones_and_keeps_their_caches_apart(tiny_data, tmp_path, monkeypatch):
+    """``backbone="a+b"`` trains on both feature sets side by side, under its own cache names and
+    output folder, and a finished cell of another backbone is never taken for one of this."""
+    import kfree.embed.features as F
+    from kfree.experiments.icpr2020 import default_protocol_b_out, load_protocol_b_data
+
+    both = ProtocolBConfig(losses=("l3",), noise_pos=(0.0,), noise_neg=(0.0,), epochs=2, batch_size=20,
+                           backbone="efficientnet-lite0+efficientnet-lite2")
+    assert both.tag == "lite0+lite2_" and ProtocolBConfig().tag == ""
+    assert default_protocol_b_out(both).name == "protocol_b_lite0+lite2"
+    assert default_protocol_b_out(ProtocolBConfig()).name == "protocol_b"
+    with pytest.raises(ConfigError, match="backbone"):
+        ProtocolBConfig(backbone="efficientnet-lite0+resnet50")
+    with pytest.raises(ConfigError, match="backbone"):
+        ProtocolBConfig(backbone="efficientnet-lite0+efficientnet-lite0")
+
+    # two fake feature caches: lite2's features are lite0's negated (so the halves are told apart)
+    def fake_features(split, *, backbone, **_):
+        X = tiny_data.X_train if split == "train" else tiny_data.X_test
+        y = tiny_data.y_train if split == "train" else tiny_data.y_test
+        return (X if backbone.endswith("lite0") else -X).astype(np.float16), y
+
+    monkeypatch.setattr(F, "load_cifar10_features", fake_features)
+    monkeypatch.setattr(F, "cifar10_feature_dir", lambda *, backbone, **_: (
+        tmp_path / backbone, {"backbone": backbone, "size": 128, "normalization": "tf", "dtype": "float16",
+                              "source": "fake"}))
+    data = load_protocol_b_data(both)
+    d = tiny_data.X_train.shape[1]
+    assert data.X_train.shape == (tiny_data.X_train.shape[0], 2 * d) and data.X_test.dtype == np.float32
+    np.testing.assert_allclose(data.X_train[:, d:], -data.X_train[:, :d])
+    assert [p["backbone"] for p in data.source["parts"]] == ["efficientnet-lite0", "efficientnet-lite2"]
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    rec = run_protocol_b(both, out, data=data, cache_dir=cache)[0]
+    assert rec["config"]["backbone"] == both.backbone
+    assert Path(rec["embedding"]).name == "lite0+lite2_l3_p00_n00_s0.npz"
+    assert (cache / "checkpoints" / "lite0+lite2_l3_p00_n00_s0.head.pt").is_file()
+    with pytest.raises(ConfigError, match=r"efficientnet-lite0\+efficientnet-lite2"):
+        run_protocol_b(dataclasses.replace(both, backbone="efficientnet-lite0"), out, data=tiny_data,
+                       cache_dir=cache)
 
 
 def test_protocol_b_resumes_an_interrupted_head_exactly(tiny_data, tmp_path):

@@ -33,11 +33,14 @@ def icpr2020(
     seeds: Annotated[str, typer.Option(help="Seeds, comma-separated.")] = "0",
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: B 10, A 100).")] = None,
     resume: Annotated[bool, typer.Option(help="Skip finished cells / continue from the last epoch checkpoint.")] = True,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default results/icpr2020/protocol_b or "
-                                                     "kfree-runs/icpr2020/protocol_a).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default results/icpr2020/protocol_b[_<backbones>] "
+                                                     "or kfree-runs/icpr2020/protocol_a).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     eval_every: Annotated[int, typer.Option(help="A: cluster the test set every this many epochs.")] = 1,
     eval_first: Annotated[int, typer.Option(help="A: ...and after each of the first this many.")] = 0,
+    backbone: Annotated[str, typer.Option(
+        help="B: frozen features, several joined by '+' are concatenated "
+             "(efficientnet-lite0, efficientnet-lite0+efficientnet-lite2).")] = "efficientnet-lite0",
     eval_workers: Annotated[int | None, typer.Option(
         help="A: processes clustering evaluated epochs while training goes on (default: 0 on CPU, "
              "up to 4 on a GPU).")] = None,
@@ -53,19 +56,19 @@ def icpr2020(
         seed_list = tuple(int(s) for s in _split(seeds))
         pos, neg = _split(noise_pos), _split(noise_neg)
         if proto == "B":
-            _run_b(losses, pos, neg, seed_list, epochs, resume, out, progress)
+            _run_b(losses, pos, neg, seed_list, epochs, resume, out, progress, backbone)
         else:
             _run_a(losses, pos, neg, seed_list, epochs, resume, out, progress,
                    {"eval_every": eval_every, "eval_first": eval_first, "eval_workers": eval_workers})
 
 
-def _run_b(losses, pos, neg, seeds, epochs, resume, out, progress) -> None:
+def _run_b(losses, pos, neg, seeds, epochs, resume, out, progress, backbone) -> None:
     from ..experiments import icpr2020 as b
     from ..experiments.icpr2020_paper import PAPER_ACC
 
     cfg = b.ProtocolBConfig(losses=losses, noise_pos=tuple(pos), noise_neg=tuple(neg), seeds=seeds,
-                            **({"epochs": epochs} if epochs is not None else {}))
-    out = out or Path("results/icpr2020/protocol_b")
+                            backbone=backbone, **({"epochs": epochs} if epochs is not None else {}))
+    out = out or b.default_protocol_b_out(cfg)
     n = len(cfg.cells())
     console.print(f"[bold]ICPR 2020, Protocol B[/bold]: {n} cells ({len(losses)} losses × {len(cfg.noise_pos)} "
                   f"positive × {len(cfg.noise_neg)} negative noise levels × {len(seeds)} seeds), "
