@@ -62,10 +62,27 @@ def protocol_b(a: argparse.Namespace) -> None:
         "### Issue targets (Protocol B)\n\n" + targets_markdown(agg),
         "### The paper's findings, checked on the cells that ran\n\n" + findings_markdown(check_findings(agg)),
         "### Every measured cell (incl. GAEC alone, without KLj)\n\n" + cells_markdown(agg),
+        *variants_markdown(),
     ])
     _write_generated(RESULTS / "table1.md", gen, "ICPR 2020 reproduction")
     if not a.no_figures:
         write_figures(records, RESULTS / "figures", tsne_cell=None if a.no_tsne else "l3_p00_n00_s0")
+
+
+def variants_markdown() -> list[str]:
+    """Protocol B on other frozen features (``protocol_b_<backbones>/``, e.g. Lite0 + Lite2)."""
+    out = []
+    for folder in sorted(RESULTS.glob("protocol_b_*")):
+        records = load_cells(folder)
+        if not records:
+            continue
+        agg = aggregate(records)
+        backbone = records[0]["config"].get("backbone", folder.name)
+        seeds = sorted({r["cell"]["seed"] for r in records})
+        out.append(f"### Protocol B on `{backbone}` features ({len(records)} cells, seeds "
+                   f"{', '.join(map(str, seeds))}; `{folder.as_posix()}`), no noise, ACC %\n\n"
+                   + summary_markdown(agg) + "\n\nIssue targets on these features:\n\n" + targets_markdown(agg))
+    return out
 
 
 def protocol_a(a: argparse.Namespace) -> None:

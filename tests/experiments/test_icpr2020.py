@@ -329,9 +329,14 @@ def test_table_and_findings_from_cells():
         check_findings,
         summary_markdown,
         table1_markdown,
+        targets_markdown,
     )
 
     agg = aggregate(_fake_records())
+    t = targets_markdown(agg)
+    assert "L3 multicut ACC, no noise: 78.50 % — target ≥ 85.0 % **not met**" in t
+    assert "average-linkage start, no noise: not measured" in t
+    assert "L3 k-means ACC, no noise: 81.00 % — target ≥ 81.7 % **not met**" in t
     a = agg[("multicut", "l3", 0.0, 0.0)]
     assert a["n"] == 2 and a["acc"] == pytest.approx(78.5) and a["std"] == pytest.approx(np.std([78, 79], ddof=1))
     md = table1_markdown(agg)
