@@ -264,12 +264,41 @@ def run_protocol_a(
     last = cfg.epochs if stop_after is None else min(cfg.epochs, int(stop_after))
     # uint8 (n, H, W, 3), converted batch by batch; on a GPU the whole set (150 MB) lives there
     Xt = torch.as_tensor(X_train).to(device)
+
     def save(epoch_done: int, partial_state: dict | None) -> None:
         with atomic_path(ckpt) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.get_state(),
                         "torch_rng": torch.get_rng_state(),
                         "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
                         "epoch": epoch_done, "partial": partial_state, "config": asdict(cfg)}, tmp)
+
+    def train_epoch(epoch: int, partial: dict | None) -> dict[str, Any]:
+        """One pass of ``len(sampler)`` batches (from ``partial``'s batch when resuming inside it)."""
+        t0 = time.perf_counter()
+        model.train()
+        b0, total, count, before_s = 0, 0.0, 0, 0.0
+        if partial is not None:  # continue the interrupted epoch where its checkpoint left it
+            b0, total, count, before_s = (partial["batch"], partial["total"], partial["count"],
+                                          partial["train_s"])
+        last_save = time.perf_counter()
+        for b in range(b0, len(sampler)):
+            idx = sampler.sample(cfg.batch_size).reshape(-1)  # as iterating the sampler does
+            x = model.preprocess(Xt[torch.as_tensor(idx).to(device)])  # (3*batch, 3, H, W)
+            emb = model(x)
+            value = loss(emb, torch.zeros(emb.shape[0], dtype=torch.long, device=device))
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            total += float(value.detach())
+            count += 1
+            if b + 1 < len(sampler) and time.perf_counter() - last_save >= cfg.checkpoint_every_s:
+                save(epoch, {"batch": b + 1, "total": total, "count": count,
+                             "train_s": before_s + time.perf_counter() - t0})
+                last_save = time.perf_counter()
+            if hook is not None:
+                hook("batch", completed=b + 1, total=len(sampler))
+        train_s = before_s + time.perf_counter() - t0
+        return {"epoch": epoch + 1, "loss": total / max(count, 1), "train_s": round(train_s, 1), "device": device}
 
     workers = cfg.eval_workers
     if workers is None:
@@ -281,33 +310,8 @@ def run_protocol_a(
             if epoch_done <= start and not _epoch_json(out, epoch_done).is_file():
                 evaluator.submit(pending)
         for epoch in range(start, last):
-            t0 = time.perf_counter()
-            model.train()
-            b0, total, count, before_s = 0, 0.0, 0, 0.0
-            if partial is not None:  # continue the interrupted epoch where its checkpoint left it
-                b0, total, count, before_s = (partial["batch"], partial["total"], partial["count"],
-                                              partial["train_s"])
-                partial = None
-            last_save = time.perf_counter()
-            for b in range(b0, len(sampler)):
-                idx = sampler.sample(cfg.batch_size).reshape(-1)  # as iterating the sampler does
-                x = model.preprocess(Xt[torch.as_tensor(idx).to(device)])  # (3*batch, 3, H, W)
-                emb = model(x)
-                value = loss(emb, torch.zeros(emb.shape[0], dtype=torch.long, device=device))
-                opt.zero_grad(set_to_none=True)
-                value.backward()
-                opt.step()
-                total += float(value.detach())
-                count += 1
-                if b + 1 < len(sampler) and time.perf_counter() - last_save >= cfg.checkpoint_every_s:
-                    save(epoch, {"batch": b + 1, "total": total, "count": count,
-                                 "train_s": before_s + time.perf_counter() - t0})
-                    last_save = time.perf_counter()
-                if hook is not None:
-                    hook("batch", completed=b + 1, total=len(sampler))
-            train_s = before_s + time.perf_counter() - t0
-            row: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1), "train_s": round(train_s, 1),
-                                   "device": device}
+            row = train_epoch(epoch, partial)
+            partial = None
             if cfg.evaluates(epoch + 1):
                 t1 = time.perf_counter()
                 Z_test = _embed_images(model, X_test, device)
