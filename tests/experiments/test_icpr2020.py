@@ -155,6 +155,7 @@ def test_protocol_b_concatenates_backbones_and_keeps_their_caches_apart(tiny_dat
     both = ProtocolBConfig(losses=("l3",), noise_pos=(0.0,), noise_neg=(0.0,), epochs=2, batch_size=20,
                            backbone="efficientnet-lite0+efficientnet-lite2")
     assert both.tag == "lite0+lite2_" and ProtocolBConfig().tag == ""
+    assert ProtocolBConfig(backbone=" efficientnet-lite0 + efficientnet-lite2").backbone == both.backbone
     assert default_protocol_b_out(both).name == "protocol_b_lite0+lite2"
     assert default_protocol_b_out(ProtocolBConfig()).name == "protocol_b"
     with pytest.raises(ConfigError, match="backbone"):

@@ -156,6 +156,7 @@ class ProtocolBConfig:
         if not parts or any(b not in BACKBONES for b in parts) or len(set(parts)) != len(parts):
             raise ConfigError(f"backbone={self.backbone!r}: one or more distinct names of {tuple(BACKBONES)} "
                               "joined by '+'")
+        object.__setattr__(self, "backbone", "+".join(parts))  # one spelling per feature set
         bad = [v for v in self.losses if v not in LOSSES]
         if bad or not self.losses:
             raise ConfigError(f"losses={self.losses!r}: choose one or more of {LOSSES}")
