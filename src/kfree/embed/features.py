@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 Hook = Callable[..., None]
 
-BACKBONES = {"efficientnet-lite0": "lite0", "efficientnet-lite2": "lite2"}  # name -> variant
+BACKBONES = {"efficientnet-lite0": "lite0", "efficientnet-lite1": "lite1", "efficientnet-lite2": "lite2"}  # name -> variant
 DEFAULT_SIZE = 128  # measured trade-off of time vs quality, see results/icpr2020/backbone_check.md
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
