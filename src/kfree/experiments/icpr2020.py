@@ -126,8 +126,9 @@ class ProtocolBConfig:
     average_start : also search each cell's multicut from average-linkage HAC + KLj (same costs;
         see :func:`multicut_average_linkage_start`; ≈ 1.5 min more per cell on 10k points).
     backbone : the frozen feature extractor, or several joined by ``"+"`` whose features are
-        concatenated (``"efficientnet-lite0+efficientnet-lite2"``: 2560-d; its supervised MLP
-        ceiling is 84.0 % against 81.4 % for Lite0 alone, see ``results/icpr2020/backbone_check.md``).
+        concatenated (``"efficientnet-lite0+efficientnet-lite2"``: 2560-d; supervised MLP ceiling
+        84.0 %, 84.6 % with Lite1 too, against ≈ 81.4 % for any one of them; see
+        ``results/icpr2020/backbone_check.md``).
         Each needs its features cached (``python -m kfree.embed.features --backbone NAME``).
     """
 
