@@ -72,32 +72,34 @@ STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
-# EfficientNet-Lite1: depth ×1.1 of Lite0 (repeats rounded up), same widths; the first and last
-# stages' repeats are not scaled; native input 240 px. Read off the converted state dict (21 blocks).
-STAGES_LITE1: tuple[tuple[int, int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 32, 16),
-    (3, 3, 2, 6, 16, 24),
-    (3, 5, 2, 6, 24, 40),
-    (4, 3, 2, 6, 40, 80),
-    (4, 5, 1, 6, 80, 112),
-    (5, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-)
-# EfficientNet-Lite2: width ×1.1 and depth ×1.2 of Lite0, but (Lite rule) the stem, the head and
-# the first and last stages' repeats are not scaled; native input 260 px.
-STAGES_LITE2: tuple[tuple[int, int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 32, 16),
-    (3, 3, 2, 6, 16, 24),
-    (3, 5, 2, 6, 24, 48),
-    (4, 3, 2, 6, 48, 88),
-    (4, 5, 1, 6, 88, 120),
-    (5, 5, 2, 6, 120, 208),
-    (1, 3, 1, 6, 208, 352),
-)
+
+
+def _round_width(channels: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's channel rounding: the scaled width to a multiple of 8, never below 90 %."""
+    scaled = channels * width
+    out = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * scaled else out
+
+
+def scaled_stages(width: float, depth: float) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    """Lite0's stages scaled as the Lite family is: channels by ``width`` (rounded to multiples of
+    8), repeats by ``depth`` (rounded up), except that (Lite rule) the stem's 32 channels and the
+    first and last stages' repeats stay fixed. Lite1 = (1.0, 1.1), Lite2 = (1.1, 1.2); both match
+    the converted state dicts key for key (strict-load tests)."""
+    out = []
+    for i, (reps, kernel, stride, expand, c_in, c_out) in enumerate(STAGES):
+        if 0 < i < len(STAGES) - 1:
+            reps = math.ceil(reps * depth)
+        c_in = c_in if i == 0 else _round_width(c_in, width)  # stage 0 reads the fixed stem
+        out.append((reps, kernel, stride, expand, c_in, _round_width(c_out, width)))
+    return tuple(out)
+
+
+# native inputs: Lite0 224 px, Lite1 240 px, Lite2 260 px
 VARIANTS: dict[str, tuple[tuple[int, int, int, int, int, int], ...]] = {
     "lite0": STAGES,
-    "lite1": STAGES_LITE1,
-    "lite2": STAGES_LITE2,
+    "lite1": scaled_stages(1.0, 1.1),
+    "lite2": scaled_stages(1.1, 1.2),
 }
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # PyTorch convention for TF's decay 0.99
