@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 
 from kfree.experiments.icpr2020 import load_cells
-from kfree.experiments.icpr2020_paper import PAPER_ACC
 from kfree.experiments.icpr2020_report import (
     aggregate,
     cells_markdown,
@@ -103,6 +102,7 @@ def _write_generated(path: Path, generated: str, title: str) -> None:
     text = path.read_text(encoding="utf-8") if path.is_file() else f"# {title}\n\n{BEGIN}\n{END}\n"
     head, rest = text.split(BEGIN, 1)
     write_text(path, f"{head}{BEGIN}\n{generated}\n{END}{rest.split(END, 1)[1]}")
+
 
 if __name__ == "__main__":
     main()
