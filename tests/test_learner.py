@@ -1,4 +1,8 @@
-"""The estimator: BCL on separated blobs of unseen identities finds K exactly, reproducibly."""
+"""The estimator: BCL on separated blobs of unseen identities finds K exactly, reproducibly.
+
+These tests pin the paper's set-up (an MLP head at its own threshold, never swapped for the raw
+features); the learner's choice among rules is tested in tests/test_selection.py.
+"""
 
 import numpy as np
 import pytest
@@ -8,6 +12,9 @@ from kfree import BallClusterLearner
 from kfree.data.synthetic import sphere_blobs
 from kfree.exceptions import DataError
 from kfree.metrics import nmi
+
+PAPER = dict(head="mlp", linkage="complete", threshold_mode="learned", compare_raw=False,
+             eval_every_steps=None, patience=None)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +30,7 @@ def blobs():
 def fitted(blobs):
     torch.set_num_threads(1)
     Xtr, ytr, Xva, yva, _, _ = blobs
-    kw = dict(dims=(64, 32), epochs=40, p=8, k=6, loss_params={"radius_lr_scale": 10.0}, seed=3)
+    kw = dict(dims=(64, 32), epochs=40, p=8, k=6, loss_params={"radius_lr_scale": 10.0}, seed=3, **PAPER)
     return BallClusterLearner(**kw).fit(Xtr, ytr, X_val=Xva, y_val=yva), kw
 
 
@@ -95,7 +102,8 @@ def test_bad_input(blobs, fitted):
 
 def test_logistic_calibration_is_saved_and_feeds_multicut(tmp_path, blobs):
     Xtr, ytr, Xva, yva, Xte, yte = blobs
-    est = BallClusterLearner("triplet-l1", dims=(32,), epochs=15, p=6, k=4, calibration="logistic", seed=0)
+    est = BallClusterLearner("triplet-l1", dims=(32,), epochs=15, p=6, k=4, calibration="logistic", seed=0,
+                             **{**PAPER, "threshold_mode": "recalibrated"})
     est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
     assert est.calibration_ is not None
     assert est.threshold_.source == est.calibration_.threshold().source
@@ -110,7 +118,7 @@ def test_logistic_calibration_is_saved_and_feeds_multicut(tmp_path, blobs):
 def test_noisy_triplet_sampler_through_the_learner(blobs):
     Xtr, ytr, Xva, yva, *_ = blobs
     est = BallClusterLearner("triplet-l3", dims=(16,), epochs=2, sampler="triplets", triplets_per_batch=30,
-                             wrong_positives=0.1, wrong_negatives="random", seed=0)
+                             wrong_positives=0.1, wrong_negatives="random", seed=0, **PAPER)
     est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
     assert est.provenance_["train_config"]["wrong_negatives"] == "random"
     assert est.threshold_.distance == "euclidean"

@@ -21,6 +21,9 @@ class TrainConfig:
     """How to train an embedding head.
 
     ``p`` identities × ``k`` samples per batch; ``epochs`` passes of about n samples each.
+    Validation runs every ``eval_every`` epochs, or every ``eval_every_steps`` optimisation steps
+    (and once before the first step) when that is set; ``patience`` stops training after that
+    many validations without a better score.
     ``lr`` is Adam's learning rate for the network; the loss's own parameters (BCL's radius)
     use ``lr × loss.param_lr_scale``.
 
@@ -43,6 +46,8 @@ class TrainConfig:
     k: int = 4
     batches_per_epoch: int | None = None
     eval_every: int = 5
+    eval_every_steps: int | None = None
+    patience: int | None = None
     select_best: bool = True
     seed: int = 0
     sampler: str = "pk"
@@ -63,6 +68,10 @@ class TrainConfig:
             raise ConfigError(f"k={self.k} samples per identity must be >= 1")
         if self.eval_every < 1:
             raise ConfigError(f"eval_every={self.eval_every} must be >= 1")
+        if self.eval_every_steps is not None and self.eval_every_steps < 1:
+            raise ConfigError(f"eval_every_steps={self.eval_every_steps} must be >= 1 (or None: every eval_every epochs)")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience={self.patience} must be >= 1 validations (or None: no early stopping)")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler={self.sampler!r} is not one of {SAMPLERS}")
         if self.triplets_per_batch is not None and self.triplets_per_batch < 1:

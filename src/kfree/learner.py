@@ -4,10 +4,14 @@
 >>> labels = learner.cluster(X_new)          # unseen identities, no K given
 >>> learner.threshold_                        # Threshold(value=4b, distance='sqeuclidean', ...)
 
-``fit`` holds out a fraction of the *identities* for validation (model selection, and the
-threshold of losses that imply none), trains the MLP head with the chosen loss, and sets
-``threshold_``. ``transform`` embeds; ``cluster`` embeds and cuts complete-linkage HAC at the
-threshold. Seeded runs are reproducible bit for bit on CPU.
+``fit`` holds out a fraction of the *identities* as validation classes, trains the head with the
+chosen loss, validating every few optimisation steps, and keeps the step that clusters the
+validation classes best. It then compares every way of clustering it can offer — the loss's own
+threshold, validation-calibrated cuts, and the same cuts of the *raw input features* — on those
+classes and keeps the best (``rule_``; ``selection_`` records all of them). When the raw features
+win, the model says so and clusters them: a learned model is never silently worse than its input.
+``transform`` maps into the chosen space; ``cluster`` cuts it. Seeded runs are reproducible bit
+for bit on CPU.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from .exceptions import ConfigError, DataError, DataFileNotFoundError, ModelErro
 from .threshold import Threshold
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = "kfree-model/1"
+MODEL_FORMAT = "kfree-model/2"
+READABLE_FORMATS = ("kfree-model/1", MODEL_FORMAT)
 
 
 def _versions() -> dict[str, str]:
@@ -51,7 +56,7 @@ def _plain(obj: Any) -> Any:
 
 
 class BallClusterLearner(TransformerMixin, BaseEstimator):
-    """Learn an embedding whose geometry carries the clustering threshold.
+    """Learn an embedding whose geometry carries the clustering threshold — and check it.
 
     Parameters
     ----------
@@ -59,24 +64,45 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         Registered loss name (``"bcl"`` by default; see ``kfree.registry.names("loss")``).
     loss_params : dict, optional
         Keyword arguments of the loss (e.g. ``{"alpha": 0.8, "beta": 0.4}`` for triplets).
-    dims : tuple of int
-        Layer sizes of the MLP head; the last is the embedding dimension.
+    head : {"residual", "mlp"}
+        ``"residual"`` (default): ``normalize(x + g(x))`` with ``g``'s last layer zero at the
+        start, so training starts from the input geometry (:class:`~kfree.embed.models.ResidualEmbedder`);
+        ``"mlp"``: the BCL paper's MLP (``dims`` = layer sizes, embedding size last).
+    dims : tuple of int, optional
+        Hidden sizes of the residual branch (default ``(256,)``) or the MLP's layers (default
+        ``(256, 128, 64, 64)``).
     dropout : float
-        Dropout between hidden layers (regularises heads trained on few identities).
-    epochs, lr, weight_decay : training schedule (Adam).
+        Dropout after hidden layers.
+    epochs, lr, weight_decay : training schedule (Adam); ``epochs`` is an upper bound when
+        ``patience`` stops training earlier.
     p, k : identities per batch and samples per identity.
     val_identities : float or int
         Identities held out for validation when ``fit`` is not given ``X_val``/``y_val``
-        (fraction in (0, 1) or a count; 0 disables it).
-    linkage : {"complete", "average", "single"}
-        Linkage for clustering (BCL's ``4b`` rule is derived for complete linkage).
+        (fraction in (0, 1) or a count; 0 disables validation, selection and the raw check).
+    eval_every_steps : int or None
+        Validate every this many optimisation steps (and before the first). ``None``: every
+        ``eval_every`` epochs, the older schedule.
+    eval_every : int
+        Epochs between validations when ``eval_every_steps`` is ``None``.
+    patience : int or None
+        Stop after this many validations without a better validation score.
+    linkage : {"auto", "complete", "average", "single", "ward"}
+        Linkage of the recalibrated candidates. ``"auto"``: complete and Ward, whichever
+        clusters the validation classes better. The loss's own threshold always uses complete
+        linkage (BCL's ``4b`` is derived for it).
+    threshold_mode : {"auto", "learned", "recalibrated"}
+        Which thresholds compete: the loss's own (``"learned"``; losses that imply none are
+        always calibrated), cuts calibrated to the number of validation classes
+        (``"recalibrated"``), or both (``"auto"``).
+    compare_raw : bool
+        Also score the raw input features (recalibrated cuts) and use them if they win.
     threshold : float, optional
-        Override the learned/calibrated threshold (in the threshold's distance units).
+        Override the chosen threshold (in its distance units).
     calibration : {"n_clusters", "logistic"}
-        For losses that imply no threshold: cut where HAC gives the true number of validation
-        identities (the BCL paper's baseline protocol), or fit p(different | distance) by
-        logistic regression on validation pairs (the ICPR 2020 protocol; its 0.5 crossing is the
-        HAC threshold and its probabilities feed ``method="multicut"``).
+        How a recalibrated complete-linkage cut is fitted: where HAC gives the true number of
+        validation identities (the BCL paper's protocol), or the 0.5 crossing of a logistic
+        regression on validation pair distances (the ICPR 2020 protocol; its probabilities feed
+        ``method="multicut"``).
     sampler : {"pk", "triplets"}
         P×K batches, or explicit (anchor, positive, negative) triplets with label noise
         (``wrong_positives``, ``wrong_negatives`` = fraction or ``"random"``; triplet losses only).
@@ -85,11 +111,15 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    model_ : MLPEmbedder
+    model_ : the trained head (weights of the best validation step)
     loss_ : EmbeddingLoss
-    threshold_ : Threshold
+    rule_ : :class:`~kfree.evaluate.selection.ClusterRule` — features, linkage and threshold used
+    uses_raw_ : bool — the raw features won on validation; ``transform``/``cluster`` use them
+    selection_ : dict — every candidate rule with its validation score, the chosen one and why
+    threshold_ : Threshold — the chosen rule's threshold (or the override)
+    learned_threshold_ : Threshold — the loss's own threshold (or its calibration)
     labels_, n_clusters_ : clusters of the training data (set by ``fit_predict`` only).
-    history_ : list of dict, per-epoch loss and validation scores.
+    history_ : list of dict — the validation curve (step, epoch, loss, val_nmi, …)
     n_features_in_ : int
     """
 
@@ -98,7 +128,8 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         loss: str = "bcl",
         *,
         loss_params: dict[str, Any] | None = None,
-        dims: tuple[int, ...] = (256, 128, 64, 64),
+        head: str = "residual",
+        dims: tuple[int, ...] | None = None,
         dropout: float = 0.0,
         epochs: int = 60,
         lr: float = 1e-3,
@@ -107,8 +138,12 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         k: int = 4,
         batches_per_epoch: int | None = None,
         val_identities: float | int = 0.2,
+        eval_every_steps: int | None = 10,
         eval_every: int = 5,
-        linkage: str = "complete",
+        patience: int | None = 30,
+        linkage: str = "auto",
+        threshold_mode: str = "auto",
+        compare_raw: bool = True,
         threshold: float | None = None,
         calibration: str = "n_clusters",
         sampler: str = "pk",
@@ -119,6 +154,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
     ) -> None:
         self.loss = loss
         self.loss_params = loss_params
+        self.head = head
         self.dims = dims
         self.dropout = dropout
         self.epochs = epochs
@@ -128,8 +164,12 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         self.k = k
         self.batches_per_epoch = batches_per_epoch
         self.val_identities = val_identities
+        self.eval_every_steps = eval_every_steps
         self.eval_every = eval_every
+        self.patience = patience
         self.linkage = linkage
+        self.threshold_mode = threshold_mode
+        self.compare_raw = compare_raw
         self.threshold = threshold
         self.calibration = calibration
         self.sampler = sampler
@@ -141,27 +181,48 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
     def _train_config(self):
         from .config import TrainConfig
+        from .embed.models import HEADS
 
+        if self.head not in HEADS:
+            raise ConfigError(f"head={self.head!r} is not one of {HEADS}")
+        dims = self.dims if self.dims is not None else ((256,) if self.head == "residual" else (256, 128, 64, 64))
         return TrainConfig(
-            loss=self.loss, loss_params=dict(self.loss_params or {}), dims=tuple(self.dims), dropout=self.dropout,
+            loss=self.loss, loss_params=dict(self.loss_params or {}), dims=tuple(dims), dropout=self.dropout,
             epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, p=self.p, k=self.k,
-            batches_per_epoch=self.batches_per_epoch, eval_every=self.eval_every, seed=self.seed,
+            batches_per_epoch=self.batches_per_epoch, eval_every=self.eval_every,
+            eval_every_steps=self.eval_every_steps, patience=self.patience, seed=self.seed,
             sampler=self.sampler, triplets_per_batch=self.triplets_per_batch,
             wrong_positives=self.wrong_positives, wrong_negatives=self.wrong_negatives,
         )
+
+    def _modes(self, implied: bool) -> tuple[str, ...]:
+        if self.threshold_mode == "learned":
+            return ("learned",) if implied else ("recalibrated",)
+        if self.threshold_mode == "recalibrated":
+            return ("recalibrated",)
+        return ("learned", "recalibrated") if implied else ("recalibrated",)
 
     def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, hook=None) -> "BallClusterLearner":
         """Train on labelled data ``X`` (n, d) with identity labels ``y`` (n,).
 
         ``X_val``/``y_val`` are validation data of *other* identities; when omitted,
-        ``val_identities`` of the identities in ``y`` are held out automatically.
+        ``val_identities`` of the identities in ``y`` are held out automatically. Draw them like
+        the data you will cluster (similar items per identity): calibrated cuts depend on it.
         """
         import torch
 
         from . import registry
         from .data.splits import split_identities
-        from .embed.models import MLPEmbedder
+        from .embed.encode import encode
+        from .embed.models import build_head
         from .evaluate.calibrate import LogisticCalibration, threshold_for_n_clusters
+        from .evaluate.selection import (
+            ClusterRule,
+            ValidationSet,
+            best_rule,
+            candidate_linkages,
+            check_threshold_mode,
+        )
         from .train.trainer import train_embedding
         from .utils.seeding import seed_everything
 
@@ -173,8 +234,8 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         cfg = self._train_config()
         if self.calibration not in ("n_clusters", "logistic"):
             raise ConfigError(f"calibration={self.calibration!r} is not one of ('n_clusters', 'logistic')")
-        if self.linkage not in ("complete", "average", "single"):
-            raise ConfigError(f"linkage={self.linkage!r} is not one of ('complete', 'average', 'single')")
+        linkages = candidate_linkages(self.linkage)
+        check_threshold_mode(self.threshold_mode)
         X = check_features(X, min_samples=2)
         y = np.asarray(y)
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
@@ -197,38 +258,80 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
                 if X_val.shape[1] != X.shape[1]:
                     raise DataError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
                 y_val = np.asarray(y_val)
+                if y_val.shape != (X_val.shape[0],):
+                    raise DataError(f"y_val must have shape ({X_val.shape[0]},), got {y_val.shape}")
+        has_val = X_val is not None and len(np.unique(y_val)) >= 2
         self.n_features_in_ = X.shape[1]
-        model = MLPEmbedder(X.shape[1], cfg.dims, dropout=cfg.dropout)
+        model = build_head(self.head, X.shape[1], cfg.dims, dropout=cfg.dropout)
         Xt = torch.tensor(np.asarray(X_tr, dtype=np.float32))
         model.set_standardization(Xt.mean(0), Xt.std(0) if Xt.shape[0] > 1 else torch.ones(X.shape[1]))
         loss_params = dict(cfg.loss_params)
         if cfg.sampler == "triplets" and cfg.loss.startswith("triplet"):
             loss_params.setdefault("mining", "given")  # the sampler already chose the triplets
         loss = registry.get("loss", cfg.loss, **loss_params)
-        result = train_embedding(model, loss, X_tr, y_tr, cfg, X_val=X_val, y_val=y_val, hook=hook)
+        implied = loss.implied_threshold() is not None
+        modes = self._modes(implied)
+        vset = ValidationSet(y_val, linkages=linkages, seed=self.seed) if has_val else None
+        X_val_np = np.asarray(X_val, dtype=np.float32) if has_val else None
+
+        def score_fn(m, lo) -> dict[str, Any]:
+            rules = vset.rules(encode(m, X_val_np), features="model", learned=lo.implied_threshold(), modes=modes)
+            best = best_rule(rules)
+            row: dict[str, Any] = {"val_nmi": best.val_nmi, "val_clusters": best.val_clusters,
+                                   "val_true": best.val_true, "val_rule": f"{best.linkage}/{best.mode}"}
+            for r in rules:
+                row[f"val_nmi_{r.linkage}_{r.mode}"] = r.val_nmi
+                row[f"val_clusters_{r.linkage}_{r.mode}"] = r.val_clusters
+            return row
+
+        result = train_embedding(model, loss, X_tr, y_tr, cfg, hook=hook, score_fn=score_fn if has_val else None)
         self.model_ = model
         self.loss_ = loss
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
+        self.best_step_ = result.best_step
         thr = loss.implied_threshold()
         self.calibration_ = None
-        if thr is None:
-            has_val = X_val is not None and len(np.unique(y_val)) >= 2
-            Z_cal, y_cal = (self.transform(X_val), y_val) if has_val else (self.transform(X_tr), y_tr)
-            if self.calibration == "logistic":
-                self.calibration_ = LogisticCalibration.fit_embeddings(Z_cal, y_cal, seed=self.seed)
-                thr = self.calibration_.threshold()
-            else:
-                thr = threshold_for_n_clusters(Z_cal, len(np.unique(y_cal)), linkage=self.linkage)
-            if not has_val:
+        candidates: list[ClusterRule] = []
+        if has_val:
+            Z_val = encode(model, X_val_np)
+            if thr is None and self.calibration == "logistic":
+                self.calibration_ = LogisticCalibration.fit_embeddings(Z_val, y_val, seed=self.seed)
+            model_rules = vset.rules(Z_val, features="model", learned=thr, modes=modes, step=result.best_step,
+                                     logistic=self.calibration_)
+            raw_rules = vset.rules(X_val_np, features="raw", modes=("recalibrated",)) if self.compare_raw else []
+            candidates = raw_rules + model_rules  # a tie goes to the raw features: nothing learned, nothing gained
+            chosen = best_rule(candidates)
+            if thr is None:
+                own = [r for r in model_rules if r.linkage == "complete"] or model_rules
+                thr = own[0].threshold
+        else:
+            if thr is None:  # nothing held out: calibrate on the training identities, and say so
+                Z_cal = encode(model, np.asarray(X_tr, dtype=np.float32))
+                if self.calibration == "logistic":
+                    self.calibration_ = LogisticCalibration.fit_embeddings(Z_cal, y_tr, seed=self.seed)
+                    thr = self.calibration_.threshold()
+                else:
+                    thr = threshold_for_n_clusters(Z_cal, len(np.unique(y_tr)), linkage="complete")
                 thr = Threshold(thr.value, thr.distance, thr.source + " (on training identities)")
+            lk = "complete" if self.linkage in ("auto", "ward") else self.linkage
+            chosen = ClusterRule("model", lk, thr, "learned" if implied else "recalibrated", step=result.best_step)
         self.learned_threshold_ = thr
+        self.rule_ = chosen
+        self.uses_raw_ = chosen.features == "raw"
+        self.selection_ = {
+            "chosen": chosen.to_dict(),
+            "candidates": [r.to_dict() for r in candidates],
+            "compared_with_raw": bool(has_val and self.compare_raw),
+            "reason": _selection_reason(chosen, candidates, has_val, self.compare_raw),
+        }
         self.provenance_ = {
-            "loss": cfg.loss, "loss_hparams": loss.hparams(), "train_config": cfg.to_dict(),
+            "loss": cfg.loss, "loss_hparams": loss.hparams(), "train_config": cfg.to_dict(), "head": self.head,
             "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]), "n_identities": int(n_ids),
             "n_train_identities": int(len(np.unique(y_tr))),
             "n_val_identities": int(len(np.unique(y_val))) if y_val is not None else 0,
-            "best_epoch": result.best_epoch, "seed": self.seed, "versions": _versions(),
+            "best_epoch": result.best_epoch, "best_step": result.best_step, "steps": result.steps,
+            "stopped_early": result.stopped_early, "seed": self.seed, "versions": _versions(),
             "train_time_s": round(time.perf_counter() - t0, 3),
         }
         return self
@@ -236,11 +339,11 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
     # ---------------------------------------------------------------- inference
     @property
     def threshold_(self) -> Threshold:
-        """The threshold ``cluster`` uses: the override, else the learned/calibrated one."""
+        """The threshold ``cluster`` uses: the override, else the chosen rule's."""
         self._check_fitted()
         if self.threshold is not None:
-            return Threshold(float(self.threshold), self.learned_threshold_.distance, "user override")
-        return self.learned_threshold_
+            return Threshold(float(self.threshold), self.rule_.threshold.distance, "user override")
+        return self.rule_.threshold
 
     def _check_fitted(self) -> None:
         from sklearn.exceptions import NotFittedError
@@ -258,23 +361,33 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             )
         return X
 
-    def transform(self, X: Any) -> np.ndarray:
-        """Embed ``X`` (n, d) → ndarray of shape (n, embedding_dim), unit-norm rows."""
+    def embed(self, X: Any) -> np.ndarray:
+        """The learned embedding of ``X`` (n, d) → (n, embedding_dim), unit-norm rows, whatever
+        rule was chosen."""
         from .embed.encode import encode
 
         self._check_fitted()
         return encode(self.model_, self._check_X(X))
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``X`` in the space ``cluster`` cuts: the learned embedding, or the raw features (as
+        float32) when they won on validation (``uses_raw_``)."""
+        self._check_fitted()
+        if self.uses_raw_:
+            return np.asarray(self._check_X(X), dtype=np.float32)
+        return self.embed(X)
 
     def cluster(
         self, X: Any, *, threshold: float | None = None, method: str = "hac", n_clusters: int | None = None
     ) -> np.ndarray:
         """Cluster data of unseen identities; returns labels of shape (n,).
 
-        ``method`` is a registered clustering back-end (``kfree.registry.names("cluster")``).
-        Threshold methods (``hac``, ``multicut``) cut at the model's threshold — no K needed;
-        ``threshold`` overrides it (same distance units). Methods that need K (k-means, HAC at
+        ``method="hac"`` (default) applies the chosen rule (its features, linkage and threshold;
+        ``threshold`` overrides the value, same units). ``method`` may name any registered
+        back-end (``kfree.registry.names("cluster")``): threshold methods (``multicut``) cut at
+        the best non-Ward threshold of the chosen features; methods that need K (k-means, HAC at
         k) take ``n_clusters``; K-estimating ones (X-means, G-means, HDBSCAN, FINCH) take
-        neither. ``n_clusters`` with ``method="hac"`` cuts the tree at K instead.
+        neither. ``n_clusters`` with ``method="hac"`` cuts the chosen linkage's tree at K.
         """
         import inspect
 
@@ -282,32 +395,52 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
 
         self._check_fitted()
         X = self._check_X(X, min_samples=2)
+        Z = self.transform(X)
+        rule = self.rule_
+        override = threshold if threshold is not None else self.threshold
+        if method == "hac" and n_clusters is None:
+            thr = None if override is None else Threshold(float(override), rule.threshold.distance, "override")
+            return rule.cluster(Z, threshold=thr)
+        if method == "hac" and rule.linkage == "ward":
+            method = "ward"
         cls, _ = registry.resolve("cluster", method)
         accepted = inspect.signature(cls.__init__).parameters
         kwargs: dict[str, Any] = {}
         if getattr(cls, "requires_n_clusters", False) and n_clusters is None:
             raise ConfigError(f"method {method!r} needs the number of clusters: pass n_clusters (--n-clusters)")
+        dist_rule = self._distance_rule()
         if n_clusters is not None:
             if "n_clusters" not in accepted:
                 raise ConfigError(f"method {method!r} does not take n_clusters; it finds the number itself")
             kwargs["n_clusters"] = int(n_clusters)
-        elif "cut_probability" in accepted and self.calibration_ is not None and threshold is None and self.threshold is None:
+        elif ("cut_probability" in accepted and self.calibration_ is not None and override is None
+              and not self.uses_raw_):
             # a fitted p(different | d) is a better multicut cost than a hard threshold
             kwargs["cut_probability"] = self.calibration_.cut_probability
             kwargs["distance"] = self.calibration_.distance
         elif "threshold" in accepted:
-            thr = self.threshold_ if threshold is None else Threshold(float(threshold), self.threshold_.distance, "argument")
-            kwargs["threshold"] = thr.value
+            base = rule.threshold if method == "ward" else dist_rule.threshold
+            kwargs["threshold"] = base.value if override is None else float(override)
             if "distance" in accepted:
-                kwargs["distance"] = thr.distance
+                kwargs["distance"] = base.distance
         if "linkage" in accepted:
-            kwargs["linkage"] = self.linkage
+            kwargs["linkage"] = dist_rule.linkage
         if "n_clusters" in kwargs and "distance" in accepted:
-            kwargs.setdefault("distance", self.learned_threshold_.distance)
-        from .embed.encode import encode
+            kwargs.setdefault("distance", dist_rule.threshold.distance)
+        return registry.get("cluster", method, **kwargs).fit(Z).labels_
 
-        # X was validated above; embed it directly rather than through transform (no second check)
-        return registry.get("cluster", method, **kwargs).fit(encode(self.model_, X)).labels_
+    def _distance_rule(self):
+        """The best candidate on the chosen features whose threshold is a pair distance (not
+        Ward's merge height): what distance-threshold back-ends such as multicut cut at."""
+        from .evaluate.selection import ClusterRule, best_rule
+
+        if self.rule_.linkage != "ward":
+            return self.rule_
+        same = [ClusterRule.from_dict(d) for d in self.selection_.get("candidates", [])]
+        same = [r for r in same if r.features == self.rule_.features and r.linkage != "ward"]
+        if same:
+            return best_rule(same)
+        return ClusterRule(self.rule_.features, "complete", self.learned_threshold_, "learned")
 
     def fit_predict(self, X: Any, y: Any, **fit_params: Any) -> np.ndarray:
         """Fit on labelled data and return the clusters of that same data at the threshold.
@@ -318,6 +451,11 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         self.labels_ = self.fit(X, y, **fit_params).cluster(X)
         self.n_clusters_ = int(self.labels_.max()) + 1
         return self.labels_
+
+    def summary(self) -> str:
+        """One line: what ``cluster`` will do, and why."""
+        self._check_fitted()
+        return self.selection_["reason"]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -330,7 +468,8 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
-        """Write the fitted model, its threshold and provenance to one file (atomically)."""
+        """Write the fitted model, its chosen rule, the validation curve and provenance to one
+        file (atomically)."""
         import torch
 
         from .utils.io import atomic_path
@@ -343,6 +482,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             "model_state": self.model_.state_dict(),
             "loss_state": self.loss_.state_dict(),
             "threshold": self.learned_threshold_.to_dict(),
+            "selection": self.selection_,
             "calibration": None if self.calibration_ is None else self.calibration_.to_dict(),
             "provenance": self.provenance_,
             "history": self.history_,
@@ -355,11 +495,12 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path) -> "BallClusterLearner":
-        """Load a model saved with :meth:`save`."""
+        """Load a model saved with :meth:`save` (this version's format or the previous one)."""
         import torch
 
         from . import registry
-        from .embed.models import MLPEmbedder
+        from .embed.models import head_from_config
+        from .evaluate.selection import ClusterRule
 
         p = Path(path)
         if not p.exists():
@@ -371,27 +512,64 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
                 f"{p.name} is not a kfree model file (it could not be read as one: "
                 f"{type(e).__name__}); give a model saved by `kfree train`"
             ) from None
-        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
             raise ModelError(f"{p.name} is not a kfree model file (expected format {MODEL_FORMAT})")
-        params = dict(payload["params"])
-        params["dims"] = tuple(params["dims"])
-        self = cls(**params)
-        mc = payload["model_config"]
-        self.model_ = MLPEmbedder(mc["in_dim"], mc["dims"], normalize=mc["normalize"], dropout=mc["dropout"])
-        self.model_.load_state_dict(payload["model_state"])
-        self.model_.eval()
-        self.loss_ = registry.get("loss", self.loss, **(self.loss_params or {}))
-        self.loss_.on_num_classes(int(payload["provenance"].get("n_train_identities", 2)), self.model_.out_dim)
-        self.loss_.load_state_dict(payload["loss_state"])
-        self.learned_threshold_ = Threshold.from_dict(payload["threshold"])
-        cal = payload.get("calibration")
-        if cal is not None:
-            from .evaluate.calibrate import LogisticCalibration
+        try:
+            params = dict(payload["params"])
+            if params.get("dims") is not None:
+                params["dims"] = tuple(params["dims"])
+            if payload["format"] == "kfree-model/1":  # before heads and rule selection
+                params.update(head="mlp", threshold_mode="learned", compare_raw=False)
+            self = cls(**params)
+            self.model_ = head_from_config(payload["model_config"])
+            self.model_.load_state_dict(payload["model_state"])
+            self.model_.eval()
+            self.loss_ = registry.get("loss", self.loss, **(self.loss_params or {}))
+            self.loss_.on_num_classes(int(payload["provenance"].get("n_train_identities", 2)), self.model_.out_dim)
+            self.loss_.load_state_dict(payload["loss_state"])
+            self.learned_threshold_ = Threshold.from_dict(payload["threshold"])
+            cal = payload.get("calibration")
+            if cal is not None:
+                from .evaluate.calibrate import LogisticCalibration
 
-            self.calibration_ = LogisticCalibration.from_dict(cal)
-        else:
-            self.calibration_ = None
+                self.calibration_ = LogisticCalibration.from_dict(cal)
+            else:
+                self.calibration_ = None
+            sel = payload.get("selection")
+            if sel is None:
+                lk = params.get("linkage", "complete")
+                rule = ClusterRule("model", lk, self.learned_threshold_, "learned")
+                sel = {"chosen": rule.to_dict(), "candidates": [], "compared_with_raw": False,
+                       "reason": "model file of format kfree-model/1: the model at its own threshold, "
+                                 "not compared with the raw features"}
+            self.selection_ = sel
+            self.rule_ = ClusterRule.from_dict(sel["chosen"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ModelError(f"{p.name} is a damaged kfree model file ({type(e).__name__}: {e}); "
+                             "train the model again") from None
+        self.uses_raw_ = self.rule_.features == "raw"
         self.provenance_ = payload["provenance"]
         self.history_ = payload["history"]
-        self.n_features_in_ = int(mc["in_dim"])
+        self.n_features_in_ = int(payload["model_config"]["in_dim"])
+        self.best_epoch_ = self.provenance_.get("best_epoch")
+        self.best_step_ = self.provenance_.get("best_step")
         return self
+
+
+def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> str:
+    """Say which rule clusters, and what it beat (or that nothing was checked)."""
+    if not has_val:
+        return (f"no validation identities: {chosen.name}; not compared with the raw features "
+                "(hold out identities with val_identities to check it)")
+    raw = [c for c in candidates if c.features == "raw"]
+    model = [c for c in candidates if c.features == "model"]
+    best_raw = max(raw, key=lambda r: r.key()) if raw else None
+    best_model = max(model, key=lambda r: r.key()) if model else None
+    score = f"validation NMI {chosen.val_nmi:.3f}, {chosen.val_clusters} clusters for {chosen.val_true} identities"
+    if chosen.features == "raw":
+        return (f"the learned model did NOT beat the raw features on the validation identities "
+                f"(best model NMI {best_model.val_nmi:.3f} vs raw {chosen.val_nmi:.3f}): clustering the raw "
+                f"features, {chosen.linkage} linkage at {chosen.threshold.value:.4g} ({score})")
+    versus = (f"; raw features reached NMI {best_raw.val_nmi:.3f}" if best_raw is not None
+              else "; not compared with the raw features (compare_raw=False)")
+    return f"clustering the learned embedding: {chosen.name} ({score}){versus}"

@@ -27,6 +27,7 @@ _REGISTRY: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     },
     "cluster": {
         "hac": ("kfree.cluster.threshold_hac:ThresholdAgglomerative", {}),
+        "ward": ("kfree.cluster.ward:WardThreshold", {}),
         "multicut": ("kfree.cluster.multicut:MulticutClustering", {}),
         "kmeans": ("kfree.cluster.kmeans:KMeansClustering", {}),
         "hac-k": ("kfree.cluster.hac_k:AgglomerativeK", {}),

@@ -17,6 +17,10 @@ from kfree.data.synthetic import sphere_blobs
 from kfree.learner import BallClusterLearner
 
 N_TRAIN, N_VAL, N_TEST = 60, 20, 30
+#: the model alone at its own threshold, selected per epoch: what these tests check is the loss,
+#: not the learner's choice among rules (tests/test_selection.py covers that)
+PAPER_STYLE = dict(head="mlp", linkage="complete", threshold_mode="learned", compare_raw=False,
+                   eval_every_steps=None, patience=None)
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,7 +43,7 @@ def _fit(loss: str, params: tuple) -> BallClusterLearner:
     try:
         X_tr, y_tr, X_va, y_va, _, _ = blobs()
         return BallClusterLearner(loss, loss_params=dict(params), dims=(32,), epochs=30, batches_per_epoch=10,
-                                  p=8, k=4, eval_every=10, seed=0).fit(X_tr, y_tr, X_val=X_va, y_val=y_va)
+                                  p=8, k=4, eval_every=10, seed=0, **PAPER_STYLE).fit(X_tr, y_tr, X_val=X_va, y_val=y_va)
     finally:
         torch.set_num_threads(n_threads)
 

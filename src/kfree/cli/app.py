@@ -65,8 +65,9 @@ def demo(
         with progress_hook(progress) as hook:
             result = run_demo(cfg, out_dir=out, hook=hook)
         console.print(metrics_table(f"Clustering {result.rows[0]['n_true']} unseen identities "
-                                    f"(b = {result.b:.4f}, tau = 4b = {result.threshold:.4f})",
+                                    f"(learned b = {result.b:.4f}, 4b = {4 * result.b:.4f})",
                                     result.rows, DEMO_COLUMNS))
+        console.print(f"chosen on the validation identities: {result.summary}")
         console.print(f"total wall time {result.wall_time_s:.1f} s")
         console.print(f"run directory: [bold]{result.run_dir}[/bold]  (open {result.run_dir / 'index.html'})")
 
@@ -80,12 +81,20 @@ def train(
     x_key: Annotated[Optional[str], typer.Option(help="Features array in an .npz.")] = None,
     y_key: Annotated[Optional[str], typer.Option(help="Labels array in an .npz.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of a .csv/.parquet (default 'label').")] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 60,
+    epochs: Annotated[int, typer.Option(help="Most training epochs (validation stops earlier when it stops improving).")] = 60,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 1e-4,
+    dropout: Annotated[float, typer.Option(help="Dropout after hidden layers.")] = 0.0,
     p: Annotated[int, typer.Option(help="Identities per batch.")] = 16,
     k: Annotated[int, typer.Option(help="Samples per identity in a batch.")] = 4,
-    dims: Annotated[str, typer.Option(help="MLP layer sizes, comma-separated.")] = "256,128,64,64",
-    val_identities: Annotated[float, typer.Option(help="Fraction of identities held out for validation.")] = 0.2,
+    head: Annotated[str, typer.Option(help="residual (starts as the identity of the input) or mlp (the BCL paper's head).")] = "residual",
+    dims: Annotated[Optional[str], typer.Option(help="Layer sizes, comma-separated (residual: hidden sizes, default 256; mlp: default 256,128,64,64).")] = None,
+    val_identities: Annotated[float, typer.Option(help="Fraction of identities held out for validation (model selection and the raw-feature check).")] = 0.2,
+    eval_every_steps: Annotated[int, typer.Option(help="Validate every this many optimisation steps.")] = 10,
+    patience: Annotated[int, typer.Option(help="Stop after this many validations without improvement.")] = 30,
+    linkage: Annotated[str, typer.Option(help="auto (complete or Ward, chosen on validation), complete, average, single or ward.")] = "auto",
+    threshold_mode: Annotated[str, typer.Option(help="auto, learned (the loss's own threshold) or recalibrated (cut fitted to the validation #identities).")] = "auto",
+    compare_raw: Annotated[bool, typer.Option(help="Also score the raw features on validation and use them if they win.")] = True,
     loss_param: Annotated[Optional[list[str]], typer.Option(help="Loss hyper-parameter NAME=VALUE (repeatable).")] = None,
     calibration: Annotated[str, typer.Option(help="For losses with no implied threshold: n_clusters (validation #clusters match) or logistic (pair-distance logistic regression).")] = "n_clusters",
     sampler: Annotated[str, typer.Option(help="pk (P identities x K samples) or triplets (explicit triplets, with label noise).")] = "pk",
@@ -102,18 +111,25 @@ def train(
 
         data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
                              labels_path=labels, require_labels=True)
-        learner = BallClusterLearner(loss, loss_params=_parse_params(loss_param), dims=_parse_dims(dims),
-                                     epochs=epochs, lr=lr, p=p, k=k, val_identities=val_identities, seed=seed,
+        learner = BallClusterLearner(loss, loss_params=_parse_params(loss_param), head=head,
+                                     dims=None if dims is None else _parse_dims(dims), dropout=dropout,
+                                     epochs=epochs, lr=lr, weight_decay=weight_decay, p=p, k=k,
+                                     val_identities=val_identities, eval_every_steps=eval_every_steps,
+                                     patience=patience, linkage=linkage, threshold_mode=threshold_mode,
+                                     compare_raw=compare_raw, seed=seed,
                                      calibration=calibration, sampler=sampler, triplets_per_batch=triplets_per_batch,
                                      wrong_positives=wrong_positives, wrong_negatives=_parse_noise(wrong_negatives))
         with progress_hook(progress) as hook:
             learner.fit(data.X, data.y, hook=hook)
         learner.provenance_["source"] = str(labelled_file)
         learner.save(out)
-        thr = learner.threshold_
-        console.print(f"trained {loss} on {data.n_samples} rows, {learner.provenance_['n_identities']} identities; "
-                      f"threshold {thr.value:.4f} ({thr.distance}, {thr.source}); best epoch {learner.best_epoch_}")
-        console.print(f"model saved to [bold]{out}[/bold]")
+        prov = learner.provenance_
+        console.print(f"trained {loss} on {data.n_samples} rows, {prov['n_identities']} identities "
+                      f"({prov['n_val_identities']} held out for validation); {prov['steps']} steps"
+                      f"{' (stopped early)' if prov['stopped_early'] else ''}, kept step {learner.best_step_}")
+        _print_candidates(learner)
+        plot = _validation_plot(learner, out)
+        console.print(f"model saved to [bold]{out}[/bold]" + (f"; validation curve: {plot}" if plot else ""))
 
 
 @app.command()
@@ -175,6 +191,36 @@ def evaluate(
         if out is not None:
             write_json(out, metrics)
             console.print(f"metrics written to [bold]{out}[/bold]")
+
+
+def _print_candidates(learner) -> None:
+    """Every rule scored on the validation identities (learned vs recalibrated vs raw), and the choice."""
+    from rich.table import Table
+
+    cands = learner.selection_.get("candidates", [])
+    if cands:
+        table = Table(title="clustering rules on the validation identities (the best is used)")
+        for col in ("features", "linkage", "threshold", "value", "val. NMI", "#clusters (true)"):
+            table.add_column(col)
+        chosen = learner.selection_["chosen"]
+        for c in cands:
+            mark = "[bold green]" if c == chosen else ""
+            table.add_row(f"{mark}{c['features']}", c["linkage"],
+                          "own (learned)" if c["mode"] == "learned" else "recalibrated",
+                          f"{c['threshold']['value']:.4g} {c['threshold']['distance']}", f"{c['val_nmi']:.3f}",
+                          f"{c['val_clusters']} ({c['val_true']})")
+        console.print(table)
+    style = "bold yellow" if learner.uses_raw_ or not learner.selection_.get("compared_with_raw") else "bold"
+    console.print(f"[{style}]{learner.summary()}[/{style}]")
+
+
+def _validation_plot(learner, model_path: Path) -> Path | None:
+    from ..report.validation import plot_validation_curve, raw_best_nmi
+
+    path = model_path.with_name(model_path.stem + "-validation.png")
+    return plot_validation_curve(learner.history_, path, chosen=learner.selection_["chosen"],
+                                 raw_nmi=raw_best_nmi(learner.selection_),
+                                 title=f"{learner.loss}: validation on held-out identities")
 
 
 def _parse_dims(text: str) -> tuple[int, ...]:

@@ -75,5 +75,93 @@ class MLPEmbedder(nn.Module):
         return F.normalize(x, dim=1) if self.normalize else x
 
     def config(self) -> dict:
-        return {"in_dim": self.in_dim, "dims": list(self.dims), "normalize": self.normalize,
+        return {"kind": "mlp", "in_dim": self.in_dim, "dims": list(self.dims), "normalize": self.normalize,
                 "dropout": self.dropout}
+
+
+class ResidualEmbedder(nn.Module):
+    """Identity-start head: ``f(x) = normalize(x + g(standardize(x)))``, ``g`` an MLP whose last
+    layer starts at zero.
+
+    Why: a head trained on a few seen classes can only be trusted where it improves on the
+    features it was given. Starting exactly at the (L2-normalised) input means step 0 of training
+    *is* the raw geometry, so model selection on validation classes can never pick something
+    worse than the start by accident, and early steps are small corrections of it rather than a
+    random projection that has to relearn what the input already knew. The output has the input's
+    dimension.
+
+    Parameters
+    ----------
+    in_dim : int
+    hidden : sequence of int
+        Hidden sizes of the correction branch ``g`` (``in_dim → hidden… → in_dim``).
+    dropout : float
+        Dropout after every hidden layer of ``g``.
+    """
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (256,), *, dropout: float = 0.0) -> None:
+        super().__init__()
+        hidden = tuple(int(d) for d in hidden)
+        if in_dim < 1 or not hidden or min(hidden) < 1:
+            raise ConfigError(f"in_dim={in_dim} and hidden={hidden} must be positive")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout={dropout} must be in [0, 1)")
+        self.in_dim = int(in_dim)
+        self.hidden = hidden
+        self.dropout = float(dropout)
+        self.normalize = True
+        sizes = (self.in_dim, *hidden, self.in_dim)
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        nn.init.zeros_(self.linears[-1].weight)
+        nn.init.zeros_(self.linears[-1].bias)
+        self.register_buffer("mean", torch.zeros(self.in_dim))
+        self.register_buffer("std", torch.ones(self.in_dim))
+
+    @property
+    def out_dim(self) -> int:
+        return self.in_dim
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return (*self.hidden, self.in_dim)
+
+    def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = (x - self.mean) / self.std
+        last = len(self.linears) - 1
+        for i, layer in enumerate(self.linears):
+            h = layer(h)
+            if i < last:
+                h = F.relu(h)
+                if self.dropout > 0:
+                    h = F.dropout(h, self.dropout, self.training)
+        return F.normalize(x + h, dim=1)
+
+    def config(self) -> dict:
+        return {"kind": "residual", "in_dim": self.in_dim, "hidden": list(self.hidden), "dropout": self.dropout}
+
+
+HEADS: tuple[str, ...] = ("residual", "mlp")
+
+
+def build_head(kind: str, in_dim: int, dims: Sequence[int] | None, *, dropout: float = 0.0) -> nn.Module:
+    """The embedding head ``kind`` (``"residual"`` or ``"mlp"``) for ``in_dim`` input features.
+
+    ``dims``: hidden sizes of the residual branch (default ``(256,)``), or the MLP's layer sizes
+    with the embedding size last (default ``(256, 128, 64, 64)``, the BCL paper's head).
+    """
+    if kind == "residual":
+        return ResidualEmbedder(in_dim, dims or (256,), dropout=dropout)
+    if kind == "mlp":
+        return MLPEmbedder(in_dim, dims or (256, 128, 64, 64), dropout=dropout)
+    raise ConfigError(f"head={kind!r} is not one of {HEADS}")
+
+
+def head_from_config(cfg: dict) -> nn.Module:
+    """Rebuild a head from its :meth:`config` dict (a saved model)."""
+    if cfg.get("kind") == "residual":
+        return ResidualEmbedder(cfg["in_dim"], cfg["hidden"], dropout=cfg["dropout"])
+    return MLPEmbedder(cfg["in_dim"], cfg["dims"], normalize=cfg["normalize"], dropout=cfg["dropout"])

@@ -290,7 +290,9 @@ def _config_text(cells: dict) -> str:
     bpe = cfg.get("batches_per_epoch")
     return ("\n## This run's configuration (from its cells)\n\n"
             f"{cfg['epochs']} epochs of {bpe if bpe else 'all'} P×K = {cfg['p']}×{cfg['k']} batches, "
-            f"validation every {cfg['eval_every']} epoch(s), dropout {cfg.get('dropout', 0.0)}, lr {cfg['lr']}, "
+            + (f"validation every {cfg['eval_every_steps']} optimisation steps (best step kept), "
+               if cfg.get("eval_every_steps") else f"validation every {cfg['eval_every']} epoch(s), ")
+            + f"dropout {cfg.get('dropout', 0.0)}, lr {cfg['lr']}, "
             f"fine-tuning {'on' if cfg.get('finetune') else 'off'}, X-/G-means "
             f"{'on' if cfg.get('kmeans_variants') else 'off'}, seed {cfg['seed']}. Where this differs from "
             "the text above, this line is what ran.\n")

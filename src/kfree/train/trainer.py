@@ -43,8 +43,11 @@ class TrainResult:
 
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
+    best_step: int | None = None
     best_score: float | None = None
     wall_time_s: float = 0.0
+    steps: int = 0
+    stopped_early: bool = False
 
 
 def _optimizer(model: nn.Module, loss: EmbeddingLoss, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -85,6 +88,15 @@ def make_sampler(y_int: np.ndarray, loss: EmbeddingLoss, cfg: TrainConfig) -> PK
     return PKSampler(y_int, cfg.p, cfg.k, batches_per_epoch=cfg.batches_per_epoch, seed=cfg.seed)
 
 
+def _score_key(scores: dict[str, Any]) -> tuple[float, float]:
+    """Larger is better: validation NMI, then closeness to the true number of classes."""
+    gap = abs(scores["val_clusters"] - scores["val_true"]) if "val_true" in scores else 0.0
+    return (round(float(scores["val_nmi"]), 12), -float(gap))
+
+
+ScoreFn = Callable[[nn.Module, EmbeddingLoss], dict[str, Any]]
+
+
 def train_embedding(
     model: nn.Module,
     loss: EmbeddingLoss,
@@ -96,6 +108,7 @@ def train_embedding(
     y_val: np.ndarray | None = None,
     hook: Hook | None = None,
     checkpoint_path: str | Path | None = None,
+    score_fn: ScoreFn | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; return the history.
 
@@ -105,6 +118,15 @@ def train_embedding(
     y : ndarray of shape (n,), identity labels (any hashable values).
     hook : called as ``hook(step, completed=epoch, total=cfg.epochs, loss=..., **scores)``.
     checkpoint_path : if given, save after each epoch and resume from it when it exists.
+    score_fn : ``score_fn(model, loss) -> dict`` with at least ``val_nmi`` (and ideally
+        ``val_clusters``/``val_true`` for the tie-break); replaces :func:`validation_score` on
+        ``X_val``/``y_val``. Validation happens when either is available.
+
+    With ``cfg.eval_every_steps`` the model is validated every that many optimisation steps and
+    once before the first (step 0: what the untrained head does), each validation is a row of the
+    history, and the best row's weights are kept (``cfg.select_best``): NMI first, then
+    ``|#clusters − #classes|``, a tie going to the later step. ``cfg.patience`` stops training
+    after that many validations without a better score.
     """
     t0 = time.perf_counter()
     _, y_int = np.unique(np.asarray(y), return_inverse=True)
@@ -117,8 +139,9 @@ def train_embedding(
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
     yt = torch.as_tensor(y_int, dtype=torch.long)
     result = TrainResult()
-    start_epoch = 0
+    start_epoch, step, since_best = 0, 0, 0
     best_state: dict[str, Any] | None = None
+    best_key: tuple[float, float] | None = None
     ckpt = Path(checkpoint_path) if checkpoint_path else None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -130,9 +153,43 @@ def train_embedding(
         result = state["result"]
         best_state = state.get("best_state")
         start_epoch = int(state["epoch"])
+        step, since_best = int(state.get("step", 0)), int(state.get("since_best", 0))
+        best_key = state.get("best_key")
         log.info("resumed from %s at epoch %d", ckpt, start_epoch)
-    has_val = X_val is not None and y_val is not None and len(np.unique(y_val)) >= 2
+    if score_fn is None and X_val is not None and y_val is not None and len(np.unique(y_val)) >= 2:
+        def score_fn(m: nn.Module, lo: EmbeddingLoss) -> dict[str, Any]:
+            return validation_score(m, lo, X_val, y_val)
+    has_val = score_fn is not None
+    stepwise = has_val and cfg.eval_every_steps is not None
     log.info("training %s: %s", loss.name, sampler.describe())
+
+    def validate(row: dict[str, Any]) -> None:
+        nonlocal best_key, best_state, since_best
+        scores = score_fn(model, loss)
+        row.update(scores)
+        key = _score_key(scores)
+        if cfg.select_best and (best_key is None or key >= best_key):
+            if best_key is None or key > best_key:
+                since_best = 0
+            best_key = key
+            result.best_score = float(scores["val_nmi"])
+            result.best_epoch = row["epoch"]
+            result.best_step = row.get("step")
+            best_state = {"model": copy.deepcopy(model.state_dict()), "loss": copy.deepcopy(loss.state_dict())}
+        else:
+            since_best += 1
+
+    def thr_row(row: dict[str, Any]) -> dict[str, Any]:
+        thr = loss.implied_threshold()
+        if thr is not None:
+            row["threshold"] = thr.value
+        return row
+
+    stopped = False
+    if stepwise and step == 0 and not result.history:
+        row0 = thr_row({"epoch": 0, "step": 0, "loss": float("nan")})
+        validate(row0)
+        result.history.append(row0)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         total, count = 0.0, 0
@@ -145,27 +202,38 @@ def train_embedding(
             opt.step()
             total += float(value.detach())
             count += 1
-        row: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1)}
-        thr = loss.implied_threshold()
-        if thr is not None:
-            row["threshold"] = thr.value
+            step += 1
+            if stepwise and step % cfg.eval_every_steps == 0:
+                row = thr_row({"epoch": epoch + 1, "step": step, "loss": total / max(count, 1)})
+                validate(row)
+                result.history.append(row)
+                model.train()
+                if cfg.patience is not None and since_best >= cfg.patience:
+                    stopped = True
+                    break
         last = epoch + 1 == cfg.epochs
-        if has_val and ((epoch + 1) % cfg.eval_every == 0 or last):
-            scores = validation_score(model, loss, X_val, y_val)
-            row.update(scores)
-            # ties go to the later epoch: same validation score, longer training
-            if cfg.select_best and (result.best_score is None or scores["val_nmi"] >= result.best_score):
-                result.best_score = scores["val_nmi"]
-                result.best_epoch = epoch + 1
-                best_state = {"model": copy.deepcopy(model.state_dict()), "loss": copy.deepcopy(loss.state_dict())}
-        result.history.append(row)
+        if not stepwise:
+            row = thr_row({"epoch": epoch + 1, "loss": total / max(count, 1)})
+            if has_val and ((epoch + 1) % cfg.eval_every == 0 or last):
+                validate(row)
+                if cfg.patience is not None and since_best >= cfg.patience:
+                    stopped = True
+            result.history.append(row)
         if hook is not None:
-            hook("train", completed=epoch + 1, total=cfg.epochs, **{k: v for k, v in row.items() if k != "epoch"})
+            shown = result.history[-1] if result.history else {}
+            hook("train", completed=cfg.epochs if stopped else epoch + 1, total=cfg.epochs,
+                 **{k: v for k, v in shown.items() if k not in ("epoch", "step") and isinstance(v, (int, float))})
         if ckpt is not None:
             with atomic_path(ckpt) as tmp:
                 torch.save({"model": model.state_dict(), "loss": loss.state_dict(), "optimizer": opt.state_dict(),
                             "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
-                            "result": result, "best_state": best_state, "epoch": epoch + 1}, tmp)
+                            "result": result, "best_state": best_state, "epoch": epoch + 1, "step": step,
+                            "since_best": since_best, "best_key": best_key}, tmp)
+        if stopped:
+            log.info("early stop after %d steps: no better validation score in %d validations", step, cfg.patience)
+            break
+    result.stopped_early = stopped
+    result.steps = step
     if cfg.select_best and best_state is not None:
         model.load_state_dict(best_state["model"])
         loss.load_state_dict(best_state["loss"])

@@ -23,4 +23,5 @@ def validation_score(model: nn.Module, loss: EmbeddingLoss, X_val: np.ndarray, y
         hac = ThresholdAgglomerative(thr.value, distance=thr.distance).fit(Z)
     else:
         hac = ThresholdAgglomerative(n_clusters=len(np.unique(y_val)), distance="sqeuclidean").fit(Z)
-    return {"val_nmi": nmi(y_val, hac.labels_), "val_clusters": float(hac.n_clusters_)}
+    return {"val_nmi": nmi(y_val, hac.labels_), "val_clusters": float(hac.n_clusters_),
+            "val_true": float(len(np.unique(y_val)))}

@@ -1,0 +1,232 @@
+"""Choose how to cluster by how well each choice recovers held-out *classes*.
+
+A threshold learned on seen classes is only worth using if it describes unseen ones. The one
+check available before the user's data arrives is a set of validation classes that training never
+saw. Every candidate below is judged the same way on them — cluster the validation items, score
+NMI against their classes, break ties by ``|#clusters − #classes|`` — and the best one is used:
+
+- the **learned** rule: complete linkage at the threshold the loss implies (BCL's ``4b``, the
+  triplet L2/L3 ``√((α+β)/2)``);
+- **recalibrated** rules: a linkage (complete, or Ward's) cut at the height that gives the true
+  number of validation classes, on the model's embedding;
+- the same recalibrated rules on the **raw features** the model started from. These keep the
+  promise that a learned model is never silently worse than its input.
+
+A :class:`ClusterRule` is what comes out: which features (``"model"`` or ``"raw"``), which
+linkage, which threshold, and its validation score. It is small and serialisable, so the model
+file records what was chosen, what it was chosen against, and why.
+
+Scores of recalibrated rules are optimistic in one way the learned rule is not: their cut was
+fitted on the same validation classes they are scored on (one number, the height). With a
+handful of validation classes that matters; the unseen-class benchmark (``results/unseen/``)
+reports test scores of every candidate so the choice can be checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..cluster.threshold_hac import ThresholdAgglomerative
+from ..cluster.ward import WardThreshold, ward_tree
+from ..exceptions import ConfigError, DataError
+from ..metrics import nmi
+from ..threshold import Threshold
+
+LINKAGE_CHOICES: tuple[str, ...] = ("complete", "average", "single", "ward", "auto")
+THRESHOLD_MODES: tuple[str, ...] = ("auto", "learned", "recalibrated")
+#: ``linkage="auto"``: the linkages whose recalibrated cuts are candidates
+AUTO_LINKAGES: tuple[str, ...] = ("complete", "ward")
+#: validation sets larger than this are cut down to whole classes (a dense tree is O(n²))
+MAX_VALIDATION_SAMPLES = 3000
+
+
+@dataclass(frozen=True)
+class ClusterRule:
+    """How to cluster: features, linkage and threshold, with the validation score that chose it.
+
+    ``features`` is ``"model"`` (the learned embedding) or ``"raw"`` (the input features as
+    given); ``mode`` is ``"learned"`` (the loss's own threshold) or ``"recalibrated"`` (the cut
+    giving the true #classes on validation). Ward thresholds are Ward merge heights
+    (``distance="euclidean"``: two single points merge at their Euclidean distance).
+    """
+
+    features: str
+    linkage: str
+    threshold: Threshold
+    mode: str
+    val_nmi: float = float("nan")
+    val_clusters: int = 0
+    val_true: int = 0
+    step: int | None = None
+    val_margin: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        what = "raw features" if self.features == "raw" else "model"
+        how = ("own threshold" if self.mode == "learned" else "validation-calibrated")
+        return f"{what}, {self.linkage} linkage at {how} {self.threshold.value:.4g} ({self.threshold.source})"
+
+    def key(self) -> tuple[float, float, float]:
+        """Sort key, larger is better: NMI, then closeness to the true #classes, then the margin
+        of the cut (``log(h_next / h_prev)`` of the merge heights around the threshold: how far
+        the threshold may move before the validation partition changes — a cut in a wide gap
+        of the tree transfers to new data more safely than one squeezed between two merges)."""
+        return (round(self.val_nmi, 12), -abs(self.val_clusters - self.val_true), round(self.val_margin, 9))
+
+    def cluster(self, Z: np.ndarray, *, threshold: Threshold | None = None) -> np.ndarray:
+        """Labels of ``Z`` (already in this rule's feature space) at the rule's threshold."""
+        thr = threshold or self.threshold
+        if self.linkage == "ward":
+            return WardThreshold(thr.value).fit(Z).labels_
+        return ThresholdAgglomerative(thr.value, linkage=self.linkage, distance=thr.distance).fit(Z).labels_
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": self.features, "linkage": self.linkage, "threshold": self.threshold.to_dict(),
+                "mode": self.mode, "val_nmi": float(self.val_nmi), "val_clusters": int(self.val_clusters),
+                "val_true": int(self.val_true), "step": self.step, "val_margin": float(self.val_margin),
+                "extra": dict(self.extra)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ClusterRule":
+        return cls(features=str(d["features"]), linkage=str(d["linkage"]),
+                   threshold=Threshold.from_dict(d["threshold"]), mode=str(d["mode"]),
+                   val_nmi=float(d.get("val_nmi", float("nan"))), val_clusters=int(d.get("val_clusters", 0)),
+                   val_true=int(d.get("val_true", 0)), step=d.get("step"),
+                   val_margin=float(d.get("val_margin", 0.0)), extra=dict(d.get("extra") or {}))
+
+
+def candidate_linkages(linkage: str) -> tuple[str, ...]:
+    if linkage not in LINKAGE_CHOICES:
+        raise ConfigError(f"linkage={linkage!r} is not one of {LINKAGE_CHOICES}")
+    return AUTO_LINKAGES if linkage == "auto" else (linkage,)
+
+
+def check_threshold_mode(mode: str) -> str:
+    if mode not in THRESHOLD_MODES:
+        raise ConfigError(f"threshold_mode={mode!r} is not one of {THRESHOLD_MODES}")
+    return mode
+
+
+def subsample_classes(y: np.ndarray, max_samples: int = MAX_VALIDATION_SAMPLES, *, seed: int = 0) -> np.ndarray:
+    """Row indices of whole classes of ``y``, drawn at random until ``max_samples`` would be
+    exceeded (all rows when there are fewer). Whole classes keep each class's size, which the
+    cut heights depend on."""
+    y = np.asarray(y)
+    if y.shape[0] <= max_samples:
+        return np.arange(y.shape[0])
+    ids, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(ids.shape[0])
+    keep, total = [], 0
+    for c in order:
+        if total + counts[c] > max_samples and len(keep) >= 2:
+            continue
+        keep.append(c)
+        total += counts[c]
+    return np.flatnonzero(np.isin(inv, keep))
+
+
+def _cut_height(heights: np.ndarray, n: int, k: int) -> float:
+    """A height between the merges that leave ``k`` and ``k − 1`` clusters (midpoint)."""
+    h = np.sort(heights)
+    lo = h[n - k - 1] if n - k - 1 >= 0 else 0.0
+    hi = h[n - k] if n - k < h.shape[0] else lo * 2 + 1e-6
+    value = float((lo + hi) / 2.0) if hi > lo else float(lo)
+    if value <= 0:
+        value = float(hi) / 2 if hi > 0 else float(np.nextafter(0.0, 1.0))
+    return value
+
+
+def _margin(heights: np.ndarray, t: float) -> float:
+    """``log(h_above / h_below)``: the merge heights of the tree just above and at/below ``t``
+    (0 and +inf ends are clipped to a tiny height / twice the top merge)."""
+    h = np.sort(np.asarray(heights, dtype=np.float64))
+    if h.shape[0] == 0:
+        return 0.0
+    i = int(np.searchsorted(h, t, side="right"))
+    below = h[i - 1] if i > 0 else 0.0
+    above = h[i] if i < h.shape[0] else 2.0 * h[-1]
+    tiny = max(h[-1], 1e-12) * 1e-6
+    return float(np.log(max(above, tiny) / max(below, tiny)))
+
+
+class ValidationSet:
+    """Validation items of held-out classes, with the trees every candidate rule is cut from.
+
+    One complete-linkage tree (squared Euclidean) and one Ward tree per feature matrix serve
+    every rule: the learned threshold, and the recalibrated cuts, are all cuts of them.
+    """
+
+    def __init__(self, y: np.ndarray, *, linkages: tuple[str, ...], calibration: str = "n_clusters",
+                 seed: int = 0) -> None:
+        y = np.asarray(y)
+        self.idx = subsample_classes(y, seed=seed)
+        self.y = y[self.idx]
+        self.n_true = int(np.unique(self.y).shape[0])
+        if self.n_true < 2:
+            raise DataError(f"validation needs at least 2 classes, got {self.n_true}")
+        self.linkages = linkages
+        self.calibration = calibration
+        self.seed = seed
+
+    def _trees(self, Z: np.ndarray) -> dict[str, np.ndarray]:
+        Z = np.asarray(Z)[self.idx]
+        trees = {}
+        for lk in set(self.linkages) | {"complete"}:
+            if lk == "ward":
+                trees[lk] = ward_tree(Z)
+            else:
+                trees[lk] = ThresholdAgglomerative(n_clusters=1, linkage=lk, distance="sqeuclidean",
+                                                   algorithm="dense").fit(Z).linkage_matrix_
+        return trees
+
+    def _score(self, tree: np.ndarray, height: float) -> tuple[float, int, float]:
+        from scipy.cluster.hierarchy import fcluster
+
+        labels = fcluster(tree, height, criterion="distance")
+        return nmi(self.y, labels), int(np.unique(labels).shape[0]), _margin(tree[:, 2], height)
+
+    def rules(self, Z: np.ndarray, *, features: str, learned: Threshold | None = None,
+              modes: tuple[str, ...] = ("learned", "recalibrated"), step: int | None = None,
+              logistic: Any = None) -> list[ClusterRule]:
+        """Every candidate rule for the features ``Z`` (all validation rows), scored.
+
+        ``learned`` is the loss's own threshold (complete linkage); ``logistic`` a fitted
+        :class:`~kfree.evaluate.calibrate.LogisticCalibration` whose 0.5 crossing replaces the
+        #classes match for complete linkage.
+        """
+        trees = self._trees(Z)
+        n = self.idx.shape[0]
+        out: list[ClusterRule] = []
+        if learned is not None and "learned" in modes:
+            sq = learned.to("sqeuclidean")
+            s, c, g = self._score(trees["complete"], sq.value)
+            out.append(ClusterRule(features, "complete", learned, "learned", s, c, self.n_true, step, g))
+        if "recalibrated" in modes:
+            for lk in self.linkages:
+                if lk == "complete" and logistic is not None:
+                    thr = logistic.threshold()
+                    height = thr.to("sqeuclidean").value
+                else:
+                    height = _cut_height(trees[lk][:, 2], n, self.n_true)
+                    if lk == "ward":
+                        thr = Threshold(height, "euclidean", f"Ward, validation #clusters={self.n_true}")
+                    else:
+                        thr = Threshold(height, "sqeuclidean", f"validation #clusters={self.n_true}")
+                s, c, g = self._score(trees[lk], height)
+                out.append(ClusterRule(features, lk, thr, "recalibrated", s, c, self.n_true, step, g))
+        return out
+
+
+def best_rule(rules: list[ClusterRule]) -> ClusterRule:
+    """The rule with the largest :meth:`ClusterRule.key`; on a tie the earlier in the list."""
+    if not rules:
+        raise DataError("no candidate clustering rule to choose from")
+    best = rules[0]
+    for r in rules[1:]:
+        if r.key() > best.key():
+            best = r
+    return best
