@@ -168,16 +168,14 @@ def train_embedding(
         scores = score_fn(model, loss)
         row.update(scores)
         key = _score_key(scores)
-        if cfg.select_best and (best_key is None or key >= best_key):
-            if best_key is None or key > best_key:
-                since_best = 0
+        improved = best_key is None or key > best_key
+        since_best = 0 if improved else since_best + 1  # a tie is no improvement: patience runs on
+        if cfg.select_best and (improved or key >= best_key):
             best_key = key
             result.best_score = float(scores["val_nmi"])
             result.best_epoch = row["epoch"]
             result.best_step = row.get("step")
             best_state = {"model": copy.deepcopy(model.state_dict()), "loss": copy.deepcopy(loss.state_dict())}
-        else:
-            since_best += 1
 
     def thr_row(row: dict[str, Any]) -> dict[str, Any]:
         thr = loss.implied_threshold()

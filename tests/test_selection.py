@@ -1,0 +1,145 @@
+"""Model selection on validation classes: step-wise validation, the identity-start head, the rule
+chosen among the loss's own threshold, recalibrated cuts and the raw features."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.cluster.hierarchy import fcluster, linkage
+
+from kfree import BallClusterLearner
+from kfree.cluster.ward import WardThreshold
+from kfree.data.synthetic import sphere_blobs
+from kfree.embed.encode import encode
+from kfree.embed.models import ResidualEmbedder
+from kfree.evaluate.selection import ClusterRule, ValidationSet, best_rule, subsample_classes
+from kfree.metrics import nmi
+from kfree.threshold import Threshold
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = sphere_blobs(30, 10, dim=16, spread=0.3, seed=4)
+    tr, va, te = y < 18, (y >= 18) & (y < 24), y >= 24
+    return X[tr], y[tr], X[va], y[va], X[te], y[te]
+
+
+def test_residual_head_starts_as_the_normalised_identity():
+    torch.manual_seed(0)
+    X = np.random.default_rng(0).normal(size=(20, 12)).astype(np.float32) * 3 + 1
+    head = ResidualEmbedder(12, (32, 16))
+    head.set_standardization(torch.tensor(X.mean(0)), torch.tensor(X.std(0)))
+    Z = encode(head, X)
+    assert Z.shape == (20, 12)
+    np.testing.assert_allclose(Z, X / np.linalg.norm(X, axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_ward_threshold_matches_scipy():
+    X, _ = sphere_blobs(6, 15, dim=8, spread=0.5, seed=2)
+    Zs = linkage(X.astype(np.float64), "ward")
+    for t in (0.3, 0.8, 1.5, 3.0):
+        ours = WardThreshold(t).fit(X).labels_
+        ref = fcluster(Zs, t, "distance")
+        assert nmi(ref, ours) == pytest.approx(1.0) and len(np.unique(ours)) == len(np.unique(ref))
+    assert WardThreshold(n_clusters=6).fit(X).n_clusters_ == 6
+
+
+def test_subsample_keeps_whole_classes():
+    y = np.repeat(np.arange(50), 100)
+    idx = subsample_classes(y, 1000, seed=0)
+    kept = np.unique(y[idx])
+    assert idx.shape[0] <= 1000 and idx.shape[0] == 100 * kept.shape[0]
+
+
+def test_rules_key_prefers_nmi_then_count_then_margin():
+    thr = Threshold(1.0)
+    a = ClusterRule("raw", "complete", thr, "recalibrated", 0.9, 5, 5, val_margin=0.1)
+    b = ClusterRule("model", "complete", thr, "learned", 0.95, 7, 5)
+    c = ClusterRule("model", "ward", thr, "recalibrated", 0.95, 5, 5, val_margin=0.05)
+    d = ClusterRule("model", "ward", thr, "recalibrated", 0.95, 5, 5, val_margin=0.5)
+    assert best_rule([a, b]) is b
+    assert best_rule([a, b, c]) is c
+    assert best_rule([a, b, c, d]) is d
+    assert best_rule([c, c]) is c  # a tie goes to the earlier candidate
+    assert ClusterRule.from_dict(d.to_dict()) == d
+
+
+def test_recalibrated_rules_hit_the_true_number_of_validation_classes(blobs):
+    _, _, Xva, yva, _, _ = blobs
+    vset = ValidationSet(yva, linkages=("complete", "ward"))
+    rules = vset.rules(Xva, features="raw", learned=Threshold(0.05), modes=("learned", "recalibrated"))
+    assert [(r.linkage, r.mode) for r in rules] == [("complete", "learned"), ("complete", "recalibrated"),
+                                                    ("ward", "recalibrated")]
+    for r in rules[1:]:
+        assert r.val_clusters == 6 and r.val_nmi == pytest.approx(nmi(yva, r.cluster(Xva)))
+    assert rules[0].val_clusters > 6  # a tiny threshold over-splits
+
+
+def test_stepwise_validation_history_patience_and_best_step(blobs):
+    Xtr, ytr, Xva, yva, *_ = blobs
+    est = BallClusterLearner(epochs=50, p=6, k=4, eval_every_steps=3, patience=4, seed=0)
+    est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    steps = [r["step"] for r in est.history_]
+    assert steps[0] == 0 and all(s % 3 == 0 for s in steps) and steps == sorted(steps)
+    assert est.provenance_["stopped_early"] and est.provenance_["steps"] < 50 * 4  # 4 batches per epoch
+    keys = [(round(r["val_nmi"], 12), -abs(r["val_clusters"] - r["val_true"])) for r in est.history_]
+    best = max(keys)
+    assert keys[steps.index(est.best_step_)] == best
+    assert all(k < best for k in keys[steps.index(est.best_step_) + 1:])  # the last of the best is kept
+    # it stopped `patience` validations after the last strict improvement (ties do not count)
+    assert len(keys) - 1 - keys.index(best) == 4
+
+
+def test_raw_features_are_used_when_the_model_does_not_beat_them(blobs, tmp_path):
+    Xtr, ytr, Xva, yva, Xte, yte = blobs
+    # an MLP head trained for one epoch is a near-random projection: worse than the separated raw blobs
+    est = BallClusterLearner(head="mlp", dims=(8,), epochs=1, p=6, k=4, eval_every_steps=1, seed=0)
+    est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    assert est.uses_raw_ and est.rule_.features == "raw"
+    assert "did NOT beat the raw features" in est.summary()
+    assert est.selection_["compared_with_raw"]
+    np.testing.assert_array_equal(est.transform(Xte), Xte.astype(np.float32))
+    labels = est.cluster(Xte)
+    np.testing.assert_array_equal(labels, est.rule_.cluster(Xte))
+    assert nmi(yte, labels) == pytest.approx(1.0)
+    back = BallClusterLearner.load(est.save(tmp_path / "m.kfree"))
+    assert back.uses_raw_ and back.summary() == est.summary()
+    np.testing.assert_array_equal(back.cluster(Xte), labels)
+    # multicut on raw features cuts at a pair-distance threshold, never at a Ward height
+    mc = back.cluster(Xte, method="multicut")
+    assert abs(len(np.unique(mc)) - 6) <= 1
+
+
+def test_the_chosen_rule_is_the_best_candidate_and_beats_or_equals_raw(blobs):
+    Xtr, ytr, Xva, yva, *_ = blobs
+    est = BallClusterLearner(epochs=20, p=6, k=4, seed=1).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    cands = [ClusterRule.from_dict(c) for c in est.selection_["candidates"]]
+    assert {c.features for c in cands} == {"raw", "model"}
+    chosen = best_rule(cands)
+    assert chosen.to_dict() == est.selection_["chosen"]
+    best_raw = max((c for c in cands if c.features == "raw"), key=ClusterRule.key)
+    assert chosen.key() >= best_raw.key()
+    if not est.uses_raw_:
+        assert chosen.key() > best_raw.key()  # a tie goes to the raw features
+
+
+def test_threshold_modes_restrict_the_candidates(blobs):
+    Xtr, ytr, Xva, yva, *_ = blobs
+    learned = BallClusterLearner(epochs=3, p=6, k=4, threshold_mode="learned", compare_raw=False, seed=0)
+    learned.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    assert {(c["features"], c["mode"]) for c in learned.selection_["candidates"]} == {("model", "learned")}
+    assert learned.threshold_.source == "4b"
+    recal = BallClusterLearner(epochs=3, p=6, k=4, threshold_mode="recalibrated", linkage="ward", seed=0)
+    recal.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    assert {c["mode"] for c in recal.selection_["candidates"]} == {"recalibrated"}
+    assert {c["linkage"] for c in recal.selection_["candidates"]} == {"ward"}
+    with pytest.raises(ValueError, match="threshold_mode"):
+        BallClusterLearner(threshold_mode="magic").fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="linkage"):
+        BallClusterLearner(linkage="centroid").fit(Xtr, ytr)
+
+
+def test_without_validation_the_model_is_used_and_says_it_was_not_checked(blobs):
+    Xtr, ytr, *_ = blobs
+    est = BallClusterLearner(epochs=2, p=6, k=4, val_identities=0, seed=0).fit(Xtr, ytr)
+    assert not est.uses_raw_ and not est.selection_["compared_with_raw"]
+    assert "not compared with the raw features" in est.summary()
