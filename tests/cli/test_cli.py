@@ -38,6 +38,10 @@ def test_train_cluster_evaluate_npy(files):
     code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "m.kfree", *FAST)
     assert code == 0, out
     assert "threshold" in out and (files / "m.kfree").exists()
+    # every rule scored on validation, the choice said in words, the validation curve beside the model
+    assert "clustering rules on the validation identities" in out and "raw" in out
+    assert "clustering the learned embedding" in out or "did NOT beat the raw features" in out
+    assert (files / "m-validation.png").stat().st_size > 1000
     code, out = run("cluster", files / "m.kfree", files / "new.npy", "--out", files / "pred.csv")
     assert code == 0, out
     pred = pd.read_csv(files / "pred.csv")

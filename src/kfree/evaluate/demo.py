@@ -125,7 +125,7 @@ def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, w
     four_b = learner.loss_.implied_threshold()
     own_pred = ThresholdAgglomerative(four_b.value, distance=four_b.distance).fit(learner.embed(X_te)).labels_
     own_row = {"method": "BCL model, complete at its own 4b", **evaluate_clustering(y_te, own_pred),
-               "threshold": four_b.value, "wall_s": None}
+               "threshold": four_b.value}
 
     t1 = time.perf_counter()
     base_thr = threshold_for_n_clusters(X_val, len(np.unique(y_val)), distance="sqeuclidean")
