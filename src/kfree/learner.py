@@ -220,6 +220,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             ClusterRule,
             ValidationSet,
             best_rule,
+            choose_rule,
             candidate_linkages,
             check_threshold_mode,
         )
@@ -278,7 +279,8 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             rules = vset.rules(encode(m, X_val_np), features="model", learned=lo.implied_threshold(), modes=modes)
             best = best_rule(rules)
             row: dict[str, Any] = {"val_nmi": best.val_nmi, "val_clusters": best.val_clusters,
-                                   "val_true": best.val_true, "val_rule": f"{best.linkage}/{best.mode}"}
+                                   "val_true": best.val_true, "val_gap": best.extra["val_gap"],
+                                   "val_rule": f"{best.linkage}/{best.mode}"}
             for r in rules:
                 row[f"val_nmi_{r.linkage}_{r.mode}"] = r.val_nmi
                 row[f"val_clusters_{r.linkage}_{r.mode}"] = r.val_clusters
@@ -300,8 +302,8 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             model_rules = vset.rules(Z_val, features="model", learned=thr, modes=modes, step=result.best_step,
                                      logistic=self.calibration_)
             raw_rules = vset.rules(X_val_np, features="raw", modes=("recalibrated",)) if self.compare_raw else []
-            candidates = raw_rules + model_rules  # a tie goes to the raw features: nothing learned, nothing gained
-            chosen = best_rule(candidates)
+            candidates = raw_rules + model_rules
+            chosen = choose_rule(raw_rules, model_rules)  # a tie goes to the raw features
             if thr is None:
                 own = [r for r in model_rules if r.linkage == "complete"] or model_rules
                 thr = own[0].threshold

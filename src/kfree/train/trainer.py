@@ -90,8 +90,11 @@ def make_sampler(y_int: np.ndarray, loss: EmbeddingLoss, cfg: TrainConfig) -> PK
 
 def _score_key(scores: dict[str, Any]) -> tuple[float, float]:
     """Larger is better: validation NMI, then closeness to the true number of classes."""
-    gap = abs(scores["val_clusters"] - scores["val_true"]) if "val_true" in scores else 0.0
-    return (round(float(scores["val_nmi"]), 12), -float(gap))
+    if "val_gap" in scores:
+        gap = scores["val_gap"]
+    else:
+        gap = abs(scores["val_clusters"] - scores["val_true"]) if "val_true" in scores else 0.0
+    return (round(float(scores["val_nmi"]), 12), -round(float(gap), 9))
 
 
 ScoreFn = Callable[[nn.Module, EmbeddingLoss], dict[str, Any]]
