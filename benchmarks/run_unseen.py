@@ -19,7 +19,7 @@ classes, differently for every seed. Rows:
 - raw features + k-means *given* the true K (an oracle a no-K method must approach).
 
 Sets: AT&T faces (shipped; dlib 128-d; 24/6 seen, 10 unseen people), CelebA dlib descriptors
-(``../shared/data/faces_celeba``, skipped when absent; 200/20 seen, 79 unseen), Banking77
+(``../shared/data/faces_celeba``, skipped when absent; 176/44 seen — the 20 % that ``kfree train`` holds out —, 79 unseen), Banking77
 (shipped; MiniLM 384-d; 36/14 seen intents, 27 unseen; validation and test use the official test
 utterances), scikit-learn digits (64 pixels; digits 0–5 seen — 2 of them, by seed, for
 validation — and 6–9 unseen), synthetic blobs (32-d sphere blobs, spread 1.0, 20 items each; 64/16 seen, 25 unseen).
@@ -68,7 +68,7 @@ def load_set(name: str, seed: int) -> dict[str, np.ndarray] | None:
             return None
         with np.load(path, allow_pickle=False) as z:
             X, y = z["embeddings"].astype(np.float32), z["labels"].astype(np.int64)
-        sp = split_identities(y, 200, 20, 79, seed=seed)
+        sp = split_identities(y, 176, 44, 79, seed=seed)  # kfree train holds out 20 % of the 220 seen
         tr, va, te = sp.train_idx, sp.val_idx, sp.test_idx
     elif name == "banking77":
         ds = load_builtin("banking77", with_images=False)
