@@ -103,12 +103,13 @@ def _metrics(y: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     return {k: m[k] for k in ("n_true", "n_clusters", "nmi", "wcp", "ari")}
 
 
-def run_loss(data: dict[str, np.ndarray], loss: str, seed: int, set_name: str) -> dict[str, Any]:
+def run_loss(data: dict[str, np.ndarray], loss: str, seed: int, set_name: str,
+             params: dict[str, Any] | None = None) -> dict[str, Any]:
     from kfree.cluster.threshold_hac import ThresholdAgglomerative
     from kfree.learner import BallClusterLearner
 
     t0 = time.perf_counter()
-    learner = BallClusterLearner(loss, seed=seed, **SET_TRAIN.get(set_name, {}))
+    learner = BallClusterLearner(loss, seed=seed, **{**SET_TRAIN.get(set_name, {}), **(params or {})})
     learner.fit(data["X_tr"], data["y_tr"], X_val=data["X_val"], y_val=data["y_val"])
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -172,10 +173,10 @@ def versions() -> dict[str, str]:
             "torch_threads": str(torch.get_num_threads())}
 
 
-def run(sets, seeds, methods) -> None:
+def run(sets, seeds, methods, variant: str = "", params: dict[str, Any] | None = None) -> None:
     import torch
 
-    cells = RESULTS / "cells"
+    cells = RESULTS / "cells" if not variant else RESULTS / "variants" / variant
     cells.mkdir(parents=True, exist_ok=True)
     for set_name in sets:
         for seed in seeds:
@@ -191,8 +192,10 @@ def run(sets, seeds, methods) -> None:
                         break
                 torch.manual_seed(seed)
                 t0 = time.perf_counter()
-                rec = run_baseline(data, method, seed) if method in BASELINES else run_loss(data, method, seed, set_name)
+                rec = (run_baseline(data, method, seed) if method in BASELINES
+                       else run_loss(data, method, seed, set_name, params))
                 rec.update({"set": set_name, "seed": seed, "method": method, "wall_s": round(time.perf_counter() - t0, 2),
+                            "variant": variant, "params": params or {},
                             "versions": versions(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")})
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(rec, indent=1, default=float))
@@ -262,6 +265,40 @@ def report() -> str:
     return text
 
 
+def variants_report() -> str:
+    """Regularisation variants (``--variant``) side by side with the defaults, per set and loss:
+    mean NMI and |Δ#| as delivered and of the model alone at its own threshold."""
+    base = {(r["set"], r["method"], r["seed"]): r for r in _load_cells() if r["method"] in LOSSES}
+    vdir = RESULTS / "variants"
+    if not vdir.exists():
+        return ""
+    lines = ["# Regularisation variants on unseen classes (measured)", "",
+             "Each variant changes the learner's defaults as listed (`python -m benchmarks.run_unseen --variant NAME "
+             "--params JSON`); cells in `variants/NAME/`. Means over the seeds both the variant and the defaults "
+             "ran; NMI as delivered (the rule chosen on validation) / of the model alone at its own threshold.", "",
+             "| variant | params | set | loss | seeds | delivered NMI | delivered \|Δ#\| | model-own NMI | "
+             "model-own \|Δ#\| | raw chosen |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = []
+    for vd in sorted(p for p in vdir.iterdir() if p.is_dir()):
+        recs = [json.loads(p.read_text()) for p in sorted(vd.glob("*.json"))]
+        for key in sorted({(r["set"], r["method"]) for r in recs}):
+            for name, group in (("defaults", [base.get((key[0], key[1], r["seed"])) for r in recs
+                                              if (r["set"], r["method"]) == key]),
+                                (vd.name, [r for r in recs if (r["set"], r["method"]) == key])):
+                group = [g for g in group if g is not None]
+                if not group:
+                    continue
+                d = [g["kfree"] for g in group]
+                o = [g["model_own"] for g in group]
+                rows.append(f"| {name} | {json.dumps(group[0].get('params', {})) if name != 'defaults' else ''} | "
+                            f"{key[0]} | {key[1]} | {len(group)} | {np.mean([x['nmi'] for x in d]):.3f} | "
+                            f"{np.mean([abs(x['n_clusters'] - x['n_true']) for x in d]):.1f} | "
+                            f"{np.mean([x['nmi'] for x in o]):.3f} | "
+                            f"{np.mean([abs(x['n_clusters'] - x['n_true']) for x in o]):.1f} | "
+                            f"{sum(g['chosen']['features'] == 'raw' for g in group)}/{len(group)} |")
+    return "\n".join(lines + rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=",".join(SETS))
@@ -269,12 +306,21 @@ def main() -> None:
     ap.add_argument("--losses", default=",".join(LOSSES), help="losses to train ('' for none)")
     ap.add_argument("--baselines", default=",".join(BASELINES))
     ap.add_argument("--report", action="store_true", help="only rebuild table.md from the cells")
+    ap.add_argument("--variant", default="", help="name of a regularisation variant (cells in variants/NAME/)")
+    ap.add_argument("--params", default="{}", help="JSON of learner parameters the variant changes")
     a = ap.parse_args()
     if not a.report:
         t0 = time.perf_counter()
         methods = [m for m in a.baselines.split(",") + a.losses.split(",") if m]
-        run([s for s in a.sets.split(",") if s], [int(s) for s in a.seeds.split(",")], methods)
+        params = json.loads(a.params)
+        if params and not a.variant:
+            raise SystemExit("--params needs --variant NAME (the defaults' cells must not mix with a variant's)")
+        run([s for s in a.sets.split(",") if s], [int(s) for s in a.seeds.split(",")],
+            [m for m in methods if not (a.variant and m in BASELINES)], a.variant, params)
         print(f"run took {time.perf_counter() - t0:.0f} s")
+    vtext = variants_report()
+    if vtext:
+        (RESULTS / "variants.md").write_text(vtext + "\n")
     text = report()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "table.md").write_text(text + "\n")
