@@ -146,3 +146,21 @@ def test_without_validation_the_model_is_used_and_says_it_was_not_checked(blobs)
     est = BallClusterLearner(epochs=2, p=6, k=4, val_identities=0, seed=0).fit(Xtr, ytr)
     assert not est.uses_raw_ and not est.selection_["compared_with_raw"]
     assert "not compared with the raw features" in est.summary()
+
+
+def test_a_model_file_of_the_previous_format_still_loads(blobs, tmp_path):
+    """kfree-model/1 files (MLP head, no rule selection) load as the model at its own threshold."""
+    Xtr, ytr, Xva, yva, Xte, _ = blobs
+    est = BallClusterLearner(head="mlp", dims=(16,), epochs=3, p=6, k=4, threshold_mode="learned",
+                             compare_raw=False, linkage="complete", seed=0).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    payload = torch.load(est.save(tmp_path / "new.kfree"), weights_only=True)
+    payload["format"] = "kfree-model/1"
+    del payload["selection"]
+    payload["model_config"].pop("kind")
+    for key in ("head", "eval_every_steps", "patience", "threshold_mode", "compare_raw"):
+        payload["params"].pop(key)
+    torch.save(payload, tmp_path / "old.kfree")
+    old = BallClusterLearner.load(tmp_path / "old.kfree")
+    assert not old.uses_raw_ and old.rule_.mode == "learned" and old.threshold_ == est.learned_threshold_
+    assert "kfree-model/1" in old.summary()
+    np.testing.assert_array_equal(old.cluster(Xte), est.cluster(Xte))
