@@ -46,6 +46,7 @@ from ._constraints import cannot_link_keys, check_contradictions, check_pairs, m
 from ._radius_graph import (
     BYTES_PER_EDGE,
     estimate_edges,
+    prepared_float32,
     radius_components,
     radius_edges,
     sq_units,
@@ -259,7 +260,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                 f"matrix, more than memory_limit={self._limit_bytes() / 2**30:.1f} GiB; cut at a "
                 "threshold with algorithm='sparse', or raise memory_limit"
             )
-        d = condensed_distances_blocked(X, self.distance)
+        # pairs near the threshold are recomputed as scipy computes them, so the cut at the
+        # threshold decides every pair as pdist would (a pair at exactly tau joins)
+        near = None if self.threshold is None else float(self.threshold)
+        d = condensed_distances_blocked(X, self.distance, exact_near=near)
         Z = fastcluster.linkage(d, method=self.linkage, preserve_input=False)
         del d
         self.linkage_matrix_ = Z
@@ -276,13 +280,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             need = 0.0
             if not (simple and n > COMPONENTS_MIN_SAMPLES):
                 # the whole-graph estimate decides only where the per-component path is optional
-                Xp = np.asarray(X, dtype=np.float64)
-                if self.distance == "cosine":
-                    Xp = Xp / np.linalg.norm(Xp, axis=1, keepdims=True)
-                X32 = np.ascontiguousarray(Xp, dtype=np.float32)
+                X32 = prepared_float32(X, self.distance)
                 est = estimate_edges(X32, sq_units(cut, self.distance))
                 need = est * BYTES_PER_EDGE
-                del Xp, X32
+                del X32
                 log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
             if simple and (n > COMPONENTS_MIN_SAMPLES or need > limit):
                 # exact per connected component: never more than one component's edges in
@@ -540,10 +541,7 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
         if s < 2:
             continue
         if s * (s - 1) / 2 * BYTES_PER_EDGE > limit:
-            Xb = Xf[pts].astype(np.float64)
-            if distance == "cosine":
-                Xb = Xb / np.linalg.norm(Xb, axis=1, keepdims=True)
-            est = estimate_edges(np.ascontiguousarray(Xb, dtype=np.float32), thr_sq)
+            est = estimate_edges(prepared_float32(Xf[pts], distance), thr_sq)
             if est * BYTES_PER_EDGE > limit:
                 raise ResourceError(
                     f"threshold HAC at threshold={cut}: a connected group of {s} samples has "
@@ -552,10 +550,7 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
                     "memory_limit"
                 )
         if s >= DENSE_BATCH_MIN and 4.0 * s * s <= limit / 2:
-            Xb = Xf[pts].astype(np.float64)
-            if distance == "cosine":
-                Xb = Xb / np.linalg.norm(Xb, axis=1, keepdims=True)
-            est = estimate_edges(np.ascontiguousarray(Xb, dtype=np.float32), thr_sq, sample=256)
+            est = estimate_edges(prepared_float32(Xf[pts], distance), thr_sq, sample=256)
             if est >= DENSE_BATCH_DENSITY * s * (s - 1) / 2:
                 # a dense component (a cluster that is a ball within the cut, the common case
                 # for a good embedding): dense complete linkage on it is several times faster
@@ -586,12 +581,23 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
 
 def _dense_component_merges(X, cut, distance):
     """Complete-linkage merges up to ``cut`` of one (dense) group, by fastcluster on all pairs:
-    (a, b, h) in local ids and the number of pairs within ``cut`` (its τ-edges)."""
+    (a, b, h) in local ids and the number of pairs within ``cut`` (its τ-edges).
+
+    Pairs near ``cut`` are recomputed exactly (as in the sparse graph), and every pair above
+    ``cut`` is given one common height above all others: fastcluster's nearest-neighbour chain
+    then sweeps the clusters without a neighbour within ``cut`` together above the cut and
+    enters each τ-component at its smallest active index, which is the tie order of
+    :func:`~kfree.cluster._linkage_core.sparse_complete_nn_chain` — so this path and the sparse
+    kernel give the same partition even on exact ties.
+    """
     import fastcluster
 
     n = X.shape[0]
-    d = condensed_distances_blocked(X, distance)
-    m = int(np.count_nonzero(d <= cut))
+    d = condensed_distances_blocked(X, distance, exact_near=cut)
+    above = d > cut
+    m = int(d.shape[0] - np.count_nonzero(above))
+    d[above] = 2.0 * abs(cut) + 1.0
+    del above
     Z = fastcluster.linkage(d, method="complete", preserve_input=False)
     del d
     pairs, h = _dense_merges_from_linkage(Z, n)
