@@ -125,7 +125,7 @@ def gemm_ready(X: np.ndarray, distance: str) -> np.ndarray:
     return np.ascontiguousarray(X - grid_centre(X.min(axis=0), X.max(axis=0)))
 
 
-def gemm_band(tau_sq: float, max_sq_norm: float, n_features: int, distance: str) -> float:
+def gemm_band(tau_sq, max_sq_norm: float, n_features: int, distance: str):
     """Half-width (squared units) of the band around ``tau_sq`` outside which a float64 GEMM
     value ``g = |x|² + |y|² − 2 x·y`` of prepared rows decides ``pdist(x, y) <= tau`` correctly.
 
@@ -153,7 +153,7 @@ def gemm_band(tau_sq: float, max_sq_norm: float, n_features: int, distance: str)
     (on integer grids: exactly the pairs at the threshold, which is where it matters).
     """
     d = float(n_features)
-    t = abs(float(tau_sq))
+    t = np.abs(tau_sq)  # a float, or an array of thresholds
     b = (4.0 * d + 16.0) * float(max_sq_norm) + (d + 2.0) * t
     if distance == "cosine":
         b += 12.0 * d + 32.0
