@@ -4,9 +4,9 @@ Fast paths compute squared distances with one matrix product, ``|x|² + |y|² �
 accurate to a few units of ``u·(|x|² + |y|²)`` (u = 2⁻⁵³), not of ``u·|x − y|²``: a pair at
 exactly the threshold can land on either side of it, and far from the origin the error is
 catastrophic. So callers (1) centre the data before the product (:func:`grid_centre`), which
-makes ``|x|²`` the spread of the data instead of its offset, and (2) recompute every pair whose product value lies
-within :func:`gemm_band` of the threshold with :func:`pair_distances`, which reproduces scipy's
-arithmetic on the original rows, and decide those pairs on that value.
+makes ``|x|²`` the spread of the data instead of its offset, and (2) recompute every pair
+whose product value lies within :func:`gemm_band` of the threshold with :func:`pair_distances`,
+which reproduces scipy's arithmetic on the original rows, and decide those pairs on that value.
 
 :func:`pair_distances` is bit-identical to ``scipy.spatial.distance.pdist`` for
 ``"sqeuclidean"`` and ``"euclidean"`` (the sum of squared coordinate differences, accumulated

@@ -1,8 +1,10 @@
 """NumPy distance helpers shared by clustering and calibration (no torch).
 
-Squared Euclidean distances are computed with one GEMM (``|x|² + |y|² − 2 x·y``), clipped at 0,
-which is what makes dense HAC on tens of thousands of points affordable (scipy's ``pdist`` is
-several times slower). Cosine distance is ``1 − cos``; for unit vectors it equals ``d²/2``.
+Squared Euclidean distances are computed with one GEMM (``|x|² + |y|² − 2 x·y``) on centred
+rows, clipped at 0, which is what makes dense HAC on tens of thousands of points affordable
+(scipy's ``pdist`` is several times slower); pairs near a threshold can be recomputed exactly as
+scipy does (:func:`condensed_distances_blocked`, ``exact_near``). Cosine distance is ``1 − cos``;
+for unit vectors it equals ``d²/2``.
 """
 
 from __future__ import annotations

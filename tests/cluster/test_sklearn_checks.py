@@ -15,7 +15,8 @@ CONFIGURED = {"hac": dict(threshold=1.0), "multicut": dict(threshold=1.0)}
 
 
 def clusterers():
-    out = [registry.get("cluster", name, **CONFIGURED.get(name, {})) for name in registry.names("cluster")]
+    names = registry.names("cluster")
+    out = [registry.get("cluster", name, **CONFIGURED.get(name, {})) for name in names]
     # the cut at K is a second mode of the same class: check it too
     return out + [registry.get("cluster", "hac", n_clusters=2)]
 

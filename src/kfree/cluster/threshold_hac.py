@@ -39,7 +39,7 @@ loop may round its last bit differently.) Cuts of a dense tree at other heights
 
 Ties. Where distances tie exactly (e.g. data on an integer grid), several partitions are valid
 complete-linkage cuts and the order of merges decides. The dense path (fastcluster) breaks ties
-exactly as scipy's ``linkage``. The graph paths (sparse, per component, constrained) run the
+exactly as scipy's ``linkage``. The graph paths (sparse, per component) run the
 same nearest-neighbour chain on the τ-graph — chains start at the smallest active index, the
 previous chain element wins a tie and then the smallest index, a merged cluster keeps the larger
 index (:mod:`~kfree.cluster._linkage_core`) — and differ from scipy only where scipy's chain
@@ -198,8 +198,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                 raise ConfigError(f"n_clusters={self.n_clusters!r} must be an integer >= 1")
             if self.threshold is not None:
                 warnings.warn(
-                    f"n_clusters={self.n_clusters!r} and threshold={self.threshold!r} are both set: "
-                    "the tree is cut into n_clusters clusters and threshold is ignored (set "
+                    f"n_clusters={self.n_clusters!r} and threshold={self.threshold!r} are both "
+                    "set: the tree is cut into n_clusters clusters and threshold is ignored (set "
                     "n_clusters=None to cut at the threshold)",
                     ParameterConflictWarning,
                     stacklevel=3,
