@@ -62,6 +62,39 @@ def _cos_pairs(X, ei, ej):
     return out
 
 
+@nb.njit(cache=True)
+def _scan_band(tile, lo, hi, i0, out_i, out_j):
+    """Count (and, while they fit, store) the entries above the diagonal of ``tile`` (rows and
+    columns both starting at sample ``i0``) with ``lo <= value <= hi``."""
+    k = 0
+    cap = out_i.shape[0]
+    for r in range(tile.shape[0]):
+        for c in range(r + 1, tile.shape[1]):
+            v = tile[r, c]
+            if v >= lo and v <= hi:
+                if k < cap:
+                    out_i[k] = i0 + r
+                    out_j[k] = i0 + c
+                k += 1
+    return k
+
+
+def band_pairs(tile: np.ndarray, thr: float, band: float, i0: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample pairs (i < j) of a GEMM tile whose value lies within ``band`` of ``thr``.
+
+    ``tile`` holds rows ``i0, i0 + 1, ...`` against columns ``i0, i0 + 1, ...`` (as
+    :func:`~kfree.distances.condensed_distances_blocked` builds it); one pass, no temporaries.
+    """
+    out_i = np.empty(1024, dtype=np.int64)
+    out_j = np.empty(1024, dtype=np.int64)
+    k = _scan_band(tile, thr - band, thr + band, i0, out_i, out_j)
+    if k > out_i.shape[0]:  # rare (many pairs at the threshold, e.g. grids): scan again
+        out_i = np.empty(k, dtype=np.int64)
+        out_j = np.empty(k, dtype=np.int64)
+        _scan_band(tile, thr - band, thr + band, i0, out_i, out_j)
+    return out_i[:k], out_j[:k]
+
+
 def pair_distances(X: np.ndarray, ei: np.ndarray, ej: np.ndarray, distance: str) -> np.ndarray:
     """Distances of the pairs ``(ei[t], ej[t])`` of the rows of ``X``, as scipy computes them.
 

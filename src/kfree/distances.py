@@ -85,7 +85,7 @@ def condensed_distances_blocked(
     X64 = np.ascontiguousarray(X, dtype=np.float64)
     if distance == "cosine" and (np.linalg.norm(X64, axis=1) == 0).any():
         raise DataError("cosine distance is undefined for all-zero rows")
-    from ._exact_distances import gemm_band, gemm_ready, pair_distances, sq_units
+    from ._exact_distances import band_pairs, gemm_band, gemm_ready, pair_distances, sq_units
 
     Xp = gemm_ready(X64, distance)
     n, dim = Xp.shape
@@ -102,10 +102,9 @@ def condensed_distances_blocked(
         tile = sq[i0:i1, None] + sq[None, i0:] - 2.0 * (Xp[i0:i1] @ Xp[i0:].T)
         np.maximum(tile, 0.0, out=tile)
         if band is not None:
-            r, c = np.nonzero(np.abs(tile - thr) <= band)
-            keep = c > r  # strictly above the diagonal of this block (column i0 + c > row i0 + r)
-            near_i.append(i0 + r[keep])
-            near_j.append(i0 + c[keep])
+            bi, bj = band_pairs(tile, thr, band, i0)
+            near_i.append(bi)
+            near_j.append(bj)
         for r in range(i1 - i0):
             i = i0 + r
             start = i * n - i * (i + 1) // 2
