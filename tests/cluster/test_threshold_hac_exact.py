@@ -183,7 +183,7 @@ def test_ties_on_integer_grids_follow_the_pinned_order():
         for algorithm in ("sparse", "components"):
             assert same_partition(fit_labels(X, t, "sqeuclidean", algorithm), want), algorithm
         differ += not same_partition(want, ref)
-    assert differ <= 6  # the documented difference is rare (about 6 % of such cuts)
+    assert differ <= 4  # the documented difference is rare (1 of these 40 cuts; ~6 % in general)
 
 
 # ---------------------------------------------------------------------------- property

@@ -481,7 +481,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         """Labels for a cut at ``threshold`` (``<=`` joins, as scipy), from the fitted tree.
 
         A sparse fit knows the tree only up to its own ``threshold``; asking for a higher cut
-        raises a ConfigError (refit with the larger threshold).
+        raises a ConfigError (refit with the larger threshold). Its merge heights are scipy's
+        distances, so every cut decides pairs as scipy. A dense fit recomputed exactly only the
+        pairs near its own ``threshold``: elsewhere a pair within ~1e-13 of the data's spread of
+        the cut may fall on the other side than in scipy.
         """
         if not np.isfinite(threshold):
             raise ConfigError(f"threshold={threshold!r} must be finite")
