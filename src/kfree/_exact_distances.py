@@ -167,10 +167,10 @@ def gemm_band(tau_sq, max_sq_norm: float, n_features: int, distance: str):
     summation order (with or without FMA), each of the three inner products is within
     ``γ_d |x||y|`` of its exact value (γ_d = d·u / (1 − d·u)), and the two additions add
     ``2u (|x| + |y|)²``, so ``|g − |x − y|²| <= (γ_d + 2u)(|x| + |y|)² <= (4d + 8)·u·M``
-    to first order. Centring rounds each coordinate by at most ``u |x_k|`` (the centred value;
-    it is often exact), which moves
-    ``|x − y|²`` by at most ``2u (|x| + |y|)² <= 8u·M``. scipy's own sum of squared differences
-    is within ``(d + 2)·u·s`` of the exact squared distance of the original rows. In all,
+    to first order. Centring rounds each coordinate by at most ``u |x_k|`` (x the centred row;
+    on binary grids it is exact), which moves ``|x − y|²`` by at most ``2u (|x| + |y|)² <=
+    8u·M``. scipy's own sum of squared differences is within ``(d + 2)·u·s`` of the exact
+    squared distance of the original rows. In all,
 
         |g − s| <= (4d + 16)·u·M + (d + 2)·u·s,
 
@@ -181,7 +181,9 @@ def gemm_band(tau_sq, max_sq_norm: float, n_features: int, distance: str):
     the sum of these bounds (the second-order terms are far below that for any d·u ≪ 1).
 
     Pairs with ``|g − tau_sq| <= band`` are recomputed with :func:`pair_distances` and decided
-    on that value; outside the band, ``g`` and ``s`` are on the same side of ``tau_sq``. For
+    on that value; outside the band, ``g`` and ``s`` are on the same side of ``tau_sq`` (for
+    euclidean, ``sqrt(s) <= tau`` and ``s <= tau_sq = fl(tau²)`` differ only within a few ulps
+    of ``tau_sq``, well inside the ``(d + 2)·u·tau_sq`` term). For
     typical data the band is ~1e-13 relative to the spread, so a handful of pairs is recomputed
     (on integer grids: exactly the pairs at the threshold, which is where it matters).
     """
