@@ -1,8 +1,10 @@
 """NumPy distance helpers shared by clustering and calibration (no torch).
 
-Squared Euclidean distances are computed with one GEMM (``|x|² + |y|² − 2 x·y``), clipped at 0,
-which is what makes dense HAC on tens of thousands of points affordable (scipy's ``pdist`` is
-several times slower). Cosine distance is ``1 − cos``; for unit vectors it equals ``d²/2``.
+Squared Euclidean distances are computed with one GEMM (``|x|² + |y|² − 2 x·y``) on centred
+rows, clipped at 0, which is what makes dense HAC on tens of thousands of points affordable
+(scipy's ``pdist`` is several times slower); pairs near a threshold can be recomputed exactly as
+scipy does (:func:`condensed_distances_blocked`, ``exact_near``). Cosine distance is ``1 − cos``;
+for unit vectors it equals ``d²/2``.
 """
 
 from __future__ import annotations
@@ -57,24 +59,52 @@ def prepare(X: np.ndarray, distance: str, *, dtype=np.float32) -> np.ndarray:
     return X
 
 
-def condensed_distances_blocked(X: np.ndarray, distance: str = "sqeuclidean", *, block: int = 2048) -> np.ndarray:
+def condensed_distances_blocked(
+    X: np.ndarray,
+    distance: str = "sqeuclidean",
+    *,
+    block: int = 2048,
+    exact_near: float | None = None,
+) -> np.ndarray:
     """Condensed distances (scipy ``pdist`` layout, float64) built in row blocks.
 
-    One float64 GEMM per block of rows (``|x|² + |y|² − 2 x·y``, clipped at 0); the peak memory
-    is the output itself (``4·n²`` bytes) plus one ``block × n`` tile, not the full square matrix
-    and its index arrays (about 20·n² bytes). Computed in float64 from
-    the float64 input (no float32 round trip), so cuts agree with scipy's ``pdist`` away from
-    exact ties.
+    One float64 GEMM per block of rows (``|x|² + |y|² − 2 x·y``, clipped at 0) on centred rows
+    (L2-normalised for cosine); the peak memory is the output itself (``4·n²`` bytes) plus one
+    ``block × n`` tile, not the full square matrix and its index arrays (about 20·n² bytes).
+
+    Centring removes the catastrophic cancellation far from the origin, but the formula is
+    still accurate only to ~``d·u·|x|²`` (u = 2⁻⁵³), not to the last bit of scipy's value. With
+    ``exact_near=tau`` (in units of ``distance``), every pair within
+    :func:`~kfree._exact_distances.gemm_band` of ``tau`` is recomputed the way scipy computes it
+    on the original rows, so each pair is on the same side of ``tau`` as in ``pdist`` (a pair at
+    exactly ``tau`` is ``<= tau``). Values away from ``tau`` keep the GEMM's rounding: cuts at
+    other heights, and the order of distances within ~1e-13 (relative to the spread) of each
+    other, may differ from ``pdist`` in the last bits.
     """
     check_distance(distance)
-    Xp = prepare(X, distance, dtype=np.float64)
-    n = Xp.shape[0]
+    X64 = np.ascontiguousarray(X, dtype=np.float64)
+    if distance == "cosine" and (np.linalg.norm(X64, axis=1) == 0).any():
+        raise DataError("cosine distance is undefined for all-zero rows")
+    from ._exact_distances import band_pairs, gemm_band, gemm_ready, pair_distances, sq_units
+
+    Xp = gemm_ready(X64, distance)
+    n, dim = Xp.shape
     sq = (Xp * Xp).sum(1)
+    band = thr = None
+    if exact_near is not None and n > 1:
+        thr = sq_units(exact_near, distance)
+        band = gemm_band(thr, float(sq.max()), dim, distance)
     out = np.empty(n * (n - 1) // 2, dtype=np.float64)
+    near_i: list[np.ndarray] = []
+    near_j: list[np.ndarray] = []
     for i0 in range(0, n - 1, block):
         i1 = min(n - 1, i0 + block)
         tile = sq[i0:i1, None] + sq[None, i0:] - 2.0 * (Xp[i0:i1] @ Xp[i0:].T)
         np.maximum(tile, 0.0, out=tile)
+        if band is not None:
+            bi, bj = band_pairs(tile, thr, band, i0)
+            near_i.append(bi)
+            near_j.append(bj)
         for r in range(i1 - i0):
             i = i0 + r
             start = i * n - i * (i + 1) // 2
@@ -83,4 +113,10 @@ def condensed_distances_blocked(X: np.ndarray, distance: str = "sqeuclidean", *,
         np.sqrt(out, out=out)
     elif distance == "cosine":
         out /= 2.0
+    if near_i:
+        ei = np.concatenate(near_i)
+        ej = np.concatenate(near_j)
+        if ei.size:
+            pos = ei * n - ei * (ei + 1) // 2 + (ej - ei - 1)
+            out[pos] = pair_distances(X64, ei, ej, distance)
     return out

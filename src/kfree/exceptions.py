@@ -42,3 +42,7 @@ class KfreeWarning(UserWarning):
 
 class ConvergenceWarning(KfreeWarning):
     """Training or an iterative solver stopped before it converged."""
+
+
+class ParameterConflictWarning(KfreeWarning):
+    """Two parameters were set that cannot both apply; the message says which one is used."""

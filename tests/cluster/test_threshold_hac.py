@@ -162,7 +162,7 @@ def test_bad_input(algorithm):
             ThresholdAgglomerative(bad, algorithm=algorithm).fit([[0.0], [1.0]])
     with pytest.raises(DataError, match="n_clusters"):
         ThresholdAgglomerative(n_clusters=5).fit(np.zeros((3, 2)))
-    with pytest.raises(ConfigError, match="exactly one"):
+    with pytest.raises(ConfigError, match="threshold or n_clusters"):
         ThresholdAgglomerative().fit(np.zeros((3, 2)))
     one = ThresholdAgglomerative(1.0, algorithm=algorithm).fit([[1.0, 2.0]])
     assert one.labels_.tolist() == [0] and one.n_clusters_ == 1

@@ -7,7 +7,7 @@ reproduces every cut:
 - :func:`sparse_complete_nn_chain` — complete linkage on a sparse graph in which a missing edge
   means "farther than the cut" (+inf). A merged cluster keeps only the neighbours *both* parts
   had, at the larger distance, which is exactly dense complete linkage below the cut. Works in
-  place on a symmetric CSR graph (rows sorted by neighbour id), memory O(edges).
+  place on a symmetric CSR graph (rows in any order), memory O(edges).
 - :func:`dense_nn_chain` — complete / average / single linkage on a dense square matrix with
   initial cluster sizes (used per connected component, and when must-link groups start as
   clusters); ``inf`` marks a cannot-link pair and dominates every update.
@@ -16,6 +16,15 @@ reproduces every cut:
 All three use the nearest-neighbour chain (complete, average and single are reducible
 linkages), which produces the same dendrogram as the greedy "merge the closest pair" loop, as
 scipy and fastcluster do.
+
+Ties. Where distances tie, the partition depends on the order of merges. The two chain kernels
+follow scipy's ``linkage`` (and fastcluster's): a chain starts at the smallest active index; the
+nearest neighbour of its top is the previous element if that is among the nearest, else the
+smallest index; a merged cluster keeps the larger of the two indices. The one difference is
+inherent to working below the cut: scipy also walks through pairs above the cut, so when its
+chain starts at a cluster with no neighbour within the cut it continues to that cluster's
+nearest cluster (above the cut) and may enter a group of tied pairs elsewhere; these kernels
+start at the smallest active index that has a neighbour within the cut.
 """
 
 from __future__ import annotations
@@ -106,7 +115,8 @@ def csr_fill_distances(pos, rev, ed, dist):
 
 @nb.njit(cache=True)
 def _nearest(x, indptr, length, nbr, dist, active, prev):
-    """Nearest live neighbour of x (ties go to ``prev``, the chain's previous element)."""
+    """Nearest live neighbour of x, ties as scipy's ``linkage``: ``prev`` (the chain's previous
+    element) if it is among the nearest, else the smallest index (rows need not be sorted)."""
     best = -1
     best_d = np.inf
     s = indptr[x]
@@ -114,7 +124,9 @@ def _nearest(x, indptr, length, nbr, dist, active, prev):
         d = dist[p]
         if d <= best_d and d < np.inf:
             z = nbr[p]
-            if active[z] and (d < best_d or z == prev):
+            if active[z] and (
+                d < best_d or (best != prev and (z == prev or z < best))
+            ):
                 best_d = d
                 best = z
     return best, best_d
@@ -169,8 +181,10 @@ def sparse_complete_nn_chain(indptr, nbr, dist, rev, sizes):
             chain_len += 1
             continue
         chain_len -= 2
-        a = min(x, y)
-        b = max(x, y)
+        # the merged cluster keeps the larger index, as in scipy and fastcluster (the index
+        # decides later ties)
+        a = max(x, y)
+        b = min(x, y)
         out_a[n_out] = a
         out_b[n_out] = b
         out_h[n_out] = d
@@ -269,8 +283,8 @@ def dense_nn_chain(D, sizes, linkage, cut):
             chain_len += 1
             continue
         chain_len -= 2
-        a = min(x, best)
-        b = max(x, best)
+        a = max(x, best)  # the merged cluster keeps the larger index, as scipy
+        b = min(x, best)
         out_a[n_out] = a
         out_b[n_out] = b
         out_h[n_out] = best_d

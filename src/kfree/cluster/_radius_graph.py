@@ -1,9 +1,12 @@
 """Exact τ-radius graphs without n² memory: every pair at distance ``<= tau``, nothing else.
 
-Candidates come from float32 GEMM tiles (``|x|² + |y|² − 2 x·y``) with a small safety margin,
-then every candidate's distance is recomputed in float64 from the coordinate differences, the
-way scipy's ``pdist`` does, and compared with ``<=``. So the graph is exact (to float64) while
-the expensive part runs at BLAS speed in tiles of fixed size.
+Candidates come from float32 GEMM tiles (``|x|² + |y|² − 2 x·y``) on centred rows (so float32
+keeps the spread of the data, not its offset) with a small safety margin, then every
+candidate's distance is recomputed from the original float64 rows exactly as scipy's ``pdist``
+computes it (:func:`~kfree._exact_distances.pair_distances`; bit-identical for sqeuclidean and
+euclidean) and compared with ``<= tau`` in the units of ``distance`` (for euclidean
+``sqrt(d²) <= tau``, as scipy, not ``d² <= tau²``). So the graph is scipy's, while the
+expensive part runs at BLAS speed in tiles of fixed size.
 
 For large n the tiles are restricted with the triangle inequality: points are bucketed into
 cells with centre ``c`` and radius ``R`` (max member distance); a point ``x`` can only have
@@ -32,8 +35,11 @@ import os
 import numba as nb
 import numpy as np
 
+from .._exact_distances import gemm_ready, grid_centre, pair_distances, sq_units
 from ..exceptions import ResourceError
 from ._linkage_core import _find, _union, roots_to_labels
+
+__all__ = ["estimate_edges", "radius_components", "radius_edges", "sq_units", "prepared_float32"]
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +50,6 @@ MIN_MEAN_CELL = 4.0
 #: 16 B) while the symmetric CSR of the complete-linkage kernel (2 × (int32 neighbour +
 #: float64 distance + int32 twin position): 32 B) is built from it.
 BYTES_PER_EDGE = 48
-
-
-def sq_units(tau: float, distance: str) -> float:
-    """The cut ``tau`` (in units of ``distance``) as a squared Euclidean radius on prepared data."""
-    if distance == "sqeuclidean":
-        return float(tau)
-    if distance == "euclidean":
-        return float(tau) ** 2
-    return 2.0 * float(tau)  # cosine on unit vectors: d_sq = 2 d_cos
 
 
 @nb.njit(cache=True)
@@ -78,36 +75,44 @@ def _tile_candidates(G, na, nb_, thr, i0, j0, upper, out_i, out_j, n_out):
 
 
 @nb.njit(cache=True)
-def _exact_sq(X, ei, ej):
-    m = ei.shape[0]
+def _column_range(X):
+    """Per-column minimum and maximum, in one pass over the rows."""
     d = X.shape[1]
-    out = np.empty(m, dtype=np.float64)
-    for t in range(m):
-        s = 0.0
-        a = ei[t]
-        b = ej[t]
+    lo = np.full(d, np.inf)
+    hi = np.full(d, -np.inf)
+    for i in range(X.shape[0]):
         for k in range(d):
-            v = X[a, k] - X[b, k]
-            s += v * v
-        out[t] = s
+            v = X[i, k]
+            if v < lo[k]:
+                lo[k] = v
+            if v > hi[k]:
+                hi[k] = v
+    return lo, hi
+
+
+def prepared_float32(X: np.ndarray, distance: str, *, chunk: int = 8192) -> np.ndarray:
+    """Float32 copy of ``X`` for the candidate GEMMs: centred (sqeuclidean, euclidean, by
+    :func:`~kfree._exact_distances.grid_centre`; the distances do not change, and float32 then
+    keeps the spread of the data instead of its offset) or L2-normalised (cosine). The
+    subtraction runs in float64 and is rounded once, chunk by chunk into the output."""
+    X = np.ascontiguousarray(X)
+    n, d = X.shape
+    out = np.empty((n, d), dtype=np.float32)
+    if n == 0:
+        return out
+    if distance == "cosine":
+        for i0 in range(0, n, chunk):
+            out[i0 : i0 + chunk] = gemm_ready(X[i0 : i0 + chunk], distance)
+        return out
+    centre = grid_centre(*_column_range(X))
+    for i0 in range(0, n, chunk):
+        np.subtract(X[i0 : i0 + chunk], centre, out=out[i0 : i0 + chunk], casting="same_kind")
     return out
 
 
 def _margin(X32: np.ndarray, thr_sq: float) -> float:
     mx = float(np.max(np.einsum("ij,ij->i", X32, X32))) if X32.shape[0] else 0.0
     return 1e-4 * max(thr_sq, 1e-12) + 4e-6 * (2.0 * mx + 1.0) * math.sqrt(X32.shape[1])
-
-
-def _to_distance(sq: np.ndarray, X64: np.ndarray, ei, ej, distance: str) -> np.ndarray:
-    if distance == "sqeuclidean":
-        return sq
-    if distance == "euclidean":
-        return np.sqrt(sq)
-    # cosine, as scipy computes it: 1 - u.v / (|u| |v|) on the original (unnormalised) rows
-    uv = np.einsum("ij,ij->i", X64[ei], X64[ej])
-    nu = np.sqrt(np.einsum("ij,ij->i", X64[ei], X64[ei]))
-    nv = np.sqrt(np.einsum("ij,ij->i", X64[ej], X64[ej]))
-    return np.maximum(1.0 - uv / (nu * nv), 0.0)
 
 
 def estimate_edges(X32: np.ndarray, thr_sq: float, *, sample: int = 1000, seed: int = 0) -> float:
@@ -243,11 +248,7 @@ def radius_edges(
     """
     X64 = np.ascontiguousarray(X, dtype=np.float64)
     n = X64.shape[0]
-    if distance == "cosine":
-        Xp = X64 / np.linalg.norm(X64, axis=1, keepdims=True)
-    else:
-        Xp = X64
-    X32 = np.ascontiguousarray(Xp, dtype=np.float32)
+    X32 = prepared_float32(X64, distance)
     thr_sq = sq_units(tau, distance)
     thr_c = thr_sq + _margin(X32, thr_sq)
     norms = np.einsum("ij,ij->i", X32, X32).astype(np.float32)
@@ -266,13 +267,11 @@ def radius_edges(
             return
         ei = out_i[:k].copy()
         ej = out_j[:k].copy()
-        sq = _exact_sq(Xp, ei, ej)
-        keep = sq <= thr_sq if distance != "cosine" else np.ones(k, dtype=bool)
-        ei, ej = ei[keep], ej[keep]
-        dd = _to_distance(sq[keep], X64, ei, ej, distance)
-        if distance == "cosine":
-            ok = dd <= tau
-            ei, ej, dd = ei[ok], ej[ok], dd[ok]
+        # decided on scipy's own value, in the user's units (sqrt(d²) <= tau for euclidean,
+        # not d² <= tau², which misses pairs at exactly tau)
+        dd = pair_distances(X64, ei, ej, distance)
+        keep = dd <= tau
+        ei, ej, dd = ei[keep], ej[keep], dd[keep]
         total += ei.shape[0]
         if sink is not None:
             sink(ei, ej, dd)
@@ -756,8 +755,7 @@ def radius_components(
     n = X64.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    Xp = X64 / np.linalg.norm(X64, axis=1, keepdims=True) if distance == "cosine" else X64
-    X32 = np.ascontiguousarray(Xp, dtype=np.float32)
+    X32 = prepared_float32(X64, distance)
     thr_sq = sq_units(tau, distance)
     thr_c = thr_sq + _margin(X32, thr_sq)
     if hook is not None:

@@ -66,7 +66,7 @@ class HDBSCANBaseline(ClusterMixin, BaseEstimator):
             model = hdbscan.HDBSCAN(
                 min_cluster_size=int(self.min_cluster_size), min_samples=self.min_samples,
                 metric=self.metric,
-            ).fit(np.asarray(X, dtype=np.float64))
+            ).fit(np.array(X, dtype=np.float64))  # a writable copy: hdbscan rejects read-only input
             raw = model.labels_.astype(np.int64)
             self.n_noise_ = int((raw < 0).sum())
             self.labels_ = _noise_to_singletons(raw) if self.noise == "singletons" else raw

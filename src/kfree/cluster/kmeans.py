@@ -33,6 +33,8 @@ class KMeansClustering(ClusterMixin, BaseEstimator):
     Attributes
     ----------
     labels_, n_clusters_, cluster_centers_, inertia_, k_source_
+    n_iter_ : int
+        Lloyd iterations of the kept run (faiss: the fixed number it runs).
     """
 
     requires_n_clusters = True
@@ -73,6 +75,7 @@ class KMeansClustering(ClusterMixin, BaseEstimator):
             self.labels_ = km.labels_.astype(np.int64)
             self.cluster_centers_ = km.cluster_centers_
             self.inertia_ = float(km.inertia_)
+            self.n_iter_ = int(km.n_iter_)
         elif self.backend == "faiss":
             import faiss
 
@@ -86,6 +89,7 @@ class KMeansClustering(ClusterMixin, BaseEstimator):
             self.labels_ = idx.ravel().astype(np.int64)
             self.cluster_centers_ = km.centroids.copy()
             self.inertia_ = float(d.sum())
+            self.n_iter_ = int(min(self.max_iter, 50))  # faiss runs a fixed number of iterations
         else:
             raise ConfigError(f"backend={self.backend!r} is not one of ('sklearn', 'faiss')")
         self.n_clusters_ = int(np.unique(self.labels_).size)

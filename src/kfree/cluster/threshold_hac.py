@@ -24,6 +24,32 @@ Two exact algorithms give the same partition (up to relabelling, on data without
   linkage is not local in that way: it is exact per connected component of the τ-graph (an
   average of distances all above ``tau`` stays above it), each component agglomerated densely.
 
+Exactness. Every path decides each pair as scipy's ``pdist`` does. Distances come from one GEMM
+(``|x|² + |y|² − 2 x·y``) on centred data (:func:`~kfree._exact_distances.grid_centre`: far
+from the origin the uncentred formula loses everything to cancellation); every pair whose GEMM
+value lies within a proven error band of the threshold (:func:`~kfree._exact_distances.gemm_band`,
+about 1e-13 of the data's spread) is recomputed from the original rows with scipy's own
+arithmetic (bit-identical for sqeuclidean and euclidean) and decided on that value; the sparse
+τ-graph recomputes every edge so. Euclidean cuts compare ``sqrt(d²) <= tau`` as scipy does, not
+``d² <= tau²``. So away from ties the partition at ``threshold`` is scipy's
+``fcluster(linkage(pdist(X, distance), linkage), threshold, 'distance')``, a pair at exactly the
+threshold joining. (Cosine follows scipy's formula with sums in coordinate order; scipy's compiled
+loop may round its last bit differently.) Cuts of a dense tree at other heights
+(:meth:`~ThresholdAgglomerative.labels_at`) use GEMM values there, good to ~1e-13 of the spread.
+
+Ties. Where distances tie exactly (e.g. data on an integer grid), several partitions are valid
+complete-linkage cuts and the order of merges decides. The dense path (fastcluster) breaks ties
+exactly as scipy's ``linkage``. The graph paths (sparse, per component) run the
+same nearest-neighbour chain on the τ-graph — chains start at the smallest active index, the
+previous chain element wins a tie and then the smallest index, a merged cluster keeps the larger
+index (:mod:`~kfree.cluster._linkage_core`) — and differ from scipy only where scipy's chain
+starts at a cluster with no neighbour within the threshold and walks to tied pairs through a pair
+above it, which a τ-graph cannot see. Example: ``X = [[0], [3], [4], [2]]``, euclidean threshold
+1: scipy joins {3, 2}, the sparse path {3, 4}. On random integer-grid data with complete linkage
+that is about 6 % of cuts (21 of 375; before the tie order was aligned, 109). In the dense path,
+distances below the threshold within the GEMM band of each other also count as ties (their order
+follows the GEMM's rounding).
+
 Must-link pairs are merged before anything else (their transitive closure starts as one
 cluster); clusters that would contain a cannot-link pair never merge (the pair's distance is set
 beyond any threshold, as in the BCL reference code).
@@ -33,6 +59,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -40,12 +67,13 @@ from scipy.cluster.hierarchy import fcluster
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_distance, check_features, condensed_distances_blocked
-from ..exceptions import ConfigError, DataError, ResourceError
+from ..exceptions import ConfigError, DataError, ParameterConflictWarning, ResourceError
 from . import _linkage_core as core
 from ._constraints import cannot_link_keys, check_contradictions, check_pairs, must_link_groups
 from ._radius_graph import (
     BYTES_PER_EDGE,
     estimate_edges,
+    prepared_float32,
     radius_components,
     radius_edges,
     sq_units,
@@ -102,14 +130,20 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         Cut height in units of ``distance``; pairs at ``<= threshold`` may be joined. For
         unit-norm embeddings typical values are in ``[0, 4]`` (sqeuclidean).
     n_clusters : int, optional
-        Cut the tree into exactly this many clusters instead. Set exactly one of the two. Needs
-        the full (dense) tree.
+        Cut the tree into exactly this many clusters instead (needs the full, dense tree). Set
+        one of the two. As in scikit-learn's ``AgglomerativeClustering``, parameters are checked
+        in :meth:`fit`, never in ``__init__``/``set_params``; unlike it, setting both is not an
+        error: ``n_clusters`` then wins and ``threshold`` is ignored, with a
+        :class:`~kfree.exceptions.ParameterConflictWarning`. (That is what ``n_clusters`` means
+        elsewhere in kfree — "cut at K instead" — and scikit-learn's estimator checks set
+        ``n_clusters`` on any clusterer that has it.) Both ``None`` raises a ConfigError.
     linkage : {"complete", "average", "single"}
     distance : {"sqeuclidean", "euclidean", "cosine"}
     algorithm : {"auto", "dense", "sparse"}
         ``"auto"`` uses the dense tree for fewer than 5,000 samples without constraints, the
-        sparse τ-graph otherwise. Both give the same partition at ``threshold``. Constraints
-        always use the graph path (merges from must-link groups; no scipy linkage matrix).
+        sparse τ-graph otherwise. Both give scipy's partition at ``threshold`` (where distances
+        tie exactly, see "Ties" in the module docstring). Constraints always use the graph path
+        (merges from must-link groups; no scipy linkage matrix).
     memory_limit : float, optional
         GiB the fit may use for distances/edges (default: half the physical memory). A fit
         predicted to need more raises :class:`~kfree.exceptions.ResourceError` before it starts.
@@ -152,19 +186,31 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:  # type: ignore[override]
-        if (self.threshold is None) == (self.n_clusters is None):
-            raise ConfigError(
-                f"set exactly one of threshold={self.threshold!r} and n_clusters={self.n_clusters!r}"
-            )
-        if self.threshold is not None:
+        # validated here, at fit time, as scikit-learn does: set_params never raises
+        if self.threshold is None and self.n_clusters is None:
+            raise ConfigError("set threshold or n_clusters: both are None")
+        if self.n_clusters is not None:
+            try:
+                ok = int(self.n_clusters) == self.n_clusters and int(self.n_clusters) >= 1
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ConfigError(f"n_clusters={self.n_clusters!r} must be an integer >= 1")
+            if self.threshold is not None:
+                warnings.warn(
+                    f"n_clusters={self.n_clusters!r} and threshold={self.threshold!r} are both "
+                    "set: the tree is cut into n_clusters clusters and threshold is ignored (set "
+                    "n_clusters=None to cut at the threshold)",
+                    ParameterConflictWarning,
+                    stacklevel=3,
+                )
+        else:
             try:
                 ok = np.isfinite(float(self.threshold)) and float(self.threshold) > 0
             except (TypeError, ValueError):
                 ok = False
             if not ok:
                 raise ConfigError(f"threshold={self.threshold!r} must be a finite number > 0")
-        if self.n_clusters is not None and int(self.n_clusters) < 1:
-            raise ConfigError(f"n_clusters={self.n_clusters!r} must be >= 1")
         if self.linkage not in LINKAGES:
             raise ConfigError(f"linkage={self.linkage!r} is not one of {LINKAGES}")
         if self.algorithm not in ALGORITHMS:
@@ -241,10 +287,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             cut = np.inf if full_tree else float(self.threshold)
             self._fit_graph(X, cut, groups, ml, cl, hook)
 
-        if self.threshold is not None:
-            self.labels_ = self.labels_at(float(self.threshold))
-        else:
+        if full_tree:
             self.labels_ = self.labels_at_k(int(self.n_clusters))
+        else:
+            self.labels_ = self.labels_at(float(self.threshold))
         self.n_clusters_ = int(self.labels_.max()) + 1
         return self
 
@@ -259,7 +305,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                 f"matrix, more than memory_limit={self._limit_bytes() / 2**30:.1f} GiB; cut at a "
                 "threshold with algorithm='sparse', or raise memory_limit"
             )
-        d = condensed_distances_blocked(X, self.distance)
+        # pairs near the threshold are recomputed as scipy computes them, so the cut at the
+        # threshold decides every pair as pdist would (a pair at exactly tau joins)
+        near = None if self.n_clusters is not None else float(self.threshold)
+        d = condensed_distances_blocked(X, self.distance, exact_near=near)
         Z = fastcluster.linkage(d, method=self.linkage, preserve_input=False)
         del d
         self.linkage_matrix_ = Z
@@ -276,13 +325,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             need = 0.0
             if not (simple and n > COMPONENTS_MIN_SAMPLES):
                 # the whole-graph estimate decides only where the per-component path is optional
-                Xp = np.asarray(X, dtype=np.float64)
-                if self.distance == "cosine":
-                    Xp = Xp / np.linalg.norm(Xp, axis=1, keepdims=True)
-                X32 = np.ascontiguousarray(Xp, dtype=np.float32)
+                X32 = prepared_float32(X, self.distance)
                 est = estimate_edges(X32, sq_units(cut, self.distance))
                 need = est * BYTES_PER_EDGE
-                del Xp, X32
+                del X32
                 log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
             if simple and (n > COMPONENTS_MIN_SAMPLES or need > limit):
                 # exact per connected component: never more than one component's edges in
@@ -435,7 +481,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         """Labels for a cut at ``threshold`` (``<=`` joins, as scipy), from the fitted tree.
 
         A sparse fit knows the tree only up to its own ``threshold``; asking for a higher cut
-        raises a ConfigError (refit with the larger threshold).
+        raises a ConfigError (refit with the larger threshold). Its merge heights are scipy's
+        distances, so every cut decides pairs as scipy. A dense fit recomputed exactly only the
+        pairs near its own ``threshold``: elsewhere a pair within ~1e-13 of the data's spread of
+        the cut may fall on the other side than in scipy.
         """
         if not np.isfinite(threshold):
             raise ConfigError(f"threshold={threshold!r} must be finite")
@@ -540,10 +589,7 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
         if s < 2:
             continue
         if s * (s - 1) / 2 * BYTES_PER_EDGE > limit:
-            Xb = Xf[pts].astype(np.float64)
-            if distance == "cosine":
-                Xb = Xb / np.linalg.norm(Xb, axis=1, keepdims=True)
-            est = estimate_edges(np.ascontiguousarray(Xb, dtype=np.float32), thr_sq)
+            est = estimate_edges(prepared_float32(Xf[pts], distance), thr_sq)
             if est * BYTES_PER_EDGE > limit:
                 raise ResourceError(
                     f"threshold HAC at threshold={cut}: a connected group of {s} samples has "
@@ -552,10 +598,7 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
                     "memory_limit"
                 )
         if s >= DENSE_BATCH_MIN and 4.0 * s * s <= limit / 2:
-            Xb = Xf[pts].astype(np.float64)
-            if distance == "cosine":
-                Xb = Xb / np.linalg.norm(Xb, axis=1, keepdims=True)
-            est = estimate_edges(np.ascontiguousarray(Xb, dtype=np.float32), thr_sq, sample=256)
+            est = estimate_edges(prepared_float32(Xf[pts], distance), thr_sq, sample=256)
             if est >= DENSE_BATCH_DENSITY * s * (s - 1) / 2:
                 # a dense component (a cluster that is a ball within the cut, the common case
                 # for a good embedding): dense complete linkage on it is several times faster
@@ -586,12 +629,23 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
 
 def _dense_component_merges(X, cut, distance):
     """Complete-linkage merges up to ``cut`` of one (dense) group, by fastcluster on all pairs:
-    (a, b, h) in local ids and the number of pairs within ``cut`` (its τ-edges)."""
+    (a, b, h) in local ids and the number of pairs within ``cut`` (its τ-edges).
+
+    Pairs near ``cut`` are recomputed exactly (as in the sparse graph), and every pair above
+    ``cut`` is given one common height above all others: fastcluster's nearest-neighbour chain
+    then sweeps the clusters without a neighbour within ``cut`` together above the cut and
+    enters each τ-component at its smallest active index, which is the tie order of
+    :func:`~kfree.cluster._linkage_core.sparse_complete_nn_chain` — so this path and the sparse
+    kernel give the same partition even on exact ties.
+    """
     import fastcluster
 
     n = X.shape[0]
-    d = condensed_distances_blocked(X, distance)
-    m = int(np.count_nonzero(d <= cut))
+    d = condensed_distances_blocked(X, distance, exact_near=cut)
+    above = d > cut
+    m = int(d.shape[0] - np.count_nonzero(above))
+    d[above] = 2.0 * abs(cut) + 1.0
+    del above
     Z = fastcluster.linkage(d, method="complete", preserve_input=False)
     del d
     pairs, h = _dense_merges_from_linkage(Z, n)
