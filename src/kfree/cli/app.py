@@ -87,6 +87,8 @@ def demo(
 
         if out is not None:
             check_output(out, directory=True, force=force)
+        from rich.markup import escape
+
         from ..evaluate.demo import demo_config, run_demo
 
         cfg = demo_config(dataset, seed=seed, epochs=epochs)
@@ -98,7 +100,8 @@ def demo(
                                     f"(b = {result.b:.4f}, tau = 4b = {result.threshold:.4f})",
                                     result.rows, DEMO_COLUMNS))
         console.print(f"total wall time {result.wall_time_s:.1f} s")
-        console.print(f"run directory: [bold]{result.run_dir}[/bold]  (open {result.run_dir / 'index.html'})")
+        run_dir = escape(str(result.run_dir))
+        console.print(f"run directory: [bold]{run_dir}[/bold]  (open {escape(str(result.run_dir / 'index.html'))})")
 
 
 @app.command()
@@ -191,6 +194,7 @@ def cluster(
         import inspect
 
         import pandas as pd
+        from rich.markup import escape
 
         from .. import registry
         from ..data.io import load_features
@@ -244,8 +248,8 @@ def cluster(
         with atomic_path(out) as tmp:
             df.to_csv(tmp, index=False)
         n_found = len(set(labels.tolist()))
-        console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({method}{how}); "
-                      f"wrote [bold]{out}[/bold]")
+        console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
+                      f"wrote [bold]{escape(str(out))}[/bold]")
 
 
 def _how(method: str, accepted, n_clusters: int | None, threshold: float | None, distance: str,
@@ -256,13 +260,15 @@ def _how(method: str, accepted, n_clusters: int | None, threshold: float | None,
     if logistic and "cut_probability" in accepted:
         return ", logistic pair costs"
     if "threshold" in accepted and threshold is not None:
-        return f", threshold {threshold:.4f} {distance}"
+        return f", threshold {threshold:.6g} {distance}"
     return ""
 
 
 @app.command()
 def methods() -> None:
     """List the registered losses and clustering back-ends (and which need an optional package)."""
+    from rich.markup import escape
+
     from .. import registry
 
     console.print("[bold]losses[/bold] (kfree train --loss):  " + ", ".join(registry.names("loss")))
@@ -276,7 +282,7 @@ def methods() -> None:
             missing.add(registry.REQUIRES[("cluster", name)][1])
     console.print("[bold]clustering[/bold] (kfree cluster --method):  " + ", ".join(names))
     for extra in sorted(missing):
-        console.print(f"not installed: pip install 'kfree[{extra}]' adds them")
+        console.print(escape(f"not installed: pip install 'kfree[{extra}]' adds them"))
 
 
 @app.command()
@@ -293,14 +299,16 @@ def evaluate(
 
         if out is not None:
             check_output(out, inputs=(labels_csv, truth), force=force)
+        from rich.markup import escape
+
         from ..evaluate.compare import evaluate_files
         from ..utils.io import write_json
 
         metrics = evaluate_files(labels_csv, truth, label_column=label_column)
-        console.print(metrics_table(f"{labels_csv.name} vs {truth.name}", [metrics], EVAL_COLUMNS))
+        console.print(metrics_table(f"{escape(labels_csv.name)} vs {escape(truth.name)}", [metrics], EVAL_COLUMNS))
         if out is not None:
             write_json(out, metrics)
-            console.print(f"metrics written to [bold]{out}[/bold]")
+            console.print(f"metrics written to [bold]{escape(str(out))}[/bold]")
 
 
 def _parse_dims(text: str) -> tuple[int, ...]:
