@@ -2,16 +2,17 @@
 
 Usage (from the repository root)::
 
-    python -m benchmarks.run_threads              # 3 repetitions per cell, about 2-4 minutes
-    python -m benchmarks.run_threads --reps 5 --epochs 10
+    python -m benchmarks.run_threads              # up to 3 repetitions within a 4-minute budget
+    python -m benchmarks.run_threads --reps 5 --budget-s 600
 
 The training is fixed: ``BallClusterLearner(epochs=10, seed=0)`` on the shipped AT&T faces
 (400 dlib descriptors, 40 people; :func:`kfree.data.builtin.load_builtin`). Each run is a fresh
 subprocess (thread pools start cold, as in ``kfree train``) under one of three settings:
 
 - ``library defaults``: nothing limited (torch, OpenBLAS, OpenMP and numba each take every core);
-- ``kfree limit``: :func:`kfree.utils.threads.limit_threads` as the CLI uses it for training
-  (torch 1 thread, BLAS/OpenMP/numba the default budget);
+- ``kfree limit``: the thread scope ``kfree train``/``cluster``/``demo`` run their work in
+  (:func:`kfree.utils.threads.limit_threads`: torch 1 thread, BLAS/OpenMP/numba the default
+  budget);
 - ``all 1 thread``: ``limit_threads(1)``, the same as ``OMP_NUM_THREADS=1``.
 
 Each setting runs alone, then beside a CPU-bound neighbour: a subprocess multiplying 400×400
@@ -59,8 +60,9 @@ def _worker(setting: str, epochs: int) -> None:
     import torch
 
     ds = load_builtin("att_faces", with_images=False)
-    scope = {"none": contextlib.nullcontext(None), "kfree": limit_threads(torch_threads=1),
-             "one": limit_threads(1)}[setting]
+    from kfree.cli.app import _limit_threads  # exactly what `kfree train` / `cluster` / `demo` use
+
+    scope = {"none": contextlib.nullcontext(None), "kfree": _limit_threads(), "one": limit_threads(1)}[setting]
     with scope as limits:
         t0 = time.perf_counter()
         learner = BallClusterLearner(epochs=epochs, seed=0).fit(ds.X, ds.y)
@@ -96,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3, help="runs per setting and condition")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--timeout", type=float, default=90.0, help="cap per training run (s)")
+    ap.add_argument("--timeout", type=float, default=60.0, help="cap per training run (s)")
+    ap.add_argument("--budget-s", type=float, default=240.0,
+                    help="start no further repetition that would end after this many seconds")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--worker", choices=sorted(SETTINGS), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -108,25 +112,33 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load_before = os.getloadavg()
-    cells: dict[str, dict[str, dict]] = {}
-    for cond in CONDITIONS:
-        neighbour = None
-        if cond == "busy":
-            neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR])
-            time.sleep(1.0)
-        try:
-            runs: dict[str, list[dict]] = {s: [] for s in SETTINGS}
-            for rep in range(args.reps):
-                for setting in SETTINGS:  # interleaved, so drifts in the machine's load hit all settings
+    t_start = time.perf_counter()
+    runs: dict[str, dict[str, list[dict]]] = {c: {s: [] for s in SETTINGS} for c in CONDITIONS}
+    reps_done = 0
+    for rep in range(args.reps):
+        t_rep = time.perf_counter()
+        for cond in CONDITIONS:  # both conditions every repetition: drifts in the load hit both
+            neighbour = None
+            if cond == "busy":
+                neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR])
+                time.sleep(1.0)
+            try:
+                for setting in SETTINGS:  # interleaved, so drifts in the load hit every setting
                     r = _run_once(setting, args.epochs, args.timeout)
-                    runs[setting].append(r)
+                    runs[cond][setting].append(r)
                     print(f"{cond:5s} {setting:5s} rep {rep + 1}: "
                           + (f"{r['wall_s']:.2f} s" if r.get("wall_s") is not None else r["error"]), flush=True)
-        finally:
-            if neighbour is not None:
-                neighbour.kill()
-                neighbour.wait()
-        cells[cond] = {s: {"runs": runs[s], **_summary(runs[s])} for s in SETTINGS}
+            finally:
+                if neighbour is not None:
+                    neighbour.kill()
+                    neighbour.wait()
+        reps_done += 1
+        elapsed, last = time.perf_counter() - t_start, time.perf_counter() - t_rep
+        if rep + 1 < args.reps and elapsed + last > args.budget_s:
+            print(f"stopping after {reps_done} repetitions: another would pass the {args.budget_s:.0f} s budget",
+                  flush=True)
+            break
+    cells = {c: {s: {"runs": runs[c][s], **_summary(runs[c][s])} for s in SETTINGS} for c in CONDITIONS}
 
     thresholds = sorted({round(r["threshold"], 9) for c in cells.values() for s in c.values()
                          for r in s["runs"] if "threshold" in r})
@@ -139,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
             c["ratio_to_kfree_limit"] = ratio
             rows.append((label, name, c, ratio))
     record = {
-        "benchmark": "threads", "started_utc": started, "epochs": args.epochs, "reps": args.reps,
+        "benchmark": "threads", "started_utc": started, "epochs": args.epochs, "reps": reps_done,
+        "wall_s": round(time.perf_counter() - t_start, 1),
         "training": f"BallClusterLearner(epochs={args.epochs}, seed=0) on att_faces (400 x 128, 40 people)",
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpu_count": os.cpu_count(), "available_cores": available_cores(),
@@ -150,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         "# Thread oversubscription: one small training with and without kfree's limit",
         "",
         f"`python -m benchmarks.run_threads --reps {args.reps} --epochs {args.epochs}` ({started}; "
+        f"{reps_done} repetitions; "
         f"{available_cores()} physical cores available, load average before {load_before[0]:.2f}; "
         "a shared machine, so read the ratios, not the seconds).",
         "",
@@ -169,8 +183,10 @@ def main(argv: list[str] | None = None) -> None:
         f"(learned threshold {', '.join(f'{t:.6f}' for t in thresholds)}).",
         "",
         "Settings: *library defaults* = nothing limited; *kfree limit* = "
-        "`limit_threads(torch_threads=1)` as `kfree train`/`demo` use it (torch 1 thread, "
-        "BLAS/OpenMP/numba the budget); *all 1 thread* = `limit_threads(1)` (= `OMP_NUM_THREADS=1`).",
+        "the CLI's scope, `limit_threads(torch_threads=1, numba=True)` (torch 1 thread, "
+        "BLAS/OpenMP/numba the budget); *all 1 thread* = `limit_threads(1)` (= `OMP_NUM_THREADS=1`). "
+        "*alone* means no neighbour started by the benchmark; other users' jobs may still run "
+        "(see the load average).",
         "",
     ]
     from kfree.utils.io import write_json, write_text

@@ -69,7 +69,7 @@ def _limit_threads():
     nothing from more, and stall when a core is busy), BLAS/OpenMP/numba the budget."""
     from ..utils.threads import limit_threads
 
-    return limit_threads(_STATE["threads"], torch_threads=1)
+    return limit_threads(_STATE["threads"], torch_threads=1, numba=True)
 
 
 @app.command()
@@ -159,7 +159,7 @@ def cluster(
         metavar="MODEL", show_default=False,
         help="A model saved by `kfree train`: DATA is embedded with it and cut at its threshold. "
              "Leave it out (give DATA alone, with --threshold) to cluster the features as they are.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label].")],  # (an option: its place among the arguments does not matter)
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label].")],
     second: Annotated[Optional[Path], typer.Argument(
         metavar="DATA", show_default=False,
         help="Features to cluster: .npz, .npy, .csv or .parquet.")] = None,
@@ -236,7 +236,9 @@ def cluster(
                     raise ConfigError(f"method {method!r} without a model needs --threshold (in --distance "
                                       f"units), or a model: kfree cluster MODEL DATA")
                 kwargs["threshold"] = float(threshold)
-            if "distance" in accepted and ("threshold" in kwargs or distance is not None or "n_clusters" in kwargs):
+            # the distance goes to methods that cut at a threshold (also when cut at K instead), or
+            # when asked for; baselines keep their own default (FINCH: cosine)
+            if "distance" in accepted and ("threshold" in accepted or distance is not None):
                 kwargs["distance"] = dist
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             with _limit_threads():

@@ -27,16 +27,16 @@ API
 ``thread_budget(threads: int | None = None) -> int``
     ``threads`` when given (>= 1), else ``$KFREE_NUM_THREADS``, else ``$OMP_NUM_THREADS``,
     else :func:`available_cores`.
-``limit_threads(threads: int | None = None, *, torch_threads: int | None = None, torch: bool | None = None)``
+``limit_threads(threads=None, *, torch_threads=None, torch=None, numba=None)``
     Context manager yielding a :class:`ThreadLimits`. Inside it, with ``n = thread_budget(threads)``:
 
     - torch's intra-op pool: ``torch_threads`` (default ``n``, at most ``n``);
     - BLAS (threadpoolctl): ``n // torch_threads``, so torch × BLAS <= n;
     - OpenMP runtimes (threadpoolctl) and numba: ``n`` (they do not run inside torch's ops).
 
-    torch is set when it is already imported or ``torch=True`` (``cluster/`` never imports
-    torch, so clustering alone does not pay for importing it); numba only when it is already
-    imported. Everything is restored on exit, also when the block raises.
+    torch and numba are set when already imported, or when ``torch=True`` / ``numba=True``
+    (which import them; ``cluster/`` never imports torch, so clustering alone does not pay for
+    importing it). Everything is restored on exit, also when the block raises.
 
 Example
 -------
@@ -142,7 +142,11 @@ def thread_budget(threads: int | None = None) -> int:
 
 @contextlib.contextmanager
 def limit_threads(
-    threads: int | None = None, *, torch_threads: int | None = None, torch: bool | None = None
+    threads: int | None = None,
+    *,
+    torch_threads: int | None = None,
+    torch: bool | None = None,
+    numba: bool | None = None,
 ) -> Iterator[ThreadLimits]:
     """Limit torch, BLAS, OpenMP and numba threads for the block; restore them afterwards.
 
@@ -154,9 +158,9 @@ def limit_threads(
     torch_threads : int, optional
         torch's intra-op threads (default ``n``; capped at ``n``). BLAS gets
         ``n // torch_threads`` so that torch × BLAS <= n; OpenMP and numba get ``n``.
-    torch : bool, optional
-        Set torch's threads even if torch is not imported yet (imports it). Default: only
-        when already imported.
+    torch, numba : bool, optional
+        Set that library's threads even if it is not imported yet (imports it). Default: only
+        when already imported (so a scope that never uses it does not pay for the import).
     """
     n = thread_budget(threads)
     if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
@@ -170,6 +174,8 @@ def limit_threads(
     if torch or (torch is None and "torch" in sys.modules):
         import torch as tmod
     nmod = sys.modules.get("numba")
+    if nmod is None and numba:
+        import numba as nmod
     with contextlib.ExitStack() as stack:
         # numba's OpenMP layer and torch may share one libgomp, and threadpoolctl's OpenMP limit
         # reaches torch's too: torch is set last on entry and restored last on exit
