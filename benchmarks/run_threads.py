@@ -62,7 +62,7 @@ def _worker(setting: str, epochs: int) -> None:
     ds = load_builtin("att_faces", with_images=False)
     from kfree.cli.app import _limit_threads  # exactly what `kfree train` / `cluster` / `demo` use
 
-    scope = {"none": contextlib.nullcontext(None), "kfree": _limit_threads(), "one": limit_threads(1)}[setting]
+    scope = {"none": contextlib.nullcontext(None), "kfree": _limit_threads(torch=True), "one": limit_threads(1)}[setting]
     with scope as limits:
         t0 = time.perf_counter()
         learner = BallClusterLearner(epochs=epochs, seed=0).fit(ds.X, ds.y)

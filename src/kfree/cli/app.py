@@ -64,12 +64,15 @@ def _main(
     _STATE["threads"] = threads
 
 
-def _limit_threads():
+def _limit_threads(*, torch: bool | None = None):
     """The thread scope of a command's work: torch 1 thread (MLP heads on feature vectors gain
-    nothing from more, and stall when a core is busy), BLAS/OpenMP/numba the budget."""
+    nothing from more, and stall when a core is busy), BLAS/OpenMP/numba the budget.
+
+    ``torch=True`` for commands that train: torch is imported only inside ``fit``, after the
+    scope opens (see kfree.utils.threads; results/benchmarks/threads.md measures it)."""
     from ..utils.threads import limit_threads
 
-    return limit_threads(_STATE["threads"], torch_threads=1, numba=True)
+    return limit_threads(_STATE["threads"], torch_threads=1, torch=torch, numba=True)
 
 
 @app.command()
@@ -94,7 +97,7 @@ def demo(
         cfg = demo_config(dataset, seed=seed, epochs=epochs)
         console.print(f"[bold]kfree demo[/bold] on {cfg.dataset}: identities split {cfg.n_train} train / "
                       f"{cfg.n_val} validation / {cfg.n_test} unseen test (seed {cfg.seed})")
-        with progress_hook(progress) as hook, _limit_threads():
+        with progress_hook(progress) as hook, _limit_threads(torch=True):
             result = run_demo(cfg, out_dir=out, hook=hook)
         console.print(metrics_table(f"Clustering {result.rows[0]['n_true']} unseen identities "
                                     f"(b = {result.b:.4f}, tau = 4b = {result.threshold:.4f})",
@@ -143,7 +146,7 @@ def train(
                                      epochs=epochs, lr=lr, p=p, k=k, val_identities=val_identities, seed=seed,
                                      calibration=calibration, sampler=sampler, triplets_per_batch=triplets_per_batch,
                                      wrong_positives=wrong_positives, wrong_negatives=_parse_noise(wrong_negatives))
-        with progress_hook(progress) as hook, _limit_threads():
+        with progress_hook(progress) as hook, _limit_threads(torch=True):
             learner.fit(data.X, data.y, hook=hook)
         learner.provenance_["source"] = str(labelled_file)
         learner.save(out)
