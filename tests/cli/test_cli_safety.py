@@ -195,6 +195,11 @@ def test_an_unexpected_missing_module_is_still_one_line():
         with cli_errors():
             raise ModuleNotFoundError("No module named 'finch'", name="finch")
     assert cap.get() == "error: the package 'finch' is not installed: pip install 'kfree[baselines]'\n"
+    with err_console.capture() as cap, pytest.raises(typer.Exit):
+        with cli_errors():  # e.g. PyPI's unrelated 'finch' package instead of finch-clust
+            raise ImportError("cannot import name 'FINCH' from 'finch'", name="finch")
+    assert cap.get() == ("error: cannot import finch: cannot import name 'FINCH' from 'finch'; reinstall it: "
+                         "pip install --force-reinstall 'kfree[baselines]'\n")
 
 
 # -------------------------------------------------------------------- users' expectations at the CLI

@@ -59,6 +59,12 @@ def cli_errors() -> Iterator[None]:
         hint = f"pip install 'kfree[{extra}]'" if extra else f"install it (pip install {root})"
         _error(f"the package {root!r} is not installed: {hint}")
         raise typer.Exit(1) from None
+    except ImportError as e:  # installed but broken, or another package of the same name
+        root = (e.name or "").split(".")[0]
+        extra = OPTIONAL_MODULES.get(root)
+        hint = f"; reinstall it: pip install --force-reinstall 'kfree[{extra}]'" if extra else ""
+        _error(f"cannot import {root or 'a module'}: {(str(e).splitlines() or ['?'])[0]}{hint}")
+        raise typer.Exit(1) from None
     except OSError as e:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         _error(f"{e.strerror or e}{where}")
