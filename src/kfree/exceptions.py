@@ -32,6 +32,18 @@ class ModelError(KfreeError, ValueError):
     """A saved model is unreadable or does not match the data it is applied to."""
 
 
+class CheckpointError(ModelError):
+    """A checkpoint is unreadable, not a kfree checkpoint, or was written with another config."""
+
+
+class OutputError(KfreeError, OSError):
+    """An output cannot or must not be written (unwritable place, existing file, an input)."""
+
+
+class MissingDependencyError(KfreeError, ImportError):
+    """An optional package is not installed (the message says which extra provides it)."""
+
+
 class ResourceError(KfreeError, MemoryError):
     """The requested computation would not fit in memory (the message says how much it needs)."""
 

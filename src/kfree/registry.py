@@ -7,9 +7,10 @@ imports happen only when it is used. An unknown name raises a ConfigError listin
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, MissingDependencyError
 
 _REGISTRY: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "loss": {
@@ -40,6 +41,34 @@ _REGISTRY: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
 }
 
 
+#: Components that need an optional package: (kind, name) -> (module to import, pip extra).
+REQUIRES: dict[tuple[str, str], tuple[str, str]] = {
+    ("cluster", "hdbscan"): ("hdbscan", "baselines"),
+    ("cluster", "finch"): ("finch", "baselines"),  # PyPI finch-clust
+}
+
+
+def missing_requirement(kind: str, name: str) -> str | None:
+    """Why ``name`` cannot be used here (a one-line instruction), or None when it can."""
+    req = REQUIRES.get((kind, name))
+    if req is None:
+        return None
+    module, extra = req
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or None in sys.modules
+        found = False
+    if found:
+        return None
+    return (f"{kind} {name!r} needs the optional package {module!r}, which is not installed: "
+            f"pip install 'kfree[{extra}]'")
+
+
+def available(kind: str, name: str) -> bool:
+    """Whether the component's optional packages (if any) are installed."""
+    return missing_requirement(kind, name) is None
+
+
 def register(kind: str, name: str, target: str, **defaults: Any) -> None:
     """Add ``name`` → ``module:Class`` (with default keyword arguments) under ``kind``."""
     _REGISTRY.setdefault(kind, {})[name] = (target, defaults)
@@ -56,6 +85,9 @@ def resolve(kind: str, name: str) -> tuple[Any, dict[str, Any]]:
         raise ConfigError(f"unknown component kind {kind!r}; kinds are {sorted(_REGISTRY)}")
     if name not in entries:
         raise ConfigError(f"unknown {kind} {name!r}; choose one of {names(kind)}")
+    missing = missing_requirement(kind, name)
+    if missing is not None:
+        raise MissingDependencyError(missing)
     target, defaults = entries[name]
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr), dict(defaults)

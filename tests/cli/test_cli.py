@@ -76,7 +76,7 @@ def test_train_cluster_csv_with_label_column(files):
         (["train", "{d}/train.csv", "--label-column", "nope", "--out", "{d}/x.kfree"], "no label column 'nope'"),
         (["train", "{d}/one_id.npz", "--out", "{d}/x.kfree"], "at least 2 identities"),
         (["cluster", "{d}/m.kfree", "{d}/wrong_dim.npy", "--out", "{d}/x.csv"], "is expecting 12 features"),
-        (["cluster", "{d}/m.kfree", "{d}/one_row.npy", "--out", "{d}/x.csv"], "while a minimum of 2 is required"),
+        (["cluster", "{d}/m.kfree", "{d}/one_row.npy", "--out", "{d}/x.csv"], "one_row.npy has 1 row of features; at least 2 are needed"),
         (["cluster", "{d}/m.kfree", "{d}/nan.npy", "--out", "{d}/x.csv"], "NaN or infinite"),
         (["cluster", "{d}/train.npy", "{d}/new.npy", "--out", "{d}/x.csv"], "not a kfree model"),
         (["train", "{d}/train.npy", "--labels", "{d}/train_labels.npy", "--out", "{d}/x.kfree", "--dims", "a,b"], "comma-separated integers"),

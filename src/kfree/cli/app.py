@@ -12,6 +12,9 @@ import typer
 
 from ._console import cli_errors, console, metrics_table, progress_hook, setup_logging
 
+#: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
+_STATE: dict[str, int | None] = {"threads": None}
+
 app = typer.Typer(
     name="kfree",
     help="Learn embeddings whose geometry says where a cluster ends; cluster without knowing K.",
@@ -39,12 +42,37 @@ EVAL_COLUMNS = [("n_samples", "items"), ("n_true", "true #"), ("n_clusters", "#c
                 ("pairwise_recall", "pair R"), ("pairwise_f1", "pair F"), ("bcubed_f1", "BCubed F")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        console.print(f"kfree {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        min=1, help="CPU threads for torch, BLAS, OpenMP and numba together (default: $KFREE_NUM_THREADS, "
+                    "$OMP_NUM_THREADS, else the physical cores this process may use).")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     setup_logging(verbose, quiet)
+    _STATE["threads"] = threads
+
+
+def _limit_threads(*, torch: bool | None = None):
+    """The thread scope of a command's work: torch 1 thread (MLP heads on feature vectors gain
+    nothing from more, and stall when a core is busy), BLAS/OpenMP/numba the budget.
+
+    ``torch=True`` for commands that train: torch is imported only inside ``fit``, after the
+    scope opens (see kfree.utils.threads; results/benchmarks/threads.md measures it)."""
+    from ..utils.threads import limit_threads
+
+    return limit_threads(_STATE["threads"], torch_threads=1, torch=torch, numba=True)
 
 
 @app.command()
@@ -54,22 +82,30 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the identity split and training.")] = 0,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default per data set).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Write into an --out folder that already holds files.")] = False,
 ) -> None:
     """Train BCL on seen identities of a shipped data set and cluster unseen ones with no K."""
     with cli_errors():
+        from ..utils.io import check_output
+
+        if out is not None:
+            check_output(out, directory=True, force=force)
+        from rich.markup import escape
+
         from ..evaluate.demo import demo_config, run_demo
 
         cfg = demo_config(dataset, seed=seed, epochs=epochs)
         console.print(f"[bold]kfree demo[/bold] on {cfg.dataset}: identities split {cfg.n_train} train / "
                       f"{cfg.n_val} validation / {cfg.n_test} unseen test (seed {cfg.seed})")
-        with progress_hook(progress) as hook:
+        with progress_hook(progress) as hook, _limit_threads(torch=True):
             result = run_demo(cfg, out_dir=out, hook=hook)
         console.print(metrics_table(f"Clustering {result.rows[0]['n_true']} unseen identities "
                                     f"(learned b = {result.b:.4f}, 4b = {4 * result.b:.4f})",
                                     result.rows, DEMO_COLUMNS))
         console.print(f"chosen on the validation identities: {result.summary}")
         console.print(f"total wall time {result.wall_time_s:.1f} s")
-        console.print(f"run directory: [bold]{result.run_dir}[/bold]  (open {result.run_dir / 'index.html'})")
+        run_dir = escape(str(result.run_dir))
+        console.print(f"run directory: [bold]{run_dir}[/bold]  (open {escape(str(result.run_dir / 'index.html'))})")
 
 
 @app.command()
@@ -103,9 +139,13 @@ def train(
     wrong_negatives: Annotated[str, typer.Option(help="Fraction of negatives drawn from the anchor's identity, or 'random' (--sampler triplets).")] = "0",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Learn an embedding and its clustering threshold from labelled data; save the model."""
     with cli_errors():
+        from ..utils.io import check_output
+
+        check_output(out, inputs=(labelled_file, labels), force=force)
         from ..data.io import load_features
         from ..learner import BallClusterLearner
 
@@ -119,7 +159,7 @@ def train(
                                      compare_raw=compare_raw, seed=seed,
                                      calibration=calibration, sampler=sampler, triplets_per_batch=triplets_per_batch,
                                      wrong_positives=wrong_positives, wrong_negatives=_parse_noise(wrong_negatives))
-        with progress_hook(progress) as hook:
+        with progress_hook(progress) as hook, _limit_threads(torch=True):
             learner.fit(data.X, data.y, hook=hook)
         learner.provenance_["source"] = str(labelled_file)
         learner.save(out)
@@ -132,46 +172,138 @@ def train(
         console.print(f"model saved to [bold]{out}[/bold]" + (f"; validation curve: {plot}" if plot else ""))
 
 
-@app.command()
+@app.command(no_args_is_help=True)
 def cluster(
-    model: Annotated[Path, typer.Argument(help="A model saved by `kfree train`.")],
-    unlabelled_file: Annotated[Path, typer.Argument(help="Features to cluster (.npz, .npy, .csv, .parquet).")],
+    first: Annotated[Path, typer.Argument(
+        metavar="MODEL", show_default=False,
+        help="A model saved by `kfree train`: DATA is embedded with it and cut at its threshold. "
+             "Leave it out (give DATA alone, with --threshold) to cluster the features as they are.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label].")],
-    threshold: Annotated[Optional[float], typer.Option(help="Override the model's threshold (same distance units).")] = None,
+    second: Annotated[Optional[Path], typer.Argument(
+        metavar="DATA", show_default=False,
+        help="Features to cluster: .npz, .npy, .csv or .parquet.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        help="Distance at which clusters end. With a model: overrides its threshold (same units). "
+             "Without: required by threshold methods (hac, multicut), in --distance units.")] = None,
+    distance: Annotated[Optional[str], typer.Option(
+        help="Without a model: sqeuclidean (default), euclidean or cosine (1 - cos). For unit-norm "
+             "features a threshold lies in [0, 4] sqeuclidean, [0, 2] euclidean or cosine.")] = None,
     method: Annotated[str, typer.Option(help="Clustering back-end: hac (default, at the threshold), multicut, or a baseline (see `kfree methods`).")] = "hac",
     n_clusters: Annotated[Optional[int], typer.Option(help="K, for methods that need it (k-means, HAC at k).")] = None,
     x_key: Annotated[Optional[str], typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of a table, if present (default 'label').")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
-    """Embed new data and cluster it at the model's threshold (no K needed)."""
-    with cli_errors():
-        import pandas as pd
+    """Cluster data without knowing K: with a trained model at its threshold, or features as they are.
 
+    \b
+    kfree cluster model.kfree new.npy --out clusters.csv      # embed, cut at the model's threshold
+    kfree cluster feats.npy --threshold 1.2 --out clusters.csv  # raw features, sqeuclidean units
+    kfree cluster feats.npy --threshold 0.3 --distance cosine --method multicut --out c.csv
+    """
+    with cli_errors():
+        from ..exceptions import ConfigError
+        from ..utils.io import check_output
+
+        model, data_path = (first, second) if second is not None else (None, first)
+        if model is None and data_path.suffix.lower() == ".kfree":
+            raise ConfigError(f"{data_path.name} is a model; say what to cluster with it: "
+                              f"kfree cluster {data_path} DATA --out clusters.csv")
+        check_output(out, inputs=(first, second), force=force)
+        import inspect
+
+        import pandas as pd
+        from rich.markup import escape
+
+        from .. import registry
         from ..data.io import load_features
-        from ..learner import BallClusterLearner
         from ..utils.io import atomic_path
 
-        learner = BallClusterLearner.load(model)
-        data = load_features(unlabelled_file, x_key=x_key, label_column=label_column)
-        labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
+        cls, _ = registry.resolve("cluster", method)  # unknown or not installed: fail before any work
+        accepted = inspect.signature(cls.__init__).parameters
+        needs_k = getattr(cls, "requires_n_clusters", False)
+        if needs_k and n_clusters is None:
+            raise ConfigError(f"method {method!r} needs the number of clusters: pass --n-clusters")
+        if n_clusters is not None and "n_clusters" not in accepted:
+            raise ConfigError(f"method {method!r} does not take --n-clusters; it finds the number itself")
+        if threshold is not None and ("threshold" not in accepted or n_clusters is not None):
+            raise ConfigError(f"--threshold does not apply to method {method!r}"
+                              + (" with --n-clusters" if n_clusters is not None else
+                                 " (it finds the number of clusters itself)"))
+        if model is not None:
+            if distance is not None:
+                raise ConfigError("--distance is for clustering without a model; a model's threshold "
+                                  "carries its own distance")
+            from ..learner import BallClusterLearner
+
+            learner = BallClusterLearner.load(model)
+            data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
+            with _limit_threads():
+                labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
+            used = threshold if threshold is not None else learner.threshold_.value
+            how = _how(method, accepted, n_clusters, used, learner.threshold_.distance,
+                       logistic=learner.calibration_ is not None and threshold is None and learner.threshold is None)
+        else:
+            from ..distances import check_distance
+
+            dist = check_distance(distance or "sqeuclidean")
+            kwargs: dict[str, object] = {}
+            if n_clusters is not None:
+                kwargs["n_clusters"] = int(n_clusters)
+            elif "threshold" in accepted:
+                if threshold is None:
+                    raise ConfigError(f"method {method!r} without a model needs --threshold (in --distance "
+                                      f"units), or a model: kfree cluster MODEL DATA")
+                kwargs["threshold"] = float(threshold)
+            # the distance goes to methods that cut at a threshold (also when cut at K instead), or
+            # when asked for; baselines keep their own default (FINCH: cosine)
+            if "distance" in accepted and ("threshold" in accepted or distance is not None):
+                kwargs["distance"] = dist
+            data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
+            with _limit_threads():
+                labels = registry.get("cluster", method, **kwargs).fit(data.X).labels_
+            how = _how(method, accepted, n_clusters, threshold, dist)
         df = pd.DataFrame({"index": range(data.n_samples), "cluster": labels})
         if data.y is not None:
             df["label"] = data.y
         with atomic_path(out) as tmp:
             df.to_csv(tmp, index=False)
-        how = f"K={n_clusters}" if n_clusters is not None else (
-            f"threshold {threshold if threshold is not None else learner.threshold_.value:.4f}")
         n_found = len(set(labels.tolist()))
-        console.print(f"{data.n_samples} rows → {n_found} clusters ({method}, {how}); wrote [bold]{out}[/bold]")
+        console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
+                      f"wrote [bold]{escape(str(out))}[/bold]")
+
+
+def _how(method: str, accepted, n_clusters: int | None, threshold: float | None, distance: str,
+         *, logistic: bool = False) -> str:
+    """The summary's parameter: K, the threshold (only for methods that cut at one), or nothing."""
+    if n_clusters is not None:
+        return f", K={n_clusters}"
+    if logistic and "cut_probability" in accepted:
+        return ", logistic pair costs"
+    if "threshold" in accepted and threshold is not None:
+        return f", threshold {threshold:.6g} {distance}"
+    return ""
 
 
 @app.command()
 def methods() -> None:
-    """List the registered losses and clustering back-ends."""
+    """List the registered losses and clustering back-ends (and which need an optional package)."""
+    from rich.markup import escape
+
     from .. import registry
 
     console.print("[bold]losses[/bold] (kfree train --loss):  " + ", ".join(registry.names("loss")))
-    console.print("[bold]clustering[/bold] (kfree cluster --method):  " + ", ".join(registry.names("cluster")))
+    names = []
+    missing = set()
+    for name in registry.names("cluster"):
+        if registry.available("cluster", name):
+            names.append(name)
+        else:
+            names.append(f"{name} (not installed)")
+            missing.add(registry.REQUIRES[("cluster", name)][1])
+    console.print("[bold]clustering[/bold] (kfree cluster --method):  " + ", ".join(names))
+    for extra in sorted(missing):
+        console.print(escape(f"not installed: pip install 'kfree[{extra}]' adds them"))
 
 
 @app.command()
@@ -180,17 +312,24 @@ def evaluate(
     truth: Annotated[Path, typer.Argument(help="Any supported file with true labels (joined by 'index' when both have it, else by row order).")],
     label_column: Annotated[Optional[str], typer.Option(help="Label column/array in TRUTH.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the metrics as JSON here.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Score predicted clusters against true labels (NMI, WCP, ACC, ARI, pairwise and BCubed F)."""
     with cli_errors():
+        from ..utils.io import check_output
+
+        if out is not None:
+            check_output(out, inputs=(labels_csv, truth), force=force)
+        from rich.markup import escape
+
         from ..evaluate.compare import evaluate_files
         from ..utils.io import write_json
 
         metrics = evaluate_files(labels_csv, truth, label_column=label_column)
-        console.print(metrics_table(f"{labels_csv.name} vs {truth.name}", [metrics], EVAL_COLUMNS))
+        console.print(metrics_table(f"{escape(labels_csv.name)} vs {escape(truth.name)}", [metrics], EVAL_COLUMNS))
         if out is not None:
             write_json(out, metrics)
-            console.print(f"metrics written to [bold]{out}[/bold]")
+            console.print(f"metrics written to [bold]{escape(str(out))}[/bold]")
 
 
 def _print_candidates(learner) -> None:

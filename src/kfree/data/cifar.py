@@ -138,8 +138,8 @@ def find_cifar10(root: str | os.PathLike[str] | None = None) -> Path:
     raise DataFileNotFoundError(
         "CIFAR-10 not found; tried "
         + ", ".join(str(p) for p in tried)
-        + ". Pass root=<folder> (the shared JPEG copy or the official cifar-10-batches-py), "
-        "or set KFREE_CIFAR10"
+        + ". Set $KFREE_CIFAR10 to the folder holding the shared JPEG copy or the official "
+        "cifar-10-batches-py (from Python you can also pass root=...)"
     )
 
 

@@ -68,7 +68,8 @@ def shared_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:
             return c
     raise DataFileNotFoundError(
         f"shared data folder not found (tried {', '.join(str(t) for t in tried)}); "
-        f"pass data_root=... or set ${ENV_VAR} to the folder that holds faces_celeba/, tv_tracks/, bcl_tv/"
+        f"set ${ENV_VAR} to the folder that holds faces_celeba/, tv_tracks/, bcl_tv/ "
+        f"(from Python you can also pass data_root=...)"
     )
 
 

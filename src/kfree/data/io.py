@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..distances import check_features
-from ..exceptions import DataError, DataFileNotFoundError
+from ..exceptions import DataError, DataFileNotFoundError, DataTypeError
 
 FORMATS = (".npz", ".npy", ".csv", ".parquet", ".pq")
 X_KEYS = ("X", "embeddings", "features", "x")
@@ -87,7 +87,7 @@ def load_labels(path: str | Path, *, key: str | None = None, column: str | None 
             k = _pick(list(z.keys()), key, Y_KEYS + ("cluster",), "array", p)
             if k is None:
                 raise DataError(f"{p.name} has no labels array; pass --y-key (arrays: {sorted(z.keys())})")
-            y = z[k]
+            y = _npz_array(z, k, p)
     else:
         df = read_table(p)
         cols = [str(c) for c in df.columns]
@@ -103,11 +103,73 @@ def load_labels(path: str | Path, *, key: str | None = None, column: str | None 
     return y
 
 
+_OBJECT_HINT = ("it holds Python objects (dtype=object), which kfree does not unpickle; "
+                "save a numeric array instead, e.g. np.asarray(X, dtype=np.float32)")
+
+
 def _np_load(p: Path):
     try:
         return np.load(p, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise DataTypeError(f"cannot read {p.name}: {_OBJECT_HINT}") from None
+        raise DataError(f"cannot read {p.name}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
     except Exception as e:
-        raise DataError(f"cannot read {p.name}: {str(e).splitlines()[0]}") from None
+        raise DataError(f"cannot read {p.name}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+
+
+def _npz_array(z, key: str, p: Path) -> np.ndarray:
+    """One array of an open .npz; an object array or a damaged member is a one-line DataError."""
+    try:
+        return np.asarray(z[key])
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise DataTypeError(f"cannot read array {key!r} of {p.name}: {_OBJECT_HINT}") from None
+        raise DataError(f"cannot read array {key!r} of {p.name}: {(str(e).splitlines() or ['?'])[0]}") from None
+    except Exception as e:
+        raise DataError(f"cannot read array {key!r} of {p.name}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+
+
+def _check_labels(y: np.ndarray, n_rows: int, p: Path) -> np.ndarray:
+    """Labels as a 1-d array of one row each, none missing; mixed-type objects become text."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n_rows:
+        raise DataError(f"{p.name}: {n_rows} feature rows but labels have shape {y.shape}")
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise DataError(f"{p.name}: labels contain NaN or infinite values; every row needs a label")
+    if y.dtype.kind == "O":
+        import pandas as pd
+
+        if pd.isna(y).any():
+            raise DataError(f"{p.name}: {int(pd.isna(y).sum())} labels are missing; every row needs a label")
+        y = y.astype(str)  # e.g. numbers and strings mixed in one column: compare them as text
+    if y.dtype.kind not in "biufUSO":
+        raise DataTypeError(f"{p.name}: labels of dtype {y.dtype} cannot be identities; use integers or text")
+    return y
+
+
+def _check_X(X: np.ndarray, p: Path, min_samples: int) -> np.ndarray:
+    """Features as float32 (n, d) with n >= min_samples, all finite (also after the float32 cast)."""
+    name = f"features in {p.name}"
+    X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+    if X.ndim != 2:
+        hint = (" (one feature per row? reshape it with X.reshape(-1, 1) and save again)" if X.ndim == 1 else "")
+        raise DataError(f"{name} must be a 2-d array of shape (rows, features), got shape {X.shape}{hint}")
+    if X.dtype.kind in "OUSVMmc":
+        what = {"O": "Python objects", "U": "text", "S": "bytes", "V": "records", "M": "dates",
+                "m": "time spans", "c": "complex numbers"}[X.dtype.kind]
+        raise DataTypeError(f"{name} hold {what} (dtype {X.dtype}); features must be real numbers")
+    if X.shape[0] < min_samples:
+        rows = f"{X.shape[0]} row" + ("" if X.shape[0] == 1 else "s")
+        raise DataError(f"{p.name} has {rows} of features; at least {min_samples} are needed")
+    X = check_features(X, name=name, min_samples=min_samples)
+    with np.errstate(over="ignore", invalid="ignore"):
+        X32 = X.astype(np.float32, copy=False)
+    if not np.isfinite(X32).all():
+        bad = np.where(~np.isfinite(X32).all(axis=1))[0]
+        raise DataError(f"{name} have values beyond float32's range (|x| > 3.4e38) in {bad.size} rows "
+                        f"(first: row {bad[0]}); rescale them")
+    return X32
 
 
 def load_features(
@@ -118,6 +180,7 @@ def load_features(
     label_column: str | None = None,
     labels_path: str | Path | None = None,
     require_labels: bool = False,
+    min_samples: int = 1,
 ) -> LabelledData:
     """Load features and (optionally) labels from ``path``.
 
@@ -129,6 +192,7 @@ def load_features(
         features. An ``index`` column, if present, is not a feature.
     labels_path : a separate labels file (needed for ``.npy`` features).
     require_labels : raise if no labels are found.
+    min_samples : fewest rows accepted (the message names the file).
     """
     p = _check_path(path)
     suf = p.suffix.lower()
@@ -144,14 +208,19 @@ def load_features(
                     kx = keys[0]
                 else:
                     raise DataError(f"{p.name}: say which array holds the features with --x-key (arrays: {sorted(keys)})")
-            X = z[kx]
+            X = _npz_array(z, kx, p)
             ky = _pick(keys, y_key, Y_KEYS, "array", p)
-            if ky is not None:
-                y = np.asarray(z[ky])
+            if ky is not None and ky != kx:
+                y = _npz_array(z, ky, p)
     else:
         df = read_table(p)
         cols = [str(c) for c in df.columns]
+        if len(set(cols)) != len(cols):
+            dup = sorted({c for c in cols if cols.count(c) > 1})
+            raise DataError(f"{p.name}: column names {dup[:5]} appear more than once; give every column its own name")
         df.columns = cols
+        if len(df) == 0:
+            raise DataError(f"{p.name} has a header but no rows; it needs at least {max(min_samples, 1)} row(s) of features")
         lc = label_column if label_column is not None else "label"
         if label_column is not None and lc not in cols:
             raise DataError(f"{p.name} has no label column {lc!r}; columns are {cols[:12]}{'…' if len(cols) > 12 else ''}")
@@ -166,19 +235,18 @@ def load_features(
                 f"{p.name}: non-numeric columns {non_num[:5]} cannot be features; "
                 f"name the label column with --label-column or drop them"
             )
+        if not feat:
+            raise DataError(f"{p.name} has no feature columns (columns: {cols[:12]}); "
+                            f"features are every numeric column but the label and 'index'")
         X = df[feat].to_numpy()
     if labels_path is not None:
         y = load_labels(labels_path, key=y_key, column=label_column)
-    X = check_features(X, name=f"features in {p.name}")
+    X = _check_X(X, p, min_samples)
     if y is not None:
-        y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise DataError(f"{p.name}: {X.shape[0]} feature rows but labels have shape {y.shape}")
-        if y.dtype.kind == "f" and not np.isfinite(y).all():
-            raise DataError(f"{p.name}: labels contain NaN; every row needs a label")
+        y = _check_labels(y, X.shape[0], p)
     elif require_labels:
         raise DataError(
             f"{p.name} has no labels: use an .npz with a 'y'/'labels' array, a table with a "
             f"'label' column (--label-column), or --labels FILE"
         )
-    return LabelledData(X=X.astype(np.float32, copy=False), y=y, source=str(p))
+    return LabelledData(X=X, y=y, source=str(p))

@@ -20,6 +20,9 @@ def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str
     if pred is None or "cluster" not in pred.columns:
         raise DataError(f"{p.name} must be a CSV with a 'cluster' column (as written by `kfree cluster`)")
     t = Path(truth)
+    if label_column == "index":
+        raise DataError("--label-column index: 'index' is the row number that joins the two files, not a "
+                        "label; name the column (or .npz array) that holds the true labels")
     y = None
     if t.suffix.lower() in (".csv", ".parquet", ".pq") and t.exists():
         df = read_table(t)

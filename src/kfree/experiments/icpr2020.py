@@ -561,7 +561,7 @@ def run_protocol_b(
                 raise ConfigError(
                     f"{path} was trained for {done.get('epochs')} epochs on {done.get('backbone', DEFAULT_BACKBONE)} "
                     f"features, this run asks for {cfg.epochs} on {cfg.backbone}; write to another output "
-                    "folder or pass resume=False to overwrite"
+                    "folder, or recompute it (CLI: --no-resume; Python: resume=False)"
                 )
             records.append(rec)
         else:

@@ -8,11 +8,13 @@ exactly as in Protocol B (:func:`~.icpr2020.evaluate_embedding`: multicut withou
 K = 10), so the result is an ACC-vs-epoch curve.
 
 On a CPU one epoch takes hours, so the run is built to be stopped: after every epoch a checkpoint
-(``<out>/checkpoint.pt``) holds the model, the optimiser, the sampler's generator and queue, and
-the torch RNG states, and ``<out>/epochs/epoch_XXX.json`` holds that epoch's scores. Run the same
-call again and it continues from the last finished epoch with the same data order, bit for bit on
-CPU. Within an epoch the checkpoint is refreshed every ``checkpoint_every_s`` seconds (with the
-batch reached and the running loss), so an epoch too can span sessions. On a GPU
+(``<out>/checkpoint.pt``, written and read by :mod:`kfree.utils.checkpoint`: tensors and plain
+data, loaded without unpickling code) holds the model, the optimiser, the sampler's generator and
+queue, and the torch RNG states, and ``<out>/epochs/epoch_XXX.json`` holds that epoch's scores.
+Run the same call again and it continues from the last finished epoch with the same data order,
+bit for bit on CPU; a checkpoint of another training setup (:data:`RESUME_KEYS`) is refused with
+one line. Within an epoch the checkpoint is refreshed every ``checkpoint_every_s`` seconds (with
+the batch reached and the running loss), so an epoch too can span sessions. On a GPU
 (``device="auto"`` picks CUDA when present) the same call runs all 100 epochs.
 
 On a GPU an epoch trains in seconds while clustering the 10,000 test embeddings (two multicut
@@ -162,6 +164,20 @@ class ProtocolAConfig:
         return epoch <= self.eval_first or epoch % self.eval_every == 0 or epoch == self.epochs
 
 
+#: what a checkpoint's training state depends on; the rest (epochs, the evaluation schedule and
+#: its clustering settings, workers, device, threads) may change between sessions of one run
+RESUME_KEYS = ("loss", "wrong_positives", "wrong_negatives", "seed", "batch_size", "epoch_images", "lr",
+               "alpha", "beta", "n_train", "widths")
+
+
+def _resume_config(cfg: ProtocolAConfig, X_train: np.ndarray) -> dict[str, Any]:
+    """The part of the configuration a checkpoint must match to be resumed exactly."""
+    d = asdict(cfg)
+    out = {k: d[k] for k in RESUME_KEYS}
+    out["train_images"] = [int(v) for v in X_train.shape]  # (n, H, W, 3)
+    return out
+
+
 def resolve_device(name: str) -> str:
     """``"auto"`` → ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
     import torch
@@ -214,7 +230,7 @@ def run_protocol_a(
 
     from ..data.samplers import TripletSampler
     from ..embed.alexnet import AlexNetBN
-    from ..utils.io import atomic_path
+    from ..utils.checkpoint import load_checkpoint, save_checkpoint
     from ..utils.seeding import seed_everything
 
     out = Path(out)
@@ -245,8 +261,10 @@ def run_protocol_a(
     ckpt = out / "checkpoint.pt"
     start = 0
     partial = None
+    resume_cfg = _resume_config(cfg, X_train)
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        # tensors and plain data only (never unpickles code); refused if the training setup changed
+        state = load_checkpoint(ckpt, expect_config=resume_cfg, map_location=device, allow_legacy=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])
@@ -266,11 +284,11 @@ def run_protocol_a(
     Xt = torch.as_tensor(X_train).to(device)
 
     def save(epoch_done: int, partial_state: dict | None) -> None:
-        with atomic_path(ckpt) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
-                        "epoch": epoch_done, "partial": partial_state, "config": asdict(cfg)}, tmp)
+        save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
+                               "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
+                               "epoch": epoch_done, "partial": partial_state, "run_config": asdict(cfg)},
+                        config=resume_cfg)
 
     def train_epoch(epoch: int, partial: dict | None) -> dict[str, Any]:
         """One pass of ``len(sampler)`` batches (from ``partial``'s batch when resuming inside it)."""

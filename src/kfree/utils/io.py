@@ -1,14 +1,23 @@
-"""Atomic writes: outputs appear whole or not at all, never half-written."""
+"""Atomic writes: outputs appear whole or not at all, never half-written.
+
+:func:`check_output` is the early check commands run before any work: it refuses an output that
+cannot be written (missing permission, a file where a folder should be), that would replace an
+input, or that exists (unless ``force``). :func:`atomic_path` reports any failure to write as
+an :class:`~kfree.exceptions.OutputError` naming the target, never its hidden temporary file.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from ..exceptions import OutputError
 
 
 def _read_umask() -> int:
@@ -20,22 +29,109 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _reason(e: OSError) -> str:
+    return e.strerror or type(e).__name__
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Missing parent folders are created. Failing to create them, the temporary file or the final
+    rename (and a full disk inside the block) raises :class:`~kfree.exceptions.OutputError`
+    naming ``path``; nothing is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {_reason(e)} (in {path.parent}); choose another place") from None
     os.close(fd)
     # mkstemp makes the file private (0600); give it the mode a plain open() would have
     os.chmod(tmp, 0o666 & ~_UMASK)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise OutputError(f"cannot write {path}: {_reason(e)}") from None
+            raise
+        try:
+            os.replace(tmp_path, path)
+        except OSError as e:
+            what = "it is a directory" if path.is_dir() else _reason(e)
+            raise OutputError(f"cannot write {path}: {what}; choose another name") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def check_output(
+    path: str | os.PathLike[str],
+    *,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    force: bool = False,
+    directory: bool = False,
+    option: str = "--out",
+) -> Path:
+    """Refuse an output that cannot or must not be written, before any work is done.
+
+    Parameters
+    ----------
+    path : the output file (or, with ``directory=True``, the output folder).
+    inputs : files the command reads; writing over one of them is refused even with ``force``.
+    force : allow replacing an existing output file (or writing into a non-empty folder).
+    directory : ``path`` is a folder the command fills.
+    option : how the user named the output, for the messages.
+
+    Returns the path. Raises :class:`~kfree.exceptions.OutputError` with one line saying what is
+    wrong and what to do. Nothing is created: missing parent folders are made by the write.
+    """
+    p = Path(path).expanduser()
+    for inp in inputs:
+        if inp is not None and _same_file(p, Path(inp).expanduser()):
+            raise OutputError(f"{option} {p} is an input file of this command; writing there would destroy it: "
+                              f"choose another name")
+    if directory:
+        if p.exists() and not p.is_dir():
+            raise OutputError(f"{option} {p} is a file; give a folder for the run's outputs")
+        if p.is_dir() and any(p.iterdir()) and not force:
+            raise OutputError(f"{option} {p} already holds files; choose a new folder, or pass --force to "
+                              f"write into it (files of the same names are replaced)")
+    else:
+        if p.is_dir():
+            raise OutputError(f"{option} {p} is a directory; give a file name inside it, e.g. {p / 'out'}")
+        if p.exists() or p.is_symlink():
+            if not p.is_file():
+                raise OutputError(f"{option} {p} exists and is not a regular file; choose another name")
+            if not force:
+                raise OutputError(f"{option} {p} already exists; pass --force to replace it, or choose another name")
+    # the nearest folder that exists must be a folder we can create files in
+    anc = p if directory else p.parent
+    anc = Path(os.path.abspath(anc))
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputError(f"cannot write {option} {p}: {anc} is a file, not a folder; choose another place")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".kfree-write-check.", dir=anc)
+    except OSError as e:
+        raise OutputError(f"cannot write {option} {p}: {anc} is not writable ({_reason(e)}); "
+                          f"choose another place") from None
+    os.close(fd)
+    os.unlink(probe)
+    return p
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -1,0 +1,247 @@
+"""Issue 14 regressions at the CLI: every bad input is one line and exit code 1, nothing is written,
+no input is ever replaced; plus model-free clustering, --version, optional packages, progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from kfree.cli.app import app
+from kfree.data.synthetic import sphere_blobs
+from kfree.exceptions import ConfigError
+
+runner = CliRunner()
+FAST = ["--epochs", "3", "--p", "6", "--k", "5", "--dims", "16,8", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    d = tmp_path_factory.mktemp("safety")
+    X, y = sphere_blobs(12, 10, dim=8, spread=0.2, seed=0)
+    np.save(d / "x.npy", X)
+    np.save(d / "y.npy", y)
+    pd.DataFrame({"index": range(len(y)), "label": y}).to_csv(d / "truth.csv", index=False)
+    pd.DataFrame({"index": range(len(y)), "cluster": y}).to_csv(d / "pred.csv", index=False)
+    np.savez(d / "obj.npz", X=np.array([[1, "a"], [2, "b"]], dtype=object))
+    pd.DataFrame(columns=["f0", "f1", "label"]).to_csv(d / "header_only.csv", index=False)
+    np.save(d / "flat.npy", np.arange(500.0))
+    np.save(d / "one_row.npy", np.zeros((1, 8)))
+    (d / "a_file").write_text("not a folder")
+    result = runner.invoke(app, ["train", str(d / "x.npy"), "--labels", str(d / "y.npy"), "--out", str(d / "m.kfree"), *FAST])
+    assert result.exit_code == 0, result.output
+    return d
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.exit_code, result.output
+
+
+def one_line_error(code, out, message):
+    assert code == 1, out
+    assert out.startswith("error: ") and out.count("\n") == 1, out
+    assert message in out, out
+    assert "Traceback" not in out and ".tmp" not in out  # never the hidden temporary's name
+
+
+def snapshot(d):
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in d.rglob("*") if p.is_file()}
+
+
+# ---------------------------------------------------------------- --out: where and whether to write
+@pytest.mark.parametrize("cmd", [
+    ["cluster", "{d}/m.kfree", "{d}/x.npy"],
+    ["train", "{d}/x.npy", "--labels", "{d}/y.npy", *FAST],
+    ["evaluate", "{d}/pred.csv", "{d}/truth.csv"],
+])
+@pytest.mark.parametrize("out,message", [
+    ("{d}", "is a directory; give a file name inside it"),
+    ("{d}/a_file/out.x", "a_file is a file, not a folder"),
+    ("{d}/x.npy", "is an input file of this command"),
+    ("{d}/pred.csv", "already exists; pass --force to replace it"),
+])
+def test_out_that_cannot_or_must_not_be_written_is_refused_before_any_work(d, cmd, out, message, monkeypatch):
+    import kfree.learner
+
+    if cmd[0] == "evaluate" and out.endswith("x.npy"):
+        out, message = "{d}/truth.csv", "is an input file"
+    if cmd[0] == "evaluate" and out.endswith("pred.csv"):
+        out = "{d}/m.kfree"
+    monkeypatch.setattr(kfree.learner.BallClusterLearner, "fit", lambda *a, **k: pytest.fail("trained anyway"))
+    before = snapshot(d)
+    code, text = run(*[a.format(d=d) for a in cmd], "--out", out.format(d=d))
+    one_line_error(code, text, message)
+    assert snapshot(d) == before  # nothing written, no input touched
+
+
+def test_input_is_never_overwritten_even_with_force(d):
+    before = (d / "x.npy").read_bytes()
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", d / "x.npy", "--force")
+    one_line_error(code, out, "writing there would destroy it")
+    code, out = run("cluster", d / "x.npy", "--threshold", "1", "--out", d / "x.npy", "--force")
+    one_line_error(code, out, "is an input file")
+    code, out = run("train", d / "x.npy", "--labels", d / "y.npy", "--out", d / "y.npy", "--force", *FAST)
+    one_line_error(code, out, "is an input file")
+    assert (d / "x.npy").read_bytes() == before and np.load(d / "y.npy").shape == (120,)
+
+
+def test_existing_output_is_replaced_only_with_force(d):
+    (d / "prev.csv").write_text("previous\n")
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", d / "prev.csv")
+    one_line_error(code, out, "prev.csv already exists; pass --force")
+    assert (d / "prev.csv").read_text() == "previous\n"
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", d / "prev.csv", "--force")
+    assert code == 0, out
+    assert len(pd.read_csv(d / "prev.csv")) == 120
+
+
+def test_unwritable_place_is_refused_with_one_line(d, monkeypatch):
+    import kfree.utils.io as kio
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(kio.tempfile, "mkstemp", denied)  # what a read-only folder does (tests may run as root)
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", d / "ro" / "c.csv")
+    one_line_error(code, out, "is not writable (Permission denied); choose another place")
+    assert not (d / "ro").exists()
+
+
+def test_missing_folders_of_out_are_created(d):
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", d / "new" / "deeper" / "c.csv")
+    assert code == 0, out
+    assert (d / "new" / "deeper" / "c.csv").is_file()
+
+
+def test_demo_out_checked_before_running(d, monkeypatch):
+    import kfree.evaluate.demo as demo
+
+    def fake_run(*a, **k):
+        raise ConfigError("run_demo reached")
+
+    monkeypatch.setattr(demo, "run_demo", fake_run)
+    one_line_error(*run("demo", "--out", d / "a_file", "--no-progress"), "is a file; give a folder")
+    one_line_error(*run("demo", "--out", d, "--no-progress"), "already holds files; choose a new folder, or pass --force")
+    for args in (["--out", d, "--force"], ["--out", d / "empty_run"]):  # allowed: the demo starts
+        code, out = run("demo", *args, "--no-progress")
+        assert code == 1 and out.splitlines()[-1] == "error: run_demo reached", out
+
+
+# ------------------------------------------------------------------------------ bad input files
+@pytest.mark.parametrize("args,message", [
+    (["cluster", "{d}/m.kfree", "{d}/obj.npz"], "cannot read array 'X' of obj.npz: it holds Python objects (dtype=object)"),
+    (["cluster", "{d}/obj.npz", "--threshold", "1"], "it holds Python objects"),
+    (["cluster", "{d}/m.kfree", "{d}/header_only.csv"], "header_only.csv has a header but no rows"),
+    (["cluster", "{d}/m.kfree", "{d}/flat.npy"], "features in flat.npy must be a 2-d array of shape (rows, features), got shape (500,)"),
+    (["cluster", "{d}/m.kfree", "{d}/one_row.npy"], "one_row.npy has 1 row of features; at least 2 are needed"),
+    (["cluster", "{d}/one_row.npy", "--threshold", "1"], "one_row.npy has 1 row of features"),
+    (["evaluate", "{d}/pred.csv", "{d}/truth.csv", "--label-column", "index"], "'index' is the row number that joins"),
+    (["evaluate", "{d}/pred.csv", "{d}/pred.csv", "--label-column", "index"], "'index' is the row number"),
+    (["cluster", "{d}/m.kfree"], "m.kfree is a model; say what to cluster with it"),
+    (["cluster", "{d}/x.npy"], "needs --threshold"),
+    (["cluster", "{d}/x.npy", "--threshold", "1", "--distance", "manhattan"], "distance='manhattan' is not one of"),
+    (["cluster", "{d}/m.kfree", "{d}/x.npy", "--distance", "cosine"], "--distance is for clustering without a model"),
+    (["cluster", "{d}/x.npy", "--method", "kmeans"], "needs the number of clusters: pass --n-clusters"),
+    (["cluster", "{d}/x.npy", "--method", "xmeans", "--threshold", "1"], "--threshold does not apply to method 'xmeans'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(d, args, message):
+    before = snapshot(d)
+    code, out = run(*[a.format(d=d) for a in args], "--out", d / "bad_out.csv")
+    one_line_error(code, out, message)
+    assert "[" not in message or "500." not in out  # the 1-d error does not dump the values
+    assert snapshot(d) == before
+
+
+def test_experiment_errors_name_what_the_cli_can_set(tmp_path, monkeypatch):
+    from kfree.data.cifar import find_cifar10
+    from kfree.data.faces import shared_data_root
+    from kfree.exceptions import DataFileNotFoundError
+
+    with pytest.raises(DataFileNotFoundError, match=r"set \$KFREE_SHARED_DATA to the folder") as e:
+        shared_data_root(tmp_path / "nope")
+    assert not str(e.value).startswith("pass data_root")
+    monkeypatch.delenv("KFREE_CIFAR10", raising=False)
+    monkeypatch.delenv("KFREE_SHARED_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataFileNotFoundError, match=r"Set \$KFREE_CIFAR10 to the folder"):
+        find_cifar10()
+
+
+# --------------------------------------------------------------------------- optional packages
+@pytest.mark.parametrize("method,module", [("hdbscan", "hdbscan"), ("finch", "finch")])
+def test_missing_optional_package_names_the_extra(d, method, module, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: import fails, find_spec finds nothing
+    code, out = run("cluster", d / "x.npy", "--method", method, "--out", d / "opt.csv")
+    one_line_error(code, out, f"needs the optional package '{module}', which is not installed: pip install 'kfree[baselines]'")
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--method", method, "--out", d / "opt.csv")
+    one_line_error(code, out, "pip install 'kfree[baselines]'")
+    code, out = run("methods")
+    assert code == 0 and f"{method} (not installed)" in out and "pip install 'kfree[baselines]'" in out
+    assert not (d / "opt.csv").exists()
+
+
+def test_an_unexpected_missing_module_is_still_one_line():
+    import typer
+
+    from kfree.cli._console import cli_errors, err_console
+
+    with err_console.capture() as cap, pytest.raises(typer.Exit):
+        with cli_errors():
+            raise ModuleNotFoundError("No module named 'finch'", name="finch")
+    assert cap.get() == "error: the package 'finch' is not installed: pip install 'kfree[baselines]'\n"
+    with err_console.capture() as cap, pytest.raises(typer.Exit):
+        with cli_errors():  # e.g. PyPI's unrelated 'finch' package instead of finch-clust
+            raise ImportError("cannot import name 'FINCH' from 'finch'", name="finch")
+    assert cap.get() == ("error: cannot import finch: cannot import name 'FINCH' from 'finch'; reinstall it: "
+                         "pip install --force-reinstall 'kfree[baselines]'\n")
+
+
+# -------------------------------------------------------------------- users' expectations at the CLI
+def test_version():
+    from kfree import __version__
+
+    code, out = run("--version")
+    assert code == 0 and out.strip() == f"kfree {__version__}"
+
+
+def test_cluster_features_without_a_model(d):
+    code, out = run("cluster", d / "x.npy", "--threshold", "1.0", "--out", d / "raw.csv")
+    assert code == 0, out
+    assert "threshold 1 sqeuclidean" in out
+    pred = pd.read_csv(d / "raw.csv")
+    assert list(pred.columns) == ["index", "cluster"] and 8 <= pred["cluster"].nunique() <= 14  # 12 blobs
+    code, out = run("cluster", d / "x.npy", "--threshold", "0.5", "--distance", "cosine", "--method", "multicut",
+                    "--out", d / "raw_mc.csv")
+    assert code == 0 and "multicut, threshold 0.5 cosine" in out, out
+    code, out = run("--threads", "1", "cluster", d / "x.npy", "--method", "kmeans", "--n-clusters", "12",
+                    "--out", d / "raw_km.csv")
+    assert code == 0 and "(kmeans, K=12)" in out and "threshold" not in out, out
+
+
+def test_summary_shows_a_threshold_only_for_methods_that_use_one(d):
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", d / "s_hac.csv")
+    assert code == 0 and "(hac, threshold " in out and "sqeuclidean" in out, out
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--method", "xmeans", "--out", d / "s_xm.csv")
+    assert code == 0 and "(xmeans)" in out and "threshold" not in out, out
+
+
+def test_progress_is_plain_lines_when_not_on_a_terminal(d):
+    code, out = run("train", d / "x.npy", "--labels", d / "y.npy", "--out", d / "p.kfree",
+                    *[a for a in FAST if a != "--no-progress"])
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if " train " in line]
+    assert lines and lines[-1].split("]")[1].split()[:2] == ["train", "3/3"], out
+    assert "━" not in out  # no progress-bar drawing in logs
+
+
+def test_evaluate_json_written_once(d):
+    code, out = run("evaluate", d / "pred.csv", d / "truth.csv", "--out", d / "metrics.json")
+    assert code == 0, out
+    assert json.loads((d / "metrics.json").read_text())["nmi"] == pytest.approx(1.0)
+    one_line_error(*run("evaluate", d / "pred.csv", d / "truth.csv", "--out", d / "metrics.json"), "already exists")

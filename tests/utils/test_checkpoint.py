@@ -1,0 +1,110 @@
+"""Checkpoints: an exact round trip of a training state, read without running code, and one-line
+refusals of damaged, foreign and mismatched files."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from kfree.exceptions import CheckpointError, DataFileNotFoundError
+from kfree.utils.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+
+
+@dataclasses.dataclass
+class _Result:
+    history: list = dataclasses.field(default_factory=list)
+    best_score: float | None = None
+
+
+class _Payload:
+    """Unpickling this would run ``__reduce__``'s call: the attack a weights-only load prevents."""
+
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def _state():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    rng = np.random.default_rng(7)
+    rng.random(3)
+    return {
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+        "sampler": {"rng": rng.bit_generator.state, "queue": np.arange(6, dtype=np.int64)[::-1]},
+        "mask": np.array([True, False]), "half": np.ones((2, 2), dtype=np.float16),
+        "result": _Result([{"epoch": 1, "loss": np.float32(0.5)}], 0.25), "epoch": np.int64(3),
+        "shape": (2, 3), "partial": None,
+    }
+
+
+def test_round_trip_is_exact_and_typed(tmp_path):
+    st = _state()
+    path = save_checkpoint(tmp_path / "run" / "ck.pt", st, config={"lr": 1e-3, "dims": (4, 3)})
+    got = load_checkpoint(path, expect_config={"dims": [4, 3], "lr": 1e-3})
+    assert all(torch.equal(st["model"][k], got["model"][k]) for k in st["model"])
+    assert torch.equal(got["torch_rng"], st["torch_rng"])
+    assert got["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
+    assert got["sampler"]["rng"] == st["sampler"]["rng"]  # 128-bit PCG64 integers intact
+    resumed = np.random.default_rng()
+    resumed.bit_generator.state = got["sampler"]["rng"]
+    again = np.random.default_rng(7)
+    again.random(3)
+    assert resumed.random() == again.random()
+    for key in ("mask", "half"):
+        assert got[key].dtype == st[key].dtype and np.array_equal(got[key], st[key])
+    np.testing.assert_array_equal(got["sampler"]["queue"], [5, 4, 3, 2, 1, 0])
+    assert got["result"] == {"history": [{"epoch": 1, "loss": 0.5}], "best_score": 0.25}  # a dataclass comes back as its fields
+    assert got["epoch"] == 3 and type(got["epoch"]) is int and got["shape"] == (2, 3) and got["partial"] is None
+    assert read_checkpoint_config(path) == {"dims": [4, 3], "lr": 1e-3}
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["ck.pt"]  # atomic: no temporary left
+
+
+def test_changed_config_is_refused_naming_the_keys(tmp_path):
+    save_checkpoint(tmp_path / "ck.pt", {"epoch": 1}, config={"lr": 1e-3, "seed": 0, "dims": [8]})
+    with pytest.raises(CheckpointError, match=r"^ck.pt was written with a different configuration \(differs in: lr, p\)"):
+        load_checkpoint(tmp_path / "ck.pt", expect_config={"lr": 1e-2, "seed": 0, "dims": (8,), "p": 4})
+
+
+def test_foreign_damaged_and_missing_files_are_refused_without_running_code(tmp_path, capsys):
+    torch.save({"model": {}, "evil": _Payload()}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="foreign.pt is refused: it holds objects other than tensors"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    (tmp_path / "raw.pkl").write_bytes(pickle.dumps(_Payload(), protocol=2))
+    with pytest.raises(CheckpointError, match="raw.pkl is refused"):
+        load_checkpoint(tmp_path / "raw.pkl", allow_legacy=True)
+    assert "code ran" not in capsys.readouterr().out
+    good = save_checkpoint(tmp_path / "good.pt", {"w": torch.ones(100)}, config={})
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:200])
+    (tmp_path / "text.pt").write_text("hello")
+    for name in ("cut.pt", "text.pt"):
+        with pytest.raises(CheckpointError, match=f"{name} is not a readable checkpoint"):
+            load_checkpoint(tmp_path / name)
+    torch.save({"epoch": 1}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not a kfree checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt")
+    with pytest.raises(DataFileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_legacy_plain_dict_with_numpy_arrays_loads_when_allowed(tmp_path):
+    torch.save({"queue": np.arange(4), "epoch": 2, "config": {"lr": 0.1, "device": "cpu"}}, tmp_path / "old.pt")
+    st = load_checkpoint(tmp_path / "old.pt", allow_legacy=True, expect_config={"lr": 0.1, "new_key": 1})
+    np.testing.assert_array_equal(st["queue"], np.arange(4))
+    with pytest.raises(CheckpointError, match="differs in: lr"):
+        load_checkpoint(tmp_path / "old.pt", allow_legacy=True, expect_config={"lr": 0.2})
+
+
+def test_unsupported_state_is_refused_at_save_naming_where(tmp_path):
+    with pytest.raises(CheckpointError, match=r"state\['sampler'\]\['fn'\] is a builtins.function"):
+        save_checkpoint(tmp_path / "x.pt", {"sampler": {"fn": lambda: 0}}, config={})
+    with pytest.raises(CheckpointError, match=r"state\['names'\] is an array of dtype <U1"):
+        save_checkpoint(tmp_path / "x.pt", {"names": np.array(["a"])}, config={})
+    with pytest.raises(CheckpointError, match="JSON-able"):
+        save_checkpoint(tmp_path / "x.pt", {}, config={"f": len})
+    assert not (tmp_path / "x.pt").exists()
