@@ -12,8 +12,11 @@ One call, :func:`run_bcl2019`, does the whole experiment and can be stopped and 
    (Table 2), k-means and HAC at the true K (Table 4), and the NMI/WCP curves over every cut;
 5. optionally fine-tune BCL / triplet / prototypical on each set's constraints (Table 1).
 
-Each set's results go to one JSON "cell" (``cells/<variant>/<set>.json``); with ``resume=True``
-existing cells and saved heads are reused, so a killed run loses at most one cell.
+Each set's results go to one JSON "cell" (``cells/<variant>/seed<seed>/<set>.json``); with
+``resume=True`` existing cells (written by the same configuration) and saved heads (whose training
+record matches, see :func:`~.bcl2019_methods.fit_method`) are reused, so a killed run loses at
+most one cell. Every cell and ``run.json`` also carry each method's validation score (HAC at its
+own cut on the validation identities' tracks), which the report compares with the raw row's.
 :mod:`.bcl2019_report` turns the cells into the tables and figures.
 """
 
@@ -367,6 +370,7 @@ def run_bcl2019(
         cell["thresholds"] = {m: {"op": f.threshold.to_dict(),
                                   "train": None if f.train_threshold is None else f.train_threshold.to_dict()}
                               for m, f in methods.items()}
+        cell["validation"] = {m: f.validation for m, f in methods.items()}
         _atomic_json(path, cell)
         cells[name] = cell
         log.info("set %s done in %.1f s", name, cell["time_s"])
@@ -376,6 +380,8 @@ def run_bcl2019(
         "config": cfg_dict, "environment": _environment(), "train_time_s": train_times,
         "wall_time_s": round(time.perf_counter() - t_start, 1),
         "thresholds": {m: f.threshold.to_dict() for m, f in methods.items()},
+        "validation": {m: f.validation for m, f in methods.items()},
+        "best_step": {m: getattr(f.learner, "best_step_", None) for m, f in methods.items() if f.learner is not None},
         "bcl_b": None if "bcl" not in methods else float(methods["bcl"].learner.loss_.radius_sq().detach()),
     })
     return cells
