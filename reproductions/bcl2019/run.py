@@ -1,10 +1,10 @@
 """Regenerate results/bcl2019 (repo root, venv active):
 
-    OMP_NUM_THREADS=1 python reproductions/bcl2019/run.py --seeds 0,1,2 [--only 2img|1img|report] [--no-resume]
+    OMP_NUM_THREADS=1 python reproductions/bcl2019/run.py [--seeds 0,1,2,3,4] [--seeds-1img 0,1,2] [--only 2img|1img|report] [--no-resume]
 
 Runs the protocol (2 images per track, step-wise validation selection every 8 optimisation steps,
 constraint fine-tuning, X-/G-means) for every seed in ``--seeds`` (each seed draws its own identity
-split, episodes and heads), the 1-image-per-track variant (``--seeds-1img``, default seed 0 only),
+split, episodes and heads), the 1-image-per-track variant (``--seeds-1img``, default seeds 0, 1, 2),
 then writes the per-seed tables (seed 0 at the top level) and the seed-means table. Resumable:
 finished cells and trained heads (whose training record matches) are reused, so rerunning after an
 interruption continues where it stopped.
@@ -25,8 +25,8 @@ def _seeds(text: str) -> list[int]:
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--only", choices=["2img", "1img", "report"], default=None)
-ap.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="seeds of the protocol run, e.g. 0,1,2")
-ap.add_argument("--seeds-1img", type=_seeds, default=[0], help="seeds of the 1-image variant ('' for none)")
+ap.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3, 4], help="seeds of the protocol run, e.g. 0,1,2")
+ap.add_argument("--seeds-1img", type=_seeds, default=[0, 1, 2], help="seeds of the 1-image variant ('' for none)")
 ap.add_argument("--no-resume", action="store_true")
 ap.add_argument("--out", default="results/bcl2019")
 ap.add_argument("--no-finetune-1img", action="store_true",

@@ -131,6 +131,14 @@ def test_report_writes_seed_means_of_two_tiny_seeds(tiny, tmp_path):
             "finetune": True, "ft": FinetuneConfig(iterations=5)}
     for seed in (0, 1):
         run_bcl2019(Bcl2019Config(seed=seed, **base), tmp_path, faces=faces, split=split, episodes=eps)
+    # a resumed run that computes nothing keeps the timing of the run that did
+    run0 = tmp_path / "cells" / "2img-ft" / "seed0" / "run.json"
+    first = json.loads(run0.read_text())
+    assert first["heads_loaded"] == [] and first["cells_reused"] == []
+    run_bcl2019(Bcl2019Config(seed=0, **base), tmp_path, faces=faces, split=split, episodes=eps)
+    again = json.loads(run0.read_text())
+    assert again["wall_time_s"] == first["wall_time_s"] and again["train_time_s"] == first["train_time_s"]
+    assert again["validation"] == first["validation"]
     # a third seed that did not finish (no run.json) is left out of the means
     (tmp_path / "cells" / "2img-ft" / "seed2").mkdir(parents=True)
     (tmp_path / "cells" / "2img-ft" / "seed2" / "bbt_s01e01.json").write_text(

@@ -354,12 +354,14 @@ def run_bcl2019(
     if missing:
         raise ConfigError(f"no episode built for set(s) {missing}; built: {sorted(episodes)}")
     cells: dict[str, dict[str, Any]] = {}
+    reused: list[str] = []
     for i, name in enumerate(cfg.sets):
         path = cell_path(out, cfg, name)
         if resume and path.exists():
             cell = json.loads(path.read_text())
             if _same_config(cell.get("config"), cfg_dict) and set(cell["methods"]) == set(cfg.methods):
                 cells[name] = cell
+                reused.append(name)
                 log.info("reused cell %s", path)
                 if hook is not None:
                     hook("test sets", completed=i + 1, total=len(cfg.sets))
@@ -376,9 +378,16 @@ def run_bcl2019(
         log.info("set %s done in %.1f s", name, cell["time_s"])
         if hook is not None:
             hook("test sets", completed=i + 1, total=len(cfg.sets))
-    _atomic_json(path.parent / "run.json", {
-        "config": cfg_dict, "environment": _environment(), "train_time_s": train_times,
-        "wall_time_s": round(time.perf_counter() - t_start, 1),
+    timing: dict[str, Any] = {"train_time_s": train_times, "wall_time_s": round(time.perf_counter() - t_start, 1),
+                              "heads_loaded": sorted(m for m, f in methods.items() if f.loaded), "cells_reused": reused}
+    run_path = path.parent / "run.json"
+    if run_path.exists() and len(reused) == len(cfg.sets) and all(f.loaded or f.learner is None for f in methods.values()):
+        old = json.loads(run_path.read_text())
+        if _same_config(old.get("config"), cfg_dict) and "wall_time_s" in old:
+            # nothing was computed: keep the timing of the run that computed it
+            timing = {k: old[k] for k in ("train_time_s", "wall_time_s", "heads_loaded", "cells_reused") if k in old}
+    _atomic_json(run_path, {
+        "config": cfg_dict, "environment": _environment(), **timing,
         "thresholds": {m: f.threshold.to_dict() for m, f in methods.items()},
         "validation": {m: f.validation for m, f in methods.items()},
         "best_step": {m: getattr(f.learner, "best_step_", None) for m, f in methods.items() if f.learner is not None},

@@ -84,6 +84,8 @@ class FittedMethod:
     validation : dict or None
         ``{"nmi", "wcp", "n_clusters", "n_true", "threshold"}``: HAC (complete linkage) at
         ``threshold`` on the validation identities' tracks (see :func:`validation_score`).
+    loaded : bool
+        The head was loaded from ``model_dir`` rather than trained by this call.
     """
 
     name: str
@@ -91,6 +93,7 @@ class FittedMethod:
     train_threshold: Threshold | None
     learner: Any = None
     validation: dict[str, Any] | None = None
+    loaded: bool = False
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         """Features of ``X`` (n, 128) in this method's space, ndarray of shape (n, d)."""
@@ -229,11 +232,11 @@ def fit_method(
     path = None if model_dir is None else Path(model_dir) / f"{name}_seed{seed}.pt"
     record = head_record(name, train_kw=train_kw, seed=seed, images_per_track=images_per_track,
                          X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val)
-    learner = None
+    learner, loaded = None, False
     if resume and path is not None and path.exists():
         why = _record_mismatch(path, record)
         if why is None:
-            learner = BallClusterLearner.load(path)
+            learner, loaded = BallClusterLearner.load(path), True
             log.info("loaded %s from %s", name, path)
         else:
             log.warning("not reusing %s (%s); retraining", path, why)
@@ -247,4 +250,5 @@ def fit_method(
             record_path(path).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     thr = learner.threshold_.to("sqeuclidean")
     train_thr = None if name == "bcl" else _train_threshold(learner.transform(Xtr_t), ytr_t)
-    return FittedMethod(name, thr, train_thr, learner, validation=validation_score(learner.transform(Xv_t), yv_t, thr))
+    return FittedMethod(name, thr, train_thr, learner, validation=validation_score(learner.transform(Xv_t), yv_t, thr),
+                        loaded=loaded)
