@@ -177,3 +177,18 @@ def test_report_writes_seed_means_of_two_tiny_seeds(tiny, tmp_path):
         assert (tmp_path / f).exists() and (tmp_path / "seeds" / "seed1" / f).exists()
     assert "vs raw on validation" in (tmp_path / "seeds" / "seed1" / "table3_operating_points.md").read_text()
     assert "Seed 1." in (tmp_path / "seeds" / "seed1" / "table3_operating_points.md").read_text()
+
+
+def test_cells_without_eval_every_steps_are_per_epoch_cells():
+    """Cells written before ``eval_every_steps`` existed were selected per epoch: never reused by
+    the step-wise protocol, still reused by a per-epoch configuration."""
+    from dataclasses import asdict
+
+    from kfree.experiments.bcl2019 import _same_config
+
+    stepwise = asdict(Bcl2019Config())
+    old = {k: v for k, v in json.loads(json.dumps(stepwise)).items() if k not in ("eval_every_steps", "dropout")}
+    assert stepwise["eval_every_steps"] == 8
+    assert not _same_config(old, stepwise)
+    assert _same_config(old, asdict(Bcl2019Config(eval_every_steps=None)))
+    assert _same_config(json.loads(json.dumps(stepwise)), stepwise)

@@ -270,11 +270,19 @@ def _atomic_json(path: Path, obj: Any) -> None:
         Path(tmp).write_text(json.dumps(obj, indent=1, sort_keys=True))
 
 
+#: value a config field had, in effect, before it existed (cells written then lack it); a field
+#: missing here falls back to the default it was introduced with. ``eval_every_steps`` was added
+#: with default 8, but cells without it were selected every ``eval_every`` epochs (``None``).
+_BEFORE_FIELD: dict[str, Any] = {"eval_every_steps": None, "dropout": 0.0}
+
+
 def _same_config(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool:
-    """Whether a stored cell was written by this configuration (fields added since count as default)."""
+    """Whether a stored cell was written by this configuration (a field added since counts as the
+    value that reproduces the behaviour before it existed, see :data:`_BEFORE_FIELD`)."""
     if stored is None:
         return False
     defaults = json.loads(json.dumps(asdict(Bcl2019Config())))
+    defaults.update(_BEFORE_FIELD)
     now = json.loads(json.dumps(current))
     return all(stored.get(k, defaults.get(k)) == v for k, v in now.items())
 

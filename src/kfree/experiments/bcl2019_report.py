@@ -374,7 +374,7 @@ def _config_text(cells: dict) -> str:
 README_HEAD = """# BCL 2019 (Tapaswi, Law & Fidler, ICCV 2019) on real descriptors and real episode structure
 
 Regenerate everything here (repo root, venv active; 1.5–3.5 min per seed for the protocol and 2–3 min
-per seed for the 1-image variant on 2 shared CPU cores, about 16 min for all; resumable):
+per seed for the 1-image variant on 2 shared CPU cores, about 18 min for all; resumable):
 
     OMP_NUM_THREADS=1 python reproductions/bcl2019/run.py --seeds 0,1,2,3,4 --seeds-1img 0,1,2
     # or, per seed S: kfree experiment bcl2019 --finetune --seed S; then kfree experiment bcl2019-report
