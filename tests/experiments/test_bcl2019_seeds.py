@@ -139,6 +139,24 @@ def test_report_writes_seed_means_of_two_tiny_seeds(tiny, tmp_path):
     again = json.loads(run0.read_text())
     assert again["wall_time_s"] == first["wall_time_s"] and again["train_time_s"] == first["train_time_s"]
     assert again["validation"] == first["validation"]
+    # a head without its training record is retrained, and then no stored cell of that run is reused
+    import kfree.experiments.bcl2019 as mod
+
+    record_path(tmp_path / "models" / "2img" / "bcl_seed1.pt").unlink()
+    seen = []
+    real_eval = mod.evaluate_set
+
+    def counting_eval(episode, *a, **k):
+        seen.append(episode.name)
+        return real_eval(episode, *a, **k)
+
+    mod.evaluate_set, saved = counting_eval, mod.evaluate_set
+    try:
+        run_bcl2019(Bcl2019Config(seed=1, **base), tmp_path, faces=faces, split=split, episodes=eps)
+    finally:
+        mod.evaluate_set = saved
+    assert sorted(seen) == sorted(base["sets"])
+    assert record_path(tmp_path / "models" / "2img" / "bcl_seed1.pt").exists()
     # a third seed that did not finish (no run.json) is left out of the means
     (tmp_path / "cells" / "2img-ft" / "seed2").mkdir(parents=True)
     (tmp_path / "cells" / "2img-ft" / "seed2" / "bbt_s01e01.json").write_text(

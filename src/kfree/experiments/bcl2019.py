@@ -331,8 +331,8 @@ def run_bcl2019(
     ----------
     cfg : what to run
     out : output folder (``results/bcl2019`` for the committed run); heads go to ``out/models``
-    resume : reuse saved heads and finished cells (a cell is reused only if it was written by the
-        same configuration)
+    resume : reuse saved heads and finished cells (a head only if its training record matches, a
+        cell only if it was written by the same configuration and no head was retrained)
     hook : ``hook(step, completed=, total=)`` after every trained head (step ``"train heads"``) and
         every set (``"test sets"``)
     faces, split, episodes : optional pre-built inputs (FaceDescriptors, IdentitySplit, dict of
@@ -363,9 +363,14 @@ def run_bcl2019(
         raise ConfigError(f"no episode built for set(s) {missing}; built: {sorted(episodes)}")
     cells: dict[str, dict[str, Any]] = {}
     reused: list[str] = []
+    # a head trained by this call (none saved, or its training record did not match) invalidates
+    # every stored cell, which was computed with the head it replaced
+    trained = sorted(m for m, f in methods.items() if f.learner is not None and not f.loaded)
+    if resume and trained:
+        log.info("heads trained in this call (%s): stored cells are recomputed", ", ".join(trained))
     for i, name in enumerate(cfg.sets):
         path = cell_path(out, cfg, name)
-        if resume and path.exists():
+        if resume and not trained and path.exists():
             cell = json.loads(path.read_text())
             if _same_config(cell.get("config"), cfg_dict) and set(cell["methods"]) == set(cfg.methods):
                 cells[name] = cell
