@@ -17,5 +17,7 @@ logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %
 logging.getLogger("kfree.train").setLevel(logging.WARNING)
 logging.getLogger("kfree.data").setLevel(logging.WARNING)
 out = "results/bcl2019/variants/dropout0.3"
-run_bcl2019(Bcl2019Config(dropout=0.3, kmeans_variants=False, finetune=False), out, resume=True)
+# eval_every_steps=None: selection after every epoch, as these variants were run (before step-wise
+# selection became the protocol)
+run_bcl2019(Bcl2019Config(dropout=0.3, eval_every_steps=None, kmeans_variants=False, finetune=False), out, resume=True)
 write_report(out, att=False)  # AT&T montages only for the protocol heads

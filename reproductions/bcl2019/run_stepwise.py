@@ -21,7 +21,9 @@ logging.getLogger("kfree.train").setLevel(logging.WARNING)
 logging.getLogger("kfree.data").setLevel(logging.WARNING)
 for dropout, out in ((0.3, "results/bcl2019/variants/stepwise_dropout0.3"),
                      (0.0, "results/bcl2019/variants/stepwise")):
-    cfg = Bcl2019Config(epochs=210, batches_per_epoch=8, eval_every=1, dropout=dropout,
+    # eval_every_steps=None: selection after every epoch, as these variants were run (before step-wise
+    # selection became the protocol)
+    cfg = Bcl2019Config(epochs=210, batches_per_epoch=8, eval_every=1, eval_every_steps=None, dropout=dropout,
                         kmeans_variants=False, finetune=False)
     run_bcl2019(cfg, out, resume=True)
     write_report(out, att=False)  # AT&T montages only for the protocol heads

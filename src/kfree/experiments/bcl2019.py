@@ -12,8 +12,11 @@ One call, :func:`run_bcl2019`, does the whole experiment and can be stopped and 
    (Table 2), k-means and HAC at the true K (Table 4), and the NMI/WCP curves over every cut;
 5. optionally fine-tune BCL / triplet / prototypical on each set's constraints (Table 1).
 
-Each set's results go to one JSON "cell" (``cells/<variant>/<set>.json``); with ``resume=True``
-existing cells and saved heads are reused, so a killed run loses at most one cell.
+Each set's results go to one JSON "cell" (``cells/<variant>/seed<seed>/<set>.json``); with
+``resume=True`` existing cells (written by the same configuration) and saved heads (whose training
+record matches, see :func:`~.bcl2019_methods.fit_method`) are reused, so a killed run loses at
+most one cell. Every cell and ``run.json`` also carry each method's validation score (HAC at its
+own cut on the validation identities' tracks), which the report compares with the raw row's.
 :mod:`.bcl2019_report` turns the cells into the tables and figures.
 """
 
@@ -267,11 +270,19 @@ def _atomic_json(path: Path, obj: Any) -> None:
         Path(tmp).write_text(json.dumps(obj, indent=1, sort_keys=True))
 
 
+#: value a config field had, in effect, before it existed (cells written then lack it); a field
+#: missing here falls back to the default it was introduced with. ``eval_every_steps`` was added
+#: with default 8, but cells without it were selected every ``eval_every`` epochs (``None``).
+_BEFORE_FIELD: dict[str, Any] = {"eval_every_steps": None, "dropout": 0.0}
+
+
 def _same_config(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool:
-    """Whether a stored cell was written by this configuration (fields added since count as default)."""
+    """Whether a stored cell was written by this configuration (a field added since counts as the
+    value that reproduces the behaviour before it existed, see :data:`_BEFORE_FIELD`)."""
     if stored is None:
         return False
     defaults = json.loads(json.dumps(asdict(Bcl2019Config())))
+    defaults.update(_BEFORE_FIELD)
     now = json.loads(json.dumps(current))
     return all(stored.get(k, defaults.get(k)) == v for k, v in now.items())
 
@@ -320,8 +331,8 @@ def run_bcl2019(
     ----------
     cfg : what to run
     out : output folder (``results/bcl2019`` for the committed run); heads go to ``out/models``
-    resume : reuse saved heads and finished cells (a cell is reused only if it was written by the
-        same configuration)
+    resume : reuse saved heads and finished cells (a head only if its training record matches, a
+        cell only if it was written by the same configuration and no head was retrained)
     hook : ``hook(step, completed=, total=)`` after every trained head (step ``"train heads"``) and
         every set (``"test sets"``)
     faces, split, episodes : optional pre-built inputs (FaceDescriptors, IdentitySplit, dict of
@@ -351,12 +362,19 @@ def run_bcl2019(
     if missing:
         raise ConfigError(f"no episode built for set(s) {missing}; built: {sorted(episodes)}")
     cells: dict[str, dict[str, Any]] = {}
+    reused: list[str] = []
+    # a head trained by this call (none saved, or its training record did not match) invalidates
+    # every stored cell, which was computed with the head it replaced
+    trained = sorted(m for m, f in methods.items() if f.learner is not None and not f.loaded)
+    if resume and trained:
+        log.info("heads trained in this call (%s): stored cells are recomputed", ", ".join(trained))
     for i, name in enumerate(cfg.sets):
         path = cell_path(out, cfg, name)
-        if resume and path.exists():
+        if resume and not trained and path.exists():
             cell = json.loads(path.read_text())
             if _same_config(cell.get("config"), cfg_dict) and set(cell["methods"]) == set(cfg.methods):
                 cells[name] = cell
+                reused.append(name)
                 log.info("reused cell %s", path)
                 if hook is not None:
                     hook("test sets", completed=i + 1, total=len(cfg.sets))
@@ -367,15 +385,25 @@ def run_bcl2019(
         cell["thresholds"] = {m: {"op": f.threshold.to_dict(),
                                   "train": None if f.train_threshold is None else f.train_threshold.to_dict()}
                               for m, f in methods.items()}
+        cell["validation"] = {m: f.validation for m, f in methods.items()}
         _atomic_json(path, cell)
         cells[name] = cell
         log.info("set %s done in %.1f s", name, cell["time_s"])
         if hook is not None:
             hook("test sets", completed=i + 1, total=len(cfg.sets))
-    _atomic_json(path.parent / "run.json", {
-        "config": cfg_dict, "environment": _environment(), "train_time_s": train_times,
-        "wall_time_s": round(time.perf_counter() - t_start, 1),
+    timing: dict[str, Any] = {"train_time_s": train_times, "wall_time_s": round(time.perf_counter() - t_start, 1),
+                              "heads_loaded": sorted(m for m, f in methods.items() if f.loaded), "cells_reused": reused}
+    run_path = path.parent / "run.json"
+    if run_path.exists() and len(reused) == len(cfg.sets) and all(f.loaded or f.learner is None for f in methods.values()):
+        old = json.loads(run_path.read_text())
+        if _same_config(old.get("config"), cfg_dict) and "wall_time_s" in old:
+            # nothing was computed: keep the timing of the run that computed it
+            timing = {k: old[k] for k in ("train_time_s", "wall_time_s", "heads_loaded", "cells_reused") if k in old}
+    _atomic_json(run_path, {
+        "config": cfg_dict, "environment": _environment(), **timing,
         "thresholds": {m: f.threshold.to_dict() for m, f in methods.items()},
+        "validation": {m: f.validation for m, f in methods.items()},
+        "best_step": {m: getattr(f.learner, "best_step_", None) for m, f in methods.items() if f.learner is not None},
         "bcl_b": None if "bcl" not in methods else float(methods["bcl"].learner.loss_.radius_sq().detach()),
     })
     return cells
