@@ -11,7 +11,7 @@ from kfree.cluster import ThresholdAgglomerative
 from kfree.exceptions import ConfigError, ParameterConflictWarning
 
 #: constructor arguments of the clusterers that cannot run with their defaults (a threshold)
-CONFIGURED = {"hac": dict(threshold=1.0), "multicut": dict(threshold=1.0)}
+CONFIGURED = {"hac": dict(threshold=1.0), "multicut": dict(threshold=1.0), "ward": dict(threshold=1.0)}
 
 
 def clusterers():
@@ -22,7 +22,7 @@ def clusterers():
 
 
 def test_every_registered_clusterer_is_checked():
-    assert len(registry.names("cluster")) == 9
+    assert len(registry.names("cluster")) == 10
     assert {type(e).__name__ for e in clusterers()} == {
         registry.resolve("cluster", n)[0].__name__ for n in registry.names("cluster")
     }

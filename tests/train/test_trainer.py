@@ -99,6 +99,26 @@ def test_resume_with_triplet_sampler_is_exact(data, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_checkpoint_of_another_config_or_carrying_code_is_refused(data, tmp_path):
+    from kfree.exceptions import CheckpointError
+
+    X, y = data
+    cfg = TrainConfig(epochs=1, sampler="triplets", triplets_per_batch=8, p=4, k=4, seed=5)
+    ckpt = tmp_path / "ckpt.pt"
+    train_embedding(_model(1), TripletLoss(mining="given"), X, y, cfg, checkpoint_path=ckpt)
+    with pytest.raises(CheckpointError, match="lr"):
+        train_embedding(_model(1), TripletLoss(mining="given"), X, y, cfg.replace(epochs=2, lr=0.5),
+                        checkpoint_path=ckpt)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"model": Evil()}, ckpt)
+    with pytest.raises(CheckpointError):
+        train_embedding(_model(1), TripletLoss(mining="given"), X, y, cfg, checkpoint_path=ckpt)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

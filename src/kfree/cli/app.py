@@ -338,14 +338,17 @@ def _print_candidates(learner) -> None:
 
     cands = learner.selection_.get("candidates", [])
     if cands:
-        table = Table(title="clustering rules on the validation identities (the best is used)")
+        from rich import box
+
+        table = Table(title="clustering rules on the validation identities (the best is used)",
+                      box=box.HEAVY_HEAD if console.is_terminal else box.ASCII)
         for col in ("features", "linkage", "threshold", "value", "val. NMI", "#clusters (true)"):
             table.add_column(col)
         chosen = learner.selection_["chosen"]
         for c in cands:
             mark = "[bold green]" if c == chosen else ""
             table.add_row(f"{mark}{c['features']}", c["linkage"],
-                          "own (learned)" if c["mode"] == "learned" else "recalibrated",
+                          ("own: " if c["mode"] == "learned" else "recalibrated: ") + c["threshold"]["source"],
                           f"{c['threshold']['value']:.4g} {c['threshold']['distance']}", f"{c['val_nmi']:.3f}",
                           f"{c['val_clusters']} ({c['val_true']})")
         console.print(table)

@@ -21,13 +21,14 @@ time is O(n²·d), so it suits up to about 10⁵ points.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
-from ..exceptions import ConfigError, DataError
+from ..exceptions import ConfigError, DataError, ParameterConflictWarning
 
 
 def ward_tree(X: np.ndarray) -> np.ndarray:
@@ -49,8 +50,10 @@ class WardThreshold(ClusterMixin, BaseEstimator):
         Cut height in Ward units (Euclidean for two single points); merges at ``<= threshold``
         happen, as in scipy's ``fcluster(Z, t, 'distance')``.
     n_clusters : int, optional
-        Cut into exactly this many clusters instead. ``threshold`` wins when both are set (as
-        ``distance_threshold`` does in scikit-learn's ``AgglomerativeClustering``); set one.
+        Cut into exactly this many clusters instead. Set one of the two; as in
+        :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative`, parameters are checked in
+        :meth:`fit`, and when both are set ``n_clusters`` wins with a
+        :class:`~kfree.exceptions.ParameterConflictWarning`.
 
     Attributes
     ----------
@@ -69,16 +72,22 @@ class WardThreshold(ClusterMixin, BaseEstimator):
         from scipy.cluster.hierarchy import fcluster
 
         if self.threshold is None and self.n_clusters is None:
-            raise ConfigError("set one of threshold and n_clusters (both are None)")
-        if self.threshold is not None:
+            raise ConfigError("set one of threshold or n_clusters (both are None)")
+        if self.n_clusters is not None:
+            if int(self.n_clusters) < 1:
+                raise ConfigError(f"n_clusters={self.n_clusters!r} must be >= 1")
+            if self.threshold is not None:
+                warnings.warn(
+                    f"n_clusters={self.n_clusters!r} and threshold={self.threshold!r} are both set: the tree "
+                    "is cut into n_clusters clusters and threshold is ignored (set n_clusters=None to cut "
+                    "at the threshold)", ParameterConflictWarning, stacklevel=2)
+        else:
             try:
                 ok = np.isfinite(float(self.threshold)) and float(self.threshold) > 0
             except (TypeError, ValueError):
                 ok = False
             if not ok:
                 raise ConfigError(f"threshold={self.threshold!r} must be a finite number > 0")
-        elif int(self.n_clusters) < 1:
-            raise ConfigError(f"n_clusters={self.n_clusters!r} must be >= 1")
         X = check_features(X, min_samples=1)
         n = X.shape[0]
         self.n_features_in_ = X.shape[1]
@@ -89,7 +98,7 @@ class WardThreshold(ClusterMixin, BaseEstimator):
             return self
         Z = ward_tree(X)
         self.linkage_matrix_ = Z
-        if self.threshold is not None:
+        if self.n_clusters is None:
             labels = fcluster(Z, float(self.threshold), criterion="distance")
         else:
             k = int(self.n_clusters)

@@ -8,7 +8,9 @@ implied threshold (or at a threshold calibrated to their true #clusters when the
 none) and records NMI; with ``select_best`` the best epoch's weights are kept.
 
 Checkpointing (``checkpoint_path``) stores model, loss, optimiser, sampler and RNG state after
-every epoch, written atomically, so a run that is stopped resumes exactly where it was.
+every epoch through :mod:`kfree.utils.checkpoint` (atomic; read with ``weights_only=True``, so a
+checkpoint never runs code), so a run that is stopped resumes exactly where it was. A checkpoint
+written under another configuration (any field but ``epochs``) is refused with one line.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..config import TrainConfig
 from ..data.samplers import PKSampler, TripletSampler
 from ..exceptions import ConfigError, DataError
 from ..losses.base import EmbeddingLoss
-from ..utils.io import atomic_path
+from ..utils.checkpoint import load_checkpoint, save_checkpoint
 from .validation import validation_score
 
 log = logging.getLogger(__name__)
@@ -146,18 +148,20 @@ def train_embedding(
     best_state: dict[str, Any] | None = None
     best_key: tuple[float, float] | None = None
     ckpt = Path(checkpoint_path) if checkpoint_path else None
+    # everything the saved state depends on; a longer run (more epochs) may resume a shorter one
+    resume_config = {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt, expect_config=resume_config)  # weights_only: never runs code
         model.load_state_dict(state["model"])
         loss.load_state_dict(state["loss"])
         opt.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
-        result = state["result"]
+        result = TrainResult(**state["result"])
         best_state = state.get("best_state")
         start_epoch = int(state["epoch"])
         step, since_best = int(state.get("step", 0)), int(state.get("since_best", 0))
-        best_key = state.get("best_key")
+        best_key = None if state.get("best_key") is None else tuple(state["best_key"])
         log.info("resumed from %s at epoch %d", ckpt, start_epoch)
     if score_fn is None and X_val is not None and y_val is not None and len(np.unique(y_val)) >= 2:
         def score_fn(m: nn.Module, lo: EmbeddingLoss) -> dict[str, Any]:
@@ -225,11 +229,12 @@ def train_embedding(
             hook("train", completed=cfg.epochs if stopped else epoch + 1, total=cfg.epochs,
                  **{k: v for k, v in shown.items() if k not in ("epoch", "step") and isinstance(v, (int, float))})
         if ckpt is not None:
-            with atomic_path(ckpt) as tmp:
-                torch.save({"model": model.state_dict(), "loss": loss.state_dict(), "optimizer": opt.state_dict(),
-                            "sampler": sampler.get_state(), "torch_rng": torch.get_rng_state(),
-                            "result": result, "best_state": best_state, "epoch": epoch + 1, "step": step,
-                            "since_best": since_best, "best_key": best_key}, tmp)
+            save_checkpoint(ckpt, {"model": model.state_dict(), "loss": loss.state_dict(),
+                                   "optimizer": opt.state_dict(), "sampler": sampler.get_state(),
+                                   "torch_rng": torch.get_rng_state(), "result": result, "best_state": best_state,
+                                   "epoch": epoch + 1, "step": step, "since_best": since_best,
+                                   "best_key": None if best_key is None else list(best_key)},
+                            config=resume_config)
         if stopped:
             log.info("early stop after %d steps: no better validation score in %d validations", step, cfg.patience)
             break
