@@ -189,6 +189,9 @@ def limit_threads(
             nmod.set_num_threads(numba_n)
         if tmod is not None:
             tmod.set_num_threads(torch_n)
+        # an OpenMP-threaded BLAS (faiss bundles one) follows omp_set_num_threads, which torch
+        # and numba may just have called on a shared libgomp: the BLAS limit gets the last word
+        stack.enter_context(threadpool_limits(limits={"blas": blas_n}))
         limits = ThreadLimits(budget=n, torch=torch_n if tmod is not None else None, blas=blas_n,
                               openmp=n, numba=numba_n)
         log.debug("thread limits: %s", limits)
