@@ -245,3 +245,11 @@ def test_evaluate_json_written_once(d):
     assert code == 0, out
     assert json.loads((d / "metrics.json").read_text())["nmi"] == pytest.approx(1.0)
     one_line_error(*run("evaluate", d / "pred.csv", d / "truth.csv", "--out", d / "metrics.json"), "already exists")
+
+
+def test_train_on_one_row_names_the_file(tmp_path):
+    np.save(tmp_path / "one.npy", np.ones((1, 4)))
+    np.save(tmp_path / "l.npy", np.array([1]))
+    one_line_error(*run("train", tmp_path / "one.npy", "--labels", tmp_path / "l.npy", "--out", tmp_path / "m.kfree"),
+                   "one.npy has 1 row of features; at least 2 are needed")
+    assert not (tmp_path / "m.kfree").exists()

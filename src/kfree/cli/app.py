@@ -150,7 +150,7 @@ def train(
         from ..learner import BallClusterLearner
 
         data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
-                             labels_path=labels, require_labels=True)
+                             labels_path=labels, require_labels=True, min_samples=2)
         learner = BallClusterLearner(loss, loss_params=_parse_params(loss_param), head=head,
                                      dims=None if dims is None else _parse_dims(dims), dropout=dropout,
                                      epochs=epochs, lr=lr, weight_decay=weight_decay, p=p, k=k,
