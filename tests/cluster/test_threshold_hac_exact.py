@@ -227,3 +227,17 @@ def test_complete_linkage_equals_scipy_wherever_tie_free(case, algorithm):
     if not tie_free(X, t_sq):
         return
     assert same_partition(fit_labels(X, t, distance, algorithm), scipy_cut(X, t, distance))
+
+
+def test_multicut_and_knn_components_are_safe_far_from_the_origin():
+    """Their own GEMM distances centre the data first, like threshold HAC."""
+    from kfree.cluster import KNNConnectedComponents, MulticutClustering
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 0.01, (20, 3)), rng.normal(0, 0.01, (20, 3)) + 0.1])
+    for est, offset in ((MulticutClustering(threshold=0.05, distance="euclidean"), 1e7),
+                        (KNNConnectedComponents(threshold=0.05, distance="euclidean"), 1e6)):
+        for offset in (0.0, offset):
+            labels = est.fit(X + offset).labels_
+            assert len(np.unique(labels[:20])) == 1 and len(np.unique(labels[20:])) == 1
+            assert labels[0] != labels[20]

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
+from .._exact_distances import grid_centre
 from ..distances import check_distance, check_features, prepare
 from ..exceptions import ConfigError
 from ._linkage_core import connected_components
@@ -67,6 +68,9 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
         if int(self.k) < 1:
             raise ConfigError(f"k={self.k} must be >= 1")
         X = check_features(X, min_samples=1)
+        if self.distance != "cosine":  # centred in float64 first: float32 distances far from the origin cancel
+            X = np.asarray(X, dtype=np.float64)
+            X = X - grid_centre(X.min(axis=0), X.max(axis=0))
         Xp = prepare(X, self.distance)
         n, d = Xp.shape
         k = min(int(self.k) + 1, n)

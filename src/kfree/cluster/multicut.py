@@ -25,6 +25,7 @@ import numba as nb
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
+from .._exact_distances import grid_centre
 from ..distances import check_distance, check_features
 from ..exceptions import ConfigError, DataError, ResourceError
 from ..threshold import Threshold
@@ -186,6 +187,8 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
             if (norms == 0).any():
                 raise DataError("cosine distance is undefined for all-zero rows; drop them first")
             Xp = Xp / norms
+        else:  # centred (distances unchanged), so |x|² + |y|² − 2x·y does not cancel far from the origin
+            Xp = Xp - grid_centre(Xp.min(axis=0), Xp.max(axis=0))
         sq = np.einsum("ij,ij->i", Xp, Xp)
         G = Xp @ Xp.T  # (n, n): the only n×n allocation besides GAEC's working copy
         code = {"sqeuclidean": 0, "euclidean": 1, "cosine": 2}[distance]
