@@ -11,7 +11,7 @@ from kfree.cluster.ward import WardThreshold
 from kfree.data.synthetic import sphere_blobs
 from kfree.embed.encode import encode
 from kfree.embed.models import ResidualEmbedder
-from kfree.evaluate.selection import ClusterRule, ValidationSet, best_rule, subsample_classes
+from kfree.evaluate.selection import ClusterRule, ValidationSet, best_rule, choose_rule, subsample_classes
 from kfree.metrics import nmi
 from kfree.threshold import Threshold
 
@@ -117,12 +117,29 @@ def test_the_chosen_rule_is_the_best_candidate_and_beats_or_equals_raw(blobs):
     est = BallClusterLearner(epochs=20, p=6, k=4, seed=1).fit(Xtr, ytr, X_val=Xva, y_val=yva)
     cands = [ClusterRule.from_dict(c) for c in est.selection_["candidates"]]
     assert {c.features for c in cands} == {"raw", "model"}
-    chosen = best_rule(cands)
+    raw = [c for c in cands if c.features == "raw"]
+    model = [c for c in cands if c.features == "model"]
+    chosen = choose_rule(raw, model)
     assert chosen.to_dict() == est.selection_["chosen"]
-    best_raw = max((c for c in cands if c.features == "raw"), key=ClusterRule.key)
-    assert chosen.key() >= best_raw.key()
-    if not est.uses_raw_:
-        assert chosen.key() > best_raw.key()  # a tie goes to the raw features
+    if est.uses_raw_:
+        assert chosen.key() == best_rule(raw).key()
+    else:  # the model must beat the best raw rule overall and on each half of the validation classes
+        best_raw = best_rule(raw)
+        assert chosen.key() > best_raw.key()
+        assert all(m > r for m, r in zip(chosen.extra["val_nmi_halves"], best_raw.extra["val_nmi_halves"]))
+
+
+def test_raw_rules_are_calibrated_on_every_labelled_class():
+    from kfree.evaluate.selection import raw_calibration_set
+
+    y_tr = np.repeat([10, 11, 12], [50, 8, 20])
+    X_tr = np.arange(y_tr.shape[0] * 2, dtype=np.float32).reshape(-1, 2)
+    y_va = np.repeat([1, 2, 3], [10, 12, 14])
+    X_va = -np.ones((y_va.shape[0], 2), dtype=np.float32)
+    X, y = raw_calibration_set(X_tr, y_tr, X_va, y_va, seed=0)
+    ids, counts = np.unique(y, return_counts=True)
+    assert dict(zip(ids.tolist(), counts.tolist())) == {1: 10, 2: 12, 3: 14, 10: 12, 11: 8, 12: 12}
+    np.testing.assert_array_equal(X[:36], X_va)  # validation rows first, all of them
 
 
 def test_threshold_modes_restrict_the_candidates(blobs):

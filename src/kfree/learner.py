@@ -221,6 +221,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             ValidationSet,
             best_rule,
             choose_rule,
+            raw_calibration_set,
             candidate_linkages,
             check_threshold_mode,
         )
@@ -301,7 +302,12 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
                 self.calibration_ = LogisticCalibration.fit_embeddings(Z_val, y_val, seed=self.seed)
             model_rules = vset.rules(Z_val, features="model", learned=thr, modes=modes, step=result.best_step,
                                      logistic=self.calibration_)
-            raw_rules = vset.rules(X_val_np, features="raw", modes=("recalibrated",)) if self.compare_raw else []
+            raw_rules = []
+            if self.compare_raw:
+                # the raw features never trained on any class: every labelled class is held out for them
+                X_rc, y_rc = raw_calibration_set(X_tr, y_tr, X_val_np, y_val, seed=self.seed)
+                raw_rules = ValidationSet(y_rc, linkages=linkages, seed=self.seed).rules(
+                    X_rc, features="raw", modes=("recalibrated",))
             candidates = raw_rules + model_rules
             chosen = choose_rule(raw_rules, model_rules)  # a tie goes to the raw features
             if thr is None:

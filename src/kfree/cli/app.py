@@ -240,9 +240,14 @@ def cluster(
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             with _limit_threads():
                 labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
-            used = threshold if threshold is not None else learner.threshold_.value
-            how = _how(method, accepted, n_clusters, used, learner.threshold_.distance,
+            rule = learner.rule_ if method in ("hac", "ward") else learner._distance_rule()
+            used = threshold if threshold is not None else (
+                learner.threshold_.value if rule is learner.rule_ else rule.threshold.value)
+            unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
+            how = _how(method, accepted, n_clusters, used, unit,
                        logistic=learner.calibration_ is not None and threshold is None and learner.threshold is None)
+            if method == "hac" and n_clusters is None:
+                how = f", {rule.features} features, {rule.linkage} linkage{how}"
         else:
             from ..distances import check_distance
 

@@ -9,8 +9,10 @@ NMI against their classes, break ties by ``|#clusters − #classes|`` — and th
   triplet L2/L3 ``√((α+β)/2)``);
 - **recalibrated** rules: a linkage (complete, or Ward's) cut at the height that gives the true
   number of validation classes, on the model's embedding;
-- the same recalibrated rules on the **raw features** the model started from. These keep the
-  promise that a learned model is never silently worse than its input.
+- the same recalibrated rules on the **raw features** the model started from, calibrated and
+  scored on every labelled class — training classes too, which are as unseen to the raw
+  features as the validation classes (:func:`raw_calibration_set`). These keep the promise that
+  a learned model is never silently worse than its input.
 
 A :class:`ClusterRule` is what comes out: which features (``"model"`` or ``"raw"``), which
 linkage, which threshold, and its validation score. It is small and serialisable, so the model
@@ -128,6 +130,31 @@ def subsample_classes(y: np.ndarray, max_samples: int = MAX_VALIDATION_SAMPLES, 
         keep.append(c)
         total += counts[c]
     return np.flatnonzero(np.isin(inv, keep))
+
+
+def raw_calibration_set(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled items on which the *raw* features' rules are calibrated and scored.
+
+    The raw features were not trained on any class, so the training classes are as unseen to
+    them as the validation classes: using both gives their cut many more classes to be
+    calibrated on (on scikit-learn's digits, 6 seen digits instead of 2 validation digits moved
+    the raw Ward cut from 3 to 4 of the 4 unseen digits). Cut heights depend on how many items
+    a class has, and the validation classes are the ones drawn like the data to be clustered, so
+    every training class is cut down to at most the median validation class size (seeded).
+    """
+    rng = np.random.default_rng(seed)
+    y_val = np.asarray(y_val)
+    cap = max(2, int(np.median(np.unique(y_val, return_counts=True)[1])))
+    y_train = np.asarray(y_train)
+    keep = []
+    for c in np.unique(y_train):
+        rows = np.flatnonzero(y_train == c)
+        keep.append(rows if rows.shape[0] <= cap else np.sort(rng.choice(rows, cap, replace=False)))
+    idx = np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
+    X = np.concatenate([np.asarray(X_val, dtype=np.float32), np.asarray(X_train, dtype=np.float32)[idx]])
+    y = np.concatenate([y_val, y_train[idx]])
+    return X, y
 
 
 def _cut_height(heights: np.ndarray, n: int, k: int) -> float:
