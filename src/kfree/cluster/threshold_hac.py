@@ -94,6 +94,37 @@ DENSE_BATCH_MIN = 256
 DENSE_BATCH_DENSITY = 0.25
 
 
+def check_cut(threshold: Any, n_clusters: Any) -> None:
+    """Validate where an agglomerative tree is cut (at fit time, as scikit-learn does:
+    ``set_params`` never raises). One of ``threshold`` (finite, > 0) and ``n_clusters``
+    (integer >= 1) must be set; when both are, ``n_clusters`` wins with a
+    :class:`~kfree.exceptions.ParameterConflictWarning` and the threshold is not validated."""
+    if threshold is None and n_clusters is None:
+        raise ConfigError("set threshold or n_clusters: both are None")
+    if n_clusters is not None:
+        try:
+            ok = int(n_clusters) == n_clusters and int(n_clusters) >= 1
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"n_clusters={n_clusters!r} must be an integer >= 1")
+        if threshold is not None:
+            warnings.warn(
+                f"n_clusters={n_clusters!r} and threshold={threshold!r} are both "
+                "set: the tree is cut into n_clusters clusters and threshold is ignored (set "
+                "n_clusters=None to cut at the threshold)",
+                ParameterConflictWarning,
+                stacklevel=4,
+            )
+        return
+    try:
+        ok = np.isfinite(float(threshold)) and float(threshold) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"threshold={threshold!r} must be a finite number > 0")
+
+
 def _relabel(labels: np.ndarray) -> np.ndarray:
     """Labels 0..k-1 in order of first appearance (deterministic, comparable across methods)."""
     _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
@@ -187,30 +218,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:  # type: ignore[override]
         # validated here, at fit time, as scikit-learn does: set_params never raises
-        if self.threshold is None and self.n_clusters is None:
-            raise ConfigError("set threshold or n_clusters: both are None")
-        if self.n_clusters is not None:
-            try:
-                ok = int(self.n_clusters) == self.n_clusters and int(self.n_clusters) >= 1
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ConfigError(f"n_clusters={self.n_clusters!r} must be an integer >= 1")
-            if self.threshold is not None:
-                warnings.warn(
-                    f"n_clusters={self.n_clusters!r} and threshold={self.threshold!r} are both "
-                    "set: the tree is cut into n_clusters clusters and threshold is ignored (set "
-                    "n_clusters=None to cut at the threshold)",
-                    ParameterConflictWarning,
-                    stacklevel=3,
-                )
-        else:
-            try:
-                ok = np.isfinite(float(self.threshold)) and float(self.threshold) > 0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ConfigError(f"threshold={self.threshold!r} must be a finite number > 0")
+        check_cut(self.threshold, self.n_clusters)
         if self.linkage not in LINKAGES:
             raise ConfigError(f"linkage={self.linkage!r} is not one of {LINKAGES}")
         if self.algorithm not in ALGORITHMS:

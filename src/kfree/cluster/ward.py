@@ -21,14 +21,14 @@ time is O(n²·d), so it suits up to about 10⁵ points.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
-from ..exceptions import ConfigError, DataError, ParameterConflictWarning
+from ..exceptions import DataError
+from .threshold_hac import check_cut
 
 
 def ward_tree(X: np.ndarray) -> np.ndarray:
@@ -71,23 +71,7 @@ class WardThreshold(ClusterMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> "WardThreshold":
         from scipy.cluster.hierarchy import fcluster
 
-        if self.threshold is None and self.n_clusters is None:
-            raise ConfigError("set one of threshold or n_clusters (both are None)")
-        if self.n_clusters is not None:
-            if int(self.n_clusters) < 1:
-                raise ConfigError(f"n_clusters={self.n_clusters!r} must be >= 1")
-            if self.threshold is not None:
-                warnings.warn(
-                    f"n_clusters={self.n_clusters!r} and threshold={self.threshold!r} are both set: the tree "
-                    "is cut into n_clusters clusters and threshold is ignored (set n_clusters=None to cut "
-                    "at the threshold)", ParameterConflictWarning, stacklevel=2)
-        else:
-            try:
-                ok = np.isfinite(float(self.threshold)) and float(self.threshold) > 0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ConfigError(f"threshold={self.threshold!r} must be a finite number > 0")
+        check_cut(self.threshold, self.n_clusters)
         X = check_features(X, min_samples=1)
         n = X.shape[0]
         self.n_features_in_ = X.shape[1]

@@ -16,6 +16,18 @@ from torch import nn
 from ..exceptions import ConfigError
 
 
+def _layers(linears: nn.ModuleList, x: torch.Tensor, dropout: float, training: bool) -> torch.Tensor:
+    """Linear layers with ReLU (and dropout) between them, none after the last."""
+    last = len(linears) - 1
+    for i, layer in enumerate(linears):
+        x = layer(x)
+        if i < last:
+            x = F.relu(x)
+            if dropout > 0:
+                x = F.dropout(x, dropout, training)
+    return x
+
+
 class MLPEmbedder(nn.Module):
     """MLP head: ``in_dim → dims[0] → … → dims[-1]``, ReLU between layers, unit-norm output.
 
@@ -64,14 +76,7 @@ class MLPEmbedder(nn.Module):
         self.std.copy_(std.clamp_min(1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean) / self.std
-        last = len(self.linears) - 1
-        for i, layer in enumerate(self.linears):
-            x = layer(x)
-            if i < last:
-                x = F.relu(x)
-                if self.dropout > 0:
-                    x = F.dropout(x, self.dropout, self.training)
+        x = _layers(self.linears, (x - self.mean) / self.std, self.dropout, self.training)
         return F.normalize(x, dim=1) if self.normalize else x
 
     def config(self) -> dict:
@@ -130,14 +135,7 @@ class ResidualEmbedder(nn.Module):
         self.std.copy_(std.clamp_min(1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = (x - self.mean) / self.std
-        last = len(self.linears) - 1
-        for i, layer in enumerate(self.linears):
-            h = layer(h)
-            if i < last:
-                h = F.relu(h)
-                if self.dropout > 0:
-                    h = F.dropout(h, self.dropout, self.training)
+        h = _layers(self.linears, (x - self.mean) / self.std, self.dropout, self.training)
         return F.normalize(x + h, dim=1)
 
     def config(self) -> dict:
