@@ -265,6 +265,11 @@ def report() -> str:
     return text
 
 
+def _mean_nmi(groups: dict, which: int, key: str) -> float:
+    """Mean over (set, loss) groups of the mean NMI of side ``which`` (0 variant, 1 defaults)."""
+    return float(np.mean([np.mean([pair[which][key]["nmi"] for pair in g]) for g in groups.values()]))
+
+
 def variants_report() -> str:
     """Regularisation variants (``--variant``) side by side with the defaults, per set and loss:
     mean NMI and |Δ#| as delivered and of the model alone at its own threshold."""
@@ -276,8 +281,8 @@ def variants_report() -> str:
              "Each variant changes the learner's defaults as listed (`python -m benchmarks.run_unseen --variant NAME "
              "--params JSON`); cells in `variants/NAME/`. Means over the seeds both the variant and the defaults "
              "ran; NMI as delivered (the rule chosen on validation) / of the model alone at its own threshold.", "",
-             "| variant | params | set | loss | seeds | delivered NMI | delivered \|Δ#\| | model-own NMI | "
-             "model-own \|Δ#\| | raw chosen |", "|---|---|---|---|---|---|---|---|---|---|"]
+             r"| variant | params | set | loss | seeds | delivered NMI | delivered \|Δ#\| | model-own NMI | "
+             r"model-own \|Δ#\| | raw chosen |", "|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     for vd in sorted(p for p in vdir.iterdir() if p.is_dir()):
         recs = [json.loads(p.read_text()) for p in sorted(vd.glob("*.json"))]
@@ -310,11 +315,9 @@ def variants_report() -> str:
         for r, b in pairs:
             groups.setdefault((r["set"], r["method"]), []).append((r, b))
 
-        def mean_of(which: int, key: str) -> float:
-            return float(np.mean([np.mean([pair[which][key]["nmi"] for pair in g]) for g in groups.values()]))
-
-        summary.append(f"| {vd.name} | {mean_of(0, 'kfree'):.3f} | {mean_of(1, 'kfree'):.3f} | "
-                       f"{mean_of(0, 'model_own'):.3f} | {mean_of(1, 'model_own'):.3f} |")
+        m = {(which, key): _mean_nmi(groups, which, key) for which in (0, 1) for key in ("kfree", "model_own")}
+        summary.append(f"| {vd.name} | {m[0, 'kfree']:.3f} | {m[1, 'kfree']:.3f} | "
+                       f"{m[0, 'model_own']:.3f} | {m[1, 'model_own']:.3f} |")
     return "\n".join(lines + rows + summary)
 
 

@@ -11,7 +11,13 @@ from kfree.cluster.ward import WardThreshold
 from kfree.data.synthetic import sphere_blobs
 from kfree.embed.encode import encode
 from kfree.embed.models import ResidualEmbedder
-from kfree.evaluate.selection import ClusterRule, ValidationSet, best_rule, choose_rule, subsample_classes
+from kfree.evaluate.selection import (
+    ClusterRule,
+    ValidationSet,
+    best_rule,
+    choose_rule,
+    subsample_classes,
+)
 from kfree.metrics import nmi
 from kfree.threshold import Threshold
 

@@ -137,7 +137,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         p: int = 16,
         k: int = 4,
         batches_per_epoch: int | None = None,
-        val_identities: float | int = 0.2,
+        val_identities: float = 0.2,
         eval_every_steps: int | None = 10,
         eval_every: int = 5,
         patience: int | None = 30,
@@ -202,7 +202,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             return ("recalibrated",)
         return ("learned", "recalibrated") if implied else ("recalibrated",)
 
-    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, hook=None) -> "BallClusterLearner":
+    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, hook=None) -> BallClusterLearner:
         """Train on labelled data ``X`` (n, d) with identity labels ``y`` (n,).
 
         ``X_val``/``y_val`` are validation data of *other* identities; when omitted,
@@ -220,10 +220,10 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             ClusterRule,
             ValidationSet,
             best_rule,
-            choose_rule,
-            raw_calibration_set,
             candidate_linkages,
             check_threshold_mode,
+            choose_rule,
+            raw_calibration_set,
         )
         from .train.trainer import train_embedding
         from .utils.seeding import seed_everything
@@ -336,8 +336,8 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         self.provenance_ = {
             "loss": cfg.loss, "loss_hparams": loss.hparams(), "train_config": cfg.to_dict(), "head": self.head,
             "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]), "n_identities": int(n_ids),
-            "n_train_identities": int(len(np.unique(y_tr))),
-            "n_val_identities": int(len(np.unique(y_val))) if y_val is not None else 0,
+            "n_train_identities": len(np.unique(y_tr)),
+            "n_val_identities": len(np.unique(y_val)) if y_val is not None else 0,
             "best_epoch": result.best_epoch, "best_step": result.best_step, "steps": result.steps,
             "stopped_early": result.stopped_early, "seed": self.seed, "versions": _versions(),
             "train_time_s": round(time.perf_counter() - t0, 3),
@@ -502,7 +502,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "BallClusterLearner":
+    def load(cls, path: str | Path) -> BallClusterLearner:
         """Load a model saved with :meth:`save` (this version's format or the previous one)."""
         import torch
 

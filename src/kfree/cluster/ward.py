@@ -68,7 +68,7 @@ class WardThreshold(ClusterMixin, BaseEstimator):
         self.threshold = threshold
         self.n_clusters = n_clusters
 
-    def fit(self, X: Any, y: Any = None) -> "WardThreshold":
+    def fit(self, X: Any, y: Any = None) -> WardThreshold:
         from scipy.cluster.hierarchy import fcluster
 
         check_cut(self.threshold, self.n_clusters)

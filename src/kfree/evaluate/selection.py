@@ -94,7 +94,7 @@ class ClusterRule:
                 "extra": dict(self.extra)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ClusterRule":
+    def from_dict(cls, d: dict[str, Any]) -> ClusterRule:
         return cls(features=str(d["features"]), linkage=str(d["linkage"]),
                    threshold=Threshold.from_dict(d["threshold"]), mode=str(d["mode"]),
                    val_nmi=float(d.get("val_nmi", float("nan"))), val_clusters=int(d.get("val_clusters", 0)),
