@@ -187,3 +187,23 @@ def test_a_model_file_of_the_previous_format_still_loads(blobs, tmp_path):
     assert not old.uses_raw_ and old.rule_.mode == "learned" and old.threshold_ == est.learned_threshold_
     assert "kfree-model/1" in old.summary()
     np.testing.assert_array_equal(old.cluster(Xte), est.cluster(Xte))
+
+
+def test_in_sample_model_cuts_do_not_replace_raw_rules_scored_on_transfer():
+    thr = Threshold(1.0)
+    raw = ClusterRule("raw", "ward", thr, "recalibrated", 0.80, 4, 4,
+                      extra={"val_gap": 0.0, "val_nmi_halves": [0.8, 0.8], "in_sample": False})
+    lucky = ClusterRule("model", "ward", thr, "recalibrated", 0.99, 2, 2,
+                        extra={"val_gap": 0.0, "val_nmi_halves": [0.99], "in_sample": True})
+    own = ClusterRule("model", "complete", thr, "learned", 0.95, 2, 2,
+                      extra={"val_gap": 0.0, "val_nmi_halves": [0.95], "in_sample": False})
+    assert choose_rule([raw], [lucky]) is raw
+    assert choose_rule([raw], [lucky, own]) is own  # the loss's own threshold is not fitted on validation
+    assert choose_rule([], [lucky]) is lucky
+
+
+def test_two_validation_classes_give_in_sample_recalibrated_scores(blobs):
+    _, _, Xva, yva, _, _ = blobs
+    two = np.isin(yva, np.unique(yva)[:2])
+    rules = ValidationSet(yva[two], linkages=("ward",)).rules(Xva[two], features="model", learned=Threshold(0.5))
+    assert [r.extra["in_sample"] for r in rules] == [False, True]
