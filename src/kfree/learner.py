@@ -575,7 +575,7 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> s
     best_model = max(model, key=lambda r: r.key()) if model else None
     score = f"validation NMI {chosen.val_nmi:.3f}, {chosen.val_clusters} clusters for {chosen.val_true} identities"
     if chosen.features == "raw":
-        return (f"the learned model did NOT beat the raw features on the validation identities "
+        return (f"the learned model did NOT beat the raw features on held-out identities "
                 f"(best model NMI {best_model.val_nmi:.3f} vs raw {chosen.val_nmi:.3f}): clustering the raw "
                 f"features, {chosen.linkage} linkage at {chosen.threshold.value:.4g} ({score})")
     versus = (f"; raw features reached NMI {best_raw.val_nmi:.3f}" if best_raw is not None
