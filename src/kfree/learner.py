@@ -575,9 +575,12 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> s
     best_model = max(model, key=lambda r: r.key()) if model else None
     score = f"validation NMI {chosen.val_nmi:.3f}, {chosen.val_clusters} clusters for {chosen.val_true} identities"
     if chosen.features == "raw":
-        return (f"the learned model did NOT beat the raw features on held-out identities "
-                f"(best model NMI {best_model.val_nmi:.3f} vs raw {chosen.val_nmi:.3f}): clustering the raw "
-                f"features, {chosen.linkage} linkage at {chosen.threshold.value:.4g} ({score})")
+        model_part = ("no model rule could be compared" if best_model is None else
+                      f"model NMI {best_model.val_nmi:.3f} on {best_model.val_true} validation identities")
+        return (f"the learned model did NOT beat the raw features on held-out identities ({model_part}; raw "
+                f"NMI {chosen.val_nmi:.3f} on {chosen.val_true} labelled identities it never trained on; a "
+                f"model replaces the raw features only if it wins on each half of them): clustering the raw "
+                f"features, {chosen.linkage} linkage at {chosen.threshold.value:.4g}")
     versus = (f"; raw features reached NMI {best_raw.val_nmi:.3f}" if best_raw is not None
               else "; not compared with the raw features (compare_raw=False)")
     return f"clustering the learned embedding: {chosen.name} ({score}){versus}"
