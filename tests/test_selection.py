@@ -207,3 +207,17 @@ def test_two_validation_classes_give_in_sample_recalibrated_scores(blobs):
     two = np.isin(yva, np.unique(yva)[:2])
     rules = ValidationSet(yva[two], linkages=("ward",)).rules(Xva[two], features="model", learned=Threshold(0.5))
     assert [r.extra["in_sample"] for r in rules] == [False, True]
+
+
+def test_method_ward_cuts_at_a_ward_height_never_at_a_pair_distance(blobs):
+    Xtr, ytr, Xva, yva, Xte, yte = blobs
+    est = BallClusterLearner(epochs=3, p=6, k=4, seed=0).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    ward = [c for c in est.selection_["candidates"]
+            if c["linkage"] == "ward" and c["features"] == est.rule_.features]
+    expected = WardThreshold(max(ward, key=lambda c: ClusterRule.from_dict(c).key())["threshold"]["value"])
+    np.testing.assert_array_equal(est.cluster(Xte, method="ward"), expected.fit(est.transform(Xte)).labels_)
+    only_complete = BallClusterLearner(epochs=2, p=6, k=4, linkage="complete", seed=0).fit(
+        Xtr, ytr, X_val=Xva, y_val=yva)
+    with pytest.raises(ValueError, match="no calibrated Ward cut"):
+        only_complete.cluster(Xte, method="ward")
+    assert len(np.unique(only_complete.cluster(Xte, method="ward", n_clusters=6))) == 6

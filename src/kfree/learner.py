@@ -427,7 +427,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             kwargs["cut_probability"] = self.calibration_.cut_probability
             kwargs["distance"] = self.calibration_.distance
         elif "threshold" in accepted:
-            base = rule.threshold if method == "ward" else dist_rule.threshold
+            base = self._ward_rule().threshold if method == "ward" and override is None else dist_rule.threshold
             kwargs["threshold"] = base.value if override is None else float(override)
             if "distance" in accepted:
                 kwargs["distance"] = base.distance
@@ -436,6 +436,20 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         if "n_clusters" in kwargs and "distance" in accepted:
             kwargs.setdefault("distance", dist_rule.threshold.distance)
         return registry.get("cluster", method, **kwargs).fit(Z).labels_
+
+    def _ward_rule(self):
+        """The best Ward candidate on the chosen features (a Ward merge height is not a pair
+        distance, so no other rule's threshold can stand in for it)."""
+        from .evaluate.selection import ClusterRule, best_rule
+
+        if self.rule_.linkage == "ward":
+            return self.rule_
+        ward = [ClusterRule.from_dict(d) for d in self.selection_.get("candidates", [])]
+        ward = [r for r in ward if r.features == self.rule_.features and r.linkage == "ward"]
+        if not ward:
+            raise ConfigError("this model has no calibrated Ward cut (it was trained with linkage="
+                              f"{self.linkage!r}); pass threshold (a Ward merge height) or n_clusters")
+        return best_rule(ward)
 
     def _distance_rule(self):
         """The best candidate on the chosen features whose threshold is a pair distance (not

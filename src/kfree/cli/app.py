@@ -240,7 +240,12 @@ def cluster(
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             with _limit_threads():
                 labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
-            rule = learner.rule_ if method in ("hac", "ward") else learner._distance_rule()
+            if method == "hac":
+                rule = learner.rule_
+            elif method == "ward" and threshold is None and n_clusters is None:
+                rule = learner._ward_rule()
+            else:
+                rule = learner._distance_rule()
             used = threshold if threshold is not None else (
                 learner.threshold_.value if rule is learner.rule_ else rule.threshold.value)
             unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
