@@ -277,7 +277,9 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         X_val_np = np.asarray(X_val, dtype=np.float32) if has_val else None
 
         def score_fn(m, lo) -> dict[str, Any]:
-            rules = vset.rules(encode(m, X_val_np), features="model", learned=lo.implied_threshold(), modes=modes)
+            # only the kept validation rows are embedded: a large validation set costs no more
+            rules = vset.rules(encode(m, X_val_np[vset.idx]), features="model", learned=lo.implied_threshold(),
+                               modes=modes)
             best = best_rule(rules)
             row: dict[str, Any] = {"val_nmi": best.val_nmi, "val_clusters": best.val_clusters,
                                    "val_true": best.val_true, "val_gap": best.extra["val_gap"],

@@ -195,6 +195,7 @@ class ValidationSet:
 
     def __init__(self, y: np.ndarray, *, linkages: tuple[str, ...], seed: int = 0) -> None:
         y = np.asarray(y)
+        self.n_all = int(y.shape[0])
         self.idx = subsample_classes(y, seed=seed)
         self.y = y[self.idx]
         ids = np.unique(self.y)
@@ -229,14 +230,22 @@ class ValidationSet:
     def rules(self, Z: np.ndarray, *, features: str, learned: Threshold | None = None,
               modes: tuple[str, ...] = ("learned", "recalibrated"), step: int | None = None,
               logistic: Any = None) -> list[ClusterRule]:
-        """Every candidate rule for the features ``Z`` (all validation rows), scored.
+        """Every candidate rule for the features ``Z``, scored.
+
+        ``Z`` holds all validation rows, or only the kept ones (``Z[self.idx]``; cheaper to embed
+        when the validation set was cut down to whole classes).
 
         ``learned`` is the loss's own threshold (complete linkage); ``logistic`` a fitted
         :class:`~kfree.evaluate.calibrate.LogisticCalibration` whose 0.5 crossing replaces the
         #classes match for complete linkage (fitted on all validation classes: its score is
         in-sample).
         """
-        Z = np.asarray(Z)[self.idx]
+        Z = np.asarray(Z)
+        if Z.shape[0] == self.n_all:
+            Z = Z[self.idx]
+        elif Z.shape[0] != self.idx.shape[0]:
+            raise DataError(f"Z has {Z.shape[0]} rows; give all {self.n_all} validation rows or the "
+                            f"{self.idx.shape[0]} kept ones (ValidationSet.idx)")
         full = self._trees(Z)
         fold_trees = [self._trees(Z[f]) for f in self.folds] if len(self.folds) > 1 else [full]
         fold_y = [self.y[f] for f in self.folds]
