@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 import pytest
@@ -14,11 +15,21 @@ def test_atomic_write_gets_the_usual_file_mode_and_leaves_nothing_on_failure(tmp
     p = write_json(tmp_path / "a" / "x.json", {"k": 1})
     assert json.loads(p.read_text()) == {"k": 1}
     # the mode open() would give (rw-r--r-- under the usual umask 022), not mkstemp's private 0600
-    from kfree.utils import io
-
-    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~io._UMASK
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
 
     with pytest.raises(RuntimeError), atomic_path(tmp_path / "y.txt") as tmp:
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a"]  # no target, no temporary left
+
+
+def test_importing_kfree_leaves_the_umask_alone():
+    import subprocess
+    import sys
+
+    code = ("import os, unittest.mock as m; f = m.Mock(wraps=os.umask); os.umask = f; "
+            "import kfree.utils.io, kfree.cli.app, kfree.learner; print(f.call_count)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import tempfile
@@ -20,13 +21,21 @@ from typing import Any
 from ..exceptions import OutputError
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it; done once, at import
+@functools.cache
+def _umask() -> int:
+    """The process umask, read once on first use (never at import). Linux reports it in
+    /proc/self/status; elsewhere the only portable way is to set it and put it back, which
+    briefly changes process-global state, so it is the fallback."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-_UMASK = _read_umask()
 
 
 def _reason(e: OSError) -> str:
@@ -49,7 +58,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise OutputError(f"cannot write {path}: {_reason(e)} (in {path.parent}); choose another place") from None
     os.close(fd)
     # mkstemp makes the file private (0600); give it the mode a plain open() would have
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.chmod(tmp, 0o666 & ~_umask())
     tmp_path = Path(tmp)
     try:
         try:
