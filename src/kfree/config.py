@@ -1,4 +1,4 @@
-"""Typed, frozen configuration dataclasses (validated on construction, loadable from TOML).
+"""Typed, frozen configuration dataclasses (validated on construction, built from mappings).
 
 Precedence is CLI > file > defaults; functions take the sub-config they need.
 """
@@ -6,9 +6,7 @@ Precedence is CLI > file > defaults; functions take the sub-config they need.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError
@@ -95,16 +93,6 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["dims"] = list(self.dims)
         return d
-
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p.name} is not valid TOML: {e}") from None
 
 
 def train_config_from(mapping: dict[str, Any], **overrides: Any) -> TrainConfig:

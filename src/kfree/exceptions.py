@@ -52,9 +52,5 @@ class KfreeWarning(UserWarning):
     """Base class of kfree's warnings."""
 
 
-class ConvergenceWarning(KfreeWarning):
-    """Training or an iterative solver stopped before it converged."""
-
-
 class ParameterConflictWarning(KfreeWarning):
     """Two parameters were set that cannot both apply; the message says which one is used."""

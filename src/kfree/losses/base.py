@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..exceptions import ConfigError, DataError
+from ..exceptions import DataError
 from ..threshold import Threshold
 
 
@@ -71,12 +71,6 @@ class EmbeddingLoss(nn.Module):
     def zero(embeddings: torch.Tensor) -> torch.Tensor:
         """A zero that keeps the graph connected (so ``backward`` always works)."""
         return embeddings.sum() * 0.0
-
-
-def check_positive(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and value > 0):
-        raise ConfigError(f"{name}={value!r} must be > 0")
-    return float(value)
 
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -18,12 +18,3 @@ def seed_everything(seed: int) -> np.random.Generator:
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     return np.random.default_rng(seed)
-
-
-def torch_generator(seed: int):
-    """A torch CPU generator with a fixed seed (for samplers and initialisation)."""
-    import torch
-
-    g = torch.Generator()
-    g.manual_seed(int(seed))
-    return g
