@@ -107,7 +107,7 @@ def exact(sizes, instances: int, seed: int, time_limit: float) -> list[dict]:
         for fam, gen in families:
             for i in range(instances):
                 E, c = gen(rng, n)
-                row = {"family": fam, "n": n, "instance": i, "edges": int(len(E))}
+                row = {"family": fam, "n": n, "instance": i, "edges": len(E)}
                 for name, kw in (("klj", {"n_restarts": 0}), ("restarts", {})):
                     t0 = time.perf_counter()
                     m = MulticutClustering(cut_probability=(1.0, 0.0), **kw).fit_graph(E, c, n)

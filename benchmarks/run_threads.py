@@ -53,11 +53,11 @@ def _worker(setting: str, epochs: int) -> None:
     """Run the training once in this process and print one JSON line."""
     import contextlib
 
+    import torch
+
     from kfree.data.builtin import load_builtin
     from kfree.learner import BallClusterLearner
     from kfree.utils.threads import limit_threads
-
-    import torch
 
     ds = load_builtin("att_faces", with_images=False)
     from kfree.cli.app import _limit_threads  # exactly what `kfree train` / `cluster` / `demo` use

@@ -32,7 +32,6 @@ from kfree.experiments.icpr2020 import (
     run_cell,
 )
 
-
 #: (wrong positives, wrong negatives) in the order they are run
 PRIORITY: list[tuple[float, float | str]] = [
     (0.0, 0.0),

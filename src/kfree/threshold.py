@@ -42,7 +42,7 @@ class Threshold:
         if not (isinstance(self.value, (int, float)) and math.isfinite(self.value)) or self.value <= 0:
             raise ConfigError(f"threshold value={self.value!r} must be a finite number > 0")
 
-    def to(self, distance: str) -> "Threshold":
+    def to(self, distance: str) -> Threshold:
         """The same cut expressed in another distance (only between the Euclidean kinds and,
         for unit-norm vectors, cosine: ``d_cos = d_sq / 2``)."""
         if distance == self.distance:
@@ -57,5 +57,5 @@ class Threshold:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Threshold":
+    def from_dict(cls, d: dict[str, Any]) -> Threshold:
         return cls(value=float(d["value"]), distance=str(d["distance"]), source=str(d["source"]))

@@ -120,7 +120,7 @@ def test_missing_folders_of_out_are_created(d):
 
 
 def test_demo_out_checked_before_running(d, monkeypatch):
-    import kfree.evaluate.demo as demo
+    from kfree.evaluate import demo
 
     def fake_run(*a, **k):
         raise ConfigError("run_demo reached")
@@ -191,9 +191,8 @@ def test_an_unexpected_missing_module_is_still_one_line():
 
     from kfree.cli._console import cli_errors, err_console
 
-    with err_console.capture() as cap, pytest.raises(typer.Exit):
-        with cli_errors():
-            raise ModuleNotFoundError("No module named 'finch'", name="finch")
+    with err_console.capture() as cap, pytest.raises(typer.Exit), cli_errors():
+        raise ModuleNotFoundError("No module named 'finch'", name="finch")
     assert cap.get() == "error: the package 'finch' is not installed: pip install 'kfree[baselines]'\n"
     with err_console.capture() as cap, pytest.raises(typer.Exit):
         with cli_errors():  # e.g. PyPI's unrelated 'finch' package instead of finch-clust

@@ -120,7 +120,6 @@ def test_anderson_darling_by_hand():
 def test_gmeans_agrees_with_pyclustering_on_separated_blobs(blobs):
     pyclustering()
     from pyclustering.cluster.gmeans import gmeans
-
     from sklearn.datasets import make_blobs
 
     # Gaussian clusters (G-means' model); normalised sphere blobs are not Gaussian and split
@@ -150,7 +149,6 @@ def test_gmeans_splits_as_pyclustering(n, k, d, std, data_seed):
     least normal, and the test rejects too often."""
     pyclustering()
     from pyclustering.cluster.gmeans import gmeans
-
     from sklearn.datasets import make_blobs
 
     X, y = make_blobs(n_samples=n, centers=k, n_features=d, cluster_std=std, random_state=data_seed)

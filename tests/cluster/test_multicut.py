@@ -29,8 +29,7 @@ def brute_force_optimum(C):
             for j in range(i + 1, n):
                 if lab[i] != lab[j]:
                     v += C[i, j]
-        if v < best:
-            best = v
+        best = min(best, v)
         # next restricted growth string
         i = n - 1
         while i > 0 and lab[i] == mx[i]:
@@ -173,7 +172,7 @@ def test_restarts_are_seeded_and_never_worse():
     rng = np.random.default_rng(9)
     C = gaussian_costs(rng, 40)
     iu = np.triu_indices(40, 1)
-    fit = lambda **kw: MulticutClustering(cut_probability=(1.0, 0.0), **kw).fit_graph(  # noqa: E731
+    fit = lambda **kw: MulticutClustering(cut_probability=(1.0, 0.0), **kw).fit_graph(
         np.stack(iu, 1), C[iu], 40
     )
     base, a, b = fit(n_restarts=0), fit(random_state=1), fit(random_state=1)

@@ -55,9 +55,8 @@ def test_limits_apply_inside_and_are_restored_after_also_on_error(monkeypatch):
     assert torch.get_num_threads() == 2 and _blas() == blas_before
     with limit_threads(2, torch_threads=8) as lim:  # capped at the budget
         assert lim.torch == 2 and lim.blas == 1
-    with pytest.raises(ConfigError, match="torch_threads=0"):
-        with limit_threads(2, torch_threads=0):
-            pass
+    with pytest.raises(ConfigError, match="torch_threads=0"), limit_threads(2, torch_threads=0):
+        pass
     torch.set_num_threads(1)  # the test suite's setting (conftest)
 
 

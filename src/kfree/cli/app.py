@@ -6,7 +6,7 @@ Heavy imports (torch, sklearn) happen inside commands so ``kfree --help`` stays 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -54,7 +54,7 @@ def _version(value: bool) -> None:
 def _main(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
-    threads: Annotated[Optional[int], typer.Option(
+    threads: Annotated[int | None, typer.Option(
         min=1, help="CPU threads for torch, BLAS, OpenMP and numba together (default: $KFREE_NUM_THREADS, "
                     "$OMP_NUM_THREADS, else the physical cores this process may use).")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
@@ -78,9 +78,9 @@ def _limit_threads(*, torch: bool | None = None):
 @app.command()
 def demo(
     dataset: Annotated[str, typer.Option(help="Shipped data set: att_faces (AT&T faces) or banking77 (intents).")] = "att_faces",
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default kfree-runs/demo-<dataset>-<time>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default kfree-runs/demo-<dataset>-<time>).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the identity split and training.")] = 0,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default per data set).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default per data set).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Write into an --out folder that already holds files.")] = False,
 ) -> None:
@@ -113,10 +113,10 @@ def train(
     labelled_file: Annotated[Path, typer.Argument(help="Features + identity labels: .npz, .npy (with --labels), .csv or .parquet.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to save the model (e.g. model.kfree).")],
     loss: Annotated[str, typer.Option(help="Loss name (kfree.registry); bcl by default.")] = "bcl",
-    labels: Annotated[Optional[Path], typer.Option(help="Separate labels file (for .npy features).")] = None,
-    x_key: Annotated[Optional[str], typer.Option(help="Features array in an .npz.")] = None,
-    y_key: Annotated[Optional[str], typer.Option(help="Labels array in an .npz.")] = None,
-    label_column: Annotated[Optional[str], typer.Option(help="Label column of a .csv/.parquet (default 'label').")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Separate labels file (for .npy features).")] = None,
+    x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
+    y_key: Annotated[str | None, typer.Option(help="Labels array in an .npz.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of a .csv/.parquet (default 'label').")] = None,
     epochs: Annotated[int, typer.Option(help="Most training epochs (validation stops earlier when it stops improving).")] = 60,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 1e-4,
@@ -124,17 +124,17 @@ def train(
     p: Annotated[int, typer.Option(help="Identities per batch.")] = 16,
     k: Annotated[int, typer.Option(help="Samples per identity in a batch.")] = 4,
     head: Annotated[str, typer.Option(help="residual (starts as the identity of the input) or mlp (the BCL paper's head).")] = "residual",
-    dims: Annotated[Optional[str], typer.Option(help="Layer sizes, comma-separated (residual: hidden sizes, default 256; mlp: default 256,128,64,64).")] = None,
+    dims: Annotated[str | None, typer.Option(help="Layer sizes, comma-separated (residual: hidden sizes, default 256; mlp: default 256,128,64,64).")] = None,
     val_identities: Annotated[float, typer.Option(help="Fraction of identities held out for validation (model selection and the raw-feature check).")] = 0.2,
     eval_every_steps: Annotated[int, typer.Option(help="Validate every this many optimisation steps.")] = 10,
     patience: Annotated[int, typer.Option(help="Stop after this many validations without improvement.")] = 30,
     linkage: Annotated[str, typer.Option(help="auto (complete or Ward, chosen on validation), complete, average, single or ward.")] = "auto",
     threshold_mode: Annotated[str, typer.Option(help="auto, learned (the loss's own threshold) or recalibrated (cut fitted to the validation #identities).")] = "auto",
     compare_raw: Annotated[bool, typer.Option(help="Also score the raw features on validation and use them if they win.")] = True,
-    loss_param: Annotated[Optional[list[str]], typer.Option(help="Loss hyper-parameter NAME=VALUE (repeatable).")] = None,
+    loss_param: Annotated[list[str] | None, typer.Option(help="Loss hyper-parameter NAME=VALUE (repeatable).")] = None,
     calibration: Annotated[str, typer.Option(help="For losses with no implied threshold: n_clusters (validation #clusters match) or logistic (pair-distance logistic regression).")] = "n_clusters",
     sampler: Annotated[str, typer.Option(help="pk (P identities x K samples) or triplets (explicit triplets, with label noise).")] = "pk",
-    triplets_per_batch: Annotated[Optional[int], typer.Option(help="Triplets per batch with --sampler triplets.")] = None,
+    triplets_per_batch: Annotated[int | None, typer.Option(help="Triplets per batch with --sampler triplets.")] = None,
     wrong_positives: Annotated[float, typer.Option(help="Fraction of positives drawn from another identity (--sampler triplets).")] = 0.0,
     wrong_negatives: Annotated[str, typer.Option(help="Fraction of negatives drawn from the anchor's identity, or 'random' (--sampler triplets).")] = "0",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -179,19 +179,19 @@ def cluster(
         help="A model saved by `kfree train`: DATA is embedded with it and cut at its threshold. "
              "Leave it out (give DATA alone, with --threshold) to cluster the features as they are.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label].")],
-    second: Annotated[Optional[Path], typer.Argument(
+    second: Annotated[Path | None, typer.Argument(
         metavar="DATA", show_default=False,
         help="Features to cluster: .npz, .npy, .csv or .parquet.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(
+    threshold: Annotated[float | None, typer.Option(
         help="Distance at which clusters end. With a model: overrides its threshold (same units). "
              "Without: required by threshold methods (hac, multicut), in --distance units.")] = None,
-    distance: Annotated[Optional[str], typer.Option(
+    distance: Annotated[str | None, typer.Option(
         help="Without a model: sqeuclidean (default), euclidean or cosine (1 - cos). For unit-norm "
              "features a threshold lies in [0, 4] sqeuclidean, [0, 2] euclidean or cosine.")] = None,
     method: Annotated[str, typer.Option(help="Clustering back-end: hac (default, at the threshold), multicut, or a baseline (see `kfree methods`).")] = "hac",
-    n_clusters: Annotated[Optional[int], typer.Option(help="K, for methods that need it (k-means, HAC at k).")] = None,
-    x_key: Annotated[Optional[str], typer.Option(help="Features array in an .npz.")] = None,
-    label_column: Annotated[Optional[str], typer.Option(help="Label column of a table, if present (default 'label').")] = None,
+    n_clusters: Annotated[int | None, typer.Option(help="K, for methods that need it (k-means, HAC at k).")] = None,
+    x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Cluster data without knowing K: with a trained model at its threshold, or features as they are.
@@ -320,8 +320,8 @@ def methods() -> None:
 def evaluate(
     labels_csv: Annotated[Path, typer.Argument(help="Predicted clusters (CSV with a 'cluster' column, e.g. from `kfree cluster`).")],
     truth: Annotated[Path, typer.Argument(help="Any supported file with true labels (joined by 'index' when both have it, else by row order).")],
-    label_column: Annotated[Optional[str], typer.Option(help="Label column/array in TRUTH.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the metrics as JSON here.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column/array in TRUTH.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Score predicted clusters against true labels (NMI, WCP, ACC, ARI, pairwise and BCubed F)."""

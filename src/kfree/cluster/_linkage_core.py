@@ -209,7 +209,7 @@ def sparse_complete_nn_chain(indptr, nbr, dist, rev, sizes):
             if mark_st[k] == stamp:
                 q = mark_pos[k]
                 db = dist[q]
-                nd = da if da > db else db
+                nd = max(db, da)
                 nbr[w] = k
                 dist[w] = nd
                 rev[w] = rk
@@ -299,11 +299,11 @@ def dense_nn_chain(D, sizes, linkage, cut):
             if np.isinf(da) or np.isinf(db):
                 nd = np.inf
             elif linkage == 0:
-                nd = da if da > db else db
+                nd = max(db, da)
             elif linkage == 1:
                 nd = (na * da + nbb * db) / (na + nbb)
             else:
-                nd = da if da < db else db
+                nd = min(db, da)
             D[a, k] = nd
             D[k, a] = nd
         active[b] = False

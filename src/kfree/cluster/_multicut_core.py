@@ -206,8 +206,7 @@ def kernighan_lin_joins(C, labels, max_rounds, eps, patience=32):
     lab = labels.copy()
     k = 0
     for i in range(n):
-        if lab[i] + 1 > k:
-            k = lab[i] + 1
+        k = max(k, lab[i] + 1)
     cap = 2 * n + 2
     lab_new = np.empty(n, dtype=np.int64)
     dirty = np.ones(cap, dtype=np.bool_)

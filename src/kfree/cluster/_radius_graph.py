@@ -39,7 +39,7 @@ from .._exact_distances import gemm_ready, grid_centre, pair_distances, sq_units
 from ..exceptions import ResourceError
 from ._linkage_core import _find, _union, roots_to_labels
 
-__all__ = ["estimate_edges", "radius_components", "radius_edges", "sq_units", "prepared_float32"]
+__all__ = ["estimate_edges", "prepared_float32", "radius_components", "radius_edges", "sq_units"]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,7 @@ def _tile_candidates(G, na, nb_, thr, i0, j0, upper, out_i, out_j, n_out):
         c0 = 0
         if upper:
             c0 = gi - j0 + 1
-            if c0 < 0:
-                c0 = 0
+            c0 = max(c0, 0)
         for c in range(c0, G.shape[1]):
             if base + nb_[c] - 2.0 * G[r, c] <= 0.0:
                 if n_out >= cap:
@@ -83,10 +82,8 @@ def _column_range(X):
     for i in range(X.shape[0]):
         for k in range(d):
             v = X[i, k]
-            if v < lo[k]:
-                lo[k] = v
-            if v > hi[k]:
-                hi[k] = v
+            lo[k] = min(lo[k], v)
+            hi[k] = max(hi[k], v)
     return lo, hi
 
 

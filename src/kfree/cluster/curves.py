@@ -9,7 +9,8 @@ not depend on ``metrics``); pass a scoring function to :func:`score_curve`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 

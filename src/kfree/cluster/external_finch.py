@@ -49,7 +49,7 @@ class FINCHBaseline(ClusterMixin, BaseEstimator):
         self.distance = distance
         self.seed = seed
 
-    def fit(self, X: Any, y: Any = None) -> "FINCHBaseline":
+    def fit(self, X: Any, y: Any = None) -> FINCHBaseline:
         from finch import FINCH
 
         X = check_features(X, min_samples=1)

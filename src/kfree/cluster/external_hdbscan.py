@@ -54,7 +54,7 @@ class HDBSCANBaseline(ClusterMixin, BaseEstimator):
         self.metric = metric
         self.noise = noise
 
-    def fit(self, X: Any, y: Any = None) -> "HDBSCANBaseline":
+    def fit(self, X: Any, y: Any = None) -> HDBSCANBaseline:
         import hdbscan
 
         X = check_features(X, min_samples=1)

@@ -132,7 +132,7 @@ class GMeans(ClusterMixin, BaseEstimator):
         self.tol = tol
         self.seed = seed
 
-    def fit(self, X: Any, y: Any = None) -> "GMeans":
+    def fit(self, X: Any, y: Any = None) -> GMeans:
         X = check_features(X, min_samples=1).astype(np.float64)
         if self.alpha not in _LEVELS:
             raise ConfigError(f"alpha={self.alpha} must be one of {_LEVELS}")

@@ -38,7 +38,7 @@ class AgglomerativeK(ClusterMixin, BaseEstimator):
         self.distance = distance
         self.k_source = k_source
 
-    def fit(self, X: Any, y: Any = None) -> "AgglomerativeK":
+    def fit(self, X: Any, y: Any = None) -> AgglomerativeK:
         hac = ThresholdAgglomerative(
             n_clusters=self.n_clusters, linkage=self.linkage, distance=self.distance
         ).fit(X)

@@ -56,7 +56,7 @@ class KMeansClustering(ClusterMixin, BaseEstimator):
         self.seed = seed
         self.max_iter = max_iter
 
-    def fit(self, X: Any, y: Any = None) -> "KMeansClustering":
+    def fit(self, X: Any, y: Any = None) -> KMeansClustering:
         X = check_features(X, min_samples=1)
         k = int(self.n_clusters)
         if k < 1:

@@ -59,7 +59,7 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
         self.nprobe = nprobe
         self.seed = seed
 
-    def fit(self, X: Any, y: Any = None) -> "KNNConnectedComponents":
+    def fit(self, X: Any, y: Any = None) -> KNNConnectedComponents:
         import faiss
 
         check_distance(self.distance)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -41,8 +42,7 @@ def _threshold_costs(G, sq, tau_sq_units, distance_code, scale, cmax):
     for i in range(n):
         for j in range(n):
             d = sq[i] + sq[j] - 2.0 * G[i, j]
-            if d < 0.0:
-                d = 0.0
+            d = max(d, 0.0)
             if distance_code == 1:
                 d = math.sqrt(d)
             elif distance_code == 2:
@@ -230,7 +230,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         return G
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any = None, *, init_labels: Any = None) -> "MulticutClustering":
+    def fit(self, X: Any, y: Any = None, *, init_labels: Any = None) -> MulticutClustering:
         """Partition the complete graph of the rows of ``X`` (n_samples, n_features).
 
         ``init_labels`` (optional): a partition to start KLj from instead of GAEC's (e.g. an
@@ -246,7 +246,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
 
     def fit_graph(
         self, edges: Any, costs: Any, n_nodes: int | None = None, *, init_labels: Any = None
-    ) -> "MulticutClustering":
+    ) -> MulticutClustering:
         """Partition a weighted graph given as ``edges`` (m, 2) and ``costs`` (m,).
 
         Costs follow the minimisation convention (positive = keep together, e.g.
@@ -290,7 +290,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
             raise ConfigError(f"n_restarts={r!r} must be an integer >= 0 or 'auto'")
         return int(r)
 
-    def _solve(self, C: np.ndarray, init_labels: Any = None) -> "MulticutClustering":
+    def _solve(self, C: np.ndarray, init_labels: Any = None) -> MulticutClustering:
         if int(self.max_rounds) < 0:
             raise ConfigError(f"max_rounds={self.max_rounds} must be >= 0")
         n = C.shape[0]

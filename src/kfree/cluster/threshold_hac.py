@@ -60,7 +60,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster
@@ -240,7 +241,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         must_link: Any = None,
         cannot_link: Any = None,
         hook: Callable[..., None] | None = None,
-    ) -> "ThresholdAgglomerative":
+    ) -> ThresholdAgglomerative:
         """Cluster ``X``.
 
         Parameters

@@ -92,7 +92,7 @@ class XMeans(ClusterMixin, BaseEstimator):
         self.tol = tol
         self.seed = seed
 
-    def fit(self, X: Any, y: Any = None) -> "XMeans":
+    def fit(self, X: Any, y: Any = None) -> XMeans:
         X = check_features(X, min_samples=1).astype(np.float64)
         n = X.shape[0]
         if int(self.k_max) < 1:

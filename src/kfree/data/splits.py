@@ -26,7 +26,7 @@ class IdentitySplit:
 
 
 def split_identities(
-    y: np.ndarray, n_train: int | float, n_val: int | float, n_test: int | float | None = None, *, seed: int = 0
+    y: np.ndarray, n_train: float, n_val: float, n_test: float | None = None, *, seed: int = 0
 ) -> IdentitySplit:
     """Randomly split identities into train/val/test.
 
@@ -37,7 +37,7 @@ def split_identities(
     ids = np.unique(y)
     k = ids.shape[0]
 
-    def count(v: int | float, name: str) -> int:
+    def count(v: float, name: str) -> int:
         if isinstance(v, float) and 0 < v < 1:
             return int(round(v * k))
         if int(v) != v or v < 0:
