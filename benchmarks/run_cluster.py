@@ -146,7 +146,7 @@ def run_one(method, family, n, seed, time_cap, mem_cap_gb, cpu_cap=False, wall_c
         t0 = time.perf_counter()
         try:
             p = subprocess.run(cmd, timeout=wall_cap or time_cap, capture_output=True, text=True,
-                               preexec_fn=limit, cwd=Path(__file__).resolve().parents[1])
+                               preexec_fn=limit, cwd=Path(__file__).resolve().parents[1], check=False)
         except subprocess.TimeoutExpired:
             return {"status": "out of reach", "reason": f"over {time_cap:.0f} s at n={n}"}
         if cpu_cap and p.returncode in (-24, -9, 152, 137):  # SIGXCPU / SIGKILL from RLIMIT_CPU

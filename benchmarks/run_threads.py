@@ -79,7 +79,7 @@ def _run_once(setting: str, epochs: int, timeout: float) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.run_threads", "--worker", setting, "--epochs", str(epochs)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                              cwd=Path(__file__).resolve().parents[1])
+                              cwd=Path(__file__).resolve().parents[1], check=False)
     except subprocess.TimeoutExpired:
         return {"wall_s": None, "error": f"over {timeout:.0f} s"}
     if proc.returncode != 0:

@@ -42,7 +42,7 @@ for ipt, seeds in ((2, a.seeds), (1, a.seeds_1img)):
     for seed in seeds:
         t0 = time.perf_counter()
         run_bcl2019(Bcl2019Config(images_per_track=ipt, finetune=ft, seed=seed), a.out, resume=not a.no_resume)
-        logging.info("%d img/track, seed %d: done in %.0f s", ipt, seed, time.perf_counter() - t0)
+        logging.getLogger("bcl2019").info("%d img/track, seed %d: done in %.0f s", ipt, seed, time.perf_counter() - t0)
 from kfree.experiments.bcl2019_report import write_report
 
 write_report(a.out)

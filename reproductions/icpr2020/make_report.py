@@ -89,7 +89,7 @@ def protocol_a(a: argparse.Namespace) -> None:
 
     pa = Path(a.protocol_a)
     if not (pa.is_dir() and any(pa.iterdir())):
-        logging.info("no Protocol A runs in %s", pa)
+        logging.getLogger("make_report").info("no Protocol A runs in %s", pa)
         return
     runs = A.load_runs(pa)
     _write_generated(RESULTS / "protocol_a.md", A.report_markdown(runs), "ICPR 2020 reproduction, Protocol A")

@@ -249,7 +249,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         seed_everything(self.seed)
         if X_val is None and self.val_identities and n_ids >= 4:
             n_val = self.val_identities
-            n_val_count = int(round(n_val * n_ids)) if isinstance(n_val, float) and n_val < 1 else int(n_val)
+            n_val_count = round(n_val * n_ids) if isinstance(n_val, float) and n_val < 1 else int(n_val)
             n_val_count = min(max(n_val_count, 2), n_ids - 2)
             sp = split_identities(y, n_ids - n_val_count, n_val_count, seed=self.seed)
             X_tr, y_tr, X_val, y_val = X[sp.train_idx], y[sp.train_idx], X[sp.val_idx], y[sp.val_idx]

@@ -235,9 +235,9 @@ def test_multicut_and_knn_components_are_safe_far_from_the_origin():
 
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(0, 0.01, (20, 3)), rng.normal(0, 0.01, (20, 3)) + 0.1])
-    for est, offset in ((MulticutClustering(threshold=0.05, distance="euclidean"), 1e7),
-                        (KNNConnectedComponents(threshold=0.05, distance="euclidean"), 1e6)):
-        for offset in (0.0, offset):
+    for est, far in ((MulticutClustering(threshold=0.05, distance="euclidean"), 1e7),
+                     (KNNConnectedComponents(threshold=0.05, distance="euclidean"), 1e6)):
+        for offset in (0.0, far):
             labels = est.fit(X + offset).labels_
             assert len(np.unique(labels[:20])) == 1 and len(np.unique(labels[20:])) == 1
             assert labels[0] != labels[20]

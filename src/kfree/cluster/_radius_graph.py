@@ -181,7 +181,7 @@ def _cells(X32: np.ndarray, n_cells: int, seed: int):
             idx = order[bounds[c] : bounds[c + 1]]
             if idx.shape[0] == 0:
                 continue
-            kc = max(1, int(round(idx.shape[0] * n_cells / n)))
+            kc = max(1, round(idx.shape[0] * n_cells / n))
             sub = _kmeans_assign(np.ascontiguousarray(X32[idx]), kc, seed + c)
             assign[idx] = nxt + sub
             nxt += int(sub.max()) + 1

@@ -214,7 +214,7 @@ def _versions() -> dict[str, str]:
         from importlib.metadata import version
 
         kfree_v = version("kfree")
-    except Exception:  # noqa: BLE001 - metadata is informative only
+    except Exception:
         kfree_v = "unknown"
     return {
         "kfree": kfree_v,

@@ -7,6 +7,7 @@ names (``linears.N.weight``) so its released checkpoint loads as is.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -63,7 +64,7 @@ class MLPEmbedder(nn.Module):
         self.normalize = bool(normalize)
         self.dropout = float(dropout)
         sizes = (self.in_dim, *dims)
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.register_buffer("mean", torch.zeros(self.in_dim))
         self.register_buffer("std", torch.ones(self.in_dim))
 
@@ -116,7 +117,7 @@ class ResidualEmbedder(nn.Module):
         self.dropout = float(dropout)
         self.normalize = True
         sizes = (self.in_dim, *hidden, self.in_dim)
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         nn.init.zeros_(self.linears[-1].weight)
         nn.init.zeros_(self.linears[-1].bias)
         self.register_buffer("mean", torch.zeros(self.in_dim))

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -440,7 +440,7 @@ class _Evaluator:
         self.pool: ProcessPoolExecutor | None = None
         self.futures: list[Future] = []
 
-    def __enter__(self) -> _Evaluator:
+    def __enter__(self) -> Self:
         if self.workers > 0:
             import multiprocessing
 

@@ -312,7 +312,7 @@ def plot_acc_vs_epoch(
     for ax, (method, title) in zip(axes[0], present):
         for loss, seeds in runs.items():
             color = LOSS_COLORS.get(loss)
-            per_seed = [dict((r["epoch"], 100 * r[method]["acc"]) for r in rows if method in r) for rows in seeds]
+            per_seed = [{r["epoch"]: 100 * r[method]["acc"] for r in rows if method in r} for rows in seeds]
             for curve in per_seed:
                 if curve:
                     ax.plot(list(curve), list(curve.values()), color=color, lw=0.7, alpha=0.35)
