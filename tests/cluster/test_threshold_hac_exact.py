@@ -13,14 +13,14 @@ from scipy.spatial.distance import pdist, squareform
 from kfree._exact_distances import gemm_band, gemm_ready, grid_centre, pair_distances
 from kfree.cluster import ThresholdAgglomerative
 from kfree.cluster import threshold_hac as th
-from kfree.cluster.threshold_hac import _relabel
+from kfree.cluster.labels import first_seen_labels
 from kfree.distances import condensed_distances_blocked
 
 ALGORITHMS = ("dense", "sparse", "components")
 
 
 def same_partition(a, b) -> bool:
-    return np.array_equal(_relabel(np.asarray(a)), _relabel(np.asarray(b)))
+    return np.array_equal(first_seen_labels(np.asarray(a)), first_seen_labels(np.asarray(b)))
 
 
 def scipy_cut(X, t, distance, method="complete"):
@@ -153,7 +153,7 @@ def test_ties_example_scipy_chain_enters_through_a_pair_above_the_cut():
     """The one documented difference: scipy's chain starts at the isolated point 0, walks to 2
     (above the cut), then joins {3, 2}; the graph paths start at 3 and join {3, 4}."""
     X = np.array([[0.0], [3.0], [4.0], [2.0]])
-    assert _relabel(scipy_cut(X, 1.0, "euclidean")).tolist() == [0, 1, 2, 1]
+    assert first_seen_labels(scipy_cut(X, 1.0, "euclidean")).tolist() == [0, 1, 2, 1]
     assert fit_labels(X, 1.0, "euclidean", "dense").tolist() == [0, 1, 2, 1]
     for algorithm in ("sparse", "components"):
         assert fit_labels(X, 1.0, "euclidean", algorithm).tolist() == [0, 1, 1, 2]

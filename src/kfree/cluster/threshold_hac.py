@@ -79,6 +79,7 @@ from ._radius_graph import (
     radius_edges,
     sq_units,
 )
+from .labels import first_seen_labels
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +125,6 @@ def check_cut(threshold: Any, n_clusters: Any) -> None:
         ok = False
     if not ok:
         raise ConfigError(f"threshold={threshold!r} must be a finite number > 0")
-
-
-def _relabel(labels: np.ndarray) -> np.ndarray:
-    """Labels 0..k-1 in order of first appearance (deterministic, comparable across methods)."""
-    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first))
-    return order[inv.ravel()].astype(np.int64)
 
 
 def default_memory_limit_gb() -> float:
@@ -501,7 +495,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         if Z is not None:
             if Z.shape[0] == 0:
                 return np.zeros(1, dtype=np.int64)
-            return _relabel(fcluster(Z, t=float(threshold), criterion="distance"))
+            return first_seen_labels(fcluster(Z, t=float(threshold), criterion="distance"))
         if threshold > self._tree_top:
             raise ConfigError(
                 f"this sparse fit knows the tree only up to threshold={self._tree_top}; "
@@ -519,7 +513,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         if Z is not None:
             if Z.shape[0] == 0:
                 return np.zeros(1, dtype=np.int64)
-            return _relabel(fcluster(Z, t=int(k), criterion="maxclust"))
+            return first_seen_labels(fcluster(Z, t=int(k), criterion="maxclust"))
         m = n - int(k)
         n_forced = getattr(self, "_n_forced", 0)
         if m < n_forced:

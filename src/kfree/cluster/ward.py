@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
 from ..exceptions import DataError
+from .labels import first_seen_labels
 from .threshold_hac import check_cut
 
 
@@ -89,12 +90,7 @@ class WardThreshold(ClusterMixin, BaseEstimator):
             if k > n:
                 raise DataError(f"n_samples={n} must be >= n_clusters={k}")
             labels = fcluster(Z, k, criterion="maxclust")
-        self.labels_ = _first_seen(labels)
+        self.labels_ = first_seen_labels(labels)
         self.n_clusters_ = int(self.labels_.max()) + 1
         return self
 
-
-def _first_seen(labels: np.ndarray) -> np.ndarray:
-    """Labels 0..k-1 in order of first appearance."""
-    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
-    return np.argsort(np.argsort(first))[inv.ravel()].astype(np.int64)
