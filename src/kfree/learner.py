@@ -439,6 +439,18 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             kwargs.setdefault("distance", dist_rule.threshold.distance)
         return registry.get("cluster", method, **kwargs).fit(Z).labels_
 
+    def rule_for(self, method: str = "hac"):
+        """The :class:`~kfree.evaluate.selection.ClusterRule` whose threshold ``cluster(X,
+        method=method)`` cuts at: the chosen rule for ``"hac"``, the best calibrated Ward cut for
+        ``"ward"``, and for other threshold methods (multicut) the best rule of the chosen
+        features whose threshold is a pair distance."""
+        self._check_fitted()
+        if method == "hac":
+            return self.rule_
+        if method == "ward":
+            return self._ward_rule()
+        return self._distance_rule()
+
     def _ward_rule(self):
         """The best Ward candidate on the chosen features (a Ward merge height is not a pair
         distance, so no other rule's threshold can stand in for it)."""

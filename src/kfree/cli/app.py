@@ -240,15 +240,15 @@ def cluster(
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             with _limit_threads():
                 labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
-            if method == "hac":
-                rule = learner.rule_
-            elif method == "ward" and threshold is None and n_clusters is None:
-                rule = learner._ward_rule()
+            if method == "ward":  # a Ward height, calibrated or given
+                rule, unit = None, "(Ward merge height)"
+                used = threshold if threshold is not None or n_clusters is not None else (
+                    learner.rule_for("ward").threshold.value)
             else:
-                rule = learner._distance_rule()
-            used = threshold if threshold is not None else (
-                learner.threshold_.value if rule is learner.rule_ else rule.threshold.value)
-            unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
+                rule = learner.rule_for(method)
+                unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
+                used = threshold if threshold is not None else (
+                    learner.threshold_.value if rule is learner.rule_ else rule.threshold.value)
             how = _how(method, accepted, n_clusters, used, unit,
                        logistic=learner.calibration_ is not None and threshold is None and learner.threshold is None)
             if method == "hac" and n_clusters is None:
