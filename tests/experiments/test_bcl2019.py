@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import types
 
 import numpy as np
 import pytest
 import torch
 
-from kfree.data.splits import split_identities
-from kfree.data.tv_episodes import EpisodeStructure, build_from_structures
 from kfree.exceptions import ConfigError
 from kfree.experiments import Bcl2019Config, FinetuneConfig, run_bcl2019
 from kfree.experiments.bcl2019 import evaluate_features, kmeans_variants, load_cells, xmeans_k_max
@@ -24,39 +21,12 @@ from kfree.experiments.bcl2019_methods import fit_method, pair_tracks
 from kfree.experiments.bcl2019_report import write_report
 from kfree.report.curves import ScoreCurve, plot_score_curves
 
-D = 16
-
-
-def _blobs(n_ids: int, per_id: int, *, spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_ids, D))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    y = np.repeat(np.arange(n_ids), per_id)
-    X = centres[y] + spread * rng.normal(size=(y.size, D)) / np.sqrt(D)
-    return X.astype(np.float32), y.astype(np.int64)
-
-
-def _structures():
-    # two BBT-named episodes: character a/b co-occur, c alone, d only in e02
-    e1 = [(1, "a", 0, 10), (2, "b", 5, 15), (3, "a", 20, 30), (4, "c", 25, 28), (5, "b", 40, 50),
-          (6, "a", 45, 60), (7, "c", 70, 80)]
-    e2 = [(1, "a", 0, 10), (2, "d", 0, 12), (3, "b", 20, 30), (4, "d", 25, 35), (5, "a", 50, 55)]
-
-    def st(name, rows):
-        ids, ch, s, e = zip(*rows)
-        return EpisodeStructure.from_intervals(name, ids, ch, s, e, series="bbt")
-
-    return [st("bbt_s01e01", e1), st("bbt_s01e02", e2)]
+from ._bcl_tiny import blobs, tiny_inputs
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    """24 identities × 8 images: 12 train / 4 val / 8 test; two episodes + bbt_all."""
-    X, y = _blobs(24, 8, spread=0.25)
-    split = split_identities(y, 12, 4, 8, seed=0)
-    faces = types.SimpleNamespace(embeddings=X, labels=y)
-    eps = build_from_structures(_structures(), X, y, split.test_ids, seed=0, groups={"bbt_all": ["bbt_s01e01", "bbt_s01e02"]})
-    return faces, split, eps
+    return tiny_inputs()
 
 
 def _cfg(**kw):
@@ -101,8 +71,8 @@ def test_pair_tracks_means_of_distinct_images():
     assert np.array_equal(X1, X) and np.array_equal(y1, y)
 
 
-def test_evaluate_features_recovers_separated_blobs():
-    Z, y = _blobs(5, 10, spread=0.05, seed=1)
+def test_evaluate_features_recovers_separatedblobs():
+    Z, y = blobs(5, 10, spread=0.05, seed=1)
     r = evaluate_features(Z, y, threshold=0.5, train_threshold=1e-4, k_known=True, curve_k_max=12)
     assert r["op"] == {"n_clusters": 5, "nmi": pytest.approx(1.0), "wcp": pytest.approx(1.0)}
     assert r["train"]["n_clusters"] > 5  # a tight cut over-clusters
@@ -114,7 +84,7 @@ def test_evaluate_features_recovers_separated_blobs():
 
 
 def test_kmeans_variants_keys():
-    Z, y = _blobs(4, 12, spread=0.05, seed=2)
+    Z, y = blobs(4, 12, spread=0.05, seed=2)
     r = kmeans_variants(Z, y, "bbt_s01e01")
     assert r["xmeans"]["k_max"] == 40 and r["xmeans"]["n_clusters"] >= 1 and r["gmeans"]["n_clusters"] >= 1
 

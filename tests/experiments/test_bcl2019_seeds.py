@@ -6,13 +6,10 @@ Tiny synthetic inputs only (same shapes as test_bcl2019.py).
 from __future__ import annotations
 
 import json
-import types
 
 import numpy as np
 import pytest
 
-from kfree.data.splits import split_identities
-from kfree.data.tv_episodes import EpisodeStructure, build_from_structures
 from kfree.experiments import Bcl2019Config, FinetuneConfig, run_bcl2019
 from kfree.experiments.bcl2019_methods import fit_method, record_path
 from kfree.experiments.bcl2019_report import (
@@ -24,39 +21,14 @@ from kfree.experiments.bcl2019_report import (
 )
 from kfree.learner import BallClusterLearner
 
-D = 16
+from ._bcl_tiny import tiny_inputs
+
 KW = {"dims": (16, 8), "epochs": 2, "p": 4, "k": 4, "batches_per_epoch": 3, "eval_every": 1, "eval_every_steps": 2}
-
-
-def _blobs(n_ids: int, per_id: int, *, spread: float, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_ids, D))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    y = np.repeat(np.arange(n_ids), per_id)
-    X = centres[y] + spread * rng.normal(size=(y.size, D)) / np.sqrt(D)
-    return X.astype(np.float32), y.astype(np.int64)
-
-
-def _structures():
-    e1 = [(1, "a", 0, 10), (2, "b", 5, 15), (3, "a", 20, 30), (4, "c", 25, 28), (5, "b", 40, 50),
-          (6, "a", 45, 60), (7, "c", 70, 80)]
-    e2 = [(1, "a", 0, 10), (2, "d", 0, 12), (3, "b", 20, 30), (4, "d", 25, 35), (5, "a", 50, 55)]
-
-    def st(name, rows):
-        ids, ch, s, e = zip(*rows)
-        return EpisodeStructure.from_intervals(name, ids, ch, s, e, series="bbt")
-
-    return [st("bbt_s01e01", e1), st("bbt_s01e02", e2)]
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    X, y = _blobs(24, 8, spread=0.25)
-    split = split_identities(y, 12, 4, 8, seed=0)
-    faces = types.SimpleNamespace(embeddings=X, labels=y)
-    eps = build_from_structures(_structures(), X, y, split.test_ids, seed=0,
-                                groups={"bbt_all": ["bbt_s01e01", "bbt_s01e02"]})
-    return faces, split, eps
+    return tiny_inputs()
 
 
 def _fit(faces, split, tmp_path, *, train_kw=KW, seed=0, images_per_track=2, X=None):
