@@ -107,27 +107,27 @@ _OBJECT_HINT = ("it holds Python objects (dtype=object), which kfree does not un
                 "save a numeric array instead, e.g. np.asarray(X, dtype=np.float32)")
 
 
+def _read_error(what: str, e: Exception) -> DataError:
+    """One line for any failure of numpy's readers: an object array gets the pickle hint, anything
+    else the first line of its message (or its type)."""
+    if isinstance(e, ValueError) and "allow_pickle" in str(e):
+        return DataTypeError(f"cannot read {what}: {_OBJECT_HINT}")
+    return DataError(f"cannot read {what}: {(str(e).splitlines() or [type(e).__name__])[0]}")
+
+
 def _np_load(p: Path):
     try:
         return np.load(p, allow_pickle=False)
-    except ValueError as e:
-        if "allow_pickle" in str(e):
-            raise DataTypeError(f"cannot read {p.name}: {_OBJECT_HINT}") from None
-        raise DataError(f"cannot read {p.name}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
     except Exception as e:
-        raise DataError(f"cannot read {p.name}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+        raise _read_error(p.name, e) from None
 
 
 def _npz_array(z, key: str, p: Path) -> np.ndarray:
     """One array of an open .npz; an object array or a damaged member is a one-line DataError."""
     try:
         return np.asarray(z[key])
-    except ValueError as e:
-        if "allow_pickle" in str(e):
-            raise DataTypeError(f"cannot read array {key!r} of {p.name}: {_OBJECT_HINT}") from None
-        raise DataError(f"cannot read array {key!r} of {p.name}: {(str(e).splitlines() or ['?'])[0]}") from None
     except Exception as e:
-        raise DataError(f"cannot read array {key!r} of {p.name}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+        raise _read_error(f"array {key!r} of {p.name}", e) from None
 
 
 def _check_labels(y: np.ndarray, n_rows: int, p: Path) -> np.ndarray:
