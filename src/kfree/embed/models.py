@@ -29,7 +29,33 @@ def _layers(linears: nn.ModuleList, x: torch.Tensor, dropout: float, training: b
     return x
 
 
-class MLPEmbedder(nn.Module):
+class _StandardizedStack(nn.Module):
+    """What both heads share: input standardisation stored as buffers (so a saved model embeds
+    raw features correctly) and a stack of linear layers ``in_dim → *sizes`` with ReLU (and
+    dropout) between them. The attribute names (``linears.N``, ``mean``, ``std``) are the BCL
+    reference code's, so its released checkpoint loads as is."""
+
+    def __init__(self, in_dim: int, sizes: tuple[int, ...], *, dropout: float, what: str) -> None:
+        super().__init__()
+        if in_dim < 1 or not sizes or min(sizes) < 1:
+            raise ConfigError(f"in_dim={in_dim} and {what} must be positive")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout={dropout} must be in [0, 1)")
+        self.in_dim = int(in_dim)
+        self.dropout = float(dropout)
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise((self.in_dim, *sizes)))
+        self.register_buffer("mean", torch.zeros(self.in_dim))
+        self.register_buffer("std", torch.ones(self.in_dim))
+
+    def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-6))
+
+    def _stack(self, x: torch.Tensor) -> torch.Tensor:
+        return _layers(self.linears, (x - self.mean) / self.std, self.dropout, self.training)
+
+
+class MLPEmbedder(_StandardizedStack):
     """MLP head: ``in_dim → dims[0] → … → dims[-1]``, ReLU between layers, unit-norm output.
 
     Parameters
@@ -53,31 +79,17 @@ class MLPEmbedder(nn.Module):
         normalize: bool = True,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
         dims = tuple(int(d) for d in dims)
-        if in_dim < 1 or not dims or min(dims) < 1:
-            raise ConfigError(f"in_dim={in_dim} and dims={dims} must be positive")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout={dropout} must be in [0, 1)")
-        self.in_dim = int(in_dim)
+        super().__init__(in_dim, dims, dropout=dropout, what=f"dims={dims}")
         self.dims = dims
         self.normalize = bool(normalize)
-        self.dropout = float(dropout)
-        sizes = (self.in_dim, *dims)
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
-        self.register_buffer("mean", torch.zeros(self.in_dim))
-        self.register_buffer("std", torch.ones(self.in_dim))
 
     @property
     def out_dim(self) -> int:
         return self.dims[-1]
 
-    def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.mean.copy_(mean)
-        self.std.copy_(std.clamp_min(1e-6))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _layers(self.linears, (x - self.mean) / self.std, self.dropout, self.training)
+        x = self._stack(x)
         return F.normalize(x, dim=1) if self.normalize else x
 
     def config(self) -> dict:
@@ -85,7 +97,7 @@ class MLPEmbedder(nn.Module):
                 "dropout": self.dropout}
 
 
-class ResidualEmbedder(nn.Module):
+class ResidualEmbedder(_StandardizedStack):
     """Identity-start head: ``f(x) = normalize(x + g(standardize(x)))``, ``g`` an MLP whose last
     layer starts at zero.
 
@@ -106,22 +118,14 @@ class ResidualEmbedder(nn.Module):
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int] = (256,), *, dropout: float = 0.0) -> None:
-        super().__init__()
         hidden = tuple(int(d) for d in hidden)
-        if in_dim < 1 or not hidden or min(hidden) < 1:
+        if not hidden:  # checked before in_dim is appended as the output size
             raise ConfigError(f"in_dim={in_dim} and hidden={hidden} must be positive")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout={dropout} must be in [0, 1)")
-        self.in_dim = int(in_dim)
+        super().__init__(in_dim, (*hidden, int(in_dim)), dropout=dropout, what=f"hidden={hidden}")
         self.hidden = hidden
-        self.dropout = float(dropout)
         self.normalize = True
-        sizes = (self.in_dim, *hidden, self.in_dim)
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         nn.init.zeros_(self.linears[-1].weight)
         nn.init.zeros_(self.linears[-1].bias)
-        self.register_buffer("mean", torch.zeros(self.in_dim))
-        self.register_buffer("std", torch.ones(self.in_dim))
 
     @property
     def out_dim(self) -> int:
@@ -131,13 +135,8 @@ class ResidualEmbedder(nn.Module):
     def dims(self) -> tuple[int, ...]:
         return (*self.hidden, self.in_dim)
 
-    def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.mean.copy_(mean)
-        self.std.copy_(std.clamp_min(1e-6))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = _layers(self.linears, (x - self.mean) / self.std, self.dropout, self.training)
-        return F.normalize(x + h, dim=1)
+        return F.normalize(x + self._stack(x), dim=1)
 
     def config(self) -> dict:
         return {"kind": "residual", "in_dim": self.in_dim, "hidden": list(self.hidden), "dropout": self.dropout}
