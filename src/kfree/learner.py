@@ -451,32 +451,35 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             return self._ward_rule()
         return self._distance_rule()
 
+    def _best_candidate(self, ward: bool):
+        """The best validated candidate on the chosen features that is (``ward=True``) or is not a
+        Ward cut, or ``None``."""
+        from .evaluate.selection import ClusterRule, best_rule
+
+        same = [ClusterRule.from_dict(d) for d in self.selection_.get("candidates", [])]
+        same = [r for r in same if r.features == self.rule_.features and (r.linkage == "ward") == ward]
+        return best_rule(same) if same else None
+
     def _ward_rule(self):
         """The best Ward candidate on the chosen features (a Ward merge height is not a pair
         distance, so no other rule's threshold can stand in for it)."""
-        from .evaluate.selection import ClusterRule, best_rule
-
         if self.rule_.linkage == "ward":
             return self.rule_
-        ward = [ClusterRule.from_dict(d) for d in self.selection_.get("candidates", [])]
-        ward = [r for r in ward if r.features == self.rule_.features and r.linkage == "ward"]
-        if not ward:
+        rule = self._best_candidate(ward=True)
+        if rule is None:
             raise ConfigError("this model has no calibrated Ward cut (it was trained with linkage="
                               f"{self.linkage!r}); pass threshold (a Ward merge height) or n_clusters")
-        return best_rule(ward)
+        return rule
 
     def _distance_rule(self):
         """The best candidate on the chosen features whose threshold is a pair distance (not
         Ward's merge height): what distance-threshold back-ends such as multicut cut at."""
-        from .evaluate.selection import ClusterRule, best_rule
+        from .evaluate.selection import ClusterRule
 
         if self.rule_.linkage != "ward":
             return self.rule_
-        same = [ClusterRule.from_dict(d) for d in self.selection_.get("candidates", [])]
-        same = [r for r in same if r.features == self.rule_.features and r.linkage != "ward"]
-        if same:
-            return best_rule(same)
-        return ClusterRule(self.rule_.features, "complete", self.learned_threshold_, "learned")
+        rule = self._best_candidate(ward=False)
+        return rule or ClusterRule(self.rule_.features, "complete", self.learned_threshold_, "learned")
 
     def fit_predict(self, X: Any, y: Any, **fit_params: Any) -> np.ndarray:
         """Fit on labelled data and return the clusters of that same data at the threshold.
@@ -597,10 +600,12 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> s
     if not has_val:
         return (f"no validation identities: {chosen.name}; not compared with the raw features "
                 "(hold out identities with val_identities to check it)")
+    from .evaluate.selection import best_rule
+
     raw = [c for c in candidates if c.features == "raw"]
     model = [c for c in candidates if c.features == "model"]
-    best_raw = max(raw, key=lambda r: r.key()) if raw else None
-    best_model = max(model, key=lambda r: r.key()) if model else None
+    best_raw = best_rule(raw) if raw else None
+    best_model = best_rule(model) if model else None
     score = f"validation NMI {chosen.val_nmi:.3f}, {chosen.val_clusters} clusters for {chosen.val_true} identities"
     if chosen.features == "raw":
         model_part = ("no model rule could be compared" if best_model is None else

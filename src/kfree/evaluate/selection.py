@@ -211,9 +211,10 @@ class ValidationSet:
         else:
             self.folds = [np.arange(self.y.shape[0])]
 
-    def _trees(self, Z: np.ndarray) -> dict[str, np.ndarray]:
+    @staticmethod
+    def _trees(Z: np.ndarray, linkages: set[str]) -> dict[str, np.ndarray]:
         trees = {}
-        for lk in set(self.linkages) | {"complete"}:
+        for lk in linkages:
             if lk == "ward":
                 trees[lk] = ward_tree(Z)
             else:
@@ -246,8 +247,13 @@ class ValidationSet:
         elif Z.shape[0] != self.idx.shape[0]:
             raise DataError(f"Z has {Z.shape[0]} rows; give all {self.n_all} validation rows or the "
                             f"{self.idx.shape[0]} kept ones (ValidationSet.idx)")
-        full = self._trees(Z)
-        fold_trees = [self._trees(Z[f]) for f in self.folds] if len(self.folds) > 1 else [full]
+        # only the trees some rule is cut from: complete for the loss's own threshold, each
+        # candidate linkage for the recalibrated cuts
+        need = set(self.linkages) if "recalibrated" in modes else set()
+        if learned is not None and "learned" in modes:
+            need.add("complete")
+        full = self._trees(Z, need)
+        fold_trees = [self._trees(Z[f], need) for f in self.folds] if len(self.folds) > 1 else [full]
         fold_y = [self.y[f] for f in self.folds]
         fold_k = [int(np.unique(yf).shape[0]) for yf in fold_y]
 
