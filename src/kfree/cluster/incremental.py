@@ -624,7 +624,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     state.labels = labels_all
     state.components = np.concatenate([comps, new_comp])
     state.next_component = next_comp
-    grow = int(labels_new.max()) + 1 - old_next if m else 0
+    grow = int(labels_all.max()) + 1 - old_next
     if grow > 0:
         state.centres = np.concatenate([state.centres, np.zeros((grow, state.n_features))])
         state.radii = np.concatenate([state.radii, np.zeros(grow)])
