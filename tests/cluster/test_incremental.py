@@ -43,6 +43,7 @@ def max_within(X, labels, distance):
 @pytest.mark.parametrize(("distance", "tau"), CASES)
 def test_recluster_affected_equals_full_recompute(distance, tau):
     rng = np.random.default_rng(1)
+    kept = redone = 0
     for trial in range(3):
         centres_rng = np.random.default_rng(100 + trial)  # batches share the initial centres
         X = blobs(centres_rng, 150)
@@ -52,12 +53,15 @@ def test_recluster_affected_equals_full_recompute(distance, tau):
             Xb = Xb[rng.permutation(Xb.shape[0])] + rng.standard_normal(Xb.shape) * 0.02
             X = np.vstack([X, Xb])
             labels_new = assign(state, Xb, recluster_affected=True)
+            kept += state.meta["last_assign"]["n_components_kept_whole"]
+            redone += state.meta["last_assign"]["n_reclustered"] > 0
             np.testing.assert_array_equal(state.labels[-Xb.shape[0]:], labels_new)
             np.testing.assert_array_equal(first_seen_labels(state.labels), full(X, tau, distance))
             np.testing.assert_array_equal(first_seen_labels(state.components),
                                           single_components(X, tau, distance))
         assert state.n_samples == X.shape[0]
         assert state.n_clusters == np.unique(state.labels).shape[0]
+    assert kept and redone  # both the clique shortcut and the re-agglomeration were exercised
 
 
 @pytest.mark.parametrize(("distance", "tau"), CASES)
@@ -212,3 +216,20 @@ def test_input_errors():
     with pytest.raises(DataError):
         assign(state, np.zeros((2, 3)))
     assert state.n_samples == n  # a refused batch leaves the state as it was
+
+
+def test_greedy_exact_on_integer_grid_ties():
+    # integer coordinates: squared distances are exact integers, many exactly at tau = 2
+    rng = np.random.default_rng(6)
+    X = rng.integers(0, 6, (80, 3)).astype(float)
+    state = ClusterState.fit(X, 2.0)
+    for _ in range(4):
+        Xb = rng.integers(0, 6, (15, 3)).astype(float)
+        assign(state, Xb)
+        X = np.vstack([X, Xb])
+        assert max_within(X, state.labels, "sqeuclidean") <= 2.0
+        np.testing.assert_array_equal(first_seen_labels(state.components),
+                                      single_components(X, 2.0, "sqeuclidean"))
+    # a point at exactly tau from every member of a cluster joins it
+    state = ClusterState.fit(np.array([[0.0, 0.0], [1.0, 1.0]]), 2.0)
+    assert assign(state, np.array([[1.0, -0.0], [5.0, 5.0]])).tolist() == [0, 1]

@@ -100,7 +100,7 @@ from typing import Any
 
 import numpy as np
 
-from .._exact_distances import grid_centre, pair_distances, sq_units
+from .._exact_distances import gemm_band, grid_centre, pair_distances, sq_units
 from ..distances import check_distance, check_features
 from ..exceptions import ConfigError, DataError, OutputError
 from ._radius_graph import radius_components, radius_edges
@@ -513,23 +513,65 @@ def _near(P: np.ndarray, state: ClusterState, thr_sq: float, *, block: int = 256
     return np.concatenate(out_p), np.concatenate(out_l), np.concatenate(out_j)
 
 
-def _member_distances(state: ClusterState, X_new: np.ndarray, cp: np.ndarray, cl: np.ndarray):
-    """Exact largest and smallest distance from new row ``cp[t]`` to the members of label
-    ``cl[t]``, computed as scipy's ``pdist`` on the rows (existing row first)."""
+def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np.ndarray,
+                   cl: np.ndarray, may_join: np.ndarray, *, block: int = 512):
+    """For each candidate pair t (new row ``cp[t]``, label ``cl[t]``): whether every member is
+    within τ (``join``), the exact largest distance when it is (``dmax``, else +inf), and
+    whether some member is within τ (``touch``).
+
+    Distances of all (row, member) pairs come from a float64 GEMM on prepared rows; as in
+    :mod:`~kfree.cluster.threshold_hac`, every pair whose GEMM value lies within
+    :func:`~kfree._exact_distances.gemm_band` of τ is recomputed as scipy's ``pdist`` does
+    (existing row first) and decided on that value, and the largest distance is recomputed
+    exactly from the members whose GEMM value is within twice the band of the largest.
+    """
+    t_n = cp.shape[0]
+    join = np.zeros(t_n, dtype=bool)
+    touch = np.zeros(t_n, dtype=bool)
+    dmax = np.full(t_n, np.inf)
+    if t_n == 0:
+        return join, dmax, touch
     order, starts = state._members()
-    sizes = starts[cl + 1] - starts[cl]
-    total = int(sizes.sum())
-    if total == 0:
-        return np.full(cp.shape[0], -np.inf), np.full(cp.shape[0], np.inf)
-    seg = np.r_[0, np.cumsum(sizes)[:-1]]
-    # member positions: for each pair, order[starts[l] : starts[l + 1]]
-    offs = np.arange(total) - np.repeat(seg, sizes)
-    mem = order[np.repeat(starts[cl], sizes) + offs]
-    rows, inv = np.unique(mem, return_inverse=True)
-    dtype = np.result_type(state.X.dtype, X_new.dtype)
-    Xg = np.concatenate([state.X[rows].astype(dtype), X_new.astype(dtype)])
-    dd = pair_distances(Xg, inv.ravel(), rows.shape[0] + np.repeat(cp, sizes), state.distance)
-    return np.maximum.reduceat(dd, seg), np.minimum.reduceat(dd, seg)
+    tau, dist = state.threshold, state.distance
+    thr_sq = sq_units(tau, dist)
+    pn = np.einsum("ij,ij->i", P, P)
+    Xn64 = np.asarray(X_new, dtype=np.float64)
+    by = np.argsort(cl, kind="stable")
+    cut = np.flatnonzero(np.r_[True, cl[by][1:] != cl[by][:-1], True])
+    for a, b in zip(cut[:-1].tolist(), cut[1:].tolist(), strict=True):
+        lab = int(cl[by[a]])
+        mem = order[starts[lab] : starts[lab + 1]]
+        Xm = np.asarray(state.X[mem], dtype=np.float64)
+        M = state._prepared(Xm)
+        mn = np.einsum("ij,ij->i", M, M)
+        for q0 in range(a, b, block):
+            idx = by[q0 : min(b, q0 + block)]
+            rows = cp[idx]
+            G = pn[rows][:, None] + mn[None, :] - 2.0 * (P[rows] @ M.T)
+            band = gemm_band(thr_sq, float(max(pn[rows].max(), mn.max())), M.shape[1], dist)
+            gmin = G.min(axis=1)
+            gmax = G.max(axis=1)
+            sure_touch = gmin <= thr_sq - band
+            open_touch = ~sure_touch & (gmin <= thr_sq + band)
+            open_join = may_join[idx] & (gmax <= thr_sq + band)
+            # pairs to recompute: near the cut for an open touch; for an open join, those near
+            # the cut and those that may be the largest
+            lo = np.minimum(thr_sq - band, gmax - 2.0 * band)
+            need = (open_join[:, None] & (G >= lo[:, None])) | (
+                open_touch[:, None] & (np.abs(G - thr_sq) <= band))
+            r, c = np.nonzero(need)
+            exact = pair_distances(np.concatenate([Xm, Xn64[rows]]), c, Xm.shape[0] + r, dist)
+            touch_hit = np.zeros(idx.shape[0], dtype=bool)
+            np.logical_or.at(touch_hit, r, exact <= tau)
+            touch[idx] = sure_touch | (open_touch & touch_hit)
+            # an open join holds unless a recomputed member is beyond tau; its dmax is the
+            # largest recomputed value (the true largest is among them)
+            worst = np.full(idx.shape[0], -np.inf)
+            np.maximum.at(worst, r, np.where(open_join[r], exact, -np.inf))
+            ok = open_join & (worst <= tau)
+            join[idx] = ok
+            dmax[idx] = np.where(ok, worst, np.inf)
+    return join, dmax, touch
 
 
 def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
@@ -568,9 +610,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
 
     # 1. exact distances from each new row to every member of the clusters the bounds leave
     cp, cl, may_join = _near(P, state, thr_sq)
-    dmax, dmin = _member_distances(state, X_new, cp, cl)
-    joinable = may_join & (dmax <= tau)
-    touches = dmin <= tau
+    joinable, dmax, touches = _member_checks(state, X_new, P, cp, cl, may_join)
     order, starts = state._members()
     comp_of = state.components[order[starts[cl]]] if cl.size else np.empty(0, dtype=np.int64)
 
@@ -613,12 +653,14 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
 
     old_next = state.next_label
     if recluster_affected:
-        labels_all, refresh, moved, n_re = _recluster(state, X_new, touched, hook)
+        merged = {c: remap.get(c, c) for c in touched.tolist()}
+        joined = set(zip(cp[joinable].tolist(), cl[joinable].tolist(), strict=True))
+        labels_all, refresh, moved, n_re, n_cliques = _recluster(state, X_new, merged, new_comp, joined, ei, ej, hook)
         labels_new = labels_all[n:]
     else:
         labels_new = _greedy(state, m, cp[joinable], cl[joinable], dmax[joinable], ei, ej, ed)
         labels_all = np.concatenate([state.labels, labels_new])
-        refresh, moved, n_re = None, 0, 0
+        refresh, moved, n_re, n_cliques = None, 0, 0, 0
     # 3. append the rows, then update the per-cluster data
     state.X = np.concatenate([state.X, X_new])
     state.labels = labels_all
@@ -638,6 +680,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     state.meta["updated"] = _now()
     state.meta["last_assign"] = {"n_new": m, "recluster_affected": bool(recluster_affected),
                                  "n_reclustered": n_re, "n_existing_moved": moved,
+                                 "n_components_kept_whole": n_cliques,
                                  "n_components_touched": int(touched.shape[0])}
     return labels_new
 
@@ -693,36 +736,92 @@ def _grow_clusters(state: ClusterState, P: np.ndarray, labels_new: np.ndarray, o
         state._refresh(np.unique(labels_new[~old]))
 
 
-def _recluster(state: ClusterState, X_new: np.ndarray, touched: np.ndarray, hook):
-    """Re-agglomerate the touched components plus the new rows and relabel by overlap.
+def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], new_comp: np.ndarray,
+               joined: set[tuple[int, int]], ei: np.ndarray, ej: np.ndarray, hook):
+    """Re-agglomerate each merged τ-component (touched existing components + the new rows in
+    it) and relabel by overlap.
+
+    ``merged`` maps each touched existing component to its merged id, ``new_comp`` gives the new
+    rows' merged ids, ``joined`` holds the (new row, label) pairs with every member within τ,
+    ``ei, ej`` the τ-edges among the new rows. A merged component whose points are all within
+    τ of each other (at most one existing component, holding one cluster — a clique — and new
+    rows within τ of all its members and of each other) is one cluster under any exact
+    complete linkage, so it is not re-agglomerated. The others are, together, by
+    ThresholdAgglomerative (existing rows in state order, then the new rows): components are
+    more than τ apart, so that is each one's partition in a full recompute.
 
     Returns the labels of all rows (existing, then new), the labels whose per-cluster data must
-    be recomputed, the number of existing points that changed label, and the number of rows
-    re-agglomerated.
+    be recomputed, the number of existing points that changed label, the number of rows
+    re-agglomerated and the number of merged components found to be cliques.
     """
     from .threshold_hac import ThresholdAgglomerative
 
-    aff = np.flatnonzero(np.isin(state.components, touched))
-    Xa = np.concatenate([state.X[aff], X_new])  # state order, then the new rows
-    est = ThresholdAgglomerative(state.threshold, linkage="complete", distance=state.distance)
-    lab = est.fit(Xa, hook=hook).labels_  # 0..k-1 in order of first appearance
-    na = aff.shape[0]
+    m = X_new.shape[0]
+    order, starts = state._members()
+    alive = np.flatnonzero(state.sizes > 0)
+    comp_lab = state.components[order[starts[alive]]]
+    n_lab = dict(zip(*(a.tolist() for a in np.unique(comp_lab, return_counts=True)), strict=True))
+    only = dict(zip(comp_lab.tolist(), alive.tolist(), strict=True))  # the label, where it is the only one
+    groups: dict[int, list[int]] = {}
+    for c, g in merged.items():
+        groups.setdefault(g, []).append(c)
+    pts_of: dict[int, list[int]] = {}
+    for i, g in enumerate(new_comp.tolist()):
+        pts_of.setdefault(g, []).append(i)
+    edges_in = np.bincount(new_comp[ei], minlength=int(new_comp.max()) + 1) if ei.size else None
+    final_new = np.full(m, -1, dtype=np.int64)
+    fresh = 0  # placeholders -1 - j for clusters that get a new label
+    redo_comps: list[int] = []
+    redo_pts: list[int] = []
+    cliques = 0
+    for g, pts in pts_of.items():
+        olds = groups.get(g, [])
+        k = len(pts)
+        clique = (k * (k - 1) // 2) == (0 if edges_in is None else int(edges_in[g]))
+        if clique and not olds:
+            final_new[pts] = -1 - fresh
+            fresh += 1
+            cliques += 1
+        elif (clique and len(olds) == 1 and n_lab.get(olds[0]) == 1
+              and all((i, only[olds[0]]) in joined for i in pts)):
+            final_new[pts] = only[olds[0]]
+            cliques += 1
+        else:
+            redo_comps += olds
+            redo_pts += pts
+    labels = state.labels.copy()
+    aff = np.flatnonzero(np.isin(state.components, np.array(redo_comps, dtype=np.int64)))
+    redo = np.array(sorted(redo_pts), dtype=np.int64)
     old = state.labels[aff]
-    mapping = np.full(int(lab.max()) + 1, -1, dtype=np.int64)
-    if na:
-        # recomputed cluster <- old label of largest overlap (ties: lowest old label, then the
-        # recomputed cluster seen first); each old label used once
-        key, cnt = np.unique(np.stack([lab[:na], old], axis=1), axis=0, return_counts=True)
-        used: set[int] = set()
-        for t in np.lexsort((key[:, 0], key[:, 1], -cnt)).tolist():
-            new_l, old_l = int(key[t, 0]), int(key[t, 1])
-            if mapping[new_l] < 0 and old_l not in used:
-                mapping[new_l] = old_l
-                used.add(old_l)
-    unmatched = np.flatnonzero(mapping < 0)  # fresh labels in order of first appearance
-    mapping[unmatched] = state.next_label + np.arange(unmatched.shape[0])
-    final = mapping[lab]
-    labels = np.concatenate([state.labels, final[na:]])
-    labels[aff] = final[:na]
-    refresh = np.unique(np.r_[old, final])
-    return labels, refresh, int(np.count_nonzero(final[:na] != old)), int(Xa.shape[0])
+    moved = 0
+    if redo.size:
+        Xa = np.concatenate([state.X[aff], X_new[redo]])  # state order, then the new rows
+        est = ThresholdAgglomerative(state.threshold, linkage="complete", distance=state.distance)
+        lab = est.fit(Xa, hook=hook).labels_  # 0..k-1 in order of first appearance
+        na = aff.shape[0]
+        mapping = np.full(int(lab.max()) + 1, -1, dtype=np.int64)
+        if na:
+            # recomputed cluster <- old label of largest overlap (ties: lowest old label, then
+            # the recomputed cluster seen first); each old label used once
+            key, cnt = np.unique(np.stack([lab[:na], old], axis=1), axis=0, return_counts=True)
+            used: set[int] = set()
+            for t in np.lexsort((key[:, 0], key[:, 1], -cnt)).tolist():
+                new_l, old_l = int(key[t, 0]), int(key[t, 1])
+                if mapping[new_l] < 0 and old_l not in used:
+                    mapping[new_l] = old_l
+                    used.add(old_l)
+        unmatched = np.flatnonzero(mapping < 0)
+        mapping[unmatched] = -1 - (fresh + np.arange(unmatched.shape[0]))
+        final = mapping[lab]
+        labels[aff] = final[:na]
+        final_new[redo] = final[na:]
+    # placeholders -> new labels, in order of first appearance (existing rows, then new rows)
+    labels = np.concatenate([labels, final_new])
+    ph = labels < 0
+    if ph.any():
+        _, first, inv = np.unique(labels[ph], return_index=True, return_inverse=True)
+        rank = np.argsort(np.argsort(first))
+        labels[ph] = state.next_label + rank[inv.ravel()]
+    moved = int(np.count_nonzero(labels[aff] != old))
+    refresh = np.unique(np.r_[old, labels[aff], labels[state.n_samples :]])
+    return labels, refresh, moved, int(aff.shape[0] + redo.shape[0]), cliques
