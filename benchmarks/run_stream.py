@@ -3,13 +3,14 @@
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 python -m benchmarks.run_stream                      # both parts
-    python -m benchmarks.run_stream --scale-n 100000 --stream-n0 5000      # quicker
+    python -m benchmarks.run_stream --scale-n 100000 --stream b:5000       # quicker
 
-Data: ``benchmarks.run_cluster`` family (b) (64-d unit vectors, K = n/30 Zipf(1.1) clusters
-capped at 5,000, r = 0.3), cut at d² = 0.6 with complete linkage; random floats, so no exact
-distance ties.
+Data: ``benchmarks.run_cluster`` families (64-d unit vectors, K = n/30 Zipf(1.1) clusters; (b)
+well separated, r = 0.3, sizes capped at 5,000, cut at d² = 0.6; (a) overlapping, r = 0.8, cut
+at d² = 1.4), complete linkage; random floats, so no exact distance ties.
 
-1. **Stream** (exactness): ``--stream-n0`` points are clustered, then ``--batches`` random
+1. **Stream** (exactness), for each ``--stream`` entry ``FAMILY:N0`` (default family (b) from
+   20,000 points and the overlapping family (a) from 5,000): ``N0`` points are clustered, then ``--batches`` random
    batches (sizes uniform in 1..2·``--batch-mean``, drawn from the same clusters) are added to
    two states, one with ``recluster_affected=True`` and one without. At every
    ``--checkpoint``-th batch and at the end, a full :class:`ThresholdAgglomerative` recompute of
@@ -57,17 +58,17 @@ def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def stream(n0: int, batches: int, batch_mean: int, checkpoint: int, seed: int) -> dict:
+def stream(family: str, n0: int, batches: int, batch_mean: int, checkpoint: int, seed: int) -> dict:
     from kfree.cluster import ThresholdAgglomerative
     from kfree.cluster.incremental import ClusterState, assign
     from kfree.cluster.labels import first_seen_labels
     from kfree.metrics import nmi
 
-    tau = FAMILIES["b"]["tau"]
+    tau = FAMILIES[family]["tau"]
     rng = np.random.default_rng(seed)
     sizes = rng.integers(1, 2 * batch_mean + 1, batches)
     total = n0 + int(sizes.sum())
-    X, _ = make_family("b", total, seed)
+    X, _ = make_family(family, total, seed)
     X = X[rng.permutation(total)]  # a random stream over the clusters
     t0 = time.perf_counter()
     exact = ClusterState.fit(X[:n0], tau)
@@ -102,14 +103,14 @@ def stream(n0: int, batches: int, batch_mean: int, checkpoint: int, seed: int) -
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    return {"n0": n0, "batches": batches, "batch_sizes": "uniform 1.." + str(2 * batch_mean),
+    return {"family": family, "r": FAMILIES[family]["r"], "n0": n0, "batches": batches, "batch_sizes": "uniform 1.." + str(2 * batch_mean),
             "n_final": pos, "tau": tau, "fit_s": round(fit_s, 3), "checkpoints": rows,
             "all_equal": all(r["recluster_equal_full"] for r in rows)}
 
 
 def scale(n: int, batch: int, reps: int, seed: int) -> dict:
     from kfree.cluster import ThresholdAgglomerative
-    from kfree.cluster.incremental import ClusterState, _exact_components, assign
+    from kfree.cluster.incremental import ClusterState, assign
 
     tau = FAMILIES["b"]["tau"]
     extra = 2 * reps * batch
@@ -124,27 +125,24 @@ def scale(n: int, batch: int, reps: int, seed: int) -> dict:
     est = ThresholdAgglomerative(tau).fit(X[:n])
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    comps = _exact_components(X[:n], est.labels_, tau, "sqeuclidean")
-    comp_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
     state = ClusterState.from_fit(est, X[:n])
     state_s = time.perf_counter() - t0
-    out = {"n": n, "batch": batch, "tau": tau, "fit_s": round(fit_s, 2), "components_s": round(comp_s, 2),
-           "from_fit_s": round(state_s, 2), "n_clusters": state.n_clusters,
-           "n_components": int(comps.max()) + 1, "runs": []}
+    out = {"n": n, "batch": batch, "tau": tau, "fit_s": round(fit_s, 2), "from_fit_s": round(state_s, 2),
+           "n_clusters": state.n_clusters, "n_components": state.n_components, "runs": []}
     print(json.dumps({k: v for k, v in out.items() if k != "runs"}), flush=True)
     pos = n
     for rec in (False, True):
         for r in range(reps):
             Xb = X[pos : pos + batch]
             pos += batch
+            prev_next = state.next_label
             t = time.perf_counter()
             lab = assign(state, Xb, recluster_affected=rec)
             wall = time.perf_counter() - t
             info = dict(state.meta["last_assign"])
             run = {"recluster_affected": rec, "rep": r, "n_existing": pos - batch, "wall_s": round(wall, 3),
-                   "s_per_1000": round(wall * 1000 / batch, 3), "new_clusters": int((lab >= 0).sum() and
-                   len(set(lab.tolist()) - set(state.labels[: pos - batch].tolist()))), **info}
+                   "s_per_1000": round(wall * 1000 / batch, 3),
+                   "new_clusters": int(np.unique(lab[lab >= prev_next]).shape[0]), **info}
             out["runs"].append(run)
             print(json.dumps(run), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,29 +167,30 @@ def write_md(data: dict, path: Path) -> None:
          f"Command: `{data['command']}`  ",
          f"Date: {data['date']}; machine: {data['machine']}; load average before: {data['load']}  ",
          "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()), "",
-         "Data: benchmarks.run_cluster family (b): 64-d unit vectors, K = n/30 Zipf(1.1) clusters capped "
-         "at 5,000, r = 0.3; complete linkage cut at d² = 0.6 (no exact distance ties).", ""]
-    s = data.get("stream")
-    if s:
-        L += ["## Stream: equality with a full recompute", "",
+         "Data: benchmarks.run_cluster families: 64-d unit vectors, K = n/30 Zipf(1.1) clusters; (a) "
+         "overlapping, r = 0.8, cut at d² = 1.4; (b) well separated, r = 0.3, sizes capped at 5,000, cut at "
+         "d² = 0.6; complete linkage; random floats, so no exact distance ties.", ""]
+    for s in data.get("stream", {}).values():
+        L += [f"## Stream, family ({s['family']}, r = {s['r']}): equality with a full recompute", "",
               f"{s['n0']} initial points, {s['batches']} batches of {s['batch_sizes']} new points "
-              f"({s['n_final']} points at the end). `recluster` = `assign(..., recluster_affected=True)`; "
-              "`greedy` = without. Labels compared as partitions with a full `ThresholdAgglomerative` "
-              f"fit of all points so far. All recluster checkpoints equal: **{s['all_equal']}**.", "",
+              f"({s['n_final']} points at the end), cut at d² = {s['tau']}. `recluster` = "
+              "`assign(..., recluster_affected=True)`; `greedy` = without. Labels compared as partitions with a "
+              "full `ThresholdAgglomerative` fit of all points so far. All recluster checkpoints equal: "
+              f"**{s['all_equal']}**.", "",
               "| batch | points | recluster = full | #clusters full | greedy #clusters − full | greedy NMI vs full "
-              "| full recompute s | assign s so far (recluster / greedy) |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| greedy = full | full recompute s | assign s so far (recluster / greedy) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in s["checkpoints"]:
             L.append(f"| {r['batch']} | {r['n_points']} | {r['recluster_equal_full']} | {r['n_clusters_full']} | "
                      f"{r['greedy_clusters_minus_full']:+d} | {r['greedy_nmi_vs_full']:.6f} | "
-                     f"{r['full_recompute_s']:.2f} | {r['assign_s_so_far']['recluster']:.2f} / "
-                     f"{r['assign_s_so_far']['greedy']:.2f} |")
+                     f"{r['greedy_equal_full']} | {r['full_recompute_s']:.2f} | "
+                     f"{r['assign_s_so_far']['recluster']:.2f} / {r['assign_s_so_far']['greedy']:.2f} |")
         L.append("")
     c = data.get("scale")
     if c:
         L += [f"## Scale: {c['batch']} new points at {c['n']:,} existing", "",
-              f"Initial clustering: {c['fit_s']:.1f} s (`ThresholdAgglomerative`), plus {c['components_s']:.1f} s "
-              f"for the exact τ-components ({c['from_fit_s']:.1f} s for `ClusterState.from_fit` in all); "
+              f"Initial clustering: {c['fit_s']:.1f} s (`ThresholdAgglomerative`), then {c['from_fit_s']:.1f} s for "
+              "`ClusterState.from_fit` (the exact τ-components and per-cluster bounds); "
               f"{c['n_clusters']} clusters, {c['n_components']} τ-components. State file {c['file_mib']} MiB: "
               f"save {c['save_s']} s, load {c['load_s']} s. Peak RSS {c['peak_gib']} GiB.", "",
               f"Median wall seconds per 1,000 new points: **{c['median_s_per_1000_greedy']:.3f}** without, "
@@ -208,7 +207,8 @@ def write_md(data: dict, path: Path) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stream-n0", type=int, default=20000)
+    ap.add_argument("--stream", default="b:20000,a:5000",
+                    help="stream runs FAMILY:N0, comma-separated")
     ap.add_argument("--batches", type=int, default=100)
     ap.add_argument("--batch-mean", type=int, default=100)
     ap.add_argument("--checkpoint", type=int, default=10)
@@ -227,7 +227,11 @@ def main(argv=None) -> None:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if a.skip != "stream":
-        data["stream"] = stream(a.stream_n0, a.batches, a.batch_mean, a.checkpoint, a.seed)
+        data["stream"] = {}
+        for item in a.stream.split(","):
+            fam, n0 = item.split(":")
+            data["stream"][fam] = stream(fam, int(n0), a.batches, a.batch_mean, a.checkpoint, a.seed)
+            out.with_suffix(".json").write_text(json.dumps(data, indent=1))
         out.with_suffix(".json").write_text(json.dumps(data, indent=1))
         write_md(data, out.with_suffix(".md"))
     if a.skip != "scale":
