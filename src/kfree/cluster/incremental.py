@@ -18,14 +18,18 @@ linkage only), and
 - per cluster label a **reference point and radius** (``centres``, ``radii``, in the prepared
   coordinates below; ``sizes`` counts members, 0 for a retired label). By the triangle
   inequality a point ``x`` can have a member of cluster L within τ only if
-  ``|x - c_L| <= sqrt(τ²) + R_L`` and can have *every* member within τ only if
-  ``|x - c_L| <= sqrt(τ²)`` (``c_L`` is then the members' mean or, after a member joined, the
-  mean at creation — any reference point works as long as ``R_L`` bounds the members' distances
+  ``|x - c_L| <= s + R_L``, where ``s`` is τ as a Euclidean radius on prepared rows (``s²`` = τ,
+  τ² or 2τ for sqeuclidean, euclidean, cosine), and can have *every* member within τ only if
+  ``|x - c_L| <= s`` (the mean of points all within ``s`` of ``x`` is too; ``c_L`` is the
+  members' mean, or after greedy joins the mean of the members it was computed from — any
+  reference point works for the first bound as long as ``R_L`` bounds the members' distances
   to it). Those bounds only exclude clusters, with a generous rounding margin; every decision
-  is then taken on the exact distances of the new point to *every* member of the candidate
-  clusters, computed as :mod:`kfree.cluster.threshold_hac` computes them
-  (:func:`~kfree._exact_distances.pair_distances`: scipy's own arithmetic, ``<= threshold``;
-  euclidean compares ``sqrt(d²) <= τ``). "Prepared" coordinates are the rows minus a fixed
+  is then taken on the distances of the new point to *every* member of the candidate clusters,
+  with the exactness rules of :mod:`kfree.cluster.threshold_hac`: a float64 GEMM on prepared
+  rows, and every pair whose GEMM value lies within
+  :func:`~kfree._exact_distances.gemm_band` of τ recomputed as scipy's ``pdist`` computes it
+  (:func:`~kfree._exact_distances.pair_distances`, existing row first) and decided on that value
+  (``<= threshold``; euclidean compares ``sqrt(d²) <= τ``). "Prepared" coordinates are the rows minus a fixed
   ``origin`` (sqeuclidean, euclidean; the grid centre of the first rows, so the GEMM of the
   bound does not lose the data's spread to its offset), or L2-normalised rows (cosine, where
   ``d_cos = |x̂ - ŷ|² / 2``).
@@ -56,10 +60,15 @@ all points at τ:
   pair the new points differently, and a later point of the batch cannot pull an earlier one
   into a better cluster.
 
-With ``recluster_affected=True`` the union of the touched components' points and the new points
-is re-agglomerated exactly with :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative` at
-τ (rows in state order, then the new rows, as a full recompute orders them); every other point
-keeps its label. Then the partition equals a full recompute of all points (away from exact
+With ``recluster_affected=True`` each merged component (the touched components' points and the
+new points joined to them) is re-agglomerated exactly with
+:class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative` at τ (rows in state order, then the
+new rows, as a full recompute orders them); every other point keeps its label. A merged
+component whose points are all within τ of each other — one existing component that is a single
+cluster (a clique) plus new points within τ of all its members and of each other, or only new
+points that are — is one cluster under any exact complete linkage, so it is not re-agglomerated
+(on well-separated data that is nearly every touched component, and the mode costs little more
+than the greedy one). Then the partition equals a full recompute of all points (away from exact
 distance ties, where several complete-linkage cuts are valid and the merge order —
 fastcluster's or the graph kernel's, which :class:`ThresholdAgglomerative` picks by size —
 chooses one; see "Ties" in :mod:`~kfree.cluster.threshold_hac`). Recomputed clusters keep old
@@ -583,7 +592,8 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     state : ClusterState
     X_new : array-like of shape (n_new, n_features)
         In the space the state clusters (the embedding: ``learner.transform(X)``, or the raw
-        features of a model-free state).
+        features of a model-free state). Rows are kept exactly as given: a float64 batch turns
+        a float32 state into float64.
     recluster_affected : bool
         Re-agglomerate, exactly, the τ-components the new points touch (their existing points
         may then change cluster); the partition then equals a full recompute. Without it, new
