@@ -83,7 +83,7 @@ def assign(
     third: Annotated[Path | None, typer.Argument(
         metavar="NEW_FILE", show_default=False, help="New rows: .npz, .npy, .csv or .parquet.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Output CSV: index,cluster[,label] of the new rows (index = row of NEW_FILE).")] = None,
+        "--out", "-o", help="Output CSV (required): index,cluster[,label] of the new rows (index = row of NEW_FILE).")] = None,
     recluster_affected: Annotated[bool, typer.Option(
         "--recluster-affected",
         help="Re-cluster, exactly, the τ-components the new rows touch (existing rows there may change "

@@ -111,7 +111,7 @@ import numpy as np
 
 from .._exact_distances import gemm_band, grid_centre, pair_distances, sq_units
 from ..distances import check_distance, check_features
-from ..exceptions import ConfigError, DataError, OutputError
+from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError
 from ._radius_graph import radius_components, radius_edges
 from .labels import first_seen_labels
 
@@ -124,10 +124,6 @@ _ARRAYS = ("X", "labels", "components", "origin", "centres", "radii", "sizes")
 #: relative slack of the triangle-inequality bounds: far above the float64 rounding of the GEMM
 #: (~1e-14), so a bound never excludes a cluster it should keep; it only costs exact checks
 _BOUND_SLACK = 1e-7
-
-
-class ClusterStateError(DataError):
-    """A cluster state file is missing, unreadable, damaged, or does not match the data."""
 
 
 def _now() -> str:
