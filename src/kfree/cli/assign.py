@@ -143,11 +143,11 @@ def assign(
         if model is not None:
             from ..learner import BallClusterLearner
 
-            learner = BallClusterLearner.load(model)
-            if _sha256(model) != made_with.get("sha256"):
+            if model.is_file() and _sha256(model) != made_with.get("sha256"):
                 raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
                                  f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
                                  "by the same model as the state's")
+            learner = BallClusterLearner.load(model)
         n_before, k_before = state.n_samples, state.next_label
         with _limit_threads():
             Z = learner.transform(data.X) if model is not None else data.X
