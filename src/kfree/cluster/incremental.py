@@ -539,43 +539,58 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np
     order, starts = state._members()
     tau, dist = state.threshold, state.distance
     thr_sq = sq_units(tau, dist)
+    # the members of every candidate label, gathered and prepared once
+    labs = np.unique(cl)
+    sizes = starts[labs + 1] - starts[labs]
+    offs = np.r_[0, np.cumsum(sizes)]
+    mem = np.concatenate([order[starts[lab] : starts[lab + 1]] for lab in labs.tolist()])
+    Xcat = np.concatenate([np.asarray(state.X[mem], dtype=np.float64), np.asarray(X_new, dtype=np.float64)])
+    M = state._prepared(Xcat[: mem.shape[0]])
+    mn = np.einsum("ij,ij->i", M, M)
     pn = np.einsum("ij,ij->i", P, P)
-    Xn64 = np.asarray(X_new, dtype=np.float64)
+    # one band for all pairs (the widest: more pairs recomputed, never fewer)
+    band = gemm_band(thr_sq, float(max(pn.max(), mn.max())), M.shape[1], dist)
     by = np.argsort(cl, kind="stable")
-    cut = np.flatnonzero(np.r_[True, cl[by][1:] != cl[by][:-1], True])
-    for a, b in zip(cut[:-1].tolist(), cut[1:].tolist(), strict=True):
-        lab = int(cl[by[a]])
-        mem = order[starts[lab] : starts[lab + 1]]
-        Xm = np.asarray(state.X[mem], dtype=np.float64)
-        M = state._prepared(Xm)
-        mn = np.einsum("ij,ij->i", M, M)
-        for q0 in range(a, b, block):
-            idx = by[q0 : min(b, q0 + block)]
+    cut = np.searchsorted(cl[by], labs)
+    cut = np.r_[cut, t_n]
+    gmin = np.empty(t_n)
+    gmax = np.empty(t_n)
+    need_t: list[np.ndarray] = []
+    need_m: list[np.ndarray] = []
+    for j in range(labs.shape[0]):
+        Mj, mnj = M[offs[j] : offs[j + 1]], mn[offs[j] : offs[j + 1]]
+        for q0 in range(int(cut[j]), int(cut[j + 1]), block):
+            idx = by[q0 : min(int(cut[j + 1]), q0 + block)]
             rows = cp[idx]
-            G = pn[rows][:, None] + mn[None, :] - 2.0 * (P[rows] @ M.T)
-            band = gemm_band(thr_sq, float(max(pn[rows].max(), mn.max())), M.shape[1], dist)
-            gmin = G.min(axis=1)
-            gmax = G.max(axis=1)
-            sure_touch = gmin <= thr_sq - band
-            open_touch = ~sure_touch & (gmin <= thr_sq + band)
-            open_join = may_join[idx] & (gmax <= thr_sq + band)
-            # pairs to recompute: near the cut for an open touch; for an open join, those near
-            # the cut and those that may be the largest
-            lo = np.minimum(thr_sq - band, gmax - 2.0 * band)
-            need = (open_join[:, None] & (G >= lo[:, None])) | (
-                open_touch[:, None] & (np.abs(G - thr_sq) <= band))
+            G = pn[rows][:, None] + mnj[None, :] - 2.0 * (P[rows] @ Mj.T)
+            lo_g, hi_g = G.min(axis=1), G.max(axis=1)
+            gmin[idx], gmax[idx] = lo_g, hi_g
+            # pairs to recompute: near the cut when the nearest member is; for a possible
+            # join, those near the cut and those that may be the largest
+            open_touch = np.abs(lo_g - thr_sq) <= band
+            open_join = may_join[idx] & (hi_g <= thr_sq + band)
+            if not (open_touch.any() or open_join.any()):
+                continue
+            lo = np.where(open_join, np.minimum(thr_sq - band, hi_g - 2.0 * band), np.inf)
+            need = (G >= lo[:, None]) | (open_touch[:, None] & (np.abs(G - thr_sq) <= band))
             r, c = np.nonzero(need)
-            exact = pair_distances(np.concatenate([Xm, Xn64[rows]]), c, Xm.shape[0] + r, dist)
-            touch_hit = np.zeros(idx.shape[0], dtype=bool)
-            np.logical_or.at(touch_hit, r, exact <= tau)
-            touch[idx] = sure_touch | (open_touch & touch_hit)
-            # an open join holds unless a recomputed member is beyond tau; its dmax is the
-            # largest recomputed value (the true largest is among them)
-            worst = np.full(idx.shape[0], -np.inf)
-            np.maximum.at(worst, r, np.where(open_join[r], exact, -np.inf))
-            ok = open_join & (worst <= tau)
-            join[idx] = ok
-            dmax[idx] = np.where(ok, worst, np.inf)
+            need_t.append(idx[r])
+            need_m.append(offs[j] + c)
+    touch[:] = gmin <= thr_sq - band
+    open_join = may_join & (gmax <= thr_sq + band)
+    if need_t:
+        t_idx = np.concatenate(need_t)
+        m_idx = np.concatenate(need_m)
+        exact = pair_distances(Xcat, m_idx, mem.shape[0] + cp[t_idx], dist)  # existing row first
+        hit = np.zeros(t_n, dtype=bool)
+        np.logical_or.at(hit, t_idx, exact <= tau)
+        touch |= (np.abs(gmin - thr_sq) <= band) & hit
+        # a possible join holds unless a recomputed member is beyond tau; its dmax is the
+        # largest recomputed value (the true largest is among them)
+        worst = np.full(t_n, -np.inf)
+        np.maximum.at(worst, t_idx, np.where(open_join[t_idx], exact, -np.inf))
+        join = open_join & (worst <= tau)
+        dmax = np.where(join, worst, np.inf)
     return join, dmax, touch
 
 
