@@ -94,6 +94,14 @@ def test_model_state_then_assign(d, tmp_path):
     code, out = run("assign", d / "m.kfree", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
     assert code == 0, out
     np.testing.assert_array_equal(clusters(tmp_path / "a.csv"), expected)
+    # a --threshold override is the state's cut too
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--threshold", "0.3", "--out", tmp_path / "t.csv",
+                    "--state", tmp_path / "t.kstate")
+    assert code == 0, out
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--threshold", "0.3", "--out", tmp_path / "t2.csv")
+    assert code == 0, out
+    assert ClusterState.load(tmp_path / "t.kstate").threshold == 0.3
+    np.testing.assert_array_equal(clusters(tmp_path / "t.csv"), clusters(tmp_path / "t2.csv"))
     # the state says which model made it
     code, out = run("assign", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "x.csv")
     one_line_error(code, out, "was made with the model m.kfree")
