@@ -146,10 +146,12 @@ class _UnionFind:
         self.parent: dict[Any, Any] = {}
 
     def find(self, a):
-        p = self.parent.setdefault(a, a)
-        if p != a:
-            p = self.parent[a] = self.find(p)
-        return p
+        root = self.parent.setdefault(a, a)
+        while self.parent[root] != root:  # iterative: a long chain must not hit the recursion limit
+            root = self.parent[root]
+        while a != root:  # path compression
+            self.parent[a], a = root, self.parent[a]
+        return root
 
     def union(self, a, b) -> None:
         ra, rb = self.find(a), self.find(b)
