@@ -36,6 +36,15 @@ def single_components(X, tau, distance):
     return first_seen_labels(connected_components(D <= tau, directed=False)[1])
 
 
+def check_bookkeeping(state):
+    """Sizes match the labels, and every member lies within its label's radius of the
+    reference point (what the candidate bounds rely on)."""
+    np.testing.assert_array_equal(np.bincount(state.labels, minlength=state.next_label), state.sizes)
+    P = state._prepared(state.X)
+    dist = np.linalg.norm(P - state.centres[state.labels], axis=1)
+    assert (dist <= state.radii[state.labels] * (1 + 1e-12) + 1e-12).all()
+
+
 def max_within(X, labels, distance):
     return max(cdist(X[labels == lab], X[labels == lab], distance).max() for lab in np.unique(labels))
 
@@ -59,6 +68,7 @@ def test_recluster_affected_equals_full_recompute(distance, tau):
             np.testing.assert_array_equal(first_seen_labels(state.labels), full(X, tau, distance))
             np.testing.assert_array_equal(first_seen_labels(state.components),
                                           single_components(X, tau, distance))
+            check_bookkeeping(state)
         assert state.n_samples == X.shape[0]
         assert state.n_clusters == np.unique(state.labels).shape[0]
     assert kept and redone  # both the clique shortcut and the re-agglomeration were exercised
@@ -77,6 +87,7 @@ def test_greedy_assign_keeps_complete_linkage_invariant(distance, tau):
         np.testing.assert_array_equal(state.labels[: before.shape[0]], before)  # nobody moves
         assert max_within(X, state.labels, distance) <= tau
         np.testing.assert_array_equal(first_seen_labels(state.components), single_components(X, tau, distance))
+        check_bookkeeping(state)
         # replay the documented rule: in row order, the cluster (existing members and the batch's
         # points placed before) with every member within tau, smallest largest distance, then
         # lowest label; none -> a new label

@@ -678,7 +678,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     if recluster_affected:
         merged = {c: remap.get(c, c) for c in touched.tolist()}
         joined = set(zip(cp[joinable].tolist(), cl[joinable].tolist(), strict=True))
-        labels_all, refresh, moved, n_re, n_cliques = _recluster(state, X_new, merged, new_comp, joined, ei, ej, hook)
+        labels_all, refresh, moved, n_re, n_cliques, grown = _recluster(state, X_new, merged, new_comp, joined, ei, ej, hook)
         labels_new = labels_all[n:]
     else:
         labels_new = _greedy(state, m, cp[joinable], cl[joinable], dmax[joinable], ei, ej, ed)
@@ -697,6 +697,8 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     state._csr = None
     if refresh is not None:
         state._refresh(refresh)
+        if grown.any():
+            _grow_clusters(state, P[grown], labels_new[grown], old_next)
     else:
         _grow_clusters(state, P, labels_new, old_next)
     state.meta["assigns"] = int(state.meta.get("assigns") or 0) + 1
@@ -775,7 +777,8 @@ def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], n
 
     Returns the labels of all rows (existing, then new), the labels whose per-cluster data must
     be recomputed, the number of existing points that changed label, the number of rows
-    re-agglomerated and the number of merged components found to be cliques.
+    re-agglomerated, the number of merged components found to be cliques, and which new rows
+    joined an existing cluster whole (by that shortcut).
     """
     from .threshold_hac import ThresholdAgglomerative
 
@@ -793,6 +796,7 @@ def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], n
         pts_of.setdefault(g, []).append(i)
     edges_in = np.bincount(new_comp[ei], minlength=int(new_comp.max()) + 1) if ei.size else None
     final_new = np.full(m, -1, dtype=np.int64)
+    grown = np.zeros(m, dtype=bool)  # rows added whole to an existing cluster
     fresh = 0  # placeholders -1 - j for clusters that get a new label
     redo_comps: list[int] = []
     redo_pts: list[int] = []
@@ -808,6 +812,7 @@ def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], n
         elif (clique and len(olds) == 1 and n_lab.get(olds[0]) == 1
               and all((i, only[olds[0]]) in joined for i in pts)):
             final_new[pts] = only[olds[0]]
+            grown[pts] = True
             cliques += 1
         else:
             redo_comps += olds
@@ -846,5 +851,7 @@ def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], n
         rank = np.argsort(np.argsort(first))
         labels[ph] = state.next_label + rank[inv.ravel()]
     moved = int(np.count_nonzero(labels[aff] != old))
-    refresh = np.unique(np.r_[old, labels[aff], labels[state.n_samples :]])
-    return labels, refresh, moved, int(aff.shape[0] + redo.shape[0]), cliques
+    # clusters that grew whole keep their reference point (radius updated by the caller); the
+    # re-agglomerated and the new ones are recomputed
+    refresh = np.unique(np.r_[old, labels[aff], labels[state.n_samples :][~grown]])
+    return labels, refresh, moved, int(aff.shape[0] + redo.shape[0]), cliques, grown
