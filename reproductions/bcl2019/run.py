@@ -16,7 +16,7 @@ import logging
 import sys
 import time
 
-from kfree.experiments import Bcl2019Config, run_bcl2019
+from kfree_reproductions.bcl2019.experiment import Bcl2019Config, run_bcl2019
 
 
 def _seeds(text: str) -> list[int]:
@@ -43,6 +43,6 @@ for ipt, seeds in ((2, a.seeds), (1, a.seeds_1img)):
         t0 = time.perf_counter()
         run_bcl2019(Bcl2019Config(images_per_track=ipt, finetune=ft, seed=seed), a.out, resume=not a.no_resume)
         logging.getLogger("bcl2019").info("%d img/track, seed %d: done in %.0f s", ipt, seed, time.perf_counter() - t0)
-from kfree.experiments.bcl2019_report import write_report
+from kfree_reproductions.bcl2019.report import write_report
 
 write_report(a.out)

@@ -10,8 +10,8 @@ without. Written to results/bcl2019/variants/dropout0.3.
 import logging
 import sys
 
-from kfree.experiments import Bcl2019Config, run_bcl2019
-from kfree.experiments.bcl2019_report import write_report
+from kfree_reproductions.bcl2019.experiment import Bcl2019Config, run_bcl2019
+from kfree_reproductions.bcl2019.report import write_report
 
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s %(message)s")
 logging.getLogger("kfree.train").setLevel(logging.WARNING)

@@ -13,8 +13,8 @@ fine-tuning, no X-/G-means. Written to results/bcl2019/variants/stepwise{,_dropo
 import logging
 import sys
 
-from kfree.experiments import Bcl2019Config, run_bcl2019
-from kfree.experiments.bcl2019_report import write_report
+from kfree_reproductions.bcl2019.experiment import Bcl2019Config, run_bcl2019
+from kfree_reproductions.bcl2019.report import write_report
 
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s %(message)s")
 logging.getLogger("kfree.train").setLevel(logging.WARNING)

@@ -38,7 +38,7 @@ def _versions() -> dict[str, str]:
     import sklearn
     import torch
 
-    from . import __version__
+    from ._version import __version__
 
     return {"kfree": str(__version__), "torch": str(torch.__version__), "numpy": str(np.__version__),
             "sklearn": str(sklearn.__version__), "python": platform.python_version()}

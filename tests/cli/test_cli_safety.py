@@ -120,7 +120,7 @@ def test_missing_folders_of_out_are_created(d):
 
 
 def test_demo_out_checked_before_running(d, monkeypatch):
-    from kfree.evaluate import demo
+    from kfree import demo
 
     def fake_run(*a, **k):
         raise ConfigError("run_demo reached")
@@ -156,21 +156,6 @@ def test_bad_input_is_one_line_and_writes_nothing(d, args, message):
     one_line_error(code, out, message)
     assert "[" not in message or "500." not in out  # the 1-d error does not dump the values
     assert snapshot(d) == before
-
-
-def test_experiment_errors_name_what_the_cli_can_set(tmp_path, monkeypatch):
-    from kfree.data.cifar import find_cifar10
-    from kfree.data.faces import shared_data_root
-    from kfree.exceptions import DataFileNotFoundError
-
-    with pytest.raises(DataFileNotFoundError, match=r"set \$KFREE_SHARED_DATA to the folder") as e:
-        shared_data_root(tmp_path / "nope")
-    assert not str(e.value).startswith("pass data_root")
-    monkeypatch.delenv("KFREE_CIFAR10", raising=False)
-    monkeypatch.delenv("KFREE_SHARED_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(DataFileNotFoundError, match=r"Set \$KFREE_CIFAR10 to the folder"):
-        find_cifar10()
 
 
 # --------------------------------------------------------------------------- optional packages

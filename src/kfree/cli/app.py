@@ -23,12 +23,37 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-def _register_experiments() -> None:
-    """Attach ``kfree experiment …`` (paper reproductions); each lives in its own module."""
-    from .experiment import experiment_app
-    from .experiment_icpr import icpr2020
+#: entry-point group through which paper reproductions (and anyone's experiments) add commands
+EXPERIMENTS_GROUP = "kfree.experiments"
 
-    experiment_app.command("icpr2020")(icpr2020)
+
+def _register_experiments() -> None:
+    """Attach ``kfree experiment …`` from installed plugins.
+
+    The library holds no experiment of its own: each distribution that declares an entry point in
+    the ``kfree.experiments`` group (the ``kfree-reproductions`` package beside this one declares
+    ``bcl2019`` and ``icpr2020``) names a ``register(experiment_app)`` function that adds its
+    commands. Without any, ``kfree experiment`` says how to install them instead of failing.
+    """
+    from importlib.metadata import entry_points
+
+    experiment_app = typer.Typer(
+        help="Reproduce the papers' experiments (installed separately: pip install ./reproductions).",
+        no_args_is_help=True,
+    )
+    plugins = sorted(entry_points(group=EXPERIMENTS_GROUP), key=lambda ep: ep.name)
+    for ep in plugins:
+        try:
+            ep.load()(experiment_app)
+        except Exception as e:  # a broken plugin must not take the whole CLI down
+            console.print(f"[yellow]warning:[/] experiment plugin {ep.name!r} ({ep.value}) failed to load: {e}")
+    if not experiment_app.registered_commands:  # none installed, or none loaded
+        @experiment_app.command("list")
+        def _none() -> None:
+            """Say where the experiments are: none is installed."""
+            console.print("No experiments are installed. The paper reproductions are a separate package: "
+                          "pip install ./reproductions (from a kfree checkout).")
+            raise typer.Exit(2)
     app.add_typer(experiment_app, name="experiment")
 
 
@@ -44,7 +69,7 @@ EVAL_COLUMNS = [("n_samples", "items"), ("n_true", "true #"), ("n_clusters", "#c
 
 def _version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from .._version import __version__
 
         console.print(f"kfree {__version__}")
         raise typer.Exit()
@@ -92,7 +117,7 @@ def demo(
             check_output(out, directory=True, force=force)
         from rich.markup import escape
 
-        from ..evaluate.demo import demo_config, run_demo
+        from ..demo import demo_config, run_demo
 
         cfg = demo_config(dataset, seed=seed, epochs=epochs)
         console.print(f"[bold]kfree demo[/bold] on {cfg.dataset}: identities split {cfg.n_train} train / "
