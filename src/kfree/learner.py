@@ -208,7 +208,17 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         ``X_val``/``y_val`` are validation data of *other* identities; when omitted,
         ``val_identities`` of the identities in ``y`` are held out automatically. Draw them like
         the data you will cluster (similar items per identity): calibrated cuts depend on it.
+
+        The run is seeded by ``seed`` alone and leaves the caller's random state as it found it:
+        Python's, NumPy's and torch's global generators are seeded inside and restored afterwards
+        (:func:`kfree.utils.seeding.seeded`).
         """
+        from .utils.seeding import seeded
+
+        with seeded(self.seed):
+            return self._fit(X, y, X_val=X_val, y_val=y_val, hook=hook)
+
+    def _fit(self, X: Any, y: Any, *, X_val: Any, y_val: Any, hook) -> BallClusterLearner:
         import torch
 
         from . import registry
@@ -226,8 +236,6 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             raw_calibration_set,
         )
         from .train.trainer import train_embedding
-        from .utils.seeding import seed_everything
-
         if y is None:
             raise DataError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None: "
@@ -246,7 +254,6 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         if n_ids < 2:
             raise DataError(f"training needs at least 2 identities, got {n_ids}; add labelled data of other identities")
         t0 = time.perf_counter()
-        seed_everything(self.seed)
         if X_val is None and self.val_identities and n_ids >= 4:
             n_val = self.val_identities
             n_val_count = round(n_val * n_ids) if isinstance(n_val, float) and n_val < 1 else int(n_val)
@@ -399,8 +406,6 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         k) take ``n_clusters``; K-estimating ones (X-means, G-means, HDBSCAN, FINCH) take
         neither. ``n_clusters`` with ``method="hac"`` cuts the chosen linkage's tree at K.
         """
-        import inspect
-
         from . import registry
 
         self._check_fitted()
@@ -414,7 +419,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         if method == "hac" and rule.linkage == "ward":
             method = "ward"
         cls, _ = registry.resolve("cluster", method)
-        accepted = inspect.signature(cls.__init__).parameters
+        accepted = cls.capabilities  # declared by the clusterer (kfree.cluster.CAPABILITIES)
         kwargs: dict[str, Any] = {}
         if getattr(cls, "requires_n_clusters", False) and n_clusters is None:
             raise ConfigError(f"method {method!r} needs the number of clusters: pass n_clusters (--n-clusters)")

@@ -235,8 +235,6 @@ def cluster(
             raise ConfigError(f"{data_path.name} is a model; say what to cluster with it: "
                               f"kfree cluster {data_path} DATA --out clusters.csv")
         check_output(out, inputs=(first, second), force=force)
-        import inspect
-
         import pandas as pd
         from rich.markup import escape
 
@@ -245,7 +243,7 @@ def cluster(
         from ..utils.io import atomic_path
 
         cls, _ = registry.resolve("cluster", method)  # unknown or not installed: fail before any work
-        accepted = inspect.signature(cls.__init__).parameters
+        accepted = cls.capabilities  # declared by the clusterer (kfree.cluster.CAPABILITIES)
         needs_k = getattr(cls, "requires_n_clusters", False)
         if needs_k and n_clusters is None:
             raise ConfigError(f"method {method!r} needs the number of clusters: pass --n-clusters")

@@ -16,10 +16,12 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from .._exact_distances import grid_centre
 from ..distances import check_distance, check_features, prepare
 from ..exceptions import ConfigError
+from ..registry import register
 from ._linkage_core import connected_components
 from ._radius_graph import sq_units
 
 
+@register("cluster", "knn-cc")
 class KNNConnectedComponents(ClusterMixin, BaseEstimator):
     """Connected components of the kNN graph with edges at ``<= threshold``.
 
@@ -37,6 +39,9 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
     nprobe : int
     seed : int
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"distance", "threshold"})
 
     requires_n_clusters = False
 

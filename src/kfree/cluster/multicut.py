@@ -29,6 +29,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from .._exact_distances import grid_centre
 from ..distances import check_distance, check_features
 from ..exceptions import ConfigError, DataError, ResourceError
+from ..registry import register
 from ..threshold import Threshold
 from . import _multicut_core as mc
 
@@ -62,6 +63,7 @@ def _check_p_clip(p_clip: float) -> float:
     return float(p_clip)
 
 
+@register("cluster", "multicut")
 class MulticutClustering(ClusterMixin, BaseEstimator):
     """Minimum cost multicut of the complete graph of the samples (GAEC + KLj).
 
@@ -112,6 +114,9 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
     n_restarts_ : int
         Restarts actually run.
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"cut_probability", "distance", "threshold"})
 
     requires_n_clusters = False
 

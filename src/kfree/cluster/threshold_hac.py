@@ -69,6 +69,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_distance, check_features, condensed_distances_blocked
 from ..exceptions import ConfigError, DataError, ParameterConflictWarning, ResourceError
+from ..registry import register
 from . import _linkage_core as core
 from ._constraints import cannot_link_keys, check_contradictions, check_pairs, must_link_groups
 from ._radius_graph import (
@@ -147,6 +148,7 @@ def _dense_merges_from_linkage(Z: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
     return pairs, Z[:, 2].astype(np.float64)
 
 
+@register("cluster", "hac")
 class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
     """Hierarchical agglomerative clustering cut at ``threshold`` (or at ``n_clusters``).
 
@@ -190,6 +192,9 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
     n_edges_ : int or None
         Number of τ-edges (sparse fits).
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"distance", "linkage", "n_clusters", "threshold"})
 
     requires_n_clusters = False
 

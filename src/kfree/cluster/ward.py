@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
 from ..exceptions import DataError
+from ..registry import register
 from .labels import first_seen_labels
 from .threshold_hac import check_cut
 
@@ -42,6 +43,7 @@ def ward_tree(X: np.ndarray) -> np.ndarray:
     return fastcluster.linkage_vector(X, method="ward", metric="euclidean")
 
 
+@register("cluster", "ward")
 class WardThreshold(ClusterMixin, BaseEstimator):
     """Ward agglomeration cut where the merge height exceeds ``threshold`` (or at ``n_clusters``).
 
@@ -62,6 +64,9 @@ class WardThreshold(ClusterMixin, BaseEstimator):
     n_clusters_ : int
     linkage_matrix_ : ndarray of shape (n_samples - 1, 4)
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"n_clusters", "threshold"})
 
     requires_n_clusters = False
 

@@ -17,10 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..exceptions import ConfigError, DataError
+from ..registry import register
 from .base import EmbeddingLoss
 from .softmax import check_classes, check_labels
 
 
+@register("loss", "norm-softmax")
 class NormalizedSoftmaxLoss(EmbeddingLoss):
     """Cross-entropy over ``cos(f_i, w_k) / temperature`` for the training identities ``k``.
 

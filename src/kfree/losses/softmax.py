@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..exceptions import ConfigError, DataError
+from ..registry import register
 from .base import EmbeddingLoss
 
 
@@ -37,6 +38,7 @@ def check_labels(labels: torch.Tensor, n_classes: int) -> None:
         )
 
 
+@register("loss", "softmax")
 class SoftmaxLoss(EmbeddingLoss):
     """Cross-entropy of a linear classifier ``W f + c`` over the training identities.
 
