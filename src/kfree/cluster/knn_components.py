@@ -17,8 +17,8 @@ from .._exact_distances import grid_centre
 from ..distances import check_distance, check_features, prepare
 from ..exceptions import ConfigError
 from ..registry import register
-from ._linkage_core import connected_components
 from ._radius_graph import sq_units
+from .linkage_core import connected_components
 
 
 @register("cluster", "knn-cc")

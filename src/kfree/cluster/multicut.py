@@ -31,7 +31,7 @@ from ..distances import check_distance, check_features
 from ..exceptions import ConfigError, DataError, ResourceError
 from ..registry import register
 from ..threshold import Threshold
-from . import _multicut_core as mc
+from . import multicut_core as mc
 
 log = logging.getLogger(__name__)
 

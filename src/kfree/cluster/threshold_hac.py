@@ -42,7 +42,7 @@ complete-linkage cuts and the order of merges decides. The dense path (fastclust
 exactly as scipy's ``linkage``. The graph paths (sparse, per component) run the
 same nearest-neighbour chain on the τ-graph — chains start at the smallest active index, the
 previous chain element wins a tie and then the smallest index, a merged cluster keeps the larger
-index (:mod:`~kfree.cluster._linkage_core`) — and differ from scipy only where scipy's chain
+index (:mod:`~kfree.cluster.linkage_core`) — and differ from scipy only where scipy's chain
 starts at a cluster with no neighbour within the threshold and walks to tied pairs through a pair
 above it, which a τ-graph cannot see. Example: ``X = [[0], [3], [4], [2]]``, euclidean threshold
 1: scipy joins {3, 2}, the sparse path {3, 4}. On random integer-grid data with complete linkage
@@ -70,7 +70,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from ..distances import check_distance, check_features, condensed_distances_blocked
 from ..exceptions import ConfigError, DataError, ParameterConflictWarning, ResourceError
 from ..registry import register
-from . import _linkage_core as core
+from . import linkage_core as core
 from ._constraints import cannot_link_keys, check_contradictions, check_pairs, must_link_groups
 from ._radius_graph import (
     BYTES_PER_EDGE,
@@ -643,7 +643,7 @@ def _dense_component_merges(X, cut, distance):
     ``cut`` is given one common height above all others: fastcluster's nearest-neighbour chain
     then sweeps the clusters without a neighbour within ``cut`` together above the cut and
     enters each τ-component at its smallest active index, which is the tie order of
-    :func:`~kfree.cluster._linkage_core.sparse_complete_nn_chain` — so this path and the sparse
+    :func:`~kfree.cluster.linkage_core.sparse_complete_nn_chain` — so this path and the sparse
     kernel give the same partition even on exact ties.
     """
     import fastcluster

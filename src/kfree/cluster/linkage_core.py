@@ -37,7 +37,7 @@ LINKAGE_CODES = {"complete": COMPLETE, "average": AVERAGE, "single": SINGLE}
 
 
 @nb.njit(cache=True)
-def _find(parent, x):
+def find_root(parent, x):
     root = x
     while parent[root] != root:
         root = parent[root]
@@ -53,8 +53,8 @@ def union_find_labels(n, a, b, n_merges):
     """Component labels (0..k-1, in order of first appearance) after the first ``n_merges``."""
     parent = np.arange(n)
     for t in range(n_merges):
-        ra = _find(parent, a[t])
-        rb = _find(parent, b[t])
+        ra = find_root(parent, a[t])
+        rb = find_root(parent, b[t])
         if ra != rb:
             if ra < rb:
                 parent[rb] = ra
@@ -64,7 +64,7 @@ def union_find_labels(n, a, b, n_merges):
     root_label = np.full(n, -1, dtype=np.int64)
     k = 0
     for i in range(n):
-        r = _find(parent, i)
+        r = find_root(parent, i)
         if root_label[r] < 0:
             root_label[r] = k
             k += 1
@@ -321,8 +321,8 @@ def kruskal_merges(n, ei, ej, ed):
     out_h = np.empty(max(n - 1, 0), dtype=np.float64)
     m = 0
     for t in order:
-        ra = _find(parent, ei[t])
-        rb = _find(parent, ej[t])
+        ra = find_root(parent, ei[t])
+        rb = find_root(parent, ej[t])
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
             out_a[m] = ei[t]
@@ -337,14 +337,14 @@ def connected_components(n, ei, ej):
     """Labels of the connected components of an edge list (0..c-1, first appearance order)."""
     parent = np.arange(n)
     for t in range(ei.shape[0]):
-        ra = _find(parent, ei[t])
-        rb = _find(parent, ej[t])
+        ra = find_root(parent, ei[t])
+        rb = find_root(parent, ej[t])
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
     lab = np.full(n, -1, dtype=np.int64)
     k = 0
     for i in range(n):
-        r = _find(parent, i)
+        r = find_root(parent, i)
         if lab[r] < 0:
             lab[r] = k
             k += 1
@@ -353,10 +353,10 @@ def connected_components(n, ei, ej):
 
 
 @nb.njit(cache=True)
-def _union(parent, a, b):
+def union_roots(parent, a, b):
     """Join the sets of a and b (the smaller root id becomes the root)."""
-    ra = _find(parent, a)
-    rb = _find(parent, b)
+    ra = find_root(parent, a)
+    rb = find_root(parent, b)
     if ra != rb:
         if ra < rb:
             parent[rb] = ra
@@ -371,7 +371,7 @@ def roots_to_labels(parent):
     root_lab = np.full(n, -1, dtype=np.int64)
     k = 0
     for i in range(n):
-        r = _find(parent, i)
+        r = find_root(parent, i)
         if root_lab[r] < 0:
             root_lab[r] = k
             k += 1
