@@ -143,6 +143,12 @@ def test_protocol_b_cells_train_cluster_write_json_and_resume(tiny_data, tmp_pat
     with pytest.raises(ConfigError, match="epochs"):
         run_protocol_b(ProtocolBConfig(losses=("l3",), noise_pos=(0.0,), noise_neg=(0.0,), epochs=4), out,
                        data=tiny_data, cache_dir=cache)
+    # any field that changes results is compared, not only epochs and backbone
+    one = dict(losses=("l3",), noise_pos=(0.0,), noise_neg=(0.0,), epochs=3, batch_size=20, calibration_pairs=5000)
+    with pytest.raises(ConfigError, match=r"lr: recorded 0.001, asked 0.002; alpha: recorded 0.8, asked 0.9"):
+        run_protocol_b(ProtocolBConfig(**one, alpha=0.9, lr=2e-3), out, data=tiny_data, cache_dir=cache)
+    # the run order is not a result: another order reuses the cells
+    assert len(run_protocol_b(ProtocolBConfig(**one, order="cells"), out, data=tiny_data, cache_dir=cache)) == 1
 
 
 def test_protocol_b_concatenates_backbones_and_keeps_their_caches_apart(tiny_data, tmp_path, monkeypatch):
@@ -271,6 +277,11 @@ def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     longer = run_protocol_a(dataclasses.replace(cfg0, epochs=3, eval_every=3), tmp_path / "c", images=images,
                             stop_after=2)
     assert [r["epoch"] for r in longer] == [1, 2]
+    # without a checkpoint the evaluated epochs still belong to config.json's configuration: a run
+    # that would cluster them differently is refused instead of adding to them
+    (tmp_path / "c" / "checkpoint.pt").unlink()
+    with pytest.raises(ConfigError, match=r"config.json was made under another configuration \(kl: recorded True"):
+        run_protocol_a(dataclasses.replace(cfg0, kl=False), tmp_path / "c", images=images)
     # a checkpoint that is not kfree's (here: a pickled object) is refused without being run
     torch.save({"model": ProtocolAConfig()}, tmp_path / "c" / "checkpoint.pt")
     with pytest.raises(CheckpointError, match="refused"):

@@ -36,6 +36,7 @@ import numpy as np
 from kfree.exceptions import ConfigError
 from kfree_reproductions.bcl2019.finetune import FinetuneConfig
 from kfree_reproductions.bcl2019.methods import METHODS, FittedMethod, check_methods
+from kfree_reproductions.records import config_differences
 
 log = logging.getLogger(__name__)
 
@@ -281,10 +282,9 @@ def _same_config(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool
     value that reproduces the behaviour before it existed, see :data:`_BEFORE_FIELD`)."""
     if stored is None:
         return False
-    defaults = json.loads(json.dumps(asdict(Bcl2019Config())))
-    defaults.update(_BEFORE_FIELD)
-    now = json.loads(json.dumps(current))
-    return all(stored.get(k, defaults.get(k)) == v for k, v in now.items())
+    before = asdict(Bcl2019Config())
+    before.update(_BEFORE_FIELD)
+    return not config_differences(stored, current, before_field=before)
 
 
 def cell_path(out: Path, cfg: Bcl2019Config, set_name: str) -> Path:

@@ -48,6 +48,7 @@ from kfree_reproductions.icpr2020.protocol_b import (
     triplet_loss,
     write_json_atomic,
 )
+from kfree_reproductions.records import refuse_changed
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,12 @@ RESUME_KEYS = ("loss", "wrong_positives", "wrong_negatives", "seed", "batch_size
                "alpha", "beta", "n_train", "widths")
 
 
+#: fields that say how long, how often or where a run goes, not what it computes: a run folder may
+#: be continued with other values of these (every other field must match its config.json)
+RUN_SHAPE_KEYS = ("epochs", "eval_every", "eval_first", "eval_workers", "threads", "device",
+                  "checkpoint_every_s", "keep_embeddings")
+
+
 def _resume_config(cfg: ProtocolAConfig, X_train: np.ndarray) -> dict[str, Any]:
     """The part of the configuration a checkpoint must match to be resumed exactly."""
     d = asdict(cfg)
@@ -275,6 +282,11 @@ def run_protocol_a(
         partial = state.get("partial")  # present when the run stopped inside epoch start + 1
         log.info("resumed %s at epoch %d%s", out, start,
                  f", batch {partial['batch']}" if partial else "")
+    if resume and (out / "config.json").is_file():
+        # the evaluated epochs on disk were made under the recorded configuration: keep adding to
+        # them only under the same one (more epochs or another schedule are fine)
+        recorded = json.loads((out / "config.json").read_text(encoding="utf-8")).get("config")
+        refuse_changed(out / "config.json", recorded, asdict(cfg), ignore=RUN_SHAPE_KEYS)
     write_json_atomic(out / "config.json", {"config": asdict(cfg), "device": device, "environment": environment(),
                                             "n_train": int(X_train.shape[0]), "n_test": int(X_test.shape[0])})
     n_classes = int(np.unique(y_train).shape[0])

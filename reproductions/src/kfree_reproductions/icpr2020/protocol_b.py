@@ -42,6 +42,7 @@ import numpy as np
 from sklearn.base import clone
 
 from kfree.exceptions import ConfigError, DataError
+from kfree_reproductions.records import refuse_changed
 
 log = logging.getLogger(__name__)
 
@@ -515,7 +516,7 @@ def run_cell(
                              wrong_negatives=cell.wrong_negatives, seed=cell.seed)
     record = {
         "cell": asdict(cell), "name": cell.name,
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("losses", "noise_pos", "noise_neg", "seeds")},
+        "config": _cell_config(cfg),
         "data": data.source, "n_train": int(data.X_train.shape[0]), "n_test": int(data.X_test.shape[0]),
         "expected_wrong_negative_rate": sampler.expected_wrong_negative_rate,
         "history": [{k: float(v) for k, v in row.items()} for row in result.history],
@@ -531,6 +532,15 @@ def run_cell(
              cell.name, metrics["multicut"]["acc"], metrics["multicut"]["n_clusters"],
              metrics["multicut"]["wall_s"], metrics["kmeans"]["acc"], train_s)
     return record
+
+
+#: fields added after the first cells were written, with the value those cells were made under
+_B_BEFORE_FIELD = {"backbone": DEFAULT_BACKBONE, "average_start": True}
+
+
+def _cell_config(cfg: ProtocolBConfig) -> dict[str, Any]:
+    """What a cell record stores of the configuration (the grid's axes are in the cell itself)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("losses", "noise_pos", "noise_neg", "seeds")}
 
 
 def run_protocol_b(
@@ -556,13 +566,8 @@ def run_protocol_b(
         path = cell_path(out, cell)
         if resume and path.is_file():
             rec = json.loads(path.read_text(encoding="utf-8"))
-            done = rec.get("config", {})
-            if done.get("epochs") != cfg.epochs or done.get("backbone", DEFAULT_BACKBONE) != cfg.backbone:
-                raise ConfigError(
-                    f"{path} was trained for {done.get('epochs')} epochs on {done.get('backbone', DEFAULT_BACKBONE)} "
-                    f"features, this run asks for {cfg.epochs} on {cfg.backbone}; write to another output "
-                    "folder, or recompute it (CLI: --no-resume; Python: resume=False)"
-                )
+            refuse_changed(path, rec.get("config"), _cell_config(cfg), before_field=_B_BEFORE_FIELD,
+                           ignore=("order",))
             records.append(rec)
         else:
             records.append(run_cell(cfg, cell, data, out, cache_dir=cache_dir, hook=hook))
