@@ -53,23 +53,8 @@ def union_find_labels(n, a, b, n_merges):
     """Component labels (0..k-1, in order of first appearance) after the first ``n_merges``."""
     parent = np.arange(n)
     for t in range(n_merges):
-        ra = find_root(parent, a[t])
-        rb = find_root(parent, b[t])
-        if ra != rb:
-            if ra < rb:
-                parent[rb] = ra
-            else:
-                parent[ra] = rb
-    labels = np.full(n, -1, dtype=np.int64)
-    root_label = np.full(n, -1, dtype=np.int64)
-    k = 0
-    for i in range(n):
-        r = find_root(parent, i)
-        if root_label[r] < 0:
-            root_label[r] = k
-            k += 1
-        labels[i] = root_label[r]
-    return labels
+        union_roots(parent, a[t], b[t])
+    return roots_to_labels(parent)
 
 
 @nb.njit(cache=True)
@@ -335,21 +320,7 @@ def kruskal_merges(n, ei, ej, ed):
 @nb.njit(cache=True)
 def connected_components(n, ei, ej):
     """Labels of the connected components of an edge list (0..c-1, first appearance order)."""
-    parent = np.arange(n)
-    for t in range(ei.shape[0]):
-        ra = find_root(parent, ei[t])
-        rb = find_root(parent, ej[t])
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    lab = np.full(n, -1, dtype=np.int64)
-    k = 0
-    for i in range(n):
-        r = find_root(parent, i)
-        if lab[r] < 0:
-            lab[r] = k
-            k += 1
-        lab[i] = lab[r]
-    return lab
+    return union_find_labels(n, ei, ej, ei.shape[0])
 
 
 @nb.njit(cache=True)

@@ -496,11 +496,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         """
         if not np.isfinite(threshold):
             raise ConfigError(f"threshold={threshold!r} must be finite")
-        Z = self.linkage_matrix_
-        if Z is not None:
-            if Z.shape[0] == 0:
-                return np.zeros(1, dtype=np.int64)
-            return first_seen_labels(fcluster(Z, t=float(threshold), criterion="distance"))
+        if self.linkage_matrix_ is not None:
+            return self._dense_cut(float(threshold), "distance")
         if threshold > self._tree_top:
             raise ConfigError(
                 f"this sparse fit knows the tree only up to threshold={self._tree_top}; "
@@ -509,16 +506,20 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         m = int(np.searchsorted(self.merge_heights_, threshold, side="right"))
         return self._cut(m)
 
+    def _dense_cut(self, t: float, criterion: str) -> np.ndarray:
+        """scipy's cut of the fitted dense tree (``fcluster``), relabelled in first-seen order."""
+        Z = self.linkage_matrix_
+        if Z.shape[0] == 0:  # one sample
+            return np.zeros(1, dtype=np.int64)
+        return first_seen_labels(fcluster(Z, t=t, criterion=criterion))
+
     def labels_at_k(self, k: int) -> np.ndarray:
         """Labels for a cut into ``k`` clusters, from the fitted tree."""
         n = self._groups.shape[0]
         if not 1 <= int(k) <= n:
             raise ConfigError(f"k={k} must be between 1 and n_samples={n}")
-        Z = self.linkage_matrix_
-        if Z is not None:
-            if Z.shape[0] == 0:
-                return np.zeros(1, dtype=np.int64)
-            return first_seen_labels(fcluster(Z, t=int(k), criterion="maxclust"))
+        if self.linkage_matrix_ is not None:
+            return self._dense_cut(int(k), "maxclust")
         m = n - int(k)
         n_forced = getattr(self, "_n_forced", 0)
         if m < n_forced:
