@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _bcl_tiny import tiny_inputs
 
-from kfree.learner import BallClusterLearner
+from kfree.learner import ClusterLearner
 from kfree_reproductions.bcl2019.experiment import Bcl2019Config, run_bcl2019
 from kfree_reproductions.bcl2019.finetune import FinetuneConfig
 from kfree_reproductions.bcl2019.methods import fit_method, record_path
@@ -42,13 +42,13 @@ def _fit(faces, split, tmp_path, *, train_kw=KW, seed=0, images_per_track=2, X=N
 def test_saved_head_is_reused_only_for_the_same_training_request(tiny, tmp_path, monkeypatch):
     faces, split, _ = tiny
     calls = []
-    real_fit = BallClusterLearner.fit
+    real_fit = ClusterLearner.fit
 
     def counting_fit(self, *a, **k):
-        calls.append(self.get_params()["epochs"])
+        calls.append(self.train_config.epochs)
         return real_fit(self, *a, **k)
 
-    monkeypatch.setattr(BallClusterLearner, "fit", counting_fit)
+    monkeypatch.setattr(ClusterLearner, "fit", counting_fit)
     first = _fit(faces, split, tmp_path)
     head, rec = tmp_path / "bcl_seed0.pt", record_path(tmp_path / "bcl_seed0.pt")
     assert head.exists() and rec.exists() and len(calls) == 1

@@ -94,7 +94,8 @@ def _default_run_dir(dataset: str) -> Path:
 
 def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, write: bool = True) -> DemoResult:
     """Run the demo end to end and (optionally) write its run directory."""
-    from .learner import BallClusterLearner
+    from .config import TrainConfig
+    from .learner import ClusterLearner
 
     t0 = time.perf_counter()
     ds = load_builtin(cfg.dataset, with_images=write)
@@ -107,11 +108,11 @@ def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, w
     X_val, y_val = ds.X[val_idx], ds.y[val_idx]
     X_te, y_te = ds.X[test_idx], ds.y[test_idx]
 
-    learner = BallClusterLearner(
-        "bcl", loss_params=dict(cfg.loss_params), dims=cfg.dims, epochs=cfg.epochs, lr=cfg.lr,
+    learner = ClusterLearner(TrainConfig(
+        loss="bcl", loss_params=dict(cfg.loss_params), dims=cfg.dims, epochs=cfg.epochs, lr=cfg.lr,
         weight_decay=cfg.weight_decay, p=cfg.p, k=cfg.k, batches_per_epoch=cfg.batches_per_epoch,
         seed=cfg.seed,
-    )
+    ))
     learner.fit(X_tr, y_tr, X_val=X_val, y_val=y_val, hook=hook)
     thr = learner.threshold_
     t_cluster = time.perf_counter()

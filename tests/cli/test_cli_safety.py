@@ -73,7 +73,7 @@ def test_out_that_cannot_or_must_not_be_written_is_refused_before_any_work(d, cm
         out, message = "{d}/truth.csv", "is an input file"
     if cmd[0] == "evaluate" and out.endswith("pred.csv"):
         out = "{d}/m.kfree"
-    monkeypatch.setattr(kfree.learner.BallClusterLearner, "fit", lambda *a, **k: pytest.fail("trained anyway"))
+    monkeypatch.setattr(kfree.learner.ClusterLearner, "fit", lambda *a, **k: pytest.fail("trained anyway"))
     before = snapshot(d)
     code, text = run(*[a.format(d=d) for a in cmd], "--out", out.format(d=d))
     one_line_error(code, text, message)

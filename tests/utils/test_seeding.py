@@ -31,7 +31,7 @@ def test_seeded_block_equals_seed_everything_and_restores_the_state():
 
 
 def test_fit_leaves_the_global_generators_alone():
-    from kfree.learner import BallClusterLearner
+    from kfree.learner import ClusterLearner
 
     rng = np.random.default_rng(0)
     X = np.repeat(rng.normal(size=(8, 6)), 10, axis=0) + 0.05 * rng.normal(size=(80, 6))
@@ -43,7 +43,7 @@ def test_fit_leaves_the_global_generators_alone():
     random.seed(5)
     np.random.seed(5)
     torch.manual_seed(5)
-    a = BallClusterLearner(epochs=1, seed=3).fit(X, y)
+    a = ClusterLearner.from_params(epochs=1, seed=3).fit(X, y)
     assert _draw() == expected
-    b = BallClusterLearner(epochs=1, seed=3).fit(X, y)
+    b = ClusterLearner.from_params(epochs=1, seed=3).fit(X, y)
     np.testing.assert_array_equal(a.transform(X), b.transform(X))

@@ -171,19 +171,19 @@ def train(
         from ..utils.io import check_output
 
         check_output(out, inputs=(labelled_file, labels), force=force)
+        from ..config import TrainConfig
         from ..data.io import load_features
-        from ..learner import BallClusterLearner
+        from ..learner import ClusterLearner
 
         data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
                              labels_path=labels, require_labels=True, min_samples=2)
-        learner = BallClusterLearner(loss, loss_params=_parse_params(loss_param), head=head,
-                                     dims=None if dims is None else _parse_dims(dims), dropout=dropout,
-                                     epochs=epochs, lr=lr, weight_decay=weight_decay, p=p, k=k,
-                                     val_identities=val_identities, eval_every_steps=eval_every_steps,
-                                     patience=patience, linkage=linkage, threshold_mode=threshold_mode,
-                                     compare_raw=compare_raw, seed=seed,
-                                     calibration=calibration, sampler=sampler, triplets_per_batch=triplets_per_batch,
-                                     wrong_positives=wrong_positives, wrong_negatives=_parse_noise(wrong_negatives))
+        cfg = TrainConfig(loss=loss, loss_params=_parse_params(loss_param),
+                          dims=None if dims is None else _parse_dims(dims), dropout=dropout, epochs=epochs,
+                          lr=lr, weight_decay=weight_decay, p=p, k=k, eval_every_steps=eval_every_steps,
+                          patience=patience, seed=seed, sampler=sampler, triplets_per_batch=triplets_per_batch,
+                          wrong_positives=wrong_positives, wrong_negatives=_parse_noise(wrong_negatives))
+        learner = ClusterLearner(cfg, head=head, val_identities=val_identities, linkage=linkage,
+                                 threshold_mode=threshold_mode, compare_raw=compare_raw, calibration=calibration)
         with progress_hook(progress) as hook, _limit_threads(torch=True):
             learner.fit(data.X, data.y, hook=hook)
         learner.provenance_["source"] = str(labelled_file)
@@ -257,9 +257,9 @@ def cluster(
             if distance is not None:
                 raise ConfigError("--distance is for clustering without a model; a model's threshold "
                                   "carries its own distance")
-            from ..learner import BallClusterLearner
+            from ..learner import ClusterLearner
 
-            learner = BallClusterLearner.load(model)
+            learner = ClusterLearner.load(model)
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             with _limit_threads():
                 labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
@@ -395,7 +395,7 @@ def _validation_plot(learner, model_path: Path) -> Path | None:
     path = model_path.with_name(model_path.stem + "-validation.png")
     return plot_validation_curve(learner.history_, path, chosen=learner.selection_["chosen"],
                                  raw_nmi=raw_best_nmi(learner.selection_),
-                                 title=f"{learner.loss}: validation on held-out identities")
+                                 title=f"{learner.train_config.loss}: validation on held-out identities")
 
 
 def _parse_dims(text: str) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ loss differs. Each method carries the threshold it clusters at:
   were themselves trained with a pairwise margin, so this row is strong; a learned head has to
   beat it to count.
 
-Trained heads are saved with :meth:`BallClusterLearner.save` so a rerun (``resume``) loads them;
+Trained heads are saved with :meth:`kfree.learner.ClusterLearner.save` so a rerun (``resume``) loads them;
 beside each head ``<name>_seed<seed>.json`` records what it was trained with (loss, schedule,
 seed, track size and a fingerprint of the training / validation data). A saved head is reused
 only when that record matches the current request exactly; otherwise it is retrained (and the
@@ -79,7 +79,7 @@ class FittedMethod:
         The operating threshold (4b for BCL, validation-matched otherwise), sqeuclidean.
     train_threshold : Threshold or None
         Threshold matched to the number of training identities (Table 5); None for BCL.
-    learner : BallClusterLearner or None
+    learner : ClusterLearner or None
         The trained head (None for ``raw``).
     validation : dict or None
         ``{"nmi", "wcp", "n_clusters", "n_true", "threshold"}``: HAC (complete linkage) at
@@ -215,13 +215,13 @@ def fit_method(
     name : one of :data:`METHODS`
     X_train, y_train : training descriptors (n, 128) and identity labels
     X_val, y_val : validation descriptors and labels (other identities)
-    train_kw : BallClusterLearner keyword arguments shared by every method (dims, epochs, p, k, …)
+    train_kw : flat learner options (ClusterLearner.from_params) shared by every method (dims, epochs, p, k, …)
     images_per_track : thresholds (and model selection) are matched on validation / training
         "tracks" of this many images (see :func:`pair_tracks`), like the test episodes
     model_dir : where ``<name>_seed<seed>.pt`` (and its training record ``.json``) is saved; with
         ``resume`` a saved head is loaded only if its record matches this request, else retrained
     """
-    from kfree.learner import BallClusterLearner
+    from kfree.learner import ClusterLearner
 
     check_methods([name])
     Xv_t, yv_t = pair_tracks(X_val, y_val, images_per_track, seed)
@@ -236,13 +236,13 @@ def fit_method(
     if resume and path is not None and path.exists():
         why = _record_mismatch(path, record)
         if why is None:
-            learner, loaded = BallClusterLearner.load(path), True
+            learner, loaded = ClusterLearner.load(path), True
             log.info("loaded %s from %s", name, path)
         else:
             log.warning("not reusing %s (%s); retraining", path, why)
     if learner is None:
         loss, params = METHOD_LOSSES[name]
-        learner = BallClusterLearner(loss, loss_params=dict(params), seed=seed, **train_kw)
+        learner = ClusterLearner.from_params(loss=loss, loss_params=dict(params), seed=seed, **train_kw)
         learner.fit(X_train, y_train, X_val=Xv_t, y_val=yv_t, hook=hook)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

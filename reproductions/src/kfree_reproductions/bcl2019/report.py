@@ -313,7 +313,7 @@ def write_curves(cells, fig_dir: Path, tag: str) -> list[Path]:
 def write_att(out: Path, tag: str = "2img") -> str:
     """Cluster the 40 AT&T people with every trained head (at its own threshold) and draw montages."""
     from kfree.data.builtin import load_builtin
-    from kfree.learner import BallClusterLearner
+    from kfree.learner import ClusterLearner
     from kfree.metrics.clustering import nmi, wcp
     from kfree.report.montage import cluster_montage
     from kfree_reproductions.bcl2019.experiment import evaluate_features
@@ -338,7 +338,7 @@ def write_att(out: Path, tag: str = "2img") -> str:
             p = out / "models" / tag / f"{m}_seed0.pt"
             if not p.exists():
                 continue
-            Z = BallClusterLearner.load(p).transform(d.X)
+            Z = ClusterLearner.load(p).transform(d.X)
         res = evaluate_features(Z, d.y, thr[m]["value"], curve_k_max=1)
         from kfree.cluster.threshold_hac import ThresholdAgglomerative
 

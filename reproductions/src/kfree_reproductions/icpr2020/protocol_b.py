@@ -244,7 +244,7 @@ def train_head(
     tcfg = TrainConfig(loss="triplet", dims=cfg.dims, epochs=cfg.epochs, lr=cfg.lr, weight_decay=0.0,
                        sampler="triplets", triplets_per_batch=cfg.batch_size,
                        wrong_positives=float(cell.wrong_positives), wrong_negatives=cell.wrong_negatives,
-                       select_best=False, seed=cell.seed)
+                       select_best=False, eval_every_steps=None, patience=None, seed=cell.seed)
     result = train_embedding(head, loss, X_train, y_train, tcfg, hook=hook, checkpoint_path=checkpoint_path)
     return head, loss, result
 
