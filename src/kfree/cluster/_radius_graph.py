@@ -35,11 +35,12 @@ import os
 import numba as nb
 import numpy as np
 
-from .._exact_distances import gemm_ready, grid_centre, pair_distances, sq_units
+from .._exact_distances import gemm_ready, grid_centre, pair_distances
+from ..distances import to_sq
 from ..exceptions import ResourceError
 from .linkage_core import find_root, roots_to_labels, union_roots
 
-__all__ = ["estimate_edges", "prepared_float32", "radius_components", "radius_edges", "sq_units"]
+__all__ = ["estimate_edges", "prepared_float32", "radius_components", "radius_edges"]
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def radius_edges(
     X64 = np.ascontiguousarray(X, dtype=np.float64)
     n = X64.shape[0]
     X32 = prepared_float32(X64, distance)
-    thr_sq = sq_units(tau, distance)
+    thr_sq = to_sq(tau, distance)
     thr_c = thr_sq + _margin(X32, thr_sq)
     norms = np.einsum("ij,ij->i", X32, X32).astype(np.float32)
     cap = int(max_edges) if max_edges is not None else None
@@ -753,7 +754,7 @@ def radius_components(
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     X32 = prepared_float32(X64, distance)
-    thr_sq = sq_units(tau, distance)
+    thr_sq = to_sq(tau, distance)
     thr_c = thr_sq + _margin(X32, thr_sq)
     if hook is not None:
         hook("tau components", completed=0, total=2)
