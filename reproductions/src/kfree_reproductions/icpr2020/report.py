@@ -3,8 +3,8 @@
 :func:`aggregate` turns Protocol B cell records (one per loss × noise × seed) into mean ± std
 over seeds; :func:`table1_markdown` writes Table I in the paper's layout (rows = wrong
 positives 20/10/5/0 %, columns = wrong negatives random/7/5/2/0 % per loss, multicut on top,
-k-means below) with the paper's number beside each of ours; :func:`check_findings` tests the
-paper's qualitative claims one by one on the cells that ran; :func:`write_figures` draws the
+k-means below) with the paper's number beside each of ours; :func:`check_findings` judges the
+paper's qualitative claims (data: ``claims.toml``) over seeds, each with a stated test; :func:`write_figures` draws the
 figures of :mod:`kfree_reproductions.icpr2020.plots` from the cached embeddings.
 """
 
@@ -56,6 +56,9 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
             "wall_s": float(np.mean([x.get("wall_s", np.nan) for x in rows])),
             "objective": float(np.mean([x.get("objective", np.nan) for x in rows])),
             "train_s": float(np.mean([x["train_s"] if x["train_s"] is not None else np.nan for x in rows])),
+            # per seed, for the claims' tests (kfree_reproductions.claims)
+            "by_seed": {"acc": {int(x["seed"]): float(100 * x["acc"]) for x in rows},
+                        "objective": {int(x["seed"]): float(x["objective"]) for x in rows if "objective" in x}},
         }
     return out
 
@@ -146,101 +149,33 @@ def _get(agg: dict[Key, dict[str, Any]], method: str, loss: str, pos: float, neg
     return None if a is None else a["acc"]
 
 
-def check_findings(agg: dict[Key, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The paper's qualitative claims, each checked on the measured cells.
+#: the paper's claims as data (kfree_reproductions.claims explains the kinds and tests)
+CLAIMS = Path(__file__).with_name("claims.toml")
 
-    Returns rows ``{"claim", "holds": True/False/None (not measurable), "evidence"}``.
+
+def check_findings(agg: dict[Key, dict[str, Any]], *, alpha: float = 0.05) -> list[dict[str, Any]]:
+    """The paper's qualitative claims (:data:`CLAIMS`), each judged over seeds by a stated test.
+
+    Returns rows ``{"claim", "verdict", "test", "evidence"}``; the verdict is ``holds``,
+    ``contradicted``, ``not shown`` or ``not measured``.
     """
-    rows: list[dict[str, Any]] = []
+    from kfree_reproductions.claims import evaluate_claims, load_claims
 
-    def add(claim: str, holds: bool | None, evidence: str) -> None:
-        rows.append({"claim": claim, "holds": holds, "evidence": evidence})
+    def look(sel: dict[str, Any]) -> dict[int, float] | None:
+        a = agg.get((sel["method"], sel["loss"], float(sel["pos"]), _neg(sel["neg"])))
+        if a is None:
+            return None
+        return a["by_seed"].get(sel.get("metric", "acc")) or None
 
-    clean = {(m, v): _get(agg, m, v, 0.0, 0.0) for m in METHODS for v in ("l1", "l2", "l3")}
-    have = lambda *ks: all(clean[k] is not None for k in ks)
-    fmt = lambda x: f"{x:.2f}"
-
-    if have(("multicut", "l1"), ("multicut", "l2"), ("multicut", "l3")):
-        l1, l2, l3 = (clean[("multicut", v)] for v in ("l1", "l2", "l3"))
-        add("Multicut, no noise: L2 and L3 beat L1 (paper 79.96, 80.51 vs 78.44)",
-            bool(l2 > l1 and l3 > l1), f"L1 {fmt(l1)}, L2 {fmt(l2)}, L3 {fmt(l3)}")
-        add("Multicut, no noise: L3 is the best loss (paper 80.51)", bool(l3 >= max(l1, l2)),
-            f"L1 {fmt(l1)}, L2 {fmt(l2)}, L3 {fmt(l3)}")
-    else:
-        add("Multicut, no noise: L2 and L3 beat L1", None, "no-noise multicut cells missing")
-    if have(("kmeans", "l1"), ("kmeans", "l2"), ("kmeans", "l3")):
-        l1, l2, l3 = (clean[("kmeans", v)] for v in ("l1", "l2", "l3"))
-        add("k-means, no noise: L2 is worse than L1 (paper 80.73 vs 81.82)", bool(l2 < l1),
-            f"L1 {fmt(l1)}, L2 {fmt(l2)}")
-        add("k-means, no noise: L3 performs best (paper: best 'in both scenarios' per the text, "
-            "though its own Table I has L1 81.82 > L3 81.72)", bool(l3 >= max(l1, l2)),
-            f"L1 {fmt(l1)}, L2 {fmt(l2)}, L3 {fmt(l3)}")
-    both = [(v, clean[("multicut", v)], clean[("kmeans", v)]) for v in ("l1", "l2", "l3")
-            if clean[("multicut", v)] is not None and clean[("kmeans", v)] is not None]
-    if both:
-        add("k-means with the true k beats multicut, per loss (paper: by 1-2 %, no noise)",
-            all(k >= m for _, m, k in both),
-            "; ".join(f"{v.upper()}: k-means {fmt(k)} vs multicut {fmt(m)}" for v, m, k in both))
-    # all cells where both methods ran
-    pairs = [(key, a["acc"], agg[("kmeans", *key[1:])]["acc"]) for key, a in agg.items()
-             if key[0] == "multicut" and ("kmeans", *key[1:]) in agg]
-    if len(pairs) > len(both):
-        wins = sum(k >= m for _, m, k in pairs)
-        add("k-means ≥ multicut over all measured cells", wins == len(pairs),
-            f"k-means ≥ multicut in {wins} of {len(pairs)} cells; mean gap "
-            f"{np.mean([k - m for _, m, k in pairs]):+.2f} points")
-
-    # noise sensitivity: drop from the clean cell to the noisiest measured cell of each Fig. 5 line
-    # (also for our average-linkage-started multicut, labelled "multicut_avg_kl")
-    for v in ("l1", "l2", "l3"):
-        clean[("multicut_avg_kl", v)] = _get(agg, "multicut_avg_kl", v, 0.0, 0.0)
-    if have(("multicut_avg_kl", "l1"), ("multicut_avg_kl", "l2"), ("multicut_avg_kl", "l3")):
-        l1, l2, l3 = (clean[("multicut_avg_kl", v)] for v in ("l1", "l2", "l3"))
-        add("(ours) multicut_avg_kl, no noise: L2 and L3 beat L1", bool(l2 > l1 and l3 > l1),
-            f"L1 {fmt(l1)}, L2 {fmt(l2)}, L3 {fmt(l3)}")
-    for method in (*METHODS, "multicut_avg_kl"):
-        for name, pt in (("20 % wrong positives", (0.20, 0.0)), ("random negatives", (0.0, "random")),
-                         ("7 % wrong negatives", (0.0, 0.07)), ("10 % wrong positives", (0.10, 0.0))):
-            drops = {}
-            for v in ("l1", "l2", "l3"):
-                a0, a1 = clean[(method, v)], _get(agg, method, v, *pt)
-                if a0 is not None and a1 is not None:
-                    drops[v] = a0 - a1
-            if len(drops) < 3:
-                continue
-            ev = ", ".join(f"{v.upper()} {_get(agg, method, v, *pt):.2f} (drop {d:+.2f})" for v, d in drops.items())
-            if pt[0] > 0:
-                add(f"{method}, {name}: L2 is the most noise-sensitive loss (largest drop)",
-                    bool(max(drops, key=drops.get) == "l2"), ev)
-            if method.startswith("multicut"):
-                acc_noisy = {v: _get(agg, method, v, *pt) for v in drops}
-                add(f"{method}, {name}: L3 is the most robust (highest ACC under noise)",
-                    bool(max(acc_noisy, key=acc_noisy.get) == "l3"), ev)
-            if pt[1] == "random":
-                add(f"{method}, random negatives: all losses stay within 2 points of their clean ACC",
-                    bool(all(abs(d) <= 2.0 for d in drops.values())), ev)
-    solver = [(key, a, agg[("multicut", *key[1:])]) for key, a in agg.items()
-              if key[0] == "multicut_avg_kl" and ("multicut", *key[1:]) in agg]
-    if solver:
-        better = sum(a["objective"] < m["objective"] for _, a, m in solver)
-        add("(ours) GAEC + KLj finds the best multicut it can: no K-free start reaches a lower objective",
-            better == 0, f"average-linkage start + KLj reaches a lower (better) objective in {better} of "
-            f"{len(solver)} cells, with ACC {np.mean([a['acc'] for _, a, _ in solver]):.2f} vs "
-            f"{np.mean([m['acc'] for _, _, m in solver]):.2f} on average")
-    pt = (0.20, 0.0)
-    l13 = [_get(agg, "multicut", v, *pt) for v in ("l1", "l3")]
-    if all(x is not None for x in l13):
-        add("multicut, 20 % wrong positives: L1 and L3 still reach ≈ 75 % (paper 75.18, 75.27)",
-            bool(min(l13) >= 73.0), f"L1 {l13[0]:.2f}, L3 {l13[1]:.2f}")
-    return rows
+    cells = [{"loss": k[1], "pos": k[2], "neg": k[3]} for k in sorted(agg, key=str) if k[0] == "multicut"]
+    return [{"claim": v.claim, "verdict": v.verdict, "test": v.test, "evidence": v.evidence}
+            for v in evaluate_claims(load_claims(CLAIMS), look, cells=cells, alpha=alpha)]
 
 
-def findings_markdown(rows: list[dict[str, Any]]) -> str:
-    mark = {True: "holds", False: "does not hold", None: "not measured"}
-    lines = ["| # | paper's claim | verdict here | evidence (ACC %) |", "|---|---|---|---|"]
-    for i, r in enumerate(rows, 1):
-        lines.append(f"| {i} | {r['claim']} | {mark[r['holds']]} | {r['evidence']} |")
-    return "\n".join(lines)
+def findings_markdown(rows: list[dict[str, Any]], *, alpha: float = 0.05) -> str:
+    from kfree_reproductions.claims import Verdict, verdicts_markdown
+
+    return verdicts_markdown([Verdict(r["claim"], r["verdict"], r["test"], r["evidence"]) for r in rows], alpha=alpha)
 
 
 def targets_markdown(agg: dict[Key, dict[str, Any]]) -> str:
