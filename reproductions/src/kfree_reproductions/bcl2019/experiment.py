@@ -287,6 +287,20 @@ def _same_config(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool
     return not config_differences(stored, current, before_field=before)
 
 
+def pending_cells(cfg: Bcl2019Config, out: str | Path) -> list[str]:
+    """The sets :func:`run_bcl2019` would (re)compute: no cell yet, or one made under another config."""
+    todo = []
+    for name in cfg.sets:
+        path = cell_path(Path(out), cfg, name)
+        if not path.is_file():
+            todo.append(name)
+            continue
+        cell = json.loads(path.read_text(encoding="utf-8"))
+        if not (_same_config(cell.get("config"), asdict(cfg)) and set(cell["methods"]) == set(cfg.methods)):
+            todo.append(name)
+    return todo
+
+
 def cell_path(out: Path, cfg: Bcl2019Config, set_name: str) -> Path:
     """Where a set's results are written: ``<out>/cells/<variant>[-ft]/seed<seed>/<set>.json``."""
     tag = cfg.variant + ("-ft" if cfg.finetune else "")

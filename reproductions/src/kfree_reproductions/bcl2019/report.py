@@ -376,8 +376,9 @@ README_HEAD = """# BCL 2019 (Tapaswi, Law & Fidler, ICCV 2019) on real descripto
 Regenerate everything here (repo root, venv active; 1.5–3.5 min per seed for the protocol and 2–3 min
 per seed for the 1-image variant on 2 shared CPU cores, about 18 min for all; resumable):
 
-    OMP_NUM_THREADS=1 python reproductions/bcl2019/run.py --seeds 0,1,2,3,4 --seeds-1img 0,1,2
-    # or, per seed S: kfree experiment bcl2019 --finetune --seed S; then kfree experiment bcl2019-report
+    OMP_NUM_THREADS=1 kfree experiment run reproductions/configs/bcl2019.toml reproductions/configs/bcl2019_1img.toml
+    # the experiment files say what runs (seeds 0-4 with 2 images per track, 0-2 with 1); --dry-run
+    # lists what a run would reuse or compute. Per seed S: kfree experiment bcl2019 --finetune --seed S
 
 **Protocol (since issue 13): step-wise model selection.** Every head is validated every 8
 optimisation steps (≈ 210 candidates over the 30 epochs) and the best step is kept. The tables of

@@ -177,6 +177,17 @@ RUN_SHAPE_KEYS = ("epochs", "eval_every", "eval_first", "eval_workers", "threads
                   "checkpoint_every_s", "keep_embeddings")
 
 
+def pending_epochs(cfg: ProtocolAConfig, out: str | os.PathLike[str]) -> list[str]:
+    """The epochs :func:`run_protocol_a` would still train in ``out`` (a run folder made under
+    another configuration raises, as the run would)."""
+    out = Path(out)
+    if (out / "config.json").is_file():
+        recorded = json.loads((out / "config.json").read_text(encoding="utf-8")).get("config")
+        refuse_changed(out / "config.json", recorded, asdict(cfg), ignore=RUN_SHAPE_KEYS)
+    done = max((int(r["epoch"]) for r in load_epochs(out)), default=0) if out.is_dir() else 0
+    return [] if done >= cfg.epochs else [f"epochs {done + 1}-{cfg.epochs}"]
+
+
 def _resume_config(cfg: ProtocolAConfig, X_train: np.ndarray) -> dict[str, Any]:
     """The part of the configuration a checkpoint must match to be resumed exactly."""
     d = asdict(cfg)

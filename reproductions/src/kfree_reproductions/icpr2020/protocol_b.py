@@ -576,6 +576,20 @@ def run_protocol_b(
     return records
 
 
+def pending_cells(cfg: ProtocolBConfig, out: str | os.PathLike[str]) -> list[str]:
+    """The cells :func:`run_protocol_b` would compute (a finished cell of another configuration
+    raises, as the run would)."""
+    todo = []
+    for cell in cfg.cells():
+        path = cell_path(out, cell)
+        if not path.is_file():
+            todo.append(cell.name)
+            continue
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        refuse_changed(path, rec.get("config"), _cell_config(cfg), before_field=_B_BEFORE_FIELD, ignore=("order",))
+    return todo
+
+
 def load_cells(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every finished cell record under ``<out>/cells``."""
     folder = Path(out) / "cells"
