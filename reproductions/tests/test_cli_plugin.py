@@ -11,12 +11,13 @@ def test_the_experiments_are_registered_through_the_entry_point():
 
     names = {ep.name: ep.value for ep in entry_points(group="kfree.experiments")}
     assert names == {"bcl2019": "kfree_reproductions.bcl2019.cli:register",
-                     "icpr2020": "kfree_reproductions.icpr2020.cli:register"}
+                     "icpr2020": "kfree_reproductions.icpr2020.cli:register",
+                     "run": "kfree_reproductions.cli:register"}
     from kfree.cli.app import app
 
     r = CliRunner().invoke(app, ["experiment", "--help"])
     assert r.exit_code == 0, r.output
-    for command in ("bcl2019", "bcl2019-report", "icpr2020"):
+    for command in ("bcl2019", "bcl2019-report", "icpr2020", "run"):
         assert command in r.output
 
 
@@ -71,3 +72,16 @@ def test_experiment_errors_name_what_the_cli_can_set(tmp_path, monkeypatch):
         find_cifar10()
 
 
+
+
+def test_kfree_experiment_run_dry_run_lists_what_would_be_reused(monkeypatch):
+    from pathlib import Path
+
+    from kfree.cli.app import app
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    r = CliRunner().invoke(app, ["experiment", "run", "--dry-run", "reproductions/configs/bcl2019_stepwise.toml"])
+    assert r.exit_code == 0, r.output
+    assert "bcl2019_stepwise.toml: results/bcl2019/variants/stepwise: every cell done (reused)" in r.output
+    r = CliRunner().invoke(app, ["experiment", "run", "--dry-run", "nope.toml"])
+    assert r.exit_code != 0 and "cannot read the experiment file" in r.output
