@@ -32,6 +32,7 @@ from ..data.samplers import PKSampler, TripletSampler
 from ..exceptions import ConfigError, DataError
 from ..losses.base import EmbeddingLoss
 from ..utils.checkpoint import load_checkpoint, save_checkpoint
+from .step import optimisation_step
 from .validation import validation_score
 
 log = logging.getLogger(__name__)
@@ -200,12 +201,7 @@ def train_embedding(
         total, count = 0.0, 0
         for idx in sampler:
             ib = torch.as_tensor(idx)
-            emb = model(Xt[ib])
-            value = loss(emb, yt[ib])
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            total += float(value.detach())
+            total += optimisation_step(model, loss, Xt[ib], opt, yt[ib])
             count += 1
             step += 1
             if stepwise and step % cfg.eval_every_steps == 0:

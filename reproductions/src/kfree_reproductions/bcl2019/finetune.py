@@ -101,6 +101,7 @@ def finetune_on_episode(
     import torch
 
     from kfree.losses.pairwise import PairwiseConstraintLoss
+    from kfree.train.step import optimisation_step
     from kfree_reproductions.bcl2019.methods import FittedMethod
 
     if method.learner is None:
@@ -133,15 +134,12 @@ def finetune_on_episode(
     model.train()
     for it in range(cfg.iterations):
         frames = torch.as_tensor(episode.sample_images(rng))  # (n_tracks,) image index per track
-        E = model(torch.cat([X, X[frames]]))  # (n_images + n_tracks, d)
         if not ml.shape[0] and not cl.shape[0]:
             break
-        value = loss(E, must_link=ml_t if ml.shape[0] else None, cannot_link=cl_t if cl.shape[0] else None,
-                     orig_sq_dist=orig if (ml.shape[0] and method.name == "bcl") else None)
-        opt.zero_grad()
-        value.backward()
-        opt.step()
-        v = float(value.detach())
+        # the batch: every image, then one random frame per track (n_images + n_tracks rows)
+        v = optimisation_step(model, loss, torch.cat([X, X[frames]]), opt,
+                              must_link=ml_t if ml.shape[0] else None, cannot_link=cl_t if cl.shape[0] else None,
+                              orig_sq_dist=orig if (ml.shape[0] and method.name == "bcl") else None)
         if it == 0:
             losses.append(v)
         zero_run = zero_run + 1 if v == 0.0 else 0

@@ -247,6 +247,7 @@ def run_protocol_a(
     import torch
 
     from kfree.data.samplers import TripletSampler
+    from kfree.train.step import optimisation_step
     from kfree.utils.checkpoint import load_checkpoint, save_checkpoint
     from kfree.utils.seeding import seed_everything
     from kfree_reproductions.icpr2020.alexnet import AlexNetBN
@@ -325,12 +326,8 @@ def run_protocol_a(
         for b in range(b0, len(sampler)):
             idx = sampler.sample(cfg.batch_size).reshape(-1)  # as iterating the sampler does
             x = model.preprocess(Xt[torch.as_tensor(idx).to(device)])  # (3*batch, 3, H, W)
-            emb = model(x)
-            value = loss(emb, torch.zeros(emb.shape[0], dtype=torch.long, device=device))
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            total += float(value.detach())
+            # rows are (anchor, positive, negative) triplets: the loss reads no labels
+            total += optimisation_step(model, loss, x, opt, torch.zeros(x.shape[0], dtype=torch.long, device=device))
             count += 1
             if b + 1 < len(sampler) and time.perf_counter() - last_save >= cfg.checkpoint_every_s:
                 save(epoch, {"batch": b + 1, "total": total, "count": count,
