@@ -174,7 +174,7 @@ def test_missing_optional_package_names_the_extra(d, method, module, monkeypatch
 def test_an_unexpected_missing_module_is_still_one_line():
     import typer
 
-    from kfree.cli._console import cli_errors, err_console
+    from kfree.cli.console import cli_errors, err_console
 
     with err_console.capture() as cap, pytest.raises(typer.Exit), cli_errors():
         raise ModuleNotFoundError("No module named 'finch'", name="finch")

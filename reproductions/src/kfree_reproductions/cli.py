@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from kfree.cli._console import cli_errors, console
+from kfree.cli.console import cli_errors, console
 
 
 def run_files(

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ._console import cli_errors, console, metrics_table, progress_hook, setup_logging
+from .console import cli_errors, console, metrics_table, progress_hook, setup_logging
 
 #: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
 _STATE: dict[str, int | None] = {"threads": None}

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from kfree.cli._console import cli_errors, console, progress_hook
+from kfree.cli.console import cli_errors, console, progress_hook
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from kfree.cli._console import cli_errors, console, metrics_table, progress_hook
+from kfree.cli.console import cli_errors, console, metrics_table, progress_hook
 
 B_COLUMNS = [("cell", "cell"), ("mc_acc", "multicut ACC %"), ("mc_k", "#clusters"), ("mc_nmi", "multicut NMI %"),
              ("km_acc", "k-means ACC %"), ("paper_mc", "paper multicut"), ("paper_km", "paper k-means"),
