@@ -101,7 +101,7 @@ def finetune_on_episode(
     import torch
 
     from kfree.losses.pairwise import PairwiseConstraintLoss
-    from kfree.train.step import optimisation_step
+    from kfree.train.step import Batch, train_steps
     from kfree_reproductions.bcl2019.methods import FittedMethod
 
     if method.learner is None:
@@ -127,31 +127,39 @@ def finetune_on_episode(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     # one random frame per track for cannot-links: their rows sit after the images in the batch
     cl_t = torch.as_tensor(cl, dtype=torch.long) + X.shape[0]
-    losses = []
+    losses: list[float] = []
+    last = [float("nan")]
     zero_run = 0
-    v = float("nan")
-    it = -1
-    model.train()
-    for it in range(cfg.iterations):
-        frames = torch.as_tensor(episode.sample_images(rng))  # (n_tracks,) image index per track
-        if not ml.shape[0] and not cl.shape[0]:
-            break
-        # the batch: every image, then one random frame per track (n_images + n_tracks rows)
-        v = optimisation_step(model, loss, torch.cat([X, X[frames]]), opt,
-                              must_link=ml_t if ml.shape[0] else None, cannot_link=cl_t if cl.shape[0] else None,
-                              orig_sq_dist=orig if (ml.shape[0] and method.name == "bcl") else None)
-        if it == 0:
+    must = ml_t if ml.shape[0] else None
+    cannot = cl_t if cl.shape[0] else None
+    orig_d = orig if (ml.shape[0] and method.name == "bcl") else None
+
+    def batches():
+        for _ in range(cfg.iterations):
+            frames = torch.as_tensor(episode.sample_images(rng))  # (n_tracks,) image index per track
+            if must is None and cannot is None:
+                return
+            # every image, then one random frame per track (n_images + n_tracks rows)
+            yield Batch(torch.cat([X, X[frames]]), kwargs=dict(must_link=must, cannot_link=cannot,
+                                                               orig_sq_dist=orig_d))
+
+    def on_step(i: int, v: float) -> bool:
+        nonlocal zero_run
+        if i == 1:
             losses.append(v)
+        last[0] = v
         zero_run = zero_run + 1 if v == 0.0 else 0
         if hook is not None:
-            hook("fine-tune", completed=it + 1, total=cfg.iterations)
-        if cfg.stop_after_zero and zero_run >= cfg.stop_after_zero:
-            break
+            hook("fine-tune", completed=i, total=cfg.iterations)
+        return bool(cfg.stop_after_zero and zero_run >= cfg.stop_after_zero)
+
+    steps = train_steps(model, loss, opt, batches(), on_step=on_step)
+    v = last[0]
     losses.append(v)
     model.eval()
     learner.history_ = list(learner.history_) + [{
         "finetune": True, "episode": episode.name, "n_must_link": int(ml.shape[0]),
         "n_cannot_link": int(cl.shape[0]), "loss_first_last": losses, "tracks": n_tr,
-        "iterations_run": it + 1,
+        "iterations_run": steps,
     }]
     return FittedMethod(f"{method.name}-ft", method.threshold, method.train_threshold, learner)

@@ -247,7 +247,7 @@ def run_protocol_a(
     import torch
 
     from kfree.data.samplers import TripletSampler
-    from kfree.train.step import optimisation_step
+    from kfree.train.step import Batch, train_steps
     from kfree.utils.checkpoint import load_checkpoint, save_checkpoint
     from kfree.utils.seeding import seed_everything
     from kfree_reproductions.icpr2020.alexnet import AlexNetBN
@@ -323,11 +323,18 @@ def run_protocol_a(
             b0, total, count, before_s = (partial["batch"], partial["total"], partial["count"],
                                           partial["train_s"])
         last_save = time.perf_counter()
-        for b in range(b0, len(sampler)):
-            idx = sampler.sample(cfg.batch_size).reshape(-1)  # as iterating the sampler does
-            x = model.preprocess(Xt[torch.as_tensor(idx).to(device)])  # (3*batch, 3, H, W)
-            # rows are (anchor, positive, negative) triplets: the loss reads no labels
-            total += optimisation_step(model, loss, x, opt, torch.zeros(x.shape[0], dtype=torch.long, device=device))
+
+        def batches():
+            for _ in range(b0, len(sampler)):
+                idx = sampler.sample(cfg.batch_size).reshape(-1)  # as iterating the sampler does
+                x = model.preprocess(Xt[torch.as_tensor(idx).to(device)])  # (3*batch, 3, H, W)
+                # rows are (anchor, positive, negative) triplets: the loss reads no labels
+                yield Batch(x, (torch.zeros(x.shape[0], dtype=torch.long, device=device),))
+
+        def on_step(i: int, value: float) -> None:
+            nonlocal total, count, last_save
+            b = b0 + i - 1
+            total += value
             count += 1
             if b + 1 < len(sampler) and time.perf_counter() - last_save >= cfg.checkpoint_every_s:
                 save(epoch, {"batch": b + 1, "total": total, "count": count,
@@ -335,6 +342,8 @@ def run_protocol_a(
                 last_save = time.perf_counter()
             if hook is not None:
                 hook("batch", completed=b + 1, total=len(sampler))
+
+        train_steps(model, loss, opt, batches(), on_step=on_step)
         train_s = before_s + time.perf_counter() - t0
         return {"epoch": epoch + 1, "loss": total / max(count, 1), "train_s": round(train_s, 1), "device": device}
 
