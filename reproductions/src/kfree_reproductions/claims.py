@@ -86,7 +86,14 @@ def _one_sided(x: np.ndarray, y: np.ndarray) -> tuple[float, str]:
         return (0.0 if x.mean() > y.mean() else 1.0), "one seed: values compared, no test"
     if _flat(x) and _flat(y):
         return (0.0 if x.mean() > y.mean() else 1.0), "no variance: exact comparison"
-    return float(stats.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue), "Welch's t, one-sided"
+    # Welch's t written out, so a group without spread counts as variance 0 (scipy's moment code
+    # warns on such groups and may see rounding noise as spread)
+    vx = 0.0 if _flat(x) else x.var(ddof=1) / x.size
+    vy = 0.0 if _flat(y) else y.var(ddof=1) / y.size
+    se2 = vx + vy
+    t_stat = (x.mean() - y.mean()) / np.sqrt(se2)
+    df = se2**2 / ((vx**2 / (x.size - 1) if vx else 0.0) + (vy**2 / (y.size - 1) if vy else 0.0))
+    return float(stats.t.sf(t_stat, df)), "Welch's t, one-sided"
 
 
 def _one_sample(x: np.ndarray, value: float) -> tuple[float, str]:
