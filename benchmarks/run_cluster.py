@@ -246,7 +246,7 @@ def main(argv=None) -> None:
         method, family, n, seed, out = a.child
         child(method, family, int(n), int(seed), out)
         return
-    from kfree.cluster.threshold_hac import _relabel
+    from kfree.cluster.labels import first_seen_labels as _relabel
     from kfree.metrics import nmi
 
     RESULTS.mkdir(parents=True, exist_ok=True)

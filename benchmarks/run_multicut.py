@@ -43,7 +43,7 @@ def overlapping_classes(n: int, k: int = 10, dim: int = 32, r: float = 1.0, seed
 
 def scale(sizes, tau: float, seed: int) -> list[dict]:
     from kfree.cluster import MulticutClustering
-    from kfree.cluster import _multicut_core as mc
+    from kfree.cluster import multicut_core as mc
     from kfree.metrics import nmi
 
     MulticutClustering(tau).fit(overlapping_classes(300, seed=seed)[0])  # compile

@@ -5,7 +5,7 @@ Usage (from the repository root)::
     python -m benchmarks.run_threads              # up to 3 repetitions within a 4-minute budget
     python -m benchmarks.run_threads --reps 5 --budget-s 600
 
-The training is fixed: ``BallClusterLearner(epochs=10, seed=0)`` on the shipped AT&T faces
+The training is fixed: ``ClusterLearner(TrainConfig(epochs=10, seed=0))`` on the shipped AT&T faces
 (400 dlib descriptors, 40 people; :func:`kfree.data.builtin.load_builtin`). Each run is a fresh
 subprocess (thread pools start cold, as in ``kfree train``) under one of three settings:
 
@@ -55,8 +55,9 @@ def _worker(setting: str, epochs: int) -> None:
 
     import torch
 
+    from kfree.config import TrainConfig
     from kfree.data.builtin import load_builtin
-    from kfree.learner import BallClusterLearner
+    from kfree.learner import ClusterLearner
     from kfree.utils.threads import limit_threads
 
     ds = load_builtin("att_faces", with_images=False)
@@ -65,7 +66,7 @@ def _worker(setting: str, epochs: int) -> None:
     scope = {"none": contextlib.nullcontext(None), "kfree": _limit_threads(torch=True), "one": limit_threads(1)}[setting]
     with scope as limits:
         t0 = time.perf_counter()
-        learner = BallClusterLearner(epochs=epochs, seed=0).fit(ds.X, ds.y)
+        learner = ClusterLearner(TrainConfig(epochs=epochs, seed=0)).fit(ds.X, ds.y)
         wall = time.perf_counter() - t0
         torch_threads = torch.get_num_threads()
     print(json.dumps({"wall_s": wall, "threshold": learner.threshold_.value, "torch_threads": torch_threads,
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     record = {
         "benchmark": "threads", "started_utc": started, "epochs": args.epochs, "reps": reps_done,
         "wall_s": round(time.perf_counter() - t_start, 1),
-        "training": f"BallClusterLearner(epochs={args.epochs}, seed=0) on att_faces (400 x 128, 40 people)",
+        "training": f"ClusterLearner(TrainConfig(epochs={args.epochs}, seed=0)) on att_faces (400 x 128, 40 people)",
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpu_count": os.cpu_count(), "available_cores": available_cores(),
                     "loadavg_before": load_before},

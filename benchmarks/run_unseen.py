@@ -9,7 +9,7 @@ Usage (from the repository root)::
 Every data set is split by *class*: seen classes (training + validation) and unseen test
 classes, differently for every seed. Rows:
 
-- every loss, trained with ``BallClusterLearner``'s defaults (what ``kfree train`` does), as
+- every loss, trained with ``ClusterLearner``'s defaults (what ``kfree train`` does), as
   delivered (``kfree`` = the rule chosen on the validation classes: the model at its own
   threshold, a recalibrated cut, or the raw features) and the model alone at its own threshold
   (complete linkage at 4b / √((α+β)/2), or at the validation-matched cut for losses that imply
@@ -106,10 +106,10 @@ def _metrics(y: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 def run_loss(data: dict[str, np.ndarray], loss: str, seed: int, set_name: str,
              params: dict[str, Any] | None = None) -> dict[str, Any]:
     from kfree.cluster.threshold_hac import ThresholdAgglomerative
-    from kfree.learner import BallClusterLearner
+    from kfree.learner import ClusterLearner
 
     t0 = time.perf_counter()
-    learner = BallClusterLearner(loss, seed=seed, **{**SET_TRAIN.get(set_name, {}), **(params or {})})
+    learner = ClusterLearner.from_params(loss=loss, seed=seed, **{**SET_TRAIN.get(set_name, {}), **(params or {})})
     learner.fit(data["X_tr"], data["y_tr"], X_val=data["X_val"], y_val=data["y_val"])
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()

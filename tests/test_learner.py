@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from kfree import BallClusterLearner
+from kfree import ClusterLearner
 from kfree.data.synthetic import sphere_blobs
 from kfree.exceptions import DataError
 from kfree.metrics import nmi
@@ -31,7 +31,7 @@ def fitted(blobs):
     torch.set_num_threads(1)
     Xtr, ytr, Xva, yva, _, _ = blobs
     kw = dict(dims=(64, 32), epochs=40, p=8, k=6, loss_params={"radius_lr_scale": 10.0}, seed=3, **PAPER)
-    return BallClusterLearner(**kw).fit(Xtr, ytr, X_val=Xva, y_val=yva), kw
+    return ClusterLearner.from_params(**kw).fit(Xtr, ytr, X_val=Xva, y_val=yva), kw
 
 
 def test_hac_at_4b_recovers_exact_number_of_unseen_clusters(blobs, fitted):
@@ -49,7 +49,7 @@ def test_hac_at_4b_recovers_exact_number_of_unseen_clusters(blobs, fitted):
 def test_seeded_runs_are_bit_identical(blobs, fitted):
     learner, kw = fitted
     Xtr, ytr, Xva, yva, Xte, _ = blobs
-    again = BallClusterLearner(**kw).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    again = ClusterLearner.from_params(**kw).fit(Xtr, ytr, X_val=Xva, y_val=yva)
     np.testing.assert_array_equal(learner.transform(Xte), again.transform(Xte))
     assert learner.threshold_ == again.threshold_
 
@@ -64,7 +64,7 @@ def test_transform_shapes_and_unit_norm(blobs, fitted):
 def test_save_load_round_trip(tmp_path, blobs, fitted):
     learner, _ = fitted
     path = learner.save(tmp_path / "m.kfree")
-    loaded = BallClusterLearner.load(path)
+    loaded = ClusterLearner.load(path)
     np.testing.assert_array_equal(loaded.transform(blobs[4]), learner.transform(blobs[4]))
     assert loaded.threshold_ == learner.threshold_
     assert loaded.provenance_["loss"] == "bcl" and loaded.provenance_["seed"] == 3
@@ -78,7 +78,7 @@ def test_threshold_override_changes_the_cut(blobs, fitted):
 
 def test_fit_predict_sets_labels(blobs):
     Xtr, ytr, *_ = blobs
-    est = BallClusterLearner(dims=(16,), epochs=2, p=4, k=3)
+    est = ClusterLearner.from_params(dims=(16,), epochs=2, p=4, k=3)
     labels = est.fit_predict(Xtr, ytr)
     assert labels.shape == (Xtr.shape[0],) and est.n_clusters_ == len(np.unique(labels))
 
@@ -87,7 +87,7 @@ def test_bad_input(blobs, fitted):
     learner, _ = fitted
     Xtr, ytr, *_ = blobs
     with pytest.raises(DataError, match="at least 2 identities"):
-        BallClusterLearner(epochs=1).fit(Xtr, np.zeros(len(Xtr)))
+        ClusterLearner.from_params(epochs=1).fit(Xtr, np.zeros(len(Xtr)))
     with pytest.raises(DataError, match="is expecting 16 features"):
         learner.cluster(np.zeros((5, 3)))
     with pytest.raises(DataError, match="while a minimum of 2 is required"):
@@ -95,19 +95,19 @@ def test_bad_input(blobs, fitted):
     bad = Xtr.copy()
     bad[0, 0] = np.inf
     with pytest.raises(DataError, match="NaN or infinite"):
-        BallClusterLearner(epochs=1).fit(bad, ytr)
+        ClusterLearner.from_params(epochs=1).fit(bad, ytr)
     with pytest.raises(DataError, match="y must have shape"):
-        BallClusterLearner(epochs=1).fit(Xtr, ytr[:-1])
+        ClusterLearner.from_params(epochs=1).fit(Xtr, ytr[:-1])
 
 
 def test_logistic_calibration_is_saved_and_feeds_multicut(tmp_path, blobs):
     Xtr, ytr, Xva, yva, Xte, yte = blobs
-    est = BallClusterLearner("triplet-l1", dims=(32,), epochs=15, p=6, k=4, calibration="logistic", seed=0,
+    est = ClusterLearner.from_params(loss="triplet-l1", dims=(32,), epochs=15, p=6, k=4, calibration="logistic", seed=0,
                              **{**PAPER, "threshold_mode": "recalibrated"})
     est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
     assert est.calibration_ is not None
     assert est.threshold_.source == est.calibration_.threshold().source
-    loaded = BallClusterLearner.load(est.save(tmp_path / "l1.kfree"))
+    loaded = ClusterLearner.load(est.save(tmp_path / "l1.kfree"))
     assert loaded.calibration_.to_dict() == est.calibration_.to_dict()
     hac = loaded.cluster(Xte)
     mc = loaded.cluster(Xte, method="multicut")
@@ -117,10 +117,48 @@ def test_logistic_calibration_is_saved_and_feeds_multicut(tmp_path, blobs):
 
 def test_noisy_triplet_sampler_through_the_learner(blobs):
     Xtr, ytr, Xva, yva, *_ = blobs
-    est = BallClusterLearner("triplet-l3", dims=(16,), epochs=2, sampler="triplets", triplets_per_batch=30,
+    est = ClusterLearner.from_params(loss="triplet-l3", dims=(16,), epochs=2, sampler="triplets", triplets_per_batch=30,
                              wrong_positives=0.1, wrong_negatives="random", seed=0, **PAPER)
     est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
     assert est.provenance_["train_config"]["wrong_negatives"] == "random"
     assert est.threshold_.distance == "euclidean"
     with pytest.raises(ValueError, match="calibration"):
-        BallClusterLearner(calibration="magic").fit(Xtr, ytr)
+        ClusterLearner.from_params(calibration="magic").fit(Xtr, ytr)
+
+
+def test_one_train_config_and_the_flat_spellings_agree(blobs):
+    from kfree import TrainConfig
+    from kfree.exceptions import ConfigError
+    from kfree.learner import BallClusterLearner
+
+    Xtr, ytr, Xva, yva, Xte, _ = blobs
+    cfg = TrainConfig(dims=(16,), epochs=2, p=6, k=4, seed=1)
+    a = ClusterLearner(cfg, linkage="complete").fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    assert a.get_params()["train"] is cfg  # one config object, as given (sklearn's clone relies on it)
+    b = ClusterLearner.from_params(dims=(16,), epochs=2, p=6, k=4, seed=1, linkage="complete")
+    assert b.train == cfg and b.linkage == "complete"
+    with pytest.warns(DeprecationWarning, match="use ClusterLearner"):
+        old = BallClusterLearner(dims=(16,), epochs=2, p=6, k=4, seed=1, linkage="complete")
+    assert old.train == cfg and isinstance(old, ClusterLearner)
+    old.fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    np.testing.assert_array_equal(old.transform(Xte), a.transform(Xte))
+    with pytest.raises(ConfigError, match=r"unknown learner parameter\(s\) \['epoch'\]"):
+        ClusterLearner.from_params(epoch=3)
+    with pytest.raises(ConfigError, match="train must be a kfree.config.TrainConfig"):
+        ClusterLearner({"epochs": 3}).fit(Xtr, ytr)
+
+
+def test_the_model_file_is_a_checkpoint_that_never_runs_code(fitted, tmp_path):
+    from kfree.exceptions import ModelError
+    from kfree.utils.checkpoint import read_checkpoint_config, save_checkpoint
+
+    learner, _ = fitted
+    path = learner.save(tmp_path / "m.kfree")
+    config = read_checkpoint_config(path)
+    assert config["kind"] == "kfree-model/3" and config["params"]["train"]["seed"] == 3
+    save_checkpoint(tmp_path / "ckpt.pt", {"x": torch.zeros(1)}, config={"epochs": 1})
+    with pytest.raises(ModelError, match="not a kfree model file"):
+        ClusterLearner.load(tmp_path / "ckpt.pt")
+    torch.save({"format": "kfree-model/2", "params": {}, "evil": ClusterLearner()}, tmp_path / "evil.kfree")
+    with pytest.raises(ModelError, match="not a kfree model file"):
+        ClusterLearner.load(tmp_path / "evil.kfree")

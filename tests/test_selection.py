@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from kfree import BallClusterLearner
+from kfree import ClusterLearner, TrainConfig
 from kfree.cluster.ward import WardThreshold
 from kfree.data.synthetic import sphere_blobs
 from kfree.embed.encode import encode
@@ -18,6 +18,7 @@ from kfree.evaluate.selection import (
     choose_rule,
     subsample_classes,
 )
+from kfree.learner import LEARNER_PARAMS
 from kfree.metrics import nmi
 from kfree.threshold import Threshold
 
@@ -85,7 +86,7 @@ def test_recalibrated_rules_hit_the_true_number_of_validation_classes(blobs):
 
 def test_stepwise_validation_history_patience_and_best_step(blobs):
     Xtr, ytr, Xva, yva, *_ = blobs
-    est = BallClusterLearner(epochs=50, p=6, k=4, eval_every_steps=3, patience=4, seed=0)
+    est = ClusterLearner.from_params(epochs=50, p=6, k=4, eval_every_steps=3, patience=4, seed=0)
     est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
     steps = [r["step"] for r in est.history_]
     assert steps[0] == 0 and all(s % 3 == 0 for s in steps) and steps == sorted(steps)
@@ -101,7 +102,7 @@ def test_stepwise_validation_history_patience_and_best_step(blobs):
 def test_raw_features_are_used_when_the_model_does_not_beat_them(blobs, tmp_path):
     Xtr, ytr, Xva, yva, Xte, yte = blobs
     # an MLP head trained for one epoch is a near-random projection: worse than the separated raw blobs
-    est = BallClusterLearner(head="mlp", dims=(8,), epochs=1, p=6, k=4, eval_every_steps=1, seed=0)
+    est = ClusterLearner.from_params(head="mlp", dims=(8,), epochs=1, p=6, k=4, eval_every_steps=1, seed=0)
     est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
     assert est.uses_raw_ and est.rule_.features == "raw"
     assert "did NOT beat the raw features" in est.summary()
@@ -110,7 +111,7 @@ def test_raw_features_are_used_when_the_model_does_not_beat_them(blobs, tmp_path
     labels = est.cluster(Xte)
     np.testing.assert_array_equal(labels, est.rule_.cluster(Xte))
     assert nmi(yte, labels) == pytest.approx(1.0)
-    back = BallClusterLearner.load(est.save(tmp_path / "m.kfree"))
+    back = ClusterLearner.load(est.save(tmp_path / "m.kfree"))
     assert back.uses_raw_ and back.summary() == est.summary()
     np.testing.assert_array_equal(back.cluster(Xte), labels)
     # multicut on raw features cuts at a pair-distance threshold, never at a Ward height
@@ -120,7 +121,7 @@ def test_raw_features_are_used_when_the_model_does_not_beat_them(blobs, tmp_path
 
 def test_the_chosen_rule_is_the_best_candidate_and_beats_or_equals_raw(blobs):
     Xtr, ytr, Xva, yva, *_ = blobs
-    est = BallClusterLearner(epochs=20, p=6, k=4, seed=1).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    est = ClusterLearner.from_params(epochs=20, p=6, k=4, seed=1).fit(Xtr, ytr, X_val=Xva, y_val=yva)
     cands = [ClusterRule.from_dict(c) for c in est.selection_["candidates"]]
     assert {c.features for c in cands} == {"raw", "model"}
     raw = [c for c in cands if c.features == "raw"]
@@ -150,43 +151,58 @@ def test_raw_rules_are_calibrated_on_every_labelled_class():
 
 def test_threshold_modes_restrict_the_candidates(blobs):
     Xtr, ytr, Xva, yva, *_ = blobs
-    learned = BallClusterLearner(epochs=3, p=6, k=4, threshold_mode="learned", compare_raw=False, seed=0)
+    learned = ClusterLearner.from_params(epochs=3, p=6, k=4, threshold_mode="learned", compare_raw=False, seed=0)
     learned.fit(Xtr, ytr, X_val=Xva, y_val=yva)
     assert {(c["features"], c["mode"]) for c in learned.selection_["candidates"]} == {("model", "learned")}
     assert learned.threshold_.source == "4b"
-    recal = BallClusterLearner(epochs=3, p=6, k=4, threshold_mode="recalibrated", linkage="ward", seed=0)
+    recal = ClusterLearner.from_params(epochs=3, p=6, k=4, threshold_mode="recalibrated", linkage="ward", seed=0)
     recal.fit(Xtr, ytr, X_val=Xva, y_val=yva)
     assert {c["mode"] for c in recal.selection_["candidates"]} == {"recalibrated"}
     assert {c["linkage"] for c in recal.selection_["candidates"]} == {"ward"}
     with pytest.raises(ValueError, match="threshold_mode"):
-        BallClusterLearner(threshold_mode="magic").fit(Xtr, ytr)
+        ClusterLearner.from_params(threshold_mode="magic").fit(Xtr, ytr)
     with pytest.raises(ValueError, match="linkage"):
-        BallClusterLearner(linkage="centroid").fit(Xtr, ytr)
+        ClusterLearner.from_params(linkage="centroid").fit(Xtr, ytr)
 
 
 def test_without_validation_the_model_is_used_and_says_it_was_not_checked(blobs):
     Xtr, ytr, *_ = blobs
-    est = BallClusterLearner(epochs=2, p=6, k=4, val_identities=0, seed=0).fit(Xtr, ytr)
+    est = ClusterLearner.from_params(epochs=2, p=6, k=4, val_identities=0, seed=0).fit(Xtr, ytr)
     assert not est.uses_raw_ and not est.selection_["compared_with_raw"]
     assert "not compared with the raw features" in est.summary()
 
 
-def test_a_model_file_of_the_previous_format_still_loads(blobs, tmp_path):
-    """kfree-model/1 files (MLP head, no rule selection) load as the model at its own threshold."""
+def _legacy_model_file(est, path, fmt):
+    """What kfree 0.1 wrote: one torch.save'd dict with every option flat (kfree-model/2), or
+    before heads and rule selection (kfree-model/1)."""
+    flat = {**est.train.to_dict(), **{k: getattr(est, k) for k in LEARNER_PARAMS}}
+    flat.pop("select_best")
+    payload = {"format": fmt, "params": flat, "model_config": dict(est.model_.config()),
+               "model_state": est.model_.state_dict(), "loss_state": est.loss_.state_dict(),
+               "threshold": est.learned_threshold_.to_dict(), "selection": est.selection_, "calibration": None,
+               "provenance": est.provenance_, "history": est.history_}
+    if fmt == "kfree-model/1":
+        del payload["selection"]
+        payload["model_config"].pop("kind")
+        for key in ("head", "eval_every_steps", "patience", "threshold_mode", "compare_raw"):
+            payload["params"].pop(key)
+    torch.save(payload, path)
+    return path
+
+
+def test_model_files_of_the_previous_formats_still_load(blobs, tmp_path):
+    """kfree-model/1 files (MLP head, no rule selection) load as the model at its own threshold;
+    kfree-model/2 files (flat options) load with the same rule as when they were written."""
     Xtr, ytr, Xva, yva, Xte, _ = blobs
-    est = BallClusterLearner(head="mlp", dims=(16,), epochs=3, p=6, k=4, threshold_mode="learned",
-                             compare_raw=False, linkage="complete", seed=0).fit(Xtr, ytr, X_val=Xva, y_val=yva)
-    payload = torch.load(est.save(tmp_path / "new.kfree"), weights_only=True)
-    payload["format"] = "kfree-model/1"
-    del payload["selection"]
-    payload["model_config"].pop("kind")
-    for key in ("head", "eval_every_steps", "patience", "threshold_mode", "compare_raw"):
-        payload["params"].pop(key)
-    torch.save(payload, tmp_path / "old.kfree")
-    old = BallClusterLearner.load(tmp_path / "old.kfree")
+    est = ClusterLearner(TrainConfig(dims=(16,), epochs=3, p=6, k=4, seed=0), head="mlp", threshold_mode="learned",
+                         compare_raw=False, linkage="complete").fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    old = ClusterLearner.load(_legacy_model_file(est, tmp_path / "old.kfree", "kfree-model/1"))
     assert not old.uses_raw_ and old.rule_.mode == "learned" and old.threshold_ == est.learned_threshold_
     assert "kfree-model/1" in old.summary()
     np.testing.assert_array_equal(old.cluster(Xte), est.cluster(Xte))
+    v2 = ClusterLearner.load(_legacy_model_file(est, tmp_path / "v2.kfree", "kfree-model/2"))
+    assert v2.train == est.train and v2.head == "mlp" and v2.rule_ == est.rule_
+    np.testing.assert_array_equal(v2.cluster(Xte), est.cluster(Xte))
 
 
 def test_in_sample_model_cuts_do_not_replace_raw_rules_scored_on_transfer():
@@ -211,12 +227,12 @@ def test_two_validation_classes_give_in_sample_recalibrated_scores(blobs):
 
 def test_method_ward_cuts_at_a_ward_height_never_at_a_pair_distance(blobs):
     Xtr, ytr, Xva, yva, Xte, yte = blobs
-    est = BallClusterLearner(epochs=3, p=6, k=4, seed=0).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    est = ClusterLearner.from_params(epochs=3, p=6, k=4, seed=0).fit(Xtr, ytr, X_val=Xva, y_val=yva)
     ward = [c for c in est.selection_["candidates"]
             if c["linkage"] == "ward" and c["features"] == est.rule_.features]
     expected = WardThreshold(max(ward, key=lambda c: ClusterRule.from_dict(c).key())["threshold"]["value"])
     np.testing.assert_array_equal(est.cluster(Xte, method="ward"), expected.fit(est.transform(Xte)).labels_)
-    only_complete = BallClusterLearner(epochs=2, p=6, k=4, linkage="complete", seed=0).fit(
+    only_complete = ClusterLearner.from_params(epochs=2, p=6, k=4, linkage="complete", seed=0).fit(
         Xtr, ytr, X_val=Xva, y_val=yva)
     with pytest.raises(ValueError, match="no calibrated Ward cut"):
         only_complete.cluster(Xte, method="ward")

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from kfree import BallClusterLearner
+from kfree import ClusterLearner, TrainConfig
 
 # Every check applies and passes. The estimator declares ``target_tags.required`` (it learns from
 # identity labels, so checks call ``fit(X, y)``), ``input_tags.sparse = False`` (dense features
@@ -13,7 +13,7 @@ EXPECTED_FAILED: dict[str, str] = {}
 
 
 @parametrize_with_checks(
-    [BallClusterLearner(dims=(8,), epochs=2, p=2, k=2, eval_every=1)],
+    [ClusterLearner(TrainConfig(dims=(8,), epochs=2, p=2, k=2, eval_every=1))],
     expected_failed_checks=lambda est: EXPECTED_FAILED,
 )
 def test_sklearn_compatible(estimator, check):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from kfree import __version__
-from kfree.evaluate.demo import demo_config, run_demo
+from kfree.demo import demo_config, run_demo
 
 OUT = Path(__file__).resolve().parents[2] / "results" / "demo"
 

@@ -4,7 +4,7 @@ Usage (repository root; safe to stop and rerun, cells that have it are skipped):
 
     OMP_NUM_THREADS=1 nice -n 10 python reproductions/icpr2020/add_avg_multicut.py
 
-See :func:`kfree.experiments.icpr2020.multicut_average_linkage_start` for why.
+See :func:`kfree_reproductions.icpr2020.protocol_b.multicut_average_linkage_start` for why.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from kfree.embed.encode import encode
-from kfree.embed.features import load_cifar10_features
-from kfree.experiments.icpr2020 import (
+from kfree_reproductions.icpr2020.features import load_cifar10_features
+from kfree_reproductions.icpr2020.protocol_b import (
     add_average_linkage_multicut,
     default_cache_dir,
     load_cells,

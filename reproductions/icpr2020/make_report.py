@@ -17,8 +17,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from kfree.experiments.icpr2020 import load_cells
-from kfree.experiments.icpr2020_report import (
+from kfree.utils.io import write_text
+from kfree_reproductions.icpr2020.protocol_b import load_cells
+from kfree_reproductions.icpr2020.report import (
     aggregate,
     cells_markdown,
     check_findings,
@@ -28,7 +29,6 @@ from kfree.experiments.icpr2020_report import (
     targets_markdown,
     write_figures,
 )
-from kfree.utils.io import write_text
 
 RESULTS = Path("results/icpr2020")
 BEGIN, END = "<!-- generated: begin -->", "<!-- generated: end -->"
@@ -85,7 +85,7 @@ def variants_markdown() -> list[str]:
 
 
 def protocol_a(a: argparse.Namespace) -> None:
-    from kfree.experiments import icpr2020_report_a as A
+    from kfree_reproductions.icpr2020 import report_a as A
 
     pa = Path(a.protocol_a)
     if not (pa.is_dir() and any(pa.iterdir())):

@@ -30,7 +30,7 @@ export KFREE_CIFAR10="$CIFAR"
 
 python3 - <<'PY'
 import time, torch, numba, sklearn
-from kfree.data.cifar import load_cifar10
+from kfree_reproductions.icpr2020.cifar import load_cifar10
 t = time.time()
 for split in ("train", "test"):  # decode once into the cache, before three processes want it
     X, y = load_cifar10(split=split)

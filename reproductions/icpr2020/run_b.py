@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from kfree.experiments.icpr2020 import (
+from kfree_reproductions.icpr2020.protocol_b import (
     LOSSES,
     Cell,
     ProtocolBConfig,

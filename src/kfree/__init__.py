@@ -10,19 +10,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-__all__ = ["BallClusterLearner", "Threshold", "__version__"]
+from ._version import __version__
+
+__all__ = ["BallClusterLearner", "ClusterLearner", "Threshold", "TrainConfig", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .learner import BallClusterLearner
+    from .config import TrainConfig
+    from .learner import BallClusterLearner, ClusterLearner
     from .threshold import Threshold
 
 
 def __getattr__(name: str) -> Any:
-    if name == "BallClusterLearner":
-        from .learner import BallClusterLearner
+    if name in ("ClusterLearner", "BallClusterLearner"):
+        from . import learner
 
-        return BallClusterLearner
+        return getattr(learner, name)
+    if name == "TrainConfig":
+        from .config import TrainConfig
+
+        return TrainConfig
     if name == "Threshold":
         from .threshold import Threshold
 

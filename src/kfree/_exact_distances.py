@@ -118,16 +118,6 @@ def pair_distances(X: np.ndarray, ei: np.ndarray, ej: np.ndarray, distance: str)
     return np.sqrt(sq) if distance == "euclidean" else sq
 
 
-def sq_units(tau: float, distance: str) -> float:
-    """The cut ``tau`` (in units of ``distance``) as a squared Euclidean radius on prepared data
-    (centred, or for cosine L2-normalised rows, where ``d² = 2 d_cos``)."""
-    if distance == "sqeuclidean":
-        return float(tau)
-    if distance == "euclidean":
-        return float(tau) ** 2
-    return 2.0 * float(tau)
-
-
 def grid_centre(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """A centre for the rows whose coordinates lie in ``[lo, hi]``: the midpoint rounded to a
     multiple of the largest power of two not above the range (per coordinate).

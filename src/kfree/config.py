@@ -18,10 +18,12 @@ SAMPLERS: tuple[str, ...] = ("pk", "triplets")
 class TrainConfig:
     """How to train an embedding head.
 
-    ``p`` identities × ``k`` samples per batch; ``epochs`` passes of about n samples each.
-    Validation runs every ``eval_every`` epochs, or every ``eval_every_steps`` optimisation steps
-    (and once before the first step) when that is set; ``patience`` stops training after that
-    many validations without a better score.
+    ``p`` identities × ``k`` samples per batch; ``epochs`` passes of about n samples each (an
+    upper bound when ``patience`` stops earlier). Validation runs every ``eval_every_steps``
+    optimisation steps (and once before the first step), or every ``eval_every`` epochs when that
+    is ``None``; ``patience`` stops training after that many validations without a better score
+    (``None``: never). ``dims`` are the head's sizes (``None``: the head's default, see
+    :func:`kfree.embed.models.build_head`). The defaults are the ones ``ClusterLearner`` uses.
     ``lr`` is Adam's learning rate for the network; the loss's own parameters (BCL's radius)
     use ``lr × loss.param_lr_scale``.
 
@@ -35,7 +37,7 @@ class TrainConfig:
 
     loss: str = "bcl"
     loss_params: dict[str, Any] = field(default_factory=dict)
-    dims: tuple[int, ...] = (256, 128, 64, 64)
+    dims: tuple[int, ...] | None = None
     dropout: float = 0.0
     epochs: int = 60
     lr: float = 1e-3
@@ -44,8 +46,8 @@ class TrainConfig:
     k: int = 4
     batches_per_epoch: int | None = None
     eval_every: int = 5
-    eval_every_steps: int | None = None
-    patience: int | None = None
+    eval_every_steps: int | None = 10
+    patience: int | None = 30
     select_best: bool = True
     seed: int = 0
     sampler: str = "pk"
@@ -84,14 +86,15 @@ class TrainConfig:
                 "wrong_positives, wrong_negatives and triplets_per_batch apply to sampler='triplets', "
                 f"but sampler={self.sampler!r}"
             )
-        object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
+        if self.dims is not None:
+            object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["dims"] = list(self.dims)
+        d["dims"] = None if self.dims is None else list(self.dims)
         return d
 
 

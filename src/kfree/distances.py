@@ -1,4 +1,11 @@
-"""NumPy distance helpers shared by clustering and calibration (no torch).
+"""Distance kinds, their units, and the NumPy helpers shared by clustering and calibration (no torch).
+
+This module is the one place that knows the three distance kinds (:data:`DISTANCES`) and how a
+cut in one kind's units maps to another's: :func:`to_sq` / :func:`from_sq` convert through the
+squared Euclidean radius on prepared rows (centred, or L2-normalised for cosine, where
+``d² = 2 d_cos``); :meth:`kfree.threshold.Threshold.to` and every clusterer use them.
+:func:`resolve_cut` is the seam every threshold clusterer shares: a float in the clusterer's
+``distance`` units or a :class:`~kfree.threshold.Threshold` that carries its own kind.
 
 Squared Euclidean distances are computed with one GEMM (``|x|² + |y|² − 2 x·y``) on centred
 rows, clipped at 0, which is what makes dense HAC on tens of thousands of points affordable
@@ -9,10 +16,14 @@ for unit vectors it equals ``d²/2``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .exceptions import ConfigError, DataError, DataTypeError
-from .threshold import DISTANCES
+
+#: the distance kinds kfree measures in
+DISTANCES: tuple[str, ...] = ("sqeuclidean", "euclidean", "cosine")
 
 
 def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
@@ -53,6 +64,58 @@ def check_distance(distance: str) -> str:
     return distance
 
 
+def to_sq(value: float, distance: str) -> float:
+    """A cut ``value`` in units of ``distance`` as a squared Euclidean radius on prepared rows
+    (centred; for cosine L2-normalised, where ``d² = 2 d_cos``)."""
+    check_distance(distance)
+    if distance == "sqeuclidean":
+        return float(value)
+    if distance == "euclidean":
+        return float(value) ** 2
+    return 2.0 * float(value)
+
+
+def from_sq(sq: float, distance: str) -> float:
+    """The inverse of :func:`to_sq`: a squared radius on prepared rows in units of ``distance``."""
+    check_distance(distance)
+    if distance == "sqeuclidean":
+        return float(sq)
+    if distance == "euclidean":
+        return float(sq) ** 0.5
+    return float(sq) / 2.0
+
+
+def resolve_cut(threshold: Any, distance: str | None, *, default: str = "sqeuclidean"):
+    """The cut a threshold clusterer makes, as a :class:`~kfree.threshold.Threshold` in the
+    distance it will measure in.
+
+    ``threshold`` is a float in ``distance`` units or a Threshold. ``distance=None`` means the
+    Threshold's own kind (``default`` for a float). A Threshold of another kind than an explicit
+    ``distance`` is converted when the partition cannot change (squared and plain Euclidean cut
+    the same pairs); a cosine cut and a Euclidean one agree only on unit-norm rows, so mixing them
+    is refused. Raises a ConfigError (one line) for anything but a finite number > 0.
+    """
+    from .threshold import Threshold
+
+    if isinstance(threshold, Threshold):
+        if distance is None or distance == threshold.distance:
+            return threshold
+        check_distance(distance)
+        if "cosine" in (distance, threshold.distance):
+            raise ConfigError(f"threshold {threshold.value:g} is in {threshold.distance} units but distance="
+                              f"{distance!r}; cosine and Euclidean cuts agree only on unit-norm rows: pass "
+                              f"distance={threshold.distance!r} (or None), or a threshold in {distance} units")
+        return threshold.to(distance)
+    dist = check_distance(distance if distance is not None else default)
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0) or isinstance(threshold, bool):
+        raise ConfigError(f"threshold={threshold!r} must be a finite number > 0")
+    return Threshold(value, dist, "given")
+
+
 def prepare(X: np.ndarray, distance: str, *, dtype=np.float32) -> np.ndarray:
     """Contiguous copy in ``dtype``; for cosine, rows are L2-normalised so cosine = sqeuclidean / 2."""
     X = np.ascontiguousarray(X, dtype=dtype)
@@ -90,14 +153,14 @@ def condensed_distances_blocked(
     X64 = np.ascontiguousarray(X, dtype=np.float64)
     if distance == "cosine" and (np.linalg.norm(X64, axis=1) == 0).any():
         raise DataError("cosine distance is undefined for all-zero rows")
-    from ._exact_distances import band_pairs, gemm_band, gemm_ready, pair_distances, sq_units
+    from ._exact_distances import band_pairs, gemm_band, gemm_ready, pair_distances
 
     Xp = gemm_ready(X64, distance)
     n, dim = Xp.shape
     sq = (Xp * Xp).sum(1)
     band = thr = None
     if exact_near is not None and n > 1:
-        thr = sq_units(exact_near, distance)
+        thr = to_sq(exact_near, distance)
         band = gemm_band(thr, float(sq.max()), dim, distance)
     out = np.empty(n * (n - 1) // 2, dtype=np.float64)
     near_i: list[np.ndarray] = []
@@ -125,3 +188,13 @@ def condensed_distances_blocked(
             pos = ei * n - ei * (ei + 1) // 2 + (ej - ei - 1)
             out[pos] = pair_distances(X64, ei, ej, distance)
     return out
+
+
+def pair_distances(X: np.ndarray, ei: np.ndarray, ej: np.ndarray, distance: str) -> np.ndarray:
+    """Distances of the row pairs ``(ei[t], ej[t])`` of ``X`` in units of ``distance``, float64,
+    computed the way scipy's ``pdist`` computes them (the exact kernels of
+    :mod:`kfree._exact_distances`)."""
+    from ._exact_distances import pair_distances as exact
+
+    check_distance(distance)
+    return exact(X, ei, ej, distance)

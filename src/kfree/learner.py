@@ -1,6 +1,6 @@
 """The scikit-learn-style estimator: learn an embedding *and* the threshold where clusters end.
 
->>> learner = BallClusterLearner(epochs=30, seed=0).fit(X_train, y_train)
+>>> learner = ClusterLearner(TrainConfig(loss="bcl", epochs=30, seed=0)).fit(X_train, y_train)
 >>> labels = learner.cluster(X_new)          # unseen identities, no K given
 >>> learner.threshold_                        # Threshold(value=4b, distance='sqeuclidean', ...)
 
@@ -12,80 +12,57 @@ classes and keeps the best (``rule_``; ``selection_`` records all of them). When
 win, the model says so and clusters them: a learned model is never silently worse than its input.
 ``transform`` maps into the chosen space; ``cluster`` cuts it. Seeded runs are reproducible bit
 for bit on CPU.
+
+The estimator orchestrates; the jobs live below it: :class:`~kfree.config.TrainConfig` says how to
+train (one typed config, the same one the trainer takes), :mod:`kfree.train` trains,
+:mod:`kfree.evaluate.selection` and :mod:`kfree.evaluate.calibrate` score and calibrate the
+clustering rules, :mod:`kfree.utils.model_file` writes and reads the model file and
+:mod:`kfree.utils.provenance` records versions. ``BallClusterLearner`` is the old name (with the
+training options spelled out flat); it still works and warns.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .config import TrainConfig
 from .distances import check_features
-from .exceptions import ConfigError, DataError, DataFileNotFoundError, ModelError
+from .exceptions import ConfigError, DataError
 from .threshold import Threshold
+from .utils.model_file import MODEL_FORMAT, read_model, write_model
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = "kfree-model/2"
-READABLE_FORMATS = ("kfree-model/1", MODEL_FORMAT)
+
+#: the estimator's own parameters (everything else is in its TrainConfig)
+LEARNER_PARAMS = ("head", "val_identities", "linkage", "threshold_mode", "compare_raw", "threshold", "calibration")
 
 
-def _versions() -> dict[str, str]:
-    import sklearn
-    import torch
-
-    from . import __version__
-
-    return {"kfree": str(__version__), "torch": str(torch.__version__), "numpy": str(np.__version__),
-            "sklearn": str(sklearn.__version__), "python": platform.python_version()}
-
-
-def _plain(obj: Any) -> Any:
-    """Convert numpy scalars and tuples to plain Python so ``torch.load(weights_only=True)`` reads it."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-class BallClusterLearner(TransformerMixin, BaseEstimator):
+class ClusterLearner(TransformerMixin, BaseEstimator):
     """Learn an embedding whose geometry carries the clustering threshold — and check it.
 
     Parameters
     ----------
-    loss : str
-        Registered loss name (``"bcl"`` by default; see ``kfree.registry.names("loss")``).
-    loss_params : dict, optional
-        Keyword arguments of the loss (e.g. ``{"alpha": 0.8, "beta": 0.4}`` for triplets).
+    train : TrainConfig, optional
+        How to train the head: loss (``"bcl"`` by default; see ``kfree.registry.names("loss")``)
+        and its parameters, head sizes (``dims``; ``None`` = the head's default), schedule
+        (``epochs`` as an upper bound, ``lr``, ``weight_decay``), batches (``p`` identities ×
+        ``k`` samples, or noisy triplets), validation every ``eval_every_steps`` steps with early
+        stopping after ``patience`` validations, and the ``seed``. ``None``: ``TrainConfig()``.
     head : {"residual", "mlp"}
         ``"residual"`` (default): ``normalize(x + g(x))`` with ``g``'s last layer zero at the
         start, so training starts from the input geometry (:class:`~kfree.embed.models.ResidualEmbedder`);
-        ``"mlp"``: the BCL paper's MLP (``dims`` = layer sizes, embedding size last).
-    dims : tuple of int, optional
-        Hidden sizes of the residual branch (default ``(256,)``) or the MLP's layers (default
-        ``(256, 128, 64, 64)``).
-    dropout : float
-        Dropout after hidden layers.
-    epochs, lr, weight_decay : training schedule (Adam); ``epochs`` is an upper bound when
-        ``patience`` stops training earlier.
-    p, k : identities per batch and samples per identity.
+        ``"mlp"``: the BCL paper's MLP (``train.dims`` = layer sizes, embedding size last).
     val_identities : float or int
         Identities held out for validation when ``fit`` is not given ``X_val``/``y_val``
         (fraction in (0, 1) or a count; 0 disables validation, selection and the raw check).
-    eval_every_steps : int or None
-        Validate every this many optimisation steps (and before the first). ``None``: every
-        ``eval_every`` epochs, the older schedule.
-    eval_every : int
-        Epochs between validations when ``eval_every_steps`` is ``None``.
-    patience : int or None
-        Stop after this many validations without a better validation score.
     linkage : {"auto", "complete", "average", "single", "ward"}
         Linkage of the recalibrated candidates. ``"auto"``: complete and Ward, whichever
         clusters the validation classes better. The loss's own threshold always uses complete
@@ -103,11 +80,6 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         validation identities (the BCL paper's protocol), or the 0.5 crossing of a logistic
         regression on validation pair distances (the ICPR 2020 protocol; its probabilities feed
         ``method="multicut"``).
-    sampler : {"pk", "triplets"}
-        P×K batches, or explicit (anchor, positive, negative) triplets with label noise
-        (``wrong_positives``, ``wrong_negatives`` = fraction or ``"random"``; triplet losses only).
-    triplets_per_batch, wrong_positives, wrong_negatives : see ``sampler``.
-    seed : int
 
     Attributes
     ----------
@@ -125,75 +97,61 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        loss: str = "bcl",
+        train: TrainConfig | None = None,
         *,
-        loss_params: dict[str, Any] | None = None,
         head: str = "residual",
-        dims: tuple[int, ...] | None = None,
-        dropout: float = 0.0,
-        epochs: int = 60,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        p: int = 16,
-        k: int = 4,
-        batches_per_epoch: int | None = None,
         val_identities: float = 0.2,
-        eval_every_steps: int | None = 10,
-        eval_every: int = 5,
-        patience: int | None = 30,
         linkage: str = "auto",
         threshold_mode: str = "auto",
         compare_raw: bool = True,
         threshold: float | None = None,
         calibration: str = "n_clusters",
-        sampler: str = "pk",
-        triplets_per_batch: int | None = None,
-        wrong_positives: float = 0.0,
-        wrong_negatives: float | str = 0.0,
-        seed: int = 0,
     ) -> None:
-        self.loss = loss
-        self.loss_params = loss_params
+        self.train = train
         self.head = head
-        self.dims = dims
-        self.dropout = dropout
-        self.epochs = epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.p = p
-        self.k = k
-        self.batches_per_epoch = batches_per_epoch
         self.val_identities = val_identities
-        self.eval_every_steps = eval_every_steps
-        self.eval_every = eval_every
-        self.patience = patience
         self.linkage = linkage
         self.threshold_mode = threshold_mode
         self.compare_raw = compare_raw
         self.threshold = threshold
         self.calibration = calibration
-        self.sampler = sampler
-        self.triplets_per_batch = triplets_per_batch
-        self.wrong_positives = wrong_positives
-        self.wrong_negatives = wrong_negatives
-        self.seed = seed
+
+    @classmethod
+    def from_params(cls, **params: Any) -> ClusterLearner:
+        """Build from one flat mapping of training options and estimator parameters.
+
+        For configuration files, command lines and model files of format ``kfree-model/2``,
+        which spell everything in one level: ``ClusterLearner.from_params(loss="bcl", epochs=30,
+        threshold_mode="auto")`` is ``ClusterLearner(TrainConfig(loss="bcl", epochs=30),
+        threshold_mode="auto")``. An unknown name raises a ConfigError listing the valid ones.
+        """
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(params) - fields - set(LEARNER_PARAMS))
+        if unknown:
+            raise ConfigError(f"unknown learner parameter(s) {unknown}; training options are {sorted(fields)}, "
+                              f"estimator parameters {list(LEARNER_PARAMS)}")
+        train = {k: v for k, v in params.items() if k in fields}
+        if train.get("loss_params") is None:
+            train.pop("loss_params", None)
+        own = {k: v for k, v in params.items() if k in LEARNER_PARAMS}
+        return cls(TrainConfig(**train), **own)
 
     # ------------------------------------------------------------------ fitting
-    def _train_config(self):
-        from .config import TrainConfig
+    def _train_config(self) -> TrainConfig:
         from .embed.models import HEADS
 
         if self.head not in HEADS:
             raise ConfigError(f"head={self.head!r} is not one of {HEADS}")
-        dims = self.dims if self.dims is not None else ((256,) if self.head == "residual" else (256, 128, 64, 64))
-        return TrainConfig(
-            loss=self.loss, loss_params=dict(self.loss_params or {}), dims=tuple(dims), dropout=self.dropout,
-            epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, p=self.p, k=self.k,
-            batches_per_epoch=self.batches_per_epoch, eval_every=self.eval_every,
-            eval_every_steps=self.eval_every_steps, patience=self.patience, seed=self.seed,
-            sampler=self.sampler, triplets_per_batch=self.triplets_per_batch,
-            wrong_positives=self.wrong_positives, wrong_negatives=self.wrong_negatives,
-        )
+        cfg = TrainConfig() if self.train is None else self.train
+        if not isinstance(cfg, TrainConfig):
+            raise ConfigError(f"train must be a kfree.config.TrainConfig (or None), got {type(cfg).__name__}; "
+                              "flat options go through ClusterLearner.from_params(...)")
+        return cfg
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The TrainConfig in effect (``train``, or the defaults when it is ``None``)."""
+        return self._train_config()
 
     def _modes(self, implied: bool) -> tuple[str, ...]:
         if self.threshold_mode == "learned":
@@ -202,13 +160,24 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             return ("recalibrated",)
         return ("learned", "recalibrated") if implied else ("recalibrated",)
 
-    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, hook=None) -> BallClusterLearner:
+    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, hook=None) -> ClusterLearner:
         """Train on labelled data ``X`` (n, d) with identity labels ``y`` (n,).
 
         ``X_val``/``y_val`` are validation data of *other* identities; when omitted,
         ``val_identities`` of the identities in ``y`` are held out automatically. Draw them like
         the data you will cluster (similar items per identity): calibrated cuts depend on it.
+
+        The run is seeded by ``seed`` alone and leaves the caller's random state as it found it:
+        Python's, NumPy's and torch's global generators are seeded inside and restored afterwards
+        (:func:`kfree.utils.seeding.seeded`).
         """
+        from .utils.seeding import seeded
+
+        cfg = self._train_config()
+        with seeded(cfg.seed):
+            return self._fit(cfg, X, y, X_val=X_val, y_val=y_val, hook=hook)
+
+    def _fit(self, cfg: TrainConfig, X: Any, y: Any, *, X_val: Any, y_val: Any, hook) -> ClusterLearner:
         import torch
 
         from . import registry
@@ -226,14 +195,13 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             raw_calibration_set,
         )
         from .train.trainer import train_embedding
-        from .utils.seeding import seed_everything
-
+        from .utils.provenance import versions
         if y is None:
             raise DataError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None: "
                 "fit needs identity labels (one per row of X)"
             )
-        cfg = self._train_config()
+        seed = cfg.seed
         if self.calibration not in ("n_clusters", "logistic"):
             raise ConfigError(f"calibration={self.calibration!r} is not one of ('n_clusters', 'logistic')")
         linkages = candidate_linkages(self.linkage)
@@ -246,12 +214,11 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         if n_ids < 2:
             raise DataError(f"training needs at least 2 identities, got {n_ids}; add labelled data of other identities")
         t0 = time.perf_counter()
-        seed_everything(self.seed)
         if X_val is None and self.val_identities and n_ids >= 4:
             n_val = self.val_identities
             n_val_count = round(n_val * n_ids) if isinstance(n_val, float) and n_val < 1 else int(n_val)
             n_val_count = min(max(n_val_count, 2), n_ids - 2)
-            sp = split_identities(y, n_ids - n_val_count, n_val_count, seed=self.seed)
+            sp = split_identities(y, n_ids - n_val_count, n_val_count, seed=seed)
             X_tr, y_tr, X_val, y_val = X[sp.train_idx], y[sp.train_idx], X[sp.val_idx], y[sp.val_idx]
         else:
             X_tr, y_tr = X, y
@@ -273,7 +240,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         loss = registry.get("loss", cfg.loss, **loss_params)
         implied = loss.implied_threshold() is not None
         modes = self._modes(implied)
-        vset = ValidationSet(y_val, linkages=linkages, seed=self.seed) if has_val else None
+        vset = ValidationSet(y_val, linkages=linkages, seed=seed) if has_val else None
         X_val_np = np.asarray(X_val, dtype=np.float32) if has_val else None
 
         def score_fn(m, lo) -> dict[str, Any]:
@@ -301,14 +268,14 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         if has_val:
             Z_val = encode(model, X_val_np)
             if thr is None and self.calibration == "logistic":
-                self.calibration_ = LogisticCalibration.fit_embeddings(Z_val, y_val, seed=self.seed)
+                self.calibration_ = LogisticCalibration.fit_embeddings(Z_val, y_val, seed=seed)
             model_rules = vset.rules(Z_val, features="model", learned=thr, modes=modes, step=result.best_step,
                                      logistic=self.calibration_)
             raw_rules = []
             if self.compare_raw:
                 # the raw features never trained on any class: every labelled class is held out for them
-                X_rc, y_rc = raw_calibration_set(X_tr, y_tr, X_val_np, y_val, seed=self.seed)
-                raw_rules = ValidationSet(y_rc, linkages=linkages, seed=self.seed).rules(
+                X_rc, y_rc = raw_calibration_set(X_tr, y_tr, X_val_np, y_val, seed=seed)
+                raw_rules = ValidationSet(y_rc, linkages=linkages, seed=seed).rules(
                     X_rc, features="raw", modes=("recalibrated",))
             candidates = raw_rules + model_rules
             chosen = choose_rule(raw_rules, model_rules)  # a tie goes to the raw features
@@ -319,7 +286,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             if thr is None:  # nothing held out: calibrate on the training identities, and say so
                 Z_cal = encode(model, np.asarray(X_tr, dtype=np.float32))
                 if self.calibration == "logistic":
-                    self.calibration_ = LogisticCalibration.fit_embeddings(Z_cal, y_tr, seed=self.seed)
+                    self.calibration_ = LogisticCalibration.fit_embeddings(Z_cal, y_tr, seed=seed)
                     thr = self.calibration_.threshold()
                 else:
                     thr = threshold_for_n_clusters(Z_cal, len(np.unique(y_tr)), linkage="complete")
@@ -341,7 +308,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             "n_train_identities": len(np.unique(y_tr)),
             "n_val_identities": len(np.unique(y_val)) if y_val is not None else 0,
             "best_epoch": result.best_epoch, "best_step": result.best_step, "steps": result.steps,
-            "stopped_early": result.stopped_early, "seed": self.seed, "versions": _versions(),
+            "stopped_early": result.stopped_early, "seed": seed, "versions": versions(),
             "train_time_s": round(time.perf_counter() - t0, 3),
         }
         return self
@@ -359,7 +326,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         from sklearn.exceptions import NotFittedError
 
         if not hasattr(self, "model_"):
-            raise NotFittedError("this BallClusterLearner is not fitted yet; call fit(X, y) or load a model")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) or load a model")
 
     def _check_X(self, X: Any, min_samples: int = 1) -> np.ndarray:
         X = check_features(X, min_samples=min_samples)
@@ -399,8 +366,6 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         k) take ``n_clusters``; K-estimating ones (X-means, G-means, HDBSCAN, FINCH) take
         neither. ``n_clusters`` with ``method="hac"`` cuts the chosen linkage's tree at K.
         """
-        import inspect
-
         from . import registry
 
         self._check_fitted()
@@ -414,7 +379,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         if method == "hac" and rule.linkage == "ward":
             method = "ward"
         cls, _ = registry.resolve("cluster", method)
-        accepted = inspect.signature(cls.__init__).parameters
+        accepted = cls.capabilities  # declared by the clusterer (kfree.cluster.CAPABILITIES)
         kwargs: dict[str, Any] = {}
         if getattr(cls, "requires_n_clusters", False) and n_clusters is None:
             raise ConfigError(f"method {method!r} needs the number of clusters: pass n_clusters (--n-clusters)")
@@ -506,17 +471,17 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------- persistence
+    def get_train_params(self) -> dict[str, Any]:
+        """The estimator's parameters with its TrainConfig as a plain dict (what a model file stores)."""
+        params = {name: getattr(self, name) for name in LEARNER_PARAMS}
+        params["train"] = self._train_config().to_dict()
+        return params
+
     def save(self, path: str | Path) -> Path:
         """Write the fitted model, its chosen rule, the validation curve and provenance to one
-        file (atomically)."""
-        import torch
-
-        from .utils.io import atomic_path
-
+        file (atomically; see :mod:`kfree.utils.model_file`)."""
         self._check_fitted()
-        payload = {
-            "format": MODEL_FORMAT,
-            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()},
+        state = {
             "model_config": self.model_.config(),
             "model_state": self.model_.state_dict(),
             "loss_state": self.loss_.state_dict(),
@@ -526,44 +491,34 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
             "provenance": self.provenance_,
             "history": self.history_,
         }
-        payload = _plain(payload)
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-        return path
+        return write_model(path, params=self.get_train_params(), state=state)
 
     @classmethod
-    def load(cls, path: str | Path) -> BallClusterLearner:
-        """Load a model saved with :meth:`save` (this version's format or the previous one)."""
-        import torch
+    def load(cls, path: str | Path) -> ClusterLearner:
+        """Load a model saved with :meth:`save` (this version's format or an earlier one).
 
+        Always returns a :class:`ClusterLearner`, also when called on the deprecated alias.
+        """
         from . import registry
         from .embed.models import head_from_config
         from .evaluate.selection import ClusterRule
+        from .exceptions import ModelError
 
         p = Path(path)
-        if not p.exists():
-            raise DataFileNotFoundError(f"model file not found: {p}")
+        fmt, params, payload = read_model(p)
         try:
-            payload = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ModelError(
-                f"{p.name} is not a kfree model file (it could not be read as one: "
-                f"{type(e).__name__}); give a model saved by `kfree train`"
-            ) from None
-        if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
-            raise ModelError(f"{p.name} is not a kfree model file (expected format {MODEL_FORMAT})")
-        try:
-            params = dict(payload["params"])
-            if params.get("dims") is not None:
-                params["dims"] = tuple(params["dims"])
-            if payload["format"] == "kfree-model/1":  # before heads and rule selection
-                params.update(head="mlp", threshold_mode="learned", compare_raw=False)
-            self = cls(**params)
+            if fmt == MODEL_FORMAT:
+                params = dict(params)
+                self = ClusterLearner(TrainConfig(**params.pop("train")), **params)
+            else:  # kfree-model/1 and /2 spelled every option flat
+                if fmt == "kfree-model/1":  # before heads and rule selection
+                    params.update(head="mlp", threshold_mode="learned", compare_raw=False)
+                self = ClusterLearner.from_params(**params)
+            cfg = self._train_config()
             self.model_ = head_from_config(payload["model_config"])
             self.model_.load_state_dict(payload["model_state"])
             self.model_.eval()
-            self.loss_ = registry.get("loss", self.loss, **(self.loss_params or {}))
+            self.loss_ = registry.get("loss", cfg.loss, **cfg.loss_params)
             self.loss_.on_num_classes(int(payload["provenance"].get("n_train_identities", 2)), self.model_.out_dim)
             self.loss_.load_state_dict(payload["loss_state"])
             self.learned_threshold_ = Threshold.from_dict(payload["threshold"])
@@ -583,7 +538,7 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
                                  "not compared with the raw features"}
             self.selection_ = sel
             self.rule_ = ClusterRule.from_dict(sel["chosen"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as e:
             raise ModelError(f"{p.name} is a damaged kfree model file ({type(e).__name__}: {e}); "
                              "train the model again") from None
         self.uses_raw_ = self.rule_.features == "raw"
@@ -593,6 +548,81 @@ class BallClusterLearner(TransformerMixin, BaseEstimator):
         self.best_epoch_ = self.provenance_.get("best_epoch")
         self.best_step_ = self.provenance_.get("best_step")
         return self
+
+
+class BallClusterLearner(ClusterLearner):
+    """Deprecated: the old name of :class:`ClusterLearner`, with the training options spelled flat.
+
+    ``BallClusterLearner(loss, epochs=…, lr=…, threshold_mode=…)`` equals
+    ``ClusterLearner.from_params(loss=loss, epochs=…, lr=…, threshold_mode=…)``; it warns once per
+    construction. Kept so code written against kfree 0.1 keeps working.
+    """
+
+    def __init__(
+        self,
+        loss: str = "bcl",
+        *,
+        loss_params: dict[str, Any] | None = None,
+        head: str = "residual",
+        dims: tuple[int, ...] | None = None,
+        dropout: float = 0.0,
+        epochs: int = 60,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        p: int = 16,
+        k: int = 4,
+        batches_per_epoch: int | None = None,
+        val_identities: float = 0.2,
+        eval_every_steps: int | None = 10,
+        eval_every: int = 5,
+        patience: int | None = 30,
+        linkage: str = "auto",
+        threshold_mode: str = "auto",
+        compare_raw: bool = True,
+        threshold: float | None = None,
+        calibration: str = "n_clusters",
+        sampler: str = "pk",
+        triplets_per_batch: int | None = None,
+        wrong_positives: float = 0.0,
+        wrong_negatives: float | str = 0.0,
+        seed: int = 0,
+    ) -> None:
+        warnings.warn("BallClusterLearner is deprecated: use ClusterLearner(TrainConfig(...), ...) "
+                      "(or ClusterLearner.from_params(...) with flat options)", DeprecationWarning, stacklevel=2)
+        self.loss = loss
+        self.loss_params = loss_params
+        self.head = head
+        self.dims = dims
+        self.dropout = dropout
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.p = p
+        self.k = k
+        self.batches_per_epoch = batches_per_epoch
+        self.val_identities = val_identities
+        self.eval_every_steps = eval_every_steps
+        self.eval_every = eval_every
+        self.patience = patience
+        self.linkage = linkage
+        self.threshold_mode = threshold_mode
+        self.compare_raw = compare_raw
+        self.threshold = threshold
+        self.calibration = calibration
+        self.sampler = sampler
+        self.triplets_per_batch = triplets_per_batch
+        self.wrong_positives = wrong_positives
+        self.wrong_negatives = wrong_negatives
+        self.seed = seed
+
+    @property
+    def train(self) -> TrainConfig:  # type: ignore[override]
+        """The TrainConfig the flat options spell."""
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        flat = {name: getattr(self, name) for name in fields if hasattr(self, name)}
+        if flat.get("loss_params") is None:
+            flat["loss_params"] = {}
+        return TrainConfig(**flat)
 
 
 def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> str:

@@ -1,55 +1,76 @@
 """Name → component lookup, so the CLI and configs can say ``--loss triplet-l3``.
 
-Entries are import paths resolved lazily: ``kfree --help`` stays fast and a component's heavy
-imports happen only when it is used. An unknown name raises a ConfigError listing valid names.
+A component registers itself with a decorator on its class, next to its code::
+
+    @register("cluster", "hac")
+    class ThresholdAgglomerative(...): ...
+
+    @register("loss", "triplet-l1", variant="l1")   # a name may carry default arguments
+    @register("loss", "triplet-l2", variant="l2")
+    class TripletLoss(...): ...
+
+Adding a loss or a clusterer is therefore one place: its module (imported by its package's
+``__init__``). Lookups import the kind's package on first use (:data:`PACKAGES`), so
+``kfree --help`` stays fast and torch is imported only when a loss is asked for. Code outside kfree
+registers the same way once its module is imported. An unknown name raises a ConfigError listing
+the valid names; a component whose optional package is missing (``requires=``) raises a
+MissingDependencyError naming the pip extra.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .exceptions import ConfigError, MissingDependencyError
 
-_REGISTRY: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
-    "loss": {
-        "bcl": ("kfree.losses.ball_cluster:BallClusterLoss", {}),
-        "bcl-ft": ("kfree.losses.pairwise:PairwiseConstraintLoss", {"variant": "bcl"}),
-        "pairwise": ("kfree.losses.pairwise:PairwiseConstraintLoss", {}),
-        "triplet": ("kfree.losses.triplet:TripletLoss", {}),
-        "triplet-l1": ("kfree.losses.triplet:TripletLoss", {"variant": "l1"}),
-        "triplet-l2": ("kfree.losses.triplet:TripletLoss", {"variant": "l2"}),
-        "triplet-l3": ("kfree.losses.triplet:TripletLoss", {"variant": "l3"}),
-        "prototypical": ("kfree.losses.prototypical:PrototypicalLoss", {}),
-        "contrastive": ("kfree.losses.contrastive:ContrastiveLoss", {}),
-        "softmax": ("kfree.losses.softmax:SoftmaxLoss", {}),
-        "norm-softmax": ("kfree.losses.normalized_softmax:NormalizedSoftmaxLoss", {}),
-    },
-    "cluster": {
-        "hac": ("kfree.cluster.threshold_hac:ThresholdAgglomerative", {}),
-        "ward": ("kfree.cluster.ward:WardThreshold", {}),
-        "multicut": ("kfree.cluster.multicut:MulticutClustering", {}),
-        "kmeans": ("kfree.cluster.kmeans:KMeansClustering", {}),
-        "hac-k": ("kfree.cluster.hac_k:AgglomerativeK", {}),
-        "xmeans": ("kfree.cluster.xmeans:XMeans", {}),
-        "gmeans": ("kfree.cluster.gmeans:GMeans", {}),
-        "hdbscan": ("kfree.cluster.external_hdbscan:HDBSCANBaseline", {}),
-        "finch": ("kfree.cluster.external_finch:FINCHBaseline", {}),
-        "knn-cc": ("kfree.cluster.knn_components:KNNConnectedComponents", {}),
-    },
-}
+T = TypeVar("T", bound=type)
 
+#: the package whose import registers every built-in component of a kind
+PACKAGES: dict[str, str] = {"loss": "kfree.losses", "cluster": "kfree.cluster"}
+
+_REGISTRY: dict[str, dict[str, tuple[type, dict[str, Any]]]] = {}
 
 #: Components that need an optional package: (kind, name) -> (module to import, pip extra).
-REQUIRES: dict[tuple[str, str], tuple[str, str]] = {
-    ("cluster", "hdbscan"): ("hdbscan", "baselines"),
-    ("cluster", "finch"): ("finch", "baselines"),  # PyPI finch-clust
-}
+REQUIRES: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def register(kind: str, name: str, *, requires: tuple[str, str] | None = None,
+             **defaults: Any) -> Callable[[T], T]:
+    """Class decorator: make ``cls`` available as ``name`` of ``kind`` (with default kwargs).
+
+    ``requires=(module, extra)`` names an optional package the component imports when used; its
+    absence is reported before any work, with ``pip install 'kfree[extra]'``.
+    """
+
+    def decorate(cls: T) -> T:
+        entries = _REGISTRY.setdefault(kind, {})
+        if name in entries and entries[name][0] is not cls:
+            old = entries[name][0]
+            raise ConfigError(f"{kind} name {name!r} is taken by {old.__module__}.{old.__qualname__}; "
+                              f"register {cls.__qualname__} under another name")
+        entries[name] = (cls, dict(defaults))
+        if requires is not None:
+            REQUIRES[(kind, name)] = requires
+        return cls
+
+    return decorate
+
+
+def _entries(kind: str) -> dict[str, tuple[type, dict[str, Any]]]:
+    package = PACKAGES.get(kind)
+    if package is None and kind not in _REGISTRY:
+        raise ConfigError(f"unknown component kind {kind!r}; kinds are {sorted(set(PACKAGES) | set(_REGISTRY))}")
+    if package is not None:
+        importlib.import_module(package)  # its modules' decorators fill the registry
+    return _REGISTRY.get(kind, {})
 
 
 def missing_requirement(kind: str, name: str) -> str | None:
     """Why ``name`` cannot be used here (a one-line instruction), or None when it can."""
+    _entries(kind)
     req = REQUIRES.get((kind, name))
     if req is None:
         return None
@@ -69,28 +90,20 @@ def available(kind: str, name: str) -> bool:
     return missing_requirement(kind, name) is None
 
 
-def register(kind: str, name: str, target: str, **defaults: Any) -> None:
-    """Add ``name`` → ``module:Class`` (with default keyword arguments) under ``kind``."""
-    _REGISTRY.setdefault(kind, {})[name] = (target, defaults)
-
-
 def names(kind: str) -> list[str]:
-    return sorted(_REGISTRY.get(kind, {}))
+    return sorted(_entries(kind))
 
 
 def resolve(kind: str, name: str) -> tuple[Any, dict[str, Any]]:
     """The class registered under ``name`` and its default keyword arguments."""
-    entries = _REGISTRY.get(kind)
-    if entries is None:
-        raise ConfigError(f"unknown component kind {kind!r}; kinds are {sorted(_REGISTRY)}")
+    entries = _entries(kind)
     if name not in entries:
-        raise ConfigError(f"unknown {kind} {name!r}; choose one of {names(kind)}")
+        raise ConfigError(f"unknown {kind} {name!r}; choose one of {sorted(entries)}")
     missing = missing_requirement(kind, name)
     if missing is not None:
         raise MissingDependencyError(missing)
-    target, defaults = entries[name]
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr), dict(defaults)
+    cls, defaults = entries[name]
+    return cls, dict(defaults)
 
 
 def get(kind: str, name: str, **kwargs: Any) -> Any:

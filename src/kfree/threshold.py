@@ -11,10 +11,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from .distances import DISTANCES, from_sq, to_sq
 from .exceptions import ConfigError
 
 Distance = Literal["sqeuclidean", "euclidean", "cosine"]
-DISTANCES: tuple[str, ...] = ("sqeuclidean", "euclidean", "cosine")
+__all__ = ["DISTANCES", "Distance", "Threshold"]
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,7 @@ class Threshold:
         for unit-norm vectors, cosine: ``d_cos = d_sq / 2``)."""
         if distance == self.distance:
             return self
-        sq = {"sqeuclidean": self.value, "euclidean": self.value**2, "cosine": 2 * self.value}[
-            self.distance
-        ]
-        value = {"sqeuclidean": sq, "euclidean": math.sqrt(sq), "cosine": sq / 2}[distance]
+        value = from_sq(to_sq(self.value, self.distance), distance)
         return Threshold(value=value, distance=distance, source=self.source + f" (as {distance})")
 
     def to_dict(self) -> dict[str, Any]:

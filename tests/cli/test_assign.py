@@ -87,9 +87,9 @@ def test_model_state_then_assign(d, tmp_path):
     np.testing.assert_array_equal(clusters(tmp_path / "c.csv"), clusters(tmp_path / "plain.csv"))
     state = ClusterState.load(tmp_path / "m.kstate")
     assert state.meta["model"]["name"] == "m.kfree" and state.X.dtype == np.float32
-    from kfree.learner import BallClusterLearner
+    from kfree.learner import ClusterLearner
 
-    learner = BallClusterLearner.load(d / "m.kfree")
+    learner = ClusterLearner.load(d / "m.kfree")
     expected = assign(state, learner.transform(np.load(d / "new.npy")))
     code, out = run("assign", d / "m.kfree", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
     assert code == 0, out

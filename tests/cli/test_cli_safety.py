@@ -73,7 +73,7 @@ def test_out_that_cannot_or_must_not_be_written_is_refused_before_any_work(d, cm
         out, message = "{d}/truth.csv", "is an input file"
     if cmd[0] == "evaluate" and out.endswith("pred.csv"):
         out = "{d}/m.kfree"
-    monkeypatch.setattr(kfree.learner.BallClusterLearner, "fit", lambda *a, **k: pytest.fail("trained anyway"))
+    monkeypatch.setattr(kfree.learner.ClusterLearner, "fit", lambda *a, **k: pytest.fail("trained anyway"))
     before = snapshot(d)
     code, text = run(*[a.format(d=d) for a in cmd], "--out", out.format(d=d))
     one_line_error(code, text, message)
@@ -120,7 +120,7 @@ def test_missing_folders_of_out_are_created(d):
 
 
 def test_demo_out_checked_before_running(d, monkeypatch):
-    from kfree.evaluate import demo
+    from kfree import demo
 
     def fake_run(*a, **k):
         raise ConfigError("run_demo reached")
@@ -158,21 +158,6 @@ def test_bad_input_is_one_line_and_writes_nothing(d, args, message):
     assert snapshot(d) == before
 
 
-def test_experiment_errors_name_what_the_cli_can_set(tmp_path, monkeypatch):
-    from kfree.data.cifar import find_cifar10
-    from kfree.data.faces import shared_data_root
-    from kfree.exceptions import DataFileNotFoundError
-
-    with pytest.raises(DataFileNotFoundError, match=r"set \$KFREE_SHARED_DATA to the folder") as e:
-        shared_data_root(tmp_path / "nope")
-    assert not str(e.value).startswith("pass data_root")
-    monkeypatch.delenv("KFREE_CIFAR10", raising=False)
-    monkeypatch.delenv("KFREE_SHARED_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(DataFileNotFoundError, match=r"Set \$KFREE_CIFAR10 to the folder"):
-        find_cifar10()
-
-
 # --------------------------------------------------------------------------- optional packages
 @pytest.mark.parametrize("method,module", [("hdbscan", "hdbscan"), ("finch", "finch")])
 def test_missing_optional_package_names_the_extra(d, method, module, monkeypatch):
@@ -189,7 +174,7 @@ def test_missing_optional_package_names_the_extra(d, method, module, monkeypatch
 def test_an_unexpected_missing_module_is_still_one_line():
     import typer
 
-    from kfree.cli._console import cli_errors, err_console
+    from kfree.cli.console import cli_errors, err_console
 
     with err_console.capture() as cap, pytest.raises(typer.Exit), cli_errors():
         raise ModuleNotFoundError("No module named 'finch'", name="finch")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kfree.cluster import MulticutClustering
-from kfree.cluster import _multicut_core as mc
+from kfree.cluster import multicut_core as mc
 from kfree.cluster.multicut_exact import exact_multicut
 from kfree.data.synthetic import random_connected_graph
 from kfree.exceptions import ConfigError, DataError, ResourceError

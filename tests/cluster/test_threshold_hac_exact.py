@@ -115,7 +115,7 @@ def test_pair_distances_are_scipys_bits_and_centre_is_exact_on_grids():
 # ---------------------------------------------------------------------------- ties
 def restricted_chain_labels(D, t):
     """scipy's nearest-neighbour chain for complete linkage on the τ-graph (pairs above ``t``
-    missing): the tie order the graph paths promise (``_linkage_core`` docstring)."""
+    missing): the tie order the graph paths promise (``linkage_core`` docstring)."""
     n = D.shape[0]
     D = np.where(D <= t, D, np.inf)
     np.fill_diagonal(D, np.inf)

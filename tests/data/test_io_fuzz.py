@@ -5,7 +5,7 @@ Generated inputs: .npy/.npz/.csv/.parquet files with random dtypes (floats of ev
 bools, complex, text, dates, Python objects), shapes (0-d to 3-d, empty sides), NaN/inf and
 values beyond float32, odd column names (unicode, duplicates, 'label', 'index'), random bytes
 under a known extension, and unicode file names. Each is read in-process through
-``load_features`` inside the CLI's error handler (:func:`kfree.cli._console.cli_errors`).
+``load_features`` inside the CLI's error handler (:func:`kfree.cli.console.cli_errors`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kfree.cli._console import cli_errors, err_console
+from kfree.cli.console import cli_errors, err_console
 from kfree.data.io import load_features, load_labels
 
 DTYPES = ["<f2", "<f4", "<f8", "<i1", "<i8", "<u1", "|b1", "<c8", "<U3", "<M8[D]"]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from kfree.data.synthetic import sphere_blobs
-from kfree.learner import BallClusterLearner
+from kfree.learner import ClusterLearner
 
 N_TRAIN, N_VAL, N_TEST = 60, 20, 30
 #: the model alone at its own threshold, selected per epoch: what these tests check is the loss,
@@ -31,18 +31,18 @@ def blobs() -> tuple[np.ndarray, ...]:
     return X[tr], y[tr], X[va], y[va], X[te], y[te]
 
 
-def fit(loss: str, **loss_params) -> BallClusterLearner:
+def fit(loss: str, **loss_params) -> ClusterLearner:
     """Fitted learner (cached per loss and parameters within a test session)."""
     return _fit(loss, tuple(sorted(loss_params.items())))
 
 
 @functools.cache
-def _fit(loss: str, params: tuple) -> BallClusterLearner:
+def _fit(loss: str, params: tuple) -> ClusterLearner:
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: extra threads only contend on a shared machine
     try:
         X_tr, y_tr, X_va, y_va, _, _ = blobs()
-        return BallClusterLearner(loss, loss_params=dict(params), dims=(32,), epochs=30, batches_per_epoch=10,
+        return ClusterLearner.from_params(loss=loss, loss_params=dict(params), dims=(32,), epochs=30, batches_per_epoch=10,
                                   p=8, k=4, eval_every=10, seed=0, **PAPER_STYLE).fit(X_tr, y_tr, X_val=X_va, y_val=y_va)
     finally:
         torch.set_num_threads(n_threads)

@@ -13,7 +13,7 @@ import pytest
 from _recovery import N_TEST, blobs, fit, within
 
 from kfree.evaluate.calibrate import LogisticCalibration
-from kfree.learner import BallClusterLearner
+from kfree.learner import ClusterLearner
 
 # Measured on data seeds 0-3 of this set-up (30 test identities; #clusters at the validation-
 # match / logistic threshold): triplet-l1, prototypical, softmax and norm-softmax stay within
@@ -37,5 +37,5 @@ def test_calibrated_thresholds_recover_number_of_unseen_identities(loss, tmp_pat
     n = np.unique(model.cluster(X_te, threshold=thr.to(model.threshold_.distance).value)).shape[0]
     assert within(n, N_TEST), f"{loss}: {n} clusters at logistic {thr}"
     # the saved model (classifier weights of the softmax losses included) clusters the same
-    back = BallClusterLearner.load(model.save(tmp_path / "m.kfree"))
+    back = ClusterLearner.load(model.save(tmp_path / "m.kfree"))
     assert (back.cluster(X_te) == model.cluster(X_te)).all()

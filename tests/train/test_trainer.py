@@ -42,7 +42,7 @@ def _model(seed: int = 0) -> MLPEmbedder:
 def test_every_registered_loss_trains(name, data):
     X, y = data
     loss = registry.get("loss", name, **PARAMS.get(name, {}))
-    cfg = TrainConfig(loss=name, dims=(16, 8), epochs=3, p=4, k=4, eval_every=3)
+    cfg = TrainConfig(loss=name, dims=(16, 8), epochs=3, p=4, k=4, eval_every=3, eval_every_steps=None, patience=None)
     result = train_embedding(_model(), loss, X, y, cfg, X_val=X[:24], y_val=y[:24])
     losses = [row["loss"] for row in result.history]
     assert len(losses) == 3 and np.isfinite(losses).all()

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from ._console import cli_errors, console, metrics_table, progress_hook, setup_logging
 from .assign import STATE_HELP
+from .console import cli_errors, console, metrics_table, progress_hook, setup_logging
 
 #: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
 _STATE: dict[str, int | None] = {"threads": None}
@@ -24,12 +24,37 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-def _register_experiments() -> None:
-    """Attach ``kfree experiment …`` (paper reproductions); each lives in its own module."""
-    from .experiment import experiment_app
-    from .experiment_icpr import icpr2020
+#: entry-point group through which paper reproductions (and anyone's experiments) add commands
+EXPERIMENTS_GROUP = "kfree.experiments"
 
-    experiment_app.command("icpr2020")(icpr2020)
+
+def _register_experiments() -> None:
+    """Attach ``kfree experiment …`` from installed plugins.
+
+    The library holds no experiment of its own: each distribution that declares an entry point in
+    the ``kfree.experiments`` group (the ``kfree-reproductions`` package beside this one declares
+    ``bcl2019`` and ``icpr2020``) names a ``register(experiment_app)`` function that adds its
+    commands. Without any, ``kfree experiment`` says how to install them instead of failing.
+    """
+    from importlib.metadata import entry_points
+
+    experiment_app = typer.Typer(
+        help="Reproduce the papers' experiments (installed separately: pip install ./reproductions).",
+        no_args_is_help=True,
+    )
+    plugins = sorted(entry_points(group=EXPERIMENTS_GROUP), key=lambda ep: ep.name)
+    for ep in plugins:
+        try:
+            ep.load()(experiment_app)
+        except Exception as e:  # a broken plugin must not take the whole CLI down
+            console.print(f"[yellow]warning:[/] experiment plugin {ep.name!r} ({ep.value}) failed to load: {e}")
+    if not experiment_app.registered_commands:  # none installed, or none loaded
+        @experiment_app.command("list")
+        def _none() -> None:
+            """Say where the experiments are: none is installed."""
+            console.print("No experiments are installed. The paper reproductions are a separate package: "
+                          "pip install ./reproductions (from a kfree checkout).")
+            raise typer.Exit(2)
     app.add_typer(experiment_app, name="experiment")
 
 
@@ -55,7 +80,7 @@ EVAL_COLUMNS = [("n_samples", "items"), ("n_true", "true #"), ("n_clusters", "#c
 
 def _version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from .._version import __version__
 
         console.print(f"kfree {__version__}")
         raise typer.Exit()
@@ -103,7 +128,7 @@ def demo(
             check_output(out, directory=True, force=force)
         from rich.markup import escape
 
-        from ..evaluate.demo import demo_config, run_demo
+        from ..demo import demo_config, run_demo
 
         cfg = demo_config(dataset, seed=seed, epochs=epochs)
         console.print(f"[bold]kfree demo[/bold] on {cfg.dataset}: identities split {cfg.n_train} train / "
@@ -157,19 +182,19 @@ def train(
         from ..utils.io import check_output
 
         check_output(out, inputs=(labelled_file, labels), force=force)
+        from ..config import TrainConfig
         from ..data.io import load_features
-        from ..learner import BallClusterLearner
+        from ..learner import ClusterLearner
 
         data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
                              labels_path=labels, require_labels=True, min_samples=2)
-        learner = BallClusterLearner(loss, loss_params=_parse_params(loss_param), head=head,
-                                     dims=None if dims is None else _parse_dims(dims), dropout=dropout,
-                                     epochs=epochs, lr=lr, weight_decay=weight_decay, p=p, k=k,
-                                     val_identities=val_identities, eval_every_steps=eval_every_steps,
-                                     patience=patience, linkage=linkage, threshold_mode=threshold_mode,
-                                     compare_raw=compare_raw, seed=seed,
-                                     calibration=calibration, sampler=sampler, triplets_per_batch=triplets_per_batch,
-                                     wrong_positives=wrong_positives, wrong_negatives=_parse_noise(wrong_negatives))
+        cfg = TrainConfig(loss=loss, loss_params=_parse_params(loss_param),
+                          dims=None if dims is None else _parse_dims(dims), dropout=dropout, epochs=epochs,
+                          lr=lr, weight_decay=weight_decay, p=p, k=k, eval_every_steps=eval_every_steps,
+                          patience=patience, seed=seed, sampler=sampler, triplets_per_batch=triplets_per_batch,
+                          wrong_positives=wrong_positives, wrong_negatives=_parse_noise(wrong_negatives))
+        learner = ClusterLearner(cfg, head=head, val_identities=val_identities, linkage=linkage,
+                                 threshold_mode=threshold_mode, compare_raw=compare_raw, calibration=calibration)
         with progress_hook(progress) as hook, _limit_threads(torch=True):
             learner.fit(data.X, data.y, hook=hook)
         learner.provenance_["source"] = str(labelled_file)
@@ -227,8 +252,6 @@ def cluster(
 
             check_state_request(method, n_clusters)
             check_output(state, inputs=(first, second, out), force=force, option="--state")
-        import inspect
-
         import pandas as pd
         from rich.markup import escape
 
@@ -237,7 +260,7 @@ def cluster(
         from ..utils.io import atomic_path
 
         cls, _ = registry.resolve("cluster", method)  # unknown or not installed: fail before any work
-        accepted = inspect.signature(cls.__init__).parameters
+        accepted = cls.capabilities  # declared by the clusterer (kfree.cluster.CAPABILITIES)
         needs_k = getattr(cls, "requires_n_clusters", False)
         if needs_k and n_clusters is None:
             raise ConfigError(f"method {method!r} needs the number of clusters: pass --n-clusters")
@@ -251,9 +274,9 @@ def cluster(
             if distance is not None:
                 raise ConfigError("--distance is for clustering without a model; a model's threshold "
                                   "carries its own distance")
-            from ..learner import BallClusterLearner
+            from ..learner import ClusterLearner
 
-            learner = BallClusterLearner.load(model)
+            learner = ClusterLearner.load(model)
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             with _limit_threads():
                 if state is None:
@@ -403,7 +426,7 @@ def _validation_plot(learner, model_path: Path) -> Path | None:
     path = model_path.with_name(model_path.stem + "-validation.png")
     return plot_validation_curve(learner.history_, path, chosen=learner.selection_["chosen"],
                                  raw_nmi=raw_best_nmi(learner.selection_),
-                                 title=f"{learner.loss}: validation on held-out identities")
+                                 title=f"{learner.train_config.loss}: validation on held-out identities")
 
 
 def _parse_dims(text: str) -> tuple[int, ...]:

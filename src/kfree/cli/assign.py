@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._console import cli_errors, console
+from .console import cli_errors, console
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
               "adds new rows to (hac at a threshold, complete linkage).")
@@ -141,13 +141,13 @@ def assign(
                              f"model out: kfree assign {state_path} {new_path} --out {out}")
         data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=1)
         if model is not None:
-            from ..learner import BallClusterLearner
+            from ..learner import ClusterLearner
 
             if model.is_file() and _sha256(model) != made_with.get("sha256"):
                 raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
                                  f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
                                  "by the same model as the state's")
-            learner = BallClusterLearner.load(model)
+            learner = ClusterLearner.load(model)
         n_before, k_before = state.n_samples, state.next_label
         with _limit_threads():
             Z = learner.transform(data.X) if model is not None else data.X

@@ -8,37 +8,42 @@ whether a back-end needs K.
   :class:`MulticutClustering` (GAEC + KLj), and the K-estimating baselines :class:`XMeans`,
   :class:`GMeans`.
 - K needed: :class:`KMeansClustering`, :class:`AgglomerativeK`.
-- External baselines (other people's algorithms, optional packages): :class:`HDBSCANBaseline`,
-  :class:`FINCHBaseline`; and the approximate reference :class:`KNNConnectedComponents`.
+- External baselines (other people's algorithms; their optional packages are imported only in
+  ``fit``): :class:`HDBSCANBaseline`, :class:`FINCHBaseline`; and the approximate reference
+  :class:`KNNConnectedComponents`.
+
+Each class registers its CLI name with :func:`kfree.registry.register`; importing this package
+registers them all.
 """
 
+from .external_finch import FINCHBaseline
+from .external_hdbscan import HDBSCANBaseline
 from .gmeans import GMeans
 from .hac_k import AgglomerativeK
 from .kmeans import KMeansClustering
 from .knn_components import KNNConnectedComponents
 from .multicut import MulticutClustering
 from .threshold_hac import ThresholdAgglomerative
+from .ward import WardThreshold
 from .xmeans import XMeans
 
+#: What a clusterer may declare in its ``capabilities``: it cuts at a ``threshold``, can instead be cut
+#: at ``n_clusters``, takes a ``distance`` kind or a ``linkage``, or turns a calibrated
+#: ``cut_probability`` into costs. Callers (the learner, the CLI) choose arguments from these
+#: declarations, never by reading ``__init__``'s signature; a test checks they agree with it.
+CAPABILITIES = frozenset({"threshold", "n_clusters", "distance", "linkage", "cut_probability"})
+
 __all__ = [
+    "CAPABILITIES",
     "AgglomerativeK",
+    "FINCHBaseline",
     "GMeans",
+    "HDBSCANBaseline",
     "KMeansClustering",
     "KNNConnectedComponents",
     "MulticutClustering",
     "ThresholdAgglomerative",
+    "WardThreshold",
     "XMeans",
 ]
 
-
-def __getattr__(name: str):
-    # external adapters import their optional packages only when used
-    if name == "HDBSCANBaseline":
-        from .external_hdbscan import HDBSCANBaseline
-
-        return HDBSCANBaseline
-    if name == "FINCHBaseline":
-        from .external_finch import FINCHBaseline
-
-        return FINCHBaseline
-    raise AttributeError(name)

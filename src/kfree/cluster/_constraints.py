@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DataError
-from ._linkage_core import connected_components
+from .linkage_core import connected_components
 
 
 def check_pairs(pairs: Any, n: int, name: str) -> np.ndarray:

@@ -35,11 +35,12 @@ import os
 import numba as nb
 import numpy as np
 
-from .._exact_distances import gemm_ready, grid_centre, pair_distances, sq_units
+from .._exact_distances import gemm_ready, grid_centre, pair_distances
+from ..distances import to_sq
 from ..exceptions import ResourceError
-from ._linkage_core import _find, _union, roots_to_labels
+from .linkage_core import find_root, roots_to_labels, union_roots
 
-__all__ = ["estimate_edges", "prepared_float32", "radius_components", "radius_edges", "sq_units"]
+__all__ = ["estimate_edges", "prepared_float32", "radius_components", "radius_edges"]
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def radius_edges(
     X64 = np.ascontiguousarray(X, dtype=np.float64)
     n = X64.shape[0]
     X32 = prepared_float32(X64, distance)
-    thr_sq = sq_units(tau, distance)
+    thr_sq = to_sq(tau, distance)
     thr_c = thr_sq + _margin(X32, thr_sq)
     norms = np.einsum("ij,ij->i", X32, X32).astype(np.float32)
     cap = int(max_edges) if max_edges is not None else None
@@ -411,24 +412,24 @@ def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight, centr
         s1 = starts[c + 1]
         if tight[c]:
             for p in range(s0 + 1, s1):
-                _union(parent, order[s0], order[p])
+                union_roots(parent, order[s0], order[p])
             whole = True
         else:
             for p in range(s0, s1):
                 a = order[p]
                 for q in range(p + 1, s1):
                     b = order[q]
-                    if _find(parent, a) != _find(parent, b) and _d2(X32, a, b) <= thr:
-                        _union(parent, a, b)
+                    if find_root(parent, a) != find_root(parent, b) and _d2(X32, a, b) <= thr:
+                        union_roots(parent, a, b)
             whole = True
-            r0 = _find(parent, order[s0])
+            r0 = find_root(parent, order[s0])
             for p in range(s0 + 1, s1):
-                if _find(parent, order[p]) != r0:
+                if find_root(parent, order[p]) != r0:
                     whole = False
                     break
         for t in range(qptr[c], qptr[c + 1]):
             x = qpts[t]
-            if whole and _find(parent, x) == _find(parent, order[s0]):
+            if whole and find_root(parent, x) == find_root(parent, order[s0]):
                 continue
             dc = 0.0
             for k in range(X32.shape[1]):
@@ -439,8 +440,8 @@ def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight, centr
                 b = order[q]
                 if rb[b] < lim:
                     break
-                if _find(parent, x) != _find(parent, b) and _d2(X32, x, b) <= thr:
-                    _union(parent, x, b)
+                if find_root(parent, x) != find_root(parent, b) and _d2(X32, x, b) <= thr:
+                    union_roots(parent, x, b)
                     if whole:
                         break
 
@@ -526,8 +527,8 @@ def _merge_kernel(X32, order, fstarts, pi, pj, half2, parent):
         cnt[f] = fstarts[f + 1] - fstarts[f]
     cen = np.empty(d)
     for e in range(pi.shape[0]):
-        a = _find(parent, pi[e])
-        b = _find(parent, pj[e])
+        a = find_root(parent, pi[e])
+        b = find_root(parent, pj[e])
         if a == b:
             continue
         m = cnt[a] + cnt[b]
@@ -753,7 +754,7 @@ def radius_components(
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     X32 = prepared_float32(X64, distance)
-    thr_sq = sq_units(tau, distance)
+    thr_sq = to_sq(tau, distance)
     thr_c = thr_sq + _margin(X32, thr_sq)
     if hook is not None:
         hook("tau components", completed=0, total=2)

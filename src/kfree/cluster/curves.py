@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ConfigError
-from ._linkage_core import _find
+from .linkage_core import find_root
 
 
 def _labels_from_parent(parent: np.ndarray) -> np.ndarray:
@@ -55,7 +55,7 @@ def iter_cuts(
         target = n_samples - k
         while applied < target:
             a, b = pairs[applied]
-            ra, rb = _find(parent, a), _find(parent, b)
+            ra, rb = find_root(parent, a), find_root(parent, b)
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
             applied += 1

@@ -17,9 +17,11 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
 from ..exceptions import ConfigError
+from ..registry import register
 from ._kmeans_utils import compact
 
 
+@register("cluster", "finch", requires=("finch", "baselines"))  # PyPI finch-clust
 class FINCHBaseline(ClusterMixin, BaseEstimator):
     """External baseline: FINCH first-neighbour clustering (``finch-clust`` package).
 
@@ -33,6 +35,9 @@ class FINCHBaseline(ClusterMixin, BaseEstimator):
     distance : {"cosine", "euclidean"}
     seed : int
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"distance", "n_clusters"})
 
     requires_n_clusters = False
 

@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
 from ..exceptions import ConfigError
+from ..registry import register
 from ._kmeans_utils import compact
 
 
@@ -25,6 +26,7 @@ def _noise_to_singletons(labels: np.ndarray) -> np.ndarray:
     return compact(labels)
 
 
+@register("cluster", "hdbscan", requires=("hdbscan", "baselines"))
 class HDBSCANBaseline(ClusterMixin, BaseEstimator):
     """External baseline: HDBSCAN (``hdbscan`` package).
 
@@ -38,6 +40,9 @@ class HDBSCANBaseline(ClusterMixin, BaseEstimator):
     noise : {"singletons", "keep"}
         Turn each noise point into its own cluster (default), or keep label -1.
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset()
 
     requires_n_clusters = False
 

@@ -33,6 +33,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
 from ..exceptions import ConfigError
+from ..registry import register
 from ._kmeans_utils import best_of, compact, lloyd
 
 _LEVELS = (0.15, 0.10, 0.05, 0.025, 0.01)
@@ -92,6 +93,7 @@ def pyclustering_two_centres(points: np.ndarray, seed: int | None) -> np.ndarray
     return np.stack([points[first], points[best]])
 
 
+@register("cluster", "gmeans")
 class GMeans(ClusterMixin, BaseEstimator):
     """G-means with the Anderson–Darling normality test.
 
@@ -112,6 +114,9 @@ class GMeans(ClusterMixin, BaseEstimator):
     seed : int
         Seeds the initial clustering and, like pyclustering's ``random_state``, every split.
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset()
 
     requires_n_clusters = False
 

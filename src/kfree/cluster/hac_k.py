@@ -6,9 +6,11 @@ from typing import Any
 
 from sklearn.base import BaseEstimator, ClusterMixin
 
+from ..registry import register
 from .threshold_hac import ThresholdAgglomerative
 
 
+@register("cluster", "hac-k")
 class AgglomerativeK(ClusterMixin, BaseEstimator):
     """HAC (full dense tree, fastcluster) cut into exactly ``n_clusters`` clusters.
 
@@ -22,6 +24,9 @@ class AgglomerativeK(ClusterMixin, BaseEstimator):
     distance : {"sqeuclidean", "euclidean", "cosine"}
     k_source : str
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"distance", "linkage", "n_clusters"})
 
     requires_n_clusters = True
 

@@ -109,8 +109,8 @@ from typing import Any
 
 import numpy as np
 
-from .._exact_distances import gemm_band, grid_centre, pair_distances, sq_units
-from ..distances import check_distance, check_features
+from .._exact_distances import gemm_band, grid_centre, pair_distances
+from ..distances import check_distance, check_features, to_sq
 from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError
 from ._radius_graph import radius_components, radius_edges
 from .labels import first_seen_labels
@@ -261,7 +261,9 @@ class ClusterState:
         labels = getattr(estimator, "labels_", None)
         if labels is None:
             raise ConfigError("the estimator is not fitted: call fit(X) first, or use ClusterState.fit")
-        if getattr(estimator, "n_clusters", None) is not None or getattr(estimator, "threshold", None) is None:
+        cut = getattr(estimator, "threshold_", None)  # the Threshold the fit cut at (in distance_ units)
+        if getattr(estimator, "n_clusters", None) is not None or (cut is None and
+                                                                   getattr(estimator, "threshold", None) is None):
             raise ConfigError("a cluster state needs a clustering cut at a threshold, not at n_clusters: "
                               "fit ThresholdAgglomerative(threshold=...)")
         linkage = getattr(estimator, "linkage", None)
@@ -272,13 +274,16 @@ class ClusterState:
         if groups is not None and groups.shape[0] and int(groups.max()) + 1 != groups.shape[0]:
             raise ConfigError("the estimator was fitted with must-link constraints; a cluster state cannot "
                               "keep constraints: fit it without them")
-        distance = check_distance(estimator.distance)
+        if cut is not None:
+            tau, distance = float(cut.value), check_distance(cut.distance)
+        else:
+            tau, distance = float(estimator.threshold), check_distance(estimator.distance)
         X = _float_rows(check_features(X, min_samples=1))
         labels = np.asarray(labels)
         if labels.shape != (X.shape[0],):
             raise DataError(f"X has {X.shape[0]} rows but the estimator was fitted on {labels.shape[0]}: "
                             "pass the rows it was fitted on")
-        return cls._build(X, first_seen_labels(labels), float(estimator.threshold), distance, hook, meta)
+        return cls._build(X, first_seen_labels(labels), tau, distance, hook, meta)
 
     @classmethod
     def _build(cls, X, labels, tau, distance, hook, meta) -> ClusterState:
@@ -540,7 +545,7 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np
         return join, dmax, touch
     order, starts = state._members()
     tau, dist = state.threshold, state.distance
-    thr_sq = sq_units(tau, dist)
+    thr_sq = to_sq(tau, dist)
     # the members of every candidate label, gathered and prepared once
     labs = np.unique(cl)
     sizes = starts[labs + 1] - starts[labs]
@@ -628,7 +633,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
         raise DataError("cosine distance is undefined for all-zero rows of X_new; drop them first")
     tau = state.threshold
     m, n = X_new.shape[0], state.n_samples
-    thr_sq = sq_units(tau, state.distance)
+    thr_sq = to_sq(tau, state.distance)
     P = state._prepared(X_new)
 
     # 1. exact distances from each new row to every member of the clusters the bounds leave

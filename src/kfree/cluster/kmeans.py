@@ -13,8 +13,10 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
 from ..exceptions import ConfigError, DataError
+from ..registry import register
 
 
+@register("cluster", "kmeans")
 class KMeansClustering(ClusterMixin, BaseEstimator):
     """k-means++ with ``n_init`` restarts (best inertia kept).
 
@@ -36,6 +38,9 @@ class KMeansClustering(ClusterMixin, BaseEstimator):
     n_iter_ : int
         Lloyd iterations of the kept run (faiss: the fixed number it runs).
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"n_clusters"})
 
     requires_n_clusters = True
 

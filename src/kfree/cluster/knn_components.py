@@ -14,22 +14,26 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from .._exact_distances import grid_centre
-from ..distances import check_distance, check_features, prepare
+from ..distances import check_features, prepare, resolve_cut, to_sq
 from ..exceptions import ConfigError
-from ._linkage_core import connected_components
-from ._radius_graph import sq_units
+from ..registry import register
+from ..threshold import Threshold
+from .linkage_core import connected_components
 
 
+@register("cluster", "knn-cc")
 class KNNConnectedComponents(ClusterMixin, BaseEstimator):
     """Connected components of the kNN graph with edges at ``<= threshold``.
 
     Parameters
     ----------
-    threshold : float
-        Edge threshold in units of ``distance``.
+    threshold : float or Threshold
+        Edge threshold in units of ``distance`` (a Threshold brings its own kind).
     k : int
         Neighbours per point (default 10).
-    distance : {"sqeuclidean", "euclidean", "cosine"}
+    distance : {"sqeuclidean", "euclidean", "cosine"}, optional
+        ``None`` (default): a Threshold's own kind, else sqeuclidean; set, a Threshold of the
+        other Euclidean kind is converted (:func:`kfree.distances.resolve_cut`).
     index : {"ivf", "flat", "hnsw"}
         faiss index: IVF-Flat (``nlist``, ``nprobe``), exact Flat, or HNSW (M = 32).
     nlist : int, optional
@@ -38,14 +42,17 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
     seed : int
     """
 
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"distance", "threshold"})
+
     requires_n_clusters = False
 
     def __init__(
         self,
-        threshold: float = 1.0,
+        threshold: float | Threshold = 1.0,
         *,
         k: int = 10,
-        distance: str = "sqeuclidean",
+        distance: str | None = None,
         index: str = "ivf",
         nlist: int | None = None,
         nprobe: int = 8,
@@ -62,16 +69,15 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> KNNConnectedComponents:
         import faiss
 
-        check_distance(self.distance)
-        if not (np.isfinite(self.threshold) and self.threshold > 0):
-            raise ConfigError(f"threshold={self.threshold!r} must be a finite number > 0")
+        self.threshold_ = resolve_cut(self.threshold, self.distance)
+        distance = self.threshold_.distance
         if int(self.k) < 1:
             raise ConfigError(f"k={self.k} must be >= 1")
         X = check_features(X, min_samples=1)
-        if self.distance != "cosine":  # centred in float64 first: float32 distances far from the origin cancel
+        if distance != "cosine":  # centred in float64 first: float32 distances far from the origin cancel
             X = np.asarray(X, dtype=np.float64)
             X = X - grid_centre(X.min(axis=0), X.max(axis=0))
-        Xp = prepare(X, self.distance)
+        Xp = prepare(X, distance)
         n, d = Xp.shape
         k = min(int(self.k) + 1, n)
         if self.index == "flat" or n < 1000:
@@ -90,7 +96,7 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
             raise ConfigError(f"index={self.index!r} is not one of ('ivf', 'flat', 'hnsw')")
         idx.add(Xp)
         D, I = idx.search(Xp, k)
-        thr = sq_units(float(self.threshold), self.distance)
+        thr = to_sq(self.threshold_.value, distance)
         rows = np.repeat(np.arange(n), k)
         cols = I.ravel()
         ok = (cols >= 0) & (D.ravel() <= thr) & (cols != rows)

@@ -27,17 +27,20 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from .._exact_distances import grid_centre
-from ..distances import check_distance, check_features
+from ..distances import check_distance, check_features, resolve_cut
 from ..exceptions import ConfigError, DataError, ResourceError
+from ..registry import register
 from ..threshold import Threshold
-from . import _multicut_core as mc
+from . import multicut_core as mc
 
 log = logging.getLogger(__name__)
 
 
 @nb.njit(cache=True)
-def _threshold_costs(G, sq, tau_sq_units, distance_code, scale, cmax):
-    """In place: G (Gram matrix) → cost matrix ``clip((tau - d) / T)``; diagonal 0."""
+def _threshold_costs(G, sq, tau, distance_code, scale, cmax):
+    """In place: G (Gram matrix of prepared rows) → cost matrix ``clip((tau - d) · scale)``, with
+    ``d`` and ``tau`` in units of the distance (code 0 sqeuclidean, 1 euclidean, 2 cosine);
+    diagonal 0."""
     n = G.shape[0]
     for i in range(n):
         for j in range(n):
@@ -47,7 +50,7 @@ def _threshold_costs(G, sq, tau_sq_units, distance_code, scale, cmax):
                 d = math.sqrt(d)
             elif distance_code == 2:
                 d = d / 2.0
-            c = (tau_sq_units - d) * scale
+            c = (tau - d) * scale
             if c > cmax:
                 c = cmax
             elif c < -cmax:
@@ -62,6 +65,7 @@ def _check_p_clip(p_clip: float) -> float:
     return float(p_clip)
 
 
+@register("cluster", "multicut")
 class MulticutClustering(ClusterMixin, BaseEstimator):
     """Minimum cost multicut of the complete graph of the samples (GAEC + KLj).
 
@@ -75,7 +79,9 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         Probability that two samples are in different clusters as a function of their distance:
         a callable mapping an ndarray of distances to probabilities, or logistic parameters
         ``(a, b)`` meaning ``p = 1 / (1 + exp(-(a * d + b)))`` (a > 0 for a sensible model).
-    distance : {"sqeuclidean", "euclidean", "cosine"}
+    distance : {"sqeuclidean", "euclidean", "cosine"}, optional
+        ``None`` (default): a Threshold's own kind, else sqeuclidean; set, a Threshold of the
+        other Euclidean kind is converted (:func:`kfree.distances.resolve_cut`).
     temperature : float, optional
         Scale of the threshold's logistic (default ``threshold / 10``); only matters through
         ``p_clip``.
@@ -111,7 +117,13 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
     n_kl_rounds_ : int
     n_restarts_ : int
         Restarts actually run.
+    threshold_ : Threshold or None
+        The threshold the costs came from, in the distance measured (``None`` with
+        ``cut_probability``).
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"cut_probability", "distance", "threshold"})
 
     requires_n_clusters = False
 
@@ -120,7 +132,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         threshold: float | Threshold | None = None,
         *,
         cut_probability: Callable[[np.ndarray], np.ndarray] | tuple[float, float] | None = None,
-        distance: str = "sqeuclidean",
+        distance: str | None = None,
         temperature: float | None = None,
         p_clip: float = 1e-6,
         kl: bool = True,
@@ -156,29 +168,19 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
                 "ThresholdAgglomerative, which stays sparse"
             )
 
-    def _resolve_threshold(self) -> tuple[float, str] | None:
+    def _resolve_threshold(self) -> Threshold | None:
         if (self.threshold is None) == (self.cut_probability is None):
             raise ConfigError(
                 "set exactly one of threshold="
                 f"{self.threshold!r} and cut_probability={self.cut_probability!r}"
             )
-        if self.threshold is None:
-            return None
-        if isinstance(self.threshold, Threshold):
-            return float(self.threshold.value), self.threshold.distance
-        try:
-            t = float(self.threshold)
-        except (TypeError, ValueError):
-            t = float("nan")
-        if not (math.isfinite(t) and t > 0):
-            raise ConfigError(f"threshold={self.threshold!r} must be a finite number > 0")
-        return t, self.distance
+        self.threshold_ = None if self.threshold is None else resolve_cut(self.threshold, self.distance)
+        return self.threshold_
 
     # ------------------------------------------------------------------ cost matrices
     def _costs_from_embeddings(self, X: np.ndarray) -> np.ndarray:
         thr = self._resolve_threshold()
-        distance = thr[1] if thr is not None else self.distance
-        check_distance(distance)
+        distance = thr.distance if thr is not None else check_distance(self.distance or "sqeuclidean")
         p_clip = _check_p_clip(self.p_clip)
         cmax = math.log((1 - p_clip) / p_clip)
         Xp = np.asarray(X, dtype=np.float64)
@@ -193,7 +195,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         G = Xp @ Xp.T  # (n, n): the only n×n allocation besides GAEC's working copy
         code = {"sqeuclidean": 0, "euclidean": 1, "cosine": 2}[distance]
         if thr is not None:
-            tau = thr[0]
+            tau = thr.value
             temp = tau / 10.0 if self.temperature is None else float(self.temperature)
             if not temp > 0:
                 raise ConfigError(f"temperature={self.temperature!r} must be > 0")

@@ -42,7 +42,7 @@ complete-linkage cuts and the order of merges decides. The dense path (fastclust
 exactly as scipy's ``linkage``. The graph paths (sparse, per component) run the
 same nearest-neighbour chain on the τ-graph — chains start at the smallest active index, the
 previous chain element wins a tie and then the smallest index, a merged cluster keeps the larger
-index (:mod:`~kfree.cluster._linkage_core`) — and differ from scipy only where scipy's chain
+index (:mod:`~kfree.cluster.linkage_core`) — and differ from scipy only where scipy's chain
 starts at a cluster with no neighbour within the threshold and walks to tied pairs through a pair
 above it, which a τ-graph cannot see. Example: ``X = [[0], [3], [4], [2]]``, euclidean threshold
 1: scipy joins {3, 2}, the sparse path {3, 4}. On random integer-grid data with complete linkage
@@ -67,9 +67,17 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from ..distances import check_distance, check_features, condensed_distances_blocked
+from ..distances import (
+    check_distance,
+    check_features,
+    condensed_distances_blocked,
+    resolve_cut,
+    to_sq,
+)
 from ..exceptions import ConfigError, DataError, ParameterConflictWarning, ResourceError
-from . import _linkage_core as core
+from ..registry import register
+from ..threshold import Threshold
+from . import linkage_core as core
 from ._constraints import cannot_link_keys, check_contradictions, check_pairs, must_link_groups
 from ._radius_graph import (
     BYTES_PER_EDGE,
@@ -77,7 +85,6 @@ from ._radius_graph import (
     prepared_float32,
     radius_components,
     radius_edges,
-    sq_units,
 )
 from .labels import first_seen_labels
 
@@ -119,12 +126,7 @@ def check_cut(threshold: Any, n_clusters: Any) -> None:
                 stacklevel=4,
             )
         return
-    try:
-        ok = np.isfinite(float(threshold)) and float(threshold) > 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError(f"threshold={threshold!r} must be a finite number > 0")
+    resolve_cut(threshold, None)  # a finite number > 0, or a Threshold
 
 
 def default_memory_limit_gb() -> float:
@@ -147,14 +149,16 @@ def _dense_merges_from_linkage(Z: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
     return pairs, Z[:, 2].astype(np.float64)
 
 
+@register("cluster", "hac")
 class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
     """Hierarchical agglomerative clustering cut at ``threshold`` (or at ``n_clusters``).
 
     Parameters
     ----------
-    threshold : float, optional
-        Cut height in units of ``distance``; pairs at ``<= threshold`` may be joined. For
-        unit-norm embeddings typical values are in ``[0, 4]`` (sqeuclidean).
+    threshold : float or Threshold, optional
+        Cut height; pairs at ``<= threshold`` may be joined. A float is in units of ``distance``
+        (for unit-norm embeddings typically ``[0, 4]`` sqeuclidean); a
+        :class:`~kfree.threshold.Threshold` carries its own kind (see ``distance``).
     n_clusters : int, optional
         Cut the tree into exactly this many clusters instead (needs the full, dense tree). Set
         one of the two. As in scikit-learn's ``AgglomerativeClustering``, parameters are checked
@@ -164,7 +168,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         elsewhere in kfree — "cut at K instead" — and scikit-learn's estimator checks set
         ``n_clusters`` on any clusterer that has it.) Both ``None`` raises a ConfigError.
     linkage : {"complete", "average", "single"}
-    distance : {"sqeuclidean", "euclidean", "cosine"}
+    distance : {"sqeuclidean", "euclidean", "cosine"}, optional
+        ``None`` (default): the threshold's own kind when it is a Threshold, else sqeuclidean.
+        Set, a Threshold of another Euclidean kind is converted (the same pairs are cut); see
+        :func:`kfree.distances.resolve_cut`.
     algorithm : {"auto", "dense", "sparse"}
         ``"auto"`` uses the dense tree for fewer than 5,000 samples without constraints, the
         sparse τ-graph otherwise. Both give scipy's partition at ``threshold`` (where distances
@@ -186,20 +193,27 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         for sparse fits only the merges up to ``threshold`` exist. Must-link merges come first
         (height 0). Feed it to :mod:`kfree.cluster.curves` for cuts at every k.
     merge_heights_ : ndarray of shape (n_merges,)
+    threshold_ : Threshold or None
+        The cut made, in ``distance_`` units (``None`` when cut at ``n_clusters``).
+    distance_ : str
+        The distance measured in.
     algorithm_ : {"dense", "sparse"}
     n_edges_ : int or None
         Number of τ-edges (sparse fits).
     """
 
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"distance", "linkage", "n_clusters", "threshold"})
+
     requires_n_clusters = False
 
     def __init__(
         self,
-        threshold: float | None = None,
+        threshold: float | Threshold | None = None,
         *,
         n_clusters: int | None = None,
         linkage: str = "complete",
-        distance: str = "sqeuclidean",
+        distance: str | None = None,
         algorithm: str = "auto",
         memory_limit: float | None = None,
     ) -> None:
@@ -220,7 +234,15 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             raise ConfigError(f"algorithm={self.algorithm!r} is not one of {ALGORITHMS}")
         if self.memory_limit is not None and not float(self.memory_limit) > 0:
             raise ConfigError(f"memory_limit={self.memory_limit!r} GiB must be > 0")
-        check_distance(self.distance)
+        if self.distance is not None:
+            check_distance(self.distance)
+        if self.n_clusters is None:
+            self.threshold_ = resolve_cut(self.threshold, self.distance)
+            self.distance_ = self.threshold_.distance
+        else:  # cut at K: the threshold (if any) only names the kind when distance is None
+            self.threshold_ = None
+            kind = self.threshold.distance if isinstance(self.threshold, Threshold) else "sqeuclidean"
+            self.distance_ = self.distance if self.distance is not None else kind
 
     def _limit_bytes(self) -> float:
         gb = default_memory_limit_gb() if self.memory_limit is None else float(self.memory_limit)
@@ -248,7 +270,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             ``hook(step, completed=, total=)`` progress callback for the τ-graph build.
         """
         self._validate_params()
-        if self.distance == "cosine":
+        if self.distance_ == "cosine":
             X = check_features(X, min_samples=1)
             if (np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1) == 0).any():
                 raise DataError("cosine distance is undefined for all-zero rows; drop them first")
@@ -287,13 +309,13 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         if algo == "dense" and not constrained:
             self._fit_dense(X)
         else:
-            cut = np.inf if full_tree else float(self.threshold)
+            cut = np.inf if full_tree else self.threshold_.value
             self._fit_graph(X, cut, groups, ml, cl, hook)
 
         if full_tree:
             self.labels_ = self.labels_at_k(int(self.n_clusters))
         else:
-            self.labels_ = self.labels_at(float(self.threshold))
+            self.labels_ = self.labels_at(self.threshold_.value)
         self.n_clusters_ = int(self.labels_.max()) + 1
         return self
 
@@ -310,8 +332,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             )
         # pairs near the threshold are recomputed as scipy computes them, so the cut at the
         # threshold decides every pair as pdist would (a pair at exactly tau joins)
-        near = None if self.n_clusters is not None else float(self.threshold)
-        d = condensed_distances_blocked(X, self.distance, exact_near=near)
+        near = None if self.n_clusters is not None else self.threshold_.value
+        d = condensed_distances_blocked(X, self.distance_, exact_near=near)
         Z = fastcluster.linkage(d, method=self.linkage, preserve_input=False)
         del d
         self.linkage_matrix_ = Z
@@ -328,8 +350,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             need = 0.0
             if not (simple and n > COMPONENTS_MIN_SAMPLES):
                 # the whole-graph estimate decides only where the per-component path is optional
-                X32 = prepared_float32(X, self.distance)
-                est = estimate_edges(X32, sq_units(cut, self.distance))
+                X32 = prepared_float32(X, self.distance_)
+                est = estimate_edges(X32, to_sq(cut, self.distance_))
                 need = est * BYTES_PER_EDGE
                 del X32
                 log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
@@ -337,7 +359,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                 # exact per connected component: never more than one component's edges in
                 # memory, and at scale faster too (the components pass skips most distances);
                 # below ~50k points one pass over the whole τ-graph is faster when it fits
-                a, b, h, n_edges = _complete_by_components(X, cut, self.distance, limit, hook)
+                a, b, h, n_edges = _complete_by_components(X, cut, self.distance_, limit, hook)
                 order = np.argsort(h, kind="stable")
                 self.n_edges_ = int(n_edges)
                 self.merge_pairs_ = np.stack([a[order], b[order]], axis=1).astype(np.int64)
@@ -353,7 +375,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                     "lower the threshold, raise memory_limit, or split the data"
                 )
             ei, ej, ed = radius_edges(
-                X, cut, self.distance, max_edges=int(limit / BYTES_PER_EDGE), hook=hook
+                X, cut, self.distance_, max_edges=int(limit / BYTES_PER_EDGE), hook=hook
             )
         else:
             need = 24.0 * n * n
@@ -365,7 +387,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             ei, ej = (a.astype(np.int32) for a in np.triu_indices(n, k=1))
             from scipy.spatial.distance import pdist
 
-            ed = pdist(np.asarray(X, dtype=np.float64), metric=self.distance)
+            ed = pdist(np.asarray(X, dtype=np.float64), metric=self.distance_)
         self.n_edges_ = int(ei.shape[0])
         # collapse must-link groups; a representative point per group
         rep = np.full(n_groups, -1, dtype=np.int64)
@@ -452,7 +474,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             m = ug.shape[0]
             if m < 2:
                 continue
-            D = cdist(Xf[pts], Xf[pts], metric=self.distance)
+            D = cdist(Xf[pts], Xf[pts], metric=self.distance_)
             if m == pts.shape[0]:
                 G = D[np.argsort(local)][:, np.argsort(local)] if (np.diff(local) < 0).any() else D
             elif self.linkage == "average":
@@ -480,7 +502,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_h)
 
     # ------------------------------------------------------------------ cuts
-    def labels_at(self, threshold: float) -> np.ndarray:
+    def labels_at(self, threshold: float | Threshold) -> np.ndarray:
         """Labels for a cut at ``threshold`` (``<=`` joins, as scipy), from the fitted tree.
 
         A sparse fit knows the tree only up to its own ``threshold``; asking for a higher cut
@@ -489,13 +511,12 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         pairs near its own ``threshold``: elsewhere a pair within ~1e-13 of the data's spread of
         the cut may fall on the other side than in scipy.
         """
+        if isinstance(threshold, Threshold):
+            threshold = resolve_cut(threshold, self.distance_).value
         if not np.isfinite(threshold):
             raise ConfigError(f"threshold={threshold!r} must be finite")
-        Z = self.linkage_matrix_
-        if Z is not None:
-            if Z.shape[0] == 0:
-                return np.zeros(1, dtype=np.int64)
-            return first_seen_labels(fcluster(Z, t=float(threshold), criterion="distance"))
+        if self.linkage_matrix_ is not None:
+            return self._dense_cut(float(threshold), "distance")
         if threshold > self._tree_top:
             raise ConfigError(
                 f"this sparse fit knows the tree only up to threshold={self._tree_top}; "
@@ -504,16 +525,20 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         m = int(np.searchsorted(self.merge_heights_, threshold, side="right"))
         return self._cut(m)
 
+    def _dense_cut(self, t: float, criterion: str) -> np.ndarray:
+        """scipy's cut of the fitted dense tree (``fcluster``), relabelled in first-seen order."""
+        Z = self.linkage_matrix_
+        if Z.shape[0] == 0:  # one sample
+            return np.zeros(1, dtype=np.int64)
+        return first_seen_labels(fcluster(Z, t=t, criterion=criterion))
+
     def labels_at_k(self, k: int) -> np.ndarray:
         """Labels for a cut into ``k`` clusters, from the fitted tree."""
         n = self._groups.shape[0]
         if not 1 <= int(k) <= n:
             raise ConfigError(f"k={k} must be between 1 and n_samples={n}")
-        Z = self.linkage_matrix_
-        if Z is not None:
-            if Z.shape[0] == 0:
-                return np.zeros(1, dtype=np.int64)
-            return first_seen_labels(fcluster(Z, t=int(k), criterion="maxclust"))
+        if self.linkage_matrix_ is not None:
+            return self._dense_cut(int(k), "maxclust")
         m = n - int(k)
         n_forced = getattr(self, "_n_forced", 0)
         if m < n_forced:
@@ -578,7 +603,7 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
     total_edges = 0
     c = 0
     Xf = np.asarray(X)
-    thr_sq = sq_units(cut, distance)
+    thr_sq = to_sq(cut, distance)
     while c < n_comp:
         # gather whole components until the batch holds about batch_points points
         c_end = c
@@ -638,7 +663,7 @@ def _dense_component_merges(X, cut, distance):
     ``cut`` is given one common height above all others: fastcluster's nearest-neighbour chain
     then sweeps the clusters without a neighbour within ``cut`` together above the cut and
     enters each τ-component at its smallest active index, which is the tie order of
-    :func:`~kfree.cluster._linkage_core.sparse_complete_nn_chain` — so this path and the sparse
+    :func:`~kfree.cluster.linkage_core.sparse_complete_nn_chain` — so this path and the sparse
     kernel give the same partition even on exact ties.
     """
     import fastcluster

@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from ..distances import check_features
+from ..distances import check_features, resolve_cut
 from ..exceptions import DataError
+from ..registry import register
+from ..threshold import Threshold
 from .labels import first_seen_labels
 from .threshold_hac import check_cut
 
@@ -42,14 +44,16 @@ def ward_tree(X: np.ndarray) -> np.ndarray:
     return fastcluster.linkage_vector(X, method="ward", metric="euclidean")
 
 
+@register("cluster", "ward")
 class WardThreshold(ClusterMixin, BaseEstimator):
     """Ward agglomeration cut where the merge height exceeds ``threshold`` (or at ``n_clusters``).
 
     Parameters
     ----------
-    threshold : float, optional
+    threshold : float or Threshold, optional
         Cut height in Ward units (Euclidean for two single points); merges at ``<= threshold``
-        happen, as in scipy's ``fcluster(Z, t, 'distance')``.
+        happen, as in scipy's ``fcluster(Z, t, 'distance')``. A Threshold in squared Euclidean
+        units is converted; a cosine one is refused.
     n_clusters : int, optional
         Cut into exactly this many clusters instead. Set one of the two; as in
         :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative`, parameters are checked in
@@ -61,11 +65,16 @@ class WardThreshold(ClusterMixin, BaseEstimator):
     labels_ : ndarray of shape (n_samples,)
     n_clusters_ : int
     linkage_matrix_ : ndarray of shape (n_samples - 1, 4)
+    threshold_ : Threshold or None
+        The height cut at, in Euclidean units (``None`` when cut at ``n_clusters``).
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset({"n_clusters", "threshold"})
 
     requires_n_clusters = False
 
-    def __init__(self, threshold: float | None = None, *, n_clusters: int | None = None) -> None:
+    def __init__(self, threshold: float | Threshold | None = None, *, n_clusters: int | None = None) -> None:
         self.threshold = threshold
         self.n_clusters = n_clusters
 
@@ -73,6 +82,8 @@ class WardThreshold(ClusterMixin, BaseEstimator):
         from scipy.cluster.hierarchy import fcluster
 
         check_cut(self.threshold, self.n_clusters)
+        # Ward merge heights are in Euclidean units (two single points merge at their distance)
+        self.threshold_ = None if self.n_clusters is not None else resolve_cut(self.threshold, "euclidean")
         X = check_features(X, min_samples=1)
         n = X.shape[0]
         self.n_features_in_ = X.shape[1]
@@ -84,7 +95,7 @@ class WardThreshold(ClusterMixin, BaseEstimator):
         Z = ward_tree(X)
         self.linkage_matrix_ = Z
         if self.n_clusters is None:
-            labels = fcluster(Z, float(self.threshold), criterion="distance")
+            labels = fcluster(Z, self.threshold_.value, criterion="distance")
         else:
             k = int(self.n_clusters)
             if k > n:

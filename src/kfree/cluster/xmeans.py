@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
 from ..exceptions import ConfigError
+from ..registry import register
 from ._kmeans_utils import best_of, compact, lloyd
 
 
@@ -51,6 +52,7 @@ def xmeans_bic(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> float:
     return total
 
 
+@register("cluster", "xmeans")
 class XMeans(ClusterMixin, BaseEstimator):
     """X-means with the BIC splitting criterion and an upper bound ``k_max``.
 
@@ -72,6 +74,9 @@ class XMeans(ClusterMixin, BaseEstimator):
     ----------
     labels_, n_clusters_, cluster_centers_, bic_
     """
+
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
+    capabilities = frozenset()
 
     requires_n_clusters = False
 

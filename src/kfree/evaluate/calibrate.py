@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from ..cluster.threshold_hac import ThresholdAgglomerative
+from ..distances import DISTANCES, pair_distances
 from ..exceptions import ConfigError, DataError
-from ..threshold import DISTANCES, Threshold
+from ..threshold import Threshold
 
 
 def threshold_for_n_clusters(
@@ -50,20 +51,6 @@ def threshold_for_n_clusters(
     if value <= 0:
         value = float(np.nextafter(0.0, 1.0)) if hi <= 0 else float(hi) / 2
     return Threshold(value=value, distance=distance, source=f"validation #clusters={n_clusters}")
-
-
-def _pair_distances(Z: np.ndarray, i: np.ndarray, j: np.ndarray, distance: str) -> np.ndarray:
-    """Distances of the pairs ``(i[t], j[t])`` of rows of ``Z`` in the given kind, shape (T,)."""
-    out = np.empty(i.shape[0], dtype=np.float64)
-    for s in range(0, i.shape[0], 65536):  # blocks keep the (block, d) temporaries small
-        a, b = Z[i[s:s + 65536]].astype(np.float64), Z[j[s:s + 65536]].astype(np.float64)
-        if distance == "cosine":
-            na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-            out[s:s + 65536] = 1.0 - (a * b).sum(1) / np.maximum(na * nb, 1e-12)
-        else:
-            d2 = ((a - b) ** 2).sum(1)
-            out[s:s + 65536] = d2 if distance == "sqeuclidean" else np.sqrt(d2)
-    return out
 
 
 def labelled_pairs(
@@ -222,7 +209,7 @@ class LogisticCalibration:
         if distance not in DISTANCES:
             raise ConfigError(f"distance={distance!r} is not one of {DISTANCES}")
         i, j, different = labelled_pairs(y, max_pairs=max_pairs, stratify=class_weight == "balanced", seed=seed)
-        return cls.fit(_pair_distances(Z, i, j, distance), different, distance=distance,
+        return cls.fit(pair_distances(Z, i, j, distance), different, distance=distance,
                        class_weight=class_weight, C=C)
 
     # -------------------------------------------------------------- inference

@@ -20,10 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..exceptions import ConfigError
+from ..registry import register
 from ..threshold import Threshold
 from .base import EmbeddingLoss, squared_distances
 
 
+@register("loss", "bcl")
 class BallClusterLoss(EmbeddingLoss):
     """BCL in its centroid form.
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..exceptions import ConfigError
+from ..registry import register
 from .base import EmbeddingLoss
 from .miners import all_pairs
 
@@ -28,6 +29,7 @@ NEGATIVES: tuple[str, ...] = ("all", "random")
 REFERENCE_MARGIN = math.log1p(math.e)  # softplus(1): the BCL reference's initial margin
 
 
+@register("loss", "contrastive")
 class ContrastiveLoss(EmbeddingLoss):
     """``½·mean_pos d² + ½·mean_neg [m − d]²_+`` over the pairs of a batch (Euclidean ``d``).
 

@@ -17,11 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..exceptions import ConfigError, DataError
-from .base import EmbeddingLoss
-from .softmax import check_classes, check_labels
+from ..registry import register
+from .softmax import ClassifierLoss, check_classes
 
 
-class NormalizedSoftmaxLoss(EmbeddingLoss):
+@register("loss", "norm-softmax")
+class NormalizedSoftmaxLoss(ClassifierLoss):
     """Cross-entropy over ``cos(f_i, w_k) / temperature`` for the training identities ``k``.
 
     Parameters
@@ -64,13 +65,6 @@ class NormalizedSoftmaxLoss(EmbeddingLoss):
         if embeddings.shape[1] != self.W.shape[0]:
             raise DataError(f"embeddings have dim {embeddings.shape[1]} but the weights expect {self.W.shape[0]}")
         return F.normalize(embeddings, dim=1) @ F.normalize(self.W, dim=0) / self.temperature
-
-    def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(embeddings)
-        check_labels(labels, logits.shape[1])
-        if labels.numel() == 0:
-            return self.zero(embeddings)
-        return F.cross_entropy(logits, labels)
 
     def hparams(self) -> dict[str, Any]:
         return {"temperature": self.temperature,

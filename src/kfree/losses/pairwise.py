@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..exceptions import ConfigError, DataError
+from ..registry import register
 from ..threshold import Threshold
 from .base import EmbeddingLoss
 from .miners import all_pairs
@@ -46,6 +47,8 @@ def _finite_positive(name: str, value: Any) -> float:
     return float(value)
 
 
+@register("loss", "pairwise")
+@register("loss", "bcl-ft", variant="bcl")
 class PairwiseConstraintLoss(EmbeddingLoss):
     """Hinge losses that make must-link pairs fall below, and cannot-link pairs above, a frozen cut.
 

@@ -16,9 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from ..exceptions import ConfigError
+from ..registry import register
 from .base import EmbeddingLoss, squared_distances
 
 
+@register("loss", "prototypical")
 class PrototypicalLoss(EmbeddingLoss):
     """Cross-entropy over ``−scale · d²(f_i, μ_k)`` to the batch class prototypes ``μ_k``.
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..exceptions import ConfigError, DataError
+from ..registry import register
 from .base import EmbeddingLoss
 
 
@@ -37,7 +38,22 @@ def check_labels(labels: torch.Tensor, n_classes: int) -> None:
         )
 
 
-class SoftmaxLoss(EmbeddingLoss):
+class ClassifierLoss(EmbeddingLoss):
+    """Cross-entropy over the training identities of logits that a subclass computes (:meth:`logits`)."""
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(embeddings)
+        check_labels(labels, logits.shape[1])
+        if labels.numel() == 0:
+            return self.zero(embeddings)
+        return F.cross_entropy(logits, labels)
+
+
+@register("loss", "softmax")
+class SoftmaxLoss(ClassifierLoss):
     """Cross-entropy of a linear classifier ``W f + c`` over the training identities.
 
     Parameters
@@ -78,12 +94,6 @@ class SoftmaxLoss(EmbeddingLoss):
             )
         return self.classifier(embeddings)
 
-    def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(embeddings)
-        check_labels(labels, logits.shape[1])
-        if labels.numel() == 0:
-            return self.zero(embeddings)
-        return F.cross_entropy(logits, labels)
 
     def hparams(self) -> dict[str, Any]:
         c = self.classifier

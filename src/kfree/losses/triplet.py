@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..exceptions import ConfigError, DataError
+from ..registry import register
 from ..threshold import Threshold
 from .base import EmbeddingLoss, squared_distances
 from .miners import TRIPLET_MINING, all_triplets, given_triplets, hard_triplets, random_triplets
@@ -31,6 +32,10 @@ VARIANTS: tuple[str, ...] = ("l1", "l2", "l3")
 REDUCTIONS: tuple[str, ...] = ("mean", "mean-nonzero")
 
 
+@register("loss", "triplet")
+@register("loss", "triplet-l1", variant="l1")
+@register("loss", "triplet-l2", variant="l2")
+@register("loss", "triplet-l3", variant="l3")
 class TripletLoss(EmbeddingLoss):
     """Triplet loss in the ICPR 2020 variants L1, L2 and L3, with a choice of triplet mining.
 

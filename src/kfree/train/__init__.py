@@ -1,5 +1,8 @@
-"""Training loops (seeded, resumable, with an optional progress hook)."""
+"""Training: one optimisation step (:mod:`.step`) under one loop (:mod:`.trainer`: seeded,
+resumable, validated step-wise, with an optional progress hook); constraint fine-tuning and the
+ICPR 2020 CNN in the reproductions take the same step."""
 
+from .step import optimisation_step
 from .trainer import TrainResult, train_embedding
 
-__all__ = ["TrainResult", "train_embedding"]
+__all__ = ["TrainResult", "optimisation_step", "train_embedding"]

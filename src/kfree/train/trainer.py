@@ -32,6 +32,7 @@ from ..data.samplers import PKSampler, TripletSampler
 from ..exceptions import ConfigError, DataError
 from ..losses.base import EmbeddingLoss
 from ..utils.checkpoint import load_checkpoint, save_checkpoint
+from .step import Batch, train_steps
 from .validation import validation_score
 
 log = logging.getLogger(__name__)
@@ -195,17 +196,17 @@ def train_embedding(
         row0 = thr_row({"epoch": 0, "step": 0, "loss": float("nan")})
         validate(row0)
         result.history.append(row0)
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        total, count = 0.0, 0
+    def batches():
         for idx in sampler:
             ib = torch.as_tensor(idx)
-            emb = model(Xt[ib])
-            value = loss(emb, yt[ib])
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            total += float(value.detach())
+            yield Batch(Xt[ib], (yt[ib],))
+
+    for epoch in range(start_epoch, cfg.epochs):
+        total, count = 0.0, 0
+
+        def on_step(_: int, value: float, epoch: int = epoch) -> bool:
+            nonlocal total, count, step, stopped
+            total += value
             count += 1
             step += 1
             if stepwise and step % cfg.eval_every_steps == 0:
@@ -215,7 +216,9 @@ def train_embedding(
                 model.train()
                 if cfg.patience is not None and since_best >= cfg.patience:
                     stopped = True
-                    break
+            return stopped
+
+        train_steps(model, loss, opt, batches(), on_step=on_step)
         last = epoch + 1 == cfg.epochs
         if not stepwise:
             row = thr_row({"epoch": epoch + 1, "loss": total / max(count, 1)})

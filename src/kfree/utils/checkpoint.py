@@ -160,7 +160,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any], *, conf
     """Write ``state`` (tensors + plain data) and ``config`` to ``path`` atomically; see the module docstring."""
     import torch
 
-    from .. import __version__
+    from .._version import __version__
     from .io import atomic_path
 
     if not isinstance(state, dict):

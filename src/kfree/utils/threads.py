@@ -8,15 +8,15 @@ workers. Each sizes itself to *every* core it can see, and each busy-waits for a
 parallel call. On an idle machine that costs little; on a shared one (other jobs, or a numpy
 loop beside the training) the pools of this process and the neighbours' all spin on the same
 cores, and a tiny-batch training loop, which synchronises its pool hundreds of times a second,
-stalls: the same 10-epoch ``kfree train`` took 5.9 s to 166 s with identical results, and
-``OMP_NUM_THREADS=1`` was never slower (``benchmarks/run_threads.py`` measures it;
-``results/benchmarks/threads.md``).
+stalls: the same short ``kfree train`` run varied by more than an order of magnitude in wall
+time with identical results, and ``OMP_NUM_THREADS=1`` was never slower
+(``benchmarks/run_threads.py`` measures it; the numbers are in ``results/benchmarks/threads.md``).
 
 :func:`limit_threads` caps all four at one budget (:func:`thread_budget`) and splits it so
 torch's threads × BLAS threads never exceed it (torch intra-op threads can call into BLAS, and
-idle BLAS threads spin beside torch's). Measured on 2 cores with a numpy loop beside the
-training: torch with 2 threads took 7-20× longer than with 1; alone, 1 thread was as fast. So
-the CLI gives torch 1 thread for its MLP heads on feature vectors (batches of a few hundred rows
+idle BLAS threads spin beside torch's). With a numpy loop beside the training, torch with as
+many threads as cores was many times slower than with one, and alone one thread was as fast
+(``results/benchmarks/threads.md``). So the CLI gives torch 1 thread for its MLP heads on feature vectors (batches of a few hundred rows
 gain nothing from more) and the budget to BLAS, OpenMP and numba, which do the clustering.
 
 API

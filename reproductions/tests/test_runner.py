@@ -1,0 +1,70 @@
+"""Experiments as data: the shipped experiment files, and the runner that reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kfree.exceptions import ConfigError
+from kfree_reproductions import runner
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_committed_result_has_its_experiment_file_and_is_reused_by_it(monkeypatch):
+    """Each file's runs find their committed cells made under exactly that configuration (the
+    resume policy would reuse them all), so the files are the runs behind results/."""
+    monkeypatch.chdir(REPO)
+    assert len(CONFIGS) == 9
+    for path in CONFIGS:
+        for out, todo in runner.pending(runner.plan(path)):
+            assert todo == [], f"{path.name}: {out} would compute {todo}"
+
+
+def _write(tmp_path, text):
+    f = tmp_path / "e.toml"
+    f.write_text(text)
+    return f
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('experiment = "bcl2019"\nout = "o"\nwhatever = 1\n', r"unknown key\(s\) \['whatever'\]"),
+    ('experiment = "nope"\nout = "o"\n', "experiment='nope' is not one of"),
+    ('experiment = "bcl2019"\n', 'set out = "folder"'),
+    ('experiment = "bcl2019"\nout = "o"\n[grid]\nseed = 3\n', r"grid field\(s\) \['seed'\] must be non-empty lists"),
+    ('experiment = "bcl2019"\nout = "o"\n[config]\nepoch = 3\n', r"unknown Bcl2019Config field\(s\) \['epoch'\]"),
+    ('experiment = "bcl2019"\nout = "o/{loss}"\n', r"out uses \{loss\}"),
+    ('experiment = "icpr2020-b"\nout = "o"\nreport = true\n', "has no report to write"),
+    ('experiment = "bcl2019"\nout = "o"\n[config]\nimages_per_track = 3\n', "images_per_track=3 must be 1 or 2"),
+    ('experiment = "bcl2019"\nout = "o"\n[config\n', "cannot read the experiment file"),
+])
+def test_bad_experiment_files_are_refused_with_one_line(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        runner.plan(_write(tmp_path, text))
+
+
+def test_toml_values_become_the_config_types(tmp_path):
+    pl = runner.plan(_write(tmp_path, 'experiment = "bcl2019"\nout = "runs/s{seed}"\n'
+                                      '[config]\neval_every_steps = "none"\ndims = [8, 4]\n'
+                                      '[config.ft]\niterations = 7\n[grid]\nseed = [3, 1]\n'))
+    (a, out_a), (b, out_b) = pl.runs
+    assert a.eval_every_steps is None and a.dims == (8, 4) and a.ft.iterations == 7
+    assert (a.seed, b.seed) == (3, 1) and (out_a, out_b) == (Path("runs/s3"), Path("runs/s1"))
+
+
+def test_run_calls_the_experiment_per_grid_point_then_reports_each_folder_once(tmp_path, monkeypatch):
+    from kfree_reproductions.bcl2019.experiment import Bcl2019Config
+
+    calls = []
+    fake = runner.Experiment(lambda: Bcl2019Config, lambda cfg, out, resume: calls.append((cfg.seed, out, resume)),
+                             lambda out, **kw: calls.append(("report", out, kw)))
+    monkeypatch.setitem(runner.EXPERIMENTS, "bcl2019", lambda: fake)
+    f = _write(tmp_path, 'experiment = "bcl2019"\nout = "o"\nreport = true\n[grid]\nseed = [0, 1]\n'
+                         '[report_options]\natt = false\n')
+    runner.run(f, resume=False)
+    assert calls == [(0, Path("o"), False), (1, Path("o"), False), ("report", Path("o"), {"att": False})]
+    calls.clear()
+    runner.run(f, dry_run=True)
+    assert calls == []

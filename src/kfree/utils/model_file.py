@@ -1,0 +1,55 @@
+"""The model file ``kfree train`` writes: a kfree checkpoint whose config says what was trained.
+
+One on-disk format for everything kfree saves with tensors in it. A model file is written by
+:func:`~kfree.utils.checkpoint.save_checkpoint` (tensors plus plain data, atomic) with the config
+``{"kind": "kfree-model/3", "params": …}`` — the estimator's parameters, with its
+:class:`~kfree.config.TrainConfig` under ``params["train"]`` — and the fitted state (head weights,
+loss state, chosen rule, validation curve, provenance). It is read with ``weights_only=True``
+only, so a model file handed to you never runs code.
+
+Files of the two earlier formats (``kfree-model/1`` and ``/2``: one ``torch.save``'d dict with
+flat parameters) still load; :func:`read_model` returns their flat parameters for the estimator
+to map (:meth:`kfree.learner.ClusterLearner.from_params`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import CheckpointError, DataFileNotFoundError, ModelError
+from .checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+
+MODEL_FORMAT = "kfree-model/3"
+LEGACY_FORMATS = ("kfree-model/1", "kfree-model/2")
+
+
+def write_model(path: str | Path, *, params: dict[str, Any], state: dict[str, Any]) -> Path:
+    """Write a model file atomically: ``params`` (JSON-able) and ``state`` (tensors + plain data)."""
+    return save_checkpoint(path, state, config={"kind": MODEL_FORMAT, "params": params})
+
+
+def read_model(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(format, params, state)`` of a model file of this or an earlier format.
+
+    Raises :class:`~kfree.exceptions.DataFileNotFoundError` for a missing file and
+    :class:`~kfree.exceptions.ModelError`, one line, for anything that is not a kfree model file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataFileNotFoundError(f"model file not found: {p}")
+    try:
+        raw = load_checkpoint(p, allow_legacy=True)
+    except CheckpointError as e:
+        raise ModelError(f"{p.name} is not a kfree model file ({e}); give a model saved by `kfree train`") from None
+    if raw.get("format") in LEGACY_FORMATS:  # a torch.save'd dict of an earlier kfree
+        state = {k: v for k, v in raw.items() if k not in ("format", "params")}
+        return raw["format"], dict(raw.get("params") or {}), state
+    try:
+        config = read_checkpoint_config(p)
+    except CheckpointError as e:
+        raise ModelError(f"{p.name} is not a kfree model file ({e}); give a model saved by `kfree train`") from None
+    if config.get("kind") != MODEL_FORMAT:
+        raise ModelError(f"{p.name} is not a kfree model file (expected format {MODEL_FORMAT}); "
+                         "give a model saved by `kfree train`")
+    return MODEL_FORMAT, dict(config.get("params") or {}), raw

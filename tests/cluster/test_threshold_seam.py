@@ -1,0 +1,67 @@
+"""One seam for the threshold: every threshold clusterer takes a float or a Threshold and says
+which cut it made (``threshold_``); distances.py alone converts between kinds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kfree import registry
+from kfree.distances import from_sq, resolve_cut, to_sq
+from kfree.exceptions import ConfigError
+from kfree.threshold import Threshold
+
+THRESHOLD_METHODS = [n for n in registry.names("cluster") if "threshold" in registry.resolve("cluster", n)[0].capabilities]
+
+
+@pytest.fixture(scope="module")
+def X():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 5)) * 3
+    return np.repeat(centres, 12, axis=0) + 0.2 * rng.normal(size=(72, 5))
+
+
+def test_the_threshold_methods_are_the_four_expected():
+    assert THRESHOLD_METHODS == ["hac", "knn-cc", "multicut", "ward"]
+
+
+@pytest.mark.parametrize("name", THRESHOLD_METHODS)
+def test_a_threshold_in_either_euclidean_kind_cuts_the_same_pairs(name, X):
+    sq = Threshold(4.0, "sqeuclidean", "test")
+    as_float = registry.get("cluster", name, threshold=2.0 if name == "ward" else 4.0).fit(X)
+    eu = registry.get("cluster", name, threshold=sq.to("euclidean")).fit(X)
+    given = registry.get("cluster", name, threshold=sq).fit(X)
+    assert isinstance(given.threshold_, Threshold)
+    if name == "ward":  # Ward heights are Euclidean: a squared threshold is converted
+        assert given.threshold_.distance == "euclidean" and given.threshold_.value == pytest.approx(2.0)
+    else:
+        assert given.threshold_ == sq  # distance=None: the Threshold's own kind
+        assert eu.threshold_.distance == "euclidean"
+    if name != "multicut":  # the multicut's costs are in the threshold's own units
+        np.testing.assert_array_equal(given.labels_, eu.labels_)
+    np.testing.assert_array_equal(given.labels_, as_float.labels_)
+
+
+@pytest.mark.parametrize("name", ["hac", "knn-cc", "multicut"])
+def test_an_explicit_distance_converts_euclidean_kinds_and_refuses_cosine(name, X):
+    est = registry.get("cluster", name, threshold=Threshold(2.0, "euclidean"), distance="sqeuclidean").fit(X)
+    assert est.threshold_.distance == "sqeuclidean" and est.threshold_.value == pytest.approx(4.0)
+    with pytest.raises(ConfigError, match="cosine and Euclidean cuts agree only on unit-norm rows"):
+        registry.get("cluster", name, threshold=Threshold(0.1, "cosine"), distance="euclidean").fit(X)
+
+
+def test_units_live_in_one_place():
+    for kind in ("sqeuclidean", "euclidean", "cosine"):
+        assert from_sq(to_sq(0.7, kind), kind) == pytest.approx(0.7)
+    assert Threshold(0.5, "cosine").to("sqeuclidean").value == pytest.approx(1.0)
+    assert resolve_cut(3, None) == Threshold(3.0, "sqeuclidean", "given")
+    for bad in (0, -1.0, float("nan"), "x", True):
+        with pytest.raises(ConfigError, match="must be a finite number > 0"):
+            resolve_cut(bad, None)
+
+
+def test_a_fitted_tree_is_cut_at_a_threshold_of_either_kind(X):
+    from kfree.cluster import ThresholdAgglomerative
+
+    est = ThresholdAgglomerative(9.0).fit(X)
+    np.testing.assert_array_equal(est.labels_at(Threshold(3.0, "euclidean")), est.labels_at(9.0))

@@ -1,0 +1,61 @@
+"""The registries: filled by decorators on the classes, capabilities that match the signatures."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from kfree import registry
+from kfree.cluster import CAPABILITIES
+from kfree.exceptions import ConfigError, MissingDependencyError
+
+
+@pytest.mark.parametrize("name", registry.names("cluster"))
+def test_declared_capabilities_are_what_the_constructor_takes(name):
+    """The learner and the CLI trust ``capabilities``; they must equal the signature's view."""
+    cls, _ = registry.resolve("cluster", name) if registry.available("cluster", name) else (
+        registry._entries("cluster")[name][0], {})
+    params = set(inspect.signature(cls.__init__).parameters)
+    assert cls.capabilities == params & CAPABILITIES, (
+        f"{cls.__name__}.capabilities = {sorted(cls.capabilities)}, constructor takes "
+        f"{sorted(params & CAPABILITIES)}")
+    assert cls.capabilities <= CAPABILITIES
+
+
+def test_every_builtin_registers_from_its_own_module():
+    for kind in ("loss", "cluster"):
+        for name in registry.names(kind):
+            cls = registry._entries(kind)[name][0]
+            assert cls.__module__.startswith(registry.PACKAGES[kind] + "."), (kind, name, cls.__module__)
+    assert registry.resolve("loss", "triplet-l2")[1] == {"variant": "l2"}
+    assert len(registry.names("loss")) == 11 and len(registry.names("cluster")) == 10
+
+
+def test_a_decorated_class_is_found_and_a_taken_name_refused(monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, "cluster", dict(registry._entries("cluster")))
+
+    @registry.register("cluster", "my-method", threshold=0.5)
+    class Mine:
+        capabilities = frozenset({"threshold"})
+
+        def __init__(self, threshold=None):
+            self.threshold = threshold
+
+    assert "my-method" in registry.names("cluster")
+    assert registry.get("cluster", "my-method").threshold == 0.5
+    assert registry.get("cluster", "my-method", threshold=2.0).threshold == 2.0
+    with pytest.raises(ConfigError, match="bad parameters for cluster 'my-method'"):
+        registry.get("cluster", "my-method", nope=1)
+    with pytest.raises(ConfigError, match="'hac' is taken by kfree.cluster.threshold_hac.ThresholdAgglomerative"):
+        registry.register("cluster", "hac")(Mine)
+
+
+def test_unknown_names_and_missing_packages_say_what_to_do(monkeypatch):
+    with pytest.raises(ConfigError, match=r"unknown cluster 'nope'; choose one of \['finch'"):
+        registry.resolve("cluster", "nope")
+    with pytest.raises(ConfigError, match="unknown component kind 'widget'"):
+        registry.names("widget")
+    monkeypatch.setitem(registry.REQUIRES, ("cluster", "hdbscan"), ("no_such_package_xyz", "baselines"))
+    with pytest.raises(MissingDependencyError, match=r"pip install 'kfree\[baselines\]'"):
+        registry.resolve("cluster", "hdbscan")
