@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import itertools
 import logging
 import os
@@ -192,6 +193,10 @@ def session(device: torch.device | str = "cpu") -> Iterator[DistContext]:
     log.info("process %d of %d (%s)", ctx.rank, ctx.world_size, backend)
     try:
         yield current()
+        # leave together, and only once DDP wrappers that are no longer used are gone: a gloo
+        # group torn down under a live reducer can abort the process at exit
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
