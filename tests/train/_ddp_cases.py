@@ -30,11 +30,28 @@ CASES: dict[str, tuple[str, dict, dict, bool]] = {
     "triplet": ("triplet", {}, {"p": 4, "k": 3, "batches_per_epoch": 1, "epochs": 15}, False),
     "bcl-val": ("bcl", {}, {"p": 4, "k": 4, "batches_per_epoch": 4, "epochs": 10, "eval_every_steps": 2,
                             "patience": 3, "lr": 3e-2}, True),
+    "bcl-resumed": ("bcl", {}, {"p": 4, "k": 3, "batches_per_epoch": 2, "epochs": 6}, True),
 }
 
 
-def run_cases() -> dict[str, dict]:
-    """Train every case from the same seeds; return its history and final model/loss weights."""
+def fit_learner() -> dict:
+    """What a BallClusterLearner fit (validation, rule selection against the raw features) ends with."""
+    from kfree.learner import BallClusterLearner
+
+    X, y = sphere_blobs(10, 8, 12, spread=0.4, seed=4)
+    learner = BallClusterLearner(dims=(8,), epochs=3, p=4, k=3, eval_every_steps=2, seed=0).fit(X, y)
+    return {"summary": learner.summary(), "threshold": learner.threshold_.value,
+            "history": [row["loss"] for row in learner.history_], "best_step": learner.best_step_,
+            "distributed": learner.provenance_.get("distributed"),
+            "labels": learner.cluster(X).tolist(),
+            "model": {k: v.detach().clone() for k, v in learner.model_.state_dict().items()}}
+
+
+def run_cases(ckpt_dir: Path) -> dict[str, dict]:
+    """Train every case from the same seeds; return its history and final model/loss weights.
+
+    The last case ("bcl-resumed") trains 3 epochs with a checkpoint in ``ckpt_dir``, then resumes
+    it to 6 epochs."""
     torch.set_num_threads(1)
     X, y = sphere_blobs(10, 8, 12, spread=0.4, seed=0)  # (80, 12), 10 identities
     Xv, yv = sphere_blobs(4, 6, 12, spread=0.4, seed=1)
@@ -45,6 +62,9 @@ def run_cases() -> dict[str, dict]:
         loss = registry.get("loss", loss_name, **params)
         cfg = TrainConfig(loss=loss_name, dims=(16, 8), lr=1e-2, seed=3).replace(**changes)
         kw = {"X_val": Xv, "y_val": yv} if val else {}
+        if name == "bcl-resumed":
+            kw["checkpoint_path"] = ckpt_dir / "ckpt.pt"
+            train_embedding(model, loss, X, y, cfg.replace(epochs=3), **kw)
         result = train_embedding(model, loss, X, y, cfg, **kw)
         out[name] = {
             "history": result.history, "steps": result.steps, "best_step": result.best_step,
@@ -86,8 +106,9 @@ def main(out_dir: str) -> None:
     from kfree.train.distributed import session
 
     with session() as ctx:  # one group for every case: train_embedding uses it as it is
-        results = run_cases()
+        results = run_cases(Path(out_dir))
         results["_gradients"] = one_step_gradients()
+        results["_learner"] = fit_learner()
         results["_world"] = {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend}
     torch.save(results, Path(out_dir) / f"rank{ctx.rank}.pt")
 

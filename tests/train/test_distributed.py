@@ -118,7 +118,8 @@ def test_two_processes_train_like_one(tmp_path):
     assert [r["_world"]["world_size"] for r in ranks] == [2, 2]
     assert [r["_world"]["backend"] for r in ranks] == ["gloo", "gloo"]
     cases = _cases_module()
-    one = cases.run_cases()
+    (tmp_path / "one").mkdir()
+    one = cases.run_cases(tmp_path / "one")
     for name in cases.CASES:
         ref, r0, r1 = one[name], ranks[0][name], ranks[1][name]
         for got in (r0, r1):
@@ -147,11 +148,24 @@ def test_two_processes_train_like_one(tmp_path):
                 assert got[part].keys() == ref[part].keys()
                 for k, g in ref[part].items():
                     torch.testing.assert_close(got[part][k], g, rtol=1e-4, atol=1e-6, msg=f"grad {name} {part}.{k}")
+    # the estimator: every rank ends with rank 0's selection, and it is one process's
+    ref = cases.fit_learner()
+    assert ref["distributed"] is None
+    for r in ranks:
+        got = r["_learner"]
+        assert got["distributed"] == {"world_size": 2, "backend": "gloo"}
+        assert (got["summary"], got["best_step"], got["labels"]) == (ref["summary"], ref["best_step"], ref["labels"])
+        assert got["threshold"] == pytest.approx(ref["threshold"], rel=1e-4)
+        np.testing.assert_allclose(got["history"], ref["history"], rtol=1e-4)
+        for k, v in ref["model"].items():
+            torch.testing.assert_close(got["model"][k], v, rtol=1e-4, atol=1e-5)
     assert one["bcl-val"]["stopped_early"]  # early stopping was exercised
+    assert (tmp_path / "ckpt.pt").exists()  # rank 0 checkpointed the resumed case
     assert one["softmax"]["loss"]  # and a loss with its own weights
 
 
 @needs_gloo
+@pytest.mark.slow  # two CLI processes import the whole stack: ~10 s idle, 20+ s on a busy machine
 def test_cli_train_under_torchrun_writes_one_model(tmp_path):
     """``torchrun --nproc-per-node 2 -m kfree train`` exits 0, rank 0 alone reports and writes the
     model, and the model equals the one a single process trains."""
