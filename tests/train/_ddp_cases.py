@@ -47,8 +47,25 @@ def fit_learner() -> dict:
             "model": {k: v.detach().clone() for k, v in learner.model_.state_dict().items()}}
 
 
-def run_cases(ckpt_dir: Path) -> dict[str, dict]:
+class Chunked(torch.nn.Module):
+    """``inner`` applied to the contiguous row slices that ``chunks`` ranks embed, concatenated:
+    one process doing the arithmetic of ``chunks`` DDP processes (same matmul shapes and sums)."""
+
+    def __init__(self, inner: torch.nn.Module, chunks: int) -> None:
+        super().__init__()
+        self.inner, self.chunks = inner, chunks
+        self.out_dim = inner.out_dim  # what the trainer sizes softmax class weights by
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from kfree.train.distributed import row_counts
+
+        return torch.cat([self.inner(c) for c in x.split(row_counts(x.shape[0], self.chunks))])  # (n, d)
+
+
+def run_cases(ckpt_dir: Path, chunks: int = 1) -> dict[str, dict]:
     """Train every case from the same seeds; return its history and final model/loss weights.
+
+    ``chunks > 1`` embeds each batch in that many row slices (:class:`Chunked`), in one process.
 
     The last case ("bcl-resumed") trains 3 epochs with a checkpoint in ``ckpt_dir``, then resumes
     it to 6 epochs."""
@@ -62,10 +79,11 @@ def run_cases(ckpt_dir: Path) -> dict[str, dict]:
         loss = registry.get("loss", loss_name, **params)
         cfg = TrainConfig(loss=loss_name, dims=(16, 8), lr=1e-2, seed=3).replace(**changes)
         kw = {"X_val": Xv, "y_val": yv} if val else {}
+        net = Chunked(model, chunks) if chunks > 1 else model
         if name == "bcl-resumed":
             kw["checkpoint_path"] = ckpt_dir / "ckpt.pt"
-            train_embedding(model, loss, X, y, cfg.replace(epochs=3), **kw)
-        result = train_embedding(model, loss, X, y, cfg, **kw)
+            train_embedding(net, loss, X, y, cfg.replace(epochs=3), **kw)
+        result = train_embedding(net, loss, X, y, cfg, **kw)
         out[name] = {
             "history": result.history, "steps": result.steps, "best_step": result.best_step,
             "stopped_early": result.stopped_early,

@@ -111,7 +111,9 @@ def test_row_counts_cover_the_batch():
 @needs_gloo
 def test_two_processes_train_like_one(tmp_path):
     """Per-step losses, validation scores, stopping step, kept step and final weights (model and
-    loss parameters: BCL's b, softmax class weights) of 2 gloo processes equal one process's."""
+    loss parameters: BCL's b, softmax class weights) of 2 gloo processes equal one process's (to
+    rounding: the ranks multiply other row blocks) and, bit for bit, those of one process that
+    embeds each batch in the same two row slices."""
     proc = _torchrun([str(HERE / "_ddp_cases.py"), str(tmp_path)], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
@@ -119,7 +121,11 @@ def test_two_processes_train_like_one(tmp_path):
     assert [r["_world"]["backend"] for r in ranks] == ["gloo", "gloo"]
     cases = _cases_module()
     (tmp_path / "one").mkdir()
+    (tmp_path / "chunked").mkdir()
     one = cases.run_cases(tmp_path / "one")
+    # one process embedding each batch in the two slices the ranks embed does the same arithmetic
+    # as the two ranks (the scalings by 2 are exact): it must match them bit for bit
+    chunked = cases.run_cases(tmp_path / "chunked", chunks=2)
     for name in cases.CASES:
         ref, r0, r1 = one[name], ranks[0][name], ranks[1][name]
         for got in (r0, r1):
@@ -138,6 +144,8 @@ def test_two_processes_train_like_one(tmp_path):
         for part in ("model", "loss"):  # the ranks end with the same weights, bit for bit
             for k in r0[part]:
                 assert torch.equal(r0[part][k], r1[part][k]), f"{name} {part}.{k}"
+                assert torch.equal(r0[part][k], chunked[name][part][k]), f"{name} {part}.{k} vs chunked"
+        assert [row["loss"] for row in r0["history"]][1:] == [row["loss"] for row in chunked[name]["history"]][1:]
     grads = cases.one_step_gradients()  # the scale too: Adam's steps would hide a factor of 2
     for name, ref in grads.items():
         assert ref["loss"], f"{name} has no loss parameters with a gradient"
