@@ -120,6 +120,22 @@ def one_step_gradients() -> dict[str, dict]:
     return out
 
 
+def rank0_error() -> dict[str, str]:
+    """What each rank raises when validation (which only rank 0 runs) fails."""
+    torch.manual_seed(0)
+    X, y = sphere_blobs(4, 4, 12, seed=5)
+
+    def failing(model, loss):
+        raise ValueError("validation broke")
+
+    try:
+        train_embedding(MLPEmbedder(12, (8,)), registry.get("loss", "bcl"), X, y,
+                        TrainConfig(epochs=2, p=2, k=2, eval_every_steps=1), score_fn=failing)
+    except Exception as e:
+        return {"type": type(e).__name__, "message": str(e)}
+    return {"type": "none", "message": ""}
+
+
 def main(out_dir: str) -> None:
     from kfree.train.distributed import session
 
@@ -127,6 +143,7 @@ def main(out_dir: str) -> None:
         results = run_cases(Path(out_dir))
         results["_gradients"] = one_step_gradients()
         results["_learner"] = fit_learner()
+        results["_error"] = rank0_error()
         results["_world"] = {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend}
     torch.save(results, Path(out_dir) / f"rank{ctx.rank}.pt")
 

@@ -82,6 +82,18 @@ def test_inconsistent_environment_is_refused(changes, message):
         torchrun_env({**FULL_ENV, **changes})
 
 
+@pytest.mark.parametrize("missing,message", [
+    ("is_available", "this torch build has no torch.distributed"),
+    ("is_gloo_available", "the gloo backend .* is not in this torch build"),
+])
+def test_missing_backend_is_one_clear_error(monkeypatch, missing, message):
+    for k, v in {**FULL_ENV, "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(dist, missing, lambda: False)
+    with pytest.raises(DistributedSetupError, match=message), session():
+        pass
+
+
 def test_session_without_environment_starts_nothing(monkeypatch):
     for v in TORCHRUN_VARS:
         monkeypatch.delenv(v, raising=False)
@@ -167,6 +179,10 @@ def test_two_processes_train_like_one(tmp_path):
         np.testing.assert_allclose(got["history"], ref["history"], rtol=1e-4)
         for k, v in ref["model"].items():
             torch.testing.assert_close(got["model"][k], v, rtol=1e-4, atol=1e-5)
+    # a failure in a rank-0-only part reaches the other rank as an error, not as a hang
+    assert ranks[0]["_error"] == {"type": "ValueError", "message": "validation broke"}
+    assert ranks[1]["_error"] == {"type": "DistributedRankError",
+                                  "message": "rank 0 failed: ValueError: validation broke"}
     assert one["bcl-val"]["stopped_early"]  # early stopping was exercised
     assert (tmp_path / "ckpt.pt").exists()  # rank 0 checkpointed the resumed case
     assert one["softmax"]["loss"]  # and a loss with its own weights

@@ -35,9 +35,12 @@ the end so every process returns the identical model. An error on rank 0 inside 
 part is sent to the other processes, which raise it too instead of waiting for a message that
 never comes.
 
-Not identical to one process: dropout (each process draws masks for its own rows; the same
-distribution, other masks) and the last bits of float rounding (the rows are multiplied in other
-blocks), which keeps the loss curves within about 1e-6 relative of one process's.
+What is not identical to one process: dropout (each process draws the masks of its own rows: the
+same distribution, other masks) and float rounding. The processes multiply their rows in other
+blocks than one process multiplies the whole batch, so results agree to rounding at first; as
+with any change of summation order, training can amplify that over many steps. With two processes
+the run is the *exact* run of one process that embeds each batch in the same two row slices (the
+scalings by 2 above are exact in floating point); tests/train/test_distributed.py checks both.
 """
 
 from __future__ import annotations
