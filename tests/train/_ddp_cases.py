@@ -30,16 +30,16 @@ CASES: dict[str, tuple[str, dict, dict, bool]] = {
     "triplet": ("triplet", {}, {"p": 4, "k": 3, "batches_per_epoch": 1, "epochs": 15}, False),
     "bcl-val": ("bcl", {}, {"p": 4, "k": 4, "batches_per_epoch": 4, "epochs": 10, "eval_every_steps": 2,
                             "patience": 3, "lr": 3e-2}, True),
-    "bcl-resumed": ("bcl", {}, {"p": 4, "k": 3, "batches_per_epoch": 2, "epochs": 6}, True),
+    "bcl-resumed": ("bcl", {}, {"p": 4, "k": 3, "batches_per_epoch": 2, "epochs": 6, "eval_every_steps": 1}, True),
 }
 
 
 def fit_learner() -> dict:
-    """What a BallClusterLearner fit (validation, rule selection against the raw features) ends with."""
-    from kfree.learner import BallClusterLearner
+    """What a ClusterLearner fit (validation, rule selection against the raw features) ends with."""
+    from kfree.learner import ClusterLearner
 
     X, y = sphere_blobs(10, 8, 12, spread=0.4, seed=4)
-    learner = BallClusterLearner(dims=(8,), epochs=3, p=4, k=3, eval_every_steps=2, seed=0).fit(X, y)
+    learner = ClusterLearner(TrainConfig(dims=(8,), epochs=3, p=4, k=3, eval_every_steps=2, seed=0)).fit(X, y)
     return {"summary": learner.summary(), "threshold": learner.threshold_.value,
             "history": [row["loss"] for row in learner.history_], "best_step": learner.best_step_,
             "distributed": learner.provenance_.get("distributed"),

@@ -30,6 +30,7 @@ from kfree.train.distributed import (
     session,
     torchrun_env,
 )
+from kfree.utils.model_file import read_model
 
 HERE = Path(__file__).resolve().parent
 needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
@@ -204,7 +205,7 @@ def test_cli_train_under_torchrun_writes_one_model(tmp_path):
     assert written == ["two-validation.png", "two.kfree"]
     single = CliRunner().invoke(app, ["train", str(tmp_path / "d.npz"), "--out", str(tmp_path / "one.kfree"), *args])
     assert single.exit_code == 0, single.output
-    one, two = (torch.load(tmp_path / f, weights_only=True) for f in ("one.kfree", "two.kfree"))
+    one, two = (read_model(tmp_path / f)[2] for f in ("one.kfree", "two.kfree"))
     assert two["provenance"]["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert "distributed" not in one["provenance"]
     assert two["provenance"]["steps"] == one["provenance"]["steps"] >= 6
