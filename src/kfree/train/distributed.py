@@ -4,7 +4,7 @@
 two processes; nothing else has to be set. :func:`torchrun_env` reads the variables ``torchrun``
 exports (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``),
 :func:`in_session` starts the process group around :func:`~kfree.train.trainer.train_embedding`
-and :meth:`~kfree.learner.BallClusterLearner.fit` (gloo for a CPU model, nccl for a CUDA one)
+and :meth:`~kfree.learner.ClusterLearner.fit` (gloo for a CPU model, nccl for a CUDA one)
 and ends it afterwards. A group the caller started already is used as it is and left open.
 
 Why the batch is gathered
