@@ -3,9 +3,9 @@
 ``torchrun --nproc-per-node 2 -m kfree train data.npz --out model.kfree`` trains one model with
 two processes; nothing else has to be set. :func:`torchrun_env` reads the variables ``torchrun``
 exports (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``),
-:func:`in_session` starts the process group around :func:`~kfree.train.trainer.train_embedding`
-and :meth:`~kfree.learner.ClusterLearner.fit` (gloo for a CPU model, nccl for a CUDA one)
-and ends it afterwards. A group the caller started already is used as it is and left open.
+:func:`session` starts the process group around :meth:`~kfree.learner.ClusterLearner.fit` and
+(as the decorator :func:`in_session`) :func:`~kfree.train.trainer.train_embedding`, with gloo
+for a CPU model and nccl for a CUDA one, and ends it afterwards. A group the caller started already is used as it is and left open.
 
 Why the batch is gathered
 -------------------------
