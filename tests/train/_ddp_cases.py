@@ -110,10 +110,9 @@ def one_step_gradients() -> dict[str, dict]:
         loss = registry.get("loss", loss_name)
         loss.on_num_classes(5, model.out_dim)
         par = DataParallel(model, loss)
-        idx = torch.arange(15)
-        value = loss(par.embed(torch.as_tensor(X), idx), par.labels(torch.as_tensor(y[:15], dtype=torch.long)))
+        rows = torch.as_tensor(X[:15])  # (15, 12)
+        value = loss(par.net(rows), par.labels(torch.as_tensor(y[:15], dtype=torch.long)))
         value.backward()
-        par.average_loss_gradients()
         out[loss_name] = {"value": float(value.detach()),
                           "model": {n: p.grad.clone() for n, p in model.named_parameters()},
                           "loss": {n: p.grad.clone() for n, p in loss.named_parameters() if p.grad is not None}}
