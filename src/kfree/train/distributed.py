@@ -5,7 +5,9 @@ two processes; nothing else has to be set. :func:`torchrun_env` reads the variab
 exports (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``),
 :func:`session` starts the process group around :meth:`~kfree.learner.ClusterLearner.fit` and
 (as the decorator :func:`in_session`) :func:`~kfree.train.trainer.train_embedding`, with gloo
-for a CPU model and nccl for a CUDA one, and ends it afterwards. A group the caller started already is used as it is and left open.
+for a CPU model and nccl for a CUDA one, and ends it afterwards. A group the caller started
+already is used as it is and left open (start one with :func:`session` around several
+``train_embedding`` calls, so they share it).
 
 Why the batch is gathered
 -------------------------
