@@ -170,11 +170,16 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         The run is seeded by ``seed`` alone and leaves the caller's random state as it found it:
         Python's, NumPy's and torch's global generators are seeded inside and restored afterwards
         (:func:`kfree.utils.seeding.seeded`).
+
+        Under ``torchrun`` the processes train the head together (each embeds a slice of every
+        batch; :mod:`kfree.train.distributed`); rank 0 validates and selects the rule, and every
+        process returns with the same fitted attributes.
         """
+        from .train.distributed import session
         from .utils.seeding import seeded
 
         cfg = self._train_config()
-        with seeded(cfg.seed):
+        with session(), seeded(cfg.seed):  # several processes only under torchrun; one otherwise
             return self._fit(cfg, X, y, X_val=X_val, y_val=y_val, hook=hook)
 
     def _fit(self, cfg: TrainConfig, X: Any, y: Any, *, X_val: Any, y_val: Any, hook) -> ClusterLearner:
@@ -194,6 +199,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             choose_rule,
             raw_calibration_set,
         )
+        from .train.distributed import current, share_attributes
         from .train.trainer import train_embedding
         from .utils.provenance import versions
         if y is None:
@@ -259,6 +265,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         result = train_embedding(model, loss, X_tr, y_tr, cfg, hook=hook, score_fn=score_fn if has_val else None)
         self.model_ = model
         self.loss_ = loss
+        dctx = current()
+        if dctx.enabled and not dctx.is_main:  # rank 0 selects the rule; this process receives it
+            share_attributes(self, dctx, skip=("model_", "loss_"))
+            return self
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.best_step_ = result.best_step
@@ -311,6 +321,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             "stopped_early": result.stopped_early, "seed": seed, "versions": versions(),
             "train_time_s": round(time.perf_counter() - t0, 3),
         }
+        if dctx.enabled:
+            self.provenance_["distributed"] = {"world_size": dctx.world_size, "backend": dctx.backend}
+            share_attributes(self, dctx, skip=("model_", "loss_"))
         return self
 
     # ---------------------------------------------------------------- inference

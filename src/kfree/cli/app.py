@@ -177,10 +177,20 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
-    """Learn an embedding and its clustering threshold from labelled data; save the model."""
+    """Learn an embedding and its clustering threshold from labelled data; save the model.
+
+    Under torchrun (`torchrun --nproc-per-node N -m kfree train ...`) the N processes train one
+    model together; rank 0 validates, prints and writes the model, the others exit with 0.
+    """
     with cli_errors():
+        from ..train.distributed import torchrun_env
         from ..utils.io import check_output
 
+        rank0 = torchrun_env().is_main  # a half-set torchrun environment stops here, with one line
+        if not rank0:
+            import logging
+
+            logging.getLogger().setLevel(logging.ERROR)  # rank 0 reports; the others only fail loudly
         check_output(out, inputs=(labelled_file, labels), force=force)
         from ..config import TrainConfig
         from ..data.io import load_features
@@ -195,8 +205,10 @@ def train(
                           wrong_positives=wrong_positives, wrong_negatives=_parse_noise(wrong_negatives))
         learner = ClusterLearner(cfg, head=head, val_identities=val_identities, linkage=linkage,
                                  threshold_mode=threshold_mode, compare_raw=compare_raw, calibration=calibration)
-        with progress_hook(progress) as hook, _limit_threads(torch=True):
+        with progress_hook(progress and rank0) as hook, _limit_threads(torch=True):
             learner.fit(data.X, data.y, hook=hook)
+        if not rank0:
+            return  # rank 0 saves the (identical) model and reports
         learner.provenance_["source"] = str(labelled_file)
         learner.save(out)
         prov = learner.provenance_

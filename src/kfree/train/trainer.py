@@ -32,6 +32,7 @@ from ..data.samplers import PKSampler, TripletSampler
 from ..exceptions import ConfigError, DataError
 from ..losses.base import EmbeddingLoss
 from ..utils.checkpoint import load_checkpoint, save_checkpoint
+from .distributed import DataParallel, in_session
 from .step import Batch, train_steps
 from .validation import validation_score
 
@@ -103,6 +104,7 @@ def _score_key(scores: dict[str, Any]) -> tuple[float, float]:
 ScoreFn = Callable[[nn.Module, EmbeddingLoss], dict[str, Any]]
 
 
+@in_session
 def train_embedding(
     model: nn.Module,
     loss: EmbeddingLoss,
@@ -133,6 +135,11 @@ def train_embedding(
     history, and the best row's weights are kept (``cfg.select_best``): NMI first, then
     ``|#clusters − #classes|``, a tie going to the later step. ``cfg.patience`` stops training
     after that many validations without a better score.
+
+    Under ``torchrun`` (several processes) every process trains the same model on its slice of
+    each batch and the loss sees the whole batch, so the history and weights are those of one
+    process (see :mod:`kfree.train.distributed`); only rank 0 validates, checkpoints and calls
+    ``hook``, and every process returns the same weights and history.
     """
     t0 = time.perf_counter()
     _, y_int = np.unique(np.asarray(y), return_inverse=True)
@@ -151,8 +158,10 @@ def train_embedding(
     ckpt = Path(checkpoint_path) if checkpoint_path else None
     # everything the saved state depends on; a longer run (more epochs) may resume a shorter one
     resume_config = {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
-    if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, expect_config=resume_config)  # weights_only: never runs code
+    par = DataParallel(model, loss)  # one process: the plain loop; under torchrun: DDP
+    state = par.on_main(lambda: load_checkpoint(ckpt, expect_config=resume_config)  # weights_only: never runs code
+                        if ckpt is not None and ckpt.exists() else None)
+    if state is not None:
         model.load_state_dict(state["model"])
         loss.load_state_dict(state["loss"])
         opt.load_state_dict(state["optimizer"])
@@ -173,7 +182,7 @@ def train_embedding(
 
     def validate(row: dict[str, Any]) -> None:
         nonlocal best_key, best_state, since_best
-        scores = score_fn(model, loss)
+        scores = par.on_main(score_fn, model, loss)  # rank 0 scores; every rank keeps the same books
         row.update(scores)
         key = _score_key(scores)
         improved = best_key is None or key > best_key
@@ -199,7 +208,7 @@ def train_embedding(
     def batches():
         for idx in sampler:
             ib = torch.as_tensor(idx)
-            yield Batch(Xt[ib], (yt[ib],))
+            yield Batch(Xt[ib], (par.labels(yt[ib]),))
 
     for epoch in range(start_epoch, cfg.epochs):
         total, count = 0.0, 0
@@ -218,7 +227,9 @@ def train_embedding(
                     stopped = True
             return stopped
 
-        train_steps(model, loss, opt, batches(), on_step=on_step)
+        # par.net: the model, or under torchrun the DDP model that embeds this rank's slice of the
+        # rows and returns the whole batch's embeddings (gathered with gradient) for the loss
+        train_steps(par.net, loss, opt, batches(), on_step=on_step)
         last = epoch + 1 == cfg.epochs
         if not stepwise:
             row = thr_row({"epoch": epoch + 1, "loss": total / max(count, 1)})
@@ -227,11 +238,11 @@ def train_embedding(
                 if cfg.patience is not None and since_best >= cfg.patience:
                     stopped = True
             result.history.append(row)
-        if hook is not None:
+        if hook is not None and par.ctx.is_main:
             shown = result.history[-1] if result.history else {}
             hook("train", completed=cfg.epochs if stopped else epoch + 1, total=cfg.epochs,
                  **{k: v for k, v in shown.items() if k not in ("epoch", "step") and isinstance(v, (int, float))})
-        if ckpt is not None:
+        if ckpt is not None and par.ctx.is_main:
             save_checkpoint(ckpt, {"model": model.state_dict(), "loss": loss.state_dict(),
                                    "optimizer": opt.state_dict(), "sampler": sampler.get_state(),
                                    "torch_rng": torch.get_rng_state(), "result": result, "best_state": best_state,
@@ -246,6 +257,8 @@ def train_embedding(
     if cfg.select_best and best_state is not None:
         model.load_state_dict(best_state["model"])
         loss.load_state_dict(best_state["loss"])
+    par.broadcast_state(model)  # every rank returns rank 0's weights, bit for bit
+    par.broadcast_state(loss)
     if result.best_epoch is None:
         result.best_epoch = cfg.epochs
     result.wall_time_s = time.perf_counter() - t0
