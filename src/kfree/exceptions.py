@@ -28,6 +28,11 @@ class DataFileNotFoundError(DataError, FileNotFoundError):
     """A data or model file does not exist."""
 
 
+class ClusterStateError(DataError):
+    """A cluster state file (kfree.cluster.incremental) is missing, unreadable, damaged, or does
+    not match the data or model it is used with."""
+
+
 class ModelError(KfreeError, ValueError):
     """A saved model is unreadable or does not match the data it is applied to."""
 

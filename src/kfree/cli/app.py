@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from .assign import STATE_HELP
 from .console import cli_errors, console, metrics_table, progress_hook, setup_logging
 
 #: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
@@ -58,6 +59,16 @@ def _register_experiments() -> None:
 
 
 _register_experiments()
+
+
+def _register_assign() -> None:
+    """Attach ``kfree assign`` (incremental clustering, kfree.cli.assign)."""
+    from .assign import assign
+
+    app.command("assign", no_args_is_help=True)(assign)
+
+
+_register_assign()
 
 DEMO_COLUMNS = [("method", "method"), ("n_true", "true #"), ("n_clusters", "#clusters"), ("nmi", "NMI"),
                 ("wcp", "WCP"), ("ari", "ARI"), ("pairwise_f1", "pairwise F"), ("threshold", "threshold"),
@@ -229,7 +240,8 @@ def cluster(
     n_clusters: Annotated[int | None, typer.Option(help="K, for methods that need it (k-means, HAC at k).")] = None,
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state) file.")] = False,
+    state: Annotated[Path | None, typer.Option("--state", help=STATE_HELP)] = None,
 ) -> None:
     """Cluster data without knowing K: with a trained model at its threshold, or features as they are.
 
@@ -247,6 +259,11 @@ def cluster(
             raise ConfigError(f"{data_path.name} is a model; say what to cluster with it: "
                               f"kfree cluster {data_path} DATA --out clusters.csv")
         check_output(out, inputs=(first, second), force=force)
+        if state is not None:
+            from .assign import check_state_request
+
+            check_state_request(method, n_clusters)
+            check_output(state, inputs=(first, second, out), force=force, option="--state")
         import pandas as pd
         from rich.markup import escape
 
@@ -274,7 +291,12 @@ def cluster(
             learner = ClusterLearner.load(model)
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             with _limit_threads():
-                labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
+                if state is None:
+                    labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
+                else:
+                    from .assign import cluster_model_state
+
+                    labels = cluster_model_state(learner, model, data.X, threshold, state, data_path)
             if method == "ward":  # a Ward height, calibrated or given
                 rule, unit = None, "(Ward merge height)"
                 used = threshold if threshold is not None or n_clusters is not None else (
@@ -306,7 +328,12 @@ def cluster(
                 kwargs["distance"] = dist
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             with _limit_threads():
-                labels = registry.get("cluster", method, **kwargs).fit(data.X).labels_
+                est = registry.get("cluster", method, **kwargs).fit(data.X)
+                labels = est.labels_
+                if state is not None:
+                    from .assign import save_plain_state
+
+                    save_plain_state(est, data.X, state)
             how = _how(method, accepted, n_clusters, threshold, dist)
         df = pd.DataFrame({"index": range(data.n_samples), "cluster": labels})
         if data.y is not None:
@@ -316,6 +343,10 @@ def cluster(
         n_found = len(set(labels.tolist()))
         console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                       f"wrote [bold]{escape(str(out))}[/bold]")
+        if state is not None:
+            from .assign import state_line
+
+            console.print(state_line(state))
 
 
 def _how(method: str, accepted, n_clusters: int | None, threshold: float | None, distance: str,

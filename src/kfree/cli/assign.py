@@ -1,0 +1,177 @@
+"""``kfree assign`` and ``kfree cluster --state``: incremental clustering at the command line.
+
+A thin layer over :mod:`kfree.cluster.incremental`. ``kfree cluster ... --state S`` keeps the
+clustering as a state file; ``kfree assign [MODEL] S NEW --out labels.csv`` adds new rows to it,
+embedding them with the same model the state was made with (checked by the model file's
+SHA-256), or, for a model-free state, taking the features as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .console import cli_errors, console
+
+STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
+              "adds new rows to (hac at a threshold, complete linkage).")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_state_request(method: str, n_clusters: int | None) -> None:
+    """``--state`` needs a clustering that new rows can be assigned to: HAC at a threshold."""
+    from ..exceptions import ConfigError
+
+    if method != "hac" or n_clusters is not None:
+        raise ConfigError("--state keeps a clustering cut at a threshold (--method hac, no --n-clusters); "
+                          f"got --method {method}" + (f" --n-clusters {n_clusters}" if n_clusters else ""))
+
+
+def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float | None, state_path: Path,
+                        data_path: Path) -> Any:
+    """Cluster ``X`` as ``learner.cluster(X, threshold=threshold)`` does and save the state
+    (the embedding rows, at the model's threshold or the override); returns the labels."""
+    from ..cluster.incremental import ClusterState
+    from ..cluster.threshold_hac import ThresholdAgglomerative
+    from ..exceptions import ConfigError
+
+    rule = learner.rule_for("hac")
+    if rule.linkage != "complete":
+        raise ConfigError(f"this model clusters with {rule.linkage} linkage; a cluster state (kfree assign) needs "
+                          "complete linkage: train with --linkage complete, or cluster without --state")
+    # the cut learner.cluster(X, threshold=threshold) makes: the override, else the model's own
+    value = float(threshold) if threshold is not None else learner.threshold_.value
+    Z = learner.transform(X)
+    est = ThresholdAgglomerative(value, linkage="complete", distance=rule.threshold.distance).fit(Z)
+    meta = {"model": {"name": model_path.name, "sha256": _sha256(model_path), "features": rule.features,
+                      "threshold": value, "distance": rule.threshold.distance, "data": data_path.name}}
+    ClusterState.from_fit(est, Z, meta=meta).save(state_path, overwrite=True)
+    return est.labels_
+
+
+def save_plain_state(estimator: Any, X: Any, state_path: Path) -> None:
+    """Save the state of a model-free ``kfree cluster DATA --threshold T`` fit."""
+    from ..cluster.incremental import ClusterState
+
+    ClusterState.from_fit(estimator, X).save(state_path, overwrite=True)
+
+
+def state_line(state_path: Path) -> str:
+    from rich.markup import escape
+
+    return f"cluster state saved to [bold]{escape(str(state_path))}[/bold] (add rows with `kfree assign`)"
+
+
+def assign(
+    first: Annotated[Path, typer.Argument(
+        metavar="MODEL", show_default=False,
+        help="The model the state was made with (`kfree cluster MODEL DATA --state STATE`): the new rows are "
+             "embedded with it. Leave it out for a state made without a model.")],
+    second: Annotated[Path, typer.Argument(metavar="STATE", show_default=False,
+                                           help="Cluster state from `kfree cluster ... --state`.")],
+    third: Annotated[Path | None, typer.Argument(
+        metavar="NEW_FILE", show_default=False, help="New rows: .npz, .npy, .csv or .parquet.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Output CSV (required): index,cluster[,label] of the new rows (index = row of NEW_FILE).")] = None,
+    recluster_affected: Annotated[bool, typer.Option(
+        "--recluster-affected",
+        help="Re-cluster, exactly, the τ-components the new rows touch (existing rows there may change "
+             "cluster): the result then equals clustering everything again.")] = False,
+    state_out: Annotated[Path | None, typer.Option(
+        help="Write the updated state here instead of replacing STATE.")] = None,
+    all_rows: Annotated[bool, typer.Option(
+        "--all-rows", help="Write every row of the state to --out (index = row of the state: earlier rows "
+                           "first, then NEW_FILE's), not only the new ones.")] = False,
+    x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state-out) file.")] = False,
+) -> None:
+    """Add new rows to a saved clustering without clustering everything again.
+
+    \b
+    kfree cluster model.kfree data.npy --out c.csv --state c.kstate   # once
+    kfree assign model.kfree c.kstate new.npy --out new.csv             # each batch
+    kfree assign c.kstate new.npy --out new.csv                         # a state made without a model
+
+    Each new row joins the cluster all of whose members are within the threshold (the nearest by
+    largest distance, then the lowest label) or opens a new one; existing rows keep their clusters.
+    With --recluster-affected the touched parts are clustered again exactly. STATE is replaced
+    atomically with the updated state (or written to --state-out).
+    """
+    with cli_errors():
+        from ..exceptions import ConfigError, ModelError
+        from ..utils.io import check_output
+
+        model, state_path, new_path = (first, second, third) if third is not None else (None, first, second)
+        if out is None:
+            raise ConfigError("say where to write the new rows' clusters: --out labels.csv")
+        if model is None and state_path.suffix.lower() == ".kfree":
+            raise ConfigError(f"{state_path.name} is a model; give the cluster state after it: "
+                              f"kfree assign {state_path} STATE {new_path} --out {out}")
+        check_output(out, inputs=(model, state_path, new_path), force=force)
+        if state_out is not None:
+            check_output(state_out, inputs=(model, state_path, new_path, out), force=force, option="--state-out")
+        import numpy as np
+        import pandas as pd
+        from rich.markup import escape
+
+        from ..cluster.incremental import ClusterState
+        from ..cluster.incremental import assign as assign_rows
+        from ..data.io import load_features
+        from .app import _limit_threads
+
+        state = ClusterState.load(state_path)
+        made_with = state.meta.get("model")
+        if model is None and made_with:
+            raise ModelError(f"{state_path.name} was made with the model {made_with.get('name')}: give it first, "
+                             f"kfree assign MODEL {state_path} {new_path} --out {out}")
+        if model is not None and not made_with:
+            raise ModelError(f"{state_path.name} was made without a model (features as they are); leave the "
+                             f"model out: kfree assign {state_path} {new_path} --out {out}")
+        data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=1)
+        if model is not None:
+            from ..learner import ClusterLearner
+
+            if model.is_file() and _sha256(model) != made_with.get("sha256"):
+                raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
+                                 f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
+                                 "by the same model as the state's")
+            learner = ClusterLearner.load(model)
+        n_before, k_before = state.n_samples, state.next_label
+        with _limit_threads():
+            Z = learner.transform(data.X) if model is not None else data.X
+            labels = assign_rows(state, Z, recluster_affected=recluster_affected)
+        if all_rows:
+            df = pd.DataFrame({"index": range(state.n_samples), "cluster": state.labels})
+        else:
+            df = pd.DataFrame({"index": range(data.n_samples), "cluster": labels})
+            if data.y is not None:
+                df["label"] = data.y
+        from ..utils.io import atomic_path
+
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
+        target = state_out if state_out is not None else state_path
+        state.save(target, overwrite=True)
+        info = state.meta["last_assign"]
+        opened = int(np.unique(labels[labels >= k_before]).shape[0])
+        joined = int(np.count_nonzero(labels < k_before))
+        console.print(f"{data.n_samples} new rows: {joined} in existing clusters, {data.n_samples - joined} in "
+                      f"{opened} new cluster{'' if opened == 1 else 's'}; the state now has {state.n_samples} rows "
+                      f"(was {n_before}) in {state.n_clusters} clusters; wrote [bold]{escape(str(out))}[/bold]")
+        if recluster_affected:
+            console.print(f"re-clustered {info['n_reclustered']} rows of {info['n_components_touched']} touched "
+                          f"τ-components ({info['n_components_kept_whole']} stayed one cluster without it); "
+                          f"{info['n_existing_moved']} earlier rows changed cluster")
+        console.print(f"state {'updated' if state_out is None else 'written'}: [bold]{escape(str(target))}[/bold]")

@@ -1,0 +1,862 @@
+"""Incremental threshold clustering: keep a clustering as a state, add new points to it exactly.
+
+A full complete-linkage recompute costs minutes at a million points; a batch of new points
+touches a few clusters. :class:`ClusterState` keeps what deciding membership needs, and
+:func:`assign` adds a batch of new rows to it.
+
+What the state holds
+--------------------
+The rows that were clustered (``X``: the embedding, or the raw features for a model-free
+clustering), their ``labels``, the cut (``threshold``, ``distance``, ``linkage``; complete
+linkage only), and
+
+- the **τ-component** of every point (``components``): the connected components of the exact
+  τ-graph (pairs at ``<= threshold``, decided as scipy's ``pdist``), i.e. the single-linkage
+  clusters at τ. A complete-linkage cluster at τ is a clique of that graph, so it never crosses
+  a component, and pairs in different components are farther than τ: a recompute of all points
+  changes nothing in a component that no new point is within τ of;
+- per cluster label a **reference point and radius** (``centres``, ``radii``, in the prepared
+  coordinates below; ``sizes`` counts members, 0 for a retired label). By the triangle
+  inequality a point ``x`` can have a member of cluster L within τ only if
+  ``|x - c_L| <= s + R_L``, where ``s`` is τ as a Euclidean radius on prepared rows (``s²`` = τ,
+  τ² or 2τ for sqeuclidean, euclidean, cosine), and can have *every* member within τ only if
+  ``|x - c_L| <= s`` (the mean of points all within ``s`` of ``x`` is too; ``c_L`` is the
+  members' mean, or after greedy joins the mean of the members it was computed from — any
+  reference point works for the first bound as long as ``R_L`` bounds the members' distances
+  to it). Those bounds only exclude clusters, with a generous rounding margin; every decision
+  is then taken on the distances of the new point to *every* member of the candidate clusters,
+  with the exactness rules of :mod:`kfree.cluster.threshold_hac`: a float64 GEMM on prepared
+  rows, and every pair whose GEMM value lies within
+  :func:`~kfree._exact_distances.gemm_band` of τ recomputed as scipy's ``pdist`` computes it
+  (:func:`~kfree._exact_distances.pair_distances`, existing row first) and decided on that value
+  (``<= threshold``; euclidean compares ``sqrt(d²) <= τ``). "Prepared" coordinates are the rows minus a fixed
+  ``origin`` (sqeuclidean, euclidean; the grid centre of the first rows, so the GEMM of the
+  bound does not lose the data's spread to its offset), or L2-normalised rows (cosine, where
+  ``d_cos = |x̂ - ŷ|² / 2``).
+
+How a batch is added
+--------------------
+:func:`assign` first finds, exactly, every τ-edge from a new point to an existing point (all
+members of the clusters the bound leaves) and among the new points
+(:func:`~kfree.cluster._radius_graph.radius_edges`), and joins the τ-components they connect:
+a merged component keeps the smallest id among the existing ones it joins; new points that
+touch no existing point get fresh ids.
+
+Without ``recluster_affected``, the new points are placed one at a time in row order: a point
+joins the cluster *all* of whose members (existing ones and the batch's points already placed
+in it) are within τ; among several it takes the one with the smallest largest distance (the
+complete-linkage height at which it would join), then the lowest label; with none it opens a
+new cluster (label ``next_label``, counting up; labels are never reused). Existing points never
+move. So every cluster still has all its pairs within τ (the complete-linkage invariant), and
+a point with no cluster within τ always opens one. What may differ from a full recompute of
+all points at τ:
+
+- **regrouping in touched components.** New points change the order of complete-linkage
+  merges, so a recompute may split an existing cluster of a touched component or move some of
+  its members into a cluster with new points. (Two existing clusters never merge whole: some
+  pair of them is farther than τ, and new points do not change that.) ``assign`` never moves
+  an existing point.
+- **the batch's own grouping** follows row order (greedy), not merge heights: a recompute may
+  pair the new points differently, and a later point of the batch cannot pull an earlier one
+  into a better cluster.
+
+With ``recluster_affected=True`` each merged component (the touched components' points and the
+new points joined to them) is re-agglomerated exactly with
+:class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative` at τ (rows in state order, then the
+new rows, as a full recompute orders them); every other point keeps its label. A merged
+component whose points are all within τ of each other — one existing component that is a single
+cluster (a clique) plus new points within τ of all its members and of each other, or only new
+points that are — is one cluster under any exact complete linkage, so it is not re-agglomerated
+(on well-separated data that is nearly every touched component, and the mode costs little more
+than the greedy one). Then the partition equals a full recompute of all points (away from exact
+distance ties, where several complete-linkage cuts are valid and the merge order —
+fastcluster's or the graph kernel's, which :class:`ThresholdAgglomerative` picks by size —
+chooses one; see "Ties" in :mod:`~kfree.cluster.threshold_hac`). Recomputed clusters keep old
+labels by largest overlap (ties: lowest old label), each old label used once; the others get
+new labels, and old labels left unmatched are retired. Its cost is that of clustering the
+touched components: on data whose τ-graph is one giant component (heavily overlapping
+clusters) that is a full recompute.
+
+Untouched clusters keep their labels across any number of assigns, in both modes.
+
+On-disk format (``kfree-cluster-state/1``)
+------------------------------------------
+One file (conventionally ``.kstate``): an uncompressed zip holding ``state.json`` and ``.npy``
+arrays (read with ``allow_pickle=False``; ``numpy.load`` opens it too). ``state.json``:
+``format``, ``threshold``, ``distance``, ``linkage``, ``n_samples``, ``n_features``,
+``n_clusters``, ``n_components``, ``next_label``, ``next_component``, ``model`` (``null``, or the
+model file's name, SHA-256, the features it clusters and its threshold), ``created``,
+``updated``, ``versions``, ``assigns`` (how many batches were added). Arrays: ``X`` (n, d, as
+clustered: float32 from a model), ``labels`` (n,) int64, ``components`` (n,) int64, ``origin``
+(d,) float64, ``centres`` (next_label, d) float64, ``radii`` (next_label,) float64, ``sizes``
+(next_label,) int64. :meth:`ClusterState.save` writes a temporary file beside the target and
+renames it over the target only once it is complete (the zip's checksums catch a damaged
+file), so a reader sees the old state or the new one, never a half-written one; an existing
+file is replaced only with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import platform
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._exact_distances import gemm_band, grid_centre, pair_distances
+from ..distances import check_distance, check_features, to_sq
+from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError
+from ._radius_graph import radius_components, radius_edges
+from .labels import first_seen_labels
+
+__all__ = ["STATE_FORMAT", "ClusterState", "ClusterStateError", "assign"]
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "kfree-cluster-state/1"
+_ARRAYS = ("X", "labels", "components", "origin", "centres", "radii", "sizes")
+#: relative slack of the triangle-inequality bounds: far above the float64 rounding of the GEMM
+#: (~1e-14), so a bound never excludes a cluster it should keep; it only costs exact checks
+_BOUND_SLACK = 1e-7
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _versions() -> dict[str, str]:
+    import scipy
+
+    from .. import __version__
+
+    return {"kfree": str(__version__), "numpy": str(np.__version__), "scipy": str(scipy.__version__),
+            "python": platform.python_version()}
+
+
+class _UnionFind:
+    """Union-find over hashable keys; a set's representative is its smallest key."""
+
+    def __init__(self) -> None:
+        self.parent: dict[Any, Any] = {}
+
+    def find(self, a):
+        root = self.parent.setdefault(a, a)
+        while self.parent[root] != root:  # iterative: a long chain must not hit the recursion limit
+            root = self.parent[root]
+        while a != root:  # path compression
+            self.parent[a], a = root, self.parent[a]
+        return root
+
+    def union(self, a, b) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            lo, hi = (ra, rb) if ra < rb else (rb, ra)
+            self.parent[hi] = lo
+
+
+class ClusterState:
+    """A threshold clustering that new points can be added to (see the module docstring).
+
+    Build one with :meth:`from_fit` (from a fitted
+    :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative` and its rows) or :meth:`fit`,
+    add points with :func:`assign`, persist with :meth:`save` / :meth:`load`.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The clustered rows (embedding or raw features), in the order they were added.
+    labels : ndarray of shape (n_samples,), int64
+        Cluster labels; not necessarily contiguous after assigns (retired labels leave gaps).
+    components : ndarray of shape (n_samples,), int64
+        The exact τ-component id of each point.
+    threshold : float
+        τ, in units of ``distance``.
+    distance : {"sqeuclidean", "euclidean", "cosine"}
+    linkage : {"complete"}
+    centres, radii, sizes : per-label reference points, radii (prepared coordinates) and sizes.
+    origin : ndarray of shape (n_features,)
+    next_component : int
+    meta : dict — ``model`` (or None), ``created``, ``updated``, ``versions``, ``assigns``.
+    """
+
+    def __init__(self, *, X, labels, components, threshold, distance, linkage, origin, centres,
+                 radii, sizes, next_component, meta=None) -> None:
+        self.X = X
+        self.labels = labels
+        self.components = components
+        self.threshold = float(threshold)
+        self.distance = distance
+        self.linkage = linkage
+        self.origin = origin
+        self.centres = centres
+        self.radii = radii
+        self.sizes = sizes
+        self.next_component = int(next_component)
+        self.meta = dict(meta or {})
+        self._csr: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def next_label(self) -> int:
+        return int(self.sizes.shape[0])
+
+    @property
+    def n_clusters(self) -> int:
+        return int(np.count_nonzero(self.sizes))
+
+    @property
+    def n_components(self) -> int:
+        return int(np.unique(self.components).shape[0])
+
+    def __repr__(self) -> str:
+        return (f"ClusterState(n_samples={self.n_samples}, n_features={self.n_features}, "
+                f"n_clusters={self.n_clusters}, threshold={self.threshold!r}, "
+                f"distance={self.distance!r}, linkage={self.linkage!r})")
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def fit(cls, X: Any, threshold: float, *, distance: str = "sqeuclidean",
+            memory_limit: float | None = None, hook: Callable[..., None] | None = None,
+            meta: dict | None = None) -> ClusterState:
+        """Cluster ``X`` (n, d) with complete linkage at ``threshold`` and keep the result as a
+        state (shorthand for :meth:`from_fit` of a fresh ThresholdAgglomerative)."""
+        from .threshold_hac import ThresholdAgglomerative
+
+        X = check_features(X, min_samples=1)
+        est = ThresholdAgglomerative(threshold, linkage="complete", distance=distance,
+                                     memory_limit=memory_limit).fit(X, hook=hook)
+        return cls.from_fit(est, X, hook=hook, meta=meta)
+
+    @classmethod
+    def from_fit(cls, estimator: Any, X: Any, *, hook: Callable[..., None] | None = None,
+                 meta: dict | None = None) -> ClusterState:
+        """The state of a fitted :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative`.
+
+        Parameters
+        ----------
+        estimator : ThresholdAgglomerative
+            Fitted on ``X`` with complete linkage at a threshold (not at ``n_clusters``, and
+            without constraints: a new point must be decidable from distances alone).
+        X : array-like of shape (n_samples, n_features)
+            The rows it was fitted on (kept in the state as given: float32 stays float32).
+        hook : callable, optional
+            ``hook(step, completed=, total=)`` progress of the τ-components pass.
+        meta : dict, optional
+            Provenance to keep (e.g. ``{"model": {...}}``).
+        """
+        labels = getattr(estimator, "labels_", None)
+        if labels is None:
+            raise ConfigError("the estimator is not fitted: call fit(X) first, or use ClusterState.fit")
+        cut = getattr(estimator, "threshold_", None)  # the Threshold the fit cut at (in distance_ units)
+        if getattr(estimator, "n_clusters", None) is not None or (cut is None and
+                                                                   getattr(estimator, "threshold", None) is None):
+            raise ConfigError("a cluster state needs a clustering cut at a threshold, not at n_clusters: "
+                              "fit ThresholdAgglomerative(threshold=...)")
+        linkage = getattr(estimator, "linkage", None)
+        if linkage != "complete":
+            raise ConfigError(f"incremental assignment supports complete linkage only, got linkage={linkage!r}: "
+                              "cluster with linkage='complete'")
+        groups = getattr(estimator, "_groups", None)
+        if groups is not None and groups.shape[0] and int(groups.max()) + 1 != groups.shape[0]:
+            raise ConfigError("the estimator was fitted with must-link constraints; a cluster state cannot "
+                              "keep constraints: fit it without them")
+        if cut is not None:
+            tau, distance = float(cut.value), check_distance(cut.distance)
+        else:
+            tau, distance = float(estimator.threshold), check_distance(estimator.distance)
+        X = _float_rows(check_features(X, min_samples=1))
+        labels = np.asarray(labels)
+        if labels.shape != (X.shape[0],):
+            raise DataError(f"X has {X.shape[0]} rows but the estimator was fitted on {labels.shape[0]}: "
+                            "pass the rows it was fitted on")
+        return cls._build(X, first_seen_labels(labels), tau, distance, hook, meta)
+
+    @classmethod
+    def _build(cls, X, labels, tau, distance, hook, meta) -> ClusterState:
+        n, d = X.shape
+        if distance == "cosine" or n == 0:
+            origin = np.zeros(d)
+        else:
+            origin = grid_centre(X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64))
+        k = int(labels.max()) + 1 if n else 0
+        comps = _exact_components(X, labels, tau, distance, hook)
+        self = cls(X=X, labels=labels.astype(np.int64), components=comps, threshold=tau,
+                   distance=distance, linkage="complete", origin=origin,
+                   centres=np.zeros((k, d)), radii=np.zeros(k), sizes=np.zeros(k, dtype=np.int64),
+                   next_component=int(comps.max()) + 1 if n else 0, meta=meta)
+        self._refresh(np.arange(k))
+        now = _now()
+        self.meta.setdefault("model", None)
+        self.meta.update(created=now, updated=now, versions=_versions(), assigns=0)
+        return self
+
+    # ------------------------------------------------------------------ internals
+    def _prepared(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in the coordinates of ``centres`` (float64)."""
+        P = np.asarray(rows, dtype=np.float64)
+        if self.distance == "cosine":
+            return P / np.linalg.norm(P, axis=1, keepdims=True)
+        return P - self.origin
+
+    def _members(self) -> tuple[np.ndarray, np.ndarray]:
+        """Points sorted by label and each label's start (label L: ``order[starts[L]:starts[L+1]]``)."""
+        if self._csr is None:
+            order = np.argsort(self.labels, kind="stable")
+            starts = np.searchsorted(self.labels[order], np.arange(self.next_label + 1))
+            self._csr = (order, starts)
+        return self._csr
+
+    def _refresh(self, labs: np.ndarray, *, chunk: int = 65536) -> None:
+        """Recompute the sizes, reference points (members' mean) and radii of labels ``labs``."""
+        self._csr = None
+        order, starts = self._members()
+        labs = np.asarray(labs, dtype=np.int64)
+        sizes = starts[labs + 1] - starts[labs]
+        self.sizes[labs] = sizes
+        self.centres[labs[sizes == 0]] = 0.0
+        self.radii[labs[sizes == 0]] = 0.0
+        labs = labs[sizes > 0]
+        i = 0
+        while i < labs.shape[0]:  # groups of labels with about `chunk` members
+            j, tot = i, 0
+            while j < labs.shape[0] and (j == i or tot + self.sizes[labs[j]] <= chunk):
+                tot += int(self.sizes[labs[j]])
+                j += 1
+            group = labs[i:j]
+            idx = np.concatenate([order[starts[g] : starts[g + 1]] for g in group])
+            P = self._prepared(self.X[idx])
+            seg = np.r_[0, np.cumsum(self.sizes[group])[:-1]]
+            cen = np.add.reduceat(P, seg, axis=0) / self.sizes[group][:, None]
+            diff = P - np.repeat(cen, self.sizes[group], axis=0)
+            rad = np.sqrt(np.maximum.reduceat(np.einsum("ij,ij->i", diff, diff), seg))
+            self.centres[group] = cen
+            self.radii[group] = rad
+            i = j
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the state to one file, atomically (see "On-disk format" in the module docstring).
+
+        An existing file is replaced only with ``overwrite=True`` (else
+        :class:`~kfree.exceptions.OutputError`); until the new file is complete the old one stays.
+        """
+        from ..utils.io import atomic_path
+
+        path = Path(path)
+        if path.is_dir():
+            raise OutputError(f"cannot write the cluster state to {path}: it is a directory; give a file name")
+        if path.exists() and not overwrite:
+            raise OutputError(f"{path} already exists; pass overwrite=True (--force) to replace it, "
+                              "or choose another name")
+        header = {
+            "format": STATE_FORMAT, "threshold": self.threshold, "distance": self.distance,
+            "linkage": self.linkage, "n_samples": self.n_samples, "n_features": self.n_features,
+            "n_clusters": self.n_clusters, "n_components": self.n_components,
+            "next_label": self.next_label, "next_component": self.next_component,
+            "dtype": str(self.X.dtype), **self.meta,
+        }
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED,
+                                                       allowZip64=True) as zf:
+            zf.writestr("state.json", json.dumps(header, indent=1, sort_keys=True))
+            for name in _ARRAYS:
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.ascontiguousarray(getattr(self, name)),
+                                              allow_pickle=False)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClusterState:
+        """Read a state written by :meth:`save`; a missing, foreign or damaged file raises
+        :class:`ClusterStateError` saying which and what to do."""
+        p = Path(path)
+        if not p.exists():
+            raise ClusterStateError(f"cluster state not found: {p}; create one with "
+                                    f"`kfree cluster ... --state {p}` (or ClusterState.save)")
+        if p.is_dir():
+            raise ClusterStateError(f"{p} is a directory, not a cluster state file")
+        try:
+            with zipfile.ZipFile(p) as zf:
+                names = set(zf.namelist())
+                if "state.json" not in names:
+                    raise ClusterStateError(f"{p.name} is not a kfree cluster state (no state.json); "
+                                            "give a file written by `kfree cluster --state`")
+                header = json.loads(zf.read("state.json").decode("utf-8"))
+                if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
+                    got = header.get("format") if isinstance(header, dict) else None
+                    raise ClusterStateError(f"{p.name} has format {got!r}; this kfree reads {STATE_FORMAT!r}")
+                missing = [a for a in _ARRAYS if f"{a}.npy" not in names]
+                if missing:
+                    raise ClusterStateError(f"{p.name} is a damaged cluster state: arrays {missing} are "
+                                            "missing; recreate it with `kfree cluster --state`")
+                arrays = {}
+                for a in _ARRAYS:
+                    with zf.open(f"{a}.npy") as f:
+                        arrays[a] = np.lib.format.read_array(f, allow_pickle=False)
+        except ClusterStateError:
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+                UnicodeDecodeError) as e:
+            raise ClusterStateError(f"{p.name} is not a readable kfree cluster state ({type(e).__name__}: "
+                                    f"{' '.join(str(e).split())[:200]}); give a file written by "
+                                    "`kfree cluster --state`") from None
+        meta_keys = ("model", "created", "updated", "versions", "assigns")
+        try:
+            self = cls(X=arrays["X"], labels=arrays["labels"].astype(np.int64, copy=False),
+                       components=arrays["components"].astype(np.int64, copy=False),
+                       threshold=float(header["threshold"]), distance=check_distance(header["distance"]),
+                       linkage=str(header["linkage"]), origin=arrays["origin"].astype(np.float64),
+                       centres=arrays["centres"].astype(np.float64), radii=arrays["radii"].astype(np.float64),
+                       sizes=arrays["sizes"].astype(np.int64), next_component=int(header["next_component"]),
+                       meta={k: header.get(k) for k in meta_keys})
+        except (KeyError, TypeError, ValueError) as e:
+            raise ClusterStateError(f"{p.name} is a damaged cluster state ({type(e).__name__}: {e}); "
+                                    "recreate it with `kfree cluster --state`") from None
+        self._check_consistent(p.name)
+        return self
+
+    def _check_consistent(self, name: str) -> None:
+        n = self.labels.shape[0]
+        k = self.sizes.shape[0]
+        problems = []
+        if self.X.ndim != 2 or self.X.shape[0] != n or self.components.shape != (n,):
+            problems.append("X, labels and components have different lengths")
+        elif self.X.dtype.kind != "f":
+            problems.append(f"X has dtype {self.X.dtype}")
+        if self.centres.shape != (k, self.X.shape[-1]) or self.radii.shape != (k,) or \
+                self.origin.shape != (self.X.shape[-1],):
+            problems.append("per-cluster arrays do not match")
+        if n and (self.labels.min() < 0 or self.labels.max() >= k):
+            problems.append("labels outside 0..next_label-1")
+        elif not problems and not np.array_equal(np.bincount(self.labels, minlength=k), self.sizes):
+            problems.append("cluster sizes do not match the labels")
+        if n and (self.components.min() < 0 or self.components.max() >= self.next_component):
+            problems.append("component ids outside 0..next_component-1")
+        if self.linkage != "complete":
+            problems.append(f"linkage {self.linkage!r} (only complete is supported)")
+        if not (math.isfinite(self.threshold) and self.threshold > 0):
+            problems.append(f"threshold {self.threshold!r}")
+        if problems:
+            raise ClusterStateError(f"{name} is a damaged cluster state: {'; '.join(problems)}; recreate it "
+                                    "with `kfree cluster --state`")
+
+
+def _float_rows(X: np.ndarray) -> np.ndarray:
+    """Floating-point rows as given (float32 stays float32); integers become float64."""
+    return X if X.dtype.kind == "f" else X.astype(np.float64)
+
+
+# ---------------------------------------------------------------------------- components
+def _exact_components(X, labels, tau, distance, hook=None) -> np.ndarray:
+    """Exact τ-components (ids 0..c-1, first appearance order) of points clustered by complete
+    linkage at τ into ``labels``.
+
+    :func:`~kfree.cluster._radius_graph.radius_components` gives components of a slightly wider
+    graph (float32 with a margin) without storing edges. Each complete-linkage cluster is a
+    clique of the τ-graph, so a wide component holding one cluster is exact; one holding several
+    clusters has its exact τ-edges streamed (:func:`radius_edges` with a sink: each recomputed
+    as scipy does) and its clusters joined along them.
+    """
+    n = X.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    coarse = radius_components(X, tau, distance, hook=hook)
+    n_c = int(coarse.max()) + 1
+    # clusters per coarse component
+    pair = np.unique(coarse * (int(labels.max()) + 1) + labels)
+    per = np.bincount(pair // (int(labels.max()) + 1), minlength=n_c)
+    uf = _UnionFind()
+    multi = np.flatnonzero(per > 1)
+    if multi.size:
+        order = np.argsort(coarse, kind="stable")
+        starts = np.searchsorted(coarse[order], np.arange(n_c + 1))
+        for c in multi:
+            pts = order[starts[c] : starts[c + 1]]
+            lab = labels[pts]
+
+            def sink(ei, ej, _dd, lab=lab):
+                a, b = lab[ei], lab[ej]
+                cross = a != b
+                k = int(labels.max()) + 1
+                for key in np.unique(np.minimum(a, b)[cross] * k + np.maximum(a, b)[cross]).tolist():
+                    uf.union(key // k, key % k)
+
+            radius_edges(X[pts], tau, distance, sink=sink)
+    root = np.array([uf.find(int(lab)) for lab in range(int(labels.max()) + 1)], dtype=np.int64)
+    return first_seen_labels(root[labels])
+
+
+# ---------------------------------------------------------------------------- assign
+def _near(P: np.ndarray, state: ClusterState, thr_sq: float, *, block: int = 256):
+    """Candidate (point, label) pairs: labels that may hold a τ-neighbour of a prepared row
+    (``|p - c| <= s + R``); also whether every member may be within τ (``|p - c| <= s``)."""
+    alive = np.flatnonzero(state.sizes > 0)
+    if alive.size == 0:
+        e = np.empty(0, dtype=np.int64)
+        return e, e, np.empty(0, dtype=bool)
+    C = state.centres[alive]
+    R = state.radii[alive]
+    cn = np.einsum("ij,ij->i", C, C)
+    s = math.sqrt(thr_sq)
+    out_p, out_l, out_j = [], [], []
+    for p0 in range(0, P.shape[0], block):
+        Pb = P[p0 : p0 + block]
+        pn = np.einsum("ij,ij->i", Pb, Pb)
+        d2 = pn[:, None] + cn[None, :] - 2.0 * (Pb @ C.T)
+        scale = (np.sqrt(pn)[:, None] + np.sqrt(cn)[None, :]) ** 2
+        lim = (s + R)[None, :] ** 2 * (1 + _BOUND_SLACK) + _BOUND_SLACK * scale
+        r, c = np.nonzero(d2 <= lim)
+        out_p.append(r + p0)
+        out_l.append(alive[c])
+        out_j.append(d2[r, c] <= s * s * (1 + _BOUND_SLACK) + _BOUND_SLACK * scale[r, c])
+    return np.concatenate(out_p), np.concatenate(out_l), np.concatenate(out_j)
+
+
+def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np.ndarray,
+                   cl: np.ndarray, may_join: np.ndarray, *, block: int = 512):
+    """For each candidate pair t (new row ``cp[t]``, label ``cl[t]``): whether every member is
+    within τ (``join``), the exact largest distance when it is (``dmax``, else +inf), and
+    whether some member is within τ (``touch``).
+
+    Distances of all (row, member) pairs come from a float64 GEMM on prepared rows; as in
+    :mod:`~kfree.cluster.threshold_hac`, every pair whose GEMM value lies within
+    :func:`~kfree._exact_distances.gemm_band` of τ is recomputed as scipy's ``pdist`` does
+    (existing row first) and decided on that value, and the largest distance is recomputed
+    exactly from the members whose GEMM value is within twice the band of the largest.
+    """
+    t_n = cp.shape[0]
+    join = np.zeros(t_n, dtype=bool)
+    touch = np.zeros(t_n, dtype=bool)
+    dmax = np.full(t_n, np.inf)
+    if t_n == 0:
+        return join, dmax, touch
+    order, starts = state._members()
+    tau, dist = state.threshold, state.distance
+    thr_sq = to_sq(tau, dist)
+    # the members of every candidate label, gathered and prepared once
+    labs = np.unique(cl)
+    sizes = starts[labs + 1] - starts[labs]
+    offs = np.r_[0, np.cumsum(sizes)]
+    mem = np.concatenate([order[starts[lab] : starts[lab + 1]] for lab in labs.tolist()])
+    Xcat = np.concatenate([np.asarray(state.X[mem], dtype=np.float64), np.asarray(X_new, dtype=np.float64)])
+    M = state._prepared(Xcat[: mem.shape[0]])
+    mn = np.einsum("ij,ij->i", M, M)
+    pn = np.einsum("ij,ij->i", P, P)
+    # one band for all pairs (the widest: more pairs recomputed, never fewer)
+    band = gemm_band(thr_sq, float(max(pn.max(), mn.max())), M.shape[1], dist)
+    by = np.argsort(cl, kind="stable")
+    cut = np.searchsorted(cl[by], labs)
+    cut = np.r_[cut, t_n]
+    gmin = np.empty(t_n)
+    gmax = np.empty(t_n)
+    need_t: list[np.ndarray] = []
+    need_m: list[np.ndarray] = []
+    for j in range(labs.shape[0]):
+        Mj, mnj = M[offs[j] : offs[j + 1]], mn[offs[j] : offs[j + 1]]
+        for q0 in range(int(cut[j]), int(cut[j + 1]), block):
+            idx = by[q0 : min(int(cut[j + 1]), q0 + block)]
+            rows = cp[idx]
+            G = pn[rows][:, None] + mnj[None, :] - 2.0 * (P[rows] @ Mj.T)
+            lo_g, hi_g = G.min(axis=1), G.max(axis=1)
+            gmin[idx], gmax[idx] = lo_g, hi_g
+            # pairs to recompute: near the cut when the nearest member is; for a possible
+            # join, those near the cut and those that may be the largest
+            open_touch = np.abs(lo_g - thr_sq) <= band
+            open_join = may_join[idx] & (hi_g <= thr_sq + band)
+            if not (open_touch.any() or open_join.any()):
+                continue
+            lo = np.where(open_join, np.minimum(thr_sq - band, hi_g - 2.0 * band), np.inf)
+            need = (G >= lo[:, None]) | (open_touch[:, None] & (np.abs(G - thr_sq) <= band))
+            r, c = np.nonzero(need)
+            need_t.append(idx[r])
+            need_m.append(offs[j] + c)
+    touch[:] = gmin <= thr_sq - band
+    open_join = may_join & (gmax <= thr_sq + band)
+    if need_t:
+        t_idx = np.concatenate(need_t)
+        m_idx = np.concatenate(need_m)
+        exact = pair_distances(Xcat, m_idx, mem.shape[0] + cp[t_idx], dist)  # existing row first
+        hit = np.zeros(t_n, dtype=bool)
+        np.logical_or.at(hit, t_idx, exact <= tau)
+        touch |= (np.abs(gmin - thr_sq) <= band) & hit
+        # a possible join holds unless a recomputed member is beyond tau; its dmax is the
+        # largest recomputed value (the true largest is among them)
+        worst = np.full(t_n, -np.inf)
+        np.maximum.at(worst, t_idx, np.where(open_join[t_idx], exact, -np.inf))
+        join = open_join & (worst <= tau)
+        dmax = np.where(join, worst, np.inf)
+    return join, dmax, touch
+
+
+def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
+           hook: Callable[..., None] | None = None) -> np.ndarray:
+    """Add the rows ``X_new`` to ``state`` (updated in place); returns their labels.
+
+    Parameters
+    ----------
+    state : ClusterState
+    X_new : array-like of shape (n_new, n_features)
+        In the space the state clusters (the embedding: ``learner.transform(X)``, or the raw
+        features of a model-free state). Rows are kept exactly as given: a float64 batch turns
+        a float32 state into float64.
+    recluster_affected : bool
+        Re-agglomerate, exactly, the τ-components the new points touch (their existing points
+        may then change cluster); the partition then equals a full recompute. Without it, new
+        points join existing clusters or open new ones and no existing point moves.
+    hook : callable, optional
+        ``hook(step, completed=, total=)`` progress callback (the recompute's τ-graph).
+
+    Returns
+    -------
+    ndarray of shape (n_new,), int64 — the new rows' labels (existing or new cluster labels).
+
+    See the module docstring for the exact rules and what may differ from a full recompute.
+    """
+    X_new = _float_rows(check_features(X_new, name="X_new", min_samples=1))
+    if X_new.shape[1] != state.n_features:
+        raise DataError(f"X_new has {X_new.shape[1]} features but the cluster state has {state.n_features}: "
+                        "embed the new rows the way the state's rows were (same model, same features)")
+    if state.distance == "cosine" and (np.linalg.norm(np.asarray(X_new, dtype=np.float64), axis=1) == 0).any():
+        raise DataError("cosine distance is undefined for all-zero rows of X_new; drop them first")
+    tau = state.threshold
+    m, n = X_new.shape[0], state.n_samples
+    thr_sq = to_sq(tau, state.distance)
+    P = state._prepared(X_new)
+
+    # 1. exact distances from each new row to every member of the clusters the bounds leave
+    cp, cl, may_join = _near(P, state, thr_sq)
+    joinable, dmax, touches = _member_checks(state, X_new, P, cp, cl, may_join)
+    order, starts = state._members()
+    comp_of = state.components[order[starts[cl]]] if cl.size else np.empty(0, dtype=np.int64)
+
+    # 2. exact τ-edges among the new rows, and the merged τ-components
+    ei, ej, ed = radius_edges(X_new, tau, state.distance) if m > 1 else (
+        np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0))
+    uf = _UnionFind()  # keys: ("c", existing component id) sorts before ("p", new row)
+    for p, c in zip(cp[touches].tolist(), comp_of[touches].tolist(), strict=True):
+        uf.union(("c", c), ("p", p))
+    for a, b in zip(ei.tolist(), ej.tolist(), strict=True):
+        uf.union(("p", a), ("p", b))
+    new_comp = np.empty(m, dtype=np.int64)
+    fresh: dict[Any, int] = {}
+    remap: dict[int, int] = {}  # existing component -> merged id
+    next_comp = state.next_component
+    for i in range(m):
+        r = uf.find(("p", i))
+        if r[0] == "c":
+            new_comp[i] = r[1]
+        else:
+            if r not in fresh:
+                fresh[r] = next_comp
+                next_comp += 1
+            new_comp[i] = fresh[r]
+    for key in list(uf.parent):
+        if key[0] == "c":
+            r = uf.find(key)
+            if r != key:
+                remap[key[1]] = r[1]
+    touched = np.unique(comp_of[touches])
+
+    comps = state.components
+    if remap:
+        src = np.fromiter(remap.keys(), dtype=np.int64, count=len(remap))
+        dst = np.fromiter(remap.values(), dtype=np.int64, count=len(remap))
+        o = np.argsort(src)
+        src, dst = src[o], dst[o]
+        pos = np.minimum(np.searchsorted(src, comps), src.shape[0] - 1)
+        comps = np.where(src[pos] == comps, dst[pos], comps)
+
+    old_next = state.next_label
+    if recluster_affected:
+        merged = {c: remap.get(c, c) for c in touched.tolist()}
+        joined = set(zip(cp[joinable].tolist(), cl[joinable].tolist(), strict=True))
+        labels_all, refresh, moved, n_re, n_cliques, grown = _recluster(state, X_new, merged, new_comp, joined, ei, ej, hook)
+        labels_new = labels_all[n:]
+    else:
+        labels_new = _greedy(state, m, cp[joinable], cl[joinable], dmax[joinable], ei, ej, ed)
+        labels_all = np.concatenate([state.labels, labels_new])
+        refresh, moved, n_re, n_cliques = None, 0, 0, 0
+    # 3. append the rows, then update the per-cluster data
+    state.X = np.concatenate([state.X, X_new])
+    state.labels = labels_all
+    state.components = np.concatenate([comps, new_comp])
+    state.next_component = next_comp
+    grow = int(labels_all.max()) + 1 - old_next
+    if grow > 0:
+        state.centres = np.concatenate([state.centres, np.zeros((grow, state.n_features))])
+        state.radii = np.concatenate([state.radii, np.zeros(grow)])
+        state.sizes = np.concatenate([state.sizes, np.zeros(grow, dtype=np.int64)])
+    state._csr = None
+    if refresh is not None:
+        state._refresh(refresh)
+        if grown.any():
+            _grow_clusters(state, P[grown], labels_new[grown], old_next)
+    else:
+        _grow_clusters(state, P, labels_new, old_next)
+    state.meta["assigns"] = int(state.meta.get("assigns") or 0) + 1
+    state.meta["updated"] = _now()
+    state.meta["last_assign"] = {"n_new": m, "recluster_affected": bool(recluster_affected),
+                                 "n_reclustered": n_re, "n_existing_moved": moved,
+                                 "n_components_kept_whole": n_cliques,
+                                 "n_components_touched": int(touched.shape[0])}
+    return labels_new
+
+
+def _greedy(state, m, jp, jl, jd, ei, ej, ed) -> np.ndarray:
+    """Place the new rows one at a time in row order (see the module docstring)."""
+    cand: list[list[tuple[float, int]]] = [[] for _ in range(m)]
+    for p, lab, d in zip(jp.tolist(), jl.tolist(), jd.tolist(), strict=True):
+        cand[p].append((d, lab))
+    nbr: list[dict[int, float]] = [{} for _ in range(m)]
+    for a, b, d in zip(ei.tolist(), ej.tolist(), ed.tolist(), strict=True):
+        nbr[a][b] = d
+        nbr[b][a] = d
+    added: dict[int, list[int]] = {}
+    out = np.empty(m, dtype=np.int64)
+    nxt = state.next_label
+    first_new = nxt
+    for i in range(m):
+        best: tuple[float, int] | None = None
+        options = list(cand[i])
+        # clusters opened by this batch that hold a τ-neighbour of i
+        opened = {int(out[j]) for j in nbr[i] if j < i and out[j] >= first_new}
+        options += [(-math.inf, lab) for lab in sorted(opened)]
+        for h, lab in options:
+            ok = True
+            for a in added.get(lab, ()):
+                d = nbr[i].get(a)
+                if d is None:
+                    ok = False
+                    break
+                h = max(h, d)
+            if ok and (best is None or (h, lab) < best):
+                best = (h, lab)
+        if best is None:
+            lab = nxt
+            nxt += 1
+        else:
+            lab = best[1]
+        out[i] = lab
+        added.setdefault(lab, []).append(i)
+    return out
+
+
+def _grow_clusters(state: ClusterState, P: np.ndarray, labels_new: np.ndarray, old_next: int) -> None:
+    """After a greedy assign: sizes, radii of grown clusters (reference point fixed), and the
+    reference points of new clusters."""
+    np.add.at(state.sizes, labels_new, 1)
+    old = labels_new < old_next
+    if old.any():
+        diff = P[old] - state.centres[labels_new[old]]
+        np.maximum.at(state.radii, labels_new[old], np.sqrt(np.einsum("ij,ij->i", diff, diff)))
+    if (~old).any():
+        state._refresh(np.unique(labels_new[~old]))
+
+
+def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], new_comp: np.ndarray,
+               joined: set[tuple[int, int]], ei: np.ndarray, ej: np.ndarray, hook):
+    """Re-agglomerate each merged τ-component (touched existing components + the new rows in
+    it) and relabel by overlap.
+
+    ``merged`` maps each touched existing component to its merged id, ``new_comp`` gives the new
+    rows' merged ids, ``joined`` holds the (new row, label) pairs with every member within τ,
+    ``ei, ej`` the τ-edges among the new rows. A merged component whose points are all within
+    τ of each other (at most one existing component, holding one cluster — a clique — and new
+    rows within τ of all its members and of each other) is one cluster under any exact
+    complete linkage, so it is not re-agglomerated. The others are, together, by
+    ThresholdAgglomerative (existing rows in state order, then the new rows): components are
+    more than τ apart, so that is each one's partition in a full recompute.
+
+    Returns the labels of all rows (existing, then new), the labels whose per-cluster data must
+    be recomputed, the number of existing points that changed label, the number of rows
+    re-agglomerated, the number of merged components found to be cliques, and which new rows
+    joined an existing cluster whole (by that shortcut).
+    """
+    from .threshold_hac import ThresholdAgglomerative
+
+    m = X_new.shape[0]
+    order, starts = state._members()
+    alive = np.flatnonzero(state.sizes > 0)
+    comp_lab = state.components[order[starts[alive]]]
+    n_lab = dict(zip(*(a.tolist() for a in np.unique(comp_lab, return_counts=True)), strict=True))
+    only = dict(zip(comp_lab.tolist(), alive.tolist(), strict=True))  # the label, where it is the only one
+    groups: dict[int, list[int]] = {}
+    for c, g in merged.items():
+        groups.setdefault(g, []).append(c)
+    pts_of: dict[int, list[int]] = {}
+    for i, g in enumerate(new_comp.tolist()):
+        pts_of.setdefault(g, []).append(i)
+    edges_in = np.bincount(new_comp[ei], minlength=int(new_comp.max()) + 1) if ei.size else None
+    final_new = np.full(m, -1, dtype=np.int64)
+    grown = np.zeros(m, dtype=bool)  # rows added whole to an existing cluster
+    fresh = 0  # placeholders -1 - j for clusters that get a new label
+    redo_comps: list[int] = []
+    redo_pts: list[int] = []
+    cliques = 0
+    for g, pts in pts_of.items():
+        olds = groups.get(g, [])
+        k = len(pts)
+        clique = (k * (k - 1) // 2) == (0 if edges_in is None else int(edges_in[g]))
+        if clique and not olds:
+            final_new[pts] = -1 - fresh
+            fresh += 1
+            cliques += 1
+        elif (clique and len(olds) == 1 and n_lab.get(olds[0]) == 1
+              and all((i, only[olds[0]]) in joined for i in pts)):
+            final_new[pts] = only[olds[0]]
+            grown[pts] = True
+            cliques += 1
+        else:
+            redo_comps += olds
+            redo_pts += pts
+    labels = state.labels.copy()
+    aff = np.flatnonzero(np.isin(state.components, np.array(redo_comps, dtype=np.int64)))
+    redo = np.array(sorted(redo_pts), dtype=np.int64)
+    old = state.labels[aff]
+    moved = 0
+    if redo.size:
+        Xa = np.concatenate([state.X[aff], X_new[redo]])  # state order, then the new rows
+        est = ThresholdAgglomerative(state.threshold, linkage="complete", distance=state.distance)
+        lab = est.fit(Xa, hook=hook).labels_  # 0..k-1 in order of first appearance
+        na = aff.shape[0]
+        mapping = np.full(int(lab.max()) + 1, -1, dtype=np.int64)
+        if na:
+            # recomputed cluster <- old label of largest overlap (ties: lowest old label, then
+            # the recomputed cluster seen first); each old label used once
+            key, cnt = np.unique(np.stack([lab[:na], old], axis=1), axis=0, return_counts=True)
+            used: set[int] = set()
+            for t in np.lexsort((key[:, 0], key[:, 1], -cnt)).tolist():
+                new_l, old_l = int(key[t, 0]), int(key[t, 1])
+                if mapping[new_l] < 0 and old_l not in used:
+                    mapping[new_l] = old_l
+                    used.add(old_l)
+        unmatched = np.flatnonzero(mapping < 0)
+        mapping[unmatched] = -1 - (fresh + np.arange(unmatched.shape[0]))
+        final = mapping[lab]
+        labels[aff] = final[:na]
+        final_new[redo] = final[na:]
+    # placeholders -> new labels, in order of first appearance (existing rows, then new rows)
+    labels = np.concatenate([labels, final_new])
+    ph = labels < 0
+    if ph.any():
+        _, first, inv = np.unique(labels[ph], return_index=True, return_inverse=True)
+        rank = np.argsort(np.argsort(first))
+        labels[ph] = state.next_label + rank[inv.ravel()]
+    moved = int(np.count_nonzero(labels[aff] != old))
+    # clusters that grew whole keep their reference point (radius updated by the caller); the
+    # re-agglomerated and the new ones are recomputed
+    refresh = np.unique(np.r_[old, labels[aff], labels[state.n_samples :][~grown]])
+    return labels, refresh, moved, int(aff.shape[0] + redo.shape[0]), cliques, grown

@@ -1,0 +1,147 @@
+"""``kfree cluster --state`` and ``kfree assign``: results match the Python API, bad input is one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from kfree.cli.app import app
+from kfree.cluster import ThresholdAgglomerative
+from kfree.cluster.incremental import ClusterState, assign
+from kfree.cluster.labels import first_seen_labels
+from kfree.data.synthetic import sphere_blobs
+
+runner = CliRunner()
+FAST = ["--epochs", "3", "--p", "6", "--k", "5", "--dims", "16,8", "--no-progress", "--linkage", "complete"]
+TAU = "0.5"
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    d = tmp_path_factory.mktemp("assign")
+    X, y = sphere_blobs(14, 10, dim=8, spread=0.2, seed=0)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    X, y = X[order], y[order]
+    np.save(d / "x.npy", X[:100])
+    np.save(d / "y.npy", y[:100])
+    np.save(d / "new.npy", X[100:])
+    np.save(d / "new2.npy", X[120:] + 0.01)
+    np.save(d / "narrow.npy", X[100:, :3])
+    (d / "garbage.npy").write_bytes(b"this is not an array")
+    result = runner.invoke(app, ["train", str(d / "x.npy"), "--labels", str(d / "y.npy"), "--out", str(d / "m.kfree"),
+                                 *FAST])
+    assert result.exit_code == 0, result.output
+    return d
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.exit_code, result.output
+
+
+def one_line_error(code, out, message):
+    assert code == 1, out
+    assert out.startswith("error: ") and out.count("\n") == 1, out
+    assert message in out, out
+    assert "Traceback" not in out and ".tmp" not in out
+
+
+def clusters(path):
+    return pd.read_csv(path)["cluster"].to_numpy()
+
+
+def test_model_free_cluster_state_then_assign_matches_api(d, tmp_path):
+    code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    assert "cluster state saved to" in out
+    X, new = np.load(d / "x.npy"), np.load(d / "new.npy")
+    ref = ClusterState.fit(X, float(TAU))
+    np.testing.assert_array_equal(clusters(tmp_path / "c.csv"), ref.labels)
+    code, out = run("assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
+    assert code == 0, out
+    assert f"{len(new)} new rows" in out and "state updated" in out
+    np.testing.assert_array_equal(clusters(tmp_path / "a.csv"), assign(ref, new))
+    state = ClusterState.load(tmp_path / "s.kstate")
+    assert state.n_samples == len(X) + len(new) and state.meta["assigns"] == 1
+    np.testing.assert_array_equal(state.labels, ref.labels)
+    # --recluster-affected into another file: equals clustering everything again
+    code, out = run("assign", tmp_path / "s.kstate", d / "new2.npy", "--out", tmp_path / "b.csv",
+                    "--recluster-affected", "--state-out", tmp_path / "s2.kstate", "--all-rows")
+    assert code == 0, out
+    assert "re-clustered" in out
+    allX = np.vstack([X, new, np.load(d / "new2.npy")])
+    full = ThresholdAgglomerative(float(TAU)).fit(allX).labels_
+    np.testing.assert_array_equal(first_seen_labels(clusters(tmp_path / "b.csv")), full)
+    assert ClusterState.load(tmp_path / "s.kstate").n_samples == len(X) + len(new)  # --state-out left it
+
+
+def test_model_state_then_assign(d, tmp_path):
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "c.csv", "--state", tmp_path / "m.kstate")
+    assert code == 0, out
+    code, plain = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "plain.csv")
+    assert code == 0, plain
+    np.testing.assert_array_equal(clusters(tmp_path / "c.csv"), clusters(tmp_path / "plain.csv"))
+    state = ClusterState.load(tmp_path / "m.kstate")
+    assert state.meta["model"]["name"] == "m.kfree" and state.X.dtype == np.float32
+    from kfree.learner import ClusterLearner
+
+    learner = ClusterLearner.load(d / "m.kfree")
+    expected = assign(state, learner.transform(np.load(d / "new.npy")))
+    code, out = run("assign", d / "m.kfree", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
+    assert code == 0, out
+    np.testing.assert_array_equal(clusters(tmp_path / "a.csv"), expected)
+    # a --threshold override is the state's cut too
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--threshold", "0.3", "--out", tmp_path / "t.csv",
+                    "--state", tmp_path / "t.kstate")
+    assert code == 0, out
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--threshold", "0.3", "--out", tmp_path / "t2.csv")
+    assert code == 0, out
+    assert ClusterState.load(tmp_path / "t.kstate").threshold == 0.3
+    np.testing.assert_array_equal(clusters(tmp_path / "t.csv"), clusters(tmp_path / "t2.csv"))
+    # the state says which model made it
+    code, out = run("assign", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "x.csv")
+    one_line_error(code, out, "was made with the model m.kfree")
+
+
+def test_errors_are_one_line_and_leave_the_state(d, tmp_path):
+    code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    before = (tmp_path / "s.kstate").read_bytes()
+    cases = [
+        (["assign", tmp_path / "missing.kstate", d / "new.npy", "--out", tmp_path / "o.csv"], "cluster state not found"),
+        (["assign", tmp_path / "s.kstate", d / "garbage.npy", "--out", tmp_path / "o.csv"], "garbage.npy"),
+        (["assign", tmp_path / "s.kstate", d / "nothere.npy", "--out", tmp_path / "o.csv"], "nothere.npy"),
+        (["assign", tmp_path / "s.kstate", d / "narrow.npy", "--out", tmp_path / "o.csv"],
+         "X_new has 3 features but the cluster state has 8"),
+        (["assign", d / "x.npy", d / "new.npy", "--out", tmp_path / "o.csv"], "not a readable kfree cluster state"),
+        (["assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "c.csv"], "already exists"),
+        (["assign", tmp_path / "s.kstate", d / "new.npy"], "--out"),
+        (["assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "o.csv", "--state-out", tmp_path / "s.kstate"],
+         "input file"),
+        (["assign", d / "m.kfree", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "o.csv"],
+         "made without a model"),
+        (["cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c2.csv", "--state", tmp_path / "s.kstate"],
+         "already exists"),
+        (["cluster", d / "x.npy", "--threshold", TAU, "--method", "multicut", "--out", tmp_path / "c3.csv",
+          "--state", tmp_path / "t.kstate"], "--state keeps a clustering cut at a threshold"),
+    ]
+    for args, message in cases:
+        code, out = run(*args)
+        one_line_error(code, out, message)
+    assert (tmp_path / "s.kstate").read_bytes() == before
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "c2.csv").exists()
+    assert not (tmp_path / "t.kstate").exists()
+
+
+def test_model_mismatch_is_refused(d, tmp_path):
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "c.csv", "--state", tmp_path / "m.kstate")
+    assert code == 0, out
+    (tmp_path / "other.kfree").write_bytes((d / "m.kfree").read_bytes() + b"\0")  # another file
+    code, out = run("assign", tmp_path / "other.kfree", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "o.csv")
+    one_line_error(code, out, "is not the model m.kstate was made with")
+    code, out = run("assign", d / "m.kfree", tmp_path / "m.kstate", d / "narrow.npy", "--out", tmp_path / "o.csv")
+    one_line_error(code, out, "features")

@@ -1,0 +1,246 @@
+"""Incremental clustering: ClusterState + assign against full ThresholdAgglomerative recomputes."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist, pdist, squareform
+
+from kfree.cluster import ThresholdAgglomerative
+from kfree.cluster.incremental import STATE_FORMAT, ClusterState, ClusterStateError, assign
+from kfree.cluster.labels import first_seen_labels
+from kfree.exceptions import ConfigError, DataError, OutputError
+
+CASES = [("sqeuclidean", 0.5), ("euclidean", 0.7), ("cosine", 0.25)]
+
+
+def blobs(rng, n, k=12, d=6, spread=0.3):
+    """Unit vectors around k random centres: random floats, so no exact distance ties."""
+    C = rng.standard_normal((k, d))
+    C /= np.linalg.norm(C, axis=1, keepdims=True)
+    X = C[rng.integers(0, k, n)] + rng.standard_normal((n, d)) * spread / np.sqrt(d)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def full(X, tau, distance):
+    return ThresholdAgglomerative(tau, distance=distance).fit(X).labels_
+
+
+def single_components(X, tau, distance):
+    """Reference τ-components: connected components of scipy's pdist graph at <= tau."""
+    from scipy.sparse.csgraph import connected_components
+
+    D = squareform(pdist(X, distance))
+    return first_seen_labels(connected_components(D <= tau, directed=False)[1])
+
+
+def check_bookkeeping(state):
+    """Sizes match the labels, and every member lies within its label's radius of the
+    reference point (what the candidate bounds rely on)."""
+    np.testing.assert_array_equal(np.bincount(state.labels, minlength=state.next_label), state.sizes)
+    P = state._prepared(state.X)
+    dist = np.linalg.norm(P - state.centres[state.labels], axis=1)
+    assert (dist <= state.radii[state.labels] * (1 + 1e-12) + 1e-12).all()
+
+
+def max_within(X, labels, distance):
+    return max(cdist(X[labels == lab], X[labels == lab], distance).max() for lab in np.unique(labels))
+
+
+@pytest.mark.parametrize(("distance", "tau"), CASES)
+def test_recluster_affected_equals_full_recompute(distance, tau):
+    rng = np.random.default_rng(1)
+    kept = redone = 0
+    for trial in range(3):
+        centres_rng = np.random.default_rng(100 + trial)  # batches share the initial centres
+        X = blobs(centres_rng, 150)
+        state = ClusterState.fit(X, tau, distance=distance)
+        for _ in range(6):
+            Xb = blobs(np.random.default_rng(100 + trial), int(rng.integers(1, 40)))
+            Xb = Xb[rng.permutation(Xb.shape[0])] + rng.standard_normal(Xb.shape) * 0.02
+            X = np.vstack([X, Xb])
+            labels_new = assign(state, Xb, recluster_affected=True)
+            kept += state.meta["last_assign"]["n_components_kept_whole"]
+            redone += state.meta["last_assign"]["n_reclustered"] > 0
+            np.testing.assert_array_equal(state.labels[-Xb.shape[0]:], labels_new)
+            np.testing.assert_array_equal(first_seen_labels(state.labels), full(X, tau, distance))
+            np.testing.assert_array_equal(first_seen_labels(state.components),
+                                          single_components(X, tau, distance))
+            check_bookkeeping(state)
+        assert state.n_samples == X.shape[0]
+        assert state.n_clusters == np.unique(state.labels).shape[0]
+    assert kept and redone  # both the clique shortcut and the re-agglomeration were exercised
+
+
+@pytest.mark.parametrize(("distance", "tau"), CASES)
+def test_greedy_assign_keeps_complete_linkage_invariant(distance, tau):
+    rng = np.random.default_rng(2)
+    X = blobs(np.random.default_rng(7), 200)
+    state = ClusterState.fit(X, tau, distance=distance)
+    for _ in range(5):
+        before = state.labels.copy()
+        Xb = blobs(np.random.default_rng(7), int(rng.integers(1, 50))) + rng.standard_normal((1, 6)) * 0.05
+        labels_new = assign(state, Xb)
+        X = np.vstack([X, Xb])
+        np.testing.assert_array_equal(state.labels[: before.shape[0]], before)  # nobody moves
+        assert max_within(X, state.labels, distance) <= tau
+        np.testing.assert_array_equal(first_seen_labels(state.components), single_components(X, tau, distance))
+        check_bookkeeping(state)
+        # replay the documented rule: in row order, the cluster (existing members and the batch's
+        # points placed before) with every member within tau, smallest largest distance, then
+        # lowest label; none -> a new label
+        n_old = before.shape[0]
+        placed = before.tolist()
+        opened = 0
+        for i, lab in enumerate(labels_new):
+            d = cdist(Xb[i : i + 1], X[: n_old + i], distance)[0]
+            arr = np.array(placed)
+            fits = sorted((d[arr == c].max(), c) for c in np.unique(arr) if d[arr == c].max() <= tau)
+            if fits:
+                assert lab == fits[0][1]
+            else:
+                assert lab not in placed  # opened a new cluster
+                opened += 1
+            placed.append(int(lab))
+        assert opened == len(set(labels_new.tolist()) - set(before.tolist()))
+
+
+def test_choice_rule_smallest_max_distance_then_lowest_label():
+    X = np.array([[0.0], [10.0]])
+    state = ClusterState.fit(X, 4.0)
+    assert list(state.labels) == [0, 1]
+    lab = assign(state, np.array([[1.0], [9.5], [20.0], [21.0], [5.0]]))
+    # 1 -> cluster 0; 9.5 -> cluster 1; 20 opens 2; 21 joins 2 (1.0 <= 4); 5 is 25 from 0 and
+    # 4.5**2 = 20.25 from 9.5: nothing within tau, opens 3
+    assert lab.tolist() == [0, 1, 2, 2, 3]
+    # exact tie of the largest distance: both clusters {0} and {4} at 4.0 from 2.0 -> lower label
+    state = ClusterState.fit(np.array([[0.0], [4.0]]), 4.0)
+    assert state.n_clusters == 2
+    assert assign(state, np.array([[2.0]])).tolist() == [0]
+
+
+def test_threshold_is_inclusive_as_scipy():
+    state = ClusterState.fit(np.array([[0.0, 0.0], [10.0, 0.0]]), 1.0, distance="euclidean")
+    assert assign(state, np.array([[1.0, 0.0], [0.0, 1.0 + 1e-12]])).tolist() == [0, 2]
+
+
+def test_untouched_labels_stable_and_new_labels_not_reused():
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(0, 0.05, (20, 2)), rng.normal(5, 0.05, (20, 2)), rng.normal(10, 0.05, (20, 2))])
+    state = ClusterState.fit(X, 0.5)
+    far = state.labels[40:].copy()
+    assign(state, rng.normal(0, 0.05, (5, 2)), recluster_affected=True)
+    assign(state, rng.normal(5, 0.05, (5, 2)), recluster_affected=True)
+    np.testing.assert_array_equal(state.labels[40:60], far)
+    lab = assign(state, np.array([[50.0, 50.0]]))
+    assert lab[0] == state.next_label - 1 >= 3
+
+
+def test_components_exact_when_wide_components_join_clusters():
+    # a chain: consecutive points within tau, so complete linkage makes several clusters but
+    # single linkage (the τ-component) one
+    X = np.arange(12, dtype=float)[:, None] * 0.9
+    state = ClusterState.fit(X, 1.0)
+    assert state.n_clusters > 1 and state.n_components == 1
+    assign(state, np.array([[30.0], [10.5]]))
+    assert state.components[-2] != state.components[-1] == state.components[0]
+
+
+def test_roundtrip(tmp_path):
+    rng = np.random.default_rng(4)
+    X = blobs(rng, 120).astype(np.float32)
+    state = ClusterState.fit(X, 0.5, meta={"model": {"name": "m.kfree", "sha256": "ab"}})
+    assign(state, blobs(rng, 10).astype(np.float32))
+    path = state.save(tmp_path / "s.kstate")
+    back = ClusterState.load(path)
+    for name in ("X", "labels", "components", "origin", "centres", "radii", "sizes"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(state, name))
+    assert back.X.dtype == np.float32
+    assert (back.threshold, back.distance, back.linkage, back.next_component) == (
+        state.threshold, state.distance, state.linkage, state.next_component)
+    assert back.meta["model"] == {"name": "m.kfree", "sha256": "ab"} and back.meta["assigns"] == 1
+    with zipfile.ZipFile(path) as zf:
+        assert '"format": "' + STATE_FORMAT + '"' in zf.read("state.json").decode()
+    # the loaded state continues exactly like the original
+    Xb = blobs(rng, 15).astype(np.float32)
+    np.testing.assert_array_equal(assign(back, Xb), assign(state, Xb))
+    with np.load(path) as z:  # plain numpy reads the arrays too
+        assert z["labels"].shape == (130,)
+
+
+def test_save_refuses_overwrite_and_failed_write_keeps_old_state(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    state = ClusterState.fit(blobs(rng, 50), 0.5)
+    path = state.save(tmp_path / "s.kstate")
+    old = path.read_bytes()
+    with pytest.raises(OutputError, match="already exists"):
+        state.save(path)
+    assign(state, blobs(rng, 5))
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np.lib.format, "write_array", broken)
+    with pytest.raises(OutputError, match="No space left"):
+        state.save(path, overwrite=True)
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["s.kstate"]  # no temporary left behind
+    monkeypatch.undo()
+    state.save(path, overwrite=True)
+    assert ClusterState.load(path).n_samples == 55
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ClusterStateError, match="not found"):
+        ClusterState.load(tmp_path / "missing.kstate")
+    (tmp_path / "junk.kstate").write_bytes(b"not a zip")
+    with pytest.raises(ClusterStateError, match="not a readable kfree cluster state"):
+        ClusterState.load(tmp_path / "junk.kstate")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
+        zf.writestr("state.json", '{"format": "something/9"}')
+    with pytest.raises(ClusterStateError, match="has format 'something/9'"):
+        ClusterState.load(tmp_path / "other.zip")
+    state = ClusterState.fit(blobs(np.random.default_rng(0), 30), 0.5)
+    path = state.save(tmp_path / "s.kstate")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flip a byte inside the arrays
+    (tmp_path / "bad.kstate").write_bytes(bytes(data))
+    with pytest.raises(ClusterStateError):
+        ClusterState.load(tmp_path / "bad.kstate")
+
+
+def test_input_errors():
+    state = ClusterState.fit(blobs(np.random.default_rng(0), 30), 0.5)
+    with pytest.raises(DataError, match="X_new has 3 features but the cluster state has 6"):
+        assign(state, np.zeros((2, 3)))
+    with pytest.raises(DataError, match="NaN"):
+        assign(state, np.full((1, 6), np.nan))
+    with pytest.raises(ConfigError, match="complete linkage only"):
+        ClusterState.from_fit(ThresholdAgglomerative(0.5, linkage="average").fit(np.eye(3)), np.eye(3))
+    with pytest.raises(ConfigError, match="not at n_clusters"):
+        ClusterState.from_fit(ThresholdAgglomerative(n_clusters=2).fit(np.eye(3)), np.eye(3))
+    with pytest.raises(DataError, match="rows it was fitted on"):
+        ClusterState.from_fit(ThresholdAgglomerative(0.5).fit(np.eye(3)), np.eye(4)[:, :3])
+    n = state.n_samples
+    with pytest.raises(DataError):
+        assign(state, np.zeros((2, 3)))
+    assert state.n_samples == n  # a refused batch leaves the state as it was
+
+
+def test_greedy_exact_on_integer_grid_ties():
+    # integer coordinates: squared distances are exact integers, many exactly at tau = 2
+    rng = np.random.default_rng(6)
+    X = rng.integers(0, 6, (80, 3)).astype(float)
+    state = ClusterState.fit(X, 2.0)
+    for _ in range(4):
+        Xb = rng.integers(0, 6, (15, 3)).astype(float)
+        assign(state, Xb)
+        X = np.vstack([X, Xb])
+        assert max_within(X, state.labels, "sqeuclidean") <= 2.0
+        np.testing.assert_array_equal(first_seen_labels(state.components),
+                                      single_components(X, 2.0, "sqeuclidean"))
+    # a point at exactly tau from every member of a cluster joins it
+    state = ClusterState.fit(np.array([[0.0, 0.0], [1.0, 1.0]]), 2.0)
+    assert assign(state, np.array([[1.0, -0.0], [5.0, 5.0]])).tolist() == [0, 1]
