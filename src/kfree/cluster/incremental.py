@@ -101,7 +101,6 @@ import datetime as _dt
 import json
 import logging
 import math
-import platform
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -131,12 +130,9 @@ def _now() -> str:
 
 
 def _versions() -> dict[str, str]:
-    import scipy
+    from ..utils.provenance import versions
 
-    from .. import __version__
-
-    return {"kfree": str(__version__), "numpy": str(np.__version__), "scipy": str(scipy.__version__),
-            "python": platform.python_version()}
+    return versions(("numpy", "scipy"))
 
 
 class _UnionFind:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import platform
 
+#: what a trained model records (the packages its numbers depend on)
+MODEL_PACKAGES = ("torch", "numpy", "sklearn")
 
-def versions() -> dict[str, str]:
-    """kfree, torch, numpy, scikit-learn and Python versions, as strings (stored with models)."""
-    import numpy as np
-    import sklearn
-    import torch
 
+def versions(packages: tuple[str, ...] = MODEL_PACKAGES) -> dict[str, str]:
+    """``{"kfree": …, <package>: …, "python": …}`` for the given packages, as strings.
+
+    Only the named packages are imported, so code that must not load torch (``kfree.cluster``)
+    can record its own set.
+    """
     from .._version import __version__
 
-    return {"kfree": str(__version__), "torch": str(torch.__version__), "numpy": str(np.__version__),
-            "sklearn": str(sklearn.__version__), "python": platform.python_version()}
+    out = {"kfree": str(__version__)}
+    for name in packages:
+        out[name] = str(importlib.import_module(name).__version__)
+    out["python"] = platform.python_version()
+    return out
