@@ -1,0 +1,822 @@
+"""Exact threshold HAC on a Dask cluster: the τ-components in blocks, then each one exactly.
+
+Why this works. Pairs farther than the cut never join below it — not in complete, average or
+single linkage — so the partition at ``tau`` is the union of the partitions of the connected
+components of the τ-graph, each agglomerated on its own (see the module docstring of
+:mod:`~kfree.cluster.threshold_hac`). Finding the components is the only step that looks at
+pairs across the data; everything after it is embarrassingly parallel.
+
+Plan (every step a set of Dask tasks; the driver only holds O(n) integers and the cells):
+
+1. **Chunks.** Rows arrive in chunks (a numpy array scattered in slices, a ``dask.array``'s row
+   blocks, row ranges of a memory-mapped ``.npy`` read by the workers themselves, or a Parquet
+   file's row groups); no step gathers the data on one node. One pass validates them (finite,
+   no zero rows for cosine) and takes column ranges and a row sample.
+2. **Blocks.** k-means on the sample (coarse centres, about ``block_rows`` points each) routes
+   every row to a block. Block ``t`` has a centre ``C_t`` and a radius ``R_t``; a point ``x``
+   can have τ-neighbours in it only if ``|x − C_t| <= sqrt(tau) + R_t`` — the same exact
+   triangle-inequality bound :mod:`~kfree.cluster._radius_graph` uses for its cells, one level
+   up. Where the data has coarse structure, a block meets only the blocks within reach; where
+   it has none (random directions in 64-d), every block is within reach of every other and
+   only the cell level below prunes.
+3. **Cells per block** (in parallel): the tight cells of
+   :mod:`~kfree.cluster._radius_graph` (every member pair within the radius, about one per
+   cluster), so a cell is connected without comparing its pairs. Each block then finds, for its
+   points, the cells (of its own and of reachable blocks with a larger cell id) that may hold a
+   τ-neighbour — about n × cells / 2 GEMM evaluations, the dominant cost, split over blocks.
+4. **Shells.** Most of those candidates are far: a cell's members sorted by distance to its
+   centre, a query ``x`` needs only members farther out than ``|x − c| − sqrt(tau)``. Each
+   cell's outermost members (its *shell*) are broadcast, so most candidates are decided in the
+   querying block; only the rest travel, as rows, to the block that owns the cell.
+5. **Components.** Unions found anywhere are joined on the driver (union-find over the blocks'
+   intra-cell components: O(n) integers).
+6. **Exact agglomeration per component** (in parallel): each component's rows go to the block
+   holding most of them, and components are agglomerated exactly by
+   :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative` (dense or sparse, the
+   library's own kernels), small ones together in batches of about ``batch_points`` points.
+   Only the merges up to ``tau`` come back; labels are cut from them as on one machine.
+
+Exactness. Steps 2–5 compare float32 GEMM values with the same safety margin as
+:func:`~kfree.cluster._radius_graph.radius_components`, so a component may be the union of two
+true ones; step 6 is exact either way, so the labels define the partition of the single-machine
+path (scipy's, away from exact ties; on ties the graph paths' tie order applies per component).
+Half-precision input is computed in float32: the result is the exact one for float32 input of
+the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numba as nb
+import numpy as np
+
+from .._exact_distances import grid_centre, sq_units
+from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
+from ._linkage_core import _find, _union, roots_to_labels, union_find_labels
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DaskThresholdResult", "dask_client", "dask_threshold_hac", "fit_dask", "import_distributed"]
+
+#: rows per chunk when kfree cuts the input itself (numpy arrays, .npy files)
+CHUNK_ROWS = 250_000
+#: points per block (coarse k-means cell) by default
+BLOCK_ROWS = 500_000
+#: outermost members per cell broadcast to every block
+SHELL = 16
+_HINT = "pip install 'kfree[dask]'"
+
+
+def import_distributed():
+    """``distributed``, or a one-line :class:`~kfree.exceptions.MissingDependencyError`."""
+    try:
+        import dask.array  # noqa: F401
+        import distributed
+    except ImportError:
+        raise MissingDependencyError(
+            f"backend='dask' needs dask and distributed, which are not installed: {_HINT}"
+        ) from None
+    return distributed
+
+
+@contextmanager
+def dask_client(scheduler: Any = None, n_workers: int | None = None):
+    """A ``distributed.Client``: the one given, one connected to the address ``scheduler``, or
+    (``None``) a ``LocalCluster`` of ``n_workers`` single-threaded worker processes started and
+    closed here."""
+    distributed = import_distributed()
+    if isinstance(scheduler, distributed.Client):
+        if n_workers is not None:
+            raise ConfigError("n_workers applies only to a LocalCluster kfree starts; this Client "
+                              "is already connected (scale its cluster instead)")
+        yield scheduler
+        return
+    if scheduler is not None:
+        if not isinstance(scheduler, str) or not scheduler.strip():
+            raise ConfigError(f"scheduler={scheduler!r} must be an address such as "
+                              "'tcp://host:8786', a distributed.Client, or None")
+        if n_workers is not None:
+            raise ConfigError("n_workers applies only to a LocalCluster kfree starts; with "
+                              f"scheduler={scheduler!r} the cluster's own workers run")
+        try:
+            client = distributed.Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as e:
+            raise ConfigError(f"cannot connect to the Dask scheduler at {scheduler!r}: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    if n_workers is not None and not (int(n_workers) == n_workers and int(n_workers) >= 1):
+        raise ConfigError(f"n_workers={n_workers!r} must be an integer >= 1")
+    import os
+
+    workers = int(n_workers) if n_workers is not None else max(1, min(4, os.cpu_count() or 1))
+    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, memory_limit=0)
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+# ============================================================================ input sources
+class _Source:
+    """Where the rows are: a list of (loader, args) per chunk, with row offsets."""
+
+    def __init__(self, n: int, d: int, dtype, chunks: list, what: str) -> None:
+        self.n, self.d, self.dtype, self.chunks, self.what = n, d, np.dtype(dtype), chunks, what
+
+
+def _check_dtype(dtype, what: str) -> None:
+    if np.dtype(dtype).kind not in "fiu":
+        raise DataTypeError(f"{what} has dtype {np.dtype(dtype)}; features must be real numbers")
+
+
+def _source(X: Any, client, chunk_rows: int) -> _Source:
+    """Chunks of ``X`` as futures on the workers (nothing gathered on the driver)."""
+    if isinstance(X, (str, Path)):
+        p = Path(X)
+        if not p.exists():
+            raise DataError(f"{p} does not exist")
+        if p.suffix.lower() == ".npy":
+            try:
+                M = np.load(p, mmap_mode="r", allow_pickle=False)
+            except Exception as e:
+                raise DataError(f"cannot read {p.name} as a .npy array: {str(e).splitlines()[0]}") from None
+            if M.ndim != 2:
+                raise DataError(f"{p.name} must hold a 2-d array (rows, features), got shape {M.shape}")
+            _check_dtype(M.dtype, p.name)
+            n, d = M.shape
+            del M
+            futs = [client.submit(_load_npy_rows, str(p.resolve()), a, min(n, a + chunk_rows),
+                                  pure=False) for a in range(0, n, chunk_rows)]
+            return _Source(n, d, np.float32, futs, p.name)
+        if p.suffix.lower() in (".parquet", ".pq") or p.is_dir():
+            return _parquet_source(p, client)
+        raise DataError(f"{p.name}: the dask backend reads .npy (memory-mapped) and .parquet files; "
+                        "load other formats yourself and pass an array")
+    try:
+        import dask.array as da
+    except ImportError:  # pragma: no cover - import_distributed ran first
+        da = None
+    if da is not None and isinstance(X, da.Array):
+        if X.ndim != 2:
+            raise DataError(f"X must be a 2-d array of shape (n_samples, n_features), got shape {X.shape}")
+        _check_dtype(X.dtype, "X")
+        if any(math.isnan(s) for s in X.shape):
+            raise DataError("X has unknown chunk sizes; call X.compute_chunk_sizes() first")
+        X = X.rechunk({1: -1})
+        blocks = X.to_delayed().ravel().tolist()
+        futs = client.compute(blocks)
+        return _Source(int(X.shape[0]), int(X.shape[1]), np.float32, list(futs), "X")
+    from ..distances import check_features
+
+    X = np.asarray(check_features(X, min_samples=1))
+    n, d = X.shape
+    futs = [client.scatter(np.ascontiguousarray(X[a : a + chunk_rows]))
+            for a in range(0, n, chunk_rows)]
+    return _Source(n, d, np.float32, futs, "X")
+
+
+def _parquet_source(p: Path, client) -> _Source:
+    import pyarrow.parquet as pq
+
+    files = sorted(p.glob("*.parquet")) if p.is_dir() else [p]
+    if not files:
+        raise DataError(f"{p} holds no .parquet files")
+    futs, n, cols = [], 0, None
+    for f in files:
+        try:
+            meta = pq.ParquetFile(f)
+        except Exception as e:
+            raise DataError(f"cannot read {f.name} as Parquet: {str(e).splitlines()[0]}") from None
+        schema = meta.schema_arrow
+        names = [fld.name for fld in schema if fld.name not in ("label", "index")
+                 and (str(fld.type).startswith(("float", "int", "uint", "halffloat", "double")))]
+        if cols is None:
+            cols = names
+            if not cols:
+                raise DataError(f"{f.name} has no numeric feature columns")
+        elif names != cols:
+            raise DataError(f"{f.name} has feature columns {names}, the first file {cols}")
+        for g in range(meta.num_row_groups):
+            futs.append(client.submit(_load_parquet_group, str(f), g, cols, pure=False))
+            n += meta.metadata.row_group(g).num_rows
+    return _Source(n, len(cols), np.float32, futs, p.name)
+
+
+def _load_npy_rows(path: str, a: int, b: int) -> np.ndarray:
+    M = np.load(path, mmap_mode="r", allow_pickle=False)
+    return np.array(M[a:b])
+
+
+def _load_parquet_group(path: str, g: int, cols: list) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    t = pq.ParquetFile(path).read_row_group(g, columns=cols)
+    return np.column_stack([t.column(c).to_numpy(zero_copy_only=False) for c in cols])
+
+
+# ============================================================================ worker tasks
+def _chunk_stats(rows: np.ndarray, offset: int, distance: str, n_sample: int, seed: int):
+    """Column ranges, a row sample, and the input checks of one chunk."""
+    rows = np.asarray(rows)
+    if rows.ndim != 2:
+        raise DataError(f"a chunk of X has shape {rows.shape}; X must be 2-d")
+    _check_dtype(rows.dtype, "X")
+    if rows.shape[0] == 0:
+        return None
+    R = rows.astype(np.float64)
+    bad = ~np.isfinite(R).all(axis=1)
+    if bad.any():
+        raise DataError(f"X contains NaN or infinite values (first: row "
+                        f"{offset + int(np.flatnonzero(bad)[0])}); drop or impute them first")
+    if distance == "cosine":
+        zero = ~(R != 0).any(axis=1)
+        if zero.any():
+            raise DataError(f"cosine distance is undefined for all-zero rows (first: row "
+                            f"{offset + int(np.flatnonzero(zero)[0])}); drop them first")
+    rng = np.random.default_rng(seed)
+    take = np.sort(rng.choice(rows.shape[0], size=min(rows.shape[0], n_sample), replace=False))
+    return R.min(axis=0), R.max(axis=0), rows.shape[0], R[take]
+
+
+def _prepare(rows: np.ndarray, centre, distance: str) -> np.ndarray:
+    """Float32 rows for the candidate GEMMs (centred by the global centre, or unit rows)."""
+    R = np.asarray(rows, dtype=np.float64)
+    if distance == "cosine":
+        R = R / np.linalg.norm(R, axis=1, keepdims=True)
+    else:
+        R = R - centre
+    return np.ascontiguousarray(R, dtype=np.float32)
+
+
+def _route_chunk(rows, offset: int, centre, coarse: np.ndarray, distance: str):
+    """Each row's block (nearest coarse centre), the rows split by block, and their max |x|²."""
+    X32 = _prepare(rows, centre, distance)
+    k = coarse.shape[0]
+    if k == 1:
+        dest = np.zeros(X32.shape[0], dtype=np.int64)
+    else:
+        d2 = (np.einsum("ij,ij->i", coarse, coarse)[None, :] - 2.0 * (X32 @ coarse.T))
+        dest = np.argmin(d2, axis=1)
+    idx = offset + np.arange(X32.shape[0], dtype=np.int64)
+    rows = np.asarray(rows)
+    parts = []
+    for b in range(k):
+        sel = dest == b
+        parts.append((idx[sel], rows[sel]))
+    mx = float(np.einsum("ij,ij->i", X32, X32).max()) if X32.shape[0] else 0.0
+    return parts, mx
+
+
+class _Block:
+    """A block's rows and cells, kept on the worker that built it."""
+
+    def __init__(self, idx, rows, X32, assign, centres, radii, tight, order, starts, rb, comp):
+        self.idx, self.rows, self.X32 = idx, rows, X32
+        self.assign, self.centres, self.radii, self.tight = assign, centres, radii, tight
+        self.order, self.starts, self.rb, self.comp = order, starts, rb, comp
+
+
+def _build_block(parts: list, centre, distance: str, thr_c: float, seed: int) -> _Block:
+    from ._radius_graph import _components_kernel, _pruning_cells, _recentre
+
+    parts = [p for p in parts if p[0].shape[0]]
+    if not parts:
+        return None
+    idx = np.concatenate([p[0] for p in parts])
+    rows = np.concatenate([p[1] for p in parts])
+    X32 = _prepare(rows, centre, distance)
+    rad = math.sqrt(thr_c)
+    cells = _pruning_cells(X32, rad, seed) if X32.shape[0] > 1 else None
+    if cells is None:  # one cell of the whole block, not tight: its pairs are compared
+        assign, centres, radii = _recentre(X32, np.zeros(X32.shape[0], dtype=np.int64))
+        tight = np.zeros(1, dtype=bool) if X32.shape[0] > 1 else np.ones(1, dtype=bool)
+    else:
+        assign, centres, radii, tight = cells
+    k = centres.shape[0]
+    diff = X32.astype(np.float64) - centres[assign]
+    rb = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    del diff
+    order = np.lexsort((-rb, assign)).astype(np.int64)  # by cell, outermost first
+    starts = np.searchsorted(assign[order], np.arange(k + 1)).astype(np.int64)
+    parent = np.arange(X32.shape[0], dtype=np.int64)
+    _components_kernel(X32, order, starts, np.zeros(k + 1, dtype=np.int64),
+                       np.empty(0, dtype=np.int64), thr_c, parent, tight,
+                       np.ascontiguousarray(centres, dtype=np.float32), rb)
+    comp = roots_to_labels(parent)
+    return _Block(idx, rows, X32, assign, np.ascontiguousarray(centres, dtype=np.float32), radii,
+                  tight, order, starts, rb, comp)
+
+
+def _block_summary(blk: _Block | None, block_centre: np.ndarray, shell: int) -> dict | None:
+    """What the driver needs of a block: cells, shells, its radius, component sizes."""
+    if blk is None:
+        return None
+    k = blk.centres.shape[0]
+    d = blk.X32.shape[1]
+    diff = blk.X32.astype(np.float64) - block_centre.astype(np.float64)
+    R = float(np.sqrt(np.einsum("ij,ij->i", diff, diff).max()))
+    sizes = np.diff(blk.starts)
+    m = np.minimum(sizes, shell)
+    sh_rows = np.zeros((k, shell, d), dtype=np.float32)
+    sh_rb = np.full((k, shell), -np.inf)
+    sh_comp = np.zeros((k, shell), dtype=np.int64)
+    rest_rb = np.full(k, -np.inf)
+    for j in range(shell):
+        has = m > j
+        pos = blk.order[blk.starts[:-1][has] + j]
+        sh_rows[has, j] = blk.X32[pos]
+        sh_rb[has, j] = blk.rb[pos]
+        sh_comp[has, j] = blk.comp[pos]
+    more = sizes > shell
+    rest_rb[more] = blk.rb[blk.order[blk.starts[:-1][more] + shell]]
+    whole = np.ones(k, dtype=bool)
+    first = blk.comp[blk.order[blk.starts[:-1]]]
+    same = blk.comp[blk.order] == np.repeat(first, sizes)
+    whole[np.unique(blk.assign[blk.order][~same])] = False
+    n_comp = int(blk.comp.max()) + 1
+    return dict(n=blk.X32.shape[0], radius=R, centres=blk.centres, radii=blk.radii,
+                shell_rows=sh_rows, shell_rb=sh_rb, shell_comp=sh_comp, shell_n=m,
+                rest_rb=rest_rb, whole=whole, n_comp=n_comp,
+                comp_sizes=np.bincount(blk.comp, minlength=n_comp))
+
+
+@nb.njit(cache=True)
+def _shell_kernel(X32, xcomp, qptr, qpts, sh_rows, sh_rb, sh_comp, sh_n, rest_rb, whole,
+                  centres, rad, thr, parent, unresolved):
+    """Decide candidates (x, cell) against the cells' shells; flag those that need the cell.
+
+    ``xcomp``/``sh_comp`` index ``parent`` (a union-find over components). For cell j and its
+    queries x: skip when x is already joined to a whole cell; otherwise scan the shell
+    (outermost first) until a member is too close to the centre to be within reach of x
+    (decided), a τ-neighbour joins a whole cell (decided), or the shell ends with members left
+    that may still be within reach (``unresolved[t] = True``)."""
+    d = X32.shape[1]
+    for j in range(qptr.shape[0] - 1):
+        for t in range(qptr[j], qptr[j + 1]):
+            x = qpts[t]
+            cx = xcomp[x]
+            if whole[j] and _find(parent, cx) == _find(parent, sh_comp[j, 0]):
+                continue
+            dc = 0.0
+            for k in range(d):
+                v = np.float64(X32[x, k]) - np.float64(centres[j, k])
+                dc += v * v
+            lim = math.sqrt(dc) - rad
+            done = False
+            for q in range(sh_n[j]):
+                if sh_rb[j, q] < lim:
+                    done = True
+                    break
+                s = np.float32(0.0)
+                for k in range(d):
+                    v = X32[x, k] - sh_rows[j, q, k]
+                    s += v * v
+                if s <= thr and _find(parent, cx) != _find(parent, sh_comp[j, q]):
+                    _union(parent, cx, sh_comp[j, q])
+                    if whole[j]:
+                        done = True
+                        break
+            if not done and rest_rb[j] >= lim:
+                unresolved[t] = True
+
+
+@nb.njit(cache=True)
+def _join_kernel(X32, order, starts, rb, mcomp, centres, whole, qx, qcomp, qcell, rad, thr,
+                 parent):
+    """Queries (row qx[t] of component qcomp[t]) against all members of cell qcell[t]."""
+    d = X32.shape[1]
+    for t in range(qcell.shape[0]):
+        c = qcell[t]
+        cx = qcomp[t]
+        s0 = starts[c]
+        s1 = starts[c + 1]
+        if whole[c] and _find(parent, cx) == _find(parent, mcomp[order[s0]]):
+            continue
+        dc = 0.0
+        for k in range(d):
+            v = np.float64(qx[t, k]) - np.float64(centres[c, k])
+            dc += v * v
+        lim = math.sqrt(dc) - rad
+        for p in range(s0, s1):
+            b = order[p]
+            if rb[b] < lim:
+                break
+            if _find(parent, cx) == _find(parent, mcomp[b]):
+                if whole[c]:
+                    break
+                continue
+            s = np.float32(0.0)
+            for k in range(d):
+                v = qx[t, k] - X32[b, k]
+                s += v * v
+            if s <= thr:
+                _union(parent, cx, mcomp[b])
+                if whole[c]:
+                    break
+
+
+def _local_uf(ids: np.ndarray):
+    """Union-find over the distinct global ids in ``ids``: (unique ids, positions of ids)."""
+    u, inv = np.unique(ids, return_inverse=True)
+    return u, inv.ravel().astype(np.int64)
+
+
+def _uf_pairs(u: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """The unions found, as (k, 2) global component ids."""
+    roots = _roots(parent)
+    moved = roots != np.arange(parent.shape[0])
+    return np.stack([u[moved], u[roots[moved]]], axis=1)
+
+
+@nb.njit(cache=True)
+def _roots(parent):
+    out = np.empty(parent.shape[0], dtype=np.int64)
+    for i in range(parent.shape[0]):
+        out[i] = _find(parent, i)
+    return out
+
+
+def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray, glob: dict,
+                 thr_c: float, n_blocks: int):
+    """Candidates of block ``s``'s points: decided against shells here, the rest per target
+    block as (rows, component ids, target-local cell ids). Returns (union pairs, bundles,
+    counts)."""
+    from ._radius_graph import _query_lists
+
+    empty = (np.zeros((0, 2), dtype=np.int64), [None] * n_blocks, (0, 0))
+    if blk is None:
+        return empty
+    rad = math.sqrt(thr_c)
+    X32 = blk.X32
+    # blocks within reach of some point of this block (exact bound, widened for rounding)
+    bc = glob["block_centres"]
+    br = glob["block_radii"]
+    xn = np.einsum("ij,ij->i", X32, X32)
+    slack = 4e-6 * (float(xn.max()) + float(np.einsum("ij,ij->i", bc, bc).max()) + 1.0) \
+        * math.sqrt(X32.shape[1])
+    reach = np.zeros(n_blocks, dtype=bool)
+    for a0 in range(0, X32.shape[0], 65536):
+        xa = X32[a0 : a0 + 65536]
+        d2 = xn[a0 : a0 + 65536, None] + np.einsum("ij,ij->i", bc, bc)[None, :] - 2.0 * (xa @ bc.T)
+        reach |= (d2 <= ((rad + br) ** 2)[None, :] * (1 + 1e-5) + slack).any(axis=0)
+    reach[:s] = False  # cells of earlier blocks have smaller ids: their pairs are found there
+    reach[s] = True
+    sel = np.concatenate([np.arange(cell_off[t], cell_off[t + 1]) for t in range(n_blocks)
+                          if reach[t]]).astype(np.int64)
+    qptr, qpts = _query_lists(X32, blk.assign, glob["centres"][sel], glob["radii"][sel], rad)
+    # union-find over this block's components and the components of the shells it meets
+    xcomp_g = comp_off + blk.comp
+    sc = glob["shell_comp"][sel]
+    u, pos = _local_uf(np.concatenate([xcomp_g, sc.ravel()]))
+    xcomp = pos[: X32.shape[0]]
+    shc = pos[X32.shape[0]:].reshape(sc.shape)
+    parent = np.arange(u.shape[0], dtype=np.int64)
+    unresolved = np.zeros(qpts.shape[0], dtype=bool)
+    _shell_kernel(X32, xcomp, qptr, qpts, glob["shell_rows"][sel], glob["shell_rb"][sel], shc,
+                  glob["shell_n"][sel], glob["rest_rb"][sel], glob["whole"][sel],
+                  glob["centres"][sel], rad, thr_c, parent, unresolved)
+    pairs = _uf_pairs(u, parent)
+    cell_of_q = np.repeat(sel, np.diff(qptr))
+    bundles: list = [None] * n_blocks
+    uq = np.flatnonzero(unresolved)
+    if uq.shape[0]:
+        cg = cell_of_q[uq]
+        tb = np.searchsorted(cell_off, cg, side="right") - 1
+        for t in np.unique(tb):
+            m = tb == t
+            pts = qpts[uq[m]]
+            bundles[t] = (X32[pts], xcomp_g[pts], (cg[m] - cell_off[t]).astype(np.int64))
+    return pairs, bundles, (int(qpts.shape[0]), int(uq.shape[0]))
+
+
+def _join_block(blk: _Block | None, comp_off: int, thr_c: float, whole: np.ndarray, *bundles):
+    """Unresolved candidates sent to this block, against all members of their cells."""
+    bundles = [b for b in bundles if b is not None]
+    if blk is None or not bundles:
+        return np.zeros((0, 2), dtype=np.int64)
+    qx = np.concatenate([b[0] for b in bundles])
+    qcomp_g = np.concatenate([b[1] for b in bundles])
+    qcell = np.concatenate([b[2] for b in bundles])
+    o = np.argsort(qcell, kind="stable")  # cell by cell: the members stay in cache
+    qx, qcomp_g, qcell = qx[o], qcomp_g[o], qcell[o]
+    u, pos = _local_uf(np.concatenate([comp_off + blk.comp, qcomp_g]))
+    n = blk.X32.shape[0]
+    parent = np.arange(u.shape[0], dtype=np.int64)
+    _join_kernel(blk.X32, blk.order, blk.starts, blk.rb, pos[:n], blk.centres, whole,
+                 np.ascontiguousarray(qx), pos[n:], qcell, math.sqrt(thr_c), thr_c, parent)
+    return _uf_pairs(u, parent)
+
+
+def _route_home(blk: _Block | None, roots: np.ndarray, home: np.ndarray, n_blocks: int):
+    """This block's rows split by the block that agglomerates their component."""
+    if blk is None:
+        return [None] * n_blocks
+    r = roots[blk.comp]
+    dest = home[r]
+    out: list = [None] * n_blocks
+    for t in np.unique(dest):
+        m = dest == t
+        out[t] = (blk.idx[m], r[m], blk.rows[m])
+    return out
+
+
+def _agglomerate(threshold: float, linkage: str, distance: str, memory_limit, batch_points: int,
+                 *parts):
+    """Exact merges up to ``threshold`` of whole components, small ones batched together."""
+    from .threshold_hac import ThresholdAgglomerative
+
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    idx = np.concatenate([p[0] for p in parts])
+    root = np.concatenate([p[1] for p in parts])
+    rows = np.concatenate([p[2] for p in parts])
+    o = np.lexsort((idx, root))  # by component, points in input order (as on one machine)
+    idx, root, rows = idx[o], root[o], rows[o]
+    starts = np.flatnonzero(np.r_[True, root[1:] != root[:-1], True])
+    out_p, out_h = [], []
+    c = 0
+    n_comp = starts.shape[0] - 1
+    while c < n_comp:
+        e = c
+        while e < n_comp and (e == c or starts[e + 1] - starts[c] <= batch_points):
+            e += 1
+        a, b = starts[c], starts[e]
+        c = e
+        if b - a < 2:
+            continue
+        X = np.asarray(rows[a:b], dtype=np.float32)
+        m = ThresholdAgglomerative(threshold, linkage=linkage, distance=distance,
+                                   memory_limit=memory_limit).fit(X)
+        keep = m.merge_heights_ <= threshold
+        out_p.append(idx[a:b][m.merge_pairs_[keep]])
+        out_h.append(m.merge_heights_[keep])
+    if not out_p:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    return np.concatenate(out_p), np.concatenate(out_h)
+
+
+# ============================================================================ driver
+class DaskThresholdResult:
+    """Merges up to the threshold (sample ids, increasing height) and run statistics."""
+
+    def __init__(self, n: int, pairs: np.ndarray, heights: np.ndarray, stats: dict) -> None:
+        self.n_samples, self.merge_pairs, self.merge_heights, self.stats = n, pairs, heights, stats
+
+    def labels(self) -> np.ndarray:
+        p = self.merge_pairs
+        return union_find_labels(self.n_samples, p[:, 0].copy(), p[:, 1].copy(), p.shape[0])
+
+
+def _progress(hook, step: str, futures: list) -> list:
+    """Wait for ``futures``, reporting each completion to ``hook``; return their results."""
+    from distributed import as_completed, wait
+
+    if hook is None:
+        wait(futures)
+    else:
+        hook(step, completed=0, total=len(futures))
+        for i, _ in enumerate(as_completed(futures), 1):
+            hook(step, completed=i, total=len(futures))
+    bad = [f for f in futures if f.status == "error"]
+    if bad:
+        bad[0].result()  # re-raises the worker's exception here
+    return futures
+
+
+def dask_threshold_hac(
+    X: Any,
+    threshold: float,
+    *,
+    linkage: str = "complete",
+    distance: str = "sqeuclidean",
+    client=None,
+    block_rows: int = BLOCK_ROWS,
+    chunk_rows: int = CHUNK_ROWS,
+    batch_points: int = 4096,
+    memory_limit: float | None = None,
+    seed: int = 0,
+    hook: Callable[..., None] | None = None,
+) -> DaskThresholdResult:
+    """Exact threshold HAC of ``X`` on the Dask cluster behind ``client``.
+
+    Parameters
+    ----------
+    X : ndarray, dask.array.Array, or path to a .npy (memory-mapped) or .parquet file/folder
+        Shape (n_samples, n_features); real numbers (float16 is computed in float32).
+    threshold : float
+        Cut height in units of ``distance`` (``<=`` joins).
+    linkage : {"complete", "average", "single"}
+    distance : {"sqeuclidean", "euclidean", "cosine"}
+    client : distributed.Client
+    block_rows : int
+        Points per block (coarse cell): the unit of parallel work and of worker memory.
+    chunk_rows : int
+        Rows per chunk when kfree cuts the input (numpy arrays, .npy files).
+    batch_points : int
+        Small components are agglomerated together in batches of about this many points.
+    memory_limit : float, optional
+        GiB per exact agglomeration task (see ``ThresholdAgglomerative``).
+    hook : callable, optional
+        ``hook(step, completed=, total=)`` progress callback (called on the driver).
+    """
+    if not float(block_rows) >= 2 or int(block_rows) != block_rows:
+        raise ConfigError(f"block_rows={block_rows!r} must be an integer >= 2")
+    if not float(chunk_rows) >= 1 or int(chunk_rows) != chunk_rows:
+        raise ConfigError(f"chunk_rows={chunk_rows!r} must be an integer >= 1")
+    import time
+
+    t_start = time.perf_counter()
+    times: dict[str, float] = {}
+
+    def lap(name: str, t0: float) -> float:
+        t = time.perf_counter()
+        times[name] = t - t0
+        log.info("dask threshold HAC: %s %.1f s", name, t - t0)
+        return t
+
+    src = _source(X, client, int(chunk_rows))
+    n, d = src.n, src.d
+    if n == 0:
+        raise DataError(f"{src.what} has 0 rows; at least 1 is needed")
+    n_blocks = max(1, -(-n // int(block_rows)))
+    offsets = []  # row offsets follow the chunk order
+    t0 = time.perf_counter()
+    sample_total = min(n, max(20_000, 256 * n_blocks))
+    sizes = client.gather([client.submit(lambda r: np.asarray(r).shape[0], f, pure=False)
+                           for f in src.chunks])
+    off = 0
+    for s_ in sizes:
+        offsets.append(off)
+        off += int(s_)
+    stats = [client.submit(_chunk_stats, f, o, distance,
+                           max(1, math.ceil(sample_total * int(s_) / max(n, 1))), seed + i,
+                           pure=False)
+             for i, (f, o, s_) in enumerate(zip(src.chunks, offsets, sizes, strict=True))]
+    _progress(hook, "read and check chunks", stats)
+    st = [s for s in client.gather(stats) if s is not None]
+    lo = np.min([s[0] for s in st], axis=0)
+    hi = np.max([s[1] for s in st], axis=0)
+    sample = np.concatenate([s[3] for s in st])
+    centre = None if distance == "cosine" else grid_centre(lo, hi)
+    S32 = _prepare(sample, centre, distance)
+    t0 = lap("read", t0)
+
+    # coarse blocks: k-means on the sample
+    if n_blocks > 1:
+        import faiss
+
+        km = faiss.Kmeans(d, n_blocks, niter=10, seed=seed, verbose=False,
+                          max_points_per_centroid=max(256, sample_total // n_blocks + 1),
+                          min_points_per_centroid=1)
+        km.train(S32)
+        coarse = np.ascontiguousarray(km.centroids, dtype=np.float32)
+    else:
+        coarse = S32.mean(axis=0, keepdims=True).astype(np.float32)
+    coarse_f = client.scatter(coarse, broadcast=True)
+    routed = [client.submit(_route_chunk, f, o, centre, coarse_f, distance, pure=False)
+              for f, o in zip(src.chunks, offsets, strict=True)]
+    _progress(hook, "route rows to blocks", routed)
+    mx = max(client.gather([client.submit(operator.getitem, r, 1, pure=False) for r in routed]))
+    thr_sq = sq_units(threshold, distance)
+    thr_c = thr_sq + 1e-4 * max(thr_sq, 1e-12) + 4e-6 * (2.0 * mx + 1.0) * math.sqrt(d)
+    parts = [client.submit(operator.getitem, r, 0, pure=False) for r in routed]
+    blocks = []
+    for b in range(n_blocks):
+        pieces = [client.submit(operator.getitem, p, b, pure=False) for p in parts]
+        blocks.append(client.submit(_build_block_from, centre, distance, thr_c, seed + 7919 * b,
+                                    *pieces, pure=False))
+    del routed, parts, stats
+    src.chunks.clear()
+    summ = [client.submit(_block_summary, blk, coarse[b], SHELL, pure=False)
+            for b, blk in enumerate(blocks)]
+    _progress(hook, "cells per block", summ)
+    summaries = client.gather(summ)
+    t0 = lap("blocks", t0)
+
+    # global cell table (cells numbered block by block) and component offsets
+    ncells = np.array([0 if s is None else s["centres"].shape[0] for s in summaries])
+    cell_off = np.r_[0, np.cumsum(ncells)].astype(np.int64)
+    ncomp = np.array([0 if s is None else s["n_comp"] for s in summaries])
+    comp_off = np.r_[0, np.cumsum(ncomp)].astype(np.int64)
+    live = [s for s in summaries if s is not None]
+    glob = dict(
+        centres=np.concatenate([s["centres"] for s in live]),
+        radii=np.concatenate([s["radii"] for s in live]),
+        shell_rows=np.concatenate([s["shell_rows"] for s in live]),
+        shell_rb=np.concatenate([s["shell_rb"] for s in live]),
+        shell_comp=np.concatenate([comp_off[b] + s["shell_comp"]
+                                   for b, s in enumerate(summaries) if s is not None]),
+        shell_n=np.concatenate([s["shell_n"] for s in live]).astype(np.int64),
+        rest_rb=np.concatenate([s["rest_rb"] for s in live]),
+        whole=np.concatenate([s["whole"] for s in live]),
+        block_centres=coarse,
+        block_radii=np.array([-np.inf if s is None else s["radius"] for s in summaries]),
+    )
+    glob_f = client.scatter(glob, broadcast=True)
+    queries = [client.submit(_query_block, blk, b, int(comp_off[b]), cell_off, glob_f, thr_c,
+                             n_blocks, pure=False) for b, blk in enumerate(blocks)]
+    _progress(hook, "cell candidates", queries)
+    counts = client.gather([client.submit(operator.getitem, q, 2, pure=False) for q in queries])
+    t0 = lap("candidates", t0)
+    bund = [client.submit(operator.getitem, q, 1, pure=False) for q in queries]
+    joins = []
+    for t, blk in enumerate(blocks):
+        pieces = [client.submit(operator.getitem, bu, t, pure=False) for bu in bund]
+        wt = glob["whole"][cell_off[t] : cell_off[t + 1]]
+        joins.append(client.submit(_join_block, blk, int(comp_off[t]), thr_c, wt, *pieces,
+                                   pure=False))
+    _progress(hook, "cell joins", joins)
+    pairs = client.gather([client.submit(operator.getitem, q, 0, pure=False) for q in queries])
+    pairs += client.gather(joins)
+    del queries, bund, joins, glob_f
+    t0 = lap("joins", t0)
+
+    # components: union-find over the blocks' intra-cell components
+    total = int(comp_off[-1])
+    E = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+    from ._linkage_core import connected_components
+
+    root = connected_components(total, E[:, 0].astype(np.int64), E[:, 1].astype(np.int64))
+    n_roots = int(root.max()) + 1
+    # each component goes to the block that holds most of its points
+    cnt_blk = np.concatenate([np.full(ncomp[b], b) for b in range(n_blocks)]).astype(np.int64)
+    cnt_n = np.concatenate([s["comp_sizes"] for s in live]).astype(np.int64)
+    key = root * n_blocks + cnt_blk
+    uk, inv = np.unique(key, return_inverse=True)
+    w = np.bincount(inv.ravel(), weights=cnt_n)
+    r_of, b_of = uk // n_blocks, uk % n_blocks
+    o = np.lexsort((-w, r_of))
+    home = np.empty(n_roots, dtype=np.int64)
+    first = np.r_[True, r_of[o][1:] != r_of[o][:-1]]
+    home[r_of[o][first]] = b_of[o][first]
+    comp_sizes_root = np.bincount(root, weights=cnt_n, minlength=n_roots)
+    home_f = client.scatter(home, broadcast=True)
+    routes = [client.submit(_route_home, blk, root[comp_off[b] : comp_off[b + 1]], home_f,
+                            n_blocks, pure=False) for b, blk in enumerate(blocks)]
+    aggs = []
+    for t in range(n_blocks):
+        pieces = [client.submit(operator.getitem, r, t, pure=False) for r in routes]
+        aggs.append(client.submit(_agglomerate, float(threshold), linkage, distance, memory_limit,
+                                  int(batch_points), *pieces, pure=False))
+    _progress(hook, "exact agglomeration", aggs)
+    res = client.gather(aggs)
+    del routes, aggs, blocks
+    t0 = lap("agglomerate", t0)
+    P = np.concatenate([r[0] for r in res]).astype(np.int64)
+    H = np.concatenate([r[1] for r in res])
+    order = np.argsort(H, kind="stable")
+    stats_out = dict(
+        n_samples=n, n_features=d, n_blocks=n_blocks, n_cells=int(cell_off[-1]),
+        n_components=n_roots, largest_component=int(comp_sizes_root.max()),
+        candidates=int(sum(c[0] for c in counts)), shipped=int(sum(c[1] for c in counts)),
+        times=times, wall=time.perf_counter() - t_start,
+    )
+    return DaskThresholdResult(n, P[order], H[order], stats_out)
+
+
+def _build_block_from(centre, distance, thr_c, seed, *pieces):
+    return _build_block(list(pieces), centre, distance, thr_c, seed)
+
+
+def fit_dask(est, X, must_link, cannot_link, hook):
+    """``ThresholdAgglomerative.fit`` with ``backend="dask"`` (parameters already validated)."""
+    if est.n_clusters is not None:
+        raise ConfigError(f"backend='dask' cuts at a threshold; n_clusters={est.n_clusters!r} needs "
+                          "the full dense tree: use backend='local' or set n_clusters=None")
+    if must_link is not None or cannot_link is not None:
+        raise ConfigError("backend='dask' does not take must_link/cannot_link constraints; use "
+                          "backend='local'")
+    import_distributed()
+    with dask_client(est.scheduler, est.n_workers) as client:
+        res = dask_threshold_hac(X, float(est.threshold), linkage=est.linkage,
+                                 distance=est.distance, client=client,
+                                 memory_limit=est.memory_limit, hook=hook)
+    n = res.n_samples
+    est.n_features_in_ = int(res.stats.get("n_features", 0)) or None
+    est.linkage_matrix_ = None
+    est.n_edges_ = None
+    est.algorithm_ = "dask"
+    est.merge_pairs_ = res.merge_pairs
+    est.merge_heights_ = res.merge_heights
+    est.dask_stats_ = res.stats
+    est._groups = np.arange(n)
+    est._n_forced = 0
+    est._tree_top = float(est.threshold)
+    est.labels_ = res.labels()
+    est.n_clusters_ = int(est.labels_.max()) + 1
+    return est
