@@ -68,7 +68,7 @@ __all__ = ["DaskThresholdResult", "dask_client", "dask_threshold_hac", "fit_dask
 #: rows per chunk when kfree cuts the input itself (numpy arrays, .npy files)
 CHUNK_ROWS = 250_000
 #: points per block (coarse k-means cell) by default
-BLOCK_ROWS = 500_000
+BLOCK_ROWS = 200_000
 #: outermost members per cell broadcast to every block
 SHELL = 16
 _HINT = "pip install 'kfree[dask]'"
@@ -534,10 +534,22 @@ def _route_home(blk: _Block | None, roots: np.ndarray, home: np.ndarray, n_block
     return out
 
 
+def _dense_enough(X: np.ndarray, threshold: float, distance: str) -> bool:
+    """The single-machine rule for a dense per-component fit (size and sampled edge density)."""
+    from ._radius_graph import estimate_edges, prepared_float32
+    from .threshold_hac import DENSE_BATCH_DENSITY, DENSE_BATCH_MIN
+
+    s = X.shape[0]
+    if s < DENSE_BATCH_MIN or s > 20_000:
+        return False
+    est = estimate_edges(prepared_float32(X, distance), sq_units(threshold, distance), sample=256)
+    return est >= DENSE_BATCH_DENSITY * s * (s - 1) / 2
+
+
 def _agglomerate(threshold: float, linkage: str, distance: str, memory_limit, batch_points: int,
                  *parts):
     """Exact merges up to ``threshold`` of whole components, small ones batched together."""
-    from .threshold_hac import ThresholdAgglomerative
+    from .threshold_hac import ThresholdAgglomerative, _dense_component_merges
 
     parts = [p for p in parts if p is not None]
     if not parts:
@@ -560,8 +572,17 @@ def _agglomerate(threshold: float, linkage: str, distance: str, memory_limit, ba
         if b - a < 2:
             continue
         X = np.asarray(rows[a:b], dtype=np.float32)
+        if linkage == "complete" and _dense_enough(X, threshold, distance):
+            # mostly pairs within the cut (a cluster that is a ball): fastcluster on all pairs,
+            # as the single-machine per-component path decides it
+            pa, pb, h, _ = _dense_component_merges(X, threshold, distance)
+            out_p.append(idx[a:b][np.stack([pa, pb], axis=1)])
+            out_h.append(h)
+            continue
+        # otherwise the τ-graph (sparse) for complete linkage; average and single linkage are
+        # agglomerated densely per τ-component either way
         m = ThresholdAgglomerative(threshold, linkage=linkage, distance=distance,
-                                   memory_limit=memory_limit).fit(X)
+                                   algorithm="sparse", memory_limit=memory_limit).fit(X)
         keep = m.merge_heights_ <= threshold
         out_p.append(idx[a:b][m.merge_pairs_[keep]])
         out_h.append(m.merge_heights_[keep])
@@ -608,6 +629,7 @@ def dask_threshold_hac(
     block_rows: int = BLOCK_ROWS,
     chunk_rows: int = CHUNK_ROWS,
     batch_points: int = 4096,
+    agg_rows: int = 50_000,
     memory_limit: float | None = None,
     seed: int = 0,
     hook: Callable[..., None] | None = None,
@@ -627,6 +649,8 @@ def dask_threshold_hac(
         Points per block (coarse cell): the unit of parallel work and of worker memory.
     chunk_rows : int
         Rows per chunk when kfree cuts the input (numpy arrays, .npy files).
+    agg_rows : int
+        Points per exact-agglomeration task (whole components; a larger one is a task alone).
     batch_points : int
         Small components are agglomerated together in batches of about this many points.
     memory_limit : float, optional
@@ -765,11 +789,23 @@ def dask_threshold_hac(
     first = np.r_[True, r_of[o][1:] != r_of[o][:-1]]
     home[r_of[o][first]] = b_of[o][first]
     comp_sizes_root = np.bincount(root, weights=cnt_n, minlength=n_roots)
-    home_f = client.scatter(home, broadcast=True)
-    routes = [client.submit(_route_home, blk, root[comp_off[b] : comp_off[b + 1]], home_f,
-                            n_blocks, pure=False) for b, blk in enumerate(blocks)]
+    # agglomeration groups of whole components, about agg_rows points each, by home block (so
+    # most rows stay where they are)
+    ro = np.lexsort((np.arange(n_roots), home))
+    cs = np.cumsum(comp_sizes_root[ro])
+    blk_start = np.searchsorted(home[ro], np.arange(n_blocks))
+    base = np.r_[0.0, cs][blk_start][np.searchsorted(blk_start, np.arange(n_roots), side="right")
+                                     - 1]
+    raw = home[ro] * (n // max(1, int(agg_rows)) + 2) + ((cs - 1 - base) // max(1, int(agg_rows)))
+    _, gid = np.unique(raw, return_inverse=True)
+    group = np.empty(n_roots, dtype=np.int64)
+    group[ro] = gid.ravel()
+    n_groups = int(group.max()) + 1
+    group_f = client.scatter(group, broadcast=True)
+    routes = [client.submit(_route_home, blk, root[comp_off[b] : comp_off[b + 1]], group_f,
+                            n_groups, pure=False) for b, blk in enumerate(blocks)]
     aggs = []
-    for t in range(n_blocks):
+    for t in range(n_groups):
         pieces = [client.submit(operator.getitem, r, t, pure=False) for r in routes]
         aggs.append(client.submit(_agglomerate, float(threshold), linkage, distance, memory_limit,
                                   int(batch_points), *pieces, pure=False))
