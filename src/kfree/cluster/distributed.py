@@ -450,34 +450,72 @@ def _roots(parent):
     return out
 
 
-def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray, glob: dict,
-                 thr_c: float, n_blocks: int):
-    """Candidates of block ``s``'s points: decided against shells here, the rest per target
-    block as (rows, component ids, target-local cell ids). Returns (union pairs, bundles,
-    counts)."""
-    from ._radius_graph import _query_lists
+def _point_cell_candidates(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int = 2048):
+    """For each cell c, the points x with ``assign[x] < c`` and ``|x − c| <= rad + R_c`` (CSR by
+    cell): GEMM tiles filtered by :func:`~kfree.cluster._radius_graph._filter_point_cells`, with
+    the bound widened for float32 rounding as in ``_query_lists``."""
+    from ._radius_graph import _by_group, _filter_point_cells
 
-    empty = (np.zeros((0, 2), dtype=np.int64), [None] * n_blocks, (0, 0))
-    if blk is None:
-        return empty
+    n = X32.shape[0]
+    k = centres.shape[0]
+    cn = np.einsum("ij,ij->i", centres, centres).astype(np.float32)
+    xn = np.einsum("ij,ij->i", X32, X32).astype(np.float32)
+    slack = 4e-6 * (float(xn.max()) + float(cn.max()) + 1.0) * math.sqrt(X32.shape[1])
+    bound2 = ((rad + radii) ** 2) * (1 + 1e-5) + slack
+    u = ((cn - bound2) / 2).astype(np.float32)
+    half_xn = (xn / 2).astype(np.float32)
+    pts_all = np.arange(n, dtype=np.int64)
+    buf_p = np.empty(1 << 20, dtype=np.int32)
+    buf_c = np.empty(1 << 20, dtype=np.int32)
+    parts_p, parts_c = [], []
+    kk = 0
+    for p0 in range(0, n, rows):
+        pts = pts_all[p0 : p0 + rows]
+        Xb = X32[p0 : p0 + rows]
+        xb = half_xn[p0 : p0 + rows]
+        for c0 in range(0, k, cols):
+            G = Xb @ centres[c0 : c0 + cols].T
+            while True:
+                k2 = _filter_point_cells(G, pts, xb, u[c0 : c0 + cols], assign, c0, buf_p, buf_c,
+                                         kk)
+                if k2 >= 0:
+                    kk = k2
+                    break
+                parts_p.append(buf_p[:kk].copy())
+                parts_c.append(buf_c[:kk].copy())
+                kk = 0
+    parts_p.append(buf_p[:kk].copy())
+    parts_c.append(buf_c[:kk].copy())
+    pts = np.concatenate(parts_p)
+    cells = np.concatenate(parts_c)
+    by, qptr = _by_group(cells, k)
+    return qptr, pts[by].astype(np.int64)
+
+
+def _query_pair(blk: _Block | None, s: int, t: int, comp_off: int, cell_off: np.ndarray,
+                glob: dict, thr_c: float):
+    """Candidates of block ``s``'s points in the cells of block ``t >= s`` (within ``s``: cells
+    with a larger id than the point's own): decided against the shells here, the rest sent to
+    block ``t`` as (rows, component ids, cells of ``t``). Returns (union pairs, bundle, counts).
+    """
+    none = (np.zeros((0, 2), dtype=np.int64), None, (0, 0))
+    if blk is None or cell_off[t + 1] == cell_off[t]:
+        return none
     rad = math.sqrt(thr_c)
     X32 = blk.X32
-    # blocks within reach of some point of this block (exact bound, widened for rounding)
-    bc = glob["block_centres"]
-    br = glob["block_radii"]
-    xn = np.einsum("ij,ij->i", X32, X32)
-    slack = 4e-6 * (float(xn.max()) + float(np.einsum("ij,ij->i", bc, bc).max()) + 1.0) \
-        * math.sqrt(X32.shape[1])
-    reach = np.zeros(n_blocks, dtype=bool)
-    for a0 in range(0, X32.shape[0], 65536):
-        xa = X32[a0 : a0 + 65536]
-        d2 = xn[a0 : a0 + 65536, None] + np.einsum("ij,ij->i", bc, bc)[None, :] - 2.0 * (xa @ bc.T)
-        reach |= (d2 <= ((rad + br) ** 2)[None, :] * (1 + 1e-5) + slack).any(axis=0)
-    reach[:s] = False  # cells of earlier blocks have smaller ids: their pairs are found there
-    reach[s] = True
-    sel = np.concatenate([np.arange(cell_off[t], cell_off[t + 1]) for t in range(n_blocks)
-                          if reach[t]]).astype(np.int64)
-    qptr, qpts = _query_lists(X32, blk.assign, glob["centres"][sel], glob["radii"][sel], rad)
+    if t != s:  # block t is within reach of some point of s only if |x − C_t| <= rad + R_t
+        bc = glob["block_centres"][t]
+        xn = np.einsum("ij,ij->i", X32, X32)
+        slack = 4e-6 * (float(xn.max()) + float(bc @ bc) + 1.0) * math.sqrt(X32.shape[1])
+        d2 = xn + float(bc @ bc) - 2.0 * (X32 @ bc)
+        if not (d2 <= (rad + glob["block_radii"][t]) ** 2 * (1 + 1e-5) + slack).any():
+            return none
+    sel = np.arange(cell_off[t], cell_off[t + 1])
+    assign = blk.assign if t == s else np.full(X32.shape[0], -1, dtype=np.int64)
+    qptr, qpts = _point_cell_candidates(X32, assign, glob["centres"][sel], glob["radii"][sel],
+                                        rad)
+    if qpts.shape[0] == 0:
+        return none
     # union-find over this block's components and the components of the shells it meets
     xcomp_g = comp_off + blk.comp
     sc = glob["shell_comp"][sel]
@@ -490,17 +528,13 @@ def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray
                   glob["shell_n"][sel], glob["rest_rb"][sel], glob["whole"][sel],
                   glob["centres"][sel], rad, thr_c, parent, unresolved)
     pairs = _uf_pairs(u, parent)
-    cell_of_q = np.repeat(sel, np.diff(qptr))
-    bundles: list = [None] * n_blocks
     uq = np.flatnonzero(unresolved)
+    bundle = None
     if uq.shape[0]:
-        cg = cell_of_q[uq]
-        tb = np.searchsorted(cell_off, cg, side="right") - 1
-        for t in np.unique(tb):
-            m = tb == t
-            pts = qpts[uq[m]]
-            bundles[t] = (X32[pts], xcomp_g[pts], (cg[m] - cell_off[t]).astype(np.int64))
-    return pairs, bundles, (int(qpts.shape[0]), int(uq.shape[0]))
+        cell_local = np.repeat(np.arange(sel.shape[0]), np.diff(qptr))[uq]
+        pts = qpts[uq]
+        bundle = (X32[pts], xcomp_g[pts], cell_local.astype(np.int64))
+    return pairs, bundle, (int(qpts.shape[0]), int(uq.shape[0]))
 
 
 def _join_block(blk: _Block | None, comp_off: int, thr_c: float, whole: np.ndarray, *bundles):
@@ -599,8 +633,37 @@ class DaskThresholdResult:
         self.n_samples, self.merge_pairs, self.merge_heights, self.stats = n, pairs, heights, stats
 
     def labels(self) -> np.ndarray:
+        """Labels of shape (n_samples,), 0..k-1 in order of first appearance (as one machine)."""
         p = self.merge_pairs
         return union_find_labels(self.n_samples, p[:, 0].copy(), p[:, 1].copy(), p.shape[0])
+
+    def to_dask_dataframe(self, npartitions: int = 1):
+        """The labels as a ``dask.dataframe`` with columns ``index`` and ``cluster``."""
+        import dask.dataframe as dd
+        import pandas as pd
+
+        df = pd.DataFrame({"index": np.arange(self.n_samples), "cluster": self.labels()})
+        return dd.from_pandas(df, npartitions=int(npartitions))
+
+    def write(self, path: str | Path) -> Path:
+        """Write the labels to ``path``: .npy (the array), .csv or .parquet (index, cluster)."""
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix not in (".npy", ".csv", ".parquet"):
+            raise ConfigError(f"{p.name}: labels are written as .npy, .csv or .parquet")
+        from ..utils.io import atomic_path
+
+        labels = self.labels()
+        with atomic_path(p) as tmp:
+            if suffix == ".npy":
+                with open(tmp, "wb") as f:
+                    np.save(f, labels)
+            else:
+                import pandas as pd
+
+                df = pd.DataFrame({"index": np.arange(self.n_samples), "cluster": labels})
+                df.to_csv(tmp, index=False) if suffix == ".csv" else df.to_parquet(tmp, index=False)
+        return p
 
 
 def _progress(hook, step: str, futures: list) -> list:
@@ -752,22 +815,25 @@ def dask_threshold_hac(
         block_radii=np.array([-np.inf if s is None else s["radius"] for s in summaries]),
     )
     glob_f = client.scatter(glob, broadcast=True)
-    queries = [client.submit(_query_block, blk, b, int(comp_off[b]), cell_off, glob_f, thr_c,
-                             n_blocks, pure=False) for b, blk in enumerate(blocks)]
-    _progress(hook, "cell candidates", queries)
-    counts = client.gather([client.submit(operator.getitem, q, 2, pure=False) for q in queries])
+    queries = {(b, t): client.submit(_query_pair, blocks[b], b, t, int(comp_off[b]), cell_off,
+                                     glob_f, thr_c, pure=False)
+               for b in range(n_blocks) for t in range(b, n_blocks)}
+    _progress(hook, "cell candidates", list(queries.values()))
+    counts = client.gather([client.submit(operator.getitem, q, 2, pure=False)
+                            for q in queries.values()])
     t0 = lap("candidates", t0)
-    bund = [client.submit(operator.getitem, q, 1, pure=False) for q in queries]
     joins = []
     for t, blk in enumerate(blocks):
-        pieces = [client.submit(operator.getitem, bu, t, pure=False) for bu in bund]
+        pieces = [client.submit(operator.getitem, queries[b, t], 1, pure=False)
+                  for b in range(t + 1)]
         wt = glob["whole"][cell_off[t] : cell_off[t + 1]]
         joins.append(client.submit(_join_block, blk, int(comp_off[t]), thr_c, wt, *pieces,
                                    pure=False))
     _progress(hook, "cell joins", joins)
-    pairs = client.gather([client.submit(operator.getitem, q, 0, pure=False) for q in queries])
+    pairs = client.gather([client.submit(operator.getitem, q, 0, pure=False)
+                           for q in queries.values()])
     pairs += client.gather(joins)
-    del queries, bund, joins, glob_f
+    del queries, joins, glob_f
     t0 = lap("joins", t0)
 
     # components: union-find over the blocks' intra-cell components
