@@ -85,7 +85,7 @@ class PeakRSS:
     def __init__(self, every: float = 0.5) -> None:
         import psutil
 
-        self.proc, self.every, self.peak = psutil.Process(), every, 0
+        self.proc, self.every, self.peak, self.cpu = psutil.Process(), every, 0, {}
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -96,9 +96,16 @@ class PeakRSS:
         for p in [self.proc, *self.proc.children(recursive=True)]:
             try:
                 total += p.memory_info().rss
+                c = p.cpu_times()
+                self.cpu[p.pid] = c.user + c.system
             except psutil.Error:
                 pass
         return total
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds of all the processes seen (last sample each), less those at the start."""
+        return sum(self.cpu.values()) - self.cpu0
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -107,6 +114,7 @@ class PeakRSS:
 
     def __enter__(self):
         self.base = self._sample()
+        self.cpu0 = sum(self.cpu.values())
         self._t.start()
         return self
 
@@ -134,16 +142,20 @@ def run_dask(path: Path, workers: int) -> tuple[dict, np.ndarray]:
         client.run(_warm)  # numba kernels and imports, once per worker, outside the timing
         _warm()
         start = time.perf_counter() - t0
+        rss._sample()
+        rss.cpu0 = sum(rss.cpu.values())  # CPU from here on: the clustering only
         with get_task_stream(client=client) as ts:
             t1, c1 = time.perf_counter(), time.process_time()
             res = dask_threshold_hac(str(path), TAU, client=client, hook=hook)
             labels = res.labels()
             wall, drv_cpu = time.perf_counter() - t1, time.process_time() - c1
+        rss._sample()
+        cpu = rss.cpu_s
         busy = sum(sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute")
                    for t in ts.data)
         client.close()
         cluster.close()
-    out = dict(res.stats, wall_s=wall, cluster_start_s=start, task_compute_s=busy,
+    out = dict(res.stats, wall_s=wall, cluster_start_s=start, task_compute_s=busy, cpu_s=cpu,
                driver_cpu_s=drv_cpu, peak_rss_gib=rss.peak / 2**30, n_clusters=int(labels.max()) + 1)
     out.pop("wall")
     return out, labels

@@ -68,7 +68,7 @@ __all__ = ["DaskThresholdResult", "dask_client", "dask_threshold_hac", "fit_dask
 #: rows per chunk when kfree cuts the input itself (numpy arrays, .npy files)
 CHUNK_ROWS = 250_000
 #: points per block (coarse k-means cell) by default
-BLOCK_ROWS = 200_000
+BLOCK_ROWS = 125_000
 #: outermost members per cell broadcast to every block
 SHELL = 16
 _HINT = "pip install 'kfree[dask]'"
@@ -351,7 +351,7 @@ def _block_summary(blk: _Block | None, block_centre: np.ndarray, shell: int) -> 
     return dict(n=blk.X32.shape[0], radius=R, centres=blk.centres, radii=blk.radii,
                 shell_rows=sh_rows, shell_rb=sh_rb, shell_comp=sh_comp, shell_n=m,
                 rest_rb=rest_rb, whole=whole, n_comp=n_comp,
-                comp_sizes=np.bincount(blk.comp, minlength=n_comp))
+                comp_sizes=np.bincount(blk.comp, minlength=n_comp), cell_sizes=sizes)
 
 
 @nb.njit(cache=True)
@@ -492,49 +492,154 @@ def _point_cell_candidates(X32, assign, centres, radii, rad, *, rows: int = 256,
     return qptr, pts[by].astype(np.int64)
 
 
-def _query_pair(blk: _Block | None, s: int, t: int, comp_off: int, cell_off: np.ndarray,
-                glob: dict, thr_c: float):
-    """Candidates of block ``s``'s points in the cells of block ``t >= s`` (within ``s``: cells
-    with a larger id than the point's own): decided against the shells here, the rest sent to
-    block ``t`` as (rows, component ids, cells of ``t``). Returns (union pairs, bundle, counts).
-    """
-    none = (np.zeros((0, 2), dtype=np.int64), None, (0, 0))
-    if blk is None or cell_off[t + 1] == cell_off[t]:
-        return none
+@nb.njit(cache=True)
+def _expand_kernel(X32, frag_x, vx, cx, cv, vf_ptr, vf_ids, fcentres, bound2, out_x, out_f):
+    """Candidates (point, virtual cell) → (point, fragment): every fragment f of the virtual
+    cell other than the point's own (in its own virtual cell only f > own, so each pair of
+    fragments is searched from one side), kept when ``|x − c_f|² <= bound2[f]``."""
+    d = X32.shape[1]
+    k = 0
+    for t in range(cx.shape[0]):
+        x = cx[t]
+        v = cv[t]
+        fx = frag_x[x]
+        for q in range(vf_ptr[v], vf_ptr[v + 1]):
+            f = vf_ids[q]
+            if f == fx or (v == vx[x] and f < fx):
+                continue
+            s = 0.0
+            for j in range(d):
+                w = np.float64(X32[x, j]) - np.float64(fcentres[f, j])
+                s += w * w
+            if s <= bound2[f]:
+                if k >= out_x.shape[0]:
+                    return -1
+                out_x[k] = x
+                out_f[k] = f
+                k += 1
+    return k
+
+
+def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray, glob: dict,
+                 thr_c: float, n_blocks: int):
+    """Candidates of block ``s``'s points: point × virtual cell (fragments of one cluster from
+    several blocks, one bound), expanded to fragments, decided against the fragments' shells
+    here; the rest go to the fragment's block as (rows, component ids, cells of that block).
+    Returns (union pairs, bundles per block, counts)."""
+    empty = (np.zeros((0, 2), dtype=np.int64), [None] * n_blocks, (0, 0))
+    if blk is None:
+        return empty
     rad = math.sqrt(thr_c)
     X32 = blk.X32
-    if t != s:  # block t is within reach of some point of s only if |x − C_t| <= rad + R_t
-        bc = glob["block_centres"][t]
-        xn = np.einsum("ij,ij->i", X32, X32)
-        slack = 4e-6 * (float(xn.max()) + float(bc @ bc) + 1.0) * math.sqrt(X32.shape[1])
-        d2 = xn + float(bc @ bc) - 2.0 * (X32 @ bc)
-        if not (d2 <= (rad + glob["block_radii"][t]) ** 2 * (1 + 1e-5) + slack).any():
-            return none
-    sel = np.arange(cell_off[t], cell_off[t + 1])
-    assign = blk.assign if t == s else np.full(X32.shape[0], -1, dtype=np.int64)
-    qptr, qpts = _point_cell_candidates(X32, assign, glob["centres"][sel], glob["radii"][sel],
-                                        rad)
-    if qpts.shape[0] == 0:
-        return none
-    # union-find over this block's components and the components of the shells it meets
+    frag_x = cell_off[s] + blk.assign  # global fragment (cell) of each point
+    vid = glob["vid"]
+    vx = vid[frag_x]
+    fc = glob["centres"]
+    xn = np.einsum("ij,ij->i", X32, X32)
+    slack = 4e-6 * (float(xn.max()) + float(np.einsum("ij,ij->i", fc, fc).max()) + 1.0) \
+        * math.sqrt(X32.shape[1])
+    # blocks within reach of some point of this block (|x − C_t| <= rad + R_t; exact bound,
+    # widened for rounding): only virtual cells with a fragment in one of them are searched
+    bc = glob["block_centres"]
+    reach = np.zeros(n_blocks, dtype=bool)
+    for a0 in range(0, X32.shape[0], 65536):
+        d2 = (xn[a0 : a0 + 65536, None] + np.einsum("ij,ij->i", bc, bc)[None, :]
+              - 2.0 * (X32[a0 : a0 + 65536] @ bc.T))
+        reach |= (d2 <= ((rad + glob["block_radii"]) ** 2)[None, :] * (1 + 1e-5) + slack).any(0)
+    reach[s] = True
+    fblock = np.searchsorted(cell_off, np.arange(fc.shape[0]), side="right") - 1
+    sel_v = np.unique(vid[reach[fblock]])
+    # v >= vx[x]: a pair of fragments in two virtual cells is searched from the smaller one
+    qptr, qpts = _point_cell_candidates(X32, np.searchsorted(sel_v, vx) - 1,
+                                        glob["vcentres"][sel_v], glob["vradii"][sel_v], rad)
+    cv = sel_v[np.repeat(np.arange(qptr.shape[0] - 1), np.diff(qptr))]
+    bound2 = (rad + glob["radii"]) ** 2 * (1 + 1e-5) + slack
+    cap = max(1 << 16, 2 * qpts.shape[0])
+    while True:
+        out_x = np.empty(cap, dtype=np.int64)
+        out_f = np.empty(cap, dtype=np.int64)
+        k = _expand_kernel(X32, frag_x, vx, qpts, cv, glob["vf_ptr"], glob["vf_ids"], fc, bound2,
+                           out_x, out_f)
+        if k >= 0:
+            break
+        cap *= 4
+    del qpts, cv
+    o = np.argsort(out_f[:k], kind="stable")
+    px, pf = out_x[:k][o], out_f[:k][o]
+    n_frag = fc.shape[0]
+    fptr = np.searchsorted(pf, np.arange(n_frag + 1)).astype(np.int64)
+    if px.shape[0] == 0:
+        return empty
+    # union-find over this block's components and the components of all shells
     xcomp_g = comp_off + blk.comp
-    sc = glob["shell_comp"][sel]
+    sc = glob["shell_comp"]
     u, pos = _local_uf(np.concatenate([xcomp_g, sc.ravel()]))
     xcomp = pos[: X32.shape[0]]
     shc = pos[X32.shape[0]:].reshape(sc.shape)
     parent = np.arange(u.shape[0], dtype=np.int64)
-    unresolved = np.zeros(qpts.shape[0], dtype=bool)
-    _shell_kernel(X32, xcomp, qptr, qpts, glob["shell_rows"][sel], glob["shell_rb"][sel], shc,
-                  glob["shell_n"][sel], glob["rest_rb"][sel], glob["whole"][sel],
-                  glob["centres"][sel], rad, thr_c, parent, unresolved)
+    unresolved = np.zeros(px.shape[0], dtype=bool)
+    _shell_kernel(X32, xcomp, fptr, px, glob["shell_rows"], glob["shell_rb"], shc,
+                  glob["shell_n"], glob["rest_rb"], glob["whole"], fc, rad, thr_c, parent,
+                  unresolved)
     pairs = _uf_pairs(u, parent)
+    bundles: list = [None] * n_blocks
     uq = np.flatnonzero(unresolved)
-    bundle = None
     if uq.shape[0]:
-        cell_local = np.repeat(np.arange(sel.shape[0]), np.diff(qptr))[uq]
-        pts = qpts[uq]
-        bundle = (X32[pts], xcomp_g[pts], cell_local.astype(np.int64))
-    return pairs, bundle, (int(qpts.shape[0]), int(uq.shape[0]))
+        f = pf[uq]
+        tb = np.searchsorted(cell_off, f, side="right") - 1
+        for t in np.unique(tb):
+            m = tb == t
+            pts = px[uq[m]]
+            bundles[t] = (X32[pts], xcomp_g[pts], (f[m] - cell_off[t]).astype(np.int64))
+    return pairs, bundles, (int(px.shape[0]), int(uq.shape[0]))
+
+
+def _virtual_cells(centres: np.ndarray, radii: np.ndarray, sizes: np.ndarray, block: np.ndarray,
+                   rad: float, *, neighbours: int = 8):
+    """Fragments of one cluster in different blocks, grouped: (vid, centres, radii, CSR).
+
+    Coarse blocks cut clusters, so each block's tight cells are fragments, and the point-to-cell
+    pass costs a distance per point and cell: fragments from different blocks whose centres lie
+    within ``rad / 2`` (approximate neighbours by faiss; a missed pair only costs speed) are
+    grouped into one virtual cell, whose centre is their weighted mean and whose radius bounds
+    every member exactly (``max |c_v − c_f| + R_f``), so the pass meets about one cell per
+    cluster again."""
+    import faiss
+
+    from ._linkage_core import connected_components
+
+    k, d = centres.shape
+    cen = np.ascontiguousarray(centres, dtype=np.float32)
+    if k > 1:
+        kk = min(neighbours + 1, k)
+        if k <= 20_000:
+            index = faiss.IndexFlatL2(d)
+        else:
+            index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, int(4 * math.sqrt(k)))
+            index.cp.seed = 1234
+            index.train(cen)
+            index.nprobe = 16
+        index.add(cen)
+        D, Ind = index.search(cen, kk)
+        rows = np.repeat(np.arange(k), kk)
+        D, Ind = D.ravel(), Ind.ravel()
+        ok = (Ind >= 0) & (D <= (rad / 2) ** 2)
+        ok &= block[rows] != block[np.maximum(Ind, 0)]
+        vid = connected_components(k, rows[ok].astype(np.int64), Ind[ok].astype(np.int64))
+    else:
+        vid = np.zeros(k, dtype=np.int64)
+    n_v = int(vid.max()) + 1
+    w = sizes.astype(np.float64)
+    vc = np.zeros((n_v, d))
+    np.add.at(vc, vid, centres.astype(np.float64) * w[:, None])
+    vc /= np.bincount(vid, weights=w, minlength=n_v)[:, None]
+    vc32 = vc.astype(np.float32)
+    gap = np.sqrt(((centres.astype(np.float64) - vc32[vid].astype(np.float64)) ** 2).sum(axis=1))
+    vr = np.zeros(n_v)
+    np.maximum.at(vr, vid, gap + radii)
+    vf_ids = np.argsort(vid, kind="stable").astype(np.int64)
+    vf_ptr = np.searchsorted(vid[vf_ids], np.arange(n_v + 1)).astype(np.int64)
+    return vid.astype(np.int64), vc32, vr * (1 + 1e-7), vf_ptr, vf_ids
 
 
 def _join_block(blk: _Block | None, comp_off: int, thr_c: float, whole: np.ndarray, *bundles):
@@ -814,26 +919,28 @@ def dask_threshold_hac(
         block_centres=coarse,
         block_radii=np.array([-np.inf if s is None else s["radius"] for s in summaries]),
     )
+    fsizes = np.concatenate([s["cell_sizes"] for s in live])
+    fblock = np.repeat(np.arange(n_blocks), ncells)
+    vid, vcen, vrad, vf_ptr, vf_ids = _virtual_cells(glob["centres"], glob["radii"], fsizes,
+                                                     fblock, math.sqrt(thr_c))
+    glob.update(vid=vid, vcentres=vcen, vradii=vrad, vf_ptr=vf_ptr, vf_ids=vf_ids)
     glob_f = client.scatter(glob, broadcast=True)
-    queries = {(b, t): client.submit(_query_pair, blocks[b], b, t, int(comp_off[b]), cell_off,
-                                     glob_f, thr_c, pure=False)
-               for b in range(n_blocks) for t in range(b, n_blocks)}
-    _progress(hook, "cell candidates", list(queries.values()))
-    counts = client.gather([client.submit(operator.getitem, q, 2, pure=False)
-                            for q in queries.values()])
+    queries = [client.submit(_query_block, blk, b, int(comp_off[b]), cell_off, glob_f, thr_c,
+                             n_blocks, pure=False) for b, blk in enumerate(blocks)]
+    _progress(hook, "cell candidates", queries)
+    counts = client.gather([client.submit(operator.getitem, q, 2, pure=False) for q in queries])
     t0 = lap("candidates", t0)
+    bund = [client.submit(operator.getitem, q, 1, pure=False) for q in queries]
     joins = []
     for t, blk in enumerate(blocks):
-        pieces = [client.submit(operator.getitem, queries[b, t], 1, pure=False)
-                  for b in range(t + 1)]
+        pieces = [client.submit(operator.getitem, bu, t, pure=False) for bu in bund]
         wt = glob["whole"][cell_off[t] : cell_off[t + 1]]
         joins.append(client.submit(_join_block, blk, int(comp_off[t]), thr_c, wt, *pieces,
                                    pure=False))
     _progress(hook, "cell joins", joins)
-    pairs = client.gather([client.submit(operator.getitem, q, 0, pure=False)
-                           for q in queries.values()])
+    pairs = client.gather([client.submit(operator.getitem, q, 0, pure=False) for q in queries])
     pairs += client.gather(joins)
-    del queries, joins, glob_f
+    del queries, bund, joins, glob_f
     t0 = lap("joins", t0)
 
     # components: union-find over the blocks' intra-cell components
@@ -884,6 +991,7 @@ def dask_threshold_hac(
     order = np.argsort(H, kind="stable")
     stats_out = dict(
         n_samples=n, n_features=d, n_blocks=n_blocks, n_cells=int(cell_off[-1]),
+        n_virtual_cells=int(vcen.shape[0]),
         n_components=n_roots, largest_component=int(comp_sizes_root.max()),
         candidates=int(sum(c[0] for c in counts)), shipped=int(sum(c[1] for c in counts)),
         times=times, wall=time.perf_counter() - t_start,
