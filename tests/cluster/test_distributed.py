@@ -69,6 +69,20 @@ def test_same_partition_as_local(X, client, linkage, distance):
     assert 60 <= ref.n_clusters_ < X.shape[0] // 4  # the cut is neither trivial nor everything
 
 
+def test_every_stage_is_exercised(X, client, monkeypatch):
+    import kfree.cluster.distributed as dist
+
+    res = dask_threshold_hac(X, 0.6, client=client, **SMALL)
+    st = res.stats
+    # clusters cut by blocks become fragments, grouped again into virtual cells; some candidates
+    # are decided against shells, some are shipped to the fragment's block
+    assert st["n_virtual_cells"] < st["n_cells"] and 0 < st["shipped"] < st["candidates"]
+    monkeypatch.setattr(dist, "SHELL_BIG_TABLE", 0)  # half shells: more candidates travel
+    half = dask_threshold_hac(X, 0.6, client=client, **SMALL)
+    assert half.stats["shipped"] > st["shipped"]
+    np.testing.assert_array_equal(half.labels(), local(X).labels_)
+
+
 def test_estimator_backend_dask(X, client):
     ref = local(X)
     m = ThresholdAgglomerative(0.6, backend="dask", scheduler=client).fit(X)

@@ -69,8 +69,11 @@ __all__ = ["DaskThresholdResult", "dask_client", "dask_threshold_hac", "fit_dask
 CHUNK_ROWS = 250_000
 #: points per block (coarse k-means cell) by default
 BLOCK_ROWS = 125_000
-#: outermost members per cell broadcast to every block
+#: outermost members per cell broadcast to every block (half as many above SHELL_BIG_TABLE cells)
 SHELL = 16
+SHELL_BIG_TABLE = 65_536
+#: at most this many blocks by default (each adds fragments of the clusters it cuts)
+MAX_BLOCKS = 24
 _HINT = "pip install 'kfree[dask]'"
 
 
@@ -794,7 +797,7 @@ def dask_threshold_hac(
     linkage: str = "complete",
     distance: str = "sqeuclidean",
     client=None,
-    block_rows: int = BLOCK_ROWS,
+    block_rows: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
     batch_points: int = 4096,
     agg_rows: int = 50_000,
@@ -813,8 +816,11 @@ def dask_threshold_hac(
     linkage : {"complete", "average", "single"}
     distance : {"sqeuclidean", "euclidean", "cosine"}
     client : distributed.Client
-    block_rows : int
-        Points per block (coarse cell): the unit of parallel work and of worker memory.
+    block_rows : int, optional
+        Points per block (coarse cell): the unit of parallel work and of worker memory. Default:
+        125,000, or n / 24 when that is more (blocks cut clusters into fragments, and the
+        fragment table goes to every worker; on a large cluster set it so that each worker
+        gets a few blocks).
     chunk_rows : int
         Rows per chunk when kfree cuts the input (numpy arrays, .npy files).
     agg_rows : int
@@ -826,7 +832,7 @@ def dask_threshold_hac(
     hook : callable, optional
         ``hook(step, completed=, total=)`` progress callback (called on the driver).
     """
-    if not float(block_rows) >= 2 or int(block_rows) != block_rows:
+    if block_rows is not None and (not float(block_rows) >= 2 or int(block_rows) != block_rows):
         raise ConfigError(f"block_rows={block_rows!r} must be an integer >= 2")
     if not float(chunk_rows) >= 1 or int(chunk_rows) != chunk_rows:
         raise ConfigError(f"chunk_rows={chunk_rows!r} must be an integer >= 1")
@@ -845,6 +851,8 @@ def dask_threshold_hac(
     n, d = src.n, src.d
     if n == 0:
         raise DataError(f"{src.what} has 0 rows; at least 1 is needed")
+    if block_rows is None:
+        block_rows = max(BLOCK_ROWS, -(-n // MAX_BLOCKS))
     n_blocks = max(1, -(-n // int(block_rows)))
     offsets = []  # row offsets follow the chunk order
     t0 = time.perf_counter()
@@ -906,6 +914,14 @@ def dask_threshold_hac(
     ncomp = np.array([0 if s is None else s["n_comp"] for s in summaries])
     comp_off = np.r_[0, np.cumsum(ncomp)].astype(np.int64)
     live = [s for s in summaries if s is not None]
+    if cell_off[-1] > SHELL_BIG_TABLE:  # a smaller shell table to broadcast to every worker
+        for sm in live:
+            h = SHELL // 2
+            more = sm["shell_n"] > h
+            sm["rest_rb"] = np.where(more, sm["shell_rb"][:, h], sm["rest_rb"])
+            sm["shell_n"] = np.minimum(sm["shell_n"], h)
+            for key in ("shell_rows", "shell_rb", "shell_comp"):
+                sm[key] = np.ascontiguousarray(sm[key][:, :h])
     glob = dict(
         centres=np.concatenate([s["centres"] for s in live]),
         radii=np.concatenate([s["radii"] for s in live]),
