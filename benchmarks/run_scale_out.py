@@ -204,7 +204,12 @@ def load() -> dict:
 
 
 def save(res: dict) -> None:
+    """Merge ``res`` into the JSON on disk (another campaign may have written it meanwhile)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    disk = load()
+    for key in ("runs", "local"):
+        disk[key].update(res[key])
+        res[key] = disk[key]
     (RESULTS / "scale_out.json").write_text(json.dumps(res, indent=1, sort_keys=True))
 
 
