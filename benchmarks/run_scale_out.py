@@ -151,14 +151,26 @@ def run_dask(path: Path, workers: int) -> tuple[dict, np.ndarray]:
             wall, drv_cpu = time.perf_counter() - t1, time.process_time() - c1
         rss._sample()
         cpu = rss.cpu_s
-        busy = sum(sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute")
-                   for t in ts.data)
+        per: dict[str, list[float]] = {}
+        for t in ts.data:
+            dt = sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute")
+            per.setdefault(_prefix(t["key"]), []).append(dt)
+        busy = sum(sum(v) for v in per.values())
+        tasks = {k: dict(count=len(v), sum_s=float(np.sum(v)), max_s=float(np.max(v)))
+                 for k, v in per.items()}
         client.close()
         cluster.close()
     out = dict(res.stats, wall_s=wall, cluster_start_s=start, task_compute_s=busy, cpu_s=cpu,
+               tasks=tasks,
                driver_cpu_s=drv_cpu, peak_rss_gib=rss.peak / 2**30, n_clusters=int(labels.max()) + 1)
     out.pop("wall")
     return out, labels
+
+
+def _prefix(key) -> str:
+    """The function name of a Dask task key (``_query_block-<hash>`` -> ``_query_block``)."""
+    k = key[0] if isinstance(key, tuple) else str(key)
+    return k.split("-", 1)[0]
 
 
 def _warm() -> None:
