@@ -21,9 +21,14 @@ Plan (every step a set of Dask tasks; the driver only holds O(n) integers and th
    only the cell level below prunes.
 3. **Cells per block** (in parallel): the tight cells of
    :mod:`~kfree.cluster._radius_graph` (every member pair within the radius, about one per
-   cluster), so a cell is connected without comparing its pairs. Each block then finds, for its
-   points, the cells (of its own and of reachable blocks with a larger cell id) that may hold a
-   τ-neighbour — about n × cells / 2 GEMM evaluations, the dominant cost, split over blocks.
+   cluster), so a cell is connected without comparing its pairs. Blocks cut clusters, so a
+   cluster may leave a fragment (cell) in several blocks; fragments whose centres are close
+   are grouped into *virtual cells* with one exact bound (centre, and the largest
+   ``|c_v − c_f| + R_f``), so the next pass meets about one cell per cluster again. Each block
+   then finds, for its points, the virtual cells (with a fragment in a block within reach, and
+   not below the point's own, so each pair of fragments is searched from one side) that may
+   hold a τ-neighbour — about n × clusters / 2 GEMM evaluations, the dominant cost, split over
+   blocks — and the fragments in them that pass their own bound.
 4. **Shells.** Most of those candidates are far: a cell's members sorted by distance to its
    centre, a query ``x`` needs only members farther out than ``|x − c| − sqrt(tau)``. Each
    cell's outermost members (its *shell*) are broadcast, so most candidates are decided in the
