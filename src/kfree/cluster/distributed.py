@@ -12,8 +12,12 @@ Plan (every step a set of Dask tasks; the driver only holds O(n) integers and th
    blocks, row ranges of a memory-mapped ``.npy`` read by the workers themselves, or a Parquet
    file's row groups); no step gathers the data on one node. One pass validates them (finite,
    no zero rows for cosine) and takes column ranges and a row sample.
-2. **Blocks.** k-means on the sample (coarse centres, about ``block_rows`` points each) routes
-   every row to a block. Block ``t`` has a centre ``C_t`` and a radius ``R_t``; a point ``x``
+2. **Blocks.** The τ-components of a row sample (about one per cluster the sample meets) are
+   dealt to blocks of about ``block_rows`` points, whole components per block, and every row
+   goes to the block of its nearest component centre: a point is far closer to its own
+   cluster's centre than to any other, so a cluster mostly stays in one block. (The nearest
+   of a few coarse k-means centres would not do: in high dimensions, with clusters in random
+   directions, it is nearly a coin toss per point, and every cluster is cut.) Block ``t`` has a centre ``C_t`` and a radius ``R_t``; a point ``x``
    can have τ-neighbours in it only if ``|x − C_t| <= sqrt(tau) + R_t`` — the same exact
    triangle-inequality bound :mod:`~kfree.cluster._radius_graph` uses for its cells, one level
    up. Where the data has coarse structure, a block meets only the blocks within reach; where
@@ -270,23 +274,67 @@ def _prepare(rows: np.ndarray, centre, distance: str) -> np.ndarray:
     return np.ascontiguousarray(R, dtype=np.float32)
 
 
-def _route_chunk(rows, offset: int, centre, coarse: np.ndarray, distance: str):
-    """Each row's block (nearest coarse centre), the rows split by block, and their max |x|²."""
+def _route_chunk(rows, offset: int, centre, fine: np.ndarray, block_of: np.ndarray,
+                 n_blocks: int, distance: str):
+    """Each row's block (that of its nearest fine centre: whole clusters go together), the rows
+    split by block, and their max |x|²."""
     X32 = _prepare(rows, centre, distance)
-    k = coarse.shape[0]
-    if k == 1:
+    if n_blocks == 1:
         dest = np.zeros(X32.shape[0], dtype=np.int64)
     else:
-        d2 = (np.einsum("ij,ij->i", coarse, coarse)[None, :] - 2.0 * (X32 @ coarse.T))
-        dest = np.argmin(d2, axis=1)
+        dest = block_of[_nearest(fine, X32)]
     idx = offset + np.arange(X32.shape[0], dtype=np.int64)
     rows = np.asarray(rows)
     parts = []
-    for b in range(k):
+    for b in range(n_blocks):
         sel = dest == b
         parts.append((idx[sel], rows[sel]))
     mx = float(np.einsum("ij,ij->i", X32, X32).max()) if X32.shape[0] else 0.0
     return parts, mx
+
+
+def _nearest(centres: np.ndarray, X32: np.ndarray) -> np.ndarray:
+    """(Approximately) nearest centre of each row: an IVF index over the centres (routing only
+    decides where work happens, never the result)."""
+    import faiss
+
+    k, d = centres.shape
+    if k <= 256:
+        index = faiss.IndexFlatL2(d)
+    else:
+        nlist = int(math.sqrt(k))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
+        index.cp.seed = 1234
+        index.train(centres)
+        index.nprobe = 8
+    index.add(centres)
+    _, a = index.search(np.ascontiguousarray(X32), 1)
+    return np.maximum(a.ravel(), 0).astype(np.int64)
+
+
+def _sample_blocks(S32: np.ndarray, thr_sq: float, n_blocks: int):
+    """Routing centres from a sample: the centres of its τ-components (about one per cluster
+    the sample meets) and a block for each, whole components per block, balanced by size.
+
+    A point is far closer to its own cluster's centre than to any other, so the points of one
+    cluster agree on their nearest centre and travel to one block. (Nearest coarse k-means
+    centres would not do: in high dimensions, with clusters in random directions, the nearest
+    of a few coarse centres is nearly a coin toss per point, and every cluster is cut.)"""
+    from ._radius_graph import radius_components
+
+    comp = radius_components(S32.astype(np.float64), thr_sq, "sqeuclidean")
+    k = int(comp.max()) + 1
+    counts = np.bincount(comp, minlength=k).astype(np.float64)
+    centres = np.zeros((k, S32.shape[1]))
+    np.add.at(centres, comp, S32.astype(np.float64))
+    centres = (centres / counts[:, None]).astype(np.float32)
+    block_of = np.empty(k, dtype=np.int64)
+    load = np.zeros(n_blocks)
+    for c in np.argsort(-counts, kind="stable"):  # largest first, to the lightest block
+        b = int(np.argmin(load))
+        block_of[c] = b
+        load[b] += counts[c]
+    return centres, block_of
 
 
 class _Block:
@@ -329,12 +377,14 @@ def _build_block(parts: list, centre, distance: str, thr_c: float, seed: int) ->
                   tight, order, starts, rb, comp)
 
 
-def _block_summary(blk: _Block | None, block_centre: np.ndarray, shell: int) -> dict | None:
-    """What the driver needs of a block: cells, shells, its radius, component sizes."""
+def _block_summary(blk: _Block | None, shell: int) -> dict | None:
+    """What the driver needs of a block: cells, shells, its centre and radius, component
+    sizes."""
     if blk is None:
         return None
     k = blk.centres.shape[0]
     d = blk.X32.shape[1]
+    block_centre = blk.X32.mean(axis=0, dtype=np.float64).astype(np.float32)
     diff = blk.X32.astype(np.float64) - block_centre.astype(np.float64)
     R = float(np.sqrt(np.einsum("ij,ij->i", diff, diff).max()))
     sizes = np.diff(blk.starts)
@@ -356,7 +406,7 @@ def _block_summary(blk: _Block | None, block_centre: np.ndarray, shell: int) -> 
     same = blk.comp[blk.order] == np.repeat(first, sizes)
     whole[np.unique(blk.assign[blk.order][~same])] = False
     n_comp = int(blk.comp.max()) + 1
-    return dict(n=blk.X32.shape[0], radius=R, centres=blk.centres, radii=blk.radii,
+    return dict(n=blk.X32.shape[0], radius=R, centre=block_centre, centres=blk.centres, radii=blk.radii,
                 shell_rows=sh_rows, shell_rb=sh_rb, shell_comp=sh_comp, shell_n=m,
                 rest_rb=rest_rb, whole=whole, n_comp=n_comp,
                 comp_sizes=np.bincount(blk.comp, minlength=n_comp), cell_sizes=sizes)
@@ -460,7 +510,7 @@ def _roots(parent):
 
 def _point_cell_candidates(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int = 2048):
     """For each cell c, the points x with ``assign[x] < c`` and ``|x − c| <= rad + R_c`` (CSR by
-    cell): GEMM tiles filtered by :func:`~kfree.cluster._radius_graph._filter_point_cells`, with
+    cell; point ids in increasing ``assign``): GEMM tiles filtered by :func:`~kfree.cluster._radius_graph._filter_point_cells`, with
     the bound widened for float32 rounding as in ``_query_lists``."""
     from ._radius_graph import _by_group, _filter_point_cells
 
@@ -472,16 +522,19 @@ def _point_cell_candidates(X32, assign, centres, radii, rad, *, rows: int = 256,
     bound2 = ((rad + radii) ** 2) * (1 + 1e-5) + slack
     u = ((cn - bound2) / 2).astype(np.float32)
     half_xn = (xn / 2).astype(np.float32)
-    pts_all = np.arange(n, dtype=np.int64)
+    # points by their lower cell bound, so a tile of rows skips the cells below all of them
+    # (about half of the GEMM)
+    by = np.argsort(assign, kind="stable").astype(np.int64)
     buf_p = np.empty(1 << 20, dtype=np.int32)
     buf_c = np.empty(1 << 20, dtype=np.int32)
     parts_p, parts_c = [], []
     kk = 0
     for p0 in range(0, n, rows):
-        pts = pts_all[p0 : p0 + rows]
-        Xb = X32[p0 : p0 + rows]
-        xb = half_xn[p0 : p0 + rows]
-        for c0 in range(0, k, cols):
+        pts = by[p0 : p0 + rows]
+        Xb = X32[pts]
+        xb = half_xn[pts]
+        first = max(0, int(assign[pts[0]]) + 1)
+        for c0 in range(first - first % cols, k, cols):
             G = Xb @ centres[c0 : c0 + cols].T
             while True:
                 k2 = _filter_point_cells(G, pts, xb, u[c0 : c0 + cols], assign, c0, buf_p, buf_c,
@@ -570,7 +623,7 @@ def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray
                            out_x, out_f)
         if k >= 0:
             break
-        cap *= 4
+        cap *= 2
     del qpts, cv
     o = np.argsort(out_f[:k], kind="stable")
     px, pf = out_x[:k][o], out_f[:k][o]
@@ -861,7 +914,7 @@ def dask_threshold_hac(
     n_blocks = max(1, -(-n // int(block_rows)))
     offsets = []  # row offsets follow the chunk order
     t0 = time.perf_counter()
-    sample_total = min(n, max(20_000, 256 * n_blocks))
+    sample_total = min(n, max(20_000, 256 * n_blocks, min(100_000, n // 20)))
     sizes = client.gather([client.submit(lambda r: np.asarray(r).shape[0], f, pure=False)
                            for f in src.chunks])
     off = 0
@@ -881,20 +934,14 @@ def dask_threshold_hac(
     S32 = _prepare(sample, centre, distance)
     t0 = lap("read", t0)
 
-    # coarse blocks: k-means on the sample
+    # blocks: the sample's τ-components (about one per cluster), whole ones per block
     if n_blocks > 1:
-        import faiss
-
-        km = faiss.Kmeans(d, n_blocks, niter=10, seed=seed, verbose=False,
-                          max_points_per_centroid=max(256, sample_total // n_blocks + 1),
-                          min_points_per_centroid=1)
-        km.train(S32)
-        coarse = np.ascontiguousarray(km.centroids, dtype=np.float32)
+        fine, block_of = _sample_blocks(S32, sq_units(threshold, distance), n_blocks)
     else:
-        coarse = S32.mean(axis=0, keepdims=True).astype(np.float32)
-    coarse_f = client.scatter(coarse, broadcast=True)
-    routed = [client.submit(_route_chunk, f, o, centre, coarse_f, distance, pure=False)
-              for f, o in zip(src.chunks, offsets, strict=True)]
+        fine, block_of = S32[:1], np.zeros(1, dtype=np.int64)
+    fine_f = client.scatter(fine, broadcast=True)
+    routed = [client.submit(_route_chunk, f, o, centre, fine_f, block_of, n_blocks, distance,
+                            pure=False) for f, o in zip(src.chunks, offsets, strict=True)]
     _progress(hook, "route rows to blocks", routed)
     mx = max(client.gather([client.submit(operator.getitem, r, 1, pure=False) for r in routed]))
     thr_sq = sq_units(threshold, distance)
@@ -907,8 +954,7 @@ def dask_threshold_hac(
                                     *pieces, pure=False))
     del routed, parts, stats
     src.chunks.clear()
-    summ = [client.submit(_block_summary, blk, coarse[b], SHELL, pure=False)
-            for b, blk in enumerate(blocks)]
+    summ = [client.submit(_block_summary, blk, SHELL, pure=False) for blk in blocks]
     _progress(hook, "cells per block", summ)
     summaries = client.gather(summ)
     t0 = lap("blocks", t0)
@@ -937,7 +983,8 @@ def dask_threshold_hac(
         shell_n=np.concatenate([s["shell_n"] for s in live]).astype(np.int64),
         rest_rb=np.concatenate([s["rest_rb"] for s in live]),
         whole=np.concatenate([s["whole"] for s in live]),
-        block_centres=coarse,
+        block_centres=np.stack([np.zeros(d, np.float32) if s is None else s["centre"]
+                                for s in summaries]),
         block_radii=np.array([-np.inf if s is None else s["radius"] for s in summaries]),
     )
     fsizes = np.concatenate([s["cell_sizes"] for s in live])
