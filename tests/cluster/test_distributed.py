@@ -69,14 +69,27 @@ def test_same_partition_as_local(X, client, linkage, distance):
     assert 60 <= ref.n_clusters_ < X.shape[0] // 4  # the cut is neither trivial nor everything
 
 
+def test_rows_of_a_cluster_share_a_block(X, client):
+    res = dask_threshold_hac(X, 0.6, client=client, **SMALL)
+    # routing by the sample's component centres keeps clusters whole: no cell is cut
+    assert res.stats["n_cells"] == res.stats["n_virtual_cells"]
+    np.testing.assert_array_equal(res.labels(), local(X).labels_)
+
+
 def test_every_stage_is_exercised(X, client, monkeypatch):
     import kfree.cluster.distributed as dist
 
+    def scatter(S32, thr_sq, n_blocks, seed):  # route each row to the block of a random sample row
+        rng = np.random.default_rng(seed)
+        return (S32, rng.integers(0, n_blocks, S32.shape[0]), S32[:0], n_blocks)
+
+    monkeypatch.setattr(dist, "_sample_blocks", scatter)  # in-process workers see it too
     res = dask_threshold_hac(X, 0.6, client=client, **SMALL)
     st = res.stats
     # clusters cut by blocks become fragments, grouped again into virtual cells; some candidates
     # are decided against shells, some are shipped to the fragment's block
     assert st["n_virtual_cells"] < st["n_cells"] and 0 < st["shipped"] < st["candidates"]
+    np.testing.assert_array_equal(res.labels(), local(X).labels_)
     monkeypatch.setattr(dist, "SHELL_BIG_TABLE", 0)  # half shells: more candidates travel
     half = dask_threshold_hac(X, 0.6, client=client, **SMALL)
     assert half.stats["shipped"] > st["shipped"]

@@ -15,7 +15,8 @@ Plan (every step a set of Dask tasks; the driver only holds O(n) integers and th
 2. **Blocks.** The τ-components of a row sample (about one per cluster the sample meets) are
    dealt to blocks of about ``block_rows`` points, whole components per block, and every row
    goes to the block of its nearest component centre: a point is far closer to its own
-   cluster's centre than to any other, so a cluster mostly stays in one block. (The nearest
+   cluster's centre than to any other, so a cluster mostly stays in one block. Rows near no
+   centre (clusters the sample missed) go to a few orphan blocks. (The nearest
    of a few coarse k-means centres would not do: in high dimensions, with clusters in random
    directions, it is nearly a coin toss per point, and every cluster is cut.) Block ``t`` has a centre ``C_t`` and a radius ``R_t``; a point ``x``
    can have τ-neighbours in it only if ``|x − C_t| <= sqrt(tau) + R_t`` — the same exact
@@ -274,15 +275,24 @@ def _prepare(rows: np.ndarray, centre, distance: str) -> np.ndarray:
     return np.ascontiguousarray(R, dtype=np.float32)
 
 
-def _route_chunk(rows, offset: int, centre, fine: np.ndarray, block_of: np.ndarray,
-                 n_blocks: int, distance: str):
-    """Each row's block (that of its nearest fine centre: whole clusters go together), the rows
-    split by block, and their max |x|²."""
+def _route_chunk(rows, offset: int, centre, route: tuple | None, n_blocks: int, thr_sq: float,
+                 distance: str):
+    """Each row's block, the rows split by block, and their max |x|².
+
+    A row within the cut of a sample component's centre goes to that component's block (whole
+    clusters go together); a row near none (a cluster the sample missed) goes to an orphan
+    block, the nearest of a few orphan centres, so a missed cluster is cut at most among them.
+    """
     X32 = _prepare(rows, centre, distance)
-    if n_blocks == 1:
+    if route is None:
         dest = np.zeros(X32.shape[0], dtype=np.int64)
     else:
-        dest = block_of[_nearest(fine, X32)]
+        centres, block_of, orphan_centres, first_orphan = route
+        near, d2 = _nearest(centres, X32)
+        dest = block_of[near]
+        far = d2 > thr_sq
+        if orphan_centres.shape[0] and far.any():
+            dest[far] = first_orphan + _nearest(orphan_centres, X32[far])[0]
     idx = offset + np.arange(X32.shape[0], dtype=np.int64)
     rows = np.asarray(rows)
     parts = []
@@ -293,9 +303,9 @@ def _route_chunk(rows, offset: int, centre, fine: np.ndarray, block_of: np.ndarr
     return parts, mx
 
 
-def _nearest(centres: np.ndarray, X32: np.ndarray) -> np.ndarray:
-    """(Approximately) nearest centre of each row: an IVF index over the centres (routing only
-    decides where work happens, never the result)."""
+def _nearest(centres: np.ndarray, X32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Approximately) nearest centre of each row and the squared distance to it: an IVF index
+    over the centres (routing only decides where work happens, never the result)."""
     import faiss
 
     k, d = centres.shape
@@ -308,18 +318,24 @@ def _nearest(centres: np.ndarray, X32: np.ndarray) -> np.ndarray:
         index.train(centres)
         index.nprobe = 8
     index.add(centres)
-    _, a = index.search(np.ascontiguousarray(X32), 1)
-    return np.maximum(a.ravel(), 0).astype(np.int64)
+    D, a = index.search(np.ascontiguousarray(X32), 1)
+    a = a.ravel()
+    return np.maximum(a, 0).astype(np.int64), np.where(a >= 0, D.ravel(), np.inf)
 
 
-def _sample_blocks(S32: np.ndarray, thr_sq: float, n_blocks: int):
-    """Routing centres from a sample: the centres of its τ-components (about one per cluster
-    the sample meets) and a block for each, whole components per block, balanced by size.
+def _sample_blocks(S32: np.ndarray, thr_sq: float, n_blocks: int, seed: int):
+    """Routing from a sample: the centres of its τ-components (about one per cluster the
+    sample meets), each with a block (whole components per block, balanced by size), and for
+    the rows near none of them (clusters the sample missed, about as many as the sample's
+    lone points suggest) a few orphan blocks with centres of their own.
 
     A point is far closer to its own cluster's centre than to any other, so the points of one
     cluster agree on their nearest centre and travel to one block. (Nearest coarse k-means
     centres would not do: in high dimensions, with clusters in random directions, the nearest
-    of a few coarse centres is nearly a coin toss per point, and every cluster is cut.)"""
+    of a few coarse centres is nearly a coin toss per point, and every cluster is cut into
+    fragments that each cost a cell.)"""
+    import faiss
+
     from ._radius_graph import radius_components
 
     comp = radius_components(S32.astype(np.float64), thr_sq, "sqeuclidean")
@@ -328,13 +344,24 @@ def _sample_blocks(S32: np.ndarray, thr_sq: float, n_blocks: int):
     centres = np.zeros((k, S32.shape[1]))
     np.add.at(centres, comp, S32.astype(np.float64))
     centres = (centres / counts[:, None]).astype(np.float32)
+    lone = counts[comp] == 1  # Good-Turing: about the share of rows in clusters never sampled
+    n_orphan = 0
+    if lone.sum() >= 2:
+        n_orphan = min(n_blocks - 1, max(1, round(n_blocks * float(lone.mean()))))
+    n_regular = n_blocks - n_orphan
     block_of = np.empty(k, dtype=np.int64)
-    load = np.zeros(n_blocks)
+    load = np.zeros(n_regular)
     for c in np.argsort(-counts, kind="stable"):  # largest first, to the lightest block
         b = int(np.argmin(load))
         block_of[c] = b
         load[b] += counts[c]
-    return centres, block_of
+    orphan = np.zeros((0, S32.shape[1]), dtype=np.float32)
+    if n_orphan:
+        km = faiss.Kmeans(S32.shape[1], n_orphan, niter=10, seed=seed, verbose=False,
+                          min_points_per_centroid=1)
+        km.train(np.ascontiguousarray(S32[lone]))
+        orphan = np.ascontiguousarray(km.centroids, dtype=np.float32)
+    return centres, block_of, orphan, n_regular
 
 
 class _Block:
@@ -935,16 +962,13 @@ def dask_threshold_hac(
     t0 = lap("read", t0)
 
     # blocks: the sample's τ-components (about one per cluster), whole ones per block
-    if n_blocks > 1:
-        fine, block_of = _sample_blocks(S32, sq_units(threshold, distance), n_blocks)
-    else:
-        fine, block_of = S32[:1], np.zeros(1, dtype=np.int64)
-    fine_f = client.scatter(fine, broadcast=True)
-    routed = [client.submit(_route_chunk, f, o, centre, fine_f, block_of, n_blocks, distance,
+    thr_sq = sq_units(threshold, distance)
+    route = _sample_blocks(S32, thr_sq, n_blocks, seed) if n_blocks > 1 else None
+    route_f = client.scatter(route, broadcast=True) if route is not None else None
+    routed = [client.submit(_route_chunk, f, o, centre, route_f, n_blocks, thr_sq, distance,
                             pure=False) for f, o in zip(src.chunks, offsets, strict=True)]
     _progress(hook, "route rows to blocks", routed)
     mx = max(client.gather([client.submit(operator.getitem, r, 1, pure=False) for r in routed]))
-    thr_sq = sq_units(threshold, distance)
     thr_c = thr_sq + 1e-4 * max(thr_sq, 1e-12) + 4e-6 * (2.0 * mx + 1.0) * math.sqrt(d)
     parts = [client.submit(operator.getitem, r, 0, pure=False) for r in routed]
     blocks = []
