@@ -81,7 +81,7 @@ CHUNK_ROWS = 250_000
 BLOCK_ROWS = 125_000
 #: outermost members per cell broadcast to every block (half as many above SHELL_BIG_TABLE cells)
 SHELL = 16
-SHELL_BIG_TABLE = 65_536
+SHELL_BIG_TABLE = 400_000
 #: at most this many blocks by default (each adds fragments of the clusters it cuts)
 MAX_BLOCKS = 24
 _HINT = "pip install 'kfree[dask]'"
@@ -480,20 +480,22 @@ def _shell_kernel(X32, xcomp, qptr, qpts, sh_rows, sh_rb, sh_comp, sh_n, rest_rb
 
 
 @nb.njit(cache=True)
-def _join_kernel(X32, order, starts, rb, mcomp, centres, whole, qx, qcomp, qcell, rad, thr,
+def _join_kernel(X32, order, starts, rb, mcomp, centres, whole, qx, rcomp, qrow, qcell, rad, thr,
                  parent):
-    """Queries (row qx[t] of component qcomp[t]) against all members of cell qcell[t]."""
+    """Queries (row qx[qrow[t]], of component rcomp[qrow[t]]) against all members of cell
+    qcell[t]."""
     d = X32.shape[1]
     for t in range(qcell.shape[0]):
         c = qcell[t]
-        cx = qcomp[t]
+        r = qrow[t]
+        cx = rcomp[r]
         s0 = starts[c]
         s1 = starts[c + 1]
         if whole[c] and _find(parent, cx) == _find(parent, mcomp[order[s0]]):
             continue
         dc = 0.0
         for k in range(d):
-            v = np.float64(qx[t, k]) - np.float64(centres[c, k])
+            v = np.float64(qx[r, k]) - np.float64(centres[c, k])
             dc += v * v
         lim = math.sqrt(dc) - rad
         for p in range(s0, s1):
@@ -506,7 +508,7 @@ def _join_kernel(X32, order, starts, rb, mcomp, centres, whole, qx, qcomp, qcell
                 continue
             s = np.float32(0.0)
             for k in range(d):
-                v = qx[t, k] - X32[b, k]
+                v = qx[r, k] - X32[b, k]
                 s += v * v
             if s <= thr:
                 _union(parent, cx, mcomp[b])
@@ -677,8 +679,10 @@ def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray
         tb = np.searchsorted(cell_off, f, side="right") - 1
         for t in np.unique(tb):
             m = tb == t
-            pts = px[uq[m]]
-            bundles[t] = (X32[pts], xcomp_g[pts], (f[m] - cell_off[t]).astype(np.int64))
+            # each row once per target block (a row is often unresolved in several of its cells)
+            pts, row = np.unique(px[uq[m]], return_inverse=True)
+            bundles[t] = (X32[pts], xcomp_g[pts], (f[m] - cell_off[t]).astype(np.int64),
+                          row.ravel().astype(np.int64))
     return pairs, bundles, (int(px.shape[0]), int(uq.shape[0]))
 
 
@@ -736,15 +740,17 @@ def _join_block(blk: _Block | None, comp_off: int, thr_c: float, whole: np.ndarr
     if blk is None or not bundles:
         return np.zeros((0, 2), dtype=np.int64)
     qx = np.concatenate([b[0] for b in bundles])
-    qcomp_g = np.concatenate([b[1] for b in bundles])
+    rcomp_g = np.concatenate([b[1] for b in bundles])
     qcell = np.concatenate([b[2] for b in bundles])
+    first = np.cumsum([0] + [b[0].shape[0] for b in bundles[:-1]])
+    qrow = np.concatenate([f + b[3] for f, b in zip(first, bundles, strict=True)])
     o = np.argsort(qcell, kind="stable")  # cell by cell: the members stay in cache
-    qx, qcomp_g, qcell = qx[o], qcomp_g[o], qcell[o]
-    u, pos = _local_uf(np.concatenate([comp_off + blk.comp, qcomp_g]))
+    qcell, qrow = qcell[o], qrow[o]
+    u, pos = _local_uf(np.concatenate([comp_off + blk.comp, rcomp_g]))
     n = blk.X32.shape[0]
     parent = np.arange(u.shape[0], dtype=np.int64)
     _join_kernel(blk.X32, blk.order, blk.starts, blk.rb, pos[:n], blk.centres, whole,
-                 np.ascontiguousarray(qx), pos[n:], qcell, math.sqrt(thr_c), thr_c, parent)
+                 np.ascontiguousarray(qx), pos[n:], qrow, qcell, math.sqrt(thr_c), thr_c, parent)
     return _uf_pairs(u, parent)
 
 
