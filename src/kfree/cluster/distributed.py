@@ -734,6 +734,11 @@ def _virtual_cells(centres: np.ndarray, radii: np.ndarray, sizes: np.ndarray, bl
     return vid.astype(np.int64), vc32, vr * (1 + 1e-7), vf_ptr, vf_ids
 
 
+def _pairs_and_counts(q):
+    """The small part of a candidate task's result (its union pairs and counts)."""
+    return q[0], q[2]
+
+
 def _join_block(blk: _Block | None, comp_off: int, thr_c: float, whole: np.ndarray, *bundles):
     """Unresolved candidates sent to this block, against all members of their cells."""
     bundles = [b for b in bundles if b is not None]
@@ -1025,20 +1030,27 @@ def dask_threshold_hac(
     glob_f = client.scatter(glob, broadcast=True)
     queries = [client.submit(_query_block, blk, b, int(comp_off[b]), cell_off, glob_f, thr_c,
                              n_blocks, pure=False) for b, blk in enumerate(blocks)]
-    _progress(hook, "cell candidates", queries)
-    counts = client.gather([client.submit(operator.getitem, q, 2, pure=False) for q in queries])
-    t0 = lap("candidates", t0)
-    bund = [client.submit(operator.getitem, q, 1, pure=False) for q in queries]
+    # a join per (source, target) block, ready as soon as its source's candidates are: the rows
+    # a source ships are freed once its joins ran, instead of all waiting for the last source
+    small = [client.submit(_pairs_and_counts, q, pure=False) for q in queries]
     joins = []
-    for t, blk in enumerate(blocks):
-        pieces = [client.submit(operator.getitem, bu, t, pure=False) for bu in bund]
-        wt = glob["whole"][cell_off[t] : cell_off[t + 1]]
-        joins.append(client.submit(_join_block, blk, int(comp_off[t]), thr_c, wt, *pieces,
-                                   pure=False))
+    for q in queries:
+        bu = client.submit(operator.getitem, q, 1, pure=False)
+        for t, blk in enumerate(blocks):
+            wt = glob["whole"][cell_off[t] : cell_off[t + 1]]
+            joins.append(client.submit(_join_block, blk, int(comp_off[t]), thr_c, wt,
+                                       client.submit(operator.getitem, bu, t, pure=False),
+                                       pure=False))
+        del bu
+    del queries
+    _progress(hook, "cell candidates", small)
+    got = client.gather(small)
+    counts = [g[1] for g in got]
+    pairs = [g[0] for g in got]
+    t0 = lap("candidates", t0)
     _progress(hook, "cell joins", joins)
-    pairs = client.gather([client.submit(operator.getitem, q, 0, pure=False) for q in queries])
     pairs += client.gather(joins)
-    del queries, bund, joins, glob_f
+    del small, joins, glob_f
     t0 = lap("joins", t0)
 
     # components: union-find over the blocks' intra-cell components
