@@ -285,8 +285,11 @@ def report(res: dict) -> None:
         "",
         f"Machine: {res.get('machine', '?')}. Data: float16 memmap, 64-d unit-norm, r = 0.3, cut "
         f"d² = {TAU}, K = min(n/30, 33,333) clusters (Zipf 1.1, cap 5,000). Every number in the "
-        "first table is measured; peak RSS is the sampled sum over the driver and all worker "
-        "processes; 'tasks' is the summed compute time of all Dask tasks.",
+        "first table is measured: wall = the clustering call (cluster start-up and numba warm-up "
+        "excluded), CPU = CPU seconds of the driver and all worker processes during it, tasks = "
+        "summed wall time inside all Dask tasks, load avg = the machine's 1-minute load when the "
+        "run started (2 cores, shared with other users; runs niced), peak RSS = sampled sum over "
+        "the driver and all worker processes.",
         "",
         "| n | workers | wall (s) | CPU (s) | tasks (s) | load avg | peak RSS (GiB) | blocks | "
         "cells (virtual) | components | candidates | shipped | clusters | stages, wall (s) |",
@@ -343,7 +346,7 @@ def report(res: dict) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("Dask workers (1 thread each)")
     ax.set_ylabel("wall time (s)")
-    ax.set_title("Exact threshold HAC on Dask (2-core machine: N > 2 extrapolated)")
+    ax.set_title("Exact threshold HAC on Dask (dashed: model; N > 2 extrapolated)", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "scale_out.png", dpi=120)
