@@ -226,7 +226,8 @@ def cluster(
         metavar="MODEL", show_default=False,
         help="A model saved by `kfree train`: DATA is embedded with it and cut at its threshold. "
              "Leave it out (give DATA alone, with --threshold) to cluster the features as they are.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label].")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label] (with --backend dask "
+                                      "also .npy or .parquet).")],
     second: Annotated[Path | None, typer.Argument(
         metavar="DATA", show_default=False,
         help="Features to cluster: .npz, .npy, .csv or .parquet.")] = None,
@@ -242,6 +243,11 @@ def cluster(
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state) file.")] = False,
     state: Annotated[Path | None, typer.Option("--state", help=STATE_HELP)] = None,
+    backend: Annotated[str, typer.Option(help="local (default), or dask: exact threshold HAC on a Dask cluster, "
+                                         "reading .npy (memory-mapped) or .parquet in blocks (pip install 'kfree[dask]').")] = "local",
+    scheduler: Annotated[str | None, typer.Option(help="With --backend dask: the scheduler's address (tcp://host:8786); "
+                                                  "default: a local cluster started for this command.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="With --backend dask and no --scheduler: worker processes.")] = None,
 ) -> None:
     """Cluster data without knowing K: with a trained model at its threshold, or features as they are.
 
@@ -249,7 +255,13 @@ def cluster(
     kfree cluster model.kfree new.npy --out clusters.csv      # embed, cut at the model's threshold
     kfree cluster feats.npy --threshold 1.2 --out clusters.csv  # raw features, sqeuclidean units
     kfree cluster feats.npy --threshold 0.3 --distance cosine --method multicut --out c.csv
+    kfree cluster big.npy --threshold 0.6 --backend dask --workers 8 --out c.csv  # Dask, exact
     """
+    if backend != "local" or scheduler is not None or workers is not None:
+        with cli_errors():
+            _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
+                          scheduler, workers)
+        return
     with cli_errors():
         from ..exceptions import ConfigError
         from ..utils.io import check_output
@@ -347,6 +359,58 @@ def cluster(
             from .assign import state_line
 
             console.print(state_line(state))
+
+
+def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend, scheduler,
+                  workers) -> None:
+    """``kfree cluster DATA --backend dask``: features as they are, cut exactly at --threshold on Dask."""
+    from rich.markup import escape
+
+    from ..exceptions import ConfigError
+    from ..utils.io import check_output
+
+    if backend not in ("local", "dask"):
+        raise ConfigError(f"--backend {backend!r} is not one of local, dask")
+    if backend != "dask":
+        raise ConfigError("--scheduler and --workers are for --backend dask")
+    if second is not None or first.suffix.lower() == ".kfree":
+        raise ConfigError("--backend dask clusters features as they are (no model): "
+                          "kfree cluster DATA --threshold T --backend dask --out clusters.csv")
+    if method != "hac":
+        raise ConfigError(f"--backend dask runs threshold HAC (--method hac), not {method!r}")
+    if n_clusters is not None:
+        raise ConfigError("--backend dask cuts at --threshold; --n-clusters needs the full tree (local backend)")
+    if threshold is None:
+        raise ConfigError("--backend dask needs --threshold (in --distance units)")
+    if scheduler is not None and workers is not None:
+        raise ConfigError("--workers starts a local cluster; with --scheduler the cluster's own workers run")
+    check_output(out, inputs=(first,), force=force)
+    from ..cluster import ThresholdAgglomerative
+    from ..distances import check_distance
+
+    dist = check_distance(distance or "sqeuclidean")
+    if first.suffix.lower() in (".npy", ".parquet", ".pq") or first.is_dir():
+        X = first  # read in blocks by the workers, never loaded here
+    else:
+        from ..data.io import load_features
+
+        X = load_features(first, min_samples=2).X
+    with progress_hook() as hook:
+        m = ThresholdAgglomerative(float(threshold), distance=dist, backend="dask", scheduler=scheduler,
+                                   n_workers=workers).fit(X, hook=hook)
+    if out.suffix.lower() in (".npy", ".parquet"):
+        from ..cluster.distributed import DaskThresholdResult
+
+        DaskThresholdResult(m.labels_.shape[0], m.merge_pairs_, m.merge_heights_, {}).write(out)
+    else:
+        import pandas as pd
+
+        from ..utils.io import atomic_path
+
+        with atomic_path(out) as tmp:
+            pd.DataFrame({"index": range(m.labels_.shape[0]), "cluster": m.labels_}).to_csv(tmp, index=False)
+    console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, threshold "
+                  f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
 
 
 def _how(method: str, accepted, n_clusters: int | None, threshold: float | None, distance: str,

@@ -92,6 +92,7 @@ log = logging.getLogger(__name__)
 
 LINKAGES = ("complete", "average", "single")
 ALGORITHMS = ("auto", "dense", "sparse")
+BACKENDS = ("local", "dask")
 #: below this many samples, ``algorithm="auto"`` builds the full dense tree.
 DENSE_MAX_SAMPLES = 5000
 #: above this many samples (or when the τ-graph will not fit), unconstrained complete linkage
@@ -180,6 +181,18 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
     memory_limit : float, optional
         GiB the fit may use for distances/edges (default: half the physical memory). A fit
         predicted to need more raises :class:`~kfree.exceptions.ResourceError` before it starts.
+        With ``backend="dask"``: per exact agglomeration task.
+    backend : {"local", "dask"}
+        ``"dask"`` runs the τ-components in blocks and each component's agglomeration as tasks
+        on a Dask cluster (:mod:`kfree.cluster.distributed`; needs ``pip install 'kfree[dask]'``):
+        the same partition, for data larger than one machine. ``X`` may then also be a
+        ``dask.array``, or the path of a ``.npy`` (memory-mapped) or ``.parquet`` file. Cuts at
+        a threshold only (no ``n_clusters``, no constraints); ``labels_at`` works up to it.
+    scheduler : str or distributed.Client, optional
+        With ``backend="dask"``: a scheduler address (``"tcp://host:8786"``) or a connected
+        client. ``None`` starts a ``LocalCluster`` for the fit and closes it after.
+    n_workers : int, optional
+        Worker processes of that ``LocalCluster`` (default: the CPU count, at most 4).
 
     Attributes
     ----------
@@ -216,6 +229,9 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         distance: str | None = None,
         algorithm: str = "auto",
         memory_limit: float | None = None,
+        backend: str = "local",
+        scheduler: Any = None,
+        n_workers: int | None = None,
     ) -> None:
         self.threshold = threshold
         self.n_clusters = n_clusters
@@ -223,6 +239,9 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         self.distance = distance
         self.algorithm = algorithm
         self.memory_limit = memory_limit
+        self.backend = backend
+        self.scheduler = scheduler
+        self.n_workers = n_workers
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:  # type: ignore[override]
@@ -243,6 +262,11 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             self.threshold_ = None
             kind = self.threshold.distance if isinstance(self.threshold, Threshold) else "sqeuclidean"
             self.distance_ = self.distance if self.distance is not None else kind
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend={self.backend!r} is not one of {BACKENDS}")
+        if self.backend == "local" and (self.scheduler is not None or self.n_workers is not None):
+            raise ConfigError("scheduler and n_workers are for backend='dask'; set backend='dask' "
+                              "or leave them None")
 
     def _limit_bytes(self) -> float:
         gb = default_memory_limit_gb() if self.memory_limit is None else float(self.memory_limit)
@@ -270,6 +294,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             ``hook(step, completed=, total=)`` progress callback for the τ-graph build.
         """
         self._validate_params()
+        if self.backend == "dask":  # blocks on a Dask cluster: kfree.cluster.distributed
+            from .distributed import fit_dask
+
+            return fit_dask(self, X, must_link, cannot_link, hook)
         if self.distance_ == "cosine":
             X = check_features(X, min_samples=1)
             if (np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1) == 0).any():

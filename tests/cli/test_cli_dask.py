@@ -1,0 +1,72 @@
+"""``kfree cluster DATA --backend dask``: the local path's clusters, and one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+distributed = pytest.importorskip("distributed")
+
+from kfree.cli.app import app
+from kfree.cluster import ThresholdAgglomerative
+from kfree.data.synthetic import sphere_blobs
+
+runner = CliRunner()
+
+
+def run(*args):
+    r = runner.invoke(app, [str(a) for a in args])
+    return r.exit_code, r.output
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dask_cli")
+    X, _ = sphere_blobs(12, 10, dim=8, spread=0.2, seed=0)
+    np.save(d / "x.npy", X.astype(np.float32))
+    return d
+
+
+@pytest.fixture(scope="module")
+def address():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster:
+        yield cluster.scheduler_address
+
+
+def test_cluster_on_dask_equals_local(d, address):
+    code, out = run("cluster", d / "x.npy", "--threshold", "1.0", "--backend", "dask",
+                    "--scheduler", address, "--out", d / "c.csv")
+    assert code == 0, out
+    assert "(hac on dask, threshold 1 sqeuclidean)" in out and "wrote" in out
+    got = pd.read_csv(d / "c.csv")
+    assert list(got.columns) == ["index", "cluster"]
+    ref = ThresholdAgglomerative(1.0).fit(np.load(d / "x.npy")).labels_
+    np.testing.assert_array_equal(got["cluster"].to_numpy(), ref)
+    code, out = run("cluster", d / "x.npy", "--threshold", "1.0", "--backend", "dask",
+                    "--scheduler", address, "--out", d / "c.npy")
+    assert code == 0, out
+    np.testing.assert_array_equal(np.load(d / "c.npy"), ref)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--backend", "spark"], "--backend 'spark' is not one of local, dask"),
+    (["--workers", "2"], "--scheduler and --workers are for --backend dask"),
+    (["--backend", "dask", "--n-clusters", "3"], "--n-clusters needs the full tree"),
+    (["--backend", "dask", "--method", "multicut"], "runs threshold HAC (--method hac)"),
+    (["--backend", "dask", "--scheduler", "tcp://a:1", "--workers", "2"], "--workers starts a local"),
+])
+def test_bad_dask_options_are_one_line(d, args, message):
+    code, out = run("cluster", d / "x.npy", "--threshold", "1.0", *args, "--out", d / "bad.csv")
+    assert code == 1 and message in out, out
+    assert len(out.strip().splitlines()) == 1 and not (d / "bad.csv").exists()
+
+
+def test_missing_threshold_and_model(d):
+    code, out = run("cluster", d / "x.npy", "--backend", "dask", "--out", d / "bad.csv")
+    assert code == 1 and "needs --threshold" in out, out
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--threshold", "1", "--backend", "dask",
+                    "--out", d / "bad.csv")
+    assert code == 1 and "clusters features as they are (no model)" in out, out
