@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from _cli import app, one_line_error, run, runner
 
-from kfree.cli.app import app
 from kfree.cluster import ThresholdAgglomerative
 from kfree.cluster.incremental import ClusterState, assign
 from kfree.cluster.labels import first_seen_labels
 from kfree.data.synthetic import sphere_blobs
 
-runner = CliRunner()
 FAST = ["--epochs", "3", "--p", "6", "--k", "5", "--dims", "16,8", "--no-progress", "--linkage", "complete"]
 TAU = "0.5"
 
@@ -37,17 +35,8 @@ def d(tmp_path_factory):
     return d
 
 
-def run(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result.exit_code, result.output
 
 
-def one_line_error(code, out, message):
-    assert code == 1, out
-    assert out.startswith("error: ") and out.count("\n") == 1, out
-    assert message in out, out
-    assert "Traceback" not in out and ".tmp" not in out
 
 
 def clusters(path):

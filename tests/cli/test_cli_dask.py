@@ -5,20 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 distributed = pytest.importorskip("distributed")
 
-from kfree.cli.app import app
+from _cli import run
+
 from kfree.cluster import ThresholdAgglomerative
 from kfree.data.synthetic import sphere_blobs
-
-runner = CliRunner()
-
-
-def run(*args):
-    r = runner.invoke(app, [str(a) for a in args])
-    return r.exit_code, r.output
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from _cli import app, one_line_error, run, runner
 
-from kfree.cli.app import app
 from kfree.data.synthetic import sphere_blobs
 from kfree.exceptions import ConfigError
 
-runner = CliRunner()
 FAST = ["--epochs", "3", "--p", "6", "--k", "5", "--dims", "16,8", "--no-progress"]
 
 
@@ -37,17 +35,8 @@ def d(tmp_path_factory):
     return d
 
 
-def run(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result.exit_code, result.output
 
 
-def one_line_error(code, out, message):
-    assert code == 1, out
-    assert out.startswith("error: ") and out.count("\n") == 1, out
-    assert message in out, out
-    assert "Traceback" not in out and ".tmp" not in out  # never the hidden temporary's name
 
 
 def snapshot(d):
