@@ -393,6 +393,60 @@ def _d2(X32, a, b):
 
 
 @nb.njit(cache=True)
+def sq_dist_rows(a, b):
+    """Squared distance of two float32 rows, summed in float32 (the precision every τ-test of
+    the graph passes uses, within their safety margin)."""
+    s = np.float32(0.0)
+    for k in range(a.shape[0]):
+        v = a[k] - b[k]
+        s += v * v
+    return s
+
+
+@nb.njit(cache=True)
+def reach_limit(x, centre, rad):
+    """``|x − centre| − rad`` in float64.
+
+    A cell's members are scanned outermost first (ordered by their distance ``rb`` to the
+    centre); by the triangle inequality ``|x − b| >= |x − centre| − rb[b]``, so the first
+    member with ``rb[b] < reach_limit(x, centre, rad)`` and every one after it is out of reach
+    of ``x`` and the scan stops there. Shared by the graph pass here and the Dask backend's
+    shell and join kernels.
+    """
+    dc = 0.0
+    for k in range(x.shape[0]):
+        v = np.float64(x[k]) - np.float64(centre[k])
+        dc += v * v
+    return math.sqrt(dc) - rad
+
+
+@nb.njit(cache=True)
+def scan_cell(x, cx, X32, order, s0, s1, rb, comp, lim, thr, whole, parent):
+    """Join query row ``x`` (union-find node ``cx``) to the members ``order[s0:s1]`` of one cell
+    that are within ``thr`` (squared), member ``b`` being node ``comp[b]``.
+
+    Members are ordered outermost first, so the scan stops at the first one with ``rb[b] <
+    lim`` (``lim`` from :func:`reach_limit`: it and all after it are out of reach). In a
+    ``whole`` cell (all members one component) the first join, or the first member found in
+    ``cx``'s component, decides the rest. Shared by the graph pass here and the Dask backend's
+    join kernel.
+    """
+    for p in range(s0, s1):
+        b = order[p]
+        if rb[b] < lim:
+            return
+        cb = comp[b]
+        if find_root(parent, cx) == find_root(parent, cb):
+            if whole:
+                return
+            continue
+        if sq_dist_rows(x, X32[b]) <= thr:
+            union_roots(parent, cx, cb)
+            if whole:
+                return
+
+
+@nb.njit(cache=True)
 def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight, centres, rb):
     """Union every pair at squared distance <= thr, skipping pairs already connected.
 
@@ -407,6 +461,7 @@ def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight, centr
     """
     rad = math.sqrt(thr)
     n_cells = starts.shape[0] - 1
+    ident = np.arange(X32.shape[0])  # every point is its own union-find node here
     for c in range(n_cells):
         s0 = starts[c]
         s1 = starts[c + 1]
@@ -431,19 +486,8 @@ def _components_kernel(X32, order, starts, qptr, qpts, thr, parent, tight, centr
             x = qpts[t]
             if whole and find_root(parent, x) == find_root(parent, order[s0]):
                 continue
-            dc = 0.0
-            for k in range(X32.shape[1]):
-                v = np.float64(X32[x, k]) - np.float64(centres[c, k])
-                dc += v * v
-            lim = math.sqrt(dc) - rad
-            for q in range(s0, s1):
-                b = order[q]
-                if rb[b] < lim:
-                    break
-                if find_root(parent, x) != find_root(parent, b) and _d2(X32, x, b) <= thr:
-                    union_roots(parent, x, b)
-                    if whole:
-                        break
+            scan_cell(X32[x], x, X32, order, s0, s1, rb, ident, reach_limit(X32[x], centres[c], rad),
+                      thr, whole, parent)
 
 
 def _split_block(X32, idx: np.ndarray, block: int, seed: int) -> list[np.ndarray]:
@@ -561,6 +605,30 @@ def _merge_kernel(X32, order, fstarts, pi, pj, half2, parent):
         tail[lo] = tail[hi]
 
 
+def near_centres(centres: np.ndarray, neighbours: int):
+    """Each centre's ``neighbours`` nearest other centres (and itself), flattened: ``(rows, D,
+    Ind)`` with squared float32 distances ``D`` and ``Ind = -1`` where none was found.
+
+    Approximate above 20,000 centres (faiss IVF, fixed seed, 16 probes): callers use the pairs
+    only to group cells for speed, so a missed pair costs time, never exactness.
+    """
+    import faiss
+
+    k, d = centres.shape
+    cen = np.ascontiguousarray(centres, dtype=np.float32)
+    kk = min(neighbours + 1, k)
+    if k <= 20_000:
+        index = faiss.IndexFlatL2(d)
+    else:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, int(4 * math.sqrt(k)))
+        index.cp.seed = 1234
+        index.train(cen)
+        index.nprobe = 16
+    index.add(cen)
+    D, Ind = index.search(cen, kk)
+    return np.repeat(np.arange(k), kk), D.ravel(), Ind.ravel()
+
+
 def _merge_fragments(X32, assign, centres, tight, rad: float, *, neighbours: int = 8):
     """Join tight fragments of one cluster into tight cells: (assign, centres, radii, tight).
 
@@ -570,25 +638,10 @@ def _merge_fragments(X32, assign, centres, tight, rad: float, *, neighbours: int
     only costs speed) are joined, closest first, as long as the union's exact radius stays
     within ``rad / 2`` — so every cell is still tight (all member pairs within ``rad``).
     """
-    import faiss
-
-    k, d = centres.shape
+    k = centres.shape[0]
     if k < 2:
         return (*_recentre(X32, assign), tight)
-    cen = np.ascontiguousarray(centres, dtype=np.float32)
-    kk = min(neighbours + 1, k)
-    if k <= 20_000:
-        index = faiss.IndexFlatL2(d)
-    else:
-        nlist = int(4 * math.sqrt(k))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
-        index.cp.seed = 1234
-        index.train(cen)
-        index.nprobe = 16
-    index.add(cen)
-    D, Ind = index.search(cen, kk)
-    rows = np.repeat(np.arange(k), kk)
-    D, Ind = D.ravel(), Ind.ravel()
+    rows, D, Ind = near_centres(centres, neighbours)
     # two tight fragments of a tight cell: centres within rad
     ok = (Ind > rows) & (D <= rad * rad) & tight[rows] & tight[np.maximum(Ind, 0)]
     pi, pj, dd = rows[ok], Ind[ok].astype(np.int64), D[ok]

@@ -70,6 +70,7 @@ import numpy as np
 from .._exact_distances import grid_centre
 from ..distances import to_sq
 from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
+from ._radius_graph import reach_limit, scan_cell, sq_dist_rows
 from .linkage_core import find_root, roots_to_labels, union_find_labels, union_roots
 
 log = logging.getLogger(__name__)
@@ -450,28 +451,20 @@ def _shell_kernel(X32, xcomp, qptr, qpts, sh_rows, sh_rb, sh_comp, sh_n, rest_rb
     (outermost first) until a member is too close to the centre to be within reach of x
     (decided), a τ-neighbour joins a whole cell (decided), or the shell ends with members left
     that may still be within reach (``unresolved[t] = True``)."""
-    d = X32.shape[1]
     for j in range(qptr.shape[0] - 1):
         for t in range(qptr[j], qptr[j + 1]):
             x = qpts[t]
             cx = xcomp[x]
             if whole[j] and find_root(parent, cx) == find_root(parent, sh_comp[j, 0]):
                 continue
-            dc = 0.0
-            for k in range(d):
-                v = np.float64(X32[x, k]) - np.float64(centres[j, k])
-                dc += v * v
-            lim = math.sqrt(dc) - rad
+            lim = reach_limit(X32[x], centres[j], rad)
             done = False
             for q in range(sh_n[j]):
                 if sh_rb[j, q] < lim:
                     done = True
                     break
-                s = np.float32(0.0)
-                for k in range(d):
-                    v = X32[x, k] - sh_rows[j, q, k]
-                    s += v * v
-                if s <= thr and find_root(parent, cx) != find_root(parent, sh_comp[j, q]):
+                if (sq_dist_rows(X32[x], sh_rows[j, q]) <= thr
+                        and find_root(parent, cx) != find_root(parent, sh_comp[j, q])):
                     union_roots(parent, cx, sh_comp[j, q])
                     if whole[j]:
                         done = True
@@ -485,7 +478,6 @@ def _join_kernel(X32, order, starts, rb, mcomp, centres, whole, qx, rcomp, qrow,
                  parent):
     """Queries (row qx[qrow[t]], of component rcomp[qrow[t]]) against all members of cell
     qcell[t]."""
-    d = X32.shape[1]
     for t in range(qcell.shape[0]):
         c = qcell[t]
         r = qrow[t]
@@ -494,27 +486,8 @@ def _join_kernel(X32, order, starts, rb, mcomp, centres, whole, qx, rcomp, qrow,
         s1 = starts[c + 1]
         if whole[c] and find_root(parent, cx) == find_root(parent, mcomp[order[s0]]):
             continue
-        dc = 0.0
-        for k in range(d):
-            v = np.float64(qx[r, k]) - np.float64(centres[c, k])
-            dc += v * v
-        lim = math.sqrt(dc) - rad
-        for p in range(s0, s1):
-            b = order[p]
-            if rb[b] < lim:
-                break
-            if find_root(parent, cx) == find_root(parent, mcomp[b]):
-                if whole[c]:
-                    break
-                continue
-            s = np.float32(0.0)
-            for k in range(d):
-                v = qx[r, k] - X32[b, k]
-                s += v * v
-            if s <= thr:
-                union_roots(parent, cx, mcomp[b])
-                if whole[c]:
-                    break
+        scan_cell(qx[r], cx, X32, order, s0, s1, rb, mcomp, reach_limit(qx[r], centres[c], rad),
+                  thr, whole[c], parent)
 
 
 def _local_uf(ids: np.ndarray):
@@ -697,25 +670,12 @@ def _virtual_cells(centres: np.ndarray, radii: np.ndarray, sizes: np.ndarray, bl
     grouped into one virtual cell, whose centre is their weighted mean and whose radius bounds
     every member exactly (``max |c_v − c_f| + R_f``), so the pass meets about one cell per
     cluster again."""
-    import faiss
-
+    from ._radius_graph import near_centres
     from .linkage_core import connected_components
 
     k, d = centres.shape
-    cen = np.ascontiguousarray(centres, dtype=np.float32)
     if k > 1:
-        kk = min(neighbours + 1, k)
-        if k <= 20_000:
-            index = faiss.IndexFlatL2(d)
-        else:
-            index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, int(4 * math.sqrt(k)))
-            index.cp.seed = 1234
-            index.train(cen)
-            index.nprobe = 16
-        index.add(cen)
-        D, Ind = index.search(cen, kk)
-        rows = np.repeat(np.arange(k), kk)
-        D, Ind = D.ravel(), Ind.ravel()
+        rows, D, Ind = near_centres(centres, neighbours)
         ok = (Ind >= 0) & (D <= (rad / 2) ** 2)
         ok &= block[rows] != block[np.maximum(Ind, 0)]
         vid = connected_components(k, rows[ok].astype(np.int64), Ind[ok].astype(np.int64))
