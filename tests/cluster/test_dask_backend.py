@@ -76,12 +76,14 @@ def test_rows_of_a_cluster_share_a_block(X, client):
     np.testing.assert_array_equal(res.labels(), local(X).labels_)
 
 
+def scatter(S32, thr_sq, n_blocks, seed):
+    """Routing that cuts clusters: each row to the block of a random sample row."""
+    rng = np.random.default_rng(seed)
+    return (S32, rng.integers(0, n_blocks, S32.shape[0]), S32[:0], n_blocks)
+
+
 def test_every_stage_is_exercised(X, client, monkeypatch):
     import kfree.cluster.distributed as dist
-
-    def scatter(S32, thr_sq, n_blocks, seed):  # route each row to the block of a random sample row
-        rng = np.random.default_rng(seed)
-        return (S32, rng.integers(0, n_blocks, S32.shape[0]), S32[:0], n_blocks)
 
     monkeypatch.setattr(dist, "_sample_blocks", scatter)  # in-process workers see it too
     res = dask_threshold_hac(X, 0.6, client=client, **SMALL)
@@ -94,6 +96,24 @@ def test_every_stage_is_exercised(X, client, monkeypatch):
     half = dask_threshold_hac(X, 0.6, client=client, **SMALL)
     assert half.stats["shipped"] > st["shipped"]
     np.testing.assert_array_equal(half.labels(), local(X).labels_)
+
+
+def test_candidates_in_passes_and_half_precision_rows_shipped(X, client, monkeypatch, tmp_path):
+    import kfree.cluster.distributed as dist
+
+    X16 = (X + 3.0).astype(np.float16)  # off the origin: rows are centred before the GEMMs
+    np.save(tmp_path / "x16.npy", X16)
+    monkeypatch.setattr(dist, "_sample_blocks", scatter)
+    monkeypatch.setattr(dist, "SHELL", 1)  # shells of one member: most candidates travel
+    one = dask_threshold_hac(str(tmp_path / "x16.npy"), 0.6, client=client, **SMALL)
+    # a block's points in passes of 97 (one union-find across passes); unresolved rows travel
+    # as float16 and are prepared again where they land: the same candidates, the same labels
+    monkeypatch.setattr(dist, "QUERY_ROWS", 97)
+    many = dask_threshold_hac(str(tmp_path / "x16.npy"), 0.6, client=client, **SMALL)
+    assert 0 < many.stats["shipped"] and many.stats["candidates"] == one.stats["candidates"]
+    ref = local(X16.astype(np.float32)).labels_
+    np.testing.assert_array_equal(one.labels(), ref)
+    np.testing.assert_array_equal(many.labels(), ref)
 
 
 def test_estimator_backend_dask(X, client):

@@ -84,6 +84,8 @@ BLOCK_ROWS = 125_000
 #: outermost members per cell broadcast to every block (half as many above SHELL_BIG_TABLE cells)
 SHELL = 16
 SHELL_BIG_TABLE = 400_000
+#: points of a block per candidate pass (bounds a candidate task's memory)
+QUERY_ROWS = 16_384
 #: at most this many blocks by default (each adds fragments of the clusters it cuts)
 MAX_BLOCKS = 24
 _HINT = "pip install 'kfree[dask]'"
@@ -585,11 +587,17 @@ def _expand_kernel(X32, frag_x, vx, cx, cv, vf_ptr, vf_ids, fcentres, bound2, ou
 
 
 def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray, glob: dict,
-                 thr_c: float, n_blocks: int):
+                 thr_c: float, n_blocks: int, pass_rows: int | None = None):
     """Candidates of block ``s``'s points: point × virtual cell (fragments of one cluster from
     several blocks, one bound), expanded to fragments, decided against the fragments' shells
     here; the rest go to the fragment's block as (rows, component ids, cells of that block).
-    Returns (union pairs, bundles per block, counts)."""
+    Returns (union pairs, bundles per block, counts).
+
+    The points are taken ``pass_rows`` at a time (in order of their own virtual cell, so each
+    pass's GEMM skips the cells below it), with one union-find kept across passes: a task's
+    memory is bounded by one pass's candidates, not the block's (where cluster radii are large
+    against the gaps between clusters, a point has hundreds of candidate cells).
+    """
     empty = (np.zeros((0, 2), dtype=np.int64), [None] * n_blocks, (0, 0))
     if blk is None:
         return empty
@@ -611,29 +619,14 @@ def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray
               - 2.0 * (X32[a0 : a0 + 65536] @ bc.T))
         reach |= (d2 <= ((rad + glob["block_radii"]) ** 2)[None, :] * (1 + 1e-5) + slack).any(0)
     reach[s] = True
+    del xn
     fblock = np.searchsorted(cell_off, np.arange(fc.shape[0]), side="right") - 1
     sel_v = np.unique(vid[reach[fblock]])
     # v >= vx[x]: a pair of fragments in two virtual cells is searched from the smaller one
-    qptr, qpts = _point_cell_candidates(X32, np.searchsorted(sel_v, vx) - 1,
-                                        glob["vcentres"][sel_v], glob["vradii"][sel_v], rad)
-    cv = sel_v[np.repeat(np.arange(qptr.shape[0] - 1), np.diff(qptr))]
+    low = np.searchsorted(sel_v, vx) - 1
+    vcen, vrad = glob["vcentres"][sel_v], glob["vradii"][sel_v]
     bound2 = (rad + glob["radii"]) ** 2 * (1 + 1e-5) + slack
-    cap = max(1 << 16, 2 * qpts.shape[0])
-    while True:
-        out_x = np.empty(cap, dtype=np.int64)
-        out_f = np.empty(cap, dtype=np.int64)
-        k = _expand_kernel(X32, frag_x, vx, qpts, cv, glob["vf_ptr"], glob["vf_ids"], fc, bound2,
-                           out_x, out_f)
-        if k >= 0:
-            break
-        cap *= 2
-    del qpts, cv
-    o = np.argsort(out_f[:k], kind="stable")
-    px, pf = out_x[:k][o], out_f[:k][o]
     n_frag = fc.shape[0]
-    fptr = np.searchsorted(pf, np.arange(n_frag + 1)).astype(np.int64)
-    if px.shape[0] == 0:
-        return empty
     # union-find over this block's components and the components of all shells
     xcomp_g = comp_off + blk.comp
     sc = glob["shell_comp"]
@@ -641,23 +634,56 @@ def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray
     xcomp = pos[: X32.shape[0]]
     shc = pos[X32.shape[0]:].reshape(sc.shape)
     parent = np.arange(u.shape[0], dtype=np.int64)
-    unresolved = np.zeros(px.shape[0], dtype=bool)
-    _shell_kernel(X32, xcomp, fptr, px, glob["shell_rows"], glob["shell_rb"], shc,
-                  glob["shell_n"], glob["rest_rb"], glob["whole"], fc, rad, thr_c, parent,
-                  unresolved)
+    left_x, left_f = [], []  # candidates the shells could not decide
+    pass_rows = int(pass_rows or QUERY_ROWS)
+    n_cand = 0
+    by = np.argsort(low, kind="stable")
+    for p0 in range(0, by.shape[0], max(1, pass_rows)):
+        sub = by[p0 : p0 + pass_rows]
+        qptr, qpts = _point_cell_candidates(X32[sub], low[sub], vcen, vrad, rad)
+        cv = sel_v[np.repeat(np.arange(qptr.shape[0] - 1), np.diff(qptr))]
+        qpts = sub[qpts]
+        cap = max(1 << 16, 2 * qpts.shape[0])
+        while True:
+            out_x = np.empty(cap, dtype=np.int64)
+            out_f = np.empty(cap, dtype=np.int64)
+            k = _expand_kernel(X32, frag_x, vx, qpts, cv, glob["vf_ptr"], glob["vf_ids"], fc,
+                               bound2, out_x, out_f)
+            if k >= 0:
+                break
+            cap *= 2
+        del qpts, cv, qptr
+        o = np.argsort(out_f[:k], kind="stable")
+        px, pf = out_x[:k][o], out_f[:k][o]
+        del out_x, out_f, o
+        n_cand += int(px.shape[0])
+        if px.shape[0] == 0:
+            continue
+        fptr = np.searchsorted(pf, np.arange(n_frag + 1)).astype(np.int64)
+        unresolved = np.zeros(px.shape[0], dtype=bool)
+        _shell_kernel(X32, xcomp, fptr, px, glob["shell_rows"], glob["shell_rb"], shc,
+                      glob["shell_n"], glob["rest_rb"], glob["whole"], fc, rad, thr_c, parent,
+                      unresolved)
+        left_x.append(px[unresolved])
+        left_f.append(pf[unresolved])
+        del px, pf, unresolved
     pairs = _uf_pairs(u, parent)
     bundles: list = [None] * n_blocks
-    uq = np.flatnonzero(unresolved)
-    if uq.shape[0]:
-        f = pf[uq]
+    ux = np.concatenate(left_x) if left_x else np.zeros(0, dtype=np.int64)
+    f = np.concatenate(left_f) if left_f else np.zeros(0, dtype=np.int64)
+    del left_x, left_f
+    if ux.shape[0]:
+        # half-precision input travels as it came (half the bytes of its float32 copy) and is
+        # prepared again where it lands (_join_block): the same float32 values either way
+        ship = blk.rows if np.asarray(blk.rows).dtype == np.float16 else X32
         tb = np.searchsorted(cell_off, f, side="right") - 1
         for t in np.unique(tb):
             m = tb == t
             # each row once per target block (a row is often unresolved in several of its cells)
-            pts, row = np.unique(px[uq[m]], return_inverse=True)
-            bundles[t] = (X32[pts], xcomp_g[pts], (f[m] - cell_off[t]).astype(np.int64),
-                          row.ravel().astype(np.int64))
-    return pairs, bundles, (int(px.shape[0]), int(uq.shape[0]))
+            pts, row = np.unique(ux[m], return_inverse=True)
+            bundles[t] = (np.asarray(ship[pts]), xcomp_g[pts],
+                          (f[m] - cell_off[t]).astype(np.int64), row.ravel().astype(np.int64))
+    return pairs, bundles, (n_cand, int(ux.shape[0]))
 
 
 def _virtual_cells(centres: np.ndarray, radii: np.ndarray, sizes: np.ndarray, block: np.ndarray,
@@ -700,12 +726,15 @@ def _pairs_and_counts(q):
     return q[0], q[2]
 
 
-def _join_block(blk: _Block | None, comp_off: int, thr_c: float, whole: np.ndarray, *bundles):
-    """Unresolved candidates sent to this block, against all members of their cells."""
+def _join_block(blk: _Block | None, comp_off: int, thr_c: float, whole: np.ndarray, centre,
+                distance: str, *bundles):
+    """Unresolved candidates sent to this block, against all members of their cells
+    (half-precision rows arrive as the input had them and are prepared here)."""
     bundles = [b for b in bundles if b is not None]
     if blk is None or not bundles:
         return np.zeros((0, 2), dtype=np.int64)
-    qx = np.concatenate([b[0] for b in bundles])
+    qx = np.concatenate([b[0] if b[0].dtype == np.float32 else _prepare(b[0], centre, distance)
+                         for b in bundles])
     rcomp_g = np.concatenate([b[1] for b in bundles])
     qcell = np.concatenate([b[2] for b in bundles])
     first = np.cumsum([0] + [b[0].shape[0] for b in bundles[:-1]])
@@ -999,7 +1028,8 @@ def dask_threshold_hac(
         bu = client.submit(operator.getitem, q, 1, pure=False)
         for t, blk in enumerate(blocks):
             wt = glob["whole"][cell_off[t] : cell_off[t + 1]]
-            joins.append(client.submit(_join_block, blk, int(comp_off[t]), thr_c, wt,
+            joins.append(client.submit(_join_block, blk, int(comp_off[t]), thr_c, wt, centre,
+                                       distance,
                                        client.submit(operator.getitem, bu, t, pure=False),
                                        pure=False))
         del bu
