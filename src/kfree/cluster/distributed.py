@@ -1020,18 +1020,20 @@ def dask_threshold_hac(
     glob_f = client.scatter(glob, broadcast=True)
     queries = [client.submit(_query_block, blk, b, int(comp_off[b]), cell_off, glob_f, thr_c,
                              n_blocks, pure=False) for b, blk in enumerate(blocks)]
-    # a join per (source, target) block, ready as soon as its source's candidates are: the rows
-    # a source ships are freed once its joins ran, instead of all waiting for the last source
-    small = [client.submit(_pairs_and_counts, q, pure=False) for q in queries]
+    # a join per (source, target) block, ready as soon as its source's candidates are, and run
+    # before any further candidate task (a higher priority; by default Dask runs tasks in the
+    # order submitted, so every source's shipped rows waited for the last source): the rows a
+    # source ships are freed once its joins ran
+    first = dict(pure=False, priority=1)
+    small = [client.submit(_pairs_and_counts, q, **first) for q in queries]
     joins = []
     for q in queries:
-        bu = client.submit(operator.getitem, q, 1, pure=False)
+        bu = client.submit(operator.getitem, q, 1, **first)
         for t, blk in enumerate(blocks):
             wt = glob["whole"][cell_off[t] : cell_off[t + 1]]
             joins.append(client.submit(_join_block, blk, int(comp_off[t]), thr_c, wt, centre,
-                                       distance,
-                                       client.submit(operator.getitem, bu, t, pure=False),
-                                       pure=False))
+                                       distance, client.submit(operator.getitem, bu, t, **first),
+                                       **first))
         del bu
     del queries
     _progress(hook, "cell candidates", small)
