@@ -167,6 +167,19 @@ def run_dask(path: Path, workers: int) -> tuple[dict, np.ndarray]:
     return out, labels
 
 
+def _commit() -> str | None:
+    """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or None."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def _prefix(key) -> str:
     """The function name of a Dask task key (``_query_block-<hash>`` -> ``_query_block``)."""
     k = key[0] if isinstance(key, tuple) else str(key)
@@ -390,9 +403,11 @@ def main() -> None:
                 print(f"  {key}: started {time.strftime('%H:%M:%S')}, load "
                       f"{os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
                 r, labels = run_dask(path, w)
+                # the labels stay beside the data (never committed) for later checks
+                np.save(path.with_name(f"{path.stem}.labels_{w}.npy"), labels)
                 r.update(workers=w, load_avg=os.getloadavg()[0],
-                         date=time.strftime("%Y-%m-%d %H:%M"),
-                         nmi=float(nmi(y, labels)) if n <= 3_000_000 else None)
+                         date=time.strftime("%Y-%m-%d %H:%M"), commit=_commit(),
+                         nmi=float(nmi(y, labels)))
                 res["runs"][key] = r
                 save(res)
                 print(json.dumps(r), file=sys.stderr, flush=True)
