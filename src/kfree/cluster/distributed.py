@@ -33,11 +33,15 @@ Plan (every step a set of Dask tasks; the driver only holds O(n) integers and th
    then finds, for its points, the virtual cells (with a fragment in a block within reach, and
    not below the point's own, so each pair of fragments is searched from one side) that may
    hold a τ-neighbour — about n × clusters / 2 GEMM evaluations, the dominant cost, split over
-   blocks — and the fragments in them that pass their own bound.
+   blocks — and the fragments in them that pass their own bound. A block's points are taken
+   ``QUERY_ROWS`` at a time, so a task holds one pass's candidates (where clusters' cells are
+   wide against the gaps between clusters, a point passes the bound of hundreds of cells).
 4. **Shells.** Most of those candidates are far: a cell's members sorted by distance to its
    centre, a query ``x`` needs only members farther out than ``|x − c| − sqrt(tau)``. Each
    cell's outermost members (its *shell*) are broadcast, so most candidates are decided in the
-   querying block; only the rest travel, as rows, to the block that owns the cell.
+   querying block; only the rest travel, as rows, to the block that owns the cell, where a
+   join task per (source, target) pair runs ahead of further candidate tasks, so the rows
+   are freed as soon as their source is done.
 5. **Components.** Unions found anywhere are joined on the driver (union-find over the blocks'
    intra-cell components: O(n) integers).
 6. **Exact agglomeration per component** (in parallel): each component's rows go to the block
