@@ -148,6 +148,28 @@ def test_components_exact_when_wide_components_join_clusters():
     assert state.components[-2] != state.components[-1] == state.components[0]
 
 
+@pytest.mark.parametrize(("distance", "tau"), CASES)
+def test_from_fit_reuses_the_fits_components_pass(monkeypatch, distance, tau):
+    from kfree.cluster import incremental, threshold_hac
+
+    X = blobs(np.random.default_rng(5), 600)
+    monkeypatch.setattr(threshold_hac, "COMPONENTS_MIN_SAMPLES", 0)  # the per-component path
+    est = ThresholdAgglomerative(tau, distance=distance, algorithm="sparse").fit(X)
+    assert est._coarse_components is not None
+    fresh = ClusterState.from_fit(est, X).components  # computed again (the spy is not set yet)
+    calls = []
+    orig = incremental.radius_components
+    monkeypatch.setattr(incremental, "radius_components", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    reused = ClusterState.from_fit(est, X)
+    assert not calls  # the fit's pass was reused ...
+    np.testing.assert_array_equal(reused.components, single_components(X, tau, distance))  # ... exactly
+    np.testing.assert_array_equal(reused.components, fresh)
+    est.set_params(algorithm="dense").fit(X)  # a refit that makes none leaves none behind
+    assert est._coarse_components is None
+    np.testing.assert_array_equal(ClusterState.from_fit(est, X).components, fresh)
+    assert calls
+
+
 def test_roundtrip(tmp_path):
     rng = np.random.default_rng(4)
     X = blobs(rng, 120).astype(np.float32)

@@ -279,17 +279,20 @@ class ClusterState:
         if labels.shape != (X.shape[0],):
             raise DataError(f"X has {X.shape[0]} rows but the estimator was fitted on {labels.shape[0]}: "
                             "pass the rows it was fitted on")
-        return cls._build(X, first_seen_labels(labels), tau, distance, hook, meta)
+        coarse = getattr(estimator, "_coarse_components", None)  # its τ-components pass, if any
+        if coarse is not None and np.shape(coarse) != (X.shape[0],):
+            coarse = None
+        return cls._build(X, first_seen_labels(labels), tau, distance, hook, meta, coarse=coarse)
 
     @classmethod
-    def _build(cls, X, labels, tau, distance, hook, meta) -> ClusterState:
+    def _build(cls, X, labels, tau, distance, hook, meta, coarse=None) -> ClusterState:
         n, d = X.shape
         if distance == "cosine" or n == 0:
             origin = np.zeros(d)
         else:
             origin = grid_centre(X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64))
         k = int(labels.max()) + 1 if n else 0
-        comps = _exact_components(X, labels, tau, distance, hook)
+        comps = _exact_components(X, labels, tau, distance, hook, coarse=coarse)
         self = cls(X=X, labels=labels.astype(np.int64), components=comps, threshold=tau,
                    distance=distance, linkage="complete", origin=origin,
                    centres=np.zeros((k, d)), radii=np.zeros(k), sizes=np.zeros(k, dtype=np.int64),
@@ -456,7 +459,7 @@ def _float_rows(X: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- components
-def _exact_components(X, labels, tau, distance, hook=None) -> np.ndarray:
+def _exact_components(X, labels, tau, distance, hook=None, coarse=None) -> np.ndarray:
     """Exact τ-components (ids 0..c-1, first appearance order) of points clustered by complete
     linkage at τ into ``labels``.
 
@@ -464,12 +467,15 @@ def _exact_components(X, labels, tau, distance, hook=None) -> np.ndarray:
     graph (float32 with a margin) without storing edges. Each complete-linkage cluster is a
     clique of the τ-graph, so a wide component holding one cluster is exact; one holding several
     clusters has its exact τ-edges streamed (:func:`radius_edges` with a sink: each recomputed
-    as scipy does) and its clusters joined along them.
+    as scipy does) and its clusters joined along them. ``coarse``: that wider pass's components
+    when the fit already made them (the per-component path of ThresholdAgglomerative at the same
+    τ and distance, on the same rows), so it is not repeated.
     """
     n = X.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    coarse = radius_components(X, tau, distance, hook=hook)
+    if coarse is None:
+        coarse = radius_components(X, tau, distance, hook=hook)
     n_c = int(coarse.max()) + 1
     # clusters per coarse component
     pair = np.unique(coarse * (int(labels.max()) + 1) + labels)

@@ -294,6 +294,9 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             ``hook(step, completed=, total=)`` progress callback for the τ-graph build.
         """
         self._validate_params()
+        # the float32 τ-components pass of the per-component path, kept for this fit only
+        # (ClusterState.from_fit reuses it instead of repeating it)
+        self._coarse_components = None
         if self.backend == "dask":  # blocks on a Dask cluster: kfree.cluster.distributed
             from .distributed import fit_dask
 
@@ -387,7 +390,9 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                 # exact per connected component: never more than one component's edges in
                 # memory, and at scale faster too (the components pass skips most distances);
                 # below ~50k points one pass over the whole τ-graph is faster when it fits
-                a, b, h, n_edges = _complete_by_components(X, cut, self.distance_, limit, hook)
+                a, b, h, n_edges, comp = _complete_by_components(X, cut, self.distance_, limit,
+                                                                 hook)
+                self._coarse_components = comp
                 order = np.argsort(h, kind="stable")
                 self.n_edges_ = int(n_edges)
                 self.merge_pairs_ = np.stack([a[order], b[order]], axis=1).astype(np.int64)
@@ -620,7 +625,8 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
     rebuilds each batch's τ-graph exactly (float64) and runs the sparse kernel on it: memory
     O(edges of the largest batch), which is estimated before it is built. (Pass 1 compares in
     float32 with a tiny margin, so a component may be the union of two true ones; pass 2 is
-    exact either way.) Returns merges (a, b, h) in sample ids and the number of τ-edges.
+    exact either way.) Returns merges (a, b, h) in sample ids, the number of τ-edges, and the
+    pass-1 components.
     """
     comp = radius_components(X, cut, distance, hook=hook)
     n_comp = int(comp.max()) + 1
@@ -679,8 +685,8 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
         out_h.append(h)
     if not out_a:
         e = np.empty(0, dtype=np.int64)
-        return e, e, np.empty(0), total_edges
-    return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_h), total_edges
+        return e, e, np.empty(0), total_edges, comp
+    return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_h), total_edges, comp
 
 
 def _dense_component_merges(X, cut, distance):
