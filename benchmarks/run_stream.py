@@ -188,7 +188,13 @@ def write_md(data: dict, path: Path) -> None:
         L.append("")
     c = data.get("scale")
     if c:
-        L += [f"## Scale: {c['batch']} new points at {c['n']:,} existing", "",
+        L += [f"## Scale: {c['batch']} new points at {c['n']:,} existing", ""]
+        pv = c.get("provenance")
+        if pv and pv["command"] != data["command"]:
+            L += [f"Command: `{pv['command']}`  ",
+                  f"Date: {pv['date']}; machine: {pv['machine']}; load average before: {pv['load']}  ",
+                  "Versions: " + ", ".join(f"{k} {v}" for k, v in pv["versions"].items()), ""]
+        L += [
               f"Initial clustering: {c['fit_s']:.1f} s (`ThresholdAgglomerative`), then {c['from_fit_s']:.1f} s for "
               "`ClusterState.from_fit` (the exact τ-components and per-cluster bounds); "
               f"{c['n_clusters']} clusters, {c['n_components']} τ-components. State file {c['file_mib']} MiB: "
@@ -236,6 +242,10 @@ def main(argv=None) -> None:
         write_md(data, out.with_suffix(".md"))
     if a.skip != "scale":
         data["scale"] = scale(a.scale_n, a.scale_batch, a.scale_reps, a.seed)
+        # the part's own provenance: a scale-only run (--skip stream --out ...) is merged into a
+        # file whose stream part came from another run
+        data["scale"]["provenance"] = {k: data[k] for k in ("command", "date", "machine", "load",
+                                                            "versions")}
     out.with_suffix(".json").write_text(json.dumps(data, indent=1))
     write_md(data, out.with_suffix(".md"))
 
