@@ -44,6 +44,33 @@ def test_cluster_on_dask_equals_local(d, address):
     np.testing.assert_array_equal(np.load(d / "c.npy"), ref)
 
 
+def test_state_from_a_dask_clustering_then_assign(d, address):
+    from kfree.cluster.incremental import ClusterState, assign
+
+    code, out = run("cluster", d / "x.npy", "--threshold", "1.0", "--backend", "dask",
+                    "--scheduler", address, "--out", d / "sd.csv", "--state", d / "sd.kstate")
+    assert code == 0 and "cluster state saved to" in out, out
+    X = np.load(d / "x.npy")
+    st = ClusterState.load(d / "sd.kstate")
+    ref = ClusterState.fit(X, 1.0)  # the same state as clustering on one machine
+    np.testing.assert_array_equal(st.labels, pd.read_csv(d / "sd.csv")["cluster"].to_numpy())
+    np.testing.assert_array_equal(st.labels, ref.labels)
+    np.testing.assert_array_equal(st.components, ref.components)
+    new = X[:5] + 0.01
+    np.save(d / "new.npy", new)
+    code, out = run("assign", d / "sd.kstate", d / "new.npy", "--out", d / "new.csv")
+    assert code == 0, out
+    np.testing.assert_array_equal(pd.read_csv(d / "new.csv")["cluster"].to_numpy(), assign(ref, new))
+
+
+def test_state_from_a_folder_is_refused_before_any_work(d):
+    (d / "parts").mkdir(exist_ok=True)
+    code, out = run("cluster", d / "parts", "--threshold", "1.0", "--backend", "dask", "--out",
+                    d / "p.csv", "--state", d / "p.kstate")
+    assert code == 1 and "is a folder" in out and len(out.strip().splitlines()) == 1, out
+    assert not (d / "p.csv").exists() and not (d / "p.kstate").exists()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--backend", "spark"], "--backend 'spark' is not one of local, dask"),
     (["--workers", "2"], "--scheduler and --workers are for --backend dask"),

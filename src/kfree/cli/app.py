@@ -260,7 +260,7 @@ def cluster(
     if backend != "local" or scheduler is not None or workers is not None:
         with cli_errors():
             _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
-                          scheduler, workers)
+                          scheduler, workers, state)
         return
     with cli_errors():
         from ..exceptions import ConfigError
@@ -362,8 +362,12 @@ def cluster(
 
 
 def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend, scheduler,
-                  workers) -> None:
-    """``kfree cluster DATA --backend dask``: features as they are, cut exactly at --threshold on Dask."""
+                  workers, state=None) -> None:
+    """``kfree cluster DATA --backend dask``: features as they are, cut exactly at --threshold on Dask.
+
+    With ``--state`` the rows are then read here once (a state keeps every clustered row, so
+    ``kfree assign`` can check new ones against the members exactly) and the state is built
+    from the Dask labels."""
     from rich.markup import escape
 
     from ..exceptions import ConfigError
@@ -385,6 +389,14 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     if scheduler is not None and workers is not None:
         raise ConfigError("--workers starts a local cluster; with --scheduler the cluster's own workers run")
     check_output(out, inputs=(first,), force=force)
+    if state is not None:
+        from .assign import check_state_request
+
+        check_state_request(method, n_clusters)
+        if first.is_dir():
+            raise ConfigError(f"--state keeps every clustered row and reads them from one file; {first} is a "
+                              "folder: write the rows to one .npy or .parquet file, or leave out --state")
+        check_output(state, inputs=(first, out), force=force, option="--state")
     from ..cluster import ThresholdAgglomerative
     from ..distances import check_distance
 
@@ -411,6 +423,13 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
             pd.DataFrame({"index": range(m.labels_.shape[0]), "cluster": m.labels_}).to_csv(tmp, index=False)
     console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, threshold "
                   f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
+    if state is not None:
+        from ..data.io import load_features
+        from .assign import save_plain_state, state_line
+
+        rows = X if not isinstance(X, Path) else load_features(first, min_samples=2).X
+        save_plain_state(m, rows, state)
+        console.print(state_line(state))
 
 
 def _how(method: str, accepted, n_clusters: int | None, threshold: float | None, distance: str,
