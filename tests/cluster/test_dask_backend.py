@@ -116,6 +116,30 @@ def test_candidates_in_passes_and_half_precision_rows_shipped(X, client, monkeyp
     np.testing.assert_array_equal(many.labels(), ref)
 
 
+def test_components_kept_for_a_cluster_state(X, client, monkeypatch):
+    import kfree.cluster.distributed as dist
+    from kfree.cluster import incremental
+    from kfree.cluster.incremental import ClusterState
+
+    monkeypatch.setattr(dist, "_sample_blocks", scatter)  # clusters cut across blocks
+    res = dask_threshold_hac(X, 0.6, client=client, **SMALL)
+    comp, labels = res.components, res.labels()
+    # each component (a union of exact τ-components) holds whole clusters
+    assert comp.shape == labels.shape and comp.min() == 0
+    pairs = np.unique(np.stack([labels, comp], axis=1), axis=0)
+    assert np.unique(pairs[:, 0]).shape[0] == pairs.shape[0]
+    ref = ClusterState.fit(X, 0.6)
+    m = ThresholdAgglomerative(0.6, backend="dask", scheduler=client).fit(X)
+
+    def no_second_pass(*a, **k):
+        raise AssertionError("the Dask run's components were not reused")
+
+    monkeypatch.setattr(incremental, "radius_components", no_second_pass)
+    st = ClusterState.from_fit(m, X)
+    np.testing.assert_array_equal(st.labels, ref.labels)
+    np.testing.assert_array_equal(st.components, ref.components)
+
+
 def test_estimator_backend_dask(X, client):
     ref = local(X)
     m = ThresholdAgglomerative(0.6, backend="dask", scheduler=client).fit(X)

@@ -753,6 +753,13 @@ def _join_block(blk: _Block | None, comp_off: int, thr_c: float, whole: np.ndarr
     return _uf_pairs(u, parent)
 
 
+def _point_components(blk: _Block | None, roots: np.ndarray):
+    """(point ids, τ-component of each) of this block's points."""
+    if blk is None:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return blk.idx, roots[blk.comp]
+
+
 def _route_home(blk: _Block | None, roots: np.ndarray, home: np.ndarray, n_blocks: int):
     """This block's rows split by the block that agglomerates their component."""
     if blk is None:
@@ -825,10 +832,14 @@ def _agglomerate(threshold: float, linkage: str, distance: str, memory_limit, ba
 
 # ============================================================================ driver
 class DaskThresholdResult:
-    """Merges up to the threshold (sample ids, increasing height) and run statistics."""
+    """Merges up to the threshold (sample ids, increasing height), run statistics, and (when the
+    run made them) each sample's component of the τ-graph found in float32 with a safety margin
+    (a union of exact τ-components: no cluster spans two)."""
 
-    def __init__(self, n: int, pairs: np.ndarray, heights: np.ndarray, stats: dict) -> None:
+    def __init__(self, n: int, pairs: np.ndarray, heights: np.ndarray, stats: dict,
+                 components: np.ndarray | None = None) -> None:
         self.n_samples, self.merge_pairs, self.merge_heights, self.stats = n, pairs, heights, stats
+        self.components = components
 
     def labels(self) -> np.ndarray:
         """Labels of shape (n_samples,), 0..k-1 in order of first appearance (as one machine)."""
@@ -1091,6 +1102,17 @@ def dask_threshold_hac(
                                   int(batch_points), *pieces, pure=False))
     _progress(hook, "exact agglomeration", aggs)
     res = client.gather(aggs)
+    # every point's τ-component (of the slightly wider float32 graph): kept with the result, so
+    # a cluster state (ClusterState.from_fit) need not find the components again on one machine
+    comps = np.full(n, -1, dtype=np.int64)
+    for idx, r in client.gather([client.submit(_point_components, blk,
+                                               root[comp_off[b] : comp_off[b + 1]], pure=False)
+                                 for b, blk in enumerate(blocks)]):
+        comps[idx] = r
+    if (comps < 0).any():  # every row is in one block; if not, a state finds them itself
+        log.warning("dask threshold HAC: %d rows without a component; not kept",
+                    int((comps < 0).sum()))
+        comps = None
     del routes, aggs, blocks
     t0 = lap("agglomerate", t0)
     P = np.concatenate([r[0] for r in res]).astype(np.int64)
@@ -1103,7 +1125,7 @@ def dask_threshold_hac(
         candidates=int(sum(c[0] for c in counts)), shipped=int(sum(c[1] for c in counts)),
         times=times, wall=time.perf_counter() - t_start,
     )
-    return DaskThresholdResult(n, P[order], H[order], stats_out)
+    return DaskThresholdResult(n, P[order], H[order], stats_out, components=comps)
 
 
 def _build_block_from(centre, distance, thr_c, seed, *pieces):
@@ -1136,4 +1158,5 @@ def fit_dask(est, X, must_link, cannot_link, hook):
     est._tree_top = est.threshold_.value
     est.labels_ = res.labels()
     est.n_clusters_ = int(est.labels_.max()) + 1
+    est._coarse_components = res.components  # reused by ClusterState.from_fit
     return est
