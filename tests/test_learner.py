@@ -28,7 +28,6 @@ def blobs():
 
 @pytest.fixture(scope="module")
 def fitted(blobs):
-    torch.set_num_threads(1)
     Xtr, ytr, Xva, yva, _, _ = blobs
     kw = dict(dims=(64, 32), epochs=40, p=8, k=6, loss_params={"radius_lr_scale": 10.0}, seed=3, **PAPER)
     return ClusterLearner.from_params(**kw).fit(Xtr, ytr, X_val=Xva, y_val=yva), kw

@@ -10,14 +10,6 @@ from kfree.exceptions import ConfigError, DataError
 from kfree_reproductions.icpr2020.alexnet import DEEPCLUSTER_WIDTHS, AlexNetBN
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_paper_architecture_shapes():
     torch.manual_seed(0)
     net = AlexNetBN()

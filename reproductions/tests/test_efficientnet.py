@@ -13,15 +13,6 @@ from kfree_reproductions.icpr2020 import efficientnet as E
 from kfree_reproductions.icpr2020.features import extract_features
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny forward passes: one thread avoids OpenMP spin-waits on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def random_net():
     torch.manual_seed(0)

@@ -18,15 +18,6 @@ from kfree.train.trainer import make_sampler, train_embedding
 PARAMS = {"bcl-ft": {"b": 0.15}, "pairwise": {"b": 0.15}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: intra-op threads only add contention on a shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data():
     X, y = sphere_blobs(8, 8, 16, spread=0.3, seed=0)
