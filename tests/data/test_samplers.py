@@ -5,16 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kfree.data.samplers import (
-    NOISE_GRID_NEGATIVES,
-    NOISE_GRID_POSITIVES,
-    PKSampler,
-    TripletSampler,
-    triplet_noise_rates,
-)
+from kfree.data.samplers import PKSampler, TripletSampler, triplet_noise_rates
 from kfree.exceptions import ConfigError, DataError
 
 SIZES = [3, 5, 8, 10, 12, 1, 7, 9, 20, 4]  # 10 identities, one seen once, 79 samples
+# the noise rates of the ICPR 2020 label-noise study (kfree_reproductions.icpr2020.protocol_b)
+NOISE_GRID_POSITIVES = (0.0, 0.05, 0.10, 0.20)
+NOISE_GRID_NEGATIVES = (0.0, 0.02, 0.05, 0.07, "random")
 
 
 @pytest.fixture

@@ -108,10 +108,6 @@ class PKSampler:
                 + (f", {self.n_small} identities with < K samples drawn with repeats" if self.n_small else ""))
 
 
-NOISE_GRID_POSITIVES: tuple[float, ...] = (0.0, 0.05, 0.10, 0.20)
-NOISE_GRID_NEGATIVES: tuple[float | str, ...] = (0.0, 0.02, 0.05, 0.07, "random")
-
-
 def triplet_noise_rates(labels: np.ndarray, batch: np.ndarray) -> tuple[float, float]:
     """Measured fractions of wrong positives and wrong negatives in triplet-layout indices.
 
