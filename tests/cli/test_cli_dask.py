@@ -34,6 +34,8 @@ def test_cluster_on_dask_equals_local(d, address):
                     "--scheduler", address, "--out", d / "c.csv")
     assert code == 0, out
     assert "(hac on dask, threshold 1 sqeuclidean)" in out and "wrote" in out
+    # distributed logs at INFO (client connections, ...) stay out of the default output
+    assert "INFO" not in out and "Receive client connection" not in out, out
     got = pd.read_csv(d / "c.csv")
     assert list(got.columns) == ["index", "cluster"]
     ref = ThresholdAgglomerative(1.0).fit(np.load(d / "x.npy")).labels_

@@ -398,9 +398,13 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
                               "folder: write the rows to one .npy or .parquet file, or leave out --state")
         check_output(state, inputs=(first, out), force=force, option="--state")
     from ..cluster import ThresholdAgglomerative
+    from ..cluster.distributed import import_distributed
     from ..distances import check_distance
+    from .console import level_library_loggers
 
     dist = check_distance(distance or "sqeuclidean")
+    import_distributed()  # (a clear error when Dask is not installed) distributed sets its log level
+    level_library_loggers()  # on import: back to the CLI's
     if first.suffix.lower() in (".npy", ".parquet", ".pq") or first.is_dir():
         X = first  # read in blocks by the workers, never loaded here
     else:

@@ -21,9 +21,22 @@ console = Console(stderr=False, highlight=False, width=_WIDTH)
 err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
+#: libraries that set their own loggers' level (distributed: INFO, when it is imported); the CLI
+#: holds them to its own level, so a Dask run does not print ~30 INFO lines at the default level
+LIBRARY_LOGGERS = ("distributed",)
+
+
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    level_library_loggers()
+
+
+def level_library_loggers() -> None:
+    """Give :data:`LIBRARY_LOGGERS` the CLI's level; call it again after importing one of them
+    (distributed sets its level on import, and logs through the CLI's handler from then on)."""
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.getLogger().level)
 
 
 #: optional packages a command may import, and the extra that installs them
