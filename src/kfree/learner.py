@@ -429,6 +429,25 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             return self._ward_rule()
         return self._distance_rule()
 
+    def state_rule(self):
+        """The rule a cluster state (``kfree cluster --state``, :mod:`kfree.cluster.incremental`)
+        keeps: complete linkage, the one cut a new row can be checked against exactly (it joins a
+        cluster only if every member is within τ). The chosen rule when it is complete linkage;
+        for a chosen Ward cut, the best validated non-Ward candidate of the same features (a Ward
+        merge height says nothing about single pairs), when that is complete linkage.
+
+        Raises :class:`~kfree.exceptions.ConfigError` when the model has no such rule (trained
+        with ``linkage="ward"``, ``"average"`` or ``"single"``)."""
+        self._check_fitted()
+        if self.rule_.linkage == "complete":
+            return self.rule_
+        rule = self._best_candidate(ward=False) if self.rule_.linkage == "ward" else None
+        if rule is None or rule.linkage != "complete":
+            raise ConfigError(f"this model clusters with {self.rule_.linkage} linkage and has no validated "
+                              "complete-linkage cut; a cluster state (kfree assign) needs complete linkage: "
+                              "train with --linkage auto or complete, or cluster without --state")
+        return rule
+
     def _best_candidate(self, ward: bool):
         """The best validated candidate on the chosen features that is (``ward=True``) or is not a
         Ward cut, or ``None``."""

@@ -35,10 +35,6 @@ def d(tmp_path_factory):
     return d
 
 
-
-
-
-
 def clusters(path):
     return pd.read_csv(path)["cluster"].to_numpy()
 
@@ -134,3 +130,50 @@ def test_model_mismatch_is_refused(d, tmp_path):
     one_line_error(code, out, "is not the model m.kstate was made with")
     code, out = run("assign", d / "m.kfree", tmp_path / "m.kstate", d / "narrow.npy", "--out", tmp_path / "o.csv")
     one_line_error(code, out, "features")
+
+
+def test_state_of_a_ward_model_keeps_its_validated_complete_cut(d, tmp_path):
+    """A model whose chosen rule is a Ward cut (the usual choice under --linkage auto) still makes a
+    state: with its best validated complete-linkage cut of the same features, said in the output."""
+    from kfree.learner import ClusterLearner
+
+    result = runner.invoke(app, ["train", str(d / "x.npy"), "--labels", str(d / "y.npy"), "--out",
+                                 str(tmp_path / "w.kfree"), *FAST[:-2]])  # --linkage auto
+    assert result.exit_code == 0, result.output
+    learner = ClusterLearner.load(tmp_path / "w.kfree")
+    assert learner.rule_.linkage == "ward", learner.rule_  # the case under test
+    rule = learner.state_rule()
+    assert rule.linkage == "complete" and rule.features == learner.rule_.features
+    candidates = [c for c in learner.selection_["candidates"]
+                  if c["features"] == rule.features and c["linkage"] == "complete"]
+    assert rule.val_nmi == max(c["val_nmi"] for c in candidates)
+    code, out = run("cluster", tmp_path / "w.kfree", d / "x.npy", "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "w.kstate")
+    assert code == 0, out
+    assert "chosen rule is a Ward cut" in out and "complete linkage" in out and "cluster state saved" in out
+    Z = learner.transform(np.load(d / "x.npy"))
+    ref = ThresholdAgglomerative(rule.threshold.value, linkage="complete", distance=rule.threshold.distance).fit(Z)
+    np.testing.assert_array_equal(clusters(tmp_path / "c.csv"), ref.labels_)
+    state = ClusterState.load(tmp_path / "w.kstate")
+    assert state.threshold == rule.threshold.value and state.meta["model"]["chosen_rule_linkage"] == "ward"
+    expected = assign(state, learner.transform(np.load(d / "new.npy")))
+    code, out = run("assign", tmp_path / "w.kfree", tmp_path / "w.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
+    assert code == 0, out
+    np.testing.assert_array_equal(clusters(tmp_path / "a.csv"), expected)
+    # a --threshold would be a Ward height here: refused before anything is written
+    code, out = run("cluster", tmp_path / "w.kfree", d / "x.npy", "--threshold", "0.5", "--out", tmp_path / "t.csv",
+                    "--state", tmp_path / "t.kstate")
+    one_line_error(code, out, "would be a Ward merge height")
+    assert not (tmp_path / "t.csv").exists() and not (tmp_path / "t.kstate").exists()
+
+
+def test_state_needs_a_complete_linkage_rule(d):
+    from kfree.config import TrainConfig
+    from kfree.exceptions import ConfigError
+    from kfree.learner import ClusterLearner
+
+    X, y = np.load(d / "x.npy"), np.load(d / "y.npy")
+    learner = ClusterLearner(TrainConfig(epochs=2, p=6, k=5, dims=(8,), seed=0), linkage="average").fit(X, y)
+    assert learner.rule_.linkage == "average"
+    with pytest.raises(ConfigError, match="no validated complete-linkage cut"):
+        learner.state_rule()

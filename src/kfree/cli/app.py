@@ -302,19 +302,20 @@ def cluster(
 
             learner = ClusterLearner.load(model)
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
+            state_rule = None
             with _limit_threads():
                 if state is None:
                     labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
                 else:
                     from .assign import cluster_model_state
 
-                    labels = cluster_model_state(learner, model, data.X, threshold, state, data_path)
+                    labels, state_rule = cluster_model_state(learner, model, data.X, threshold, state, data_path)
             if method == "ward":  # a Ward height, calibrated or given
                 rule, unit = None, "(Ward merge height)"
                 used = threshold if threshold is not None or n_clusters is not None else (
                     learner.rule_for("ward").threshold.value)
             else:
-                rule = learner.rule_for(method)
+                rule = state_rule or learner.rule_for(method)
                 unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
                 used = threshold if threshold is not None else (
                     learner.threshold_.value if rule is learner.rule_ else rule.threshold.value)
@@ -358,6 +359,12 @@ def cluster(
         if state is not None:
             from .assign import state_line
 
+            if model is not None and state_rule is not learner.rule_:
+                chosen = learner.rule_
+                console.print(f"the model's chosen rule is a Ward cut (validation NMI {chosen.val_nmi:.3f}); a cluster "
+                              "state needs complete linkage, so these clusters use its best validated "
+                              f"complete-linkage cut (validation NMI {state_rule.val_nmi:.3f}); "
+                              "`kfree cluster` without --state gives the Ward clusters")
             console.print(state_line(state))
 
 

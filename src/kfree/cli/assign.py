@@ -16,7 +16,8 @@ import typer
 from .console import cli_errors, console
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
-              "adds new rows to (hac at a threshold, complete linkage).")
+              "adds new rows to (hac at a threshold, complete linkage; a model whose chosen rule is a Ward "
+              "cut uses its best validated complete-linkage cut).")
 
 
 def _sha256(path: Path) -> str:
@@ -39,25 +40,32 @@ def check_state_request(method: str, n_clusters: int | None) -> None:
 
 
 def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float | None, state_path: Path,
-                        data_path: Path) -> Any:
-    """Cluster ``X`` as ``learner.cluster(X, threshold=threshold)`` does and save the state
-    (the embedding rows, at the model's threshold or the override); returns the labels."""
+                        data_path: Path) -> tuple[Any, Any]:
+    """Cluster ``X`` with the model's complete-linkage rule (:meth:`ClusterLearner.state_rule`:
+    the chosen rule, or for a chosen Ward cut the best validated complete-linkage cut of the same
+    features; ``threshold`` overrides its value) and save the state of the embedding rows.
+
+    Returns ``(labels, rule)``; the caller reports the rule when it is not the chosen one."""
     from ..cluster.incremental import ClusterState
     from ..cluster.threshold_hac import ThresholdAgglomerative
     from ..exceptions import ConfigError
 
-    rule = learner.rule_for("hac")
-    if rule.linkage != "complete":
-        raise ConfigError(f"this model clusters with {rule.linkage} linkage; a cluster state (kfree assign) needs "
-                          "complete linkage: train with --linkage complete, or cluster without --state")
-    # the cut learner.cluster(X, threshold=threshold) makes: the override, else the model's own
-    value = float(threshold) if threshold is not None else learner.threshold_.value
-    Z = learner.transform(X)
+    rule = learner.state_rule()
+    if rule is not learner.rule_ and threshold is not None:
+        raise ConfigError(f"--threshold {threshold:g} would be a Ward merge height for this model (its chosen rule is "
+                          "a Ward cut), but a cluster state cuts complete linkage at a pair distance; leave out "
+                          f"--threshold to keep its validated complete-linkage cut ({rule.threshold.value:.4g} "
+                          f"{rule.threshold.distance}), or cluster without --state")
+    # the cut learner.cluster(X, threshold=threshold) makes for a complete-linkage model
+    value = float(threshold) if threshold is not None else (
+        learner.threshold_.value if rule is learner.rule_ else rule.threshold.value)
+    Z = learner.transform(X)  # the chosen features: the state rule's too
     est = ThresholdAgglomerative(value, linkage="complete", distance=rule.threshold.distance).fit(Z)
     meta = {"model": {"name": model_path.name, "sha256": _sha256(model_path), "features": rule.features,
-                      "threshold": value, "distance": rule.threshold.distance, "data": data_path.name}}
+                      "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
+                      "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage}}
     ClusterState.from_fit(est, Z, meta=meta).save(state_path, overwrite=True)
-    return est.labels_
+    return est.labels_, rule
 
 
 def save_plain_state(estimator: Any, X: Any, state_path: Path) -> None:
