@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from kfree import ClusterLearner
+from kfree import ClusterLearner, TrainConfig
 from kfree.data.synthetic import sphere_blobs
 from kfree.exceptions import DataError
 from kfree.metrics import nmi
@@ -112,6 +112,25 @@ def test_logistic_calibration_is_saved_and_feeds_multicut(tmp_path, blobs):
     mc = loaded.cluster(Xte, method="multicut")
     assert abs(len(np.unique(hac)) - 8) <= 1
     assert abs(len(np.unique(mc)) - 8) <= 1 and nmi(yte, mc) > 0.9
+
+
+def test_multicut_cuts_by_the_pair_model_of_the_held_out_identities(tmp_path):
+    """multicut weighs each pair by p(different | d) fitted on the held-out pairs; the chosen
+    complete-linkage cut (a cluster's diameter) as its threshold joined neighbouring identities
+    (7 clusters for 10 here, NMI 0.90)."""
+    X, y = sphere_blobs(30, 12, dim=6, spread=0.3, seed=0)
+    seen = y < 20
+    est = ClusterLearner(TrainConfig(epochs=3, p=6, k=5, dims=(16, 8), seed=0)).fit(X[seen], y[seen])
+    assert est.pair_calibration_ is not None and est.pair_model() is est.pair_calibration_
+    assert est.pair_calibration_.threshold().value > 0
+    mc = est.cluster(X[~seen], method="multicut")
+    assert abs(len(np.unique(mc)) - 10) <= 1 and nmi(y[~seen], mc) > 0.98
+    loaded = ClusterLearner.load(est.save(tmp_path / "m.kfree"))
+    assert loaded.pair_calibration_.to_dict() == est.pair_calibration_.to_dict()
+    np.testing.assert_array_equal(loaded.cluster(X[~seen], method="multicut"), mc)
+    # an explicit threshold still wins over the pair model
+    one = est.cluster(X[~seen], method="multicut", threshold=1e-9)
+    assert len(np.unique(one)) == int((~seen).sum())
 
 
 def test_noisy_triplet_sampler_through_the_learner(blobs):

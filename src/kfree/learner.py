@@ -90,6 +90,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
     selection_ : dict — every candidate rule with its validation score, the chosen one and why
     threshold_ : Threshold — the chosen rule's threshold (or the override)
     learned_threshold_ : Threshold — the loss's own threshold (or its calibration)
+    pair_calibration_ : LogisticCalibration or None — ``p(different | d)`` fitted on the pairs of
+        the held-out identities in the chosen features: what ``method="multicut"`` cuts by (a
+        complete-linkage cut is a cluster's diameter, too wide a bound for single pairs); ``None``
+        without held-out identities
     labels_, n_clusters_ : clusters of the training data (set by ``fit_predict`` only).
     history_ : list of dict — the validation curve (step, epoch, loss, val_nmi, …)
     n_features_in_ : int
@@ -273,7 +277,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         self.best_epoch_ = result.best_epoch
         self.best_step_ = result.best_step
         thr = loss.implied_threshold()
-        self.calibration_ = None
+        self.calibration_ = self.pair_calibration_ = None
         candidates: list[ClusterRule] = []
         if has_val:
             Z_val = encode(model, X_val_np)
@@ -289,6 +293,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                     X_rc, features="raw", modes=("recalibrated",))
             candidates = raw_rules + model_rules
             chosen = choose_rule(raw_rules, model_rules)  # a tie goes to the raw features
+            if chosen.features == "raw":
+                self.pair_calibration_ = _pair_calibration(X_rc, y_rc, seed)
+            else:
+                self.pair_calibration_ = self.calibration_ or _pair_calibration(Z_val, y_val, seed)
             if thr is None:
                 own = [r for r in model_rules if r.linkage == "complete"] or model_rules
                 thr = own[0].threshold
@@ -374,8 +382,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
         ``method="hac"`` (default) applies the chosen rule (its features, linkage and threshold;
         ``threshold`` overrides the value, same units). ``method`` may name any registered
-        back-end (``kfree.registry.names("cluster")``): threshold methods (``multicut``) cut at
-        the best non-Ward threshold of the chosen features; methods that need K (k-means, HAC at
+        back-end (``kfree.registry.names("cluster")``): ``multicut`` weighs each pair by
+        :meth:`pair_model` (``p(different | d)`` fitted on the held-out identities' pairs), else
+        (a ``threshold``, or no held-out identities) cuts at the best non-Ward threshold of the
+        chosen features; methods that need K (k-means, HAC at
         k) take ``n_clusters``; K-estimating ones (X-means, G-means, HDBSCAN, FINCH) take
         neither. ``n_clusters`` with ``method="hac"`` cuts the chosen linkage's tree at K.
         """
@@ -401,11 +411,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             if "n_clusters" not in accepted:
                 raise ConfigError(f"method {method!r} does not take n_clusters; it finds the number itself")
             kwargs["n_clusters"] = int(n_clusters)
-        elif ("cut_probability" in accepted and self.calibration_ is not None and override is None
-              and not self.uses_raw_):
-            # a fitted p(different | d) is a better multicut cost than a hard threshold
-            kwargs["cut_probability"] = self.calibration_.cut_probability
-            kwargs["distance"] = self.calibration_.distance
+        elif "cut_probability" in accepted and self.pair_model() is not None and override is None:
+            # a fitted p(different | d) is a better multicut cost than a hard threshold, and a
+            # complete-linkage cut (a diameter) would join most pairs of neighbouring clusters
+            kwargs["cut_probability"] = self.pair_model().cut_probability
+            kwargs["distance"] = self.pair_model().distance
         elif "threshold" in accepted:
             base = self._ward_rule().threshold if method == "ward" and override is None else dist_rule.threshold
             kwargs["threshold"] = base.value if override is None else float(override)
@@ -421,13 +431,22 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         """The :class:`~kfree.evaluate.selection.ClusterRule` whose threshold ``cluster(X,
         method=method)`` cuts at: the chosen rule for ``"hac"``, the best calibrated Ward cut for
         ``"ward"``, and for other threshold methods (multicut) the best rule of the chosen
-        features whose threshold is a pair distance."""
+        features whose threshold is a pair distance (what multicut cuts at when it has no
+        :meth:`pair_model` or is given a threshold)."""
         self._check_fitted()
         if method == "hac":
             return self.rule_
         if method == "ward":
             return self._ward_rule()
         return self._distance_rule()
+
+    def pair_model(self):
+        """The pair model multicut cuts by: :attr:`pair_calibration_`, else (a model file from
+        before it, or no held-out identities) the logistic calibration of the model's features."""
+        pair = getattr(self, "pair_calibration_", None)
+        if pair is None and not self.uses_raw_:
+            pair = self.calibration_
+        return pair
 
     def state_rule(self):
         """The rule a cluster state (``kfree cluster --state``, :mod:`kfree.cluster.incremental`)
@@ -520,6 +539,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             "threshold": self.learned_threshold_.to_dict(),
             "selection": self.selection_,
             "calibration": None if self.calibration_ is None else self.calibration_.to_dict(),
+            "pair_calibration": None if self.pair_calibration_ is None else self.pair_calibration_.to_dict(),
             "provenance": self.provenance_,
             "history": self.history_,
         }
@@ -554,13 +574,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             self.loss_.on_num_classes(int(payload["provenance"].get("n_train_identities", 2)), self.model_.out_dim)
             self.loss_.load_state_dict(payload["loss_state"])
             self.learned_threshold_ = Threshold.from_dict(payload["threshold"])
-            cal = payload.get("calibration")
-            if cal is not None:
-                from .evaluate.calibrate import LogisticCalibration
+            from .evaluate.calibrate import LogisticCalibration
 
-                self.calibration_ = LogisticCalibration.from_dict(cal)
-            else:
-                self.calibration_ = None
+            cal, pair = payload.get("calibration"), payload.get("pair_calibration")
+            self.calibration_ = None if cal is None else LogisticCalibration.from_dict(cal)
+            self.pair_calibration_ = None if pair is None else LogisticCalibration.from_dict(pair)
             sel = payload.get("selection")
             if sel is None:
                 lk = params.get("linkage", "complete")
@@ -655,6 +673,17 @@ class BallClusterLearner(ClusterLearner):
         if flat.get("loss_params") is None:
             flat["loss_params"] = {}
         return TrainConfig(**flat)
+
+
+def _pair_calibration(Z: np.ndarray, y: np.ndarray, seed: int):
+    """``p(different | d)`` fitted on the pairs of labelled rows ``Z`` (n, d), or ``None`` when
+    those pairs cannot fit one (e.g. every pair of one kind)."""
+    from .evaluate.calibrate import LogisticCalibration
+
+    try:
+        return LogisticCalibration.fit_embeddings(Z, y, seed=seed)
+    except (DataError, ConfigError, ValueError):
+        return None
 
 
 def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> str:

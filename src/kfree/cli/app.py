@@ -320,7 +320,7 @@ def cluster(
                 used = threshold if threshold is not None else (
                     learner.threshold_.value if rule is learner.rule_ else rule.threshold.value)
             how = _how(method, accepted, n_clusters, used, unit,
-                       logistic=learner.calibration_ is not None and threshold is None and learner.threshold is None)
+                       logistic=learner.pair_model() is not None and threshold is None and learner.threshold is None)
             if method == "hac" and n_clusters is None:
                 how = f", {rule.features} features, {rule.linkage} linkage{how}"
         else:
