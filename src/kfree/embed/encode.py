@@ -13,8 +13,10 @@ def encode(model: nn.Module, X: np.ndarray, *, batch_size: int = 8192) -> np.nda
     was_training = model.training
     model.eval()
     try:
+        # each batch is copied (np.array): rows read from Parquet or a memory map are read-only,
+        # and torch warns on a tensor that shares a read-only buffer
         out = [
-            model(torch.as_tensor(np.asarray(X[i : i + batch_size], dtype=np.float32))).numpy()
+            model(torch.from_numpy(np.array(X[i : i + batch_size], dtype=np.float32))).numpy()
             for i in range(0, X.shape[0], batch_size)
         ]
     finally:
