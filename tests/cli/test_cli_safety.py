@@ -212,6 +212,20 @@ def test_progress_is_plain_lines_when_not_on_a_terminal(d):
     lines = [line for line in out.splitlines() if " train " in line]
     assert lines and lines[-1].split("]")[1].split()[:2] == ["train", "3/3"], out
     assert "━" not in out  # no progress-bar drawing in logs
+    assert "loss=" in out and "nan" not in out  # the loss before the first step is not shown
+
+
+def test_progress_lines_leave_out_values_not_measured_yet():
+    import io
+
+    from kfree.cli.console import PlainHook
+
+    buf = io.StringIO()
+    hook = PlainHook(stream=buf)
+    hook("train", completed=0, total=2, loss=float("nan"), val_nmi=0.5, other=1.0)
+    hook("train", completed=2, total=2, loss=0.25, val_nmi=0.75)
+    first, last = buf.getvalue().splitlines()
+    assert first.endswith("train 0/2  val_nmi=0.5") and last.endswith("train 2/2  loss=0.25  val_nmi=0.75")
 
 
 def test_evaluate_json_written_once(d):

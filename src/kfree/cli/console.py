@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -90,6 +91,14 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _info_text(info: dict[str, Any]) -> str:
+    """The fields a progress line shows; a value not measured yet (NaN: the loss before the
+    first step) is left out rather than printed as ``nan``."""
+    return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()
+                     if k in ("loss", "threshold", "val_nmi", "val_clusters", "b")
+                     and not (isinstance(v, float) and math.isnan(v)))
+
+
 class RichHook:
     """A ``hook(step, completed=, total=, **info)`` that drives a rich progress bar per step name."""
 
@@ -100,9 +109,7 @@ class RichHook:
     def __call__(self, step: str, *, completed: int, total: int | None = None, **info: Any) -> None:
         if step not in self.tasks:
             self.tasks[step] = self.progress.add_task(step, total=total)
-        extra = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()
-                          if k in ("loss", "threshold", "val_nmi", "val_clusters", "b"))
-        self.progress.update(self.tasks[step], completed=completed, total=total, info=extra)
+        self.progress.update(self.tasks[step], completed=completed, total=total, info=_info_text(info))
 
 
 class PlainHook:
@@ -125,8 +132,7 @@ class PlainHook:
         if step in self.last and not done and now - self.last[step] < self.every_s:
             return
         self.last[step] = now
-        extra = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()
-                          if k in ("loss", "threshold", "val_nmi", "val_clusters", "b"))
+        extra = _info_text(info)
         count = f"{completed}/{total}" if total is not None else str(completed)
         line = f"[{now - self.t0:7.1f} s] {step} {count}" + (f"  {extra}" if extra else "")
         stream = self.stream or sys.stderr
