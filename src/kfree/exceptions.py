@@ -57,5 +57,9 @@ class KfreeWarning(UserWarning):
     """Base class of kfree's warnings."""
 
 
+class ScaleWarning(KfreeWarning):
+    """The input is too large for the method asked for; the message says what is used instead."""
+
+
 class ParameterConflictWarning(KfreeWarning):
     """Two parameters were set that cannot both apply; the message says which one is used."""

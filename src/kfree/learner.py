@@ -42,6 +42,9 @@ from .utils.model_file import MODEL_FORMAT, read_model, write_model
 log = logging.getLogger(__name__)
 
 #: the estimator's own parameters (everything else is in its TrainConfig)
+#: above this many rows ``cluster`` does not cut a chosen Ward rule (O(n²) time) but the best
+#: validated complete-linkage rule (see :meth:`ClusterLearner.rule_for_rows`)
+WARD_MAX_ROWS = 50_000
 LEARNER_PARAMS = ("head", "val_identities", "linkage", "threshold_mode", "compare_raw", "threshold", "calibration")
 
 
@@ -388,6 +391,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         chosen features; methods that need K (k-means, HAC at
         k) take ``n_clusters``; K-estimating ones (X-means, G-means, HDBSCAN, FINCH) take
         neither. ``n_clusters`` with ``method="hac"`` cuts the chosen linkage's tree at K.
+
+        A chosen Ward cut is applied up to :data:`WARD_MAX_ROWS` rows; above, ``"hac"`` uses
+        :meth:`rule_for_rows` (the best validated complete-linkage cut, which scales) with a
+        :class:`~kfree.exceptions.ScaleWarning`; ``method="ward"`` keeps Ward at any size.
         """
         from . import registry
 
@@ -397,6 +404,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         rule = self.rule_
         override = threshold if threshold is not None else self.threshold
         if method == "hac" and n_clusters is None:
+            if override is None:  # (an override is in the chosen rule's units: it keeps that rule)
+                rule = self.rule_for_rows(X.shape[0], warn=True)
             thr = None if override is None else Threshold(float(override), rule.threshold.distance, "override")
             return rule.cluster(Z, threshold=thr)
         if method == "hac" and rule.linkage == "ward":
@@ -439,6 +448,29 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if method == "ward":
             return self._ward_rule()
         return self._distance_rule()
+
+    def rule_for_rows(self, n: int, *, warn: bool = False):
+        """The rule ``cluster(X)`` applies to ``n`` rows: the chosen one, except that a chosen
+        Ward cut gives way above :data:`WARD_MAX_ROWS` rows to the best validated complete-linkage
+        cut of the same features (:meth:`state_rule`): Ward's agglomeration takes O(n²) time, the
+        complete-linkage cut runs on the sparse τ-radius graph. ``warn`` says so as a
+        :class:`~kfree.exceptions.ScaleWarning`."""
+        self._check_fitted()
+        if self.rule_.linkage != "ward" or n <= WARD_MAX_ROWS:
+            return self.rule_
+        try:
+            rule = self.state_rule()
+        except ConfigError:
+            return self.rule_  # no complete-linkage candidate: Ward it is, at its cost
+        if warn:
+            import warnings
+
+            from .exceptions import ScaleWarning
+
+            warnings.warn(f"{n:,} rows is above {WARD_MAX_ROWS:,}, where the chosen Ward cut (O(n^2) time) gives way "
+                          f"to the best validated complete-linkage cut ({rule.name}, validation NMI {rule.val_nmi:.3f}; "
+                          f"Ward's {self.rule_.val_nmi:.3f}); method='ward' keeps Ward", ScaleWarning, stacklevel=3)
+        return rule
 
     def pair_model(self):
         """The pair model multicut cuts by: :attr:`pair_calibration_`, else (a model file from

@@ -167,6 +167,41 @@ def test_state_of_a_ward_model_keeps_its_validated_complete_cut(d, tmp_path):
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "t.kstate").exists()
 
 
+def test_a_ward_model_on_many_rows_cuts_its_complete_linkage_rule(d, tmp_path, monkeypatch):
+    """Above WARD_MAX_ROWS rows (lowered here) a chosen Ward cut (O(n²) time) gives way to the
+    best validated complete-linkage cut, with a warning in Python and one line in the CLI;
+    method="ward" keeps Ward."""
+    import warnings
+
+    import kfree.learner as learner_module
+    from kfree.exceptions import ScaleWarning
+    from kfree.learner import ClusterLearner
+
+    result = runner.invoke(app, ["train", str(d / "x.npy"), "--labels", str(d / "y.npy"), "--out",
+                                 str(tmp_path / "w.kfree"), *FAST[:-2]])
+    assert result.exit_code == 0, result.output
+    learner = ClusterLearner.load(tmp_path / "w.kfree")
+    assert learner.rule_.linkage == "ward", learner.rule_
+    X = np.load(d / "new.npy")  # 40 rows
+    Z = learner.transform(X)
+    ward = learner.rule_.cluster(Z)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(learner.cluster(X), ward)  # at or below the limit: Ward, silently
+    monkeypatch.setattr(learner_module, "WARD_MAX_ROWS", len(X) - 1)
+    rule = learner.state_rule()
+    assert learner.rule_for_rows(len(X)) == rule and learner.rule_for_rows(len(X) - 1) is learner.rule_
+    with pytest.warns(ScaleWarning, match="above 39, where the chosen Ward cut"):
+        got = learner.cluster(X)
+    np.testing.assert_array_equal(got, rule.cluster(Z))
+    np.testing.assert_array_equal(learner.cluster(X, method="ward"), ward)
+    code, out = run("cluster", tmp_path / "w.kfree", d / "new.npy", "--out", tmp_path / "c.csv")
+    assert code == 0, out
+    assert "complete linkage" in out and "above 39 rows Ward's O(n²) agglomeration is too slow" in out, out
+    assert "Warning" not in out  # said once, as a line, not as a Python warning
+    np.testing.assert_array_equal(clusters(tmp_path / "c.csv"), got)
+
+
 def test_state_needs_a_complete_linkage_rule(d):
     from kfree.config import TrainConfig
     from kfree.exceptions import ConfigError

@@ -305,7 +305,13 @@ def cluster(
             state_rule = None
             with _limit_threads():
                 if state is None:
-                    labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
+                    import warnings
+
+                    from ..exceptions import ScaleWarning
+
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", ScaleWarning)  # said below, in one line
+                        labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
                 else:
                     from .assign import cluster_model_state
 
@@ -316,6 +322,8 @@ def cluster(
                     learner.rule_for("ward").threshold.value)
             else:
                 rule = state_rule or learner.rule_for(method)
+                if method == "hac" and n_clusters is None and threshold is None and learner.threshold is None:
+                    rule = state_rule or learner.rule_for_rows(data.n_samples)
                 unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
                 used = threshold if threshold is not None else (
                     learner.threshold_.value if rule is learner.rule_ else rule.threshold.value)
@@ -356,15 +364,18 @@ def cluster(
         n_found = len(set(labels.tolist()))
         console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                       f"wrote [bold]{escape(str(out))}[/bold]")
+        if model is not None and method == "hac" and n_clusters is None and rule is not learner.rule_:
+            from ..learner import WARD_MAX_ROWS
+
+            why, keep = (("a cluster state needs complete linkage", "`kfree cluster` without --state gives the Ward clusters")
+                         if state is not None else
+                         (f"above {WARD_MAX_ROWS:,} rows Ward's O(n²) agglomeration is too slow", "--method ward keeps Ward"))
+            console.print(f"the model's chosen rule is a Ward cut (validation NMI {learner.rule_.val_nmi:.3f}); {why}, so "
+                          "these clusters use its best validated complete-linkage cut (validation NMI "
+                          f"{rule.val_nmi:.3f}); {keep}")
         if state is not None:
             from .assign import state_line
 
-            if model is not None and state_rule is not learner.rule_:
-                chosen = learner.rule_
-                console.print(f"the model's chosen rule is a Ward cut (validation NMI {chosen.val_nmi:.3f}); a cluster "
-                              "state needs complete linkage, so these clusters use its best validated "
-                              f"complete-linkage cut (validation NMI {state_rule.val_nmi:.3f}); "
-                              "`kfree cluster` without --state gives the Ward clusters")
             console.print(state_line(state))
 
 
