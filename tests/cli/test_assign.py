@@ -35,6 +35,15 @@ def d(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def ward_model(d):
+    """A model trained with the default --linkage auto whose chosen rule is a Ward cut."""
+    result = runner.invoke(app, ["train", str(d / "x.npy"), "--labels", str(d / "y.npy"), "--out", str(d / "w.kfree"),
+                                 *FAST[:-2]])  # --linkage auto
+    assert result.exit_code == 0, result.output
+    return d / "w.kfree"
+
+
 def clusters(path):
     return pd.read_csv(path)["cluster"].to_numpy()
 
@@ -132,22 +141,19 @@ def test_model_mismatch_is_refused(d, tmp_path):
     one_line_error(code, out, "features")
 
 
-def test_state_of_a_ward_model_keeps_its_validated_complete_cut(d, tmp_path):
+def test_state_of_a_ward_model_keeps_its_validated_complete_cut(d, ward_model, tmp_path):
     """A model whose chosen rule is a Ward cut (the usual choice under --linkage auto) still makes a
     state: with its best validated complete-linkage cut of the same features, said in the output."""
     from kfree.learner import ClusterLearner
 
-    result = runner.invoke(app, ["train", str(d / "x.npy"), "--labels", str(d / "y.npy"), "--out",
-                                 str(tmp_path / "w.kfree"), *FAST[:-2]])  # --linkage auto
-    assert result.exit_code == 0, result.output
-    learner = ClusterLearner.load(tmp_path / "w.kfree")
+    learner = ClusterLearner.load(ward_model)
     assert learner.rule_.linkage == "ward", learner.rule_  # the case under test
     rule = learner.state_rule()
     assert rule.linkage == "complete" and rule.features == learner.rule_.features
     candidates = [c for c in learner.selection_["candidates"]
                   if c["features"] == rule.features and c["linkage"] == "complete"]
     assert rule.val_nmi == max(c["val_nmi"] for c in candidates)
-    code, out = run("cluster", tmp_path / "w.kfree", d / "x.npy", "--out", tmp_path / "c.csv",
+    code, out = run("cluster", ward_model, d / "x.npy", "--out", tmp_path / "c.csv",
                     "--state", tmp_path / "w.kstate")
     assert code == 0, out
     assert "chosen rule is a Ward cut" in out and "complete linkage" in out and "cluster state saved" in out
@@ -157,17 +163,17 @@ def test_state_of_a_ward_model_keeps_its_validated_complete_cut(d, tmp_path):
     state = ClusterState.load(tmp_path / "w.kstate")
     assert state.threshold == rule.threshold.value and state.meta["model"]["chosen_rule_linkage"] == "ward"
     expected = assign(state, learner.transform(np.load(d / "new.npy")))
-    code, out = run("assign", tmp_path / "w.kfree", tmp_path / "w.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
+    code, out = run("assign", ward_model, tmp_path / "w.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
     assert code == 0, out
     np.testing.assert_array_equal(clusters(tmp_path / "a.csv"), expected)
     # a --threshold would be a Ward height here: refused before anything is written
-    code, out = run("cluster", tmp_path / "w.kfree", d / "x.npy", "--threshold", "0.5", "--out", tmp_path / "t.csv",
+    code, out = run("cluster", ward_model, d / "x.npy", "--threshold", "0.5", "--out", tmp_path / "t.csv",
                     "--state", tmp_path / "t.kstate")
     one_line_error(code, out, "would be a Ward merge height")
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "t.kstate").exists()
 
 
-def test_a_ward_model_on_many_rows_cuts_its_complete_linkage_rule(d, tmp_path, monkeypatch):
+def test_a_ward_model_on_many_rows_cuts_its_complete_linkage_rule(d, ward_model, tmp_path, monkeypatch):
     """Above WARD_MAX_ROWS rows (lowered here) a chosen Ward cut (O(n²) time) gives way to the
     best validated complete-linkage cut, with a warning in Python and one line in the CLI;
     method="ward" keeps Ward."""
@@ -177,10 +183,7 @@ def test_a_ward_model_on_many_rows_cuts_its_complete_linkage_rule(d, tmp_path, m
     from kfree.exceptions import ScaleWarning
     from kfree.learner import ClusterLearner
 
-    result = runner.invoke(app, ["train", str(d / "x.npy"), "--labels", str(d / "y.npy"), "--out",
-                                 str(tmp_path / "w.kfree"), *FAST[:-2]])
-    assert result.exit_code == 0, result.output
-    learner = ClusterLearner.load(tmp_path / "w.kfree")
+    learner = ClusterLearner.load(ward_model)
     assert learner.rule_.linkage == "ward", learner.rule_
     X = np.load(d / "new.npy")  # 40 rows
     Z = learner.transform(X)
@@ -195,7 +198,7 @@ def test_a_ward_model_on_many_rows_cuts_its_complete_linkage_rule(d, tmp_path, m
         got = learner.cluster(X)
     np.testing.assert_array_equal(got, rule.cluster(Z))
     np.testing.assert_array_equal(learner.cluster(X, method="ward"), ward)
-    code, out = run("cluster", tmp_path / "w.kfree", d / "new.npy", "--out", tmp_path / "c.csv")
+    code, out = run("cluster", ward_model, d / "new.npy", "--out", tmp_path / "c.csv")
     assert code == 0, out
     assert "complete linkage" in out and "above 39 rows Ward's O(n²) agglomeration is too slow" in out, out
     assert "Warning" not in out  # said once, as a line, not as a Python warning
@@ -212,3 +215,30 @@ def test_state_needs_a_complete_linkage_rule(d):
     assert learner.rule_.linkage == "average"
     with pytest.raises(ConfigError, match="no validated complete-linkage cut"):
         learner.state_rule()
+
+
+def test_embed_writes_the_rows_and_the_cut_that_clusters_them(d, ward_model, tmp_path):
+    """kfree embed writes learner.transform's rows and prints a cut; clustering the rows at that
+    cut gives the clusters of the model's complete-linkage rule (what --state keeps)."""
+    from kfree.learner import ClusterLearner
+
+    learner = ClusterLearner.load(ward_model)
+    code, out = run("embed", ward_model, d / "x.npy", "--out", tmp_path / "z.npy")
+    assert code == 0, out
+    Z = np.load(tmp_path / "z.npy")
+    np.testing.assert_array_equal(Z, learner.transform(np.load(d / "x.npy")))
+    assert "best validated complete-linkage cut" in out  # a Ward model
+    command = next(line.split() for line in out.splitlines() if line.strip().startswith("kfree cluster"))
+    threshold, distance = command[command.index("--threshold") + 1], command[command.index("--distance") + 1]
+    code, out = run("cluster", tmp_path / "z.npy", "--threshold", threshold, "--distance", distance,
+                    "--out", tmp_path / "c.csv")
+    assert code == 0, out
+    code, out = run("cluster", ward_model, d / "x.npy", "--out", tmp_path / "s.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    np.testing.assert_array_equal(clusters(tmp_path / "c.csv"), clusters(tmp_path / "s.csv"))
+    code, out = run("embed", ward_model, d / "x.npy", "--out", tmp_path / "h.npy", "--float16")
+    assert code == 0 and np.load(tmp_path / "h.npy").dtype == np.float16, out
+    one_line_error(*run("embed", ward_model, d / "x.npy", "--out", tmp_path / "z.npy"), "already exists")
+    one_line_error(*run("embed", ward_model, d / "x.npy", "--out", tmp_path / "z.csv"), "writes a .npy file")
+    one_line_error(*run("embed", ward_model, d / "narrow.npy", "--out", tmp_path / "n.npy"), "3 features")
+    assert not (tmp_path / "n.npy").exists()

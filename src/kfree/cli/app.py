@@ -62,10 +62,13 @@ _register_experiments()
 
 
 def _register_assign() -> None:
-    """Attach ``kfree assign`` (incremental clustering, kfree.cli.assign)."""
+    """Attach ``kfree assign`` (incremental clustering, kfree.cli.assign) and ``kfree embed``
+    (a model's rows for back-ends that take features as they are, kfree.cli.embed)."""
     from .assign import assign
+    from .embed import embed
 
     app.command("assign", no_args_is_help=True)(assign)
+    app.command("embed", no_args_is_help=True)(embed)
 
 
 _register_assign()

@@ -1,0 +1,70 @@
+"""``kfree embed``: write the rows a model clusters, for back-ends that take features as they are.
+
+``kfree cluster MODEL DATA`` embeds and cuts on one machine; ``--backend dask`` (and any tool of
+the user's own) takes features as they are. This command writes the model's rows — the learned
+embedding, or the raw features when they won on validation — to a ``.npy`` and prints the cut
+that reproduces the model's clustering on them: its complete-linkage rule (for a model whose
+chosen rule is a Ward cut, the best validated complete-linkage cut, which is what scales).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .console import cli_errors, console
+
+
+def embed(
+    model: Annotated[Path, typer.Argument(show_default=False, help="A model from `kfree train`.")],
+    data: Annotated[Path, typer.Argument(show_default=False, help="Rows to embed: .npz, .npy, .csv or .parquet.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output .npy (required): one row per input row.")] = None,
+    float16: Annotated[bool, typer.Option("--float16", help="Write half precision (half the size; the Dask "
+                                                              "backend computes distances in float32).")] = False,
+    x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+) -> None:
+    """Write the rows a model clusters (its embedding, or the raw features it chose) and the cut to use.
+
+    \b
+    kfree embed model.kfree photos.npy --out emb.npy --float16
+    kfree cluster emb.npy --threshold T --distance D --backend dask --out clusters.csv   # T, D as printed
+    """
+    with cli_errors():
+        import numpy as np
+        from rich.markup import escape
+
+        from ..data.io import load_features
+        from ..exceptions import ConfigError
+        from ..learner import ClusterLearner
+        from ..utils.io import atomic_path, check_output
+        from .app import _limit_threads
+
+        if out is None:
+            raise ConfigError("say where to write the rows: --out embeddings.npy")
+        if out.suffix.lower() != ".npy":
+            raise ConfigError(f"--out {out.name}: kfree embed writes a .npy file (memory-mapped by the Dask backend)")
+        check_output(out, inputs=(model, data), force=force)
+        learner = ClusterLearner.load(model)
+        rows = load_features(data, x_key=x_key, min_samples=1).X
+        with _limit_threads():
+            Z = learner.transform(rows).astype(np.float16 if float16 else np.float32, copy=False)
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.save(f, Z)
+        what = "raw features (they won on validation)" if learner.uses_raw_ else "embedding"
+        console.print(f"{Z.shape[0]} rows → {Z.shape[1]}-d {what}, {Z.dtype}; wrote [bold]{escape(str(out))}[/bold]")
+        try:
+            rule = learner.state_rule()
+        except ConfigError:
+            console.print(f"this model cuts {learner.rule_.linkage} linkage and has no complete-linkage cut; cluster "
+                          f"with the model itself: kfree cluster {escape(str(model))} DATA --out clusters.csv")
+            return
+        note = "" if rule is learner.rule_ else (
+            f" (the chosen rule is a Ward cut; this is its best validated complete-linkage cut, validation NMI "
+            f"{rule.val_nmi:.3f} against Ward's {learner.rule_.val_nmi:.3f})")
+        value = learner.threshold_.value if rule is learner.rule_ else rule.threshold.value
+        console.print(f"cluster them with the model's complete-linkage cut{note}:\n  kfree cluster {escape(str(out))} "
+                      f"--threshold {value!r} --distance {rule.threshold.distance} --out clusters.csv"
+                      "  [--backend dask]", soft_wrap=True)
