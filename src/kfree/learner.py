@@ -41,10 +41,10 @@ from .utils.model_file import MODEL_FORMAT, read_model, write_model
 
 log = logging.getLogger(__name__)
 
-#: the estimator's own parameters (everything else is in its TrainConfig)
 #: above this many rows ``cluster`` does not cut a chosen Ward rule (O(n²) time) but the best
 #: validated complete-linkage rule (see :meth:`ClusterLearner.rule_for_rows`)
 WARD_MAX_ROWS = 50_000
+#: the estimator's own parameters (everything else is in its TrainConfig)
 LEARNER_PARAMS = ("head", "val_identities", "linkage", "threshold_mode", "compare_raw", "threshold", "calibration")
 
 
