@@ -241,3 +241,15 @@ def test_train_on_one_row_names_the_file(tmp_path):
     one_line_error(*run("train", tmp_path / "one.npy", "--labels", tmp_path / "l.npy", "--out", tmp_path / "m.kfree"),
                    "one.npy has 1 row of features; at least 2 are needed")
     assert not (tmp_path / "m.kfree").exists()
+
+
+def test_train_says_which_step_it_kept_in_words(tmp_path):
+    from kfree.data.synthetic import sphere_blobs
+
+    X, y = sphere_blobs(3, 8, dim=6, seed=0)  # 3 identities: too few to hold any out
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    code, out = run("train", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--out", tmp_path / "m.kfree", *FAST)
+    assert code == 0, out
+    assert "(0 held out for validation)" in out and "kept the last step (nothing held out" in out, out
+    assert "None" not in out

@@ -215,9 +215,12 @@ def train(
         learner.provenance_["source"] = str(labelled_file)
         learner.save(out)
         prov = learner.provenance_
+        kept = {None: "kept the last step (nothing held out to choose another)",
+                0: "kept step 0: the head as it started, no step scored better on the held-out identities"}.get(
+            learner.best_step_, f"kept step {learner.best_step_}")
         console.print(f"trained {loss} on {data.n_samples} rows, {prov['n_identities']} identities "
                       f"({prov['n_val_identities']} held out for validation); {prov['steps']} steps"
-                      f"{' (stopped early)' if prov['stopped_early'] else ''}, kept step {learner.best_step_}")
+                      f"{' (stopped early)' if prov['stopped_early'] else ''}, {kept}")
         _print_candidates(learner)
         plot = _validation_plot(learner, out)
         console.print(f"model saved to [bold]{out}[/bold]" + (f"; validation curve: {plot}" if plot else ""))
