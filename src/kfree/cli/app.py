@@ -62,13 +62,16 @@ _register_experiments()
 
 
 def _register_assign() -> None:
-    """Attach ``kfree assign`` (incremental clustering, kfree.cli.assign) and ``kfree embed``
-    (a model's rows for back-ends that take features as they are, kfree.cli.embed)."""
+    """Attach ``kfree assign`` (incremental clustering, kfree.cli.assign), ``kfree embed`` (a
+    model's rows for back-ends that take features as they are, kfree.cli.embed) and ``kfree
+    report`` (a page to look at a clustering, kfree.cli.report)."""
     from .assign import assign
     from .embed import embed
+    from .report import report
 
     app.command("assign", no_args_is_help=True)(assign)
     app.command("embed", no_args_is_help=True)(embed)
+    app.command("report", no_args_is_help=True)(report)
 
 
 _register_assign()

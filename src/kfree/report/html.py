@@ -47,7 +47,7 @@ def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: 
             vals, cnt = np.unique(labels_true[members], return_counts=True)
             maj = vals[np.argmax(cnt)]
             name = label_names[int(maj)] if label_names is not None else str(maj)
-            head += f" — majority intent <b>{html.escape(name)}</b> ({cnt.max() / members.size:.0%})"
+            head += f" — majority label <b>{html.escape(name)}</b> ({cnt.max() / members.size:.0%})"
         items = "".join(f"<li>{html.escape(str(texts[i]))}</li>" for i in pick)
         out.append(f"<div class='cl'>{head}<ul>{items}</ul></div>")
     return "\n".join(out)
@@ -58,11 +58,11 @@ def write_run_index(path: str | Path, *, title: str, summary: str, rows: list[di
                     files: list[str] | None = None, credit: str = "") -> Path:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p>{summary}</p>", "<h2>Results</h2>", metrics_html(rows)]
+             f"<p>{summary}</p>"] + (["<h2>Results</h2>", metrics_html(rows)] if rows else [])
     if montage:
         parts += ["<h2>Predicted clusters</h2>",
-                  "<p class='muted'>One row per predicted cluster (largest first), random members; green frame = the "
-                  "cluster's majority person, red = someone else.</p>", f"<img src='{html.escape(montage)}' alt='montage'>"]
+                  "<p class='muted'>One row per predicted cluster (largest first), random members; where the true "
+                  "labels are known, green frame = the cluster's majority label, red = another.</p>", f"<img src='{html.escape(montage)}' alt='montage'>"]
     parts.append(extra_html)
     if files:
         parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{html.escape(f)}'>{html.escape(f)}</a></li>" for f in files) + "</ul>")

@@ -6,6 +6,7 @@ A thumbnail's frame says whether it belongs to its cluster's majority identity (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from ..utils.io import atomic_path
 
 
 def cluster_montage(
-    images: np.ndarray,
+    images: np.ndarray | Callable[[int], np.ndarray],
     labels_pred: np.ndarray,
     path: str | Path,
     *,
@@ -29,7 +30,8 @@ def cluster_montage(
 
     Parameters
     ----------
-    images : ndarray of shape (n, H, W) or (n, H, W, 3), uint8.
+    images : ndarray of shape (n, H, W) or (n, H, W, 3), uint8; or a function of a row index
+        returning that row's image, so that only the members shown are read (photo folders).
     labels_pred : ndarray of shape (n,), the predicted clusters.
     labels_true : optional identities; frames then mark majority (green) vs other (red).
     """
@@ -61,7 +63,8 @@ def cluster_montage(
                 ax.axis("off")
                 continue
             i = pick[j]
-            ax.imshow(images[i], cmap="gray" if images.ndim == 3 else None, vmin=0, vmax=255)
+            img = images(int(i)) if callable(images) else images[i]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
             if majority is not None:
                 colour = "#1a9850" if labels_true[i] == majority else "#d73027"
                 for s in ax.spines.values():

@@ -1,0 +1,85 @@
+"""``kfree report``: look at a clustering — sizes, images or texts per cluster, metrics — in a page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .console import cli_errors, console
+
+
+def _items(path: Path, columns: tuple[str, ...], what: str) -> list[str]:
+    """One entry per row from a ``.txt`` (a line each) or a table (the first of ``columns`` it has)."""
+    from ..data.io import read_table
+    from ..exceptions import DataError
+
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    if path.suffix.lower() == ".txt":
+        return path.read_text(encoding="utf-8").splitlines()
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"{path.name}: give the {what} as a .txt (one per line) or a .csv/.parquet with a "
+                        f"{columns[0]!r} column")
+    df = read_table(path)
+    col = next((c for c in columns if c in df.columns), None)
+    if col is None:
+        raise DataError(f"{path.name} has no {' or '.join(repr(c) for c in columns)} column; columns are "
+                        f"{list(df.columns)[:12]}")
+    return [str(v) for v in df[col].tolist()]
+
+
+def report(
+    clusters: Annotated[Path, typer.Argument(show_default=False,
+                                             help="Predicted clusters: a CSV with a 'cluster' column (kfree cluster/assign).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for index.html and its figures (required).")] = None,
+    truth: Annotated[Path | None, typer.Option(help="True labels (any labels file; joined as by `kfree evaluate`). "
+                                                    "Default: the clusters file's own 'label' column, if any.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column/array in --truth.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image file of each row: a .txt (one path per line) or a "
+                                                     ".csv/.parquet with a 'path' column; relative paths are "
+                                                     "read from that file's folder.")] = None,
+    texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line) or a .csv/.parquet "
+                                                    "with a 'text' column.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into a folder that already holds files.")] = False,
+) -> None:
+    """Write a page to look at a clustering: cluster sizes, a row of images (or texts) per cluster, metrics.
+
+    \b
+    kfree cluster model.kfree photos.npy --out clusters.csv
+    kfree report clusters.csv --images photos.txt --out report/    # open report/index.html
+    kfree report tickets.csv --texts tickets.txt --truth intents.csv --out report/
+    """
+    with cli_errors():
+        import numpy as np
+        from rich.markup import escape
+
+        from ..evaluate.compare import read_predictions, rows_of, truth_for
+        from ..exceptions import ConfigError
+        from ..report.clusters import cluster_report
+        from ..utils.io import check_output
+
+        if out is None:
+            raise ConfigError("say where to write the report: --out FOLDER")
+        check_output(out, inputs=(clusters, truth, images, texts), force=force, directory=True)
+        pred = read_predictions(clusters)
+        labels = pred["cluster"].to_numpy()
+        y = None
+        if truth is not None:
+            y = truth_for(pred, truth, label_column=label_column, pred_name=clusters.name)
+        elif "label" in pred.columns:
+            y = pred["label"].to_numpy()
+        paths = lines = None
+        if images is not None:
+            entries = _items(images, ("path", "image", "file"), "image paths")
+            base = images.resolve().parent
+            paths = [str(p if Path(p).is_absolute() else base / p) for p in np.asarray(entries, dtype=object)[
+                rows_of(pred, len(entries), pred_name=clusters.name, items_name=images.name)]]
+        if texts is not None:
+            entries = _items(texts, ("text",), "texts")
+            lines = [entries[i] for i in rows_of(pred, len(entries), pred_name=clusters.name, items_name=texts.name)]
+        page = cluster_report(out, labels, truth=y, images=paths, texts=lines, title=f"kfree — {clusters.name}",
+                              source=str(clusters))
+        console.print(f"{labels.size} rows in {np.unique(labels).size} clusters; report written to "
+                      f"[bold]{escape(str(page))}[/bold]")

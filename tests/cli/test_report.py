@@ -1,0 +1,85 @@
+"""``kfree report`` and :func:`kfree.report.clusters.cluster_report`: a page to look at a clustering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from _cli import one_line_error, run
+from PIL import Image
+
+from kfree.exceptions import DataError
+from kfree.report.clusters import cluster_report
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """9 tiny images in 3 clusters (grey levels), listed with relative paths."""
+    (tmp_path / "img").mkdir()
+    labels = np.repeat([0, 1, 2], 3)
+    names = []
+    for i, c in enumerate(labels):
+        Image.fromarray(np.full((8, 6), 40 + 80 * c, dtype=np.uint8)).save(tmp_path / "img" / f"{i}.png")
+        names.append(f"img/{i}.png")
+    (tmp_path / "photos.txt").write_text("\n".join(names) + "\n")
+    pd.DataFrame({"index": range(9), "cluster": labels}).to_csv(tmp_path / "c.csv", index=False)
+    return tmp_path, labels
+
+
+def test_report_with_images_and_truth(photos):
+    d, labels = photos
+    np.save(d / "truth.npy", np.array([5, 5, 6, 7, 7, 7, 8, 8, 8]))
+    code, out = run("report", d / "c.csv", "--images", d / "photos.txt", "--truth", d / "truth.npy", "--out", d / "r")
+    assert code == 0, out
+    assert "9 rows in 3 clusters" in out
+    page = (d / "r" / "index.html").read_text()
+    assert "9 items in <b>3 clusters</b>" in page and "<h2>Results</h2>" in page and "montage.png" in page
+    from kfree.metrics import nmi
+
+    assert f"<td>{nmi(np.load(d / 'truth.npy'), labels):.3f}</td>" in page  # the metrics table
+    for f in ("montage.png", "sizes.png"):
+        assert (d / "r" / f).stat().st_size > 1000
+    # without --truth and without a label column: no metrics, still the pictures
+    code, out = run("report", d / "c.csv", "--images", d / "photos.txt", "--out", d / "r2")
+    assert code == 0, out
+    assert "<h2>Results</h2>" not in (d / "r2" / "index.html").read_text()
+
+
+def test_only_the_images_shown_are_read(photos):
+    d, labels = photos
+    paths = [str(d / "img" / f"{i}.png") for i in range(9)]
+    paths[8] = str(d / "img" / "missing.png")  # in the third cluster, which is not shown
+    cluster_report(d / "r", labels, images=paths, max_clusters=2)
+    assert (d / "r" / "montage.png").exists()
+    paths[0] = str(d / "img" / "broken.png")
+    (d / "img" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="cannot read the image of row 0, .*broken.png"):
+        cluster_report(d / "r3", labels, images=paths)
+
+
+def test_texts_follow_the_index_of_assigned_rows(tmp_path):
+    """kfree assign writes index = row of its input: the texts are taken by that index."""
+    pd.DataFrame({"index": [2, 0], "cluster": [7, 7]}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"text": ["first ticket", "second ticket", "third ticket"]}).to_csv(tmp_path / "t.csv", index=False)
+    code, out = run("report", tmp_path / "a.csv", "--texts", tmp_path / "t.csv", "--out", tmp_path / "r")
+    assert code == 0, out
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "cluster 7 — 2 items" in page and "first ticket" in page and "third ticket" in page
+    assert "second ticket" not in page
+
+
+def test_bad_input_is_one_line_and_writes_nothing(photos):
+    d, _ = photos
+    (d / "short.txt").write_text("img/0.png\n")
+    (d / "full").mkdir()
+    (d / "full" / "x").write_text("x")
+    cases = [
+        (["report", d / "c.csv", "--images", d / "short.txt", "--out", d / "o"], "index values outside 0..0 of short.txt"),
+        (["report", d / "c.csv", "--out", d / "full"], "already holds files"),
+        (["report", d / "c.csv"], "--out"),
+        (["report", d / "photos.txt", "--out", d / "o"], "must be a CSV with a 'cluster' column"),
+        (["report", d / "c.csv", "--texts", d / "c.csv", "--out", d / "o"], "has no 'text' column"),
+    ]
+    for args, message in cases:
+        one_line_error(*run(*args), message)
+    assert not (d / "o").exists()
