@@ -83,3 +83,22 @@ def test_bad_input_is_one_line_and_writes_nothing(photos):
     for args, message in cases:
         one_line_error(*run(*args), message)
     assert not (d / "o").exists()
+
+
+@pytest.mark.parametrize("tsne", [True, False])
+def test_a_map_of_the_features(photos, monkeypatch, tsne):
+    d, labels = photos
+    X = np.random.default_rng(0).normal(size=(9, 5)) + labels[:, None] * 4.0
+    np.save(d / "x.npy", X)
+    if not tsne:
+        import sys
+
+        monkeypatch.setitem(sys.modules, "openTSNE", None)  # not installed: PCA
+    code, out = run("report", d / "c.csv", "--features", d / "x.npy", "--out", d / "r")
+    assert code == 0, out
+    page = (d / "r" / "index.html").read_text()
+    assert "map.png" in page and ("t-SNE (openTSNE)" if tsne else "PCA (pip install") in page
+    assert (d / "r" / "map.png").stat().st_size > 1000
+    np.save(d / "bad.npy", X[:4])
+    one_line_error(*run("report", d / "c.csv", "--features", d / "bad.npy", "--out", d / "r2"),
+                   "index values outside 0..3 of bad.npy")

@@ -42,6 +42,8 @@ def report(
                                                      "read from that file's folder.")] = None,
     texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line) or a .csv/.parquet "
                                                     "with a 'text' column.")] = None,
+    features: Annotated[Path | None, typer.Option(help="Features of each row (any features file, e.g. from `kfree "
+                                                       "embed`) for a 2-d map: t-SNE with kfree[report], else PCA.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a folder that already holds files.")] = False,
 ) -> None:
     """Write a page to look at a clustering: cluster sizes, a row of images (or texts) per cluster, metrics.
@@ -49,7 +51,7 @@ def report(
     \b
     kfree cluster model.kfree photos.npy --out clusters.csv
     kfree report clusters.csv --images photos.txt --out report/    # open report/index.html
-    kfree report tickets.csv --texts tickets.txt --truth intents.csv --out report/
+    kfree report tickets.csv --texts tickets.txt --truth intents.csv --features emb.npy --out report/
     """
     with cli_errors():
         import numpy as np
@@ -62,7 +64,7 @@ def report(
 
         if out is None:
             raise ConfigError("say where to write the report: --out FOLDER")
-        check_output(out, inputs=(clusters, truth, images, texts), force=force, directory=True)
+        check_output(out, inputs=(clusters, truth, images, texts, features), force=force, directory=True)
         pred = read_predictions(clusters)
         labels = pred["cluster"].to_numpy()
         y = None
@@ -79,7 +81,13 @@ def report(
         if texts is not None:
             entries = _items(texts, ("text",), "texts")
             lines = [entries[i] for i in rows_of(pred, len(entries), pred_name=clusters.name, items_name=texts.name)]
-        page = cluster_report(out, labels, truth=y, images=paths, texts=lines, title=f"kfree — {clusters.name}",
-                              source=str(clusters))
+        X = None
+        if features is not None:
+            from ..data.io import load_features
+
+            rows = load_features(features, min_samples=1).X
+            X = rows[rows_of(pred, rows.shape[0], pred_name=clusters.name, items_name=features.name)]
+        page = cluster_report(out, labels, truth=y, images=paths, texts=lines, features=X,
+                              title=f"kfree — {clusters.name}", source=str(clusters))
         console.print(f"{labels.size} rows in {np.unique(labels).size} clusters; report written to "
                       f"[bold]{escape(str(page))}[/bold]")

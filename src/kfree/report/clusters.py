@@ -68,6 +68,56 @@ def plot_cluster_sizes(labels: np.ndarray, path: str | Path) -> Path:
     return path
 
 
+def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max_points: int = 10_000,
+                     top: int = 20, seed: int = 0) -> tuple[Path, str]:
+    """2-d map of the rows ``X`` (n, d), coloured by cluster (the ``top`` largest; the rest grey).
+
+    openTSNE (``pip install 'kfree[report]'``) when installed, else PCA; a seeded sample of
+    ``max_points`` rows above that many. Returns the path and the method's name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[0] != labels.shape[0]:
+        raise DataError(f"features must have shape ({labels.shape[0]}, d), got {X.shape}")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(X.shape[0], max_points, replace=False)) if X.shape[0] > max_points else np.arange(X.shape[0])
+    try:
+        from openTSNE import TSNE
+
+        xy = np.asarray(TSNE(perplexity=min(30.0, max(2.0, (idx.size - 1) / 3.0)), initialization="pca",
+                             random_state=seed, n_jobs=1, verbose=False).fit(X[idx]))
+        how = "t-SNE (openTSNE)"
+    except ImportError:
+        from sklearn.decomposition import PCA
+
+        xy = PCA(n_components=2, random_state=seed).fit_transform(X[idx]) if X.shape[1] >= 2 else (
+            np.column_stack([X[idx, 0], np.zeros(idx.size)]))
+        how = "PCA (pip install 'kfree[report]' for t-SNE)"
+    lab = labels[idx]
+    ids, counts = np.unique(labels, return_counts=True)
+    largest = ids[np.lexsort((ids, -counts))][:top]
+    fig, ax = plt.subplots(figsize=(7, 6))
+    rest = ~np.isin(lab, largest)
+    ax.scatter(xy[rest, 0], xy[rest, 1], s=3, c="#cccccc", linewidths=0, label="other clusters")
+    cmap = plt.get_cmap("tab20")
+    for k, c in enumerate(largest):
+        m = lab == c
+        ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(k % 20), linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    sample = f", a sample of {idx.size:,} of {X.shape[0]:,} rows" if idx.size < X.shape[0] else ""
+    ax.set_title(f"{how}{sample}; the {min(top, ids.size)} largest clusters in colour", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path, how
+
+
 def cluster_report(
     out_dir: str | Path,
     labels: np.ndarray,
@@ -75,6 +125,7 @@ def cluster_report(
     truth: np.ndarray | None = None,
     images: np.ndarray | Sequence[str | Path] | None = None,
     texts: Sequence[str] | None = None,
+    features: np.ndarray | None = None,
     title: str = "kfree clusters",
     source: str = "",
     max_clusters: int = 40,
@@ -90,6 +141,7 @@ def cluster_report(
     images : optional uint8 array (n, H, W[, 3]) or n image file paths (read only for the members
         the montage shows).
     texts : optional n strings.
+    features : optional (n, d) rows for a 2-d map (:func:`plot_cluster_map`).
     max_clusters : the largest clusters shown in the montage and the text examples.
 
     Returns the path of ``index.html``.
@@ -102,7 +154,7 @@ def cluster_report(
     n = labels.shape[0]
     if labels.ndim != 1 or n == 0:
         raise DataError(f"labels must be a non-empty 1-d array, got shape {labels.shape}")
-    for name, v in (("truth", truth), ("images", images), ("texts", texts)):
+    for name, v in (("truth", truth), ("images", images), ("texts", texts), ("features", features)):
         if v is not None and len(v) != n:
             raise DataError(f"{name} has {len(v)} rows but there are {n} labels")
     out = Path(out_dir)
@@ -124,6 +176,10 @@ def cluster_report(
         montage = "montage.png"
         files.append(montage)
     extra = "<h2>Cluster sizes</h2><img src='sizes.png' alt='cluster sizes'>"
+    if features is not None:
+        _, how = plot_cluster_map(features, labels, out / "map.png", seed=seed)
+        files.append("map.png")
+        extra += f"<h2>Map</h2><p class='muted'>{html.escape(how)}</p><img src='map.png' alt='2-d map'>"
     if texts is not None:
         extra += "<h2>Clusters (examples)</h2>" + text_clusters_html(
             np.asarray(texts, dtype=object), labels, None, truth, max_clusters=max_clusters, seed=seed)
