@@ -55,6 +55,7 @@ def test_only_the_images_shown_are_read(photos):
     (d / "img" / "broken.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="cannot read the image of row 0, .*broken.png"):
         cluster_report(d / "r3", labels, images=paths)
+    assert not (d / "r3").exists() and not list(d.glob(".r3*"))  # no partial report, no temporary left
 
 
 def test_texts_follow_the_index_of_assigned_rows(tmp_path):

@@ -23,7 +23,8 @@ THUMBNAIL = 96
 
 
 def image_loader(paths: Sequence[str | Path]):
-    """A function of a row index → that row's image as a uint8 RGB thumbnail (n, n, 3), read
+    """A function of a row index → that row's image as a uint8 RGB thumbnail of shape
+    (THUMBNAIL, THUMBNAIL, 3), read
     from ``paths`` only when the montage shows it. An unreadable file raises a one-line DataError."""
     from PIL import Image
 
@@ -43,7 +44,7 @@ def image_loader(paths: Sequence[str | Path]):
 
 
 def plot_cluster_sizes(labels: np.ndarray, path: str | Path) -> Path:
-    """Bar chart of how many clusters have each size (log scales): singletons, pairs, … the largest."""
+    """How many clusters have each size (log scales): singletons, pairs, … the largest."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,7 +102,7 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
     largest = ids[np.lexsort((ids, -counts))][:top]
     fig, ax = plt.subplots(figsize=(7, 6))
     rest = ~np.isin(lab, largest)
-    ax.scatter(xy[rest, 0], xy[rest, 1], s=3, c="#cccccc", linewidths=0, label="other clusters")
+    ax.scatter(xy[rest, 0], xy[rest, 1], s=3, c="#cccccc", linewidths=0)
     cmap = plt.get_cmap("tab20")
     for k, c in enumerate(largest):
         m = lab == c
@@ -144,11 +145,11 @@ def cluster_report(
     features : optional (n, d) rows for a 2-d map (:func:`plot_cluster_map`).
     max_clusters : the largest clusters shown in the montage and the text examples.
 
-    Returns the path of ``index.html``.
+    Returns the path of ``index.html``. The files are written to a temporary folder beside
+    ``out_dir`` and moved in at the end, so a failure (an unreadable image) leaves no partial report.
     """
-    from ..metrics import evaluate_clustering
-    from .html import text_clusters_html, write_run_index
-    from .montage import cluster_montage
+    import shutil
+    import tempfile
 
     labels = np.asarray(labels)
     n = labels.shape[0]
@@ -157,8 +158,25 @@ def cluster_report(
     for name, v in (("truth", truth), ("images", images), ("texts", texts), ("features", features)):
         if v is not None and len(v) != n:
             raise DataError(f"{name} has {len(v)} rows but there are {n} labels")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.kfree-", dir=final.parent))
+    try:
+        page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed)
+        final.mkdir(exist_ok=True)
+        for f in out.iterdir():
+            f.replace(final / f.name)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return final / page.name
+
+
+def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed) -> Path:
+    from ..metrics import evaluate_clustering
+    from .html import text_clusters_html, write_run_index
+    from .montage import cluster_montage
+
+    n = labels.shape[0]
     _, counts = np.unique(labels, return_counts=True)
     files = [plot_cluster_sizes(labels, out / "sizes.png").name]
     summary = (f"{n:,} items in <b>{counts.size:,} clusters</b>: the largest has {counts.max():,} items, "
