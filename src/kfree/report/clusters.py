@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DataError
-from ..utils.io import atomic_path
+from .figures import save_png
 
 #: thumbnails are read at this size (pixels, longest side) for the montage
 THUMBNAIL = 96
@@ -62,11 +62,7 @@ def plot_cluster_sizes(labels: np.ndarray, path: str | Path) -> Path:
     ax.set_ylabel("number of clusters")
     ax.set_title(f"{counts.size:,} clusters of {labels.size:,} items", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max_points: int = 10_000,
@@ -112,11 +108,7 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
     sample = f", a sample of {idx.size:,} of {X.shape[0]:,} rows" if idx.size < X.shape[0] else ""
     ax.set_title(f"{how}{sample}; the {min(top, ids.size)} largest clusters in colour", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path, how
+    return save_png(fig, path), how
 
 
 def cluster_report(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import ConfigError
-from ..utils.io import atomic_path
+from .figures import save_png
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,4 @@ def plot_score_curves(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)

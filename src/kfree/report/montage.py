@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils.io import atomic_path
+from .figures import save_png
 
 
 def cluster_montage(
@@ -75,8 +75,4 @@ def cluster_montage(
     if credit:
         fig.text(0.5, 0.003, credit, ha="center", va="bottom", fontsize=6, color="#555")
     fig.tight_layout(rect=(0, 0.015, 1, 0.98 if title else 1))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils.io import atomic_path
+from .figures import save_png
 
 
 def plot_validation_curve(
@@ -67,11 +67,7 @@ def plot_validation_curve(
         ax3.set_ylabel("training loss", color="tab:gray")
     ax2.set_xlabel("optimisation step" if x_key == "step" else "epoch")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def raw_best_nmi(selection: dict[str, Any]) -> float | None:
