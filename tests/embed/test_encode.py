@@ -14,7 +14,7 @@ from kfree.embed.models import MLPEmbedder
 def test_read_only_rows_are_copied_before_torch_sees_them(monkeypatch):
     torch.manual_seed(0)
     model = MLPEmbedder(6, (8, 4))
-    X = np.random.default_rng(0).normal(size=(25, 6))
+    X = np.random.default_rng(0).normal(size=(25, 6)).astype(np.float32)  # float32: no conversion copies it
     ref = encode(model, X.copy(), batch_size=10)
     X.setflags(write=False)
     seen = []

@@ -13,10 +13,8 @@ def encode(model: nn.Module, X: np.ndarray, *, batch_size: int = 8192) -> np.nda
     was_training = model.training
     model.eval()
     try:
-        # each batch is copied (np.array): rows read from Parquet or a memory map are read-only,
-        # and torch warns on a tensor that shares a read-only buffer
         out = [
-            model(torch.from_numpy(np.array(X[i : i + batch_size], dtype=np.float32))).numpy()
+            model(torch.from_numpy(_writable(X[i : i + batch_size]))).numpy()
             for i in range(0, X.shape[0], batch_size)
         ]
     finally:
@@ -24,3 +22,10 @@ def encode(model: nn.Module, X: np.ndarray, *, batch_size: int = 8192) -> np.nda
     if not out:
         return np.zeros((0, getattr(model, "out_dim", 0)), dtype=np.float32)
     return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _writable(rows: np.ndarray) -> np.ndarray:
+    """``rows`` as float32 that torch may share: copied only when read-only (rows read from
+    Parquet or a memory map), which torch warns about; a writable float32 batch is not copied."""
+    b = np.asarray(rows, dtype=np.float32)
+    return b if b.flags.writeable else b.copy()
