@@ -420,11 +420,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             if "n_clusters" not in accepted:
                 raise ConfigError(f"method {method!r} does not take n_clusters; it finds the number itself")
             kwargs["n_clusters"] = int(n_clusters)
-        elif "cut_probability" in accepted and self.pair_model() is not None and override is None:
+        elif "cut_probability" in accepted and (pair := self.pair_model()) is not None and override is None:
             # a fitted p(different | d) is a better multicut cost than a hard threshold, and a
             # complete-linkage cut (a diameter) would join most pairs of neighbouring clusters
-            kwargs["cut_probability"] = self.pair_model().cut_probability
-            kwargs["distance"] = self.pair_model().distance
+            kwargs["cut_probability"] = pair.cut_probability
+            kwargs["distance"] = pair.distance
         elif "threshold" in accepted:
             base = self._ward_rule().threshold if method == "ward" and override is None else dist_rule.threshold
             kwargs["threshold"] = base.value if override is None else float(override)
@@ -448,6 +448,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if method == "ward":
             return self._ward_rule()
         return self._distance_rule()
+
+    def threshold_for(self, rule) -> Threshold:
+        """The threshold ``rule`` is cut at: :attr:`threshold_` (which honours the ``threshold``
+        override) for the chosen rule, the rule's own for any other candidate."""
+        return self.threshold_ if rule is self.rule_ else rule.threshold
 
     def rule_for_rows(self, n: int, *, warn: bool = False):
         """The rule ``cluster(X)`` applies to ``n`` rows: the chosen one, except that a chosen

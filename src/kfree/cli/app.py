@@ -330,12 +330,11 @@ def cluster(
                 used = threshold if threshold is not None or n_clusters is not None else (
                     learner.rule_for("ward").threshold.value)
             else:
-                rule = state_rule or learner.rule_for(method)
-                if method == "hac" and n_clusters is None and threshold is None and learner.threshold is None:
-                    rule = state_rule or learner.rule_for_rows(data.n_samples)
+                # the rule learner.cluster applied (it may give way to a scalable one at this size)
+                at_rule = method == "hac" and n_clusters is None and threshold is None and learner.threshold is None
+                rule = state_rule or (learner.rule_for_rows(data.n_samples) if at_rule else learner.rule_for(method))
                 unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
-                used = threshold if threshold is not None else (
-                    learner.threshold_.value if rule is learner.rule_ else rule.threshold.value)
+                used = threshold if threshold is not None else learner.threshold_for(rule).value
             how = _how(method, accepted, n_clusters, used, unit,
                        logistic=learner.pair_model() is not None and threshold is None and learner.threshold is None)
             if method == "hac" and n_clusters is None:

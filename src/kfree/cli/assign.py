@@ -57,8 +57,7 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
                           f"--threshold to keep its validated complete-linkage cut ({rule.threshold.value:.4g} "
                           f"{rule.threshold.distance}), or cluster without --state")
     # the cut learner.cluster(X, threshold=threshold) makes for a complete-linkage model
-    value = float(threshold) if threshold is not None else (
-        learner.threshold_.value if rule is learner.rule_ else rule.threshold.value)
+    value = float(threshold) if threshold is not None else learner.threshold_for(rule).value
     Z = learner.transform(X)  # the chosen features: the state rule's too
     est = ThresholdAgglomerative(value, linkage="complete", distance=rule.threshold.distance).fit(Z)
     meta = {"model": {"name": model_path.name, "sha256": _sha256(model_path), "features": rule.features,

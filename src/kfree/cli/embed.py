@@ -64,7 +64,7 @@ def embed(
         note = "" if rule is learner.rule_ else (
             f" (the chosen rule is a Ward cut; this is its best validated complete-linkage cut, validation NMI "
             f"{rule.val_nmi:.3f} against Ward's {learner.rule_.val_nmi:.3f})")
-        value = learner.threshold_.value if rule is learner.rule_ else rule.threshold.value
+        value = learner.threshold_for(rule).value
         console.print(f"cluster them with the model's complete-linkage cut{note}:\n  kfree cluster {escape(str(out))} "
                       f"--threshold {value!r} --distance {rule.threshold.distance} --out clusters.csv"
                       "  [--backend dask]", soft_wrap=True)
