@@ -50,6 +50,21 @@ def test_kmeans_and_hac_k_recover_known_k(blobs):
         KMeansClustering(2, backend="gpu").fit(X)
 
 
+@pytest.mark.parametrize("cls", [XMeans, GMeans])
+def test_k_estimating_centres_follow_labels(cls):
+    """``cluster_centers_[l]`` is the mean of cluster ``l`` (a fitted k-means solution); the
+    labels are renumbered by first appearance, so the centres must be reordered with them."""
+    found = 0
+    for seed in range(6):
+        X, _ = sphere_blobs(6, 30, 4, spread=0.2, seed=seed)
+        est = cls(seed=seed).fit(X)
+        assert est.cluster_centers_.shape == (est.n_clusters_, X.shape[1])
+        means = np.stack([X[est.labels_ == j].mean(0) for j in range(est.n_clusters_)])
+        np.testing.assert_allclose(est.cluster_centers_, means, atol=1e-6)
+        found += est.n_clusters_ > 1
+    assert found  # the check meant something
+
+
 def test_xmeans_bic_by_hand():
     X = np.array([[0.0, 0.0], [0.0, 2.0], [10.0, 0.0], [10.0, 2.0]])
     labels = np.array([0, 0, 1, 1])

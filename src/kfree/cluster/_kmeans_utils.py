@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.cluster import KMeans
 
+from .labels import first_seen_labels
+
 
 def lloyd(X: np.ndarray, centers: np.ndarray, *, tol: float = 1e-4, max_iter: int = 300):
     """k-means from the given centres: (labels, centres, total within-cluster sq. error)."""
@@ -21,7 +23,8 @@ def best_of(X: np.ndarray, k: int, *, n_init: int, seed: int, tol: float = 1e-4)
     return km.labels_.astype(np.int64), km.cluster_centers_, float(km.inertia_)
 
 
-def compact(labels: np.ndarray) -> np.ndarray:
-    """Labels renumbered 0..k-1 in order of first appearance."""
-    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
-    return np.argsort(np.argsort(first))[inv.ravel()].astype(np.int64)
+def compact(labels: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels renumbered 0..k-1 in order of first appearance, and the centres of the clusters
+    used, in that order (so ``centres[l]`` is the centre of cluster ``l``; empty clusters go)."""
+    used, first = np.unique(labels, return_index=True)
+    return first_seen_labels(labels), centers[used[np.argsort(first)]]

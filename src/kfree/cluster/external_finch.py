@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from ..distances import check_features
 from ..exceptions import ConfigError
 from ..registry import register
-from ._kmeans_utils import compact
+from .labels import first_seen_labels
 
 
 @register("cluster", "finch", requires=("finch", "baselines"))  # PyPI finch-clust
@@ -82,7 +82,7 @@ class FINCHBaseline(ClusterMixin, BaseEstimator):
                         f"partition={lvl} but FINCH found {self.partitions_.shape[1]} levels"
                     )
                 lab = self.partitions_[:, lvl]
-            self.labels_ = compact(np.asarray(lab))
+            self.labels_ = first_seen_labels(np.asarray(lab))
         self.n_clusters_ = int(np.unique(self.labels_).size)
         self.n_features_in_ = X.shape[1]
         return self

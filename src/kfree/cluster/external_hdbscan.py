@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from ..distances import check_features
 from ..exceptions import ConfigError
 from ..registry import register
-from ._kmeans_utils import compact
+from .labels import first_seen_labels
 
 
 def _noise_to_singletons(labels: np.ndarray) -> np.ndarray:
@@ -23,7 +23,7 @@ def _noise_to_singletons(labels: np.ndarray) -> np.ndarray:
     if noise.any():
         start = labels.max() + 1 if (~noise).any() else 0
         labels[noise] = start + np.arange(int(noise.sum()))
-    return compact(labels)
+    return first_seen_labels(labels)
 
 
 @register("cluster", "hdbscan", requires=("hdbscan", "baselines"))

@@ -167,9 +167,8 @@ class GMeans(ClusterMixin, BaseEstimator):
             if len(new_centers) == k_now:
                 break
             labels, centers, _ = lloyd(X, np.asarray(new_centers), tol=self.tol)
-        self.labels_ = compact(labels)
-        self.cluster_centers_ = centers[np.unique(labels)]
-        self.n_clusters_ = int(np.unique(labels).size)
+        self.labels_, self.cluster_centers_ = compact(labels, centers)
+        self.n_clusters_ = int(self.cluster_centers_.shape[0])
         self.n_features_in_ = X.shape[1]
         return self
 

