@@ -163,6 +163,25 @@ def test_memmapped_npy_float16_and_dask_array(X, client, tmp_path):
     np.testing.assert_array_equal(res.labels(), local(X).labels_)
 
 
+def test_float64_pairs_are_decided_in_float64(client):
+    """Pairs a hair beyond the cut in float64 are within it once rounded to float32: the last,
+    exact step must see the rows as they came, as the single-machine path does."""
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((40, 3)) * 50
+    X = np.concatenate([base, base + np.array([1 + 1e-9, 0, 0])])  # 40 pairs at d² = (1+1e-9)²
+    assert (np.float32(1 + 1e-9) - np.float32(0)) ** 2 <= 1.0  # float32 would merge them
+    for linkage in ("complete", "single"):
+        ref = ThresholdAgglomerative(1.0, linkage=linkage).fit(X)
+        assert ref.n_clusters_ == 80
+        res = dask_threshold_hac(X, 1.0, linkage=linkage, client=client)
+        np.testing.assert_array_equal(res.labels(), ref.labels_)
+    near = X.copy()
+    near[40:, 0] = base[:, 0] + (1 - 1e-9)  # just inside: merged on both paths
+    res = dask_threshold_hac(near, 1.0, client=client)
+    np.testing.assert_array_equal(res.labels(), ThresholdAgglomerative(1.0).fit(near).labels_)
+    assert np.unique(res.labels()).size == 40
+
+
 def test_parquet_row_groups(X, client, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

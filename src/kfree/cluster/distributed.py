@@ -55,7 +55,8 @@ Exactness. Steps 2–5 compare float32 GEMM values with the same safety margin a
 true ones; step 6 is exact either way, so the labels define the partition of the single-machine
 path (scipy's, away from exact ties; on ties the graph paths' tie order applies per component).
 Half-precision input is computed in float32: the result is the exact one for float32 input of
-the same values.
+the same values; float64 input is agglomerated in float64 (only the candidate search of steps 2–5
+rounds it to float32, inside the margin).
 """
 
 from __future__ import annotations
@@ -810,7 +811,9 @@ def _agglomerate(threshold: float, linkage: str, distance: str, memory_limit, ba
         c = e
         if b - a < 2:
             continue
-        X = np.asarray(rows[a:b], dtype=np.float32)
+        # the rows as they came (float16 as float32): the exact step decides float64 input in
+        # float64, as the single-machine path does
+        X = np.asarray(rows[a:b], dtype=np.result_type(rows.dtype, np.float32))
         if linkage == "complete" and _dense_enough(X, threshold, distance):
             # mostly pairs within the cut (a cluster that is a ball): fastcluster on all pairs,
             # as the single-machine per-component path decides it
