@@ -725,13 +725,16 @@ def _n_threads() -> int:
     return max(1, min(blas) if blas else (os.cpu_count() or 1))
 
 
-def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int = 2048):
-    """For each cell c, the points x of cells < c with ``|x - c| <= rad + R_c`` (CSR by cell).
+def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int = 2048,
+                 n_threads: int | None = None):
+    """For each cell c, the points x with ``assign[x] < c`` and ``|x - c| <= rad + R_c`` (CSR
+    by cell; a cell's points in increasing ``assign``, then input order).
 
     Points (in cell order, so a block only meets the cells above its own) × centres by GEMM in
     cache-sized tiles (float32, the bound widened for rounding), filtered in numba; blocks run
-    on threads with single-threaded BLAS each. The cost is about n × cells / 2 distance
-    evaluations, memory the candidate lists.
+    on ``n_threads`` threads (default: the BLAS budget; a Dask task passes 1) with
+    single-threaded BLAS each. The cost is about n × cells / 2 distance evaluations, memory the
+    candidate lists. ``assign`` may be -1 (a point below every cell).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -749,7 +752,7 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int
     u = ((cn - bound2) / 2).astype(np.float32)  # x passes c iff x·c >= |x|²/2 + u_c
     half_xn = (xn / 2).astype(np.float32)
     by_cell = np.argsort(assign, kind="stable").astype(np.int64)
-    n_threads = _n_threads()
+    n_threads = n_threads or _n_threads()
     n_jobs = max(1, min(64 * n_threads, -(-n // rows)))
     edges = np.linspace(0, -(-n // rows), n_jobs + 1).astype(np.int64) * rows
 
@@ -763,7 +766,7 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int
             pts = by_cell[p0 : p0 + rows]
             Xb = X32[pts]
             xb = half_xn[pts]
-            first = int(assign[pts[0]])  # smallest cell of the block
+            first = max(0, int(assign[pts[0]]))  # smallest cell of the block
             for c0 in range(first - first % cols, k_cells, cols):
                 G = Xb @ cen[c0 : c0 + cols].T
                 while True:

@@ -75,7 +75,7 @@ import numpy as np
 from .._exact_distances import grid_centre
 from ..distances import to_sq
 from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
-from ._radius_graph import reach_limit, scan_cell, sq_dist_rows
+from ._radius_graph import _query_lists, reach_limit, scan_cell, sq_dist_rows
 from .linkage_core import find_root, roots_to_labels, union_find_labels, union_roots
 
 log = logging.getLogger(__name__)
@@ -518,51 +518,6 @@ def _roots(parent):
     return out
 
 
-def _point_cell_candidates(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int = 2048):
-    """For each cell c, the points x with ``assign[x] < c`` and ``|x − c| <= rad + R_c`` (CSR by
-    cell; point ids in increasing ``assign``): GEMM tiles filtered by :func:`~kfree.cluster._radius_graph._filter_point_cells`, with
-    the bound widened for float32 rounding as in ``_query_lists``."""
-    from ._radius_graph import _by_group, _filter_point_cells
-
-    n = X32.shape[0]
-    k = centres.shape[0]
-    cn = np.einsum("ij,ij->i", centres, centres).astype(np.float32)
-    xn = np.einsum("ij,ij->i", X32, X32).astype(np.float32)
-    slack = 4e-6 * (float(xn.max()) + float(cn.max()) + 1.0) * math.sqrt(X32.shape[1])
-    bound2 = ((rad + radii) ** 2) * (1 + 1e-5) + slack
-    u = ((cn - bound2) / 2).astype(np.float32)
-    half_xn = (xn / 2).astype(np.float32)
-    # points by their lower cell bound, so a tile of rows skips the cells below all of them
-    # (about half of the GEMM)
-    by = np.argsort(assign, kind="stable").astype(np.int64)
-    buf_p = np.empty(1 << 20, dtype=np.int32)
-    buf_c = np.empty(1 << 20, dtype=np.int32)
-    parts_p, parts_c = [], []
-    kk = 0
-    for p0 in range(0, n, rows):
-        pts = by[p0 : p0 + rows]
-        Xb = X32[pts]
-        xb = half_xn[pts]
-        first = max(0, int(assign[pts[0]]) + 1)
-        for c0 in range(first - first % cols, k, cols):
-            G = Xb @ centres[c0 : c0 + cols].T
-            while True:
-                k2 = _filter_point_cells(G, pts, xb, u[c0 : c0 + cols], assign, c0, buf_p, buf_c,
-                                         kk)
-                if k2 >= 0:
-                    kk = k2
-                    break
-                parts_p.append(buf_p[:kk].copy())
-                parts_c.append(buf_c[:kk].copy())
-                kk = 0
-    parts_p.append(buf_p[:kk].copy())
-    parts_c.append(buf_c[:kk].copy())
-    pts = np.concatenate(parts_p)
-    cells = np.concatenate(parts_c)
-    by, qptr = _by_group(cells, k)
-    return qptr, pts[by].astype(np.int64)
-
-
 @nb.njit(cache=True)
 def _expand_kernel(X32, frag_x, vx, cx, cv, vf_ptr, vf_ids, fcentres, bound2, out_x, out_f):
     """Candidates (point, virtual cell) → (point, fragment): every fragment f of the virtual
@@ -645,7 +600,7 @@ def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray
     by = np.argsort(low, kind="stable")
     for p0 in range(0, by.shape[0], max(1, pass_rows)):
         sub = by[p0 : p0 + pass_rows]
-        qptr, qpts = _point_cell_candidates(X32[sub], low[sub], vcen, vrad, rad)
+        qptr, qpts = _query_lists(X32[sub], low[sub], vcen, vrad, rad, n_threads=1)
         cv = sel_v[np.repeat(np.arange(qptr.shape[0] - 1), np.diff(qptr))]
         qpts = sub[qpts]
         cap = max(1 << 16, 2 * qpts.shape[0])
