@@ -15,20 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ConfigError
-from .linkage_core import find_root
-
-
-def _labels_from_parent(parent: np.ndarray) -> np.ndarray:
-    roots = parent.copy()
-    # full path compression in numpy: iterate until fixed point
-    while True:
-        nxt = roots[roots]
-        if np.array_equal(nxt, roots):
-            break
-        roots = nxt
-    _, first, inv = np.unique(roots, return_index=True, return_inverse=True)
-    rank = np.argsort(np.argsort(first))
-    return rank[inv.ravel()].astype(np.int64)
+from .linkage_core import roots_to_labels, union_roots
 
 
 def iter_cuts(
@@ -54,12 +41,9 @@ def iter_cuts(
     for k in wanted:
         target = n_samples - k
         while applied < target:
-            a, b = pairs[applied]
-            ra, rb = find_root(parent, a), find_root(parent, b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
+            union_roots(parent, pairs[applied, 0], pairs[applied, 1])
             applied += 1
-        yield k, _labels_from_parent(parent)
+        yield k, roots_to_labels(parent)
 
 
 def score_curve(

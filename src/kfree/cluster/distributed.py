@@ -76,7 +76,7 @@ from .._exact_distances import grid_centre
 from ..distances import to_sq
 from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
 from ._radius_graph import _query_lists, reach_limit, scan_cell, sq_dist_rows
-from .linkage_core import find_root, roots_to_labels, union_find_labels, union_roots
+from .linkage_core import find_root, find_roots, roots_to_labels, union_find_labels, union_roots
 
 log = logging.getLogger(__name__)
 
@@ -505,17 +505,9 @@ def _local_uf(ids: np.ndarray):
 
 def _uf_pairs(u: np.ndarray, parent: np.ndarray) -> np.ndarray:
     """The unions found, as (k, 2) global component ids."""
-    roots = _roots(parent)
+    roots = find_roots(parent)
     moved = roots != np.arange(parent.shape[0])
     return np.stack([u[moved], u[roots[moved]]], axis=1)
-
-
-@nb.njit(cache=True)
-def _roots(parent):
-    out = np.empty(parent.shape[0], dtype=np.int64)
-    for i in range(parent.shape[0]):
-        out[i] = find_root(parent, i)
-    return out
 
 
 @nb.njit(cache=True)

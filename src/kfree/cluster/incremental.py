@@ -113,6 +113,7 @@ from ..distances import check_distance, check_features, to_sq
 from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError
 from ._radius_graph import radius_components, radius_edges
 from .labels import first_seen_labels
+from .linkage_core import find_roots, union_pairs
 
 __all__ = ["STATE_FORMAT", "ClusterState", "ClusterStateError", "assign"]
 
@@ -133,27 +134,6 @@ def _versions() -> dict[str, str]:
     from ..utils.provenance import versions
 
     return versions(("numpy", "scipy"))
-
-
-class _UnionFind:
-    """Union-find over hashable keys; a set's representative is its smallest key."""
-
-    def __init__(self) -> None:
-        self.parent: dict[Any, Any] = {}
-
-    def find(self, a):
-        root = self.parent.setdefault(a, a)
-        while self.parent[root] != root:  # iterative: a long chain must not hit the recursion limit
-            root = self.parent[root]
-        while a != root:  # path compression
-            self.parent[a], a = root, self.parent[a]
-        return root
-
-    def union(self, a, b) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            lo, hi = (ra, rb) if ra < rb else (rb, ra)
-            self.parent[hi] = lo
 
 
 class ClusterState:
@@ -480,7 +460,8 @@ def _exact_components(X, labels, tau, distance, hook=None, coarse=None) -> np.nd
     # clusters per coarse component
     pair = np.unique(coarse * (int(labels.max()) + 1) + labels)
     per = np.bincount(pair // (int(labels.max()) + 1), minlength=n_c)
-    uf = _UnionFind()
+    k = int(labels.max()) + 1
+    parent = np.arange(k, dtype=np.int64)  # union-find over the clusters
     multi = np.flatnonzero(per > 1)
     if multi.size:
         order = np.argsort(coarse, kind="stable")
@@ -492,13 +473,11 @@ def _exact_components(X, labels, tau, distance, hook=None, coarse=None) -> np.nd
             def sink(ei, ej, _dd, lab=lab):
                 a, b = lab[ei], lab[ej]
                 cross = a != b
-                k = int(labels.max()) + 1
-                for key in np.unique(np.minimum(a, b)[cross] * k + np.maximum(a, b)[cross]).tolist():
-                    uf.union(key // k, key % k)
+                key = np.unique(np.minimum(a, b)[cross] * k + np.maximum(a, b)[cross])
+                union_pairs(parent, key // k, key % k)
 
             radius_edges(X[pts], tau, distance, sink=sink)
-    root = np.array([uf.find(int(lab)) for lab in range(int(labels.max()) + 1)], dtype=np.int64)
-    return first_seen_labels(root[labels])
+    return first_seen_labels(find_roots(parent)[labels])
 
 
 # ---------------------------------------------------------------------------- assign
@@ -647,30 +626,22 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     # 2. exact τ-edges among the new rows, and the merged τ-components
     ei, ej, ed = radius_edges(X_new, tau, state.distance) if m > 1 else (
         np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0))
-    uf = _UnionFind()  # keys: ("c", existing component id) sorts before ("p", new row)
-    for p, c in zip(cp[touches].tolist(), comp_of[touches].tolist(), strict=True):
-        uf.union(("c", c), ("p", p))
-    for a, b in zip(ei.tolist(), ej.tolist(), strict=True):
-        uf.union(("p", a), ("p", b))
-    new_comp = np.empty(m, dtype=np.int64)
-    fresh: dict[Any, int] = {}
-    remap: dict[int, int] = {}  # existing component -> merged id
-    next_comp = state.next_component
-    for i in range(m):
-        r = uf.find(("p", i))
-        if r[0] == "c":
-            new_comp[i] = r[1]
-        else:
-            if r not in fresh:
-                fresh[r] = next_comp
-                next_comp += 1
-            new_comp[i] = fresh[r]
-    for key in list(uf.parent):
-        if key[0] == "c":
-            r = uf.find(key)
-            if r != key:
-                remap[key[1]] = r[1]
+    # union-find over the existing components (ids 0..nc-1) and the new rows (nc + row): the
+    # smaller root wins, so a set that holds an existing component is named by the smallest one
+    nc = state.next_component
+    parent = np.arange(nc + m, dtype=np.int64)
+    union_pairs(parent, comp_of[touches], nc + cp[touches])
+    union_pairs(parent, nc + ei.astype(np.int64), nc + ej.astype(np.int64))
+    root = find_roots(parent)
+    new_root = root[nc:]
+    fresh = new_root >= nc  # new rows that joined no existing component: new ids in row order
+    _, first, inv = np.unique(new_root[fresh], return_index=True, return_inverse=True)
+    new_comp = new_root.copy()
+    new_comp[fresh] = nc + np.argsort(np.argsort(first))[inv.ravel()]
+    next_comp = nc + first.shape[0]
     touched = np.unique(comp_of[touches])
+    # existing components merged into another (smaller) one through the new rows
+    remap = {int(c): int(root[c]) for c in touched if root[c] != c}
 
     comps = state.components
     if remap:
@@ -854,9 +825,7 @@ def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], n
     labels = np.concatenate([labels, final_new])
     ph = labels < 0
     if ph.any():
-        _, first, inv = np.unique(labels[ph], return_index=True, return_inverse=True)
-        rank = np.argsort(np.argsort(first))
-        labels[ph] = state.next_label + rank[inv.ravel()]
+        labels[ph] = state.next_label + first_seen_labels(labels[ph])
     moved = int(np.count_nonzero(labels[aff] != old))
     # clusters that grew whole keep their reference point (radius updated by the caller); the
     # re-agglomerated and the new ones are recomputed

@@ -336,6 +336,22 @@ def union_roots(parent, a, b):
 
 
 @nb.njit(cache=True)
+def union_pairs(parent, a, b):
+    """Join the sets of ``a[t]`` and ``b[t]`` for every t (smaller root ids win)."""
+    for t in range(a.shape[0]):
+        union_roots(parent, a[t], b[t])
+
+
+@nb.njit(cache=True)
+def find_roots(parent):
+    """The root of every element (compresses ``parent`` on the way)."""
+    out = np.empty(parent.shape[0], dtype=np.int64)
+    for i in range(parent.shape[0]):
+        out[i] = find_root(parent, i)
+    return out
+
+
+@nb.njit(cache=True)
 def roots_to_labels(parent):
     n = parent.shape[0]
     lab = np.full(n, -1, dtype=np.int64)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .linkage_core import roots_to_labels
+
 
 @nb.njit(cache=True)
 def _row_best(C, r, active):
@@ -86,18 +88,7 @@ def gaec_dense(C):
             elif rowarg[w] == u or rowarg[w] == v:
                 # the best edge of w lost value: keep the old maximum as an upper bound
                 stale[w] = True
-    labels = np.empty(n, dtype=np.int64)
-    root_lab = np.full(n, -1, dtype=np.int64)
-    k = 0
-    for i in range(n):
-        r = i
-        while parent[r] != r:
-            r = parent[r]
-        if root_lab[r] < 0:
-            root_lab[r] = k
-            k += 1
-        labels[i] = root_lab[r]
-    return labels, n_contract
+    return roots_to_labels(parent), n_contract
 
 
 @nb.njit(cache=True)

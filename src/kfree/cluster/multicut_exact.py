@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ConfigError, DataError
+from .linkage_core import connected_components
 
 
 def exact_multicut(
@@ -80,7 +81,7 @@ def exact_multicut(
         h.run()
         stopped = h.getModelStatus() != highspy.HighsModelStatus.kOptimal
         x = np.round(np.asarray(h.getSolution().col_value)).astype(int)
-        labels = _components(n, E, x, adj)
+        labels = _uncut_components(n, E, x)
         violated = [k for k in np.flatnonzero(x == 1) if labels[E[k, 0]] == labels[E[k, 1]]]
         if stopped:
             break
@@ -91,7 +92,7 @@ def exact_multicut(
             path = _uncut_path(adj, x, int(E[k, 0]), int(E[k, 1]))
             idx = np.array([k, *path], dtype=np.int32)
             h.addRow(-inf, 0.0, idx.shape[0], idx, np.r_[1.0, -np.ones(len(path))])
-    labels = _components(n, E, x, adj)
+    labels = _uncut_components(n, E, x)
     # the labels' own objective: a stopped solve may leave cut edges inside a component
     cut = labels[E[:, 0]] != labels[E[:, 1]] if m else np.zeros(0, bool)
     return float(c[cut].sum()), labels, optimal
@@ -116,22 +117,10 @@ def _add_triangles(h, E, n: int, inf: float) -> None:
               np.tile([1.0, -1.0, -1.0], len(R)))
 
 
-def _components(n, E, x, adj) -> np.ndarray:
-    lab = -np.ones(n, dtype=np.int64)
-    k = 0
-    for s in range(n):
-        if lab[s] >= 0:
-            continue
-        lab[s] = k
-        dq = deque([s])
-        while dq:
-            a = dq.popleft()
-            for b, e in adj[a]:
-                if x[e] == 0 and lab[b] < 0:
-                    lab[b] = k
-                    dq.append(b)
-        k += 1
-    return lab
+def _uncut_components(n: int, E: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Node labels (first appearance order) of the components of the uncut edges."""
+    keep = np.asarray(x) == 0
+    return connected_components(n, E[keep, 0].astype(np.int64), E[keep, 1].astype(np.int64))
 
 
 def _uncut_path(adj, x, u: int, v: int) -> list[int]:
