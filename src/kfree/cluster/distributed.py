@@ -93,6 +93,8 @@ SHELL_BIG_TABLE = 400_000
 QUERY_ROWS = 16_384
 #: at most this many blocks by default (each adds fragments of the clusters it cuts)
 MAX_BLOCKS = 24
+#: the largest component a worker agglomerates densely (its condensed distances: 1.6 GB)
+DENSE_MAX_ROWS = 20_000
 _HINT = "pip install 'kfree[dask]'"
 
 
@@ -721,22 +723,16 @@ def _route_home(blk: _Block | None, roots: np.ndarray, home: np.ndarray, n_block
     return out
 
 
-def _dense_enough(X: np.ndarray, threshold: float, distance: str) -> bool:
-    """The single-machine rule for a dense per-component fit (size and sampled edge density)."""
-    from ._radius_graph import estimate_edges, prepared_float32
-    from .threshold_hac import DENSE_BATCH_DENSITY, DENSE_BATCH_MIN
-
-    s = X.shape[0]
-    if s < DENSE_BATCH_MIN or s > 20_000:
-        return False
-    est = estimate_edges(prepared_float32(X, distance), to_sq(threshold, distance), sample=256)
-    return est >= DENSE_BATCH_DENSITY * s * (s - 1) / 2
-
-
 def _agglomerate(threshold: float, linkage: str, distance: str, memory_limit, batch_points: int,
                  *parts):
     """Exact merges up to ``threshold`` of whole components, small ones batched together."""
-    from .threshold_hac import ThresholdAgglomerative, _dense_component_merges
+    from .threshold_hac import (
+        ThresholdAgglomerative,
+        _dense_component_merges,
+        component_batches,
+        dense_is_faster,
+        memory_limit_bytes,
+    )
 
     parts = [p for p in parts if p is not None]
     if not parts:
@@ -748,20 +744,15 @@ def _agglomerate(threshold: float, linkage: str, distance: str, memory_limit, ba
     idx, root, rows = idx[o], root[o], rows[o]
     starts = np.flatnonzero(np.r_[True, root[1:] != root[:-1], True])
     out_p, out_h = [], []
-    c = 0
-    n_comp = starts.shape[0] - 1
-    while c < n_comp:
-        e = c
-        while e < n_comp and (e == c or starts[e + 1] - starts[c] <= batch_points):
-            e += 1
-        a, b = starts[c], starts[e]
-        c = e
+    limit = memory_limit_bytes(memory_limit)
+    for a, b in component_batches(starts, batch_points):
         if b - a < 2:
             continue
         # the rows as they came (float16 as float32): the exact step decides float64 input in
         # float64, as the single-machine path does
         X = np.asarray(rows[a:b], dtype=np.result_type(rows.dtype, np.float32))
-        if linkage == "complete" and _dense_enough(X, threshold, distance):
+        if linkage == "complete" and dense_is_faster(X, threshold, distance, limit,
+                                                     max_rows=DENSE_MAX_ROWS):
             # mostly pairs within the cut (a cluster that is a ball): fastcluster on all pairs,
             # as the single-machine per-component path decides it
             pa, pb, h, _ = _dense_component_merges(X, threshold, distance)

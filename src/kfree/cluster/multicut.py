@@ -153,10 +153,9 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         self.memory_limit = memory_limit
 
     def _limit_bytes(self) -> float:
-        from .threshold_hac import default_memory_limit_gb
+        from .threshold_hac import memory_limit_bytes
 
-        gb = default_memory_limit_gb() if self.memory_limit is None else float(self.memory_limit)
-        return gb * 2**30
+        return memory_limit_bytes(self.memory_limit)
 
     def _check_memory(self, n: int) -> None:
         need = 16.0 * n * n

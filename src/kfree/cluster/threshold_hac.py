@@ -130,6 +130,12 @@ def check_cut(threshold: Any, n_clusters: Any) -> None:
     resolve_cut(threshold, None)  # a finite number > 0, or a Threshold
 
 
+def memory_limit_bytes(memory_limit_gb: float | None) -> float:
+    """A ``memory_limit`` parameter (GiB; None = :func:`default_memory_limit_gb`) in bytes."""
+    gb = default_memory_limit_gb() if memory_limit_gb is None else float(memory_limit_gb)
+    return gb * 2**30
+
+
 def default_memory_limit_gb() -> float:
     """Half of this machine's physical memory, in GiB (8 GiB when it cannot be read)."""
     try:
@@ -269,8 +275,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                               "or leave them None")
 
     def _limit_bytes(self) -> float:
-        gb = default_memory_limit_gb() if self.memory_limit is None else float(self.memory_limit)
-        return gb * 2**30
+        return memory_limit_bytes(self.memory_limit)
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -630,23 +635,14 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
     """
     comp = radius_components(X, cut, distance, hook=hook)
     n_comp = int(comp.max()) + 1
-    comp_size = np.bincount(comp, minlength=n_comp)
     order = np.argsort(comp, kind="stable")
     starts = np.searchsorted(comp[order], np.arange(n_comp + 1))
     out_a, out_b, out_h = [], [], []
     total_edges = 0
-    c = 0
     Xf = np.asarray(X)
     thr_sq = to_sq(cut, distance)
-    while c < n_comp:
-        # gather whole components until the batch holds about batch_points points
-        c_end = c
-        pts_n = 0
-        while c_end < n_comp and (pts_n == 0 or pts_n + comp_size[c_end] <= batch_points):
-            pts_n += int(comp_size[c_end])
-            c_end += 1
-        pts = order[starts[c] : starts[c_end]]
-        c = c_end
+    for a0, b0 in component_batches(starts, batch_points):
+        pts = order[a0:b0]
         s = pts.shape[0]
         if s < 2:
             continue
@@ -659,18 +655,13 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
                     f"memory_limit={limit / 2**30:.1f} GiB; lower the threshold or raise "
                     "memory_limit"
                 )
-        if s >= DENSE_BATCH_MIN and 4.0 * s * s <= limit / 2:
-            est = estimate_edges(prepared_float32(Xf[pts], distance), thr_sq, sample=256)
-            if est >= DENSE_BATCH_DENSITY * s * (s - 1) / 2:
-                # a dense component (a cluster that is a ball within the cut, the common case
-                # for a good embedding): dense complete linkage on it is several times faster
-                # than the sparse kernel on its ~s²/2 edges, and the same dendrogram up to the cut
-                a, b, h, m = _dense_component_merges(Xf[pts], cut, distance)
-                total_edges += m
-                out_a.append(pts[a])
-                out_b.append(pts[b])
-                out_h.append(h)
-                continue
+        if dense_is_faster(Xf[pts], cut, distance, limit):
+            a, b, h, m = _dense_component_merges(Xf[pts], cut, distance)
+            total_edges += m
+            out_a.append(pts[a])
+            out_b.append(pts[b])
+            out_h.append(h)
+            continue
         ei, ej, ed = radius_edges(
             Xf[pts], cut, distance, prune=s > 50000, max_edges=int(limit / BYTES_PER_EDGE)
         )
@@ -687,6 +678,32 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
         e = np.empty(0, dtype=np.int64)
         return e, e, np.empty(0), total_edges, comp
     return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_h), total_edges, comp
+
+
+def component_batches(starts: np.ndarray, batch_points: int):
+    """``(a, b)`` ranges of points sorted by component (``starts``: each component's first
+    position, then the total): whole components, small ones together up to ``batch_points``."""
+    c, n_comp = 0, starts.shape[0] - 1
+    while c < n_comp:
+        e = c + 1
+        while e < n_comp and starts[e + 1] - starts[c] <= batch_points:
+            e += 1
+        yield int(starts[c]), int(starts[e])
+        c = e
+
+
+def dense_is_faster(X, cut, distance: str, limit: float, *, max_rows: int | None = None) -> bool:
+    """Whether a component is agglomerated densely (:func:`_dense_component_merges`): a dense
+    component (a cluster that is a ball within the cut, the common case for a good embedding)
+    is several times faster by dense complete linkage than by the sparse kernel on its ~s²/2
+    edges, with the same dendrogram up to the cut. Decided from its size (its condensed
+    distances within half of ``limit`` bytes, and at most ``max_rows``) and a sampled τ-edge
+    density."""
+    s = X.shape[0]
+    if s < DENSE_BATCH_MIN or 4.0 * s * s > limit / 2 or (max_rows is not None and s > max_rows):
+        return False
+    est = estimate_edges(prepared_float32(X, distance), to_sq(cut, distance), sample=256)
+    return est >= DENSE_BATCH_DENSITY * s * (s - 1) / 2
 
 
 def _dense_component_merges(X, cut, distance):
