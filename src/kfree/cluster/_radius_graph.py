@@ -38,6 +38,7 @@ import numpy as np
 from .._exact_distances import gemm_ready, grid_centre, pair_distances
 from ..distances import to_sq
 from ..exceptions import ResourceError
+from .labels import group_order
 from .linkage_core import find_root, roots_to_labels, union_roots
 
 __all__ = ["estimate_edges", "prepared_float32", "radius_components", "radius_edges"]
@@ -134,13 +135,6 @@ def estimate_edges(X32: np.ndarray, thr_sq: float, *, sample: int = 1000, seed: 
     return n * per_row / 2.0
 
 
-def _by_group(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices sorted by group (stable) and each group's start in them: group g is
-    ``order[starts[g] : starts[g + 1]]`` for labels in 0..k-1."""
-    order = np.argsort(labels, kind="stable").astype(np.int64)
-    return order, np.searchsorted(labels[order], np.arange(k + 1)).astype(np.int64)
-
-
 def _kmeans_assign(Y: np.ndarray, k: int, seed: int) -> np.ndarray:
     import faiss
 
@@ -175,7 +169,7 @@ def _cells(X32: np.ndarray, n_cells: int, seed: int):
         km.train(X32[rng.choice(n, size=min(n, k1 * 256), replace=False)])
         _, coarse = km.index.search(X32, 1)
         coarse = coarse.ravel()
-        order, bounds = _by_group(coarse, k1)
+        order, bounds = group_order(coarse, k1)
         assign = np.empty(n, dtype=np.int64)
         nxt = 0
         for c in range(k1):
@@ -194,7 +188,7 @@ def _recentre(X32: np.ndarray, assign: np.ndarray):
     _, assign = np.unique(assign, return_inverse=True)
     assign = assign.ravel()
     k = int(assign.max()) + 1
-    by, starts = _by_group(assign, k)
+    by, starts = group_order(assign, k)
     first = starts[:-1]
     counts = np.diff(starts).astype(np.float64)
     centres = np.add.reduceat(X32[by].astype(np.float64), first, axis=0)
@@ -348,7 +342,7 @@ def radius_edges(
     else:
         assign, centres, radii, _ = cells
         n_cells = centres.shape[0]
-        order, starts = _by_group(assign, n_cells)
+        order, starts = group_order(assign, n_cells)
         qptr, qpts = _query_lists(X32, assign, centres, radii, math.sqrt(thr_c))
         for c in range(n_cells):
             members = order[starts[c] : starts[c + 1]]
@@ -537,7 +531,7 @@ def _tight_cells(X32, cells, rad: float, seed: int, *, block: int = 2048):
     assign, centres, radii = cells
     n = X32.shape[0]
     k = centres.shape[0]
-    order, starts = _by_group(assign, k)
+    order, starts = group_order(assign, k)
     new = np.empty(n, dtype=np.int64)
     nxt = 0
     for c in range(k):
@@ -646,7 +640,7 @@ def _merge_fragments(X32, assign, centres, tight, rad: float, *, neighbours: int
     ok = (Ind > rows) & (D <= rad * rad) & tight[rows] & tight[np.maximum(Ind, 0)]
     pi, pj, dd = rows[ok], Ind[ok].astype(np.int64), D[ok]
     by = np.argsort(dd, kind="stable")
-    order, fstarts = _by_group(assign, k)
+    order, fstarts = group_order(assign, k)
     parent = np.arange(k, dtype=np.int64)
     # the kernel measures radii in float64; a hair inside rad/2 leaves room for its rounding
     _merge_kernel(X32, order, fstarts, pi[by], pj[by], (rad / 2) ** 2 * (1 - 1e-6), parent)
@@ -789,7 +783,7 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int
         done = list(ex.map(job, itertools.pairwise(edges)))
     pts = np.concatenate([q for pp, _ in done for q in pp])
     cells = np.concatenate([q for _, cc in done for q in cc])
-    by, qptr = _by_group(cells, k_cells)
+    by, qptr = group_order(cells, k_cells)
     return qptr, pts[by].astype(np.int64)
 
 

@@ -76,6 +76,7 @@ from .._exact_distances import grid_centre
 from ..distances import to_sq
 from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
 from ._radius_graph import _query_lists, reach_limit, scan_cell, sq_dist_rows
+from .labels import group_order
 from .linkage_core import find_root, find_roots, roots_to_labels, union_find_labels, union_roots
 
 log = logging.getLogger(__name__)
@@ -670,8 +671,7 @@ def _virtual_cells(centres: np.ndarray, radii: np.ndarray, sizes: np.ndarray, bl
     gap = np.sqrt(((centres.astype(np.float64) - vc32[vid].astype(np.float64)) ** 2).sum(axis=1))
     vr = np.zeros(n_v)
     np.maximum.at(vr, vid, gap + radii)
-    vf_ids = np.argsort(vid, kind="stable").astype(np.int64)
-    vf_ptr = np.searchsorted(vid[vf_ids], np.arange(n_v + 1)).astype(np.int64)
+    vf_ids, vf_ptr = group_order(vid, n_v)
     return vid.astype(np.int64), vc32, vr * (1 + 1e-7), vf_ptr, vf_ids
 
 

@@ -112,7 +112,7 @@ from .._exact_distances import gemm_band, grid_centre, pair_distances
 from ..distances import check_distance, check_features, to_sq
 from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError
 from ._radius_graph import radius_components, radius_edges
-from .labels import first_seen_labels
+from .labels import first_seen_labels, group_order
 from .linkage_core import find_roots, union_pairs
 
 __all__ = ["STATE_FORMAT", "ClusterState", "ClusterStateError", "assign"]
@@ -294,9 +294,7 @@ class ClusterState:
     def _members(self) -> tuple[np.ndarray, np.ndarray]:
         """Points sorted by label and each label's start (label L: ``order[starts[L]:starts[L+1]]``)."""
         if self._csr is None:
-            order = np.argsort(self.labels, kind="stable")
-            starts = np.searchsorted(self.labels[order], np.arange(self.next_label + 1))
-            self._csr = (order, starts)
+            self._csr = group_order(self.labels, self.next_label)
         return self._csr
 
     def _refresh(self, labs: np.ndarray, *, chunk: int = 65536) -> None:
@@ -464,8 +462,7 @@ def _exact_components(X, labels, tau, distance, hook=None, coarse=None) -> np.nd
     parent = np.arange(k, dtype=np.int64)  # union-find over the clusters
     multi = np.flatnonzero(per > 1)
     if multi.size:
-        order = np.argsort(coarse, kind="stable")
-        starts = np.searchsorted(coarse[order], np.arange(n_c + 1))
+        order, starts = group_order(coarse, n_c)
         for c in multi:
             pts = order[starts[c] : starts[c + 1]]
             lab = labels[pts]

@@ -86,7 +86,7 @@ from ._radius_graph import (
     radius_components,
     radius_edges,
 )
-from .labels import first_seen_labels
+from .labels import first_seen_labels, group_order
 
 log = logging.getLogger(__name__)
 
@@ -498,8 +498,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             )
         code = core.LINKAGE_CODES[self.linkage]
         Xf = np.asarray(X, dtype=np.float64)
-        order = np.argsort(pt_comp, kind="stable")
-        starts = np.searchsorted(pt_comp[order], np.arange(n_comp + 1))
+        order, starts = group_order(pt_comp, n_comp)
         f_lo = forbid // n_groups
         f_hi = forbid % n_groups
         f_comp = comp[f_lo] if forbid.size else np.empty(0, dtype=np.int64)
@@ -635,8 +634,7 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
     """
     comp = radius_components(X, cut, distance, hook=hook)
     n_comp = int(comp.max()) + 1
-    order = np.argsort(comp, kind="stable")
-    starts = np.searchsorted(comp[order], np.arange(n_comp + 1))
+    order, starts = group_order(comp, n_comp)
     out_a, out_b, out_h = [], [], []
     total_edges = 0
     Xf = np.asarray(X)
