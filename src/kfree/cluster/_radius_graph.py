@@ -109,9 +109,27 @@ def prepared_float32(X: np.ndarray, distance: str, *, chunk: int = 8192) -> np.n
     return out
 
 
-def _margin(X32: np.ndarray, thr_sq: float) -> float:
+def f32_slack(max_sq_a: float, max_sq_b: float, d: int) -> float:
+    """Rounding of a float32 ``|a|² + |b|² − 2 a·b`` in ``d`` dimensions: about
+    eps32 · (|a|² + |b|²) · sqrt(d). Every float32 bound is widened by it, so that no pair or
+    candidate within the exact bound is lost."""
+    return 4e-6 * (max_sq_a + max_sq_b + 1.0) * math.sqrt(d)
+
+
+def widened_cut(thr_sq: float, max_sq: float, d: int) -> float:
+    """The squared cut the float32 passes compare with: ``thr_sq`` plus a small relative margin
+    and the rounding of rows whose largest squared norm is ``max_sq``."""
+    return thr_sq + (1e-4 * max(thr_sq, 1e-12) + f32_slack(max_sq, max_sq, d))
+
+
+def widened_bound2(rad: float, radii: np.ndarray, slack: float) -> np.ndarray:
+    """``(rad + R)²`` of the triangle-inequality bounds, widened for float32 rounding."""
+    return ((rad + radii) ** 2) * (1 + 1e-5) + slack
+
+
+def _widened_cut_of(X32: np.ndarray, thr_sq: float) -> float:
     mx = float(np.max(np.einsum("ij,ij->i", X32, X32))) if X32.shape[0] else 0.0
-    return 1e-4 * max(thr_sq, 1e-12) + 4e-6 * (2.0 * mx + 1.0) * math.sqrt(X32.shape[1])
+    return widened_cut(thr_sq, mx, X32.shape[1])
 
 
 def estimate_edges(X32: np.ndarray, thr_sq: float, *, sample: int = 1000, seed: int = 0) -> float:
@@ -242,7 +260,7 @@ def radius_edges(
     n = X64.shape[0]
     X32 = prepared_float32(X64, distance)
     thr_sq = to_sq(tau, distance)
-    thr_c = thr_sq + _margin(X32, thr_sq)
+    thr_c = _widened_cut_of(X32, thr_sq)
     norms = np.einsum("ij,ij->i", X32, X32).astype(np.float32)
     cap = int(max_edges) if max_edges is not None else None
     buf = max(1 << 16, min(cap or (1 << 22), 1 << 22))
@@ -739,10 +757,7 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int
     cen = np.ascontiguousarray(centres, dtype=np.float32)
     cn = np.einsum("ij,ij->i", cen, cen).astype(np.float32)
     xn = np.einsum("ij,ij->i", X32, X32).astype(np.float32)
-    # float32 |x|² + |c|² − 2 x·c loses about eps32 · (|x|² + |c|²) · sqrt(d) to rounding:
-    # widen the bound by that (as _margin does for the pair candidates) so no candidate is lost
-    slack = 4e-6 * (float(xn.max()) + float(cn.max()) + 1.0) * math.sqrt(X32.shape[1])
-    bound2 = ((rad + radii) ** 2) * (1 + 1e-5) + slack
+    bound2 = widened_bound2(rad, radii, f32_slack(float(xn.max()), float(cn.max()), X32.shape[1]))
     u = ((cn - bound2) / 2).astype(np.float32)  # x passes c iff x·c >= |x|²/2 + u_c
     half_xn = (xn / 2).astype(np.float32)
     by_cell = np.argsort(assign, kind="stable").astype(np.int64)
@@ -805,7 +820,7 @@ def radius_components(
         return np.zeros(0, dtype=np.int64)
     X32 = prepared_float32(X64, distance)
     thr_sq = to_sq(tau, distance)
-    thr_c = thr_sq + _margin(X32, thr_sq)
+    thr_c = _widened_cut_of(X32, thr_sq)
     if hook is not None:
         hook("tau components", completed=0, total=2)
     rad = math.sqrt(thr_c)

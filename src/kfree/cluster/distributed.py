@@ -75,7 +75,15 @@ import numpy as np
 from .._exact_distances import grid_centre
 from ..distances import to_sq
 from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
-from ._radius_graph import _query_lists, reach_limit, scan_cell, sq_dist_rows
+from ._radius_graph import (
+    _query_lists,
+    f32_slack,
+    reach_limit,
+    scan_cell,
+    sq_dist_rows,
+    widened_bound2,
+    widened_cut,
+)
 from .labels import group_order
 from .linkage_core import find_root, find_roots, roots_to_labels, union_find_labels, union_roots
 
@@ -563,8 +571,7 @@ def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray
     vx = vid[frag_x]
     fc = glob["centres"]
     xn = np.einsum("ij,ij->i", X32, X32)
-    slack = 4e-6 * (float(xn.max()) + float(np.einsum("ij,ij->i", fc, fc).max()) + 1.0) \
-        * math.sqrt(X32.shape[1])
+    slack = f32_slack(float(xn.max()), float(np.einsum("ij,ij->i", fc, fc).max()), X32.shape[1])
     # blocks within reach of some point of this block (|x − C_t| <= rad + R_t; exact bound,
     # widened for rounding): only virtual cells with a fragment in one of them are searched
     bc = glob["block_centres"]
@@ -572,7 +579,7 @@ def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray
     for a0 in range(0, X32.shape[0], 65536):
         d2 = (xn[a0 : a0 + 65536, None] + np.einsum("ij,ij->i", bc, bc)[None, :]
               - 2.0 * (X32[a0 : a0 + 65536] @ bc.T))
-        reach |= (d2 <= ((rad + glob["block_radii"]) ** 2)[None, :] * (1 + 1e-5) + slack).any(0)
+        reach |= (d2 <= widened_bound2(rad, glob["block_radii"], slack)[None, :]).any(0)
     reach[s] = True
     del xn
     fblock = np.searchsorted(cell_off, np.arange(fc.shape[0]), side="right") - 1
@@ -580,7 +587,7 @@ def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray
     # v >= vx[x]: a pair of fragments in two virtual cells is searched from the smaller one
     low = np.searchsorted(sel_v, vx) - 1
     vcen, vrad = glob["vcentres"][sel_v], glob["vradii"][sel_v]
-    bound2 = (rad + glob["radii"]) ** 2 * (1 + 1e-5) + slack
+    bound2 = widened_bound2(rad, glob["radii"], slack)
     n_frag = fc.shape[0]
     # union-find over this block's components and the components of all shells
     xcomp_g = comp_off + blk.comp
@@ -926,7 +933,7 @@ def dask_threshold_hac(
                             pure=False) for f, o in zip(src.chunks, offsets, strict=True)]
     _progress(hook, "route rows to blocks", routed)
     mx = max(client.gather([client.submit(operator.getitem, r, 1, pure=False) for r in routed]))
-    thr_c = thr_sq + 1e-4 * max(thr_sq, 1e-12) + 4e-6 * (2.0 * mx + 1.0) * math.sqrt(d)
+    thr_c = widened_cut(thr_sq, mx, d)
     parts = [client.submit(operator.getitem, r, 0, pure=False) for r in routed]
     blocks = []
     for b in range(n_blocks):
