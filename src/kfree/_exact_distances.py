@@ -137,15 +137,18 @@ def grid_centre(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(pos, np.round(mid / step) * step, lo)
 
 
-def gemm_ready(X: np.ndarray, distance: str) -> np.ndarray:
-    """Float64 rows ready for the GEMM formula: centred by :func:`grid_centre` (sqeuclidean,
-    euclidean) or L2-normalised (cosine, where centring would change the distance)."""
+def gemm_ready(X: np.ndarray, distance: str, *, centre: np.ndarray | None = None) -> np.ndarray:
+    """Float64 rows ready for the GEMM formula: centred (sqeuclidean, euclidean; by ``centre``,
+    default the :func:`grid_centre` of ``X`` — so ``|x|² + |y|² − 2x·y`` does not cancel far
+    from the origin) or L2-normalised (cosine, where centring would change the distance)."""
     X = np.asarray(X, dtype=np.float64)
     if distance == "cosine":
         return X / np.linalg.norm(X, axis=1, keepdims=True)
-    if X.shape[0] == 0:
-        return np.ascontiguousarray(X)
-    return np.ascontiguousarray(X - grid_centre(X.min(axis=0), X.max(axis=0)))
+    if centre is None:
+        if X.shape[0] == 0:
+            return np.ascontiguousarray(X)
+        centre = grid_centre(X.min(axis=0), X.max(axis=0))
+    return np.ascontiguousarray(X - centre)
 
 
 def gemm_band(tau_sq, max_sq_norm: float, n_features: int, distance: str):

@@ -617,6 +617,24 @@ def _merge_kernel(X32, order, fstarts, pi, pj, half2, parent):
         tail[lo] = tail[hi]
 
 
+def centre_index(centres: np.ndarray, *, exact_up_to: int, nlist: int, nprobe: int):
+    """A faiss L2 index over float32 ``centres``: exact up to ``exact_up_to`` centres, else IVF
+    with ``nlist`` lists (fixed seed) searched over ``nprobe`` of them. Used where a nearest
+    centre only decides where work happens (grouping, routing), never a result."""
+    import faiss
+
+    k, d = centres.shape
+    if k <= exact_up_to:
+        index = faiss.IndexFlatL2(d)
+    else:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
+        index.cp.seed = 1234
+        index.train(centres)
+        index.nprobe = nprobe
+    index.add(centres)
+    return index
+
+
 def near_centres(centres: np.ndarray, neighbours: int):
     """Each centre's ``neighbours`` nearest other centres (and itself), flattened: ``(rows, D,
     Ind)`` with squared float32 distances ``D`` and ``Ind = -1`` where none was found.
@@ -624,19 +642,10 @@ def near_centres(centres: np.ndarray, neighbours: int):
     Approximate above 20,000 centres (faiss IVF, fixed seed, 16 probes): callers use the pairs
     only to group cells for speed, so a missed pair costs time, never exactness.
     """
-    import faiss
-
-    k, d = centres.shape
+    k = centres.shape[0]
     cen = np.ascontiguousarray(centres, dtype=np.float32)
     kk = min(neighbours + 1, k)
-    if k <= 20_000:
-        index = faiss.IndexFlatL2(d)
-    else:
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, int(4 * math.sqrt(k)))
-        index.cp.seed = 1234
-        index.train(cen)
-        index.nprobe = 16
-    index.add(cen)
+    index = centre_index(cen, exact_up_to=20_000, nlist=int(4 * math.sqrt(k)), nprobe=16)
     D, Ind = index.search(cen, kk)
     return np.repeat(np.arange(k), kk), D.ravel(), Ind.ravel()
 

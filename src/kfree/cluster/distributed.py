@@ -72,11 +72,12 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from .._exact_distances import grid_centre
+from .._exact_distances import gemm_ready, grid_centre
 from ..distances import to_sq
 from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
 from ._radius_graph import (
     _query_lists,
+    centre_index,
     f32_slack,
     reach_limit,
     scan_cell,
@@ -287,12 +288,7 @@ def _chunk_stats(rows: np.ndarray, offset: int, distance: str, n_sample: int, se
 
 def _prepare(rows: np.ndarray, centre, distance: str) -> np.ndarray:
     """Float32 rows for the candidate GEMMs (centred by the global centre, or unit rows)."""
-    R = np.asarray(rows, dtype=np.float64)
-    if distance == "cosine":
-        R = R / np.linalg.norm(R, axis=1, keepdims=True)
-    else:
-        R = R - centre
-    return np.ascontiguousarray(R, dtype=np.float32)
+    return gemm_ready(rows, distance, centre=centre).astype(np.float32)
 
 
 def _route_chunk(rows, offset: int, centre, route: tuple | None, n_blocks: int, thr_sq: float,
@@ -326,18 +322,8 @@ def _route_chunk(rows, offset: int, centre, route: tuple | None, n_blocks: int, 
 def _nearest(centres: np.ndarray, X32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(Approximately) nearest centre of each row and the squared distance to it: an IVF index
     over the centres (routing only decides where work happens, never the result)."""
-    import faiss
-
-    k, d = centres.shape
-    if k <= 256:
-        index = faiss.IndexFlatL2(d)
-    else:
-        nlist = int(math.sqrt(k))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
-        index.cp.seed = 1234
-        index.train(centres)
-        index.nprobe = 8
-    index.add(centres)
+    index = centre_index(centres, exact_up_to=256, nlist=int(math.sqrt(centres.shape[0])),
+                         nprobe=8)
     D, a = index.search(np.ascontiguousarray(X32), 1)
     a = a.ravel()
     return np.maximum(a, 0).astype(np.int64), np.where(a >= 0, D.ravel(), np.inf)

@@ -108,7 +108,7 @@ from typing import Any
 
 import numpy as np
 
-from .._exact_distances import gemm_band, grid_centre, pair_distances
+from .._exact_distances import gemm_band, gemm_ready, grid_centre, pair_distances
 from ..distances import check_distance, check_features, to_sq
 from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError
 from ._radius_graph import radius_components, radius_edges
@@ -286,10 +286,7 @@ class ClusterState:
     # ------------------------------------------------------------------ internals
     def _prepared(self, rows: np.ndarray) -> np.ndarray:
         """Rows in the coordinates of ``centres`` (float64)."""
-        P = np.asarray(rows, dtype=np.float64)
-        if self.distance == "cosine":
-            return P / np.linalg.norm(P, axis=1, keepdims=True)
-        return P - self.origin
+        return gemm_ready(rows, self.distance, centre=self.origin)
 
     def _members(self) -> tuple[np.ndarray, np.ndarray]:
         """Points sorted by label and each label's start (label L: ``order[starts[L]:starts[L+1]]``)."""

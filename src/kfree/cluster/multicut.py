@@ -26,7 +26,7 @@ import numba as nb
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from .._exact_distances import grid_centre
+from .._exact_distances import gemm_ready
 from ..distances import check_distance, check_features, resolve_cut
 from ..exceptions import ConfigError, DataError, ResourceError
 from ..registry import register
@@ -182,14 +182,9 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         distance = thr.distance if thr is not None else check_distance(self.distance or "sqeuclidean")
         p_clip = _check_p_clip(self.p_clip)
         cmax = math.log((1 - p_clip) / p_clip)
-        Xp = np.asarray(X, dtype=np.float64)
-        if distance == "cosine":
-            norms = np.linalg.norm(Xp, axis=1, keepdims=True)
-            if (norms == 0).any():
-                raise DataError("cosine distance is undefined for all-zero rows; drop them first")
-            Xp = Xp / norms
-        else:  # centred (distances unchanged), so |x|² + |y|² − 2x·y does not cancel far from the origin
-            Xp = Xp - grid_centre(Xp.min(axis=0), Xp.max(axis=0))
+        if distance == "cosine" and not np.asarray(X).any(axis=1).all():
+            raise DataError("cosine distance is undefined for all-zero rows; drop them first")
+        Xp = gemm_ready(X, distance)
         sq = np.einsum("ij,ij->i", Xp, Xp)
         G = Xp @ Xp.T  # (n, n): the only n×n allocation besides GAEC's working copy
         code = {"sqeuclidean": 0, "euclidean": 1, "cosine": 2}[distance]
