@@ -536,13 +536,13 @@ def _expand_kernel(X32, frag_x, vx, cx, cv, vf_ptr, vf_ids, fcentres, bound2, ou
 
 
 def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray, glob: dict,
-                 thr_c: float, n_blocks: int, pass_rows: int | None = None):
+                 thr_c: float, n_blocks: int):
     """Candidates of block ``s``'s points: point × virtual cell (fragments of one cluster from
     several blocks, one bound), expanded to fragments, decided against the fragments' shells
     here; the rest go to the fragment's block as (rows, component ids, cells of that block).
     Returns (union pairs, bundles per block, counts).
 
-    The points are taken ``pass_rows`` at a time (in order of their own virtual cell, so each
+    The points are taken ``QUERY_ROWS`` at a time (in order of their own virtual cell, so each
     pass's GEMM skips the cells below it), with one union-find kept across passes: a task's
     memory is bounded by one pass's candidates, not the block's (where cluster radii are large
     against the gaps between clusters, a point has hundreds of candidate cells).
@@ -583,7 +583,7 @@ def _query_block(blk: _Block | None, s: int, comp_off: int, cell_off: np.ndarray
     shc = pos[X32.shape[0]:].reshape(sc.shape)
     parent = np.arange(u.shape[0], dtype=np.int64)
     left_x, left_f = [], []  # candidates the shells could not decide
-    pass_rows = int(pass_rows or QUERY_ROWS)
+    pass_rows = int(QUERY_ROWS)
     n_cand = 0
     by = np.argsort(low, kind="stable")
     for p0 in range(0, by.shape[0], max(1, pass_rows)):

@@ -66,6 +66,32 @@ def _check_p_clip(p_clip: float) -> float:
 
 
 @register("cluster", "multicut")
+def check_graph(edges: Any, costs: Any, n_nodes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """A weighted graph checked: ``(edges (m, 2) integers, costs (m,) float64, n_nodes)``."""
+    e = np.asarray(edges)
+    c = np.asarray(costs, dtype=np.float64)
+    if e.size == 0:
+        e = e.reshape(0, 2)
+    if e.ndim != 2 or e.shape[1] != 2 or not np.issubdtype(e.dtype, np.integer):
+        raise DataError(f"edges must be an integer array of shape (m, 2), got {e.shape} {e.dtype}")
+    if c.shape != (e.shape[0],):
+        raise DataError(f"costs must have shape ({e.shape[0]},) like edges, got {c.shape}")
+    if not np.isfinite(c).all():
+        raise DataError("costs contain NaN or infinite values; clip probabilities first")
+    if n_nodes is None:
+        if e.shape[0] == 0:
+            raise DataError("an empty edge list needs n_nodes")
+        n_nodes = int(e.max()) + 1
+    n = int(n_nodes)
+    if n < 1:
+        raise DataError(f"n_nodes={n_nodes} must be >= 1")
+    if e.shape[0] and (e.min() < 0 or e.max() >= n):
+        raise DataError(f"edge endpoints must be in [0, {n - 1}] for n_nodes={n}")
+    if (e[:, 0] == e[:, 1]).any():
+        raise DataError("edges contain self-loops (i, i); drop them")
+    return e, c, n
+
+
 class MulticutClustering(ClusterMixin, BaseEstimator):
     """Minimum cost multicut of the complete graph of the samples (GAEC + KLj).
 
@@ -249,27 +275,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         ``log((1 - p) / p)``); missing edges cost 0; parallel edges add up. ``n_nodes``
         defaults to ``max(edges) + 1``.
         """
-        e = np.asarray(edges)
-        c = np.asarray(costs, dtype=np.float64)
-        if e.size == 0:
-            e = e.reshape(0, 2)
-        if e.ndim != 2 or e.shape[1] != 2 or not np.issubdtype(e.dtype, np.integer):
-            raise DataError(f"edges must be an integer array of shape (m, 2), got {e.shape} {e.dtype}")
-        if c.shape != (e.shape[0],):
-            raise DataError(f"costs must have shape ({e.shape[0]},) like edges, got {c.shape}")
-        if not np.isfinite(c).all():
-            raise DataError("costs contain NaN or infinite values; clip probabilities first")
-        if n_nodes is None:
-            if e.shape[0] == 0:
-                raise DataError("an empty edge list needs n_nodes")
-            n_nodes = int(e.max()) + 1
-        n = int(n_nodes)
-        if n < 1:
-            raise DataError(f"n_nodes={n_nodes} must be >= 1")
-        if e.shape[0] and (e.min() < 0 or e.max() >= n):
-            raise DataError(f"edge endpoints must be in [0, {n - 1}] for n_nodes={n}")
-        if (e[:, 0] == e[:, 1]).any():
-            raise DataError("edges contain self-loops (i, i); drop them")
+        e, c, n = check_graph(edges, costs, n_nodes)
         self._check_memory(n)
         C = np.zeros((n, n))
         np.add.at(C, (e[:, 0], e[:, 1]), c)

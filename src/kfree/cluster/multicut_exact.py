@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import ConfigError, DataError
+from ..exceptions import ConfigError
 from .linkage_core import connected_components
+from .multicut import check_graph
 
 
 def exact_multicut(
@@ -52,13 +53,8 @@ def exact_multicut(
         import highspy
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ConfigError("exact_multicut needs HiGHS: pip install highspy") from e
-    E = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
-    c = np.asarray(costs, dtype=np.float64)
-    if c.shape != (E.shape[0],) or not np.isfinite(c).all():
-        raise DataError(f"costs must be {E.shape[0]} finite numbers, one per edge")
-    n = int(E.max()) + 1 if n_nodes is None else int(n_nodes)
-    if E.size and (E.min() < 0 or E.max() >= n or (E[:, 0] == E[:, 1]).any()):
-        raise DataError(f"edges must join two different nodes in [0, {n - 1}]")
+    E, c, n = check_graph(edges, costs, n_nodes)
+    E = E.astype(np.int64)
     m = E.shape[0]
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)

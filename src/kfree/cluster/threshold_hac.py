@@ -430,14 +430,12 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         # collapse must-link groups; a representative point per group
         rep = np.full(n_groups, -1, dtype=np.int64)
         rep[groups[::-1]] = np.arange(n)[::-1]
-        forced_a = rep[groups[ml[:, 0]]] if ml.shape[0] else np.empty(0, np.int64)
         forced_pairs = np.empty((0, 2), dtype=np.int64)
         if ml.shape[0]:
             # one merge per non-representative member of every group
             members = np.arange(n)
             nonrep = members[rep[groups] != members]
             forced_pairs = np.stack([rep[groups[nonrep]], nonrep], axis=1)
-        del forced_a
         if n_groups == n:
             lo, hi = ei, ej  # no must-link groups: the point graph is the group graph
         else:
