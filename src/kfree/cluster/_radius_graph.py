@@ -201,6 +201,20 @@ def _cells(X32: np.ndarray, n_cells: int, seed: int):
     return _recentre(X32, assign)
 
 
+def cell_order(X32: np.ndarray, assign: np.ndarray, centres: np.ndarray):
+    """Each point's distance to its cell's centre (float64, in chunks), the points by cell and
+    outermost first within a cell, and each cell's start: ``(rb, order, starts)``, the layout
+    :func:`_components_kernel` scans."""
+    n = X32.shape[0]
+    rb = np.empty(n)
+    for i0 in range(0, n, 65536):
+        diff = X32[i0 : i0 + 65536].astype(np.float64) - centres[assign[i0 : i0 + 65536]]
+        rb[i0 : i0 + 65536] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    order = np.lexsort((-rb, assign)).astype(np.int64)
+    starts = np.searchsorted(assign[order], np.arange(centres.shape[0] + 1)).astype(np.int64)
+    return rb, order, starts
+
+
 def _recentre(X32: np.ndarray, assign: np.ndarray):
     """Exact centres (member means) and radii of the non-empty cells, renumbered 0..k-1."""
     _, assign = np.unique(assign, return_inverse=True)
@@ -843,13 +857,7 @@ def radius_components(
         tight = np.zeros(1, dtype=bool)
     else:
         assign, centres, radii, tight = cells
-        n_cells = centres.shape[0]
-        rb = np.empty(n)
-        for i0 in range(0, n, 65536):  # distance to the own cell's centre, float64, in chunks
-            diff = X32[i0 : i0 + 65536].astype(np.float64) - centres[assign[i0 : i0 + 65536]]
-            rb[i0 : i0 + 65536] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-        order = np.lexsort((-rb, assign)).astype(np.int64)  # by cell, outermost first
-        starts = np.searchsorted(assign[order], np.arange(n_cells + 1)).astype(np.int64)
+        rb, order, starts = cell_order(X32, assign, centres)
         qptr, qpts = _query_lists(X32, assign, centres, radii, rad)
     if hook is not None:
         hook("tau components", completed=1, total=2)

@@ -77,6 +77,7 @@ from ..distances import to_sq
 from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
 from ._radius_graph import (
     _query_lists,
+    cell_order,
     centre_index,
     f32_slack,
     reach_limit,
@@ -396,11 +397,7 @@ def _build_block(parts: list, centre, distance: str, thr_c: float, seed: int) ->
     else:
         assign, centres, radii, tight = cells
     k = centres.shape[0]
-    diff = X32.astype(np.float64) - centres[assign]
-    rb = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-    del diff
-    order = np.lexsort((-rb, assign)).astype(np.int64)  # by cell, outermost first
-    starts = np.searchsorted(assign[order], np.arange(k + 1)).astype(np.int64)
+    rb, order, starts = cell_order(X32, assign, centres)
     parent = np.arange(X32.shape[0], dtype=np.int64)
     _components_kernel(X32, order, starts, np.zeros(k + 1, dtype=np.int64),
                        np.empty(0, dtype=np.int64), thr_c, parent, tight,
