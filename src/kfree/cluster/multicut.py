@@ -65,7 +65,6 @@ def _check_p_clip(p_clip: float) -> float:
     return float(p_clip)
 
 
-@register("cluster", "multicut")
 def check_graph(edges: Any, costs: Any, n_nodes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
     """A weighted graph checked: ``(edges (m, 2) integers, costs (m,) float64, n_nodes)``."""
     e = np.asarray(edges)
@@ -92,6 +91,7 @@ def check_graph(edges: Any, costs: Any, n_nodes: int | None) -> tuple[np.ndarray
     return e, c, n
 
 
+@register("cluster", "multicut")
 class MulticutClustering(ClusterMixin, BaseEstimator):
     """Minimum cost multicut of the complete graph of the samples (GAEC + KLj).
 
