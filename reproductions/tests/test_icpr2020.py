@@ -17,6 +17,7 @@ from kfree_reproductions.icpr2020.protocol_b import (
     ProtocolBConfig,
     ProtocolBData,
     evaluate_embedding,
+    expected_wrong_negative_rate,
     load_cells,
     noise_tag,
     parse_noise,
@@ -477,3 +478,17 @@ def test_protocol_a_report_compares_last_epoch_with_paper_and_checks_l2_l3_vs_l1
     assert "cuda (G)" in md and "| L2 | k-means, k = 10 | 51.0 | 76.0 |" in md
     written = A.write_figures_a(runs, tmp_path / "fig", tsne=False)
     assert [p.name for p in written] == ["protocol_a_acc_vs_epoch.png"]
+
+
+def test_expected_wrong_negative_rate():
+    """A requested rate is itself; "random" negatives are wrong (n_c − 1)/(n − 1) of the time for
+    an anchor of class c (≈ 1/k for k balanced classes); classes seen once are never anchors."""
+    from kfree.data.samplers import TripletSampler
+
+    y = np.repeat(np.arange(10), 50)  # 10 balanced classes, as CIFAR-10
+    assert expected_wrong_negative_rate(y, 0.05) == 0.05
+    assert expected_wrong_negative_rate(y, "random") == pytest.approx(49 / 499)
+    y = np.repeat(np.arange(3), [10, 5, 1])  # 16 samples, the class seen once anchors nothing
+    assert expected_wrong_negative_rate(y, "random") == pytest.approx((10 * 9 + 5 * 4) / 15 / 15)
+    t = TripletSampler(y, 100, wrong_negatives="random", seed=0).sample(60_000)
+    assert np.mean(y[t[:, 2]] == y[t[:, 0]]) == pytest.approx(expected_wrong_negative_rate(y, "random"), abs=0.01)

@@ -1,4 +1,5 @@
-"""Typed, frozen configuration dataclasses (validated on construction, built from mappings).
+"""Typed, frozen configuration dataclasses (validated on construction), and the value checks
+the library's parameters share.
 
 Precedence is CLI > file > defaults; functions take the sub-config they need.
 """
@@ -6,12 +7,26 @@ Precedence is CLI > file > defaults; functions take the sub-config they need.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .exceptions import ConfigError
 
 SAMPLERS: tuple[str, ...] = ("pk", "triplets")
+
+
+def finite_positive(name: str, value: Any, hint: str = "") -> float:
+    """``value`` as a float, or a ConfigError that names the parameter, what it got and what it
+    needs (``hint``, e.g. typical values, appended in parentheses).
+
+    One check for every scale-like parameter (margins, radii, temperatures, thresholds): NaN and
+    infinity pass a plain ``> 0`` test and would only show up later as a NaN loss or a cut that
+    joins everything.
+    """
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}={value!r} must be a finite number > 0" + (f" ({hint})" if hint else ""))
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -97,11 +112,3 @@ class TrainConfig:
         d["dims"] = None if self.dims is None else list(self.dims)
         return d
 
-
-def train_config_from(mapping: dict[str, Any], **overrides: Any) -> TrainConfig:
-    """Build a TrainConfig from a TOML table, then apply non-None overrides (CLI flags)."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(mapping) - known
-    if unknown:
-        raise ConfigError(f"unknown train options {sorted(unknown)}; valid are {sorted(known)}")
-    return TrainConfig(**mapping).replace(**overrides)

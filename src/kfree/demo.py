@@ -78,11 +78,12 @@ def demo_config(dataset: str = "att_faces", **overrides: Any) -> DemoConfig:
 
 @dataclass
 class DemoResult:
+    """What ``kfree demo`` prints: the table's rows, the run directory, the learned b, the time,
+    the rule chosen on the validation identities (:meth:`ClusterLearner.summary`)."""
+
     rows: list[dict[str, Any]]
     run_dir: Path
-    files: list[str]
     b: float
-    threshold: float
     wall_time_s: float
     summary: str = ""
 
@@ -114,13 +115,12 @@ def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, w
         seed=cfg.seed,
     ))
     learner.fit(X_tr, y_tr, X_val=X_val, y_val=y_val, hook=hook)
-    thr = learner.threshold_
     t_cluster = time.perf_counter()
     pred = learner.cluster(X_te)
     rule = learner.rule_
     kfree_row = {"method": f"kfree: {'raw' if learner.uses_raw_ else 'BCL'}, {rule.linkage} at "
                            f"{'4b' if rule.mode == 'learned' else 'val. cut'} (no K)",
-                 **evaluate_clustering(y_te, pred), "threshold": thr.value,
+                 **evaluate_clustering(y_te, pred), "threshold": learner.threshold_.value,
                  "wall_s": round(time.perf_counter() - t0, 2)}
     kfree_row["cluster_s"] = round(time.perf_counter() - t_cluster, 3)
     four_b = learner.loss_.implied_threshold()
@@ -137,30 +137,25 @@ def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, w
     rows = [kfree_row, own_row, base_row]
     b = four_b.value / 4.0
     run_dir = Path(out_dir) if out_dir is not None else _default_run_dir(cfg.dataset)
-    files: list[str] = []
     if write:
-        files = _write_run(run_dir, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te, b)
-    return DemoResult(rows=rows, run_dir=run_dir, files=files, b=b, threshold=thr.value,
-                      wall_time_s=time.perf_counter() - t0, summary=learner.summary())
+        _write_run(run_dir, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te, b)
+    return DemoResult(rows=rows, run_dir=run_dir, b=b, wall_time_s=time.perf_counter() - t0,
+                      summary=learner.summary())
 
 
-def _write_run(run_dir, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te, b) -> list[str]:
-    import pandas as pd
-
+def _write_run(run_dir, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te, b) -> None:
+    from .evaluate.compare import write_predictions
     from .report.html import text_clusters_html, write_run_index
     from .report.montage import cluster_montage
     from .report.validation import plot_validation_curve, raw_best_nmi
-    from .utils.io import atomic_path, write_json
+    from .utils.io import write_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {"demo": cfg.to_dict(), "provenance": learner.provenance_})
     write_json(run_dir / "metrics.json", {"rows": rows, "b": b, "tau": 4 * b, "history": learner.history_})
     learner.save(run_dir / "model.kfree")
-    df = pd.DataFrame({"index": test_idx, "cluster": pred, "label": y_te, "baseline_cluster": base_pred})
-    if ds.texts is not None:
-        df["text"] = ds.texts[test_idx]
-    with atomic_path(run_dir / "assignments.csv") as tmp:
-        df.to_csv(tmp, index=False)
+    write_predictions(run_dir / "assignments.csv", pred, test_idx, y_te, baseline_cluster=base_pred,
+                      text=None if ds.texts is None else ds.texts[test_idx])
     files = ["config.json", "metrics.json", "model.kfree", "assignments.csv"]
     if plot_validation_curve(learner.history_, run_dir / "validation.png", chosen=learner.selection_["chosen"],
                              raw_nmi=raw_best_nmi(learner.selection_)) is not None:
@@ -185,4 +180,3 @@ def _write_run(run_dir, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te,
                f"Chosen on the validation identities: {learner.summary()}.")
     write_run_index(run_dir / "index.html", title=f"kfree demo — {cfg.dataset}", summary=summary, rows=rows,
                     montage=montage, extra_html=extra, config=cfg.to_dict(), files=files, credit=ds.credit)
-    return files + ["index.html"]

@@ -196,7 +196,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         from .data.splits import split_identities
         from .embed.encode import encode
         from .embed.models import build_head
-        from .evaluate.calibrate import LogisticCalibration, threshold_for_n_clusters
+        from .evaluate.calibrate import (
+            CALIBRATION_METHODS,
+            LogisticCalibration,
+            threshold_for_n_clusters,
+        )
         from .evaluate.selection import (
             ClusterRule,
             ValidationSet,
@@ -215,8 +219,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 "fit needs identity labels (one per row of X)"
             )
         seed = cfg.seed
-        if self.calibration not in ("n_clusters", "logistic"):
-            raise ConfigError(f"calibration={self.calibration!r} is not one of ('n_clusters', 'logistic')")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise ConfigError(f"calibration={self.calibration!r} is not one of {CALIBRATION_METHODS}")
         linkages = candidate_linkages(self.linkage)
         check_threshold_mode(self.threshold_mode)
         X = check_features(X, min_samples=2)
@@ -410,15 +414,12 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             return rule.cluster(Z, threshold=thr)
         if method == "hac" and rule.linkage == "ward":
             method = "ward"
-        cls, _ = registry.resolve("cluster", method)
-        accepted = cls.capabilities  # declared by the clusterer (kfree.cluster.CAPABILITIES)
+        # an unknown method, no K for one that needs it, a K for one that finds it: refused here
+        accepted = registry.cluster_capabilities(method, n_clusters=n_clusters,
+                                                 k_option="n_clusters (--n-clusters)")
         kwargs: dict[str, Any] = {}
-        if getattr(cls, "requires_n_clusters", False) and n_clusters is None:
-            raise ConfigError(f"method {method!r} needs the number of clusters: pass n_clusters (--n-clusters)")
         dist_rule = self._distance_rule()
         if n_clusters is not None:
-            if "n_clusters" not in accepted:
-                raise ConfigError(f"method {method!r} does not take n_clusters; it finds the number itself")
             kwargs["n_clusters"] = int(n_clusters)
         elif "cut_probability" in accepted and (pair := self.pair_model()) is not None and override is None:
             # a fitted p(different | d) is a better multicut cost than a hard threshold, and a

@@ -114,3 +114,27 @@ def get(kind: str, name: str, **kwargs: Any) -> Any:
         return cls(**defaults)
     except TypeError as e:
         raise ConfigError(f"bad parameters for {kind} {name!r}: {e}") from None
+
+
+def cluster_capabilities(method: str, *, n_clusters: int | None = None, threshold: float | None = None,
+                         k_option: str = "n_clusters", threshold_option: str = "threshold") -> frozenset[str]:
+    """What the clusterer ``method`` can be told (its ``capabilities``), once the request fits it.
+
+    Refused with a ConfigError, before any work: no K for a method that needs one, a K for one
+    that finds the number itself, a ``threshold`` for one that does not cut at one or together
+    with a K (which decides the cut instead). The API and the command line ask the same
+    questions; ``k_option``/``threshold_option`` are how the caller's user names the two (the
+    CLI: ``--n-clusters``, ``--threshold``). An unknown or uninstalled method fails as in
+    :func:`resolve`.
+    """
+    cls, _ = resolve("cluster", method)
+    accepted = frozenset(cls.capabilities)  # declared by the clusterer (kfree.cluster.CAPABILITIES)
+    if getattr(cls, "requires_n_clusters", False) and n_clusters is None:
+        raise ConfigError(f"method {method!r} needs the number of clusters: pass {k_option}")
+    if n_clusters is not None and "n_clusters" not in accepted:
+        raise ConfigError(f"method {method!r} does not take {k_option}; it finds the number itself")
+    if threshold is not None and ("threshold" not in accepted or n_clusters is not None):
+        raise ConfigError(f"{threshold_option} does not apply to method {method!r}"
+                          + (f" with {k_option}" if n_clusters is not None else
+                             " (it finds the number of clusters itself)"))
+    return accepted

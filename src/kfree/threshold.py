@@ -7,15 +7,14 @@ always travels with its kind and its provenance.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
+from .config import finite_positive
 from .distances import DISTANCES, from_sq, to_sq
 from .exceptions import ConfigError
 
-Distance = Literal["sqeuclidean", "euclidean", "cosine"]
-__all__ = ["DISTANCES", "Distance", "Threshold"]
+__all__ = ["DISTANCES", "Threshold"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,7 @@ class Threshold:
     def __post_init__(self) -> None:
         if self.distance not in DISTANCES:
             raise ConfigError(f"distance={self.distance!r} is not one of {DISTANCES}")
-        if not (isinstance(self.value, (int, float)) and math.isfinite(self.value)) or self.value <= 0:
-            raise ConfigError(f"threshold value={self.value!r} must be a finite number > 0")
+        finite_positive("threshold value", self.value)
 
     def to(self, distance: str) -> Threshold:
         """The same cut expressed in another distance (only between the Euclidean kinds and,

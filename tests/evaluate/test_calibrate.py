@@ -11,7 +11,7 @@ from kfree.cluster.threshold_hac import ThresholdAgglomerative
 from kfree.data.synthetic import sphere_blobs
 from kfree.evaluate.calibrate import (
     LogisticCalibration,
-    calibrate_threshold,
+    cut_height,
     labelled_pairs,
     threshold_for_n_clusters,
 )
@@ -31,6 +31,15 @@ def test_n_clusters_match_gives_exact_count(blobs):
         assert t.source == f"validation #clusters={k}"
     with pytest.raises(DataError, match="n_clusters=120"):
         threshold_for_n_clusters(X, 120)
+
+
+def test_cut_height_is_the_midpoint_between_bracketing_merges():
+    heights = np.array([0.4, 0.1, 0.2, 0.8])  # 5 points, merges in any order
+    assert cut_height(heights, 3) == pytest.approx(0.3)  # between the 2nd and 3rd merge
+    assert cut_height(heights, 5) == pytest.approx(0.05)  # every point alone: below the first merge
+    assert cut_height(heights, 1) == pytest.approx((0.8 + 1.6 + 1e-6) / 2)  # above the last one
+    assert cut_height(np.array([0.1, 0.2, 0.2, 0.8]), 3) == 0.2  # tied merges: no cut gives exactly 3
+    assert cut_height(np.zeros(3), 2) > 0  # duplicates: still a valid (positive) threshold
 
 
 def test_logistic_recovers_known_model():
@@ -56,10 +65,6 @@ def test_crossing_lies_between_separated_pair_distances():
     assert cal.cut_probability(thr.value) == pytest.approx(0.5)
     p = cal.cut_probability(np.linspace(0, 2, 50))
     assert (np.diff(p) >= 0).all() and p[0] < 0.01 and p[-1] > 0.99
-    cost = cal.cut_cost(np.array([0.0, thr.value, 2.0]))
-    assert cost[0] > 0 and abs(cost[1]) < 1e-9 and cost[2] < 0  # positive = keep together
-    extreme = cal.cut_cost(np.array([-1e6, 1e6]), eps=1e-6)
-    assert np.isfinite(extreme).all() and extreme[0] == pytest.approx(np.log((1 - 1e-6) / 1e-6))
 
 
 def test_balanced_crossing_does_not_depend_on_the_number_of_identities():
@@ -112,15 +117,24 @@ def test_labelled_pairs_all_and_sampled():
         labelled_pairs(np.zeros(1))
 
 
-def test_calibrate_threshold_methods(blobs):
+@pytest.mark.parametrize("method", ["n_clusters", "logistic"])
+def test_without_validation_identities_the_learner_calibrates_on_training_identities(blobs, method):
+    """A loss that implies no threshold, nothing held out: the estimator calibrates by either
+    method on the training identities' embeddings, and says so in the threshold's source."""
+    from kfree import ClusterLearner, TrainConfig
+
     X, y = blobs
-    a = calibrate_threshold(X, y, method="n_clusters")
-    b = calibrate_threshold(X, y, method="logistic", distance="sqeuclidean")
-    for t in (a, b):
-        assert t.distance == "sqeuclidean"
-        assert ThresholdAgglomerative(t.value, distance="sqeuclidean").fit(X).n_clusters_ == 12
-    with pytest.raises(ConfigError, match="method='bisect'"):
-        calibrate_threshold(X, y, method="bisect")
+    est = ClusterLearner(TrainConfig(loss="triplet-l1", dims=(16,), epochs=2, p=6, k=4, seed=0),
+                         val_identities=0, calibration=method).fit(X, y)
+    thr = est.threshold_
+    assert thr.source.endswith(" (on training identities)") and est.rule_.mode == "recalibrated"
+    if method == "n_clusters":
+        assert est.calibration_ is None and thr.source.startswith("validation #clusters=12")
+        assert ThresholdAgglomerative(thr.value, distance=thr.distance).fit(est.embed(X)).n_clusters_ == 12
+    else:
+        assert est.calibration_ is not None and thr.value == est.calibration_.threshold().value
+    with pytest.raises(ConfigError, match="calibration='bisect' is not one of"):
+        ClusterLearner(val_identities=0, calibration="bisect").fit(X, y)
 
 
 def test_errors():
@@ -137,5 +151,3 @@ def test_errors():
         LogisticCalibration(coef=2.0, intercept=1.0).threshold()
     with pytest.raises(ConfigError, match="distance='manhattan'"):
         LogisticCalibration(coef=1.0, intercept=-1.0, distance="manhattan")
-    with pytest.raises(ConfigError, match="eps=0.7"):
-        LogisticCalibration(coef=1.0, intercept=-1.0).cut_cost(0.5, eps=0.7)

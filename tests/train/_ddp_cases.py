@@ -29,9 +29,25 @@ CASES: dict[str, tuple[str, dict, dict, bool]] = {
     "softmax": ("softmax", {}, {"p": 4, "k": 4, "batches_per_epoch": 1, "epochs": 15}, False),
     "triplet": ("triplet", {}, {"p": 4, "k": 3, "batches_per_epoch": 1, "epochs": 15}, False),
     "bcl-val": ("bcl", {}, {"p": 4, "k": 4, "batches_per_epoch": 4, "epochs": 10, "eval_every_steps": 2,
-                            "patience": 3, "lr": 3e-2}, True),
+                            "patience": 5, "lr": 3e-2}, True),
     "bcl-resumed": ("bcl", {}, {"p": 4, "k": 3, "batches_per_epoch": 2, "epochs": 6, "eval_every_steps": 1}, True),
 }
+
+
+def score_on(X_val: np.ndarray, y_val: np.ndarray):
+    """A ``score_fn`` for :func:`train_embedding`: validation as ``ClusterLearner`` does it (every
+    candidate rule of the embedding scored on the held-out identities; the best one's score)."""
+    from kfree.embed.encode import encode
+    from kfree.evaluate.selection import ValidationSet, best_rule
+
+    vset = ValidationSet(y_val, linkages=("complete",))
+
+    def score(model: torch.nn.Module, loss) -> dict:
+        best = best_rule(vset.rules(encode(model, X_val), features="model", learned=loss.implied_threshold()))
+        return {"val_nmi": best.val_nmi, "val_clusters": best.val_clusters, "val_true": best.val_true,
+                "val_gap": best.extra["val_gap"]}
+
+    return score
 
 
 def fit_learner() -> dict:
@@ -71,14 +87,14 @@ def run_cases(ckpt_dir: Path, chunks: int = 1) -> dict[str, dict]:
     it to 6 epochs."""
     torch.set_num_threads(1)
     X, y = sphere_blobs(10, 8, 12, spread=0.4, seed=0)  # (80, 12), 10 identities
-    Xv, yv = sphere_blobs(4, 6, 12, spread=0.4, seed=1)
+    Xv, yv = sphere_blobs(4, 6, 12, spread=0.6, seed=1)  # "bcl-val": best at step 2, stops at step 12
     out: dict[str, dict] = {}
     for name, (loss_name, params, changes, val) in CASES.items():
         torch.manual_seed(0)
         model = MLPEmbedder(12, (16, 8))
         loss = registry.get("loss", loss_name, **params)
         cfg = TrainConfig(loss=loss_name, dims=(16, 8), lr=1e-2, seed=3).replace(**changes)
-        kw = {"X_val": Xv, "y_val": yv} if val else {}
+        kw = {"score_fn": score_on(Xv, yv)} if val else {}
         net = Chunked(model, chunks) if chunks > 1 else model
         if name == "bcl-resumed":
             kw["checkpoint_path"] = ckpt_dir / "ckpt.pt"

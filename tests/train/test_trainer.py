@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from _ddp_cases import score_on
 
 from kfree import registry
-from kfree.config import TrainConfig, train_config_from
+from kfree.config import TrainConfig
 from kfree.data.samplers import PKSampler, TripletSampler
 from kfree.data.synthetic import sphere_blobs
 from kfree.embed.models import MLPEmbedder
@@ -34,10 +37,31 @@ def test_every_registered_loss_trains(name, data):
     X, y = data
     loss = registry.get("loss", name, **PARAMS.get(name, {}))
     cfg = TrainConfig(loss=name, dims=(16, 8), epochs=3, p=4, k=4, eval_every=3, eval_every_steps=None, patience=None)
-    result = train_embedding(_model(), loss, X, y, cfg, X_val=X[:24], y_val=y[:24])
+    result = train_embedding(_model(), loss, X, y, cfg, score_fn=score_on(X[:24], y[:24]))
     losses = [row["loss"] for row in result.history]
     assert len(losses) == 3 and np.isfinite(losses).all()
     assert "val_nmi" in result.history[-1]
+
+
+def test_best_step_is_kept_and_patience_stops(data):
+    """Validations at steps 0, 2, 4, ...: the best score's weights come back (a tie goes to the
+    later step), and ``patience`` validations without a better score stop training."""
+    X, y = data
+    nmis = iter([0.1, 0.5, 0.3, 0.5, 0.2, 0.9])  # steps 0, 2 (best), 4, 6 (tie: kept), 8 (3rd miss: stop)
+    weights = {}
+
+    def score_fn(model, loss):
+        weights[len(weights) * 2] = copy.deepcopy(model.state_dict())
+        return {"val_nmi": next(nmis)}
+
+    cfg = TrainConfig(epochs=50, p=4, k=4, batches_per_epoch=1, eval_every_steps=2, patience=3, lr=1e-2)
+    model = _model()
+    result = train_embedding(model, registry.get("loss", "bcl"), X, y, cfg, score_fn=score_fn)
+    assert (result.steps, result.best_step, result.stopped_early) == (8, 6, True)
+    assert [row["val_nmi"] for row in result.history] == [0.1, 0.5, 0.3, 0.5, 0.2]
+    assert not torch.equal(weights[6]["linears.0.weight"], weights[8]["linears.0.weight"])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, weights[6][k]), k
 
 
 @pytest.mark.parametrize("name", ["softmax", "norm-softmax"])
@@ -128,9 +152,9 @@ def test_config_errors(kwargs, match):
         TrainConfig(**kwargs)
 
 
-def test_config_from_toml_table():
-    cfg = train_config_from({"loss": "triplet-l3", "loss_params": {"mining": "given"}, "sampler": "triplets",
-                             "wrong_positives": 0.05, "wrong_negatives": "random"})
+def test_noisy_triplet_config():
+    cfg = TrainConfig(loss="triplet-l3", loss_params={"mining": "given"}, sampler="triplets",
+                      wrong_positives=0.05, wrong_negatives="random")
     assert cfg.wrong_negatives == "random" and cfg.to_dict()["sampler"] == "triplets"
     assert TrainConfig().sampler == "pk"
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .assign import STATE_HELP
+from .assign import STATE_HELP, check_state_request
 from .console import cli_errors, console, metrics_table, progress_hook, setup_logging
 
 #: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
@@ -76,9 +76,6 @@ def _register_assign() -> None:
 
 _register_assign()
 
-DEMO_COLUMNS = [("method", "method"), ("n_true", "true #"), ("n_clusters", "#clusters"), ("nmi", "NMI"),
-                ("wcp", "WCP"), ("ari", "ARI"), ("pairwise_f1", "pairwise F"), ("threshold", "threshold"),
-                ("wall_s", "time (s)")]
 EVAL_COLUMNS = [("n_samples", "items"), ("n_true", "true #"), ("n_clusters", "#clusters"), ("nmi", "NMI"),
                 ("wcp", "WCP"), ("acc", "ACC"), ("ari", "ARI"), ("pairwise_precision", "pair P"),
                 ("pairwise_recall", "pair R"), ("pairwise_f1", "pair F"), ("bcubed_f1", "BCubed F")]
@@ -135,15 +132,16 @@ def demo(
         from rich.markup import escape
 
         from ..demo import demo_config, run_demo
+        from ..report.html import METRIC_COLUMNS
 
         cfg = demo_config(dataset, seed=seed, epochs=epochs)
         console.print(f"[bold]kfree demo[/bold] on {cfg.dataset}: identities split {cfg.n_train} train / "
                       f"{cfg.n_val} validation / {cfg.n_test} unseen test (seed {cfg.seed})")
         with progress_hook(progress) as hook, _limit_threads(torch=True):
             result = run_demo(cfg, out_dir=out, hook=hook)
+        columns = [c for c in METRIC_COLUMNS if c[0] != "bcubed_f1"]  # the run page's, narrower
         console.print(metrics_table(f"Clustering {result.rows[0]['n_true']} unseen identities "
-                                    f"(learned b = {result.b:.4f}, 4b = {4 * result.b:.4f})",
-                                    result.rows, DEMO_COLUMNS))
+                                    f"(learned b = {result.b:.4f}, 4b = {4 * result.b:.4f})", result.rows, columns))
         console.print(f"chosen on the validation identities: {result.summary}")
         console.print(f"total wall time {result.wall_time_s:.1f} s")
         run_dir = escape(str(result.run_dir))
@@ -274,35 +272,21 @@ def cluster(
     with cli_errors():
         from ..exceptions import ConfigError
         from ..utils.io import check_output
+        from .console import model_and_files
 
-        model, data_path = (first, second) if second is not None else (None, first)
-        if model is None and data_path.suffix.lower() == ".kfree":
-            raise ConfigError(f"{data_path.name} is a model; say what to cluster with it: "
-                              f"kfree cluster {data_path} DATA --out clusters.csv")
+        model, data_path = model_and_files(
+            first, second, usage=f"say what to cluster with it: kfree cluster {first} DATA --out clusters.csv")
         check_output(out, inputs=(first, second), force=force)
-        if state is not None:
-            from .assign import check_state_request
-
-            check_state_request(method, n_clusters)
-            check_output(state, inputs=(first, second, out), force=force, option="--state")
-        import pandas as pd
+        check_state_request(state, method, n_clusters, inputs=(first, second, out), force=force)
         from rich.markup import escape
 
         from .. import registry
         from ..data.io import load_features
-        from ..utils.io import atomic_path
+        from ..evaluate.compare import write_predictions
 
-        cls, _ = registry.resolve("cluster", method)  # unknown or not installed: fail before any work
-        accepted = cls.capabilities  # declared by the clusterer (kfree.cluster.CAPABILITIES)
-        needs_k = getattr(cls, "requires_n_clusters", False)
-        if needs_k and n_clusters is None:
-            raise ConfigError(f"method {method!r} needs the number of clusters: pass --n-clusters")
-        if n_clusters is not None and "n_clusters" not in accepted:
-            raise ConfigError(f"method {method!r} does not take --n-clusters; it finds the number itself")
-        if threshold is not None and ("threshold" not in accepted or n_clusters is not None):
-            raise ConfigError(f"--threshold does not apply to method {method!r}"
-                              + (" with --n-clusters" if n_clusters is not None else
-                                 " (it finds the number of clusters itself)"))
+        # an unknown or uninstalled method, or options it does not take: fail before any work
+        accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
+                                                 k_option="--n-clusters", threshold_option="--threshold")
         if model is not None:
             if distance is not None:
                 raise ConfigError("--distance is for clustering without a model; a model's threshold "
@@ -364,11 +348,7 @@ def cluster(
 
                     save_plain_state(est, data.X, state)
             how = _how(method, accepted, n_clusters, threshold, dist)
-        df = pd.DataFrame({"index": range(data.n_samples), "cluster": labels})
-        if data.y is not None:
-            df["label"] = data.y
-        with atomic_path(out) as tmp:
-            df.to_csv(tmp, index=False)
+        write_predictions(out, labels, y=data.y)
         n_found = len(set(labels.tolist()))
         console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                       f"wrote [bold]{escape(str(out))}[/bold]")
@@ -415,14 +395,10 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     if scheduler is not None and workers is not None:
         raise ConfigError("--workers starts a local cluster; with --scheduler the cluster's own workers run")
     check_output(out, inputs=(first,), force=force)
-    if state is not None:
-        from .assign import check_state_request
-
-        check_state_request(method, n_clusters)
-        if first.is_dir():
-            raise ConfigError(f"--state keeps every clustered row and reads them from one file; {first} is a "
-                              "folder: write the rows to one .npy or .parquet file, or leave out --state")
-        check_output(state, inputs=(first, out), force=force, option="--state")
+    if state is not None and first.is_dir():
+        raise ConfigError(f"--state keeps every clustered row and reads them from one file; {first} is a "
+                          "folder: write the rows to one .npy or .parquet file, or leave out --state")
+    check_state_request(state, method, n_clusters, inputs=(first, out), force=force)
     from ..cluster import ThresholdAgglomerative
     from ..cluster.distributed import import_distributed
     from ..distances import check_distance
@@ -445,12 +421,9 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
 
         DaskThresholdResult(m.labels_.shape[0], m.merge_pairs_, m.merge_heights_, {}).write(out)
     else:
-        import pandas as pd
+        from ..evaluate.compare import write_predictions
 
-        from ..utils.io import atomic_path
-
-        with atomic_path(out) as tmp:
-            pd.DataFrame({"index": range(m.labels_.shape[0]), "cluster": m.labels_}).to_csv(tmp, index=False)
+        write_predictions(out, m.labels_)
     console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, threshold "
                   f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
     if state is not None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .console import cli_errors, console
+from .console import cli_errors, console, model_and_files
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
               "adds new rows to (hac at a threshold, complete linkage; a model whose chosen rule is a Ward "
@@ -30,13 +30,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_state_request(method: str, n_clusters: int | None) -> None:
-    """``--state`` needs a clustering that new rows can be assigned to: HAC at a threshold."""
+def check_state_request(state: Path | None, method: str, n_clusters: int | None, *, inputs: tuple, force: bool) -> None:
+    """``kfree cluster --state``, checked before any work: a state needs a clustering new rows can be
+    assigned to (HAC at a threshold) and a place to be written (not over one of ``inputs``)."""
     from ..exceptions import ConfigError
+    from ..utils.io import check_output
 
+    if state is None:
+        return
     if method != "hac" or n_clusters is not None:
         raise ConfigError("--state keeps a clustering cut at a threshold (--method hac, no --n-clusters); "
                           f"got --method {method}" + (f" --n-clusters {n_clusters}" if n_clusters else ""))
+    check_output(state, inputs=inputs, force=force, option="--state")
 
 
 def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float | None, state_path: Path,
@@ -120,22 +125,20 @@ def assign(
         from ..exceptions import ConfigError, ModelError
         from ..utils.io import check_output
 
-        model, state_path, new_path = (first, second, third) if third is not None else (None, first, second)
         if out is None:
             raise ConfigError("say where to write the new rows' clusters: --out labels.csv")
-        if model is None and state_path.suffix.lower() == ".kfree":
-            raise ConfigError(f"{state_path.name} is a model; give the cluster state after it: "
-                              f"kfree assign {state_path} STATE {new_path} --out {out}")
+        model, state_path, new_path = model_and_files(
+            first, second, third, usage=f"give the cluster state after it: kfree assign {first} STATE {second} --out {out}")
         check_output(out, inputs=(model, state_path, new_path), force=force)
         if state_out is not None:
             check_output(state_out, inputs=(model, state_path, new_path, out), force=force, option="--state-out")
         import numpy as np
-        import pandas as pd
         from rich.markup import escape
 
         from ..cluster.incremental import ClusterState
         from ..cluster.incremental import assign as assign_rows
         from ..data.io import load_features
+        from ..evaluate.compare import write_predictions
         from .app import _limit_threads
 
         state = ClusterState.load(state_path)
@@ -159,16 +162,10 @@ def assign(
         with _limit_threads():
             Z = learner.transform(data.X) if model is not None else data.X
             labels = assign_rows(state, Z, recluster_affected=recluster_affected)
-        if all_rows:
-            df = pd.DataFrame({"index": range(state.n_samples), "cluster": state.labels})
+        if all_rows:  # index = row of the state
+            write_predictions(out, state.labels)
         else:
-            df = pd.DataFrame({"index": range(data.n_samples), "cluster": labels})
-            if data.y is not None:
-                df["label"] = data.y
-        from ..utils.io import atomic_path
-
-        with atomic_path(out) as tmp:
-            df.to_csv(tmp, index=False)
+            write_predictions(out, labels, y=data.y)
         target = state_out if state_out is not None else state_path
         state.save(target, overwrite=True)
         info = state.meta["last_assign"]

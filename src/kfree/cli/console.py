@@ -1,4 +1,5 @@
-"""The only module that touches rich: console, error handling, progress hooks, tables."""
+"""What every command shares: the console, error handling, progress hooks, tables, positional
+arguments. The only module that touches rich."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 import typer
@@ -91,6 +93,22 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def model_and_files(first: Path, *rest: Path | None, usage: str) -> tuple[Path | None, ...]:
+    """Split ``[MODEL] FILE…`` positional arguments into ``(model or None, *files)``.
+
+    Typer fills positional arguments left to right, so without the optional MODEL every file
+    sits one place early and the last place is empty. A model file (``.kfree``) in the first place
+    then means a file is missing after it: the error says so, and ``usage`` what to type.
+    """
+    from ..exceptions import ConfigError
+
+    if rest[-1] is not None:
+        return (first, *rest)
+    if first.suffix.lower() == ".kfree":
+        raise ConfigError(f"{first.name} is a model; {usage}")
+    return (None, first, *rest[:-1])
+
+
 def _info_text(info: dict[str, Any]) -> str:
     """The fields a progress line shows; a value not measured yet (NaN: the loss before the
     first step) is left out rather than printed as ``nan``."""
@@ -161,14 +179,13 @@ def progress_hook(enabled: bool = True) -> Iterator[RichHook | PlainHook | None]
 
 
 def metrics_table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> Table:
-    """A table with one row per dict; ``columns`` = [(key, header)]; floats printed to 3 decimals."""
+    """A table with one row per dict; ``columns`` = [(key, header)]; cells as on a report page
+    (:func:`kfree.report.html.metric_cells`: floats to 3 decimals)."""
+    from ..report.html import metric_cells
+
     table = Table(title=title, header_style="bold")
     for _, header in columns:
         table.add_column(header, justify="right" if header not in ("method", "row") else "left")
     for row in rows:
-        cells = []
-        for key, _ in columns:
-            v = row.get(key, "")
-            cells.append(f"{v:.3f}" if isinstance(v, float) else str(v))
-        table.add_row(*cells)
+        table.add_row(*metric_cells(row, columns))
     return table

@@ -12,22 +12,14 @@ from .console import cli_errors, console
 
 def _items(path: Path, columns: tuple[str, ...], what: str) -> list[str]:
     """One entry per row from a ``.txt`` (a line each) or a table (the first of ``columns`` it has)."""
-    from ..data.io import read_table
-    from ..exceptions import DataError
+    from ..data.io import TABLES, check_path, read_table, table_column
 
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
+    check_path(path, (".txt", *TABLES), wrong_format=f"{path.name}: give the {what} as a .txt (one per line) "
+                                                    f"or a .csv/.parquet with a {columns[0]!r} column")
     if path.suffix.lower() == ".txt":
         return path.read_text(encoding="utf-8").splitlines()
-    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise DataError(f"{path.name}: give the {what} as a .txt (one per line) or a .csv/.parquet with a "
-                        f"{columns[0]!r} column")
     df = read_table(path)
-    col = next((c for c in columns if c in df.columns), None)
-    if col is None:
-        raise DataError(f"{path.name} has no {' or '.join(repr(c) for c in columns)} column; columns are "
-                        f"{list(df.columns)[:12]}")
-    return [str(v) for v in df[col].tolist()]
+    return [str(v) for v in df[table_column(df, columns, path)].tolist()]
 
 
 def report(

@@ -97,7 +97,6 @@ file is replaced only with ``overwrite=True``.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import math
@@ -111,6 +110,7 @@ import numpy as np
 from .._exact_distances import gemm_band, gemm_ready, grid_centre, pair_distances
 from ..distances import check_distance, check_features, to_sq
 from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError
+from ..utils.provenance import utc_now, versions
 from ._radius_graph import radius_components, radius_edges
 from .labels import first_seen_labels, group_order
 from .linkage_core import find_roots, union_pairs
@@ -126,13 +126,7 @@ _ARRAYS = ("X", "labels", "components", "origin", "centres", "radii", "sizes")
 _BOUND_SLACK = 1e-7
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _versions() -> dict[str, str]:
-    from ..utils.provenance import versions
-
     return versions(("numpy", "scipy"))
 
 
@@ -278,7 +272,7 @@ class ClusterState:
                    centres=np.zeros((k, d)), radii=np.zeros(k), sizes=np.zeros(k, dtype=np.int64),
                    next_component=int(comps.max()) + 1 if n else 0, meta=meta)
         self._refresh(np.arange(k))
-        now = _now()
+        now = utc_now()
         self.meta.setdefault("model", None)
         self.meta.update(created=now, updated=now, versions=_versions(), assigns=0)
         return self
@@ -674,7 +668,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     else:
         _grow_clusters(state, P, labels_new, old_next)
     state.meta["assigns"] = int(state.meta.get("assigns") or 0) + 1
-    state.meta["updated"] = _now()
+    state.meta["updated"] = utc_now()
     state.meta["last_assign"] = {"n_new": m, "recluster_affected": bool(recluster_affected),
                                  "n_reclustered": n_re, "n_existing_moved": moved,
                                  "n_components_kept_whole": n_cliques,

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
@@ -31,7 +31,6 @@ class BuiltinDataset:
     texts: np.ndarray | None = None  # (n,) str
     split: np.ndarray | None = None  # (n,) str, the data set's own train/test split
     credit: str = ""
-    meta: dict = field(default_factory=dict)
 
 
 def _resource(name: str):

@@ -16,7 +16,8 @@ import numpy as np
 from ..distances import check_features
 from ..exceptions import DataError, DataFileNotFoundError, DataTypeError
 
-FORMATS = (".npz", ".npy", ".csv", ".parquet", ".pq")
+TABLES = (".csv", ".parquet", ".pq")
+FORMATS = (".npz", ".npy", *TABLES)
 X_KEYS = ("X", "embeddings", "features", "x")
 Y_KEYS = ("y", "labels", "label", "targets")
 LABEL_COLUMNS = ("label", "cluster", "y")  # label columns of a table, in order of preference
@@ -28,24 +29,25 @@ class LabelledData:
 
     X: np.ndarray
     y: np.ndarray | None = None
-    source: str = ""
 
     @property
     def n_samples(self) -> int:
         return int(self.X.shape[0])
 
 
-def _check_path(path: str | Path) -> Path:
+def check_path(path: str | Path, formats: tuple[str, ...] = FORMATS, *, wrong_format: str | None = None) -> Path:
+    """``path`` once it is a file of one of ``formats``; else a one-line DataError saying what to
+    give: the file is missing (:class:`~kfree.exceptions.DataFileNotFoundError`), a folder, or of
+    another format (``wrong_format`` is then the message, by default the formats that are read).
+    Every reader of users' files starts here, so they fail alike."""
     p = Path(path)
     if not p.exists():
         raise DataFileNotFoundError(f"file not found: {p} (check the path)")
     if p.is_dir():
-        raise DataError(f"{p} is a directory; give a data file ({', '.join(FORMATS)})")
-    if p.suffix.lower() not in FORMATS:
-        raise DataError(
-            f"cannot read {p.name}: unsupported format {p.suffix or '(none)'}; "
-            f"use one of {', '.join(FORMATS)}"
-        )
+        raise DataError(f"{p} is a directory; give a data file ({', '.join(formats)})")
+    if p.suffix.lower() not in formats:
+        raise DataError(wrong_format or f"cannot read {p.name}: unsupported format {p.suffix or '(none)'}; "
+                                        f"use one of {', '.join(formats)}")
     return p
 
 
@@ -58,6 +60,16 @@ def _pick(keys: list[str], wanted: str | None, candidates: tuple[str, ...], what
         if k in keys:
             return k
     return None
+
+
+def table_column(df, names: tuple[str, ...], p: Path) -> str:
+    """The first of ``names`` that is a column of ``df`` (the table read from ``p``); none is a
+    one-line DataError listing the columns it has, so the user can name the right one."""
+    col = next((c for c in names if c in df.columns), None)
+    if col is None:
+        raise DataError(f"{p.name} has no {' or '.join(repr(c) for c in names)} column; columns are "
+                        f"{list(df.columns)[:12]}")
+    return col
 
 
 def read_table(p: Path):
@@ -78,7 +90,7 @@ def load_labels(path: str | Path, *, key: str | None = None, column: str | None 
     p = Path(path)
     if p.suffix.lower() == ".txt" and p.exists():
         return np.asarray(p.read_text(encoding="utf-8").split())
-    p = _check_path(p)
+    p = check_path(p)
     suf = p.suffix.lower()
     if suf == ".npy":
         y = _np_load(p)
@@ -194,7 +206,7 @@ def load_features(
     require_labels : raise if no labels are found.
     min_samples : fewest rows accepted (the message names the file).
     """
-    p = _check_path(path)
+    p = check_path(path)
     suf = p.suffix.lower()
     y = None
     if suf == ".npy":
@@ -249,4 +261,4 @@ def load_features(
             f"{p.name} has no labels: use an .npz with a 'y'/'labels' array, a table with a "
             f"'label' column (--label-column), or --labels FILE"
         )
-    return LabelledData(X=X, y=y, source=str(p))
+    return LabelledData(X=X, y=y)

@@ -108,24 +108,6 @@ class PKSampler:
                 + (f", {self.n_small} identities with < K samples drawn with repeats" if self.n_small else ""))
 
 
-def triplet_noise_rates(labels: np.ndarray, batch: np.ndarray) -> tuple[float, float]:
-    """Measured fractions of wrong positives and wrong negatives in triplet-layout indices.
-
-    Parameters
-    ----------
-    labels : ndarray of shape (n,), the true identities.
-    batch : ndarray of shape (3*T,), rows ``(a, p, n)`` as :class:`TripletSampler` yields them
-        (batches may be concatenated).
-
-    Returns ``(wrong_positive_rate, wrong_negative_rate)``: the share of triplets whose positive
-    has another identity than the anchor, and whose negative has the anchor's identity.
-    """
-    labels = np.asarray(labels)
-    t = np.asarray(batch).reshape(-1, 3)  # (T, 3)
-    ya, yp, yn = labels[t[:, 0]], labels[t[:, 1]], labels[t[:, 2]]
-    return float(np.mean(yp != ya)), float(np.mean(yn == ya))
-
-
 class TripletSampler:
     """Yield index arrays of shape (3*batch_size,): ``batch_size`` triplets ``(a, p, n)`` in a row.
 
@@ -139,11 +121,10 @@ class TripletSampler:
       ``wrong_negatives``, a uniform draw from ``c`` without the anchor; with
       ``wrong_negatives="random"`` it is a uniform draw from all samples but the anchor,
       regardless of labels (the ICPR paper's "random" column: wrong with probability
-      ``(n_c − 1)/(n − 1)``, ≈ 1/k for k balanced identities; see
-      :attr:`expected_wrong_negative_rate`).
+      ``(n_c − 1)/(n − 1)``, ≈ 1/k for k balanced identities).
 
     Noise is drawn independently per triplet from one seeded generator, so the measured rates
-    (:func:`triplet_noise_rates`) converge to the requested ones and runs repeat exactly.
+    converge to the requested ones and runs repeat exactly.
 
     Parameters
     ----------
@@ -161,8 +142,6 @@ class TripletSampler:
         anchor once.
     seed : int
     """
-
-    layout = "triplets"
 
     def __init__(
         self,
@@ -210,15 +189,6 @@ class TripletSampler:
         self.batches_per_epoch = batches_per_epoch or max(1, -(-self._anchors.shape[0] // self.batch_size))
         self.rng = np.random.default_rng(seed)
         self._queue = np.empty(0, dtype=np.int64)
-
-    @property
-    def expected_wrong_negative_rate(self) -> float:
-        """The wrong-negative rate to expect: the requested one, or for ``"random"`` the chance
-        that a uniform non-anchor sample shares the anchor's identity (anchors drawn uniformly)."""
-        if self.wrong_negatives != "random":
-            return float(self.wrong_negatives)
-        c = self._counts[self._inv[self._anchors]]
-        return float(np.mean((c - 1) / (self.n - 1)))
 
     def __len__(self) -> int:
         return self.batches_per_epoch

@@ -43,14 +43,29 @@ def threshold_for_n_clusters(
     if not 1 <= n_clusters < n:
         raise DataError(f"calibration needs 1 <= n_clusters < n_samples, got n_clusters={n_clusters}, n={n}")
     hac = ThresholdAgglomerative(n_clusters=n_clusters, distance=distance, linkage=linkage).fit(Z)
-    heights = np.sort(hac.linkage_matrix_[:, 2])
+    value = cut_height(hac.linkage_matrix_[:, 2], n_clusters)
+    return Threshold(value=value, distance=distance, source=f"validation #clusters={n_clusters}")
+
+
+def cut_height(heights: np.ndarray, n_clusters: int) -> float:
+    """A height at which a tree with merge ``heights`` (the ``n − 1`` merges of ``n`` points, any
+    order) falls into ``n_clusters`` clusters: the midpoint between the merges that leave
+    ``n_clusters`` and ``n_clusters − 1`` clusters.
+
+    The midpoint, not either merge height, so that rounding cannot put the cut on the wrong side
+    of a merge. ``n_clusters = n`` cuts below the first merge; above the last merge (one cluster)
+    the cut is placed at twice its height. Where several merges share a height no cut gives
+    exactly ``n_clusters``: the cut is then at that height. Always > 0, as a Threshold must be.
+    """
+    h = np.sort(heights)
+    n = h.shape[0] + 1
     # after m merges there are n - m clusters: the cut lies between merge n-k-1 and merge n-k
-    lo = heights[n - n_clusters - 1]
-    hi = heights[n - n_clusters] if n - n_clusters < heights.shape[0] else lo * 2 + 1e-6
+    lo = h[n - n_clusters - 1] if n - n_clusters - 1 >= 0 else 0.0
+    hi = h[n - n_clusters] if n - n_clusters < h.shape[0] else lo * 2 + 1e-6
     value = float((lo + hi) / 2.0) if hi > lo else float(lo)
     if value <= 0:
-        value = float(np.nextafter(0.0, 1.0)) if hi <= 0 else float(hi) / 2
-    return Threshold(value=value, distance=distance, source=f"validation #clusters={n_clusters}")
+        value = float(hi) / 2 if hi > 0 else float(np.nextafter(0.0, 1.0))
+    return value
 
 
 def labelled_pairs(
@@ -218,14 +233,6 @@ class LogisticCalibration:
         z = self.coef * np.asarray(d, dtype=np.float64) + self.intercept
         return 0.5 * (1.0 + np.tanh(0.5 * z))  # = sigmoid(z), without overflow warnings
 
-    def cut_cost(self, d: np.ndarray | float, *, eps: float = 1e-6) -> np.ndarray:
-        """Multicut edge cost ``log((1 − p) / p)`` with ``p = cut_probability(d)`` clipped to
-        ``[eps, 1 − eps]``: positive means "keep together" in a minimisation of the cut cost."""
-        if not 0 < eps < 0.5:
-            raise ConfigError(f"eps={eps} must be in (0, 0.5)")
-        p = np.clip(self.cut_probability(d), eps, 1.0 - eps)
-        return np.log1p(-p) - np.log(p)
-
     def threshold(self) -> Threshold:
         """The 0.5 crossing ``d* = −intercept / coef`` as a :class:`~kfree.threshold.Threshold`."""
         value = -self.intercept / self.coef
@@ -250,27 +257,7 @@ class LogisticCalibration:
                    class_weight=None if cw is None else str(cw))
 
 
+#: how ``ClusterLearner(calibration=...)`` fits a threshold for a loss that implies none: the
+#: #clusters match (:func:`threshold_for_n_clusters`) or :class:`LogisticCalibration`
 CALIBRATION_METHODS: tuple[str, ...] = ("n_clusters", "logistic")
 
-
-def calibrate_threshold(
-    Z: np.ndarray,
-    y: np.ndarray,
-    *,
-    method: str = "n_clusters",
-    distance: str = "sqeuclidean",
-    linkage: str = "complete",
-    seed: int = 0,
-) -> Threshold:
-    """A threshold from labelled validation embeddings by either protocol.
-
-    ``"n_clusters"``: the HAC cut that yields the true number of identities of ``y``
-    (:func:`threshold_for_n_clusters`). ``"logistic"``: the 0.5 crossing of
-    :class:`LogisticCalibration` fitted on the pairs (the result is in ``distance`` units).
-    """
-    if method not in CALIBRATION_METHODS:
-        raise ConfigError(f"method={method!r} is not one of {CALIBRATION_METHODS}")
-    y = np.asarray(y)
-    if method == "n_clusters":
-        return threshold_for_n_clusters(np.asarray(Z), int(np.unique(y).shape[0]), distance=distance, linkage=linkage)
-    return LogisticCalibration.fit_embeddings(Z, y, distance=distance, seed=seed).threshold()

@@ -1,25 +1,48 @@
-"""Score a predicted-clusters file against a file of true labels."""
+"""Predicted-clusters files: write them (every command and the demo write the same
+``index,cluster[,label]`` CSV) and score them against a file of true labels."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..data.io import LABEL_COLUMNS, load_labels, read_table
+from ..data.io import LABEL_COLUMNS, TABLES, check_path, load_labels, read_table, table_column
 from ..exceptions import DataError
 from ..metrics import evaluate_clustering
+from ..utils.io import atomic_path
+
+
+def write_predictions(path: str | Path, labels: Any, index: Any = None, y: Any = None,
+                      **extra_columns: Any) -> Path:
+    """Write ``index,cluster[,label][,extra…]`` to the CSV ``path`` atomically; returns the path.
+
+    ``index`` is the row of the clustered file each label belongs to (default 0..n-1), so
+    :func:`read_predictions` and ``kfree report`` can join a subset of rows back to their file;
+    ``y`` (true labels) adds a ``label`` column, which ``kfree evaluate`` and ``kfree report``
+    read when no truth file is given. ``extra_columns`` follow in the order given; a None one is
+    left out.
+    """
+    import pandas as pd
+
+    n = len(labels)
+    columns = {"index": range(n) if index is None else index, "cluster": labels}
+    if y is not None:
+        columns["label"] = y
+    columns.update((k, v) for k, v in extra_columns.items() if v is not None)
+    with atomic_path(path) as tmp:
+        pd.DataFrame(columns).to_csv(tmp, index=False)
+    return Path(path)
 
 
 def read_predictions(pred_csv: str | Path):
     """A predicted-clusters file (``index,cluster[,label]``, as ``kfree cluster`` writes it) as a
     DataFrame; anything else raises a one-line DataError."""
-    p = Path(pred_csv)
-    if not p.exists():
-        raise DataError(f"file not found: {p}")
-    pred = read_table(p) if p.suffix.lower() in (".csv", ".parquet", ".pq") else None
-    if pred is None or "cluster" not in pred.columns:
-        raise DataError(f"{p.name} must be a CSV with a 'cluster' column (as written by `kfree cluster`)")
+    wrong = f"{Path(pred_csv).name} must be a CSV with a 'cluster' column (as written by `kfree cluster`)"
+    pred = read_table(check_path(pred_csv, TABLES, wrong_format=wrong))
+    if "cluster" not in pred.columns:
+        raise DataError(wrong)
     return pred
 
 
@@ -43,11 +66,9 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
     if label_column == "index":
         raise DataError("--label-column index: 'index' is the row number that joins the two files, not a "
                         "label; name the column (or .npz array) that holds the true labels")
-    if t.suffix.lower() in (".csv", ".parquet", ".pq") and t.exists():
+    if t.suffix.lower() in TABLES and t.exists():  # read here, not by load_labels: it may join by 'index'
         df = read_table(t)
-        col = label_column or next((c for c in LABEL_COLUMNS if c in df.columns), None)
-        if col is None or col not in df.columns:
-            raise DataError(f"{t.name} has no label column {label_column or 'label'!r}; columns are {list(df.columns)[:12]}")
+        col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t)
         if "index" in df.columns and "index" in pred.columns:
             merged = pred[["index"]].merge(df[["index", col]], on="index", how="left")
             if merged[col].isna().any():

@@ -36,6 +36,7 @@ from ..cluster.ward import WardThreshold, ward_tree
 from ..exceptions import ConfigError, DataError
 from ..metrics import nmi
 from ..threshold import Threshold
+from .calibrate import cut_height
 
 LINKAGE_CHOICES: tuple[str, ...] = ("complete", "average", "single", "ward", "auto")
 THRESHOLD_MODES: tuple[str, ...] = ("auto", "learned", "recalibrated")
@@ -43,6 +44,17 @@ THRESHOLD_MODES: tuple[str, ...] = ("auto", "learned", "recalibrated")
 AUTO_LINKAGES: tuple[str, ...] = ("complete", "ward")
 #: validation sets larger than this are cut down to whole classes (a dense tree is O(n²))
 MAX_VALIDATION_SAMPLES = 3000
+
+
+def score_key(val_nmi: float, gap: float) -> tuple[float, float]:
+    """How two validation scores compare, larger is better: NMI, then closeness to the true number
+    of classes (``gap = |#clusters − #classes|``, or its mean over the halves).
+
+    Rounded, so that scores equal up to float rounding count as a tie. The trainer picks its best
+    step by this key and :meth:`ClusterRule.key` extends it, so a step and a rule are judged the
+    same way.
+    """
+    return (round(float(val_nmi), 12), -round(float(gap), 9))
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,7 @@ class ClusterRule:
         the threshold may move before the validation partition changes — a cut in a wide gap
         of the tree transfers to new data more safely than one squeezed between two merges)."""
         gap = self.extra.get("val_gap", abs(self.val_clusters - self.val_true))
-        return (round(self.val_nmi, 12), -round(float(gap), 9), round(self.val_margin, 9))
+        return (*score_key(self.val_nmi, gap), round(self.val_margin, 9))
 
     def cluster(self, Z: np.ndarray, *, threshold: Threshold | None = None) -> np.ndarray:
         """Labels of ``Z`` (already in this rule's feature space) at the rule's threshold."""
@@ -155,17 +167,6 @@ def raw_calibration_set(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndar
     X = np.concatenate([np.asarray(X_val, dtype=np.float32), np.asarray(X_train, dtype=np.float32)[idx]])
     y = np.concatenate([y_val, y_train[idx]])
     return X, y
-
-
-def _cut_height(heights: np.ndarray, n: int, k: int) -> float:
-    """A height between the merges that leave ``k`` and ``k − 1`` clusters (midpoint)."""
-    h = np.sort(heights)
-    lo = h[n - k - 1] if n - k - 1 >= 0 else 0.0
-    hi = h[n - k] if n - k < h.shape[0] else lo * 2 + 1e-6
-    value = float((lo + hi) / 2.0) if hi > lo else float(lo)
-    if value <= 0:
-        value = float(hi) / 2 if hi > 0 else float(np.nextafter(0.0, 1.0))
-    return value
 
 
 def _margin(heights: np.ndarray, t: float) -> float:
@@ -281,17 +282,15 @@ class ValidationSet:
             h = learned.to("sqeuclidean").value
             out.append(make("complete", learned, "learned", h, [h] * len(fold_trees)))
         if "recalibrated" in modes:
-            n = Z.shape[0]
             for lk in self.linkages:
                 if lk == "complete" and logistic is not None:
                     thr = logistic.threshold()
                     h = thr.to("sqeuclidean").value
                     out.append(make(lk, thr, "recalibrated", h, [h] * len(fold_trees)))
                     continue
-                h = _cut_height(full[lk][:, 2], n, self.n_true)
+                h = cut_height(full[lk][:, 2], self.n_true)
                 if len(fold_trees) > 1:  # calibrated on the other half
-                    other = [_cut_height(fold_trees[1 - i][lk][:, 2], len(self.folds[1 - i]), fold_k[1 - i])
-                             for i in range(2)]
+                    other = [cut_height(fold_trees[1 - i][lk][:, 2], fold_k[1 - i]) for i in range(2)]
                 else:
                     other = [h]
                 if lk == "ward":

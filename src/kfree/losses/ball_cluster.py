@@ -22,7 +22,7 @@ from torch import nn
 from ..exceptions import ConfigError
 from ..registry import register
 from ..threshold import Threshold
-from .base import EmbeddingLoss, squared_distances
+from .base import EmbeddingLoss, class_sums, squared_distances
 
 
 @register("loss", "bcl")
@@ -79,14 +79,11 @@ class BallClusterLoss(EmbeddingLoss):
         return F.softplus(self.h)
 
     def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        classes, inv = torch.unique(labels, return_inverse=True)
-        k = classes.shape[0]
+        inv, sums = class_sums(embeddings, labels)
+        k = sums.shape[0]
         if k < 2:
             return self.zero(embeddings) + self.h * 0.0
-        # class means (k, dim), re-normalised to the unit sphere
-        sums = torch.zeros(k, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
-        sums.index_add_(0, inv, embeddings)
-        centroids = F.normalize(sums, dim=1)
+        centroids = F.normalize(sums, dim=1)  # class means (k, dim) re-normalised to the unit sphere
         d2 = squared_distances(embeddings, centroids)  # (batch, k)
         b = self.radius_sq()
         own = d2.gather(1, inv[:, None]).squeeze(1)  # (batch,)

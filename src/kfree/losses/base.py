@@ -77,3 +77,21 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances (rows of x) × (rows of y), clamped at 0; differentiable."""
     d = (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None, :] - 2.0 * x @ y.T
     return d.clamp_min(0.0)
+
+
+def pair_sq(embeddings: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances (n_pairs,) of the row pairs ``pairs`` (n_pairs, 2); exact
+    differences rather than :func:`squared_distances`' expansion, which cancels for close pairs."""
+    return (embeddings[pairs[:, 0]] - embeddings[pairs[:, 1]]).pow(2).sum(1)
+
+
+def class_sums(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class sums of the rows of a batch: ``(inv, sums)``, ``inv`` (batch,) the class index of
+    each row (classes in sorted label order) and ``sums`` (n_classes, dim).
+
+    Sums, not means: BCL re-normalises them to the unit sphere (where the count cancels), the
+    prototypical loss divides by the counts it also needs for its per-class average.
+    """
+    classes, inv = torch.unique(labels, return_inverse=True)
+    sums = torch.zeros(classes.shape[0], embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
+    return inv, sums.index_add_(0, inv, embeddings)

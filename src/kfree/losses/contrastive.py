@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import finite_positive
 from ..exceptions import ConfigError
 from ..registry import register
-from .base import EmbeddingLoss
+from .base import EmbeddingLoss, pair_sq
 from .miners import all_pairs
 
 NEGATIVES: tuple[str, ...] = ("all", "random")
@@ -63,8 +64,7 @@ class ContrastiveLoss(EmbeddingLoss):
         margin_lr_scale: float = 0.1,
     ) -> None:
         super().__init__()
-        if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
-            raise ConfigError(f"margin={margin!r} must be a finite number > 0 (unit-norm range (0, 2])")
+        margin = finite_positive("margin", margin, "unit-norm range (0, 2]")
         if negatives not in NEGATIVES:
             raise ConfigError(f"negatives={negatives!r} is not one of {NEGATIVES}")
         if not margin_lr_scale > 0:
@@ -73,7 +73,7 @@ class ContrastiveLoss(EmbeddingLoss):
         self.negatives = negatives
         self.param_lr_scale = float(margin_lr_scale)
         # inverse softplus, so that softplus(h) == margin at the start
-        h0 = float(margin) + math.log(-math.expm1(-float(margin)))
+        h0 = margin + math.log(-math.expm1(-margin))
         self.h = nn.Parameter(torch.tensor(h0), requires_grad=self.learn_margin)
 
     def margin(self) -> torch.Tensor:
@@ -87,11 +87,9 @@ class ContrastiveLoss(EmbeddingLoss):
             neg = neg[pick]
         total = self.zero(embeddings) + self.h * 0.0
         if pos.shape[0] > 0:
-            d2_pos = (embeddings[pos[:, 0]] - embeddings[pos[:, 1]]).pow(2).sum(1)  # (n_pos,)
-            total = total + 0.5 * d2_pos.mean()
+            total = total + 0.5 * pair_sq(embeddings, pos).mean()
         if neg.shape[0] > 0:
-            d2_neg = (embeddings[neg[:, 0]] - embeddings[neg[:, 1]]).pow(2).sum(1)  # (n_neg,)
-            d_neg = d2_neg.clamp_min(1e-12).sqrt()  # clamp: sqrt has no gradient at 0
+            d_neg = pair_sq(embeddings, neg).clamp_min(1e-12).sqrt()  # clamp: sqrt has no gradient at 0
             total = total + 0.5 * F.relu(self.margin() - d_neg).pow(2).mean()
         return total
 

@@ -24,6 +24,13 @@ import torch
 TRIPLET_MINING: tuple[str, ...] = ("batch-all", "batch-hard", "random", "given")
 
 
+def _masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(pos, neg)`` boolean (B, B): ``pos[a, p]`` same label and ``a != p``, ``neg[a, n]`` other label."""
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
+    return same & ~eye, ~same
+
+
 def all_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unordered pairs ``i < j`` of a batch, split by label agreement.
 
@@ -47,10 +54,8 @@ def all_triplets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     Returns three LongTensors of shape (n_triplets,); empty when no anchor has both a positive
     and a negative.
     """
-    same = labels[:, None] == labels[None, :]  # (B, B)
-    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
-    pos = same & ~eye
-    valid = pos[:, :, None] & ~same[:, None, :]  # (B, B, B): a, p, n
+    pos, neg = _masks(labels)  # (B, B)
+    valid = pos[:, :, None] & neg[:, None, :]  # (B, B, B): a, p, n
     a, p, n = valid.nonzero(as_tuple=True)
     return a, p, n
 
@@ -67,10 +72,7 @@ def hard_triplets(
 
     Returns one triplet per anchor that has at least one positive and one negative.
     """
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
-    pos = same & ~eye
-    neg = ~same
+    pos, neg = _masks(labels)
     ok = pos.any(1) & neg.any(1)
     d = sq_dist.detach()
     hardest_p = d.masked_fill(~pos, -torch.inf).argmax(1)
@@ -87,10 +89,7 @@ def random_triplets(
     Anchors without a positive (an identity seen once in the batch) or without a negative are
     skipped. Drawing uses ``generator`` (the global torch RNG when None), so seeded runs repeat.
     """
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
-    pos = (same & ~eye).float()
-    neg = (~same).float()
+    pos, neg = (m.float() for m in _masks(labels))
     ok = (pos.sum(1) > 0) & (neg.sum(1) > 0)
     a = ok.nonzero(as_tuple=True)[0]
     if a.numel() == 0:

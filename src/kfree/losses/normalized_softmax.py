@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..exceptions import ConfigError, DataError
+from ..config import finite_positive
 from ..registry import register
 from .softmax import ClassifierLoss, check_classes
 
@@ -42,10 +42,8 @@ class NormalizedSoftmaxLoss(ClassifierLoss):
 
     def __init__(self, *, temperature: float = 0.05, n_classes: int | None = None, dim: int | None = None) -> None:
         super().__init__()
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-            raise ConfigError(f"temperature={temperature!r} must be a finite number > 0 (typical 0.05–0.1)")
+        self.temperature = finite_positive("temperature", temperature, "typical 0.05–0.1")
         check_classes(n_classes, dim)
-        self.temperature = float(temperature)
         self.W: nn.Parameter | None = None
         if n_classes is not None and dim is not None:
             self.on_num_classes(n_classes, dim)
@@ -57,13 +55,7 @@ class NormalizedSoftmaxLoss(ClassifierLoss):
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Scaled cosines of shape (batch, n_classes)."""
-        if self.W is None:
-            raise ConfigError(
-                "NormalizedSoftmaxLoss needs the number of classes: call on_num_classes(n_classes, dim) "
-                "(the trainer does) or pass n_classes= and dim="
-            )
-        if embeddings.shape[1] != self.W.shape[0]:
-            raise DataError(f"embeddings have dim {embeddings.shape[1]} but the weights expect {self.W.shape[0]}")
+        self.check_input(embeddings, None if self.W is None else self.W.shape[0])
         return F.normalize(embeddings, dim=1) @ F.normalize(self.W, dim=0) / self.temperature
 
     def hparams(self) -> dict[str, Any]:

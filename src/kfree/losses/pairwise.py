@@ -32,19 +32,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..config import finite_positive
 from ..exceptions import ConfigError, DataError
 from ..registry import register
 from ..threshold import Threshold
-from .base import EmbeddingLoss
+from .base import EmbeddingLoss, pair_sq
 from .miners import all_pairs
 
 PAIR_VARIANTS: tuple[str, ...] = ("bcl", "plain")
-
-
-def _finite_positive(name: str, value: Any) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name}={value!r} must be a finite number > 0")
-    return float(value)
 
 
 @register("loss", "pairwise")
@@ -93,14 +88,14 @@ class PairwiseConstraintLoss(EmbeddingLoss):
                 raise ConfigError("variant='bcl' needs b= (the trained ball's squared radius, > 0)")
             if threshold is not None:
                 raise ConfigError(f"variant='bcl' cuts at 4b; threshold={threshold} is only for variant='plain'")
-            self.b: float | None = _finite_positive("b", b)
+            self.b: float | None = finite_positive("b", b)
             self.cut_sq = 4.0 * self.b
         else:
             if threshold is None:
                 raise ConfigError("variant='plain' needs threshold= (e.g. the validation threshold, > 0)")
             if b is not None:
                 raise ConfigError(f"b={b} is only for variant='bcl'")
-            t = _finite_positive("threshold", threshold)
+            t = finite_positive("threshold", threshold)
             self.b = None
             self.cut_sq = t * t if distance == "euclidean" else t
         eps = (0.05 if variant == "bcl" else 0.0) if eps is None else eps
@@ -167,7 +162,7 @@ class PairwiseConstraintLoss(EmbeddingLoss):
         cl = self._check_pairs("cannot_link", cannot_link, embeddings.shape[0])
         total = self.zero(embeddings)
         if ml.shape[0] > 0:
-            d2 = (embeddings[ml[:, 0]] - embeddings[ml[:, 1]]).pow(2).sum(1)  # (m,)
+            d2 = pair_sq(embeddings, ml)  # (m,)
             bound = torch.full_like(d2, self.cut_sq)
             if orig_sq_dist is not None:
                 if self.variant != "bcl":
@@ -180,8 +175,7 @@ class PairwiseConstraintLoss(EmbeddingLoss):
         elif orig_sq_dist is not None and torch.as_tensor(orig_sq_dist).numel() > 0:
             raise DataError("orig_sq_dist was given but there are no must_link pairs")
         if cl.shape[0] > 0:
-            d2 = (embeddings[cl[:, 0]] - embeddings[cl[:, 1]]).pow(2).sum(1)  # (c,)
-            total = total + F.relu(self.cut_sq + self.eps - d2).mean()
+            total = total + F.relu(self.cut_sq + self.eps - pair_sq(embeddings, cl)).mean()
         return total
 
     @staticmethod
@@ -204,9 +198,10 @@ class PairwiseConstraintLoss(EmbeddingLoss):
     def implied_threshold(self) -> Threshold:
         if self.variant == "bcl":
             return Threshold(value=self.cut_sq, distance="sqeuclidean", source="4b (frozen)")
-        if self.distance == "euclidean":
-            return Threshold(value=math.sqrt(self.cut_sq), distance="euclidean", source="frozen threshold")
-        return Threshold(value=self.cut_sq, distance="sqeuclidean", source="frozen threshold")
+        # math.sqrt and t * t (in __init__), not kfree.distances' ** 0.5 and ** 2: those round
+        # differently in the last bit on some values, and the frozen cut must stay the one trained at
+        value = math.sqrt(self.cut_sq) if self.distance == "euclidean" else self.cut_sq
+        return Threshold(value=value, distance=self.distance, source="frozen threshold")
 
     def hparams(self) -> dict[str, Any]:
         return {"variant": self.variant, "b": self.b, "cut_sq": self.cut_sq, "eps": self.eps,

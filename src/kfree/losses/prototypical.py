@@ -9,15 +9,14 @@ no absolute scale for unseen identities, so it implies no threshold (calibrate o
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..exceptions import ConfigError
+from ..config import finite_positive
 from ..registry import register
-from .base import EmbeddingLoss, squared_distances
+from .base import EmbeddingLoss, class_sums, squared_distances
 
 
 @register("loss", "prototypical")
@@ -38,17 +37,13 @@ class PrototypicalLoss(EmbeddingLoss):
 
     def __init__(self, *, scale: float = 1.0) -> None:
         super().__init__()
-        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-            raise ConfigError(f"scale={scale!r} must be a finite number > 0 (typical 0.1–10)")
-        self.scale = float(scale)
+        self.scale = finite_positive("scale", scale, "typical 0.1–10")
 
     def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        classes, inv = torch.unique(labels, return_inverse=True)
-        k = classes.shape[0]
+        inv, sums = class_sums(embeddings, labels)
+        k = sums.shape[0]
         if k < 2:
             return self.zero(embeddings)
-        sums = torch.zeros(k, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
-        sums.index_add_(0, inv, embeddings)
         counts = torch.bincount(inv, minlength=k).to(embeddings.dtype)  # (k,)
         prototypes = sums / counts[:, None]  # (k, dim)
         logits = -self.scale * squared_distances(embeddings, prototypes)  # (batch, k)

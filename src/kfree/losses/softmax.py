@@ -44,6 +44,17 @@ class ClassifierLoss(EmbeddingLoss):
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def check_input(self, embeddings: torch.Tensor, in_dim: int | None) -> None:
+        """Raise unless the classifier is built (``in_dim`` is its input size, ``None`` before
+        :meth:`on_num_classes`) and takes embeddings of this size."""
+        if in_dim is None:
+            raise ConfigError(
+                f"{type(self).__name__} needs the number of classes: call on_num_classes(n_classes, dim) "
+                "(the trainer does) or pass n_classes= and dim="
+            )
+        if embeddings.shape[1] != in_dim:
+            raise DataError(f"embeddings have dim {embeddings.shape[1]} but the classifier expects {in_dim}")
+
     def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = self.logits(embeddings)
         check_labels(labels, logits.shape[1])
@@ -83,17 +94,8 @@ class SoftmaxLoss(ClassifierLoss):
 
     def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Class scores of shape (batch, n_classes)."""
-        if self.classifier is None:
-            raise ConfigError(
-                f"{type(self).__name__} needs the number of classes: call on_num_classes(n_classes, dim) "
-                "(the trainer does) or pass n_classes= and dim="
-            )
-        if embeddings.shape[1] != self.classifier.in_features:
-            raise DataError(
-                f"embeddings have dim {embeddings.shape[1]} but the classifier expects {self.classifier.in_features}"
-            )
+        self.check_input(embeddings, None if self.classifier is None else self.classifier.in_features)
         return self.classifier(embeddings)
-
 
     def hparams(self) -> dict[str, Any]:
         c = self.classifier

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..config import finite_positive
 from ..exceptions import ConfigError, DataError
 from ..registry import register
 from ..threshold import Threshold
@@ -77,11 +78,9 @@ class TripletLoss(EmbeddingLoss):
         super().__init__()
         if variant not in VARIANTS:
             raise ConfigError(f"variant={variant!r} is not one of {VARIANTS}")
-        if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-            raise ConfigError(f"alpha={alpha!r} must be a finite number > 0 (paper: 0.8)")
+        finite_positive("alpha", alpha, "paper: 0.8")
         if variant != "l1":
-            if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
-                raise ConfigError(f"beta={beta!r} must be a finite number > 0 (paper: 0.4)")
+            finite_positive("beta", beta, "paper: 0.4")
             if beta >= alpha:
                 raise ConfigError(
                     f"beta={beta} must be < alpha={alpha}: positives (d² <= beta) must end closer "

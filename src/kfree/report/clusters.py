@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DataError
-from .figures import save_png
+from ..utils.io import atomic_dir
+from .figures import largest_clusters, pyplot, save_png
 
 #: thumbnails are read at this size (pixels, longest side) for the montage
 THUMBNAIL = 96
@@ -45,14 +46,9 @@ def image_loader(paths: Sequence[str | Path]):
 
 def plot_cluster_sizes(labels: np.ndarray, path: str | Path) -> Path:
     """How many clusters have each size (log scales): singletons, pairs, … the largest."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     _, counts = np.unique(labels, return_counts=True)
     sizes, n_clusters = np.unique(counts, return_counts=True)
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = pyplot().subplots(figsize=(6, 3.2))
     ax.vlines(sizes, 0.7, n_clusters, color="#4a90d9", linewidth=2)
     ax.plot(sizes, n_clusters, "o", color="#4a90d9", markersize=4)
     ax.set_xscale("log")
@@ -71,11 +67,7 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
 
     openTSNE (``pip install 'kfree[report]'``) when installed, else PCA; a seeded sample of
     ``max_points`` rows above that many. Returns the path and the method's name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[0] != labels.shape[0]:
         raise DataError(f"features must have shape ({labels.shape[0]}, d), got {X.shape}")
@@ -94,8 +86,7 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
             np.column_stack([X[idx, 0], np.zeros(idx.size)]))
         how = "PCA (pip install 'kfree[report]' for t-SNE)"
     lab = labels[idx]
-    ids, counts = np.unique(labels, return_counts=True)
-    largest = ids[np.lexsort((ids, -counts))][:top]
+    largest = largest_clusters(labels, top)
     fig, ax = plt.subplots(figsize=(7, 6))
     rest = ~np.isin(lab, largest)
     ax.scatter(xy[rest, 0], xy[rest, 1], s=3, c="#cccccc", linewidths=0)
@@ -106,7 +97,7 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
     ax.set_xticks([])
     ax.set_yticks([])
     sample = f", a sample of {idx.size:,} of {X.shape[0]:,} rows" if idx.size < X.shape[0] else ""
-    ax.set_title(f"{how}{sample}; the {min(top, ids.size)} largest clusters in colour", fontsize=9)
+    ax.set_title(f"{how}{sample}; the {largest.size} largest clusters in colour", fontsize=9)
     fig.tight_layout()
     return save_png(fig, path), how
 
@@ -140,9 +131,6 @@ def cluster_report(
     Returns the path of ``index.html``. The files are written to a temporary folder beside
     ``out_dir`` and moved in at the end, so a failure (an unreadable image) leaves no partial report.
     """
-    import shutil
-    import tempfile
-
     labels = np.asarray(labels)
     n = labels.shape[0]
     if labels.ndim != 1 or n == 0:
@@ -150,17 +138,9 @@ def cluster_report(
     for name, v in (("truth", truth), ("images", images), ("texts", texts), ("features", features)):
         if v is not None and len(v) != n:
             raise DataError(f"{name} has {len(v)} rows but there are {n} labels")
-    final = Path(out_dir)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.kfree-", dir=final.parent))
-    try:
+    with atomic_dir(out_dir) as out:
         page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed)
-        final.mkdir(exist_ok=True)
-        for f in out.iterdir():
-            f.replace(final / f.name)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-    return final / page.name
+    return Path(out_dir) / page.name
 
 
 def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed) -> Path:

@@ -1,21 +1,61 @@
-"""Saving a matplotlib figure as a PNG the way every report figure is saved: atomically (no
-half-written file if the process stops), then closed so a long run does not accumulate figures."""
+"""What every report figure and page share: matplotlib without a display, PNGs saved atomically
+(no half-written file if the process stops) and closed (a long run does not accumulate figures),
+and which clusters a page or montage shows, and which of their members."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..utils.io import atomic_path
 
 
-def save_png(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``path`` (PNG, parent folders created) and close it; returns the path."""
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend: figures are only written to files, so a report is
+    drawn the same on a server without a display. Imported on first use (matplotlib is slow to
+    import and most commands draw nothing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return plt
+
+
+def save_png(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (PNG, parent folders created) and close it; returns the path."""
+    import matplotlib.pyplot as plt  # (not pyplot(): the caller's backend stays as it is)
+
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
-    return path
+    return Path(path)
+
+
+def largest_clusters(labels: np.ndarray, top: int | None = None) -> np.ndarray:
+    """The cluster ids of ``labels``, largest first (ties: the lower id first), at most ``top``:
+    the order every figure and page lists clusters in."""
+    ids, counts = np.unique(labels, return_counts=True)
+    return ids[np.lexsort((ids, -counts))][:top]
+
+
+def sample_clusters(labels_pred: np.ndarray, per_cluster: int, *, labels_true: np.ndarray | None = None,
+                    max_clusters: int | None = None, seed: int = 0) -> Iterator[tuple[Any, np.ndarray, np.ndarray, Any, Any]]:
+    """What a page or montage shows of each of the ``max_clusters`` largest clusters, in that order.
+
+    Yields ``(cluster id, its members' rows, up to per_cluster of them drawn at random (seeded,
+    one draw per cluster in order, so a page is the same every time), majority true label,
+    its share of the members)``; the last two are None without ``labels_true``.
+    """
+    rng = np.random.default_rng(seed)
+    for c in largest_clusters(labels_pred, max_clusters):
+        members = np.flatnonzero(labels_pred == c)
+        pick = rng.choice(members, size=min(per_cluster, members.size), replace=False)
+        majority = share = None
+        if labels_true is not None:
+            vals, cnt = np.unique(labels_true[members], return_counts=True)
+            majority, share = vals[np.argmax(cnt)], cnt.max() / members.size
+        yield c, members, pick, majority, share

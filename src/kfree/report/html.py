@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..utils.io import write_text
+from .figures import sample_clusters
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -22,32 +23,28 @@ METRIC_COLUMNS = [("method", "method"), ("n_true", "true #"), ("n_clusters", "#c
                   ("threshold", "threshold"), ("wall_s", "time (s)")]
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    return html.escape(str(v))
+def metric_cells(row: dict[str, Any], columns: list[tuple[str, str]]) -> list[str]:
+    """A metrics row's cells in ``columns`` order ([(key, header)]): floats to 3 decimals, a missing
+    key empty. The page and the terminal (kfree.cli.console.metrics_table) show the same text."""
+    return [f"{v:.3f}" if isinstance(v := row.get(k, ""), float) else str(v) for k, _ in columns]
 
 
 def metrics_html(rows: list[dict[str, Any]]) -> str:
     head = "".join(f"<th>{h}</th>" for _, h in METRIC_COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k, ''))}</td>" for k, _ in METRIC_COLUMNS) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in metric_cells(r, METRIC_COLUMNS)) + "</tr>"
+                   for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: list[str] | None,
                        labels_true: np.ndarray | None, *, max_clusters: int = 30, per_cluster: int = 5, seed: int = 0) -> str:
-    rng = np.random.default_rng(seed)
-    ids, counts = np.unique(labels_pred, return_counts=True)
     out = []
-    for c in ids[np.lexsort((ids, -counts))][:max_clusters]:
-        members = np.flatnonzero(labels_pred == c)
-        pick = rng.choice(members, size=min(per_cluster, members.size), replace=False)
+    for c, members, pick, majority, share in sample_clusters(labels_pred, per_cluster, labels_true=labels_true,
+                                                             max_clusters=max_clusters, seed=seed):
         head = f"cluster {c} — {members.size} items"
-        if labels_true is not None:
-            vals, cnt = np.unique(labels_true[members], return_counts=True)
-            maj = vals[np.argmax(cnt)]
-            name = label_names[int(maj)] if label_names is not None else str(maj)
-            head += f" — majority label <b>{html.escape(name)}</b> ({cnt.max() / members.size:.0%})"
+        if majority is not None:
+            name = label_names[int(majority)] if label_names is not None else str(majority)
+            head += f" — majority label <b>{html.escape(name)}</b> ({share:.0%})"
         items = "".join(f"<li>{html.escape(str(texts[i]))}</li>" for i in pick)
         out.append(f"<div class='cl'>{head}<ul>{items}</ul></div>")
     return "\n".join(out)

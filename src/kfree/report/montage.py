@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .figures import save_png
+from .figures import pyplot, sample_clusters, save_png
 
 
 def cluster_montage(
@@ -35,23 +35,12 @@ def cluster_montage(
     labels_pred : ndarray of shape (n,), the predicted clusters.
     labels_true : optional identities; frames then mark majority (green) vs other (red).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rng = np.random.default_rng(seed)
-    ids, counts = np.unique(labels_pred, return_counts=True)
-    order = ids[np.lexsort((ids, -counts))][:max_clusters]
-    rows = len(order)
-    fig, axes = plt.subplots(rows, per_row + 1, figsize=(1.1 * (per_row + 1) + 0.6, 1.25 * rows + 0.6), squeeze=False)
-    for r, c in enumerate(order):
-        members = np.flatnonzero(labels_pred == c)
-        pick = np.sort(rng.choice(members, size=min(per_row, members.size), replace=False))
-        majority = None
-        if labels_true is not None:
-            vals, cnt = np.unique(labels_true[members], return_counts=True)
-            majority = vals[np.argmax(cnt)]
+    shown = list(sample_clusters(labels_pred, per_row, labels_true=labels_true, max_clusters=max_clusters, seed=seed))
+    rows = len(shown)
+    fig, axes = pyplot().subplots(rows, per_row + 1, figsize=(1.1 * (per_row + 1) + 0.6, 1.25 * rows + 0.6),
+                                  squeeze=False)
+    for r, (c, members, pick, majority, _) in enumerate(shown):
+        pick = np.sort(pick)
         ax = axes[r, 0]
         ax.axis("off")
         ax.text(0.5, 0.5, f"cluster {c}\n{members.size} items", ha="center", va="center", fontsize=7)

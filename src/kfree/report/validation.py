@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .figures import save_png
+from .figures import pyplot, save_png
 
 
 def plot_validation_curve(
@@ -30,17 +30,12 @@ def plot_validation_curve(
 
     Returns ``None`` (writes nothing) when the history holds no validation rows.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [r for r in history if "val_nmi" in r]
     if not rows:
         return None
     x_key = "step" if all("step" in r for r in rows) else "epoch"
     x = np.array([r[x_key] for r in rows], dtype=float)
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True, height_ratios=[3, 2])
+    fig, (ax1, ax2) = pyplot().subplots(2, 1, figsize=(7.5, 6), sharex=True, height_ratios=[3, 2])
     series = sorted({k[len("val_nmi_"):] for r in rows for k in r if k.startswith("val_nmi_")})
     for name in series:
         y = np.array([r.get(f"val_nmi_{name}", np.nan) for r in rows], dtype=float)

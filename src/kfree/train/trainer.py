@@ -2,10 +2,12 @@
 
 One loop for every loss: the loss sees ``(embeddings, labels)`` and returns a scalar. Batches
 come from P×K sampling, or (``sampler="triplets"``) from explicit noisy triplets for
-``TripletLoss(mining="given")``; :func:`make_sampler` checks the pairing. Every
-``eval_every`` epochs the model embeds the validation identities, clusters them at the loss's
-implied threshold (or at a threshold calibrated to their true #clusters when the loss implies
-none) and records NMI; with ``select_best`` the best epoch's weights are kept.
+``TripletLoss(mining="given")``; :func:`make_sampler` checks the pairing. Validation is the
+``score_fn`` the caller passes (``ClusterLearner`` scores every candidate clustering rule on its
+held-out identities, :meth:`kfree.evaluate.selection.ValidationSet.rules`); the loop keeps no
+scorer of its own, which could judge a step otherwise than the estimator judges the result.
+Steps are compared by :func:`~kfree.evaluate.selection.score_key`, and with ``select_best`` the
+best one's weights are kept.
 
 Checkpointing (``checkpoint_path``) stores model, loss, optimiser, sampler and RNG state after
 every epoch through :mod:`kfree.utils.checkpoint` (atomic; read with ``weights_only=True``, so a
@@ -16,8 +18,8 @@ written under another configuration (any field but ``epochs``) is refused with o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +31,12 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data.samplers import PKSampler, TripletSampler
+from ..evaluate.selection import score_key
 from ..exceptions import ConfigError, DataError
 from ..losses.base import EmbeddingLoss
 from ..utils.checkpoint import load_checkpoint, save_checkpoint
 from .distributed import DataParallel, in_session
 from .step import Batch, train_steps
-from .validation import validation_score
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,6 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
     best_step: int | None = None
-    best_score: float | None = None
-    wall_time_s: float = 0.0
     steps: int = 0
     stopped_early: bool = False
 
@@ -93,12 +93,13 @@ def make_sampler(y_int: np.ndarray, loss: EmbeddingLoss, cfg: TrainConfig) -> PK
 
 
 def _score_key(scores: dict[str, Any]) -> tuple[float, float]:
-    """Larger is better: validation NMI, then closeness to the true number of classes."""
+    """:func:`~kfree.evaluate.selection.score_key` of one ``score_fn`` result: its ``val_gap``,
+    else ``|val_clusters − val_true|``, else no tie-break."""
     if "val_gap" in scores:
         gap = scores["val_gap"]
     else:
         gap = abs(scores["val_clusters"] - scores["val_true"]) if "val_true" in scores else 0.0
-    return (round(float(scores["val_nmi"]), 12), -round(float(gap), 9))
+    return score_key(scores["val_nmi"], gap)
 
 
 ScoreFn = Callable[[nn.Module, EmbeddingLoss], dict[str, Any]]
@@ -112,8 +113,6 @@ def train_embedding(
     y: np.ndarray,
     cfg: TrainConfig,
     *,
-    X_val: np.ndarray | None = None,
-    y_val: np.ndarray | None = None,
     hook: Hook | None = None,
     checkpoint_path: str | Path | None = None,
     score_fn: ScoreFn | None = None,
@@ -127,8 +126,8 @@ def train_embedding(
     hook : called as ``hook(step, completed=epoch, total=cfg.epochs, loss=..., **scores)``.
     checkpoint_path : if given, save after each epoch and resume from it when it exists.
     score_fn : ``score_fn(model, loss) -> dict`` with at least ``val_nmi`` (and ideally
-        ``val_clusters``/``val_true`` for the tie-break); replaces :func:`validation_score` on
-        ``X_val``/``y_val``. Validation happens when either is available.
+        ``val_gap``, or ``val_clusters``/``val_true``, for the tie-break); without it there is no
+        validation, and the last step's weights are returned.
 
     With ``cfg.eval_every_steps`` the model is validated every that many optimisation steps and
     once before the first (step 0: what the untrained head does), each validation is a row of the
@@ -141,7 +140,6 @@ def train_embedding(
     process (see :mod:`kfree.train.distributed`); only rank 0 validates, checkpoints and calls
     ``hook``, and every process returns the same weights and history.
     """
-    t0 = time.perf_counter()
     _, y_int = np.unique(np.asarray(y), return_inverse=True)
     n_classes = int(y_int.max()) + 1
     if n_classes < max(2, loss.min_classes_per_batch):
@@ -167,15 +165,14 @@ def train_embedding(
         opt.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
-        result = TrainResult(**state["result"])
+        # fields a checkpoint of an older kfree may still carry (best_score, wall_time_s) are dropped
+        known = {f.name for f in dataclasses.fields(TrainResult)}
+        result = TrainResult(**{k: v for k, v in state["result"].items() if k in known})
         best_state = state.get("best_state")
         start_epoch = int(state["epoch"])
         step, since_best = int(state.get("step", 0)), int(state.get("since_best", 0))
         best_key = None if state.get("best_key") is None else tuple(state["best_key"])
         log.info("resumed from %s at epoch %d", ckpt, start_epoch)
-    if score_fn is None and X_val is not None and y_val is not None and len(np.unique(y_val)) >= 2:
-        def score_fn(m: nn.Module, lo: EmbeddingLoss) -> dict[str, Any]:
-            return validation_score(m, lo, X_val, y_val)
     has_val = score_fn is not None
     stepwise = has_val and cfg.eval_every_steps is not None
     log.info("training %s: %s", loss.name, sampler.describe())
@@ -189,7 +186,6 @@ def train_embedding(
         since_best = 0 if improved else since_best + 1  # a tie is no improvement: patience runs on
         if cfg.select_best and (improved or key >= best_key):
             best_key = key
-            result.best_score = float(scores["val_nmi"])
             result.best_epoch = row["epoch"]
             result.best_step = row.get("step")
             best_state = {"model": copy.deepcopy(model.state_dict()), "loss": copy.deepcopy(loss.state_dict())}
@@ -261,6 +257,5 @@ def train_embedding(
     par.broadcast_state(loss)
     if result.best_epoch is None:
         result.best_epoch = cfg.epochs
-    result.wall_time_s = time.perf_counter() - t0
     model.eval()
     return result

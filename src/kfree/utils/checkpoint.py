@@ -65,7 +65,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -129,20 +128,14 @@ def _decode(obj: Any) -> Any:
 
 
 def _plain_config(config: Any, what: str = "config") -> dict[str, Any]:
+    from .io import json_default
+
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         config = dataclasses.asdict(config)
     if not isinstance(config, dict):
         raise CheckpointError(f"{what} must be a dict or a dataclass, got {type(config).__name__}")
-
-    def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(type(o).__name__)
-
     try:
-        return json.loads(json.dumps(config, default=default, sort_keys=True))
+        return json.loads(json.dumps(config, default=json_default, sort_keys=True))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{what} must hold JSON-able values (numbers, strings, lists, dicts): {e}") from None
 
@@ -160,16 +153,15 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any], *, conf
     """Write ``state`` (tensors + plain data) and ``config`` to ``path`` atomically; see the module docstring."""
     import torch
 
-    from .._version import __version__
     from .io import atomic_path
+    from .provenance import utc_now, versions
 
     if not isinstance(state, dict):
         raise CheckpointError(f"state must be a dict, got {type(state).__name__}")
     payload = {
         "format": FORMAT,
         "config": _plain_config(config),
-        "meta": {"kfree": str(__version__), "torch": str(torch.__version__),
-                 "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "meta": {**versions(("torch",)), "written_utc": utc_now()},
         "state": _encode(state, "state"),
     }
     path = Path(path)

@@ -77,6 +77,31 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder beside the folder ``path``; move its files into ``path`` (created
+    if missing; files of the same names replaced) only if the block succeeds, so a failure
+    midway (an unreadable input) leaves no partial set of outputs. Errors as :func:`atomic_path`."""
+    import shutil
+
+    final = Path(path)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.kfree-", dir=final.parent))
+    except OSError as e:
+        raise OutputError(f"cannot write {final}: {_reason(e)} (in {final.parent}); choose another place") from None
+    try:
+        yield tmp
+        try:
+            final.mkdir(exist_ok=True)
+            for f in tmp.iterdir():
+                f.replace(final / f.name)
+        except OSError as e:
+            raise OutputError(f"cannot write {final}: {_reason(e)}; choose another place") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():
@@ -150,16 +175,19 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=)`` for what numbers and paths arrive as: numpy scalars and arrays
+    (their Python values), paths (their text). The one conversion of results (:func:`write_json`)
+    and checkpoint configs (kfree.utils.checkpoint), so both store the same values."""
     import numpy as np
 
-    if isinstance(o, np.integer):
-        return int(o)
     if isinstance(o, np.floating):
-        return float(o)
+        return float(o)  # (.item() would keep a long double as it is)
+    if isinstance(o, np.generic):
+        return o.item()  # numpy integers and bools
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, Path):

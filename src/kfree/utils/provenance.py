@@ -1,7 +1,8 @@
-"""What a result was made with: the versions of the packages that computed it."""
+"""What a result was made with: the versions of the packages that computed it, and when."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import importlib
 import platform
 
@@ -22,3 +23,9 @@ def versions(packages: tuple[str, ...] = MODEL_PACKAGES) -> dict[str, str]:
         out[name] = str(importlib.import_module(name).__version__)
     out["python"] = platform.python_version()
     return out
+
+
+def utc_now() -> str:
+    """The time now in UTC, to the second, as ISO 8601 (``2024-05-01T12:00:00Z``): how every file
+    kfree writes records when it was made, so the times compare and sort as text."""
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -479,6 +479,18 @@ def cell_path(out: str | os.PathLike[str], cell: Cell) -> Path:
     return Path(out) / "cells" / f"{cell.name}.json"
 
 
+def expected_wrong_negative_rate(y: np.ndarray, wrong_negatives: float | str) -> float:
+    """The wrong-negative rate a cell's triplets should show: the requested fraction, or for
+    ``"random"`` the chance that a uniform non-anchor sample shares the anchor's identity,
+    ``mean((n_c − 1)/(n − 1))`` over the anchors (every sample of an identity with at least two,
+    as :class:`~kfree.data.samplers.TripletSampler` visits them); ≈ 1/k for k balanced classes."""
+    if wrong_negatives != "random":
+        return float(wrong_negatives)
+    _, inv, counts = np.unique(np.asarray(y), return_inverse=True, return_counts=True)
+    c = counts[inv[np.flatnonzero(counts[inv] >= 2)]]
+    return float(np.mean((c - 1) / (inv.shape[0] - 1)))
+
+
 def run_cell(
     cfg: ProtocolBConfig,
     cell: Cell,
@@ -491,7 +503,6 @@ def run_cell(
     """Train, embed, cluster and score one cell; write its JSON (and its embedding to the cache)."""
     import torch
 
-    from kfree.data.samplers import TripletSampler
     from kfree.embed.encode import encode
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -512,13 +523,11 @@ def run_cell(
     emb_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(emb_path, Z_test=Z_test.astype(np.float32), y_test=data.y_test, **labels)
     torch.save(head.state_dict(), cache / "checkpoints" / f"{cfg.tag}{cell.name}.head.pt")
-    sampler = TripletSampler(data.y_train, cfg.batch_size, wrong_positives=float(cell.wrong_positives),
-                             wrong_negatives=cell.wrong_negatives, seed=cell.seed)
     record = {
         "cell": asdict(cell), "name": cell.name,
         "config": _cell_config(cfg),
         "data": data.source, "n_train": int(data.X_train.shape[0]), "n_test": int(data.X_test.shape[0]),
-        "expected_wrong_negative_rate": sampler.expected_wrong_negative_rate,
+        "expected_wrong_negative_rate": expected_wrong_negative_rate(data.y_train, cell.wrong_negatives),
         "history": [{k: float(v) for k, v in row.items()} for row in result.history],
         "train_s": round(train_s, 1), "train_s_note": "this run only (a resumed run counts its own epochs)",
         **metrics,

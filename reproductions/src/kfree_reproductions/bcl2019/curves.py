@@ -4,7 +4,8 @@ Cutting a dendrogram at every k gives a curve of NMI (or WCP, or any score) agai
 of clusters; a method's *operating point* is where its own threshold cuts. The curve shows how
 good the representation could be with an oracle K, the point shows what the method actually
 delivers without one — the gap between them is what a stopping rule costs. Inputs are plain
-arrays (e.g. from :func:`kfree.cluster.curves.score_curve`), so this works for any data.
+arrays (e.g. from :func:`kfree.cluster.curves.score_curve`), so this works for any data; the
+BCL 2019 report (:mod:`.report`) is what draws them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import ConfigError
-from .figures import save_png
+from kfree.exceptions import ConfigError
+from kfree.report.figures import pyplot, save_png
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,7 @@ def plot_score_curves(
     k_max : right end of the x axis (default: the largest k of any curve)
     percent : show scores × 100 (the paper's units)
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if not curves:
         raise ConfigError("plot_score_curves needs at least one curve")
     scale = 100.0 if percent else 1.0
