@@ -29,6 +29,17 @@ def finite_positive(name: str, value: Any, hint: str = "") -> float:
     return float(value)
 
 
+def check_label_noise(wrong_positives: Any, wrong_negatives: Any) -> None:
+    """The triplet sampler's label noise: fractions in [0, 1), or ``wrong_negatives="random"``
+    (negatives drawn without labels). Checked where it is configured and where it is sampled."""
+    if not (isinstance(wrong_positives, (int, float)) and not isinstance(wrong_positives, bool)
+            and 0.0 <= wrong_positives < 1.0):
+        raise ConfigError(f"wrong_positives={wrong_positives!r} must be a fraction in [0, 1)")
+    wn = wrong_negatives
+    if not (wn == "random" or (isinstance(wn, (int, float)) and not isinstance(wn, bool) and 0.0 <= wn < 1.0)):
+        raise ConfigError(f"wrong_negatives={wn!r} must be a fraction in [0, 1) or 'random'")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train an embedding head.
@@ -91,11 +102,8 @@ class TrainConfig:
             raise ConfigError(f"sampler={self.sampler!r} is not one of {SAMPLERS}")
         if self.triplets_per_batch is not None and self.triplets_per_batch < 1:
             raise ConfigError(f"triplets_per_batch={self.triplets_per_batch} must be >= 1")
-        if not (isinstance(self.wrong_positives, (int, float)) and 0.0 <= self.wrong_positives < 1.0):
-            raise ConfigError(f"wrong_positives={self.wrong_positives!r} must be a fraction in [0, 1)")
+        check_label_noise(self.wrong_positives, self.wrong_negatives)
         wn = self.wrong_negatives
-        if not (wn == "random" or (isinstance(wn, (int, float)) and not isinstance(wn, bool) and 0.0 <= wn < 1.0)):
-            raise ConfigError(f"wrong_negatives={wn!r} must be a fraction in [0, 1) or 'random'")
         if self.sampler != "triplets" and (self.wrong_positives or wn != 0.0 or self.triplets_per_batch):
             raise ConfigError(
                 "wrong_positives, wrong_negatives and triplets_per_batch apply to sampler='triplets', "

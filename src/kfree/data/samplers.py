@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ..config import check_label_noise
 from ..exceptions import ConfigError, DataError
 
 
@@ -158,13 +159,7 @@ class TripletSampler:
             raise DataError(f"labels must have shape (n,), got {labels.shape}")
         if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
             raise ConfigError(f"batch_size={batch_size!r} triplets per batch must be an int >= 1")
-        if not (isinstance(wrong_positives, (int, float)) and 0.0 <= wrong_positives < 1.0):
-            raise ConfigError(f"wrong_positives={wrong_positives!r} must be a fraction in [0, 1)")
-        if isinstance(wrong_negatives, str):
-            if wrong_negatives != "random":
-                raise ConfigError(f"wrong_negatives={wrong_negatives!r} must be a fraction in [0, 1) or 'random'")
-        elif not (isinstance(wrong_negatives, (int, float)) and 0.0 <= wrong_negatives < 1.0):
-            raise ConfigError(f"wrong_negatives={wrong_negatives!r} must be a fraction in [0, 1) or 'random'")
+        check_label_noise(wrong_positives, wrong_negatives)
         if batches_per_epoch is not None and batches_per_epoch < 1:
             raise ConfigError(f"batches_per_epoch={batches_per_epoch} must be >= 1 (or None)")
         ids, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
