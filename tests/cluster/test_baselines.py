@@ -65,6 +65,17 @@ def test_k_estimating_centres_follow_labels(cls):
     assert found  # the check meant something
 
 
+@pytest.mark.parametrize("backend", ["sklearn", "faiss"])
+def test_kmeans_labels_first_seen_and_centres_of_used_clusters(backend):
+    X = np.array([[0.0], [0.0], [5.0], [5.0], [9.0]])  # 3 distinct points, K = 4
+    km = KMeansClustering(4, backend=backend).fit(X)
+    np.testing.assert_array_equal(km.labels_, [0, 0, 1, 1, 2])
+    assert km.n_clusters_ == 3 and km.cluster_centers_.shape == (3, 1)
+    np.testing.assert_allclose(km.cluster_centers_[:, 0], [0.0, 5.0, 9.0], atol=1e-5)
+    with pytest.raises(ConfigError, match="k_max=2"):
+        XMeans(k_max=2, initial_centers=X).fit(X)
+
+
 def test_xmeans_bic_by_hand():
     X = np.array([[0.0, 0.0], [0.0, 2.0], [10.0, 0.0], [10.0, 2.0]])
     labels = np.array([0, 0, 1, 1])

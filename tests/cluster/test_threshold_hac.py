@@ -92,6 +92,28 @@ def test_labels_at_and_labels_at_k_without_refit():
     assert dense.labels_at_k(1).max() == 0
 
 
+@pytest.mark.parametrize("linkage_", ["complete", "average", "single", "ward"])
+def test_a_cut_at_k_gives_k_clusters_on_tied_heights(linkage_):
+    """Merges tied at one height: scipy's maxclust cut returns fewer than k clusters there; the
+    first n − k merges give exactly k, as the sparse path and iter_cuts do."""
+    from kfree.cluster import AgglomerativeK, WardThreshold
+
+    line = np.arange(6.0)[:, None]  # 5 merges at distance 1 (single linkage: all tied)
+    square = np.array([[0.0, 0], [0, 1], [5, 0], [5, 1], [0, 9], [5, 9]])
+    grid = np.array([[i, j] for i in range(4) for j in range(4)], dtype=float)
+    for X in (line, square, grid):
+        for k in range(1, X.shape[0] + 1):
+            if linkage_ == "ward":
+                lab = WardThreshold(n_clusters=k).fit(X).labels_
+            else:
+                m = ThresholdAgglomerative(n_clusters=k, linkage=linkage_).fit(X)
+                lab = m.labels_
+                assert np.array_equal(AgglomerativeK(k, linkage=linkage_).fit(X).labels_, lab)
+                assert np.array_equal(m.labels_at_k(k), lab)
+            assert lab.max() + 1 == k, (X.shape, k)
+            np.testing.assert_array_equal(lab, first_seen_labels(lab))
+
+
 def test_curves_cut_every_k_like_labels_at_k():
     X, y = sphere_blobs(5, 8, 6, spread=0.9, seed=4)
     m = ThresholdAgglomerative(n_clusters=5).fit(X)

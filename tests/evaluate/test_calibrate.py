@@ -115,6 +115,11 @@ def test_labelled_pairs_all_and_sampled():
     assert (i != j).all() and 0 < diff.sum() < 400
     with pytest.raises(DataError, match="at least 2 samples, got 1"):
         labelled_pairs(np.zeros(1))
+    # one identity, more pairs than max_pairs: no different pair exists to draw (this hung)
+    with pytest.raises(DataError, match="all 100 samples have one label"):
+        labelled_pairs(np.zeros(100, dtype=int), max_pairs=100)
+    with pytest.raises(DataError, match="one label"):
+        LogisticCalibration.fit_embeddings(np.random.default_rng(0).random((1000, 4)), np.zeros(1000))
 
 
 @pytest.mark.parametrize("method", ["n_clusters", "logistic"])

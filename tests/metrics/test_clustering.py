@@ -84,7 +84,10 @@ def test_singletons_have_full_purity_but_low_nmi():
     assert pairwise_prf(t, p)[1] == 0.0
 
 
-@pytest.mark.parametrize("t,p,msg", [([0, 1], [0], "2 items"), ([], [], "empty"), ([[0, 1]], [[0, 1]], "1-d")])
+@pytest.mark.parametrize("t,p,msg", [([0, 1], [0], "2 items"), ([], [], "empty"), ([[0, 1]], [[0, 1]], "1-d"),
+                                     ([0.0, float("nan")], [0, 1], "labels_true contain NaN"),
+                                     ([0, 1], np.array(["a", 1, None], dtype=object)[:2], "labels_pred mix types"),
+                                     ([0, 1], np.array([None, "a"], dtype=object), "mix types")])
 def test_bad_input(t, p, msg):
     with pytest.raises(DataError, match=msg):
         nmi(t, p)

@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from ..distances import check_features
 from ..exceptions import ConfigError, DataError
 from ..registry import register
+from ._kmeans_utils import compact
 
 
 @register("cluster", "kmeans")
@@ -77,8 +78,7 @@ class KMeansClustering(ClusterMixin, BaseEstimator):
                 n_clusters=k, init="k-means++", n_init=int(self.n_init), random_state=self.seed,
                 max_iter=int(self.max_iter),
             ).fit(X)
-            self.labels_ = km.labels_.astype(np.int64)
-            self.cluster_centers_ = km.cluster_centers_
+            labels, centres = km.labels_, km.cluster_centers_
             self.inertia_ = float(km.inertia_)
             self.n_iter_ = int(km.n_iter_)
         elif self.backend == "faiss":
@@ -91,13 +91,15 @@ class KMeansClustering(ClusterMixin, BaseEstimator):
             )
             km.train(X32)
             d, idx = km.index.search(X32, 1)
-            self.labels_ = idx.ravel().astype(np.int64)
-            self.cluster_centers_ = km.centroids.copy()
+            labels, centres = idx.ravel(), km.centroids.copy()
             self.inertia_ = float(d.sum())
             self.n_iter_ = int(min(self.max_iter, 50))  # faiss runs a fixed number of iterations
         else:
             raise ConfigError(f"backend={self.backend!r} is not one of ('sklearn', 'faiss')")
-        self.n_clusters_ = int(np.unique(self.labels_).size)
+        # first-seen labels as every clusterer gives them; the centres of the clusters used, in
+        # that order (with fewer distinct points than K, some centres get no point)
+        self.labels_, self.cluster_centers_ = compact(labels, centres)
+        self.n_clusters_ = int(self.cluster_centers_.shape[0])
         self.k_source_ = self.k_source
         self.n_features_in_ = X.shape[1]
         return self

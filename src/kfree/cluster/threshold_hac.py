@@ -144,6 +144,15 @@ def default_memory_limit_gb() -> float:
         return 8.0
 
 
+def linkage_cut_at_k(Z: np.ndarray, k: int) -> np.ndarray:
+    """Labels (first-seen order) of the first ``n − k`` merges of a scipy linkage matrix: exactly
+    ``k`` clusters. (``fcluster(Z, k, "maxclust")`` cuts at a height, and where merges tie at
+    that height it cannot split them: it returns fewer than ``k`` clusters.)"""
+    n = Z.shape[0] + 1
+    pairs, _ = _dense_merges_from_linkage(Z, n)
+    return core.union_find_labels(n, pairs[:, 0].copy(), pairs[:, 1].copy(), n - int(k))
+
+
 def _dense_merges_from_linkage(Z: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Representative point pairs (m, 2) and heights (m,) of a scipy linkage matrix."""
     rep = np.empty(2 * n - 1, dtype=np.int64)
@@ -551,7 +560,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         if not np.isfinite(threshold):
             raise ConfigError(f"threshold={threshold!r} must be finite")
         if self.linkage_matrix_ is not None:
-            return self._dense_cut(float(threshold), "distance")
+            return self._dense_cut(float(threshold))
         if threshold > self._tree_top:
             raise ConfigError(
                 f"this sparse fit knows the tree only up to threshold={self._tree_top}; "
@@ -560,21 +569,22 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         m = int(np.searchsorted(self.merge_heights_, threshold, side="right"))
         return self._cut(m)
 
-    def _dense_cut(self, t: float, criterion: str) -> np.ndarray:
-        """scipy's cut of the fitted dense tree (``fcluster``), relabelled in first-seen order."""
+    def _dense_cut(self, t: float) -> np.ndarray:
+        """scipy's cut of the fitted dense tree at height ``t`` (``fcluster``), relabelled in
+        first-seen order."""
         Z = self.linkage_matrix_
         if Z.shape[0] == 0:  # one sample
             return np.zeros(1, dtype=np.int64)
-        return first_seen_labels(fcluster(Z, t=t, criterion=criterion))
+        return first_seen_labels(fcluster(Z, t=t, criterion="distance"))
 
     def labels_at_k(self, k: int) -> np.ndarray:
         """Labels for a cut into ``k`` clusters, from the fitted tree."""
         n = self._groups.shape[0]
         if not 1 <= int(k) <= n:
             raise ConfigError(f"k={k} must be between 1 and n_samples={n}")
-        if self.linkage_matrix_ is not None:
-            return self._dense_cut(int(k), "maxclust")
         m = n - int(k)
+        if self.linkage_matrix_ is not None:  # the first m merges: exactly k clusters, also on ties
+            return self._cut(m)
         n_forced = getattr(self, "_n_forced", 0)
         if m < n_forced:
             raise ConfigError(

@@ -31,7 +31,7 @@ from ..exceptions import DataError
 from ..registry import register
 from ..threshold import Threshold
 from .labels import first_seen_labels
-from .threshold_hac import check_cut
+from .threshold_hac import check_cut, linkage_cut_at_k
 
 
 def ward_tree(X: np.ndarray) -> np.ndarray:
@@ -100,7 +100,7 @@ class WardThreshold(ClusterMixin, BaseEstimator):
             k = int(self.n_clusters)
             if k > n:
                 raise DataError(f"n_samples={n} must be >= n_clusters={k}")
-            labels = fcluster(Z, k, criterion="maxclust")
+            labels = linkage_cut_at_k(Z, k)
         self.labels_ = first_seen_labels(labels)
         self.n_clusters_ = int(self.labels_.max()) + 1
         return self

@@ -108,6 +108,9 @@ class XMeans(ClusterMixin, BaseEstimator):
                 raise ConfigError(
                     f"initial_centers must have shape (k, {X.shape[1]}), got {centers.shape}"
                 )
+            if not 1 <= centers.shape[0] <= int(self.k_max):
+                raise ConfigError(f"initial_centers has {centers.shape[0]} rows; X-means starts from "
+                                  f"1 to k_max={self.k_max} centres")
         else:
             k0 = int(self.k_init)
             if not 1 <= k0 <= int(self.k_max):

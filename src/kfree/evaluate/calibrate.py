@@ -36,8 +36,8 @@ def threshold_for_n_clusters(
     Z : ndarray of shape (n, d), validation embeddings.
     n_clusters : the true number of validation identities (``1 <= n_clusters < n``).
 
-    Returns the midpoint between the merge heights that bracket ``n_clusters``; where the tree
-    has ties and no height gives exactly ``n_clusters``, the nearest achievable count is used.
+    Returns the midpoint between the merge heights that bracket ``n_clusters``
+    (:func:`cut_height`; on tied merge heights, see there).
     """
     n = Z.shape[0]
     if not 1 <= n_clusters < n:
@@ -53,9 +53,11 @@ def cut_height(heights: np.ndarray, n_clusters: int) -> float:
     ``n_clusters`` and ``n_clusters − 1`` clusters.
 
     The midpoint, not either merge height, so that rounding cannot put the cut on the wrong side
-    of a merge. ``n_clusters = n`` cuts below the first merge; above the last merge (one cluster)
-    the cut is placed at twice its height. Where several merges share a height no cut gives
-    exactly ``n_clusters``: the cut is then at that height. Always > 0, as a Threshold must be.
+    of a merge. ``n_clusters = n`` cuts below the first merge; ``n_clusters = 1`` cuts above the
+    last merge, at ``1.5 ×`` its height (plus 5e-7). Where the merges that leave ``n_clusters``
+    and ``n_clusters − 1`` clusters share a height, no height gives exactly ``n_clusters``: the
+    cut is then at that height, where pairs at the threshold join, so the count is the smaller
+    one the tie allows (not necessarily the nearest). Always > 0, as a Threshold must be.
     """
     h = np.sort(heights)
     n = h.shape[0] + 1
@@ -95,6 +97,9 @@ def labelled_pairs(
         j += j >= i  # j != i, uniform over the others
         return i, j, y[i] != y[j]
     _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if counts.shape[0] < 2:
+        raise DataError(f"calibration needs both same- and different-identity pairs, but all {n} samples "
+                        "have one label; give samples of at least two identities")
     half = max_pairs // 2
     order = np.argsort(inv, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

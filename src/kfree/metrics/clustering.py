@@ -37,13 +37,24 @@ def _check_labels(labels_true: Any, labels_pred: Any) -> tuple[np.ndarray, np.nd
     return t, p
 
 
+def _codes(labels: np.ndarray, name: str) -> np.ndarray:
+    """Each label's index among the distinct labels; a label that is no class (NaN, None) or a
+    mix of types that cannot be ordered is a DataError, not a silent class of its own."""
+    if labels.dtype.kind == "f" and np.isnan(labels).any():
+        raise DataError(f"{name} contain NaN; a missing label is no class: drop those rows first")
+    try:
+        _, codes = np.unique(labels, return_inverse=True)
+    except TypeError:
+        raise DataError(f"{name} mix types that cannot be compared (e.g. numbers and text, or None); "
+                        "give every label as the same type") from None
+    return codes.ravel()
+
+
 def contingency(labels_true: Any, labels_pred: Any) -> sp.csr_matrix:
     """Sparse contingency matrix of shape (n_classes, n_clusters) with integer counts."""
     t, p = _check_labels(labels_true, labels_pred)
-    _, ti = np.unique(t, return_inverse=True)
-    _, pi = np.unique(p, return_inverse=True)
-    ti = ti.ravel()
-    pi = pi.ravel()
+    ti = _codes(t, "labels_true")
+    pi = _codes(p, "labels_pred")
     m = sp.coo_matrix(
         (np.ones(ti.shape[0], dtype=np.int64), (ti, pi)), shape=(ti.max() + 1, pi.max() + 1)
     )
