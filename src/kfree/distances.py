@@ -71,7 +71,11 @@ def to_sq(value: float, distance: str) -> float:
     if distance == "sqeuclidean":
         return float(value)
     if distance == "euclidean":
-        return float(value) ** 2
+        try:
+            return float(value) ** 2
+        except OverflowError:
+            raise ConfigError(f"a euclidean cut of {value} is too large to square in floating point; a cut "
+                              "above the data's diameter gives one cluster, so give a smaller one") from None
     return 2.0 * float(value)
 
 

@@ -173,10 +173,14 @@ def test_from_fit_reuses_the_fits_components_pass(monkeypatch, distance, tau):
 def test_roundtrip(tmp_path):
     rng = np.random.default_rng(4)
     X = blobs(rng, 120).astype(np.float32)
-    state = ClusterState.fit(X, 0.5, meta={"model": {"name": "m.kfree", "sha256": "ab"}})
+    # a provenance key named like a field of the state must not replace it
+    state = ClusterState.fit(X, 0.5, meta={"model": {"name": "m.kfree", "sha256": "ab"}, "threshold": 0.1,
+                                           "note": "x"})
     assign(state, blobs(rng, 10).astype(np.float32))
     path = state.save(tmp_path / "s.kstate")
     back = ClusterState.load(path)
+    assert back.threshold == 0.5 and back.meta["note"] == "x"
+    assert back.meta["last_assign"] == state.meta["last_assign"]
     for name in ("X", "labels", "components", "origin", "centres", "radii", "sizes"):
         np.testing.assert_array_equal(getattr(back, name), getattr(state, name))
     assert back.X.dtype == np.float32
@@ -266,3 +270,11 @@ def test_greedy_exact_on_integer_grid_ties():
     # a point at exactly tau from every member of a cluster joins it
     state = ClusterState.fit(np.array([[0.0, 0.0], [1.0, 1.0]]), 2.0)
     assert assign(state, np.array([[1.0, -0.0], [5.0, 5.0]])).tolist() == [0, 1]
+
+
+def test_a_fit_with_constraints_cannot_become_a_state():
+    X = np.array([[0.0], [0.5], [5.0]])
+    for kw in ({"cannot_link": [[0, 1]]}, {"must_link": [[0, 2]]}):
+        est = ThresholdAgglomerative(1.0).fit(X, **kw)
+        with pytest.raises(ConfigError, match="constraints"):
+            ClusterState.from_fit(est, X)

@@ -142,6 +142,22 @@ def test_must_link_merges_first_and_cannot_link_splits():
         assert c.labels_[0] != c.labels_[1] and c.labels_[3] == c.labels_[4]
 
 
+@pytest.mark.parametrize("linkage_", ["complete", "average", "single"])
+def test_constraints_with_nothing_to_merge_or_across_components(linkage_):
+    """A must-link group with no τ-edge to any other group, and cannot-link pairs whose partner
+    lies in another τ-component: they change nothing (these crashed, or split a cluster)."""
+    X = np.array([[0.0], [10.0], [20.0]])
+    m = ThresholdAgglomerative(1.0, linkage=linkage_).fit(X, must_link=[[0, 1]])
+    np.testing.assert_array_equal(m.labels_, [0, 0, 1])
+    X = np.array([[0.0], [0.5], [1.0], [100.0]])
+    m = ThresholdAgglomerative(1.2, linkage=linkage_).fit(X, cannot_link=[[0, 3]])
+    np.testing.assert_array_equal(m.labels_, [0, 0, 0, 1])
+    X = np.array([[0.0], [10.0], [10.5], [0.5], [0.9]])
+    m = ThresholdAgglomerative(1.0, linkage=linkage_).fit(X, cannot_link=[[0, 3], [2, 4]])
+    assert m.labels_[0] != m.labels_[3] and m.labels_[1] == m.labels_[2]
+    assert m.labels_[4] in (m.labels_[0], m.labels_[3])  # 0.9 joins one side of the forbidden pair
+
+
 def test_cannot_link_propagates_through_merges():
     # 0-1-2 on a line; single linkage would chain them, cannot-link 0/2 forbids one cluster
     X = np.array([[0.0], [0.5], [1.0]])

@@ -58,6 +58,8 @@ def test_units_live_in_one_place():
     for bad in (0, -1.0, float("nan"), "x", True):
         with pytest.raises(ConfigError, match="must be a finite number > 0"):
             resolve_cut(bad, None)
+    with pytest.raises(ConfigError, match="too large to square"):  # was a raw OverflowError
+        to_sq(1e200, "euclidean")
 
 
 def test_a_fitted_tree_is_cut_at_a_threshold_of_either_kind(X):

@@ -240,10 +240,9 @@ class ClusterState:
         if linkage != "complete":
             raise ConfigError(f"incremental assignment supports complete linkage only, got linkage={linkage!r}: "
                               "cluster with linkage='complete'")
-        groups = getattr(estimator, "_groups", None)
-        if groups is not None and groups.shape[0] and int(groups.max()) + 1 != groups.shape[0]:
-            raise ConfigError("the estimator was fitted with must-link constraints; a cluster state cannot "
-                              "keep constraints: fit it without them")
+        if getattr(estimator, "_constrained", False):
+            raise ConfigError("the estimator was fitted with must-link or cannot-link constraints; a cluster "
+                              "state cannot keep constraints: fit it without them")
         if cut is not None:
             tau, distance = float(cut.value), check_distance(cut.distance)
         else:
@@ -330,12 +329,13 @@ class ClusterState:
         if path.exists() and not overwrite:
             raise OutputError(f"{path} already exists; pass overwrite=True (--force) to replace it, "
                               "or choose another name")
-        header = {
+        header = {  # provenance first, so that it never replaces a field of the state
+            **self.meta,
             "format": STATE_FORMAT, "threshold": self.threshold, "distance": self.distance,
             "linkage": self.linkage, "n_samples": self.n_samples, "n_features": self.n_features,
             "n_clusters": self.n_clusters, "n_components": self.n_components,
             "next_label": self.next_label, "next_component": self.next_component,
-            "dtype": str(self.X.dtype), **self.meta,
+            "dtype": str(self.X.dtype),
         }
         with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED,
                                                        allowZip64=True) as zf:
@@ -381,7 +381,8 @@ class ClusterState:
             raise ClusterStateError(f"{p.name} is not a readable kfree cluster state ({type(e).__name__}: "
                                     f"{' '.join(str(e).split())[:200]}); give a file written by "
                                     "`kfree cluster --state`") from None
-        meta_keys = ("model", "created", "updated", "versions", "assigns")
+        fields = ("format", "threshold", "distance", "linkage", "n_samples", "n_features", "n_clusters",
+                  "n_components", "next_label", "next_component", "dtype")
         try:
             self = cls(X=arrays["X"], labels=arrays["labels"].astype(np.int64, copy=False),
                        components=arrays["components"].astype(np.int64, copy=False),
@@ -389,7 +390,7 @@ class ClusterState:
                        linkage=str(header["linkage"]), origin=arrays["origin"].astype(np.float64),
                        centres=arrays["centres"].astype(np.float64), radii=arrays["radii"].astype(np.float64),
                        sizes=arrays["sizes"].astype(np.int64), next_component=int(header["next_component"]),
-                       meta={k: header.get(k) for k in meta_keys})
+                       meta={k: v for k, v in header.items() if k not in fields})
         except (KeyError, TypeError, ValueError) as e:
             raise ClusterStateError(f"{p.name} is a damaged cluster state ({type(e).__name__}: {e}); "
                                     "recreate it with `kfree cluster --state`") from None

@@ -332,6 +332,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         self.linkage_matrix_ = None
         self.n_edges_ = None
         self._groups = groups
+        self._constrained = constrained  # (a cluster state cannot keep constraints)
         if n == 1:
             self.linkage_matrix_ = np.zeros((0, 4))
             self.merge_pairs_ = np.zeros((0, 2), dtype=np.int64)
@@ -508,7 +509,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         order, starts = group_order(pt_comp, n_comp)
         f_lo = forbid // n_groups
         f_hi = forbid % n_groups
-        f_comp = comp[f_lo] if forbid.size else np.empty(0, dtype=np.int64)
+        # a cannot-link pair matters only inside one τ-component (across two, no merge below the
+        # cut can join them anyway)
+        f_comp = np.where(comp[f_lo] == comp[f_hi], comp[f_lo], -1) if forbid.size \
+            else np.empty(0, dtype=np.int64)
         pos = np.full(n_groups, -1, dtype=np.int64)
         out_a, out_b, out_h = [], [], []
         for c in range(n_comp):
@@ -740,6 +744,9 @@ def _dense_component_merges(X, cut, distance):
 
 def _aggregate(lo, hi, ed, n_groups, linkage):
     """Reduce point edges to group edges: (lo, hi, distance, pair count)."""
+    if lo.shape[0] == 0:  # no τ-edge between two groups
+        e = np.empty(0, dtype=np.int64)
+        return e, e, np.empty(0), e
     key = lo * n_groups + hi
     order = np.argsort(key, kind="stable")
     key = key[order]
