@@ -158,6 +158,12 @@ def test_constraints_with_nothing_to_merge_or_across_components(linkage_):
     assert m.labels_[4] in (m.labels_[0], m.labels_[3])  # 0.9 joins one side of the forbidden pair
 
 
+def test_too_few_clusters_for_the_cannot_links_says_so():
+    X = np.array([[0.0], [0.1], [0.2]])
+    with pytest.raises(ConfigError, match="fewer than the 2 clusters the cannot-link constraints allow"):
+        ThresholdAgglomerative(n_clusters=1).fit(X, cannot_link=[[0, 2]])
+
+
 def test_cannot_link_propagates_through_merges():
     # 0-1-2 on a line; single linkage would chain them, cannot-link 0/2 forbids one cluster
     X = np.array([[0.0], [0.5], [1.0]])

@@ -594,6 +594,9 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             raise ConfigError(
                 f"k={k} is more clusters than the {n - n_forced} must-link groups allow"
             )
+        if m > self.merge_pairs_.shape[0] and not np.isfinite(self._tree_top):
+            raise ConfigError(f"k={k} is fewer than the {n - self.merge_pairs_.shape[0]} clusters the "
+                              "cannot-link constraints allow")
         if m > self.merge_pairs_.shape[0]:
             raise ConfigError(
                 f"k={k} is fewer than the {n - self.merge_pairs_.shape[0]} clusters this sparse "
