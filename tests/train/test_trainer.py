@@ -99,6 +99,31 @@ def test_sampler_and_loss_layout_must_agree(data):
         train_embedding(_model(), TripletLoss(mining="given"), X, y, TrainConfig(epochs=1))
 
 
+def test_patience_without_select_best_and_a_stopped_run_stays_stopped(data, tmp_path):
+    """Patience stops training whether or not the best step's weights are kept; and running a
+    run that stopped early again from its checkpoint returns it as it was (it trained on)."""
+    X, y = data
+
+    def scores():
+        nmis = iter([0.5, 0.4, 0.3, 0.2, 0.1] + [0.9] * 100)
+        return lambda model, loss: {"val_nmi": next(nmis)}
+
+    cfg = TrainConfig(epochs=50, p=4, k=4, batches_per_epoch=1, eval_every_steps=2, patience=2, lr=1e-2,
+                      select_best=False)
+    result = train_embedding(_model(), registry.get("loss", "bcl"), X, y, cfg, score_fn=scores())
+    assert (result.steps, result.stopped_early) == (4, True)
+
+    cfg = cfg.replace(select_best=True)
+    ckpt = tmp_path / "ckpt.pt"
+    first, again = _model(), _model(7)
+    r1 = train_embedding(first, registry.get("loss", "bcl"), X, y, cfg, score_fn=scores(), checkpoint_path=ckpt)
+    r2 = train_embedding(again, registry.get("loss", "bcl"), X, y, cfg, score_fn=scores(), checkpoint_path=ckpt)
+    assert r1.stopped_early and r2.stopped_early
+    assert (r1.steps, r1.best_step, len(r1.history)) == (r2.steps, r2.best_step, len(r2.history)) == (4, 0, 3)
+    for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_resume_with_triplet_sampler_is_exact(data, tmp_path):
     X, y = data
     cfg = TrainConfig(epochs=3, sampler="triplets", triplets_per_batch=8, wrong_positives=0.2,

@@ -65,6 +65,17 @@ def test_round_trip_is_exact_and_typed(tmp_path):
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["ck.pt"]  # atomic: no temporary left
 
 
+def test_numpy_scalars_come_back_as_python_values_and_0d_arrays_keep_their_shape(tmp_path):
+    """np.float64 is a float and np.str_ a str: they were stored as numpy objects, which the safe
+    load then refused, so a run configured with a numpy learning rate could not be loaded."""
+    st = {"lr": np.float64(1e-3), "name": np.str_("a"), "n": np.int64(3), "ok": np.bool_(True),
+          "zero_d": np.array(5.0)}
+    got = load_checkpoint(save_checkpoint(tmp_path / "ck.pt", st, config={"lr": np.float64(1e-3)}))
+    assert got["lr"] == 1e-3 and type(got["lr"]) is float and type(got["name"]) is str
+    assert type(got["n"]) is int and got["ok"] is True
+    assert got["zero_d"].shape == () and got["zero_d"] == 5.0
+
+
 def test_changed_config_is_refused_naming_the_keys(tmp_path):
     save_checkpoint(tmp_path / "ck.pt", {"epoch": 1}, config={"lr": 1e-3, "seed": 0, "dims": [8]})
     with pytest.raises(CheckpointError, match=r"^ck.pt was written with a different configuration \(differs in: lr, p\)"):

@@ -153,6 +153,7 @@ def train_embedding(
     start_epoch, step, since_best = 0, 0, 0
     best_state: dict[str, Any] | None = None
     best_key: tuple[float, float] | None = None
+    stopped = False
     ckpt = Path(checkpoint_path) if checkpoint_path else None
     # everything the saved state depends on; a longer run (more epochs) may resume a shorter one
     resume_config = {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
@@ -172,6 +173,7 @@ def train_embedding(
         start_epoch = int(state["epoch"])
         step, since_best = int(state.get("step", 0)), int(state.get("since_best", 0))
         best_key = None if state.get("best_key") is None else tuple(state["best_key"])
+        stopped = bool(state.get("stopped", False))  # a run that stopped early is finished
         log.info("resumed from %s at epoch %d", ckpt, start_epoch)
     has_val = score_fn is not None
     stepwise = has_val and cfg.eval_every_steps is not None
@@ -184,11 +186,13 @@ def train_embedding(
         key = _score_key(scores)
         improved = best_key is None or key > best_key
         since_best = 0 if improved else since_best + 1  # a tie is no improvement: patience runs on
-        if cfg.select_best and (improved or key >= best_key):
+        if improved or key >= best_key:  # (patience needs the best score with or without select_best)
             best_key = key
-            result.best_epoch = row["epoch"]
-            result.best_step = row.get("step")
-            best_state = {"model": copy.deepcopy(model.state_dict()), "loss": copy.deepcopy(loss.state_dict())}
+            if cfg.select_best:
+                result.best_epoch = row["epoch"]
+                result.best_step = row.get("step")
+                best_state = {"model": copy.deepcopy(model.state_dict()),
+                              "loss": copy.deepcopy(loss.state_dict())}
 
     def thr_row(row: dict[str, Any]) -> dict[str, Any]:
         thr = loss.implied_threshold()
@@ -196,7 +200,6 @@ def train_embedding(
             row["threshold"] = thr.value
         return row
 
-    stopped = False
     if stepwise and step == 0 and not result.history:
         row0 = thr_row({"epoch": 0, "step": 0, "loss": float("nan")})
         validate(row0)
@@ -206,7 +209,7 @@ def train_embedding(
             ib = torch.as_tensor(idx)
             yield Batch(Xt[ib], (par.labels(yt[ib]),))
 
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, start_epoch if stopped else cfg.epochs):
         total, count = 0.0, 0
 
         def on_step(_: int, value: float, epoch: int = epoch) -> bool:
@@ -243,7 +246,8 @@ def train_embedding(
                                    "optimizer": opt.state_dict(), "sampler": sampler.get_state(),
                                    "torch_rng": torch.get_rng_state(), "result": result, "best_state": best_state,
                                    "epoch": epoch + 1, "step": step, "since_best": since_best,
-                                   "best_key": None if best_key is None else list(best_key)},
+                                   "best_key": None if best_key is None else list(best_key),
+                                   "stopped": stopped},
                             config=resume_config)
         if stopped:
             log.info("early stop after %d steps: no better validation score in %d validations", step, cfg.patience)

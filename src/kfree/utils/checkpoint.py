@@ -80,6 +80,10 @@ _TAG = "__kfree_checkpoint__"
 def _encode(obj: Any, where: str) -> Any:
     import torch
 
+    if isinstance(obj, np.generic):  # before the plain types: np.float64 is a float, np.str_ a str
+        if obj.dtype.kind not in "biufSU":
+            raise CheckpointError(f"{where} is a numpy {obj.dtype} scalar; store numbers and text only")
+        return obj.item()  # the Python value (a numpy object would be refused on load)
     if obj is None or isinstance(obj, (bool, int, float, str, bytes, torch.Tensor)):
         return obj
     if isinstance(obj, np.ndarray):
@@ -87,14 +91,10 @@ def _encode(obj: Any, where: str) -> Any:
             raise CheckpointError(f"{where} is an array of dtype {obj.dtype}; checkpoints store numeric "
                                   "arrays only (convert it, or keep it outside the checkpoint)")
         try:
-            data = torch.from_numpy(np.ascontiguousarray(obj)).clone()
+            data = torch.from_numpy(np.ascontiguousarray(obj).reshape(obj.shape)).clone()  # 0-d stays 0-d
         except TypeError as e:
             raise CheckpointError(f"{where}: numpy dtype {obj.dtype} has no torch equivalent ({e})") from None
         return {_TAG: "ndarray", "data": data, "dtype": obj.dtype.str}
-    if isinstance(obj, np.generic):
-        if obj.dtype.kind not in "biuf":
-            raise CheckpointError(f"{where} is a numpy {obj.dtype} scalar; store numbers only")
-        return obj.item()
     if isinstance(obj, Path):
         return str(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
