@@ -10,7 +10,7 @@ import torch
 
 from kfree import ClusterLearner, TrainConfig
 from kfree.data.synthetic import sphere_blobs
-from kfree.exceptions import DataError
+from kfree.exceptions import ConfigError, DataError
 from kfree.metrics import nmi
 
 PAPER = dict(head="mlp", linkage="complete", threshold_mode="learned", compare_raw=False,
@@ -97,6 +97,23 @@ def test_bad_input(blobs, fitted):
         ClusterLearner.from_params(epochs=1).fit(bad, ytr)
     with pytest.raises(DataError, match="y must have shape"):
         ClusterLearner.from_params(epochs=1).fit(Xtr, ytr[:-1])
+    # a NaN label is no identity (its rows were silently dropped from training and validation)
+    y_nan = ytr.astype(float)
+    y_nan[:5] = np.nan
+    with pytest.raises(DataError, match="5 NaN labels"):
+        ClusterLearner.from_params(epochs=1).fit(Xtr, y_nan)
+    y_mixed = ytr.astype(object)
+    y_mixed[0] = "a"
+    with pytest.raises(DataError, match="mixes label types"):
+        ClusterLearner.from_params(epochs=1).fit(Xtr, y_mixed)
+    for v in (float("nan"), -3, 2.5, True):
+        with pytest.raises(ConfigError, match="val_identities"):
+            ClusterLearner.from_params(epochs=1, val_identities=v).fit(Xtr, ytr)
+    # numpy scalars from a grid are plain values in the config (a seed of np.int64 failed deep inside)
+    cfg = TrainConfig(seed=np.int64(3), lr=np.float64(1e-3))
+    assert type(cfg.seed) is int and type(cfg.lr) is float
+    with pytest.raises(ConfigError, match="seed"):
+        TrainConfig(seed=-1)
 
 
 def test_logistic_calibration_is_saved_and_feeds_multicut(tmp_path, blobs):
@@ -180,3 +197,20 @@ def test_the_model_file_is_a_checkpoint_that_never_runs_code(fitted, tmp_path):
     torch.save({"format": "kfree-model/2", "params": {}, "evil": ClusterLearner()}, tmp_path / "evil.kfree")
     with pytest.raises(ModelError, match="not a kfree model file"):
         ClusterLearner.load(tmp_path / "evil.kfree")
+    # valid checkpoints with damaged contents: one ModelError each (these were raw tracebacks, or
+    # a rule that silently clustered the embedding)
+    from kfree.utils.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path, allow_legacy=True)
+    damaged = {"history": lambda s: s.pop("history"), "provenance": lambda s: s.update(provenance=[1]),
+               "model_config": lambda s: s.update(model_config=None),
+               "features": lambda s: s["selection"]["chosen"].update(features="zzz")}
+    for name, spoil in damaged.items():
+        bad = load_checkpoint(path, allow_legacy=True)
+        spoil(bad)
+        save_checkpoint(tmp_path / f"{name}.kfree", bad, config=config)
+        with pytest.raises(ModelError, match="damaged kfree model file"):
+            ClusterLearner.load(tmp_path / f"{name}.kfree")
+    torch.save({**state, "format": "kfree-model/2", "params": [1, 2]}, tmp_path / "list.kfree")
+    with pytest.raises(ModelError, match="damaged kfree model file"):
+        ClusterLearner.load(tmp_path / "list.kfree")

@@ -82,6 +82,12 @@ class TrainConfig:
     wrong_negatives: float | str = 0.0
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # numpy scalars (a grid from np.logspace) as plain values
+            v = getattr(self, f.name)
+            if hasattr(v, "item") and hasattr(v, "dtype") and getattr(v, "ndim", None) == 0:
+                object.__setattr__(self, f.name, v.item())
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0):
+            raise ConfigError(f"seed={self.seed!r} must be an int >= 0")
         if self.epochs < 1:
             raise ConfigError(f"epochs={self.epochs} must be >= 1")
         if not self.lr > 0:

@@ -16,6 +16,7 @@ for unit vectors it equals ``d²/2``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,27 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
             "drop or impute them first"
         )
     return X
+
+
+def check_labels(y: Any, n_rows: int, *, name: str = "y") -> np.ndarray:
+    """Validate identity labels: one per row of X, each a class. NaN or None is no class (and
+    ``np.unique`` would count all NaNs as one while ``np.isin`` matches none of them), and labels
+    of mixed types cannot be ordered: each is a one-line DataError."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n_rows:
+        raise DataError(f"{name} must have shape ({n_rows},), one label per row of X, got {y.shape}")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise DataError(f"{name} has {int(np.isnan(y).sum())} NaN labels; a missing label is no identity: "
+                        "drop those rows or label them")
+    if y.dtype.kind == "O":
+        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in y.tolist()):
+            raise DataError(f"{name} has missing labels (None or NaN); drop those rows or label them")
+        try:
+            np.unique(y)
+        except TypeError:
+            raise DataError(f"{name} mixes label types that cannot be compared (e.g. numbers and text); "
+                            "give every label as the same type, e.g. y.astype(str)") from None
+    return y
 
 
 def check_distance(distance: str) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .config import TrainConfig
-from .distances import check_features
+from .distances import check_features, check_labels
 from .exceptions import ConfigError, DataError
 from .threshold import Threshold
 from .utils.model_file import MODEL_FORMAT, read_model, write_model
@@ -224,9 +224,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         linkages = candidate_linkages(self.linkage)
         check_threshold_mode(self.threshold_mode)
         X = check_features(X, min_samples=2)
-        y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise DataError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+        y = check_labels(y, X.shape[0])
+        _check_val_identities(self.val_identities)
         n_ids = np.unique(y).shape[0]
         if n_ids < 2:
             raise DataError(f"training needs at least 2 identities, got {n_ids}; add labelled data of other identities")
@@ -243,9 +242,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 X_val = check_features(X_val, name="X_val", min_samples=2)
                 if X_val.shape[1] != X.shape[1]:
                     raise DataError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
-                y_val = np.asarray(y_val)
-                if y_val.shape != (X_val.shape[0],):
-                    raise DataError(f"y_val must have shape ({X_val.shape[0]},), got {y_val.shape}")
+                y_val = check_labels(y_val, X_val.shape[0], name="y_val")
         has_val = X_val is not None and len(np.unique(y_val)) >= 2
         self.n_features_in_ = X.shape[1]
         model = build_head(self.head, X.shape[1], cfg.dims, dropout=cfg.dropout)
@@ -626,15 +623,17 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                                  "not compared with the raw features"}
             self.selection_ = sel
             self.rule_ = ClusterRule.from_dict(sel["chosen"])
-        except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as e:
+            if self.rule_.features not in ("model", "raw"):
+                raise ValueError(f"the chosen rule clusters features {self.rule_.features!r}")
+            self.uses_raw_ = self.rule_.features == "raw"
+            self.provenance_ = dict(payload["provenance"])
+            self.history_ = list(payload["history"])
+            self.n_features_in_ = int(payload["model_config"]["in_dim"])
+            self.best_epoch_ = self.provenance_.get("best_epoch")
+            self.best_step_ = self.provenance_.get("best_step")
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, ConfigError) as e:
             raise ModelError(f"{p.name} is a damaged kfree model file ({type(e).__name__}: {e}); "
                              "train the model again") from None
-        self.uses_raw_ = self.rule_.features == "raw"
-        self.provenance_ = payload["provenance"]
-        self.history_ = payload["history"]
-        self.n_features_in_ = int(payload["model_config"]["in_dim"])
-        self.best_epoch_ = self.provenance_.get("best_epoch")
-        self.best_step_ = self.provenance_.get("best_step")
         return self
 
 
@@ -722,6 +721,17 @@ def _pair_calibration(Z: np.ndarray, y: np.ndarray, seed: int):
         return LogisticCalibration.fit_embeddings(Z, y, seed=seed)
     except (DataError, ConfigError, ValueError):
         return None
+
+
+def _check_val_identities(v: Any) -> None:
+    """``val_identities``: how many identities to hold out (an int, 0 = none) or a fraction of
+    them in (0, 1). Checked, because a NaN, a negative number or True would otherwise be
+    turned silently into some count."""
+    ok = (v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0)
+          or (isinstance(v, (float, np.floating)) and (0.0 <= v < 1.0 or (v >= 1 and float(v).is_integer()))))
+    if not ok:
+        raise ConfigError(f"val_identities={v!r} must be a number of identities (an int >= 0; 0 holds none out) "
+                          "or a fraction of them in (0, 1)")
 
 
 def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> str:

@@ -81,3 +81,9 @@ def test_load_labels_from_tables_and_text(tmp_path):
     assert list(load_labels(tmp_path / "c.csv")) == [3, 4]
     (tmp_path / "l.txt").write_text("a\nb\nb\n")
     assert list(load_labels(tmp_path / "l.txt")) == ["a", "b", "b"]
+    # one label per line, spaces included (they were split into two labels)
+    (tmp_path / "names.txt").write_text("Alice Smith\nBob\nAlice Smith\n\n")
+    assert list(load_labels(tmp_path / "names.txt")) == ["Alice Smith", "Bob", "Alice Smith"]
+    (tmp_path / "gap.txt").write_text("a\n\nb\n")
+    with pytest.raises(DataError, match="line 2 is empty"):
+        load_labels(tmp_path / "gap.txt")

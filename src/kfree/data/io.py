@@ -89,7 +89,16 @@ def load_labels(path: str | Path, *, key: str | None = None, column: str | None 
     defaulting to ``label``, ``cluster``, ``y`` or a single column), or ``.txt`` (one per line)."""
     p = Path(path)
     if p.suffix.lower() == ".txt" and p.exists():
-        return np.asarray(p.read_text(encoding="utf-8").split())
+        # one label per line, as written: a label may hold spaces ("Alice Smith"); trailing blank
+        # lines are ignored, a blank line inside is a row without a label
+        lines = p.read_text(encoding="utf-8").splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        empty = [i + 1 for i, line in enumerate(lines) if not line.strip()]
+        if empty:
+            raise DataError(f"{p.name}: line {empty[0]} is empty ({len(empty)} empty lines); give one label "
+                            "per line, for every row")
+        return np.asarray([line.strip() for line in lines])
     p = check_path(p)
     suf = p.suffix.lower()
     if suf == ".npy":

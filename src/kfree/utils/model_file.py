@@ -44,7 +44,7 @@ def read_model(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
         raise ModelError(f"{p.name} is not a kfree model file ({e}); give a model saved by `kfree train`") from None
     if raw.get("format") in LEGACY_FORMATS:  # a torch.save'd dict of an earlier kfree
         state = {k: v for k, v in raw.items() if k not in ("format", "params")}
-        return raw["format"], dict(raw.get("params") or {}), state
+        return raw["format"], _params(raw.get("params"), p), state
     try:
         config = read_checkpoint_config(p)
     except CheckpointError as e:
@@ -52,4 +52,13 @@ def read_model(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     if config.get("kind") != MODEL_FORMAT:
         raise ModelError(f"{p.name} is not a kfree model file (expected format {MODEL_FORMAT}); "
                          "give a model saved by `kfree train`")
-    return MODEL_FORMAT, dict(config.get("params") or {}), raw
+    return MODEL_FORMAT, _params(config.get("params"), p), raw
+
+
+def _params(params: Any, p: Path) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ModelError(f"{p.name} is a damaged kfree model file (its parameters are a "
+                         f"{type(params).__name__}, not a mapping); train the model again")
+    return dict(params)
