@@ -182,12 +182,16 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         batch; :mod:`kfree.train.distributed`); rank 0 validates and selects the rule, and every
         process returns with the same fitted attributes.
         """
-        from .train.distributed import session
         from .utils.seeding import seeded
 
         cfg = self._train_config()
-        with session(), seeded(cfg.seed):  # several processes only under torchrun; one otherwise
-            return self._fit(cfg, X, y, X_val=X_val, y_val=y_val, hook=hook)
+        with seeded(cfg.seed):
+            # imported inside: a first import of the training stack (scipy, scikit-learn) draws
+            # from Python's global generator, which fit promises to leave as it found it
+            from .train.distributed import session
+
+            with session():  # several processes only under torchrun; one otherwise
+                return self._fit(cfg, X, y, X_val=X_val, y_val=y_val, hook=hook)
 
     def _fit(self, cfg: TrainConfig, X: Any, y: Any, *, X_val: Any, y_val: Any, hook) -> ClusterLearner:
         import torch

@@ -137,6 +137,11 @@ def test_resume_with_triplet_sampler_is_exact(data, tmp_path):
     train_embedding(resumed2, TripletLoss(mining="given"), X, y, cfg, checkpoint_path=ckpt)
     for a, b in zip(straight.state_dict().values(), resumed2.state_dict().values()):
         assert torch.equal(a, b)
+    # the same config on other data does not resume that checkpoint
+    from kfree.exceptions import CheckpointError
+
+    with pytest.raises(CheckpointError, match="written for a run on 64 rows of 16 features and 8 identities"):
+        train_embedding(_model(1), TripletLoss(mining="given"), X[:40], y[:40], cfg, checkpoint_path=ckpt)
 
 
 def test_checkpoint_of_another_config_or_carrying_code_is_refused(data, tmp_path):

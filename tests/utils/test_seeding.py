@@ -47,3 +47,16 @@ def test_fit_leaves_the_global_generators_alone():
     assert _draw() == expected
     b = ClusterLearner.from_params(epochs=1, seed=3).fit(X, y)
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
+
+
+def test_the_first_fit_in_a_fresh_process_leaves_the_generators_alone():
+    """The first fit imports the training stack, whose import drew from Python's generator."""
+    import subprocess
+    import sys
+
+    code = ("import random\nrandom.seed(1)\nbefore = random.getstate()\n"
+            "from kfree import ClusterLearner, TrainConfig\nfrom kfree.data.synthetic import sphere_blobs\n"
+            "X, y = sphere_blobs(6, 10, 8, spread=0.3, seed=0)\n"
+            "ClusterLearner(TrainConfig(epochs=1, p=4, k=4)).fit(X, y)\n"
+            "assert random.getstate() == before\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -32,7 +32,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..data.samplers import PKSampler, TripletSampler
 from ..evaluate.selection import score_key
-from ..exceptions import ConfigError, DataError
+from ..exceptions import CheckpointError, ConfigError, DataError
 from ..losses.base import EmbeddingLoss
 from ..utils.checkpoint import load_checkpoint, save_checkpoint
 from .distributed import DataParallel, in_session
@@ -160,6 +160,14 @@ def train_embedding(
     par = DataParallel(model, loss)  # one process: the plain loop; under torchrun: DDP
     state = par.on_main(lambda: load_checkpoint(ckpt, expect_config=resume_config)  # weights_only: never runs code
                         if ckpt is not None and ckpt.exists() else None)
+    # what the run trains on, checked on resume: the same config on other data must not resume
+    data = [int(Xt.shape[0]), int(Xt.shape[1]), n_classes]
+    if state is not None and state.get("data") is not None and list(state["data"]) != data:
+        rows, dims, classes = state["data"]
+        raise CheckpointError(
+            f"{ckpt} was written for a run on {rows} rows of {dims} features and {classes} identities, "
+            f"this one has {data[0]} rows of {data[1]} features and {data[2]} identities: give another "
+            "checkpoint path, or delete that checkpoint to start this run over")
     if state is not None:
         model.load_state_dict(state["model"])
         loss.load_state_dict(state["loss"])
@@ -247,7 +255,7 @@ def train_embedding(
                                    "torch_rng": torch.get_rng_state(), "result": result, "best_state": best_state,
                                    "epoch": epoch + 1, "step": step, "since_best": since_best,
                                    "best_key": None if best_key is None else list(best_key),
-                                   "stopped": stopped},
+                                   "stopped": stopped, "data": data},
                             config=resume_config)
         if stopped:
             log.info("early stop after %d steps: no better validation score in %d validations", step, cfg.patience)
