@@ -46,6 +46,39 @@ def test_cluster_on_dask_equals_local(d, address):
     np.testing.assert_array_equal(np.load(d / "c.npy"), ref)
 
 
+def test_a_tables_own_index_names_the_rows_on_dask(d, address, tmp_path):
+    """A Parquet (or CSV) table with an 'index' column: the clusters file carries its values, so
+    `kfree evaluate` joins truth keyed by them; a repeated value is refused before any work."""
+    from kfree.metrics import evaluate_clustering
+
+    X = np.load(d / "x.npy")
+    _, y = sphere_blobs(12, 10, dim=8, spread=0.2, seed=0)
+    ids = np.random.default_rng(1).permutation(len(X)) + 500
+    table = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    table.insert(0, "index", ids)
+    table.to_parquet(tmp_path / "t.parquet", index=False)
+    table.to_csv(tmp_path / "t.csv", index=False)
+    pd.DataFrame({"index": ids, "label": y}).iloc[::-1].to_csv(tmp_path / "truth.csv", index=False)
+    ref = ThresholdAgglomerative(1.0).fit(X).labels_
+    for src, out in [("t.parquet", "c.csv"), ("t.parquet", "c.parquet"), ("t.csv", "c2.csv")]:
+        code, text = run("cluster", tmp_path / src, "--threshold", "1.0", "--backend", "dask", "--scheduler", address,
+                         "--out", tmp_path / out)
+        assert code == 0, text
+        got = pd.read_csv(tmp_path / out) if out.endswith(".csv") else pd.read_parquet(tmp_path / out)
+        assert list(got.columns) == ["index", "cluster", "row"]
+        np.testing.assert_array_equal(got["index"], ids)
+        np.testing.assert_array_equal(got["cluster"], ref)
+    code, text = run("evaluate", tmp_path / "c.csv", tmp_path / "truth.csv")
+    assert code == 0, text
+    nmi = evaluate_clustering(y, ref)["nmi"]
+    assert f"{nmi:.3f}" in text
+    table.assign(index=np.r_[ids[:-1], ids[0]]).to_parquet(tmp_path / "dup.parquet", index=False)
+    code, text = run("cluster", tmp_path / "dup.parquet", "--threshold", "1.0", "--backend", "dask", "--scheduler",
+                     address, "--out", tmp_path / "dup.csv")
+    assert code == 1 and "column 'index' repeats 1 value(s)" in text and len(text.strip().splitlines()) == 1, text
+    assert not (tmp_path / "dup.csv").exists()
+
+
 def test_state_from_a_dask_clustering_then_assign(d, address):
     from kfree.cluster.incremental import ClusterState, assign
 

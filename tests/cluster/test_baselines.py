@@ -65,6 +65,7 @@ def test_k_estimating_centres_follow_labels(cls):
     assert found  # the check meant something
 
 
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters:sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("backend", ["sklearn", "faiss"])
 def test_kmeans_labels_first_seen_and_centres_of_used_clusters(backend):
     X = np.array([[0.0], [0.0], [5.0], [5.0], [9.0]])  # 3 distinct points, K = 4

@@ -87,3 +87,27 @@ def test_load_labels_from_tables_and_text(tmp_path):
     (tmp_path / "gap.txt").write_text("a\n\nb\n")
     with pytest.raises(DataError, match="line 2 is empty"):
         load_labels(tmp_path / "gap.txt")
+
+
+def test_a_tables_index_column_names_its_rows(tmp_path, xy):
+    X, y = xy
+    ids = np.array([7, 3, 11, 0, 5, 9, 1, 2, 4, 6, 8, 10]) + 100
+    df = pd.DataFrame(X, columns=list("abcde")).assign(label=y)
+    df.insert(0, "index", ids)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    df.set_index("index").to_parquet(tmp_path / "t.parquet")  # the index saved as pandas' own
+    for name in ("t.csv", "t.parquet"):
+        data = load_features(tmp_path / name)
+        np.testing.assert_array_equal(data.index, ids)  # kept, and still not a feature
+        np.testing.assert_allclose(data.X, X, rtol=1e-6)
+        np.testing.assert_array_equal(data.y, y)
+    assert load_features(tmp_path / "t.csv", label_column="index").index is None  # it is the label there
+    pd.DataFrame(X).to_csv(tmp_path / "plain.csv", index=False)
+    np.save(tmp_path / "x.npy", X)
+    assert load_features(tmp_path / "plain.csv").index is None and load_features(tmp_path / "x.npy").index is None
+    df.assign(index=["r1", "r2", "r1", *[f"s{i}" for i in range(9)]]).to_csv(tmp_path / "dup.csv", index=False)
+    with pytest.raises(DataError, match=r"dup.csv: column 'index' repeats 1 value\(s\) \(first: 'r1', 2 times\)"):
+        load_features(tmp_path / "dup.csv")
+    df.assign(index=[1.0, None, *range(2, 12)]).to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'index' is empty in 1 rows \(first: row 1\)"):
+        load_features(tmp_path / "gap.csv")

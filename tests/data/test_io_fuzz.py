@@ -111,6 +111,8 @@ def _check_read(call) -> None:
         if X is not None:
             assert X.dtype == np.float32 and X.ndim == 2 and X.shape[0] >= 1 and np.isfinite(X).all()
             assert data.y is None or data.y.shape == (X.shape[0],)
+            assert data.index is None or (data.index.shape == (X.shape[0],)  # a table's own row names
+                                          and np.unique(data.index).size == X.shape[0])
         else:  # labels
             assert data.ndim == 1
 

@@ -196,6 +196,10 @@ def train(
 
             logging.getLogger().setLevel(logging.ERROR)  # rank 0 reports; the others only fail loudly
         check_output(out, inputs=(labelled_file, labels), force=force)
+        # the validation curve is written beside the model: checked alike, before any training
+        check_output(_validation_plot_path(out), inputs=(labelled_file, labels), outputs={"--out": out},
+                     force=force, option="the validation curve",
+                     rename="choose another --out name (the curve is written beside it as <name>-validation.png)")
         from ..config import TrainConfig
         from ..data.io import load_features
         from ..learner import ClusterLearner
@@ -234,7 +238,8 @@ def cluster(
         help="A model saved by `kfree train`: DATA is embedded with it and cut at its threshold. "
              "Leave it out (give DATA alone, with --threshold) to cluster the features as they are.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label] (with --backend dask "
-                                      "also .npy or .parquet).")],
+                                      "also .npy or .parquet); index = row of DATA, or the value of DATA's own "
+                                      "'index' column, then with a 'row' column.")],
     second: Annotated[Path | None, typer.Argument(
         metavar="DATA", show_default=False,
         help="Features to cluster: .npz, .npy, .csv or .parquet.")] = None,
@@ -243,7 +248,8 @@ def cluster(
              "Without: required by threshold methods (hac, multicut), in --distance units.")] = None,
     distance: Annotated[str | None, typer.Option(
         help="Without a model: sqeuclidean (default), euclidean or cosine (1 - cos). For unit-norm "
-             "features a threshold lies in [0, 4] sqeuclidean, [0, 2] euclidean or cosine.")] = None,
+             "features a threshold lies in [0, 4] sqeuclidean, [0, 2] euclidean or cosine. --method ward "
+             "cuts at a Ward merge height, in euclidean units (default) or sqeuclidean, never cosine.")] = None,
     method: Annotated[str, typer.Option(help="Clustering back-end: hac (default, at the threshold), multicut, or a baseline (see `kfree methods`).")] = "hac",
     n_clusters: Annotated[int | None, typer.Option(help="K, for methods that need it (k-means, HAC at k).")] = None,
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
@@ -251,7 +257,7 @@ def cluster(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state) file.")] = False,
     state: Annotated[Path | None, typer.Option("--state", help=STATE_HELP)] = None,
     backend: Annotated[str, typer.Option(help="local (default), or dask: exact threshold HAC on a Dask cluster, "
-                                         "reading .npy (memory-mapped) or .parquet in blocks (pip install 'kfree[dask]').")] = "local",
+                                         "reading .npy (memory-mapped) or .parquet in blocks (pip install 'kfree\\[dask]').")] = "local",
     scheduler: Annotated[str | None, typer.Option(help="With --backend dask: the scheduler's address (tcp://host:8786); "
                                                   "default: a local cluster started for this command.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="With --backend dask and no --scheduler: worker processes.")] = None,
@@ -277,23 +283,21 @@ def cluster(
         model, data_path = model_and_files(
             first, second, usage=f"say what to cluster with it: kfree cluster {first} DATA --out clusters.csv")
         check_output(out, inputs=(first, second), force=force)
-        check_state_request(state, method, n_clusters, inputs=(first, second, out), force=force)
+        check_state_request(state, method, n_clusters, inputs=(first, second), out=out, force=force)
         from rich.markup import escape
 
         from .. import registry
         from ..data.io import load_features
-        from ..evaluate.compare import write_predictions
+        from ..evaluate.compare import index_columns, write_predictions
 
         # an unknown or uninstalled method, or options it does not take: fail before any work
         accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
                                                  k_option="--n-clusters", threshold_option="--threshold")
         if model is not None:
+            learner = _load_model_to_cluster(model, data_path, out)
             if distance is not None:
                 raise ConfigError("--distance is for clustering without a model; a model's threshold "
                                   "carries its own distance")
-            from ..learner import ClusterLearner
-
-            learner = ClusterLearner.load(model)
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             state_rule = None
             with _limit_threads():
@@ -327,14 +331,30 @@ def cluster(
             from ..distances import check_distance
 
             dist = check_distance(distance or "sqeuclidean")
+            unit: str = dist
+            # the methods that take no --distance measure Euclidean distances (Ward, k-means, …)
+            if "distance" not in accepted and distance is not None and dist == "cosine":
+                raise ConfigError(f"--method {method} measures Euclidean distances" + (
+                    " (its --threshold is a Ward merge height in Euclidean units)" if method == "ward" else "")
+                    + "; --distance cosine would be ignored: L2-normalise the rows first (Euclidean distance "
+                    "then ranks pairs as cosine does), or use a method that takes --distance (hac, multicut)")
             kwargs: dict[str, object] = {}
             if n_clusters is not None:
                 kwargs["n_clusters"] = int(n_clusters)
             elif "threshold" in accepted:
                 if threshold is None:
-                    raise ConfigError(f"method {method!r} without a model needs --threshold (in --distance "
-                                      f"units), or a model: kfree cluster MODEL DATA")
+                    units = ("a Ward merge height, in Euclidean units" if method == "ward" else "in --distance units")
+                    raise ConfigError(f"method {method!r} without a model needs --threshold ({units}), or a "
+                                      "model: kfree cluster MODEL DATA")
                 kwargs["threshold"] = float(threshold)
+                if method == "ward":  # Ward merge heights are Euclidean: a squared one is converted
+                    from ..distances import resolve_cut
+
+                    wanted = distance or "euclidean"
+                    height = resolve_cut(float(threshold), wanted).to("euclidean").value
+                    kwargs["threshold"] = height
+                    unit = ("(Ward merge height, euclidean units)" if wanted == "euclidean" else
+                            f"{wanted} = Ward merge height {height:.6g} (euclidean units)")
             # the distance goes to methods that cut at a threshold (also when cut at K instead), or
             # when asked for; baselines keep their own default (FINCH: cosine)
             if "distance" in accepted and ("threshold" in accepted or distance is not None):
@@ -347,8 +367,8 @@ def cluster(
                     from .assign import save_plain_state
 
                     save_plain_state(est, data.X, state)
-            how = _how(method, accepted, n_clusters, threshold, dist)
-        write_predictions(out, labels, y=data.y)
+            how = _how(method, accepted, n_clusters, threshold, unit)
+        write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
         n_found = len(set(labels.tolist()))
         console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                       f"wrote [bold]{escape(str(out))}[/bold]")
@@ -365,6 +385,29 @@ def cluster(
             from .assign import state_line
 
             console.print(state_line(state))
+
+
+def _load_model_to_cluster(model: Path, data_path: Path, out: Path):
+    """The model of ``kfree cluster MODEL DATA``; a first file that is not a model says what the
+    two places are for, and what to type for what the user likely meant (their data or a cluster
+    state in the model's place is never called damaged)."""
+    from ..data.io import FORMATS
+    from ..exceptions import ModelError
+    from ..learner import ClusterLearner
+
+    try:
+        return ClusterLearner.load(model)
+    except ModelError:
+        places = ("with two files, the first must be a model saved by `kfree train` and the second the data "
+                  "(kfree cluster MODEL DATA)")
+        if model.suffix.lower() == ".kstate":
+            raise ModelError(f"{model.name} is a cluster state, not a model: {places}; to add the rows of "
+                             f"{data_path.name} to its clustering, use kfree assign [MODEL] {model} {data_path} "
+                             f"--out {out}") from None
+        if model.suffix.lower() in FORMATS:
+            raise ModelError(f"{model.name} is not a kfree model: {places}; to cluster {model.name} without a "
+                             f"model, give it alone: kfree cluster {model} --threshold T --out {out}") from None
+        raise
 
 
 def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend, scheduler,
@@ -398,7 +441,7 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     if state is not None and first.is_dir():
         raise ConfigError(f"--state keeps every clustered row and reads them from one file; {first} is a "
                           "folder: write the rows to one .npy or .parquet file, or leave out --state")
-    check_state_request(state, method, n_clusters, inputs=(first, out), force=force)
+    check_state_request(state, method, n_clusters, inputs=(first,), out=out, force=force)
     from ..cluster import ThresholdAgglomerative
     from ..cluster.distributed import import_distributed
     from ..distances import check_distance
@@ -407,23 +450,36 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     dist = check_distance(distance or "sqeuclidean")
     import_distributed()  # (a clear error when Dask is not installed) distributed sets its log level
     level_library_loggers()  # on import: back to the CLI's
+    index = None  # a table's own 'index' column: the clusters file names the rows by it
     if first.suffix.lower() in (".npy", ".parquet", ".pq") or first.is_dir():
         X = first  # read in blocks by the workers, never loaded here
+        if first.suffix.lower() != ".npy":
+            index = _parquet_index(first)
     else:
         from ..data.io import load_features
 
-        X = load_features(first, min_samples=2).X
+        data = load_features(first, min_samples=2)
+        X, index = data.X, data.index
     with progress_hook() as hook:
         m = ThresholdAgglomerative(float(threshold), distance=dist, backend="dask", scheduler=scheduler,
                                    n_workers=workers).fit(X, hook=hook)
-    if out.suffix.lower() in (".npy", ".parquet"):
+    from ..evaluate.compare import index_columns, write_predictions
+
+    named = index_columns(index, m.labels_.shape[0])
+    if out.suffix.lower() == ".npy" or (out.suffix.lower() == ".parquet" and not named):
         from ..cluster.distributed import DaskThresholdResult
 
         DaskThresholdResult(m.labels_.shape[0], m.merge_pairs_, m.merge_heights_, {}).write(out)
-    else:
-        from ..evaluate.compare import write_predictions
+    elif out.suffix.lower() == ".parquet":  # index, cluster, row: as the CSV
+        import pandas as pd
 
-        write_predictions(out, m.labels_)
+        from ..utils.io import atomic_path
+
+        with atomic_path(out) as tmp:
+            pd.DataFrame({"index": named["index"], "cluster": m.labels_, "row": named["row"]}).to_parquet(
+                tmp, index=False)
+    else:
+        write_predictions(out, m.labels_, **named)
     console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, threshold "
                   f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
     if state is not None:
@@ -433,6 +489,35 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
         rows = X if not isinstance(X, Path) else load_features(first, min_samples=2).X
         save_plain_state(m, rows, state)
         console.print(state_line(state))
+
+
+def _parquet_index(path: Path):
+    """The ``index`` column of a Parquet file (or folder of them, in the order the Dask backend reads
+    them), checked as :func:`kfree.data.io.load_features` checks a table's; None without one. Only
+    that column is read here: the features stay with the workers."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from ..data.io import check_index
+    from ..exceptions import DataError
+
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    parts, without = [], []
+    for f in files:
+        try:
+            pf = pq.ParquetFile(f)
+            if "index" in pf.schema_arrow.names:
+                parts.append(pf.read(columns=["index"]).column("index").to_pandas())
+            else:
+                without.append(f.name)
+        except Exception as e:
+            raise DataError(f"cannot read {f.name} as Parquet: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+    if not parts:
+        return None
+    if without:
+        raise DataError(f"{path.name}: {without[0]} has no 'index' column but other files of it have one; "
+                        "give every file the column, or none")
+    return check_index(pd.concat(parts, ignore_index=True), path)
 
 
 def _how(method: str, accepted, n_clusters: int | None, threshold: float | None, distance: str,
@@ -518,10 +603,15 @@ def _print_candidates(learner) -> None:
     console.print(f"[{style}]{learner.summary()}[/{style}]")
 
 
+def _validation_plot_path(model_path: Path) -> Path:
+    """Where ``kfree train --out MODEL`` writes the validation curve: beside MODEL."""
+    return model_path.with_name(model_path.stem + "-validation.png")
+
+
 def _validation_plot(learner, model_path: Path) -> Path | None:
     from ..report.validation import plot_validation_curve, raw_best_nmi
 
-    path = model_path.with_name(model_path.stem + "-validation.png")
+    path = _validation_plot_path(model_path)
     return plot_validation_curve(learner.history_, path, chosen=learner.selection_["chosen"],
                                  raw_nmi=raw_best_nmi(learner.selection_),
                                  title=f"{learner.train_config.loss}: validation on held-out identities")

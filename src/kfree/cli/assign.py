@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .console import cli_errors, console, model_and_files
+from .console import cli_errors, console
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
               "adds new rows to (hac at a threshold, complete linkage; a model whose chosen rule is a Ward "
@@ -30,9 +30,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_state_request(state: Path | None, method: str, n_clusters: int | None, *, inputs: tuple, force: bool) -> None:
+def check_state_request(state: Path | None, method: str, n_clusters: int | None, *, inputs: tuple, out: Path,
+                        force: bool) -> None:
     """``kfree cluster --state``, checked before any work: a state needs a clustering new rows can be
-    assigned to (HAC at a threshold) and a place to be written (not over one of ``inputs``)."""
+    assigned to (HAC at a threshold) and a place to be written (not over one of ``inputs``, nor
+    over the ``--out`` file ``out``)."""
     from ..exceptions import ConfigError
     from ..utils.io import check_output
 
@@ -41,7 +43,7 @@ def check_state_request(state: Path | None, method: str, n_clusters: int | None,
     if method != "hac" or n_clusters is not None:
         raise ConfigError("--state keeps a clustering cut at a threshold (--method hac, no --n-clusters); "
                           f"got --method {method}" + (f" --n-clusters {n_clusters}" if n_clusters else ""))
-    check_output(state, inputs=inputs, force=force, option="--state")
+    check_output(state, inputs=inputs, outputs={"--out": out}, force=force, option="--state")
 
 
 def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float | None, state_path: Path,
@@ -85,17 +87,55 @@ def state_line(state_path: Path) -> str:
     return f"cluster state saved to [bold]{escape(str(state_path))}[/bold] (add rows with `kfree assign`)"
 
 
+ASSIGN_USAGE = "kfree assign [MODEL] STATE NEW_FILE --out FILE.csv"
+
+
+def assign_files(first: Path, second: Path | None, third: Path | None, out: Path) -> tuple[Path | None, Path, Path]:
+    """``(model or None, state, new rows)`` from ``kfree assign``'s positional arguments.
+
+    Typer fills them left to right, so a missing file shows as an empty last place; which one is
+    missing is told by the files' kinds (``.kfree`` a model, ``.kstate`` a state), and the error
+    names it with the command to type."""
+    from ..exceptions import ConfigError
+
+    def kind(p: Path) -> str:
+        return {".kfree": "model", ".kstate": "state"}.get(p.suffix.lower(), "rows")
+
+    if third is not None:
+        if kind(first) == "state":
+            raise ConfigError(f"{first.name} is a cluster state, but with three files the first must be the model "
+                              f"the state was made with: kfree assign MODEL STATE NEW_FILE --out {out}; to add one "
+                              f"file of new rows to {first.name}: kfree assign {first} NEW_FILE --out {out}")
+        return first, second, third
+    given = [p for p in (first, second) if p is not None]
+    kinds = [kind(p) for p in given]
+    if len(given) == 2 and kinds[0] != "model":
+        return None, first, second  # a state made without a model, and its new rows
+    if kinds == ["model", "rows"]:
+        missing, command = "the cluster state", f"kfree assign {first} STATE {second} --out {out}"
+    elif kinds[-1] == "rows":  # new rows alone
+        missing, command = "the cluster state", f"kfree assign [MODEL] STATE {first} --out {out}"
+    elif kinds == ["model"]:
+        missing, command = "the cluster state and the new rows", f"kfree assign {first} STATE NEW_FILE --out {out}"
+    else:  # [MODEL] STATE: the new rows are missing
+        command = f"kfree assign {' '.join(str(p) for p in given)} NEW_FILE --out {out}"
+        missing = "the file of new rows (NEW_FILE)"
+    verb = "are" if " and " in missing else "is"
+    raise ConfigError(f"{missing} {verb} missing: {command} (usage: {ASSIGN_USAGE})")
+
+
 def assign(
     first: Annotated[Path, typer.Argument(
         metavar="MODEL", show_default=False,
         help="The model the state was made with (`kfree cluster MODEL DATA --state STATE`): the new rows are "
              "embedded with it. Leave it out for a state made without a model.")],
-    second: Annotated[Path, typer.Argument(metavar="STATE", show_default=False,
-                                           help="Cluster state from `kfree cluster ... --state`.")],
+    second: Annotated[Path | None, typer.Argument(metavar="STATE", show_default=False,
+                                                  help="Cluster state from `kfree cluster ... --state`.")] = None,
     third: Annotated[Path | None, typer.Argument(
         metavar="NEW_FILE", show_default=False, help="New rows: .npz, .npy, .csv or .parquet.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Output CSV (required): index,cluster[,label] of the new rows (index = row of NEW_FILE).")] = None,
+        "--out", "-o", help="Output CSV (required): index,cluster[,label] of the new rows (index = row of NEW_FILE, or the "
+                           "value of its own 'index' column, then with a 'row' column).")] = None,
     recluster_affected: Annotated[bool, typer.Option(
         "--recluster-affected",
         help="Re-cluster, exactly, the τ-components the new rows touch (existing rows there may change "
@@ -127,18 +167,18 @@ def assign(
 
         if out is None:
             raise ConfigError("say where to write the new rows' clusters: --out labels.csv")
-        model, state_path, new_path = model_and_files(
-            first, second, third, usage=f"give the cluster state after it: kfree assign {first} STATE {second} --out {out}")
+        model, state_path, new_path = assign_files(first, second, third, out)
         check_output(out, inputs=(model, state_path, new_path), force=force)
         if state_out is not None:
-            check_output(state_out, inputs=(model, state_path, new_path, out), force=force, option="--state-out")
+            check_output(state_out, inputs=(model, state_path, new_path), outputs={"--out": out}, force=force,
+                         option="--state-out")
         import numpy as np
         from rich.markup import escape
 
         from ..cluster.incremental import ClusterState
         from ..cluster.incremental import assign as assign_rows
         from ..data.io import load_features
-        from ..evaluate.compare import write_predictions
+        from ..evaluate.compare import index_columns, write_predictions
         from .app import _limit_threads
 
         state = ClusterState.load(state_path)
@@ -165,7 +205,7 @@ def assign(
         if all_rows:  # index = row of the state
             write_predictions(out, state.labels)
         else:
-            write_predictions(out, labels, y=data.y)
+            write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
         target = state_out if state_out is not None else state_path
         state.save(target, overwrite=True)
         info = state.meta["last_assign"]

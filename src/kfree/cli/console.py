@@ -117,17 +117,36 @@ def _info_text(info: dict[str, Any]) -> str:
                      and not (isinstance(v, float) and math.isnan(v)))
 
 
+def _stopped_text(info: dict[str, Any]) -> str:
+    """What a step that ended before its total says (the trainer's early stop: ``stopped_early=True``,
+    with ``steps`` the optimisation steps run); empty for a step that runs on."""
+    if not info.get("stopped_early"):
+        return ""
+    steps = info.get("steps")
+    return "stopped early" + (f" at step {steps}" if isinstance(steps, int) and not isinstance(steps, bool) else "")
+
+
 class RichHook:
-    """A ``hook(step, completed=, total=, **info)`` that drives a rich progress bar per step name."""
+    """A ``hook(step, completed=, total=, **info)`` that drives a rich progress bar per step name.
+
+    A step that stops early (``stopped_early=True``: training that stopped improving) ends its bar
+    where it stopped, ``completed/total`` and the words "stopped early at step N"; it is not drawn
+    as having run to its total."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks: dict[str, Any] = {}
 
     def __call__(self, step: str, *, completed: int, total: int | None = None, **info: Any) -> None:
-        if step not in self.tasks:
-            self.tasks[step] = self.progress.add_task(step, total=total)
-        self.progress.update(self.tasks[step], completed=completed, total=total, info=_info_text(info))
+        if step not in self.tasks:  # rich needs every field a column uses to exist at task creation
+            self.tasks[step] = self.progress.add_task(step, total=total, info="", count="")
+        count = f"{completed}/{total}"
+        text = _info_text(info)
+        stopped = _stopped_text(info)
+        if stopped:  # the bar is done (nothing more will run) at the count it stopped at
+            text = f"{text}  {stopped}".strip()
+            total = completed
+        self.progress.update(self.tasks[step], completed=completed, total=total, info=text, count=count)
 
 
 class PlainHook:
@@ -146,15 +165,23 @@ class PlainHook:
 
     def __call__(self, step: str, *, completed: int, total: int | None = None, **info: Any) -> None:
         now = time.perf_counter()
-        done = total is not None and completed >= total
+        stopped = _stopped_text(info)
+        done = (total is not None and completed >= total) or bool(stopped)
         if step in self.last and not done and now - self.last[step] < self.every_s:
             return
         self.last[step] = now
-        extra = _info_text(info)
+        extra = "  ".join(t for t in (_info_text(info), stopped) if t)
         count = f"{completed}/{total}" if total is not None else str(completed)
         line = f"[{now - self.t0:7.1f} s] {step} {count}" + (f"  {extra}" if extra else "")
         stream = self.stream or sys.stderr
         print(line, file=stream, flush=True)
+
+
+def progress_columns() -> tuple[Any, ...]:
+    """The columns of a :class:`RichHook`'s bars: step, bar, ``count`` (completed/total as the step
+    reported it: a bar that stopped early is drawn done, its count where it stopped), times, ``info``."""
+    return (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
 
 
 @contextlib.contextmanager
@@ -166,14 +193,7 @@ def progress_hook(enabled: bool = True) -> Iterator[RichHook | PlainHook | None]
     if not sys.stdout.isatty():
         yield PlainHook()
         return
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-        console=console, transient=False,
-    )
-    # rich needs every field a column uses to exist at task creation
-    original = progress.add_task
-    progress.add_task = lambda *a, **k: original(*a, info="", **k)  # type: ignore[method-assign]
+    progress = Progress(*progress_columns(), console=console, transient=False)
     with progress:
         yield RichHook(progress)
 

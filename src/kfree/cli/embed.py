@@ -17,6 +17,22 @@ import typer
 from .console import cli_errors, console
 
 
+def _as_float16(Z):
+    """``Z`` in half precision; rows beyond float16's range (it would write them as inf) are refused."""
+    import numpy as np
+
+    from ..exceptions import DataError
+
+    top = float(np.abs(Z).max()) if Z.size else 0.0
+    limit = float(np.finfo(np.float16).max)
+    if top > limit:
+        n_rows = int(np.count_nonzero((np.abs(Z) > limit).any(axis=1)))
+        raise DataError(f"the rows hold values up to {top:.3g}, which do not fit float16 (largest {limit:.0f}; "
+                        f"{n_rows} row{'' if n_rows == 1 else 's'} would be written as inf); leave out --float16 "
+                        "to write float32")
+    return Z.astype(np.float16)
+
+
 def embed(
     model: Annotated[Path, typer.Argument(show_default=False, help="A model from `kfree train`.")],
     data: Annotated[Path, typer.Argument(show_default=False, help="Rows to embed: .npz, .npy, .csv or .parquet.")],
@@ -50,7 +66,9 @@ def embed(
         learner = ClusterLearner.load(model)
         rows = load_features(data, x_key=x_key, min_samples=1).X
         with _limit_threads():
-            Z = learner.transform(rows).astype(np.float16 if float16 else np.float32, copy=False)
+            Z = learner.transform(rows).astype(np.float32, copy=False)
+        if float16:
+            Z = _as_float16(Z)
         with atomic_path(out) as tmp, open(tmp, "wb") as f:
             np.save(f, Z)
         what = "raw features (they won on validation)" if learner.uses_raw_ else "embedding"

@@ -35,7 +35,7 @@ def report(
     texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line) or a .csv/.parquet "
                                                     "with a 'text' column.")] = None,
     features: Annotated[Path | None, typer.Option(help="Features of each row (any features file, e.g. from `kfree "
-                                                       "embed`) for a 2-d map: t-SNE with kfree[report], else PCA.")] = None,
+                                                       "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a folder that already holds files.")] = False,
 ) -> None:
     """Write a page to look at a clustering: cluster sizes, a row of images (or texts) per cluster, metrics.

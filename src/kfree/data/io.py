@@ -25,10 +25,14 @@ LABEL_COLUMNS = ("label", "cluster", "y")  # label columns of a table, in order 
 
 @dataclass
 class LabelledData:
-    """Features with optional labels. ``X``: ndarray (n, d); ``y``: ndarray (n,) or None."""
+    """Features with optional labels. ``X``: ndarray (n, d); ``y``: ndarray (n,) or None;
+    ``index``: ndarray (n,) of the table's own ``index`` column (unique values naming each row,
+    which clusters files carry so ``kfree evaluate`` joins them to true labels by it), or None
+    for files without one."""
 
     X: np.ndarray
     y: np.ndarray | None = None
+    index: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -79,9 +83,12 @@ def read_table(p: Path):
     try:
         if p.suffix.lower() == ".csv":
             return pd.read_csv(p)
-        return pd.read_parquet(p)
+        df = pd.read_parquet(p)
     except Exception as e:
         raise DataError(f"cannot read {p.name} as {p.suffix[1:]}: {str(e).splitlines()[0]}") from None
+    if df.index.name == "index" and "index" not in df.columns:  # saved from df.set_index("index")
+        df = df.reset_index()
+    return df
 
 
 def load_labels(path: str | Path, *, key: str | None = None, column: str | None = None) -> np.ndarray:
@@ -169,6 +176,33 @@ def _check_labels(y: np.ndarray, n_rows: int, p: Path) -> np.ndarray:
     return y
 
 
+def check_index(col, p: Path) -> np.ndarray:
+    """A table's ``index`` column as an array of unique values, none missing: clusters files carry
+    these values, and ``kfree evaluate`` joins them to true labels by them, so a repeated or missing
+    one would join rows wrongly. Mixed-type objects become text, as labels do."""
+    import pandas as pd
+
+    why = ("'index' names each row (clusters are joined to true labels by it): give every row its own "
+           "value, or rename the column")
+    missing = pd.isna(col.to_numpy())
+    if missing.any():
+        raise DataError(f"{p.name}: column 'index' is empty in {int(missing.sum())} rows (first: row "
+                        f"{int(np.argmax(missing))}); {why}")
+    values = col.to_numpy()
+    if values.dtype.kind == "O":
+        values = values.astype(str)
+    if values.dtype.kind not in "biuUS" and not (values.dtype.kind == "f" and np.isfinite(values).all()):
+        raise DataTypeError(f"{p.name}: column 'index' of dtype {values.dtype} cannot name rows; use integers "
+                            "or text")
+    uniq, first, counts = np.unique(values, return_index=True, return_counts=True)
+    if uniq.size != values.size:
+        rep = counts > 1
+        k = int(np.argmin(first[rep]))  # the repeated value met first in the file
+        raise DataError(f"{p.name}: column 'index' repeats {int(rep.sum())} value(s) (first: "
+                        f"{uniq[rep][k].tolist()!r}, {int(counts[rep][k])} times); {why}")
+    return values
+
+
 def _check_X(X: np.ndarray, p: Path, min_samples: int) -> np.ndarray:
     """Features as float32 (n, d) with n >= min_samples, all finite (also after the float32 cast)."""
     name = f"features in {p.name}"
@@ -210,14 +244,15 @@ def load_features(
     path : .npz, .npy, .csv or .parquet file.
     x_key, y_key : array names inside an ``.npz`` (default: ``X``/``embeddings`` and ``y``/``labels``).
     label_column : label column of a table (default ``label``); all other numeric columns are
-        features. An ``index`` column, if present, is not a feature.
+        features. An ``index`` column, if present, is not a feature: it names the rows
+        (``LabelledData.index``), so its values must be unique and none missing.
     labels_path : a separate labels file (needed for ``.npy`` features).
     require_labels : raise if no labels are found.
     min_samples : fewest rows accepted (the message names the file).
     """
     p = check_path(path)
     suf = p.suffix.lower()
-    y = None
+    y = index = None
     if suf == ".npy":
         X = _np_load(p)
     elif suf == ".npz":
@@ -247,6 +282,8 @@ def load_features(
             raise DataError(f"{p.name} has no label column {lc!r}; columns are {cols[:12]}{'…' if len(cols) > 12 else ''}")
         if lc in cols:
             y = df[lc].to_numpy()
+        if "index" in cols and lc != "index":
+            index = check_index(df["index"], p)
         feat = [c for c in cols if c not in (lc, "index")]
         from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
@@ -270,4 +307,4 @@ def load_features(
             f"{p.name} has no labels: use an .npz with a 'y'/'labels' array, a table with a "
             f"'label' column (--label-column), or --labels FILE"
         )
-    return LabelledData(X=X, y=y)
+    return LabelledData(X=X, y=y, index=index)

@@ -36,6 +36,23 @@ def write_predictions(path: str | Path, labels: Any, index: Any = None, y: Any =
     return Path(path)
 
 
+def index_columns(index: Any, n: int) -> dict[str, Any]:
+    """The columns that name ``n`` clustered rows, as keyword arguments of :func:`write_predictions`.
+
+    ``index`` is the clustered table's own ``index`` column (:attr:`kfree.data.io.LabelledData.index`)
+    or None. Without one, or when it is just 0..n-1 in order, the default ``index`` (row numbers)
+    says everything: ``{}``. Otherwise ``index`` holds the table's values, so ``kfree evaluate``
+    joins the clusters to a truth file's ``index`` by them, and a ``row`` column keeps the row
+    numbers, for files that have one entry per row in order (labels, images, texts, features).
+    """
+    if index is None:
+        return {}
+    index = np.asarray(index)
+    if index.dtype.kind in "iu" and np.array_equal(index, np.arange(n)):
+        return {}
+    return {"index": index, "row": np.arange(n)}
+
+
 def read_predictions(pred_csv: str | Path):
     """A predicted-clusters file (``index,cluster[,label]``, as ``kfree cluster`` writes it) as a
     DataFrame; anything else raises a one-line DataError."""
@@ -47,12 +64,19 @@ def read_predictions(pred_csv: str | Path):
 
 
 def rows_of(pred, n_items: int, *, pred_name: str, items_name: str) -> np.ndarray:
-    """Which row of a per-item file (``n_items`` rows) each predicted row is: its ``index``
-    column when it has one (``kfree assign`` writes rows of its input), else the row order."""
-    if "index" in pred.columns:
-        idx = pred["index"].to_numpy()
+    """Which row of a per-item file (``n_items`` rows) each predicted row is: its ``row`` column
+    when it has one (written when the clustered table had its own ``index`` values), else its
+    ``index`` column (``kfree assign`` writes rows of its input), else the row order."""
+    col = next((c for c in ("row", "index") if c in pred.columns), None)
+    if col is not None:
+        idx = pred[col].to_numpy()
+        if not (idx.dtype.kind in "iu" or (idx.dtype.kind == "f" and np.isfinite(idx).all()
+                                           and (idx == np.round(idx)).all())):
+            raise DataError(f"{pred_name}: its {col!r} values are not row numbers, so they cannot pick rows "
+                            f"of {items_name}; give a file with an 'index' column to join by, or the clusters "
+                            "file as kfree wrote it")
         if idx.size and (idx.min() < 0 or idx.max() >= n_items):
-            raise DataError(f"{pred_name} has index values outside 0..{n_items - 1} of {items_name}")
+            raise DataError(f"{pred_name} has {col} values outside 0..{n_items - 1} of {items_name}")
         return idx.astype(np.int64)
     if len(pred) != n_items:
         raise DataError(f"{pred_name} has {len(pred)} rows but {items_name} has {n_items}")
@@ -70,7 +94,16 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
         df = read_table(t)
         col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t)
         if "index" in df.columns and "index" in pred.columns:
-            merged = pred[["index"]].merge(df[["index", col]], on="index", how="left")
+            repeated = df["index"].duplicated()
+            if repeated.any():
+                raise DataError(f"{t.name}: column 'index' repeats {int(df['index'][repeated].nunique())} value(s) "
+                                f"(first: {df['index'][repeated].tolist()[0]!r}), so rows cannot be joined by it; give "
+                                "every row its own index")
+            try:
+                merged = pred[["index"]].merge(df[["index", col]], on="index", how="left")
+            except (TypeError, ValueError):  # e.g. text in one file, numbers in the other
+                raise DataError(f"cannot join {pred_name} to {t.name} by 'index': its values are "
+                                f"{pred['index'].dtype} in one and {df['index'].dtype} in the other") from None
             if merged[col].isna().any():
                 raise DataError(f"{int(merged[col].isna().sum())} predicted rows have no label in {t.name} (joined by 'index')")
             return merged[col].to_numpy()

@@ -247,7 +247,7 @@ def train_embedding(
             result.history.append(row)
         if hook is not None and par.ctx.is_main:
             shown = result.history[-1] if result.history else {}
-            hook("train", completed=cfg.epochs if stopped else epoch + 1, total=cfg.epochs,
+            hook("train", completed=epoch + 1, total=cfg.epochs, stopped_early=stopped, steps=step,
                  **{k: v for k, v in shown.items() if k not in ("epoch", "step") and isinstance(v, (int, float))})
         if ckpt is not None and par.ctx.is_main:
             save_checkpoint(ckpt, {"model": model.state_dict(), "loss": loss.state_dict(),

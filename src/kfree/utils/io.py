@@ -118,6 +118,8 @@ def check_output(
     force: bool = False,
     directory: bool = False,
     option: str = "--out",
+    outputs: dict[str, str | os.PathLike[str] | None] | None = None,
+    rename: str | None = None,
 ) -> Path:
     """Refuse an output that cannot or must not be written, before any work is done.
 
@@ -128,15 +130,24 @@ def check_output(
     force : allow replacing an existing output file (or writing into a non-empty folder).
     directory : ``path`` is a folder the command fills.
     option : how the user named the output, for the messages.
+    outputs : the command's other outputs, by how the user named them (``{"--out": out}``):
+        one file written twice is refused, and the message names both.
+    rename : what the user does to write elsewhere, for an output the command names itself (the
+        validation curve beside a model: "choose another --out name"); default: choose another name.
 
     Returns the path. Raises :class:`~kfree.exceptions.OutputError` with one line saying what is
     wrong and what to do. Nothing is created: missing parent folders are made by the write.
     """
     p = Path(path).expanduser()
+    choose = rename or "choose another name"
     for inp in inputs:
         if inp is not None and _same_file(p, Path(inp).expanduser()):
             raise OutputError(f"{option} {p} is an input file of this command; writing there would destroy it: "
-                              f"choose another name")
+                              f"{choose}")
+    for other, q in (outputs or {}).items():
+        if q is not None and _same_file(p, Path(q).expanduser()):
+            raise OutputError(f"{option} {p} is also the {other} file; give each output its own name"
+                              + (f": {rename}" if rename else ""))
     if directory:
         if p.exists() and not p.is_dir():
             raise OutputError(f"{option} {p} is a file; give a folder for the run's outputs")
@@ -145,12 +156,13 @@ def check_output(
                               f"write into it (files of the same names are replaced)")
     else:
         if p.is_dir():
-            raise OutputError(f"{option} {p} is a directory; give a file name inside it, e.g. {p / 'out'}")
+            raise OutputError(f"{option} {p} is a directory; " + (
+                rename if rename else f"give a file name inside it, e.g. {p / 'out'}"))
         if p.exists() or p.is_symlink():
             if not p.is_file():
-                raise OutputError(f"{option} {p} exists and is not a regular file; choose another name")
+                raise OutputError(f"{option} {p} exists and is not a regular file; {choose}")
             if not force:
-                raise OutputError(f"{option} {p} already exists; pass --force to replace it, or choose another name")
+                raise OutputError(f"{option} {p} already exists; pass --force to replace it, or {choose}")
     # the nearest folder that exists must be a folder we can create files in
     anc = p if directory else p.parent
     anc = Path(os.path.abspath(anc))
@@ -175,7 +187,30 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
+    """Write ``obj`` as JSON (2-space indent, sorted keys) atomically. A NaN or infinite number is
+    written as ``null``: Python's ``NaN``/``Infinity`` tokens are not JSON, and other parsers
+    (``jq``, JavaScript, most JSON libraries) refuse the whole file."""
+    text = json.dumps(finite_json(obj), indent=2, sort_keys=True, default=json_default, allow_nan=False)
+    return write_text(path, text + "\n")
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (also numpy's, in arrays too) replaced by None;
+    containers are copied (tuples become lists, as JSON writes them), anything else is kept for
+    :func:`json_default`, so the JSON text differs only where a number was not finite."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, (float, np.floating)):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return finite_json(obj.tolist())
+    return obj
 
 
 def json_default(o: Any) -> Any:

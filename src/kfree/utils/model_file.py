@@ -41,18 +41,30 @@ def read_model(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     try:
         raw = load_checkpoint(p, allow_legacy=True)
     except CheckpointError as e:
-        raise ModelError(f"{p.name} is not a kfree model file ({e}); give a model saved by `kfree train`") from None
+        raise ModelError(_not_a_model(p, e)) from None
     if raw.get("format") in LEGACY_FORMATS:  # a torch.save'd dict of an earlier kfree
         state = {k: v for k, v in raw.items() if k not in ("format", "params")}
         return raw["format"], _params(raw.get("params"), p), state
     try:
         config = read_checkpoint_config(p)
     except CheckpointError as e:
-        raise ModelError(f"{p.name} is not a kfree model file ({e}); give a model saved by `kfree train`") from None
+        raise ModelError(_not_a_model(p, e)) from None
     if config.get("kind") != MODEL_FORMAT:
         raise ModelError(f"{p.name} is not a kfree model file (expected format {MODEL_FORMAT}); "
                          "give a model saved by `kfree train`")
     return MODEL_FORMAT, _params(config.get("params"), p), raw
+
+
+def _not_a_model(p: Path, e: CheckpointError) -> str:
+    """Why ``p`` is not a model, in one line. The checkpoint reader's own advice ("delete it to
+    start over") is for a training checkpoint kfree wrote itself; a file given as a model is the
+    user's (often their data, given in the wrong place), so it is left out."""
+    import re
+
+    why = re.sub(r"\s*(?:;\s*|\(\s*)delete it\b[^;)]*\)?", "", str(e)).strip()
+    if why.startswith(f"{p.name} "):
+        why = "it " + why[len(p.name) + 1:]
+    return f"{p.name} is not a kfree model file: {why}; give a model saved by `kfree train`"
 
 
 def _params(params: Any, p: Path) -> dict[str, Any]:

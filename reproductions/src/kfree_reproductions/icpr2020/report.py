@@ -27,6 +27,11 @@ METHODS: tuple[str, ...] = ("multicut", "kmeans")
 Key = tuple[str, str, float, float | str]  # (method, loss, wrong positives, wrong negatives)
 
 
+def _mean(rows: list[dict[str, Any]], key: str) -> float:
+    """Mean of ``key`` over ``rows``; NaN where a row lacks it (JSON null or absent)."""
+    return float(np.mean([np.nan if x.get(key) is None else x[key] for x in rows]))
+
+
 def _neg(v: Any) -> float | str:
     return v if v == "random" else float(v)
 
@@ -52,10 +57,10 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
             "n": int(acc.shape[0]), "seeds": sorted(int(x["seed"]) for x in rows),
             "nmi": float(np.mean([100 * x["nmi"] for x in rows])),
             "n_clusters": float(np.mean([x["n_clusters"] for x in rows])),
-            "n_small": float(np.mean([x.get("n_small_clusters_lt10", np.nan) for x in rows])),
-            "wall_s": float(np.mean([x.get("wall_s", np.nan) for x in rows])),
-            "objective": float(np.mean([x.get("objective", np.nan) for x in rows])),
-            "train_s": float(np.mean([x["train_s"] if x["train_s"] is not None else np.nan for x in rows])),
+            "n_small": _mean(rows, "n_small_clusters_lt10"),
+            "wall_s": _mean(rows, "wall_s"),
+            "objective": _mean(rows, "objective"),
+            "train_s": _mean(rows, "train_s"),
             # per seed, for the claims' tests (kfree_reproductions.claims)
             "by_seed": {"acc": {int(x["seed"]): float(100 * x["acc"]) for x in rows},
                         "objective": {int(x["seed"]): float(x["objective"]) for x in rows if "objective" in x}},

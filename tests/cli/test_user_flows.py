@@ -1,0 +1,301 @@
+"""Problems a user-flow review of the CLI found: each test fails without its fix.
+
+Outputs are checked before any work (also the validation curve ``train`` writes beside the model),
+a table's own ``index`` names the clustered rows, nothing is written that would be wrong (float16
+overflow, NaN in JSON), options that would be ignored are refused, errors say what was wrong with
+what the user typed, progress says where training stopped, and help shows bracketed text."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from _cli import app, one_line_error, run, runner
+
+from kfree.data.synthetic import sphere_blobs
+from kfree.metrics import evaluate_clustering
+
+FAST = ["--epochs", "3", "--p", "6", "--k", "5", "--dims", "16,8", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    d = tmp_path_factory.mktemp("flows")
+    X, y = sphere_blobs(12, 10, dim=8, spread=0.2, seed=0)
+    np.save(d / "x.npy", X)
+    np.save(d / "y.npy", y)
+    result = runner.invoke(app, ["train", str(d / "x.npy"), "--labels", str(d / "y.npy"), "--out", str(d / "m.kfree"),
+                                 *FAST])
+    assert result.exit_code == 0, result.output
+    # a table whose own 'index' names the rows in another order than the file's (e.g. after
+    # df.sample(frac=1).reset_index()), and the truth keyed by that index, in yet another order
+    ids = np.random.default_rng(0).permutation(len(y)) + 1000
+    table = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    table.insert(0, "index", ids)
+    table.to_csv(d / "t.csv", index=False)
+    table.to_parquet(d / "t.parquet", index=False)
+    pd.DataFrame({"index": ids, "label": y}).sample(frac=1, random_state=1).to_csv(d / "truth.csv", index=False)
+    return d
+
+
+def snapshot(d):
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in d.rglob("*") if p.is_file()}
+
+
+# ------------------------------------------- 1. the validation curve is an output: checked first
+def test_train_checks_the_validation_curve_before_training(d, monkeypatch):
+    import kfree.learner
+
+    fit = kfree.learner.ClusterLearner.fit
+    monkeypatch.setattr(kfree.learner.ClusterLearner, "fit", lambda *a, **k: pytest.fail("trained anyway"))
+    (d / "v-validation.png").mkdir()
+    before = snapshot(d)
+    code, out = run("train", d / "x.npy", "--labels", d / "y.npy", "--out", d / "v.kfree", *FAST)
+    one_line_error(code, out, "the validation curve")
+    assert "v-validation.png is a directory; choose another --out name" in out
+    (d / "v-validation.png").rmdir()
+    (d / "v-validation.png").write_bytes(b"an earlier run's curve")
+    before = snapshot(d)
+    code, out = run("train", d / "x.npy", "--labels", d / "y.npy", "--out", d / "v.kfree", *FAST)
+    one_line_error(code, out, "v-validation.png already exists; pass --force to replace it")
+    assert snapshot(d) == before and not (d / "v.kfree").exists()  # nothing written, nothing replaced
+    monkeypatch.setattr(kfree.learner.ClusterLearner, "fit", fit)
+    code, out = run("train", d / "x.npy", "--labels", d / "y.npy", "--out", d / "v.kfree", *FAST, "--force")
+    assert code == 0 and "validation curve:" in out, out
+    assert (d / "v-validation.png").read_bytes().startswith(b"\x89PNG")
+
+
+# ----------------------------------------------- 2. a table's own 'index' names the clustered rows
+def _truth_nmi(d, clusters_csv):
+    """The NMI of clusters_csv against the truth, joined by the right rows (not by 'index')."""
+    pred = pd.read_csv(clusters_csv)
+    table = pd.read_csv(d / "t.csv")
+    truth = pd.read_csv(d / "truth.csv").set_index("index")["label"]
+    return evaluate_clustering(truth.loc[table["index"].to_numpy()[pred["row"]]].to_numpy(),
+                               pred["cluster"].to_numpy())["nmi"]
+
+
+@pytest.mark.parametrize("model", [False, True])
+def test_cluster_then_evaluate_joins_a_tables_own_index(d, model, tmp_path):
+    args = [d / "m.kfree", d / "t.csv"] if model else [d / "t.csv", "--threshold", "1"]
+    code, out = run("cluster", *args, "--out", tmp_path / "c.csv")
+    assert code == 0, out
+    pred = pd.read_csv(tmp_path / "c.csv")
+    assert list(pred.columns) == ["index", "cluster", "row"]
+    np.testing.assert_array_equal(pred["index"], pd.read_csv(d / "t.csv")["index"])  # the table's values
+    code, out = run("evaluate", tmp_path / "c.csv", d / "truth.csv", "--out", tmp_path / "m.json")
+    assert code == 0, out
+    nmi = json.loads((tmp_path / "m.json").read_text())["nmi"]
+    assert nmi > 0.9 and nmi == pytest.approx(_truth_nmi(d, tmp_path / "c.csv"))
+    # labels one per row, in the file's order: taken by 'row', not by the index values
+    np.save(tmp_path / "y_rows.npy", np.load(d / "y.npy"))
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "y_rows.npy", "--out", tmp_path / "m2.json")
+    assert code == 0, out
+    assert json.loads((tmp_path / "m2.json").read_text())["nmi"] == pytest.approx(nmi)
+
+
+def test_a_table_index_of_row_numbers_changes_nothing(d, tmp_path):
+    t = pd.read_csv(d / "t.csv").assign(index=lambda df: np.arange(len(df)))
+    t.to_csv(tmp_path / "plain.csv", index=False)
+    code, out = run("cluster", tmp_path / "plain.csv", "--threshold", "1", "--out", tmp_path / "c.csv")
+    assert code == 0, out
+    assert list(pd.read_csv(tmp_path / "c.csv").columns) == ["index", "cluster"]
+
+
+def test_assign_writes_the_new_tables_own_index(d, tmp_path):
+    code, out = run("cluster", d / "x.npy", "--threshold", "1", "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    t = pd.read_csv(d / "t.csv").iloc[:7]
+    t.to_csv(tmp_path / "new.csv", index=False)
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "new.csv", "--out", tmp_path / "a.csv")
+    assert code == 0, out
+    pred = pd.read_csv(tmp_path / "a.csv")
+    assert list(pred["index"]) == list(t["index"]) and list(pred["row"]) == list(range(7))
+
+
+def test_repeated_or_missing_index_values_are_refused(d, tmp_path):
+    t = pd.read_csv(d / "t.csv")
+    t.loc[5, "index"] = t.loc[3, "index"]
+    t.to_csv(tmp_path / "dup.csv", index=False)
+    one_line_error(*run("cluster", tmp_path / "dup.csv", "--threshold", "1", "--out", tmp_path / "c.csv"),
+                   f"dup.csv: column 'index' repeats 1 value(s) (first: {t.loc[3, 'index']}, 2 times)")
+    one_line_error(*run("cluster", d / "m.kfree", tmp_path / "dup.csv", "--out", tmp_path / "c.csv"),
+                   "give every row its own value, or rename the column")
+    t = pd.read_csv(d / "t.csv").astype({"index": float})
+    t.loc[2, "index"] = np.nan
+    t.to_csv(tmp_path / "gap.csv", index=False)
+    one_line_error(*run("cluster", tmp_path / "gap.csv", "--threshold", "1", "--out", tmp_path / "c.csv"),
+                   "column 'index' is empty in 1 rows (first: row 2)")
+    truth = pd.read_csv(d / "truth.csv")
+    pd.concat([truth, truth.iloc[:1]]).to_csv(tmp_path / "truth_dup.csv", index=False)
+    code, out = run("cluster", d / "t.csv", "--threshold", "1", "--out", tmp_path / "ok.csv")
+    assert code == 0, out
+    one_line_error(*run("evaluate", tmp_path / "ok.csv", tmp_path / "truth_dup.csv"),
+                   "truth_dup.csv: column 'index' repeats 1 value(s)")
+    assert not (tmp_path / "c.csv").exists()
+
+
+# ------------------------------------------------------------- 3. float16 that would be inf
+def test_embed_float16_refuses_rows_beyond_its_range(d, tmp_path):
+    np.save(tmp_path / "big.npy", np.load(d / "x.npy") * 1e6)
+    code, out = run("train", tmp_path / "big.npy", "--labels", d / "y.npy", "--out", tmp_path / "big.kfree", *FAST)
+    assert code == 0, out
+    code, out = run("embed", tmp_path / "big.kfree", tmp_path / "big.npy", "--out", tmp_path / "e.npy", "--float16")
+    one_line_error(code, out, "which do not fit float16 (largest 65504")
+    assert "leave out --float16" in out and not (tmp_path / "e.npy").exists()
+    code, out = run("embed", tmp_path / "big.kfree", tmp_path / "big.npy", "--out", tmp_path / "e.npy")
+    assert code == 0 and np.isfinite(np.load(tmp_path / "e.npy")).all(), out
+    code, out = run("embed", d / "m.kfree", d / "x.npy", "--out", tmp_path / "e16.npy", "--float16")
+    assert code == 0 and np.load(tmp_path / "e16.npy").dtype == np.float16, out
+
+
+# ------------------------------------------------ 4. Ward's threshold is in Euclidean units
+def test_ward_without_a_model_says_and_uses_its_units(d, tmp_path):
+    from kfree.cluster.ward import WardThreshold
+
+    X = np.load(d / "x.npy")
+    one_line_error(*run("cluster", d / "x.npy", "--method", "ward", "--threshold", "2.5", "--distance", "cosine",
+                        "--out", tmp_path / "w.csv"), "--method ward measures Euclidean distances")
+    one_line_error(*run("cluster", d / "x.npy", "--method", "kmeans", "--n-clusters", "3", "--distance", "cosine",
+                        "--out", tmp_path / "w.csv"), "--distance cosine would be ignored")
+    assert not (tmp_path / "w.csv").exists()
+    code, out = run("cluster", d / "x.npy", "--method", "ward", "--threshold", "2.5", "--out", tmp_path / "w.csv")
+    assert code == 0 and "threshold 2.5 (Ward merge height, euclidean units)" in out, out
+    assert "sqeuclidean" not in out
+    np.testing.assert_array_equal(pd.read_csv(tmp_path / "w.csv")["cluster"], WardThreshold(2.5).fit(X).labels_)
+    code, out = run("cluster", d / "x.npy", "--method", "ward", "--threshold", "2.5", "--distance", "sqeuclidean",
+                    "--out", tmp_path / "w2.csv")
+    assert code == 0 and "threshold 2.5 sqeuclidean = Ward merge height 1.58114 (euclidean units)" in out, out
+    np.testing.assert_array_equal(pd.read_csv(tmp_path / "w2.csv")["cluster"],
+                                  WardThreshold(np.sqrt(2.5)).fit(X).labels_)
+
+
+# ---------------------------------------------------- 5. errors about what the user typed
+def test_data_or_a_state_in_the_models_place(d, tmp_path):
+    code, out = run("cluster", d / "x.npy", "--threshold", "1", "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    code, out = run("cluster", d / "x.npy", d / "x.npy", "--out", tmp_path / "z.csv")
+    one_line_error(code, out, "x.npy is not a kfree model: with two files, the first must be a model saved by "
+                              "`kfree train`")
+    assert f"to cluster x.npy without a model, give it alone: kfree cluster {d / 'x.npy'} --threshold T" in out
+    code, out = run("cluster", tmp_path / "s.kstate", d / "x.npy", "--out", tmp_path / "z.csv")
+    one_line_error(code, out, "s.kstate is a cluster state, not a model")
+    assert "use kfree assign [MODEL]" in out
+    (tmp_path / "junk.kfree").write_bytes(b"not a model")
+    code, out = run("cluster", tmp_path / "junk.kfree", d / "x.npy", "--out", tmp_path / "z.csv")
+    one_line_error(code, out, "junk.kfree is not a kfree model file: it is not a readable checkpoint")
+    assert "delete it" not in out  # never advice to delete the user's file
+    assert "delete it" not in run("cluster", d / "x.npy", d / "x.npy", "--out", tmp_path / "z.csv")[1]
+    assert not (tmp_path / "z.csv").exists()
+
+
+def test_assign_says_which_file_is_missing(d, tmp_path):
+    code, out = run("cluster", d / "x.npy", "--threshold", "1", "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    usage = "(usage: kfree assign [MODEL] STATE NEW_FILE --out FILE.csv)"
+    code, out = run("assign", d / "m.kfree", tmp_path / "s.kstate", "--out", tmp_path / "o.csv")
+    one_line_error(code, out, f"the file of new rows (NEW_FILE) is missing: kfree assign {d / 'm.kfree'} "
+                              f"{tmp_path / 's.kstate'} NEW_FILE --out {tmp_path / 'o.csv'} {usage}")
+    code, out = run("assign", tmp_path / "s.kstate", "--out", tmp_path / "o.csv")
+    one_line_error(code, out, f"the file of new rows (NEW_FILE) is missing: kfree assign {tmp_path / 's.kstate'} "
+                              f"NEW_FILE --out {tmp_path / 'o.csv'} {usage}")
+    code, out = run("assign", d / "m.kfree", d / "x.npy", "--out", tmp_path / "o.csv")
+    one_line_error(code, out, "the cluster state is missing: kfree assign")
+    code, out = run("assign", tmp_path / "s.kstate", d / "x.npy", d / "x.npy", "--out", tmp_path / "o.csv")
+    one_line_error(code, out, "s.kstate is a cluster state, but with three files the first must be the model")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_an_output_given_twice_is_named_as_the_other_output(d, tmp_path):
+    code, out = run("cluster", d / "x.npy", "--threshold", "1", "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "c.csv")
+    one_line_error(code, out, f"--state {tmp_path / 'c.csv'} is also the --out file; give each output its own name")
+    assert "input file" not in out and not (tmp_path / "c.csv").exists()
+
+
+# --------------------------------------------------------- 6. progress after an early stop
+def test_progress_shows_where_training_stopped_early():
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from kfree.cli.console import PlainHook, RichHook, progress_columns
+
+    buf = io.StringIO()
+    hook = PlainHook(stream=buf, every_s=0)
+    hook("train", completed=2, total=50, loss=0.5, stopped_early=False, steps=20)
+    hook("train", completed=3, total=50, loss=0.4, stopped_early=True, steps=30)
+    lines = buf.getvalue().splitlines()
+    assert lines[-1].endswith("train 3/50  loss=0.4  stopped early at step 30"), lines
+    assert "50/50" not in buf.getvalue() and "stopped" not in lines[0]
+
+    out = io.StringIO()
+    progress = Progress(*progress_columns(), console=Console(file=out, width=200, color_system=None))
+    with progress:
+        rich_hook = RichHook(progress)
+        rich_hook("train", completed=2, total=50, loss=0.5)
+        rich_hook("train", completed=3, total=50, loss=0.4, stopped_early=True, steps=30)
+    task = progress.tasks[0]
+    assert task.finished and task.fields["count"] == "3/50"
+    assert "3/50" in out.getvalue() and "stopped early at step 30" in out.getvalue()
+
+
+def test_train_progress_after_an_early_stop(d, tmp_path):
+    code, out = run("train", d / "x.npy", "--labels", d / "y.npy", "--out", tmp_path / "p.kfree", "--epochs", "200",
+                    "--p", "6", "--k", "5", "--dims", "16,8", "--patience", "2", "--eval-every-steps", "1")
+    assert code == 0 and "(stopped early)" in out, out
+    last = [line for line in out.splitlines() if " train " in line][-1]
+    assert "200/200" not in last and "stopped early at step" in last, out
+
+
+# ---------------------------------------------------------- 7. bracketed text in help survives
+def _help_texts():
+    import typer.main
+
+    def walk(command, path):
+        yield path, "(command)", command.help or ""
+        for param in command.params:
+            yield path, param.name, getattr(param, "help", None) or ""
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    return list(walk(typer.main.get_command(app), "kfree"))
+
+
+def test_help_shows_every_bracket_it_is_given():
+    """Help is rich markup: an unescaped ``[word]`` (``kfree[dask]``) would vanish from it."""
+    from rich.text import Text
+
+    texts = _help_texts()
+    assert sum("[" in h for _, _, h in texts) >= 3
+    for path, name, text in texts:
+        text = text.replace("\b", "")  # click's no-rewrap marker, which rich drops too
+        assert Text.from_markup(text).plain == text.replace("\\[", "["), (path, name, text)
+    for command, shown in [("cluster", "pip install 'kfree[dask]'"), ("report", "t-SNE with kfree[report]")]:
+        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300", "TERMINAL_WIDTH": "300"})
+        assert shown in result.output, result.output
+
+
+# ------------------------------------------------------------- 8. valid JSON: null, never NaN
+def test_metrics_json_writes_null_for_nan(d, tmp_path, monkeypatch):
+    import kfree.evaluate.compare
+
+    metrics = {"n_samples": 3, "nmi": np.float64("nan"), "ari": np.float32("inf"), "acc": 0.5, "wcp": np.float32(0.25)}
+    monkeypatch.setattr(kfree.evaluate.compare, "evaluate_files", lambda *a, **k: dict(metrics))
+    pd.DataFrame({"index": range(3), "cluster": [0, 0, 1]}).to_csv(tmp_path / "p.csv", index=False)
+    code, out = run("evaluate", tmp_path / "p.csv", tmp_path / "p.csv", "--out", tmp_path / "m.json")
+    assert code == 0, out
+    text = (tmp_path / "m.json").read_text()
+
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+
+    assert json.loads(text, parse_constant=refuse) == {"n_samples": 3, "nmi": None, "ari": None, "acc": 0.5,
+                                                       "wcp": 0.25}
+    # everything else as before: the same text json.dumps gives for the finite values
+    assert text == json.dumps({**metrics, "nmi": None, "ari": None, "wcp": 0.25}, indent=2, sort_keys=True) + "\n"
