@@ -191,6 +191,15 @@ def test_parquet_row_groups(X, client, tmp_path):
     pq.write_table(pa.table(cols), tmp_path / "x.parquet", row_group_size=600)
     res = dask_threshold_hac(tmp_path / "x.parquet", 0.6, client=client, block_rows=1000)
     np.testing.assert_array_equal(res.labels(), local(X).labels_)
+    # a DataFrame written with its (non-default) index: pandas stores it as a column, which is
+    # no feature (it was clustered as one)
+    import pandas as pd
+
+    df = pd.DataFrame({f"f{i}": X[:, i] for i in range(X.shape[1])}, index=np.arange(X.shape[0]) * 1000 + 7)
+    df.to_parquet(tmp_path / "pd.parquet")
+    assert "__index_level_0__" in pq.read_schema(tmp_path / "pd.parquet").names
+    res = dask_threshold_hac(tmp_path / "pd.parquet", 0.6, client=client, block_rows=1000)
+    np.testing.assert_array_equal(res.labels(), local(X).labels_)
 
 
 def test_labels_as_dask_dataframe_and_file(X, client, tmp_path):

@@ -237,7 +237,11 @@ def _parquet_source(p: Path, client) -> _Source:
         except Exception as e:
             raise DataError(f"cannot read {f.name} as Parquet: {str(e).splitlines()[0]}") from None
         schema = meta.schema_arrow
-        names = [fld.name for fld in schema if fld.name not in ("label", "index")
+        # a DataFrame's index written by pandas (e.g. __index_level_0__) names rows, as an 'index'
+        # column does: not a feature (the local reader restores it as the index)
+        kept_index = [c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+        skip = {"label", "index", *kept_index}
+        names = [fld.name for fld in schema if fld.name not in skip
                  and (str(fld.type).startswith(("float", "int", "uint", "halffloat", "double")))]
         if cols is None:
             cols = names
