@@ -76,6 +76,15 @@ def test_errors_say_what_is_wrong(tmp_path, xy):
         load_features(tmp_path / "s.csv")
 
 
+def test_a_header_less_column_is_not_taken_as_a_feature(tmp_path):
+    df = pd.DataFrame({"a": [0.1, 0.2, 0.3], "b": [1.0, 2.0, 3.0], "label": [0, 1, 1]})
+    df.to_csv(tmp_path / "with_index.csv")  # pandas writes its index as a column without a name
+    with pytest.raises(DataError, match="'Unnamed: 0' has no name in the header.*index=False"):
+        load_features(tmp_path / "with_index.csv")
+    df.to_csv(tmp_path / "ok.csv", index=False)
+    assert load_features(tmp_path / "ok.csv").X.shape == (3, 2)
+
+
 def test_load_labels_from_tables_and_text(tmp_path):
     pd.DataFrame({"index": [0, 1], "cluster": [3, 4]}).to_csv(tmp_path / "c.csv", index=False)
     assert list(load_labels(tmp_path / "c.csv")) == [3, 4]

@@ -285,6 +285,12 @@ def load_features(
         if "index" in cols and lc != "index":
             index = check_index(df["index"], p)
         feat = [c for c in cols if c not in (lc, "index")]
+        unnamed = [c for c in feat if str(c).startswith("Unnamed: ")]
+        if unnamed:  # pandas' name for a header-less column: df.to_csv() writes the index so
+            raise DataError(
+                f"{p.name}: column {unnamed[0]!r} has no name in the header (a DataFrame index written by "
+                "df.to_csv()?) and would be clustered as a feature; write the file with index=False, or "
+                "name the column 'index' if it names the rows")
         from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
         non_num = [c for c in feat if not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])]
