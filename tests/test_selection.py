@@ -7,6 +7,7 @@ import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from kfree import ClusterLearner, TrainConfig
+from kfree.cluster import ThresholdAgglomerative
 from kfree.cluster.ward import WardThreshold
 from kfree.data.synthetic import sphere_blobs
 from kfree.embed.encode import encode
@@ -237,3 +238,16 @@ def test_method_ward_cuts_at_a_ward_height_never_at_a_pair_distance(blobs):
     with pytest.raises(ValueError, match="no calibrated Ward cut"):
         only_complete.cluster(Xte, method="ward")
     assert len(np.unique(only_complete.cluster(Xte, method="ward", n_clusters=6))) == 6
+
+
+def test_with_ward_alone_the_models_pair_cut_is_a_complete_linkage_cut(blobs):
+    """A loss that implies no threshold, linkage='ward': the model's own cut (what multicut and
+    a cluster state cut at) is calibrated by complete linkage, not taken from Ward's merge height."""
+    Xtr, ytr, Xva, yva, Xte, yte = blobs
+    est = ClusterLearner.from_params(loss="softmax", linkage="ward", compare_raw=False, epochs=3, p=6, k=4,
+                                     seed=0).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    assert est.rule_.linkage == "ward" and est.rule_.features == "model"
+    thr = est.learned_threshold_
+    assert thr.source.startswith("validation #clusters") and thr.value != est.rule_.threshold.value
+    n_val = len(np.unique(yva))
+    assert ThresholdAgglomerative(thr.value, distance=thr.distance).fit(est.transform(Xva)).n_clusters_ == n_val

@@ -305,9 +305,12 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 self.pair_calibration_ = _pair_calibration(X_rc, y_rc, seed)
             else:
                 self.pair_calibration_ = self.calibration_ or _pair_calibration(Z_val, y_val, seed)
-            if thr is None:
-                own = [r for r in model_rules if r.linkage == "complete"] or model_rules
-                thr = own[0].threshold
+            if thr is None:  # the model's own pair-distance cut (what multicut and --state use)
+                own = ([r for r in model_rules if r.linkage == "complete"]
+                       or [r for r in model_rules if r.linkage != "ward"])
+                # Ward's merge height is no pair distance: with Ward alone, calibrate a complete cut
+                thr = own[0].threshold if own else threshold_for_n_clusters(
+                    Z_val, len(np.unique(y_val)), linkage="complete")
         else:
             if thr is None:  # nothing held out: calibrate on the training identities, and say so
                 Z_cal = encode(model, np.asarray(X_tr, dtype=np.float32))
