@@ -99,6 +99,19 @@ def test_sampler_and_loss_layout_must_agree(data):
         train_embedding(_model(), TripletLoss(mining="given"), X, y, TrainConfig(epochs=1))
 
 
+def test_the_final_step_is_validated_when_it_falls_between_validations(data):
+    """3 steps with eval_every_steps=10: the final weights are scored and kept when best (a short
+    run could only keep step 0, the untrained head)."""
+    X, y = data
+    nmis = iter([0.1, 0.9])
+    cfg = TrainConfig(epochs=1, p=4, k=4, batches_per_epoch=3, eval_every_steps=10, lr=1e-2)
+    model = _model()
+    result = train_embedding(model, registry.get("loss", "bcl"), X, y, cfg,
+                             score_fn=lambda m, lo: {"val_nmi": next(nmis)})
+    assert [(row["step"], row["val_nmi"]) for row in result.history] == [(0, 0.1), (3, 0.9)]
+    assert (result.steps, result.best_step) == (3, 3)
+
+
 def test_patience_without_select_best_and_a_stopped_run_stays_stopped(data, tmp_path):
     """Patience stops training whether or not the best step's weights are kept; and running a
     run that stopped early again from its checkpoint returns it as it was (it trained on)."""

@@ -217,6 +217,7 @@ def train_embedding(
             ib = torch.as_tensor(idx)
             yield Batch(Xt[ib], (par.labels(yt[ib]),))
 
+    total, count = 0.0, 0  # the running loss of the current epoch
     for epoch in range(start_epoch, start_epoch if stopped else cfg.epochs):
         total, count = 0.0, 0
 
@@ -260,6 +261,13 @@ def train_embedding(
         if stopped:
             log.info("early stop after %d steps: no better validation score in %d validations", step, cfg.patience)
             break
+    last_row = result.history[-1] if result.history else {}
+    if stepwise and not stopped and step > 0 and last_row.get("step") != step:
+        # the last steps since the previous validation are validated too: the final weights are a
+        # candidate (a short run, under eval_every_steps steps, could otherwise only keep step 0)
+        row = thr_row({"epoch": cfg.epochs, "step": step, "loss": total / count if count else float("nan")})
+        validate(row)
+        result.history.append(row)
     result.stopped_early = stopped
     result.steps = step
     if cfg.select_best and best_state is not None:
