@@ -251,3 +251,15 @@ def test_with_ward_alone_the_models_pair_cut_is_a_complete_linkage_cut(blobs):
     assert thr.source.startswith("validation #clusters") and thr.value != est.rule_.threshold.value
     n_val = len(np.unique(yva))
     assert ThresholdAgglomerative(thr.value, distance=thr.distance).fit(est.transform(Xva)).n_clusters_ == n_val
+
+
+def test_a_model_scored_once_must_beat_every_half_of_the_raw_features():
+    """Fewer than 4 validation classes: the model's rule has one score, the raw features' (on more
+    classes) two halves. zip() compared the model with the first half only."""
+    def rule(features, nmi_, halves, mode="recalibrated"):
+        return ClusterRule(features, "complete", Threshold(1.0), mode, nmi_, 5, 5,
+                           extra={"val_gap": 0.0, "val_nmi_halves": halves})
+
+    raw = [rule("raw", 0.8, [0.6, 0.99])]
+    assert choose_rule(raw, [rule("model", 0.97, [0.97], "learned")]).features == "raw"
+    assert choose_rule(raw, [rule("model", 0.995, [0.995], "learned")]).features == "model"

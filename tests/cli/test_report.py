@@ -103,3 +103,33 @@ def test_a_map_of_the_features(photos, monkeypatch, tsne):
     np.save(d / "bad.npy", X[:4])
     one_line_error(*run("report", d / "c.csv", "--features", d / "bad.npy", "--out", d / "r2"),
                    "index values outside 0..3 of bad.npy")
+
+
+def test_user_text_in_cluster_ids_and_text_files(photos):
+    """Cluster ids are the user's text: escaped on the page, no formula in the montage; text files
+    are split at line ends only (U+2028 inside a line shifted every later row) and must be UTF-8."""
+    d, labels = photos
+    ids = np.array(["<b>x</b>", "$x^$", "a&b"])[labels]
+    pd.DataFrame({"index": range(9), "cluster": ids}).to_csv(d / "odd.csv", index=False)
+    code, out = run("report", d / "odd.csv", "--images", d / "photos.txt", "--out", d / "r")
+    assert code == 0, out
+    (d / "t.txt").write_text("one\u2028still one\n" + "".join(f"text {i}\n" for i in range(1, 9)), encoding="utf-8")
+    code, out = run("report", d / "odd.csv", "--texts", d / "t.txt", "--out", d / "r2")
+    assert code == 0, out
+    page = (d / "r2" / "index.html").read_text()
+    assert "cluster &lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page and "a&amp;b" in page
+    assert "still one" in page and "text 8" in page
+    (d / "latin.txt").write_bytes("caf\xe9\n".encode("latin-1") * 9)
+    one_line_error(*run("report", d / "c.csv", "--texts", d / "latin.txt", "--out", d / "r3"), "is not UTF-8 text")
+
+
+def test_a_map_of_one_feature_or_of_few_rows(photos):
+    d, labels = photos
+    np.save(d / "x1.npy", labels[:, None].astype(float))
+    code, out = run("report", d / "c.csv", "--features", d / "x1.npy", "--out", d / "r")
+    assert code == 0, out
+    assert "the one feature" in (d / "r" / "index.html").read_text()
+    pd.DataFrame({"index": [0, 1], "cluster": [0, 1]}).to_csv(d / "two.csv", index=False)
+    np.save(d / "x2.npy", np.eye(2))
+    code, out = run("report", d / "two.csv", "--features", d / "x2.npy", "--out", d / "r2")
+    assert code == 0, out

@@ -120,3 +120,16 @@ def test_a_tables_index_column_names_its_rows(tmp_path, xy):
     df.assign(index=[1.0, None, *range(2, 12)]).to_csv(tmp_path / "gap.csv", index=False)
     with pytest.raises(DataError, match=r"column 'index' is empty in 1 rows \(first: row 1\)"):
         load_features(tmp_path / "gap.csv")
+
+
+def test_a_split_asking_for_more_identities_than_there_are_is_refused():
+    from kfree.data.splits import split_identities
+    from kfree.exceptions import DataError
+
+    y = np.repeat(np.arange(10), 3)
+    with pytest.raises(DataError, match="asked for 11\\+0\\+0 identities but the data has only 10"):
+        split_identities(y, 11, 0)  # gave 10 train, silently
+    with pytest.raises(DataError, match="only 3"):
+        split_identities(np.arange(3), 0.5, 0.5)  # 2 + 2 of 3
+    sp = split_identities(y, 6, 2)
+    assert (len(sp.train_ids), len(sp.val_ids), len(sp.test_ids)) == (6, 2, 2)

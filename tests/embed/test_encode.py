@@ -31,3 +31,11 @@ def test_read_only_rows_are_copied_before_torch_sees_them(monkeypatch):
     assert seen == [True, True, True]  # three batches, each a writable copy
     np.testing.assert_array_equal(got, ref)
     assert got.shape == (25, 4) and got.dtype == np.float32
+
+
+def test_rows_with_negative_strides_are_encoded():
+    torch.manual_seed(0)
+    model = MLPEmbedder(6, (8, 4))
+    X = np.random.default_rng(1).normal(size=(12, 6)).astype(np.float32)
+    # (other batches: equal up to float rounding)
+    np.testing.assert_allclose(encode(model, X[::-1], batch_size=5), encode(model, X, batch_size=5)[::-1], atol=1e-6)

@@ -12,12 +12,12 @@ from .console import cli_errors, console
 
 def _items(path: Path, columns: tuple[str, ...], what: str) -> list[str]:
     """One entry per row from a ``.txt`` (a line each) or a table (the first of ``columns`` it has)."""
-    from ..data.io import TABLES, check_path, read_table, table_column
+    from ..data.io import TABLES, check_path, read_lines, read_table, table_column
 
     check_path(path, (".txt", *TABLES), wrong_format=f"{path.name}: give the {what} as a .txt (one per line) "
                                                     f"or a .csv/.parquet with a {columns[0]!r} column")
     if path.suffix.lower() == ".txt":
-        return path.read_text(encoding="utf-8").splitlines()
+        return read_lines(path)
     df = read_table(path)
     return [str(v) for v in df[table_column(df, columns, path)].tolist()]
 

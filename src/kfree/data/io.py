@@ -91,6 +91,20 @@ def read_table(p: Path):
     return df
 
 
+def read_lines(p: Path) -> list[str]:
+    """The lines of a UTF-8 text file, one entry per row: split at line ends (``\\n``, ``\\r\\n``)
+    only — ``str.splitlines`` also splits inside a line at Unicode separators (U+2028, form feed),
+    which would shift every later row — and without the empty entry after a final line end."""
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p.name} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def load_labels(path: str | Path, *, key: str | None = None, column: str | None = None) -> np.ndarray:
     """Labels from a file: ``.npy`` (1-d), ``.npz`` (key), ``.csv``/``.parquet`` (column,
     defaulting to ``label``, ``cluster``, ``y`` or a single column), or ``.txt`` (one per line)."""
@@ -98,7 +112,7 @@ def load_labels(path: str | Path, *, key: str | None = None, column: str | None 
     if p.suffix.lower() == ".txt" and p.exists():
         # one label per line, as written: a label may hold spaces ("Alice Smith"); trailing blank
         # lines are ignored, a blank line inside is a row without a label
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = read_lines(p)
         while lines and not lines[-1].strip():
             lines.pop()
         empty = [i + 1 for i, line in enumerate(lines) if not line.strip()]

@@ -46,8 +46,8 @@ def split_identities(
 
     a, b = count(n_train, "n_train"), count(n_val, "n_val")
     c = k - a - b if n_test is None else count(n_test, "n_test")
-    if a + b + c > k:
-        raise DataError(f"asked for {a}+{b}+{c} identities but the data has only {k}")
+    if a + b + c > k or c < 0:
+        raise DataError(f"asked for {a}+{b}+{max(c, 0)} identities but the data has only {k}")
     rng = np.random.default_rng(seed)
     perm = ids[rng.permutation(k)]
     tr, va, te = perm[:a], perm[a : a + b], perm[a + b : a + b + c]

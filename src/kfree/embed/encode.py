@@ -26,6 +26,7 @@ def encode(model: nn.Module, X: np.ndarray, *, batch_size: int = 8192) -> np.nda
 
 def _writable(rows: np.ndarray) -> np.ndarray:
     """``rows`` as float32 that torch may share: copied only when read-only (rows read from
-    Parquet or a memory map), which torch warns about; a writable float32 batch is not copied."""
-    b = np.asarray(rows, dtype=np.float32)
+    Parquet or a memory map), which torch warns about, or not C-contiguous (torch refuses
+    negative strides, e.g. ``X[::-1]``); a writable contiguous float32 batch is not copied."""
+    b = np.ascontiguousarray(rows, dtype=np.float32)
     return b if b.flags.writeable else b.copy()

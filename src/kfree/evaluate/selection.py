@@ -324,7 +324,10 @@ def choose_rule(raw: list[ClusterRule], model: list[ClusterRule]) -> ClusterRule
         return best_rule(raw)
     r, m = best_rule(raw), best_rule(model)
     rh, mh = r.extra.get("val_nmi_halves", [r.val_nmi]), m.extra.get("val_nmi_halves", [m.val_nmi])
-    wins = m.key() > r.key() and all(b > a for a, b in zip(rh, mh))
+    # half by half; where one side was scored on the classes as a whole (fewer than 4 validation
+    # classes, while the raw features' larger set has halves), its score must beat every half
+    pairs = zip(rh, mh) if len(rh) == len(mh) else ((a, b) for a in rh for b in mh)
+    wins = m.key() > r.key() and all(b > a for a, b in pairs)
     return m if wins else r
 
 

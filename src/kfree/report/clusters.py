@@ -73,18 +73,21 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
         raise DataError(f"features must have shape ({labels.shape[0]}, d), got {X.shape}")
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(X.shape[0], max_points, replace=False)) if X.shape[0] > max_points else np.arange(X.shape[0])
-    try:
-        from openTSNE import TSNE
+    if X.shape[1] < 2 or idx.size < 4:  # nothing to reduce (one feature), or too few rows to embed
+        xy = np.column_stack([X[idx, 0], X[idx, 1] if X.shape[1] > 1 else np.zeros(idx.size)])
+        how = "the first two features" if X.shape[1] > 1 else "the one feature"
+    else:
+        try:
+            from openTSNE import TSNE
 
-        xy = np.asarray(TSNE(perplexity=min(30.0, max(2.0, (idx.size - 1) / 3.0)), initialization="pca",
-                             random_state=seed, n_jobs=1, verbose=False).fit(X[idx]))
-        how = "t-SNE (openTSNE)"
-    except ImportError:
-        from sklearn.decomposition import PCA
+            xy = np.asarray(TSNE(perplexity=min(30.0, max(2.0, (idx.size - 1) / 3.0)), initialization="pca",
+                                 random_state=seed, n_jobs=1, verbose=False).fit(X[idx]))
+            how = "t-SNE (openTSNE)"
+        except ImportError:
+            from sklearn.decomposition import PCA
 
-        xy = PCA(n_components=2, random_state=seed).fit_transform(X[idx]) if X.shape[1] >= 2 else (
-            np.column_stack([X[idx, 0], np.zeros(idx.size)]))
-        how = "PCA (pip install 'kfree[report]' for t-SNE)"
+            xy = PCA(n_components=2, random_state=seed).fit_transform(X[idx])
+            how = "PCA (pip install 'kfree[report]' for t-SNE)"
     lab = labels[idx]
     largest = largest_clusters(labels, top)
     fig, ax = plt.subplots(figsize=(7, 6))

@@ -41,7 +41,7 @@ def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: 
     out = []
     for c, members, pick, majority, share in sample_clusters(labels_pred, per_cluster, labels_true=labels_true,
                                                              max_clusters=max_clusters, seed=seed):
-        head = f"cluster {c} — {members.size} items"
+        head = f"cluster {html.escape(str(c))} — {members.size} items"  # a cluster id is the user's text
         if majority is not None:
             name = label_names[int(majority)] if label_names is not None else str(majority)
             head += f" — majority label <b>{html.escape(name)}</b> ({share:.0%})"

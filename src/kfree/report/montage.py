@@ -43,7 +43,9 @@ def cluster_montage(
         pick = np.sort(pick)
         ax = axes[r, 0]
         ax.axis("off")
-        ax.text(0.5, 0.5, f"cluster {c}\n{members.size} items", ha="center", va="center", fontsize=7)
+        # parse_math=False: a cluster id is the user's text, "$...$" in it is no formula
+        ax.text(0.5, 0.5, f"cluster {c}\n{members.size} items", ha="center", va="center", fontsize=7,
+                parse_math=False)
         for j in range(per_row):
             ax = axes[r, j + 1]
             ax.set_xticks([])
