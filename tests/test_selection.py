@@ -263,3 +263,9 @@ def test_a_model_scored_once_must_beat_every_half_of_the_raw_features():
     raw = [rule("raw", 0.8, [0.6, 0.99])]
     assert choose_rule(raw, [rule("model", 0.97, [0.97], "learned")]).features == "raw"
     assert choose_rule(raw, [rule("model", 0.995, [0.995], "learned")]).features == "model"
+
+
+def test_a_score_that_could_not_be_computed_ranks_last():
+    nan_rule = ClusterRule("model", "complete", Threshold(1.0), "learned", float("nan"), 5, 5)
+    good = ClusterRule("model", "complete", Threshold(2.0), "learned", 0.2, 5, 5)
+    assert best_rule([nan_rule, good]) is good and best_rule([good, nan_rule]) is good

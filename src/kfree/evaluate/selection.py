@@ -26,6 +26,7 @@ candidate so the choice can be checked.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,10 @@ def score_key(val_nmi: float, gap: float) -> tuple[float, float]:
     step by this key and :meth:`ClusterRule.key` extends it, so a step and a rule are judged the
     same way.
     """
-    return (round(float(val_nmi), 12), -round(float(gap), 9))
+    nmi_, gap = float(val_nmi), float(gap)
+    # a score that could not be computed (NaN) ranks below every real one: compared as NaN, it
+    # would never be replaced once first
+    return (-math.inf if math.isnan(nmi_) else round(nmi_, 12), -math.inf if math.isnan(gap) else -round(gap, 9))
 
 
 @dataclass(frozen=True)
