@@ -13,23 +13,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from _cli import app, one_line_error, run, runner
+from _cli import FAST_TRAIN as FAST
+from _cli import app, blobs_and_model, one_line_error, run, runner
 
-from kfree.data.synthetic import sphere_blobs
 from kfree.metrics import evaluate_clustering
-
-FAST = ["--epochs", "3", "--p", "6", "--k", "5", "--dims", "16,8", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
     d = tmp_path_factory.mktemp("flows")
-    X, y = sphere_blobs(12, 10, dim=8, spread=0.2, seed=0)
-    np.save(d / "x.npy", X)
-    np.save(d / "y.npy", y)
-    result = runner.invoke(app, ["train", str(d / "x.npy"), "--labels", str(d / "y.npy"), "--out", str(d / "m.kfree"),
-                                 *FAST])
-    assert result.exit_code == 0, result.output
+    X, y = blobs_and_model(d)
     # a table whose own 'index' names the rows in another order than the file's (e.g. after
     # df.sample(frac=1).reset_index()), and the truth keyed by that index, in yet another order
     ids = np.random.default_rng(0).permutation(len(y)) + 1000
