@@ -269,3 +269,28 @@ def test_a_score_that_could_not_be_computed_ranks_last():
     nan_rule = ClusterRule("model", "complete", Threshold(1.0), "learned", float("nan"), 5, 5)
     good = ClusterRule("model", "complete", Threshold(2.0), "learned", 0.2, 5, 5)
     assert best_rule([nan_rule, good]) is good and best_rule([good, nan_rule]) is good
+
+
+def test_a_logistic_cut_is_scored_on_each_half_by_the_other_halfs_fit():
+    """The logistic model the learner passes was fitted on all validation classes; scored on the
+    same classes it would be in-sample, so each half is cut where a fit on the other half says."""
+    from kfree.evaluate.calibrate import LogisticCalibration
+
+    X, y_all = sphere_blobs(30, 10, dim=16, spread=0.9, seed=4)  # overlapping: the cuts matter
+    Xva, yva = X[y_all >= 24], y_all[y_all >= 24]
+    vs = ValidationSet(yva, linkages=("complete",), seed=0)
+    logistic = LogisticCalibration.fit_embeddings(Xva, yva)
+    rule = next(r for r in vs.rules(Xva, features="raw", modes=("recalibrated",), logistic=logistic)
+                if r.linkage == "complete")
+    Z, y = Xva[vs.idx], vs.y
+    assert len(vs.folds) == 2
+    expected = []
+    for i in range(2):
+        other = vs.folds[1 - i]
+        t = LogisticCalibration.fit_embeddings(Z[other], y[other], seed=0).threshold()
+        lab = ThresholdAgglomerative(t.value, distance=t.distance).fit(Z[vs.folds[i]]).labels_
+        expected.append(nmi(y[vs.folds[i]], lab))
+    np.testing.assert_allclose(rule.extra["val_nmi_halves"], expected)
+    assert rule.threshold == logistic.threshold() and not rule.extra["in_sample"]
+    in_sample = [nmi(y[f], ThresholdAgglomerative(logistic.threshold().value).fit(Z[f]).labels_) for f in vs.folds]
+    assert not np.allclose(in_sample, expected)  # (what it was scored at before)

@@ -233,6 +233,25 @@ class ValidationSet:
 
         return fcluster(tree, height, criterion="distance")
 
+    def _logistic_cross_fit(self, Z: np.ndarray, logistic: Any, h: float) -> list[float]:
+        """The squared cut each half is scored at: the 0.5 crossing of the same logistic model
+        fitted on the other half (transfer, not in-sample). Where a half's pairs do not separate
+        (no positive slope), that half is scored at the full fit's cut ``h``."""
+        from .calibrate import LogisticCalibration
+
+        if len(self.folds) < 2:
+            return [h]
+        out = []
+        for i in range(2):
+            f = self.folds[1 - i]
+            try:
+                fit = LogisticCalibration.fit_embeddings(Z[f], self.y[f], distance=logistic.distance, seed=self.seed,
+                                                         class_weight=logistic.class_weight)
+                out.append(fit.threshold().to("sqeuclidean").value)
+            except DataError:
+                out.append(h)
+        return out
+
     def rules(self, Z: np.ndarray, *, features: str, learned: Threshold | None = None,
               modes: tuple[str, ...] = ("learned", "recalibrated"), step: int | None = None,
               logistic: Any = None) -> list[ClusterRule]:
@@ -243,8 +262,8 @@ class ValidationSet:
 
         ``learned`` is the loss's own threshold (complete linkage); ``logistic`` a fitted
         :class:`~kfree.evaluate.calibrate.LogisticCalibration` whose 0.5 crossing replaces the
-        #classes match for complete linkage (fitted on all validation classes: its score is
-        in-sample).
+        #classes match for complete linkage. It was fitted on all validation classes, so each half
+        is scored at the crossing of a logistic fitted on the other half, as the other cuts are.
         """
         Z = np.asarray(Z)
         if Z.shape[0] == self.n_all:
@@ -290,7 +309,7 @@ class ValidationSet:
                 if lk == "complete" and logistic is not None:
                     thr = logistic.threshold()
                     h = thr.to("sqeuclidean").value
-                    out.append(make(lk, thr, "recalibrated", h, [h] * len(fold_trees)))
+                    out.append(make(lk, thr, "recalibrated", h, self._logistic_cross_fit(Z, logistic, h)))
                     continue
                 h = cut_height(full[lk][:, 2], self.n_true)
                 if len(fold_trees) > 1:  # calibrated on the other half
