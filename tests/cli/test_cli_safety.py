@@ -22,6 +22,7 @@ def d(tmp_path_factory):
     _, y = blobs_and_model(d)
     pd.DataFrame({"index": range(len(y)), "label": y}).to_csv(d / "truth.csv", index=False)
     pd.DataFrame({"index": range(len(y)), "cluster": y}).to_csv(d / "pred.csv", index=False)
+    pd.DataFrame({"index": [0, 1, 1], "cluster": [0, 0, 1]}).to_csv(d / "pred_repeats.csv", index=False)
     np.savez(d / "obj.npz", X=np.array([[1, "a"], [2, "b"]], dtype=object))
     pd.DataFrame(columns=["f0", "f1", "label"]).to_csv(d / "header_only.csv", index=False)
     np.save(d / "flat.npy", np.arange(500.0))
@@ -127,6 +128,7 @@ def test_demo_out_checked_before_running(d, monkeypatch):
     (["cluster", "{d}/one_row.npy", "--threshold", "1"], "one_row.npy has 1 row of features"),
     (["evaluate", "{d}/pred.csv", "{d}/truth.csv", "--label-column", "index"], "'index' is the row number that joins"),
     (["evaluate", "{d}/pred.csv", "{d}/pred.csv", "--label-column", "index"], "'index' is the row number"),
+    (["evaluate", "{d}/pred_repeats.csv", "{d}/truth.csv"], "column 'index' repeats 1 value(s) (first: 1)"),
     (["cluster", "{d}/m.kfree"], "m.kfree is a model; say what to cluster with it"),
     (["cluster", "{d}/x.npy"], "needs --threshold"),
     (["cluster", "{d}/x.npy", "--threshold", "1", "--distance", "manhattan"], "distance='manhattan' is not one of"),

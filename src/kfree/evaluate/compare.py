@@ -60,6 +60,11 @@ def read_predictions(pred_csv: str | Path):
     pred = read_table(check_path(pred_csv, TABLES, wrong_format=wrong))
     if "cluster" not in pred.columns:
         raise DataError(wrong)
+    for col in ("index", "row"):  # each names one row: a repeat would count that row twice
+        if col in pred.columns and pred[col].duplicated().any():
+            rep = pred[col][pred[col].duplicated()]
+            raise DataError(f"{Path(pred_csv).name}: column {col!r} repeats {int(rep.nunique())} value(s) (first: "
+                            f"{rep.tolist()[0]!r}); each predicted row must name its own row")
     return pred
 
 
