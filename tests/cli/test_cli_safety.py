@@ -128,7 +128,7 @@ def test_demo_out_checked_before_running(d, monkeypatch):
     (["cluster", "{d}/one_row.npy", "--threshold", "1"], "one_row.npy has 1 row of features"),
     (["evaluate", "{d}/pred.csv", "{d}/truth.csv", "--label-column", "index"], "'index' is the row number that joins"),
     (["evaluate", "{d}/pred.csv", "{d}/pred.csv", "--label-column", "index"], "'index' is the row number"),
-    (["evaluate", "{d}/pred_repeats.csv", "{d}/truth.csv"], "column 'index' repeats 1 value(s) (first: 1)"),
+    (["evaluate", "{d}/pred_repeats.csv", "{d}/truth.csv"], "column 'index' repeats 1 value(s) (first: 1, 2 times)"),
     (["cluster", "{d}/m.kfree"], "m.kfree is a model; say what to cluster with it"),
     (["cluster", "{d}/x.npy"], "needs --threshold"),
     (["cluster", "{d}/x.npy", "--threshold", "1", "--distance", "manhattan"], "distance='manhattan' is not one of"),

@@ -278,10 +278,12 @@ def cluster(
     with cli_errors():
         from ..exceptions import ConfigError
         from ..utils.io import check_output
-        from .console import model_and_files
 
-        model, data_path = model_and_files(
-            first, second, usage=f"say what to cluster with it: kfree cluster {first} DATA --out clusters.csv")
+        # typer fills the places left to right: without the optional MODEL, DATA sits in the first
+        model, data_path = (first, second) if second is not None else (None, first)
+        if model is None and data_path.suffix.lower() == ".kfree":
+            raise ConfigError(f"{data_path.name} is a model; say what to cluster with it: "
+                              f"kfree cluster {data_path} DATA --out clusters.csv")
         check_output(out, inputs=(first, second), force=force)
         check_state_request(state, method, n_clusters, inputs=(first, second), out=out, force=force)
         from rich.markup import escape

@@ -1,5 +1,5 @@
-"""What every command shares: the console, error handling, progress hooks, tables, positional
-arguments. The only module that touches rich."""
+"""What every command shares: the console, error handling, progress hooks, tables. The only
+module that touches rich."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, TextIO
 
 import typer
@@ -91,22 +90,6 @@ def cli_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]; no partial output was written")
         raise typer.Exit(130) from None
-
-
-def model_and_files(first: Path, *rest: Path | None, usage: str) -> tuple[Path | None, ...]:
-    """Split ``[MODEL] FILE…`` positional arguments into ``(model or None, *files)``.
-
-    Typer fills positional arguments left to right, so without the optional MODEL every file
-    sits one place early and the last place is empty. A model file (``.kfree``) in the first place
-    then means a file is missing after it: the error says so, and ``usage`` what to type.
-    """
-    from ..exceptions import ConfigError
-
-    if rest[-1] is not None:
-        return (first, *rest)
-    if first.suffix.lower() == ".kfree":
-        raise ConfigError(f"{first.name} is a model; {usage}")
-    return (None, first, *rest[:-1])
 
 
 def _info_text(info: dict[str, Any]) -> str:

@@ -208,13 +208,19 @@ def check_index(col, p: Path) -> np.ndarray:
     if values.dtype.kind not in "biuUS" and not (values.dtype.kind == "f" and np.isfinite(values).all()):
         raise DataTypeError(f"{p.name}: column 'index' of dtype {values.dtype} cannot name rows; use integers "
                             "or text")
-    uniq, first, counts = np.unique(values, return_index=True, return_counts=True)
-    if uniq.size != values.size:
-        rep = counts > 1
-        k = int(np.argmin(first[rep]))  # the repeated value met first in the file
-        raise DataError(f"{p.name}: column 'index' repeats {int(rep.sum())} value(s) (first: "
-                        f"{uniq[rep][k].tolist()!r}, {int(counts[rep][k])} times); {why}")
+    refuse_repeats(pd.Series(values), p.name, "index", why)
     return values
+
+
+def refuse_repeats(col, name: str, column: str, why: str) -> None:
+    """A one-line DataError when the column ``column`` (a pandas Series) of the file ``name``
+    repeats a value, naming how many values repeat and the first one met in the file; ``why``
+    says why each value must be unique there. Every column that names rows is checked by it."""
+    repeated = col.duplicated(keep=False)
+    if repeated.any():
+        first = col[repeated].tolist()[0]
+        raise DataError(f"{name}: column {column!r} repeats {int(col[repeated].nunique())} value(s) (first: "
+                        f"{first!r}, {int((col == first).sum())} times); {why}")
 
 
 def _check_X(X: np.ndarray, p: Path, min_samples: int) -> np.ndarray:

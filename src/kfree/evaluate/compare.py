@@ -8,7 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from ..data.io import LABEL_COLUMNS, TABLES, check_path, load_labels, read_table, table_column
+from ..data.io import (
+    LABEL_COLUMNS,
+    TABLES,
+    check_path,
+    load_labels,
+    read_table,
+    refuse_repeats,
+    table_column,
+)
 from ..exceptions import DataError
 from ..metrics import evaluate_clustering
 from ..utils.io import atomic_path
@@ -61,10 +69,8 @@ def read_predictions(pred_csv: str | Path):
     if "cluster" not in pred.columns:
         raise DataError(wrong)
     for col in ("index", "row"):  # each names one row: a repeat would count that row twice
-        if col in pred.columns and pred[col].duplicated().any():
-            rep = pred[col][pred[col].duplicated()]
-            raise DataError(f"{Path(pred_csv).name}: column {col!r} repeats {int(rep.nunique())} value(s) (first: "
-                            f"{rep.tolist()[0]!r}); each predicted row must name its own row")
+        if col in pred.columns:
+            refuse_repeats(pred[col], Path(pred_csv).name, col, "each predicted row must name its own row")
     return pred
 
 
@@ -99,11 +105,7 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
         df = read_table(t)
         col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t)
         if "index" in df.columns and "index" in pred.columns:
-            repeated = df["index"].duplicated()
-            if repeated.any():
-                raise DataError(f"{t.name}: column 'index' repeats {int(df['index'][repeated].nunique())} value(s) "
-                                f"(first: {df['index'][repeated].tolist()[0]!r}), so rows cannot be joined by it; give "
-                                "every row its own index")
+            refuse_repeats(df["index"], t.name, "index", "rows cannot be joined by it: give every row its own index")
             try:
                 merged = pred[["index"]].merge(df[["index", col]], on="index", how="left")
             except (TypeError, ValueError):  # e.g. text in one file, numbers in the other
