@@ -624,26 +624,17 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     root = find_roots(parent)
     new_root = root[nc:]
     fresh = new_root >= nc  # new rows that joined no existing component: new ids in row order
-    _, first, inv = np.unique(new_root[fresh], return_index=True, return_inverse=True)
     new_comp = new_root.copy()
-    new_comp[fresh] = nc + np.argsort(np.argsort(first))[inv.ravel()]
-    next_comp = nc + first.shape[0]
+    new_comp[fresh] = nc + first_seen_labels(new_root[fresh])
+    next_comp = nc + np.unique(new_root[fresh]).shape[0]
     touched = np.unique(comp_of[touches])
-    # existing components merged into another (smaller) one through the new rows
-    remap = {int(c): int(root[c]) for c in touched if root[c] != c}
-
-    comps = state.components
-    if remap:
-        src = np.fromiter(remap.keys(), dtype=np.int64, count=len(remap))
-        dst = np.fromiter(remap.values(), dtype=np.int64, count=len(remap))
-        o = np.argsort(src)
-        src, dst = src[o], dst[o]
-        pos = np.minimum(np.searchsorted(src, comps), src.shape[0] - 1)
-        comps = np.where(src[pos] == comps, dst[pos], comps)
+    # existing components merged into another (smaller) one through the new rows take its id; the
+    # root of an untouched component is itself
+    comps = root[state.components]
 
     old_next = state.next_label
     if recluster_affected:
-        merged = {c: remap.get(c, c) for c in touched.tolist()}
+        merged = {c: int(root[c]) for c in touched.tolist()}
         joined = set(zip(cp[joinable].tolist(), cl[joinable].tolist(), strict=True))
         labels_all, refresh, moved, n_re, n_cliques, grown = _recluster(state, X_new, merged, new_comp, joined, ei, ej, hook)
         labels_new = labels_all[n:]
