@@ -342,6 +342,32 @@ def test_radius_components_on_many_clusters_match_the_graph():
         assert radius_edges(X, tau, prune=True)[0].shape == ei.shape
 
 
+@pytest.mark.parametrize("threads", [2, 5])
+def test_point_to_cell_pass_on_several_threads(monkeypatch, threads):
+    """The point-to-cell pass splits its blocks over a thread pool sized by the BLAS budget (one
+    thread in this suite, see conftest.py): on several threads the pruned graph and components
+    are the ones the single thread finds, and those of the exact graph."""
+    from kfree.cluster import _radius_graph
+
+    sizes = np.r_[np.full(150, 3), np.full(40, 25), [400, 900]]
+    X, _ = sphere_blobs(len(sizes), sizes, 24, spread=0.3, seed=12)
+    one = _radius_graph.radius_edges(X, 0.6, prune=True), _radius_graph.radius_components(X, 0.6)
+    calls = []
+
+    def several() -> int:
+        calls.append(threads)
+        return threads
+
+    monkeypatch.setattr(_radius_graph, "_n_threads", several)
+    many = _radius_graph.radius_edges(X, 0.6, prune=True), _radius_graph.radius_components(X, 0.6)
+    assert len(calls) >= 2  # both calls ran the pass on the pool
+    for a, b in zip(one[0], many[0]):
+        assert np.array_equal(a, b)
+    assert np.array_equal(one[1], many[1])
+    exact = _radius_graph.radius_edges(X, 0.6, prune=False)
+    assert exact[0].shape == one[0][0].shape
+
+
 def test_registry_names():
     from kfree import registry
 

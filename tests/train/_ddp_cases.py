@@ -1,8 +1,9 @@
 """Training runs compared between one process and ``torchrun`` processes (tests/train/test_distributed.py).
 
 Run as a script under torchrun it trains every case in one process group and saves, per rank,
-each case's history and final weights to ``OUT_DIR/rank<r>.pt``; the test imports
-:func:`run_cases` to train the same cases in one process.
+each case's history and final weights to ``OUT_DIR/rank<r>.pt``, then runs ``kfree train`` on
+``OUT_DIR/d.npz`` (the CLI under torchrun: rank 0 alone reports and writes ``two.kfree``). The
+test imports :func:`run_cases` and :func:`cli_train` to do the same in one process.
 """
 
 from __future__ import annotations
@@ -151,6 +152,29 @@ def rank0_error() -> dict[str, str]:
     return {"type": "none", "message": ""}
 
 
+#: ``kfree train`` options of the CLI case (the data: ``OUT_DIR/d.npz`` from :func:`cli_data`)
+CLI_ARGS = ["--epochs", "4", "--p", "5", "--k", "3", "--dims", "16", "--eval-every-steps", "3",
+            "--no-progress", "--seed", "1"]
+
+
+def cli_data(out_dir: Path) -> Path:
+    X, y = sphere_blobs(12, 8, dim=12, spread=0.3, seed=0)
+    np.savez(out_dir / "d.npz", X=X, y=y)
+    return out_dir / "d.npz"
+
+
+def cli_train(data: Path, out: Path) -> int:
+    """``kfree train DATA --out OUT CLI_ARGS`` in this process, as the console script runs it
+    (under torchrun it starts and ends its own process group); the exit code."""
+    from kfree.cli.app import app
+
+    try:
+        app(["train", str(data), "--out", str(out), *CLI_ARGS], prog_name="kfree")
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
 def main(out_dir: str) -> None:
     from kfree.train.distributed import session
 
@@ -161,6 +185,10 @@ def main(out_dir: str) -> None:
         results["_error"] = rank0_error()
         results["_world"] = {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend}
     torch.save(results, Path(out_dir) / f"rank{ctx.rank}.pt")
+    # then the command line in the same process: a second session, which must reuse the group
+    # the first one started (starting a default group twice in a process hangs in torch)
+    code = cli_train(Path(out_dir) / "d.npz", Path(out_dir) / "two.kfree")
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,14 +39,26 @@ needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
 FULL_ENV = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
 
 
-def _torchrun(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc-per-node 2 ARGS`` with this checkout's kfree first on the path."""
+def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
+    """Start ``torchrun --standalone --nproc-per-node 2 ARGS`` with this checkout's kfree first on
+    the path."""
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARS}
     src = str(Path(kfree.__file__).resolve().parents[1])
     env.update(PYTHONPATH=os.pathsep.join([src, env.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1",
                KFREE_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
-    return subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: killed whole on a hang
+
+
+def _wait(launch: subprocess.Popen, timeout: float = 180) -> tuple[str, str]:
+    """Its stdout and stderr once it exits; on a hang torchrun and its ranks are killed."""
+    try:
+        return launch.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(launch.pid, signal.SIGKILL)
+        launch.communicate()
+        raise
 
 
 def _cases_module():
@@ -123,22 +136,35 @@ def test_row_counts_cover_the_batch():
 # ------------------------------------------------------------------ two processes
 @needs_gloo
 def test_two_processes_train_like_one(tmp_path):
-    """Per-step losses, validation scores, stopping step, kept step and final weights (model and
-    loss parameters: BCL's b, softmax class weights) of 2 gloo processes equal one process's (to
-    rounding: the ranks multiply other row blocks) and, bit for bit, those of one process that
-    embeds each batch in the same two row slices."""
-    proc = _torchrun([str(HERE / "_ddp_cases.py"), str(tmp_path)], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """One ``torchrun --nproc-per-node 2`` run (its start-up costs ~10 s, so everything is checked
+    in one) trains every case of ``_ddp_cases.py``, then runs ``kfree train``.
+
+    Cases: per-step losses, validation scores, stopping step, kept step and final weights (model
+    and loss parameters: BCL's b, softmax class weights) of 2 gloo processes equal one process's
+    (to rounding: the ranks multiply other row blocks) and, bit for bit, those of one process
+    that embeds each batch in the same two row slices.
+
+    CLI: ``kfree train`` under torchrun exits 0, rank 0 alone reports and writes the model, and
+    the model equals the one a single process trains."""
+    cases = _cases_module()
+    cases.cli_data(tmp_path)
+    launch = _torchrun([str(HERE / "_ddp_cases.py"), str(tmp_path)], cwd=tmp_path)
+    try:  # the one-process references are computed while the ranks train
+        (tmp_path / "one").mkdir()
+        (tmp_path / "chunked").mkdir()
+        one = cases.run_cases(tmp_path / "one")
+        # one process embedding each batch in the two slices the ranks embed does the same
+        # arithmetic as the two ranks (the scalings by 2 are exact): it must match them bit for bit
+        chunked = cases.run_cases(tmp_path / "chunked", chunks=2)
+        grads = cases.one_step_gradients()
+        ref_learner = cases.fit_learner()
+        assert cases.cli_train(tmp_path / "d.npz", tmp_path / "one.kfree") == 0
+    finally:
+        stdout, stderr = _wait(launch)
+    assert launch.returncode == 0, stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert [r["_world"]["world_size"] for r in ranks] == [2, 2]
     assert [r["_world"]["backend"] for r in ranks] == ["gloo", "gloo"]
-    cases = _cases_module()
-    (tmp_path / "one").mkdir()
-    (tmp_path / "chunked").mkdir()
-    one = cases.run_cases(tmp_path / "one")
-    # one process embedding each batch in the two slices the ranks embed does the same arithmetic
-    # as the two ranks (the scalings by 2 are exact): it must match them bit for bit
-    chunked = cases.run_cases(tmp_path / "chunked", chunks=2)
     for name in cases.CASES:
         ref, r0, r1 = one[name], ranks[0][name], ranks[1][name]
         for got in (r0, r1):
@@ -159,8 +185,7 @@ def test_two_processes_train_like_one(tmp_path):
                 assert torch.equal(r0[part][k], r1[part][k]), f"{name} {part}.{k}"
                 assert torch.equal(r0[part][k], chunked[name][part][k]), f"{name} {part}.{k} vs chunked"
         assert [row["loss"] for row in r0["history"]][1:] == [row["loss"] for row in chunked[name]["history"]][1:]
-    grads = cases.one_step_gradients()  # the scale too: Adam's steps would hide a factor of 2
-    for name, ref in grads.items():
+    for name, ref in grads.items():  # the scale too: Adam's steps would hide a factor of 2
         assert ref["loss"], f"{name} has no loss parameters with a gradient"
         for r in ranks:
             got = r["_gradients"][name]
@@ -170,15 +195,15 @@ def test_two_processes_train_like_one(tmp_path):
                 for k, g in ref[part].items():
                     torch.testing.assert_close(got[part][k], g, rtol=1e-4, atol=1e-6, msg=f"grad {name} {part}.{k}")
     # the estimator: every rank ends with rank 0's selection, and it is one process's
-    ref = cases.fit_learner()
-    assert ref["distributed"] is None
+    assert ref_learner["distributed"] is None
     for r in ranks:
         got = r["_learner"]
         assert got["distributed"] == {"world_size": 2, "backend": "gloo"}
-        assert (got["summary"], got["best_step"], got["labels"]) == (ref["summary"], ref["best_step"], ref["labels"])
-        assert got["threshold"] == pytest.approx(ref["threshold"], rel=1e-4)
-        np.testing.assert_allclose(got["history"], ref["history"], rtol=1e-4)
-        for k, v in ref["model"].items():
+        assert (got["summary"], got["best_step"], got["labels"]) == (
+            ref_learner["summary"], ref_learner["best_step"], ref_learner["labels"])
+        assert got["threshold"] == pytest.approx(ref_learner["threshold"], rel=1e-4)
+        np.testing.assert_allclose(got["history"], ref_learner["history"], rtol=1e-4)
+        for k, v in ref_learner["model"].items():
             torch.testing.assert_close(got["model"][k], v, rtol=1e-4, atol=1e-5)
     # a failure in a rank-0-only part reaches the other rank as an error, not as a hang
     assert ranks[0]["_error"] == {"type": "ValueError", "message": "validation broke"}
@@ -187,24 +212,14 @@ def test_two_processes_train_like_one(tmp_path):
     assert one["bcl-val"]["stopped_early"]  # early stopping was exercised
     assert (tmp_path / "ckpt.pt").exists()  # rank 0 checkpointed the resumed case
     assert one["softmax"]["loss"]  # and a loss with its own weights
+    _check_cli_under_torchrun(tmp_path, stdout)
 
 
-@needs_gloo
-@pytest.mark.slow  # two CLI processes import the whole stack: ~10 s idle, 20+ s on a busy machine
-def test_cli_train_under_torchrun_writes_one_model(tmp_path):
-    """``torchrun --nproc-per-node 2 -m kfree train`` exits 0, rank 0 alone reports and writes the
-    model, and the model equals the one a single process trains."""
-    X, y = sphere_blobs(12, 8, dim=12, spread=0.3, seed=0)
-    np.savez(tmp_path / "d.npz", X=X, y=y)
-    args = ["--epochs", "4", "--p", "5", "--k", "3", "--dims", "16", "--eval-every-steps", "3",
-            "--no-progress", "--seed", "1"]
-    proc = _torchrun(["-m", "kfree", "train", "d.npz", "--out", "two.kfree", *args], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("model saved to") == 1 and proc.stdout.count("trained bcl on") == 1
-    written = sorted(p.name for p in tmp_path.iterdir() if p.name != "d.npz")
-    assert written == ["two-validation.png", "two.kfree"]
-    single = CliRunner().invoke(app, ["train", str(tmp_path / "d.npz"), "--out", str(tmp_path / "one.kfree"), *args])
-    assert single.exit_code == 0, single.output
+def _check_cli_under_torchrun(tmp_path: Path, stdout: str) -> None:
+    """``kfree train`` under torchrun: rank 0 alone reported and wrote ``two.kfree`` (and its
+    validation figure), which equals ``one.kfree`` from one process."""
+    assert stdout.count("model saved to") == 1 and stdout.count("trained bcl on") == 1
+    assert sorted(p.name for p in tmp_path.glob("two*")) == ["two-validation.png", "two.kfree"]
     one, two = (read_model(tmp_path / f)[2] for f in ("one.kfree", "two.kfree"))
     assert two["provenance"]["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert "distributed" not in one["provenance"]

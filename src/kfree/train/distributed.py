@@ -5,9 +5,9 @@ two processes; nothing else has to be set. :func:`torchrun_env` reads the variab
 exports (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``),
 :func:`session` starts the process group around :meth:`~kfree.learner.ClusterLearner.fit` and
 (as the decorator :func:`in_session`) :func:`~kfree.train.trainer.train_embedding`, with gloo
-for a CPU model and nccl for a CUDA one, and ends it afterwards. A group the caller started
-already is used as it is and left open (start one with :func:`session` around several
-``train_embedding`` calls, so they share it).
+for a CPU model and nccl for a CUDA one; the group stays open for later calls and ends with the
+process (torch cannot start a default group again in a process that destroyed one). A group the
+caller started already is used as it is.
 
 Why the batch is gathered
 -------------------------
@@ -47,6 +47,7 @@ scalings by 2 above are exact in floating point); tests/train/test_distributed.p
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import gc
@@ -170,9 +171,13 @@ def _backend(device: torch.device, ctx: DistContext) -> str:
 def session(device: torch.device | str = "cpu") -> Iterator[DistContext]:
     """Run the enclosed code in the ``torchrun`` process group, if there is one.
 
-    Starts the group from the environment (backend chosen for ``device``) and destroys it on exit.
-    When a group is already running (started by the caller, or by an enclosing session) it is used
-    as it is and left running; without a ``torchrun`` environment this is one process.
+    The first session of a process starts the group from the environment (backend chosen for
+    ``device``); it stays open for the later sessions of the process and is destroyed when the
+    process exits. Why not at the end of each session: a default group started again in a process
+    that destroyed one hangs in torch (its store-based barrier finds the first group's keys;
+    pytorch/pytorch#55967, #114585), so a script that fits two models under ``torchrun`` would
+    hang on the second. A group the caller started is used as it is; without a ``torchrun``
+    environment this is one process.
     """
     import torch.distributed as dist
 
@@ -195,14 +200,20 @@ def session(device: torch.device | str = "cpu") -> Iterator[DistContext]:
             f"could not join the {backend} process group at {where} as rank {ctx.rank} of "
             f"{ctx.world_size}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
+    atexit.register(_end_group)
     log.info("process %d of %d (%s)", ctx.rank, ctx.world_size, backend)
-    try:
-        yield current()
-        # leave together, and only once DDP wrappers that are no longer used are gone: a gloo
-        # group torn down under a live reducer can abort the process at exit
-        gc.collect()
-        dist.barrier()
-    finally:
+    yield current()
+    # leave together, and only once DDP wrappers that are no longer used are gone: a gloo
+    # group torn down under a live reducer can abort the process at exit
+    gc.collect()
+    dist.barrier()
+
+
+def _end_group() -> None:
+    """At exit: destroy the group :func:`session` started (if the caller has not)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 
