@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 
 import numpy as np
@@ -54,7 +55,14 @@ def X():
 
 
 def local(X, linkage="complete", distance="sqeuclidean"):
-    return ThresholdAgglomerative(CUTS[distance], linkage=linkage, distance=distance).fit(X)
+    """The single-machine fit (the reference), once per data and rule in this module."""
+    key = (hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest(), X.shape, X.dtype.str, linkage, distance)
+    if key not in _LOCAL:
+        _LOCAL[key] = ThresholdAgglomerative(CUTS[distance], linkage=linkage, distance=distance).fit(X)
+    return _LOCAL[key]
+
+
+_LOCAL: dict[tuple, ThresholdAgglomerative] = {}
 
 
 @pytest.mark.parametrize("distance", ["sqeuclidean", "euclidean", "cosine"])

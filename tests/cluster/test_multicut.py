@@ -147,8 +147,8 @@ def test_exact_solver_on_known_cases():
         exact_multicut(E, [1.0, 2.0], 3)
 
 
-@pytest.mark.parametrize(
-    "n,degree,seed", [(30, 4, 0), (30, 8, 1), (45, 6, 2), (60, 6, 3), (56, 0, 4)]
+@pytest.mark.parametrize(  # the 60-node instance (seed 11): one HiGHS proves optimal in 0.3 s (seed 3: 6 s)
+    "n,degree,seed", [(30, 4, 0), (30, 8, 1), (45, 6, 2), (60, 6, 11), (56, 0, 4)]
 )
 def test_sparse_gaussian_within_two_percent_of_exact_ilp(n, degree, seed):
     """i.i.d. N(0, 1) costs on sparse 30-60-node graphs (random graphs, and a 7×8 grid for

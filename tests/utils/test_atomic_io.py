@@ -24,12 +24,3 @@ def test_atomic_write_gets_the_usual_file_mode_and_leaves_nothing_on_failure(tmp
         raise RuntimeError("killed")
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a"]  # no target, no temporary left
 
-
-def test_importing_kfree_leaves_the_umask_alone():
-    import subprocess
-    import sys
-
-    code = ("import os, unittest.mock as m; f = m.Mock(wraps=os.umask); os.umask = f; "
-            "import kfree.utils.io, kfree.cli.app, kfree.learner; print(f.call_count)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "0"

@@ -49,14 +49,22 @@ def test_fit_leaves_the_global_generators_alone():
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
 
 
-def test_the_first_fit_in_a_fresh_process_leaves_the_generators_alone():
-    """The first fit imports the training stack, whose import drew from Python's generator."""
+def test_importing_kfree_and_the_first_fit_leave_the_process_state_alone():
+    """In a fresh process (one process for both checks: starting one costs seconds): importing
+    kfree never calls ``os.umask`` (which can only be read by setting it), and the first fit,
+    which imports the training stack whose import drew from Python's generator, leaves the
+    generator as it was."""
     import subprocess
     import sys
 
-    code = ("import random\nrandom.seed(1)\nbefore = random.getstate()\n"
+    code = ("import os, random, unittest.mock as m\nf = m.Mock(wraps=os.umask)\nos.umask = f\n"
+            "random.seed(1)\nbefore = random.getstate()\n"
             "from kfree import ClusterLearner, TrainConfig\nfrom kfree.data.synthetic import sphere_blobs\n"
             "X, y = sphere_blobs(6, 10, 8, spread=0.3, seed=0)\n"
             "ClusterLearner(TrainConfig(epochs=1, p=4, k=4)).fit(X, y)\n"
-            "assert random.getstate() == before\n")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+            "assert random.getstate() == before, 'the first fit moved random'\n"
+            # the command line too (rich draws from random at import: the CLI is a process of its own)
+            "import kfree.utils.io, kfree.cli.app, kfree.learner\n"
+            "assert f.call_count == 0, 'os.umask called at import'\n")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
