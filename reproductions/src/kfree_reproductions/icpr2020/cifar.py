@@ -343,13 +343,14 @@ def _load_jpeg_cached(
 
 
 def decode_jpeg_tar(
-    folder: str | os.PathLike[str], *, hook: Hook | None = None
+    folder: str | os.PathLike[str], *, hook: Hook | None = None, splits: tuple[str, ...] = ("train", "test")
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Decode every JPEG of ``cifar10_jpeg.tar`` (one sequential pass) into uint8 arrays.
+    """Decode the JPEGs of ``splits`` in ``cifar10_jpeg.tar`` (one sequential pass) into uint8 arrays.
 
-    Returns ``{"train": (images, labels), "test": (images, labels)}`` in the official order,
-    labels taken from the manifest. Raises :class:`~kfree.exceptions.DataError` when a listed
-    file is missing from the tar or is not a 32×32 image.
+    Returns ``{"train": (images, labels), "test": (images, labels)}`` (the splits asked for) in
+    the official order, labels taken from the manifest. Raises
+    :class:`~kfree.exceptions.DataError` when a listed file is missing from the tar or is not a
+    32×32 image.
     """
     from PIL import Image
 
@@ -358,6 +359,8 @@ def decode_jpeg_tar(
     where: dict[str, tuple[str, int]] = {}
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split, rs in rows.items():
+        if split not in splits:
+            continue
         n = len(rs)
         out[split] = (
             np.zeros((n, 32, 32, 3), np.uint8),
