@@ -45,6 +45,29 @@ def _one_torch_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cli_built_once():
+    """typer's CliRunner converts the Typer app into its click command tree on every ``invoke``
+    (~20 ms for kfree's, more than most of the commands the tests run: over half of the CLI fuzz
+    test's time). The tree is built once per app and rebuilt only when commands are added."""
+    import weakref
+
+    import typer.testing
+
+    build = typer.testing._get_command
+    built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def get_command(app):
+        shape = (len(app.registered_commands), len(app.registered_groups), app.registered_callback)
+        if app not in built or built[app][0] != shape:
+            built[app] = (shape, build(app))
+        return built[app][1]
+
+    typer.testing._get_command = get_command
+    yield
+    typer.testing._get_command = build
+
+
 @pytest.fixture
 def shared_data() -> Path:
     return SHARED_DATA
