@@ -294,3 +294,17 @@ def test_a_logistic_cut_is_scored_on_each_half_by_the_other_halfs_fit():
     assert rule.threshold == logistic.threshold() and not rule.extra["in_sample"]
     in_sample = [nmi(y[f], ThresholdAgglomerative(logistic.threshold().value).fit(Z[f]).labels_) for f in vs.folds]
     assert not np.allclose(in_sample, expected)  # (what it was scored at before)
+
+
+def test_validation_labels_shared_with_training_are_flagged(blobs):
+    """Labels name identities: y_val values that y also holds are identities the model trains on
+    (or two label sets numbered separately), so the fit says so; distinct values say nothing."""
+    import warnings
+
+    Xtr, ytr, Xva, yva, *_ = blobs
+    fast = dict(epochs=1, p=6, k=4, seed=0)
+    with pytest.warns(UserWarning, match=r"6 label value\(s\) of y_val are also in y \(e.g. 0\)"):
+        ClusterLearner.from_params(**fast).fit(Xtr, ytr, X_val=Xva, y_val=yva - 18)  # numbered 0..5 again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ClusterLearner.from_params(**fast).fit(Xtr, ytr, X_val=Xva, y_val=yva)

@@ -170,7 +170,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, hook=None) -> ClusterLearner:
         """Train on labelled data ``X`` (n, d) with identity labels ``y`` (n,).
 
-        ``X_val``/``y_val`` are validation data of *other* identities; when omitted,
+        ``X_val``/``y_val`` are validation data of *other* identities (label values that ``y``
+        also holds are one identity on both sides, and a warning); when omitted,
         ``val_identities`` of the identities in ``y`` are held out automatically. Draw them like
         the data you will cluster (similar items per identity): calibrated cuts depend on it.
 
@@ -247,6 +248,14 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 if X_val.shape[1] != X.shape[1]:
                     raise DataError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
                 y_val = check_labels(y_val, X_val.shape[0], name="y_val")
+                shared = sorted(set(np.unique(y).tolist()) & set(np.unique(y_val).tolist()), key=str)
+                if shared:  # labels name identities: a shared value is one identity on both sides
+                    warnings.warn(
+                        f"{len(shared)} label value(s) of y_val are also in y (e.g. {shared[0]!r}): those "
+                        "identities are trained on, so validating on them overrates the model against "
+                        "the raw features, and the raw features' cut treats each value as one identity. "
+                        "Give X_val/y_val identities that y does not hold; if the two label sets are "
+                        "numbered separately, make their values distinct", stacklevel=3)
         has_val = X_val is not None and len(np.unique(y_val)) >= 2
         self.n_features_in_ = X.shape[1]
         model = build_head(self.head, X.shape[1], cfg.dims, dropout=cfg.dropout)
