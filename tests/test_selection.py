@@ -308,3 +308,31 @@ def test_validation_labels_shared_with_training_are_flagged(blobs):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ClusterLearner.from_params(**fast).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+
+
+def test_raw_features_at_a_ward_cut_have_their_own_pair_distance_cut(blobs, tmp_path):
+    """Trained with linkage="ward" and the raw features chosen, the threshold back-ends (knn-cc,
+    multicut with a threshold) cut the raw features at a complete-linkage cut calibrated on them,
+    not at the model's own cut (model units: on raw rows 10x the scale it made every row a
+    cluster of its own)."""
+    from kfree import registry
+    from kfree.exceptions import ConfigError
+    from kfree.threshold import Threshold
+
+    Xtr, ytr, Xva, yva, Xte, yte = blobs
+    est = ClusterLearner.from_params(epochs=1, p=6, k=4, linkage="ward", seed=0).fit(10 * Xtr, ytr)
+    assert est.uses_raw_ and est.rule_.linkage == "ward"
+    cut = Threshold.from_dict(est.selection_["raw_pair_cut"])
+    rule = est.rule_for("knn-cc")
+    assert (rule.features, rule.linkage, rule.threshold) == ("raw", "complete", cut)
+    assert cut.value > 10 * est.learned_threshold_.value  # the raw features' units, not the model's
+    got = est.cluster(10 * Xte, method="knn-cc")
+    ref = registry.get("cluster", "knn-cc", threshold=cut.value, distance=cut.distance).fit(10 * Xte).labels_
+    np.testing.assert_array_equal(got, ref)
+    assert len(np.unique(got)) < len(np.unique(yte)) + 3  # clusters, not one per row
+    again = ClusterLearner.load(est.save(tmp_path / "m.kfree"))
+    np.testing.assert_array_equal(again.cluster(10 * Xte, method="knn-cc"), got)
+    del again.selection_["raw_pair_cut"]  # a file from before the cut was recorded
+    with pytest.raises(ConfigError, match="holds no pair-distance cut for them"):
+        again.cluster(10 * Xte, method="knn-cc")
+    np.testing.assert_array_equal(again.cluster(10 * Xte), est.cluster(10 * Xte))  # the Ward cut itself

@@ -296,6 +296,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         thr = loss.implied_threshold()
         self.calibration_ = self.pair_calibration_ = None
         candidates: list[ClusterRule] = []
+        raw_pair_cut = None
         if has_val:
             Z_val = encode(model, X_val_np)
             if thr is None and self.calibration == "logistic":
@@ -312,6 +313,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             chosen = choose_rule(raw_rules, model_rules)  # a tie goes to the raw features
             if chosen.features == "raw":
                 self.pair_calibration_ = _pair_calibration(X_rc, y_rc, seed)
+                if all(r.linkage == "ward" for r in raw_rules):  # (linkage="ward"): see _distance_rule
+                    raw_pair_cut = threshold_for_n_clusters(X_rc, len(np.unique(y_rc)), linkage="complete")
             else:
                 self.pair_calibration_ = self.calibration_ or _pair_calibration(Z_val, y_val, seed)
             if thr is None:  # the model's own pair-distance cut (what multicut and --state use)
@@ -340,6 +343,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             "compared_with_raw": bool(has_val and self.compare_raw),
             "reason": _selection_reason(chosen, candidates, has_val, self.compare_raw),
         }
+        if raw_pair_cut is not None:
+            self.selection_["raw_pair_cut"] = raw_pair_cut.to_dict()
         self.provenance_ = {
             "loss": cfg.loss, "loss_hparams": loss.hparams(), "train_config": cfg.to_dict(), "head": self.head,
             "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]), "n_identities": int(n_ids),
@@ -431,7 +436,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         accepted = registry.cluster_capabilities(method, n_clusters=n_clusters,
                                                  k_option="n_clusters (--n-clusters)")
         kwargs: dict[str, Any] = {}
-        dist_rule = self._distance_rule()
+        dist_rule = self._distance_rule  # called only where a pair-distance rule is needed
         if n_clusters is not None:
             kwargs["n_clusters"] = int(n_clusters)
         elif "cut_probability" in accepted and (pair := self.pair_model()) is not None and override is None:
@@ -440,14 +445,14 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             kwargs["cut_probability"] = pair.cut_probability
             kwargs["distance"] = pair.distance
         elif "threshold" in accepted:
-            base = self._ward_rule().threshold if method == "ward" and override is None else dist_rule.threshold
+            base = self._ward_rule().threshold if method == "ward" and override is None else dist_rule().threshold
             kwargs["threshold"] = base.value if override is None else float(override)
             if "distance" in accepted:
                 kwargs["distance"] = base.distance
         if "linkage" in accepted:
-            kwargs["linkage"] = dist_rule.linkage
+            kwargs["linkage"] = dist_rule().linkage
         if "n_clusters" in kwargs and "distance" in accepted:
-            kwargs.setdefault("distance", dist_rule.threshold.distance)
+            kwargs.setdefault("distance", dist_rule().threshold.distance)
         return registry.get("cluster", method, **kwargs).fit(Z).labels_
 
     def rule_for(self, method: str = "hac"):
@@ -540,13 +545,27 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
     def _distance_rule(self):
         """The best candidate on the chosen features whose threshold is a pair distance (not
-        Ward's merge height): what distance-threshold back-ends such as multicut cut at."""
+        Ward's merge height): what distance-threshold back-ends such as multicut cut at.
+
+        With a Ward cut alone (``linkage="ward"``) there is no such candidate: for the model it is
+        the model's own pair cut (:attr:`learned_threshold_`); for the raw features, the
+        complete-linkage cut calibrated on their calibration set at fit (the model's cut is in
+        the model's units and means nothing for them)."""
         from .evaluate.selection import ClusterRule
 
         if self.rule_.linkage != "ward":
             return self.rule_
         rule = self._best_candidate(ward=False)
-        return rule or ClusterRule(self.rule_.features, "complete", self.learned_threshold_, "learned")
+        if rule is not None:
+            return rule
+        if self.rule_.features == "model":
+            return ClusterRule("model", "complete", self.learned_threshold_, "learned")
+        cut = self.selection_.get("raw_pair_cut")
+        if cut is None:
+            raise ConfigError("this model clusters the raw features at a Ward cut and its file holds no "
+                              "pair-distance cut for them (written by an earlier kfree): use method 'hac' or "
+                              "'ward' (the Ward cut, or Ward at n_clusters), or train the model again")
+        return ClusterRule("raw", "complete", Threshold.from_dict(cut), "recalibrated")
 
     def fit_predict(self, X: Any, y: Any, **fit_params: Any) -> np.ndarray:
         """Fit on labelled data and return the clusters of that same data at the threshold.
