@@ -51,9 +51,9 @@ def test_a_broken_plugin_warns_and_the_cli_still_works(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [Broken()])
     monkeypatch.setattr(cli, "app", typer.Typer(no_args_is_help=True))
-    with cli.console.capture() as cap:
+    with cli.err_console.capture() as cap:  # a warning: on stderr, so stdout stays the results
         cli._register_experiments()
-    assert "experiment plugin 'broken'" in cap.get()
+    assert "warning: experiment plugin 'broken'" in cap.get()
 
 
 

@@ -212,6 +212,20 @@ def test_progress_is_plain_lines_when_not_on_a_terminal(d):
     assert "loss=" in out and "nan" not in out  # the loss before the first step is not shown
 
 
+def test_quiet_prints_nothing_but_errors(d):
+    """``-q``: no results, tables or progress (the outputs are the files); errors still say what
+    went wrong, and the next command without ``-q`` prints again."""
+    code, out = run("-q", "train", d / "x.npy", "--labels", d / "y.npy", "--out", d / "q.kfree",
+                    *[a for a in FAST if a != "--no-progress"])
+    assert (code, out) == (0, "") and (d / "q.kfree").is_file()
+    code, out = run("-q", "cluster", d / "q.kfree", d / "x.npy", "--out", d / "q.csv")
+    assert (code, out) == (0, "") and (d / "q.csv").is_file()
+    code, out = run("-q", "cluster", d / "q.kfree", d / "nope.npy", "--out", d / "r.csv")
+    one_line_error(code, out, "nope.npy")
+    code, out = run("cluster", d / "q.kfree", d / "x.npy", "--out", d / "s.csv")
+    assert code == 0 and str(d / "s.csv") in out
+
+
 def test_progress_lines_leave_out_values_not_measured_yet():
     import io
 

