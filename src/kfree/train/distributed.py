@@ -203,17 +203,17 @@ def session(device: torch.device | str = "cpu") -> Iterator[DistContext]:
     atexit.register(_end_group)
     log.info("process %d of %d (%s)", ctx.rank, ctx.world_size, backend)
     yield current()
-    # leave together, and only once DDP wrappers that are no longer used are gone: a gloo
-    # group torn down under a live reducer can abort the process at exit
-    gc.collect()
-    dist.barrier()
+    dist.barrier()  # leave together
 
 
 def _end_group() -> None:
-    """At exit: destroy the group :func:`session` started (if the caller has not)."""
+    """At exit: destroy the group :func:`session` started (if the caller has not), once DDP
+    wrappers no longer used are gone (a gloo group torn down under a live reducer can abort the
+    process at exit)."""
     import torch.distributed as dist
 
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
