@@ -67,6 +67,7 @@ def test_model_free_cluster_state_then_assign_matches_api(d, tmp_path):
                     "--recluster-affected", "--state-out", tmp_path / "s2.kstate", "--all-rows")
     assert code == 0, out
     assert "re-clustered" in out
+    assert list(pd.read_csv(tmp_path / "b.csv").columns) == ["row", "cluster"]  # rows of the state
     allX = np.vstack([X, new, np.load(d / "new2.npy")])
     full = ThresholdAgglomerative(float(TAU)).fit(allX).labels_
     np.testing.assert_array_equal(first_seen_labels(clusters(tmp_path / "b.csv")), full)
@@ -242,3 +243,27 @@ def test_embed_writes_the_rows_and_the_cut_that_clusters_them(d, ward_model, tmp
     one_line_error(*run("embed", ward_model, d / "x.npy", "--out", tmp_path / "z.csv"), "writes a .npy file")
     one_line_error(*run("embed", ward_model, d / "narrow.npy", "--out", tmp_path / "n.npy"), "3 features")
     assert not (tmp_path / "n.npy").exists()
+
+
+def test_all_rows_of_tables_with_their_own_index_evaluate_by_row(tmp_path):
+    """The state keeps rows, not a table's own 'index' values: --all-rows writes row,cluster, so
+    `kfree evaluate` takes the truth of each row by its place (earlier rows, then the new ones),
+    not by joining row numbers to unrelated 'index' values (which scored NMI 0.06 for a perfect
+    clustering)."""
+    from kfree.data.synthetic import sphere_blobs
+
+    X, y = sphere_blobs(8, 25, dim=16, spread=0.15, seed=1)
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(16)])
+    df["label"], df["index"] = y, np.random.default_rng(5).permutation(200)  # the tables' own ids
+    df[:150].to_csv(tmp_path / "base.csv", index=False)
+    df[150:].to_csv(tmp_path / "new.csv", index=False)
+    df[["index", "label"]].to_csv(tmp_path / "truth.csv", index=False)
+    code, out = run("cluster", tmp_path / "base.csv", "--threshold", "0.6", "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "new.csv", "--out", tmp_path / "a.csv", "--all-rows")
+    assert code == 0, out
+    written = pd.read_csv(tmp_path / "a.csv")
+    assert list(written.columns) == ["row", "cluster"] and written["row"].tolist() == list(range(200))
+    code, out = run("evaluate", tmp_path / "a.csv", tmp_path / "truth.csv")
+    assert code == 0 and "1.000" in out, out

@@ -125,10 +125,10 @@ def assign_files(first: Path, second: Path | None, third: Path | None, out: Path
 
 
 def assign(
-    first: Annotated[Path, typer.Argument(
+    first: Annotated[Path | None, typer.Argument(
         metavar="MODEL", show_default=False,
         help="The model the state was made with (`kfree cluster MODEL DATA --state STATE`): the new rows are "
-             "embedded with it. Leave it out for a state made without a model.")],
+             "embedded with it. Leave it out for a state made without a model.")] = None,
     second: Annotated[Path | None, typer.Argument(metavar="STATE", show_default=False,
                                                   help="Cluster state from `kfree cluster ... --state`.")] = None,
     third: Annotated[Path | None, typer.Argument(
@@ -143,8 +143,9 @@ def assign(
     state_out: Annotated[Path | None, typer.Option(
         help="Write the updated state here instead of replacing STATE.")] = None,
     all_rows: Annotated[bool, typer.Option(
-        "--all-rows", help="Write every row of the state to --out (index = row of the state: earlier rows "
-                           "first, then NEW_FILE's), not only the new ones.")] = False,
+        "--all-rows", help="Write every row of the state to --out as row,cluster (row = row of the state: "
+                           "earlier rows first, then NEW_FILE's; the state keeps no 'index' values), not only "
+                           "the new ones.")] = False,
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state-out) file.")] = False,
@@ -167,6 +168,8 @@ def assign(
 
         if out is None:
             raise ConfigError("say where to write the new rows' clusters: --out labels.csv")
+        if first is None:
+            raise ConfigError(f"the cluster state and the new rows are missing (usage: {ASSIGN_USAGE})")
         model, state_path, new_path = assign_files(first, second, third, out)
         check_output(out, inputs=(model, state_path, new_path), force=force)
         if state_out is not None:
@@ -202,8 +205,8 @@ def assign(
         with _limit_threads():
             Z = learner.transform(data.X) if model is not None else data.X
             labels = assign_rows(state, Z, recluster_affected=recluster_affected)
-        if all_rows:  # index = row of the state
-            write_predictions(out, state.labels)
+        if all_rows:  # rows of the state, which keeps no table's own 'index' values: never an 'index'
+            write_predictions(out, state.labels, index_column="row")
         else:
             write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
         target = state_out if state_out is not None else state_path

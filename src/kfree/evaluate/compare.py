@@ -22,20 +22,21 @@ from ..metrics import evaluate_clustering
 from ..utils.io import atomic_path
 
 
-def write_predictions(path: str | Path, labels: Any, index: Any = None, y: Any = None,
-                      **extra_columns: Any) -> Path:
+def write_predictions(path: str | Path, labels: Any, index: Any = None, y: Any = None, *,
+                      index_column: str = "index", **extra_columns: Any) -> Path:
     """Write ``index,cluster[,label][,extra…]`` to the CSV ``path`` atomically; returns the path.
 
     ``index`` is the row of the clustered file each label belongs to (default 0..n-1), so
     :func:`read_predictions` and ``kfree report`` can join a subset of rows back to their file;
-    ``y`` (true labels) adds a ``label`` column, which ``kfree evaluate`` and ``kfree report``
-    read when no truth file is given. ``extra_columns`` follow in the order given; a None one is
-    left out.
+    ``index_column="row"`` names it ``row`` instead (row numbers only, never joined to a truth
+    table's own ``index`` values). ``y`` (true labels) adds a ``label`` column, which ``kfree
+    evaluate`` and ``kfree report`` read when no truth file is given. ``extra_columns`` follow in
+    the order given; a None one is left out.
     """
     import pandas as pd
 
     n = len(labels)
-    columns = {"index": range(n) if index is None else index, "cluster": labels}
+    columns = {index_column: range(n) if index is None else index, "cluster": labels}
     if y is not None:
         columns["label"] = y
     columns.update((k, v) for k, v in extra_columns.items() if v is not None)
