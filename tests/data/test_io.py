@@ -45,6 +45,12 @@ def test_csv_and_parquet_with_label_column(tmp_path, xy):
         assert list(d.y[:3]) == ["p0", "p0", "p0"]
     df.rename(columns={"person": "label"}).to_csv(tmp_path / "d.csv", index=False)
     assert load_features(tmp_path / "d.csv").y is not None
+    # array names belong to .npz files: elsewhere they would be ignored without a word
+    with pytest.raises(DataError, match=r"t.csv: --x-key 'feats' names an array inside an .npz"):
+        load_features(tmp_path / "t.csv", x_key="feats", label_column="person")
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(DataError, match=r"x.npy: --y-key 'y' names an array inside an .npz, and a .npy"):
+        load_features(tmp_path / "x.npy", y_key="y")
 
 
 def test_errors_say_what_is_wrong(tmp_path, xy):

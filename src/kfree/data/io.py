@@ -272,6 +272,10 @@ def load_features(
     """
     p = check_path(path)
     suf = p.suffix.lower()
+    for key, option in ((x_key, "--x-key"), (y_key, "--y-key")):
+        if key is not None and suf != ".npz":
+            raise DataError(f"{p.name}: {option} {key!r} names an array inside an .npz, and a {suf} file has "
+                            "none (a table's features are its numeric columns, its labels --label-column)")
     y = index = None
     if suf == ".npy":
         X = _np_load(p)
