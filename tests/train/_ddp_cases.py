@@ -165,7 +165,8 @@ def cli_data(out_dir: Path) -> Path:
 
 def cli_train(data: Path, out: Path) -> int:
     """``kfree train DATA --out OUT CLI_ARGS`` in this process, as the console script runs it
-    (under torchrun it starts and ends its own process group); the exit code."""
+    (under torchrun its fit joins the process group an earlier session of the process started, or
+    starts it); the exit code."""
     from kfree.cli.app import app
 
     try:
