@@ -44,6 +44,10 @@ def test_cluster_on_dask_equals_local(d, address):
                     "--scheduler", address, "--out", d / "c.npy")
     assert code == 0, out
     np.testing.assert_array_equal(np.load(d / "c.npy"), ref)
+    code, out = run("cluster", d / "x.npy", "--threshold", "1.0", "--backend", "dask",
+                    "--scheduler", address, "--out", d / "c.parquet")
+    assert code == 0, out
+    pd.testing.assert_frame_equal(pd.read_parquet(d / "c.parquet"), got)  # the CSV's columns and values
 
 
 def test_a_tables_own_index_names_the_rows_on_dask(d, address, tmp_path):

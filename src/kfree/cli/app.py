@@ -468,21 +468,12 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
                                    n_workers=workers).fit(X, hook=hook)
     from ..evaluate.compare import index_columns, write_predictions
 
-    named = index_columns(index, m.labels_.shape[0])
-    if out.suffix.lower() == ".npy" or (out.suffix.lower() == ".parquet" and not named):
+    if out.suffix.lower() == ".npy":  # the labels alone
         from ..cluster.distributed import DaskThresholdResult
 
         DaskThresholdResult(m.labels_.shape[0], m.merge_pairs_, m.merge_heights_, {}).write(out)
-    elif out.suffix.lower() == ".parquet":  # index, cluster, row: as the CSV
-        import pandas as pd
-
-        from ..utils.io import atomic_path
-
-        with atomic_path(out) as tmp:
-            pd.DataFrame({"index": named["index"], "cluster": m.labels_, "row": named["row"]}).to_parquet(
-                tmp, index=False)
-    else:
-        write_predictions(out, m.labels_, **named)
+    else:  # .csv or .parquet: index, cluster[, row]
+        write_predictions(out, m.labels_, **index_columns(index, m.labels_.shape[0]))
     console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, threshold "
                   f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
     if state is not None:

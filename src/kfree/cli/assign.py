@@ -90,7 +90,8 @@ def state_line(state_path: Path) -> str:
 ASSIGN_USAGE = "kfree assign [MODEL] STATE NEW_FILE --out FILE.csv"
 
 
-def assign_files(first: Path, second: Path | None, third: Path | None, out: Path) -> tuple[Path | None, Path, Path]:
+def assign_files(first: Path | None, second: Path | None, third: Path | None,
+                 out: Path) -> tuple[Path | None, Path, Path]:
     """``(model or None, state, new rows)`` from ``kfree assign``'s positional arguments.
 
     Typer fills them left to right, so a missing file shows as an empty last place; which one is
@@ -100,6 +101,9 @@ def assign_files(first: Path, second: Path | None, third: Path | None, out: Path
 
     def kind(p: Path) -> str:
         return {".kfree": "model", ".kstate": "state"}.get(p.suffix.lower(), "rows")
+
+    if first is None:
+        raise ConfigError(f"the cluster state and the new rows are missing (usage: {ASSIGN_USAGE})")
 
     if third is not None:
         if kind(first) == "state":
@@ -168,8 +172,6 @@ def assign(
 
         if out is None:
             raise ConfigError("say where to write the new rows' clusters: --out labels.csv")
-        if first is None:
-            raise ConfigError(f"the cluster state and the new rows are missing (usage: {ASSIGN_USAGE})")
         model, state_path, new_path = assign_files(first, second, third, out)
         check_output(out, inputs=(model, state_path, new_path), force=force)
         if state_out is not None:

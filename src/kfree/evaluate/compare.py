@@ -24,7 +24,8 @@ from ..utils.io import atomic_path
 
 def write_predictions(path: str | Path, labels: Any, index: Any = None, y: Any = None, *,
                       index_column: str = "index", **extra_columns: Any) -> Path:
-    """Write ``index,cluster[,label][,extra…]`` to the CSV ``path`` atomically; returns the path.
+    """Write ``index,cluster[,label][,extra…]`` to ``path`` atomically (a CSV, or Parquet for a
+    ``.parquet`` path); returns the path.
 
     ``index`` is the row of the clustered file each label belongs to (default 0..n-1), so
     :func:`read_predictions` and ``kfree report`` can join a subset of rows back to their file;
@@ -40,8 +41,9 @@ def write_predictions(path: str | Path, labels: Any, index: Any = None, y: Any =
     if y is not None:
         columns["label"] = y
     columns.update((k, v) for k, v in extra_columns.items() if v is not None)
+    df = pd.DataFrame(columns)
     with atomic_path(path) as tmp:
-        pd.DataFrame(columns).to_csv(tmp, index=False)
+        df.to_parquet(tmp, index=False) if Path(path).suffix.lower() == ".parquet" else df.to_csv(tmp, index=False)
     return Path(path)
 
 
