@@ -6,7 +6,8 @@ Usage (from the repository root; several workers may run at once, each claims th
 
 ``--backbone efficientnet-lite0+efficientnet-lite2`` trains the heads on both backbones' features
 concatenated (cells in ``results/icpr2020/protocol_b_lite0+lite2/``).
-Cells finished earlier (``results/icpr2020/protocol_b/cells/<cell>.json``) are skipped; a killed
+Cells finished earlier (``results/icpr2020/protocol_b/cells/<cell>.json``) are skipped when made
+under the same configuration (one made under another is refused with a message); a killed
 worker loses at most one epoch of its current cell (per-epoch checkpoints in the cache).
 Priority: the no-noise cells of every loss, then the Fig. 5 lines (positive noise alone,
 negative noise alone), then the rest of Table I.
@@ -25,9 +26,10 @@ from kfree_reproductions.icpr2020.protocol_b import (
     LOSSES,
     Cell,
     ProtocolBConfig,
-    cell_path,
+    cell_key,
     default_cache_dir,
     default_protocol_b_out,
+    finished_cell,
     load_protocol_b_data,
     run_cell,
 )
@@ -93,13 +95,14 @@ def main() -> None:
         for pos, neg in order:
             for loss in cfg.losses:
                 cell = Cell(loss, pos, neg, seed)
-                if cell_path(out, cell).is_file():
+                # a finished cell of another configuration is refused, as run_protocol_b refuses it
+                if finished_cell(cfg, cell, out) is not None:
                     continue
-                lock = claims / f"{cfg.tag}{cell.name}.claim"
+                lock = claims / f"{cfg.tag}{cell.name}_{cell_key(cfg, cell)}.claim"
                 if not claim(lock):
                     continue
                 try:
-                    if not cell_path(out, cell).is_file():
+                    if finished_cell(cfg, cell, out) is None:
                         run_cell(cfg, cell, data, out)
                 finally:
                     lock.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ descriptors) except one ``shared_data`` smoke test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -167,6 +168,15 @@ def test_run_writes_cells_resumes_and_reports(tiny, tmp_path, monkeypatch):
     again = run_bcl2019(cfg, tmp_path, faces=faces, split=split, episodes=eps, resume=True)
     assert json.dumps(again, sort_keys=True) == json.dumps(cells, sort_keys=True)
     monkeypatch.undo()
+    # the dry run says what the run would do: nothing here; every set once a head would be retrained
+    # (another schedule, or a head missing), as the run then recomputes every cell
+    assert mod.pending_cells(cfg, tmp_path) == [] and mod.heads_to_train(cfg, tmp_path) == []
+    longer = dataclasses.replace(cfg, epochs=cfg.epochs + 1)
+    assert mod.heads_to_train(longer, tmp_path) == ["bcl", "triplet"]
+    assert mod.pending_cells(longer, tmp_path) == list(cfg.sets)
+    (tmp_path / "models" / "2img" / "triplet_seed0.pt").rename(tmp_path / "triplet.pt")
+    assert mod.pending_cells(cfg, tmp_path) == list(cfg.sets)
+    (tmp_path / "triplet.pt").rename(tmp_path / "models" / "2img" / "triplet_seed0.pt")
     summary = write_report(tmp_path, att=False)
     for f in ("table1_finetune.md", "table2_kmeans_variants.md", "table3_operating_points.md", "table4_k_known.md",
               "table5_train_threshold.md"):
@@ -220,6 +230,9 @@ def test_cli_is_thin(monkeypatch, tmp_path):
     assert "bbt_s01e01: #Ch 8" in r.output and "bcl 9/0.970" in r.output
     cfg = seen["cfg"]
     assert cfg.sets == ("bbt_s01e01",) and cfg.methods == ("raw", "bcl") and cfg.finetune and cfg.seed == 3
+    # fine-tuning keeps its own seed 0, as the TOML runner's configs and every committed cell: the
+    # CLI seeded it with --seed, so `--seed 1 --finetune` recomputed the committed seed-1 cells
+    assert cfg.ft.seed == 0
     r = experiment_app_invoke(["bcl2019", "--methods", "nope", "--no-progress"])
     assert r.exit_code == 1 and "unknown method" in r.output
 

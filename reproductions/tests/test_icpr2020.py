@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 from kfree.exceptions import ConfigError, DataError
+from kfree.utils.io import file_sha256
 from kfree_reproductions.icpr2020.paper import PAPER_ACC, paper_acc
 from kfree_reproductions.icpr2020.protocol_b import (
     Cell,
     ProtocolBConfig,
     ProtocolBData,
+    cell_key,
     evaluate_embedding,
     expected_wrong_negative_rate,
     load_cells,
@@ -133,7 +135,8 @@ def test_protocol_b_cells_train_cluster_write_json_and_resume(tiny_data, tmp_pat
     assert len(clean["l3"]["history"]) == 3 and "torch" in clean["l3"]["environment"]
     e = np.load(clean["l3"]["embedding"])
     assert e["Z_test"].shape == (150, 32) and np.allclose(np.linalg.norm(e["Z_test"], axis=1), 1, atol=1e-5)
-    assert not list((cache / "checkpoints").glob("*_e3.pt"))  # per-epoch checkpoints removed when done
+    assert not [p for p in (cache / "checkpoints").glob("*.pt") if not p.name.endswith(".head.pt")]  # done: removed
+    assert e["Z_test"].shape[0] == 150 and file_sha256(clean["l3"]["embedding"]) == clean["l3"]["embedding_sha256"]
     # resume: nothing is recomputed
     import kfree_reproductions.icpr2020.protocol_b as mod
 
@@ -188,11 +191,73 @@ def test_protocol_b_concatenates_backbones_and_keeps_their_caches_apart(tiny_dat
     out, cache = tmp_path / "out", tmp_path / "cache"
     rec = run_protocol_b(both, out, data=data, cache_dir=cache)[0]
     assert rec["config"]["backbone"] == both.backbone
-    assert Path(rec["embedding"]).name == "lite0+lite2_l3_p00_n00_s0.npz"
-    assert (cache / "checkpoints" / "lite0+lite2_l3_p00_n00_s0.head.pt").is_file()
+    stem = f"lite0+lite2_l3_p00_n00_s0_{cell_key(both, Cell('l3', 0.0, 0.0, 0))}"
+    assert Path(rec["embedding"]).name == f"{stem}.npz"
+    assert (cache / "checkpoints" / f"{stem}.head.pt").is_file()
     with pytest.raises(ConfigError, match=r"efficientnet-lite0\+efficientnet-lite2"):
         run_protocol_b(dataclasses.replace(both, backbone="efficientnet-lite0"), out, data=tiny_data,
                        cache_dir=cache)
+
+
+def test_protocol_b_never_resumes_or_overwrites_a_cell_of_other_settings(tiny_data, tmp_path):
+    """A cell stopped mid-training under one margin is not continued under another (the trainer's
+    own check sees the schedule, not the loss); runs of other settings keep their cached
+    embeddings apart, and a record's figures refuse an embedding that is not the one it made."""
+    from kfree_reproductions.icpr2020.report import _embedding_file
+
+    one = dict(losses=("l3",), noise_pos=(0.0,), noise_neg=(0.0,), epochs=3, batch_size=20, kl=False,
+               average_start=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_epoch_1(step, completed, total, **_):
+        if step == "train" and completed == 2:
+            raise Stop
+
+    cache = tmp_path / "cache"
+    with pytest.raises(Stop):
+        run_protocol_b(ProtocolBConfig(**one, alpha=0.8), tmp_path / "out", data=tiny_data, cache_dir=cache,
+                       hook=stop_after_epoch_1)
+    assert len(list((cache / "checkpoints").glob("*.pt"))) == 1  # epoch 1's checkpoint is on disk
+    other = ProtocolBConfig(**one, alpha=0.9)
+    rec = run_protocol_b(other, tmp_path / "out", data=tiny_data, cache_dir=cache)[0]
+    straight = run_protocol_b(other, tmp_path / "out2", data=tiny_data, cache_dir=tmp_path / "cache2")[0]
+    assert rec["history"] == straight["history"]
+    # the 0.8 run's checkpoint is still there, under its own name: resumed with its own settings
+    assert len([p for p in (cache / "checkpoints").glob("*.pt") if not p.name.endswith(".head.pt")]) == 1
+    first = run_protocol_b(ProtocolBConfig(**one, alpha=0.8), tmp_path / "out3", data=tiny_data, cache_dir=cache)[0]
+    assert first["embedding"] != rec["embedding"] and _embedding_file(rec) is not None
+    # an embedding replaced since its record was written (another run, an older version) is refused
+    np.savez(rec["embedding"], Z_test=np.zeros((150, 32), np.float32), y_test=tiny_data.y_test)
+    assert _embedding_file(rec) is None and _embedding_file(first) is not None
+
+
+def test_run_b_script_refuses_a_finished_cell_of_another_configuration(tiny_data, tmp_path, monkeypatch):
+    """The parallel worker script skipped any finished cell file, whatever it was made under."""
+    import runpy
+    import sys
+
+    import torch
+
+    import kfree_reproductions.icpr2020.protocol_b as B
+
+    monkeypatch.setattr(B, "load_protocol_b_data", lambda cfg: tiny_data)
+    monkeypatch.setenv("KFREE_CACHE", str(tmp_path / "cache"))
+    script = Path(__file__).resolve().parents[1] / "icpr2020" / "run_b.py"
+    out = tmp_path / "out"
+    argv = ["run_b.py", "--seeds", "0", "--losses", "l3", "--only-noise-free", "--out", str(out)]
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(sys, "argv", [*argv, "--epochs", "1"])
+        runpy.run_path(str(script), run_name="__main__")
+        assert json.loads((out / "cells" / "l3_p00_n00_s0.json").read_text())["config"]["epochs"] == 1
+        runpy.run_path(str(script), run_name="__main__")  # the same configuration: the cell is reused
+        monkeypatch.setattr(sys, "argv", [*argv, "--epochs", "2"])
+        with pytest.raises(ConfigError, match="epochs: recorded 1, asked 2"):
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_protocol_b_resumes_an_interrupted_head_exactly(tiny_data, tmp_path):
@@ -289,6 +354,32 @@ def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
         run_protocol_a(cfg0, tmp_path / "c", images=images)
     with pytest.raises(ConfigError, match="device"):
         ProtocolAConfig(device="tpu")
+
+
+def test_protocol_a_started_over_forgets_the_earlier_run_and_the_report_finds_its_embedding(tmp_path):
+    """``resume=False`` (``--no-resume``) removes the earlier run's epochs and checkpoint: they were
+    read back as the new run's before (stale epochs past the new end, an old checkpoint resumed
+    after a stop). The report reads the last epoch's embedding where the runner keeps it."""
+    from kfree_reproductions.icpr2020.protocol_a import (
+        ProtocolAConfig,
+        pending_epochs,
+        run_protocol_a,
+    )
+    from kfree_reproductions.icpr2020.report_a import load_runs
+
+    images = _tiny_images(0)
+    cfg = ProtocolAConfig(loss="l3", epochs=3, batch_size=6, device="cpu", calibration_images=36,
+                          widths=(8, 8, 8, 8, 8), epoch_images=108, average_start=False)
+    run = tmp_path / "runs" / "r"
+    run_protocol_a(cfg, run, images=images)
+    assert load_runs(tmp_path / "runs")[("l3", 0)]["embedding"] == run / "embeddings" / "epoch_003.npz"
+    new = dataclasses.replace(cfg, kl=False, epochs=2)
+    recs = run_protocol_a(new, run, images=images, resume=False)
+    assert [r["epoch"] for r in recs] == [1, 2] and pending_epochs(new, run) == []
+    assert load_runs(tmp_path / "runs")[("l3", 0)]["embedding"] == run / "embeddings" / "epoch_002.npz"
+    straight = run_protocol_a(new, tmp_path / "straight", images=images)
+    assert [r["loss"] for r in recs] == [r["loss"] for r in straight]
+    assert [r["multicut"]["acc"] for r in recs] == [r["multicut"]["acc"] for r in straight]
 
 
 def test_protocol_a_background_evaluation_matches_inline_and_survives_a_stop(tmp_path):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import itertools
 import logging
 import time
@@ -157,12 +158,31 @@ def plan(path: str | Path) -> Plan:
             raise ConfigError(f"{p}: {e}") from None
         except KeyError as e:
             raise ConfigError(f"{p}: out uses {{{e.args[0]}}}, which is neither in [config] nor in [grid]") from None
+        except (ValueError, IndexError) as e:
+            raise ConfigError(f"{p}: out = {data['out']!r} is not a folder pattern ({e}); write a field "
+                              "of [grid] as {seed}") from None
         runs.append((cfg, out))
     report = bool(data.get("report", False))
     if report and exp.report is None:
         raise ConfigError(f"{p}: experiment {name!r} has no report to write; its report is "
                           "reproductions/icpr2020/make_report.py (or set report = false)")
-    return Plan(p, name, runs, report, dict(data.get("report_options", {})))
+    options = dict(data.get("report_options", {}))
+    if options:
+        _check_report_options(p, exp, options)
+    return Plan(p, name, runs, report, options)
+
+
+def _check_report_options(p: Path, exp: Experiment, options: dict[str, Any]) -> None:
+    """Refuse ``[report_options]`` the experiment's report does not take, before any run (a typo
+    found by the report would come after hours of runs)."""
+    if exp.report is None:
+        raise ConfigError(f"{p}: [report_options] given, but this experiment writes no report")
+    sig = inspect.signature(exp.report)
+    if not any(q.kind is inspect.Parameter.VAR_KEYWORD for q in sig.parameters.values()):
+        names = [n for n, q in list(sig.parameters.items())[1:] if q.kind is not inspect.Parameter.VAR_POSITIONAL]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ConfigError(f"{p}: unknown [report_options] {unknown}; the report takes {names}")
 
 
 def pending(pl: Plan) -> list[tuple[Path, list[str] | None]]:

@@ -20,16 +20,6 @@ STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.k
               "cut uses its best validated complete-linkage cut).")
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_state_request(state: Path | None, method: str, n_clusters: int | None, *, inputs: tuple, out: Path,
                         force: bool) -> None:
     """``kfree cluster --state``, checked before any work: a state needs a clustering new rows can be
@@ -56,6 +46,7 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
     from ..cluster.incremental import ClusterState
     from ..cluster.threshold_hac import ThresholdAgglomerative
     from ..exceptions import ConfigError
+    from ..utils.io import file_sha256
 
     rule = learner.state_rule()
     if rule is not learner.rule_ and threshold is not None:
@@ -67,7 +58,7 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
     value = float(threshold) if threshold is not None else learner.threshold_for(rule).value
     Z = learner.transform(X)  # the chosen features: the state rule's too
     est = ThresholdAgglomerative(value, linkage="complete", distance=rule.threshold.distance).fit(Z)
-    meta = {"model": {"name": model_path.name, "sha256": _sha256(model_path), "features": rule.features,
+    meta = {"model": {"name": model_path.name, "sha256": file_sha256(model_path), "features": rule.features,
                       "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
                       "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage}}
     ClusterState.from_fit(est, Z, meta=meta).save(state_path, overwrite=True)
@@ -168,7 +159,7 @@ def assign(
     """
     with cli_errors():
         from ..exceptions import ConfigError, ModelError
-        from ..utils.io import check_output
+        from ..utils.io import check_output, file_sha256
 
         if out is None:
             raise ConfigError("say where to write the new rows' clusters: --out labels.csv")
@@ -198,7 +189,7 @@ def assign(
         if model is not None:
             from ..learner import ClusterLearner
 
-            if model.is_file() and _sha256(model) != made_with.get("sha256"):
+            if model.is_file() and file_sha256(model) != made_with.get("sha256"):
                 raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
                                  f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
                                  "by the same model as the state's")

@@ -28,7 +28,8 @@ def bcl2019(
     finetune: Annotated[bool, typer.Option(
         help="Also fine-tune bcl/triplet/prototypical on each set's must-/cannot-link constraints.")] = False,
     images_per_track: Annotated[int, typer.Option(help="2 (the protocol) or 1 (harder variant).")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed of the identity split, episodes, training, fine-tuning.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the identity split, episodes and training (fine-tuning "
+                                           "keeps seed 0, as the committed runs and the TOML runner do).")] = 0,
     epochs: Annotated[int, typer.Option(help="Training epochs per head (same for every loss).")] = 30,
     dropout: Annotated[float, typer.Option(help="Dropout between hidden layers of every head (protocol: 0).")] = 0.0,
     ft_iterations: Annotated[int, typer.Option(help="Fine-tuning iterations per set and method.")] = 2000,
@@ -47,7 +48,7 @@ def bcl2019(
         cfg = Bcl2019Config(
             sets=_split(episodes) or SETS, methods=_split(methods) or METHODS, seed=seed, epochs=epochs, dropout=dropout,
             images_per_track=images_per_track, finetune=finetune,
-            ft=FinetuneConfig(iterations=ft_iterations, seed=seed), kmeans_variants=kmeans_variants,
+            ft=FinetuneConfig(iterations=ft_iterations), kmeans_variants=kmeans_variants,
         )
         console.print(f"[bold]bcl2019[/bold]: {len(cfg.sets)} sets × {len(cfg.methods)} methods, "
                       f"{cfg.images_per_track} image(s) per track, fine-tune={cfg.finetune}, seed {cfg.seed} → {out}")

@@ -72,7 +72,8 @@ class Bcl2019Config:
     methods : tuple of str
         Methods (see :data:`~.methods.METHODS`); ``raw`` is cheap and always useful.
     seed : int
-        Seeds the identity split, the episodes, training and fine-tuning.
+        Seeds the identity split, the episodes and training. Fine-tuning has its own seed,
+        ``ft.seed`` (0 in every committed run, whatever ``seed``).
     dims, epochs, p, k, batches_per_epoch, lr, eval_every, dropout : training schedule shared by every
         loss (dropout between hidden layers; 0 in the protocol run, 0.3 in the regularised variant).
     eval_every_steps : int or None
@@ -287,8 +288,28 @@ def _same_config(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool
     return not config_differences(stored, current, before_field=before)
 
 
+def heads_to_train(cfg: Bcl2019Config, out: str | Path) -> list[str]:
+    """The learned methods whose saved head :func:`run_bcl2019` would not reuse: none saved, or one
+    saved for another training request (the data's fingerprint is left to the run, which reads it)."""
+    from kfree_reproductions.bcl2019.methods import METHOD_LOSSES, head_request, record_mismatch
+
+    folder = Path(out) / "models" / cfg.variant
+    todo = []
+    for name in cfg.methods:
+        if name not in METHOD_LOSSES:
+            continue
+        path = folder / f"{name}_seed{cfg.seed}.pt"
+        request = head_request(name, train_kw=cfg.train_kw(), seed=cfg.seed, images_per_track=cfg.images_per_track)
+        if not path.is_file() or record_mismatch(path, request, ignore=("data",)) is not None:
+            todo.append(name)
+    return todo
+
+
 def pending_cells(cfg: Bcl2019Config, out: str | Path) -> list[str]:
-    """The sets :func:`run_bcl2019` would (re)compute: no cell yet, or one made under another config."""
+    """The sets :func:`run_bcl2019` would (re)compute: no cell yet, one made under another config,
+    or every set when a head is trained again (the run recomputes every cell then)."""
+    if heads_to_train(cfg, out):
+        return list(cfg.sets)
     todo = []
     for name in cfg.sets:
         path = cell_path(Path(out), cfg, name)

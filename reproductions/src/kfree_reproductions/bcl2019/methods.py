@@ -154,15 +154,21 @@ def _fingerprint(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
+def head_request(name: str, *, train_kw: dict[str, Any], seed: int, images_per_track: int) -> dict[str, Any]:
+    """What a head is trained with, the data aside (see :func:`head_record`)."""
+    loss, params = METHOD_LOSSES[name]
+    rec = {"method": name, "loss": loss, "loss_params": params, "train_kw": train_kw, "seed": int(seed),
+           "images_per_track": int(images_per_track)}
+    return json.loads(json.dumps(rec))  # tuples -> lists, as stored
+
+
 def head_record(name: str, *, train_kw: dict[str, Any], seed: int, images_per_track: int,
                 X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
     """What a head is trained with; stored beside it and compared before a saved head is reused."""
-    loss, params = METHOD_LOSSES[name]
-    rec = {"method": name, "loss": loss, "loss_params": params, "train_kw": train_kw, "seed": int(seed),
-           "images_per_track": int(images_per_track),
-           "data": {"train": _fingerprint(np.asarray(X_train, np.float32), np.asarray(y_train)),
-                    "val": _fingerprint(np.asarray(X_val, np.float32), np.asarray(y_val))}}
-    return json.loads(json.dumps(rec))  # tuples -> lists, as stored
+    rec = head_request(name, train_kw=train_kw, seed=seed, images_per_track=images_per_track)
+    rec["data"] = {"train": _fingerprint(np.asarray(X_train, np.float32), np.asarray(y_train)),
+                   "val": _fingerprint(np.asarray(X_val, np.float32), np.asarray(y_val))}
+    return rec
 
 
 def record_path(model_path: Path) -> Path:
@@ -170,8 +176,9 @@ def record_path(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def _record_mismatch(path: Path, record: dict[str, Any]) -> str | None:
-    """Why the head at ``path`` may not be reused for ``record`` (None: it may)."""
+def record_mismatch(path: Path, record: dict[str, Any], *, ignore: tuple[str, ...] = ()) -> str | None:
+    """Why the head at ``path`` may not be reused for ``record`` (None: it may); keys in ``ignore``
+    are not compared (a dry run checks the request without loading the data)."""
     rp = record_path(path)
     if not rp.exists():
         return f"no training record {rp.name} beside it (trained before records were kept)"
@@ -180,7 +187,7 @@ def _record_mismatch(path: Path, record: dict[str, Any]) -> str | None:
     except (OSError, ValueError) as e:
         return f"unreadable training record {rp.name} ({type(e).__name__})"
     diff = []
-    for key in sorted(set(stored) | set(record)):
+    for key in sorted((set(stored) | set(record)) - set(ignore)):
         a, b = stored.get(key), record.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             diff += [f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
@@ -234,7 +241,7 @@ def fit_method(
                          X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val)
     learner, loaded = None, False
     if resume and path is not None and path.exists():
-        why = _record_mismatch(path, record)
+        why = record_mismatch(path, record)
         if why is None:
             learner, loaded = ClusterLearner.load(path), True
             log.info("loaded %s from %s", name, path)

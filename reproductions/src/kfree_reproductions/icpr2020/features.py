@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from kfree.exceptions import ConfigError, DataError
-from kfree.utils.io import atomic_path, write_json
+from kfree.utils.io import atomic_path, file_sha256, write_json
 from kfree_reproductions.icpr2020.cifar import (
     CIFAR10_CLASSES,
     default_cache_dir,
@@ -56,14 +56,6 @@ Hook = Callable[..., None]
 BACKBONES = {"efficientnet-lite0": "lite0", "efficientnet-lite1": "lite1", "efficientnet-lite2": "lite2"}  # name -> variant
 DEFAULT_SIZE = 128  # measured trade-off of time vs quality, see results/icpr2020/backbone_check.md
 DTYPES = {"float16": np.float16, "float32": np.float32}
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _sha256_array(a: np.ndarray) -> str:
@@ -261,7 +253,7 @@ def cifar10_feature_dir(
         "images_sha256": images_sha,
         "backbone": backbone,
         "weights": str(weights),
-        "weights_sha256": _sha256_file(weights),
+        "weights_sha256": file_sha256(weights),
         "size": int(size),
         "resize": "bilinear (align_corners=False)",
         "normalization": normalization,

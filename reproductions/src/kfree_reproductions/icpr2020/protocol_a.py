@@ -236,7 +236,9 @@ def run_protocol_a(
     out : run folder (checkpoint, ``epochs/epoch_XXX.json``, ``config.json``).
     images : ``(X_train, y_train, X_test, y_test)`` uint8 ``(n, 32, 32, 3)`` images and labels;
         default: the CIFAR-10 loader's (:func:`kfree_reproductions.icpr2020.cifar.load_cifar10`).
-    resume : continue from ``<out>/checkpoint.pt`` when it exists (else start over).
+    resume : continue from ``<out>/checkpoint.pt`` when it exists; ``False`` starts over and
+        first removes what an earlier run left in ``out`` (checkpoint, epoch records, pending
+        embeddings), which would otherwise be read back as this run's epochs.
     stop_after : stop after this many epochs in total this call (to spread a CPU run over
         sessions); ``None`` runs to ``cfg.epochs``.
     hook : ``hook("epoch", completed=e, total=cfg.epochs, **scores)`` after every epoch and
@@ -253,6 +255,8 @@ def run_protocol_a(
     from kfree_reproductions.icpr2020.alexnet import AlexNetBN
 
     out = Path(out)
+    if not resume:
+        _clear_run(out)
     (out / "epochs").mkdir(parents=True, exist_ok=True)
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
@@ -377,6 +381,16 @@ def run_protocol_a(
             if hook is not None:
                 hook("epoch", completed=epoch + 1, total=cfg.epochs, loss=row["loss"])
     return load_epochs(out)
+
+
+def _clear_run(out: Path) -> None:
+    """Remove a run folder's checkpoint, epoch records and pending embeddings (a run started
+    over must not read them back as its own)."""
+    import shutil
+
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    for sub in ("epochs", "embeddings"):
+        shutil.rmtree(out / sub, ignore_errors=True)
 
 
 def load_epochs(out: str | os.PathLike[str]) -> list[dict[str, Any]]:

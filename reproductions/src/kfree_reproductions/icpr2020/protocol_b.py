@@ -28,6 +28,7 @@ epoch. Protocol A (the CNN itself) is in :mod:`.protocol_a`; tables and figures 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ import numpy as np
 from sklearn.base import clone
 
 from kfree.exceptions import ConfigError, DataError
+from kfree.utils.io import atomic_path, file_sha256
 from kfree_reproductions.records import refuse_changed
 
 log = logging.getLogger(__name__)
@@ -491,6 +493,18 @@ def expected_wrong_negative_rate(y: np.ndarray, wrong_negatives: float | str) ->
     return float(np.mean((c - 1) / (inv.shape[0] - 1)))
 
 
+def cell_key(cfg: ProtocolBConfig, cell: Cell) -> str:
+    """12 hex digits naming what a cell computes: its configuration (run order aside) and grid point.
+
+    The cell's cached checkpoint, head and embedding carry it in their names, so a run under other
+    margins, epochs or feature size never resumes from them or overwrites them (the trainer's own
+    check sees only the training schedule, not the loss's margins).
+    """
+    spec = {k: v for k, v in _cell_config(cfg).items() if k != "order"}
+    blob = json.dumps({"config": spec, "cell": asdict(cell)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
 def run_cell(
     cfg: ProtocolBConfig,
     cell: Cell,
@@ -498,17 +512,23 @@ def run_cell(
     out: str | os.PathLike[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
     hook: Hook | None = None,
 ) -> dict[str, Any]:
-    """Train, embed, cluster and score one cell; write its JSON (and its embedding to the cache)."""
+    """Train, embed, cluster and score one cell; write its JSON (and its embedding to the cache).
+
+    ``resume=False`` removes a checkpoint this cell's configuration left (a stopped run's) first.
+    """
     import torch
 
     from kfree.embed.encode import encode
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    # the epoch count is in the name: a checkpoint of a longer schedule must never end a shorter one
-    ckpt = cache / "checkpoints" / f"{cfg.tag}{cell.name}_e{cfg.epochs}.pt"
+    stem = f"{cfg.tag}{cell.name}_{cell_key(cfg, cell)}"
+    ckpt = cache / "checkpoints" / f"{stem}.pt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        ckpt.unlink(missing_ok=True)
     t0 = time.perf_counter()
     head, _, result = train_head(cfg, cell, data.X_train, data.y_train, checkpoint_path=ckpt, hook=hook)
     train_s = time.perf_counter() - t0
@@ -519,10 +539,11 @@ def run_cell(
         alpha=cfg.alpha, beta=cfg.beta, calibration_pairs=cfg.calibration_pairs, kl=cfg.kl,
         kmeans_n_init=cfg.kmeans_n_init, n_classes=int(np.unique(data.y_train).shape[0]), seed=cell.seed,
         average_start=cfg.average_start)
-    emb_path = cache / "embeddings" / f"{cfg.tag}{cell.name}.npz"
+    emb_path = cache / "embeddings" / f"{stem}.npz"
     emb_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(emb_path, Z_test=Z_test.astype(np.float32), y_test=data.y_test, **labels)
-    torch.save(head.state_dict(), cache / "checkpoints" / f"{cfg.tag}{cell.name}.head.pt")
+    with atomic_path(emb_path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, Z_test=Z_test.astype(np.float32), y_test=data.y_test, **labels)
+    torch.save(head.state_dict(), cache / "checkpoints" / f"{stem}.head.pt")
     record = {
         "cell": asdict(cell), "name": cell.name,
         "config": _cell_config(cfg),
@@ -531,7 +552,7 @@ def run_cell(
         "history": [{k: float(v) for k, v in row.items()} for row in result.history],
         "train_s": round(train_s, 1), "train_s_note": "this run only (a resumed run counts its own epochs)",
         **metrics,
-        "embedding": str(emb_path), "environment": environment(),
+        "embedding": str(emb_path), "embedding_sha256": file_sha256(emb_path), "environment": environment(),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
@@ -572,31 +593,29 @@ def run_protocol_b(
         data = load_protocol_b_data(cfg)
     records = []
     for i, cell in enumerate(todo):
-        path = cell_path(out, cell)
-        if resume and path.is_file():
-            rec = json.loads(path.read_text(encoding="utf-8"))
-            refuse_changed(path, rec.get("config"), _cell_config(cfg), before_field=_B_BEFORE_FIELD,
-                           ignore=("order",))
-            records.append(rec)
-        else:
-            records.append(run_cell(cfg, cell, data, out, cache_dir=cache_dir, hook=hook))
+        rec = finished_cell(cfg, cell, out) if resume else None
+        records.append(rec if rec is not None else
+                       run_cell(cfg, cell, data, out, cache_dir=cache_dir, resume=resume, hook=hook))
         if hook is not None:
             hook("cells", completed=i + 1, total=len(todo))
     return records
 
 
+def finished_cell(cfg: ProtocolBConfig, cell: Cell, out: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """``cell``'s record in ``out`` when it is finished, else ``None``; a record made under another
+    configuration raises (the one resume policy: never reuse a cell of other settings)."""
+    path = cell_path(out, cell)
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    refuse_changed(path, rec.get("config"), _cell_config(cfg), before_field=_B_BEFORE_FIELD, ignore=("order",))
+    return rec
+
+
 def pending_cells(cfg: ProtocolBConfig, out: str | os.PathLike[str]) -> list[str]:
     """The cells :func:`run_protocol_b` would compute (a finished cell of another configuration
     raises, as the run would)."""
-    todo = []
-    for cell in cfg.cells():
-        path = cell_path(out, cell)
-        if not path.is_file():
-            todo.append(cell.name)
-            continue
-        rec = json.loads(path.read_text(encoding="utf-8"))
-        refuse_changed(path, rec.get("config"), _cell_config(cfg), before_field=_B_BEFORE_FIELD, ignore=("order",))
-    return todo
+    return [cell.name for cell in cfg.cells() if finished_cell(cfg, cell, out) is None]
 
 
 def load_cells(out: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from kfree.utils.io import file_sha256
 from kfree_reproductions.icpr2020.paper import NEG_COLS, PAPER_ACC, POS_ROWS
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,22 @@ def targets_markdown(agg: dict[Key, dict[str, Any]]) -> str:
 
 
 # ------------------------------------------------------------------------------ figures
+def _embedding_file(record: dict[str, Any]) -> Path | None:
+    """The cached test embedding a cell record points to, or ``None`` (logged) when it is missing
+    or, for records that carry its hash, has been replaced since (figures of another run's
+    embedding must not pass for this cell's)."""
+    p = Path(record.get("embedding", ""))
+    if not p.is_file():
+        log.info("no cached embedding for %s (%s); skipping its figures", record["name"], p)
+        return None
+    sha = record.get("embedding_sha256")
+    if sha and file_sha256(p) != sha:
+        log.warning("the cached embedding of %s (%s) is not the one its record was made with (another "
+                    "SHA-256); skipping its figures: run the cell again to draw them", record["name"], p)
+        return None
+    return p
+
+
 def write_figures(
     records: Sequence[dict[str, Any]],
     fig_dir: str | os.PathLike[str],
@@ -228,11 +245,8 @@ def write_figures(
              and r["cell"]["wrong_negatives"] == 0.0}
     embs = {}
     for loss, r in sorted(clean.items()):
-        p = Path(r.get("embedding", ""))
-        if p.is_file():
-            embs[loss] = (np.load(p), r)
-        else:
-            log.info("no cached embedding for %s (%s); skipping its figures", r["name"], p)
+        if _embedding_file(r) is not None:
+            embs[loss] = (np.load(r["embedding"]), r)
     if embs:
         thr = {v: float(r["multicut"]["threshold"]) for v, (_, r) in embs.items()}
         stats = {v: P.intra_inter_distances(e["Z_test"], e["y_test"], seed=seed) for v, (e, _) in embs.items()}
@@ -242,11 +256,14 @@ def write_figures(
         lab = {v: (thr[v], "logistic 0.5 crossing" if v == "l1" else "τ = √((α+β)/2)") for v in embs}
         written.append(P.plot_pair_histograms(pairs, fig_dir / "pair_distance_histograms.png", thresholds=lab))
     if tsne_cell is not None:
-        match = [r for r in records if r["name"] == tsne_cell and Path(r.get("embedding", "")).is_file()]
+        match = [r for r in records if r["name"] == tsne_cell and _embedding_file(r) is not None]
         if match:
             r = match[0]
             e = np.load(r["embedding"])
-            cached = Path(r["embedding"]).with_suffix(".tsne.npy")  # t-SNE of 10k points: minutes
+            # t-SNE of 10k points takes minutes: cached beside the embedding, named by its hash when
+            # the record has one (so it is never the t-SNE of another run's embedding)
+            sha = r.get("embedding_sha256")
+            cached = Path(r["embedding"]).with_suffix(f".{sha[:12]}.tsne.npy" if sha else ".tsne.npy")
             if cached.is_file():
                 Y2 = np.load(cached)
             else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,22 @@ def load_runs(root: str | os.PathLike[str]) -> dict[tuple[str, int], dict[str, A
         c = meta["config"]
         if float(c["wrong_positives"]) != 0.0 or c["wrong_negatives"] not in (0, 0.0):
             continue
-        emb = sorted(d.glob("embedding_epoch*.npz"))
-        runs[(c["loss"], int(c["seed"]))] = {"name": d.name, "config": meta, "epochs": load_epochs(d),
-                                             "embedding": emb[-1] if emb else None}
+        epochs = load_epochs(d)
+        runs[(c["loss"], int(c["seed"]))] = {"name": d.name, "config": meta, "epochs": epochs,
+                                             "embedding": _last_embedding(d, epochs)}
     return runs
+
+
+def _last_embedding(run: Path, epochs: list[dict[str, Any]]) -> Path | None:
+    """The kept test embedding of the run's last evaluated epoch: the runner keeps it as
+    ``embeddings/epoch_XXX.npz``; a committed run folder holds it as ``embedding_epochXXX.npz``."""
+    def epoch(p: Path) -> int:
+        return int(re.search(r"(\d+)\.npz$", p.name).group(1))
+
+    done = {int(r["epoch"]) for r in epochs if "multicut" in r}
+    files = [p for p in (*run.glob("embedding_epoch*.npz"), *(run / "embeddings").glob("epoch_*.npz"))
+             if epoch(p) in done]
+    return max(files, key=epoch, default=None)
 
 
 def _evaluated(run: dict[str, Any]) -> list[dict[str, Any]]:
