@@ -82,6 +82,35 @@ def test_fit_predict_sets_labels(blobs):
     assert labels.shape == (Xtr.shape[0],) and est.n_clusters_ == len(np.unique(labels))
 
 
+def test_numpy_scalars_and_what_validation_is_given(blobs):
+    """What arrays hand out (np.float32) means what the same Python number means; validation the
+    learner cannot do as asked is refused or said, never changed silently (found by review)."""
+    from kfree.threshold import Threshold
+
+    Xtr, ytr, Xva, yva, *_ = blobs
+    quick = dict(dims=(8,), epochs=1, p=4, k=3, eval_every_steps=None, patience=None)
+    # a float32 fraction is a fraction: 0.5 of 18 identities, not int(0.5) -> 2
+    half = ClusterLearner.from_params(**quick, val_identities=np.float32(0.5)).fit(Xtr, ytr)
+    assert half.provenance_["n_val_identities"] == 9
+    with pytest.warns(UserWarning, match="val_identities=1: holding out 2 of the 18"):
+        ClusterLearner.from_params(**quick, val_identities=1).fit(Xtr, ytr)
+    with pytest.warns(UserWarning, match="y_val holds one identity"):
+        ClusterLearner.from_params(**quick).fit(Xtr, ytr, X_val=Xva[yva == yva[0]], y_val=yva[yva == yva[0]])
+    with pytest.raises(ConfigError, match="give X_val and y_val together"):
+        ClusterLearner.from_params(**quick).fit(Xtr, ytr, y_val=yva)
+    # NumPy scalars are numbers to every scale check, and a threshold keeps a plain float (JSON)
+    t = Threshold(np.float32(1.5))
+    assert t.value == 1.5 and type(t.value) is float
+    assert TrainConfig(loss="triplet-l2", loss_params={"alpha": np.float32(0.8), "beta": np.float32(0.4)})
+    with pytest.raises(ConfigError, match="threshold='x' must be a finite number > 0"):
+        ClusterLearner.from_params(**quick, threshold="x").fit(Xtr, ytr)
+    # labels_ of an earlier fit_predict do not survive a fit on other data
+    est = ClusterLearner.from_params(**quick)
+    est.fit_predict(Xtr, ytr)
+    est.fit(Xtr[:60], ytr[:60])
+    assert not hasattr(est, "labels_") and not hasattr(est, "n_clusters_")
+
+
 def test_bad_input(blobs, fitted):
     learner, _ = fitted
     Xtr, ytr, *_ = blobs

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 from .exceptions import ConfigError
 
 SAMPLERS: tuple[str, ...] = ("pk", "triplets")
+
+
+def is_real(value: Any) -> bool:
+    """A real number, NumPy's scalars included (``np.float32(0.5)``, what arrays hand out), but
+    not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def finite_positive(name: str, value: Any, hint: str = "") -> float:
@@ -24,7 +31,7 @@ def finite_positive(name: str, value: Any, hint: str = "") -> float:
     infinity pass a plain ``> 0`` test and would only show up later as a NaN loss or a cut that
     joins everything.
     """
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+    if not (is_real(value) and math.isfinite(value) and value > 0):
         raise ConfigError(f"{name}={value!r} must be a finite number > 0" + (f" ({hint})" if hint else ""))
     return float(value)
 
@@ -32,11 +39,10 @@ def finite_positive(name: str, value: Any, hint: str = "") -> float:
 def check_label_noise(wrong_positives: Any, wrong_negatives: Any) -> None:
     """The triplet sampler's label noise: fractions in [0, 1), or ``wrong_negatives="random"``
     (negatives drawn without labels). Checked where it is configured and where it is sampled."""
-    if not (isinstance(wrong_positives, (int, float)) and not isinstance(wrong_positives, bool)
-            and 0.0 <= wrong_positives < 1.0):
+    if not (is_real(wrong_positives) and 0.0 <= wrong_positives < 1.0):
         raise ConfigError(f"wrong_positives={wrong_positives!r} must be a fraction in [0, 1)")
     wn = wrong_negatives
-    if not (wn == "random" or (isinstance(wn, (int, float)) and not isinstance(wn, bool) and 0.0 <= wn < 1.0)):
+    if not (wn == "random" or (is_real(wn) and 0.0 <= wn < 1.0)):
         raise ConfigError(f"wrong_negatives={wn!r} must be a fraction in [0, 1) or 'random'")
 
 

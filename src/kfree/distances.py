@@ -27,6 +27,10 @@ from .exceptions import ConfigError, DataError, DataTypeError
 DISTANCES: tuple[str, ...] = ("sqeuclidean", "euclidean", "cosine")
 
 
+#: largest feature magnitude accepted: squared distances of larger values overflow float64
+LARGEST_VALUE = 1e150
+
+
 def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
     """Validate a feature matrix: dense, 2-d, numeric, finite, at least ``min_samples`` rows.
 
@@ -43,6 +47,7 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
         # sklearn's own message for this case prints every value of the array
         raise DataError(f"{name} must be a 2-d array of shape (n_samples, n_features), got shape "
                         f"{tuple(X.shape)}. Reshape your data, e.g. X.reshape(-1, 1) for a single feature")
+    X_in = X
     try:
         X = check_array(X, dtype="numeric", ensure_all_finite=False, ensure_min_samples=min_samples,
                         input_name=name)
@@ -50,12 +55,25 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
         raise DataError(f"{name}: {e}".replace("\n", " ")) from None
     except TypeError as e:
         raise DataTypeError(f"{name} could not be read as a numeric array: {e}") from None
-    if not np.isfinite(X).all():
+    if X.dtype.kind not in "biuf":  # e.g. a DataFrame with a pandas categorical column
+        dtypes = getattr(X_in, "dtypes", None)  # a DataFrame's, per column
+        cols = [str(c) for c, t in dtypes.items() if getattr(t, "kind", "O") not in "biuf"] \
+            if hasattr(dtypes, "items") else []
+        raise DataTypeError(f"{name} could not be read as a numeric array (it came out as {X.dtype}"
+                            + (f"; non-numeric column(s): {cols[:5]}" if cols else "")
+                            + "): keep only numeric feature columns")
+    if X.size == 0:
+        return X
+    hi, lo = X.max(), X.min()  # NaN propagates; no copy of X
+    if not (np.isfinite(hi) and np.isfinite(lo)):
         bad = np.where(~np.isfinite(X).all(axis=1))[0]
         raise DataError(
             f"{name} contains NaN or infinite values in {bad.size} rows (first: row {bad[0]}); "
             "drop or impute them first"
         )
+    if max(float(hi), -float(lo)) > LARGEST_VALUE:
+        raise DataError(f"{name} holds values up to {max(float(hi), -float(lo)):.3g}: their squared distances "
+                        "overflow float64 (above ~1e308); rescale the features first (e.g. X / abs(X).max())")
     return X
 
 

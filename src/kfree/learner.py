@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .config import TrainConfig
+from .config import TrainConfig, finite_positive
 from .distances import check_features, check_labels
 from .exceptions import ConfigError, DataError
 from .threshold import Threshold
@@ -186,6 +186,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         from .utils.seeding import seeded
 
         cfg = self._train_config()
+        for name in ("labels_", "n_clusters_"):  # fit_predict's, of the data fitted before
+            self.__dict__.pop(name, None)
         with seeded(cfg.seed):
             # imported inside: a first import of the training stack (scipy, scikit-learn) draws
             # from Python's global generator, which fit promises to leave as it found it
@@ -231,14 +233,23 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         X = check_features(X, min_samples=2)
         y = check_labels(y, X.shape[0])
         _check_val_identities(self.val_identities)
+        if self.threshold is not None:
+            finite_positive("threshold", self.threshold, "an override of the chosen cut, in its distance units")
+        if (X_val is None) != (y_val is None):
+            raise ConfigError("give X_val and y_val together (validation rows and their identity labels), or "
+                              "neither (val_identities of y's identities are then held out)")
         n_ids = np.unique(y).shape[0]
         if n_ids < 2:
             raise DataError(f"training needs at least 2 identities, got {n_ids}; add labelled data of other identities")
         t0 = time.perf_counter()
         if X_val is None and self.val_identities and n_ids >= 4:
             n_val = self.val_identities
-            n_val_count = round(n_val * n_ids) if isinstance(n_val, float) and n_val < 1 else int(n_val)
-            n_val_count = min(max(n_val_count, 2), n_ids - 2)
+            fraction = isinstance(n_val, (float, np.floating)) and n_val < 1  # np.float32(0.5) too
+            asked = round(n_val * n_ids) if fraction else int(n_val)
+            n_val_count = min(max(asked, 2), n_ids - 2)
+            if n_val_count != asked and not fraction:
+                warnings.warn(f"val_identities={asked}: holding out {n_val_count} of the {n_ids} identities "
+                              "instead (validation needs 2 identities, training keeps at least 2)", stacklevel=3)
             sp = split_identities(y, n_ids - n_val_count, n_val_count, seed=seed)
             X_tr, y_tr, X_val, y_val = X[sp.train_idx], y[sp.train_idx], X[sp.val_idx], y[sp.val_idx]
         else:
@@ -256,6 +267,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                         "the raw features, and the raw features' cut treats each value as one identity. "
                         "Give X_val/y_val identities that y does not hold; if the two label sets are "
                         "numbered separately, make their values distinct", stacklevel=3)
+                if np.unique(y_val).shape[0] < 2:
+                    warnings.warn("y_val holds one identity: validation needs at least 2, so the model is "
+                                  "trained without validation and its own threshold is used unchecked",
+                                  stacklevel=3)
         has_val = X_val is not None and len(np.unique(y_val)) >= 2
         self.n_features_in_ = X.shape[1]
         model = build_head(self.head, X.shape[1], cfg.dims, dropout=cfg.dropout)
@@ -365,7 +380,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         """The threshold ``cluster`` uses: the override, else the chosen rule's."""
         self._check_fitted()
         if self.threshold is not None:
-            return Threshold(float(self.threshold), self.rule_.threshold.distance, "user override")
+            return Threshold(self.threshold, self.rule_.threshold.distance, "user override")
         return self.rule_.threshold
 
     def _check_fitted(self) -> None:
@@ -425,10 +440,12 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         Z = self.transform(X)
         rule = self.rule_
         override = threshold if threshold is not None else self.threshold
+        if override is not None:
+            override = finite_positive("threshold", override, "in the chosen rule's distance units")
         if method == "hac" and n_clusters is None:
             if override is None:  # (an override is in the chosen rule's units: it keeps that rule)
                 rule = self.rule_for_rows(X.shape[0], warn=True)
-            thr = None if override is None else Threshold(float(override), rule.threshold.distance, "override")
+            thr = None if override is None else Threshold(override, rule.threshold.distance, "override")
             return rule.cluster(Z, threshold=thr)
         if method == "hac" and rule.linkage == "ward":
             method = "ward"

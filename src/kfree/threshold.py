@@ -39,7 +39,8 @@ class Threshold:
     def __post_init__(self) -> None:
         if self.distance not in DISTANCES:
             raise ConfigError(f"distance={self.distance!r} is not one of {DISTANCES}")
-        finite_positive("threshold value", self.value)
+        # a plain float: NumPy scalars (np.float32 from an embedding) pass the check but not JSON
+        object.__setattr__(self, "value", finite_positive("threshold value", self.value))
 
     def to(self, distance: str) -> Threshold:
         """The same cut expressed in another distance (only between the Euclidean kinds and,

@@ -226,6 +226,13 @@ def test_finch_adapter_matches_package(blobs):
     assert nmi(c[:, 0], m.labels_) == pytest.approx(1.0)
     last = FINCHBaseline("last").fit(X)
     assert last.n_clusters_ == num[-1]
+    # its parameters are checked (they failed deep inside FINCH), K beyond its finest level is said
+    for bad in (dict(n_clusters=0), dict(partition="second"), dict(n_clusters=True)):
+        with pytest.raises(ConfigError):
+            FINCHBaseline(**bad).fit(X)
+    with pytest.warns(UserWarning, match=f"finest partition has {num[0]} clusters"):
+        assert FINCHBaseline(n_clusters=num[0] + 5).fit(X).n_clusters_ == num[0]
+    assert FINCHBaseline(n_clusters=1).fit(X[:2]).n_clusters_ == 1  # too few rows for FINCH itself
 
 
 def test_knn_components_equals_exact_single_linkage_with_full_k(blobs):

@@ -212,6 +212,18 @@ def test_bad_input(algorithm):
     assert one.labels_.tolist() == [0] and one.n_clusters_ == 1
     dup = ThresholdAgglomerative(1e-6, algorithm=algorithm).fit(np.ones((4, 3)))
     assert dup.n_clusters_ == 1
+    # one line, not a raw error from deep inside (numpy, fastcluster, an attribute not set yet)
+    pd = pytest.importorskip("pandas")
+    table = pd.DataFrame({"a": [0.0, 0.1, 5.0, 5.1], "group": pd.Categorical(list("uvuv"))})
+    with pytest.raises(DataError, match=r"non-numeric column\(s\): \['group'\]"):
+        ThresholdAgglomerative(1.0, algorithm=algorithm).fit(table)
+    with pytest.raises(DataError, match="squared distances overflow"):
+        ThresholdAgglomerative(1.0, algorithm=algorithm).fit(np.array([[0.0], [1e200], [2e200]]))
+    from sklearn.exceptions import NotFittedError
+
+    for cut in (lambda m: m.labels_at(1.0), lambda m: m.labels_at_k(2)):
+        with pytest.raises(NotFittedError, match="call fit"):
+            cut(ThresholdAgglomerative(1.0, algorithm=algorithm))
 
 
 def test_resource_error_when_graph_will_not_fit():

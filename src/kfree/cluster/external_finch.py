@@ -10,6 +10,9 @@ this adapter lets faiss (a kfree dependency; FINCH's IVF-PQ index, approximate) 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
 from typing import Any
 
 import numpy as np
@@ -54,21 +57,35 @@ class FINCHBaseline(ClusterMixin, BaseEstimator):
         self.distance = distance
         self.seed = seed
 
+    def _check_params(self) -> None:
+        k = self.n_clusters
+        if k is not None and not (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1):
+            raise ConfigError(f"n_clusters={k!r} must be an int >= 1 (or None: FINCH's own partition)")
+        p = self.partition
+        if not (p in ("first", "last") or (isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p >= 0)):
+            raise ConfigError(f"partition={p!r} must be 'first', 'last' or a level number >= 0")
+
     def fit(self, X: Any, y: Any = None) -> FINCHBaseline:
         from finch import FINCH
 
         X = check_features(X, min_samples=1)
-        if X.shape[0] < 3:
-            self.labels_ = np.arange(X.shape[0], dtype=np.int64)
+        self._check_params()
+        if X.shape[0] < 3:  # FINCH needs 3 rows: each its own cluster, or K of them
+            k = X.shape[0] if self.n_clusters is None else min(int(self.n_clusters), X.shape[0])
+            self.labels_ = np.minimum(np.arange(X.shape[0], dtype=np.int64), k - 1)
             self.partitions_ = self.labels_[:, None]
         else:
-            c, num_clust, req_c = FINCH(
-                np.asarray(X, dtype=np.float32), req_clust=self.n_clusters,
-                distance=self.distance, verbose=False, random_state=self.seed,
-                ann_threshold=20_000, faiss_threshold=20_001,
-            )
+            with contextlib.redirect_stdout(io.StringIO()):  # FINCH prints its notices
+                c, num_clust, req_c = FINCH(
+                    np.asarray(X, dtype=np.float32), req_clust=self.n_clusters,
+                    distance=self.distance, verbose=False, random_state=self.seed,
+                    ann_threshold=20_000, faiss_threshold=20_001,
+                )
             self.partitions_ = np.asarray(c)
             self.level_sizes_ = list(num_clust)
+            if self.n_clusters is not None and num_clust[0] < self.n_clusters:
+                warnings.warn(f"n_clusters={self.n_clusters}, but FINCH's finest partition has {num_clust[0]} "
+                              f"clusters: returning those {num_clust[0]}", stacklevel=2)
             if self.n_clusters is not None and req_c is not None:
                 lab = np.asarray(req_c)
             elif self.partition == "first":

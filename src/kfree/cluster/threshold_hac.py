@@ -550,6 +550,11 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_h)
 
     # ------------------------------------------------------------------ cuts
+    def _check_tree(self) -> None:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "merge_heights_", msg="this %(name)s is not fitted yet; call fit(X) before cutting its tree")
+
     def labels_at(self, threshold: float | Threshold) -> np.ndarray:
         """Labels for a cut at ``threshold`` (``<=`` joins, as scipy), from the fitted tree.
 
@@ -559,6 +564,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         pairs near its own ``threshold``: elsewhere a pair within ~1e-13 of the data's spread of
         the cut may fall on the other side than in scipy.
         """
+        self._check_tree()
         if isinstance(threshold, Threshold):
             threshold = resolve_cut(threshold, self.distance_).value
         if not np.isfinite(threshold):
@@ -583,6 +589,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
 
     def labels_at_k(self, k: int) -> np.ndarray:
         """Labels for a cut into ``k`` clusters, from the fitted tree."""
+        self._check_tree()
         n = self._groups.shape[0]
         if not 1 <= int(k) <= n:
             raise ConfigError(f"k={k} must be between 1 and n_samples={n}")

@@ -38,7 +38,7 @@ def split_identities(
     k = ids.shape[0]
 
     def count(v: float, name: str) -> int:
-        if isinstance(v, float) and 0 < v < 1:
+        if isinstance(v, (float, np.floating)) and 0 < v < 1:
             return round(v * k)
         if int(v) != v or v < 0:
             raise ConfigError(f"{name}={v!r} must be a count >= 0 or a fraction in (0, 1)")
