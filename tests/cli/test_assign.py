@@ -132,6 +132,48 @@ def test_errors_are_one_line_and_leave_the_state(d, tmp_path):
     assert not (tmp_path / "t.kstate").exists()
 
 
+def test_a_state_takes_one_assign_at_a_time_and_each_batch_once(d, tmp_path, monkeypatch):
+    """Found by review: two assigns at once each read the state and the later write dropped the
+    other's rows; a retried command added its rows twice; --out was written before a STATE that
+    could not be replaced failed, leaving cluster ids the state never recorded."""
+    import errno
+    import tempfile
+
+    from kfree.cli.assign import locked_state
+
+    code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    before = (tmp_path / "s.kstate").read_bytes()
+    with locked_state(tmp_path / "s.kstate"):  # another assign is updating it
+        code, out = run("assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
+        one_line_error(code, out, "another kfree assign is updating s.kstate")
+    assert (tmp_path / "s.kstate").read_bytes() == before and not (tmp_path / "a.csv").exists()
+    # a folder that cannot take the replaced STATE is found before any work
+    real_mkstemp = tempfile.mkstemp
+
+    def no_writes_beside_the_state(*a, dir=None, **k):
+        if dir is not None and str(dir) == str(tmp_path):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_mkstemp(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_writes_beside_the_state)
+    code, out = run("assign", tmp_path / "s.kstate", d / "new.npy", "--out", d / "never.csv")
+    one_line_error(code, out, "cannot write STATE")
+    assert not (d / "never.csv").exists() and (tmp_path / "s.kstate").read_bytes() == before
+    monkeypatch.undo()
+    code, out = run("assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
+    assert code == 0, out
+    n = ClusterState.load(tmp_path / "s.kstate").n_samples
+    code, out = run("assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "b.csv")
+    one_line_error(code, out, "the rows of new.npy were already added to s.kstate (as new.npy, assign 1)")
+    assert ClusterState.load(tmp_path / "s.kstate").n_samples == n and not (tmp_path / "b.csv").exists()
+    code, out = run("assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "b.csv", "--again")
+    assert code == 0, out
+    state = ClusterState.load(tmp_path / "s.kstate")
+    assert state.n_samples == n + len(np.load(d / "new.npy"))
+    assert [(b["file"], b["assign"]) for b in state.meta["batches"]] == [("new.npy", 1), ("new.npy", 2)]
+
+
 def test_model_mismatch_is_refused(d, tmp_path):
     code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "c.csv", "--state", tmp_path / "m.kstate")
     assert code == 0, out

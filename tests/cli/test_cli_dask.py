@@ -102,6 +102,46 @@ def test_state_from_a_dask_clustering_then_assign(d, address):
     np.testing.assert_array_equal(pd.read_csv(d / "new.csv")["cluster"].to_numpy(), assign(ref, new))
 
 
+def _pairs_rounded_apart(n_pairs: int, seed: int = 0) -> np.ndarray:
+    """Pairs at float64 squared distance 1 - 1e-9, above 1 once rounded to float32, far apart."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    while len(rows) < 2 * n_pairs:
+        p = rng.uniform(-100, 100, size=2) + 1000.0 * len(rows)
+        u = rng.normal(size=2)
+        q = p + u / np.linalg.norm(u) * np.sqrt(1 - 1e-9)
+        if ((p.astype(np.float32) - q.astype(np.float32)).astype(np.float64) ** 2).sum() > 1:
+            rows += [p, q]
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".parquet"])
+def test_float64_file_on_dask_is_clustered_as_the_local_cli_reads_it(d, address, suffix):
+    """The CLI reads every file as float32; the Dask workers read the file themselves, at float64,
+    so pairs within float32 rounding of the cut were joined there and the state (float32 rows)
+    then held clusters wider than its cut (found by review)."""
+    from kfree.cluster.incremental import ClusterState
+
+    X = _pairs_rounded_apart(10)
+    path = d / f"flip64{suffix}"
+    if suffix == ".npy":
+        np.save(path, X)
+    else:
+        pd.DataFrame(X, columns=["a", "b"]).to_parquet(path)
+    out = {}
+    for backend in ("local", "dask"):
+        extra = ["--backend", "dask", "--scheduler", address] if backend == "dask" else []
+        code, text = run("cluster", path, "--threshold", "1", *extra, "--out", d / f"f_{backend}.csv",
+                         "--state", d / f"f_{backend}.kstate", "--force")
+        assert code == 0, text
+        out[backend] = pd.read_csv(d / f"f_{backend}.csv")["cluster"].to_numpy()
+    assert np.unique(out["local"]).shape[0] == 20
+    np.testing.assert_array_equal(out["dask"], out["local"])
+    st = ClusterState.load(d / "f_dask.kstate")
+    np.testing.assert_array_equal(st.labels, out["local"])
+    np.testing.assert_array_equal(st.components, ClusterState.load(d / "f_local.kstate").components)
+
+
 def test_state_from_a_folder_is_refused_before_any_work(d):
     (d / "parts").mkdir(exist_ok=True)
     code, out = run("cluster", d / "parts", "--threshold", "1.0", "--backend", "dask", "--out",

@@ -446,3 +446,20 @@ def test_sklearn_interface_and_progress_hook():
     assert np.array_equal(clone(m).fit_predict(X), m.labels_)
     assert clone(m).get_params()["threshold"] == 0.5
     assert not ThresholdAgglomerative.requires_n_clusters
+
+
+def test_dtype_rounds_the_rows_before_clustering():
+    """``dtype="float32"`` clusters what a float32 copy of X clusters (how the CLI reads files); a
+    pair within float32 rounding of the cut may fall on the other side than in float64."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)) * 100
+    d2 = squareform(pdist(X, "sqeuclidean"))
+    # just below a pair whose float32 copy is within the cut (pair 391 of this draw)
+    cut = float(np.sort(d2[np.triu_indices(300, 1)])[391]) - 1e-9
+    for algorithm in ("dense", "sparse"):
+        got = ThresholdAgglomerative(cut, algorithm=algorithm, dtype="float32").fit(X).labels_
+        ref = ThresholdAgglomerative(cut, algorithm=algorithm).fit(X.astype(np.float32)).labels_
+        np.testing.assert_array_equal(got, ref)
+        assert (ThresholdAgglomerative(cut, algorithm=algorithm).fit(X).labels_ != got).any()
+    with pytest.raises(ConfigError, match="dtype='float16'"):
+        ThresholdAgglomerative(1.0, dtype="float16").fit(X)

@@ -464,8 +464,10 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
         data = load_features(first, min_samples=2)
         X, index = data.X, data.index
     with progress_hook() as hook:
+        # float32, as every file kfree reads (load_features): the local backend and the state's
+        # rows cluster the same values, also for a pair within float32 rounding of the cut
         m = ThresholdAgglomerative(float(threshold), distance=dist, backend="dask", scheduler=scheduler,
-                                   n_workers=workers).fit(X, hook=hook)
+                                   n_workers=workers, dtype="float32").fit(X, hook=hook)
     from ..evaluate.compare import index_columns, write_predictions
 
     if out.suffix.lower() == ".npy":  # the labels alone

@@ -8,6 +8,8 @@ SHA-256), or, for a model-free state, taking the features as they are.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,6 +83,43 @@ def state_line(state_path: Path) -> str:
 ASSIGN_USAGE = "kfree assign [MODEL] STATE NEW_FILE --out FILE.csv"
 
 
+def _rows_sha256(X: Any) -> str:
+    """The SHA-256 of a batch of rows (shape, dtype and values): how a state knows a batch it holds."""
+    import hashlib
+
+    import numpy as np
+
+    X = np.ascontiguousarray(X)
+    return hashlib.sha256(f"{X.shape}{X.dtype.str}".encode() + X.tobytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def locked_state(path: Path):
+    """Hold an exclusive lock on a cluster state file while it is updated.
+
+    Two ``kfree assign`` on one state at once each read it, and the later write dropped the rows
+    of the other. The second now fails at once, saying so. (The lock is on the file read; a state
+    replaced between opening and locking it is another file, and counts as busy too.) Without
+    ``fcntl`` (Windows) nothing is locked.
+    """
+    from ..exceptions import ClusterStateError
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    busy = ClusterStateError(f"another kfree assign is updating {path.name}; run this one when it has finished")
+    with open(path, "rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise busy from None
+        if os.fstat(f.fileno()).st_ino != os.stat(path).st_ino:
+            raise busy
+        yield
+
+
 def assign_files(first: Path | None, second: Path | None, third: Path | None,
                  out: Path) -> tuple[Path | None, Path, Path]:
     """``(model or None, state, new rows)`` from ``kfree assign``'s positional arguments.
@@ -144,6 +183,9 @@ def assign(
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state-out) file.")] = False,
+    again: Annotated[bool, typer.Option(
+        "--again", help="Add NEW_FILE's rows even though the state already holds a batch of the same rows "
+                        "(refused otherwise: a retried command would hold every row twice).")] = False,
 ) -> None:
     """Add new rows to a saved clustering without clustering everything again.
 
@@ -157,7 +199,7 @@ def assign(
     With --recluster-affected the touched parts are clustered again exactly. STATE is replaced
     atomically with the updated state (or written to --state-out).
     """
-    with cli_errors():
+    with cli_errors(), contextlib.ExitStack() as hold:
         from ..exceptions import ConfigError, ModelError
         from ..utils.io import check_output, file_sha256
 
@@ -168,6 +210,8 @@ def assign(
         if state_out is not None:
             check_output(state_out, inputs=(model, state_path, new_path), outputs={"--out": out}, force=force,
                          option="--state-out")
+        else:  # STATE is replaced: its folder must take the new file, checked before any work
+            check_output(state_path, inputs=(model, new_path), outputs={"--out": out}, force=True, option="STATE")
         import numpy as np
         from rich.markup import escape
 
@@ -177,6 +221,8 @@ def assign(
         from ..evaluate.compare import index_columns, write_predictions
         from .app import _limit_threads
 
+        if state_path.is_file():  # (a missing one: ClusterState.load says so)
+            hold.enter_context(locked_state(state_path))
         state = ClusterState.load(state_path)
         made_with = state.meta.get("model")
         if model is None and made_with:
@@ -186,6 +232,12 @@ def assign(
             raise ModelError(f"{state_path.name} was made without a model (features as they are); leave the "
                              f"model out: kfree assign {state_path} {new_path} --out {out}")
         data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=1)
+        batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": _rows_sha256(data.X)}
+        seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
+        if seen and not again:
+            raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
+                              f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
+                              "hold each of them twice; pass --again if they are new rows that repeat old ones")
         if model is not None:
             from ..learner import ClusterLearner
 
@@ -198,12 +250,15 @@ def assign(
         with _limit_threads():
             Z = learner.transform(data.X) if model is not None else data.X
             labels = assign_rows(state, Z, recluster_affected=recluster_affected)
+        state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
+        # the state first: cluster ids written to --out for rows a state never recorded would be
+        # handed out again by the next assign (both outputs were checked above)
+        target = state_out if state_out is not None else state_path
+        state.save(target, overwrite=True)
         if all_rows:  # rows of the state, which keeps no table's own 'index' values: never an 'index'
             write_predictions(out, state.labels, index_column="row")
         else:
             write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
-        target = state_out if state_out is not None else state_path
-        state.save(target, overwrite=True)
         info = state.meta["last_assign"]
         opened = int(np.unique(labels[labels >= k_before]).shape[0])
         joined = int(np.count_nonzero(labels < k_before))

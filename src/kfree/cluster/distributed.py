@@ -178,8 +178,9 @@ def _check_dtype(dtype, what: str) -> None:
         raise DataTypeError(f"{what} has dtype {np.dtype(dtype)}; features must be real numbers")
 
 
-def _source(X: Any, client, chunk_rows: int) -> _Source:
-    """Chunks of ``X`` as futures on the workers (nothing gathered on the driver)."""
+def _source(X: Any, client, chunk_rows: int, dtype=None) -> _Source:
+    """Chunks of ``X`` as futures on the workers (nothing gathered on the driver), rounded to
+    ``dtype`` when given (files: by the workers, as they read them)."""
     if isinstance(X, (str, Path)):
         p = Path(X)
         if not p.exists():
@@ -194,11 +195,11 @@ def _source(X: Any, client, chunk_rows: int) -> _Source:
             _check_dtype(M.dtype, p.name)
             n, d = M.shape
             del M
-            futs = [client.submit(_load_npy_rows, str(p.resolve()), a, min(n, a + chunk_rows),
+            futs = [client.submit(_load_npy_rows, str(p.resolve()), a, min(n, a + chunk_rows), dtype,
                                   pure=False) for a in range(0, n, chunk_rows)]
             return _Source(n, d, np.float32, futs, p.name)
         if p.suffix.lower() in (".parquet", ".pq") or p.is_dir():
-            return _parquet_source(p, client)
+            return _parquet_source(p, client, dtype)
         raise DataError(f"{p.name}: the dask backend reads .npy (memory-mapped) and .parquet files; "
                         "load other formats yourself and pass an array")
     try:
@@ -212,19 +213,23 @@ def _source(X: Any, client, chunk_rows: int) -> _Source:
         if any(math.isnan(s) for s in X.shape):
             raise DataError("X has unknown chunk sizes; call X.compute_chunk_sizes() first")
         X = X.rechunk({1: -1})
+        if dtype is not None:
+            X = X.astype(dtype)
         blocks = X.to_delayed().ravel().tolist()
         futs = client.compute(blocks)
         return _Source(int(X.shape[0]), int(X.shape[1]), np.float32, list(futs), "X")
     from ..distances import check_features
 
     X = np.asarray(check_features(X, min_samples=1))
+    if dtype is not None:
+        X = X.astype(dtype, copy=False)
     n, d = X.shape
     futs = [client.scatter(np.ascontiguousarray(X[a : a + chunk_rows]))
             for a in range(0, n, chunk_rows)]
     return _Source(n, d, np.float32, futs, "X")
 
 
-def _parquet_source(p: Path, client) -> _Source:
+def _parquet_source(p: Path, client, dtype=None) -> _Source:
     import pyarrow.parquet as pq
 
     files = sorted(p.glob("*.parquet")) if p.is_dir() else [p]
@@ -250,21 +255,22 @@ def _parquet_source(p: Path, client) -> _Source:
         elif names != cols:
             raise DataError(f"{f.name} has feature columns {names}, the first file {cols}")
         for g in range(meta.num_row_groups):
-            futs.append(client.submit(_load_parquet_group, str(f), g, cols, pure=False))
+            futs.append(client.submit(_load_parquet_group, str(f), g, cols, dtype, pure=False))
             n += meta.metadata.row_group(g).num_rows
     return _Source(n, len(cols), np.float32, futs, p.name)
 
 
-def _load_npy_rows(path: str, a: int, b: int) -> np.ndarray:
+def _load_npy_rows(path: str, a: int, b: int, dtype=None) -> np.ndarray:
     M = np.load(path, mmap_mode="r", allow_pickle=False)
-    return np.array(M[a:b])
+    return np.array(M[a:b], dtype=dtype)
 
 
-def _load_parquet_group(path: str, g: int, cols: list) -> np.ndarray:
+def _load_parquet_group(path: str, g: int, cols: list, dtype=None) -> np.ndarray:
     import pyarrow.parquet as pq
 
     t = pq.ParquetFile(path).read_row_group(g, columns=cols)
-    return np.column_stack([t.column(c).to_numpy(zero_copy_only=False) for c in cols])
+    rows = np.column_stack([t.column(c).to_numpy(zero_copy_only=False) for c in cols])
+    return rows if dtype is None else rows.astype(dtype, copy=False)
 
 
 # ============================================================================ worker tasks
@@ -839,6 +845,7 @@ def dask_threshold_hac(
     agg_rows: int = 50_000,
     memory_limit: float | None = None,
     seed: int = 0,
+    dtype: str | None = None,
     hook: Callable[..., None] | None = None,
 ) -> DaskThresholdResult:
     """Exact threshold HAC of ``X`` on the Dask cluster behind ``client``.
@@ -865,6 +872,8 @@ def dask_threshold_hac(
         Small components are agglomerated together in batches of about this many points.
     memory_limit : float, optional
         GiB per exact agglomeration task (see ``ThresholdAgglomerative``).
+    dtype : {None, "float32", "float64"}
+        Round the rows to this precision as they are read (``None``: X's own).
     hook : callable, optional
         ``hook(step, completed=, total=)`` progress callback (called on the driver).
     """
@@ -883,7 +892,7 @@ def dask_threshold_hac(
         log.info("dask threshold HAC: %s %.1f s", name, t - t0)
         return t
 
-    src = _source(X, client, int(chunk_rows))
+    src = _source(X, client, int(chunk_rows), dtype)
     n, d = src.n, src.d
     if n == 0:
         raise DataError(f"{src.what} has 0 rows; at least 1 is needed")
@@ -1079,7 +1088,7 @@ def fit_dask(est, X, must_link, cannot_link, hook):
     with dask_client(est.scheduler, est.n_workers) as client:
         res = dask_threshold_hac(X, est.threshold_.value, linkage=est.linkage,
                                  distance=est.distance_, client=client,
-                                 memory_limit=est.memory_limit, hook=hook)
+                                 memory_limit=est.memory_limit, dtype=est.dtype, hook=hook)
     n = res.n_samples
     est.n_features_in_ = int(res.stats.get("n_features", 0)) or None
     est.linkage_matrix_ = None

@@ -208,6 +208,12 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         client. ``None`` starts a ``LocalCluster`` for the fit and closes it after.
     n_workers : int, optional
         Worker processes of that ``LocalCluster`` (default: the CPU count, at most 4).
+    dtype : {None, "float32", "float64"}
+        Round the rows to this precision before clustering; ``None`` keeps X's own (float16 is
+        computed in float32). A pair within rounding of the cut can fall on either side in
+        float32 and float64: kfree's CLI reads files as float32 and passes ``"float32"`` to the
+        Dask backend, whose workers read the file themselves, so both back-ends cluster the
+        same values.
 
     Attributes
     ----------
@@ -247,6 +253,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         backend: str = "local",
         scheduler: Any = None,
         n_workers: int | None = None,
+        dtype: str | None = None,
     ) -> None:
         self.threshold = threshold
         self.n_clusters = n_clusters
@@ -257,6 +264,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         self.backend = backend
         self.scheduler = scheduler
         self.n_workers = n_workers
+        self.dtype = dtype
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:  # type: ignore[override]
@@ -279,6 +287,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             self.distance_ = self.distance if self.distance is not None else kind
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend={self.backend!r} is not one of {BACKENDS}")
+        if self.dtype not in (None, "float32", "float64"):
+            raise ConfigError(f"dtype={self.dtype!r} must be None (X's own), 'float32' or 'float64'")
         if self.backend == "local" and (self.scheduler is not None or self.n_workers is not None):
             raise ConfigError("scheduler and n_workers are for backend='dask'; set backend='dask' "
                               "or leave them None")
@@ -320,6 +330,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             if (np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1) == 0).any():
                 raise DataError("cosine distance is undefined for all-zero rows; drop them first")
         X = check_features(X, min_samples=1)
+        if self.dtype is not None:
+            X = X.astype(self.dtype, copy=False)
         n = X.shape[0]
         if self.n_clusters is not None and int(self.n_clusters) > n:
             raise DataError(f"n_samples={n} must be >= n_clusters={self.n_clusters}")
