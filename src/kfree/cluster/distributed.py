@@ -881,6 +881,8 @@ def dask_threshold_hac(
         raise ConfigError(f"block_rows={block_rows!r} must be an integer >= 2")
     if not float(chunk_rows) >= 1 or int(chunk_rows) != chunk_rows:
         raise ConfigError(f"chunk_rows={chunk_rows!r} must be an integer >= 1")
+    if dtype not in (None, "float32", "float64"):
+        raise ConfigError(f"dtype={dtype!r} must be None (X's own), 'float32' or 'float64'")
     import time
 
     t_start = time.perf_counter()
