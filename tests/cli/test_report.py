@@ -81,6 +81,14 @@ def test_bad_input_is_one_line_and_writes_nothing(photos):
         (["report", d / "photos.txt", "--out", d / "o"], "must be a CSV with a 'cluster' column"),
         (["report", d / "c.csv", "--texts", d / "c.csv", "--out", d / "o"], "has no 'text' column"),
     ]
+    (d / "blank.csv").write_text("index,cluster\n0,a\n1,b\n2,\n3,a\n")
+    (d / "bomb.png").write_bytes(b"")
+    Image.new("1", (20_000, 20_000)).save(d / "bomb.png")  # a few KB, 400M pixels
+    (d / "bomb.txt").write_text("bomb.png\n" * 9)
+    cases += [  # found by review: a raw traceback, or a page counting the empty id as a cluster
+        (["report", d / "blank.csv", "--out", d / "o"], "blank.csv: 1 rows have no cluster (first: row 2)"),
+        (["report", d / "c.csv", "--images", d / "bomb.txt", "--out", d / "o"], "cannot read the image of row 0"),
+    ]
     for args, message in cases:
         one_line_error(*run(*args), message)
     assert not (d / "o").exists()

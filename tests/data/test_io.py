@@ -139,3 +139,31 @@ def test_a_split_asking_for_more_identities_than_there_are_is_refused():
         split_identities(np.arange(3), 0.5, 0.5)  # 2 + 2 of 3
     sp = split_identities(y, 6, 2)
     assert (len(sp.train_ids), len(sp.val_ids), len(sp.test_ids)) == (6, 2, 2)
+
+
+def test_csv_cells_are_read_as_written(tmp_path):
+    """Found by review: pandas dropped an empty line of a one-column CSV (every later row took the
+    next row's label: NMI 0.906 for a perfect clustering), read labels such as "None" or "NA" as
+    missing, and read ids "000".."029" back as numbers, so a clusters file did not join its table."""
+    from kfree.evaluate.compare import evaluate_files, read_predictions, truth_for
+
+    (tmp_path / "truth.csv").write_text("label\na\nb\n\nNone\nNA\n\n")  # a blank row, then blank lines at the end
+    pd.DataFrame({"index": [0, 1, 3, 4], "cluster": [0, 1, 2, 3]}).to_csv(tmp_path / "p.csv", index=False)
+    y = truth_for(read_predictions(tmp_path / "p.csv"), tmp_path / "truth.csv")
+    assert y.tolist() == ["a", "b", "None", "NA"]
+    assert evaluate_files(tmp_path / "p.csv", tmp_path / "truth.csv")["nmi"] == 1.0
+    pd.DataFrame({"index": [0, 1, 2, 3], "cluster": [0, 1, 2, 3]}).to_csv(tmp_path / "q.csv", index=False)
+    with pytest.raises(DataError, match="NaN"):  # the row without a label is not skipped
+        evaluate_files(tmp_path / "q.csv", tmp_path / "truth.csv")
+    ids = [f"{i:03d}" for i in range(6)]
+    table = pd.DataFrame({"index": ids, "a": np.arange(6.0), "label": list("xxyyzz")})
+    table.to_parquet(tmp_path / "t.parquet")
+    data = load_features(tmp_path / "t.parquet")
+    from kfree.evaluate.compare import index_columns, write_predictions
+
+    write_predictions(tmp_path / "c.csv", np.arange(6) // 2, **index_columns(data.index, 6))
+    back = read_predictions(tmp_path / "c.csv")
+    assert back["index"].tolist() == ids
+    assert truth_for(back, tmp_path / "t.parquet").tolist() == list("xxyyzz")
+    pd.DataFrame({"index": [5, -3, 12], "cluster": [0, 1, 1]}).to_csv(tmp_path / "n.csv", index=False)
+    assert read_predictions(tmp_path / "n.csv")["index"].dtype.kind == "i"  # plain numbers stay numbers

@@ -87,7 +87,30 @@ def test_singletons_have_full_purity_but_low_nmi():
 @pytest.mark.parametrize("t,p,msg", [([0, 1], [0], "2 items"), ([], [], "empty"), ([[0, 1]], [[0, 1]], "1-d"),
                                      ([0.0, float("nan")], [0, 1], "labels_true contain NaN"),
                                      ([0, 1], np.array(["a", 1, None], dtype=object)[:2], "labels_pred mix types"),
-                                     ([0, 1], np.array([None, "a"], dtype=object), "mix types")])
+                                     ([0, 1], np.array([None, "a"], dtype=object), "labels_pred contain NaN or None"),
+                                     (np.array([1.0, float("nan")], dtype=object), [0, 1], "contain NaN or None")])
 def test_bad_input(t, p, msg):
     with pytest.raises(DataError, match=msg):
         nmi(t, p)
+    with pytest.raises(DataError):
+        evaluate_clustering(t, p)
+
+
+def test_accuracy_of_a_large_table_is_matched_sparsely_to_the_same_value(monkeypatch):
+    """ACC built a dense classes × clusters table: 6,000 × 60,000 needed 2.7 GiB (found by review).
+    The sparse matching gives the dense (Hungarian) value, here on small random tables."""
+    import kfree.metrics.clustering as M
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for trial in range(200):
+        n, kt, kp = rng.integers(1, 150), rng.integers(1, 25), rng.integers(1, 50)
+        t = rng.integers(0, kt, n)
+        p = (t * 7 + rng.integers(0, 2, n)) % kp if trial % 3 == 0 else rng.integers(0, kp, n)
+        cases.append((t, p, M.clustering_accuracy(t, p)))
+    monkeypatch.setattr(M, "DENSE_MATCHING_CELLS", 0)
+    for t, p, dense in cases:
+        assert M.clustering_accuracy(t, p) == pytest.approx(dense, abs=1e-12)
+    monkeypatch.undo()
+    t = np.arange(60_000) % 6_000  # 6,000 classes of 10, every item its own cluster
+    assert M.clustering_accuracy(t, np.arange(60_000)) == pytest.approx(0.1)

@@ -77,18 +77,50 @@ def table_column(df, names: tuple[str, ...], p: Path) -> str:
 
 
 def read_table(p: Path):
-    """A .csv or .parquet file as a DataFrame; unreadable files raise a one-line DataError."""
+    """A .csv or .parquet file as a DataFrame; unreadable files raise a one-line DataError.
+
+    A CSV is read cell for cell: an empty cell is a missing value and stays in its row (pandas
+    would drop an empty line of a one-column file, shifting every later row onto the wrong
+    label, image or text; blank lines at the end are no rows), and only an empty cell is missing — "None", "NA" or "null" are text,
+    e.g. an intent label. Its ``index`` column keeps ids as written ("007" stays text; ids that
+    are plain numbers become numbers), so a clusters file written by kfree joins back to its table.
+    """
     import pandas as pd
 
     try:
         if p.suffix.lower() == ".csv":
-            return pd.read_csv(p)
+            df = pd.read_csv(p, skip_blank_lines=False, keep_default_na=False, na_values=[""],
+                             dtype={"index": str})
+            filled = np.flatnonzero(df.notna().any(axis=1).to_numpy())
+            df = df.iloc[: filled[-1] + 1 if filled.size else 0]  # blank lines at the end: none
+            if "index" in df.columns:
+                df["index"] = _ids_as_written(df["index"])
+            return df
         df = pd.read_parquet(p)
     except Exception as e:
         raise DataError(f"cannot read {p.name} as {p.suffix[1:]}: {str(e).splitlines()[0]}") from None
     if df.index.name == "index" and "index" not in df.columns:  # saved from df.set_index("index")
         df = df.reset_index()
     return df
+
+
+def _ids_as_written(ids):
+    """A CSV's ``index`` column read as text, as numbers when each value is exactly how that number
+    is written (``"12"``, ``"-3"``, ``"1.5"``), else as the text itself (``"007"``, ``"a1"``)."""
+    import pandas as pd
+
+    if ids.isna().any():
+        return ids  # missing ids: refused by the readers that join on them
+    num = pd.to_numeric(ids, errors="coerce")
+    if num.isna().any():
+        return ids
+    if (num == num.round()).all() and num.abs().max() < 2**53:
+        as_int = num.astype("int64")
+        if (as_int.astype(str) == ids).all():
+            return as_int
+    if (num.astype(str) == ids).all():
+        return num
+    return ids
 
 
 def read_lines(p: Path) -> list[str]:

@@ -71,6 +71,14 @@ def read_predictions(pred_csv: str | Path):
     pred = read_table(check_path(pred_csv, TABLES, wrong_format=wrong))
     if "cluster" not in pred.columns:
         raise DataError(wrong)
+    import pandas as pd
+
+    name = Path(pred_csv).name
+    missing = np.flatnonzero(pred["cluster"].isna().to_numpy())
+    if missing.size:
+        raise DataError(f"{name}: {missing.size} rows have no cluster (first: row {missing[0]}); every row needs one")
+    if pd.api.types.infer_dtype(pred["cluster"], skipna=False) in ("mixed", "mixed-integer"):
+        raise DataError(f"{name}: its cluster ids mix types (numbers and text); give every id as the same type")
     for col in ("index", "row"):  # each names one row: a repeat would count that row twice
         if col in pred.columns:
             refuse_repeats(pred[col], Path(pred_csv).name, col, "each predicted row must name its own row")

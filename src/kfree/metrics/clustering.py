@@ -16,6 +16,7 @@ Conventions (the ones the source papers use):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,8 +41,10 @@ def _check_labels(labels_true: Any, labels_pred: Any) -> tuple[np.ndarray, np.nd
 def _codes(labels: np.ndarray, name: str) -> np.ndarray:
     """Each label's index among the distinct labels; a label that is no class (NaN, None) or a
     mix of types that cannot be ordered is a DataError, not a silent class of its own."""
-    if labels.dtype.kind == "f" and np.isnan(labels).any():
-        raise DataError(f"{name} contain NaN; a missing label is no class: drop those rows first")
+    missing = (np.isnan(labels).any() if labels.dtype.kind == "f" else
+               labels.dtype.kind == "O" and any(v is None or (isinstance(v, float) and math.isnan(v)) for v in labels))
+    if missing:
+        raise DataError(f"{name} contain NaN or None; a missing label is no class: drop those rows first")
     try:
         _, codes = np.unique(labels, return_inverse=True)
     except TypeError:
@@ -93,11 +96,36 @@ def wcp(labels_true: Any, labels_pred: Any) -> float:
     return float(np.asarray(c.max(axis=0).todense()).sum() / c.sum())
 
 
+#: classes × clusters up to which ACC matches on the dense table (80 MB); beyond, on the sparse one
+DENSE_MATCHING_CELLS = 10_000_000
+
+
 def clustering_accuracy(labels_true: Any, labels_pred: Any) -> float:
-    """Clustering accuracy (ACC): best one-to-one cluster→class map (Hungarian), in [0, 1]."""
-    c = contingency(labels_true, labels_pred).toarray()
-    rows, cols = linear_sum_assignment(c, maximize=True)
-    return float(c[rows, cols].sum() / c.sum())
+    """Clustering accuracy (ACC): best one-to-one cluster→class map (Hungarian), in [0, 1].
+
+    Only the non-zero cells of the contingency table can add to the best map, so a large table
+    (6,000 classes × 60,000 clusters would be 2.7 GiB dense) is matched sparsely: every class may
+    also stay unmatched, worth ``1 / (2 (r + 1))`` (less than one item for all r classes together),
+    which keeps a full matching possible and never outweighs a matched item.
+    """
+    c = contingency(labels_true, labels_pred)
+    if c.shape[0] * c.shape[1] <= DENSE_MATCHING_CELLS:
+        d = c.toarray()
+        rows, cols = linear_sum_assignment(d, maximize=True)
+        return float(d[rows, cols].sum() / d.sum())
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    if c.shape[0] > c.shape[1]:
+        c = c.T.tocsr()
+    r = c.shape[0]
+    coo = c.tocoo()
+    stay = 1.0 / (2 * (r + 1))  # each class's own "unmatched" column
+    w = sp.csr_matrix((np.concatenate([coo.data.astype(np.float64), np.full(r, stay)]),
+                       (np.concatenate([coo.row, np.arange(r)]), np.concatenate([coo.col, c.shape[1] + np.arange(r)]))),
+                      shape=(r, c.shape[1] + r))
+    rows, cols = min_weight_full_bipartite_matching(w, maximize=True)
+    real = cols < c.shape[1]
+    return float(np.asarray(c[rows[real], cols[real]]).sum() / c.sum())
 
 
 def _comb2(x: np.ndarray) -> float:
@@ -151,8 +179,8 @@ def adjusted_rand(labels_true: Any, labels_pred: Any) -> float:
 
 
 def n_clusters(labels: Any) -> int:
-    """Number of distinct labels."""
-    return int(np.unique(np.asarray(labels)).shape[0])
+    """Number of distinct labels (NaN, None or labels of mixed types: a DataError, as everywhere)."""
+    return int(_codes(np.asarray(labels), "labels").max(initial=-1)) + 1
 
 
 def evaluate_clustering(labels_true: Any, labels_pred: Any) -> dict[str, float | int]:

@@ -38,7 +38,7 @@ def image_loader(paths: Sequence[str | Path]):
                 canvas = Image.new("RGB", (THUMBNAIL, THUMBNAIL), (255, 255, 255))
                 canvas.paste(im, ((THUMBNAIL - im.width) // 2, (THUMBNAIL - im.height) // 2))
                 return np.asarray(canvas, dtype=np.uint8)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:  # (a bomb: too many pixels)
             raise DataError(f"cannot read the image of row {i}, {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
     return load
