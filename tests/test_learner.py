@@ -243,3 +243,28 @@ def test_the_model_file_is_a_checkpoint_that_never_runs_code(fitted, tmp_path):
     torch.save({**state, "format": "kfree-model/2", "params": [1, 2]}, tmp_path / "list.kfree")
     with pytest.raises(ModelError, match="damaged kfree model file"):
         ClusterLearner.load(tmp_path / "list.kfree")
+    save_checkpoint(tmp_path / "newer.kfree", state, config={**config, "kind": "kfree-model/4"})
+    with pytest.raises(ModelError, match=r"written by a newer kfree \(format kfree-model/4"):
+        ClusterLearner.load(tmp_path / "newer.kfree")
+
+
+def test_counts_and_rates_are_checked_where_configured():
+    """Found by review: epochs=2.5 or eval_every_steps=2.5 passed and failed deep inside (or
+    validated every 5 steps), select_best="no" kept selection on, dims=[8.5] became 8, NaN or
+    infinite lr, weight decay and BCL settings trained on into NaN losses or a raw traceback."""
+    from kfree.losses.ball_cluster import BallClusterLoss
+
+    assert TrainConfig(epochs=2.0, dims=np.array([8, 4])).epochs == 2  # whole numbers, NumPy's too
+    bad = [dict(epochs=2.5), dict(eval_every_steps=2.5), dict(p=3.5), dict(batches_per_epoch=0.5),
+           dict(select_best="no"), dict(dims=[8.5]), dict(lr=float("inf")), dict(lr=float("nan")),
+           dict(weight_decay=float("nan")), dict(dropout=float("nan")), dict(epochs=True)]
+    for kw in bad:
+        with pytest.raises(ConfigError, match=next(iter(kw))):
+            TrainConfig(**kw)
+    for kw in (dict(eps=float("nan")), dict(alpha_pos=float("inf")), dict(init_h="abc"),
+               dict(radius_lr_scale=float("nan")), dict(alpha_pos=0, alpha_neg=0)):
+        with pytest.raises(ConfigError):
+            BallClusterLoss(**kw)
+    # a radius that training shrank below float32 is the smallest cut, not an error at validation
+    collapsed = BallClusterLoss(init_h=-200.0)
+    assert float(collapsed.radius_sq().detach()) == 0.0 and 0 < collapsed.implied_threshold().value < 1e-300

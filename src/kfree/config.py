@@ -17,6 +17,13 @@ from .exceptions import ConfigError
 SAMPLERS: tuple[str, ...] = ("pk", "triplets")
 
 
+def finite_nonnegative(name: str, value: Any) -> float:
+    """``value`` as a float >= 0, NaN and infinity refused (they pass ``< 0`` tests)."""
+    if not (is_real(value) and math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{name}={value!r} must be a finite number >= 0")
+    return float(value)
+
+
 def is_real(value: Any) -> bool:
     """A real number, NumPy's scalars included (``np.float32(0.5)``, what arrays hand out), but
     not a bool."""
@@ -34,6 +41,19 @@ def finite_positive(name: str, value: Any, hint: str = "") -> float:
     if not (is_real(value) and math.isfinite(value) and value > 0):
         raise ConfigError(f"{name}={value!r} must be a finite number > 0" + (f" ({hint})" if hint else ""))
     return float(value)
+
+
+def _count(name: str, value: Any, least: int, none_means: str | None) -> int | None:
+    """``value`` as an int >= ``least`` (a whole float such as 2.0 too), or ``None`` where
+    ``none_means`` says what None does; anything else is a ConfigError naming the parameter."""
+    if value is None and none_means is not None:
+        return None
+    if is_real(value) and not isinstance(value, numbers.Integral) and float(value).is_integer():
+        value = int(value)
+    if not (is_real(value) and isinstance(value, numbers.Integral) and value >= least):
+        raise ConfigError(f"{name}={value!r} must be an int >= {least}"
+                          + (f" (or None: {none_means})" if none_means else ""))
+    return int(value)
 
 
 def check_label_noise(wrong_positives: Any, wrong_negatives: Any) -> None:
@@ -94,26 +114,22 @@ class TrainConfig:
                 object.__setattr__(self, f.name, v.item())
         if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0):
             raise ConfigError(f"seed={self.seed!r} must be an int >= 0")
-        if self.epochs < 1:
-            raise ConfigError(f"epochs={self.epochs} must be >= 1")
-        if not self.lr > 0:
-            raise ConfigError(f"lr={self.lr} must be > 0")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
-        if self.p < 2:
-            raise ConfigError(f"p={self.p} identities per batch must be >= 2")
-        if self.k < 1:
-            raise ConfigError(f"k={self.k} samples per identity must be >= 1")
-        if self.eval_every < 1:
-            raise ConfigError(f"eval_every={self.eval_every} must be >= 1")
-        if self.eval_every_steps is not None and self.eval_every_steps < 1:
-            raise ConfigError(f"eval_every_steps={self.eval_every_steps} must be >= 1 (or None: every eval_every epochs)")
-        if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"patience={self.patience} must be >= 1 validations (or None: no early stopping)")
+        # counts are whole numbers (2.0 from a JSON file is 2; 2.5 was truncated, or failed deep inside)
+        for name, least, none_means in (
+                ("epochs", 1, None), ("p", 2, None), ("k", 1, None), ("eval_every", 1, None),
+                ("batches_per_epoch", 1, "about n samples per epoch"),
+                ("eval_every_steps", 1, "validate every eval_every epochs"),
+                ("patience", 1, "no early stopping"), ("triplets_per_batch", 1, "ceil(p·k/3)")):
+            object.__setattr__(self, name, _count(name, getattr(self, name), least, none_means))
+        if not (is_real(self.lr) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr={self.lr!r} must be a finite number > 0")
+        finite_nonnegative("weight_decay", self.weight_decay)
+        if not (is_real(self.dropout) and 0.0 <= self.dropout < 1.0):
+            raise ConfigError(f"dropout={self.dropout!r} must be a number in [0, 1)")
+        if not isinstance(self.select_best, bool):
+            raise ConfigError(f"select_best={self.select_best!r} must be True or False")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler={self.sampler!r} is not one of {SAMPLERS}")
-        if self.triplets_per_batch is not None and self.triplets_per_batch < 1:
-            raise ConfigError(f"triplets_per_batch={self.triplets_per_batch} must be >= 1")
         check_label_noise(self.wrong_positives, self.wrong_negatives)
         wn = self.wrong_negatives
         if self.sampler != "triplets" and (self.wrong_positives or wn != 0.0 or self.triplets_per_batch):
@@ -122,7 +138,7 @@ class TrainConfig:
                 f"but sampler={self.sampler!r}"
             )
         if self.dims is not None:
-            object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
+            object.__setattr__(self, "dims", tuple(_count("dims", d, 1, None) for d in self.dims))
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

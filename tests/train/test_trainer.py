@@ -153,8 +153,19 @@ def test_resume_with_triplet_sampler_is_exact(data, tmp_path):
     # the same config on other data does not resume that checkpoint
     from kfree.exceptions import CheckpointError
 
-    with pytest.raises(CheckpointError, match="written for a run on 64 rows of 16 features and 8 identities"):
+    with pytest.raises(CheckpointError, match=r"written by another run \(64 rows, this run 40; 8 identities, "
+                                              r"this run 5\)"):
         train_embedding(_model(1), TripletLoss(mining="given"), X[:40], y[:40], cfg, checkpoint_path=ckpt)
+    # found by review: other data of the same shape, other loss settings, another head, or fewer
+    # epochs than the checkpoint holds resumed silently (or failed deep inside)
+    others = [("other data of the same shape", _model(1), TripletLoss(mining="given"), X[::-1].copy(), y, cfg),
+              ("loss .*'variant': 'l1'", _model(1), TripletLoss(mining="given", variant="l1", alpha=0.2), X, y, cfg),
+              ("another head", torch.nn.Sequential(torch.nn.Linear(16, 8)), TripletLoss(mining="given"), X, y, cfg),
+              ("holds 3 epochs, more than this run's epochs=2", _model(1), TripletLoss(mining="given"), X, y,
+               cfg.replace(epochs=2))]
+    for message, model, loss, X_, y_, cfg_ in others:
+        with pytest.raises(CheckpointError, match=message):
+            train_embedding(model, loss, X_, y_, cfg_, checkpoint_path=ckpt)
 
 
 def test_checkpoint_of_another_config_or_carrying_code_is_refused(data, tmp_path):

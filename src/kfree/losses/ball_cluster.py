@@ -15,10 +15,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import finite_nonnegative, finite_positive, is_real
 from ..exceptions import ConfigError
 from ..registry import register
 from ..threshold import Threshold
@@ -62,17 +64,16 @@ class BallClusterLoss(EmbeddingLoss):
         radius_lr_scale: float = 10.0,
     ) -> None:
         super().__init__()
-        if alpha_pos < 0 or alpha_neg < 0 or alpha_pos + alpha_neg == 0:
-            raise ConfigError(f"alpha_pos={alpha_pos}, alpha_neg={alpha_neg} must be >= 0, not both 0")
-        if eps < 0:
-            raise ConfigError(f"eps={eps} must be >= 0")
-        if radius_lr_scale <= 0:
-            raise ConfigError(f"radius_lr_scale={radius_lr_scale} must be > 0")
+        # NaN or infinity would train on: a NaN loss, or a term silently dropped
+        self.alpha_pos = finite_nonnegative("alpha_pos", alpha_pos)
+        self.alpha_neg = finite_nonnegative("alpha_neg", alpha_neg)
+        if self.alpha_pos + self.alpha_neg == 0:
+            raise ConfigError("alpha_pos and alpha_neg are both 0: nothing to learn")
+        self.eps = finite_nonnegative("eps", eps)
+        self.param_lr_scale = finite_positive("radius_lr_scale", radius_lr_scale)
+        if not (is_real(init_h) and math.isfinite(init_h)):
+            raise ConfigError(f"init_h={init_h!r} must be a finite number (b = softplus(init_h) at the start)")
         self.h = nn.Parameter(torch.tensor(float(init_h)), requires_grad=learn_radius)
-        self.alpha_pos = float(alpha_pos)
-        self.alpha_neg = float(alpha_neg)
-        self.eps = float(eps)
-        self.param_lr_scale = float(radius_lr_scale)
 
     def radius_sq(self) -> torch.Tensor:
         """The learned squared radius ``b = softplus(h)``."""
@@ -93,8 +94,13 @@ class BallClusterLoss(EmbeddingLoss):
         return (self.alpha_pos * pos + self.alpha_neg * neg).mean()
 
     def implied_threshold(self) -> Threshold:
-        # pairs inside one ball of squared radius b are at most (2 sqrt b)^2 = 4b apart
-        return Threshold(value=4.0 * float(self.radius_sq().detach()), distance="sqeuclidean", source="4b")
+        # pairs inside one ball of squared radius b are at most (2 sqrt b)^2 = 4b apart; a radius
+        # that training shrank below float32 (b = softplus(h) = 0 at h < -104) keeps no pair: the
+        # smallest cut there is, not an error that would end the run at its next validation
+        b = float(self.radius_sq().detach())
+        return Threshold(value=max(4.0 * b, float(np.finfo(np.float64).tiny)), distance="sqeuclidean", source="4b")
+
+    learned_hparams = ("b", "h")
 
     def hparams(self) -> dict[str, Any]:
         return {

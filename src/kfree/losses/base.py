@@ -67,6 +67,14 @@ class EmbeddingLoss(nn.Module):
         """Hyper-parameters to record in saved models."""
         return {}
 
+    #: keys of :meth:`hparams` that training changes (learned values, e.g. BCL's radius)
+    learned_hparams: tuple[str, ...] = ()
+
+    def settings(self) -> dict[str, Any]:
+        """The hyper-parameters the loss was made with (:meth:`hparams` less what training
+        changes): what a resumed run must share with the run that wrote the checkpoint."""
+        return {k: v for k, v in self.hparams().items() if k not in self.learned_hparams}
+
     @staticmethod
     def zero(embeddings: torch.Tensor) -> torch.Tensor:
         """A zero that keeps the graph connected (so ``backward`` always works)."""

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import finite_positive, is_real
+from ..config import finite_nonnegative, finite_positive
 from ..exceptions import ConfigError, DataError
 from ..registry import register
 from ..threshold import Threshold
@@ -99,10 +99,8 @@ class PairwiseConstraintLoss(EmbeddingLoss):
             self.b = None
             self.cut_sq = t * t if distance == "euclidean" else t
         eps = (0.05 if variant == "bcl" else 0.0) if eps is None else eps
-        if not (is_real(eps) and math.isfinite(eps) and eps >= 0):
-            raise ConfigError(f"eps={eps!r} must be a finite number >= 0")
         self.variant = variant
-        self.eps = float(eps)
+        self.eps = finite_nonnegative("eps", eps)
         self.distance = distance
 
     # --------------------------------------------------------------- construction

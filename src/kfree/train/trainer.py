@@ -105,6 +105,34 @@ def _score_key(scores: dict[str, Any]) -> tuple[float, float]:
 ScoreFn = Callable[[nn.Module, EmbeddingLoss], dict[str, Any]]
 
 
+def _run_setup(model: nn.Module, loss: EmbeddingLoss, Xt: torch.Tensor, yt: torch.Tensor) -> dict[str, Any]:
+    """What a checkpoint's state was trained on and with: the data (shape and a SHA-256 of the
+    values and labels), the loss and its settings, the head's layers (names and shapes)."""
+    import hashlib
+
+    h = hashlib.sha256(Xt.numpy().tobytes())
+    h.update(yt.numpy().tobytes())
+    return {"rows": int(Xt.shape[0]), "features": int(Xt.shape[1]), "identities": int(yt.max()) + 1,
+            "data_sha256": h.hexdigest(), "loss": {"name": type(loss).__name__, **loss.settings()},
+            "head": {k: list(v.shape) for k, v in model.state_dict().items()}}
+
+
+def _describe(saved: dict[str, Any], now: dict[str, Any], keys: list[str]) -> str:
+    """How a checkpoint's run differs from this one, in words."""
+    words = []
+    for k in keys:
+        if k in ("rows", "features", "identities"):
+            words.append(f"{saved[k]} {k}, this run {now[k]}")
+        elif k == "data_sha256":
+            if not any(saved[s] != now[s] for s in ("rows", "features", "identities")):
+                words.append("other data of the same shape")
+        elif k == "loss":
+            words.append(f"loss {saved[k]}, this run {now[k]}")
+        else:
+            words.append("another head (other layers)")
+    return "; ".join(dict.fromkeys(words))
+
+
 @in_session
 def train_embedding(
     model: nn.Module,
@@ -160,15 +188,23 @@ def train_embedding(
     par = DataParallel(model, loss)  # one process: the plain loop; under torchrun: DDP
     state = par.on_main(lambda: load_checkpoint(ckpt, expect_config=resume_config)  # weights_only: never runs code
                         if ckpt is not None and ckpt.exists() else None)
-    # what the run trains on, checked on resume: the same config on other data must not resume
+    # what the run trains, checked on resume (the config says how to train, not on what data,
+    # with which loss settings or which head): another run must not continue this one's state
     data = [int(Xt.shape[0]), int(Xt.shape[1]), n_classes]
-    if state is not None and state.get("data") is not None and list(state["data"]) != data:
-        rows, dims, classes = state["data"]
-        raise CheckpointError(
-            f"{ckpt} was written for a run on {rows} rows of {dims} features and {classes} identities, "
-            f"this one has {data[0]} rows of {data[1]} features and {data[2]} identities: give another "
-            "checkpoint path, or delete that checkpoint to start this run over")
+    setup = None if ckpt is None else _run_setup(model, loss, Xt, yt)
     if state is not None:
+        saved = state.get("setup")
+        if saved is None and state.get("data") is not None:  # a checkpoint of an earlier kfree
+            saved = {"rows": state["data"][0], "features": state["data"][1], "identities": state["data"][2]}
+        diff = [] if saved is None else [k for k in saved if saved[k] != setup.get(k)]
+        if diff:
+            raise CheckpointError(
+                f"{ckpt} was written by another run ({_describe(saved, setup, diff)}): give another checkpoint "
+                "path, or delete that checkpoint to start this run over")
+        if int(state["epoch"]) > cfg.epochs:
+            raise CheckpointError(f"{ckpt} holds {int(state['epoch'])} epochs, more than this run's epochs="
+                                  f"{cfg.epochs}: run with epochs >= {int(state['epoch'])}, or give another "
+                                  "checkpoint path")
         model.load_state_dict(state["model"])
         loss.load_state_dict(state["loss"])
         opt.load_state_dict(state["optimizer"])
@@ -256,7 +292,7 @@ def train_embedding(
                                    "torch_rng": torch.get_rng_state(), "result": result, "best_state": best_state,
                                    "epoch": epoch + 1, "step": step, "since_best": since_best,
                                    "best_key": None if best_key is None else list(best_key),
-                                   "stopped": stopped, "data": data},
+                                   "stopped": stopped, "data": data, "setup": setup},
                             config=resume_config)
         if stopped:
             log.info("early stop after %d steps: no better validation score in %d validations", step, cfg.patience)

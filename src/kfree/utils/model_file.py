@@ -49,7 +49,13 @@ def read_model(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
         config = read_checkpoint_config(p)
     except CheckpointError as e:
         raise ModelError(_not_a_model(p, e)) from None
-    if config.get("kind") != MODEL_FORMAT:
+    kind = config.get("kind")
+    if kind != MODEL_FORMAT:
+        family, _, version = str(kind).partition("/")
+        if family == MODEL_FORMAT.partition("/")[0] and version.isdigit() \
+                and int(version) > int(MODEL_FORMAT.partition("/")[2]):
+            raise ModelError(f"{p.name} was written by a newer kfree (format {kind}; this kfree reads "
+                             f"{MODEL_FORMAT}): upgrade kfree to use it")
         raise ModelError(f"{p.name} is not a kfree model file (expected format {MODEL_FORMAT}); "
                          "give a model saved by `kfree train`")
     return MODEL_FORMAT, _params(config.get("params"), p), raw
