@@ -19,7 +19,7 @@ img{max-width:100%;border:1px solid #ddd}pre{background:#f7f7f7;padding:1em;over
 .cl{margin:.6em 0;padding:.4em .8em;border-left:4px solid #4a90d9;background:#fafafa}"""
 
 METRIC_COLUMNS = [("method", "method"), ("n_true", "true #"), ("n_clusters", "#clusters"), ("nmi", "NMI"),
-                  ("wcp", "WCP"), ("ari", "ARI"), ("pairwise_f1", "pairwise F"), ("bcubed_f1", "BCubed F"),
+                  ("wcp", "WCP"), ("acc", "ACC"), ("ari", "ARI"), ("pairwise_f1", "pairwise F"), ("bcubed_f1", "BCubed F"),
                   ("threshold", "threshold"), ("wall_s", "time (s)")]
 
 
