@@ -52,3 +52,17 @@ def test_cli_demo_prints_table_and_path(tmp_path):
     assert str(tmp_path / "r") in result.output
     result = CliRunner().invoke(app, ["demo", "--dataset", "mnist"])
     assert result.exit_code == 1 and "unknown demo data set" in result.output
+
+
+def test_bad_demo_settings_are_one_line_before_anything_runs(tmp_path, monkeypatch):
+    """Found by review: --seed -1 was a raw numpy traceback after the header; two demos started
+    in the same second wrote into one default folder."""
+    from kfree.demo import _default_run_dir
+
+    for args, message in ((["--seed", "-1"], "seed=-1 must be an int >= 0"),
+                          (["--epochs", "0"], "epochs=0 must be an int >= 1")):
+        r = CliRunner().invoke(app, ["demo", *args, "--out", str(tmp_path / "o")])
+        assert r.exit_code == 1 and message in r.output and "kfree demo" not in r.output, r.output
+    monkeypatch.chdir(tmp_path)
+    first, second = _default_run_dir("att_faces"), _default_run_dir("att_faces")
+    assert first != second and first.is_dir() and second.is_dir()

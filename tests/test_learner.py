@@ -268,3 +268,18 @@ def test_counts_and_rates_are_checked_where_configured():
     # a radius that training shrank below float32 is the smallest cut, not an error at validation
     collapsed = BallClusterLoss(init_h=-200.0)
     assert float(collapsed.radius_sq().detach()) == 0.0 and 0 < collapsed.implied_threshold().value < 1e-300
+
+
+def test_logistic_calibration_is_used_or_refused_never_ignored(blobs):
+    """Found by review: with a loss that implies a threshold (BCL), calibration='logistic' was
+    ignored without a word; its recalibrated cuts now use it, and where only the loss's own
+    threshold is kept it is refused."""
+    Xtr, ytr, Xva, yva, *_ = blobs
+    quick = dict(dims=(8,), epochs=1, p=4, k=3, eval_every_steps=None, patience=None, calibration="logistic")
+    est = ClusterLearner.from_params(**quick).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    assert est.calibration_ is not None
+    recal = [c for c in est.selection_["candidates"]
+             if c["features"] == "model" and c["linkage"] == "complete" and c["mode"] == "recalibrated"]
+    assert recal and recal[0]["threshold"]["source"].startswith("logistic")
+    with pytest.raises(ConfigError, match="calibration='logistic' fits the recalibrated cut"):
+        ClusterLearner.from_params(**quick, threshold_mode="learned").fit(Xtr, ytr, X_val=Xva, y_val=yva)

@@ -26,7 +26,7 @@ from .cluster.threshold_hac import ThresholdAgglomerative
 from .data.builtin import ALIASES, load_builtin
 from .data.splits import split_identities
 from .evaluate.calibrate import threshold_for_n_clusters
-from .exceptions import ConfigError
+from .exceptions import ConfigError, OutputError
 from .metrics import evaluate_clustering
 
 
@@ -48,6 +48,17 @@ class DemoConfig:
     batches_per_epoch: int | None = None
     loss_params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.train_config()  # checked here, before the demo prints or loads anything
+
+    def train_config(self):
+        """The BCL training this demo runs (a :class:`~kfree.config.TrainConfig`, validated)."""
+        from .config import TrainConfig
+
+        return TrainConfig(loss="bcl", loss_params=dict(self.loss_params), dims=self.dims, epochs=self.epochs,
+                           lr=self.lr, weight_decay=self.weight_decay, p=self.p, k=self.k,
+                           batches_per_epoch=self.batches_per_epoch, seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -82,20 +93,30 @@ class DemoResult:
     the rule chosen on the validation identities (:meth:`ClusterLearner.summary`)."""
 
     rows: list[dict[str, Any]]
-    run_dir: Path
+    run_dir: Path | None  # None: nothing written (write=False)
     b: float
     wall_time_s: float
     summary: str = ""
 
 
 def _default_run_dir(dataset: str) -> Path:
+    """``kfree-runs/demo-<dataset>-<time>``, a new folder (two demos started within one second
+    each get their own: the second wrote into the first's)."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("kfree-runs") / f"demo-{dataset}-{stamp}"
+    base = Path("kfree-runs") / f"demo-{dataset}-{stamp}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        path = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        try:
+            path.mkdir()  # atomic: the folder is this run's
+            return path
+        except FileExistsError:
+            continue
+    raise OutputError(f"{base.parent} already holds 999 demo folders named {base.name}*; choose --out")
 
 
 def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, write: bool = True) -> DemoResult:
     """Run the demo end to end and (optionally) write its run directory."""
-    from .config import TrainConfig
     from .learner import ClusterLearner
 
     t0 = time.perf_counter()
@@ -109,16 +130,14 @@ def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, w
     X_val, y_val = ds.X[val_idx], ds.y[val_idx]
     X_te, y_te = ds.X[test_idx], ds.y[test_idx]
 
-    learner = ClusterLearner(TrainConfig(
-        loss="bcl", loss_params=dict(cfg.loss_params), dims=cfg.dims, epochs=cfg.epochs, lr=cfg.lr,
-        weight_decay=cfg.weight_decay, p=cfg.p, k=cfg.k, batches_per_epoch=cfg.batches_per_epoch,
-        seed=cfg.seed,
-    ))
+    learner = ClusterLearner(cfg.train_config())
     learner.fit(X_tr, y_tr, X_val=X_val, y_val=y_val, hook=hook)
     t_cluster = time.perf_counter()
     pred = learner.cluster(X_te)
     rule = learner.rule_
-    kfree_row = {"method": f"kfree: {'raw' if learner.uses_raw_ else 'BCL'}, {rule.linkage} at "
+    # the model at step 0 is the head as it started (here: the input, normalised), not a learned one
+    what = "raw" if learner.uses_raw_ else ("BCL at step 0" if learner.best_step_ == 0 else "BCL")
+    kfree_row = {"method": f"kfree: {what}, {rule.linkage} at "
                            f"{'4b' if rule.mode == 'learned' else 'val. cut'} (no K)",
                  **evaluate_clustering(y_te, pred), "threshold": learner.threshold_.value,
                  "wall_s": round(time.perf_counter() - t0, 2)}
@@ -136,7 +155,7 @@ def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, w
                 "wall_s": round(time.perf_counter() - t1, 2)}
     rows = [kfree_row, own_row, base_row]
     b = four_b.value / 4.0
-    run_dir = Path(out_dir) if out_dir is not None else _default_run_dir(cfg.dataset)
+    run_dir = Path(out_dir) if out_dir is not None else (_default_run_dir(cfg.dataset) if write else None)
     if write:
         _write_run(run_dir, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te, b)
     return DemoResult(rows=rows, run_dir=run_dir, b=b, wall_time_s=time.perf_counter() - t0,

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 #: validated complete-linkage rule (see :meth:`ClusterLearner.rule_for_rows`)
 WARD_MAX_ROWS = 50_000
 #: the estimator's own parameters (everything else is in its TrainConfig)
+#: clustering methods that join single pairs below their threshold (not a cluster's diameter)
+PAIR_CUT_METHODS = ("knn-cc",)
+
 LEARNER_PARAMS = ("head", "val_identities", "linkage", "threshold_mode", "compare_raw", "threshold", "calibration")
 
 
@@ -282,6 +285,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         loss = registry.get("loss", cfg.loss, **loss_params)
         implied = loss.implied_threshold() is not None
         modes = self._modes(implied)
+        if self.calibration == "logistic" and "recalibrated" not in modes:
+            raise ConfigError(f"calibration='logistic' fits the recalibrated cut, but threshold_mode="
+                              f"{self.threshold_mode!r} with loss {cfg.loss!r} keeps only the loss's own "
+                              "threshold: use threshold_mode 'auto' or 'recalibrated', or leave calibration")
         vset = ValidationSet(y_val, linkages=linkages, seed=seed) if has_val else None
         X_val_np = np.asarray(X_val, dtype=np.float32) if has_val else None
 
@@ -314,7 +321,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         raw_pair_cut = None
         if has_val:
             Z_val = encode(model, X_val_np)
-            if thr is None and self.calibration == "logistic":
+            if self.calibration == "logistic":  # the recalibrated complete cut: a logistic crossing
                 self.calibration_ = LogisticCalibration.fit_embeddings(Z_val, y_val, seed=seed)
             model_rules = vset.rules(Z_val, features="model", learned=thr, modes=modes, step=result.best_step,
                                      logistic=self.calibration_)
@@ -461,6 +468,13 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             # complete-linkage cut (a diameter) would join most pairs of neighbouring clusters
             kwargs["cut_probability"] = pair.cut_probability
             kwargs["distance"] = pair.distance
+        elif method in PAIR_CUT_METHODS and override is None:
+            # it joins single pairs (a k-NN graph's components, chained): no rule of the model is
+            # validated for that. Its complete-linkage cut (a cluster's diameter) put 27 unseen
+            # intents in one cluster, a pair model's 0.5 crossing in 6 (NMI 0.01)
+            raise ConfigError(f"method {method!r} joins single pairs and chains them; this model validated no "
+                              "cut for that: give a threshold (--threshold, in the model's distance units), or "
+                              "use method 'hac' (the validated rule) or 'multicut'")
         elif "threshold" in accepted:
             base = self._ward_rule().threshold if method == "ward" and override is None else dist_rule().threshold
             kwargs["threshold"] = base.value if override is None else float(override)
@@ -807,4 +821,7 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> s
                 f"features, {chosen.linkage} linkage at {chosen.threshold.value:.4g}")
     versus = (f"; raw features reached NMI {best_raw.val_nmi:.3f}" if best_raw is not None
               else "; not compared with the raw features (compare_raw=False)")
+    if chosen.step == 0:  # the head as it started: for the identity-start heads, the input normalised
+        return (f"clustering the model as it started (step 0: no training step scored better on the held-out "
+                f"identities): {chosen.name} ({score}){versus}")
     return f"clustering the learned embedding: {chosen.name} ({score}){versus}"

@@ -263,3 +263,25 @@ def test_train_says_which_step_it_kept_in_words(tmp_path):
     assert code == 0, out
     assert "(0 held out for validation)" in out and "kept the last step (nothing held out" in out, out
     assert "None" not in out
+
+
+def test_a_clusters_file_is_named_for_what_is_written(d):
+    """Found by review: --out o.npy (or .txt) wrote CSV text under that name, which np.load and
+    kfree evaluate then refused; only --backend dask writes a .npy (the labels alone)."""
+    for cmd in (["cluster", f"{d}/x.npy", "--threshold", "1.0"], ["cluster", f"{d}/m.kfree", f"{d}/x.npy"]):
+        for name in ("o.npy", "o.txt"):
+            code, out = run(*cmd, "--out", f"{d}/{name}")
+            one_line_error(code, out, f"--out {name}: this command writes .csv or .parquet files")
+            assert not (d / name).exists()
+
+
+def test_a_warning_is_one_line_without_source(d, tmp_path):
+    """Found by review: a Python warning printed the file, line number and source line of kfree's
+    code that raised it; FINCH's pynndescent notice came with every FINCH run."""
+    code, out = run("train", f"{d}/x.npy", "--labels", f"{d}/y.npy", *FAST, "--val-identities", "29",
+                    "--out", f"{tmp_path}/m.kfree")
+    assert code == 0, out
+    assert "warning: val_identities=29: holding out" in out and ".py:" not in out, out
+    pytest.importorskip("finch")
+    code, out = run("cluster", f"{d}/x.npy", "--method", "finch", "--out", f"{tmp_path}/f.csv")
+    assert code == 0 and "pynndescent" not in out, out

@@ -80,6 +80,14 @@ def test_errors_say_what_is_wrong(tmp_path, xy):
     pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}).to_csv(tmp_path / "s.csv", index=False)
     with pytest.raises(DataError, match="non-numeric columns"):
         load_features(tmp_path / "s.csv")
+    # --label-column names a table's column: on an .npz or a .npy with .npy labels it was ignored
+    np.savez(tmp_path / "xy.npz", X=X, y=y)
+    np.save(tmp_path / "y.npy", y)
+    for kw in (dict(path=tmp_path / "xy.npz"), dict(path=tmp_path / "x.npy", labels_path=tmp_path / "y.npy")):
+        with pytest.raises(DataError, match="--label-column 'who' names a column of a .csv/.parquet table"):
+            load_features(**kw, label_column="who")
+    pd.DataFrame({"who": y}).to_csv(tmp_path / "who.csv", index=False)
+    assert (load_features(tmp_path / "x.npy", labels_path=tmp_path / "who.csv", label_column="who").y == y).all()
 
 
 def test_a_header_less_column_is_not_taken_as_a_feature(tmp_path):

@@ -285,7 +285,7 @@ def cluster(
         if model is None and data_path.suffix.lower() == ".kfree":
             raise ConfigError(f"{data_path.name} is a model; say what to cluster with it: "
                               f"kfree cluster {data_path} DATA --out clusters.csv")
-        check_output(out, inputs=(first, second), force=force)
+        check_output(out, inputs=(first, second), force=force, formats=(".csv", ".parquet"))
         check_state_request(state, method, n_clusters, inputs=(first, second), out=out, force=force)
         from rich.markup import escape
 
@@ -440,7 +440,7 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
         raise ConfigError("--backend dask needs --threshold (in --distance units)")
     if scheduler is not None and workers is not None:
         raise ConfigError("--workers starts a local cluster; with --scheduler the cluster's own workers run")
-    check_output(out, inputs=(first,), force=force)
+    check_output(out, inputs=(first,), force=force, formats=(".csv", ".parquet", ".npy"))
     if state is not None and first.is_dir():
         raise ConfigError(f"--state keeps every clustered row and reads them from one file; {first} is a "
                           "folder: write the rows to one .npy or .parquet file, or leave out --state")

@@ -206,7 +206,7 @@ def assign(
         if out is None:
             raise ConfigError("say where to write the new rows' clusters: --out labels.csv")
         model, state_path, new_path = assign_files(first, second, third, out)
-        check_output(out, inputs=(model, state_path, new_path), force=force)
+        check_output(out, inputs=(model, state_path, new_path), force=force, formats=(".csv", ".parquet"))
         if state_out is not None:
             check_output(state_out, inputs=(model, state_path, new_path), outputs={"--out": out}, force=force,
                          option="--state-out")

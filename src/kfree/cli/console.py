@@ -8,6 +8,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -32,9 +33,18 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log level from ``-v``/``-vv``; ``quiet`` (``-q``) also silences the console's results,
     tables and progress: only warnings and errors (stderr) remain, the outputs are the files."""
     console.quiet = quiet
+    warnings.showwarning = _show_warning
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)], force=True)
     level_library_loggers()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning as one line on stderr (not the file, line number and source line of the
+    code that raised it, which mean nothing to a user of the command line)."""
+    from rich.markup import escape
+
+    err_console.print(f"[yellow]warning:[/] {escape(' '.join(str(message).split()))}", soft_wrap=True)
 
 
 def level_library_loggers() -> None:

@@ -66,7 +66,11 @@ class FINCHBaseline(ClusterMixin, BaseEstimator):
             raise ConfigError(f"partition={p!r} must be 'first', 'last' or a level number >= 0")
 
     def fit(self, X: Any, y: Any = None) -> FINCHBaseline:
-        from finch import FINCH
+        with warnings.catch_warnings():
+            # FINCH warns at import when pynndescent is missing; past its exact range it is given
+            # faiss here (ann_threshold/faiss_threshold below), so pynndescent is never needed
+            warnings.filterwarnings("ignore", message="pynndescent is not installed")
+            from finch import FINCH
 
         X = check_features(X, min_samples=1)
         self._check_params()

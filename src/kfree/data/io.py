@@ -308,6 +308,10 @@ def load_features(
         if key is not None and suf != ".npz":
             raise DataError(f"{p.name}: {option} {key!r} names an array inside an .npz, and a {suf} file has "
                             "none (a table's features are its numeric columns, its labels --label-column)")
+    labels_table = labels_path is not None and Path(labels_path).suffix.lower() in TABLES
+    if label_column is not None and suf not in TABLES and not labels_table:
+        raise DataError(f"{p.name}: --label-column {label_column!r} names a column of a .csv/.parquet table, and "
+                        f"no table is read here (an .npz's labels: --y-key; a .npy's: --labels FILE)")
     y = index = None
     if suf == ".npy":
         X = _np_load(p)

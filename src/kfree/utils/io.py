@@ -120,6 +120,7 @@ def check_output(
     option: str = "--out",
     outputs: dict[str, str | os.PathLike[str] | None] | None = None,
     rename: str | None = None,
+    formats: tuple[str, ...] | None = None,
 ) -> Path:
     """Refuse an output that cannot or must not be written, before any work is done.
 
@@ -134,6 +135,8 @@ def check_output(
         one file written twice is refused, and the message names both.
     rename : what the user does to write elsewhere, for an output the command names itself (the
         validation curve beside a model: "choose another --out name"); default: choose another name.
+    formats : the suffixes the command writes (".csv", ".parquet"): another is refused, not written
+        in one of these formats under a name that says otherwise.
 
     Returns the path. Raises :class:`~kfree.exceptions.OutputError` with one line saying what is
     wrong and what to do. Nothing is created: missing parent folders are made by the write.
@@ -177,6 +180,9 @@ def check_output(
                           f"choose another place") from None
     os.close(fd)
     os.unlink(probe)
+    if formats is not None and p.suffix.lower() not in formats:
+        raise OutputError(f"{option} {p.name}: this command writes {' or '.join(formats)} files; name the "
+                          f"output accordingly, e.g. {p.with_suffix(formats[0]).name}")
     return p
 
 
