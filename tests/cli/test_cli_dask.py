@@ -33,7 +33,7 @@ def test_cluster_on_dask_equals_local(d, address):
     code, out = run("cluster", d / "x.npy", "--threshold", "1.0", "--backend", "dask",
                     "--scheduler", address, "--out", d / "c.csv")
     assert code == 0, out
-    assert "(hac on dask, threshold 1 sqeuclidean)" in out and "wrote" in out
+    assert "(hac on dask, complete linkage, threshold 1 sqeuclidean)" in out and "wrote" in out
     # distributed logs at INFO (client connections, ...) stay out of the default output
     assert "INFO" not in out and "Receive client connection" not in out, out
     got = pd.read_csv(d / "c.csv")

@@ -285,3 +285,25 @@ def test_a_warning_is_one_line_without_source(d, tmp_path):
     pytest.importorskip("finch")
     code, out = run("cluster", f"{d}/x.npy", "--method", "finch", "--out", f"{tmp_path}/f.csv")
     assert code == 0 and "pynndescent" not in out, out
+
+
+def test_linkage_of_a_raw_hac(d, tmp_path):
+    """The README's hac row offers average and single linkage; the CLI could not choose them."""
+    from kfree.cluster import ThresholdAgglomerative
+
+    X = np.load(d / "x.npy")
+    for linkage in ("average", "single"):
+        code, out = run("cluster", f"{d}/x.npy", "--threshold", "1.0", "--linkage", linkage,
+                        "--out", f"{tmp_path}/{linkage}.csv")
+        assert code == 0 and f"{linkage} linkage" in out, out
+        got = pd.read_csv(tmp_path / f"{linkage}.csv")["cluster"].to_numpy()
+        np.testing.assert_array_equal(got, ThresholdAgglomerative(1.0, linkage=linkage).fit(X).labels_)
+    for args, message in ((["--threshold", "1.0", "--linkage", "ward"], "linkage='ward' is not one of"),
+                          (["--linkage", "single", "--method", "kmeans", "--n-clusters", "3"], "has no linkage"),
+                          (["--threshold", "1.0", "--linkage", "single", "--state", f"{tmp_path}/s.kstate"],
+                           "complete-linkage clustering")):
+        code, out = run("cluster", f"{d}/x.npy", *args, "--out", f"{tmp_path}/o.csv")
+        one_line_error(code, out, message)
+    code, out = run("cluster", f"{d}/m.kfree", f"{d}/x.npy", "--linkage", "single", "--out", f"{tmp_path}/o.csv")
+    one_line_error(code, out, "--linkage is for clustering without a model")
+    assert not (tmp_path / "o.csv").exists()

@@ -252,6 +252,8 @@ def cluster(
              "features a threshold lies in [0, 4] sqeuclidean, [0, 2] euclidean or cosine. --method ward "
              "cuts at a Ward merge height, in euclidean units (default) or sqeuclidean, never cosine.")] = None,
     method: Annotated[str, typer.Option(help="Clustering back-end: hac (default, at the threshold), multicut, or a baseline (see `kfree methods`).")] = "hac",
+    linkage: Annotated[str | None, typer.Option(help="Without a model, --method hac: complete (default), average or "
+                                                "single linkage (a model clusters with the linkage it chose).")] = None,
     n_clusters: Annotated[int | None, typer.Option(help="K, for methods that need it (k-means, HAC at k).")] = None,
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
@@ -274,7 +276,7 @@ def cluster(
     if backend != "local" or scheduler is not None or workers is not None:
         with cli_errors():
             _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
-                          scheduler, workers, state)
+                          scheduler, workers, state, linkage)
         return
     with cli_errors():
         from ..exceptions import ConfigError
@@ -286,7 +288,8 @@ def cluster(
             raise ConfigError(f"{data_path.name} is a model; say what to cluster with it: "
                               f"kfree cluster {data_path} DATA --out clusters.csv")
         check_output(out, inputs=(first, second), force=force, formats=(".csv", ".parquet"))
-        check_state_request(state, method, n_clusters, inputs=(first, second), out=out, force=force)
+        check_state_request(state, method, n_clusters, inputs=(first, second), out=out, force=force,
+                            linkage=linkage)
         from rich.markup import escape
 
         from .. import registry
@@ -298,9 +301,10 @@ def cluster(
                                                  k_option="--n-clusters", threshold_option="--threshold")
         if model is not None:
             learner = _load_model_to_cluster(model, data_path, out)
-            if distance is not None:
-                raise ConfigError("--distance is for clustering without a model; a model's threshold "
-                                  "carries its own distance")
+            if distance is not None or linkage is not None:
+                raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
+                                  "without a model; a model clusters with the rule it chose (its distance and "
+                                  "linkage)")
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             state_rule = None
             with _limit_threads():
@@ -342,6 +346,10 @@ def cluster(
                     + "; --distance cosine would be ignored: L2-normalise the rows first (Euclidean distance "
                     "then ranks pairs as cosine does), or use a method that takes --distance (hac, multicut)")
             kwargs: dict[str, object] = {}
+            if linkage is not None:
+                if "linkage" not in accepted:
+                    raise ConfigError(f"--method {method} has no linkage to choose; --linkage is for --method hac")
+                kwargs["linkage"] = linkage
             if n_clusters is not None:
                 kwargs["n_clusters"] = int(n_clusters)
             elif "threshold" in accepted:
@@ -371,6 +379,8 @@ def cluster(
 
                     save_plain_state(est, data.X, state)
             how = _how(method, accepted, n_clusters, threshold, unit)
+            if linkage is not None:
+                how = f", {linkage} linkage{how}"
         write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
         n_found = len(set(labels.tolist()))
         console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
@@ -414,7 +424,7 @@ def _load_model_to_cluster(model: Path, data_path: Path, out: Path):
 
 
 def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend, scheduler,
-                  workers, state=None) -> None:
+                  workers, state=None, linkage=None) -> None:
     """``kfree cluster DATA --backend dask``: features as they are, cut exactly at --threshold on Dask.
 
     With ``--state`` the rows are then read here once (a state keeps every clustered row, so
@@ -444,7 +454,7 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     if state is not None and first.is_dir():
         raise ConfigError(f"--state keeps every clustered row and reads them from one file; {first} is a "
                           "folder: write the rows to one .npy or .parquet file, or leave out --state")
-    check_state_request(state, method, n_clusters, inputs=(first,), out=out, force=force)
+    check_state_request(state, method, n_clusters, inputs=(first,), out=out, force=force, linkage=linkage)
     from ..cluster import ThresholdAgglomerative
     from ..cluster.distributed import import_distributed
     from ..distances import check_distance
@@ -466,8 +476,8 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     with progress_hook() as hook:
         # float32, as every file kfree reads (load_features): the local backend and the state's
         # rows cluster the same values, also for a pair within float32 rounding of the cut
-        m = ThresholdAgglomerative(float(threshold), distance=dist, backend="dask", scheduler=scheduler,
-                                   n_workers=workers, dtype="float32").fit(X, hook=hook)
+        m = ThresholdAgglomerative(float(threshold), linkage=linkage or "complete", distance=dist, backend="dask",
+                                   scheduler=scheduler, n_workers=workers, dtype="float32").fit(X, hook=hook)
     from ..evaluate.compare import index_columns, write_predictions
 
     if out.suffix.lower() == ".npy":  # the labels alone
@@ -476,7 +486,7 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
         DaskThresholdResult(m.labels_.shape[0], m.merge_pairs_, m.merge_heights_, {}).write(out)
     else:  # .csv or .parquet: index, cluster[, row]
         write_predictions(out, m.labels_, **index_columns(index, m.labels_.shape[0]))
-    console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, threshold "
+    console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, {m.linkage} linkage, threshold "
                   f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
     if state is not None:
         from ..data.io import load_features

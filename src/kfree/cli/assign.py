@@ -23,7 +23,7 @@ STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.k
 
 
 def check_state_request(state: Path | None, method: str, n_clusters: int | None, *, inputs: tuple, out: Path,
-                        force: bool) -> None:
+                        force: bool, linkage: str | None = None) -> None:
     """``kfree cluster --state``, checked before any work: a state needs a clustering new rows can be
     assigned to (HAC at a threshold) and a place to be written (not over one of ``inputs``, nor
     over the ``--out`` file ``out``)."""
@@ -35,6 +35,9 @@ def check_state_request(state: Path | None, method: str, n_clusters: int | None,
     if method != "hac" or n_clusters is not None:
         raise ConfigError("--state keeps a clustering cut at a threshold (--method hac, no --n-clusters); "
                           f"got --method {method}" + (f" --n-clusters {n_clusters}" if n_clusters else ""))
+    if linkage not in (None, "complete"):
+        raise ConfigError(f"--state keeps a complete-linkage clustering (new rows join a cluster all of whose "
+                          f"members are within the cut); --linkage {linkage} has no such state: leave out --state")
     check_output(state, inputs=inputs, outputs={"--out": out}, force=force, option="--state")
 
 
