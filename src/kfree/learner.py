@@ -813,12 +813,17 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> s
     best_model = best_rule(model) if model else None
     score = f"validation NMI {chosen.val_nmi:.3f}, {chosen.val_clusters} clusters for {chosen.val_true} identities"
     if chosen.features == "raw":
+        def halves(rule) -> str:  # the scores choose_rule compares, half by half
+            h = rule.extra.get("val_nmi_halves") or []
+            return f" (halves {', '.join(f'{x:.3f}' for x in h)})" if len(h) > 1 else ""
+
         model_part = ("no model rule could be compared" if best_model is None else
-                      f"model NMI {best_model.val_nmi:.3f} on {best_model.val_true} validation identities")
+                      f"model NMI {best_model.val_nmi:.3f}{halves(best_model)} on {best_model.val_true} "
+                      "validation identities")
         return (f"the learned model did NOT beat the raw features on held-out identities ({model_part}; raw "
-                f"NMI {chosen.val_nmi:.3f} on {chosen.val_true} labelled identities it never trained on; a "
-                f"model replaces the raw features only if it wins on each half of them): clustering the raw "
-                f"features, {chosen.linkage} linkage at {chosen.threshold.value:.4g}")
+                f"NMI {chosen.val_nmi:.3f}{halves(chosen)} on {chosen.val_true} labelled identities it never "
+                f"trained on; a model replaces the raw features only if it scores higher on each half): "
+                f"clustering the raw features, {chosen.linkage} linkage at {chosen.threshold.value:.4g}")
     versus = (f"; raw features reached NMI {best_raw.val_nmi:.3f}" if best_raw is not None
               else "; not compared with the raw features (compare_raw=False)")
     if chosen.step == 0:  # the head as it started: for the identity-start heads, the input normalised
