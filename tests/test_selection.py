@@ -107,6 +107,9 @@ def test_raw_features_are_used_when_the_model_does_not_beat_them(blobs, tmp_path
     est.fit(Xtr, ytr, X_val=Xva, y_val=yva)
     assert est.uses_raw_ and est.rule_.features == "raw"
     assert "did NOT beat the raw features" in est.summary()
+    # the scores compared half by half are shown (a mean alone read as a contradiction on a tie)
+    halves = est.rule_.extra["val_nmi_halves"]
+    assert f"(halves {halves[0]:.3f}, {halves[1]:.3f})" in est.summary()
     assert est.selection_["compared_with_raw"]
     np.testing.assert_array_equal(est.transform(Xte), Xte.astype(np.float32))
     labels = est.cluster(Xte)
