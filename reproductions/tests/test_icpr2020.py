@@ -374,8 +374,10 @@ def test_protocol_a_started_over_forgets_the_earlier_run_and_the_report_finds_it
     run_protocol_a(cfg, run, images=images)
     assert load_runs(tmp_path / "runs")[("l3", 0)]["embedding"] == run / "embeddings" / "epoch_003.npz"
     new = dataclasses.replace(cfg, kl=False, epochs=2)
+    np.savez(run / "embedding_epoch002.npz", Z_test=np.zeros(1))  # as a committed run folder keeps one
     recs = run_protocol_a(new, run, images=images, resume=False)
     assert [r["epoch"] for r in recs] == [1, 2] and pending_epochs(new, run) == []
+    assert not (run / "embedding_epoch002.npz").exists()  # the earlier run's, removed with its epochs
     assert load_runs(tmp_path / "runs")[("l3", 0)]["embedding"] == run / "embeddings" / "epoch_002.npz"
     straight = run_protocol_a(new, tmp_path / "straight", images=images)
     assert [r["loss"] for r in recs] == [r["loss"] for r in straight]

@@ -174,6 +174,24 @@ def test_a_state_takes_one_assign_at_a_time_and_each_batch_once(d, tmp_path, mon
     assert [(b["file"], b["assign"]) for b in state.meta["batches"]] == [("new.npy", 1), ("new.npy", 2)]
 
 
+def test_a_file_system_without_locks_still_assigns(d, tmp_path, monkeypatch):
+    """Only a lock held elsewhere is "busy"; where the file system cannot lock (ENOLCK), assign
+    goes on and says so (found by review: every assign failed there)."""
+    import errno
+    import fcntl
+
+    code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+
+    def no_locks(*a, **k):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    code, out = run("assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
+    assert code == 0 and "cannot lock s.kstate on this file system" in out, out
+    assert ClusterState.load(tmp_path / "s.kstate").meta["assigns"] == 1
+
+
 def test_model_mismatch_is_refused(d, tmp_path):
     code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "c.csv", "--state", tmp_path / "m.kstate")
     assert code == 0, out

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfree.data.io import load_features, load_labels
+from kfree.data.io import load_features, load_labels, read_table
 from kfree.exceptions import DataError, DataFileNotFoundError
 
 
@@ -175,3 +175,14 @@ def test_csv_cells_are_read_as_written(tmp_path):
     assert truth_for(back, tmp_path / "t.parquet").tolist() == list("xxyyzz")
     pd.DataFrame({"index": [5, -3, 12], "cluster": [0, 1, 1]}).to_csv(tmp_path / "n.csv", index=False)
     assert read_predictions(tmp_path / "n.csv")["index"].dtype.kind == "i"  # plain numbers stay numbers
+    # files of several columns read as pandas reads them (found by review of the change above):
+    # blank or blank-looking lines are no rows, and "NA" in a column of numbers is a missing number
+    for name, text in (("mid.csv", "a,b,label\n1,2,x\n\n3,4,y\n"), ("lead.csv", "\na,b,label\n1,2,x\n3,4,y\n"),
+                       ("ws.csv", "a,b,label\n1,2,x\n   \n3,4,y\n  \n")):
+        (tmp_path / name).write_text(text)
+        data = load_features(tmp_path / name)
+        assert data.X.tolist() == [[1, 2], [3, 4]] and data.y.tolist() == ["x", "y"], name
+    (tmp_path / "na.csv").write_text("a,b,label\n1,NA,None\n3,4,NA\n")
+    assert read_table(tmp_path / "na.csv")["label"].tolist() == ["None", "NA"]
+    with pytest.raises(DataError, match="NaN or infinite values in 1 rows"):
+        load_features(tmp_path / "na.csv")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,7 +94,9 @@ def _rows_sha256(X: Any) -> str:
     import numpy as np
 
     X = np.ascontiguousarray(X)
-    return hashlib.sha256(f"{X.shape}{X.dtype.str}".encode() + X.tobytes()).hexdigest()
+    h = hashlib.sha256(f"{X.shape}{X.dtype.str}".encode())
+    h.update(memoryview(X).cast("B"))  # the array's own bytes, not a copy of them
+    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -116,8 +119,13 @@ def locked_state(path: Path):
     with open(path, "rb") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:  # EWOULDBLOCK: held by another process
             raise busy from None
+        except OSError as e:  # a file system without locks (ENOLCK, EOPNOTSUPP): go on, and say so
+            warnings.warn(f"cannot lock {path.name} on this file system ({e.strerror}): run one kfree assign "
+                          "on it at a time", stacklevel=3)
+            yield
+            return
         if os.fstat(f.fileno()).st_ino != os.stat(path).st_ino:
             raise busy
         yield

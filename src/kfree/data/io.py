@@ -79,24 +79,25 @@ def table_column(df, names: tuple[str, ...], p: Path) -> str:
 def read_table(p: Path):
     """A .csv or .parquet file as a DataFrame; unreadable files raise a one-line DataError.
 
-    A CSV is read cell for cell: an empty cell is a missing value and stays in its row (pandas
-    would drop an empty line of a one-column file, shifting every later row onto the wrong
-    label, image or text; blank lines at the end are no rows), and only an empty cell is missing — "None", "NA" or "null" are text,
-    e.g. an intent label. Its ``index`` column keeps ids as written ("007" stays text; ids that
-    are plain numbers become numbers), so a clusters file written by kfree joins back to its table.
+    A CSV is read as written, where pandas' defaults would change it:
+
+    - a one-column file keeps an empty line as a row without a value (pandas drops it, and every
+      later row then takes the next row's label, image or text); blank lines at the end are no
+      rows, and in a file of several columns a blank line is none either, as pandas reads it;
+    - only an empty cell is missing in a column of text: "None", "NA" or "null" are text (an
+      intent label, say). In a column of numbers the usual spellings of a missing number ("NA",
+      "NaN", …) are missing values, as pandas reads them, so the features' own checks see them;
+    - the ``index`` column keeps ids as written ("007" stays text; ids written as plain numbers
+      become numbers), so a clusters file written by kfree joins back to its table.
     """
     import pandas as pd
 
     try:
         if p.suffix.lower() == ".csv":
-            df = pd.read_csv(p, skip_blank_lines=False, keep_default_na=False, na_values=[""],
-                             dtype={"index": str})
-            filled = np.flatnonzero(df.notna().any(axis=1).to_numpy())
-            df = df.iloc[: filled[-1] + 1 if filled.size else 0]  # blank lines at the end: none
-            if "index" in df.columns:
-                df["index"] = _ids_as_written(df["index"])
-            return df
+            return _read_csv(p)
         df = pd.read_parquet(p)
+    except DataError:
+        raise
     except Exception as e:
         raise DataError(f"cannot read {p.name} as {p.suffix[1:]}: {str(e).splitlines()[0]}") from None
     if df.index.name == "index" and "index" not in df.columns:  # saved from df.set_index("index")
@@ -104,22 +105,65 @@ def read_table(p: Path):
     return df
 
 
+#: how a missing number is written by R, Excel, pandas and numpy (pandas' own default list)
+MISSING_NUMBER = ("NA", "N/A", "n/a", "NaN", "nan", "-nan", "-NaN", "NULL", "null", "None", "#N/A", "<NA>")
+
+
+def _read_csv(p: Path):
+    import pandas as pd
+
+    head = pd.read_csv(p, nrows=0)  # the header, found as pandas finds it (blank lines skipped)
+    one_column = head.shape[1] == 1
+    leading = 0
+    if one_column:  # blank lines before the header are no rows either
+        with open(p, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    break
+                leading += 1
+    df = pd.read_csv(p, skip_blank_lines=not one_column, skiprows=leading or None, keep_default_na=False,
+                     na_values=[""], dtype={"index": str})
+    if one_column:
+        filled = np.flatnonzero(df.notna().any(axis=1).to_numpy())
+        df = df.iloc[: filled[-1] + 1 if filled.size else 0]  # blank lines at the end: none
+    for c in df.columns:
+        if c != "index" and df[c].dtype.kind not in "biufc":
+            df[c] = _numbers_if_numbers(df[c])
+    if "index" in df.columns:
+        df["index"] = _ids_as_written(df["index"])
+    return df
+
+
+def _numbers_if_numbers(col):
+    """A text column whose cells are numbers or a spelling of a missing number ("NA", "NaN", …)
+    as numbers with NaN, as pandas' defaults read it; any other text keeps the column as text."""
+    import pandas as pd
+
+    given = col[col.notna()]
+    missing = given.isin(MISSING_NUMBER)
+    if missing.all() or not missing.any():  # nothing to convert (a column of numbers is one already)
+        return col
+    sample = given[~missing].iloc[:1000]
+    if pd.to_numeric(sample, errors="coerce").isna().any():
+        return col  # text: "None", "NA" are labels here
+    num = pd.to_numeric(given[~missing], errors="coerce")
+    if num.isna().any():
+        return col
+    return pd.to_numeric(col.mask(col.isin(MISSING_NUMBER)), errors="coerce")
+
+
 def _ids_as_written(ids):
     """A CSV's ``index`` column read as text, as numbers when each value is exactly how that number
     is written (``"12"``, ``"-3"``, ``"1.5"``), else as the text itself (``"007"``, ``"a1"``)."""
-    import pandas as pd
-
     if ids.isna().any():
         return ids  # missing ids: refused by the readers that join on them
-    num = pd.to_numeric(ids, errors="coerce")
-    if num.isna().any():
-        return ids
-    if (num == num.round()).all() and num.abs().max() < 2**53:
-        as_int = num.astype("int64")
-        if (as_int.astype(str) == ids).all():
-            return as_int
-    if (num.astype(str) == ids).all():
-        return num
+    for kind in ("int64", "float64"):
+        try:
+            num = ids.astype(kind)
+        except (ValueError, TypeError, OverflowError):
+            continue
+        if (num.astype(str) == ids).all():
+            return num
     return ids
 
 

@@ -16,7 +16,6 @@ Conventions (the ones the source papers use):
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -41,8 +40,12 @@ def _check_labels(labels_true: Any, labels_pred: Any) -> tuple[np.ndarray, np.nd
 def _codes(labels: np.ndarray, name: str) -> np.ndarray:
     """Each label's index among the distinct labels; a label that is no class (NaN, None) or a
     mix of types that cannot be ordered is a DataError, not a silent class of its own."""
-    missing = (np.isnan(labels).any() if labels.dtype.kind == "f" else
-               labels.dtype.kind == "O" and any(v is None or (isinstance(v, float) and math.isnan(v)) for v in labels))
+    if labels.dtype.kind == "f":
+        missing = np.isnan(labels).any()
+    else:
+        import pandas as pd  # (its isna sees None and NaN in an object array in one pass)
+
+        missing = labels.dtype.kind == "O" and bool(pd.isna(labels).any())
     if missing:
         raise DataError(f"{name} contain NaN or None; a missing label is no class: drop those rows first")
     try:

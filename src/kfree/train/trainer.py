@@ -110,8 +110,8 @@ def _run_setup(model: nn.Module, loss: EmbeddingLoss, Xt: torch.Tensor, yt: torc
     values and labels), the loss and its settings, the head's layers (names and shapes)."""
     import hashlib
 
-    h = hashlib.sha256(Xt.numpy().tobytes())
-    h.update(yt.numpy().tobytes())
+    h = hashlib.sha256(memoryview(Xt.numpy()).cast("B"))  # the tensors' own bytes, not a copy
+    h.update(memoryview(yt.numpy()).cast("B"))
     return {"rows": int(Xt.shape[0]), "features": int(Xt.shape[1]), "identities": int(yt.max()) + 1,
             "data_sha256": h.hexdigest(), "loss": {"name": type(loss).__name__, **loss.settings()},
             "head": {k: list(v.shape) for k, v in model.state_dict().items()}}

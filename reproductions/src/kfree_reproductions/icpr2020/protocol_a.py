@@ -391,6 +391,8 @@ def _clear_run(out: Path) -> None:
     (out / "checkpoint.pt").unlink(missing_ok=True)
     for sub in ("epochs", "embeddings"):
         shutil.rmtree(out / sub, ignore_errors=True)
+    for kept in out.glob("embedding_epoch*.npz"):  # a committed run folder's last embedding
+        kept.unlink()
 
 
 def load_epochs(out: str | os.PathLike[str]) -> list[dict[str, Any]]:

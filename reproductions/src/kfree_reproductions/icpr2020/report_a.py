@@ -59,7 +59,8 @@ def _last_embedding(run: Path, epochs: list[dict[str, Any]]) -> Path | None:
         return int(re.search(r"(\d+)\.npz$", p.name).group(1))
 
     done = {int(r["epoch"]) for r in epochs if "multicut" in r}
-    files = [p for p in (*run.glob("embedding_epoch*.npz"), *(run / "embeddings").glob("epoch_*.npz"))
+    # the runner's own file first: on a tie (the same epoch under both names) max keeps it
+    files = [p for p in (*(run / "embeddings").glob("epoch_*.npz"), *run.glob("embedding_epoch*.npz"))
              if epoch(p) in done]
     return max(files, key=epoch, default=None)
 
