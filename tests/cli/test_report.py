@@ -141,3 +141,21 @@ def test_a_map_of_one_feature_or_of_few_rows(photos):
     np.save(d / "x2.npy", np.eye(2))
     code, out = run("report", d / "two.csv", "--features", d / "x2.npy", "--out", d / "r2")
     assert code == 0, out
+
+
+def test_a_texts_table_with_its_own_ids_is_joined_by_them(tmp_path):
+    """Found by review: --texts picked rows by number and ignored the texts file's 'index', so a
+    shuffled texts file put the wrong tickets under each cluster (--truth joined by 'index')."""
+    from kfree.cli.report import _items
+    from kfree.evaluate.compare import truth_for
+
+    pred = pd.DataFrame({"index": ["t2", "t0", "t1"], "cluster": [0, 0, 1], "row": [0, 1, 2]})
+    pd.DataFrame({"index": ["t0", "t1", "t2"], "text": ["zero", "one", "two"]}).to_csv(tmp_path / "t.csv", index=False)
+    assert _items(tmp_path / "t.csv", pred, ("text",), "texts", "c.csv") == ["two", "zero", "one"]
+    pd.DataFrame({"index": ["t0", "t9"], "text": ["zero", "nine"]}).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(DataError, match="2 rows of c.csv have no texts in short.csv"):
+        _items(tmp_path / "short.csv", pred, ("text",), "texts", "c.csv")
+    # labels with no ids to join by are taken by row, and that is said (a shuffled truth file scored 0.05)
+    pd.DataFrame({"label": list("abc")}).to_csv(tmp_path / "truth.csv", index=False)
+    with pytest.warns(UserWarning, match="truth.csv has no 'index' column: its labels are taken by row number"):
+        assert truth_for(pred, tmp_path / "truth.csv").tolist() == list("abc")

@@ -10,16 +10,34 @@ import typer
 from .console import cli_errors, console
 
 
-def _items(path: Path, columns: tuple[str, ...], what: str) -> list[str]:
-    """One entry per row from a ``.txt`` (a line each) or a table (the first of ``columns`` it has)."""
-    from ..data.io import TABLES, check_path, read_lines, read_table, table_column
+def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str) -> list[str]:
+    """The entry of each predicted row, from a ``.txt`` (a line per row) or a table (the first of
+    ``columns`` it has). A table with its own ``index`` column is joined by it when the clusters
+    have one, as ``--truth`` is (picking by row number showed a shuffled file's wrong texts);
+    otherwise entries are picked by row (:func:`~kfree.evaluate.compare.rows_of`)."""
+    import numpy as np
+
+    from ..data.io import TABLES, check_path, read_lines, read_table, refuse_repeats, table_column
+    from ..evaluate.compare import rows_of
+    from ..exceptions import DataError
 
     check_path(path, (".txt", *TABLES), wrong_format=f"{path.name}: give the {what} as a .txt (one per line) "
                                                     f"or a .csv/.parquet with a {columns[0]!r} column")
     if path.suffix.lower() == ".txt":
-        return read_lines(path)
-    df = read_table(path)
-    return [str(v) for v in df[table_column(df, columns, path)].tolist()]
+        entries = read_lines(path)
+    else:
+        df = read_table(path)
+        entries = [str(v) for v in df[table_column(df, columns, path)].tolist()]
+        if "index" in df.columns and "index" in pred.columns:
+            refuse_repeats(df["index"], path.name, "index", "rows cannot be joined by it: give every row its own index")
+            where = {v: i for i, v in enumerate(df["index"].tolist())}
+            picked = [where.get(v) for v in pred["index"].tolist()]
+            missing = [v for v, i in zip(pred["index"].tolist(), picked, strict=True) if i is None]
+            if missing:
+                raise DataError(f"{len(missing)} rows of {pred_name} have no {what} in {path.name} (joined by "
+                                f"'index'; first: {missing[0]!r})")
+            return [entries[i] for i in picked]
+    return [entries[i] for i in np.asarray(rows_of(pred, len(entries), pred_name=pred_name, items_name=path.name))]
 
 
 def report(
@@ -66,13 +84,11 @@ def report(
             y = pred["label"].to_numpy()
         paths = lines = None
         if images is not None:
-            entries = _items(images, ("path", "image", "file"), "image paths")
             base = images.resolve().parent
-            paths = [str(p if Path(p).is_absolute() else base / p) for p in np.asarray(entries, dtype=object)[
-                rows_of(pred, len(entries), pred_name=clusters.name, items_name=images.name)]]
+            paths = [str(p if Path(p).is_absolute() else base / p)
+                     for p in _items(images, pred, ("path", "image", "file"), "image paths", clusters.name)]
         if texts is not None:
-            entries = _items(texts, ("text",), "texts")
-            lines = [entries[i] for i in rows_of(pred, len(entries), pred_name=clusters.name, items_name=texts.name)]
+            lines = _items(texts, pred, ("text",), "texts", clusters.name)
         X = None
         if features is not None:
             from ..data.io import load_features

@@ -128,6 +128,12 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
         y = df[col].to_numpy()
     else:
         y = load_labels(t, key=label_column, column=label_column)
+    if "row" in pred.columns:  # the clusters carry a table's own ids, the labels none to join them by
+        import warnings
+
+        warnings.warn(f"{pred_name} names its rows by their own ids ('index'), but {t.name} has no 'index' "
+                      f"column: its labels are taken by row number, in the order of the clustered file; if "
+                      f"{t.name} lists them in another order, name its id column 'index'", stacklevel=2)
     return np.asarray(y)[rows_of(pred, len(y), pred_name=pred_name, items_name=t.name)]
 
 
