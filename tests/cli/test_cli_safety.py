@@ -307,3 +307,22 @@ def test_linkage_of_a_raw_hac(d, tmp_path):
     code, out = run("cluster", f"{d}/m.kfree", f"{d}/x.npy", "--linkage", "single", "--out", f"{tmp_path}/o.csv")
     one_line_error(code, out, "--linkage is for clustering without a model")
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_train_takes_validation_rows_drawn_like_the_data(d, tmp_path):
+    """A user's validation identities drawn like the data they will cluster (a Ward cut depends on
+    how many rows a cluster has): --validation FILE, as the API's X_val/y_val (review helper)."""
+    from kfree import ClusterLearner
+
+    X, y = np.load(d / "x.npy"), np.load(d / "y.npy")
+    held = y >= np.unique(y)[-3]
+    np.savez(tmp_path / "train.npz", X=X[~held], y=y[~held])
+    np.savez(tmp_path / "val.npz", X=X[held], y=y[held])
+    code, out = run("train", f"{tmp_path}/train.npz", "--validation", f"{tmp_path}/val.npz", *FAST,
+                    "--out", f"{tmp_path}/m.kfree")
+    assert code == 0 and f"({len(np.unique(y[held]))} for validation, from val.npz)" in out, out
+    api = ClusterLearner.load(tmp_path / "m.kfree")
+    assert api.provenance_["n_val_identities"] == len(np.unique(y[held]))
+    code, out = run("train", f"{tmp_path}/train.npz", "--validation", f"{tmp_path}/nothere.npz", *FAST,
+                    "--out", f"{tmp_path}/m2.kfree")
+    one_line_error(code, out, "nothere.npz")

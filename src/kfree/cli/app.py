@@ -167,6 +167,10 @@ def train(
     head: Annotated[str, typer.Option(help="residual (starts as the identity of the input) or mlp (the BCL paper's head).")] = "residual",
     dims: Annotated[str | None, typer.Option(help="Layer sizes, comma-separated (residual: hidden sizes, default 256; mlp: default 256,128,64,64).")] = None,
     val_identities: Annotated[float, typer.Option(help="Fraction of identities held out for validation (model selection and the raw-feature check).")] = 0.2,
+    validation: Annotated[Path | None, typer.Option(help="Labelled validation rows of other identities, drawn like the data you will "
+                                                         "cluster (as many rows per identity): used instead of holding out "
+                                                         "--val-identities. Same formats as LABELLED_FILE (.npz, .csv/.parquet "
+                                                         "with --label-column).")] = None,
     eval_every_steps: Annotated[int, typer.Option(help="Validate every this many optimisation steps.")] = 10,
     patience: Annotated[int, typer.Option(help="Stop after this many validations without improvement.")] = 30,
     linkage: Annotated[str, typer.Option(help="auto (complete or Ward, chosen on validation), complete, average, single or ward.")] = "auto",
@@ -196,7 +200,7 @@ def train(
             import logging
 
             logging.getLogger().setLevel(logging.ERROR)  # rank 0 reports; the others only fail loudly
-        check_output(out, inputs=(labelled_file, labels), force=force)
+        check_output(out, inputs=(labelled_file, labels, validation), force=force)
         # the validation curve is written beside the model: checked alike, before any training
         check_output(_validation_plot_path(out), inputs=(labelled_file, labels), outputs={"--out": out},
                      force=force, option="the validation curve",
@@ -207,6 +211,8 @@ def train(
 
         data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
                              labels_path=labels, require_labels=True, min_samples=2)
+        val = None if validation is None else load_features(
+            validation, x_key=x_key, y_key=y_key, label_column=label_column, require_labels=True, min_samples=2)
         cfg = TrainConfig(loss=loss, loss_params=_parse_params(loss_param),
                           dims=None if dims is None else _parse_dims(dims), dropout=dropout, epochs=epochs,
                           lr=lr, weight_decay=weight_decay, p=p, k=k, eval_every_steps=eval_every_steps,
@@ -215,9 +221,12 @@ def train(
         learner = ClusterLearner(cfg, head=head, val_identities=val_identities, linkage=linkage,
                                  threshold_mode=threshold_mode, compare_raw=compare_raw, calibration=calibration)
         with progress_hook(progress and rank0) as hook, _limit_threads(torch=True):
-            learner.fit(data.X, data.y, hook=hook)
+            learner.fit(data.X, data.y, hook=hook, X_val=None if val is None else val.X,
+                        y_val=None if val is None else val.y)
         if not rank0:
             return  # rank 0 saves the (identical) model and reports
+        from rich.markup import escape
+
         learner.provenance_["source"] = str(labelled_file)
         learner.save(out)
         prov = learner.provenance_
@@ -225,7 +234,9 @@ def train(
                 0: "kept step 0: the head as it started, no step scored better on the held-out identities"}.get(
             learner.best_step_, f"kept step {learner.best_step_}")
         console.print(f"trained {loss} on {data.n_samples} rows, {prov['n_identities']} identities "
-                      f"({prov['n_val_identities']} held out for validation); {prov['steps']} steps"
+                      f"({prov['n_val_identities']} " + ("held out for validation" if validation is None else
+                                                         f"for validation, from {escape(validation.name)}")
+                      + f"); {prov['steps']} steps"
                       f"{' (stopped early)' if prov['stopped_early'] else ''}, {kept}")
         _print_candidates(learner)
         plot = _validation_plot(learner, out)
