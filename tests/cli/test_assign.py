@@ -327,3 +327,40 @@ def test_all_rows_of_tables_with_their_own_index_evaluate_by_row(tmp_path):
     assert list(written.columns) == ["row", "cluster"] and written["row"].tolist() == list(range(200))
     code, out = run("evaluate", tmp_path / "a.csv", tmp_path / "truth.csv")
     assert code == 0 and "1.000" in out, out
+
+
+def test_an_interrupted_assign_writes_both_outputs_or_neither(d, tmp_path, monkeypatch):
+    """Found by review: the state was saved, then an interrupt before --out left a state that held
+    the batch (its rerun refused) and no clusters file for it."""
+    code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    before = (tmp_path / "s.kstate").read_bytes()
+
+    def interrupted(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ClusterState, "save", interrupted)
+    code, out = run("assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
+    assert code == 130 and "interrupted" in out, out
+    assert (tmp_path / "s.kstate").read_bytes() == before and not (tmp_path / "a.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "s.kstate"]  # no pending file left
+    monkeypatch.undo()
+    code, out = run("assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
+    assert code == 0 and (tmp_path / "a.csv").exists(), out
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does():
+    """kill (SIGTERM) ended the process at once: the temporary file of an output being written
+    stayed behind (found by review); the CLI turns it into an interrupt, so cleanup runs."""
+    import os
+    import signal
+
+    from kfree.cli.console import _terminate_as_interrupt
+
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        _terminate_as_interrupt()
+        with pytest.raises(KeyboardInterrupt):  # (a handler runs as soon as os.kill returns)
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -262,14 +262,20 @@ def assign(
             Z = learner.transform(data.X) if model is not None else data.X
             labels = assign_rows(state, Z, recluster_affected=recluster_affected)
         state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
-        # the state first: cluster ids written to --out for rows a state never recorded would be
-        # handed out again by the next assign (both outputs were checked above)
+        # both outputs or neither: --out is written beside itself first, the state saved, then --out
+        # put in place (cluster ids written for rows a state never recorded would be handed out
+        # again by the next assign; a state with a batch whose --out is missing refuses its rerun)
         target = state_out if state_out is not None else state_path
-        state.save(target, overwrite=True)
-        if all_rows:  # rows of the state, which keeps no table's own 'index' values: never an 'index'
-            write_predictions(out, state.labels, index_column="row")
-        else:
-            write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
+        pending = out.with_name(f".{out.name}.pending{out.suffix}")
+        try:
+            if all_rows:  # rows of the state, which keeps no table's own 'index' values: never an 'index'
+                write_predictions(pending, state.labels, index_column="row")
+            else:
+                write_predictions(pending, labels, y=data.y, **index_columns(data.index, data.n_samples))
+            state.save(target, overwrite=True)
+            os.replace(pending, out)
+        finally:
+            pending.unlink(missing_ok=True)
         info = state.meta["last_assign"]
         opened = int(np.unique(labels[labels >= k_before]).shape[0])
         joined = int(np.count_nonzero(labels < k_before))

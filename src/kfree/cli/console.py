@@ -34,9 +34,24 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     tables and progress: only warnings and errors (stderr) remain, the outputs are the files."""
     console.quiet = quiet
     warnings.showwarning = _show_warning
+    _terminate_as_interrupt()
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)], force=True)
     level_library_loggers()
+
+
+def _terminate_as_interrupt() -> None:
+    """``kill`` (SIGTERM) ends a command as Ctrl-C does, through the code's ``finally`` blocks, so
+    the temporary files of an output being written are removed (Python's default for SIGTERM
+    ends the process at once and left them behind). Only from the main thread, where signals go."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -99,7 +114,8 @@ def cli_errors() -> Iterator[None]:
         _error(f"out of memory: {e or 'the input is too large for this machine'}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/yellow]; no partial output was written")
+        err_console.print("[yellow]interrupted[/yellow]; no file was left half-written (an output finished "
+                          "before the interrupt is whole, the others were not written)")
         raise typer.Exit(130) from None
 
 

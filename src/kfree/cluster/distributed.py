@@ -155,14 +155,17 @@ def dask_client(scheduler: Any = None, n_workers: int | None = None):
     import os
 
     workers = int(n_workers) if n_workers is not None else max(1, min(4, os.cpu_count() or 1))
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit=0)
-    client = distributed.Client(cluster)
-    try:
+    cluster = client = None
+    try:  # started inside: a Ctrl-C while they start still closes them (not distributed's atexit)
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, memory_limit=0)
+        client = distributed.Client(cluster)
         yield client
     finally:
-        client.close()
-        cluster.close()
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 # ============================================================================ input sources
