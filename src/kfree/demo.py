@@ -157,7 +157,12 @@ def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, w
     b = four_b.value / 4.0
     run_dir = Path(out_dir) if out_dir is not None else (_default_run_dir(cfg.dataset) if write else None)
     if write:
-        _write_run(run_dir, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te, b)
+        from .utils.io import atomic_dir
+
+        # written whole or not at all: with --force over an older run, an interrupt left new and
+        # old files side by side
+        with atomic_dir(run_dir) as tmp:
+            _write_run(tmp, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te, b)
     return DemoResult(rows=rows, run_dir=run_dir, b=b, wall_time_s=time.perf_counter() - t0,
                       summary=learner.summary())
 
