@@ -121,8 +121,7 @@ class TrainConfig:
                 ("eval_every_steps", 1, "validate every eval_every epochs"),
                 ("patience", 1, "no early stopping"), ("triplets_per_batch", 1, "ceil(p·k/3)")):
             object.__setattr__(self, name, _count(name, getattr(self, name), least, none_means))
-        if not (is_real(self.lr) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr={self.lr!r} must be a finite number > 0")
+        finite_positive("lr", self.lr)
         finite_nonnegative("weight_decay", self.weight_decay)
         if not (is_real(self.dropout) and 0.0 <= self.dropout < 1.0):
             raise ConfigError(f"dropout={self.dropout!r} must be a number in [0, 1)")

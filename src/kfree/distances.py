@@ -71,8 +71,9 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
             f"{name} contains NaN or infinite values in {bad.size} rows (first: row {bad[0]}); "
             "drop or impute them first"
         )
-    if max(float(hi), -float(lo)) > LARGEST_VALUE:
-        raise DataError(f"{name} holds values up to {max(float(hi), -float(lo)):.3g}: their squared distances "
+    top = max(float(hi), -float(lo))
+    if top > LARGEST_VALUE:
+        raise DataError(f"{name} holds values up to {top:.3g}: their squared distances "
                         "overflow float64 (above ~1e308); rescale the features first (e.g. X / abs(X).max())")
     return X
 
@@ -102,6 +103,16 @@ def check_distance(distance: str) -> str:
     if distance not in DISTANCES:
         raise ConfigError(f"distance={distance!r} is not one of {DISTANCES}")
     return distance
+
+
+#: precisions the rows may be rounded to before clustering (None: the input's own)
+ROW_DTYPES = (None, "float32", "float64")
+
+
+def check_rows_dtype(dtype: Any) -> Any:
+    if dtype not in ROW_DTYPES:
+        raise ConfigError(f"dtype={dtype!r} must be None (X's own), 'float32' or 'float64'")
+    return dtype
 
 
 def to_sq(value: float, distance: str) -> float:

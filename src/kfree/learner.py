@@ -44,10 +44,9 @@ log = logging.getLogger(__name__)
 #: above this many rows ``cluster`` does not cut a chosen Ward rule (O(n²) time) but the best
 #: validated complete-linkage rule (see :meth:`ClusterLearner.rule_for_rows`)
 WARD_MAX_ROWS = 50_000
-#: the estimator's own parameters (everything else is in its TrainConfig)
 #: clustering methods that join single pairs below their threshold (not a cluster's diameter)
 PAIR_CUT_METHODS = ("knn-cc",)
-
+#: the estimator's own parameters (everything else is in its TrainConfig)
 LEARNER_PARAMS = ("head", "val_identities", "linkage", "threshold_mode", "compare_raw", "threshold", "calibration")
 
 
@@ -477,7 +476,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                               "use method 'hac' (the validated rule) or 'multicut'")
         elif "threshold" in accepted:
             base = self._ward_rule().threshold if method == "ward" and override is None else dist_rule().threshold
-            kwargs["threshold"] = base.value if override is None else float(override)
+            kwargs["threshold"] = base.value if override is None else override
             if "distance" in accepted:
                 kwargs["distance"] = base.distance
         if "linkage" in accepted:

@@ -17,9 +17,8 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
     otherwise entries are picked by row (:func:`~kfree.evaluate.compare.rows_of`)."""
     import numpy as np
 
-    from ..data.io import TABLES, check_path, read_lines, read_table, refuse_repeats, table_column
-    from ..evaluate.compare import rows_of
-    from ..exceptions import DataError
+    from ..data.io import TABLES, check_path, read_lines, read_table, table_column
+    from ..evaluate.compare import join_by_index, rows_of
 
     check_path(path, (".txt", *TABLES), wrong_format=f"{path.name}: give the {what} as a .txt (one per line) "
                                                     f"or a .csv/.parquet with a {columns[0]!r} column")
@@ -27,16 +26,11 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         entries = read_lines(path)
     else:
         df = read_table(path)
-        entries = [str(v) for v in df[table_column(df, columns, path)].tolist()]
+        col = table_column(df, columns, path)
         if "index" in df.columns and "index" in pred.columns:
-            refuse_repeats(df["index"], path.name, "index", "rows cannot be joined by it: give every row its own index")
-            where = {v: i for i, v in enumerate(df["index"].tolist())}
-            picked = [where.get(v) for v in pred["index"].tolist()]
-            missing = [v for v, i in zip(pred["index"].tolist(), picked, strict=True) if i is None]
-            if missing:
-                raise DataError(f"{len(missing)} rows of {pred_name} have no {what} in {path.name} (joined by "
-                                f"'index'; first: {missing[0]!r})")
-            return [entries[i] for i in picked]
+            return [str(v) for v in join_by_index(pred, df, col, pred_name=pred_name, table_name=path.name,
+                                                  what=what)]
+        entries = [str(v) for v in df[col].tolist()]
     return [entries[i] for i in np.asarray(rows_of(pred, len(entries), pred_name=pred_name, items_name=path.name))]
 
 

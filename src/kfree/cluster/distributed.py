@@ -73,7 +73,7 @@ import numba as nb
 import numpy as np
 
 from .._exact_distances import gemm_ready, grid_centre
-from ..distances import to_sq
+from ..distances import check_rows_dtype, to_sq
 from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
 from ._radius_graph import (
     _query_lists,
@@ -884,8 +884,7 @@ def dask_threshold_hac(
         raise ConfigError(f"block_rows={block_rows!r} must be an integer >= 2")
     if not float(chunk_rows) >= 1 or int(chunk_rows) != chunk_rows:
         raise ConfigError(f"chunk_rows={chunk_rows!r} must be an integer >= 1")
-    if dtype not in (None, "float32", "float64"):
-        raise ConfigError(f"dtype={dtype!r} must be None (X's own), 'float32' or 'float64'")
+    check_rows_dtype(dtype)
     import time
 
     t_start = time.perf_counter()

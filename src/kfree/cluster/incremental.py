@@ -625,8 +625,9 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     new_root = root[nc:]
     fresh = new_root >= nc  # new rows that joined no existing component: new ids in row order
     new_comp = new_root.copy()
-    new_comp[fresh] = nc + first_seen_labels(new_root[fresh])
-    next_comp = nc + np.unique(new_root[fresh]).shape[0]
+    fresh_ids = first_seen_labels(new_root[fresh])
+    new_comp[fresh] = nc + fresh_ids
+    next_comp = nc + (int(fresh_ids.max()) + 1 if fresh_ids.size else 0)
     touched = np.unique(comp_of[touches])
     # existing components merged into another (smaller) one through the new rows take its id; the
     # root of an untouched component is itself

@@ -70,6 +70,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from ..distances import (
     check_distance,
     check_features,
+    check_rows_dtype,
     condensed_distances_blocked,
     resolve_cut,
     to_sq,
@@ -287,8 +288,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             self.distance_ = self.distance if self.distance is not None else kind
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend={self.backend!r} is not one of {BACKENDS}")
-        if self.dtype not in (None, "float32", "float64"):
-            raise ConfigError(f"dtype={self.dtype!r} must be None (X's own), 'float32' or 'float64'")
+        check_rows_dtype(self.dtype)
         if self.backend == "local" and (self.scheduler is not None or self.n_workers is not None):
             raise ConfigError("scheduler and n_workers are for backend='dask'; set backend='dask' "
                               "or leave them None")

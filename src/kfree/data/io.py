@@ -139,17 +139,14 @@ def _numbers_if_numbers(col):
     as numbers with NaN, as pandas' defaults read it; any other text keeps the column as text."""
     import pandas as pd
 
-    given = col[col.notna()]
-    missing = given.isin(MISSING_NUMBER)
-    if missing.all() or not missing.any():  # nothing to convert (a column of numbers is one already)
+    spelled = col.isin(MISSING_NUMBER)  # (an empty cell is NaN already)
+    if not spelled.any() or spelled.sum() == col.notna().sum():  # nothing to convert
         return col
-    sample = given[~missing].iloc[:1000]
-    if pd.to_numeric(sample, errors="coerce").isna().any():
-        return col  # text: "None", "NA" are labels here
-    num = pd.to_numeric(given[~missing], errors="coerce")
-    if num.isna().any():
-        return col
-    return pd.to_numeric(col.mask(col.isin(MISSING_NUMBER)), errors="coerce")
+    if pd.to_numeric(col[col.notna() & ~spelled].iloc[:1000], errors="coerce").isna().any():
+        return col  # text, seen in a sample: "None", "NA" are labels here
+    num = pd.to_numeric(col.mask(spelled), errors="coerce")
+    # numbers only if every cell that is neither empty nor a missing-number spelling is one
+    return col if (num.isna() & col.notna() & ~spelled).any() else num
 
 
 def _ids_as_written(ids):

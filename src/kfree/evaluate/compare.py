@@ -81,7 +81,7 @@ def read_predictions(pred_csv: str | Path):
         raise DataError(f"{name}: its cluster ids mix types (numbers and text); give every id as the same type")
     for col in ("index", "row"):  # each names one row: a repeat would count that row twice
         if col in pred.columns:
-            refuse_repeats(pred[col], Path(pred_csv).name, col, "each predicted row must name its own row")
+            refuse_repeats(pred[col], name, col, "each predicted row must name its own row")
     return pred
 
 
@@ -105,6 +105,23 @@ def rows_of(pred, n_items: int, *, pred_name: str, items_name: str) -> np.ndarra
     return np.arange(n_items)
 
 
+def join_by_index(pred, table, column: str, *, pred_name: str, table_name: str, what: str) -> np.ndarray:
+    """``table[column]`` of each predicted row, joined by the ``index`` column both hold (a
+    per-item file that names its rows: true labels, texts, image paths). Repeated ids, ids of
+    another type and predicted rows the table lacks are one-line DataErrors."""
+    refuse_repeats(table["index"], table_name, "index", "rows cannot be joined by it: give every row its own index")
+    try:
+        merged = pred[["index"]].merge(table[["index", column]], on="index", how="left", indicator=True)
+    except (TypeError, ValueError):  # e.g. text in one file, numbers in the other
+        raise DataError(f"cannot join {pred_name} to {table_name} by 'index': its values are "
+                        f"{pred['index'].dtype} in one and {table['index'].dtype} in the other") from None
+    missing = (merged["_merge"] == "left_only").to_numpy()
+    if missing.any():
+        raise DataError(f"{int(missing.sum())} rows of {pred_name} have no {what} in {table_name} (joined by "
+                        f"'index'; first: {pred['index'].to_numpy()[missing][0]!r})")
+    return merged[column].to_numpy()
+
+
 def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_name: str = "the predictions") -> np.ndarray:
     """The true label of each predicted row: joined by ``index`` when both files have it, else by
     row order (or by ``pred``'s ``index`` into the labels)."""
@@ -116,15 +133,7 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
         df = read_table(t)
         col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t)
         if "index" in df.columns and "index" in pred.columns:
-            refuse_repeats(df["index"], t.name, "index", "rows cannot be joined by it: give every row its own index")
-            try:
-                merged = pred[["index"]].merge(df[["index", col]], on="index", how="left")
-            except (TypeError, ValueError):  # e.g. text in one file, numbers in the other
-                raise DataError(f"cannot join {pred_name} to {t.name} by 'index': its values are "
-                                f"{pred['index'].dtype} in one and {df['index'].dtype} in the other") from None
-            if merged[col].isna().any():
-                raise DataError(f"{int(merged[col].isna().sum())} predicted rows have no label in {t.name} (joined by 'index')")
-            return merged[col].to_numpy()
+            return join_by_index(pred, df, col, pred_name=pred_name, table_name=t.name, what="label")
         y = df[col].to_numpy()
     else:
         y = load_labels(t, key=label_column, column=label_column)

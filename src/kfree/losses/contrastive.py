@@ -93,11 +93,9 @@ class ContrastiveLoss(EmbeddingLoss):
             total = total + 0.5 * F.relu(self.margin() - d_neg).pow(2).mean()
         return total
 
-    def settings(self) -> dict[str, Any]:
-        s = self.hparams()
-        if self.learn_margin:  # then training moves it
-            s.pop("margin")
-        return s
+    @property
+    def learned_hparams(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("margin",) if self.learn_margin else ()  # the margin moves only when it is learned
 
     def hparams(self) -> dict[str, Any]:
         return {"margin": float(self.margin().detach()), "learn_margin": self.learn_margin,
