@@ -246,6 +246,13 @@ def test_the_model_file_is_a_checkpoint_that_never_runs_code(fitted, tmp_path):
     save_checkpoint(tmp_path / "newer.kfree", state, config={**config, "kind": "kfree-model/4"})
     with pytest.raises(ModelError, match=r"written by a newer kfree \(format kfree-model/4"):
         ClusterLearner.load(tmp_path / "newer.kfree")
+    # a newer kfree that only added options keeps the format name: its file names the options
+    # this kfree does not know, instead of being called damaged
+    for extra in ({"train": {**config["params"]["train"], "warmup": 3}}, {"temperature": 0.5}):
+        save_checkpoint(tmp_path / "added.kfree", state, config={**config, "params": {**config["params"], **extra}})
+        with pytest.raises(ModelError, match=r"options this kfree .* does not know \((train\.)?(warmup|temperature);"
+                                             r" written by kfree .*upgrade kfree"):
+            ClusterLearner.load(tmp_path / "added.kfree")
 
 
 def test_counts_and_rates_are_checked_where_configured():

@@ -658,6 +658,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
         p = Path(path)
         fmt, params, payload = read_model(p)
+        if fmt == MODEL_FORMAT:
+            _refuse_unknown_options(p, params, payload)
         try:
             if fmt == MODEL_FORMAT:
                 params = dict(params)
@@ -700,6 +702,28 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             raise ModelError(f"{p.name} is a damaged kfree model file ({type(e).__name__}: {e}); "
                              "train the model again") from None
         return self
+
+
+def _refuse_unknown_options(p: Path, params: dict[str, Any], payload: dict[str, Any]) -> None:
+    """A model file whose options this kfree does not know was written by a newer kfree that
+    added them (the format name stays while options are only added): say so, and which ones,
+    instead of calling the file damaged."""
+    import inspect
+
+    from ._version import __version__
+    from .exceptions import ModelError
+
+    known = set(inspect.signature(ClusterLearner.__init__).parameters) - {"self"}
+    unknown = sorted(set(params) - known)
+    train = params.get("train")
+    if isinstance(train, dict):
+        unknown += sorted(f"train.{k}" for k in set(train) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        prov = payload.get("provenance")
+        written = (prov.get("versions") or {}).get("kfree", "unknown") if isinstance(prov, dict) else "unknown"
+        raise ModelError(f"{p.name} has options this kfree {__version__} does not know "
+                         f"({', '.join(unknown)}; written by kfree {written}): it was saved by a newer "
+                         "kfree; upgrade kfree to use it")
 
 
 class BallClusterLearner(ClusterLearner):
