@@ -241,7 +241,7 @@ def save(res: dict) -> None:
 #: Dask task kinds (function names) per stage; stages are separated by barriers on the driver
 STAGES = {
     "read": ("_load_npy_rows", "_chunk_stats", "lambda"), "route": ("_route_chunk",),
-    "blocks": ("_build_block_from", "_block_summary"), "candidates": ("_query_block",),
+    "blocks": ("_build_block", "_block_summary"), "candidates": ("_query_block",),
     "joins": ("_join_block",), "agglomerate": ("_route_home", "_agglomerate"),
 }
 NS = (1, 2, 4, 8, 16, 32)

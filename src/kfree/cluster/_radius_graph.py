@@ -75,37 +75,18 @@ def _tile_candidates(G, na, nb_, thr, i0, j0, upper, out_i, out_j, n_out):
     return n_out
 
 
-@nb.njit(cache=True)
-def _column_range(X):
-    """Per-column minimum and maximum, in one pass over the rows."""
-    d = X.shape[1]
-    lo = np.full(d, np.inf)
-    hi = np.full(d, -np.inf)
-    for i in range(X.shape[0]):
-        for k in range(d):
-            v = X[i, k]
-            lo[k] = min(lo[k], v)
-            hi[k] = max(hi[k], v)
-    return lo, hi
-
-
 def prepared_float32(X: np.ndarray, distance: str, *, chunk: int = 8192) -> np.ndarray:
     """Float32 copy of ``X`` for the candidate GEMMs: centred (sqeuclidean, euclidean, by
     :func:`~kfree._exact_distances.grid_centre`; the distances do not change, and float32 then
     keeps the spread of the data instead of its offset) or L2-normalised (cosine). The
     subtraction runs in float64 and is rounded once, chunk by chunk into the output."""
     X = np.ascontiguousarray(X)
-    n, d = X.shape
-    out = np.empty((n, d), dtype=np.float32)
-    if n == 0:
+    out = np.empty(X.shape, dtype=np.float32)
+    if X.shape[0] == 0:
         return out
-    if distance == "cosine":
-        for i0 in range(0, n, chunk):
-            out[i0 : i0 + chunk] = gemm_ready(X[i0 : i0 + chunk], distance)
-        return out
-    centre = grid_centre(*_column_range(X))
-    for i0 in range(0, n, chunk):
-        np.subtract(X[i0 : i0 + chunk], centre, out=out[i0 : i0 + chunk], casting="same_kind")
+    centre = None if distance == "cosine" else grid_centre(X.min(axis=0), X.max(axis=0))
+    for i0 in range(0, X.shape[0], chunk):
+        out[i0 : i0 + chunk] = gemm_ready(X[i0 : i0 + chunk], distance, centre=centre)
     return out
 
 

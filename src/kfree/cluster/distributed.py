@@ -172,8 +172,8 @@ def dask_client(scheduler: Any = None, n_workers: int | None = None):
 class _Source:
     """Where the rows are: a list of (loader, args) per chunk, with row offsets."""
 
-    def __init__(self, n: int, d: int, dtype, chunks: list, what: str) -> None:
-        self.n, self.d, self.dtype, self.chunks, self.what = n, d, np.dtype(dtype), chunks, what
+    def __init__(self, n: int, d: int, chunks: list, what: str) -> None:
+        self.n, self.d, self.chunks, self.what = n, d, chunks, what
 
 
 def _check_dtype(dtype, what: str) -> None:
@@ -200,7 +200,7 @@ def _source(X: Any, client, chunk_rows: int, dtype=None) -> _Source:
             del M
             futs = [client.submit(_load_npy_rows, str(p.resolve()), a, min(n, a + chunk_rows), dtype,
                                   pure=False) for a in range(0, n, chunk_rows)]
-            return _Source(n, d, np.float32, futs, p.name)
+            return _Source(n, d, futs, p.name)
         if p.suffix.lower() in (".parquet", ".pq") or p.is_dir():
             return _parquet_source(p, client, dtype)
         raise DataError(f"{p.name}: the dask backend reads .npy (memory-mapped) and .parquet files; "
@@ -220,7 +220,7 @@ def _source(X: Any, client, chunk_rows: int, dtype=None) -> _Source:
             X = X.astype(dtype)
         blocks = X.to_delayed().ravel().tolist()
         futs = client.compute(blocks)
-        return _Source(int(X.shape[0]), int(X.shape[1]), np.float32, list(futs), "X")
+        return _Source(int(X.shape[0]), int(X.shape[1]), list(futs), "X")
     from ..distances import check_features
 
     X = np.asarray(check_features(X, min_samples=1))
@@ -229,7 +229,7 @@ def _source(X: Any, client, chunk_rows: int, dtype=None) -> _Source:
     n, d = X.shape
     futs = [client.scatter(np.ascontiguousarray(X[a : a + chunk_rows]))
             for a in range(0, n, chunk_rows)]
-    return _Source(n, d, np.float32, futs, "X")
+    return _Source(n, d, futs, "X")
 
 
 def _parquet_source(p: Path, client, dtype=None) -> _Source:
@@ -260,7 +260,7 @@ def _parquet_source(p: Path, client, dtype=None) -> _Source:
         for g in range(meta.num_row_groups):
             futs.append(client.submit(_load_parquet_group, str(f), g, cols, dtype, pure=False))
             n += meta.metadata.row_group(g).num_rows
-    return _Source(n, len(cols), np.float32, futs, p.name)
+    return _Source(n, len(cols), futs, p.name)
 
 
 def _load_npy_rows(path: str, a: int, b: int, dtype=None) -> np.ndarray:
@@ -393,7 +393,7 @@ class _Block:
         self.order, self.starts, self.rb, self.comp = order, starts, rb, comp
 
 
-def _build_block(parts: list, centre, distance: str, thr_c: float, seed: int) -> _Block:
+def _build_block(centre, distance: str, thr_c: float, seed: int, *parts) -> _Block | None:
     from ._radius_graph import _components_kernel, _pruning_cells, _recentre
 
     parts = [p for p in parts if p[0].shape[0]]
@@ -678,11 +678,6 @@ def _virtual_cells(centres: np.ndarray, radii: np.ndarray, sizes: np.ndarray, bl
     return vid.astype(np.int64), vc32, vr * (1 + 1e-7), vf_ptr, vf_ids
 
 
-def _pairs_and_counts(q):
-    """The small part of a candidate task's result (its union pairs and counts)."""
-    return q[0], q[2]
-
-
 def _join_block(blk: _Block | None, comp_off: int, thr_c: float, whole: np.ndarray, centre,
                 distance: str, *bundles):
     """Unresolved candidates sent to this block, against all members of their cells
@@ -938,7 +933,7 @@ def dask_threshold_hac(
     blocks = []
     for b in range(n_blocks):
         pieces = [client.submit(operator.getitem, p, b, pure=False) for p in parts]
-        blocks.append(client.submit(_build_block_from, centre, distance, thr_c, seed + 7919 * b,
+        blocks.append(client.submit(_build_block, centre, distance, thr_c, seed + 7919 * b,
                                     *pieces, pure=False))
     del routed, parts, stats
     src.chunks.clear()
@@ -988,7 +983,8 @@ def dask_threshold_hac(
     # order submitted, so every source's shipped rows waited for the last source): the rows a
     # source ships are freed once its joins ran
     first = dict(pure=False, priority=1)
-    small = [client.submit(_pairs_and_counts, q, **first) for q in queries]
+    # the small part of each candidate task's result: its union pairs and counts
+    small = [client.submit(operator.itemgetter(0, 2), q, **first) for q in queries]
     joins = []
     for q in queries:
         bu = client.submit(operator.getitem, q, 1, **first)
@@ -1074,10 +1070,6 @@ def dask_threshold_hac(
         times=times, wall=time.perf_counter() - t_start,
     )
     return DaskThresholdResult(n, P[order], H[order], stats_out, components=comps)
-
-
-def _build_block_from(centre, distance, thr_c, seed, *pieces):
-    return _build_block(list(pieces), centre, distance, thr_c, seed)
 
 
 def fit_dask(est, X, must_link, cannot_link, hook):

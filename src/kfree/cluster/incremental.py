@@ -126,10 +126,6 @@ _ARRAYS = ("X", "labels", "components", "origin", "centres", "radii", "sizes")
 _BOUND_SLACK = 1e-7
 
 
-def _versions() -> dict[str, str]:
-    return versions(("numpy", "scipy"))
-
-
 class ClusterState:
     """A threshold clustering that new points can be added to (see the module docstring).
 
@@ -273,7 +269,7 @@ class ClusterState:
         self._refresh(np.arange(k))
         now = utc_now()
         self.meta.setdefault("model", None)
-        self.meta.update(created=now, updated=now, versions=_versions(), assigns=0)
+        self.meta.update(created=now, updated=now, versions=versions(("numpy", "scipy")), assigns=0)
         return self
 
     # ------------------------------------------------------------------ internals
@@ -447,10 +443,8 @@ def _exact_components(X, labels, tau, distance, hook=None, coarse=None) -> np.nd
     if coarse is None:
         coarse = radius_components(X, tau, distance, hook=hook)
     n_c = int(coarse.max()) + 1
-    # clusters per coarse component
-    pair = np.unique(coarse * (int(labels.max()) + 1) + labels)
-    per = np.bincount(pair // (int(labels.max()) + 1), minlength=n_c)
     k = int(labels.max()) + 1
+    per = np.bincount(np.unique(coarse * k + labels) // k, minlength=n_c)  # clusters per coarse component
     parent = np.arange(k, dtype=np.int64)  # union-find over the clusters
     multi = np.flatnonzero(per > 1)
     if multi.size:
@@ -780,7 +774,6 @@ def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], n
     aff = np.flatnonzero(np.isin(state.components, np.array(redo_comps, dtype=np.int64)))
     redo = np.array(sorted(redo_pts), dtype=np.int64)
     old = state.labels[aff]
-    moved = 0
     if redo.size:
         Xa = np.concatenate([state.X[aff], X_new[redo]])  # state order, then the new rows
         est = ThresholdAgglomerative(state.threshold, linkage="complete", distance=state.distance)

@@ -325,11 +325,9 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             from .distributed import fit_dask
 
             return fit_dask(self, X, must_link, cannot_link, hook)
-        if self.distance_ == "cosine":
-            X = check_features(X, min_samples=1)
-            if (np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1) == 0).any():
-                raise DataError("cosine distance is undefined for all-zero rows; drop them first")
         X = check_features(X, min_samples=1)
+        if self.distance_ == "cosine" and (np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1) == 0).any():
+            raise DataError("cosine distance is undefined for all-zero rows; drop them first")
         if self.dtype is not None:
             X = X.astype(self.dtype, copy=False)
         n = X.shape[0]
