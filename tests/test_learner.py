@@ -277,6 +277,34 @@ def test_counts_and_rates_are_checked_where_configured():
     assert float(collapsed.radius_sq().detach()) == 0.0 and 0 < collapsed.implied_threshold().value < 1e-300
 
 
+def test_scikit_learn_habits_found_by_review(blobs, fitted):
+    """Nested set_params (GridSearchCV, Pipeline) reached TrainConfig and failed in scikit-learn;
+    TrainConfig.replace(patience=None) kept 5; three identities skipped validation without a
+    word; cluster(n_clusters=2.5) gave 2 clusters."""
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    assert TrainConfig(patience=5).replace(patience=None).patience is None
+    est = ClusterLearner(TrainConfig(epochs=3)).set_params(train__epochs=5, train__patience=None, head="mlp")
+    assert (est.train.epochs, est.train.patience, est.head) == (5, None, "mlp")
+    assert clone(est).train == est.train
+    pipe = make_pipeline(StandardScaler(), ClusterLearner()).set_params(clusterlearner__train__lr=0.01)
+    assert pipe[-1].train.lr == 0.01
+    with pytest.raises(ConfigError, match=r"unknown training option\(s\) \['epoch'\]"):
+        ClusterLearner().set_params(train__epoch=3)
+    with pytest.raises(ConfigError, match="epochs=2.5"):
+        ClusterLearner().set_params(train__epochs=2.5)
+    Xtr, ytr, *_ = blobs
+    three = np.isin(ytr, [0, 1, 2])
+    with pytest.warns(UserWarning, match="only 3 identities: none held out for validation"):
+        few = ClusterLearner(TrainConfig(dims=(8,), epochs=1, p=3, k=3)).fit(Xtr[three], ytr[three])
+    assert "that needs 4 identities or more" in few.summary()
+    learner, _ = fitted
+    with pytest.raises(ConfigError, match="n_clusters=2.5 must be an int >= 1"):
+        learner.cluster(Xtr, n_clusters=2.5)
+
+
 def test_logistic_calibration_is_used_or_refused_never_ignored(blobs):
     """Found by review: with a loss that implies a threshold (BCL), calibration='logistic' was
     ignored without a word; its recalibrated cuts now use it, and where only the loss's own

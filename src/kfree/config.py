@@ -43,7 +43,7 @@ def finite_positive(name: str, value: Any, hint: str = "") -> float:
     return float(value)
 
 
-def _count(name: str, value: Any, least: int, none_means: str | None) -> int | None:
+def check_count(name: str, value: Any, least: int, none_means: str | None) -> int | None:
     """``value`` as an int >= ``least`` (a whole float such as 2.0 too), or ``None`` where
     ``none_means`` says what None does; anything else is a ConfigError naming the parameter."""
     if value is None and none_means is not None:
@@ -120,7 +120,7 @@ class TrainConfig:
                 ("batches_per_epoch", 1, "about n samples per epoch"),
                 ("eval_every_steps", 1, "validate every eval_every epochs"),
                 ("patience", 1, "no early stopping"), ("triplets_per_batch", 1, "ceil(p·k/3)")):
-            object.__setattr__(self, name, _count(name, getattr(self, name), least, none_means))
+            object.__setattr__(self, name, check_count(name, getattr(self, name), least, none_means))
         finite_positive("lr", self.lr)
         finite_nonnegative("weight_decay", self.weight_decay)
         if not (is_real(self.dropout) and 0.0 <= self.dropout < 1.0):
@@ -137,10 +137,12 @@ class TrainConfig:
                 f"but sampler={self.sampler!r}"
             )
         if self.dims is not None:
-            object.__setattr__(self, "dims", tuple(_count("dims", d, 1, None) for d in self.dims))
+            object.__setattr__(self, "dims", tuple(check_count("dims", d, 1, None) for d in self.dims))
 
     def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with ``changes`` applied and checked (``None`` sets a field to None, as
+        :func:`dataclasses.replace` does: no early stopping for ``patience=None``)."""
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

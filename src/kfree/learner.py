@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .config import TrainConfig, finite_positive
+from .config import TrainConfig, check_count, finite_positive
 from .distances import check_features, check_labels
 from .exceptions import ConfigError, DataError
 from .threshold import Threshold
@@ -145,6 +145,22 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         own = {k: v for k, v in params.items() if k in LEARNER_PARAMS}
         return cls(TrainConfig(**train), **own)
 
+    def set_params(self, **params: Any) -> ClusterLearner:
+        """scikit-learn's ``set_params``, plus ``train__<option>`` for one training option
+        (``GridSearchCV(..., {"train__epochs": [10, 30]})``, ``clusterlearner__train__lr`` in a
+        Pipeline): the TrainConfig is immutable, so it is replaced by a checked copy."""
+        options = {k.partition("__")[2]: params.pop(k) for k in list(params) if k.startswith("train__")}
+        if options:
+            if "train" not in self.get_params(deep=False):
+                raise ConfigError(f"{type(self).__name__} spells training options flat: set_params("
+                                  f"{', '.join(f'{k}=…' for k in options)})")
+            base = params.pop("train", self.train)
+            fields = {f.name for f in dataclasses.fields(TrainConfig)}
+            if unknown := sorted(set(options) - fields):
+                raise ConfigError(f"unknown training option(s) {unknown}; they are {sorted(fields)}")
+            params["train"] = (TrainConfig() if base is None else base).replace(**options)
+        return super().set_params(**params)
+
     # ------------------------------------------------------------------ fitting
     def _train_config(self) -> TrainConfig:
         from .embed.models import HEADS
@@ -244,6 +260,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if n_ids < 2:
             raise DataError(f"training needs at least 2 identities, got {n_ids}; add labelled data of other identities")
         t0 = time.perf_counter()
+        if X_val is None and self.val_identities and n_ids < 4:
+            warnings.warn(f"only {n_ids} identities: none held out for validation (it needs 2, and training "
+                          "keeps 2), so the loss's own threshold is used unchecked; give X_val/y_val "
+                          "(kfree train --validation) or more identities", stacklevel=3)
         if X_val is None and self.val_identities and n_ids >= 4:
             n_val = self.val_identities
             fraction = isinstance(n_val, (float, np.floating)) and n_val < 1  # np.float32(0.5) too
@@ -461,7 +481,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         kwargs: dict[str, Any] = {}
         dist_rule = self._distance_rule  # called only where a pair-distance rule is needed
         if n_clusters is not None:
-            kwargs["n_clusters"] = int(n_clusters)
+            kwargs["n_clusters"] = check_count("n_clusters", n_clusters, 1, None)
         elif "cut_probability" in accepted and (pair := self.pair_model()) is not None and override is None:
             # a fitted p(different | d) is a better multicut cost than a hard threshold, and a
             # complete-linkage cut (a diameter) would join most pairs of neighbouring clusters
@@ -827,7 +847,7 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> s
     """Say which rule clusters, and what it beat (or that nothing was checked)."""
     if not has_val:
         return (f"no validation identities: {chosen.name}; not compared with the raw features "
-                "(hold out identities with val_identities to check it)")
+                "(give X_val/y_val, or hold out identities with val_identities: that needs 4 identities or more)")
     from .evaluate.selection import best_rule
 
     raw = [c for c in candidates if c.features == "raw"]

@@ -143,6 +143,13 @@ def test_a_map_of_one_feature_or_of_few_rows(photos):
     assert code == 0, out
 
 
+def test_features_with_nan_are_one_line_error(tmp_path):
+    """Found by review: NaN features failed inside scikit-learn's NearestNeighbors."""
+    with pytest.raises(DataError, match="features contains NaN or infinite values"):
+        cluster_report(tmp_path / "r", np.arange(20) % 3, features=np.full((20, 3), np.nan))
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_texts_table_with_its_own_ids_is_joined_by_them(tmp_path):
     """Found by review: --texts picked rows by number and ignored the texts file's 'index', so a
     shuffled texts file put the wrong tickets under each cluster (--truth joined by 'index')."""

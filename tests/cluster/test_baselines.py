@@ -213,6 +213,15 @@ def test_hdbscan_adapter_matches_package(blobs):
     assert np.array_equal(m.labels_, raw)
     s = HDBSCANBaseline(5).fit(X)
     assert s.labels_.min() == 0 and s.n_clusters_ == len(set(raw[raw >= 0])) + int((raw < 0).sum())
+    # cosine, which hdbscan's trees refuse, runs on the distance matrix (found by review: it
+    # failed inside scikit-learn); bad parameters are one line, not hdbscan's own errors
+    cos = hdbscan.HDBSCAN(min_cluster_size=5, metric="cosine", algorithm="generic").fit(X.astype(np.float64))
+    assert np.array_equal(HDBSCANBaseline(5, metric="cosine", noise="keep").fit(X).labels_, cos.labels_)
+    for bad, why in ((dict(metric="bogus"), "hdbscan refused metric='bogus'"),
+                     (dict(min_cluster_size=1), "min_cluster_size=1 must be an int >= 2"),
+                     (dict(min_samples=0), "min_samples=0"), (dict(metric=3), "metric=3")):
+        with pytest.raises(ConfigError, match=why):
+            HDBSCANBaseline(**bad).fit(X)
 
 
 def test_finch_adapter_matches_package(blobs):
@@ -237,6 +246,8 @@ def test_finch_adapter_matches_package(blobs):
 
 def test_knn_components_equals_exact_single_linkage_with_full_k(blobs):
     X, _ = blobs
+    with pytest.raises(ConfigError, match="index='bogus'"):  # below 1,000 rows too (found by review)
+        KNNConnectedComponents(0.1, index="bogus").fit(X[:40])
     m = KNNConnectedComponents(0.1, k=X.shape[0], index="flat").fit(X)
     ref = ThresholdAgglomerative(0.1, linkage="single").fit(X)
     assert nmi(m.labels_, ref.labels_) == pytest.approx(1.0)

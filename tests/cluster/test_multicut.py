@@ -236,6 +236,9 @@ def test_bad_input():
         MulticutClustering(-1.0).fit(np.zeros((3, 2)))
     with pytest.raises(ConfigError, match="p_clip"):
         MulticutClustering(1.0, p_clip=0.7).fit(np.zeros((3, 2)))
+    # a threshold whose default temperature underflows names the threshold, not temperature=None
+    with pytest.raises(ConfigError, match="threshold 5e-324 is too small for its default temperature"):
+        MulticutClustering(5e-324).fit(np.eye(3))
     with pytest.raises(DataError):
         MulticutClustering(1.0).fit(np.empty((0, 2)))
     with pytest.raises(DataError, match="NaN"):

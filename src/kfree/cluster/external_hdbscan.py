@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
+from ..config import check_count
 from ..distances import check_features
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, DataError
 from ..registry import register
 from .labels import first_seen_labels
 
@@ -35,8 +36,8 @@ class HDBSCANBaseline(ClusterMixin, BaseEstimator):
     min_cluster_size : int
     min_samples : int, optional
     metric : str
-        Any metric ``hdbscan`` accepts (``"euclidean"`` on unit-norm embeddings ranks pairs
-        like ``"sqeuclidean"``).
+        Any metric ``hdbscan`` accepts, and ``"cosine"`` (1 − cos; hdbscan's trees do not take
+        it, so it runs on the full distance matrix, O(n²) memory).
     noise : {"singletons", "keep"}
         Turn each noise point into its own cluster (default), or keep label -1.
     """
@@ -65,13 +66,22 @@ class HDBSCANBaseline(ClusterMixin, BaseEstimator):
         X = check_features(X, min_samples=1)
         if self.noise not in ("singletons", "keep"):
             raise ConfigError(f"noise={self.noise!r} is not one of ('singletons', 'keep')")
+        size = check_count("min_cluster_size", self.min_cluster_size, 2, None)
+        min_samples = check_count("min_samples", self.min_samples, 1, "min_cluster_size")
+        if not isinstance(self.metric, str):
+            raise ConfigError(f"metric={self.metric!r} must be a metric name such as 'euclidean' or 'cosine'")
         if X.shape[0] < 2:
             self.labels_ = np.zeros(X.shape[0], dtype=np.int64)
         else:
-            model = hdbscan.HDBSCAN(
-                min_cluster_size=int(self.min_cluster_size), min_samples=self.min_samples,
-                metric=self.metric,
-            ).fit(np.array(X, dtype=np.float64))  # a writable copy: hdbscan rejects read-only input
+            if self.metric == "cosine" and not np.asarray(X).any(axis=1).all():
+                raise DataError("cosine distance is undefined for all-zero rows; drop them first")
+            extra = {"algorithm": "generic"} if self.metric == "cosine" else {}
+            try:
+                model = hdbscan.HDBSCAN(min_cluster_size=size, min_samples=min_samples, metric=self.metric,
+                                        **extra).fit(np.array(X, dtype=np.float64))  # writable: hdbscan needs it
+            except (ValueError, TypeError) as e:  # an unknown metric, or one hdbscan cannot use here
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise ConfigError(f"hdbscan refused metric={self.metric!r}: {first[:200]}") from None
             raw = model.labels_.astype(np.int64)
             self.n_noise_ = int((raw < 0).sum())
             self.labels_ = _noise_to_singletons(raw) if self.noise == "singletons" else raw

@@ -73,6 +73,8 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
         distance = self.threshold_.distance
         if int(self.k) < 1:
             raise ConfigError(f"k={self.k} must be >= 1")
+        if self.index not in ("ivf", "flat", "hnsw"):
+            raise ConfigError(f"index={self.index!r} is not one of ('ivf', 'flat', 'hnsw')")
         X = check_features(X, min_samples=1)
         if distance != "cosine":  # centred in float64 first: float32 distances far from the origin cancel
             X = np.asarray(X, dtype=np.float64)
@@ -84,7 +86,7 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
             idx = faiss.IndexFlatL2(d)
         elif self.index == "hnsw":
             idx = faiss.IndexHNSWFlat(d, 32)
-        elif self.index == "ivf":
+        else:  # ivf
             nlist = int(self.nlist or max(1, min(n // 39, int(4 * np.sqrt(n)))))
             q = faiss.IndexFlatL2(d)
             idx = faiss.IndexIVFFlat(q, d, nlist)
@@ -92,8 +94,6 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
             train = Xp[rng.choice(n, size=min(n, nlist * 64), replace=False)]
             idx.train(train)
             idx.nprobe = int(self.nprobe)
-        else:
-            raise ConfigError(f"index={self.index!r} is not one of ('ivf', 'flat', 'hnsw')")
         idx.add(Xp)
         D, I = idx.search(Xp, k)
         thr = to_sq(self.threshold_.value, distance)

@@ -218,7 +218,9 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
             tau = thr.value
             temp = tau / 10.0 if self.temperature is None else float(self.temperature)
             if not temp > 0:
-                raise ConfigError(f"temperature={self.temperature!r} must be > 0")
+                raise ConfigError(f"temperature={self.temperature!r} must be > 0" if self.temperature is not None
+                                  else f"threshold {tau!r} is too small for its default temperature (threshold / 10 "
+                                       "is 0 in floating point): give a larger threshold or a temperature")
             _threshold_costs(G, sq, tau, code, 1.0 / temp, cmax)
             return G
         model = self.cut_probability

@@ -67,9 +67,11 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
 
     openTSNE (``pip install 'kfree[report]'``) when installed, else PCA; a seeded sample of
     ``max_points`` rows above that many. Returns the path and the method's name."""
+    from ..distances import check_features
+
     plt = pyplot()
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or X.shape[0] != labels.shape[0]:
+    X = np.asarray(check_features(X, name="features", min_samples=1), dtype=np.float64)
+    if X.shape[0] != labels.shape[0]:
         raise DataError(f"features must have shape ({labels.shape[0]}, d), got {X.shape}")
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(X.shape[0], max_points, replace=False)) if X.shape[0] > max_points else np.arange(X.shape[0])
