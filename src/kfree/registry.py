@@ -52,6 +52,8 @@ def register(kind: str, name: str, *, requires: tuple[str, str] | None = None,
             raise ConfigError(f"{kind} name {name!r} is taken by {old.__module__}.{old.__qualname__}; "
                               f"register {cls.__qualname__} under another name")
         entries[name] = (cls, dict(defaults))
+        if hasattr(cls, "name") and "name" not in vars(cls):  # a loss that did not name itself: its
+            cls.name = name  # messages say the name it was registered under, not its base's "base"
         if requires is not None:
             REQUIRES[(kind, name)] = requires
         return cls

@@ -160,8 +160,12 @@ def test_a_texts_table_with_its_own_ids_is_joined_by_them(tmp_path):
     pd.DataFrame({"index": ["t0", "t1", "t2"], "text": ["zero", "one", "two"]}).to_csv(tmp_path / "t.csv", index=False)
     assert _items(tmp_path / "t.csv", pred, ("text",), "texts", "c.csv") == ["two", "zero", "one"]
     pd.DataFrame({"index": ["t0", "t9"], "text": ["zero", "nine"]}).to_csv(tmp_path / "short.csv", index=False)
-    with pytest.raises(DataError, match="2 rows of c.csv have no texts in short.csv"):
+    with pytest.raises(DataError, match="2 rows of c.csv have no texts in short.csv .*first: 't2'"):
         _items(tmp_path / "short.csv", pred, ("text",), "texts", "c.csv")
+    pd.DataFrame({"index": [1, 2], "text": ["one", "two"]}).to_csv(tmp_path / "n.csv", index=False)
+    numbered = pred.assign(index=[1026, 1, 2])  # the first missing id as written, not np.int64(1026)
+    with pytest.raises(DataError, match=r"first: 1026\)"):
+        _items(tmp_path / "n.csv", numbered, ("text",), "texts", "c.csv")
     # labels with no ids to join by are taken by row, and that is said (a shuffled truth file scored 0.05)
     pd.DataFrame({"label": list("abc")}).to_csv(tmp_path / "truth.csv", index=False)
     with pytest.warns(UserWarning, match="truth.csv has no 'index' column: its labels are taken by row number"):

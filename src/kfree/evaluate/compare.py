@@ -118,7 +118,7 @@ def join_by_index(pred, table, column: str, *, pred_name: str, table_name: str, 
     missing = (merged["_merge"] == "left_only").to_numpy()
     if missing.any():
         raise DataError(f"{int(missing.sum())} rows of {pred_name} have no {what} in {table_name} (joined by "
-                        f"'index'; first: {pred['index'].to_numpy()[missing][0]!r})")
+                        f"'index'; first: {pred['index'].to_numpy()[missing][:1].tolist()[0]!r})")
     return merged[column].to_numpy()
 
 
