@@ -169,9 +169,9 @@ def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, w
 
 def _write_run(run_dir, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te, b) -> None:
     from .evaluate.compare import write_predictions
-    from .report.html import text_clusters_html, write_run_index
+    from .report.html import shown_note, text_clusters_html, write_run_index
     from .report.montage import cluster_montage
-    from .report.validation import plot_validation_curve, raw_best_nmi
+    from .report.validation import plot_learner_validation
     from .utils.io import write_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -181,8 +181,8 @@ def _write_run(run_dir, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te,
     write_predictions(run_dir / "assignments.csv", pred, test_idx, y_te, baseline_cluster=base_pred,
                       text=None if ds.texts is None else ds.texts[test_idx])
     files = ["config.json", "metrics.json", "model.kfree", "assignments.csv"]
-    if plot_validation_curve(learner.history_, run_dir / "validation.png", chosen=learner.selection_["chosen"],
-                             raw_nmi=raw_best_nmi(learner.selection_)) is not None:
+    if plot_learner_validation(learner, run_dir / "validation.png",
+                               title=f"{cfg.dataset}: validation on held-out identities") is not None:
         files.append("validation.png")
     montage = None
     extra = ""
@@ -197,10 +197,10 @@ def _write_run(run_dir, cfg, ds, learner, rows, test_idx, pred, base_pred, y_te,
             ds.texts[test_idx], pred, ds.label_names, y_te, seed=cfg.seed)
     if "validation.png" in files:
         extra += ("<h2>Validation curve</h2><p class='muted'>NMI on the held-out validation identities at every "
-                  "validated step; the kept step is marked.</p><img src='validation.png' alt='validation curve'>")
+                  "validated step; the step whose model was kept is marked, and the rule chosen is in the title.</p><img src='validation.png' alt='validation curve'>")
     r = rows[0]
     summary = (f"{len(np.unique(y_te))} unseen identities, {len(y_te)} items: {r['n_clusters']} clusters "
                f"predicted with no K given (NMI {r['nmi']:.3f}). Learned b = {b:.4f} (4b = {4 * b:.4f}). "
                f"Chosen on the validation identities: {learner.summary()}.")
     write_run_index(run_dir / "index.html", title=f"kfree demo — {cfg.dataset}", summary=summary, rows=rows,
-                    montage=montage, extra_html=extra, config=cfg.to_dict(), files=files, credit=ds.credit)
+                    montage=montage, montage_note=shown_note(pred, 40, "A row"), extra_html=extra, config=cfg.to_dict(), files=files, credit=ds.credit)

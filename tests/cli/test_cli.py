@@ -34,7 +34,7 @@ def run(*args):
     return result.exit_code, result.output
 
 
-def test_train_cluster_evaluate_npy(files):
+def test_train_cluster_evaluate_npy(files, monkeypatch):
     code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "m.kfree", *FAST)
     assert code == 0, out
     assert "threshold" in out and (files / "m.kfree").exists()
@@ -42,6 +42,19 @@ def test_train_cluster_evaluate_npy(files):
     assert "clustering rules on the validation identities" in out and "raw" in out
     assert "clustering the learned embedding" in out or "did NOT beat the raw features" in out
     assert (files / "m-validation.png").stat().st_size > 1000
+    # the curve marks the step whose model was kept also when the raw features won (it marked
+    # nothing then), names the chosen rule, and says on how many identities the raw line was scored
+    from kfree.learner import ClusterLearner
+    from kfree.report import validation
+
+    learner, seen = ClusterLearner.load(files / "m.kfree"), {}
+    learner.selection_["chosen"] = next(c for c in learner.selection_["candidates"] if c["features"] == "raw")
+    real = validation.plot_validation_curve
+    monkeypatch.setattr(validation, "plot_validation_curve",
+                        lambda history, path, **kw: seen.update(kw) or real(history, path, **kw))
+    assert validation.plot_learner_validation(learner, files / "raw-curve.png").stat().st_size > 1000
+    assert seen["kept_step"] == learner.best_step_ is not None and "chosen: raw features" in seen["title"]
+    assert seen["raw_label"].startswith("raw features, best cut (") and "identities)" in seen["raw_label"]
     code, out = run("cluster", files / "m.kfree", files / "new.npy", "--out", files / "pred.csv")
     assert code == 0, out
     pred = pd.read_csv(files / "pred.csv")

@@ -170,3 +170,50 @@ def test_a_texts_table_with_its_own_ids_is_joined_by_them(tmp_path):
     pd.DataFrame({"label": list("abc")}).to_csv(tmp_path / "truth.csv", index=False)
     with pytest.warns(UserWarning, match="truth.csv has no 'index' column: its labels are taken by row number"):
         assert truth_for(pred, tmp_path / "truth.csv").tolist() == list("abc")
+
+
+def test_images_of_any_depth_show_as_a_viewer_shows_them(tmp_path):
+    """Found by review: 16-bit and float images came out blank (Pillow clips them), transparent
+    pixels showed what lay under them, and images smaller than a thumbnail stayed a dot."""
+    from kfree.report.clusters import THUMBNAIL, image_loader
+
+    ramp = np.linspace(0.0, 1.0, 64 * 48).reshape(64, 48)
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "deep.png")
+    Image.fromarray(ramp.astype(np.float32), mode="F").save(tmp_path / "float.tiff")
+    rgba = np.zeros((64, 48, 4), dtype=np.uint8)
+    rgba[:, 24:] = (200, 0, 0, 255)  # left half transparent black, right half opaque red
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "alpha.png")
+    Image.fromarray(np.full((3, 4), 90, dtype=np.uint8)).save(tmp_path / "tiny.png")
+    load = image_loader([tmp_path / n for n in ("deep.png", "float.tiff", "alpha.png", "tiny.png")])
+    for i in (0, 1):  # the full grey ramp, from black to white, as in the file
+        img = load(i).astype(int)
+        assert img.shape == (THUMBNAIL, THUMBNAIL, 3) and img[img < 250].min() < 10 and img.max() > 245
+        assert np.ptp(img[:, THUMBNAIL // 2, 0]) > 200
+    alpha = load(2)
+    assert (alpha[:, THUMBNAIL // 2 - 30] == 255).all() and (alpha[:, THUMBNAIL // 2 + 20] == (200, 0, 0)).all()
+    tiny = load(3)
+    assert ((tiny == 90).all(axis=2)).sum() > 0.5 * THUMBNAIL * THUMBNAIL  # enlarged to the thumbnail
+
+
+def test_pages_say_what_they_show_and_keep_long_items_in_bounds(tmp_path):
+    """Found by review: the pages showed the 40 largest of 74 clusters without saying so, one
+    20,000-character text filled the page, the map coloured a cluster in the grey of the
+    uncoloured rest, and '1 clusters'."""
+    from kfree.report.clusters import MAP_COLOURS
+    from kfree.report.html import TEXT_CHARS
+
+    greys = [c for c in MAP_COLOURS if len({c[1:3], c[3:5], c[5:7]}) == 1]
+    assert not greys and len(set(MAP_COLOURS)) == len(MAP_COLOURS)
+    labels = np.repeat(np.arange(50), 2)
+    texts = ["x" * 20_000] + [f"t{i}" for i in range(99)]
+    pd.DataFrame({"cluster": labels}).to_csv(tmp_path / "c.csv", index=False)
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "t.txt", "--out", tmp_path / "r",
+                    "--max-clusters", "7")
+    assert code == 0, out
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "of the 7 largest of the 50 clusters (--max-clusters shows more)" in page
+    assert page.count("<div class='cl'>") == 7
+    assert "x" * TEXT_CHARS + "… <span class='muted'>(19,500 more characters)" in page and "x" * (TEXT_CHARS + 1) not in page
+    page = cluster_report(tmp_path / "one", np.zeros(3, dtype=int), texts=["a", "b", "c"]).read_text()
+    assert "3 items in <b>1 cluster</b>" in page and "random texts of the one cluster." in page

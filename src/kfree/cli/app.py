@@ -631,12 +631,9 @@ def _validation_plot_path(model_path: Path) -> Path:
 
 
 def _validation_plot(learner, model_path: Path) -> Path | None:
-    from ..report.validation import plot_validation_curve, raw_best_nmi
+    from ..report.validation import plot_learner_validation
 
-    path = _validation_plot_path(model_path)
-    return plot_validation_curve(learner.history_, path, chosen=learner.selection_["chosen"],
-                                 raw_nmi=raw_best_nmi(learner.selection_),
-                                 title=f"{learner.train_config.loss}: validation on held-out identities")
+    return plot_learner_validation(learner, _validation_plot_path(model_path))
 
 
 def _parse_dims(text: str) -> tuple[int, ...]:

@@ -48,6 +48,8 @@ def report(
                                                     "with a 'text' column.")] = None,
     features: Annotated[Path | None, typer.Option(help="Features of each row (any features file, e.g. from `kfree "
                                                        "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA.")] = None,
+    max_clusters: Annotated[int, typer.Option(min=1, help="Show the images or texts of this many clusters, the "
+                                                         "largest first.")] = 40,
     force: Annotated[bool, typer.Option("--force", help="Write into a folder that already holds files.")] = False,
 ) -> None:
     """Write a page to look at a clustering: cluster sizes, a row of images (or texts) per cluster, metrics.
@@ -89,7 +91,10 @@ def report(
 
             rows = load_features(features, min_samples=1).X
             X = rows[rows_of(pred, rows.shape[0], pred_name=clusters.name, items_name=features.name)]
+            if X.shape[0] > 2000:
+                console.print(f"drawing a 2-d map of {min(X.shape[0], 10_000):,} rows (t-SNE at this size takes "
+                              "a minute or more)")
         page = cluster_report(out, labels, truth=y, images=paths, texts=lines, features=X,
-                              title=f"kfree — {clusters.name}", source=str(clusters))
+                              title=f"kfree — {clusters.name}", source=str(clusters), max_clusters=max_clusters)
         console.print(f"{labels.size} rows in {np.unique(labels).size} clusters; report written to "
                       f"[bold]{escape(str(page))}[/bold]")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..exceptions import DataError
 from ..utils.io import atomic_dir
-from .figures import largest_clusters, pyplot, save_png
+from .figures import largest_clusters, plural, pyplot, save_png, short_id
 
 #: thumbnails are read at this size (pixels, longest side) for the montage
 THUMBNAIL = 96
@@ -27,14 +27,13 @@ def image_loader(paths: Sequence[str | Path]):
     """A function of a row index → that row's image as a uint8 RGB thumbnail of shape
     (THUMBNAIL, THUMBNAIL, 3), read
     from ``paths`` only when the montage shows it. An unreadable file raises a one-line DataError."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     def load(i: int) -> np.ndarray:
         p = Path(paths[i])
         try:
             with Image.open(p) as im:
-                im = im.convert("RGB")
-                im.thumbnail((THUMBNAIL, THUMBNAIL))
+                im = ImageOps.contain(_displayable(im), (THUMBNAIL, THUMBNAIL))  # small ones enlarged too
                 canvas = Image.new("RGB", (THUMBNAIL, THUMBNAIL), (255, 255, 255))
                 canvas.paste(im, ((THUMBNAIL - im.width) // 2, (THUMBNAIL - im.height) // 2))
                 return np.asarray(canvas, dtype=np.uint8)
@@ -44,26 +43,74 @@ def image_loader(paths: Sequence[str | Path]):
     return load
 
 
+def _displayable(im):
+    """``im`` as 8-bit RGB as a viewer shows it. Pillow's plain ``convert("RGB")`` clips 16-bit
+    and 32-bit values above 255 and truncates 0–1 floats to 0 (blank thumbnails), and drops the
+    alpha channel, showing whatever colour lies under transparent pixels."""
+    from PIL import Image
+
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        a = np.asarray(im, dtype=np.float64)
+        finite = a[np.isfinite(a)]
+        lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+        a = np.nan_to_num((a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a), nan=0.0)
+        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.getchannel("A"))
+        return white
+    return im.convert("RGB")
+
+
+def _count_axis(ax, which: str, values: np.ndarray) -> tuple[float, float]:
+    """Whole-number ticks on one axis of counts: linear when the values span less than 20×
+    (1, 2, 3 … not 2×10⁰), else logarithmic with plain labels (1, 10, 100 …, and the largest
+    value itself). Returns the axis limits."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
+
+    axis = getattr(ax, f"{which}axis")
+    low, top = max(1, int(values.min())), max(1, int(values.max()))
+    if top / low < 20:
+        axis.set_major_locator(MaxNLocator(integer=True, nbins=8, min_n_ticks=1))
+        pad = max(1, top - low) * 0.2
+        return (0, top * 1.15) if which == "y" else (low - pad, top + pad)
+    getattr(ax, f"set_{which}scale")("log")
+    steps = (1,) if top / low > 300 else (1, 2, 5)  # wide ranges: decades only, or the labels run together
+    ticks = [t for m in range(int(np.log10(top)) + 2) for t in (s * 10**m for s in steps) if low / 2 <= t <= top]
+    axis.set_major_locator(FixedLocator([t for t in ticks if top / t >= 2] + [top]))  # the largest, alone
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(lambda v, _: f"{round(v):,}")
+    return (0.7, top * 1.5) if which == "y" else (low / 1.5, top * 1.5)
+
+
 def plot_cluster_sizes(labels: np.ndarray, path: str | Path) -> Path:
-    """How many clusters have each size (log scales): singletons, pairs, … the largest."""
+    """How many clusters have each size (log scales over wide ranges): singletons, pairs, … the largest."""
     _, counts = np.unique(labels, return_counts=True)
     sizes, n_clusters = np.unique(counts, return_counts=True)
     fig, ax = pyplot().subplots(figsize=(6, 3.2))
-    ax.vlines(sizes, 0.7, n_clusters, color="#4a90d9", linewidth=2)
+    xlim, ylim = _count_axis(ax, "x", sizes), _count_axis(ax, "y", n_clusters)
+    ax.vlines(sizes, ylim[0], n_clusters, color="#4a90d9", linewidth=2)
     ax.plot(sizes, n_clusters, "o", color="#4a90d9", markersize=4)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_ylim(0.7, n_clusters.max() * 1.5)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
     ax.set_xlabel("cluster size (items)")
     ax.set_ylabel("number of clusters")
-    ax.set_title(f"{counts.size:,} clusters of {labels.size:,} items", fontsize=10)
+    ax.set_title(f"{plural(counts.size, 'cluster')} of {plural(labels.size, 'item')}", fontsize=10)
     fig.tight_layout()
     return save_png(fig, path)
 
 
+#: the map's cluster colours: matplotlib's tab20 without its two greys, which the clusters beyond
+#: these share (a grey cluster could not be told from them)
+MAP_COLOURS = ("#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd",
+               "#c5b0d5", "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#bcbd22", "#dbdb8d", "#17becf", "#9edae5")
+
+
 def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max_points: int = 10_000,
-                     top: int = 20, seed: int = 0) -> tuple[Path, str]:
-    """2-d map of the rows ``X`` (n, d), coloured by cluster (the ``top`` largest; the rest grey).
+                     top: int = len(MAP_COLOURS), seed: int = 0) -> tuple[Path, str]:
+    """2-d map of the rows ``X`` (n, d), coloured by cluster (the ``top`` largest, each labelled
+    with its id where its points lie; the rest light grey).
 
     openTSNE (``pip install 'kfree[report]'``) when installed, else PCA; a seeded sample of
     ``max_points`` rows above that many. Returns the path and the method's name."""
@@ -91,14 +138,20 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
             xy = PCA(n_components=2, random_state=seed).fit_transform(X[idx])
             how = "PCA (pip install 'kfree[report]' for t-SNE)"
     lab = labels[idx]
-    largest = largest_clusters(labels, top)
+    largest = largest_clusters(labels, min(top, len(MAP_COLOURS)))
     fig, ax = plt.subplots(figsize=(7, 6))
     rest = ~np.isin(lab, largest)
-    ax.scatter(xy[rest, 0], xy[rest, 1], s=3, c="#cccccc", linewidths=0)
-    cmap = plt.get_cmap("tab20")
+    size = float(np.clip(3000.0 / max(idx.size, 1), 3.0, 30.0))  # dots that stay visible on a small map
+    ax.scatter(xy[rest, 0], xy[rest, 1], s=size * 0.75, c="#dddddd", linewidths=0)
     for k, c in enumerate(largest):
         m = lab == c
-        ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(k % 20), linewidths=0)
+        if not m.any():  # (a sample may miss a cluster)
+            continue
+        ax.scatter(xy[m, 0], xy[m, 1], s=size, color=MAP_COLOURS[k], linewidths=0)
+        cx, cy = np.median(xy[m], axis=0)
+        ax.annotate(short_id(c), (cx, cy), xytext=(0, 9), textcoords="offset points", fontsize=7, ha="center",
+                    va="bottom", parse_math=False,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=MAP_COLOURS[k], alpha=0.8, lw=0.8))
     ax.set_xticks([])
     ax.set_yticks([])
     sample = f", a sample of {idx.size:,} of {X.shape[0]:,} rows" if idx.size < X.shape[0] else ""
@@ -150,14 +203,15 @@ def cluster_report(
 
 def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed) -> Path:
     from ..metrics import evaluate_clustering
-    from .html import text_clusters_html, write_run_index
+    from .html import shown_note, text_clusters_html, write_run_index
     from .montage import cluster_montage
 
     n = labels.shape[0]
     _, counts = np.unique(labels, return_counts=True)
     files = [plot_cluster_sizes(labels, out / "sizes.png").name]
-    summary = (f"{n:,} items in <b>{counts.size:,} clusters</b>: the largest has {counts.max():,} items, "
-               f"{int((counts == 1).sum()):,} are singletons, the median size is {int(np.median(counts)):,}.")
+    summary = (f"{plural(n, 'item')} in <b>{plural(counts.size, 'cluster')}</b>: the largest has "
+               f"{plural(int(counts.max()), 'item')}, {int((counts == 1).sum()):,} are singletons, the median size "
+               f"is {int(np.median(counts)):,}.")
     if source:
         summary += f" <span class='muted'>({html.escape(source)})</span>"
     rows: list[dict[str, Any]] = []
@@ -179,4 +233,4 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
         extra += "<h2>Clusters (examples)</h2>" + text_clusters_html(
             np.asarray(texts, dtype=object), labels, None, truth, max_clusters=max_clusters, seed=seed)
     return write_run_index(out / "index.html", title=title, summary=summary, rows=rows, montage=montage,
-                           extra_html=extra, files=files)
+                           montage_note=shown_note(labels, max_clusters, "A row"), extra_html=extra, files=files)

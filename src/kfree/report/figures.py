@@ -35,6 +35,18 @@ def save_png(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
     return Path(path)
 
 
+def plural(n: int, word: str) -> str:
+    """``1 item``, ``2 items`` (with thousands separators)."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def short_id(c: Any, most: int = 18) -> str:
+    """A cluster id as a figure shows it: at most ``most`` characters (a long id ran across a
+    montage's thumbnails); the page shows it whole."""
+    s = str(c)
+    return s if len(s) <= most else s[: most - 1] + "…"
+
+
 def largest_clusters(labels: np.ndarray, top: int | None = None) -> np.ndarray:
     """The cluster ids of ``labels``, largest first (ties: the lower id first), at most ``top``:
     the order every figure and page lists clusters in."""

@@ -10,13 +10,17 @@ from typing import Any
 import numpy as np
 
 from ..utils.io import write_text
-from .figures import sample_clusters
+from .figures import plural, sample_clusters
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.muted{color:#666;font-size:90%}
 img{max-width:100%;border:1px solid #ddd}pre{background:#f7f7f7;padding:1em;overflow:auto}
-.cl{margin:.6em 0;padding:.4em .8em;border-left:4px solid #4a90d9;background:#fafafa}"""
+.cl{margin:.6em 0;padding:.4em .8em;border-left:4px solid #4a90d9;background:#fafafa}
+.cl,li,td,h1,p{overflow-wrap:anywhere}"""
+
+#: characters of one text shown on a page (a 20,000-character ticket filled the screen)
+TEXT_CHARS = 500
 
 METRIC_COLUMNS = [("method", "method"), ("n_true", "true #"), ("n_clusters", "#clusters"), ("nmi", "NMI"),
                   ("wcp", "WCP"), ("acc", "ACC"), ("ari", "ARI"), ("pairwise_f1", "pairwise F"), ("bcubed_f1", "BCubed F"),
@@ -36,29 +40,47 @@ def metrics_html(rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def shown_note(labels_pred: np.ndarray, max_clusters: int | None, what: str) -> str:
+    """What a page shows of the clusters: all of them, or "the 40 largest of 74"."""
+    total = int(np.unique(labels_pred).shape[0])
+    if total == 1:
+        return f"{what} of the one cluster"
+    if max_clusters is None or total <= max_clusters:
+        return f"{what} of each of the {total:,} clusters, largest first"
+    return f"{what} of the {max_clusters:,} largest of the {total:,} clusters (--max-clusters shows more)"
+
+
+def _text(t: Any) -> str:
+    s = str(t)
+    if len(s) <= TEXT_CHARS:
+        return html.escape(s)
+    return f"{html.escape(s[:TEXT_CHARS])}… <span class='muted'>({len(s) - TEXT_CHARS:,} more characters)</span>"
+
+
 def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: list[str] | None,
                        labels_true: np.ndarray | None, *, max_clusters: int = 30, per_cluster: int = 5, seed: int = 0) -> str:
-    out = []
+    out = [f"<p class='muted'>{shown_note(labels_pred, max_clusters, f'Up to {per_cluster} random texts')}.</p>"]
     for c, members, pick, majority, share in sample_clusters(labels_pred, per_cluster, labels_true=labels_true,
                                                              max_clusters=max_clusters, seed=seed):
-        head = f"cluster {html.escape(str(c))} — {members.size} items"  # a cluster id is the user's text
+        head = f"cluster {html.escape(str(c))} — {plural(members.size, 'item')}"  # a cluster id is the user's text
         if majority is not None:
             name = label_names[int(majority)] if label_names is not None else str(majority)
             head += f" — majority label <b>{html.escape(name)}</b> ({share:.0%})"
-        items = "".join(f"<li>{html.escape(str(texts[i]))}</li>" for i in pick)
+        items = "".join(f"<li>{_text(texts[i])}</li>" for i in pick)
         out.append(f"<div class='cl'>{head}<ul>{items}</ul></div>")
     return "\n".join(out)
 
 
 def write_run_index(path: str | Path, *, title: str, summary: str, rows: list[dict[str, Any]],
-                    montage: str | None = None, extra_html: str = "", config: dict[str, Any] | None = None,
+                    montage: str | None = None, montage_note: str = "One row per predicted cluster, largest first",
+                    extra_html: str = "", config: dict[str, Any] | None = None,
                     files: list[str] | None = None, credit: str = "") -> Path:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p>{summary}</p>"] + (["<h2>Results</h2>", metrics_html(rows)] if rows else [])
     if montage:
         parts += ["<h2>Predicted clusters</h2>",
-                  "<p class='muted'>One row per predicted cluster (largest first), random members; where the true "
+                  f"<p class='muted'>{html.escape(montage_note)}, random members; where the true "
                   "labels are known, green frame = the cluster's majority label, red = another.</p>", f"<img src='{html.escape(montage)}' alt='montage'>"]
     parts.append(extra_html)
     if files:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .figures import pyplot, sample_clusters, save_png
+from .figures import plural, pyplot, sample_clusters, save_png, short_id
 
 
 def cluster_montage(
@@ -44,8 +44,8 @@ def cluster_montage(
         ax = axes[r, 0]
         ax.axis("off")
         # parse_math=False: a cluster id is the user's text, "$...$" in it is no formula
-        ax.text(0.5, 0.5, f"cluster {c}\n{members.size} items", ha="center", va="center", fontsize=7,
-                parse_math=False)
+        ax.text(0.5, 0.5, f"cluster\n{short_id(c, 16)}\n{plural(members.size, 'item')}", ha="center",
+                va="center", fontsize=7, parse_math=False, clip_on=True)
         for j in range(per_row):
             ax = axes[r, j + 1]
             ax.set_xticks([])

@@ -18,16 +18,40 @@ import numpy as np
 from .figures import pyplot, save_png
 
 
+def plot_learner_validation(learner: Any, path: str | Path, *, title: str | None = None) -> Path | None:
+    """The validation curve of a fitted :class:`~kfree.learner.ClusterLearner`: its history, the
+    step it kept, the rule it chose and the raw features' best score (what ``kfree train`` and
+    ``kfree demo`` draw). ``None`` when it validated nothing."""
+    sel = learner.selection_
+    chosen = sel["chosen"]
+    raw = [c for c in sel.get("candidates", []) if c["features"] == "raw"]
+    best_raw = max(raw, key=lambda c: c["val_nmi"]) if raw else None
+    thr = chosen["threshold"]
+    what = "raw features" if chosen["features"] == "raw" else "model"
+    rule = f"chosen: {what}, {chosen['linkage']} at {thr['value']:.4g} {thr['distance']}"
+    return plot_validation_curve(
+        learner.history_, path, chosen=chosen, kept_step=learner.best_step_,
+        raw_nmi=None if best_raw is None else best_raw["val_nmi"],
+        raw_label=None if best_raw is None else f"raw features, best cut ({best_raw['val_true']} identities)",
+        title=f"{title or learner.train_config.loss + ': validation on held-out identities'}\n{rule}")
+
+
 def plot_validation_curve(
     history: Sequence[dict[str, Any]],
     path: str | Path,
     *,
     chosen: dict[str, Any] | None = None,
+    kept_step: int | None = None,
     raw_nmi: float | None = None,
+    raw_label: str | None = None,
     title: str = "validation on held-out classes",
 ) -> Path | None:
     """Write the validation curve of ``history`` (rows from training) to ``path`` (PNG).
 
+    ``kept_step`` marks the step whose model was kept (default: ``chosen``'s step), also when the
+    raw features were chosen over it. ``raw_label`` names the line at ``raw_nmi``: the raw
+    features are scored on their own set of identities (see
+    :func:`~kfree.evaluate.selection.raw_calibration_set`), which the label should say.
     Returns ``None`` (writes nothing) when the history holds no validation rows.
     """
     rows = [r for r in history if "val_nmi" in r]
@@ -35,37 +59,42 @@ def plot_validation_curve(
         return None
     x_key = "step" if all("step" in r for r in rows) else "epoch"
     x = np.array([r[x_key] for r in rows], dtype=float)
+    marker = "o" if len(rows) < 3 else None  # (one or two points draw no line)
     fig, (ax1, ax2) = pyplot().subplots(2, 1, figsize=(7.5, 6), sharex=True, height_ratios=[3, 2])
     series = sorted({k[len("val_nmi_"):] for r in rows for k in r if k.startswith("val_nmi_")})
     for name in series:
         y = np.array([r.get(f"val_nmi_{name}", np.nan) for r in rows], dtype=float)
-        ax1.plot(x, y, lw=1.3, label=name.replace("_", ", "))
+        ax1.plot(x, y, lw=1.3, marker=marker, label=name.replace("_", ", "))
     if not series:
-        ax1.plot(x, [r["val_nmi"] for r in rows], lw=1.3, label="model")
+        ax1.plot(x, [r["val_nmi"] for r in rows], lw=1.3, marker=marker, label="model")
     if raw_nmi is not None:
-        ax1.axhline(raw_nmi, color="k", ls="--", lw=1, label=f"raw features (best cut) {raw_nmi:.3f}")
-    if chosen is not None and chosen.get("step") is not None:
-        ax1.axvline(chosen["step"], color="tab:red", lw=1, alpha=0.7, label=f"kept: {x_key} {chosen['step']}")
+        ax1.axhline(raw_nmi, color="k", ls="--", lw=1, label=f"{raw_label or 'raw features (best cut)'} {raw_nmi:.3f}")
+    if kept_step is None and chosen is not None:
+        kept_step = chosen.get("step")
+    if kept_step is not None:
+        ax1.axvline(kept_step, color="tab:red", lw=1, alpha=0.7, label=f"model kept: {x_key} {kept_step}")
     ax1.set_ylabel("validation NMI")
     ax1.legend(fontsize=8, loc="lower right")
     ax1.set_title(title, fontsize=10)
+    handles = []
     own = [k for k in ("val_clusters_complete_learned",) if any(k in r for r in rows)]
     if own:
-        ax2.plot(x, [r.get(own[0], np.nan) for r in rows], color="tab:blue", label="#clusters at own threshold")
-        ax2.axhline(rows[0].get("val_true", np.nan), color="tab:blue", ls=":", label="true #classes")
+        handles += ax2.plot(x, [r.get(own[0], np.nan) for r in rows], color="tab:blue", marker=marker,
+                            label="#clusters at own threshold")
+        handles.append(ax2.axhline(rows[0].get("val_true", np.nan), color="tab:blue", ls=":", label="true #classes"))
         ax2.set_ylabel("#clusters")
-        ax2.legend(fontsize=8, loc="upper left")
+    else:
+        ax2.set_yticks([])  # nothing on the left axis (a loss with no threshold of its own)
     loss = np.array([r.get("loss", np.nan) for r in rows], dtype=float)
+    top = ax2
     if np.isfinite(loss).any():
-        ax3 = ax2.twinx()
-        ax3.plot(x, loss, color="tab:gray", lw=1, label="training loss")
-        ax3.set_ylabel("training loss", color="tab:gray")
+        top = ax2.twinx()
+        handles += top.plot(x, loss, color="tab:gray", lw=1, marker=marker, label="training loss")
+        top.set_ylabel("training loss", color="tab:gray")
+    if handles:  # one legend, on the top axis, so no line is drawn over it
+        top.legend(handles=handles, fontsize=8, loc="upper left").set_zorder(10)
     ax2.set_xlabel("optimisation step" if x_key == "step" else "epoch")
     fig.tight_layout()
     return save_png(fig, path)
 
 
-def raw_best_nmi(selection: dict[str, Any]) -> float | None:
-    """The best validation NMI among the raw-feature candidates of a learner's ``selection_``."""
-    raw = [c["val_nmi"] for c in selection.get("candidates", []) if c["features"] == "raw"]
-    return max(raw) if raw else None
