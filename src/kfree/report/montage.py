@@ -44,8 +44,9 @@ def cluster_montage(
         ax = axes[r, 0]
         ax.axis("off")
         # parse_math=False: a cluster id is the user's text, "$...$" in it is no formula
-        ax.text(0.5, 0.5, f"cluster\n{short_id(c, 16)}\n{plural(members.size, 'item')}", ha="center",
-                va="center", fontsize=7, parse_math=False, clip_on=True)
+        name = f"cluster {c}" if len(str(c)) <= 8 else f"cluster\n{short_id(c, 16)}"  # long ids on a line of their own
+        ax.text(0.5, 0.5, f"{name}\n{plural(members.size, 'item')}", ha="center", va="center", fontsize=7,
+                parse_math=False, clip_on=True)
         for j in range(per_row):
             ax = axes[r, j + 1]
             ax.set_xticks([])
