@@ -19,6 +19,7 @@ from kfree.evaluate.selection import (
     choose_rule,
     subsample_classes,
 )
+from kfree.exceptions import DataError
 from kfree.learner import LEARNER_PARAMS
 from kfree.metrics import nmi
 from kfree.threshold import Threshold
@@ -211,8 +212,8 @@ def test_model_files_of_the_previous_formats_still_load(blobs, tmp_path):
 
 def test_in_sample_model_cuts_do_not_replace_raw_rules_scored_on_transfer():
     thr = Threshold(1.0)
-    raw = ClusterRule("raw", "ward", thr, "recalibrated", 0.80, 4, 4,
-                      extra={"val_gap": 0.0, "val_nmi_halves": [0.8, 0.8], "in_sample": False})
+    raw = ClusterRule("raw", "ward", thr, "recalibrated", 0.80, 2, 2,  # cut where the training classes put it
+                      extra={"val_gap": 0.0, "val_nmi_halves": [0.8], "in_sample": False})
     lucky = ClusterRule("model", "ward", thr, "recalibrated", 0.99, 2, 2,
                         extra={"val_gap": 0.0, "val_nmi_halves": [0.99], "in_sample": True})
     own = ClusterRule("model", "complete", thr, "learned", 0.95, 2, 2,
@@ -220,6 +221,39 @@ def test_in_sample_model_cuts_do_not_replace_raw_rules_scored_on_transfer():
     assert choose_rule([raw], [lucky]) is raw
     assert choose_rule([raw], [lucky, own]) is own  # the loss's own threshold is not fitted on validation
     assert choose_rule([], [lucky]) is lucky
+    halves = ClusterRule("raw", "ward", thr, "recalibrated", 0.80, 4, 4, extra={"val_nmi_halves": [0.8, 0.8]})
+    with pytest.raises(DataError, match="scored on different halves"):
+        choose_rule([halves], [own])
+
+
+def test_raw_features_are_scored_on_the_models_own_halves(blobs):
+    """Found by review: the raw features were scored on the training and validation identities
+    together (30–160 of them) and the model on the validation ones (6–44); NMI depends on how
+    many identities share a tree, so the model had a head start and the halves compared were not
+    the same identities. Now both are scored on the same halves, and the raw cut of each half is
+    calibrated on the training identities and the other half."""
+    from kfree.evaluate.selection import raw_rules
+
+    Xtr, ytr, Xva, yva, _, _ = blobs
+    vset = ValidationSet(yva, linkages=("complete", "ward"), seed=0)
+    rules, X_rc, y_rc = raw_rules(vset, Xva, yva, Xtr, ytr, seed=0)
+    assert [r.linkage for r in rules] == ["complete", "ward"] and len(y_rc) > len(yva)
+    for r in rules:
+        assert r.val_true == vset.n_true and len(r.extra["val_nmi_halves"]) == len(vset.folds) == 2
+        assert not r.extra["in_sample"] and r.threshold.source.endswith(f"#clusters={np.unique(y_rc).size}")
+    # half 0 by hand: cut at the height that gives the true count on the training classes + half 1
+    from kfree.cluster.ward import ward_tree
+    from kfree.evaluate.calibrate import cut_height
+
+    f0, f1 = vset.folds
+    Xv, yv = np.asarray(Xva, dtype=np.float32)[vset.idx], vset.y
+    X_cal = np.concatenate([X_rc[len(yva):], Xv[f1]])
+    h = cut_height(ward_tree(X_cal)[:, 2], np.unique(np.concatenate([y_rc[len(yva):], yv[f1]])).size)
+    assert rules[1].extra["val_nmi_halves"][0] == pytest.approx(nmi(yv[f0], fcluster(ward_tree(Xv[f0]), h, "distance")))
+    est = ClusterLearner.from_params(epochs=2, p=6, k=4, seed=0).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+    raw = [c for c in est.selection_["candidates"] if c["features"] == "raw"]
+    model = [c for c in est.selection_["candidates"] if c["features"] == "model"]
+    assert {c["val_true"] for c in raw} == {c["val_true"] for c in model} == {len(np.unique(yva))}
 
 
 def test_two_validation_classes_give_in_sample_recalibrated_scores(blobs):
@@ -256,16 +290,17 @@ def test_with_ward_alone_the_models_pair_cut_is_a_complete_linkage_cut(blobs):
     assert ThresholdAgglomerative(thr.value, distance=thr.distance).fit(est.transform(Xva)).n_clusters_ == n_val
 
 
-def test_a_model_scored_once_must_beat_every_half_of_the_raw_features():
-    """Fewer than 4 validation classes: the model's rule has one score, the raw features' (on more
-    classes) two halves. zip() compared the model with the first half only."""
-    def rule(features, nmi_, halves, mode="recalibrated"):
-        return ClusterRule(features, "complete", Threshold(1.0), mode, nmi_, 5, 5,
+def test_a_model_must_beat_the_raw_features_on_each_half():
+    """A better mean is not enough: the model replaces the raw features only where it scores
+    higher on both halves of the same validation identities."""
+    def rule(features, halves, mode="recalibrated"):
+        return ClusterRule(features, "complete", Threshold(1.0), mode, float(np.mean(halves)), 5, 5,
                            extra={"val_gap": 0.0, "val_nmi_halves": halves})
 
-    raw = [rule("raw", 0.8, [0.6, 0.99])]
-    assert choose_rule(raw, [rule("model", 0.97, [0.97], "learned")]).features == "raw"
-    assert choose_rule(raw, [rule("model", 0.995, [0.995], "learned")]).features == "model"
+    raw = [rule("raw", [0.6, 0.99])]
+    assert choose_rule(raw, [rule("model", [0.97, 0.97], "learned")]).features == "raw"
+    assert choose_rule(raw, [rule("model", [0.9, 0.995], "learned")]).features == "model"
+    assert choose_rule(raw, [rule("model", [0.6, 0.99], "learned")]).features == "raw"  # a tie: raw
 
 
 def test_a_score_that_could_not_be_computed_ranks_last():

@@ -233,7 +233,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             candidate_linkages,
             check_threshold_mode,
             choose_rule,
-            raw_calibration_set,
+            raw_rules,
         )
         from .train.distributed import current, share_attributes
         from .train.trainer import train_embedding
@@ -344,17 +344,16 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 self.calibration_ = LogisticCalibration.fit_embeddings(Z_val, y_val, seed=seed)
             model_rules = vset.rules(Z_val, features="model", learned=thr, modes=modes, step=result.best_step,
                                      logistic=self.calibration_)
-            raw_rules = []
+            raw = []
             if self.compare_raw:
-                # the raw features never trained on any class: every labelled class is held out for them
-                X_rc, y_rc = raw_calibration_set(X_tr, y_tr, X_val_np, y_val, seed=seed)
-                raw_rules = ValidationSet(y_rc, linkages=linkages, seed=seed).rules(
-                    X_rc, features="raw", modes=("recalibrated",))
-            candidates = raw_rules + model_rules
-            chosen = choose_rule(raw_rules, model_rules)  # a tie goes to the raw features
+                # the raw features never trained on any class: their cuts are calibrated on the
+                # training identities too, and scored on the model's own halves of validation
+                raw, X_rc, y_rc = raw_rules(vset, X_val_np, y_val, X_tr, y_tr, seed=seed)
+            candidates = raw + model_rules
+            chosen = choose_rule(raw, model_rules)  # a tie goes to the raw features
             if chosen.features == "raw":
                 self.pair_calibration_ = _pair_calibration(X_rc, y_rc, seed)
-                if all(r.linkage == "ward" for r in raw_rules):  # (linkage="ward"): see _distance_rule
+                if all(r.linkage == "ward" for r in raw):  # (linkage="ward"): see _distance_rule
                     raw_pair_cut = threshold_for_n_clusters(X_rc, len(np.unique(y_rc)), linkage="complete")
             else:
                 self.pair_calibration_ = self.calibration_ or _pair_calibration(Z_val, y_val, seed)
@@ -864,8 +863,9 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> s
                       f"model NMI {best_model.val_nmi:.3f}{halves(best_model)} on {best_model.val_true} "
                       "validation identities")
         return (f"the learned model did NOT beat the raw features on held-out identities ({model_part}; raw "
-                f"NMI {chosen.val_nmi:.3f}{halves(chosen)} on {chosen.val_true} labelled identities it never "
-                f"trained on; a model replaces the raw features only if it scores higher on each half): "
+                f"NMI {chosen.val_nmi:.3f}{halves(chosen)} on the same identities, cut where the training "
+                f"identities and the other half put it; a model replaces the raw features only if it scores "
+                f"higher on each half): "
                 f"clustering the raw features, {chosen.linkage} linkage at {chosen.threshold.value:.4g}")
     versus = (f"; raw features reached NMI {best_raw.val_nmi:.3f}" if best_raw is not None
               else "; not compared with the raw features (compare_raw=False)")
