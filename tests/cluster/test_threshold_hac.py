@@ -234,6 +234,28 @@ def test_resource_error_when_graph_will_not_fit():
         ThresholdAgglomerative(n_clusters=3, memory_limit=0.001).fit(X)
 
 
+def test_one_large_ball_goes_dense_and_is_not_refused(monkeypatch):
+    """Found by review: a ball of points all within the threshold (one cluster) was refused when
+    its τ-graph (48 bytes an edge) did not fit, though its condensed distances (4 bytes a pair)
+    did; and below 50,000 points it went through its whole τ-graph, 4.5× slower than dense."""
+    import kfree.cluster.threshold_hac as th
+
+    rng = np.random.default_rng(2)
+    X = (rng.normal(size=(6000, 8)) * 0.05 + 1.0).astype(np.float32)  # every pair within the cut
+    edges_gib = 6000 * 5999 / 2 * th.BYTES_PER_EDGE / 2**30  # ~0.8 GiB of τ-edges, 0.13 condensed
+    dense_calls = []
+    real = th._dense_component_merges
+    monkeypatch.setattr(th, "_dense_component_merges", lambda *a: dense_calls.append(1) or real(*a))
+    m = ThresholdAgglomerative(1.0, algorithm="sparse", memory_limit=edges_gib / 2).fit(X)  # edges do not fit
+    assert m.n_clusters_ == 1 and dense_calls
+    dense_calls.clear()
+    assert ThresholdAgglomerative(1.0).fit(X).n_clusters_ == 1 and dense_calls  # dense τ-graph: dense route
+    part = X[:1500]  # and the route is exact where the cut splits the ball
+    ref = fcluster(linkage(part.astype(np.float64), "complete", metric="sqeuclidean"), 0.02, "distance")
+    got = ThresholdAgglomerative(0.02, algorithm="sparse").fit(part).labels_
+    assert len(np.unique(ref)) > 1 and same_partition(got, ref)
+
+
 @pytest.mark.parametrize(
     "spread,tau,tile,scale",
     [(0.3, 0.6, 4096, 1.0), (0.9, 1.2, 64, 1.0), (0.3, 0.05, 4096, 1.0), (0.3, 0.6, 4096, 300.0)],

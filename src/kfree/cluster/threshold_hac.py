@@ -99,6 +99,11 @@ DENSE_MAX_SAMPLES = 5000
 #: above this many samples (or when the τ-graph will not fit), unconstrained complete linkage
 #: goes one connected component at a time.
 COMPONENTS_MIN_SAMPLES = 50_000
+#: ... and below it too when the τ-graph holds at least this share of all pairs: large balls of
+#: points, which the per-component path agglomerates densely. Measured on unit-norm blobs (one
+#: ball of 10k points: 2.6 s against 11.9 s for the whole τ-graph; 30 balls of 670: 1.5 s against
+#: 2.3 s), while overlapping data (a share of 0.001–0.005) is about 2× faster in one pass.
+COMPONENTS_DENSITY = 0.02
 #: per-component complete linkage goes dense (fastcluster on all pairs) for groups of at least
 #: this many points whose sampled τ-edge density is at least DENSE_BATCH_DENSITY
 DENSE_BATCH_MIN = 256
@@ -411,10 +416,12 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                 need = est * BYTES_PER_EDGE
                 del X32
                 log.info("tau-graph: ~%.3g edges estimated (~%.2f GiB)", est, need / 2**30)
-            if simple and (n > COMPONENTS_MIN_SAMPLES or need > limit):
+            dense_graph = need > 0 and est >= COMPONENTS_DENSITY * n * (n - 1) / 2
+            if simple and (n > COMPONENTS_MIN_SAMPLES or need > limit or dense_graph):
                 # exact per connected component: never more than one component's edges in
                 # memory, and at scale faster too (the components pass skips most distances);
-                # below ~50k points one pass over the whole τ-graph is faster when it fits
+                # below ~50k points one pass over the whole τ-graph is faster when it fits and
+                # is sparse (COMPONENTS_DENSITY)
                 a, b, h, n_edges, comp = _complete_by_components(X, cut, self.distance_, limit,
                                                                  hook)
                 self._coarse_components = comp
@@ -676,16 +683,20 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
         s = pts.shape[0]
         if s < 2:
             continue
-        if s * (s - 1) / 2 * BYTES_PER_EDGE > limit:
+        # the dense route first: a group whose τ-graph would not fit may still fit as condensed
+        # distances (4 bytes a pair against 48 an edge), which a ball of points needs anyway
+        dense = dense_is_faster(Xf[pts], cut, distance, limit)
+        if not dense and s * (s - 1) / 2 * BYTES_PER_EDGE > limit:
             est = estimate_edges(prepared_float32(Xf[pts], distance), thr_sq)
             if est * BYTES_PER_EDGE > limit:
                 raise ResourceError(
                     f"threshold HAC at threshold={cut}: a connected group of {s} samples has "
                     f"~{est:.3g} tau-edges (~{est * BYTES_PER_EDGE / 2**30:.1f} GiB), more than "
-                    f"memory_limit={limit / 2**30:.1f} GiB; lower the threshold or raise "
-                    "memory_limit"
+                    f"memory_limit={limit / 2**30:.1f} GiB, and its condensed distances "
+                    f"(~{4.0 * s * s / 2**30:.1f} GiB) do not fit in half of it either; lower the "
+                    "threshold or raise memory_limit"
                 )
-        if dense_is_faster(Xf[pts], cut, distance, limit):
+        if dense:
             a, b, h, m = _dense_component_merges(Xf[pts], cut, distance)
             total_edges += m
             out_a.append(pts[a])
