@@ -5,6 +5,7 @@ Heavy imports (torch, sklearn) happen inside commands so ``kfree --help`` stays 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -382,8 +383,11 @@ def cluster(
             if "distance" in accepted and ("threshold" in accepted or distance is not None):
                 kwargs["distance"] = dist
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
-            with _limit_threads():
-                est = registry.get("cluster", method, **kwargs).fit(data.X)
+            est = registry.get("cluster", method, **kwargs)
+            # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
+            takes_hook = "hook" in inspect.signature(est.fit).parameters
+            with _limit_threads(), progress_hook(takes_hook) as hook:
+                est.fit(data.X, **({"hook": hook} if hook is not None else {}))
                 labels = est.labels_
                 if state is not None:
                     from .assign import save_plain_state
