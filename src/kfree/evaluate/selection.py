@@ -339,16 +339,21 @@ def raw_rules(vset: ValidationSet, X_val: np.ndarray, y_val: np.ndarray, X_train
     (the same features scored 1.000 as "model" and 0.958 as "raw" on blobs); a paired comparison
     of the halves is what :func:`choose_rule` needs. Returns ``(rules, X_rc, y_rc)``.
     """
-    X_rc, y_rc = raw_calibration_set(X_train, y_train, X_val, y_val, seed=seed)
     n_val = np.asarray(y_val).shape[0]
+    if n_val != vset.n_all:
+        raise DataError(f"y_val has {n_val} rows but the validation set was made of {vset.n_all}: give raw_rules "
+                        "the rows the ValidationSet was built from")
+    X_rc, y_rc = raw_calibration_set(X_train, y_train, X_val, y_val, seed=seed)
     linkages = set(vset.linkages)
     rc = ValidationSet(y_rc, linkages=vset.linkages, seed=seed)  # the final cuts: on all of them
     final = rc._trees(X_rc[rc.idx], linkages)
     Zv = X_rc[:n_val][vset.idx]
-    room = max(MAX_VALIDATION_SAMPLES - Zv.shape[0], 2)
+    # a half's calibration tree holds training rows and the other half: as many rows as the
+    # validation trees may hold (whole training classes, drawn at random)
+    room = max(MAX_VALIDATION_SAMPLES - max(f.shape[0] for f in vset.folds), 2)
     train = n_val + subsample_classes(y_rc[n_val:], room, seed=seed)
     val_full = vset._trees(Zv, linkages)
-    fold_trees = [vset._trees(Zv[f], linkages) for f in vset.folds]
+    fold_trees = [vset._trees(Zv[f], linkages) for f in vset.folds] if len(vset.folds) > 1 else [val_full]
     out = []
     for lk in vset.linkages:
         h = cut_height(final[lk][:, 2], rc.n_true)
