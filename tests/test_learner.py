@@ -247,12 +247,22 @@ def test_the_model_file_is_a_checkpoint_that_never_runs_code(fitted, tmp_path):
     with pytest.raises(ModelError, match=r"written by a newer kfree \(format kfree-model/4"):
         ClusterLearner.load(tmp_path / "newer.kfree")
     # a newer kfree that only added options keeps the format name: its file names the options
-    # this kfree does not know, instead of being called damaged
+    # this kfree does not know, instead of being called damaged; written by this very version,
+    # such a file is damaged
+    newer = {**state, "provenance": {**state["provenance"], "versions": {"kfree": "9.9.9"}}}
     for extra in ({"train": {**config["params"]["train"], "warmup": 3}}, {"temperature": 0.5}):
-        save_checkpoint(tmp_path / "added.kfree", state, config={**config, "params": {**config["params"], **extra}})
+        cfg = {**config, "params": {**config["params"], **extra}}
+        save_checkpoint(tmp_path / "added.kfree", newer, config=cfg)
         with pytest.raises(ModelError, match=r"options this kfree .* does not know \((train\.)?(warmup|temperature);"
-                                             r" written by kfree .*upgrade kfree"):
+                                             r" written by kfree 9.9.9\): .*upgrade kfree"):
             ClusterLearner.load(tmp_path / "added.kfree")
+        save_checkpoint(tmp_path / "same.kfree", state, config=cfg)
+        with pytest.raises(ModelError, match=r"damaged kfree model file \(options"):
+            ClusterLearner.load(tmp_path / "same.kfree")
+    odd = {**newer, "provenance": {**state["provenance"], "versions": "1.0"}}  # not a mapping: no traceback
+    save_checkpoint(tmp_path / "odd.kfree", odd, config=cfg)
+    with pytest.raises(ModelError, match="written by kfree unknown"):
+        ClusterLearner.load(tmp_path / "odd.kfree")
 
 
 def test_counts_and_rates_are_checked_where_configured():
@@ -295,6 +305,8 @@ def test_scikit_learn_habits_found_by_review(blobs, fitted):
         ClusterLearner().set_params(train__epoch=3)
     with pytest.raises(ConfigError, match="epochs=2.5"):
         ClusterLearner().set_params(train__epochs=2.5)
+    with pytest.raises(ConfigError, match="train must be a kfree.config.TrainConfig"):
+        ClusterLearner(train={"epochs": 3}).set_params(train__lr=0.1)
     Xtr, ytr, *_ = blobs
     three = np.isin(ytr, [0, 1, 2])
     with pytest.warns(UserWarning, match="only 3 identities: none held out for validation"):

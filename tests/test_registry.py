@@ -53,15 +53,16 @@ def test_a_decorated_class_is_found_and_a_taken_name_refused(monkeypatch):
         registry.get("cluster", "_test-method", nope=1)
     with pytest.raises(ConfigError, match="'hac' is taken by kfree.cluster.threshold_hac.ThresholdAgglomerative"):
         registry.register("cluster", "hac")(Mine)
-    # a loss that does not set its own name is called by the name it was registered under (its
-    # messages said loss 'base'); a built-in's own name stays
+    # a loss that does not set its own name is called by the name it was asked for by (its
+    # messages said loss 'base'), under each of its stacked names; a built-in's own name stays
     from kfree.losses.base import EmbeddingLoss
-    from kfree.losses.triplet import TripletLoss
 
     monkeypatch.setitem(registry._REGISTRY, "loss", dict(registry._entries("loss")))
-    unnamed = registry.register("loss", "_test-loss")(type("Unnamed", (EmbeddingLoss,), {}))
-    assert unnamed.name == "_test-loss" and EmbeddingLoss.name == "base"
-    assert TripletLoss.name == "triplet"
+    unnamed = type("Unnamed", (EmbeddingLoss,), {"__init__": lambda self, margin=1.0: EmbeddingLoss.__init__(self)})
+    registry.register("loss", "_test-loss")(registry.register("loss", "_test-loss-strict", margin=0.5)(unnamed))
+    assert registry.get("loss", "_test-loss").name == "_test-loss"
+    assert registry.get("loss", "_test-loss-strict").name == "_test-loss-strict" and EmbeddingLoss.name == "base"
+    assert registry.get("loss", "triplet-l2").name == "triplet"
 
 
 def test_unknown_names_and_missing_packages_say_what_to_do(monkeypatch):

@@ -155,6 +155,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 raise ConfigError(f"{type(self).__name__} spells training options flat: set_params("
                                   f"{', '.join(f'{k}=…' for k in options)})")
             base = params.pop("train", self.train)
+            if base is not None and not isinstance(base, TrainConfig):
+                raise ConfigError(f"train must be a kfree.config.TrainConfig (or None), got {type(base).__name__}; "
+                                  "flat options go through ClusterLearner.from_params(...)")
             fields = {f.name for f in dataclasses.fields(TrainConfig)}
             if unknown := sorted(set(options) - fields):
                 raise ConfigError(f"unknown training option(s) {unknown}; they are {sorted(fields)}")
@@ -739,7 +742,11 @@ def _refuse_unknown_options(p: Path, params: dict[str, Any], payload: dict[str, 
         unknown += sorted(f"train.{k}" for k in set(train) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         prov = payload.get("provenance")
-        written = (prov.get("versions") or {}).get("kfree", "unknown") if isinstance(prov, dict) else "unknown"
+        vers = prov.get("versions") if isinstance(prov, dict) else None
+        written = str(vers.get("kfree", "unknown")) if isinstance(vers, dict) else "unknown"
+        if written == str(__version__):  # this very version wrote options it does not know: damage
+            raise ModelError(f"{p.name} is a damaged kfree model file (options {', '.join(unknown)} that this "
+                             f"kfree {__version__}, which wrote it, does not know); train the model again")
         raise ModelError(f"{p.name} has options this kfree {__version__} does not know "
                          f"({', '.join(unknown)}; written by kfree {written}): it was saved by a newer "
                          "kfree; upgrade kfree to use it")
@@ -862,10 +869,11 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> s
         model_part = ("no model rule could be compared" if best_model is None else
                       f"model NMI {best_model.val_nmi:.3f}{halves(best_model)} on {best_model.val_true} "
                       "validation identities")
+        how = ("cut where the training identities and the other half put it; a model replaces the raw "
+               "features only if it scores higher on each half" if len(chosen.extra.get("val_nmi_halves") or []) > 1
+               else "cut where the training identities put it")
         return (f"the learned model did NOT beat the raw features on held-out identities ({model_part}; raw "
-                f"NMI {chosen.val_nmi:.3f}{halves(chosen)} on the same identities, cut where the training "
-                f"identities and the other half put it; a model replaces the raw features only if it scores "
-                f"higher on each half): "
+                f"NMI {chosen.val_nmi:.3f}{halves(chosen)} on the same identities, {how}): "
                 f"clustering the raw features, {chosen.linkage} linkage at {chosen.threshold.value:.4g}")
     versus = (f"; raw features reached NMI {best_raw.val_nmi:.3f}" if best_raw is not None
               else "; not compared with the raw features (compare_raw=False)")

@@ -52,8 +52,6 @@ def register(kind: str, name: str, *, requires: tuple[str, str] | None = None,
             raise ConfigError(f"{kind} name {name!r} is taken by {old.__module__}.{old.__qualname__}; "
                               f"register {cls.__qualname__} under another name")
         entries[name] = (cls, dict(defaults))
-        if hasattr(cls, "name") and "name" not in vars(cls):  # a loss that did not name itself: its
-            cls.name = name  # messages say the name it was registered under, not its base's "base"
         if requires is not None:
             REQUIRES[(kind, name)] = requires
         return cls
@@ -113,9 +111,12 @@ def get(kind: str, name: str, **kwargs: Any) -> Any:
     cls, defaults = resolve(kind, name)
     defaults.update(kwargs)
     try:
-        return cls(**defaults)
+        obj = cls(**defaults)
     except TypeError as e:
         raise ConfigError(f"bad parameters for {kind} {name!r}: {e}") from None
+    if getattr(cls, "name", None) == "base":  # a loss that names itself nowhere (EmbeddingLoss's
+        obj.name = name  # default): its messages say the name it was asked for by
+    return obj
 
 
 def cluster_capabilities(method: str, *, n_clusters: int | None = None, threshold: float | None = None,

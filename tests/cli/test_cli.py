@@ -54,7 +54,8 @@ def test_train_cluster_evaluate_npy(files, monkeypatch):
                         lambda history, path, **kw: seen.update(kw) or real(history, path, **kw))
     assert validation.plot_learner_validation(learner, files / "raw-curve.png").stat().st_size > 1000
     assert seen["kept_step"] == learner.best_step_ is not None and "chosen: raw features" in seen["title"]
-    assert seen["raw_label"].startswith("raw features, best cut (") and "identities)" in seen["raw_label"]
+    assert seen["raw_label"] == "raw features, best cut" and seen["raw_nmi"] == max(
+        c["val_nmi"] for c in learner.selection_["candidates"] if c["features"] == "raw")
     code, out = run("cluster", files / "m.kfree", files / "new.npy", "--out", files / "pred.csv")
     assert code == 0, out
     pred = pd.read_csv(files / "pred.csv")
@@ -119,6 +120,26 @@ def test_help_lists_commands():
     assert code == 0
     for cmd in ("demo", "train", "cluster", "evaluate"):
         assert cmd in out
+
+
+def test_clustering_features_shows_the_exact_hacs_progress(files, monkeypatch):
+    """Found by review: kfree cluster FEATURES --threshold passed no progress hook, so minutes of
+    exact HAC at scale printed nothing (the Dask backend showed its stages)."""
+    from kfree.cluster import ThresholdAgglomerative
+
+    hooks = []
+    real = ThresholdAgglomerative.fit
+
+    def fit(self, X, *a, hook=None, **k):
+        hooks.append(hook)
+        if hook is not None:
+            hook("tau components", completed=1, total=1)
+        return real(self, X, *a, hook=hook, **k)
+
+    monkeypatch.setattr(ThresholdAgglomerative, "fit", fit)
+    code, out = run("cluster", files / "new.npy", "--threshold", "0.5", "--out", files / "p.csv")
+    assert code == 0, out
+    assert hooks and hooks[0] is not None and "tau components 1/1" in out
 
 
 def test_cluster_methods_switch(files):

@@ -250,10 +250,13 @@ def test_one_large_ball_goes_dense_and_is_not_refused(monkeypatch):
     assert m.n_clusters_ == 1 and dense_calls
     dense_calls.clear()
     assert ThresholdAgglomerative(1.0).fit(X).n_clusters_ == 1 and dense_calls  # dense τ-graph: dense route
-    part = X[:1500]  # and the route is exact where the cut splits the ball
-    ref = fcluster(linkage(part.astype(np.float64), "complete", metric="sqeuclidean"), 0.02, "distance")
-    got = ThresholdAgglomerative(0.02, algorithm="sparse").fit(part).labels_
-    assert len(np.unique(ref)) > 1 and same_partition(got, ref)
+    # and the route is exact where the cut splits the ball (half of all pairs within it: dense)
+    part = X[:1500]
+    cut = float(np.median(pdist(part.astype(np.float64), "sqeuclidean")))
+    dense_calls.clear()
+    got = ThresholdAgglomerative(cut, algorithm="sparse").fit(part).labels_
+    ref = fcluster(linkage(part.astype(np.float64), "complete", metric="sqeuclidean"), cut, "distance")
+    assert dense_calls and len(np.unique(ref)) > 1 and same_partition(got, ref)
 
 
 @pytest.mark.parametrize(

@@ -96,5 +96,7 @@ def report(
                               "a minute or more)")
         page = cluster_report(out, labels, truth=y, images=paths, texts=lines, features=X,
                               title=f"kfree — {clusters.name}", source=str(clusters), max_clusters=max_clusters)
-        console.print(f"{labels.size} rows in {np.unique(labels).size} clusters; report written to "
-                      f"[bold]{escape(str(page))}[/bold]")
+        n_clusters = np.unique(labels).size
+        console.print(f"{labels.size} rows in {n_clusters} clusters; report written to [bold]{escape(str(page))}[/bold]"
+                      + (f" (it shows the {max_clusters} largest clusters; --max-clusters shows more)"
+                         if (images is not None or texts is not None) and n_clusters > max_clusters else ""))

@@ -14,12 +14,16 @@ Two exact algorithms give the same partition (up to relabelling, on data without
   had: memory proportional to the τ-edges (a cluster of s points brings about s²/2), which
   are estimated before they are built and reported as a
   :class:`~kfree.exceptions.ResourceError` when they will not fit. Without constraints, above
-  50,000 points or when the whole graph will not fit, it goes one connected component of the
-  τ-graph at a time (found first without storing any edge,
+  50,000 points, when the whole graph will not fit, or when it holds at least 2 % of all pairs
+  (:data:`COMPONENTS_DENSITY`: large balls), it goes one connected component of the τ-graph at
+  a time (found first without storing any edge,
   :func:`~kfree.cluster._radius_graph.radius_components`), so only the largest component's
   edges must fit; a component whose pairs are mostly within the cut (a cluster that is a ball,
   what a good embedding makes) is agglomerated densely by fastcluster, the same dendrogram up
-  to the cut and several times faster than the sparse kernel on its s²/2 edges. Single
+  to the cut and several times faster than the sparse kernel on its s²/2 edges — and it needs
+  only its condensed distances (4 bytes a pair) to fit, not its edges (48 bytes). (A single
+  overlapping cloud with a few per cent of its pairs within the cut is slower on this route than
+  in one pass; embeddings with large clusters are several times faster.) Single
   linkage is the minimum spanning forest of the same graph. Average
   linkage is not local in that way: it is exact per connected component of the τ-graph (an
   average of distances all above ``tau`` stays above it), each component agglomerated densely.
@@ -100,9 +104,9 @@ DENSE_MAX_SAMPLES = 5000
 #: goes one connected component at a time.
 COMPONENTS_MIN_SAMPLES = 50_000
 #: ... and below it too when the τ-graph holds at least this share of all pairs: large balls of
-#: points, which the per-component path agglomerates densely. Measured on unit-norm blobs (one
-#: ball of 10k points: 2.6 s against 11.9 s for the whole τ-graph; 30 balls of 670: 1.5 s against
-#: 2.3 s), while overlapping data (a share of 0.001–0.005) is about 2× faster in one pass.
+#: points, which the per-component path agglomerates densely, several times faster (on
+#: unit-norm blobs, one ball or 30, and on the Banking77 and CelebA embeddings), while sparse
+#: overlapping data (a share of 0.001–0.005) is faster in one pass.
 COMPONENTS_DENSITY = 0.02
 #: per-component complete linkage goes dense (fastcluster on all pairs) for groups of at least
 #: this many points whose sampled τ-edge density is at least DENSE_BATCH_DENSITY
@@ -692,8 +696,8 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
                 raise ResourceError(
                     f"threshold HAC at threshold={cut}: a connected group of {s} samples has "
                     f"~{est:.3g} tau-edges (~{est * BYTES_PER_EDGE / 2**30:.1f} GiB), more than "
-                    f"memory_limit={limit / 2**30:.1f} GiB, and its condensed distances "
-                    f"(~{4.0 * s * s / 2**30:.1f} GiB) do not fit in half of it either; lower the "
+                    f"memory_limit={limit / 2**30:.3g} GiB, and its condensed distances "
+                    f"(~{4.0 * s * s / 2**30:.3g} GiB) do not fit in half of it either; lower the "
                     "threshold or raise memory_limit"
                 )
         if dense:

@@ -33,6 +33,7 @@ def image_loader(paths: Sequence[str | Path]):
         p = Path(paths[i])
         try:
             with Image.open(p) as im:
+                im.draft("RGB", (2 * THUMBNAIL, 2 * THUMBNAIL))  # a large JPEG decoded at a fraction of its size
                 im = ImageOps.contain(_displayable(im), (THUMBNAIL, THUMBNAIL))  # small ones enlarged too
                 canvas = Image.new("RGB", (THUMBNAIL, THUMBNAIL), (255, 255, 255))
                 canvas.paste(im, ((THUMBNAIL - im.width) // 2, (THUMBNAIL - im.height) // 2))
@@ -117,25 +118,26 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
     from ..distances import check_features
 
     plt = pyplot()
-    X = np.asarray(check_features(X, name="features", min_samples=1), dtype=np.float64)
+    X = check_features(X, name="features", min_samples=1)  # (as given: only the sample is converted)
     if X.shape[0] != labels.shape[0]:
         raise DataError(f"features must have shape ({labels.shape[0]}, d), got {X.shape}")
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(X.shape[0], max_points, replace=False)) if X.shape[0] > max_points else np.arange(X.shape[0])
+    Xs = np.asarray(X[idx], dtype=np.float64)
     if X.shape[1] < 2 or idx.size < 4:  # nothing to reduce (one feature), or too few rows to embed
-        xy = np.column_stack([X[idx, 0], X[idx, 1] if X.shape[1] > 1 else np.zeros(idx.size)])
+        xy = np.column_stack([Xs[:, 0], Xs[:, 1] if X.shape[1] > 1 else np.zeros(idx.size)])
         how = "the first two features" if X.shape[1] > 1 else "the one feature"
     else:
         try:
             from openTSNE import TSNE
 
             xy = np.asarray(TSNE(perplexity=min(30.0, max(2.0, (idx.size - 1) / 3.0)), initialization="pca",
-                                 random_state=seed, n_jobs=1, verbose=False).fit(X[idx]))
+                                 random_state=seed, n_jobs=1, verbose=False).fit(Xs))
             how = "t-SNE (openTSNE)"
         except ImportError:
             from sklearn.decomposition import PCA
 
-            xy = PCA(n_components=2, random_state=seed).fit_transform(X[idx])
+            xy = PCA(n_components=2, random_state=seed).fit_transform(Xs)
             how = "PCA (pip install 'kfree[report]' for t-SNE)"
     lab = labels[idx]
     largest = largest_clusters(labels, min(top, len(MAP_COLOURS)))

@@ -47,7 +47,7 @@ def shown_note(labels_pred: np.ndarray, max_clusters: int | None, what: str) -> 
         return f"{what} of the one cluster"
     if max_clusters is None or total <= max_clusters:
         return f"{what} of each of the {total:,} clusters, largest first"
-    return f"{what} of the {max_clusters:,} largest of the {total:,} clusters (--max-clusters shows more)"
+    return f"{what} of the {max_clusters:,} largest of the {total:,} clusters"
 
 
 def _text(t: Any) -> str:

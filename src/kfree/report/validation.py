@@ -32,7 +32,7 @@ def plot_learner_validation(learner: Any, path: str | Path, *, title: str | None
     return plot_validation_curve(
         learner.history_, path, chosen=chosen, kept_step=learner.best_step_,
         raw_nmi=None if best_raw is None else best_raw["val_nmi"],
-        raw_label=None if best_raw is None else f"raw features, best cut ({best_raw['val_true']} identities)",
+        raw_label=None if best_raw is None else "raw features, best cut",
         title=f"{title or learner.train_config.loss + ': validation on held-out identities'}\n{rule}")
 
 
@@ -49,9 +49,9 @@ def plot_validation_curve(
     """Write the validation curve of ``history`` (rows from training) to ``path`` (PNG).
 
     ``kept_step`` marks the step whose model was kept (default: ``chosen``'s step), also when the
-    raw features were chosen over it. ``raw_label`` names the line at ``raw_nmi``: the raw
-    features are scored on their own set of identities (see
-    :func:`~kfree.evaluate.selection.raw_calibration_set`), which the label should say.
+    raw features were chosen over it. ``raw_label`` names the line at ``raw_nmi`` (the raw
+    features' best rule, scored on the same halves of the validation identities as the model:
+    :func:`~kfree.evaluate.selection.raw_rules`).
     Returns ``None`` (writes nothing) when the history holds no validation rows.
     """
     rows = [r for r in history if "val_nmi" in r]
