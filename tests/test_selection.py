@@ -290,6 +290,25 @@ def test_with_ward_alone_the_models_pair_cut_is_a_complete_linkage_cut(blobs):
     assert ThresholdAgglomerative(thr.value, distance=thr.distance).fit(est.transform(Xva)).n_clusters_ == n_val
 
 
+def test_raw_cuts_rank_on_every_identity_and_meet_the_model_on_the_halves():
+    """Among themselves the raw features' cuts rank by their score on all labelled identities
+    (on CelebA the validation halves' 22 identities put complete linkage ahead by noise, all 163
+    put Ward ahead, as the unseen identities did); against the model, the halves decide."""
+    def raw(lk, halves, rank):
+        return ClusterRule("raw", lk, Threshold(1.0), "recalibrated", float(np.mean(halves)), 5, 5,
+                           extra={"val_gap": 0.0, "val_nmi_halves": halves, "rank_nmi": rank, "rank_gap": 0.0,
+                                  "rank_margin": 0.0})
+
+    complete, ward = raw("complete", [0.984, 0.960], 0.952), raw("ward", [0.978, 0.964], 0.963)
+    assert best_rule([complete, ward]) is ward and choose_rule([complete, ward], []) is ward
+    model = ClusterRule("model", "ward", Threshold(1.0), "recalibrated", 0.975, 5, 5,
+                        extra={"val_gap": 0.0, "val_nmi_halves": [0.979, 0.971]})
+    assert choose_rule([complete, ward], [model]) is model  # beats Ward on each half (not complete's 0.984)
+    model_lost = ClusterRule("model", "ward", Threshold(1.0), "recalibrated", 0.975, 5, 5,
+                             extra={"val_gap": 0.0, "val_nmi_halves": [0.990, 0.960]})
+    assert choose_rule([complete, ward], [model_lost]) is ward
+
+
 def test_a_model_must_beat_the_raw_features_on_each_half():
     """A better mean is not enough: the model replaces the raw features only where it scores
     higher on both halves of the same validation identities."""
