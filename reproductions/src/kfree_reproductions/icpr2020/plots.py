@@ -162,8 +162,9 @@ def plot_tsne(
     small = int((sizes < 10).sum())
     ax.set_title(f"{title}\n{ids.shape[0]} clusters ({small} with < 10 items), ACC {acc * 100:.2f} %".strip(),
                  fontsize=10)
-    ax.legend(markerscale=5, fontsize=7, loc="best")
-    return _save(fig, path)
+    # beside the map, not on it: loc="best" still covered a cluster's points
+    ax.legend(markerscale=5, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return _save(fig, path)  # (saved with bbox_inches="tight": the legend is kept)
 
 
 # ------------------------------------------------------------------------------ Fig. 4
