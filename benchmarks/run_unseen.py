@@ -233,8 +233,8 @@ def audit_report(recs: list[dict[str, Any]]) -> list[str]:
         dm = d[model]
         below, above = dm[dm < -1e-9], dm[dm > 1e-9]
         lines.append(f"| {set_name} | {len(rs)} | {int(model.sum())} | {below.size} "
-                     f"({(-below.mean() if below.size else 0):.3f}) | {above.size} "
-                     f"({(above.mean() if above.size else 0):.3f}) | {int(dm.size - below.size - above.size)} | "
+                     f"({(-below.mean() if below.size else 0):.4f}) | {above.size} "
+                     f"({(above.mean() if above.size else 0):.4f}) | {int(dm.size - below.size - above.size)} | "
                      f"{np.mean([r['kfree']['nmi'] for r in rs]):.4f} | "
                      f"{np.mean([r['raw_rule']['nmi'] for r in rs]):.4f} |")
     return lines + [""]
