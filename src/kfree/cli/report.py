@@ -91,7 +91,9 @@ def report(
 
             rows = load_features(features, min_samples=1).X
             X = rows[rows_of(pred, rows.shape[0], pred_name=clusters.name, items_name=features.name)]
-            if X.shape[0] > 2000:
+            import importlib.util
+
+            if X.shape[0] > 2000 and importlib.util.find_spec("openTSNE") is not None:  # (PCA is quick)
                 console.print(f"drawing a 2-d map of {min(X.shape[0], 10_000):,} rows (t-SNE at this size takes "
                               "a minute or more)")
         page = cluster_report(out, labels, truth=y, images=paths, texts=lines, features=X,

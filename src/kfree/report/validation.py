@@ -22,16 +22,19 @@ def plot_learner_validation(learner: Any, path: str | Path, *, title: str | None
     """The validation curve of a fitted :class:`~kfree.learner.ClusterLearner`: its history, the
     step it kept, the rule it chose and the raw features' best score (what ``kfree train`` and
     ``kfree demo`` draw). ``None`` when it validated nothing."""
+    from ..evaluate.selection import ClusterRule, best_rule
+
     sel = learner.selection_
     chosen = sel["chosen"]
-    raw = [c for c in sel.get("candidates", []) if c["features"] == "raw"]
-    best_raw = max(raw, key=lambda c: c["val_nmi"]) if raw else None
+    # the raw rule the model had to beat (the raw cuts rank among themselves as the choice ranks them)
+    raw = [ClusterRule.from_dict(c) for c in sel.get("candidates", []) if c["features"] == "raw"]
+    best_raw = best_rule(raw) if raw else None
     thr = chosen["threshold"]
     what = "raw features" if chosen["features"] == "raw" else "model"
     rule = f"chosen: {what}, {chosen['linkage']} at {thr['value']:.4g} {thr['distance']}"
     return plot_validation_curve(
         learner.history_, path, chosen=chosen, kept_step=learner.best_step_,
-        raw_nmi=None if best_raw is None else best_raw["val_nmi"],
+        raw_nmi=None if best_raw is None else best_raw.val_nmi,
         raw_label=None if best_raw is None else "raw features, best cut",
         title=f"{title or learner.train_config.loss + ': validation on held-out identities'}\n{rule}")
 
