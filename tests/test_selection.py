@@ -400,3 +400,58 @@ def test_raw_features_at_a_ward_cut_have_their_own_pair_distance_cut(blobs, tmp_
         est.cluster(10 * Xte, method="knn-cc")
     by_hand = registry.get("cluster", "knn-cc", threshold=cut.value, distance=cut.distance).fit(10 * Xte).labels_
     np.testing.assert_array_equal(est.cluster(10 * Xte, method="knn-cc", threshold=cut.value), by_hand)
+
+
+def test_cross_fitting_scores_each_half_at_the_step_chosen_on_the_other():
+    """The winner's curse: the step kept is the best of many on the same validation identities, so
+    its score flatters it. Each half is scored at the step (and rule) chosen on the other half."""
+    from kfree.evaluate.selection import cross_fitted
+
+    history = [
+        {"step": 0, "val_halves": {"complete/learned": [[0.80, 1.0], [0.80, 1.0]]}},
+        # lucky on half 0 only
+        {"step": 10, "val_halves": {"complete/learned": [[0.95, 0.0], [0.70, 2.0]],
+                                    "ward/recalibrated": [[0.90, 0.0], [0.75, 1.0]]}},
+        # lucky on half 1 only
+        {"step": 20, "val_halves": {"complete/learned": [[0.72, 2.0], [0.93, 0.0]]}},
+        {"step": 25, "loss": 0.1},  # a row without validation
+    ]
+    cross = cross_fitted(history)
+    # half 0 is scored at the pick of half 1 (step 20: 0.72), half 1 at the pick of half 0 (step 10: 0.70)
+    assert cross["nmi"] == [0.72, 0.70] and cross["gap"] == [2.0, 2.0]
+    assert cross["picks"] == [[20, "complete/learned"], [10, "complete/learned"]]
+    # without select_best the last validated step is the one kept: no choice of step to pay for
+    assert cross_fitted(history, select_best=False)["nmi"] == [0.72, 0.93]
+    # a tie between steps goes to the later one, as in the trainer
+    tie = [{"step": s, "val_halves": {"c/l": [[0.9, 0.0], [v, 0.0]]}} for s, v in ((5, 0.1), (6, 0.2))]
+    assert cross_fitted(tie)["picks"][1] == [6, "c/l"]
+    # nothing to cross: no halves (fewer than 4 validation identities), or rows from an older kfree
+    assert cross_fitted([{"step": 0, "val_halves": {"c/l": [[0.9, 0.0]]}}]) is None
+    assert cross_fitted([{"step": 0, "val_nmi": 0.9}]) is None
+
+
+def test_a_model_must_beat_the_raw_features_without_the_credit_of_its_chosen_step():
+    def rule(features, halves):
+        return ClusterRule(features, "complete", Threshold(1.0), "recalibrated", float(np.mean(halves)), 5, 5,
+                           extra={"val_gap": 0.0, "val_nmi_halves": halves})
+
+    raw, model = [rule("raw", [0.85, 0.85])], [rule("model", [0.95, 0.93])]
+    assert choose_rule(raw, model).features == "model"
+    assert choose_rule(raw, model, cross={"nmi": [0.84, 0.90], "gap": [0.0, 0.0]}).features == "raw"
+    assert choose_rule(raw, model, cross={"nmi": [0.86, 0.90], "gap": [0.0, 0.0]}).features == "model"
+    assert choose_rule(raw, model, cross={"nmi": [0.86, 0.90], "gap": [3.0, 3.0]}).features == "model"
+
+
+def test_the_learner_records_and_uses_the_cross_fitted_model_score(blobs):
+    from kfree.evaluate.selection import cross_fitted
+
+    Xtr, ytr, Xva, yva, _, _ = blobs
+    est = ClusterLearner.from_params(epochs=3, p=6, k=4, eval_every_steps=2, seed=0).fit(
+        Xtr, ytr, X_val=Xva, y_val=yva)
+    rows = [r for r in est.history_ if "val_nmi" in r]
+    assert rows and all(set(r["val_halves"]) >= {"complete/learned", "ward/recalibrated"} for r in rows)
+    for r in rows:  # the row's score is the best rule's mean over the halves
+        assert r["val_nmi"] == pytest.approx(max(np.mean([h[0] for h in v]) for v in r["val_halves"].values()))
+    cross = est.selection_["model_cross_fit"]
+    assert cross == cross_fitted(est.history_)
+    assert "with the step chosen on the other half" in est.selection_["reason"]

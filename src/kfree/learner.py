@@ -236,6 +236,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             candidate_linkages,
             check_threshold_mode,
             choose_rule,
+            cross_fitted,
+            halves_row,
             raw_rules,
         )
         from .train.distributed import current, share_attributes
@@ -321,7 +323,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             best = best_rule(rules)
             row: dict[str, Any] = {"val_nmi": best.val_nmi, "val_clusters": best.val_clusters,
                                    "val_true": best.val_true, "val_gap": best.extra["val_gap"],
-                                   "val_rule": f"{best.linkage}/{best.mode}"}
+                                   "val_rule": f"{best.linkage}/{best.mode}", "val_halves": halves_row(rules)}
             for r in rules:
                 row[f"val_nmi_{r.linkage}_{r.mode}"] = r.val_nmi
                 row[f"val_clusters_{r.linkage}_{r.mode}"] = r.val_clusters
@@ -340,7 +342,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         thr = loss.implied_threshold()
         self.calibration_ = self.pair_calibration_ = None
         candidates: list[ClusterRule] = []
-        raw_pair_cut = None
+        raw_pair_cut = cross = None
         if has_val:
             Z_val = encode(model, X_val_np)
             if self.calibration == "logistic":  # the recalibrated complete cut: a logistic crossing
@@ -353,7 +355,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 # training identities too, and scored on the model's own halves of validation
                 raw, X_rc, y_rc = raw_rules(vset, X_val_np, y_val, X_tr, y_tr, seed=seed)
             candidates = raw + model_rules
-            chosen = choose_rule(raw, model_rules)  # a tie goes to the raw features
+            # the model's halves scored at the step chosen on the other half (no winner's curse)
+            cross = cross_fitted(result.history, select_best=cfg.select_best)
+            chosen = choose_rule(raw, model_rules, cross=cross)  # a tie goes to the raw features
             if chosen.features == "raw":
                 self.pair_calibration_ = _pair_calibration(X_rc, y_rc, seed)
                 if all(r.linkage == "ward" for r in raw):  # (linkage="ward"): see _distance_rule
@@ -384,8 +388,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             "chosen": chosen.to_dict(),
             "candidates": [r.to_dict() for r in candidates],
             "compared_with_raw": bool(has_val and self.compare_raw),
-            "reason": _selection_reason(chosen, candidates, has_val, self.compare_raw),
+            "reason": _selection_reason(chosen, candidates, has_val, self.compare_raw, cross),
         }
+        if cross is not None:
+            self.selection_["model_cross_fit"] = cross
         if raw_pair_cut is not None:
             self.selection_["raw_pair_cut"] = raw_pair_cut.to_dict()
         self.provenance_ = {
@@ -849,7 +855,7 @@ def _check_val_identities(v: Any) -> None:
                           "or a fraction of them in (0, 1)")
 
 
-def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> str:
+def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cross=None) -> str:
     """Say which rule clusters, and what it beat (or that nothing was checked)."""
     if not has_val:
         return (f"no validation identities: {chosen.name}; not compared with the raw features "
@@ -861,6 +867,8 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> s
     best_raw = best_rule(raw) if raw else None
     best_model = best_rule(model) if model else None
     score = f"validation NMI {chosen.val_nmi:.3f}, {chosen.val_clusters} clusters for {chosen.val_true} identities"
+    crossed = ("" if cross is None else f", {np.mean(cross['nmi']):.3f} (halves "
+               f"{', '.join(f'{x:.3f}' for x in cross['nmi'])}) with the step chosen on the other half")
     if chosen.features == "raw":
         def halves(rule) -> str:  # the scores choose_rule compares, half by half
             h = rule.extra.get("val_nmi_halves") or []
@@ -868,15 +876,15 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool) -> s
 
         model_part = ("no model rule could be compared" if best_model is None else
                       f"model NMI {best_model.val_nmi:.3f}{halves(best_model)} on {best_model.val_true} "
-                      "validation identities")
+                      f"validation identities{crossed}")
         how = ("cut where the training identities and the other half put it; a model replaces the raw "
-               "features only if it scores higher on each half" if len(chosen.extra.get("val_nmi_halves") or []) > 1
-               else "cut where the training identities put it")
+               f"features only if {'its step chosen on one half ' if cross else 'it '}scores higher on each half"
+               if len(chosen.extra.get("val_nmi_halves") or []) > 1 else "cut where the training identities put it")
         return (f"the learned model did NOT beat the raw features on held-out identities ({model_part}; raw "
                 f"NMI {chosen.val_nmi:.3f}{halves(chosen)} on the same identities, {how}): "
                 f"clustering the raw features, {chosen.linkage} linkage at {chosen.threshold.value:.4g}")
-    versus = (f"; raw features reached NMI {best_raw.val_nmi:.3f}" if best_raw is not None
-              else "; not compared with the raw features (compare_raw=False)")
+    versus = (f"; raw features reached NMI {best_raw.val_nmi:.3f}{crossed.replace(', ', '; the model ', 1)}"
+              if best_raw is not None else "; not compared with the raw features (compare_raw=False)")
     if chosen.step == 0:  # the head as it started: for the identity-start heads, the input normalised
         return (f"clustering the model as it started (step 0: no training step scored better on the held-out "
                 f"identities): {chosen.name} ({score}){versus}")
