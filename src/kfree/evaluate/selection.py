@@ -21,8 +21,10 @@ file records what was chosen, what it was chosen against, and why.
 
 Scores measure transfer: a recalibrated cut is fitted on one half of the validation classes and
 scored on the other (:class:`ValidationSet`), so it gets no credit for having been fitted where
-it is judged. The unseen-class benchmark (``results/unseen/``) reports test scores of every
-candidate so the choice can be checked.
+it is judged. The model gets no credit for having been *chosen* where it is judged either: before
+it may replace the raw features, each half is scored at the training step chosen on the other half
+(:func:`cross_fitted`). The unseen-class benchmark (``results/unseen/``) reports test scores of
+every candidate so the choice can be checked.
 """
 
 from __future__ import annotations
