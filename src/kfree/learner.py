@@ -878,7 +878,7 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cros
                       f"model NMI {best_model.val_nmi:.3f}{halves(best_model)} on {best_model.val_true} "
                       f"validation identities{crossed}")
         how = ("cut where the training identities and the other half put it; a model replaces the raw "
-               f"features only if {'its step chosen on one half ' if cross else 'it '}scores higher on each half"
+               f"features only if it scores higher on each half{', at the step chosen on the other' if cross else ''}"
                if len(chosen.extra.get("val_nmi_halves") or []) > 1 else "cut where the training identities put it")
         return (f"the learned model did NOT beat the raw features on held-out identities ({model_part}; raw "
                 f"NMI {chosen.val_nmi:.3f}{halves(chosen)} on the same identities, {how}): "
