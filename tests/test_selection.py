@@ -442,7 +442,7 @@ def test_a_model_must_beat_the_raw_features_without_the_credit_of_its_chosen_ste
     assert choose_rule(raw, model, cross={"nmi": [0.86, 0.90], "gap": [3.0, 3.0]}).features == "model"
 
 
-def test_the_learner_records_and_uses_the_cross_fitted_model_score(blobs):
+def test_the_learner_records_and_uses_the_cross_fitted_model_score(blobs, monkeypatch, tmp_path):
     from kfree.evaluate.selection import cross_fitted
 
     Xtr, ytr, Xva, yva, _, _ = blobs
@@ -455,3 +455,12 @@ def test_the_learner_records_and_uses_the_cross_fitted_model_score(blobs):
     cross = est.selection_["model_cross_fit"]
     assert cross == cross_fitted(est.history_)
     assert "with the step chosen on the other half" in est.selection_["reason"]
+    # the validation curve draws that score beside the raw features' line
+    from kfree.report import validation
+
+    seen = {}
+    real = validation.plot_validation_curve
+    monkeypatch.setattr(validation, "plot_validation_curve",
+                        lambda history, path, **kw: seen.update(kw) or real(history, path, **kw))
+    assert validation.plot_learner_validation(est, tmp_path / "curve.png").stat().st_size > 1000
+    assert seen["cross_nmi"] == pytest.approx(np.mean(cross["nmi"]))

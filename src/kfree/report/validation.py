@@ -2,8 +2,10 @@
 
 A head trained on a few seen classes is usually best early, before it memorises them; this plot
 makes that visible. Top: validation NMI of every candidate rule the run tracked (the loss's own
-threshold and the recalibrated cuts) against optimisation steps, the chosen step marked, and the
-raw features' best NMI as a dashed line. Bottom: #clusters at the loss's own threshold against
+threshold and the recalibrated cuts) against optimisation steps, the chosen step marked, the
+raw features' best NMI as a dashed line, and as a dotted line what the model scored once the
+choice of step was paid for (each half of the identities at the step chosen on the other half:
+the score compared with the raw features). Bottom: #clusters at the loss's own threshold against
 the true number of validation classes, and the training loss.
 """
 
@@ -32,10 +34,12 @@ def plot_learner_validation(learner: Any, path: str | Path, *, title: str | None
     thr = chosen["threshold"]
     what = "raw features" if chosen["features"] == "raw" else "model"
     rule = f"chosen: {what}, {chosen['linkage']} at {thr['value']:.4g} {thr['distance']}"
+    cross = sel.get("model_cross_fit")
     return plot_validation_curve(
         learner.history_, path, chosen=chosen, kept_step=learner.best_step_,
         raw_nmi=None if best_raw is None else best_raw.val_nmi,
         raw_label=None if best_raw is None else "raw features, best cut",
+        cross_nmi=None if cross is None else float(np.mean(cross["nmi"])),
         title=f"{title or learner.train_config.loss + ': validation on held-out identities'}\n{rule}")
 
 
@@ -47,6 +51,7 @@ def plot_validation_curve(
     kept_step: int | None = None,
     raw_nmi: float | None = None,
     raw_label: str | None = None,
+    cross_nmi: float | None = None,
     title: str = "validation on held-out classes",
 ) -> Path | None:
     """Write the validation curve of ``history`` (rows from training) to ``path`` (PNG).
@@ -54,7 +59,8 @@ def plot_validation_curve(
     ``kept_step`` marks the step whose model was kept (default: ``chosen``'s step), also when the
     raw features were chosen over it. ``raw_label`` names the line at ``raw_nmi`` (the raw
     features' best rule, scored on the same halves of the validation identities as the model:
-    :func:`~kfree.evaluate.selection.raw_rules`).
+    :func:`~kfree.evaluate.selection.raw_rules`). ``cross_nmi`` is the model's score with each half
+    at the step chosen on the other half (:func:`~kfree.evaluate.selection.cross_fitted`).
     Returns ``None`` (writes nothing) when the history holds no validation rows.
     """
     rows = [r for r in history if "val_nmi" in r]
@@ -72,6 +78,9 @@ def plot_validation_curve(
         ax1.plot(x, [r["val_nmi"] for r in rows], lw=1.3, marker=marker, label="model")
     if raw_nmi is not None:
         ax1.axhline(raw_nmi, color="k", ls="--", lw=1, label=f"{raw_label or 'raw features (best cut)'} {raw_nmi:.3f}")
+    if cross_nmi is not None:
+        ax1.axhline(cross_nmi, color="tab:red", ls=":", lw=1.2,
+                    label=f"model, step chosen on the other half {cross_nmi:.3f}")
     if kept_step is None and chosen is not None:
         kept_step = chosen.get("step")
     if kept_step is not None:
