@@ -110,7 +110,7 @@ def test_raw_features_are_used_when_the_model_does_not_beat_them(blobs, tmp_path
     assert "did NOT beat the raw features" in est.summary()
     # the scores compared half by half are shown (a mean alone read as a contradiction on a tie)
     halves = est.rule_.extra["val_nmi_halves"]
-    assert f"(halves {halves[0]:.3f}, {halves[1]:.3f})" in est.summary()
+    assert f"the raw features {halves[0]:.3f} and {halves[1]:.3f}" in est.summary()
     assert est.selection_["compared_with_raw"]
     np.testing.assert_array_equal(est.transform(Xte), Xte.astype(np.float32))
     labels = est.cluster(Xte)
@@ -426,8 +426,15 @@ def test_cross_fitting_scores_each_half_at_the_step_chosen_on_the_other():
     tie = [{"step": s, "val_halves": {"c/l": [[0.9, 0.0], [v, 0.0]]}} for s, v in ((5, 0.1), (6, 0.2))]
     assert cross_fitted(tie)["picks"][1] == [6, "c/l"]
     # nothing to cross: no halves (fewer than 4 validation identities), or rows from an older kfree
-    assert cross_fitted([{"step": 0, "val_halves": {"c/l": [[0.9, 0.0]]}}]) is None
+    assert cross_fitted([{"step": 0, "val_nmi": 0.9, "val_halves": {}}]) is None
     assert cross_fitted([{"step": 0, "val_nmi": 0.9}]) is None
+    # a run resumed from rows of an older kfree: the old steps were candidates too, so no cross
+    assert cross_fitted([{"step": 0, "val_nmi": 0.9}, {"step": 2, "val_nmi": 0.8, **tie[0]}]) is None
+    # within a step, NMI, then gap, then the margin of the cut on that half (as ClusterRule.key)
+    row = {"step": 3, "val_halves": {"complete/learned": [[1.0, 0.0, 0.1], [0.80, 0.0, 0.1]],
+                                     "ward/recalibrated": [[1.0, 0.0, 0.9], [0.95, 0.0, 0.9]]}}
+    assert cross_fitted([row])["picks"][1] == [3, "ward/recalibrated"] and cross_fitted([row])["nmi"][1] == 0.95
+    assert cross_fitted([row])["unit"] == "step" and not cross_fitted([row])["steps_chosen"]
 
 
 def test_a_model_must_beat_the_raw_features_without_the_credit_of_its_chosen_step():
@@ -440,6 +447,11 @@ def test_a_model_must_beat_the_raw_features_without_the_credit_of_its_chosen_ste
     assert choose_rule(raw, model, cross={"nmi": [0.84, 0.90], "gap": [0.0, 0.0]}).features == "raw"
     assert choose_rule(raw, model, cross={"nmi": [0.86, 0.90], "gap": [0.0, 0.0]}).features == "model"
     assert choose_rule(raw, model, cross={"nmi": [0.86, 0.90], "gap": [3.0, 3.0]}).features == "model"
+    assert choose_rule(raw, model, cross={"nmi": [0.85, 0.90], "gap": [0.0, 0.0]}).features == "raw"  # a tie: raw
+    # the cross-fitted win is needed on top of the win at the kept step, not instead of it (a logistic
+    # cut, fitted after training, is not among the cross-fitted rules)
+    behind = [rule("model", [0.80, 0.80])]
+    assert choose_rule(raw, behind, cross={"nmi": [0.9, 0.9], "gap": [0.0, 0.0]}).features == "raw"
 
 
 def test_the_learner_records_and_uses_the_cross_fitted_model_score(blobs, monkeypatch, tmp_path):
@@ -454,7 +466,18 @@ def test_the_learner_records_and_uses_the_cross_fitted_model_score(blobs, monkey
         assert r["val_nmi"] == pytest.approx(max(np.mean([h[0] for h in v]) for v in r["val_halves"].values()))
     cross = est.selection_["model_cross_fit"]
     assert cross == cross_fitted(est.history_)
-    assert "with the step chosen on the other half" in est.selection_["reason"]
+    assert f"{cross['nmi'][0]:.3f} and {cross['nmi'][1]:.3f} at the step and rule chosen on the other half" \
+        in est.selection_["reason"]
+    # and fit hands it to the choice
+    from kfree.evaluate import selection
+
+    handed = {}
+    real_choose = selection.choose_rule
+    monkeypatch.setattr(selection, "choose_rule", lambda raw, model, **kw: handed.update(kw) or real_choose(
+        raw, model, **kw))
+    again = ClusterLearner.from_params(epochs=3, p=6, k=4, eval_every_steps=2, seed=0).fit(
+        Xtr, ytr, X_val=Xva, y_val=yva)
+    assert handed["cross"] == cross_fitted(again.history_) is not None
     # the validation curve draws that score beside the raw features' line
     from kfree.report import validation
 

@@ -856,7 +856,7 @@ def _check_val_identities(v: Any) -> None:
 
 
 def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cross=None) -> str:
-    """Say which rule clusters, and what it beat (or that nothing was checked)."""
+    """Say which rule clusters, what it was compared with, and on which scores it won or lost."""
     if not has_val:
         return (f"no validation identities: {chosen.name}; not compared with the raw features "
                 "(give X_val/y_val, or hold out identities with val_identities: that needs 4 identities or more)")
@@ -867,24 +867,44 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cros
     best_raw = best_rule(raw) if raw else None
     best_model = best_rule(model) if model else None
     score = f"validation NMI {chosen.val_nmi:.3f}, {chosen.val_clusters} clusters for {chosen.val_true} identities"
-    crossed = ("" if cross is None else f", {np.mean(cross['nmi']):.3f} (halves "
-               f"{', '.join(f'{x:.3f}' for x in cross['nmi'])}) with the step chosen on the other half")
-    if chosen.features == "raw":
-        def halves(rule) -> str:  # the scores choose_rule compares, half by half
-            h = rule.extra.get("val_nmi_halves") or []
-            return f" (halves {', '.join(f'{x:.3f}' for x in h)})" if len(h) > 1 else ""
 
-        model_part = ("no model rule could be compared" if best_model is None else
-                      f"model NMI {best_model.val_nmi:.3f}{halves(best_model)} on {best_model.val_true} "
-                      f"validation identities{crossed}")
-        how = ("cut where the training identities and the other half put it; a model replaces the raw "
-               f"features only if it scores higher on each half{', at the step chosen on the other' if cross else ''}"
-               if len(chosen.extra.get("val_nmi_halves") or []) > 1 else "cut where the training identities put it")
-        return (f"the learned model did NOT beat the raw features on held-out identities ({model_part}; raw "
-                f"NMI {chosen.val_nmi:.3f}{halves(chosen)} on the same identities, {how}): "
-                f"clustering the raw features, {chosen.linkage} linkage at {chosen.threshold.value:.4g}")
-    versus = (f"; raw features reached NMI {best_raw.val_nmi:.3f}{crossed.replace(', ', '; the model ', 1)}"
-              if best_raw is not None else "; not compared with the raw features (compare_raw=False)")
+    def pair(values) -> str:
+        return " and ".join(f"{x:.3f}" for x in values)
+
+    def halves(rule) -> list[float]:
+        return list(rule.extra.get("val_nmi_halves") or [])
+
+    # the model's scores with its pick paid for: each half at the step (and rule) chosen on the other
+    picked = None
+    if cross is not None:
+        what = f"the {cross.get('unit', 'step')} and rule" if cross.get("steps_chosen", True) else "the rule"
+        picked = f"{pair(cross['nmi'])} at {what} chosen on the other half"
+    if chosen.features == "raw":
+        raw_h = halves(chosen)
+        if best_model is None:
+            model_part = "no model rule could be compared"
+        elif picked is not None and len(raw_h) > 1:
+            model_part = (f"on the two halves of the {chosen.val_true} validation identities the model scored "
+                          f"{picked}, the raw features {pair(raw_h)} (cut where the training identities and the "
+                          f"other half put it); a model must score higher on each half (at its kept "
+                          f"{cross.get('unit', 'step')} it scored {pair(halves(best_model))}, but that "
+                          f"{cross.get('unit', 'step')} is the best of many on the same identities, which flatters it)")
+        elif len(raw_h) > 1:
+            model_part = (f"on the two halves of the {chosen.val_true} validation identities the model scored "
+                          f"{pair(halves(best_model))}, the raw features {pair(raw_h)} (cut where the training "
+                          "identities and the other half put it); a model must score higher on each half")
+        else:
+            model_part = (f"model NMI {best_model.val_nmi:.3f}, raw NMI {chosen.val_nmi:.3f} on the same "
+                          f"{chosen.val_true} validation identities (cut where the training identities put it)")
+        return (f"the learned model did NOT beat the raw features on held-out identities: {model_part}. "
+                f"Clustering the raw features, {chosen.linkage} linkage at {chosen.threshold.value:.4g}")
+    if best_raw is None:
+        versus = "; not compared with the raw features (compare_raw=False)"
+    elif picked is not None and len(halves(best_raw)) > 1:
+        versus = (f"; on the two halves it scored {pair(halves(chosen))}, and {picked}, "
+                  f"the raw features {pair(halves(best_raw))}")
+    else:
+        versus = f"; raw features reached NMI {best_raw.val_nmi:.3f}"
     if chosen.step == 0:  # the head as it started: for the identity-start heads, the input normalised
         return (f"clustering the model as it started (step 0: no training step scored better on the held-out "
                 f"identities): {chosen.name} ({score}){versus}")
