@@ -887,8 +887,9 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cros
             model_part = (f"on the two halves of the {chosen.val_true} validation identities the model scored "
                           f"{picked}, the raw features {pair(raw_h)} (cut where the training identities and the "
                           f"other half put it); a model must score higher on each half (at its kept "
-                          f"{cross.get('unit', 'step')} it scored {pair(halves(best_model))}, but that "
-                          f"{cross.get('unit', 'step')} is the best of many on the same identities, which flatters it)")
+                          f"{cross.get('unit', 'step')} it scored {pair(halves(best_model))}"
+                          + (f", but that {cross.get('unit', 'step')} is the best of many on the same identities, "
+                             "which flatters it)" if cross.get("steps_chosen", True) else ")"))
         elif len(raw_h) > 1:
             model_part = (f"on the two halves of the {chosen.val_true} validation identities the model scored "
                           f"{pair(halves(best_model))}, the raw features {pair(raw_h)} (cut where the training "
