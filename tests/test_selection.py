@@ -435,6 +435,10 @@ def test_cross_fitting_scores_each_half_at_the_step_chosen_on_the_other():
                                      "ward/recalibrated": [[1.0, 0.0, 0.9], [0.95, 0.0, 0.9]]}}
     assert cross_fitted([row])["picks"][1] == [3, "ward/recalibrated"] and cross_fitted([row])["nmi"][1] == 0.95
     assert cross_fitted([row])["unit"] == "step" and not cross_fitted([row])["steps_chosen"]
+    # across steps the margin does not count (the trainer keeps the later step on NMI and gap)
+    wide = {"step": 1, "val_halves": {"ward/recalibrated": [[0.5, 0.0, 0.1], [0.95, 0.0, 5.0]]}}
+    narrow = {"step": 2, "val_halves": {"ward/recalibrated": [[0.9, 0.0, 0.1], [0.95, 0.0, 0.1]]}}
+    assert cross_fitted([wide, narrow])["picks"][0] == [2, "ward/recalibrated"]
 
 
 def test_a_model_must_beat_the_raw_features_without_the_credit_of_its_chosen_step():

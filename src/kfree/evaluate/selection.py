@@ -449,9 +449,9 @@ def cross_fitted(history: list[dict[str, Any]], *, select_best: bool = True) -> 
         best: tuple[Any, dict[str, Any], str] | None = None
         for r in rows:
             # within a step the best rule by NMI, gap and margin, the first on a tie (best_rule);
-            # across steps the later on a tie (the trainer)
+            # across steps by NMI and gap, the later on a tie (the trainer's step key)
             name = max(r["val_halves"], key=lambda k: _half_key(r["val_halves"][k][j]))
-            key = _half_key(r["val_halves"][name][j])
+            key = _half_key(r["val_halves"][name][j])[:2]
             if best is None or key >= best[0]:
                 best = (key, r, name)
         _, r, name = best
