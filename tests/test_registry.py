@@ -21,6 +21,8 @@ def test_declared_capabilities_are_what_the_constructor_takes(name):
         f"{cls.__name__}.capabilities = {sorted(cls.capabilities)}, constructor takes "
         f"{sorted(params & CAPABILITIES)}")
     assert cls.capabilities <= CAPABILITIES
+    # and the progress flag the CLI trusts is what fit takes
+    assert getattr(cls, "reports_progress", False) == ("hook" in inspect.signature(cls.fit).parameters), cls.__name__
 
 
 def test_every_builtin_registers_from_its_own_module():

@@ -5,7 +5,6 @@ Heavy imports (torch, sklearn) happen inside commands so ``kfree --help`` stays 
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -385,8 +384,7 @@ def cluster(
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
             est = registry.get("cluster", method, **kwargs)
             # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
-            takes_hook = "hook" in inspect.signature(est.fit).parameters
-            with _limit_threads(), progress_hook(takes_hook) as hook:
+            with _limit_threads(), progress_hook(getattr(est, "reports_progress", False)) as hook:
                 est.fit(data.X, **({"hook": hook} if hook is not None else {}))
                 labels = est.labels_
                 if state is not None:

@@ -2,7 +2,8 @@
 
 All share scikit-learn's interface: ``fit(X)`` sets ``labels_`` and ``n_clusters_``;
 ``fit_predict`` comes from ``ClusterMixin``. The class flag ``requires_n_clusters`` says
-whether a back-end needs K.
+whether a back-end needs K; ``reports_progress`` (default False) that its ``fit`` takes a
+``hook(stage, done, total)`` for progress.
 
 - K not needed: :class:`ThresholdAgglomerative` (exact threshold HAC, dense or sparse),
   :class:`MulticutClustering` (GAEC + KLj), and the K-estimating baselines :class:`XMeans`,

@@ -250,6 +250,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
     capabilities = frozenset({"distance", "linkage", "n_clusters", "threshold"})
 
     requires_n_clusters = False
+    #: ``fit`` takes ``hook`` (its stages, for a progress bar: minutes at scale)
+    reports_progress = True
 
     def __init__(
         self,
