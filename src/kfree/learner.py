@@ -875,9 +875,10 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cros
         return list(rule.extra.get("val_nmi_halves") or [])
 
     # the model's scores with its pick paid for: each half at the step (and rule) chosen on the other
-    picked = None
+    picked = unit = None
     if cross is not None:
-        what = f"the {cross.get('unit', 'step')} and rule" if cross.get("steps_chosen", True) else "the rule"
+        unit = cross["unit"]  # "step" or "epoch"
+        what = f"the {unit} and rule" if cross["steps_chosen"] else "the rule"
         picked = f"{pair(cross['nmi'])} at {what} chosen on the other half"
     if chosen.features == "raw":
         raw_h = halves(chosen)
@@ -886,10 +887,10 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cros
         elif picked is not None and len(raw_h) > 1:
             model_part = (f"on the two halves of the {chosen.val_true} validation identities the model scored "
                           f"{picked}, the raw features {pair(raw_h)} (cut where the training identities and the "
-                          f"other half put it); a model must score higher on each half (at its kept "
-                          f"{cross.get('unit', 'step')} it scored {pair(halves(best_model))}"
-                          + (f", but that {cross.get('unit', 'step')} is the best of many on the same identities, "
-                             "which flatters it)" if cross.get("steps_chosen", True) else ")"))
+                          f"other half put it); a model must score higher on each half (at its kept {unit} it "
+                          f"scored {pair(halves(best_model))}"
+                          + (f", but that {unit} is the best of many on the same identities, which flatters it)"
+                             if cross["steps_chosen"] else ")"))
         elif len(raw_h) > 1:
             model_part = (f"on the two halves of the {chosen.val_true} validation identities the model scored "
                           f"{pair(halves(best_model))}, the raw features {pair(raw_h)} (cut where the training "
