@@ -238,10 +238,12 @@ def save(res: dict) -> None:
     (RESULTS / "scale_out.json").write_text(json.dumps(res, indent=1, sort_keys=True))
 
 
-#: Dask task kinds (function names) per stage; stages are separated by barriers on the driver
+#: Dask task kinds (function names) per stage; stages are separated by barriers on the driver.
+#: A renamed task keeps its old name here too: the stored runs recorded it (``_build_block_from``
+#: is ``_build_block`` before 5523dc4)
 STAGES = {
     "read": ("_load_npy_rows", "_chunk_stats", "lambda"), "route": ("_route_chunk",),
-    "blocks": ("_build_block", "_block_summary"), "candidates": ("_query_block",),
+    "blocks": ("_build_block", "_build_block_from", "_block_summary"), "candidates": ("_query_block",),
     "joins": ("_join_block",), "agglomerate": ("_route_home", "_agglomerate"),
 }
 NS = (1, 2, 4, 8, 16, 32)
@@ -356,6 +358,7 @@ def report(res: dict) -> None:
         ax.plot(NS, [m[k] for k in NS], "--", alpha=0.6,
                 label=f"n={n:,} model ({m['kind']}, {last['workers']}-worker run)")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(NS, [str(k) for k in NS])  # worker counts as numbers, not powers of two
     ax.set_yscale("log")
     ax.set_xlabel("Dask workers (1 thread each)")
     ax.set_ylabel("wall time (s)")
