@@ -33,3 +33,23 @@ def test_scale_out_table_regenerates_from_its_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(run_scale_out, "RESULTS", tmp_path)
     run_scale_out.report(run_scale_out.load())
     assert (tmp_path / "scale_out.md").read_text() == (committed / "scale_out.md").read_text()
+
+
+@pytest.mark.parametrize("family", ["a", "b"])
+def test_cluster_tables_regenerate_from_their_json(tmp_path, family):
+    from benchmarks import run_cluster
+
+    committed = ROOT / "results" / "benchmarks"
+    run_cluster.write_markdown(family, run_cluster.load(committed / f"cluster_family_{family}.json"),
+                               tmp_path / "t.md")
+    assert (tmp_path / "t.md").read_text() == (committed / f"cluster_family_{family}.md").read_text()
+
+
+def test_stream_table_regenerates_from_its_json(tmp_path):
+    import json
+
+    from benchmarks import run_stream
+
+    committed = ROOT / "results" / "benchmarks"
+    run_stream.write_md(json.loads((committed / "stream.json").read_text()), tmp_path / "t.md")
+    assert (tmp_path / "t.md").read_text() == (committed / "stream.md").read_text()
