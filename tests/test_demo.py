@@ -31,6 +31,11 @@ def test_demo_run_directory(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [r["method"] for r in metrics["rows"]] == [r["method"] for r in res.rows]
     assert metrics["rows"][0]["n_true"] == 10
+    # the model's own 4b is b at the kept step; the row says which (step 0: b never learned)
+    from kfree.learner import ClusterLearner
+
+    kept = ClusterLearner.load(tmp_path / "run" / "model.kfree").best_step_
+    assert f"(step {kept}" in res.rows[1]["method"]
     assert metrics["tau"] == pytest.approx(4 * metrics["b"])
     html = (tmp_path / "run" / "index.html").read_text()
     assert "montage.png" in html and "AT&amp;T Laboratories Cambridge" in html

@@ -144,7 +144,9 @@ def run_demo(cfg: DemoConfig, *, out_dir: str | Path | None = None, hook=None, w
     kfree_row["cluster_s"] = round(time.perf_counter() - t_cluster, 3)
     four_b = learner.loss_.implied_threshold()
     own_pred = ThresholdAgglomerative(four_b.value, distance=four_b.distance).fit(learner.embed(X_te)).labels_
-    own_row = {"method": "BCL model, complete at its own 4b", **evaluate_clustering(y_te, own_pred),
+    # its 4b is b at the kept step: at step 0 that is b's initial value, not a learned radius
+    at = {None: "last step", 0: "step 0, b as initialised"}.get(learner.best_step_, f"step {learner.best_step_}")
+    own_row = {"method": f"BCL model, complete at its own 4b ({at})", **evaluate_clustering(y_te, own_pred),
                "threshold": four_b.value}
 
     t1 = time.perf_counter()
