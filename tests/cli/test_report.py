@@ -89,9 +89,19 @@ def test_bad_input_is_one_line_and_writes_nothing(photos):
         (["report", d / "blank.csv", "--out", d / "o"], "blank.csv: 1 rows have no cluster (first: row 2)"),
         (["report", d / "c.csv", "--images", d / "bomb.txt", "--out", d / "o"], "cannot read the image of row 0"),
     ]
+    # a texts file with one line more than the clustering (a ticket with a line break) would
+    # shift every later text by one row; a truth file with an extra row likewise
+    (d / "extra.txt").write_text("\n".join(f"t{i}" for i in range(10)) + "\n")
+    (d / "truth.csv").write_text("label\n" + "\n".join(str(i // 3) for i in range(10)) + "\n")
+    cases += [
+        (["report", d / "c.csv", "--texts", d / "extra.txt", "--out", d / "o"],
+         "c.csv clusters 9 rows (its index runs 0..8) but extra.txt has 10: they are not the same rows"),
+        (["report", d / "c.csv", "--truth", d / "truth.csv", "--out", d / "o"], "but truth.csv has 10"),
+    ]
     for args, message in cases:
         one_line_error(*run(*args), message)
     assert not (d / "o").exists()
+    one_line_error(*run("evaluate", d / "c.csv", d / "truth.csv"), "but truth.csv has 10")
 
 
 @pytest.mark.parametrize("tsne", [True, False])

@@ -99,6 +99,13 @@ def rows_of(pred, n_items: int, *, pred_name: str, items_name: str) -> np.ndarra
                             "file as kfree wrote it")
         if idx.size and (idx.min() < 0 or idx.max() >= n_items):
             raise DataError(f"{pred_name} has {col} values outside 0..{n_items - 1} of {items_name}")
+        if idx.size != n_items and np.array_equal(np.sort(idx), np.arange(idx.size)):
+            # every row 0..n-1 of a clustering of n rows: a file of another length holds other rows
+            # (a text with a line break in it, a header counted as a row), and picking by number
+            # would shift every later row without a word
+            raise DataError(f"{pred_name} clusters {idx.size} rows (its {col} runs 0..{idx.size - 1}) but "
+                            f"{items_name} has {n_items}: they are not the same rows; give a file with one "
+                            "entry per clustered row (or an 'index' column in both to join by)")
         return idx.astype(np.int64)
     if len(pred) != n_items:
         raise DataError(f"{pred_name} has {len(pred)} rows but {items_name} has {n_items}")
