@@ -228,3 +228,23 @@ def test_pages_say_what_they_show_and_keep_long_items_in_bounds(tmp_path):
     assert "x" * TEXT_CHARS + "… <span class='muted'>(19,500 more characters)" in page and "x" * (TEXT_CHARS + 1) not in page
     page = cluster_report(tmp_path / "one", np.zeros(3, dtype=int), texts=["a", "b", "c"]).read_text()
     assert "3 items in <b>1 cluster</b>" in page and "random texts of the one cluster." in page
+
+
+def test_a_features_table_with_its_own_ids_is_joined_by_them(tmp_path, monkeypatch):
+    """Found by review: --features picked rows by number and ignored the features table's own
+    'index', so a shuffled table drew every point at another row's place on the map."""
+    import kfree.report.clusters as rc
+
+    seen = {}
+    real = rc.cluster_report
+    monkeypatch.setattr(rc, "cluster_report", lambda *a, **k: seen.setdefault("X", k["features"]) is None or real(*a, **k))
+    pred = pd.DataFrame({"index": ["a", "b", "c", "d"], "cluster": [0, 0, 1, 1], "row": [0, 1, 2, 3]})
+    pred.to_csv(tmp_path / "c.csv", index=False)
+    feats = pd.DataFrame({"index": ["c", "a", "d", "b"], "f0": [2.0, 0.0, 3.0, 1.0], "f1": [20.0, 0.0, 30.0, 10.0]})
+    feats.to_csv(tmp_path / "f.csv", index=False)
+    code, out = run("report", tmp_path / "c.csv", "--features", tmp_path / "f.csv", "--out", tmp_path / "r")
+    assert code == 0, out
+    np.testing.assert_array_equal(seen["X"][:, 0], [0.0, 1.0, 2.0, 3.0])  # rows a, b, c, d
+    feats.iloc[:3].to_csv(tmp_path / "short.csv", index=False)
+    one_line_error(*run("report", tmp_path / "c.csv", "--features", tmp_path / "short.csv", "--out", tmp_path / "r2"),
+                   "1 rows of c.csv have no features in short.csv")

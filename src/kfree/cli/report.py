@@ -89,8 +89,18 @@ def report(
         if features is not None:
             from ..data.io import load_features
 
-            rows = load_features(features, min_samples=1).X
-            X = rows[rows_of(pred, rows.shape[0], pred_name=clusters.name, items_name=features.name)]
+            feats = load_features(features, min_samples=1)
+            if feats.index is not None and "index" in pred.columns:  # a table's own ids: joined by them
+                import pandas as pd
+
+                from ..evaluate.compare import join_by_index
+
+                table = pd.DataFrame({"index": feats.index, "row": np.arange(feats.n_samples)})
+                at = join_by_index(pred, table, "row", pred_name=clusters.name, table_name=features.name,
+                                   what="features").astype(np.int64)
+            else:
+                at = rows_of(pred, feats.n_samples, pred_name=clusters.name, items_name=features.name)
+            X = feats.X[at]
             import importlib.util
 
             if X.shape[0] > 2000 and importlib.util.find_spec("openTSNE") is not None:  # (PCA is quick)
