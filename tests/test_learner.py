@@ -330,3 +330,34 @@ def test_logistic_calibration_is_used_or_refused_never_ignored(blobs):
     assert recal and recal[0]["threshold"]["source"].startswith("logistic")
     with pytest.raises(ConfigError, match="calibration='logistic' fits the recalibrated cut"):
         ClusterLearner.from_params(**quick, threshold_mode="learned").fit(Xtr, ytr, X_val=Xva, y_val=yva)
+
+
+def test_a_ward_cut_gives_way_on_clusters_far_smaller_than_it_was_calibrated_on():
+    """Found by review: a Ward height grows with cluster sizes, so a cut calibrated on identities
+    of ~12 rows put a batch of one row per identity into one cluster. There the best validated
+    complete-linkage cut clusters, with a warning; far larger clusters only warn."""
+    import warnings
+
+    from kfree.exceptions import ClusterSizeWarning
+
+    X, y = sphere_blobs(40, 12, dim=16, spread=0.5, seed=3)
+    seen = y < 30
+    learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
+    learner.rule_ = learner._ward_rule()  # whichever won: the Ward candidate is what is checked here
+    assert learner.selection_["val_rows_per_identity"] == pytest.approx(12.0)
+    Xt, yt = X[~seen], y[~seen]
+    one_each = Xt[np.unique(yt, return_index=True)[1]]  # 10 rows, 10 identities
+    Z = learner.transform(one_each)
+    assert np.unique(learner.rule_.cluster(Z)).size < 10 // 2  # what Ward alone does to them
+    with pytest.warns(ClusterSizeWarning, match="calibrated on identities of 12.0 rows") as caught:
+        labels = learner.cluster(one_each)
+    assert caught[0].message.replaced
+    np.testing.assert_array_equal(labels, learner.state_rule().cluster(Z))
+    with warnings.catch_warnings():  # drawn like the validation identities: Ward, no word
+        warnings.simplefilter("error", ClusterSizeWarning)
+        np.testing.assert_array_equal(learner.cluster(Xt), learner.rule_.cluster(learner.transform(Xt)))
+    many = np.repeat(Xt, 10, axis=0) + np.random.default_rng(0).normal(0, 1e-4, (Xt.shape[0] * 10, Xt.shape[1]))
+    with pytest.warns(ClusterSizeWarning, match="may split identities with many more rows") as caught:
+        labels = learner.cluster(many)
+    assert not caught[0].message.replaced
+    np.testing.assert_array_equal(labels, learner.rule_.cluster(learner.transform(many)))

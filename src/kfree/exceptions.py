@@ -61,5 +61,14 @@ class ScaleWarning(KfreeWarning):
     """The input is too large for the method asked for; the message says what is used instead."""
 
 
+class ClusterSizeWarning(ScaleWarning):
+    """The data's clusters are far smaller or larger than those a size-dependent cut (Ward) was
+    calibrated on. ``replaced``: another cut was used instead (the message says which)."""
+
+    def __init__(self, message: str, *, replaced: bool = False) -> None:
+        super().__init__(message)
+        self.replaced = replaced
+
+
 class ParameterConflictWarning(KfreeWarning):
     """Two parameters were set that cannot both apply; the message says which one is used."""

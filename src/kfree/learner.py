@@ -44,6 +44,13 @@ log = logging.getLogger(__name__)
 #: above this many rows ``cluster`` does not cut a chosen Ward rule (O(n²) time) but the best
 #: validated complete-linkage rule (see :meth:`ClusterLearner.rule_for_rows`)
 WARD_MAX_ROWS = 50_000
+#: a chosen Ward cut gives way to the best validated complete-linkage cut when that cut finds
+#: clusters of fewer than this share of the rows per identity the Ward cut was calibrated on
+#: (see :meth:`ClusterLearner.cluster`)
+WARD_MIN_SIZE_RATIO = 0.5
+#: ... and says so (without giving way: complete linkage also finds large clusters where it
+#: merges identities) when that cut's clusters hold this many times as many rows
+WARD_MAX_SIZE_RATIO = 4.0
 #: clustering methods that join single pairs below their threshold (not a cluster's diameter)
 PAIR_CUT_METHODS = ("knn-cc",)
 #: the estimator's own parameters (everything else is in its TrainConfig)
@@ -390,6 +397,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             "compared_with_raw": bool(has_val and self.compare_raw),
             "reason": _selection_reason(chosen, candidates, has_val, self.compare_raw, cross),
         }
+        if has_val:  # what a Ward height was calibrated for (its heights grow with cluster sizes)
+            self.selection_["val_rows_per_identity"] = vset.y.shape[0] / vset.n_true
         if cross is not None:
             self.selection_["model_cross_fit"] = cross
         if raw_pair_cut is not None:
@@ -465,7 +474,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
         A chosen Ward cut is applied up to :data:`WARD_MAX_ROWS` rows; above, ``"hac"`` uses
         :meth:`rule_for_rows` (the best validated complete-linkage cut, which scales) with a
-        :class:`~kfree.exceptions.ScaleWarning`; ``method="ward"`` keeps Ward at any size.
+        :class:`~kfree.exceptions.ScaleWarning`; ``method="ward"`` keeps Ward at any size. A Ward
+        height also grows with cluster sizes: when the best validated complete-linkage cut finds
+        clusters of fewer than half the rows per identity the Ward cut was calibrated on (a small
+        batch), that cut is used instead, and more than 4 times as many only warns
+        (:class:`~kfree.exceptions.ClusterSizeWarning`).
         """
         from . import registry
 
@@ -479,6 +492,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if method == "hac" and n_clusters is None:
             if override is None:  # (an override is in the chosen rule's units: it keeps that rule)
                 rule = self.rule_for_rows(X.shape[0], warn=True)
+                if rule.linkage == "ward":
+                    small = self._complete_if_small_clusters(Z)
+                    if small is not None:
+                        return small
             thr = None if override is None else Threshold(override, rule.threshold.distance, "override")
             return rule.cluster(Z, threshold=thr)
         if method == "hac" and rule.linkage == "ward":
@@ -553,6 +570,48 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                           f"to the best validated complete-linkage cut ({rule.name}, validation NMI {rule.val_nmi:.3f}; "
                           f"Ward's {self.rule_.val_nmi:.3f}); method='ward' keeps Ward", ScaleWarning, stacklevel=3)
         return rule
+
+    def _complete_if_small_clusters(self, Z: np.ndarray) -> np.ndarray | None:
+        """The best validated complete-linkage clusters of ``Z`` when they hold far fewer rows
+        each than the identities the chosen Ward cut was calibrated on, with a
+        :class:`~kfree.exceptions.ClusterSizeWarning`; ``None`` when Ward applies (with that
+        warning too when they hold far more).
+
+        Why: a Ward merge height grows with the sizes of the clusters it merges (√(2|A||B|/(|A|+|B|))
+        times their centres' distance), so a cut calibrated on identities of ~40 rows merges
+        everything in a batch of one or two rows per identity (15 tickets of 15 intents: 1
+        cluster). A complete-linkage cut, a diameter, does not depend on cluster sizes: its
+        clusters estimate the batch's rows per cluster, and are the answer when Ward's is not."""
+        m_cal = self.selection_.get("val_rows_per_identity")  # (None in model files before it)
+        if m_cal is None:
+            return None
+        try:
+            rule = self.state_rule()
+        except ConfigError:
+            return None  # no validated complete-linkage cut: Ward it is
+        labels = rule.cluster(Z)
+        m_new = Z.shape[0] / (int(labels.max()) + 1)
+        from .exceptions import ClusterSizeWarning
+
+        if m_new >= WARD_MAX_SIZE_RATIO * m_cal:  # Ward may split them; complete linkage may merge, too
+            warnings.warn(ClusterSizeWarning(
+                          f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each; in these "
+                          f"{Z.shape[0]:,} rows its complete-linkage counterpart finds clusters of {m_new:.1f} "
+                          "rows, and a Ward merge height grows with cluster sizes, so the Ward cut may split "
+                          "identities with many more rows than the validation ones: train with validation rows "
+                          "drawn like these (kfree train --validation), or cluster with complete linkage "
+                          "(kfree cluster --state, ClusterLearner.state_rule())"), stacklevel=3)
+        if m_new >= WARD_MIN_SIZE_RATIO * m_cal:
+            return None
+
+        warnings.warn(ClusterSizeWarning(
+                      f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each; in these "
+                      f"{Z.shape[0]:,} rows its complete-linkage counterpart finds clusters of {m_new:.1f} rows, "
+                      "where a Ward merge height (it grows with cluster sizes) would merge too much: the "
+                      f"best validated complete-linkage cut is used ({rule.name}, validation NMI "
+                      f"{rule.val_nmi:.3f}; Ward's {self.rule_.val_nmi:.3f}); method='ward' keeps Ward",
+                      replaced=True), stacklevel=3)
+        return labels
 
     def pair_model(self):
         """The pair model multicut cuts by: :attr:`pair_calibration_`, else (a model file from

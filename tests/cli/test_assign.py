@@ -248,6 +248,9 @@ def test_a_ward_model_on_many_rows_cuts_its_complete_linkage_rule(d, ward_model,
     learner = ClusterLearner.load(ward_model)
     assert learner.rule_.linkage == "ward", learner.rule_
     X = np.load(d / "new.npy")  # 40 rows
+    # (about 3 rows per identity against 7.7 at calibration: the cut that gives way to small
+    # clusters, tested in test_learner, is kept out of this test of the row limit)
+    monkeypatch.setattr(learner_module, "WARD_MIN_SIZE_RATIO", 0.0)
     Z = learner.transform(X)
     ward = learner.rule_.cluster(Z)
     with warnings.catch_warnings():
@@ -365,3 +368,17 @@ def test_sigterm_ends_a_command_as_ctrl_c_does():
             os.kill(os.getpid(), signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def test_cluster_names_the_complete_cut_used_for_small_clusters(d, ward_model, tmp_path):
+    """new.npy has about 3 rows per identity, the Ward cut was calibrated on 7.7: kfree cluster
+    warns once and says it cut complete linkage (the clusters are the best complete-linkage cut's)."""
+    from kfree.learner import ClusterLearner
+
+    learner = ClusterLearner.load(ward_model)
+    code, out = run("cluster", ward_model, d / "new.npy", "--out", tmp_path / "c.csv")
+    assert code == 0, out
+    assert "calibrated on identities of 7.7 rows each" in out and "complete linkage, threshold" in out, out
+    assert "ward linkage" not in out, out
+    rule = learner.state_rule()
+    np.testing.assert_array_equal(clusters(tmp_path / "c.csv"), rule.cluster(learner.transform(np.load(d / "new.npy"))))

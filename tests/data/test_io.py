@@ -160,9 +160,12 @@ def test_csv_cells_are_read_as_written(tmp_path):
     y = truth_for(read_predictions(tmp_path / "p.csv"), tmp_path / "truth.csv")
     assert y.tolist() == ["a", "b", "None", "NA"]
     assert evaluate_files(tmp_path / "p.csv", tmp_path / "truth.csv")["nmi"] == 1.0
-    pd.DataFrame({"index": [0, 1, 2, 3], "cluster": [0, 1, 2, 3]}).to_csv(tmp_path / "q.csv", index=False)
+    pd.DataFrame({"index": [0, 1, 2, 3, 4], "cluster": [0, 1, 2, 3, 4]}).to_csv(tmp_path / "q.csv", index=False)
     with pytest.raises(DataError, match="NaN"):  # the row without a label is not skipped
         evaluate_files(tmp_path / "q.csv", tmp_path / "truth.csv")
+    pd.DataFrame({"index": [0, 1, 2, 3], "cluster": [0, 1, 2, 3]}).to_csv(tmp_path / "q4.csv", index=False)
+    with pytest.raises(DataError, match="q4.csv clusters 4 rows .* but truth.csv has 5"):  # nor are rows shifted
+        evaluate_files(tmp_path / "q4.csv", tmp_path / "truth.csv")
     ids = [f"{i:03d}" for i in range(6)]
     table = pd.DataFrame({"index": ids, "a": np.arange(6.0), "label": list("xxyyzz")})
     table.to_parquet(tmp_path / "t.parquet")

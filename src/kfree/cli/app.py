@@ -322,11 +322,16 @@ def cluster(
                 if state is None:
                     import warnings
 
-                    from ..exceptions import ScaleWarning
+                    from ..exceptions import ClusterSizeWarning, ScaleWarning
 
-                    with warnings.catch_warnings():
+                    with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("ignore", ScaleWarning)  # said below, in one line
+                        warnings.simplefilter("always", ClusterSizeWarning)  # shown, and names the cut used
                         labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
+                    for w in caught:
+                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+                        if getattr(w.message, "replaced", False):  # complete linkage, not the Ward cut
+                            state_rule = learner.state_rule()
                 else:
                     from .assign import cluster_model_state
 
@@ -398,7 +403,8 @@ def cluster(
         n_found = len(set(labels.tolist()))
         console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                       f"wrote [bold]{escape(str(out))}[/bold]")
-        if model is not None and method == "hac" and n_clusters is None and rule is not learner.rule_:
+        small = model is not None and state is None and state_rule is not None  # the warning said why
+        if model is not None and method == "hac" and n_clusters is None and rule is not learner.rule_ and not small:
             from ..learner import WARD_MAX_ROWS
 
             why, keep = (("a cluster state needs complete linkage", "`kfree cluster` without --state gives the Ward clusters")
