@@ -361,3 +361,18 @@ def test_a_ward_cut_gives_way_on_clusters_far_smaller_than_it_was_calibrated_on(
         labels = learner.cluster(many)
     assert not caught[0].message.replaced
     np.testing.assert_array_equal(labels, learner.rule_.cluster(learner.transform(many)))
+
+
+def test_a_dataframe_fit_keeps_its_column_names_through_save_and_load(tmp_path):
+    import pandas as pd
+
+    X, y = sphere_blobs(12, 8, dim=6, spread=0.3, seed=0)
+    df = pd.DataFrame(X, columns=[f"c{i}" for i in range(6)])
+    learner = ClusterLearner(TrainConfig(epochs=1, seed=0)).fit(df, y)
+    assert list(learner.feature_names_in_) == list(df.columns)
+    again = ClusterLearner.load(learner.save(tmp_path / "m.kfree"))
+    assert list(again.feature_names_in_) == list(df.columns)
+    with pytest.raises(DataError, match=r"it has \['d0'\] that it was not, lacks \['c0'\]"):
+        again.transform(df.rename(columns={"c0": "d0"}))
+    np.testing.assert_array_equal(again.cluster(df), learner.cluster(X))  # arrays are taken as they are
+    assert not hasattr(learner.fit(X, y), "feature_names_in_")  # refitted on an array: no names

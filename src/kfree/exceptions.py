@@ -70,5 +70,10 @@ class ClusterSizeWarning(ScaleWarning):
         self.replaced = replaced
 
 
+class DataWarning(KfreeWarning):
+    """The input is read as asked, but looks unlike what was likely meant; the message says what
+    to do if so."""
+
+
 class ParameterConflictWarning(KfreeWarning):
     """Two parameters were set that cannot both apply; the message says which one is used."""

@@ -256,6 +256,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 "fit needs identity labels (one per row of X)"
             )
         seed = cfg.seed
+        names = _column_names(X)  # a DataFrame's column names: feature_names_in_, as scikit-learn keeps them
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        else:
+            self.__dict__.pop("feature_names_in_", None)
         if self.calibration not in CALIBRATION_METHODS:
             raise ConfigError(f"calibration={self.calibration!r} is not one of {CALIBRATION_METHODS}")
         linkages = candidate_linkages(self.linkage)
@@ -433,6 +438,14 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) or load a model")
 
     def _check_X(self, X: Any, min_samples: int = 1) -> np.ndarray:
+        fitted, names = getattr(self, "feature_names_in_", None), _column_names(X)
+        if fitted is not None and names is not None and names != [str(c) for c in fitted]:
+            # a DataFrame's columns must be the ones fitted, in that order (else silently permuted)
+            extra, missing = sorted(set(names) - set(fitted)), sorted(set(fitted) - set(names))
+            what = (f"it has {extra[:5]} that it was not, lacks {missing[:5]}" if extra or missing
+                    else "they are in another order")
+            raise DataError(f"X's columns are not those {type(self).__name__} was trained on: {what}; select "
+                            "them as in training (X[learner.feature_names_in_])")
         X = check_features(X, min_samples=min_samples)
         if X.shape[1] != self.n_features_in_:
             raise DataError(
@@ -729,6 +742,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             "pair_calibration": None if self.pair_calibration_ is None else self.pair_calibration_.to_dict(),
             "provenance": self.provenance_,
             "history": self.history_,
+            # a table's feature columns, so a table of other or reordered columns is caught
+            "feature_names": None if getattr(self, "feature_names_in_", None) is None
+            else [str(c) for c in self.feature_names_in_],
         }
         return write_model(path, params=self.get_train_params(), state=state)
 
@@ -783,6 +799,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             self.provenance_ = dict(payload["provenance"])
             self.history_ = list(payload["history"])
             self.n_features_in_ = int(payload["model_config"]["in_dim"])
+            names = payload.get("feature_names")  # (absent in files before it, None for arrays)
+            if names is not None:
+                self.feature_names_in_ = np.asarray(names, dtype=object)
             self.best_epoch_ = self.provenance_.get("best_epoch")
             self.best_step_ = self.provenance_.get("best_step")
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, ConfigError) as e:
@@ -890,6 +909,15 @@ class BallClusterLearner(ClusterLearner):
         if flat.get("loss_params") is None:
             flat["loss_params"] = {}
         return TrainConfig(**flat)
+
+
+def _column_names(X: Any) -> list[str] | None:
+    """A DataFrame's column names when they are all text (as scikit-learn's feature_names_in_),
+    else ``None``."""
+    cols = getattr(X, "columns", None)
+    if cols is None or not all(isinstance(c, str) for c in cols):
+        return None
+    return [str(c) for c in cols]
 
 
 def _pair_calibration(Z: np.ndarray, y: np.ndarray, seed: int):

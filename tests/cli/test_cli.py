@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from kfree.cli.app import app
 from kfree.data.synthetic import sphere_blobs
+from kfree.exceptions import DataError
 
 runner = CliRunner()
 FAST = ["--epochs", "25", "--p", "6", "--k", "5", "--dims", "32,16", "--no-progress"]
@@ -84,6 +85,37 @@ def test_train_cluster_csv_with_label_column(files):
     assert code == 0, out
     metrics = json.loads((files / "mc.json").read_text())
     assert metrics["n_clusters"] == 1 and metrics["wcp"] == pytest.approx(1 / 6) and metrics["nmi"] == 0.0
+
+
+def test_a_table_is_clustered_by_the_columns_the_model_was_trained_on(files):
+    """Found by review: a model ran a table's columns in whatever order they came (2 clusters
+    instead of 10 for the same tickets with sorted columns), and an extra id column was clustered
+    as a feature (or refused as "features from another extractor")."""
+    from kfree.learner import ClusterLearner
+
+    code, out = run("train", files / "train.csv", "--label-column", "person", "--out", files / "cols.kfree", *FAST)
+    assert code == 0, out
+    learner = ClusterLearner.load(files / "cols.kfree")
+    assert list(learner.feature_names_in_) == [f"f{i}" for i in range(12)]
+    new = pd.read_csv(files / "new.csv")
+    new[["label", *reversed([f"f{i}" for i in range(12)])]].to_csv(files / "rev.csv", index=False)
+    code, out = run("cluster", files / "cols.kfree", files / "new.csv", "--out", files / "a.csv")
+    assert code == 0, out
+    code, out = run("cluster", files / "cols.kfree", files / "rev.csv", "--out", files / "b.csv")
+    assert code == 0 and "columns taken in the order the model was trained on" in out, out
+    pd.testing.assert_frame_equal(pd.read_csv(files / "a.csv"), pd.read_csv(files / "b.csv"))
+    new.assign(track=np.arange(len(new)) // 4).to_csv(files / "tracks.csv", index=False)
+    code, out = run("cluster", files / "cols.kfree", files / "tracks.csv", "--out", files / "c.csv")
+    assert code == 1 and "1 it was not trained on (track; leave them out with --ignore-columns track)" in out, out
+    code, out = run("cluster", files / "cols.kfree", files / "tracks.csv", "--out", files / "c.csv",
+                    "--ignore-columns", "track")
+    assert code == 0, out
+    pd.testing.assert_frame_equal(pd.read_csv(files / "a.csv"), pd.read_csv(files / "c.csv"))
+    # the Python API, given DataFrames, refuses other columns instead of reordering silently
+    X = new.drop(columns="label")
+    learner.cluster(X)
+    with pytest.raises(DataError, match="they are in another order"):
+        learner.cluster(X[X.columns[::-1]])
 
 
 @pytest.mark.parametrize(

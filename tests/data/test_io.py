@@ -1,5 +1,7 @@
 """Reading users' files: every supported format, and a clear error for each bad input."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -189,3 +191,31 @@ def test_csv_cells_are_read_as_written(tmp_path):
     assert read_table(tmp_path / "na.csv")["label"].tolist() == ["None", "NA"]
     with pytest.raises(DataError, match="NaN or infinite values in 1 rows"):
         load_features(tmp_path / "na.csv")
+
+
+def test_columns_that_are_not_features_are_ignored_or_warned_about(tmp_path):
+    """Found by review: a ticket id or a track number in a table was clustered as a feature
+    without a word (tickets grouped by id; one cluster per track)."""
+    from kfree.exceptions import DataWarning
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(0, 0.1, (30, 4))
+    df = pd.DataFrame(emb, columns=[f"e{i}" for i in range(4)])
+    df.insert(0, "ticket_id", np.arange(1000, 1030))
+    df["track"] = np.repeat(np.arange(10), 3)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.warns(DataWarning, match=r"\['ticket_id', 'track'\] hold whole numbers .* --ignore-columns ticket_id,track"):
+        assert load_features(tmp_path / "t.csv").X.shape == (30, 6)
+    data = load_features(tmp_path / "t.csv", ignore_columns=("ticket_id", "track"))
+    assert data.columns == ["e0", "e1", "e2", "e3"]
+    np.testing.assert_allclose(data.X, emb, rtol=1e-6)
+    with pytest.raises(DataError, match="t.csv has no column 'trak' to ignore"):
+        load_features(tmp_path / "t.csv", ignore_columns=("trak",))
+    np.save(tmp_path / "x.npy", emb)
+    with pytest.raises(DataError, match="--ignore-columns names columns of a .csv/.parquet table"):
+        load_features(tmp_path / "x.npy", ignore_columns=("e0",))
+    with warnings.catch_warnings():  # embeddings alone, or whole numbers alone (pixels): no word
+        warnings.simplefilter("error", DataWarning)
+        load_features(tmp_path / "t.csv", ignore_columns=("ticket_id", "track"))
+        pd.DataFrame(rng.integers(0, 255, (30, 4))).to_csv(tmp_path / "pixels.csv", index=False)
+        load_features(tmp_path / "pixels.csv")

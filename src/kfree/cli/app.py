@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from .assign import STATE_HELP, check_state_request
+from .columns import IGNORE_HELP, ignored, model_rows
 from .console import cli_errors, console, err_console, metrics_table, progress_hook, setup_logging
 
 #: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
@@ -158,6 +159,7 @@ def train(
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     y_key: Annotated[str | None, typer.Option(help="Labels array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a .csv/.parquet (default 'label').")] = None,
+    ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
     epochs: Annotated[int, typer.Option(help="Most training epochs (validation stops earlier when it stops improving).")] = 60,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 1e-4,
@@ -210,9 +212,11 @@ def train(
         from ..learner import ClusterLearner
 
         data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
-                             labels_path=labels, require_labels=True, min_samples=2)
+                             labels_path=labels, require_labels=True, min_samples=2,
+                             ignore_columns=ignored(ignore_columns))
         val = None if validation is None else load_features(
-            validation, x_key=x_key, y_key=y_key, label_column=label_column, require_labels=True, min_samples=2)
+            validation, x_key=x_key, y_key=y_key, label_column=label_column, require_labels=True, min_samples=2,
+            ignore_columns=ignored(ignore_columns) if validation.suffix.lower() in (".csv", ".parquet") else ())
         cfg = TrainConfig(loss=loss, loss_params=_parse_params(loss_param),
                           dims=None if dims is None else _parse_dims(dims), dropout=dropout, epochs=epochs,
                           lr=lr, weight_decay=weight_decay, p=p, k=k, eval_every_steps=eval_every_steps,
@@ -228,6 +232,10 @@ def train(
         from rich.markup import escape
 
         learner.provenance_["source"] = str(labelled_file)
+        if data.columns is not None:  # a table's feature columns: kfree cluster checks a table's against them
+            import numpy as np
+
+            learner.feature_names_in_ = np.asarray(data.columns, dtype=object)
         learner.save(out)
         prov = learner.provenance_
         kept = {None: "kept the last step (nothing held out to choose another)",
@@ -268,6 +276,7 @@ def cluster(
     n_clusters: Annotated[int | None, typer.Option(help="K, for methods that need it (k-means, HAC at k).")] = None,
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
+    ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state) file.")] = False,
     state: Annotated[Path | None, typer.Option("--state", help=STATE_HELP)] = None,
     backend: Annotated[str, typer.Option(help="local (default), or dask: exact threshold HAC on a Dask cluster, "
@@ -286,6 +295,11 @@ def cluster(
     """
     if backend != "local" or scheduler is not None or workers is not None:
         with cli_errors():
+            if ignore_columns:
+                from ..exceptions import ConfigError
+
+                raise ConfigError("--ignore-columns is for the local backend; the Dask workers read every "
+                                  "column of the file: write the feature columns alone (.npy or .parquet)")
             _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
                           scheduler, workers, state, linkage)
         return
@@ -316,7 +330,9 @@ def cluster(
                 raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
                                   "without a model; a model clusters with the rule it chose (its distance and "
                                   "linkage)")
-            data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
+            data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2,
+                                 ignore_columns=ignored(ignore_columns))
+            data.X = model_rows(learner, data, data_path)
             state_rule = None
             with _limit_threads():
                 if state is None:
@@ -386,7 +402,8 @@ def cluster(
             # when asked for; baselines keep their own default (FINCH: cosine)
             if "distance" in accepted and ("threshold" in accepted or distance is not None):
                 kwargs["distance"] = dist
-            data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2)
+            data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2,
+                                 ignore_columns=ignored(ignore_columns))
             est = registry.get("cluster", method, **kwargs)
             # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
             with _limit_threads(), progress_hook(getattr(est, "reports_progress", False)) as hook:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .columns import IGNORE_HELP, ignored, model_rows
 from .console import cli_errors, console
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
@@ -193,6 +194,7 @@ def assign(
                            "the new ones.")] = False,
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
+    ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state-out) file.")] = False,
     again: Annotated[bool, typer.Option(
         "--again", help="Add NEW_FILE's rows even though the state already holds a batch of the same rows "
@@ -242,7 +244,8 @@ def assign(
         if model is not None and not made_with:
             raise ModelError(f"{state_path.name} was made without a model (features as they are); leave the "
                              f"model out: kfree assign {state_path} {new_path} --out {out}")
-        data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=1)
+        data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=1,
+                             ignore_columns=ignored(ignore_columns))
         batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": _rows_sha256(data.X)}
         seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
         if seen and not again:
@@ -257,6 +260,7 @@ def assign(
                                  f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
                                  "by the same model as the state's")
             learner = ClusterLearner.load(model)
+            data.X = model_rows(learner, data, new_path)
         n_before, k_before = state.n_samples, state.next_label
         with _limit_threads():
             Z = learner.transform(data.X) if model is not None else data.X

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from .columns import IGNORE_HELP, ignored, model_rows
 from .console import cli_errors, console
 
 
@@ -40,6 +41,7 @@ def embed(
     float16: Annotated[bool, typer.Option("--float16", help="Write half precision (half the size; the Dask "
                                                               "backend computes distances in float32).")] = False,
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
+    ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Write the rows a model clusters (its embedding, or the raw features it chose) and the cut to use.
@@ -64,7 +66,8 @@ def embed(
             raise ConfigError(f"--out {out.name}: kfree embed writes a .npy file (memory-mapped by the Dask backend)")
         check_output(out, inputs=(model, data), force=force)
         learner = ClusterLearner.load(model)
-        rows = load_features(data, x_key=x_key, min_samples=1).X
+        table = load_features(data, x_key=x_key, min_samples=1, ignore_columns=ignored(ignore_columns))
+        rows = model_rows(learner, table, data)
         with _limit_threads():
             Z = learner.transform(rows).astype(np.float32, copy=False)
         if float16:

@@ -33,6 +33,8 @@ class LabelledData:
     X: np.ndarray
     y: np.ndarray | None = None
     index: np.ndarray | None = None
+    #: the feature columns' names, in ``X``'s order (tables only; None for arrays)
+    columns: list[str] | None = None
 
     @property
     def n_samples(self) -> int:
@@ -329,6 +331,7 @@ def load_features(
     labels_path: str | Path | None = None,
     require_labels: bool = False,
     min_samples: int = 1,
+    ignore_columns: tuple[str, ...] | list[str] = (),
 ) -> LabelledData:
     """Load features and (optionally) labels from ``path``.
 
@@ -342,6 +345,10 @@ def load_features(
     labels_path : a separate labels file (needed for ``.npy`` features).
     require_labels : raise if no labels are found.
     min_samples : fewest rows accepted (the message names the file).
+    ignore_columns : columns of a table that are not features (ids, tracks, timestamps, text);
+        each must exist. A numeric column that looks like an id or a count among non-integer
+        features (whole numbers only, and all distinct or 10× larger than every other feature)
+        is kept as a feature but warned about (:class:`~kfree.exceptions.DataWarning`).
     """
     p = check_path(path)
     suf = p.suffix.lower()
@@ -349,11 +356,14 @@ def load_features(
         if key is not None and suf != ".npz":
             raise DataError(f"{p.name}: {option} {key!r} names an array inside an .npz, and a {suf} file has "
                             "none (a table's features are its numeric columns, its labels --label-column)")
+    if ignore_columns and suf not in TABLES:
+        raise DataError(f"{p.name}: --ignore-columns names columns of a .csv/.parquet table, and a {suf} file "
+                        "has none")
     labels_table = labels_path is not None and Path(labels_path).suffix.lower() in TABLES
     if label_column is not None and suf not in TABLES and not labels_table:
         raise DataError(f"{p.name}: --label-column {label_column!r} names a column of a .csv/.parquet table, and "
                         f"no table is read here (an .npz's labels: --y-key; a .npy's: --labels FILE)")
-    y = index = None
+    y = index = columns = None
     if suf == ".npy":
         X = _np_load(p)
     elif suf == ".npz":
@@ -385,7 +395,11 @@ def load_features(
             y = df[lc].to_numpy()
         if "index" in cols and lc != "index":
             index = check_index(df["index"], p)
-        feat = [c for c in cols if c not in (lc, "index")]
+        absent = [c for c in ignore_columns if c not in cols]
+        if absent:
+            raise DataError(f"{p.name} has no column {absent[0]!r} to ignore; columns are "
+                            f"{cols[:12]}{'…' if len(cols) > 12 else ''}")
+        feat = [c for c in cols if c not in (lc, "index", *ignore_columns)]
         unnamed = [c for c in feat if str(c).startswith("Unnamed: ")]
         if unnamed:  # pandas' name for a header-less column: df.to_csv() writes the index so
             raise DataError(
@@ -398,15 +412,19 @@ def load_features(
         if non_num:
             raise DataError(
                 f"{p.name}: non-numeric columns {non_num[:5]} cannot be features; "
-                f"name the label column with --label-column or drop them"
+                f"name the label column with --label-column, or leave them out with --ignore-columns "
+                f"{','.join(non_num[:5])}"
             )
         if not feat:
             raise DataError(f"{p.name} has no feature columns (columns: {cols[:12]}); "
-                            f"features are every numeric column but the label and 'index'")
+                            f"features are every numeric column but the label, 'index' and --ignore-columns")
         X = df[feat].to_numpy()
+        columns = feat
     if labels_path is not None:
         y = load_labels(labels_path, key=y_key, column=label_column)
     X = _check_X(X, p, min_samples)
+    if columns is not None:  # (after the checks: a file refused is not also warned about)
+        _warn_id_like(X, columns, p)
     if y is not None:
         y = _check_labels(y, X.shape[0], p)
     elif require_labels:
@@ -414,4 +432,31 @@ def load_features(
             f"{p.name} has no labels: use an .npz with a 'y'/'labels' array, a table with a "
             f"'label' column (--label-column), or --labels FILE"
         )
-    return LabelledData(X=X, y=y, index=index)
+    return LabelledData(X=X, y=y, index=index, columns=columns)
+
+
+def _warn_id_like(X: np.ndarray, names: list[str], p: Path) -> None:
+    """Warn about feature columns that look like ids or counts among non-integer features: whole
+    numbers only, and all distinct (an id, in 20 rows or more) or over 10× larger than every non-integer feature (a
+    track number, a frame, a priority next to embedding dimensions). Such a column is clustered as
+    a feature and can decide every distance (a ticket id put tickets of 15 intents in 5 clusters
+    by id); a table of embeddings has none."""
+    if X.shape[1] < 2 or X.dtype.kind not in "fc" or X.shape[0] < 2:
+        return
+    with np.errstate(invalid="ignore"):
+        whole = np.all(np.isfinite(X) & (X == np.round(X)), axis=0)
+    if not whole.any() or whole.all():
+        return
+    top = float(np.nanmax(np.abs(X[:, ~whole]))) if np.isfinite(X[:, ~whole]).any() else np.inf
+    suspects = [names[j] for j in np.flatnonzero(whole)
+                if (X.shape[0] >= 20 and np.unique(X[:, j]).size == X.shape[0]) or np.abs(X[:, j]).max() > 10 * top]
+    if suspects:
+        import warnings
+
+        from ..exceptions import DataWarning
+
+        shown = ",".join(suspects[:5])
+        warnings.warn(f"{p.name}: column(s) {suspects[:5]} hold whole numbers (ids, tracks, counts?) among non-integer "
+                      f"features and are clustered as features; if they are not, leave them out with "
+                      f"--ignore-columns {shown} (ignore_columns=...), or name a row id column 'index'",
+                      DataWarning, stacklevel=3)
