@@ -140,7 +140,7 @@ def from_sq(sq: float, distance: str) -> float:
     return float(sq) / 2.0
 
 
-def resolve_cut(threshold: Any, distance: str | None, *, default: str = "sqeuclidean"):
+def resolve_cut(threshold: Any, distance: str | None, *, default: str = "sqeuclidean", merge_height: bool = False):
     """The cut a threshold clusterer makes, as a :class:`~kfree.threshold.Threshold` in the
     distance it will measure in.
 
@@ -148,10 +148,17 @@ def resolve_cut(threshold: Any, distance: str | None, *, default: str = "sqeucli
     Threshold's own kind (``default`` for a float). A Threshold of another kind than an explicit
     ``distance`` is converted when the partition cannot change (squared and plain Euclidean cut
     the same pairs); a cosine cut and a Euclidean one agree only on unit-norm rows, so mixing them
-    is refused. Raises a ConfigError (one line) for anything but a finite number > 0.
+    is refused. Raises a ConfigError (one line) for anything but a finite number > 0, and for a
+    Ward merge height (:attr:`~kfree.threshold.Threshold.is_ward_height`) unless
+    ``merge_height`` (the Ward cut itself): any other clusterer would read it as the distance
+    between two points, and a height calibrated for Ward's merges is none.
     """
     from .threshold import Threshold
 
+    if isinstance(threshold, Threshold) and threshold.is_ward_height and not merge_height:
+        raise ConfigError(f"threshold {threshold.value:g} is a Ward merge height ({threshold.source}), not a "
+                          "distance between two points, and only a Ward cut (WardThreshold, method 'ward') can use "
+                          "it; a model's pair-distance cut is learner.state_rule().threshold (complete linkage)")
     if isinstance(threshold, Threshold):
         if distance is None or distance == threshold.distance:
             return threshold

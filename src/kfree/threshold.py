@@ -17,6 +17,10 @@ from .exceptions import ConfigError
 __all__ = ["DISTANCES", "Threshold"]
 
 
+#: how the source of a Ward merge height begins (see :attr:`Threshold.is_ward_height`)
+WARD_SOURCE = "Ward"
+
+
 @dataclass(frozen=True)
 class Threshold:
     """A distance threshold for cutting a dendrogram (pairs at ``<= value`` may be joined).
@@ -41,6 +45,12 @@ class Threshold:
             raise ConfigError(f"distance={self.distance!r} is not one of {DISTANCES}")
         # a plain float: NumPy scalars (np.float32 from an embedding) pass the check but not JSON
         object.__setattr__(self, "value", finite_positive("threshold value", self.value))
+
+    @property
+    def is_ward_height(self) -> bool:
+        """A Ward merge height (calibrated by kfree for a Ward rule: ``source`` starts with
+        ``"Ward"``), not a distance between two points: only a Ward cut may use it."""
+        return self.source.startswith(WARD_SOURCE)
 
     def to(self, distance: str) -> Threshold:
         """The same cut expressed in another distance (only between the Euclidean kinds and,

@@ -83,7 +83,7 @@ class WardThreshold(ClusterMixin, BaseEstimator):
 
         check_cut(self.threshold, self.n_clusters)
         # Ward merge heights are in Euclidean units (two single points merge at their distance)
-        self.threshold_ = None if self.n_clusters is not None else resolve_cut(self.threshold, "euclidean")
+        self.threshold_ = None if self.n_clusters is not None else resolve_cut(self.threshold, "euclidean", merge_height=True)
         X = check_features(X, min_samples=1)
         n = X.shape[0]
         self.n_features_in_ = X.shape[1]

@@ -39,7 +39,7 @@ from ..cluster.threshold_hac import ThresholdAgglomerative
 from ..cluster.ward import WardThreshold, ward_tree
 from ..exceptions import ConfigError, DataError
 from ..metrics import nmi
-from ..threshold import Threshold
+from ..threshold import WARD_SOURCE, Threshold
 from .calibrate import cut_height
 
 LINKAGE_CHOICES: tuple[str, ...] = ("complete", "average", "single", "ward", "auto")
@@ -332,7 +332,7 @@ class ValidationSet:
                 else:
                     other = [h]
                 if lk == "ward":
-                    thr = Threshold(h, "euclidean", f"Ward, validation #clusters={self.n_true}")
+                    thr = Threshold(h, "euclidean", f"{WARD_SOURCE}, validation #clusters={self.n_true}")
                 else:
                     thr = Threshold(h, "sqeuclidean", f"validation #clusters={self.n_true}")
                 out.append(make(lk, thr, "recalibrated", h, other))
