@@ -114,11 +114,12 @@ DENSE_BATCH_MIN = 256
 DENSE_BATCH_DENSITY = 0.25
 
 
-def check_cut(threshold: Any, n_clusters: Any) -> None:
+def check_cut(threshold: Any, n_clusters: Any, *, merge_height: bool = False) -> None:
     """Validate where an agglomerative tree is cut (at fit time, as scikit-learn does:
     ``set_params`` never raises). One of ``threshold`` (finite, > 0) and ``n_clusters``
     (integer >= 1) must be set; when both are, ``n_clusters`` wins with a
-    :class:`~kfree.exceptions.ParameterConflictWarning` and the threshold is not validated."""
+    :class:`~kfree.exceptions.ParameterConflictWarning` and the threshold is not validated.
+    ``merge_height``: the cut is Ward's, which alone may take a Ward merge height."""
     if threshold is None and n_clusters is None:
         raise ConfigError("set threshold or n_clusters: both are None")
     if n_clusters is not None:
@@ -137,7 +138,7 @@ def check_cut(threshold: Any, n_clusters: Any) -> None:
                 stacklevel=4,
             )
         return
-    resolve_cut(threshold, None)  # a finite number > 0, or a Threshold
+    resolve_cut(threshold, None, merge_height=merge_height)  # a finite number > 0, or a Threshold
 
 
 def memory_limit_bytes(memory_limit_gb: float | None) -> float:

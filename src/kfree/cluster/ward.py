@@ -81,7 +81,7 @@ class WardThreshold(ClusterMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> WardThreshold:
         from scipy.cluster.hierarchy import fcluster
 
-        check_cut(self.threshold, self.n_clusters)
+        check_cut(self.threshold, self.n_clusters, merge_height=True)
         # Ward merge heights are in Euclidean units (two single points merge at their distance)
         self.threshold_ = None if self.n_clusters is not None else resolve_cut(self.threshold, "euclidean", merge_height=True)
         X = check_features(X, min_samples=1)
