@@ -331,6 +331,7 @@ def test_all_rows_of_tables_with_their_own_index_evaluate_by_row(tmp_path):
     assert list(written.columns) == ["row", "cluster"] and written["row"].tolist() == list(range(200))
     code, out = run("evaluate", tmp_path / "a.csv", tmp_path / "truth.csv")
     assert code == 0 and "1.000" in out, out
+    assert "names its rows by their own ids" not in out, out  # it has no ids of its own (found by review)
 
 
 def test_an_interrupted_assign_writes_both_outputs_or_neither(d, tmp_path, monkeypatch):

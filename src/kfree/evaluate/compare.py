@@ -144,7 +144,9 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
         y = df[col].to_numpy()
     else:
         y = load_labels(t, key=label_column, column=label_column)
-    if "row" in pred.columns:  # the clusters carry a table's own ids, the labels none to join them by
+    # the clusters carry a table's own ids ('index' beside 'row'), the labels none to join them by
+    # (kfree assign --all-rows writes 'row' alone: rows of its state, nothing to warn about)
+    if "row" in pred.columns and "index" in pred.columns:
         import warnings
 
         warnings.warn(f"{pred_name} names its rows by their own ids ('index'), but {t.name} has no 'index' "
