@@ -376,3 +376,16 @@ def test_a_dataframe_fit_keeps_its_column_names_through_save_and_load(tmp_path):
         again.transform(df.rename(columns={"c0": "d0"}))
     np.testing.assert_array_equal(again.cluster(df), learner.cluster(X))  # arrays are taken as they are
     assert not hasattr(learner.fit(X, y), "feature_names_in_")  # refitted on an array: no names
+
+
+def test_with_fewer_than_4_validation_identities_the_reason_says_why_the_model_cannot_count():
+    """Found by review: with 2 validation identities the summary quoted the model's in-sample NMI
+    1.000 against the raw features' 0.000, then used the raw rule, without saying why."""
+    X, y = sphere_blobs(5, 6, dim=8, spread=0.3, seed=0)
+    learner = ClusterLearner(TrainConfig(epochs=2, seed=0)).fit(X, y)  # 2 of 5 identities held out
+    assert learner.uses_raw_
+    assert all(c["extra"].get("in_sample") for c in learner.selection_["candidates"]
+               if c["features"] == "model" and c["mode"] == "recalibrated")
+    reason = learner.summary()
+    assert "with 2 validation identities there are no halves" in reason and "in-sample" in reason, reason
+    assert "ranked on the training and validation identities together" in reason, reason

@@ -971,6 +971,20 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cros
         raw_h = halves(chosen)
         if best_model is None:
             model_part = "no model rule could be compared"
+        elif best_model.extra.get("in_sample") and not any(c.extra.get("in_sample") for c in raw):
+            # (choose_rule left the model's in-sample cuts out: say so, not their scores as a contest)
+            rank = chosen.extra.get("rank_nmi")
+            fair = [c for c in model if not c.extra.get("in_sample")]
+            model_part = (f"with {chosen.val_true} validation identities there are no halves, so the model's "
+                          f"recalibrated cuts were scored on the identities they were cut for (NMI up to "
+                          f"{best_model.val_nmi:.3f}, in-sample), which cannot count against the raw features' "
+                          "cuts, calibrated on the training identities"
+                          + (f" (its own threshold, which needs no calibration, scored {best_rule(fair).val_nmi:.3f})"
+                             if fair else "")
+                          + "; the raw features' cuts are ranked on the training and validation identities "
+                          "together" + (f" (NMI {rank:.3f} on {chosen.extra.get('rank_identities')} identities)"
+                                        if rank is not None else "")
+                          + "; hold out 4 or more identities for a real comparison")
         elif picked is not None and len(raw_h) > 1:
             model_part = (f"on the two halves of the {chosen.val_true} validation identities the model scored "
                           f"{picked}, the raw features {pair(raw_h)} (cut where the training identities and the "

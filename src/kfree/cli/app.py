@@ -632,9 +632,13 @@ def _print_candidates(learner) -> None:
         # val. NMI is scored on each half of the identities at the cut calibrated on the other half
         # (a rule that joins identities of different halves is not seen there); #clusters cuts all
         # of them at once, which shows it
-        table = Table(title="clustering rules on the validation identities (the best is used)",
-                      caption="val. NMI: mean of the two halves of the identities, each cut where the other "
-                              "half calibrated it; #clusters: all validation identities cut together",
+        halves = not any(c.get("extra", {}).get("in_sample") for c in cands)
+        table = Table(title="clustering rules on the validation identities (green: the one used; why: below)",
+                      caption=("val. NMI: mean of the two halves of the identities, each cut where the other "
+                               "half calibrated it; " if halves else
+                               "val. NMI: fewer than 4 validation identities, so no halves: a recalibrated cut is "
+                               "scored on the identities it was calibrated on; ")
+                              + "#clusters: all validation identities cut together",
                       box=box.HEAVY_HEAD if console.is_terminal else box.ASCII)
         for col in ("features", "linkage", "threshold", "value", "val. NMI (halves)", "#clusters, all (true)"):
             table.add_column(col)
