@@ -219,3 +219,17 @@ def test_columns_that_are_not_features_are_ignored_or_warned_about(tmp_path):
         load_features(tmp_path / "t.csv", ignore_columns=("ticket_id", "track"))
         pd.DataFrame(rng.integers(0, 255, (30, 4))).to_csv(tmp_path / "pixels.csv", index=False)
         load_features(tmp_path / "pixels.csv")
+
+
+def test_labels_saved_as_python_objects_get_a_hint_for_labels(tmp_path):
+    """Found by review: text labels pickled in an .npy were told to save np.asarray(X, dtype=np.float32)."""
+    np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
+    np.save(tmp_path / "labels.npy", np.array(["a", "b", 3], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"save the labels as text or numbers instead, e.g. .*labels.astype\(str\)"):
+        load_features(tmp_path / "x.npy", labels_path=tmp_path / "labels.npy")
+    np.savez(tmp_path / "xy.npz", X=np.zeros((3, 2)), y=np.array(["a", None, "c"], dtype=object))
+    with pytest.raises(DataError, match=r"labels.astype\(str\)"):
+        load_features(tmp_path / "xy.npz")
+    np.save(tmp_path / "feats.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"np.asarray\(X, dtype=np.float32\)"):  # features keep theirs
+        load_features(tmp_path / "feats.npy")

@@ -198,13 +198,13 @@ def load_labels(path: str | Path, *, key: str | None = None, column: str | None 
     p = check_path(p)
     suf = p.suffix.lower()
     if suf == ".npy":
-        y = _np_load(p)
+        y = _np_load(p, labels=True)
     elif suf == ".npz":
         with _np_load(p) as z:
             k = _pick(list(z.keys()), key, Y_KEYS + ("cluster",), "array", p)
             if k is None:
                 raise DataError(f"{p.name} has no labels array; pass --y-key (arrays: {sorted(z.keys())})")
-            y = _npz_array(z, k, p)
+            y = _npz_array(z, k, p, labels=True)
     else:
         df = read_table(p)
         cols = [str(c) for c in df.columns]
@@ -222,29 +222,31 @@ def load_labels(path: str | Path, *, key: str | None = None, column: str | None 
 
 _OBJECT_HINT = ("it holds Python objects (dtype=object), which kfree does not unpickle; "
                 "save a numeric array instead, e.g. np.asarray(X, dtype=np.float32)")
+_OBJECT_LABELS_HINT = ("it holds Python objects (dtype=object), which kfree does not unpickle; "
+                       "save the labels as text or numbers instead, e.g. np.save(path, labels.astype(str))")
 
 
-def _read_error(what: str, e: Exception) -> DataError:
-    """One line for any failure of numpy's readers: an object array gets the pickle hint, anything
-    else the first line of its message (or its type)."""
+def _read_error(what: str, e: Exception, *, labels: bool = False) -> DataError:
+    """One line for any failure of numpy's readers: an object array gets the pickle hint (for
+    labels: save them as text), anything else the first line of its message (or its type)."""
     if isinstance(e, ValueError) and "allow_pickle" in str(e):
-        return DataTypeError(f"cannot read {what}: {_OBJECT_HINT}")
+        return DataTypeError(f"cannot read {what}: {_OBJECT_LABELS_HINT if labels else _OBJECT_HINT}")
     return DataError(f"cannot read {what}: {(str(e).splitlines() or [type(e).__name__])[0]}")
 
 
-def _np_load(p: Path):
+def _np_load(p: Path, *, labels: bool = False):
     try:
         return np.load(p, allow_pickle=False)
     except Exception as e:
-        raise _read_error(p.name, e) from None
+        raise _read_error(p.name, e, labels=labels) from None
 
 
-def _npz_array(z, key: str, p: Path) -> np.ndarray:
+def _npz_array(z, key: str, p: Path, *, labels: bool = False) -> np.ndarray:
     """One array of an open .npz; an object array or a damaged member is a one-line DataError."""
     try:
         return np.asarray(z[key])
     except Exception as e:
-        raise _read_error(f"array {key!r} of {p.name}", e) from None
+        raise _read_error(f"array {key!r} of {p.name}", e, labels=labels) from None
 
 
 def _check_labels(y: np.ndarray, n_rows: int, p: Path) -> np.ndarray:
@@ -378,7 +380,7 @@ def load_features(
             X = _npz_array(z, kx, p)
             ky = _pick(keys, y_key, Y_KEYS, "array", p)
             if ky is not None and ky != kx:
-                y = _npz_array(z, ky, p)
+                y = _npz_array(z, ky, p, labels=True)
     else:
         df = read_table(p)
         cols = [str(c) for c in df.columns]
