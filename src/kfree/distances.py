@@ -46,7 +46,8 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
     if ndim is not None and ndim != 2:
         # sklearn's own message for this case prints every value of the array
         raise DataError(f"{name} must be a 2-d array of shape (n_samples, n_features), got shape "
-                        f"{tuple(X.shape)}. Reshape your data, e.g. X.reshape(-1, 1) for a single feature")
+                        f"{tuple(X.shape)}. Reshape your data: X.reshape(1, -1) for a single row, X.reshape(-1, 1) "
+                        "for a single feature")
     X_in = X
     try:
         X = check_array(X, dtype="numeric", ensure_all_finite=False, ensure_min_samples=min_samples,

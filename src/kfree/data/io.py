@@ -305,7 +305,8 @@ def _check_X(X: np.ndarray, p: Path, min_samples: int) -> np.ndarray:
     name = f"features in {p.name}"
     X = np.asarray(X) if not isinstance(X, np.ndarray) else X
     if X.ndim != 2:
-        hint = (" (one feature per row? reshape it with X.reshape(-1, 1) and save again)" if X.ndim == 1 else "")
+        hint = (" (one row of features? X.reshape(1, -1); one feature per row? X.reshape(-1, 1); then save "
+                "again)" if X.ndim == 1 else "")
         raise DataError(f"{name} must be a 2-d array of shape (rows, features), got shape {X.shape}{hint}")
     if X.dtype.kind in "OUSVMmc":
         what = {"O": "Python objects", "U": "text", "S": "bytes", "V": "records", "M": "dates",
