@@ -85,14 +85,16 @@ class PairwiseConstraintLoss(EmbeddingLoss):
             raise ConfigError(f"distance={distance!r} is not one of ('sqeuclidean', 'euclidean')")
         if variant == "bcl":
             if b is None:
-                raise ConfigError("variant='bcl' needs b= (the trained ball's squared radius, > 0)")
+                raise ConfigError("variant='bcl' needs b= (the trained ball's squared radius, > 0; with kfree "
+                                  "train: --loss-param b=0.2)")
             if threshold is not None:
                 raise ConfigError(f"variant='bcl' cuts at 4b; threshold={threshold} is only for variant='plain'")
             self.b: float | None = finite_positive("b", b)
             self.cut_sq = 4.0 * self.b
         else:
             if threshold is None:
-                raise ConfigError("variant='plain' needs threshold= (e.g. the validation threshold, > 0)")
+                raise ConfigError("variant='plain' needs threshold= (e.g. the validation threshold, > 0; with kfree "
+                                  "train: --loss-param variant=plain --loss-param threshold=T)")
             if b is not None:
                 raise ConfigError(f"b={b} is only for variant='bcl'")
             t = finite_positive("threshold", threshold)
