@@ -211,9 +211,10 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
     n = labels.shape[0]
     _, counts = np.unique(labels, return_counts=True)
     files = [plot_cluster_sizes(labels, out / "sizes.png").name]
+    singles = int((counts == 1).sum())
     summary = (f"{plural(n, 'item')} in <b>{plural(counts.size, 'cluster')}</b>: the largest has "
-               f"{plural(int(counts.max()), 'item')}, {int((counts == 1).sum()):,} are singletons, the median size "
-               f"is {int(np.median(counts)):,}.")
+               f"{plural(int(counts.max()), 'item')}, {singles:,} {'is a singleton' if singles == 1 else 'are singletons'}, "
+               f"the median size is {int(np.median(counts)):,}.")
     if source:
         summary += f" <span class='muted'>({html.escape(source)})</span>"
     rows: list[dict[str, Any]] = []
