@@ -389,3 +389,30 @@ def test_with_fewer_than_4_validation_identities_the_reason_says_why_the_model_c
     reason = learner.summary()
     assert "with 2 validation identities there are no halves" in reason and "in-sample" in reason, reason
     assert "ranked on the training and validation identities together" in reason, reason
+
+
+@pytest.mark.parametrize("chosen", ["complete", "ward"])
+def test_cluster_keeps_must_link_and_cannot_link_pairs(chosen):
+    """Frames of one track must share a cluster, tracks seen together must not: the chosen rule
+    cuts with the pairs (a Ward rule gives way to its complete-linkage cut, with a warning)."""
+    import warnings
+
+    from kfree.exceptions import ParameterConflictWarning
+
+    X, y = sphere_blobs(30, 10, dim=16, spread=0.3, seed=2)
+    seen = y < 22
+    learner = ClusterLearner(TrainConfig(epochs=2, seed=0)).fit(X[seen], y[seen])
+    learner.rule_ = learner._ward_rule() if chosen == "ward" else learner.state_rule()
+    Xt, yt = X[~seen], y[~seen]
+    a, b = np.flatnonzero(yt == yt[0])[:2], np.flatnonzero(yt != yt[0])[0]
+    must, cannot = np.array([[a[0], b]]), np.array([[a[0], a[1]]])  # join two people, split one
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        labels = learner.cluster(Xt, must_link=must, cannot_link=cannot)
+    assert labels[a[0]] == labels[b] and labels[a[0]] != labels[a[1]]
+    said = [w for w in caught if issubclass(w.category, ParameterConflictWarning)]
+    assert bool(said) == (chosen == "ward")
+    rule = learner.state_rule()
+    np.testing.assert_array_equal(labels, rule.cluster(learner.transform(Xt), must_link=must, cannot_link=cannot))
+    with pytest.raises(ConfigError, match="must_link/cannot_link are for method='hac'"):
+        learner.cluster(Xt, method="multicut", must_link=must)

@@ -35,7 +35,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .config import TrainConfig, check_count, finite_positive
 from .distances import check_features, check_labels
-from .exceptions import ConfigError, DataError
+from .exceptions import ConfigError, DataError, ParameterConflictWarning
 from .threshold import Threshold
 from .utils.model_file import MODEL_FORMAT, read_model, write_model
 
@@ -472,7 +472,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         return self.embed(X)
 
     def cluster(
-        self, X: Any, *, threshold: float | None = None, method: str = "hac", n_clusters: int | None = None
+        self, X: Any, *, threshold: float | None = None, method: str = "hac", n_clusters: int | None = None,
+        must_link: Any = None, cannot_link: Any = None,
     ) -> np.ndarray:
         """Cluster data of unseen identities; returns labels of shape (n,).
 
@@ -492,16 +493,36 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         clusters of fewer than half the rows per identity the Ward cut was calibrated on (a small
         batch), that cut is used instead, and more than 4 times as many only warns
         (:class:`~kfree.exceptions.ClusterSizeWarning`).
+
+        ``must_link`` / ``cannot_link``: row pairs (arrays of shape (m, 2)) that must or cannot
+        share a cluster — frames of one face track, tracks that appear together — for
+        ``method="hac"``: exact constrained agglomeration at the chosen rule's cut (a Ward cut
+        takes none: its best validated complete-linkage cut is used, with a
+        :class:`~kfree.exceptions.ParameterConflictWarning`).
         """
         from . import registry
 
         self._check_fitted()
         X = self._check_X(X, min_samples=2)
+        constrained = must_link is not None or cannot_link is not None
+        if constrained and method != "hac":
+            raise ConfigError(f"must_link/cannot_link are for method='hac' (the chosen rule, exact constrained "
+                              f"agglomeration), not {method!r}")
         Z = self.transform(X)
         rule = self.rule_
         override = threshold if threshold is not None else self.threshold
         if override is not None:
             override = finite_positive("threshold", override, "in the chosen rule's distance units")
+        if constrained and rule.linkage == "ward":
+            if override is not None:
+                raise ConfigError("a threshold override is in the chosen Ward cut's units (a merge height), and "
+                                  "must-link / cannot-link pairs need a complete-linkage cut: give no threshold")
+            rule = self.state_rule()  # (a ConfigError, saying why, when the model has none)
+            warnings.warn(f"a Ward cut takes no must-link / cannot-link pairs: the best validated complete-linkage "
+                          f"cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
+                          f"{self.rule_.val_nmi:.3f})", ParameterConflictWarning, stacklevel=2)
+            if n_clusters is None:
+                return rule.cluster(Z, must_link=must_link, cannot_link=cannot_link)
         if method == "hac" and n_clusters is None:
             if override is None:  # (an override is in the chosen rule's units: it keeps that rule)
                 rule = self.rule_for_rows(X.shape[0], warn=True)
@@ -510,8 +531,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                     if small is not None:
                         return small
             thr = None if override is None else Threshold(override, rule.threshold.distance, "override")
-            return rule.cluster(Z, threshold=thr)
-        if method == "hac" and rule.linkage == "ward":
+            return rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link)
+        if method == "hac" and rule.linkage == "ward" and not constrained:
             method = "ward"
         # an unknown method, no K for one that needs it, a K for one that finds it: refused here
         accepted = registry.cluster_capabilities(method, n_clusters=n_clusters,
@@ -541,7 +562,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             kwargs["linkage"] = dist_rule().linkage
         if "n_clusters" in kwargs and "distance" in accepted:
             kwargs.setdefault("distance", dist_rule().threshold.distance)
-        return registry.get("cluster", method, **kwargs).fit(Z).labels_
+        est = registry.get("cluster", method, **kwargs)
+        return (est.fit(Z, must_link=must_link, cannot_link=cannot_link) if constrained else est.fit(Z)).labels_
 
     def rule_for(self, method: str = "hac"):
         """The :class:`~kfree.evaluate.selection.ClusterRule` whose threshold ``cluster(X,

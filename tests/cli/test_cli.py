@@ -204,3 +204,42 @@ def test_train_with_noisy_triplets_and_logistic_calibration(files):
     code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "x.kfree",
                     "--loss", "triplet-l1", "--sampler", "triplets", "--wrong-negatives", "lots", *FAST)
     assert code == 1 and "'random'" in out
+
+
+def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
+    """A TV episode's frames: rows of one track (--link-column) share a cluster, tracks seen
+    together (--cannot-link, pairs of track values) do not; the track column is no feature."""
+    code, out = run("train", files / "train.csv", "--label-column", "person", "--out", files / "tracks.kfree", *FAST)
+    assert code == 0, out
+    new = pd.read_csv(files / "new.csv")
+    y = new["label"].to_numpy()
+    track = np.arange(len(new)) // 2
+    track[1] = track[np.flatnonzero(y != y[0])[0]]  # a track holding two people: they must join
+    new.assign(track=track).to_csv(files / "ep.csv", index=False)
+    same = np.flatnonzero(y == y[2])
+    t_a, t_b = track[same[0]], track[same[-1]]
+    assert t_a != t_b  # two tracks of one person, "seen together": they must not join
+    pd.DataFrame({"a": [t_a], "b": [t_b]}).to_csv(files / "cl.csv", index=False)
+    pd.DataFrame({"a": [0], "b": [99]}).to_csv(files / "cl99.csv", index=False)
+    code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--link-column", "track", "--cannot-link",
+                    files / "cl.csv", "--out", files / "ep_c.csv")
+    assert code == 0, out
+    assert "must-link and 1 cannot-link pairs kept" in out, out
+    labels = pd.read_csv(files / "ep_c.csv")["cluster"].to_numpy()
+    for t in np.unique(track):
+        assert np.unique(labels[track == t]).size == 1, t
+    assert labels[track == t_a][0] != labels[track == t_b][0]
+    code, out = run("cluster", files / "ep.csv", "--threshold", "0.5", "--link-column", "track", "--cannot-link",
+                    files / "cl.csv", "--out", files / "ep_raw.csv")  # features as they are, no model
+    assert code == 0 and "cannot-link pairs kept" in out, out
+    raw = pd.read_csv(files / "ep_raw.csv")["cluster"].to_numpy()
+    assert all(np.unique(raw[track == t]).size == 1 for t in np.unique(track))
+    assert raw[track == t_a][0] != raw[track == t_b][0]
+    for args, message in [
+        (["--link-column", "trak"], "ep.csv has no column 'trak' to link rows by"),
+        (["--link-column", "track", "--state", files / "s.kstate"], "are for --method hac without --state"),
+        (["--cannot-link", files / "cl99.csv", "--ignore-columns", "track"], "99 is no row number (0..59) of ep.csv"),
+        (["--cannot-link", files / "cl99.csv", "--link-column", "track"], "99 is no 'track' value of ep.csv"),
+    ]:
+        code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--out", files / "x.csv", *args)
+        assert code == 1 and message in out and out.count("\n") == 1, out

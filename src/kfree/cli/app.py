@@ -11,7 +11,15 @@ from typing import Annotated
 import typer
 
 from .assign import STATE_HELP, check_state_request
-from .columns import IGNORE_HELP, ignored, model_rows
+from .columns import (
+    CANNOT_HELP,
+    IGNORE_HELP,
+    LINK_HELP,
+    cannot_pairs,
+    ignored,
+    link_pairs,
+    model_rows,
+)
 from .console import cli_errors, console, err_console, metrics_table, progress_hook, setup_logging
 
 #: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
@@ -277,6 +285,8 @@ def cluster(
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
     ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
+    link_column: Annotated[str | None, typer.Option(help=LINK_HELP)] = None,
+    cannot_link: Annotated[Path | None, typer.Option(help=CANNOT_HELP)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state) file.")] = False,
     state: Annotated[Path | None, typer.Option("--state", help=STATE_HELP)] = None,
     backend: Annotated[str, typer.Option(help="local (default), or dask: exact threshold HAC on a Dask cluster, "
@@ -295,11 +305,11 @@ def cluster(
     """
     if backend != "local" or scheduler is not None or workers is not None:
         with cli_errors():
-            if ignore_columns:
+            if ignore_columns or link_column or cannot_link:
                 from ..exceptions import ConfigError
 
-                raise ConfigError("--ignore-columns is for the local backend; the Dask workers read every "
-                                  "column of the file: write the feature columns alone (.npy or .parquet)")
+                raise ConfigError("--ignore-columns, --link-column and --cannot-link are for the local backend; the "
+                                  "Dask workers read every column of the file: write the feature columns alone")
             _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
                           scheduler, workers, state, linkage)
         return
@@ -315,6 +325,12 @@ def cluster(
         check_output(out, inputs=(first, second), force=force, formats=(".csv", ".parquet"))
         check_state_request(state, method, n_clusters, inputs=(first, second), out=out, force=force,
                             linkage=linkage)
+        constrained = link_column is not None or cannot_link is not None
+        if constrained and (state is not None or method != "hac"):
+            raise ConfigError("--link-column/--cannot-link are for --method hac without --state (a cluster state "
+                              "keeps no pairs for the rows kfree assign adds)")
+        must, first_row = link_pairs(data_path, link_column)
+        skip = (*ignored(ignore_columns), *((link_column,) if link_column else ()))
         from rich.markup import escape
 
         from .. import registry
@@ -331,8 +347,9 @@ def cluster(
                                   "without a model; a model clusters with the rule it chose (its distance and "
                                   "linkage)")
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2,
-                                 ignore_columns=ignored(ignore_columns))
+                                 ignore_columns=skip)
             data.X = model_rows(learner, data, data_path)
+            cannot = cannot_pairs(cannot_link, data_path, data, link_column, first_row)
             state_rule = None
             with _limit_threads():
                 if state is None:
@@ -343,11 +360,13 @@ def cluster(
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("ignore", ScaleWarning)  # said below, in one line
                         warnings.simplefilter("always", ClusterSizeWarning)  # shown, and names the cut used
-                        labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters)
+                        labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters,
+                                                 must_link=must, cannot_link=cannot)
                     for w in caught:
                         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-                        if getattr(w.message, "replaced", False):  # complete linkage, not the Ward cut
-                            state_rule = learner.state_rule()
+                    if constrained and learner.rule_.linkage == "ward" or any(
+                            getattr(w.message, "replaced", False) for w in caught):
+                        state_rule = learner.state_rule()  # complete linkage cut, not the Ward cut
                 else:
                     from .assign import cluster_model_state
 
@@ -403,11 +422,13 @@ def cluster(
             if "distance" in accepted and ("threshold" in accepted or distance is not None):
                 kwargs["distance"] = dist
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2,
-                                 ignore_columns=ignored(ignore_columns))
+                                 ignore_columns=skip)
+            cannot = cannot_pairs(cannot_link, data_path, data, link_column, first_row)
             est = registry.get("cluster", method, **kwargs)
             # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
             with _limit_threads(), progress_hook(getattr(est, "reports_progress", False)) as hook:
-                est.fit(data.X, **({"hook": hook} if hook is not None else {}))
+                est.fit(data.X, **({"hook": hook} if hook is not None else {}),
+                        **({"must_link": must, "cannot_link": cannot} if constrained else {}))
                 labels = est.labels_
                 if state is not None:
                     from .assign import save_plain_state
@@ -416,6 +437,9 @@ def cluster(
             how = _how(method, accepted, n_clusters, threshold, unit)
             if linkage is not None:
                 how = f", {linkage} linkage{how}"
+        if constrained:
+            how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
+                    "cannot-link pairs kept")
         write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
         n_found = len(set(labels.tolist()))
         console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "

@@ -38,3 +38,66 @@ def model_rows(learner, data, path: Path):
 
     console.print(f"{escape(path.name)}: columns taken in the order the model was trained on")
     return data.X[:, [data.columns.index(c) for c in names]]
+
+
+LINK_HELP = ("A column of DATA (a .csv/.parquet) whose rows with one value must share a cluster, e.g. "
+             "the face track of each frame; it is not a feature.")
+CANNOT_HELP = ("A .csv/.parquet of pairs (its first two columns) that must not share a cluster: values of "
+               "--link-column (e.g. tracks seen together), else row ids (DATA's 'index' column) or row numbers.")
+
+
+def link_pairs(data_path: Path, link_column: str | None):
+    """``kfree cluster --link-column``: ``(must_link, first_row)``, the rows of one value chained
+    together (one pair per row after the first, which joins the whole group) and a row of each
+    value; ``(None, None)`` without the option. Read before the features, so that a column
+    that is not there is named as the one to link by."""
+    import numpy as np
+
+    from ..data.io import TABLES, read_table
+    from ..exceptions import DataError
+
+    if link_column is None:
+        return None, None
+    if data_path.suffix.lower() not in TABLES:
+        raise DataError(f"--link-column names a column of a .csv/.parquet table; {data_path.name} has none")
+    df = read_table(data_path)
+    if link_column not in df.columns:
+        raise DataError(f"{data_path.name} has no column {link_column!r} to link rows by")
+    if df[link_column].isna().any():
+        raise DataError(f"{data_path.name}: {int(df[link_column].isna().sum())} rows have no {link_column!r} "
+                        "value; give every row one (its own, for a row linked to none)")
+    groups = df[link_column].to_numpy()
+    order = np.argsort(groups, kind="stable")
+    same = groups[order][1:] == groups[order][:-1]
+    first_row = {v: int(r) for r, v in zip(order[::-1], groups[order][::-1])}  # (the first row of each value)
+    return np.stack([order[:-1][same], order[1:][same]], axis=1), first_row
+
+
+def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: str | None, first_row):
+    """``kfree cluster --cannot-link``: one pair of rows per pair in the file (its first two
+    columns): values of ``link_column`` (a row of each: the groups are joined by their
+    must-links), else DATA's row ids ('index') or row numbers; None without the option."""
+    import numpy as np
+
+    from ..data.io import TABLES, check_path, read_table
+    from ..exceptions import DataError
+
+    if cannot_link is None:
+        return None
+    p = check_path(cannot_link, TABLES, wrong_format=f"{cannot_link.name}: give the cannot-link pairs as a "
+                                                     ".csv/.parquet with two columns")
+    pairs = read_table(p)
+    if pairs.shape[1] < 2 or pairs.iloc[:, :2].isna().to_numpy().any():
+        raise DataError(f"{p.name}: give two columns, one pair of {link_column or 'rows'} per row, none missing")
+    if first_row is not None:
+        lookup, what = first_row, f"{link_column!r} value"
+    elif data.index is not None:
+        lookup, what = {v: i for i, v in enumerate(data.index.tolist())}, "row id ('index')"
+    else:
+        lookup, what = {i: i for i in range(data.n_samples)}, f"row number (0..{data.n_samples - 1})"
+    rows = []
+    for x, y in zip(pairs.iloc[:, 0].tolist(), pairs.iloc[:, 1].tolist()):
+        if x not in lookup or y not in lookup:
+            raise DataError(f"{p.name}: {x if x not in lookup else y!r} is no {what} of {data_path.name}")
+        rows.append((lookup[x], lookup[y]))
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
