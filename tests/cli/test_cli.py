@@ -243,3 +243,22 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
     ]:
         code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--out", files / "x.csv", *args)
         assert code == 1 and message in out and out.count("\n") == 1, out
+
+
+def test_a_partly_labelled_table_clusters_and_scores_its_labelled_rows(files):
+    """Found by review: a table with a label for a third of its rows could not be clustered (every
+    row needed a label), nor that third be scored without filtering files by hand."""
+    new = pd.read_csv(files / "new.csv")
+    new.loc[new.index % 3 != 0, "label"] = np.nan
+    new.to_csv(files / "partial.csv", index=False)
+    code, out = run("cluster", files / "partial.csv", "--threshold", "0.5", "--out", files / "part_c.csv")
+    assert code == 0, out
+    written = pd.read_csv(files / "part_c.csv")
+    assert written["label"].isna().sum() == 40 and written["label"].notna().sum() == 20
+    code, out = run("evaluate", files / "part_c.csv", files / "partial.csv")
+    assert code == 1 and "40 of the 60 clustered rows have no true label" in out and "--labelled-only" in out, out
+    code, out = run("evaluate", files / "part_c.csv", files / "partial.csv", "--labelled-only", "--out",
+                    files / "part.json")
+    assert code == 0 and "scored the 20 rows with a true label; 40 rows have none" in out, out
+    metrics = json.loads((files / "part.json").read_text())
+    assert metrics["n_samples"] == 20 and metrics["unlabelled_rows"] == 40

@@ -163,8 +163,10 @@ def test_csv_cells_are_read_as_written(tmp_path):
     assert y.tolist() == ["a", "b", "None", "NA"]
     assert evaluate_files(tmp_path / "p.csv", tmp_path / "truth.csv")["nmi"] == 1.0
     pd.DataFrame({"index": [0, 1, 2, 3, 4], "cluster": [0, 1, 2, 3, 4]}).to_csv(tmp_path / "q.csv", index=False)
-    with pytest.raises(DataError, match="NaN"):  # the row without a label is not skipped
-        evaluate_files(tmp_path / "q.csv", tmp_path / "truth.csv")
+    with pytest.raises(DataError, match="1 of the 5 clustered rows have no true label .*first: row 2"):
+        evaluate_files(tmp_path / "q.csv", tmp_path / "truth.csv")  # the row without a label is not skipped
+    m = evaluate_files(tmp_path / "q.csv", tmp_path / "truth.csv", labelled_only=True)  # unless asked, in place
+    assert m["unlabelled_rows"] == 1 and m["n_samples"] == 4 and m["nmi"] == 1.0
     pd.DataFrame({"index": [0, 1, 2, 3], "cluster": [0, 1, 2, 3]}).to_csv(tmp_path / "q4.csv", index=False)
     with pytest.raises(DataError, match="q4.csv clusters 4 rows .* but truth.csv has 5"):  # nor are rows shifted
         evaluate_files(tmp_path / "q4.csv", tmp_path / "truth.csv")

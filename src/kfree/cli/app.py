@@ -347,7 +347,7 @@ def cluster(
                                   "without a model; a model clusters with the rule it chose (its distance and "
                                   "linkage)")
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2,
-                                 ignore_columns=skip)
+                                 ignore_columns=skip, partial_labels=True)
             data.X = model_rows(learner, data, data_path)
             cannot = cannot_pairs(cannot_link, data_path, data, link_column, first_row)
             state_rule = None
@@ -422,7 +422,7 @@ def cluster(
             if "distance" in accepted and ("threshold" in accepted or distance is not None):
                 kwargs["distance"] = dist
             data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2,
-                                 ignore_columns=skip)
+                                 ignore_columns=skip, partial_labels=True)
             cannot = cannot_pairs(cannot_link, data_path, data, link_column, first_row)
             est = registry.get("cluster", method, **kwargs)
             # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
@@ -625,6 +625,8 @@ def evaluate(
     truth: Annotated[Path, typer.Argument(help="Any supported file with true labels (joined by 'index' when both have it, else by row order).")],
     label_column: Annotated[str | None, typer.Option(help="Label column/array in TRUTH.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
+    labelled_only: Annotated[bool, typer.Option("--labelled-only", help="Score only the rows with a true label "
+                                                "(a labelled sample); without it a row with none is an error.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Score predicted clusters against true labels (NMI, WCP, ACC, ARI, pairwise and BCubed F)."""
@@ -638,7 +640,10 @@ def evaluate(
         from ..evaluate.compare import evaluate_files
         from ..utils.io import write_json
 
-        metrics = evaluate_files(labels_csv, truth, label_column=label_column)
+        metrics = evaluate_files(labels_csv, truth, label_column=label_column, labelled_only=labelled_only)
+        if metrics.get("unlabelled_rows"):
+            console.print(f"scored the {metrics['n_samples']:,} rows with a true label; "
+                          f"{metrics['unlabelled_rows']:,} rows have none (--labelled-only)")
         console.print(metrics_table(f"{escape(labels_csv.name)} vs {escape(truth.name)}", [metrics], EVAL_COLUMNS))
         if out is not None:
             write_json(out, metrics)

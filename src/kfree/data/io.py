@@ -249,11 +249,21 @@ def _npz_array(z, key: str, p: Path, *, labels: bool = False) -> np.ndarray:
         raise _read_error(f"array {key!r} of {p.name}", e, labels=labels) from None
 
 
-def _check_labels(y: np.ndarray, n_rows: int, p: Path) -> np.ndarray:
-    """Labels as a 1-d array of one row each, none missing; mixed-type objects become text."""
+def _check_labels(y: np.ndarray, n_rows: int, p: Path, *, partial: bool = False) -> np.ndarray:
+    """Labels as a 1-d array of one row each, none missing (``partial``: missing ones kept as
+    None, for labels that are only carried along); mixed-type objects become text."""
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n_rows:
         raise DataError(f"{p.name}: {n_rows} feature rows but labels have shape {y.shape}")
+    if partial:
+        import pandas as pd
+
+        missing = pd.isna(y)
+        if missing.any():
+            kept = _check_labels(y[~missing], int((~missing).sum()), p)
+            out = np.empty(n_rows, dtype=object)
+            out[~missing] = kept
+            return out  # (the missing ones: None)
     if y.dtype.kind in "fc" and not np.isfinite(y).all():
         raise DataError(f"{p.name}: labels contain NaN or infinite values; every row needs a label")
     if y.dtype.kind == "O":
@@ -335,6 +345,7 @@ def load_features(
     require_labels: bool = False,
     min_samples: int = 1,
     ignore_columns: tuple[str, ...] | list[str] = (),
+    partial_labels: bool = False,
 ) -> LabelledData:
     """Load features and (optionally) labels from ``path``.
 
@@ -352,6 +363,8 @@ def load_features(
         each must exist. A numeric column that looks like an id or a count among non-integer
         features (whole numbers only, and all distinct or 10× larger than every other feature)
         is kept as a feature but warned about (:class:`~kfree.exceptions.DataWarning`).
+    partial_labels : labels only carried along (``kfree cluster`` writes them beside the
+        clusters) may be missing for some rows: those are None, not an error.
     """
     p = check_path(path)
     suf = p.suffix.lower()
@@ -429,7 +442,7 @@ def load_features(
     if columns is not None:  # (after the checks: a file refused is not also warned about)
         _warn_id_like(X, columns, p)
     if y is not None:
-        y = _check_labels(y, X.shape[0], p)
+        y = _check_labels(y, X.shape[0], p, partial=partial_labels and not require_labels)
     elif require_labels:
         raise DataError(
             f"{p.name} has no labels: use an .npz with a 'y'/'labels' array, a table with a "

@@ -155,8 +155,26 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
     return np.asarray(y)[rows_of(pred, len(y), pred_name=pred_name, items_name=t.name)]
 
 
-def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str | None = None) -> dict:
-    """Join predictions (``index,cluster``) with true labels by ``index`` or by row order."""
+def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str | None = None,
+                   labelled_only: bool = False) -> dict:
+    """Join predictions (``index,cluster``) with true labels by ``index`` or by row order.
+
+    Rows without a true label (an empty cell) are an error, unless ``labelled_only``: then the
+    rows that have one are scored (a labelled sample of a larger clustering), and
+    ``unlabelled_rows`` says how many were left out."""
+    import pandas as pd
+
     pred = read_predictions(pred_csv)
     y = truth_for(pred, truth, label_column=label_column, pred_name=Path(pred_csv).name)
-    return evaluate_clustering(y, pred["cluster"].to_numpy())
+    clusters = pred["cluster"].to_numpy()
+    missing = np.asarray(pd.isna(y), dtype=bool)
+    if not missing.any():
+        return evaluate_clustering(y, clusters)
+    first = int(np.flatnonzero(missing)[0])
+    if not labelled_only:
+        raise DataError(f"{int(missing.sum())} of the {missing.size} clustered rows have no true label in "
+                        f"{Path(truth).name} (first: row {first} of {Path(pred_csv).name}); score the labelled "
+                        "ones with --labelled-only, or give every row a label")
+    if missing.all():
+        raise DataError(f"no clustered row has a true label in {Path(truth).name}")
+    return {**evaluate_clustering(y[~missing], clusters[~missing]), "unlabelled_rows": int(missing.sum())}
