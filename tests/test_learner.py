@@ -119,7 +119,8 @@ def test_bad_input(blobs, fitted):
     with pytest.raises(DataError, match="is expecting 16 features"):
         learner.cluster(np.zeros((5, 3)))
     with pytest.raises(DataError, match="while a minimum of 2 is required"):
-        learner.cluster(Xtr[:1])
+        learner.cluster(Xtr[:1], method="multicut")
+    assert learner.cluster(Xtr[:1]).tolist() == [0]  # one row, one cluster
     bad = Xtr.copy()
     bad[0, 0] = np.inf
     with pytest.raises(DataError, match="NaN or infinite"):

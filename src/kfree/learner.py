@@ -503,8 +503,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         from . import registry
 
         self._check_fitted()
-        X = self._check_X(X, min_samples=2)
+        X = self._check_X(X, min_samples=1 if method == "hac" else 2)
         constrained = must_link is not None or cannot_link is not None
+        if X.shape[0] == 1 and n_clusters is None and not constrained:  # one row: one cluster, at any cut
+            return np.zeros(1, dtype=np.int64)
         if constrained and method != "hac":
             raise ConfigError(f"must_link/cannot_link are for method='hac' (the chosen rule, exact constrained "
                               f"agglomeration), not {method!r}")

@@ -126,7 +126,8 @@ def test_a_table_is_clustered_by_the_columns_the_model_was_trained_on(files):
         (["train", "{d}/train.csv", "--label-column", "nope", "--out", "{d}/x.kfree"], "no label column 'nope'"),
         (["train", "{d}/one_id.npz", "--out", "{d}/x.kfree"], "at least 2 identities"),
         (["cluster", "{d}/m.kfree", "{d}/wrong_dim.npy", "--out", "{d}/x.csv"], "is expecting 12 features"),
-        (["cluster", "{d}/m.kfree", "{d}/one_row.npy", "--out", "{d}/x.csv"], "one_row.npy has 1 row of features; at least 2 are needed"),
+        (["cluster", "{d}/m.kfree", "{d}/one_row.npy", "--method", "multicut", "--out", "{d}/x.csv"],
+         "one_row.npy has 1 row of features; at least 2 are needed"),
         (["cluster", "{d}/m.kfree", "{d}/nan.npy", "--out", "{d}/x.csv"], "NaN or infinite"),
         (["cluster", "{d}/train.npy", "{d}/new.npy", "--out", "{d}/x.csv"], "not a kfree model"),
         (["train", "{d}/train.npy", "--labels", "{d}/train_labels.npy", "--out", "{d}/x.kfree", "--dims", "a,b"], "comma-separated integers"),
@@ -262,3 +263,16 @@ def test_a_partly_labelled_table_clusters_and_scores_its_labelled_rows(files):
     assert code == 0 and "scored the 20 rows with a true label; 40 rows have none" in out, out
     metrics = json.loads((files / "part.json").read_text())
     assert metrics["n_samples"] == 20 and metrics["unlabelled_rows"] == 40
+
+
+def test_one_row_is_one_cluster(files):
+    """Found by review: today's single ticket could not be clustered ("at least 2 are needed")."""
+    np.save(files / "one.npy", np.load(files / "new.npy")[:1])
+    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "one.kfree",
+                    *FAST)
+    assert code == 0, out
+    code, out = run("cluster", files / "one.kfree", files / "one.npy", "--out", files / "one.csv")
+    assert code == 0 and "1 row → 1 cluster" in out, out
+    assert pd.read_csv(files / "one.csv")["cluster"].tolist() == [0]
+    code, out = run("cluster", files / "one.npy", "--threshold", "0.5", "--out", files / "one_raw.csv")
+    assert code == 0 and "1 row → 1 cluster" in out, out

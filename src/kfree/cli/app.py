@@ -346,7 +346,8 @@ def cluster(
                 raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
                                   "without a model; a model clusters with the rule it chose (its distance and "
                                   "linkage)")
-            data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2,
+            data = load_features(data_path, x_key=x_key, label_column=label_column,
+                                 min_samples=1 if method == "hac" and n_clusters is None else 2,
                                  ignore_columns=skip, partial_labels=True)
             data.X = model_rows(learner, data, data_path)
             cannot = cannot_pairs(cannot_link, data_path, data, link_column, first_row)
@@ -421,7 +422,8 @@ def cluster(
             # when asked for; baselines keep their own default (FINCH: cosine)
             if "distance" in accepted and ("threshold" in accepted or distance is not None):
                 kwargs["distance"] = dist
-            data = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=2,
+            data = load_features(data_path, x_key=x_key, label_column=label_column,
+                                 min_samples=1 if method == "hac" and n_clusters is None else 2,
                                  ignore_columns=skip, partial_labels=True)
             cannot = cannot_pairs(cannot_link, data_path, data, link_column, first_row)
             est = registry.get("cluster", method, **kwargs)
@@ -442,7 +444,7 @@ def cluster(
                     "cannot-link pairs kept")
         write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
         n_found = len(set(labels.tolist()))
-        console.print(f"{data.n_samples} rows → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
+        console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                       f"wrote [bold]{escape(str(out))}[/bold]")
         small = model is not None and state is None and state_rule is not None  # the warning said why
         if model is not None and method == "hac" and n_clusters is None and rule is not learner.rule_ and not small:
