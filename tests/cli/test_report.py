@@ -8,7 +8,7 @@ import pytest
 from _cli import one_line_error, run
 from PIL import Image
 
-from kfree.exceptions import DataError
+from kfree.exceptions import ConfigError, DataError
 from kfree.report.clusters import cluster_report
 
 
@@ -248,3 +248,18 @@ def test_a_features_table_with_its_own_ids_is_joined_by_them(tmp_path, monkeypat
     feats.iloc[:3].to_csv(tmp_path / "short.csv", index=False)
     one_line_error(*run("report", tmp_path / "c.csv", "--features", tmp_path / "short.csv", "--out", tmp_path / "r2"),
                    "1 rows of c.csv have no features in short.csv")
+
+
+def test_how_many_members_each_cluster_shows(tmp_path):
+    """Found by review: a team labelling intents saw 5 random texts per cluster, with no way to see more."""
+    pd.DataFrame({"index": range(20), "cluster": [0] * 20}).to_csv(tmp_path / "c.csv", index=False)
+    (tmp_path / "t.txt").write_text("".join(f"ticket number {i}\n" for i in range(20)))
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "t.txt", "--per-cluster", "12",
+                    "--out", tmp_path / "r")
+    assert code == 0, out
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert page.count("ticket number") == 12 and "Up to 12 random texts" in page
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "t.txt", "--out", tmp_path / "r5")
+    assert (tmp_path / "r5" / "index.html").read_text().count("ticket number") == 5
+    with pytest.raises(ConfigError, match="per_cluster"):
+        cluster_report(tmp_path / "r0", np.zeros(3), texts=["a", "b", "c"], per_cluster=0)

@@ -50,6 +50,8 @@ def report(
                                                        "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA.")] = None,
     max_clusters: Annotated[int, typer.Option(min=1, help="Show the images or texts of this many clusters, the "
                                                          "largest first.")] = 40,
+    per_cluster: Annotated[int | None, typer.Option(min=1, help="Random members shown per cluster (default: 6 "
+                                                              "images, 5 texts).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a folder that already holds files.")] = False,
 ) -> None:
     """Write a page to look at a clustering: cluster sizes, a row of images (or texts) per cluster, metrics.
@@ -107,7 +109,8 @@ def report(
                 console.print(f"drawing a 2-d map of {min(X.shape[0], 10_000):,} rows (t-SNE at this size takes "
                               "a minute or more)")
         page = cluster_report(out, labels, truth=y, images=paths, texts=lines, features=X,
-                              title=f"kfree — {clusters.name}", source=str(clusters), max_clusters=max_clusters)
+                              title=f"kfree — {clusters.name}", source=str(clusters), max_clusters=max_clusters,
+                              per_cluster=per_cluster)
         n_clusters = np.unique(labels).size
         console.print(f"{labels.size} rows in {n_clusters} clusters; report written to [bold]{escape(str(page))}[/bold]"
                       + (f" (it shows the {max_clusters} largest clusters; --max-clusters shows more)"

@@ -173,6 +173,7 @@ def cluster_report(
     title: str = "kfree clusters",
     source: str = "",
     max_clusters: int = 40,
+    per_cluster: int | None = None,
     seed: int = 0,
 ) -> Path:
     """Write ``out_dir/index.html`` with ``sizes.png``, and ``montage.png`` (images) or examples of
@@ -187,6 +188,7 @@ def cluster_report(
     texts : optional n strings.
     features : optional (n, d) rows for a 2-d map (:func:`plot_cluster_map`).
     max_clusters : the largest clusters shown in the montage and the text examples.
+    per_cluster : random members shown per cluster (default: 6 images, 5 texts).
 
     Returns the path of ``index.html``. The files are written to a temporary folder beside
     ``out_dir`` and moved in at the end, so a failure (an unreadable image) leaves no partial report.
@@ -195,15 +197,21 @@ def cluster_report(
     n = labels.shape[0]
     if labels.ndim != 1 or n == 0:
         raise DataError(f"labels must be a non-empty 1-d array, got shape {labels.shape}")
+    if per_cluster is not None:
+        from ..config import check_count
+
+        per_cluster = check_count("per_cluster", per_cluster, 1, None)
     for name, v in (("truth", truth), ("images", images), ("texts", texts), ("features", features)):
         if v is not None and len(v) != n:
             raise DataError(f"{name} has {len(v)} rows but there are {n} labels")
     with atomic_dir(out_dir) as out:
-        page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed)
+        page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed,
+                             per_cluster)
     return Path(out_dir) / page.name
 
 
-def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed) -> Path:
+def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed,
+                  per_cluster=None) -> Path:
     from ..metrics import evaluate_clustering
     from .html import shown_note, text_clusters_html, write_run_index
     from .montage import cluster_montage
@@ -224,7 +232,8 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
     montage = None
     if images is not None:
         pixels = images if isinstance(images, np.ndarray) else image_loader(images)
-        cluster_montage(pixels, labels, out / "montage.png", labels_true=truth, seed=seed, max_clusters=max_clusters)
+        cluster_montage(pixels, labels, out / "montage.png", labels_true=truth, seed=seed, max_clusters=max_clusters,
+                        **({"per_row": per_cluster} if per_cluster else {}))
         montage = "montage.png"
         files.append(montage)
     extra = "<h2>Cluster sizes</h2><img src='sizes.png' alt='cluster sizes'>"
@@ -234,6 +243,7 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
         extra += f"<h2>Map</h2><p class='muted'>{html.escape(how)}</p><img src='map.png' alt='2-d map'>"
     if texts is not None:
         extra += "<h2>Clusters (examples)</h2>" + text_clusters_html(
-            np.asarray(texts, dtype=object), labels, None, truth, max_clusters=max_clusters, seed=seed)
+            np.asarray(texts, dtype=object), labels, None, truth, max_clusters=max_clusters, seed=seed,
+            **({"per_cluster": per_cluster} if per_cluster else {}))
     return write_run_index(out / "index.html", title=title, summary=summary, rows=rows, montage=montage,
                            montage_note=shown_note(labels, max_clusters, "A row"), extra_html=extra, files=files)
