@@ -235,3 +235,19 @@ def test_labels_saved_as_python_objects_get_a_hint_for_labels(tmp_path):
     np.save(tmp_path / "feats.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match=r"np.asarray\(X, dtype=np.float32\)"):  # features keep theirs
         load_features(tmp_path / "feats.npy")
+
+
+def test_a_column_of_vectors_is_its_features(tmp_path):
+    """Found by review: a Parquet file with one list-valued 'embedding' column (the usual layout of
+    sentence embeddings) was refused as a non-numeric column."""
+    emb = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    df = pd.DataFrame({"index": [f"t{i}" for i in range(6)], "text": ["a ticket"] * 6, "embedding": list(emb),
+                       "label": [0, 0, 1, 1, 2, 2]})
+    df.to_parquet(tmp_path / "e.parquet")
+    data = load_features(tmp_path / "e.parquet", ignore_columns=("text",))
+    np.testing.assert_allclose(data.X, emb)
+    assert data.columns == [f"embedding[{j}]" for j in range(4)] and data.y.tolist() == [0, 0, 1, 1, 2, 2]
+    ragged = df.assign(embedding=[emb[i, : 4 - (i == 3)] for i in range(6)])
+    ragged.to_parquet(tmp_path / "ragged.parquet")
+    with pytest.raises(DataError, match=r"non-numeric columns \['embedding'\]"):  # vectors of two lengths
+        load_features(tmp_path / "ragged.parquet", ignore_columns=("text",))

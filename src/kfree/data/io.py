@@ -424,6 +424,14 @@ def load_features(
                 "name the column 'index' if it names the rows")
         from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+        for c in [c for c in feat if df[c].dtype == object and _vectors(df[c])]:  # one vector per cell
+            import pandas as pd
+
+            wide = np.stack([np.asarray(v, dtype=float) for v in df[c].to_numpy()])
+            names = [f"{c}[{j}]" for j in range(wide.shape[1])]
+            at = feat.index(c)
+            df = df.drop(columns=c).join(pd.DataFrame(wide, columns=names, index=df.index))
+            feat[at:at + 1] = names
         non_num = [c for c in feat if not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])]
         if non_num:
             raise DataError(
@@ -449,6 +457,20 @@ def load_features(
             f"'label' column (--label-column), or --labels FILE"
         )
     return LabelledData(X=X, y=y, index=index, columns=columns)
+
+
+def _vectors(col) -> bool:
+    """A column whose every cell is a list or array of numbers, all of one length: the layout
+    Parquet files of embeddings often have (one ``embedding`` column); its entries are features."""
+    first = col.iloc[0]
+    if not isinstance(first, (list, tuple, np.ndarray)) or len(first) == 0:
+        return False
+    n = len(first)
+    try:
+        return all(isinstance(v, (list, tuple, np.ndarray)) and len(v) == n
+                   and np.asarray(v).dtype.kind in "biuf" for v in col.to_numpy())
+    except (TypeError, ValueError):
+        return False
 
 
 def _warn_id_like(X: np.ndarray, names: list[str], p: Path) -> None:
