@@ -111,6 +111,12 @@ def test_a_table_is_clustered_by_the_columns_the_model_was_trained_on(files):
                     "--ignore-columns", "track")
     assert code == 0, out
     pd.testing.assert_frame_equal(pd.read_csv(files / "a.csv"), pd.read_csv(files / "c.csv"))
+    # a model trained on an array knows no names: the count is checked, naming the table's columns
+    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out",
+                    files / "arr.kfree", *FAST)
+    assert code == 0, out
+    code, out = run("cluster", files / "arr.kfree", files / "tracks.csv", "--out", files / "d.csv")
+    assert code == 1 and "tracks.csv has 13 feature columns (f0, f1" in out and "--ignore-columns" in out, out
     # the Python API, given DataFrames, refuses other columns instead of reordering silently
     X = new.drop(columns="label")
     learner.cluster(X)

@@ -23,6 +23,13 @@ def model_rows(learner, data, path: Path):
     from ..exceptions import DataError
 
     names = getattr(learner, "feature_names_in_", None)
+    expected = getattr(learner, "n_features_in_", None)
+    if names is None and data.columns is not None and expected is not None and len(data.columns) != expected:
+        # (a model trained on an array knows no names: say which columns were taken)
+        shown = ", ".join(data.columns[:6]) + ("…" if len(data.columns) > 6 else "")
+        raise DataError(f"{path.name} has {len(data.columns)} feature columns ({shown}) but the model was trained "
+                        f"on {expected} features; leave out the columns that are not features with "
+                        "--ignore-columns (ids, tracks, timestamps)")
     if names is None or data.columns is None or list(names) == list(data.columns):
         return data.X
     names = [str(c) for c in names]
