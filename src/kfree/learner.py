@@ -519,7 +519,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             if override is not None:
                 raise ConfigError("a threshold override is in the chosen Ward cut's units (a merge height), and "
                                   "must-link / cannot-link pairs need a complete-linkage cut: give no threshold")
-            rule = self.state_rule()  # (a ConfigError, saying why, when the model has none)
+            try:
+                rule = self.state_rule()
+            except ConfigError:
+                raise ConfigError("a Ward cut takes no must-link / cannot-link pairs, and this model has no validated "
+                                  "complete-linkage cut to use instead: train with linkage 'auto' or 'complete'") from None
             warnings.warn(f"a Ward cut takes no must-link / cannot-link pairs: the best validated complete-linkage "
                           f"cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
                           f"{self.rule_.val_nmi:.3f})", ParameterConflictWarning, stacklevel=2)

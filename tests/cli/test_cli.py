@@ -262,6 +262,7 @@ def test_a_partly_labelled_table_clusters_and_scores_its_labelled_rows(files):
     assert code == 0, out
     written = pd.read_csv(files / "part_c.csv")
     assert written["label"].isna().sum() == 40 and written["label"].notna().sum() == 20
+    assert ".0" not in (files / "part_c.csv").read_text()  # whole-number labels stay whole beside blanks
     code, out = run("evaluate", files / "part_c.csv", files / "partial.csv")
     assert code == 1 and "40 of the 60 clustered rows have no true label" in out and "--labelled-only" in out, out
     code, out = run("evaluate", files / "part_c.csv", files / "partial.csv", "--labelled-only", "--out",

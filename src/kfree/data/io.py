@@ -261,6 +261,8 @@ def _check_labels(y: np.ndarray, n_rows: int, p: Path, *, partial: bool = False)
         missing = pd.isna(y)
         if missing.any():
             kept = _check_labels(y[~missing], int((~missing).sum()), p)
+            if kept.dtype.kind == "f" and (kept == np.round(kept)).all():
+                kept = kept.astype(np.int64)  # (a column of whole numbers with blanks is read as floats)
             out = np.empty(n_rows, dtype=object)
             out[~missing] = kept
             return out  # (the missing ones: None)
