@@ -172,6 +172,13 @@ def run_paper(data: dict[str, np.ndarray], loss: str, seed: int, set_name: str) 
             "step": learner.best_step_, "steps": learner.provenance_["steps"]}
 
 
+def _write_cell(path: Path, rec: dict[str, Any]) -> None:
+    """A cell, written whole or not at all (a stopped run leaves no half-written cell to resume from)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1, default=float))
+    tmp.replace(path)
+
+
 def _timed_paper(data: dict[str, np.ndarray], loss: str, seed: int, set_name: str) -> dict[str, Any]:
     import torch
 
@@ -196,9 +203,7 @@ def add_paper_rows(sets, seeds, losses) -> None:
                 if data is None:
                     data = load_set(set_name, seed)
                 rec["model_paper"] = _timed_paper(data, loss, seed, set_name)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(rec, indent=1, default=float))
-                tmp.replace(path)
+                _write_cell(path, rec)
                 p = rec["model_paper"]
                 print(f"{set_name:10s} seed {seed} {loss:14s} paper-style: {p['n_clusters']:4d}/{p['n_true']:<4d} "
                       f"NMI {p['nmi']:.3f}  step {p['step']}  {p['wall_s']:.1f}s", flush=True)
@@ -267,9 +272,7 @@ def run(sets, seeds, methods, variant: str = "", params: dict[str, Any] | None =
                 rec.update({"set": set_name, "seed": seed, "method": method, "wall_s": round(time.perf_counter() - t0, 2),
                             "variant": variant, "params": params or {},
                             "versions": versions(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")})
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(rec, indent=1, default=float))
-                tmp.replace(path)
+                _write_cell(path, rec)
                 k = rec["kfree"]
                 print(f"{set_name:10s} seed {seed} {method:14s} {k['n_clusters']:4d}/{k['n_true']:<4d} "
                       f"NMI {k['nmi']:.3f}  {rec['wall_s']:.1f}s", flush=True)
