@@ -15,13 +15,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_unseen_tables_regenerate_from_the_cells(monkeypatch):
+def test_unseen_tables_regenerate_from_the_cells(tmp_path, monkeypatch):
     from benchmarks import run_unseen
 
     results = ROOT / "results" / "unseen"
-    monkeypatch.setattr(run_unseen, "RESULTS", results)  # read only: the texts are compared, not written
+    # a copy: report() also writes summary.json, which must not change the committed one
+    shutil.copytree(results, tmp_path / "unseen")
+    monkeypatch.setattr(run_unseen, "RESULTS", tmp_path / "unseen")
     assert run_unseen.report() + "\n" == (results / "table.md").read_text()
     assert run_unseen.variants_report() + "\n" == (results / "variants.md").read_text()
+    assert (tmp_path / "unseen" / "summary.json").read_text() == (results / "summary.json").read_text()
 
 
 def test_scale_out_table_regenerates_from_its_runs(tmp_path, monkeypatch):
