@@ -121,6 +121,8 @@ def test_bad_input(blobs, fitted):
     with pytest.raises(DataError, match="while a minimum of 2 is required"):
         learner.cluster(Xtr[:1], method="multicut")
     assert learner.cluster(Xtr[:1]).tolist() == [0]  # one row, one cluster
+    with pytest.raises(ConfigError, match="threshold=-1 must be a finite number"):  # its options still checked
+        learner.cluster(Xtr[:1], threshold=-1)
     bad = Xtr.copy()
     bad[0, 0] = np.inf
     with pytest.raises(DataError, match="NaN or infinite"):

@@ -51,6 +51,10 @@ WARD_MIN_SIZE_RATIO = 0.5
 #: ... and says so (without giving way: complete linkage also finds large clusters where it
 #: merges identities) when that cut's clusters hold this many times as many rows
 WARD_MAX_SIZE_RATIO = 4.0
+#: ... checked up to this many rows: the check is a second agglomeration (complete linkage), about
+#: 1 s at 4,000 rows where Ward alone takes 0.06 s; the batches it is for are small, and an
+#: episode's thousands of frames are within it
+WARD_SIZE_CHECK_ROWS = 5_000
 #: clustering methods that join single pairs below their threshold (not a cluster's diameter)
 PAIR_CUT_METHODS = ("knn-cc",)
 #: the estimator's own parameters (everything else is in its TrainConfig)
@@ -489,10 +493,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         A chosen Ward cut is applied up to :data:`WARD_MAX_ROWS` rows; above, ``"hac"`` uses
         :meth:`rule_for_rows` (the best validated complete-linkage cut, which scales) with a
         :class:`~kfree.exceptions.ScaleWarning`; ``method="ward"`` keeps Ward at any size. A Ward
-        height also grows with cluster sizes: when the best validated complete-linkage cut finds
-        clusters of fewer than half the rows per identity the Ward cut was calibrated on (a small
-        batch), that cut is used instead, and more than 4 times as many only warns
-        (:class:`~kfree.exceptions.ClusterSizeWarning`).
+        height also grows with cluster sizes: up to :data:`WARD_SIZE_CHECK_ROWS` rows, when the
+        best validated complete-linkage cut finds clusters of fewer than half the rows per identity
+        the Ward cut was calibrated on (a small batch), that cut is used instead, and more than 4
+        times as many only warns (:class:`~kfree.exceptions.ClusterSizeWarning`).
 
         ``must_link`` / ``cannot_link``: row pairs (arrays of shape (m, 2)) that must or cannot
         share a cluster — frames of one face track, tracks that appear together — for
@@ -505,16 +509,16 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         self._check_fitted()
         X = self._check_X(X, min_samples=1 if method == "hac" else 2)
         constrained = must_link is not None or cannot_link is not None
-        if X.shape[0] == 1 and n_clusters is None and not constrained:  # one row: one cluster, at any cut
-            return np.zeros(1, dtype=np.int64)
         if constrained and method != "hac":
             raise ConfigError(f"must_link/cannot_link are for method='hac' (the chosen rule, exact constrained "
                               f"agglomeration), not {method!r}")
-        Z = self.transform(X)
-        rule = self.rule_
         override = threshold if threshold is not None else self.threshold
         if override is not None:
             override = finite_positive("threshold", override, "in the chosen rule's distance units")
+        if X.shape[0] == 1 and n_clusters is None and not constrained:  # one row: one cluster, at any cut
+            return np.zeros(1, dtype=np.int64)
+        Z = self.transform(X)
+        rule = self.rule_
         if constrained and rule.linkage == "ward":
             if override is not None:
                 raise ConfigError("a threshold override is in the chosen Ward cut's units (a merge height), and "
@@ -624,7 +628,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         cluster). A complete-linkage cut, a diameter, does not depend on cluster sizes: its
         clusters estimate the batch's rows per cluster, and are the answer when Ward's is not."""
         m_cal = self.selection_.get("val_rows_per_identity")  # (None in model files before it)
-        if m_cal is None:
+        if m_cal is None or Z.shape[0] > WARD_SIZE_CHECK_ROWS:
             return None
         try:
             rule = self.state_rule()

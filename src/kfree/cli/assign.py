@@ -244,23 +244,23 @@ def assign(
         if model is not None and not made_with:
             raise ModelError(f"{state_path.name} was made without a model (features as they are); leave the "
                              f"model out: kfree assign {state_path} {new_path} --out {out}")
+        if model is not None and model.is_file() and file_sha256(model) != made_with.get("sha256"):
+            raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
+                             f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
+                             "by the same model as the state's")
         data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=1,
-                             ignore_columns=ignored(ignore_columns))
+                             ignore_columns=ignored(ignore_columns), partial_labels=True)
+        if model is not None:  # the columns in the model's order before the batch is hashed: a table
+            from ..learner import ClusterLearner  # with its columns reordered holds the same rows
+
+            learner = ClusterLearner.load(model)
+            data.X = model_rows(learner, data, new_path)
         batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": _rows_sha256(data.X)}
         seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
         if seen and not again:
             raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
                               f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
                               "hold each of them twice; pass --again if they are new rows that repeat old ones")
-        if model is not None:
-            from ..learner import ClusterLearner
-
-            if model.is_file() and file_sha256(model) != made_with.get("sha256"):
-                raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
-                                 f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
-                                 "by the same model as the state's")
-            learner = ClusterLearner.load(model)
-            data.X = model_rows(learner, data, new_path)
         n_before, k_before = state.n_samples, state.next_label
         with _limit_threads():
             Z = learner.transform(data.X) if model is not None else data.X
