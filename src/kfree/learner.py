@@ -265,6 +265,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             self.feature_names_in_ = np.asarray(names, dtype=object)
         else:
             self.__dict__.pop("feature_names_in_", None)
+        val_names = _column_names(X_val)
+        if names is not None and val_names is not None and val_names != names:
+            raise DataError("X_val's columns are not X's (" + ("in another order" if set(val_names) == set(names)
+                            else f"{sorted(set(val_names) ^ set(names))[:5]} in one only") + "); select them as "
+                            "in X (X_val[X.columns]): a validation row must mean what a training row means")
         if self.calibration not in CALIBRATION_METHODS:
             raise ConfigError(f"calibration={self.calibration!r} is not one of {CALIBRATION_METHODS}")
         linkages = candidate_linkages(self.linkage)

@@ -283,3 +283,33 @@ def test_one_row_is_one_cluster(files):
     assert pd.read_csv(files / "one.csv")["cluster"].tolist() == [0]
     code, out = run("cluster", files / "one.npy", "--threshold", "0.5", "--out", files / "one_raw.csv")
     assert code == 0 and "1 row → 1 cluster" in out, out
+
+
+def test_a_validation_table_is_taken_in_the_training_tables_columns(files):
+    """Found by review: a --validation table with its columns in another order was read as it
+    came (every cut calibrated on permuted features), and --ignore-columns required the training
+    table's id column in the validation file too."""
+    from kfree.learner import ClusterLearner
+
+    train = pd.read_csv(files / "train.csv")
+    ids = train["person"].to_numpy()
+    held = np.isin(ids, np.unique(ids)[-4:])
+    train[~held].assign(ticket_id=np.arange((~held).sum()) + 1000).to_csv(files / "tr_ids.csv", index=False)
+    cols = [f"f{i}" for i in range(12)]
+    train[held][["person", *cols]].to_csv(files / "va.csv", index=False)
+    train[held][["person", *cols[::-1]]].to_csv(files / "va_rev.csv", index=False)
+    models = {}
+    for name in ("va", "va_rev"):
+        code, out = run("train", files / "tr_ids.csv", "--label-column", "person", "--ignore-columns", "ticket_id",
+                        "--validation", files / f"{name}.csv", "--out", files / f"{name}.kfree", *FAST)
+        assert code == 0, out
+        models[name] = ClusterLearner.load(files / f"{name}.kfree")
+    assert "va_rev.csv: columns taken in the order of tr_ids.csv" in out, out
+    assert models["va"].selection_["candidates"] == models["va_rev"].selection_["candidates"]
+    train[held][["person", *cols[:-1]]].to_csv(files / "va_short.csv", index=False)
+    code, out = run("train", files / "tr_ids.csv", "--label-column", "person", "--ignore-columns", "ticket_id",
+                    "--validation", files / "va_short.csv", "--out", files / "short.kfree", *FAST)
+    assert code == 1 and "va_short.csv's feature columns are not tr_ids.csv's: 1 missing (f11)" in out, out
+    X = train[cols]
+    with pytest.raises(DataError, match="X_val's columns are not X's \\(in another order\\)"):
+        ClusterLearner().fit(X[~held], ids[~held], X_val=X[held][cols[::-1]], y_val=ids[held])

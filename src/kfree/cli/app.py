@@ -15,6 +15,7 @@ from .columns import (
     CANNOT_HELP,
     IGNORE_HELP,
     LINK_HELP,
+    align_columns,
     cannot_pairs,
     ignored,
     link_pairs,
@@ -224,7 +225,10 @@ def train(
                              ignore_columns=ignored(ignore_columns))
         val = None if validation is None else load_features(
             validation, x_key=x_key, y_key=y_key, label_column=label_column, require_labels=True, min_samples=2,
-            ignore_columns=ignored(ignore_columns) if validation.suffix.lower() in (".csv", ".parquet") else ())
+            ignore_columns=ignored(ignore_columns), ignore_missing=True)
+        if val is not None and data.columns is not None:  # the validation table's columns in training's order
+            val.X = align_columns(val, data.columns, validation, f"{labelled_file.name}'s",
+                                  f"{labelled_file.name} does not have", f"of {labelled_file.name}")
         cfg = TrainConfig(loss=loss, loss_params=_parse_params(loss_param),
                           dims=None if dims is None else _parse_dims(dims), dropout=dropout, epochs=epochs,
                           lr=lr, weight_decay=weight_decay, p=p, k=k, eval_every_steps=eval_every_steps,

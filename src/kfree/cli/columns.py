@@ -30,20 +30,31 @@ def model_rows(learner, data, path: Path):
         raise DataError(f"{path.name} has {len(data.columns)} feature columns ({shown}) but the model was trained "
                         f"on {expected} features; leave out the columns that are not features with "
                         "--ignore-columns (ids, tracks, timestamps)")
-    if names is None or data.columns is None or list(names) == list(data.columns):
+    if names is None:
         return data.X
-    names = [str(c) for c in names]
+    return align_columns(data, [str(c) for c in names], path, "the model's", "it was not trained on",
+                         "the model was trained on")
+
+
+def align_columns(data, names: list[str], path: Path, whose: str, absent: str, order: str):
+    """``data``'s features in the order of the columns ``names``: reordered (and said) when they
+    are the same columns in another order, refused (naming them; ``absent`` says where the extra
+    ones are missing) when they are others; taken as they are when ``data`` has no column names."""
+    from ..exceptions import DataError
+
+    if data.columns is None or list(names) == list(data.columns):
+        return data.X
     extra = [c for c in data.columns if c not in names]
     missing = [c for c in names if c not in data.columns]
     if extra or missing:
-        raise DataError(f"{path.name}'s feature columns are not the model's: "
+        raise DataError(f"{path.name}'s feature columns are not {whose}: "
                         + "; ".join(part for part in (
-                            f"{len(extra)} it was not trained on ({', '.join(extra[:5])}; leave them out with "
+                            f"{len(extra)} {absent} ({', '.join(extra[:5])}; leave them out with "
                             f"--ignore-columns {','.join(extra[:5])})" if extra else "",
                             f"{len(missing)} missing ({', '.join(missing[:5])})" if missing else "") if part))
     from rich.markup import escape
 
-    console.print(f"{escape(path.name)}: columns taken in the order the model was trained on")
+    console.print(f"{escape(path.name)}: columns taken in the order {order}")
     return data.X[:, [data.columns.index(c) for c in names]]
 
 

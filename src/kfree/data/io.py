@@ -347,6 +347,7 @@ def load_features(
     require_labels: bool = False,
     min_samples: int = 1,
     ignore_columns: tuple[str, ...] | list[str] = (),
+    ignore_missing: bool = False,
     partial_labels: bool = False,
 ) -> LabelledData:
     """Load features and (optionally) labels from ``path``.
@@ -365,6 +366,8 @@ def load_features(
         each must exist. A numeric column that looks like an id or a count among non-integer
         features (whole numbers only, and all distinct or 10× larger than every other feature)
         is kept as a feature but warned about (:class:`~kfree.exceptions.DataWarning`).
+    ignore_missing : ``ignore_columns`` may name columns the file does not have (and arrays have
+        none), e.g. a validation file of features and labels beside a training table with ids.
     partial_labels : labels only carried along (``kfree cluster`` writes them beside the
         clusters) may be missing for some rows: those are None, not an error.
     """
@@ -374,6 +377,8 @@ def load_features(
         if key is not None and suf != ".npz":
             raise DataError(f"{p.name}: {option} {key!r} names an array inside an .npz, and a {suf} file has "
                             "none (a table's features are its numeric columns, its labels --label-column)")
+    if ignore_missing and suf not in TABLES:
+        ignore_columns = ()
     if ignore_columns and suf not in TABLES:
         raise DataError(f"{p.name}: --ignore-columns names columns of a .csv/.parquet table, and a {suf} file "
                         "has none")
@@ -414,7 +419,7 @@ def load_features(
         if "index" in cols and lc != "index":
             index = check_index(df["index"], p)
         absent = [c for c in ignore_columns if c not in cols]
-        if absent:
+        if absent and not ignore_missing:
             raise DataError(f"{p.name} has no column {absent[0]!r} to ignore; columns are "
                             f"{cols[:12]}{'…' if len(cols) > 12 else ''}")
         feat = [c for c in cols if c not in (lc, "index", *ignore_columns)]
