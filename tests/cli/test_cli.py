@@ -313,3 +313,49 @@ def test_a_validation_table_is_taken_in_the_training_tables_columns(files):
     X = train[cols]
     with pytest.raises(DataError, match="X_val's columns are not X's \\(in another order\\)"):
         ClusterLearner().fit(X[~held], ids[~held], X_val=X[held][cols[::-1]], y_val=ids[held])
+
+
+def test_more_of_what_a_table_may_hold(files):
+    """Found by review of this session's diff: a header-less pairs file lost its first pair, a
+    blank text label counted as a class, and --ignore-columns was missing or untested on report,
+    assign and embed."""
+    new = pd.read_csv(files / "new.csv").drop(columns="label")
+    ids = [f"r{i}" for i in range(len(new))]
+    new.assign(index=ids, ticket_id=np.arange(len(new)) + 5000).to_csv(files / "tix.csv", index=False)
+    (files / "nohdr.csv").write_text("r0,r1\nr2,r3\n")
+    code, out = run("cluster", files / "tix.csv", "--threshold", "0.5", "--ignore-columns", "ticket_id",
+                    "--cannot-link", files / "nohdr.csv", "--out", files / "x.csv")
+    assert code == 1 and "its first line (r0, r1) is a pair, not a header" in out, out
+    (files / "hdr.csv").write_text("a,b\nr0,r1\n")  # row ids of DATA's 'index' column
+    code, out = run("cluster", files / "tix.csv", "--threshold", "100", "--ignore-columns", "ticket_id",
+                    "--cannot-link", files / "hdr.csv", "--out", files / "tix_c.csv")
+    assert code == 0 and "0 must-link and 1 cannot-link pairs kept" in out, out
+    got = pd.read_csv(files / "tix_c.csv")
+    assert got["cluster"].nunique() == 2 and got.loc[0, "cluster"] != got.loc[1, "cluster"]  # all but that pair join
+    code, out = run("report", files / "tix_c.csv", "--features", files / "tix.csv", "--ignore-columns", "ticket_id",
+                    "--out", files / "tix_r")
+    assert code == 0, out
+    # a model trained on the features: assign and embed take the table with its id column left out
+    code, out = run("train", files / "train.csv", "--label-column", "person", "--out", files / "tix.kfree", *FAST)
+    assert code == 0, out
+    code, out = run("embed", files / "tix.kfree", files / "tix.csv", "--ignore-columns", "ticket_id", "--out",
+                    files / "tix.npy")
+    assert code == 0 and np.load(files / "tix.npy").shape[0] == len(new), out
+    code, out = run("cluster", files / "tix.kfree", files / "tix.csv", "--ignore-columns", "ticket_id", "--out",
+                    files / "tix_m.csv", "--state", files / "tix.kstate")
+    assert code == 0, out
+    new.iloc[:5][[f"f{i}" for i in range(12)][::-1]].assign(ticket_id=1).to_csv(files / "more.csv", index=False)
+    code, out = run("assign", files / "tix.kfree", files / "tix.kstate", files / "more.csv", "--ignore-columns",
+                    "ticket_id", "--out", files / "more_c.csv")
+    assert code == 0 and "columns taken in the order the model was trained on" in out, out
+    truth = pd.DataFrame({"index": ids, "label": [("" if i % 3 else str(i % 7)) for i in range(len(ids))]})
+    truth.to_parquet(files / "blank_truth.parquet")
+    code, out = run("evaluate", files / "tix_m.csv", files / "blank_truth.parquet")
+    assert code == 1 and "40 of the 60 clustered rows have no true label" in out, out
+
+
+def test_a_vector_column_whose_entry_names_are_taken_is_one_line(files):
+    emb = np.random.default_rng(0).normal(size=(4, 3))
+    pd.DataFrame({"emb": list(emb), "emb[0]": np.arange(4.0)}).to_parquet(files / "clash.parquet")
+    code, out = run("cluster", files / "clash.parquet", "--threshold", "1", "--out", files / "x.csv")
+    assert code == 1 and "column 'emb[0]' has one of those names; rename it" in out and out.count("\n") == 1, out

@@ -60,8 +60,9 @@ def align_columns(data, names: list[str], path: Path, whose: str, absent: str, o
 
 LINK_HELP = ("A column of DATA (a .csv/.parquet) whose rows with one value must share a cluster, e.g. "
              "the face track of each frame; it is not a feature.")
-CANNOT_HELP = ("A .csv/.parquet of pairs (its first two columns) that must not share a cluster: values of "
-               "--link-column (e.g. tracks seen together), else row ids (DATA's 'index' column) or row numbers.")
+CANNOT_HELP = ("A .csv/.parquet of pairs (its first two columns, under a header line) that must not share a "
+               "cluster: values of --link-column (e.g. tracks seen together), else row ids (DATA's 'index' "
+               "column) or row numbers.")
 
 
 def link_pairs(data_path: Path, link_column: str | None):
@@ -113,6 +114,13 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
         lookup, what = {v: i for i, v in enumerate(data.index.tolist())}, "row id ('index')"
     else:
         lookup, what = {i: i for i in range(data.n_samples)}, f"row number (0..{data.n_samples - 1})"
+
+    def known(name: str) -> bool:  # a header cell that is itself a value: a file without a header
+        return name in lookup or (name.lstrip("-").isdigit() and int(name) in lookup)
+
+    if all(known(str(c)) for c in pairs.columns[:2]):
+        raise DataError(f"{p.name}: its first line ({', '.join(map(str, pairs.columns[:2]))}) is a pair, not a "
+                        "header; add a header line (e.g. a,b) so that no pair is taken as one")
     rows = []
     for x, y in zip(pairs.iloc[:, 0].tolist(), pairs.iloc[:, 1].tolist()):
         if x not in lookup or y not in lookup:

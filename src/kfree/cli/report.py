@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .columns import ignored
 from .console import cli_errors, console
 
 
@@ -50,6 +51,8 @@ def report(
                                                        "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA.")] = None,
     max_clusters: Annotated[int, typer.Option(min=1, help="Show the images or texts of this many clusters, the "
                                                          "largest first.")] = 40,
+    ignore_columns: Annotated[str | None, typer.Option(help="Columns of a --features table that are not "
+                                                        "features (ids, text), comma-separated.")] = None,
     per_cluster: Annotated[int | None, typer.Option(min=1, help="Random members shown per cluster (default: 6 "
                                                               "images, 5 texts).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a folder that already holds files.")] = False,
@@ -91,7 +94,7 @@ def report(
         if features is not None:
             from ..data.io import load_features
 
-            feats = load_features(features, min_samples=1)
+            feats = load_features(features, min_samples=1, ignore_columns=ignored(ignore_columns))
             if feats.index is not None and "index" in pred.columns:  # a table's own ids: joined by them
                 import pandas as pd
 

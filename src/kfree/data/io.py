@@ -436,6 +436,9 @@ def load_features(
 
             wide = np.stack([np.asarray(v, dtype=float) for v in df[c].to_numpy()])
             names = [f"{c}[{j}]" for j in range(wide.shape[1])]
+            if clash := [n for n in names if n in df.columns]:
+                raise DataError(f"{p.name}: column {c!r} holds vectors, whose entries are named {c}[0]…, and "
+                                f"column {clash[0]!r} has one of those names; rename it")
             at = feat.index(c)
             df = df.drop(columns=c).join(pd.DataFrame(wide, columns=names, index=df.index))
             feat[at:at + 1] = names

@@ -168,6 +168,8 @@ def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str
     y = truth_for(pred, truth, label_column=label_column, pred_name=Path(pred_csv).name)
     clusters = pred["cluster"].to_numpy()
     missing = np.asarray(pd.isna(y), dtype=bool)
+    if y.dtype.kind in "OU":  # an empty (or blank) text cell is no label either, as in a CSV
+        missing |= np.array([isinstance(v, str) and not v.strip() for v in y.tolist()], dtype=bool)
     if not missing.any():
         return evaluate_clustering(y, clusters)
     first = int(np.flatnonzero(missing)[0])
