@@ -263,3 +263,18 @@ def test_how_many_members_each_cluster_shows(tmp_path):
     assert (tmp_path / "r5" / "index.html").read_text().count("ticket number") == 5
     with pytest.raises(ConfigError, match="per_cluster"):
         cluster_report(tmp_path / "r0", np.zeros(3), texts=["a", "b", "c"], per_cluster=0)
+
+
+def test_a_partly_labelled_clustering_is_reported_on_its_labelled_rows(photos):
+    """kfree cluster writes blank labels for rows without one: the page scores the labelled rows,
+    says so, and frames a face without a label in grey (it failed: "labels_true contain NaN")."""
+    d, labels = photos
+    truth = [0, None, 0, 1, 1, None, 2, 2, 2]
+    pd.DataFrame({"index": range(9), "cluster": labels, "label": truth}).to_csv(d / "p.csv", index=False)
+    (d / "t.txt").write_text("".join(f"text {i}\n" for i in range(9)))
+    for extra in (["--images", d / "photos.txt"], ["--texts", d / "t.txt"]):
+        code, out = run("report", d / "p.csv", *extra, "--out", d / f"r{len(extra[0])}")
+        assert code == 0, out
+        page = (d / f"r{len(extra[0])}" / "index.html").read_text()
+        assert "these clusters, on the 7 rows with a true label" in page
+    assert "majority label" in (d / "r7" / "index.html").read_text()  # (--texts: 7 characters)

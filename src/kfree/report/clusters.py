@@ -17,7 +17,7 @@ import numpy as np
 
 from ..exceptions import DataError
 from ..utils.io import atomic_dir
-from .figures import largest_clusters, plural, pyplot, save_png, short_id
+from .figures import largest_clusters, pd_isna, plural, pyplot, save_png, short_id
 
 #: thumbnails are read at this size (pixels, longest side) for the montage
 THUMBNAIL = 96
@@ -228,7 +228,12 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
     rows: list[dict[str, Any]] = []
     if truth is not None:
         truth = np.asarray(truth)
-        rows.append({"method": "these clusters", **evaluate_clustering(truth, labels)})
+        known = ~np.asarray(pd_isna(truth), dtype=bool)  # rows without a true label are scored by none
+        if known.all():
+            rows.append({"method": "these clusters", **evaluate_clustering(truth, labels)})
+        elif known.any():
+            rows.append({"method": f"these clusters, on the {int(known.sum()):,} rows with a true label",
+                         **evaluate_clustering(truth[known], labels[known])})
     montage = None
     if images is not None:
         pixels = images if isinstance(images, np.ndarray) else image_loader(images)

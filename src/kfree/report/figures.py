@@ -60,14 +60,24 @@ def sample_clusters(labels_pred: np.ndarray, per_cluster: int, *, labels_true: n
 
     Yields ``(cluster id, its members' rows, up to per_cluster of them drawn at random (seeded,
     one draw per cluster in order, so a page is the same every time), majority true label,
-    its share of the members)``; the last two are None without ``labels_true``.
+    its share of the members)``; the last two are None without ``labels_true``, or for a cluster
+    none of whose members has one (a missing label, None or NaN, is no class: the majority and
+    its share are of the labelled members).
     """
     rng = np.random.default_rng(seed)
+    known = None if labels_true is None else ~np.asarray(pd_isna(labels_true), dtype=bool)
     for c in largest_clusters(labels_pred, max_clusters):
         members = np.flatnonzero(labels_pred == c)
         pick = rng.choice(members, size=min(per_cluster, members.size), replace=False)
         majority = share = None
-        if labels_true is not None:
-            vals, cnt = np.unique(labels_true[members], return_counts=True)
-            majority, share = vals[np.argmax(cnt)], cnt.max() / members.size
+        if labels_true is not None and known[members].any():
+            vals, cnt = np.unique(labels_true[members[known[members]]], return_counts=True)
+            majority, share = vals[np.argmax(cnt)], cnt.max() / known[members].sum()
         yield c, members, pick, majority, share
+
+
+def pd_isna(values: Any) -> np.ndarray:
+    """Which entries are missing (None, NaN), as pandas sees them."""
+    import pandas as pd
+
+    return pd.isna(np.asarray(values))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .figures import plural, pyplot, sample_clusters, save_png, short_id
+from .figures import pd_isna, plural, pyplot, sample_clusters, save_png, short_id
 
 
 def cluster_montage(
@@ -58,7 +58,8 @@ def cluster_montage(
             img = images(int(i)) if callable(images) else images[i]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
             if majority is not None:
-                colour = "#1a9850" if labels_true[i] == majority else "#d73027"
+                colour = ("#969696" if pd_isna(labels_true[i]) else  # no true label: grey
+                          "#1a9850" if labels_true[i] == majority else "#d73027")
                 for s in ax.spines.values():
                     s.set_edgecolor(colour)
                     s.set_linewidth(2.5)
