@@ -19,20 +19,19 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
     import numpy as np
 
     from ..data.io import TABLES, check_path, read_lines, read_table, table_column
-    from ..evaluate.compare import join_by_index, rows_of
+    from ..evaluate.compare import item_rows
 
     check_path(path, (".txt", *TABLES), wrong_format=f"{path.name}: give the {what} as a .txt (one per line) "
                                                     f"or a .csv/.parquet with a {columns[0]!r} column")
+    index = None
     if path.suffix.lower() == ".txt":
         entries = read_lines(path)
     else:
         df = read_table(path)
-        col = table_column(df, columns, path)
-        if "index" in df.columns and "index" in pred.columns:
-            return [str(v) for v in join_by_index(pred, df, col, pred_name=pred_name, table_name=path.name,
-                                                  what=what)]
-        entries = [str(v) for v in df[col].tolist()]
-    return [entries[i] for i in np.asarray(rows_of(pred, len(entries), pred_name=pred_name, items_name=path.name))]
+        entries = [str(v) for v in df[table_column(df, columns, path)].tolist()]
+        index = df["index"] if "index" in df.columns else None
+    at = item_rows(pred, index, len(entries), pred_name=pred_name, items_name=path.name, what=what)
+    return [entries[i] for i in np.asarray(at)]
 
 
 def report(
@@ -68,7 +67,7 @@ def report(
         import numpy as np
         from rich.markup import escape
 
-        from ..evaluate.compare import read_predictions, rows_of, truth_for
+        from ..evaluate.compare import read_predictions, truth_for
         from ..exceptions import ConfigError
         from ..report.clusters import cluster_report
         from ..utils.io import check_output
@@ -93,19 +92,11 @@ def report(
         X = None
         if features is not None:
             from ..data.io import load_features
+            from ..evaluate.compare import item_rows
 
             feats = load_features(features, min_samples=1, ignore_columns=ignored(ignore_columns))
-            if feats.index is not None and "index" in pred.columns:  # a table's own ids: joined by them
-                import pandas as pd
-
-                from ..evaluate.compare import join_by_index
-
-                table = pd.DataFrame({"index": feats.index, "row": np.arange(feats.n_samples)})
-                at = join_by_index(pred, table, "row", pred_name=clusters.name, table_name=features.name,
-                                   what="features").astype(np.int64)
-            else:
-                at = rows_of(pred, feats.n_samples, pred_name=clusters.name, items_name=features.name)
-            X = feats.X[at]
+            X = feats.X[item_rows(pred, feats.index, feats.n_samples, pred_name=clusters.name,
+                                  items_name=features.name, what="features")]
             import importlib.util
 
             if X.shape[0] > 2000 and importlib.util.find_spec("openTSNE") is not None:  # (PCA is quick)

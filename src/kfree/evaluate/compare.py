@@ -129,6 +129,20 @@ def join_by_index(pred, table, column: str, *, pred_name: str, table_name: str, 
     return merged[column].to_numpy()
 
 
+def item_rows(pred, index, n_items: int, *, pred_name: str, items_name: str, what: str) -> np.ndarray:
+    """Which row of a per-item file each predicted row is: joined by ``index`` when the file has
+    its own ids (``index``, one per row) and the clusters have an ``index`` column
+    (:func:`join_by_index`: repeats, other types and missing ids refused), else by
+    :func:`rows_of`."""
+    if index is not None and "index" in pred.columns:
+        import pandas as pd
+
+        table = pd.DataFrame({"index": np.asarray(index), "row": np.arange(n_items)})
+        return join_by_index(pred, table, "row", pred_name=pred_name, table_name=items_name,
+                             what=what).astype(np.int64)
+    return rows_of(pred, n_items, pred_name=pred_name, items_name=items_name)
+
+
 def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_name: str = "the predictions") -> np.ndarray:
     """The true label of each predicted row: joined by ``index`` when both files have it, else by
     row order (or by ``pred``'s ``index`` into the labels)."""
