@@ -335,6 +335,14 @@ def cluster(
                               "keeps no pairs for the rows kfree assign adds)")
         must, first_row = link_pairs(data_path, link_column)
         skip = (*ignored(ignore_columns), *((link_column,) if link_column else ()))
+
+        def read_data():
+            """DATA's rows (one is enough for HAC at a threshold) and its cannot-link row pairs."""
+            d = load_features(data_path, x_key=x_key, label_column=label_column,
+                              min_samples=1 if method == "hac" and n_clusters is None else 2,
+                              ignore_columns=skip, partial_labels=True)
+            return d, cannot_pairs(cannot_link, data_path, d, link_column, first_row)
+
         from rich.markup import escape
 
         from .. import registry
@@ -350,11 +358,8 @@ def cluster(
                 raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
                                   "without a model; a model clusters with the rule it chose (its distance and "
                                   "linkage)")
-            data = load_features(data_path, x_key=x_key, label_column=label_column,
-                                 min_samples=1 if method == "hac" and n_clusters is None else 2,
-                                 ignore_columns=skip, partial_labels=True)
+            data, cannot = read_data()
             data.X = model_rows(learner, data, data_path)
-            cannot = cannot_pairs(cannot_link, data_path, data, link_column, first_row)
             state_rule = None
             with _limit_threads():
                 if state is None:
@@ -426,10 +431,7 @@ def cluster(
             # when asked for; baselines keep their own default (FINCH: cosine)
             if "distance" in accepted and ("threshold" in accepted or distance is not None):
                 kwargs["distance"] = dist
-            data = load_features(data_path, x_key=x_key, label_column=label_column,
-                                 min_samples=1 if method == "hac" and n_clusters is None else 2,
-                                 ignore_columns=skip, partial_labels=True)
-            cannot = cannot_pairs(cannot_link, data_path, data, link_column, first_row)
+            data, cannot = read_data()
             est = registry.get("cluster", method, **kwargs)
             # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
             with _limit_threads(), progress_hook(getattr(est, "reports_progress", False)) as hook:
