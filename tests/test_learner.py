@@ -353,12 +353,16 @@ def test_a_ward_cut_gives_way_on_clusters_far_smaller_than_it_was_calibrated_on(
     Z = learner.transform(one_each)
     assert np.unique(learner.rule_.cluster(Z)).size < 10 // 2  # what Ward alone does to them
     with pytest.warns(ClusterSizeWarning, match="calibrated on identities of 12.0 rows") as caught:
-        labels = learner.cluster(one_each)
+        labels, applied = learner.cluster(one_each, return_rule=True)  # the rule says which cut was used
     assert caught[0].message.replaced
+    assert applied == learner.state_rule() and applied.linkage == "complete"
     np.testing.assert_array_equal(labels, learner.state_rule().cluster(Z))
     with warnings.catch_warnings():  # drawn like the validation identities: Ward, no word
         warnings.simplefilter("error", ClusterSizeWarning)
-        np.testing.assert_array_equal(learner.cluster(Xt), learner.rule_.cluster(learner.transform(Xt)))
+        labels, applied = learner.cluster(Xt, return_rule=True)
+        np.testing.assert_array_equal(labels, learner.rule_.cluster(learner.transform(Xt)))
+        assert applied is learner.rule_
+        assert learner.cluster(Xt, method="ward", return_rule=True)[1] is None  # the rule is hac's
     many = np.repeat(Xt, 10, axis=0) + np.random.default_rng(0).normal(0, 1e-4, (Xt.shape[0] * 10, Xt.shape[1]))
     with pytest.warns(ClusterSizeWarning, match="may split identities with many more rows") as caught:
         labels = learner.cluster(many)
@@ -411,11 +415,12 @@ def test_cluster_keeps_must_link_and_cannot_link_pairs(chosen):
     must, cannot = np.array([[a[0], b]]), np.array([[a[0], a[1]]])  # join two people, split one
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        labels = learner.cluster(Xt, must_link=must, cannot_link=cannot)
+        labels, applied = learner.cluster(Xt, must_link=must, cannot_link=cannot, return_rule=True)
     assert labels[a[0]] == labels[b] and labels[a[0]] != labels[a[1]]
     said = [w for w in caught if issubclass(w.category, ParameterConflictWarning)]
     assert bool(said) == (chosen == "ward")
     rule = learner.state_rule()
+    assert applied == rule
     np.testing.assert_array_equal(labels, rule.cluster(learner.transform(Xt), must_link=must, cannot_link=cannot))
     with pytest.raises(ConfigError, match="must_link/cannot_link are for method='hac'"):
         learner.cluster(Xt, method="multicut", must_link=must)

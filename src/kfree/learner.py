@@ -482,8 +482,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
     def cluster(
         self, X: Any, *, threshold: float | None = None, method: str = "hac", n_clusters: int | None = None,
-        must_link: Any = None, cannot_link: Any = None,
-    ) -> np.ndarray:
+        must_link: Any = None, cannot_link: Any = None, return_rule: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, Any]:
         """Cluster data of unseen identities; returns labels of shape (n,).
 
         ``method="hac"`` (default) applies the chosen rule (its features, linkage and threshold;
@@ -508,8 +508,18 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         ``method="hac"``: exact constrained agglomeration at the chosen rule's cut (a Ward cut
         takes none: its best validated complete-linkage cut is used, with a
         :class:`~kfree.exceptions.ParameterConflictWarning`).
+
+        ``return_rule``: return ``(labels, rule)``, the :class:`~kfree.evaluate.selection.ClusterRule`
+        ``method="hac"`` applied (the chosen one, or the complete-linkage cut it gave way to at
+        this size or for these pairs), so that a caller can say which cut it used; ``None`` for
+        the other methods.
         """
         from . import registry
+
+        hac = method == "hac"
+
+        def done(labels: np.ndarray, rule):
+            return (labels, rule if hac else None) if return_rule else labels
 
         self._check_fitted()
         X = self._check_X(X, min_samples=1 if method == "hac" else 2)
@@ -521,7 +531,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if override is not None:
             override = finite_positive("threshold", override, "in the chosen rule's distance units")
         if X.shape[0] == 1 and n_clusters is None and not constrained:  # one row: one cluster, at any cut
-            return np.zeros(1, dtype=np.int64)
+            return done(np.zeros(1, dtype=np.int64), self.rule_)
         Z = self.transform(X)
         rule = self.rule_
         if constrained and rule.linkage == "ward":
@@ -537,16 +547,16 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                           f"cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
                           f"{self.rule_.val_nmi:.3f})", ParameterConflictWarning, stacklevel=2)
             if n_clusters is None:
-                return rule.cluster(Z, must_link=must_link, cannot_link=cannot_link)
+                return done(rule.cluster(Z, must_link=must_link, cannot_link=cannot_link), rule)
         if method == "hac" and n_clusters is None:
             if override is None:  # (an override is in the chosen rule's units: it keeps that rule)
                 rule = self.rule_for_rows(X.shape[0], warn=True)
                 if rule.linkage == "ward":
                     small = self._complete_if_small_clusters(Z)
                     if small is not None:
-                        return small
+                        return done(small, self.state_rule())
             thr = None if override is None else Threshold(override, rule.threshold.distance, "override")
-            return rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link)
+            return done(rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link), rule)
         if method == "hac" and rule.linkage == "ward" and not constrained:
             method = "ward"
         # an unknown method, no K for one that needs it, a K for one that finds it: refused here
@@ -578,7 +588,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if "n_clusters" in kwargs and "distance" in accepted:
             kwargs.setdefault("distance", dist_rule().threshold.distance)
         est = registry.get("cluster", method, **kwargs)
-        return (est.fit(Z, must_link=must_link, cannot_link=cannot_link) if constrained else est.fit(Z)).labels_
+        return done((est.fit(Z, must_link=must_link, cannot_link=cannot_link) if constrained else est.fit(Z)).labels_,
+                    rule)
 
     def rule_for(self, method: str = "hac"):
         """The :class:`~kfree.evaluate.selection.ClusterRule` whose threshold ``cluster(X,

@@ -243,7 +243,7 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
     assert all(np.unique(raw[track == t]).size == 1 for t in np.unique(track))
     assert raw[track == t_a][0] != raw[track == t_b][0]
     for args, message in [
-        (["--link-column", "trak"], "ep.csv has no column 'trak' to link rows by"),
+        (["--link-column", "trak"], "ep.csv has no column 'trak'; columns are ['f0', 'f1'"),
         (["--link-column", "track", "--state", files / "s.kstate"], "are for --method hac without --state"),
         (["--cannot-link", files / "cl99.csv", "--ignore-columns", "track"], "99 is no row number (0..59) of ep.csv"),
         (["--cannot-link", files / "cl99.csv", "--link-column", "track"], "99 is no 'track' value of ep.csv"),

@@ -251,3 +251,17 @@ def test_a_column_of_vectors_is_its_features(tmp_path):
     ragged.to_parquet(tmp_path / "ragged.parquet")
     with pytest.raises(DataError, match=r"non-numeric columns \['embedding'\]"):  # vectors of two lengths
         load_features(tmp_path / "ragged.parquet", ignore_columns=("text",))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_read_table_reads_the_columns_asked_for(tmp_path, suffix):
+    """``kfree cluster --link-column`` reads its column alone (the features are read next): the
+    same values as a whole read, and a column that is not there is named with those that are."""
+    df = pd.DataFrame({"index": ["007", "8", "9"], "track": [3, 3, 5], "f0": [0.1, 0.2, 0.3], "who": ["a", "NA", "c"]})
+    p = tmp_path / f"t{suffix}"
+    df.to_csv(p, index=False) if suffix == ".csv" else df.to_parquet(p, index=False)
+    got = read_table(p, ["track", "who"])
+    assert got.columns.tolist() == ["track", "who"]
+    pd.testing.assert_frame_equal(got, read_table(p)[["track", "who"]])
+    with pytest.raises(DataError, match=r"t\.\w+ has no column 'trak'; columns are \['index', 'track', 'f0', 'who'\]"):
+        read_table(p, ["trak"])

@@ -360,35 +360,30 @@ def cluster(
                                   "linkage)")
             data, cannot = read_data()
             data.X = model_rows(learner, data, data_path)
-            state_rule = None
+            applied = None  # the rule hac applied, when it gave way to another (said below)
             with _limit_threads():
                 if state is None:
                     import warnings
 
                     from ..exceptions import ClusterSizeWarning, ScaleWarning
 
-                    with warnings.catch_warnings(record=True) as caught:
+                    with warnings.catch_warnings():
                         warnings.simplefilter("ignore", ScaleWarning)  # said below, in one line
                         warnings.simplefilter("always", ClusterSizeWarning)  # shown, and names the cut used
-                        labels = learner.cluster(data.X, threshold=threshold, method=method, n_clusters=n_clusters,
-                                                 must_link=must, cannot_link=cannot)
-                    for w in caught:
-                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-                    if constrained and learner.rule_.linkage == "ward" or any(
-                            getattr(w.message, "replaced", False) for w in caught):
-                        state_rule = learner.state_rule()  # complete linkage cut, not the Ward cut
+                        labels, applied = learner.cluster(data.X, threshold=threshold, method=method,
+                                                          n_clusters=n_clusters, must_link=must, cannot_link=cannot,
+                                                          return_rule=True)
                 else:
                     from .assign import cluster_model_state
 
-                    labels, state_rule = cluster_model_state(learner, model, data.X, threshold, state, data_path)
+                    labels, applied = cluster_model_state(learner, model, data.X, threshold, state, data_path)
             if method == "ward":  # a Ward height, calibrated or given
                 rule, unit = None, "(Ward merge height)"
                 used = threshold if threshold is not None or n_clusters is not None else (
                     learner.rule_for("ward").threshold.value)
             else:
-                # the rule learner.cluster applied (it may give way to a scalable one at this size)
-                at_rule = method == "hac" and n_clusters is None and threshold is None and learner.threshold is None
-                rule = state_rule or (learner.rule_for_rows(data.n_samples) if at_rule else learner.rule_for(method))
+                # the rule learner.cluster applied (it may give way to a scalable or complete-linkage one)
+                rule = applied or learner.rule_for(method)
                 unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
                 used = threshold if threshold is not None else learner.threshold_for(rule).value
             how = _how(method, accepted, n_clusters, used, unit,
@@ -452,10 +447,11 @@ def cluster(
         n_found = len(set(labels.tolist()))
         console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                       f"wrote [bold]{escape(str(out))}[/bold]")
-        small = model is not None and state is None and state_rule is not None  # the warning said why
-        if model is not None and method == "hac" and n_clusters is None and rule is not learner.rule_ and not small:
-            from ..learner import WARD_MAX_ROWS
+        from ..learner import WARD_MAX_ROWS
 
+        # a cut that gave way for the size of the batch or for the pairs was named by its warning
+        if model is not None and method == "hac" and n_clusters is None and rule is not learner.rule_ and (
+                state is not None or data.n_samples > WARD_MAX_ROWS and not constrained):
             why, keep = (("a cluster state needs complete linkage", "`kfree cluster` without --state gives the Ward clusters")
                          if state is not None else
                          (f"above {WARD_MAX_ROWS:,} rows Ward's O(n²) agglomeration is too slow", "--method ward keeps Ward"))

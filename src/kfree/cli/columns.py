@@ -69,7 +69,7 @@ def link_pairs(data_path: Path, link_column: str | None):
     """``kfree cluster --link-column``: ``(must_link, first_row)``, the rows of one value chained
     together (one pair per row after the first, which joins the whole group) and a row of each
     value; ``(None, None)`` without the option. Read before the features, so that a column
-    that is not there is named as the one to link by."""
+    that is not there is named (with the columns there are) before any other check."""
     import numpy as np
 
     from ..data.io import TABLES, read_table
@@ -79,9 +79,7 @@ def link_pairs(data_path: Path, link_column: str | None):
         return None, None
     if data_path.suffix.lower() not in TABLES:
         raise DataError(f"--link-column names a column of a .csv/.parquet table; {data_path.name} has none")
-    df = read_table(data_path)
-    if link_column not in df.columns:
-        raise DataError(f"{data_path.name} has no column {link_column!r} to link rows by")
+    df = read_table(data_path, [link_column])  # (that column alone: the features are read next)
     if df[link_column].isna().any():
         raise DataError(f"{data_path.name}: {int(df[link_column].isna().sum())} rows have no {link_column!r} "
                         "value; give every row one (its own, for a row linked to none)")

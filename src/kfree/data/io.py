@@ -78,8 +78,9 @@ def table_column(df, names: tuple[str, ...], p: Path) -> str:
     return col
 
 
-def read_table(p: Path):
-    """A .csv or .parquet file as a DataFrame; unreadable files raise a one-line DataError.
+def read_table(p: Path, columns: list[str] | None = None):
+    """A .csv or .parquet file as a DataFrame (only ``columns``, when given: Parquet then reads
+    nothing else, and a CSV converts nothing else); unreadable files raise a one-line DataError.
 
     A CSV is read as written, where pandas' defaults would change it:
 
@@ -96,8 +97,15 @@ def read_table(p: Path):
 
     try:
         if p.suffix.lower() == ".csv":
-            return _read_csv(p)
-        df = pd.read_parquet(p)
+            return _read_csv(p, columns)
+        if columns is not None:
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(p).names
+            if absent := [c for c in columns if c not in names]:
+                raise DataError(f"{p.name} has no column {absent[0]!r}; columns are {names[:12]}"
+                                f"{'…' if len(names) > 12 else ''}")
+        df = pd.read_parquet(p, columns=columns)
     except DataError:
         raise
     except Exception as e:
@@ -111,10 +119,14 @@ def read_table(p: Path):
 MISSING_NUMBER = ("NA", "N/A", "n/a", "NaN", "nan", "-nan", "-NaN", "NULL", "null", "None", "#N/A", "<NA>")
 
 
-def _read_csv(p: Path):
+def _read_csv(p: Path, columns: list[str] | None = None):
     import pandas as pd
 
     head = pd.read_csv(p, nrows=0)  # the header, found as pandas finds it (blank lines skipped)
+    if columns is not None and (absent := [c for c in columns if c not in head.columns]):
+        names = [str(c) for c in head.columns]
+        raise DataError(f"{p.name} has no column {absent[0]!r}; columns are {names[:12]}"
+                        f"{'…' if len(names) > 12 else ''}")
     one_column = head.shape[1] == 1
     leading = 0
     if one_column:  # blank lines before the header are no rows either
@@ -124,7 +136,7 @@ def _read_csv(p: Path):
                     break
                 leading += 1
     df = pd.read_csv(p, skip_blank_lines=not one_column, skiprows=leading or None, keep_default_na=False,
-                     na_values=[""], dtype={"index": str})
+                     na_values=[""], dtype={"index": str}, usecols=columns)
     if one_column:
         filled = np.flatnonzero(df.notna().any(axis=1).to_numpy())
         df = df.iloc[: filled[-1] + 1 if filled.size else 0]  # blank lines at the end: none
