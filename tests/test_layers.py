@@ -111,3 +111,34 @@ def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
     assert "kfree.exceptions" in found  # relative import resolved
     assert _layer("kfree.learner") > _layer("kfree.metrics.clustering")
     assert _layer("kfree.cluster.threshold_hac") == 2 and _layer("kfree.cli.app") == len(LAYERS) - 1
+
+
+def _reach(start: str, graph: dict[str, set[str]]) -> dict[str, str]:
+    """Every module ``start`` imports, at any depth (lazy imports in functions too), each with
+    the module that imports it."""
+    seen, todo = {start: start}, [start]
+    while todo:
+        m = todo.pop()
+        for t in graph.get(m, ()):
+            if t not in seen:
+                seen[t] = m
+                todo.append(t)
+    return seen
+
+
+def test_cluster_and_metrics_never_import_torch():
+    """The clustering algorithms and the metrics run without torch (a user clusters features made
+    elsewhere, and ``kfree cluster`` with no model starts fast): no module of ``cluster/`` or
+    ``metrics/``, nor any kfree module they import, imports torch, at any depth."""
+    graph = {_module_name(f): {t for _, t in _imports(f)} for f in FILES}
+    for name in graph:  # importing a module imports its packages (the facade's re-exports are lazy)
+        graph[name] |= {name.rsplit(".", i)[0] for i in range(1, name.count("."))}
+    graph[FACADE] = set()
+    bad = []
+    for me in [m for m in graph if m.startswith(("kfree.cluster", "kfree.metrics"))]:
+        reached = _reach(me, graph)
+        for t, via in reached.items():
+            if t == "torch" or t.startswith("torch."):
+                bad.append(f"{me} reaches {t} (imported by {via})")
+    assert not bad, "\n".join(sorted(bad)[:10])
+    assert "torch" in _reach("kfree.losses.ball_cluster", graph)  # (the check reads lazy imports)

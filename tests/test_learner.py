@@ -424,3 +424,18 @@ def test_cluster_keeps_must_link_and_cannot_link_pairs(chosen):
     np.testing.assert_array_equal(labels, rule.cluster(learner.transform(Xt), must_link=must, cannot_link=cannot))
     with pytest.raises(ConfigError, match="must_link/cannot_link are for method='hac'"):
         learner.cluster(Xt, method="multicut", must_link=must)
+
+
+def test_a_model_whose_loss_is_not_registered_here_is_not_called_damaged(tmp_path, monkeypatch):
+    """Found by a newcomer: a model trained with a plugin's loss, loaded where that plugin is not
+    imported, was "a damaged kfree model file"; the file is whole, its loss is not known here."""
+    from kfree import registry
+    from kfree.exceptions import ModelError
+
+    X, y = sphere_blobs(6, 6, dim=8, spread=0.3, seed=0)
+    path = ClusterLearner(TrainConfig(epochs=1, seed=0)).fit(X, y).save(tmp_path / "m.kfree")
+    entries = dict(registry._entries("loss"))
+    entries.pop("bcl")
+    monkeypatch.setitem(registry._REGISTRY, "loss", entries)
+    with pytest.raises(ModelError, match="m.kfree was trained with loss 'bcl', which this kfree does not know: import"):
+        ClusterLearner.load(path)

@@ -51,8 +51,13 @@ def test_a_decorated_class_is_found_and_a_taken_name_refused(monkeypatch):
     assert "_test-method" in registry.names("cluster")
     assert registry.get("cluster", "_test-method").threshold == 0.5
     assert registry.get("cluster", "_test-method", threshold=2.0).threshold == 2.0
-    with pytest.raises(ConfigError, match="bad parameters for cluster '_test-method'"):
+    with pytest.raises(ConfigError, match="bad parameters for cluster '_test-method': .*'nope'; it takes threshold$"):
         registry.get("cluster", "_test-method", nope=1)
+    for caps in (None, {"threshold", "eps"}, ["threshold"]):  # what fit can be told, declared and known
+        undeclared = type("Undeclared", (), {} if caps is None else {"capabilities": caps})
+        with pytest.raises(ConfigError, match="'_test-undeclared' .* must declare capabilities = frozenset"):
+            registry.register("cluster", "_test-undeclared")(undeclared)
+    assert "_test-undeclared" not in registry.names("cluster")
     with pytest.raises(ConfigError, match="'hac' is taken by kfree.cluster.threshold_hac.ThresholdAgglomerative"):
         registry.register("cluster", "hac")(Mine)
     # a loss that does not set its own name is called by the name it was asked for by (its
@@ -68,10 +73,27 @@ def test_a_decorated_class_is_found_and_a_taken_name_refused(monkeypatch):
 
 
 def test_unknown_names_and_missing_packages_say_what_to_do(monkeypatch):
-    with pytest.raises(ConfigError, match=r"unknown cluster 'nope'; choose one of \['finch'"):
+    with pytest.raises(ConfigError, match=r"unknown cluster 'nope'; choose one of \[.*'hac'"):
         registry.resolve("cluster", "nope")
     with pytest.raises(ConfigError, match="unknown component kind 'widget'"):
         registry.names("widget")
     monkeypatch.setitem(registry.REQUIRES, ("cluster", "hdbscan"), ("no_such_package_xyz", "baselines"))
     with pytest.raises(MissingDependencyError, match=r"pip install 'kfree\[baselines\]'"):
         registry.resolve("cluster", "hdbscan")
+
+
+def test_every_module_that_registers_is_imported_by_its_package():
+    """A new module whose class is decorated but never imported registers nothing: ``kfree train
+    --loss NAME`` would then say the name is unknown. Every module of a kind's package with an
+    ``@register`` is imported when the kind is looked up."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    for kind, package in registry.PACKAGES.items():
+        registry.names(kind)
+        folder = Path(importlib.import_module(package).__file__).parent
+        for f in sorted(folder.glob("*.py")):
+            if "@register(" in f.read_text():
+                module = f"{package}.{f.stem}"
+                assert module in sys.modules, f"{module} registers a {kind} but {package}/__init__.py does not import it"

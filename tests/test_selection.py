@@ -131,6 +131,12 @@ def test_the_chosen_rule_is_the_best_candidate_and_beats_or_equals_raw(blobs):
     assert {c.features for c in cands} == {"raw", "model"}
     raw = [c for c in cands if c.features == "raw"]
     model = [c for c in cands if c.features == "model"]
+    # each cut says whose number of classes it matches (the raw features' count the training ones)
+    n_all = len(np.unique(ytr)) + len(np.unique(yva))
+    assert all(f"training+validation #clusters={n_all}" in c.threshold.source for c in raw), raw
+    assert all("validation #clusters" not in c.threshold.source.replace("training+validation", "") for c in raw)
+    assert all(c.threshold.source.endswith(f"validation #clusters={len(np.unique(yva))}") for c in model
+               if c.mode == "recalibrated" and est.calibration == "n_clusters")
     chosen = choose_rule(raw, model)
     assert chosen.to_dict() == est.selection_["chosen"]
     if est.uses_raw_:

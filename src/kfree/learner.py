@@ -51,12 +51,10 @@ WARD_MIN_SIZE_RATIO = 0.5
 #: ... and says so (without giving way: complete linkage also finds large clusters where it
 #: merges identities) when that cut's clusters hold this many times as many rows
 WARD_MAX_SIZE_RATIO = 4.0
-#: ... checked up to this many rows: the check is a second agglomeration (complete linkage), about
-#: 1 s at 4,000 rows where Ward alone takes 0.06 s; the batches it is for are small, and an
-#: episode's thousands of frames are within it
+#: ... checked up to this many rows: the check is a second agglomeration (complete linkage), which
+#: costs more than Ward's own as rows grow; the batches it is for are small, and an episode's
+#: thousands of frames are within it
 WARD_SIZE_CHECK_ROWS = 5_000
-#: clustering methods that join single pairs below their threshold (not a cluster's diameter)
-PAIR_CUT_METHODS = ("knn-cc",)
 #: the estimator's own parameters (everything else is in its TrainConfig)
 LEARNER_PARAMS = ("head", "val_identities", "linkage", "threshold_mode", "compare_raw", "threshold", "calibration")
 
@@ -571,7 +569,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             # complete-linkage cut (a diameter) would join most pairs of neighbouring clusters
             kwargs["cut_probability"] = pair.cut_probability
             kwargs["distance"] = pair.distance
-        elif method in PAIR_CUT_METHODS and override is None:
+        elif getattr(registry.resolve("cluster", method)[0], "joins_single_pairs", False) and override is None:
             # it joins single pairs (a k-NN graph's components, chained): no rule of the model is
             # validated for that. Its complete-linkage cut (a cluster's diameter) put 27 unseen
             # intents in one cluster, a pair model's 0.5 crossing in 6 (NMI 0.01)
@@ -823,6 +821,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             self.model_ = head_from_config(payload["model_config"])
             self.model_.load_state_dict(payload["model_state"])
             self.model_.eval()
+            if cfg.loss not in registry.names("loss"):  # the file is whole: its loss is not here
+                raise ModelError(f"{p.name} was trained with loss {cfg.loss!r}, which this kfree does not know: "
+                                 "import the module that registers it (@register('loss', ...)) before loading, "
+                                 "or load it with the kfree it was trained with")
             self.loss_ = registry.get("loss", cfg.loss, **cfg.loss_params)
             self.loss_.on_num_classes(int(payload["provenance"].get("n_train_identities", 2)), self.model_.out_dim)
             self.loss_.load_state_dict(payload["loss_state"])

@@ -36,6 +36,25 @@ _REGISTRY: dict[str, dict[str, tuple[type, dict[str, Any]]]] = {}
 #: Components that need an optional package: (kind, name) -> (module to import, pip extra).
 REQUIRES: dict[tuple[str, str], tuple[str, str]] = {}
 
+#: What a clusterer may declare in its ``capabilities``: it cuts at a ``threshold``, can instead be cut
+#: at ``n_clusters``, takes a ``distance`` kind or a ``linkage``, or turns a calibrated
+#: ``cut_probability`` into costs. Callers (the learner, the CLI) choose arguments from these
+#: declarations, never by reading ``__init__``'s signature; a test checks they agree with it.
+#: Two class flags say more: ``requires_n_clusters`` (it needs K) and ``joins_single_pairs`` (its
+#: threshold joins single pairs and chains them, as a k-NN graph's components do, so a model's
+#: validated cut, a cluster's diameter, is no threshold for it).
+CLUSTER_CAPABILITIES = frozenset({"threshold", "n_clusters", "distance", "linkage", "cut_probability"})
+
+
+def _check_declaration(kind: str, name: str, cls: type) -> None:
+    """A clusterer must say what ``fit`` can be told, or every caller fails later, deep inside."""
+    if kind != "cluster":
+        return
+    caps = getattr(cls, "capabilities", None)
+    if not isinstance(caps, (set, frozenset)) or not caps <= CLUSTER_CAPABILITIES:
+        raise ConfigError(f"cluster {name!r} ({cls.__qualname__}) must declare capabilities = frozenset({{...}}) "
+                          f"of {sorted(CLUSTER_CAPABILITIES)} (what its fit can be told), not {caps!r}")
+
 
 def register(kind: str, name: str, *, requires: tuple[str, str] | None = None,
              **defaults: Any) -> Callable[[T], T]:
@@ -51,6 +70,7 @@ def register(kind: str, name: str, *, requires: tuple[str, str] | None = None,
             old = entries[name][0]
             raise ConfigError(f"{kind} name {name!r} is taken by {old.__module__}.{old.__qualname__}; "
                               f"register {cls.__qualname__} under another name")
+        _check_declaration(kind, name, cls)
         entries[name] = (cls, dict(defaults))
         if requires is not None:
             REQUIRES[(kind, name)] = requires
@@ -94,16 +114,23 @@ def names(kind: str) -> list[str]:
     return sorted(_entries(kind))
 
 
-def resolve(kind: str, name: str) -> tuple[Any, dict[str, Any]]:
-    """The class registered under ``name`` and its default keyword arguments."""
+def resolve_class(kind: str, name: str) -> tuple[Any, dict[str, Any]]:
+    """The class registered under ``name`` and its default keyword arguments, whether or not its
+    optional package is installed (to describe it; :func:`resolve` to use it)."""
     entries = _entries(kind)
     if name not in entries:
         raise ConfigError(f"unknown {kind} {name!r}; choose one of {sorted(entries)}")
+    cls, defaults = entries[name]
+    return cls, dict(defaults)
+
+
+def resolve(kind: str, name: str) -> tuple[Any, dict[str, Any]]:
+    """The class registered under ``name`` and its default keyword arguments."""
+    resolve_class(kind, name)
     missing = missing_requirement(kind, name)
     if missing is not None:
         raise MissingDependencyError(missing)
-    cls, defaults = entries[name]
-    return cls, dict(defaults)
+    return resolve_class(kind, name)
 
 
 def get(kind: str, name: str, **kwargs: Any) -> Any:
@@ -113,7 +140,11 @@ def get(kind: str, name: str, **kwargs: Any) -> Any:
     try:
         obj = cls(**defaults)
     except TypeError as e:
-        raise ConfigError(f"bad parameters for {kind} {name!r}: {e}") from None
+        import inspect
+
+        params = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        raise ConfigError(f"bad parameters for {kind} {name!r}: {str(e).split(': ', 1)[-1]}; it takes "
+                          f"{', '.join(params) or 'none'}") from None
     if getattr(cls, "name", None) == "base":  # a loss that names itself nowhere (EmbeddingLoss's
         obj.name = name  # default): its messages say the name it was asked for by
     return obj
@@ -131,7 +162,7 @@ def cluster_capabilities(method: str, *, n_clusters: int | None = None, threshol
     :func:`resolve`.
     """
     cls, _ = resolve("cluster", method)
-    accepted = frozenset(cls.capabilities)  # declared by the clusterer (kfree.cluster.CAPABILITIES)
+    accepted = frozenset(cls.capabilities)  # declared by the clusterer (CLUSTER_CAPABILITIES)
     if getattr(cls, "requires_n_clusters", False) and n_clusters is None:
         raise ConfigError(f"method {method!r} needs the number of clusters: pass {k_option}")
     if n_clusters is not None and "n_clusters" not in accepted:

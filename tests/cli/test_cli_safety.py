@@ -327,3 +327,37 @@ def test_train_takes_validation_rows_drawn_like_the_data(d, tmp_path):
     code, out = run("train", f"{tmp_path}/train.npz", "--validation", f"{tmp_path}/nothere.npz", *FAST,
                     "--out", f"{tmp_path}/m2.kfree")
     one_line_error(code, out, "nothere.npz")
+
+
+def test_a_new_clusterer_is_held_to_what_it_declares(d, monkeypatch):
+    """Found by a newcomer adding a clusterer: one whose threshold joins single pairs took a
+    model's diameter cut as its eps (the learner knew only 'knn-cc' by name), and one with no
+    'distance' capability cut in its own units while the CLI said it cut in --distance units."""
+    from sklearn.base import BaseEstimator, ClusterMixin
+
+    from kfree import registry
+    from kfree.cluster.labels import first_seen_labels
+
+    class Chain(ClusterMixin, BaseEstimator):
+        capabilities = frozenset({"threshold"})
+        joins_single_pairs = True
+
+        def __init__(self, threshold=1.0):
+            self.threshold = threshold
+
+        def fit(self, X, y=None):
+            from scipy.cluster.hierarchy import fcluster, linkage
+
+            self.labels_ = first_seen_labels(fcluster(linkage(X, "single"), self.threshold, "distance"))
+            self.n_clusters_ = int(self.labels_.max()) + 1
+            return self
+
+    monkeypatch.setitem(registry._REGISTRY, "cluster", dict(registry._entries("cluster")))
+    registry.register("cluster", "_test-chain")(Chain)
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--method", "_test-chain", "--out", d / "ch.csv")
+    one_line_error(code, out, "method '_test-chain' joins single pairs and chains them")
+    code, out = run("cluster", d / "x.npy", "--method", "_test-chain", "--threshold", "1", "--distance", "euclidean",
+                    "--out", d / "ch.csv")
+    one_line_error(code, out, "--method _test-chain cuts at a threshold in units of its own and takes no --distance")
+    code, out = run("cluster", d / "x.npy", "--method", "_test-chain", "--threshold", "1", "--out", d / "ch.csv")
+    assert code == 0 and (d / "ch.csv").exists(), out

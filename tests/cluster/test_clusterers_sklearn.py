@@ -22,7 +22,10 @@ def clusterers():
 
 
 def test_every_registered_clusterer_is_checked():
-    assert len(registry.names("cluster")) == 10
+    # the built-ins at least (a contributor's new clusterer is checked too, with no edit here;
+    # one whose defaults cannot run, e.g. no default threshold, gets an entry in CONFIGURED)
+    assert {"finch", "gmeans", "hac", "hac-k", "hdbscan", "kmeans", "knn-cc", "multicut", "ward",
+            "xmeans"} <= set(registry.names("cluster"))
     assert {type(e).__name__ for e in clusterers()} == {
         registry.resolve("cluster", n)[0].__name__ for n in registry.names("cluster")
     }

@@ -21,8 +21,9 @@ def X():
     return np.repeat(centres, 12, axis=0) + 0.2 * rng.normal(size=(72, 5))
 
 
-def test_the_threshold_methods_are_the_four_expected():
-    assert THRESHOLD_METHODS == ["hac", "knn-cc", "multicut", "ward"]
+def test_the_threshold_methods_are_found_from_their_declarations():
+    # the built-ins at least: a new method that declares "threshold" is held to the same seam
+    assert {"hac", "knn-cc", "multicut", "ward"} <= set(THRESHOLD_METHODS)
 
 
 @pytest.mark.parametrize("name", THRESHOLD_METHODS)

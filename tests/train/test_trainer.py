@@ -225,3 +225,23 @@ def test_k_one_is_fine_for_classification_losses(data):
     X, y = data
     result = train_embedding(_model(), registry.get("loss", "softmax"), X, y, TrainConfig(epochs=1, p=8, k=1))
     assert np.isfinite(result.history[0]["loss"])
+
+
+def test_a_loss_whose_implied_threshold_is_a_bare_number_is_told_before_training(data):
+    """Found by a newcomer adding a loss: ``implied_threshold()`` returning a float failed at the
+    first validation with "'float' object has no attribute 'value'"."""
+    from kfree.losses.base import EmbeddingLoss
+
+    class Bare(EmbeddingLoss):
+        name = "bare"
+
+        def compute_loss(self, embeddings, labels):
+            return embeddings.pow(2).sum()
+
+        def implied_threshold(self):
+            return 0.75
+
+    X, y = data
+    with pytest.raises(ConfigError, match=r"loss 'bare': implied_threshold\(\) returned float 0.75; return a "
+                                          r"kfree.threshold.Threshold"):
+        train_embedding(_model(), Bare(), X, y, TrainConfig(epochs=1, p=4, k=2))

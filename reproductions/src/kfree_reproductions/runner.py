@@ -34,6 +34,8 @@ import itertools
 import logging
 import time
 import tomllib
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,10 +105,41 @@ class Plan:
     report_options: dict[str, Any]
 
 
+def _fits(v: Any, hint: Any) -> bool:
+    """Whether a TOML value (lists already tuples) is of the annotated type: ``bool``, ``int``,
+    ``float`` (an int too), ``str``, ``Literal``, unions with None, ``tuple[X, ...]`` and fixed
+    tuples are checked; anything else (dicts, ``Any``) is left to the config's own checks."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(v, a) for a in args)
+    if hint is type(None):
+        return v is None
+    if origin is typing.Literal:
+        return v in args
+    if origin is tuple:
+        if not isinstance(v, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(x, args[0]) for x in v)
+        return not args or (len(args) == len(v) and all(_fits(x, a) for x, a in zip(v, args, strict=True)))
+    if hint is bool:
+        return isinstance(v, bool)
+    if hint is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if hint is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if hint is str:
+        return isinstance(v, str)
+    return True
+
+
 def _coerce(cls: type, values: dict[str, Any]) -> Any:
     """Build ``cls`` from TOML values: lists become tuples, the string ``"none"`` becomes None (TOML
-    has no null), and a table becomes the nested config dataclass of that field."""
+    has no null), and a table becomes the nested config dataclass of that field. A value of
+    another type than the field's annotation is refused, naming the field (``"no"`` for a bool
+    was true, ``2.5`` epochs ran)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} field(s) {unknown}; valid are {sorted(fields)}")
@@ -122,6 +155,9 @@ def _coerce(cls: type, values: dict[str, Any]) -> Any:
             v = tuple(v)
         elif v == "none":
             v = None
+        if not isinstance(v, dict) and not dataclasses.is_dataclass(v) and not _fits(v, hints[k]):
+            want = hints[k].__name__ if isinstance(hints[k], type) else str(hints[k]).replace("typing.", "")
+            raise ConfigError(f"{cls.__name__}.{k} = {v!r} must be {want}")
         out[k] = v
     return cls(**out)
 

@@ -277,7 +277,8 @@ def cluster(
         help="Features to cluster: .npz, .npy, .csv or .parquet.")] = None,
     threshold: Annotated[float | None, typer.Option(
         help="Distance at which clusters end. With a model: overrides its threshold (same units). "
-             "Without: required by threshold methods (hac, multicut), in --distance units.")] = None,
+             "Without: required by methods that cut at a threshold (hac, multicut, …: `kfree methods`), in "
+             "--distance units.")] = None,
     distance: Annotated[str | None, typer.Option(
         help="Without a model: sqeuclidean (default), euclidean or cosine (1 - cos). For unit-norm "
              "features a threshold lies in [0, 4] sqeuclidean, [0, 2] euclidean or cosine. --method ward "
@@ -400,7 +401,10 @@ def cluster(
                 raise ConfigError(f"--method {method} measures Euclidean distances" + (
                     " (its --threshold is a Ward merge height in Euclidean units)" if method == "ward" else "")
                     + "; --distance cosine would be ignored: L2-normalise the rows first (Euclidean distance "
-                    "then ranks pairs as cosine does), or use a method that takes --distance (hac, multicut)")
+                    "then ranks pairs as cosine does), or use a method that takes --distance (`kfree methods`)")
+            if "distance" not in accepted and distance is not None and "threshold" in accepted and method != "ward":
+                raise ConfigError(f"--method {method} cuts at a threshold in units of its own and takes no --distance: "
+                                  "leave --distance out")
             kwargs: dict[str, object] = {}
             if linkage is not None:
                 if "linkage" not in accepted:
@@ -604,21 +608,29 @@ def _how(method: str, accepted, n_clusters: int | None, threshold: float | None,
 
 @app.command()
 def methods() -> None:
-    """List the registered losses and clustering back-ends (and which need an optional package)."""
+    """List the registered losses and clustering back-ends: what each method is told (from its
+    declared capabilities), and which need an optional package."""
     from rich.markup import escape
 
     from .. import registry
 
     console.print("[bold]losses[/bold] (kfree train --loss):  " + ", ".join(registry.names("loss")))
-    names = []
+    console.print("[bold]clustering[/bold] (kfree cluster --method):")
     missing = set()
     for name in registry.names("cluster"):
-        if registry.available("cluster", name):
-            names.append(name)
-        else:
-            names.append(f"{name} (not installed)")
+        cls, _ = registry.resolve_class("cluster", name)
+        caps = cls.capabilities
+        own = "threshold" not in caps and not getattr(cls, "requires_n_clusters", False)  # it finds K
+        k = ("finds the number itself" + (", or --n-clusters" if "n_clusters" in caps else "") if own else
+             "--n-clusters" + ("" if "threshold" in caps else " (needed)") if "n_clusters" in caps else "")
+        takes = [t for t in (("--threshold" if "threshold" in caps else ""), k,
+                             ("--distance" if "distance" in caps else ""), ("--linkage" if "linkage" in caps else ""),
+                             ("a model's pair costs" if "cut_probability" in caps else "")) if t]
+        line = f"  {name:<9} {', '.join(takes)}"
+        if not registry.available("cluster", name):
+            line += " (not installed)"
             missing.add(registry.REQUIRES[("cluster", name)][1])
-    console.print("[bold]clustering[/bold] (kfree cluster --method):  " + ", ".join(names))
+        console.print(escape(line), highlight=False)
     for extra in sorted(missing):
         console.print(escape(f"not installed: pip install 'kfree[{extra}]' adds them"))
 

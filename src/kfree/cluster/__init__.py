@@ -17,6 +17,7 @@ Each class registers its CLI name with :func:`kfree.registry.register`; importin
 registers them all.
 """
 
+from ..registry import CLUSTER_CAPABILITIES as CAPABILITIES  # (what a clusterer may declare)
 from .external_finch import FINCHBaseline
 from .external_hdbscan import HDBSCANBaseline
 from .gmeans import GMeans
@@ -27,12 +28,6 @@ from .multicut import MulticutClustering
 from .threshold_hac import ThresholdAgglomerative
 from .ward import WardThreshold
 from .xmeans import XMeans
-
-#: What a clusterer may declare in its ``capabilities``: it cuts at a ``threshold``, can instead be cut
-#: at ``n_clusters``, takes a ``distance`` kind or a ``linkage``, or turns a calibrated
-#: ``cut_probability`` into costs. Callers (the learner, the CLI) choose arguments from these
-#: declarations, never by reading ``__init__``'s signature; a test checks they agree with it.
-CAPABILITIES = frozenset({"threshold", "n_clusters", "distance", "linkage", "cut_probability"})
 
 __all__ = [
     "CAPABILITIES",

@@ -46,6 +46,9 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
     capabilities = frozenset({"distance", "threshold"})
 
     requires_n_clusters = False
+    #: its threshold joins single pairs (a cluster is chained through its k-NN edges), so a
+    #: model's validated cut, a cluster's diameter, is no threshold for it
+    joins_single_pairs = True
 
     def __init__(
         self,

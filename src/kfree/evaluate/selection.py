@@ -216,8 +216,10 @@ class ValidationSet:
     chosen recalibrated rule finally uses is calibrated on *all* validation classes.
     """
 
-    def __init__(self, y: np.ndarray, *, linkages: tuple[str, ...], seed: int = 0) -> None:
+    def __init__(self, y: np.ndarray, *, linkages: tuple[str, ...], seed: int = 0,
+                 classes: str = "validation") -> None:
         y = np.asarray(y)
+        self.classes = classes  # whose number of classes the cuts match, as their thresholds say
         self.n_all = int(y.shape[0])
         self.idx = subsample_classes(y, seed=seed)
         self.y = y[self.idx]
@@ -337,9 +339,9 @@ class ValidationSet:
                 else:
                     other = [h]
                 if lk == "ward":
-                    thr = Threshold(h, "euclidean", f"{WARD_SOURCE}, validation #clusters={self.n_true}")
+                    thr = Threshold(h, "euclidean", f"{WARD_SOURCE}, {self.classes} #clusters={self.n_true}")
                 else:
-                    thr = Threshold(h, "sqeuclidean", f"validation #clusters={self.n_true}")
+                    thr = Threshold(h, "sqeuclidean", f"{self.classes} #clusters={self.n_true}")
                 out.append(make(lk, thr, "recalibrated", h, other))
         return out
 
@@ -371,8 +373,8 @@ def raw_rules(vset: ValidationSet, X_val: np.ndarray, y_val: np.ndarray, X_train
     X_rc, y_rc = raw_calibration_set(X_train, y_train, X_val, y_val, seed=seed)
     linkages = set(vset.linkages)
     # the final cuts, and the ranking among them: on all of them
-    ranked = ValidationSet(y_rc, linkages=vset.linkages, seed=seed).rules(X_rc, features="raw",
-                                                                         modes=("recalibrated",))
+    ranked = ValidationSet(y_rc, linkages=vset.linkages, seed=seed, classes="training+validation").rules(
+        X_rc, features="raw", modes=("recalibrated",))
     Zv = X_rc[:n_val][vset.idx]
     # a half's calibration tree holds training rows and the other half: as many rows as the
     # validation trees may hold (whole training classes, drawn at random)

@@ -34,6 +34,7 @@ from ..data.samplers import PKSampler, TripletSampler
 from ..evaluate.selection import score_key
 from ..exceptions import CheckpointError, ConfigError, DataError
 from ..losses.base import EmbeddingLoss
+from ..threshold import Threshold
 from ..utils.checkpoint import load_checkpoint, save_checkpoint
 from .distributed import DataParallel, in_session
 from .step import Batch, train_steps
@@ -173,6 +174,11 @@ def train_embedding(
     if n_classes < max(2, loss.min_classes_per_batch):
         raise DataError(f"training needs at least 2 identities, got {n_classes}")
     loss.on_num_classes(n_classes, getattr(model, "out_dim", 0))
+    implied = loss.implied_threshold()
+    if implied is not None and not isinstance(implied, Threshold):  # a new loss's slip, said before training
+        raise ConfigError(f"loss {loss.name!r}: implied_threshold() returned {type(implied).__name__} {implied!r}; "
+                          "return a kfree.threshold.Threshold(value, distance, source), or None when the loss "
+                          "implies no cut")
     sampler = make_sampler(y_int, loss, cfg)
     opt = _optimizer(model, loss, cfg)
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
