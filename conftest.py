@@ -6,7 +6,7 @@ when it is absent so the core suite passes anywhere, and run in CI where it exis
 Every thread pool starts at one thread (torch below; BLAS and OpenMP through the environment,
 read when their libraries load, so it is set before numpy is imported). The suite runs one
 pytest-xdist worker per core on tiny arrays: a pool per worker sized to every core only spins
-beside the other worker (the full suite used ~40 s less CPU this way, measured on 2 cores).
+beside the other worker.
 Code paths that run several threads are tested with explicit thread counts (e.g.
 ``tests/cluster/test_threshold_hac.py::test_point_to_cell_pass_on_several_threads``). The
 variables are set only where the caller has not set them.
@@ -38,8 +38,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
-    """Tests use tiny tensors: one torch thread avoids oversubscription (11 s -> 0.4 s measured on a
-    trainer test with other jobs on the machine) and keeps timings independent of the core count."""
+    """Tests use tiny tensors: one torch thread avoids oversubscription (a thread per core beside the
+    other worker's) and keeps timings independent of the core count."""
     import torch
 
     torch.set_num_threads(1)
@@ -48,8 +48,8 @@ def _one_torch_thread():
 @pytest.fixture(autouse=True, scope="session")
 def _cli_built_once():
     """typer's CliRunner converts the Typer app into its click command tree on every ``invoke``
-    (~20 ms for kfree's, more than most of the commands the tests run: over half of the CLI fuzz
-    test's time). The tree is built once per app and rebuilt only when commands are added."""
+    (longer, for kfree's, than most of the commands the tests run take). The tree is built once
+    per app and rebuilt only when commands are added."""
     import weakref
 
     import typer.testing

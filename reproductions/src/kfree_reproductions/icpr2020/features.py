@@ -180,7 +180,7 @@ def _cifar10_images_sha256(
 ) -> dict[str, str]:
     """sha256 of the decoded images of both splits, remembered per source fingerprint.
 
-    Hashing needs the decoded arrays (≈ 2 s); the result is stored in
+    Hashing needs the decoded arrays; the result is stored in
     ``<cache>/cifar10/images_sha256.json`` under a fingerprint of the source files' names, sizes
     and modification times, so that reading cached features later does not touch the images.
     """
@@ -406,10 +406,9 @@ def tune_malloc() -> bool:
     """Keep freed memory in the process heap (glibc only) so that the next batch reuses it.
 
     By default glibc returns every large block (> 128 KiB, growing to 32 MiB) to the kernel, and
-    the next batch's activations are fresh pages that fault in at ≈ 0.5 GB/s on this kind of VM;
-    for EfficientNet's large, short-lived activations that costs about a quarter of the time
-    (measured: 69 → 91 images per CPU-second at 128 px, batch 20). Process-wide, so only the
-    command-line entry point calls it. Returns whether it took effect.
+    the next batch's activations are fresh pages that must fault in again; EfficientNet's large,
+    short-lived activations pay that on every batch. Process-wide, so only the command-line
+    entry point calls it. Returns whether it took effect.
     """
     import ctypes
     import ctypes.util

@@ -17,8 +17,8 @@ one line. Within an epoch the checkpoint is refreshed every ``checkpoint_every_s
 the batch reached and the running loss), so an epoch too can span sessions. On a GPU
 (``device="auto"`` picks CUDA when present) the same call runs all 100 epochs.
 
-On a GPU an epoch trains in seconds while clustering the 10,000 test embeddings (two multicut
-searches on the complete graph and k-means) takes ~25 s of CPU, so the evaluation would dominate.
+On a GPU an epoch trains faster than the 10,000 test embeddings are clustered on the CPU (two
+multicut searches on the complete graph and k-means), so the evaluation would dominate.
 There the test embedding of each evaluated epoch is written to ``<out>/embeddings/epoch_XXX.npz``
 and clustered by ``eval_workers`` background processes while training goes on; the epoch's JSON
 appears when its clustering is done. A run stopped with embeddings still waiting clusters them
@@ -73,8 +73,8 @@ class ProtocolAConfig:
         Images per epoch (default: the training-set size, 50,000 on CIFAR-10, i.e. every image
         seen once on average as anchor, positive or negative: 167 batches of 100 triplets).
         The paper says only "100 epochs with a batch size of 100"; an epoch of as many images
-        as the training set is the usual reading and the one the issue budgets (≈ 0.35–0.6 h
-        per epoch on 2 CPU cores; measured: 0.25 h of training on an idle machine). Protocol
+        as the training set is the usual reading and the one the issue budgets (epoch times are
+        in ``results/icpr2020/protocol_a.md``). Protocol
         B's heads instead take every image once as an *anchor* per epoch (3× the images),
         which costs nothing there.
     lr, alpha, beta : paper: 1e-3, 0.8, 0.4.

@@ -127,7 +127,7 @@ class ProtocolBConfig:
     order : ``"cells"`` runs cell after cell in grid order; ``"noise-free-first"`` runs the
         no-noise cells of every loss and seed first.
     average_start : also search each cell's multicut from average-linkage HAC + KLj (same costs;
-        see :func:`multicut_average_linkage_start`; ≈ 1.5 min more per cell on 10k points).
+        see :func:`multicut_average_linkage_start`; it adds a second multicut search per cell).
     backbone : the frozen feature extractor, or several joined by ``"+"`` whose features are
         concatenated (``"efficientnet-lite0+efficientnet-lite2"``: 2560-d; supervised MLP ceiling
         84.0 %, 84.6 % with Lite1 too, against ≈ 81.4 % for any one of them; see
