@@ -49,8 +49,11 @@ class MissingDependencyError(KfreeError, ImportError):
     """An optional package is not installed (the message says which extra provides it)."""
 
 
-class ResourceError(KfreeError, MemoryError):
-    """The requested computation would not fit in memory (the message says how much it needs)."""
+class ResourceError(MemoryError, KfreeError):
+    """The requested computation would not fit in memory (the message says how much it needs).
+
+    (MemoryError first: an exception sent back from a Dask worker is rebuilt with its first
+    base's ``__new__``, and MemoryError's refuses a class whose layout it does not lead.)"""
 
 
 class KfreeWarning(UserWarning):

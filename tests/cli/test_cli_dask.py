@@ -168,4 +168,30 @@ def test_missing_threshold_and_model(d):
     assert code == 1 and "needs --threshold" in out, out
     code, out = run("cluster", d / "m.kfree", d / "x.npy", "--threshold", "1", "--backend", "dask",
                     "--out", d / "bad.csv")
-    assert code == 1 and "clusters features as they are (no model)" in out, out
+    assert code == 1 and "clusters features as they are (no model)" in out and "kfree embed MODEL DATA" in out, out
+
+
+def test_memory_limit_is_an_option_and_a_worker_resource_error_is_one_line(d, address):
+    """Found by a photo-library user: a ResourceError raised on a Dask worker reached the command
+    line as an 85-line traceback (distributed could not rebuild the exception class), and its
+    advice, "raise memory_limit", named no option of kfree cluster."""
+    import os
+
+    from distributed.protocol.pickle import dumps, loads
+
+    from kfree.cluster.threshold_hac import MEMORY_LIMIT_ENV
+    from kfree.exceptions import ResourceError
+
+    back = loads(dumps(ResourceError("too big")))  # as a worker's exception comes back
+    assert type(back) is ResourceError and back.args == ("too big",) and isinstance(back, MemoryError)
+    np.save(d / "dense.npy", np.random.default_rng(0).normal(size=(2000, 4)).astype(np.float32))
+    for backend in (["--backend", "dask", "--scheduler", address], []):  # every pair within the cut
+        code, out = run("cluster", d / "dense.npy", "--threshold", "1000", *backend, "--memory-limit", "0.001",
+                        "--out", d / "mem.csv")
+        lines = [x for x in out.splitlines() if not x.startswith("[")]  # (progress lines aside)
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), out
+        assert "memory_limit=0.001 GiB" in out and "kfree cluster --memory-limit" in out, out
+        assert "Traceback" not in out and not (d / "mem.csv").exists()
+        assert MEMORY_LIMIT_ENV not in os.environ  # the option lasts for the command only
+    code, out = run("cluster", d / "x.npy", "--threshold", "1.0", "--memory-limit", "2", "--out", d / "mem.csv")
+    assert code == 0, out

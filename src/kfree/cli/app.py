@@ -21,7 +21,15 @@ from .columns import (
     link_pairs,
     model_rows,
 )
-from .console import cli_errors, console, err_console, metrics_table, progress_hook, setup_logging
+from .console import (
+    cli_errors,
+    console,
+    err_console,
+    memory_limit_env,
+    metrics_table,
+    progress_hook,
+    setup_logging,
+)
 
 #: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
 _STATE: dict[str, int | None] = {"threads": None}
@@ -299,6 +307,9 @@ def cluster(
     scheduler: Annotated[str | None, typer.Option(help="With --backend dask: the scheduler's address (tcp://host:8786); "
                                                   "default: a local cluster started for this command.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="With --backend dask and no --scheduler: worker processes.")] = None,
+    memory_limit: Annotated[float | None, typer.Option(
+        "--memory-limit", min=0.001, help="GiB exact clustering may use before it refuses (default: half this "
+        "machine's memory, or $KFREE_MEMORY_LIMIT_GB); with --backend dask, per worker kfree starts.")] = None,
 ) -> None:
     """Cluster data without knowing K: with a trained model at its threshold, or features as they are.
 
@@ -308,164 +319,165 @@ def cluster(
     kfree cluster feats.npy --threshold 0.3 --distance cosine --method multicut --out c.csv
     kfree cluster big.npy --threshold 0.6 --backend dask --workers 8 --out c.csv  # Dask, exact
     """
-    if backend != "local" or scheduler is not None or workers is not None:
+    with memory_limit_env(memory_limit):  # (also the Dask workers kfree starts, which inherit it)
+        if backend != "local" or scheduler is not None or workers is not None:
+            with cli_errors():
+                if ignore_columns or link_column or cannot_link:
+                    from ..exceptions import ConfigError
+
+                    raise ConfigError("--ignore-columns, --link-column and --cannot-link are for the local backend; the "
+                                      "Dask workers read every column of the file: write the feature columns alone")
+                _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
+                              scheduler, workers, state, linkage)
+            return
         with cli_errors():
-            if ignore_columns or link_column or cannot_link:
-                from ..exceptions import ConfigError
+            from ..exceptions import ConfigError
+            from ..utils.io import check_output
 
-                raise ConfigError("--ignore-columns, --link-column and --cannot-link are for the local backend; the "
-                                  "Dask workers read every column of the file: write the feature columns alone")
-            _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
-                          scheduler, workers, state, linkage)
-        return
-    with cli_errors():
-        from ..exceptions import ConfigError
-        from ..utils.io import check_output
+            # typer fills the places left to right: without the optional MODEL, DATA sits in the first
+            model, data_path = (first, second) if second is not None else (None, first)
+            if model is None and data_path.suffix.lower() == ".kfree":
+                raise ConfigError(f"{data_path.name} is a model; say what to cluster with it: "
+                                  f"kfree cluster {data_path} DATA --out clusters.csv")
+            check_output(out, inputs=(first, second), force=force, formats=(".csv", ".parquet"))
+            check_state_request(state, method, n_clusters, inputs=(first, second), out=out, force=force,
+                                linkage=linkage)
+            constrained = link_column is not None or cannot_link is not None
+            if constrained and (state is not None or method != "hac"):
+                raise ConfigError("--link-column/--cannot-link are for --method hac without --state (a cluster state "
+                                  "keeps no pairs for the rows kfree assign adds)")
+            must, first_row = link_pairs(data_path, link_column)
+            skip = (*ignored(ignore_columns), *((link_column,) if link_column else ()))
 
-        # typer fills the places left to right: without the optional MODEL, DATA sits in the first
-        model, data_path = (first, second) if second is not None else (None, first)
-        if model is None and data_path.suffix.lower() == ".kfree":
-            raise ConfigError(f"{data_path.name} is a model; say what to cluster with it: "
-                              f"kfree cluster {data_path} DATA --out clusters.csv")
-        check_output(out, inputs=(first, second), force=force, formats=(".csv", ".parquet"))
-        check_state_request(state, method, n_clusters, inputs=(first, second), out=out, force=force,
-                            linkage=linkage)
-        constrained = link_column is not None or cannot_link is not None
-        if constrained and (state is not None or method != "hac"):
-            raise ConfigError("--link-column/--cannot-link are for --method hac without --state (a cluster state "
-                              "keeps no pairs for the rows kfree assign adds)")
-        must, first_row = link_pairs(data_path, link_column)
-        skip = (*ignored(ignore_columns), *((link_column,) if link_column else ()))
+            def read_data():
+                """DATA's rows (one is enough for HAC at a threshold) and its cannot-link row pairs."""
+                d = load_features(data_path, x_key=x_key, label_column=label_column,
+                                  min_samples=1 if method == "hac" and n_clusters is None else 2,
+                                  ignore_columns=skip, partial_labels=True)
+                return d, cannot_pairs(cannot_link, data_path, d, link_column, first_row)
 
-        def read_data():
-            """DATA's rows (one is enough for HAC at a threshold) and its cannot-link row pairs."""
-            d = load_features(data_path, x_key=x_key, label_column=label_column,
-                              min_samples=1 if method == "hac" and n_clusters is None else 2,
-                              ignore_columns=skip, partial_labels=True)
-            return d, cannot_pairs(cannot_link, data_path, d, link_column, first_row)
+            from rich.markup import escape
 
-        from rich.markup import escape
+            from .. import registry
+            from ..data.io import load_features
+            from ..evaluate.compare import index_columns, write_predictions
 
-        from .. import registry
-        from ..data.io import load_features
-        from ..evaluate.compare import index_columns, write_predictions
+            # an unknown or uninstalled method, or options it does not take: fail before any work
+            accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
+                                                     k_option="--n-clusters", threshold_option="--threshold")
+            if model is not None:
+                learner = _load_model_to_cluster(model, data_path, out)
+                if distance is not None or linkage is not None:
+                    raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
+                                      "without a model; a model clusters with the rule it chose (its distance and "
+                                      "linkage)")
+                data, cannot = read_data()
+                data.X = model_rows(learner, data, data_path)
+                applied = None  # the rule hac applied, when it gave way to another (said below)
+                with _limit_threads():
+                    if state is None:
+                        import warnings
 
-        # an unknown or uninstalled method, or options it does not take: fail before any work
-        accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
-                                                 k_option="--n-clusters", threshold_option="--threshold")
-        if model is not None:
-            learner = _load_model_to_cluster(model, data_path, out)
-            if distance is not None or linkage is not None:
-                raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
-                                  "without a model; a model clusters with the rule it chose (its distance and "
-                                  "linkage)")
-            data, cannot = read_data()
-            data.X = model_rows(learner, data, data_path)
-            applied = None  # the rule hac applied, when it gave way to another (said below)
-            with _limit_threads():
-                if state is None:
-                    import warnings
+                        from ..exceptions import ClusterSizeWarning, ScaleWarning
 
-                    from ..exceptions import ClusterSizeWarning, ScaleWarning
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", ScaleWarning)  # said below, in one line
+                            warnings.simplefilter("always", ClusterSizeWarning)  # shown, and names the cut used
+                            labels, applied = learner.cluster(data.X, threshold=threshold, method=method,
+                                                              n_clusters=n_clusters, must_link=must, cannot_link=cannot,
+                                                              return_rule=True)
+                    else:
+                        from .assign import cluster_model_state
 
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", ScaleWarning)  # said below, in one line
-                        warnings.simplefilter("always", ClusterSizeWarning)  # shown, and names the cut used
-                        labels, applied = learner.cluster(data.X, threshold=threshold, method=method,
-                                                          n_clusters=n_clusters, must_link=must, cannot_link=cannot,
-                                                          return_rule=True)
+                        labels, applied = cluster_model_state(learner, model, data.X, threshold, state, data_path)
+                if method == "ward":  # a Ward height, calibrated or given
+                    rule, unit = None, "(Ward merge height)"
+                    used = threshold if threshold is not None or n_clusters is not None else (
+                        learner.rule_for("ward").threshold.value)
                 else:
-                    from .assign import cluster_model_state
-
-                    labels, applied = cluster_model_state(learner, model, data.X, threshold, state, data_path)
-            if method == "ward":  # a Ward height, calibrated or given
-                rule, unit = None, "(Ward merge height)"
-                used = threshold if threshold is not None or n_clusters is not None else (
-                    learner.rule_for("ward").threshold.value)
+                    # the rule learner.cluster applied (it may give way to a scalable or complete-linkage one)
+                    rule = applied or learner.rule_for(method)
+                    unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
+                    used = threshold if threshold is not None else learner.threshold_for(rule).value
+                how = _how(method, accepted, n_clusters, used, unit,
+                           logistic=learner.pair_model() is not None and threshold is None and learner.threshold is None)
+                if method == "hac" and n_clusters is None:
+                    how = f", {rule.features} features, {rule.linkage} linkage{how}"
             else:
-                # the rule learner.cluster applied (it may give way to a scalable or complete-linkage one)
-                rule = applied or learner.rule_for(method)
-                unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
-                used = threshold if threshold is not None else learner.threshold_for(rule).value
-            how = _how(method, accepted, n_clusters, used, unit,
-                       logistic=learner.pair_model() is not None and threshold is None and learner.threshold is None)
-            if method == "hac" and n_clusters is None:
-                how = f", {rule.features} features, {rule.linkage} linkage{how}"
-        else:
-            from ..distances import check_distance
+                from ..distances import check_distance
 
-            dist = check_distance(distance or "sqeuclidean")
-            unit: str = dist
-            # the methods that take no --distance measure Euclidean distances (Ward, k-means, …)
-            if "distance" not in accepted and distance is not None and dist == "cosine":
-                raise ConfigError(f"--method {method} measures Euclidean distances" + (
-                    " (its --threshold is a Ward merge height in Euclidean units)" if method == "ward" else "")
-                    + "; --distance cosine would be ignored: L2-normalise the rows first (Euclidean distance "
-                    "then ranks pairs as cosine does), or use a method that takes --distance (`kfree methods`)")
-            if "distance" not in accepted and distance is not None and "threshold" in accepted and method != "ward":
-                raise ConfigError(f"--method {method} cuts at a threshold in units of its own and takes no --distance: "
-                                  "leave --distance out")
-            kwargs: dict[str, object] = {}
-            if linkage is not None:
-                if "linkage" not in accepted:
-                    raise ConfigError(f"--method {method} has no linkage to choose; --linkage is for --method hac")
-                kwargs["linkage"] = linkage
-            if n_clusters is not None:
-                kwargs["n_clusters"] = int(n_clusters)
-            elif "threshold" in accepted:
-                if threshold is None:
-                    units = ("a Ward merge height, in Euclidean units" if method == "ward" else "in --distance units")
-                    raise ConfigError(f"method {method!r} without a model needs --threshold ({units}), or a "
-                                      "model: kfree cluster MODEL DATA")
-                kwargs["threshold"] = float(threshold)
-                if method == "ward":  # Ward merge heights are Euclidean: a squared one is converted
-                    from ..distances import resolve_cut
+                dist = check_distance(distance or "sqeuclidean")
+                unit: str = dist
+                # the methods that take no --distance measure Euclidean distances (Ward, k-means, …)
+                if "distance" not in accepted and distance is not None and dist == "cosine":
+                    raise ConfigError(f"--method {method} measures Euclidean distances" + (
+                        " (its --threshold is a Ward merge height in Euclidean units)" if method == "ward" else "")
+                        + "; --distance cosine would be ignored: L2-normalise the rows first (Euclidean distance "
+                        "then ranks pairs as cosine does), or use a method that takes --distance (`kfree methods`)")
+                if "distance" not in accepted and distance is not None and "threshold" in accepted and method != "ward":
+                    raise ConfigError(f"--method {method} cuts at a threshold in units of its own and takes no --distance: "
+                                      "leave --distance out")
+                kwargs: dict[str, object] = {}
+                if linkage is not None:
+                    if "linkage" not in accepted:
+                        raise ConfigError(f"--method {method} has no linkage to choose; --linkage is for --method hac")
+                    kwargs["linkage"] = linkage
+                if n_clusters is not None:
+                    kwargs["n_clusters"] = int(n_clusters)
+                elif "threshold" in accepted:
+                    if threshold is None:
+                        units = ("a Ward merge height, in Euclidean units" if method == "ward" else "in --distance units")
+                        raise ConfigError(f"method {method!r} without a model needs --threshold ({units}), or a "
+                                          "model: kfree cluster MODEL DATA")
+                    kwargs["threshold"] = float(threshold)
+                    if method == "ward":  # Ward merge heights are Euclidean: a squared one is converted
+                        from ..distances import resolve_cut
 
-                    wanted = distance or "euclidean"
-                    height = resolve_cut(float(threshold), wanted).to("euclidean").value
-                    kwargs["threshold"] = height
-                    unit = ("(Ward merge height, euclidean units)" if wanted == "euclidean" else
-                            f"{wanted} = Ward merge height {height:.6g} (euclidean units)")
-            # the distance goes to methods that cut at a threshold (also when cut at K instead), or
-            # when asked for; baselines keep their own default (FINCH: cosine)
-            if "distance" in accepted and ("threshold" in accepted or distance is not None):
-                kwargs["distance"] = dist
-            data, cannot = read_data()
-            est = registry.get("cluster", method, **kwargs)
-            # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
-            with _limit_threads(), progress_hook(getattr(est, "reports_progress", False)) as hook:
-                est.fit(data.X, **({"hook": hook} if hook is not None else {}),
-                        **({"must_link": must, "cannot_link": cannot} if constrained else {}))
-                labels = est.labels_
-                if state is not None:
-                    from .assign import save_plain_state
+                        wanted = distance or "euclidean"
+                        height = resolve_cut(float(threshold), wanted).to("euclidean").value
+                        kwargs["threshold"] = height
+                        unit = ("(Ward merge height, euclidean units)" if wanted == "euclidean" else
+                                f"{wanted} = Ward merge height {height:.6g} (euclidean units)")
+                # the distance goes to methods that cut at a threshold (also when cut at K instead), or
+                # when asked for; baselines keep their own default (FINCH: cosine)
+                if "distance" in accepted and ("threshold" in accepted or distance is not None):
+                    kwargs["distance"] = dist
+                data, cannot = read_data()
+                est = registry.get("cluster", method, **kwargs)
+                # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
+                with _limit_threads(), progress_hook(getattr(est, "reports_progress", False)) as hook:
+                    est.fit(data.X, **({"hook": hook} if hook is not None else {}),
+                            **({"must_link": must, "cannot_link": cannot} if constrained else {}))
+                    labels = est.labels_
+                    if state is not None:
+                        from .assign import save_plain_state
 
-                    save_plain_state(est, data.X, state)
-            how = _how(method, accepted, n_clusters, threshold, unit)
-            if linkage is not None:
-                how = f", {linkage} linkage{how}"
-        if constrained:
-            how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
-                    "cannot-link pairs kept")
-        write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
-        n_found = len(set(labels.tolist()))
-        console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
-                      f"wrote [bold]{escape(str(out))}[/bold]")
-        from ..learner import WARD_MAX_ROWS
+                        save_plain_state(est, data.X, state)
+                how = _how(method, accepted, n_clusters, threshold, unit)
+                if linkage is not None:
+                    how = f", {linkage} linkage{how}"
+            if constrained:
+                how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
+                        "cannot-link pairs kept")
+            write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
+            n_found = len(set(labels.tolist()))
+            console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
+                          f"wrote [bold]{escape(str(out))}[/bold]")
+            from ..learner import WARD_MAX_ROWS
 
-        # a cut that gave way for the size of the batch or for the pairs was named by its warning
-        if model is not None and method == "hac" and n_clusters is None and rule is not learner.rule_ and (
-                state is not None or data.n_samples > WARD_MAX_ROWS and not constrained):
-            why, keep = (("a cluster state needs complete linkage", "`kfree cluster` without --state gives the Ward clusters")
-                         if state is not None else
-                         (f"above {WARD_MAX_ROWS:,} rows Ward's O(n²) agglomeration is too slow", "--method ward keeps Ward"))
-            console.print(f"the model's chosen rule is a Ward cut (validation NMI {learner.rule_.val_nmi:.3f}); {why}, so "
-                          "these clusters use its best validated complete-linkage cut (validation NMI "
-                          f"{rule.val_nmi:.3f}); {keep}")
-        if state is not None:
-            from .assign import state_line
+            # a cut that gave way for the size of the batch or for the pairs was named by its warning
+            if model is not None and method == "hac" and n_clusters is None and rule is not learner.rule_ and (
+                    state is not None or data.n_samples > WARD_MAX_ROWS and not constrained):
+                why, keep = (("a cluster state needs complete linkage", "`kfree cluster` without --state gives the Ward clusters")
+                             if state is not None else
+                             (f"above {WARD_MAX_ROWS:,} rows Ward's O(n²) agglomeration is too slow", "--method ward keeps Ward"))
+                console.print(f"the model's chosen rule is a Ward cut (validation NMI {learner.rule_.val_nmi:.3f}); {why}, so "
+                              "these clusters use its best validated complete-linkage cut (validation NMI "
+                              f"{rule.val_nmi:.3f}); {keep}")
+            if state is not None:
+                from .assign import state_line
 
-            console.print(state_line(state))
+                console.print(state_line(state))
 
 
 def _load_model_to_cluster(model: Path, data_path: Path, out: Path):
@@ -508,8 +520,9 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     if backend != "dask":
         raise ConfigError("--scheduler and --workers are for --backend dask")
     if second is not None or first.suffix.lower() == ".kfree":
-        raise ConfigError("--backend dask clusters features as they are (no model): "
-                          "kfree cluster DATA --threshold T --backend dask --out clusters.csv")
+        raise ConfigError("--backend dask clusters features as they are (no model): write the rows a model "
+                          "clusters with kfree embed MODEL DATA --out emb.npy (it prints the threshold T), then "
+                          "kfree cluster emb.npy --threshold T --backend dask --out clusters.csv")
     if method != "hac":
         raise ConfigError(f"--backend dask runs threshold HAC (--method hac), not {method!r}")
     if n_clusters is not None:

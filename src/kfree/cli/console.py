@@ -65,8 +65,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def level_library_loggers() -> None:
     """Give :data:`LIBRARY_LOGGERS` the CLI's level; call it again after importing one of them
     (distributed sets its level on import, and logs through the CLI's handler from then on)."""
+    level = logging.getLogger().level
     for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.getLogger().level)
+        logging.getLogger(name).setLevel(level)
+    # a task that fails on a worker in this process fails the command with its own one-line error;
+    # the worker's "Compute Failed" log would repeat it as a page (shown with -vv)
+    logging.getLogger("distributed.worker").setLevel(level if level <= logging.DEBUG else logging.CRITICAL)
 
 
 #: optional packages a command may import, and the extra that installs them
@@ -219,3 +223,26 @@ def metrics_table(title: str, rows: list[dict[str, Any]], columns: list[tuple[st
     for row in rows:
         table.add_row(*metric_cells(row, columns))
     return table
+
+
+@contextlib.contextmanager
+def memory_limit_env(gib: float | None) -> Iterator[None]:
+    """``--memory-limit GiB``: the default ``memory_limit`` of every clusterer while the command runs
+    (``$KFREE_MEMORY_LIMIT_GB``, which the learner's rules, the Dask workers kfree starts and
+    assign's re-clustering all read), restored afterwards."""
+    import os
+
+    from ..cluster.threshold_hac import MEMORY_LIMIT_ENV
+
+    if gib is None:
+        yield
+        return
+    before = os.environ.get(MEMORY_LIMIT_ENV)
+    os.environ[MEMORY_LIMIT_ENV] = repr(float(gib))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MEMORY_LIMIT_ENV, None)
+        else:
+            os.environ[MEMORY_LIMIT_ENV] = before

@@ -157,8 +157,11 @@ def dask_client(scheduler: Any = None, n_workers: int | None = None):
     workers = int(n_workers) if n_workers is not None else max(1, min(4, os.cpu_count() or 1))
     cluster = client = None
     try:  # started inside: a Ctrl-C while they start still closes them (not distributed's atexit)
+        # silence_logs: a task's error reaches the caller as its own exception (a ResourceError
+        # is one line); the workers' "Compute Failed" log and traceback would only repeat it
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, memory_limit=0)
+                                           dashboard_address=None, memory_limit=0,
+                                           silence_logs=logging.CRITICAL)
         client = distributed.Client(cluster)
         yield client
     finally:

@@ -147,8 +147,25 @@ def memory_limit_bytes(memory_limit_gb: float | None) -> float:
     return gb * 2**30
 
 
+#: the variable that sets the default ``memory_limit`` (GiB) of every clusterer, in this process and
+#: in the Dask workers kfree starts (``kfree cluster --memory-limit`` sets it)
+MEMORY_LIMIT_ENV = "KFREE_MEMORY_LIMIT_GB"
+#: how every "needs more memory" error says to allow more
+RAISE_LIMIT = f"raise memory_limit (GiB: kfree cluster --memory-limit, or ${MEMORY_LIMIT_ENV})"
+
+
 def default_memory_limit_gb() -> float:
-    """Half of this machine's physical memory, in GiB (8 GiB when it cannot be read)."""
+    """``$KFREE_MEMORY_LIMIT_GB`` when set, else half of this machine's physical memory, in GiB
+    (8 GiB when it cannot be read)."""
+    env = os.environ.get(MEMORY_LIMIT_ENV)
+    if env:
+        try:
+            gb = float(env)
+        except ValueError:
+            gb = float("nan")
+        if not gb > 0 or gb == float("inf"):
+            raise ConfigError(f"${MEMORY_LIMIT_ENV}={env!r} must be a number of GiB > 0")
+        return gb
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 / 2
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
@@ -395,8 +412,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         if need > self._limit_bytes():
             raise ResourceError(
                 f"dense HAC of n_samples={n} needs ~{need / 2**30:.1f} GiB for the distance "
-                f"matrix, more than memory_limit={self._limit_bytes() / 2**30:.1f} GiB; cut at a "
-                "threshold with algorithm='sparse', or raise memory_limit"
+                f"matrix, more than memory_limit={self._limit_bytes() / 2**30:.3g} GiB; cut at a "
+                f"threshold with algorithm='sparse', or {RAISE_LIMIT}"
             )
         # pairs near the threshold are recomputed as scipy computes them, so the cut at the
         # threshold decides every pair as pdist would (a pair at exactly tau joins)
@@ -444,7 +461,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
                     f"threshold HAC at threshold={cut} would need ~{est:.3g} tau-edges "
                     f"(~{need / 2**30:.1f} GiB), more than memory_limit={limit / 2**30:.1f} GiB. "
                     "The largest clusters dominate (a cluster of s points brings s²/2 edges): "
-                    "lower the threshold, raise memory_limit, or split the data"
+                    f"lower the threshold, {RAISE_LIMIT}, or cluster part of the rows and add the rest "
+                    "with kfree assign (a new row is checked against clusters, not against every pair)"
                 )
             ei, ej, ed = radius_edges(
                 X, cut, self.distance_, max_edges=int(limit / BYTES_PER_EDGE), hook=hook
@@ -454,7 +472,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             if need > limit:
                 raise ResourceError(
                     f"a full constrained tree of n_samples={n} needs ~{need / 2**30:.1f} GiB; "
-                    "cut at a threshold instead, or raise memory_limit"
+                    f"cut at a threshold instead, or {RAISE_LIMIT}"
                 )
             ei, ej = (a.astype(np.int32) for a in np.triu_indices(n, k=1))
             from scipy.spatial.distance import pdist
@@ -701,7 +719,8 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
                     f"~{est:.3g} tau-edges (~{est * BYTES_PER_EDGE / 2**30:.1f} GiB), more than "
                     f"memory_limit={limit / 2**30:.3g} GiB, and its condensed distances "
                     f"(~{4.0 * s * s / 2**30:.3g} GiB) do not fit in half of it either; lower the "
-                    "threshold or raise memory_limit"
+                    f"threshold, {RAISE_LIMIT}, or cluster part of the rows and add the rest with kfree "
+                    "assign (a new row is checked against clusters, not against every pair)"
                 )
         if dense:
             a, b, h, m = _dense_component_merges(Xf[pts], cut, distance)
