@@ -383,3 +383,52 @@ def test_cluster_names_the_complete_cut_used_for_small_clusters(d, ward_model, t
     assert "ward linkage" not in out, out
     rule = learner.state_rule()
     np.testing.assert_array_equal(clusters(tmp_path / "c.csv"), rule.cluster(learner.transform(np.load(d / "new.npy"))))
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+def test_rows_already_in_the_state_are_refused_however_the_batch_is_cut(d, tmp_path, with_model):
+    """Found by a photo-library user: only a byte-identical batch was refused; the same rows
+    reversed, half of them, or with 100 new rows after them were added a second time. Each row is
+    now recognised by the hash of its values as given (before the model, whose output can differ
+    in the last bits with the batch it is computed in), in any dtype."""
+    model = [d / "m.kfree"] if with_model else []
+    cut = [] if with_model else ["--threshold", TAU]
+    code, out = run("cluster", *model, d / "x.npy", *cut, "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    X, new = np.load(d / "x.npy"), np.load(d / "new.npy")
+    variants = {"reversed": X[::-1], "half": X[:50], "plus": np.concatenate([new[:5], X[:3]]),
+                "as64": X[10:20].astype(np.float64)}
+    for name, rows in variants.items():
+        np.save(tmp_path / f"{name}.npy", rows)
+        code, out = run("assign", *model, tmp_path / "s.kstate", tmp_path / f"{name}.npy", "--out", tmp_path / "a.csv")
+        held = {"reversed": 100, "half": 50, "plus": 3, "as64": 10}[name]
+        one_line_error(code, out, f"{held:,} of the {len(rows):,} rows of {name}.npy are already in s.kstate")
+    assert ClusterState.load(tmp_path / "s.kstate").n_samples == 100 and not (tmp_path / "a.csv").exists()
+    code, out = run("assign", *model, tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
+    assert code == 0, out  # new rows go in, and are known from then on
+    code, out = run("assign", *model, tmp_path / "s.kstate", tmp_path / "plus.npy", "--out", tmp_path / "b.csv")
+    one_line_error(code, out, "8 of the 8 rows of plus.npy are already in s.kstate (rows 0, 1, 2, 3, 4…)")
+    code, out = run("assign", *model, tmp_path / "s.kstate", tmp_path / "plus.npy", "--out", tmp_path / "b.csv",
+                    "--again")
+    assert code == 0, out
+    state = ClusterState.load(tmp_path / "s.kstate")
+    assert state.n_samples == 100 + len(new) + 8 and state.row_hashes.shape == (state.n_samples,)
+
+
+def test_a_state_made_from_a_table_takes_a_batch_by_its_column_names(d, tmp_path):
+    """Found by a photo-library user: a state made from a table with named columns took a batch
+    whose columns came in another order as it was (0 of 500 rows joined a cluster)."""
+    X, new = np.load(d / "x.npy"), np.load(d / "new.npy")
+    cols = [f"f{j}" for j in range(X.shape[1])]
+    pd.DataFrame(X, columns=cols).to_parquet(tmp_path / "x.parquet")
+    pd.DataFrame(new, columns=cols)[cols[::-1]].to_csv(tmp_path / "new_rev.csv", index=False)
+    pd.DataFrame(new[:, :-1], columns=cols[:-1]).assign(extra=1.5).to_csv(tmp_path / "other.csv", index=False)
+    code, out = run("cluster", tmp_path / "x.parquet", "--threshold", TAU, "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "other.csv", "--out", tmp_path / "o.csv")
+    one_line_error(code, out, "other.csv's feature columns are not s.kstate's: 1 it was not made with (extra;")
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "new_rev.csv", "--out", tmp_path / "a.csv")
+    assert code == 0 and "columns taken in the order s.kstate was made with" in out, out
+    ref = ClusterState.fit(X, float(TAU))
+    np.testing.assert_array_equal(clusters(tmp_path / "a.csv"), assign(ref, new))

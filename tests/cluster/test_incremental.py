@@ -278,3 +278,28 @@ def test_a_fit_with_constraints_cannot_become_a_state():
         est = ThresholdAgglomerative(1.0).fit(X, **kw)
         with pytest.raises(ConfigError, match="constraints"):
             ClusterState.from_fit(est, X)
+
+
+def test_row_hashes_know_rows_in_any_dtype_and_order_and_survive_save_and_assign(tmp_path):
+    from kfree.cluster.incremental import row_hashes
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    h = row_hashes(X)
+    assert h.dtype == np.uint64 and np.unique(h).size == 60
+    np.testing.assert_array_equal(row_hashes(X.astype(np.float64)), h)  # the same numbers, any dtype
+    assert not np.isin(row_hashes(X + np.float32(1e-6)), h).any()
+    state = ClusterState.fit(X[:40], 0.5)
+    np.testing.assert_array_equal(state.held(row_hashes(X[::-1])), np.arange(20, 60))  # reversed: its last 40
+    embedded = 2 * X[40:]  # the rows a model made of the batch: the hashes are the given rows'
+    assign(state, embedded, input_rows=X[40:])
+    np.testing.assert_array_equal(state.row_hashes, h)
+    again = ClusterState.load(state.save(tmp_path / "s.kstate"))
+    np.testing.assert_array_equal(again.row_hashes, h)
+    with pytest.raises(DataError, match="input_rows has 3 rows but X_new has 2"):
+        assign(again, X[:2], input_rows=X[:3])
+    again.row_hashes = None  # a state written before row hashes: it loads, assigns, and knows none
+    old = ClusterState.load(again.save(tmp_path / "old.kstate"))
+    assert old.row_hashes is None and old.held(h).size == 0
+    assign(old, X[:3])
+    assert old.row_hashes is None and old.n_samples == 63

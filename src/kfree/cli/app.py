@@ -389,7 +389,10 @@ def cluster(
                     else:
                         from .assign import cluster_model_state
 
-                        labels, applied = cluster_model_state(learner, model, data.X, threshold, state, data_path)
+                        names = getattr(learner, "feature_names_in_", None)  # (data.X is in their order)
+                        labels, applied = cluster_model_state(
+                            learner, model, data.X, threshold, state, data_path,
+                            columns=[str(c) for c in names] if names is not None else data.columns)
                 if method == "ward":  # a Ward height, calibrated or given
                     rule, unit = None, "(Ward merge height)"
                     used = threshold if threshold is not None or n_clusters is not None else (
@@ -452,7 +455,7 @@ def cluster(
                     if state is not None:
                         from .assign import save_plain_state
 
-                        save_plain_state(est, data.X, state)
+                        save_plain_state(est, data.X, state, columns=data.columns)
                 how = _how(method, accepted, n_clusters, threshold, unit)
                 if linkage is not None:
                     how = f", {linkage} linkage{how}"
@@ -573,8 +576,8 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
         from ..data.io import load_features
         from .assign import save_plain_state, state_line
 
-        rows = X if not isinstance(X, Path) else load_features(first, min_samples=2).X
-        save_plain_state(m, rows, state)
+        data = None if not isinstance(X, Path) else load_features(first, min_samples=2)
+        save_plain_state(m, X if data is None else data.X, state, columns=None if data is None else data.columns)
         console.print(state_line(state))
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .columns import IGNORE_HELP, ignored, model_rows
+from .columns import IGNORE_HELP, align_columns, ignored, model_rows
 from .console import cli_errors, console
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
@@ -44,10 +44,11 @@ def check_state_request(state: Path | None, method: str, n_clusters: int | None,
 
 
 def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float | None, state_path: Path,
-                        data_path: Path) -> tuple[Any, Any]:
+                        data_path: Path, columns: list[str] | None = None) -> tuple[Any, Any]:
     """Cluster ``X`` with the model's complete-linkage rule (:meth:`ClusterLearner.state_rule`:
     the chosen rule, or for a chosen Ward cut the best validated complete-linkage cut of the same
-    features; ``threshold`` overrides its value) and save the state of the embedding rows.
+    features; ``threshold`` overrides its value) and save the state of the embedding rows (with
+    the hashes of ``X``'s rows, and the names of its ``columns`` when it came from a table).
 
     Returns ``(labels, rule)``; the caller reports the rule when it is not the chosen one."""
     from ..cluster.incremental import ClusterState
@@ -67,16 +68,18 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
     est = ThresholdAgglomerative(value, linkage="complete", distance=rule.threshold.distance).fit(Z)
     meta = {"model": {"name": model_path.name, "sha256": file_sha256(model_path), "features": rule.features,
                       "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
-                      "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage}}
-    ClusterState.from_fit(est, Z, meta=meta).save(state_path, overwrite=True)
+                      "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage},
+            "feature_names": columns}
+    ClusterState.from_fit(est, Z, meta=meta, input_rows=X).save(state_path, overwrite=True)
     return est.labels_, rule
 
 
-def save_plain_state(estimator: Any, X: Any, state_path: Path) -> None:
-    """Save the state of a model-free ``kfree cluster DATA --threshold T`` fit."""
+def save_plain_state(estimator: Any, X: Any, state_path: Path, columns: list[str] | None = None) -> None:
+    """Save the state of a model-free ``kfree cluster DATA --threshold T`` fit (with the names of
+    its feature ``columns`` when DATA is a table: a batch's columns are then taken by name)."""
     from ..cluster.incremental import ClusterState
 
-    ClusterState.from_fit(estimator, X).save(state_path, overwrite=True)
+    ClusterState.from_fit(estimator, X, meta={"feature_names": columns}).save(state_path, overwrite=True)
 
 
 def state_line(state_path: Path) -> str:
@@ -228,7 +231,7 @@ def assign(
         import numpy as np
         from rich.markup import escape
 
-        from ..cluster.incremental import ClusterState
+        from ..cluster.incremental import ClusterState, row_hashes
         from ..cluster.incremental import assign as assign_rows
         from ..data.io import load_features
         from ..evaluate.compare import index_columns, write_predictions
@@ -255,16 +258,27 @@ def assign(
 
             learner = ClusterLearner.load(model)
             data.X = model_rows(learner, data, new_path)
+        names = state.meta.get("feature_names")  # a state made from a table: the batch's columns by name
+        if names and (model is None or getattr(learner, "feature_names_in_", None) is None):
+            data.X = align_columns(data, names, new_path, f"{state_path.name}'s", "it was not made with",
+                                   f"{state_path.name} was made with")
         batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": _rows_sha256(data.X)}
         seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
         if seen and not again:
             raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
                               f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
                               "hold each of them twice; pass --again if they are new rows that repeat old ones")
+        held = state.held(row_hashes(data.X))  # a batch reordered, cut or extended: the rows themselves
+        if held.size and not again:
+            rows = ", ".join(str(int(r)) for r in held[:5]) + ("…" if held.size > 5 else "")
+            raise ConfigError(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} are already in "
+                              f"{state_path.name} (rows {rows}), added before: adding them again would hold each "
+                              "twice; drop them from the batch, or pass --again if they are new rows that repeat "
+                              "old ones")
         n_before, k_before = state.n_samples, state.next_label
         with _limit_threads():
             Z = learner.transform(data.X) if model is not None else data.X
-            labels = assign_rows(state, Z, recluster_affected=recluster_affected)
+            labels = assign_rows(state, Z, recluster_affected=recluster_affected, input_rows=data.X)
         state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
         # both outputs or neither: --out is written beside itself first, the state saved, then --out
         # put in place (cluster ids written for rows a state never recorded would be handed out

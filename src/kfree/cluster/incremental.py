@@ -115,15 +115,34 @@ from ._radius_graph import radius_components, radius_edges
 from .labels import first_seen_labels, group_order
 from .linkage_core import find_roots, union_pairs
 
-__all__ = ["STATE_FORMAT", "ClusterState", "ClusterStateError", "assign"]
+__all__ = ["STATE_FORMAT", "ClusterState", "ClusterStateError", "assign", "row_hashes"]
 
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "kfree-cluster-state/1"
 _ARRAYS = ("X", "labels", "components", "origin", "centres", "radii", "sizes")
+#: arrays a state may hold (states written before them have none)
+_OPTIONAL_ARRAYS = ("row_hashes",)
 #: relative slack of the triangle-inequality bounds: far above the float64 rounding of the GEMM
 #: (~1e-14), so a bound never excludes a cluster it should keep; it only costs exact checks
 _BOUND_SLACK = 1e-7
+
+
+def row_hashes(X: Any) -> np.ndarray:
+    """A 64-bit hash of each row's values (shape (n,), uint64), the same for a float16, float32 or
+    float64 copy of the same numbers: how a state recognises rows it already holds when a batch
+    comes back reordered, halved or extended (a batch's own SHA-256 sees only the same bytes).
+
+    FNV-1a over the rows' float64 words, each step followed by a shift-xor, so that every word
+    reaches every bit (``-0.0`` and ``0.0`` differ, as their bits do)."""
+    W = np.ascontiguousarray(np.asarray(X, dtype=np.float64)).view(np.uint64)
+    h = np.full(W.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
+    prime, shift = np.uint64(0x100000001B3), np.uint64(29)
+    for j in range(W.shape[1]):
+        h ^= W[:, j]
+        h *= prime
+        h ^= h >> shift
+    return h
 
 
 class ClusterState:
@@ -148,11 +167,16 @@ class ClusterState:
     centres, radii, sizes : per-label reference points, radii (prepared coordinates) and sizes.
     origin : ndarray of shape (n_features,)
     next_component : int
+    row_hashes : ndarray of shape (n_samples,), uint64, or None
+        :func:`row_hashes` of the rows as they were given (before a model embedded them: its
+        output can differ in the last bits with the batch it is computed in), so that a batch
+        holding rows the state already has is recognised (:meth:`held`); None in states
+        written before them.
     meta : dict — ``model`` (or None), ``created``, ``updated``, ``versions``, ``assigns``.
     """
 
     def __init__(self, *, X, labels, components, threshold, distance, linkage, origin, centres,
-                 radii, sizes, next_component, meta=None) -> None:
+                 radii, sizes, next_component, meta=None, row_hashes=None) -> None:
         self.X = X
         self.labels = labels
         self.components = components
@@ -164,6 +188,7 @@ class ClusterState:
         self.radii = radii
         self.sizes = sizes
         self.next_component = int(next_component)
+        self.row_hashes = row_hashes
         self.meta = dict(meta or {})
         self._csr: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -188,6 +213,13 @@ class ClusterState:
     def n_components(self) -> int:
         return int(np.unique(self.components).shape[0])
 
+    def held(self, hashes: np.ndarray) -> np.ndarray:
+        """Positions of the rows (given by their :func:`row_hashes`) that the state already holds;
+        empty for a state without hashes."""
+        if self.row_hashes is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.isin(hashes, self.row_hashes))
+
     def __repr__(self) -> str:
         return (f"ClusterState(n_samples={self.n_samples}, n_features={self.n_features}, "
                 f"n_clusters={self.n_clusters}, threshold={self.threshold!r}, "
@@ -209,7 +241,7 @@ class ClusterState:
 
     @classmethod
     def from_fit(cls, estimator: Any, X: Any, *, hook: Callable[..., None] | None = None,
-                 meta: dict | None = None) -> ClusterState:
+                 meta: dict | None = None, input_rows: Any = None) -> ClusterState:
         """The state of a fitted :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative`.
 
         Parameters
@@ -223,6 +255,9 @@ class ClusterState:
             ``hook(step, completed=, total=)`` progress of the τ-components pass.
         meta : dict, optional
             Provenance to keep (e.g. ``{"model": {...}}``).
+        input_rows : array-like of shape (n_samples, n_input_features), optional
+            The rows as the user gave them, when ``X`` is their embedding: the state keeps their
+            :func:`row_hashes` (default: those of ``X``).
         """
         labels = getattr(estimator, "labels_", None)
         if labels is None:
@@ -251,7 +286,12 @@ class ClusterState:
         coarse = getattr(estimator, "_coarse_components", None)  # its τ-components pass, if any
         if coarse is not None and np.shape(coarse) != (X.shape[0],):
             coarse = None
-        return cls._build(X, first_seen_labels(labels), tau, distance, hook, meta, coarse=coarse)
+        hashes = row_hashes(X if input_rows is None else input_rows)
+        if hashes.shape[0] != X.shape[0]:
+            raise DataError(f"input_rows has {hashes.shape[0]} rows but X has {X.shape[0]}: pass the rows X embeds")
+        self = cls._build(X, first_seen_labels(labels), tau, distance, hook, meta, coarse=coarse)
+        self.row_hashes = hashes
+        return self
 
     @classmethod
     def _build(cls, X, labels, tau, distance, hook, meta, coarse=None) -> ClusterState:
@@ -336,7 +376,7 @@ class ClusterState:
         with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED,
                                                        allowZip64=True) as zf:
             zf.writestr("state.json", json.dumps(header, indent=1, sort_keys=True))
-            for name in _ARRAYS:
+            for name in (*_ARRAYS, *(a for a in _OPTIONAL_ARRAYS if getattr(self, a) is not None)):
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, np.ascontiguousarray(getattr(self, name)),
                                               allow_pickle=False)
@@ -367,7 +407,7 @@ class ClusterState:
                     raise ClusterStateError(f"{p.name} is a damaged cluster state: arrays {missing} are "
                                             "missing; recreate it with `kfree cluster --state`")
                 arrays = {}
-                for a in _ARRAYS:
+                for a in (*_ARRAYS, *(a for a in _OPTIONAL_ARRAYS if f"{a}.npy" in names)):
                     with zf.open(f"{a}.npy") as f:
                         arrays[a] = np.lib.format.read_array(f, allow_pickle=False)
         except ClusterStateError:
@@ -386,7 +426,8 @@ class ClusterState:
                        linkage=str(header["linkage"]), origin=arrays["origin"].astype(np.float64),
                        centres=arrays["centres"].astype(np.float64), radii=arrays["radii"].astype(np.float64),
                        sizes=arrays["sizes"].astype(np.int64), next_component=int(header["next_component"]),
-                       meta={k: v for k, v in header.items() if k not in fields})
+                       meta={k: v for k, v in header.items() if k not in fields},
+                       row_hashes=arrays.get("row_hashes"))
         except (KeyError, TypeError, ValueError) as e:
             raise ClusterStateError(f"{p.name} is a damaged cluster state ({type(e).__name__}: {e}); "
                                     "recreate it with `kfree cluster --state`") from None
@@ -410,6 +451,8 @@ class ClusterState:
             problems.append("cluster sizes do not match the labels")
         if n and (self.components.min() < 0 or self.components.max() >= self.next_component):
             problems.append("component ids outside 0..next_component-1")
+        if self.row_hashes is not None and (self.row_hashes.shape != (n,) or self.row_hashes.dtype != np.uint64):
+            problems.append("row_hashes do not match the rows")
         if self.linkage != "complete":
             problems.append(f"linkage {self.linkage!r} (only complete is supported)")
         if not (math.isfinite(self.threshold) and self.threshold > 0):
@@ -566,7 +609,7 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np
 
 
 def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
-           hook: Callable[..., None] | None = None) -> np.ndarray:
+           hook: Callable[..., None] | None = None, input_rows: Any = None) -> np.ndarray:
     """Add the rows ``X_new`` to ``state`` (updated in place); returns their labels.
 
     Parameters
@@ -582,6 +625,10 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
         points join existing clusters or open new ones and no existing point moves.
     hook : callable, optional
         ``hook(step, completed=, total=)`` progress callback (the recompute's τ-graph).
+    input_rows : array-like of shape (n_new, n_input_features), optional
+        The rows as the user gave them, when ``X_new`` is their embedding: a state keeps their
+        :func:`row_hashes` (default: those of ``X_new``). Rows it already holds are added again
+        (check :meth:`ClusterState.held` first to refuse them).
 
     Returns
     -------
@@ -590,6 +637,10 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     See the module docstring for the exact rules and what may differ from a full recompute.
     """
     X_new = _float_rows(check_features(X_new, name="X_new", min_samples=1))
+    hashes = None if state.row_hashes is None else row_hashes(X_new if input_rows is None else input_rows)
+    if hashes is not None and hashes.shape[0] != X_new.shape[0]:
+        raise DataError(f"input_rows has {hashes.shape[0]} rows but X_new has {X_new.shape[0]}: pass the rows "
+                        "X_new embeds")
     if X_new.shape[1] != state.n_features:
         raise DataError(f"X_new has {X_new.shape[1]} features but the cluster state has {state.n_features}: "
                         "embed the new rows the way the state's rows were (same model, same features)")
@@ -639,6 +690,8 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
         refresh, moved, n_re, n_cliques = None, 0, 0, 0
     # 3. append the rows, then update the per-cluster data
     state.X = np.concatenate([state.X, X_new])
+    if hashes is not None:
+        state.row_hashes = np.concatenate([state.row_hashes, hashes])
     state.labels = labels_all
     state.components = np.concatenate([comps, new_comp])
     state.next_component = next_comp
