@@ -335,12 +335,14 @@ def test_logistic_calibration_is_used_or_refused_never_ignored(blobs):
         ClusterLearner.from_params(**quick, threshold_mode="learned").fit(Xtr, ytr, X_val=Xva, y_val=yva)
 
 
-def test_a_ward_cut_gives_way_on_clusters_far_smaller_than_it_was_calibrated_on():
+def test_a_ward_cut_gives_way_on_clusters_far_smaller_or_larger_than_it_was_calibrated_on(monkeypatch):
     """Found by review: a Ward height grows with cluster sizes, so a cut calibrated on identities
-    of ~12 rows put a batch of one row per identity into one cluster. There the best validated
-    complete-linkage cut clusters, with a warning; far larger clusters only warn."""
+    of ~12 rows put a batch of one row per identity into one cluster (and, found by a photo-library
+    user, split 120 people of 167 rows each into 1,141 clusters). There the best validated
+    complete-linkage cut clusters, with a warning."""
     import warnings
 
+    import kfree.learner as learner_module
     from kfree.exceptions import ClusterSizeWarning
 
     X, y = sphere_blobs(40, 12, dim=16, spread=0.5, seed=3)
@@ -363,11 +365,19 @@ def test_a_ward_cut_gives_way_on_clusters_far_smaller_than_it_was_calibrated_on(
         np.testing.assert_array_equal(labels, learner.rule_.cluster(learner.transform(Xt)))
         assert applied is learner.rule_
         assert learner.cluster(Xt, method="ward", return_rule=True)[1] is None  # the rule is hac's
+    # far larger identities (ten times the rows): Ward would split them, its complete-linkage
+    # counterpart is used (results/benchmarks/ward_size.md), also when the sizes are estimated
+    # on a sample (above WARD_SIZE_CHECK_ROWS rows)
     many = np.repeat(Xt, 10, axis=0) + np.random.default_rng(0).normal(0, 1e-4, (Xt.shape[0] * 10, Xt.shape[1]))
-    with pytest.warns(ClusterSizeWarning, match="may split identities with many more rows") as caught:
-        labels = learner.cluster(many)
-    assert not caught[0].message.replaced
-    np.testing.assert_array_equal(labels, learner.rule_.cluster(learner.transform(many)))
+    Zm = learner.transform(many)
+    assert np.unique(learner.rule_.cluster(Zm)).size > 2 * np.unique(learner.state_rule().cluster(Zm)).size
+    for check_rows, said in [(5_000, "rows per cluster"), (300, "(estimated on 300 of them)")]:
+        monkeypatch.setattr(learner_module, "WARD_SIZE_CHECK_ROWS", check_rows)
+        with pytest.warns(ClusterSizeWarning, match="would split identities with many more rows") as caught:
+            labels, applied = learner.cluster(many, return_rule=True)
+        assert caught[0].message.replaced and applied == learner.state_rule()
+        assert check_rows == 5_000 or said in str(caught[0].message)
+        np.testing.assert_array_equal(labels, learner.state_rule().cluster(Zm))
 
 
 def test_a_dataframe_fit_keeps_its_column_names_through_save_and_load(tmp_path):

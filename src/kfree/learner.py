@@ -48,12 +48,11 @@ WARD_MAX_ROWS = 50_000
 #: clusters of fewer than this share of the rows per identity the Ward cut was calibrated on
 #: (see :meth:`ClusterLearner.cluster`)
 WARD_MIN_SIZE_RATIO = 0.5
-#: ... and says so (without giving way: complete linkage also finds large clusters where it
-#: merges identities) when that cut's clusters hold this many times as many rows
-WARD_MAX_SIZE_RATIO = 4.0
-#: ... checked up to this many rows: the check is a second agglomeration (complete linkage), which
-#: costs more than Ward's own as rows grow; the batches it is for are small, and an episode's
-#: thousands of frames are within it
+#: ... or this many times as many: there Ward over-splits more than complete linkage does (chosen
+#: on ``results/benchmarks/ward_size.md``, where every switch at 2.5 gained and one at 2.4 lost)
+WARD_MAX_SIZE_RATIO = 2.5
+#: ... estimated, above this many rows, on a seeded sample of this many (the check is a second
+#: agglomeration, complete linkage)
 WARD_SIZE_CHECK_ROWS = 5_000
 #: the estimator's own parameters (everything else is in its TrainConfig)
 LEARNER_PARAMS = ("head", "val_identities", "linkage", "threshold_mode", "compare_raw", "threshold", "calibration")
@@ -496,10 +495,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         A chosen Ward cut is applied up to :data:`WARD_MAX_ROWS` rows; above, ``"hac"`` uses
         :meth:`rule_for_rows` (the best validated complete-linkage cut, which scales) with a
         :class:`~kfree.exceptions.ScaleWarning`; ``method="ward"`` keeps Ward at any size. A Ward
-        height also grows with cluster sizes: up to :data:`WARD_SIZE_CHECK_ROWS` rows, when the
-        best validated complete-linkage cut finds clusters of fewer than half the rows per identity
-        the Ward cut was calibrated on (a small batch), that cut is used instead, and more than 4
-        times as many only warns (:class:`~kfree.exceptions.ClusterSizeWarning`).
+        height also grows with cluster sizes: when the best validated complete-linkage cut finds
+        clusters of fewer than half the rows per identity the Ward cut was calibrated on (a small
+        batch), or 2.5 times as many (a library of hundreds of photos per person), that cut
+        is used instead, with a :class:`~kfree.exceptions.ClusterSizeWarning` (above
+        :data:`WARD_SIZE_CHECK_ROWS` rows the sizes are estimated on a sample of that many).
 
         ``must_link`` / ``cannot_link``: row pairs (arrays of shape (m, 2)) that must or cannot
         share a cluster — frames of one face track, tracks that appear together — for
@@ -550,9 +550,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             if override is None:  # (an override is in the chosen rule's units: it keeps that rule)
                 rule = self.rule_for_rows(X.shape[0], warn=True)
                 if rule.linkage == "ward":
-                    small = self._complete_if_small_clusters(Z)
-                    if small is not None:
-                        return done(small, self.state_rule())
+                    other = self._complete_if_sizes_differ(Z)
+                    if other is not None:
+                        return done(other, self.state_rule())
             thr = None if override is None else Threshold(override, rule.threshold.distance, "override")
             return done(rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link), rule)
         if method == "hac" and rule.linkage == "ward" and not constrained:
@@ -630,47 +630,50 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                           f"Ward's {self.rule_.val_nmi:.3f}); method='ward' keeps Ward", ScaleWarning, stacklevel=3)
         return rule
 
-    def _complete_if_small_clusters(self, Z: np.ndarray) -> np.ndarray | None:
-        """The best validated complete-linkage clusters of ``Z`` when they hold far fewer rows
-        each than the identities the chosen Ward cut was calibrated on, with a
-        :class:`~kfree.exceptions.ClusterSizeWarning`; ``None`` when Ward applies (with that
-        warning too when they hold far more).
+    def _complete_if_sizes_differ(self, Z: np.ndarray) -> np.ndarray | None:
+        """The best validated complete-linkage clusters of ``Z`` when they hold far fewer or far
+        more rows each than the identities the chosen Ward cut was calibrated on, with a
+        :class:`~kfree.exceptions.ClusterSizeWarning`; ``None`` when Ward applies.
 
         Why: a Ward merge height grows with the sizes of the clusters it merges (√(2|A||B|/(|A|+|B|))
         times their centres' distance), so a cut calibrated on identities of ~40 rows merges
         everything in a batch of one or two rows per identity (15 tickets of 15 intents: 1
-        cluster). A complete-linkage cut, a diameter, does not depend on cluster sizes: its
-        clusters estimate the batch's rows per cluster, and are the answer when Ward's is not."""
+        cluster), and splits identities of hundreds of rows into many (20,000 faces of 120
+        people, 167 rows each against 22 in validation: 1,141 clusters). A complete-linkage cut,
+        a diameter, depends far less on cluster sizes: its clusters estimate the batch's rows per
+        cluster, and are the answer when Ward's is not (``results/benchmarks/ward_size.md``).
+        Above :data:`WARD_SIZE_CHECK_ROWS` rows the estimate comes from a seeded sample of that
+        many: its clusters count the identities, and ``n`` over that count is their size."""
         m_cal = self.selection_.get("val_rows_per_identity")  # (None in model files before it)
-        if m_cal is None or Z.shape[0] > WARD_SIZE_CHECK_ROWS:
+        if m_cal is None:
             return None
         try:
             rule = self.state_rule()
         except ConfigError:
             return None  # no validated complete-linkage cut: Ward it is
-        labels = rule.cluster(Z)
-        m_new = Z.shape[0] / (int(labels.max()) + 1)
+        n = Z.shape[0]
+        labels, sampled = None, n > WARD_SIZE_CHECK_ROWS
+        if sampled:
+            idx = np.sort(np.random.default_rng(0).choice(n, WARD_SIZE_CHECK_ROWS, replace=False))
+            k = int(rule.cluster(Z[idx]).max()) + 1
+        else:
+            labels = rule.cluster(Z)
+            k = int(labels.max()) + 1
+        m_new = n / k
+        if WARD_MIN_SIZE_RATIO * m_cal <= m_new < WARD_MAX_SIZE_RATIO * m_cal:
+            return None
         from .exceptions import ClusterSizeWarning
 
-        if m_new >= WARD_MAX_SIZE_RATIO * m_cal:  # Ward may split them; complete linkage may merge, too
-            warnings.warn(ClusterSizeWarning(
-                          f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each; in these "
-                          f"{Z.shape[0]:,} rows its complete-linkage counterpart finds clusters of {m_new:.1f} "
-                          "rows, and a Ward merge height grows with cluster sizes, so the Ward cut may split "
-                          "identities with many more rows than the validation ones: train with validation rows "
-                          "drawn like these (kfree train --validation), or cluster with complete linkage "
-                          "(kfree cluster --state, ClusterLearner.state_rule())"), stacklevel=3)
-        if m_new >= WARD_MIN_SIZE_RATIO * m_cal:
-            return None
-
+        found = (f"in these {n:,} rows its complete-linkage counterpart finds clusters of {m_new:.1f} rows"
+                 + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else ""))
+        harm = ("would merge too much" if m_new < m_cal else "would split identities with many more rows than "
+                "the validation ones (give kfree train --validation rows drawn like these)")
         warnings.warn(ClusterSizeWarning(
-                      f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each; in these "
-                      f"{Z.shape[0]:,} rows its complete-linkage counterpart finds clusters of {m_new:.1f} rows, "
-                      "where a Ward merge height (it grows with cluster sizes) would merge too much: the "
-                      f"best validated complete-linkage cut is used ({rule.name}, validation NMI "
-                      f"{rule.val_nmi:.3f}; Ward's {self.rule_.val_nmi:.3f}); method='ward' keeps Ward",
-                      replaced=True), stacklevel=3)
-        return labels
+                      f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each; {found}, "
+                      f"where a Ward merge height (it grows with cluster sizes) {harm}: the best validated "
+                      f"complete-linkage cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
+                      f"{self.rule_.val_nmi:.3f}); method='ward' keeps Ward", replaced=True), stacklevel=3)
+        return labels if labels is not None else rule.cluster(Z)
 
     def pair_model(self):
         """The pair model multicut cuts by: :attr:`pair_calibration_`, else (a model file from

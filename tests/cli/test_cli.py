@@ -349,7 +349,10 @@ def test_more_of_what_a_table_may_hold(files):
     assert code == 0, out
     new.iloc[:5][[f"f{i}" for i in range(12)][::-1]].assign(ticket_id=1).to_csv(files / "more.csv", index=False)
     code, out = run("assign", files / "tix.kfree", files / "tix.kstate", files / "more.csv", "--ignore-columns",
-                    "ticket_id", "--out", files / "more_c.csv")
+                    "ticket_id", "--out", files / "more_c.csv")  # its rows, reordered, are known
+    assert code == 1 and "5 of the 5 rows of more.csv are already in tix.kstate" in out, out
+    code, out = run("assign", files / "tix.kfree", files / "tix.kstate", files / "more.csv", "--ignore-columns",
+                    "ticket_id", "--out", files / "more_c.csv", "--again")
     assert code == 0 and "columns taken in the order the model was trained on" in out, out
     truth = pd.DataFrame({"index": ids, "label": [("" if i % 3 else str(i % 7)) for i in range(len(ids))]})
     truth.to_parquet(files / "blank_truth.parquet")

@@ -103,8 +103,8 @@ def test_assign_writes_the_new_tables_own_index(d, tmp_path):
                     "--state", tmp_path / "s.kstate")
     assert code == 0, out
     t = pd.read_csv(d / "t.csv").iloc[:7]
-    t.to_csv(tmp_path / "new.csv", index=False)
-    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "new.csv", "--out", tmp_path / "a.csv")
+    t.to_csv(tmp_path / "new.csv", index=False)  # (rows the state holds: added again on purpose)
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "new.csv", "--out", tmp_path / "a.csv", "--again")
     assert code == 0, out
     pred = pd.read_csv(tmp_path / "a.csv")
     assert list(pred["index"]) == list(t["index"]) and list(pred["row"]) == list(range(7))

@@ -1,0 +1,193 @@
+"""A Ward cut on batches whose identities hold far fewer or far more rows than validation's.
+
+Usage (from the repository root; about 3 minutes on 2 cores)::
+
+    OMP_NUM_THREADS=1 python -m benchmarks.run_ward_size            # runs, writes the table
+    python -m benchmarks.run_ward_size --report                     # only rebuild the table
+
+A Ward merge height grows with the sizes of the clusters it merges, so a Ward cut calibrated on
+validation identities of ``m`` rows each over-merges a batch of much smaller identities and
+over-splits one of much larger identities. ``ClusterLearner.cluster`` then uses the best
+validated complete-linkage cut instead (``kfree.learner.WARD_MIN_SIZE_RATIO`` /
+``WARD_MAX_SIZE_RATIO``, on the rows per cluster that cut finds). This benchmark measures,
+on real data, the NMI of the Ward cut, of the complete-linkage cut and of what kfree delivers
+as the batch's rows per identity move away from the validation identities':
+
+- Banking77 (shipped, MiniLM): 36 seen intents, 14 validation intents cut to 20 rows each, 27
+  unseen intents at 20, 40, 80 and all (~160) rows each;
+- CelebA dlib descriptors (``../shared/data``; skipped when absent): 176 seen, 44 validation
+  identities cut to 5 rows each, 79 unseen at 5, 10 and all (~21) rows each;
+- scikit-learn digits: digits 0–5 seen (2 of them for validation, cut to 20 rows each), digits
+  6–9 unseen at 20, 60 and all (~180) rows each.
+
+The learner is trained briefly (8 epochs, linkage ``auto``) and its Ward candidate is made the
+chosen rule, so that every cell measures the size check; seeds 0–2. Results:
+``results/benchmarks/ward_size.json`` and ``ward_size.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.run_unseen import SHARED, versions
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results" / "benchmarks"
+SEEDS = (0, 1, 2)
+#: set -> (validation rows per identity, unseen rows per identity; None = all)
+SIZES: dict[str, tuple[int, tuple[int | None, ...]]] = {
+    "banking77": (20, (20, 40, 80, None)),
+    "celeba": (5, (5, 10, None)),
+    "digits": (20, (20, 60, None)),
+}
+
+
+def _split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(X, y, train, validation, unseen)`` row indices of one set and seed."""
+    from kfree.data.splits import split_identities
+
+    if name == "banking77":
+        from kfree.data.builtin import load_builtin
+
+        ds = load_builtin("banking77", with_images=False)
+        X, y = ds.X, ds.y
+        sp = split_identities(y, 36, 14, 27, seed=seed)
+        return X, y, sp.train_idx, sp.val_idx, sp.test_idx
+    if name == "celeba":
+        path = SHARED / "faces_celeba" / "celeba_dlib128.npz"
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            X, y = z["embeddings"].astype(np.float32), z["labels"].astype(np.int64)
+        sp = split_identities(y, 176, 44, 79, seed=seed)
+        return X, y, sp.train_idx, sp.val_idx, sp.test_idx
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X, y = d.data.astype(np.float32), d.target.astype(np.int64)
+    val = np.random.default_rng(seed).choice(6, 2, replace=False)
+    return (X, y, np.flatnonzero((y < 6) & ~np.isin(y, val)), np.flatnonzero(np.isin(y, val)),
+            np.flatnonzero(y >= 6))
+
+
+def _per_identity(idx: np.ndarray, y: np.ndarray, per: int | None, rng: np.random.Generator) -> np.ndarray:
+    if per is None:
+        return idx
+    out = []
+    for c in np.unique(y[idx]):
+        rows = idx[y[idx] == c]
+        out.append(rows if rows.shape[0] <= per else np.sort(rng.choice(rows, per, replace=False)))
+    return np.concatenate(out)
+
+
+def run_set(name: str, seed: int) -> list[dict[str, Any]]:
+    from kfree import ClusterLearner, TrainConfig
+    from kfree.exceptions import ClusterSizeWarning
+    from kfree.metrics import nmi
+
+    split = _split(name, seed)
+    if split is None:
+        return []
+    X, y, tr, va, te = split
+    val_per, sizes = SIZES[name]
+    rng = np.random.default_rng(seed)
+    va = _per_identity(va, y, val_per, rng)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        learner = ClusterLearner(TrainConfig(epochs=8, seed=seed), linkage="auto").fit(
+            X[tr], y[tr], X_val=X[va], y_val=y[va])
+    learner.rule_ = learner._ward_rule()  # every cell measures the size check of a Ward rule
+    m_cal = learner.selection_["val_rows_per_identity"]
+    ward, complete = learner.rule_, learner.state_rule()
+    cells = []
+    for per in sizes:
+        te_s = _per_identity(te, y, per, rng)
+        Z = learner.transform(X[te_s])
+        lw, lc = ward.cluster(Z), complete.cluster(Z)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ClusterSizeWarning)
+            lk = learner.cluster(X[te_s])
+        replaced = any(getattr(w.message, "replaced", False) for w in caught)
+        k_true = int(np.unique(y[te_s]).shape[0])
+        cells.append({
+            "set": name, "seed": seed, "val_rows_per_identity": m_cal,
+            "rows_per_identity": "all" if per is None else per, "rows": int(te_s.shape[0]), "K": k_true,
+            "true_ratio": te_s.shape[0] / k_true / m_cal,
+            "estimated_ratio": te_s.shape[0] / (int(lc.max()) + 1) / m_cal,
+            "features": ward.features, "ward_clusters": int(lw.max()) + 1, "ward_nmi": nmi(y[te_s], lw),
+            "complete_clusters": int(lc.max()) + 1, "complete_nmi": nmi(y[te_s], lc),
+            "kfree_clusters": int(lk.max()) + 1, "kfree_nmi": nmi(y[te_s], lk),
+            "kfree_used": "complete" if replaced else "ward",
+        })
+    for c in cells:
+        c["wall_s"] = round(time.perf_counter() - t0, 1)
+    return cells
+
+
+def report(cells: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        "# A Ward cut on identities smaller or larger than validation's",
+        "",
+        "Written by `benchmarks/run_ward_size.py` (its docstring says what runs). Command:",
+        "",
+        f"    {meta['command']}",
+        "",
+        f"Seeds {', '.join(map(str, meta['seeds']))}; wall time {meta['wall_s']:.0f} s; versions: "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        "",
+        "Means over seeds. *ratio*: the batch's rows per identity over the validation identities' "
+        "(true; and as kfree estimates it, from the clusters of the complete-linkage cut). kfree uses "
+        f"the complete-linkage cut when the estimate is below {meta['min_ratio']:g} or at least "
+        f"{meta['max_ratio']:g} (`WARD_MIN_SIZE_RATIO`, `WARD_MAX_SIZE_RATIO`), else the Ward cut.",
+        "",
+        "| set | rows per identity (validation) | true ratio | estimated ratio | K | Ward: clusters / NMI | "
+        "complete: clusters / NMI | kfree: NMI (complete used, of seeds) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(c["set"], str(c["rows_per_identity"])) for c in cells},
+                  key=lambda k: (list(SIZES).index(k[0]), k[1] == "all", int(k[1]) if k[1] != "all" else 0))
+    for set_name, per in keys:
+        g = [c for c in cells if c["set"] == set_name and str(c["rows_per_identity"]) == per]
+
+        def mean(key: str, group: list[dict[str, Any]] = g) -> float:
+            return float(np.mean([c[key] for c in group]))
+
+        lines.append(
+            f"| {set_name} | {per} ({mean('val_rows_per_identity'):.0f}) | {mean('true_ratio'):.1f} | "
+            f"{mean('estimated_ratio'):.2f} | {mean('K'):.0f} | {mean('ward_clusters'):.1f} / {mean('ward_nmi'):.3f} | "
+            f"{mean('complete_clusters'):.1f} / {mean('complete_nmi'):.3f} | {mean('kfree_nmi'):.3f} "
+            f"({sum(c['kfree_used'] == 'complete' for c in g)} of {len(g)}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--report", action="store_true", help="only rebuild the table from the JSON")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "ward_size.json"
+    if not args.report:
+        t0 = time.perf_counter()
+        cells = [c for name in SIZES for seed in SEEDS for c in run_set(name, seed)]
+        from kfree.learner import WARD_MAX_SIZE_RATIO, WARD_MIN_SIZE_RATIO
+
+        meta = {"command": "OMP_NUM_THREADS=1 python -m benchmarks.run_ward_size", "seeds": list(SEEDS),
+                "wall_s": time.perf_counter() - t0, "versions": versions(),
+                "min_ratio": WARD_MIN_SIZE_RATIO, "max_ratio": WARD_MAX_SIZE_RATIO}
+        path.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n")
+    rec = json.loads(path.read_text())
+    table = report(rec["cells"], rec["meta"])
+    (OUT / "ward_size.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
