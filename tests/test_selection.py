@@ -497,3 +497,24 @@ def test_the_learner_records_and_uses_the_cross_fitted_model_score(blobs, monkey
                         lambda history, path, **kw: seen.update(kw) or real(history, path, **kw))
     assert validation.plot_learner_validation(est, tmp_path / "curve.png").stat().st_size > 1000
     assert seen["cross_nmi"] == pytest.approx(np.mean(cross["nmi"]))
+
+
+def test_the_reason_says_why_a_raw_cut_below_another_on_the_halves_was_chosen():
+    """Found by a photo-library user: the table showed raw complete linkage at validation NMI 0.979
+    and raw Ward at 0.974, yet Ward was chosen, by a score (on all 150 identities) never printed."""
+    from kfree.learner import _selection_reason
+    from kfree.threshold import Threshold
+
+    extra = {"val_nmi_halves": [0.97, 0.98], "in_sample": False, "rank_identities": 150, "rank_gap": 0.0,
+             "rank_margin": 0.1}
+    ward = ClusterRule("raw", "ward", Threshold(1.257, "euclidean", "Ward, training+validation #clusters=150"),
+                       "recalibrated", 0.974, 30, 30, val_margin=0.1, extra={**extra, "rank_nmi": 0.956})
+    comp = ClusterRule("raw", "complete", Threshold(0.58, "sqeuclidean", "training+validation #clusters=150"),
+                       "recalibrated", 0.979, 30, 30, val_margin=0.1, extra={**extra, "rank_nmi": 0.950})
+    model = ClusterRule("model", "complete", Threshold(0.8, "sqeuclidean", "4b"), "learned", 0.9, 30, 30,
+                        extra={"val_nmi_halves": [0.9, 0.9]})
+    reason = _selection_reason(ward, [ward, comp, model], True, True)
+    assert ("ranked on all 150 training and validation identities, where it scored NMI 0.956 and complete "
+            "linkage 0.950; on the validation halves alone complete linkage scored higher, 0.979 against 0.974"
+            in reason), reason
+    assert "ranked on all" not in _selection_reason(comp, [ward, comp, model], True, True)

@@ -292,3 +292,16 @@ def test_metrics_json_writes_null_for_nan(d, tmp_path, monkeypatch):
                                                        "wcp": 0.25}
     # everything else as before: the same text json.dumps gives for the finite values
     assert text == json.dumps({**metrics, "nmi": None, "ari": None, "wcp": 0.25}, indent=2, sort_keys=True) + "\n"
+
+
+def test_a_batch_numbered_from_zero_against_a_longer_truth_is_warned_about(tmp_path):
+    """Found by a photo-library user: the clusters of a kfree assign batch (ids 0..999, its own
+    row numbers) scored against the library's truth file (ids 0..19,999) took the first 1,000
+    truth rows, silently: NMI 0.536 with exit code 0."""
+    pd.DataFrame({"index": range(100), "label": np.arange(100) % 7}).to_csv(tmp_path / "truth.csv", index=False)
+    pd.DataFrame({"index": range(10), "cluster": np.arange(10) % 3}).to_csv(tmp_path / "batch.csv", index=False)
+    code, out = run("evaluate", tmp_path / "batch.csv", tmp_path / "truth.csv")
+    assert code == 0 and "warning: batch.csv's ids run 0..9" in out and "has 100 rows" in out, out
+    pd.DataFrame({"index": range(50, 60), "cluster": np.arange(10) % 3}).to_csv(tmp_path / "ids.csv", index=False)
+    code, out = run("evaluate", tmp_path / "ids.csv", tmp_path / "truth.csv")  # the truth's own ids: no word
+    assert code == 0 and "warning" not in out, out

@@ -126,6 +126,19 @@ def join_by_index(pred, table, column: str, *, pred_name: str, table_name: str, 
     if missing.any():
         raise DataError(f"{int(missing.sum())} rows of {pred_name} have no {what} in {table_name} (joined by "
                         f"'index'; first: {pred['index'].to_numpy()[missing][:1].tolist()[0]!r})")
+    ids = pred["index"].to_numpy()
+    if len(table) > len(pred) and ids.dtype.kind in "iu" and np.array_equal(np.sort(ids), np.arange(ids.size)):
+        # ids 0..n-1 of n rows against a longer file: the numbering of a batch's own rows (kfree assign
+        # writes it for a batch without an 'index' column), which picks the file's first n rows
+        import warnings
+
+        from ..exceptions import DataWarning
+
+        warnings.warn(DataWarning(
+            f"{pred_name}'s ids run 0..{ids.size - 1}, the row numbers of a clustering of {ids.size} rows, and "
+            f"{table_name} has {len(table):,} rows: the {what}s of its rows with ids 0..{ids.size - 1} were "
+            "taken; if the clustered rows were a batch numbered from 0 (kfree assign without an 'index' "
+            "column), they are other rows: give the batch an 'index' column of these ids"), stacklevel=3)
     return merged[column].to_numpy()
 
 
