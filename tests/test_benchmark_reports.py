@@ -56,3 +56,15 @@ def test_stream_table_regenerates_from_its_json(tmp_path):
     committed = ROOT / "results" / "benchmarks"
     run_stream.write_md(json.loads((committed / "stream.json").read_text()), tmp_path / "t.md")
     assert (tmp_path / "t.md").read_text() == (committed / "stream.md").read_text()
+
+
+def test_ward_size_and_dense_faces_tables_regenerate_from_their_json():
+    import json
+
+    from benchmarks import run_dense_faces, run_ward_size
+
+    committed = ROOT / "results" / "benchmarks"
+    rec = json.loads((committed / "ward_size.json").read_text())
+    assert run_ward_size.report(rec["cells"], rec["meta"]) == (committed / "ward_size.md").read_text()
+    rec = json.loads((committed / "dense_faces.json").read_text())
+    assert run_dense_faces.report(rec) == (committed / "dense_faces.md").read_text()
