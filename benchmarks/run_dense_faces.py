@@ -34,16 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.run_unseen import SHARED, versions
+from benchmarks.run_unseen import SHARED, celeba_faces, versions
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 SIZES = (10_000, 20_000, 40_000, 100_000)
 FACES = SHARED / "faces_celeba" / "celeba_dlib128.npz"
-
-
-def faces() -> tuple[np.ndarray, np.ndarray]:
-    with np.load(FACES, allow_pickle=False) as z:
-        return z["embeddings"].astype(np.float32), z["labels"].astype(np.int64)
 
 
 def cut() -> float:
@@ -52,13 +47,13 @@ def cut() -> float:
 
     from kfree.evaluate.calibrate import cut_height
 
-    X, y = faces()
+    X, y = celeba_faces()
     Z = fastcluster.linkage(X.astype(np.float64), method="complete", metric="sqeuclidean")
     return float(cut_height(Z[:, 2], int(np.unique(y).shape[0])))
 
 
 def rows(n: int) -> np.ndarray:
-    X, _ = faces()
+    X, _ = celeba_faces()
     rng = np.random.default_rng(0)
     idx = np.resize(np.arange(X.shape[0]), n)
     return (X[idx] + rng.normal(0, 0.01, (n, X.shape[1]))).astype(np.float32)

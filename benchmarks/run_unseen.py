@@ -55,6 +55,15 @@ SET_TRAIN: dict[str, dict[str, Any]] = {
 }
 
 
+def celeba_faces() -> tuple[np.ndarray, np.ndarray] | None:
+    """The CelebA dlib descriptors and identity labels of ``../shared/data`` (None when absent)."""
+    path = SHARED / "faces_celeba" / "celeba_dlib128.npz"
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return z["embeddings"].astype(np.float32), z["labels"].astype(np.int64)
+
+
 def load_set(name: str, seed: int) -> dict[str, np.ndarray] | None:
     """Train / validation / unseen-test arrays of ``name`` for ``seed`` (None when not available)."""
     from kfree.data.builtin import load_builtin
@@ -65,11 +74,10 @@ def load_set(name: str, seed: int) -> dict[str, np.ndarray] | None:
         sp = split_identities(ds.y, 24, 6, 10, seed=seed)
         X, y, tr, va, te = ds.X, ds.y, sp.train_idx, sp.val_idx, sp.test_idx
     elif name == "celeba":
-        path = SHARED / "faces_celeba" / "celeba_dlib128.npz"
-        if not path.exists():
+        faces = celeba_faces()
+        if faces is None:
             return None
-        with np.load(path, allow_pickle=False) as z:
-            X, y = z["embeddings"].astype(np.float32), z["labels"].astype(np.int64)
+        X, y = faces
         sp = split_identities(y, 176, 44, 79, seed=seed)  # kfree train holds out 20 % of the 220 seen
         tr, va, te = sp.train_idx, sp.val_idx, sp.test_idx
     elif name == "banking77":

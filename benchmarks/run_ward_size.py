@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.run_unseen import SHARED, versions
+from benchmarks.run_unseen import celeba_faces, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks"
@@ -61,11 +61,10 @@ def _split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         sp = split_identities(y, 36, 14, 27, seed=seed)
         return X, y, sp.train_idx, sp.val_idx, sp.test_idx
     if name == "celeba":
-        path = SHARED / "faces_celeba" / "celeba_dlib128.npz"
-        if not path.exists():
+        faces = celeba_faces()
+        if faces is None:
             return None
-        with np.load(path, allow_pickle=False) as z:
-            X, y = z["embeddings"].astype(np.float32), z["labels"].astype(np.int64)
+        X, y = faces
         sp = split_identities(y, 176, 44, 79, seed=seed)
         return X, y, sp.train_idx, sp.val_idx, sp.test_idx
     from sklearn.datasets import load_digits
