@@ -266,7 +266,8 @@ def test_a_ward_model_on_many_rows_cuts_its_complete_linkage_rule(d, ward_model,
     code, out = run("cluster", ward_model, d / "new.npy", "--out", tmp_path / "c.csv")
     assert code == 0, out
     assert "complete linkage" in out and "above 39 rows Ward's O(n²) agglomeration is too slow" in out, out
-    assert "Warning" not in out  # said once, as a line, not as a Python warning
+    assert "Warning" not in out and out.count("too slow") == 1  # said once, as a line, not as a Python warning
+    assert out.index("too slow") < out.index("rows →")  # before the work (a memory refusal would hide it)
     np.testing.assert_array_equal(clusters(tmp_path / "c.csv"), got)
 
 

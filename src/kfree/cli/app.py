@@ -380,8 +380,12 @@ def cluster(
 
                         from ..exceptions import ClusterSizeWarning, ScaleWarning
 
+                        ahead = learner.rule_for_rows(data.n_samples)  # said before the work: it may fail
+                        if (method == "hac" and n_clusters is None and threshold is None and learner.threshold is None
+                                and not constrained and ahead is not learner.rule_):
+                            _gave_way(learner, ahead, None)
                         with warnings.catch_warnings():
-                            warnings.simplefilter("ignore", ScaleWarning)  # said below, in one line
+                            warnings.simplefilter("ignore", ScaleWarning)  # said above, in one line
                             warnings.simplefilter("always", ClusterSizeWarning)  # shown, and names the cut used
                             labels, applied = learner.cluster(data.X, threshold=threshold, method=method,
                                                               n_clusters=n_clusters, must_link=must, cannot_link=cannot,
@@ -466,21 +470,26 @@ def cluster(
             n_found = len(set(labels.tolist()))
             console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                           f"wrote [bold]{escape(str(out))}[/bold]")
-            from ..learner import WARD_MAX_ROWS
-
-            # a cut that gave way for the size of the batch or for the pairs was named by its warning
-            if model is not None and method == "hac" and n_clusters is None and rule is not learner.rule_ and (
-                    state is not None or data.n_samples > WARD_MAX_ROWS and not constrained):
-                why, keep = (("a cluster state needs complete linkage", "`kfree cluster` without --state gives the Ward clusters")
-                             if state is not None else
-                             (f"above {WARD_MAX_ROWS:,} rows Ward's O(n²) agglomeration is too slow", "--method ward keeps Ward"))
-                console.print(f"the model's chosen rule is a Ward cut (validation NMI {learner.rule_.val_nmi:.3f}); {why}, so "
-                              "these clusters use its best validated complete-linkage cut (validation NMI "
-                              f"{rule.val_nmi:.3f}); {keep}")
+            # (a cut that gave way for the size of the batch or for the pairs was named by its warning,
+            # one that gave way for the number of rows before the work)
+            if model is not None and state is not None and rule is not learner.rule_:
+                _gave_way(learner, rule, state)
             if state is not None:
                 from .assign import state_line
 
                 console.print(state_line(state))
+
+
+def _gave_way(learner, rule, state: Path | None) -> None:
+    """Say that a model's chosen Ward cut gives way to its best validated complete-linkage cut
+    ``rule``: for a cluster state, or (``state`` None) above ``WARD_MAX_ROWS`` rows."""
+    from ..learner import WARD_MAX_ROWS
+
+    why, keep = (("a cluster state needs complete linkage", "`kfree cluster` without --state gives the Ward clusters")
+                 if state is not None else
+                 (f"above {WARD_MAX_ROWS:,} rows Ward's O(n²) agglomeration is too slow", "--method ward keeps Ward"))
+    console.print(f"the model's chosen rule is a Ward cut (validation NMI {learner.rule_.val_nmi:.3f}); {why}, so these "
+                  f"clusters use its best validated complete-linkage cut (validation NMI {rule.val_nmi:.3f}); {keep}")
 
 
 def _load_model_to_cluster(model: Path, data_path: Path, out: Path):
