@@ -380,6 +380,40 @@ def test_a_ward_cut_gives_way_on_clusters_far_smaller_or_larger_than_it_was_cali
         np.testing.assert_array_equal(labels, learner.state_rule().cluster(Zm))
 
 
+def test_the_sampled_size_check_counts_identities_not_sample_clusters(monkeypatch):
+    """Found by review: above WARD_SIZE_CHECK_ROWS the check took n over the sample's cluster
+    count as the rows per identity, so identities of 3 rows in 45,000 were called 10 rows and a
+    correct Ward cut was replaced. The sample's count is corrected for the identities it misses
+    or sees once; a check that does not fit in memory keeps Ward, saying so."""
+    import warnings
+
+    import kfree.learner as learner_module
+    from kfree.exceptions import ClusterSizeWarning, ResourceError
+    from kfree.learner import rows_per_identity
+
+    for m in (1, 3, 10, 167):
+        k = round(45_000 / m * (1 - (1 - 5_000 / 45_000) ** m))  # identities a 5,000-row sample shows
+        assert rows_per_identity(45_000, k, 5_000) == pytest.approx(m, rel=0.02)
+    assert 45_000 / round(45_000 / 3 * (1 - (8 / 9) ** 3)) > 10  # (what n/k said)
+    X, y = sphere_blobs(60, 4, dim=16, spread=0.3, seed=4)  # 4 rows per identity, as validation's
+    seen = y < 30
+    learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
+    learner.rule_ = learner._ward_rule()
+    Z = learner.transform(X[~seen])
+    monkeypatch.setattr(learner_module, "WARD_SIZE_CHECK_ROWS", 60)  # half of the 120 rows: sampled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClusterSizeWarning)
+        np.testing.assert_array_equal(learner.cluster(X[~seen]), learner.rule_.cluster(Z))  # Ward, no word
+
+    class NoRoom:
+        def cluster(self, Z, **kw):
+            raise ResourceError("threshold HAC would need ~9 GiB; lower the threshold")
+
+    monkeypatch.setattr(learner, "state_rule", lambda: NoRoom())
+    with pytest.warns(ClusterSizeWarning, match="did not fit in memory, so the Ward cut is used unchecked"):
+        np.testing.assert_array_equal(learner.cluster(X[~seen]), learner.rule_.cluster(Z))
+
+
 def test_a_dataframe_fit_keeps_its_column_names_through_save_and_load(tmp_path):
     import pandas as pd
 

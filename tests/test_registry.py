@@ -53,6 +53,15 @@ def test_a_decorated_class_is_found_and_a_taken_name_refused(monkeypatch):
     assert registry.get("cluster", "_test-method", threshold=2.0).threshold == 2.0
     with pytest.raises(ConfigError, match="bad parameters for cluster '_test-method': .*'nope'; it takes threshold$"):
         registry.get("cluster", "_test-method", nope=1)
+    @registry.register("cluster", "_test-bad-init")
+    class BadInit:
+        capabilities = frozenset({"threshold"})
+
+        def __init__(self, threshold=1.0):
+            self.threshold = threshold + "x"  # a TypeError of its own, whose message keeps its context
+
+    with pytest.raises(ConfigError, match=r"'_test-bad-init': unsupported operand type\(s\) for \+: 'float' and 'str'"):
+        registry.get("cluster", "_test-bad-init")
     for caps in (None, {"threshold", "eps"}, ["threshold"]):  # what fit can be told, declared and known
         undeclared = type("Undeclared", (), {} if caps is None else {"capabilities": caps})
         with pytest.raises(ConfigError, match="'_test-undeclared' .* must declare capabilities = frozenset"):

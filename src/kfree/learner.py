@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 import warnings
 from pathlib import Path
@@ -651,18 +652,26 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             rule = self.state_rule()
         except ConfigError:
             return None  # no validated complete-linkage cut: Ward it is
+        from .exceptions import ClusterSizeWarning, ResourceError
+
         n = Z.shape[0]
         labels, sampled = None, n > WARD_SIZE_CHECK_ROWS
-        if sampled:
-            idx = np.sort(np.random.default_rng(0).choice(n, WARD_SIZE_CHECK_ROWS, replace=False))
-            k = int(rule.cluster(Z[idx]).max()) + 1
-        else:
-            labels = rule.cluster(Z)
-            k = int(labels.max()) + 1
-        m_new = n / k
-        if WARD_MIN_SIZE_RATIO * m_cal <= m_new < WARD_MAX_SIZE_RATIO * m_cal:
+        try:
+            if sampled:
+                idx = np.sort(np.random.default_rng(0).choice(n, WARD_SIZE_CHECK_ROWS, replace=False))
+                m_new = rows_per_identity(n, int(rule.cluster(Z[idx]).max()) + 1, WARD_SIZE_CHECK_ROWS)
+            else:
+                labels = rule.cluster(Z)
+                m_new = n / (int(labels.max()) + 1)
+            if WARD_MIN_SIZE_RATIO * m_cal <= m_new < WARD_MAX_SIZE_RATIO * m_cal:
+                return None
+            if labels is None:
+                labels = rule.cluster(Z)
+        except ResourceError as e:  # Ward's own agglomeration needs O(n·d) memory: it goes on alone
+            warnings.warn(ClusterSizeWarning(
+                f"the check of the chosen Ward cut against cluster sizes (a complete-linkage cut) did not fit "
+                f"in memory, so the Ward cut is used unchecked: {str(e).split(';')[0]}"), stacklevel=3)
             return None
-        from .exceptions import ClusterSizeWarning
 
         found = (f"in these {n:,} rows its complete-linkage counterpart finds clusters of {m_new:.1f} rows"
                  + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else ""))
@@ -673,7 +682,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                       f"where a Ward merge height (it grows with cluster sizes) {harm}: the best validated "
                       f"complete-linkage cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
                       f"{self.rule_.val_nmi:.3f}); method='ward' keeps Ward", replaced=True), stacklevel=3)
-        return labels if labels is not None else rule.cluster(Z)
+        return labels
 
     def pair_model(self):
         """The pair model multicut cuts by: :attr:`pair_calibration_`, else (a model file from
@@ -982,6 +991,25 @@ def _pair_calibration(Z: np.ndarray, y: np.ndarray, seed: int):
         return LogisticCalibration.fit_embeddings(Z, y, seed=seed)
     except (DataError, ConfigError, ValueError):
         return None
+
+
+def rows_per_identity(n: int, k: int, s: int) -> float:
+    """The rows per identity ``m`` of ``n`` rows whose random sample of ``s`` shows ``k`` distinct
+    identities: the ``m`` for which ``n/m`` identities of ``m`` rows each leave
+    ``(n/m)·(1 − (1 − s/n)^m)`` in the sample (solved by bisection; that count falls as ``m``
+    grows). Not ``n/k``: an identity of few rows is mostly seen once or not at all in the
+    sample, so ``k`` stays near ``s`` and ``n/k`` would call 3-row identities of 45,000 rows 10."""
+    if k >= s:
+        return 1.0
+    f = s / n
+    lo, hi = 1.0, float(n)
+    for _ in range(100):
+        m = math.sqrt(lo * hi)
+        if (n / m) * -math.expm1(m * math.log1p(-f)) > k:
+            lo = m
+        else:
+            hi = m
+    return math.sqrt(lo * hi)
 
 
 def _check_val_identities(v: Any) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -143,8 +144,8 @@ def get(kind: str, name: str, **kwargs: Any) -> Any:
         import inspect
 
         params = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
-        raise ConfigError(f"bad parameters for {kind} {name!r}: {str(e).split(': ', 1)[-1]}; it takes "
-                          f"{', '.join(params) or 'none'}") from None
+        why = re.sub(r"^[\w.]*__init__[(][)] ", "", str(e))  # ("X.__init__() got an unexpected …")
+        raise ConfigError(f"bad parameters for {kind} {name!r}: {why}; it takes {', '.join(params) or 'none'}") from None
     if getattr(cls, "name", None) == "base":  # a loss that names itself nowhere (EmbeddingLoss's
         obj.name = name  # default): its messages say the name it was asked for by
     return obj

@@ -362,3 +362,14 @@ def test_a_new_clusterer_is_held_to_what_it_declares(d, monkeypatch):
     one_line_error(code, out, "--method _test-chain cuts at a threshold in units of its own and takes no --distance")
     code, out = run("cluster", d / "x.npy", "--method", "_test-chain", "--threshold", "1", "--out", d / "ch.csv")
     assert code == 0 and (d / "ch.csv").exists(), out
+
+
+def test_link_column_stored_as_a_parquet_index(tmp_path):
+    X, y = sphere_blobs(4, 6, dim=4, spread=0.2, seed=0)
+    df = pd.DataFrame(X, columns=[f"f{j}" for j in range(4)]).assign(track=np.arange(len(y)) // 2)
+    df.set_index("track").to_parquet(tmp_path / "ti.parquet")
+    code, out = run("cluster", tmp_path / "ti.parquet", "--threshold", "0.5", "--link-column", "track",
+                    "--out", tmp_path / "o.csv")
+    assert code == 0 and "must-link" in out, out
+    got = pd.read_csv(tmp_path / "o.csv")["cluster"].to_numpy()
+    assert all(np.unique(got[df["track"].to_numpy() == t]).size == 1 for t in np.unique(df["track"]))

@@ -291,15 +291,33 @@ def test_row_hashes_know_rows_in_any_dtype_and_order_and_survive_save_and_assign
     assert not np.isin(row_hashes(X + np.float32(1e-6)), h).any()
     state = ClusterState.fit(X[:40], 0.5)
     np.testing.assert_array_equal(state.held(row_hashes(X[::-1])), np.arange(20, 60))  # reversed: its last 40
+    np.testing.assert_array_equal(state.held(X[::-1]), np.arange(20, 60))  # the rows themselves, too
+    with pytest.raises(DataError, match="held takes the rows"):
+        state.held(X[0])
     embedded = 2 * X[40:]  # the rows a model made of the batch: the hashes are the given rows'
-    assign(state, embedded, input_rows=X[40:])
+    assign(state, embedded, input_hashes=row_hashes(X[40:]))
     np.testing.assert_array_equal(state.row_hashes, h)
     again = ClusterState.load(state.save(tmp_path / "s.kstate"))
     np.testing.assert_array_equal(again.row_hashes, h)
-    with pytest.raises(DataError, match="input_rows has 3 rows but X_new has 2"):
-        assign(again, X[:2], input_rows=X[:3])
-    again.row_hashes = None  # a state written before row hashes: it loads, assigns, and knows none
-    old = ClusterState.load(again.save(tmp_path / "old.kstate"))
+    with pytest.raises(DataError, match=r"input_hashes has shape \(3,\) but X_new has 2 rows"):
+        assign(again, X[:2], input_hashes=h[:3])
+    # a state written before row hashes: a model-free one gets them from its rows (the rows as
+    # given); one of a model's embedding cannot, and knows none
+    plain = ClusterState.fit(X, 0.5)
+    plain.row_hashes = None
+    np.testing.assert_array_equal(ClusterState.load(plain.save(tmp_path / "old.kstate")).row_hashes, h)
+    again.row_hashes = None
+    again.meta["model"] = {"name": "m.kfree"}
+    old = ClusterState.load(again.save(tmp_path / "old_model.kstate"))
     assert old.row_hashes is None and old.held(h).size == 0
     assign(old, X[:3])
     assert old.row_hashes is None and old.n_samples == 63
+
+
+def test_rows_of_data_where_equal_rows_are_common_are_not_refused_as_held():
+    """Found by review: with integer features many distinct items have equal rows, and every
+    batch was refused as already held. A state whose own rows repeat recognises none."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, (150, 3)).astype(np.float32)
+    state = ClusterState.fit(X, 1.0)
+    assert state.held(rng.integers(0, 3, (50, 3)).astype(np.float32)).size == 0

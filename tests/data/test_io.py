@@ -265,3 +265,16 @@ def test_read_table_reads_the_columns_asked_for(tmp_path, suffix):
     pd.testing.assert_frame_equal(got, read_table(p)[["track", "who"]])
     with pytest.raises(DataError, match=r"t\.\w+ has no column 'trak'; columns are \['index', 'track', 'f0', 'who'\]"):
         read_table(p, ["trak"])
+
+
+def test_a_parquet_saved_with_a_named_index_keeps_it_as_a_column_that_is_no_feature(tmp_path):
+    """Found by review: ``df.set_index("track").to_parquet(...)`` keeps 'track' as the stored
+    index; ``kfree cluster --link-column track`` then failed with a KeyError traceback. It is a
+    column again (a label or link option may name it), and no feature, as before."""
+    df = pd.DataFrame({"f0": [0.1, 0.2, 0.3, 0.4], "f1": [1.0, 0.5, 0.2, 0.1], "track": [7, 7, 9, 9]})
+    df.set_index("track").to_parquet(tmp_path / "ti.parquet")
+    assert read_table(tmp_path / "ti.parquet").columns.tolist() == ["track", "f0", "f1"]
+    assert read_table(tmp_path / "ti.parquet", ["track"])["track"].tolist() == [7, 7, 9, 9]
+    d = load_features(tmp_path / "ti.parquet")
+    assert d.columns == ["f0", "f1"] and d.index is None
+    assert load_features(tmp_path / "ti.parquet", label_column="track").y.tolist() == [7, 7, 9, 9]

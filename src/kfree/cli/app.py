@@ -328,7 +328,7 @@ def cluster(
                     raise ConfigError("--ignore-columns, --link-column and --cannot-link are for the local backend; the "
                                       "Dask workers read every column of the file: write the feature columns alone")
                 _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
-                              scheduler, workers, state, linkage)
+                              scheduler, workers, state, linkage, memory_limit)
             return
         with cli_errors():
             from ..exceptions import ConfigError
@@ -516,7 +516,7 @@ def _load_model_to_cluster(model: Path, data_path: Path, out: Path):
 
 
 def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend, scheduler,
-                  workers, state=None, linkage=None) -> None:
+                  workers, state=None, linkage=None, memory_limit=None) -> None:
     """``kfree cluster DATA --backend dask``: features as they are, cut exactly at --threshold on Dask.
 
     With ``--state`` the rows are then read here once (a state keeps every clustered row, so
@@ -556,7 +556,7 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     dist = check_distance(distance or "sqeuclidean")
     import_distributed()  # (a clear error when Dask is not installed) distributed sets its log level
     level_library_loggers()  # on import: back to the CLI's
-    index = None  # a table's own 'index' column: the clusters file names the rows by it
+    index = data = None  # a table's own 'index' column: the clusters file names the rows by it
     if first.suffix.lower() in (".npy", ".parquet", ".pq") or first.is_dir():
         X = first  # read in blocks by the workers, never loaded here
         if first.suffix.lower() != ".npy":
@@ -569,8 +569,10 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     with progress_hook() as hook:
         # float32, as every file kfree reads (load_features): the local backend and the state's
         # rows cluster the same values, also for a pair within float32 rounding of the cut
+        # (memory_limit given here reaches the workers of a --scheduler too, not only those started here)
         m = ThresholdAgglomerative(float(threshold), linkage=linkage or "complete", distance=dist, backend="dask",
-                                   scheduler=scheduler, n_workers=workers, dtype="float32").fit(X, hook=hook)
+                                   scheduler=scheduler, n_workers=workers, dtype="float32",
+                                   memory_limit=memory_limit).fit(X, hook=hook)
     from ..evaluate.compare import index_columns, write_predictions
 
     if out.suffix.lower() == ".npy":  # the labels alone
@@ -585,8 +587,9 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
         from ..data.io import load_features
         from .assign import save_plain_state, state_line
 
-        data = None if not isinstance(X, Path) else load_features(first, min_samples=2)
-        save_plain_state(m, X if data is None else data.X, state, columns=None if data is None else data.columns)
+        if data is None:  # (read by the workers: the rows are read here once)
+            data = load_features(first, min_samples=2)
+        save_plain_state(m, data.X, state, columns=data.columns)
         console.print(state_line(state))
 
 

@@ -51,7 +51,7 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
     the hashes of ``X``'s rows, and the names of its ``columns`` when it came from a table).
 
     Returns ``(labels, rule)``; the caller reports the rule when it is not the chosen one."""
-    from ..cluster.incremental import ClusterState
+    from ..cluster.incremental import ClusterState, row_hashes
     from ..cluster.threshold_hac import ThresholdAgglomerative
     from ..exceptions import ConfigError
     from ..utils.io import file_sha256
@@ -70,7 +70,7 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
                       "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
                       "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage},
             "feature_names": columns}
-    ClusterState.from_fit(est, Z, meta=meta, input_rows=X).save(state_path, overwrite=True)
+    ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X)).save(state_path, overwrite=True)
     return est.labels_, rule
 
 
@@ -268,7 +268,8 @@ def assign(
             raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
                               f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
                               "hold each of them twice; pass --again if they are new rows that repeat old ones")
-        held = state.held(row_hashes(data.X))  # a batch reordered, cut or extended: the rows themselves
+        hashes = row_hashes(data.X)
+        held = state.held(hashes)  # a batch reordered, cut or extended: the rows themselves
         if held.size and not again:
             rows = ", ".join(str(int(r)) for r in held[:5]) + ("…" if held.size > 5 else "")
             raise ConfigError(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} are already in "
@@ -278,7 +279,7 @@ def assign(
         n_before, k_before = state.n_samples, state.next_label
         with _limit_threads():
             Z = learner.transform(data.X) if model is not None else data.X
-            labels = assign_rows(state, Z, recluster_affected=recluster_affected, input_rows=data.X)
+            labels = assign_rows(state, Z, recluster_affected=recluster_affected, input_hashes=hashes)
         state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
         # both outputs or neither: --out is written beside itself first, the state saved, then --out
         # put in place (cluster ids written for rows a state never recorded would be handed out

@@ -287,8 +287,8 @@ def radius_edges(
         if cap is not None and total > cap:
             raise ResourceError(
                 f"the tau-graph at tau={tau} has more than max_edges={cap} edges "
-                f"(~{BYTES_PER_EDGE * total / 2**30:.1f} GiB); lower the threshold, or raise "
-                "the memory limit"
+                f"(~{BYTES_PER_EDGE * total / 2**30:.1f} GiB); lower the threshold, or raise the memory "
+                "limit (GiB: kfree cluster --memory-limit, or $KFREE_MEMORY_LIMIT_GB)"
             )
 
     def run_tiles(rows: np.ndarray, cols: np.ndarray, upper: bool) -> None:

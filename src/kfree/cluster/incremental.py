@@ -135,11 +135,11 @@ def row_hashes(X: Any) -> np.ndarray:
 
     FNV-1a over the rows' float64 words, each step followed by a shift-xor, so that every word
     reaches every bit (``-0.0`` and ``0.0`` differ, as their bits do)."""
-    W = np.ascontiguousarray(np.asarray(X, dtype=np.float64)).view(np.uint64)
-    h = np.full(W.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
+    X = np.asarray(X)
+    h = np.full(X.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
     prime, shift = np.uint64(0x100000001B3), np.uint64(29)
-    for j in range(W.shape[1]):
-        h ^= W[:, j]
+    for j in range(X.shape[1]):  # a column at a time: no float64 copy of the whole matrix
+        h ^= X[:, j].astype(np.float64).view(np.uint64)
         h *= prime
         h ^= h >> shift
     return h
@@ -213,10 +213,20 @@ class ClusterState:
     def n_components(self) -> int:
         return int(np.unique(self.components).shape[0])
 
-    def held(self, hashes: np.ndarray) -> np.ndarray:
-        """Positions of the rows (given by their :func:`row_hashes`) that the state already holds;
-        empty for a state without hashes."""
-        if self.row_hashes is None:
+    def held(self, rows: Any) -> np.ndarray:
+        """Positions of the rows that the state already holds: ``rows`` are the rows as given
+        (shape (m, n_input_features)) or their :func:`row_hashes` (shape (m,)).
+
+        Empty for a state without hashes, and for one whose own rows repeat (more than 1 % equal
+        to another): in data where equal rows are common (integer or categorical features) an
+        equal row is not the same item, while distinct embeddings are equal only when the same
+        item comes back."""
+        rows = np.asarray(rows)
+        hashes = row_hashes(rows) if rows.ndim == 2 else rows
+        if hashes.ndim != 1 or hashes.dtype != np.uint64:
+            raise DataError("held takes the rows (n, d) or their row_hashes (n,) uint64, got an array of shape "
+                            f"{rows.shape} and dtype {rows.dtype}")
+        if self.row_hashes is None or np.unique(self.row_hashes).size < 0.99 * self.n_samples:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(np.isin(hashes, self.row_hashes))
 
@@ -241,7 +251,7 @@ class ClusterState:
 
     @classmethod
     def from_fit(cls, estimator: Any, X: Any, *, hook: Callable[..., None] | None = None,
-                 meta: dict | None = None, input_rows: Any = None) -> ClusterState:
+                 meta: dict | None = None, input_hashes: np.ndarray | None = None) -> ClusterState:
         """The state of a fitted :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative`.
 
         Parameters
@@ -255,9 +265,9 @@ class ClusterState:
             ``hook(step, completed=, total=)`` progress of the τ-components pass.
         meta : dict, optional
             Provenance to keep (e.g. ``{"model": {...}}``).
-        input_rows : array-like of shape (n_samples, n_input_features), optional
-            The rows as the user gave them, when ``X`` is their embedding: the state keeps their
-            :func:`row_hashes` (default: those of ``X``).
+        input_hashes : ndarray of shape (n_samples,), optional
+            :func:`row_hashes` of the rows as the user gave them, when ``X`` is their embedding
+            (default: those of ``X``).
         """
         labels = getattr(estimator, "labels_", None)
         if labels is None:
@@ -286,9 +296,10 @@ class ClusterState:
         coarse = getattr(estimator, "_coarse_components", None)  # its τ-components pass, if any
         if coarse is not None and np.shape(coarse) != (X.shape[0],):
             coarse = None
-        hashes = row_hashes(X if input_rows is None else input_rows)
-        if hashes.shape[0] != X.shape[0]:
-            raise DataError(f"input_rows has {hashes.shape[0]} rows but X has {X.shape[0]}: pass the rows X embeds")
+        hashes = row_hashes(X) if input_hashes is None else np.asarray(input_hashes, dtype=np.uint64)
+        if hashes.shape != (X.shape[0],):
+            raise DataError(f"input_hashes has shape {hashes.shape} but X has {X.shape[0]} rows: pass the "
+                            "row_hashes of the rows X embeds")
         self = cls._build(X, first_seen_labels(labels), tau, distance, hook, meta, coarse=coarse)
         self.row_hashes = hashes
         return self
@@ -428,6 +439,8 @@ class ClusterState:
                        sizes=arrays["sizes"].astype(np.int64), next_component=int(header["next_component"]),
                        meta={k: v for k, v in header.items() if k not in fields},
                        row_hashes=arrays.get("row_hashes"))
+            if self.row_hashes is None and not self.meta.get("model"):  # written before row hashes:
+                self.row_hashes = row_hashes(self.X)  # a model-free state's rows are the rows as given
         except (KeyError, TypeError, ValueError) as e:
             raise ClusterStateError(f"{p.name} is a damaged cluster state ({type(e).__name__}: {e}); "
                                     "recreate it with `kfree cluster --state`") from None
@@ -609,7 +622,7 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np
 
 
 def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
-           hook: Callable[..., None] | None = None, input_rows: Any = None) -> np.ndarray:
+           hook: Callable[..., None] | None = None, input_hashes: np.ndarray | None = None) -> np.ndarray:
     """Add the rows ``X_new`` to ``state`` (updated in place); returns their labels.
 
     Parameters
@@ -625,10 +638,10 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
         points join existing clusters or open new ones and no existing point moves.
     hook : callable, optional
         ``hook(step, completed=, total=)`` progress callback (the recompute's τ-graph).
-    input_rows : array-like of shape (n_new, n_input_features), optional
-        The rows as the user gave them, when ``X_new`` is their embedding: a state keeps their
-        :func:`row_hashes` (default: those of ``X_new``). Rows it already holds are added again
-        (check :meth:`ClusterState.held` first to refuse them).
+    input_hashes : ndarray of shape (n_new,), optional
+        :func:`row_hashes` of the rows as the user gave them, when ``X_new`` is their embedding
+        (default: those of ``X_new``). Rows the state already holds are added again (check
+        :meth:`ClusterState.held` first to refuse them).
 
     Returns
     -------
@@ -637,10 +650,12 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     See the module docstring for the exact rules and what may differ from a full recompute.
     """
     X_new = _float_rows(check_features(X_new, name="X_new", min_samples=1))
-    hashes = None if state.row_hashes is None else row_hashes(X_new if input_rows is None else input_rows)
-    if hashes is not None and hashes.shape[0] != X_new.shape[0]:
-        raise DataError(f"input_rows has {hashes.shape[0]} rows but X_new has {X_new.shape[0]}: pass the rows "
-                        "X_new embeds")
+    hashes = None
+    if state.row_hashes is not None:
+        hashes = row_hashes(X_new) if input_hashes is None else np.asarray(input_hashes, dtype=np.uint64)
+        if hashes.shape != (X_new.shape[0],):
+            raise DataError(f"input_hashes has shape {hashes.shape} but X_new has {X_new.shape[0]} rows: pass "
+                            "the row_hashes of the rows X_new embeds")
     if X_new.shape[1] != state.n_features:
         raise DataError(f"X_new has {X_new.shape[1]} features but the cluster state has {state.n_features}: "
                         "embed the new rows the way the state's rows were (same model, same features)")

@@ -184,13 +184,15 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         return memory_limit_bytes(self.memory_limit)
 
     def _check_memory(self, n: int) -> None:
+        from .threshold_hac import RAISE_LIMIT
+
         need = 16.0 * n * n
         if need > self._limit_bytes():
             raise ResourceError(
                 f"multicut on the complete graph of {n} nodes needs ~{need / 2**30:.1f} GiB "
                 f"(two dense n×n float64 matrices), more than memory_limit="
-                f"{self._limit_bytes() / 2**30:.1f} GiB; cluster fewer points, or use "
-                "ThresholdAgglomerative, which stays sparse"
+                f"{self._limit_bytes() / 2**30:.3g} GiB; cluster fewer points, use "
+                f"ThresholdAgglomerative, which stays sparse, or {RAISE_LIMIT}"
             )
 
     def _resolve_threshold(self) -> Threshold | None:

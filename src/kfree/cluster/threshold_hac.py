@@ -459,7 +459,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             if need > limit:
                 raise ResourceError(
                     f"threshold HAC at threshold={cut} would need ~{est:.3g} tau-edges "
-                    f"(~{need / 2**30:.1f} GiB), more than memory_limit={limit / 2**30:.1f} GiB. "
+                    f"(~{need / 2**30:.1f} GiB), more than memory_limit={limit / 2**30:.3g} GiB. "
                     "The largest clusters dominate (a cluster of s points brings s²/2 edges): "
                     f"lower the threshold, {RAISE_LIMIT}, or cluster part of the rows and add the rest "
                     "with kfree assign (a new row is checked against clusters, not against every pair)"
@@ -543,8 +543,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             raise ResourceError(
                 f"{self.linkage} linkage at threshold={cut} has a connected component of "
                 f"{biggest} samples, whose dense distances need ~{need / 2**30:.1f} GiB (more than "
-                f"memory_limit={self._limit_bytes() / 2**30:.1f} GiB); lower the threshold or "
-                "use complete linkage, which stays sparse"
+                f"memory_limit={self._limit_bytes() / 2**30:.3g} GiB); lower the threshold, use complete "
+                f"linkage, which stays sparse, or {RAISE_LIMIT}"
             )
         code = core.LINKAGE_CODES[self.linkage]
         Xf = np.asarray(X, dtype=np.float64)

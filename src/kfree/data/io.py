@@ -110,8 +110,13 @@ def read_table(p: Path, columns: list[str] | None = None):
         raise
     except Exception as e:
         raise DataError(f"cannot read {p.name} as {p.suffix[1:]}: {str(e).splitlines()[0]}") from None
-    if df.index.name == "index" and "index" not in df.columns:  # saved from df.set_index("index")
+    # a DataFrame saved with a named index (df.set_index("track")) keeps it in the file: a column
+    # again, which a label or link option may name; it was no feature, and stays none
+    # (``attrs["index_columns"]``); 'index' names the rows, as in a CSV
+    named = [n for n in df.index.names if n is not None and n not in df.columns]
+    if named:
         df = df.reset_index()
+        df.attrs["index_columns"] = [n for n in named if n != "index"]
     return df
 
 
@@ -434,7 +439,7 @@ def load_features(
         if absent and not ignore_missing:
             raise DataError(f"{p.name} has no column {absent[0]!r} to ignore; columns are "
                             f"{cols[:12]}{'…' if len(cols) > 12 else ''}")
-        feat = [c for c in cols if c not in (lc, "index", *ignore_columns)]
+        feat = [c for c in cols if c not in (lc, "index", *ignore_columns, *df.attrs.get("index_columns", ()))]
         unnamed = [c for c in feat if str(c).startswith("Unnamed: ")]
         if unnamed:  # pandas' name for a header-less column: df.to_csv() writes the index so
             raise DataError(
