@@ -483,3 +483,51 @@ def test_a_model_whose_loss_is_not_registered_here_is_not_called_damaged(tmp_pat
     monkeypatch.setitem(registry._REGISTRY, "loss", entries)
     with pytest.raises(ModelError, match="m.kfree was trained with loss 'bcl', which this kfree does not know: import"):
         ClusterLearner.load(path)
+
+
+def test_x_val_on_another_scale_than_x_is_warned_about():
+    """Found by a notebook user: in a Pipeline(StandardScaler(), ClusterLearner()), X_val passed as
+    a fit parameter skips the scaler, and every cut was calibrated in the wrong units (1,290
+    clusters for 75 people), silently."""
+    import warnings
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from kfree.exceptions import DataWarning
+
+    X, y = sphere_blobs(16, 8, dim=6, spread=0.3, seed=0)
+    X = 50.0 * X + 20.0  # raw units far from the scaler's
+    seen = y < 12
+    pipe = make_pipeline(StandardScaler(), ClusterLearner(TrainConfig(epochs=1, seed=0)))
+    with pytest.warns(DataWarning, match=r"X_val is on another scale than X .* pipeline\[:-1\]\.transform\(X_val\)"):
+        pipe.fit(X[seen & (y < 8)], y[seen & (y < 8)], clusterlearner__X_val=X[seen & (y >= 8)],
+                 clusterlearner__y_val=y[seen & (y >= 8)])
+    Xv = pipe[:-1].transform(X[seen & (y >= 8)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # transformed: no word
+        pipe.fit(X[seen & (y < 8)], y[seen & (y < 8)], clusterlearner__X_val=Xv, clusterlearner__y_val=y[seen & (y >= 8)])
+
+
+def test_cluster_refuses_arguments_it_would_drop():
+    """Found by a notebook user: a threshold beside n_clusters, or for k-means, was dropped
+    silently, and rule_for('bogus') returned a rule."""
+    X, y = sphere_blobs(12, 8, dim=6, spread=0.3, seed=0)
+    learner = ClusterLearner(TrainConfig(epochs=1, seed=0)).fit(X[y < 8], y[y < 8])
+    with pytest.raises(ConfigError, match="threshold=0.5 and n_clusters=5 both decide where the clusters end"):
+        learner.cluster(X[y >= 8], n_clusters=5, threshold=0.5)
+    with pytest.raises(ConfigError, match="threshold \\(--threshold\\) does not apply to method 'xmeans'"):
+        learner.cluster(X[y >= 8], method="xmeans", threshold=1.0)
+    with pytest.raises(ConfigError, match="unknown cluster 'bogus'"):
+        learner.rule_for("bogus")
+
+
+def test_x_val_scaled_while_x_is_raw_is_warned_about_too():
+    from kfree.exceptions import DataWarning
+
+    X, y = sphere_blobs(16, 8, dim=6, spread=0.3, seed=0)
+    X = 50.0 * X  # raw; X_val standardised by hand
+    tr, va = y < 8, (y >= 8) & (y < 12)
+    Xv = (X[va] - X[tr].mean(0)) / X[tr].std(0)
+    with pytest.warns(DataWarning, match="X_val is on another scale than X"):
+        ClusterLearner(TrainConfig(epochs=1, seed=0)).fit(X[tr], y[tr], X_val=Xv, y_val=y[va])

@@ -36,7 +36,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .config import TrainConfig, check_count, finite_positive
 from .distances import check_features, check_labels
-from .exceptions import ConfigError, DataError, ParameterConflictWarning
+from .exceptions import ConfigError, DataError, DataWarning, ParameterConflictWarning
 from .threshold import Threshold
 from .utils.model_file import MODEL_FORMAT, read_model, write_model
 
@@ -317,6 +317,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                     warnings.warn("y_val holds one identity: validation needs at least 2, so the model is "
                                   "trained without validation and its own threshold is used unchecked",
                                   stacklevel=3)
+                _warn_other_scale(X, X_val, int(np.unique(y_val).shape[0]))
         has_val = X_val is not None and len(np.unique(y_val)) >= 2
         self.n_features_in_ = X.shape[1]
         model = build_head(self.head, X.shape[1], cfg.dims, dropout=cfg.dropout)
@@ -526,6 +527,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if constrained and method != "hac":
             raise ConfigError(f"must_link/cannot_link are for method='hac' (the chosen rule, exact constrained "
                               f"agglomeration), not {method!r}")
+        if threshold is not None and n_clusters is not None:
+            raise ConfigError(f"threshold={threshold!r} and n_clusters={n_clusters!r} both decide where the clusters "
+                              "end: give one")
         override = threshold if threshold is not None else self.threshold
         if override is not None:
             override = finite_positive("threshold", override, "in the chosen rule's distance units")
@@ -558,9 +562,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             return done(rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link), rule)
         if method == "hac" and rule.linkage == "ward" and not constrained:
             method = "ward"
-        # an unknown method, no K for one that needs it, a K for one that finds it: refused here
-        accepted = registry.cluster_capabilities(method, n_clusters=n_clusters,
-                                                 k_option="n_clusters (--n-clusters)")
+        # an unknown method, no K for one that needs it, a K for one that finds it, a threshold for
+        # one that takes none or together with a K (which decides the cut): refused here
+        accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
+                                                 k_option="n_clusters (--n-clusters)",
+                                                 threshold_option="threshold (--threshold)")
         kwargs: dict[str, Any] = {}
         dist_rule = self._distance_rule  # called only where a pair-distance rule is needed
         if n_clusters is not None:
@@ -601,6 +607,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             return self.rule_
         if method == "ward":
             return self._ward_rule()
+        from . import registry
+
+        registry.resolve_class("cluster", method)  # an unknown method is refused, not given a rule
         return self._distance_rule()
 
     def threshold_for(self, rule) -> Threshold:
@@ -991,6 +1000,25 @@ def _pair_calibration(Z: np.ndarray, y: np.ndarray, seed: int):
         return LogisticCalibration.fit_embeddings(Z, y, seed=seed)
     except (DataError, ConfigError, ValueError):
         return None
+
+
+def _warn_other_scale(X: np.ndarray, X_val: np.ndarray, n_val_ids: int) -> None:
+    """Say so when ``X_val`` is on another scale than ``X``: in a scikit-learn Pipeline, fit
+    parameters such as ``X_val`` skip the steps before the learner, so a scaled ``X`` meets a raw
+    ``X_val`` and every cut is calibrated in the wrong units (found by a user: 1,290 clusters for 75
+    people). Other identities differ in where they lie, not by orders of magnitude in spread; a
+    few identities spread less than many (one identity's rows alone: 0.24 times as much), so a
+    far smaller spread counts only from 4 validation identities on."""
+    sd, sd_val = np.std(X, axis=0), np.std(X_val, axis=0)
+    mid, mid_val = np.median(X, axis=0), np.median(X_val, axis=0)
+    spread = float(np.median(sd_val / np.maximum(sd, 1e-12)))
+    shift = float(np.median(np.abs(mid_val - mid) / np.maximum(sd, 1e-12)))
+    if spread > 3 or shift > 3 or (spread < 1 / 5 and n_val_ids >= 4):
+        warnings.warn(DataWarning(
+            f"X_val is on another scale than X (its columns spread {spread:.3g} times as much, and sit "
+            f"{shift:.3g} of X's standard deviations away, medians over the columns): in a scikit-learn "
+            "Pipeline, X_val does not pass through the steps before the learner; give "
+            "pipeline[:-1].transform(X_val), or X_val as X was given"), stacklevel=4)
 
 
 def rows_per_identity(n: int, k: int, s: int) -> float:

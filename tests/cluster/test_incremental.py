@@ -321,3 +321,25 @@ def test_rows_of_data_where_equal_rows_are_common_are_not_refused_as_held():
     X = rng.integers(0, 3, (150, 3)).astype(np.float32)
     state = ClusterState.fit(X, 1.0)
     assert state.held(rng.integers(0, 3, (50, 3)).astype(np.float32)).size == 0
+
+
+def test_a_state_checks_its_rows_and_a_dataframes_columns():
+    """Found by a notebook user: from_fit took rows other than those the estimator was fitted on,
+    and a state fitted on a DataFrame took a batch with its columns reordered by position (15 new
+    clusters instead of 2)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(100, 4))
+    with pytest.raises(DataError, match="X is not the rows the estimator was fitted on"):
+        ClusterState.from_fit(ThresholdAgglomerative(0.5).fit(Z[:50]), Z[50:100])
+    ClusterState.from_fit(ThresholdAgglomerative(0.5, dtype="float32").fit(Z[:50]), Z[:50])  # (its dtype)
+    df = pd.DataFrame(Z, columns=list("abcd"))
+    state = ClusterState.fit(df.iloc[:80], 2.0)
+    assert state.meta["feature_names"] == list("abcd")
+    with pytest.raises(DataError, match="X_new's columns are not the state's \\(in another order\\)"):
+        assign(state, df.iloc[80:][list("dcba")])
+    with pytest.raises(DataError, match=r"it has \['z'\], lacks \['a'\]"):
+        assign(state, df.iloc[80:].rename(columns={"a": "z"}))
+    assign(state, df.iloc[80:])
+    assert state.n_samples == 100

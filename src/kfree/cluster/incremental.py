@@ -244,6 +244,8 @@ class ClusterState:
         state (shorthand for :meth:`from_fit` of a fresh ThresholdAgglomerative)."""
         from .threshold_hac import ThresholdAgglomerative
 
+        if hasattr(X, "columns"):  # a DataFrame: the state keeps its column names
+            meta = {**(meta or {}), "feature_names": [str(c) for c in X.columns]}
         X = check_features(X, min_samples=1)
         est = ThresholdAgglomerative(threshold, linkage="complete", distance=distance,
                                      memory_limit=memory_limit).fit(X, hook=hook)
@@ -288,11 +290,22 @@ class ClusterState:
             tau, distance = float(cut.value), check_distance(cut.distance)
         else:
             tau, distance = float(estimator.threshold), check_distance(estimator.distance)
+        names = [str(c) for c in X.columns] if hasattr(X, "columns") else None  # a DataFrame's
         X = _float_rows(check_features(X, min_samples=1))
         labels = np.asarray(labels)
         if labels.shape != (X.shape[0],):
             raise DataError(f"X has {X.shape[0]} rows but the estimator was fitted on {labels.shape[0]}: "
                             "pass the rows it was fitted on")
+        fitted = getattr(estimator, "_fit_rows", None)
+        if fitted is not None:
+            from .threshold_hac import rows_fingerprint
+
+            dtype = getattr(estimator, "dtype", None)
+            if rows_fingerprint(X if dtype is None else X.astype(dtype, copy=False)) != fitted:
+                raise DataError("X is not the rows the estimator was fitted on (same number, other values or "
+                                "order): pass the rows it was fitted on, as they were given to fit")
+        if names is not None:
+            meta = {**(meta or {}), "feature_names": (meta or {}).get("feature_names") or names}
         coarse = getattr(estimator, "_coarse_components", None)  # its τ-components pass, if any
         if coarse is not None and np.shape(coarse) != (X.shape[0],):
             coarse = None
@@ -649,6 +662,12 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
 
     See the module docstring for the exact rules and what may differ from a full recompute.
     """
+    names = state.meta.get("feature_names")
+    if names and hasattr(X_new, "columns") and [str(c) for c in X_new.columns] != list(names):
+        got = [str(c) for c in X_new.columns]
+        raise DataError("X_new's columns are not the state's (" + ("in another order" if set(got) == set(names)
+                        else f"it has {sorted(set(got) - set(names))[:5]}, lacks {sorted(set(names) - set(got))[:5]}")
+                        + "): give X_new[state.meta['feature_names']], so that each feature means what it meant")
     X_new = _float_rows(check_features(X_new, name="X_new", min_samples=1))
     hashes = None
     if state.row_hashes is not None:

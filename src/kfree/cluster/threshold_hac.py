@@ -141,6 +141,17 @@ def check_cut(threshold: Any, n_clusters: Any, *, merge_height: bool = False) ->
     resolve_cut(threshold, None, merge_height=merge_height)  # a finite number > 0, or a Threshold
 
 
+def rows_fingerprint(X: np.ndarray) -> str:
+    """A short digest of ``X``'s shape and of 64 rows spread over it (as float64): enough to tell
+    the rows an estimator was fitted on from others, without hashing all of them."""
+    import hashlib
+
+    idx = np.unique(np.linspace(0, max(X.shape[0] - 1, 0), min(X.shape[0], 64)).astype(np.int64))
+    h = hashlib.sha1(f"{X.shape}".encode())
+    h.update(np.ascontiguousarray(np.asarray(X[idx], dtype=np.float64)).tobytes())
+    return h.hexdigest()
+
+
 def memory_limit_bytes(memory_limit_gb: float | None) -> float:
     """A ``memory_limit`` parameter (GiB; None = :func:`default_memory_limit_gb`) in bytes."""
     gb = default_memory_limit_gb() if memory_limit_gb is None else float(memory_limit_gb)
@@ -350,6 +361,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         # the float32 τ-components pass of the per-component path, kept for this fit only
         # (ClusterState.from_fit reuses it instead of repeating it)
         self._coarse_components = None
+        self._fit_rows = None
         if self.backend == "dask":  # blocks on a Dask cluster: kfree.cluster.distributed
             from .distributed import fit_dask
 
@@ -363,6 +375,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         if self.n_clusters is not None and int(self.n_clusters) > n:
             raise DataError(f"n_samples={n} must be >= n_clusters={self.n_clusters}")
         self.n_features_in_ = X.shape[1]
+        self._fit_rows = rows_fingerprint(X)  # (ClusterState.from_fit checks it is given these rows)
         ml = check_pairs(must_link, n, "must_link")
         cl = check_pairs(cannot_link, n, "cannot_link")
         groups = must_link_groups(n, ml)
