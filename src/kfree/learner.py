@@ -104,10 +104,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
     selection_ : dict — every candidate rule with its validation score, the chosen one and why
     threshold_ : Threshold — the chosen rule's threshold (or the override)
     learned_threshold_ : Threshold — the loss's own threshold (or its calibration)
-    pair_calibration_ : LogisticCalibration or None — ``p(different | d)`` fitted on the pairs of
-        the held-out identities in the chosen features: what ``method="multicut"`` cuts by (a
-        complete-linkage cut is a cluster's diameter, too wide a bound for single pairs); ``None``
-        without held-out identities
+    pair_calibration_ : LogisticCalibration or None — ``p(different | d)`` fitted on pairs of the
+        chosen features: of the held-out identities for the model's embedding, of the training and
+        held-out identities for the raw features (which trained on none, as their cuts are); what
+        ``method="multicut"`` cuts by (a complete-linkage cut is a cluster's diameter, too wide a
+        bound for single pairs); ``None`` without held-out identities
     labels_, n_clusters_ : clusters of the training data (set by ``fit_predict`` only).
     history_ : list of dict — the validation curve (step, epoch, loss, val_nmi, …)
     n_features_in_ : int
@@ -474,10 +475,25 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """``X`` in the space ``cluster`` cuts: the learned embedding, or the raw features (as
         float32) when they won on validation (``uses_raw_``)."""
+        return self._features(X)
+
+    def _features(self, X: Any) -> np.ndarray:
+        """:meth:`transform` as an array, whatever ``set_output`` asked of ``transform``."""
         self._check_fitted()
         if self.uses_raw_:
             return np.asarray(self._check_X(X), dtype=np.float32)
         return self.embed(X)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of :meth:`transform`'s columns (what ``set_output(transform="pandas")`` labels them
+        with): the input's names when the raw features won (``uses_raw_``), else
+        ``clusterlearner0``, ``clusterlearner1``, … for the embedding's dimensions."""
+        self._check_fitted()
+        if self.uses_raw_:
+            names = getattr(self, "feature_names_in_", None)
+            return np.asarray(list(names) if names is not None else [f"x{i}" for i in range(self.n_features_in_)],
+                              dtype=object)
+        return np.asarray([f"clusterlearner{i}" for i in range(self.model_.out_dim)], dtype=object)
 
     def cluster(
         self, X: Any, *, threshold: float | None = None, method: str = "hac", n_clusters: int | None = None,
@@ -535,7 +551,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             override = finite_positive("threshold", override, "in the chosen rule's distance units")
         if X.shape[0] == 1 and n_clusters is None and not constrained:  # one row: one cluster, at any cut
             return done(np.zeros(1, dtype=np.int64), self.rule_)
-        Z = self.transform(X)
+        Z = self._features(X)
         rule = self.rule_
         if constrained and rule.linkage == "ward":
             if override is not None:

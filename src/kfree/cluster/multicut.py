@@ -84,8 +84,10 @@ def check_graph(edges: Any, costs: Any, n_nodes: int | None) -> tuple[np.ndarray
     n = int(n_nodes)
     if n < 1:
         raise DataError(f"n_nodes={n_nodes} must be >= 1")
-    if e.shape[0] and (e.min() < 0 or e.max() >= n):
-        raise DataError(f"edge endpoints must be in [0, {n - 1}] for n_nodes={n}")
+    if e.shape[0] and e.min() < 0:
+        raise DataError(f"edge endpoints are node ids >= 0; got {int(e.min())}")
+    if e.shape[0] and e.max() >= n:
+        raise DataError(f"edge endpoints must be in [0, {n - 1}] for n_nodes={n}; got {int(e.max())}")
     if (e[:, 0] == e[:, 1]).any():
         raise DataError("edges contain self-loops (i, i); drop them")
     return e, c, n
@@ -228,7 +230,9 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         model = self.cut_probability
         if isinstance(model, (tuple, list)) and len(model) == 2:
             a, b = float(model[0]), float(model[1])
-            fn: Callable[[np.ndarray], np.ndarray] = lambda d: 1.0 / (1.0 + np.exp(-(a * d + b)))
+            def fn(d: np.ndarray) -> np.ndarray:  # (exp overflows to inf far from the cut: p is then 0)
+                with np.errstate(over="ignore"):
+                    return 1.0 / (1.0 + np.exp(-(a * d + b)))
         elif callable(model):
             fn = model
         else:
@@ -250,6 +254,9 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
                     "cut_probability must map an array of distances to finite probabilities of "
                     f"the same shape; got shape {p.shape} for {d.shape}"
                 )
+            if p.size and (p.min() < 0 or p.max() > 1):
+                raise ConfigError(f"cut_probability must give probabilities in [0, 1]; got values in "
+                                  f"[{p.min():.3g}, {p.max():.3g}] (a logistic model's p(different | d))")
             p = np.clip(p, p_clip, 1 - p_clip)
             blk[...] = np.log((1 - p) / p)
         np.fill_diagonal(G, 0.0)

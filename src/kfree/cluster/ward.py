@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features, resolve_cut
-from ..exceptions import DataError
+from ..exceptions import ConfigError, DataError
 from ..registry import register
 from ..threshold import Threshold
 from .labels import first_seen_labels
@@ -83,6 +83,10 @@ class WardThreshold(ClusterMixin, BaseEstimator):
 
         check_cut(self.threshold, self.n_clusters, merge_height=True)
         # Ward merge heights are in Euclidean units (two single points merge at their distance)
+        if getattr(self.threshold, "distance", None) == "cosine" and self.n_clusters is None:
+            raise ConfigError(f"Ward cuts at a merge height in Euclidean units, and threshold {self.threshold.value:g} "
+                              "is a cosine distance: L2-normalise the rows (Euclidean distance then ranks pairs as "
+                              "cosine does) and give a Euclidean height, or use ThresholdAgglomerative(distance='cosine')")
         self.threshold_ = None if self.n_clusters is not None else resolve_cut(self.threshold, "euclidean", merge_height=True)
         X = check_features(X, min_samples=1)
         n = X.shape[0]

@@ -85,8 +85,8 @@ class PairwiseConstraintLoss(EmbeddingLoss):
             raise ConfigError(f"distance={distance!r} is not one of ('sqeuclidean', 'euclidean')")
         if variant == "bcl":
             if b is None:
-                raise ConfigError("variant='bcl' needs b= (the trained ball's squared radius, > 0; with kfree "
-                                  "train: --loss-param b=0.2)")
+                raise ConfigError("variant='bcl' needs b= (the trained ball's squared radius, > 0): "
+                                  "TrainConfig(loss_params={'b': 0.2}), or kfree train --loss-param b=0.2")
             if threshold is not None:
                 raise ConfigError(f"variant='bcl' cuts at 4b; threshold={threshold} is only for variant='plain'")
             self.b: float | None = finite_positive("b", b)

@@ -8,10 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .figures import pd_isna, plural, pyplot, sample_clusters, save_png, short_id
+
+
+def _as_uint8(img: Any) -> np.ndarray:
+    """An image as uint8 pixels: float images in [0, 1] (matplotlib's and scikit-image's) are
+    scaled by 255 (drawn on the 0–255 scale they were black), others clipped to 0–255."""
+    img = np.asarray(img)
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype.kind == "f" and img.size and np.nanmax(img) <= 1.0:
+        img = img * 255.0
+    return np.clip(np.nan_to_num(img), 0, 255).astype(np.uint8)
 
 
 def cluster_montage(
@@ -30,8 +42,9 @@ def cluster_montage(
 
     Parameters
     ----------
-    images : ndarray of shape (n, H, W) or (n, H, W, 3), uint8; or a function of a row index
-        returning that row's image, so that only the members shown are read (photo folders).
+    images : ndarray of shape (n, H, W) or (n, H, W, 3), uint8 (or floats in [0, 1], scaled); or
+        a function of a row index returning that row's image, so that only the members shown are
+        read (photo folders).
     labels_pred : ndarray of shape (n,), the predicted clusters.
     labels_true : optional identities; frames then mark majority (green) vs other (red).
     """
@@ -55,7 +68,7 @@ def cluster_montage(
                 ax.axis("off")
                 continue
             i = pick[j]
-            img = images(int(i)) if callable(images) else images[i]
+            img = _as_uint8(images(int(i)) if callable(images) else images[i])
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
             if majority is not None:
                 colour = ("#969696" if pd_isna(labels_true[i]) else  # no true label: grey

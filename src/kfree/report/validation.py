@@ -24,8 +24,11 @@ def plot_learner_validation(learner: Any, path: str | Path, *, title: str | None
     """The validation curve of a fitted :class:`~kfree.learner.ClusterLearner`: its history, the
     step it kept, the rule it chose and the raw features' best score (what ``kfree train`` and
     ``kfree demo`` draw). ``None`` when it validated nothing."""
+    from sklearn.utils.validation import check_is_fitted
+
     from ..evaluate.selection import ClusterRule, best_rule
 
+    check_is_fitted(learner, "selection_")  # (a NotFittedError, as the learner's own methods raise)
     sel = learner.selection_
     chosen = sel["chosen"]
     # the raw rule the model had to beat (the raw cuts rank among themselves as the choice ranks them)

@@ -65,6 +65,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,9 @@ def _read(p: Path, map_location: Any, *, legacy: bool) -> dict[str, Any]:
     if legacy and hasattr(torch.serialization, "safe_globals"):
         scope = torch.serialization.safe_globals(_numpy_safe_globals())
     try:
-        with scope:
+        with scope, warnings.catch_warnings():
+            # (torch warns about a foreign pickle before failing on it; the refusal below says it all)
+            warnings.simplefilter("ignore")
             payload = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "global" in str(e).lower():  # torch's weights-only unpickler met a class or function

@@ -1,0 +1,89 @@
+"""Python-API defects a notebook user met (each of these was silent or pointed to the wrong fix)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from kfree import ClusterLearner
+from kfree.exceptions import ConfigError, ModelError
+
+
+def test_a_montage_of_float_images_in_0_1_is_not_black(tmp_path):
+    pytest.importorskip("matplotlib")
+    from kfree.report.montage import _as_uint8, cluster_montage
+
+    imgs = np.random.default_rng(0).random((12, 8, 8))  # floats in [0, 1]
+    np.testing.assert_array_equal(_as_uint8(imgs[0]), (imgs[0] * 255).astype(np.uint8))
+    assert _as_uint8(np.array([[300.0, -2.0]])).tolist() == [[255, 0]]
+    assert cluster_montage(imgs, np.arange(12) % 3, tmp_path / "m.png").stat().st_size > 0
+
+
+def test_ward_with_a_cosine_threshold_names_what_to_do():
+    from kfree.cluster import WardThreshold
+    from kfree.threshold import Threshold
+
+    with pytest.raises(ConfigError, match="Ward cuts at a merge height in Euclidean units.*L2-normalise"):
+        WardThreshold(Threshold(0.3, "cosine")).fit(np.random.default_rng(0).normal(size=(10, 3)))
+
+
+def test_plot_of_an_unfitted_learner_says_not_fitted(tmp_path):
+    pytest.importorskip("matplotlib")
+    from sklearn.exceptions import NotFittedError
+
+    from kfree.report.validation import plot_learner_validation
+
+    with pytest.raises(NotFittedError):
+        plot_learner_validation(ClusterLearner(), tmp_path / "v.png")
+
+
+def test_a_pairwise_loss_without_b_gives_the_python_spelling():
+    from kfree import registry
+
+    with pytest.raises(ConfigError, match=r"TrainConfig\(loss_params=\{'b': 0.2\}\), or kfree train --loss-param b=0.2"):
+        registry.get("loss", "bcl-ft")
+
+
+def test_loading_a_foreign_pickle_leaks_no_torch_warning(tmp_path):
+    import pickle
+
+    (tmp_path / "x.joblib").write_bytes(pickle.dumps({"a": np.arange(3)}, protocol=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "Detected pickle protocol 4 …" would fail here
+        with pytest.raises(ModelError):
+            ClusterLearner.load(tmp_path / "x.joblib")
+
+
+@pytest.mark.parametrize("compare_raw", [True, False])
+def test_set_output_pandas_names_the_columns_and_cluster_still_works(compare_raw):
+    """Found by a notebook user: help() listed set_output, which raised (no get_feature_names_out)."""
+    import pandas as pd
+
+    from kfree import TrainConfig
+    from kfree.data.synthetic import sphere_blobs
+
+    X, y = sphere_blobs(12, 8, dim=6, spread=0.3, seed=0)
+    df = pd.DataFrame(X, columns=[f"c{i}" for i in range(6)])
+    learner = ClusterLearner(TrainConfig(epochs=1, seed=0), compare_raw=compare_raw).fit(df[y < 8], y[y < 8])
+    plain = learner.cluster(df[y >= 8])
+    out = learner.set_output(transform="pandas").transform(df[y >= 8])
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == ([f"c{i}" for i in range(6)] if learner.uses_raw_ else
+                                 [f"clusterlearner{i}" for i in range(out.shape[1])])
+    np.testing.assert_array_equal(learner.cluster(df[y >= 8]), plain)  # (clustering reads arrays)
+
+
+def test_multicut_checks_its_pair_model_and_edges():
+    from kfree.cluster import MulticutClustering
+    from kfree.exceptions import DataError
+
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    with pytest.raises(ConfigError, match=r"cut_probability must give probabilities in \[0, 1\]"):
+        MulticutClustering(cut_probability=lambda d: d * 100).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's exp overflow stayed inside
+        MulticutClustering(cut_probability=(-5, 5)).fit(X)
+    with pytest.raises(DataError, match="edge endpoints are node ids >= 0; got -1"):
+        MulticutClustering().fit_graph(np.array([[0, -1]]), np.array([1.0]))
