@@ -669,7 +669,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         a diameter, depends far less on cluster sizes: its clusters estimate the batch's rows per
         cluster, and are the answer when Ward's is not (``results/benchmarks/ward_size.md``).
         Above :data:`WARD_SIZE_CHECK_ROWS` rows the estimate comes from a seeded sample of that
-        many: its clusters count the identities, and ``n`` over that count is their size."""
+        many: its clusters count the identities the sample shows, and :func:`rows_per_identity`
+        turns that count into their size. A check that does not fit in memory keeps Ward."""
         m_cal = self.selection_.get("val_rows_per_identity")  # (None in model files before it)
         if m_cal is None:
             return None
