@@ -78,7 +78,7 @@ def _flat(x: np.ndarray) -> bool:
     return x.size < 2 or float(np.ptp(x)) <= 1e-9 * max(1.0, float(np.abs(x).max()))
 
 
-def _one_sided(x: np.ndarray, y: np.ndarray) -> tuple[float, str]:
+def one_sided(x: np.ndarray, y: np.ndarray) -> tuple[float, str]:
     """p-value of "mean(x) > mean(y)" and the test's name."""
     from scipy import stats
 
@@ -153,8 +153,8 @@ def _greater(c, look, alpha) -> Verdict:
     p_for, p_against, tests, ev = [], [], set(), []
     for sa, sb in pairs:
         x, y = _values(groups[id(sa)]), _values(groups[id(sb)])
-        p, test = _one_sided(x, y)
-        q, _ = _one_sided(y, x)
+        p, test = one_sided(x, y)
+        q, _ = one_sided(y, x)
         p_for.append(p)
         p_against.append(q)
         tests.add(test)
@@ -175,8 +175,8 @@ def _largest_drop(c, look, alpha) -> Verdict:
         drops[loss] = _paired_drop(clean, noisy)
     p_for, p_against, tests = [], [], set()
     for other in c["others"]:
-        p, test = _one_sided(drops[c["loss"]], drops[other])
-        q, _ = _one_sided(drops[other], drops[c["loss"]])
+        p, test = one_sided(drops[c["loss"]], drops[other])
+        q, _ = one_sided(drops[other], drops[c["loss"]])
         p_for.append(p)
         p_against.append(q)
         tests.add(test)
@@ -234,8 +234,8 @@ def _greater_in_every_cell(c, look, alpha, cells: Sequence[Mapping[str, Any]]) -
         if not a or not b:
             continue
         x, y = _values(a), _values(b)
-        p, test = _one_sided(x, y)
-        q, _ = _one_sided(y, x)
+        p, test = one_sided(x, y)
+        q, _ = one_sided(y, x)
         tests.add(test)
         n += 1
         wins += p < alpha
