@@ -830,13 +830,26 @@ def _write_seed_tables(out: Path, dest: Path, seed: int, *, att: bool, figures: 
     return summary, targets, prov
 
 
-def write_report(out: str | Path, *, att: bool = True) -> dict[str, Any]:
+def variant_head(name: str, description: str | None, config_file: str | None) -> str:
+    """The top of a variant folder's README: what this run is, how it differs, how to rerun it
+    (the main protocol's text would describe another run)."""
+    rerun = (f"    OMP_NUM_THREADS=1 kfree experiment run {config_file}\n\n(its heads predate the training records "
+             "kept beside heads, so a run trains them again and recomputes the cells; `--dry-run` says so)"
+             if config_file else "It has no experiment file: the code that ran it is gone, and the folder is kept "
+             "as the record of that run.")
+    return (f"# BCL 2019 reproduction, variant `{name}`\n\n{description or ''}\n\nThe protocol, data and methods "
+            "are those of the main run (`results/bcl2019/README.md`) except where this run's configuration below "
+            "says otherwise. Regenerate:\n\n" + rerun + "\n")
+
+
+def write_report(out: str | Path, *, att: bool = True, head: str | None = None) -> dict[str, Any]:
     """Write every table / figure the cells allow; returns the target checks as numbers.
 
     Seed 0's per-episode tables go to ``out`` (figures too), every other finished seed's to
     ``out/seeds/seed<k>/``; the seed means of every finished seed go to ``out/table0_seed_means.md``
-    and head ``out/README.md``. ``att=False`` skips the AT&T montages (they need heads trained on
-    128-d dlib descriptors).
+    and head ``out/README.md`` (under ``head``: the main protocol's description by default, a
+    variant's own from :func:`variant_head`). ``att=False`` skips the AT&T montages (they need
+    heads trained on 128-d dlib descriptors).
     """
     from kfree.utils.io import write_text
 
@@ -864,7 +877,7 @@ def write_report(out: str | Path, *, att: bool = True) -> dict[str, Any]:
                    "20 validation identities' tracks.\n\n" + means)
     write_text(out / "summary.json", json.dumps(summary, indent=1, default=str) + "\n")
     c0 = _pick(out, "2img", 0)[1] or _pick(out, "1img", 0)[1]
-    write_text(out / "README.md", README_HEAD + _config_text(c0) + "\n" + means
+    write_text(out / "README.md", (README_HEAD if head is None else head) + _config_text(c0) + "\n" + means
                + "\n## Targets per episode, seed 0 (tables at this level)\n" + targets0 + "\n\n"
                + "## Provenance\n\n" + "".join(provs))
     return summary
