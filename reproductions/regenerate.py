@@ -25,29 +25,13 @@ from pathlib import Path
 PARTS = ("bcl2019", "icpr2020", "unseen")
 
 
-#: the first protocol's variant, run before experiment files existed
-EPOCHWISE = ("The first protocol: validation every 5 epochs (6 candidates over the 30 epochs), "
-             "seeds 0 and 1; BCL then over-clustered every episode (0 of 12 within ±25 %). Step-wise "
-             "selection replaced it as the protocol.")
-
-
 def _bcl2019() -> None:
-    import tomllib
-
-    from kfree_reproductions.bcl2019.report import variant_head, write_report
+    from kfree_reproductions.bcl2019.report import write_report
 
     write_report("results/bcl2019")
-    configs = {}
-    for f in sorted(Path("reproductions/configs").glob("bcl2019*.toml")):
-        spec = tomllib.loads(f.read_text(encoding="utf-8"))
-        configs[str(spec.get("out", "")).rstrip("/")] = (f, spec.get("description"))
     for variant in sorted(Path("results/bcl2019/variants").iterdir()):
-        if variant.is_dir():
-            f, description = configs.get(str(variant), (None, None))
-            if f is None and variant.name == "epochwise":
-                description = EPOCHWISE
-            write_report(variant, att=False,
-                         head=variant_head(variant.name, description, None if f is None else str(f)))
+        if variant.is_dir():  # (each gets a README of its own: report.variant_head)
+            write_report(variant, att=False)
 
 
 def _icpr2020() -> None:

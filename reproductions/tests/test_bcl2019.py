@@ -264,3 +264,17 @@ def test_report_prefers_the_fine_tuned_cells_only_when_complete(tmp_path):
     put("1img-ft", ["bbt_s01e02"])
     assert _pick(tmp_path, "1img")[0] == "1img-ft"
     assert _pick(tmp_path, "2img") == ("2img", {})
+
+
+def test_a_variant_folder_gets_a_readme_of_its_own():
+    """Found by an audit: the variant READMEs were copies of the main protocol's text (step-wise
+    selection every 8 steps, fine-tuning, X-/G-means), which described another run."""
+    from pathlib import Path
+
+    from kfree_reproductions.bcl2019.report import EPOCHWISE, variant_head
+
+    head = variant_head(Path("results/bcl2019/variants/stepwise"))
+    assert head.startswith("# BCL 2019 reproduction, variant `stepwise`")
+    assert "210 'epochs' of 8 batches" in head and "kfree experiment run reproductions/configs/bcl2019_stepwise.toml" in head
+    assert EPOCHWISE in variant_head(Path("results/bcl2019/variants/epochwise"))
+    assert "It has no experiment file" in variant_head(Path("results/bcl2019/variants/nothing_like_it"))

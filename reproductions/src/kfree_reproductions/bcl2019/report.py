@@ -830,26 +830,44 @@ def _write_seed_tables(out: Path, dest: Path, seed: int, *, att: bool, figures: 
     return summary, targets, prov
 
 
-def variant_head(name: str, description: str | None, config_file: str | None) -> str:
-    """The top of a variant folder's README: what this run is, how it differs, how to rerun it
-    (the main protocol's text would describe another run)."""
-    rerun = (f"    OMP_NUM_THREADS=1 kfree experiment run {config_file}\n\n(its heads predate the training records "
+#: the experiment files of this checkout (absent from an installed wheel: variants then name none)
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+#: the first protocol's variant, run before experiment files existed
+EPOCHWISE = ("The first protocol: validation every 5 epochs (6 candidates over the 30 epochs), seeds 0 and 1; "
+             "BCL then over-clustered every episode (0 of 12 within ±25 %). Step-wise selection replaced it as "
+             "the protocol.")
+
+
+def variant_head(out: Path) -> str:
+    """The top of a variant folder's README: what this run is (its experiment file's
+    ``description``), how it differs, how to rerun it (the main protocol's text describes another
+    run)."""
+    import tomllib
+
+    config = description = None
+    for f in sorted(CONFIGS.glob("bcl2019*.toml")) if CONFIGS.is_dir() else []:
+        spec = tomllib.loads(f.read_text(encoding="utf-8"))
+        if Path(str(spec.get("out", ""))).name == out.name and "variants" in str(spec.get("out", "")):
+            config, description = f"reproductions/configs/{f.name}", spec.get("description")
+    if config is None and out.name == "epochwise":
+        description = EPOCHWISE
+    rerun = (f"    OMP_NUM_THREADS=1 kfree experiment run {config}\n\n(its heads predate the training records "
              "kept beside heads, so a run trains them again and recomputes the cells; `--dry-run` says so)"
-             if config_file else "It has no experiment file: the code that ran it is gone, and the folder is kept "
+             if config else "It has no experiment file: the code that ran it is gone, and the folder is kept "
              "as the record of that run.")
-    return (f"# BCL 2019 reproduction, variant `{name}`\n\n{description or ''}\n\nThe protocol, data and methods "
-            "are those of the main run (`results/bcl2019/README.md`) except where this run's configuration below "
-            "says otherwise. Regenerate:\n\n" + rerun + "\n")
+    return (f"# BCL 2019 reproduction, variant `{out.name}`\n\n{description or ''}\n\nThe protocol, data and "
+            "methods are those of the main run (`results/bcl2019/README.md`) except where this run's configuration "
+            "below says otherwise. Regenerate:\n\n" + rerun + "\n")
 
 
-def write_report(out: str | Path, *, att: bool = True, head: str | None = None) -> dict[str, Any]:
+def write_report(out: str | Path, *, att: bool = True) -> dict[str, Any]:
     """Write every table / figure the cells allow; returns the target checks as numbers.
 
     Seed 0's per-episode tables go to ``out`` (figures too), every other finished seed's to
     ``out/seeds/seed<k>/``; the seed means of every finished seed go to ``out/table0_seed_means.md``
-    and head ``out/README.md`` (under ``head``: the main protocol's description by default, a
-    variant's own from :func:`variant_head`). ``att=False`` skips the AT&T montages (they need
-    heads trained on 128-d dlib descriptors).
+    and head ``out/README.md`` (the main protocol's description; a folder under ``variants/``
+    gets its own, :func:`variant_head`). ``att=False`` skips the AT&T montages (they need heads
+    trained on 128-d dlib descriptors).
     """
     from kfree.utils.io import write_text
 
@@ -877,7 +895,8 @@ def write_report(out: str | Path, *, att: bool = True, head: str | None = None) 
                    "20 validation identities' tracks.\n\n" + means)
     write_text(out / "summary.json", json.dumps(summary, indent=1, default=str) + "\n")
     c0 = _pick(out, "2img", 0)[1] or _pick(out, "1img", 0)[1]
-    write_text(out / "README.md", (README_HEAD if head is None else head) + _config_text(c0) + "\n" + means
+    head = variant_head(out) if out.parent.name == "variants" else README_HEAD
+    write_text(out / "README.md", head + _config_text(c0) + "\n" + means
                + "\n## Targets per episode, seed 0 (tables at this level)\n" + targets0 + "\n\n"
                + "## Provenance\n\n" + "".join(provs))
     return summary
