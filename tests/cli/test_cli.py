@@ -106,7 +106,7 @@ def test_a_table_is_clustered_by_the_columns_the_model_was_trained_on(files):
     pd.testing.assert_frame_equal(pd.read_csv(files / "a.csv"), pd.read_csv(files / "b.csv"))
     new.assign(track=np.arange(len(new)) // 4).to_csv(files / "tracks.csv", index=False)
     code, out = run("cluster", files / "cols.kfree", files / "tracks.csv", "--out", files / "c.csv")
-    assert code == 1 and "1 it was not trained on (track; leave them out with --ignore-columns track)" in out, out
+    assert code == 1 and "1 it was not trained on (track; leave them out with --ignore-columns track, or name a label column with --label-column)" in out, out
     code, out = run("cluster", files / "cols.kfree", files / "tracks.csv", "--out", files / "c.csv",
                     "--ignore-columns", "track")
     assert code == 0, out

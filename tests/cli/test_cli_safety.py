@@ -300,7 +300,7 @@ def test_linkage_of_a_raw_hac(d, tmp_path):
         assert code == 0 and f"{linkage} linkage" in out, out
         got = pd.read_csv(tmp_path / f"{linkage}.csv")["cluster"].to_numpy()
         np.testing.assert_array_equal(got, ThresholdAgglomerative(1.0, linkage=linkage).fit(X).labels_)
-    for args, message in ((["--threshold", "1.0", "--linkage", "ward"], "linkage='ward' is not one of"),
+    for args, message in ((["--threshold", "1.0", "--linkage", "ward"], "use --method ward --threshold HEIGHT"),
                           (["--linkage", "single", "--method", "kmeans", "--n-clusters", "3"], "has no linkage"),
                           (["--threshold", "1.0", "--linkage", "single", "--state", f"{tmp_path}/s.kstate"],
                            "complete-linkage clustering")):
@@ -373,3 +373,15 @@ def test_link_column_stored_as_a_parquet_index(tmp_path):
     assert code == 0 and "must-link" in out, out
     got = pd.read_csv(tmp_path / "o.csv")["cluster"].to_numpy()
     assert all(np.unique(got[df["track"].to_numpy() == t]).size == 1 for t in np.unique(df["track"]))
+
+
+def test_messages_a_readme_walkthrough_found_pointing_the_wrong_way(d, tmp_path):
+    """--linkage ward named no way to a Ward cut; a --validation file of other features named
+    neither the file nor the option."""
+    code, out = run("cluster", d / "x.npy", "--linkage", "ward", "--threshold", "1", "--out", tmp_path / "c.csv")
+    one_line_error(code, out, "use --method ward --threshold HEIGHT (or --n-clusters K)")
+    X, y = sphere_blobs(4, 6, dim=5, spread=0.2, seed=1)
+    np.savez(tmp_path / "v.npz", X=X, y=y + 100)
+    code, out = run("train", d / "x.npy", "--labels", d / "y.npy", "--validation", tmp_path / "v.npz", "--out",
+                    tmp_path / "m.kfree", *FAST)
+    one_line_error(code, out, "--validation v.npz has 5 features but x.npy has 8")

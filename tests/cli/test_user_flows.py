@@ -305,3 +305,16 @@ def test_a_batch_numbered_from_zero_against_a_longer_truth_is_warned_about(tmp_p
     pd.DataFrame({"index": range(50, 60), "cluster": np.arange(10) % 3}).to_csv(tmp_path / "ids.csv", index=False)
     code, out = run("evaluate", tmp_path / "ids.csv", tmp_path / "truth.csv")  # the truth's own ids: no word
     assert code == 0 and "warning" not in out, out
+
+
+def test_labelled_only_scores_a_truth_file_that_lists_some_of_the_rows(tmp_path):
+    """Found by a README walkthrough: --labelled-only worked for empty label cells but not for a
+    truth file that lists only the labelled rows (joined by 'index'), the usual labelled sample."""
+    pd.DataFrame({"index": range(100), "cluster": np.arange(100) % 4}).to_csv(tmp_path / "c.csv", index=False)
+    pd.DataFrame({"index": range(60), "label": np.arange(60) % 4}).to_csv(tmp_path / "t.csv", index=False)
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "t.csv")
+    one_line_error(code, out, "40 rows of c.csv have no label in t.csv (joined by 'index'; first: 60); score the rows "
+                              "it has with --labelled-only")
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "t.csv", "--labelled-only", "--out", tmp_path / "m.json")
+    assert code == 0 and "scored the 60 rows with a true label; 40 rows have none" in out, out
+    assert json.loads((tmp_path / "m.json").read_text())["nmi"] == pytest.approx(1.0)

@@ -211,6 +211,7 @@ def train(
     model together; rank 0 validates, prints and writes the model, the others exit with 0.
     """
     with cli_errors():
+        from ..exceptions import DataError
         from ..train.distributed import torchrun_env
         from ..utils.io import check_output
 
@@ -237,6 +238,9 @@ def train(
         if val is not None and data.columns is not None:  # the validation table's columns in training's order
             val.X = align_columns(val, data.columns, validation, f"{labelled_file.name}'s",
                                   f"{labelled_file.name} does not have", f"of {labelled_file.name}")
+        if val is not None and val.X.shape[1] != data.X.shape[1]:
+            raise DataError(f"--validation {validation.name} has {val.X.shape[1]} features but {labelled_file.name} "
+                            f"has {data.X.shape[1]}: validation rows must be the same kind of features")
         cfg = TrainConfig(loss=loss, loss_params=_parse_params(loss_param),
                           dims=None if dims is None else _parse_dims(dims), dropout=dropout, epochs=epochs,
                           lr=lr, weight_decay=weight_decay, p=p, k=k, eval_every_steps=eval_every_steps,
@@ -425,6 +429,9 @@ def cluster(
                     raise ConfigError(f"--method {method} cuts at a threshold in units of its own and takes no --distance: "
                                       "leave --distance out")
                 kwargs: dict[str, object] = {}
+                if linkage == "ward" and method == "hac":
+                    raise ConfigError("--linkage ward: Ward's cut is a merge height, not a distance between two rows; "
+                                      "use --method ward --threshold HEIGHT (or --n-clusters K)")
                 if linkage is not None:
                     if "linkage" not in accepted:
                         raise ConfigError(f"--method {method} has no linkage to choose; --linkage is for --method hac")

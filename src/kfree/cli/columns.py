@@ -50,7 +50,8 @@ def align_columns(data, names: list[str], path: Path, whose: str, absent: str, o
         raise DataError(f"{path.name}'s feature columns are not {whose}: "
                         + "; ".join(part for part in (
                             f"{len(extra)} {absent} ({', '.join(extra[:5])}; leave them out with "
-                            f"--ignore-columns {','.join(extra[:5])})" if extra else "",
+                            f"--ignore-columns {','.join(extra[:5])}, or name a label column with --label-column)"
+                            if extra else "",
                             f"{len(missing)} missing ({', '.join(missing[:5])})" if missing else "") if part))
     from rich.markup import escape
 

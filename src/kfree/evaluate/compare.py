@@ -112,10 +112,12 @@ def rows_of(pred, n_items: int, *, pred_name: str, items_name: str) -> np.ndarra
     return np.arange(n_items)
 
 
-def join_by_index(pred, table, column: str, *, pred_name: str, table_name: str, what: str) -> np.ndarray:
+def join_by_index(pred, table, column: str, *, pred_name: str, table_name: str, what: str,
+                  absent_ok: bool = False) -> np.ndarray:
     """``table[column]`` of each predicted row, joined by the ``index`` column both hold (a
     per-item file that names its rows: true labels, texts, image paths). Repeated ids, ids of
-    another type and predicted rows the table lacks are one-line DataErrors."""
+    another type and predicted rows the table lacks are one-line DataErrors; with ``absent_ok``
+    a row the table lacks gets a missing value (a labelled sample of the clustered rows)."""
     refuse_repeats(table["index"], table_name, "index", "rows cannot be joined by it: give every row its own index")
     try:
         merged = pred[["index"]].merge(table[["index", column]], on="index", how="left", indicator=True)
@@ -123,9 +125,10 @@ def join_by_index(pred, table, column: str, *, pred_name: str, table_name: str, 
         raise DataError(f"cannot join {pred_name} to {table_name} by 'index': its values are "
                         f"{pred['index'].dtype} in one and {table['index'].dtype} in the other") from None
     missing = (merged["_merge"] == "left_only").to_numpy()
-    if missing.any():
+    if missing.any() and not absent_ok:
         raise DataError(f"{int(missing.sum())} rows of {pred_name} have no {what} in {table_name} (joined by "
-                        f"'index'; first: {pred['index'].to_numpy()[missing][:1].tolist()[0]!r})")
+                        f"'index'; first: {pred['index'].to_numpy()[missing][:1].tolist()[0]!r})"
+                        + ("; score the rows it has with --labelled-only" if what == "label" else ""))
     ids = pred["index"].to_numpy()
     if len(table) > len(pred) and ids.dtype.kind in "iu" and np.array_equal(np.sort(ids), np.arange(ids.size)):
         # ids 0..n-1 of n rows against a longer file: the numbering of a batch's own rows (kfree assign
@@ -156,9 +159,11 @@ def item_rows(pred, index, n_items: int, *, pred_name: str, items_name: str, wha
     return rows_of(pred, n_items, pred_name=pred_name, items_name=items_name)
 
 
-def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_name: str = "the predictions") -> np.ndarray:
+def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_name: str = "the predictions",
+              absent_ok: bool = False) -> np.ndarray:
     """The true label of each predicted row: joined by ``index`` when both files have it, else by
-    row order (or by ``pred``'s ``index`` into the labels)."""
+    row order (or by ``pred``'s ``index`` into the labels). ``absent_ok``: a row the truth file
+    does not list (joined by ``index``) has no label, instead of being an error."""
     t = Path(truth)
     if label_column == "index":
         raise DataError("--label-column index: 'index' is the row number that joins the two files, not a "
@@ -167,7 +172,8 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
         df = read_table(t)
         col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t)
         if "index" in df.columns and "index" in pred.columns:
-            return join_by_index(pred, df, col, pred_name=pred_name, table_name=t.name, what="label")
+            return join_by_index(pred, df, col, pred_name=pred_name, table_name=t.name, what="label",
+                                 absent_ok=absent_ok)
         y = df[col].to_numpy()
     else:
         y = load_labels(t, key=label_column, column=label_column)
@@ -186,13 +192,13 @@ def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str
                    labelled_only: bool = False) -> dict:
     """Join predictions (``index,cluster``) with true labels by ``index`` or by row order.
 
-    Rows without a true label (an empty cell) are an error, unless ``labelled_only``: then the
-    rows that have one are scored (a labelled sample of a larger clustering), and
-    ``unlabelled_rows`` says how many were left out."""
+    Rows without a true label (an empty cell, or, joined by ``index``, a row the truth file does
+    not list) are an error, unless ``labelled_only``: then the rows that have one are scored (a
+    labelled sample of a larger clustering), and ``unlabelled_rows`` says how many were left out."""
     import pandas as pd
 
     pred = read_predictions(pred_csv)
-    y = truth_for(pred, truth, label_column=label_column, pred_name=Path(pred_csv).name)
+    y = truth_for(pred, truth, label_column=label_column, pred_name=Path(pred_csv).name, absent_ok=labelled_only)
     clusters = pred["cluster"].to_numpy()
     missing = np.asarray(pd.isna(y), dtype=bool)
     if y.dtype.kind in "OU":  # an empty (or blank) text cell is no label either, as in a CSV
