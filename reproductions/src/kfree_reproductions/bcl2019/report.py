@@ -830,8 +830,15 @@ def _write_seed_tables(out: Path, dest: Path, seed: int, *, att: bool, figures: 
     return summary, targets, prov
 
 
-#: the experiment files of this checkout (absent from an installed wheel: variants then name none)
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+def configs_dir() -> Path | None:
+    """The experiment files: ``reproductions/configs`` of the checkout this runs in (the
+    repository root, where the runs and ``regenerate.py`` are started), else beside an editable
+    install of this package; None when neither is there (variants then name no file)."""
+    for d in (Path.cwd() / "reproductions" / "configs", Path(__file__).resolve().parents[3] / "configs"):
+        if d.is_dir():
+            return d
+    return None
+
 #: the first protocol's variant, run before experiment files existed
 EPOCHWISE = ("The first protocol: validation every 5 epochs (6 candidates over the 30 epochs), seeds 0 and 1; "
              "BCL then over-clustered every episode (0 of 12 within ±25 %). Step-wise selection replaced it as "
@@ -845,7 +852,8 @@ def variant_head(out: Path) -> str:
     import tomllib
 
     config = description = None
-    for f in sorted(CONFIGS.glob("bcl2019*.toml")) if CONFIGS.is_dir() else []:
+    configs = configs_dir()
+    for f in sorted(configs.glob("bcl2019*.toml")) if configs is not None else []:
         spec = tomllib.loads(f.read_text(encoding="utf-8"))
         if Path(str(spec.get("out", ""))).name == out.name and "variants" in str(spec.get("out", "")):
             config, description = f"reproductions/configs/{f.name}", spec.get("description")
