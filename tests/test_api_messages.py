@@ -87,3 +87,19 @@ def test_multicut_checks_its_pair_model_and_edges():
         MulticutClustering(cut_probability=(-5, 5)).fit(X)
     with pytest.raises(DataError, match="edge endpoints are node ids >= 0; got -1"):
         MulticutClustering().fit_graph(np.array([[0, -1]]), np.array([1.0]))
+
+
+def test_a_stack_of_dark_float_images_on_the_0_255_scale_is_not_rescaled(tmp_path):
+    pytest.importorskip("matplotlib")
+    from kfree.report import montage
+
+    seen = []
+    real = montage._as_uint8
+    imgs = np.random.default_rng(0).random((6, 4, 4)) * 200
+    imgs[0] = 0.5  # a dark image: no pixel above 1, on the 0-255 scale like the rest
+    try:
+        montage._as_uint8 = lambda img, unit: seen.append(unit) or real(img, unit)
+        montage.cluster_montage(imgs, np.arange(6) % 2, tmp_path / "m.png")
+    finally:
+        montage._as_uint8 = real
+    assert seen and not any(seen)  # decided once for the stack: not the [0, 1] scale

@@ -531,3 +531,36 @@ def test_x_val_scaled_while_x_is_raw_is_warned_about_too():
     Xv = (X[va] - X[tr].mean(0)) / X[tr].std(0)
     with pytest.warns(DataWarning, match="X_val is on another scale than X"):
         ClusterLearner(TrainConfig(epochs=1, seed=0)).fit(X[tr], y[tr], X_val=Xv, y_val=y[va])
+
+
+def test_the_scale_check_is_quiet_on_float16_and_constant_columns():
+    """Found by review: float16 sums overflowed (a spread of inf read as 0), and columns constant
+    on either side (padding, a word absent from the validation texts) dragged the median to 0."""
+    import warnings
+
+    from kfree.learner import _warn_other_scale
+
+    X, y = sphere_blobs(20, 40, dim=8, spread=0.3, seed=0)
+    X = X + 3 + np.random.default_rng(0).normal(size=X.shape)
+    pad = np.zeros((X.shape[0], 12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        big = np.tile(X, (50, 1)).astype(np.float16)  # 40,000 rows: float16 sums pass 65,504
+        _warn_other_scale(big, X[y >= 15].astype(np.float16), 5)
+        _warn_other_scale(np.hstack([X[y < 15], pad[y < 15]]), np.hstack([X[y >= 15], pad[y >= 15]]), 5)
+
+
+def test_a_constructor_threshold_a_method_does_not_use_is_said():
+    import warnings
+
+    from kfree.exceptions import ParameterConflictWarning
+
+    X, y = sphere_blobs(12, 8, dim=6, spread=0.3, seed=0)
+    learner = ClusterLearner(TrainConfig(epochs=1, seed=0), threshold=0.5).fit(X[y < 8], y[y < 8])
+    with pytest.warns(ParameterConflictWarning, match="threshold=0.5 is not used: n_clusters=4 decides the cut"):
+        learner.cluster(X[y >= 8], n_clusters=4)
+    with pytest.warns(ParameterConflictWarning, match="method 'xmeans' cuts at no threshold"):
+        learner.cluster(X[y >= 8], method="xmeans")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ParameterConflictWarning)
+        learner.cluster(X[y >= 8])  # (hac uses it)

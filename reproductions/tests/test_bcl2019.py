@@ -277,4 +277,4 @@ def test_a_variant_folder_gets_a_readme_of_its_own():
     assert head.startswith("# BCL 2019 reproduction, variant `stepwise`")
     assert "210 'epochs' of 8 batches" in head and "kfree experiment run reproductions/configs/bcl2019_stepwise.toml" in head
     assert EPOCHWISE in variant_head(Path("results/bcl2019/variants/epochwise"))
-    assert "It has no experiment file" in variant_head(Path("results/bcl2019/variants/nothing_like_it"))
+    assert "No experiment file for it was found" in variant_head(Path("results/bcl2019/variants/nothing_like_it"))

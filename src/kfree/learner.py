@@ -546,6 +546,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if threshold is not None and n_clusters is not None:
             raise ConfigError(f"threshold={threshold!r} and n_clusters={n_clusters!r} both decide where the clusters "
                               "end: give one")
+        if self.threshold is not None and threshold is None and (
+                n_clusters is not None or "threshold" not in registry.resolve_class("cluster", method)[0].capabilities):
+            warnings.warn(f"this learner's threshold={self.threshold!r} is not used: "
+                          + (f"n_clusters={n_clusters!r} decides the cut" if n_clusters is not None else
+                             f"method {method!r} cuts at no threshold"), ParameterConflictWarning, stacklevel=2)
         override = threshold if threshold is not None else self.threshold
         if override is not None:
             override = finite_positive("threshold", override, "in the chosen rule's distance units")
@@ -1026,10 +1031,15 @@ def _warn_other_scale(X: np.ndarray, X_val: np.ndarray, n_val_ids: int) -> None:
     people). Other identities differ in where they lie, not by orders of magnitude in spread; a
     few identities spread less than many (one identity's rows alone: 0.24 times as much), so a
     far smaller spread counts only from 4 validation identities on."""
-    sd, sd_val = np.std(X, axis=0), np.std(X_val, axis=0)
-    mid, mid_val = np.median(X, axis=0), np.median(X_val, axis=0)
-    spread = float(np.median(sd_val / np.maximum(sd, 1e-12)))
-    shift = float(np.median(np.abs(mid_val - mid) / np.maximum(sd, 1e-12)))
+    X, X_val = np.asarray(X, dtype=np.float64), np.asarray(X_val, dtype=np.float64)  # (float16 sums overflow)
+    sd, sd_val = X.std(axis=0), X_val.std(axis=0)
+    live = (sd > 0) & (sd_val > 0)  # a column constant on either side (padding, an absent word) says nothing
+    if not live.any():
+        return
+    sd, sd_val = sd[live], sd_val[live]
+    mid, mid_val = np.median(X[:, live], axis=0), np.median(X_val[:, live], axis=0)
+    spread = float(np.median(sd_val / sd))
+    shift = float(np.median(np.abs(mid_val - mid) / sd))
     if spread > 3 or shift > 3 or (spread < 1 / 5 and n_val_ids >= 4):
         warnings.warn(DataWarning(
             f"X_val is on another scale than X (its columns spread {spread:.3g} times as much, and sit "

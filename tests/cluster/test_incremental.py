@@ -343,3 +343,15 @@ def test_a_state_checks_its_rows_and_a_dataframes_columns():
         assign(state, df.iloc[80:].rename(columns={"a": "z"}))
     assign(state, df.iloc[80:])
     assert state.n_samples == 100
+
+
+def test_from_fit_tells_swapped_rows_and_another_dtype():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    est = ThresholdAgglomerative(0.5).fit(X)
+    Y = X.copy()
+    Y[[1, 2]] = Y[[2, 1]]
+    with pytest.raises(DataError, match="other values or order"):
+        ClusterState.from_fit(est, Y)
+    with pytest.raises(DataError, match="X is float32, the estimator was fitted on float64 rows"):
+        ClusterState.from_fit(est, X.astype(np.float32))

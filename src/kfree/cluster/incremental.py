@@ -300,10 +300,12 @@ class ClusterState:
         if fitted is not None:
             from .threshold_hac import rows_fingerprint
 
-            dtype = getattr(estimator, "dtype", None)
-            if rows_fingerprint(X if dtype is None else X.astype(dtype, copy=False)) != fitted:
+            dtype = np.dtype(fitted[0])
+            if rows_fingerprint(X.astype(dtype, copy=False)) != fitted:
+                other = (f" (X is {X.dtype}, the estimator was fitted on {dtype} rows: give those)"
+                         if X.dtype != dtype else "")
                 raise DataError("X is not the rows the estimator was fitted on (same number, other values or "
-                                "order): pass the rows it was fitted on, as they were given to fit")
+                                f"order){other}: pass the rows it was fitted on, as they were given to fit")
         if names is not None:
             meta = {**(meta or {}), "feature_names": (meta or {}).get("feature_names") or names}
         coarse = getattr(estimator, "_coarse_components", None)  # its τ-components pass, if any

@@ -15,13 +15,17 @@ import numpy as np
 from .figures import pd_isna, plural, pyplot, sample_clusters, save_png, short_id
 
 
-def _as_uint8(img: Any) -> np.ndarray:
-    """An image as uint8 pixels: float images in [0, 1] (matplotlib's and scikit-image's) are
-    scaled by 255 (drawn on the 0–255 scale they were black), others clipped to 0–255."""
+def _as_uint8(img: Any, unit_scale: bool | None = None) -> np.ndarray:
+    """An image as uint8 pixels: float images on the [0, 1] scale (matplotlib's and
+    scikit-image's) are scaled by 255 (drawn on the 0–255 scale they were black), others clipped
+    to 0–255. ``unit_scale``: whether the images are on [0, 1], decided once for a whole stack
+    (a dark image on the 0–255 scale also has no pixel above 1); None decides by this image."""
     img = np.asarray(img)
     if img.dtype == np.uint8:
         return img
-    if img.dtype.kind == "f" and img.size and np.nanmax(img) <= 1.0:
+    if unit_scale is None:
+        unit_scale = img.dtype.kind == "f" and img.size > 0 and np.nanmax(img) <= 1.0
+    if unit_scale:
         img = img * 255.0
     return np.clip(np.nan_to_num(img), 0, 255).astype(np.uint8)
 
@@ -49,6 +53,10 @@ def cluster_montage(
     labels_true : optional identities; frames then mark majority (green) vs other (red).
     """
     shown = list(sample_clusters(labels_pred, per_row, labels_true=labels_true, max_clusters=max_clusters, seed=seed))
+    unit_scale = None  # (an array's scale is decided once, over all its images)
+    if not callable(images):
+        images = np.asarray(images)
+        unit_scale = images.dtype.kind == "f" and images.size > 0 and bool(np.nanmax(images) <= 1.0)
     rows = len(shown)
     fig, axes = pyplot().subplots(rows, per_row + 1, figsize=(1.1 * (per_row + 1) + 0.6, 1.25 * rows + 0.6),
                                   squeeze=False)
@@ -68,7 +76,7 @@ def cluster_montage(
                 ax.axis("off")
                 continue
             i = pick[j]
-            img = _as_uint8(images(int(i)) if callable(images) else images[i])
+            img = _as_uint8(images(int(i)) if callable(images) else images[i], unit_scale)
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
             if majority is not None:
                 colour = ("#969696" if pd_isna(labels_true[i]) else  # no true label: grey

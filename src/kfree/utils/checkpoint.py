@@ -197,7 +197,7 @@ def _read(p: Path, map_location: Any, *, legacy: bool) -> dict[str, Any]:
     try:
         with scope, warnings.catch_warnings():
             # (torch warns about a foreign pickle before failing on it; the refusal below says it all)
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", message=".*pickle protocol")
             payload = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "global" in str(e).lower():  # torch's weights-only unpickler met a class or function

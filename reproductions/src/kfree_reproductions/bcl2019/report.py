@@ -859,13 +859,16 @@ def variant_head(out: Path) -> str:
             config, description = f"reproductions/configs/{f.name}", spec.get("description")
     if config is None and out.name == "epochwise":
         description = EPOCHWISE
-    rerun = (f"    OMP_NUM_THREADS=1 kfree experiment run {config}\n\n(its heads predate the training records "
-             "kept beside heads, so a run trains them again and recomputes the cells; `--dry-run` says so)"
-             if config else "It has no experiment file: the code that ran it is gone, and the folder is kept "
-             "as the record of that run.")
+    rerun = (f"Regenerate:\n\n    OMP_NUM_THREADS=1 kfree experiment run {config}\n\n(its heads predate the training "
+             "records kept beside heads, so a run trains them again and recomputes the cells; `--dry-run` says so)"
+             if config else
+             "It has no experiment file: the code that ran it is gone, and the folder is kept as the record of that "
+             "run." if out.name == "epochwise" else
+             "No experiment file for it was found (they are in `reproductions/configs/`, read from the repository "
+             "root).")
     return (f"# BCL 2019 reproduction, variant `{out.name}`\n\n{description or ''}\n\nThe protocol, data and "
             "methods are those of the main run (`results/bcl2019/README.md`) except where this run's configuration "
-            "below says otherwise. Regenerate:\n\n" + rerun + "\n")
+            "below says otherwise. " + rerun + "\n")
 
 
 def write_report(out: str | Path, *, att: bool = True) -> dict[str, Any]:
