@@ -433,3 +433,16 @@ def test_a_state_made_from_a_table_takes_a_batch_by_its_column_names(d, tmp_path
     assert code == 0 and "columns taken in the order s.kstate was made with" in out, out
     ref = ClusterState.fit(X, float(TAU))
     np.testing.assert_array_equal(clusters(tmp_path / "a.csv"), assign(ref, new))
+
+
+def test_a_few_rows_equal_to_held_ones_are_added_with_a_warning(d, tmp_path):
+    """Found by a support-ticket user: two tickets with the same text have equal embeddings, and a
+    daily batch of 140 was refused for one of them. Under a tenth of the batch, such rows are
+    distinct items with equal features: added, and said."""
+    code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    X, new = np.load(d / "x.npy"), np.load(d / "new.npy")
+    np.save(tmp_path / "day.npy", np.concatenate([new, X[:1]]))  # 40 new rows and 1 equal to a held one
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "a.csv")
+    assert code == 0 and "warning: 1 of the 41 rows of day.npy (rows 40) equal rows s.kstate already holds" in out, out
+    assert ClusterState.load(tmp_path / "s.kstate").n_samples == 141

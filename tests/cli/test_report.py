@@ -180,6 +180,12 @@ def test_a_texts_table_with_its_own_ids_is_joined_by_them(tmp_path):
     pd.DataFrame({"label": list("abc")}).to_csv(tmp_path / "truth.csv", index=False)
     with pytest.warns(UserWarning, match="truth.csv has no 'index' column: its labels are taken by row number"):
         assert truth_for(pred, tmp_path / "truth.csv").tolist() == list("abc")
+    # and texts too (found by a support-ticket user: shuffled texts with a 'ticket_id' column put
+    # other tickets' texts in every cluster, silently)
+    pd.DataFrame({"ticket_id": ["t1", "t2", "t0"], "text": ["one", "two", "zero"]}).to_csv(tmp_path / "s.csv",
+                                                                                            index=False)
+    with pytest.warns(UserWarning, match="s.csv has no 'index' column: its texts are taken by row number"):
+        assert _items(tmp_path / "s.csv", pred, ("text",), "texts", "c.csv") == ["one", "two", "zero"]
 
 
 def test_images_of_any_depth_show_as_a_viewer_shows_them(tmp_path):

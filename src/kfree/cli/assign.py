@@ -89,6 +89,10 @@ def state_line(state_path: Path) -> str:
 
 
 ASSIGN_USAGE = "kfree assign [MODEL] STATE NEW_FILE --out FILE.csv"
+#: a batch of which at least this share equals rows the state holds is refused as added before
+#: (a retry, a re-export, an overlap); fewer such rows are distinct items with equal features
+#: (support tickets with the same text), added with a warning
+HELD_REFUSE_SHARE = 0.1
 
 
 def _rows_sha256(X: Any) -> str:
@@ -270,12 +274,16 @@ def assign(
                               "hold each of them twice; pass --again if they are new rows that repeat old ones")
         hashes = row_hashes(data.X)
         held = state.held(hashes)  # a batch reordered, cut or extended: the rows themselves
-        if held.size and not again:
-            rows = ", ".join(str(int(r)) for r in held[:5]) + ("…" if held.size > 5 else "")
+        rows = ", ".join(str(int(r)) for r in held[:5]) + ("…" if held.size > 5 else "")
+        if held.size >= HELD_REFUSE_SHARE * data.n_samples and not again:
             raise ConfigError(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} are already in "
                               f"{state_path.name} (rows {rows}), added before: adding them again would hold each "
                               "twice; drop them from the batch, or pass --again if they are new rows that repeat "
                               "old ones")
+        if held.size and not again:  # a few: distinct items with equal features (two tickets, one text)
+            warnings.warn(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} (rows {rows}) equal rows "
+                          f"{state_path.name} already holds, feature for feature: added as new rows (the same text "
+                          "from two customers); if they are the same items added again, drop them", stacklevel=2)
         n_before, k_before = state.n_samples, state.next_label
         with _limit_threads():
             Z = learner.transform(data.X) if model is not None else data.X

@@ -156,7 +156,21 @@ def item_rows(pred, index, n_items: int, *, pred_name: str, items_name: str, wha
         table = pd.DataFrame({"index": np.asarray(index), "row": np.arange(n_items)})
         return join_by_index(pred, table, "row", pred_name=pred_name, table_name=items_name,
                              what=what).astype(np.int64)
+    _warn_row_order(pred, pred_name, items_name, what)
     return rows_of(pred, n_items, pred_name=pred_name, items_name=items_name)
+
+
+def _warn_row_order(pred, pred_name: str, items_name: str, what: str) -> None:
+    """The clusters carry a table's own ids ('index' beside 'row'), the per-item file none to join
+    them by: its entries are taken by row number, which is right only if it lists them in the
+    clustered file's order (a texts file of shuffled tickets put other tickets' texts in every
+    cluster, silently). ``kfree assign --all-rows`` writes 'row' alone: nothing to say."""
+    if "row" in pred.columns and "index" in pred.columns:
+        import warnings
+
+        warnings.warn(f"{pred_name} names its rows by their own ids ('index'), but {items_name} has no 'index' "
+                      f"column: its {what} are taken by row number, in the order of the clustered file; if "
+                      f"{items_name} lists them in another order, name its id column 'index'", stacklevel=3)
 
 
 def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_name: str = "the predictions",
@@ -177,14 +191,7 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
         y = df[col].to_numpy()
     else:
         y = load_labels(t, key=label_column, column=label_column)
-    # the clusters carry a table's own ids ('index' beside 'row'), the labels none to join them by
-    # (kfree assign --all-rows writes 'row' alone: rows of its state, nothing to warn about)
-    if "row" in pred.columns and "index" in pred.columns:
-        import warnings
-
-        warnings.warn(f"{pred_name} names its rows by their own ids ('index'), but {t.name} has no 'index' "
-                      f"column: its labels are taken by row number, in the order of the clustered file; if "
-                      f"{t.name} lists them in another order, name its id column 'index'", stacklevel=2)
+    _warn_row_order(pred, pred_name, t.name, "labels")
     return np.asarray(y)[rows_of(pred, len(y), pred_name=pred_name, items_name=t.name)]
 
 
