@@ -578,7 +578,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 if rule.linkage == "ward":
                     other = self._complete_if_sizes_differ(Z)
                     if other is not None:
-                        return done(other, self.state_rule())
+                        return done(*other)
             thr = None if override is None else Threshold(override, rule.threshold.distance, "override")
             return done(rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link), rule)
         if method == "hac" and rule.linkage == "ward" and not constrained:
@@ -661,9 +661,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                           f"Ward's {self.rule_.val_nmi:.3f}); method='ward' keeps Ward", ScaleWarning, stacklevel=3)
         return rule
 
-    def _complete_if_sizes_differ(self, Z: np.ndarray) -> np.ndarray | None:
-        """The best validated complete-linkage clusters of ``Z`` when they hold far fewer or far
-        more rows each than the identities the chosen Ward cut was calibrated on, with a
+    def _complete_if_sizes_differ(self, Z: np.ndarray) -> tuple[np.ndarray, Any] | None:
+        """``(labels, rule)``: the best validated complete-linkage cut and its clusters of ``Z``
+        when they hold far fewer or far more rows each than the identities the chosen Ward cut
+        was calibrated on, with a
         :class:`~kfree.exceptions.ClusterSizeWarning`; ``None`` when Ward applies.
 
         Why: a Ward merge height grows with the sizes of the clusters it merges (√(2|A||B|/(|A|+|B|))
@@ -713,7 +714,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                       f"where a Ward merge height (it grows with cluster sizes) {harm}: the best validated "
                       f"complete-linkage cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
                       f"{self.rule_.val_nmi:.3f}); method='ward' keeps Ward", replaced=True), stacklevel=3)
-        return labels
+        return labels, rule
 
     def pair_model(self):
         """The pair model multicut cuts by: :attr:`pair_calibration_`, else (a model file from

@@ -95,18 +95,6 @@ ASSIGN_USAGE = "kfree assign [MODEL] STATE NEW_FILE --out FILE.csv"
 HELD_REFUSE_SHARE = 0.1
 
 
-def _rows_sha256(X: Any) -> str:
-    """The SHA-256 of a batch of rows (shape, dtype and values): how a state knows a batch it holds."""
-    import hashlib
-
-    import numpy as np
-
-    X = np.ascontiguousarray(X)
-    h = hashlib.sha256(f"{X.shape}{X.dtype.str}".encode())
-    h.update(memoryview(X).cast("B"))  # the array's own bytes, not a copy of them
-    return h.hexdigest()
-
-
 @contextlib.contextmanager
 def locked_state(path: Path):
     """Hold an exclusive lock on a cluster state file while it is updated.
@@ -221,7 +209,7 @@ def assign(
     """
     with cli_errors(), contextlib.ExitStack() as hold:
         from ..exceptions import ConfigError, ModelError
-        from ..utils.io import check_output, file_sha256
+        from ..utils.io import array_sha256, check_output, file_sha256
 
         if out is None:
             raise ConfigError("say where to write the new rows' clusters: --out labels.csv")
@@ -266,7 +254,7 @@ def assign(
         if names and (model is None or getattr(learner, "feature_names_in_", None) is None):
             data.X = align_columns(data, names, new_path, f"{state_path.name}'s", "it was not made with",
                                    f"{state_path.name} was made with")
-        batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": _rows_sha256(data.X)}
+        batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": array_sha256(data.X)}
         seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
         if seen and not again:
             raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "

@@ -244,12 +244,10 @@ class ClusterState:
         state (shorthand for :meth:`from_fit` of a fresh ThresholdAgglomerative)."""
         from .threshold_hac import ThresholdAgglomerative
 
-        if hasattr(X, "columns"):  # a DataFrame: the state keeps its column names
-            meta = {**(meta or {}), "feature_names": [str(c) for c in X.columns]}
-        X = check_features(X, min_samples=1)
+        rows = check_features(X, min_samples=1)
         est = ThresholdAgglomerative(threshold, linkage="complete", distance=distance,
-                                     memory_limit=memory_limit).fit(X, hook=hook)
-        return cls.from_fit(est, X, hook=hook, meta=meta)
+                                     memory_limit=memory_limit).fit(rows, hook=hook)
+        return cls.from_fit(est, X, hook=hook, meta=meta)  # (X as given: a DataFrame's names are kept)
 
     @classmethod
     def from_fit(cls, estimator: Any, X: Any, *, hook: Callable[..., None] | None = None,

@@ -142,15 +142,12 @@ def check_cut(threshold: Any, n_clusters: Any, *, merge_height: bool = False) ->
 
 
 def rows_fingerprint(X: np.ndarray) -> tuple[str, str]:
-    """``(dtype, digest)`` of ``X``: its dtype, and a SHA-1 of its shape and every value, so that
-    rows in another order or with other values are told apart (it costs far less than the
-    agglomeration it vouches for)."""
-    import hashlib
+    """``(dtype, digest)`` of ``X``: its dtype, and a hash of its shape and every value
+    (:func:`~kfree.utils.io.array_sha256`), so that rows in another order or with other values
+    are told apart (it costs far less than the agglomeration it vouches for)."""
+    from ..utils.io import array_sha256
 
-    X = np.ascontiguousarray(X)
-    h = hashlib.sha1(f"{X.shape}{X.dtype.str}".encode())
-    h.update(memoryview(X).cast("B"))
-    return X.dtype.str, h.hexdigest()
+    return np.asarray(X).dtype.str, array_sha256(X)
 
 
 def memory_limit_bytes(memory_limit_gb: float | None) -> float:

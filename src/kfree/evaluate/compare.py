@@ -139,7 +139,7 @@ def join_by_index(pred, table, column: str, *, pred_name: str, table_name: str, 
 
         warnings.warn(DataWarning(
             f"{pred_name}'s ids run 0..{ids.size - 1}, the row numbers of a clustering of {ids.size} rows, and "
-            f"{table_name} has {len(table):,} rows: the {what}s of its rows with ids 0..{ids.size - 1} were "
+            f"{table_name} has {len(table):,} rows: the {what} of its rows with ids 0..{ids.size - 1} were "
             "taken; if the clustered rows were a batch numbered from 0 (kfree assign without an 'index' "
             "column), they are other rows: give the batch an 'index' column of these ids"), stacklevel=3)
     return merged[column].to_numpy()

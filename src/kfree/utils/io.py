@@ -198,6 +198,19 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def array_sha256(X: Any) -> str:
+    """The sha256 (hex) of an array's shape, dtype and values: how a cluster state knows a batch
+    it holds, and a fitted clusterer the rows it was fitted on."""
+    import hashlib
+
+    import numpy as np
+
+    X = np.ascontiguousarray(X)
+    h = hashlib.sha256(f"{X.shape}{X.dtype.str}".encode())
+    h.update(memoryview(X).cast("B"))  # the array's own bytes, not a copy of them
+    return h.hexdigest()
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
