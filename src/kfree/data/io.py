@@ -1,7 +1,7 @@
 """Read features (and optional identity labels) from the file formats users have.
 
 Supported: ``.npz`` (arrays ``X``/``y`` or ``embeddings``/``labels``, or keys given by the
-user), ``.npy`` (features; labels from a separate file), ``.csv`` and ``.parquet`` (feature
+user, and an optional ``index`` array naming the rows), ``.npy`` (features; labels from a separate file), ``.csv`` and ``.parquet`` (feature
 columns + a label column). Every failure is a :class:`~kfree.exceptions.DataError` that says
 what was wrong and what to do.
 """
@@ -266,6 +266,15 @@ def _npz_array(z, key: str, p: Path, *, labels: bool = False) -> np.ndarray:
         raise _read_error(f"array {key!r} of {p.name}", e, labels=labels) from None
 
 
+def read_npz(p: Path, keys: tuple[str, ...]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The array names of the .npz ``p`` and those of ``keys`` it holds, read (the others are not:
+    a file of a million embeddings is opened for its paths); a damaged file or an array of Python
+    objects is a one-line DataError."""
+    with _np_load(p) as z:
+        names = list(z.files)
+        return names, {k: _npz_array(z, k, p) for k in keys if k in names}
+
+
 def _check_labels(y: np.ndarray, n_rows: int, p: Path, *, partial: bool = False) -> np.ndarray:
     """Labels as a 1-d array of one row each, none missing (``partial``: missing ones kept as
     None, for labels that are only carried along); mixed-type objects become text."""
@@ -419,6 +428,14 @@ def load_features(
             ky = _pick(keys, y_key, Y_KEYS, "array", p)
             if ky is not None and ky != kx:
                 y = _npz_array(z, ky, p, labels=True)
+            if "index" in keys and kx != "index":  # row ids (a ticket's, say), as a table's 'index' column
+                import pandas as pd
+
+                ids = _npz_array(z, "index", p, labels=True)
+                if ids.ndim != 1 or ids.shape[0] != X.shape[0]:
+                    raise DataError(f"{p.name}: array 'index' (row ids) has shape {ids.shape} for {X.shape[0]} rows; "
+                                    "give one id per row, or rename the array")
+                index = check_index(pd.Series(ids), p)
     else:
         df = read_table(p)
         cols = [str(c) for c in df.columns]

@@ -23,17 +23,29 @@ from .figures import largest_clusters, pd_isna, plural, pyplot, save_png, short_
 THUMBNAIL = 96
 
 
-def image_loader(paths: Sequence[str | Path]):
+def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None):
     """A function of a row index → that row's image as a uint8 RGB thumbnail of shape
-    (THUMBNAIL, THUMBNAIL, 3), read
-    from ``paths`` only when the montage shows it. An unreadable file raises a one-line DataError."""
+    (THUMBNAIL, THUMBNAIL, 3), read from ``paths`` only when the montage shows it, turned as a
+    viewer shows it (EXIF rotation). With ``boxes`` (n, 4) of left, top, right, bottom in the
+    turned photo's pixels (``kfree encode faces`` writes them), each row shows its box with a
+    margin: one face of a group photo, not the whole photo. An unreadable file raises a one-line
+    DataError."""
     from PIL import Image, ImageOps
 
     def load(i: int) -> np.ndarray:
         p = Path(paths[i])
         try:
             with Image.open(p) as im:
-                im.draft("RGB", (2 * THUMBNAIL, 2 * THUMBNAIL))  # a large JPEG decoded at a fraction of its size
+                width = im.width
+                # a large JPEG decoded at a fraction of its size (enough for a face's box too)
+                im.draft("RGB", (2 * THUMBNAIL, 2 * THUMBNAIL) if boxes is None else (8 * THUMBNAIL, 8 * THUMBNAIL))
+                scale = im.width / width
+                im = ImageOps.exif_transpose(im)
+                if boxes is not None:
+                    left, top, right, bottom = (float(v) * scale for v in boxes[i])
+                    pad = 0.25 * max(right - left, bottom - top)
+                    im = im.crop((max(0, round(left - pad)), max(0, round(top - pad)),
+                                  min(im.width, round(right + pad)), min(im.height, round(bottom + pad))))
                 im = ImageOps.contain(_displayable(im), (THUMBNAIL, THUMBNAIL))  # small ones enlarged too
                 canvas = Image.new("RGB", (THUMBNAIL, THUMBNAIL), (255, 255, 255))
                 canvas.paste(im, ((THUMBNAIL - im.width) // 2, (THUMBNAIL - im.height) // 2))
@@ -168,6 +180,7 @@ def cluster_report(
     *,
     truth: np.ndarray | None = None,
     images: np.ndarray | Sequence[str | Path] | None = None,
+    boxes: np.ndarray | None = None,
     texts: Sequence[str] | None = None,
     features: np.ndarray | None = None,
     title: str = "kfree clusters",
@@ -185,6 +198,8 @@ def cluster_report(
     truth : optional true labels of shape (n,).
     images : optional uint8 array (n, H, W[, 3]) or n image file paths (read only for the members
         the montage shows).
+    boxes : optional (n, 4) left, top, right, bottom of each row in its image file (a face in a
+        photo): the montage shows the box, not the whole photo.
     texts : optional n strings.
     features : optional (n, d) rows for a 2-d map (:func:`plot_cluster_map`).
     max_clusters : the largest clusters shown in the montage and the text examples.
@@ -201,17 +216,20 @@ def cluster_report(
         from ..config import check_count
 
         per_cluster = check_count("per_cluster", per_cluster, 1, None)
-    for name, v in (("truth", truth), ("images", images), ("texts", texts), ("features", features)):
+    for name, v in (("truth", truth), ("images", images), ("boxes", boxes), ("texts", texts),
+                    ("features", features)):
         if v is not None and len(v) != n:
             raise DataError(f"{name} has {len(v)} rows but there are {n} labels")
+    if boxes is not None and (images is None or isinstance(images, np.ndarray)):
+        raise DataError("boxes locate rows in image files: give the images as paths")
     with atomic_dir(out_dir) as out:
         page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed,
-                             per_cluster)
+                             per_cluster, boxes)
     return Path(out_dir) / page.name
 
 
 def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed,
-                  per_cluster=None) -> Path:
+                  per_cluster=None, boxes=None) -> Path:
     from ..metrics import evaluate_clustering
     from .html import shown_note, text_clusters_html, write_run_index
     from .montage import cluster_montage
@@ -236,7 +254,7 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
                          **evaluate_clustering(truth[known], labels[known])})
     montage = None
     if images is not None:
-        pixels = images if isinstance(images, np.ndarray) else image_loader(images)
+        pixels = images if isinstance(images, np.ndarray) else image_loader(images, boxes)
         cluster_montage(pixels, labels, out / "montage.png", labels_true=truth, seed=seed, max_clusters=max_clusters,
                         **({"per_row": per_cluster} if per_cluster else {}))
         montage = "montage.png"

@@ -1,0 +1,204 @@
+"""``kfree encode faces|texts``: users' photos and texts → the feature vectors kfree clusters.
+
+Each writes one ``.npz`` that every other command reads: ``embeddings`` (the features), the
+rows' source (``paths`` and ``boxes`` of the faces, or the ``texts``), ``labels`` when the input
+carries them (one folder per person, a label column) and ``index`` when a table names its rows.
+``kfree report --images faces.npz`` shows each face cropped from its photo, ``--texts
+texts.npz`` each text.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .console import cli_errors, console, err_console, progress_hook
+
+encode_app = typer.Typer(
+    help="Turn photos (faces) or texts into feature vectors with a pretrained encoder, offline.",
+    no_args_is_help=True,
+)
+
+OUT_HELP = "Output .npz (required): 'embeddings' plus where each row came from."
+TEXT_COLUMNS = ("text", "texts", "sentence", "message", "utterance", "body")
+
+
+def _check_out(out: Path | None, inputs, force: bool) -> Path:
+    from ..exceptions import ConfigError
+    from ..utils.io import check_output
+
+    if out is None:
+        raise ConfigError("say where to write the features: --out features.npz")
+    return check_output(out, inputs=inputs, force=force, formats=(".npz",))
+
+
+def _write(out: Path, arrays: dict) -> None:
+    import numpy as np
+
+    from ..utils.io import atomic_path
+
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+@encode_app.command("faces", no_args_is_help=True)
+def faces(
+    photos: Annotated[list[Path], typer.Argument(show_default=False, help="Image files, folders of them (searched "
+                                                                         "recursively) or .txt lists of paths.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=OUT_HELP)] = None,
+    largest: Annotated[bool, typer.Option("--largest", help="One face per image, the largest (for face crops, "
+                                                            "e.g. frames of face tracks); default: every face.")] = False,
+    whole_if_none: Annotated[bool, typer.Option("--whole-if-none", help="An image without a detected face is "
+                                                                        "taken whole as the face (for tight "
+                                                                        "crops); default: it gives no row.")] = False,
+    upsample: Annotated[int, typer.Option(min=0, help="Times the detector doubles each image: 1 finds faces "
+                                                      "from about 40 px wide, 2 smaller ones at 4x the cost.")] = 1,
+    max_side: Annotated[int, typer.Option(min=0, help="Shrink larger photos to this longer side before "
+                                                      "detection (0: never; boxes stay in the photo's pixels).")] = 1600,
+    jitters: Annotated[int, typer.Option(min=0, help="Average each descriptor over this many jittered crops "
+                                                     "(0: one, deterministic; 10 is slower, slightly better).")] = 0,
+    labels_from_folders: Annotated[bool, typer.Option("--labels-from-folders", help="Label each face by its "
+                                                      "photo's folder below the folder given (one folder per "
+                                                      "person), for kfree train.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+) -> None:
+    """Find the faces in photos and write one 128-d dlib descriptor per face (pip install 'kfree[faces]').
+
+    \b
+    kfree encode faces photos/ --out faces.npz
+    kfree cluster faces.npz --threshold 0.36 --out clusters.csv     # dlib: same person below ~0.6 euclidean
+    kfree report clusters.csv --images faces.npz --out report/      # each face cropped from its photo
+    kfree encode faces people/ --labels-from-folders --out seen.npz && kfree train seen.npz --out model.kfree
+    """
+    with cli_errors():
+        import numpy as np
+
+        from ..data.images import find_images
+        from ..embed.pretrained import FaceEncoder
+        from ..exceptions import DataError
+        from .app import _limit_threads
+
+        out = _check_out(out, [p for p in photos if p.is_file()], force)
+        encoder = FaceEncoder(faces="largest" if largest else "all", if_no_face="whole" if whole_if_none else "skip",
+                              upsample=upsample, max_side=max_side or None, jitters=jitters)
+        paths, groups = find_images(photos)
+        if labels_from_folders and (loose := [p for p, g in zip(paths, groups, strict=True) if g is None]):
+            raise DataError(f"--labels-from-folders: {_plural(len(loose), 'image')} lie in no folder below a folder "
+                            f"given (first: {loose[0]}); give the folder that holds one folder per person")
+        with _limit_threads(), progress_hook() as hook:
+            found = encoder.encode(paths, progress=hook)
+        for i, why in list(found.unreadable.items())[:3]:
+            err_console.print(f"[yellow]warning:[/] skipped: {why}", soft_wrap=True, highlight=False)
+        if len(found.unreadable) > 3:
+            err_console.print(f"[yellow]warning:[/] {len(found.unreadable) - 3} more unreadable image(s) skipped")
+        if found.n_faces == 0:
+            raise DataError(f"no face found in {_plural(len(paths), 'image')}"
+                            + (f" ({len(found.unreadable)} unreadable)" if found.unreadable else "")
+                            + "; small faces need --upsample 2, face crops --whole-if-none; nothing was written")
+        rel = [os.path.relpath(paths[i].resolve(), out.resolve().parent) for i in found.image]
+        arrays = {"embeddings": found.embeddings, "paths": np.array(rel, dtype=str), "boxes": found.boxes,
+                  "detected": found.detected, "image": found.image}
+        if labels_from_folders:
+            arrays["labels"] = np.array([groups[i] for i in found.image], dtype=str)
+        skipped = sorted([*found.missed, *found.unreadable])
+        if skipped:
+            arrays["skipped"] = np.array([os.path.relpath(paths[i].resolve(), out.resolve().parent) for i in skipped],
+                                         dtype=str)
+        _write(out, arrays)
+        several = int((np.bincount(found.image) > 1).sum())
+        parts = [f"{_plural(len(paths), 'image')} → {_plural(found.n_faces, 'face')}"]
+        if several:
+            parts.append(f"{_plural(several, 'image')} with several")
+        if found.missed:
+            parts.append(f"{_plural(len(found.missed), 'image')} without a face skipped (listed in 'skipped')")
+        if n_whole := int((~found.detected).sum()):
+            parts.append(f"{_plural(n_whole, 'image')} without a detected face taken whole")
+        if found.unreadable:
+            parts.append(f"{len(found.unreadable)} unreadable")
+        if labels_from_folders:
+            parts.append(f"{_plural(len(set(arrays['labels'].tolist())), 'label')} from folders")
+        from rich.markup import escape
+
+        console.print(f"{'; '.join(parts)}; wrote [bold]{escape(str(out))}[/bold]", soft_wrap=True)
+
+
+@encode_app.command("texts", no_args_is_help=True)
+def texts(
+    data: Annotated[Path, typer.Argument(show_default=False, help="A .txt (one text per line) or a .csv/.parquet "
+                                                                 "table with a text column.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=OUT_HELP)] = None,
+    column: Annotated[str | None, typer.Option(help=f"The table's text column (default: the first of "
+                                                    f"{', '.join(TEXT_COLUMNS)}).")] = None,
+    label_column: Annotated[str | None, typer.Option(help="A table column of labels to keep (for kfree "
+                                                          "train).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts encoded together.")] = 64,
+    normalize: Annotated[bool, typer.Option(" /--no-normalize", help="Keep the rows' lengths (default: "
+                                                                    "L2-normalised, as the demo's).")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+) -> None:
+    """Embed texts with all-MiniLM-L6-v2, 384-d (pip install 'kfree[text]').
+
+    A table's 'index' column (ticket ids) is kept, so clusters files name rows by it.
+
+    \b
+    kfree encode texts tickets.csv --column body --out tickets.npz
+    kfree cluster model.kfree tickets.npz --out clusters.csv
+    kfree report clusters.csv --texts tickets.npz --out report/
+    """
+    with cli_errors():
+        import numpy as np
+        from rich.markup import escape
+
+        from ..data.io import TABLES, check_index, check_path, read_lines, read_table, table_column
+        from ..embed.pretrained import TextEncoder
+        from ..exceptions import DataError
+        from ..utils.threads import limit_threads
+        from .app import _STATE
+
+        p = check_path(data, (".txt", *TABLES), wrong_format=f"{data.name}: give the texts as a .txt (one per "
+                                                              f"line) or a .csv/.parquet with a text column")
+        out = _check_out(out, [data], force)
+        encoder = TextEncoder(batch_size=batch_size, normalize=normalize)
+        arrays: dict = {}
+        if p.suffix.lower() == ".txt":
+            if column is not None or label_column is not None:
+                raise DataError(f"{p.name} is a .txt of one text per line: --column and --label-column name "
+                                "columns of a .csv/.parquet table")
+            items = read_lines(p)
+        else:
+            df = read_table(p)
+            col = table_column(df, (column,) if column else TEXT_COLUMNS, p)
+            values = df[col]
+            if missing := int(values.isna().sum()):
+                raise DataError(f"{p.name}: column {col!r} is empty in {_plural(missing, 'row')} (first: row "
+                                f"{int(np.flatnonzero(values.isna().to_numpy())[0])}); fill or drop them first")
+            items = [str(v) for v in values.tolist()]
+            if label_column is not None:
+                lab = df[table_column(df, (label_column,), p)]
+                if lab.isna().any():
+                    raise DataError(f"{p.name}: label column {label_column!r} is empty in {int(lab.isna().sum())} "
+                                    "rows; give every row a label, or leave out --label-column")
+                labels = lab.to_numpy()
+                arrays["labels"] = labels.astype(str) if labels.dtype.kind == "O" else labels  # no pickles
+            if "index" in df.columns and col != "index":
+                arrays["index"] = check_index(df["index"], p)
+        if not items:
+            raise DataError(f"{p.name} holds no text; nothing was written")
+        if blank := sum(1 for t in items if not t.strip()):
+            err_console.print(f"[yellow]warning:[/] {_plural(blank, 'text')} of {len(items):,} "
+                              "are blank; they share one vector (and one cluster)", highlight=False)
+        # a transformer, unlike kfree's small heads, gains from every thread: torch gets the budget
+        with limit_threads(_STATE["threads"], torch=True), progress_hook() as hook:
+            Z = encoder.encode(items, progress=hook)
+        arrays = {"embeddings": Z, "texts": np.array(items, dtype=str), **arrays}
+        _write(out, arrays)
+        console.print(f"{_plural(len(items), 'text')} → {Z.shape[1]}-d MiniLM embeddings"
+                      f"{'' if normalize else ' (not normalised)'}; wrote [bold]{escape(str(out))}[/bold]",
+                      soft_wrap=True)

