@@ -132,3 +132,15 @@ def test_text_embeddings_equal_the_shipped_ones():
     np.testing.assert_allclose(TextEncoder(batch_size=3).encode(texts[:5]), Z[:5], atol=1e-5)
     with pytest.raises(DataTypeError, match="position 1"):
         TextEncoder().encode(["a ticket", float("nan")])
+
+
+def test_worker_processes_give_the_rows_of_one_process(att):
+    images = [att.images[i] for i in range(34)]  # three tasks of CHUNK images (one short)
+    one = FaceEncoder(upsample=2).encode(images)
+    seen = []
+    two = FaceEncoder(upsample=2).encode(images, workers=2, progress=lambda s, completed, total: seen.append(completed))
+    for k in ("embeddings", "image", "boxes", "detected"):
+        np.testing.assert_array_equal(getattr(two, k), getattr(one, k), err_msg=k)
+    assert two.missed == one.missed == [2, 15] and seen[-1] == 34
+    with pytest.raises(ConfigError, match="workers=0"):
+        FaceEncoder().encode(images, workers=0)

@@ -10,6 +10,7 @@ texts.npz`` each text.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -48,6 +49,73 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+#: photos per block of `kfree encode faces` kept on disk: what an interruption can lose
+BLOCK = 1024
+
+
+def _partial(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook, *, force: bool = False):
+    """``encoder.encode(paths)`` a block of :data:`BLOCK` photos at a time, each block saved in
+    ``OUT.partial/`` as it is done, and the blocks an interrupted run of the same photos and
+    settings saved taken as they are: (the faces, how many photos came from such blocks).
+
+    A ``.partial`` folder of other photos or settings is refused, not overwritten (it is the
+    work of another run, which may still be wanted), unless ``force``."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from ..embed.pretrained import Faces
+    from ..exceptions import OutputError
+    from ..utils.io import atomic_path, write_json
+
+    partial = _partial(out)
+    listing = hashlib.sha256("\n".join(str(p.resolve()) for p in paths).encode()).hexdigest()
+    manifest = {"photos": len(paths), "photos_sha256": listing, "block": BLOCK, "settings": encoder.settings()}
+    if partial.exists():
+        try:
+            same = json.loads((partial / "manifest.json").read_text()) == manifest
+        except (OSError, ValueError):
+            same = False
+        if not same and not force:
+            raise OutputError(f"{partial} holds an interrupted encoding of other photos or options; run again with "
+                              "those to finish it, or pass --force to discard it")
+        if not same:
+            shutil.rmtree(partial)
+    if not partial.exists():
+        partial.mkdir(parents=True)
+        write_json(partial / "manifest.json", manifest)
+    parts, resumed = [], 0
+    for start in range(0, len(paths), BLOCK):
+        block = partial / f"{start:010d}.npz"
+        if block.exists():
+            with np.load(block) as z:
+                part = Faces(embeddings=z["embeddings"], image=z["image"], boxes=z["boxes"], detected=z["detected"],
+                             missed=z["missed"].tolist(), unreadable=dict(zip(z["unreadable_at"].tolist(),
+                                                                              z["unreadable_why"].tolist(), strict=True)))
+            resumed += min(BLOCK, len(paths) - start)
+            if hook is not None:
+                hook("faces", completed=start + min(BLOCK, len(paths) - start), total=len(paths))
+        else:
+            step = None if hook is None else (lambda name, completed, total, _s=start: hook(
+                name, completed=_s + completed, total=len(paths)))
+            part = encoder.encode(paths[start:start + BLOCK], progress=step, workers=workers)
+            part.image += start
+            part.missed = [start + i for i in part.missed]
+            part.unreadable = {start + i: why for i, why in part.unreadable.items()}
+            with atomic_path(block) as tmp, open(tmp, "wb") as f:
+                np.savez(f, embeddings=part.embeddings, image=part.image, boxes=part.boxes, detected=part.detected,
+                         missed=np.array(part.missed, dtype=np.int64),
+                         unreadable_at=np.array(list(part.unreadable), dtype=np.int64),
+                         unreadable_why=np.array(list(part.unreadable.values()), dtype=str))
+        parts.append(part)
+    return Faces.concat(parts), resumed
+
+
 @encode_app.command("faces", no_args_is_help=True)
 def faces(
     photos: Annotated[list[Path], typer.Argument(show_default=False, help="Image files, folders of them (searched "
@@ -67,6 +135,8 @@ def faces(
     labels_from_folders: Annotated[bool, typer.Option("--labels-from-folders", help="Label each face by its "
                                                       "photo's folder below the folder given (one folder per "
                                                       "person), for kfree train.")] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes encoding at once (default: the thread "
+                                                            "budget, --threads).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
@@ -77,6 +147,9 @@ def faces(
     kfree cluster faces.npz --threshold 0.36 --out clusters.csv     # dlib: same person below ~0.6 euclidean
     kfree report clusters.csv --images faces.npz --out report/      # each face cropped from its photo
     kfree encode faces people/ --labels-from-folders --out seen.npz && kfree train seen.npz --out model.kfree
+
+    Photos are encoded in blocks of 1,024, each kept in OUT.partial/ until the output is written:
+    an interrupted run, started again with the same photos and options, resumes where it stopped.
     """
     with cli_errors():
         import numpy as np
@@ -84,7 +157,8 @@ def faces(
         from ..data.images import find_images
         from ..embed.pretrained import FaceEncoder
         from ..exceptions import DataError
-        from .app import _limit_threads
+        from ..utils.threads import thread_budget
+        from .app import _STATE, _limit_threads
 
         out = _check_out(out, [p for p in photos if p.is_file()], force)
         encoder = FaceEncoder(faces="largest" if largest else "all", if_no_face="whole" if whole_if_none else "skip",
@@ -94,7 +168,10 @@ def faces(
             raise DataError(f"--labels-from-folders: {_plural(len(loose), 'image')} lie in no folder below a folder "
                             f"given (first: {loose[0]}); give the folder that holds one folder per person")
         with _limit_threads(), progress_hook(progress) as hook:
-            found = encoder.encode(paths, progress=hook)
+            found, resumed = _encode_in_blocks(encoder, paths, out, workers or thread_budget(_STATE["threads"]),
+                                               hook, force=force)
+        if resumed:
+            console.print(f"resumed: {_plural(resumed, 'image')} had been encoded by an interrupted run")
         for i, why in list(found.unreadable.items())[:3]:
             err_console.print(f"[yellow]warning:[/] skipped: {why}", soft_wrap=True, highlight=False)
         if len(found.unreadable) > 3:
@@ -113,6 +190,7 @@ def faces(
             arrays["skipped"] = np.array([os.path.relpath(paths[i].resolve(), out.resolve().parent) for i in skipped],
                                          dtype=str)
         _write(out, arrays)
+        shutil.rmtree(_partial(out), ignore_errors=True)  # (the blocks of this run: the output is whole)
         several = int((np.bincount(found.image) > 1).sum())
         parts = [f"{_plural(len(paths), 'image')} → {_plural(found.n_faces, 'face')}"]
         if several:

@@ -59,6 +59,17 @@ class Faces:
     def n_faces(self) -> int:
         return int(self.embeddings.shape[0])
 
+    @classmethod
+    def concat(cls, parts: Sequence[Faces]) -> Faces:
+        """One :class:`Faces` of ``parts`` encoded from consecutive runs of one list of images
+        (their ``image`` positions already counted in that list)."""
+        return cls(embeddings=np.concatenate([p.embeddings for p in parts]).reshape(-1, 128),
+                   image=np.concatenate([p.image for p in parts]).astype(np.int64),
+                   boxes=np.concatenate([p.boxes for p in parts]).reshape(-1, 4).astype(np.int32),
+                   detected=np.concatenate([p.detected for p in parts]).astype(bool),
+                   missed=[i for p in parts for i in p.missed],
+                   unreadable={i: why for p in parts for i, why in p.unreadable.items()})
+
 
 def _face_model_dir() -> Path:
     """The folder of face-recognition-models' weight files, found without importing the package
@@ -118,12 +129,44 @@ class FaceEncoder:
                             dlib.face_recognition_model_v1(str(root / "dlib_face_recognition_resnet_model_v1.dat")))
         return self._models
 
-    def encode(self, images: Sequence[str | Path | np.ndarray], *, progress: Progress | None = None) -> Faces:
+    def encode(self, images: Sequence[str | Path | np.ndarray], *, progress: Progress | None = None,
+               workers: int = 1) -> Faces:
         """The faces of ``images``: paths of photo files (read with EXIF rotation, shrunk to
         ``max_side``), or uint8 arrays (height, width) grey or (height, width, 3) RGB.
 
+        ``workers`` > 1 encodes in that many processes, blocks of :data:`CHUNK` images each
+        (dlib holds Python's lock while it works, so threads would not help); the rows are the
+        same, in the same order, as one process gives.
+
         An unreadable file does not stop the run (one corrupt JPEG in a library of thousands):
         it gives no row and is named in ``Faces.unreadable``. A bad array raises at once."""
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers={workers!r} must be a whole number >= 1")
+        n = len(images)
+        if workers == 1 or n <= CHUNK:
+            return self._encode(images, 0, progress, n)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        starts = range(0, n, CHUNK)
+        parts: list[Faces] = []
+        # spawn, not fork: the parent may hold torch's or BLAS's threads, which a fork copies broken
+        with ProcessPoolExecutor(min(workers, len(starts)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(self.settings(),)) as pool:
+            for part in pool.map(_worker_encode, [(s, list(images[s:s + CHUNK])) for s in starts]):
+                parts.append(part)
+                if progress is not None:
+                    progress("faces", completed=min(n, len(parts) * CHUNK), total=n)
+        return Faces.concat(parts)
+
+    def settings(self) -> dict:
+        """The constructor's arguments: what makes two encoders give the same rows."""
+        return {"faces": self.faces, "if_no_face": self.if_no_face, "upsample": self.upsample,
+                "max_side": self.max_side, "jitters": self.jitters}
+
+    def _encode(self, images: Sequence[str | Path | np.ndarray], start: int, progress: Progress | None,
+                total: int) -> Faces:
+        """:meth:`encode` in this process; image positions counted from ``start``."""
         from ..data.images import read_rgb
 
         detector, aligner, describer = self._load()
@@ -133,9 +176,9 @@ class FaceEncoder:
         detected: list[bool] = []
         missed: list[int] = []
         unreadable: dict[int, str] = {}
-        for i, item in enumerate(images):
+        for i, item in enumerate(images, start):
             if progress is not None and i:
-                progress("faces", completed=i, total=len(images))
+                progress("faces", completed=i, total=total)
             if isinstance(item, np.ndarray):
                 rgb, scale = _as_rgb(item, i), 1.0
             else:
@@ -163,10 +206,25 @@ class FaceEncoder:
                 boxes.append(np.rint(box).astype(np.int32))
                 detected.append(not whole)
         if progress is not None:
-            progress("faces", completed=len(images), total=len(images))
+            progress("faces", completed=start + len(images), total=total)
         return Faces(embeddings=np.array(rows, dtype=np.float32).reshape(-1, 128),
                      image=np.array(image, dtype=np.int64), boxes=np.array(boxes, dtype=np.int32).reshape(-1, 4),
                      detected=np.array(detected, dtype=bool), missed=missed, unreadable=unreadable)
+
+
+#: images a worker process encodes per task
+CHUNK = 16
+_WORKER: dict[str, FaceEncoder] = {}
+
+
+def _start_worker(settings: dict) -> None:
+    _WORKER["encoder"] = FaceEncoder(**settings)
+    _WORKER["encoder"]._load()
+
+
+def _worker_encode(task: tuple[int, list]) -> Faces:
+    start, images = task
+    return _WORKER["encoder"]._encode(images, start, None, 0)
 
 
 def _as_rgb(a: np.ndarray, i: int) -> np.ndarray:

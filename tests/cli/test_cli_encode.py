@@ -157,3 +157,40 @@ def test_an_npz_names_its_rows_with_an_index_array(tmp_path):
     np.savez(tmp_path / "c.npz", embeddings=X, index=np.arange(4))
     code, out = run("cluster", tmp_path / "c.npz", "--threshold", "1", "--out", tmp_path / "c.csv")
     one_line_error(code, out, "array 'index' (row ids) has shape (4,) for 5 rows")
+
+
+def test_an_interrupted_encoding_resumes_from_its_blocks(people, tmp_path, monkeypatch):
+    """Blocks of photos are kept in OUT.partial/ as they are done: a run stopped in its second
+    block leaves the first, and the next run of the same photos and options encodes only the rest,
+    with the same output a run without a stop writes; other options are refused, not mixed in."""
+    from kfree.cli import encode as cli_encode
+    from kfree.embed.pretrained import FaceEncoder
+
+    monkeypatch.setattr(cli_encode, "BLOCK", 5)
+    args = ["encode", "faces", "--no-progress", people / "people", "--upsample", "2"]
+    code, out = run(*args, "--out", tmp_path / "whole.npz")
+    assert code == 0 and "resumed" not in out, out
+    assert not (tmp_path / "whole.npz.partial").exists()  # removed once the output is written
+
+    real, calls = FaceEncoder.encode, []
+
+    def stop_in_second_block(self, images, **kw):
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, images, **kw)
+
+    monkeypatch.setattr(FaceEncoder, "encode", stop_in_second_block)
+    code, out = run(*args, "--out", tmp_path / "f.npz")
+    assert code == 130 and not (tmp_path / "f.npz").exists(), out
+    assert sorted(p.name for p in (tmp_path / "f.npz.partial").iterdir()) == ["0000000000.npz", "manifest.json"]
+    monkeypatch.setattr(FaceEncoder, "encode", real)
+    code, out = run(*args, "--largest", "--out", tmp_path / "f.npz")
+    one_line_error(code, out, "holds an interrupted encoding of other photos or options")
+    code, out = run(*args, "--out", tmp_path / "f.npz")
+    assert code == 0 and "resumed: 5 images had been encoded by an interrupted run" in out, out
+    with np.load(tmp_path / "f.npz") as a, np.load(tmp_path / "whole.npz") as b:
+        assert a.files == b.files
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert not (tmp_path / "f.npz.partial").exists()
