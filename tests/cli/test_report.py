@@ -79,7 +79,7 @@ def test_bad_input_is_one_line_and_writes_nothing(photos):
         (["report", d / "c.csv", "--out", d / "full"], "already holds files"),
         (["report", d / "c.csv"], "--out"),
         (["report", d / "photos.txt", "--out", d / "o"], "must be a CSV with a 'cluster' column"),
-        (["report", d / "c.csv", "--texts", d / "c.csv", "--out", d / "o"], "has no 'text' column"),
+        (["report", d / "c.csv", "--texts", d / "c.csv", "--out", d / "o"], "has no 'text' or 'texts'"),
     ]
     (d / "blank.csv").write_text("index,cluster\n0,a\n1,b\n2,\n3,a\n")
     (d / "bomb.png").write_bytes(b"")

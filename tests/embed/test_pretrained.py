@@ -127,7 +127,7 @@ def test_text_embeddings_equal_the_shipped_ones():
     texts = [str(t) for t in data.texts[:40]]
     Z = TextEncoder(batch_size=16).encode(texts)
     assert Z.dtype == np.float32 and Z.shape == (40, 384)
-    np.testing.assert_allclose(Z, data.X[:40], atol=1e-3)
+    np.testing.assert_allclose(Z, data.X[:40], atol=3e-4)  # (float16's step at 0.28, the largest value: 2.4e-4)
     np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(TextEncoder(batch_size=3).encode(texts[:5]), Z[:5], atol=1e-5)
     with pytest.raises(DataTypeError, match="position 1"):
@@ -136,11 +136,13 @@ def test_text_embeddings_equal_the_shipped_ones():
 
 def test_worker_processes_give_the_rows_of_one_process(att):
     images = [att.images[i] for i in range(34)]  # three tasks of CHUNK images (one short)
-    one = FaceEncoder(upsample=2).encode(images)
+    encoder = FaceEncoder(upsample=2)
+    one = encoder.encode(images)
     seen = []
-    two = FaceEncoder(upsample=2).encode(images, workers=2, progress=lambda s, completed, total: seen.append(completed))
+    with encoder.processes(2) as pool:  # (workers=2 alone starts none for so few images)
+        two = encoder.encode(images, pool=pool, progress=lambda s, completed, total: seen.append(completed))
     for k in ("embeddings", "image", "boxes", "detected"):
         np.testing.assert_array_equal(getattr(two, k), getattr(one, k), err_msg=k)
-    assert two.missed == one.missed == [2, 15] and seen[-1] == 34
+    assert two.missed == one.missed == [2, 15] and seen == [16, 32, 34]
     with pytest.raises(ConfigError, match="workers=0"):
         FaceEncoder().encode(images, workers=0)

@@ -1,10 +1,10 @@
 """``kfree encode faces|texts``: users' photos and texts → the feature vectors kfree clusters.
 
-Each writes one ``.npz`` that every other command reads: ``embeddings`` (the features), the
-rows' source (``paths`` and ``boxes`` of the faces, or the ``texts``), ``labels`` when the input
-carries them (one folder per person, a label column) and ``index`` when a table names its rows.
-``kfree report --images faces.npz`` shows each face cropped from its photo, ``--texts
-texts.npz`` each text.
+Each writes one ``.npz`` that every other command reads: ``embeddings`` (the features), where
+the faces came from (``paths``, ``boxes``), ``labels`` when the input carries them (one folder
+per person, a label column) and ``index`` when a table names its rows. ``kfree report --images
+faces.npz`` shows each face cropped from its photo; ``--texts`` takes the texts' own file (the
+``.npz`` does not copy them: a million tickets would weigh gigabytes as a NumPy text array).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ encode_app = typer.Typer(
     no_args_is_help=True,
 )
 
-OUT_HELP = "Output .npz (required): 'embeddings' plus where each row came from."
-TEXT_COLUMNS = ("text", "texts", "sentence", "message", "utterance", "body")
+OUT_HELP = "Output .npz (required): 'embeddings', and 'labels' and row ids when given."
 
 
 def _check_out(out: Path | None, inputs, force: bool) -> Path:
@@ -45,10 +44,6 @@ def _write(out: Path, arrays: dict) -> None:
         np.savez(f, **arrays)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
 #: photos per block of `kfree encode faces` kept on disk: what an interruption can lose
 BLOCK = 1024
 
@@ -67,53 +62,69 @@ def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook,
     import hashlib
     import json
 
-    import numpy as np
-
-    from ..embed.pretrained import Faces
+    from ..embed.pretrained import MIN_PER_WORKER, Faces
     from ..exceptions import OutputError
-    from ..utils.io import atomic_path, write_json
+    from ..utils.io import write_json
 
     partial = _partial(out)
-    listing = hashlib.sha256("\n".join(str(p.resolve()) for p in paths).encode()).hexdigest()
-    manifest = {"photos": len(paths), "photos_sha256": listing, "block": BLOCK, "settings": encoder.settings()}
+    listing = hashlib.sha256()
+    for p in paths:  # a photo replaced under its name is another photo: its size or time differs
+        st = p.stat()
+        listing.update(f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    manifest = {"photos": len(paths), "photos_sha256": listing.hexdigest(), "block": BLOCK,
+                "settings": encoder.settings()}
     if partial.exists():
         try:
             same = json.loads((partial / "manifest.json").read_text()) == manifest
         except (OSError, ValueError):
             same = False
         if not same and not force:
-            raise OutputError(f"{partial} holds an interrupted encoding of other photos or options; run again with "
-                              "those to finish it, or pass --force to discard it")
-        if not same:
+            raise OutputError(f"{partial} holds an interrupted encoding of other photos, changed photos or other "
+                              "options; run again with those to finish it, or pass --force to discard it")
+        if force:
             shutil.rmtree(partial)
     if not partial.exists():
         partial.mkdir(parents=True)
         write_json(partial / "manifest.json", manifest)
     parts, resumed = [], 0
-    for start in range(0, len(paths), BLOCK):
-        block = partial / f"{start:010d}.npz"
-        if block.exists():
-            with np.load(block) as z:
-                part = Faces(embeddings=z["embeddings"], image=z["image"], boxes=z["boxes"], detected=z["detected"],
-                             missed=z["missed"].tolist(), unreadable=dict(zip(z["unreadable_at"].tolist(),
-                                                                              z["unreadable_why"].tolist(), strict=True)))
-            resumed += min(BLOCK, len(paths) - start)
-            if hook is not None:
-                hook("faces", completed=start + min(BLOCK, len(paths) - start), total=len(paths))
-        else:
-            step = None if hook is None else (lambda name, completed, total, _s=start: hook(
-                name, completed=_s + completed, total=len(paths)))
-            part = encoder.encode(paths[start:start + BLOCK], progress=step, workers=workers)
-            part.image += start
-            part.missed = [start + i for i in part.missed]
-            part.unreadable = {start + i: why for i, why in part.unreadable.items()}
-            with atomic_path(block) as tmp, open(tmp, "wb") as f:
-                np.savez(f, embeddings=part.embeddings, image=part.image, boxes=part.boxes, detected=part.detected,
-                         missed=np.array(part.missed, dtype=np.int64),
-                         unreadable_at=np.array(list(part.unreadable), dtype=np.int64),
-                         unreadable_why=np.array(list(part.unreadable.values()), dtype=str))
-        parts.append(part)
+    with encoder.processes(max(1, min(workers, len(paths) // MIN_PER_WORKER))) as pool:
+        for start in range(0, len(paths), BLOCK):
+            part, done = _block(encoder, paths, start, partial, pool, hook)
+            parts.append(part)
+            resumed += done
     return Faces.concat(parts), resumed
+
+
+def _block(encoder, paths: list[Path], start: int, partial: Path, pool, hook):
+    """The faces of the block of photos from ``start``: read from ``partial`` when an earlier run
+    saved it, else encoded and saved; and how many photos were read rather than encoded."""
+    import numpy as np
+
+    from ..embed.pretrained import Faces
+    from ..utils.io import atomic_path
+
+    n = min(BLOCK, len(paths) - start)
+    block = partial / f"{start:010d}.npz"
+    if block.exists():
+        with np.load(block) as z:
+            part = Faces(embeddings=z["embeddings"], image=z["image"], boxes=z["boxes"], detected=z["detected"],
+                         missed=z["missed"].tolist(), unreadable=dict(zip(z["unreadable_at"].tolist(),
+                                                                          z["unreadable_why"].tolist(), strict=True)))
+        if hook is not None:
+            hook("faces", completed=start + n, total=len(paths))
+        return part, n
+    step = None if hook is None else (lambda name, completed, total: hook(name, completed=start + completed,
+                                                                          total=len(paths)))
+    part = encoder.encode(paths[start:start + n], progress=step, pool=pool)
+    part.image += start
+    part.missed = [start + i for i in part.missed]
+    part.unreadable = {start + i: why for i, why in part.unreadable.items()}
+    with atomic_path(block) as tmp, open(tmp, "wb") as f:
+        np.savez(f, embeddings=part.embeddings, image=part.image, boxes=part.boxes, detected=part.detected,
+                 missed=np.array(part.missed, dtype=np.int64),
+                 unreadable_at=np.array(list(part.unreadable), dtype=np.int64),
+                 unreadable_why=np.array(list(part.unreadable.values()), dtype=str))
+    return part, 0
 
 
 @encode_app.command("faces", no_args_is_help=True)
@@ -132,13 +143,15 @@ def faces(
                                                       "detection (0: never; boxes stay in the photo's pixels).")] = 1600,
     jitters: Annotated[int, typer.Option(min=0, help="Average each descriptor over this many jittered crops "
                                                      "(0: one, deterministic; 10 is slower, slightly better).")] = 0,
-    labels_from_folders: Annotated[bool, typer.Option("--labels-from-folders", help="Label each face by its "
-                                                      "photo's folder below the folder given (one folder per "
-                                                      "person), for kfree train.")] = False,
+    labels_from_folders: Annotated[bool, typer.Option("--labels-from-folders", help="Label each photo by its "
+                                                      "folder just below the folder given (one folder per "
+                                                      "person, subfolders included), for kfree train; one face "
+                                                      "per photo, the largest.")] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes encoding at once (default: the thread "
                                                             "budget, --threads).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file, and start afresh "
+                                                        "instead of resuming OUT.partial/.")] = False,
 ) -> None:
     """Find the faces in photos and write one 128-d dlib descriptor per face (pip install 'kfree\\[faces]').
 
@@ -156,28 +169,33 @@ def faces(
 
         from ..data.images import find_images
         from ..embed.pretrained import FaceEncoder
-        from ..exceptions import DataError
+        from ..exceptions import ConfigError, DataError
+        from ..report.figures import plural
         from ..utils.threads import thread_budget
         from .app import _STATE, _limit_threads
 
         out = _check_out(out, [p for p in photos if p.is_file()], force)
-        encoder = FaceEncoder(faces="largest" if largest else "all", if_no_face="whole" if whole_if_none else "skip",
+        if 0 < max_side < 64:
+            raise ConfigError(f"--max-side {max_side}: give 64 pixels or more, or 0 to keep every photo's size")
+        # a folder's label names one person: the other faces of a group photo in it are not them
+        encoder = FaceEncoder(faces="largest" if largest or labels_from_folders else "all", if_no_face="whole" if whole_if_none else "skip",
                               upsample=upsample, max_side=max_side or None, jitters=jitters)
         paths, groups = find_images(photos)
         if labels_from_folders and (loose := [p for p, g in zip(paths, groups, strict=True) if g is None]):
-            raise DataError(f"--labels-from-folders: {_plural(len(loose), 'image')} lie in no folder below a folder "
+            raise DataError(f"--labels-from-folders: {plural(len(loose), 'image')} lie in no folder below a folder "
                             f"given (first: {loose[0]}); give the folder that holds one folder per person")
         with _limit_threads(), progress_hook(progress) as hook:
             found, resumed = _encode_in_blocks(encoder, paths, out, workers or thread_budget(_STATE["threads"]),
                                                hook, force=force)
         if resumed:
-            console.print(f"resumed: {_plural(resumed, 'image')} had been encoded by an interrupted run")
+            console.print(f"resumed: {plural(resumed, 'image')} had been encoded by an interrupted run")
         for i, why in list(found.unreadable.items())[:3]:
             err_console.print(f"[yellow]warning:[/] skipped: {why}", soft_wrap=True, highlight=False)
         if len(found.unreadable) > 3:
             err_console.print(f"[yellow]warning:[/] {len(found.unreadable) - 3} more unreadable image(s) skipped")
         if found.n_faces == 0:
-            raise DataError(f"no face found in {_plural(len(paths), 'image')}"
+            shutil.rmtree(_partial(out), ignore_errors=True)  # (finished: a rerun with other options starts afresh)
+            raise DataError(f"no face found in {plural(len(paths), 'image')}"
                             + (f" ({len(found.unreadable)} unreadable)" if found.unreadable else "")
                             + "; small faces need --upsample 2, face crops --whole-if-none; nothing was written")
         rel = [os.path.relpath(paths[i].resolve(), out.resolve().parent) for i in found.image]
@@ -192,17 +210,17 @@ def faces(
         _write(out, arrays)
         shutil.rmtree(_partial(out), ignore_errors=True)  # (the blocks of this run: the output is whole)
         several = int((np.bincount(found.image) > 1).sum())
-        parts = [f"{_plural(len(paths), 'image')} → {_plural(found.n_faces, 'face')}"]
+        parts = [f"{plural(len(paths), 'image')} → {plural(found.n_faces, 'face')}"]
         if several:
-            parts.append(f"{_plural(several, 'image')} with several")
+            parts.append(f"{plural(several, 'image')} with several")
         if found.missed:
-            parts.append(f"{_plural(len(found.missed), 'image')} without a face skipped (listed in 'skipped')")
+            parts.append(f"{plural(len(found.missed), 'image')} without a face skipped (listed in 'skipped')")
         if n_whole := int((~found.detected).sum()):
-            parts.append(f"{_plural(n_whole, 'image')} without a detected face taken whole")
+            parts.append(f"{plural(n_whole, 'image')} without a detected face taken whole")
         if found.unreadable:
             parts.append(f"{len(found.unreadable)} unreadable")
         if labels_from_folders:
-            parts.append(f"{_plural(len(set(arrays['labels'].tolist())), 'label')} from folders")
+            parts.append(f"{plural(len(set(arrays['labels'].tolist())), 'label')} from folders")
         from rich.markup import escape
 
         console.print(f"{'; '.join(parts)}; wrote [bold]{escape(str(out))}[/bold]", soft_wrap=True)
@@ -213,8 +231,8 @@ def texts(
     data: Annotated[Path, typer.Argument(show_default=False, help="A .txt (one text per line) or a .csv/.parquet "
                                                                  "table with a text column.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help=OUT_HELP)] = None,
-    column: Annotated[str | None, typer.Option(help=f"The table's text column (default: the first of "
-                                                    f"{', '.join(TEXT_COLUMNS)}).")] = None,
+    column: Annotated[str | None, typer.Option(help="The table's text column (default: the first of "
+                                                    "text, texts, sentence, message, utterance, body).")] = None,
     label_column: Annotated[str | None, typer.Option(help="A table column of labels to keep (for kfree "
                                                           "train).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Texts encoded together.")] = 64,
@@ -228,15 +246,24 @@ def texts(
     \b
     kfree encode texts tickets.csv --column body --out tickets.npz
     kfree cluster model.kfree tickets.npz --out clusters.csv
-    kfree report clusters.csv --texts tickets.npz --out report/
+    kfree report clusters.csv --texts tickets.csv --out report/     # joined by the ticket ids
     """
     with cli_errors():
         import numpy as np
         from rich.markup import escape
 
-        from ..data.io import TABLES, check_index, check_path, read_lines, read_table, table_column
+        from ..data.io import (
+            TABLES,
+            TEXT_COLUMNS,
+            check_index,
+            check_path,
+            read_lines,
+            read_table,
+            table_column,
+        )
         from ..embed.pretrained import TextEncoder
         from ..exceptions import DataError
+        from ..report.figures import plural
         from ..utils.threads import limit_threads
         from .app import _STATE
 
@@ -255,7 +282,7 @@ def texts(
             col = table_column(df, (column,) if column else TEXT_COLUMNS, p)
             values = df[col]
             if missing := int(values.isna().sum()):
-                raise DataError(f"{p.name}: column {col!r} is empty in {_plural(missing, 'row')} (first: row "
+                raise DataError(f"{p.name}: column {col!r} is empty in {plural(missing, 'row')} (first: row "
                                 f"{int(np.flatnonzero(values.isna().to_numpy())[0])}); fill or drop them first")
             items = [str(v) for v in values.tolist()]
             if label_column is not None:
@@ -270,13 +297,17 @@ def texts(
         if not items:
             raise DataError(f"{p.name} holds no text; nothing was written")
         if blank := sum(1 for t in items if not t.strip()):
-            err_console.print(f"[yellow]warning:[/] {_plural(blank, 'text')} of {len(items):,} "
+            err_console.print(f"[yellow]warning:[/] {plural(blank, 'text')} of {len(items):,} "
                               "are blank; they share one vector (and one cluster)", highlight=False)
         # a transformer, unlike kfree's small heads, gains from every thread: torch gets the budget
         with limit_threads(_STATE["threads"], torch=True), progress_hook(progress) as hook:
             Z = encoder.encode(items, progress=hook)
-        arrays = {"embeddings": Z, "texts": np.array(items, dtype=str), **arrays}
+        if cut := encoder.truncated_:
+            err_console.print(f"[yellow]warning:[/] {plural(len(cut), 'text')} of {len(items):,} are longer than "
+                              f"the model reads (256 word pieces, about 200 words; first: row {cut[0]}): only "
+                              "their start was encoded", highlight=False)
+        arrays = {"embeddings": Z, **arrays}
         _write(out, arrays)
-        console.print(f"{_plural(len(items), 'text')} → {Z.shape[1]}-d MiniLM embeddings (unit length); wrote "
+        console.print(f"{plural(len(items), 'text')} → {Z.shape[1]}-d MiniLM embeddings (unit length); wrote "
                       f"[bold]{escape(str(out))}[/bold]",
                       soft_wrap=True)

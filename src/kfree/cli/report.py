@@ -14,8 +14,9 @@ from .console import cli_errors, console
 def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str, *,
            arrays: tuple[str, ...] = (), extra: str | None = None) -> tuple[list[str], object]:
     """The entry of each predicted row, from a ``.txt`` (a line per row), a table (the first of
-    ``columns`` it has) or an ``.npz`` of ``kfree encode`` (the first of ``arrays`` it has), and
-    the ``extra`` array of the ``.npz`` for the same rows (the faces' ``boxes``), or None. A file with its own ``index`` (column or array) is joined by it when the clusters have
+    ``columns`` it has) or, where ``arrays`` are named, an ``.npz`` of ``kfree encode faces`` (the
+    first of ``arrays`` it has), and the ``extra`` array of the ``.npz`` for the same rows (the
+    faces' ``boxes``), or None. A file with its own ``index`` (column or array) is joined by it when the clusters have
     one, as ``--truth`` is (picking by row number showed a shuffled file's wrong texts);
     otherwise entries are picked by row (:func:`~kfree.evaluate.compare.rows_of`)."""
     import numpy as np
@@ -25,8 +26,9 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
     from ..evaluate.compare import item_rows
     from ..exceptions import DataError
 
-    check_path(path, (".txt", ".npz", *TABLES), wrong_format=f"{path.name}: give the {what} as a .txt (one per "
-               f"line), a .csv/.parquet with a {columns[0]!r} column, or the .npz of kfree encode")
+    check_path(path, (".txt", *TABLES, *([".npz"] if arrays else [])), wrong_format=(
+        f"{path.name}: give the {what} as a .txt (one per line) or a .csv/.parquet with a {columns[0]!r} column"
+        + (", or the .npz of kfree encode faces" if arrays else "")))
     index = found = None
     if path.suffix.lower() == ".txt":
         entries = read_lines(path)
@@ -35,7 +37,7 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         key = next((c for c in arrays if c in held), None)
         if key is None:
             raise DataError(f"{path.name} has no {' or '.join(repr(c) for c in arrays)} array (it has "
-                            f"{sorted(names)}); the .npz of kfree encode faces/texts has it")
+                            f"{sorted(names)}); the .npz of kfree encode faces has it")
         entries = [str(v) for v in held[key].tolist()]
         index = pd.Series(held["index"]) if "index" in held else None
         found = held.get(extra) if extra else None
@@ -58,9 +60,9 @@ def report(
                                                      ".csv/.parquet with a 'path' column, or the .npz of `kfree "
                                                      "encode faces` (each face shown cropped); relative paths "
                                                      "are read from that file's folder.")] = None,
-    texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line), a .csv/.parquet "
-                                                    "with a 'text' column, or the .npz of `kfree encode "
-                                                    "texts`.")] = None,
+    texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line) or a .csv/.parquet "
+                                                    "with a text column (text, texts, sentence, message, "
+                                                    "utterance or body).")] = None,
     features: Annotated[Path | None, typer.Option(help="Features of each row (any features file, e.g. from `kfree "
                                                        "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA.")] = None,
     max_clusters: Annotated[int, typer.Option(min=1, help="Show the images or texts of this many clusters, the "
@@ -82,6 +84,7 @@ def report(
         import numpy as np
         from rich.markup import escape
 
+        from ..data.io import TEXT_COLUMNS
         from ..evaluate.compare import read_predictions, truth_for
         from ..exceptions import ConfigError
         from ..report.clusters import cluster_report
@@ -104,7 +107,7 @@ def report(
                                    arrays=("paths",), extra="boxes")
             paths = [str(p if Path(p).is_absolute() else base / p) for p in listed]
         if texts is not None:
-            lines, _ = _items(texts, pred, ("text",), "texts", clusters.name, arrays=("texts",))
+            lines, _ = _items(texts, pred, TEXT_COLUMNS, "texts", clusters.name)
         X = None
         if features is not None:
             from ..data.io import load_features

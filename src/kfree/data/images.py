@@ -27,9 +27,10 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
     Each input is a folder (searched recursively for :data:`IMAGE_SUFFIXES`, hidden files and
     folders skipped, sorted by path), a ``.txt`` list of paths (one per line, relative ones from
     the list's folder; blank lines skipped), or an image file. The second list gives each file's
-    folder relative to the folder input it was found in (``"alice"`` for ``photos/alice/1.jpg``
-    under ``photos/``), the identity label of a library laid out one folder per person, and None
-    for files named one by one or by a list. A file named twice is one file, kept where first
+    folder just below the folder input it was found in (``"alice"`` for ``photos/alice/1.jpg``
+    and for ``photos/alice/2019/2.jpg`` under ``photos/``), the identity label of a library laid
+    out one folder per person (subfolders by year or event stay that person's), and None for
+    files directly in the folder given, named one by one or by a list. A file named twice is one file, kept where first
     named: encoding it twice would make it two rows of one face."""
     paths: list[Path] = []
     groups: list[str | None] = []
@@ -52,8 +53,8 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
             if not found:
                 raise DataError(f"{root} holds no image file ({', '.join(IMAGE_SUFFIXES)}, in any subfolder)")
             for p in found:
-                rel = p.parent.relative_to(root)
-                add(p, None if rel == Path(".") else rel.as_posix())
+                rel = p.relative_to(root).parts
+                add(p, rel[0] if len(rel) > 1 else None)
         elif root.suffix.lower() == ".txt":
             lines = [line.strip() for line in read_lines(root)]
             listed = [Path(line) if Path(line).is_absolute() else root.parent / line for line in lines if line]

