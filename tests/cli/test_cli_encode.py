@@ -298,3 +298,51 @@ def test_an_interrupted_encoding_resumes_from_its_blocks(people, tmp_path, monke
     one_line_error(code, out, "changed photos")
     code, out = run(*args, "--out", tmp_path / "g.npz", "--force")  # starts afresh
     assert code == 0 and "resumed" not in out, out
+
+
+def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
+    """Interrupted while two worker processes encode a block: the command stops within seconds
+    (the pool's own exit would first finish every queued task), exits 130 with one line, prints no
+    traceback and leaves no worker behind; the photos done so far are not written as output."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("dlib")
+    from PIL import Image
+
+    att = load_builtin("att_faces")
+    (tmp_path / "ph").mkdir()
+    for i in range(256):
+        Image.fromarray(att.images[i]).save(tmp_path / "ph" / f"{i:03d}.png")
+    proc = subprocess.Popen([sys.executable, "-m", "kfree", "encode", "faces", str(tmp_path / "ph"), "--upsample",
+                             "2", "--workers", "2", "--no-progress", "--out", str(tmp_path / "o.npz")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(6)  # the workers are started and busy
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err and "Error" not in err, err
+    assert not (tmp_path / "o.npz").exists() and (tmp_path / "o.npz.partial" / "manifest.json").exists()
+    time.sleep(0.5)
+    assert _in_session(proc.pid) == []  # no worker left in its session
+
+
+def _in_session(sid: int) -> list[int]:
+    """The live processes of session ``sid`` (Linux /proc; elsewhere none can be seen); an ended
+    one not yet reaped by its new parent (a zombie) is not live."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/stat") if Path("/proc").is_dir() else []:
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # (a process that ended meanwhile)
+        if int(fields[3]) == sid and fields[0] != "Z":  # (after the name: state, ppid, pgrp, session)
+            found.append(int(entry.parent.name))
+    return found

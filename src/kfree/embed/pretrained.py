@@ -152,7 +152,11 @@ class FaceEncoder:
                 return self.encode(images, progress=progress, pool=own) if own is not None else \
                     self._encode(images, 0, progress, n)
         parts: list[Faces] = []
-        for part in pool.map(_worker_encode, [(s, list(images[s:s + CHUNK])) for s in range(0, n, CHUNK)]):
+        # submitted one by one, not pool.map: map cancels its queued tasks when interrupted, and
+        # Python 3.11's executor then fails on them with a traceback once its workers are stopped
+        tasks = [pool.submit(_worker_encode, (s, list(images[s:s + CHUNK]))) for s in range(0, n, CHUNK)]
+        for task in tasks:
+            part = task.result()
             parts.append(part)
             if progress is not None:
                 progress("faces", completed=min(n, len(parts) * CHUNK), total=n)
@@ -169,9 +173,19 @@ class FaceEncoder:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_start_worker, initargs=(self.settings(),)) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(self.settings(),))
+        try:
             yield pool
+        except BaseException:
+            # an interrupt or error: stop now (the executor's own exit would first finish every
+            # task queued, a whole block of photos); with its workers gone the pool fails the
+            # queued tasks, and shutting down is quick
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):  # (public only in 3.14)
+                proc.terminate()
+            pool.shutdown(wait=True)
+            raise
+        pool.shutdown(wait=True)
 
     def settings(self) -> dict:
         """The constructor's arguments: what makes two encoders give the same rows."""
@@ -234,6 +248,9 @@ _WORKER: dict[str, FaceEncoder] = {}
 
 
 def _start_worker(settings: dict) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the workers
     _WORKER["encoder"] = FaceEncoder(**settings)
     _WORKER["encoder"]._load()
 
