@@ -51,7 +51,7 @@ def faces() -> dict:
             f = root / f"s{y + 1}" / f"{i % 10 + 1}.png"
             f.parent.mkdir(exist_ok=True)
             Image.fromarray(im).save(f)
-        paths, groups = find_images([root])
+        paths, groups, _ = find_images([root])
         order = np.array([(int(g[1:]) - 1) * 10 + int(p.stem) - 1 for p, g in zip(paths, groups, strict=True)])
         t = time.perf_counter()
         encoder = FaceEncoder(faces="largest", if_no_face="whole", upsample=2)

@@ -84,6 +84,33 @@ def test_labels_are_the_folder_below_the_one_given_and_one_face_per_labelled_pho
         assert np.unique(z["image"]).size == z["image"].size == 9  # one row a photo, the group photo's too
 
 
+def test_what_users_photo_folders_hold(people, tmp_path):
+    """Found by a user trial: 16-bit and float images were read clipped to white and reported
+    "without a face"; a .txt list saved with a byte-order mark lost its first photo; files of
+    other types (iPhone HEIC) were passed over in silence; .jfif and .jpe are JPEGs."""
+    from PIL import Image
+
+    att = load_builtin("att_faces")
+    face = att.images[6]
+    (tmp_path / "lib").mkdir()
+    Image.fromarray(face.astype(np.uint16) * 257).save(tmp_path / "lib" / "grey16.png")
+    Image.fromarray(face.astype(np.float32) / 255).save(tmp_path / "lib" / "float.tif")
+    Image.fromarray(face).save(tmp_path / "lib" / "a.jfif", format="JPEG", quality=95)
+    (tmp_path / "lib" / "IMG_0001.HEIC").write_bytes(b"not readable here")
+    (tmp_path / "lib" / "notes.txt").write_text("x")
+    code, out = run("encode", "faces", "--no-progress", tmp_path / "lib", "--upsample", "2", "--out", tmp_path / "a.npz")
+    assert code == 0 and "3 images → 3 faces" in out, out
+    assert "passed over 2 files that are not images kfree reads (.heic 1, .txt 1)" in out
+    with np.load(tmp_path / "a.npz") as z:
+        for name in ("grey16.png", "float.tif"):  # (stretched to 0–255: near the 8-bit image's descriptor)
+            row = next(i for i, p in enumerate(z["paths"]) if p.endswith(name))
+            assert np.linalg.norm(z["embeddings"][row] - att.X[6]) < 0.15, name
+    (tmp_path / "bom.txt").write_text("\ufefflib/grey16.png\r\nlib/a.jfif\r\n", encoding="utf-8")
+    code, out = run("encode", "faces", "--no-progress", tmp_path / "bom.txt", "--upsample", "2",
+                    "--out", tmp_path / "b.npz")
+    assert code == 0 and "2 images → 2 faces" in out, out
+
+
 def test_the_report_gets_each_face_s_box(people, tmp_path, monkeypatch):
     """kfree report --images faces.npz hands the boxes, in the clusters' row order, to the page."""
     import kfree.report.clusters as clusters_mod
@@ -182,7 +209,13 @@ def test_a_ticket_table_keeps_its_ids_and_labels_through_cluster_and_report(tmp_
     assert clusters["label"].tolist() == tickets["intent"].tolist()
     shuffled = tickets.sample(frac=1, random_state=0)  # joined by the ids, not by row
     shuffled.to_csv(tmp_path / "shuffled.csv", index=False)
+    shuffled.rename(columns={"body": "description"}).to_csv(tmp_path / "shuffled.csv", index=False)
     code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "shuffled.csv", "--out", tmp_path / "r")
+    one_line_error(code, out, "has no 'text' or 'texts'")
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "t.npz", "--out", tmp_path / "r")
+    one_line_error(code, out, "does not copy the texts")
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "shuffled.csv", "--text-column",
+                    "description", "--out", tmp_path / "r")
     assert code == 0, out
     page = (tmp_path / "r" / "index.html").read_text()
     import html
@@ -199,7 +232,7 @@ def test_a_ticket_table_keeps_its_ids_and_labels_through_cluster_and_report(tmp_
     (tmp_path / "lines.txt").write_text("my card has not arrived\nhow do I top up?\n" + "word " * 400 + "\n")
     code, out = run("encode", "texts", "--no-progress", tmp_path / "lines.txt", "--out", tmp_path / "l.npz")
     assert code == 0 and "3 texts" in out, out
-    assert "1 text of 3 are longer than the model reads" in out and "first: row 2" in out
+    assert "1 of 3 texts is longer than the model reads" in out and "first: row 2" in out
 
     tickets[["index", "intent"]].to_csv(tmp_path / "no_text.csv", index=False)
     code, out = run("encode", "texts", "--no-progress", tmp_path / "no_text.csv", "--out", tmp_path / "x.npz")
@@ -210,7 +243,7 @@ def test_a_ticket_table_keeps_its_ids_and_labels_through_cluster_and_report(tmp_
     tickets.loc[3, "body"] = None
     tickets.to_csv(tmp_path / "holes.csv", index=False)
     code, out = run("encode", "texts", "--no-progress", tmp_path / "holes.csv", "--out", tmp_path / "x.npz")
-    one_line_error(code, out, "column 'body' is empty in 1 row (first: row 3)")
+    one_line_error(code, out, f"column 'body' is empty in 1 row (first: row 3, index 'T-{rows[3]:05d}')")
     assert not (tmp_path / "x.npz").exists()
 
 
@@ -274,6 +307,7 @@ def test_an_interrupted_encoding_resumes_from_its_blocks(people, tmp_path, monke
     monkeypatch.setattr(FaceEncoder, "encode", stop_in_second_block)
     code, out = run(*args, "--out", tmp_path / "f.npz")
     assert code == 130 and not (tmp_path / "f.npz").exists(), out
+    assert "5 photos encoded before the stop are kept in" in out and "the same command resumes" in out
     assert sorted(p.name for p in (tmp_path / "f.npz.partial").iterdir()) == ["0000000000.npz", "manifest.json"]
     monkeypatch.setattr(FaceEncoder, "encode", real)
     code, out = run(*args, "--largest", "--out", tmp_path / "f.npz")

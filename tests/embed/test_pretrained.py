@@ -97,6 +97,21 @@ def test_a_photo_is_read_turned_as_a_viewer_shows_it_and_boxes_are_in_its_pixels
     assert np.linalg.norm(shrunk.embeddings - ref.embeddings) < 0.3
 
 
+def test_a_notebook_s_inputs(att):
+    """Pillow images and generators are taken; one path or one text alone is refused (it was
+    taken a character at a time: 26 unreadable "files", 23 embeddings of letters)."""
+    from PIL import Image
+
+    found = FaceEncoder(upsample=2).encode(Image.fromarray(att.images[i]) for i in (0, 1))
+    np.testing.assert_array_equal(found.embeddings, att.X[[0, 1]])
+    with pytest.raises(DataTypeError, match=r"images is one str; give a list"):
+        FaceEncoder().encode("photos/alice.jpg")
+    with pytest.raises(DataTypeError, match="image 1 is NoneType"):
+        FaceEncoder().encode([att.images[0], None])
+    with pytest.raises(DataTypeError, match=r"texts is one str; give a list"):
+        TextEncoder().encode("my card has not arrived")
+
+
 def test_bad_arrays_and_settings_are_one_clear_error(att):
     with pytest.raises(DataTypeError, match="give uint8 pixels"):
         FaceEncoder().encode([att.images[0].astype(np.float32) / 255])

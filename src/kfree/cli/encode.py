@@ -180,13 +180,25 @@ def faces(
         # a folder's label names one person: the other faces of a group photo in it are not them
         encoder = FaceEncoder(faces="largest" if largest or labels_from_folders else "all", if_no_face="whole" if whole_if_none else "skip",
                               upsample=upsample, max_side=max_side or None, jitters=jitters)
-        paths, groups = find_images(photos)
+        paths, groups, ignored = find_images(photos)
+        if ignored:
+            kinds = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(ignored.items(), key=lambda kv: -kv[1]))
+            err_console.print(f"[yellow]warning:[/] passed over {plural(sum(ignored.values()), 'file')} that are not "
+                              f"images kfree reads ({kinds}); convert photos in other formats (HEIC: to JPEG) to "
+                              "include them", soft_wrap=True, highlight=False)
         if labels_from_folders and (loose := [p for p, g in zip(paths, groups, strict=True) if g is None]):
             raise DataError(f"--labels-from-folders: {plural(len(loose), 'image')} lie in no folder below a folder "
                             f"given (first: {loose[0]}); give the folder that holds one folder per person")
-        with _limit_threads(), progress_hook(progress) as hook:
-            found, resumed = _encode_in_blocks(encoder, paths, out, workers or thread_budget(_STATE["threads"]),
-                                               hook, force=force)
+        try:
+            with _limit_threads(), progress_hook(progress) as hook:
+                found, resumed = _encode_in_blocks(encoder, paths, out, workers or thread_budget(_STATE["threads"]),
+                                                   hook, force=force)
+        except KeyboardInterrupt:
+            if done := len(list(_partial(out).glob("*.npz"))):
+                err_console.print(f"{plural(min(len(paths), done * BLOCK), 'photo')} encoded before the stop are kept "
+                                  f"in {_partial(out)}: the same command resumes from there", soft_wrap=True,
+                                  highlight=False)
+            raise
         if resumed:
             console.print(f"resumed: {plural(resumed, 'image')} had been encoded by an interrupted run")
         for i, why in list(found.unreadable.items())[:3]:
@@ -282,8 +294,10 @@ def texts(
             col = table_column(df, (column,) if column else TEXT_COLUMNS, p)
             values = df[col]
             if missing := int(values.isna().sum()):
+                first = int(np.flatnonzero(values.isna().to_numpy())[0])
+                named = f", index {df['index'].iloc[first]!r}" if "index" in df.columns else ""
                 raise DataError(f"{p.name}: column {col!r} is empty in {plural(missing, 'row')} (first: row "
-                                f"{int(np.flatnonzero(values.isna().to_numpy())[0])}); fill or drop them first")
+                                f"{first}{named}); fill or drop them first")
             items = [str(v) for v in values.tolist()]
             if label_column is not None:
                 lab = df[table_column(df, (label_column,), p)]
@@ -297,14 +311,15 @@ def texts(
         if not items:
             raise DataError(f"{p.name} holds no text; nothing was written")
         if blank := sum(1 for t in items if not t.strip()):
-            err_console.print(f"[yellow]warning:[/] {plural(blank, 'text')} of {len(items):,} "
-                              "are blank; they share one vector (and one cluster)", highlight=False)
+            err_console.print(f"[yellow]warning:[/] {blank:,} of {plural(len(items), 'text')} "
+                              f"{'is' if blank == 1 else 'are'} blank; they share one vector (and one cluster)",
+                              highlight=False)
         # a transformer, unlike kfree's small heads, gains from every thread: torch gets the budget
         with limit_threads(_STATE["threads"], torch=True), progress_hook(progress) as hook:
             Z = encoder.encode(items, progress=hook)
         if cut := encoder.truncated_:
-            err_console.print(f"[yellow]warning:[/] {plural(len(cut), 'text')} of {len(items):,} are longer than "
-                              f"the model reads (256 word pieces, about 200 words; first: row {cut[0]}): only "
+            err_console.print(f"[yellow]warning:[/] {len(cut):,} of {plural(len(items), 'text')} "
+                              f"{'is' if len(cut) == 1 else 'are'} longer than the model reads (256 word pieces, about 200 words; first: row {cut[0]}): only "
                               "their start was encoded", highlight=False)
         arrays = {"embeddings": Z, **arrays}
         _write(out, arrays)

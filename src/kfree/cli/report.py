@@ -26,9 +26,12 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
     from ..evaluate.compare import item_rows
     from ..exceptions import DataError
 
-    check_path(path, (".txt", *TABLES, *([".npz"] if arrays else [])), wrong_format=(
+    check_path(path, (".txt", ".npz", *TABLES), wrong_format=(
         f"{path.name}: give the {what} as a .txt (one per line) or a .csv/.parquet with a {columns[0]!r} column"
         + (", or the .npz of kfree encode faces" if arrays else "")))
+    if path.suffix.lower() == ".npz" and not arrays:
+        raise DataError(f"{path.name}: the .npz of kfree encode texts does not copy the texts (a million tickets "
+                        f"would weigh gigabytes); give the .txt or table they came from")
     index = found = None
     if path.suffix.lower() == ".txt":
         entries = read_lines(path)
@@ -61,8 +64,9 @@ def report(
                                                      "encode faces` (each face shown cropped); relative paths "
                                                      "are read from that file's folder.")] = None,
     texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line) or a .csv/.parquet "
-                                                    "with a text column (text, texts, sentence, message, "
-                                                    "utterance or body).")] = None,
+                                                    "with a text column (--text-column; default: text, texts, "
+                                                    "sentence, message, utterance or body).")] = None,
+    text_column: Annotated[str | None, typer.Option(help="The --texts table's text column.")] = None,
     features: Annotated[Path | None, typer.Option(help="Features of each row (any features file, e.g. from `kfree "
                                                        "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA.")] = None,
     max_clusters: Annotated[int, typer.Option(min=1, help="Show the images or texts of this many clusters, the "
@@ -107,7 +111,7 @@ def report(
                                    arrays=("paths",), extra="boxes")
             paths = [str(p if Path(p).is_absolute() else base / p) for p in listed]
         if texts is not None:
-            lines, _ = _items(texts, pred, TEXT_COLUMNS, "texts", clusters.name)
+            lines, _ = _items(texts, pred, (text_column,) if text_column else TEXT_COLUMNS, "texts", clusters.name)
         X = None
         if features is not None:
             from ..data.io import load_features

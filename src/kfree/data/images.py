@@ -18,10 +18,11 @@ from ..exceptions import DataError, DataFileNotFoundError
 from .io import read_lines
 
 #: file endings read as images when a folder is searched (a list of paths may name any file)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif", ".pgm",
+                  ".ppm", ".pbm")
 
 
-def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | None]]:
+def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | None], dict[str, int]]:
     """The image files named by ``inputs`` and, for each, the folder it lies in below its root.
 
     Each input is a folder (searched recursively for :data:`IMAGE_SUFFIXES`, hidden files and
@@ -31,10 +32,13 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
     and for ``photos/alice/2019/2.jpg`` under ``photos/``), the identity label of a library laid
     out one folder per person (subfolders by year or event stay that person's), and None for
     files directly in the folder given, named one by one or by a list. A file named twice is one file, kept where first
-    named: encoding it twice would make it two rows of one face."""
+    named: encoding it twice would make it two rows of one face. The third value counts the
+    files of other suffixes a folder held (``{".heic": 3}``), which were passed over and should
+    be said: a person whose photos are all HEIC would otherwise vanish unnoticed."""
     paths: list[Path] = []
     groups: list[str | None] = []
     seen: set[Path] = set()
+    ignored: dict[str, int] = {}
 
     def add(p: Path, group: str | None) -> None:
         key = p.resolve()
@@ -48,8 +52,12 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
         if not root.exists():
             raise DataFileNotFoundError(f"not found: {root} (give image files, folders of them, or a .txt list)")
         if root.is_dir():
-            found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".") for part in p.relative_to(root).parts))
+            files = [p for p in root.rglob("*") if p.is_file()
+                     and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+            found = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
+            for p in files:
+                if p.suffix.lower() not in IMAGE_SUFFIXES:
+                    ignored[p.suffix.lower() or "(none)"] = ignored.get(p.suffix.lower() or "(none)", 0) + 1
             if not found:
                 raise DataError(f"{root} holds no image file ({', '.join(IMAGE_SUFFIXES)}, in any subfolder)")
             for p in found:
@@ -68,12 +76,13 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
                 add(p, None)
         else:
             add(root, None)
-    return paths, groups
+    return paths, groups, ignored
 
 
 def read_rgb(path: str | Path, *, max_side: int | None = None) -> tuple[np.ndarray, float]:
     """The photo at ``path`` as a uint8 RGB array (height, width, 3), as a viewer shows it (EXIF
-    rotation applied; grey, palette and alpha images made RGB), and the factor its sides were
+    rotation applied; grey, palette, 16-bit, float and alpha images made 8-bit RGB as
+    :func:`viewable_rgb` does), and the factor its sides were
     multiplied by: 1.0, or less when the longer side was over ``max_side`` pixels and the photo
     was shrunk to it. Divide coordinates found on the array by the factor to get the photo's own.
 
@@ -83,8 +92,7 @@ def read_rgb(path: str | Path, *, max_side: int | None = None) -> tuple[np.ndarr
     p = Path(path)
     try:
         with Image.open(p) as im:
-            im = ImageOps.exif_transpose(im)
-            im = im.convert("RGB")
+            im = viewable_rgb(ImageOps.exif_transpose(im))
             scale = 1.0
             if max_side is not None and max(im.size) > max_side:
                 scale = max_side / max(im.size)
@@ -93,3 +101,24 @@ def read_rgb(path: str | Path, *, max_side: int | None = None) -> tuple[np.ndarr
             return np.asarray(im, dtype=np.uint8), scale
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read the image {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def viewable_rgb(im):
+    """The Pillow image ``im`` as 8-bit RGB, as a viewer shows it. Pillow's plain
+    ``convert("RGB")`` clips 16-bit and 32-bit values above 255 and truncates 0–1 floats to 0
+    (blank thumbnails, and photos in which no face could be found), and drops the alpha channel,
+    showing whatever colour lies under transparent pixels."""
+    from PIL import Image
+
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        a = np.asarray(im, dtype=np.float64)
+        finite = a[np.isfinite(a)]
+        lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+        a = np.nan_to_num((a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a), nan=0.0)
+        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.getchannel("A"))
+        return white
+    return im.convert("RGB")

@@ -192,6 +192,7 @@ def read_lines(p: Path) -> list[str]:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{p.name} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    text = text.removeprefix("\ufeff")  # the byte-order mark Notepad and Excel write: no part of a first line
     lines = [line.removesuffix("\r") for line in text.split("\n")]
     if lines and lines[-1] == "":
         lines.pop()

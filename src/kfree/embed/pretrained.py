@@ -18,7 +18,7 @@ reproduce the shipped features from the shipped images and texts.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -130,10 +130,11 @@ class FaceEncoder:
                             dlib.face_recognition_model_v1(str(root / "dlib_face_recognition_resnet_model_v1.dat")))
         return self._models
 
-    def encode(self, images: Sequence[str | Path | np.ndarray], *, progress: Progress | None = None,
+    def encode(self, images: Iterable[str | Path | np.ndarray], *, progress: Progress | None = None,
                workers: int = 1, pool=None) -> Faces:
         """The faces of ``images``: paths of photo files (read with EXIF rotation, shrunk to
-        ``max_side``), or uint8 arrays (height, width) grey or (height, width, 3) RGB.
+        ``max_side``), uint8 arrays (height, width) grey or (height, width, 3) RGB, or Pillow
+        images, in a list or any iterable.
 
         ``workers`` > 1 encodes in that many processes, :data:`CHUNK` images a task (dlib holds
         Python's lock while it works, so threads would not help); the rows are the same, in the
@@ -146,6 +147,7 @@ class FaceEncoder:
         it gives no row and is named in ``Faces.unreadable``. A bad array raises at once."""
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers={workers!r} must be a whole number >= 1")
+        images = _items(images, "images", "image paths or arrays")
         n = len(images)
         if pool is None:
             with self.processes(min(workers, n // MIN_PER_WORKER) if workers > 1 else 1) as own:
@@ -209,6 +211,13 @@ class FaceEncoder:
                 progress("faces", completed=i, total=total)
             if isinstance(item, np.ndarray):
                 rgb, scale = _as_rgb(item, i), 1.0
+            elif hasattr(item, "getbands"):  # a Pillow image, as a notebook holds one
+                from ..data.images import viewable_rgb
+
+                rgb, scale = np.ascontiguousarray(np.asarray(viewable_rgb(item), dtype=np.uint8)), 1.0
+            elif not isinstance(item, (str, os.PathLike)):
+                raise DataTypeError(f"image {i} is {type(item).__name__}; give paths of photo files, uint8 arrays or "
+                                    "Pillow images")
             else:
                 try:
                     rgb, scale = read_rgb(item, max_side=self.max_side)
@@ -258,6 +267,17 @@ def _start_worker(settings: dict) -> None:
 def _worker_encode(task: tuple[int, list]) -> Faces:
     start, images = task
     return _WORKER["encoder"]._encode(images, start, None, 0)
+
+
+def _items(given, name: str, what: str) -> list:
+    """``given`` as a list: any iterable of items (a generator too), but not one str or path,
+    which would be taken a character at a time."""
+    if isinstance(given, (str, bytes, os.PathLike)):
+        raise DataTypeError(f"{name} is one {type(given).__name__}; give a list of {what} (e.g. [{given!r}])")
+    try:
+        return list(given)
+    except TypeError:
+        raise DataTypeError(f"{name} is a {type(given).__name__}; give a list of {what}") from None
 
 
 def _as_rgb(a: np.ndarray, i: int) -> np.ndarray:
@@ -332,13 +352,14 @@ class TextEncoder:
             self._model = _minilm(self.device)
         return self._model
 
-    def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
+    def encode(self, texts: Iterable[str], *, progress: Progress | None = None) -> np.ndarray:
         """float32 (len(texts), 384), one row per text in order. A text that is not a ``str``
         (a missing cell read as NaN) is refused, naming its position: encoding "nan" would put
         every empty ticket in one cluster of its own.
 
         The model reads the first 256 word pieces of a text (about 200 words); ``truncated_``
         holds the positions of the texts it cut, so a caller can say so."""
+        texts = _items(texts, "texts", "texts")
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
         if bad:
             raise DataTypeError(f"{len(bad)} text{'s are' if len(bad) > 1 else ' is'} not text (first: position "

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.images import viewable_rgb
 from ..exceptions import DataError
 from ..utils.io import atomic_dir
 from .figures import largest_clusters, pd_isna, plural, pyplot, save_png, short_id
@@ -46,7 +47,7 @@ def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None):
                     pad = 0.25 * max(right - left, bottom - top)
                     im = im.crop((max(0, round(left - pad)), max(0, round(top - pad)),
                                   min(im.width, round(right + pad)), min(im.height, round(bottom + pad))))
-                im = ImageOps.contain(_displayable(im), (THUMBNAIL, THUMBNAIL))  # small ones enlarged too
+                im = ImageOps.contain(viewable_rgb(im), (THUMBNAIL, THUMBNAIL))  # small ones enlarged too
                 canvas = Image.new("RGB", (THUMBNAIL, THUMBNAIL), (255, 255, 255))
                 canvas.paste(im, ((THUMBNAIL - im.width) // 2, (THUMBNAIL - im.height) // 2))
                 return np.asarray(canvas, dtype=np.uint8)
@@ -54,26 +55,6 @@ def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None):
             raise DataError(f"cannot read the image of row {i}, {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
     return load
-
-
-def _displayable(im):
-    """``im`` as 8-bit RGB as a viewer shows it. Pillow's plain ``convert("RGB")`` clips 16-bit
-    and 32-bit values above 255 and truncates 0–1 floats to 0 (blank thumbnails), and drops the
-    alpha channel, showing whatever colour lies under transparent pixels."""
-    from PIL import Image
-
-    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
-        a = np.asarray(im, dtype=np.float64)
-        finite = a[np.isfinite(a)]
-        lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
-        a = np.nan_to_num((a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a), nan=0.0)
-        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("RGB")
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGB", rgba.size, (255, 255, 255))
-        white.paste(rgba, mask=rgba.getchannel("A"))
-        return white
-    return im.convert("RGB")
 
 
 def _count_axis(ax, which: str, values: np.ndarray) -> tuple[float, float]:
