@@ -291,7 +291,7 @@ def test_an_interrupted_encoding_resumes_from_its_blocks(people, tmp_path, monke
     from kfree.embed.pretrained import FaceEncoder
 
     monkeypatch.setattr(cli_encode, "BLOCK", 5)
-    args = ["encode", "faces", "--no-progress", people / "people", "--upsample", "2"]
+    args = ["encode", "faces", "--no-progress", people / "people"]
     code, out = run(*args, "--out", tmp_path / "whole.npz")
     assert code == 0 and "resumed" not in out, out
     assert not (tmp_path / "whole.npz.partial").exists()  # removed once the output is written
@@ -353,7 +353,7 @@ def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "kfree", "encode", "faces", str(tmp_path / "ph"), "--upsample",
                              "2", "--workers", "2", "--no-progress", "--out", str(tmp_path / "o.npz")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(6)  # the workers are started and busy
+    time.sleep(4)  # the workers are started (about 2 s) and busy
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
     try:
