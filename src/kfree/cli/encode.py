@@ -157,7 +157,7 @@ def faces(
 
     \b
     kfree encode faces photos/ --out faces.npz
-    kfree cluster faces.npz --threshold 0.36 --out clusters.csv     # dlib: same person below ~0.6 euclidean
+    kfree cluster faces.npz --threshold 0.6 --distance euclidean --out clusters.csv   # dlib's "same person"
     kfree report clusters.csv --images faces.npz --out report/      # each face cropped from its photo
     kfree encode faces people/ --labels-from-folders --out seen.npz && kfree train seen.npz --out model.kfree
 
@@ -178,8 +178,9 @@ def faces(
         if 0 < max_side < 64:
             raise ConfigError(f"--max-side {max_side}: give 64 pixels or more, or 0 to keep every photo's size")
         # a folder's label names one person: the other faces of a group photo in it are not them
-        encoder = FaceEncoder(faces="largest" if largest or labels_from_folders else "all", if_no_face="whole" if whole_if_none else "skip",
-                              upsample=upsample, max_side=max_side or None, jitters=jitters)
+        encoder = FaceEncoder(faces="largest" if largest or labels_from_folders else "all",
+                              if_no_face="whole" if whole_if_none else "skip", upsample=upsample,
+                              max_side=max_side or None, jitters=jitters)
         paths, groups, ignored = find_images(photos)
         if ignored:
             kinds = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(ignored.items(), key=lambda kv: -kv[1]))

@@ -16,9 +16,9 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
     """The entry of each predicted row, from a ``.txt`` (a line per row), a table (the first of
     ``columns`` it has) or, where ``arrays`` are named, an ``.npz`` of ``kfree encode faces`` (the
     first of ``arrays`` it has), and the ``extra`` array of the ``.npz`` for the same rows (the
-    faces' ``boxes``), or None. A file with its own ``index`` (column or array) is joined by it when the clusters have
-    one, as ``--truth`` is (picking by row number showed a shuffled file's wrong texts);
-    otherwise entries are picked by row (:func:`~kfree.evaluate.compare.rows_of`)."""
+    faces' ``boxes``), or None. A file with its own ``index`` (column or array) is joined by it
+    when the clusters have one, as ``--truth`` is (picking by row number showed a shuffled file's
+    wrong texts); otherwise entries are picked by row (:func:`~kfree.evaluate.compare.rows_of`)."""
     import numpy as np
     import pandas as pd
 

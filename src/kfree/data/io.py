@@ -1,8 +1,8 @@
 """Read features (and optional identity labels) from the file formats users have.
 
 Supported: ``.npz`` (arrays ``X``/``y`` or ``embeddings``/``labels``, or keys given by the
-user, and an optional ``index`` array naming the rows), ``.npy`` (features; labels from a separate file), ``.csv`` and ``.parquet`` (feature
-columns + a label column). Every failure is a :class:`~kfree.exceptions.DataError` that says
+user, and an optional ``index`` array naming the rows), ``.npy`` (features; labels from a
+separate file), ``.csv`` and ``.parquet`` (feature columns + a label column). Every failure is a :class:`~kfree.exceptions.DataError` that says
 what was wrong and what to do.
 """
 
