@@ -247,6 +247,15 @@ def test_a_ticket_table_keeps_its_ids_and_labels_through_cluster_and_report(tmp_
     assert not (tmp_path / "x.npz").exists()
 
 
+def test_a_missing_extra_leaves_nothing_behind(people, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if kfree[faces] were not installed
+    code, out = run("encode", "faces", "--no-progress", people / "people" / "s2", "--out", tmp_path / "x.npz")
+    one_line_error(code, out, "pip install 'kfree[faces]'")
+    assert list(tmp_path.iterdir()) == []  # no x.npz.partial/ to refuse the next run with
+
+
 def test_clusters_numbered_by_row_are_not_joined_to_ids(tmp_path):
     """Clusters of a file without ids (a .npy: 'index' is the row number 0..n-1, no 'row' column)
     beside texts named by shuffled integer ids: joining would pair rows at random (found by
@@ -337,7 +346,8 @@ def test_an_interrupted_encoding_resumes_from_its_blocks(people, tmp_path, monke
 def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
     """Interrupted while two worker processes encode a block: the command stops within seconds
     (the pool's own exit would first finish every queued task), exits 130 with one line, prints no
-    traceback and leaves no worker behind; the photos done so far are not written as output."""
+    traceback and leaves no worker behind; no output is written, and no partial run (no block of
+    1,024 photos was finished) is left to trip over."""
     import signal
     import subprocess
     import sys
@@ -363,7 +373,8 @@ def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
         raise
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err and "Error" not in err, err
-    assert not (tmp_path / "o.npz").exists() and (tmp_path / "o.npz.partial" / "manifest.json").exists()
+    assert not (tmp_path / "o.npz").exists()
+    assert not (tmp_path / "o.npz.partial").exists()  # no block of 1,024 was done: nothing to resume
     time.sleep(0.5)
     assert _in_session(proc.pid) == []  # no worker left in its session
 

@@ -87,11 +87,16 @@ def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook,
         partial.mkdir(parents=True)
         write_json(partial / "manifest.json", manifest)
     parts, resumed = [], 0
-    with encoder.processes(max(1, min(workers, len(paths) // MIN_PER_WORKER))) as pool:
-        for start in range(0, len(paths), BLOCK):
-            part, done = _block(encoder, paths, start, partial, pool, hook)
-            parts.append(part)
-            resumed += done
+    try:
+        with encoder.processes(max(1, min(workers, len(paths) // MIN_PER_WORKER))) as pool:
+            for start in range(0, len(paths), BLOCK):
+                part, done = _block(encoder, paths, start, partial, pool, hook)
+                parts.append(part)
+                resumed += done
+    except BaseException:
+        if not any(partial.glob("*.npz")):  # nothing to resume (dlib missing, say): no folder to trip over
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
     return Faces.concat(parts), resumed
 
 
