@@ -106,15 +106,12 @@ def _block(encoder, paths: list[Path], start: int, partial: Path, pool, hook):
     import numpy as np
 
     from ..embed.pretrained import Faces
-    from ..utils.io import atomic_path
 
     n = min(BLOCK, len(paths) - start)
     block = partial / f"{start:010d}.npz"
     if block.exists():
         with np.load(block) as z:
-            part = Faces(embeddings=z["embeddings"], image=z["image"], boxes=z["boxes"], detected=z["detected"],
-                         missed=z["missed"].tolist(), unreadable=dict(zip(z["unreadable_at"].tolist(),
-                                                                          z["unreadable_why"].tolist(), strict=True)))
+            part = Faces.from_arrays(z)
         if hook is not None:
             hook("faces", completed=start + n, total=len(paths))
         return part, n
@@ -124,11 +121,7 @@ def _block(encoder, paths: list[Path], start: int, partial: Path, pool, hook):
     part.image += start
     part.missed = [start + i for i in part.missed]
     part.unreadable = {start + i: why for i, why in part.unreadable.items()}
-    with atomic_path(block) as tmp, open(tmp, "wb") as f:
-        np.savez(f, embeddings=part.embeddings, image=part.image, boxes=part.boxes, detected=part.detected,
-                 missed=np.array(part.missed, dtype=np.int64),
-                 unreadable_at=np.array(list(part.unreadable), dtype=np.int64),
-                 unreadable_why=np.array(list(part.unreadable.values()), dtype=str))
+    _write(block, part.arrays())
     return part, 0
 
 
@@ -216,15 +209,14 @@ def faces(
             raise DataError(f"no face found in {plural(len(paths), 'image')}"
                             + (f" ({len(found.unreadable)} unreadable)" if found.unreadable else "")
                             + "; small faces need --upsample 2, face crops --whole-if-none; nothing was written")
-        rel = [os.path.relpath(paths[i].resolve(), out.resolve().parent) for i in found.image]
-        arrays = {"embeddings": found.embeddings, "paths": np.array(rel, dtype=str), "boxes": found.boxes,
+        base = out.resolve().parent  # paths are kept relative to the output's folder, one per photo
+        rel = np.array([os.path.relpath(p.resolve(), base) for p in paths], dtype=str)
+        arrays = {"embeddings": found.embeddings, "paths": rel[found.image], "boxes": found.boxes,
                   "detected": found.detected, "image": found.image}
         if labels_from_folders:
             arrays["labels"] = np.array([groups[i] for i in found.image], dtype=str)
-        skipped = sorted([*found.missed, *found.unreadable])
-        if skipped:
-            arrays["skipped"] = np.array([os.path.relpath(paths[i].resolve(), out.resolve().parent) for i in skipped],
-                                         dtype=str)
+        if skipped := sorted([*found.missed, *found.unreadable]):
+            arrays["skipped"] = rel[skipped]
         _write(out, arrays)
         shutil.rmtree(_partial(out), ignore_errors=True)  # (the blocks of this run: the output is whole)
         several = int((np.bincount(found.image) > 1).sum())

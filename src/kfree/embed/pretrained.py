@@ -60,6 +60,20 @@ class Faces:
     def n_faces(self) -> int:
         return int(self.embeddings.shape[0])
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every field as a NumPy array, for ``np.savez`` (no pickles); :meth:`from_arrays` reads them back."""
+        return {"embeddings": self.embeddings, "image": self.image, "boxes": self.boxes, "detected": self.detected,
+                "missed": np.array(self.missed, dtype=np.int64),
+                "unreadable_at": np.array(list(self.unreadable), dtype=np.int64),
+                "unreadable_why": np.array(list(self.unreadable.values()), dtype=str)}
+
+    @classmethod
+    def from_arrays(cls, z) -> Faces:
+        """The :class:`Faces` whose :meth:`arrays` are ``z`` (a dict or an open ``.npz``)."""
+        return cls(embeddings=z["embeddings"], image=z["image"], boxes=z["boxes"], detected=z["detected"],
+                   missed=z["missed"].tolist(),
+                   unreadable=dict(zip(z["unreadable_at"].tolist(), z["unreadable_why"].tolist(), strict=True)))
+
     @classmethod
     def concat(cls, parts: Sequence[Faces]) -> Faces:
         """One :class:`Faces` of ``parts`` encoded from consecutive runs of one list of images
@@ -151,8 +165,9 @@ class FaceEncoder:
         n = len(images)
         if pool is None:
             with self.processes(min(workers, n // MIN_PER_WORKER) if workers > 1 else 1) as own:
-                return self.encode(images, progress=progress, pool=own) if own is not None else \
-                    self._encode(images, 0, progress, n)
+                if own is None:
+                    return self._encode(images, 0, progress, n)
+                return self.encode(images, progress=progress, pool=own)
         parts: list[Faces] = []
         # submitted one by one, not pool.map: map cancels its queued tasks when interrupted, and
         # Python 3.11's executor then fails on them with a traceback once its workers are stopped
