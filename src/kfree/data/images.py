@@ -9,6 +9,7 @@ cost grows with the pixels and a 12-megapixel photo holds no more face than a 1,
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
     paths: list[Path] = []
     groups: list[str | None] = []
     seen: set[Path] = set()
-    ignored: dict[str, int] = {}
+    ignored: Counter[str] = Counter()
 
     def add(p: Path, group: str | None) -> None:
         key = p.resolve()
@@ -55,9 +56,7 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
             files = [p for p in root.rglob("*") if p.is_file()
                      and not any(part.startswith(".") for part in p.relative_to(root).parts)]
             found = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
-            for p in files:
-                if p.suffix.lower() not in IMAGE_SUFFIXES:
-                    ignored[p.suffix.lower() or "(none)"] = ignored.get(p.suffix.lower() or "(none)", 0) + 1
+            ignored.update(Counter(p.suffix.lower() or "(none)" for p in files if p.suffix.lower() not in IMAGE_SUFFIXES))
             if not found:
                 raise DataError(f"{root} holds no image file ({', '.join(IMAGE_SUFFIXES)}, in any subfolder)")
             for p in found:
@@ -76,7 +75,7 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
                 add(p, None)
         else:
             add(root, None)
-    return paths, groups, ignored
+    return paths, groups, dict(ignored)
 
 
 def read_rgb(path: str | Path, *, max_side: int | None = None) -> tuple[np.ndarray, float]:
