@@ -278,3 +278,33 @@ def test_a_parquet_saved_with_a_named_index_keeps_it_as_a_column_that_is_no_feat
     d = load_features(tmp_path / "ti.parquet")
     assert d.columns == ["f0", "f1"] and d.index is None
     assert load_features(tmp_path / "ti.parquet", label_column="track").y.tolist() == [7, 7, 9, 9]
+
+
+def test_a_spreadsheet_s_own_csv_dialect_is_read(tmp_path):
+    """Excel in a locale whose decimal mark is a comma saves "CSV" with semicolons and decimal
+    commas; a .tsv and Excel's "Unicode text" (UTF-16) are separated by tabs. Read with pandas'
+    defaults each was one text column, refused with advice to ignore a column named 'f1;f2;label'."""
+    X = np.array([[1.5, -2.0], [3.25, 1e-3], [-0.5, 4.0]])
+    y = ["a", "b", "a b"]
+    rows = [[f"{v:g}" for v in x] + [lab] for x, lab in zip(X, y, strict=True)]
+    files = {
+        "excel_de.csv": ("f1;f2;label", ";", True, "utf-8-sig"),
+        "dots.csv": ("f1;f2;label", ";", False, "utf-8"),
+        "tabs.tsv": ("f1\tf2\tlabel", "\t", False, "utf-8"),
+        "unicode_text.csv": ("f1\tf2\tlabel", "\t", True, "utf-16"),
+        "pipes.csv": ("f1|f2|label", "|", True, "utf-8"),
+    }
+    for name, (header, sep, comma, encoding) in files.items():
+        body = [sep.join([c.replace(".", ",") if comma else c for c in r[:2]] + [r[2]]) for r in rows]
+        (tmp_path / name).write_text("\n".join([header, *body]) + "\n", encoding=encoding)
+        data = load_features(tmp_path / name)
+        np.testing.assert_allclose(data.X, X, err_msg=name)
+        assert data.y.tolist() == y, name
+    # a comma in a header cell or a quoted text does not make the comma file something else
+    (tmp_path / "quoted.csv").write_text('f1,f2,label\n1.5,2,"x; y; z"\n3,4,"b;c"\n')
+    assert read_table(tmp_path / "quoted.csv")["label"].tolist() == ["x; y; z", "b;c"]
+    (tmp_path / "one.csv").write_text("text\nhello; world\nsemi;colons;here\n")
+    assert read_table(tmp_path / "one.csv")["text"].tolist() == ["hello; world", "semi;colons;here"]
+    # a semicolon file whose texts hold decimal-looking commas keeps them as text
+    (tmp_path / "texts.csv").write_text("index;text\n7;costs 3,50 EUR\n8;two,three\n")
+    assert read_table(tmp_path / "texts.csv")["text"].tolist() == ["costs 3,50 EUR", "two,three"]

@@ -2,12 +2,14 @@
 
 Supported: ``.npz`` (arrays ``X``/``y`` or ``embeddings``/``labels``, or keys given by the
 user, and an optional ``index`` array naming the rows), ``.npy`` (features; labels from a
-separate file), ``.csv`` and ``.parquet`` (feature columns + a label column). Every failure is a :class:`~kfree.exceptions.DataError` that says
+separate file), ``.csv``/``.tsv`` and ``.parquet`` (feature columns + a label column; a CSV
+may be separated by semicolons or tabs, with decimal commas, as spreadsheets save it). Every failure is a :class:`~kfree.exceptions.DataError` that says
 what was wrong and what to do.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import numpy as np
 from ..distances import check_features
 from ..exceptions import DataError, DataFileNotFoundError, DataTypeError
 
-TABLES = (".csv", ".parquet", ".pq")
+TABLES = (".csv", ".tsv", ".parquet", ".pq")
 FORMATS = (".npz", ".npy", *TABLES)
 X_KEYS = ("X", "embeddings", "features", "x")
 Y_KEYS = ("y", "labels", "label", "targets")
@@ -92,12 +94,16 @@ def read_table(p: Path, columns: list[str] | None = None):
       intent label, say). In a column of numbers the usual spellings of a missing number ("NA",
       "NaN", …) are missing values, as pandas reads them, so the features' own checks see them;
     - the ``index`` column keeps ids as written ("007" stays text; ids written as plain numbers
-      become numbers), so a clusters file written by kfree joins back to its table.
+      become numbers), so a clusters file written by kfree joins back to its table;
+    - a spreadsheet's own dialect is read (:func:`csv_dialect`): a CSV that Excel saved in a
+      locale whose decimal mark is a comma is separated by semicolons, a ``.tsv`` by tabs, and a
+      "Unicode text" export is UTF-16. Read with pandas' defaults such a file is one column of
+      text, and the features would be refused with advice that does not fit.
     """
     import pandas as pd
 
     try:
-        if p.suffix.lower() == ".csv":
+        if p.suffix.lower() in (".csv", ".tsv"):
             return _read_csv(p, columns)
         if columns is not None:
             import pyarrow.parquet as pq
@@ -125,10 +131,45 @@ def read_table(p: Path, columns: list[str] | None = None):
 MISSING_NUMBER = ("NA", "N/A", "n/a", "NaN", "nan", "-nan", "-NaN", "NULL", "null", "None", "#N/A", "<NA>")
 
 
+#: the separators :func:`csv_dialect` tells apart, in order of preference when a header has as
+#: many of two
+SEPARATORS = (",", ";", "\t", "|")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
+
+
+def csv_dialect(p: Path) -> dict[str, str]:
+    """How the text table ``p`` is written, as pandas' ``read_csv`` arguments: ``sep``,
+    ``decimal`` and ``encoding``.
+
+    The separator is the one of :data:`SEPARATORS` that the header (the first non-blank line)
+    holds most often outside quotes, a comma when it holds none (a one-column file); a ``.tsv``
+    is separated by tabs. Where the separator is not a comma, the decimal mark is a comma when a
+    cell of the first data row is written so (``1,25``): a comma cannot be both. A byte-order
+    mark says UTF-16 (Excel's "Unicode text"); otherwise the file is read as UTF-8."""
+    with open(p, "rb") as f:
+        raw = f.read(1 << 16)
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+    text = raw.decode(encoding, errors="replace").removeprefix("\ufeff")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if p.suffix.lower() == ".tsv":
+        sep = "\t"
+    else:
+        unquoted = re.sub(r'"[^"]*"', "", lines[0]) if lines else ""
+        sep = max(SEPARATORS, key=lambda c: (unquoted.count(c), -SEPARATORS.index(c)))
+        sep = sep if unquoted.count(sep) else ","
+    decimal = "."
+    if sep != "," and len(lines) > 1:
+        cells = re.sub(r'"[^"]*"', "", lines[1]).split(sep)
+        if any(_DECIMAL_COMMA.fullmatch(c.strip()) for c in cells):
+            decimal = ","
+    return {"sep": sep, "decimal": decimal, "encoding": encoding}
+
+
 def _read_csv(p: Path, columns: list[str] | None = None):
     import pandas as pd
 
-    head = pd.read_csv(p, nrows=0)  # the header, found as pandas finds it (blank lines skipped)
+    dialect = csv_dialect(p)
+    head = pd.read_csv(p, nrows=0, **dialect)  # the header, found as pandas finds it (blank lines skipped)
     if columns is not None and (absent := [c for c in columns if c not in head.columns]):
         names = [str(c) for c in head.columns]
         raise DataError(f"{p.name} has no column {absent[0]!r}; columns are {names[:12]}"
@@ -136,13 +177,13 @@ def _read_csv(p: Path, columns: list[str] | None = None):
     one_column = head.shape[1] == 1
     leading = 0
     if one_column:  # blank lines before the header are no rows either
-        with open(p, encoding="utf-8", errors="replace") as f:
+        with open(p, encoding=dialect["encoding"], errors="replace") as f:
             for line in f:
                 if line.strip():
                     break
                 leading += 1
     df = pd.read_csv(p, skip_blank_lines=not one_column, skiprows=leading or None, keep_default_na=False,
-                     na_values=[""], dtype={"index": str}, usecols=columns)
+                     na_values=[""], dtype={"index": str}, usecols=columns, **dialect)
     if one_column:
         filled = np.flatnonzero(df.notna().any(axis=1).to_numpy())
         df = df.iloc[: filled[-1] + 1 if filled.size else 0]  # blank lines at the end: none
