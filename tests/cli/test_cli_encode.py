@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from _cli import one_line_error, run
 
+from kfree.data.images import heif_readable
 from kfree.data.builtin import load_builtin
 from kfree.data.io import load_features
 
@@ -96,15 +97,33 @@ def test_what_users_photo_folders_hold(people, tmp_path):
     Image.fromarray(face.astype(np.uint16) * 257).save(tmp_path / "lib" / "grey16.png")
     Image.fromarray(face.astype(np.float32) / 255).save(tmp_path / "lib" / "float.tif")
     Image.fromarray(face).save(tmp_path / "lib" / "a.jfif", format="JPEG", quality=95)
-    (tmp_path / "lib" / "IMG_0001.HEIC").write_bytes(b"not readable here")
+    # an iPhone's photo: HEIC, stored turned on its side with the turn in its metadata
+    assert heif_readable()  # (pillow-heif comes with kfree[faces]; it also lets Pillow write one here)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # (shown turned 90° clockwise)
+    Image.fromarray(np.ascontiguousarray(np.rot90(face))).convert("RGB").save(
+        tmp_path / "lib" / "IMG_0001.HEIC", format="HEIF", quality=95, exif=exif.tobytes())
     (tmp_path / "lib" / "notes.txt").write_text("x")
     code, out = run("encode", "faces", "--no-progress", tmp_path / "lib", "--upsample", "2", "--out", tmp_path / "a.npz")
-    assert code == 0 and "3 images → 3 faces" in out, out
-    assert "passed over 2 files that are not images kfree reads (.heic 1, .txt 1)" in out
+    assert code == 0 and "4 images → 4 faces" in out, out
+    assert "passed over 1 file that is not an image kfree reads (.txt 1)" in out, out
     with np.load(tmp_path / "a.npz") as z:
-        for name in ("grey16.png", "float.tif"):  # (stretched to 0–255: near the 8-bit image's descriptor)
+        for name in ("grey16.png", "float.tif", "IMG_0001.HEIC"):  # (near the 8-bit upright image's descriptor)
             row = next(i for i, p in enumerate(z["paths"]) if p.endswith(name))
             assert np.linalg.norm(z["embeddings"][row] - att.X[6]) < 0.15, name
+    # without pillow-heif a HEIC photo is passed over, or skipped when named, saying what to install
+    import kfree.data.images
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kfree.data.images, "heif_readable", lambda: False)
+        code, out = run("encode", "faces", "--no-progress", tmp_path / "lib", "--upsample", "2",
+                        "--out", tmp_path / "no_heif.npz")
+        assert code == 0 and "3 images → 3 faces" in out, out
+        assert ("passed over 2 files that are not images kfree reads (.heic 1, .txt 1); HEIC/HEIF photos are read "
+                "once pillow-heif is installed (pip install pillow-heif)") in " ".join(out.split()), out
+        code, out = run("encode", "faces", "--no-progress", tmp_path / "lib" / "IMG_0001.HEIC",
+                        tmp_path / "lib" / "a.jfif", "--out", tmp_path / "no_heif2.npz")
+        assert code == 0 and "pip install pillow-heif" in out and "2 images → 1 face" in out, out
     (tmp_path / "bom.txt").write_text("\ufefflib/grey16.png\r\nlib/a.jfif\r\n", encoding="utf-8")
     code, out = run("encode", "faces", "--no-progress", tmp_path / "bom.txt", "--upsample", "2",
                     "--out", tmp_path / "b.npz")

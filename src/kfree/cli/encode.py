@@ -165,7 +165,7 @@ def faces(
     with cli_errors():
         import numpy as np
 
-        from ..data.images import find_images
+        from ..data.images import HEIF_ADVICE, HEIF_SUFFIXES, find_images
         from ..embed.pretrained import FaceEncoder
         from ..exceptions import ConfigError, DataError
         from ..report.figures import plural
@@ -182,9 +182,12 @@ def faces(
         paths, groups, ignored = find_images(photos)
         if ignored:
             kinds = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(ignored.items(), key=lambda kv: -kv[1]))
-            err_console.print(f"[yellow]warning:[/] passed over {plural(sum(ignored.values()), 'file')} that are not "
-                              f"images kfree reads ({kinds}); convert photos in other formats (HEIC: to JPEG) to "
-                              "include them", soft_wrap=True, highlight=False)
+            n = sum(ignored.values())
+            err_console.print(f"[yellow]warning:[/] passed over {plural(n, 'file')} that "
+                              f"{'is not an image' if n == 1 else 'are not images'} kfree reads ({kinds}); "
+                              + (f"{HEIF_ADVICE}; " if ignored.keys() & set(HEIF_SUFFIXES) else "")
+                              + "convert photos in other formats to JPEG to include them",
+                              soft_wrap=True, highlight=False)
         if labels_from_folders and (loose := [p for p, g in zip(paths, groups, strict=True) if g is None]):
             raise DataError(f"--labels-from-folders: {plural(len(loose), 'image')} lie in no folder below a folder "
                             f"given (first: {loose[0]}); give the folder that holds one folder per person")

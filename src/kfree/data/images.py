@@ -9,6 +9,7 @@ cost grows with the pixels and a 12-megapixel photo holds no more face than a 1,
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,15 +19,39 @@ import numpy as np
 from ..exceptions import DataError, DataFileNotFoundError
 from .io import read_lines
 
+#: what to do with HEIC photos where pillow-heif is missing
+HEIF_ADVICE = "HEIC/HEIF photos are read once pillow-heif is installed (pip install pillow-heif)"
 #: file endings read as images when a folder is searched (a list of paths may name any file)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif", ".pgm",
                   ".ppm", ".pbm")
+#: the photos of iPhones (and of many Android phones): read when pillow-heif is installed
+#: (``kfree[faces]`` brings it), passed over and counted otherwise
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+
+
+@functools.cache
+def heif_readable() -> bool:
+    """Whether Pillow reads HEIC/HEIF photos. pillow-heif adds the reader to Pillow on the first
+    call, in each process that reads photos (not at import: importing kfree changes no library's
+    state); False without pillow-heif."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def image_suffixes() -> tuple[str, ...]:
+    """The file endings read as images when a folder is searched: :data:`IMAGE_SUFFIXES`, and
+    :data:`HEIF_SUFFIXES` when pillow-heif is installed."""
+    return IMAGE_SUFFIXES + (HEIF_SUFFIXES if heif_readable() else ())
 
 
 def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | None], dict[str, int]]:
     """The image files named by ``inputs`` and, for each, the folder it lies in below its root.
 
-    Each input is a folder (searched recursively for :data:`IMAGE_SUFFIXES`, hidden files and
+    Each input is a folder (searched recursively for :func:`image_suffixes`, hidden files and
     folders skipped, sorted by path), a ``.txt`` list of paths (one per line, relative ones from
     the list's folder; blank lines skipped), or an image file. The second list gives each file's
     folder just below the folder input it was found in (``"alice"`` for ``photos/alice/1.jpg``
@@ -34,12 +59,14 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
     out one folder per person (subfolders by year or event stay that person's), and None for
     files directly in the folder given, named one by one or by a list. A file named twice is one file, kept where first
     named: encoding it twice would make it two rows of one face. The third value counts the
-    files of other suffixes a folder held (``{".heic": 3}``), which were passed over and should
-    be said: a person whose photos are all HEIC would otherwise vanish unnoticed."""
+    files of other suffixes a folder held (``{".heic": 3}`` without pillow-heif), which were
+    passed over and should be said: a person whose photos are all HEIC would otherwise vanish
+    unnoticed."""
     paths: list[Path] = []
     groups: list[str | None] = []
     seen: set[Path] = set()
     ignored: Counter[str] = Counter()
+    suffixes = image_suffixes()
 
     def add(p: Path, group: str | None) -> None:
         key = p.resolve()
@@ -55,10 +82,11 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
         if root.is_dir():
             files = [p for p in root.rglob("*") if p.is_file()
                      and not any(part.startswith(".") for part in p.relative_to(root).parts)]
-            found = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
-            ignored.update(Counter(p.suffix.lower() or "(none)" for p in files if p.suffix.lower() not in IMAGE_SUFFIXES))
+            found = sorted(p for p in files if p.suffix.lower() in suffixes)
+            ignored.update(Counter(p.suffix.lower() or "(none)" for p in files if p.suffix.lower() not in suffixes))
             if not found:
-                raise DataError(f"{root} holds no image file ({', '.join(IMAGE_SUFFIXES)}, in any subfolder)")
+                raise DataError(f"{root} holds no image file ({', '.join(suffixes)}, in any subfolder)"
+                                + (f"; {HEIF_ADVICE}" if ignored.keys() & set(HEIF_SUFFIXES) else ""))
             for p in found:
                 rel = p.relative_to(root).parts
                 add(p, rel[0] if len(rel) > 1 else None)
@@ -89,6 +117,8 @@ def read_rgb(path: str | Path, *, max_side: int | None = None) -> tuple[np.ndarr
     from PIL import Image, ImageOps
 
     p = Path(path)
+    if not heif_readable() and p.suffix.lower() in HEIF_SUFFIXES:
+        raise DataError(f"cannot read the image {p}: {HEIF_ADVICE}")
     try:
         with Image.open(p) as im:
             im = viewable_rgb(ImageOps.exif_transpose(im))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.images import viewable_rgb
+from ..data.images import heif_readable, viewable_rgb
 from ..exceptions import DataError
 from ..utils.io import atomic_dir
 from .figures import largest_clusters, pd_isna, plural, pyplot, save_png, short_id
@@ -32,6 +32,8 @@ def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None):
     margin: one face of a group photo, not the whole photo. An unreadable file raises a one-line
     DataError."""
     from PIL import Image, ImageOps
+
+    heif_readable()  # (a face found in an iPhone's HEIC photo is shown from it)
 
     def load(i: int) -> np.ndarray:
         p = Path(paths[i])
