@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from _cli import one_line_error, run
 
-from kfree.data.images import heif_readable
 from kfree.data.builtin import load_builtin
+from kfree.data.images import heif_readable
 from kfree.data.io import load_features
 
 
@@ -410,3 +410,40 @@ def _in_session(sid: int) -> list[int]:
         if int(fields[3]) == sid and fields[0] != "Z":  # (after the name: state, ppid, pgrp, session)
             found.append(int(entry.parent.name))
     return found
+
+
+def test_the_report_finds_the_photos_after_a_move(people, tmp_path):
+    """Found by a user trial: faces.npz keeps each photo's path relative to its own folder, so a
+    faces.npz moved to another folder named photos that were not there, and the report failed on
+    its first photo with a bare 'not found'. The .npz now also keeps the folder it was written in,
+    and --image-root names where moved photos lie."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    shutil.copytree(people / "people" / "s2", photos / "s2")
+    code, out = run("encode", "faces", "--no-progress", photos, "--upsample", "2", "--out", photos / "faces.npz")
+    assert code == 0, out
+    with np.load(photos / "faces.npz") as z:
+        assert z["paths"].tolist() == ["s2/0.png", "s2/1.png", "s2/2.png", "s2/3.png"]
+        assert Path(str(z["root"])) == photos.resolve()
+    pd.DataFrame({"cluster": [0, 0, 1, 1]}).to_csv(tmp_path / "c.csv", index=False)
+    moved = tmp_path / "elsewhere" / "deeper" / "faces.npz"  # the .npz alone, to a folder of another depth
+    moved.parent.mkdir(parents=True)
+    shutil.move(photos / "faces.npz", moved)
+    code, out = run("report", tmp_path / "c.csv", "--images", moved, "--out", tmp_path / "r1")
+    assert code == 0 and (tmp_path / "r1" / "montage.png").exists(), out
+    # the photos moved too: said in one line, and --image-root finds them
+    shutil.move(photos, tmp_path / "library")
+    code, out = run("report", tmp_path / "c.csv", "--images", moved, "--out", tmp_path / "r2")
+    one_line_error(code, out, f"faces.npz: its images are not found from {moved.parent.resolve()} or "
+                              f"{photos.resolve()}")
+    assert "(first: s2/0.png)" in out and "--image-root" in out and not (tmp_path / "r2").exists()
+    code, out = run("report", tmp_path / "c.csv", "--images", moved, "--image-root", tmp_path / "library",
+                    "--out", tmp_path / "r3")
+    assert code == 0 and (tmp_path / "r3" / "montage.png").exists(), out
+    code, out = run("report", tmp_path / "c.csv", "--images", moved, "--image-root", tmp_path / "library" / "s2",
+                    "--out", tmp_path / "r5")  # the folder the photos lie in: s2/ is no longer in their paths
+    assert code == 0 and (tmp_path / "r5" / "montage.png").exists(), out
+    code, out = run("report", tmp_path / "c.csv", "--images", moved, "--image-root", tmp_path / "nowhere",
+                    "--out", tmp_path / "r4")
+    one_line_error(code, out, "--image-root")

@@ -215,7 +215,8 @@ def faces(
         base = out.resolve().parent  # paths are kept relative to the output's folder, one per photo
         rel = np.array([os.path.relpath(p.resolve(), base) for p in paths], dtype=str)
         arrays = {"embeddings": found.embeddings, "paths": rel[found.image], "boxes": found.boxes,
-                  "detected": found.detected, "image": found.image}
+                  "detected": found.detected, "image": found.image,
+                  "root": np.array(str(base))}  # (where the paths start: the report finds them after a move)
         if labels_from_folders:
             arrays["labels"] = np.array([groups[i] for i in found.image], dtype=str)
         if skipped := sorted([*found.missed, *found.unreadable]):
