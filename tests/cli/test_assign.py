@@ -446,3 +446,34 @@ def test_a_few_rows_equal_to_held_ones_are_added_with_a_warning(d, tmp_path):
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "a.csv")
     assert code == 0 and "warning: 1 of the 41 rows of day.npy (rows 40) equal rows s.kstate already holds" in out, out
     assert ClusterState.load(tmp_path / "s.kstate").n_samples == 141
+
+
+def test_a_batch_without_rows_assigns_nothing_and_exits_0(d, tmp_path):
+    """Found by a user trial: a scheduled job's batch of a quiet day (a header alone, or 0 rows)
+    failed with exit 1 and stopped the pipeline. It now writes an --out without rows and leaves the
+    state as it was (no empty batch recorded: the next quiet day's is not refused as a repeat)."""
+    X = np.load(d / "x.npy")
+    cols = [f"f{j}" for j in range(X.shape[1])]
+    pd.DataFrame(X, columns=cols).to_parquet(tmp_path / "x.parquet")
+    code, out = run("cluster", tmp_path / "x.parquet", "--threshold", TAU, "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    before = (tmp_path / "s.kstate").read_bytes()
+    (tmp_path / "quiet.csv").write_text("index," + ",".join(cols) + "\n")
+    np.save(tmp_path / "quiet.npy", np.zeros((0, X.shape[1]), np.float32))
+    for quiet in ("quiet.csv", "quiet.csv", "quiet.npy"):  # (twice: not refused as the same batch again)
+        code, out = run("assign", tmp_path / "s.kstate", tmp_path / quiet, "--out", tmp_path / "a.csv", "--force")
+        assert code == 0 and f"{quiet} has no rows: nothing to assign; s.kstate is unchanged" in out, out
+        assert pd.read_csv(tmp_path / "a.csv").shape[0] == 0
+        assert (tmp_path / "s.kstate").read_bytes() == before
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "quiet.csv", "--out", tmp_path / "all.csv", "--all-rows")
+    assert code == 0 and clusters(tmp_path / "all.csv").tolist() == ClusterState.load(tmp_path / "s.kstate").labels.tolist()
+    # its columns are still checked, and a model's state takes an empty batch too
+    (tmp_path / "other.csv").write_text("index,g0\n")
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "other.csv", "--out", tmp_path / "o.csv")
+    one_line_error(code, out, "other.csv's feature columns are not s.kstate's")
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "m.csv", "--state", tmp_path / "m.kstate")
+    assert code == 0, out
+    np.save(tmp_path / "none.npy", np.zeros((0, X.shape[1]), np.float32))
+    code, out = run("assign", d / "m.kfree", tmp_path / "m.kstate", tmp_path / "none.npy", "--out", tmp_path / "m0.csv")
+    assert code == 0 and "nothing to assign" in out, out

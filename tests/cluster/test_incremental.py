@@ -355,3 +355,19 @@ def test_from_fit_tells_swapped_rows_and_another_dtype():
         ClusterState.from_fit(est, Y)
     with pytest.raises(DataError, match="X is float32, the estimator was fitted on float64 rows"):
         ClusterState.from_fit(est, X.astype(np.float32))
+
+
+@pytest.mark.parametrize("recluster_affected", [False, True])
+def test_a_batch_of_no_rows_adds_nothing(recluster_affected):
+    """A scheduled batch may be empty: no labels, the state as it was (not an error about 0 samples);
+    a batch of the wrong width is still refused."""
+    X = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    state = ClusterState.fit(X, 2.0)
+    before = (state.labels.copy(), state.X.copy(), dict(state.meta))
+    got = assign(state, np.zeros((0, 4), np.float32), recluster_affected=recluster_affected)
+    assert got.shape == (0,) and got.dtype == np.int64
+    np.testing.assert_array_equal(state.labels, before[0])
+    np.testing.assert_array_equal(state.X, before[1])
+    assert state.meta == before[2]
+    with pytest.raises(DataError, match="X_new has 3 features but the cluster state has 4"):
+        assign(state, np.zeros((0, 3), np.float32))

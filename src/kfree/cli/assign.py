@@ -205,7 +205,8 @@ def assign(
     Each new row joins the cluster all of whose members are within the threshold (the nearest by
     largest distance, then the lowest label) or opens a new one; existing rows keep their clusters.
     With --recluster-affected the touched parts are clustered again exactly. STATE is replaced
-    atomically with the updated state (or written to --state-out).
+    atomically with the updated state (or written to --state-out). A NEW_FILE without rows (a
+    quiet day's batch) writes an --out without rows and leaves STATE as it was.
     """
     with cli_errors(), contextlib.ExitStack() as hold:
         from ..exceptions import ConfigError, ModelError
@@ -243,7 +244,7 @@ def assign(
             raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
                              f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
                              "by the same model as the state's")
-        data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=1,
+        data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=0,
                              ignore_columns=ignored(ignore_columns), partial_labels=True)
         if model is not None:  # the columns in the model's order before the batch is hashed: a table
             from ..learner import ClusterLearner  # with its columns reordered holds the same rows
@@ -254,6 +255,18 @@ def assign(
         if names and (model is None or getattr(learner, "feature_names_in_", None) is None):
             data.X = align_columns(data, names, new_path, f"{state_path.name}'s", "it was not made with",
                                    f"{state_path.name} was made with")
+        if data.n_samples == 0:  # a quiet day's batch: a scheduled job goes on, and the state holds no empty batch
+            if all_rows:
+                write_predictions(out, state.labels, index_column="row")
+            else:
+                write_predictions(out, np.empty(0, dtype=np.int64), y=data.y, **index_columns(data.index, 0))
+            console.print(f"{new_path.name} has no rows: nothing to assign; {state_path.name} is unchanged "
+                          f"({state.n_samples} rows in {state.n_clusters} clusters); wrote [bold]{escape(str(out))}"
+                          "[/bold]" + (" (every row of the state)" if all_rows else " (no rows)"))
+            if state_out is not None:
+                state.save(state_out, overwrite=True)
+                console.print(f"state written: [bold]{escape(str(state_out))}[/bold]")
+            return
         batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": array_sha256(data.X)}
         seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
         if seen and not again:

@@ -658,7 +658,8 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
 
     Returns
     -------
-    ndarray of shape (n_new,), int64 — the new rows' labels (existing or new cluster labels).
+    ndarray of shape (n_new,), int64 — the new rows' labels (existing or new cluster labels). A
+    batch of no rows returns none and leaves the state as it was.
 
     See the module docstring for the exact rules and what may differ from a full recompute.
     """
@@ -668,7 +669,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
         raise DataError("X_new's columns are not the state's (" + ("in another order" if set(got) == set(names)
                         else f"it has {sorted(set(got) - set(names))[:5]}, lacks {sorted(set(names) - set(got))[:5]}")
                         + "): give X_new[state.meta['feature_names']], so that each feature means what it meant")
-    X_new = _float_rows(check_features(X_new, name="X_new", min_samples=1))
+    X_new = _float_rows(check_features(X_new, name="X_new", min_samples=0))
     hashes = None
     if state.row_hashes is not None:
         hashes = row_hashes(X_new) if input_hashes is None else np.asarray(input_hashes, dtype=np.uint64)
@@ -680,6 +681,8 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
                         "embed the new rows the way the state's rows were (same model, same features)")
     if state.distance == "cosine" and (np.linalg.norm(np.asarray(X_new, dtype=np.float64), axis=1) == 0).any():
         raise DataError("cosine distance is undefined for all-zero rows of X_new; drop them first")
+    if X_new.shape[0] == 0:  # a batch of no rows (a quiet day): nothing to add, and nothing recorded
+        return np.empty(0, dtype=np.int64)
     tau = state.threshold
     m, n = X_new.shape[0], state.n_samples
     thr_sq = to_sq(tau, state.distance)

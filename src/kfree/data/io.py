@@ -486,8 +486,8 @@ def load_features(
             dup = sorted({c for c in cols if cols.count(c) > 1})
             raise DataError(f"{p.name}: column names {dup[:5]} appear more than once; give every column its own name")
         df.columns = cols
-        if len(df) == 0:
-            raise DataError(f"{p.name} has a header but no rows; it needs at least {max(min_samples, 1)} row(s) of features")
+        if len(df) == 0 and min_samples > 0:
+            raise DataError(f"{p.name} has a header but no rows; it needs at least {min_samples} row(s) of features")
         lc = label_column if label_column is not None else "label"
         if label_column is not None and lc not in cols:
             raise DataError(f"{p.name} has no label column {lc!r}; columns are {cols[:12]}{'…' if len(cols) > 12 else ''}")
@@ -500,6 +500,8 @@ def load_features(
             raise DataError(f"{p.name} has no column {absent[0]!r} to ignore; columns are "
                             f"{cols[:12]}{'…' if len(cols) > 12 else ''}")
         feat = [c for c in cols if c not in (lc, "index", *ignore_columns, *df.attrs.get("index_columns", ()))]
+        if len(df) == 0:  # a header alone (a quiet day's batch) has no values to type its columns by
+            df = df.astype({c: "float64" for c in feat if df[c].dtype == object})
         unnamed = [c for c in feat if str(c).startswith("Unnamed: ")]
         if unnamed:  # pandas' name for a header-less column: df.to_csv() writes the index so
             raise DataError(
