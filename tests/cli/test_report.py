@@ -51,11 +51,28 @@ def test_only_the_images_shown_are_read(photos):
     paths[8] = str(d / "img" / "missing.png")  # in the third cluster, which is not shown
     cluster_report(d / "r", labels, images=paths, max_clusters=2)
     assert (d / "r" / "montage.png").exists()
+    # a photo damaged or deleted since is shown crossed out, and said on the page and in a warning
+    # (found by a photo-library user: one deleted photo had made the whole report fail)
+    from kfree.exceptions import DataWarning
+    from kfree.report.clusters import THUMBNAIL, image_loader, unreadable_tile
+
     paths[0] = str(d / "img" / "broken.png")
     (d / "img" / "broken.png").write_bytes(b"not an image")
-    with pytest.raises(DataError, match="cannot read the image of row 0, .*broken.png"):
+    paths[3] = str(d / "img" / "deleted.png")
+    with pytest.warns(DataWarning, match=r"3 of the 9 images shown could not be read and are crossed out \(first: "):
         cluster_report(d / "r3", labels, images=paths)
-    assert not (d / "r3").exists() and not list(d.glob(".r3*"))  # no partial report, no temporary left
+    page = (d / "r3" / "index.html").read_text()
+    assert "3 of the 9 images shown could not be read" in page and "broken.png" in page
+    failed = []
+    tile = image_loader(paths, failed=failed)(3)
+    np.testing.assert_array_equal(tile, unreadable_tile())
+    assert tile.shape == (THUMBNAIL, THUMBNAIL, 3) and failed == [f"not found: {paths[3]}"]
+    # none of the images shown read: refused, with no partial report and no temporary left
+    with pytest.raises(DataError, match="cannot read the image of row 0, .*broken.png.* \\(and the other 8 images"):
+        cluster_report(d / "r4", labels, images=[paths[0]] * 9)
+    assert not (d / "r4").exists() and not list(d.glob(".r4*"))
+    with pytest.raises(DataError, match="not found: .*deleted.png"):
+        image_loader(paths)(3)  # (without a list of failures: raised)
 
 
 def test_texts_follow_the_index_of_assigned_rows(tmp_path):

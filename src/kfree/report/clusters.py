@@ -9,6 +9,7 @@ clusters can be looked at, not only scored.
 from __future__ import annotations
 
 import html
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import heif_readable, viewable_rgb
-from ..exceptions import DataError
+from ..exceptions import DataError, DataWarning
 from ..utils.io import atomic_dir
 from .figures import largest_clusters, pd_isna, plural, pyplot, save_png, short_id
 
@@ -24,13 +25,15 @@ from .figures import largest_clusters, pd_isna, plural, pyplot, save_png, short_
 THUMBNAIL = 96
 
 
-def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None):
+def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None, *,
+                 failed: list[str] | None = None):
     """A function of a row index → that row's image as a uint8 RGB thumbnail of shape
     (THUMBNAIL, THUMBNAIL, 3), read from ``paths`` only when the montage shows it, turned as a
     viewer shows it (EXIF rotation). With ``boxes`` (n, 4) of left, top, right, bottom in the
     turned photo's pixels (``kfree encode faces`` writes them), each row shows its box with a
     margin: one face of a group photo, not the whole photo. An unreadable file raises a one-line
-    DataError."""
+    DataError; with a ``failed`` list, its message is appended there instead and the row is
+    shown as a crossed-out tile (:func:`unreadable_tile`)."""
     from PIL import Image, ImageOps
 
     heif_readable()  # (a face found in an iPhone's HEIC photo is shown from it)
@@ -54,9 +57,24 @@ def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None):
                 canvas.paste(im, ((THUMBNAIL - im.width) // 2, (THUMBNAIL - im.height) // 2))
                 return np.asarray(canvas, dtype=np.uint8)
         except (OSError, ValueError, Image.DecompressionBombError) as e:  # (a bomb: too many pixels)
-            raise DataError(f"cannot read the image of row {i}, {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            why = (f"not found: {p}" if isinstance(e, FileNotFoundError) else
+                   f"cannot read the image of row {i}, {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            if failed is None:
+                raise DataError(why) from None
+            failed.append(why)
+            return unreadable_tile()
 
     return load
+
+
+def unreadable_tile() -> np.ndarray:
+    """The thumbnail of a photo that could not be read: light grey, crossed out."""
+    tile = np.full((THUMBNAIL, THUMBNAIL, 3), 235, dtype=np.uint8)
+    k = np.arange(THUMBNAIL)
+    for off in (-1, 0, 1):
+        j = np.clip(k + off, 0, THUMBNAIL - 1)
+        tile[k, j] = tile[k, THUMBNAIL - 1 - j] = 150
+    return tile
 
 
 def _count_axis(ax, which: str, values: np.ndarray) -> tuple[float, float]:
@@ -237,9 +255,26 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
                          **evaluate_clustering(truth[known], labels[known])})
     montage = None
     if images is not None:
-        pixels = images if isinstance(images, np.ndarray) else image_loader(images, boxes)
+        failed: list[str] = []
+        asked: list[int] = []
+        load = None if isinstance(images, np.ndarray) else image_loader(images, boxes, failed=failed)
+
+        def pixels(i: int) -> np.ndarray:
+            if load is None:
+                return images[i]
+            asked.append(i)
+            return load(i)
+
         cluster_montage(pixels, labels, out / "montage.png", labels_true=truth, seed=seed, max_clusters=max_clusters,
                         **({"per_row": per_cluster} if per_cluster else {}))
+        if failed:  # a few photos deleted or damaged since: shown crossed out, and said; none read: refused
+            if len(failed) == len(asked):
+                raise DataError(f"{failed[0]}" + (f" (and the other {len(failed) - 1} images shown)"
+                                                  if len(failed) > 1 else ""))
+            note = (f"{len(failed):,} of the {len(asked):,} images shown could not be read and are crossed out "
+                    f"(first: {failed[0]})")
+            warnings.warn(note, DataWarning, stacklevel=3)
+            summary += f" <span class='muted'>{html.escape(note)}.</span>"
         montage = "montage.png"
         files.append(montage)
     extra = "<h2>Cluster sizes</h2><img src='sizes.png' alt='cluster sizes'>"
