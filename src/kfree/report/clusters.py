@@ -271,7 +271,8 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
             if len(failed) == len(asked):
                 raise DataError(f"{failed[0]}" + (f" (and the other {len(failed) - 1} images shown)"
                                                   if len(failed) > 1 else ""))
-            note = (f"{len(failed):,} of the {len(asked):,} images shown could not be read and are crossed out "
+            note = (f"{len(failed):,} of the {len(asked):,} images shown could not be read and "
+                    f"{'is' if len(failed) == 1 else 'are'} crossed out "
                     f"(first: {failed[0]})")
             warnings.warn(note, DataWarning, stacklevel=3)
             summary += f" <span class='muted'>{html.escape(note)}.</span>"
