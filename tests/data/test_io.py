@@ -305,6 +305,10 @@ def test_a_spreadsheet_s_own_csv_dialect_is_read(tmp_path):
     assert read_table(tmp_path / "quoted.csv")["label"].tolist() == ["x; y; z", "b;c"]
     (tmp_path / "one.csv").write_text("text\nhello; world\nsemi;colons;here\n")
     assert read_table(tmp_path / "one.csv")["text"].tolist() == ["hello; world", "semi;colons;here"]
+    # Excel's plain "CSV" is in the computer's code page: said, with what to save instead
+    (tmp_path / "latin1.csv").write_bytes("text;label\nGebühr zurück;fees\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.csv is not UTF-8 text \(it holds the byte fc, .*save it as UTF-8"):
+        read_table(tmp_path / "latin1.csv")
     # a semicolon file whose texts hold decimal-looking commas keeps them as text
     (tmp_path / "texts.csv").write_text("index;text\n7;costs 3,50 EUR\n8;two,three\n")
     assert read_table(tmp_path / "texts.csv")["text"].tolist() == ["costs 3,50 EUR", "two,three"]

@@ -115,6 +115,9 @@ def read_table(p: Path, columns: list[str] | None = None):
         df = pd.read_parquet(p, columns=columns)
     except DataError:
         raise
+    except UnicodeDecodeError as e:  # (Excel's plain "CSV" is in the computer's own code page)
+        raise DataError(f"{p.name} is not UTF-8 text (it holds the byte {e.object[e.start:e.start + 1].hex(' ')}, "
+                        f"{e.reason}); save it as UTF-8 (in Excel: CSV UTF-8)") from None
     except Exception as e:
         raise DataError(f"cannot read {p.name} as {p.suffix[1:]}: {str(e).splitlines()[0]}") from None
     # a DataFrame saved with a named index (df.set_index("track")) keeps it in the file: a column
