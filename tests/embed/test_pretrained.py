@@ -4,6 +4,7 @@ read users' photos as a viewer shows them."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,6 +111,18 @@ def test_a_notebook_s_inputs(att):
         FaceEncoder().encode([att.images[0], None])
     with pytest.raises(DataTypeError, match=r"texts is one str; give a list"):
         TextEncoder().encode("my card has not arrived")
+    # found by a user trial: a DataFrame or a dict gave one row, the embedding of a column name or key
+    import pandas as pd
+
+    with pytest.raises(DataTypeError, match=r"texts is a DataFrame.*give one column, e.g. df\['body'\]"):
+        TextEncoder().encode(pd.DataFrame({"body": ["my card is lost", "where is my refund"]}))
+    with pytest.raises(DataTypeError, match=r"texts is a dict \(iterating it gives its keys\)"):
+        TextEncoder().encode({"x": "my card"})
+    with pytest.raises(DataTypeError, match=r"images is a DataFrame"):
+        FaceEncoder().encode(pd.DataFrame({"path": ["a.jpg"]}))
+    # and a folder in the list gave no row and one "unreadable" entry: refused, saying how to list it
+    with pytest.raises(DataError, match=r"images\[1\] is a folder, .*find_images\(\[folder\]\)"):
+        FaceEncoder().encode([att.images[0], Path(__file__).parent])
 
 
 def test_bad_arrays_and_settings_are_one_clear_error(att):

@@ -18,7 +18,7 @@ reproduce the shipped features from the shipped images and texts.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -162,6 +162,9 @@ class FaceEncoder:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers={workers!r} must be a whole number >= 1")
         images = _items(images, "images", "image paths or arrays")
+        if folders := [i for i, im in enumerate(images) if isinstance(im, (str, os.PathLike)) and os.path.isdir(im)]:
+            raise DataError(f"images[{folders[0]}] is a folder, {images[folders[0]]}; give its photo files: "
+                            "kfree.data.images.find_images([folder])[0] lists them as kfree encode faces does")
         n = len(images)
         if pool is None:
             with self.processes(min(workers, n // MIN_PER_WORKER) if workers > 1 else 1) as own:
@@ -286,9 +289,17 @@ def _worker_encode(task: tuple[int, list]) -> Faces:
 
 def _items(given, name: str, what: str) -> list:
     """``given`` as a list: any iterable of items (a generator too), but not one str or path,
-    which would be taken a character at a time."""
+    which would be taken a character at a time, nor a table or a dict, whose iteration gives
+    their column names or keys (a DataFrame of tickets was encoded as its one column name)."""
     if isinstance(given, (str, bytes, os.PathLike)):
         raise DataTypeError(f"{name} is one {type(given).__name__}; give a list of {what} (e.g. [{given!r}])")
+    if hasattr(given, "columns") and getattr(given, "ndim", 2) == 2:
+        column = next(iter(getattr(given, "columns", [])), "text")
+        raise DataTypeError(f"{name} is a {type(given).__name__}, whose rows are not its items (iterating it gives "
+                            f"its column names); give one column, e.g. df[{str(column)!r}]")
+    if isinstance(given, Mapping):
+        raise DataTypeError(f"{name} is a {type(given).__name__} (iterating it gives its keys); give a list of "
+                            f"{what}, e.g. list(d.values())")
     try:
         return list(given)
     except TypeError:
