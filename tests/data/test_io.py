@@ -312,3 +312,21 @@ def test_a_spreadsheet_s_own_csv_dialect_is_read(tmp_path):
     # a semicolon file whose texts hold decimal-looking commas keeps them as text
     (tmp_path / "texts.csv").write_text("index;text\n7;costs 3,50 EUR\n8;two,three\n")
     assert read_table(tmp_path / "texts.csv")["text"].tolist() == ["costs 3,50 EUR", "two,three"]
+
+
+def test_a_column_of_text_is_sent_to_the_text_encoder(tmp_path):
+    """Found by a user trial: a ticket table's error advised --ignore-columns ticket_id,body, and
+    following it trained a model on the two incidental numeric columns left (a priority, a score)."""
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"ticket_id": [f"T{i}" for i in range(30)],
+                  "body": [f"my card number {i} has still not arrived, what can I do?" for i in range(30)],
+                  "intent": ["card"] * 15 + ["refund"] * 15, "priority": rng.integers(1, 4, 30),
+                  "score": rng.random(30)}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataError, match=r"t.csv: column 'body' holds text, which kfree clusters by its embedding: "
+                                        r"kfree encode texts t.csv --column body --out texts.npz"):
+        load_features(tmp_path / "t.csv", label_column="intent")
+    # ids and categories are no prose: the advice to leave them out stands
+    pd.DataFrame({"ticket_id": [f"T{i}" for i in range(30)], "country": ["United Kingdom", "France"] * 15,
+                  "f": rng.random(30)}).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(DataError, match=r"non-numeric columns \['ticket_id', 'country'\].*--ignore-columns"):
+        load_features(tmp_path / "c.csv")

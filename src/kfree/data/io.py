@@ -525,6 +525,11 @@ def load_features(
             df = df.drop(columns=c).join(pd.DataFrame(wide, columns=names, index=df.index))
             feat[at:at + 1] = names
         non_num = [c for c in feat if not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])]
+        if texts := [c for c in non_num if _holds_text(df[c])]:
+            # leaving it out (the advice below) would cluster whatever numbers are left (a priority,
+            # a score): found by a user trial, a model trained on two incidental columns
+            raise DataError(f"{p.name}: column {texts[0]!r} holds text, which kfree clusters by its embedding: "
+                            f"kfree encode texts {p.name} --column {texts[0]} --out texts.npz, then use texts.npz")
         if non_num:
             raise DataError(
                 f"{p.name}: non-numeric columns {non_num[:5]} cannot be features; "
@@ -563,6 +568,17 @@ def _vectors(col) -> bool:
                    and np.asarray(v).dtype.kind in "biuf" for v in col.to_numpy())
     except (TypeError, ValueError):
         return False
+
+
+def _holds_text(col) -> bool:
+    """Whether a column of strings is prose (tickets, messages) rather than ids or categories
+    ("United Kingdom"): most cells are words of 20 characters or more."""
+    cells = col.dropna().iloc[:1000]
+    if cells.empty or not all(isinstance(c, str) for c in cells):  # (lists of numbers: vectors)
+        return False
+    cells = cells.astype(str)
+    length = cells.str.len().median()
+    return bool(length >= 40 or (length >= 20 and cells.str.contains(" ", regex=False).mean() >= 0.5))
 
 
 def _warn_id_like(X: np.ndarray, names: list[str], p: Path) -> None:
