@@ -8,6 +8,7 @@ The reproductions live beside the library (``reproductions/``): the library must
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,8 @@ def _layer(module: str) -> int:
     return best
 
 
-def _imports(path: Path) -> list[tuple[int, str]]:
+@functools.cache  # each file is read once per process: the per-file tests and the graph share it
+def _imports(path: Path) -> tuple[tuple[int, str], ...]:
     """(line, absolute module) for every import in the file, relative ones resolved."""
     module = _module_name(path)
     package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
@@ -80,7 +82,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
                 is_module = (SRC / Path(*sub.split("."))).with_suffix(".py").exists() or (
                     SRC / Path(*sub.split(".")) / "__init__.py").exists()
                 out.append((node.lineno, sub if is_module else target))
-    return out
+    return tuple(out)
 
 
 FILES = sorted(SRC.joinpath("kfree").rglob("*.py"))
