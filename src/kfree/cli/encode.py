@@ -165,7 +165,7 @@ def faces(
     with cli_errors():
         import numpy as np
 
-        from ..data.images import HEIF_ADVICE, HEIF_SUFFIXES, find_images
+        from ..data.images import HEIF_ADVICE, HEIF_SUFFIXES, UNREAD_PHOTO_SUFFIXES, find_images
         from ..embed.pretrained import FaceEncoder
         from ..exceptions import ConfigError, DataError
         from ..report.figures import plural
@@ -183,10 +183,12 @@ def faces(
         if ignored:
             kinds = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(ignored.items(), key=lambda kv: -kv[1]))
             n = sum(ignored.values())
+            photos_left = sorted(ignored.keys() & set(UNREAD_PHOTO_SUFFIXES) - set(HEIF_SUFFIXES))
             err_console.print(f"[yellow]warning:[/] passed over {plural(n, 'file')} that "
-                              f"{'is not an image' if n == 1 else 'are not images'} kfree reads ({kinds}); "
-                              + (f"{HEIF_ADVICE}; " if ignored.keys() & set(HEIF_SUFFIXES) else "")
-                              + "convert photos in other formats to JPEG to include them",
+                              f"{'is not an image' if n == 1 else 'are not images'} kfree reads ({kinds})"
+                              + (f"; {HEIF_ADVICE}" if ignored.keys() & set(HEIF_SUFFIXES) else "")
+                              + (f"; convert the photos ({', '.join(photos_left)}) to JPEG to include them"
+                                 if photos_left else ""),
                               soft_wrap=True, highlight=False)
         if labels_from_folders and (loose := [p for p, g in zip(paths, groups, strict=True) if g is None]):
             raise DataError(f"--labels-from-folders: {plural(len(loose), 'image')} lie in no folder below a folder "
@@ -249,13 +251,17 @@ def texts(
                                                     "text, texts, sentence, message, utterance, body).")] = None,
     label_column: Annotated[str | None, typer.Option(help="A table column of labels to keep (for kfree "
                                                           "train).")] = None,
+    id_column: Annotated[str | None, typer.Option(help="A table column of ids naming the rows (ticket ids), kept "
+                                                       "as the output's row ids (default: 'index', if the table "
+                                                       "has one).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Texts encoded together.")] = 64,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Embed texts with all-MiniLM-L6-v2, 384-d, unit length (pip install 'kfree\\[text]').
 
-    A table's 'index' column (ticket ids) is kept, so clusters files name rows by it.
+    A table's 'index' column (or --id-column: ticket ids) is kept, so clusters files name rows by
+    it. A file without texts (a quiet day's batch) gives an output without rows.
 
     \b
     kfree encode texts tickets.csv --column body --out tickets.npz
@@ -267,6 +273,7 @@ def texts(
         from rich.markup import escape
 
         from ..data.io import (
+            ID_LIKE,
             TABLES,
             TEXT_COLUMNS,
             check_index,
@@ -287,19 +294,27 @@ def texts(
         encoder = TextEncoder(batch_size=batch_size)
         arrays: dict = {}
         if p.suffix.lower() == ".txt":
-            if column is not None or label_column is not None:
-                raise DataError(f"{p.name} is a .txt of one text per line: --column and --label-column name "
-                                "columns of a .csv/.parquet table")
+            if column is not None or label_column is not None or id_column is not None:
+                raise DataError(f"{p.name} is a .txt of one text per line: --column, --label-column and "
+                                "--id-column name columns of a .csv/.parquet table")
             items = read_lines(p)
         else:
             df = read_table(p)
-            col = table_column(df, (column,) if column else TEXT_COLUMNS, p)
+            col = table_column(df, (column,) if column else TEXT_COLUMNS, p, option="--column")
+            ids = None
+            if id_column is not None:
+                ids = check_index(df[table_column(df, (id_column,), p)], p, id_column)
+            elif "index" in df.columns and col != "index":
+                ids = check_index(df["index"], p)
+            elif likely := [c for c in df.columns if c != col and ID_LIKE.search(str(c))]:
+                console.print(f"note: column {likely[0]!r} looks like ids; --id-column {likely[0]} keeps them, so "
+                              "clusters files name the rows by them", soft_wrap=True, highlight=False)
             values = df[col]
             if missing := int(values.isna().sum()):
                 first = int(np.flatnonzero(values.isna().to_numpy())[0])
-                named = f", index {df['index'].iloc[first]!r}" if "index" in df.columns else ""
-                raise DataError(f"{p.name}: column {col!r} is empty in {plural(missing, 'row')} (first: row "
-                                f"{first}{named}); fill or drop them first")
+                named = f", id {ids[first].item()!r}" if ids is not None else ""
+                raise DataError(f"{p.name}: column {col!r} is empty in {plural(missing, 'row')} (first: data row "
+                                f"{first}, from 0{named}); fill or drop them first")
             items = [str(v) for v in values.tolist()]
             if label_column is not None:
                 lab = df[table_column(df, (label_column,), p)]
@@ -308,10 +323,10 @@ def texts(
                                     "rows; give every row a label, or leave out --label-column")
                 labels = lab.to_numpy()
                 arrays["labels"] = labels.astype(str) if labels.dtype.kind == "O" else labels  # no pickles
-            if "index" in df.columns and col != "index":
-                arrays["index"] = check_index(df["index"], p)
-        if not items:
-            raise DataError(f"{p.name} holds no text; nothing was written")
+            if ids is not None:
+                arrays["index"] = ids
+        if not items:  # a quiet day's batch: kfree assign takes an output without rows
+            err_console.print(f"[yellow]warning:[/] {p.name} holds no text; the output has no rows", highlight=False)
         if blank := sum(1 for t in items if not t.strip()):
             err_console.print(f"[yellow]warning:[/] {blank:,} of {plural(len(items), 'text')} "
                               f"{'is' if blank == 1 else 'are'} blank; they share one vector (and one cluster)",

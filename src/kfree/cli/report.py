@@ -12,17 +12,28 @@ from .console import cli_errors, console
 
 
 def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str, *,
-           arrays: tuple[str, ...] = (), extra: str | None = None) -> tuple[list[str], object]:
+           arrays: tuple[str, ...] = (), extra: str | None = None, option: str | None = None,
+           id_column: str | None = None) -> tuple[list[str], object]:
     """The entry of each predicted row, from a ``.txt`` (a line per row), a table (the first of
     ``columns`` it has) or, where ``arrays`` are named, an ``.npz`` of ``kfree encode faces`` (the
     first of ``arrays`` it has), and the ``extra`` array of the ``.npz`` for the same rows (the
-    faces' ``boxes``), or None. A file with its own ``index`` (column or array) is joined by it
+    faces' ``boxes``), or None. ``option`` names the table column otherwise (in the message when
+    none of ``columns`` is there). A file with its own ``index`` (column or array; in a table the
+    column ``id_column``, when given) is joined by it
     when the clusters have one, as ``--truth`` is (picking by row number showed a shuffled file's
     wrong texts); otherwise entries are picked by row (:func:`~kfree.evaluate.compare.rows_of`)."""
     import numpy as np
     import pandas as pd
 
-    from ..data.io import TABLES, check_path, read_lines, read_npz, read_table, table_column
+    from ..data.io import (
+        TABLES,
+        check_index,
+        check_path,
+        read_lines,
+        read_npz,
+        read_table,
+        table_column,
+    )
     from ..evaluate.compare import item_rows
     from ..exceptions import DataError
 
@@ -46,8 +57,11 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         found = held.get(extra) if extra else None
     else:
         df = read_table(path)
-        entries = [str(v) for v in df[table_column(df, columns, path)].tolist()]
-        index = df["index"] if "index" in df.columns else None
+        entries = [str(v) for v in df[table_column(df, columns, path, option)].tolist()]
+        if id_column is not None:
+            index = pd.Series(check_index(df[table_column(df, (id_column,), path)], path, id_column))
+        else:
+            index = df["index"] if "index" in df.columns else None
     at = np.asarray(item_rows(pred, index, len(entries), pred_name=pred_name, items_name=path.name, what=what))
     return [entries[i] for i in at], (None if found is None else found[at])
 
@@ -106,6 +120,9 @@ def report(
                                                     "with a text column (--text-column; default: text, texts, "
                                                     "sentence, message, utterance or body).")] = None,
     text_column: Annotated[str | None, typer.Option(help="The --texts table's text column.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="The column of ids naming the rows of a --texts or --images "
+                                                       "table (ticket ids, as given to kfree encode texts "
+                                                       "--id-column; default: 'index').")] = None,
     features: Annotated[Path | None, typer.Option(help="Features of each row (any features file, e.g. from `kfree "
                                                        "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA.")] = None,
     max_clusters: Annotated[int, typer.Option(min=1, help="Show the images or texts of this many clusters, the "
@@ -146,10 +163,11 @@ def report(
         paths = lines = boxes = None
         if images is not None:
             listed, boxes = _items(images, pred, ("path", "image", "file"), "image paths", clusters.name,
-                                   arrays=("paths",), extra="boxes")
+                                   arrays=("paths",), extra="boxes", id_column=id_column)
             paths = _image_paths(listed, images, image_root)
         if texts is not None:
-            lines, _ = _items(texts, pred, (text_column,) if text_column else TEXT_COLUMNS, "texts", clusters.name)
+            lines, _ = _items(texts, pred, (text_column,) if text_column else TEXT_COLUMNS, "texts", clusters.name,
+                              option="--text-column", id_column=id_column)
         X = None
         if features is not None:
             from ..data.io import load_features

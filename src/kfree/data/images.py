@@ -24,6 +24,10 @@ HEIF_ADVICE = "HEIC/HEIF photos are read once pillow-heif is installed (pip inst
 #: file endings read as images when a folder is searched (a list of paths may name any file)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif", ".pgm",
                   ".ppm", ".pbm")
+#: photo formats kfree does not read (cameras' raw files, newer and editors' formats): a folder
+#: holding them is told to convert them; other files passed over (notes, Thumbs.db) need nothing
+UNREAD_PHOTO_SUFFIXES = (".cr2", ".cr3", ".nef", ".nrw", ".arw", ".dng", ".raf", ".orf", ".rw2", ".pef", ".srw",
+                         ".jxl", ".jp2", ".j2k", ".psd", ".xcf", ".svg", ".heic", ".heif", ".hif")
 #: the photos of iPhones (and of many Android phones): read when pillow-heif is installed
 #: (``kfree[faces]`` brings it), passed over and counted otherwise
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")

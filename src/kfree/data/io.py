@@ -71,14 +71,19 @@ def _pick(keys: list[str], wanted: str | None, candidates: tuple[str, ...], what
     return None
 
 
-def table_column(df, names: tuple[str, ...], p: Path) -> str:
+def table_column(df, names: tuple[str, ...], p: Path, option: str | None = None) -> str:
     """The first of ``names`` that is a column of ``df`` (the table read from ``p``); none is a
-    one-line DataError listing the columns it has, so the user can name the right one."""
+    one-line DataError listing the columns it has, and the ``option`` that names another, so the
+    user can name the right one."""
     col = next((c for c in names if c in df.columns), None)
     if col is None:
         raise DataError(f"{p.name} has no {' or '.join(repr(c) for c in names)} column; columns are "
-                        f"{list(df.columns)[:12]}")
+                        f"{list(df.columns)[:12]}" + (f"; name the one to use with {option}" if option else ""))
     return col
+
+
+#: column names that look like row ids (``ticket_id``, ``ID``, ``message-id``)
+ID_LIKE = re.compile(r"(?i)(^|[_\-\s])id$")
 
 
 def read_table(p: Path, columns: list[str] | None = None):
@@ -231,9 +236,12 @@ def _ids_as_written(ids):
 def read_lines(p: Path) -> list[str]:
     """The lines of a UTF-8 text file, one entry per row: split at line ends (``\\n``, ``\\r\\n``)
     only — ``str.splitlines`` also splits inside a line at Unicode separators (U+2028, form feed),
-    which would shift every later row — and without the empty entry after a final line end."""
+    which would shift every later row — and without the empty entry after a final line end. A
+    file that starts with a UTF-16 byte-order mark (Notepad's "Unicode") is read as UTF-16."""
+    raw = p.read_bytes()
+    utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # Notepad's and Excel's "Unicode" text
     try:
-        text = p.read_text(encoding="utf-8")
+        text = raw.decode("utf-16" if utf16 else "utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{p.name} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
     text = text.removeprefix("\ufeff")  # the byte-order mark Notepad and Excel write: no part of a first line
@@ -351,25 +359,26 @@ def _check_labels(y: np.ndarray, n_rows: int, p: Path, *, partial: bool = False)
     return y
 
 
-def check_index(col, p: Path) -> np.ndarray:
-    """A table's ``index`` column as an array of unique values, none missing: clusters files carry
-    these values, and ``kfree evaluate`` joins them to true labels by them, so a repeated or missing
-    one would join rows wrongly. Mixed-type objects become text, as labels do."""
+def check_index(col, p: Path, name: str = "index") -> np.ndarray:
+    """A table's ``index`` column (or the column ``name`` that names its rows) as an array of
+    unique values, none missing: clusters files carry these values, and ``kfree evaluate`` joins
+    them to true labels by them, so a repeated or missing one would join rows wrongly. Mixed-type
+    objects become text, as labels do."""
     import pandas as pd
 
-    why = ("'index' names each row (clusters are joined to true labels by it): give every row its own "
-           "value, or rename the column")
+    why = (f"{name!r} names each row (clusters are joined to true labels by it): give every row its own "
+           "value" + (", or rename the column" if name == "index" else ""))
     missing = pd.isna(col.to_numpy())
     if missing.any():
-        raise DataError(f"{p.name}: column 'index' is empty in {int(missing.sum())} rows (first: row "
+        raise DataError(f"{p.name}: column {name!r} is empty in {int(missing.sum())} rows (first: row "
                         f"{int(np.argmax(missing))}); {why}")
     values = col.to_numpy()
     if values.dtype.kind == "O":
         values = values.astype(str)
     if values.dtype.kind not in "biuUS" and not (values.dtype.kind == "f" and np.isfinite(values).all()):
-        raise DataTypeError(f"{p.name}: column 'index' of dtype {values.dtype} cannot name rows; use integers "
+        raise DataTypeError(f"{p.name}: column {name!r} of dtype {values.dtype} cannot name rows; use integers "
                             "or text")
-    refuse_repeats(pd.Series(values), p.name, "index", why)
+    refuse_repeats(pd.Series(values), p.name, name, why)
     return values
 
 

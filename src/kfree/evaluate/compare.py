@@ -196,7 +196,8 @@ def _warn_row_order(pred, pred_name: str, items_name: str, what: str) -> None:
 
         warnings.warn(f"{pred_name} names its rows by their own ids ('index'), but {items_name} has no 'index' "
                       f"column: its {what} are taken by row number, in the order of the clustered file; if "
-                      f"{items_name} lists them in another order, name its id column 'index'", stacklevel=3)
+                      f"{items_name} lists them in another order, name its id column 'index'"
+                      + (" (or give it to kfree report --id-column)" if what in ("texts", "image paths") else ""), stacklevel=3)
 
 
 def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_name: str = "the predictions",
@@ -210,7 +211,7 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
                         "label; name the column (or .npz array) that holds the true labels")
     if t.suffix.lower() in TABLES and t.exists():  # read here, not by load_labels: it may join by 'index'
         df = read_table(t)
-        col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t)
+        col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option="--label-column")
         y = df[col].to_numpy()
     else:
         y = load_labels(t, key=label_column, column=label_column)
