@@ -477,3 +477,37 @@ def test_a_batch_without_rows_assigns_nothing_and_exits_0(d, tmp_path):
     np.save(tmp_path / "none.npy", np.zeros((0, X.shape[1]), np.float32))
     code, out = run("assign", d / "m.kfree", tmp_path / "m.kstate", tmp_path / "none.npy", "--out", tmp_path / "m0.csv")
     assert code == 0 and "nothing to assign" in out, out
+
+
+def test_skip_held_adds_only_the_rows_the_state_does_not_hold(d, tmp_path):
+    """Found by a user trial: a daily batch of 4 tickets, 2 of them a "Thanks!" and a blank ticket
+    seen on earlier days, was refused whole, and --again also turned off the guard against
+    retries. --skip-held adds the others and gives the held ones their twin's cluster: a retried
+    batch then writes the same clusters and adds nothing."""
+    code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    X, new = np.load(d / "x.npy"), np.load(d / "new.npy")
+    state0 = ClusterState.load(tmp_path / "s.kstate")
+    np.save(tmp_path / "day.npy", np.concatenate([new[:5], X[[7, 3]]]))  # 5 new rows, 2 equal to held ones
+    pd.DataFrame(np.concatenate([new[:5], X[[7, 3]]]), columns=[f"f{j}" for j in range(X.shape[1])]).assign(
+        index=[f"Y{i}" for i in range(7)]).to_csv(tmp_path / "day.csv", index=False)
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.csv", "--out", tmp_path / "a.csv")
+    one_line_error(code, out, "2 of the 7 rows of day.csv are already in s.kstate (ids Y5, Y6), added before")
+    assert "--skip-held" in out
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "a.csv", "--skip-held")
+    assert code == 0 and "2 rows the state already held were not added again (--skip-held)" in out, out
+    assert "5 new rows" in out
+    got = clusters(tmp_path / "a.csv")
+    ref = ClusterState.fit(X, float(TAU))
+    np.testing.assert_array_equal(got[:5], assign(ref, new[:5]))  # as if the 5 had come alone
+    np.testing.assert_array_equal(got[5:], state0.labels[[7, 3]])  # the twins' clusters
+    state = ClusterState.load(tmp_path / "s.kstate")
+    assert state.n_samples == len(X) + 5
+    # the same batch retried: nothing added, the same clusters written
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "b.csv", "--skip-held")
+    assert code == 0 and "7 rows the state already held were not added again" in out and "0 new rows" in out, out
+    np.testing.assert_array_equal(clusters(tmp_path / "b.csv"), got)
+    assert ClusterState.load(tmp_path / "s.kstate").n_samples == len(X) + 5
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "e.csv", "--skip-held",
+                    "--again")
+    one_line_error(code, out, "--skip-held adds only the rows the state does not hold, --again adds them all")

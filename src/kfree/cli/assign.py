@@ -194,6 +194,10 @@ def assign(
     again: Annotated[bool, typer.Option(
         "--again", help="Add NEW_FILE's rows even though the state already holds a batch of the same rows "
                         "(refused otherwise: a retried command would hold every row twice).")] = False,
+    skip_held: Annotated[bool, typer.Option(
+        "--skip-held", help="Add only the rows the state does not hold yet; a row equal to a held one, feature "
+                            "for feature (a retried batch, the same short ticket again), is not added and gets "
+                            "that row's cluster in --out.")] = False,
 ) -> None:
     """Add new rows to a saved clustering without clustering everything again.
 
@@ -228,6 +232,7 @@ def assign(
         from ..cluster.incremental import assign as assign_rows
         from ..data.io import load_features
         from ..evaluate.compare import index_columns, write_predictions
+        from ..report.figures import plural
         from .app import _limit_threads
 
         if state_path.is_file():  # (a missing one: ClusterState.load says so)
@@ -267,28 +272,41 @@ def assign(
                 state.save(state_out, overwrite=True)
                 console.print(f"state written: [bold]{escape(str(state_out))}[/bold]")
             return
+        if skip_held and again:
+            raise ConfigError("--skip-held adds only the rows the state does not hold, --again adds them all: "
+                              "give one of them")
         batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": array_sha256(data.X)}
         seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
-        if seen and not again:
+        if seen and not (again or skip_held):
             raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
                               f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
                               "hold each of them twice; pass --again if they are new rows that repeat old ones")
         hashes = row_hashes(data.X)
         held = state.held(hashes)  # a batch reordered, cut or extended: the rows themselves
-        rows = ", ".join(str(int(r)) for r in held[:5]) + ("…" if held.size > 5 else "")
-        if held.size >= HELD_REFUSE_SHARE * data.n_samples and not again:
+        named = (f"ids {', '.join(str(v) for v in data.index[held[:5]].tolist())}" if data.index is not None
+                 else f"rows {', '.join(str(int(r)) for r in held[:5])}") + ("…" if held.size > 5 else "")
+        if held.size >= HELD_REFUSE_SHARE * data.n_samples and not (again or skip_held):
             raise ConfigError(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} are already in "
-                              f"{state_path.name} (rows {rows}), added before: adding them again would hold each "
-                              "twice; drop them from the batch, or pass --again if they are new rows that repeat "
-                              "old ones")
-        if held.size and not again:  # a few: distinct items with equal features (two tickets, one text)
-            warnings.warn(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} (rows {rows}) equal rows "
+                              f"{state_path.name} ({named}), added before: adding them again would hold each "
+                              "twice; pass --skip-held to add only the others (those get the cluster of the row "
+                              "they equal), or --again if they are new rows that repeat old ones")
+        if held.size and not (again or skip_held):  # a few: distinct items with equal features (two tickets, one text)
+            warnings.warn(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} ({named}) equal rows "
                           f"{state_path.name} already holds, feature for feature: added as new rows (the same text "
-                          "from two customers); if they are the same items added again, drop them", stacklevel=2)
+                          "from two customers); if they are the same items added again, --skip-held leaves them out",
+                          stacklevel=2)
+        fresh = np.arange(data.n_samples)
+        if skip_held and held.size:
+            fresh = np.setdiff1d(fresh, held)
+            order = np.argsort(state.row_hashes, kind="stable")  # each held row's equal in the state
+            twins = order[np.searchsorted(state.row_hashes[order], hashes[held])]
         n_before, k_before = state.n_samples, state.next_label
         with _limit_threads():
-            Z = learner.transform(data.X) if model is not None else data.X
-            labels = assign_rows(state, Z, recluster_affected=recluster_affected, input_hashes=hashes)
+            Z = learner.transform(data.X[fresh]) if model is not None else data.X[fresh]
+            labels = np.empty(data.n_samples, dtype=np.int64)
+            labels[fresh] = assign_rows(state, Z, recluster_affected=recluster_affected, input_hashes=hashes[fresh])
+        if fresh.size < data.n_samples:  # (after the assign: --recluster-affected may have moved the twins)
+            labels[held] = state.labels[twins]
         state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
         # both outputs or neither: --out is written beside itself first, the state saved, then --out
         # put in place (cluster ids written for rows a state never recorded would be handed out
@@ -304,13 +322,17 @@ def assign(
             os.replace(pending, out)
         finally:
             pending.unlink(missing_ok=True)
-        info = state.meta["last_assign"]
-        opened = int(np.unique(labels[labels >= k_before]).shape[0])
-        joined = int(np.count_nonzero(labels < k_before))
-        console.print(f"{data.n_samples} new rows: {joined} in existing clusters, {data.n_samples - joined} in "
+        info = state.meta.get("last_assign") if fresh.size else None  # (no rows added: no assign ran)
+        added = labels[fresh]
+        opened = int(np.unique(added[added >= k_before]).shape[0])
+        joined = int(np.count_nonzero(added < k_before))
+        if skipped := data.n_samples - fresh.size:
+            console.print(f"{plural(skipped, 'row')} the state already held {'was' if skipped == 1 else 'were'} not "
+                          "added again (--skip-held): --out gives them the cluster of the row they equal")
+        console.print(f"{fresh.size} new rows: {joined} in existing clusters, {fresh.size - joined} in "
                       f"{opened} new cluster{'' if opened == 1 else 's'}; the state now has {state.n_samples} rows "
                       f"(was {n_before}) in {state.n_clusters} clusters; wrote [bold]{escape(str(out))}[/bold]")
-        if recluster_affected:
+        if recluster_affected and info:
             console.print(f"re-clustered {info['n_reclustered']} rows of {info['n_components_touched']} touched "
                           f"τ-components ({info['n_components_kept_whole']} stayed one cluster without it); "
                           f"{info['n_existing_moved']} earlier rows changed cluster")
