@@ -490,6 +490,16 @@ def test_the_report_finds_the_photos_after_a_move(people, tmp_path):
     shutil.move(photos / "faces.npz", moved)
     code, out = run("report", tmp_path / "c.csv", "--images", moved, "--out", tmp_path / "r1")
     assert code == 0 and (tmp_path / "r1" / "montage.png").exists(), out
+    # the clusters file names each face's photo, found from the moved .npz too
+    code, out = run("cluster", moved, "--threshold", "0.6", "--distance", "euclidean", "--out", tmp_path / "k.csv",
+                    "--state", tmp_path / "k.kstate")
+    assert code == 0, out
+    where = [str(photos.resolve() / "s2" / f"{k}.png") for k in range(4)]
+    assert pd.read_csv(tmp_path / "k.csv")["photo"].tolist() == where
+    code, out = run("assign", tmp_path / "k.kstate", moved, "--skip-held", "--out", tmp_path / "ka.csv")
+    assert code == 0 and pd.read_csv(tmp_path / "ka.csv")["photo"].tolist() == where, out
+    code, out = run("report", tmp_path / "k.csv", "--images", tmp_path / "k.csv", "--out", tmp_path / "rk")
+    assert code == 0 and (tmp_path / "rk" / "montage.png").exists(), out  # (its own 'photo' column)
     # the photos moved too: said in one line, and --image-root finds them
     shutil.move(photos, tmp_path / "library")
     code, out = run("report", tmp_path / "c.csv", "--images", moved, "--out", tmp_path / "r2")

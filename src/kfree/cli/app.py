@@ -286,7 +286,8 @@ def cluster(
              "Leave it out (give DATA alone, with --threshold) to cluster the features as they are.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label] (with --backend dask "
                                       "also .npy or .parquet); index = row of DATA, or the value of DATA's own "
-                                      "'index' column, then with a 'row' column.")],
+                                      "'index' column, then with a 'row' column; the faces of `kfree encode faces` "
+                                      "also get their 'photo'.")],
     second: Annotated[Path | None, typer.Argument(
         metavar="DATA", show_default=False,
         help="Features to cluster: .npz, .npy, .csv or .parquet.")] = None,
@@ -366,6 +367,7 @@ def cluster(
             from rich.markup import escape
 
             from .. import registry
+            from ..data.images import photo_paths
             from ..data.io import load_features
             from ..evaluate.compare import index_columns, write_predictions
 
@@ -476,7 +478,8 @@ def cluster(
             if constrained:
                 how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
                         "cannot-link pairs kept")
-            write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples))
+            write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples),
+                              photo=photo_paths(data_path))  # (the photo of each face, from kfree encode faces)
             n_found = len(set(labels.tolist()))
             console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                           f"wrote [bold]{escape(str(out))}[/bold]")
@@ -583,6 +586,7 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
         m = ThresholdAgglomerative(float(threshold), linkage=linkage or "complete", distance=dist, backend="dask",
                                    scheduler=scheduler, n_workers=workers, dtype="float32",
                                    memory_limit=memory_limit).fit(X, hook=hook)
+    from ..data.images import photo_paths
     from ..evaluate.compare import index_columns, write_predictions
 
     if out.suffix.lower() == ".npy":  # the labels alone
@@ -590,7 +594,8 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
 
         DaskThresholdResult(m.labels_.shape[0], m.merge_pairs_, m.merge_heights_, {}).write(out)
     else:  # .csv or .parquet: index, cluster[, row]
-        write_predictions(out, m.labels_, **index_columns(index, m.labels_.shape[0]))
+        write_predictions(out, m.labels_, **index_columns(index, m.labels_.shape[0]),
+                          photo=None if data is None else photo_paths(first))
     console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, {m.linkage} linkage, threshold "
                   f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
     if state is not None:

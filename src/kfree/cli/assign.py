@@ -230,6 +230,7 @@ def assign(
 
         from ..cluster.incremental import ClusterState, row_hashes
         from ..cluster.incremental import assign as assign_rows
+        from ..data.images import photo_paths
         from ..data.io import load_features
         from ..evaluate.compare import index_columns, write_predictions
         from ..report.figures import plural
@@ -317,7 +318,8 @@ def assign(
             if all_rows:  # rows of the state, which keeps no table's own 'index' values: never an 'index'
                 write_predictions(pending, state.labels, index_column="row")
             else:
-                write_predictions(pending, labels, y=data.y, **index_columns(data.index, data.n_samples))
+                write_predictions(pending, labels, y=data.y, **index_columns(data.index, data.n_samples),
+                                  photo=photo_paths(new_path))
             state.save(target, overwrite=True)
             os.replace(pending, out)
         finally:

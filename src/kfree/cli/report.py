@@ -67,40 +67,14 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
 
 
 def _image_paths(listed: list[str], images: Path, image_root: Path | None) -> list[str]:
-    """The image files of ``listed``, with relative paths read from ``image_root``, else from
-    the folder of ``images`` (the file listing them) or, for an .npz of ``kfree encode faces``
-    that was moved away from the photos, the folder it was written in (its ``root``). When
-    none of the first relative paths is found from there, a one-line DataError says where they
-    were looked for and what to give: a report of blank tiles, or one failing on its first
-    photo with a bare "not found", would not say that the list had moved."""
+    """:func:`~kfree.data.images.locate_images` for the --images file: an .npz of ``kfree encode
+    faces`` also says the folder it was written in (its ``root``)."""
+    from ..data.images import locate_images
     from ..data.io import read_npz
-    from ..exceptions import DataFileNotFoundError
 
-    relative = [p for p in listed if not Path(p).is_absolute()]
-    if image_root is not None:
-        if not image_root.is_dir():
-            raise DataFileNotFoundError(f"--image-root {image_root}: no such folder")
-        bases = [image_root]
-    else:
-        bases = [images.resolve().parent]
-        if images.suffix.lower() == ".npz":
-            written_in = read_npz(images, ("root",))[1].get("root")
-            if written_in is not None and Path(str(written_in)) != bases[0]:
-                bases.append(Path(str(written_in)))
-    sample = [Path(p).parts for p in relative[:20]]
-    # under --image-root the paths may also have lost their first folders ("photos/a/1.jpg" in
-    # the folder that now holds "a/"): the user names the folder the photos lie in
-    tries = [(b, k) for b in bases for k in range(max(map(len, sample)) if image_root is not None and sample else 1)]
-    base, drop = next(((b, k) for b, k in tries if any(len(p) > k and b.joinpath(*p[k:]).exists() for p in sample)),
-                      (None, 0))
-    if base is None and relative:
-        where = " or ".join(str(b) for b in bases)
-        raise DataFileNotFoundError(
-            f"{images.name}: its images are not found from {where} (first: {relative[0]}); relative paths are "
-            + ("read from --image-root" if image_root is not None else
-               f"read from the folder of {images.name}" + (" or the one it was written in" if len(bases) > 1 else ""))
-            + "; give the folder they now lie in with --image-root")
-    return [p if Path(p).is_absolute() else str(base.joinpath(*Path(p).parts[drop:])) for p in listed]
+    written_in = read_npz(images, ("root",))[1].get("root") if images.suffix.lower() == ".npz" else None
+    return locate_images(listed, images, image_root=image_root,
+                         written_in=None if written_in is None else Path(str(written_in)))
 
 
 def report(
@@ -162,7 +136,7 @@ def report(
             y = pred["label"].to_numpy()
         paths = lines = boxes = None
         if images is not None:
-            listed, boxes = _items(images, pred, ("path", "image", "file"), "image paths", clusters.name,
+            listed, boxes = _items(images, pred, ("path", "photo", "image", "file"), "image paths", clusters.name,
                                    arrays=("paths",), extra="boxes", id_column=id_column)
             paths = _image_paths(listed, images, image_root)
         if texts is not None:

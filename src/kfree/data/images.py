@@ -110,6 +110,60 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
     return paths, groups, dict(ignored)
 
 
+def locate_images(listed: Sequence[str], listed_in: Path, *, image_root: Path | None = None,
+                  written_in: Path | None = None, strict: bool = True) -> list[str]:
+    """The image files of ``listed`` (paths as a list file holds them), with relative paths read
+    from ``image_root``, else from the folder of ``listed_in`` (the file listing them) or, for an
+    .npz of ``kfree encode faces`` that was moved away from the photos, ``written_in``, the
+    folder it was written in (its ``root``). Under ``image_root`` the paths may also have lost
+    their first folders ("photos/a/1.jpg" in the folder that now holds "a/").
+
+    When none of the first relative paths is found from there, a one-line DataError says where
+    they were looked for and what to give (``strict``; else they are read from the list's
+    folder): a report of blank tiles, or one failing on its first photo with a bare "not
+    found", would not say that the list had moved."""
+    relative = [p for p in listed if not Path(p).is_absolute()]
+    if image_root is not None:
+        if not image_root.is_dir():
+            raise DataFileNotFoundError(f"--image-root {image_root}: no such folder")
+        bases = [image_root]
+    else:
+        bases = [listed_in.resolve().parent]
+        if written_in is not None and written_in != bases[0]:
+            bases.append(written_in)
+    sample = [Path(p).parts for p in relative[:20]]
+    tries = [(b, k) for b in bases for k in range(max(map(len, sample)) if image_root is not None and sample else 1)]
+    base, drop = next(((b, k) for b, k in tries if any(len(p) > k and b.joinpath(*p[k:]).exists() for p in sample)),
+                      (None, 0))
+    if base is None and relative:
+        if not strict:
+            base = bases[0]
+        else:
+            where = " or ".join(str(b) for b in bases)
+            raise DataFileNotFoundError(
+                f"{listed_in.name}: its images are not found from {where} (first: {relative[0]}); relative paths are "
+                + ("read from --image-root" if image_root is not None else
+                   f"read from the folder of {listed_in.name}" + (" or the one it was written in" if len(bases) > 1 else ""))
+                + "; give the folder they now lie in with --image-root")
+    return [p if Path(p).is_absolute() else str(base.joinpath(*Path(p).parts[drop:])) for p in listed]
+
+
+def photo_paths(p: Path) -> list[str] | None:
+    """The photo of each row of ``p`` when it is the .npz of ``kfree encode faces`` (its ``paths``,
+    found as :func:`locate_images` finds them), for the clusters file to name each face's photo;
+    None for any other file."""
+    if Path(p).suffix.lower() != ".npz":
+        return None
+    from .io import read_npz
+
+    _, held = read_npz(Path(p), ("paths", "root"))
+    if "paths" not in held or held["paths"].ndim != 1:
+        return None
+    root = held.get("root")
+    return locate_images([str(v) for v in held["paths"].tolist()], Path(p), strict=False,
+                         written_in=None if root is None else Path(str(root)))
+
+
 def read_rgb(path: str | Path, *, max_side: int | None = None) -> tuple[np.ndarray, float]:
     """The photo at ``path`` as a uint8 RGB array (height, width, 3), as a viewer shows it (EXIF
     rotation applied; grey, palette, 16-bit, float and alpha images made 8-bit RGB as
