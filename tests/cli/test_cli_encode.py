@@ -397,7 +397,7 @@ def test_an_interrupted_encoding_resumes_from_its_blocks(people, tmp_path, monke
     assert sorted(p.name for p in (tmp_path / "f.npz.partial").iterdir()) == ["0000000000.npz", "manifest.json"]
     monkeypatch.setattr(FaceEncoder, "encode", real)
     code, out = run(*args, "--largest", "--out", tmp_path / "f.npz")
-    one_line_error(code, out, "holds an interrupted encoding of other photos, changed photos or other options")
+    one_line_error(code, out, "holds an interrupted encoding with other options")
     code, out = run(*args, "--out", tmp_path / "f.npz")
     assert code == 0 and "resumed: 5 images had been encoded by an interrupted run" in out, out
     with np.load(tmp_path / "f.npz") as a, np.load(tmp_path / "whole.npz") as b:
@@ -406,18 +406,34 @@ def test_an_interrupted_encoding_resumes_from_its_blocks(people, tmp_path, monke
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert not (tmp_path / "f.npz.partial").exists()
 
-    # a photo replaced under its name after the stop: its old row must not come back (found by review)
+    # photos deleted, added or replaced under their name after the stop: the saved blocks still give
+    # the others (a deleted photo had made the whole partial run unusable: found by a user trial),
+    # and a replaced photo's old row does not come back (found by review)
+    import shutil
+
+    lib = tmp_path / "lib"
+    shutil.copytree(people / "people", lib)
+    args = ["encode", "faces", "--no-progress", lib]
     monkeypatch.setattr(FaceEncoder, "encode", stop_in_second_block)
     calls.clear()
     code, out = run(*args, "--out", tmp_path / "g.npz")
     assert code == 130, out
     monkeypatch.setattr(FaceEncoder, "encode", real)
-    first = min((people / "people").rglob("*.png"))
-    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9))
+    first_block = sorted(lib.rglob("*.png"))[:5]
+    first_block[1].unlink()  # deleted
+    os.utime(first_block[2], ns=(first_block[2].stat().st_atime_ns, first_block[2].stat().st_mtime_ns + 10**9))
+    from PIL import Image
+
+    Image.open(first_block[3]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(first_block[3])  # replaced
+    shutil.copy(first_block[0], lib / "s1" / "0_copy.png")  # added
     code, out = run(*args, "--out", tmp_path / "g.npz")
-    one_line_error(code, out, "changed photos")
-    code, out = run(*args, "--out", tmp_path / "g.npz", "--force")  # starts afresh
+    assert code == 0 and "resumed: 2 images had been encoded by an interrupted run" in out, out
+    code, out = run(*args, "--out", tmp_path / "fresh.npz")  # the same photos, in one run
     assert code == 0 and "resumed" not in out, out
+    with np.load(tmp_path / "g.npz") as a, np.load(tmp_path / "fresh.npz") as b:
+        for k in ("embeddings", "boxes", "image", "detected", "skipped"):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        assert a["paths"].tolist() == b["paths"].tolist() and "s1/1.png" not in " ".join(a["paths"].tolist())
 
 
 def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):

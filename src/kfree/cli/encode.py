@@ -52,77 +52,78 @@ def _partial(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+#: the format of an ``OUT.partial/`` folder; one of another kfree is refused, not misread
+PARTIAL_FORMAT = "kfree-encode-partial/2"
+
+
 def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook, *, force: bool = False):
     """``encoder.encode(paths)`` a block of :data:`BLOCK` photos at a time, each block saved in
-    ``OUT.partial/`` as it is done, and the blocks an interrupted run of the same photos and
-    settings saved taken as they are: (the faces, how many photos came from such blocks).
+    ``OUT.partial/`` as it is done with the name, size and time of each of its photos: (the faces,
+    how many photos came from blocks an interrupted run saved).
 
-    A ``.partial`` folder of other photos or settings is refused, not overwritten (it is the
+    An interrupted run's blocks are taken photo by photo: a photo deleted or added since costs
+    only itself, and one replaced under its name (another size or time) is encoded again (a
+    deleted photo had made every saved block unusable, an hour of work in a large library). A
+    ``.partial`` folder made with other options is refused, not mixed in or overwritten (it is the
     work of another run, which may still be wanted), unless ``force``."""
-    import hashlib
     import json
+
+    import numpy as np
 
     from ..embed.pretrained import MIN_PER_WORKER, Faces
     from ..exceptions import OutputError
     from ..utils.io import write_json
 
     partial = _partial(out)
-    listing = hashlib.sha256()
-    for p in paths:  # a photo replaced under its name is another photo: its size or time differs
-        st = p.stat()
-        listing.update(f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    manifest = {"photos": len(paths), "photos_sha256": listing.hexdigest(), "block": BLOCK,
-                "settings": encoder.settings()}
+    manifest = {"format": PARTIAL_FORMAT, "block": BLOCK, "settings": encoder.settings()}
     if partial.exists():
         try:
             same = json.loads((partial / "manifest.json").read_text()) == manifest
         except (OSError, ValueError):
             same = False
         if not same and not force:
-            raise OutputError(f"{partial} holds an interrupted encoding of other photos, changed photos or other "
-                              "options; run again with those to finish it, or pass --force to discard it")
+            raise OutputError(f"{partial} holds an interrupted encoding with other options; run again with those "
+                              "to finish it, or pass --force to discard it")
         if force:
             shutil.rmtree(partial)
     if not partial.exists():
         partial.mkdir(parents=True)
         write_json(partial / "manifest.json", manifest)
-    parts, resumed = [], 0
+    stats = [p.stat() for p in paths]  # a photo replaced under its name is another photo: its size or time differs
+    keys = {(str(p.resolve()), st.st_size, st.st_mtime_ns): i for i, (p, st) in enumerate(zip(paths, stats, strict=True))}
+    parts, done, saved = [], np.zeros(len(paths), dtype=bool), sorted(partial.glob("*.npz"))
+    for block in saved:
+        with np.load(block) as z:
+            part = Faces.from_arrays(z)
+            to = np.array([keys.get((str(f), int(size), int(mtime)), -1) for f, size, mtime in
+                           zip(z["photo"].tolist(), z["size"].tolist(), z["mtime_ns"].tolist(), strict=True)], dtype=np.int64)
+        to[to >= 0] = np.where(done[to[to >= 0]], -1, to[to >= 0])  # (a photo taken from an earlier block)
+        done[to[to >= 0]] = True
+        parts.append(part.renumbered(to))
+    resumed = int(done.sum())
+    if resumed and hook is not None:
+        hook("faces", completed=resumed, total=len(paths))
+    pending = np.flatnonzero(~done)
+    number = 1 + max((int(b.stem) for b in saved), default=-1)
     try:
-        with encoder.processes(max(1, min(workers, len(paths) // MIN_PER_WORKER))) as pool:
-            for start in range(0, len(paths), BLOCK):
-                part, done = _block(encoder, paths, start, partial, pool, hook)
-                parts.append(part)
-                resumed += done
+        with encoder.processes(max(1, min(workers, pending.size // MIN_PER_WORKER))) as pool:
+            for start in range(0, pending.size, BLOCK):
+                at = pending[start:start + BLOCK]
+                base = resumed + start
+                step = None if hook is None else (lambda name, completed, total, base=base: hook(
+                    name, completed=base + completed, total=len(paths)))
+                part = encoder.encode([paths[i] for i in at], progress=step, pool=pool)
+                _write(partial / f"{number:010d}.npz", {
+                    **part.arrays(), "photo": np.array([str(paths[i].resolve()) for i in at], dtype=str),
+                    "size": np.array([stats[i].st_size for i in at], dtype=np.int64),
+                    "mtime_ns": np.array([stats[i].st_mtime_ns for i in at], dtype=np.int64)})
+                number += 1
+                parts.append(part.renumbered(at))
     except BaseException:
         if not any(partial.glob("*.npz")):  # nothing to resume (dlib missing, say): no folder to trip over
             shutil.rmtree(partial, ignore_errors=True)
         raise
-    return Faces.concat(parts), resumed
-
-
-def _block(encoder, paths: list[Path], start: int, partial: Path, pool, hook):
-    """The faces of the block of photos from ``start``: read from ``partial`` when an earlier run
-    saved it, else encoded and saved; and how many photos were read rather than encoded."""
-    import numpy as np
-
-    from ..embed.pretrained import Faces
-
-    n = min(BLOCK, len(paths) - start)
-    block = partial / f"{start:010d}.npz"
-    if block.exists():
-        with np.load(block) as z:
-            part = Faces.from_arrays(z)
-        if hook is not None:
-            hook("faces", completed=start + n, total=len(paths))
-        return part, n
-    step = None if hook is None else (lambda name, completed, total: hook(name, completed=start + completed,
-                                                                          total=len(paths)))
-    part = encoder.encode(paths[start:start + n], progress=step, pool=pool)
-    part.image += start
-    part.missed = [start + i for i in part.missed]
-    part.unreadable = {start + i: why for i, why in part.unreadable.items()}
-    _write(block, part.arrays())
-    return part, 0
+    return Faces.concat(parts).in_order() if parts else encoder.encode([]), resumed
 
 
 @encode_app.command("faces", no_args_is_help=True)
@@ -160,7 +161,8 @@ def faces(
     kfree encode faces people/ --labels-from-folders --out seen.npz && kfree train seen.npz --out model.kfree
 
     Photos are encoded in blocks of 1,024, each kept in OUT.partial/ until the output is written:
-    an interrupted run, started again with the same photos and options, resumes where it stopped.
+    an interrupted run, started again with the same options, resumes where it stopped (photos
+    added, deleted or changed since cost only themselves).
     """
     with cli_errors():
         import numpy as np

@@ -74,6 +74,23 @@ class Faces:
                    missed=z["missed"].tolist(),
                    unreadable=dict(zip(z["unreadable_at"].tolist(), z["unreadable_why"].tolist(), strict=True)))
 
+    def renumbered(self, to: np.ndarray) -> Faces:
+        """These faces with the image at position ``i`` moved to position ``to[i]`` of another
+        list; the images with ``to[i] < 0`` (not in that list) dropped."""
+        to = np.asarray(to, dtype=np.int64)
+        keep = to[self.image] >= 0
+        return Faces(embeddings=self.embeddings[keep], image=to[self.image[keep]], boxes=self.boxes[keep],
+                     detected=self.detected[keep], missed=[int(to[i]) for i in self.missed if to[i] >= 0],
+                     unreadable={int(to[i]): why for i, why in self.unreadable.items() if to[i] >= 0})
+
+    def in_order(self) -> Faces:
+        """The same faces with the rows in the order of their images (each image's faces kept in
+        the order they were found): parts encoded out of order, put as one run would give them."""
+        order = np.argsort(self.image, kind="stable")
+        return Faces(embeddings=self.embeddings[order], image=self.image[order], boxes=self.boxes[order],
+                     detected=self.detected[order], missed=sorted(self.missed),
+                     unreadable=dict(sorted(self.unreadable.items())))
+
     @classmethod
     def concat(cls, parts: Sequence[Faces]) -> Faces:
         """One :class:`Faces` of ``parts`` encoded from consecutive runs of one list of images
