@@ -505,9 +505,31 @@ def test_skip_held_adds_only_the_rows_the_state_does_not_hold(d, tmp_path):
     assert state.n_samples == len(X) + 5
     # the same batch retried: nothing added, the same clusters written
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "b.csv", "--skip-held")
-    assert code == 0 and "7 rows the state already held were not added again" in out and "0 new rows" in out, out
+    assert code == 0 and "7 rows the state already held were not added again" in out and "no new row;" in out, out
     np.testing.assert_array_equal(clusters(tmp_path / "b.csv"), got)
     assert ClusterState.load(tmp_path / "s.kstate").n_samples == len(X) + 5
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "e.csv", "--skip-held",
                     "--again")
     one_line_error(code, out, "--skip-held adds only the rows the state does not hold, --again adds them all")
+    # found by review: with a model, a retried batch (every row held) failed on embedding no rows
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "m.csv", "--state", tmp_path / "m.kstate")
+    assert code == 0, out
+    code, out = run("assign", d / "m.kfree", tmp_path / "m.kstate", d / "x.npy", "--out", tmp_path / "m1.csv",
+                    "--skip-held")
+    assert code == 0 and "no new row" in out, out
+    np.testing.assert_array_equal(clusters(tmp_path / "m1.csv"), clusters(tmp_path / "m.csv"))
+    # and a state that tells only whole batches (its rows repeat: integer features) still refuses a
+    # retried one under --skip-held, saying it cannot leave out single rows
+    rng = np.random.default_rng(0)
+    ints = rng.integers(0, 3, (200, 3)).astype(np.float32)
+    np.save(tmp_path / "ints.npy", ints)
+    np.save(tmp_path / "ints_day.npy", ints[:20] + 5)
+    code, out = run("cluster", tmp_path / "ints.npy", "--threshold", "1", "--out", tmp_path / "i.csv",
+                    "--state", tmp_path / "i.kstate")
+    assert code == 0, out
+    code, out = run("assign", tmp_path / "i.kstate", tmp_path / "ints_day.npy", "--out", tmp_path / "i1.csv")
+    assert code == 0, out
+    code, out = run("assign", tmp_path / "i.kstate", tmp_path / "ints_day.npy", "--out", tmp_path / "i2.csv",
+                    "--skip-held")
+    assert code == 1 and "were already added to i.kstate" in out and "cannot tell single rows" in out, out
+    assert ClusterState.load(tmp_path / "i.kstate").n_samples == 220

@@ -307,6 +307,18 @@ def test_ticket_ids_of_any_column_name_and_a_quiet_day(tmp_path):
         assert page.index(f"cluster {clusters[ticket]} ") < page.index(body), ticket
     code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "reversed.csv", "--out", tmp_path / "r2")
     assert code == 0 and "(or give it to kfree report --id-column)" in " ".join(out.split()), out
+    # ids are kept as written, whatever the column's name (found by review: "007" became 7)
+    pd.DataFrame({"ticket_id": ["007", "008", "1e3"], "body": tickets["body"]}).to_csv(tmp_path / "zeros.csv",
+                                                                                       index=False)
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "zeros.csv", "--id-column", "ticket_id",
+                    "--out", tmp_path / "zeros.npz")
+    assert code == 0, out
+    with np.load(tmp_path / "zeros.npz") as z:
+        assert z["index"].tolist() == ["007", "008", "1e3"]
+    (tmp_path / "day.txt").write_text("\n".join(tickets["body"]) + "\n")
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "day.txt", "--id-column", "ticket_id",
+                    "--out", tmp_path / "r3")
+    one_line_error(code, out, "--id-column names a column of a .csv/.parquet table")
     # a quiet day: an output without rows, which kfree assign takes
     tickets.iloc[:0].to_csv(tmp_path / "quiet.csv", index=False)
     code, out = run("encode", "texts", "--no-progress", tmp_path / "quiet.csv", "--id-column", "ticket_id",

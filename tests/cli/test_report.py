@@ -301,3 +301,22 @@ def test_a_partly_labelled_clustering_is_reported_on_its_labelled_rows(photos):
         page = (d / f"r{len(extra[0])}" / "index.html").read_text()
         assert "these clusters, on the 7 rows with a true label" in page
     assert "majority label" in (d / "r7" / "index.html").read_text()  # (--texts: 7 characters)
+
+
+def test_photos_are_located_past_deleted_ones_and_by_name(tmp_path):
+    """Found by review: a library whose first 20 listed photos were deleted was taken for a moved
+    list (refused, advising --image-root), and a path through '..' from a folder since removed
+    was not found (the kernel resolves '..' only through folders that exist)."""
+    from kfree.data.images import locate_images
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    listed = [f"lib/a{i:02d}.png" for i in range(25)]
+    for name in listed[20:]:
+        (tmp_path / name).write_bytes(b"png")
+    got = locate_images(listed, tmp_path / "faces.npz")
+    assert got == [str(tmp_path / name) for name in listed]
+    got = locate_images(["../lib/a24.png"], tmp_path / "x" / "y" / "faces.npz", written_in=tmp_path / "gone")
+    assert got == [str(lib / "a24.png")]
+    with pytest.raises(DataError, match=r"faces.npz: its images are not found from .* or .*gone"):
+        locate_images(["../lib/a00.png"], tmp_path / "x" / "y" / "faces.npz", written_in=tmp_path / "gone")

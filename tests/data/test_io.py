@@ -309,6 +309,13 @@ def test_a_spreadsheet_s_own_csv_dialect_is_read(tmp_path):
     (tmp_path / "latin1.csv").write_bytes("text;label\nGebühr zurück;fees\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1.csv is not UTF-8 text \(it holds the byte fc, .*save it as UTF-8"):
         read_table(tmp_path / "latin1.csv")
+    # the decimal mark is that of most cells, not of the first row (found by review: whole numbers
+    # first, or a label written "1,5" in a file of decimal points)
+    (tmp_path / "whole_first.csv").write_text("a;b;c\n1;2;3\n1,5;2,25;3,75\n")
+    assert read_table(tmp_path / "whole_first.csv")["b"].tolist() == [2.0, 2.25]
+    (tmp_path / "dot_label.csv").write_text("x;y;label\n0.5;1.25;1,5\n0.75;2.5;1,10\n")
+    got = read_table(tmp_path / "dot_label.csv")
+    assert got["y"].tolist() == [1.25, 2.5] and got["label"].tolist() == ["1,5", "1,10"]
     # a semicolon file whose texts hold decimal-looking commas keeps them as text
     (tmp_path / "texts.csv").write_text("index;text\n7;costs 3,50 EUR\n8;two,three\n")
     assert read_table(tmp_path / "texts.csv")["text"].tolist() == ["costs 3,50 EUR", "two,three"]
@@ -330,3 +337,9 @@ def test_a_column_of_text_is_sent_to_the_text_encoder(tmp_path):
                   "f": rng.random(30)}).to_csv(tmp_path / "c.csv", index=False)
     with pytest.raises(DataError, match=r"non-numeric columns \['ticket_id', 'country'\].*--ignore-columns"):
         load_features(tmp_path / "c.csv")
+    # nor a few department names, or file paths (found by review)
+    pd.DataFrame({"department": ["Customer Service North", "Customer Service South", "Billing and Accounts"] * 10,
+                  "file": [f"/home/user/photos/2024/holiday/IMG_{i:05d}.jpg" for i in range(30)],
+                  "f": rng.random(30)}).to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(DataError, match=r"non-numeric columns \['department', 'file'\]"):
+        load_features(tmp_path / "d.csv")

@@ -250,6 +250,9 @@ def assign(
             raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
                              f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
                              "by the same model as the state's")
+        if skip_held and again:
+            raise ConfigError("--skip-held adds only the rows the state does not hold, --again adds them all: "
+                              "give one of them")
         data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=0,
                              ignore_columns=ignored(ignore_columns), partial_labels=True)
         if model is not None:  # the columns in the model's order before the batch is hashed: a table
@@ -273,17 +276,21 @@ def assign(
                 state.save(state_out, overwrite=True)
                 console.print(f"state written: [bold]{escape(str(state_out))}[/bold]")
             return
-        if skip_held and again:
-            raise ConfigError("--skip-held adds only the rows the state does not hold, --again adds them all: "
-                              "give one of them")
         batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": array_sha256(data.X)}
         seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
-        if seen and not (again or skip_held):
-            raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
-                              f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
-                              "hold each of them twice; pass --again if they are new rows that repeat old ones")
         hashes = row_hashes(data.X)
         held = state.held(hashes)  # a batch reordered, cut or extended: the rows themselves
+        # --skip-held leaves out the rows the state recognises; a state that recognises whole
+        # batches only (no row hashes, or rows that repeat) must still refuse a retried one
+        blind = ("--skip-held: " + state_path.name + " cannot tell single rows it holds (its rows repeat, or it was "
+                 "made before rows were recorded), only whole batches") if skip_held and not state.recognises_rows() else ""
+        if seen and not again and not (skip_held and held.size == data.n_samples):
+            raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
+                              f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
+                              "hold each of them twice; " + (f"{blind}; " if blind else "")
+                              + "pass --again if they are new rows that repeat old ones")
+        if blind:
+            warnings.warn(f"{blind}: every row of {new_path.name} is added", stacklevel=2)
         named = (f"ids {', '.join(str(v) for v in data.index[held[:5]].tolist())}" if data.index is not None
                  else f"rows {', '.join(str(int(r)) for r in held[:5])}") + ("…" if held.size > 5 else "")
         if held.size >= HELD_REFUSE_SHARE * data.n_samples and not (again or skip_held):
@@ -302,13 +309,15 @@ def assign(
             order = np.argsort(state.row_hashes, kind="stable")  # each held row's equal in the state
             twins = order[np.searchsorted(state.row_hashes[order], hashes[held])]
         n_before, k_before = state.n_samples, state.next_label
-        with _limit_threads():
-            Z = learner.transform(data.X[fresh]) if model is not None else data.X[fresh]
-            labels = np.empty(data.n_samples, dtype=np.int64)
-            labels[fresh] = assign_rows(state, Z, recluster_affected=recluster_affected, input_hashes=hashes[fresh])
+        labels = np.empty(data.n_samples, dtype=np.int64)
+        if fresh.size:  # (none for a retried batch under --skip-held)
+            with _limit_threads():
+                Z = learner.transform(data.X[fresh]) if model is not None else data.X[fresh]
+                labels[fresh] = assign_rows(state, Z, recluster_affected=recluster_affected,
+                                            input_hashes=hashes[fresh])
+            state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
         if fresh.size < data.n_samples:  # (after the assign: --recluster-affected may have moved the twins)
             labels[held] = state.labels[twins]
-        state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
         # both outputs or neither: --out is written beside itself first, the state saved, then --out
         # put in place (cluster ids written for rows a state never recorded would be handed out
         # again by the next assign; a state with a batch whose --out is missing refuses its rerun)
@@ -331,9 +340,10 @@ def assign(
         if skipped := data.n_samples - fresh.size:
             console.print(f"{plural(skipped, 'row')} the state already held {'was' if skipped == 1 else 'were'} not "
                           "added again (--skip-held): --out gives them the cluster of the row they equal")
-        console.print(f"{fresh.size} new rows: {joined} in existing clusters, {fresh.size - joined} in "
-                      f"{opened} new cluster{'' if opened == 1 else 's'}; the state now has {state.n_samples} rows "
-                      f"(was {n_before}) in {state.n_clusters} clusters; wrote [bold]{escape(str(out))}[/bold]")
+        console.print((f"{fresh.size} new rows: {joined} in existing clusters, {fresh.size - joined} in "
+                       f"{opened} new cluster{'' if opened == 1 else 's'}; the state now has {state.n_samples} rows "
+                       f"(was {n_before})" if fresh.size else f"no new row; the state has {state.n_samples} rows")
+                      + f" in {state.n_clusters} clusters; wrote [bold]{escape(str(out))}[/bold]")
         if recluster_affected and info:
             console.print(f"re-clustered {info['n_reclustered']} rows of {info['n_components_touched']} touched "
                           f"τ-components ({info['n_components_kept_whole']} stayed one cluster without it); "

@@ -67,6 +67,7 @@ def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook,
     ``.partial`` folder made with other options is refused, not mixed in or overwritten (it is the
     work of another run, which may still be wanted), unless ``force``."""
     import json
+    import re
 
     import numpy as np
 
@@ -78,12 +79,15 @@ def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook,
     manifest = {"format": PARTIAL_FORMAT, "block": BLOCK, "settings": encoder.settings()}
     if partial.exists():
         try:
-            same = json.loads((partial / "manifest.json").read_text()) == manifest
+            found = json.loads((partial / "manifest.json").read_text())
         except (OSError, ValueError):
-            same = False
-        if not same and not force:
-            raise OutputError(f"{partial} holds an interrupted encoding with other options; run again with those "
-                              "to finish it, or pass --force to discard it")
+            found = {}
+        if found != manifest and not force:
+            if isinstance(found, dict) and found.get("format") == PARTIAL_FORMAT:
+                raise OutputError(f"{partial} holds an interrupted encoding with other options; run again with "
+                                  "those to finish it, or pass --force to discard it")
+            raise OutputError(f"{partial} holds an interrupted encoding that this kfree cannot resume (another "
+                              "version's, or damaged); pass --force to discard it and start afresh")
         if force:
             shutil.rmtree(partial)
     if not partial.exists():
@@ -91,12 +95,19 @@ def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook,
         write_json(partial / "manifest.json", manifest)
     stats = [p.stat() for p in paths]  # a photo replaced under its name is another photo: its size or time differs
     keys = {(str(p.resolve()), st.st_size, st.st_mtime_ns): i for i, (p, st) in enumerate(zip(paths, stats, strict=True))}
-    parts, done, saved = [], np.zeros(len(paths), dtype=bool), sorted(partial.glob("*.npz"))
+    saved = sorted(b for b in partial.glob("*.npz") if re.fullmatch(r"\d{10}", b.stem))  # (not a copy made by hand)
+    parts, done = [], np.zeros(len(paths), dtype=bool)
     for block in saved:
-        with np.load(block) as z:
-            part = Faces.from_arrays(z)
-            to = np.array([keys.get((str(f), int(size), int(mtime)), -1) for f, size, mtime in
-                           zip(z["photo"].tolist(), z["size"].tolist(), z["mtime_ns"].tolist(), strict=True)], dtype=np.int64)
+        try:
+            with np.load(block) as z:
+                part = Faces.from_arrays(z)
+                to = np.array([keys.get((str(f), int(size), int(mtime)), -1) for f, size, mtime in
+                               zip(z["photo"].tolist(), z["size"].tolist(), z["mtime_ns"].tolist(), strict=True)],
+                              dtype=np.int64)
+        except Exception as e:  # (blocks are written whole: one damaged or put there by hand)
+            err_console.print(f"[yellow]warning:[/] {block} cannot be read ({type(e).__name__}): its photos are "
+                              "encoded again", soft_wrap=True, highlight=False)
+            continue
         to[to >= 0] = np.where(done[to[to >= 0]], -1, to[to >= 0])  # (a photo taken from an earlier block)
         done[to[to >= 0]] = True
         parts.append(part.renumbered(to))
@@ -301,11 +312,11 @@ def texts(
                                 "--id-column name columns of a .csv/.parquet table")
             items = read_lines(p)
         else:
-            df = read_table(p)
+            df = read_table(p, ids=id_column or "index")  # (ids as written: "007" stays "007")
             col = table_column(df, (column,) if column else TEXT_COLUMNS, p, option="--column")
             ids = None
             if id_column is not None:
-                ids = check_index(df[table_column(df, (id_column,), p)], p, id_column)
+                ids = check_index(df[table_column(df, (id_column,), p, option="--id-column")], p, id_column)
             elif "index" in df.columns and col != "index":
                 ids = check_index(df["index"], p)
             elif likely := [c for c in df.columns if c != col and ID_LIKE.search(str(c))]:

@@ -44,6 +44,9 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         raise DataError(f"{path.name}: the .npz of kfree encode texts does not copy the texts (a million tickets "
                         f"would weigh gigabytes); give the .txt or table they came from")
     index = found = None
+    if id_column is not None and path.suffix.lower() not in TABLES:
+        raise DataError(f"--id-column names a column of a .csv/.parquet table; {path.name} has none (a .txt is "
+                        "taken by row, an .npz by its own 'index')")
     if path.suffix.lower() == ".txt":
         entries = read_lines(path)
     elif path.suffix.lower() == ".npz":
@@ -56,10 +59,10 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         index = pd.Series(held["index"]) if "index" in held else None
         found = held.get(extra) if extra else None
     else:
-        df = read_table(path)
+        df = read_table(path, ids=id_column or "index")
         entries = [str(v) for v in df[table_column(df, columns, path, option)].tolist()]
         if id_column is not None:
-            index = pd.Series(check_index(df[table_column(df, (id_column,), path)], path, id_column))
+            index = pd.Series(check_index(df[table_column(df, (id_column,), path, "--id-column")], path, id_column))
         else:
             index = df["index"] if "index" in df.columns else None
     at = np.asarray(item_rows(pred, index, len(entries), pred_name=pred_name, items_name=path.name, what=what))

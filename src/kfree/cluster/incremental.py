@@ -226,9 +226,14 @@ class ClusterState:
         if hashes.ndim != 1 or hashes.dtype != np.uint64:
             raise DataError("held takes the rows (n, d) or their row_hashes (n,) uint64, got an array of shape "
                             f"{rows.shape} and dtype {rows.dtype}")
-        if self.row_hashes is None or np.unique(self.row_hashes).size < 0.99 * self.n_samples:
+        if not self.recognises_rows():
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(np.isin(hashes, self.row_hashes))
+
+    def recognises_rows(self) -> bool:
+        """Whether :meth:`held` can tell single rows: the state has row hashes and its own rows are
+        distinct (at most 1 % equal to another)."""
+        return self.row_hashes is not None and np.unique(self.row_hashes).size >= 0.99 * self.n_samples
 
     def __repr__(self) -> str:
         return (f"ClusterState(n_samples={self.n_samples}, n_features={self.n_features}, "

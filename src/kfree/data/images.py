@@ -10,6 +10,7 @@ cost grows with the pixels and a 12-megapixel photo holds no more face than a 1,
 from __future__ import annotations
 
 import functools
+import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -131,9 +132,14 @@ def locate_images(listed: Sequence[str], listed_in: Path, *, image_root: Path | 
         bases = [listed_in.resolve().parent]
         if written_in is not None and written_in != bases[0]:
             bases.append(written_in)
-    sample = [Path(p).parts for p in relative[:20]]
+    # the first paths and a spread of the rest: photos deleted since (the first ones, say) are
+    # no sign that the list moved
+    at = sorted(set(range(min(20, len(relative)))) | set(np.linspace(0, len(relative) - 1, 30).astype(int).tolist())
+                ) if relative else []
+    sample = [Path(relative[i]).parts for i in at]
     tries = [(b, k) for b in bases for k in range(max(map(len, sample)) if image_root is not None and sample else 1)]
-    base, drop = next(((b, k) for b, k in tries if any(len(p) > k and b.joinpath(*p[k:]).exists() for p in sample)),
+    base, drop = next(((b, k) for b, k in tries
+                       if any(len(p) > k and os.path.exists(os.path.normpath(b.joinpath(*p[k:]))) for p in sample)),
                       (None, 0))
     if base is None and relative:
         if not strict:
@@ -145,7 +151,8 @@ def locate_images(listed: Sequence[str], listed_in: Path, *, image_root: Path | 
                 + ("read from --image-root" if image_root is not None else
                    f"read from the folder of {listed_in.name}" + (" or the one it was written in" if len(bases) > 1 else ""))
                 + "; give the folder they now lie in with --image-root")
-    return [p if Path(p).is_absolute() else str(base.joinpath(*Path(p).parts[drop:])) for p in listed]
+    # ("photos/../x" resolved by name: the folder the paths start from may be gone since)
+    return [p if Path(p).is_absolute() else os.path.normpath(base.joinpath(*Path(p).parts[drop:])) for p in listed]
 
 
 def photo_paths(p: Path) -> list[str] | None:

@@ -86,7 +86,7 @@ def table_column(df, names: tuple[str, ...], p: Path, option: str | None = None)
 ID_LIKE = re.compile(r"(?i)(^|[_\-\s])id$")
 
 
-def read_table(p: Path, columns: list[str] | None = None):
+def read_table(p: Path, columns: list[str] | None = None, *, ids: str = "index"):
     """A .csv or .parquet file as a DataFrame (only ``columns``, when given: Parquet then reads
     nothing else, and a CSV converts nothing else); unreadable files raise a one-line DataError.
 
@@ -98,8 +98,9 @@ def read_table(p: Path, columns: list[str] | None = None):
     - only an empty cell is missing in a column of text: "None", "NA" or "null" are text (an
       intent label, say). In a column of numbers the usual spellings of a missing number ("NA",
       "NaN", …) are missing values, as pandas reads them, so the features' own checks see them;
-    - the ``index`` column keeps ids as written ("007" stays text; ids written as plain numbers
-      become numbers), so a clusters file written by kfree joins back to its table;
+    - the ``index`` column (or the column ``ids`` names) keeps ids as written ("007" stays text;
+      ids written as plain numbers become numbers), so a clusters file written by kfree joins
+      back to its table;
     - a spreadsheet's own dialect is read (:func:`csv_dialect`): a CSV that Excel saved in a
       locale whose decimal mark is a comma is separated by semicolons, a ``.tsv`` by tabs, and a
       "Unicode text" export is UTF-16. Read with pandas' defaults such a file is one column of
@@ -109,7 +110,7 @@ def read_table(p: Path, columns: list[str] | None = None):
 
     try:
         if p.suffix.lower() in (".csv", ".tsv"):
-            return _read_csv(p, columns)
+            return _read_csv(p, columns, ids)
         if columns is not None:
             import pyarrow.parquet as pq
 
@@ -143,6 +144,7 @@ MISSING_NUMBER = ("NA", "N/A", "n/a", "NaN", "nan", "-nan", "-NaN", "NULL", "nul
 #: many of two
 SEPARATORS = (",", ";", "\t", "|")
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
+_DECIMAL_DOT = re.compile(r"[+-]?\d*\.\d+(?:[eE][+-]?\d+)?")
 
 
 def csv_dialect(p: Path) -> dict[str, str]:
@@ -151,8 +153,9 @@ def csv_dialect(p: Path) -> dict[str, str]:
 
     The separator is the one of :data:`SEPARATORS` that the header (the first non-blank line)
     holds most often outside quotes, a comma when it holds none (a one-column file); a ``.tsv``
-    is separated by tabs. Where the separator is not a comma, the decimal mark is a comma when a
-    cell of the first data row is written so (``1,25``): a comma cannot be both. A byte-order
+    is separated by tabs. Where the separator is not a comma, the decimal mark is a comma when
+    more cells of the first 200 rows are written so (``1,25``) than with a point: a comma cannot
+    be both. A byte-order
     mark says UTF-16 (Excel's "Unicode text"); otherwise the file is read as UTF-8."""
     with open(p, "rb") as f:
         raw = f.read(1 << 16)
@@ -166,14 +169,15 @@ def csv_dialect(p: Path) -> dict[str, str]:
         sep = max(SEPARATORS, key=lambda c: (unquoted.count(c), -SEPARATORS.index(c)))
         sep = sep if unquoted.count(sep) else ","
     decimal = "."
-    if sep != "," and len(lines) > 1:
-        cells = re.sub(r'"[^"]*"', "", lines[1]).split(sep)
-        if any(_DECIMAL_COMMA.fullmatch(c.strip()) for c in cells):
+    if sep != ",":  # the mark most cells of the first rows are written with (whole numbers say neither)
+        cells = [c.strip() for line in lines[1:200] for c in re.sub(r'"[^"]*"', "", line).split(sep)]
+        commas = sum(1 for c in cells if _DECIMAL_COMMA.fullmatch(c))
+        if commas > sum(1 for c in cells if _DECIMAL_DOT.fullmatch(c)):
             decimal = ","
     return {"sep": sep, "decimal": decimal, "encoding": encoding}
 
 
-def _read_csv(p: Path, columns: list[str] | None = None):
+def _read_csv(p: Path, columns: list[str] | None = None, ids: str = "index"):
     import pandas as pd
 
     dialect = csv_dialect(p)
@@ -191,15 +195,15 @@ def _read_csv(p: Path, columns: list[str] | None = None):
                     break
                 leading += 1
     df = pd.read_csv(p, skip_blank_lines=not one_column, skiprows=leading or None, keep_default_na=False,
-                     na_values=[""], dtype={"index": str}, usecols=columns, **dialect)
+                     na_values=[""], dtype={ids: str}, usecols=columns, **dialect)
     if one_column:
         filled = np.flatnonzero(df.notna().any(axis=1).to_numpy())
         df = df.iloc[: filled[-1] + 1 if filled.size else 0]  # blank lines at the end: none
     for c in df.columns:
-        if c != "index" and df[c].dtype.kind not in "biufc":
+        if c != ids and df[c].dtype.kind not in "biufc":
             df[c] = _numbers_if_numbers(df[c])
-    if "index" in df.columns:
-        df["index"] = _ids_as_written(df["index"])
+    if ids in df.columns:
+        df[ids] = _ids_as_written(df[ids])
     return df
 
 
@@ -538,7 +542,8 @@ def load_features(
             # leaving it out (the advice below) would cluster whatever numbers are left (a priority,
             # a score): found by a user trial, a model trained on two incidental columns
             raise DataError(f"{p.name}: column {texts[0]!r} holds text, which kfree clusters by its embedding: "
-                            f"kfree encode texts {p.name} --column {texts[0]} --out texts.npz, then use texts.npz")
+                            f"kfree encode texts {p.name} --column {texts[0]} --out texts.npz, then use texts.npz "
+                            f"(or leave the column out with --ignore-columns {','.join(non_num[:5])})")
         if non_num:
             raise DataError(
                 f"{p.name}: non-numeric columns {non_num[:5]} cannot be features; "
@@ -580,14 +585,13 @@ def _vectors(col) -> bool:
 
 
 def _holds_text(col) -> bool:
-    """Whether a column of strings is prose (tickets, messages) rather than ids or categories
-    ("United Kingdom"): most cells are words of 20 characters or more."""
+    """Whether a column of strings is prose (tickets, messages) rather than ids, categories
+    ("Customer Service North") or file paths: mostly distinct cells of three words or more."""
     cells = col.dropna().iloc[:1000]
     if cells.empty or not all(isinstance(c, str) for c in cells):  # (lists of numbers: vectors)
         return False
-    cells = cells.astype(str)
-    length = cells.str.len().median()
-    return bool(length >= 40 or (length >= 20 and cells.str.contains(" ", regex=False).mean() >= 0.5))
+    words = cells.str.split().str.len()
+    return bool(cells.nunique() >= 0.5 * cells.size and (words >= 3).mean() >= 0.5)
 
 
 def _warn_id_like(X: np.ndarray, names: list[str], p: Path) -> None:
