@@ -93,8 +93,9 @@ def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook,
     if not partial.exists():
         partial.mkdir(parents=True)
         write_json(partial / "manifest.json", manifest)
+    resolved = [str(p.resolve()) for p in paths]
     stats = [p.stat() for p in paths]  # a photo replaced under its name is another photo: its size or time differs
-    keys = {(str(p.resolve()), st.st_size, st.st_mtime_ns): i for i, (p, st) in enumerate(zip(paths, stats, strict=True))}
+    keys = {(f, st.st_size, st.st_mtime_ns): i for i, (f, st) in enumerate(zip(resolved, stats, strict=True))}
     saved = sorted(b for b in partial.glob("*.npz") if re.fullmatch(r"\d{10}", b.stem))  # (not a copy made by hand)
     parts, done = [], np.zeros(len(paths), dtype=bool)
     for block in saved:
@@ -125,7 +126,7 @@ def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook,
                     name, completed=base + completed, total=len(paths)))
                 part = encoder.encode([paths[i] for i in at], progress=step, pool=pool)
                 _write(partial / f"{number:010d}.npz", {
-                    **part.arrays(), "photo": np.array([str(paths[i].resolve()) for i in at], dtype=str),
+                    **part.arrays(), "photo": np.array([resolved[i] for i in at], dtype=str),
                     "size": np.array([stats[i].st_size for i in at], dtype=np.int64),
                     "mtime_ns": np.array([stats[i].st_mtime_ns for i in at], dtype=np.int64)})
                 number += 1
@@ -196,7 +197,7 @@ def faces(
         if ignored:
             kinds = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(ignored.items(), key=lambda kv: -kv[1]))
             n = sum(ignored.values())
-            photos_left = sorted(ignored.keys() & set(UNREAD_PHOTO_SUFFIXES) - set(HEIF_SUFFIXES))
+            photos_left = sorted(ignored.keys() & set(UNREAD_PHOTO_SUFFIXES))
             err_console.print(f"[yellow]warning:[/] passed over {plural(n, 'file')} that "
                               f"{'is not an image' if n == 1 else 'are not images'} kfree reads ({kinds})"
                               + (f"; {HEIF_ADVICE}" if ignored.keys() & set(HEIF_SUFFIXES) else "")

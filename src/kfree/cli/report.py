@@ -69,17 +69,6 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
     return [entries[i] for i in at], (None if found is None else found[at])
 
 
-def _image_paths(listed: list[str], images: Path, image_root: Path | None) -> list[str]:
-    """:func:`~kfree.data.images.locate_images` for the --images file: an .npz of ``kfree encode
-    faces`` also says the folder it was written in (its ``root``)."""
-    from ..data.images import locate_images
-    from ..data.io import read_npz
-
-    written_in = read_npz(images, ("root",))[1].get("root") if images.suffix.lower() == ".npz" else None
-    return locate_images(listed, images, image_root=image_root,
-                         written_in=None if written_in is None else Path(str(written_in)))
-
-
 def report(
     clusters: Annotated[Path, typer.Argument(show_default=False,
                                              help="Predicted clusters: a CSV with a 'cluster' column (kfree cluster/assign).")],
@@ -121,6 +110,7 @@ def report(
         import numpy as np
         from rich.markup import escape
 
+        from ..data.images import locate_images, written_in
         from ..data.io import TEXT_COLUMNS
         from ..evaluate.compare import read_predictions, truth_for
         from ..exceptions import ConfigError
@@ -141,7 +131,7 @@ def report(
         if images is not None:
             listed, boxes = _items(images, pred, ("path", "photo", "image", "file"), "image paths", clusters.name,
                                    arrays=("paths",), extra="boxes", id_column=id_column)
-            paths = _image_paths(listed, images, image_root)
+            paths = locate_images(listed, images, image_root=image_root, written_in=written_in(images))
         if texts is not None:
             lines, _ = _items(texts, pred, (text_column,) if text_column else TEXT_COLUMNS, "texts", clusters.name,
                               option="--text-column", id_column=id_column)

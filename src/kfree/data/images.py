@@ -26,9 +26,10 @@ HEIF_ADVICE = "HEIC/HEIF photos are read once pillow-heif is installed (pip inst
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif", ".pgm",
                   ".ppm", ".pbm")
 #: photo formats kfree does not read (cameras' raw files, newer and editors' formats): a folder
-#: holding them is told to convert them; other files passed over (notes, Thumbs.db) need nothing
+#: holding them is told to convert them; other files passed over (notes, Thumbs.db) need nothing,
+#: and HEIC has advice of its own (:data:`HEIF_ADVICE`)
 UNREAD_PHOTO_SUFFIXES = (".cr2", ".cr3", ".nef", ".nrw", ".arw", ".dng", ".raf", ".orf", ".rw2", ".pef", ".srw",
-                         ".jxl", ".jp2", ".j2k", ".psd", ".xcf", ".svg", ".heic", ".heif", ".hif")
+                         ".jxl", ".jp2", ".j2k", ".psd", ".xcf", ".svg")
 #: the photos of iPhones (and of many Android phones): read when pillow-heif is installed
 #: (``kfree[faces]`` brings it), passed over and counted otherwise
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")
@@ -155,6 +156,17 @@ def locate_images(listed: Sequence[str], listed_in: Path, *, image_root: Path | 
     return [p if Path(p).is_absolute() else os.path.normpath(base.joinpath(*Path(p).parts[drop:])) for p in listed]
 
 
+def written_in(p: Path) -> Path | None:
+    """The folder the .npz of ``kfree encode faces`` at ``p`` was written in (its ``root``: where
+    its relative paths start), or None for another file."""
+    if Path(p).suffix.lower() != ".npz":
+        return None
+    from .io import read_npz
+
+    root = read_npz(Path(p), ("root",))[1].get("root")
+    return None if root is None else Path(str(root))
+
+
 def photo_paths(p: Path) -> list[str] | None:
     """The photo of each row of ``p`` when it is the .npz of ``kfree encode faces`` (its ``paths``,
     found as :func:`locate_images` finds them), for the clusters file to name each face's photo;
@@ -163,12 +175,10 @@ def photo_paths(p: Path) -> list[str] | None:
         return None
     from .io import read_npz
 
-    _, held = read_npz(Path(p), ("paths", "root"))
-    if "paths" not in held or held["paths"].ndim != 1:
+    paths = read_npz(Path(p), ("paths",))[1].get("paths")
+    if paths is None or paths.ndim != 1:
         return None
-    root = held.get("root")
-    return locate_images([str(v) for v in held["paths"].tolist()], Path(p), strict=False,
-                         written_in=None if root is None else Path(str(root)))
+    return locate_images([str(v) for v in paths.tolist()], Path(p), strict=False, written_in=written_in(p))
 
 
 def read_rgb(path: str | Path, *, max_side: int | None = None) -> tuple[np.ndarray, float]:
