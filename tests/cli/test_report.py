@@ -320,3 +320,21 @@ def test_photos_are_located_past_deleted_ones_and_by_name(tmp_path):
     assert got == [str(lib / "a24.png")]
     with pytest.raises(DataError, match=r"faces.npz: its images are not found from .* or .*gone"):
         locate_images(["../lib/a00.png"], tmp_path / "x" / "y" / "faces.npz", written_in=tmp_path / "gone")
+
+
+def test_the_api_does_not_write_into_a_folder_that_holds_files(tmp_path):
+    """The CLI refused a non-empty --out without --force, but ``cluster_report`` wrote into any
+    folder: a typo'd out_dir (the photos' own folder) was written over without a word."""
+    from kfree.exceptions import OutputError
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "index.html").write_text("the user's own page")
+    with pytest.raises(OutputError, match="photos already holds files; pass overwrite=True"):
+        cluster_report(photos, np.zeros(3, dtype=int), texts=["a", "b", "c"])
+    assert (photos / "index.html").read_text() == "the user's own page" and len(list(tmp_path.iterdir())) == 1
+    page = cluster_report(photos, np.zeros(3, dtype=int), texts=["a", "b", "c"], overwrite=True)
+    assert "kfree clusters" in page.read_text()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cluster_report(empty, np.zeros(3, dtype=int), texts=["a", "b", "c"]).exists()  # an empty folder is new

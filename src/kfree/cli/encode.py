@@ -283,7 +283,6 @@ def texts(
     kfree report clusters.csv --texts tickets.csv --out report/     # joined by the ticket ids
     """
     with cli_errors():
-        import numpy as np
         from rich.markup import escape
 
         from ..data.io import (
@@ -323,13 +322,9 @@ def texts(
             elif likely := [c for c in df.columns if c != col and ID_LIKE.search(str(c))]:
                 console.print(f"note: column {likely[0]!r} looks like ids; --id-column {likely[0]} keeps them, so "
                               "clusters files name the rows by them", soft_wrap=True, highlight=False)
-            values = df[col]
-            if missing := int(values.isna().sum()):
-                first = int(np.flatnonzero(values.isna().to_numpy())[0])
-                named = f", id {ids[first].item()!r}" if ids is not None else ""
-                raise DataError(f"{p.name}: column {col!r} is empty in {plural(missing, 'row')} (first: data row "
-                                f"{first}, from 0{named}); fill or drop them first")
-            items = [str(v) for v in values.tolist()]
+            # an empty cell is a ticket without words (an attachment only), as a blank one is: both are
+            # encoded as "" below, with one warning, so a day's file is never refused for one of them
+            items = [str(v) for v in df[col].fillna("").tolist()]
             if label_column is not None:
                 lab = df[table_column(df, (label_column,), p)]
                 if lab.isna().any():
@@ -341,10 +336,11 @@ def texts(
                 arrays["index"] = ids
         if not items:  # a quiet day's batch: kfree assign takes an output without rows
             err_console.print(f"[yellow]warning:[/] {p.name} holds no text; the output has no rows", highlight=False)
-        if blank := sum(1 for t in items if not t.strip()):
-            err_console.print(f"[yellow]warning:[/] {blank:,} of {plural(len(items), 'text')} "
-                              f"{'is' if blank == 1 else 'are'} blank; they share one vector (and one cluster)",
-                              highlight=False)
+        if blank := [i for i, t in enumerate(items) if not t.strip()]:
+            named = f", id {arrays['index'][blank[0]].item()!r}" if "index" in arrays else ""
+            err_console.print(f"[yellow]warning:[/] {len(blank):,} of {plural(len(items), 'text')} "
+                              f"{'is' if len(blank) == 1 else 'are'} empty or blank (first: row {blank[0]}, from 0"
+                              f"{named}); they share one vector (and one cluster)", highlight=False)
         # a transformer, unlike kfree's small heads, gains from every thread: torch gets the budget
         with limit_threads(_STATE["threads"], torch=True), progress_hook(progress) as hook:
             Z = encoder.encode(items, progress=hook)

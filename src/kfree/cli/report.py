@@ -150,7 +150,7 @@ def report(
                               "a minute or more)")
         page = cluster_report(out, labels, truth=y, images=paths, boxes=boxes, texts=lines, features=X,
                               title=f"kfree — {clusters.name}", source=str(clusters), max_clusters=max_clusters,
-                              per_cluster=per_cluster)
+                              per_cluster=per_cluster, overwrite=True)  # (--out checked above, --force included)
         n_clusters = np.unique(labels).size
         console.print(f"{labels.size} rows in {n_clusters} clusters; report written to [bold]{escape(str(page))}[/bold]"
                       + (f" (it shows the {max_clusters} largest clusters; --max-clusters shows more)"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import heif_readable, viewable_rgb
-from ..exceptions import DataError, DataWarning
+from ..exceptions import DataError, DataWarning, OutputError
 from ..utils.io import atomic_dir
 from .figures import largest_clusters, pd_isna, plural, pyplot, save_png, short_id
 
@@ -189,6 +189,7 @@ def cluster_report(
     max_clusters: int = 40,
     per_cluster: int | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``out_dir/index.html`` with ``sizes.png``, and ``montage.png`` (images) or examples of
     each cluster's texts; with ``truth``, the metrics and each cluster's majority label.
@@ -205,6 +206,10 @@ def cluster_report(
     features : optional (n, d) rows for a 2-d map (:func:`plot_cluster_map`).
     max_clusters : the largest clusters shown in the montage and the text examples.
     per_cluster : random members shown per cluster (default: 6 images, 5 texts).
+
+    overwrite : write into an ``out_dir`` that already holds files (those of the report's names
+        are replaced). Without it such a folder is refused, as the CLI refuses one without
+        ``--force``: a folder of photos or an earlier report is not written over by a typo.
 
     Returns the path of ``index.html``. The files are written to a temporary folder beside
     ``out_dir`` and moved in at the end, so a failure (an unreadable image) leaves no partial report.
@@ -223,6 +228,9 @@ def cluster_report(
             raise DataError(f"{name} has {len(v)} rows but there are {n} labels")
     if boxes is not None and (images is None or isinstance(images, np.ndarray)):
         raise DataError("boxes locate rows in image files: give the images as paths")
+    if not overwrite and Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
+        raise OutputError(f"{out_dir} already holds files; pass overwrite=True to write the report into it, "
+                          "or give a new folder")
     with atomic_dir(out_dir) as out:
         page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed,
                              per_cluster, boxes)
