@@ -551,3 +551,12 @@ def test_the_report_finds_the_photos_after_a_move(people, tmp_path):
     code, out = run("report", tmp_path / "c.csv", "--images", moved, "--image-root", tmp_path / "nowhere",
                     "--out", tmp_path / "r4")
     one_line_error(code, out, "--image-root")
+    # a clusters file's photo column holds absolute paths: --image-root finds them too, from any of
+    # their folders on (the photos moved to another disk)
+    code, out = run("report", tmp_path / "k.csv", "--images", tmp_path / "k.csv", "--out", tmp_path / "rk2")
+    one_line_error(code, out, "--image-root")
+    for root in (tmp_path / "library", tmp_path / "library" / "s2"):
+        code, out = run("report", tmp_path / "k.csv", "--images", tmp_path / "k.csv", "--image-root", root,
+                        "--out", tmp_path / f"rk-{root.name}", "--force")
+        assert code == 0 and (tmp_path / f"rk-{root.name}" / "montage.png").exists(), out
+        assert "could not be read" not in out, out

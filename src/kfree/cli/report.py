@@ -80,8 +80,10 @@ def report(
                                                      ".csv/.parquet with a 'path' column, or the .npz of `kfree "
                                                      "encode faces` (each face shown cropped); relative paths "
                                                      "are read from that file's folder (or --image-root).")] = None,
-    image_root: Annotated[Path | None, typer.Option(help="The folder the --images file's relative paths are read "
-                                                         "from, when the photos or that file were moved.")] = None,
+    image_root: Annotated[Path | None, typer.Option(help="The folder the photos now lie in, when they or the "
+                                                         "--images file were moved: its paths, relative or "
+                                                         "absolute, are found there from any of their folders "
+                                                         "on.")] = None,
     texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line) or a .csv/.parquet "
                                                     "with a text column (--text-column; default: text, texts, "
                                                     "sentence, message, utterance or body).")] = None,

@@ -112,19 +112,33 @@ def find_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str | No
     return paths, groups, dict(ignored)
 
 
+def _spread(n: int) -> list[int]:
+    """Positions of the first 20 of ``n`` listed paths and a spread of 30 over the rest: the
+    paths checked before deciding a list moved (photos deleted since, the first ones say, are no
+    sign of that)."""
+    return sorted(set(range(min(20, n))) | set(np.linspace(0, n - 1, 30).astype(int).tolist())) if n else []
+
+
 def locate_images(listed: Sequence[str], listed_in: Path, *, image_root: Path | None = None,
                   written_in: Path | None = None, strict: bool = True) -> list[str]:
     """The image files of ``listed`` (paths as a list file holds them), with relative paths read
     from ``image_root``, else from the folder of ``listed_in`` (the file listing them) or, for an
     .npz of ``kfree encode faces`` that was moved away from the photos, ``written_in``, the
     folder it was written in (its ``root``). Under ``image_root`` the paths may also have lost
-    their first folders ("photos/a/1.jpg" in the folder that now holds "a/").
+    their first folders ("photos/a/1.jpg" in the folder that now holds "a/"), and absolute paths
+    are read there too ("/home/ann/photos/a/1.jpg" moved to ``image_root``/"a/1.jpg": a clusters
+    file's ``photo`` column, after the photos moved to another disk).
 
-    When none of the first relative paths is found from there, a one-line DataError says where
-    they were looked for and what to give (``strict``; else they are read from the list's
+    When none of the first relative paths is found from there (or, without ``image_root``, none of
+    the first absolute paths is found), a one-line DataError says where they were looked for and
+    what to give (``strict``; else they are read from the list's
     folder): a report of blank tiles, or one failing on its first photo with a bare "not
     found", would not say that the list had moved."""
-    relative = [p for p in listed if not Path(p).is_absolute()]
+    def parts(p: str) -> tuple[str, ...]:  # under --image-root an absolute path is moved as a relative one is
+        q = Path(p)
+        return q.parts[1:] if q.is_absolute() and image_root is not None else q.parts
+
+    relative = [p for p in listed if image_root is not None or not Path(p).is_absolute()]
     if image_root is not None:
         if not image_root.is_dir():
             raise DataFileNotFoundError(f"--image-root {image_root}: no such folder")
@@ -133,11 +147,7 @@ def locate_images(listed: Sequence[str], listed_in: Path, *, image_root: Path | 
         bases = [listed_in.resolve().parent]
         if written_in is not None and written_in != bases[0]:
             bases.append(written_in)
-    # the first paths and a spread of the rest: photos deleted since (the first ones, say) are
-    # no sign that the list moved
-    at = sorted(set(range(min(20, len(relative)))) | set(np.linspace(0, len(relative) - 1, 30).astype(int).tolist())
-                ) if relative else []
-    sample = [Path(relative[i]).parts for i in at]
+    sample = [parts(relative[i]) for i in _spread(len(relative))]
     tries = [(b, k) for b in bases for k in range(max(map(len, sample)) if image_root is not None and sample else 1)]
     base, drop = next(((b, k) for b, k in tries
                        if any(len(p) > k and os.path.exists(os.path.normpath(b.joinpath(*p[k:]))) for p in sample)),
@@ -145,15 +155,23 @@ def locate_images(listed: Sequence[str], listed_in: Path, *, image_root: Path | 
     if base is None and relative:
         if not strict:
             base = bases[0]
+        elif image_root is not None:
+            raise DataFileNotFoundError(
+                f"{listed_in.name}: its images are not found under --image-root {image_root} (first: "
+                f"{relative[0]}), even without their first folders; give the folder they now lie in")
         else:
             where = " or ".join(str(b) for b in bases)
             raise DataFileNotFoundError(
                 f"{listed_in.name}: its images are not found from {where} (first: {relative[0]}); relative paths are "
-                + ("read from --image-root" if image_root is not None else
-                   f"read from the folder of {listed_in.name}" + (" or the one it was written in" if len(bases) > 1 else ""))
+                f"read from the folder of {listed_in.name}" + (" or the one it was written in" if len(bases) > 1 else "")
                 + "; give the folder they now lie in with --image-root")
+    absolute = [p for p in listed if image_root is None and Path(p).is_absolute()]
+    if strict and absolute and not any(os.path.exists(absolute[i]) for i in _spread(len(absolute))):
+        raise DataFileNotFoundError(f"{listed_in.name}: its images are not where it says (first: {absolute[0]}); "
+                                    "give the folder they now lie in with --image-root")
     # ("photos/../x" resolved by name: the folder the paths start from may be gone since)
-    return [p if Path(p).is_absolute() else os.path.normpath(base.joinpath(*Path(p).parts[drop:])) for p in listed]
+    return [p if Path(p).is_absolute() and image_root is None else os.path.normpath(base.joinpath(*parts(p)[drop:]))
+            for p in listed]
 
 
 def written_in(p: Path) -> Path | None:
