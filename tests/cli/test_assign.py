@@ -435,6 +435,44 @@ def test_a_state_made_from_a_table_takes_a_batch_by_its_column_names(d, tmp_path
     np.testing.assert_array_equal(clusters(tmp_path / "a.csv"), assign(ref, new))
 
 
+@pytest.mark.parametrize("with_model", [False, True])
+def test_the_columns_left_out_when_the_state_was_made_are_left_out_of_each_batch(d, tmp_path, with_model):
+    """Found by review: a daily batch holds the same id and timestamp columns as the table the state
+    was made from, and each day's `kfree assign` failed on them unless --ignore-columns was typed
+    again. The state now keeps the columns left out; an extra column is still refused, and the
+    advised option keeps the remembered ones."""
+    X, new = np.load(d / "x.npy"), np.load(d / "new.npy")
+    cols = [f"f{j}" for j in range(X.shape[1])]
+
+    def table(A, start):
+        return pd.DataFrame(A, columns=cols).assign(ticket=[f"T{start + i}" for i in range(len(A))], hour=3.0)
+
+    if with_model:  # a model trained on the plain table: its state keeps the columns the cluster left out
+        pd.DataFrame(X, columns=cols).assign(label=np.load(d / "y.npy")).to_csv(tmp_path / "train.csv", index=False)
+        code, out = run("train", tmp_path / "train.csv", "--out", tmp_path / "m.kfree", *FAST)
+        assert code == 0, out
+    first = [tmp_path / "m.kfree"] if with_model else []
+    table(X, 0).to_csv(tmp_path / "day0.csv", index=False)
+    table(new, 100).to_csv(tmp_path / "day1.csv", index=False)
+    table(new, 100).assign(extra=1.0).to_csv(tmp_path / "day2.csv", index=False)
+    code, out = run("cluster", *first, tmp_path / "day0.csv", *([] if with_model else ["--threshold", TAU]),
+                    "--ignore-columns", "ticket,hour", "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    code, out = run("assign", *first, tmp_path / "s.kstate", tmp_path / "day2.csv", "--out", tmp_path / "a2.csv")
+    one_line_error(code, out, "1 it was not made with (extra; leave them out with --ignore-columns ticket,hour,extra,"
+                   if not with_model else "--ignore-columns ticket,hour,extra")
+    code, out = run("assign", *first, tmp_path / "s.kstate", tmp_path / "day1.csv", "--out", tmp_path / "a1.csv")
+    assert code == 0 and "leaving out the columns ticket, hour as s.kstate was made" in out, out
+    if not with_model:
+        ref = ClusterState.fit(X, float(TAU))
+        np.testing.assert_array_equal(clusters(tmp_path / "a1.csv"), assign(ref, new))
+    assert len(clusters(tmp_path / "a1.csv")) == len(new)
+    # naming columns replaces what the state remembers: a column left out no more is a feature again
+    code, out = run("assign", *first, tmp_path / "s.kstate", tmp_path / "day1.csv", "--ignore-columns", "ticket",
+                    "--out", tmp_path / "a3.csv")
+    assert code == 1 and "hour" in out, out
+
+
 def test_a_few_rows_equal_to_held_ones_are_added_with_a_warning(d, tmp_path):
     """Found by a support-ticket user: two tickets with the same text have equal embeddings, and a
     daily batch of 140 was refused for one of them. Under a tenth of the batch, such rows are

@@ -405,7 +405,8 @@ def cluster(
                         names = getattr(learner, "feature_names_in_", None)  # (data.X is in their order)
                         labels, applied = cluster_model_state(
                             learner, model, data.X, threshold, state, data_path,
-                            columns=[str(c) for c in names] if names is not None else data.columns)
+                            columns=[str(c) for c in names] if names is not None else data.columns,
+                            ignored=ignored(ignore_columns))
                 if method == "ward":  # a Ward height, calibrated or given
                     rule, unit = None, "(Ward merge height)"
                     used = threshold if threshold is not None or n_clusters is not None else (
@@ -471,7 +472,7 @@ def cluster(
                     if state is not None:
                         from .assign import save_plain_state
 
-                        save_plain_state(est, data.X, state, columns=data.columns)
+                        save_plain_state(est, data.X, state, columns=data.columns, ignored=ignored(ignore_columns))
                 how = _how(method, accepted, n_clusters, threshold, unit)
                 if linkage is not None:
                     how = f", {linkage} linkage{how}"

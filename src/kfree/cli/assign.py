@@ -44,11 +44,13 @@ def check_state_request(state: Path | None, method: str, n_clusters: int | None,
 
 
 def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float | None, state_path: Path,
-                        data_path: Path, columns: list[str] | None = None) -> tuple[Any, Any]:
+                        data_path: Path, columns: list[str] | None = None,
+                        ignored: tuple[str, ...] = ()) -> tuple[Any, Any]:
     """Cluster ``X`` with the model's complete-linkage rule (:meth:`ClusterLearner.state_rule`:
     the chosen rule, or for a chosen Ward cut the best validated complete-linkage cut of the same
     features; ``threshold`` overrides its value) and save the state of the embedding rows (with
-    the hashes of ``X``'s rows, and the names of its ``columns`` when it came from a table).
+    the hashes of ``X``'s rows, and the names of its ``columns`` and the ``ignored`` ones when it
+    came from a table: ``kfree assign`` leaves the same columns out of each batch).
 
     Returns ``(labels, rule)``; the caller reports the rule when it is not the chosen one."""
     from ..cluster.incremental import ClusterState, row_hashes
@@ -69,17 +71,27 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
     meta = {"model": {"name": model_path.name, "sha256": file_sha256(model_path), "features": rule.features,
                       "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
                       "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage},
-            "feature_names": columns}
+            "feature_names": columns, **table_columns(columns, ignored)}
     ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X)).save(state_path, overwrite=True)
     return est.labels_, rule
 
 
-def save_plain_state(estimator: Any, X: Any, state_path: Path, columns: list[str] | None = None) -> None:
+def save_plain_state(estimator: Any, X: Any, state_path: Path, columns: list[str] | None = None,
+                     ignored: tuple[str, ...] = ()) -> None:
     """Save the state of a model-free ``kfree cluster DATA --threshold T`` fit (with the names of
-    its feature ``columns`` when DATA is a table: a batch's columns are then taken by name)."""
+    its feature ``columns`` when DATA is a table: a batch's columns are then taken by name; and
+    the ``ignored`` ones)."""
     from ..cluster.incremental import ClusterState
 
-    ClusterState.from_fit(estimator, X, meta={"feature_names": columns}).save(state_path, overwrite=True)
+    ClusterState.from_fit(estimator, X, meta={"feature_names": columns, **table_columns(columns, ignored)}
+                          ).save(state_path, overwrite=True)
+
+
+def table_columns(columns: list[str] | None, ignored: tuple[str, ...]) -> dict[str, list[str]]:
+    """A state's record of the columns ``--ignore-columns`` left out of its table (none for an
+    array): each day's batch holds the same ids and timestamps, and retyping the option daily
+    should not be the price of adding rows."""
+    return {"ignored_columns": list(ignored)} if columns is not None and ignored else {}
 
 
 def state_line(state_path: Path) -> str:
@@ -253,17 +265,22 @@ def assign(
         if skip_held and again:
             raise ConfigError("--skip-held adds only the rows the state does not hold, --again adds them all: "
                               "give one of them")
+        remembered = state.meta.get("ignored_columns") if ignore_columns is None else None
         data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=0,
-                             ignore_columns=ignored(ignore_columns), partial_labels=True)
+                             ignore_columns=remembered or ignored(ignore_columns), ignore_missing=bool(remembered),
+                             partial_labels=True)
         if model is not None:  # the columns in the model's order before the batch is hashed: a table
             from ..learner import ClusterLearner  # with its columns reordered holds the same rows
 
             learner = ClusterLearner.load(model)
-            data.X = model_rows(learner, data, new_path)
+            data.X = model_rows(learner, data, new_path, tuple(remembered or ()))
         names = state.meta.get("feature_names")  # a state made from a table: the batch's columns by name
         if names and (model is None or getattr(learner, "feature_names_in_", None) is None):
             data.X = align_columns(data, names, new_path, f"{state_path.name}'s", "it was not made with",
-                                   f"{state_path.name} was made with")
+                                   f"{state_path.name} was made with", left_out=tuple(remembered or ()))
+        if remembered and data.columns is not None:
+            console.print(f"leaving out the columns {', '.join(remembered)} as {escape(state_path.name)} was made "
+                          "(--ignore-columns names others)", soft_wrap=True, highlight=False)
         if data.n_samples == 0:  # a quiet day's batch: a scheduled job goes on, and the state holds no empty batch
             if all_rows:
                 write_predictions(out, state.labels, index_column="row")

@@ -15,7 +15,7 @@ def ignored(value: str | None) -> tuple[str, ...]:
     return tuple(c.strip() for c in (value or "").split(",") if c.strip())
 
 
-def model_rows(learner, data, path: Path):
+def model_rows(learner, data, path: Path, left_out: tuple[str, ...] = ()):
     """``data``'s features in the column order the model was trained on. A model trained on a
     table knows its columns: a table with the same columns in another order is reordered (the
     features would otherwise be silently permuted), one with other columns is refused, naming
@@ -33,13 +33,15 @@ def model_rows(learner, data, path: Path):
     if names is None:
         return data.X
     return align_columns(data, [str(c) for c in names], path, "the model's", "it was not trained on",
-                         "the model was trained on")
+                         "the model was trained on", left_out)
 
 
-def align_columns(data, names: list[str], path: Path, whose: str, absent: str, order: str):
+def align_columns(data, names: list[str], path: Path, whose: str, absent: str, order: str,
+                  left_out: tuple[str, ...] = ()):
     """``data``'s features in the order of the columns ``names``: reordered (and said) when they
     are the same columns in another order, refused (naming them; ``absent`` says where the extra
-    ones are missing) when they are others; taken as they are when ``data`` has no column names."""
+    ones are missing) when they are others; taken as they are when ``data`` has no column names.
+    ``left_out``: columns already left out, which the advised ``--ignore-columns`` keeps."""
     from ..exceptions import DataError
 
     if data.columns is None or list(names) == list(data.columns):
@@ -50,7 +52,8 @@ def align_columns(data, names: list[str], path: Path, whose: str, absent: str, o
         raise DataError(f"{path.name}'s feature columns are not {whose}: "
                         + "; ".join(part for part in (
                             f"{len(extra)} {absent} ({', '.join(extra[:5])}; leave them out with "
-                            f"--ignore-columns {','.join(extra[:5])}, or name a label column with --label-column)"
+                            f"--ignore-columns {','.join([*left_out, *extra[:5]])}, or name a label column with "
+                            "--label-column)"
                             if extra else "",
                             f"{len(missing)} missing ({', '.join(missing[:5])})" if missing else "") if part))
     from rich.markup import escape

@@ -514,7 +514,9 @@ def load_features(
         absent = [c for c in ignore_columns if c not in cols]
         if absent and not ignore_missing:
             raise DataError(f"{p.name} has no column {absent[0]!r} to ignore; columns are "
-                            f"{cols[:12]}{'…' if len(cols) > 12 else ''}")
+                            f"{cols[:12]}{'…' if len(cols) > 12 else ''}"
+                            + ("; separate the names with commas (--ignore-columns a,b)"
+                               if any(s in absent[0] for s in ";|") else ""))
         feat = [c for c in cols if c not in (lc, "index", *ignore_columns, *df.attrs.get("index_columns", ()))]
         if len(df) == 0:  # a header alone (a quiet day's batch) has no values to type its columns by
             df = df.astype({c: "float64" for c in feat if df[c].dtype == object})
