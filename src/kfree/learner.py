@@ -36,7 +36,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .config import TrainConfig, check_count, finite_positive
 from .distances import check_features, check_labels
-from .exceptions import ConfigError, DataError, DataWarning, ParameterConflictWarning
+from .exceptions import ConfigError, DataError, DataWarning, ModelError, ParameterConflictWarning
 from .threshold import Threshold
 from .utils.model_file import MODEL_FORMAT, read_model, write_model
 
@@ -847,7 +847,6 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         from . import registry
         from .embed.models import head_from_config
         from .evaluate.selection import ClusterRule
-        from .exceptions import ModelError
 
         p = Path(path)
         fmt, params, payload = read_model(p)
@@ -911,7 +910,6 @@ def _refuse_unknown_options(p: Path, params: dict[str, Any], payload: dict[str, 
     import inspect
 
     from ._version import __version__
-    from .exceptions import ModelError
 
     known = set(inspect.signature(ClusterLearner.__init__).parameters) - {"self"}
     unknown = sorted(set(params) - known)

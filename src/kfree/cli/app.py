@@ -5,11 +5,13 @@ Heavy imports (torch, sklearn) happen inside commands so ``kfree --help`` stays 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ..exceptions import ClusterSizeWarning, ConfigError, DataError, ModelError, ScaleWarning
 from .assign import STATE_HELP, check_state_request
 from .columns import (
     CANNOT_HELP,
@@ -214,7 +216,6 @@ def train(
     model together; rank 0 validates, prints and writes the model, the others exit with 0.
     """
     with cli_errors():
-        from ..exceptions import DataError
         from ..train.distributed import torchrun_env
         from ..utils.io import check_output
 
@@ -331,15 +332,12 @@ def cluster(
         if backend != "local" or scheduler is not None or workers is not None:
             with cli_errors():
                 if ignore_columns or link_column or cannot_link:
-                    from ..exceptions import ConfigError
-
                     raise ConfigError("--ignore-columns, --link-column and --cannot-link are for the local backend; the "
                                       "Dask workers read every column of the file: write the feature columns alone")
                 _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
                               scheduler, workers, state, linkage, memory_limit)
             return
         with cli_errors():
-            from ..exceptions import ConfigError
             from ..utils.io import check_output
 
             # typer fills the places left to right: without the optional MODEL, DATA sits in the first
@@ -385,10 +383,6 @@ def cluster(
                 applied = None  # the rule hac applied, when it gave way to another (said below)
                 with _limit_threads():
                     if state is None:
-                        import warnings
-
-                        from ..exceptions import ClusterSizeWarning, ScaleWarning
-
                         ahead = learner.rule_for_rows(data.n_samples)  # said before the work: it may fail
                         if (method == "hac" and n_clusters is None and threshold is None and learner.threshold is None
                                 and not constrained and ahead is not learner.rule_):
@@ -511,7 +505,6 @@ def _load_model_to_cluster(model: Path, data_path: Path, out: Path):
     two places are for, and what to type for what the user likely meant (their data or a cluster
     state in the model's place is never called damaged)."""
     from ..data.io import FORMATS
-    from ..exceptions import ModelError
     from ..learner import ClusterLearner
 
     try:
@@ -538,7 +531,6 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     from the Dask labels."""
     from rich.markup import escape
 
-    from ..exceptions import ConfigError
     from ..utils.io import check_output
 
     if backend not in ("local", "dask"):
@@ -617,7 +609,6 @@ def _parquet_index(path: Path):
     import pyarrow.parquet as pq
 
     from ..data.io import check_index
-    from ..exceptions import DataError
 
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     parts, without = [], []
@@ -755,8 +746,6 @@ def _validation_plot(learner, model_path: Path) -> Path | None:
 
 
 def _parse_dims(text: str) -> tuple[int, ...]:
-    from ..exceptions import ConfigError
-
     try:
         dims = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
@@ -767,8 +756,6 @@ def _parse_dims(text: str) -> tuple[int, ...]:
 
 
 def _parse_noise(text: str) -> float | str:
-    from ..exceptions import ConfigError
-
     if text.strip().lower() == "random":
         return "random"
     try:
@@ -778,8 +765,6 @@ def _parse_noise(text: str) -> float | str:
 
 
 def _parse_params(items: list[str] | None) -> dict[str, object]:
-    from ..exceptions import ConfigError
-
     out: dict[str, object] = {}
     for item in items or []:
         name, sep, value = item.partition("=")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..exceptions import DataError
 from .console import console
 
 IGNORE_HELP = ("Columns of a .csv/.parquet that are not features (ids, tracks, timestamps, text), "
@@ -20,8 +21,6 @@ def model_rows(learner, data, path: Path, left_out: tuple[str, ...] = ()):
     table knows its columns: a table with the same columns in another order is reordered (the
     features would otherwise be silently permuted), one with other columns is refused, naming
     them. Arrays and models trained on arrays are taken as they are."""
-    from ..exceptions import DataError
-
     names = getattr(learner, "feature_names_in_", None)
     expected = getattr(learner, "n_features_in_", None)
     if names is None and data.columns is not None and expected is not None and len(data.columns) != expected:
@@ -42,8 +41,6 @@ def align_columns(data, names: list[str], path: Path, whose: str, absent: str, o
     are the same columns in another order, refused (naming them; ``absent`` says where the extra
     ones are missing) when they are others; taken as they are when ``data`` has no column names.
     ``left_out``: columns already left out, which the advised ``--ignore-columns`` keeps."""
-    from ..exceptions import DataError
-
     if data.columns is None or list(names) == list(data.columns):
         return data.X
     extra = [c for c in data.columns if c not in names]
@@ -77,7 +74,6 @@ def link_pairs(data_path: Path, link_column: str | None):
     import numpy as np
 
     from ..data.io import TABLES, read_table
-    from ..exceptions import DataError
 
     if link_column is None:
         return None, None
@@ -101,7 +97,6 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
     import numpy as np
 
     from ..data.io import TABLES, check_path, read_table
-    from ..exceptions import DataError
 
     if cannot_link is None:
         return None

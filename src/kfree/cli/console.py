@@ -18,6 +18,8 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..exceptions import KfreeError
+
 # Not on a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; give them room.
 _WIDTH = None if sys.stdout.isatty() else 160
 console = Console(stderr=False, highlight=False, width=_WIDTH)
@@ -92,8 +94,6 @@ def cli_errors() -> Iterator[None]:
     Besides kfree's own errors: a missing optional package names the extra to install, and an
     operating-system error (permissions, a full disk) is reported with the file it concerns.
     """
-    from ..exceptions import KfreeError
-
     try:
         yield
     except KfreeError as e:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from ..exceptions import ConfigError, DataError
 from .columns import IGNORE_HELP, ignored, model_rows
 from .console import cli_errors, console
 
@@ -21,8 +22,6 @@ from .console import cli_errors, console
 def _as_float16(Z):
     """``Z`` in half precision; rows beyond float16's range (it would write them as inf) are refused."""
     import numpy as np
-
-    from ..exceptions import DataError
 
     top = float(np.abs(Z).max()) if Z.size else 0.0
     limit = float(np.finfo(np.float16).max)
@@ -55,7 +54,6 @@ def embed(
         from rich.markup import escape
 
         from ..data.io import load_features
-        from ..exceptions import ConfigError
         from ..learner import ClusterLearner
         from ..utils.io import atomic_path, check_output
         from .app import _limit_threads

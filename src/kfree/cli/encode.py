@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from ..exceptions import ConfigError, DataError, OutputError
 from .console import cli_errors, console, err_console, progress_hook
 
 encode_app = typer.Typer(
@@ -27,7 +28,6 @@ OUT_HELP = "Output .npz (required): 'embeddings', and 'labels' and row ids when 
 
 
 def _check_out(out: Path | None, inputs, force: bool) -> Path:
-    from ..exceptions import ConfigError
     from ..utils.io import check_output
 
     if out is None:
@@ -72,7 +72,6 @@ def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook,
     import numpy as np
 
     from ..embed.pretrained import MIN_PER_WORKER, Faces
-    from ..exceptions import OutputError
     from ..utils.io import write_json
 
     partial = _partial(out)
@@ -181,7 +180,6 @@ def faces(
 
         from ..data.images import HEIF_ADVICE, HEIF_SUFFIXES, UNREAD_PHOTO_SUFFIXES, find_images
         from ..embed.pretrained import FaceEncoder
-        from ..exceptions import ConfigError, DataError
         from ..report.figures import plural
         from ..utils.threads import thread_budget
         from .app import _STATE, _limit_threads
@@ -296,7 +294,6 @@ def texts(
             table_column,
         )
         from ..embed.pretrained import TextEncoder
-        from ..exceptions import DataError
         from ..report.figures import plural
         from ..utils.threads import limit_threads
         from .app import _STATE

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..exceptions import ConfigError, DataError
 from .columns import ignored
 from .console import cli_errors, console
 
@@ -35,7 +36,6 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         table_column,
     )
     from ..evaluate.compare import item_rows
-    from ..exceptions import DataError
 
     check_path(path, (".txt", ".npz", *TABLES), wrong_format=(
         f"{path.name}: give the {what} as a .txt (one per line) or a .csv/.parquet with a {columns[0]!r} column"
@@ -115,7 +115,6 @@ def report(
         from ..data.images import locate_images, written_in
         from ..data.io import TEXT_COLUMNS
         from ..evaluate.compare import read_predictions, truth_for
-        from ..exceptions import ConfigError
         from ..report.clusters import cluster_report
         from ..utils.io import check_output
 
