@@ -43,6 +43,13 @@ def finite_positive(name: str, value: Any, hint: str = "") -> float:
     return float(value)
 
 
+def check_choice(name: str, value: Any, choices: Any) -> Any:
+    """``value`` if it is one of ``choices``, else a ConfigError naming the parameter and the choices."""
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {choices}")
+    return value
+
+
 def check_count(name: str, value: Any, least: int, none_means: str | None) -> int | None:
     """``value`` as an int >= ``least`` (a whole float such as 2.0 too), or ``None`` where
     ``none_means`` says what None does; anything else is a ConfigError naming the parameter."""
@@ -127,8 +134,7 @@ class TrainConfig:
             raise ConfigError(f"dropout={self.dropout!r} must be a number in [0, 1)")
         if not isinstance(self.select_best, bool):
             raise ConfigError(f"select_best={self.select_best!r} must be True or False")
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"sampler={self.sampler!r} is not one of {SAMPLERS}")
+        check_choice("sampler", self.sampler, SAMPLERS)
         check_label_noise(self.wrong_positives, self.wrong_negatives)
         wn = self.wrong_negatives
         if self.sampler != "triplets" and (self.wrong_positives or wn != 0.0 or self.triplets_per_batch):

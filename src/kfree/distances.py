@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import check_choice
 from .exceptions import ConfigError, DataError, DataTypeError
 
 #: the distance kinds kfree measures in
@@ -101,9 +102,7 @@ def check_labels(y: Any, n_rows: int, *, name: str = "y") -> np.ndarray:
 
 
 def check_distance(distance: str) -> str:
-    if distance not in DISTANCES:
-        raise ConfigError(f"distance={distance!r} is not one of {DISTANCES}")
-    return distance
+    return check_choice("distance", distance, DISTANCES)
 
 
 #: precisions the rows may be rounded to before clustering (None: the input's own)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .config import TrainConfig, check_count, finite_positive
+from .config import TrainConfig, check_choice, check_count, finite_positive
 from .distances import check_features, check_labels
 from .exceptions import ConfigError, DataError, DataWarning, ModelError, ParameterConflictWarning
 from .threshold import Threshold
@@ -178,8 +178,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
     def _train_config(self) -> TrainConfig:
         from .embed.models import HEADS
 
-        if self.head not in HEADS:
-            raise ConfigError(f"head={self.head!r} is not one of {HEADS}")
+        check_choice("head", self.head, HEADS)
         cfg = TrainConfig() if self.train is None else self.train
         if not isinstance(cfg, TrainConfig):
             raise ConfigError(f"train must be a kfree.config.TrainConfig (or None), got {type(cfg).__name__}; "
@@ -269,8 +268,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             raise DataError("X_val's columns are not X's (" + ("in another order" if set(val_names) == set(names)
                             else f"{sorted(set(val_names) ^ set(names))[:5]} in one only") + "); select them as "
                             "in X (X_val[X.columns]): a validation row must mean what a training row means")
-        if self.calibration not in CALIBRATION_METHODS:
-            raise ConfigError(f"calibration={self.calibration!r} is not one of {CALIBRATION_METHODS}")
+        check_choice("calibration", self.calibration, CALIBRATION_METHODS)
         linkages = candidate_linkages(self.linkage)
         check_threshold_mode(self.threshold_mode)
         X = check_features(X, min_samples=2)

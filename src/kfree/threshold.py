@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .config import finite_positive
-from .distances import DISTANCES, from_sq, to_sq
-from .exceptions import ConfigError
+from .distances import DISTANCES, check_distance, from_sq, to_sq
 
 __all__ = ["DISTANCES", "Threshold"]
 
@@ -41,8 +40,7 @@ class Threshold:
     source: str = "user"
 
     def __post_init__(self) -> None:
-        if self.distance not in DISTANCES:
-            raise ConfigError(f"distance={self.distance!r} is not one of {DISTANCES}")
+        check_distance(self.distance)
         # a plain float: NumPy scalars (np.float32 from an embedding) pass the check but not JSON
         object.__setattr__(self, "value", finite_positive("threshold value", self.value))
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from ..config import check_count
+from ..config import check_choice, check_count
 from ..distances import check_features
 from ..exceptions import ConfigError, DataError
 from ..registry import register
@@ -64,8 +64,7 @@ class HDBSCANBaseline(ClusterMixin, BaseEstimator):
         import hdbscan
 
         X = check_features(X, min_samples=1)
-        if self.noise not in ("singletons", "keep"):
-            raise ConfigError(f"noise={self.noise!r} is not one of ('singletons', 'keep')")
+        check_choice("noise", self.noise, ("singletons", "keep"))
         size = check_count("min_cluster_size", self.min_cluster_size, 2, None)
         min_samples = check_count("min_samples", self.min_samples, 1, "min_cluster_size")
         if not isinstance(self.metric, str):

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from .._exact_distances import grid_centre
+from ..config import check_choice
 from ..distances import check_features, prepare, resolve_cut, to_sq
 from ..exceptions import ConfigError
 from ..registry import register
@@ -76,8 +77,7 @@ class KNNConnectedComponents(ClusterMixin, BaseEstimator):
         distance = self.threshold_.distance
         if int(self.k) < 1:
             raise ConfigError(f"k={self.k} must be >= 1")
-        if self.index not in ("ivf", "flat", "hnsw"):
-            raise ConfigError(f"index={self.index!r} is not one of ('ivf', 'flat', 'hnsw')")
+        check_choice("index", self.index, ("ivf", "flat", "hnsw"))
         X = check_features(X, min_samples=1)
         if distance != "cosine":  # centred in float64 first: float32 distances far from the origin cancel
             X = np.asarray(X, dtype=np.float64)

@@ -71,6 +71,7 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster
 from sklearn.base import BaseEstimator, ClusterMixin
 
+from ..config import check_choice
 from ..distances import (
     check_distance,
     check_features,
@@ -309,10 +310,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
     def _validate_params(self) -> None:  # type: ignore[override]
         # validated here, at fit time, as scikit-learn does: set_params never raises
         check_cut(self.threshold, self.n_clusters)
-        if self.linkage not in LINKAGES:
-            raise ConfigError(f"linkage={self.linkage!r} is not one of {LINKAGES}")
-        if self.algorithm not in ALGORITHMS:
-            raise ConfigError(f"algorithm={self.algorithm!r} is not one of {ALGORITHMS}")
+        check_choice("linkage", self.linkage, LINKAGES)
+        check_choice("algorithm", self.algorithm, ALGORITHMS)
         if self.memory_limit is not None and not float(self.memory_limit) > 0:
             raise ConfigError(f"memory_limit={self.memory_limit!r} GiB must be > 0")
         if self.distance is not None:
@@ -324,8 +323,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             self.threshold_ = None
             kind = self.threshold.distance if isinstance(self.threshold, Threshold) else "sqeuclidean"
             self.distance_ = self.distance if self.distance is not None else kind
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend={self.backend!r} is not one of {BACKENDS}")
+        check_choice("backend", self.backend, BACKENDS)
         check_rows_dtype(self.dtype)
         if self.backend == "local" and (self.scheduler is not None or self.n_workers is not None):
             raise ConfigError("scheduler and n_workers are for backend='dask'; set backend='dask' "

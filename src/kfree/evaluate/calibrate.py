@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..cluster.threshold_hac import ThresholdAgglomerative
-from ..distances import DISTANCES, pair_distances
+from ..distances import check_distance, pair_distances
 from ..exceptions import ConfigError, DataError
 from ..threshold import Threshold
 
@@ -156,8 +156,7 @@ class LogisticCalibration:
     class_weight: str | None = "balanced"
 
     def __post_init__(self) -> None:
-        if self.distance not in DISTANCES:
-            raise ConfigError(f"distance={self.distance!r} is not one of {DISTANCES}")
+        check_distance(self.distance)
         if not (math.isfinite(self.coef) and math.isfinite(self.intercept)):
             raise ConfigError(f"coef={self.coef}, intercept={self.intercept} must be finite")
 
@@ -226,8 +225,7 @@ class LogisticCalibration:
         y = np.asarray(y)
         if Z.ndim != 2 or y.shape != (Z.shape[0],):
             raise DataError(f"Z must have shape (n, d) and y shape (n,), got {Z.shape} and {y.shape}")
-        if distance not in DISTANCES:
-            raise ConfigError(f"distance={distance!r} is not one of {DISTANCES}")
+        check_distance(distance)
         i, j, different = labelled_pairs(y, max_pairs=max_pairs, stratify=class_weight == "balanced", seed=seed)
         return cls.fit(pair_distances(Z, i, j, distance), different, distance=distance,
                        class_weight=class_weight, C=C)

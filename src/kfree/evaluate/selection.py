@@ -37,6 +37,7 @@ import numpy as np
 
 from ..cluster.threshold_hac import ThresholdAgglomerative
 from ..cluster.ward import WardThreshold, ward_tree
+from ..config import check_choice
 from ..exceptions import ConfigError, DataError
 from ..metrics import nmi
 from ..threshold import WARD_SOURCE, Threshold
@@ -137,15 +138,12 @@ class ClusterRule:
 
 
 def candidate_linkages(linkage: str) -> tuple[str, ...]:
-    if linkage not in LINKAGE_CHOICES:
-        raise ConfigError(f"linkage={linkage!r} is not one of {LINKAGE_CHOICES}")
+    check_choice("linkage", linkage, LINKAGE_CHOICES)
     return AUTO_LINKAGES if linkage == "auto" else (linkage,)
 
 
 def check_threshold_mode(mode: str) -> str:
-    if mode not in THRESHOLD_MODES:
-        raise ConfigError(f"threshold_mode={mode!r} is not one of {THRESHOLD_MODES}")
-    return mode
+    return check_choice("threshold_mode", mode, THRESHOLD_MODES)
 
 
 def subsample_classes(y: np.ndarray, max_samples: int = MAX_VALIDATION_SAMPLES, *, seed: int = 0) -> np.ndarray:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import finite_positive
+from ..config import check_choice, finite_positive
 from ..exceptions import ConfigError
 from ..registry import register
 from .base import EmbeddingLoss, pair_sq
@@ -65,8 +65,7 @@ class ContrastiveLoss(EmbeddingLoss):
     ) -> None:
         super().__init__()
         margin = finite_positive("margin", margin, "unit-norm range (0, 2]")
-        if negatives not in NEGATIVES:
-            raise ConfigError(f"negatives={negatives!r} is not one of {NEGATIVES}")
+        check_choice("negatives", negatives, NEGATIVES)
         if not margin_lr_scale > 0:
             raise ConfigError(f"margin_lr_scale={margin_lr_scale} must be > 0")
         self.learn_margin = bool(learn_margin)

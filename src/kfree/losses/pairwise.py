@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import finite_nonnegative, finite_positive
+from ..config import check_choice, finite_nonnegative, finite_positive
 from ..exceptions import ConfigError, DataError
 from ..registry import register
 from ..threshold import Threshold
@@ -79,10 +79,8 @@ class PairwiseConstraintLoss(EmbeddingLoss):
         eps: float | None = None,
     ) -> None:
         super().__init__()
-        if variant not in PAIR_VARIANTS:
-            raise ConfigError(f"variant={variant!r} is not one of {PAIR_VARIANTS}")
-        if distance not in ("sqeuclidean", "euclidean"):
-            raise ConfigError(f"distance={distance!r} is not one of ('sqeuclidean', 'euclidean')")
+        check_choice("variant", variant, PAIR_VARIANTS)
+        check_choice("distance", distance, ("sqeuclidean", "euclidean"))
         if variant == "bcl":
             if b is None:
                 raise ConfigError("variant='bcl' needs b= (the trained ball's squared radius, > 0): "

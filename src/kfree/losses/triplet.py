@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import finite_positive
+from ..config import check_choice, finite_positive
 from ..exceptions import ConfigError, DataError
 from ..registry import register
 from ..threshold import Threshold
@@ -76,8 +76,7 @@ class TripletLoss(EmbeddingLoss):
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ConfigError(f"variant={variant!r} is not one of {VARIANTS}")
+        check_choice("variant", variant, VARIANTS)
         finite_positive("alpha", alpha, "paper: 0.8")
         if variant != "l1":
             finite_positive("beta", beta, "paper: 0.4")
@@ -86,10 +85,8 @@ class TripletLoss(EmbeddingLoss):
                     f"beta={beta} must be < alpha={alpha}: positives (d² <= beta) must end closer "
                     "than negatives (d² >= alpha), else no threshold separates them"
                 )
-        if mining not in TRIPLET_MINING:
-            raise ConfigError(f"mining={mining!r} is not one of {TRIPLET_MINING}")
-        if reduction not in REDUCTIONS:
-            raise ConfigError(f"reduction={reduction!r} is not one of {REDUCTIONS}")
+        check_choice("mining", mining, TRIPLET_MINING)
+        check_choice("reduction", reduction, REDUCTIONS)
         self.variant = variant
         self.alpha = float(alpha)
         self.beta = float(beta)
