@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from ._version import __version__
 from .config import TrainConfig, check_choice, check_count, finite_positive
 from .distances import check_features, check_labels
 from .exceptions import ConfigError, DataError, DataWarning, ModelError, ParameterConflictWarning
@@ -41,6 +42,9 @@ from .threshold import Threshold
 from .utils.model_file import MODEL_FORMAT, read_model, write_model
 
 log = logging.getLogger(__name__)
+
+#: the training options a TrainConfig holds
+_TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 #: above this many rows ``cluster`` does not cut a chosen Ward rule (O(n²) time) but the best
 #: validated complete-linkage rule (see :meth:`ClusterLearner.rule_for_rows`)
@@ -144,12 +148,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         threshold_mode="auto")`` is ``ClusterLearner(TrainConfig(loss="bcl", epochs=30),
         threshold_mode="auto")``. An unknown name raises a ConfigError listing the valid ones.
         """
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(params) - fields - set(LEARNER_PARAMS))
+        unknown = sorted(set(params) - _TRAIN_FIELDS - set(LEARNER_PARAMS))
         if unknown:
-            raise ConfigError(f"unknown learner parameter(s) {unknown}; training options are {sorted(fields)}, "
-                              f"estimator parameters {list(LEARNER_PARAMS)}")
-        train = {k: v for k, v in params.items() if k in fields}
+            raise ConfigError(f"unknown learner parameter(s) {unknown}; training options are "
+                              f"{sorted(_TRAIN_FIELDS)}, estimator parameters {list(LEARNER_PARAMS)}")
+        train = {k: v for k, v in params.items() if k in _TRAIN_FIELDS}
         if train.get("loss_params") is None:
             train.pop("loss_params", None)
         own = {k: v for k, v in params.items() if k in LEARNER_PARAMS}
@@ -165,12 +168,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 raise ConfigError(f"{type(self).__name__} spells training options flat: set_params("
                                   f"{', '.join(f'{k}=…' for k in options)})")
             base = params.pop("train", self.train)
-            if base is not None and not isinstance(base, TrainConfig):
-                raise ConfigError(f"train must be a kfree.config.TrainConfig (or None), got {type(base).__name__}; "
-                                  "flat options go through ClusterLearner.from_params(...)")
-            fields = {f.name for f in dataclasses.fields(TrainConfig)}
-            if unknown := sorted(set(options) - fields):
-                raise ConfigError(f"unknown training option(s) {unknown}; they are {sorted(fields)}")
+            _check_train(base)
+            if unknown := sorted(set(options) - _TRAIN_FIELDS):
+                raise ConfigError(f"unknown training option(s) {unknown}; they are {sorted(_TRAIN_FIELDS)}")
             params["train"] = (TrainConfig() if base is None else base).replace(**options)
         return super().set_params(**params)
 
@@ -179,11 +179,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         from .embed.models import HEADS
 
         check_choice("head", self.head, HEADS)
-        cfg = TrainConfig() if self.train is None else self.train
-        if not isinstance(cfg, TrainConfig):
-            raise ConfigError(f"train must be a kfree.config.TrainConfig (or None), got {type(cfg).__name__}; "
-                              "flat options go through ClusterLearner.from_params(...)")
-        return cfg
+        _check_train(cfg := self.train)
+        return TrainConfig() if cfg is None else cfg
 
     @property
     def train_config(self) -> TrainConfig:
@@ -650,8 +647,6 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         except ConfigError:
             return self.rule_  # no complete-linkage candidate: Ward it is, at its cost
         if warn:
-            import warnings
-
             from .exceptions import ScaleWarning
 
             warnings.warn(f"{n:,} rows is above {WARD_MAX_ROWS:,}, where the chosen Ward cut (O(n^2) time) gives way "
@@ -901,19 +896,24 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         return self
 
 
+def _check_train(train: Any) -> None:
+    """``train`` must be a TrainConfig or None."""
+    if train is not None and not isinstance(train, TrainConfig):
+        raise ConfigError(f"train must be a kfree.config.TrainConfig (or None), got {type(train).__name__}; "
+                          "flat options go through ClusterLearner.from_params(...)")
+
+
 def _refuse_unknown_options(p: Path, params: dict[str, Any], payload: dict[str, Any]) -> None:
     """A model file whose options this kfree does not know was written by a newer kfree that
     added them (the format name stays while options are only added): say so, and which ones,
     instead of calling the file damaged."""
     import inspect
 
-    from ._version import __version__
-
     known = set(inspect.signature(ClusterLearner.__init__).parameters) - {"self"}
     unknown = sorted(set(params) - known)
     train = params.get("train")
     if isinstance(train, dict):
-        unknown += sorted(f"train.{k}" for k in set(train) - {f.name for f in dataclasses.fields(TrainConfig)})
+        unknown += sorted(f"train.{k}" for k in set(train) - _TRAIN_FIELDS)
     if unknown:
         prov = payload.get("provenance")
         vers = prov.get("versions") if isinstance(prov, dict) else None
@@ -994,8 +994,7 @@ class BallClusterLearner(ClusterLearner):
     @property
     def train(self) -> TrainConfig:  # type: ignore[override]
         """The TrainConfig the flat options spell."""
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        flat = {name: getattr(self, name) for name in fields if hasattr(self, name)}
+        flat = {name: getattr(self, name) for name in _TRAIN_FIELDS if hasattr(self, name)}
         if flat.get("loss_params") is None:
             flat["loss_params"] = {}
         return TrainConfig(**flat)
