@@ -19,25 +19,6 @@ many threads as cores was many times slower than with one, and alone one thread 
 (``results/benchmarks/threads.md``). So the CLI gives torch 1 thread for its MLP heads on feature vectors (batches of a few hundred rows
 gain nothing from more) and the budget to BLAS, OpenMP and numba, which do the clustering.
 
-API
----
-``available_cores() -> int``
-    Physical cores this process may run on: the CPUs of ``os.sched_getaffinity`` counted once
-    per physical core (hyper-threads share one), capped by a cgroup CPU quota (containers).
-``thread_budget(threads: int | None = None) -> int``
-    ``threads`` when given (>= 1), else ``$KFREE_NUM_THREADS``, else ``$OMP_NUM_THREADS``,
-    else :func:`available_cores`.
-``limit_threads(threads=None, *, torch_threads=None, torch=None, numba=None)``
-    Context manager yielding a :class:`ThreadLimits`. Inside it, with ``n = thread_budget(threads)``:
-
-    - torch's intra-op pool: ``torch_threads`` (default ``n``, at most ``n``);
-    - BLAS (threadpoolctl): ``n // torch_threads``, so torch × BLAS <= n;
-    - OpenMP runtimes (threadpoolctl) and numba: ``n`` (they do not run inside torch's ops).
-
-    torch and numba are set when already imported, or when ``torch=True`` / ``numba=True``
-    (which import them; ``cluster/`` never imports torch, so clustering alone does not pay for
-    importing it). Everything is restored on exit, also when the block raises.
-
 Example
 -------
 >>> from kfree.utils.threads import limit_threads
