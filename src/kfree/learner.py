@@ -594,8 +594,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             kwargs["distance"] = pair.distance
         elif getattr(registry.resolve("cluster", method)[0], "joins_single_pairs", False) and override is None:
             # it joins single pairs (a k-NN graph's components, chained): no rule of the model is
-            # validated for that. Its complete-linkage cut (a cluster's diameter) put 27 unseen
-            # intents in one cluster, a pair model's 0.5 crossing in 6 (NMI 0.01)
+            # validated for that (a diameter cut, or a pair model's 0.5 crossing, chains clusters)
             raise ConfigError(f"method {method!r} joins single pairs and chains them; this model validated no "
                               "cut for that: give a threshold (--threshold, in the model's distance units), or "
                               "use method 'hac' (the validated rule) or 'multicut'")
@@ -662,11 +661,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
         Why: a Ward merge height grows with the sizes of the clusters it merges (√(2|A||B|/(|A|+|B|))
         times their centres' distance), so a cut calibrated on identities of ~40 rows merges
-        everything in a batch of one or two rows per identity (15 tickets of 15 intents: 1
-        cluster), and splits identities of hundreds of rows into many (20,000 faces of 120
-        people, 167 rows each against 22 in validation: 1,141 clusters). A complete-linkage cut,
-        a diameter, depends far less on cluster sizes: its clusters estimate the batch's rows per
-        cluster, and are the answer when Ward's is not (``results/benchmarks/ward_size.md``).
+        everything in a batch of one or two rows per identity, and splits identities of hundreds
+        of rows into many. A complete-linkage cut, a diameter, depends far less on cluster sizes:
+        its clusters estimate the batch's rows per cluster, and are the answer when Ward's is not
+        (``results/benchmarks/ward_size.md``).
         Above :data:`WARD_SIZE_CHECK_ROWS` rows the estimate comes from a seeded sample of that
         many: its clusters count the identities the sample shows, and :func:`rows_per_identity`
         turns that count into their size. A check that does not fit in memory keeps Ward."""

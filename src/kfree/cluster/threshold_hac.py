@@ -20,10 +20,8 @@ Two exact algorithms give the same partition (up to relabelling, on data without
   :func:`~kfree.cluster._radius_graph.radius_components`), so only the largest component's
   edges must fit; a component whose pairs are mostly within the cut (a cluster that is a ball,
   what a good embedding makes) is agglomerated densely by fastcluster, the same dendrogram up
-  to the cut and several times faster than the sparse kernel on its s²/2 edges — and it needs
-  only its condensed distances (4 bytes a pair) to fit, not its edges (48 bytes). (A single
-  overlapping cloud with a few per cent of its pairs within the cut is slower on this route than
-  in one pass; embeddings with large clusters are several times faster.) Single
+  to the cut and faster than the sparse kernel on its s²/2 edges — and it needs only its
+  condensed distances (4 bytes a pair) to fit, not its edges (48 bytes). Single
   linkage is the minimum spanning forest of the same graph. Average
   linkage is not local in that way: it is exact per connected component of the τ-graph (an
   average of distances all above ``tau`` stays above it), each component agglomerated densely.
@@ -50,9 +48,8 @@ index (:mod:`~kfree.cluster.linkage_core`) — and differ from scipy only where 
 starts at a cluster with no neighbour within the threshold and walks to tied pairs through a pair
 above it, which a τ-graph cannot see. Example: ``X = [[0], [3], [4], [2]]``, euclidean threshold
 1: scipy joins {3, 2}, the sparse path {3, 4}. On random integer-grid data with complete linkage
-that is about 6 % of cuts (21 of 375; before the tie order was aligned, 109). In the dense path,
-distances below the threshold within the GEMM band of each other also count as ties (their order
-follows the GEMM's rounding).
+that is about 6 % of cuts. In the dense path, distances below the threshold within the GEMM
+band of each other also count as ties (their order follows the GEMM's rounding).
 
 Must-link pairs are merged before anything else (their transitive closure starts as one
 cluster); clusters that would contain a cannot-link pair never merge (the pair's distance is set

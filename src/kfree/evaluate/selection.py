@@ -170,10 +170,9 @@ def raw_calibration_set(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndar
 
     The raw features were not trained on any class, so the training classes are as unseen to
     them as the validation classes: using both gives their cut many more classes to be
-    calibrated on (on scikit-learn's digits, 6 seen digits instead of 2 validation digits moved
-    the raw Ward cut from 3 to 4 of the 4 unseen digits). Cut heights depend on how many items
-    a class has, and the validation classes are the ones drawn like the data to be clustered, so
-    every training class is cut down to at most the median validation class size (seeded).
+    calibrated on. Cut heights depend on how many items a class has, and the validation classes
+    are the ones drawn like the data to be clustered, so every training class is cut down to at
+    most the median validation class size (seeded).
     """
     rng = np.random.default_rng(seed)
     y_val = np.asarray(y_val)
@@ -354,15 +353,13 @@ def raw_rules(vset: ValidationSet, X_val: np.ndarray, y_val: np.ndarray, X_train
     number of classes on the training classes plus the other half, and scored on half *i* — the
     model's recalibrated cuts see the other half only. The final threshold is calibrated on all of
     them. Why the same halves: NMI depends on how many identities share a tree, and the raw
-    features scored on 30–160 identities against the model on 6–44 gave the model a head start
-    (the same features scored 1.000 as "model" and 0.958 as "raw" on blobs); a paired comparison
-    of the halves is what :func:`choose_rule` needs.
+    features scored on many more identities than the model would give the model a head start; a
+    paired comparison of the halves is what :func:`choose_rule` needs.
 
     Among themselves the raw features' cuts are still ranked by their score on all those
     identities (``extra["rank_nmi"]``, :meth:`ClusterRule.key`): many more identities than the
-    validation halves hold, so a steadier choice between complete linkage and Ward (on CelebA the
-    halves' 22 identities put complete linkage ahead by 0.001, where all 163 put Ward ahead by
-    0.011, as the unseen identities did). Returns ``(rules, X_rc, y_rc)``.
+    validation halves hold, so a steadier choice between complete linkage and Ward. Returns
+    ``(rules, X_rc, y_rc)``.
     """
     n_val = np.asarray(y_val).shape[0]
     if n_val != vset.n_all:
@@ -425,9 +422,9 @@ def cross_fitted(history: list[dict[str, Any]], *, select_best: bool = True) -> 
     the *other* half: what the model is worth once the choice of step is paid for.
 
     Why: the model's validation score is the best of about thirty validated steps (and a few rules
-    per step), all on the same identities, so it is biased upwards — the winner's curse. Checked on
-    the unseen identities (results/unseen/), Banking77 models that beat the raw features on both
-    halves then fell below the raw rule they beat in 22 of 27 cells. Choosing on one half and
+    per step), all on the same identities, so it is biased upwards — the winner's curse: models
+    that beat the raw features on both halves mostly fell below them on the unseen identities
+    (results/unseen/). Choosing on one half and
     scoring on the other removes the selection from the score (the recalibrated cuts' heights still
     come from the other half, as in every half's score: a cut is fitted there, not chosen there).
     It is conservative — the delivered step is chosen on both halves, with twice the identities —
@@ -474,17 +471,16 @@ def choose_rule(raw: list[ClusterRule], model: list[ClusterRule], *,
     Why every half: the model's score is the best of many validated steps and rules, the raw
     features' of a few rules, so on a handful of validation classes the model wins by luck more
     often than the raw features do (the winner's curse). Asking for a win on each half of the
-    classes separately — two independent small tests — cuts those lucky wins; measured on CelebA
-    descriptors (results/unseen/), mean-only comparisons kept heads that lost 3–5 NMI points on
-    the unseen identities. Both sides are scored on the same halves (:func:`raw_rules`), so
-    the comparison is paired. With fewer than 4 validation classes a recalibrated model cut can
-    only be scored in-sample, while the raw features' cut is calibrated on the training classes
-    and scored out of sample: such model cuts may not replace the raw features (measured on
-    digits, 2 validation digits: in-sample model cuts won and lost 0.08 NMI).
+    classes separately — two independent small tests — cuts those lucky wins (mean-only
+    comparisons kept heads that lost on the unseen identities: results/unseen/). Both sides are
+    scored on the same halves (:func:`raw_rules`), so the comparison is paired. With fewer than 4
+    validation classes a recalibrated model cut can only be scored in-sample, while the raw
+    features' cut is calibrated on the training classes and scored out of sample: such model
+    cuts may not replace the raw features.
 
     ``cross`` (:func:`cross_fitted`): the model must also win on each half at the step and rule
     chosen on the other half, without the credit of having been chosen where it is judged
-    (measured on the unseen identities: results/unseen/). Both tests, not the second alone: the
+    (results/unseen/). Both tests, not the second alone: the
     cross-fitted rules are those the trainer tracked, and a logistic complete-linkage cut
     (``calibration="logistic"``) is fitted after training, so it is not among them.
     """
