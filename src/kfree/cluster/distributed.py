@@ -352,11 +352,8 @@ def _sample_blocks(S32: np.ndarray, thr_sq: float, n_blocks: int, seed: int):
     the rows near none of them (clusters the sample missed, about as many as the sample's
     lone points suggest) a few orphan blocks with centres of their own.
 
-    A point is far closer to its own cluster's centre than to any other, so the points of one
-    cluster agree on their nearest centre and travel to one block. (Nearest coarse k-means
-    centres would not do: in high dimensions, with clusters in random directions, the nearest
-    of a few coarse centres is nearly a coin toss per point, and every cluster is cut into
-    fragments that each cost a cell.)"""
+    Why nearest centres route whole clusters (and coarse k-means centres would not): step 2 of
+    the module docstring."""
     import faiss
 
     from ._radius_graph import radius_components
