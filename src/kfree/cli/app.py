@@ -400,7 +400,7 @@ def cluster(
                         labels, applied = cluster_model_state(
                             learner, model, data.X, threshold, state, data_path,
                             columns=[str(c) for c in names] if names is not None else data.columns,
-                            ignored=ignored(ignore_columns))
+                            ignored=ignored(ignore_columns), ids=data.index)
                 if method == "ward":  # a Ward height, calibrated or given
                     rule, unit = None, "(Ward merge height)"
                     used = threshold if threshold is not None or n_clusters is not None else (
@@ -466,7 +466,8 @@ def cluster(
                     if state is not None:
                         from .assign import save_plain_state
 
-                        save_plain_state(est, data.X, state, columns=data.columns, ignored=ignored(ignore_columns))
+                        save_plain_state(est, data.X, state, columns=data.columns, ignored=ignored(ignore_columns),
+                                         ids=data.index)
                 how = _how(method, accepted, n_clusters, threshold, unit)
                 if linkage is not None:
                     how = f", {linkage} linkage{how}"
@@ -597,7 +598,7 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
 
         if data is None:  # (read by the workers: the rows are read here once)
             data = load_features(first, min_samples=2)
-        save_plain_state(m, data.X, state, columns=data.columns)
+        save_plain_state(m, data.X, state, columns=data.columns, ids=data.index)
         console.print(state_line(state))
 
 
