@@ -80,3 +80,9 @@ class DataWarning(KfreeWarning):
 
 class ParameterConflictWarning(KfreeWarning):
     """Two parameters were set that cannot both apply; the message says which one is used."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of ``e``'s message (what a one-line error quotes), or its type's name when
+    the message is empty."""
+    return (str(e).splitlines() or [type(e).__name__])[0]

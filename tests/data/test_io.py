@@ -343,3 +343,16 @@ def test_a_column_of_text_is_sent_to_the_text_encoder(tmp_path):
                   "f": rng.random(30)}).to_csv(tmp_path / "d.csv", index=False)
     with pytest.raises(DataError, match=r"non-numeric columns \['department', 'file'\]"):
         load_features(tmp_path / "d.csv")
+
+
+def test_a_read_error_without_a_message_is_named_by_its_type(tmp_path, monkeypatch):
+    # (the first line of an empty message used to be an IndexError instead of this DataError)
+    p = tmp_path / "t.parquet"
+    pd.DataFrame({"a": [1.0]}).to_parquet(p)
+
+    def fail(*args, **kwargs):
+        raise OSError()
+
+    monkeypatch.setattr(pd, "read_parquet", fail)
+    with pytest.raises(DataError, match=r"^cannot read t\.parquet as parquet: OSError$"):
+        read_table(p)

@@ -74,7 +74,7 @@ import numpy as np
 
 from .._exact_distances import gemm_ready, grid_centre
 from ..distances import check_rows_dtype, to_sq
-from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
+from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError, first_line
 from ._radius_graph import (
     _query_lists,
     cell_order,
@@ -143,8 +143,7 @@ def dask_client(scheduler: Any = None, n_workers: int | None = None):
         try:
             client = distributed.Client(scheduler, timeout="20s")
         except (OSError, TimeoutError) as e:
-            raise ConfigError(f"cannot connect to the Dask scheduler at {scheduler!r}: "
-                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise ConfigError(f"cannot connect to the Dask scheduler at {scheduler!r}: {first_line(e)}") from None
         try:
             yield client
         finally:
@@ -195,7 +194,7 @@ def _source(X: Any, client, chunk_rows: int, dtype=None) -> _Source:
             try:
                 M = np.load(p, mmap_mode="r", allow_pickle=False)
             except Exception as e:
-                raise DataError(f"cannot read {p.name} as a .npy array: {str(e).splitlines()[0]}") from None
+                raise DataError(f"cannot read {p.name} as a .npy array: {first_line(e)}") from None
             if M.ndim != 2:
                 raise DataError(f"{p.name} must hold a 2-d array (rows, features), got shape {M.shape}")
             _check_dtype(M.dtype, p.name)
@@ -246,7 +245,7 @@ def _parquet_source(p: Path, client, dtype=None) -> _Source:
         try:
             meta = pq.ParquetFile(f)
         except Exception as e:
-            raise DataError(f"cannot read {f.name} as Parquet: {str(e).splitlines()[0]}") from None
+            raise DataError(f"cannot read {f.name} as Parquet: {first_line(e)}") from None
         schema = meta.schema_arrow
         # a DataFrame's index written by pandas (e.g. __index_level_0__) names rows, as an 'index'
         # column does: not a feature (the local reader restores it as the index)

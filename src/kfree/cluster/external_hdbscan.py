@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..config import check_choice, check_count
 from ..distances import check_features
-from ..exceptions import ConfigError, DataError
+from ..exceptions import ConfigError, DataError, first_line
 from ..registry import register
 from .labels import first_seen_labels
 
@@ -79,7 +79,7 @@ class HDBSCANBaseline(ClusterMixin, BaseEstimator):
                 model = hdbscan.HDBSCAN(min_cluster_size=size, min_samples=min_samples, metric=self.metric,
                                         **extra).fit(np.array(X, dtype=np.float64))  # writable: hdbscan needs it
             except (ValueError, TypeError) as e:  # an unknown metric, or one hdbscan cannot use here
-                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                first = first_line(e)
                 raise ConfigError(f"hdbscan refused metric={self.metric!r}: {first[:200]}") from None
             raw = model.labels_.astype(np.int64)
             self.n_noise_ = int((raw < 0).sum())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import DataError, DataFileNotFoundError
+from ..exceptions import DataError, DataFileNotFoundError, first_line
 from .io import read_lines
 
 #: what to do with HEIC photos where pillow-heif is missing
@@ -222,7 +222,7 @@ def read_rgb(path: str | Path, *, max_side: int | None = None) -> tuple[np.ndarr
                                Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8), scale
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read the image {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise DataError(f"cannot read the image {p}: {first_line(e)}") from None
 
 
 def viewable_rgb(im):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..distances import check_features
-from ..exceptions import DataError, DataFileNotFoundError, DataTypeError
+from ..exceptions import DataError, DataFileNotFoundError, DataTypeError, first_line
 
 TABLES = (".csv", ".tsv", ".parquet", ".pq")
 FORMATS = (".npz", ".npy", *TABLES)
@@ -125,7 +125,7 @@ def read_table(p: Path, columns: list[str] | None = None, *, ids: str = "index")
         raise DataError(f"{p.name} is not UTF-8 text (it holds the byte {e.object[e.start:e.start + 1].hex(' ')}, "
                         f"{e.reason}); save it as UTF-8 (in Excel: CSV UTF-8)") from None
     except Exception as e:
-        raise DataError(f"cannot read {p.name} as {p.suffix[1:]}: {str(e).splitlines()[0]}") from None
+        raise DataError(f"cannot read {p.name} as {p.suffix[1:]}: {first_line(e)}") from None
     # a DataFrame saved with a named index (df.set_index("track")) keeps it in the file: a column
     # again, which a label or link option may name; it was no feature, and stays none
     # (``attrs["index_columns"]``); 'index' names the rows, as in a CSV
@@ -306,7 +306,7 @@ def _read_error(what: str, e: Exception, *, labels: bool = False) -> DataError:
     labels: save them as text), anything else the first line of its message (or its type)."""
     if isinstance(e, ValueError) and "allow_pickle" in str(e):
         return DataTypeError(f"cannot read {what}: {_OBJECT_LABELS_HINT if labels else _OBJECT_HINT}")
-    return DataError(f"cannot read {what}: {(str(e).splitlines() or [type(e).__name__])[0]}")
+    return DataError(f"cannot read {what}: {first_line(e)}")
 
 
 def _np_load(p: Path, *, labels: bool = False):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import heif_readable, viewable_rgb
-from ..exceptions import DataError, DataWarning, OutputError
+from ..exceptions import DataError, DataWarning, OutputError, first_line
 from ..utils.io import atomic_dir
 from .figures import largest_clusters, pd_isna, plural, pyplot, save_png, short_id
 
@@ -58,7 +58,7 @@ def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None, *
                 return np.asarray(canvas, dtype=np.uint8)
         except (OSError, ValueError, Image.DecompressionBombError) as e:  # (a bomb: too many pixels)
             why = (f"not found: {p}" if isinstance(e, FileNotFoundError) else
-                   f"cannot read the image of row {i}, {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                   f"cannot read the image of row {i}, {p}: {first_line(e)}")
             if failed is None:
                 raise DataError(why) from None
             failed.append(why)

@@ -61,7 +61,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def session(device: torch.device | str = "cpu") -> Iterator[DistContext]:
         where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
         raise DistributedSetupError(
             f"could not join the {backend} process group at {where} as rank {ctx.rank} of "
-            f"{ctx.world_size}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            f"{ctx.world_size}: {first_line(e)}"
         ) from None
     atexit.register(_end_group)
     log.info("process %d of %d (%s)", ctx.rank, ctx.world_size, backend)
