@@ -311,10 +311,9 @@ def test_embed_writes_the_rows_and_the_cut_that_clusters_them(d, ward_model, tmp
 
 
 def test_all_rows_of_tables_with_their_own_index_evaluate_by_row(tmp_path):
-    """The state keeps rows, not a table's own 'index' values: --all-rows writes row,cluster, so
-    `kfree evaluate` takes the truth of each row by its place (earlier rows, then the new ones),
-    not by joining row numbers to unrelated 'index' values (which scored NMI 0.06 for a perfect
-    clustering)."""
+    """--all-rows never writes row numbers as an 'index' (joining them to unrelated 'index'
+    values scored NMI 0.06 for a perfect clustering): a state made from tables with their own
+    ids writes those ids beside each row, and `kfree evaluate` joins the truth by them."""
     from kfree.data.synthetic import sphere_blobs
 
     X, y = sphere_blobs(8, 25, dim=16, spread=0.15, seed=1)
@@ -329,10 +328,12 @@ def test_all_rows_of_tables_with_their_own_index_evaluate_by_row(tmp_path):
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "new.csv", "--out", tmp_path / "a.csv", "--all-rows")
     assert code == 0, out
     written = pd.read_csv(tmp_path / "a.csv")
-    assert list(written.columns) == ["row", "cluster"] and written["row"].tolist() == list(range(200))
-    code, out = run("evaluate", tmp_path / "a.csv", tmp_path / "truth.csv")
-    assert code == 0 and "1.000" in out, out
-    assert "names its rows by their own ids" not in out, out  # it has no ids of its own (found by review)
+    assert list(written.columns) == ["index", "cluster", "row"] and written["row"].tolist() == list(range(200))
+    assert written["index"].tolist() == df["index"].tolist()
+    pd.read_csv(tmp_path / "truth.csv").sample(frac=1, random_state=0).to_csv(tmp_path / "shuffled.csv", index=False)
+    for truth in ("truth.csv", "shuffled.csv"):  # joined by the ids, in whatever order the truth lists them
+        code, out = run("evaluate", tmp_path / "a.csv", tmp_path / truth)
+        assert code == 0 and "1.000" in out, out
 
 
 def test_an_interrupted_assign_writes_both_outputs_or_neither(d, tmp_path, monkeypatch):
@@ -471,6 +472,44 @@ def test_the_columns_left_out_when_the_state_was_made_are_left_out_of_each_batch
     code, out = run("assign", *first, tmp_path / "s.kstate", tmp_path / "day1.csv", "--ignore-columns", "ticket",
                     "--out", tmp_path / "a3.csv")
     assert code == 1 and "hour" in out, out
+
+
+def test_a_state_made_from_rows_with_ids_names_every_row_by_them(d, tmp_path):
+    """Found by a helpdesk user: `kfree assign --all-rows` named the state's rows 0..n-1 only,
+    so after --recluster-affected the earlier tickets that moved could not be told by id. A state
+    made from a table with its own 'index' now keeps the ids; row numbers alone are no ids."""
+    X, new = np.load(d / "x.npy"), np.load(d / "new.npy")
+    cols = [f"f{j}" for j in range(X.shape[1])]
+    ids = [f"T-{i:04d}" for i in range(len(X) + len(new))]
+    pd.DataFrame(X, columns=cols).assign(index=ids[:len(X)]).to_csv(tmp_path / "day0.csv", index=False)
+    pd.DataFrame(new, columns=cols).assign(index=ids[len(X):]).to_csv(tmp_path / "day1.csv", index=False)
+    pd.DataFrame(new[:3], columns=cols).to_csv(tmp_path / "no_ids.csv", index=False)
+    pd.DataFrame(new[:3] + 0.5, columns=cols).assign(index=["T-0001", "N1", "N2"]).to_csv(
+        tmp_path / "reused.csv", index=False)
+    code, out = run("cluster", tmp_path / "day0.csv", "--threshold", TAU, "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "no_ids.csv", "--out", tmp_path / "x.csv")
+    one_line_error(code, out, "s.kstate names its rows by their ids: give no_ids.csv's rows theirs")
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "reused.csv", "--out", tmp_path / "x.csv")
+    one_line_error(code, out, "1 of the ids is already in the state ('T-0001')")
+    assert not (tmp_path / "x.csv").exists()
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day1.csv", "--recluster-affected", "--all-rows",
+                    "--out", tmp_path / "all.csv")
+    assert code == 0, out
+    every = pd.read_csv(tmp_path / "all.csv")
+    assert list(every.columns) == ["index", "cluster", "row"] and every["index"].tolist() == ids
+    ref = ClusterState.fit(X, float(TAU))
+    assign(ref, new, recluster_affected=True)
+    np.testing.assert_array_equal(every["cluster"], ref.labels)
+    # a table whose 'index' is only its row numbers keeps no ids: each day's file may repeat them
+    pd.DataFrame(X, columns=cols).assign(index=range(len(X))).to_csv(tmp_path / "rows.csv", index=False)
+    pd.DataFrame(new, columns=cols).assign(index=range(len(new))).to_csv(tmp_path / "rows1.csv", index=False)
+    code, out = run("cluster", tmp_path / "rows.csv", "--threshold", TAU, "--out", tmp_path / "c2.csv",
+                    "--state", tmp_path / "s2.kstate")
+    assert code == 0 and ClusterState.load(tmp_path / "s2.kstate").ids is None, out
+    code, out = run("assign", tmp_path / "s2.kstate", tmp_path / "rows1.csv", "--all-rows", "--out", tmp_path / "a2.csv")
+    assert code == 0 and list(pd.read_csv(tmp_path / "a2.csv").columns) == ["row", "cluster"], out
 
 
 def test_a_few_rows_equal_to_held_ones_are_added_with_a_warning(d, tmp_path):

@@ -371,3 +371,38 @@ def test_a_batch_of_no_rows_adds_nothing(recluster_affected):
     assert state.meta == before[2]
     with pytest.raises(DataError, match="X_new has 3 features but the cluster state has 4"):
         assign(state, np.zeros((0, 3), np.float32))
+
+
+@pytest.mark.parametrize("kind", ["text", "numbers"])
+def test_a_state_keeps_its_rows_ids_through_assign_and_save(tmp_path, kind):
+    """Found by a helpdesk user: a state named its rows only by position, so after
+    --recluster-affected the earlier tickets that changed cluster could not be told by id."""
+    rng = np.random.default_rng(7)
+    X, X2, X3 = blobs(rng, 60), blobs(rng, 8), blobs(rng, 3)
+    make = (lambda a, b: [f"T-{i:03d}" for i in range(a, b)]) if kind == "text" else (lambda a, b: np.arange(a, b) * 10)
+    state = ClusterState.fit(X, 0.5, ids=make(0, 60))
+    assert state.ids.dtype.kind == ("U" if kind == "text" else "i")
+    plain = ClusterState.fit(X, 0.5)
+    # ids change nothing in the clustering: the same labels with and without them
+    np.testing.assert_array_equal(assign(state, X2, ids=make(60, 68), recluster_affected=True),
+                                  assign(plain, X2, recluster_affected=True))
+    np.testing.assert_array_equal(state.labels, plain.labels)
+    back = ClusterState.load(state.save(tmp_path / "s.kstate"))
+    np.testing.assert_array_equal(back.ids, np.asarray(make(0, 68)))
+    before = (back.X.copy(), back.labels.copy())
+    with pytest.raises(DataError, match=r"1 of the ids is already in the state \('?(T-005|50)'?\)"):
+        assign(back, X3, ids=[*make(70, 72), make(5, 6)[0]])
+    with pytest.raises(DataError, match="ids repeat"):
+        assign(back, X3, ids=[*make(70, 72), make(70, 71)[0]])
+    with pytest.raises(DataError, match="the state names its rows by their ids"):
+        assign(back, X3)
+    with pytest.raises(DataError, match="ids are .* but the state's ids are"):
+        assign(back, X3, ids=[1, 2, 3] if kind == "text" else ["a", "b", "c"])
+    with pytest.raises(DataError, match="keeps no ids"):
+        assign(plain, X3, ids=make(70, 73))
+    np.testing.assert_array_equal(back.X, before[0])  # a refused batch leaves the state as it was
+    np.testing.assert_array_equal(back.labels, before[1])
+    assign(back, X3, ids=make(70, 73))
+    assert back.ids.shape == (71,) and back.ids[-1] == np.asarray(make(72, 73))[0]
+    with pytest.raises(DataError, match="ids must be 60 whole numbers or texts"):
+        ClusterState.fit(X, 0.5, ids=np.arange(59))

@@ -45,12 +45,13 @@ def check_state_request(state: Path | None, method: str, n_clusters: int | None,
 
 def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float | None, state_path: Path,
                         data_path: Path, columns: list[str] | None = None,
-                        ignored: tuple[str, ...] = ()) -> tuple[Any, Any]:
+                        ignored: tuple[str, ...] = (), ids: Any = None) -> tuple[Any, Any]:
     """Cluster ``X`` with the model's complete-linkage rule (:meth:`ClusterLearner.state_rule`:
     the chosen rule, or for a chosen Ward cut the best validated complete-linkage cut of the same
     features; ``threshold`` overrides its value) and save the state of the embedding rows (with
     the hashes of ``X``'s rows, and the names of its ``columns`` and the ``ignored`` ones when it
-    came from a table: ``kfree assign`` leaves the same columns out of each batch).
+    came from a table: ``kfree assign`` leaves the same columns out of each batch; and the rows'
+    ``ids``, the table's own 'index' values, when it has them).
 
     Returns ``(labels, rule)``; the caller reports the rule when it is not the chosen one."""
     from ..cluster.incremental import ClusterState, row_hashes
@@ -72,19 +73,39 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
                       "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
                       "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage},
             "feature_names": columns, **table_columns(columns, ignored)}
-    ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X)).save(state_path, overwrite=True)
+    ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X), ids=own_ids(ids, len(Z))).save(state_path, overwrite=True)
     return est.labels_, rule
 
 
+def own_ids(index: Any, n: int) -> Any:
+    """The ids a state keeps of a table's rows: its 'index' values, unless they are only its row
+    numbers 0..n-1 (each day's file would repeat them), as in the clusters file (None: no ids)."""
+    from ..evaluate.compare import index_columns
+
+    return index_columns(index, n).get("index")
+
+
+def state_rows(state: Any) -> dict[str, Any]:
+    """The columns naming every row of ``state`` in ``kfree assign --all-rows`` (keyword
+    arguments of ``write_predictions``): each row's id and its row in the state when it keeps ids,
+    else the row alone (a row number is never written as an 'index', which would be joined to a
+    table's own ids)."""
+    import numpy as np
+
+    if state.ids is None:
+        return {"index_column": "row"}
+    return {"index": state.ids, "row": np.arange(state.n_samples)}
+
+
 def save_plain_state(estimator: Any, X: Any, state_path: Path, columns: list[str] | None = None,
-                     ignored: tuple[str, ...] = ()) -> None:
+                     ignored: tuple[str, ...] = (), ids: Any = None) -> None:
     """Save the state of a model-free ``kfree cluster DATA --threshold T`` fit (with the names of
-    its feature ``columns`` when DATA is a table: a batch's columns are then taken by name; and
-    the ``ignored`` ones)."""
+    its feature ``columns`` when DATA is a table: a batch's columns are then taken by name; the
+    ``ignored`` ones; and the rows' ``ids``, DATA's own 'index' values, when it has them)."""
     from ..cluster.incremental import ClusterState
 
-    ClusterState.from_fit(estimator, X, meta={"feature_names": columns, **table_columns(columns, ignored)}
-                          ).save(state_path, overwrite=True)
+    ClusterState.from_fit(estimator, X, meta={"feature_names": columns, **table_columns(columns, ignored)},
+                          ids=own_ids(ids, len(X))).save(state_path, overwrite=True)
 
 
 def table_columns(columns: list[str] | None, ignored: tuple[str, ...]) -> dict[str, list[str]]:
@@ -197,8 +218,8 @@ def assign(
         help="Write the updated state here instead of replacing STATE.")] = None,
     all_rows: Annotated[bool, typer.Option(
         "--all-rows", help="Write every row of the state to --out as row,cluster (row = row of the state: "
-                           "earlier rows first, then NEW_FILE's; the state keeps no 'index' values), not only "
-                           "the new ones.")] = False,
+                           "earlier rows first, then NEW_FILE's), with each row's id in 'index' when the state "
+                           "keeps ids (made from rows with ids), not only the new ones.")] = False,
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
     ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
@@ -225,7 +246,7 @@ def assign(
     quiet day's batch) writes an --out without rows and leaves STATE as it was.
     """
     with cli_errors(), contextlib.ExitStack() as hold:
-        from ..exceptions import ConfigError, ModelError
+        from ..exceptions import ConfigError, DataError, ModelError
         from ..utils.io import array_sha256, check_output, file_sha256
 
         if out is None:
@@ -283,7 +304,7 @@ def assign(
                           "(--ignore-columns names others)", soft_wrap=True, highlight=False)
         if data.n_samples == 0:  # a quiet day's batch: a scheduled job goes on, and the state holds no empty batch
             if all_rows:
-                write_predictions(out, state.labels, index_column="row")
+                write_predictions(out, state.labels, **state_rows(state))
             else:
                 write_predictions(out, np.empty(0, dtype=np.int64), y=data.y, **index_columns(data.index, 0))
             console.print(f"{new_path.name} has no rows: nothing to assign; {state_path.name} is unchanged "
@@ -293,6 +314,9 @@ def assign(
                 state.save(state_out, overwrite=True)
                 console.print(f"state written: [bold]{escape(str(state_out))}[/bold]")
             return
+        if state.ids is not None and data.index is None:
+            raise DataError(f"{state_path.name} names its rows by their ids: give {new_path.name}'s rows theirs (an "
+                            "'index' column, or the ids `kfree encode texts --id-column` keeps)")
         batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": array_sha256(data.X)}
         seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
         hashes = row_hashes(data.X)
@@ -331,7 +355,8 @@ def assign(
             with _limit_threads():
                 Z = learner.transform(data.X[fresh]) if model is not None else data.X[fresh]
                 labels[fresh] = assign_rows(state, Z, recluster_affected=recluster_affected,
-                                            input_hashes=hashes[fresh])
+                                            input_hashes=hashes[fresh],
+                                            ids=None if state.ids is None else data.index[fresh])
             state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
         if fresh.size < data.n_samples:  # (after the assign: --recluster-affected may have moved the twins)
             labels[held] = state.labels[twins]
@@ -341,8 +366,8 @@ def assign(
         target = state_out if state_out is not None else state_path
         pending = out.with_name(f".{out.name}.pending{out.suffix}")
         try:
-            if all_rows:  # rows of the state, which keeps no table's own 'index' values: never an 'index'
-                write_predictions(pending, state.labels, index_column="row")
+            if all_rows:
+                write_predictions(pending, state.labels, **state_rows(state))
             else:
                 write_predictions(pending, labels, y=data.y, **index_columns(data.index, data.n_samples),
                                   photo=photo_paths(new_path))

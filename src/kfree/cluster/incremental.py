@@ -122,7 +122,7 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = "kfree-cluster-state/1"
 _ARRAYS = ("X", "labels", "components", "origin", "centres", "radii", "sizes")
 #: arrays a state may hold (states written before them have none)
-_OPTIONAL_ARRAYS = ("row_hashes",)
+_OPTIONAL_ARRAYS = ("row_hashes", "ids")
 #: relative slack of the triangle-inequality bounds: far above the float64 rounding of the GEMM
 #: (~1e-14), so a bound never excludes a cluster it should keep; it only costs exact checks
 _BOUND_SLACK = 1e-7
@@ -172,11 +172,15 @@ class ClusterState:
         output can differ in the last bits with the batch it is computed in), so that a batch
         holding rows the state already has is recognised (:meth:`held`); None in states
         written before them.
+    ids : ndarray of shape (n_samples,), int64 or str, or None
+        Each row's own id (a ticket's, a photo's), distinct, when the rows were given with ids:
+        a state's rows are then named by them (``kfree assign --all-rows``), not only by their
+        position, and a batch reusing an id is refused.
     meta : dict — ``model`` (or None), ``created``, ``updated``, ``versions``, ``assigns``.
     """
 
     def __init__(self, *, X, labels, components, threshold, distance, linkage, origin, centres,
-                 radii, sizes, next_component, meta=None, row_hashes=None) -> None:
+                 radii, sizes, next_component, meta=None, row_hashes=None, ids=None) -> None:
         self.X = X
         self.labels = labels
         self.components = components
@@ -189,6 +193,7 @@ class ClusterState:
         self.sizes = sizes
         self.next_component = int(next_component)
         self.row_hashes = row_hashes
+        self.ids = ids
         self.meta = dict(meta or {})
         self._csr: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -244,7 +249,7 @@ class ClusterState:
     @classmethod
     def fit(cls, X: Any, threshold: float, *, distance: str = "sqeuclidean",
             memory_limit: float | None = None, hook: Callable[..., None] | None = None,
-            meta: dict | None = None) -> ClusterState:
+            meta: dict | None = None, ids: Any = None) -> ClusterState:
         """Cluster ``X`` (n, d) with complete linkage at ``threshold`` and keep the result as a
         state (shorthand for :meth:`from_fit` of a fresh ThresholdAgglomerative)."""
         from .threshold_hac import ThresholdAgglomerative
@@ -252,11 +257,12 @@ class ClusterState:
         rows = check_features(X, min_samples=1)
         est = ThresholdAgglomerative(threshold, linkage="complete", distance=distance,
                                      memory_limit=memory_limit).fit(rows, hook=hook)
-        return cls.from_fit(est, X, hook=hook, meta=meta)  # (X as given: a DataFrame's names are kept)
+        return cls.from_fit(est, X, hook=hook, meta=meta, ids=ids)  # (X as given: a DataFrame's names kept)
 
     @classmethod
     def from_fit(cls, estimator: Any, X: Any, *, hook: Callable[..., None] | None = None,
-                 meta: dict | None = None, input_hashes: np.ndarray | None = None) -> ClusterState:
+                 meta: dict | None = None, input_hashes: np.ndarray | None = None,
+                 ids: Any = None) -> ClusterState:
         """The state of a fitted :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative`.
 
         Parameters
@@ -273,6 +279,9 @@ class ClusterState:
         input_hashes : ndarray of shape (n_samples,), optional
             :func:`row_hashes` of the rows as the user gave them, when ``X`` is their embedding
             (default: those of ``X``).
+        ids : array-like of shape (n_samples,), optional
+            Each row's own id (whole numbers or text, distinct): the state keeps them, and each
+            later batch must give its rows' ids (see :func:`assign`).
         """
         labels = getattr(estimator, "labels_", None)
         if labels is None:
@@ -318,8 +327,9 @@ class ClusterState:
         if hashes.shape != (X.shape[0],):
             raise DataError(f"input_hashes has shape {hashes.shape} but X has {X.shape[0]} rows: pass the "
                             "row_hashes of the rows X embeds")
+        ids = None if ids is None else _check_ids(ids, X.shape[0], "ids")
         self = cls._build(X, first_seen_labels(labels), tau, distance, hook, meta, coarse=coarse)
-        self.row_hashes = hashes
+        self.row_hashes, self.ids = hashes, ids
         return self
 
     @classmethod
@@ -456,7 +466,7 @@ class ClusterState:
                        centres=arrays["centres"].astype(np.float64), radii=arrays["radii"].astype(np.float64),
                        sizes=arrays["sizes"].astype(np.int64), next_component=int(header["next_component"]),
                        meta={k: v for k, v in header.items() if k not in fields},
-                       row_hashes=arrays.get("row_hashes"))
+                       row_hashes=arrays.get("row_hashes"), ids=arrays.get("ids"))
             if self.row_hashes is None and not self.meta.get("model"):  # written before row hashes:
                 self.row_hashes = row_hashes(self.X)  # a model-free state's rows are the rows as given
         except (KeyError, TypeError, ValueError) as e:
@@ -484,6 +494,8 @@ class ClusterState:
             problems.append("component ids outside 0..next_component-1")
         if self.row_hashes is not None and (self.row_hashes.shape != (n,) or self.row_hashes.dtype != np.uint64):
             problems.append("row_hashes do not match the rows")
+        if self.ids is not None and (self.ids.shape != (n,) or self.ids.dtype.kind not in "iU"):
+            problems.append("ids do not match the rows")
         if self.linkage != "complete":
             problems.append(f"linkage {self.linkage!r} (only complete is supported)")
         if not (math.isfinite(self.threshold) and self.threshold > 0):
@@ -491,6 +503,29 @@ class ClusterState:
         if problems:
             raise ClusterStateError(f"{name} is a damaged cluster state: {'; '.join(problems)}; recreate it "
                                     "with `kfree cluster --state`")
+
+
+def _check_ids(ids: Any, n: int, name: str, held: np.ndarray | None = None) -> np.ndarray:
+    """``ids`` as a state keeps them: n distinct whole numbers (int64) or texts (a fixed-width str
+    array, no pickle), none of them among ``held`` (the state's), else a DataError naming one."""
+    a = np.asarray(ids)
+    if a.dtype.kind == "O" and all(isinstance(v, str) for v in a.tolist()):
+        a = a.astype(str)
+    if a.shape != (n,) or a.dtype.kind not in "iuU":
+        raise DataError(f"{name} must be {n} whole numbers or texts, one per row (got {a.dtype} of shape {a.shape})")
+    a = a.astype(np.int64) if a.dtype.kind in "iu" else a
+    if held is not None and held.size and (held.dtype.kind == "U") != (a.dtype.kind == "U"):
+        raise DataError(f"{name} are {'texts' if a.dtype.kind == 'U' else 'numbers'} but the state's ids are "
+                        f"{'texts' if held.dtype.kind == 'U' else 'numbers'} (e.g. {held[0].item()!r}): give "
+                        "the ids of the same kind")
+    values, counts = np.unique(a, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(f"{name} repeat {values[counts > 1][0].item()!r}: give each row its own id")
+    if held is not None and (again := np.intersect1d(values, held)).size:
+        raise DataError(f"{again.size:,} of the {name} {'is' if again.size == 1 else 'are'} already in the state "
+                        f"({', '.join(repr(v) for v in again[:5].tolist())}"
+                        f"{'…' if again.size > 5 else ''}): give new rows new ids")
+    return a
 
 
 def _float_rows(X: np.ndarray) -> np.ndarray:
@@ -640,7 +675,8 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np
 
 
 def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
-           hook: Callable[..., None] | None = None, input_hashes: np.ndarray | None = None) -> np.ndarray:
+           hook: Callable[..., None] | None = None, input_hashes: np.ndarray | None = None,
+           ids: Any = None) -> np.ndarray:
     """Add the rows ``X_new`` to ``state`` (updated in place); returns their labels.
 
     Parameters
@@ -660,6 +696,9 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
         :func:`row_hashes` of the rows as the user gave them, when ``X_new`` is their embedding
         (default: those of ``X_new``). Rows the state already holds are added again (check
         :meth:`ClusterState.held` first to refuse them).
+    ids : array-like of shape (n_new,), optional
+        The new rows' own ids, required by a state that keeps ids (:attr:`ClusterState.ids`) and
+        refused by one that does not; each must be new to the state.
 
     Returns
     -------
@@ -686,6 +725,11 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
                         "embed the new rows the way the state's rows were (same model, same features)")
     if state.distance == "cosine" and (np.linalg.norm(np.asarray(X_new, dtype=np.float64), axis=1) == 0).any():
         raise DataError("cosine distance is undefined for all-zero rows of X_new; drop them first")
+    if (ids is None) != (state.ids is None):
+        raise DataError("the state names its rows by their ids: give the new rows' ids" if ids is None else
+                        "the state keeps no ids (it was made without them): leave ids out")
+    if ids is not None:
+        ids = _check_ids(ids, X_new.shape[0], "ids", held=state.ids)
     if X_new.shape[0] == 0:  # a batch of no rows (a quiet day): nothing to add, and nothing recorded
         return np.empty(0, dtype=np.int64)
     tau = state.threshold
@@ -734,6 +778,8 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     state.X = np.concatenate([state.X, X_new])
     if hashes is not None:
         state.row_hashes = np.concatenate([state.row_hashes, hashes])
+    if ids is not None:
+        state.ids = np.concatenate([state.ids, ids])
     state.labels = labels_all
     state.components = np.concatenate([comps, new_comp])
     state.next_component = next_comp
