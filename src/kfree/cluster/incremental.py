@@ -89,7 +89,8 @@ model file's name, SHA-256, the features it clusters and its threshold), ``creat
 ``updated``, ``versions``, ``assigns`` (how many batches were added). Arrays: ``X`` (n, d, as
 clustered: float32 from a model), ``labels`` (n,) int64, ``components`` (n,) int64, ``origin``
 (d,) float64, ``centres`` (next_label, d) float64, ``radii`` (next_label,) float64, ``sizes``
-(next_label,) int64. :meth:`ClusterState.save` writes a temporary file beside the target and
+(next_label,) int64; optional ``row_hashes`` (n,) uint64 and ``ids`` (n,) int64 or str (a state
+without them was written before them, or from rows without ids). :meth:`ClusterState.save` writes a temporary file beside the target and
 renames it over the target only once it is complete (the zip's checksums catch a damaged
 file), so a reader sees the old state or the new one, never a half-written one; an existing
 file is replaced only with ``overwrite=True``.
