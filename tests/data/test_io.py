@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfree.data.io import load_features, load_labels, read_table
+from kfree.data.io import load_features, load_labels, parquet_files, read_table
 from kfree.exceptions import DataError, DataFileNotFoundError
 
 
@@ -356,3 +356,15 @@ def test_a_read_error_without_a_message_is_named_by_its_type(tmp_path, monkeypat
     monkeypatch.setattr(pd, "read_parquet", fail)
     with pytest.raises(DataError, match=r"^cannot read t\.parquet as parquet: OSError$"):
         read_table(p)
+
+
+def test_parquet_files_opens_a_file_or_a_folders_files_and_names_the_one_it_cannot(tmp_path):
+    pd.DataFrame({"a": [1.0]}).to_parquet(tmp_path / "b.parquet")
+    pd.DataFrame({"a": [2.0]}).to_parquet(tmp_path / "a.parquet")
+    assert [(f.name, pf.metadata.num_rows) for f, pf in parquet_files(tmp_path)] == [("a.parquet", 1), ("b.parquet", 1)]
+    (tmp_path / "c.parquet").write_text("not parquet")
+    with pytest.raises(DataError, match=r"^cannot read c\.parquet as Parquet: "):
+        list(parquet_files(tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty holds no \.parquet files$"):
+        list(parquet_files(tmp_path / "empty"))

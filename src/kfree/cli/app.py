@@ -607,21 +607,16 @@ def _parquet_index(path: Path):
     them), checked as :func:`kfree.data.io.load_features` checks a table's; None without one. Only
     that column is read here: the features stay with the workers."""
     import pandas as pd
-    import pyarrow.parquet as pq
 
-    from ..data.io import check_index
+    from ..data.io import check_index, parquet_errors, parquet_files
 
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     parts, without = [], []
-    for f in files:
-        try:
-            pf = pq.ParquetFile(f)
+    for f, pf in parquet_files(path):
+        with parquet_errors(f):
             if "index" in pf.schema_arrow.names:
                 parts.append(pf.read(columns=["index"]).column("index").to_pandas())
             else:
                 without.append(f.name)
-        except Exception as e:
-            raise DataError(f"cannot read {f.name} as Parquet: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
     if not parts:
         return None
     if without:

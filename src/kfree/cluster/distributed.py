@@ -235,17 +235,10 @@ def _source(X: Any, client, chunk_rows: int, dtype=None) -> _Source:
 
 
 def _parquet_source(p: Path, client, dtype=None) -> _Source:
-    import pyarrow.parquet as pq
+    from ..data.io import parquet_files
 
-    files = sorted(p.glob("*.parquet")) if p.is_dir() else [p]
-    if not files:
-        raise DataError(f"{p} holds no .parquet files")
     futs, n, cols = [], 0, None
-    for f in files:
-        try:
-            meta = pq.ParquetFile(f)
-        except Exception as e:
-            raise DataError(f"cannot read {f.name} as Parquet: {first_line(e)}") from None
+    for f, meta in parquet_files(p):
         schema = meta.schema_arrow
         # a DataFrame's index written by pandas (e.g. __index_level_0__) names rows, as an 'index'
         # column does: not a feature (the local reader restores it as the index)

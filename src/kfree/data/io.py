@@ -9,6 +9,7 @@ what was wrong and what to do.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,29 @@ def read_table(p: Path, columns: list[str] | None = None, *, ids: str = "index")
 
 
 #: how a missing number is written by R, Excel, pandas and numpy (pandas' own default list)
+@contextlib.contextmanager
+def parquet_errors(f: Path):
+    """An error in the block is a one-line DataError saying ``f`` cannot be read as Parquet."""
+    try:
+        yield
+    except Exception as e:
+        raise DataError(f"cannot read {f.name} as Parquet: {first_line(e)}") from None
+
+
+def parquet_files(path: Path):
+    """``(file, pyarrow ParquetFile)`` for ``path``, or for each ``*.parquet`` of a folder in name
+    order, opened one at a time; a folder without any is a DataError."""
+    import pyarrow.parquet as pq
+
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"{path} holds no .parquet files")
+    for f in files:
+        with parquet_errors(f):
+            pf = pq.ParquetFile(f)
+        yield f, pf
+
+
 MISSING_NUMBER = ("NA", "N/A", "n/a", "NaN", "nan", "-nan", "-NaN", "NULL", "null", "None", "#N/A", "<NA>")
 
 
