@@ -23,7 +23,9 @@ from .columns import (
     link_pairs,
     model_rows,
 )
-from .console import (
+from .console import (  # (_STATE and _limit_threads live there; cli/assign.py imports them from here)
+    _STATE,
+    _limit_threads,
     cli_errors,
     console,
     err_console,
@@ -32,9 +34,6 @@ from .console import (
     progress_hook,
     setup_logging,
 )
-
-#: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
-_STATE: dict[str, int | None] = {"threads": None}
 
 app = typer.Typer(
     name="kfree",
@@ -81,7 +80,7 @@ def _register_experiments() -> None:
 _register_experiments()
 
 
-def _register_assign() -> None:
+def _register_commands() -> None:
     """Attach ``kfree assign`` (incremental clustering, kfree.cli.assign), ``kfree embed`` (a
     model's rows for back-ends that take features as they are, kfree.cli.embed), ``kfree
     report`` (a page to look at a clustering, kfree.cli.report) and ``kfree encode`` (photos and
@@ -97,7 +96,7 @@ def _register_assign() -> None:
     app.add_typer(encode_app, name="encode")
 
 
-_register_assign()
+_register_commands()
 
 EVAL_COLUMNS = [("n_samples", "items"), ("n_true", "true #"), ("n_clusters", "#clusters"), ("nmi", "NMI"),
                 ("wcp", "WCP"), ("acc", "ACC"), ("ari", "ARI"), ("pairwise_precision", "pair P"),
@@ -125,17 +124,6 @@ def _main(
 ) -> None:
     setup_logging(verbose, quiet)
     _STATE["threads"] = threads
-
-
-def _limit_threads(*, torch: bool | None = None):
-    """The thread scope of a command's work: torch 1 thread (MLP heads on feature vectors gain
-    nothing from more, and stall when a core is busy), BLAS/OpenMP/numba the budget.
-
-    ``torch=True`` for commands that train: torch is imported only inside ``fit``, after the
-    scope opens (see kfree.utils.threads; results/benchmarks/threads.md measures it)."""
-    from ..utils.threads import limit_threads
-
-    return limit_threads(_STATE["threads"], torch_threads=1, torch=torch, numba=True)
 
 
 @app.command()

@@ -26,6 +26,9 @@ console = Console(stderr=False, highlight=False, width=_WIDTH)
 err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
+#: set by the global ``--threads`` option; None = the default budget (see kfree.utils.threads)
+_STATE: dict[str, int | None] = {"threads": None}
+
 #: libraries that set their own loggers' level (distributed: INFO, when it is imported); the CLI
 #: holds them to its own level, so a Dask run does not print ~30 INFO lines at the default level
 LIBRARY_LOGGERS = ("distributed",)
@@ -224,6 +227,17 @@ def metrics_table(title: str, rows: list[dict[str, Any]], columns: list[tuple[st
     for row in rows:
         table.add_row(*metric_cells(row, columns))
     return table
+
+
+def _limit_threads(*, torch: bool | None = None):
+    """The thread scope of a command's work: torch 1 thread (MLP heads on feature vectors gain
+    nothing from more, and stall when a core is busy), BLAS/OpenMP/numba the budget.
+
+    ``torch=True`` for commands that train: torch is imported only inside ``fit``, after the
+    scope opens (see kfree.utils.threads; results/benchmarks/threads.md measures it)."""
+    from ..utils.threads import limit_threads
+
+    return limit_threads(_STATE["threads"], torch_threads=1, torch=torch, numba=True)
 
 
 @contextlib.contextmanager

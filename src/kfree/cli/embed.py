@@ -16,7 +16,7 @@ import typer
 
 from ..exceptions import ConfigError, DataError
 from .columns import IGNORE_HELP, ignored, model_rows
-from .console import cli_errors, console
+from .console import _limit_threads, cli_errors, console
 
 
 def _as_float16(Z):
@@ -56,7 +56,6 @@ def embed(
         from ..data.io import load_features
         from ..learner import ClusterLearner
         from ..utils.io import atomic_path, check_output
-        from .app import _limit_threads
 
         if out is None:
             raise ConfigError("say where to write the rows: --out embeddings.npy")

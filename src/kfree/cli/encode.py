@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from ..exceptions import ConfigError, DataError, OutputError
-from .console import cli_errors, console, err_console, progress_hook
+from .console import _STATE, _limit_threads, cli_errors, console, err_console, progress_hook
 
 encode_app = typer.Typer(
     help="Turn photos (faces) or texts into feature vectors with a pretrained encoder, offline.",
@@ -182,7 +182,6 @@ def faces(
         from ..embed.pretrained import FaceEncoder
         from ..report.figures import plural
         from ..utils.threads import thread_budget
-        from .app import _STATE, _limit_threads
 
         out = _check_out(out, [p for p in photos if p.is_file()], force)
         if 0 < max_side < 64:
@@ -296,7 +295,6 @@ def texts(
         from ..embed.pretrained import TextEncoder
         from ..report.figures import plural
         from ..utils.threads import limit_threads
-        from .app import _STATE
 
         p = check_path(data, (".txt", *TABLES), wrong_format=f"{data.name}: give the texts as a .txt (one per "
                                                               f"line) or a .csv/.parquet with a text column")
