@@ -61,7 +61,7 @@ def _worker(setting: str, epochs: int) -> None:
     from kfree.utils.threads import limit_threads
 
     ds = load_builtin("att_faces", with_images=False)
-    from kfree.cli.app import _limit_threads  # exactly what `kfree train` / `cluster` / `demo` use
+    from kfree.cli.console import _limit_threads  # what `kfree train` / `cluster` / `demo` use
 
     scope = {"none": contextlib.nullcontext(None), "kfree": _limit_threads(torch=True), "one": limit_threads(1)}[setting]
     with scope as limits:

@@ -23,7 +23,7 @@ from .columns import (
     link_pairs,
     model_rows,
 )
-from .console import (  # (_STATE and _limit_threads live there; cli/assign.py imports them from here)
+from .console import (
     _STATE,
     _limit_threads,
     cli_errors,

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from .columns import IGNORE_HELP, align_columns, ignored, model_rows
-from .console import cli_errors, console
+from .console import _limit_threads, cli_errors, console
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
               "adds new rows to (hac at a threshold, complete linkage; a model whose chosen rule is a Ward "
@@ -267,7 +267,6 @@ def assign(
         from ..data.io import load_features
         from ..evaluate.compare import index_columns, write_predictions
         from ..report.figures import plural
-        from .app import _limit_threads
 
         if state_path.is_file():  # (a missing one: ClusterState.load says so)
             hold.enter_context(locked_state(state_path))
