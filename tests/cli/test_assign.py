@@ -502,6 +502,9 @@ def test_a_state_made_from_rows_with_ids_names_every_row_by_them(d, tmp_path):
     ref = ClusterState.fit(X, float(TAU))
     assign(ref, new, recluster_affected=True)
     np.testing.assert_array_equal(every["cluster"], ref.labels)
+    # rows the state holds already need no ids: under --skip-held none is added
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "no_ids.csv", "--skip-held", "--out", tmp_path / "h.csv")
+    assert code == 0 and clusters(tmp_path / "h.csv").tolist() == every["cluster"].tolist()[len(X):len(X) + 3], out
     # a table whose 'index' is only its row numbers keeps no ids: each day's file may repeat them
     pd.DataFrame(X, columns=cols).assign(index=range(len(X))).to_csv(tmp_path / "rows.csv", index=False)
     pd.DataFrame(new, columns=cols).assign(index=range(len(new))).to_csv(tmp_path / "rows1.csv", index=False)

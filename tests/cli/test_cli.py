@@ -347,7 +347,8 @@ def test_more_of_what_a_table_may_hold(files):
     code, out = run("cluster", files / "tix.kfree", files / "tix.csv", "--ignore-columns", "ticket_id", "--out",
                     files / "tix_m.csv", "--state", files / "tix.kstate")
     assert code == 0, out
-    new.iloc[:5][[f"f{i}" for i in range(12)][::-1]].assign(ticket_id=1).to_csv(files / "more.csv", index=False)
+    new.iloc[:5][[f"f{i}" for i in range(12)][::-1]].assign(ticket_id=1, index=[f"m{i}" for i in range(5)]).to_csv(
+        files / "more.csv", index=False)
     code, out = run("assign", files / "tix.kfree", files / "tix.kstate", files / "more.csv", "--ignore-columns",
                     "ticket_id", "--out", files / "more_c.csv")  # its rows, reordered, are known
     assert code == 1 and "5 of the 5 rows of more.csv are already in tix.kstate" in out, out

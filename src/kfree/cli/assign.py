@@ -313,9 +313,6 @@ def assign(
                 state.save(state_out, overwrite=True)
                 console.print(f"state written: [bold]{escape(str(state_out))}[/bold]")
             return
-        if state.ids is not None and data.index is None:
-            raise DataError(f"{state_path.name} names its rows by their ids: give {new_path.name}'s rows theirs (an "
-                            "'index' column, or the ids `kfree encode texts --id-column` keeps)")
         batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": array_sha256(data.X)}
         seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
         hashes = row_hashes(data.X)
@@ -348,6 +345,9 @@ def assign(
             fresh = np.setdiff1d(fresh, held)
             order = np.argsort(state.row_hashes, kind="stable")  # each held row's equal in the state
             twins = order[np.searchsorted(state.row_hashes[order], hashes[held])]
+        if state.ids is not None and data.index is None and fresh.size:
+            raise DataError(f"{state_path.name} names its rows by their ids: give {new_path.name}'s rows theirs (an "
+                            "'index' column, or the ids `kfree encode texts --id-column` keeps)")
         n_before, k_before = state.n_samples, state.next_label
         labels = np.empty(data.n_samples, dtype=np.int64)
         if fresh.size:  # (none for a retried batch under --skip-held)
