@@ -241,17 +241,22 @@ def test_one_large_ball_goes_dense_and_is_not_refused(monkeypatch):
     import kfree.cluster.threshold_hac as th
 
     rng = np.random.default_rng(2)
-    X = (rng.normal(size=(6000, 8)) * 0.05 + 1.0).astype(np.float32)  # every pair within the cut
-    edges_gib = 6000 * 5999 / 2 * th.BYTES_PER_EDGE / 2**30  # ~0.8 GiB of τ-edges, 0.13 condensed
+    X = (rng.normal(size=(5000, 8)) * 0.05 + 1.0).astype(np.float32)  # every pair within the cut
+    part = X[:1500]
+    # the limit is relative to the ball's size: the refusal and the fit happen at any size (from
+    # DENSE_BATCH_MIN points); 1500 points: ~0.05 GiB of τ-edges, 0.008 condensed
+    edges_gib = 1500 * 1499 / 2 * th.BYTES_PER_EDGE / 2**30
     dense_calls = []
     real = th._dense_component_merges
     monkeypatch.setattr(th, "_dense_component_merges", lambda *a: dense_calls.append(1) or real(*a))
-    m = ThresholdAgglomerative(1.0, algorithm="sparse", memory_limit=edges_gib / 2).fit(X)  # edges do not fit
+    m = ThresholdAgglomerative(1.0, algorithm="sparse", memory_limit=edges_gib / 2).fit(part)  # edges do not fit
     assert m.n_clusters_ == 1 and dense_calls
     dense_calls.clear()
-    assert ThresholdAgglomerative(1.0).fit(X).n_clusters_ == 1 and dense_calls  # dense τ-graph: dense route
+    # the default (auto) route from 5000 points (DENSE_MAX_SAMPLES; below, auto is dense HAC
+    # outright) is the τ-graph: a dense one goes the dense route
+    m = ThresholdAgglomerative(1.0).fit(X)
+    assert m.algorithm_ == "sparse" and m.n_clusters_ == 1 and dense_calls
     # and the route is exact where the cut splits the ball (half of all pairs within it: dense)
-    part = X[:1500]
     cut = float(np.median(pdist(part.astype(np.float64), "sqeuclidean")))
     dense_calls.clear()
     got = ThresholdAgglomerative(cut, algorithm="sparse").fit(part).labels_
