@@ -189,6 +189,9 @@ def main(out_dir: str) -> None:
     # then the command line in the same process: a second session, which must reuse the group
     # the first one started (starting a default group twice in a process hangs in torch)
     code = cli_train(Path(out_dir) / "d.npz", Path(out_dir) / "two.kfree")
+    import gc
+
+    gc.freeze()  # as the kfree command does at exit: no last collections over torch's objects
     sys.exit(code)
 
 
