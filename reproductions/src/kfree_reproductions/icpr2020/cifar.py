@@ -389,6 +389,8 @@ def decode_jpeg_tar(
                 seen += 1
                 if hook is not None and (seen % 5000 == 0 or seen == total):
                     hook("decode", completed=seen, total=total)
+                if not where:  # every listed image decoded: the rest of the tar is other splits
+                    break
     except tarfile.TarError as e:
         raise DataError(f"cannot read {tar_path} as a tar archive: {e}") from e
     if seen != total:
