@@ -552,7 +552,8 @@ def load_features(
                 "name the column 'index' if it names the rows")
         from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-        for c in [c for c in feat if df[c].dtype == object and _vectors(df[c])]:  # one vector per cell
+        vector_columns = [c for c in feat if df[c].dtype == object and _vectors(df[c], p, index)]
+        for c in vector_columns:  # one vector per cell
             import pandas as pd
 
             wide = np.stack([np.asarray(v, dtype=float) for v in df[c].to_numpy()])
@@ -563,6 +564,18 @@ def load_features(
             at = feat.index(c)
             df = df.drop(columns=c).join(pd.DataFrame(wide, columns=names, index=df.index))
             feat[at:at + 1] = names
+        if vector_columns and (others := [c for c in feat if not any(c.startswith(f"{v}[") for v in vector_columns)]):
+            # an embedding's features are its vectors: a price or a timestamp beside them would be
+            # one more dimension at its own scale, and decide every distance (found by a user trial:
+            # a price column beside 512-d photo embeddings made 29,471 photos one cluster)
+            import warnings
+
+            from ..exceptions import DataWarning
+
+            warnings.warn(f"{p.name}: the features are the vectors of {', '.join(map(repr, vector_columns))}; its "
+                          f"other columns {others[:6]}{'…' if len(others) > 6 else ''} are left out (--ignore-columns "
+                          f"{','.join(others[:6])} says so and silences this)", DataWarning, stacklevel=2)
+            feat = [c for c in feat if c not in others]
         non_num = [c for c in feat if not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])]
         if texts := [c for c in non_num if _holds_text(df[c])]:
             # leaving it out (the advice below) would cluster whatever numbers are left (a priority,
@@ -596,18 +609,33 @@ def load_features(
     return LabelledData(X=X, y=y, index=index, columns=columns)
 
 
-def _vectors(col) -> bool:
-    """A column whose every cell is a list or array of numbers, all of one length: the layout
-    Parquet files of embeddings often have (one ``embedding`` column); its entries are features."""
-    first = col.iloc[0]
-    if not isinstance(first, (list, tuple, np.ndarray)) or len(first) == 0:
+def _vectors(col, p: Path, index: np.ndarray | None = None) -> bool:
+    """Whether a column holds one vector of numbers per cell, all of one length: the layout
+    Parquet files of embeddings often have (one ``embedding`` column); its entries are features.
+    A column whose first filled cell is a vector but another cell is missing, of another length
+    or not numbers is a DataError naming that row: a failed embedding in a large batch is common,
+    and calling the whole column non-numeric sent users to leave their embeddings out."""
+    cells = col.to_numpy()
+    filled = [v for v in cells[:100] if v is not None and not (isinstance(v, float) and np.isnan(v))]
+    if not filled or not isinstance(filled[0], (list, tuple, np.ndarray)) or len(filled[0]) == 0:
         return False
-    n = len(first)
-    try:
-        return all(isinstance(v, (list, tuple, np.ndarray)) and len(v) == n
-                   and np.asarray(v).dtype.kind in "biuf" for v in col.to_numpy())
-    except (TypeError, ValueError):
-        return False
+    lengths = [len(v) if isinstance(v, (list, tuple, np.ndarray)) else -1 for v in cells]
+    n = max(set(lengths), key=lengths.count)  # the length most vectors have
+
+    def where(r: int) -> str:
+        return f"row {r}, from 0" + (f", id {np.asarray(index)[r].item()!r}" if index is not None else "")
+
+    if (bad := [r for r, k in enumerate(lengths) if k != n]):
+        r = bad[0]
+        what = "no vector" if lengths[r] == -1 else f"{lengths[r]} values"
+        raise DataError(f"{p.name}: column {col.name!r} holds vectors of {n} values, but {len(bad):,} of its rows "
+                        f"{'does' if len(bad) == 1 else 'do'} not (first: {where(r)}, {what}); drop those rows or "
+                        "give them their vectors")
+    for r, v in enumerate(cells):
+        if np.asarray(v).dtype.kind not in "biuf":
+            raise DataError(f"{p.name}: column {col.name!r} holds vectors, but the one of {where(r)} is not numbers; "
+                            "give every row a vector of numbers")
+    return True
 
 
 def _holds_text(col) -> bool:
