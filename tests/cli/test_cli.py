@@ -366,3 +366,34 @@ def test_a_vector_column_whose_entry_names_are_taken_is_one_line(files):
     pd.DataFrame({"emb": list(emb), "emb[0]": np.arange(4.0)}).to_parquet(files / "clash.parquet")
     code, out = run("cluster", files / "clash.parquet", "--threshold", "1", "--out", files / "x.csv")
     assert code == 1 and "column 'emb[0]' has one of those names; rename it" in out and out.count("\n") == 1, out
+
+
+def test_a_table_labelled_in_part_trains_on_its_labelled_rows(files):
+    """Found by a user trial: empty-string labels (how a labelling tool or an export writes "no
+    label") trained 3,000 unrelated photos as one identity, while null ones refused the whole
+    table without saying what to do. Both are now missing, and --labelled-only trains on the rest."""
+    from kfree.learner import ClusterLearner
+
+    df = pd.read_csv(files / "train.csv").astype({"person": str})
+    part = df.copy()
+    part.loc[part.index % 3 == 0, "person"] = ""  # a third unlabelled, as empty text
+    part.loc[part.index % 3 == 1, "person"] = "  "
+    part.loc[5, "person"] = None
+    part.to_parquet(files / "part.parquet")
+    n_blank = int(((part.index % 3) < 2).sum()) + 1  # (row 5 is one of the labelled third)
+    code, out = run("train", files / "part.parquet", "--label-column", "person", "--out", files / "p.kfree", *FAST)
+    assert code == 1 and out.count("\n") == 1 and (
+        f"part.parquet: {n_blank:,} of its {len(part):,} labels are missing (empty or blank); every row needs a "
+        "label; train on the labelled rows with --labelled-only") in out, out
+    code, out = run("train", files / "part.parquet", "--label-column", "person", "--labelled-only", "--out",
+                    files / "p.kfree", *FAST)
+    kept = len(part) - n_blank
+    assert code == 0 and f"training on the {kept:,} labelled rows of part.parquet ({n_blank:,} of its {len(part):,} " \
+                         "rows have no label)" in out and f"trained bcl on {kept} rows" in out, out
+    # the same model as training on those rows alone
+    part[part["person"].str.strip().fillna("") != ""].to_parquet(files / "only.parquet")
+    code, out = run("train", files / "only.parquet", "--label-column", "person", "--out", files / "o.kfree", *FAST)
+    assert code == 0, out
+    a, b = ClusterLearner.load(files / "p.kfree"), ClusterLearner.load(files / "o.kfree")
+    X = pd.read_csv(files / "new.csv").drop(columns="label").to_numpy(np.float32)
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))

@@ -195,6 +195,9 @@ def train(
     wrong_positives: Annotated[float, typer.Option(help="Fraction of positives drawn from another identity (--sampler triplets).")] = 0.0,
     wrong_negatives: Annotated[str, typer.Option(help="Fraction of negatives drawn from the anchor's identity, or 'random' (--sampler triplets).")] = "0",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    labelled_only: Annotated[bool, typer.Option("--labelled-only", help="Train on the rows that have a label and "
+                                                                        "pass over the others (an empty or blank "
+                                                                        "label is none); else every row needs one.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
@@ -222,8 +225,10 @@ def train(
         from ..learner import ClusterLearner
 
         data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
-                             labels_path=labels, require_labels=True, min_samples=2,
-                             ignore_columns=ignored(ignore_columns))
+                             labels_path=labels, require_labels=not labelled_only, min_samples=2,
+                             ignore_columns=ignored(ignore_columns), partial_labels=labelled_only)
+        if labelled_only:
+            data = labelled_rows(data, labelled_file)
         val = None if validation is None else load_features(
             validation, x_key=x_key, y_key=y_key, label_column=label_column, require_labels=True, min_samples=2,
             ignore_columns=ignored(ignore_columns), ignore_missing=True)
@@ -716,6 +721,27 @@ def _print_candidates(learner) -> None:
         console.print(table)
     style = "bold yellow" if learner.uses_raw_ or not learner.selection_.get("compared_with_raw") else "bold"
     console.print(f"[{style}]{learner.summary()}[/{style}]")
+
+
+def labelled_rows(data, path: Path):
+    """``kfree train --labelled-only``: the rows of ``data`` that have a label (a table labelled
+    in part, as a labelling tool leaves it), said in one line; none or one is a DataError."""
+    import numpy as np
+
+    from ..data.io import LabelledData
+
+    if data.y is None:
+        raise DataError(f"{path.name} has no labels: give its label column with --label-column (or --labels FILE)")
+    keep = np.array([v is not None for v in data.y.tolist()], dtype=bool)
+    if keep.sum() < 2:
+        raise DataError(f"{path.name} has {int(keep.sum())} labelled rows of {keep.size:,}; training needs at least 2")
+    if keep.all():
+        return data
+    console.print(f"training on the {int(keep.sum()):,} labelled rows of {path.name} ({int((~keep).sum()):,} of "
+                  f"its {keep.size:,} rows have no label)", highlight=False)
+    y = np.asarray(data.y[keep].tolist())  # (the labels' own type again: text or numbers)
+    return LabelledData(X=data.X[keep], y=y, index=None if data.index is None else data.index[keep],
+                        columns=data.columns)
 
 
 def _validation_plot_path(model_path: Path) -> Path:

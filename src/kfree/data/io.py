@@ -359,10 +359,17 @@ def read_npz(p: Path, keys: tuple[str, ...]) -> tuple[list[str], dict[str, np.nd
 
 def _check_labels(y: np.ndarray, n_rows: int, p: Path, *, partial: bool = False) -> np.ndarray:
     """Labels as a 1-d array of one row each, none missing (``partial``: missing ones kept as
-    None, for labels that are only carried along); mixed-type objects become text."""
+    None, for labels that are only carried along); mixed-type objects become text. An empty or
+    blank text label is missing, as an empty cell is: it is how labelling tools and exports often
+    write "no label", and as a label it made every unlabelled row one identity."""
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n_rows:
         raise DataError(f"{p.name}: {n_rows} feature rows but labels have shape {y.shape}")
+    if y.dtype.kind in "OU":
+        blank = np.array([isinstance(v, str) and not v.strip() for v in y.tolist()], dtype=bool)
+        if blank.any():
+            y = y.astype(object)
+            y[blank] = None
     if partial:
         import pandas as pd
 
@@ -380,7 +387,9 @@ def _check_labels(y: np.ndarray, n_rows: int, p: Path, *, partial: bool = False)
         import pandas as pd
 
         if pd.isna(y).any():
-            raise DataError(f"{p.name}: {int(pd.isna(y).sum())} labels are missing; every row needs a label")
+            raise DataError(f"{p.name}: {int(pd.isna(y).sum()):,} of its {y.size:,} labels are missing (empty or "
+                            "blank); every row needs a label" + ("; train on the labelled rows with --labelled-only"
+                                                                 if (~pd.isna(y)).sum() >= 2 else ""))
         y = y.astype(str)  # e.g. numbers and strings mixed in one column: compare them as text
     if y.dtype.kind not in "biufUSO":
         raise DataTypeError(f"{p.name}: labels of dtype {y.dtype} cannot be identities; use integers or text")
