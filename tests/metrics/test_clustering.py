@@ -114,3 +114,27 @@ def test_accuracy_of_a_large_table_is_matched_sparsely_to_the_same_value(monkeyp
     monkeypatch.undo()
     t = np.arange(60_000) % 6_000  # 6,000 classes of 10, every item its own cluster
     assert M.clustering_accuracy(t, np.arange(60_000)) == pytest.approx(0.1)
+
+
+def test_noise_labels_are_scored_as_singletons_and_said():
+    """Found by a user trial: scikit-learn's HDBSCAN writes -1 for noise, and scoring it as given
+    made every unclustered point one cluster (NMI 0.955 where kfree's own hdbscan method, whose
+    noise points are clusters of their own, scored 0.991 on the same run)."""
+    import warnings
+
+    from kfree.exceptions import DataWarning
+    from kfree.metrics import evaluate_clustering
+
+    y = np.repeat(np.arange(5), 4)
+    pred = y.copy()
+    pred[[0, 5, 10]] = -1
+    as_singletons = y.copy()
+    as_singletons[[0, 5, 10]] = [5, 6, 7]
+    with pytest.warns(DataWarning, match=r"3 of the 20 rows have a negative cluster label \(noise"):
+        got = evaluate_clustering(y, pred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        want = evaluate_clustering(y, as_singletons)
+    assert got == want and got["n_clusters"] == 8
+    with pytest.warns(DataWarning):
+        assert evaluate_clustering(y, np.full(20, -1))["n_clusters"] == 20  # all noise: 20 singletons, not 1

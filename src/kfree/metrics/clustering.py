@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
-from ..exceptions import DataError
+from ..exceptions import DataError, DataWarning
 
 
 def _check_labels(labels_true: Any, labels_pred: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -186,8 +186,30 @@ def n_clusters(labels: Any) -> int:
     return int(_codes(np.asarray(labels), "labels").max(initial=-1)) + 1
 
 
+def noise_as_singletons(labels_pred: Any) -> Any:
+    """Predicted labels with each negative one (-1: noise, as HDBSCAN and DBSCAN write it) made a
+    cluster of its own, with a :class:`~kfree.exceptions.DataWarning` saying how many. Scored as
+    given, -1 would be one cluster of every unclustered point: the same HDBSCAN run scored NMI
+    0.955 from scikit-learn's labels and 0.991 from kfree's ``hdbscan`` method, which gives noise
+    points clusters of their own. Other labels are returned as they are."""
+    a = np.asarray(labels_pred)
+    if a.dtype.kind not in "iuf" or a.size == 0 or not (a < 0).any():
+        return labels_pred
+    noise = a < 0
+    out = a.astype(np.int64) if a.dtype.kind != "f" else a.copy()
+    out[noise] = out[~noise].max(initial=-1) + 1 + np.arange(int(noise.sum()))
+    import warnings
+
+    warnings.warn(f"{int(noise.sum()):,} of the {a.size:,} rows have a negative cluster label (noise, as HDBSCAN and "
+                  "DBSCAN write -1): each is scored as a cluster of its own, as kfree's hdbscan method gives them; "
+                  "relabel them first to score them otherwise", DataWarning, stacklevel=3)
+    return out
+
+
 def evaluate_clustering(labels_true: Any, labels_pred: Any) -> dict[str, float | int]:
-    """All metrics in one dict (the keys the CLI and reports print)."""
+    """All metrics in one dict (the keys the CLI and reports print). Negative predicted labels
+    are noise (:func:`noise_as_singletons`)."""
+    labels_pred = noise_as_singletons(labels_pred)
     p, r, f = pairwise_prf(labels_true, labels_pred)
     bp, br, bf = bcubed(labels_true, labels_pred)
     return {
