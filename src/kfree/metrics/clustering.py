@@ -189,9 +189,9 @@ def n_clusters(labels: Any) -> int:
 def noise_as_singletons(labels_pred: Any) -> Any:
     """Predicted labels with each negative one (-1: noise, as HDBSCAN and DBSCAN write it) made a
     cluster of its own, with a :class:`~kfree.exceptions.DataWarning` saying how many. Scored as
-    given, -1 would be one cluster of every unclustered point: the same HDBSCAN run scored NMI
-    0.955 from scikit-learn's labels and 0.991 from kfree's ``hdbscan`` method, which gives noise
-    points clusters of their own. Other labels are returned as they are."""
+    given, -1 would be one cluster of every unclustered point, and a density method would be
+    scored below what kfree's ``hdbscan`` method (which gives noise points clusters of their own)
+    scores for the same clustering. Other labels are returned as they are."""
     a = np.asarray(labels_pred)
     if a.dtype.kind not in "iuf" or a.size == 0 or not (a < 0).any():
         return labels_pred
