@@ -300,6 +300,7 @@ def test_a_partly_labelled_clustering_is_reported_on_its_labelled_rows(photos):
         assert code == 0, out
         page = (d / f"r{len(extra[0])}" / "index.html").read_text()
         assert "these clusters, on the 7 rows with a true label" in page
+        assert "rows whose labels a model was trained on score it in-sample" in page  # (found by a user trial)
     assert "majority label" in (d / "r7" / "index.html").read_text()  # (--texts: 7 characters)
 
 

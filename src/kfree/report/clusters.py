@@ -261,6 +261,10 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
         elif known.any():
             rows.append({"method": f"these clusters, on the {int(known.sum()):,} rows with a true label",
                          **evaluate_clustering(truth[known], labels[known])})
+        if rows:  # (found by a user trial: a partly labelled table's labels were the model's training rows)
+            summary += (" <span class='muted'>The scores compare these clusters with the true labels given: rows "
+                        "whose labels a model was trained on score it in-sample, so what to expect on new data is "
+                        "its score on rows it never saw (<code>kfree evaluate</code> on those).</span>")
     montage = None
     if images is not None:
         failed: list[str] = []
