@@ -613,3 +613,47 @@ def test_skip_held_adds_only_the_rows_the_state_does_not_hold(d, tmp_path):
                     "--skip-held")
     assert code == 1 and "were already added to i.kstate" in out and "cannot tell single rows" in out, out
     assert ClusterState.load(tmp_path / "i.kstate").n_samples == 220
+
+
+def test_an_id_column_of_any_name_names_the_rows_from_cluster_to_assign_and_evaluate(d, tmp_path):
+    """Found by a user trial: a Parquet of photo embeddings named its rows by 'sku_id', and no
+    command but encode/report could be told so: clusters files carried row numbers, the state kept
+    no ids, and evaluate joined a shuffled truth table by row order (NMI 0.319 for a true 0.950)."""
+    X, y, new = np.load(d / "x.npy"), np.load(d / "y.npy"), np.load(d / "new.npy")
+    skus = [f"SKU-{i:05d}" for i in range(len(X) + len(new))]
+    pd.DataFrame({"sku_id": skus[:len(X)], "embedding": list(X), "price": 9.5}).to_parquet(tmp_path / "day0.parquet")
+    pd.DataFrame({"sku_id": skus[len(X):], "embedding": list(new), "price": 3.0}).to_parquet(tmp_path / "day1.parquet")
+    code, out = run("cluster", tmp_path / "day0.parquet", "--threshold", TAU, "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0 and "--id-column sku_id names the rows by 'sku_id'" in out, out  # (said when left out)
+    code, out = run("cluster", tmp_path / "day0.parquet", "--threshold", TAU, "--id-column", "sku_id", "--out",
+                    tmp_path / "c.csv", "--state", tmp_path / "s.kstate", "--force")
+    assert code == 0 and "--id-column" not in out, out
+    c = pd.read_csv(tmp_path / "c.csv")
+    assert c["index"].tolist() == skus[:len(X)]
+    np.testing.assert_array_equal(c["cluster"], ThresholdAgglomerative(float(TAU)).fit(X).labels_)
+    # the next day's batch: the state remembers the id column, and names every row by it
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day1.parquet", "--all-rows", "--out",
+                    tmp_path / "all.csv")
+    assert code == 0, out
+    every = pd.read_csv(tmp_path / "all.csv")
+    assert every["index"].tolist() == skus
+    # evaluate joins a truth table in any order by its own id column
+    truth = pd.DataFrame({"sku_id": skus[:len(X)], "product": y}).sample(frac=1, random_state=1)
+    truth.to_parquet(tmp_path / "truth.parquet")
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "truth.parquet", "--label-column", "product",
+                    "--id-column", "sku_id", "--out", tmp_path / "m.json")
+    assert code == 0, out
+    import json
+
+    from kfree.metrics import evaluate_clustering
+
+    want = evaluate_clustering(y, c["cluster"].to_numpy())
+    assert json.loads((tmp_path / "m.json").read_text())["nmi"] == pytest.approx(want["nmi"])
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "truth.parquet", "--label-column", "product")
+    assert code == 0 and "(or give it to kfree evaluate --id-column)" in out, out  # by row order: said
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "truth.parquet", "--id-column", "sku")
+    one_line_error(code, out, "truth.parquet has no 'sku' column")
+    code, out = run("cluster", tmp_path / "day0.parquet", "--threshold", TAU, "--id-column", "sku", "--out",
+                    tmp_path / "x.csv")
+    one_line_error(code, out, "day0.parquet has no id column 'sku' (--id-column)")

@@ -15,6 +15,7 @@ from ..exceptions import ClusterSizeWarning, ConfigError, DataError, ModelError,
 from .assign import STATE_HELP, check_state_request
 from .columns import (
     CANNOT_HELP,
+    ID_HELP,
     IGNORE_HELP,
     LINK_HELP,
     align_columns,
@@ -300,6 +301,7 @@ def cluster(
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
     ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
+    id_column: Annotated[str | None, typer.Option(help=ID_HELP)] = None,
     link_column: Annotated[str | None, typer.Option(help=LINK_HELP)] = None,
     cannot_link: Annotated[Path | None, typer.Option(help=CANNOT_HELP)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state) file.")] = False,
@@ -324,9 +326,10 @@ def cluster(
     with memory_limit_env(memory_limit):  # (also the Dask workers kfree starts, which inherit it)
         if backend != "local" or scheduler is not None or workers is not None:
             with cli_errors():
-                if ignore_columns or link_column or cannot_link:
-                    raise ConfigError("--ignore-columns, --link-column and --cannot-link are for the local backend; the "
-                                      "Dask workers read every column of the file: write the feature columns alone")
+                if ignore_columns or link_column or cannot_link or id_column:
+                    raise ConfigError("--ignore-columns, --id-column, --link-column and --cannot-link are for the local "
+                                      "backend; the Dask workers read every column of the file: write the feature "
+                                      "columns alone")
                 _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
                               scheduler, workers, state, linkage, memory_limit)
             return
@@ -352,7 +355,7 @@ def cluster(
                 """DATA's rows (one is enough for HAC at a threshold) and its cannot-link row pairs."""
                 d = load_features(data_path, x_key=x_key, label_column=label_column,
                                   min_samples=1 if method == "hac" and n_clusters is None else 2,
-                                  ignore_columns=skip, partial_labels=True)
+                                  ignore_columns=skip, partial_labels=True, id_column=id_column)
                 return d, cannot_pairs(cannot_link, data_path, d, link_column, first_row)
 
             from rich.markup import escape
@@ -393,7 +396,7 @@ def cluster(
                         labels, applied = cluster_model_state(
                             learner, model, data.X, threshold, state, data_path,
                             columns=[str(c) for c in names] if names is not None else data.columns,
-                            ignored=ignored(ignore_columns), ids=data.index)
+                            ignored=ignored(ignore_columns), ids=data.index, id_column=id_column)
                 if method == "ward":  # a Ward height, calibrated or given
                     rule, unit = None, "(Ward merge height)"
                     used = threshold if threshold is not None or n_clusters is not None else (
@@ -460,7 +463,7 @@ def cluster(
                         from .assign import save_plain_state
 
                         save_plain_state(est, data.X, state, columns=data.columns, ignored=ignored(ignore_columns),
-                                         ids=data.index)
+                                         ids=data.index, id_column=id_column)
                 how = _how(method, accepted, n_clusters, threshold, unit)
                 if linkage is not None:
                     how = f", {linkage} linkage{how}"
@@ -667,6 +670,8 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
     labelled_only: Annotated[bool, typer.Option("--labelled-only", help="Score only the rows with a true label "
                                                 "(a labelled sample); without it a row with none is an error.")] = False,
+    id_column: Annotated[str | None, typer.Option(help="TRUTH's column of row ids (a sku_id) when it is not named "
+                                                       "'index': the clusters' 'index' is joined to it.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Score predicted clusters against true labels (NMI, WCP, ACC, ARI, pairwise and BCubed F)."""
@@ -680,7 +685,8 @@ def evaluate(
         from ..evaluate.compare import evaluate_files
         from ..utils.io import write_json
 
-        metrics = evaluate_files(labels_csv, truth, label_column=label_column, labelled_only=labelled_only)
+        metrics = evaluate_files(labels_csv, truth, label_column=label_column, labelled_only=labelled_only,
+                                 id_column=id_column)
         if metrics.get("unlabelled_rows"):
             console.print(f"scored the {metrics['n_samples']:,} rows with a true label; "
                           f"{metrics['unlabelled_rows']:,} rows have none (--labelled-only)")

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .columns import IGNORE_HELP, align_columns, ignored, model_rows
+from .columns import ID_HELP, IGNORE_HELP, align_columns, ignored, model_rows
 from .console import _limit_threads, cli_errors, console
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
@@ -45,7 +45,8 @@ def check_state_request(state: Path | None, method: str, n_clusters: int | None,
 
 def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float | None, state_path: Path,
                         data_path: Path, columns: list[str] | None = None,
-                        ignored: tuple[str, ...] = (), ids: Any = None) -> tuple[Any, Any]:
+                        ignored: tuple[str, ...] = (), ids: Any = None,
+                        id_column: str | None = None) -> tuple[Any, Any]:
     """Cluster ``X`` with the model's complete-linkage rule (:meth:`ClusterLearner.state_rule`:
     the chosen rule, or for a chosen Ward cut the best validated complete-linkage cut of the same
     features; ``threshold`` overrides its value) and save the state of the embedding rows (with
@@ -72,7 +73,7 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
     meta = {"model": {"name": model_path.name, "sha256": file_sha256(model_path), "features": rule.features,
                       "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
                       "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage},
-            "feature_names": columns, **table_columns(columns, ignored)}
+            "feature_names": columns, **table_columns(columns, ignored, id_column)}
     ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X), ids=own_ids(ids, len(Z))).save(state_path, overwrite=True)
     return est.labels_, rule
 
@@ -98,21 +99,22 @@ def state_rows(state: Any) -> dict[str, Any]:
 
 
 def save_plain_state(estimator: Any, X: Any, state_path: Path, columns: list[str] | None = None,
-                     ignored: tuple[str, ...] = (), ids: Any = None) -> None:
+                     ignored: tuple[str, ...] = (), ids: Any = None, id_column: str | None = None) -> None:
     """Save the state of a model-free ``kfree cluster DATA --threshold T`` fit (with the names of
     its feature ``columns`` when DATA is a table: a batch's columns are then taken by name; the
     ``ignored`` ones; and the rows' ``ids``, DATA's own 'index' values, when it has them)."""
     from ..cluster.incremental import ClusterState
 
-    ClusterState.from_fit(estimator, X, meta={"feature_names": columns, **table_columns(columns, ignored)},
+    ClusterState.from_fit(estimator, X, meta={"feature_names": columns, **table_columns(columns, ignored, id_column)},
                           ids=own_ids(ids, len(X))).save(state_path, overwrite=True)
 
 
-def table_columns(columns: list[str] | None, ignored: tuple[str, ...]) -> dict[str, list[str]]:
-    """A state's record of the columns ``--ignore-columns`` left out of its table (none for an
-    array): each day's batch holds the same ids and timestamps, and retyping the option daily
-    should not be the price of adding rows."""
-    return {"ignored_columns": list(ignored)} if columns is not None and ignored else {}
+def table_columns(columns: list[str] | None, ignored: tuple[str, ...], id_column: str | None = None) -> dict[str, Any]:
+    """A state's record of the columns ``--ignore-columns`` left out of its table and of its
+    ``--id-column`` (none for an array): each day's batch holds the same ids and timestamps, and
+    retyping the options daily should not be the price of adding rows."""
+    return {**({"ignored_columns": list(ignored)} if columns is not None and ignored else {}),
+            **({"id_column": id_column} if id_column is not None else {})}
 
 
 def state_line(state_path: Path) -> str:
@@ -223,6 +225,7 @@ def assign(
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
     ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
+    id_column: Annotated[str | None, typer.Option(help=ID_HELP + " Default: the one the state was made with.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state-out) file.")] = False,
     again: Annotated[bool, typer.Option(
         "--again", help="Add NEW_FILE's rows even though the state already holds a batch of the same rows "
@@ -288,7 +291,7 @@ def assign(
         remembered = state.meta.get("ignored_columns") if ignore_columns is None else None
         data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=0,
                              ignore_columns=remembered or ignored(ignore_columns), ignore_missing=bool(remembered),
-                             partial_labels=True)
+                             partial_labels=True, id_column=id_column or state.meta.get("id_column"))
         if model is not None:  # the columns in the model's order before the batch is hashed: a table
             from ..learner import ClusterLearner  # with its columns reordered holds the same rows
 
@@ -347,7 +350,7 @@ def assign(
             twins = order[np.searchsorted(state.row_hashes[order], hashes[held])]
         if state.ids is not None and data.index is None and fresh.size:
             raise DataError(f"{state_path.name} names its rows by their ids: give {new_path.name}'s rows theirs (an "
-                            "'index' column, or the ids `kfree encode texts --id-column` keeps)")
+                            "'index' column, --id-column, or the ids `kfree encode texts --id-column` keeps)")
         n_before, k_before = state.n_samples, state.next_label
         labels = np.empty(data.n_samples, dtype=np.int64)
         if fresh.size:  # (none for a retried batch under --skip-held)

@@ -59,6 +59,9 @@ def align_columns(data, names: list[str], path: Path, whose: str, absent: str, o
     return data.X[:, [data.columns.index(c) for c in names]]
 
 
+ID_HELP = ("The column of a .csv/.parquet (or array of an .npz) naming its rows (a sku_id, a ticket_id): the "
+           "clusters file's 'index' holds its values, and it is not a feature (default: a column named 'index').")
+
 LINK_HELP = ("A column of DATA (a .csv/.parquet) whose rows with one value must share a cluster, e.g. "
              "the face track of each frame; it is not a feature.")
 CANNOT_HELP = ("A .csv/.parquet of pairs (its first two columns, under a header line) that must not share a "

@@ -467,6 +467,7 @@ def load_features(
     ignore_columns: tuple[str, ...] | list[str] = (),
     ignore_missing: bool = False,
     partial_labels: bool = False,
+    id_column: str | None = None,
 ) -> LabelledData:
     """Load features and (optionally) labels from ``path``.
 
@@ -488,6 +489,8 @@ def load_features(
         none), e.g. a validation file of features and labels beside a training table with ids.
     partial_labels : labels only carried along (``kfree cluster`` writes them beside the
         clusters) may be missing for some rows: those are None, not an error.
+    id_column : the table column (or .npz array) of row ids (``LabelledData.index``) when it is
+        not named ``index`` (a ``sku_id``, a ``ticket_id``); it is not a feature.
     """
     p = check_path(path)
     suf = p.suffix.lower()
@@ -497,6 +500,9 @@ def load_features(
                             "none (a table's features are its numeric columns, its labels --label-column)")
     if ignore_missing and suf not in TABLES:
         ignore_columns = ()
+    if id_column is not None and suf not in (*TABLES, ".npz"):
+        raise DataError(f"{p.name}: --id-column names a column of a .csv/.parquet table (or an array of an .npz), "
+                        f"and a {suf} file has none")
     if ignore_columns and suf not in TABLES:
         raise DataError(f"{p.name}: --ignore-columns names columns of a .csv/.parquet table, and a {suf} file "
                         "has none")
@@ -520,14 +526,17 @@ def load_features(
             ky = _pick(keys, y_key, Y_KEYS, "array", p)
             if ky is not None and ky != kx:
                 y = _npz_array(z, ky, p, labels=True)
-            if "index" in keys and kx != "index":  # row ids (a ticket's, say), as a table's 'index' column
+            if id_column is not None and id_column not in keys:
+                raise DataError(f"{p.name} has no array {id_column!r} (--id-column); arrays: {sorted(keys)}")
+            idk = id_column or "index"
+            if idk in keys and kx != idk:  # row ids (a ticket's, say), as a table's 'index' column
                 import pandas as pd
 
-                ids = _npz_array(z, "index", p, labels=True)
+                ids = _npz_array(z, idk, p, labels=True)
                 if ids.ndim != 1 or ids.shape[0] != X.shape[0]:
                     raise DataError(f"{p.name}: array 'index' (row ids) has shape {ids.shape} for {X.shape[0]} rows; "
                                     "give one id per row, or rename the array")
-                index = check_index(pd.Series(ids), p)
+                index = check_index(pd.Series(ids), p, idk)
     else:
         df = read_table(p)
         cols = [str(c) for c in df.columns]
@@ -542,15 +551,19 @@ def load_features(
             raise DataError(f"{p.name} has no label column {lc!r}; columns are {cols[:12]}{'…' if len(cols) > 12 else ''}")
         if lc in cols:
             y = df[lc].to_numpy()
-        if "index" in cols and lc != "index":
-            index = check_index(df["index"], p)
+        if id_column is not None and id_column not in cols:
+            raise DataError(f"{p.name} has no id column {id_column!r} (--id-column); columns are "
+                            f"{cols[:12]}{'…' if len(cols) > 12 else ''}")
+        idc = id_column or "index"
+        if idc in cols and lc != idc:
+            index = check_index(df[idc], p, idc)
         absent = [c for c in ignore_columns if c not in cols]
         if absent and not ignore_missing:
             raise DataError(f"{p.name} has no column {absent[0]!r} to ignore; columns are "
                             f"{cols[:12]}{'…' if len(cols) > 12 else ''}"
                             + ("; separate the names with commas (--ignore-columns a,b)"
                                if any(s in absent[0] for s in ";|") else ""))
-        feat = [c for c in cols if c not in (lc, "index", *ignore_columns, *df.attrs.get("index_columns", ()))]
+        feat = [c for c in cols if c not in (lc, idc, *ignore_columns, *df.attrs.get("index_columns", ()))]
         if len(df) == 0:  # a header alone (a quiet day's batch) has no values to type its columns by
             df = df.astype({c: "float64" for c in feat if df[c].dtype == object})
         unnamed = [c for c in feat if str(c).startswith("Unnamed: ")]
@@ -581,9 +594,12 @@ def load_features(
 
             from ..exceptions import DataWarning
 
+            ids = [c for c in others if ID_LIKE.search(c)] if idc not in cols else []
             warnings.warn(f"{p.name}: the features are the vectors of {', '.join(map(repr, vector_columns))}; its "
                           f"other columns {others[:6]}{'…' if len(others) > 6 else ''} are left out (--ignore-columns "
-                          f"{','.join(others[:6])} says so and silences this)", DataWarning, stacklevel=2)
+                          f"{','.join(others[:6])} says so and silences this)"
+                          + (f"; --id-column {ids[0]} names the rows by {ids[0]!r} in the outputs" if ids else ""),
+                          DataWarning, stacklevel=2)
             feat = [c for c in feat if c not in others]
         non_num = [c for c in feat if not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])]
         if texts := [c for c in non_num if _holds_text(df[c])]:

@@ -197,20 +197,27 @@ def _warn_row_order(pred, pred_name: str, items_name: str, what: str) -> None:
         warnings.warn(f"{pred_name} names its rows by their own ids ('index'), but {items_name} has no 'index' "
                       f"column: its {what} are taken by row number, in the order of the clustered file; if "
                       f"{items_name} lists them in another order, name its id column 'index'"
-                      + (" (or give it to kfree report --id-column)" if what in ("texts", "image paths") else ""), stacklevel=3)
+                      + (" (or give it to kfree report --id-column)" if what in ("texts", "image paths") else
+                         " (or give it to kfree evaluate --id-column)" if what == "labels" else ""), stacklevel=3)
 
 
 def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_name: str = "the predictions",
-              absent_ok: bool = False) -> np.ndarray:
+              absent_ok: bool = False, id_column: str | None = None) -> np.ndarray:
     """The true label of each predicted row: joined by ``index`` when both files have it, else by
     row order (or by ``pred``'s ``index`` into the labels). ``absent_ok``: a row the truth file
-    does not list (joined by ``index``) has no label, instead of being an error."""
+    does not list (joined by ``index``) has no label, instead of being an error. ``id_column``:
+    the truth table's column of row ids when it is not named ``index`` (a ``sku_id``)."""
     t = Path(truth)
+    if id_column is not None and not (t.suffix.lower() in TABLES and t.exists()):
+        raise DataError(f"--id-column names a column of a .csv/.parquet truth table, and {t.name} is none")
     if label_column == "index":
         raise DataError("--label-column index: 'index' is the row number that joins the two files, not a "
                         "label; name the column (or .npz array) that holds the true labels")
     if t.suffix.lower() in TABLES and t.exists():  # read here, not by load_labels: it may join by 'index'
-        df = read_table(t)
+        df = read_table(t, ids=id_column or "index")
+        if id_column is not None:
+            ids = df[table_column(df, (id_column,), t, option="--id-column")]
+            df = df.drop(columns=[c for c in ("index", id_column) if c in df.columns]).assign(index=ids.to_numpy())
         col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option="--label-column")
         y = df[col].to_numpy()
     else:
@@ -231,7 +238,7 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
 
 
 def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str | None = None,
-                   labelled_only: bool = False) -> dict:
+                   labelled_only: bool = False, id_column: str | None = None) -> dict:
     """Join predictions (``index,cluster``) with true labels by ``index`` or by row order.
 
     Rows without a true label (an empty cell, or, joined by ``index``, a row the truth file does
@@ -240,7 +247,8 @@ def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str
     import pandas as pd
 
     pred = read_predictions(pred_csv)
-    y = truth_for(pred, truth, label_column=label_column, pred_name=Path(pred_csv).name, absent_ok=labelled_only)
+    y = truth_for(pred, truth, label_column=label_column, pred_name=Path(pred_csv).name, absent_ok=labelled_only,
+                  id_column=id_column)
     clusters = pred["cluster"].to_numpy()
     missing = np.asarray(pd.isna(y), dtype=bool)
     if y.dtype.kind in "OU":  # an empty (or blank) text cell is no label either, as in a CSV
