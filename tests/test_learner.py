@@ -380,6 +380,33 @@ def test_a_ward_cut_gives_way_on_clusters_far_smaller_or_larger_than_it_was_cali
         np.testing.assert_array_equal(labels, learner.state_rule().cluster(Zm))
 
 
+def test_a_complete_linkage_cut_says_when_the_clusters_are_far_larger_than_its_validation_identities():
+    """Found by a user trial: a labelled 10 % of each product's photos was the validation, so the
+    complete-linkage cut was calibrated on identities of ~10 rows, and products of 500 photos came
+    out in 3-9 clusters without a word. The cut is used as validated, and the warning says why
+    it may split (by the size of the cluster an average row sits in: singletons do not hide it)."""
+    import warnings
+
+    from kfree.exceptions import ClusterSizeWarning
+
+    X, y = sphere_blobs(40, 6, dim=16, spread=0.3, seed=3)
+    seen = y < 30
+    learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="complete").fit(X[seen], y[seen])
+    assert learner.selection_["val_rows_per_row_identity"] == pytest.approx(6.0)
+    Xt = X[~seen]
+    with warnings.catch_warnings():  # drawn like the validation identities: no word
+        warnings.simplefilter("error", ClusterSizeWarning)
+        small = learner.cluster(Xt)
+    rng = np.random.default_rng(0)
+    large = np.repeat(Xt, 10, axis=0) + rng.normal(0, 1e-4, (Xt.shape[0] * 10, Xt.shape[1]))  # 60 rows each
+    large = np.vstack([large, sphere_blobs(30, 1, dim=16, spread=0.3, seed=9)[0]])  # and 30 singletons
+    with pytest.warns(ClusterSizeWarning, match=r"a row's cluster holds \d+ rows on average, a validation row's "
+                                                r"identity 6; a complete-linkage cut"):
+        labels = learner.cluster(large)
+    np.testing.assert_array_equal(labels, learner.rule_.cluster(learner.transform(large)))  # used as validated
+    assert small.size == Xt.shape[0]
+
+
 def test_the_sampled_size_check_counts_identities_not_sample_clusters(monkeypatch):
     """Found by review: above WARD_SIZE_CHECK_ROWS the check took n over the sample's cluster
     count as the rows per identity, so identities of 3 rows in 45,000 were called 10 rows and a
