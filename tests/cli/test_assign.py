@@ -657,3 +657,12 @@ def test_an_id_column_of_any_name_names_the_rows_from_cluster_to_assign_and_eval
     code, out = run("cluster", tmp_path / "day0.parquet", "--threshold", TAU, "--id-column", "sku", "--out",
                     tmp_path / "x.csv")
     one_line_error(code, out, "day0.parquet has no id column 'sku' (--id-column)")
+    # train takes it too: the id column is no feature (and, with the price named, nothing is said)
+    pd.read_parquet(tmp_path / "day0.parquet").assign(product=y).to_parquet(tmp_path / "labelled.parquet")
+    code, out = run("train", tmp_path / "labelled.parquet", "--label-column", "product", "--id-column", "sku_id",
+                    "--ignore-columns", "price", "--out", tmp_path / "m.kfree", *FAST)
+    assert code == 0 and "warning" not in out, out
+    from kfree.learner import ClusterLearner
+
+    assert list(ClusterLearner.load(tmp_path / "m.kfree").feature_names_in_) == [f"embedding[{j}]"
+                                                                                 for j in range(X.shape[1])]

@@ -171,6 +171,8 @@ def train(
     y_key: Annotated[str | None, typer.Option(help="Labels array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a .csv/.parquet (default 'label').")] = None,
     ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
+    id_column: Annotated[str | None, typer.Option(help="The column of row ids (a sku_id): not a feature, as "
+                                                       "with kfree cluster --id-column.")] = None,
     epochs: Annotated[int, typer.Option(help="Most training epochs (validation stops earlier when it stops improving).")] = 60,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 1e-4,
@@ -227,7 +229,8 @@ def train(
 
         data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
                              labels_path=labels, require_labels=not labelled_only, min_samples=2,
-                             ignore_columns=ignored(ignore_columns), partial_labels=labelled_only)
+                             ignore_columns=ignored(ignore_columns), partial_labels=labelled_only,
+                             id_column=id_column)
         if labelled_only:
             data = labelled_rows(data, labelled_file)
         val = None if validation is None else load_features(
