@@ -523,3 +523,22 @@ def test_a_ward_merge_height_is_refused_as_a_pair_distance():
         with pytest.raises(ConfigError, match="is a Ward merge height .* learner.state_rule"):
             make().fit(X)
     np.testing.assert_array_equal(WardThreshold(ward).fit(X).labels_, WardThreshold(1.5).fit(X).labels_)
+
+
+def test_a_ward_fit_of_many_rows_says_beforehand_that_it_takes_minutes(monkeypatch):
+    """Found by a user trial: Ward on 29,471 rows of 512 features ran 12 minutes with no word
+    (complete linkage shows progress; fastcluster's Ward cannot)."""
+    import warnings
+
+    import kfree.cluster.ward as ward
+    from kfree.exceptions import ScaleWarning
+
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    monkeypatch.setattr(ward, "WARD_SLOW_ROWS", 50)
+    with pytest.warns(ScaleWarning, match=r"Ward's agglomeration of 60 rows takes O\(n²·d\) time"):
+        slow = ward.WardThreshold(2.0).fit(X).labels_
+    monkeypatch.setattr(ward, "WARD_SLOW_ROWS", 60)
+    np.testing.assert_array_equal(slow, ward.WardThreshold(2.0).fit(X).labels_)  # the same cut, said or not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScaleWarning)
+        ward.WardThreshold(2.0).fit(X[:50])  # at the limit: no word

@@ -27,11 +27,15 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features, resolve_cut
-from ..exceptions import ConfigError, DataError
+from ..exceptions import ConfigError, DataError, ScaleWarning
 from ..registry import register
 from ..threshold import Threshold
 from .labels import first_seen_labels
 from .threshold_hac import check_cut, linkage_cut_at_k
+
+#: above this many rows a fit says beforehand that it will take minutes and show no progress
+#: (a user trial: 29,471 rows of 512 features took 12 minutes without a word)
+WARD_SLOW_ROWS = 20_000
 
 
 def ward_tree(X: np.ndarray) -> np.ndarray:
@@ -96,6 +100,12 @@ class WardThreshold(ClusterMixin, BaseEstimator):
             self.labels_ = np.zeros(1, dtype=np.int64)
             self.n_clusters_ = 1
             return self
+        if n > WARD_SLOW_ROWS:
+            import warnings
+
+            warnings.warn(ScaleWarning(
+                f"Ward's agglomeration of {n:,} rows takes O(n²·d) time with no progress shown: minutes at this size "
+                "(complete linkage at a threshold, the default method, is faster and shows progress)"), stacklevel=2)
         Z = ward_tree(X)
         self.linkage_matrix_ = Z
         if self.n_clusters is None:
