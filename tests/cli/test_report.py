@@ -339,3 +339,21 @@ def test_the_api_does_not_write_into_a_folder_that_holds_files(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cluster_report(empty, np.zeros(3, dtype=int), texts=["a", "b", "c"]).exists()  # an empty folder is new
+
+
+def test_the_id_column_joins_the_truth_and_features_tables_too(tmp_path):
+    """Found by a user trial: clusters named by 'sku_id' (kfree cluster --id-column) were joined to
+    a truth or features table of the same 'sku_id's by row order, with a warning."""
+    rng = np.random.default_rng(0)
+    skus = [f"SKU-{i:03d}" for i in range(30)]
+    product = np.repeat(["a", "b", "c"], 10)
+    emb = rng.normal(size=(30, 4)) + np.repeat(np.eye(4)[:3] * 8, 10, axis=0)
+    pd.DataFrame({"sku_id": skus, "embedding": list(emb), "product": product}).to_parquet(tmp_path / "photos.parquet")
+    order = rng.permutation(30)  # the clusters file lists the rows in another order
+    pd.DataFrame({"index": np.array(skus)[order], "cluster": pd.factorize(product[order])[0]}).to_csv(
+        tmp_path / "c.csv", index=False)
+    code, out = run("report", tmp_path / "c.csv", "--truth", tmp_path / "photos.parquet", "--label-column", "product",
+                    "--features", tmp_path / "photos.parquet", "--id-column", "sku_id", "--out", tmp_path / "r")
+    assert code == 0 and "row number" not in out, out
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "<td>1.000</td>" in page  # NMI of the clusters against the products, joined by the ids

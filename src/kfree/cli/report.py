@@ -88,9 +88,10 @@ def report(
                                                     "with a text column (--text-column; default: text, texts, "
                                                     "sentence, message, utterance or body).")] = None,
     text_column: Annotated[str | None, typer.Option(help="The --texts table's text column.")] = None,
-    id_column: Annotated[str | None, typer.Option(help="The column of ids naming the rows of a --texts or --images "
-                                                       "table (ticket ids, as given to kfree encode texts "
-                                                       "--id-column; default: 'index').")] = None,
+    id_column: Annotated[str | None, typer.Option(help="The column of ids naming the rows of the --texts, --images, "
+                                                       "--truth or --features table that has it (ticket ids, as "
+                                                       "given to kfree encode texts or kfree cluster --id-column; "
+                                                       "default: 'index').")] = None,
     features: Annotated[Path | None, typer.Option(help="Features of each row (any features file, e.g. from `kfree "
                                                        "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA.")] = None,
     max_clusters: Annotated[int, typer.Option(min=1, help="Show the images or texts of this many clusters, the "
@@ -113,7 +114,7 @@ def report(
         from rich.markup import escape
 
         from ..data.images import locate_images, written_in
-        from ..data.io import TEXT_COLUMNS
+        from ..data.io import TABLES, TEXT_COLUMNS, table_header
         from ..evaluate.compare import read_predictions, truth_for
         from ..report.clusters import cluster_report
         from ..utils.io import check_output
@@ -123,9 +124,12 @@ def report(
         check_output(out, inputs=(clusters, truth, images, texts, features), force=force, directory=True)
         pred = read_predictions(clusters)
         labels = pred["cluster"].to_numpy()
+        def ids_in(p: Path) -> str | None:  # --id-column, for a table that has that column
+            return id_column if id_column and p.suffix.lower() in TABLES and id_column in table_header(p) else None
+
         y = None
         if truth is not None:
-            y = truth_for(pred, truth, label_column=label_column, pred_name=clusters.name)
+            y = truth_for(pred, truth, label_column=label_column, pred_name=clusters.name, id_column=ids_in(truth))
         elif "label" in pred.columns:
             y = pred["label"].to_numpy()
         paths = lines = boxes = None
@@ -141,7 +145,8 @@ def report(
             from ..data.io import load_features
             from ..evaluate.compare import item_rows
 
-            feats = load_features(features, min_samples=1, ignore_columns=ignored(ignore_columns))
+            feats = load_features(features, min_samples=1, ignore_columns=ignored(ignore_columns),
+                                  id_column=ids_in(features))
             X = feats.X[item_rows(pred, feats.index, feats.n_samples, pred_name=clusters.name,
                                   items_name=features.name, what="features")]
             import importlib.util
