@@ -275,6 +275,20 @@ def test_a_ticket_table_keeps_its_ids_and_labels_through_cluster_and_report(tmp_
         np.testing.assert_allclose(z["embeddings"][3], z["embeddings"][5], atol=1e-6)  # "" and "   " alike
         assert not np.allclose(z["embeddings"][3], z["embeddings"][4], atol=1e-3)
     (tmp_path / "x.npz").unlink()
+    # a table labelled in part: the missing labels are written empty, which readers take as none
+    # (it was refused whole; kfree train --labelled-only trains on the labelled rows)
+    tickets.loc[[2, 7], "intent"] = None
+    tickets.to_csv(tmp_path / "part.csv", index=False)
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "part.csv", "--label-column", "intent",
+                    "--out", tmp_path / "part.npz")
+    assert code == 0 and f"2 of the {len(tickets)} rows have no label" in out, out
+    from kfree.data.io import load_features
+    from kfree.exceptions import DataError
+
+    with np.load(tmp_path / "part.npz") as z:
+        assert z["labels"][2] == z["labels"][7] == "" and z["labels"][0] == tickets["intent"][0]
+    with pytest.raises(DataError, match=f"2 of its {len(tickets)} labels are missing"):
+        load_features(tmp_path / "part.npz", require_labels=True)
     code, out = run("encode", "texts", "--no-progress", tmp_path / "no_text.csv", "--column", "nope",
                     "--out", tmp_path / "x.npz")
     one_line_error(code, out, "no_text.csv has no 'nope' column; columns are ['index', 'intent']; name the one to "

@@ -321,10 +321,16 @@ def texts(
             # encoded as "" below, with one warning, so a day's file is never refused for one of them
             items = [str(v) for v in df[col].fillna("").tolist()]
             if label_column is not None:
-                lab = df[table_column(df, (label_column,), p)]
-                if lab.isna().any():
-                    raise DataError(f"{p.name}: label column {label_column!r} is empty in {int(lab.isna().sum())} "
-                                    "rows; give every row a label, or leave out --label-column")
+                lab = df[table_column(df, (label_column,), p, option="--label-column")]
+                if unlabelled := int(lab.isna().sum()):  # a table labelled in part: kept as empty labels,
+                    # which every reader takes as none (kfree train --labelled-only trains on the others)
+                    import pandas as pd
+
+                    lab = pd.Series(["" if pd.isna(v) else str(int(v)) if isinstance(v, float) and v.is_integer()
+                                     else str(v) for v in lab.tolist()], dtype=object)
+                    console.print(f"{unlabelled:,} of the {len(lab):,} rows have no label: their labels are written "
+                                  "empty, which kfree reads as none (kfree train --labelled-only trains on the others)",
+                                  soft_wrap=True, highlight=False)
                 labels = lab.to_numpy()
                 arrays["labels"] = labels.astype(str) if labels.dtype.kind == "O" else labels  # no pickles
             if ids is not None:
