@@ -530,7 +530,7 @@ def test_a_ward_fit_of_many_rows_says_beforehand_that_it_takes_minutes(monkeypat
     (complete linkage shows progress; fastcluster's Ward cannot)."""
     import warnings
 
-    import kfree.cluster.ward as ward
+    from kfree.cluster import ward
     from kfree.exceptions import ScaleWarning
 
     X = np.random.default_rng(0).normal(size=(60, 4))
