@@ -547,6 +547,9 @@ def test_cluster_refuses_arguments_it_would_drop():
         learner.cluster(X[y >= 8], method="xmeans", threshold=1.0)
     with pytest.raises(ConfigError, match="unknown cluster 'bogus'"):
         learner.rule_for("bogus")
+    with pytest.raises(ConfigError, match="method 'kmeans' takes no threshold, so no rule of the model"):
+        learner.rule_for("kmeans")  # (it returned a pair-distance rule k-means never cuts at)
+    assert learner.rule_for("multicut").linkage != "ward"  # (a pair-distance rule)
 
 
 def test_x_val_scaled_while_x_is_raw_is_warned_about_too():

@@ -632,7 +632,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             return self._ward_rule()
         from . import registry
 
-        registry.resolve_class("cluster", method)  # an unknown method is refused, not given a rule
+        cls, _ = registry.resolve_class("cluster", method)  # an unknown method is refused, not given a rule
+        if "threshold" not in cls.capabilities:  # (k-means cuts at K: no rule of the model says where)
+            raise ConfigError(f"method {method!r} takes no threshold, so no rule of the model is cut at one: "
+                              "rule_for names the rule of a threshold method (hac, ward, multicut)")
         return self._distance_rule()
 
     def threshold_for(self, rule) -> Threshold:
