@@ -400,3 +400,24 @@ def test_parquet_files_opens_a_file_or_a_folders_files_and_names_the_one_it_cann
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"empty holds no \.parquet files$"):
         list(parquet_files(tmp_path / "empty"))
+
+
+def test_a_folder_of_parquet_parts_is_one_table(tmp_path):
+    """Found by a user trial: a table written by Spark (a folder of part files) was refused as "a
+    directory" by every command but `kfree cluster --backend dask`, which reads such folders."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(25, 3)).astype(np.float32)
+    ids = rng.permutation(10_000)[:25].astype(np.int64) + 7
+    folder = tmp_path / "table"
+    folder.mkdir()
+    for k, (a, b) in enumerate([(0, 10), (10, 11), (11, 25)]):  # parts in name order: part-00000, -00001, …
+        pd.DataFrame({"index": ids[a:b], "f0": X[a:b, 0], "f1": X[a:b, 1], "f2": X[a:b, 2]}).to_parquet(
+            folder / f"part-{k:05d}-x.parquet")
+    (folder / "_SUCCESS").write_text("")  # Spark's marker, no part
+    data = load_features(folder)
+    np.testing.assert_array_equal(data.X, X)
+    assert data.index.tolist() == ids.tolist() and data.columns == ["f0", "f1", "f2"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="empty is a directory; give a data file .* or a folder of .parquet parts"):
+        load_features(empty)

@@ -406,7 +406,8 @@ def cluster(
                         learner.rule_for("ward").threshold.value)
                 else:
                     # the rule learner.cluster applied (it may give way to a scalable or complete-linkage one)
-                    rule = applied or learner.rule_for(method)
+                    # (a method without a threshold, k-means say, is described without one: any rule serves)
+                    rule = applied or (learner.rule_for(method) if "threshold" in accepted else learner.rule_)
                     unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
                     used = threshold if threshold is not None else learner.threshold_for(rule).value
                 how = _how(method, accepted, n_clusters, used, unit,

@@ -45,16 +45,21 @@ class LabelledData:
         return int(self.X.shape[0])
 
 
-def check_path(path: str | Path, formats: tuple[str, ...] = FORMATS, *, wrong_format: str | None = None) -> Path:
-    """``path`` once it is a file of one of ``formats``; else a one-line DataError saying what to
-    give: the file is missing (:class:`~kfree.exceptions.DataFileNotFoundError`), a folder, or of
+def check_path(path: str | Path, formats: tuple[str, ...] = FORMATS, *, wrong_format: str | None = None,
+               parquet_folder: bool = False) -> Path:
+    """``path`` once it is a file of one of ``formats`` (or, with ``parquet_folder``, a folder of
+    ``.parquet`` parts, as Spark writes a table); else a one-line DataError saying what to give:
+    the file is missing (:class:`~kfree.exceptions.DataFileNotFoundError`), a folder, or of
     another format (``wrong_format`` is then the message, by default the formats that are read).
     Every reader of users' files starts here, so they fail alike."""
     p = Path(path)
     if not p.exists():
         raise DataFileNotFoundError(f"file not found: {p} (check the path)")
     if p.is_dir():
-        raise DataError(f"{p} is a directory; give a data file ({', '.join(formats)})")
+        if parquet_folder and any(p.glob("*.parquet")):
+            return p
+        raise DataError(f"{p} is a directory; give a data file ({', '.join(formats)})"
+                        + ("" if not parquet_folder else " or a folder of .parquet parts"))
     if p.suffix.lower() not in formats:
         raise DataError(wrong_format or f"cannot read {p.name}: unsupported format {p.suffix or '(none)'}; "
                                         f"use one of {', '.join(formats)}")
@@ -109,6 +114,11 @@ def read_table(p: Path, columns: list[str] | None = None, *, ids: str = "index")
     """
     import pandas as pd
 
+    if p.is_dir():  # a table written in parts (Spark): its parts in name order, as the Dask backend reads them
+        parts = []
+        for f, _ in parquet_files(p):
+            parts.append(read_table(f, columns, ids=ids))
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     try:
         if p.suffix.lower() in (".csv", ".tsv"):
             return _read_csv(p, columns, ids)
@@ -488,7 +498,7 @@ def load_features(
 
     Parameters
     ----------
-    path : .npz, .npy, .csv or .parquet file.
+    path : .npz, .npy, .csv or .parquet file, or a folder of .parquet parts (read in name order).
     x_key, y_key : array names inside an ``.npz`` (default: ``X``/``embeddings`` and ``y``/``labels``).
     label_column : label column of a table (default ``label``); all other numeric columns are
         features. An ``index`` column, if present, is not a feature: it names the rows
@@ -507,8 +517,8 @@ def load_features(
     id_column : the table column (or .npz array) of row ids (``LabelledData.index``) when it is
         not named ``index`` (a ``sku_id``, a ``ticket_id``); it is not a feature.
     """
-    p = check_path(path)
-    suf = p.suffix.lower()
+    p = check_path(path, parquet_folder=True)
+    suf = ".parquet" if p.is_dir() else p.suffix.lower()  # (a folder of Parquet parts is one table)
     for key, option in ((x_key, "--x-key"), (y_key, "--y-key")):
         if key is not None and suf != ".npz":
             raise DataError(f"{p.name}: {option} {key!r} names an array inside an .npz, and a {suf} file has "
