@@ -130,6 +130,40 @@ ASSIGN_USAGE = "kfree assign [MODEL] STATE NEW_FILE --out FILE.csv"
 HELD_REFUSE_SHARE = 0.1
 
 
+def unexpanded(data: Any, names: Any) -> bool:
+    """Whether ``data`` is a table without rows whose columns are those of ``names`` but for vector
+    columns left whole (``embedding`` for ``embedding[0]``, ``embedding[1]``, …): a quiet night's
+    Parquet file has no cells to count a vector's length by. Such a batch adds nothing, and its
+    columns fit; any other is checked as usual."""
+    if data.n_samples or data.columns is None or names is None:
+        return False
+    names = [str(n) for n in names]
+    whole = {n.rsplit("[", 1)[0] for n in names if n.endswith("]")}
+    return (any(c in whole for c in data.columns) and all(c in names or c in whole for c in data.columns)
+            and all(n in data.columns or n.rsplit("[", 1)[0] in data.columns for n in names))
+
+
+def remove_leftovers(state_path: Path, state_out: Path | None, out: Path) -> None:
+    """Remove what an earlier ``kfree assign`` killed outright (SIGKILL, an OOM kill, a reboot)
+    left of its writes: the new state half-written beside STATE (as large as the state: one per
+    kill, until the disk filled) and the clusters file it had not put in place. Only an assign
+    of this state writes them, and this one holds its lock; said in one line."""
+    from ..utils.io import stale_temporaries
+
+    pending = out.with_name(f".{out.name}.pending{out.suffix}")
+    found = [p for target in {state_path, state_out or state_path, pending} for p in stale_temporaries(target)]
+    found += [pending] if pending.exists() else []
+    if not found:
+        return
+    size = 0
+    for p in found:
+        with contextlib.suppress(OSError):
+            size += p.stat().st_size
+            p.unlink()
+    console.print(f"removed {len(found)} file{'s' if len(found) > 1 else ''} ({size / 2**20:,.1f} MiB) an earlier "
+                  f"kfree assign left when it was killed (first: {found[0].name})", highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def locked_state(path: Path):
     """Hold an exclusive lock on a cluster state file while it is updated.
@@ -273,6 +307,7 @@ def assign(
 
         if state_path.is_file():  # (a missing one: ClusterState.load says so)
             hold.enter_context(locked_state(state_path))
+            remove_leftovers(state_path, state_out, out)
         state = ClusterState.load(state_path)
         made_with = state.meta.get("model")
         if model is None and made_with:
@@ -296,9 +331,11 @@ def assign(
             from ..learner import ClusterLearner  # with its columns reordered holds the same rows
 
             learner = ClusterLearner.load(model)
-            data.X = model_rows(learner, data, new_path, tuple(remembered or ()))
+            if not unexpanded(data, getattr(learner, "feature_names_in_", None)):
+                data.X = model_rows(learner, data, new_path, tuple(remembered or ()))
         names = state.meta.get("feature_names")  # a state made from a table: the batch's columns by name
-        if names and (model is None or getattr(learner, "feature_names_in_", None) is None):
+        if names and (model is None or getattr(learner, "feature_names_in_", None) is None) and not unexpanded(
+                data, names):
             data.X = align_columns(data, names, new_path, f"{state_path.name}'s", "it was not made with",
                                    f"{state_path.name} was made with", left_out=tuple(remembered or ()))
         if remembered and data.columns is not None:
@@ -327,7 +364,9 @@ def assign(
         if seen and not again and not (skip_held and held.size == data.n_samples):
             raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
                               f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
-                              "hold each of them twice; " + (f"{blind}; " if blind else "")
+                              "hold each of them twice; " + (f"{blind}; " if blind else
+                                                             "if its --out was lost, --skip-held writes it again "
+                                                             "and adds nothing; ")
                               + "pass --again if they are new rows that repeat old ones")
         if blind:
             warnings.warn(f"{blind}: every row of {new_path.name} is added", stacklevel=2)

@@ -77,6 +77,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files :func:`atomic_path` left beside ``path`` when its process was killed
+    (SIGKILL, an OOM kill, a reboot) before it could remove them: ``.NAME.XXXXXXXX.tmp``. Only
+    their writer's successor may remove them (``kfree assign`` does, holding the state's lock)."""
+    import glob
+
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder beside the folder ``path``; move its files into ``path`` (created
