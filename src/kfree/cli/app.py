@@ -315,8 +315,9 @@ def cluster(
                                                   "default: a local cluster started for this command.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="With --backend dask and no --scheduler: worker processes.")] = None,
     memory_limit: Annotated[float | None, typer.Option(
-        "--memory-limit", min=0.001, help="GiB exact clustering may use before it refuses (default: half this "
-        "machine's memory, or $KFREE_MEMORY_LIMIT_GB); with --backend dask, per worker kfree starts.")] = None,
+        "--memory-limit", min=0.001, help="GiB the exact clustering's τ-edges and distance blocks may use before it "
+        "refuses (default: half this machine's memory, or $KFREE_MEMORY_LIMIT_GB); the rows themselves and a "
+        "--state come on top; with --backend dask, per worker kfree starts.")] = None,
 ) -> None:
     """Cluster data without knowing K: with a trained model at its threshold, or features as they are.
 
