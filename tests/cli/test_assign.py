@@ -371,7 +371,7 @@ def test_sigterm_ends_a_command_as_ctrl_c_does():
     import os
     import signal
 
-    from kfree.cli.console import _terminate_as_interrupt
+    from kfree.cli.console import Terminated, _terminate_as_interrupt, cli_errors
 
     old = signal.getsignal(signal.SIGTERM)
     try:
@@ -380,6 +380,13 @@ def test_sigterm_ends_a_command_as_ctrl_c_does():
             os.kill(os.getpid(), signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, old)
+    # it exits 143, as a process SIGTERM ended does (a user trial's cron could not tell it from ^C's 130)
+    import typer
+
+    for raised, code in ((Terminated, 143), (KeyboardInterrupt, 130)):
+        with pytest.raises(typer.Exit) as ended, cli_errors():
+            raise raised
+        assert ended.value.exit_code == code
 
 
 def test_cluster_names_the_complete_cut_used_for_small_clusters(d, ward_model, tmp_path):

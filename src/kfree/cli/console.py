@@ -45,6 +45,12 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     level_library_loggers()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the signal arrives so that it unwinds as Ctrl-C does; the command
+    then exits with 143 (128 + 15), as a process ended by SIGTERM does, so a scheduler can tell
+    the two apart."""
+
+
 def _terminate_as_interrupt() -> None:
     """``kill`` (SIGTERM) ends a command as Ctrl-C does, through the code's ``finally`` blocks, so
     the temporary files of an output being written are removed (Python's default for SIGTERM
@@ -53,7 +59,7 @@ def _terminate_as_interrupt() -> None:
     import threading
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
@@ -121,10 +127,12 @@ def cli_errors() -> Iterator[None]:
     except MemoryError as e:
         _error(f"out of memory: {e or 'the input is too large for this machine'}")
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/yellow]; no file was left half-written (an output finished "
-                          "before the interrupt is whole, the others were not written)")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        killed = isinstance(e, Terminated)
+        err_console.print(f"[yellow]{'terminated (SIGTERM)' if killed else 'interrupted'}[/yellow]; no file was "
+                          "left half-written (an output finished before the interrupt is whole, the others were "
+                          "not written)")
+        raise typer.Exit(143 if killed else 130) from None
 
 
 def _info_text(info: dict[str, Any]) -> str:
