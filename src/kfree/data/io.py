@@ -147,7 +147,6 @@ def read_table(p: Path, columns: list[str] | None = None, *, ids: str = "index")
     return df
 
 
-#: how a missing number is written by R, Excel, pandas and numpy (pandas' own default list)
 @contextlib.contextmanager
 def parquet_errors(f: Path):
     """An error in the block is a one-line DataError saying ``f`` cannot be read as Parquet."""
@@ -171,6 +170,7 @@ def parquet_files(path: Path):
         yield f, pf
 
 
+#: how a missing number is written by R, Excel, pandas and numpy (pandas' own default list)
 MISSING_NUMBER = ("NA", "N/A", "n/a", "NaN", "nan", "-nan", "-NaN", "NULL", "null", "None", "#N/A", "<NA>")
 
 
@@ -559,7 +559,7 @@ def load_features(
 
                 ids = _npz_array(z, idk, p, labels=True)
                 if ids.ndim != 1 or ids.shape[0] != X.shape[0]:
-                    raise DataError(f"{p.name}: array 'index' (row ids) has shape {ids.shape} for {X.shape[0]} rows; "
+                    raise DataError(f"{p.name}: array {idk!r} (row ids) has shape {ids.shape} for {X.shape[0]} rows; "
                                     "give one id per row, or rename the array")
                 index = check_index(pd.Series(ids), p, idk)
     else:
