@@ -611,9 +611,12 @@ def test_skip_held_adds_only_the_rows_the_state_does_not_hold(d, tmp_path):
     np.testing.assert_array_equal(got[5:], state0.labels[[7, 3]])  # the twins' clusters
     state = ClusterState.load(tmp_path / "s.kstate")
     assert state.n_samples == len(X) + 5
-    # the same batch retried: nothing added, the same clusters written
+    # the same batch retried: nothing added, the same clusters written, and the state file left as it
+    # was (found by a user trial: it was rewritten whole, and said "updated")
+    before = (tmp_path / "s.kstate").stat()
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "b.csv", "--skip-held")
     assert code == 0 and "7 rows the state already held were not added again" in out and "no new row;" in out, out
+    assert "state unchanged" in out and (tmp_path / "s.kstate").stat().st_ino == before.st_ino, out
     np.testing.assert_array_equal(clusters(tmp_path / "b.csv"), got)
     assert ClusterState.load(tmp_path / "s.kstate").n_samples == len(X) + 5
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "e.csv", "--skip-held",

@@ -412,7 +412,8 @@ def assign(
             else:
                 write_predictions(pending, labels, y=data.y, **index_columns(data.index, data.n_samples),
                                   photo=photo_paths(new_path))
-            state.save(target, overwrite=True)
+            if fresh.size or state_out is not None:  # (nothing added: STATE stays the file it was)
+                state.save(target, overwrite=True)
             os.replace(pending, out)
         finally:
             pending.unlink(missing_ok=True)
@@ -431,4 +432,5 @@ def assign(
             console.print(f"re-clustered {info['n_reclustered']} rows of {info['n_components_touched']} touched "
                           f"τ-components ({info['n_components_kept_whole']} stayed one cluster without it); "
                           f"{info['n_existing_moved']} earlier rows changed cluster")
-        console.print(f"state {'updated' if state_out is None else 'written'}: [bold]{escape(str(target))}[/bold]")
+        console.print(f"state {'written' if state_out is not None else 'updated' if fresh.size else 'unchanged'}: "
+                      f"[bold]{escape(str(target))}[/bold]")
