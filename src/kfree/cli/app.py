@@ -400,7 +400,7 @@ def cluster(
                         labels, applied = cluster_model_state(
                             learner, model, data.X, threshold, state, data_path,
                             columns=[str(c) for c in names] if names is not None else data.columns,
-                            ignored=ignored(ignore_columns), ids=data.index, id_column=id_column)
+                            left_out=ignored(ignore_columns), ids=data.index, id_column=id_column)
                 if method == "ward":  # a Ward height, calibrated or given
                     rule, unit = None, "(Ward merge height)"
                     used = threshold if threshold is not None or n_clusters is not None else (
@@ -467,7 +467,7 @@ def cluster(
                     if state is not None:
                         from .assign import save_plain_state
 
-                        save_plain_state(est, data.X, state, columns=data.columns, ignored=ignored(ignore_columns),
+                        save_plain_state(est, data.X, state, columns=data.columns, left_out=ignored(ignore_columns),
                                          ids=data.index, id_column=id_column)
                 how = _how(method, accepted, n_clusters, threshold, unit)
                 if linkage is not None:

@@ -45,12 +45,12 @@ def check_state_request(state: Path | None, method: str, n_clusters: int | None,
 
 def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float | None, state_path: Path,
                         data_path: Path, columns: list[str] | None = None,
-                        ignored: tuple[str, ...] = (), ids: Any = None,
+                        left_out: tuple[str, ...] = (), ids: Any = None,
                         id_column: str | None = None) -> tuple[Any, Any]:
     """Cluster ``X`` with the model's complete-linkage rule (:meth:`ClusterLearner.state_rule`:
     the chosen rule, or for a chosen Ward cut the best validated complete-linkage cut of the same
     features; ``threshold`` overrides its value) and save the state of the embedding rows (with
-    the hashes of ``X``'s rows, and the names of its ``columns`` and the ``ignored`` ones when it
+    the hashes of ``X``'s rows, and the names of its ``columns`` and the ``left_out`` ones when it
     came from a table: ``kfree assign`` leaves the same columns out of each batch; and the rows'
     ``ids``, the table's own 'index' values, when it has them).
 
@@ -73,8 +73,9 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
     meta = {"model": {"name": model_path.name, "sha256": file_sha256(model_path), "features": rule.features,
                       "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
                       "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage},
-            "feature_names": columns, **table_columns(columns, ignored, id_column)}
-    ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X), ids=own_ids(ids, len(Z))).save(state_path, overwrite=True)
+            "feature_names": columns, **table_columns(columns, left_out, id_column)}
+    ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X), ids=own_ids(ids, len(Z))).save(
+        state_path, overwrite=True)
     return est.labels_, rule
 
 
@@ -99,21 +100,21 @@ def state_rows(state: Any) -> dict[str, Any]:
 
 
 def save_plain_state(estimator: Any, X: Any, state_path: Path, columns: list[str] | None = None,
-                     ignored: tuple[str, ...] = (), ids: Any = None, id_column: str | None = None) -> None:
+                     left_out: tuple[str, ...] = (), ids: Any = None, id_column: str | None = None) -> None:
     """Save the state of a model-free ``kfree cluster DATA --threshold T`` fit (with the names of
     its feature ``columns`` when DATA is a table: a batch's columns are then taken by name; the
-    ``ignored`` ones; and the rows' ``ids``, DATA's own 'index' values, when it has them)."""
+    ``left_out`` ones; and the rows' ``ids``, DATA's own 'index' values, when it has them)."""
     from ..cluster.incremental import ClusterState
 
-    ClusterState.from_fit(estimator, X, meta={"feature_names": columns, **table_columns(columns, ignored, id_column)},
+    ClusterState.from_fit(estimator, X, meta={"feature_names": columns, **table_columns(columns, left_out, id_column)},
                           ids=own_ids(ids, len(X))).save(state_path, overwrite=True)
 
 
-def table_columns(columns: list[str] | None, ignored: tuple[str, ...], id_column: str | None = None) -> dict[str, Any]:
+def table_columns(columns: list[str] | None, left_out: tuple[str, ...], id_column: str | None = None) -> dict[str, Any]:
     """A state's record of the columns ``--ignore-columns`` left out of its table and of its
     ``--id-column`` (none for an array): each day's batch holds the same ids and timestamps, and
     retyping the options daily should not be the price of adding rows."""
-    return {**({"ignored_columns": list(ignored)} if columns is not None and ignored else {}),
+    return {**({"ignored_columns": list(left_out)} if columns is not None and left_out else {}),
             **({"id_column": id_column} if id_column is not None else {})}
 
 
@@ -143,6 +144,11 @@ def unexpanded(data: Any, names: Any) -> bool:
             and all(n in data.columns or n.rsplit("[", 1)[0] in data.columns for n in names))
 
 
+def pending_path(out: Path) -> Path:
+    """Where ``kfree assign`` writes --out before the state is saved (then renames it onto --out)."""
+    return out.with_name(f".{out.name}.pending{out.suffix}")
+
+
 def remove_leftovers(state_path: Path, state_out: Path | None, out: Path) -> None:
     """Remove what an earlier ``kfree assign`` killed outright (SIGKILL, an OOM kill, a reboot)
     left of its writes: the new state half-written beside STATE (as large as the state: one per
@@ -150,7 +156,7 @@ def remove_leftovers(state_path: Path, state_out: Path | None, out: Path) -> Non
     of this state writes them, and this one holds its lock; said in one line."""
     from ..utils.io import stale_temporaries
 
-    pending = out.with_name(f".{out.name}.pending{out.suffix}")
+    pending = pending_path(out)
     found = [p for target in {state_path, state_out or state_path, pending} for p in stale_temporaries(target)]
     found += [pending] if pending.exists() else []
     if not found:
@@ -405,7 +411,7 @@ def assign(
         # put in place (cluster ids written for rows a state never recorded would be handed out
         # again by the next assign; a state with a batch whose --out is missing refuses its rerun)
         target = state_out if state_out is not None else state_path
-        pending = out.with_name(f".{out.name}.pending{out.suffix}")
+        pending = pending_path(out)
         try:
             if all_rows:
                 write_predictions(pending, state.labels, **state_rows(state))

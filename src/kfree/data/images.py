@@ -138,7 +138,8 @@ def locate_images(listed: Sequence[str], listed_in: Path, *, image_root: Path | 
         q = Path(p)
         return q.parts[1:] if q.is_absolute() and image_root is not None else q.parts
 
-    relative = [p for p in listed if image_root is not None or not Path(p).is_absolute()]
+    # the paths read from a base folder: the relative ones, and under --image-root all of them
+    from_base = [p for p in listed if image_root is not None or not Path(p).is_absolute()]
     if image_root is not None:
         if not image_root.is_dir():
             raise DataFileNotFoundError(f"--image-root {image_root}: no such folder")
@@ -147,22 +148,22 @@ def locate_images(listed: Sequence[str], listed_in: Path, *, image_root: Path | 
         bases = [listed_in.resolve().parent]
         if written_in is not None and written_in != bases[0]:
             bases.append(written_in)
-    sample = [parts(relative[i]) for i in _spread(len(relative))]
+    sample = [parts(from_base[i]) for i in _spread(len(from_base))]
     tries = [(b, k) for b in bases for k in range(max(map(len, sample)) if image_root is not None and sample else 1)]
     base, drop = next(((b, k) for b, k in tries
                        if any(len(p) > k and os.path.exists(os.path.normpath(b.joinpath(*p[k:]))) for p in sample)),
                       (None, 0))
-    if base is None and relative:
+    if base is None and from_base:
         if not strict:
             base = bases[0]
         elif image_root is not None:
             raise DataFileNotFoundError(
                 f"{listed_in.name}: its images are not found under --image-root {image_root} (first: "
-                f"{relative[0]}), even without their first folders; give the folder they now lie in")
+                f"{from_base[0]}), even without their first folders; give the folder they now lie in")
         else:
             where = " or ".join(str(b) for b in bases)
             raise DataFileNotFoundError(
-                f"{listed_in.name}: its images are not found from {where} (first: {relative[0]}); relative paths are "
+                f"{listed_in.name}: its images are not found from {where} (first: {from_base[0]}); relative paths are "
                 f"read from the folder of {listed_in.name}" + (" or the one it was written in" if len(bases) > 1 else "")
                 + "; give the folder they now lie in with --image-root")
     absolute = [p for p in listed if image_root is None and Path(p).is_absolute()]

@@ -42,6 +42,10 @@ def _reason(e: OSError) -> str:
     return e.strerror or type(e).__name__
 
 
+#: the name of :func:`atomic_path`'s temporary file beside NAME (``rest``: mkstemp's random part and ".tmp")
+_TEMP = ".{name}.{rest}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -53,7 +57,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_TEMP.format(name=path.name, rest=""), suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {_reason(e)} (in {path.parent}); choose another place") from None
     os.close(fd)
@@ -84,7 +88,7 @@ def stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     import glob
 
     path = Path(path)
-    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    return sorted(path.parent.glob(_TEMP.format(name=glob.escape(path.name), rest="*.tmp")))
 
 
 @contextlib.contextmanager
