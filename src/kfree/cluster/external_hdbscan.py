@@ -14,17 +14,9 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from ..config import check_choice, check_count
 from ..distances import check_features
 from ..exceptions import ConfigError, DataError, first_line
+from ..metrics.clustering import singletons_for_noise
 from ..registry import register
 from .labels import first_seen_labels
-
-
-def _noise_to_singletons(labels: np.ndarray) -> np.ndarray:
-    labels = labels.astype(np.int64).copy()
-    noise = labels < 0
-    if noise.any():
-        start = labels.max() + 1 if (~noise).any() else 0
-        labels[noise] = start + np.arange(int(noise.sum()))
-    return first_seen_labels(labels)
 
 
 @register("cluster", "hdbscan", requires=("hdbscan", "baselines"))
@@ -83,7 +75,7 @@ class HDBSCANBaseline(ClusterMixin, BaseEstimator):
                 raise ConfigError(f"hdbscan refused metric={self.metric!r}: {first[:200]}") from None
             raw = model.labels_.astype(np.int64)
             self.n_noise_ = int((raw < 0).sum())
-            self.labels_ = _noise_to_singletons(raw) if self.noise == "singletons" else raw
+            self.labels_ = first_seen_labels(singletons_for_noise(raw)) if self.noise == "singletons" else raw
         # with noise kept, -1 is not a cluster
         self.n_clusters_ = int(np.unique(self.labels_[self.labels_ >= 0]).size)
         self.n_features_in_ = X.shape[1]

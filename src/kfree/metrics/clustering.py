@@ -195,14 +195,21 @@ def noise_as_singletons(labels_pred: Any) -> Any:
     a = np.asarray(labels_pred)
     if a.dtype.kind not in "iuf" or a.size == 0 or not (a < 0).any():
         return labels_pred
-    noise = a < 0
-    out = a.astype(np.int64) if a.dtype.kind != "f" else a.copy()
-    out[noise] = out[~noise].max(initial=-1) + 1 + np.arange(int(noise.sum()))
     import warnings
 
-    warnings.warn(f"{int(noise.sum()):,} of the {a.size:,} rows have a negative cluster label (noise, as HDBSCAN and "
+    warnings.warn(f"{int((a < 0).sum()):,} of the {a.size:,} rows have a negative cluster label (noise, as HDBSCAN and "
                   "DBSCAN write -1): each is scored as a cluster of its own, as kfree's hdbscan method gives them; "
                   "relabel them first to score them otherwise", DataWarning, stacklevel=3)
+    return singletons_for_noise(a)
+
+
+def singletons_for_noise(labels: Any) -> np.ndarray:
+    """``labels`` (integer or float numbers) with each negative one (noise) a cluster of its own,
+    numbered after the others; a copy (int64 for integers)."""
+    out = np.asarray(labels)
+    out = out.copy() if out.dtype.kind == "f" else out.astype(np.int64)
+    noise = out < 0
+    out[noise] = out[~noise].max(initial=-1) + 1 + np.arange(int(noise.sum()))
     return out
 
 
