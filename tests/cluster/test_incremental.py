@@ -107,6 +107,36 @@ def test_greedy_assign_keeps_complete_linkage_invariant(distance, tau):
         assert opened == len(set(labels_new.tolist()) - set(before.tolist()))
 
 
+@pytest.mark.parametrize(("distance", "tau"), CASES)
+def test_checking_candidates_in_small_passes_changes_nothing(monkeypatch, distance, tau):
+    """assign checks its (new row, cluster) candidates in passes of about _PAIRS_PER_PASS and
+    bounds them in blocks of about _NEAR_BLOCK: passes of a few pairs (so one row's candidates
+    span passes) and blocks of one row give the very states one pass gives, in both modes."""
+    from kfree.cluster import incremental
+
+    X = blobs(np.random.default_rng(5), 300, spread=0.6)
+    batches = [blobs(np.random.default_rng(5), k, spread=0.6) for k in (40, 1, 25)]
+
+    def run(recluster):
+        state = ClusterState.fit(X, tau, distance=distance)
+        labels = [assign(state, Xb, recluster_affected=recluster) for Xb in batches]
+        return labels, state
+
+    for recluster in (False, True):
+        monkeypatch.setattr(incremental, "_PAIRS_PER_PASS", 10**9)
+        monkeypatch.setattr(incremental, "_NEAR_BLOCK", 10**9)
+        one_labels, one = run(recluster)
+        monkeypatch.setattr(incremental, "_PAIRS_PER_PASS", 5)
+        monkeypatch.setattr(incremental, "_NEAR_BLOCK", 1)
+        labels, state = run(recluster)
+        for a, b in zip(labels, one_labels, strict=True):
+            np.testing.assert_array_equal(a, b)
+        for name in ("labels", "components", "centres", "radii", "sizes"):
+            np.testing.assert_array_equal(getattr(state, name), getattr(one, name), err_msg=name)
+        assert state.n_clusters > 5 and len(np.unique(np.concatenate(labels))) > 5
+        check_bookkeeping(state)
+
+
 def test_choice_rule_smallest_max_distance_then_lowest_label():
     X = np.array([[0.0], [10.0]])
     state = ClusterState.fit(X, 4.0)

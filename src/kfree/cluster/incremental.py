@@ -127,6 +127,10 @@ _OPTIONAL_ARRAYS = ("row_hashes", "ids")
 #: relative slack of the triangle-inequality bounds: far above the float64 rounding of the GEMM
 #: (~1e-14), so a bound never excludes a cluster it should keep; it only costs exact checks
 _BOUND_SLACK = 1e-7
+#: (new row, cluster) candidate pairs that :func:`assign` checks in one pass (~100 bytes each)
+_PAIRS_PER_PASS = 1 << 21
+#: (row, cluster) bounds computed in one block (8 bytes each, a few arrays of them)
+_NEAR_BLOCK = 1 << 20
 
 
 def row_hashes(X: Any) -> np.ndarray:
@@ -574,18 +578,15 @@ def _exact_components(X, labels, tau, distance, hook=None, coarse=None) -> np.nd
 
 
 # ---------------------------------------------------------------------------- assign
-def _near(P: np.ndarray, state: ClusterState, thr_sq: float, *, block: int = 256):
-    """Candidate (point, label) pairs: labels that may hold a τ-neighbour of a prepared row
-    (``|p - c| <= s + R``); also whether every member may be within τ (``|p - c| <= s``)."""
-    alive = np.flatnonzero(state.sizes > 0)
-    if alive.size == 0:
-        e = np.empty(0, dtype=np.int64)
-        return e, e, np.empty(0, dtype=bool)
+def _near(P: np.ndarray, state: ClusterState, thr_sq: float, alive: np.ndarray):
+    """Candidate (point, label) pairs, block by block of rows: labels that may hold a
+    τ-neighbour of a prepared row (``|p - c| <= s + R``); also whether every member may be
+    within τ (``|p - c| <= s``). Blocks of rows hold about ``_NEAR_BLOCK`` (row, label) pairs."""
     C = state.centres[alive]
     R = state.radii[alive]
     cn = np.einsum("ij,ij->i", C, C)
     s = math.sqrt(thr_sq)
-    out_p, out_l, out_j = [], [], []
+    block = max(1, min(256, _NEAR_BLOCK // max(1, alive.shape[0])))
     for p0 in range(0, P.shape[0], block):
         Pb = P[p0 : p0 + block]
         pn = np.einsum("ij,ij->i", Pb, Pb)
@@ -593,10 +594,42 @@ def _near(P: np.ndarray, state: ClusterState, thr_sq: float, *, block: int = 256
         scale = (np.sqrt(pn)[:, None] + np.sqrt(cn)[None, :]) ** 2
         lim = (s + R)[None, :] ** 2 * (1 + _BOUND_SLACK) + _BOUND_SLACK * scale
         r, c = np.nonzero(d2 <= lim)
-        out_p.append(r + p0)
-        out_l.append(alive[c])
-        out_j.append(d2[r, c] <= s * s * (1 + _BOUND_SLACK) + _BOUND_SLACK * scale[r, c])
-    return np.concatenate(out_p), np.concatenate(out_l), np.concatenate(out_j)
+        yield r + p0, alive[c], d2[r, c] <= s * s * (1 + _BOUND_SLACK) + _BOUND_SLACK * scale[r, c]
+
+
+def _touching(state: ClusterState, X_new: np.ndarray, P: np.ndarray, thr_sq: float):
+    """The (new row, label) pairs where the row has a member of the label within τ: rows
+    ``cp``, labels ``cl``, whether every member is within τ (``join``) and then the exact
+    largest distance (``dmax``, else +inf); in row order, then label order.
+
+    The bounds of :func:`_near` may leave thousands of clusters per row (faces, whose
+    identities lie about as far apart as the cut); their candidates are checked in passes of
+    about ``_PAIRS_PER_PASS``, so memory does not grow with the batch.
+    """
+    alive = np.flatnonzero(state.sizes > 0)
+    out: list[tuple[np.ndarray, ...]] = []
+    pending: list[tuple[np.ndarray, ...]] = []
+    count = 0
+
+    def check() -> None:
+        cp, cl, may_join = (np.concatenate(a) for a in zip(*pending, strict=True))
+        join, dmax, touch = _member_checks(state, X_new, P, cp, cl, may_join)
+        keep = touch  # every member within τ implies some member within τ
+        out.append((cp[keep], cl[keep], join[keep], dmax[keep]))
+
+    if alive.size:
+        for got in _near(P, state, thr_sq, alive):
+            pending.append(got)
+            count += got[0].shape[0]
+            if count >= _PAIRS_PER_PASS:
+                check()
+                pending, count = [], 0
+        if pending:
+            check()
+    if not out:
+        e = np.empty(0, dtype=np.int64)
+        return e, e, np.empty(0, dtype=bool), np.empty(0)
+    return tuple(np.concatenate(a) for a in zip(*out, strict=True))
 
 
 def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np.ndarray,
@@ -605,11 +638,12 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np
     within τ (``join``), the exact largest distance when it is (``dmax``, else +inf), and
     whether some member is within τ (``touch``).
 
-    Distances of all (row, member) pairs come from a float64 GEMM on prepared rows; as in
-    :mod:`~kfree.cluster.threshold_hac`, every pair whose GEMM value lies within
-    :func:`~kfree._exact_distances.gemm_band` of τ is recomputed as scipy's ``pdist`` does
-    (existing row first) and decided on that value, and the largest distance is recomputed
-    exactly from the members whose GEMM value is within twice the band of the largest.
+    Distances of all (row, member) pairs come from a float64 GEMM on prepared rows, one label's
+    members at a time; as in :mod:`~kfree.cluster.threshold_hac`, every pair whose GEMM value
+    lies within :func:`~kfree._exact_distances.gemm_band` of τ (the band of that label's
+    members and rows) is recomputed as scipy's ``pdist`` does (existing row first) and decided
+    on that value, and the largest distance is recomputed exactly from the members whose GEMM
+    value is within twice the band of the largest.
     """
     t_n = cp.shape[0]
     join = np.zeros(t_n, dtype=bool)
@@ -620,49 +654,48 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np
     order, starts = state._members()
     tau, dist = state.threshold, state.distance
     thr_sq = to_sq(tau, dist)
-    # the members of every candidate label, gathered and prepared once
-    labs = np.unique(cl)
-    sizes = starts[labs + 1] - starts[labs]
-    offs = np.r_[0, np.cumsum(sizes)]
-    mem = np.concatenate([order[starts[lab] : starts[lab + 1]] for lab in labs.tolist()])
-    Xcat = np.concatenate([np.asarray(state.X[mem], dtype=np.float64), np.asarray(X_new, dtype=np.float64)])
-    M = state._prepared(Xcat[: mem.shape[0]])
-    mn = np.einsum("ij,ij->i", M, M)
     pn = np.einsum("ij,ij->i", P, P)
-    # one band for all pairs (the widest: more pairs recomputed, never fewer)
-    band = gemm_band(thr_sq, float(max(pn.max(), mn.max())), M.shape[1], dist)
     by = np.argsort(cl, kind="stable")
-    cut = np.searchsorted(cl[by], labs)
-    cut = np.r_[cut, t_n]
+    labs = np.unique(cl)
+    cut = np.r_[np.searchsorted(cl[by], labs), t_n]
+    band = np.empty(t_n)
     gmin = np.empty(t_n)
     gmax = np.empty(t_n)
     need_t: list[np.ndarray] = []
-    need_m: list[np.ndarray] = []
-    for j in range(labs.shape[0]):
-        Mj, mnj = M[offs[j] : offs[j + 1]], mn[offs[j] : offs[j + 1]]
-        for q0 in range(int(cut[j]), int(cut[j + 1]), block):
-            idx = by[q0 : min(int(cut[j + 1]), q0 + block)]
+    need_m: list[np.ndarray] = []  # state rows
+    for j, lab in enumerate(labs.tolist()):
+        members = order[starts[lab] : starts[lab + 1]]
+        Mj = state._prepared(state.X[members])
+        mnj = np.einsum("ij,ij->i", Mj, Mj)
+        mine = by[cut[j] : cut[j + 1]]
+        bj = gemm_band(thr_sq, float(max(pn[cp[mine]].max(), mnj.max())), Mj.shape[1], dist)
+        band[mine] = bj
+        for q0 in range(0, mine.shape[0], block):
+            idx = mine[q0 : q0 + block]
             rows = cp[idx]
             G = pn[rows][:, None] + mnj[None, :] - 2.0 * (P[rows] @ Mj.T)
             lo_g, hi_g = G.min(axis=1), G.max(axis=1)
             gmin[idx], gmax[idx] = lo_g, hi_g
             # pairs to recompute: near the cut when the nearest member is; for a possible
             # join, those near the cut and those that may be the largest
-            open_touch = np.abs(lo_g - thr_sq) <= band
-            open_join = may_join[idx] & (hi_g <= thr_sq + band)
+            open_touch = np.abs(lo_g - thr_sq) <= bj
+            open_join = may_join[idx] & (hi_g <= thr_sq + bj)
             if not (open_touch.any() or open_join.any()):
                 continue
-            lo = np.where(open_join, np.minimum(thr_sq - band, hi_g - 2.0 * band), np.inf)
-            need = (G >= lo[:, None]) | (open_touch[:, None] & (np.abs(G - thr_sq) <= band))
+            lo = np.where(open_join, np.minimum(thr_sq - bj, hi_g - 2.0 * bj), np.inf)
+            need = (G >= lo[:, None]) | (open_touch[:, None] & (np.abs(G - thr_sq) <= bj))
             r, c = np.nonzero(need)
             need_t.append(idx[r])
-            need_m.append(offs[j] + c)
+            need_m.append(members[c])
     touch[:] = gmin <= thr_sq - band
     open_join = may_join & (gmax <= thr_sq + band)
     if need_t:
         t_idx = np.concatenate(need_t)
-        m_idx = np.concatenate(need_m)
-        exact = pair_distances(Xcat, m_idx, mem.shape[0] + cp[t_idx], dist)  # existing row first
+        old_rows, m_at = np.unique(np.concatenate(need_m), return_inverse=True)
+        new_rows, r_at = np.unique(cp[t_idx], return_inverse=True)
+        X = np.concatenate([np.asarray(state.X[old_rows], dtype=np.float64),
+                            np.asarray(X_new[new_rows], dtype=np.float64)])
+        exact = pair_distances(X, m_at, old_rows.shape[0] + r_at, dist)  # existing row first
         hit = np.zeros(t_n, dtype=bool)
         np.logical_or.at(hit, t_idx, exact <= tau)
         touch |= (np.abs(gmin - thr_sq) <= band) & hit
@@ -738,9 +771,9 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     thr_sq = to_sq(tau, state.distance)
     P = state._prepared(X_new)
 
-    # 1. exact distances from each new row to every member of the clusters the bounds leave
-    cp, cl, may_join = _near(P, state, thr_sq)
-    joinable, dmax, touches = _member_checks(state, X_new, P, cp, cl, may_join)
+    # 1. the existing clusters with a member within τ of a new row, from exact distances to every
+    #    member of the clusters the bounds leave (and whether every member is within τ)
+    cp, cl, joinable, dmax = _touching(state, X_new, P, thr_sq)
     order, starts = state._members()
     comp_of = state.components[order[starts[cl]]] if cl.size else np.empty(0, dtype=np.int64)
 
@@ -751,7 +784,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     # smaller root wins, so a set that holds an existing component is named by the smallest one
     nc = state.next_component
     parent = np.arange(nc + m, dtype=np.int64)
-    union_pairs(parent, comp_of[touches], nc + cp[touches])
+    union_pairs(parent, comp_of, nc + cp)
     union_pairs(parent, nc + ei.astype(np.int64), nc + ej.astype(np.int64))
     root = find_roots(parent)
     new_root = root[nc:]
@@ -760,7 +793,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     fresh_ids = first_seen_labels(new_root[fresh])
     new_comp[fresh] = nc + fresh_ids
     next_comp = nc + (int(fresh_ids.max()) + 1 if fresh_ids.size else 0)
-    touched = np.unique(comp_of[touches])
+    touched = np.unique(comp_of)
     # existing components merged into another (smaller) one through the new rows take its id; the
     # root of an untouched component is itself
     comps = root[state.components]
