@@ -137,6 +137,64 @@ def test_checking_candidates_in_small_passes_changes_nothing(monkeypatch, distan
         check_bookkeeping(state)
 
 
+def greedy_rule(m, first_new, joins, edges):
+    """The greedy placement as the module docstring states it, in plain Python: ``joins`` maps a
+    row to its (largest distance, existing label) options, ``edges`` a pair (a < b) of the batch
+    to its distance."""
+    nbr = [{} for _ in range(m)]
+    for (a, b), dist in edges.items():
+        nbr[a][b] = nbr[b][a] = dist
+    out, members, nxt = [], {}, first_new
+    for i in range(m):
+        opened = {out[j] for j in nbr[i] if j < i and out[j] >= first_new}
+        best = None
+        for h, lab in list(joins.get(i, [])) + [(-np.inf, lab) for lab in opened]:
+            if all(a in nbr[i] for a in members.get(lab, [])):
+                h = max([h] + [nbr[i][a] for a in members.get(lab, [])])
+                best = min(best, (h, lab)) if best else (h, lab)
+        lab = best[1] if best else nxt
+        nxt += best is None
+        out.append(lab)
+        members.setdefault(lab, []).append(i)
+    return out
+
+
+def test_the_greedy_kernel_places_rows_by_the_stated_rule():
+    """The compiled placement (:func:`_greedy`) against the rule written out in Python, on random
+    options and τ-edges, half of them with tied distances (the lowest label must win a tie)."""
+    from kfree.cluster.incremental import _greedy
+
+    rng = np.random.default_rng(0)
+
+    class State:
+        next_label = 0
+
+    opened_joined = ties = 0
+    for trial in range(400):
+        m, first_new = int(rng.integers(1, 30)), int(rng.integers(0, 6))
+        draw = (lambda k: rng.integers(0, 3, k).astype(float)) if trial % 2 else rng.random
+        pairs = sorted({(int(rng.integers(0, m)), int(rng.integers(0, first_new))) for _ in
+                        range(int(rng.integers(0, 3 * m)) if first_new else 0)})
+        pairs = [pairs[k] for k in rng.permutation(len(pairs))]  # in no order: the rule decides
+        jd = draw(len(pairs))
+        density = rng.random()
+        E = [(a, b) for a in range(m) for b in range(a + 1, m) if rng.random() < density]
+        ed = draw(len(E))
+        joins = {}
+        for (p, lab), dist in zip(pairs, jd, strict=True):
+            joins.setdefault(p, []).append((dist, lab))
+        want = greedy_rule(m, first_new, joins, dict(zip(E, ed, strict=True)))
+        State.next_label = first_new
+        got = _greedy(State, m, np.array([p for p, _ in pairs], dtype=np.int64),
+                      np.array([lab for _, lab in pairs], dtype=np.int64), jd,
+                      np.array([a for a, _ in E], dtype=np.int32), np.array([b for _, b in E], dtype=np.int32), ed)
+        assert got.tolist() == want, trial
+        sizes = np.bincount(got)
+        opened_joined += int((sizes[first_new:] > 1).sum())
+        ties += trial % 2 and len(set(jd.tolist())) < len(jd)
+    assert opened_joined > 100 and ties > 50  # rows joined clusters the batch opened; ties were decided
+
+
 def test_choice_rule_smallest_max_distance_then_lowest_label():
     X = np.array([[0.0], [10.0]])
     state = ClusterState.fit(X, 4.0)

@@ -106,6 +106,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numba as nb
 import numpy as np
 
 from .._exact_distances import gemm_band, gemm_ready, grid_centre, pair_distances
@@ -839,41 +840,64 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
 
 
 def _greedy(state, m, jp, jl, jd, ei, ej, ed) -> np.ndarray:
-    """Place the new rows one at a time in row order (see the module docstring)."""
-    cand: list[list[tuple[float, int]]] = [[] for _ in range(m)]
-    for p, lab, d in zip(jp.tolist(), jl.tolist(), jd.tolist(), strict=True):
-        cand[p].append((d, lab))
-    nbr: list[dict[int, float]] = [{} for _ in range(m)]
-    for a, b, d in zip(ei.tolist(), ej.tolist(), ed.tolist(), strict=True):
-        nbr[a][b] = d
-        nbr[b][a] = d
-    added: dict[int, list[int]] = {}
+    """Place the new rows one at a time in row order (see the module docstring).
+
+    ``jp, jl, jd``: the existing clusters row ``jp[t]`` may join (every member within τ), with
+    the largest distance; ``ei < ej``: the τ-edges among the new rows, ``ed`` their distances.
+    Both go to the kernel grouped by row (the edges by their later row, the one placed after the
+    other), in arrays: on faces a batch's τ-edges run to millions."""
+    cptr = np.r_[0, np.cumsum(np.bincount(jp, minlength=m))].astype(np.int64)
+    by = np.argsort(jp, kind="stable")
+    order = np.argsort(ej, kind="stable")
+    eptr = np.r_[0, np.cumsum(np.bincount(ej, minlength=m))].astype(np.int64)
+    return _greedy_kernel(m, cptr, np.ascontiguousarray(jl[by], dtype=np.int64),
+                          np.ascontiguousarray(jd[by], dtype=np.float64), eptr,
+                          np.ascontiguousarray(ei[order], dtype=np.int64),
+                          np.ascontiguousarray(ed[order], dtype=np.float64), state.next_label)
+
+
+@nb.njit(cache=True)
+def _greedy_kernel(m, cptr, clab, cd, eptr, eidx, ed, first_new):
+    """Row i takes, among the existing clusters it may join (``clab[cptr[i]:cptr[i+1]]``, largest
+    distance ``cd``) and the clusters this batch opened that hold a τ-neighbour of it, one whose
+    every batch row placed so far is a τ-neighbour of i (``eidx[eptr[i]:eptr[i+1]]``, the
+    earlier rows within τ of i); the smallest largest distance wins, then the lowest label; with
+    none, it opens label ``first_new + k``. A label's batch rows are all neighbours of i exactly
+    when i has as many neighbours in it as it has batch rows (``count`` against ``added``)."""
+    n_labels = first_new + m
     out = np.empty(m, dtype=np.int64)
-    nxt = state.next_label
-    first_new = nxt
+    added = np.zeros(n_labels, dtype=np.int64)  # the batch's rows placed in each label so far
+    count = np.zeros(n_labels, dtype=np.int64)  # scratch: i's placed neighbours in each label
+    far = np.full(n_labels, -np.inf)  # scratch: the largest distance to them
+    nxt = first_new
     for i in range(m):
-        best: tuple[float, int] | None = None
-        options = list(cand[i])
-        # clusters opened by this batch that hold a τ-neighbour of i
-        opened = {int(out[j]) for j in nbr[i] if j < i and out[j] >= first_new}
-        options += [(-math.inf, lab) for lab in sorted(opened)]
-        for h, lab in options:
-            ok = True
-            for a in added.get(lab, ()):
-                d = nbr[i].get(a)
-                if d is None:
-                    ok = False
-                    break
-                h = max(h, d)
-            if ok and (best is None or (h, lab) < best):
-                best = (h, lab)
-        if best is None:
-            lab = nxt
+        for t in range(eptr[i], eptr[i + 1]):
+            lab = out[eidx[t]]
+            count[lab] += 1
+            far[lab] = max(far[lab], ed[t])
+        best_h = np.inf
+        best = -1
+        for t in range(cptr[i], cptr[i + 1]):
+            lab = clab[t]
+            if count[lab] == added[lab]:
+                h = max(cd[t], far[lab])
+                if best < 0 or h < best_h or (h == best_h and lab < best):
+                    best_h, best = h, lab
+        for t in range(eptr[i], eptr[i + 1]):
+            lab = out[eidx[t]]
+            if lab >= first_new and count[lab] == added[lab]:
+                h = far[lab]
+                if best < 0 or h < best_h or (h == best_h and lab < best):
+                    best_h, best = h, lab
+        for t in range(eptr[i], eptr[i + 1]):
+            lab = out[eidx[t]]
+            count[lab] = 0
+            far[lab] = -np.inf
+        if best < 0:
+            best = nxt
             nxt += 1
-        else:
-            lab = best[1]
-        out[i] = lab
-        added.setdefault(lab, []).append(i)
+        out[i] = best
+        added[best] += 1
     return out
 
 
