@@ -41,11 +41,11 @@ FULL_ENV = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "1
 
 def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
     """Start ``torchrun --standalone --nproc-per-node 2 ARGS`` with this checkout's kfree first on
-    the path."""
+    the path, and its temporary files (torchrun leaves a ``torchelastic_*`` folder) under ``cwd``."""
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARS}
     src = str(Path(kfree.__file__).resolve().parents[1])
     env.update(PYTHONPATH=os.pathsep.join([src, env.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1",
-               KFREE_NUM_THREADS="1")
+               KFREE_NUM_THREADS="1", TMPDIR=str(cwd))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # its own process group: killed whole on a hang
