@@ -697,3 +697,79 @@ def test_an_id_column_of_any_name_names_the_rows_from_cluster_to_assign_and_eval
 
     assert list(ClusterLearner.load(tmp_path / "m.kfree").feature_names_in_) == [f"embedding[{j}]"
                                                                                  for j in range(X.shape[1])]
+
+
+def test_rows_with_nan_features_are_named_by_id_and_skip_invalid_leaves_them_out(d, tmp_path):
+    """Found by an ops trial: one failed embedding (a NaN row, a missing Parquet vector) refused
+    a whole nightly batch, named by row number only. The refusal names its id and --skip-invalid;
+    with it the other rows are added as they would be alone, the invalid ones get an empty cluster
+    in --out, and evaluate/report read that file without them."""
+    X, y, new = np.load(d / "x.npy"), np.load(d / "y.npy"), np.load(d / "new.npy")
+    skus = [f"SKU-{i:03d}" for i in range(len(X) + len(new))]
+    pd.DataFrame({"sku_id": skus[:len(X)], "embedding": list(X)}).to_parquet(tmp_path / "day0.parquet")
+    vectors = list(new.astype(np.float64))
+    vectors[3] = None  # the embedding failed
+    vectors[7] = vectors[7].copy()
+    vectors[7][2] = np.nan
+    pd.DataFrame({"sku_id": skus[len(X):], "embedding": vectors}).to_parquet(tmp_path / "day1.parquet")
+    code, out = run("cluster", tmp_path / "day0.parquet", "--threshold", TAU, "--id-column", "sku_id", "--out",
+                    tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    before = (tmp_path / "s.kstate").read_bytes()
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day1.parquet", "--out", tmp_path / "a.csv")
+    one_line_error(code, out, "features in day1.parquet hold NaN or infinite values in 2 rows (first: row 3, from 0, "
+                              "id 'SKU-103'); drop or impute them, or pass --skip-invalid")
+    assert (tmp_path / "s.kstate").read_bytes() == before and not (tmp_path / "a.csv").exists()
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day1.parquet", "--skip-invalid", "--out",
+                    tmp_path / "a.csv")
+    assert code == 0 and "left out (--skip-invalid)" in out and "their cluster in --out is empty" in out, out
+    got = pd.read_csv(tmp_path / "a.csv")
+    assert got["index"].tolist() == skus[len(X):]
+    assert got["cluster"].isna().to_numpy().nonzero()[0].tolist() == [3, 7]
+    ok = np.setdiff1d(np.arange(len(new)), [3, 7])
+    ref = ClusterState.fit(X, float(TAU))
+    want = assign(ref, new[ok])
+    np.testing.assert_array_equal(got["cluster"].to_numpy()[ok], want)
+    state = ClusterState.load(tmp_path / "s.kstate")
+    assert state.n_samples == len(X) + ok.size and state.ids.tolist() == skus[:len(X)] + [skus[len(X) + i] for i in ok]
+    # a retry adds nothing and writes the same clusters
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day1.parquet", "--skip-invalid", "--skip-held",
+                    "--out", tmp_path / "b.csv")
+    assert code == 0 and "state unchanged" in out, out
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b.csv"), got)
+    # the clusters file is read without the rows it gives no cluster, with a warning
+    truth = pd.DataFrame({"index": skus, "label": np.r_[y, np.arange(len(new))]})
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    code, out = run("evaluate", tmp_path / "a.csv", tmp_path / "truth.csv", "--out", tmp_path / "m.json")
+    assert code == 0 and "2 rows have no cluster (first: row 3, from 0" in out, out
+    import json
+
+    from kfree.metrics import evaluate_clustering
+
+    assert json.loads((tmp_path / "m.json").read_text())["nmi"] == pytest.approx(
+        evaluate_clustering(np.arange(len(new))[ok], want)["nmi"])
+    code, out = run("report", tmp_path / "a.csv", "--out", tmp_path / "r")
+    assert code == 0 and "2 rows have no cluster" in out, out
+    # a .npy batch: the row alone names it
+    np.save(tmp_path / "x.npy", X)
+    bad = new.copy()
+    bad[5, 0] = np.inf
+    np.save(tmp_path / "bad.npy", bad)
+    code, out = run("cluster", tmp_path / "x.npy", "--threshold", TAU, "--out", tmp_path / "c2.csv", "--state",
+                    tmp_path / "s2.kstate")
+    assert code == 0, out
+    code, out = run("assign", tmp_path / "s2.kstate", tmp_path / "bad.npy", "--out", tmp_path / "x.csv")
+    one_line_error(code, out, "in 1 row (first: row 5, from 0); drop or impute them")
+    code, out = run("cluster", tmp_path / "bad.npy", "--threshold", TAU, "--out", tmp_path / "x.csv")
+    one_line_error(code, out, "features in bad.npy hold NaN or infinite values in 1 row (first: row 5, from 0); drop, "
+                              "impute or rescale them first")
+    # with a model: the other rows are embedded and added, the invalid one is not
+    code, out = run("cluster", d / "m.kfree", tmp_path / "x.npy", "--out", tmp_path / "c3.csv", "--state",
+                    tmp_path / "s3.kstate")
+    assert code == 0, out
+    code, out = run("assign", d / "m.kfree", tmp_path / "s3.kstate", tmp_path / "bad.npy", "--skip-invalid", "--out",
+                    tmp_path / "m.csv")
+    assert code == 0, out
+    got = pd.read_csv(tmp_path / "m.csv")
+    assert got["cluster"].isna().to_numpy().nonzero()[0].tolist() == [5]
+    assert ClusterState.load(tmp_path / "s3.kstate").n_samples == len(X) + len(new) - 1

@@ -98,7 +98,7 @@ def test_bad_input_is_one_line_and_writes_nothing(photos):
         (["report", d / "photos.txt", "--out", d / "o"], "must be a CSV with a 'cluster' column"),
         (["report", d / "c.csv", "--texts", d / "c.csv", "--out", d / "o"], "has no 'text' or 'texts'"),
     ]
-    (d / "blank.csv").write_text("index,cluster\n0,a\n1,b\n2,\n3,a\n")
+    (d / "blank.csv").write_text("cluster,label\na,x\nb,y\n,z\na,x\n")
     (d / "bomb.png").write_bytes(b"")
     Image.new("1", (20_000, 20_000)).save(d / "bomb.png")  # a few KB, 400M pixels
     (d / "bomb.txt").write_text("bomb.png\n" * 9)

@@ -68,7 +68,7 @@ def test_errors_say_what_is_wrong(tmp_path, xy):
     Xn = X.copy()
     Xn[3, 1] = np.nan
     np.save(tmp_path / "nan.npy", Xn)
-    with pytest.raises(DataError, match="NaN or infinite values in 1 rows \\(first: row 3\\)"):
+    with pytest.raises(DataError, match="NaN or infinite values in 1 row \\(first: row 3, from 0\\)"):
         load_features(tmp_path / "nan.npy")
     pd.DataFrame(X).assign(label=y).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(DataError, match="no label column 'who'"):
@@ -191,7 +191,7 @@ def test_csv_cells_are_read_as_written(tmp_path):
         assert data.X.tolist() == [[1, 2], [3, 4]] and data.y.tolist() == ["x", "y"], name
     (tmp_path / "na.csv").write_text("a,b,label\n1,NA,None\n3,4,NA\n")
     assert read_table(tmp_path / "na.csv")["label"].tolist() == ["None", "NA"]
-    with pytest.raises(DataError, match="NaN or infinite values in 1 rows"):
+    with pytest.raises(DataError, match="NaN or infinite values in 1 row \\(first: row 0, from 0\\)"):
         load_features(tmp_path / "na.csv")
 
 
@@ -421,3 +421,34 @@ def test_a_folder_of_parquet_parts_is_one_table(tmp_path):
     empty.mkdir()
     with pytest.raises(DataError, match="empty is a directory; give a data file .* or a folder of .parquet parts"):
         load_features(empty)
+
+
+def test_rows_with_nan_or_out_of_range_values_are_named_or_kept_when_asked(tmp_path):
+    X = np.arange(24, dtype=np.float64).reshape(8, 3)
+    X[2, 1] = 1e39  # finite, but not as float32
+    np.save(tmp_path / "big.npy", X)
+    with pytest.raises(DataError, match=r"big.npy hold values beyond float32's range \(\|x\| > 3.4e38\) in 1 row "
+                                         r"\(first: row 2, from 0\); drop, impute or rescale"):
+        load_features(tmp_path / "big.npy")
+    X[5, 0] = np.nan
+    pd.DataFrame(X, columns=list("abc")).assign(index=[f"r{i}" for i in range(8)]).to_csv(tmp_path / "t.csv",
+                                                                                          index=False)
+    with pytest.raises(DataError, match=r"in 2 rows \(first: row 2, from 0, id 'r2'\)"):
+        load_features(tmp_path / "t.csv")
+    data = load_features(tmp_path / "t.csv", invalid="keep")
+    assert data.invalid.tolist() == [2, 5] and data.X.shape == (8, 3) and data.X.dtype == np.float32
+    assert np.isfinite(np.delete(data.X, [2, 5], axis=0)).all()
+    assert load_features(tmp_path / "t.csv", ignore_columns=("a", "b"), invalid="keep").invalid.size == 0
+    # a missing vector in a vector column: an invalid row of NaN, not a refusal of the column
+    vecs = [np.ones(4), None, np.zeros(4), [np.nan] * 4]
+    pd.DataFrame({"embedding": vecs, "index": ["a", "b", "c", "d"]}).to_parquet(tmp_path / "v.parquet")
+    with pytest.raises(DataError, match=r"holds vectors of 4 values, but 1 of its rows does not \(first: row 1, "
+                                         r"from 0, id 'b', no vector\)"):
+        load_features(tmp_path / "v.parquet")
+    data = load_features(tmp_path / "v.parquet", invalid="keep")
+    assert data.invalid.tolist() == [1, 3] and np.isnan(data.X[[1, 3]]).all() and data.X[0].tolist() == [1] * 4
+    pd.DataFrame({"embedding": [np.ones(4), np.ones(3)]}).to_parquet(tmp_path / "ragged.parquet")
+    with pytest.raises(DataError, match="holds vectors of"):  # another length is no missing vector
+        load_features(tmp_path / "ragged.parquet", invalid="keep")
+    with pytest.raises(ValueError, match="invalid='skip' must be"):
+        load_features(tmp_path / "t.csv", invalid="skip")

@@ -274,6 +274,10 @@ def assign(
         "--skip-held", help="Add only the rows the state does not hold yet; a row equal to a held one, feature "
                             "for feature (a retried batch, the same short ticket again), is not added and gets "
                             "that row's cluster in --out.")] = False,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="Leave out the rows whose features hold NaN or infinite values (a failed "
+                               "embedding, a missing vector): they are not added, and their cluster in --out is "
+                               "empty. Without it such a batch is refused, naming the first of them.")] = False,
 ) -> None:
     """Add new rows to a saved clustering without clustering everything again.
 
@@ -307,7 +311,7 @@ def assign(
         from ..cluster.incremental import ClusterState, row_hashes
         from ..cluster.incremental import assign as assign_rows
         from ..data.images import photo_paths
-        from ..data.io import load_features
+        from ..data.io import invalid_rows_message, load_features
         from ..evaluate.compare import index_columns, write_predictions
         from ..report.figures import plural
 
@@ -332,7 +336,12 @@ def assign(
         remembered = state.meta.get("ignored_columns") if ignore_columns is None else None
         data = load_features(new_path, x_key=x_key, label_column=label_column, min_samples=0,
                              ignore_columns=remembered or ignored(ignore_columns), ignore_missing=bool(remembered),
-                             partial_labels=True, id_column=id_column or state.meta.get("id_column"))
+                             partial_labels=True, id_column=id_column or state.meta.get("id_column"),
+                             invalid="keep")
+        if data.invalid.size and not skip_invalid:
+            raise DataError(invalid_rows_message(new_path, data.X, data.invalid, data.index) + "; drop or impute "
+                            "them, or pass --skip-invalid to add the others (the cluster of those rows in --out is "
+                            "then empty)")
         if model is not None:  # the columns in the model's order before the batch is hashed: a table
             from ..learner import ClusterLearner  # with its columns reordered holds the same rows
 
@@ -367,7 +376,7 @@ def assign(
         # batches only (no row hashes, or rows that repeat) must still refuse a retried one
         blind = ("--skip-held: " + state_path.name + " cannot tell single rows it holds (its rows repeat, or it was "
                  "made before rows were recorded), only whole batches") if skip_held and not state.recognises_rows() else ""
-        if seen and not again and not (skip_held and held.size == data.n_samples):
+        if seen and not again and not (skip_held and held.size + data.invalid.size == data.n_samples):
             raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
                               f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
                               "hold each of them twice; " + (f"{blind}; " if blind else
@@ -388,7 +397,7 @@ def assign(
                           f"{state_path.name} already holds, feature for feature: added as new rows (the same text "
                           "from two customers); if they are the same items added again, --skip-held leaves them out",
                           stacklevel=2)
-        fresh = np.arange(data.n_samples)
+        fresh = np.setdiff1d(np.arange(data.n_samples), data.invalid)
         if skip_held and held.size:
             fresh = np.setdiff1d(fresh, held)
             order = np.argsort(state.row_hashes, kind="stable")  # each held row's equal in the state
@@ -405,7 +414,7 @@ def assign(
                                             input_hashes=hashes[fresh],
                                             ids=None if state.ids is None else data.index[fresh])
             state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
-        if fresh.size < data.n_samples:  # (after the assign: --recluster-affected may have moved the twins)
+        if skip_held and held.size:  # (after the assign: --recluster-affected may have moved the twins)
             labels[held] = state.labels[twins]
         # both outputs or neither: --out is written beside itself first, the state saved, then --out
         # put in place (cluster ids written for rows a state never recorded would be handed out
@@ -416,7 +425,13 @@ def assign(
             if all_rows:
                 write_predictions(pending, state.labels, **state_rows(state))
             else:
-                write_predictions(pending, labels, y=data.y, **index_columns(data.index, data.n_samples),
+                shown: Any = labels
+                if data.invalid.size:  # not clustered: an empty cell (pandas' missing integer)
+                    import pandas as pd
+
+                    shown = pd.array(labels, dtype="Int64")
+                    shown[data.invalid] = pd.NA
+                write_predictions(pending, shown, y=data.y, **index_columns(data.index, data.n_samples),
                                   photo=photo_paths(new_path))
             if fresh.size or state_out is not None:  # (nothing added: STATE stays the file it was)
                 state.save(target, overwrite=True)
@@ -427,7 +442,10 @@ def assign(
         added = labels[fresh]
         opened = int(np.unique(added[added >= k_before]).shape[0])
         joined = int(np.count_nonzero(added < k_before))
-        if skipped := data.n_samples - fresh.size:
+        if data.invalid.size:
+            console.print("left out (--skip-invalid): " + invalid_rows_message(new_path, data.X, data.invalid, data.index)
+                          + "; their cluster in --out is empty", soft_wrap=True, highlight=False, markup=False)
+        if skipped := data.n_samples - fresh.size - data.invalid.size:
             console.print(f"{plural(skipped, 'row')} the state already held {'was' if skipped == 1 else 'were'} not "
                           "added again (--skip-held): --out gives them the cluster of the row they equal")
         console.print((f"{fresh.size} new rows: {joined} in existing clusters, {fresh.size - joined} in "

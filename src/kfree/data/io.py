@@ -10,6 +10,7 @@ what was wrong and what to do.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ class LabelledData:
     index: np.ndarray | None = None
     #: the feature columns' names, in ``X``'s order (tables only; None for arrays)
     columns: list[str] | None = None
+    #: rows holding NaN or infinite values, kept in ``X`` as they are (``load_features(...,
+    #: invalid="keep")`` only; empty otherwise)
+    invalid: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def n_samples(self) -> int:
@@ -455,8 +459,11 @@ def refuse_repeats(col, name: str, column: str, why: str) -> None:
                         f"{first!r}, {int((col == first).sum())} times); {why}")
 
 
-def _check_X(X: np.ndarray, p: Path, min_samples: int) -> np.ndarray:
-    """Features as float32 (n, d) with n >= min_samples, all finite (also after the float32 cast)."""
+def _check_X(X: np.ndarray, p: Path, min_samples: int, *, index: np.ndarray | None = None,
+             keep_invalid: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Features as float32 (n, d) with n >= min_samples, all finite (also after the float32 cast),
+    and the rows that are not (refused, naming the first by row and id, unless ``keep_invalid``:
+    those rows are then left as they are and the others checked)."""
     name = f"features in {p.name}"
     X = np.asarray(X) if not isinstance(X, np.ndarray) else X
     if X.ndim != 2:
@@ -470,14 +477,32 @@ def _check_X(X: np.ndarray, p: Path, min_samples: int) -> np.ndarray:
     if X.shape[0] < min_samples:
         rows = f"{X.shape[0]} row" + ("" if X.shape[0] == 1 else "s")
         raise DataError(f"{p.name} has {rows} of features; at least {min_samples} are needed")
-    X = check_features(X, name=name, min_samples=min_samples)
+    with np.errstate(over="ignore", invalid="ignore"):  # (beyond float32: inf, an invalid row)
+        X32 = X.astype(np.float32, copy=False) if X.dtype.kind == "f" else X
+    invalid = np.flatnonzero(~np.isfinite(X32).all(axis=1)) if X.dtype.kind == "f" and X.size else np.empty(0, int)
+    if invalid.size and not keep_invalid:
+        raise DataError(invalid_rows_message(p, X, invalid, index) + "; drop, impute or rescale them first")
+    good = np.ones(X.shape[0], dtype=bool)
+    good[invalid] = False
+    check_features(X32[good] if invalid.size else X32, name=name, min_samples=0 if invalid.size else min_samples)
+    return X32.astype(np.float32, copy=False), invalid
+
+
+def row_name(r: int, index: np.ndarray | None) -> str:
+    """'row r, from 0' and, when the rows have ids, ', id …': how messages name one row."""
+    return f"row {r}, from 0" + (f", id {np.asarray(index)[r].item()!r}" if index is not None else "")
+
+
+def invalid_rows_message(p: Path, X: np.ndarray, invalid: np.ndarray, index: np.ndarray | None) -> str:
+    """'features in F hold NaN or infinite values in N rows (first: row r, from 0, id …)': a
+    failed embedding in a large batch is named by the id a user can look up, not only its row."""
     with np.errstate(over="ignore", invalid="ignore"):
-        X32 = X.astype(np.float32, copy=False)
-    if not np.isfinite(X32).all():
-        bad = np.where(~np.isfinite(X32).all(axis=1))[0]
-        raise DataError(f"{name} have values beyond float32's range (|x| > 3.4e38) in {bad.size} rows "
-                        f"(first: row {bad[0]}); rescale them")
-    return X32
+        beyond = bool(np.isfinite(np.asarray(X[invalid], dtype=np.float64)).all())
+    rows = f"{invalid.size:,} row{'' if invalid.size == 1 else 's'}"
+    where = "first: " + row_name(int(invalid[0]), index)
+    if beyond:  # finite, but not as float32, which kfree computes in
+        return f"features in {p.name} hold values beyond float32's range (|x| > 3.4e38) in {rows} ({where})"
+    return f"features in {p.name} hold NaN or infinite values in {rows} ({where})"
 
 
 def load_features(
@@ -493,6 +518,7 @@ def load_features(
     ignore_missing: bool = False,
     partial_labels: bool = False,
     id_column: str | None = None,
+    invalid: str = "error",
 ) -> LabelledData:
     """Load features and (optionally) labels from ``path``.
 
@@ -516,7 +542,13 @@ def load_features(
         clusters) may be missing for some rows: those are None, not an error.
     id_column : the table column (or .npz array) of row ids (``LabelledData.index``) when it is
         not named ``index`` (a ``sku_id``, a ``ticket_id``); it is not a feature.
+    invalid : ``"error"`` refuses rows with NaN or infinite features (or beyond float32), naming
+        the first by row and id; ``"keep"`` keeps them as they are (a missing vector of a vector
+        column as NaN) and lists them in ``LabelledData.invalid``, for a caller that leaves them
+        out (``kfree assign --skip-invalid``: one failed embedding need not stop a nightly batch).
     """
+    if invalid not in ("error", "keep"):
+        raise ValueError(f"invalid={invalid!r} must be 'error' or 'keep'")
     p = check_path(path, parquet_folder=True)
     suf = ".parquet" if p.is_dir() else p.suffix.lower()  # (a folder of Parquet parts is one table)
     for key, option in ((x_key, "--x-key"), (y_key, "--y-key")):
@@ -599,11 +631,15 @@ def load_features(
                 "name the column 'index' if it names the rows")
         from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-        vector_columns = [c for c in feat if df[c].dtype == object and _vectors(df[c], p, index)]
-        for c in vector_columns:  # one vector per cell
+        vector_columns = [c for c in feat if df[c].dtype == object
+                          and _vectors(df[c], p, index, missing_ok=invalid == "keep")]
+        for c in vector_columns:  # one vector per cell (a missing one: NaN, with invalid="keep")
             import pandas as pd
 
-            wide = np.stack([np.asarray(v, dtype=float) for v in df[c].to_numpy()])
+            cells = df[c].to_numpy()
+            k = next(len(v) for v in cells if isinstance(v, (list, tuple, np.ndarray)))
+            wide = np.stack([np.asarray(v, dtype=float) if isinstance(v, (list, tuple, np.ndarray))
+                             else np.full(k, np.nan) for v in cells])
             names = [f"{c}[{j}]" for j in range(wide.shape[1])]
             if clash := [n for n in names if n in df.columns]:
                 raise DataError(f"{p.name}: column {c!r} holds vectors, whose entries are named {c}[0]…, and "
@@ -646,7 +682,7 @@ def load_features(
         columns = feat
     if labels_path is not None:
         y = load_labels(labels_path, key=y_key, column=label_column)
-    X = _check_X(X, p, min_samples)
+    X, bad = _check_X(X, p, min_samples, index=index, keep_invalid=invalid == "keep")
     if columns is not None:  # (after the checks: a file refused is not also warned about)
         _warn_id_like(X, columns, p)
     if y is not None:
@@ -656,34 +692,36 @@ def load_features(
             f"{p.name} has no labels: use an .npz with a 'y'/'labels' array, a table with a "
             f"'label' column (--label-column), or --labels FILE"
         )
-    return LabelledData(X=X, y=y, index=index, columns=columns)
+    return LabelledData(X=X, y=y, index=index, columns=columns, invalid=bad)
 
 
-def _vectors(col, p: Path, index: np.ndarray | None = None) -> bool:
+def _vectors(col, p: Path, index: np.ndarray | None = None, *, missing_ok: bool = False) -> bool:
     """Whether a column holds one vector of numbers per cell, all of one length: the layout
     Parquet files of embeddings often have (one ``embedding`` column); its entries are features.
     A column whose first filled cell is a vector but another cell is missing, of another length
     or not numbers is a DataError naming that row: a failed embedding in a large batch is common,
-    and calling the whole column non-numeric sent users to leave their embeddings out."""
+    and calling the whole column non-numeric sent users to leave their embeddings out. With
+    ``missing_ok`` a missing cell (None, NaN) is accepted: its row becomes an invalid row."""
     cells = col.to_numpy()
     filled = [v for v in cells[:100] if v is not None and not (isinstance(v, float) and np.isnan(v))]
     if not filled or not isinstance(filled[0], (list, tuple, np.ndarray)) or len(filled[0]) == 0:
         return False
     lengths = [len(v) if isinstance(v, (list, tuple, np.ndarray)) else -1 for v in cells]
-    n = max(set(lengths), key=lengths.count)  # the length most vectors have
+    vectors = [k for k in lengths if k >= 0]
+    n = max(set(vectors), key=vectors.count)  # the length most vectors have
 
-    def where(r: int) -> str:
-        return f"row {r}, from 0" + (f", id {np.asarray(index)[r].item()!r}" if index is not None else "")
-
-    if (bad := [r for r, k in enumerate(lengths) if k != n]):
+    missing = [v is None or (isinstance(v, float) and np.isnan(v)) for v in cells] if missing_ok else None
+    if (bad := [r for r, k in enumerate(lengths) if k != n and not (missing and missing[r])]):
         r = bad[0]
         what = "no vector" if lengths[r] == -1 else f"{lengths[r]} values"
         raise DataError(f"{p.name}: column {col.name!r} holds vectors of {n} values, but {len(bad):,} of its rows "
-                        f"{'does' if len(bad) == 1 else 'do'} not (first: {where(r)}, {what}); drop those rows or "
+                        f"{'does' if len(bad) == 1 else 'do'} not (first: {row_name(r, index)}, {what}); drop those rows or "
                         "give them their vectors")
     for r, v in enumerate(cells):
+        if missing and missing[r]:
+            continue
         if np.asarray(v).dtype.kind not in "biuf":
-            raise DataError(f"{p.name}: column {col.name!r} holds vectors, but the one of {where(r)} is not numbers; "
+            raise DataError(f"{p.name}: column {col.name!r} holds vectors, but the one of {row_name(r, index)} is not numbers; "
                             "give every row a vector of numbers")
     return True
 

@@ -67,7 +67,9 @@ def index_columns(index: Any, n: int) -> dict[str, Any]:
 
 def read_predictions(pred_csv: str | Path):
     """A predicted-clusters file (``index,cluster[,label]``, as ``kfree cluster`` writes it) as a
-    DataFrame; anything else raises a one-line DataError."""
+    DataFrame; anything else raises a one-line DataError. Rows without a cluster (those ``kfree
+    assign --skip-invalid`` left out) are dropped with a warning when an ``index`` or ``row``
+    column names the rows (a join by row order would shift every later row)."""
     wrong = f"{Path(pred_csv).name} must be a CSV with a 'cluster' column (as written by `kfree cluster`)"
     pred = read_table(check_path(pred_csv, TABLES, wrong_format=wrong))
     if "cluster" not in pred.columns:
@@ -76,8 +78,21 @@ def read_predictions(pred_csv: str | Path):
 
     name = Path(pred_csv).name
     missing = np.flatnonzero(pred["cluster"].isna().to_numpy())
-    if missing.size:
-        raise DataError(f"{name}: {missing.size} rows have no cluster (first: row {missing[0]}); every row needs one")
+    if missing.size and not {"index", "row"} & set(pred.columns):
+        raise DataError(f"{name}: {missing.size} rows have no cluster (first: row {missing[0]}); every row needs one "
+                        "(or an 'index' column naming the rows that have one)")
+    if missing.size:  # rows `kfree assign --skip-invalid` left out (NaN features): named by their index
+        import warnings
+
+        from ..exceptions import DataWarning
+
+        warnings.warn(f"{name}: {missing.size:,} row{'' if missing.size == 1 else 's'} have no cluster (first: row "
+                      f"{missing[0]}, from 0; rows left out by kfree assign --skip-invalid?): they are left out here",
+                      DataWarning, stacklevel=2)
+        pred = pred.drop(index=pred.index[missing]).reset_index(drop=True)
+        whole = pred["cluster"].dtype.kind == "f" and (pred["cluster"] == pred["cluster"].round()).all()
+        if whole:  # (a CSV column with empty cells is read as floats)
+            pred["cluster"] = pred["cluster"].astype(np.int64)
     if pd.api.types.infer_dtype(pred["cluster"], skipna=False) in ("mixed", "mixed-integer"):
         raise DataError(f"{name}: its cluster ids mix types (numbers and text); give every id as the same type")
     for col in ("index", "row"):  # each names one row: a repeat would count that row twice
