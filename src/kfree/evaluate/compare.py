@@ -86,7 +86,8 @@ def read_predictions(pred_csv: str | Path):
 
         from ..exceptions import DataWarning
 
-        warnings.warn(f"{name}: {missing.size:,} row{'' if missing.size == 1 else 's'} have no cluster (first: row "
+        one = missing.size == 1
+        warnings.warn(f"{name}: {missing.size:,} row{'' if one else 's'} {'has' if one else 'have'} no cluster (first: row "
                       f"{missing[0]}, from 0; rows left out by kfree assign --skip-invalid?): they are left out here",
                       DataWarning, stacklevel=2)
         pred = pred.drop(index=pred.index[missing]).reset_index(drop=True)
