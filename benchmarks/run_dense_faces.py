@@ -227,6 +227,14 @@ def report(rec: dict) -> str:
                 continue
             lines.append(f"| {r['m']:,} | {r['candidates_per_row']:.0f} | {r['mode']} | {r['wall_s']:.1f} | "
                          f"{r['peak_gib']:.2f} | {r['peak_gib'] - r['base_gib']:.2f} |")
+        b = rec.get("assign_before")
+        if b:  # the same command at an earlier commit, kept for the comparison
+            runs_b = [r for r in b["runs"] if "wall_s" in r and r["mode"] == "passes (default)"]
+            same_b = all(r["labels_sha256"] == s["labels_sha256"] for r in runs_b for s in runs
+                         if s["m"] == r["m"])
+            lines += ["", f"The same command at commit {b['commit']} ({b['what']}), passes: "
+                      + "; ".join(f"{r['m']:,} rows {r['wall_s']:.0f} s, {r['peak_gib']:.2f} GiB" for r in runs_b)
+                      + f". Same clusters as above: **{same_b}**."]
     return "\n".join(lines) + "\n"
 
 
