@@ -761,8 +761,21 @@ def test_rows_with_nan_features_are_named_by_id_and_skip_invalid_leaves_them_out
     code, out = run("assign", tmp_path / "s2.kstate", tmp_path / "bad.npy", "--out", tmp_path / "x.csv")
     one_line_error(code, out, "in 1 row (first: row 5, from 0); drop or impute them")
     code, out = run("cluster", tmp_path / "bad.npy", "--threshold", TAU, "--out", tmp_path / "x.csv")
-    one_line_error(code, out, "features in bad.npy hold NaN or infinite values in 1 row (first: row 5, from 0); drop, "
-                              "impute or rescale them first")
+    one_line_error(code, out, "features in bad.npy hold NaN or infinite values in 1 row (first: row 5, from 0); drop "
+                              "or impute them, or pass --skip-invalid to cluster the others")
+    # kfree cluster --skip-invalid: the others clustered as they would be alone, a state of them
+    code, out = run("cluster", tmp_path / "bad.npy", "--threshold", TAU, "--skip-invalid", "--out", tmp_path / "cb.csv",
+                    "--state", tmp_path / "sb.kstate")
+    assert code == 0 and "left out (--skip-invalid)" in out, out
+    got = pd.read_csv(tmp_path / "cb.csv")
+    assert got["index"].tolist() == list(range(len(new))) and got["cluster"].isna().sum() == 1
+    rest = np.delete(np.arange(len(new)), 5)
+    np.testing.assert_array_equal(got["cluster"].to_numpy()[rest], ThresholdAgglomerative(float(TAU)).fit(
+        new[rest]).labels_)
+    assert ClusterState.load(tmp_path / "sb.kstate").n_samples == len(new) - 1
+    code, out = run("cluster", tmp_path / "bad.npy", "--threshold", TAU, "--skip-invalid", "--backend", "dask", "--out",
+                    tmp_path / "x.csv")
+    one_line_error(code, out, "--skip-invalid are for the local backend")
     # with a model: the other rows are embedded and added, the invalid one is not
     code, out = run("cluster", d / "m.kfree", tmp_path / "x.npy", "--out", tmp_path / "c3.csv", "--state",
                     tmp_path / "s3.kstate")

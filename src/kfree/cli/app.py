@@ -18,9 +18,11 @@ from .columns import (
     ID_HELP,
     IGNORE_HELP,
     LINK_HELP,
+    SKIP_INVALID_HELP,
     align_columns,
     cannot_pairs,
     ignored,
+    invalid_rows,
     link_pairs,
     model_rows,
 )
@@ -318,6 +320,9 @@ def cluster(
         "--memory-limit", min=0.001, help="GiB the exact clustering's τ-edges and distance blocks may use before it "
         "refuses (default: half this machine's memory, or $KFREE_MEMORY_LIMIT_GB); the rows themselves and a "
         "--state come on top; with --backend dask, per worker kfree starts.")] = None,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help=SKIP_INVALID_HELP + ", and a --state leaves them out. Without it such a file is "
+                               "refused, naming the first of them.")] = False,
 ) -> None:
     """Cluster data without knowing K: with a trained model at its threshold, or features as they are.
 
@@ -330,10 +335,10 @@ def cluster(
     with memory_limit_env(memory_limit):  # (also the Dask workers kfree starts, which inherit it)
         if backend != "local" or scheduler is not None or workers is not None:
             with cli_errors():
-                if ignore_columns or link_column or cannot_link or id_column:
-                    raise ConfigError("--ignore-columns, --id-column, --link-column and --cannot-link are for the local "
-                                      "backend; the Dask workers read every column of the file: write the feature "
-                                      "columns alone")
+                if ignore_columns or link_column or cannot_link or id_column or skip_invalid:
+                    raise ConfigError("--ignore-columns, --id-column, --link-column, --cannot-link and --skip-invalid "
+                                      "are for the local backend; the Dask workers read every column of the file: "
+                                      "write the feature columns alone, of the valid rows")
                 _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
                               scheduler, workers, state, linkage, memory_limit)
             return
@@ -352,22 +357,31 @@ def cluster(
             if constrained and (state is not None or method != "hac"):
                 raise ConfigError("--link-column/--cannot-link are for --method hac without --state (a cluster state "
                                   "keeps no pairs for the rows kfree assign adds)")
+            if constrained and skip_invalid:
+                raise ConfigError("--skip-invalid would leave rows out of the pairs --link-column/--cannot-link name: "
+                                  "drop the invalid rows from the file (and their pairs) instead")
             must, first_row = link_pairs(data_path, link_column)
             skip = (*ignored(ignore_columns), *((link_column,) if link_column else ()))
 
             def read_data():
-                """DATA's rows (one is enough for HAC at a threshold) and its cannot-link row pairs."""
-                d = load_features(data_path, x_key=x_key, label_column=label_column,
-                                  min_samples=1 if method == "hac" and n_clusters is None else 2,
-                                  ignore_columns=skip, partial_labels=True, id_column=id_column)
-                return d, cannot_pairs(cannot_link, data_path, d, link_column, first_row)
+                """DATA's rows (one is enough for HAC at a threshold; with --skip-invalid the valid ones),
+                its cannot-link row pairs, every row read and which of them are valid."""
+                fewest = 1 if method == "hac" and n_clusters is None else 2
+                read = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=fewest,
+                                     ignore_columns=skip, partial_labels=True, id_column=id_column, invalid="keep")
+                invalid_rows(read, data_path, skip_invalid, "cluster")
+                d, keep = read.valid_rows()
+                if d.n_samples < fewest:
+                    raise DataError(f"{data_path.name} has {d.n_samples} rows without NaN or infinite features; "
+                                    f"at least {fewest} are needed")
+                return d, cannot_pairs(cannot_link, data_path, d, link_column, first_row), read, keep
 
             from rich.markup import escape
 
             from .. import registry
             from ..data.images import photo_paths
             from ..data.io import load_features
-            from ..evaluate.compare import index_columns, write_predictions
+            from ..evaluate.compare import fill_rows, index_columns, write_predictions
 
             # an unknown or uninstalled method, or options it does not take: fail before any work
             accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
@@ -378,7 +392,7 @@ def cluster(
                     raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
                                       "without a model; a model clusters with the rule it chose (its distance and "
                                       "linkage)")
-                data, cannot = read_data()
+                data, cannot, read, keep = read_data()
                 data.X = model_rows(learner, data, data_path)
                 applied = None  # the rule hac applied, when it gave way to another (said below)
                 with _limit_threads():
@@ -457,7 +471,7 @@ def cluster(
                 # when asked for; baselines keep their own default (FINCH: cosine)
                 if "distance" in accepted and ("threshold" in accepted or distance is not None):
                     kwargs["distance"] = dist
-                data, cannot = read_data()
+                data, cannot, read, keep = read_data()
                 est = registry.get("cluster", method, **kwargs)
                 # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
                 with _limit_threads(), progress_hook(getattr(est, "reports_progress", False)) as hook:
@@ -475,7 +489,7 @@ def cluster(
             if constrained:
                 how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
                         "cannot-link pairs kept")
-            write_predictions(out, labels, y=data.y, **index_columns(data.index, data.n_samples),
+            write_predictions(out, fill_rows(labels, keep), y=read.y, **index_columns(read.index, read.n_samples),
                               photo=photo_paths(data_path))  # (the photo of each face, from kfree encode faces)
             n_found = len(set(labels.tolist()))
             console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "

@@ -16,7 +16,15 @@ from typing import Annotated, Any
 
 import typer
 
-from .columns import ID_HELP, IGNORE_HELP, align_columns, ignored, model_rows
+from .columns import (
+    ID_HELP,
+    IGNORE_HELP,
+    SKIP_INVALID_HELP,
+    align_columns,
+    ignored,
+    invalid_rows,
+    model_rows,
+)
 from .console import _limit_threads, cli_errors, console
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
@@ -275,9 +283,8 @@ def assign(
                             "for feature (a retried batch, the same short ticket again), is not added and gets "
                             "that row's cluster in --out.")] = False,
     skip_invalid: Annotated[bool, typer.Option(
-        "--skip-invalid", help="Leave out the rows whose features hold NaN or infinite values (a failed "
-                               "embedding, a missing vector): they are not added, and their cluster in --out is "
-                               "empty. Without it such a batch is refused, naming the first of them.")] = False,
+        "--skip-invalid", help=SKIP_INVALID_HELP + ", and they are not added. Without it such a batch is refused, "
+                               "naming the first of them.")] = False,
 ) -> None:
     """Add new rows to a saved clustering without clustering everything again.
 
@@ -311,8 +318,8 @@ def assign(
         from ..cluster.incremental import ClusterState, row_hashes
         from ..cluster.incremental import assign as assign_rows
         from ..data.images import photo_paths
-        from ..data.io import invalid_rows_message, load_features
-        from ..evaluate.compare import index_columns, write_predictions
+        from ..data.io import load_features
+        from ..evaluate.compare import fill_rows, index_columns, write_predictions
         from ..report.figures import plural
 
         if state_path.is_file():  # (a missing one: ClusterState.load says so)
@@ -338,10 +345,7 @@ def assign(
                              ignore_columns=remembered or ignored(ignore_columns), ignore_missing=bool(remembered),
                              partial_labels=True, id_column=id_column or state.meta.get("id_column"),
                              invalid="keep")
-        if data.invalid.size and not skip_invalid:
-            raise DataError(invalid_rows_message(new_path, data.X, data.invalid, data.index) + "; drop or impute "
-                            "them, or pass --skip-invalid to add the others (the cluster of those rows in --out is "
-                            "then empty)")
+        invalid_rows(data, new_path, skip_invalid, "add")
         if model is not None:  # the columns in the model's order before the batch is hashed: a table
             from ..learner import ClusterLearner  # with its columns reordered holds the same rows
 
@@ -425,13 +429,9 @@ def assign(
             if all_rows:
                 write_predictions(pending, state.labels, **state_rows(state))
             else:
-                shown: Any = labels
-                if data.invalid.size:  # not clustered: an empty cell (pandas' missing integer)
-                    import pandas as pd
-
-                    shown = pd.array(labels, dtype="Int64")
-                    shown[data.invalid] = pd.NA
-                write_predictions(pending, shown, y=data.y, **index_columns(data.index, data.n_samples),
+                keep = np.ones(data.n_samples, dtype=bool)
+                keep[data.invalid] = False  # (left out by --skip-invalid: an empty cluster)
+                write_predictions(pending, fill_rows(labels[keep], keep), y=data.y, **index_columns(data.index, data.n_samples),
                                   photo=photo_paths(new_path))
             if fresh.size or state_out is not None:  # (nothing added: STATE stays the file it was)
                 state.save(target, overwrite=True)
@@ -442,9 +442,6 @@ def assign(
         added = labels[fresh]
         opened = int(np.unique(added[added >= k_before]).shape[0])
         joined = int(np.count_nonzero(added < k_before))
-        if data.invalid.size:
-            console.print("left out (--skip-invalid): " + invalid_rows_message(new_path, data.X, data.invalid, data.index)
-                          + "; their cluster in --out is empty", soft_wrap=True, highlight=False, markup=False)
         if skipped := data.n_samples - fresh.size - data.invalid.size:
             console.print(f"{plural(skipped, 'row')} the state already held {'was' if skipped == 1 else 'were'} not "
                           "added again (--skip-held): --out gives them the cluster of the row they equal")

@@ -127,3 +127,25 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
             raise DataError(f"{p.name}: {x if x not in lookup else y!r} is no {what} of {data_path.name}")
         rows.append((lookup[x], lookup[y]))
     return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+
+
+SKIP_INVALID_HELP = ("Leave out the rows whose features hold NaN or infinite values (a failed embedding, a missing "
+                     "vector): their cluster in --out is empty")
+
+
+def invalid_rows(data, path: Path, skip: bool, doing: str) -> None:
+    """Refuse ``data``'s rows with NaN or infinite features (read with ``invalid="keep"``),
+    naming the first by row and id and pointing to --skip-invalid; with ``skip``, say they are
+    left out. ``doing``: what --skip-invalid does with the others ("cluster", "add")."""
+    from rich.markup import escape
+
+    from ..data.io import invalid_rows_message
+
+    if not data.invalid.size:
+        return
+    said = invalid_rows_message(path, data.X, data.invalid, data.index)
+    if not skip:
+        raise DataError(f"{said}; drop or impute them, or pass --skip-invalid to {doing} the others (the cluster of "
+                        "those rows in --out is then empty)")
+    console.print(f"left out (--skip-invalid): {escape(said)}; their cluster in --out is empty", soft_wrap=True,
+                  highlight=False)

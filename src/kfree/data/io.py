@@ -48,6 +48,13 @@ class LabelledData:
     def n_samples(self) -> int:
         return int(self.X.shape[0])
 
+    def valid_rows(self) -> tuple[LabelledData, np.ndarray]:
+        """These rows without the ``invalid`` ones, and which rows they are (a boolean mask)."""
+        keep = np.ones(self.n_samples, dtype=bool)
+        keep[self.invalid] = False
+        return LabelledData(X=self.X[keep], y=None if self.y is None else self.y[keep],
+                            index=None if self.index is None else self.index[keep], columns=self.columns), keep
+
 
 def check_path(path: str | Path, formats: tuple[str, ...] = FORMATS, *, wrong_format: str | None = None,
                parquet_folder: bool = False) -> Path:

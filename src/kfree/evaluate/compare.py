@@ -48,6 +48,20 @@ def write_predictions(path: str | Path, labels: Any, index: Any = None, y: Any =
     return Path(path)
 
 
+def fill_rows(labels: Any, keep: np.ndarray) -> Any:
+    """The clusters of the rows ``keep`` marks, as a column for every row: a pandas nullable
+    integer array, empty (``<NA>``) for the rows left out (``--skip-invalid``); plain ``labels``
+    when none was."""
+    if keep.all():
+        return labels
+    import pandas as pd
+
+    out = pd.array(np.zeros(keep.shape[0], dtype=np.int64), dtype="Int64")
+    out[keep] = np.asarray(labels)
+    out[~keep] = pd.NA
+    return out
+
+
 def index_columns(index: Any, n: int) -> dict[str, Any]:
     """The columns that name ``n`` clustered rows, as keyword arguments of :func:`write_predictions`.
 
