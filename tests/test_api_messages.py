@@ -103,3 +103,39 @@ def test_a_stack_of_dark_float_images_on_the_0_255_scale_is_not_rescaled(tmp_pat
     finally:
         montage._as_uint8 = real
     assert seen and not any(seen)  # decided once for the stack: not the [0, 1] scale
+
+
+def test_texts_given_for_their_embeddings_are_refused_in_one_short_line():
+    """Found by a notebook trial: ClusterLearner.cluster(texts) raised a 38,742-character error that
+    printed every ticket and advised reshape(-1, 1), which led to a third error; a DataFrame with
+    its text column left in named neither the column nor the fix, and one with a label column of
+    digit strings was clustered with the labels as a feature."""
+    import pandas as pd
+
+    from kfree.cluster import ThresholdAgglomerative
+    from kfree.exceptions import DataTypeError
+
+    texts = [f"ticket number {i} about my card that never arrived, " * 20 for i in range(300)]
+    y = np.arange(300) % 3
+    for X in (texts, np.array(texts), np.array(texts).reshape(-1, 1), [[t] for t in texts]):
+        with pytest.raises(DataTypeError, match=r"^X: it holds text \('ticket number 0 about my card that never…'\); "
+                                                r"kfree clusters numeric features: embed the texts first \(kfree"
+                                                r".TextEncoder\(\).encode\(texts\)") as e:
+            ClusterLearner().fit(X, y)
+        assert len(str(e.value)) < 300
+    with pytest.raises(DataTypeError, match="it holds text"):
+        ThresholdAgglomerative(0.5).fit(texts)
+    frame = pd.DataFrame({"score": np.arange(300.0), "ticket": texts})
+    with pytest.raises(DataTypeError, match=r"column 'ticket' holds text \('ticket number 0"):
+        ClusterLearner().fit(frame, y)
+    frame = pd.DataFrame({"score": np.arange(300.0), "intent": y.astype(str)})
+    with pytest.raises(DataTypeError, match=r"column 'intent' holds numbers written as text \('0'\): a label or id "
+                                            "column"):
+        ClusterLearner().fit(frame, y)
+    # numbers in an object array are numbers; scikit-learn's long messages are cut
+    from kfree.distances import check_features
+
+    assert check_features(np.array([[1, 2]], dtype=object)).dtype == np.float64
+    with pytest.raises(ValueError, match="Expected 2D array.*…$") as e:  # (it prints the array)
+        check_features([0.123456789] * 900)
+    assert len(str(e.value)) <= 401

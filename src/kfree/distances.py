@@ -32,6 +32,37 @@ DISTANCES: tuple[str, ...] = ("sqeuclidean", "euclidean", "cosine")
 LARGEST_VALUE = 1e150
 
 
+def _text_in(X) -> tuple[str, str] | None:
+    """Where ``X`` holds text ("column 'text'", or "it") and its first text (cut to 40
+    characters), else None: only the first value of a list, an array or each column is looked at."""
+    def shown(v) -> str:
+        v = v.decode(errors="replace") if isinstance(v, bytes) else v
+        return v[:40] + ("…" if len(v) > 40 else "")
+
+    dtypes = getattr(X, "dtypes", None)
+    if hasattr(dtypes, "items"):  # a DataFrame
+        for c, t in dtypes.items():
+            if getattr(t, "kind", "O") in "OSU" and len(X):
+                first = X[c].iloc[0]
+                if isinstance(first, (str, bytes)):
+                    return f"column {c!r}", shown(first)
+        return None
+    first = X
+    while isinstance(first, (list, tuple)) and first:
+        first = first[0]
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OSU" and X.size:
+        first = X.flat[0]
+    return ("it", shown(first)) if isinstance(first, (str, bytes)) else None
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
     """Validate a feature matrix: dense, 2-d, numeric, finite, at least ``min_samples`` rows.
 
@@ -43,6 +74,14 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
 
     if sp.issparse(X):
         raise DataError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array (X.toarray())")
+    if (text := _text_in(X)) is not None:  # texts given where their embeddings belong
+        where, first = text
+        if _number(first):  # '0', '12.5': a label or an id column left in, or numbers never converted
+            raise DataTypeError(f"{name}: {where} holds numbers written as text ({first!r}): a label or id column? "
+                                "leave it out of the features, or convert it with astype(float) if it holds features")
+        raise DataTypeError(f"{name}: {where} holds text ({first!r}); kfree clusters numeric features: embed the "
+                            "texts first (kfree.TextEncoder().encode(texts), or `kfree encode texts` on the command "
+                            "line)")
     ndim = getattr(X, "ndim", None)
     if ndim is not None and ndim != 2:
         # sklearn's own message for this case prints every value of the array
@@ -53,8 +92,9 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
     try:
         X = check_array(X, dtype="numeric", ensure_all_finite=False, ensure_min_samples=min_samples,
                         input_name=name)
-    except ValueError as e:
-        raise DataError(f"{name}: {e}".replace("\n", " ")) from None
+    except ValueError as e:  # (scikit-learn's messages may print the whole array: the start says it)
+        said = f"{name}: {e}".replace("\n", " ")
+        raise DataError(said if len(said) <= 400 else said[:400] + "…") from None
     except TypeError as e:
         raise DataTypeError(f"{name} could not be read as a numeric array: {e}") from None
     if X.dtype.kind not in "biuf":  # e.g. a DataFrame with a pandas categorical column
