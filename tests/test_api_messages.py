@@ -132,6 +132,9 @@ def test_texts_given_for_their_embeddings_are_refused_in_one_short_line():
     with pytest.raises(DataTypeError, match=r"column 'intent' holds numbers written as text \('0'\): a label or id "
                                             "column"):
         ClusterLearner().fit(frame, y)
+    frame = pd.DataFrame({"score": np.arange(300.0), "sku": [f"SKU-{i}" for i in range(300)]})
+    with pytest.raises(DataTypeError, match=r"column 'sku' holds strings \('SKU-0'\), and features are numbers"):
+        ClusterLearner().fit(frame, y)
     # numbers in an object array are numbers; scikit-learn's long messages are cut
     from kfree.distances import check_features
 
@@ -139,3 +142,28 @@ def test_texts_given_for_their_embeddings_are_refused_in_one_short_line():
     with pytest.raises(ValueError, match="Expected 2D array.*…$") as e:  # (it prints the array)
         check_features([0.123456789] * 900)
     assert len(str(e.value)) <= 401
+
+
+def test_identities_of_one_row_are_refused_or_warned_about():
+    """Found by a notebook trial: one labelled ticket per intent was accepted without a word; with
+    no pair of one identity every validation check scored 1.000, and 600 tickets of 15 unseen
+    intents came out in 547 clusters."""
+    from kfree import TrainConfig
+    from kfree.data.synthetic import sphere_blobs
+    from kfree.exceptions import DataError, DataWarning
+
+    X, y = sphere_blobs(40, 6, dim=8, seed=0)
+    first = np.unique(y, return_index=True)[1]
+    with pytest.raises(DataError, match="none of the 40 identities in y has more than one row"):
+        ClusterLearner(TrainConfig(epochs=1)).fit(X[first], y[first])
+    two = np.r_[first, np.flatnonzero(y == 0)[1], np.flatnonzero(y == 1)[1]]  # 2 identities with a pair
+    with pytest.warns(DataWarning, match="38 of the 40 identities in y have one row"):
+        ClusterLearner(TrainConfig(epochs=1)).fit(X[two], y[two])
+    half = np.flatnonzero((y < 20) | np.isin(np.arange(len(y)), first))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # 20 of 40 single: not over half, nothing said
+        ClusterLearner(TrainConfig(epochs=1)).fit(X[half], y[half])
+    val = np.flatnonzero(y >= 30)
+    val1 = val[np.unique(y[val], return_index=True)[1]]
+    with pytest.warns(DataWarning, match="10 of the 10 identities in y_val have one row"):
+        ClusterLearner(TrainConfig(epochs=1)).fit(X[y < 30], y[y < 30], X_val=X[val1], y_val=y[val1])

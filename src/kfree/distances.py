@@ -41,8 +41,8 @@ def _text_in(X) -> tuple[str, str] | None:
 
     dtypes = getattr(X, "dtypes", None)
     if hasattr(dtypes, "items"):  # a DataFrame
-        for c, t in dtypes.items():
-            if getattr(t, "kind", "O") in "OSU" and len(X):
+        for c, t in dtypes.items():  # (categories: the non-numeric columns' own message)
+            if getattr(t, "kind", "O") in "OSU" and len(X) and not hasattr(t, "categories"):
                 first = X[c].iloc[0]
                 if isinstance(first, (str, bytes)):
                     return f"column {c!r}", shown(first)
@@ -79,6 +79,9 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
         if _number(first):  # '0', '12.5': a label or an id column left in, or numbers never converted
             raise DataTypeError(f"{name}: {where} holds numbers written as text ({first!r}): a label or id column? "
                                 "leave it out of the features, or convert it with astype(float) if it holds features")
+        if len(first.split()) < 3:  # an id, a category, a file name
+            raise DataTypeError(f"{name}: {where} holds strings ({first!r}), and features are numbers: leave it "
+                                "out (an id or a category?)")
         raise DataTypeError(f"{name}: {where} holds text ({first!r}); kfree clusters numeric features: embed the "
                             "texts first (kfree.TextEncoder().encode(texts), or `kfree encode texts` on the command "
                             "line)")

@@ -282,6 +282,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         n_ids = np.unique(y).shape[0]
         if n_ids < 2:
             raise DataError(f"training needs at least 2 identities, got {n_ids}; add labelled data of other identities")
+        _check_pairs(y, "y")
         t0 = time.perf_counter()
         if X_val is None and self.val_identities and n_ids < 4:
             warnings.warn(f"only {n_ids} identities: none held out for validation (it needs 2, and training "
@@ -312,6 +313,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                         "the raw features, and the raw features' cut treats each value as one identity. "
                         "Give X_val/y_val identities that y does not hold; if the two label sets are "
                         "numbered separately, make their values distinct", stacklevel=3)
+                _check_pairs(y_val, "y_val")
                 if np.unique(y_val).shape[0] < 2:
                     warnings.warn("y_val holds one identity: validation needs at least 2, so the model is "
                                   "trained without validation and its own threshold is used unchecked",
@@ -1092,6 +1094,26 @@ def rows_per_identity(n: int, k: int, s: int) -> float:
         else:
             hi = m
     return math.sqrt(lo * hi)
+
+
+def _check_pairs(y: np.ndarray, name: str) -> None:
+    """Identities of one row give no pair of rows of one identity: nothing to pull together in
+    training, and on validation every cut that splits them scores perfectly (a notebook trial
+    labelled one ticket per intent: the checks all scored 1.000, and 600 tickets of 15 unseen
+    intents came out in 547 clusters). Fewer than two identities with pairs is refused; over
+    half of them single rows is warned about."""
+    counts = np.unique(y, return_counts=True)[1]
+    paired = int((counts >= 2).sum())
+    if paired < 2 and name == "y":
+        raise DataError(f"{'none' if paired == 0 else 'only 1'} of the {counts.size} identities in y has more than one "
+                        "row: training learns from pairs of rows of one identity and checks the cut on them; label "
+                        "at least 2 rows (better 5 or more) of each identity")
+    single = int((counts == 1).sum())
+    if single * 2 > counts.size:
+        warnings.warn(DataWarning(
+            f"{single} of the {counts.size} identities in {name} have one row: they give no pair of one identity to "
+            + ("learn from or " if name == "y" else "") + "to check the cut on, so a cut that splits scores well on "
+            "them; label 2 or more rows (better 5 or more) of each identity"), stacklevel=4)
 
 
 def _check_val_identities(v: Any) -> None:
