@@ -167,3 +167,22 @@ def test_identities_of_one_row_are_refused_or_warned_about():
     val1 = val[np.unique(y[val], return_index=True)[1]]
     with pytest.warns(DataWarning, match="10 of the 10 identities in y_val have one row"):
         ClusterLearner(TrainConfig(epochs=1)).fit(X[y < 30], y[y < 30], X_val=X[val1], y_val=y[val1])
+
+
+def test_an_id_column_left_in_a_dataframe_is_warned_about_as_a_table_s_is():
+    """Found by a notebook trial: kfree train warned about a ticket_id column among the features,
+    ClusterLearner.fit on the same DataFrame did not (5 clusters for 17 intents, by ticket number)."""
+    import pandas as pd
+
+    from kfree import TrainConfig
+    from kfree.data.synthetic import sphere_blobs
+    from kfree.exceptions import DataWarning
+
+    X, y = sphere_blobs(6, 10, dim=4, seed=0)
+    frame = pd.DataFrame(X, columns=list("abcd")).assign(ticket_id=np.arange(1000, 1060))
+    with pytest.warns(DataWarning, match=r"X: column\(s\) \['ticket_id'\] hold whole numbers.*drop them from X first "
+                                         r"\(X.drop\(columns=\['ticket_id'\]\)\)"):
+        ClusterLearner(TrainConfig(epochs=1)).fit(frame, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        ClusterLearner(TrainConfig(epochs=1)).fit(frame.drop(columns=["ticket_id"]), y)

@@ -272,6 +272,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         linkages = candidate_linkages(self.linkage)
         check_threshold_mode(self.threshold_mode)
         X = check_features(X, min_samples=2)
+        if names is not None:  # an id left in a DataFrame: warned as a table's is
+            from .data.io import warn_id_like
+
+            warn_id_like(X, [str(c) for c in names], "X", "drop them from X first (X.drop(columns={names}))",
+                         stacklevel=4)
         y = check_labels(y, X.shape[0])
         _check_val_identities(self.val_identities)
         if self.threshold is not None:

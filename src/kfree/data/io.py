@@ -691,7 +691,8 @@ def load_features(
         y = load_labels(labels_path, key=y_key, column=label_column)
     X, bad = _check_X(X, p, min_samples, index=index, keep_invalid=invalid == "keep")
     if columns is not None:  # (after the checks: a file refused is not also warned about)
-        _warn_id_like(X, columns, p)
+        warn_id_like(X, columns, p.name, "leave them out with --ignore-columns {shown} (ignore_columns=...), or name a "
+                     "row id column 'index'")
     if y is not None:
         y = _check_labels(y, X.shape[0], p, partial=partial_labels and not require_labels)
     elif require_labels:
@@ -743,12 +744,13 @@ def _holds_text(col) -> bool:
     return bool(cells.nunique() >= 0.5 * cells.size and (words >= 3).mean() >= 0.5)
 
 
-def _warn_id_like(X: np.ndarray, names: list[str], p: Path) -> None:
+def warn_id_like(X: np.ndarray, names: list[str], source: str, advice: str, stacklevel: int = 3) -> None:
     """Warn about feature columns that look like ids or counts among non-integer features: whole
     numbers only, and all distinct (an id, in 20 rows or more) or over 10× larger than every non-integer feature (a
     track number, a frame, a priority next to embedding dimensions). Such a column is clustered as
     a feature and can decide every distance (a ticket id put tickets of 15 intents in 5 clusters
-    by id); a table of embeddings has none."""
+    by id); a table of embeddings has none. ``advice`` says how to leave them out (``{shown}``:
+    their names, comma-separated; ``{names}``: as a list); ``stacklevel`` as warnings.warn's, from here."""
     if X.shape[1] < 2 or X.dtype.kind not in "fc" or X.shape[0] < 2:
         return
     with np.errstate(invalid="ignore"):
@@ -763,8 +765,7 @@ def _warn_id_like(X: np.ndarray, names: list[str], p: Path) -> None:
 
         from ..exceptions import DataWarning
 
-        shown = ",".join(suspects[:5])
-        warnings.warn(f"{p.name}: column(s) {suspects[:5]} hold whole numbers (ids, tracks, counts?) among non-integer "
-                      f"features and are clustered as features; if they are not, leave them out with "
-                      f"--ignore-columns {shown} (ignore_columns=...), or name a row id column 'index'",
-                      DataWarning, stacklevel=3)
+        how = advice.format(shown=",".join(suspects[:5]), names=suspects[:5])
+        warnings.warn(f"{source}: column(s) {suspects[:5]} hold whole numbers (ids, tracks, counts?) among non-integer "
+                      f"features and are clustered as features; if they are not, {how}",
+                      DataWarning, stacklevel=stacklevel)
