@@ -186,3 +186,25 @@ def test_an_id_column_left_in_a_dataframe_is_warned_about_as_a_table_s_is():
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         ClusterLearner(TrainConfig(epochs=1)).fit(frame.drop(columns=["ticket_id"]), y)
+
+
+def test_a_threshold_override_is_the_cut_summary_and_return_rule_report():
+    """Found by a notebook trial: with threshold=0.5 (or cluster(threshold=2.0)) the clusters were
+    cut there, but summary() and cluster(..., return_rule=True) named the validated cut."""
+    from kfree import TrainConfig
+    from kfree.data.synthetic import sphere_blobs
+
+    X, y = sphere_blobs(12, 8, dim=6, spread=0.4, seed=0)
+    plain = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="complete").fit(X, y)
+    learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="complete", threshold=0.05).fit(X, y)
+    validated = plain.rule_.threshold.value
+    assert learner.rule_.threshold.value == validated and validated != 0.05
+    assert learner.summary().startswith(plain.summary())
+    assert f"cluster() cuts at threshold=0.05 ({plain.rule_.threshold.distance}), this learner's override of the " \
+           f"validated {validated:.4g}" in learner.summary()
+    labels, rule = learner.cluster(X, return_rule=True)
+    assert rule.threshold.value == 0.05 and rule.linkage == "complete"
+    np.testing.assert_array_equal(labels, plain.cluster(X, threshold=0.05))
+    labels, rule = plain.cluster(X, threshold=1.5, return_rule=True)
+    assert rule.threshold.value == 1.5 and plain.rule_.threshold.value == validated  # the model's rule is untouched
+    assert len(set(labels.tolist())) < len(set(plain.cluster(X, threshold=0.05).tolist()))

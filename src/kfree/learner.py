@@ -590,7 +590,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             labels = rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link)
             if override is None and rule.linkage == "complete":
                 self._warn_if_larger(labels)
-            return done(labels, rule)
+            # the rule as applied: an override's threshold, not the validated one it replaced
+            return done(labels, rule if thr is None else dataclasses.replace(rule, threshold=thr))
         if method == "hac" and rule.linkage == "ward" and not constrained:
             method = "ward"
         # an unknown method, no K for one that needs it, a K for one that finds it, a threshold for
@@ -831,7 +832,13 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
     def summary(self) -> str:
         """One line: what ``cluster`` will do, and why."""
         self._check_fitted()
-        return self.selection_["reason"]
+        reason = self.selection_["reason"]
+        if self.threshold is not None:  # (cluster() cuts there, not at the validated value)
+            rule = self.rule_
+            unit = "Ward merge height" if rule.linkage == "ward" else rule.threshold.distance
+            reason += (f"; cluster() cuts at threshold={self.threshold:g} ({unit}), this learner's override of the "
+                       f"validated {rule.threshold.value:.4g}")
+        return reason
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
