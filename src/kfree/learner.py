@@ -690,9 +690,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
         warnings.warn(ClusterSizeWarning(
             f"these clusters are larger than the identities the cut was calibrated on: a row's cluster holds "
-            f"{m_new:.0f} rows on average, a validation row's identity {m_cal:.0f}; a complete-linkage cut (a "
-            "diameter) calibrated on smaller identities can split larger ones. If these rows hold larger "
-            "identities, validate on identities of their size (kfree train --validation)"), stacklevel=3)
+            f"{m_new:.0f} rows on average, a validation row's identity {m_cal:.0f}. Either these rows hold larger "
+            "identities, which a complete-linkage cut (a diameter) calibrated on smaller ones can split: validate on "
+            "identities of their size (kfree train --validation); or the cut merged identities that lie closer "
+            "together than the validation ones: check a sample of the large clusters"), stacklevel=3)
 
     def _complete_if_sizes_differ(self, Z: np.ndarray) -> tuple[np.ndarray, Any] | None:
         """``(labels, rule)``: the best validated complete-linkage cut and its clusters of ``Z``
