@@ -208,3 +208,15 @@ def test_a_threshold_override_is_the_cut_summary_and_return_rule_report():
     labels, rule = plain.cluster(X, threshold=1.5, return_rule=True)
     assert rule.threshold.value == 1.5 and plain.rule_.threshold.value == validated  # the model's rule is untouched
     assert len(set(labels.tolist())) < len(set(plain.cluster(X, threshold=0.05).tolist()))
+
+
+def test_negative_labels_scikit_learn_s_unlabelled_are_warned_about():
+    from kfree import TrainConfig
+    from kfree.data.synthetic import sphere_blobs
+    from kfree.exceptions import DataWarning
+
+    X, y = sphere_blobs(6, 10, dim=4, seed=0)
+    y = np.where(y == 0, -1, y)
+    with pytest.warns(DataWarning, match=r"10 rows of y have a negative label \(-1\), which scikit-learn uses for "
+                                         "unlabelled rows"):
+        ClusterLearner(TrainConfig(epochs=1)).fit(X, y)
