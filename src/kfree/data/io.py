@@ -10,9 +10,8 @@ what was wrong and what to do.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ class LabelledData:
     columns: list[str] | None = None
     #: rows holding NaN or infinite values, kept in ``X`` as they are (``load_features(...,
     #: invalid="keep")`` only; empty otherwise)
-    invalid: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    invalid: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def n_samples(self) -> int:
