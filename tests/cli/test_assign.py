@@ -767,6 +767,7 @@ def test_rows_with_nan_features_are_named_by_id_and_skip_invalid_leaves_them_out
     code, out = run("cluster", tmp_path / "bad.npy", "--threshold", TAU, "--skip-invalid", "--out", tmp_path / "cb.csv",
                     "--state", tmp_path / "sb.kstate")
     assert code == 0 and "left out (--skip-invalid)" in out, out
+    assert "kfree assign --all-rows writes those numbers, not DATA's rows" in out  # (found by a README trial)
     got = pd.read_csv(tmp_path / "cb.csv")
     assert got["index"].tolist() == list(range(len(new))) and got["cluster"].isna().sum() == 1
     rest = np.delete(np.arange(len(new)), 5)

@@ -321,8 +321,8 @@ def cluster(
         "refuses (default: half this machine's memory, or $KFREE_MEMORY_LIMIT_GB); the rows themselves and a "
         "--state come on top; with --backend dask, per worker kfree starts.")] = None,
     skip_invalid: Annotated[bool, typer.Option(
-        "--skip-invalid", help=SKIP_INVALID_HELP + ", and a --state leaves them out. Without it such a file is "
-                               "refused, naming the first of them.")] = False,
+        "--skip-invalid", help=SKIP_INVALID_HELP + ", and a --state leaves them out (its rows are then numbered "
+                               "without them). Without it such a file is refused, naming the first of them.")] = False,
 ) -> None:
     """Cluster data without knowing K: with a trained model at its threshold, or features as they are.
 
@@ -502,6 +502,10 @@ def cluster(
                 from .assign import state_line
 
                 console.print(state_line(state))
+                if read.invalid.size and data.index is None:  # (rows with ids are named by them)
+                    console.print(f"the state holds the other {data.n_samples:,} rows, numbered from 0 without the "
+                                  "left-out ones: kfree assign --all-rows writes those numbers, not DATA's rows (rows "
+                                  "with ids, an 'index' column or --id-column, are named by them)")
 
 
 def _gave_way(learner, rule, state: Path | None) -> None:
