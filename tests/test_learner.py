@@ -94,7 +94,7 @@ def test_numpy_scalars_and_what_validation_is_given(blobs):
     assert half.provenance_["n_val_identities"] == 9
     with pytest.warns(UserWarning, match="val_identities=1: holding out 2 of the 18"):
         ClusterLearner.from_params(**quick, val_identities=1).fit(Xtr, ytr)
-    with pytest.warns(UserWarning, match="y_val holds one identity"):
+    with pytest.raises(DataError, match=r"y_val \(the --validation file\) holds one identity: a cut is checked on 2"):
         ClusterLearner.from_params(**quick).fit(Xtr, ytr, X_val=Xva[yva == yva[0]], y_val=yva[yva == yva[0]])
     with pytest.raises(ConfigError, match="give X_val and y_val together"):
         ClusterLearner.from_params(**quick).fit(Xtr, ytr, y_val=yva)
