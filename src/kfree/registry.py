@@ -170,6 +170,6 @@ def cluster_capabilities(method: str, *, n_clusters: int | None = None, threshol
         raise ConfigError(f"method {method!r} does not take {k_option}; it finds the number itself")
     if threshold is not None and ("threshold" not in accepted or n_clusters is not None):
         raise ConfigError(f"{threshold_option} does not apply to method {method!r}"
-                          + (f" with {k_option}" if n_clusters is not None else
-                             " (it finds the number of clusters itself)"))
+                          + (f" with {k_option}: both say where the clusters end, give one of them"
+                             if n_clusters is not None else " (it finds the number of clusters itself)"))
     return accepted

@@ -136,6 +136,8 @@ def test_demo_out_checked_before_running(d, monkeypatch):
     (["cluster", "{d}/m.kfree", "{d}/x.npy", "--distance", "cosine"], "--distance is for clustering without a model"),
     (["cluster", "{d}/x.npy", "--method", "kmeans"], "needs the number of clusters: pass --n-clusters"),
     (["cluster", "{d}/x.npy", "--method", "xmeans", "--threshold", "1"], "--threshold does not apply to method 'xmeans'"),
+    (["cluster", "{d}/x.npy", "--threshold", "1", "--n-clusters", "5"],
+     "--threshold does not apply to method 'hac' with --n-clusters: both say where the clusters end, give one of them"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(d, args, message):
     before = snapshot(d)

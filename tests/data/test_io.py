@@ -452,3 +452,11 @@ def test_rows_with_nan_or_out_of_range_values_are_named_or_kept_when_asked(tmp_p
         load_features(tmp_path / "ragged.parquet", invalid="keep")
     with pytest.raises(ValueError, match="invalid='skip' must be"):
         load_features(tmp_path / "t.csv", invalid="skip")
+
+
+def test_an_npz_without_labels_names_its_arrays_and_y_key(tmp_path):
+    np.savez(tmp_path / "t.npz", feats=np.ones((4, 2)), person=np.arange(4))
+    with pytest.raises(DataError, match=r"t.npz has no labels \(its arrays: \['feats', 'person'\]: name the labels' "
+                                        r"with --y-key\)"):
+        load_features(tmp_path / "t.npz", x_key="feats", require_labels=True)
+    assert load_features(tmp_path / "t.npz", x_key="feats", y_key="person", require_labels=True).y.tolist() == [0, 1, 2, 3]

@@ -695,8 +695,9 @@ def load_features(
     if y is not None:
         y = _check_labels(y, X.shape[0], p, partial=partial_labels and not require_labels)
     elif require_labels:
+        arrays = f" (its arrays: {sorted(keys)[:8]}: name the labels' with --y-key)" if suf == ".npz" else ""
         raise DataError(
-            f"{p.name} has no labels: use an .npz with a 'y'/'labels' array, a table with a "
+            f"{p.name} has no labels{arrays}: use an .npz with a 'y'/'labels' array, a table with a "
             f"'label' column (--label-column), or --labels FILE"
         )
     return LabelledData(X=X, y=y, index=index, columns=columns, invalid=bad)
