@@ -131,8 +131,8 @@ def assign_child(folder: str, m: int, mode: str, out: str) -> None:
     X = np.load(batch)
     P = state._prepared(X[:1000])
     alive = np.flatnonzero(state.sizes > 0)
-    per_row = sum(r[0].shape[0] for r in incremental._near(P, state, to_sq(state.threshold, state.distance),
-                                                             alive)) / P.shape[0]
+    near = incremental._near(P, np.einsum("ij,ij->i", P, P), state, to_sq(state.threshold, state.distance), alive)
+    per_row = sum(r[0].shape[0] for r in near) / P.shape[0]
     n_clusters = state.n_clusters
     del state, X, P
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -579,20 +579,20 @@ def _exact_components(X, labels, tau, distance, hook=None, coarse=None) -> np.nd
 
 
 # ---------------------------------------------------------------------------- assign
-def _near(P: np.ndarray, state: ClusterState, thr_sq: float, alive: np.ndarray):
+def _near(P: np.ndarray, pn: np.ndarray, state: ClusterState, thr_sq: float, alive: np.ndarray):
     """Candidate (point, label) pairs, block by block of rows: labels that may hold a
-    τ-neighbour of a prepared row (``|p - c| <= s + R``); also whether every member may be
-    within τ (``|p - c| <= s``). Blocks of rows hold about ``_NEAR_BLOCK`` (row, label) pairs."""
+    τ-neighbour of a prepared row (``|p - c| <= s + R``; ``pn``: the rows' squared norms); also
+    whether every member may be within τ (``|p - c| <= s``). Blocks of rows hold about
+    ``_NEAR_BLOCK`` (row, label) pairs."""
     C = state.centres[alive]
     R = state.radii[alive]
     cn = np.einsum("ij,ij->i", C, C)
     s = math.sqrt(thr_sq)
     block = max(1, min(256, _NEAR_BLOCK // max(1, alive.shape[0])))
     for p0 in range(0, P.shape[0], block):
-        Pb = P[p0 : p0 + block]
-        pn = np.einsum("ij,ij->i", Pb, Pb)
-        d2 = pn[:, None] + cn[None, :] - 2.0 * (Pb @ C.T)
-        scale = (np.sqrt(pn)[:, None] + np.sqrt(cn)[None, :]) ** 2
+        Pb, pb = P[p0 : p0 + block], pn[p0 : p0 + block]
+        d2 = pb[:, None] + cn[None, :] - 2.0 * (Pb @ C.T)
+        scale = (np.sqrt(pb)[:, None] + np.sqrt(cn)[None, :]) ** 2
         lim = (s + R)[None, :] ** 2 * (1 + _BOUND_SLACK) + _BOUND_SLACK * scale
         r, c = np.nonzero(d2 <= lim)
         yield r + p0, alive[c], d2[r, c] <= s * s * (1 + _BOUND_SLACK) + _BOUND_SLACK * scale[r, c]
@@ -608,18 +608,19 @@ def _touching(state: ClusterState, X_new: np.ndarray, P: np.ndarray, thr_sq: flo
     about ``_PAIRS_PER_PASS``, so memory does not grow with the batch.
     """
     alive = np.flatnonzero(state.sizes > 0)
+    pn = np.einsum("ij,ij->i", P, P)  # (once: every pass needs some of them)
     out: list[tuple[np.ndarray, ...]] = []
     pending: list[tuple[np.ndarray, ...]] = []
     count = 0
 
     def check() -> None:
         cp, cl, may_join = (np.concatenate(a) for a in zip(*pending, strict=True))
-        join, dmax, touch = _member_checks(state, X_new, P, cp, cl, may_join)
+        join, dmax, touch = _member_checks(state, X_new, P, pn, cp, cl, may_join)
         keep = touch  # every member within τ implies some member within τ
         out.append((cp[keep], cl[keep], join[keep], dmax[keep]))
 
     if alive.size:
-        for got in _near(P, state, thr_sq, alive):
+        for got in _near(P, pn, state, thr_sq, alive):
             pending.append(got)
             count += got[0].shape[0]
             if count >= _PAIRS_PER_PASS:
@@ -633,7 +634,7 @@ def _touching(state: ClusterState, X_new: np.ndarray, P: np.ndarray, thr_sq: flo
     return tuple(np.concatenate(a) for a in zip(*out, strict=True))
 
 
-def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np.ndarray,
+def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, pn: np.ndarray, cp: np.ndarray,
                    cl: np.ndarray, may_join: np.ndarray, *, block: int = 512):
     """For each candidate pair t (new row ``cp[t]``, label ``cl[t]``): whether every member is
     within τ (``join``), the exact largest distance when it is (``dmax``, else +inf), and
@@ -655,7 +656,6 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, cp: np
     order, starts = state._members()
     tau, dist = state.threshold, state.distance
     thr_sq = to_sq(tau, dist)
-    pn = np.einsum("ij,ij->i", P, P)
     by = np.argsort(cl, kind="stable")
     labs = np.unique(cl)
     cut = np.r_[np.searchsorted(cl[by], labs), t_n]
