@@ -401,7 +401,7 @@ def assign(
                           f"{state_path.name} already holds, feature for feature: added as new rows (the same text "
                           "from two customers); if they are the same items added again, --skip-held leaves them out",
                           stacklevel=2)
-        fresh = np.setdiff1d(np.arange(data.n_samples), data.invalid)
+        fresh = np.flatnonzero(data.valid)  # (--skip-invalid leaves the others out)
         if skip_held and held.size:
             fresh = np.setdiff1d(fresh, held)
             order = np.argsort(state.row_hashes, kind="stable")  # each held row's equal in the state
@@ -429,8 +429,7 @@ def assign(
             if all_rows:
                 write_predictions(pending, state.labels, **state_rows(state))
             else:
-                keep = np.ones(data.n_samples, dtype=bool)
-                keep[data.invalid] = False  # (left out by --skip-invalid: an empty cluster)
+                keep = data.valid  # (the others: left out by --skip-invalid, an empty cluster)
                 write_predictions(pending, fill_rows(labels[keep], keep), y=data.y, **index_columns(data.index, data.n_samples),
                                   photo=photo_paths(new_path))
             if fresh.size or state_out is not None:  # (nothing added: STATE stays the file it was)

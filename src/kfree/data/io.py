@@ -47,10 +47,16 @@ class LabelledData:
     def n_samples(self) -> int:
         return int(self.X.shape[0])
 
-    def valid_rows(self) -> tuple[LabelledData, np.ndarray]:
-        """These rows without the ``invalid`` ones, and which rows they are (a boolean mask)."""
+    @property
+    def valid(self) -> np.ndarray:
+        """Which rows are not ``invalid`` (a boolean mask)."""
         keep = np.ones(self.n_samples, dtype=bool)
         keep[self.invalid] = False
+        return keep
+
+    def valid_rows(self) -> tuple[LabelledData, np.ndarray]:
+        """These rows without the ``invalid`` ones, and which rows they are (:attr:`valid`)."""
+        keep = self.valid
         return LabelledData(X=self.X[keep], y=None if self.y is None else self.y[keep],
                             index=None if self.index is None else self.index[keep], columns=self.columns), keep
 
