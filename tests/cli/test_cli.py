@@ -124,6 +124,33 @@ def test_a_table_is_clustered_by_the_columns_the_model_was_trained_on(files):
         learner.cluster(X[X.columns[::-1]])
 
 
+def test_a_model_leaves_out_the_columns_it_was_trained_without(files):
+    """Found by a README trial: a model trained with --ignore-columns did not remember them, so each
+    batch's `kfree cluster` was refused for the same ids and timestamps, the advice naming them again.
+    A model now leaves them out as a state does; naming --ignore-columns replaces what it remembers."""
+    from kfree.learner import ClusterLearner
+
+    train = pd.read_csv(files / "train.csv").assign(ticket=lambda t: [f"T{i}" for i in range(len(t))], hour=3.0)
+    train.to_csv(files / "train_ids.csv", index=False)
+    code, out = run("train", files / "train_ids.csv", "--label-column", "person", "--ignore-columns", "ticket,hour",
+                    "--out", files / "ids.kfree", *FAST)
+    assert code == 0, out
+    assert ClusterLearner.load(files / "ids.kfree").provenance_["ignored_columns"] == ["ticket", "hour"]
+    new = pd.read_csv(files / "new.csv")
+    new.assign(ticket="X", hour=4.0).to_csv(files / "new_ids.csv", index=False)
+    code, out = run("cluster", files / "ids.kfree", files / "new_ids.csv", "--out", files / "i.csv")
+    assert code == 0 and "leaving out the columns ticket, hour as ids.kfree was trained" in out, out
+    code, out = run("cluster", files / "ids.kfree", files / "new.csv", "--out", files / "j.csv")  # none there: fine
+    assert code == 0 and "leaving out" in out, out
+    pd.testing.assert_frame_equal(pd.read_csv(files / "i.csv"), pd.read_csv(files / "j.csv"))
+    new.assign(ticket="X", hour=4.0, extra=1.0).to_csv(files / "new_extra.csv", index=False)
+    code, out = run("cluster", files / "ids.kfree", files / "new_extra.csv", "--out", files / "k.csv")
+    assert code == 1 and "1 it was not trained on (extra; leave them out with --ignore-columns ticket,hour,extra," in out
+    code, out = run("cluster", files / "ids.kfree", files / "new_ids.csv", "--ignore-columns", "ticket",
+                    "--out", files / "k.csv")
+    assert code == 1 and "hour" in out, out  # named columns replace the remembered ones
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -231,6 +258,7 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
     assert t_a != t_b  # two tracks of one person, "seen together": they must not join
     pd.DataFrame({"a": [t_a], "b": [t_b]}).to_csv(files / "cl.csv", index=False)
     pd.DataFrame({"a": [0], "b": [99]}).to_csv(files / "cl99.csv", index=False)
+    pd.DataFrame({"a": [t_a, 3], "b": [t_b, 3]}).to_csv(files / "self.csv", index=False)
     code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--link-column", "track", "--cannot-link",
                     files / "cl.csv", "--out", files / "ep_c.csv")
     assert code == 0, out
@@ -250,6 +278,9 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
         (["--link-column", "track", "--state", files / "s.kstate"], "are for --method hac without --state"),
         (["--cannot-link", files / "cl99.csv", "--ignore-columns", "track"], "99 is no row number (0..59) of ep.csv"),
         (["--cannot-link", files / "cl99.csv", "--link-column", "track"], "99 is no 'track' value of ep.csv"),
+        (["--cannot-link", files / "self.csv", "--link-column", "track"],  # (was an internal must-link message)
+         "self.csv: pair 2 (3, 3) names the same 'track' value twice"),
+        (["--cannot-link", files / "self.csv", "--ignore-columns", "track"], "names the same row number (0..59) twice"),
     ]:
         code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--out", files / "x.csv", *args)
         assert code == 1 and message in out and out.count("\n") == 1, out
@@ -397,3 +428,21 @@ def test_a_table_labelled_in_part_trains_on_its_labelled_rows(files):
     a, b = ClusterLearner.load(files / "p.kfree"), ClusterLearner.load(files / "o.kfree")
     X = pd.read_csv(files / "new.csv").drop(columns="label").to_numpy(np.float32)
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
+
+
+def test_messages_name_options_not_python_arguments(tmp_path):
+    """A library message shown by a command names the command's option, not the Python argument
+    (a README trial read ``method='ward' keeps Ward`` and ``(ignore_columns=...)`` on the command line)."""
+    from kfree.cli.console import cli_words
+
+    assert cli_words("Ward's 0.9); method='ward' keeps Ward") == "Ward's 0.9); --method ward keeps Ward"
+    assert cli_words('use method="multicut"\n  here') == "use --method multicut here"
+    assert cli_words("a.kstate already exists; pass overwrite=True (--force) to replace it") == \
+        "a.kstate already exists; pass --force to replace it"
+    assert cli_words("n_samples=3 must be >= n_clusters=5") == "n_samples=3 must be >= n_clusters=5"  # left as is
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"ticket": np.arange(1000, 1040), "f0": rng.normal(size=40), "f1": rng.normal(size=40)}).to_csv(
+        tmp_path / "t.csv", index=False)
+    code, out = run("cluster", tmp_path / "t.csv", "--threshold", "1.0", "--out", tmp_path / "c.csv")
+    assert code == 0 and "leave them out with --ignore-columns ticket, or name" in out, out
+    assert "ignore_columns" not in out

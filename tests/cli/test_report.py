@@ -45,6 +45,24 @@ def test_report_with_images_and_truth(photos):
     assert "<h2>Results</h2>" not in (d / "r2" / "index.html").read_text()
 
 
+def test_noise_rows_are_counted_as_the_metrics_count_them(photos):
+    """HDBSCAN's -1 (noise) rows: each its own cluster on the page's header and in the command's
+    line, as in its metrics table and in ``kfree evaluate`` (the header once said "4 clusters")."""
+    d, _ = photos
+    labels = np.array([0, 0, 0, 1, 1, 1, -1, -1, -1])
+    pd.DataFrame({"index": range(9), "cluster": labels}).to_csv(d / "noisy.csv", index=False)
+    np.save(d / "truth.npy", np.repeat([5, 6, 7], 3))
+    code, out = run("report", d / "noisy.csv", "--truth", d / "truth.npy", "--out", d / "r")
+    assert code == 0, out
+    assert "9 rows in 5 clusters" in out and "negative cluster label" in out
+    page = (d / "r" / "index.html").read_text()
+    assert "9 items in <b>5 clusters</b>" in page and "3 are singletons" in page
+    assert "<td>5</td>" in page  # the metrics table's cluster count agrees
+    with pytest.warns(Warning, match="negative cluster label"):
+        cluster_report(d / "r2", labels)
+    assert "9 items in <b>5 clusters</b>" in (d / "r2" / "index.html").read_text()
+
+
 def test_only_the_images_shown_are_read(photos):
     d, labels = photos
     paths = [str(d / "img" / f"{i}.png") for i in range(9)]

@@ -263,6 +263,8 @@ def train(
             import numpy as np
 
             learner.feature_names_in_ = np.asarray(data.columns, dtype=object)
+            if ignored(ignore_columns):  # and the columns left out of it, which kfree cluster leaves out too
+                learner.provenance_["ignored_columns"] = list(ignored(ignore_columns))
         learner.save(out)
         prov = learner.provenance_
         kept = {None: "kept the last step (nothing held out to choose another)",
@@ -360,15 +362,25 @@ def cluster(
             if constrained and skip_invalid:
                 raise ConfigError("--skip-invalid would leave rows out of the pairs --link-column/--cannot-link name: "
                                   "drop the invalid rows from the file (and their pairs) instead")
+            learner = None if model is None else _load_model_to_cluster(model, data_path, out)
             must, first_row = link_pairs(data_path, link_column)
-            skip = (*ignored(ignore_columns), *((link_column,) if link_column else ()))
+            # the columns a model was trained without (kfree train --ignore-columns), unless others are named:
+            # each batch of tickets holds the same ids and timestamps (found by a README trial)
+            remembered = tuple(learner.provenance_.get("ignored_columns") or ()) if (
+                learner is not None and ignore_columns is None) else ()
+            left_out = remembered or ignored(ignore_columns)
+            skip = (*left_out, *((link_column,) if link_column else ()))
 
             def read_data():
                 """DATA's rows (one is enough for HAC at a threshold; with --skip-invalid the valid ones),
                 its cannot-link row pairs, every row read and which of them are valid."""
                 fewest = 1 if method == "hac" and n_clusters is None else 2
                 read = load_features(data_path, x_key=x_key, label_column=label_column, min_samples=fewest,
-                                     ignore_columns=skip, partial_labels=True, id_column=id_column, invalid="keep")
+                                     ignore_columns=skip, ignore_missing=bool(remembered), partial_labels=True,
+                                     id_column=id_column, invalid="keep")
+                if remembered and read.columns is not None:
+                    console.print(f"leaving out the columns {', '.join(remembered)} as {escape(model.name)} was "
+                                  "trained (--ignore-columns names others)", soft_wrap=True, highlight=False)
                 invalid_rows(read, data_path, skip_invalid, "cluster")
                 d, keep = read.valid_rows()
                 if d.n_samples < fewest:
@@ -386,14 +398,13 @@ def cluster(
             # an unknown or uninstalled method, or options it does not take: fail before any work
             accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
                                                      k_option="--n-clusters", threshold_option="--threshold")
-            if model is not None:
-                learner = _load_model_to_cluster(model, data_path, out)
+            if learner is not None:
                 if distance is not None or linkage is not None:
                     raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
                                       "without a model; a model clusters with the rule it chose (its distance and "
                                       "linkage)")
                 data, cannot, read, keep = read_data()
-                data.X = model_rows(learner, data, data_path)
+                data.X = model_rows(learner, data, data_path, left_out)
                 applied = None  # the rule hac applied, when it gave way to another (said below)
                 with _limit_threads():
                     if state is None:
@@ -414,7 +425,7 @@ def cluster(
                         labels, applied = cluster_model_state(
                             learner, model, data.X, threshold, state, data_path,
                             columns=[str(c) for c in names] if names is not None else data.columns,
-                            left_out=ignored(ignore_columns), ids=data.index, id_column=id_column)
+                            left_out=left_out, ids=data.index, id_column=id_column)
                 if method == "ward":  # a Ward height, calibrated or given
                     rule, unit = None, "(Ward merge height)"
                     used = threshold if threshold is not None or n_clusters is not None else (

@@ -122,9 +122,12 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
         raise DataError(f"{p.name}: its first line ({', '.join(map(str, pairs.columns[:2]))}) is a pair, not a "
                         "header; add a header line (e.g. a,b) so that no pair is taken as one")
     rows = []
-    for x, y in zip(pairs.iloc[:, 0].tolist(), pairs.iloc[:, 1].tolist()):
+    for k, (x, y) in enumerate(zip(pairs.iloc[:, 0].tolist(), pairs.iloc[:, 1].tolist())):
         if x not in lookup or y not in lookup:
             raise DataError(f"{p.name}: {x if x not in lookup else y!r} is no {what} of {data_path.name}")
+        if lookup[x] == lookup[y]:  # (said in the file's terms, not as an internal must-link contradiction)
+            raise DataError(f"{p.name}: pair {k + 1} ({x!r}, {y!r}) names the same {what} twice, and nothing can be "
+                            "kept apart from itself; remove that pair")
         rows.append((lookup[x], lookup[y]))
     return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
 

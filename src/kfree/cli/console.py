@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import sys
 import time
 import warnings
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from ..exceptions import KfreeError
+from ..utils.signals import stop_at_once_in_compiled_calls
 
 # Not on a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; give them room.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -40,6 +42,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     console.quiet = quiet
     warnings.showwarning = _show_warning
     _terminate_as_interrupt()
+    stop_at_once_in_compiled_calls()
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)], force=True)
     level_library_loggers()
@@ -65,12 +68,28 @@ def _terminate_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
+#: the library's Python spellings in messages a command shows, and the command line's for them
+_CLI_WORDS = ((re.compile(r" \(ignore_columns=\.\.\.\)"), ""),  # (said beside --ignore-columns already)
+              (re.compile(r"\boverwrite=True \(--force\)"), "--force"),
+              (re.compile(r"\boverwrite=True\b"), "--force"),
+              (re.compile(r"\bmethod=['\"]([\w-]+)['\"]"), r"--method \1"))
+
+
+def cli_words(message: str) -> str:
+    """``message`` on one line, in the command line's words: a library message that names a
+    Python argument (``method='ward'``) names the option (``--method ward``), found by a README trial."""
+    text = " ".join(str(message).split())
+    for pattern, words in _CLI_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A Python warning as one line on stderr (not the file, line number and source line of the
     code that raised it, which mean nothing to a user of the command line)."""
     from rich.markup import escape
 
-    err_console.print(f"[yellow]warning:[/] {escape(' '.join(str(message).split()))}", soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(cli_words(message))}", soft_wrap=True)
 
 
 def level_library_loggers() -> None:
@@ -93,7 +112,7 @@ def _error(message: str) -> None:
     # one line: rich would wrap long messages and read "[...]" in them as markup
     from rich.markup import escape
 
-    err_console.print(f"[red]error:[/red] {escape(' '.join(str(message).split()))}", soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(cli_words(message))}", soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -116,6 +116,7 @@ def report(
         from ..data.images import locate_images, written_in
         from ..data.io import TABLES, TEXT_COLUMNS, table_header
         from ..evaluate.compare import read_predictions, truth_for
+        from ..metrics.clustering import noise_as_singletons
         from ..report.clusters import cluster_report
         from ..utils.io import check_output
 
@@ -123,7 +124,7 @@ def report(
             raise ConfigError("say where to write the report: --out FOLDER")
         check_output(out, inputs=(clusters, truth, images, texts, features), force=force, directory=True)
         pred = read_predictions(clusters)
-        labels = pred["cluster"].to_numpy()
+        labels = np.asarray(noise_as_singletons(pred["cluster"].to_numpy()))  # (counted as the page counts)
         def ids_in(p: Path) -> str | None:  # --id-column, for a table that has that column
             return id_column if id_column and p.suffix.lower() in TABLES and id_column in table_header(p) else None
 

@@ -38,6 +38,7 @@ import numpy as np
 from .._exact_distances import gemm_ready, grid_centre, pair_distances
 from ..distances import to_sq
 from ..exceptions import ResourceError
+from ..utils.signals import stoppable
 from .labels import group_order
 from .linkage_core import find_root, roots_to_labels, union_roots
 
@@ -518,7 +519,8 @@ def _complete_cut(Y: np.ndarray, rad: float) -> np.ndarray:
     from scipy.spatial.distance import pdist
 
     d = pdist(Y.astype(np.float64))
-    Z = fastcluster.linkage(d, "complete", preserve_input=False)
+    with stoppable():
+        Z = fastcluster.linkage(d, "complete", preserve_input=False)
     return fcluster(Z, rad, "distance").astype(np.int64) - 1
 
 

@@ -80,6 +80,7 @@ from ..distances import (
 from ..exceptions import ConfigError, DataError, ParameterConflictWarning, ResourceError
 from ..registry import register
 from ..threshold import Threshold
+from ..utils.signals import stoppable
 from . import linkage_core as core
 from ._constraints import cannot_link_keys, check_contradictions, check_pairs, must_link_groups
 from ._radius_graph import (
@@ -425,7 +426,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
         # threshold decides every pair as pdist would (a pair at exactly tau joins)
         near = None if self.n_clusters is not None else self.threshold_.value
         d = condensed_distances_blocked(X, self.distance_, exact_near=near)
-        Z = fastcluster.linkage(d, method=self.linkage, preserve_input=False)
+        with stoppable():  # (Ctrl-C and kill end a long linkage at once)
+            Z = fastcluster.linkage(d, method=self.linkage, preserve_input=False)
         del d
         self.linkage_matrix_ = Z
         self.merge_pairs_, self.merge_heights_ = _dense_merges_from_linkage(Z, n)
@@ -798,7 +800,8 @@ def _dense_component_merges(X, cut, distance):
     m = int(d.shape[0] - np.count_nonzero(above))
     d[above] = 2.0 * abs(cut) + 1.0
     del above
-    Z = fastcluster.linkage(d, method="complete", preserve_input=False)
+    with stoppable():
+        Z = fastcluster.linkage(d, method="complete", preserve_input=False)
     del d
     pairs, h = _dense_merges_from_linkage(Z, n)
     keep = h <= cut

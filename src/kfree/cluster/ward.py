@@ -45,7 +45,10 @@ def ward_tree(X: np.ndarray) -> np.ndarray:
     X = np.ascontiguousarray(X, dtype=np.float64)
     # centring changes no Ward height and keeps the centroid arithmetic well conditioned
     X = X - X.mean(axis=0, keepdims=True)
-    return fastcluster.linkage_vector(X, method="ward", metric="euclidean")
+    from ..utils.signals import stoppable
+
+    with stoppable():  # (minutes above 20,000 rows: Ctrl-C and kill end it at once)
+        return fastcluster.linkage_vector(X, method="ward", metric="euclidean")
 
 
 @register("cluster", "ward")

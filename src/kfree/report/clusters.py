@@ -211,13 +211,20 @@ def cluster_report(
         are replaced). Without it such a folder is refused, as the CLI refuses one without
         ``--force``: a folder of photos or an earlier report is not written over by a typo.
 
+    Negative labels (noise, -1) are each a cluster of their own, with a warning, as in the metrics.
+
     Returns the path of ``index.html``. The files are written to a temporary folder beside
     ``out_dir`` and moved in at the end, so a failure (an unreadable image) leaves no partial report.
     """
+    from ..metrics.clustering import noise_as_singletons
+
     labels = np.asarray(labels)
     n = labels.shape[0]
     if labels.ndim != 1 or n == 0:
         raise DataError(f"labels must be a non-empty 1-d array, got shape {labels.shape}")
+    # -1 (noise, as HDBSCAN writes it) is a cluster of its own per row here as in the metrics: the
+    # page's header, sizes and montage count the same clusters as its scores (found by a README trial).
+    labels = np.asarray(noise_as_singletons(labels))
     if per_cluster is not None:
         from ..config import check_count
 

@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from ..exceptions import ConfigError, first_line
+from ..utils.signals import stoppable
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,8 @@ def session(device: torch.device | str = "cpu") -> Iterator[DistContext]:
     if backend == "nccl":
         torch.cuda.set_device(ctx.local_rank)
     try:
-        dist.init_process_group(backend=backend, init_method="env://")
+        with stoppable():  # (it waits up to 30 minutes for a peer that never comes: kill ends it at once)
+            dist.init_process_group(backend=backend, init_method="env://")
     except (RuntimeError, ValueError) as e:
         where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
         raise DistributedSetupError(
