@@ -41,11 +41,11 @@ from benchmarks.run_unseen import celeba_faces, versions
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks"
 SEEDS = (0, 1, 2)
-#: set -> (validation rows per identity, unseen rows per identity; None = all)
-SIZES: dict[str, tuple[int, tuple[int | None, ...]]] = {
-    "banking77": (20, (20, 40, 80, None)),
-    "celeba": (5, (5, 10, None)),
-    "digits": (20, (20, 60, None)),
+#: set -> [(validation rows per identity, unseen rows per identity)]; None = all
+SIZES: dict[str, list[tuple[int | None, tuple[int | None, ...]]]] = {
+    "banking77": [(20, (20, 40, 80, None)), (80, (20, 40, 80, None))],
+    "celeba": [(5, (5, 10, None)), (None, (5, 10, None))],
+    "digits": [(20, (20, 60, None)), (None, (20, 60, None))],
 }
 
 
@@ -86,7 +86,7 @@ def _per_identity(idx: np.ndarray, y: np.ndarray, per: int | None, rng: np.rando
     return np.concatenate(out)
 
 
-def run_set(name: str, seed: int) -> list[dict[str, Any]]:
+def run_set(name: str, seed: int, val_per: int | None, sizes: tuple[int | None, ...]) -> list[dict[str, Any]]:
     from kfree import ClusterLearner, TrainConfig
     from kfree.exceptions import ClusterSizeWarning
     from kfree.metrics import nmi
@@ -95,7 +95,6 @@ def run_set(name: str, seed: int) -> list[dict[str, Any]]:
     if split is None:
         return []
     X, y, tr, va, te = split
-    val_per, sizes = SIZES[name]
     rng = np.random.default_rng(seed)
     va = _per_identity(va, y, val_per, rng)
     t0 = time.perf_counter()
@@ -105,6 +104,7 @@ def run_set(name: str, seed: int) -> list[dict[str, Any]]:
             X[tr], y[tr], X_val=X[va], y_val=y[va])
     learner.rule_ = learner._ward_rule()  # every cell measures the size check of a Ward rule
     m_cal = learner.selection_["val_rows_per_identity"]
+    m_ref = learner.selection_["val_complete_rows_per_cluster"]
     ward, complete = learner.rule_, learner.state_rule()
     cells = []
     for per in sizes:
@@ -116,15 +116,22 @@ def run_set(name: str, seed: int) -> list[dict[str, Any]]:
             lk = learner.cluster(X[te_s])
         replaced = any(getattr(w.message, "replaced", False) for w in caught)
         k_true = int(np.unique(y[te_s]).shape[0])
+        m_new = te_s.shape[0] / (int(lc.max()) + 1)
+        from kfree.learner import WARD_MAX_SIZE_RATIO, WARD_MIN_SIZE_RATIO
+
+        # the check before 2026-12-02 compared with the identities' true size (m_cal), not m_ref
+        before = "ward" if WARD_MIN_SIZE_RATIO <= m_new / m_cal < WARD_MAX_SIZE_RATIO else "complete"
         cells.append({
-            "set": name, "seed": seed, "val_rows_per_identity": m_cal,
+            "set": name, "seed": seed, "val_rows_per_identity": m_cal, "val_complete_rows_per_cluster": m_ref,
+            "val_per": "all" if val_per is None else val_per,
             "rows_per_identity": "all" if per is None else per, "rows": int(te_s.shape[0]), "K": k_true,
             "true_ratio": te_s.shape[0] / k_true / m_cal,
-            "estimated_ratio": te_s.shape[0] / (int(lc.max()) + 1) / m_cal,
+            "estimated_ratio": m_new / m_ref, "estimated_ratio_before": m_new / m_cal,
             "features": ward.features, "ward_clusters": int(lw.max()) + 1, "ward_nmi": nmi(y[te_s], lw),
             "complete_clusters": int(lc.max()) + 1, "complete_nmi": nmi(y[te_s], lc),
             "kfree_clusters": int(lk.max()) + 1, "kfree_nmi": nmi(y[te_s], lk),
             "kfree_used": "complete" if replaced else "ward",
+            "before_used": before, "before_nmi": nmi(y[te_s], lc if before == "complete" else lw),
         })
     for c in cells:
         c["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -143,27 +150,40 @@ def report(cells: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
         "",
         "Means over seeds. *ratio*: the batch's rows per identity over the validation identities' "
-        "(true; and as kfree estimates it, from the clusters of the complete-linkage cut). kfree uses "
-        f"the complete-linkage cut when the estimate is below {meta['min_ratio']:g} or at least "
-        f"{meta['max_ratio']:g} (`WARD_MIN_SIZE_RATIO`, `WARD_MAX_SIZE_RATIO`), else the Ward cut.",
+        "(true; and as kfree estimates it: the rows per cluster of the complete-linkage cut on the batch over "
+        "the same on the validation rows). kfree uses the complete-linkage cut when the estimate is below "
+        f"{meta['min_ratio']:g} or at least {meta['max_ratio']:g} (`WARD_MIN_SIZE_RATIO`, `WARD_MAX_SIZE_RATIO`), "
+        "else the Ward cut. *before*: the check until 2026-12-02, which divided by the validation identities' true "
+        "size, so that the validation rows themselves could fail it where the complete cut over-splits them.",
         "",
-        "| set | rows per identity (validation) | true ratio | estimated ratio | K | Ward: clusters / NMI | "
-        "complete: clusters / NMI | kfree: NMI (complete used, of seeds) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| set | rows per identity: batch (validation) | true ratio | estimated ratio (before) | K | "
+        "Ward: clusters / NMI | complete: clusters / NMI | kfree: NMI (complete used, of seeds) | "
+        "before: NMI (complete used) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    keys = sorted({(c["set"], str(c["rows_per_identity"])) for c in cells},
-                  key=lambda k: (list(SIZES).index(k[0]), k[1] == "all", int(k[1]) if k[1] != "all" else 0))
-    for set_name, per in keys:
-        g = [c for c in cells if c["set"] == set_name and str(c["rows_per_identity"]) == per]
+
+    def order(v: str) -> int:
+        return 10**9 if v == "all" else int(v)
+
+    keys = sorted({(c["set"], str(c.get("val_per", "")), str(c["rows_per_identity"])) for c in cells},
+                  key=lambda k: (list(SIZES).index(k[0]), order(k[1]) if k[1] else 0, order(k[2])))
+    for set_name, val_per, per in keys:
+        g = [c for c in cells if c["set"] == set_name and str(c.get("val_per", "")) == val_per
+             and str(c["rows_per_identity"]) == per]
 
         def mean(key: str, group: list[dict[str, Any]] = g) -> float:
             return float(np.mean([c[key] for c in group]))
 
         lines.append(
             f"| {set_name} | {per} ({mean('val_rows_per_identity'):.0f}) | {mean('true_ratio'):.1f} | "
-            f"{mean('estimated_ratio'):.2f} | {mean('K'):.0f} | {mean('ward_clusters'):.1f} / {mean('ward_nmi'):.3f} | "
+            f"{mean('estimated_ratio'):.2f} ({mean('estimated_ratio_before'):.2f}) | {mean('K'):.0f} | "
+            f"{mean('ward_clusters'):.1f} / {mean('ward_nmi'):.3f} | "
             f"{mean('complete_clusters'):.1f} / {mean('complete_nmi'):.3f} | {mean('kfree_nmi'):.3f} "
-            f"({sum(c['kfree_used'] == 'complete' for c in g)} of {len(g)}) |")
+            f"({sum(c['kfree_used'] == 'complete' for c in g)} of {len(g)}) | {mean('before_nmi'):.3f} "
+            f"({sum(c['before_used'] == 'complete' for c in g)}) |")
+    wins = [(c["kfree_nmi"] - c["before_nmi"]) for c in cells]
+    lines += ["", f"Over all {len(cells)} cells, kfree's NMI now minus before: mean {np.mean(wins):+.4f}; "
+              f"{sum(w > 1e-12 for w in wins)} higher, {sum(w < -1e-12 for w in wins)} lower."]
     return "\n".join(lines) + "\n"
 
 
@@ -175,7 +195,8 @@ def main() -> None:
     path = OUT / "ward_size.json"
     if not args.report:
         t0 = time.perf_counter()
-        cells = [c for name in SIZES for seed in SEEDS for c in run_set(name, seed)]
+        cells = [c for name, runs in SIZES.items() for val_per, sizes in runs for seed in SEEDS
+                 for c in run_set(name, seed, val_per, sizes)]
         from kfree.learner import WARD_MAX_SIZE_RATIO, WARD_MIN_SIZE_RATIO
 
         meta = {"command": "OMP_NUM_THREADS=1 python -m benchmarks.run_ward_size", "seeds": list(SEEDS),

@@ -380,6 +380,35 @@ def test_a_ward_cut_gives_way_on_clusters_far_smaller_or_larger_than_it_was_cali
         np.testing.assert_array_equal(labels, learner.state_rule().cluster(Zm))
 
 
+def test_the_ward_size_check_compares_what_one_cut_finds_on_both_sides():
+    """Found by a research trial: the check compared the rows per cluster of the complete-linkage
+    cut on a batch with the validation identities' *true* size. Where that cut over-splits (10
+    intents of 40 rows in 47 clusters), the validation rows themselves were called a mismatch, and
+    the Ward cut chosen on them (NMI 0.961) gave way to the complete cut (0.786). The reference is
+    now what that cut finds on the validation rows."""
+    import warnings
+
+    from kfree.exceptions import ClusterSizeWarning
+
+    X, y = sphere_blobs(40, 12, dim=16, spread=0.5, seed=3)
+    tr, va = y < 24, (y >= 24) & (y < 32)
+    learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[tr], y[tr], X_val=X[va],
+                                                                               y_val=y[va])
+    learner.rule_ = learner._ward_rule()
+    k = int(learner.state_rule().cluster(learner.transform(X[va])).max()) + 1
+    assert learner.selection_["val_complete_rows_per_cluster"] == pytest.approx(va.sum() / k)
+    # identities three times the size of what that cut finds on them (as the trial's intents were)
+    learner.selection_["val_rows_per_identity"] = 3 * va.sum() / k
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClusterSizeWarning)
+        labels, applied = learner.cluster(X[va], return_rule=True)
+    assert applied is learner.rule_ and applied.linkage == "ward"
+    # a model file from before the figure was stored: the identities' size is the reference, as it was
+    del learner.selection_["val_complete_rows_per_cluster"]
+    with pytest.warns(ClusterSizeWarning, match="would merge too much"):
+        assert learner.cluster(X[va], return_rule=True)[1].linkage == "complete"
+
+
 def test_a_complete_linkage_cut_says_when_the_clusters_are_far_larger_than_its_validation_identities():
     """Found by a user trial: a labelled 10 % of each product's photos was the validation, so the
     complete-linkage cut was calibrated on identities of ~10 rows, and products of 500 photos came
