@@ -59,6 +59,9 @@ WARD_MAX_SIZE_RATIO = 2.5
 #: ... estimated, above this many rows, on a seeded sample of this many (the check is a second
 #: agglomeration, complete linkage)
 WARD_SIZE_CHECK_ROWS = 5_000
+#: ... but kept when that complete-linkage cut finds clusters within this factor of the size it found
+#: on the validation rows: such a batch is drawn like them, whatever that cut does to their identities
+WARD_LIKE_VALIDATION = 1.1
 #: a complete-linkage cut is used as validated, but said to be at risk of splitting identities
 #: when a row's cluster here holds this many times as many rows as a validation row's identity
 COMPLETE_SIZE_RATIO = 2.5
@@ -699,11 +702,13 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
     def _complete_rows_per_cluster(self, X_val: np.ndarray) -> float | None:
         """Rows per cluster of the best validated complete-linkage cut on the validation rows
-        (``None`` without such a cut): what :meth:`_complete_if_sizes_differ` compares a batch's
-        with. Compared with the validation identities' true size instead, the check called the
-        validation rows themselves a mismatch wherever that cut over-splits them (a research trial:
-        47 clusters of 8.5 rows for 10 intents of 40, so the Ward cut chosen at NMI 0.961 gave way to
-        a complete cut at 0.786 on the very rows it was chosen on)."""
+        (``None`` without such a cut). :meth:`_complete_if_sizes_differ` keeps Ward for a batch on
+        which that cut finds about as many: compared with the validation identities' true size
+        alone, the check called the validation rows themselves a mismatch wherever that cut
+        over-splits them (a research trial: 47 clusters of 8.5 rows for 10 intents of 40, so the
+        Ward cut chosen at NMI 0.961 gave way to a complete cut at 0.786 on the very rows it was
+        chosen on). It is no replacement for the true size: that cut over-splits larger identities
+        more, and as the only reference it lost 0.013 NMI on ``results/benchmarks/ward_size.md``."""
         try:
             rule = self.state_rule()
         except ConfigError:
@@ -729,9 +734,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         m_cal = self.selection_.get("val_rows_per_identity")  # (None in model files before it)
         if m_cal is None:
             return None
-        # what the same complete-linkage cut found on the validation rows (the identities' own size in
-        # model files from before it was stored)
-        m_ref = self.selection_.get("val_complete_rows_per_cluster") or m_cal
+        # what the same complete-linkage cut found on the validation rows (None in model files before it)
+        m_ref = self.selection_.get("val_complete_rows_per_cluster")
         try:
             rule = self.state_rule()
         except ConfigError:
@@ -747,8 +751,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             else:
                 labels = rule.cluster(Z)
                 m_new = n / (int(labels.max()) + 1)
-            if WARD_MIN_SIZE_RATIO * m_ref <= m_new < WARD_MAX_SIZE_RATIO * m_ref:
+            if WARD_MIN_SIZE_RATIO * m_cal <= m_new < WARD_MAX_SIZE_RATIO * m_cal:
                 return None
+            if m_ref is not None and m_ref / WARD_LIKE_VALIDATION <= m_new < m_ref * WARD_LIKE_VALIDATION:
+                return None  # drawn like the validation rows: the Ward cut's validated score applies
             if labels is None:
                 labels = rule.cluster(Z)
         except ResourceError as e:  # Ward's own agglomeration needs O(n·d) memory: it goes on alone
@@ -757,14 +763,13 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 f"in memory, so the Ward cut is used unchecked: {str(e).split(';')[0]}"), stacklevel=3)
             return None
 
-        found = (f"in these {n:,} rows {'that cut' if m_ref != m_cal else 'its complete-linkage counterpart'} finds "
-                 f"clusters of {m_new:.1f} rows" + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else ""))
-        harm = ("would merge too much" if m_new < m_ref else "would split identities with many more rows than "
+        found = (f"in these {n:,} rows its complete-linkage counterpart finds clusters of {m_new:.1f} rows"
+                 + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else "")
+                 + (f" (on the validation rows: {m_ref:.1f})" if m_ref is not None else ""))
+        harm = ("would merge too much" if m_new < m_cal else "would split identities with many more rows than "
                 "the validation ones (give kfree train --validation rows drawn like these)")
-        where = (f", where its complete-linkage counterpart found clusters of {m_ref:.1f} rows" if m_ref != m_cal
-                 else "")
         warnings.warn(ClusterSizeWarning(
-                      f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each{where}; {found}, "
+                      f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each; {found}, "
                       f"where a Ward merge height (it grows with cluster sizes) {harm}: the best validated "
                       f"complete-linkage cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
                       f"{self.rule_.val_nmi:.3f}); method='ward' keeps Ward", replaced=True), stacklevel=3)
