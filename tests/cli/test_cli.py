@@ -344,6 +344,12 @@ def test_a_validation_table_is_taken_in_the_training_tables_columns(files):
     code, out = run("train", files / "tr_ids.csv", "--label-column", "person", "--ignore-columns", "ticket_id",
                     "--validation", files / "va_short.csv", "--out", files / "short.kfree", *FAST)
     assert code == 1 and "va_short.csv's feature columns are not tr_ids.csv's: 1 missing (f11)" in out, out
+    # a validation .npz beside a training table: --label-column is the table's (found by a research trial)
+    np.savez(files / "va.npz", X=train[held][cols].to_numpy(), y=ids[held])
+    code, out = run("train", files / "tr_ids.csv", "--label-column", "person", "--ignore-columns", "ticket_id",
+                    "--validation", files / "va.npz", "--out", files / "va_npz.kfree", *FAST)
+    assert code == 0, out
+    assert ClusterLearner.load(files / "va_npz.kfree").selection_["candidates"] == models["va"].selection_["candidates"]
     X = train[cols]
     with pytest.raises(DataError, match="X_val's columns are not X's \\(in another order\\)"):
         ClusterLearner().fit(X[~held], ids[~held], X_val=X[held][cols[::-1]], y_val=ids[held])

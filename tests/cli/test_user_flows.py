@@ -370,3 +370,18 @@ def test_face_descriptors_cut_without_a_distance_are_warned_about(tmp_path):
     np.save(tmp_path / "x.npy", rng.normal(size=(30, 8)))  # other features: nothing either
     code, out = run("cluster", tmp_path / "x.npy", "--threshold", "0.6", "--out", tmp_path / "d.csv")
     assert code == 0 and "warning" not in out, out
+
+
+def test_hdbscan_says_how_many_of_its_clusters_are_noise_rows(tmp_path):
+    """Found by a research trial: `--method hdbscan` printed "1080 rows → 502 clusters", 469 of
+    them single noise rows, without a word of it."""
+    pytest.importorskip("hdbscan")
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 0.05, (40, 2)), rng.normal(5, 0.05, (40, 2)), rng.uniform(-20, 20, (6, 2))])
+    np.save(tmp_path / "x.npy", X)
+    code, out = run("cluster", tmp_path / "x.npy", "--method", "hdbscan", "--out", tmp_path / "c.csv")
+    labels = pd.read_csv(tmp_path / "c.csv")["cluster"].to_numpy()
+    n_noise = int((np.bincount(labels) == 1).sum())
+    assert code == 0 and n_noise >= 3, out
+    assert f"86 rows → {np.unique(labels).size} clusters" in out
+    assert f"; {n_noise} of the clusters are noise rows, one each" in out, out

@@ -233,7 +233,7 @@ def train(
                      force=force, option="the validation curve",
                      rename="choose another --out name (the curve is written beside it as <name>-validation.png)")
         from ..config import TrainConfig
-        from ..data.io import load_features
+        from ..data.io import TABLES, load_features
         from ..learner import ClusterLearner
 
         data = load_features(labelled_file, x_key=x_key, y_key=y_key, label_column=label_column,
@@ -242,8 +242,10 @@ def train(
                              id_column=id_column)
         if labelled_only:
             data = labelled_rows(data, labelled_file)
+        # --label-column names a table's column: a validation .npz keeps its labels under --y-key (research trial)
         val = None if validation is None else load_features(
-            validation, x_key=x_key, y_key=y_key, label_column=label_column, require_labels=True, min_samples=2,
+            validation, x_key=x_key, y_key=y_key, require_labels=True, min_samples=2,
+            label_column=label_column if validation.suffix.lower() in TABLES else None,
             ignore_columns=ignored(ignore_columns), ignore_missing=True)
         if val is not None and data.columns is not None:  # the validation table's columns in training's order
             val.X = align_columns(val, data.columns, validation, f"{labelled_file.name}'s",
@@ -511,6 +513,8 @@ def cluster(
                 how = _how(method, accepted, n_clusters, threshold, unit)
                 if linkage is not None:
                     how = f", {linkage} linkage{how}"
+                if getattr(est, "n_noise_", 0) and (labels >= 0).all():  # (research trial: 469 of 502 were noise)
+                    how += f"; {est.n_noise_:,} of the clusters are noise rows, one each"
             if constrained:
                 how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
                         "cannot-link pairs kept")

@@ -497,7 +497,9 @@ def _check_X(X: np.ndarray, p: Path, min_samples: int, *, index: np.ndarray | No
     good = np.ones(X.shape[0], dtype=bool)
     good[invalid] = False
     check_features(X32[good] if invalid.size else X32, name=name, min_samples=0 if invalid.size else min_samples)
-    return X32.astype(np.float32, copy=False), invalid
+    # C order whatever the file: a table's columns came F-ordered, and the same data read from an .npz
+    # trained a model that differed in the 7th digit (found by a research trial)
+    return np.ascontiguousarray(X32, dtype=np.float32), invalid
 
 
 def row_name(r: int, index: np.ndarray | None) -> str:
