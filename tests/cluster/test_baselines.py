@@ -20,7 +20,7 @@ from kfree.cluster import (
 from kfree.cluster.gmeans import anderson_darling_split
 from kfree.cluster.xmeans import xmeans_bic
 from kfree.data.synthetic import sphere_blobs
-from kfree.exceptions import ConfigError, DataError
+from kfree.exceptions import ConfigError, DataError, KfreeWarning
 from kfree.metrics import nmi
 
 
@@ -116,7 +116,20 @@ def test_xmeans_agrees_with_pyclustering_on_separated_blobs(blobs):
     ours = XMeans(20, initial_centers=init).fit(X)
     assert ours.n_clusters_ == len(ref.get_clusters()) == 5
     assert nmi(ref_labels, ours.labels_) == pytest.approx(1.0)
-    assert XMeans(3).fit(X).n_clusters_ <= 3
+    with pytest.warns(KfreeWarning, match="X-means stopped at k_max=3 clusters"):  # the bound said, not silent
+        assert XMeans(3).fit(X).n_clusters_ <= 3
+
+
+def test_xmeans_is_unbounded_by_default():
+    """Found by a research trial: a default k_max of 20 (pyclustering's) capped 79 unseen CelebA
+    identities at 20 clusters without a word. By default BIC alone decides."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 30, (30, 4))
+    X = np.repeat(centres, 20, axis=0) + rng.normal(0, 0.5, (600, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KfreeWarning)
+        found = XMeans(seed=0).fit(X).n_clusters_
+    assert found > 20
 
 
 def test_anderson_darling_by_hand():

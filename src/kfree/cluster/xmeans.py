@@ -58,8 +58,11 @@ class XMeans(ClusterMixin, BaseEstimator):
 
     Parameters
     ----------
-    k_max : int
-        Most clusters allowed (the BCL paper used 40/80/150/300).
+    k_max : int or None
+        Most clusters allowed (the BCL paper used 40/80/150/300). ``None`` (default): no bound but
+        the number of rows, so BIC alone decides. A fit that reaches ``k_max`` warns: the data may
+        hold more clusters (a default of 20, pyclustering's, once capped 79 unseen CelebA
+        identities at 20 clusters without a word; unbounded, BIC stopped at 53).
     k_init : int
         Initial centres (k-means++), default 2.
     initial_centers : ndarray of shape (k_init, n_features), optional
@@ -82,7 +85,7 @@ class XMeans(ClusterMixin, BaseEstimator):
 
     def __init__(
         self,
-        k_max: int = 20,
+        k_max: int | None = None,
         *,
         k_init: int = 2,
         initial_centers: np.ndarray | None = None,
@@ -100,31 +103,34 @@ class XMeans(ClusterMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> XMeans:
         X = check_features(X, min_samples=1).astype(np.float64)
         n = X.shape[0]
-        if int(self.k_max) < 1:
-            raise ConfigError(f"k_max={self.k_max} must be >= 1")
+        if self.k_max is not None and int(self.k_max) < 1:
+            raise ConfigError(f"k_max={self.k_max} must be >= 1 (or None: no bound)")
+        k_max = n if self.k_max is None else int(self.k_max)
         if self.initial_centers is not None:
             centers = np.asarray(self.initial_centers, dtype=np.float64)
             if centers.ndim != 2 or centers.shape[1] != X.shape[1]:
                 raise ConfigError(
                     f"initial_centers must have shape (k, {X.shape[1]}), got {centers.shape}"
                 )
-            if not 1 <= centers.shape[0] <= int(self.k_max):
+            if not 1 <= centers.shape[0] <= k_max:
                 raise ConfigError(f"initial_centers has {centers.shape[0]} rows; X-means starts from "
                                   f"1 to k_max={self.k_max} centres")
         else:
             k0 = int(self.k_init)
-            if not 1 <= k0 <= int(self.k_max):
+            if not 1 <= k0 <= k_max:
                 raise ConfigError(f"k_init={k0} must be in [1, k_max={self.k_max}]")
             _, centers, _ = best_of(X, min(k0, n), n_init=1, seed=self.seed, tol=self.tol)
         rng_seed = int(self.seed)
-        while centers.shape[0] <= int(self.k_max):
+        capped = False
+        while centers.shape[0] <= k_max:
             k_now = centers.shape[0]
             labels, centers, _ = lloyd(X, centers, tol=self.tol)
             new_centers = []
-            free = int(self.k_max) - k_now
+            free = k_max - k_now
             for j in range(k_now):
                 idx = np.flatnonzero(labels == j)
                 if idx.size < 2 or free <= 0:
+                    capped |= idx.size >= 2  # (a cluster left untried: the bound, not BIC, stopped it)
                     new_centers.append(centers[j])
                     continue
                 rng_seed += 1
@@ -148,4 +154,12 @@ class XMeans(ClusterMixin, BaseEstimator):
         self.n_clusters_ = int(self.cluster_centers_.shape[0])
         self.bic_ = xmeans_bic(X, self.labels_, self.cluster_centers_)
         self.n_features_in_ = X.shape[1]
+        if capped:
+            import warnings
+
+            from ..exceptions import KfreeWarning
+
+            warnings.warn(KfreeWarning(
+                f"X-means stopped at k_max={k_max} clusters with clusters left to try splitting: the data may hold "
+                "more; raise k_max (None: no bound)"), stacklevel=2)
         return self
