@@ -63,6 +63,31 @@ def test_noise_rows_are_counted_as_the_metrics_count_them(photos):
     assert "9 items in <b>5 clusters</b>" in (d / "r2" / "index.html").read_text()
 
 
+def test_a_clusters_file_naming_photos_points_to_images(photos):
+    """Found by a photo-library trial: `kfree report clusters.csv` of faces (a 'photo' column)
+    wrote a page without pictures and without a hint that --images would show them."""
+    d, labels = photos
+    pd.DataFrame({"index": range(9), "cluster": labels, "photo": [f"img/{i}.png" for i in range(9)]}).to_csv(
+        d / "faces_c.csv", index=False)
+    code, out = run("report", d / "faces_c.csv", "--out", d / "r")
+    assert code == 0 and "faces_c.csv names each row's photo: --images FACES.npz" in out, out
+    code, out = run("report", d / "faces_c.csv", "--images", d / "faces_c.csv", "--out", d / "r2")
+    assert code == 0 and "names each row's photo" not in out and (d / "r2" / "montage.png").exists(), out
+
+
+def test_a_report_rewritten_with_force_keeps_no_picture_of_the_last_one(photos):
+    """Found by a photo-library trial: `kfree report … --force` into the last report's folder, this
+    time without images, left its montage.png beside the new page. Other files there stay."""
+    d, labels = photos
+    code, out = run("report", d / "c.csv", "--images", d / "photos.txt", "--out", d / "r")
+    assert code == 0 and (d / "r" / "montage.png").exists(), out
+    (d / "r" / "notes.txt").write_text("mine")
+    code, out = run("report", d / "c.csv", "--out", d / "r", "--force")
+    assert code == 0, out
+    assert not (d / "r" / "montage.png").exists() and "montage.png" not in (d / "r" / "index.html").read_text()
+    assert (d / "r" / "sizes.png").exists() and (d / "r" / "notes.txt").read_text() == "mine"
+
+
 def test_only_the_images_shown_are_read(photos):
     d, labels = photos
     paths = [str(d / "img" / f"{i}.png") for i in range(9)]

@@ -134,6 +134,10 @@ def report(
         elif "label" in pred.columns:
             y = pred["label"].to_numpy()
         paths = lines = boxes = None
+        if images is None and texts is None and "photo" in pred.columns:  # (found by a photo-library trial)
+            console.print(f"{escape(clusters.name)} names each row's photo: --images FACES.npz (what kfree encode "
+                          f"faces wrote) shows the faces in the montage, --images {escape(clusters.name)} the whole "
+                          "photos", soft_wrap=True, highlight=False)
         if images is not None:
             listed, boxes = _items(images, pred, ("path", "photo", "image", "file"), "image paths", clusters.name,
                                    arrays=("paths",), extra="boxes", id_column=id_column)

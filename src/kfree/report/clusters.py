@@ -238,10 +238,14 @@ def cluster_report(
     if not overwrite and Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
         raise OutputError(f"{out_dir} already holds files; pass overwrite=True to write the report into it, "
                           "or give a new folder")
-    with atomic_dir(out_dir) as out:
+    with atomic_dir(out_dir, owned=REPORT_FILES) as out:
         page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed,
                              per_cluster, boxes)
     return Path(out_dir) / page.name
+
+
+#: the files a report may write (those a rewrite does not write again are removed)
+REPORT_FILES = ("index.html", "sizes.png", "montage.png", "map.png")
 
 
 def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed,

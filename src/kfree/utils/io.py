@@ -92,10 +92,13 @@ def stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike[str], owned: Iterable[str] = ()) -> Iterator[Path]:
     """Yield a temporary folder beside the folder ``path``; move its files into ``path`` (created
     if missing; files of the same names replaced) only if the block succeeds, so a failure
-    midway (an unreadable input) leaves no partial set of outputs. Errors as :func:`atomic_path`."""
+    midway (an unreadable input) leaves no partial set of outputs. ``owned``: names of files the
+    block writes into ``path`` when it applies; those it did not write this time are removed
+    from ``path`` (a report rewritten without images left the last run's montage beside the new
+    page, found by a photo-library trial). Errors as :func:`atomic_path`."""
     import shutil
 
     final = Path(path)
@@ -108,8 +111,11 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         try:
             final.mkdir(exist_ok=True)
+            written = {f.name for f in tmp.iterdir()}
             for f in tmp.iterdir():
                 f.replace(final / f.name)
+            for name in set(owned) - written:
+                (final / name).unlink(missing_ok=True)
         except OSError as e:
             raise OutputError(f"cannot write {final}: {_reason(e)}; choose another place") from None
     finally:
