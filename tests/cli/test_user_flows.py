@@ -385,3 +385,23 @@ def test_hdbscan_says_how_many_of_its_clusters_are_noise_rows(tmp_path):
     assert code == 0 and n_noise >= 3, out
     assert f"86 rows → {np.unique(labels).size} clusters" in out
     assert f"; {n_noise} of the clusters are noise rows, one each" in out, out
+
+
+def test_photos_given_for_features_point_to_kfree_encode_faces(tmp_path):
+    """Found by a photo-library trial: `kfree cluster photos/` and `kfree cluster IMG_0020.png`
+    listed data formats without saying that photos are encoded first; `kfree evaluate` of an
+    .npz without labels advised --y-key, an option it does not have."""
+    from PIL import Image
+
+    (tmp_path / "photos" / "2019").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "photos" / "2019" / "IMG_0020.png")
+    for given in (tmp_path / "photos", tmp_path / "photos" / "2019" / "IMG_0020.png"):
+        code, out = run("cluster", given, "--threshold", "0.6", "--out", tmp_path / "c.csv")
+        one_line_error(code, out, "photos are encoded first: kfree encode faces PHOTOS --out faces.npz")
+    (tmp_path / "empty").mkdir()
+    code, out = run("cluster", tmp_path / "empty", "--threshold", "0.6", "--out", tmp_path / "c.csv")
+    assert code == 1 and "encoded first" not in out, out
+    pd.DataFrame({"index": range(4), "cluster": [0, 0, 1, 1]}).to_csv(tmp_path / "p.csv", index=False)
+    np.savez(tmp_path / "faces.npz", embeddings=np.zeros((4, 2)), paths=np.array(list("abcd")))
+    code, out = run("evaluate", tmp_path / "p.csv", tmp_path / "faces.npz")
+    one_line_error(code, out, "faces.npz has no labels array; name it with --label-column")

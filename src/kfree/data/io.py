@@ -74,12 +74,25 @@ def check_path(path: str | Path, formats: tuple[str, ...] = FORMATS, *, wrong_fo
     if p.is_dir():
         if parquet_folder and any(p.glob("*.parquet")):
             return p
+        import itertools
+
+        photos = ".npz" in formats and any(_is_image(f) for f in itertools.islice(p.rglob("*"), 2000))
         raise DataError(f"{p} is a directory; give a data file ({', '.join(formats)})"
-                        + ("" if not parquet_folder else " or a folder of .parquet parts"))
+                        + ("" if not parquet_folder else " or a folder of .parquet parts") + _ENCODE_FIRST * photos)
     if p.suffix.lower() not in formats:
         raise DataError(wrong_format or f"cannot read {p.name}: unsupported format {p.suffix or '(none)'}; "
-                                        f"use one of {', '.join(formats)}")
+                                        f"use one of {', '.join(formats)}" + _ENCODE_FIRST * _is_image(p))
     return p
+
+
+#: what a photo given for features needs first (found by a photo-library trial)
+_ENCODE_FIRST = "; photos are encoded first: kfree encode faces PHOTOS --out faces.npz, then use faces.npz"
+
+
+def _is_image(p: Path) -> bool:
+    from .images import IMAGE_SUFFIXES
+
+    return p.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _pick(keys: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, p: Path) -> str | None:
@@ -320,7 +333,8 @@ def read_lines(p: Path) -> list[str]:
     return lines
 
 
-def load_labels(path: str | Path, *, key: str | None = None, column: str | None = None) -> np.ndarray:
+def load_labels(path: str | Path, *, key: str | None = None, column: str | None = None,
+                option: str = "--y-key") -> np.ndarray:
     """Labels from a file: ``.npy`` (1-d), ``.npz`` (key), ``.csv``/``.parquet`` (column,
     defaulting to ``label``, ``cluster``, ``y`` or a single column), or ``.txt`` (one per line)."""
     p = Path(path)
@@ -343,7 +357,7 @@ def load_labels(path: str | Path, *, key: str | None = None, column: str | None 
         with _np_load(p) as z:
             k = _pick(list(z.keys()), key, Y_KEYS + ("cluster",), "array", p)
             if k is None:
-                raise DataError(f"{p.name} has no labels array; pass --y-key (arrays: {sorted(z.keys())})")
+                raise DataError(f"{p.name} has no labels array; name it with {option} (arrays: {sorted(z.keys())})")
             y = _npz_array(z, k, p, labels=True)
     else:
         df = read_table(p)

@@ -298,7 +298,7 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
         col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option="--label-column")
         y = df[col].to_numpy()
     else:
-        y = load_labels(t, key=label_column, column=label_column)
+        y = load_labels(t, key=label_column, column=label_column, option="--label-column")
         df, col = None, "label"
         if t.suffix.lower() == ".npz":  # (one from kfree encode names its rows by an 'index' array)
             import pandas as pd
