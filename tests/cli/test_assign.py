@@ -787,3 +787,44 @@ def test_rows_with_nan_features_are_named_by_id_and_skip_invalid_leaves_them_out
     got = pd.read_csv(tmp_path / "m.csv")
     assert got["cluster"].isna().to_numpy().nonzero()[0].tolist() == [5]
     assert ClusterState.load(tmp_path / "s3.kstate").n_samples == len(X) + len(new) - 1
+
+
+def test_a_state_of_faces_names_every_rows_photo(tmp_path):
+    """Found by a photo-library trial: after `kfree assign`, `--all-rows` named the library's rows
+    by number only, so the whole updated library could not be shown (`kfree report --images`);
+    each batch's own clusters could. A state made from kfree encode faces' rows keeps their photos."""
+    import os
+
+    X, _ = sphere_blobs(6, 5, dim=8, spread=0.1, seed=0)
+    (tmp_path / "w1").mkdir()
+    (tmp_path / "w2").mkdir()
+
+    def faces(path, rows, names):
+        np.savez(path, embeddings=rows.astype(np.float32), paths=np.array(names),
+                 boxes=np.zeros((len(rows), 4), dtype=np.int64), root=np.array(str(path.parent)))
+
+    faces(tmp_path / "w1" / "faces.npz", X[:20], [f"IMG_{i}.jpg" for i in range(20)])
+    faces(tmp_path / "w2" / "faces.npz", X[20:], [f"new {i}.jpg" for i in range(10)])
+    code, out = run("cluster", tmp_path / "w1" / "faces.npz", "--threshold", "0.5", "--distance", "euclidean",
+                    "--out", tmp_path / "c1.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    assert ClusterState.load(tmp_path / "s.kstate").photos.shape == (20,)
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "w2" / "faces.npz", "--all-rows",
+                    "--out", tmp_path / "all.csv")
+    assert code == 0, out
+    every = pd.read_csv(tmp_path / "all.csv")
+    want = [os.path.abspath(tmp_path / "w1" / f"IMG_{i}.jpg") for i in range(20)] + [
+        os.path.abspath(tmp_path / "w2" / f"new {i}.jpg") for i in range(10)]
+    assert every["photo"].tolist() == want and every["row"].tolist() == list(range(30))
+    # rows added without photos (an .npy batch) have none; a state without photos writes no column
+    np.save(tmp_path / "more.npy", X[:2] + 0.01)
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "more.npy", "--all-rows",
+                    "--out", tmp_path / "all2.csv")
+    assert code == 0, out
+    assert pd.read_csv(tmp_path / "all2.csv")["photo"].isna().tolist() == [False] * 30 + [True] * 2
+    np.save(tmp_path / "x.npy", X[:20])
+    code, out = run("cluster", tmp_path / "x.npy", "--threshold", "0.5", "--out", tmp_path / "c2.csv",
+                    "--state", tmp_path / "p.kstate")
+    assert code == 0, out
+    code, out = run("assign", tmp_path / "p.kstate", tmp_path / "more.npy", "--all-rows", "--out", tmp_path / "a.csv")
+    assert code == 0 and "photo" not in pd.read_csv(tmp_path / "a.csv").columns, out

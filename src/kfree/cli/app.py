@@ -428,13 +428,14 @@ def cluster(
                                                               n_clusters=n_clusters, must_link=must, cannot_link=cannot,
                                                               return_rule=True)
                     else:
-                        from .assign import cluster_model_state
+                        from .assign import cluster_model_state, state_photos
 
                         names = getattr(learner, "feature_names_in_", None)  # (data.X is in their order)
                         labels, applied = cluster_model_state(
                             learner, model, data.X, threshold, state, data_path,
                             columns=[str(c) for c in names] if names is not None else data.columns,
-                            left_out=left_out, ids=data.index, id_column=id_column)
+                            left_out=left_out, ids=data.index, id_column=id_column,
+                            photos=state_photos(data_path, keep))
                 if method == "ward":  # a Ward height, calibrated or given
                     rule, unit = None, "(Ward merge height)"
                     used = threshold if threshold is not None or n_clusters is not None else (
@@ -506,10 +507,10 @@ def cluster(
                             **({"must_link": must, "cannot_link": cannot} if constrained else {}))
                     labels = est.labels_
                     if state is not None:
-                        from .assign import save_plain_state
+                        from .assign import save_plain_state, state_photos
 
                         save_plain_state(est, data.X, state, columns=data.columns, left_out=ignored(ignore_columns),
-                                         ids=data.index, id_column=id_column)
+                                         ids=data.index, id_column=id_column, photos=state_photos(data_path, keep))
                 how = _how(method, accepted, n_clusters, threshold, unit)
                 if linkage is not None:
                     how = f", {linkage} linkage{how}"

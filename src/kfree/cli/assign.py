@@ -54,13 +54,13 @@ def check_state_request(state: Path | None, method: str, n_clusters: int | None,
 def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float | None, state_path: Path,
                         data_path: Path, columns: list[str] | None = None,
                         left_out: tuple[str, ...] = (), ids: Any = None,
-                        id_column: str | None = None) -> tuple[Any, Any]:
+                        id_column: str | None = None, photos: Any = None) -> tuple[Any, Any]:
     """Cluster ``X`` with the model's complete-linkage rule (:meth:`ClusterLearner.state_rule`:
     the chosen rule, or for a chosen Ward cut the best validated complete-linkage cut of the same
     features; ``threshold`` overrides its value) and save the state of the embedding rows (with
     the hashes of ``X``'s rows, and the names of its ``columns`` and the ``left_out`` ones when it
     came from a table: ``kfree assign`` leaves the same columns out of each batch; and the rows'
-    ``ids``, the table's own 'index' values, when it has them).
+    ``ids``, the table's own 'index' values, when it has them; and their ``photos``).
 
     Returns ``(labels, rule)``; the caller reports the rule when it is not the chosen one."""
     from ..cluster.incremental import ClusterState, row_hashes
@@ -82,8 +82,8 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
                       "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
                       "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage},
             "feature_names": columns, **table_columns(columns, left_out, id_column)}
-    ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X), ids=own_ids(ids, len(Z))).save(
-        state_path, overwrite=True)
+    ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X), ids=own_ids(ids, len(Z)),
+                          photos=photos).save(state_path, overwrite=True)
     return est.labels_, rule
 
 
@@ -102,20 +102,39 @@ def state_rows(state: Any) -> dict[str, Any]:
     table's own ids)."""
     import numpy as np
 
+    photo = {"photo": state.photos} if state.photos is not None else {}  # (the whole library's faces)
     if state.ids is None:
-        return {"index_column": "row"}
-    return {"index": state.ids, "row": np.arange(state.n_samples)}
+        return {"index_column": "row", **photo}
+    return {"index": state.ids, "row": np.arange(state.n_samples), **photo}
+
+
+def state_photos(data_path: Path, keep: Any = None) -> Any:
+    """The photo of each row of ``data_path`` (the .npz of ``kfree encode faces``) as a state keeps
+    them: absolute paths, so that ``kfree assign --all-rows`` names them from any folder; ``keep``:
+    the rows the state holds. None for any other file."""
+    import os
+
+    import numpy as np
+
+    from ..data.images import photo_paths
+
+    paths = photo_paths(data_path)
+    if paths is None:
+        return None
+    paths = np.asarray([os.path.abspath(p) for p in paths], dtype=str)
+    return paths if keep is None else paths[keep]
 
 
 def save_plain_state(estimator: Any, X: Any, state_path: Path, columns: list[str] | None = None,
-                     left_out: tuple[str, ...] = (), ids: Any = None, id_column: str | None = None) -> None:
+                     left_out: tuple[str, ...] = (), ids: Any = None, id_column: str | None = None,
+                     photos: Any = None) -> None:
     """Save the state of a model-free ``kfree cluster DATA --threshold T`` fit (with the names of
     its feature ``columns`` when DATA is a table: a batch's columns are then taken by name; the
     ``left_out`` ones; and the rows' ``ids``, DATA's own 'index' values, when it has them)."""
     from ..cluster.incremental import ClusterState
 
     ClusterState.from_fit(estimator, X, meta={"feature_names": columns, **table_columns(columns, left_out, id_column)},
-                          ids=own_ids(ids, len(X))).save(state_path, overwrite=True)
+                          ids=own_ids(ids, len(X)), photos=photos).save(state_path, overwrite=True)
 
 
 def table_columns(columns: list[str] | None, left_out: tuple[str, ...], id_column: str | None = None) -> dict[str, Any]:
@@ -416,7 +435,8 @@ def assign(
                 Z = learner.transform(data.X[fresh]) if model is not None else data.X[fresh]
                 labels[fresh] = assign_rows(state, Z, recluster_affected=recluster_affected,
                                             input_hashes=hashes[fresh],
-                                            ids=None if state.ids is None else data.index[fresh])
+                                            ids=None if state.ids is None else data.index[fresh],
+                                            photos=None if state.photos is None else state_photos(new_path, fresh))
             state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
         if skip_held and held.size:  # (after the assign: --recluster-affected may have moved the twins)
             labels[held] = state.labels[twins]

@@ -124,7 +124,7 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = "kfree-cluster-state/1"
 _ARRAYS = ("X", "labels", "components", "origin", "centres", "radii", "sizes")
 #: arrays a state may hold (states written before them have none)
-_OPTIONAL_ARRAYS = ("row_hashes", "ids")
+_OPTIONAL_ARRAYS = ("row_hashes", "ids", "photos")
 #: relative slack of the triangle-inequality bounds: far above the float64 rounding of the GEMM
 #: (~1e-14), so a bound never excludes a cluster it should keep; it only costs exact checks
 _BOUND_SLACK = 1e-7
@@ -182,11 +182,16 @@ class ClusterState:
         Each row's own id (a ticket's, a photo's), distinct, when the rows were given with ids:
         a state's rows are then named by them (``kfree assign --all-rows``), not only by their
         position, and a batch reusing an id is refused.
+    photos : ndarray of shape (n_samples,), str, or None
+        The photo each row's face came from (``kfree encode faces``), when the state was made from
+        such rows: ``kfree assign --all-rows`` names them, so the whole library can be shown
+        (``kfree report --images``), not only each batch (found by a photo-library trial). A row
+        added without one has ``""``.
     meta : dict — ``model`` (or None), ``created``, ``updated``, ``versions``, ``assigns``.
     """
 
     def __init__(self, *, X, labels, components, threshold, distance, linkage, origin, centres,
-                 radii, sizes, next_component, meta=None, row_hashes=None, ids=None) -> None:
+                 radii, sizes, next_component, meta=None, row_hashes=None, ids=None, photos=None) -> None:
         self.X = X
         self.labels = labels
         self.components = components
@@ -200,6 +205,7 @@ class ClusterState:
         self.next_component = int(next_component)
         self.row_hashes = row_hashes
         self.ids = ids
+        self.photos = photos
         self.meta = dict(meta or {})
         self._csr: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -268,7 +274,7 @@ class ClusterState:
     @classmethod
     def from_fit(cls, estimator: Any, X: Any, *, hook: Callable[..., None] | None = None,
                  meta: dict | None = None, input_hashes: np.ndarray | None = None,
-                 ids: Any = None) -> ClusterState:
+                 ids: Any = None, photos: Any = None) -> ClusterState:
         """The state of a fitted :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative`.
 
         Parameters
@@ -336,6 +342,7 @@ class ClusterState:
         ids = None if ids is None else _check_ids(ids, X.shape[0], "ids")
         self = cls._build(X, first_seen_labels(labels), tau, distance, hook, meta, coarse=coarse)
         self.row_hashes, self.ids = hashes, ids
+        self.photos = None if photos is None else _check_photos(photos, X.shape[0])
         return self
 
     @classmethod
@@ -472,7 +479,7 @@ class ClusterState:
                        centres=arrays["centres"].astype(np.float64), radii=arrays["radii"].astype(np.float64),
                        sizes=arrays["sizes"].astype(np.int64), next_component=int(header["next_component"]),
                        meta={k: v for k, v in header.items() if k not in fields},
-                       row_hashes=arrays.get("row_hashes"), ids=arrays.get("ids"))
+                       row_hashes=arrays.get("row_hashes"), ids=arrays.get("ids"), photos=arrays.get("photos"))
             if self.row_hashes is None and not self.meta.get("model"):  # written before row hashes:
                 self.row_hashes = row_hashes(self.X)  # a model-free state's rows are the rows as given
         except (KeyError, TypeError, ValueError) as e:
@@ -502,6 +509,8 @@ class ClusterState:
             problems.append("row_hashes do not match the rows")
         if self.ids is not None and (self.ids.shape != (n,) or self.ids.dtype.kind not in "iU"):
             problems.append("ids do not match the rows")
+        if self.photos is not None and (self.photos.shape != (n,) or self.photos.dtype.kind != "U"):
+            problems.append("photos do not match the rows")
         if self.linkage != "complete":
             problems.append(f"linkage {self.linkage!r} (only complete is supported)")
         if not (math.isfinite(self.threshold) and self.threshold > 0):
@@ -509,6 +518,14 @@ class ClusterState:
         if problems:
             raise ClusterStateError(f"{name} is a damaged cluster state: {'; '.join(problems)}; recreate it "
                                     "with `kfree cluster --state`")
+
+
+def _check_photos(photos: Any, n: int) -> np.ndarray:
+    """``photos`` as a state keeps them: n texts (a photo's path; ``""`` for none)."""
+    a = np.asarray(["" if p is None else str(p) for p in photos], dtype=str).reshape(-1)
+    if a.shape != (n,):
+        raise DataError(f"photos has {a.shape[0]} entries but there are {n} rows: give one photo per row")
+    return a
 
 
 def _check_ids(ids: Any, n: int, name: str, held: np.ndarray | None = None) -> np.ndarray:
@@ -711,7 +728,7 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, pn: np
 
 def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
            hook: Callable[..., None] | None = None, input_hashes: np.ndarray | None = None,
-           ids: Any = None) -> np.ndarray:
+           ids: Any = None, photos: Any = None) -> np.ndarray:
     """Add the rows ``X_new`` to ``state`` (updated in place); returns their labels.
 
     Parameters
@@ -734,6 +751,9 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     ids : array-like of shape (n_new,), optional
         The new rows' own ids, required by a state that keeps ids (:attr:`ClusterState.ids`) and
         refused by one that does not; each must be new to the state.
+    photos : array-like of shape (n_new,), optional
+        The new rows' photos, kept by a state that keeps photos (:attr:`ClusterState.photos`;
+        ``""`` for rows given without); a state without them ignores them.
 
     Returns
     -------
@@ -765,6 +785,8 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
                         "the state keeps no ids (it was made without them): leave ids out")
     if ids is not None:
         ids = _check_ids(ids, X_new.shape[0], "ids", held=state.ids)
+    if state.photos is not None:
+        photos = _check_photos([""] * X_new.shape[0] if photos is None else photos, X_new.shape[0])
     if X_new.shape[0] == 0:  # a batch of no rows (a quiet day): nothing to add, and nothing recorded
         return np.empty(0, dtype=np.int64)
     tau = state.threshold
@@ -815,6 +837,8 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
         state.row_hashes = np.concatenate([state.row_hashes, hashes])
     if ids is not None:
         state.ids = np.concatenate([state.ids, ids])
+    if state.photos is not None:
+        state.photos = np.concatenate([state.photos, photos])
     state.labels = labels_all
     state.components = np.concatenate([comps, new_comp])
     state.next_component = next_comp
