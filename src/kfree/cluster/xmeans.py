@@ -105,7 +105,8 @@ class XMeans(ClusterMixin, BaseEstimator):
         n = X.shape[0]
         if self.k_max is not None and int(self.k_max) < 1:
             raise ConfigError(f"k_max={self.k_max} must be >= 1 (or None: no bound)")
-        k_max = n if self.k_max is None else int(self.k_max)
+        # no bound: as many clusters as rows (and no fewer than k_init, which is clipped to the rows)
+        k_max = max(n, int(self.k_init)) if self.k_max is None else int(self.k_max)
         if self.initial_centers is not None:
             centers = np.asarray(self.initial_centers, dtype=np.float64)
             if centers.ndim != 2 or centers.shape[1] != X.shape[1]:
@@ -118,7 +119,7 @@ class XMeans(ClusterMixin, BaseEstimator):
         else:
             k0 = int(self.k_init)
             if not 1 <= k0 <= k_max:
-                raise ConfigError(f"k_init={k0} must be in [1, k_max={self.k_max}]")
+                raise ConfigError(f"k_init={k0} must be in [1, k_max={k_max}]")
             _, centers, _ = best_of(X, min(k0, n), n_init=1, seed=self.seed, tol=self.tol)
         rng_seed = int(self.seed)
         capped = False
