@@ -188,12 +188,17 @@ def test_face_encoding_errors_are_one_line_and_write_nothing(people, tmp_path):
     from PIL import Image
 
     Image.fromarray(np.full((120, 100), 200, np.uint8)).save(blank / "wall.png")
-    code, out = run("encode", "faces", "--no-progress", blank, "--out", tmp_path / "x.npz")
-    one_line_error(code, out, "no face found in 1 image; small faces need --upsample 2")
-    assert not (tmp_path / "x.npz.partial").exists()  # the advice can be followed at once
     code, out = run("encode", "faces", "--no-progress", blank, "--whole-if-none", "--out", tmp_path / "x.npz")
     assert code == 0 and "1 image without a detected face taken whole" in out, out
     (tmp_path / "x.npz").unlink()
+    # no image read at all is refused (a wrong folder, not a week without faces)
+    (tmp_path / "junk").mkdir()
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / "junk" / name).write_bytes(b"not an image")
+    code, out = run("encode", "faces", "--no-progress", tmp_path / "junk", "--out", tmp_path / "x.npz")
+    assert code == 1 and out.strip().endswith("error: none of the 2 images could be read (see the warnings above); "
+                                              "nothing was written"), out
+    assert not (tmp_path / "x.npz").exists() and not (tmp_path / "x.npz.partial").exists()
     code, out = run("encode", "faces", "--no-progress", blank, "--max-side", "32", "--out", tmp_path / "x.npz")
     one_line_error(code, out, "--max-side 32: give 64 pixels or more, or 0")
     code, out = run("encode", "faces", "--no-progress", tmp_path / "nowhere", "--out", tmp_path / "x.npz")
@@ -207,6 +212,66 @@ def test_face_encoding_errors_are_one_line_and_write_nothing(people, tmp_path):
     code, out = run("encode", "faces", "--no-progress", root / "group.jpg", "--out", tmp_path / "old.npz")
     one_line_error(code, out, "already exists; pass --force")
     assert (tmp_path / "old.npz").read_bytes() == b"kept"
+
+
+def test_a_week_of_photos_without_a_face_is_a_batch_without_rows_that_assign_takes(people, tmp_path):
+    """Found by a photo-library trial: a weekly batch of holiday photos without a face was refused
+    ("no face found… nothing was written", exit 1), which broke an ``encode && assign`` script,
+    while a quiet day's texts give an output without rows. It now writes one, with the arrays of a
+    normal output, and says so; its advice no longer sends holiday photos to --whole-if-none,
+    which made three landscapes "faces" in a person's cluster."""
+    from PIL import Image
+
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    Image.fromarray(np.full((240, 320, 3), (90, 140, 200), np.uint8)).save(quiet / "sky.jpg")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(quiet / "sea.png")
+    code, out = run("encode", "faces", "--no-progress", people / "people" / "s2", "--upsample", "2",
+                    "--out", tmp_path / "week1.npz")
+    assert code == 0, out
+    code, out = run("cluster", tmp_path / "week1.npz", "--threshold", "0.6", "--distance", "euclidean",
+                    "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    code, out = run("encode", "faces", "--no-progress", quiet, "--upsample", "2", "--out", tmp_path / "week2.npz")
+    assert code == 0, out
+    said = " ".join(out.split())
+    assert ("warning: no face found in 2 images: the output has no rows. Faces under about 40 pixels wide need "
+            "--upsample 2; --whole-if-none is only for photos that are already face crops") in said, out
+    assert "2 images → 0 faces; 2 images without a face skipped (listed in 'skipped')" in said, out
+    assert not (tmp_path / "week2.npz.partial").exists()
+    with np.load(tmp_path / "week1.npz") as one, np.load(tmp_path / "week2.npz") as none:
+        assert set(none.files) == set(one.files) | {"skipped"}
+        for k in one.files:  # the arrays of an output with rows, without them
+            assert none[k].dtype.kind == one[k].dtype.kind and none[k].shape[1:] == one[k].shape[1:], k
+            assert k == "root" or none[k].shape[0] == 0, k
+        assert none["embeddings"].dtype == np.float32 and none["embeddings"].shape == (0, 128)
+        assert sorted(none["skipped"].tolist()) == ["quiet/sea.png", "quiet/sky.jpg"]
+    assert load_features(tmp_path / "week2.npz", min_samples=0).X.shape == (0, 128)  # (as kfree assign reads it)
+    before = (tmp_path / "s.kstate").read_bytes()
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "week2.npz", "--out", tmp_path / "a.csv")
+    assert code == 0 and "nothing to assign" in out, out
+    assert (tmp_path / "s.kstate").read_bytes() == before and len(pd.read_csv(tmp_path / "a.csv")) == 0
+
+
+def test_an_output_folder_is_refused_with_a_name_that_is_accepted(people, tmp_path):
+    """Found by a photo-library trial: ``--out tiny`` (a folder) advised "e.g. tiny/out", which
+    was then refused for not ending in .npz. The advice is a free .npz name, beside the folder
+    first (not among the photos the next run reads), and following it works."""
+    import re
+    import shutil
+
+    tiny = tmp_path / "tiny"
+    shutil.copytree(people / "people" / "s3", tiny)
+    for taken in (False, True):
+        if taken:
+            (tmp_path / "tiny.npz").write_bytes(b"last week's")
+        code, out = run("encode", "faces", "--no-progress", tiny, "--upsample", "2", "--out", tiny)
+        one_line_error(code, out, f"--out {tiny} is a folder; name the .npz file to write, e.g. --out ")
+        advised = Path(re.search(r"--out (\S+)$", out.strip()).group(1))
+        assert advised == (tiny / "faces.npz" if taken else tmp_path / "tiny.npz"), out
+        code, out = run("encode", "faces", "--no-progress", tiny, "--upsample", "2", "--out", advised)
+        assert code == 0 and advised.is_file(), out
+        advised.unlink()
 
 
 def test_a_ticket_table_keeps_its_ids_and_labels_through_cluster_and_report(tmp_path):
@@ -470,11 +535,63 @@ def test_an_interrupted_encoding_resumes_from_its_blocks(people, tmp_path, monke
         assert a["paths"].tolist() == b["paths"].tolist() and "s1/1.png" not in " ".join(a["paths"].tolist())
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_keeps_the_photos_done_and_the_rerun_gives_the_output_of_one_run(people, tmp_path, monkeypatch,
+                                                                                 workers):
+    """Found by a photo-library trial: Ctrl-C after 832 of 1,240 photos kept nothing (blocks of
+    1,024 were saved only when whole) and the rerun took the full 88 s. The finished chunks of the
+    block in progress are now saved on Ctrl-C, and the rerun encodes only the others, writing the
+    bytes one uninterrupted run writes; in one process and with worker processes."""
+    from kfree.embed import pretrained
+    from kfree.embed.pretrained import FaceEncoder
+
+    monkeypatch.setattr(pretrained, "CHUNK", 3)  # (13 photos: chunks of 3, so a stop falls inside the block)
+    monkeypatch.setattr(pretrained, "MIN_PER_WORKER", 3)  # (2 workers for 13 photos)
+    args = ["encode", "faces", "--no-progress", people / "people", "--upsample", "2", "--workers", workers]
+    code, out = run(*args, "--out", tmp_path / "whole.npz")
+    assert code == 0, out
+
+    if workers == 1:  # Ctrl-C as the 7th photo starts: 6 photos done, in 2 chunks
+        real, seen = FaceEncoder._encode, []
+
+        def encode_until_stopped(self, images, start, progress, total):
+            if sum(seen) + len(images) > 6:
+                raise KeyboardInterrupt
+            seen.append(len(images))
+            return real(self, images, start, progress, total)
+
+        monkeypatch.setattr(FaceEncoder, "_encode", encode_until_stopped)
+    else:  # the workers' chunks are done in the workers: Ctrl-C as the 2nd one comes back
+        real = FaceEncoder.encode
+
+        def encode_until_stopped(self, images, *, on_chunk=None, **kw):
+            def stop_after_two(faces, done):
+                on_chunk(faces, done)
+                if done == 6:
+                    raise KeyboardInterrupt
+            return real(self, images, on_chunk=stop_after_two, **kw)
+
+        monkeypatch.setattr(FaceEncoder, "encode", encode_until_stopped)
+    code, out = run(*args, "--out", tmp_path / "f.npz")
+    assert code == 130 and not (tmp_path / "f.npz").exists(), out
+    assert "6 photos encoded before the stop are kept in" in " ".join(out.split()), out
+    monkeypatch.undo()  # (the real encoder and CHUNK: resumed in other chunks, the output is the same)
+    code, out = run(*args, "--largest", "--out", tmp_path / "f.npz")
+    one_line_error(code, out, "holds an interrupted encoding with other options")  # (still refused)
+    code, out = run(*args, "--out", tmp_path / "f.npz")
+    assert code == 0 and "resumed: 6 images had been encoded by an interrupted run" in out, out
+    with np.load(tmp_path / "f.npz") as a, np.load(tmp_path / "whole.npz") as b:
+        assert a.files == b.files
+        for k in a.files:
+            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes(), k
+    assert not (tmp_path / "f.npz.partial").exists()
+
+
 def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
     """Interrupted while two worker processes encode a block: the command stops within seconds
     (the pool's own exit would first finish every queued task), exits 130 with one line, prints no
-    traceback and leaves no worker behind; no output is written, and no partial run (no block of
-    1,024 photos was finished) is left to trip over."""
+    traceback and leaves no worker behind; no output is written, and what was finished (whole
+    chunks of 16 photos) is kept in OUT.partial/ for the rerun, as many as the message says."""
     import signal
     import subprocess
     import sys
@@ -501,7 +618,16 @@ def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err and "Error" not in err, err
     assert not (tmp_path / "o.npz").exists()
-    assert not (tmp_path / "o.npz.partial").exists()  # no block of 1,024 was done: nothing to resume
+    import re
+
+    kept = re.search(r"(\d+) photos? encoded before the stop (?:is|are) kept", " ".join(err.split()))
+    blocks = sorted((tmp_path / "o.npz.partial").glob("*.npz"))
+    assert (kept is None) == (blocks == []), err  # a folder only for work done, and said
+    in_blocks = 0
+    for block in blocks:
+        with np.load(block) as z:
+            in_blocks += z["photo"].size
+    assert in_blocks == (int(kept.group(1)) if kept else 0) and in_blocks % 16 == 0, err
     time.sleep(0.5)
     assert _in_session(proc.pid) == []  # no worker left in its session
 

