@@ -816,6 +816,9 @@ def test_a_state_of_faces_names_every_rows_photo(tmp_path):
     want = [os.path.abspath(tmp_path / "w1" / f"IMG_{i}.jpg") for i in range(20)] + [
         os.path.abspath(tmp_path / "w2" / f"new {i}.jpg") for i in range(10)]
     assert every["photo"].tolist() == want and every["row"].tolist() == list(range(30))
+    faces(tmp_path / "w2" / "quiet.npz", X[:0], [])  # a week without faces: the same header as one with
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "w2" / "quiet.npz", "--out", tmp_path / "q.csv")
+    assert code == 0 and pd.read_csv(tmp_path / "q.csv").columns.tolist() == ["index", "cluster", "photo"], out
     # rows added without photos (an .npy batch) have none; a state without photos writes no column
     np.save(tmp_path / "more.npy", X[:2] + 0.01)
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "more.npy", "--all-rows",

@@ -494,3 +494,25 @@ def test_a_state_keeps_its_rows_ids_through_assign_and_save(tmp_path, kind):
     assert back.ids.shape == (71,) and back.ids[-1] == np.asarray(make(72, 73))[0]
     with pytest.raises(DataError, match="ids must be 60 whole numbers or texts"):
         ClusterState.fit(X, 0.5, ids=np.arange(59))
+
+
+def test_rows_of_another_length_than_the_states_are_warned_about():
+    """Found by a photo-library trial: a batch of unit-length vectors (another encoder) went into a
+    state of dlib descriptors (length ~1.4) without a word, every row opening a cluster of its own."""
+    import warnings
+
+    from kfree.exceptions import DataWarning
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 128)) * 0.13  # length ~1.47, as dlib's
+    state = ClusterState.fit(X, 0.5)
+    other = rng.normal(size=(20, 128))
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    with pytest.warns(DataWarning, match=r"the new rows' median length is 1, outside the state's rows' 1\.3"):
+        assign(state, other)
+    assert state.n_samples == 80  # added all the same
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        assign(state, rng.normal(size=(20, 128)) * 0.13)  # drawn like the state's
+        cosine = ClusterState.fit(X, 0.3, distance="cosine")
+        assign(cosine, other)  # cosine ignores lengths

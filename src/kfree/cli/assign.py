@@ -383,7 +383,8 @@ def assign(
             if all_rows:
                 write_predictions(out, state.labels, **state_rows(state))
             else:
-                write_predictions(out, np.empty(0, dtype=np.int64), y=data.y, **index_columns(data.index, 0))
+                write_predictions(out, np.empty(0, dtype=np.int64), y=data.y, **index_columns(data.index, 0),
+                                  photo=photo_paths(new_path))  # (the header of a week with faces)
             console.print(f"{new_path.name} has no rows: nothing to assign; {state_path.name} is unchanged "
                           f"({state.n_samples} rows in {state.n_clusters} clusters); wrote [bold]{escape(str(out))}"
                           "[/bold]" + (" (every row of the state)" if all_rows else " (no rows)"))

@@ -520,6 +520,31 @@ class ClusterState:
                                     "with `kfree cluster --state`")
 
 
+def _warn_if_unlike(state: ClusterState, X_new: np.ndarray) -> None:
+    """Warn when the new rows' median length lies outside the range of the state's rows' lengths
+    (5th to 95th percentile, 5 % slack): features of another encoder (a photo-library trial's
+    batch of unit-length vectors went into a state of dlib descriptors, lengths 1.36–1.59,
+    without a word, every row opening a cluster of its own). A range, not a ratio: where length
+    varies with content (digits' pixels by digit) a batch of one kind stays within it. Not for
+    cosine distance, which ignores lengths, nor below 10 rows on either side; the rows are added
+    all the same."""
+    if state.distance == "cosine" or X_new.shape[0] < 10 or state.n_samples < 10:
+        return
+    rows = state.X if state.n_samples <= 10_000 else state.X[np.random.default_rng(0).choice(state.n_samples, 10_000,
+                                                                                              replace=False)]
+    lo, hi = np.quantile(np.linalg.norm(np.asarray(rows, dtype=np.float64), axis=1), [0.05, 0.95])
+    new = float(np.median(np.linalg.norm(np.asarray(X_new, dtype=np.float64), axis=1)))
+    if new < lo / 1.05 or new > hi * 1.05:
+        import warnings
+
+        from ..exceptions import DataWarning
+
+        warnings.warn(DataWarning(
+            f"the new rows' median length is {new:.3g}, outside the state's rows' {lo:.3g}–{hi:.3g} (5th to 95th "
+            "percentile): made by another model or encoder, or scaled otherwise? Rows are comparable with the "
+            "state's only when embedded the way its rows were; they are added all the same"), stacklevel=3)
+
+
 def _check_photos(photos: Any, n: int) -> np.ndarray:
     """``photos`` as a state keeps them: n texts (a photo's path; ``""`` for none)."""
     a = np.asarray(["" if p is None else str(p) for p in photos], dtype=str).reshape(-1)
@@ -789,6 +814,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
         photos = _check_photos([""] * X_new.shape[0] if photos is None else photos, X_new.shape[0])
     if X_new.shape[0] == 0:  # a batch of no rows (a quiet day): nothing to add, and nothing recorded
         return np.empty(0, dtype=np.int64)
+    _warn_if_unlike(state, X_new)
     tau = state.threshold
     m, n = X_new.shape[0], state.n_samples
     thr_sq = to_sq(tau, state.distance)
