@@ -785,7 +785,7 @@ def _print_candidates(learner) -> None:
             mark = "[bold green]" if c == chosen else ""
             table.add_row(f"{mark}{c['features']}", c["linkage"],
                           ("own: " if c["mode"] == "learned" else "recalibrated: ") + c["threshold"]["source"],
-                          f"{c['threshold']['value']:.4g} {c['threshold']['distance']}", f"{c['val_nmi']:.3f}",
+                          f"{c['threshold']['value']:.6g} {c['threshold']['distance']}", f"{c['val_nmi']:.3f}",
                           f"{c['val_clusters']} ({c['val_true']})")
         console.print(table)
     style = "bold yellow" if learner.uses_raw_ or not learner.selection_.get("compared_with_raw") else "bold"
