@@ -13,7 +13,8 @@ anyway, and no output file is half-written during it (kfree writes each output t
 name after the work, see :mod:`kfree.utils.io`). It acts only once the command line has asked for it
 (:func:`stop_at_once_in_compiled_calls`) and only in the main thread, where signals are handled:
 in a notebook, Ctrl-C still raises ``KeyboardInterrupt`` when the call returns, and does not
-kill the kernel.
+kill the kernel. The terminal's cursor is shown first: a progress bar hides it, and a process
+ended by the default action cannot show it again.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def stoppable() -> Iterator[None]:
         yield
         return
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    _show_cursor()
     for s in saved:
         signal.signal(s, signal.SIG_DFL)
     try:
@@ -46,3 +48,17 @@ def stoppable() -> Iterator[None]:
     finally:
         for s, handler in saved.items():
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+
+def _show_cursor() -> None:
+    """Show the terminal's cursor: a progress bar hides it until it stops, and a process ended by
+    a signal's default action never stops it, which would leave the shell without a cursor."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None and stream.isatty():
+                stream.write("\x1b[?25h")
+                stream.flush()
+        except (OSError, ValueError):  # a closed or odd stream: nothing to restore there
+            pass
