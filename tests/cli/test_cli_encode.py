@@ -610,8 +610,8 @@ def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
     time.sleep(4)  # the workers are started (about 2 s) and busy
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
-    try:
-        out, err = proc.communicate(timeout=20)
+    try:  # (encoding all 256 takes about a minute on 2 cores: 40 s tells a stop from finishing the queue,
+        out, err = proc.communicate(timeout=40)  # with room for a loaded CI machine, where 20 s once ran out)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
