@@ -405,3 +405,25 @@ def test_photos_given_for_features_point_to_kfree_encode_faces(tmp_path):
     np.savez(tmp_path / "faces.npz", embeddings=np.zeros((4, 2)), paths=np.array(list("abcd")))
     code, out = run("evaluate", tmp_path / "p.csv", tmp_path / "faces.npz")
     one_line_error(code, out, "faces.npz has no labels array; name it with --label-column")
+
+
+def test_a_truth_table_keyed_by_an_id_column_of_another_name_is_joined_by_it(tmp_path):
+    """Found by a ticket trial: clusters named by ticket ids ('index', from --id-column ticket_id)
+    and a shuffled truth table with those ids under 'ticket_id' were joined by row order, with a
+    warning, exit 0: NMI 0.554 for clusters that score 0.80."""
+    ids = [f"TCK-{i:06d}" for i in range(40)]
+    pd.DataFrame({"index": ids, "cluster": np.arange(40) // 10, "row": range(40)}).to_csv(tmp_path / "c.csv",
+                                                                                          index=False)
+    truth = pd.DataFrame({"ticket_id": ids, "day": 3, "category": [f"i{k}" for k in np.arange(40) // 10]})
+    truth.sample(frac=1, random_state=0).to_csv(tmp_path / "t.csv", index=False)
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "t.csv", "--label-column", "category",
+                    "--out", tmp_path / "m.json")
+    assert code == 0 and "warning" not in out, out
+    assert json.loads((tmp_path / "m.json").read_text())["nmi"] == pytest.approx(1.0)
+    # numbers as ids, the truth's read as text elsewhere: joined as text
+    pd.DataFrame({"index": np.arange(40) + 7000, "cluster": np.arange(40) // 10, "row": range(40)}).to_csv(
+        tmp_path / "n.csv", index=False)
+    truth.assign(ticket_id=[f"{i + 7000}" for i in range(40)]).iloc[::-1].to_csv(tmp_path / "tn.csv", index=False)
+    code, out = run("evaluate", tmp_path / "n.csv", tmp_path / "tn.csv", "--label-column", "category",
+                    "--out", tmp_path / "n.json")
+    assert code == 0 and json.loads((tmp_path / "n.json").read_text())["nmi"] == pytest.approx(1.0), out
