@@ -594,7 +594,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             thr = None if override is None else Threshold(override, rule.threshold.distance, "override")
             labels = rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link)
             if override is None and rule.linkage == "complete":
-                self._warn_if_larger(labels)
+                self.check_cluster_sizes(labels)
             # the rule as applied: an override's threshold, not the validated one it replaced
             return done(labels, rule if thr is None else dataclasses.replace(rule, threshold=thr))
         if method == "hac" and rule.linkage == "ward" and not constrained:
@@ -677,13 +677,14 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                           f"Ward's {self.rule_.val_nmi:.3f}); method='ward' keeps Ward", ScaleWarning, stacklevel=3)
         return rule
 
-    def _warn_if_larger(self, labels: np.ndarray) -> None:
+    def check_cluster_sizes(self, labels: np.ndarray) -> None:
         """A :class:`~kfree.exceptions.ClusterSizeWarning` when the clusters of ``labels`` are far
         larger than the validation identities the complete-linkage cut was calibrated on (by the
         size of the cluster an average row sits in, so that many singletons do not hide a few
         large clusters). A diameter calibrated on identities of ~10 rows splits one of hundreds:
         found by a user trial, where a labelled 10 % of each product's photos was the validation
-        and products of 500 photos came out in 3-9 clusters, without a word."""
+        and products of 500 photos came out in 3-9 clusters, without a word. ``cluster`` calls it;
+        so do ``kfree cluster --state`` and ``kfree assign``, which cluster through a state."""
         m_cal = self.selection_.get("val_rows_per_row_identity")  # (None in model files before it)
         if m_cal is None or labels.size == 0:
             return

@@ -833,3 +833,32 @@ def test_a_state_of_faces_names_every_rows_photo(tmp_path):
     assert code == 0, out
     code, out = run("assign", tmp_path / "p.kstate", tmp_path / "more.npy", "--all-rows", "--out", tmp_path / "a.csv")
     assert code == 0 and "photo" not in pd.read_csv(tmp_path / "a.csv").columns, out
+
+
+def test_a_state_made_or_grown_with_a_model_warns_of_clusters_far_larger_than_validation(d, tmp_path):
+    """Found by a ticket trial: `kfree cluster MODEL --state` (and each `kfree assign`) clustered
+    without the ClusterSizeWarning `kfree cluster MODEL` gives: clusters of 161 rows for intents
+    validated at 17, merged, without a word."""
+    import warnings
+
+    from kfree.learner import ClusterLearner
+
+    X, y = np.load(d / "x.npy"), np.load(d / "y.npy")
+    rng = np.random.default_rng(1)
+    big = np.repeat(X[y < 3], 30, axis=0) + rng.normal(0, 1e-4, ((y < 3).sum() * 30, X.shape[1]))
+    np.save(tmp_path / "big.npy", big)
+    learner = ClusterLearner.load(d / "m.kfree")
+    with pytest.warns(Warning, match="these clusters are larger than the identities"):  # what cluster says
+        learner.cluster(big)
+    code, out = run("cluster", d / "m.kfree", tmp_path / "big.npy", "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0 and "warning: these clusters are larger than the identities the cut was calibrated on" in out, out
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "c2.csv", "--state",
+                    tmp_path / "s2.kstate")
+    assert code == 0 and "larger than the identities" not in out, out
+    np.save(tmp_path / "more.npy", big[:200] + 1e-3)
+    code, out = run("assign", d / "m.kfree", tmp_path / "s2.kstate", tmp_path / "more.npy", "--out", tmp_path / "a.csv")
+    assert code == 0 and "larger than the identities" in out, out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        learner.check_cluster_sizes(learner.cluster(X))  # the validation-like rows: no word

@@ -84,6 +84,8 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
             "feature_names": columns, **table_columns(columns, left_out, id_column)}
     ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X), ids=own_ids(ids, len(Z)),
                           photos=photos).save(state_path, overwrite=True)
+    if threshold is None:  # (said as learner.cluster says it: a ticket trial's state merged intents silently)
+        learner.check_cluster_sizes(est.labels_)
     return est.labels_, rule
 
 
@@ -439,6 +441,8 @@ def assign(
                                             ids=None if state.ids is None else data.index[fresh],
                                             photos=None if state.photos is None else state_photos(new_path, fresh))
             state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
+            if model is not None:  # the clusters the state now holds, against the validation identities
+                learner.check_cluster_sizes(state.labels)
         if skip_held and held.size:  # (after the assign: --recluster-affected may have moved the twins)
             labels[held] = state.labels[twins]
         # both outputs or neither: --out is written beside itself first, the state saved, then --out
