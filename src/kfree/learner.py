@@ -59,6 +59,9 @@ WARD_MAX_SIZE_RATIO = 2.5
 #: ... estimated, above this many rows, on a seeded sample of this many (the check is a second
 #: agglomeration, complete linkage)
 WARD_SIZE_CHECK_ROWS = 5_000
+#: ... and kept, with a warning, from this many times as many: Ward splits identities that much larger
+#: than its validation ones, but the complete-linkage cut scored lower there (``ward_size.md``)
+WARD_WARN_SIZE_RATIO = 1.5
 #: ... but kept when that complete-linkage cut finds clusters within this factor of the size it found
 #: on the validation rows: such a batch is drawn like them, whatever that cut does to their identities
 WARD_LIKE_VALIDATION = 1.1
@@ -752,10 +755,19 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             else:
                 labels = rule.cluster(Z)
                 m_new = n / (int(labels.max()) + 1)
-            if WARD_MIN_SIZE_RATIO * m_cal <= m_new < WARD_MAX_SIZE_RATIO * m_cal:
+            like = m_ref is not None and m_ref / WARD_LIKE_VALIDATION <= m_new < m_ref * WARD_LIKE_VALIDATION
+            if WARD_MIN_SIZE_RATIO * m_cal <= m_new < WARD_MAX_SIZE_RATIO * m_cal or like:
+                if m_new >= WARD_WARN_SIZE_RATIO * m_cal and not like:  # (a ticket trial: 250 clusters, 77 intents)
+                    warnings.warn(ClusterSizeWarning(
+                        f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each; in these {n:,} "
+                        f"rows its complete-linkage counterpart finds clusters of {m_new:.1f} rows"
+                        + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else "")
+                        + ", so the identities here are likely larger, and a Ward merge height (it grows with "
+                        "cluster sizes) splits them into more clusters than there are identities. The Ward cut is "
+                        "kept (at this ratio it still scored above the complete-linkage cut on kfree's benchmark); "
+                        "for a cut calibrated on identities of this size, give kfree train --validation rows drawn "
+                        "like these"), stacklevel=3)
                 return None
-            if m_ref is not None and m_ref / WARD_LIKE_VALIDATION <= m_new < m_ref * WARD_LIKE_VALIDATION:
-                return None  # drawn like the validation rows: the Ward cut's validated score applies
             if labels is None:
                 labels = rule.cluster(Z)
         except ResourceError as e:  # Ward's own agglomeration needs O(n·d) memory: it goes on alone
