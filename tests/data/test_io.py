@@ -476,3 +476,20 @@ def test_features_are_c_ordered_whatever_the_file(tmp_path):
         d = load_features(tmp_path / name)
         assert d.X.flags["C_CONTIGUOUS"] and d.X.dtype == np.float32, name
         np.testing.assert_array_equal(d.X, X)
+
+
+def test_text_labels_are_read_without_spaces_around_them(tmp_path):
+    """Found by a ticket trial: 'card_arrival ' and 'card_arrival' trained as two identities (54
+    identities for 50 intents, without a word); `kfree evaluate` scored them as two classes."""
+    X = np.random.default_rng(0).normal(size=(8, 3))
+    labels = ["card_arrival", "card_arrival ", " card_swallowed", "card_swallowed", "a b", "a b", "x", "x"]
+    pd.DataFrame(X, columns=["f0", "f1", "f2"]).assign(label=labels).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.warns(DataWarning, match=r"t.csv: 2 labels have spaces around them \(first: row 1, 'card_arrival '\)"):
+        d = load_features(tmp_path / "t.csv")
+    assert sorted(set(d.y.tolist())) == ["a b", "card_arrival", "card_swallowed", "x"]  # inner spaces stay
+    from kfree.evaluate.compare import evaluate_files
+
+    pd.DataFrame({"index": range(8), "cluster": [0, 0, 1, 1, 2, 2, 3, 3]}).to_csv(tmp_path / "c.csv", index=False)
+    pd.DataFrame({"index": range(8), "label": labels}).to_csv(tmp_path / "truth.csv", index=False)
+    with pytest.warns(DataWarning, match="spaces around them"):
+        assert evaluate_files(tmp_path / "c.csv", tmp_path / "truth.csv")["nmi"] == pytest.approx(1.0)

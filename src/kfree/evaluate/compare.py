@@ -16,6 +16,7 @@ from ..data.io import (
     read_npz,
     read_table,
     refuse_repeats,
+    strip_labels,
     table_column,
 )
 from ..exceptions import DataError
@@ -353,6 +354,8 @@ def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str
     pred = read_predictions(pred_csv)
     y = truth_for(pred, truth, label_column=label_column, pred_name=Path(pred_csv).name, absent_ok=labelled_only,
                   id_column=id_column)
+    if y.dtype.kind in "OU":  # ('card_arrival ' is 'card_arrival')
+        y = strip_labels(y, Path(truth))
     clusters = pred["cluster"].to_numpy()
     missing = np.asarray(pd.isna(y), dtype=bool)
     if y.dtype.kind in "OU":  # an empty (or blank) text cell is no label either, as in a CSV
