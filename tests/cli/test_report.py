@@ -88,6 +88,18 @@ def test_a_report_rewritten_with_force_keeps_no_picture_of_the_last_one(photos):
     assert (d / "r" / "sizes.png").exists() and (d / "r" / "notes.txt").read_text() == "mine"
 
 
+def test_a_majority_label_of_a_few_labelled_rows_says_how_few():
+    """Found by a ticket trial: a new intent's cluster of 38 tickets, one of them labelled, read
+    "majority label reverted_card_payment? (100%)", naming it as a known intent."""
+    from kfree.report.html import text_clusters_html
+
+    labels = np.repeat([0, 1], [38, 4])
+    truth = np.array([None] * 37 + ["refund"] + ["fee", "fee", "fee", "card"], dtype=object)
+    page = text_clusters_html(np.array([f"t{i}" for i in range(42)]), labels, None, truth, per_cluster=2)
+    assert "majority label <b>refund</b> (1 of its 1 labelled row)" in page
+    assert "majority label <b>fee</b> (75%)" in page  # every row labelled: the share, as before
+
+
 def test_only_the_images_shown_are_read(photos):
     d, labels = photos
     paths = [str(d / "img" / f"{i}.png") for i in range(9)]

@@ -427,3 +427,13 @@ def test_a_truth_table_keyed_by_an_id_column_of_another_name_is_joined_by_it(tmp
     code, out = run("evaluate", tmp_path / "n.csv", tmp_path / "tn.csv", "--label-column", "category",
                     "--out", tmp_path / "n.json")
     assert code == 0 and json.loads((tmp_path / "n.json").read_text())["nmi"] == pytest.approx(1.0), out
+
+
+def test_a_truth_table_without_a_label_column_is_named_by_its_own_columns(tmp_path):
+    """Found by a ticket trial: with --id-column ticket_id, the refusal of a truth table without a
+    label column listed 'index' (the ids' name inside kfree) among its columns, not ticket_id."""
+    pd.DataFrame({"index": ["a", "b"], "cluster": [0, 1], "row": [0, 1]}).to_csv(tmp_path / "c.csv", index=False)
+    pd.DataFrame({"ticket_id": ["a", "b"], "category": ["x", "y"]}).to_csv(tmp_path / "t.csv", index=False)
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "t.csv", "--id-column", "ticket_id")
+    one_line_error(code, out, "t.csv has no 'label'")
+    assert "ticket_id" in out and "'index'" not in out.split("columns are")[-1], out

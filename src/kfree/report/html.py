@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..utils.io import write_text
-from .figures import plural, sample_clusters
+from .figures import pd_isna, plural, sample_clusters
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -65,7 +65,12 @@ def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: 
         head = f"cluster {html.escape(str(c))} — {plural(members.size, 'item')}"  # a cluster id is the user's text
         if majority is not None:
             name = label_names[int(majority)] if label_names is not None else str(majority)
-            head += f" — majority label <b>{html.escape(name)}</b> ({share:.0%})"
+            n_known = int((~np.asarray(pd_isna(labels_true[members]), dtype=bool)).sum())
+            # (of the labelled rows alone, said so: a ticket trial's page named a new intent's cluster of 38
+            # by the one labelled row in it, "100%")
+            head += (f" — majority label <b>{html.escape(name)}</b> ({share:.0%})" if n_known == members.size else
+                     f" — majority label <b>{html.escape(name)}</b> ({round(share * n_known)} of its {n_known} "
+                     f"labelled row{'' if n_known == 1 else 's'})")
         items = "".join(f"<li>{_text(texts[i])}</li>" for i in pick)
         out.append(f"<div class='cl'>{head}<ul>{items}</ul></div>")
     return "\n".join(out)
