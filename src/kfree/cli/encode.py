@@ -389,10 +389,12 @@ def texts(
         # a transformer, unlike kfree's small heads, gains from every thread: torch gets the budget
         with limit_threads(_STATE["threads"], torch=True), progress_hook(progress) as hook:
             Z = encoder.encode(items, progress=hook)
-        if cut := encoder.truncated_:
+        if cut := encoder.truncated_:  # (named by id as the blank ones are: a ticket trial)
+            named = f", id {arrays['index'][cut[0]].item()!r}" if "index" in arrays else ""
             err_console.print(f"[yellow]warning:[/] {len(cut):,} of {plural(len(items), 'text')} "
-                              f"{'is' if len(cut) == 1 else 'are'} longer than the model reads (256 word pieces, about 200 words; first: row {cut[0]}): only "
-                              "their start was encoded", highlight=False)
+                              f"{'is' if len(cut) == 1 else 'are'} longer than the model reads (256 word pieces, about "
+                              f"200 words; first: row {cut[0]}, from 0{named}): only their start was encoded",
+                              highlight=False)
         arrays = {"embeddings": Z, **arrays}
         _write(out, arrays)
         console.print(f"{plural(len(items), 'text')} → {Z.shape[1]}-d MiniLM embeddings (unit length); wrote "
