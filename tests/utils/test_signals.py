@@ -68,3 +68,24 @@ def test_the_long_linkages_run_stoppable_and_restore_the_handlers(monkeypatch):
     monkeypatch.setitem(signals._STATE, "enabled", False)  # a library user's: nothing changes
     ward_tree(X)
     assert seen[-1] == before
+
+
+def test_the_components_pass_runs_stoppable(monkeypatch):
+    """Found by a scale trial: kill and Ctrl-C waited minutes for the τ-components pass (one
+    compiled call) of 100,000 face descriptors; only SIGKILL ended it."""
+    from kfree.cluster import _radius_graph
+    from kfree.utils import signals
+
+    seen = []
+    real = _radius_graph._components_kernel
+
+    def spy(*args):
+        seen.append(signal.getsignal(signal.SIGTERM))
+        return real(*args)
+
+    monkeypatch.setattr(_radius_graph, "_components_kernel", spy)
+    monkeypatch.setitem(signals._STATE, "enabled", True)
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    labels = _radius_graph.radius_components(X, 0.5)
+    assert seen == [signal.SIG_DFL] and labels.shape == (300,)
+

@@ -845,8 +845,9 @@ def radius_components(
     if hook is not None:
         hook("tau components", completed=1, total=2)
     parent = np.arange(n, dtype=np.int64)
-    _components_kernel(X32, order, starts, qptr, qpts, thr_c, parent, tight,
-                       np.ascontiguousarray(centres, dtype=np.float32), rb)
+    with stoppable():  # (one compiled call, minutes at scale: a scale trial's kill waited for it)
+        _components_kernel(X32, order, starts, qptr, qpts, thr_c, parent, tight,
+                           np.ascontiguousarray(centres, dtype=np.float32), rb)
     if hook is not None:
         hook("tau components", completed=2, total=2)
     return roots_to_labels(parent)
