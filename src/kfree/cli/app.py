@@ -295,8 +295,8 @@ def cluster(
         metavar="MODEL", show_default=False,
         help="A model saved by `kfree train`: DATA is embedded with it and cut at its threshold. "
              "Leave it out (give DATA alone, with --threshold) to cluster the features as they are.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV: index,cluster[,label] (with --backend dask "
-                                      "also .npy or .parquet); index = row of DATA, or the value of DATA's own "
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .csv or .parquet: index,cluster[,label] (with "
+                                      "--backend dask also .npy); index = row of DATA, or the value of DATA's own "
                                       "'index' column, then with a 'row' column; the faces of `kfree encode faces` "
                                       "also get their 'photo'.")],
     second: Annotated[Path | None, typer.Argument(

@@ -279,7 +279,7 @@ def assign(
     third: Annotated[Path | None, typer.Argument(
         metavar="NEW_FILE", show_default=False, help="New rows: .npz, .npy, .csv or .parquet.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Output CSV (required): index,cluster[,label] of the new rows (index = row of NEW_FILE, or the "
+        "--out", "-o", help="Output .csv or .parquet (required): index,cluster[,label] of the new rows (index = row of NEW_FILE, or the "
                            "value of its own 'index' column, then with a 'row' column).")] = None,
     recluster_affected: Annotated[bool, typer.Option(
         "--recluster-affected",

@@ -467,7 +467,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             if need > limit:
                 raise ResourceError(
                     f"threshold HAC at threshold={cut} would need ~{est:.3g} tau-edges "
-                    f"(~{need / 2**30:.1f} GiB), more than memory_limit={limit / 2**30:.3g} GiB. "
+                    f"(~{need / 2**30:.3g} GiB), more than memory_limit={limit / 2**30:.3g} GiB. "
                     "The largest clusters dominate (a cluster of s points brings s²/2 edges): "
                     f"lower the threshold, {RAISE_LIMIT}, or cluster part of the rows and add the rest "
                     "with kfree assign (a new row is checked against clusters, not against every pair)"
@@ -724,7 +724,7 @@ def _complete_by_components(X, cut, distance, limit, hook, batch_points=4096):
             if est * BYTES_PER_EDGE > limit:
                 raise ResourceError(
                     f"threshold HAC at threshold={cut}: a connected group of {s} samples has "
-                    f"~{est:.3g} tau-edges (~{est * BYTES_PER_EDGE / 2**30:.1f} GiB), more than "
+                    f"~{est:.3g} tau-edges (~{est * BYTES_PER_EDGE / 2**30:.3g} GiB), more than "
                     f"memory_limit={limit / 2**30:.3g} GiB, and its condensed distances "
                     f"(~{4.0 * s * s / 2**30:.3g} GiB) do not fit in half of it either; lower the "
                     f"threshold, {RAISE_LIMIT}, or cluster part of the rows and add the rest with kfree "

@@ -320,10 +320,10 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
                     raise DataError(f"{e}; the two files must spell each {key} the same way (both paths relative "
                                     "to the same folder, or both absolute)") from None
                 raise
+        ids = None if id_column is None else df[table_column(df, (id_column,), t, option="--id-column")]
         # (the label column found before the ids take the name 'index': a refusal lists the file's own columns)
         col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option="--label-column")
-        if id_column is not None:
-            ids = df[table_column(df, (id_column,), t, option="--id-column")]
+        if ids is not None:
             df = df.drop(columns=[c for c in ("index", id_column) if c in df.columns]).assign(index=ids.to_numpy())
         y = df[col].to_numpy()
     else:
