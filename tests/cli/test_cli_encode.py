@@ -604,14 +604,19 @@ def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
     (tmp_path / "ph").mkdir()
     for i in range(256):
         Image.fromarray(att.images[i]).save(tmp_path / "ph" / f"{i:03d}.png")
-    proc = subprocess.Popen([sys.executable, "-m", "kfree", "encode", "faces", str(tmp_path / "ph"), "--upsample",
-                             "2", "--workers", "2", "--no-progress", "--out", str(tmp_path / "o.npz")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    command = [sys.executable, "-m", "kfree", "encode", "faces", str(tmp_path / "ph"), "--upsample", "2",
+               "--workers", "2", "--no-progress", "--out", str(tmp_path / "o.npz")]
+    # Ctrl-C as in a terminal, however the suite was started: a shell's background job ignores SIGINT and
+    # its children inherit that (the command then ran to the end), so the command starts with it restored
+    restore = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execv(sys.executable, sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", restore, *command], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(4)  # the workers are started (about 2 s) and busy
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
-    try:  # (encoding all 256 takes about a minute on 2 cores: 40 s tells a stop from finishing the queue,
-        out, err = proc.communicate(timeout=40)  # with room for a loaded CI machine, where 20 s once ran out)
+    try:  # (encoding all 256 takes about a minute on a loaded 2-core machine: 40 s tells a stop from the end)
+        out, err = proc.communicate(timeout=40)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise

@@ -39,7 +39,8 @@ def stoppable() -> Iterator[None]:
     if not _STATE["enabled"] or threading.current_thread() is not threading.main_thread():
         yield
         return
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # (a signal the process ignores stays ignored: a shell's background job ignores SIGINT)
+    saved = {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) is not signal.SIG_IGN}
     _show_cursor()
     for s in saved:
         signal.signal(s, signal.SIG_DFL)
