@@ -195,3 +195,13 @@ def test_memory_limit_is_an_option_and_a_worker_resource_error_is_one_line(d, ad
         assert MEMORY_LIMIT_ENV not in os.environ  # the option lasts for the command only
     code, out = run("cluster", d / "x.npy", "--threshold", "1.0", "--memory-limit", "2", "--out", d / "mem.csv")
     assert code == 0, out
+
+
+def test_a_list_column_of_vectors_on_dask_says_why_it_is_refused(d, address, tmp_path):
+    """Found by a scale trial: a Parquet table of 'embedding' lists (what the local backend expands)
+    was refused on Dask as having "no numeric feature columns", without the cause."""
+    X = np.load(d / "x.npy")
+    pd.DataFrame({"photo_id": [f"p{i}" for i in range(len(X))], "embedding": list(X)}).to_parquet(tmp_path / "v.parquet")
+    code, out = run("cluster", tmp_path / "v.parquet", "--threshold", "1.0", "--backend", "dask",
+                    "--scheduler", address, "--out", tmp_path / "c.csv")
+    assert code == 1 and "holds its vectors in a list column ('embedding'), which the Dask backend does not expand" in out

@@ -248,6 +248,11 @@ def _parquet_source(p: Path, client, dtype=None) -> _Source:
                  and (str(fld.type).startswith(("float", "int", "uint", "halffloat", "double")))]
         if cols is None:
             cols = names
+            lists = [fld.name for fld in schema if str(fld.type).startswith(("list", "large_list", "fixed_size_list"))]
+            if lists and not cols:  # (a scale trial's 'embedding' column: the message did not say why)
+                raise DataError(f"{f.name} holds its vectors in a list column ({lists[0]!r}), which the Dask backend "
+                                "does not expand: cluster it with the local backend, or write one column per "
+                                "dimension (e0, e1, …)")
             if not cols:
                 raise DataError(f"{f.name} has no numeric feature columns")
         elif names != cols:
