@@ -247,15 +247,15 @@ def _warn_row_order(pred, pred_name: str, items_name: str, what: str) -> None:
 _NOT_NAMES = ("cluster", "label", "index", "row")
 
 
-def shared_key(pred, table, id_column: str | None = None) -> str | None:
+def shared_key(pred, table, id_column: str | None = None, label_column: str | None = None) -> str | None:
     """A column other than ``index`` that names the rows in both the clusters and a per-item
     table, to join them by: ``id_column`` when both have it, else the one column of another name
-    they share (the ``photo`` of ``kfree encode faces``' rows and of a user's list of who is in
-    each photo). ``None`` without one. A photo-library trial's truth list of ``photo,person`` in
+    they share but ``label_column`` (the ``photo`` of ``kfree encode faces``' rows and of a user's
+    list of who is in each photo). ``None`` without one. A photo-library trial's truth list of ``photo,person`` in
     another order was taken by row order, silently: NMI 0.392 for clusters that score 0.999."""
     if id_column is not None:
         return id_column if id_column in pred.columns and id_column in table.columns else None
-    shared = [c for c in pred.columns if c not in _NOT_NAMES and c in table.columns]
+    shared = [c for c in pred.columns if c not in (*_NOT_NAMES, label_column) and c in table.columns]
     return shared[0] if len(shared) == 1 else None
 
 
@@ -288,7 +288,7 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
                         "label; name the column (or .npz array) that holds the true labels")
     if t.suffix.lower() in TABLES and t.exists():  # read here, not by load_labels: it may join by 'index'
         df = read_table(t, ids=id_column or "index")
-        key = shared_key(pred, df, id_column)
+        key = shared_key(pred, df, id_column, label_column)
         index_join = "index" in df.columns and "index" in pred.columns and id_column is None and (
             "row" in pred.columns or not _is_numbering(pred["index"].to_numpy()))
         if key is None and not index_join and id_column is None and "index" in pred.columns and not _is_numbering(
