@@ -132,7 +132,8 @@ def save_plain_state(estimator: Any, X: Any, state_path: Path, columns: list[str
                      photos: Any = None) -> None:
     """Save the state of a model-free ``kfree cluster DATA --threshold T`` fit (with the names of
     its feature ``columns`` when DATA is a table: a batch's columns are then taken by name; the
-    ``left_out`` ones; and the rows' ``ids``, DATA's own 'index' values, when it has them)."""
+    ``left_out`` ones; the rows' ``ids``, DATA's own 'index' values, when it has them; and their
+    ``photos``, for the faces of ``kfree encode faces``)."""
     from ..cluster.incremental import ClusterState
 
     ClusterState.from_fit(estimator, X, meta={"feature_names": columns, **table_columns(columns, left_out, id_column)},
