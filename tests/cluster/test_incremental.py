@@ -242,6 +242,7 @@ def test_from_fit_reuses_the_fits_components_pass(monkeypatch, distance, tau):
 
     X = blobs(np.random.default_rng(5), 600)
     monkeypatch.setattr(threshold_hac, "COMPONENTS_MIN_SAMPLES", 0)  # the per-component path
+    monkeypatch.setattr(threshold_hac, "COMPONENTS_MIN_NEIGHBOURS", 0)
     est = ThresholdAgglomerative(tau, distance=distance, algorithm="sparse").fit(X)
     assert est._coarse_components is not None
     fresh = ClusterState.from_fit(est, X).components  # computed again (the spy is not set yet)

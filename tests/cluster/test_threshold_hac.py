@@ -449,6 +449,7 @@ def test_dense_components_take_the_dense_path_with_the_same_tree(monkeypatch):
     sizes = np.r_[[300, 280], np.arange(30) % 7 + 1]
     X, _ = sphere_blobs(len(sizes), sizes, 16, spread=0.3, seed=13)
     monkeypatch.setattr(threshold_hac, "COMPONENTS_MIN_SAMPLES", 100)
+    monkeypatch.setattr(threshold_hac, "COMPONENTS_MIN_NEIGHBOURS", 0)
     calls = []
     orig = threshold_hac._dense_component_merges
 
@@ -542,3 +543,20 @@ def test_a_ward_fit_of_many_rows_says_beforehand_that_it_takes_minutes(monkeypat
     with warnings.catch_warnings():
         warnings.simplefilter("error", ScaleWarning)
         ward.WardThreshold(2.0).fit(X[:50])  # at the limit: no word
+
+
+def test_above_the_components_size_rows_with_few_neighbours_take_one_pass(monkeypatch):
+    """Found by a scale trial: above 50,000 rows every complete-linkage fit went one τ-component at
+    a time, which on 100,000 face descriptors (5.5 τ-neighbours per row, 128-d) took 212 s where
+    one pass over the whole τ-graph took 30 s, with the same clusters. Rows with few neighbours now
+    take that pass; balls of many neighbours per row keep the components pass. Same labels."""
+    from kfree.cluster import threshold_hac
+
+    monkeypatch.setattr(threshold_hac, "COMPONENTS_MIN_SAMPLES", 100)
+    rng = np.random.default_rng(0)
+    small = np.repeat(rng.normal(0, 3, (150, 16)), 4, axis=0) + rng.normal(0, 0.05, (600, 16))  # 3 neighbours
+    balls, _ = sphere_blobs(4, 150, 16, spread=0.3, seed=1)  # ~150 neighbours per row
+    for X, components in ((small, False), (balls, True)):
+        m = ThresholdAgglomerative(0.6, algorithm="sparse").fit(X)
+        assert (m._coarse_components is not None) == components
+        assert same_partition(m.labels_, scipy_cut(X, 0.6, "complete", "sqeuclidean"))

@@ -34,6 +34,7 @@ def fit_labels(X, t, distance, algorithm, monkeypatch=None):
         return ThresholdAgglomerative(t, distance=distance, algorithm=algorithm).fit(X).labels_
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(th, "COMPONENTS_MIN_SAMPLES", 0)
+        mp.setattr(th, "COMPONENTS_MIN_NEIGHBOURS", 0)  # (whatever the rows' τ-neighbours)
         mp.setattr(th, "DENSE_BATCH_MIN", 2)
         return ThresholdAgglomerative(t, distance=distance, algorithm="sparse").fit(X).labels_
 
