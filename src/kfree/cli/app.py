@@ -407,6 +407,7 @@ def cluster(
             # an unknown or uninstalled method, or options it does not take: fail before any work
             accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
                                                      k_option="--n-clusters", threshold_option="--threshold")
+            photos = photo_paths(data_path)  # (the photo of each face, from kfree encode faces; located once)
             if learner is not None:
                 if distance is not None or linkage is not None:
                     raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
@@ -435,7 +436,7 @@ def cluster(
                             learner, model, data.X, threshold, state, data_path,
                             columns=[str(c) for c in names] if names is not None else data.columns,
                             left_out=left_out, ids=data.index, id_column=id_column,
-                            photos=state_photos(data_path, keep))
+                            photos=state_photos(photos, keep))
                 if method == "ward":  # a Ward height, calibrated or given
                     rule, unit = None, "(Ward merge height)"
                     used = threshold if threshold is not None or n_clusters is not None else (
@@ -510,7 +511,7 @@ def cluster(
                         from .assign import save_plain_state, state_photos
 
                         save_plain_state(est, data.X, state, columns=data.columns, left_out=ignored(ignore_columns),
-                                         ids=data.index, id_column=id_column, photos=state_photos(data_path, keep))
+                                         ids=data.index, id_column=id_column, photos=state_photos(photos, keep))
                 how = _how(method, accepted, n_clusters, threshold, unit)
                 if linkage is not None:
                     how = f", {linkage} linkage{how}"
@@ -520,7 +521,7 @@ def cluster(
                 how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
                         "cannot-link pairs kept")
             write_predictions(out, fill_rows(labels, keep), y=read.y, **index_columns(read.index, read.n_samples),
-                              photo=photo_paths(data_path))  # (the photo of each face, from kfree encode faces)
+                              photo=photos)
             n_found = len(set(labels.tolist()))
             console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                           f"wrote [bold]{escape(str(out))}[/bold]")

@@ -110,20 +110,17 @@ def state_rows(state: Any) -> dict[str, Any]:
     return {"index": state.ids, "row": np.arange(state.n_samples), **photo}
 
 
-def state_photos(data_path: Path, keep: Any = None) -> Any:
-    """The photo of each row of ``data_path`` (the .npz of ``kfree encode faces``) as a state keeps
-    them: absolute paths, so that ``kfree assign --all-rows`` names them from any folder; ``keep``:
-    the rows the state holds. None for any other file."""
+def state_photos(photos: list[str] | None, keep: Any = None) -> Any:
+    """Each row's photo (``photo_paths`` of the .npz of ``kfree encode faces``, None for any other
+    file) as a state keeps them: absolute paths, so that ``kfree assign --all-rows`` names them from
+    any folder; ``keep``: the rows the state holds."""
     import os
 
     import numpy as np
 
-    from ..data.images import photo_paths
-
-    paths = photo_paths(data_path)
-    if paths is None:
+    if photos is None:
         return None
-    paths = np.asarray([os.path.abspath(p) for p in paths], dtype=str)
+    paths = np.asarray([os.path.abspath(p) for p in photos], dtype=str)
     return paths if keep is None else paths[keep]
 
 
@@ -368,6 +365,7 @@ def assign(
                              partial_labels=True, id_column=id_column or state.meta.get("id_column"),
                              invalid="keep")
         invalid_rows(data, new_path, skip_invalid, "add")
+        photos = photo_paths(new_path)  # (the photo of each face, from kfree encode faces; located once)
         if model is not None:  # the columns in the model's order before the batch is hashed: a table
             from ..learner import ClusterLearner  # with its columns reordered holds the same rows
 
@@ -387,7 +385,7 @@ def assign(
                 write_predictions(out, state.labels, **state_rows(state))
             else:
                 write_predictions(out, np.empty(0, dtype=np.int64), y=data.y, **index_columns(data.index, 0),
-                                  photo=photo_paths(new_path))  # (the header of a week with faces)
+                                  photo=photos)  # (the header of a week with faces)
             console.print(f"{new_path.name} has no rows: nothing to assign; {state_path.name} is unchanged "
                           f"({state.n_samples} rows in {state.n_clusters} clusters); wrote [bold]{escape(str(out))}"
                           "[/bold]" + (" (every row of the state)" if all_rows else " (no rows)"))
@@ -440,7 +438,7 @@ def assign(
                 labels[fresh] = assign_rows(state, Z, recluster_affected=recluster_affected,
                                             input_hashes=hashes[fresh],
                                             ids=None if state.ids is None else data.index[fresh],
-                                            photos=None if state.photos is None else state_photos(new_path, fresh))
+                                            photos=None if state.photos is None else state_photos(photos, fresh))
             state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
             if model is not None:  # the clusters the state now holds, against the validation identities
                 learner.check_cluster_sizes(state.labels)
@@ -457,7 +455,7 @@ def assign(
             else:
                 keep = data.valid  # (the others: left out by --skip-invalid, an empty cluster)
                 write_predictions(pending, fill_rows(labels[keep], keep), y=data.y, **index_columns(data.index, data.n_samples),
-                                  photo=photo_paths(new_path))
+                                  photo=photos)
             if fresh.size or state_out is not None:  # (nothing added: STATE stays the file it was)
                 state.save(target, overwrite=True)
             os.replace(pending, out)

@@ -115,7 +115,7 @@ class XMeans(ClusterMixin, BaseEstimator):
                 )
             if not 1 <= centers.shape[0] <= k_max:
                 raise ConfigError(f"initial_centers has {centers.shape[0]} rows; X-means starts from "
-                                  f"1 to k_max={self.k_max} centres")
+                                  f"1 to k_max={k_max} centres")
         else:
             k0 = int(self.k_init)
             if not 1 <= k0 <= k_max:

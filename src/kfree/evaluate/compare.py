@@ -288,6 +288,9 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
                         "label; name the column (or .npz array) that holds the true labels")
     if t.suffix.lower() in TABLES and t.exists():  # read here, not by load_labels: it may join by 'index'
         df = read_table(t, ids=id_column or "index")
+        ids = None if id_column is None else df[table_column(df, (id_column,), t, option="--id-column")]
+        # (the label column found before the ids take the name 'index': a refusal lists the file's own columns)
+        col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option="--label-column")
         key = shared_key(pred, df, id_column, label_column)
         index_join = "index" in df.columns and "index" in pred.columns and id_column is None and (
             "row" in pred.columns or not _is_numbering(pred["index"].to_numpy()))
@@ -298,12 +301,10 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
             # text (a ticket trial's shuffled truth was taken by row order: NMI 0.554 for clusters of 0.80)
             import pandas as pd
 
-            col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option="--label-column")
             df = pd.DataFrame({"index": df[found].astype(str).to_numpy(), col: df[col].to_numpy()})
             return join_by_index(pred.assign(index=pred["index"].astype(str)), df, col, pred_name=pred_name,
                                  table_name=f"{t.name} (by {found!r})", what="label", absent_ok=absent_ok)
         if key is not None and not index_join:  # both name their rows by that column: join by it
-            col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option="--label-column")
             mine, theirs = pred[key].to_numpy(), df[key].to_numpy()
             if pred[key].duplicated().any():  # (the faces of a group photo share its name)
                 if mine.shape == theirs.shape and (mine == theirs).all():
@@ -320,9 +321,6 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
                     raise DataError(f"{e}; the two files must spell each {key} the same way (both paths relative "
                                     "to the same folder, or both absolute)") from None
                 raise
-        ids = None if id_column is None else df[table_column(df, (id_column,), t, option="--id-column")]
-        # (the label column found before the ids take the name 'index': a refusal lists the file's own columns)
-        col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option="--label-column")
         if ids is not None:
             df = df.drop(columns=[c for c in ("index", id_column) if c in df.columns]).assign(index=ids.to_numpy())
         y = df[col].to_numpy()
