@@ -32,6 +32,8 @@ def _check_out(out: Path | None, inputs, force: bool, name: str = "features.npz"
     the general advice, "a file name inside it, e.g. tiny/out", was then refused for not ending in
     .npz (found by a photo-library trial). The name beside the folder comes first, so that the
     output and its ``.partial/`` do not land among the photos the next run reads."""
+    import itertools
+
     from ..utils.io import check_output
 
     if out is None:
@@ -40,8 +42,8 @@ def _check_out(out: Path | None, inputs, force: bool, name: str = "features.npz"
         folder = out.expanduser()
         beside = [] if folder.name in ("", ".", "..") else [folder.with_name(folder.name + ".npz")]
         stem = Path(name).stem
-        free = next(p for p in [*beside, folder / name, *(folder / f"{stem}-{k}.npz" for k in range(2, 10**6))]
-                    if not p.exists() and not _partial(p).exists())
+        names = itertools.chain(beside, [folder / name], (folder / f"{stem}-{k}.npz" for k in itertools.count(2)))
+        free = next(p for p in names if not p.exists() and not _partial(p).exists())
         raise OutputError(f"--out {out} is a folder; name the .npz file to write, e.g. --out {free}")
     return check_output(out, inputs=inputs, force=force, formats=(".npz",))
 
