@@ -119,6 +119,18 @@ class Faces:
                    unreadable={i: why for p in parts for i, why in p.unreadable.items()})
 
 
+@lru_cache(maxsize=1)
+def _dlib_models(root: Path):
+    """dlib's detector, landmark model and descriptor network in ``root``, loaded once per
+    process (about half a second: a notebook or a test suite makes many encoders). The three hold
+    no state between calls."""
+    import dlib
+
+    return (dlib.get_frontal_face_detector(),
+            dlib.shape_predictor(str(root / "shape_predictor_5_face_landmarks.dat")),
+            dlib.face_recognition_model_v1(str(root / "dlib_face_recognition_resnet_model_v1.dat")))
+
+
 def _face_model_dir() -> Path:
     """The folder of face-recognition-models' weight files, found without importing the package
     (its ``__init__`` needs ``pkg_resources``, which setuptools 81 removed)."""
@@ -169,12 +181,7 @@ class FaceEncoder:
 
     def _load(self):
         if self._models is None:
-            root = _face_model_dir()  # (first: it names the extra when dlib is missing)
-            import dlib
-
-            self._models = (dlib.get_frontal_face_detector(),
-                            dlib.shape_predictor(str(root / "shape_predictor_5_face_landmarks.dat")),
-                            dlib.face_recognition_model_v1(str(root / "dlib_face_recognition_resnet_model_v1.dat")))
+            self._models = _dlib_models(_face_model_dir())  # (checked each time: it names a missing extra)
         return self._models
 
     def encode(self, images: Iterable[str | Path | np.ndarray], *, progress: Progress | None = None,
