@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,11 +199,61 @@ def test_memory_limit_is_an_option_and_a_worker_resource_error_is_one_line(d, ad
     assert code == 0, out
 
 
-def test_a_list_column_of_vectors_on_dask_says_why_it_is_refused(d, address, tmp_path):
-    """Found by a scale trial: a Parquet table of 'embedding' lists (what the local backend expands)
-    was refused on Dask as having "no numeric feature columns", without the cause."""
+def test_tables_with_ids_other_columns_and_vectors_cluster_on_dask_as_locally(d, address, tmp_path):
+    """Found by a scale trial: a Parquet folder of 'embedding' lists named by 'photo_id' (what the
+    local backend reads with --id-column) was refused on Dask, as were --id-column and
+    --ignore-columns. Now the workers expand the vectors, leave the named columns out, and the
+    clusters file is named by the ids, as the local backend's is."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     X = np.load(d / "x.npy")
-    pd.DataFrame({"photo_id": [f"p{i}" for i in range(len(X))], "embedding": list(X)}).to_parquet(tmp_path / "v.parquet")
-    code, out = run("cluster", tmp_path / "v.parquet", "--threshold", "1.0", "--backend", "dask",
-                    "--scheduler", address, "--out", tmp_path / "c.csv")
-    assert code == 1 and "holds its vectors in a list column ('embedding'), which the Dask backend does not expand" in out
+    ids = [f"p{i:03d}" for i in range(len(X))]
+    local = tmp_path / "local.csv"
+    table = pd.DataFrame({"photo_id": ids, "taken": np.arange(len(X)) * 1000, "embedding": list(X)})
+    (tmp_path / "parts").mkdir()
+    for k, part in enumerate(np.array_split(np.arange(len(X)), 3)):  # three parts, two row groups each
+        pq.write_table(pa.Table.from_pandas(table.iloc[part], preserve_index=False),
+                       tmp_path / "parts" / f"{k}.parquet", row_group_size=25)
+    code, out = run("cluster", tmp_path / "parts", "--threshold", "1.0", "--id-column", "photo_id",
+                    "--ignore-columns", "taken", "--out", local)
+    assert code == 0, out
+    for extra in (["--ignore-columns", "taken"], []):  # without it: the local reader's warning, the same clusters
+        got = tmp_path / f"dask{len(extra)}.csv"
+        code, out = run("cluster", tmp_path / "parts", "--threshold", "1.0", "--id-column", "photo_id", *extra,
+                        "--backend", "dask", "--scheduler", address, "--out", got)
+        assert code == 0, out
+        assert ("other columns ['taken'] are left out" in out) == (not extra), out
+        pd.testing.assert_frame_equal(pd.read_csv(got), pd.read_csv(local))
+    assert pd.read_csv(local)["index"].tolist() == ids
+    np.testing.assert_array_equal(pd.read_csv(local)["cluster"], ThresholdAgglomerative(1.0).fit(X).labels_)
+
+    # vectors of a declared size (fixed_size_list), and a table of plain columns with its ids elsewhere
+    fixed = pa.table({"photo_id": ids, "embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])})
+    pq.write_table(fixed, tmp_path / "fixed.parquet")
+    wide = pd.DataFrame(X, columns=[f"e{j}" for j in range(X.shape[1])]).assign(sku_id=ids, batch=7)
+    wide.to_parquet(tmp_path / "wide.parquet", index=False)
+    for src, extra in (("fixed.parquet", []), ("wide.parquet", ["--ignore-columns", "batch"])):
+        code, out = run("cluster", tmp_path / src, "--threshold", "1.0", "--id-column",
+                        "photo_id" if src == "fixed.parquet" else "sku_id", *extra, "--backend", "dask",
+                        "--scheduler", address, "--out", tmp_path / "c.csv", "--force")
+        assert code == 0, out
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "c.csv"), pd.read_csv(local))
+
+    # what cannot be read is one line that names it
+    bad = table.copy()
+    bad.at[40, "embedding"] = X[40][:5]
+    bad.to_parquet(tmp_path / "bad.parquet", index=False)
+    for args, message in (
+            (["bad.parquet", "--id-column", "photo_id"], "bad.parquet: column 'embedding' holds vectors of 8 values, "
+                                                         "but row 40 of its row group 0 does not (the first has 5 values)"),
+            (["bad.parquet", "--id-column", "photo"], "bad.parquet has no id column 'photo' (--id-column)"),
+            (["bad.parquet", "--ignore-columns", "when"], "bad.parquet has no column 'when' to leave out"),
+            ([d / "x.npy", "--id-column", "photo_id"], "x.npy is an array without columns"),
+            (["bad.parquet", "--link-column", "photo_id"], "--link-column, --cannot-link and --skip-invalid are for "
+                                                           "the local backend")):
+        first = args[0] if isinstance(args[0], Path) else tmp_path / args[0]
+        code, out = run("cluster", first, *args[1:], "--threshold", "1.0", "--backend", "dask",
+                        "--scheduler", address, "--out", tmp_path / "e.csv")
+        assert code == 1 and out.splitlines()[-1].startswith("error: ") and message in out, out
+        assert not (tmp_path / "e.csv").exists()

@@ -13,7 +13,7 @@ da = pytest.importorskip("dask.array")
 
 from kfree.cluster import ThresholdAgglomerative
 from kfree.cluster.distributed import dask_threshold_hac
-from kfree.exceptions import ConfigError, DataError, MissingDependencyError
+from kfree.exceptions import ConfigError, DataError, DataWarning, MissingDependencyError
 
 #: the same cut in each distance's units, for unit-norm rows (d² = 2 d_cos)
 CUTS = {"sqeuclidean": 0.6, "euclidean": 0.6**0.5, "cosine": 0.3}
@@ -208,6 +208,19 @@ def test_parquet_row_groups(X, client, tmp_path):
     assert "__index_level_0__" in pq.read_schema(tmp_path / "pd.parquet").names
     res = dask_threshold_hac(tmp_path / "pd.parquet", 0.6, client=client, block_rows=1000)
     np.testing.assert_array_equal(res.labels(), local(X).labels_)
+    # vectors in a list column (float16, as embeddings are often stored), columns named as not features
+    from kfree.cluster.distributed import ParquetRows
+
+    pd.DataFrame({"sku_id": np.arange(X.shape[0]) * 3, "stock": np.arange(X.shape[0]) % 7,
+                  "embedding": list(X.astype(np.float16))}).to_parquet(tmp_path / "v.parquet", row_group_size=500)
+    res = dask_threshold_hac(ParquetRows(tmp_path / "v.parquet", ignore_columns=("sku_id", "stock")), 0.6,
+                             client=client, block_rows=1000, dtype="float32")
+    np.testing.assert_array_equal(res.labels(), local(X.astype(np.float16).astype(np.float32)).labels_)
+    est = ThresholdAgglomerative(0.6, backend="dask", scheduler=client)
+    with pytest.warns(DataWarning, match=r"other columns \['sku_id', 'stock'\] are left out"):
+        est.fit(ParquetRows(tmp_path / "v.parquet"))
+    np.testing.assert_array_equal(est.labels_, res.labels())
+    assert est.n_features_in_ == X.shape[1]
 
 
 def test_labels_as_dask_dataframe_and_file(X, client, tmp_path):

@@ -346,12 +346,12 @@ def cluster(
     with memory_limit_env(memory_limit):  # (also the Dask workers kfree starts, which inherit it)
         if backend != "local" or scheduler is not None or workers is not None:
             with cli_errors():
-                if ignore_columns or link_column or cannot_link or id_column or skip_invalid:
-                    raise ConfigError("--ignore-columns, --id-column, --link-column, --cannot-link and --skip-invalid "
-                                      "are for the local backend; the Dask workers read every column of the file: "
-                                      "write the feature columns alone, of the valid rows")
+                if link_column or cannot_link or skip_invalid:
+                    raise ConfigError("--link-column, --cannot-link and --skip-invalid are for the local backend; "
+                                      "the Dask backend clusters every row of the file as it is, unconstrained")
                 _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
-                              scheduler, workers, state, linkage, memory_limit)
+                              scheduler, workers, state, linkage, memory_limit,
+                              ignore=tuple(ignored(ignore_columns)), id_column=id_column)
             return
         with cli_errors():
             from ..utils.io import check_output
@@ -584,12 +584,14 @@ def _load_model_to_cluster(model: Path, data_path: Path, out: Path):
 
 
 def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend, scheduler,
-                  workers, state=None, linkage=None, memory_limit=None) -> None:
+                  workers, state=None, linkage=None, memory_limit=None, *, ignore: tuple[str, ...] = (),
+                  id_column: str | None = None) -> None:
     """``kfree cluster DATA --backend dask``: features as they are, cut exactly at --threshold on Dask.
 
-    With ``--state`` the rows are then read here once (a state keeps every clustered row, so
-    ``kfree assign`` can check new ones against the members exactly) and the state is built
-    from the Dask labels."""
+    A Parquet file or folder is read by the workers (:class:`~kfree.cluster.distributed.ParquetRows`,
+    without ``ignore`` and ``id_column``); here only its ids are read. With ``--state`` the rows
+    are then read here once (a state keeps every clustered row, so ``kfree assign`` can check new
+    ones against the members exactly) and the state is built from the Dask labels."""
     from rich.markup import escape
 
     from ..utils.io import check_output
@@ -623,15 +625,24 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     dist = check_distance(distance or "sqeuclidean")
     import_distributed()  # (a clear error when Dask is not installed) distributed sets its log level
     level_library_loggers()  # on import: back to the CLI's
-    index = data = None  # a table's own 'index' column: the clusters file names the rows by it
-    if first.suffix.lower() in (".npy", ".parquet", ".pq") or first.is_dir():
-        X = first  # read in blocks by the workers, never loaded here
-        if first.suffix.lower() != ".npy":
-            index = _parquet_index(first)
-    else:
-        from ..data.io import load_features
+    from ..data.io import load_features
 
-        data = load_features(first, min_samples=2)
+    def read_here():
+        return load_features(first, min_samples=2, ignore_columns=ignore, id_column=id_column)
+
+    index = data = None  # a table's own 'index' column: the clusters file names the rows by it
+    if first.suffix.lower() == ".npy":
+        if ignore or id_column:
+            raise ConfigError(f"{first.name} is an array without columns: --ignore-columns and --id-column are for "
+                              "tables (.parquet, .csv)")
+        X = first  # read in blocks by the workers, never loaded here
+    elif first.suffix.lower() in (".parquet", ".pq") or first.is_dir():
+        from ..cluster.distributed import ParquetRows
+
+        X = ParquetRows(first, ignore_columns=(*ignore, *([id_column] if id_column else [])))
+        index = _parquet_index(first, id_column)
+    else:
+        data = read_here()
         X, index = data.X, data.index
     with progress_hook() as hook:
         # float32, as every file kfree reads (load_features): the local backend and the state's
@@ -653,36 +664,38 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, {m.linkage} linkage, threshold "
                   f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
     if state is not None:
-        from ..data.io import load_features
         from .assign import save_plain_state, state_line
 
         if data is None:  # (read by the workers: the rows are read here once)
-            data = load_features(first, min_samples=2)
+            data = read_here()
         save_plain_state(m, data.X, state, columns=data.columns, ids=data.index)
         console.print(state_line(state))
 
 
-def _parquet_index(path: Path):
-    """The ``index`` column of a Parquet file (or folder of them, in the order the Dask backend reads
-    them), checked as :func:`kfree.data.io.load_features` checks a table's; None without one. Only
-    that column is read here: the features stay with the workers."""
+def _parquet_index(path: Path, id_column: str | None = None):
+    """The ``index`` column (or ``id_column``) of a Parquet file (or folder of them, in the order
+    the Dask backend reads them), checked as :func:`kfree.data.io.load_features` checks a table's;
+    None without one. Only that column is read here: the features stay with the workers."""
     import pandas as pd
 
     from ..data.io import check_index, parquet_errors, parquet_files
 
+    column = id_column or "index"
     parts, without = [], []
     for f, pf in parquet_files(path):
         with parquet_errors(f):
-            if "index" in pf.schema_arrow.names:
-                parts.append(pf.read(columns=["index"]).column("index").to_pandas())
+            if column in pf.schema_arrow.names:
+                parts.append(pf.read(columns=[column]).column(column).to_pandas())
             else:
                 without.append(f.name)
+    if id_column is not None and without:
+        raise DataError(f"{without[0]} has no id column {id_column!r} (--id-column)")
     if not parts:
         return None
     if without:
         raise DataError(f"{path.name}: {without[0]} has no 'index' column but other files of it have one; "
                         "give every file the column, or none")
-    return check_index(pd.concat(parts, ignore_index=True), path)
+    return check_index(pd.concat(parts, ignore_index=True), path, column)
 
 
 def _how(method: str, accepted, n_clusters: int | None, threshold: float | None, distance: str,

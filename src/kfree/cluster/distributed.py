@@ -66,6 +66,7 @@ import math
 import operator
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -183,9 +184,30 @@ def _check_dtype(dtype, what: str) -> None:
         raise DataTypeError(f"{what} has dtype {np.dtype(dtype)}; features must be real numbers")
 
 
+@dataclass(frozen=True)
+class ParquetRows:
+    """A Parquet file, or a folder of parts read in name order, whose rows the Dask workers read
+    themselves, with the columns that are not features named: ids, tracks, timestamps
+    (``kfree cluster --id-column/--ignore-columns``). A path alone does the same with none
+    named; either way 'label', 'index' and a DataFrame index pandas wrote are not features.
+
+    Features are the numeric columns, or, where the file holds vectors in list columns (one
+    ``embedding`` per row, as the local reader takes them), those vectors: each a block of
+    features, and the other numeric columns left out with a
+    :class:`~kfree.exceptions.DataWarning`, as the local reader does."""
+
+    path: str | Path
+    ignore_columns: tuple[str, ...] = ()
+
+
 def _source(X: Any, client, chunk_rows: int, dtype=None) -> _Source:
     """Chunks of ``X`` as futures on the workers (nothing gathered on the driver), rounded to
     ``dtype`` when given (files: by the workers, as they read them)."""
+    if isinstance(X, ParquetRows):
+        p = Path(X.path)
+        if not p.exists():
+            raise DataError(f"{p} does not exist")
+        return _parquet_source(p, client, dtype, tuple(X.ignore_columns))
     if isinstance(X, (str, Path)):
         p = Path(X)
         if not p.exists():
@@ -234,33 +256,69 @@ def _source(X: Any, client, chunk_rows: int, dtype=None) -> _Source:
     return _Source(n, d, futs, "X")
 
 
-def _parquet_source(p: Path, client, dtype=None) -> _Source:
+def _numeric(t) -> bool:
+    return str(t).startswith(("float", "int", "uint", "halffloat", "double"))
+
+
+def _parquet_source(p: Path, client, dtype=None, ignore: tuple[str, ...] = ()) -> _Source:
     from ..data.io import parquet_files
 
     futs, n, cols = [], 0, None
     for f, meta in parquet_files(p):
         schema = meta.schema_arrow
+        if cols is None and (absent := [c for c in ignore if c not in schema.names]):
+            raise DataError(f"{f.name} has no column {absent[0]!r} to leave out; its columns are "
+                            f"{schema.names[:12]}{'…' if len(schema.names) > 12 else ''}")
         # a DataFrame's index written by pandas (e.g. __index_level_0__) names rows, as an 'index'
         # column does: not a feature (the local reader restores it as the index)
         kept_index = [c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
-        skip = {"label", "index", *kept_index}
-        names = [fld.name for fld in schema if fld.name not in skip
-                 and (str(fld.type).startswith(("float", "int", "uint", "halffloat", "double")))]
+        skip = {"label", "index", *kept_index, *ignore}
+        fields = [fld for fld in schema if fld.name not in skip]
+        # (name, None) a numeric column; (name, k) a column of vectors of k numbers, one per row
+        vectors = [fld for fld in fields if str(fld.type).startswith(("list", "large_list", "fixed_size_list"))
+                   and _numeric(fld.type.value_type)]
+        if vectors:
+            names = [(fld.name, _vector_length(f, meta, fld)) for fld in vectors]
+        else:
+            names = [(fld.name, None) for fld in fields if _numeric(fld.type)]
         if cols is None:
             cols = names
-            lists = [fld.name for fld in schema if str(fld.type).startswith(("list", "large_list", "fixed_size_list"))]
-            if lists and not cols:  # (a scale trial's 'embedding' column: the message did not say why)
-                raise DataError(f"{f.name} holds its vectors in a list column ({lists[0]!r}), which the Dask backend "
-                                "does not expand: cluster it with the local backend, or write one column per "
-                                "dimension (e0, e1, …)")
             if not cols:
                 raise DataError(f"{f.name} has no numeric feature columns")
+            if vectors and (others := [fld.name for fld in fields if _numeric(fld.type)]):
+                import warnings
+
+                from ..exceptions import DataWarning
+
+                # (the local reader's rule: a price beside an embedding would decide every distance)
+                warnings.warn(f"{f.name}: the features are the vectors of {', '.join(repr(c) for c, _ in cols)}; "
+                              f"its other columns {others[:6]}{'…' if len(others) > 6 else ''} are left out "
+                              f"(--ignore-columns {','.join(others[:6])} says so and silences this)",
+                              DataWarning, stacklevel=3)
         elif names != cols:
-            raise DataError(f"{f.name} has feature columns {names}, the first file {cols}")
+            raise DataError(f"{f.name} has feature columns {_shown(names)}, the first file {_shown(cols)}")
         for g in range(meta.num_row_groups):
             futs.append(client.submit(_load_parquet_group, str(f), g, cols, dtype, pure=False))
             n += meta.metadata.row_group(g).num_rows
-    return _Source(n, len(cols), futs, p.name)
+    return _Source(n, sum(1 if k is None else k for _, k in cols), futs, p.name)
+
+
+def _shown(cols: list) -> list[str]:
+    return [c if k is None else f"{c}[{k}]" for c, k in cols]
+
+
+def _vector_length(f: Path, meta, fld) -> int:
+    """How many numbers each vector of the list column ``fld`` holds: its declared size, or that
+    of its first vector (the workers check every row against it)."""
+    if str(fld.type).startswith("fixed_size_list"):
+        return int(fld.type.list_size)
+    import pyarrow.compute as pc
+
+    for g in range(meta.num_row_groups):
+        lengths = pc.list_value_length(meta.read_row_group(g, columns=[fld.name]).column(fld.name)).drop_null()
+        if len(lengths):
+            return int(lengths[0].as_py())
+    raise DataError(f"{f.name}: column {fld.name!r} holds no vectors")
 
 
 def _load_npy_rows(path: str, a: int, b: int, dtype=None) -> np.ndarray:
@@ -269,10 +327,29 @@ def _load_npy_rows(path: str, a: int, b: int, dtype=None) -> np.ndarray:
 
 
 def _load_parquet_group(path: str, g: int, cols: list, dtype=None) -> np.ndarray:
+    """Row group ``g`` of ``path`` as rows: ``cols`` as :func:`_parquet_source` lists them, a
+    column of vectors expanded to its numbers (a missing vector, or one of another length, is a
+    DataError naming the row: the local backend's --skip-invalid leaves such rows out)."""
     import pyarrow.parquet as pq
 
-    t = pq.ParquetFile(path).read_row_group(g, columns=cols)
-    rows = np.column_stack([t.column(c).to_numpy(zero_copy_only=False) for c in cols])
+    t = pq.ParquetFile(path).read_row_group(g, columns=[c for c, _ in cols])
+    parts = []
+    for c, k in cols:
+        col = t.column(c)
+        if k is None:
+            parts.append(col.to_numpy(zero_copy_only=False).reshape(-1, 1))
+            continue
+        import pyarrow.compute as pc
+
+        arr = col.combine_chunks()
+        lengths = pc.list_value_length(arr).fill_null(-1).to_numpy(zero_copy_only=False)
+        if (bad := np.flatnonzero(lengths != k)).size:
+            what = "no vector" if lengths[bad[0]] == -1 else f"{int(lengths[bad[0]])} values"
+            rows = f"{len(bad):,} rows of its row group {g} do not" if len(bad) > 1 else f"row {bad[0]} of its row group {g} does not"
+            raise DataError(f"{Path(path).name}: column {c!r} holds vectors of {k} values, but {rows} (the first has "
+                            f"{what}); cluster it with the local backend, whose --skip-invalid leaves such rows out")
+        parts.append(arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, k))
+    rows = np.hstack(parts) if len(parts) > 1 else parts[0]
     return rows if dtype is None else rows.astype(dtype, copy=False)
 
 
