@@ -91,10 +91,12 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
 
 def own_ids(index: Any, n: int) -> Any:
     """The ids a state keeps of a table's rows: its 'index' values, unless they are only its row
-    numbers 0..n-1 (each day's file would repeat them), as in the clusters file (None: no ids)."""
-    from ..evaluate.compare import index_columns
+    numbers 0..n-1 (each day's file would repeat them; None: no ids)."""
+    import numpy as np
 
-    return index_columns(index, n).get("index")
+    if index is None or (n and np.asarray(index).dtype.kind in "iu" and np.array_equal(index, np.arange(n))):
+        return None
+    return np.asarray(index)
 
 
 def state_rows(state: Any) -> dict[str, Any]:
