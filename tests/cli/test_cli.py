@@ -259,6 +259,9 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
     pd.DataFrame({"a": [t_a], "b": [t_b]}).to_csv(files / "cl.csv", index=False)
     pd.DataFrame({"a": [0], "b": [99]}).to_csv(files / "cl99.csv", index=False)
     pd.DataFrame({"a": [t_a, 3], "b": [t_b, 3]}).to_csv(files / "self.csv", index=False)
+    # (a TV-episode trial: pairs of tracks read as pairs of rows without --link-column, 218 of them kept)
+    pd.DataFrame({"track_a": [t_a], "track_b": [t_b]}).to_csv(files / "tracks_cl.csv", index=False)
+    pd.DataFrame({"episode": ["e1"], "a": [t_a], "b": [t_b], "n": [3]}).to_csv(files / "wide_cl.csv", index=False)
     code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--link-column", "track", "--cannot-link",
                     files / "cl.csv", "--out", files / "ep_c.csv")
     assert code == 0, out
@@ -281,6 +284,12 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
         (["--cannot-link", files / "self.csv", "--link-column", "track"],  # (was an internal must-link message)
          "self.csv: pair 2 (3, 3) names the same 'track' value twice"),
         (["--cannot-link", files / "self.csv", "--ignore-columns", "track"], "names the same row number (0..59) twice"),
+        (["--cannot-link", files / "tracks_cl.csv", "--ignore-columns", "track"],
+         "tracks_cl.csv pairs 'track' values (track_a), which are read as rows of ep.csv without --link-column: "
+         "give --link-column track"),
+        (["--cannot-link", files / "wide_cl.csv", "--link-column", "track"],
+         "'e1' is no 'track' value of ep.csv (pair 1) (wide_cl.csv has 4 columns: the pairs are read from its "
+         "first two, 'episode' and 'a')"),
     ]:
         code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--out", files / "x.csv", *args)
         assert code == 1 and message in out and out.count("\n") == 1, out

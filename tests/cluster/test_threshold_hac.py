@@ -142,6 +142,28 @@ def test_must_link_merges_first_and_cannot_link_splits():
         assert c.labels_[0] != c.labels_[1] and c.labels_[3] == c.labels_[4]
 
 
+def test_must_link_groups_wider_than_a_complete_cut_are_warned_about():
+    """A TV-episode trial: face tracks wider than the cut (a turn of the head) could join nothing
+    under complete linkage and stayed clusters of their own, 132 for 25 characters, silently."""
+    import warnings
+
+    from kfree.exceptions import DataWarning
+
+    # one person's rows around 0, a track of two of them 1.6 apart, another person's track around 10
+    X = np.array([[-0.4], [0.0], [0.4], [-0.8], [0.8], [10.0], [10.3]])
+    tracks = [[3, 4], [5, 6]]
+    with pytest.warns(DataWarning, match=r"^1 of 2 must-link groups \(tracks\) are wider than the threshold 1 \(their "
+                                         r"rows up to 1.6 apart, euclidean\), and 1 of them stayed clusters of their own"):
+        m = ThresholdAgglomerative(1.0, distance="euclidean").fit(X, must_link=tracks)
+    assert m.labels_[3] == m.labels_[4] and (m.labels_ == m.labels_[3]).sum() == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # average linkage, tight tracks, no tracks: nothing to say
+        avg = ThresholdAgglomerative(1.0, distance="euclidean", linkage="average").fit(X, must_link=tracks)
+        assert (avg.labels_ == avg.labels_[0]).sum() == 5
+        ThresholdAgglomerative(1.0, distance="euclidean").fit(X, must_link=[[0, 1], [5, 6]])
+        ThresholdAgglomerative(1.0, distance="euclidean").fit(X)
+
+
 @pytest.mark.parametrize("linkage_", ["complete", "average", "single"])
 def test_constraints_with_nothing_to_merge_or_across_components(linkage_):
     """A must-link group with no τ-edge to any other group, and cannot-link pairs whose partner

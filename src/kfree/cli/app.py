@@ -395,7 +395,7 @@ def cluster(
                 if d.n_samples < fewest:
                     raise DataError(f"{data_path.name} has {d.n_samples} rows without NaN or infinite features; "
                                     f"at least {fewest} are needed")
-                return d, cannot_pairs(cannot_link, data_path, d, link_column, first_row), read, keep
+                return d, cannot_pairs(cannot_link, data_path, d, link_column, first_row, id_column), read, keep
 
             from rich.markup import escape
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..exceptions import DataError
@@ -93,13 +94,15 @@ def link_pairs(data_path: Path, link_column: str | None):
     return np.stack([order[:-1][same], order[1:][same]], axis=1), first_row
 
 
-def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: str | None, first_row):
+def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: str | None, first_row,
+                 id_column: str | None = None):
     """``kfree cluster --cannot-link``: one pair of rows per pair in the file (its first two
     columns): values of ``link_column`` (a row of each: the groups are joined by their
-    must-links), else DATA's row ids ('index') or row numbers; None without the option."""
+    must-links), else DATA's row ids ('index' or ``id_column``) or row numbers; None without the
+    option."""
     import numpy as np
 
-    from ..data.io import TABLES, check_path, read_table
+    from ..data.io import TABLES, check_path, read_table, table_header
 
     if cannot_link is None:
         return None
@@ -108,10 +111,20 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
     pairs = read_table(p)
     if pairs.shape[1] < 2 or pairs.iloc[:, :2].isna().to_numpy().any():
         raise DataError(f"{p.name}: give two columns, one pair of {link_column or 'rows'} per row, none missing")
+    if link_column is None and data_path.suffix.lower() in TABLES:
+        # pairs of tracks (track_a, track_b) read as pairs of rows: a TV-episode trial's cannot-links
+        # named frames 218 times by their tracks' numbers, without a word
+        named = {c.lower(): c for c in table_header(data_path)}
+        for head in map(str, pairs.columns[:2]):
+            stem = re.sub(r"(?:[_\- ]?(?:a|b|1|2|i|j|x|y|left|right|first|second))$", "", head.lower())
+            if stem != head.lower() and stem in named and named[stem] != (id_column or "index"):
+                raise DataError(f"{p.name} pairs {named[stem]!r} values ({head}), which are read as rows of "
+                                f"{data_path.name} without --link-column: give --link-column {named[stem]} (its "
+                                f"rows of one {named[stem]} are then kept together, and each pair apart)")
     if first_row is not None:
         lookup, what = first_row, f"{link_column!r} value"
     elif data.index is not None:
-        lookup, what = {v: i for i, v in enumerate(data.index.tolist())}, "row id ('index')"
+        lookup, what = {v: i for i, v in enumerate(data.index.tolist())}, f"row id ({id_column or 'index'!r})"
     else:
         lookup, what = {i: i for i in range(data.n_samples)}, f"row number (0..{data.n_samples - 1})"
 
@@ -124,7 +137,10 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
     rows = []
     for k, (x, y) in enumerate(zip(pairs.iloc[:, 0].tolist(), pairs.iloc[:, 1].tolist())):
         if x not in lookup or y not in lookup:
-            raise DataError(f"{p.name}: {x if x not in lookup else y!r} is no {what} of {data_path.name}")
+            read = (f" ({p.name} has {pairs.shape[1]} columns: the pairs are read from its first two, "
+                    f"{pairs.columns[0]!r} and {pairs.columns[1]!r})" if pairs.shape[1] > 2 else "")
+            raise DataError(f"{p.name}: {x if x not in lookup else y!r} is no {what} of {data_path.name} (pair "
+                            f"{k + 1}){read}; keep only the pairs of rows in it")
         if lookup[x] == lookup[y]:  # (said in the file's terms, not as an internal must-link contradiction)
             raise DataError(f"{p.name}: pair {k + 1} ({x!r}, {y!r}) names the same {what} twice, and nothing can be "
                             "kept apart from itself; remove that pair")

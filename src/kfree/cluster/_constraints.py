@@ -72,3 +72,43 @@ def cannot_link_keys(groups: np.ndarray, cannot_link: np.ndarray, n_groups: int)
     a = groups[cannot_link[:, 0]]
     b = groups[cannot_link[:, 1]]
     return np.unique(np.minimum(a, b) * n_groups + np.maximum(a, b))
+
+
+def warn_wide_groups(X: np.ndarray, groups: np.ndarray, labels: np.ndarray, cut: float, distance: str) -> None:
+    """Warn when must-link groups are wider than a complete-linkage cut.
+
+    Complete linkage keeps a group with other rows only when every pair is within the cut, so a
+    group whose own rows lie farther apart (a face track through a turn of the head, a pose
+    change) joins almost nothing and stays a cluster of its own: a TV-episode trial's tracks gave
+    132 clusters for 25 characters, against 44 without them, silently. Average linkage measures
+    groups by their mean distance and is not held back so."""
+    from scipy.spatial.distance import cdist
+
+    from .labels import group_order
+
+    n_groups = int(groups.max()) + 1
+    order, starts = group_order(groups, n_groups)
+    sizes = np.diff(starts)
+    multi = np.flatnonzero(sizes > 1)
+    if multi.size == 0:
+        return
+    widest = np.zeros(n_groups)
+    for g in multi:
+        rows = np.asarray(X[order[starts[g]:starts[g + 1]]], dtype=np.float64)
+        for a in range(0, rows.shape[0], 2048):  # (blocks: a long track need not hold s² distances at once)
+            widest[g] = max(widest[g], float(cdist(rows[a:a + 2048], rows[a:], metric=distance).max()))
+    wide = multi[widest[multi] > cut]
+    if wide.size == 0:
+        return
+    import warnings
+
+    from ..exceptions import DataWarning
+
+    cluster_sizes = np.bincount(labels)
+    alone = int((cluster_sizes[labels[order[starts[wide]]]] == sizes[wide]).sum())
+    warnings.warn(f"{wide.size:,} of {multi.size:,} must-link groups (tracks) are wider than the threshold {cut:.6g} "
+                  f"(their rows up to {widest[wide].max():.4g} apart, {distance}), and {alone:,} of them stayed "
+                  "clusters of their own: complete linkage joins a group to other rows only when every pair is "
+                  "within the threshold. Average linkage (linkage='average', kfree cluster --linkage average) "
+                  "measures groups by their mean distance; or check that each group is one identity",
+                  DataWarning, stacklevel=3)

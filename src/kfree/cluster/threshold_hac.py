@@ -82,7 +82,13 @@ from ..registry import register
 from ..threshold import Threshold
 from ..utils.signals import stoppable
 from . import linkage_core as core
-from ._constraints import cannot_link_keys, check_contradictions, check_pairs, must_link_groups
+from ._constraints import (
+    cannot_link_keys,
+    check_contradictions,
+    check_pairs,
+    must_link_groups,
+    warn_wide_groups,
+)
 from ._radius_graph import (
     BYTES_PER_EDGE,
     estimate_edges,
@@ -411,6 +417,8 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
             self.labels_ = self.labels_at_k(int(self.n_clusters))
         else:
             self.labels_ = self.labels_at(self.threshold_.value)
+            if ml.shape[0] and self.linkage == "complete":
+                warn_wide_groups(X, groups, self.labels_, self.threshold_.value, self.distance_)
         self.n_clusters_ = int(self.labels_.max()) + 1
         return self
 
