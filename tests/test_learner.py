@@ -10,7 +10,7 @@ import torch
 
 from kfree import ClusterLearner, TrainConfig
 from kfree.data.synthetic import sphere_blobs
-from kfree.exceptions import ConfigError, DataError
+from kfree.exceptions import ConfigError, DataError, DataWarning
 from kfree.metrics import nmi
 
 PAPER = dict(head="mlp", linkage="complete", threshold_mode="learned", compare_raw=False,
@@ -92,7 +92,7 @@ def test_numpy_scalars_and_what_validation_is_given(blobs):
     # a float32 fraction is a fraction: 0.5 of 18 identities, not int(0.5) -> 2
     half = ClusterLearner.from_params(**quick, val_identities=np.float32(0.5)).fit(Xtr, ytr)
     assert half.provenance_["n_val_identities"] == 9
-    with pytest.warns(UserWarning, match="val_identities=1: holding out 2 of the 18"):
+    with pytest.warns(DataWarning, match="val_identities=1: holding out 2 of the 18"):
         ClusterLearner.from_params(**quick, val_identities=1).fit(Xtr, ytr)
     with pytest.raises(DataError, match=r"y_val \(the --validation file\) holds one identity: a cut is checked on 2"):
         ClusterLearner.from_params(**quick).fit(Xtr, ytr, X_val=Xva[yva == yva[0]], y_val=yva[yva == yva[0]])
@@ -312,7 +312,7 @@ def test_scikit_learn_habits_found_by_review(blobs, fitted):
         ClusterLearner(train={"epochs": 3}).set_params(train__lr=0.1)
     Xtr, ytr, *_ = blobs
     three = np.isin(ytr, [0, 1, 2])
-    with pytest.warns(UserWarning, match="only 3 identities: none held out for validation"):
+    with pytest.warns(DataWarning, match="only 3 identities: none held out for validation"):
         few = ClusterLearner(TrainConfig(dims=(8,), epochs=1, p=3, k=3)).fit(Xtr[three], ytr[three])
     assert "that needs 4 identities or more" in few.summary()
     learner, _ = fitted

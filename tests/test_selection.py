@@ -19,7 +19,7 @@ from kfree.evaluate.selection import (
     choose_rule,
     subsample_classes,
 )
-from kfree.exceptions import DataError
+from kfree.exceptions import DataError, DataWarning
 from kfree.learner import LEARNER_PARAMS
 from kfree.metrics import nmi
 from kfree.threshold import Threshold
@@ -366,7 +366,7 @@ def test_validation_labels_shared_with_training_are_flagged(blobs):
 
     Xtr, ytr, Xva, yva, *_ = blobs
     fast = dict(epochs=1, p=6, k=4, seed=0)
-    with pytest.warns(UserWarning, match=r"6 label value\(s\) of y_val are also in y \(e.g. 0\)"):
+    with pytest.warns(DataWarning, match=r"6 label value\(s\) of y_val are also in y \(e.g. 0\)"):
         ClusterLearner.from_params(**fast).fit(Xtr, ytr, X_val=Xva, y_val=yva - 18)  # numbered 0..5 again
     with warnings.catch_warnings():
         warnings.simplefilter("error")

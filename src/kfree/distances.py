@@ -183,15 +183,20 @@ def from_sq(sq: float, distance: str) -> float:
     return float(sq) / 2.0
 
 
-def resolve_cut(threshold: Any, distance: str | None, *, default: str = "sqeuclidean", merge_height: bool = False):
+def resolve_cut(threshold: Any, distance: str | None, *, default: str = "sqeuclidean", merge_height: bool = False,
+                by_pairs: bool = True):
     """The cut a threshold clusterer makes, as a :class:`~kfree.threshold.Threshold` in the
     distance it will measure in.
 
     ``threshold`` is a float in ``distance`` units or a Threshold. ``distance=None`` means the
     Threshold's own kind (``default`` for a float). A Threshold of another kind than an explicit
-    ``distance`` is converted when the partition cannot change (squared and plain Euclidean cut
-    the same pairs); a cosine cut and a Euclidean one agree only on unit-norm rows, so mixing them
-    is refused. Raises a ConfigError (one line) for anything but a finite number > 0, and for a
+    ``distance`` is converted when the partition cannot change: squared and plain Euclidean cut
+    the same pairs, which is all a clusterer that only asks whether a pair is within the cut
+    (``by_pairs``: complete and single linkage) sees. Average linkage averages distances and a
+    multicut weighs them (``by_pairs=False``): the mean of squares is not the square of the
+    mean, so the conversion is refused there (it changed an average-linkage partition, ARI 0.93,
+    silently: a scikit-learn trial). A cosine cut and a Euclidean one agree only on unit-norm
+    rows, so mixing them is refused. Raises a ConfigError (one line) for anything but a finite number > 0, and for a
     Ward merge height (:attr:`~kfree.threshold.Threshold.is_ward_height`) unless
     ``merge_height`` (the Ward cut itself): any other clusterer would read it as the distance
     between two points, and a height calibrated for Ward's merges is none.
@@ -210,6 +215,11 @@ def resolve_cut(threshold: Any, distance: str | None, *, default: str = "sqeucli
             raise ConfigError(f"threshold {threshold.value:g} is in {threshold.distance} units but distance="
                               f"{distance!r}; cosine and Euclidean cuts agree only on unit-norm rows: pass "
                               f"distance={threshold.distance!r} (or None), or a threshold in {distance} units")
+        if not by_pairs:
+            raise ConfigError(f"threshold {threshold.value:g} is in {threshold.distance} units but distance="
+                              f"{distance!r}; this clusterer averages or weighs distances, so a cut converted to "
+                              f"{distance} would not give the same clusters: pass distance={threshold.distance!r} "
+                              f"(or None), or a threshold in {distance} units")
         return threshold.to(distance)
     dist = check_distance(distance if distance is not None else default)
     try:

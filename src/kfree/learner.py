@@ -298,7 +298,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if X_val is None and self.val_identities and n_ids < 4:
             warnings.warn(f"only {n_ids} identities: none held out for validation (it needs 2, and training "
                           "keeps 2), so the loss's own threshold is used unchecked; give X_val/y_val "
-                          "(kfree train --validation) or more identities", stacklevel=3)
+                          "(kfree train --validation) or more identities", DataWarning, stacklevel=3)
         if X_val is None and self.val_identities and n_ids >= 4:
             n_val = self.val_identities
             fraction = isinstance(n_val, (float, np.floating)) and n_val < 1  # np.float32(0.5) too
@@ -306,7 +306,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             n_val_count = min(max(asked, 2), n_ids - 2)
             if n_val_count != asked and not fraction:
                 warnings.warn(f"val_identities={asked}: holding out {n_val_count} of the {n_ids} identities "
-                              "instead (validation needs 2 identities, training keeps at least 2)", stacklevel=3)
+                              "instead (validation needs 2 identities, training keeps at least 2)", DataWarning, stacklevel=3)
             sp = split_identities(y, n_ids - n_val_count, n_val_count, seed=seed)
             X_tr, y_tr, X_val, y_val = X[sp.train_idx], y[sp.train_idx], X[sp.val_idx], y[sp.val_idx]
         else:
@@ -323,7 +323,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                         "identities are trained on, so validating on them overrates the model against "
                         "the raw features, and the raw features' cut treats each value as one identity. "
                         "Give X_val/y_val identities that y does not hold; if the two label sets are "
-                        "numbered separately, make their values distinct", stacklevel=3)
+                        "numbered separately, make their values distinct", DataWarning, stacklevel=3)
                 _check_identities(y_val, "y_val")
                 if np.unique(y_val).shape[0] < 2:  # (a README trial: the unchecked cut it shipped lost to no file)
                     raise DataError("y_val (the --validation file) holds one identity: a cut is checked on 2 or more; "

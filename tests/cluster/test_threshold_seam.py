@@ -45,10 +45,35 @@ def test_a_threshold_in_either_euclidean_kind_cuts_the_same_pairs(name, X):
 
 @pytest.mark.parametrize("name", ["hac", "knn-cc", "multicut"])
 def test_an_explicit_distance_converts_euclidean_kinds_and_refuses_cosine(name, X):
-    est = registry.get("cluster", name, threshold=Threshold(2.0, "euclidean"), distance="sqeuclidean").fit(X)
-    assert est.threshold_.distance == "sqeuclidean" and est.threshold_.value == pytest.approx(4.0)
+    if name == "multicut":  # its costs weigh distances: a converted cut is another objective
+        with pytest.raises(ConfigError, match="averages or weighs distances, so a cut converted to sqeuclidean"):
+            registry.get("cluster", name, threshold=Threshold(2.0, "euclidean"), distance="sqeuclidean").fit(X)
+    else:
+        est = registry.get("cluster", name, threshold=Threshold(2.0, "euclidean"), distance="sqeuclidean").fit(X)
+        assert est.threshold_.distance == "sqeuclidean" and est.threshold_.value == pytest.approx(4.0)
     with pytest.raises(ConfigError, match="cosine and Euclidean cuts agree only on unit-norm rows"):
         registry.get("cluster", name, threshold=Threshold(0.1, "cosine"), distance="euclidean").fit(X)
+
+
+def test_average_linkage_refuses_a_cut_converted_between_squared_and_plain_euclidean():
+    """A scikit-learn trial: Threshold(3.5, "euclidean") with distance="sqeuclidean" was cut at
+    12.25 squared, silently, and average linkage (a mean of squares is not the square of a mean)
+    gave 68 clusters where scipy's euclidean average linkage at 3.5 gives 65 (ARI 0.93)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    from kfree.cluster import ThresholdAgglomerative
+    from kfree.metrics.clustering import adjusted_rand
+
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=(300, 5)) * 2
+    with pytest.raises(ConfigError, match=r"threshold 3.5 is in euclidean units but distance='sqeuclidean'"):
+        ThresholdAgglomerative(Threshold(3.5, "euclidean"), linkage="average", distance="sqeuclidean").fit(Y)
+    est = ThresholdAgglomerative(Threshold(3.5, "euclidean"), linkage="average").fit(Y)  # its own units
+    ref = fcluster(linkage(pdist(Y), "average"), 3.5, "distance")
+    assert adjusted_rand(ref, est.labels_) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="averages or weighs distances"):
+        est.labels_at(Threshold(12.25, "sqeuclidean"))
 
 
 def test_units_live_in_one_place():

@@ -203,7 +203,8 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
                 "set exactly one of threshold="
                 f"{self.threshold!r} and cut_probability={self.cut_probability!r}"
             )
-        self.threshold_ = None if self.threshold is None else resolve_cut(self.threshold, self.distance)
+        self.threshold_ = None if self.threshold is None else resolve_cut(self.threshold, self.distance,
+                                                                         by_pairs=False)
         return self.threshold_
 
     # ------------------------------------------------------------------ cost matrices
