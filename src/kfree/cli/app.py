@@ -291,10 +291,11 @@ def train(
 
 @app.command(no_args_is_help=True)
 def cluster(
-    first: Annotated[Path, typer.Argument(
+    first: Annotated[Path | None, typer.Argument(
         metavar="MODEL", show_default=False,
         help="A model saved by `kfree train`: DATA is embedded with it and cut at its threshold. "
-             "Leave it out (give DATA alone, with --threshold) to cluster the features as they are.")],
+             "Leave it out (give DATA alone, with --threshold) to cluster the features as they are.")] = None,
+    *,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .csv or .parquet: index,cluster[,label] (with "
                                       "--backend dask also .npy); index = row of DATA, or the value of DATA's own "
                                       "'index' column, then with a 'row' column; the faces of `kfree encode faces` "
@@ -343,6 +344,10 @@ def cluster(
     kfree cluster feats.npy --threshold 0.3 --distance cosine --method multicut --out c.csv
     kfree cluster big.npy --threshold 0.6 --backend dask --workers 8 --out c.csv  # Dask, exact
     """
+    if first is None:  # (optional in the help: MODEL may be left out, DATA not)
+        with cli_errors():
+            raise ConfigError("say what to cluster: kfree cluster DATA --threshold T --out clusters.csv, or with a "
+                              "model, kfree cluster MODEL DATA --out clusters.csv")
     with memory_limit_env(memory_limit):  # (also the Dask workers kfree starts, which inherit it)
         if backend != "local" or scheduler is not None or workers is not None:
             with cli_errors():
