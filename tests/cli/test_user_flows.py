@@ -459,3 +459,20 @@ def test_a_truth_table_without_a_label_column_is_named_by_its_own_columns(tmp_pa
     code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "t.csv", "--id-column", "ticket_id")
     one_line_error(code, out, "t.csv has no 'label'")
     assert "ticket_id" in out and "'index'" not in out.split("columns are")[-1], out
+
+
+def test_a_cut_that_leaves_every_row_alone_or_joins_them_all_is_warned_about(d, tmp_path):
+    """A TV-episode trial: frame ids and track numbers clustered beside 128-d descriptors put
+    1,967 frames in 1,967 clusters with exit 0; a threshold in the wrong units does the same."""
+    X = np.load(d / "x.npy")
+    frames = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    frames.insert(0, "frame", np.arange(len(X)) * 7)
+    frames.to_csv(tmp_path / "frames.csv", index=False)
+    for args, said in (([tmp_path / "frames.csv", "--threshold", "1"], "every row is a cluster of its own: no two rows "
+                        "lie within the threshold 1 sqeuclidean; check its units"),
+                       ([d / "x.npy", "--threshold", "1e6"], "all rows are one cluster at the threshold 1e+06")):
+        code, out = run("cluster", *args, "--out", tmp_path / "c.csv", "--force")
+        assert code == 0 and said in out, out
+    code, out = run("cluster", tmp_path / "frames.csv", "--threshold", "1", "--ignore-columns", "frame",
+                    "--out", tmp_path / "c.csv", "--force")
+    assert code == 0 and "warning" not in out, out

@@ -530,6 +530,15 @@ def cluster(
             n_found = len(set(labels.tolist()))
             console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                           f"wrote [bold]{escape(str(out))}[/bold]")
+            if model is None and method == "hac" and threshold is not None and n_clusters is None and (
+                    data.n_samples >= 20 and n_found in (1, data.n_samples)):
+                # (a TV-episode trial: 1,967 frames in 1,967 clusters, a frame id and a track number clustered as
+                # features beside 128-d descriptors; a threshold in the wrong units does the same)
+                what = ("every row is a cluster of its own: no two rows lie within" if n_found > 1 else
+                        "all rows are one cluster at")
+                warnings.warn(f"{what} the threshold {threshold:g} {unit}; check its units "
+                              "(--distance: sqeuclidean unless given) and that every column clustered is a feature "
+                              "(--ignore-columns leaves ids, tracks and counts out)", DataWarning, stacklevel=1)
             # (a cut that gave way for the size of the batch or for the pairs was named by its warning,
             # one that gave way for the number of rows before the work)
             if model is not None and state is not None and rule is not learner.rule_:
