@@ -262,6 +262,8 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
     # (a TV-episode trial: pairs of tracks read as pairs of rows without --link-column, 218 of them kept)
     pd.DataFrame({"track_a": [t_a], "track_b": [t_b]}).to_csv(files / "tracks_cl.csv", index=False)
     pd.DataFrame({"episode": ["e1"], "a": [t_a], "b": [t_b], "n": [3]}).to_csv(files / "wide_cl.csv", index=False)
+    # a co-occurrence list that also names tracks the data left out: those pairs alone are left out, said
+    pd.DataFrame({"a": [t_a, 9999], "b": [t_b, t_a]}).to_csv(files / "some_cl.csv", index=False)
     code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--link-column", "track", "--cannot-link",
                     files / "cl.csv", "--out", files / "ep_c.csv")
     assert code == 0, out
@@ -270,6 +272,12 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
     for t in np.unique(track):
         assert np.unique(labels[track == t]).size == 1, t
     assert labels[track == t_a][0] != labels[track == t_b][0]
+    code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--link-column", "track", "--cannot-link",
+                    files / "some_cl.csv", "--out", files / "some_c.csv")
+    assert code == 0 and "1 cannot-link pairs kept" in out, out
+    assert ("some_cl.csv: 1 of its 2 pairs name a 'track' value that ep.csv does not hold and are left out (first: "
+            "9999 is no 'track' value of ep.csv (pair 2))") in out
+    assert pd.read_csv(files / "some_c.csv")["cluster"].equals(pd.read_csv(files / "ep_c.csv")["cluster"])
     code, out = run("cluster", files / "ep.csv", "--threshold", "0.5", "--link-column", "track", "--cannot-link",
                     files / "cl.csv", "--out", files / "ep_raw.csv")  # features as they are, no model
     assert code == 0 and "cannot-link pairs kept" in out, out
@@ -289,7 +297,7 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
          "give --link-column track"),
         (["--cannot-link", files / "wide_cl.csv", "--link-column", "track"],
          "'e1' is no 'track' value of ep.csv (pair 1) (wide_cl.csv has 4 columns: the pairs are read from its "
-         "first two, 'episode' and 'a')"),
+         "first two, 'episode' and 'a'), and no pair names two of them"),
     ]:
         code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--out", files / "x.csv", *args)
         assert code == 1 and message in out and out.count("\n") == 1, out

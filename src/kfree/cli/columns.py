@@ -134,13 +134,28 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
     if all(known(str(c)) for c in pairs.columns[:2]):
         raise DataError(f"{p.name}: its first line ({', '.join(map(str, pairs.columns[:2]))}) is a pair, not a "
                         "header; add a header line (e.g. a,b) so that no pair is taken as one")
-    rows = []
-    for k, (x, y) in enumerate(zip(pairs.iloc[:, 0].tolist(), pairs.iloc[:, 1].tolist())):
-        if x not in lookup or y not in lookup:
+    both = list(zip(pairs.iloc[:, 0].tolist(), pairs.iloc[:, 1].tolist()))
+    unknown = [k for k, (x, y) in enumerate(both) if x not in lookup or y not in lookup]
+    if unknown:
+        k = unknown[0]
+        x, y = both[k]
+        first = f"{x if x not in lookup else y!r} is no {what} of {data_path.name} (pair {k + 1})"
+        if len(unknown) == len(both):  # none of them: another file, column or episode
             read = (f" ({p.name} has {pairs.shape[1]} columns: the pairs are read from its first two, "
                     f"{pairs.columns[0]!r} and {pairs.columns[1]!r})" if pairs.shape[1] > 2 else "")
-            raise DataError(f"{p.name}: {x if x not in lookup else y!r} is no {what} of {data_path.name} (pair "
-                            f"{k + 1}){read}; keep only the pairs of rows in it")
+            raise DataError(f"{p.name}: {first}{read}, and no pair names two of them; give the pairs of its rows")
+        # some: a co-occurrence list also names tracks the data left out (a TV-episode trial: 41 dropped
+        # tracks refused the whole list)
+        import warnings
+
+        from ..exceptions import DataWarning
+
+        warnings.warn(f"{p.name}: {len(unknown):,} of its {len(both):,} pairs name a {what} that {data_path.name} "
+                      f"does not hold and are left out (first: {first})", DataWarning, stacklevel=2)
+    rows = []
+    for k, (x, y) in enumerate(both):
+        if x not in lookup or y not in lookup:
+            continue
         if lookup[x] == lookup[y]:  # (said in the file's terms, not as an internal must-link contradiction)
             raise DataError(f"{p.name}: pair {k + 1} ({x!r}, {y!r}) names the same {what} twice, and nothing can be "
                             "kept apart from itself; remove that pair")
