@@ -253,3 +253,14 @@ def test_bad_input():
     assert one.labels_.tolist() == [0] and one.objective_ == 0.0
     dup = MulticutClustering(1.0).fit(np.ones((5, 2)))
     assert dup.n_clusters_ == 1
+
+
+def test_the_exact_solver_prints_nothing(capfd):
+    """HiGHS wrote its copyright banner to standard output as each instance was made, before
+    output_flag could be set (found by a scikit-learn trial)."""
+    from kfree.cluster.multicut_exact import exact_multicut
+
+    objective, labels, optimal = exact_multicut(np.array([[0, 1], [1, 2], [0, 2]]), np.array([1.0, -2.0, 1.0]))
+    assert objective == -1.0 and optimal and labels[1] != labels[2]
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

@@ -56,8 +56,7 @@ def exact_multicut(
     E, c, n = check_graph(edges, costs, n_nodes)
     E = E.astype(np.int64)
     m = E.shape[0]
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = _quiet_highs(highspy)
     h.setOptionValue("mip_rel_gap", 0.0)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
@@ -134,3 +133,23 @@ def _uncut_path(adj, x, u: int, v: int) -> list[int]:
         b, e = prev[b]  # type: ignore[misc]
         path.append(e)
     return path
+
+
+def _quiet_highs(highspy):
+    """A HiGHS instance that prints nothing. HiGHS writes its copyright banner to the process's
+    standard output as the instance is made, before ``output_flag`` can be set (HiGHS 1.16), so
+    file descriptor 1 points to /dev/null for that moment."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+            h.setOptionValue("output_flag", False)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    return h
