@@ -49,6 +49,11 @@ class MissingDependencyError(KfreeError, ImportError):
     """An optional package is not installed (the message says which extra provides it)."""
 
 
+class WorkerError(KfreeError, RuntimeError):
+    """Worker processes stopped before their work was done (killed, out of memory, or unable to
+    start: a spawned worker re-imports the script that started it)."""
+
+
 class ResourceError(MemoryError, KfreeError):
     """The requested computation would not fit in memory (the message says how much it needs).
 

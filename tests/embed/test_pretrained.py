@@ -217,3 +217,23 @@ def test_worker_processes_give_the_rows_of_one_process(att, monkeypatch):
     np.testing.assert_array_equal(one.embeddings, att.X[[0, 1, 10]])  # the shipped rows
     with pytest.raises(ConfigError, match="workers=0"):
         FaceEncoder().encode(images, workers=0)
+
+
+def test_worker_processes_that_stop_are_one_clear_error():
+    """A script read from standard input (``python - < s.py``) could not start the spawned
+    workers, and encode raised concurrent.futures' BrokenProcessPool with a traceback from inside
+    the pool, saying nothing of why or what to do (found while checking a README claim)."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from kfree.exceptions import WorkerError
+
+    class StoppedPool:  # what a pool whose workers died gives for every task
+        def submit(self, fn, *args):
+            f = Future()
+            f.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+            return f
+
+    with pytest.raises(WorkerError, match=r"worker processes stopped before the photos were encoded .* not a script "
+                                          r"read from standard input, where only workers=1 works"):
+        FaceEncoder().encode([np.zeros((8, 8), np.uint8)] * 3, pool=StoppedPool())

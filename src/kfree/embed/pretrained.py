@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError
+from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError, WorkerError
 
 #: progress callback: ``hook(step, completed=i, total=n)``, as the trainer's
 Progress = Callable[..., None]
@@ -231,7 +232,14 @@ class FaceEncoder:
         # Python 3.11's executor then fails on them with a traceback once its workers are stopped
         tasks = [pool.submit(_worker_encode, (s, list(images[s:s + CHUNK]))) for s in range(0, n, CHUNK)]
         for task in tasks:
-            part = task.result()
+            try:
+                part = task.result()
+            except BrokenProcessPool:
+                raise WorkerError(
+                    "the encoder's worker processes stopped before the photos were encoded (killed, out of memory, "
+                    "or unable to start: each worker re-imports the script that started it, so call "
+                    "encode(..., workers=N) in a script file under `if __name__ == \"__main__\":`, not a script read "
+                    "from standard input, where only workers=1 works)") from None
             parts.append(part)
             if on_chunk is not None:
                 on_chunk(part, min(n, len(parts) * CHUNK))
