@@ -278,6 +278,19 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
     assert ("some_cl.csv: 1 of its 2 pairs name a 'track' value that ep.csv does not hold and are left out (first: "
             "9999 is no 'track' value of ep.csv (pair 2))") in out
     assert pd.read_csv(files / "some_c.csv")["cluster"].equals(pd.read_csv(files / "ep_c.csv")["cluster"])
+    # the same episode as an .npz with a 'track' array (a TV-episode trial's layout): the same clusters
+    feats = new.drop(columns=["label"]).to_numpy(dtype=np.float32)
+    np.savez(files / "ep.npz", X=feats, track=track)
+    code, out = run("cluster", files / "tracks.kfree", files / "ep.npz", "--link-column", "track", "--cannot-link",
+                    files / "cl.csv", "--out", files / "ep_npz.csv")
+    assert code == 0, out
+    np.testing.assert_array_equal(pd.read_csv(files / "ep_npz.csv")["cluster"], pd.read_csv(files / "ep_c.csv")["cluster"])
+    np.savez(files / "short.npz", X=feats, track=track[:-1])
+    for npz, message in (("short.npz", f"short.npz: --link-column track has {len(track) - 1} values for {len(track)} rows"),
+                         ("ep.npz", "ep.npz has no array 'trak' (--link-column); its arrays are ['X', 'track']")):
+        code, out = run("cluster", files / "tracks.kfree", files / npz, "--link-column",
+                        "trak" if npz == "ep.npz" else "track", "--out", files / "x.csv")
+        assert code == 1 and out.startswith("error: ") and message in out and out.count("\n") == 1, out
     code, out = run("cluster", files / "ep.csv", "--threshold", "0.5", "--link-column", "track", "--cannot-link",
                     files / "cl.csv", "--out", files / "ep_raw.csv")  # features as they are, no model
     assert code == 0 and "cannot-link pairs kept" in out, out

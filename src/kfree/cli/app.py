@@ -377,13 +377,13 @@ def cluster(
                 raise ConfigError("--skip-invalid would leave rows out of the pairs --link-column/--cannot-link name: "
                                   "drop the invalid rows from the file (and their pairs) instead")
             learner = None if model is None else _load_model_to_cluster(model, data_path, out)
-            must, first_row = link_pairs(data_path, link_column)
+            must, first_row, n_linked = link_pairs(data_path, link_column)
             # the columns a model was trained without (kfree train --ignore-columns), unless others are named:
             # each batch of tickets holds the same ids and timestamps (found by a README trial)
             remembered = tuple(learner.provenance_.get("ignored_columns") or ()) if (
                 learner is not None and ignore_columns is None) else ()
             left_out = remembered or ignored(ignore_columns)
-            skip = (*left_out, *((link_column,) if link_column else ()))
+            skip = (*left_out, *((link_column,) if link_column and data_path.suffix.lower() != ".npz" else ()))
 
             def read_data():
                 """DATA's rows (one is enough for HAC at a threshold; with --skip-invalid the valid ones),
@@ -395,6 +395,9 @@ def cluster(
                 if remembered and read.columns is not None:
                     console.print(f"leaving out the columns {', '.join(remembered)} as {escape(model.name)} was "
                                   "trained (--ignore-columns names others)", soft_wrap=True, highlight=False)
+                if n_linked is not None and n_linked != read.n_samples:  # (an .npz's array of another length)
+                    raise DataError(f"{data_path.name}: --link-column {link_column} has {n_linked} values for "
+                                    f"{read.n_samples} rows of features; give one per row")
                 invalid_rows(read, data_path, skip_invalid, "cluster")
                 d, keep = read.valid_rows()
                 if d.n_samples < fewest:

@@ -63,7 +63,7 @@ def align_columns(data, names: list[str], path: Path, whose: str, absent: str, o
 ID_HELP = ("The column of a .csv/.parquet (or array of an .npz) naming its rows (a sku_id, a ticket_id): the "
            "clusters file's 'index' holds its values, and it is not a feature (default: a column named 'index').")
 
-LINK_HELP = ("A column of DATA (a .csv/.parquet) whose rows with one value must share a cluster, e.g. "
+LINK_HELP = ("A column of DATA (a .csv/.parquet; an array of an .npz) whose rows with one value must share a cluster, e.g. "
              "the face track of each frame; it is not a feature.")
 CANNOT_HELP = ("A .csv/.parquet of pairs (its first two columns, under a header line) that must not share a "
                "cluster: values of --link-column (e.g. tracks seen together), else row ids (DATA's 'index' "
@@ -71,27 +71,39 @@ CANNOT_HELP = ("A .csv/.parquet of pairs (its first two columns, under a header 
 
 
 def link_pairs(data_path: Path, link_column: str | None):
-    """``kfree cluster --link-column``: ``(must_link, first_row)``, the rows of one value chained
-    together (one pair per row after the first, which joins the whole group) and a row of each
-    value; ``(None, None)`` without the option. Read before the features, so that a column
+    """``kfree cluster --link-column``: ``(must_link, first_row, n_rows)``, the rows of one value
+    chained together (one pair per row after the first, which joins the whole group), a row of
+    each value, and how many rows the column has; ``(None, None, None)`` without the option. Read before the features, so that a column
     that is not there is named (with the columns there are) before any other check."""
     import numpy as np
 
-    from ..data.io import TABLES, read_table
+    import pandas as pd
+
+    from ..data.io import TABLES, read_npz, read_table
 
     if link_column is None:
-        return None, None
-    if data_path.suffix.lower() not in TABLES:
-        raise DataError(f"--link-column names a column of a .csv/.parquet table; {data_path.name} has none")
-    df = read_table(data_path, [link_column])  # (that column alone: the features are read next)
-    if df[link_column].isna().any():
-        raise DataError(f"{data_path.name}: {int(df[link_column].isna().sum())} rows have no {link_column!r} "
+        return None, None, None
+    if data_path.suffix.lower() == ".npz":  # (a TV-episode trial's frames kept their tracks in an array)
+        names, arrays = read_npz(data_path, (link_column,))
+        if link_column not in arrays:
+            raise DataError(f"{data_path.name} has no array {link_column!r} (--link-column); its arrays are {names[:12]}")
+        values = arrays[link_column]
+        if values.ndim != 1:
+            raise DataError(f"{data_path.name}: array {link_column!r} has shape {values.shape}; give one value per row")
+        column = pd.Series(values)
+    elif data_path.suffix.lower() in TABLES:
+        column = read_table(data_path, [link_column])[link_column]  # (that column alone: the features are read next)
+    else:
+        raise DataError(f"--link-column names a column of a .csv/.parquet table or an array of an .npz; "
+                        f"{data_path.name} has none")
+    if column.isna().any():
+        raise DataError(f"{data_path.name}: {int(column.isna().sum())} rows have no {link_column!r} "
                         "value; give every row one (its own, for a row linked to none)")
-    groups = df[link_column].to_numpy()
+    groups = column.to_numpy()
     order = np.argsort(groups, kind="stable")
     same = groups[order][1:] == groups[order][:-1]
     first_row = {v: int(r) for r, v in zip(order[::-1], groups[order][::-1])}  # (the first row of each value)
-    return np.stack([order[:-1][same], order[1:][same]], axis=1), first_row
+    return np.stack([order[:-1][same], order[1:][same]], axis=1), first_row, len(groups)
 
 
 def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: str | None, first_row,
