@@ -73,10 +73,10 @@ CANNOT_HELP = ("A .csv/.parquet of pairs (its first two columns, under a header 
 def link_pairs(data_path: Path, link_column: str | None):
     """``kfree cluster --link-column``: ``(must_link, first_row, n_rows)``, the rows of one value
     chained together (one pair per row after the first, which joins the whole group), a row of
-    each value, and how many rows the column has; ``(None, None, None)`` without the option. Read before the features, so that a column
-    that is not there is named (with the columns there are) before any other check."""
+    each value, and how many rows the column has; ``(None, None, None)`` without the option.
+    Read before the features, so that a column that is not there is named (with the columns
+    there are) before any other check."""
     import numpy as np
-
     import pandas as pd
 
     from ..data.io import TABLES, read_npz, read_table
