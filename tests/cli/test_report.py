@@ -412,3 +412,19 @@ def test_the_id_column_joins_the_truth_and_features_tables_too(tmp_path):
     assert code == 0 and "row number" not in out, out
     page = (tmp_path / "r" / "index.html").read_text()
     assert "<td>1.000</td>" in page  # NMI of the clusters against the products, joined by the ids
+
+
+def test_a_page_with_true_labels_says_which_clusters_merge_and_which_labels_split(tmp_path):
+    """A TV-episode trial: a report without images or texts showed sizes, scores and a map, and
+    nothing of which characters a cluster mixed or which character was split."""
+    import re
+
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 5])
+    truth = np.array(["a", "a", "b", "b", "b", "c", "c", "c", None, "a"], dtype=object)
+    page = cluster_report(tmp_path / "r", labels, truth=truth).read_text()
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(<td>.*?)</tr>", page)]
+    by_cluster, by_label = cells[1:5], cells[5:]  # (the first row: the metrics)
+    assert by_cluster == [["2", "3", "c", "100%", "1"], ["0", "3", "a", "67%", "2"], ["1", "2", "b", "100%", "1"],
+                          ["5", "1", "a", "100%", "1"]]
+    assert by_label == [["c", "3", "2", "100%", "1"], ["a", "3", "0", "67%", "2"], ["b", "3", "1", "67%", "2"]]
+    assert "Clusters and true labels" not in cluster_report(tmp_path / "r2", labels).read_text()

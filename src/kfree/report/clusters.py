@@ -251,7 +251,7 @@ REPORT_FILES = ("index.html", "sizes.png", "montage.png", "map.png")
 def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed,
                   per_cluster=None, boxes=None) -> Path:
     from ..metrics import evaluate_clustering
-    from .html import shown_note, text_clusters_html, write_run_index
+    from .html import shown_note, text_clusters_html, truth_tables_html, write_run_index
     from .montage import cluster_montage
 
     n = labels.shape[0]
@@ -306,6 +306,8 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
         _, how = plot_cluster_map(features, labels, out / "map.png", seed=seed)
         files.append("map.png")
         extra += f"<h2>Map</h2><p class='muted'>{html.escape(how)}</p><img src='map.png' alt='2-d map'>"
+    if rows:
+        extra += truth_tables_html(labels, truth, max_clusters=max_clusters)
     if texts is not None:
         extra += "<h2>Clusters (examples)</h2>" + text_clusters_html(
             np.asarray(texts, dtype=object), labels, None, truth, max_clusters=max_clusters, seed=seed,

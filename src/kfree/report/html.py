@@ -76,6 +76,37 @@ def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: 
     return "\n".join(out)
 
 
+def truth_tables_html(labels_pred: np.ndarray, labels_true: np.ndarray, *, max_clusters: int = 40) -> str:
+    """Two tables that say where a clustering and the true labels part, for a page without
+    pictures of the rows (a TV-episode trial had only sizes, scores and a map to go by): each of
+    the largest clusters with its majority label, its share and how many labels it mixes, and
+    each of the largest true labels with how many clusters hold it and its share in the largest
+    of them. Rows without a true label are left out of both."""
+    import pandas as pd
+
+    known = ~np.asarray(pd_isna(labels_true), dtype=bool)
+    pairs = pd.DataFrame({"cluster": np.asarray(labels_pred)[known], "label": np.asarray(labels_true)[known]})
+    if pairs.empty:
+        return ""
+    counts = pairs.groupby(["cluster", "label"], sort=False).size().rename("n").reset_index()
+
+    def table(by: str, other: str, heads: tuple[str, ...], limit: int) -> str:
+        g = counts.sort_values("n", ascending=False, kind="stable").groupby(by, sort=False)
+        summary = pd.DataFrame({"rows": g["n"].sum(), "top": g[other].first(), "top_n": g["n"].first(),
+                                "kinds": g[other].nunique()}).sort_values("rows", ascending=False, kind="stable")
+        body = "".join(
+            f"<tr><td>{html.escape(str(k))}</td><td>{r.rows:,}</td><td>{html.escape(str(r.top))}</td>"
+            f"<td>{r.top_n / r.rows:.0%}</td><td>{r.kinds:,}</td></tr>" for k, r in summary.head(limit).iterrows())
+        more = (f"<p class='muted'>The {limit:,} largest of {len(summary):,}.</p>" if len(summary) > limit else "")
+        return "<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + f"</tr>{body}</table>{more}"
+
+    return ("<h2>Clusters and true labels</h2><p class='muted'>Rows with a true label only. A cluster that mixes "
+            "labels merged them; a label held by several clusters was split.</p>"
+            + table("cluster", "label", ("cluster", "rows", "majority label", "its share", "labels in it"), max_clusters)
+            + table("label", "cluster", ("true label", "rows", "its largest cluster", "share there", "clusters holding it"),
+                    max_clusters))
+
+
 def write_run_index(path: str | Path, *, title: str, summary: str, rows: list[dict[str, Any]],
                     montage: str | None = None, montage_note: str = "One row per predicted cluster, largest first",
                     extra_html: str = "", config: dict[str, Any] | None = None,
