@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -338,8 +339,21 @@ def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     assert all(torch.equal(sa[k], sc["model"][k]) for k in sa)
     # a checkpoint of another training setup is refused, naming what differs; one that only
     # evaluates differently (or runs longer) resumes
-    with pytest.raises(CheckpointError, match="differs in: lr, seed"):
+    with pytest.raises(ConfigError, match=r"another configuration \(seed: recorded 0, asked 1; lr: recorded 0.001"):
         run_protocol_a(dataclasses.replace(cfg0, lr=0.01, seed=1), tmp_path / "c", images=images)
+    (tmp_path / "c2").mkdir()  # (the checkpoint alone, without the records' config.json)
+    shutil.copy(tmp_path / "c" / "checkpoint.pt", tmp_path / "c2" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="differs in: lr, seed"):
+        run_protocol_a(dataclasses.replace(cfg0, lr=0.01, seed=1), tmp_path / "c2", images=images)
+    # a finished run is reused as it is, not trained again over its records (a reproducibility review: the
+    # committed runs, whose checkpoints are not committed, were restarted from epoch 1)
+    before = {p: p.read_bytes() for p in (tmp_path / "c").rglob("*") if p.is_file()}
+    (tmp_path / "c" / "checkpoint.pt").rename(tmp_path / "c" / "kept.pt")
+    assert run_protocol_a(cfg0, tmp_path / "c", images=images) == resumed
+    with pytest.raises(ConfigError, match=r"holds the records of epochs 1-2 but no checkpoint.pt to continue from"):
+        run_protocol_a(dataclasses.replace(cfg0, epochs=3), tmp_path / "c", images=images)
+    (tmp_path / "c" / "kept.pt").rename(tmp_path / "c" / "checkpoint.pt")
+    assert {p: p.read_bytes() for p in (tmp_path / "c").rglob("*") if p.is_file()} == before
     longer = run_protocol_a(dataclasses.replace(cfg0, epochs=3, eval_every=3), tmp_path / "c", images=images,
                             stop_after=2)
     assert [r["epoch"] for r in longer] == [1, 2]
@@ -351,7 +365,7 @@ def test_protocol_a_resume_is_exact_on_a_tiny_subset(tmp_path):
     # a checkpoint that is not kfree's (here: a pickled object) is refused without being run
     torch.save({"model": ProtocolAConfig()}, tmp_path / "c" / "checkpoint.pt")
     with pytest.raises(CheckpointError, match="refused"):
-        run_protocol_a(cfg0, tmp_path / "c", images=images)
+        run_protocol_a(dataclasses.replace(cfg0, epochs=3), tmp_path / "c", images=images)
     with pytest.raises(ConfigError, match="device"):
         ProtocolAConfig(device="tpu")
 

@@ -257,6 +257,17 @@ def run_protocol_a(
     out = Path(out)
     if not resume:
         _clear_run(out)
+    elif out.is_dir():
+        # a finished run (a committed run folder) is reused as the dry run says, not trained again over its
+        # records (found by a reproducibility review: the committed H200 runs were restarted on a CPU);
+        # pending_epochs refuses a folder made under another configuration first
+        if not pending_epochs(cfg, out):
+            return load_epochs(out)
+        if (done := load_epochs(out)) and not (out / "checkpoint.pt").is_file():
+            raise ConfigError(f"{out} holds the records of epochs 1-{done[-1]['epoch']} but no checkpoint.pt to "
+                              "continue from (checkpoints are not committed): training from epoch 1 would write "
+                              "over them; rerun with --no-resume (Python: resume=False) to train the run again, "
+                              "or give another folder")
     (out / "epochs").mkdir(parents=True, exist_ok=True)
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
