@@ -168,15 +168,28 @@ def test_run_writes_cells_resumes_and_reports(tiny, tmp_path, monkeypatch):
     again = run_bcl2019(cfg, tmp_path, faces=faces, split=split, episodes=eps, resume=True)
     assert json.dumps(again, sort_keys=True) == json.dumps(cells, sort_keys=True)
     monkeypatch.undo()
-    # the dry run says what the run would do: nothing here; every set once a head would be retrained
-    # (another schedule, or a head missing), as the run then recomputes every cell
+    # the dry run says what the run would do: nothing here; every set once a head is missing, as
+    # the run then trains it and recomputes every cell
     assert mod.pending_cells(cfg, tmp_path) == [] and mod.heads_to_train(cfg, tmp_path) == []
-    longer = dataclasses.replace(cfg, epochs=cfg.epochs + 1)
-    assert mod.heads_to_train(longer, tmp_path) == ["bcl", "triplet"]
-    assert mod.pending_cells(longer, tmp_path) == list(cfg.sets)
     (tmp_path / "models" / "2img" / "triplet_seed0.pt").rename(tmp_path / "triplet.pt")
     assert mod.pending_cells(cfg, tmp_path) == list(cfg.sets)
     (tmp_path / "triplet.pt").rename(tmp_path / "models" / "2img" / "triplet_seed0.pt")
+    # heads and cells made under another configuration are refused by the dry run and the run alike,
+    # not trained again over the saved ones (a reproducibility review: a 2-epoch, 2-method run replaced
+    # committed results, and the report mixed the two); another folder, or resume=False, recomputes
+    longer = dataclasses.replace(cfg, epochs=cfg.epochs + 1)
+    assert mod.heads_to_train(longer, tmp_path) == ["bcl", "triplet"]
+    saved = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for call in (lambda: mod.pending_cells(longer, tmp_path),
+                 lambda: run_bcl2019(longer, tmp_path, faces=faces, split=split, episodes=eps),
+                 lambda: run_bcl2019(dataclasses.replace(cfg, methods=("raw", "bcl")), tmp_path, faces=faces,
+                                     split=split, episodes=eps)):
+        with pytest.raises(ConfigError, match=r"holds results of variant '2img', seed 0 made under another "
+                                              r"configuration \(\d+; first: (head models/2img/bcl_seed0.pt: "
+                                              r"train_kw.epochs: \d -> \d|cell cells/2img-ft/seed0/.*methods: "
+                                              r"recorded)"):
+            call()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == saved
     summary = write_report(tmp_path, att=False)
     for f in ("table1_finetune.md", "table2_kmeans_variants.md", "table3_operating_points.md", "table4_k_known.md",
               "table5_train_threshold.md"):

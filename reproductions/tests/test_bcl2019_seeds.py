@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from _bcl_tiny import tiny_inputs
 
+from kfree.exceptions import ConfigError
 from kfree.learner import ClusterLearner
 from kfree_reproductions.bcl2019.experiment import Bcl2019Config, run_bcl2019
 from kfree_reproductions.bcl2019.finetune import FinetuneConfig
@@ -111,10 +112,13 @@ def test_report_writes_seed_means_of_two_tiny_seeds(tiny, tmp_path):
     again = json.loads(run0.read_text())
     assert again["wall_time_s"] == first["wall_time_s"] and again["train_time_s"] == first["train_time_s"]
     assert again["validation"] == first["validation"]
-    # a head without its training record is retrained, and then no stored cell of that run is reused
+    # a head without its training record cannot be checked: refused on resume; recomputed with resume=False,
+    # and then no stored cell of that run is reused
     import kfree_reproductions.bcl2019.experiment as mod
 
     record_path(tmp_path / "models" / "2img" / "bcl_seed1.pt").unlink()
+    with pytest.raises(ConfigError, match="no training record bcl_seed1.json beside it"):
+        run_bcl2019(Bcl2019Config(seed=1, **base), tmp_path, faces=faces, split=split, episodes=eps)
     seen = []
     real_eval = mod.evaluate_set
 
@@ -124,7 +128,7 @@ def test_report_writes_seed_means_of_two_tiny_seeds(tiny, tmp_path):
 
     mod.evaluate_set, saved = counting_eval, mod.evaluate_set
     try:
-        run_bcl2019(Bcl2019Config(seed=1, **base), tmp_path, faces=faces, split=split, episodes=eps)
+        run_bcl2019(Bcl2019Config(seed=1, **base), tmp_path, faces=faces, split=split, episodes=eps, resume=False)
     finally:
         mod.evaluate_set = saved
     assert sorted(seen) == sorted(base["sets"])

@@ -83,10 +83,10 @@ def test_kfree_experiment_run_dry_run_lists_what_would_be_reused(monkeypatch):
     r = CliRunner().invoke(app, ["experiment", "run", "--dry-run", "reproductions/configs/bcl2019.toml"])
     assert r.exit_code == 0, r.output
     assert "bcl2019.toml: results/bcl2019: every cell done (reused)" in r.output
-    # the variant's heads have no training record beside them: the run would train them again and
-    # recompute every cell, and the dry run says so
+    # the variant's heads have no training record beside them: the run would train them again over the
+    # committed results, so it is refused, and the dry run says so
     r = CliRunner().invoke(app, ["experiment", "run", "--dry-run", "reproductions/configs/bcl2019_stepwise.toml"])
-    assert r.exit_code == 0, r.output
-    assert "bcl2019_stepwise.toml: results/bcl2019/variants/stepwise: to compute: bbt_s01e01" in r.output
+    assert r.exit_code == 1 and "results/bcl2019/variants/stepwise holds results of variant '2img', seed 0 made " \
+        "under another configuration" in r.output and "--no-resume" in r.output, r.output
     r = CliRunner().invoke(app, ["experiment", "run", "--dry-run", "nope.toml"])
     assert r.exit_code != 0 and "cannot read the experiment file" in r.output

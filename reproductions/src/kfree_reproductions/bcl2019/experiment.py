@@ -288,6 +288,40 @@ def _same_config(stored: dict[str, Any] | None, current: dict[str, Any]) -> bool
     return not config_differences(stored, current, before_field=before)
 
 
+def refuse_other_configs(cfg: Bcl2019Config, out: str | Path) -> None:
+    """Refuse, naming them, saved heads and cells of this variant and seed in ``out`` that were
+    made under another configuration, as every experiment's resume policy refuses them
+    (:mod:`kfree_reproductions.records`). A resumed run trained such heads again and recomputed
+    such cells over the committed ones, and the report then mixed the two configurations (found
+    by a reproducibility review: a 2-epoch, 2-method run replaced committed seed-0 results). Heads
+    and cells not saved yet are no conflict: the run makes them."""
+    from kfree_reproductions.bcl2019.methods import METHOD_LOSSES, head_request, record_mismatch
+
+    out = Path(out)
+    stale = []
+    for name in cfg.methods:
+        path = out / "models" / cfg.variant / f"{name}_seed{cfg.seed}.pt"
+        if name in METHOD_LOSSES and path.is_file():
+            request = head_request(name, train_kw=cfg.train_kw(), seed=cfg.seed, images_per_track=cfg.images_per_track)
+            if (why := record_mismatch(path, request, ignore=("data",))) is not None:
+                stale.append(f"head {path.relative_to(out)}: {why}")
+    before = asdict(Bcl2019Config())
+    before.update(_BEFORE_FIELD)
+    for name in cfg.sets:
+        path = cell_path(out, cfg, name)
+        if path.is_file():
+            cell = json.loads(path.read_text(encoding="utf-8"))
+            diffs = config_differences(cell.get("config"), asdict(cfg), before_field=before)
+            if set(cell.get("methods", {})) != set(cfg.methods):
+                diffs.append(f"methods: recorded {sorted(cell.get('methods', {}))}, asked {sorted(cfg.methods)}")
+            if diffs:
+                stale.append(f"cell {path.relative_to(out)}: {'; '.join(diffs[:3])}")
+    if stale:
+        raise ConfigError(f"{out} holds results of variant {cfg.variant!r}, seed {cfg.seed} made under another "
+                          f"configuration ({len(stale)}; first: {stale[0]}); write to another folder (--out), or "
+                          "recompute them there (CLI: --no-resume; Python: resume=False)")
+
+
 def heads_to_train(cfg: Bcl2019Config, out: str | Path) -> list[str]:
     """The learned methods whose saved head :func:`run_bcl2019` would not reuse: none saved, or one
     saved for another training request (the data's fingerprint is left to the run, which reads it)."""
@@ -306,8 +340,10 @@ def heads_to_train(cfg: Bcl2019Config, out: str | Path) -> list[str]:
 
 
 def pending_cells(cfg: Bcl2019Config, out: str | Path) -> list[str]:
-    """The sets :func:`run_bcl2019` would (re)compute: no cell yet, one made under another config,
-    or every set when a head is trained again (the run recomputes every cell then)."""
+    """The sets :func:`run_bcl2019` would (re)compute: no cell yet, or every set when a head is
+    trained (the run recomputes every cell then). Heads and cells made under another
+    configuration are refused, as the run refuses them."""
+    refuse_other_configs(cfg, out)
     if heads_to_train(cfg, out):
         return list(cfg.sets)
     todo = []
@@ -383,6 +419,8 @@ def run_bcl2019(
     from kfree_reproductions.bcl2019.faces import load_celeba_faces, split_faces
 
     out = Path(out)
+    if resume:
+        refuse_other_configs(cfg, out)
     t_start = time.perf_counter()
     faces = load_celeba_faces(cfg.data_root) if faces is None else faces
     split = split_faces(faces, seed=cfg.seed) if split is None else split
