@@ -271,7 +271,10 @@ def evaluate_claims(claims: Sequence[Mapping[str, Any]], look: Lookup, *, cells:
 
 
 def verdicts_markdown(verdicts: Sequence[Verdict], *, alpha: float = 0.05) -> str:
-    lines = [f"Each claim is judged over seeds at α = {alpha} with the test named in its row.", "",
+    lines = [f"Each claim is judged over seeds at α = {alpha} with the test named in its row, on its own: the "
+             f"{len(verdicts)} tests are not corrected for their number (at α = {alpha}, about one in "
+             f"{round(1 / alpha)} claims that do not hold would pass by chance), and a claim judged in every cell "
+             "counts each cell at that α.", "",
              "| # | claim | verdict here | test | evidence |", "|---|---|---|---|---|"]
     for i, v in enumerate(verdicts, 1):
         lines.append(f"| {i} | {v.claim} | {v.verdict} | {v.test} | {v.evidence} |")
