@@ -142,7 +142,9 @@ def test_protocol_b_cells_train_cluster_write_json_and_resume(tiny_data, tmp_pat
     import kfree_reproductions.icpr2020.protocol_b as mod
 
     monkeypatch.setattr(mod, "run_cell", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
-    again = run_protocol_b(cfg, out, data=tiny_data, cache_dir=cache)
+    # (nor are the features loaded for finished cells: a fresh checkout has no cached features)
+    monkeypatch.setattr(mod, "load_protocol_b_data", lambda *a, **k: pytest.fail("features loaded for no cell"))
+    again = run_protocol_b(cfg, out, cache_dir=cache)
     assert [r["name"] for r in again] == [r["name"] for r in recs]
     assert len(load_cells(out)) == 4
     with pytest.raises(ConfigError, match="epochs"):
