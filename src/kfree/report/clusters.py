@@ -163,7 +163,10 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
         if not m.any():  # (a sample may miss a cluster)
             continue
         ax.scatter(xy[m, 0], xy[m, 1], s=size, color=MAP_COLOURS[k], linewidths=0)
-        cx, cy = np.median(xy[m], axis=0)
+        # on the cluster's own point nearest its median: a cluster in two blobs has its median between
+        # them, where the label named no coloured group (found by a TV-episode trial)
+        pts = xy[m]
+        cx, cy = pts[np.argmin(((pts - np.median(pts, axis=0)) ** 2).sum(axis=1))]
         ax.annotate(short_id(c), (cx, cy), xytext=(0, 9), textcoords="offset points", fontsize=7, ha="center",
                     va="bottom", parse_math=False,
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=MAP_COLOURS[k], alpha=0.8, lw=0.8))
