@@ -4,6 +4,8 @@ These tests pin the paper's set-up (an MLP head at its own threshold, never swap
 features); the learner's choice among rules is tested in tests/test_selection.py.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -508,7 +510,15 @@ def test_a_dataframe_fit_keeps_its_column_names_through_save_and_load(tmp_path):
     assert list(again.feature_names_in_) == list(df.columns)
     with pytest.raises(DataError, match=r"it has \['d0'\] that it was not, lacks \['c0'\]"):
         again.transform(df.rename(columns={"c0": "d0"}))
-    np.testing.assert_array_equal(again.cluster(df), learner.cluster(X))  # arrays are taken as they are
+    # arrays are taken as they are, with scikit-learn's warning (a trial passed the columns reversed, unwarned)
+    from kfree.exceptions import FeatureNamesWarning
+
+    with pytest.warns(FeatureNamesWarning, match=r"X has no column names, but ClusterLearner was fitted on a "
+                                                 r"DataFrame with them \(c0, c1, c2, c3, …\): its columns are taken"):
+        np.testing.assert_array_equal(again.cluster(df), learner.cluster(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DataFrame of the trained columns: nothing to say
+        again.transform(df)
     assert not hasattr(learner.fit(X, y), "feature_names_in_")  # refitted on an array: no names
 
 

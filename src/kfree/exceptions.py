@@ -83,6 +83,11 @@ class DataWarning(KfreeWarning):
     to do if so."""
 
 
+class FeatureNamesWarning(DataWarning):
+    """Rows without column names given to a model fitted on a DataFrame: their columns are taken
+    as the trained ones, in that order (scikit-learn warns so too)."""
+
+
 class ParameterConflictWarning(KfreeWarning):
     """Two parameters were set that cannot both apply; the message says which one is used."""
 

@@ -37,7 +37,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from ._version import __version__
 from .config import TrainConfig, check_choice, check_count, finite_positive
 from .distances import check_features, check_labels
-from .exceptions import ConfigError, DataError, DataWarning, ModelError, ParameterConflictWarning
+from .exceptions import (
+    ConfigError,
+    DataError,
+    DataWarning,
+    FeatureNamesWarning,
+    ModelError,
+    ParameterConflictWarning,
+)
 from .threshold import Threshold
 from .utils.model_file import MODEL_FORMAT, read_model, write_model
 
@@ -230,7 +237,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             from .train.distributed import session
 
             with session():  # several processes only under torchrun; one otherwise
-                return self._fit(cfg, X, y, X_val=X_val, y_val=y_val, hook=hook)
+                self._fitting = True  # (fit's own steps pass the rows on without their names)
+                try:
+                    return self._fit(cfg, X, y, X_val=X_val, y_val=y_val, hook=hook)
+                finally:
+                    del self._fitting
 
     def _fit(self, cfg: TrainConfig, X: Any, y: Any, *, X_val: Any, y_val: Any, hook) -> ClusterLearner:
         import torch
@@ -470,6 +481,12 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                     else "they are in another order")
             raise DataError(f"X's columns are not those {type(self).__name__} was trained on: {what}; select "
                             "them as in training (X[learner.feature_names_in_])")
+        if fitted is not None and not hasattr(X, "columns") and not getattr(self, "_fitting", False):
+            # (a scikit-learn trial: an array of the columns in reverse order was taken without a word)
+            shown = ", ".join(str(c) for c in fitted[:4]) + (", …" if len(fitted) > 4 else "")
+            warnings.warn(f"X has no column names, but {type(self).__name__} was fitted on a DataFrame with them "
+                          f"({shown}): its columns are taken as those, in that order", FeatureNamesWarning,
+                          stacklevel=3)
         X = check_features(X, min_samples=min_samples)
         if X.shape[1] != self.n_features_in_:
             raise DataError(
@@ -492,12 +509,14 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         float32) when they won on validation (``uses_raw_``)."""
         return self._features(X)
 
-    def _features(self, X: Any) -> np.ndarray:
-        """:meth:`transform` as an array, whatever ``set_output`` asked of ``transform``."""
+    def _features(self, X: Any, *, checked: bool = False) -> np.ndarray:
+        """:meth:`transform` as an array, whatever ``set_output`` asked of ``transform``
+        (``checked``: ``X`` is rows :meth:`_check_X` returned, whose names were checked then)."""
+        from .embed.encode import encode
+
         self._check_fitted()
-        if self.uses_raw_:
-            return np.asarray(self._check_X(X), dtype=np.float32)
-        return self.embed(X)
+        X = X if checked else self._check_X(X)
+        return np.asarray(X, dtype=np.float32) if self.uses_raw_ else encode(self.model_, X)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of :meth:`transform`'s columns (what ``set_output(transform="pandas")`` labels them
@@ -571,7 +590,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             override = finite_positive("threshold", override, "in the chosen rule's distance units")
         if X.shape[0] == 1 and n_clusters is None and not constrained:  # one row: one cluster, at any cut
             return done(np.zeros(1, dtype=np.int64), self.rule_)
-        Z = self._features(X)
+        Z = self._features(X, checked=True)
         rule = self.rule_
         if constrained and rule.linkage == "ward":
             if override is not None:

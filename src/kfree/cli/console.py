@@ -19,7 +19,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..exceptions import KfreeError
+from ..exceptions import FeatureNamesWarning, KfreeError
 from ..utils.signals import stop_at_once_in_compiled_calls
 
 # Not on a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; give them room.
@@ -41,6 +41,9 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     tables and progress: only warnings and errors (stderr) remain, the outputs are the files."""
     console.quiet = quiet
     warnings.showwarning = _show_warning
+    # the CLI aligns a table's columns with the model's itself (kfree.cli.columns.model_rows) and hands
+    # the learner the rows without their names
+    warnings.filterwarnings("ignore", category=FeatureNamesWarning)
     _terminate_as_interrupt()
     stop_at_once_in_compiled_calls()
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
