@@ -119,3 +119,28 @@ def test_unsupported_state_is_refused_at_save_naming_where(tmp_path):
     with pytest.raises(CheckpointError, match="JSON-able"):
         save_checkpoint(tmp_path / "x.pt", {}, config={"f": len})
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_flipped_bit_is_refused_in_a_checkpoint_and_a_model(tmp_path):
+    """An operations trial: one flipped bit in a model file's threshold loaded silently and changed
+    the clusters (100 for 125, exit 0); torch.load does not check the zip records' CRC-32."""
+    from kfree import ClusterLearner, TrainConfig
+    from kfree.data.synthetic import sphere_blobs
+    from kfree.exceptions import ModelError
+
+    good = save_checkpoint(tmp_path / "good.pt", {"w": torch.arange(1000.0)}, config={})
+    data = bytearray(good.read_bytes())
+    data[data.find(b"\x00\x00\x80?") + 2] ^= 0x10  # 1.0 → 1.125 in the tensor's bytes
+    (tmp_path / "flip.pt").write_bytes(data)
+    with pytest.raises(CheckpointError, match=r"flip.pt is damaged: the checksum of its record 'data/0' fails"):
+        load_checkpoint(tmp_path / "flip.pt")
+    assert load_checkpoint(good)["w"][1] == 1.0
+    X, y = sphere_blobs(6, 8, dim=4, seed=0)
+    model = ClusterLearner(TrainConfig(epochs=1)).fit(X, y).save(tmp_path / "m.kfree")
+    data = bytearray(model.read_bytes())
+    at = data.find(b"data.pkl") + 200  # a byte of the pickled parameters (the threshold among them)
+    data[at] ^= 0x01
+    (tmp_path / "rot.kfree").write_bytes(data)
+    with pytest.raises(ModelError, match=r"rot.kfree is damaged: the checksum of its record .* fails .* or train it "
+                                         r"again$"):
+        ClusterLearner.load(tmp_path / "rot.kfree")

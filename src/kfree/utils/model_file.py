@@ -41,6 +41,8 @@ def read_model(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     try:
         raw = load_checkpoint(p, allow_legacy=True)
     except CheckpointError as e:
+        if " is damaged: the checksum" in str(e):  # a model file that a changed bit spoilt: said as such
+            raise ModelError(str(e).replace(" or delete it to start over", " or train it again")) from None
         raise ModelError(_not_a_model(p, e)) from None
     if raw.get("format") in LEGACY_FORMATS:  # a torch.save'd dict of an earlier kfree
         state = {k: v for k, v in raw.items() if k not in ("format", "params")}
