@@ -5,6 +5,7 @@ Heavy imports (torch, sklearn) happen inside commands so ``kfree --help`` stays 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -348,7 +349,7 @@ def cluster(
         with cli_errors():
             raise ConfigError("say what to cluster: kfree cluster DATA --threshold T --out clusters.csv, or with a "
                               "model, kfree cluster MODEL DATA --out clusters.csv")
-    with memory_limit_env(memory_limit):  # (also the Dask workers kfree starts, which inherit it)
+    with memory_limit_env(memory_limit), held_state(state):  # (the limit: also the Dask workers kfree starts)
         if backend != "local" or scheduler is not None or workers is not None:
             with cli_errors():
                 if link_column or cannot_link or skip_invalid:
@@ -598,6 +599,20 @@ def _load_model_to_cluster(model: Path, data_path: Path, out: Path):
             raise ModelError(f"{model.name} is not a kfree model: {places}; to cluster {model.name} without a "
                              f"model, give it alone: kfree cluster {model} --threshold T --out {out}") from None
         raise
+
+
+@contextlib.contextmanager
+def held_state(state: Path | None):
+    """Hold the lock ``kfree assign`` takes on an existing ``--state`` while ``kfree cluster``
+    replaces it: an assign adding to it meanwhile lost its rows, or had them written over (an
+    operations trial: cluster ids given out twice)."""
+    if state is None or not state.is_file():
+        yield
+        return
+    from .assign import locked_state
+
+    with cli_errors(), locked_state(state):
+        yield
 
 
 def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend, scheduler,

@@ -204,7 +204,8 @@ def locked_state(path: Path):
     """Hold an exclusive lock on a cluster state file while it is updated.
 
     Two ``kfree assign`` on one state at once each read it, and the later write dropped the rows
-    of the other. The second now fails at once, saying so. (The lock is on the file read; a state
+    of the other; ``kfree cluster --state S --force`` replaced a state an assign was adding to
+    (an operations trial: cluster ids then given out twice). The second now fails at once, saying so. (The lock is on the file read; a state
     replaced between opening and locking it is another file, and counts as busy too.) Without
     ``fcntl`` (Windows) nothing is locked.
     """
@@ -215,14 +216,15 @@ def locked_state(path: Path):
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    busy = ClusterStateError(f"another kfree assign is updating {path.name}; run this one when it has finished")
+    busy = ClusterStateError(f"another kfree command is updating {path.name} (kfree assign, or kfree cluster --state "
+                             "--force); run this one when it has finished")
     with open(path, "rb") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:  # EWOULDBLOCK: held by another process
             raise busy from None
         except OSError as e:  # a file system without locks (ENOLCK, EOPNOTSUPP): go on, and say so
-            warnings.warn(f"cannot lock {path.name} on this file system ({e.strerror}): run one kfree assign "
+            warnings.warn(f"cannot lock {path.name} on this file system ({e.strerror}): run one kfree command "
                           "on it at a time", stacklevel=3)
             yield
             return
