@@ -873,3 +873,25 @@ def test_a_state_made_or_grown_with_a_model_warns_of_clusters_far_larger_than_va
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         learner.check_cluster_sizes(learner.cluster(X))  # the validation-like rows: no word
+
+
+def test_cluster_puts_its_state_and_clusters_file_in_place_together(d, tmp_path, monkeypatch):
+    """An operations trial: kfree cluster --out C --state S saved S first, so a stop while C was
+    written left a new state beside no clusters file (or an old one, with --force)."""
+    import kfree.evaluate.compare as compare
+
+    real = compare.write_predictions
+
+    def stopped(path, *a, **k):
+        real(path, *a, **k)
+        raise KeyboardInterrupt  # Ctrl-C just after the clusters file was written aside
+
+    monkeypatch.setattr(compare, "write_predictions", stopped)
+    code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c.csv", "--state",
+                    tmp_path / "s.kstate")
+    assert code != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither file, and nothing written aside
+    monkeypatch.setattr(compare, "write_predictions", real)
+    code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c.csv", "--state",
+                    tmp_path / "s.kstate")
+    assert code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "s.kstate"], out

@@ -20,7 +20,8 @@ from ..exceptions import (
     ModelError,
     ScaleWarning,
 )
-from .assign import STATE_HELP, check_state_request
+from ..utils.io import replace_together
+from .assign import STATE_HELP, check_state_request, pending_path
 from .columns import (
     CANNOT_HELP,
     ID_HELP,
@@ -355,11 +356,13 @@ def cluster(
                 if link_column or cannot_link or skip_invalid:
                     raise ConfigError("--link-column, --cannot-link and --skip-invalid are for the local backend; "
                                       "the Dask backend clusters every row of the file as it is, unconstrained")
-                _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
-                              scheduler, workers, state, linkage, memory_limit,
-                              ignore=tuple(ignored(ignore_columns)), id_column=id_column)
+                with removed_after(pending_path(out), None if state is None else pending_path(state)):
+                    _cluster_dask(first, second, out, threshold, distance, method, n_clusters, force, backend,
+                                  scheduler, workers, state, linkage, memory_limit,
+                                  ignore=tuple(ignored(ignore_columns)), id_column=id_column)
             return
-        with cli_errors():
+        state_pending = None if state is None else pending_path(state)  # (put in place once --out is written)
+        with cli_errors(), removed_after(pending_path(out), state_pending):
             from ..utils.io import check_output
 
             # typer fills the places left to right: without the optional MODEL, DATA sits in the first
@@ -442,7 +445,7 @@ def cluster(
 
                         names = getattr(learner, "feature_names_in_", None)  # (data.X is in their order)
                         labels, applied = cluster_model_state(
-                            learner, model, data.X, threshold, state, data_path,
+                            learner, model, data.X, threshold, state_pending, data_path,
                             columns=[str(c) for c in names] if names is not None else data.columns,
                             left_out=left_out, ids=data.index, id_column=id_column,
                             photos=state_photos(photos, keep))
@@ -519,7 +522,7 @@ def cluster(
                     if state is not None:
                         from .assign import save_plain_state, state_photos
 
-                        save_plain_state(est, data.X, state, columns=data.columns, left_out=ignored(ignore_columns),
+                        save_plain_state(est, data.X, state_pending, columns=data.columns, left_out=ignored(ignore_columns),
                                          ids=data.index, id_column=id_column, photos=state_photos(photos, keep))
                 how = _how(method, accepted, n_clusters, threshold, unit)
                 if linkage is not None:
@@ -529,8 +532,13 @@ def cluster(
             if constrained:
                 how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
                         "cannot-link pairs kept")
-            write_predictions(out, fill_rows(labels, keep), y=read.y, **index_columns(read.index, read.n_samples),
-                              photo=photos)
+            if state is None:
+                write_predictions(out, fill_rows(labels, keep), y=read.y, **index_columns(read.index, read.n_samples),
+                                  photo=photos)
+            else:  # both or neither: the state is put in place, then --out (as kfree assign does)
+                write_predictions(pending_path(out), fill_rows(labels, keep), y=read.y,
+                                  **index_columns(read.index, read.n_samples), photo=photos)
+                replace_together([(state_pending, state), (pending_path(out), out)])
             n_found = len(set(labels.tolist()))
             console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                           f"wrote [bold]{escape(str(out))}[/bold]")
@@ -599,6 +607,18 @@ def _load_model_to_cluster(model: Path, data_path: Path, out: Path):
             raise ModelError(f"{model.name} is not a kfree model: {places}; to cluster {model.name} without a "
                              f"model, give it alone: kfree cluster {model} --threshold T --out {out}") from None
         raise
+
+
+@contextlib.contextmanager
+def removed_after(*paths: Path | None):
+    """Remove ``paths`` (written aside until put in place) when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        for p in paths:
+            if p is not None:
+                with contextlib.suppress(OSError):  # (a place that could not be written holds nothing)
+                    p.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -686,21 +706,26 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     from ..data.images import photo_paths
     from ..evaluate.compare import index_columns, write_predictions
 
+    written = out if state is None else pending_path(out)  # (with a state: both or neither, state first)
     if out.suffix.lower() == ".npy":  # the labels alone
         from ..cluster.distributed import DaskThresholdResult
 
-        DaskThresholdResult(m.labels_.shape[0], m.merge_pairs_, m.merge_heights_, {}).write(out)
+        DaskThresholdResult(m.labels_.shape[0], m.merge_pairs_, m.merge_heights_, {}).write(written)
     else:  # .csv or .parquet: index, cluster[, row]
-        write_predictions(out, m.labels_, **index_columns(index, m.labels_.shape[0]),
+        write_predictions(written, m.labels_, **index_columns(index, m.labels_.shape[0]),
                           photo=None if data is None else photo_paths(first))
-    console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, {m.linkage} linkage, threshold "
-                  f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
     if state is not None:
-        from .assign import save_plain_state, state_line
+        from .assign import save_plain_state
 
         if data is None:  # (read by the workers: the rows are read here once)
             data = read_here()
-        save_plain_state(m, data.X, state, columns=data.columns, ids=data.index)
+        save_plain_state(m, data.X, pending_path(state), columns=data.columns, ids=data.index)
+        replace_together([(pending_path(state), state), (written, out)])
+    console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, {m.linkage} linkage, threshold "
+                  f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
+    if state is not None:
+        from .assign import state_line
+
         console.print(state_line(state))
 
 

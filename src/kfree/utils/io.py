@@ -81,6 +81,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def replace_together(pairs: Iterable[tuple[Path, Path]]) -> None:
+    """``os.replace(src, dst)`` for each pair, in order, with SIGINT and SIGTERM held back until
+    all are done, so that a Ctrl-C or a kill lands before the first or after the last: outputs
+    that belong together (a cluster state and its clusters file) are put in place together (an
+    operations trial's SIGTERM between the two left a new state beside the old clusters file).
+    Only SIGKILL or a crash can still fall between two renames, a window of microseconds."""
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        for src, dst in pairs:
+            try:
+                os.replace(src, dst)
+            except OSError as e:
+                raise OutputError(f"cannot write {dst}: {_reason(e)}") from None
+    finally:
+        if before is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     """The temporary files :func:`atomic_path` left beside ``path`` when its process was killed
     (SIGKILL, an OOM kill, a reboot) before it could remove them: ``.NAME.XXXXXXXX.tmp``. Only
