@@ -878,7 +878,7 @@ def test_a_state_made_or_grown_with_a_model_warns_of_clusters_far_larger_than_va
 def test_cluster_puts_its_state_and_clusters_file_in_place_together(d, tmp_path, monkeypatch):
     """An operations trial: kfree cluster --out C --state S saved S first, so a stop while C was
     written left a new state beside no clusters file (or an old one, with --force)."""
-    import kfree.evaluate.compare as compare
+    from kfree.evaluate import compare
 
     real = compare.write_predictions
 
