@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +145,22 @@ def test_a_flipped_bit_is_refused_in_a_checkpoint_and_a_model(tmp_path):
     with pytest.raises(ModelError, match=r"rot.kfree is damaged: the checksum of its record .* fails .* or train it "
                                          r"again$"):
         ClusterLearner.load(tmp_path / "rot.kfree")
+
+
+def test_a_short_write_is_one_clear_error_and_leaves_the_old_file(tmp_path, monkeypatch):
+    """An operations trial: a full disk while kfree train saved its model ended in torch's
+    RuntimeError ("unexpected pos ...") and 56 lines of traceback."""
+    from kfree.exceptions import OutputError
+
+    good = save_checkpoint(tmp_path / "m.pt", {"w": torch.ones(3)}, config={})
+    before = good.read_bytes()
+
+    def short_write(obj, f, *a, **k):
+        Path(f).write_bytes(b"PK\x03\x04 partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 15488 vs 15376")
+
+    monkeypatch.setattr(torch, "save", short_write)
+    with pytest.raises(OutputError, match=r"cannot write .*m.pt: the write stopped short \(\[enforce fail.*\) with "
+                                          r"[\d,.]+ MiB free there: a full disk or a file-size limit"):
+        save_checkpoint(good, {"w": torch.zeros(3)}, config={})
+    assert good.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.pt"]

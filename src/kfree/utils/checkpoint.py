@@ -71,7 +71,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import CheckpointError, DataFileNotFoundError
+from ..exceptions import CheckpointError, DataFileNotFoundError, OutputError
 
 FORMAT = "kfree-checkpoint/1"
 _TAG = "__kfree_checkpoint__"
@@ -167,7 +167,17 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any], *, conf
     }
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as e:
+            # torch's zip writer reports a short write (a full disk, a file-size limit) as a RuntimeError
+            # ("unexpected pos ..."): an operations trial's finished training ended in 56 lines of traceback
+            import shutil
+
+            free = shutil.disk_usage(path.parent).free
+            raise OutputError(f"cannot write {path}: the write stopped short ({str(e).splitlines()[0][:120]}) with "
+                              f"{free / 2**20:,.1f} MiB free there: a full disk or a file-size limit? Free space, "
+                              "or choose another place") from None
     return path
 
 
