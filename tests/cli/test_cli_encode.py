@@ -3,6 +3,8 @@ taken from raw files to clusters and a page, and every bad input one line."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -635,6 +637,40 @@ def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
     assert in_blocks == (int(kept.group(1)) if kept else 0) and in_blocks % 16 == 0, err
     time.sleep(0.5)
     assert _in_session(proc.pid) == []  # no worker left in its session
+
+
+def test_workers_end_when_their_parent_is_killed_outright(tmp_path):
+    """An operations trial: after a SIGKILL (or the out-of-memory killer) of the command, its two
+    worker processes ran on for 15 minutes, holding its output pipes open, and the job that ran it
+    hung. On Linux the kernel now ends them with their parent."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("dlib")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the workers end with their parent on Linux")
+    script = tmp_path / "pool.py"
+    script.write_text("import os, time\nfrom kfree.embed.pretrained import FaceEncoder\n"
+                      "if __name__ == '__main__':\n"
+                      "    with FaceEncoder().processes(2) as pool:\n"
+                      "        print(sorted({pool.submit(os.getpid).result() for _ in range(8)}), flush=True)\n"
+                      "        time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        workers = json.loads(proc.stdout.readline())  # (the pids the script printed)
+        assert workers and set(_in_session(proc.pid)) >= set(workers)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        for _ in range(50):
+            if not set(_in_session(proc.pid)) & set(workers):
+                break
+            time.sleep(0.2)
+        assert not set(_in_session(proc.pid)) & set(workers), "workers outlived their parent"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _in_session(sid: int) -> list[int]:
