@@ -660,3 +660,33 @@ def test_a_constructor_threshold_a_method_does_not_use_is_said():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ParameterConflictWarning)
         learner.cluster(X[y >= 8])  # (hac uses it)
+
+
+def test_a_stopped_fit_resumes_from_its_checkpoint_to_the_model_of_an_uninterrupted_one(tmp_path):
+    """An operations trial: a stopped kfree train started again from step 0 (the trainer could
+    resume, but neither ClusterLearner nor the CLI gave it a checkpoint)."""
+    X, y = sphere_blobs(12, 10, dim=8, spread=0.3, seed=0)
+    cfg = TrainConfig(epochs=6, seed=0, eval_every_steps=2, patience=100)
+    straight = ClusterLearner(cfg).fit(X, y)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(step, completed=0, **_):
+        if step == "train" and completed == 3:
+            raise Stop
+
+    ckpt = tmp_path / "run.checkpoint"
+    with pytest.raises(Stop):
+        ClusterLearner(cfg).fit(X, y, checkpoint=ckpt, hook=stop_at_3)
+    assert ckpt.is_file()
+    seen = []
+    resumed = ClusterLearner(cfg).fit(X, y, checkpoint=ckpt, hook=lambda step, completed=0, **_: seen.append(completed))
+    assert seen == [3, 4, 5, 6]  # epochs 1-2, saved before the stop in epoch 3, were not trained again
+    a, b = straight.model_.state_dict(), resumed.model_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a) and resumed.best_step_ == straight.best_step_
+    assert resumed.threshold_ == straight.threshold_
+    from kfree.exceptions import CheckpointError
+
+    with pytest.raises(CheckpointError, match="was written by another run"):
+        ClusterLearner(cfg).fit(X[:-10], y[:-10], checkpoint=ckpt)

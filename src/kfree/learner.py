@@ -210,7 +210,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             return ("recalibrated",)
         return ("learned", "recalibrated") if implied else ("recalibrated",)
 
-    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, hook=None) -> ClusterLearner:
+    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, hook=None,
+            checkpoint: str | Path | None = None) -> ClusterLearner:
         """Train on labelled data ``X`` (n, d) with identity labels ``y`` (n,).
 
         ``X_val``/``y_val`` are validation data of *other* identities (label values that ``y``
@@ -225,6 +226,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         Under ``torchrun`` the processes train the head together (each embeds a slice of every
         batch; :mod:`kfree.train.distributed`); rank 0 validates and selects the rule, and every
         process returns with the same fitted attributes.
+
+        ``checkpoint``: a file where training saves its state after every epoch, and from which a
+        fit resumes when it exists, so a stopped run continues where it was and ends with the
+        model an uninterrupted run gives (:mod:`kfree.train.trainer`); a checkpoint of other
+        training data or settings is refused (:class:`~kfree.exceptions.CheckpointError`).
         """
         from .utils.seeding import seeded
 
@@ -239,11 +245,12 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             with session():  # several processes only under torchrun; one otherwise
                 self._fitting = True  # (fit's own steps pass the rows on without their names)
                 try:
-                    return self._fit(cfg, X, y, X_val=X_val, y_val=y_val, hook=hook)
+                    return self._fit(cfg, X, y, X_val=X_val, y_val=y_val, hook=hook, checkpoint=checkpoint)
                 finally:
                     del self._fitting
 
-    def _fit(self, cfg: TrainConfig, X: Any, y: Any, *, X_val: Any, y_val: Any, hook) -> ClusterLearner:
+    def _fit(self, cfg: TrainConfig, X: Any, y: Any, *, X_val: Any, y_val: Any, hook,
+             checkpoint: str | Path | None = None) -> ClusterLearner:
         import torch
 
         from . import registry
@@ -372,7 +379,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 row[f"val_clusters_{r.linkage}_{r.mode}"] = r.val_clusters
             return row
 
-        result = train_embedding(model, loss, X_tr, y_tr, cfg, hook=hook, score_fn=score_fn if has_val else None)
+        result = train_embedding(model, loss, X_tr, y_tr, cfg, hook=hook, score_fn=score_fn if has_val else None,
+                                 checkpoint_path=checkpoint)
         self.model_ = model
         self.loss_ = loss
         dctx = current()

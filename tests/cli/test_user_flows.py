@@ -476,3 +476,36 @@ def test_a_cut_that_leaves_every_row_alone_or_joins_them_all_is_warned_about(d, 
     code, out = run("cluster", tmp_path / "frames.csv", "--threshold", "1", "--ignore-columns", "frame",
                     "--out", tmp_path / "c.csv", "--force")
     assert code == 0 and "warning" not in out, out
+
+
+def test_a_stopped_kfree_train_continues_from_its_checkpoint(d, tmp_path, monkeypatch):
+    """An operations trial: every kill of kfree train lost the whole training, though the trainer
+    could resume. A checkpoint beside --out, named by the data and settings, is continued by a
+    rerun of the same training and removed once the model is saved."""
+    import torch
+
+    from kfree import ClusterLearner
+    from kfree.train import trainer
+
+    args = ["train", d / "x.npy", "--labels", d / "y.npy", *FAST]
+    real, saves = trainer.save_checkpoint, []
+
+    def stop_after_two_epochs(path, *a, **k):
+        real(path, *a, **k)
+        saves.append(path)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", stop_after_two_epochs)
+    code, out = run(*args, "--out", tmp_path / "m.kfree")
+    assert code == 130 and not (tmp_path / "m.kfree").exists(), out
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".m.kfree.") and left[0].endswith(".checkpoint"), left
+    monkeypatch.setattr(trainer, "save_checkpoint", real)
+    code, out = run(*args, "--out", tmp_path / "m.kfree")
+    assert code == 0 and f"continuing a stopped run of this training from its checkpoint ({left[0]})" in out, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-validation.png", "m.kfree"]  # the checkpoint is gone
+    code, out = run(*args, "--out", tmp_path / "straight.kfree")  # uninterrupted: the same model
+    assert code == 0 and "continuing" not in out, out
+    a, b = (ClusterLearner.load(tmp_path / f).model_.state_dict() for f in ("m.kfree", "straight.kfree"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

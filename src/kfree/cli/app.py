@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from ..exceptions import (
+    CheckpointError,
     ClusterSizeWarning,
     ConfigError,
     DataError,
@@ -262,9 +263,26 @@ def train(
                           wrong_positives=wrong_positives, wrong_negatives=_parse_noise(wrong_negatives))
         learner = ClusterLearner(cfg, head=head, val_identities=val_identities, linkage=linkage,
                                  threshold_mode=threshold_mode, compare_raw=compare_raw, calibration=calibration)
+        # a stopped run continues from its checkpoint, kept beside --out and named by what it trains (the
+        # data and every setting), so another run never takes it up (an operations trial lost a whole
+        # training to each kill, though the trainer could resume)
+        from rich.markup import escape
+
+        ckpt = _train_checkpoint(out, data, val, learner)
+        if ckpt.exists() and rank0:
+            console.print(f"continuing a stopped run of this training from its checkpoint ({escape(ckpt.name)})",
+                          highlight=False)
         with progress_hook(progress and rank0) as hook, _limit_threads(torch=True):
-            learner.fit(data.X, data.y, hook=hook, X_val=None if val is None else val.X,
-                        y_val=None if val is None else val.y)
+            try:
+                learner.fit(data.X, data.y, hook=hook, X_val=None if val is None else val.X,
+                            y_val=None if val is None else val.y, checkpoint=ckpt)
+            except CheckpointError:  # damaged, or made by another kfree: start over
+                if rank0:
+                    console.print(f"the checkpoint {escape(ckpt.name)} cannot be continued; training from the start",
+                                  highlight=False)
+                    ckpt.unlink(missing_ok=True)
+                learner.fit(data.X, data.y, hook=hook, X_val=None if val is None else val.X,
+                            y_val=None if val is None else val.y, checkpoint=ckpt)
         if not rank0:
             return  # rank 0 saves the (identical) model and reports
         from rich.markup import escape
@@ -277,6 +295,8 @@ def train(
             if ignored(ignore_columns):  # and the columns left out of it, which kfree cluster leaves out too
                 learner.provenance_["ignored_columns"] = list(ignored(ignore_columns))
         learner.save(out)
+        for stale in out.parent.glob(f".{out.name}.*.checkpoint"):  # (this run's, and any a stopped other left)
+            stale.unlink(missing_ok=True)
         prov = learner.provenance_
         kept = {None: "kept the last step (nothing held out to choose another)",
                 0: "kept step 0: the head as it started, no step scored better on the held-out identities"}.get(
@@ -607,6 +627,24 @@ def _load_model_to_cluster(model: Path, data_path: Path, out: Path):
             raise ModelError(f"{model.name} is not a kfree model: {places}; to cluster {model.name} without a "
                              f"model, give it alone: kfree cluster {model} --threshold T --out {out}") from None
         raise
+
+
+def _train_checkpoint(out: Path, data, val, learner) -> Path:
+    """Where ``kfree train`` keeps its checkpoint: beside ``out``, named by a digest of the
+    training and validation rows and labels and of every setting, so that only a rerun of the
+    same training continues it."""
+    import hashlib
+    import json
+
+    from ..utils.io import array_sha256
+
+    def labels(y) -> str:
+        return "" if y is None else hashlib.sha256("\n".join(map(str, y.tolist())).encode()).hexdigest()
+
+    what = [array_sha256(data.X), labels(data.y), None if val is None else array_sha256(val.X),
+            None if val is None else labels(val.y), repr(learner.get_params(deep=False))]
+    digest = hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:16]
+    return out.with_name(f".{out.name}.{digest}.checkpoint")
 
 
 @contextlib.contextmanager
