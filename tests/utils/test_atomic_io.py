@@ -24,3 +24,27 @@ def test_atomic_write_gets_the_usual_file_mode_and_leaves_nothing_on_failure(tmp
         raise RuntimeError("killed")
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a"]  # no target, no temporary left
 
+
+
+def test_temporaries_a_killed_writer_left_are_removed_when_old(tmp_path):
+    """An operations trial: SIGKILLed kfree train, cluster --state and report left their
+    temporary outputs (as large as the outputs) beside them for good, one per kill."""
+    import os
+    import time
+
+    from kfree.utils.io import STALE_AFTER_S, check_output
+
+    old = [tmp_path / ".m.kfree.abc123.tmp", tmp_path / ".rep.kfree-x1"]
+    young = tmp_path / ".m.kfree.def456.tmp"  # (another run's, still writing)
+    other = tmp_path / ".n.kfree.abc123.tmp"  # (another output's)
+    old[0].write_bytes(b"x" * 100)
+    old[1].mkdir()
+    (old[1] / "index.html").write_text("half")
+    young.write_bytes(b"y")
+    other.write_bytes(b"z")
+    then = time.time() - STALE_AFTER_S - 60
+    for p in (old[0], old[1], other):
+        os.utime(p, (then, then))
+    check_output(tmp_path / "m.kfree")
+    check_output(tmp_path / "rep", directory=True)
+    assert not old[0].exists() and not old[1].exists() and young.exists() and other.exists()

@@ -224,7 +224,36 @@ def check_output(
     if formats is not None and p.suffix.lower() not in formats:
         raise OutputError(f"{option} {p.name}: this command writes {' or '.join(formats)} files; name the "
                           f"output accordingly, e.g. {p.with_suffix(formats[0]).name}")
+    remove_stale_temporaries(p, directory=directory)
     return p
+
+
+#: a temporary output untouched this long was left by a writer that was killed outright (a file is
+#: written in seconds to minutes, and its temporary removed on any exit Python sees)
+STALE_AFTER_S = 3600.0
+
+
+def remove_stale_temporaries(path: Path, *, directory: bool = False) -> list[Path]:
+    """Remove what writers of ``path`` killed outright (SIGKILL, an out-of-memory kill, a reboot)
+    left beside it more than :data:`STALE_AFTER_S` ago: ``.NAME.XXXXXXXX.tmp`` files (as large
+    as the output: one per kill, until the disk filled, found by an operations trial) and, for
+    an output folder, ``.NAME.kfree-XXXX/`` folders. Younger ones may be another run's, still
+    writing, and are left alone. Returns what was removed."""
+    import glob
+    import shutil
+    import time
+
+    pattern = _TEMP.format(name=glob.escape(path.name), rest="kfree-*" if directory else "*.tmp")
+    now, removed = time.time(), []
+    for q in path.parent.glob(pattern) if path.parent.is_dir() else []:
+        try:
+            if now - q.stat().st_mtime < STALE_AFTER_S:
+                continue
+            shutil.rmtree(q) if q.is_dir() else q.unlink()
+        except OSError:
+            continue  # (another process removed it, or it cannot be: it stays)
+        removed.append(q)
+    return removed
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
