@@ -509,3 +509,26 @@ def test_a_stopped_kfree_train_continues_from_its_checkpoint(d, tmp_path, monkey
     assert code == 0 and "continuing" not in out, out
     a, b = (ClusterLearner.load(tmp_path / f).model_.state_dict() for f in ("m.kfree", "straight.kfree"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_retrained_model_is_never_left_beside_another_run_s_validation_curve(d, tmp_path, monkeypatch):
+    """An operations trial: a kill between writing the model and its curve left the new model
+    beside the last run's curve; a run that validates nothing kept it for good."""
+    import kfree.report.validation as validation
+
+    args = ["train", d / "x.npy", "--labels", d / "y.npy", *FAST, "--out", tmp_path / "m.kfree"]
+    code, out = run(*args)
+    assert code == 0 and (tmp_path / "m-validation.png").is_file(), out
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt  # a stop as the curve is drawn: the new model must not be in place either
+
+    monkeypatch.setattr(validation, "plot_learner_validation", stopped)
+    code, out = run(*args, "--force", "--seed", "3")
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.endswith(".checkpoint")}
+    assert code == 130 and kept == before, out  # (and the stopped run's checkpoint, for its rerun)
+    monkeypatch.undo()
+    code, out = run(*args, "--force", "--val-identities", "0")  # nothing validated: no curve describes the model
+    assert code == 0 and sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".checkpoint")) == [
+        "m.kfree"], out

@@ -294,7 +294,18 @@ def train(
             learner.feature_names_in_ = np.asarray(data.columns, dtype=object)
             if ignored(ignore_columns):  # and the columns left out of it, which kfree cluster leaves out too
                 learner.provenance_["ignored_columns"] = list(ignored(ignore_columns))
-        learner.save(out)
+        # the model and its validation curve are written aside and put in place together (a kill between
+        # the two left a new model beside the last run's curve: an operations trial)
+        from ..report.validation import plot_learner_validation
+
+        curve = _validation_plot_path(out)
+        with removed_after(pending_path(out), pending_path(curve)):
+            learner.save(pending_path(out))
+            plot = plot_learner_validation(learner, pending_path(curve))
+            replace_together([(pending_path(out), out), *([(plot, curve)] if plot else [])])
+        if plot is None:  # (an earlier run's curve does not describe this model)
+            curve.unlink(missing_ok=True)
+        plot = None if plot is None else curve
         for stale in out.parent.glob(f".{out.name}.*.checkpoint"):  # (this run's, and any a stopped other left)
             stale.unlink(missing_ok=True)
         prov = learner.provenance_
@@ -307,7 +318,6 @@ def train(
                       + f"); {prov['steps']} steps"
                       f"{' (stopped early)' if prov['stopped_early'] else ''}, {kept}")
         _print_candidates(learner)
-        plot = _validation_plot(learner, out)
         console.print(f"model saved to [bold]{out}[/bold]" + (f"; validation curve: {plot}" if plot else ""))
 
 
@@ -925,12 +935,6 @@ def labelled_rows(data, path: Path):
 def _validation_plot_path(model_path: Path) -> Path:
     """Where ``kfree train --out MODEL`` writes the validation curve: beside MODEL."""
     return model_path.with_name(model_path.stem + "-validation.png")
-
-
-def _validation_plot(learner, model_path: Path) -> Path | None:
-    from ..report.validation import plot_learner_validation
-
-    return plot_learner_validation(learner, _validation_plot_path(model_path))
 
 
 def _parse_dims(text: str) -> tuple[int, ...]:

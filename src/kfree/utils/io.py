@@ -81,25 +81,32 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def replace_together(pairs: Iterable[tuple[Path, Path]]) -> None:
-    """``os.replace(src, dst)`` for each pair, in order, with SIGINT and SIGTERM held back until
-    all are done, so that a Ctrl-C or a kill lands before the first or after the last: outputs
-    that belong together (a cluster state and its clusters file) are put in place together (an
-    operations trial's SIGTERM between the two left a new state beside the old clusters file).
-    Only SIGKILL or a crash can still fall between two renames, a window of microseconds."""
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block (they arrive when it ends): renames that put
+    outputs belonging together in place are done all or none by a Ctrl-C or a kill. Only
+    SIGKILL or a crash can still fall between them, a window of microseconds."""
     import signal
 
     held = {signal.SIGINT, signal.SIGTERM}
     before = signal.pthread_sigmask(signal.SIG_BLOCK, held) if hasattr(signal, "pthread_sigmask") else None
     try:
+        yield
+    finally:
+        if before is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def replace_together(pairs: Iterable[tuple[Path, Path]]) -> None:
+    """``os.replace(src, dst)`` for each pair, in order, with :func:`signals_held`: outputs that
+    belong together (a cluster state and its clusters file) are put in place together (an
+    operations trial's SIGTERM between the two left a new state beside the old clusters file)."""
+    with signals_held():
         for src, dst in pairs:
             try:
                 os.replace(src, dst)
             except OSError as e:
                 raise OutputError(f"cannot write {dst}: {_reason(e)}") from None
-    finally:
-        if before is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
@@ -133,10 +140,11 @@ def atomic_dir(path: str | os.PathLike[str], owned: Iterable[str] = ()) -> Itera
         try:
             final.mkdir(exist_ok=True)
             written = {f.name for f in tmp.iterdir()}
-            for f in tmp.iterdir():
-                f.replace(final / f.name)
-            for name in set(owned) - written:
-                (final / name).unlink(missing_ok=True)
+            with signals_held():  # (a report half of the last run and half of this one, after a kill: a trial)
+                for f in tmp.iterdir():
+                    f.replace(final / f.name)
+                for name in set(owned) - written:
+                    (final / name).unlink(missing_ok=True)
         except OSError as e:
             raise OutputError(f"cannot write {final}: {_reason(e)}; choose another place") from None
     finally:
