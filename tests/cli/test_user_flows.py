@@ -514,7 +514,7 @@ def test_a_stopped_kfree_train_continues_from_its_checkpoint(d, tmp_path, monkey
 def test_a_retrained_model_is_never_left_beside_another_run_s_validation_curve(d, tmp_path, monkeypatch):
     """An operations trial: a kill between writing the model and its curve left the new model
     beside the last run's curve; a run that validates nothing kept it for good."""
-    import kfree.report.validation as validation
+    from kfree.report import validation
 
     args = ["train", d / "x.npy", "--labels", d / "y.npy", *FAST, "--out", tmp_path / "m.kfree"]
     code, out = run(*args)
