@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,18 @@ def test_temporaries_a_killed_writer_left_are_removed_when_old(tmp_path):
     check_output(tmp_path / "m.kfree")
     check_output(tmp_path / "rep", directory=True)
     assert not old[0].exists() and not old[1].exists() and young.exists() and other.exists()
+
+
+def test_an_output_is_flushed_to_disk_before_and_after_its_rename(tmp_path, monkeypatch):
+    """An operations trial: without fsync a power loss may leave a renamed state or model of zero
+    bytes. The data is flushed before the rename and the folder's entry after it."""
+    from kfree.utils import io
+
+    calls = []
+    real_replace = os.replace
+    monkeypatch.setattr(io, "_fsync", lambda p: calls.append(("fsync", Path(p))))
+    monkeypatch.setattr(io.os, "replace", lambda a, b: (calls.append(("rename", Path(b))), real_replace(a, b)))
+    write_json(tmp_path / "m.json", {"a": 1})
+    kinds = [k for k, _ in calls]
+    assert kinds == ["fsync", "rename", "fsync"], calls
+    assert calls[0][1].name.startswith(".m.json.") and calls[1][1] == tmp_path / "m.json" and calls[2][1] == tmp_path
