@@ -41,6 +41,15 @@ class CheckpointError(ModelError):
     """A checkpoint is unreadable, not a kfree checkpoint, or was written with another config."""
 
 
+class DamagedFileError(CheckpointError):
+    """A checkpoint or model file whose stored checksums fail (a changed bit on disk or in a copy).
+    ``what`` says so without the remedy, which depends on the file's use."""
+
+    def __init__(self, what: str, remedy: str) -> None:
+        super().__init__(f"{what}; {remedy}")
+        self.what = what
+
+
 class OutputError(KfreeError, OSError):
     """An output cannot or must not be written (unwritable place, existing file, an input)."""
 

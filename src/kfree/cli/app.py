@@ -273,16 +273,18 @@ def train(
             console.print(f"continuing a stopped run of this training from its checkpoint ({escape(ckpt.name)})",
                           highlight=False)
         with progress_hook(progress and rank0) as hook, _limit_threads(torch=True):
-            try:
+            def fit():
                 learner.fit(data.X, data.y, hook=hook, X_val=None if val is None else val.X,
                             y_val=None if val is None else val.y, checkpoint=ckpt)
+
+            try:
+                fit()
             except CheckpointError:  # damaged, or made by another kfree: start over
                 if rank0:
                     console.print(f"the checkpoint {escape(ckpt.name)} cannot be continued; training from the start",
                                   highlight=False)
                     ckpt.unlink(missing_ok=True)
-                learner.fit(data.X, data.y, hook=hook, X_val=None if val is None else val.X,
-                            y_val=None if val is None else val.y, checkpoint=ckpt)
+                fit()
         if not rank0:
             return  # rank 0 saves the (identical) model and reports
         from rich.markup import escape

@@ -94,7 +94,9 @@ def own_ids(index: Any, n: int) -> Any:
     numbers 0..n-1 (each day's file would repeat them; None: no ids)."""
     import numpy as np
 
-    if index is None or (n and np.asarray(index).dtype.kind in "iu" and np.array_equal(index, np.arange(n))):
+    from ..evaluate.compare import is_row_numbering
+
+    if index is None or (n and is_row_numbering(np.asarray(index))):
         return None
     return np.asarray(index)
 

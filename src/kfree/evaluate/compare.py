@@ -197,7 +197,7 @@ def item_rows(pred, index, n_items: int, *, pred_name: str, items_name: str, wha
     return rows_of(pred, n_items, pred_name=pred_name, items_name=items_name)
 
 
-def _is_numbering(ids: np.ndarray) -> bool:
+def is_row_numbering(ids: np.ndarray) -> bool:
     """Ids that are only the row numbers 0..n-1 (a clustered file without ids)."""
     return ids.dtype.kind in "iu" and np.array_equal(ids, np.arange(ids.size))
 
@@ -212,7 +212,7 @@ def _numbered_not_named(pred, index, pred_name: str, items_name: str, what: str)
     if "row" in pred.columns:
         return False
     ids = pred["index"].to_numpy()
-    if not _is_numbering(ids):
+    if not is_row_numbering(ids):
         return False
     items = np.asarray(index)
     if items.dtype.kind in "iu" and np.array_equal(items[:ids.size], np.arange(min(ids.size, items.size))):
@@ -292,8 +292,8 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
         col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option="--label-column")
         key = shared_key(pred, df, id_column, label_column)
         index_join = "index" in df.columns and "index" in pred.columns and id_column is None and (
-            "row" in pred.columns or not _is_numbering(pred["index"].to_numpy()))
-        if key is None and not index_join and id_column is None and "index" in pred.columns and not _is_numbering(
+            "row" in pred.columns or not is_row_numbering(pred["index"].to_numpy()))
+        if key is None and not index_join and id_column is None and "index" in pred.columns and not is_row_numbering(
                 pred["index"].to_numpy()) and (found := _ids_column(
                     pred["index"], df, (label_column,) if label_column else ())) is not None:
             # the clusters' ids are the values of one of the truth's columns (a ticket_id): join by it, as

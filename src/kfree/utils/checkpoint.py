@@ -71,7 +71,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import CheckpointError, DataFileNotFoundError, OutputError
+from ..exceptions import CheckpointError, DamagedFileError, DataFileNotFoundError, OutputError
 
 FORMAT = "kfree-checkpoint/1"
 _TAG = "__kfree_checkpoint__"
@@ -231,6 +231,10 @@ def _read(p: Path, map_location: Any, *, legacy: bool) -> dict[str, Any]:
     return payload
 
 
+#: what to do with a damaged checkpoint (a model file says "train it again")
+REMEDY = "restore it from a copy, or delete it to start over"
+
+
 def _check_crc(p: Path) -> None:
     """Refuse a file whose stored checksums fail. A torch file is a zip archive with a CRC-32 of
     every record, which ``torch.load`` does not check: one flipped bit in a model's threshold
@@ -244,12 +248,11 @@ def _check_crc(p: Path) -> None:
     except zipfile.BadZipFile:
         return  # (a legacy or foreign file: torch.load says what it is)
     except (OSError, RuntimeError, ValueError, EOFError) as e:  # (a record too damaged to read back)
-        raise CheckpointError(f"{p.name} is damaged ({type(e).__name__} reading it); delete it to start over, or "
-                              "restore it from a copy") from None
+        raise DamagedFileError(f"{p.name} is damaged ({type(e).__name__} reading it)", REMEDY) from None
     if bad is not None:
-        raise CheckpointError(f"{p.name} is damaged: the checksum of its record {bad.split('/', 1)[-1]!r} fails "
-                              "(a changed bit on disk or in a copy); restore it from a copy, or delete it to start "
-                              "over") from None
+        raise DamagedFileError(f"{p.name} is damaged: the checksum of its record {bad.split('/', 1)[-1]!r} fails "
+                               "(a changed bit on disk or in a copy)", REMEDY) from None
+
 
 
 def load_checkpoint(

@@ -132,14 +132,17 @@ def replace_together(pairs: Iterable[tuple[Path, Path]]) -> None:
         _fsync(folder)
 
 
-def stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+def stale_temporaries(path: str | os.PathLike[str], *, directory: bool = False) -> list[Path]:
     """The temporary files :func:`atomic_path` left beside ``path`` when its process was killed
-    (SIGKILL, an OOM kill, a reboot) before it could remove them: ``.NAME.XXXXXXXX.tmp``. Only
-    their writer's successor may remove them (``kfree assign`` does, holding the state's lock)."""
+    (SIGKILL, an OOM kill, a reboot) before it could remove them: ``.NAME.XXXXXXXX.tmp`` (for an
+    output folder, the ``.NAME.kfree-XXXX/`` folders of :func:`atomic_dir`). Only their writer's
+    successor may remove them (``kfree assign`` does, holding the state's lock), or anyone once
+    they are old (:func:`remove_stale_temporaries`)."""
     import glob
 
     path = Path(path)
-    return sorted(path.parent.glob(_TEMP.format(name=glob.escape(path.name), rest="*.tmp")))
+    rest = "kfree-*" if directory else "*.tmp"
+    return sorted(path.parent.glob(_TEMP.format(name=glob.escape(path.name), rest=rest)))
 
 
 @contextlib.contextmanager
@@ -155,7 +158,7 @@ def atomic_dir(path: str | os.PathLike[str], owned: Iterable[str] = ()) -> Itera
     final = Path(path)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.kfree-", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=_TEMP.format(name=final.name, rest="kfree-"), dir=final.parent))
     except OSError as e:
         raise OutputError(f"cannot write {final}: {_reason(e)} (in {final.parent}); choose another place") from None
     try:
@@ -270,13 +273,11 @@ def remove_stale_temporaries(path: Path, *, directory: bool = False) -> list[Pat
     as the output: one per kill, until the disk filled, found by an operations trial) and, for
     an output folder, ``.NAME.kfree-XXXX/`` folders. Younger ones may be another run's, still
     writing, and are left alone. Returns what was removed."""
-    import glob
     import shutil
     import time
 
-    pattern = _TEMP.format(name=glob.escape(path.name), rest="kfree-*" if directory else "*.tmp")
     now, removed = time.time(), []
-    for q in path.parent.glob(pattern) if path.parent.is_dir() else []:
+    for q in stale_temporaries(path, directory=directory) if path.parent.is_dir() else []:
         try:
             if now - q.stat().st_mtime < STALE_AFTER_S:
                 continue

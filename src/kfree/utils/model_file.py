@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import CheckpointError, DataFileNotFoundError, ModelError
+from ..exceptions import CheckpointError, DamagedFileError, DataFileNotFoundError, ModelError
 from .checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
 
 MODEL_FORMAT = "kfree-model/3"
@@ -40,9 +40,9 @@ def read_model(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
         raise DataFileNotFoundError(f"model file not found: {p}")
     try:
         raw = load_checkpoint(p, allow_legacy=True)
+    except DamagedFileError as e:  # a model file that a changed bit spoilt: said as such
+        raise ModelError(f"{e.what}; restore it from a copy, or train it again") from None
     except CheckpointError as e:
-        if " is damaged: the checksum" in str(e):  # a model file that a changed bit spoilt: said as such
-            raise ModelError(str(e).replace(" or delete it to start over", " or train it again")) from None
         raise ModelError(_not_a_model(p, e)) from None
     if raw.get("format") in LEGACY_FORMATS:  # a torch.save'd dict of an earlier kfree
         state = {k: v for k, v in raw.items() if k not in ("format", "params")}
