@@ -19,6 +19,7 @@ from kfree.cluster import (
 )
 from kfree.cluster.gmeans import anderson_darling_split
 from kfree.cluster.xmeans import xmeans_bic
+from kfree.data.builtin import load_builtin
 from kfree.data.synthetic import sphere_blobs
 from kfree.exceptions import ConfigError, DataError, KfreeWarning
 from kfree.metrics import nmi
@@ -85,8 +86,24 @@ def test_xmeans_bic_by_hand():
     sigma_sq = 4 * 1.0 / (N - K)
     p = (K - 1) + d * K + 1
     L = 2 * math.log(2) - 2 * math.log(4) - math.log(2 * math.pi) - 2 * (d / 2) * math.log(sigma_sq) - (2 - K) / 2
-    expected = 2 * (L - p / 2 * math.log(N))
-    assert xmeans_bic(X, labels, centers) == pytest.approx(expected)
+    # Pelleg & Moore: the model's free parameters are penalised once; pyclustering: once per cluster
+    assert xmeans_bic(X, labels, centers) == pytest.approx(2 * L - p / 2 * math.log(N))
+    assert xmeans_bic(X, labels, centers, bic="pyclustering") == pytest.approx(2 * (L - p / 2 * math.log(N)))
+    with pytest.raises(ConfigError, match="bic='aic'"):
+        XMeans(bic="aic").fit(X)
+
+
+def test_xmeans_with_the_papers_bic_splits_where_pyclustering_s_stops():
+    """Found by a metrics audit: the BIC charged its penalty once per cluster (pyclustering's), so
+    with 128-d faces a split paid it twice and X-means stopped at 7–36 clusters for 40 people, by
+    seed; the BCL paper's X-means over-clusters. From k_init=1 it can answer 1."""
+    att = load_builtin("att_faces", with_images=False)
+    papers = XMeans(seed=1).fit(att.X).n_clusters_
+    pyclust = XMeans(seed=1, bic="pyclustering").fit(att.X).n_clusters_
+    assert papers > 40 > pyclust
+    rng = np.random.default_rng(0)
+    for d in (2, 8, 32):  # one Gaussian blob is one cluster
+        assert XMeans(seed=0, k_init=1).fit(rng.normal(size=(300, d))).n_clusters_ == 1
 
 
 def test_xmeans_bic_equals_pyclustering(blobs):
@@ -99,7 +116,7 @@ def test_xmeans_bic_equals_pyclustering(blobs):
     ref = xmeans(X, centers[:2], kmax=10, ccore=False)
     clusters = [np.flatnonzero(y == j).tolist() for j in range(5)]
     want = ref._xmeans__bayesian_information_criterion(clusters, centers.tolist())
-    assert xmeans_bic(X, y, centers) == pytest.approx(want, rel=1e-9)
+    assert xmeans_bic(X, y, centers, bic="pyclustering") == pytest.approx(want, rel=1e-9)
 
 
 def test_xmeans_agrees_with_pyclustering_on_separated_blobs(blobs):
@@ -113,7 +130,7 @@ def test_xmeans_agrees_with_pyclustering_on_separated_blobs(blobs):
     ref_labels = np.empty(X.shape[0], dtype=int)
     for j, members in enumerate(ref.get_clusters()):
         ref_labels[members] = j
-    ours = XMeans(20, initial_centers=init).fit(X)
+    ours = XMeans(20, initial_centers=init, bic="pyclustering").fit(X)
     assert ours.n_clusters_ == len(ref.get_clusters()) == 5
     assert nmi(ref_labels, ours.labels_) == pytest.approx(1.0)
     with pytest.warns(KfreeWarning, match="X-means stopped at k_max=3 clusters"):  # the bound said, not silent
