@@ -436,19 +436,33 @@ def test_a_missing_extra_leaves_nothing_behind(people, tmp_path, monkeypatch):
 
 def test_clusters_numbered_by_row_are_not_joined_to_ids(tmp_path):
     """Clusters of a file without ids (a .npy: 'index' is the row number 0..n-1, no 'row' column)
-    beside texts named by shuffled integer ids: joining would pair rows at random (found by
-    review: 20 of 20 texts shown wrong); they are taken by row, and that is said. Labels too."""
+    beside texts named by other integer ids: joining would pair rows at random (found by review: 20
+    of 20 texts shown wrong); they are taken by row, and that is said. Ids that are the same numbers
+    in another order may be those row numbers (a metrics audit: a perfect clustering scored NMI
+    0.106 by row) or ids: that is refused, naming both remedies, and --id-column index joins."""
     from kfree.evaluate.compare import item_rows, truth_for
+    from kfree.exceptions import DataError
 
     pred = pd.DataFrame({"index": np.arange(6), "cluster": [0, 0, 1, 1, 2, 2]})
-    ids = np.array([4, 0, 5, 1, 3, 2])
+    ids = np.array([14, 10, 15, 11, 13, 12])
     with pytest.warns(UserWarning, match=r"c.csv numbers its rows 0..5 .* taken by row number"):
         assert item_rows(pred, ids, 6, pred_name="c.csv", items_name="t.csv", what="texts").tolist() == list(range(6))
     np.savez(tmp_path / "truth.npz", labels=np.array(list("aabbcc")), index=ids)
     with pytest.warns(UserWarning, match="numbers its rows"):
         assert truth_for(pred, tmp_path / "truth.npz", pred_name="c.csv").tolist() == list("aabbcc")
+    shuffled = ids - 10  # 4, 0, 5, 1, 3, 2: row numbers, or ids?
+    with pytest.raises(DataError, match=r"'index' values 0..5 in another order.*--id-column index.*rename t.csv"):
+        item_rows(pred, shuffled, 6, pred_name="c.csv", items_name="t.csv", what="texts")
+    pd.DataFrame({"index": shuffled, "label": list("aabbcc")}).to_csv(tmp_path / "truth.csv", index=False)
+    pred.to_csv(tmp_path / "c.csv", index=False)
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "truth.csv")
+    one_line_error(code, out, "so which labels belong to which row is unclear")
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "truth.csv", "--id-column", "index")
+    assert code == 0 and "0.579" in out, out  # joined by it: rows 0..5 are labelled a, b, c, c, a, b
+    assert truth_for(pred, tmp_path / "truth.csv", id_column="index").tolist() == list("abccab")
     # clusters with ids of their own ('row' beside them) are joined to an .npz's 'index' array
     named = pd.DataFrame({"index": [2, 3, 0], "cluster": [0, 0, 1], "row": [0, 1, 2]})
+    np.savez(tmp_path / "truth.npz", labels=np.array(list("aabbcc")), index=shuffled)
     assert truth_for(named, tmp_path / "truth.npz").tolist() == ["c", "c", "a"]  # ids 2, 3, 0
     # the same numbering on both sides: nothing to say
     import warnings

@@ -217,6 +217,15 @@ def _numbered_not_named(pred, index, pred_name: str, items_name: str, what: str)
     items = np.asarray(index)
     if items.dtype.kind in "iu" and np.array_equal(items[:ids.size], np.arange(min(ids.size, items.size))):
         return False  # the same numbering: joining and taking by row agree
+    if items.dtype.kind in "iu" and items.size == ids.size and np.array_equal(np.sort(items), ids):
+        # the file's ids are the same numbers in another order: they may be these row numbers (join) or
+        # ids of rows listed in the clustered file's order (take by row), and the two give other scores
+        # (a metrics audit: a perfect clustering scored NMI 0.106 by row, with only a warning)
+        raise DataError(f"{pred_name} numbers its rows 0..{ids.size - 1} (no 'row' column: a clustering of rows "
+                        f"without ids), and {items_name} names its rows by 'index' values 0..{ids.size - 1} in "
+                        f"another order, so which {what} belong to which row is unclear: if they are the same "
+                        "row numbers, join by them with --id-column index; if they are ids of rows listed in the "
+                        f"clustered file's order, rename {items_name}'s 'index' column")
     import warnings
 
     warnings.warn(f"{pred_name} numbers its rows 0..{ids.size - 1} without a 'row' column (as a clustered file "
