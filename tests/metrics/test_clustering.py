@@ -138,3 +138,8 @@ def test_noise_labels_are_scored_as_singletons_and_said():
     assert got == want and got["n_clusters"] == 8
     with pytest.warns(DataWarning):
         assert evaluate_clustering(y, np.full(20, -1))["n_clusters"] == 20  # all noise: 20 singletons, not 1
+    # numbers held as objects (a pandas object column) are numbers (a metrics audit: one cluster, unsaid)
+    with pytest.warns(DataWarning, match="3 of the 20 rows"):
+        assert evaluate_clustering(y, pred.astype(object)) == want
+    with pytest.warns(DataWarning, match="3 of the 20 rows"):
+        assert evaluate_clustering(y, pred.astype(float).astype(object)) == want

@@ -191,8 +191,13 @@ def noise_as_singletons(labels_pred: Any) -> Any:
     cluster of its own, with a :class:`~kfree.exceptions.DataWarning` saying how many. Scored as
     given, -1 would be one cluster of every unclustered point, and a density method would be
     scored below what kfree's ``hdbscan`` method (which gives noise points clusters of their own)
-    scores for the same clustering. Other labels are returned as they are."""
+    scores for the same clustering. Numbers held as objects (a pandas column of object dtype) are
+    numbers too (a metrics audit: their -1s were scored as one cluster, silently). Other labels
+    are returned as they are."""
     a = np.asarray(labels_pred)
+    if a.dtype.kind == "O" and a.size and all(isinstance(v, (int, float, np.integer, np.floating))
+                                              and not isinstance(v, bool) for v in a.tolist()):
+        a = a.astype(np.float64 if any(isinstance(v, (float, np.floating)) for v in a.tolist()) else np.int64)
     if a.dtype.kind not in "iuf" or a.size == 0 or not (a < 0).any():
         return labels_pred
     import warnings
