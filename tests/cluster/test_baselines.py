@@ -171,6 +171,23 @@ def test_anderson_darling_by_hand():
     assert split is False  # a Gaussian blob is not split
     two = np.concatenate([pts[:25] + [4, 0, 0], pts[25:] - [4, 0, 0]])
     assert anderson_darling_split(two, c1, c2)[2] is True
+    # Hamerly & Elkan's level: A²(1 + 4/n − 25/n²) against 1.8692, i.e. A² against 1.8692 / (…)
+    he_stat, he_crit, _ = anderson_darling_split(pts, c1, c2, alpha=0.0001)
+    assert he_stat == stat and he_crit == pytest.approx(1.8692 / (1 + 4 / n - 25 / n**2))
+
+
+def test_gmeans_at_hamerly_and_elkans_level_splits_clean_blobs_less():
+    """Found by a metrics audit: only pyclustering's levels were accepted, and at its 0.01 G-means
+    splits clean Gaussian blobs (20 of 100 points in 32-d: 71–85 clusters); the paper's 0.0001 is
+    now accepted and splits far less."""
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=2000, centers=20, n_features=32, cluster_std=1.0, center_box=(-30, 30),
+                      random_state=0)
+    assert GMeans(seed=0).fit(X).n_clusters_ > 60
+    assert 20 <= GMeans(seed=0, alpha=0.0001).fit(X).n_clusters_ <= 30
+    with pytest.raises(ConfigError, match="0.0001: Hamerly"):
+        GMeans(alpha=0.001).fit(X)
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # pyclustering calls scipy.stats.anderson
