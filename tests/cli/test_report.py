@@ -88,6 +88,25 @@ def test_a_report_rewritten_with_force_keeps_no_picture_of_the_last_one(photos):
     assert (d / "r" / "sizes.png").exists() and (d / "r" / "notes.txt").read_text() == "mine"
 
 
+def test_a_report_written_among_photos_deletes_and_replaces_none_of_them(photos):
+    """Found by a pictures trial: `kfree report … --out photos --force` deleted the user's own
+    map.png there (a name the report owns but did not draw) and replaced montage.png, one of the
+    photos it showed. Only files an earlier report wrote are removed; a photo shown is never
+    written over."""
+    d, labels = photos
+    own = d / "img" / "map.png"
+    Image.fromarray(np.full((8, 6), 7, dtype=np.uint8)).save(own)
+    before = own.read_bytes()
+    code, out = run("report", d / "c.csv", "--images", d / "photos.txt", "--out", d / "img", "--force")
+    assert code == 0 and (d / "img" / "montage.png").exists(), out
+    assert own.read_bytes() == before  # not drawn this time, and not kfree's: kept
+    (d / "img" / "montage.png").unlink()
+    Image.fromarray(np.full((8, 6), 9, dtype=np.uint8)).save(d / "img" / "montage.png")
+    (d / "photos.txt").write_text("img/montage.png\n" + "\n".join(f"img/{i}.png" for i in range(1, 9)) + "\n")
+    code, out = run("report", d / "c.csv", "--images", d / "photos.txt", "--out", d / "img", "--force")
+    one_line_error(code, out, "is one of the images shown, and the report writes a file of that name")
+
+
 def test_a_majority_label_of_a_few_labelled_rows_says_how_few():
     """Found by a ticket trial: a new intent's cluster of 38 tickets, one of them labelled, read
     "majority label reverted_card_payment? (100%)", naming it as a known intent."""

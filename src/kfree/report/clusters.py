@@ -241,6 +241,11 @@ def cluster_report(
     if not overwrite and Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
         raise OutputError(f"{out_dir} already holds files; pass overwrite=True to write the report into it, "
                           "or give a new folder")
+    if images is not None and not isinstance(images, np.ndarray):  # (a photo named map.png among them: a trial)
+        targets = {(Path(out_dir) / name).resolve() for name in REPORT_FILES}
+        if shown := next((p for p in images if Path(p).name in REPORT_FILES and Path(p).resolve() in targets), None):
+            raise OutputError(f"{shown} is one of the images shown, and the report writes a file of that name in "
+                              f"{out_dir}: writing there would replace it; give another output folder")
     with atomic_dir(out_dir, owned=REPORT_FILES) as out:
         page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed,
                              per_cluster, boxes)

@@ -145,14 +145,21 @@ def stale_temporaries(path: str | os.PathLike[str], *, directory: bool = False) 
     return sorted(path.parent.glob(_TEMP.format(name=glob.escape(path.name), rest=rest)))
 
 
+#: the file in a folder :func:`atomic_dir` fills that lists the files of ``owned`` it wrote there
+WRITTEN = ".kfree-written.json"
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str], owned: Iterable[str] = ()) -> Iterator[Path]:
     """Yield a temporary folder beside the folder ``path``; move its files into ``path`` (created
     if missing; files of the same names replaced) only if the block succeeds, so a failure
     midway (an unreadable input) leaves no partial set of outputs. ``owned``: names of files the
-    block writes into ``path`` when it applies; those it did not write this time are removed
-    from ``path`` (a report rewritten without images left the last run's montage beside the new
-    page, found by a photo-library trial). Errors as :func:`atomic_path`."""
+    block writes into ``path`` when it applies; those an earlier run wrote there (listed in
+    :data:`WRITTEN`, which this writes too) and this one did not are removed (a report rewritten
+    without images left the last run's montage beside the new page, found by a photo-library
+    trial). A file of such a name that kfree did not write stays: a user's own ``map.png`` among
+    their photos had been deleted (a pictures trial). Errors as :func:`atomic_path`."""
+    import json
     import shutil
 
     final = Path(path)
@@ -166,10 +173,17 @@ def atomic_dir(path: str | os.PathLike[str], owned: Iterable[str] = ()) -> Itera
         try:
             final.mkdir(exist_ok=True)
             written = {f.name for f in tmp.iterdir()}
+            earlier: set[str] = set()
+            if owned:
+                try:
+                    earlier = set(json.loads((final / WRITTEN).read_text())) & set(owned)
+                except (OSError, ValueError, TypeError):
+                    pass  # none (a folder kfree never wrote into), or not ours to read
+                (tmp / WRITTEN).write_text(json.dumps(sorted(written & set(owned))))
             with signals_held():  # (a report half of the last run and half of this one, after a kill: a trial)
                 for f in tmp.iterdir():
                     f.replace(final / f.name)
-                for name in set(owned) - written:
+                for name in earlier - written:
                     (final / name).unlink(missing_ok=True)
         except OSError as e:
             raise OutputError(f"cannot write {final}: {_reason(e)}; choose another place") from None
