@@ -61,6 +61,14 @@ def test_noise_rows_are_counted_as_the_metrics_count_them(photos):
     with pytest.warns(Warning, match="negative cluster label"):
         cluster_report(d / "r2", labels)
     assert "9 items in <b>5 clusters</b>" in (d / "r2" / "index.html").read_text()
+    # each is named by its label and a number, not by an id the clusters file lacks (a pictures
+    # trial: "cluster 2", "cluster 3", "cluster 4" under the montage for a file of 0, 1 and -1)
+    code, out = run("report", d / "noisy.csv", "--images", d / "photos.txt", "--truth", d / "truth.npy",
+                    "--out", d / "r3")
+    assert code == 0, out
+    page = (d / "r3" / "index.html").read_text()
+    assert "3 rows labelled as noise (negative labels) are each shown as a cluster of their own" in page
+    assert "-1 #3" in page and not any(f"cluster {k} " in page for k in (2, 3, 4))
 
 
 def test_a_clusters_file_naming_photos_points_to_images(photos):

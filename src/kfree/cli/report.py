@@ -116,15 +116,16 @@ def report(
         from ..data.images import locate_images, written_in
         from ..data.io import TABLES, TEXT_COLUMNS, table_header
         from ..evaluate.compare import read_predictions, truth_for
-        from ..metrics.clustering import noise_as_singletons
+        from ..metrics.clustering import as_numbers, singletons_for_noise
         from ..report.clusters import cluster_report
+        from ..report.figures import plural
         from ..utils.io import check_output
 
         if out is None:
             raise ConfigError("say where to write the report: --out FOLDER")
         check_output(out, inputs=(clusters, truth, images, texts, features), force=force, directory=True)
         pred = read_predictions(clusters)
-        labels = np.asarray(noise_as_singletons(pred["cluster"].to_numpy()))  # (counted as the page counts)
+        labels = pred["cluster"].to_numpy()
         def ids_in(p: Path) -> str | None:  # --id-column, for a table that has that column
             return id_column if id_column and p.suffix.lower() in TABLES and id_column in table_header(p) else None
 
@@ -162,7 +163,9 @@ def report(
         page = cluster_report(out, labels, truth=y, images=paths, boxes=boxes, texts=lines, features=X,
                               title=f"kfree — {clusters.name}", source=str(clusters), max_clusters=max_clusters,
                               per_cluster=per_cluster, overwrite=True)  # (--out checked above, --force included)
-        n_clusters = np.unique(labels).size
-        console.print(f"{labels.size} rows in {n_clusters} clusters; report written to [bold]{escape(str(page))}[/bold]"
+        numbers = as_numbers(labels)  # (noise rows counted as the page counts them: each a cluster)
+        n_clusters = np.unique(labels).size if numbers is None else np.unique(singletons_for_noise(numbers)).size
+        console.print(f"{plural(labels.size, 'row')} in {plural(n_clusters, 'cluster')}; report written to "
+                      f"[bold]{escape(str(page))}[/bold]"
                       + (f" (it shows the {max_clusters} largest clusters; --max-clusters shows more)"
                          if (images is not None or texts is not None) and n_clusters > max_clusters else ""))

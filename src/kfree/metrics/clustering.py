@@ -194,11 +194,8 @@ def noise_as_singletons(labels_pred: Any) -> Any:
     scores for the same clustering. Numbers held as objects (a pandas column of object dtype) are
     numbers too (a metrics audit: their -1s were scored as one cluster, silently). Other labels
     are returned as they are."""
-    a = np.asarray(labels_pred)
-    if a.dtype.kind == "O" and a.size and all(isinstance(v, (int, float, np.integer, np.floating))
-                                              and not isinstance(v, bool) for v in a.tolist()):
-        a = a.astype(np.float64 if any(isinstance(v, (float, np.floating)) for v in a.tolist()) else np.int64)
-    if a.dtype.kind not in "iuf" or a.size == 0 or not (a < 0).any():
+    a = as_numbers(labels_pred)
+    if a is None or not (a < 0).any():
         return labels_pred
     import warnings
 
@@ -206,6 +203,16 @@ def noise_as_singletons(labels_pred: Any) -> Any:
                   "DBSCAN write -1): each is scored as a cluster of its own, as kfree's hdbscan method gives them; "
                   "relabel them first to score them otherwise", DataWarning, stacklevel=3)
     return singletons_for_noise(a)
+
+
+def as_numbers(labels: Any) -> np.ndarray | None:
+    """``labels`` as an int or float array when they are numbers (also numbers held as objects,
+    a pandas object column), else None (text labels, or none at all)."""
+    a = np.asarray(labels)
+    if a.dtype.kind == "O" and a.size and all(isinstance(v, (int, float, np.integer, np.floating))
+                                              and not isinstance(v, bool) for v in a.tolist()):
+        a = a.astype(np.float64 if any(isinstance(v, (float, np.floating)) for v in a.tolist()) else np.int64)
+    return a if a.dtype.kind in "iuf" and a.size else None
 
 
 def singletons_for_noise(labels: Any) -> np.ndarray:

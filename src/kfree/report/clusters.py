@@ -219,7 +219,7 @@ def cluster_report(
     Returns the path of ``index.html``. The files are written to a temporary folder beside
     ``out_dir`` and moved in at the end, so a failure (an unreadable image) leaves no partial report.
     """
-    from ..metrics.clustering import noise_as_singletons
+    from ..metrics.clustering import as_numbers, noise_as_singletons
 
     labels = np.asarray(labels)
     n = labels.shape[0]
@@ -227,7 +227,15 @@ def cluster_report(
         raise DataError(f"labels must be a non-empty 1-d array, got shape {labels.shape}")
     # -1 (noise, as HDBSCAN writes it) is a cluster of its own per row here as in the metrics: the
     # page's header, sizes and montage count the same clusters as its scores (found by a README trial).
-    labels = np.asarray(noise_as_singletons(labels))
+    # Each is named by its own label and a number, "-1 #2": numbered after the largest id, as the
+    # metrics number them, they were shown as clusters the clusters file does not have (a pictures trial)
+    numbers = as_numbers(labels)
+    noise = np.zeros(n, dtype=bool) if numbers is None else numbers < 0
+    if noise.any():
+        noise_as_singletons(labels)  # (its warning)
+        shown = np.array([str(v) for v in labels.tolist()], dtype=object)
+        shown[noise] = [f"{v} #{k}" for k, v in enumerate(labels[noise].tolist(), 1)]
+        labels = shown
     if per_cluster is not None:
         from ..config import check_count
 
@@ -248,7 +256,7 @@ def cluster_report(
                               f"{out_dir}: writing there would replace it; give another output folder")
     with atomic_dir(out_dir, owned=REPORT_FILES) as out:
         page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed,
-                             per_cluster, boxes)
+                             per_cluster, boxes, n_noise=int(noise.sum()))
     return Path(out_dir) / page.name
 
 
@@ -257,7 +265,7 @@ REPORT_FILES = ("index.html", "sizes.png", "montage.png", "map.png")
 
 
 def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed,
-                  per_cluster=None, boxes=None) -> Path:
+                  per_cluster=None, boxes=None, n_noise: int = 0) -> Path:
     from ..metrics import evaluate_clustering
     from .html import shown_note, text_clusters_html, truth_tables_html, write_run_index
     from .montage import cluster_montage
@@ -269,6 +277,10 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
     summary = (f"{plural(n, 'item')} in <b>{plural(counts.size, 'cluster')}</b>: the largest has "
                f"{plural(int(counts.max()), 'item')}, {singles:,} {'is a singleton' if singles == 1 else 'are singletons'}, "
                f"the median size is {int(np.median(counts)):,}.")
+    if n_noise:
+        summary += (f" {plural(n_noise, 'row')} labelled as noise (negative labels) {'is' if n_noise == 1 else 'are'} "
+                    f"each shown as a cluster of {'its' if n_noise == 1 else 'their'} own, named by the label and a "
+                    "number (-1 #1, -1 #2, …), as the scores count them.")
     if source:
         summary += f" <span class='muted'>({html.escape(source)})</span>"
     rows: list[dict[str, Any]] = []
