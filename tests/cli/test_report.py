@@ -455,3 +455,30 @@ def test_a_page_with_true_labels_says_which_clusters_merge_and_which_labels_spli
                           ["5", "1", "a", "100%", "1"]]
     assert by_label == [["c", "3", "2", "100%", "1"], ["a", "3", "0", "67%", "2"], ["b", "3", "1", "67%", "2"]]
     assert "Clusters and true labels" not in cluster_report(tmp_path / "r2", labels).read_text()
+
+
+def test_long_cluster_ids_keep_their_start_and_end_in_pictures():
+    """Found by a pictures trial: ids 2024-06-01_beach_party_001, _002 and _003 all read
+    "2024-06-01_beac…" under the montage and on the map."""
+    from kfree.report.figures import short_id
+
+    ids = [f"2024-06-01_beach_party_00{k}" for k in (1, 2, 3)]
+    shown = [short_id(c, 16) for c in ids]
+    assert len(set(shown)) == 3 and all(len(s) == 16 and s.startswith("2024-0") for s in shown)
+    assert short_id("cluster_7", 16) == "cluster_7"  # short ids whole
+
+
+def test_image_arrays_of_the_usual_shapes_and_types_are_drawn_as_they_look(tmp_path):
+    """Found by a pictures trial: (n, H, W, 1) grey images were drawn in false colour, 16-bit ones
+    all white, masks all black, and a list of arrays was taken for file paths (a TypeError)."""
+    from kfree.report.montage import _as_uint8
+
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    np.testing.assert_array_equal(_as_uint8(grey[..., None]), grey)
+    np.testing.assert_array_equal(_as_uint8(grey.astype(np.uint16) * 257), grey)  # 16-bit: its full range
+    np.testing.assert_array_equal(_as_uint8(grey > 100), np.where(grey > 100, 255, 0))
+    np.testing.assert_array_equal(_as_uint8(grey.astype(np.int64)), grey)  # whole numbers 0–255: as they are
+    labels = np.repeat([0, 1], 3)
+    images = [np.full((8 + i, 6, 1), 30 * i, dtype=np.uint8) for i in range(6)]  # sizes differ: no stack
+    cluster_report(tmp_path / "r", labels, images=images)
+    assert (tmp_path / "r" / "montage.png").stat().st_size > 1000

@@ -244,12 +244,14 @@ def cluster_report(
                     ("features", features)):
         if v is not None and len(v) != n:
             raise DataError(f"{name} has {len(v)} rows but there are {n} labels")
-    if boxes is not None and (images is None or isinstance(images, np.ndarray)):
+    arrays = isinstance(images, np.ndarray) or (images is not None and len(images) > 0
+                                                and isinstance(images[0], np.ndarray))  # (a list of arrays too)
+    if boxes is not None and (images is None or arrays):
         raise DataError("boxes locate rows in image files: give the images as paths")
     if not overwrite and Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
         raise OutputError(f"{out_dir} already holds files; pass overwrite=True to write the report into it, "
                           "or give a new folder")
-    if images is not None and not isinstance(images, np.ndarray):  # (a photo named map.png among them: a trial)
+    if images is not None and not arrays:  # (a photo named map.png among them: a trial)
         targets = {(Path(out_dir) / name).resolve() for name in REPORT_FILES}
         if shown := next((p for p in images if Path(p).name in REPORT_FILES and Path(p).resolve() in targets), None):
             raise OutputError(f"{shown} is one of the images shown, and the report writes a file of that name in "
@@ -300,7 +302,8 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
     if images is not None:
         failed: list[str] = []
         asked: list[int] = []
-        load = None if isinstance(images, np.ndarray) else image_loader(images, boxes, failed=failed)
+        load = None if isinstance(images, np.ndarray) or isinstance(images[0], np.ndarray) else image_loader(
+            images, boxes, failed=failed)
 
         def pixels(i: int) -> np.ndarray:
             if load is None:

@@ -42,9 +42,11 @@ def plural(n: int, word: str) -> str:
 
 def short_id(c: Any, most: int = 18) -> str:
     """A cluster id as a figure shows it: at most ``most`` characters (a long id ran across a
-    montage's thumbnails); the page shows it whole."""
+    montage's thumbnails), its start and its end, where ids of one kind differ (a pictures trial:
+    2024-06-01_beach_party_001, _002 and _003 all read "2024-06-01_beac…"); the page shows it whole."""
     s = str(c)
-    return s if len(s) <= most else s[: most - 1] + "…"
+    head = (most - 1) * 2 // 5
+    return s if len(s) <= most else s[:head] + "…" + s[len(s) - (most - 1 - head):]
 
 
 def largest_clusters(labels: np.ndarray, top: int | None = None) -> np.ndarray:

@@ -17,12 +17,19 @@ from .figures import pd_isna, plural, pyplot, sample_clusters, save_png, short_i
 
 def _as_uint8(img: Any, unit_scale: bool | None = None) -> np.ndarray:
     """An image as uint8 pixels: float images on the [0, 1] scale (matplotlib's and
-    scikit-image's) are scaled by 255 (drawn on the 0–255 scale they were black), others clipped
-    to 0–255. ``unit_scale``: whether the images are on [0, 1], decided once for a whole stack
+    scikit-image's) are scaled by 255 (drawn on the 0–255 scale they were black), 16- and 32-bit
+    unsigned ones from their full range, masks to black and white, others clipped to 0–255; a
+    trailing channel of one is grey. ``unit_scale``: whether the images are on [0, 1], decided once for a whole stack
     (a dark image on the 0–255 scale also has no pixel above 1); None decides by this image."""
     img = np.asarray(img)
+    if img.ndim == 3 and img.shape[-1] == 1:  # (H, W, 1): grey, as torch and keras lay it out (was false colour)
+        img = img[..., 0]
     if img.dtype == np.uint8:
         return img
+    if img.dtype == np.bool_:  # a mask: white where set (was all black)
+        return img.astype(np.uint8) * 255
+    if img.dtype.kind == "u" and img.dtype.itemsize > 1:  # 16-bit (a PNG's) on its full scale (was all white)
+        return (img / np.iinfo(img.dtype).max * 255.0).round().astype(np.uint8)
     if unit_scale is None:
         unit_scale = img.dtype.kind == "f" and img.size > 0 and np.nanmax(img) <= 1.0
     if unit_scale:
