@@ -482,3 +482,19 @@ def test_image_arrays_of_the_usual_shapes_and_types_are_drawn_as_they_look(tmp_p
     images = [np.full((8 + i, 6, 1), 30 * i, dtype=np.uint8) for i in range(6)]  # sizes differ: no stack
     cluster_report(tmp_path / "r", labels, images=images)
     assert (tmp_path / "r" / "montage.png").stat().st_size > 1000
+
+
+def test_the_clusters_that_mix_labels_are_listed_even_when_small():
+    """Found by a pictures trial: with 100 pure clusters of 10 rows and 20 of 4 that each merge two
+    people, the table listed the 40 largest, all pure, and nothing said 20 others mixed labels."""
+    import re
+
+    from kfree.report.html import truth_tables_html
+
+    labels = np.concatenate([np.repeat(np.arange(100), 10), np.repeat(np.arange(100, 120), 4)])
+    truth = np.concatenate([np.repeat(np.arange(100), 10), np.repeat(np.arange(200, 240), 2)])
+    page = truth_tables_html(labels, truth, max_clusters=40)
+    assert "The 40 largest of 120. Of the other 80, 20 mix labels:" in page
+    assert all(f"<tr><td>{c}</td><td>4</td>" in page for c in range(100, 120))
+    assert "none of the other 100 is split" in page
+    assert len(re.findall(r"<tr><td>\d+</td><td>10</td>", page)) == 40 + 40  # the largest, in both tables

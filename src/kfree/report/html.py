@@ -90,21 +90,37 @@ def truth_tables_html(labels_pred: np.ndarray, labels_true: np.ndarray, *, max_c
         return ""
     counts = pairs.groupby(["cluster", "label"], sort=False).size().rename("n").reset_index()
 
-    def table(by: str, other: str, heads: tuple[str, ...], limit: int) -> str:
+    def table(by: str, other: str, heads: tuple[str, ...], limit: int, verbs: tuple[str, str]) -> str:
         g = counts.sort_values("n", ascending=False, kind="stable").groupby(by, sort=False)
         summary = pd.DataFrame({"rows": g["n"].sum(), "top": g[other].first(), "top_n": g["n"].first(),
                                 "kinds": g[other].nunique()}).sort_values("rows", ascending=False, kind="stable")
-        body = "".join(
-            f"<tr><td>{html.escape(str(k))}</td><td>{r.rows:,}</td><td>{html.escape(str(r.top))}</td>"
-            f"<td>{r.top_n / r.rows:.0%}</td><td>{r.kinds:,}</td></tr>" for k, r in summary.head(limit).iterrows())
-        more = (f"<p class='muted'>The {limit:,} largest of {len(summary):,}.</p>" if len(summary) > limit else "")
-        return "<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + f"</tr>{body}</table>{more}"
+        def rows(part: pd.DataFrame) -> str:
+            return "".join(f"<tr><td>{html.escape(str(k))}</td><td>{r.rows:,}</td><td>{html.escape(str(r.top))}</td>"
+                           f"<td>{r.top_n / r.rows:.0%}</td><td>{r.kinds:,}</td></tr>" for k, r in part.iterrows())
+
+        head = "<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>"
+        out = head + rows(summary.head(limit)) + "</table>"
+        if len(summary) <= limit:
+            return out
+        # the mixed ones below the largest, most rows outside their majority first: sorted by size
+        # alone, a page showed 40 pure clusters and none of the 20 that merged people (a pictures trial)
+        rest = summary.iloc[limit:]
+        mixed = rest[rest["kinds"] > 1]
+        mixed = mixed.assign(off=mixed["rows"] - mixed["top_n"]).sort_values("off", ascending=False, kind="stable")
+        out += f"<p class='muted'>The {limit:,} largest of {len(summary):,}"
+        if mixed.empty:
+            return out + f"; none of the other {len(rest):,} {verbs[0]}.</p>"
+        shown = mixed.head(limit)
+        return (out + f". Of the other {len(rest):,}, {len(mixed):,} {verbs[1]}"
+                + (f"; the {len(shown):,} with the most rows outside their majority" if len(shown) < len(mixed) else "")
+                + f":</p>{head}{rows(shown.drop(columns='off'))}</table>")
 
     return ("<h2>Clusters and true labels</h2><p class='muted'>Rows with a true label only. A cluster that mixes "
             "labels merged them; a label held by several clusters was split.</p>"
-            + table("cluster", "label", ("cluster", "rows", "majority label", "its share", "labels in it"), max_clusters)
+            + table("cluster", "label", ("cluster", "rows", "majority label", "its share", "labels in it"), max_clusters,
+                    ("mixes labels", "mix labels"))
             + table("label", "cluster", ("true label", "rows", "its largest cluster", "share there", "clusters holding it"),
-                    max_clusters))
+                    max_clusters, ("is split", "are split")))
 
 
 def write_run_index(path: str | Path, *, title: str, summary: str, rows: list[dict[str, Any]],
