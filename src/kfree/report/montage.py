@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .figures import pd_isna, plural, pyplot, sample_clusters, save_png, short_id
+from ..utils.io import atomic_path
+from .figures import pd_isna, plural, sample_clusters, short_id
 
 
 def _as_uint8(img: Any, unit_scale: bool | None = None) -> np.ndarray:
@@ -37,6 +38,24 @@ def _as_uint8(img: Any, unit_scale: bool | None = None) -> np.ndarray:
     return np.clip(np.nan_to_num(img), 0, 255).astype(np.uint8)
 
 
+#: a montage's geometry, in pixels: the square each thumbnail fits in, the gap around it, the
+#: frame's width and the caption column's width
+TILE, GAP, FRAME, CAPTION = 96, 6, 3, 128
+_FRAME_COLOURS = {"majority": (26, 152, 80), "other": (215, 48, 39), "unknown": (150, 150, 150)}
+
+
+def _font(size: int):
+    """DejaVu Sans (matplotlib ships it) at ``size`` px, else Pillow's own font."""
+    from PIL import ImageFont
+
+    try:
+        from matplotlib import font_manager
+
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=True), size)
+    except (OSError, ImportError, ValueError):
+        return ImageFont.load_default(size)
+
+
 def cluster_montage(
     images: np.ndarray | Callable[[int], np.ndarray],
     labels_pred: np.ndarray,
@@ -58,42 +77,46 @@ def cluster_montage(
         read (photo folders).
     labels_pred : ndarray of shape (n,), the predicted clusters.
     labels_true : optional identities; frames then mark majority (green) vs other (red).
+
+    Drawn with Pillow, each thumbnail fitted in a :data:`TILE`-pixel square at its own resolution:
+    a matplotlib figure of one axes per thumbnail took 0.16 s a cluster (3.5 min for 1,000, found
+    by a pictures trial), this takes milliseconds.
     """
+    from PIL import Image, ImageDraw
+
     shown = list(sample_clusters(labels_pred, per_row, labels_true=labels_true, max_clusters=max_clusters, seed=seed))
     unit_scale = None  # (an array's scale is decided once, over all its images)
     if not callable(images):
         images = np.asarray(images)
         unit_scale = images.dtype.kind == "f" and images.size > 0 and bool(np.nanmax(images) <= 1.0)
-    rows = len(shown)
-    fig, axes = pyplot().subplots(rows, per_row + 1, figsize=(1.1 * (per_row + 1) + 0.6, 1.25 * rows + 0.6),
-                                  squeeze=False)
-    for r, (c, members, pick, majority, _) in enumerate(shown):
-        pick = np.sort(pick)
-        ax = axes[r, 0]
-        ax.axis("off")
-        # parse_math=False: a cluster id is the user's text, "$...$" in it is no formula
-        name = f"cluster {c}" if len(str(c)) <= 8 else f"cluster\n{short_id(c, 16)}"  # long ids on a line of their own
-        ax.text(0.5, 0.5, f"{name}\n{plural(members.size, 'item')}", ha="center", va="center", fontsize=7,
-                parse_math=False, clip_on=True)
-        for j in range(per_row):
-            ax = axes[r, j + 1]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j >= pick.size:
-                ax.axis("off")
-                continue
-            i = pick[j]
-            img = _as_uint8(images(int(i)) if callable(images) else images[i], unit_scale)
-            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
-            if majority is not None:
-                colour = ("#969696" if pd_isna(labels_true[i]) else  # no true label: grey
-                          "#1a9850" if labels_true[i] == majority else "#d73027")
-                for s in ax.spines.values():
-                    s.set_edgecolor(colour)
-                    s.set_linewidth(2.5)
+    font, small = _font(12), _font(10)
+    cell = TILE + 2 * GAP
+    top = 30 if title else GAP
+    bottom = 20 if credit else GAP
+    width = CAPTION + per_row * cell
+    canvas = Image.new("RGB", (width, top + len(shown) * cell + bottom), "white")
+    draw = ImageDraw.Draw(canvas)
     if title:
-        fig.suptitle(title, fontsize=9)
+        draw.text((width // 2, top // 2), title, fill=(20, 20, 20), font=font, anchor="mm")
+    for r, (c, members, pick, majority, _) in enumerate(shown):
+        y = top + r * cell
+        draw.multiline_text((CAPTION // 2, y + cell // 2), f"cluster {short_id(c, 16)}\n{plural(members.size, 'item')}",
+                            fill=(20, 20, 20), font=font, anchor="mm", align="center", spacing=4)
+        for j, i in enumerate(np.sort(pick)):
+            x = CAPTION + j * cell
+            img = _as_uint8(images(int(i)) if callable(images) else images[i], unit_scale)
+            thumb = Image.fromarray(img).convert("RGB")
+            thumb.thumbnail((TILE, TILE), Image.Resampling.LANCZOS)  # (never enlarged: sharp as it is)
+            if thumb.width < TILE // 2 and thumb.height < TILE // 2:  # a tiny image, shown at twice its size
+                thumb = thumb.resize((thumb.width * 2, thumb.height * 2), Image.Resampling.NEAREST)
+            left, up = x + GAP + (TILE - thumb.width) // 2, y + GAP + (TILE - thumb.height) // 2
+            canvas.paste(thumb, (left, up))
+            if majority is not None:
+                kind = "unknown" if pd_isna(labels_true[i]) else "majority" if labels_true[i] == majority else "other"
+                draw.rectangle((left - FRAME, up - FRAME, left + thumb.width + FRAME - 1, up + thumb.height + FRAME - 1),
+                               outline=_FRAME_COLOURS[kind], width=FRAME)
     if credit:
-        fig.text(0.5, 0.003, credit, ha="center", va="bottom", fontsize=6, color="#555")
-    fig.tight_layout(rect=(0, 0.015, 1, 0.98 if title else 1))
-    return save_png(fig, path)
+        draw.text((width // 2, canvas.height - bottom // 2), credit, fill=(85, 85, 85), font=small, anchor="mm")
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG", optimize=False)
+    return Path(path)
