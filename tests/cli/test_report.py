@@ -498,3 +498,18 @@ def test_the_clusters_that_mix_labels_are_listed_even_when_small():
     assert all(f"<tr><td>{c}</td><td>4</td>" in page for c in range(100, 120))
     assert "none of the other 100 is split" in page
     assert len(re.findall(r"<tr><td>\d+</td><td>10</td>", page)) == 40 + 40  # the largest, in both tables
+
+
+def test_a_small_face_in_a_large_photo_is_shown_sharp(tmp_path):
+    """Found by a pictures trial: a 92-px face in a 6000×4000 JPEG was decoded at a quarter of the
+    photo's size, so its thumbnail was rebuilt from 23 px and blurred. The decode now fits the box."""
+    from kfree.report.clusters import THUMBNAIL, image_loader
+
+    photo = np.full((4000, 6000, 3), 128, dtype=np.uint8)
+    checks = (np.indices((112, 92)).sum(0) // 4 % 2 * 255).astype(np.uint8)  # 4-px checks in the face's box
+    photo[2000:2112, 3000:3092] = checks[..., None]
+    Image.fromarray(photo).save(tmp_path / "p.jpg", quality=95)
+    tile = image_loader([tmp_path / "p.jpg"], np.array([[3000, 2000, 3092, 2112]]))(0)
+    assert tile.shape == (THUMBNAIL, THUMBNAIL, 3)
+    centre = tile[30:66, 30:66].astype(float)
+    assert centre.std() > 60  # the checks, not a grey mush (a quarter-size decode gave 16)
