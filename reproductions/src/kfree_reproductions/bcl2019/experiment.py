@@ -197,7 +197,7 @@ def evaluate_features(
 
 
 def kmeans_variants(Z: np.ndarray, y: np.ndarray, set_name: str, *, seed: int = 0) -> dict[str, Any]:
-    """X-means (BIC, the paper's K_max for this set) and G-means (Anderson–Darling) on ``Z``."""
+    """X-means (Pelleg & Moore's BIC, the paper's K_max for this set) and G-means (Anderson–Darling) on ``Z``."""
     from kfree.cluster.gmeans import GMeans
     from kfree.cluster.xmeans import XMeans
 

@@ -420,7 +420,7 @@ seed 0, those of the other seeds are in `seeds/seed<k>/`.
   identities' tracks) is compared with the raw descriptors' at their validation-matched cut; rows
   whose head is below raw on validation are marked **†** ("below raw on validation") in every table.
 - **Clustering.** HAC, complete linkage, squared Euclidean, cut at each method's threshold; K known:
-  k-means (10 restarts) and HAC cut at K; X-means (BIC, K_max 40 BBT / 80 BUFFY / 150 combined) and
+  k-means (10 restarts) and HAC cut at K; X-means (Pelleg & Moore's BIC, K_max 40 BBT / 80 BUFFY / 150 combined) and
   G-means (Anderson–Darling, α = 0.01) on raw and BCL features.
 - **Fine-tuning** (Table 1): pairwise constraint loss, b frozen for BCL-FT, validation τ for TRI-FT /
   PRO-FT; lr 3e-4, at most 2,000 iterations (stopped once the loss has been exactly 0 for 100
