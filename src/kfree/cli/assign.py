@@ -416,6 +416,10 @@ def assign(
                               + "pass --again if they are new rows that repeat old ones")
         if blind:
             warnings.warn(f"{blind}: every row of {new_path.name} is added", stacklevel=2)
+        elif not state.recognises_rows() and not again:  # (said each time: a reordered retry goes in unseen)
+            warnings.warn(f"{state_path.name} cannot tell single rows it holds (its rows repeat, or it was made "
+                          "before rows were recorded): a batch added before is refused only as the same file, "
+                          "not reordered, cut or extended", stacklevel=2)
         named = (f"ids {', '.join(str(v) for v in data.index[held[:5]].tolist())}" if data.index is not None
                  else f"rows {', '.join(str(int(r)) for r in held[:5])}") + ("…" if held.size > 5 else "")
         if held.size >= HELD_REFUSE_SHARE * data.n_samples and not (again or skip_held):

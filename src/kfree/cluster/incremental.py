@@ -151,6 +151,12 @@ def row_hashes(X: Any) -> np.ndarray:
     return h
 
 
+#: the share of a state's rows that may equal another for it to still recognise rows it holds:
+#: embeddings repeat only where an item was kept twice (photo libraries: a few %), integer or
+#: categorical features far more (3 features of 3 values: most rows)
+REPEATS_TOLERATED = 0.10
+
+
 class ClusterState:
     """A threshold clustering that new points can be added to (see the module docstring).
 
@@ -234,10 +240,12 @@ class ClusterState:
         """Positions of the rows that the state already holds: ``rows`` are the rows as given
         (shape (m, n_input_features)) or their :func:`row_hashes` (shape (m,)).
 
-        Empty for a state without hashes, and for one whose own rows repeat (more than 1 % equal
-        to another): in data where equal rows are common (integer or categorical features) an
-        equal row is not the same item, while distinct embeddings are equal only when the same
-        item comes back."""
+        Empty for a state without hashes, and for one whose own rows repeat (more than
+        :data:`REPEATS_TOLERATED` of them equal to another): in data where equal rows are common
+        (integer or categorical features) an equal row is not the same item, while distinct
+        embeddings are equal only when the same item comes back (or a photo kept twice: a library
+        with 3 % duplicate photos had been taken for such data, and a re-exported day was added
+        twice, silently; found by an embeddings trial)."""
         rows = np.asarray(rows)
         hashes = row_hashes(rows) if rows.ndim == 2 else rows
         if hashes.ndim != 1 or hashes.dtype != np.uint64:
@@ -249,8 +257,9 @@ class ClusterState:
 
     def recognises_rows(self) -> bool:
         """Whether :meth:`held` can tell single rows: the state has row hashes and its own rows are
-        distinct (at most 1 % equal to another)."""
-        return self.row_hashes is not None and np.unique(self.row_hashes).size >= 0.99 * self.n_samples
+        distinct (at most :data:`REPEATS_TOLERATED` equal to another)."""
+        return (self.row_hashes is not None
+                and np.unique(self.row_hashes).size >= (1.0 - REPEATS_TOLERATED) * self.n_samples)
 
     def __repr__(self) -> str:
         return (f"ClusterState(n_samples={self.n_samples}, n_features={self.n_features}, "
