@@ -7,8 +7,8 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from kfree import registry
-from kfree.cluster import ThresholdAgglomerative
-from kfree.exceptions import ConfigError, ParameterConflictWarning
+from kfree.cluster import MulticutClustering, ThresholdAgglomerative
+from kfree.exceptions import ConfigError, DataError, ParameterConflictWarning
 
 #: constructor arguments of the clusterers that cannot run with their defaults (a threshold)
 CONFIGURED = {"hac": dict(threshold=1.0), "multicut": dict(threshold=1.0), "ward": dict(threshold=1.0)}
@@ -51,3 +51,16 @@ def test_threshold_hac_n_clusters_wins_and_is_validated_at_fit():
         ThresholdAgglomerative(n_clusters=0).fit(X)
     with pytest.warns(ParameterConflictWarning):  # an unused threshold is not validated
         assert ThresholdAgglomerative(-1.0, n_clusters=1).fit(X).n_clusters_ == 1
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ThresholdAgglomerative(0.5, distance="cosine"),
+    lambda: MulticutClustering(0.5, distance="cosine"),
+])
+def test_all_zero_rows_under_cosine_are_counted_and_the_first_named(make):
+    """Found by an embeddings trial: "cosine distance is undefined for all-zero rows" named no row
+    of 58,000."""
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    X[[7, 19]] = 0.0
+    with pytest.raises(DataError, match=r"2 of X's 30 rows are \(first: row 7, from 0\)"):
+        make().fit(X)

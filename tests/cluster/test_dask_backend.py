@@ -243,7 +243,7 @@ def test_bad_input_is_one_clear_error(X, client, tmp_path):
         dask_threshold_hac(da.from_array(bad, chunks=(500, -1)), 0.6, client=client)
     zero = X.copy()
     zero[77] = 0
-    with pytest.raises(DataError, match=r"all-zero rows \(first: row 77\)"):
+    with pytest.raises(DataError, match=r"all-zero rows, and 1 of a block.s .* rows are \(first: row 77, from 0\)"):
         dask_threshold_hac(zero, 0.3, distance="cosine", client=client)
     np.save(tmp_path / "one_d.npy", np.zeros(5))
     with pytest.raises(DataError, match="2-d array"):

@@ -74,7 +74,7 @@ import numba as nb
 import numpy as np
 
 from .._exact_distances import gemm_ready, grid_centre
-from ..distances import check_rows_dtype, to_sq
+from ..distances import check_rows_dtype, refuse_zero_rows, to_sq
 from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError, first_line
 from ._radius_graph import (
     _query_lists,
@@ -367,11 +367,7 @@ def _chunk_stats(rows: np.ndarray, offset: int, distance: str, n_sample: int, se
     if bad.any():
         raise DataError(f"X contains NaN or infinite values (first: row "
                         f"{offset + int(np.flatnonzero(bad)[0])}); drop or impute them first")
-    if distance == "cosine":
-        zero = ~(R != 0).any(axis=1)
-        if zero.any():
-            raise DataError(f"cosine distance is undefined for all-zero rows (first: row "
-                            f"{offset + int(np.flatnonzero(zero)[0])}); drop them first")
+    refuse_zero_rows(R, distance, "a block", offset)
     rng = np.random.default_rng(seed)
     take = np.sort(rng.choice(rows.shape[0], size=min(rows.shape[0], n_sample), replace=False))
     return R.min(axis=0), R.max(axis=0), rows.shape[0], R[take]

@@ -12,8 +12,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..config import check_choice, check_count
-from ..distances import check_features
-from ..exceptions import ConfigError, DataError, first_line
+from ..distances import check_features, refuse_zero_rows
+from ..exceptions import ConfigError, first_line
 from ..metrics.clustering import singletons_for_noise
 from ..registry import register
 from .labels import first_seen_labels
@@ -64,8 +64,7 @@ class HDBSCANBaseline(ClusterMixin, BaseEstimator):
         if X.shape[0] < 2:
             self.labels_ = np.zeros(X.shape[0], dtype=np.int64)
         else:
-            if self.metric == "cosine" and not np.asarray(X).any(axis=1).all():
-                raise DataError("cosine distance is undefined for all-zero rows; drop them first")
+            refuse_zero_rows(X, self.metric)
             extra = {"algorithm": "generic"} if self.metric == "cosine" else {}
             try:
                 model = hdbscan.HDBSCAN(min_cluster_size=size, min_samples=min_samples, metric=self.metric,

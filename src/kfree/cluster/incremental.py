@@ -110,7 +110,7 @@ import numba as nb
 import numpy as np
 
 from .._exact_distances import gemm_band, gemm_ready, grid_centre, pair_distances
-from ..distances import check_distance, check_features, to_sq
+from ..distances import check_distance, check_features, refuse_zero_rows, to_sq
 from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError
 from ..utils.provenance import utc_now, versions
 from ._radius_graph import radius_components, radius_edges
@@ -812,8 +812,7 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     if X_new.shape[1] != state.n_features:
         raise DataError(f"X_new has {X_new.shape[1]} features but the cluster state has {state.n_features}: "
                         "embed the new rows the way the state's rows were (same model, same features)")
-    if state.distance == "cosine" and (np.linalg.norm(np.asarray(X_new, dtype=np.float64), axis=1) == 0).any():
-        raise DataError("cosine distance is undefined for all-zero rows of X_new; drop them first")
+    refuse_zero_rows(X_new, state.distance, "the new rows")
     if (ids is None) != (state.ids is None):
         raise DataError("the state names its rows by their ids: give the new rows' ids" if ids is None else
                         "the state keeps no ids (it was made without them): leave ids out")

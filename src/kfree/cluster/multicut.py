@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from .._exact_distances import gemm_ready
-from ..distances import check_distance, check_features, resolve_cut
+from ..distances import check_distance, check_features, refuse_zero_rows, resolve_cut
 from ..exceptions import ConfigError, DataError, ResourceError
 from ..registry import register
 from ..threshold import Threshold
@@ -213,8 +213,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         distance = thr.distance if thr is not None else check_distance(self.distance or "sqeuclidean")
         p_clip = _check_p_clip(self.p_clip)
         cmax = math.log((1 - p_clip) / p_clip)
-        if distance == "cosine" and not np.asarray(X).any(axis=1).all():
-            raise DataError("cosine distance is undefined for all-zero rows; drop them first")
+        refuse_zero_rows(X, distance)
         Xp = gemm_ready(X, distance)
         sq = np.einsum("ij,ij->i", Xp, Xp)
         G = Xp @ Xp.T  # (n, n): the only n×n allocation besides GAEC's working copy

@@ -77,6 +77,7 @@ from ..distances import (
     check_features,
     check_rows_dtype,
     condensed_distances_blocked,
+    refuse_zero_rows,
     resolve_cut,
     to_sq,
 )
@@ -373,8 +374,7 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
 
             return fit_dask(self, X, must_link, cannot_link, hook)
         X = check_features(X, min_samples=1)
-        if self.distance_ == "cosine" and (np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1) == 0).any():
-            raise DataError("cosine distance is undefined for all-zero rows; drop them first")
+        refuse_zero_rows(X, self.distance_)
         if self.dtype is not None:
             X = X.astype(self.dtype, copy=False)
         n = X.shape[0]
