@@ -75,6 +75,16 @@ def test_save_load_round_trip(tmp_path, blobs, fitted):
 def test_threshold_override_changes_the_cut(blobs, fitted):
     learner, _ = fitted
     assert len(np.unique(learner.cluster(blobs[4], threshold=3.99))) == 1
+    # kfree's own Threshold is taken in the rule's units (an embeddings trial: refused as "not a
+    # finite number > 0"); one of another kind is converted, or refused where the cut would change
+    from kfree.threshold import Threshold
+
+    rule = learner.rule_.threshold
+    cut = 0.5 * rule.value
+    want = learner.cluster(blobs[4], threshold=cut)
+    np.testing.assert_array_equal(learner.cluster(blobs[4], threshold=Threshold(cut, rule.distance)), want)
+    with pytest.raises(ConfigError, match="cosine units"):
+        learner.cluster(blobs[4], threshold=Threshold(0.3, "cosine"))
 
 
 def test_fit_predict_sets_labels(blobs):

@@ -36,7 +36,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from ._version import __version__
 from .config import TrainConfig, check_choice, check_count, finite_positive
-from .distances import check_features, check_labels
+from .distances import check_features, check_labels, resolve_cut
 from .exceptions import (
     ConfigError,
     DataError,
@@ -303,8 +303,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                          stacklevel=4)
         y = check_labels(y, X.shape[0])
         _check_val_identities(self.val_identities)
-        if self.threshold is not None:
-            finite_positive("threshold", self.threshold, "an override of the chosen cut, in its distance units")
+        if self.threshold is not None and not isinstance(self.threshold, Threshold):
+            finite_positive("threshold", self.threshold, "an override of the chosen cut, in its distance units, "
+                                                         "or a Threshold")
         if (X_val is None) != (y_val is None):
             raise ConfigError("give X_val and y_val together (validation rows and their identity labels), or "
                               "neither (val_identities of y's identities are then held out)")
@@ -594,8 +595,14 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                           + (f"n_clusters={n_clusters!r} decides the cut" if n_clusters is not None else
                              f"method {method!r} cuts at no threshold"), ParameterConflictWarning, stacklevel=2)
         override = threshold if threshold is not None else self.threshold
+        if isinstance(override, Threshold):  # in the rule's units, converted where the cut stays the same
+            # (refused with a message that called it "not a finite number > 0": an embeddings trial)
+            r = self.rule_
+            override = resolve_cut(override, r.threshold.distance, merge_height=r.linkage == "ward",
+                                   by_pairs=r.linkage in ("complete", "single")).value
         if override is not None:
-            override = finite_positive("threshold", override, "in the chosen rule's distance units")
+            override = finite_positive("threshold", override, f"a float in the chosen rule's distance units "
+                                                              f"({self.rule_.threshold.distance}), or a Threshold")
         if X.shape[0] == 1 and n_clusters is None and not constrained:  # one row: one cluster, at any cut
             return done(np.zeros(1, dtype=np.int64), self.rule_)
         Z = self._features(X, checked=True)
