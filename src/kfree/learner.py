@@ -540,7 +540,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
     def cluster(
         self, X: Any, *, threshold: float | None = None, method: str = "hac", n_clusters: int | None = None,
-        must_link: Any = None, cannot_link: Any = None, return_rule: bool = False,
+        must_link: Any = None, cannot_link: Any = None, return_rule: bool = False, hook: Any = None,
     ) -> np.ndarray | tuple[np.ndarray, Any]:
         """Cluster data of unseen identities; returns labels of shape (n,).
 
@@ -572,6 +572,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         ``method="hac"`` applied (the chosen one, or the complete-linkage cut it gave way to at
         this size or for these pairs), so that a caller can say which cut it used; ``None`` for
         the other methods.
+
+        ``hook``: a progress callback ``hook(stage, completed=, total=)`` for the threshold HAC
+        (minutes at scale; ``kfree cluster MODEL`` passes its progress lines).
         """
         from . import registry
 
@@ -620,16 +623,16 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                           f"cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
                           f"{self.rule_.val_nmi:.3f})", ParameterConflictWarning, stacklevel=2)
             if n_clusters is None:
-                return done(rule.cluster(Z, must_link=must_link, cannot_link=cannot_link), rule)
+                return done(rule.cluster(Z, must_link=must_link, cannot_link=cannot_link, hook=hook), rule)
         if method == "hac" and n_clusters is None:
             if override is None:  # (an override is in the chosen rule's units: it keeps that rule)
                 rule = self.rule_for_rows(X.shape[0], warn=True)
                 if rule.linkage == "ward":
-                    other = self._complete_if_sizes_differ(Z)
+                    other = self._complete_if_sizes_differ(Z, hook)
                     if other is not None:
                         return done(*other)
             thr = None if override is None else Threshold(override, rule.threshold.distance, "override")
-            labels = rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link)
+            labels = rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link, hook=hook)
             if override is None and rule.linkage == "complete":
                 self.check_cluster_sizes(labels)
             # the rule as applied: an override's threshold, not the validated one it replaced
@@ -666,8 +669,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if "n_clusters" in kwargs and "distance" in accepted:
             kwargs.setdefault("distance", dist_rule().threshold.distance)
         est = registry.get("cluster", method, **kwargs)
-        return done((est.fit(Z, must_link=must_link, cannot_link=cannot_link) if constrained else est.fit(Z)).labels_,
-                    rule)
+        told = {"hook": hook} if hook is not None and getattr(est, "reports_progress", False) else {}
+        return done((est.fit(Z, must_link=must_link, cannot_link=cannot_link, **told) if constrained
+                     else est.fit(Z, **told)).labels_, rule)
 
     def rule_for(self, method: str = "hac"):
         """The :class:`~kfree.evaluate.selection.ClusterRule` whose threshold ``cluster(X,
@@ -754,7 +758,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         labels = rule.cluster(self._features(X_val))
         return float(X_val.shape[0] / (int(labels.max()) + 1))
 
-    def _complete_if_sizes_differ(self, Z: np.ndarray) -> tuple[np.ndarray, Any] | None:
+    def _complete_if_sizes_differ(self, Z: np.ndarray, hook: Any = None) -> tuple[np.ndarray, Any] | None:
         """``(labels, rule)``: the best validated complete-linkage cut and its clusters of ``Z``
         when they hold far fewer or far more rows each than the identities the chosen Ward cut
         was calibrated on, with a
@@ -785,9 +789,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         try:
             if sampled:
                 idx = np.sort(np.random.default_rng(0).choice(n, WARD_SIZE_CHECK_ROWS, replace=False))
-                m_new = rows_per_identity(n, int(rule.cluster(Z[idx]).max()) + 1, WARD_SIZE_CHECK_ROWS)
+                m_new = rows_per_identity(n, int(rule.cluster(Z[idx], hook=hook).max()) + 1, WARD_SIZE_CHECK_ROWS)
             else:
-                labels = rule.cluster(Z)
+                labels = rule.cluster(Z, hook=hook)
                 m_new = n / (int(labels.max()) + 1)
             like = m_ref is not None and m_ref / WARD_LIKE_VALIDATION <= m_new < m_ref * WARD_LIKE_VALIDATION
             if WARD_MIN_SIZE_RATIO * m_cal <= m_new < WARD_MAX_SIZE_RATIO * m_cal or like:

@@ -210,6 +210,15 @@ def test_clustering_features_shows_the_exact_hacs_progress(files, monkeypatch):
     code, out = run("cluster", files / "new.npy", "--threshold", "0.5", "--out", files / "p.csv")
     assert code == 0, out
     assert hooks and hooks[0] is not None and "tau components 1/1" in out
+    # with a model too, with and without a state (an embeddings trial: a nightly run was silent 3 min)
+    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out",
+                    files / "prog.kfree", "--linkage", "complete", *FAST)
+    assert code == 0, out
+    for extra in ([], ["--state", files / "prog.kstate"]):
+        hooks.clear()
+        code, out = run("cluster", files / "prog.kfree", files / "new.npy", "--out", files / "prog.csv", "--force",
+                        *extra)
+        assert code == 0 and hooks and hooks[-1] is not None and "tau components 1/1" in out, (extra, out)
 
 
 def test_cluster_methods_switch(files):

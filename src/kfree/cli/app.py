@@ -466,12 +466,12 @@ def cluster(
                         if (method == "hac" and n_clusters is None and threshold is None and learner.threshold is None
                                 and not constrained and ahead is not learner.rule_):
                             _gave_way(learner, ahead, None)
-                        with warnings.catch_warnings():
+                        with warnings.catch_warnings(), progress_hook() as hook:  # (a model run was silent for minutes)
                             warnings.simplefilter("ignore", ScaleWarning)  # said above, in one line
                             warnings.simplefilter("always", ClusterSizeWarning)  # shown, and names the cut used
                             labels, applied = learner.cluster(data.X, threshold=threshold, method=method,
                                                               n_clusters=n_clusters, must_link=must, cannot_link=cannot,
-                                                              return_rule=True)
+                                                              return_rule=True, hook=hook)
                     else:
                         from .assign import cluster_model_state, state_photos
 

@@ -25,7 +25,7 @@ from .columns import (
     invalid_rows,
     model_rows,
 )
-from .console import _limit_threads, cli_errors, console
+from .console import _limit_threads, cli_errors, console, progress_hook
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
               "adds new rows to (hac at a threshold, complete linkage; a model whose chosen rule is a Ward "
@@ -77,7 +77,9 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
     # the cut learner.cluster(X, threshold=threshold) makes for a complete-linkage model
     value = float(threshold) if threshold is not None else learner.threshold_for(rule).value
     Z = learner.transform(X)  # the chosen features: the state rule's too
-    est = ThresholdAgglomerative(value, linkage="complete", distance=rule.threshold.distance).fit(Z)
+    with progress_hook() as hook:  # (minutes at scale: an embeddings trial's nightly run was silent for 3 min)
+        est = ThresholdAgglomerative(value, linkage="complete", distance=rule.threshold.distance).fit(
+            Z, **({"hook": hook} if hook is not None else {}))
     meta = {"model": {"name": model_path.name, "sha256": file_sha256(model_path), "features": rule.features,
                       "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
                       "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage},

@@ -111,16 +111,17 @@ class ClusterRule:
         return (*score_key(self.val_nmi, gap), round(self.val_margin, 9))
 
     def cluster(self, Z: np.ndarray, *, threshold: Threshold | None = None, must_link: Any = None,
-                cannot_link: Any = None) -> np.ndarray:
+                cannot_link: Any = None, hook: Any = None) -> np.ndarray:
         """Labels of ``Z`` (already in this rule's feature space) at the rule's threshold, with
-        must-link / cannot-link row pairs when given (not for a Ward rule)."""
+        must-link / cannot-link row pairs when given (not for a Ward rule); ``hook`` reports the
+        threshold HAC's progress (minutes at scale)."""
         thr = threshold or self.threshold
         if self.linkage == "ward":
             if must_link is not None or cannot_link is not None:
                 raise ConfigError("a Ward cut takes no must-link / cannot-link pairs; cut a complete-linkage rule")
             return WardThreshold(thr.value).fit(Z).labels_
         return ThresholdAgglomerative(thr.value, linkage=self.linkage, distance=thr.distance).fit(
-            Z, must_link=must_link, cannot_link=cannot_link).labels_
+            Z, must_link=must_link, cannot_link=cannot_link, **({"hook": hook} if hook is not None else {})).labels_
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": self.features, "linkage": self.linkage, "threshold": self.threshold.to_dict(),
