@@ -181,7 +181,8 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
     ax.set_xticks([])
     ax.set_yticks([])
     sample = f", a sample of {idx.size:,} of {X.shape[0]:,} rows" if idx.size < X.shape[0] else ""
-    ax.set_title(f"{how}{sample}; the {largest.size} largest clusters in colour", fontsize=9)
+    ax.set_title(f"{how}{sample}; " + ("the one cluster in colour" if largest.size == 1 else
+                                        f"the {largest.size} largest clusters in colour"), fontsize=9)
     fig.tight_layout()
     return save_png(fig, path), how
 
