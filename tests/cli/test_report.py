@@ -513,3 +513,15 @@ def test_a_small_face_in_a_large_photo_is_shown_sharp(tmp_path):
     assert tile.shape == (THUMBNAIL, THUMBNAIL, 3)
     centre = tile[30:66, 30:66].astype(float)
     assert centre.std() > 60  # the checks, not a grey mush (a quarter-size decode gave 16)
+
+
+def test_ids_in_scripts_the_figures_font_lacks_are_drawn_as_code_points():
+    """Found by a pictures trial: Chinese, Japanese and Korean ids were all drawn as empty boxes, so
+    no montage row or map label could be told from another."""
+    from kfree.report.figures import _glyphs, short_id
+
+    if _glyphs()(ord("张")):
+        pytest.skip("this machine's DejaVu Sans draws CJK")
+    shown = [short_id(c, 16) for c in ("张伟", "王芳", "佐藤", "김민준")]
+    assert len(set(shown)) == 4 and shown[0] == "U+5F20U+4F1F"
+    assert short_id("café", 16) == "café"  # what the font draws stays as it is

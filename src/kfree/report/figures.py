@@ -4,6 +4,7 @@ and which clusters a page or montage shows, and which of their members."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,32 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
+@functools.lru_cache(maxsize=1)
+def _glyphs():
+    """Whether the figures' font (DejaVu Sans) draws a character: a function of a code point."""
+    try:
+        from matplotlib import font_manager, ft2font
+
+        font = ft2font.FT2Font(font_manager.findfont("DejaVu Sans", fallback_to_default=True))
+        return lambda cp: font.get_char_index(cp) != 0
+    except Exception:  # (no font to ask: draw as given)
+        return lambda cp: True
+
+
+def drawable(s: str) -> str:
+    """``s`` with each character the figures' font lacks written as its code point (张伟 →
+    ``U+5F20U+4F1F``): drawn as given, Chinese, Japanese and Korean ids were all empty boxes, one
+    cluster's caption like another's (a pictures trial); the page shows them as they are."""
+    has = _glyphs()
+    return "".join(ch if has(ord(ch)) else f"U+{ord(ch):04X}" for ch in s)
+
+
 def short_id(c: Any, most: int = 18) -> str:
-    """A cluster id as a figure shows it: at most ``most`` characters (a long id ran across a
-    montage's thumbnails), its start and its end, where ids of one kind differ (a pictures trial:
-    2024-06-01_beach_party_001, _002 and _003 all read "2024-06-01_beac…"); the page shows it whole."""
-    s = str(c)
+    """A cluster id as a figure shows it (:func:`drawable`): at most ``most`` characters (a long
+    id ran across a montage's thumbnails), its start and its end, where ids of one kind differ (a
+    pictures trial: 2024-06-01_beach_party_001, _002 and _003 all read "2024-06-01_beac…"); the
+    page shows it whole."""
+    s = drawable(str(c))
     head = (most - 1) * 2 // 5
     return s if len(s) <= most else s[:head] + "…" + s[len(s) - (most - 1 - head):]
 
