@@ -491,3 +491,21 @@ def test_messages_name_options_not_python_arguments(tmp_path):
     code, out = run("cluster", tmp_path / "t.csv", "--threshold", "1.0", "--out", tmp_path / "c.csv")
     assert code == 0 and "leave them out with --ignore-columns ticket, or name" in out, out
     assert "ignore_columns" not in out
+
+
+def test_evaluate_scores_tracks_as_one_item_each(tmp_path):
+    """`kfree evaluate --group-column track`: a long track half in another cluster lowers every
+    per-frame score; per track it is one item in its majority cluster, and it is counted as split."""
+    frames = pd.DataFrame({"index": [f"f{i}" for i in range(14)], "label": list("a" * 10 + "bbcc"),
+                           "track": ["T0"] * 10 + ["T1", "T1", "T2", "T2"]})
+    clusters = np.array([0] * 6 + [5] * 4 + [1, 1, 2, 2])
+    pd.DataFrame({"index": frames["index"], "cluster": clusters, "row": range(14)}).to_csv(tmp_path / "c.csv",
+                                                                                            index=False)
+    frames.sample(frac=1, random_state=0).to_csv(tmp_path / "truth.csv", index=False)
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "truth.csv", "--group-column", "track",
+                    "--out", tmp_path / "m.json")
+    assert code == 0 and "scored 3 groups ('track') of 14 rows" in out and "1 of them lies in more" in out, out
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["nmi"] == 1.0 and m["n_samples"] == 3 and m["groups_split"] == 1 and m["n_rows"] == 14
+    code, out = run("evaluate", tmp_path / "c.csv", tmp_path / "truth.csv", "--group-column", "scene")
+    assert code != 0 and "name the one to use with --group-column" in out, out

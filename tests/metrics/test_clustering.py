@@ -143,3 +143,22 @@ def test_noise_labels_are_scored_as_singletons_and_said():
         assert evaluate_clustering(y, pred.astype(object)) == want
     with pytest.warns(DataWarning, match="3 of the 20 rows"):
         assert evaluate_clustering(y, pred.astype(float).astype(object)) == want
+
+
+def test_groups_of_rows_are_scored_as_one_item_each():
+    """Face tracks scored as the BCL paper scores them (a TV-episode trial had only per-frame
+    scores, where one long track weighs as much as many short ones): a group takes the cluster and
+    label most of its rows have (ties: the lower), and the groups split or mixed are counted."""
+    from kfree.metrics import evaluate_by_group, evaluate_clustering
+
+    y = np.array(list("aaaabbbbccd"))
+    pred = np.array([0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2])
+    groups = np.array(["t0"] * 4 + ["t1"] * 4 + ["t2"] * 2 + ["t3"])
+    got = evaluate_by_group(y, pred, groups)
+    assert got == {**evaluate_clustering(list("abcd"), [0, 1, 2, 2]), "n_rows": 11, "groups_split": 1,
+                   "groups_mixed": 0}
+    tie = evaluate_by_group(list("aabb"), [3, 5, 7, 7], [0, 0, 1, 1])  # group 0: clusters 3 and 5, 3 kept
+    assert tie["n_clusters"] == 2 and tie["groups_split"] == 1
+    assert evaluate_by_group(list("ab"), [0, 0], [9, 9])["groups_mixed"] == 1  # a track of two people
+    with pytest.raises(DataError, match="1-d of one length"):
+        evaluate_by_group(y, pred, groups[:3])

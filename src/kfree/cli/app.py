@@ -856,6 +856,9 @@ def evaluate(
                                                 "(a labelled sample); without it a row with none is an error.")] = False,
     id_column: Annotated[str | None, typer.Option(help="TRUTH's column of row ids (a sku_id) when it is not named "
                                                        "'index': the clusters' 'index' is joined to it.")] = None,
+    group_column: Annotated[str | None, typer.Option(help="A column (of either file) naming groups of rows scored "
+                                                          "as one item each, as face tracks are: a group takes the "
+                                                          "cluster and label most of its rows have.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Score predicted clusters against true labels (NMI, WCP, ACC, ARI, pairwise and BCubed F)."""
@@ -870,7 +873,12 @@ def evaluate(
         from ..utils.io import write_json
 
         metrics = evaluate_files(labels_csv, truth, label_column=label_column, labelled_only=labelled_only,
-                                 id_column=id_column)
+                                 id_column=id_column, group_column=group_column)
+        if group_column is not None:
+            console.print(f"scored {metrics['n_samples']:,} groups ({group_column!r}) of {metrics['n_rows']:,} rows, "
+                          f"each in the cluster most of its rows are in; {metrics['groups_split']:,} of them "
+                          f"{'lies' if metrics['groups_split'] == 1 else 'lie'} in more than one cluster" + (f", and {metrics['groups_mixed']:,} hold more than one true "
+                                                     "label" if metrics["groups_mixed"] else ""), soft_wrap=True)
         if metrics.get("unlabelled_rows"):
             console.print(f"scored the {metrics['n_samples']:,} rows with a true label; "
                           f"{metrics['unlabelled_rows']:,} rows have none (--labelled-only)")

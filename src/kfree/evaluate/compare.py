@@ -283,22 +283,23 @@ def _ids_column(ids, table, skip: tuple[str, ...] = ()) -> str | None:
 
 
 def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_name: str = "the predictions",
-              absent_ok: bool = False, id_column: str | None = None) -> np.ndarray:
+              absent_ok: bool = False, id_column: str | None = None, option: str = "--label-column") -> np.ndarray:
     """The true label of each predicted row: joined by ``index`` when both files have it, else by
     row order (or by ``pred``'s ``index`` into the labels). ``absent_ok``: a row the truth file
     does not list (joined by ``index``) has no label, instead of being an error. ``id_column``:
-    the truth table's column of row ids when it is not named ``index`` (a ``sku_id``)."""
+    the truth table's column of row ids when it is not named ``index`` (a ``sku_id``). ``option``:
+    how the user named ``label_column``, for the messages."""
     t = Path(truth)
     if id_column is not None and not (t.suffix.lower() in TABLES and t.exists()):
         raise DataError(f"--id-column names a column of a .csv/.parquet truth table, and {t.name} is none")
     if label_column == "index":
-        raise DataError("--label-column index: 'index' is the row number that joins the two files, not a "
+        raise DataError(f"{option} index: 'index' is the row number that joins the two files, not a "
                         "label; name the column (or .npz array) that holds the true labels")
     if t.suffix.lower() in TABLES and t.exists():  # read here, not by load_labels: it may join by 'index'
         df = read_table(t, ids=id_column or "index")
         ids = None if id_column is None else df[table_column(df, (id_column,), t, option="--id-column")]
         # (the label column found before the ids take the name 'index': a refusal lists the file's own columns)
-        col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option="--label-column")
+        col = table_column(df, (label_column,) if label_column else LABEL_COLUMNS, t, option=option)
         key = shared_key(pred, df, id_column, label_column)
         index_join = "index" in df.columns and "index" in pred.columns and id_column is None and (
             "row" in pred.columns or not is_row_numbering(pred["index"].to_numpy()))
@@ -333,7 +334,7 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
             df = df.drop(columns=[c for c in ("index", id_column) if c in df.columns]).assign(index=ids.to_numpy())
         y = df[col].to_numpy()
     else:
-        y = load_labels(t, key=label_column, column=label_column, option="--label-column")
+        y = load_labels(t, key=label_column, column=label_column, option=option)
         df, col = None, "label"
         if t.suffix.lower() == ".npz":  # (one from kfree encode names its rows by an 'index' array)
             import pandas as pd
@@ -350,17 +351,35 @@ def truth_for(pred, truth: str | Path, *, label_column: str | None = None, pred_
 
 
 def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str | None = None,
-                   labelled_only: bool = False, id_column: str | None = None) -> dict:
+                   labelled_only: bool = False, id_column: str | None = None, group_column: str | None = None) -> dict:
     """Join predictions (``index,cluster``) with true labels by ``index`` or by row order.
 
     Rows without a true label (an empty cell, or, joined by ``index``, a row the truth file does
     not list) are an error, unless ``labelled_only``: then the rows that have one are scored (a
-    labelled sample of a larger clustering), and ``unlabelled_rows`` says how many were left out."""
+    labelled sample of a larger clustering), and ``unlabelled_rows`` says how many were left out.
+
+    ``group_column``: a column of the clusters file or of ``truth`` (joined as the labels are)
+    naming groups of rows scored as one item each (face tracks; :func:`~kfree.metrics.clustering.evaluate_by_group`)."""
     import pandas as pd
+
+    from ..metrics.clustering import evaluate_by_group
 
     pred = read_predictions(pred_csv)
     y = truth_for(pred, truth, label_column=label_column, pred_name=Path(pred_csv).name, absent_ok=labelled_only,
                   id_column=id_column)
+    groups = None
+    if group_column is not None:
+        groups = (pred[group_column].to_numpy() if group_column in pred.columns else
+                  truth_for(pred, truth, label_column=group_column, pred_name=Path(pred_csv).name,
+                            absent_ok=labelled_only, id_column=id_column, option="--group-column"))
+        if bool(pd.isna(groups).any()):
+            raise DataError(f"{int(pd.isna(groups).sum()):,} rows have no {group_column!r}: give every row its group "
+                            "(a track of one frame is a group of one row)")
+
+    def score(keep=slice(None)):
+        return (evaluate_clustering(y[keep], clusters[keep]) if groups is None else
+                evaluate_by_group(y[keep], clusters[keep], groups[keep]))
+
     if y.dtype.kind in "OU":  # ('card_arrival ' is 'card_arrival')
         y = strip_labels(y, Path(truth))
     clusters = pred["cluster"].to_numpy()
@@ -368,7 +387,7 @@ def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str
     if y.dtype.kind in "OU":  # an empty (or blank) text cell is no label either, as in a CSV
         missing |= np.array([isinstance(v, str) and not v.strip() for v in y.tolist()], dtype=bool)
     if not missing.any():
-        return evaluate_clustering(y, clusters)
+        return score()
     first = int(np.flatnonzero(missing)[0])
     if not labelled_only:
         raise DataError(f"{int(missing.sum())} of the {missing.size} clustered rows have no true label in "
@@ -376,4 +395,4 @@ def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str
                         "ones with --labelled-only, or give every row a label")
     if missing.all():
         raise DataError(f"no clustered row has a true label in {Path(truth).name}")
-    return {**evaluate_clustering(y[~missing], clusters[~missing]), "unlabelled_rows": int(missing.sum())}
+    return {**score(~missing), "unlabelled_rows": int(missing.sum())}
