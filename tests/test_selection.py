@@ -518,3 +518,15 @@ def test_the_reason_says_why_a_raw_cut_below_another_on_the_halves_was_chosen():
             "linkage 0.950; on the validation halves alone complete linkage scored higher, 0.979 against 0.974"
             in reason), reason
     assert "ranked on all" not in _selection_reason(comp, [ward, comp, model], True, True)
+
+
+def test_a_cut_calibrated_on_a_sample_of_the_identities_says_so():
+    """Found by an embeddings trial: "training+validation #clusters=110" for 300 identities read as
+    a miscount; the cuts are calibrated on a sample of whole identities (MAX_VALIDATION_SAMPLES rows)."""
+    from kfree.evaluate.selection import MAX_VALIDATION_SAMPLES, ValidationSet
+
+    y = np.repeat(np.arange(300), 30)
+    vset = ValidationSet(y, linkages=("complete",), classes="training+validation")
+    assert vset.n_true == MAX_VALIDATION_SAMPLES // 30
+    assert vset.classes == f"a sample of {vset.n_true} of 300 training+validation"
+    assert ValidationSet(y[:600], linkages=("complete",)).classes == "validation"  # all of them: as before

@@ -217,12 +217,15 @@ class ValidationSet:
     def __init__(self, y: np.ndarray, *, linkages: tuple[str, ...], seed: int = 0,
                  classes: str = "validation") -> None:
         y = np.asarray(y)
-        self.classes = classes  # whose number of classes the cuts match, as their thresholds say
         self.n_all = int(y.shape[0])
         self.idx = subsample_classes(y, seed=seed)
         self.y = y[self.idx]
         ids = np.unique(self.y)
         self.n_true = int(ids.shape[0])
+        # whose number of classes the cuts match, as their thresholds say; a sample of them said so
+        # (an embeddings trial read "training+validation #clusters=110" for 300 identities as a miscount)
+        n_classes = int(np.unique(y).shape[0])
+        self.classes = classes if n_classes == self.n_true else f"a sample of {self.n_true:,} of {n_classes:,} {classes}"
         if self.n_true < 2:
             raise DataError(f"validation needs at least 2 classes, got {self.n_true}")
         self.linkages = linkages
