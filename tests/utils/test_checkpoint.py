@@ -164,3 +164,35 @@ def test_a_short_write_is_one_clear_error_and_leaves_the_old_file(tmp_path, monk
                                           r"[\d,.]+ MiB free there: a full disk or a file-size limit"):
         save_checkpoint(good, {"w": torch.zeros(3)}, config={})
     assert good.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def _repacked(src: Path, dst: Path) -> Path:
+    """``src``'s zip records written again deflate-compressed (what kfree never writes)."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_DEFLATED) as b:
+        for info in a.infolist():
+            b.writestr(info.filename, a.read(info.filename))
+    return dst
+
+
+def test_compressed_records_in_a_model_or_a_state_are_refused_before_they_are_inflated(tmp_path):
+    """A security review: a 1 MB model whose one record inflated to 1 GiB took 2.5 GB of memory and
+    18 s before it was refused, a state 1.3 GB; torch and kfree write records stored, so a compressed
+    one is refused unread."""
+    import numpy as np
+
+    from kfree import ClusterLearner, TrainConfig
+    from kfree.cluster.incremental import ClusterState
+    from kfree.data.synthetic import sphere_blobs
+    from kfree.exceptions import ClusterStateError, ModelError
+
+    X, y = sphere_blobs(6, 8, dim=4, seed=0)
+    model = ClusterLearner(TrainConfig(epochs=1)).fit(X, y).save(tmp_path / "m.kfree")
+    with pytest.raises(ModelError, match=r"packed.kfree holds \d+ compressed record\(s\) .* never writes"):
+        ClusterLearner.load(_repacked(model, tmp_path / "packed.kfree"))
+    state = ClusterState.fit(np.asarray(X, dtype=np.float32), 1.0)
+    state.save(tmp_path / "s.kstate")
+    with pytest.raises(ClusterStateError, match="holds compressed records .* never writes"):
+        ClusterState.load(_repacked(tmp_path / "s.kstate", tmp_path / "packed.kstate"))
+    assert ClusterState.load(tmp_path / "s.kstate").n_samples == X.shape[0]  # as written: read

@@ -456,6 +456,12 @@ class ClusterState:
         try:
             with zipfile.ZipFile(p) as zf:
                 names = set(zf.namelist())
+                if packed := [i.filename for i in zf.infolist() if i.compress_type != zipfile.ZIP_STORED]:
+                    # (save writes records stored: a compressed one would be inflated whole before the
+                    # checks, gigabytes from a 1 MB file: a security review)
+                    raise ClusterStateError(f"{p.name} holds compressed records ({packed[0]!r}…), which kfree "
+                                            "never writes: a re-packed or foreign file, not read; give a file "
+                                            "written by `kfree cluster --state`")
                 if "state.json" not in names:
                     raise ClusterStateError(f"{p.name} is not a kfree cluster state (no state.json); "
                                             "give a file written by `kfree cluster --state`")
