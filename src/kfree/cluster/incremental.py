@@ -568,6 +568,10 @@ def _check_photos(photos: Any, n: int) -> np.ndarray:
     return a
 
 
+#: the longest text id a state keeps (it stores every id at the longest one's width)
+MAX_ID_CHARS = 512
+
+
 def _check_ids(ids: Any, n: int, name: str, held: np.ndarray | None = None) -> np.ndarray:
     """``ids`` as a state keeps them: n distinct whole numbers (int64) or texts (a fixed-width str
     array, no pickle), none of them among ``held`` (the state's), else a DataError naming one."""
@@ -577,6 +581,13 @@ def _check_ids(ids: Any, n: int, name: str, held: np.ndarray | None = None) -> n
     if a.shape != (n,) or a.dtype.kind not in "iuU":
         raise DataError(f"{name} must be {n} whole numbers or texts, one per row (got {a.dtype} of shape {a.shape})")
     a = a.astype(np.int64) if a.dtype.kind in "iu" else a
+    if a.dtype.kind == "U" and a.dtype.itemsize // 4 > MAX_ID_CHARS:
+        # (a state keeps text ids at the longest one's width: one of 2,500 characters made 20,000 rows'
+        # ids 200 MB, rewritten by every assign: a security review)
+        longest = int(np.argmax(np.char.str_len(a)))
+        raise DataError(f"{name}: the id of row {longest} (from 0) has {len(a[longest]):,} characters, more than "
+                        f"the {MAX_ID_CHARS} a state keeps; is the id column a text column? Name the column of "
+                        "short ids (--id-column)")
     if held is not None and held.size and (held.dtype.kind == "U") != (a.dtype.kind == "U"):
         raise DataError(f"{name} are {'texts' if a.dtype.kind == 'U' else 'numbers'} but the state's ids are "
                         f"{'texts' if held.dtype.kind == 'U' else 'numbers'} (e.g. {held[0].item()!r}): give "
