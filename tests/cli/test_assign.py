@@ -895,3 +895,28 @@ def test_cluster_puts_its_state_and_clusters_file_in_place_together(d, tmp_path,
     code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c.csv", "--state",
                     tmp_path / "s.kstate")
     assert code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "s.kstate"], out
+
+
+def test_assign_keeps_a_private_state_private_and_updates_the_state_a_link_names(tmp_path):
+    """A security review: a state made private (chmod 600) came back readable by all after the
+    next assign, and a state reached through a symlink had the link replaced by a new file while
+    the shared state it named stayed behind."""
+    import os
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(60, 4)).astype(np.float32))
+    np.save(tmp_path / "day.npy", rng.normal(size=(10, 4)).astype(np.float32))
+    np.save(tmp_path / "day2.npy", rng.normal(size=(10, 4)).astype(np.float32))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    code, out = run("cluster", tmp_path / "x.npy", "--threshold", "2", "--out", tmp_path / "c.csv",
+                    "--state", shared / "s.kstate")
+    assert code == 0, out
+    os.chmod(shared / "s.kstate", 0o600)
+    (tmp_path / "s.kstate").symlink_to(shared / "s.kstate")
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "d.csv")
+    assert code == 0 and "that state is updated" in out, out
+    assert (tmp_path / "s.kstate").is_symlink() and (shared / "s.kstate").stat().st_mode & 0o777 == 0o600
+    assert ClusterState.load(shared / "s.kstate").n_samples == 70
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day2.npy", "--out", tmp_path / "d2.csv")
+    assert code == 0 and ClusterState.load(shared / "s.kstate").n_samples == 80, out

@@ -333,6 +333,11 @@ def assign(
         if out is None:
             raise ConfigError("say where to write the new rows' clusters: --out labels.csv")
         model, state_path, new_path = assign_files(first, second, third, out)
+        if state_path.is_symlink() and state_out is None:  # updated in place: the file it links to
+            # (the link was replaced by a new file, and the state it shared stayed behind: a security review)
+            real = state_path.resolve()
+            console.print(f"{state_path} links to {real}: that state is updated", soft_wrap=True, highlight=False)
+            state_path = real
         check_output(out, inputs=(model, state_path, new_path), force=force, formats=(".csv", ".parquet"))
         if state_out is not None:
             check_output(state_out, inputs=(model, state_path, new_path), outputs={"--out": out}, force=force,

@@ -52,7 +52,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     Missing parent folders are created. Failing to create them, the temporary file or the final
     rename (and a full disk inside the block) raises :class:`~kfree.exceptions.OutputError`
-    naming ``path``; nothing is left behind.
+    naming ``path``; nothing is left behind. A file replaced keeps its permissions.
     """
     path = Path(path)
     try:
@@ -61,8 +61,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except OSError as e:
         raise OutputError(f"cannot write {path}: {_reason(e)} (in {path.parent}); choose another place") from None
     os.close(fd)
-    # mkstemp makes the file private (0600); give it the mode a plain open() would have
-    os.chmod(tmp, 0o666 & ~_umask())
+    # mkstemp makes the file private (0600); give it the mode of the file it replaces (a state made
+    # private, chmod 600, came back readable by all after the next kfree assign: a security review),
+    # else the mode a plain open() would have
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    os.chmod(tmp, mode)
     tmp_path = Path(tmp)
     try:
         try:
