@@ -67,6 +67,11 @@ def test_a_decorated_class_is_found_and_a_taken_name_refused(monkeypatch):
         with pytest.raises(ConfigError, match="'_test-undeclared' .* must declare capabilities = frozenset"):
             registry.register("cluster", "_test-undeclared")(undeclared)
     assert "_test-undeclared" not in registry.names("cluster")
+    # flags that contradict the capabilities (every call then failed, with K or without: a contributor trial)
+    for flag, caps in (("requires_n_clusters", {"threshold"}), ("joins_single_pairs", {"n_clusters"})):
+        odd = type("Odd", (), {"capabilities": frozenset(caps), flag: True})
+        with pytest.raises(ConfigError, match=f"sets {flag} = True but its capabilities lack"):
+            registry.register("cluster", "_test-odd")(odd)
     with pytest.raises(ConfigError, match="'hac' is taken by kfree.cluster.threshold_hac.ThresholdAgglomerative"):
         registry.register("cluster", "hac")(Mine)
     # a loss that does not set its own name is called by the name it was asked for by (its

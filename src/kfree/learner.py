@@ -664,6 +664,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             kwargs["threshold"] = base.value if override is None else override
             if "distance" in accepted:
                 kwargs["distance"] = base.distance
+            elif method != "ward":  # it cuts in units of its own: the cut with its kind, for it to convert
+                # (a bare number in the rule's squared units was read in its own: a contributor trial, ARI 0.52)
+                kwargs["threshold"] = base if override is None else Threshold(override, base.distance, "override")
         if "linkage" in accepted:
             kwargs["linkage"] = dist_rule().linkage
         if "n_clusters" in kwargs and "distance" in accepted:

@@ -55,6 +55,11 @@ def _check_declaration(kind: str, name: str, cls: type) -> None:
     if not isinstance(caps, (set, frozenset)) or not caps <= CLUSTER_CAPABILITIES:
         raise ConfigError(f"cluster {name!r} ({cls.__qualname__}) must declare capabilities = frozenset({{...}}) "
                           f"of {sorted(CLUSTER_CAPABILITIES)} (what its fit can be told), not {caps!r}")
+    # flags that contradict the capabilities made every call fail, with or without K (a contributor trial)
+    for flag, needs in (("requires_n_clusters", "n_clusters"), ("joins_single_pairs", "threshold")):
+        if getattr(cls, flag, False) and needs not in caps:
+            raise ConfigError(f"cluster {name!r} ({cls.__qualname__}) sets {flag} = True but its capabilities lack "
+                              f"{needs!r}: declare it, or drop the flag")
 
 
 def register(kind: str, name: str, *, requires: tuple[str, str] | None = None,

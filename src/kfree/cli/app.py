@@ -556,6 +556,11 @@ def cluster(
 
                         save_plain_state(est, data.X, state_pending, columns=data.columns, left_out=ignored(ignore_columns),
                                          ids=data.index, id_column=id_column, photos=state_photos(photos, keep))
+                from ..threshold import Threshold
+
+                cut = getattr(est, "threshold_", None)
+                if isinstance(cut, Threshold) and "distance" not in accepted and method != "ward":
+                    threshold, unit = cut.value, cut.distance  # (its own units: named as it cut, a contributor trial)
                 how = _how(method, accepted, n_clusters, threshold, unit)
                 if linkage is not None:
                     how = f", {linkage} linkage{how}"
