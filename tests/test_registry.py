@@ -111,3 +111,30 @@ def test_every_module_that_registers_is_imported_by_its_package():
             if "@register(" in f.read_text():
                 module = f"{package}.{f.stem}"
                 assert module in sys.modules, f"{module} registers a {kind} but {package}/__init__.py does not import it"
+
+
+def test_components_of_a_module_named_in_kfree_plugins_reach_the_cli(tmp_path, monkeypatch):
+    """Found by a contributor trial: a loss or clusterer defined outside kfree was out of the
+    CLI's reach (`kfree train --loss theirs`: unknown loss). $KFREE_PLUGINS (and the kfree.plugins
+    entry-point group) names modules the first lookup imports."""
+    import sys
+
+    (tmp_path / "my_kfree_plugin.py").write_text(
+        "from kfree.registry import register\n"
+        "@register('cluster', '_test-plugin-method')\n"
+        "class Mine:\n"
+        "    capabilities = frozenset({'threshold'})\n"
+        "    def __init__(self, threshold=1.0):\n"
+        "        self.threshold = threshold\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry._REGISTRY, "cluster", dict(registry._entries("cluster")))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setenv("KFREE_PLUGINS", "my_kfree_plugin")
+    monkeypatch.delitem(sys.modules, "my_kfree_plugin", raising=False)
+    assert "_test-plugin-method" in registry.names("cluster")
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setenv("KFREE_PLUGINS", "no_such_kfree_plugin")
+    with pytest.raises(ConfigError, match="the kfree plugin KFREE_PLUGINS module 'no_such_kfree_plugin' cannot be "
+                                          "imported: ModuleNotFoundError"):
+        registry.names("cluster")
+    monkeypatch.setattr(registry, "_plugins_loaded", True)  # (the rest of the session as it was)

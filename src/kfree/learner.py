@@ -985,8 +985,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             self.model_.eval()
             if cfg.loss not in registry.names("loss"):  # the file is whole: its loss is not here
                 raise ModelError(f"{p.name} was trained with loss {cfg.loss!r}, which this kfree does not know: "
-                                 "import the module that registers it (@register('loss', ...)) before loading, "
-                                 "or load it with the kfree it was trained with")
+                                 "import the module that registers it (@register('loss', ...)) before loading "
+                                 "(for the CLI: KFREE_PLUGINS=that_module, or a kfree.plugins entry point), or "
+                                 "load it with the kfree it was trained with")
             self.loss_ = registry.get("loss", cfg.loss, **cfg.loss_params)
             self.loss_.on_num_classes(int(payload["provenance"].get("n_train_identities", 2)), self.model_.out_dim)
             self.loss_.load_state_dict(payload["loss_state"])

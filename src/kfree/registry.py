@@ -9,10 +9,12 @@ A component registers itself with a decorator on its class, next to its code::
     @register("loss", "triplet-l2", variant="l2")
     class TripletLoss(...): ...
 
-Adding a loss or a clusterer is therefore one place: its module (imported by its package's
-``__init__``). Lookups import the kind's package on first use (:data:`PACKAGES`), so
+Adding a loss or a clusterer is therefore its module and one import line in its package's
+``__init__`` (plus a row in the tables that list them: CONTRIBUTING.md). Lookups import the kind's package on first use (:data:`PACKAGES`), so
 ``kfree --help`` stays fast and torch is imported only when a loss is asked for. Code outside kfree
-registers the same way once its module is imported. An unknown name raises a ConfigError listing
+registers the same way once its module is imported: the first lookup imports the modules of the
+``kfree.plugins`` entry-point group and of ``$KFREE_PLUGINS`` (:func:`load_plugins`), so the CLI
+finds them too. An unknown name raises a ConfigError listing
 the valid names; a component whose optional package is missing (``requires=``) raises a
 MissingDependencyError naming the pip extra.
 """
@@ -85,12 +87,46 @@ def register(kind: str, name: str, *, requires: tuple[str, str] | None = None,
     return decorate
 
 
+#: entry-point group of packages that register components (their modules are imported on the
+#: first lookup, so ``kfree train --loss theirs`` and ``kfree cluster --method theirs`` find them)
+PLUGINS_GROUP = "kfree.plugins"
+#: environment variable: comma-separated modules imported the same way (a module of your own, on
+#: PYTHONPATH, without packaging it)
+PLUGINS_ENV = "KFREE_PLUGINS"
+_plugins_loaded = False
+
+
+def load_plugins() -> list[str]:
+    """Import the modules that register components from outside kfree, once: each entry point of
+    the ``kfree.plugins`` group and each module named in ``$KFREE_PLUGINS``. Before, a component
+    defined outside kfree was out of the CLI's reach (a contributor trial). A module that fails to
+    import is a ConfigError naming it. Returns the modules imported."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return []
+    _plugins_loaded = True
+    import os
+    from importlib.metadata import entry_points
+
+    names = [(f"entry point {ep.name!r} ({ep.value})", ep.value) for ep in entry_points(group=PLUGINS_GROUP)]
+    names += [(f"{PLUGINS_ENV} module {m!r}", m) for m in
+              (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",")) if m]
+    for what, module in names:
+        try:
+            importlib.import_module(module.split(":", 1)[0])
+        except Exception as e:  # (a plugin's own error, said in one line with its name)
+            _plugins_loaded = False  # (fixed and retried: not taken as loaded)
+            raise ConfigError(f"the kfree plugin {what} cannot be imported: {type(e).__name__}: {e}") from None
+    return [m for _, m in names]
+
+
 def _entries(kind: str) -> dict[str, tuple[type, dict[str, Any]]]:
     package = PACKAGES.get(kind)
     if package is None and kind not in _REGISTRY:
         raise ConfigError(f"unknown component kind {kind!r}; kinds are {sorted(set(PACKAGES) | set(_REGISTRY))}")
     if package is not None:
         importlib.import_module(package)  # its modules' decorators fill the registry
+    load_plugins()
     return _REGISTRY.get(kind, {})
 
 

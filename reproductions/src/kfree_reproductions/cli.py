@@ -23,7 +23,10 @@ def run_files(
     with cli_errors():
         from kfree_reproductions.runner import pending, run
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        # each cell's progress, through kfree's log handler (basicConfig did nothing once kfree had set
+        # one up, so a run of 18 minutes printed nothing: a contributor trial); -q keeps it quiet
+        if not console.quiet:
+            logging.getLogger("kfree_reproductions").setLevel(logging.INFO)
         for f in files:
             pl = run(f, resume=resume, dry_run=dry_run)
             for out, todo in pending(pl) if dry_run else []:

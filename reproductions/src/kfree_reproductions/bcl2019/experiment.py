@@ -318,8 +318,8 @@ def refuse_other_configs(cfg: Bcl2019Config, out: str | Path) -> None:
                 stale.append(f"cell {path.relative_to(out)}: {'; '.join(diffs[:3])}")
     if stale:
         raise ConfigError(f"{out} holds results of variant {cfg.variant!r}, seed {cfg.seed} made under another "
-                          f"configuration ({len(stale)}; first: {stale[0]}); write to another folder (--out), or "
-                          "recompute them there (CLI: --no-resume; Python: resume=False)")
+                          f"configuration ({len(stale)}; first: {stale[0]}); write to another folder (the "
+                          "experiment file's out), or recompute them there (CLI: --no-resume; Python: resume=False)")
 
 
 def heads_to_train(cfg: Bcl2019Config, out: str | Path) -> list[str]:
