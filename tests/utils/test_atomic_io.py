@@ -64,3 +64,18 @@ def test_an_output_is_flushed_to_disk_before_and_after_its_rename(tmp_path, monk
     kinds = [k for k, _ in calls]
     assert kinds == ["fsync", "rename", "fsync"], calls
     assert calls[0][1].name.startswith(".m.json.") and calls[1][1] == tmp_path / "m.json" and calls[2][1] == tmp_path
+
+
+def test_a_replaced_file_keeps_its_mode_and_a_read_only_one_is_still_written(tmp_path):
+    """A security review: a state made private (0600) came back 0644 after kfree assign. The mode
+    is kept; the temporary stays writable by its writer until it is whole (a review found a
+    read-only file's mode given to the temporary before the write, which a non-root writer could
+    not then open)."""
+    for mode in (0o600, 0o444):
+        p = tmp_path / f"f{mode:o}"
+        p.write_text("old")
+        os.chmod(p, mode)
+        with atomic_path(p) as tmp:
+            assert tmp.stat().st_mode & stat.S_IWUSR  # its writer can open it
+            tmp.write_text("new")
+        assert p.read_text() == "new" and p.stat().st_mode & 0o777 == mode

@@ -68,7 +68,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         mode = path.stat().st_mode & 0o777
     except OSError:
         mode = 0o666 & ~_umask()
-    os.chmod(tmp, mode)
+    os.chmod(tmp, mode | 0o600)  # (writable by its writer until it is whole: a read-only file is replaced too)
     tmp_path = Path(tmp)
     try:
         try:
@@ -78,6 +78,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                 raise OutputError(f"cannot write {path}: {_reason(e)}") from None
             raise
         try:
+            os.chmod(tmp_path, mode)
             _fsync(tmp_path)
             os.replace(tmp_path, path)
         except OSError as e:
