@@ -735,3 +735,28 @@ def test_a_method_cutting_in_units_of_its_own_gets_the_cut_with_its_kind(blobs, 
     assert seen[-1].threshold_.value == pytest.approx(rule.to("euclidean").value)
     learner.cluster(blobs[4], method="_test-own-units", threshold=0.25)  # an override: in the rule's units
     assert seen[-1].threshold_.value == pytest.approx(Threshold(0.25, rule.distance).to("euclidean").value)
+
+
+def test_a_threshold_object_keeps_its_kind_until_the_clusterer_and_the_constructor_refuses_one(blobs, fitted,
+                                                                                               monkeypatch):
+    """A review: a Threshold passed with method='multicut' to a Ward model was reduced to a number
+    in the Ward rule's units and measured in squared ones (222 clusters for 20); and
+    ClusterLearner(threshold=Threshold(...)) fitted, then failed in threshold_, summary and save."""
+    from kfree import registry
+    from kfree.threshold import Threshold
+
+    learner, _ = fitted
+    t = Threshold(0.8, "euclidean")
+    told = {}
+    real = registry.get
+
+    def spy(kind, name, **kw):
+        told.update(kw)
+        return real(kind, name, **kw)
+
+    monkeypatch.setattr(registry, "get", spy)
+    learner.cluster(blobs[4], method="multicut", threshold=t)
+    assert told["threshold"] is t and told["distance"] == "euclidean"  # as MulticutClustering(t) alone measures
+    Xtr, ytr, *_ = blobs
+    with pytest.raises(ConfigError, match=r"the constructor's threshold is a number .* cluster\(threshold=\.\.\.\)"):
+        ClusterLearner(threshold=Threshold(1.0, "sqeuclidean")).fit(Xtr, ytr)

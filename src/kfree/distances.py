@@ -159,7 +159,9 @@ def refuse_zero_rows(X: Any, distance: str, what: str = "X", offset: int = 0) ->
     take them."""
     if distance != "cosine":
         return
-    zero = ~np.asarray(X).any(axis=1)
+    X = np.asarray(X)
+    # the norm in the rows' own precision: float32 values near 1e-25 have a norm of 0 there (a review)
+    zero = (np.linalg.norm(X, axis=1) == 0) if X.dtype.kind == "f" else ~X.any(axis=1)
     if zero.any():
         first = offset + int(np.flatnonzero(zero)[0])
         raise DataError(f"cosine distance is undefined for all-zero rows, and {int(zero.sum()):,} of {what}'s "

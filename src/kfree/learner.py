@@ -303,9 +303,12 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                          stacklevel=4)
         y = check_labels(y, X.shape[0])
         _check_val_identities(self.val_identities)
-        if self.threshold is not None and not isinstance(self.threshold, Threshold):
-            finite_positive("threshold", self.threshold, "an override of the chosen cut, in its distance units, "
-                                                         "or a Threshold")
+        if isinstance(self.threshold, Threshold):  # (saved with the model as a number: a review)
+            raise ConfigError(f"threshold={self.threshold!r}: the constructor's threshold is a number in the chosen "
+                              "rule's distance units, saved with the model; pass a Threshold to "
+                              "cluster(threshold=...)")
+        if self.threshold is not None:
+            finite_positive("threshold", self.threshold, "an override of the chosen cut, in its distance units")
         if (X_val is None) != (y_val is None):
             raise ConfigError("give X_val and y_val together (validation rows and their identity labels), or "
                               "neither (val_identities of y's identities are then held out)")
@@ -598,12 +601,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                           + (f"n_clusters={n_clusters!r} decides the cut" if n_clusters is not None else
                              f"method {method!r} cuts at no threshold"), ParameterConflictWarning, stacklevel=2)
         override = threshold if threshold is not None else self.threshold
-        if isinstance(override, Threshold):  # in the rule's units, converted where the cut stays the same
-            # (refused with a message that called it "not a finite number > 0": an embeddings trial)
-            r = self.rule_
-            override = resolve_cut(override, r.threshold.distance, merge_height=r.linkage == "ward",
-                                   by_pairs=r.linkage in ("complete", "single")).value
-        if override is not None:
+        # a Threshold (kfree's own: refused as "not a finite number > 0" before, an embeddings trial) keeps
+        # its kind until the clusterer that cuts with it converts it, or refuses what would change the cut
+        given = override if isinstance(override, Threshold) else None
+        if override is not None and given is None:
             override = finite_positive("threshold", override, f"a float in the chosen rule's distance units "
                                                               f"({self.rule_.threshold.distance}), or a Threshold")
         if X.shape[0] == 1 and n_clusters is None and not constrained:  # one row: one cluster, at any cut
@@ -631,7 +632,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                     other = self._complete_if_sizes_differ(Z, hook)
                     if other is not None:
                         return done(*other)
-            thr = None if override is None else Threshold(override, rule.threshold.distance, "override")
+            thr = (None if override is None else Threshold(override, rule.threshold.distance, "override")
+                   if given is None else resolve_cut(given, rule.threshold.distance, merge_height=rule.linkage == "ward",
+                                                     by_pairs=rule.linkage in ("complete", "single")))
             labels = rule.cluster(Z, threshold=thr, must_link=must_link, cannot_link=cannot_link, hook=hook)
             if override is None and rule.linkage == "complete":
                 self.check_cluster_sizes(labels)
@@ -661,12 +664,13 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                               "use method 'hac' (the validated rule) or 'multicut'")
         elif "threshold" in accepted:
             base = self._ward_rule().threshold if method == "ward" and override is None else dist_rule().threshold
-            kwargs["threshold"] = base.value if override is None else override
-            if "distance" in accepted:
-                kwargs["distance"] = base.distance
+            kwargs["threshold"] = base.value if override is None else given or override
+            if "distance" in accepted:  # (a Threshold's own kind: measured as the clusterer alone would)
+                kwargs["distance"] = base.distance if given is None else given.distance
             elif method != "ward":  # it cuts in units of its own: the cut with its kind, for it to convert
                 # (a bare number in the rule's squared units was read in its own: a contributor trial, ARI 0.52)
-                kwargs["threshold"] = base if override is None else Threshold(override, base.distance, "override")
+                kwargs["threshold"] = (base if override is None else
+                                       given or Threshold(override, base.distance, "override"))
         if "linkage" in accepted:
             kwargs["linkage"] = dist_rule().linkage
         if "n_clusters" in kwargs and "distance" in accepted:

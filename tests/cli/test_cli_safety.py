@@ -387,3 +387,14 @@ def test_messages_a_readme_walkthrough_found_pointing_the_wrong_way(d, tmp_path)
     code, out = run("train", d / "x.npy", "--labels", d / "y.npy", "--validation", tmp_path / "v.npz", "--out",
                     tmp_path / "m.kfree", *FAST)
     one_line_error(code, out, "--validation v.npz has 5 features but x.npy has 8")
+
+
+def test_a_plugin_that_fails_to_import_is_one_line_in_kfree_methods(monkeypatch):
+    """A review: `KFREE_PLUGINS=nosuchmod kfree methods` printed a traceback (kfree cluster said one line)."""
+    from kfree import registry
+
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setenv("KFREE_PLUGINS", "no_such_kfree_plugin")
+    code, out = run("methods")
+    one_line_error(code, out, "the kfree plugin KFREE_PLUGINS module 'no_such_kfree_plugin' cannot be imported")
+    monkeypatch.setattr(registry, "_plugins_loaded", True)

@@ -525,3 +525,25 @@ def test_ids_in_scripts_the_figures_font_lacks_are_drawn_as_code_points():
     shown = [short_id(c, 16) for c in ("张伟", "王芳", "佐藤", "김민준")]
     assert len(set(shown)) == 4 and shown[0] == "U+5F20U+4F1F"
     assert short_id("café", 16) == "café"  # what the font draws stays as it is
+
+
+def test_review_fixes_of_the_pictures(tmp_path, photos):
+    """A review of the day's picture changes: a long caption ran under the first thumbnail, a photo
+    named map.png was refused with no map to draw, and "1 mix labels"."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    from kfree.report.html import truth_tables_html
+    from kfree.report.montage import CAPTION, GAP, _fitted_id, _font
+
+    draw = ImageDraw.Draw(PILImage.new("RGB", (10, 10)))
+    for c in ("2024-06-01_beach_party_001", "김민수김민수", 7):
+        assert draw.textlength(_fitted_id(draw, c, _font(12)), font=_font(12)) <= CAPTION - 2 * GAP
+    d, labels = photos
+    Image.fromarray(np.full((8, 6), 7, dtype=np.uint8)).save(d / "img" / "map.png")
+    (d / "photos.txt").write_text("img/map.png\n" + "\n".join(f"img/{i}.png" for i in range(1, 9)) + "\n")
+    code, out = run("report", d / "c.csv", "--images", d / "photos.txt", "--out", d / "img", "--force")
+    assert code == 0 and (d / "img" / "map.png").exists(), out  # no --features: no map written over it
+    y = np.concatenate([np.repeat(np.arange(50), 4), [100, 101]])
+    pred = np.concatenate([np.repeat(np.arange(50), 4), [60, 60]])
+    assert "Of the other 11, 1 mixes labels" in truth_tables_html(pred, y, max_clusters=40)

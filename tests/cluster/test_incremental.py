@@ -538,3 +538,17 @@ def test_an_id_longer_than_a_state_keeps_is_refused_naming_its_row():
     with pytest.raises(DataError, match=r"the id of row 7 \(from 0\) has 2,500 characters, more than the 512"):
         ClusterState.fit(X, 1.0, ids=ids)
     assert ClusterState.fit(X, 1.0, ids=[f"T{i}" for i in range(20)]).ids.dtype.kind == "U"
+
+
+def test_review_fixes_of_the_states_checks():
+    """A review: ids declared wider than they are (U600 of "a", "bb") were refused as 600 characters
+    long; a float32 row of 1e-25 (its norm 0 in float32) passed the cosine check."""
+    from kfree.distances import refuse_zero_rows
+
+    X = np.random.default_rng(0).normal(size=(3, 4))
+    state = ClusterState.fit(X, 1.0, ids=np.array(["a", "bb", "c"], dtype="U600"))
+    assert state.ids.dtype == np.dtype("U2")
+    tiny = np.ones((4, 3), dtype=np.float32)
+    tiny[2] = 1e-25
+    with pytest.raises(DataError, match=r"1 of X's 4 rows are \(first: row 2"):
+        refuse_zero_rows(tiny, "cosine")

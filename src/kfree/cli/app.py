@@ -826,29 +826,30 @@ def _how(method: str, accepted, n_clusters: int | None, threshold: float | None,
 def methods() -> None:
     """List the registered losses and clustering back-ends: what each method is told (from its
     declared capabilities), and which need an optional package."""
-    from rich.markup import escape
+    with cli_errors():  # (a plugin that fails to import: one line, as elsewhere; a review)
+        from rich.markup import escape
 
-    from .. import registry
+        from .. import registry
 
-    console.print("[bold]losses[/bold] (kfree train --loss):  " + ", ".join(registry.names("loss")))
-    console.print("[bold]clustering[/bold] (kfree cluster --method):")
-    missing = set()
-    for name in registry.names("cluster"):
-        cls, _ = registry.resolve_class("cluster", name)
-        caps = cls.capabilities
-        own = "threshold" not in caps and not getattr(cls, "requires_n_clusters", False)  # it finds K
-        k = ("finds the number itself" + (", or --n-clusters" if "n_clusters" in caps else "") if own else
-             "--n-clusters" + ("" if "threshold" in caps else " (needed)") if "n_clusters" in caps else "")
-        takes = [t for t in (("--threshold" if "threshold" in caps else ""), k,
-                             ("--distance" if "distance" in caps else ""), ("--linkage" if "linkage" in caps else ""),
-                             ("a model's pair costs" if "cut_probability" in caps else "")) if t]
-        line = f"  {name:<9} {', '.join(takes)}"
-        if not registry.available("cluster", name):
-            line += " (not installed)"
-            missing.add(registry.REQUIRES[("cluster", name)][1])
-        console.print(escape(line), highlight=False)
-    for extra in sorted(missing):
-        console.print(escape(f"not installed: pip install 'kfree[{extra}]' adds them"))
+        console.print("[bold]losses[/bold] (kfree train --loss):  " + ", ".join(registry.names("loss")))
+        console.print("[bold]clustering[/bold] (kfree cluster --method):")
+        missing = set()
+        for name in registry.names("cluster"):
+            cls, _ = registry.resolve_class("cluster", name)
+            caps = cls.capabilities
+            own = "threshold" not in caps and not getattr(cls, "requires_n_clusters", False)  # it finds K
+            k = ("finds the number itself" + (", or --n-clusters" if "n_clusters" in caps else "") if own else
+                 "--n-clusters" + ("" if "threshold" in caps else " (needed)") if "n_clusters" in caps else "")
+            takes = [t for t in (("--threshold" if "threshold" in caps else ""), k,
+                                 ("--distance" if "distance" in caps else ""), ("--linkage" if "linkage" in caps else ""),
+                                 ("a model's pair costs" if "cut_probability" in caps else "")) if t]
+            line = f"  {name:<9} {', '.join(takes)}"
+            if not registry.available("cluster", name):
+                line += " (not installed)"
+                missing.add(registry.REQUIRES[("cluster", name)][1])
+            console.print(escape(line), highlight=False)
+        for extra in sorted(missing):
+            console.print(escape(f"not installed: pip install 'kfree[{extra}]' adds them"))
 
 
 @app.command()

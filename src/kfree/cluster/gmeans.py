@@ -47,8 +47,8 @@ HAMERLY_ELKAN = (0.0001, 1.8692)
 def anderson_darling_normal(x: np.ndarray, alpha: float = 0.01) -> tuple[float, float]:
     """Anderson–Darling statistic A² of ``x`` against a normal with estimated mean/std, and
     the critical value at ``alpha`` (the same numbers as ``scipy.stats.anderson``; at
-    ``alpha=0.0001``, Hamerly & Elkan's: 1.8692 / (1 + 4/n − 25/n²), infinite for n ≤ 4 where that
-    correction is not positive or the test has no power)."""
+    ``alpha=0.0001``, Hamerly & Elkan's: 1.8692 / (1 + 4/n − 25/n²); infinite, no split, for n ≤ 4:
+    at n = 3 that correction is negative, and four points give the test no power)."""
     x = np.sort(np.asarray(x, dtype=np.float64))
     n = x.size
     z = (x - x.mean()) / x.std(ddof=1)

@@ -581,6 +581,8 @@ def _check_ids(ids: Any, n: int, name: str, held: np.ndarray | None = None) -> n
     if a.shape != (n,) or a.dtype.kind not in "iuU":
         raise DataError(f"{name} must be {n} whole numbers or texts, one per row (got {a.dtype} of shape {a.shape})")
     a = a.astype(np.int64) if a.dtype.kind in "iu" else a
+    if a.dtype.kind == "U" and a.size:  # as wide as its longest id, not as declared (a review: U600 of "a", "bb")
+        a = a.astype(f"U{max(1, int(np.char.str_len(a).max()))}")
     if a.dtype.kind == "U" and a.dtype.itemsize // 4 > MAX_ID_CHARS:
         # (a state keeps text ids at the longest one's width: one of 2,500 characters made 20,000 rows'
         # ids 200 MB, rewritten by every assign: a security review)

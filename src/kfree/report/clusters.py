@@ -260,9 +260,10 @@ def cluster_report(
     if not overwrite and Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
         raise OutputError(f"{out_dir} already holds files; pass overwrite=True to write the report into it, "
                           "or give a new folder")
-    if images is not None and not arrays:  # (a photo named map.png among them: a trial)
-        targets = {(Path(out_dir) / name).resolve() for name in REPORT_FILES}
-        if shown := next((p for p in images if Path(p).name in REPORT_FILES and Path(p).resolve() in targets), None):
+    if images is not None and not arrays:  # (a photo named montage.png among them: a trial)
+        writes = [n for n in REPORT_FILES if n != "map.png" or features is not None]  # (this run's files: a review)
+        targets = {(Path(out_dir) / name).resolve() for name in writes}
+        if shown := next((p for p in images if Path(p).name in writes and Path(p).resolve() in targets), None):
             raise OutputError(f"{shown} is one of the images shown, and the report writes a file of that name in "
                               f"{out_dir}: writing there would replace it; give another output folder")
     with atomic_dir(out_dir, owned=REPORT_FILES) as out:

@@ -111,7 +111,7 @@ def truth_tables_html(labels_pred: np.ndarray, labels_true: np.ndarray, *, max_c
         if mixed.empty:
             return out + f"; none of the other {len(rest):,} {verbs[0]}.</p>"
         shown = mixed.head(limit)
-        return (out + f". Of the other {len(rest):,}, {len(mixed):,} {verbs[1]}"
+        return (out + f". Of the other {len(rest):,}, {len(mixed):,} {verbs[0] if len(mixed) == 1 else verbs[1]}"
                 + (f"; the {len(shown):,} with the most rows outside their majority" if len(shown) < len(mixed) else "")
                 + f":</p>{head}{rows(shown.drop(columns='off'))}</table>")
 

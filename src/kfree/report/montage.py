@@ -56,6 +56,15 @@ def _font(size: int):
         return ImageFont.load_default(size)
 
 
+def _fitted_id(draw, c: Any, font) -> str:
+    """The id as :func:`short_id` writes it, shortened until it fits the caption column (centred
+    in it, a longer one ran under the first thumbnail and lost both ends: a review)."""
+    most = 18
+    while most > 5 and draw.textlength(short_id(c, most), font=font) > CAPTION - 2 * GAP:
+        most -= 1
+    return short_id(c, most)
+
+
 def cluster_montage(
     images: np.ndarray | Callable[[int], np.ndarray],
     labels_pred: np.ndarray,
@@ -100,8 +109,9 @@ def cluster_montage(
         draw.text((width // 2, top // 2), title, fill=(20, 20, 20), font=font, anchor="mm")
     for r, (c, members, pick, majority, _) in enumerate(shown):
         y = top + r * cell
-        draw.multiline_text((CAPTION // 2, y + cell // 2), f"cluster {short_id(c, 16)}\n{plural(members.size, 'item')}",
-                            fill=(20, 20, 20), font=font, anchor="mm", align="center", spacing=4)
+        draw.multiline_text((CAPTION // 2, y + cell // 2), f"cluster\n{_fitted_id(draw, c, font)}\n"
+                            f"{plural(members.size, 'item')}", fill=(20, 20, 20), font=font, anchor="mm",
+                            align="center", spacing=4)
         for j, i in enumerate(np.sort(pick)):
             x = CAPTION + j * cell
             img = _as_uint8(images(int(i)) if callable(images) else images[i], unit_scale)
