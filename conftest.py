@@ -112,3 +112,29 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def own_units_method(monkeypatch):
+    """A clusterer registered (for this test only) as ``_test-own-units``: it declares "threshold"
+    but not "distance", so it cuts in units of its own (Euclidean), as CONTRIBUTING.md describes;
+    returns its class."""
+    from kfree import registry
+    from kfree.distances import resolve_cut
+
+    monkeypatch.setitem(registry._REGISTRY, "cluster", dict(registry._entries("cluster")))
+
+    @registry.register("cluster", "_test-own-units")
+    class OwnUnits:
+        capabilities = frozenset({"threshold"})
+
+        def __init__(self, threshold=1.0):
+            self.threshold = threshold
+
+        def fit(self, X, y=None):
+            self.threshold_ = resolve_cut(self.threshold, "euclidean")
+            self.labels_ = np.zeros(len(X), dtype=np.int64)
+            return self
+
+    return OwnUnits
+

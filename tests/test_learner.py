@@ -704,29 +704,15 @@ def test_a_stopped_fit_resumes_from_its_checkpoint_to_the_model_of_an_uninterrup
         ClusterLearner(cfg).fit(X[:-10], y[:-10], checkpoint=ckpt)
 
 
-def test_a_method_cutting_in_units_of_its_own_gets_the_cut_with_its_kind(blobs, fitted, monkeypatch):
+def test_a_method_cutting_in_units_of_its_own_gets_the_cut_with_its_kind(blobs, fitted, monkeypatch,
+                                                                         own_units_method):
     """Found by a contributor trial: a registered method that declares "threshold" but not
     "distance" (it cuts in units of its own, as CONTRIBUTING.md says) was given the model's cut as a
     bare number in squared units and read it in its own (ARI 0.52 against the cut meant)."""
-    from kfree import registry
-    from kfree.distances import resolve_cut
     from kfree.threshold import Threshold
 
     learner, _ = fitted
-    monkeypatch.setitem(registry._REGISTRY, "cluster", dict(registry._entries("cluster")))
-
-    @registry.register("cluster", "_test-own-units")
-    class OwnUnits:
-        capabilities = frozenset({"threshold"})
-
-        def __init__(self, threshold=1.0):
-            self.threshold = threshold
-
-        def fit(self, X, y=None):
-            self.threshold_ = resolve_cut(self.threshold, "euclidean")
-            self.labels_ = np.zeros(len(X), dtype=np.int64)
-            return self
-
+    OwnUnits = own_units_method
     seen = []
     real_fit = OwnUnits.fit
     monkeypatch.setattr(OwnUnits, "fit", lambda self, X, y=None: seen.append(self) or real_fit(self, X))

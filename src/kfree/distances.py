@@ -250,8 +250,10 @@ def prepare(X: np.ndarray, distance: str, *, dtype=np.float32) -> np.ndarray:
     """Contiguous copy in ``dtype``; for cosine, rows are L2-normalised so cosine = sqeuclidean / 2."""
     X = np.ascontiguousarray(X, dtype=dtype)
     if distance == "cosine":
-        refuse_zero_rows(X, distance)
-        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        if (norms == 0).any():  # (the norms once: the helper, which counts and names them, only then)
+            refuse_zero_rows(X, distance)
+        X = X / norms
     return X
 
 

@@ -511,26 +511,9 @@ def test_evaluate_scores_tracks_as_one_item_each(tmp_path):
     assert code != 0 and "name the one to use with --group-column" in out, out
 
 
-def test_a_method_cutting_in_units_of_its_own_is_named_in_them(files, monkeypatch):
+def test_a_method_cutting_in_units_of_its_own_is_named_in_them(files, own_units_method):
     """Found by a contributor trial: `kfree cluster --method leader --threshold 0.5` said
     "threshold 0.5 sqeuclidean" for a method that cut at 0.5 in Euclidean units of its own."""
-    from kfree import registry
-    from kfree.distances import resolve_cut
-
-    monkeypatch.setitem(registry._REGISTRY, "cluster", dict(registry._entries("cluster")))
-
-    @registry.register("cluster", "_test-own-units-cli")
-    class OwnUnits:
-        capabilities = frozenset({"threshold"})
-
-        def __init__(self, threshold=1.0):
-            self.threshold = threshold
-
-        def fit(self, X, y=None):
-            self.threshold_ = resolve_cut(self.threshold, "euclidean")
-            self.labels_ = np.zeros(len(X), dtype=np.int64)
-            return self
-
-    code, out = run("cluster", files / "new.npy", "--method", "_test-own-units-cli", "--threshold", "0.5",
+    code, out = run("cluster", files / "new.npy", "--method", "_test-own-units", "--threshold", "0.5",
                     "--out", files / "own.csv")
     assert code == 0 and "threshold 0.5 euclidean" in out, out

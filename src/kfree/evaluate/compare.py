@@ -376,13 +376,13 @@ def evaluate_files(pred_csv: str | Path, truth: str | Path, *, label_column: str
             raise DataError(f"{int(pd.isna(groups).sum()):,} rows have no {group_column!r}: give every row its group "
                             "(a track of one frame is a group of one row)")
 
-    def score(keep=slice(None)):
-        return (evaluate_clustering(y[keep], clusters[keep]) if groups is None else
-                evaluate_by_group(y[keep], clusters[keep], groups[keep]))
-
     if y.dtype.kind in "OU":  # ('card_arrival ' is 'card_arrival')
         y = strip_labels(y, Path(truth))
     clusters = pred["cluster"].to_numpy()
+
+    def score(keep=slice(None)):
+        return (evaluate_clustering(y[keep], clusters[keep]) if groups is None else
+                evaluate_by_group(y[keep], clusters[keep], groups[keep]))
     missing = np.asarray(pd.isna(y), dtype=bool)
     if y.dtype.kind in "OU":  # an empty (or blank) text cell is no label either, as in a CSV
         missing |= np.array([isinstance(v, str) and not v.strip() for v in y.tolist()], dtype=bool)
