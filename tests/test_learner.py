@@ -614,6 +614,31 @@ def test_x_val_on_another_scale_than_x_is_warned_about():
         pipe.fit(X[seen & (y < 8)], y[seen & (y < 8)], clusterlearner__X_val=Xv, clusterlearner__y_val=y[seen & (y >= 8)])
 
 
+def test_rows_of_another_length_than_the_training_rows_are_warned_about(tmp_path, blobs, fitted):
+    """An embeddings trial's rows ×3 were 1,810 clusters for 99 people without a word: rows whose
+    median length lies outside the training rows' are said by cluster, transform and embed, also
+    after save and load; rows of the training kind are not."""
+    learner, _ = fitted
+    Xte = blobs[4]
+    loaded = ClusterLearner.load(learner.save(tmp_path / "m.kfree"))
+    lo, hi = loaded.provenance_["row_lengths"]
+    assert 0 < lo <= hi
+    for model in (learner, loaded):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.cluster(Xte), model.transform(Xte), model.embed(Xte)
+        for scaled in (Xte * 3, Xte / 3):
+            for call in (model.cluster, model.transform, model.embed):
+                with pytest.warns(DataWarning, match=r"the rows' median length is .*, outside the training rows' "
+                                                     r".* \(L2-normalise both, or neither\)") as got:
+                    call(scaled)
+                assert got[0].filename == __file__, (call, got[0].filename)  # (points at the caller's line)
+    del loaded.provenance_["row_lengths"]  # a model saved before kfree kept the range: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded.transform(Xte * 3)
+
+
 def test_cluster_refuses_arguments_it_would_drop():
     """Found by a notebook user: a threshold beside n_clusters, or for k-means, was dropped
     silently, and rule_for('bogus') returned a rule."""

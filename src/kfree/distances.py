@@ -167,6 +167,33 @@ def refuse_zero_rows(X: Any, distance: str, what: str = "X", offset: int = 0) ->
         raise DataError(f"cosine distance is undefined for all-zero rows, and {int(zero.sum()):,} of {what}'s "
                         f"{zero.size:,} rows are (first: row {first}, from 0); drop them first")
 
+def length_range(X: Any, *, sample: int = 10_000) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the rows' lengths (L2 norms), on a seeded sample of
+    ``sample`` rows when there are more: what :func:`unlike_lengths` compares new rows with."""
+    X = np.asarray(X)
+    if X.shape[0] > sample:
+        X = X[np.sort(np.random.default_rng(0).choice(X.shape[0], sample, replace=False))]
+    lo, hi = np.quantile(np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1), [0.05, 0.95])
+    return float(lo), float(hi)
+
+
+def unlike_lengths(lengths: tuple[float, float], X_new: Any) -> float | None:
+    """The new rows' median length when it lies outside ``lengths`` (a :func:`length_range`,
+    with 5 % slack), else None; None below 10 rows.
+
+    Why: rows of another encoder, or scaled otherwise, meet a cut made for other units without a
+    word (a photo-library trial's unit-length batch went into a state of dlib descriptors,
+    lengths 1.36–1.59, every row a cluster of its own; an embeddings trial's rows scaled ×3 were
+    1,810 clusters for 99 people under a model). A range, not a ratio: where length varies with
+    content (digits' pixels by digit) rows of one kind stay within it."""
+    X_new = np.asarray(X_new)
+    if X_new.shape[0] < 10:
+        return None
+    lo, hi = lengths
+    new = float(np.median(np.linalg.norm(np.asarray(X_new, dtype=np.float64), axis=1)))
+    return new if (new < lo / 1.05 or new > hi * 1.05) else None
+
+
 def check_rows_dtype(dtype: Any) -> Any:
     if dtype not in ROW_DTYPES:
         raise ConfigError(f"dtype={dtype!r} must be None (X's own), 'float32' or 'float64'")

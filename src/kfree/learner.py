@@ -36,7 +36,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from ._version import __version__
 from .config import TrainConfig, check_choice, check_count, finite_positive
-from .distances import check_features, check_labels, resolve_cut
+from .distances import check_features, check_labels, length_range, resolve_cut, unlike_lengths
 from .exceptions import (
     ConfigError,
     DataError,
@@ -464,6 +464,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         }
         if has_val:  # the size check's reference: the same estimate a batch gets, on the validation rows
             self.selection_["val_complete_rows_per_cluster"] = self._complete_rows_per_cluster(X_val_np)
+        # the training rows' lengths (5th, 95th percentile), after fit's own use of _features: rows of
+        # another encoder or scale are said (_warn_if_unlike)
+        self.provenance_["row_lengths"] = list(length_range(X))
         if dctx.enabled:
             self.provenance_["distributed"] = {"world_size": dctx.world_size, "backend": dctx.backend}
             share_attributes(self, dctx, skip=("model_", "loss_"))
@@ -514,21 +517,44 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         from .embed.encode import encode
 
         self._check_fitted()
-        return encode(self.model_, self._check_X(X))
+        X = self._check_X(X)
+        self._warn_if_unlike(X, embedding=True, stacklevel=3)
+        return encode(self.model_, X)
 
     def transform(self, X: Any) -> np.ndarray:
         """``X`` in the space ``cluster`` cuts: the learned embedding, or the raw features (as
         float32) when they won on validation (``uses_raw_``)."""
-        return self._features(X)
+        return self._features(X, stacklevel=5)  # (scikit-learn's set_output wraps transform: one frame more)
 
-    def _features(self, X: Any, *, checked: bool = False) -> np.ndarray:
+    def _features(self, X: Any, *, checked: bool = False, stacklevel: int = 4) -> np.ndarray:
         """:meth:`transform` as an array, whatever ``set_output`` asked of ``transform``
         (``checked``: ``X`` is rows :meth:`_check_X` returned, whose names were checked then)."""
         from .embed.encode import encode
 
         self._check_fitted()
         X = X if checked else self._check_X(X)
+        self._warn_if_unlike(X, stacklevel=stacklevel)
         return np.asarray(X, dtype=np.float32) if self.uses_raw_ else encode(self.model_, X)
+
+    def _warn_if_unlike(self, X: np.ndarray, *, stacklevel: int, embedding: bool = False) -> None:
+        """Warn when the rows' median length lies outside the training rows' lengths
+        (:func:`~kfree.distances.unlike_lengths`): the head standardises its input with the
+        training rows' statistics and the raw rule cuts in their units, so rows scaled otherwise
+        (another encoder, a forgotten normalisation) are clustered wrongly without a word (an
+        embeddings trial: rows ×3, 1,810 clusters for 99 people). Not when the raw features are cut
+        by cosine distance, which ignores lengths; not for models saved before kfree kept the range."""
+        lengths = getattr(self, "provenance_", {}).get("row_lengths")
+        if lengths is None or (self.uses_raw_ and not embedding and self.rule_.threshold.distance == "cosine"):
+            return
+        new = unlike_lengths(tuple(lengths), X)
+        if new is not None:
+            lo, hi = (f"{v:.3g}" for v in lengths)
+            warnings.warn(DataWarning(
+                f"the rows' median length is {new:.3g}, outside the training rows' "
+                + (f"{lo}–{hi}" if lo != hi else lo) + " (5th to 95th percentile)"
+                + ": made by another encoder, or scaled otherwise? The model and its cut hold for rows "
+                "embedded and scaled as its training rows were (L2-normalise both, or neither); they are used "
+                "all the same"), stacklevel=stacklevel)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of :meth:`transform`'s columns (what ``set_output(transform="pandas")`` labels them

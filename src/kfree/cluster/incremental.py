@@ -110,7 +110,14 @@ import numba as nb
 import numpy as np
 
 from .._exact_distances import gemm_band, gemm_ready, grid_centre, pair_distances
-from ..distances import check_distance, check_features, refuse_zero_rows, to_sq
+from ..distances import (
+    check_distance,
+    check_features,
+    length_range,
+    refuse_zero_rows,
+    to_sq,
+    unlike_lengths,
+)
 from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError
 from ..utils.provenance import utc_now, versions
 from ._radius_graph import radius_components, radius_edges
@@ -537,19 +544,13 @@ class ClusterState:
 
 def _warn_if_unlike(state: ClusterState, X_new: np.ndarray) -> None:
     """Warn when the new rows' median length lies outside the range of the state's rows' lengths
-    (5th to 95th percentile, 5 % slack): features of another encoder (a photo-library trial's
-    batch of unit-length vectors went into a state of dlib descriptors, lengths 1.36–1.59,
-    without a word, every row opening a cluster of its own). A range, not a ratio: where length
-    varies with content (digits' pixels by digit) a batch of one kind stays within it. Not for
-    cosine distance, which ignores lengths, nor below 10 rows on either side; the rows are added
-    all the same."""
-    if state.distance == "cosine" or X_new.shape[0] < 10 or state.n_samples < 10:
+    (:func:`~kfree.distances.unlike_lengths`). Not for cosine distance, which ignores lengths, nor
+    below 10 rows on either side; the rows are added all the same."""
+    if state.distance == "cosine" or state.n_samples < 10:
         return
-    rows = state.X if state.n_samples <= 10_000 else state.X[np.random.default_rng(0).choice(state.n_samples, 10_000,
-                                                                                              replace=False)]
-    lo, hi = np.quantile(np.linalg.norm(np.asarray(rows, dtype=np.float64), axis=1), [0.05, 0.95])
-    new = float(np.median(np.linalg.norm(np.asarray(X_new, dtype=np.float64), axis=1)))
-    if new < lo / 1.05 or new > hi * 1.05:
+    lo, hi = lengths = length_range(state.X)
+    new = unlike_lengths(lengths, X_new)
+    if new is not None:
         import warnings
 
         from ..exceptions import DataWarning
