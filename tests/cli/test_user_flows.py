@@ -532,3 +532,25 @@ def test_a_retrained_model_is_never_left_beside_another_run_s_validation_curve(d
     code, out = run(*args, "--force", "--val-identities", "0")  # nothing validated: no curve describes the model
     assert code == 0 and sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".checkpoint")) == [
         "m.kfree"], out
+
+
+def test_a_file_labelled_in_part_is_embedded_shown_and_clustered_on_dask(d, tmp_path):
+    """A ticket trial: `kfree encode texts --label-column` writes empty labels for unlabelled rows,
+    and `kfree embed`, `kfree report --features` and the Dask back-end, none of which uses labels,
+    refused the file it had just written ("labels are missing … --labelled-only", an option none
+    of them has)."""
+    X, y = np.load(d / "x.npy"), np.load(d / "y.npy").astype(str)
+    y[:5] = ""  # as encode texts writes a row without a label
+    np.savez(tmp_path / "part.npz", embeddings=X, labels=y)
+    code, out = run("embed", d / "m.kfree", tmp_path / "part.npz", "--out", tmp_path / "e.npy")
+    assert code == 0 and np.load(tmp_path / "e.npy").shape[0] == X.shape[0], out
+    code, out = run("cluster", tmp_path / "part.npz", "--threshold", "1", "--out", tmp_path / "c.csv")
+    assert code == 0, out
+    code, out = run("report", tmp_path / "c.csv", "--features", tmp_path / "part.npz", "--out", tmp_path / "r")
+    assert code == 0 and (tmp_path / "r" / "index.html").exists(), out
+    pytest.importorskip("dask.dataframe")
+    code, out = run("cluster", tmp_path / "part.npz", "--threshold", "1", "--backend", "dask",
+                    "--out", tmp_path / "dask.csv")
+    assert code == 0, out
+    assert (pd.read_csv(tmp_path / "dask.csv")["cluster"].to_numpy()
+            == pd.read_csv(tmp_path / "c.csv")["cluster"].to_numpy()).all()

@@ -735,7 +735,7 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     from ..data.io import load_features
 
     def read_here():
-        return load_features(first, min_samples=2, ignore_columns=ignore, id_column=id_column)
+        return load_features(first, min_samples=2, ignore_columns=ignore, id_column=id_column, partial_labels=True)
 
     index = data = None  # a table's own 'index' column: the clusters file names the rows by it
     if first.suffix.lower() == ".npy":

@@ -63,7 +63,8 @@ def embed(
             raise ConfigError(f"--out {out.name}: kfree embed writes a .npy file (memory-mapped by the Dask backend)")
         check_output(out, inputs=(model, data), force=force)
         learner = ClusterLearner.load(model)
-        table = load_features(data, x_key=x_key, min_samples=1, ignore_columns=ignored(ignore_columns))
+        table = load_features(data, x_key=x_key, min_samples=1, ignore_columns=ignored(ignore_columns),
+                              partial_labels=True)  # (labels are not embedded: some may be missing)
         rows = model_rows(learner, table, data)
         with _limit_threads():
             Z = learner.transform(rows).astype(np.float32, copy=False)

@@ -152,7 +152,7 @@ def report(
             from ..evaluate.compare import item_rows
 
             feats = load_features(features, min_samples=1, ignore_columns=ignored(ignore_columns),
-                                  id_column=ids_in(features))
+                                  id_column=ids_in(features), partial_labels=True)  # (labels unused)
             X = feats.X[item_rows(pred, feats.index, feats.n_samples, pred_name=clusters.name,
                                   items_name=features.name, what="features")]
             import importlib.util
