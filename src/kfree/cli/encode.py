@@ -421,6 +421,7 @@ def texts(
             check_path,
             read_lines,
             read_table,
+            tab_table,
             table_column,
         )
         from ..embed.pretrained import TextEncoder
@@ -432,10 +433,15 @@ def texts(
         out = _check_out(out, [data], force, "texts.npz")
         encoder = TextEncoder(batch_size=batch_size)
         arrays: dict = {}
-        if p.suffix.lower() == ".txt":
+        header = tab_table(p) if p.suffix.lower() == ".txt" else None
+        if header is not None:  # Excel's "Unicode text" / "Text (Tab delimited)": a table, not lines
+            shown = ", ".join(header[:6]) + (", …" if len(header) > 6 else "")
+            console.print(f"note: {p.name} is a tab-separated table (columns {shown}): read as a table, not as "
+                          "one text per line", soft_wrap=True, highlight=False)
+        if p.suffix.lower() == ".txt" and header is None:
             if column is not None or label_column is not None or id_column is not None:
-                raise DataError(f"{p.name} is a .txt of one text per line: --column, --label-column and "
-                                "--id-column name columns of a .csv/.parquet table")
+                raise DataError(f"{p.name} is a .txt of one text per line (its first line has no tabs): --column, "
+                                "--label-column and --id-column name columns of a .csv/.tsv/.parquet table")
             items = read_lines(p)
         else:
             df = read_table(p, ids=id_column or "index")  # (ids as written: "007" stays "007")

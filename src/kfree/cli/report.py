@@ -33,6 +33,7 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         read_lines,
         read_npz,
         read_table,
+        tab_table,
         table_column,
     )
     from ..evaluate.compare import item_rows
@@ -44,10 +45,11 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         raise DataError(f"{path.name}: the .npz of kfree encode texts does not copy the texts (a million tickets "
                         f"would weigh gigabytes); give the .txt or table they came from")
     index = found = None
-    if id_column is not None and path.suffix.lower() not in TABLES:
+    lines = path.suffix.lower() == ".txt" and tab_table(path) is None  # (Excel's tab-separated .txt: a table)
+    if id_column is not None and (lines or path.suffix.lower() == ".npz"):
         raise DataError(f"--id-column names a column of a .csv/.parquet table; {path.name} has none (a .txt is "
                         "taken by row, an .npz by its own 'index')")
-    if path.suffix.lower() == ".txt":
+    if lines:
         entries = read_lines(path)
     elif path.suffix.lower() == ".npz":
         names, held = read_npz(path, (*arrays, "index", *([extra] if extra else [])))
@@ -60,7 +62,8 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         found = held.get(extra) if extra else None
     else:
         df = read_table(path, ids=id_column or "index")
-        entries = [str(v) for v in df[table_column(df, columns, path, option)].tolist()]
+        # (an empty cell is an empty entry: it was shown as "nan", as a text that says "nan" is)
+        entries = ["" if pd.isna(v) else str(v) for v in df[table_column(df, columns, path, option)].tolist()]
         if id_column is not None:
             index = pd.Series(check_index(df[table_column(df, (id_column,), path, "--id-column")], path, id_column))
         else:
@@ -160,7 +163,9 @@ def report(
             if X.shape[0] > 2000 and importlib.util.find_spec("openTSNE") is not None:  # (PCA is quick)
                 console.print(f"drawing a 2-d map of {min(X.shape[0], 10_000):,} rows (t-SNE at this size takes "
                               "a minute or more)")
-        page = cluster_report(out, labels, truth=y, images=paths, boxes=boxes, texts=lines, features=X,
+        # each text after its row's id (the clusters file's 'index': ticket ids, or row numbers)
+        text_ids = pred["index"].to_numpy() if lines is not None and "index" in pred.columns else None
+        page = cluster_report(out, labels, truth=y, images=paths, boxes=boxes, texts=lines, ids=text_ids, features=X,
                               title=f"kfree — {clusters.name}", source=str(clusters), max_clusters=max_clusters,
                               per_cluster=per_cluster, overwrite=True)  # (--out checked above, --force included)
         numbers = as_numbers(labels)  # (noise rows counted as the page counts them: each a cluster)

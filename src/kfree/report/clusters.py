@@ -195,6 +195,7 @@ def cluster_report(
     images: np.ndarray | Sequence[str | Path] | None = None,
     boxes: np.ndarray | None = None,
     texts: Sequence[str] | None = None,
+    ids: Sequence[Any] | None = None,
     features: np.ndarray | None = None,
     title: str = "kfree clusters",
     source: str = "",
@@ -215,6 +216,7 @@ def cluster_report(
     boxes : optional (n, 4) left, top, right, bottom of each row in its image file (a face in a
         photo): the montage shows the box, not the whole photo.
     texts : optional n strings.
+    ids : optional n row ids (ticket ids), shown before each text.
     features : optional (n, d) rows for a 2-d map (:func:`plot_cluster_map`).
     max_clusters : the largest clusters shown in the montage and the text examples.
     per_cluster : random members shown per cluster (default: 6 images, 5 texts).
@@ -249,7 +251,7 @@ def cluster_report(
         from ..config import check_count
 
         per_cluster = check_count("per_cluster", per_cluster, 1, None)
-    for name, v in (("truth", truth), ("images", images), ("boxes", boxes), ("texts", texts),
+    for name, v in (("truth", truth), ("images", images), ("boxes", boxes), ("texts", texts), ("ids", ids),
                     ("features", features)):
         if v is not None and len(v) != n:
             raise DataError(f"{name} has {len(v)} rows but there are {n} labels")
@@ -268,7 +270,7 @@ def cluster_report(
                               f"{out_dir}: writing there would replace it; give another output folder")
     with atomic_dir(out_dir, owned=REPORT_FILES) as out:
         page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed,
-                             per_cluster, boxes, n_noise=int(noise.sum()))
+                             per_cluster, boxes, n_noise=int(noise.sum()), ids=ids)
     return Path(out_dir) / page.name
 
 
@@ -277,7 +279,7 @@ REPORT_FILES = ("index.html", "sizes.png", "montage.png", "map.png")
 
 
 def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed,
-                  per_cluster=None, boxes=None, n_noise: int = 0) -> Path:
+                  per_cluster=None, boxes=None, n_noise: int = 0, ids=None) -> Path:
     from ..metrics import evaluate_clustering
     from .html import shown_note, text_clusters_html, truth_tables_html, write_run_index
     from .montage import cluster_montage
@@ -344,6 +346,7 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
     if texts is not None:
         extra += "<h2>Clusters (examples)</h2>" + text_clusters_html(
             np.asarray(texts, dtype=object), labels, None, truth, max_clusters=max_clusters, seed=seed,
+            ids=None if ids is None else np.asarray(ids, dtype=object),
             **({"per_cluster": per_cluster} if per_cluster else {}))
     return write_run_index(out / "index.html", title=title, summary=summary, rows=rows, montage=montage,
                            montage_note=shown_note(labels, max_clusters, "A row"), extra_html=extra, files=files)

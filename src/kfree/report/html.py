@@ -17,7 +17,7 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.muted{color:#666;font-size:90%}
 img{max-width:100%;border:1px solid #ddd}pre{background:#f7f7f7;padding:1em;overflow:auto}
 .cl{margin:.6em 0;padding:.4em .8em;border-left:4px solid #4a90d9;background:#fafafa}
-.cl,li,td,h1,p{overflow-wrap:anywhere}"""
+.cl,li,td,h1,p{overflow-wrap:anywhere}.cl li{white-space:pre-wrap}.id{color:#666;font-size:90%;margin-right:.5em}"""
 
 #: characters of one text shown on a page (a 20,000-character ticket filled the screen)
 TEXT_CHARS = 500
@@ -51,14 +51,28 @@ def shown_note(labels_pred: np.ndarray, max_clusters: int | None, what: str) -> 
 
 
 def _text(t: Any) -> str:
+    """A text as a page shows it: escaped, its line breaks kept (``pre-wrap``), cut at
+    :data:`TEXT_CHARS`; an empty or blank one said so (a ticket trial read the empty bodies'
+    cluster as a list of nothing)."""
     s = str(t)
+    if not s.strip():
+        return f"<span class='muted'>({'empty' if not s else 'blank'} text)</span>"
     if len(s) <= TEXT_CHARS:
         return html.escape(s)
     return f"{html.escape(s[:TEXT_CHARS])}… <span class='muted'>({len(s) - TEXT_CHARS:,} more characters)</span>"
 
 
+def _id(v: Any) -> str:
+    s = str(v)
+    return f"<span class='id'>{html.escape(s if len(s) <= 40 else s[:20] + '…' + s[-19:])}</span>"
+
+
 def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: list[str] | None,
-                       labels_true: np.ndarray | None, *, max_clusters: int = 30, per_cluster: int = 5, seed: int = 0) -> str:
+                       labels_true: np.ndarray | None, *, max_clusters: int = 30, per_cluster: int = 5, seed: int = 0,
+                       ids: np.ndarray | None = None) -> str:
+    """Each shown cluster's head (size, majority label) and up to ``per_cluster`` random texts,
+    each after its row id when ``ids`` are given (a ticket trial had to search the clusters file
+    for a text to find its ticket)."""
     out = [f"<p class='muted'>{shown_note(labels_pred, max_clusters, f'Up to {per_cluster} random texts')}.</p>"]
     for c, members, pick, majority, share in sample_clusters(labels_pred, per_cluster, labels_true=labels_true,
                                                              max_clusters=max_clusters, seed=seed):
@@ -71,7 +85,7 @@ def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: 
             head += (f" — majority label <b>{html.escape(name)}</b> ({share:.0%})" if n_known == members.size else
                      f" — majority label <b>{html.escape(name)}</b> ({round(share * n_known)} of its {n_known} "
                      f"labelled row{'' if n_known == 1 else 's'})")
-        items = "".join(f"<li>{_text(texts[i])}</li>" for i in pick)
+        items = "".join(f"<li>{'' if ids is None else _id(ids[i])}{_text(texts[i])}</li>" for i in pick)
         out.append(f"<div class='cl'>{head}<ul>{items}</ul></div>")
     return "\n".join(out)
 
