@@ -547,3 +547,28 @@ def test_review_fixes_of_the_pictures(tmp_path, photos):
     y = np.concatenate([np.repeat(np.arange(50), 4), [100, 101]])
     pred = np.concatenate([np.repeat(np.arange(50), 4), [60, 60]])
     assert "Of the other 11, 1 mixes labels" in truth_tables_html(pred, y, max_clusters=40)
+
+
+def test_drawing_leaves_the_callers_matplotlib_backend_and_refuses_names_of_other_formats(tmp_path):
+    """A notebook trial: every kfree figure switched the notebook's backend to Agg for the rest of
+    its session (its own plots stopped showing), and a 'sizes.svg' was written with PNG bytes."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib, numpy as np; matplotlib.use('svg'); "
+            "from kfree.report.clusters import plot_cluster_sizes, plot_cluster_map; "
+            f"plot_cluster_sizes(np.array([0, 0, 1]), {str(tmp_path / 's.png')!r}); "
+            f"plot_cluster_map(np.random.default_rng(0).normal(size=(30, 3)), np.arange(30) % 3, "
+            f"{str(tmp_path / 'm.png')!r}); "
+            "import matplotlib.pyplot as plt; print(matplotlib.get_backend(), plt.get_fignums())")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "[]"], done.stdout
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from kfree.exceptions import OutputError
+    from kfree.report.clusters import plot_cluster_sizes
+
+    for name in ("sizes.svg", "sizes"):
+        with pytest.raises(OutputError, match=f"{name}: kfree draws PNG images; give a file name ending in .png"):
+            plot_cluster_sizes(np.array([0, 0, 1]), tmp_path / name)
+        assert not (tmp_path / name).exists()

@@ -14,25 +14,59 @@ import numpy as np
 from ..utils.io import atomic_path
 
 
+class _AggFigures:
+    """What kfree's figures use of ``matplotlib.pyplot`` (``subplots``, ``rcParams``,
+    ``get_cmap``), on figures with an Agg canvas of their own.
+
+    Why not pyplot itself: ``matplotlib.use("Agg")`` switched a notebook's backend for the rest
+    of its session, so the user's own plots stopped showing (a notebook trial). Figures made
+    here belong to no pyplot window manager: they are drawn the same on a server without a
+    display, whatever the backend, and freed when dropped."""
+
+    @staticmethod
+    def subplots(*args: Any, figsize: Any = None, **kwargs: Any) -> tuple[Any, Any]:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        FigureCanvasAgg(fig)
+        return fig, fig.subplots(*args, **kwargs)
+
+    @property
+    def rcParams(self) -> Any:  # (pyplot's name)
+        import matplotlib
+
+        return matplotlib.rcParams
+
+    @staticmethod
+    def get_cmap(name: str) -> Any:
+        import matplotlib
+
+        return matplotlib.colormaps[name]
+
+
 def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the Agg backend: figures are only written to files, so a report is
-    drawn the same on a server without a display. Imported on first use (matplotlib is slow to
+    """The figure makers kfree draws with (:class:`_AggFigures`: pyplot's ``subplots`` on Agg
+    canvases, the caller's backend untouched). Imported on first use (matplotlib is slow to
     import and most commands draw nothing)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return _AggFigures()
 
 
 def save_png(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``path`` (PNG, parent folders created) and close it; returns the path."""
-    import matplotlib.pyplot as plt  # (not pyplot(): the caller's backend stays as it is)
+    """Write ``fig`` to ``path`` (PNG, parent folders created) and close it; returns the path.
 
+    A path that does not end in ``.png`` is refused: PNG bytes in a ``sizes.svg`` (a notebook
+    trial) open as nothing, or as an error, wherever the name says another format."""
+    from ..exceptions import OutputError
+
+    if Path(path).suffix.lower() != ".png":
+        raise OutputError(f"{Path(path).name}: kfree draws PNG images; give a file name ending in .png")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
+    if fig.canvas.manager is not None:  # (a pyplot figure: closed, as pyplot keeps it otherwise)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return Path(path)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from kfree.exceptions import DataError
+from kfree.report.figures import pyplot
 from kfree.utils.io import atomic_path
 
 LOSS_COLORS = {"l1": "tab:green", "l2": "tab:blue", "l3": "tab:red"}
@@ -31,12 +32,7 @@ LOSS_NAMES = {"l1": "Triplet Loss (1)", "l2": "Triplet Loss (2)", "l3": "Triplet
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()  # (kfree's figure makers: the caller's matplotlib backend is left as it is)
 
 
 def _save(fig, path: str | os.PathLike[str], dpi: int = 120) -> Path:
@@ -44,7 +40,6 @@ def _save(fig, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    _plt().close(fig)
     return path
 
 
