@@ -528,6 +528,23 @@ def test_a_state_made_from_rows_with_ids_names_every_row_by_them(d, tmp_path):
     # rows the state holds already need no ids: under --skip-held none is added
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "no_ids.csv", "--skip-held", "--out", tmp_path / "h.csv")
     assert code == 0 and clusters(tmp_path / "h.csv").tolist() == every["cluster"].tolist()[len(X):len(X) + 3], out
+    # a ticket trial: the same tickets encoded again in another batch differ by ~1e-7 (one was refused
+    # under --skip-held as "already in the state"); the same id with features equal to rounding is held,
+    # the same id with other features is still refused, and a new id is added
+    again = new[:4].astype(np.float64).copy()
+    again[1] *= 1 + 3e-7
+    again[2] += 0.5
+    pd.DataFrame(np.vstack([again, new[:1] + 0.25]), columns=cols).assign(
+        index=[*ids[len(X):len(X) + 4], "NEW-1"]).to_csv(tmp_path / "again.csv", index=False)
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "again.csv", "--skip-held", "--out", tmp_path / "g.csv")
+    one_line_error(code, out, f"1 of the ids is already in the state ('{ids[len(X) + 2]}')")
+    pd.read_csv(tmp_path / "again.csv").drop(index=2).to_csv(tmp_path / "again.csv", index=False)
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "again.csv", "--skip-held", "--all-rows",
+                    "--out", tmp_path / "g.csv")
+    assert code == 0 and "(1 of them by id: the same id, and features equal to that row's to rounding" in out, out
+    g = pd.read_csv(tmp_path / "g.csv")
+    assert len(g) == len(X) + len(new) + 1 and g["index"].tolist()[-1] == "NEW-1", out  # only NEW-1 added
+    assert g.set_index("index").loc[ids[len(X) + 1], "cluster"] == every["cluster"][len(X) + 1]
     # a table whose 'index' is only its row numbers keeps no ids: each day's file may repeat them
     pd.DataFrame(X, columns=cols).assign(index=range(len(X))).to_csv(tmp_path / "rows.csv", index=False)
     pd.DataFrame(new, columns=cols).assign(index=range(len(new))).to_csv(tmp_path / "rows1.csv", index=False)

@@ -275,6 +275,31 @@ def assign_files(first: Path | None, second: Path | None, third: Path | None,
     raise ConfigError(f"{missing} {verb} missing: {command} (usage: {ASSIGN_USAGE})")
 
 
+#: largest distance between a batch row and the state's row of the same id, relative to the state
+#: row's length, that ``--skip-held`` takes as the same item encoded again: one text encoded in
+#: another batch differs by about 1e-7 (padding changes the float32 sums; a ticket trial), a
+#: different text by far more than this
+SAME_ITEM_TOLERANCE = 1e-4
+
+
+def held_by_id(state, data, rows: Any, transform) -> tuple[Any, Any]:
+    """``(rows, their state rows)``: the batch rows among ``rows`` whose id the state holds and
+    whose features (after ``transform``, a model's, when given: the state keeps what it clusters)
+    lie within :data:`SAME_ITEM_TOLERANCE` of that row's. Others with a held id stay, and the
+    state refuses their ids as before (another item under an id already given out)."""
+    import numpy as np
+
+    twin = state.rows_of_ids(data.index[rows]) if rows.size else np.empty(0, dtype=np.int64)
+    cand, twin = rows[twin >= 0], twin[twin >= 0]
+    if not cand.size:
+        return cand, twin
+    Z = np.asarray(transform(data.X[cand]) if transform is not None else data.X[cand], dtype=np.float64)
+    kept = np.asarray(state.X[twin], dtype=np.float64)
+    gap = np.linalg.norm(Z - kept, axis=1)
+    same = gap <= SAME_ITEM_TOLERANCE * np.maximum(np.linalg.norm(kept, axis=1), 1e-12)
+    return cand[same], twin[same]
+
+
 def assign(
     first: Annotated[Path | None, typer.Argument(
         metavar="MODEL", show_default=False,
@@ -307,7 +332,8 @@ def assign(
                         "(refused otherwise: a retried command would hold every row twice).")] = False,
     skip_held: Annotated[bool, typer.Option(
         "--skip-held", help="Add only the rows the state does not hold yet; a row equal to a held one, feature "
-                            "for feature (a retried batch, the same short ticket again), is not added and gets "
+                            "for feature (a retried batch, the same short ticket again), or with a held row's id "
+                            "and its features to rounding (re-encoded in another batch), is not added and gets "
                             "that row's cluster in --out.")] = False,
     skip_invalid: Annotated[bool, typer.Option(
         "--skip-invalid", help=SKIP_INVALID_HELP + ", and they are not added. Without it such a batch is refused, "
@@ -440,10 +466,19 @@ def assign(
                           "from two customers); if they are the same items added again, --skip-held leaves them out",
                           stacklevel=2)
         fresh = np.flatnonzero(data.valid)  # (--skip-invalid leaves the others out)
+        by_id = 0
         if skip_held and held.size:
-            fresh = np.setdiff1d(fresh, held)
             order = np.argsort(state.row_hashes, kind="stable")  # each held row's equal in the state
             twins = order[np.searchsorted(state.row_hashes[order], hashes[held])]
+        if skip_held and state.ids is not None and data.index is not None:  # the same ticket encoded again
+            same, their = held_by_id(state, data, np.setdiff1d(fresh, held),
+                                     learner.transform if model is not None else None)
+            if same.size:
+                by_id = same.size
+                twins = np.concatenate([twins, their]) if held.size else their
+                held = np.concatenate([held, same])
+        if skip_held and held.size:
+            fresh = np.setdiff1d(fresh, held)
         if state.ids is not None and data.index is None and fresh.size:
             raise DataError(f"{state_path.name} names its rows by their ids: give {new_path.name}'s rows theirs (an "
                             "'index' column, --id-column, or the ids `kfree encode texts --id-column` keeps)")
@@ -484,7 +519,10 @@ def assign(
         joined = int(np.count_nonzero(added < k_before))
         if skipped := data.n_samples - fresh.size - data.invalid.size:
             console.print(f"{plural(skipped, 'row')} the state already held {'was' if skipped == 1 else 'were'} not "
-                          "added again (--skip-held): --out gives them the cluster of the row they equal")
+                          "added again (--skip-held): --out gives them the cluster of the row they equal"
+                          + (f" ({by_id:,} of them by id: the same id, and features equal to that row's to rounding, "
+                             "as when a text is encoded again in another batch)" if by_id else ""),
+                          soft_wrap=True, highlight=False)
         console.print((f"{fresh.size} new rows: {joined} in existing clusters, {fresh.size - joined} in "
                        f"{opened} new cluster{'' if opened == 1 else 's'}; the state now has {state.n_samples} rows "
                        f"(was {n_before})" if fresh.size else f"no new row; the state has {state.n_samples} rows")

@@ -262,6 +262,21 @@ class ClusterState:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(np.isin(hashes, self.row_hashes))
 
+    def rows_of_ids(self, ids: Any) -> np.ndarray:
+        """The state's row of each of ``ids`` (int64), -1 for an id it does not hold (and for
+        every id of a state without ids, or of another kind than the state's)."""
+        out = np.full(len(ids), -1, dtype=np.int64)
+        if self.ids is None or not len(ids):
+            return out
+        a = _check_ids(ids, len(ids), "ids")
+        if (a.dtype.kind == "U") != (self.ids.dtype.kind == "U"):
+            return out
+        order = np.argsort(self.ids, kind="stable")
+        pos = np.minimum(np.searchsorted(self.ids[order], a), order.size - 1)
+        found = self.ids[order][pos] == a
+        out[found] = order[pos[found]]
+        return out
+
     def recognises_rows(self) -> bool:
         """Whether :meth:`held` can tell single rows: the state has row hashes and its own rows are
         distinct (at most :data:`REPEATS_TOLERATED` equal to another)."""
