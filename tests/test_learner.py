@@ -417,7 +417,7 @@ def test_the_ward_size_check_compares_what_one_cut_finds_on_both_sides():
     assert applied is learner.rule_ and applied.linkage == "ward"
     # a model file from before the figure was stored: the identities' size is the reference, as it was
     del learner.selection_["val_complete_rows_per_cluster"]
-    with pytest.warns(ClusterSizeWarning, match="would merge too much"):
+    with pytest.warns(ClusterSizeWarning, match=r"would merge too much.* give kfree train --validation rows drawn like these \(X_val, y_val\)"):
         assert learner.cluster(X[va], return_rule=True)[1].linkage == "complete"
 
 
@@ -543,6 +543,8 @@ def test_with_fewer_than_4_validation_identities_the_reason_says_why_the_model_c
     reason = learner.summary()
     assert "with 2 validation identities there are no halves" in reason and "in-sample" in reason, reason
     assert "ranked on the training and validation identities together" in reason, reason
+    # no fair contest was possible, so none is claimed lost (a promise trial)
+    assert "could not be compared with them fairly" in reason and "did NOT beat" not in reason, reason
 
 
 @pytest.mark.parametrize("chosen", ["complete", "ward"])

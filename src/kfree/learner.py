@@ -851,12 +851,14 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                  + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else "")
                  + (f" (on the validation rows: {m_ref:.1f})" if m_ref is not None else ""))
         harm = ("would merge too much" if m_new < m_cal else "would split identities with many more rows than "
-                "the validation ones (give kfree train --validation rows drawn like these)")
+                "the validation ones")
         warnings.warn(ClusterSizeWarning(
                       f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each; {found}, "
                       f"where a Ward merge height (it grows with cluster sizes) {harm}: the best validated "
                       f"complete-linkage cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
-                      f"{self.rule_.val_nmi:.3f}); method='ward' keeps Ward", replaced=True), stacklevel=3)
+                      f"{self.rule_.val_nmi:.3f}), though it was calibrated on those identities too; method='ward' "
+                      "keeps Ward. For a cut calibrated on identities of this size, give kfree train --validation "
+                      "rows drawn like these (X_val, y_val)", replaced=True), stacklevel=3)
         return labels, rule
 
     def pair_model(self):
@@ -1286,12 +1288,15 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cros
         picked = f"{pair(cross['nmi'])} at {what} chosen on the other half"
     if chosen.features == "raw":
         raw_h = halves(chosen)
+        lead = "the learned model did NOT beat the raw features on held-out identities"
         if best_model is None:
             model_part = "no model rule could be compared"
         elif best_model.extra.get("in_sample") and not any(c.extra.get("in_sample") for c in raw):
             # (choose_rule left the model's in-sample cuts out: say so, not their scores as a contest)
             rank = chosen.extra.get("rank_nmi")
             fair = [c for c in model if not c.extra.get("in_sample")]
+            # (not "did NOT beat": no fair contest was possible, a promise trial with 12 identities)
+            lead = "the raw features are used: the learned model could not be compared with them fairly"
             model_part = (f"with {chosen.val_true} validation identities there are no halves, so the model's "
                           f"recalibrated cuts were scored on the identities they were cut for (NMI up to "
                           f"{best_model.val_nmi:.3f}, in-sample), which cannot count against the raw features' "
@@ -1326,7 +1331,7 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cros
                       f"and validation identities, where it scored NMI {chosen.extra['rank_nmi']:.3f} and "
                       f"{o.linkage} linkage {o.extra['rank_nmi']:.3f}; on the validation halves alone {o.linkage} "
                       f"linkage scored higher, {o.val_nmi:.3f} against {chosen.val_nmi:.3f})")
-        return (f"the learned model did NOT beat the raw features on held-out identities: {model_part}. "
+        return (f"{lead}: {model_part}. "
                 f"Clustering the raw features, {chosen.linkage} linkage at {chosen.threshold.value:.4g}{ranked}")
     if best_raw is None:
         versus = "; not compared with the raw features (compare_raw=False)"
