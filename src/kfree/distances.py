@@ -123,13 +123,26 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
     return X
 
 
+def labels_array(labels: Any, name: str = "labels") -> np.ndarray:
+    """``labels`` as an array, refusing a list that mixes text and numbers: NumPy makes ``['1', 1,
+    2]`` the texts ``'1', '1', '2'`` and two labels one (a notebook trial), where an object array
+    of them is refused as mixed, as everywhere."""
+    a = np.asarray(labels)
+    if a.dtype.kind == "U" and isinstance(labels, (list, tuple)) and not all(isinstance(v, str) for v in labels):
+        raise DataError(f"{name} mix types that cannot be compared (e.g. numbers and text, or None); "
+                        "give every label as the same type")
+    return a
+
+
 def check_labels(y: Any, n_rows: int, *, name: str = "y") -> np.ndarray:
     """Validate identity labels: one per row of X, each a class. NaN or None is no class (and
     ``np.unique`` would count all NaNs as one while ``np.isin`` matches none of them), and labels
     of mixed types cannot be ordered: each is a one-line DataError."""
-    y = np.asarray(y)
+    y = labels_array(y, name)
     if y.ndim != 1 or y.shape[0] != n_rows:
-        raise DataError(f"{name} must have shape ({n_rows},), one label per row of X, got {y.shape}")
+        raise DataError(f"{name} must have shape ({n_rows},), one label per row of X, got {y.shape}"
+                        + (f" (a column: give {name}.ravel(), or the DataFrame's column as a Series)"
+                           if y.shape == (n_rows, 1) else ""))
     if y.dtype.kind == "f" and np.isnan(y).any():
         raise DataError(f"{name} has {int(np.isnan(y).sum())} NaN labels; a missing label is no identity: "
                         "drop those rows or label them")
@@ -268,8 +281,10 @@ def resolve_cut(threshold: Any, distance: str | None, *, default: str = "sqeucli
         value = float(threshold)
     except (TypeError, ValueError):
         value = float("nan")
-    if not (np.isfinite(value) and value > 0) or isinstance(threshold, bool):
-        raise ConfigError(f"threshold={threshold!r} must be a finite number > 0")
+    if not (np.isfinite(value) and value > 0) or isinstance(threshold, (bool, str, bytes)):
+        # (text too: '0.3' was taken, where scikit-learn's estimators refuse it; a notebook trial)
+        raise ConfigError(f"threshold={threshold!r} must be a finite number > 0"
+                          + (" (it is text: give the number itself)" if isinstance(threshold, (str, bytes)) else ""))
     return Threshold(value, dist, "given")
 
 

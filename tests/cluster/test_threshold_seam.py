@@ -86,6 +86,8 @@ def test_units_live_in_one_place():
     for bad in (0, -1.0, float("nan"), "x", True):
         with pytest.raises(ConfigError, match="must be a finite number > 0"):
             resolve_cut(bad, None)
+    with pytest.raises(ConfigError, match=r"threshold='0.3' must be .* \(it is text: give the number itself\)"):
+        resolve_cut("0.3", None)  # (a notebook trial: taken, where scikit-learn refuses it)
     with pytest.raises(ConfigError, match="too large to square"):  # was a raw OverflowError
         to_sq(1e200, "euclidean")
 

@@ -87,6 +87,8 @@ def test_singletons_have_full_purity_but_low_nmi():
 @pytest.mark.parametrize("t,p,msg", [([0, 1], [0], "2 items"), ([], [], "empty"), ([[0, 1]], [[0, 1]], "1-d"),
                                      ([0.0, float("nan")], [0, 1], "labels_true contain NaN"),
                                      ([0, 1], np.array(["a", 1, None], dtype=object)[:2], "labels_pred mix types"),
+                                     # (a notebook trial: NumPy made the list texts, and '1' and 1 one label)
+                                     (["1", 1, 2], [0, 1, 2], "labels_true mix types"),
                                      ([0, 1], np.array([None, "a"], dtype=object), "labels_pred contain NaN or None"),
                                      (np.array([1.0, float("nan")], dtype=object), [0, 1], "contain NaN or None")])
 def test_bad_input(t, p, msg):
@@ -162,3 +164,20 @@ def test_groups_of_rows_are_scored_as_one_item_each():
     assert evaluate_by_group(list("ab"), [0, 0], [9, 9])["groups_mixed"] == 1  # a track of two people
     with pytest.raises(DataError, match="1-d of one length"):
         evaluate_by_group(y, pred, groups[:3])
+
+
+def test_a_list_mixing_text_and_numbers_is_refused_everywhere_labels_are_taken():
+    from kfree import ClusterLearner
+    from kfree.metrics import n_clusters
+    from kfree.metrics.clustering import evaluate_by_group
+
+    with pytest.raises(DataError, match="labels mix types"):
+        n_clusters(["1", 1, 2])
+    with pytest.raises(DataError, match="groups mix types"):
+        evaluate_by_group([0, 0, 1], [0, 0, 1], ["a", 1, "a"])
+    assert n_clusters(["1", "1", "2"]) == 2 and n_clusters([1, 1, 2]) == 2
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    with pytest.raises(DataError, match="y mix types"):
+        ClusterLearner().fit(X, ["a", "a", "b", "b", 1, 1])
+    with pytest.raises(DataError, match=r"got \(6, 1\) \(a column: give y.ravel\(\)"):
+        ClusterLearner().fit(X, np.arange(6).reshape(-1, 1))

@@ -22,12 +22,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
+from ..distances import labels_array
 from ..exceptions import DataError, DataWarning
 
 
 def _check_labels(labels_true: Any, labels_pred: Any) -> tuple[np.ndarray, np.ndarray]:
-    t = np.asarray(labels_true)
-    p = np.asarray(labels_pred)
+    t = labels_array(labels_true, "labels_true")
+    p = labels_array(labels_pred, "labels_pred")
     if t.ndim != 1 or p.ndim != 1:
         raise DataError(f"labels must be 1-d, got shapes {t.shape} and {p.shape}")
     if t.shape[0] != p.shape[0]:
@@ -183,7 +184,7 @@ def adjusted_rand(labels_true: Any, labels_pred: Any) -> float:
 
 def n_clusters(labels: Any) -> int:
     """Number of distinct labels (NaN, None or labels of mixed types: a DataError, as everywhere)."""
-    return int(_codes(np.asarray(labels), "labels").max(initial=-1)) + 1
+    return int(_codes(labels_array(labels), "labels").max(initial=-1)) + 1
 
 
 def noise_as_singletons(labels_pred: Any) -> Any:
@@ -275,7 +276,8 @@ def evaluate_by_group(labels_true: Any, labels_pred: Any, groups: Any) -> dict[s
     over-split the per-group score hides: each group counts once, in its majority cluster); and
     ``groups_mixed``, the groups whose rows have more than one true label (a track that follows
     two people: the data's error, not the clustering's)."""
-    labels_true, labels_pred, groups = (np.asarray(a) for a in (labels_true, labels_pred, groups))
+    labels_true, labels_pred, groups = (labels_array(a, n) for a, n in ((labels_true, "labels_true"),
+                                                                        (labels_pred, "labels_pred"), (groups, "groups")))
     if not labels_true.shape == labels_pred.shape == groups.shape or labels_true.ndim != 1:
         raise DataError(f"labels_true, labels_pred and groups must be 1-d of one length, got shapes "
                         f"{labels_true.shape}, {labels_pred.shape} and {groups.shape}")
