@@ -773,3 +773,16 @@ def test_a_threshold_object_keeps_its_kind_until_the_clusterer_and_the_construct
     Xtr, ytr, *_ = blobs
     with pytest.raises(ConfigError, match=r"the constructor's threshold is a number .* cluster\(threshold=\.\.\.\)"):
         ClusterLearner(threshold=Threshold(1.0, "sqeuclidean")).fit(Xtr, ytr)
+
+
+def test_the_progress_hook_gets_each_epoch_s_own_mean_loss(blobs):
+    """A notebook trial: the hook was handed the latest history row's loss, NaN in the first epochs
+    (no evaluation step yet) and then the same value over several epochs."""
+    Xtr, ytr, *_ = blobs
+    calls = []
+    learner = ClusterLearner(TrainConfig(epochs=4, eval_every_steps=1000, seed=0)).fit(
+        Xtr, ytr, hook=lambda stage, **s: calls.append((stage, s)))
+    assert [s["completed"] for _, s in calls] == [1, 2, 3, 4] and {stage for stage, _ in calls} == {"train"}
+    losses = [s["loss"] for _, s in calls]
+    assert all(np.isfinite(losses)) and len(set(losses)) == 4, losses
+    assert losses[-1] == pytest.approx(learner.history_[-1]["loss"])

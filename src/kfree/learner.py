@@ -231,6 +231,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         fit resumes when it exists, so a stopped run continues where it was and ends with the
         model an uninterrupted run gives (:mod:`kfree.train.trainer`); a checkpoint of other
         training data or settings is refused (:class:`~kfree.exceptions.CheckpointError`).
+
+        ``hook``: a progress callback, called after every epoch as ``hook("train", completed=epoch,
+        total=epochs, loss=…, steps=…, stopped_early=…, **latest validation scores)`` (training is
+        silent otherwise; ``hook=lambda stage, **s: print(s["completed"], s.get("loss"))`` prints a
+        line per epoch).
         """
         from .utils.seeding import seeded
 

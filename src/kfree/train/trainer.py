@@ -290,8 +290,12 @@ def train_embedding(
             result.history.append(row)
         if hook is not None and par.ctx.is_main:
             shown = result.history[-1] if result.history else {}
-            hook("train", completed=epoch + 1, total=cfg.epochs, stopped_early=stopped, steps=step,
-                 **{k: v for k, v in shown.items() if k not in ("epoch", "step") and isinstance(v, (int, float))})
+            # the latest validation scores, and this epoch's own mean loss (the latest row's was that of
+            # an earlier epoch, or NaN before the first: a notebook trial)
+            scores = {k: v for k, v in shown.items() if k not in ("epoch", "step") and isinstance(v, (int, float))}
+            if count:
+                scores["loss"] = total / count
+            hook("train", completed=epoch + 1, total=cfg.epochs, stopped_early=stopped, steps=step, **scores)
         if ckpt is not None and par.ctx.is_main:
             save_checkpoint(ckpt, {"model": model.state_dict(), "loss": loss.state_dict(),
                                    "optimizer": opt.state_dict(), "sampler": sampler.get_state(),
