@@ -220,3 +220,23 @@ def test_negative_labels_scikit_learn_s_unlabelled_are_warned_about():
     with pytest.warns(DataWarning, match=r"10 rows of y have a negative label \(-1\), which scikit-learn uses for "
                                          "unlabelled rows"):
         ClusterLearner(TrainConfig(epochs=1)).fit(X, y)
+
+
+def test_what_a_notebook_sees_of_kfree():
+    """A notebook trial: dir(kfree) hid the lazily imported names (no tab completion), kfree.report
+    exported nothing, and a learner's repr spelled all 19 TrainConfig fields."""
+    import kfree
+    import kfree.report
+    from kfree import ClusterLearner, TrainConfig
+
+    assert {"ClusterLearner", "TrainConfig", "Threshold"} <= set(dir(kfree))
+    assert {"cluster_report", "plot_cluster_sizes", "plot_cluster_map", "plot_learner_validation"} <= set(
+        dir(kfree.report))
+    from kfree.report import cluster_report
+    from kfree.report.clusters import cluster_report as same
+
+    assert cluster_report is same
+    assert repr(ClusterLearner(TrainConfig(epochs=3, loss_params={"m": 0.2}))) == \
+        "ClusterLearner(train=TrainConfig(loss_params={'m': 0.2}, epochs=3))"
+    assert repr(TrainConfig()) == "TrainConfig()"
+    assert eval(repr(TrainConfig(dims=(64, 32), lr=0.01))) == TrainConfig(dims=(64, 32), lr=0.01)

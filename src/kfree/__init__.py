@@ -34,3 +34,8 @@ def __getattr__(name: str) -> Any:
 
         return Threshold
     raise AttributeError(f"module 'kfree' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazily imported names too (tab completion lists them)."""
+    return sorted({*globals(), *__all__})

@@ -145,6 +145,16 @@ class TrainConfig:
         if self.dims is not None:
             object.__setattr__(self, "dims", tuple(check_count("dims", d, 1, None) for d in self.dims))
 
+    def __repr__(self) -> str:
+        """The fields that differ from the defaults (``TrainConfig(epochs=20)``): the 19 fields in
+        full filled a learner's repr, and every scikit-learn message that quotes it (a notebook
+        trial). ``to_dict()`` has them all."""
+        from dataclasses import fields
+
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                   if getattr(self, f.name) != (f.default_factory() if callable(f.default_factory) else f.default)]
+        return f"TrainConfig({', '.join(changed)})"
+
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied and checked (``None`` sets a field to None, as
         :func:`dataclasses.replace` does: no early stopping for ``patience=None``)."""

@@ -1,1 +1,30 @@
-"""Reports people look at: cluster montages, plots, an HTML page per run."""
+"""Reports people look at: cluster montages, plots, an HTML page per run.
+
+From Python: :func:`cluster_report` writes the page ``kfree report`` writes (sizes, a montage of
+images or examples of texts, metrics, a 2-d map); :func:`plot_cluster_sizes`,
+:func:`plot_cluster_map` and :func:`plot_learner_validation` write one PNG each and return its
+path (figures are drawn on canvases of their own: a notebook's matplotlib backend is left as it
+is). Imported on first use (matplotlib is slow to import).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["cluster_report", "plot_cluster_map", "plot_cluster_sizes", "plot_learner_validation"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("cluster_report", "plot_cluster_map", "plot_cluster_sizes"):
+        from . import clusters
+
+        return getattr(clusters, name)
+    if name == "plot_learner_validation":
+        from .validation import plot_learner_validation
+
+        return plot_learner_validation
+    raise AttributeError(f"module 'kfree.report' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
