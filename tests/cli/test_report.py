@@ -236,8 +236,12 @@ def test_user_text_in_cluster_ids_and_text_files(photos):
     page = (d / "r2" / "index.html").read_text()
     assert "cluster &lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page and "a&amp;b" in page
     assert "still one" in page and "text 8" in page
-    (d / "latin.txt").write_bytes("caf\xe9\n".encode("latin-1") * 9)
-    one_line_error(*run("report", d / "c.csv", "--texts", d / "latin.txt", "--out", d / "r3"), "is not UTF-8 text")
+    (d / "latin.txt").write_bytes("caf\xe9\n".encode("latin-1") * 9)  # Windows-1252: read, and said
+    code, out = run("report", d / "c.csv", "--texts", d / "latin.txt", "--out", d / "r3")
+    assert code == 0 and "latin.txt is not UTF-8 text: read as Windows-1252" in out, out
+    assert "café" in (d / "r3" / "index.html").read_text()
+    (d / "nul.txt").write_bytes(b"caf\xe9\x00\n" * 9)  # no text in any code page
+    one_line_error(*run("report", d / "c.csv", "--texts", d / "nul.txt", "--out", d / "r4"), "is not UTF-8 text")
 
 
 def test_a_map_of_one_feature_or_of_few_rows(photos):

@@ -337,10 +337,29 @@ def test_a_spreadsheet_s_own_csv_dialect_is_read(tmp_path):
     assert read_table(tmp_path / "quoted.csv")["label"].tolist() == ["x; y; z", "b;c"]
     (tmp_path / "one.csv").write_text("text\nhello; world\nsemi;colons;here\n")
     assert read_table(tmp_path / "one.csv")["text"].tolist() == ["hello; world", "semi;colons;here"]
-    # Excel's plain "CSV" is in the computer's code page: said, with what to save instead
-    (tmp_path / "latin1.csv").write_bytes("text;label\nGebühr zurück;fees\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin1.csv is not UTF-8 text \(it holds the byte fc, .*save it as UTF-8"):
-        read_table(tmp_path / "latin1.csv")
+    # Excel's plain "CSV" is in the computer's code page (Windows-1252): read as such, and said (a ticket
+    # trial's exports were refused); the non-UTF-8 bytes may come after the first 64 KiB; a file with
+    # NUL bytes is no text in any code page (an .xlsx renamed .csv): refused, saying what to save instead
+    import warnings
+
+    from kfree.exceptions import DataWarning
+
+    (tmp_path / "latin1.csv").write_bytes("text;label\nGebühr zurück “bitte”;fees\n".encode("cp1252"))
+    (tmp_path / "late.csv").write_bytes(("text,label\n" + "plain words,a\n" * 8000 + "café,b\n").encode("cp1252"))
+    for name, last in (("latin1.csv", "Gebühr zurück “bitte”"), ("late.csv", "café")):
+        with pytest.warns(DataWarning, match=f"{name} is not UTF-8 text: read as Windows-1252"):
+            assert read_table(tmp_path / name)["text"].tolist()[-1] == last
+    (tmp_path / "utf8.csv").write_text("text,label\ncafé,b\n", encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_table(tmp_path / "utf8.csv")["text"].tolist() == ["café"]
+    (tmp_path / "zip.csv").write_bytes(b"PK\x03\x04\x14\x00\x00\x00\xe9\xfc binary")
+    with pytest.raises(DataError, match=r"zip.csv is not UTF-8 text .*save it as UTF-8"):
+        read_table(tmp_path / "zip.csv")
+    # Excel's first line "sep=;" names the separator and is no row
+    (tmp_path / "sep.csv").write_text("sep=;\ntext;label\nhello, world;a\nbye;b\n")
+    got = read_table(tmp_path / "sep.csv")
+    assert list(got.columns) == ["text", "label"] and got["text"].tolist() == ["hello, world", "bye"]
     # the decimal mark is that of most cells, not of the first row (found by review: whole numbers
     # first, or a label written "1,5" in a file of decimal points)
     (tmp_path / "whole_first.csv").write_text("a;b;c\n1;2;3\n1,5;2,25;3,75\n")

@@ -150,7 +150,12 @@ def read_table(p: Path, columns: list[str] | None = None, *, ids: str = "index")
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     try:
         if p.suffix.lower() in (".csv", ".tsv", ".txt"):  # (a .txt here: a tab_table)
-            return _read_csv(p, columns, ids)
+            try:
+                return _read_csv(p, columns, ids)
+            except UnicodeDecodeError:  # bytes beyond the sample that are not UTF-8: the whole file says
+                if text_encoding(p.read_bytes(), whole=True) != "cp1252":
+                    raise
+                return _read_csv(p, columns, ids, encoding="cp1252")
         if columns is not None:
             import pyarrow.parquet as pq
 
@@ -210,7 +215,35 @@ _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
 _DECIMAL_DOT = re.compile(r"[+-]?\d*\.\d+(?:[eE][+-]?\d+)?")
 
 
-def csv_dialect(p: Path) -> dict[str, str]:
+def text_encoding(raw: bytes, *, whole: bool) -> str:
+    """The encoding of text that begins with the bytes ``raw`` (all of it when ``whole``): UTF-16
+    after its byte-order mark (Excel's and Notepad's "Unicode text"), UTF-8 when the bytes are
+    UTF-8, else Windows-1252 (the code page of Excel's plain "CSV" in Western Europe and the
+    Americas, a superset of Latin-1: a ticket trial's exports were refused) — but not for bytes
+    with a NUL, which no such text holds (a spreadsheet or an archive given as text): those stay
+    UTF-8, and reading them says they are not UTF-8 text."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if not whole and e.start >= len(raw) - 3 and e.reason == "unexpected end of data":
+            return "utf-8"  # (a character cut by the end of the sample)
+        return "utf-8" if b"\x00" in raw else "cp1252"
+    return "utf-8"
+
+
+def _warn_cp1252(p: Path) -> None:
+    import warnings
+
+    from ..exceptions import DataWarning
+
+    warnings.warn(DataWarning(f"{p.name} is not UTF-8 text: read as Windows-1252 (what Excel's plain 'CSV' is on "
+                              "Windows in Western Europe); if its accented letters look wrong, save it as UTF-8 "
+                              "(in Excel: CSV UTF-8)"), stacklevel=4)
+
+
+def csv_dialect(p: Path, encoding: str | None = None) -> dict[str, str]:
     """How the text table ``p`` is written, as pandas' ``read_csv`` arguments: ``sep``,
     ``decimal`` and ``encoding``.
 
@@ -218,14 +251,18 @@ def csv_dialect(p: Path) -> dict[str, str]:
     holds most often outside quotes, a comma when it holds none (a one-column file); a ``.tsv``
     is separated by tabs. Where the separator is not a comma, the decimal mark is a comma when
     more cells of the first 200 rows are written so (``1,25``) than with a point: a comma cannot
-    be both. A byte-order
-    mark says UTF-16 (Excel's "Unicode text"); otherwise the file is read as UTF-8."""
+    be both. Excel's first line ``sep=;`` names the separator and is skipped (``skiprows``). A byte-order
+    mark says UTF-16 (Excel's "Unicode text"); bytes that are not UTF-8 are Windows-1252
+    (:func:`text_encoding`, on the first 64 KiB; ``encoding`` when given)."""
     with open(p, "rb") as f:
         raw = f.read(1 << 16)
-    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+    encoding = encoding or text_encoding(raw, whole=len(raw) < 1 << 16)
     text = raw.decode(encoding, errors="replace").removeprefix("\ufeff")
     lines = [line for line in text.splitlines() if line.strip()]
-    if p.suffix.lower() in (".tsv", ".txt"):  # (a .txt read as a table: a tab_table)
+    said = re.fullmatch(r'"?sep=(.)"?[,;\t|]*', lines[0].strip()) if lines else None
+    if said:  # Excel's own first line, "sep=;": the separator, and no row (a ticket trial read it as the header)
+        sep, lines = said.group(1), lines[1:]
+    elif p.suffix.lower() in (".tsv", ".txt"):  # (a .txt read as a table: a tab_table)
         sep = "\t"
     else:
         unquoted = re.sub(r'"[^"]*"', "", lines[0]) if lines else ""
@@ -237,7 +274,8 @@ def csv_dialect(p: Path) -> dict[str, str]:
         commas = sum(1 for c in cells if _DECIMAL_COMMA.fullmatch(c))
         if commas > sum(1 for c in cells if _DECIMAL_DOT.fullmatch(c)):
             decimal = ","
-    return {"sep": sep, "decimal": decimal, "encoding": encoding}
+    return {"sep": sep, "decimal": decimal, "encoding": encoding, **({"skiprows": 1} if said else {}),
+            **({"encoding_errors": "replace"} if encoding == "cp1252" else {})}  # (5 bytes it leaves undefined)
 
 
 def tab_table(p: Path) -> list[str] | None:
@@ -254,8 +292,7 @@ def tab_table(p: Path) -> list[str] | None:
 
     with open(p, "rb") as f:
         raw = f.read(1 << 16)
-    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
-    text = raw.decode(encoding, errors="replace").removeprefix("\ufeff")
+    text = raw.decode(text_encoding(raw, whole=len(raw) < 1 << 16), errors="replace").removeprefix("\ufeff")
     first = next((line for line in text.splitlines() if line.strip()), "")
     if "\t" not in first:
         return None
@@ -290,11 +327,14 @@ def table_header(p: Path) -> list[str]:
         return []
 
 
-def _read_csv(p: Path, columns: list[str] | None = None, ids: str = "index"):
+def _read_csv(p: Path, columns: list[str] | None = None, ids: str = "index", encoding: str | None = None):
     import pandas as pd
 
-    dialect = csv_dialect(p)
-    head = pd.read_csv(p, nrows=0, **dialect)  # the header, found as pandas finds it (blank lines skipped)
+    dialect = csv_dialect(p, encoding)
+    if dialect["encoding"] == "cp1252":
+        _warn_cp1252(p)
+    skip = dialect.pop("skiprows", 0)  # (Excel's "sep=;" line)
+    head = pd.read_csv(p, nrows=0, skiprows=skip or None, **dialect)  # the header, as pandas finds it
     if columns is not None and (absent := [c for c in columns if c not in head.columns]):
         names = [str(c) for c in head.columns]
         raise DataError(f"{p.name} has no column {absent[0]!r}; columns are {names[:12]}"
@@ -303,11 +343,13 @@ def _read_csv(p: Path, columns: list[str] | None = None, ids: str = "index"):
     leading = 0
     if one_column:  # blank lines before the header are no rows either
         with open(p, encoding=dialect["encoding"], errors="replace") as f:
-            for line in f:
+            for k, line in enumerate(f):
+                if k < skip:
+                    continue
                 if line.strip():
                     break
                 leading += 1
-    df = pd.read_csv(p, skip_blank_lines=not one_column, skiprows=leading or None, keep_default_na=False,
+    df = pd.read_csv(p, skip_blank_lines=not one_column, skiprows=(skip + leading) or None, keep_default_na=False,
                      na_values=[""], dtype={ids: str}, usecols=columns, **dialect)
     if one_column:
         filled = np.flatnonzero(df.notna().any(axis=1).to_numpy())
@@ -354,11 +396,14 @@ def read_lines(p: Path) -> list[str]:
     """The lines of a UTF-8 text file, one entry per row: split at line ends (``\\n``, ``\\r\\n``)
     only — ``str.splitlines`` also splits inside a line at Unicode separators (U+2028, form feed),
     which would shift every later row — and without the empty entry after a final line end. A
-    file that starts with a UTF-16 byte-order mark (Notepad's "Unicode") is read as UTF-16."""
+    file that starts with a UTF-16 byte-order mark (Notepad's "Unicode") is read as UTF-16, one
+    that is not UTF-8 as Windows-1252, with a warning (:func:`text_encoding`)."""
     raw = p.read_bytes()
-    utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # Notepad's and Excel's "Unicode" text
+    encoding = text_encoding(raw, whole=True)  # UTF-16 (Notepad's "Unicode"), UTF-8 or Windows-1252
+    if encoding == "cp1252":
+        _warn_cp1252(p)
     try:
-        text = raw.decode("utf-16" if utf16 else "utf-8")
+        text = raw.decode(encoding, errors="replace" if encoding == "cp1252" else "strict")
     except UnicodeDecodeError as e:
         raise DataError(f"{p.name} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
     text = text.removeprefix("\ufeff")  # the byte-order mark Notepad and Excel write: no part of a first line
