@@ -445,6 +445,17 @@ def test_a_ward_cut_kept_on_larger_identities_says_it_may_split_them():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ClusterSizeWarning)
         assert learner.cluster(Xt, return_rule=True)[1] is learner.rule_
+    # a promise trial: identities of 0.30 the validation's size, estimated at 0.58 (that cut merges the
+    # smaller ones too), and Ward found 12 clusters for 27 without a word: from under 0.7 it is said
+    learner.selection_["val_rows_per_identity"] = m_new / 0.6
+    with pytest.warns(ClusterSizeWarning, match=r"likely smaller .* may merge them into fewer clusters than there "
+                                                r"are identities\. The Ward cut is kept .* --validation") as caught:
+        assert learner.cluster(Xt, return_rule=True)[1] is learner.rule_
+    assert not getattr(caught[0].message, "replaced", False)
+    learner.selection_["val_rows_per_identity"] = m_new / 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClusterSizeWarning)
+        assert learner.cluster(Xt, return_rule=True)[1] is learner.rule_
 
 
 def test_a_complete_linkage_cut_says_when_the_clusters_are_far_larger_than_its_validation_identities():

@@ -69,6 +69,11 @@ WARD_SIZE_CHECK_ROWS = 5_000
 #: ... and kept, with a warning, from this many times as many: Ward splits identities that much larger
 #: than its validation ones, but the complete-linkage cut scored lower there (``ward_size.md``)
 WARD_WARN_SIZE_RATIO = 1.5
+#: ... and below this share of them (an estimate biased towards 1: that cut, calibrated on the larger
+#: identities, merges smaller ones too; a promise trial's identities of 0.30 the size were estimated
+#: at 0.58, and Ward found 12 clusters for 27 without a word). No true-size cell of ``ward_size.md``
+#: was estimated below 0.76
+WARD_WARN_LOW_RATIO = 0.7
 #: ... but kept when that complete-linkage cut finds clusters within this factor of the size it found
 #: on the validation rows: such a batch is drawn like them, whatever that cut does to their identities
 WARD_LIKE_VALIDATION = 1.1
@@ -833,16 +838,20 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 m_new = n / (int(labels.max()) + 1)
             like = m_ref is not None and m_ref / WARD_LIKE_VALIDATION <= m_new < m_ref * WARD_LIKE_VALIDATION
             if WARD_MIN_SIZE_RATIO * m_cal <= m_new < WARD_MAX_SIZE_RATIO * m_cal or like:
-                if m_new >= WARD_WARN_SIZE_RATIO * m_cal and not like:  # (a ticket trial: 250 clusters, 77 intents)
+                larger = m_new >= WARD_WARN_SIZE_RATIO * m_cal  # (a ticket trial: 250 clusters, 77 intents)
+                if (larger or m_new < WARD_WARN_LOW_RATIO * m_cal) and not like:
                     warnings.warn(ClusterSizeWarning(
                         f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each; in these {n:,} "
                         f"rows its complete-linkage counterpart finds clusters of {m_new:.1f} rows"
                         + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else "")
-                        + ", so the identities here are likely larger, and a Ward merge height (it grows with "
-                        "cluster sizes) splits them into more clusters than there are identities. The Ward cut is "
-                        "kept (at this ratio it still scored above the complete-linkage cut on kfree's benchmark); "
-                        "for a cut calibrated on identities of this size, give kfree train --validation rows drawn "
-                        "like these"), stacklevel=3)
+                        + (", so the identities here are likely larger, and a Ward merge height (it grows with "
+                           "cluster sizes) splits them into more clusters than there are identities" if larger else
+                           ", so the identities here are likely smaller (that cut, calibrated on the larger ones, "
+                           "merges some of them too), and a Ward merge height (it grows with cluster sizes) may "
+                           "merge them into fewer clusters than there are identities")
+                        + ". The Ward cut is kept (at this ratio it still scored above the complete-linkage cut on "
+                        "kfree's benchmark); for a cut calibrated on identities of this size, give kfree train "
+                        "--validation rows drawn like these"), stacklevel=3)
                 return None
             if labels is None:
                 labels = rule.cluster(Z)
