@@ -240,3 +240,23 @@ def test_what_a_notebook_sees_of_kfree():
         "ClusterLearner(train=TrainConfig(loss_params={'m': 0.2}, epochs=3))"
     assert repr(TrainConfig()) == "TrainConfig()"
     assert eval(repr(TrainConfig(dims=(64, 32), lr=0.01))) == TrainConfig(dims=(64, 32), lr=0.01)
+
+
+def test_warnings_point_at_the_callers_line_however_the_call_came_in():
+    """A notebook trial: warnings raised in fit were attributed to sklearn/base.py when fit came
+    through scikit-learn's fit_predict (one frame more than fit's stacklevel counted)."""
+    import warnings
+
+    import numpy as np
+
+    from kfree.cluster import ThresholdAgglomerative, XMeans
+
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    X[:20] += 10
+    X[20:40] -= 10
+    for call in (lambda: XMeans(k_max=2, seed=0).fit_predict(X), lambda: XMeans(k_max=2, seed=0).fit(X),
+                 lambda: ThresholdAgglomerative(0.3, n_clusters=2).fit_predict(X)):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            call()
+        assert got and all(w.filename == __file__ for w in got), [(w.filename, str(w.message)[:60]) for w in got]

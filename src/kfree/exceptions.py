@@ -105,3 +105,17 @@ def first_line(e: BaseException) -> str:
     """The first line of ``e``'s message (what a one-line error quotes), or its type's name when
     the message is empty."""
     return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for a ``warnings.warn`` called where this is called that names the first
+    frame outside kfree and scikit-learn: the user's own line, however the call came in (through
+    scikit-learn's ``fit_predict``, a learner's ``transform`` under ``set_output``, a helper; a
+    notebook trial saw warnings attributed to ``sklearn/base.py``), so Python's once-per-line
+    filters and a notebook's display point at what the user wrote."""
+    import sys
+
+    f, level = sys._getframe(1), 1
+    while f is not None and f.f_globals.get("__name__", "").partition(".")[0] in ("kfree", "sklearn"):
+        f, level = f.f_back, level + 1
+    return level

@@ -44,6 +44,7 @@ from .exceptions import (
     FeatureNamesWarning,
     ModelError,
     ParameterConflictWarning,
+    user_stacklevel,
 )
 from .threshold import Threshold
 from .utils.model_file import MODEL_FORMAT, read_model, write_model
@@ -309,8 +310,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if names is not None:  # an id left in a DataFrame: warned as a table's is
             from .data.io import warn_id_like
 
-            warn_id_like(X, [str(c) for c in names], "X", "drop them from X first (X.drop(columns={names}))",
-                         stacklevel=4)
+            warn_id_like(X, [str(c) for c in names], "X", "drop them from X first (X.drop(columns={names}))")
         y = check_labels(y, X.shape[0])
         _check_val_identities(self.val_identities)
         if isinstance(self.threshold, Threshold):  # (saved with the model as a number: a review)
@@ -330,7 +330,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if X_val is None and self.val_identities and n_ids < 4:
             warnings.warn(f"only {n_ids} identities: none held out for validation (it needs 2, and training "
                           "keeps 2), so the loss's own threshold is used unchecked; give X_val/y_val "
-                          "(kfree train --validation) or more identities", DataWarning, stacklevel=3)
+                          "(kfree train --validation) or more identities", DataWarning, stacklevel=user_stacklevel())
         if X_val is None and self.val_identities and n_ids >= 4:
             n_val = self.val_identities
             fraction = isinstance(n_val, (float, np.floating)) and n_val < 1  # np.float32(0.5) too
@@ -338,7 +338,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             n_val_count = min(max(asked, 2), n_ids - 2)
             if n_val_count != asked and not fraction:
                 warnings.warn(f"val_identities={asked}: holding out {n_val_count} of the {n_ids} identities "
-                              "instead (validation needs 2 identities, training keeps at least 2)", DataWarning, stacklevel=3)
+                              "instead (validation needs 2 identities, training keeps at least 2)", DataWarning, stacklevel=user_stacklevel())
             sp = split_identities(y, n_ids - n_val_count, n_val_count, seed=seed)
             X_tr, y_tr, X_val, y_val = X[sp.train_idx], y[sp.train_idx], X[sp.val_idx], y[sp.val_idx]
         else:
@@ -355,7 +355,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                         "identities are trained on, so validating on them overrates the model against "
                         "the raw features, and the raw features' cut treats each value as one identity. "
                         "Give X_val/y_val identities that y does not hold; if the two label sets are "
-                        "numbered separately, make their values distinct", DataWarning, stacklevel=3)
+                        "numbered separately, make their values distinct", DataWarning, stacklevel=user_stacklevel())
                 _check_identities(y_val, "y_val")
                 if np.unique(y_val).shape[0] < 2:  # (a README trial: the unchecked cut it shipped lost to no file)
                     raise DataError("y_val (the --validation file) holds one identity: a cut is checked on 2 or more; "
@@ -511,7 +511,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             shown = ", ".join(str(c) for c in fitted[:4]) + (", …" if len(fitted) > 4 else "")
             warnings.warn(f"X has no column names, but {type(self).__name__} was fitted on a DataFrame with them "
                           f"({shown}): its columns are taken as those, in that order", FeatureNamesWarning,
-                          stacklevel=3)
+                          stacklevel=user_stacklevel())
         X = check_features(X, min_samples=min_samples)
         if X.shape[1] != self.n_features_in_:
             raise DataError(
@@ -528,25 +528,25 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
         self._check_fitted()
         X = self._check_X(X)
-        self._warn_if_unlike(X, embedding=True, stacklevel=3)
+        self._warn_if_unlike(X, embedding=True)
         return encode(self.model_, X)
 
     def transform(self, X: Any) -> np.ndarray:
         """``X`` in the space ``cluster`` cuts: the learned embedding, or the raw features (as
         float32) when they won on validation (``uses_raw_``)."""
-        return self._features(X, stacklevel=5)  # (scikit-learn's set_output wraps transform: one frame more)
+        return self._features(X)
 
-    def _features(self, X: Any, *, checked: bool = False, stacklevel: int = 4) -> np.ndarray:
+    def _features(self, X: Any, *, checked: bool = False) -> np.ndarray:
         """:meth:`transform` as an array, whatever ``set_output`` asked of ``transform``
         (``checked``: ``X`` is rows :meth:`_check_X` returned, whose names were checked then)."""
         from .embed.encode import encode
 
         self._check_fitted()
         X = X if checked else self._check_X(X)
-        self._warn_if_unlike(X, stacklevel=stacklevel)
+        self._warn_if_unlike(X)
         return np.asarray(X, dtype=np.float32) if self.uses_raw_ else encode(self.model_, X)
 
-    def _warn_if_unlike(self, X: np.ndarray, *, stacklevel: int, embedding: bool = False) -> None:
+    def _warn_if_unlike(self, X: np.ndarray, *, embedding: bool = False) -> None:
         """Warn when the rows' median length lies outside the training rows' lengths
         (:func:`~kfree.distances.unlike_lengths`): the head standardises its input with the
         training rows' statistics and the raw rule cuts in their units, so rows scaled otherwise
@@ -564,7 +564,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 + (f"{lo}–{hi}" if lo != hi else lo) + " (5th to 95th percentile)"
                 + ": made by another encoder, or scaled otherwise? The model and its cut hold for rows "
                 "embedded and scaled as its training rows were (L2-normalise both, or neither); they are used "
-                "all the same"), stacklevel=stacklevel)
+                "all the same"), stacklevel=user_stacklevel())
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of :meth:`transform`'s columns (what ``set_output(transform="pandas")`` labels them
@@ -635,7 +635,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 n_clusters is not None or "threshold" not in registry.resolve_class("cluster", method)[0].capabilities):
             warnings.warn(f"this learner's threshold={self.threshold!r} is not used: "
                           + (f"n_clusters={n_clusters!r} decides the cut" if n_clusters is not None else
-                             f"method {method!r} cuts at no threshold"), ParameterConflictWarning, stacklevel=2)
+                             f"method {method!r} cuts at no threshold"), ParameterConflictWarning, stacklevel=user_stacklevel())
         override = threshold if threshold is not None else self.threshold
         # a Threshold (kfree's own: refused as "not a finite number > 0" before, an embeddings trial) keeps
         # its kind until the clusterer that cuts with it converts it, or refuses what would change the cut
@@ -658,7 +658,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                                   "complete-linkage cut to use instead: train with linkage 'auto' or 'complete'") from None
             warnings.warn(f"a Ward cut takes no must-link / cannot-link pairs: the best validated complete-linkage "
                           f"cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
-                          f"{self.rule_.val_nmi:.3f})", ParameterConflictWarning, stacklevel=2)
+                          f"{self.rule_.val_nmi:.3f})", ParameterConflictWarning, stacklevel=user_stacklevel())
             if n_clusters is None:
                 return done(rule.cluster(Z, must_link=must_link, cannot_link=cannot_link, hook=hook), rule)
         if method == "hac" and n_clusters is None:
@@ -758,7 +758,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
             warnings.warn(f"{n:,} rows is above {WARD_MAX_ROWS:,}, where the chosen Ward cut (O(n^2) time) gives way "
                           f"to the best validated complete-linkage cut ({rule.name}, validation NMI {rule.val_nmi:.3f}; "
-                          f"Ward's {self.rule_.val_nmi:.3f}); method='ward' keeps Ward", ScaleWarning, stacklevel=3)
+                          f"Ward's {self.rule_.val_nmi:.3f}); method='ward' keeps Ward", ScaleWarning, stacklevel=user_stacklevel())
         return rule
 
     def check_cluster_sizes(self, labels: np.ndarray) -> None:
@@ -783,7 +783,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             f"{m_new:.0f} rows on average, a validation row's identity {m_cal:.0f}. Either these rows hold larger "
             "identities, which a complete-linkage cut (a diameter) calibrated on smaller ones can split: validate on "
             "identities of their size (kfree train --validation); or the cut merged identities that lie closer "
-            "together than the validation ones: check a sample of the large clusters"), stacklevel=3)
+            "together than the validation ones: check a sample of the large clusters"), stacklevel=user_stacklevel())
 
     def _complete_rows_per_cluster(self, X_val: np.ndarray) -> float | None:
         """Rows per cluster of the best validated complete-linkage cut on the validation rows
@@ -851,14 +851,14 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                            "merge them into fewer clusters than there are identities")
                         + ". The Ward cut is kept (at this ratio it still scored above the complete-linkage cut on "
                         "kfree's benchmark); for a cut calibrated on identities of this size, give kfree train "
-                        "--validation rows drawn like these"), stacklevel=3)
+                        "--validation rows drawn like these"), stacklevel=user_stacklevel())
                 return None
             if labels is None:
                 labels = rule.cluster(Z)
         except ResourceError as e:  # Ward's own agglomeration needs O(n·d) memory: it goes on alone
             warnings.warn(ClusterSizeWarning(
                 f"the check of the chosen Ward cut against cluster sizes (a complete-linkage cut) did not fit "
-                f"in memory, so the Ward cut is used unchecked: {str(e).split(';')[0]}"), stacklevel=3)
+                f"in memory, so the Ward cut is used unchecked: {str(e).split(';')[0]}"), stacklevel=user_stacklevel())
             return None
 
         found = (f"in these {n:,} rows its complete-linkage counterpart finds clusters of {m_new:.1f} rows"
@@ -872,7 +872,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                       f"complete-linkage cut is used ({rule.name}, validation NMI {rule.val_nmi:.3f}; Ward's "
                       f"{self.rule_.val_nmi:.3f}), though it was calibrated on those identities too; method='ward' "
                       "keeps Ward. For a cut calibrated on identities of this size, give kfree train --validation "
-                      "rows drawn like these (X_val, y_val)", replaced=True), stacklevel=3)
+                      "rows drawn like these (X_val, y_val)", replaced=True), stacklevel=user_stacklevel())
         return labels, rule
 
     def pair_model(self):
@@ -1139,7 +1139,7 @@ class BallClusterLearner(ClusterLearner):
         seed: int = 0,
     ) -> None:
         warnings.warn("BallClusterLearner is deprecated: use ClusterLearner(TrainConfig(...), ...) "
-                      "(or ClusterLearner.from_params(...) with flat options)", DeprecationWarning, stacklevel=2)
+                      "(or ClusterLearner.from_params(...) with flat options)", DeprecationWarning, stacklevel=user_stacklevel())
         self.loss = loss
         self.loss_params = loss_params
         self.head = head
@@ -1216,7 +1216,7 @@ def _warn_other_scale(X: np.ndarray, X_val: np.ndarray, n_val_ids: int) -> None:
             f"X_val is on another scale than X (its columns spread {spread:.3g} times as much, and sit "
             f"{shift:.3g} of X's standard deviations away, medians over the columns): in a scikit-learn "
             "Pipeline, X_val does not pass through the steps before the learner; give "
-            "pipeline[:-1].transform(X_val), or X_val as X was given"), stacklevel=4)
+            "pipeline[:-1].transform(X_val), or X_val as X was given"), stacklevel=user_stacklevel())
 
 
 def rows_per_identity(n: int, k: int, s: int) -> float:
@@ -1249,7 +1249,7 @@ def _check_identities(y: np.ndarray, name: str) -> None:
         warnings.warn(DataWarning(
             f"{int((y < 0).sum()):,} rows of {name} have a negative label ({y[y < 0][0].item()!r}), which scikit-learn uses "
             "for unlabelled rows: kfree treats each label value as one identity; drop those rows if they are "
-            "unlabelled (kfree train --labelled-only, for a table's empty labels)"), stacklevel=4)
+            "unlabelled (kfree train --labelled-only, for a table's empty labels)"), stacklevel=user_stacklevel())
     counts = np.unique(y, return_counts=True)[1]
     paired = int((counts >= 2).sum())
     if paired < 2 and name == "y":
@@ -1261,7 +1261,7 @@ def _check_identities(y: np.ndarray, name: str) -> None:
         warnings.warn(DataWarning(
             f"{single} of the {counts.size} identities in {name} have one row: they give no pair of one identity to "
             + ("learn from or " if name == "y" else "") + "to check the cut on, so a cut that splits scores well on "
-            "them; label 2 or more rows (better 5 or more) of each identity"), stacklevel=4)
+            "them; label 2 or more rows (better 5 or more) of each identity"), stacklevel=user_stacklevel())
 
 
 def _check_val_identities(v: Any) -> None:

@@ -259,6 +259,7 @@ def test_a_ward_model_on_many_rows_cuts_its_complete_linkage_rule(d, ward_model,
     # (about 3 rows per identity against 7.7 at calibration: the cut that gives way to small
     # clusters, tested in test_learner, is kept out of this test of the row limit)
     monkeypatch.setattr(learner_module, "WARD_MIN_SIZE_RATIO", 0.0)
+    monkeypatch.setattr(learner_module, "WARD_WARN_LOW_RATIO", 0.0)  # (and its warning)
     Z = learner.transform(X)
     ward = learner.rule_.cluster(Z)
     with warnings.catch_warnings():

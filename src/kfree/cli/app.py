@@ -20,6 +20,7 @@ from ..exceptions import (
     DataWarning,
     ModelError,
     ScaleWarning,
+    user_stacklevel,
 )
 from ..utils.io import replace_together
 from .assign import STATE_HELP, check_state_request, pending_path
@@ -506,7 +507,7 @@ def cluster(
                         f"{data_path.name} holds face descriptors (kfree encode faces), whose usual cut (dlib's 0.6) "
                         f"is a euclidean distance; --threshold {threshold:g} is read in sqeuclidean units here (the "
                         f"default; euclidean {threshold ** 0.5:.3g}): add --distance euclidean for a euclidean cut, or "
-                        "--distance sqeuclidean to keep this one"), stacklevel=1)
+                        "--distance sqeuclidean to keep this one"), stacklevel=user_stacklevel())
                 # the methods that take no --distance measure Euclidean distances (Ward, k-means, …)
                 if "distance" not in accepted and distance is not None and dist == "cosine":
                     raise ConfigError(f"--method {method} measures Euclidean distances" + (
@@ -587,7 +588,7 @@ def cluster(
                         "all rows are one cluster at")
                 warnings.warn(f"{what} the threshold {threshold:g} {unit}; check its units "
                               "(--distance: sqeuclidean unless given) and that every column clustered is a feature "
-                              "(--ignore-columns leaves ids, tracks and counts out)", DataWarning, stacklevel=1)
+                              "(--ignore-columns leaves ids, tracks and counts out)", DataWarning, stacklevel=user_stacklevel())
             # (a cut that gave way for the size of the batch or for the pairs was named by its warning,
             # one that gave way for the number of rows before the work)
             if model is not None and state is not None and rule is not learner.rule_:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..exceptions import user_stacklevel
 from .columns import (
     ID_HELP,
     IGNORE_HELP,
@@ -229,7 +230,7 @@ def locked_state(path: Path):
             raise busy from None
         except OSError as e:  # a file system without locks (ENOLCK, EOPNOTSUPP): go on, and say so
             warnings.warn(f"cannot lock {path.name} on this file system ({e.strerror}): run one kfree command "
-                          "on it at a time", stacklevel=3)
+                          "on it at a time", stacklevel=user_stacklevel())
             yield
             return
         if os.fstat(f.fileno()).st_ino != os.stat(path).st_ino:
@@ -448,11 +449,11 @@ def assign(
                                                              "and adds nothing; ")
                               + "pass --again if they are new rows that repeat old ones")
         if blind:
-            warnings.warn(f"{blind}: every row of {new_path.name} is added", stacklevel=2)
+            warnings.warn(f"{blind}: every row of {new_path.name} is added", stacklevel=user_stacklevel())
         elif not state.recognises_rows() and not again:  # (said each time: a reordered retry goes in unseen)
             warnings.warn(f"{state_path.name} cannot tell single rows it holds (its rows repeat, or it was made "
                           "before rows were recorded): a batch added before is refused only as the same file, "
-                          "not reordered, cut or extended", stacklevel=2)
+                          "not reordered, cut or extended", stacklevel=user_stacklevel())
         named = (f"ids {', '.join(str(v) for v in data.index[held[:5]].tolist())}" if data.index is not None
                  else f"rows {', '.join(str(int(r)) for r in held[:5])}") + ("…" if held.size > 5 else "")
         if held.size >= HELD_REFUSE_SHARE * data.n_samples and not (again or skip_held):
@@ -464,7 +465,7 @@ def assign(
             warnings.warn(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} ({named}) equal rows "
                           f"{state_path.name} already holds, feature for feature: added as new rows (the same text "
                           "from two customers); if they are the same items added again, --skip-held leaves them out",
-                          stacklevel=2)
+                          stacklevel=user_stacklevel())
         fresh = np.flatnonzero(data.valid)  # (--skip-invalid leaves the others out)
         by_id = 0
         if skip_held and held.size:

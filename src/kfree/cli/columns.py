@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..exceptions import DataError
+from ..exceptions import DataError, user_stacklevel
 from .console import console
 
 IGNORE_HELP = ("Columns of a .csv/.parquet that are not features (ids, tracks, timestamps, text), "
@@ -163,7 +163,7 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
         from ..exceptions import DataWarning
 
         warnings.warn(f"{p.name}: {len(unknown):,} of its {len(both):,} pairs name a {what} that {data_path.name} "
-                      f"does not hold and are left out (first: {first})", DataWarning, stacklevel=2)
+                      f"does not hold and are left out (first: {first})", DataWarning, stacklevel=user_stacklevel())
     rows = []
     for k, (x, y) in enumerate(both):
         if x not in lookup or y not in lookup:

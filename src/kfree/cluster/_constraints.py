@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import DataError
+from ..exceptions import DataError, user_stacklevel
 from .linkage_core import connected_components
 
 
@@ -111,4 +111,4 @@ def warn_wide_groups(X: np.ndarray, groups: np.ndarray, labels: np.ndarray, cut:
                   "clusters of their own: complete linkage joins a group to other rows only when every pair is "
                   "within the threshold. Average linkage (linkage='average', kfree cluster --linkage average) "
                   "measures groups by their mean distance; or check that each group is one identity",
-                  DataWarning, stacklevel=3)
+                  DataWarning, stacklevel=user_stacklevel())

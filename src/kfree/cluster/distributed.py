@@ -75,7 +75,14 @@ import numpy as np
 
 from .._exact_distances import gemm_ready, grid_centre
 from ..distances import check_rows_dtype, refuse_zero_rows, to_sq
-from ..exceptions import ConfigError, DataError, DataTypeError, MissingDependencyError, first_line
+from ..exceptions import (
+    ConfigError,
+    DataError,
+    DataTypeError,
+    MissingDependencyError,
+    first_line,
+    user_stacklevel,
+)
 from ._radius_graph import (
     _query_lists,
     cell_order,
@@ -294,7 +301,7 @@ def _parquet_source(p: Path, client, dtype=None, ignore: tuple[str, ...] = ()) -
                 warnings.warn(f"{f.name}: the features are the vectors of {', '.join(repr(c) for c, _ in cols)}; "
                               f"its other columns {others[:6]}{'…' if len(others) > 6 else ''} are left out "
                               f"(--ignore-columns {','.join(others[:6])} says so and silences this)",
-                              DataWarning, stacklevel=3)
+                              DataWarning, stacklevel=user_stacklevel())
         elif names != cols:
             raise DataError(f"{f.name} has feature columns {_shown(names)}, the first file {_shown(cols)}")
         for g in range(meta.num_row_groups):

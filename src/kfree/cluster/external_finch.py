@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
-from ..exceptions import ConfigError, ParameterConflictWarning
+from ..exceptions import ConfigError, ParameterConflictWarning, user_stacklevel
 from ..registry import register
 from .labels import first_seen_labels
 
@@ -89,7 +89,7 @@ class FINCHBaseline(ClusterMixin, BaseEstimator):
             self.level_sizes_ = list(num_clust)
             if self.n_clusters is not None and num_clust[0] < self.n_clusters:
                 warnings.warn(f"n_clusters={self.n_clusters}, but FINCH's finest partition has {num_clust[0]} "
-                              f"clusters: returning those {num_clust[0]}", ParameterConflictWarning, stacklevel=2)
+                              f"clusters: returning those {num_clust[0]}", ParameterConflictWarning, stacklevel=user_stacklevel())
             if self.n_clusters is not None and req_c is not None:
                 lab = np.asarray(req_c)
             elif self.partition == "first":

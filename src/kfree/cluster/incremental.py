@@ -118,7 +118,7 @@ from ..distances import (
     to_sq,
     unlike_lengths,
 )
-from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError
+from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError, user_stacklevel
 from ..utils.provenance import utc_now, versions
 from ._radius_graph import radius_components, radius_edges
 from .labels import first_seen_labels, group_order
@@ -573,7 +573,7 @@ def _warn_if_unlike(state: ClusterState, X_new: np.ndarray) -> None:
         warnings.warn(DataWarning(
             f"the new rows' median length is {new:.3g}, outside the state's rows' {lo:.3g}–{hi:.3g} (5th to 95th "
             "percentile): made by another model or encoder, or scaled otherwise? Rows are comparable with the "
-            "state's only when embedded the way its rows were; they are added all the same"), stacklevel=3)
+            "state's only when embedded the way its rows were; they are added all the same"), stacklevel=user_stacklevel())
 
 
 def _check_photos(photos: Any, n: int) -> np.ndarray:

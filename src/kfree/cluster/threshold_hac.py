@@ -81,7 +81,13 @@ from ..distances import (
     resolve_cut,
     to_sq,
 )
-from ..exceptions import ConfigError, DataError, ParameterConflictWarning, ResourceError
+from ..exceptions import (
+    ConfigError,
+    DataError,
+    ParameterConflictWarning,
+    ResourceError,
+    user_stacklevel,
+)
 from ..registry import register
 from ..threshold import Threshold
 from ..utils.signals import stoppable
@@ -147,7 +153,7 @@ def check_cut(threshold: Any, n_clusters: Any, *, merge_height: bool = False) ->
                 "set: the tree is cut into n_clusters clusters and threshold is ignored (set "
                 "n_clusters=None to cut at the threshold)",
                 ParameterConflictWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
         return
     resolve_cut(threshold, None, merge_height=merge_height)  # a finite number > 0, or a Threshold

@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features, resolve_cut
-from ..exceptions import ConfigError, DataError, ScaleWarning
+from ..exceptions import ConfigError, DataError, ScaleWarning, user_stacklevel
 from ..registry import register
 from ..threshold import Threshold
 from .labels import first_seen_labels
@@ -108,7 +108,7 @@ class WardThreshold(ClusterMixin, BaseEstimator):
 
             warnings.warn(ScaleWarning(
                 f"Ward's agglomeration of {n:,} rows takes O(n²·d) time with no progress shown: minutes at this size "
-                "(complete linkage at a threshold, the default method, is faster and shows progress)"), stacklevel=2)
+                "(complete linkage at a threshold, the default method, is faster and shows progress)"), stacklevel=user_stacklevel())
         Z = ward_tree(X)
         self.linkage_matrix_ = Z
         if self.n_clusters is None:

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, user_stacklevel
 from ..registry import register
 from ._kmeans_utils import best_of, compact, lloyd
 
@@ -182,5 +182,5 @@ class XMeans(ClusterMixin, BaseEstimator):
 
             warnings.warn(KfreeWarning(
                 f"X-means stopped at k_max={k_max} clusters with clusters left to try splitting: the data may hold "
-                "more; raise k_max (None: no bound)"), stacklevel=2)
+                "more; raise k_max (None: no bound)"), stacklevel=user_stacklevel())
         return self

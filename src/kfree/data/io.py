@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from ..distances import check_features
-from ..exceptions import DataError, DataFileNotFoundError, DataTypeError, first_line
+from ..exceptions import (
+    DataError,
+    DataFileNotFoundError,
+    DataTypeError,
+    first_line,
+    user_stacklevel,
+)
 
 TABLES = (".csv", ".tsv", ".parquet", ".pq")
 FORMATS = (".npz", ".npy", *TABLES)
@@ -240,7 +246,7 @@ def _warn_cp1252(p: Path) -> None:
 
     warnings.warn(DataWarning(f"{p.name} is not UTF-8 text: read as Windows-1252 (what Excel's plain 'CSV' is on "
                               "Windows in Western Europe); if its accented letters look wrong, save it as UTF-8 "
-                              "(in Excel: CSV UTF-8)"), stacklevel=4)
+                              "(in Excel: CSV UTF-8)"), stacklevel=user_stacklevel())
 
 
 def csv_dialect(p: Path, encoding: str | None = None) -> dict[str, str]:
@@ -548,7 +554,7 @@ def strip_labels(y: np.ndarray, p: Path) -> np.ndarray:
 
     out = np.array([v.strip() if isinstance(v, str) else v for v in values], dtype=object)
     warnings.warn(DataWarning(f"{p.name}: {len(padded):,} labels have spaces around them (first: row {padded[0]}, "
-                              f"{values[padded[0]]!r}); they are read without them"), stacklevel=4)
+                              f"{values[padded[0]]!r}); they are read without them"), stacklevel=user_stacklevel())
     return out if y.dtype.kind == "O" else out.astype(str)
 
 
@@ -789,7 +795,7 @@ def load_features(
                           f"other columns {others[:6]}{'…' if len(others) > 6 else ''} are left out (--ignore-columns "
                           f"{','.join(others[:6])} says so and silences this)"
                           + (f"; --id-column {ids[0]} names the rows by {ids[0]!r} in the outputs" if ids else ""),
-                          DataWarning, stacklevel=2)
+                          DataWarning, stacklevel=user_stacklevel())
             feat = [c for c in feat if c not in others]
         non_num = [c for c in feat if not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])]
         if texts := [c for c in non_num if _holds_text(df[c])]:
@@ -867,7 +873,7 @@ def _holds_text(col) -> bool:
     return bool(cells.nunique() >= 0.5 * cells.size and (words >= 3).mean() >= 0.5)
 
 
-def warn_id_like(X: np.ndarray, names: list[str], source: str, advice: str, stacklevel: int = 3) -> None:
+def warn_id_like(X: np.ndarray, names: list[str], source: str, advice: str) -> None:
     """Warn about feature columns that look like ids or counts among non-integer features: whole
     numbers only, and all distinct (an id, in 20 rows or more) or over 10× larger than every non-integer feature (a
     track number, a frame, a priority next to embedding dimensions). Such a column is clustered as
@@ -891,4 +897,4 @@ def warn_id_like(X: np.ndarray, names: list[str], source: str, advice: str, stac
         how = advice.format(shown=",".join(suspects[:5]), names=suspects[:5])
         warnings.warn(f"{source}: column(s) {suspects[:5]} hold whole numbers (ids, tracks, counts?) among non-integer "
                       f"features and are clustered as features; if they are not, {how}",
-                      DataWarning, stacklevel=stacklevel)
+                      DataWarning, stacklevel=user_stacklevel())

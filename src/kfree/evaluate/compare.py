@@ -19,7 +19,7 @@ from ..data.io import (
     strip_labels,
     table_column,
 )
-from ..exceptions import DataError
+from ..exceptions import DataError, user_stacklevel
 from ..metrics import evaluate_clustering
 from ..utils.io import atomic_path
 
@@ -103,7 +103,7 @@ def read_predictions(pred_csv: str | Path):
         one = missing.size == 1
         warnings.warn(f"{name}: {missing.size:,} row{'' if one else 's'} {'has' if one else 'have'} no cluster (first: row "
                       f"{missing[0]}, from 0; rows left out by kfree assign --skip-invalid?): they are left out here",
-                      DataWarning, stacklevel=2)
+                      DataWarning, stacklevel=user_stacklevel())
         pred = pred.drop(index=pred.index[missing]).reset_index(drop=True)
         whole = pred["cluster"].dtype.kind == "f" and (pred["cluster"] == pred["cluster"].round()).all()
         if whole:  # (a CSV column with empty cells is read as floats)
@@ -177,7 +177,7 @@ def join_by_index(pred, table, column: str, *, pred_name: str, table_name: str, 
             f"{pred_name}'s ids run 0..{ids.size - 1}, the row numbers of a clustering of {ids.size} rows, and "
             f"{table_name} has {len(table):,} rows: the {what} of its rows with ids 0..{ids.size - 1} were "
             "taken; if the clustered rows were a batch numbered from 0 (kfree assign without an 'index' "
-            "column), they are other rows: give the batch an 'index' column of these ids"), stacklevel=3)
+            "column), they are other rows: give the batch an 'index' column of these ids"), stacklevel=user_stacklevel())
     return merged[column].to_numpy()
 
 
@@ -232,7 +232,7 @@ def _numbered_not_named(pred, index, pred_name: str, items_name: str, what: str)
                   "without ids gives), while "
                   f"{items_name} names its rows by 'index' ids in another order: its {what} are taken by row "
                   f"number, in the order of the clustered file. If {pred_name}'s 'index' holds ids, add a 'row' "
-                  "column of row numbers, as kfree writes it", stacklevel=4)
+                  "column of row numbers, as kfree writes it", stacklevel=user_stacklevel())
     return True
 
 
@@ -248,7 +248,7 @@ def _warn_row_order(pred, pred_name: str, items_name: str, what: str) -> None:
                       f"column: its {what} are taken by row number, in the order of the clustered file; if "
                       f"{items_name} lists them in another order, name its id column 'index'"
                       + (" (or give it to kfree report --id-column)" if what in ("texts", "image paths") else
-                         " (or give it to kfree evaluate --id-column)" if what == "labels" else ""), stacklevel=3)
+                         " (or give it to kfree evaluate --id-column)" if what == "labels" else ""), stacklevel=user_stacklevel())
 
 
 #: columns of a clusters file that are no names of its rows

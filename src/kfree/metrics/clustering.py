@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 from ..distances import labels_array
-from ..exceptions import DataError, DataWarning
+from ..exceptions import DataError, DataWarning, user_stacklevel
 
 
 def _check_labels(labels_true: Any, labels_pred: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -202,7 +202,7 @@ def noise_as_singletons(labels_pred: Any) -> Any:
 
     warnings.warn(f"{int((a < 0).sum()):,} of the {a.size:,} rows have a negative cluster label (noise, as HDBSCAN and "
                   "DBSCAN write -1): each is scored as a cluster of its own, as kfree's hdbscan method gives them; "
-                  "relabel them first to score them otherwise", DataWarning, stacklevel=3)
+                  "relabel them first to score them otherwise", DataWarning, stacklevel=user_stacklevel())
     return singletons_for_noise(a)
 
 

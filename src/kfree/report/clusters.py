@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import heif_readable, viewable_rgb
-from ..exceptions import DataError, DataWarning, OutputError, first_line
+from ..exceptions import DataError, DataWarning, OutputError, first_line, user_stacklevel
 from ..utils.io import atomic_dir
 from .figures import largest_clusters, pd_isna, plural, pyplot, save_png, short_id
 
@@ -332,7 +332,7 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
             note = (f"{len(failed):,} of the {len(asked):,} images shown could not be read and "
                     f"{'is' if len(failed) == 1 else 'are'} crossed out "
                     f"(first: {failed[0]})")
-            warnings.warn(note, DataWarning, stacklevel=3)
+            warnings.warn(note, DataWarning, stacklevel=user_stacklevel())
             summary += f" <span class='muted'>{html.escape(note)}.</span>"
         montage = "montage.png"
         files.append(montage)
