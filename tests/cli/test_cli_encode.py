@@ -288,6 +288,7 @@ def test_an_excel_tab_separated_txt_is_read_as_a_table_and_the_page_shows_ids_br
     bodies = [str(t) for t in data.texts[rows]]
     bodies[2] = "Hello team,\nmy card has not arrived.\nThanks"
     bodies[4] = ""
+    bodies[7] = bodies[1]  # the same words under another ticket id: said
     tickets = pd.DataFrame({"ticket_id": [f"TCK-{i:05d}" for i in rows], "agent": "Ann", "body": bodies,
                             "intent": [data.label_names[k] for k in data.y[rows]]})
     tickets.to_csv(tmp_path / "export.txt", sep="\t", index=False, encoding="utf-16")
@@ -296,6 +297,8 @@ def test_an_excel_tab_separated_txt_is_read_as_a_table_and_the_page_shows_ids_br
                     "--id-column", "ticket_id", "--out", tmp_path / "x.npz")
     assert code == 0 and "export.txt is a tab-separated table (columns ticket_id, agent, body, intent)" in out, out
     assert "12 texts →" in out, out
+    assert (f"note: 1 of 12 texts repeat an earlier one word for word (first: row 7, from 0, id 'TCK-{rows[7]:05d}' "
+            f"as id 'TCK-{rows[1]:05d}')") in out, out
     code, out = run("encode", "texts", "--no-progress", tmp_path / "t.csv", "--column", "body",
                     "--id-column", "ticket_id", "--out", tmp_path / "c.npz")
     assert code == 0, out

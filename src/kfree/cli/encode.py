@@ -479,6 +479,15 @@ def texts(
             err_console.print(f"[yellow]warning:[/] {len(blank):,} of {plural(len(items), 'text')} "
                               f"{'is' if len(blank) == 1 else 'are'} empty or blank (first: row {blank[0]}, from 0"
                               f"{named}); they share one vector (and one cluster)", highlight=False)
+        first_of: dict[str, int] = {}
+        repeats = [(i, first_of[t]) for i, t in enumerate(items) if t.strip() and first_of.setdefault(t, i) != i]
+        if repeats:  # (a ticket trial: the same body under new ids went unmentioned)
+            i, j = repeats[0]
+            named = (f", id {arrays['index'][i].item()!r} as id {arrays['index'][j].item()!r}" if "index" in arrays
+                     else f" as row {j}")
+            console.print(f"note: {len(repeats):,} of {plural(len(items), 'text')} repeat an earlier one word for word "
+                          f"(first: row {i}, from 0{named}); each pair shares one vector, and one cluster",
+                          soft_wrap=True, highlight=False)
         # a transformer, unlike kfree's small heads, gains from every thread: torch gets the budget
         with limit_threads(_STATE["threads"], torch=True), progress_hook(progress) as hook:
             if items:
