@@ -297,7 +297,7 @@ def test_an_excel_tab_separated_txt_is_read_as_a_table_and_the_page_shows_ids_br
                     "--id-column", "ticket_id", "--out", tmp_path / "x.npz")
     assert code == 0 and "export.txt is a tab-separated table (columns ticket_id, agent, body, intent)" in out, out
     assert "12 texts →" in out, out
-    assert (f"note: 1 of 12 texts repeat an earlier one word for word (first: row 7, from 0, id 'TCK-{rows[7]:05d}' "
+    assert (f"note: 1 of 12 texts repeats an earlier one word for word (first: row 7, from 0, id 'TCK-{rows[7]:05d}' "
             f"as id 'TCK-{rows[1]:05d}')") in out, out
     code, out = run("encode", "texts", "--no-progress", tmp_path / "t.csv", "--column", "body",
                     "--id-column", "ticket_id", "--out", tmp_path / "c.npz")

@@ -485,7 +485,8 @@ def texts(
             i, j = repeats[0]
             named = (f", id {arrays['index'][i].item()!r} as id {arrays['index'][j].item()!r}" if "index" in arrays
                      else f" as row {j}")
-            console.print(f"note: {len(repeats):,} of {plural(len(items), 'text')} repeat an earlier one word for word "
+            console.print(f"note: {len(repeats):,} of {plural(len(items), 'text')} "
+                          f"{'repeats' if len(repeats) == 1 else 'repeat'} an earlier one word for word "
                           f"(first: row {i}, from 0{named}); each pair shares one vector, and one cluster",
                           soft_wrap=True, highlight=False)
         # a transformer, unlike kfree's small heads, gains from every thread: torch gets the budget
