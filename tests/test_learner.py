@@ -555,7 +555,7 @@ def test_with_fewer_than_4_validation_identities_the_reason_says_why_the_model_c
     assert "with 2 validation identities there are no halves" in reason and "in-sample" in reason, reason
     assert "ranked on the training and validation identities together" in reason, reason
     # no fair contest was possible, so none is claimed lost (a promise trial)
-    assert "could not be compared with them fairly" in reason and "did NOT beat" not in reason, reason
+    assert "are used, as the learned model could not be compared with them fairly:" in reason and "did NOT beat" not in reason, reason
 
 
 @pytest.mark.parametrize("chosen", ["complete", "ward"])

@@ -55,7 +55,8 @@ def _text_in(X) -> tuple[str, str] | None:
     return ("it", shown(first)) if isinstance(first, (str, bytes)) else None
 
 
-def _number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (``'12'``, ``'1.5e3'``, ``'nan'``)."""
     try:
         float(text)
     except ValueError:
@@ -76,7 +77,7 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
         raise DataError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array (X.toarray())")
     if (text := _text_in(X)) is not None:  # texts given where their embeddings belong
         where, first = text
-        if _number(first):  # '0', '12.5': a label or an id column left in, or numbers never converted
+        if is_number(first):  # '0', '12.5': a label or an id column left in, or numbers never converted
             raise DataTypeError(f"{name}: {where} holds numbers written as text ({first!r}): a label or id column? "
                                 "leave it out of the features, or convert it with astype(float) if it holds features")
         if len(first.split()) < 3:  # an id, a category, a file name
@@ -128,7 +129,8 @@ def labels_array(labels: Any, name: str = "labels") -> np.ndarray:
     2]`` the texts ``'1', '1', '2'`` and two labels one (a notebook trial), where an object array
     of them is refused as mixed, as everywhere."""
     a = np.asarray(labels)
-    if a.dtype.kind == "U" and isinstance(labels, (list, tuple)) and not all(isinstance(v, str) for v in labels):
+    if a.dtype.kind == "U" and isinstance(labels, (list, tuple)) and any(
+            v is None or isinstance(v, (bool, int, float, np.number)) for v in labels):  # (not a list of lists)
         raise DataError(f"{name} mix types that cannot be compared (e.g. numbers and text, or None); "
                         "give every label as the same type")
     return a

@@ -1310,7 +1310,7 @@ def _selection_reason(chosen, candidates, has_val: bool, compare_raw: bool, cros
             rank = chosen.extra.get("rank_nmi")
             fair = [c for c in model if not c.extra.get("in_sample")]
             # (not "did NOT beat": no fair contest was possible, a promise trial with 12 identities)
-            lead = "the raw features are used: the learned model could not be compared with them fairly"
+            lead = "the raw features are used, as the learned model could not be compared with them fairly"
             model_part = (f"with {chosen.val_true} validation identities there are no halves, so the model's "
                           f"recalibrated cuts were scored on the identities they were cut for (NMI up to "
                           f"{best_model.val_nmi:.3f}, in-sample), which cannot count against the raw features' "

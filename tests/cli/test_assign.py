@@ -938,3 +938,18 @@ def test_assign_keeps_a_private_state_private_and_updates_the_state_a_link_names
     assert ClusterState.load(shared / "s.kstate").n_samples == 70
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day2.npy", "--out", tmp_path / "d2.csv")
     assert code == 0 and ClusterState.load(shared / "s.kstate").n_samples == 80, out
+
+
+def test_rows_of_another_length_are_said_once_by_assign_with_a_model(d, tmp_path):
+    """A review: `kfree assign MODEL STATE` on rows ×3 said it twice, the model's check of the rows
+    and the state's of their embedding."""
+    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "c.csv", "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    np.save(tmp_path / "big.npy", np.load(d / "new.npy") * 3)
+    code, out = run("assign", d / "m.kfree", tmp_path / "s.kstate", tmp_path / "big.npy", "--out", tmp_path / "a.csv")
+    assert code == 0 and out.count("median length") == 1 and "outside the training rows'" in out, out
+    code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c2.csv",
+                    "--state", tmp_path / "plain.kstate")
+    assert code == 0, out
+    code, out = run("assign", tmp_path / "plain.kstate", tmp_path / "big.npy", "--out", tmp_path / "b.csv")
+    assert code == 0 and out.count("median length") == 1 and "outside the state's rows'" in out, out

@@ -316,7 +316,24 @@ def test_an_excel_tab_separated_txt_is_read_as_a_table_and_the_page_shows_ids_br
     assert "Hello team,\nmy card has not arrived." in page and "white-space:pre-wrap" in page
     (tmp_path / "lines.txt").write_text("my card\tis lost\nhow do I top up?\n")  # a tab in a text: no table
     code, out = run("encode", "texts", "--no-progress", tmp_path / "lines.txt", "--out", tmp_path / "l.npz")
-    assert code == 0 and "2 texts" in out and "tab-separated" not in out, out
+    assert code == 0 and "2 texts" in out and "tab-separated table" not in out, out
+    # (a review) a quiet day's export, its header alone: no rows, not its header as a text
+    (tmp_path / "empty.txt").write_text("ticket_id\tbody\tintent\n")
+    code, out = run("encode", "texts", "--no-progress", tmp_path / "empty.txt", "--column", "body",
+                    "--out", tmp_path / "e.npz")
+    assert code == 0 and "holds no text; the output has no rows" in out, out
+    # rows that do not match the header, and tab-separated lines without a header: lines, said so
+    (tmp_path / "ragged.txt").write_text("id\tbody\tintent\nA1\tmy card\tcard\nA2\thello\tthere\tfx\n"
+                                         "A3\twhere is it\nA4\ttop up\tfailed\ttopup\n")
+    (tmp_path / "nohead.txt").write_text("0\tI am still waiting on my card?\n1\tHow do I top up?\n")
+    for name, why in (("ragged.txt", "only 1 of its first 4 rows have the 3 cells of its header (id | body | intent)"),
+                      ("nohead.txt", "its first line (0 | I am still waiting on my card?) is no header naming columns")):
+        code, out = run("encode", "texts", "--no-progress", tmp_path / name, "--out", tmp_path / "x.npz", "--force")
+        assert code == 0 and f"{name} is read as one text per line, tabs included (its first line holds tabs, but " \
+            f"{why})" in out, out
+        code, out = run("encode", "texts", "--no-progress", tmp_path / name, "--column", "body",
+                        "--out", tmp_path / "y.npz")
+        one_line_error(code, out, f"{name} is read as one text per line (its first line holds tabs, but {why})")
 
 
 def test_a_ticket_table_keeps_its_ids_and_labels_through_cluster_and_report(tmp_path):
@@ -371,7 +388,7 @@ def test_a_ticket_table_keeps_its_ids_and_labels_through_cluster_and_report(tmp_
     one_line_error(code, out, "has no 'text' or 'texts' or 'sentence'")
     code, out = run("encode", "texts", "--no-progress", tmp_path / "lines.txt", "--column", "body",
                     "--out", tmp_path / "x.npz")
-    one_line_error(code, out, "is a .txt of one text per line")
+    one_line_error(code, out, "lines.txt is read as one text per line (its first line has no tabs)")
     # an empty ticket (an attachment only) is encoded as a blank one is, with one warning naming it,
     # so a day's file is not refused for it and its rows stay those of the table
     tickets.loc[3, "body"] = None

@@ -553,7 +553,7 @@ def test_review_fixes_of_the_pictures(tmp_path, photos):
     assert "Of the other 11, 1 mixes labels" in truth_tables_html(pred, y, max_clusters=40)
 
 
-def test_drawing_leaves_the_callers_matplotlib_backend_and_refuses_names_of_other_formats(tmp_path):
+def test_drawing_leaves_the_callers_matplotlib_backend_and_refuses_names_of_other_formats(tmp_path, monkeypatch):
     """A notebook trial: every kfree figure switched the notebook's backend to Agg for the rest of
     its session (its own plots stopped showing), and a 'sizes.svg' was written with PNG bytes."""
     import subprocess
@@ -576,3 +576,11 @@ def test_drawing_leaves_the_callers_matplotlib_backend_and_refuses_names_of_othe
         with pytest.raises(OutputError, match=f"{name}: kfree draws PNG images; give a file name ending in .png"):
             plot_cluster_sizes(np.array([0, 0, 1]), tmp_path / name)
         assert not (tmp_path / name).exists()
+    from kfree.report import plot_cluster_map
+
+    def no_map(*a, **k):  # refused before the map is computed (t-SNE takes minutes: a review)
+        raise AssertionError("the map was computed")
+
+    monkeypatch.setattr("kfree.distances.check_features", no_map)
+    with pytest.raises(OutputError, match="map.svg: kfree draws PNG images"):
+        plot_cluster_map(np.zeros((5, 2)), np.arange(5), tmp_path / "map.svg")

@@ -181,3 +181,11 @@ def test_a_list_mixing_text_and_numbers_is_refused_everywhere_labels_are_taken()
         ClusterLearner().fit(X, ["a", "a", "b", "b", 1, 1])
     with pytest.raises(DataError, match=r"got \(6, 1\) \(a column: give y.ravel\(\)"):
         ClusterLearner().fit(X, np.arange(6).reshape(-1, 1))
+    with pytest.raises(DataError, match=r"got \(6, 1\) \(a column: give y.ravel\(\)"):  # (a list of lists too)
+        ClusterLearner().fit(X, [["a"], ["b"], ["a"], ["b"], ["a"], ["b"]])
+    from kfree.report import cluster_report  # (a review: the page counted '0' and 0 as one cluster)
+
+    with pytest.raises(DataError, match="labels mix types"):
+        cluster_report("never", ["0"] * 5 + [0] * 5 + [1] * 5)
+    with pytest.raises(DataError, match="truth mix types"):
+        cluster_report("never", [0, 0, 1, 1], truth=["1", 1, 2, 2])

@@ -290,11 +290,15 @@ def held_by_id(state, data, rows: Any, transform) -> tuple[Any, Any]:
     state refuses their ids as before (another item under an id already given out)."""
     import numpy as np
 
+    from ..exceptions import DataWarning
+
     twin = state.rows_of_ids(data.index[rows]) if rows.size else np.empty(0, dtype=np.int64)
     cand, twin = rows[twin >= 0], twin[twin >= 0]
     if not cand.size:
         return cand, twin
-    Z = np.asarray(transform(data.X[cand]) if transform is not None else data.X[cand], dtype=np.float64)
+    with warnings.catch_warnings():  # (the rows added are checked, and said, once: a review)
+        warnings.simplefilter("ignore", DataWarning)
+        Z = np.asarray(transform(data.X[cand]) if transform is not None else data.X[cand], dtype=np.float64)
     kept = np.asarray(state.X[twin], dtype=np.float64)
     gap = np.linalg.norm(Z - kept, axis=1)
     same = gap <= SAME_ITEM_TOLERANCE * np.maximum(np.linalg.norm(kept, axis=1), 1e-12)
@@ -491,7 +495,8 @@ def assign(
                 labels[fresh] = assign_rows(state, Z, recluster_affected=recluster_affected,
                                             input_hashes=hashes[fresh],
                                             ids=None if state.ids is None else data.index[fresh],
-                                            photos=None if state.photos is None else state_photos(photos, fresh))
+                                            photos=None if state.photos is None else state_photos(photos, fresh),
+                                            check_lengths=model is None)  # (a model checked them: said once)
             state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
             if model is not None:  # the clusters the state now holds, against the validation identities
                 learner.check_cluster_sizes(state.labels)

@@ -383,8 +383,9 @@ def faces(
 
 @encode_app.command("texts", no_args_is_help=True)
 def texts(
-    data: Annotated[Path, typer.Argument(show_default=False, help="A .txt (one text per line) or a .csv/.parquet "
-                                                                 "table with a text column.")],
+    data: Annotated[Path, typer.Argument(show_default=False, help="A .txt (one text per line; a .txt whose first "
+                                                                 "line names tab-separated columns is a table) or "
+                                                                 "a .csv/.tsv/.parquet table with a text column.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help=OUT_HELP)] = None,
     column: Annotated[str | None, typer.Option(help="The table's text column (default: the first of "
                                                     "text, texts, sentence, message, utterance, body).")] = None,
@@ -433,15 +434,21 @@ def texts(
         out = _check_out(out, [data], force, "texts.npz")
         encoder = TextEncoder(batch_size=batch_size)
         arrays: dict = {}
-        header = tab_table(p) if p.suffix.lower() == ".txt" else None
+        header, why = tab_table(p) if p.suffix.lower() == ".txt" else (None, "")
         if header is not None:  # Excel's "Unicode text" / "Text (Tab delimited)": a table, not lines
             shown = ", ".join(header[:6]) + (", …" if len(header) > 6 else "")
             console.print(f"note: {p.name} is a tab-separated table (columns {shown}): read as a table, not as "
                           "one text per line", soft_wrap=True, highlight=False)
         if p.suffix.lower() == ".txt" and header is None:
+            lines_why = (f"its first line holds tabs, but {why}" if why else "its first line has no tabs")
             if column is not None or label_column is not None or id_column is not None:
-                raise DataError(f"{p.name} is a .txt of one text per line (its first line has no tabs): --column, "
-                                "--label-column and --id-column name columns of a .csv/.tsv/.parquet table")
+                raise DataError(f"{p.name} is read as one text per line ({lines_why}): --column, --label-column and "
+                                "--id-column name columns of a table; give the .txt a first line naming its columns, "
+                                "tab-separated (each row with as many cells), or a .csv/.tsv/.parquet")
+            if why:  # (a review: such a file was encoded line by line, ids and all, without a word)
+                err_console.print(f"[yellow]warning:[/] {p.name} is read as one text per line, tabs included "
+                                  f"({lines_why}); for a table, give it a first line naming its columns, each row "
+                                  "with as many cells", highlight=False, soft_wrap=True)
             items = read_lines(p)
         else:
             df = read_table(p, ids=id_column or "index")  # (ids as written: "007" stays "007")

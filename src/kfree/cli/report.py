@@ -45,7 +45,7 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         raise DataError(f"{path.name}: the .npz of kfree encode texts does not copy the texts (a million tickets "
                         f"would weigh gigabytes); give the .txt or table they came from")
     index = found = None
-    lines = path.suffix.lower() == ".txt" and tab_table(path) is None  # (Excel's tab-separated .txt: a table)
+    lines = path.suffix.lower() == ".txt" and tab_table(path)[0] is None  # (Excel's tab-separated .txt: a table)
     if id_column is not None and (lines or path.suffix.lower() == ".npz"):
         raise DataError(f"--id-column names a column of a .csv/.parquet table; {path.name} has none (a .txt is "
                         "taken by row, an .npz by its own 'index')")
@@ -87,7 +87,8 @@ def report(
                                                          "--images file were moved: its paths, relative or "
                                                          "absolute, are found there from any of their folders "
                                                          "on.")] = None,
-    texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line) or a .csv/.parquet "
+    texts: Annotated[Path | None, typer.Option(help="Text of each row: a .txt (one per line; one whose first line "
+                                                    "names tab-separated columns is a table) or a .csv/.tsv/.parquet "
                                                     "with a text column (--text-column; default: text, texts, "
                                                     "sentence, message, utterance or body).")] = None,
     text_column: Annotated[str | None, typer.Option(help="The --texts table's text column.")] = None,

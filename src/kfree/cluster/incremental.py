@@ -797,7 +797,7 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, pn: np
 
 def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
            hook: Callable[..., None] | None = None, input_hashes: np.ndarray | None = None,
-           ids: Any = None, photos: Any = None) -> np.ndarray:
+           ids: Any = None, photos: Any = None, check_lengths: bool = True) -> np.ndarray:
     """Add the rows ``X_new`` to ``state`` (updated in place); returns their labels.
 
     Parameters
@@ -823,6 +823,10 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
     photos : array-like of shape (n_new,), optional
         The new rows' photos, kept by a state that keeps photos (:attr:`ClusterState.photos`;
         ``""`` for rows given without); a state without them ignores them.
+    check_lengths : bool
+        Warn when the new rows' median length lies outside the state's rows' (another encoder?);
+        off where the caller checked the rows before embedding them (``kfree assign MODEL``: the
+        model's own check, said once).
 
     Returns
     -------
@@ -857,7 +861,8 @@ def assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
         photos = _check_photos([""] * X_new.shape[0] if photos is None else photos, X_new.shape[0])
     if X_new.shape[0] == 0:  # a batch of no rows (a quiet day): nothing to add, and nothing recorded
         return np.empty(0, dtype=np.int64)
-    _warn_if_unlike(state, X_new)
+    if check_lengths:
+        _warn_if_unlike(state, X_new)
     tau = state.threshold
     m, n = X_new.shape[0], state.n_samples
     thr_sq = to_sq(tau, state.distance)

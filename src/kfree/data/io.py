@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..distances import check_features
+from ..distances import check_features, is_number
 from ..exceptions import (
     DataError,
     DataFileNotFoundError,
@@ -284,15 +284,17 @@ def csv_dialect(p: Path, encoding: str | None = None) -> dict[str, str]:
             **({"encoding_errors": "replace"} if encoding == "cp1252" else {})}  # (5 bytes it leaves undefined)
 
 
-def tab_table(p: Path) -> list[str] | None:
-    """The header of a ``.txt`` that is a tab-separated table (Excel's "Unicode text" and "Text
-    (Tab delimited)" exports), else None.
+def tab_table(p: Path) -> tuple[list[str] | None, str]:
+    """``(header, "")`` for a ``.txt`` that is a tab-separated table (Excel's "Unicode text" and
+    "Text (Tab delimited)" exports); ``(None, why)`` for one whose first line holds tabs but that
+    is no such table (``why`` says what is missing), ``(None, "")`` for one without tabs there.
 
     Why: read as one text per line, such a file makes its header a text, splits every quoted cell
     that holds line breaks into several texts and encodes ids, dates and names with the words (a
-    ticket trial: 278 texts for 226 tickets, without a word). A table it is when its header has
-    tabs and at least 9 in 10 of its first 50 records (quotes read as a CSV reader reads them)
-    have as many cells as the header."""
+    ticket trial: 278 texts for 226 tickets, without a word). A table it is when its first line
+    is a header (2 or more cells, each a name: not empty, not a number, at most 64 characters)
+    and at least 9 in 10 of its next 50 records (quotes read as a CSV reader reads them) have as
+    many cells; a header alone is a table without rows (a quiet day's export)."""
     import csv
     import io as _io
 
@@ -301,21 +303,25 @@ def tab_table(p: Path) -> list[str] | None:
     text = raw.decode(text_encoding(raw, whole=len(raw) < 1 << 16), errors="replace").removeprefix("\ufeff")
     first = next((line for line in text.splitlines() if line.strip()), "")
     if "\t" not in first:
-        return None
+        return None, ""
     records = []
     try:
         for row in csv.reader(_io.StringIO(text), delimiter="\t"):
             if row and any(c.strip() for c in row):
                 records.append(row)
-    except csv.Error:
-        return None
+    except csv.Error as e:
+        return None, f"its tab-separated lines cannot be read as a table ({e})"
     if len(raw) == 1 << 16 and len(records) > 2:  # the sample's last record may be cut short
         records.pop()
-    header, rows = records[0], records[1:51]
-    if len(header) < 2 or not rows:
-        return None
+    header, rows = [c.strip() for c in records[0]], records[1:51]
+    shown = " | ".join(c[:30] for c in header[:4]) + (" | …" if len(header) > 4 else "")
+    if len(header) < 2 or not all(c and len(c) <= 64 and not is_number(c) for c in header):
+        return None, f"its first line ({shown}) is no header naming columns"
     same = sum(1 for r in rows if len(r) == len(header))
-    return [c.strip() for c in header] if same >= 0.9 * len(rows) else None
+    if same < 0.9 * len(rows):
+        return None, (f"only {same} of its first {len(rows)} rows have the {len(header)} cells of its header "
+                      f"({shown})")
+    return header, ""
 
 
 def table_header(p: Path) -> list[str]:
@@ -879,7 +885,7 @@ def warn_id_like(X: np.ndarray, names: list[str], source: str, advice: str) -> N
     track number, a frame, a priority next to embedding dimensions). Such a column is clustered as
     a feature and can decide every distance (a ticket id put tickets of 15 intents in 5 clusters
     by id); a table of embeddings has none. ``advice`` says how to leave them out (``{shown}``:
-    their names, comma-separated; ``{names}``: as a list); ``stacklevel`` as warnings.warn's, from here."""
+    their names, comma-separated; ``{names}``: as a list)."""
     if X.shape[1] < 2 or X.dtype.kind not in "fc" or X.shape[0] < 2:
         return
     with np.errstate(invalid="ignore"):

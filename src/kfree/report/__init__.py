@@ -3,7 +3,7 @@
 From Python: :func:`cluster_report` writes the page ``kfree report`` writes (sizes, a montage of
 images or examples of texts, metrics, a 2-d map); :func:`plot_cluster_sizes`,
 :func:`plot_cluster_map` and :func:`plot_learner_validation` write one PNG each and return its
-path (figures are drawn on canvases of their own: a notebook's matplotlib backend is left as it
+path (the map: its path and how it was drawn, t-SNE or PCA; figures are drawn on canvases of their own: a notebook's matplotlib backend is left as it
 is). Imported on first use (matplotlib is slow to import).
 """
 
@@ -27,4 +27,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*__all__, *(n for n in globals() if n.startswith("__"))})

@@ -20,7 +20,7 @@ import numpy as np
 from ..data.images import heif_readable, viewable_rgb
 from ..exceptions import DataError, DataWarning, OutputError, first_line, user_stacklevel
 from ..utils.io import atomic_dir
-from .figures import largest_clusters, pd_isna, plural, pyplot, save_png, short_id
+from .figures import check_png, largest_clusters, pd_isna, plural, pyplot, save_png, short_id
 
 #: thumbnails are read at this size (pixels, longest side) for the montage
 THUMBNAIL = 96
@@ -108,6 +108,7 @@ def _count_axis(ax, which: str, values: np.ndarray) -> tuple[float, float]:
 
 def plot_cluster_sizes(labels: np.ndarray, path: str | Path) -> Path:
     """How many clusters have each size (log scales over wide ranges): singletons, pairs, … the largest."""
+    check_png(path)
     _, counts = np.unique(labels, return_counts=True)
     sizes, n_clusters = np.unique(counts, return_counts=True)
     fig, ax = pyplot().subplots(figsize=(6, 3.2))
@@ -137,6 +138,8 @@ def plot_cluster_map(X: np.ndarray, labels: np.ndarray, path: str | Path, *, max
     openTSNE (``pip install 'kfree[report]'``) when installed, else PCA; a seeded sample of
     ``max_points`` rows above that many. Returns the path and the method's name."""
     from ..distances import check_features
+
+    check_png(path)  # (before the map: t-SNE takes minutes)
 
     plt = pyplot()
     X = check_features(X, name="features", min_samples=1)  # (as given: only the sample is converted)
@@ -230,9 +233,11 @@ def cluster_report(
     Returns the path of ``index.html``. The files are written to a temporary folder beside
     ``out_dir`` and moved in at the end, so a failure (an unreadable image) leaves no partial report.
     """
+    from ..distances import labels_array
     from ..metrics.clustering import as_numbers, noise_as_singletons
 
-    labels = np.asarray(labels)
+    labels = labels_array(labels, "labels")  # (a list of '0' and 0 was one cluster: a review)
+    truth = None if truth is None else labels_array(truth, "truth")
     n = labels.shape[0]
     if labels.ndim != 1 or n == 0:
         raise DataError(f"labels must be a non-empty 1-d array, got shape {labels.shape}")

@@ -52,15 +52,21 @@ def pyplot() -> Any:
     return _AggFigures()
 
 
-def save_png(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``path`` (PNG, parent folders created) and close it; returns the path.
-
-    A path that does not end in ``.png`` is refused: PNG bytes in a ``sizes.svg`` (a notebook
-    trial) open as nothing, or as an error, wherever the name says another format."""
+def check_png(path: str | Path) -> Path:
+    """``path`` when it ends in ``.png``, else an OutputError: PNG bytes in a ``sizes.svg`` (a
+    notebook trial) open as nothing, or as an error, wherever the name says another format.
+    Called before drawing (a t-SNE map takes minutes) and again when writing."""
     from ..exceptions import OutputError
 
     if Path(path).suffix.lower() != ".png":
         raise OutputError(f"{Path(path).name}: kfree draws PNG images; give a file name ending in .png")
+    return Path(path)
+
+
+def save_png(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (PNG, :func:`check_png`; parent folders created) and close it;
+    returns the path."""
+    check_png(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     if fig.canvas.manager is not None:  # (a pyplot figure: closed, as pyplot keeps it otherwise)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .figures import pyplot, save_png
+from .figures import check_png, pyplot, save_png
 
 
 def plot_learner_validation(learner: Any, path: str | Path, *, title: str | None = None) -> Path | None:
@@ -66,6 +66,7 @@ def plot_validation_curve(
     at the step chosen on the other half (:func:`~kfree.evaluate.selection.cross_fitted`).
     Returns ``None`` (writes nothing) when the history holds no validation rows.
     """
+    check_png(path)
     rows = [r for r in history if "val_nmi" in r]
     if not rows:
         return None
