@@ -19,7 +19,7 @@ classes, differently for every seed. Rows:
 - raw features + k-means *given* the true K (an oracle a no-K method must approach).
 
 Sets: AT&T faces (shipped; dlib 128-d; 24/6 seen, 10 unseen people), CelebA dlib descriptors
-(``../shared/data/faces_celeba``, skipped when absent; 176/44 seen — the 20 % that ``kfree train`` holds out —, 79 unseen), Banking77
+(``$KFREE_SHARED_DATA`` or ``../shared/data``: the run stops when absent; 176/44 seen — the 20 % that ``kfree train`` holds out —, 79 unseen), Banking77
 (shipped; MiniLM 384-d; 36/14 seen intents, 27 unseen; validation and test use the official test
 utterances), scikit-learn digits (64 pixels; digits 0–5 seen — 2 of them, by seed, for
 validation — and 6–9 unseen), synthetic blobs (32-d sphere blobs, spread 1.0, 20 items each; 64/16 seen, 25 unseen).
@@ -42,7 +42,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "unseen"
-SHARED = ROOT.parent / "shared" / "data"
+#: the staged data (``$KFREE_SHARED_DATA``, as the tests and reproductions read it, else ``../shared/data``)
+SHARED = Path(os.environ.get("KFREE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SETS = ("att_faces", "celeba", "banking77", "digits", "blobs")
 LOSSES = ("bcl", "triplet-l1", "triplet-l2", "triplet-l3", "prototypical", "contrastive", "softmax",
           "norm-softmax")
@@ -55,17 +56,20 @@ SET_TRAIN: dict[str, dict[str, Any]] = {
 }
 
 
-def celeba_faces() -> tuple[np.ndarray, np.ndarray] | None:
-    """The CelebA dlib descriptors and identity labels of ``../shared/data`` (None when absent)."""
+def celeba_faces() -> tuple[np.ndarray, np.ndarray]:
+    """The CelebA dlib descriptors and identity labels of :data:`SHARED`. Absent, the run stops,
+    saying where it looked: skipped without a word, a run from a clone elsewhere rewrote the
+    committed tables without CelebA's rows (a benchmark audit)."""
     path = SHARED / "faces_celeba" / "celeba_dlib128.npz"
     if not path.exists():
-        return None
+        raise SystemExit(f"the CelebA descriptors are not at {path}: set KFREE_SHARED_DATA to the folder of the "
+                         "staged data sets, or leave celeba out of --sets")
     with np.load(path, allow_pickle=False) as z:
         return z["embeddings"].astype(np.float32), z["labels"].astype(np.int64)
 
 
-def load_set(name: str, seed: int) -> dict[str, np.ndarray] | None:
-    """Train / validation / unseen-test arrays of ``name`` for ``seed`` (None when not available)."""
+def load_set(name: str, seed: int) -> dict[str, np.ndarray]:
+    """Train / validation / unseen-test arrays of ``name`` for ``seed``."""
     from kfree.data.builtin import load_builtin
     from kfree.data.splits import split_identities
 
@@ -74,10 +78,7 @@ def load_set(name: str, seed: int) -> dict[str, np.ndarray] | None:
         sp = split_identities(ds.y, 24, 6, 10, seed=seed)
         X, y, tr, va, te = ds.X, ds.y, sp.train_idx, sp.val_idx, sp.test_idx
     elif name == "celeba":
-        faces = celeba_faces()
-        if faces is None:
-            return None
-        X, y = faces
+        X, y = celeba_faces()
         sp = split_identities(y, 176, 44, 79, seed=seed)  # kfree train holds out 20 % of the 220 seen
         tr, va, te = sp.train_idx, sp.val_idx, sp.test_idx
     elif name == "banking77":
@@ -268,9 +269,6 @@ def run(sets, seeds, methods, variant: str = "", params: dict[str, Any] | None =
                     continue
                 if data is None:
                     data = load_set(set_name, seed)
-                    if data is None:
-                        print(f"{set_name}: data not found under {SHARED}; skipped")
-                        break
                 torch.manual_seed(seed)
                 t0 = time.perf_counter()
                 rec = (run_baseline(data, method, seed) if method in BASELINES

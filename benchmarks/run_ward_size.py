@@ -16,7 +16,7 @@ as the batch's rows per identity move away from the validation identities':
 
 - Banking77 (shipped, MiniLM): 36 seen intents, 14 validation intents cut to 20 (and, a second
   model, 80) rows each, 27 unseen intents at 20, 40, 80 and all (~160) rows each;
-- CelebA dlib descriptors (``../shared/data``; skipped when absent): 176 seen, 44 validation
+- CelebA dlib descriptors (``$KFREE_SHARED_DATA`` or ``../shared/data``; the run stops when absent): 176 seen, 44 validation
   identities cut to 5 (or all ~21) rows each, 79 unseen at 5, 10 and all (~21) rows each;
 - scikit-learn digits: digits 0–5 seen (2 of them for validation, cut to 20 rows each, or all
   ~180), digits 6–9 unseen at 20, 60 and all (~180) rows each.
@@ -50,7 +50,7 @@ SIZES: dict[str, list[tuple[int | None, tuple[int | None, ...]]]] = {
 }
 
 
-def _split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def _split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(X, y, train, validation, unseen)`` row indices of one set and seed."""
     from kfree.data.splits import split_identities
 
@@ -62,10 +62,7 @@ def _split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         sp = split_identities(y, 36, 14, 27, seed=seed)
         return X, y, sp.train_idx, sp.val_idx, sp.test_idx
     if name == "celeba":
-        faces = celeba_faces()
-        if faces is None:
-            return None
-        X, y = faces
+        X, y = celeba_faces()
         sp = split_identities(y, 176, 44, 79, seed=seed)
         return X, y, sp.train_idx, sp.val_idx, sp.test_idx
     from sklearn.datasets import load_digits
@@ -92,10 +89,7 @@ def run_set(name: str, seed: int, val_per: int | None, sizes: tuple[int | None, 
     from kfree.exceptions import ClusterSizeWarning
     from kfree.metrics import nmi
 
-    split = _split(name, seed)
-    if split is None:
-        return []
-    X, y, tr, va, te = split
+    X, y, tr, va, te = _split(name, seed)
     rng = np.random.default_rng(seed)
     va = _per_identity(va, y, val_per, rng)
     t0 = time.perf_counter()
