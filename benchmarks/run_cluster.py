@@ -122,7 +122,7 @@ def child(method: str, family: str, n: int, seed: int, out: str) -> None:
     tau = FAMILIES[family]["tau"]
     if method in ("kfree", "knn-cc", "finch", "hdbscan"):
         run_method(method, make_family(family, 300, seed + 1)[0], tau)  # warm-up: JIT, imports
-    if method == "kfree" and n > 5000:  # and the sparse path's kernels, which 300 points (dense) never
+    if method == "kfree" and n >= 5000:  # and the sparse path's kernels, which 300 points (dense) never
         # compile: a fresh clone's first run timed numba's compilation (7.5 s at 5,000 points: an audit)
         run_method(method, make_family(family, 6000, seed + 1)[0], tau)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
