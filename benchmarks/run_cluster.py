@@ -223,9 +223,47 @@ def write_markdown(family: str, data: dict, path: Path) -> None:
                 ratios.append(f"| {n} | {ref} | {f['wall_s'] / k['wall_s']:.1f}× | "
                               f"{f['peak_gib'] / k['peak_gib']:.1f}× |")
     if ratios:
-        lines += ["", "kfree vs the exact reference implementations in the same run (reference / kfree):",
+        lines += ["", "kfree vs the exact reference implementations, rows of one table (reference / kfree; "
+                  "see the runs below for which run measured which row):",
                   "", "| n | reference | wall time | peak memory |", "| --- | --- | --- | --- |", *ratios]
+    runs: dict[str, list[str]] = {}
+    for r in rows:  # (rows measured before rows kept their run: "not recorded")
+        info = r.get("run")
+        key = (f"{info['date']}, commit {info['commit']}: `{info['command']}`; {info['versions']}" if info
+               else "not recorded (measured before rows kept their run)")
+        runs.setdefault(key, []).append(f"{r['method']} {r['n']}")
+    lines += ["", "Runs (one seed, one repetition each; the table merges rows of several):", ""]
+    lines += [f"- {key} — " + ("every row" if len(runs) == 1 else ", ".join(cells)) for key, cells in runs.items()]
     path.write_text("\n".join(lines) + "\n")
+
+
+def run_provenance() -> dict[str, str]:
+    """What a row was measured with: the date, the commit (``+dirty`` with changes), the command
+    and the versions of the libraries timed. Rows are merged across runs, so each row keeps its
+    own (a benchmark audit found tables merged from runs of other code with none)."""
+    import importlib.metadata as md
+    import subprocess
+    import sys
+
+    def version(name: str) -> str:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return "-"
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit += "+dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    pkgs = ("kfree", "numpy", "scipy", "fastcluster", "numba", "scikit-learn", "hdbscan", "faiss-cpu")
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
+            "command": "python -m benchmarks.run_cluster " + " ".join(sys.argv[1:]),
+            "versions": ", ".join(f"{n} {version(n)}" for n in pkgs) + f", python {platform.python_version()}"}
 
 
 def main(argv=None) -> None:
@@ -263,6 +301,7 @@ def main(argv=None) -> None:
     data["load"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     sizes = [int(s) for s in a.sizes.split(",") if s]
     methods = [m for m in a.methods.split(",") if m]
+    run_info = run_provenance()
     dead: dict[str, str] = {}
     for n in sizes:
         _, y = make_family(a.family, n, a.seed)
@@ -284,7 +323,7 @@ def main(argv=None) -> None:
                 labels_fc = res["labels"]
         for m, res in results.items():
             row = {"family": a.family, "n": n, "method": m, "seed": a.seed, "true_k": int(y.max()) + 1,
-                   "status": res["status"]}
+                   "status": res["status"], "run": run_info}
             if res["status"] == "ok":
                 lab = res.pop("labels")
                 row.update({k: v for k, v in res.items() if k != "status"})
