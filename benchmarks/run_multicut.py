@@ -169,7 +169,8 @@ def main(argv=None) -> None:
             f"({a.time_limit:.0f} s) the 'ILP' column is only its best multicut, not a proven "
             "optimum (complete graphs with Gaussian costs: neither HiGHS nor OR-tools CP-SAT "
             "closes the gap at 30 nodes in minutes here). Command: `python -m "
-            f"benchmarks.run_multicut exact --sizes {a.sizes or '30,40,60'} --instances {a.instances}`.",
+            f"benchmarks.run_multicut exact --sizes {a.sizes or '30,40,60'} --instances {a.instances} "
+            f"--time-limit {a.time_limit:g}`.",
             "",
             "| family | n | inst | GAEC | GAEC+KLj | + restarts | ILP | proven | gap KLj | gap restarts | heuristic s | ILP s |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
