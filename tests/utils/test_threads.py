@@ -66,3 +66,34 @@ def test_numba_threads_are_limited_when_numba_is_loaded():
     with limit_threads(1) as lim:
         assert lim.numba == 1 and numba.get_num_threads() == 1
     assert numba.get_num_threads() == before
+
+
+def test_overlapping_one_blas_thread_blocks_restore_the_limit_the_first_found():
+    """A web-service trial: parallel fits each set BLAS to one thread and restored what they saw,
+    so a block begun inside another restored 1 thread, and the process kept it."""
+    import threading
+    import time
+
+    from threadpoolctl import threadpool_info
+
+    from kfree.utils.threads import one_blas_thread
+
+    def blas() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas()
+    inside: list[list[int]] = []
+
+    def block(delay: float) -> None:
+        time.sleep(delay)
+        with one_blas_thread():
+            inside.append(blas())
+            time.sleep(0.2 - delay)  # the first in leaves first: the others are still in
+
+    threads = [threading.Thread(target=block, args=(d,)) for d in (0.0, 0.05, 0.1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert inside and all(all(n == 1 for n in b) for b in inside)
+    assert blas() == before

@@ -756,7 +756,7 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from threadpoolctl import threadpool_limits
+    from ..utils.threads import one_blas_thread
 
     n = X32.shape[0]
     k_cells = centres.shape[0]
@@ -800,7 +800,7 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int
         parts_c.append(buf_c[:k].copy())
         return parts_p, parts_c
 
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(n_threads) as ex:
+    with one_blas_thread(), ThreadPoolExecutor(n_threads) as ex:
         done = list(ex.map(job, itertools.pairwise(edges)))
     pts = np.concatenate([q for pp, _ in done for q in pp])
     cells = np.concatenate([q for _, cc in done for q in cc])
