@@ -797,3 +797,16 @@ def test_the_progress_hook_gets_each_epoch_s_own_mean_loss(blobs):
     losses = [s["loss"] for _, s in calls]
     assert all(np.isfinite(losses)) and len(set(losses)) == 4, losses
     assert losses[-1] == pytest.approx(learner.history_[-1]["loss"])
+
+
+def test_loading_a_model_leaves_torch_s_random_stream_alone(tmp_path, blobs):
+    """A web-service trial: building the head (and a softmax loss's class weights) before the saved
+    weights replace them drew from torch's global generator, so each model reload moved the
+    service's own random stream."""
+    Xtr, ytr, *_ = blobs
+    for loss in ("bcl", "softmax"):
+        path = ClusterLearner(TrainConfig(loss=loss, epochs=1, seed=0)).fit(Xtr, ytr).save(tmp_path / f"{loss}.kfree")
+        torch.manual_seed(123)
+        before = torch.random.get_rng_state()
+        ClusterLearner.load(path)
+        assert torch.equal(torch.random.get_rng_state(), before), loss

@@ -1026,16 +1026,22 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                     params.update(head="mlp", threshold_mode="learned", compare_raw=False)
                 self = ClusterLearner.from_params(**params)
             cfg = self._train_config()
-            self.model_ = head_from_config(payload["model_config"])
-            self.model_.load_state_dict(payload["model_state"])
-            self.model_.eval()
+            import torch
+
             if cfg.loss not in registry.names("loss"):  # the file is whole: its loss is not here
                 raise ModelError(f"{p.name} was trained with loss {cfg.loss!r}, which this kfree does not know: "
                                  "import the module that registers it (@register('loss', ...)) before loading "
                                  "(for the CLI: KFREE_PLUGINS=that_module, or a kfree.plugins entry point), or "
                                  "load it with the kfree it was trained with")
-            self.loss_ = registry.get("loss", cfg.loss, **cfg.loss_params)
-            self.loss_.on_num_classes(int(payload["provenance"].get("n_train_identities", 2)), self.model_.out_dim)
+            # the head's layers and a loss's parameters are initialised from torch's global generator
+            # before the saved ones replace them: a load moved the caller's random stream (a service trial)
+            with torch.random.fork_rng(devices=[]):
+                self.model_ = head_from_config(payload["model_config"])
+                self.loss_ = registry.get("loss", cfg.loss, **cfg.loss_params)
+                self.loss_.on_num_classes(int(payload["provenance"].get("n_train_identities", 2)),
+                                          self.model_.out_dim)
+            self.model_.load_state_dict(payload["model_state"])
+            self.model_.eval()
             self.loss_.load_state_dict(payload["loss_state"])
             self.learned_threshold_ = Threshold.from_dict(payload["threshold"])
             from .evaluate.calibrate import LogisticCalibration
