@@ -76,7 +76,7 @@ def test_overlapping_one_blas_thread_blocks_restore_the_limit_the_first_found():
 
     from threadpoolctl import threadpool_info
 
-    from kfree.utils.threads import one_blas_thread
+    from kfree.utils.blas import one_blas_thread
 
     def blas() -> list[int]:
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]

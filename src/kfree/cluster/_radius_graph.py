@@ -756,7 +756,7 @@ def _query_lists(X32, assign, centres, radii, rad, *, rows: int = 256, cols: int
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..utils.threads import one_blas_thread
+    from ..utils.blas import one_blas_thread
 
     n = X32.shape[0]
     k_cells = centres.shape[0]
