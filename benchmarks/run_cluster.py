@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._provenance import run_provenance
+
 FAMILIES = {
     "a": dict(r=0.8, tau=1.4, cap=None),
     "b": dict(r=0.3, tau=0.6, cap=5000),
@@ -237,35 +239,6 @@ def write_markdown(family: str, data: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_provenance() -> dict[str, str]:
-    """What a row was measured with: the date, the commit (``+dirty`` with changes), the command
-    and the versions of the libraries timed. Rows are merged across runs, so each row keeps its
-    own (a benchmark audit found tables merged from runs of other code with none)."""
-    import importlib.metadata as md
-    import subprocess
-    import sys
-
-    def version(name: str) -> str:
-        try:
-            return md.version(name)
-        except md.PackageNotFoundError:
-            return "-"
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        commit += "+dirty" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    pkgs = ("kfree", "numpy", "scipy", "fastcluster", "numba", "scikit-learn", "hdbscan", "faiss-cpu")
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
-            "command": "python -m benchmarks.run_cluster " + " ".join(sys.argv[1:]),
-            "versions": ", ".join(f"{n} {version(n)}" for n in pkgs) + f", python {platform.python_version()}"}
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", choices=sorted(FAMILIES), default="a")
@@ -301,7 +274,7 @@ def main(argv=None) -> None:
     data["load"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     sizes = [int(s) for s in a.sizes.split(",") if s]
     methods = [m for m in a.methods.split(",") if m]
-    run_info = run_provenance()
+    run_info = run_provenance("run_cluster")
     dead: dict[str, str] = {}
     for n in sizes:
         _, y = make_family(a.family, n, a.seed)

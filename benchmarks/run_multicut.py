@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._provenance import run_provenance
+
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 
 
@@ -182,6 +184,11 @@ def main(argv=None) -> None:
                 f"| {100 * r['klj_gap']:.2f} % | {100 * r['restarts_gap']:.2f} % "
                 f"| {r['restarts_s']:.2f} | {r['ilp_s']:.1f} |"
             )
+    run = run_provenance("run_multicut")  # (each row keeps it: a benchmark audit found none)
+    for r in rows:
+        r["run"] = run
+    lines += ["", f"Run: {run['date']}, commit {run['commit']}: `{run['command']}`; {run['versions']}. One seed, "
+              "one repetition."]
     (RESULTS / f"multicut_{a.mode}.json").write_text(json.dumps(rows, indent=1))
     (RESULTS / f"multicut_{a.mode}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
