@@ -584,3 +584,20 @@ def test_drawing_leaves_the_callers_matplotlib_backend_and_refuses_names_of_othe
     monkeypatch.setattr("kfree.distances.check_features", no_map)
     with pytest.raises(OutputError, match="map.svg: kfree draws PNG images"):
         plot_cluster_map(np.zeros((5, 2)), np.arange(5), tmp_path / "map.svg")
+
+
+def test_what_the_terminal_warns_of_the_matching_is_said_on_the_page_too(tmp_path):
+    """A ticket trial: texts taken by row number (the clusters named their rows by ids, the texts
+    file had none) were warned about in the terminal, while the page, which is what is shared,
+    said nothing."""
+    pd.DataFrame({"index": [f"T-{i}" for i in range(6)], "cluster": [0, 0, 1, 1, 2, 2],
+                  "row": range(6)}).to_csv(tmp_path / "c.csv", index=False)
+    pd.DataFrame({"text": [f"ticket {i}" for i in range(6)]}).to_csv(tmp_path / "t.csv", index=False)
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "t.csv", "--out", tmp_path / "r")
+    assert code == 0 and "taken by row number" in out, out
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "Note: c.csv names its rows by their own ids" in page and "taken by row number" in page
+    pd.DataFrame({"index": [f"T-{i}" for i in range(6)], "text": [f"ticket {i}" for i in range(6)]}).to_csv(
+        tmp_path / "t2.csv", index=False)
+    code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "t2.csv", "--out", tmp_path / "r2")
+    assert code == 0 and "Note:" not in (tmp_path / "r2" / "index.html").read_text(), out  # joined by id: nothing

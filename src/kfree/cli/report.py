@@ -133,9 +133,24 @@ def report(
         def ids_in(p: Path) -> str | None:  # --id-column, for a table that has that column
             return id_column if id_column and p.suffix.lower() in TABLES and id_column in table_header(p) else None
 
+        import warnings
+
+        said: list[str] = []  # how the rows were matched, on the page too (a ticket trial saw it in the terminal only)
+
+        def noted(read):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                got = read()
+            for w in caught:
+                if not issubclass(w.category, DeprecationWarning):
+                    said.append(str(w.message))
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            return got
+
         y = None
         if truth is not None:
-            y = truth_for(pred, truth, label_column=label_column, pred_name=clusters.name, id_column=ids_in(truth))
+            y = noted(lambda: truth_for(pred, truth, label_column=label_column, pred_name=clusters.name,
+                                        id_column=ids_in(truth)))
         elif "label" in pred.columns:
             y = pred["label"].to_numpy()
         paths = lines = boxes = None
@@ -144,12 +159,12 @@ def report(
                           f"faces wrote) shows the faces in the montage, --images {escape(clusters.name)} the whole "
                           "photos", soft_wrap=True, highlight=False)
         if images is not None:
-            listed, boxes = _items(images, pred, ("path", "photo", "image", "file"), "image paths", clusters.name,
-                                   arrays=("paths",), extra="boxes", id_column=id_column)
+            listed, boxes = noted(lambda: _items(images, pred, ("path", "photo", "image", "file"), "image paths",
+                                                 clusters.name, arrays=("paths",), extra="boxes", id_column=id_column))
             paths = locate_images(listed, images, image_root=image_root, written_in=written_in(images))
         if texts is not None:
-            lines, _ = _items(texts, pred, (text_column,) if text_column else TEXT_COLUMNS, "texts", clusters.name,
-                              option="--text-column", id_column=id_column)
+            lines, _ = noted(lambda: _items(texts, pred, (text_column,) if text_column else TEXT_COLUMNS, "texts",
+                                            clusters.name, option="--text-column", id_column=id_column))
         X = None
         if features is not None:
             from ..data.io import load_features
@@ -157,8 +172,8 @@ def report(
 
             feats = load_features(features, min_samples=1, ignore_columns=ignored(ignore_columns),
                                   id_column=ids_in(features), partial_labels=True)  # (labels unused)
-            X = feats.X[item_rows(pred, feats.index, feats.n_samples, pred_name=clusters.name,
-                                  items_name=features.name, what="features")]
+            X = feats.X[noted(lambda: item_rows(pred, feats.index, feats.n_samples, pred_name=clusters.name,
+                                                items_name=features.name, what="features"))]
             import importlib.util
 
             if X.shape[0] > 2000 and importlib.util.find_spec("openTSNE") is not None:  # (PCA is quick)
@@ -168,7 +183,7 @@ def report(
         text_ids = pred["index"].to_numpy() if lines is not None and "index" in pred.columns else None
         page = cluster_report(out, labels, truth=y, images=paths, boxes=boxes, texts=lines, ids=text_ids, features=X,
                               title=f"kfree — {clusters.name}", source=str(clusters), max_clusters=max_clusters,
-                              per_cluster=per_cluster, overwrite=True)  # (--out checked above, --force included)
+                              per_cluster=per_cluster, overwrite=True, notes=said)  # (--out checked above, --force included)
         numbers = as_numbers(labels)  # (noise rows counted as the page counts them: each a cluster)
         n_clusters = np.unique(labels).size if numbers is None else np.unique(singletons_for_noise(numbers)).size
         console.print(f"{plural(labels.size, 'row')} in {plural(n_clusters, 'cluster')}; report written to "

@@ -206,6 +206,7 @@ def cluster_report(
     per_cluster: int | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write ``out_dir/index.html`` with ``sizes.png``, and ``montage.png`` (images) or examples of
     each cluster's texts; with ``truth``, the metrics and each cluster's majority label.
@@ -224,6 +225,8 @@ def cluster_report(
     max_clusters : the largest clusters shown in the montage and the text examples.
     per_cluster : random members shown per cluster (default: 6 images, 5 texts).
 
+    notes : sentences shown under the summary (what the page's reader should know of how its rows
+        were matched: ``kfree report`` puts its warnings here, which the terminal alone said).
     overwrite : write into an ``out_dir`` that already holds files (those of the report's names
         are replaced). Without it such a folder is refused, as the CLI refuses one without
         ``--force``: a folder of photos or an earlier report is not written over by a typo.
@@ -275,7 +278,7 @@ def cluster_report(
                               f"{out_dir}: writing there would replace it; give another output folder")
     with atomic_dir(out_dir, owned=REPORT_FILES) as out:
         page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed,
-                             per_cluster, boxes, n_noise=int(noise.sum()), ids=ids)
+                             per_cluster, boxes, n_noise=int(noise.sum()), ids=ids, notes=tuple(notes))
     return Path(out_dir) / page.name
 
 
@@ -284,7 +287,7 @@ REPORT_FILES = ("index.html", "sizes.png", "montage.png", "map.png")
 
 
 def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed,
-                  per_cluster=None, boxes=None, n_noise: int = 0, ids=None) -> Path:
+                  per_cluster=None, boxes=None, n_noise: int = 0, ids=None, notes: tuple[str, ...] = ()) -> Path:
     from ..metrics import evaluate_clustering
     from .html import shown_note, text_clusters_html, truth_tables_html, write_run_index
     from .montage import cluster_montage
@@ -302,6 +305,8 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
                     "number (-1 #1, -1 #2, …), as the scores count them.")
     if source:
         summary += f" <span class='muted'>({html.escape(source)})</span>"
+    for note in notes:
+        summary += f"</p><p class='muted'>Note: {html.escape(note)}"
     rows: list[dict[str, Any]] = []
     if truth is not None:
         truth = np.asarray(truth)
