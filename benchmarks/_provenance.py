@@ -3,34 +3,39 @@
 from __future__ import annotations
 
 import platform
-import time
+import subprocess
 from pathlib import Path
 
 
+def commit() -> str | None:
+    """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or None."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def run_provenance(runner: str) -> dict[str, str]:
-    """What a row was measured with: the date, the commit (``+dirty`` with changes), the command
-    and the versions of the libraries timed. Rows are merged across runs, so each row keeps its
-    own (a benchmark audit found tables merged from runs of other code with none)."""
+    """What a row was measured with: the date, the commit (:func:`commit`), the command and the
+    versions of the libraries timed. Rows are merged across runs, so each row keeps its own (a
+    benchmark audit found tables merged from runs of other code with none)."""
     import importlib.metadata as md
-    import subprocess
     import sys
 
-    def version(name: str) -> str:
+    from kfree.utils.provenance import utc_now
+
+    def version(name: str) -> str:  # (by distribution: the optional ones may be absent)
         try:
             return md.version(name)
         except md.PackageNotFoundError:
             return "-"
 
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        commit += "+dirty" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     pkgs = ("kfree", "numpy", "scipy", "fastcluster", "numba", "scikit-learn", "hdbscan", "faiss-cpu", "highspy")
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
+    return {"date": utc_now(), "commit": commit() or "unknown",
             "command": f"python -m benchmarks.{runner} " + " ".join(sys.argv[1:]),
             "versions": ", ".join(f"{n} {version(n)}" for n in pkgs) + f", python {platform.python_version()}"}

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._provenance import commit
+
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 R, TAU, DIM, CAP, K_MAX = 0.3, 0.6, 64, 5000, 33_333
 CHUNK = 250_000
@@ -165,19 +167,6 @@ def run_dask(path: Path, workers: int) -> tuple[dict, np.ndarray]:
                driver_cpu_s=drv_cpu, peak_rss_gib=rss.peak / 2**30, n_clusters=int(labels.max()) + 1)
     out.pop("wall")
     return out, labels
-
-
-def _commit() -> str | None:
-    """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or None."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               check=True, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
 
 
 def _prefix(key) -> str:
@@ -409,7 +398,7 @@ def main() -> None:
                 # the labels stay beside the data (never committed) for later checks
                 np.save(path.with_name(f"{path.stem}.labels_{w}.npy"), labels)
                 r.update(workers=w, load_avg=os.getloadavg()[0],
-                         date=time.strftime("%Y-%m-%d %H:%M"), commit=_commit(),
+                         date=time.strftime("%Y-%m-%d %H:%M"), commit=commit(),
                          nmi=float(nmi(y, labels)))
                 res["runs"][key] = r
                 save(res)
