@@ -63,8 +63,9 @@ def _text(t: Any) -> str:
 
 
 def _id(v: Any) -> str:
-    s = str(v)
-    return f"<span class='id'>{html.escape(s if len(s) <= 40 else s[:20] + '…' + s[-19:])}</span>"
+    """A row id before its text, whole, as the page shows every id (figures shorten theirs:
+    :func:`~kfree.report.figures.short_id`)."""
+    return f"<span class='id'>{html.escape(str(v))}</span>"
 
 
 def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: list[str] | None,
