@@ -180,7 +180,7 @@ def test_an_id_column_left_in_a_dataframe_is_warned_about_as_a_table_s_is():
 
     X, y = sphere_blobs(6, 10, dim=4, seed=0)
     frame = pd.DataFrame(X, columns=list("abcd")).assign(ticket_id=np.arange(1000, 1060))
-    with pytest.warns(DataWarning, match=r"X: column\(s\) \['ticket_id'\] hold whole numbers.*drop them from X first "
+    with pytest.warns(DataWarning, match=r"X: column\(s\) \['ticket_id'\] look like ids.*drop them from X first "
                                          r"\(X.drop\(columns=\['ticket_id'\]\)\)"):
         ClusterLearner(TrainConfig(epochs=1)).fit(frame, y)
     with warnings.catch_warnings():

@@ -273,11 +273,15 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
     pd.DataFrame({"episode": ["e1"], "a": [t_a], "b": [t_b], "n": [3]}).to_csv(files / "wide_cl.csv", index=False)
     # a co-occurrence list that also names tracks the data left out: those pairs alone are left out, said
     pd.DataFrame({"a": [t_a, 9999], "b": [t_b, t_a]}).to_csv(files / "some_cl.csv", index=False)
+    # most pairs unknown: another episode's list, whose few known values are not about these rows (a TV trial)
+    pd.DataFrame({"a": [t_a, 9999, 9998], "b": [t_b, t_a, 1]}).to_csv(files / "other_cl.csv", index=False)
     code, out = run("cluster", files / "tracks.kfree", files / "ep.csv", "--link-column", "track", "--cannot-link",
                     files / "cl.csv", "--out", files / "ep_c.csv")
     assert code == 0, out
     assert "must-link and 1 cannot-link pairs kept" in out, out
-    labels = pd.read_csv(files / "ep_c.csv")["cluster"].to_numpy()
+    written = pd.read_csv(files / "ep_c.csv")
+    np.testing.assert_array_equal(written["track"], track)  # each row's track beside its cluster (a TV trial)
+    labels = written["cluster"].to_numpy()
     for t in np.unique(track):
         assert np.unique(labels[track == t]).size == 1, t
     assert labels[track == t_a][0] != labels[track == t_b][0]
@@ -303,12 +307,20 @@ def test_cluster_with_tracks_and_pairs_that_cannot_link(files):
     code, out = run("cluster", files / "ep.csv", "--threshold", "0.5", "--link-column", "track", "--cannot-link",
                     files / "cl.csv", "--out", files / "ep_raw.csv")  # features as they are, no model
     assert code == 0 and "cannot-link pairs kept" in out, out
+    code, out = run("cluster", files / "ep.csv", "--threshold", "1e-9", "--link-column", "track", "--out",
+                    files / "ep_alone.csv")  # (a TV trial: times and boxes clustered, every track alone, no word)
+    assert code == 0 and "every --link-column track group is a cluster of its own (30): no two groups joined at the " \
+                         "threshold 1e-09 sqeuclidean" in " ".join(out.split()), out
     raw = pd.read_csv(files / "ep_raw.csv")["cluster"].to_numpy()
     assert all(np.unique(raw[track == t]).size == 1 for t in np.unique(track))
     assert raw[track == t_a][0] != raw[track == t_b][0]
     for args, message in [
         (["--link-column", "trak"], "ep.csv has no column 'trak'; columns are ['f0', 'f1'"),
-        (["--link-column", "track", "--state", files / "s.kstate"], "are for --method hac without --state"),
+        (["--link-column", "track", "--state", files / "s.kstate"], "are for kfree cluster without --state"),
+        (["--link-column", "track", "--method", "multicut"], "are for --method hac: --method multicut takes no pairs"),
+        (["--cannot-link", files / "other_cl.csv", "--link-column", "track"],
+         "other_cl.csv: 2 of its 3 pairs name a 'track' value that ep.csv does not hold (first: 9999 is no 'track' "
+         "value of ep.csv (pair 2)): is it the pairs file of this data?"),
         (["--cannot-link", files / "cl99.csv", "--ignore-columns", "track"], "99 is no row number (0..59) of ep.csv"),
         (["--cannot-link", files / "cl99.csv", "--link-column", "track"], "99 is no 'track' value of ep.csv"),
         (["--cannot-link", files / "self.csv", "--link-column", "track"],  # (was an internal must-link message)

@@ -601,3 +601,33 @@ def test_what_the_terminal_warns_of_the_matching_is_said_on_the_page_too(tmp_pat
         tmp_path / "t2.csv", index=False)
     code, out = run("report", tmp_path / "c.csv", "--texts", tmp_path / "t2.csv", "--out", tmp_path / "r2")
     assert code == 0 and "Note:" not in (tmp_path / "r2" / "index.html").read_text(), out  # joined by id: nothing
+
+
+def test_a_table_of_paths_and_boxes_shows_each_row_cropped_and_a_box_outside_its_image_is_named(tmp_path):
+    """Found by a TV-episode trial: a frames table (path, x, y, w, h) showed whole frames with tiny
+    faces (only the .npz of kfree encode faces was cropped), and a box outside its frame was said
+    as Pillow's "Coordinate 'right' is less than 'left'"."""
+    from kfree.cli.report import table_boxes
+    from kfree.report.clusters import image_loader
+
+    frame = np.zeros((200, 300), dtype=np.uint8)
+    frame[50:90, 100:140] = 255  # a white face in a black frame
+    Image.fromarray(frame).save(tmp_path / "f.png")
+    xywh = pd.DataFrame({"path": ["f.png"] * 2, "x": [100, 1000], "y": [50, 1000], "w": [40, 30], "h": [40, 30]})
+    np.testing.assert_array_equal(table_boxes(xywh, tmp_path / "t.csv"), [[100, 50, 140, 90], [1000, 1000, 1030, 1030]])
+    ltrb = pd.DataFrame({"path": ["f.png"], "Left": [1], "Top": [2], "Right": [3], "Bottom": ["4"]})
+    np.testing.assert_array_equal(table_boxes(ltrb, tmp_path / "t.csv"), [[1, 2, 3, 4]])
+    assert table_boxes(pd.DataFrame({"path": ["f.png"], "x": [1]}), tmp_path / "t.csv") is None
+    with pytest.raises(DataError, match=r"t.csv: row 0 has no number in a box column \(x, y, w, h\)"):
+        table_boxes(xywh.assign(w=["wide", 3]), tmp_path / "t.csv")
+    tile = image_loader([tmp_path / "f.png"], table_boxes(xywh, tmp_path / "t.csv")[:1])(0)
+    assert tile.mean() > 100  # the face fills the tile (the whole frame is 3 % white)
+    failed: list[str] = []
+    image_loader([tmp_path / "f.png"] * 2, table_boxes(xywh, tmp_path / "t.csv"), failed=failed)(1)
+    assert failed == [f"row 1's box (1000, 1000, 1030, 1030: left, top, right, bottom) lies outside its image "
+                      f"{tmp_path / 'f.png'} (300×200 px); check the boxes' columns and units"]
+    # through the command line: cropped from the table, the outside box said on one line
+    xywh.to_csv(tmp_path / "frames.csv", index=False)
+    pd.DataFrame({"index": [0, 1], "cluster": [0, 0]}).to_csv(tmp_path / "c.csv", index=False)
+    code, out = run("report", tmp_path / "c.csv", "--images", tmp_path / "frames.csv", "--out", tmp_path / "r")
+    assert code == 0 and "row 1's box (1000, 1000, 1030, 1030: left, top, right, bottom) lies outside" in out, out

@@ -142,6 +142,17 @@ def test_must_link_merges_first_and_cannot_link_splits():
         assert c.labels_[0] != c.labels_[1] and c.labels_[3] == c.labels_[4]
 
 
+def test_a_cannot_link_pair_contradicting_the_must_links_is_named():
+    from kfree.exceptions import DataError
+
+    X = np.arange(8, dtype=float).reshape(4, 2)
+    with pytest.raises(DataError, match=r"pair \(2, 2\) contradicts the must-link constraints: it pairs sample 2 with "
+                                        r"itself; remove"):
+        ThresholdAgglomerative(1.0).fit(X, cannot_link=[[2, 2]])
+    with pytest.raises(DataError, match=r"pair \(0, 2\) contradicts .*: the two samples are joined by must-link pairs"):
+        ThresholdAgglomerative(1.0).fit(X, must_link=[[0, 1], [1, 2]], cannot_link=[[0, 2]])
+
+
 def test_must_link_groups_wider_than_a_complete_cut_are_warned_about():
     """A TV-episode trial: face tracks wider than the cut (a turn of the head) could join nothing
     under complete linkage and stayed clusters of their own, 132 for 25 characters, silently."""
@@ -156,6 +167,15 @@ def test_must_link_groups_wider_than_a_complete_cut_are_warned_about():
                                          r"rows up to 1.6 apart, euclidean\), and 1 of them stayed clusters of their own"):
         m = ThresholdAgglomerative(1.0, distance="euclidean").fit(X, must_link=tracks)
     assert m.labels_[3] == m.labels_[4] and (m.labels_ == m.labels_[3]).sum() == 2
+    # the advice names the option of a model too (kfree cluster MODEL refuses --linkage: a TV trial)
+    with pytest.warns(DataWarning, match=r"measures groups by their mean distance .*kfree cluster --linkage average, "
+                                         r"or for a model kfree train --linkage average") as said:
+        ThresholdAgglomerative(1.0, distance="euclidean").fit(X, must_link=tracks)
+    assert "scale" not in str(said[0].message)
+    # tracks hundreds of times the cut wide: features on another scale (times, boxes clustered: a TV trial)
+    with pytest.warns(DataWarning, match=r"most groups' own rows lie over 100× the threshold apart: are the features "
+                                         r"on the scale"):
+        ThresholdAgglomerative(1.0, distance="euclidean").fit(X * 1000, must_link=tracks)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # average linkage, tight tracks, no tracks: nothing to say
         avg = ThresholdAgglomerative(1.0, distance="euclidean", linkage="average").fit(X, must_link=tracks)

@@ -195,6 +195,31 @@ def test_csv_cells_are_read_as_written(tmp_path):
         load_features(tmp_path / "na.csv")
 
 
+def test_times_and_boxes_beside_descriptors_are_named_with_the_frame_number(tmp_path):
+    """Found by a TV-episode trial: a frames table (frame, time in seconds, a box in pixels, 128
+    descriptor dimensions) named only 'frame'; the non-integer time hid the boxes, and every
+    track became a cluster of its own."""
+    from kfree.exceptions import DataWarning
+
+    rng = np.random.default_rng(0)
+    n = 60
+    df = pd.DataFrame(rng.normal(0, 0.09, (n, 128)), columns=[f"d{i}" for i in range(128)])
+    df.insert(0, "frame", np.arange(n) * 500)  # (frames of a 20-minute episode at 25 per second)
+    df.insert(1, "time", np.arange(n) * 20.0 + 3.1)
+    for i, c in enumerate("xywh"):
+        df.insert(2 + i, c, rng.integers(40, 700, n))
+    df.to_csv(tmp_path / "frames.csv", index=False)
+    with pytest.warns(DataWarning, match=r"\['frame', 'time', 'x', 'y', 'w', 'h'\] look like ids.*--ignore-columns "
+                                         r"frame,time,x,y,w,h"):
+        load_features(tmp_path / "frames.csv")
+    with warnings.catch_warnings():  # left out: no word; descriptors of other scales per dimension: none either
+        warnings.simplefilter("error", DataWarning)
+        load_features(tmp_path / "frames.csv", ignore_columns=("frame", "time", "x", "y", "w", "h"))
+        wide = pd.DataFrame(rng.normal(0, 1, (n, 16)) * np.geomspace(0.1, 5, 16), columns=[f"e{i}" for i in range(16)])
+        wide.to_csv(tmp_path / "wide.csv", index=False)
+        load_features(tmp_path / "wide.csv")
+
+
 def test_columns_that_are_not_features_are_ignored_or_warned_about(tmp_path):
     """Found by review: a ticket id or a track number in a table was clustered as a feature
     without a word (tickets grouped by id; one cluster per track)."""
@@ -206,7 +231,7 @@ def test_columns_that_are_not_features_are_ignored_or_warned_about(tmp_path):
     df.insert(0, "ticket_id", np.arange(1000, 1030))
     df["track"] = np.repeat(np.arange(10), 3)
     df.to_csv(tmp_path / "t.csv", index=False)
-    with pytest.warns(DataWarning, match=r"\['ticket_id', 'track'\] hold whole numbers .* --ignore-columns ticket_id,track"):
+    with pytest.warns(DataWarning, match=r"\['ticket_id', 'track'\] look like ids.* --ignore-columns ticket_id,track"):
         assert load_features(tmp_path / "t.csv").X.shape == (30, 6)
     data = load_features(tmp_path / "t.csv", ignore_columns=("ticket_id", "track"))
     assert data.columns == ["e0", "e1", "e2", "e3"]

@@ -407,14 +407,19 @@ def cluster(
             check_state_request(state, method, n_clusters, inputs=(first, second), out=out, force=force,
                                 linkage=linkage)
             constrained = link_column is not None or cannot_link is not None
-            if constrained and (state is not None or method != "hac"):
-                raise ConfigError("--link-column/--cannot-link are for --method hac without --state (a cluster state "
-                                  "keeps no pairs for the rows kfree assign adds)")
+            if constrained and method != "hac":
+                raise ConfigError(f"--link-column/--cannot-link are for --method hac: --method {method} takes no "
+                                  "pairs")
+            if constrained and state is not None:
+                raise ConfigError("--link-column/--cannot-link are for kfree cluster without --state: a cluster state "
+                                  "keeps no pairs for the rows kfree assign adds (give a track's rows as one row, "
+                                  "their mean, with its own id)")
             if constrained and skip_invalid:
                 raise ConfigError("--skip-invalid would leave rows out of the pairs --link-column/--cannot-link name: "
                                   "drop the invalid rows from the file (and their pairs) instead")
             learner = None if model is None else _load_model_to_cluster(model, data_path, out)
-            must, first_row, n_linked = link_pairs(data_path, link_column)
+            must, first_row, linked = link_pairs(data_path, link_column)
+            n_linked = None if linked is None else len(linked)
             # the columns a model was trained without (kfree train --ignore-columns), unless others are named:
             # each batch of tickets holds the same ids and timestamps (found by a README trial)
             remembered = tuple(learner.provenance_.get("ignored_columns") or ()) if (
@@ -570,9 +575,13 @@ def cluster(
             if constrained:
                 how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
                         "cannot-link pairs kept")
+            # the clusters file names each row's group (a TV trial's frames came back without their tracks,
+            # and --id-column refused the track column for repeating)
+            groups = {} if linked is None or link_column in ("index", "row", "cluster", "label", "photo") else {
+                link_column: linked}
             if state is None:
                 write_predictions(out, fill_rows(labels, keep), y=read.y, **index_columns(read.index, read.n_samples),
-                                  photo=photos)
+                                  photo=photos, **groups)
             else:  # both or neither: the state is put in place, then --out (as kfree assign does)
                 write_predictions(pending_path(out), fill_rows(labels, keep), y=read.y,
                                   **index_columns(read.index, read.n_samples), photo=photos)
@@ -580,7 +589,17 @@ def cluster(
             n_found = len(set(labels.tolist()))
             console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                           f"wrote [bold]{escape(str(out))}[/bold]")
-            if model is None and method == "hac" and threshold is not None and n_clusters is None and (
+            n_groups = data.n_samples if linked is None else len(first_row)
+            if (linked is not None and n_clusters is None and n_groups >= 20 and n_found == n_groups
+                    and n_groups < data.n_samples):
+                # (a TV trial: 2,621 frames in 656 clusters, one a track, times and boxes clustered as features)
+                warnings.warn(f"every --link-column {link_column} group is a cluster of its own ({n_groups:,}): no two "
+                              f"groups joined at the threshold {used if model is not None else threshold:g} {unit}; "
+                              "check that every column clustered is a feature (--ignore-columns leaves ids, frames, "
+                              "times and boxes out)" + ("" if model is not None else
+                                                        " and the threshold's units (--distance)"),
+                              DataWarning, stacklevel=user_stacklevel())
+            elif model is None and method == "hac" and threshold is not None and n_clusters is None and (
                     data.n_samples >= 20 and n_found in (1, data.n_samples)):
                 # (a TV-episode trial: 1,967 frames in 1,967 clusters, a frame id and a track number clustered as
                 # features beside 128-d descriptors; a threshold in the wrong units does the same)

@@ -64,16 +64,19 @@ ID_HELP = ("The column of a .csv/.parquet (or array of an .npz) naming its rows 
            "clusters file's 'index' holds its values, and it is not a feature (default: a column named 'index').")
 
 LINK_HELP = ("A column of DATA (a .csv/.parquet; an array of an .npz) whose rows with one value must share a cluster, e.g. "
-             "the face track of each frame; it is not a feature.")
+             "the face track of each frame; it is not a feature, and the clusters file gets it as a column. A value "
+             "names one group in the whole file: track numbers that start again in each episode must be made unique "
+             "(e.g. s01e02_18).")
 CANNOT_HELP = ("A .csv/.parquet of pairs (its first two columns, under a header line) that must not share a "
                "cluster: values of --link-column (e.g. tracks seen together), else row ids (DATA's 'index' "
                "column) or row numbers.")
 
 
 def link_pairs(data_path: Path, link_column: str | None):
-    """``kfree cluster --link-column``: ``(must_link, first_row, n_rows)``, the rows of one value
+    """``kfree cluster --link-column``: ``(must_link, first_row, values)``, the rows of one value
     chained together (one pair per row after the first, which joins the whole group), a row of
-    each value, and how many rows the column has; ``(None, None, None)`` without the option.
+    each value, and the column itself (one value per row; the clusters file carries it);
+    ``(None, None, None)`` without the option.
     Read before the features, so that a column that is not there is named (with the columns
     there are) before any other check."""
     import numpy as np
@@ -103,7 +106,7 @@ def link_pairs(data_path: Path, link_column: str | None):
     order = np.argsort(groups, kind="stable")
     same = groups[order][1:] == groups[order][:-1]
     first_row = {v: int(r) for r, v in zip(order[::-1], groups[order][::-1])}  # (the first row of each value)
-    return np.stack([order[:-1][same], order[1:][same]], axis=1), first_row, len(groups)
+    return np.stack([order[:-1][same], order[1:][same]], axis=1), first_row, groups
 
 
 def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: str | None, first_row,
@@ -152,10 +155,17 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
         k = unknown[0]
         x, y = both[k]
         first = f"{x if x not in lookup else y!r} is no {what} of {data_path.name} (pair {k + 1})"
+        read = (f" ({p.name} has {pairs.shape[1]} columns: the pairs are read from its first two, "
+                f"{pairs.columns[0]!r} and {pairs.columns[1]!r})" if pairs.shape[1] > 2 else "")
         if len(unknown) == len(both):  # none of them: another file, column or episode
-            read = (f" ({p.name} has {pairs.shape[1]} columns: the pairs are read from its first two, "
-                    f"{pairs.columns[0]!r} and {pairs.columns[1]!r})" if pairs.shape[1] > 2 else "")
             raise DataError(f"{p.name}: {first}{read}, and no pair names two of them; give the pairs of its rows")
+        if 2 * len(unknown) > len(both):
+            # most of them: the pairs of another episode, whose track numbers the data shares in part (a TV
+            # trial: 296 of 303 pairs unknown, the 7 others kept apart tracks they were never about)
+            raise DataError(f"{p.name}: {len(unknown):,} of its {len(both):,} pairs name a {what} that "
+                            f"{data_path.name} does not hold (first: {first}){read}: is it the pairs file of this "
+                            "data? The pairs it does name may not be about these rows either; give the pairs of its "
+                            "rows (a list of another episode or batch, filtered to the values DATA holds)")
         # some: a co-occurrence list also names tracks the data left out (a TV-episode trial: 41 dropped
         # tracks refused the whole list)
         import warnings

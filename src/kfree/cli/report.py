@@ -64,12 +64,40 @@ def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str
         df = read_table(path, ids=id_column or "index")
         # (an empty cell is an empty entry: it was shown as "nan", as a text that says "nan" is)
         entries = ["" if pd.isna(v) else str(v) for v in df[table_column(df, columns, path, option)].tolist()]
+        if extra == "boxes":
+            found = table_boxes(df, path)
         if id_column is not None:
             index = pd.Series(check_index(df[table_column(df, (id_column,), path, "--id-column")], path, id_column))
         else:
             index = df["index"] if "index" in df.columns else None
     at = np.asarray(item_rows(pred, index, len(entries), pred_name=pred_name, items_name=path.name, what=what))
     return [entries[i] for i in at], (None if found is None else found[at])
+
+
+#: a table's box columns, as left, top, right, bottom; or as x, y, width, height
+BOX_COLUMNS = (("left", "top", "right", "bottom"), ("x", "y", "w", "h"), ("x", "y", "width", "height"))
+
+
+def table_boxes(df, path: Path):
+    """The face boxes of an images table, as (n, 4) left, top, right, bottom in the photos' pixels,
+    from its columns left/top/right/bottom or x/y/w/h (x/y/width/height), or None when it has
+    neither set. A TV trial's frames table (path, x, y, w, h) showed whole frames with tiny faces:
+    only the .npz of kfree encode faces was cropped."""
+    import numpy as np
+    import pandas as pd
+
+    names = {str(c).lower(): c for c in df.columns}
+    for cols in BOX_COLUMNS:
+        if all(c in names for c in cols):
+            values = df[[names[c] for c in cols]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+            bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+            if bad.size:
+                raise DataError(f"{path.name}: row {int(bad[0])} has no number in a box column "
+                                f"({', '.join(cols)}); give every row its box, or leave the box columns out")
+            if cols[0] == "x":
+                values[:, 2:] += values[:, :2]
+            return values
+    return None
 
 
 def report(
@@ -80,8 +108,10 @@ def report(
                                                     "Default: the clusters file's own 'label' column, if any.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column/array in --truth.")] = None,
     images: Annotated[Path | None, typer.Option(help="Image file of each row: a .txt (one path per line), a "
-                                                     ".csv/.parquet with a 'path' column, or the .npz of `kfree "
-                                                     "encode faces` (each face shown cropped); relative paths "
+                                                     ".csv/.parquet with a 'path' column (and columns left, top, "
+                                                     "right, bottom or x, y, w, h: each row shown cropped to its box), "
+                                                     "or the .npz of `kfree encode faces` (each face shown cropped); "
+                                                     "relative paths "
                                                      "are read from that file's folder (or --image-root).")] = None,
     image_root: Annotated[Path | None, typer.Option(help="The folder the photos now lie in, when they or the "
                                                          "--images file were moved: its paths, relative or "

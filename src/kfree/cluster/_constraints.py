@@ -58,11 +58,10 @@ def check_contradictions(groups: np.ndarray, cannot_link: np.ndarray) -> None:
     if same.any():
         r = int(np.where(same)[0][0])
         i, j = (int(v) for v in cannot_link[r])
-        what = "is the same sample twice" if i == j else "are joined by must-link pairs"
-        raise DataError(
-            f"cannot_link pair ({i}, {j}) contradicts the must-link constraints: the two samples "
-            f"{what}; remove the pair from one of the two lists"
-        )
+        what = (f"it pairs sample {i} with itself" if i == j else
+                "the two samples are joined by must-link pairs")
+        raise DataError(f"cannot_link pair ({i}, {j}) contradicts the must-link constraints: {what}; remove the pair "
+                        "from one of the two lists")
 
 
 def cannot_link_keys(groups: np.ndarray, cannot_link: np.ndarray, n_groups: int) -> np.ndarray:
@@ -106,9 +105,13 @@ def warn_wide_groups(X: np.ndarray, groups: np.ndarray, labels: np.ndarray, cut:
 
     cluster_sizes = np.bincount(labels)
     alone = int((cluster_sizes[labels[order[starts[wide]]]] == sizes[wide]).sum())
+    far = float(np.median(widest[multi])) > 100 * cut
+    why = ("most groups' own rows lie over 100× the threshold apart: are the features on the scale the threshold was "
+           "set for (no ids, frames, times or boxes among them)? Else, " if far else "")
     warnings.warn(f"{wide.size:,} of {multi.size:,} must-link groups (tracks) are wider than the threshold {cut:.6g} "
                   f"(their rows up to {widest[wide].max():.4g} apart, {distance}), and {alone:,} of them stayed "
-                  "clusters of their own: complete linkage joins a group to other rows only when every pair is "
-                  "within the threshold. Average linkage (linkage='average', kfree cluster --linkage average) "
-                  "measures groups by their mean distance; or check that each group is one identity",
+                  f"clusters of their own: complete linkage joins a group to other rows only when every pair is "
+                  f"within the threshold. {why}Average linkage measures groups by their mean distance "
+                  "(linkage='average': kfree cluster --linkage average, or for a model kfree train --linkage average); "
+                  "or check that each group is one identity",
                   DataWarning, stacklevel=user_stacklevel())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -880,27 +881,48 @@ def _holds_text(col) -> bool:
 
 
 def warn_id_like(X: np.ndarray, names: list[str], source: str, advice: str) -> None:
-    """Warn about feature columns that look like ids or counts among non-integer features: whole
-    numbers only, and all distinct (an id, in 20 rows or more) or over 10× larger than every non-integer feature (a
-    track number, a frame, a priority next to embedding dimensions). Such a column is clustered as
-    a feature and can decide every distance (a ticket id put tickets of 15 intents in 5 clusters
-    by id); a table of embeddings has none. ``advice`` says how to leave them out (``{shown}``:
-    their names, comma-separated; ``{names}``: as a list)."""
+    """Warn about feature columns that look like ids, counts or measurements beside embeddings.
+
+    Two kinds are named, all of them in one warning:
+
+    - whole numbers among non-integer features, all distinct (an id, in 20 rows or more) or over
+      10× larger than every non-integer feature (a track number, a frame, a priority next to
+      embedding dimensions);
+    - columns on another scale: with 8 columns or more, a minority of columns whose largest value
+      is over 100× the median column's (a time in seconds, a box's x, y, w, h beside a face
+      descriptor). A TV-episode trial's frames table (time up to 1,300 s, boxes in pixels beside
+      128 descriptor dimensions) had only its frame number named: the time column, itself not
+      whole, hid the boxes from the first test, and every track became a cluster of its own.
+
+    Such a column is clustered as a feature and can decide every distance (a ticket id put
+    tickets of 15 intents in 5 clusters by id); a table of embeddings has none. ``advice`` says
+    how to leave them out (``{shown}``: their names, comma-separated; ``{names}``: as a list)."""
     if X.shape[1] < 2 or X.dtype.kind not in "fc" or X.shape[0] < 2:
         return
     with np.errstate(invalid="ignore"):
         whole = np.all(np.isfinite(X) & (X == np.round(X)), axis=0)
-    if not whole.any() or whole.all():
-        return
-    top = float(np.nanmax(np.abs(X[:, ~whole]))) if np.isfinite(X[:, ~whole]).any() else np.inf
-    suspects = [names[j] for j in np.flatnonzero(whole)
-                if (X.shape[0] >= 20 and np.unique(X[:, j]).size == X.shape[0]) or np.abs(X[:, j]).max() > 10 * top]
+    suspects = set()
+    if whole.any() and not whole.all():
+        top = float(np.nanmax(np.abs(X[:, ~whole]))) if np.isfinite(X[:, ~whole]).any() else np.inf
+        suspects.update(j for j in np.flatnonzero(whole)
+                        if (X.shape[0] >= 20 and np.unique(X[:, j]).size == X.shape[0]) or np.abs(X[:, j]).max() > 10 * top)
+    if X.shape[1] >= 8:
+        rows = X if X.shape[0] <= 20_000 else X[np.random.default_rng(0).choice(X.shape[0], 20_000, replace=False)]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # (an all-NaN column: no size)
+            size = np.nanmax(np.where(np.isfinite(rows), np.abs(rows), np.nan), axis=0).astype(np.float64)
+        median = float(np.nanmedian(size)) if np.isfinite(size).any() else 0.0
+        if median > 0:
+            far = np.flatnonzero(np.nan_to_num(size, nan=0.0) > 100 * median)
+            if 0 < far.size < X.shape[1] / 2:
+                suspects.update(far.tolist())
     if suspects:
-        import warnings
-
         from ..exceptions import DataWarning
 
-        how = advice.format(shown=",".join(suspects[:5]), names=suspects[:5])
-        warnings.warn(f"{source}: column(s) {suspects[:5]} hold whole numbers (ids, tracks, counts?) among non-integer "
-                      f"features and are clustered as features; if they are not, {how}",
+        shown = [names[j] for j in sorted(suspects)]
+        how = advice.format(shown=",".join(shown[:8]), names=shown[:8])
+        warnings.warn(f"{source}: column(s) {shown[:8]}{' …' if len(shown) > 8 else ''} look like ids, tracks, counts, "
+                      "times or positions beside the other features (whole numbers among non-integer features, or "
+                      "values over 100× those of the median column) and are clustered as features; if they are not, "
+                      f"{how}",
                       DataWarning, stacklevel=user_stacklevel())

@@ -58,14 +58,19 @@ def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None, *
                 if boxes is not None:
                     left, top, right, bottom = (float(v) * scale for v in boxes[i])
                     pad = 0.25 * max(right - left, bottom - top)
-                    im = im.crop((max(0, round(left - pad)), max(0, round(top - pad)),
-                                  min(im.width, round(right + pad)), min(im.height, round(bottom + pad))))
+                    crop = (max(0, round(left - pad)), max(0, round(top - pad)),
+                            min(im.width, round(right + pad)), min(im.height, round(bottom + pad)))
+                    if crop[2] <= crop[0] or crop[3] <= crop[1]:  # (Pillow said "Coordinate 'right' is less…")
+                        raise _OutsideBox(f"row {i}'s box ({', '.join(f'{float(v):g}' for v in boxes[i])}: left, top, "
+                                          f"right, bottom) lies outside its image {p} ({round(im.width / scale)}×{round(im.height / scale)} "
+                                          "px); check the boxes' columns and units")
+                    im = im.crop(crop)
                 im = ImageOps.contain(viewable_rgb(im), (THUMBNAIL, THUMBNAIL))  # small ones enlarged too
                 canvas = Image.new("RGB", (THUMBNAIL, THUMBNAIL), (255, 255, 255))
                 canvas.paste(im, ((THUMBNAIL - im.width) // 2, (THUMBNAIL - im.height) // 2))
                 return np.asarray(canvas, dtype=np.uint8)
         except (OSError, ValueError, Image.DecompressionBombError) as e:  # (a bomb: too many pixels)
-            why = (f"not found: {p}" if isinstance(e, FileNotFoundError) else
+            why = (f"not found: {p}" if isinstance(e, FileNotFoundError) else str(e) if isinstance(e, _OutsideBox) else
                    f"cannot read the image of row {i}, {p}: {first_line(e)}")
             if failed is None:
                 raise DataError(why) from None
@@ -73,6 +78,10 @@ def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None, *
             return unreadable_tile()
 
     return load
+
+
+class _OutsideBox(ValueError):
+    """A row's box lies outside its image: said as such, not as an unreadable file."""
 
 
 def unreadable_tile() -> np.ndarray:
