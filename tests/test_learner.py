@@ -541,6 +541,10 @@ def test_a_dataframe_fit_keeps_its_column_names_through_save_and_load(tmp_path):
         warnings.simplefilter("error")  # a DataFrame of the trained columns: nothing to say
         again.transform(df)
     assert not hasattr(learner.fit(X, y), "feature_names_in_")  # refitted on an array: no names
+    # ... and a DataFrame's names then mean nothing to it, which it says, as scikit-learn does (a trial)
+    with pytest.warns(FeatureNamesWarning, match=r"X has feature names, but ClusterLearner was fitted without "
+                                                 r"feature names: its columns are taken by position"):
+        learner.transform(df.iloc[:, ::-1])
 
 
 def test_with_fewer_than_4_validation_identities_the_reason_says_why_the_model_cannot_count():

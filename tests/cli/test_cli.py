@@ -529,3 +529,17 @@ def test_a_method_cutting_in_units_of_its_own_is_named_in_them(files, own_units_
     code, out = run("cluster", files / "new.npy", "--method", "_test-own-units", "--threshold", "0.5",
                     "--out", files / "own.csv")
     assert code == 0 and "threshold 0.5 euclidean" in out, out
+
+
+def test_train_takes_the_batches_per_epoch_of_the_readmes_banking77_schedule(files):
+    """Found by a scikit-learn user's trial: the README's Banking77 schedule (8 batches per epoch)
+    could be set in Python only."""
+    from kfree import ClusterLearner
+
+    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "bpe.kfree",
+                    "--epochs", "3", "--batches-per-epoch", "2", "--eval-every-steps", "1", "--patience", "100",
+                    "--p", "6", "--k", "5", "--dims", "32,16", "--no-progress")
+    assert code == 0, out
+    learner = ClusterLearner.load(files / "bpe.kfree")
+    assert learner.train_config.batches_per_epoch == 2
+    assert max(r["step"] for r in learner.history_ if "step" in r) == 6  # 3 epochs of 2 steps

@@ -602,3 +602,12 @@ def test_above_the_components_size_rows_with_few_neighbours_take_one_pass(monkey
         m = ThresholdAgglomerative(0.6, algorithm="sparse").fit(X)
         assert (m._coarse_components is not None) == components
         assert same_partition(m.labels_, scipy_cut(X, 0.6, "complete", "sqeuclidean"))
+
+
+def test_ward_linkage_points_to_the_ward_clusterer():
+    """A scikit-learn user's trial: AgglomerativeClustering takes linkage='ward'; here it only said
+    what the linkages are."""
+    from kfree.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=r"use kfree.cluster.WardThreshold\(threshold\)"):
+        ThresholdAgglomerative(0.2, linkage="ward").fit(np.eye(3))

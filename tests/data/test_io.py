@@ -547,3 +547,14 @@ def test_text_labels_from_a_txt_are_held_as_objects(tmp_path):
     (tmp_path / "y.txt").write_text("a\nb\n" + "z" * 2500 + "\n")
     y = load_labels(tmp_path / "y.txt")
     assert y.dtype == object and y.tolist() == ["a", "b", "z" * 2500]
+
+
+def test_a_scipy_sparse_npz_is_named_as_such(tmp_path):
+    """Found by a scikit-learn user's trial: scipy.sparse.save_npz's file asked for --x-key, then
+    refused its 'data' array as 1-d."""
+    import scipy.sparse
+
+    scipy.sparse.save_npz(tmp_path / "s.npz", scipy.sparse.random(20, 6, density=0.3, format="csr", random_state=0))
+    with pytest.raises(DataError, match=r"s.npz is a sparse matrix \(scipy.sparse.save_npz\); kfree clusters dense "
+                                        r"rows: save X.toarray\(\)"):
+        load_features(tmp_path / "s.npz")

@@ -327,6 +327,10 @@ class ThresholdAgglomerative(ClusterMixin, BaseEstimator):
     def _validate_params(self) -> None:  # type: ignore[override]
         # validated here, at fit time, as scikit-learn does: set_params never raises
         check_cut(self.threshold, self.n_clusters)
+        if self.linkage == "ward":  # (a scikit-learn user's trial: AgglomerativeClustering takes it)
+            raise ConfigError("linkage='ward' is not one of ('complete', 'average', 'single'): Ward's cut is a merge "
+                              "height, not a distance between two rows; use kfree.cluster.WardThreshold(threshold) "
+                              "or WardThreshold(n_clusters=K)")
         check_choice("linkage", self.linkage, LINKAGES)
         check_choice("algorithm", self.algorithm, ALGORITHMS)
         if self.memory_limit is not None and not float(self.memory_limit) > 0:

@@ -715,6 +715,9 @@ def load_features(
     elif suf == ".npz":
         with _np_load(p) as z:
             keys = list(z.keys())
+            if {"data", "indices", "indptr", "shape", "format"} <= set(keys):  # scipy.sparse.save_npz
+                raise DataError(f"{p.name} is a sparse matrix (scipy.sparse.save_npz); kfree clusters dense rows: "
+                                "save X.toarray() with numpy.save, or reduce it first (TruncatedSVD)")
             kx = _pick(keys, x_key, X_KEYS, "array", p)
             if kx is None:
                 if len(keys) == 1:

@@ -13,7 +13,8 @@ NMI against their classes, break ties by ``|#clusters − #classes|`` — and th
   every labelled class — training classes too, which are as unseen to the raw features as the
   validation classes (:func:`raw_calibration_set`) — and scored on the same halves of the
   validation classes as the model (:func:`raw_rules`). These keep the promise that a learned
-  model is never silently worse than its input.
+  model is never worse than its input on the validation classes without saying so (on unseen
+  classes of another size it can be: validation classes should be drawn like the data).
 
 A :class:`ClusterRule` is what comes out: which features (``"model"`` or ``"raw"``), which
 linkage, which threshold, and its validation score. It is small and serialisable, so the model
