@@ -194,7 +194,9 @@ def length_range(X: Any, *, sample: int = 10_000) -> tuple[float, float]:
 
 def unlike_lengths(lengths: tuple[float, float], X_new: Any) -> float | None:
     """The new rows' median length when it lies outside ``lengths`` (a :func:`length_range`,
-    with 5 % slack), else None; None below 10 rows.
+    with 5 % slack), else None. From 3 to 9 rows, where a median says little, only when every row
+    lies outside the range with 20 % slack (rows of one kind: about 1 in 1,000 for 3 rows; an
+    operations trial's 5 rows of another scale went into a state without a word); None below 3.
 
     Why: rows of another encoder, or scaled otherwise, meet a cut made for other units without a
     word (a photo-library trial's unit-length batch went into a state of dlib descriptors,
@@ -202,10 +204,13 @@ def unlike_lengths(lengths: tuple[float, float], X_new: Any) -> float | None:
     1,810 clusters for 99 people under a model). A range, not a ratio: where length varies with
     content (digits' pixels by digit) rows of one kind stay within it."""
     X_new = np.asarray(X_new)
-    if X_new.shape[0] < 10:
+    if X_new.shape[0] < 3:
         return None
     lo, hi = lengths
-    new = float(np.median(np.linalg.norm(np.asarray(X_new, dtype=np.float64), axis=1)))
+    norms = np.linalg.norm(np.asarray(X_new, dtype=np.float64), axis=1)
+    new = float(np.median(norms))
+    if X_new.shape[0] < 10:
+        return new if bool(np.all((norms < lo / 1.2) | (norms > hi * 1.2))) else None
     return new if (new < lo / 1.05 or new > hi * 1.05) else None
 
 

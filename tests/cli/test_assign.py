@@ -207,6 +207,11 @@ def test_model_mismatch_is_refused(d, tmp_path):
     (tmp_path / "other.kfree").write_bytes((d / "m.kfree").read_bytes() + b"\0")  # another file
     code, out = run("assign", tmp_path / "other.kfree", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "o.csv")
     one_line_error(code, out, "is not the model m.kstate was made with")
+    assert "or make a new state with it: kfree cluster" in out, out
+    # a damaged model file is said to be damaged, not another model (an operations trial hunted for one)
+    (tmp_path / "cut.kfree").write_bytes((d / "m.kfree").read_bytes()[:(d / "m.kfree").stat().st_size // 2])
+    code, out = run("assign", tmp_path / "cut.kfree", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "o.csv")
+    assert code == 1 and "cut.kfree" in out and "is not the model" not in out, out
     code, out = run("assign", d / "m.kfree", tmp_path / "m.kstate", d / "narrow.npy", "--out", tmp_path / "o.csv")
     one_line_error(code, out, "features")
 
@@ -567,6 +572,17 @@ def test_a_few_rows_equal_to_held_ones_are_added_with_a_warning(d, tmp_path):
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "day.npy", "--out", tmp_path / "a.csv")
     assert code == 0 and "warning: 1 of the 41 rows of day.npy (rows 40) equal rows s.kstate already holds" in out, out
     assert ClusterState.load(tmp_path / "s.kstate").n_samples == 141
+    # a small batch with one such row: added too (an operations trial's batch of 5 was refused for one
+    # duplicate photo); two of five, or a whole batch again, are refused as added before
+    np.save(tmp_path / "five.npy", np.concatenate([new[:4] + 0.01, X[1:2]]))
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "five.npy", "--out", tmp_path / "f.csv")
+    assert code == 0 and "1 of the 5 rows of five.npy (rows 4) equal rows" in out, out
+    np.save(tmp_path / "two.npy", np.concatenate([new[:3] + 0.02, X[2:4]]))
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "two.npy", "--out", tmp_path / "t.csv")
+    one_line_error(code, out, "2 of the 5 rows of two.npy are already in s.kstate (rows 3, 4), added before")
+    np.save(tmp_path / "one.npy", X[5:6])
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "one.npy", "--out", tmp_path / "o.csv")
+    one_line_error(code, out, "1 of the 1 rows of one.npy are already in s.kstate (rows 0), added before")
 
 
 def test_a_batch_without_rows_assigns_nothing_and_exits_0(d, tmp_path):

@@ -398,3 +398,12 @@ def test_a_plugin_that_fails_to_import_is_one_line_in_kfree_methods(monkeypatch)
     code, out = run("methods")
     one_line_error(code, out, "the kfree plugin KFREE_PLUGINS module 'no_such_kfree_plugin' cannot be imported")
     monkeypatch.setattr(registry, "_plugins_loaded", True)
+
+
+def test_a_state_name_too_long_for_the_file_system_is_one_line(tmp_path):
+    """An operations trial: a --state name of 257 characters was a traceback (OSError from the
+    check for a state to lock)."""
+    np.save(tmp_path / "x.npy", sphere_blobs(3, 4, dim=3, seed=0)[0])
+    code, out = run("cluster", tmp_path / "x.npy", "--threshold", "0.5", "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / ("s" * 300 + ".kstate"))
+    one_line_error(code, out, "File name too long")

@@ -579,3 +579,39 @@ def test_threads_assigning_to_one_state_take_turns():
             rows = state.X[state.labels == c]
             d = ((rows[:, None, :] - rows[None, :, :]) ** 2).sum(-1)
             assert d.max() <= tau + 1e-9
+
+
+def test_a_state_of_a_newer_format_says_to_upgrade(tmp_path):
+    """An operations trial: a state of a newer format was only told its format."""
+    import json
+
+    X, _ = sphere_blobs(4, 5, dim=3, seed=0)
+    ClusterState.from_fit(ThresholdAgglomerative(0.5).fit(X), X).save(tmp_path / "s.kstate")
+    with zipfile.ZipFile(tmp_path / "s.kstate") as zin, zipfile.ZipFile(tmp_path / "n.kstate", "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == "state.json":
+                data = json.dumps({**json.loads(data), "format": "kfree-cluster-state/2"}).encode()
+            zout.writestr(item.filename, data)
+    with pytest.raises(ClusterStateError, match=rf"format 'kfree-cluster-state/2'; this kfree reads '{STATE_FORMAT}': "
+                                                r"it was written by a newer kfree, upgrade kfree to read it"):
+        ClusterState.load(tmp_path / "n.kstate")
+
+
+def test_a_few_rows_of_another_scale_are_warned_about(tmp_path):
+    """An operations trial: 5 rows ×3 went into a state without a word (the check needed 10 rows).
+    From 3 rows, every one of them far outside the state's lengths is said; rows like the state's
+    are not, nor one or two rows."""
+    import warnings
+
+    from kfree.exceptions import DataWarning
+
+    X, _ = sphere_blobs(10, 8, dim=6, spread=0.3, seed=0)
+    X = X * np.random.default_rng(1).uniform(0.9, 1.1, (X.shape[0], 1))  # lengths 0.9-1.1
+    state = ClusterState.from_fit(ThresholdAgglomerative(0.5).fit(X), X)
+    with pytest.warns(DataWarning, match="median length is"):
+        assign(state, X[:5] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        assign(state, X[5:10] * 1.02)
+        assign(state, X[10:12] * 3)

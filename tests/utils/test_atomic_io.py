@@ -79,3 +79,36 @@ def test_a_replaced_file_keeps_its_mode_and_a_read_only_one_is_still_written(tmp
             assert tmp.stat().st_mode & stat.S_IWUSR  # its writer can open it
             tmp.write_text("new")
         assert p.read_text() == "new" and p.stat().st_mode & 0o777 == mode
+
+
+def test_an_output_that_appears_while_a_command_runs_is_not_replaced(tmp_path):
+    """Found by an operations trial: two nightly jobs onto one new --out both checked at the start
+    that it did not exist, both exited 0, and the first's result was silently replaced."""
+    from kfree.exceptions import OutputError
+    from kfree.utils.io import MUST_BE_NEW, atomic_path, check_output, replace_together
+
+    out, state = tmp_path / "same.csv", tmp_path / "same.kstate"
+    try:
+        check_output(out)
+        check_output(state)
+        out.write_text("the other job's\n")  # ... written by another process meanwhile
+        with pytest.raises(OutputError, match=r"same.csv appeared while this command ran .* pass --force"):
+            with atomic_path(out) as tmp:
+                tmp.write_text("this job's\n")
+        assert out.read_text() == "the other job's\n" and len(list(tmp_path.iterdir())) == 1
+        # a state and its clusters file: neither is put in place when one of them appeared
+        (tmp_path / "a").write_text("state")
+        (tmp_path / "b").write_text("clusters")
+        with pytest.raises(OutputError, match="same.csv appeared"):
+            replace_together([(tmp_path / "a", state), (tmp_path / "b", out)])
+        assert not state.exists() and out.read_text() == "the other job's\n"
+        # absent still: put in place; with --force (checked so): replaced
+        out.unlink()
+        replace_together([(tmp_path / "a", state), (tmp_path / "b", out)])
+        assert state.read_text() == "state" and out.read_text() == "clusters"
+        check_output(out, force=True)
+        with atomic_path(out) as tmp:
+            tmp.write_text("forced\n")
+        assert out.read_text() == "forced\n"
+    finally:
+        MUST_BE_NEW.clear()

@@ -47,6 +47,9 @@ from .console import (
     metrics_table,
     progress_hook,
     setup_logging,
+    shown,
+    stdout_is_result,
+    strict_warnings,
 )
 
 app = typer.Typer(
@@ -135,9 +138,17 @@ def _main(
                     "$OMP_NUM_THREADS, else the physical cores this process may use).")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at a warning of kfree's (about the data, cluster "
+                                                           "sizes, scale): exit 1, nothing written. For unattended "
+                                                           "jobs, which should not add doubtful rows for good.")] = False,
 ) -> None:
     setup_logging(verbose, quiet)
+    if strict:
+        strict_warnings()
     _STATE["threads"] = threads
+    from ..utils.io import MUST_BE_NEW
+
+    MUST_BE_NEW.clear()  # (a command's own: one run by the tests' runner in a process that ran others)
 
 
 @app.command()
@@ -478,7 +489,7 @@ def cluster(
                             _gave_way(learner, ahead, None)
                         with warnings.catch_warnings(), progress_hook() as hook:  # (a model run was silent for minutes)
                             warnings.simplefilter("ignore", ScaleWarning)  # said above, in one line
-                            warnings.simplefilter("always", ClusterSizeWarning)  # shown, and names the cut used
+                            shown(ClusterSizeWarning)  # shown, and names the cut used
                             labels, applied = learner.cluster(data.X, threshold=threshold, method=method,
                                                               n_clusters=n_clusters, must_link=must, cannot_link=cannot,
                                                               return_rule=True, hook=hook)
@@ -705,7 +716,9 @@ def held_state(state: Path | None):
     """Hold the lock ``kfree assign`` takes on an existing ``--state`` while ``kfree cluster``
     replaces it: an assign adding to it meanwhile lost its rows, or had them written over (an
     operations trial: cluster ids given out twice)."""
-    if state is None or not state.is_file():
+    with cli_errors():  # (a name too long for the file system: one line, not a traceback; an operations trial)
+        held = state is not None and state.is_file()
+    if not held:
         yield
         return
     from .assign import locked_state
@@ -850,6 +863,7 @@ def _how(method: str, accepted, n_clusters: int | None, threshold: float | None,
 def methods() -> None:
     """List the registered losses and clustering back-ends: what each method is told (from its
     declared capabilities), and which need an optional package."""
+    stdout_is_result()
     with cli_errors():  # (a plugin that fails to import: one line, as elsewhere; a review)
         from rich.markup import escape
 
@@ -897,6 +911,8 @@ def evaluate(
 
         if out is not None:
             check_output(out, inputs=(labels_csv, truth), force=force)
+        else:
+            stdout_is_result()
         from rich.markup import escape
 
         from ..evaluate.compare import evaluate_files
@@ -1013,9 +1029,34 @@ def _parse_params(items: list[str] | None) -> dict[str, object]:
     return out
 
 
+def _flags_without_a_type() -> None:
+    """Show on/off and counting flags in ``--help`` without a type: typer 0.29 lists ``--force
+    <bool>`` and ``--verbose <int>``, which a docs trial took for options that take a value
+    (``kfree --verbose 2`` failed; ``--force true`` read ``true`` as the data file). Done by the
+    ``kfree`` command alone (:func:`main`), not on import, so that other typer programs in the
+    process keep typer's own help."""
+    from typer.core import TyperOption
+
+    if getattr(TyperOption.display_type_rich, "_kfree", False):
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if (self.is_flag or self.count) and self.metavar is None else shown(self, ctx)
+
+    display_type_rich._kfree = True
+    TyperOption.display_type_rich = display_type_rich
+
+
 def main() -> None:
+    from .console import stdout_verdict
+
+    _flags_without_a_type()
     try:
         app()
+    except SystemExit as e:  # (typer ends every command so)
+        code = stdout_verdict(e.code if isinstance(e.code, int) or e.code is None else 1)
+        raise SystemExit(code) from None
     finally:
         # the process ends now: its last garbage collections would walk every object torch and
         # the other imports made (about half a second of each command), to free memory the exit

@@ -163,6 +163,9 @@ ASSIGN_USAGE = "kfree assign [MODEL] STATE NEW_FILE --out FILE.csv"
 #: (a retry, a re-export, an overlap); fewer such rows are distinct items with equal features
 #: (support tickets with the same text), added with a warning
 HELD_REFUSE_SHARE = 0.1
+#: ... and of at least this many rows (or every row of the batch): one duplicate photo refused a whole
+#: batch of 5 in an operations trial (CelebA holds 12 pairs of byte-equal descriptors)
+HELD_REFUSE_LEAST = 2
 
 
 def unexpanded(data: Any, names: Any) -> bool:
@@ -397,9 +400,14 @@ def assign(
             raise ModelError(f"{state_path.name} was made without a model (features as they are); leave the "
                              f"model out: kfree assign {state_path} {new_path} --out {out}")
         if model is not None and model.is_file() and file_sha256(model) != made_with.get("sha256"):
+            from ..learner import ClusterLearner
+
+            ClusterLearner.load(model)  # (a damaged model is said to be damaged, not another: an operations trial)
             raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
                              f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
-                             "by the same model as the state's")
+                             "by the same model as the state's. Give that model file (a model trained again, even "
+                             f"alike, is another file), or make a new state with it: kfree cluster {model} DATA "
+                             "--state NEW.kstate")
         if skip_held and again:
             raise ConfigError("--skip-held adds only the rows the state does not hold, --again adds them all: "
                               "give one of them")
@@ -460,7 +468,9 @@ def assign(
                           "not reordered, cut or extended", stacklevel=user_stacklevel())
         named = (f"ids {', '.join(str(v) for v in data.index[held[:5]].tolist())}" if data.index is not None
                  else f"rows {', '.join(str(int(r)) for r in held[:5])}") + ("…" if held.size > 5 else "")
-        if held.size >= HELD_REFUSE_SHARE * data.n_samples and not (again or skip_held):
+        retried = held.size and (held.size == data.n_samples or (
+            held.size >= HELD_REFUSE_LEAST and held.size >= HELD_REFUSE_SHARE * data.n_samples))
+        if retried and not (again or skip_held):
             raise ConfigError(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} are already in "
                               f"{state_path.name} ({named}), added before: adding them again would hold each "
                               "twice; pass --skip-held to add only the others (those get the cluster of the row "

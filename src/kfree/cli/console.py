@@ -19,7 +19,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..exceptions import FeatureNamesWarning, KfreeError
+from ..exceptions import FeatureNamesWarning, KfreeError, KfreeWarning
 from ..utils.signals import stop_at_once_in_compiled_calls
 
 # Not on a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; give them room.
@@ -36,9 +36,111 @@ _STATE: dict[str, int | None] = {"threads": None}
 LIBRARY_LOGGERS = ("distributed",)
 
 
+#: standard output's first failure (a full disk under a cron log, a closed pipe), and whether the
+#: command's result is what it prints (``kfree evaluate`` without --out, ``kfree methods``)
+STDOUT: dict[str, Any] = {"failed": None, "is_result": False}
+
+
+class _GuardedStdout:
+    """Standard output for the commands: a failure to write it (``> /dev/full``, a pipe closed
+    early) no longer fails a command whose files are written already. An operations trial's
+    ``kfree assign … > /dev/full`` exited 1 after saving the state, and its retry was then refused
+    as a batch added before. The first failure is kept (:data:`STDOUT`), later lines are dropped,
+    and :func:`stdout_verdict` says it when the command ends."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if STDOUT["failed"] is None:
+            try:
+                return self._stream.write(text)
+            except OSError as e:
+                self._fail(e)
+        return len(text)
+
+    def flush(self) -> None:
+        if STDOUT["failed"] is None:
+            try:
+                self._stream.flush()
+            except OSError as e:
+                self._fail(e)
+
+    def _fail(self, e: OSError) -> None:
+        STDOUT["failed"] = e
+        # what the stream still buffers would fail again when Python flushes it at exit (exit status
+        # 120): it goes to the null device instead
+        import os
+
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, … as the stream has them
+        return getattr(self._stream, name)
+
+
+#: ``kfree --strict``: a warning of kfree's stops the command (exit 1, no output written)
+STRICT = {"on": False}
+
+
+def strict_warnings() -> None:
+    """``--strict``: kfree's warnings (about the data, cluster sizes, scale, parameters) are
+    errors. An unattended job could not fail on one: rows of another encoder were added to a state
+    for good with exit status 0 (an operations trial). Outputs are written whole after the work,
+    so a command stopped by a warning writes none."""
+    STRICT["on"] = True
+    warnings.simplefilter("error", KfreeWarning)
+    warnings.filterwarnings("ignore", category=FeatureNamesWarning)  # (the CLI aligns columns itself)
+
+
+def shown(category: type[Warning]) -> None:
+    """Inside ``warnings.catch_warnings()``: show every ``category`` warning (an error under
+    ``--strict``)."""
+    warnings.simplefilter("error" if STRICT["on"] else "always", category)
+
+
+def stdout_is_result() -> None:
+    """The running command's result is what it prints: losing standard output fails it."""
+    STDOUT["is_result"] = True
+
+
+def stdout_verdict(code: int | None) -> int | None:
+    """The exit status once the command ended with ``code``: a lost standard output is said on
+    stderr; it fails only a command whose result it was."""
+    e = STDOUT["failed"]
+    if e is None or isinstance(e, BrokenPipeError):  # (the reader stopped reading: kfree methods | head)
+        return code
+    if STDOUT["is_result"]:
+        _error(f"could not write the result to standard output: {e.strerror or e}")
+        return code or 1
+    err_console.print(f"[yellow]warning:[/] could not write to standard output ({e.strerror or e}); its lines were "
+                      "lost, the command's files were written", soft_wrap=True)
+    return code
+
+
+def _tolerant_streams() -> None:
+    """Standard output guarded (:class:`_GuardedStdout`), and characters a stream's encoding lacks
+    written as '?': ``LC_ALL=C`` made ``→`` in a summary line a UnicodeEncodeError traceback, exit 1,
+    after the clusters file was written (an operations trial)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8":
+            try:
+                reconfigure(errors="replace")
+            except (ValueError, OSError):
+                pass
+    if sys.stdout is not None and not isinstance(sys.stdout, _GuardedStdout):
+        sys.stdout = _GuardedStdout(sys.stdout)
+
+
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log level from ``-v``/``-vv``; ``quiet`` (``-q``) also silences the console's results,
     tables and progress: only warnings and errors (stderr) remain, the outputs are the files."""
+    _tolerant_streams()
     console.quiet = quiet
     warnings.showwarning = _show_warning
     # the CLI aligns a table's columns with the model's itself (kfree.cli.columns.model_rows) and hands
@@ -129,6 +231,9 @@ def cli_errors() -> Iterator[None]:
         yield
     except KfreeError as e:
         _error(str(e))
+        raise typer.Exit(1) from None
+    except KfreeWarning as e:  # kfree --strict
+        _error(f"{e} (--strict stops at a warning; nothing was written)")
         raise typer.Exit(1) from None
     except ModuleNotFoundError as e:
         root = (e.name or "").split(".")[0]

@@ -510,7 +510,12 @@ class ClusterState:
                 header = json.loads(zf.read("state.json").decode("utf-8"))
                 if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
                     got = header.get("format") if isinstance(header, dict) else None
-                    raise ClusterStateError(f"{p.name} has format {got!r}; this kfree reads {STATE_FORMAT!r}")
+                    family, _, version = str(got).partition("/")
+                    newer = (family == STATE_FORMAT.partition("/")[0] and version.isdigit()
+                             and int(version) > int(STATE_FORMAT.partition("/")[2]))
+                    raise ClusterStateError(f"{p.name} has format {got!r}; this kfree reads {STATE_FORMAT!r}"
+                                            + (": it was written by a newer kfree, upgrade kfree to read it"
+                                               if newer else ""))
                 missing = [a for a in _ARRAYS if f"{a}.npy" not in names]
                 if missing:
                     raise ClusterStateError(f"{p.name} is a damaged cluster state: arrays {missing} are "
@@ -579,8 +584,8 @@ class ClusterState:
 
 def _warn_if_unlike(state: ClusterState, X_new: np.ndarray) -> None:
     """Warn when the new rows' median length lies outside the range of the state's rows' lengths
-    (:func:`~kfree.distances.unlike_lengths`). Not for cosine distance, which ignores lengths, nor
-    below 10 rows on either side; the rows are added all the same."""
+    (:func:`~kfree.distances.unlike_lengths`: from 3 new rows). Not for cosine distance, which
+    ignores lengths, nor for a state of fewer than 10 rows; the rows are added all the same."""
     if state.distance == "cosine" or state.n_samples < 10:
         return
     lo, hi = lengths = length_range(state.X)

@@ -80,7 +80,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         try:
             os.chmod(tmp_path, mode)
             _fsync(tmp_path)
-            os.replace(tmp_path, path)
+            _put_in_place(tmp_path, path)
+        except OutputError:
+            raise
         except OSError as e:
             what = "it is a directory" if path.is_dir() else _reason(e)
             raise OutputError(f"cannot write {path}: {what}; choose another name") from None
@@ -88,6 +90,39 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+#: outputs a command found absent and may not replace (no --force): put in place only if they are
+#: still absent (:func:`check_output` adds them; a command line clears them as it starts)
+MUST_BE_NEW: set[str] = set()
+
+
+def _appeared(dst: str | os.PathLike[str]) -> OutputError:
+    return OutputError(f"{dst} appeared while this command ran (written by another command?), and this command "
+                       "may not replace it: its result was not put there; run it again with another name, or "
+                       "pass --force to replace the file")
+
+
+def _put_in_place(src: Path, dst: str | os.PathLike[str]) -> None:
+    """``os.replace(src, dst)``, except for an output in :data:`MUST_BE_NEW`, which is linked into
+    place only if it is still absent. An operations trial ran two nightly jobs onto one new --out:
+    both checked at the start that it did not exist, both exited 0, and the first's result was
+    silently replaced (against "never overwrite without --force")."""
+    key = os.path.abspath(dst)
+    if key not in MUST_BE_NEW:
+        os.replace(src, dst)
+        return
+    try:
+        os.link(src, dst)  # fails if dst exists, atomically
+    except FileExistsError:
+        raise _appeared(dst) from None
+    except OSError:  # a file system without hard links: checked, then renamed
+        if os.path.lexists(dst):
+            raise _appeared(dst) from None
+        os.replace(src, dst)
+    else:
+        os.unlink(src)
+    MUST_BE_NEW.discard(key)
 
 
 def _fsync(path: Path) -> None:
@@ -129,10 +164,15 @@ def replace_together(pairs: Iterable[tuple[Path, Path]]) -> None:
     belong together (a cluster state and its clusters file) are put in place together (an
     operations trial's SIGTERM between the two left a new state beside the old clusters file)."""
     pairs = list(pairs)
+    for _, dst in pairs:  # (all or none: a clusters file is not put in place without its state)
+        if os.path.abspath(dst) in MUST_BE_NEW and os.path.lexists(dst):
+            raise _appeared(dst)
     with signals_held():
         for src, dst in pairs:
             try:
-                os.replace(src, dst)
+                _put_in_place(src, dst)
+            except OutputError:
+                raise
             except OSError as e:
                 raise OutputError(f"cannot write {dst}: {_reason(e)}") from None
     for folder in {Path(dst).parent for _, dst in pairs}:
@@ -262,6 +302,11 @@ def check_output(
                 raise OutputError(f"{option} {p} exists and is not a regular file; {choose}")
             if not force:
                 raise OutputError(f"{option} {p} already exists; pass --force to replace it, or {choose}")
+            MUST_BE_NEW.discard(os.path.abspath(p))
+        elif force:
+            MUST_BE_NEW.discard(os.path.abspath(p))
+        else:
+            MUST_BE_NEW.add(os.path.abspath(p))  # (still absent when it is put in place, or refused)
     # the nearest folder that exists must be a folder we can create files in
     anc = p if directory else p.parent
     anc = Path(os.path.abspath(anc))

@@ -69,6 +69,8 @@ def _not_a_model(p: Path, e: CheckpointError) -> str:
     user's (often their data, given in the wrong place), so it is left out."""
     import re
 
+    if "written by a newer kfree" in str(e):
+        return str(e)
     why = re.sub(r"\s*(?:;\s*|\(\s*)delete it\b[^;)]*\)?", "", str(e)).strip()
     if why.startswith(f"{p.name} "):
         why = "it " + why[len(p.name) + 1:]
