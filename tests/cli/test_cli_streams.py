@@ -15,7 +15,8 @@ import pytest
 
 
 def _kfree(args: list[str], cwd: Path, *, stdout=subprocess.PIPE, env: dict[str, str] | None = None):
-    return subprocess.run([sys.executable, "-m", "kfree", *args], cwd=cwd, stdout=stdout, stderr=subprocess.PIPE,
+    return subprocess.run([sys.executable, "-m", "kfree", *args], check=False, cwd=cwd, stdout=stdout,
+                          stderr=subprocess.PIPE,
                           text=True, env={**os.environ, **(env or {})}, timeout=120)
 
 
