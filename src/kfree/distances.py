@@ -93,6 +93,13 @@ def check_features(X, *, name: str = "X", min_samples: int = 1) -> np.ndarray:
                         f"{tuple(X.shape)}. Reshape your data: X.reshape(1, -1) for a single row, X.reshape(-1, 1) "
                         "for a single feature")
     X_in = X
+    if getattr(getattr(X, "dtype", None), "kind", None) == "c":  # (scikit-learn's message printed the array)
+        raise DataTypeError(f"{name}: Complex data not supported; kfree clusters real features: give their real "
+                            "and imaginary parts as columns of their own (np.hstack([X.real, X.imag])), or abs(X)")
+    if ndim == 2 and X.shape[0] < min_samples:
+        one = "" if X.shape[0] == 1 else "s"
+        raise DataError(f"{name} has {X.shape[0]:,} sample{one} (row{one}); at least "
+                        f"{min_samples} {'is' if min_samples == 1 else 'are'} needed here")
     try:
         X = check_array(X, dtype="numeric", ensure_all_finite=False, ensure_min_samples=min_samples,
                         input_name=name)

@@ -2,7 +2,9 @@
 
 >>> learner = ClusterLearner(TrainConfig(loss="bcl", epochs=30, seed=0)).fit(X_train, y_train)
 >>> labels = learner.cluster(X_new)          # unseen identities, no K given
->>> learner.threshold_                        # Threshold(value=4b, distance='sqeuclidean', ...)
+>>> learner.threshold_                        # the chosen rule's cut, e.g. Threshold(value=..., 'euclidean',
+...                                           # 'Ward, training+validation #clusters=30') for raw features
+>>> learner.learned_threshold_                # the loss's own: Threshold(value=4b, 'sqeuclidean', '4b')
 
 ``fit`` holds out a fraction of the *identities* as validation classes, trains the head with the
 chosen loss, validating every few optimisation steps, and keeps the step that clusters the

@@ -501,6 +501,8 @@ def test_a_stopped_kfree_train_continues_from_its_checkpoint(d, tmp_path, monkey
     assert code == 130 and not (tmp_path / "m.kfree").exists(), out
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".m.kfree.") and left[0].endswith(".checkpoint"), left
+    assert f"the run's checkpoint is kept ({tmp_path / left[0]}): the same command continues it" in " ".join(
+        out.split()), out  # (said: a docs trial saw no sign that the run could be continued)
     monkeypatch.setattr(trainer, "save_checkpoint", real)
     code, out = run(*args, "--out", tmp_path / "m.kfree")
     assert code == 0 and f"continuing a stopped run of this training from its checkpoint ({left[0]})" in out, out

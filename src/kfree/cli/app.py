@@ -294,13 +294,20 @@ def train(
                             y_val=None if val is None else val.y, checkpoint=ckpt)
 
             try:
-                fit()
-            except CheckpointError:  # damaged, or made by another kfree: start over
-                if rank0:
-                    console.print(f"the checkpoint {escape(ckpt.name)} cannot be continued; training from the start",
-                                  highlight=False)
-                    ckpt.unlink(missing_ok=True)
-                fit()
+                try:
+                    fit()
+                except CheckpointError:  # damaged, or made by another kfree: start over
+                    if rank0:
+                        console.print(f"the checkpoint {escape(ckpt.name)} cannot be continued; training from the "
+                                      "start", highlight=False)
+                        ckpt.unlink(missing_ok=True)
+                    fit()
+            except KeyboardInterrupt:
+                # (a docs trial: a stopped run did not say it could be continued; the checkpoint is a dot file)
+                if rank0 and ckpt.exists():
+                    err_console.print(f"the run's checkpoint is kept ({escape(str(ckpt))}): the same command "
+                                      "continues it", highlight=False, soft_wrap=True)
+                raise
         if not rank0:
             return  # rank 0 saves the (identical) model and reports
         from rich.markup import escape
