@@ -34,8 +34,6 @@ is unreliable (down to −0.54).
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 import warnings
 from pathlib import Path
@@ -43,8 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.run_unseen import versions
-from benchmarks.run_ward_size import SEEDS, SIZES, _per_identity, _split
+from benchmarks.run_ward_size import SEEDS, _per_identity, grid_cells, grid_main, ward_learner
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks"
@@ -100,18 +97,12 @@ def fixed_point(tree: np.ndarray, n: int, curve: tuple[np.ndarray, np.ndarray], 
 
 
 def run_set(name: str, seed: int, val_per: int | None, batch_sizes: tuple[int | None, ...]) -> list[dict[str, Any]]:
-    from kfree import ClusterLearner, TrainConfig
     from kfree.metrics import nmi
 
-    X, y, tr, va, te = _split(name, seed)
-    rng = np.random.default_rng(seed)
-    va = _per_identity(va, y, val_per, rng)
     t0 = time.perf_counter()
+    X, y, va, te, rng, learner = ward_learner(name, seed, val_per)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        learner = ClusterLearner(TrainConfig(epochs=8, seed=seed), linkage="auto").fit(
-            X[tr], y[tr], X_val=X[va], y_val=y[va])
-        learner.rule_ = learner._ward_rule()
         m_cal = learner.selection_["val_rows_per_identity"]
         Zv = learner.transform(X[va])
         ward_curve, complete_curve = size_curve(Zv, y[va], "ward"), size_curve(Zv, y[va], "complete")
@@ -170,18 +161,7 @@ def report(cells: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
 
-    def order(v: str) -> int:
-        return 10**9 if v == "all" else int(v)
-
-    keys = sorted({(c["set"], str(c["val_per"]), str(c["rows_per_identity"])) for c in cells},
-                  key=lambda k: (list(SIZES).index(k[0]), order(k[1]), order(k[2])))
-    for set_name, val_per, per in keys:
-        g = [c for c in cells if c["set"] == set_name and str(c["val_per"]) == val_per
-             and str(c["rows_per_identity"]) == per]
-
-        def mean(key: str, group: list[dict[str, Any]] = g) -> float:
-            return float(np.mean([c[key] for c in group]))
-
+    for set_name, _, _, _, mean in grid_cells(cells):
         lines.append(
             f"| {set_name} | {mean('true_rows_per_identity'):.0f} ({mean('val_rows_per_identity'):.0f}) | "
             f"{mean('K'):.0f} | {mean('kfree_nmi'):.3f} | {mean('ward_nmi'):.3f} | "
@@ -195,24 +175,13 @@ def report(cells: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--report", action="store_true", help="only rebuild the table from the JSON")
-    args = ap.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "size_adaptive.json"
-    if not args.report:
+    def meta() -> dict[str, Any]:
         from benchmarks._provenance import commit
 
-        t0 = time.perf_counter()
-        cells = [c for name, runs in SIZES.items() for val_per, sizes in runs for seed in SEEDS
-                 for c in run_set(name, seed, val_per, sizes)]
-        meta = {"command": "OMP_NUM_THREADS=1 python -m benchmarks.run_size_adaptive", "seeds": list(SEEDS),
-                "wall_s": time.perf_counter() - t0, "versions": versions(), "commit": commit()}
-        path.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n")
-    rec = json.loads(path.read_text())
-    table = report(rec["cells"], rec["meta"])
-    (OUT / "size_adaptive.md").write_text(table)
-    print(table)
+        return {"command": "OMP_NUM_THREADS=1 python -m benchmarks.run_size_adaptive", "seeds": list(SEEDS),
+                "commit": commit()}
+
+    grid_main("size_adaptive", run_set, report, meta)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -84,20 +85,30 @@ def _per_identity(idx: np.ndarray, y: np.ndarray, per: int | None, rng: np.rando
     return np.concatenate(out)
 
 
-def run_set(name: str, seed: int, val_per: int | None, sizes: tuple[int | None, ...]) -> list[dict[str, Any]]:
+def ward_learner(name: str, seed: int, val_per: int | None) -> tuple[Any, ...]:
+    """``(X, y, validation rows, unseen rows, rng, learner)`` of one set, seed and validation size:
+    the learner trained briefly on the split, its Ward candidate made the chosen rule (every cell
+    of this benchmark and of ``run_size_adaptive`` measures a Ward rule); ``rng``'s next draws pick
+    the batches."""
     from kfree import ClusterLearner, TrainConfig
-    from kfree.exceptions import ClusterSizeWarning
-    from kfree.metrics import nmi
 
     X, y, tr, va, te = _split(name, seed)
     rng = np.random.default_rng(seed)
     va = _per_identity(va, y, val_per, rng)
-    t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         learner = ClusterLearner(TrainConfig(epochs=8, seed=seed), linkage="auto").fit(
             X[tr], y[tr], X_val=X[va], y_val=y[va])
-    learner.rule_ = learner._ward_rule()  # every cell measures the size check of a Ward rule
+    learner.rule_ = learner._ward_rule()
+    return X, y, va, te, rng, learner
+
+
+def run_set(name: str, seed: int, val_per: int | None, sizes: tuple[int | None, ...]) -> list[dict[str, Any]]:
+    from kfree.exceptions import ClusterSizeWarning
+    from kfree.metrics import nmi
+
+    t0 = time.perf_counter()
+    X, y, _, te, rng, learner = ward_learner(name, seed, val_per)
     m_cal = learner.selection_["val_rows_per_identity"]
     m_ref = learner.selection_["val_complete_rows_per_cluster"]
     ward, complete = learner.rule_, learner.state_rule()
@@ -133,6 +144,46 @@ def run_set(name: str, seed: int, val_per: int | None, sizes: tuple[int | None, 
     return cells
 
 
+def grid_cells(cells: list[dict[str, Any]]):
+    """``(set, validation rows per identity, batch rows per identity, cells, mean)`` for each cell
+    of the grid in :data:`SIZES`' order, ``mean(key)`` the mean of ``key`` over its seeds (this
+    table's and ``run_size_adaptive``'s)."""
+    def order(v: str) -> int:
+        return 10**9 if v == "all" else int(v)
+
+    keys = sorted({(c["set"], str(c.get("val_per", "")), str(c["rows_per_identity"])) for c in cells},
+                  key=lambda k: (list(SIZES).index(k[0]), order(k[1]) if k[1] else 0, order(k[2])))
+    for set_name, val_per, per in keys:
+        g = [c for c in cells if c["set"] == set_name and str(c.get("val_per", "")) == val_per
+             and str(c["rows_per_identity"]) == per]
+
+        def mean(key: str, group: list[dict[str, Any]] = g) -> float:
+            return float(np.mean([c[key] for c in group]))
+
+        yield set_name, val_per, per, g, mean
+
+
+def grid_main(name: str, run_set: Any, report: Any, meta: Any) -> None:
+    """Run ``run_set`` over the grid and seeds, keep the cells in ``results/benchmarks/NAME.json``
+    with ``meta()`` (or, with ``--report``, only read them) and write ``report``'s table to
+    ``NAME.md``: this benchmark's and ``run_size_adaptive``'s command line."""
+    ap = argparse.ArgumentParser(description=(sys.modules[run_set.__module__].__doc__ or "").splitlines()[0])
+    ap.add_argument("--report", action="store_true", help="only rebuild the table from the JSON")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    if not args.report:
+        t0 = time.perf_counter()
+        cells = [c for set_name, runs in SIZES.items() for val_per, sizes in runs for seed in SEEDS
+                 for c in run_set(set_name, seed, val_per, sizes)]
+        path.write_text(json.dumps({"meta": {**meta(), "wall_s": time.perf_counter() - t0, "versions": versions()},
+                                    "cells": cells}, indent=1) + "\n")
+    rec = json.loads(path.read_text())
+    table = report(rec["cells"], rec["meta"])
+    (OUT / f"{name}.md").write_text(table)
+    print(table)
+
+
 def report(cells: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         "# A Ward cut on identities smaller or larger than validation's",
@@ -159,18 +210,7 @@ def report(cells: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def order(v: str) -> int:
-        return 10**9 if v == "all" else int(v)
-
-    keys = sorted({(c["set"], str(c.get("val_per", "")), str(c["rows_per_identity"])) for c in cells},
-                  key=lambda k: (list(SIZES).index(k[0]), order(k[1]) if k[1] else 0, order(k[2])))
-    for set_name, val_per, per in keys:
-        g = [c for c in cells if c["set"] == set_name and str(c.get("val_per", "")) == val_per
-             and str(c["rows_per_identity"]) == per]
-
-        def mean(key: str, group: list[dict[str, Any]] = g) -> float:
-            return float(np.mean([c[key] for c in group]))
-
+    for set_name, _, per, g, mean in grid_cells(cells):
         lines.append(
             f"| {set_name} | {per} ({mean('val_rows_per_identity'):.0f}) | {mean('true_ratio'):.1f} | "
             f"{mean('estimated_ratio'):.2f} ({mean('like_validation_ratio'):.2f}) | {mean('K'):.0f} | "
@@ -185,25 +225,14 @@ def report(cells: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--report", action="store_true", help="only rebuild the table from the JSON")
-    args = ap.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "ward_size.json"
-    if not args.report:
-        t0 = time.perf_counter()
-        cells = [c for name, runs in SIZES.items() for val_per, sizes in runs for seed in SEEDS
-                 for c in run_set(name, seed, val_per, sizes)]
+    def meta() -> dict[str, Any]:
         from kfree.learner import WARD_LIKE_VALIDATION, WARD_MAX_SIZE_RATIO, WARD_MIN_SIZE_RATIO
 
-        meta = {"command": "OMP_NUM_THREADS=1 python -m benchmarks.run_ward_size", "seeds": list(SEEDS),
-                "like_validation": WARD_LIKE_VALIDATION, "wall_s": time.perf_counter() - t0, "versions": versions(),
-                "min_ratio": WARD_MIN_SIZE_RATIO, "max_ratio": WARD_MAX_SIZE_RATIO}
-        path.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1) + "\n")
-    rec = json.loads(path.read_text())
-    table = report(rec["cells"], rec["meta"])
-    (OUT / "ward_size.md").write_text(table)
-    print(table)
+        return {"command": "OMP_NUM_THREADS=1 python -m benchmarks.run_ward_size", "seeds": list(SEEDS),
+                "like_validation": WARD_LIKE_VALIDATION, "min_ratio": WARD_MIN_SIZE_RATIO,
+                "max_ratio": WARD_MAX_SIZE_RATIO}
+
+    grid_main("ward_size", run_set, report, meta)
 
 
 if __name__ == "__main__":
