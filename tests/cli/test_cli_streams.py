@@ -57,3 +57,18 @@ def test_the_help_shows_flags_without_a_type(tmp_path):
         assert "<bool>" not in shown.stdout, shown.stdout
     top = _kfree(["--help"], tmp_path, env={"COLUMNS": "150"}).stdout
     assert "<int>" not in top[top.index("--verbose"):top.index("--quiet")]
+
+
+def test_strict_stops_at_a_warning_and_writes_nothing(rows):
+    """An operations trial: rows of another scale were added to a state for good with exit status 0,
+    and nothing let an unattended job fail on the warning."""
+    assert _kfree(["cluster", "x.npy", "--threshold", "0.5", "--out", "c.csv", "--state", "s.kstate"],
+                  rows).returncode == 0
+    np.save(rows / "scaled.npy", np.load(rows / "x.npy")[:20] * 5)
+    before = (rows / "s.kstate").read_bytes()
+    stopped = _kfree(["--strict", "assign", "s.kstate", "scaled.npy", "--out", "a.csv"], rows)
+    assert stopped.returncode == 1 and "median length" in stopped.stderr, stopped.stderr
+    assert "(--strict stops at a warning; nothing was written)" in " ".join(stopped.stderr.split())
+    assert not (rows / "a.csv").exists() and (rows / "s.kstate").read_bytes() == before
+    added = _kfree(["assign", "s.kstate", "scaled.npy", "--out", "a.csv"], rows)  # without: warned, added
+    assert added.returncode == 0 and "warning:" in added.stderr and (rows / "a.csv").exists()

@@ -141,6 +141,8 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log level from ``-v``/``-vv``; ``quiet`` (``-q``) also silences the console's results,
     tables and progress: only warnings and errors (stderr) remain, the outputs are the files."""
     _tolerant_streams()
+    STDOUT.update(failed=None, is_result=False)  # (a command's own: the tests run many in one process)
+    STRICT["on"] = False
     console.quiet = quiet
     warnings.showwarning = _show_warning
     # the CLI aligns a table's columns with the model's itself (kfree.cli.columns.model_rows) and hands
