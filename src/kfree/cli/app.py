@@ -1056,9 +1056,10 @@ def _flags_without_a_type() -> None:
 
 
 def main() -> None:
-    from .console import stdout_verdict
+    from .console import stdout_verdict, tolerant_streams
 
     _flags_without_a_type()
+    tolerant_streams()  # (the kfree command's streams only: not those of a program calling app())
     try:
         app()
     except SystemExit as e:  # (typer ends every command so)

@@ -122,7 +122,7 @@ def stdout_verdict(code: int | None) -> int | None:
     return code
 
 
-def _tolerant_streams() -> None:
+def tolerant_streams() -> None:
     """Standard output guarded (:class:`_GuardedStdout`), and characters a stream's encoding lacks
     written as '?': ``LC_ALL=C`` made ``→`` in a summary line a UnicodeEncodeError traceback, exit 1,
     after the clusters file was written (an operations trial)."""
@@ -140,7 +140,6 @@ def _tolerant_streams() -> None:
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log level from ``-v``/``-vv``; ``quiet`` (``-q``) also silences the console's results,
     tables and progress: only warnings and errors (stderr) remain, the outputs are the files."""
-    _tolerant_streams()
     STDOUT.update(failed=None, is_result=False)  # (a command's own: the tests run many in one process)
     STRICT["on"] = False
     console.quiet = quiet
