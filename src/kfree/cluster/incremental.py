@@ -121,7 +121,7 @@ from ..distances import (
     unlike_lengths,
 )
 from ..exceptions import ClusterStateError, ConfigError, DataError, OutputError, user_stacklevel
-from ..utils.provenance import utc_now, versions
+from ..utils.provenance import newer_format, utc_now, versions
 from ._radius_graph import radius_components, radius_edges
 from .labels import first_seen_labels, group_order
 from .linkage_core import find_roots, union_pairs
@@ -510,12 +510,9 @@ class ClusterState:
                 header = json.loads(zf.read("state.json").decode("utf-8"))
                 if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
                     got = header.get("format") if isinstance(header, dict) else None
-                    family, _, version = str(got).partition("/")
-                    newer = (family == STATE_FORMAT.partition("/")[0] and version.isdigit()
-                             and int(version) > int(STATE_FORMAT.partition("/")[2]))
                     raise ClusterStateError(f"{p.name} has format {got!r}; this kfree reads {STATE_FORMAT!r}"
                                             + (": it was written by a newer kfree, upgrade kfree to read it"
-                                               if newer else ""))
+                                               if newer_format(got, STATE_FORMAT) else ""))
                 missing = [a for a in _ARRAYS if f"{a}.npy" not in names]
                 if missing:
                     raise ClusterStateError(f"{p.name} is a damaged cluster state: arrays {missing} are "

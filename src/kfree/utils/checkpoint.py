@@ -227,9 +227,9 @@ def _read(p: Path, map_location: Any, *, legacy: bool) -> dict[str, Any]:
         raise CheckpointError(f"{p.name} is not a kfree checkpoint (it holds a {type(payload).__name__})")
     if payload.get("format") != FORMAT and not legacy:
         found = payload.get("format")
-        family, _, version = str(found).partition("/")
-        if family == FORMAT.partition("/")[0] and version.isdigit() and int(version) > int(FORMAT.partition("/")[2]):
-            # (an operations trial: a newer file was called "not a kfree model file")
+        from .provenance import newer_format
+
+        if newer_format(found, FORMAT):
             raise CheckpointError(f"{p.name} was written by a newer kfree (format {found}; this kfree reads {FORMAT}): "
                                   "upgrade kfree to read it")
         raise CheckpointError(f"{p.name} is not a kfree checkpoint (format {found!r}, expected {FORMAT!r})")

@@ -53,9 +53,9 @@ def read_model(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
         raise ModelError(_not_a_model(p, e)) from None
     kind = config.get("kind")
     if kind != MODEL_FORMAT:
-        family, _, version = str(kind).partition("/")
-        if family == MODEL_FORMAT.partition("/")[0] and version.isdigit() \
-                and int(version) > int(MODEL_FORMAT.partition("/")[2]):
+        from .provenance import newer_format
+
+        if newer_format(kind, MODEL_FORMAT):
             raise ModelError(f"{p.name} was written by a newer kfree (format {kind}; this kfree reads "
                              f"{MODEL_FORMAT}): upgrade kfree to use it")
         raise ModelError(f"{p.name} is not a kfree model file (expected format {MODEL_FORMAT}); "
