@@ -611,9 +611,9 @@ def cluster(
             n_found = len(set(labels.tolist()))
             console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                           f"wrote [bold]{escape(str(out))}[/bold]")
-            n_groups = data.n_samples if linked is None else len(first_row)
-            if (linked is not None and n_clusters is None and n_groups >= 20 and n_found == n_groups
-                    and n_groups < data.n_samples):
+            n_groups = None if linked is None else len(first_row)
+            if (n_groups is not None and n_clusters is None and 20 <= n_groups < data.n_samples
+                    and n_found == n_groups):
                 # (a TV trial: 2,621 frames in 656 clusters, one a track, times and boxes clustered as features)
                 warnings.warn(f"every --link-column {link_column} group is a cluster of its own ({n_groups:,}): no two "
                               f"groups joined at the threshold {used if model is not None else threshold:g} {unit}; "
@@ -1046,10 +1046,10 @@ def _flags_without_a_type() -> None:
 
     if getattr(TyperOption.display_type_rich, "_kfree", False):
         return
-    shown = TyperOption.display_type_rich
+    typed = TyperOption.display_type_rich
 
     def display_type_rich(self, ctx):
-        return None if (self.is_flag or self.count) and self.metavar is None else shown(self, ctx)
+        return None if (self.is_flag or self.count) and self.metavar is None else typed(self, ctx)
 
     display_type_rich._kfree = True
     TyperOption.display_type_rich = display_type_rich

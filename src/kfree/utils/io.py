@@ -302,11 +302,10 @@ def check_output(
                 raise OutputError(f"{option} {p} exists and is not a regular file; {choose}")
             if not force:
                 raise OutputError(f"{option} {p} already exists; pass --force to replace it, or {choose}")
+        if force:
             MUST_BE_NEW.discard(os.path.abspath(p))
-        elif force:
-            MUST_BE_NEW.discard(os.path.abspath(p))
-        else:
-            MUST_BE_NEW.add(os.path.abspath(p))  # (still absent when it is put in place, or refused)
+        else:  # absent now (else refused above): it must still be absent when it is put in place
+            MUST_BE_NEW.add(os.path.abspath(p))
     # the nearest folder that exists must be a folder we can create files in
     anc = p if directory else p.parent
     anc = Path(os.path.abspath(anc))
