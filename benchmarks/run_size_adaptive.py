@@ -36,27 +36,22 @@ from __future__ import annotations
 
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.run_ward_size import SEEDS, _per_identity, grid_cells, grid_main, ward_learner
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "results" / "benchmarks"
 #: the class sizes of the size curve (rows per identity)
 GRID = (2, 3, 5, 8, 12, 20, 30, 45, 70, 100, 150, 250)
 
 
 def _tree(Z: np.ndarray, linkage: str) -> np.ndarray:
-    from kfree.cluster.threshold_hac import ThresholdAgglomerative
-    from kfree.cluster.ward import ward_tree
+    """The merge tree the library's validation cuts (``ValidationSet``'s trees: Ward's, or complete
+    linkage's in squared distances)."""
+    from kfree.evaluate.selection import ValidationSet
 
-    if linkage == "ward":
-        return ward_tree(Z)
-    return ThresholdAgglomerative(n_clusters=1, linkage="complete", distance="sqeuclidean",
-                                  algorithm="dense").fit(Z).linkage_matrix_
+    return ValidationSet._trees(Z, {linkage})[linkage]
 
 
 def size_curve(Z: np.ndarray, y: np.ndarray, linkage: str) -> tuple[np.ndarray, np.ndarray]:
