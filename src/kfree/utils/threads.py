@@ -177,4 +177,3 @@ def limit_threads(
                               openmp=n, numba=numba_n)
         log.debug("thread limits: %s", limits)
         yield limits
-
