@@ -75,6 +75,37 @@ def test_model_free_cluster_state_then_assign_matches_api(d, tmp_path):
     assert ClusterState.load(tmp_path / "s.kstate").n_samples == len(X) + len(new)  # --state-out left it
 
 
+def test_greedy_assigns_say_how_many_rows_may_regroup_and_a_recluster_settles_them(tmp_path):
+    # overlapping blobs: greedy placement leaves rows a recompute would group otherwise
+    rng = np.random.default_rng(3)
+    C = rng.standard_normal((6, 4))
+    X = C[rng.integers(0, 6, 260)] + rng.standard_normal((260, 4)) * 0.45
+    np.save(tmp_path / "x.npy", X[:100])
+    for i in range(4):
+        np.save(tmp_path / f"b{i}.npy", X[100 + 40 * i : 140 + 40 * i])
+    code, out = run("cluster", tmp_path / "x.npy", "--threshold", "1.5", "--out", tmp_path / "c.csv",
+                    "--state", tmp_path / "s.kstate")
+    assert code == 0, out
+    for i in range(3):
+        code, out = run("assign", tmp_path / "s.kstate", tmp_path / f"b{i}.npy", "--out", tmp_path / f"a{i}.csv")
+        assert code == 0, out
+    state = ClusterState.load(tmp_path / "s.kstate")
+    assert state.n_unsettled > 0
+    last = state.meta["last_assign"]["n_placed_unsettled"]
+    assert (f"{state.n_unsettled:,} of the state's rows ({state.n_unsettled / state.n_samples:.0%}) lie in "
+            "τ-components where clustering all its rows again may group them otherwise") in " ".join(out.split())
+    assert f"({last:,} of this batch's rows were placed there greedily)" in " ".join(out.split())
+    assert "the next assign with --recluster-affected re-clusters them exactly" in " ".join(out.split())
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "b3.npy", "--out", tmp_path / "a3.csv",
+                    "--recluster-affected", "--all-rows")
+    assert code == 0, out
+    assert f"earlier assigns left unsettled ({state.n_unsettled:,} rows)" in " ".join(out.split())
+    assert "lie in" not in out
+    full = ThresholdAgglomerative(1.5).fit(X).labels_
+    np.testing.assert_array_equal(first_seen_labels(clusters(tmp_path / "a3.csv")), full)
+    assert ClusterState.load(tmp_path / "s.kstate").n_unsettled == 0
+
+
 def test_model_state_then_assign(d, tmp_path):
     code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "c.csv", "--state", tmp_path / "m.kstate")
     assert code == 0, out

@@ -76,6 +76,40 @@ def test_recluster_affected_equals_full_recompute(distance, tau):
 
 
 @pytest.mark.parametrize(("distance", "tau"), CASES)
+def test_greedy_assigns_say_what_they_left_unsettled_and_one_recluster_settles_it_all(distance, tau, tmp_path):
+    rng = np.random.default_rng(5)
+    X = blobs(np.random.default_rng(100), 150)
+    state = ClusterState.fit(X, tau, distance=distance)
+    assert state.n_unsettled == 0 and state.unsettled is None
+    exact = True
+    for _ in range(5):  # greedy batches drawn like the rows: some land where a recompute regroups
+        Xb = blobs(np.random.default_rng(100), int(rng.integers(5, 40))) + rng.standard_normal((1, 6)) * 0.01
+        X = np.vstack([X, Xb])
+        assign(state, Xb)
+        exact &= np.array_equal(first_seen_labels(state.labels), full(X, tau, distance))
+        last = state.meta["last_assign"]
+        assert last["n_unsettled"] == state.n_unsettled
+        # every row a recompute could regroup lies in an unsettled component
+        settled = ~np.isin(state.components, np.unique(state.components[state.unsettled])) \
+            if state.unsettled is not None else np.ones(state.n_samples, bool)
+        full_lab = full(X, tau, distance)
+        for c in np.unique(state.components[settled]):
+            rows = np.flatnonzero(state.components == c)
+            np.testing.assert_array_equal(first_seen_labels(state.labels[rows]), first_seen_labels(full_lab[rows]))
+    assert not exact and state.n_unsettled > 0  # the stream drifted, and the state knows where
+    state = ClusterState.load(state.save(tmp_path / "s.kstate"))  # the flags survive a save
+    assert state.n_unsettled == last["n_unsettled"]
+    # one row far from everything: it touches no unsettled component, yet the recluster settles all
+    far = -blobs(np.random.default_rng(7), 1, k=1) if distance == "cosine" else np.full((1, 6), 9.0)
+    X = np.vstack([X, far])
+    assign(state, far, recluster_affected=True)
+    assert state.n_unsettled == 0 and state.unsettled is None
+    assert state.meta["last_assign"]["n_reclustered"] > 0
+    np.testing.assert_array_equal(first_seen_labels(state.labels), full(X, tau, distance))
+    check_bookkeeping(state)
+
+
+@pytest.mark.parametrize(("distance", "tau"), CASES)
 def test_greedy_assign_keeps_complete_linkage_invariant(distance, tau):
     rng = np.random.default_rng(2)
     X = blobs(np.random.default_rng(7), 200)

@@ -322,8 +322,10 @@ def assign(
                            "value of its own 'index' column, then with a 'row' column).")] = None,
     recluster_affected: Annotated[bool, typer.Option(
         "--recluster-affected",
-        help="Re-cluster, exactly, the τ-components the new rows touch (existing rows there may change "
-             "cluster): the result then equals clustering everything again.")] = False,
+        help="Re-cluster, exactly, the τ-components the new rows touch, and those earlier assigns left "
+             "unsettled (existing rows there may change cluster): the state then equals clustering all its rows "
+             "again. Without it rows are placed greedily, and each assign says how many of the state's rows lie "
+             "where clustering all again may group them otherwise.")] = False,
     state_out: Annotated[Path | None, typer.Option(
         help="Write the updated state here instead of replacing STATE.")] = None,
     all_rows: Annotated[bool, typer.Option(
@@ -497,7 +499,7 @@ def assign(
         if state.ids is not None and data.index is None and fresh.size:
             raise DataError(f"{state_path.name} names its rows by their ids: give {new_path.name}'s rows theirs (an "
                             "'index' column, --id-column, or the ids `kfree encode texts --id-column` keeps)")
-        n_before, k_before = state.n_samples, state.next_label
+        n_before, k_before, unsettled_before = state.n_samples, state.next_label, state.n_unsettled
         labels = np.empty(data.n_samples, dtype=np.int64)
         if fresh.size:  # (none for a retried batch under --skip-held)
             with _limit_threads():
@@ -545,7 +547,16 @@ def assign(
                       + f" in {state.n_clusters} clusters; wrote [bold]{escape(str(out))}[/bold]")
         if recluster_affected and info:
             console.print(f"re-clustered {info['n_reclustered']} rows of {info['n_components_touched']} touched "
-                          f"τ-components ({info['n_components_kept_whole']} stayed one cluster without it); "
-                          f"{info['n_existing_moved']} earlier rows changed cluster")
+                          f"τ-components ({info['n_components_kept_whole']} stayed one cluster without it)"
+                          + (f" and of those earlier assigns left unsettled ({unsettled_before:,} rows): the state "
+                             "now equals clustering all its rows again" if unsettled_before else "")
+                          + f"; {info['n_existing_moved']} earlier rows changed cluster")
+        elif state.n_unsettled:
+            console.print(f"{state.n_unsettled:,} of the state's rows ({state.n_unsettled / state.n_samples:.0%}) lie "
+                          "in τ-components where clustering all its rows again may group them otherwise"
+                          + (f" ({info['n_placed_unsettled']:,} of this batch's rows were placed there greedily)"
+                             if info else "")
+                          + "; the next assign with --recluster-affected re-clusters them exactly",
+                          soft_wrap=True, highlight=False)
         console.print(f"state {'written' if state_out is not None else 'updated' if fresh.size else 'unchanged'}: "
                       f"[bold]{escape(str(target))}[/bold]")

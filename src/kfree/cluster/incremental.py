@@ -60,10 +60,17 @@ all points at τ:
   pair the new points differently, and a later point of the batch cannot pull an earlier one
   into a better cluster.
 
+Neither can happen in a merged component whose points are all within τ of each other (below), so
+the greedy mode marks the new rows of every other merged component: the state knows which
+τ-components are *unsettled* (:attr:`ClusterState.n_unsettled` rows lie in them;
+``meta["last_assign"]``), and ``kfree assign`` says so after each batch, as drift accumulates
+silently otherwise.
+
 With ``recluster_affected=True`` each merged component (the touched components' points and the
 new points joined to them) is re-agglomerated exactly with
 :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative` at τ (rows in state order, then the
-new rows, as a full recompute orders them); every other point keeps its label. A merged
+new rows, as a full recompute orders them), together with every component an earlier greedy
+assign left unsettled; every other point keeps its label. A merged
 component whose points are all within τ of each other — one existing component that is a single
 cluster (a clique) plus new points within τ of all its members and of each other, or only new
 points that are — is one cluster under any exact complete linkage, so it is not re-agglomerated
@@ -89,8 +96,9 @@ model file's name, SHA-256, the features it clusters and its threshold), ``creat
 ``updated``, ``versions``, ``assigns`` (how many batches were added). Arrays: ``X`` (n, d, as
 clustered: float32 from a model), ``labels`` (n,) int64, ``components`` (n,) int64, ``origin``
 (d,) float64, ``centres`` (next_label, d) float64, ``radii`` (next_label,) float64, ``sizes``
-(next_label,) int64; optional ``row_hashes`` (n,) uint64 and ``ids`` (n,) int64 or str (a state
-without them was written before them, or from rows without ids). :meth:`ClusterState.save` writes a temporary file beside the target and
+(next_label,) int64; optional ``row_hashes`` (n,) uint64, ``ids`` (n,) int64 or str, ``photos``
+(n,) str and ``unsettled`` (n,) bool (a state without them was written before them, or from rows
+without ids or photos, or has every component settled). :meth:`ClusterState.save` writes a temporary file beside the target and
 renames it over the target only once it is complete (the zip's checksums catch a damaged
 file), so a reader sees the old state or the new one, never a half-written one; an existing
 file is replaced only with ``overwrite=True``.
@@ -106,7 +114,7 @@ import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba as nb
 import numpy as np
@@ -133,7 +141,7 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = "kfree-cluster-state/1"
 _ARRAYS = ("X", "labels", "components", "origin", "centres", "radii", "sizes")
 #: arrays a state may hold (states written before them have none)
-_OPTIONAL_ARRAYS = ("row_hashes", "ids", "photos")
+_OPTIONAL_ARRAYS = ("row_hashes", "ids", "photos", "unsettled")
 #: relative slack of the triangle-inequality bounds: far above the float64 rounding of the GEMM
 #: (~1e-14), so a bound never excludes a cluster it should keep; it only costs exact checks
 _BOUND_SLACK = 1e-7
@@ -197,6 +205,13 @@ class ClusterState:
         Each row's own id (a ticket's, a photo's), distinct, when the rows were given with ids:
         a state's rows are then named by them (``kfree assign --all-rows``), not only by their
         position, and a batch reusing an id is refused.
+    unsettled : ndarray of shape (n_samples,), bool, or None
+        The rows an assign without ``recluster_affected`` placed greedily in a τ-component where a
+        full recompute may group differently (see the module docstring); a component holding one
+        is *unsettled* (:attr:`n_unsettled`), until an assign with ``recluster_affected``
+        re-clusters it. None when every component is settled (a state's assigns drift
+        silently otherwise: an operations trial's NMI fell from 0.953 to 0.910 over 199 batches
+        with nothing suggesting ``--recluster-affected``). States written before it have none.
     photos : ndarray of shape (n_samples,), str, or None
         The photo each row's face came from (``kfree encode faces``), when the state was made from
         such rows: ``kfree assign --all-rows`` names them, so the whole library can be shown
@@ -206,7 +221,8 @@ class ClusterState:
     """
 
     def __init__(self, *, X, labels, components, threshold, distance, linkage, origin, centres,
-                 radii, sizes, next_component, meta=None, row_hashes=None, ids=None, photos=None) -> None:
+                 radii, sizes, next_component, meta=None, row_hashes=None, ids=None, photos=None,
+                 unsettled=None) -> None:
         self.X = X
         self.labels = labels
         self.components = components
@@ -221,6 +237,7 @@ class ClusterState:
         self.row_hashes = row_hashes
         self.ids = ids
         self.photos = photos
+        self.unsettled = unsettled
         self.meta = dict(meta or {})
         self._csr: tuple[np.ndarray, np.ndarray] | None = None
         # one assign at a time (a web-service trial: two threads assigning at once kept 424 of 1,573
@@ -256,6 +273,20 @@ class ClusterState:
     @property
     def n_components(self) -> int:
         return int(np.unique(self.components).shape[0])
+
+    @property
+    def n_unsettled(self) -> int:
+        """How many rows lie in τ-components where a full recompute may group differently (0 after
+        ``kfree cluster --state`` and after an assign with ``recluster_affected``)."""
+        return int(np.count_nonzero(self._unsettled_rows()))
+
+    def _unsettled_components(self) -> np.ndarray:
+        if self.unsettled is None:
+            return np.empty(0, dtype=np.int64)
+        return np.unique(self.components[self.unsettled])
+
+    def _unsettled_rows(self) -> np.ndarray:
+        return np.isin(self.components, self._unsettled_components())
 
     def held(self, rows: Any) -> np.ndarray:
         """Positions of the rows that the state already holds: ``rows`` are the rows as given
@@ -538,7 +569,8 @@ class ClusterState:
                        centres=arrays["centres"].astype(np.float64), radii=arrays["radii"].astype(np.float64),
                        sizes=arrays["sizes"].astype(np.int64), next_component=int(header["next_component"]),
                        meta={k: v for k, v in header.items() if k not in fields},
-                       row_hashes=arrays.get("row_hashes"), ids=arrays.get("ids"), photos=arrays.get("photos"))
+                       row_hashes=arrays.get("row_hashes"), ids=arrays.get("ids"), photos=arrays.get("photos"),
+                       unsettled=arrays.get("unsettled"))
             if self.row_hashes is None and not self.meta.get("model"):  # written before row hashes:
                 self.row_hashes = row_hashes(self.X)  # a model-free state's rows are the rows as given
         except (KeyError, TypeError, ValueError) as e:
@@ -570,6 +602,8 @@ class ClusterState:
             problems.append("ids do not match the rows")
         if self.photos is not None and (self.photos.shape != (n,) or self.photos.dtype.kind != "U"):
             problems.append("photos do not match the rows")
+        if self.unsettled is not None and (self.unsettled.shape != (n,) or self.unsettled.dtype != np.bool_):
+            problems.append("unsettled does not match the rows")
         if self.linkage != "complete":
             problems.append(f"linkage {self.linkage!r} (only complete is supported)")
         if not (math.isfinite(self.threshold) and self.threshold > 0):
@@ -922,15 +956,22 @@ def _assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False
     comps = root[state.components]
 
     old_next = state.next_label
+    merged = {c: int(root[c]) for c in touched.tolist()}
+    joined = set(zip(cp[joinable].tolist(), cl[joinable].tolist(), strict=True))
+    groups = _merged_groups(state, merged, new_comp, joined, ei)
+    unsettled = state.unsettled
     if recluster_affected:
-        merged = {c: int(root[c]) for c in touched.tolist()}
-        joined = set(zip(cp[joinable].tolist(), cl[joinable].tolist(), strict=True))
-        labels_all, refresh, moved, n_re, n_cliques, grown = _recluster(state, X_new, merged, new_comp, joined, ei, ej, hook)
+        labels_all, refresh, moved, n_re, n_cliques, grown = _recluster(state, X_new, groups, hook)
         labels_new = labels_all[n:]
+        unsettled = None  # every component a greedy assign left unsettled was re-clustered too
     else:
         labels_new = _greedy(state, m, cp[joinable], cl[joinable], dmax[joinable], ei, ej, ed)
         labels_all = np.concatenate([state.labels, labels_new])
-        refresh, moved, n_re, n_cliques = None, 0, 0, 0
+        refresh, moved, n_re, n_cliques = None, 0, 0, groups.n_cliques
+        if groups.redo_pts or unsettled is not None:
+            unsettled = np.concatenate([np.zeros(n, dtype=bool) if unsettled is None else unsettled,
+                                        np.zeros(m, dtype=bool)])
+            unsettled[n + np.array(groups.redo_pts, dtype=np.int64)] = True
     # 3. append the rows, then update the per-cluster data
     state.X = np.concatenate([state.X, X_new])
     if hashes is not None:
@@ -939,6 +980,7 @@ def _assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False
         state.ids = np.concatenate([state.ids, ids])
     if state.photos is not None:
         state.photos = np.concatenate([state.photos, photos])
+    state.unsettled = unsettled
     state.labels = labels_all
     state.components = np.concatenate([comps, new_comp])
     state.next_component = next_comp
@@ -959,7 +1001,9 @@ def _assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False
     state.meta["last_assign"] = {"n_new": m, "recluster_affected": bool(recluster_affected),
                                  "n_reclustered": n_re, "n_existing_moved": moved,
                                  "n_components_kept_whole": n_cliques,
-                                 "n_components_touched": int(touched.shape[0])}
+                                 "n_components_touched": int(touched.shape[0]),
+                                 "n_placed_unsettled": 0 if recluster_affected else len(groups.redo_pts),
+                                 "n_unsettled": state.n_unsettled}
     return labels_new
 
 
@@ -1044,33 +1088,38 @@ def _grow_clusters(state: ClusterState, P: np.ndarray, labels_new: np.ndarray, o
         state._refresh(np.unique(labels_new[~old]))
 
 
-def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], new_comp: np.ndarray,
-               joined: set[tuple[int, int]], ei: np.ndarray, ej: np.ndarray, hook):
-    """Re-agglomerate each merged τ-component (touched existing components + the new rows in
-    it) and relabel by overlap.
+class _Groups(NamedTuple):
+    """How an assign's merged τ-components fall (:func:`_merged_groups`)."""
+
+    final_new: np.ndarray  # (m,) a new row's label where its component is settled without re-clustering
+    grown: np.ndarray  # (m,) bool: rows added whole to an existing cluster
+    fresh: int  # placeholders -1 - j used for clusters that get a new label
+    n_cliques: int
+    redo_comps: list[int]  # existing components to re-agglomerate
+    redo_pts: list[int]  # new rows to re-agglomerate with them
+
+
+def _merged_groups(state: ClusterState, merged: dict[int, int], new_comp: np.ndarray,
+                   joined: set[tuple[int, int]], ei: np.ndarray) -> _Groups:
+    """Which merged τ-components (touched existing components + the new rows in them) are one
+    cluster under any exact complete linkage, and which must be re-agglomerated.
 
     ``merged`` maps each touched existing component to its merged id, ``new_comp`` gives the new
     rows' merged ids, ``joined`` holds the (new row, label) pairs with every member within τ,
-    ``ei, ej`` the τ-edges among the new rows. A merged component whose points are all within
-    τ of each other (at most one existing component, holding one cluster — a clique — and new
-    rows within τ of all its members and of each other) is one cluster under any exact
-    complete linkage, so it is not re-agglomerated. The others are, together, by
-    ThresholdAgglomerative (existing rows in state order, then the new rows): components are
-    more than τ apart, so that is each one's partition in a full recompute.
-
-    Returns the labels of all rows (existing, then new), the labels whose per-cluster data must
-    be recomputed, the number of existing points that changed label, the number of rows
-    re-agglomerated, the number of merged components found to be cliques, and which new rows
-    joined an existing cluster whole (by that shortcut).
+    ``ei`` the first ends of the τ-edges among the new rows. A merged component whose points are
+    all within τ of each other (at most one existing component, holding one cluster — a clique —
+    and new rows within τ of all its members and of each other) is one cluster, so it needs no
+    re-agglomeration, and the greedy placement gives it too; the others (and the components an
+    earlier greedy assign left unsettled) are re-agglomerated by :func:`_recluster`, and a greedy
+    assign leaves them unsettled.
     """
-    from .threshold_hac import ThresholdAgglomerative
-
-    m = X_new.shape[0]
+    m = new_comp.shape[0]
     order, starts = state._members()
     alive = np.flatnonzero(state.sizes > 0)
     comp_lab = state.components[order[starts[alive]]]
     n_lab = dict(zip(*(a.tolist() for a in np.unique(comp_lab, return_counts=True)), strict=True))
     only = dict(zip(comp_lab.tolist(), alive.tolist(), strict=True))  # the label, where it is the only one
+    unsettled = set(state._unsettled_components().tolist())
     groups: dict[int, list[int]] = {}
     for c, g in merged.items():
         groups.setdefault(g, []).append(c)
@@ -1079,11 +1128,10 @@ def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], n
         pts_of.setdefault(g, []).append(i)
     edges_in = np.bincount(new_comp[ei], minlength=int(new_comp.max()) + 1) if ei.size else None
     final_new = np.full(m, -1, dtype=np.int64)
-    grown = np.zeros(m, dtype=bool)  # rows added whole to an existing cluster
-    fresh = 0  # placeholders -1 - j for clusters that get a new label
+    grown = np.zeros(m, dtype=bool)
+    fresh = cliques = 0
     redo_comps: list[int] = []
     redo_pts: list[int] = []
-    cliques = 0
     for g, pts in pts_of.items():
         olds = groups.get(g, [])
         k = len(pts)
@@ -1092,7 +1140,7 @@ def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], n
             final_new[pts] = -1 - fresh
             fresh += 1
             cliques += 1
-        elif (clique and len(olds) == 1 and n_lab.get(olds[0]) == 1
+        elif (clique and len(olds) == 1 and n_lab.get(olds[0]) == 1 and olds[0] not in unsettled
               and all((i, only[olds[0]]) in joined for i in pts)):
             final_new[pts] = only[olds[0]]
             grown[pts] = True
@@ -1100,11 +1148,33 @@ def _recluster(state: ClusterState, X_new: np.ndarray, merged: dict[int, int], n
         else:
             redo_comps += olds
             redo_pts += pts
+    touched = set(merged)
+    redo_comps += sorted(unsettled - touched)
+    return _Groups(final_new, grown, fresh, cliques, redo_comps, redo_pts)
+
+
+def _recluster(state: ClusterState, X_new: np.ndarray, groups: _Groups, hook):
+    """Re-agglomerate the merged τ-components :func:`_merged_groups` could not settle (and those
+    earlier greedy assigns left unsettled), and relabel by overlap.
+
+    They are re-agglomerated together by ThresholdAgglomerative (existing rows in state order,
+    then the new rows): components are more than τ apart, so that is each one's partition in a
+    full recompute.
+
+    Returns the labels of all rows (existing, then new), the labels whose per-cluster data must
+    be recomputed, the number of existing points that changed label, the number of rows
+    re-agglomerated, the number of merged components found to be cliques, and which new rows
+    joined an existing cluster whole (by that shortcut).
+    """
+    from .threshold_hac import ThresholdAgglomerative
+
+    final_new, grown, fresh, cliques = groups.final_new.copy(), groups.grown, groups.fresh, groups.n_cliques
+    redo_comps, redo_pts = groups.redo_comps, groups.redo_pts
     labels = state.labels.copy()
     aff = np.flatnonzero(np.isin(state.components, np.array(redo_comps, dtype=np.int64)))
     redo = np.array(sorted(redo_pts), dtype=np.int64)
     old = state.labels[aff]
-    if redo.size:
+    if redo.size or aff.size:
         Xa = np.concatenate([state.X[aff], X_new[redo]])  # state order, then the new rows
         est = ThresholdAgglomerative(state.threshold, linkage="complete", distance=state.distance)
         lab = est.fit(Xa, hook=hook).labels_  # 0..k-1 in order of first appearance
