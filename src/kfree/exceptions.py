@@ -2,7 +2,8 @@
 
 Every error kfree raises for bad input derives from :class:`KfreeError` *and* from the builtin
 that best describes it, so ``except ValueError`` keeps working for users who do not know kfree.
-The CLI turns any :class:`KfreeError` into one red line and exit code 1.
+The CLI turns any :class:`KfreeError` into one red line and exit code 1 (an error's own
+``exit_code`` where it has one: :class:`StateBusyError`'s 75).
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ class DataFileNotFoundError(DataError, FileNotFoundError):
 class ClusterStateError(DataError):
     """A cluster state file (kfree.cluster.incremental) is missing, unreadable, damaged, or does
     not match the data or model it is used with."""
+
+
+class StateBusyError(ClusterStateError):
+    """Another process is updating the cluster state (it holds the state's lock): the same command
+    succeeds once that one has finished. The CLI exits with :attr:`exit_code` 75 (``EX_TEMPFAIL``
+    of ``sysexits.h``), not 1, so that a scheduler retries it and does not page anyone for bad
+    input (an operations trial)."""
+
+    exit_code = 75
 
 
 class ModelError(KfreeError, ValueError):

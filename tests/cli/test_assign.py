@@ -178,14 +178,17 @@ def test_a_state_takes_one_assign_at_a_time_and_each_batch_once(d, tmp_path, mon
     before = (tmp_path / "s.kstate").read_bytes()
     with locked_state(tmp_path / "s.kstate"):  # another assign is updating it
         code, out = run("assign", tmp_path / "s.kstate", d / "new.npy", "--out", tmp_path / "a.csv")
-        one_line_error(code, out, "another kfree command is updating s.kstate (kfree assign, or kfree cluster --state")
+        assert code == 75, out  # EX_TEMPFAIL: a scheduler retries it, and bad input stays 1
+        one_line_error(1, out, "another kfree command is updating s.kstate (kfree assign, or kfree cluster --state")
+        assert "exit status 75: try again later" in out
     assert (tmp_path / "s.kstate").read_bytes() == before and not (tmp_path / "a.csv").exists()
     # nor is it replaced by kfree cluster --state --force meanwhile (an operations trial: the assign's rows were
     # lost and its cluster ids given out again)
     with locked_state(tmp_path / "s.kstate"):
         code, out = run("cluster", d / "x.npy", "--threshold", TAU, "--out", tmp_path / "c2.csv", "--state",
                         tmp_path / "s.kstate", "--force")
-        one_line_error(code, out, "another kfree command is updating s.kstate")
+        assert code == 75, out
+        one_line_error(1, out, "another kfree command is updating s.kstate")
     assert (tmp_path / "s.kstate").read_bytes() == before and not (tmp_path / "c2.csv").exists()
     # a folder that cannot take the replaced STATE is found before any work
     real_mkstemp = tempfile.mkstemp

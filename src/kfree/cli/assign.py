@@ -217,15 +217,15 @@ def locked_state(path: Path):
     replaced between opening and locking it is another file, and counts as busy too.) Without
     ``fcntl`` (Windows) nothing is locked.
     """
-    from ..exceptions import ClusterStateError
+    from ..exceptions import StateBusyError
 
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    busy = ClusterStateError(f"another kfree command is updating {path.name} (kfree assign, or kfree cluster --state "
-                             "--force); run this one when it has finished")
+    busy = StateBusyError(f"another kfree command is updating {path.name} (kfree assign, or kfree cluster --state "
+                          "--force); run this one when it has finished (exit status 75: try again later)")
     with open(path, "rb") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -232,7 +232,7 @@ def cli_errors() -> Iterator[None]:
         yield
     except KfreeError as e:
         _error(str(e))
-        raise typer.Exit(1) from None
+        raise typer.Exit(getattr(e, "exit_code", 1)) from None
     except KfreeWarning as e:  # kfree --strict
         _error(f"{e} (--strict stops at a warning; nothing was written)")
         raise typer.Exit(1) from None
