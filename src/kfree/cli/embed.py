@@ -16,7 +16,7 @@ import typer
 
 from ..exceptions import ConfigError, DataError
 from .columns import IGNORE_HELP, ignored, model_rows
-from .console import _limit_threads, cli_errors, console
+from .console import _limit_threads, cli_errors, console, record
 
 
 def _as_float16(Z):
@@ -74,6 +74,7 @@ def embed(
             np.save(f, Z)
         what = "raw features (they won on validation)" if learner.uses_raw_ else "embedding"
         console.print(f"{Z.shape[0]} rows → {Z.shape[1]}-d {what}, {Z.dtype}; wrote [bold]{escape(str(out))}[/bold]")
+        record(out=out, rows=Z.shape[0], dims=Z.shape[1], dtype=str(Z.dtype), features=learner.rule_.features)
         try:
             rule = learner.state_rule()
         except ConfigError:
@@ -84,6 +85,7 @@ def embed(
             f" (the chosen rule is a Ward cut; this is its best validated complete-linkage cut, validation NMI "
             f"{rule.val_nmi:.3f} against Ward's {learner.rule_.val_nmi:.3f})")
         value = learner.threshold_for(rule).value
+        record(threshold=value, distance=rule.threshold.distance)
         console.print(f"cluster them with the model's complete-linkage cut{note}:\n  kfree cluster {escape(str(out))} "
                       f"--threshold {value!r} --distance {rule.threshold.distance} --out clusters.csv"
                       "  [--backend dask]", soft_wrap=True)

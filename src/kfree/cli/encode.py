@@ -17,7 +17,16 @@ from typing import Annotated
 import typer
 
 from ..exceptions import ConfigError, DataError, OutputError
-from .console import _STATE, _limit_threads, cli_errors, console, err_console, progress_hook
+from .console import (
+    _STATE,
+    _limit_threads,
+    cli_errors,
+    console,
+    err_console,
+    progress_hook,
+    record,
+    warn_line,
+)
 
 encode_app = typer.Typer(
     help="Turn photos (faces) or texts into feature vectors with a pretrained encoder, offline.",
@@ -147,8 +156,8 @@ def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook,
                                zip(z["photo"].tolist(), z["size"].tolist(), z["mtime_ns"].tolist(), strict=True)],
                               dtype=np.int64)
         except Exception as e:  # (blocks are written whole: one damaged or put there by hand)
-            err_console.print(f"[yellow]warning:[/] {block} cannot be read ({type(e).__name__}): its photos are "
-                              "encoded again", soft_wrap=True, highlight=False)
+            warn_line(f"{block} cannot be read ({type(e).__name__}): its photos are "
+                              "encoded again")
             continue
         to[to >= 0] = np.where(done[to[to >= 0]], -1, to[to >= 0])  # (a photo taken from an earlier block)
         done[to[to >= 0]] = True
@@ -237,8 +246,8 @@ def _encode_texts_in_blocks(encoder, items: list[str], out: Path, hook, *, force
                     if str(z["digest"]) == _texts_digest(items[start:start + block]):
                         parts[k], cut[k] = z["embeddings"], z["truncated"].tolist()
             except Exception as e:  # (blocks are written whole: one damaged or put there by hand)
-                err_console.print(f"[yellow]warning:[/] {f} cannot be read ({type(e).__name__}): its texts are "
-                                  "encoded again", soft_wrap=True, highlight=False)
+                warn_line(f"{f} cannot be read ({type(e).__name__}): its texts are "
+                                  "encoded again")
     resumed = sum(len(p) for p in parts if p is not None)
     kept = resumed
     try:
@@ -322,12 +331,11 @@ def faces(
             kinds = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(ignored.items(), key=lambda kv: -kv[1]))
             n = sum(ignored.values())
             photos_left = sorted(ignored.keys() & set(UNREAD_PHOTO_SUFFIXES))
-            err_console.print(f"[yellow]warning:[/] passed over {plural(n, 'file')} that "
+            warn_line(f"passed over {plural(n, 'file')} that "
                               f"{'is not an image' if n == 1 else 'are not images'} kfree reads ({kinds})"
                               + (f"; {HEIF_ADVICE}" if ignored.keys() & set(HEIF_SUFFIXES) else "")
                               + (f"; convert the photos ({', '.join(photos_left)}) to JPEG to include them"
-                                 if photos_left else ""),
-                              soft_wrap=True, highlight=False)
+                                 if photos_left else ""))
         if labels_from_folders and (loose := [p for p, g in zip(paths, groups, strict=True) if g is None]):
             raise DataError(f"--labels-from-folders: {plural(len(loose), 'image')} lie in no folder below a folder "
                             f"given (first: {loose[0]}); give the folder that holds one folder per person")
@@ -337,9 +345,9 @@ def faces(
         if resumed:
             console.print(f"resumed: {plural(resumed, 'image')} had been encoded by an interrupted run")
         for i, why in list(found.unreadable.items())[:3]:
-            err_console.print(f"[yellow]warning:[/] skipped: {why}", soft_wrap=True, highlight=False)
+            warn_line(f"skipped: {why}")
         if len(found.unreadable) > 3:
-            err_console.print(f"[yellow]warning:[/] {len(found.unreadable) - 3} more unreadable image(s) skipped")
+            warn_line(f"{len(found.unreadable) - 3} more unreadable image(s) skipped")
         if len(found.unreadable) == len(paths):  # (no face because no photo: a wrong folder, not a quiet week)
             shutil.rmtree(_partial(out), ignore_errors=True)  # (finished: a rerun with other options starts afresh)
             raise DataError(f"none of the {plural(len(paths), 'image')} could be read (see the warnings above); "
@@ -349,10 +357,10 @@ def faces(
             # day's texts are, which kfree assign takes: refusing them broke `encode && assign` scripts
             # (found by a photo-library trial). --whole-if-none is not the remedy: it made three
             # landscapes "faces" that joined a person's cluster
-            err_console.print(f"[yellow]warning:[/] no face found in {plural(len(found.missed), 'image')}: the "
+            warn_line(f"no face found in {plural(len(found.missed), 'image')}: the "
                               "output has no rows. Faces under about 40 pixels wide need --upsample 2; "
                               "--whole-if-none is only for photos that are already face crops (it takes any "
-                              "photo whole as a face)", soft_wrap=True, highlight=False)
+                              "photo whole as a face)")
         base = out.resolve().parent  # paths are kept relative to the output's folder, one per photo
         rel = np.array([os.path.relpath(p.resolve(), base) for p in paths], dtype=str)
         arrays = {"embeddings": found.embeddings, "paths": rel[found.image], "boxes": found.boxes,
@@ -379,6 +387,8 @@ def faces(
         from rich.markup import escape
 
         console.print(f"{'; '.join(parts)}; wrote [bold]{escape(str(out))}[/bold]", soft_wrap=True)
+        record(out=out, images=len(paths), faces=found.n_faces, images_without_a_face=len(found.missed),
+               unreadable=len(found.unreadable), taken_whole=n_whole)
 
 
 @encode_app.command("texts", no_args_is_help=True)
@@ -446,9 +456,9 @@ def texts(
                                 "--id-column name columns of a table; give the .txt a first line naming its columns, "
                                 "tab-separated (each row with as many cells), or a .csv/.tsv/.parquet")
             if why:  # (a review: such a file was encoded line by line, ids and all, without a word)
-                err_console.print(f"[yellow]warning:[/] {p.name} is read as one text per line, tabs included "
+                warn_line(f"{p.name} is read as one text per line, tabs included "
                                   f"({lines_why}); for a table, give it a first line naming its columns, each row "
-                                  "with as many cells", highlight=False, soft_wrap=True)
+                                  "with as many cells")
             items = read_lines(p)
         else:
             df = read_table(p, ids=id_column or "index")  # (ids as written: "007" stays "007")
@@ -480,12 +490,12 @@ def texts(
             if ids is not None:
                 arrays["index"] = ids
         if not items:  # a quiet day's batch: kfree assign takes an output without rows
-            err_console.print(f"[yellow]warning:[/] {p.name} holds no text; the output has no rows", highlight=False)
+            warn_line(f"{p.name} holds no text; the output has no rows")
         if blank := [i for i, t in enumerate(items) if not t.strip()]:
             named = f", id {arrays['index'][blank[0]].item()!r}" if "index" in arrays else ""
-            err_console.print(f"[yellow]warning:[/] {len(blank):,} of {plural(len(items), 'text')} "
+            warn_line(f"{len(blank):,} of {plural(len(items), 'text')} "
                               f"{'is' if len(blank) == 1 else 'are'} empty or blank (first: row {blank[0]}, from 0"
-                              f"{named}); they share one vector (and one cluster)", highlight=False)
+                              f"{named}); they share one vector (and one cluster)")
         first_of: dict[str, int] = {}
         repeats = [(i, first_of[t]) for i, t in enumerate(items) if t.strip() and first_of.setdefault(t, i) != i]
         if repeats:  # (a ticket trial: the same body under new ids went unmentioned)
@@ -506,13 +516,13 @@ def texts(
             console.print(f"resumed: {plural(resumed, 'text')} had been encoded by an interrupted run")
         if cut:  # (named by id as the blank ones are: a ticket trial)
             named = f", id {arrays['index'][cut[0]].item()!r}" if "index" in arrays else ""
-            err_console.print(f"[yellow]warning:[/] {len(cut):,} of {plural(len(items), 'text')} "
+            warn_line(f"{len(cut):,} of {plural(len(items), 'text')} "
                               f"{'is' if len(cut) == 1 else 'are'} longer than the model reads (256 word pieces, about "
-                              f"200 words; first: row {cut[0]}, from 0{named}): only their start was encoded",
-                              highlight=False)
+                              f"200 words; first: row {cut[0]}, from 0{named}): only their start was encoded")
         arrays = {"embeddings": Z, **arrays}
         _write(out, arrays)
         shutil.rmtree(_partial(out), ignore_errors=True)  # (the blocks of this run: the output is whole)
+        record(out=out, texts=len(items), dims=Z.shape[1])
         console.print(f"{plural(len(items), 'text')} → {Z.shape[1]}-d MiniLM embeddings (unit length); wrote "
                       f"[bold]{escape(str(out))}[/bold]",
                       soft_wrap=True)

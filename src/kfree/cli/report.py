@@ -9,7 +9,7 @@ import typer
 
 from ..exceptions import ConfigError, DataError
 from .columns import ignored
-from .console import cli_errors, console
+from .console import cli_errors, console, record
 
 
 def _items(path: Path, pred, columns: tuple[str, ...], what: str, pred_name: str, *,
@@ -216,6 +216,7 @@ def report(
                               per_cluster=per_cluster, overwrite=True, notes=said)  # (--out checked above, --force included)
         numbers = as_numbers(labels)  # (noise rows counted as the page counts them: each a cluster)
         n_clusters = np.unique(labels).size if numbers is None else np.unique(singletons_for_noise(numbers)).size
+        record(out=page, rows=labels.size, clusters=n_clusters)
         console.print(f"{plural(labels.size, 'row')} in {plural(n_clusters, 'cluster')}; report written to "
                       f"[bold]{escape(str(page))}[/bold]"
                       + (f" (it shows the {max_clusters} largest clusters; --max-clusters shows more)"

@@ -1,0 +1,63 @@
+"""``kfree --json``: one JSON object on standard output with the command's numbers, also when it
+fails; every other line goes to standard error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from _cli import app, runner
+
+from kfree.cluster.incremental import ClusterState
+
+
+def kfree_json(*args):
+    result = runner.invoke(app, ["--json", *[str(a) for a in args]])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout  # the object alone: the summary lines went to stderr
+    return result.exit_code, json.loads(lines[0]), result.stderr
+
+
+def test_cluster_assign_and_evaluate_give_their_numbers_and_failures_their_status(tmp_path):
+    rng = np.random.default_rng(0)
+    C = rng.standard_normal((5, 4)) * 3
+    y = rng.integers(0, 5, 120)
+    X = C[y] + rng.standard_normal((120, 4)) * 0.2
+    np.save(tmp_path / "x.npy", X[:80])
+    np.save(tmp_path / "new.npy", X[80:])
+    pd.DataFrame({"index": range(80), "label": y[:80]}).to_csv(tmp_path / "truth.csv", index=False)
+
+    code, doc, err = kfree_json("cluster", tmp_path / "x.npy", "--threshold", "2", "--out", tmp_path / "c.csv",
+                                "--state", tmp_path / "s.kstate")
+    assert code == 0 and doc["exit_status"] == 0 and doc["command"] == "cluster"
+    labels = pd.read_csv(tmp_path / "c.csv")["cluster"]
+    assert (doc["rows"], doc["clusters"], doc["method"]) == (80, labels.nunique(), "hac")
+    assert doc["rule"] == "threshold 2 sqeuclidean" and doc["out"] == str(tmp_path / "c.csv")
+    assert doc["state"] == str(tmp_path / "s.kstate") and doc["warnings"] == []
+    assert "80 rows →" in err  # the people's line, on stderr
+
+    code, doc, _ = kfree_json("assign", tmp_path / "s.kstate", tmp_path / "new.npy", "--out", tmp_path / "a.csv")
+    state = ClusterState.load(tmp_path / "s.kstate")
+    assert code == 0 and doc["new_rows"] == 40 and doc["state_rows"] == state.n_samples == 120
+    assert doc["state_clusters"] == state.n_clusters and doc["unsettled_rows"] == state.n_unsettled
+    assert doc["joined_existing"] + doc["new_clusters"] <= 40 and doc["skipped_held"] == 0
+
+    code, doc, _ = kfree_json("evaluate", tmp_path / "c.csv", tmp_path / "truth.csv")
+    assert code == 0 and doc["nmi"] > 0.9 and doc["n_samples"] == 80
+
+    # a refusal: its status and the message, and nothing else recorded
+    code, doc, err = kfree_json("assign", tmp_path / "s.kstate", tmp_path / "new.npy", "--out", tmp_path / "a.csv")
+    assert code == doc["exit_status"] == 1 and "already exists" in doc["error"] and "error:" in err
+    assert set(doc) == {"command", "exit_status", "error", "warnings"}
+
+
+def test_warnings_are_listed_and_the_next_command_prints_to_standard_output_again(tmp_path):
+    np.save(tmp_path / "x.npy", np.arange(60, dtype=np.float64).reshape(30, 2) * 10)
+    code, doc, err = kfree_json("cluster", tmp_path / "x.npy", "--threshold", "1e-3", "--out", tmp_path / "c.csv")
+    assert code == 0 and doc["clusters"] == 30
+    assert any("every row is a cluster of its own" in w for w in doc["warnings"]) and "warning:" in err
+    result = runner.invoke(app, ["cluster", str(tmp_path / "x.npy"), "--threshold", "1e-3", "--out",
+                                 str(tmp_path / "c2.csv")])
+    assert result.exit_code == 0 and "30 rows → 30 clusters" in result.stdout and "{" not in result.stdout
