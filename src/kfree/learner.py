@@ -547,6 +547,29 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         float32) when they won on validation (``uses_raw_``)."""
         return self._features(X)
 
+    def transform_sha256(self) -> str:
+        """A SHA-256 of what :meth:`transform` computes: the features it returns (raw, or the
+        model's), the input columns it takes, and, for the model's, the head's layers, weights
+        and buffers (its standardisation too). Two model files with the same value embed every row
+        alike: a cluster state made with one takes rows embedded by the other. A model trained
+        again deterministically is another file (its provenance holds the training's wall time),
+        and was refused by the states of the first (an operations trial)."""
+        import hashlib
+        import json
+
+        self._check_fitted()
+        names = getattr(self, "feature_names_in_", None)
+        h = hashlib.sha256(json.dumps({
+            "features": "raw" if self.uses_raw_ else "model", "n_features": int(self.n_features_in_),
+            "names": None if names is None else [str(c) for c in names],
+            "head": None if self.uses_raw_ else repr(self.model_)}, sort_keys=True).encode())
+        if not self.uses_raw_:
+            for key, value in sorted(self.model_.state_dict().items()):
+                t = value.detach().cpu().contiguous()
+                h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+                h.update(t.numpy().tobytes())
+        return h.hexdigest()
+
     def _features(self, X: Any, *, checked: bool = False) -> np.ndarray:
         """:meth:`transform` as an array, whatever ``set_output`` asked of ``transform``
         (``checked``: ``X`` is rows :meth:`_check_X` returned, whose names were checked then)."""

@@ -235,18 +235,30 @@ def test_a_file_system_without_locks_still_assigns(d, tmp_path, monkeypatch):
     assert ClusterState.load(tmp_path / "s.kstate").meta["assigns"] == 1
 
 
-def test_model_mismatch_is_refused(d, tmp_path):
-    code, out = run("cluster", d / "m.kfree", d / "x.npy", "--out", tmp_path / "c.csv", "--state", tmp_path / "m.kstate")
+def test_model_mismatch_is_refused_and_a_model_trained_again_alike_is_taken(d, tmp_path):
+    train = ["train", d / "x.npy", "--labels", d / "y.npy", *FAST, "--no-compare-raw"]
+    for name, seed in (("a.kfree", "0"), ("again.kfree", "0"), ("other.kfree", "1")):
+        code, out = run(*train, "--seed", seed, "--out", tmp_path / name)
+        assert code == 0, out
+    assert (tmp_path / "a.kfree").read_bytes() != (tmp_path / "again.kfree").read_bytes()  # (its wall time)
+    code, out = run("cluster", tmp_path / "a.kfree", d / "x.npy", "--out", tmp_path / "c.csv", "--state", tmp_path / "m.kstate")
     assert code == 0, out
-    (tmp_path / "other.kfree").write_bytes((d / "m.kfree").read_bytes() + b"\0")  # another file
     code, out = run("assign", tmp_path / "other.kfree", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "o.csv")
     one_line_error(code, out, "is not the model m.kstate was made with")
     assert "or make a new state with it: kfree cluster" in out, out
+    # trained again with the same data, settings and seed: another file that embeds alike (an operations trial's
+    # states were stranded by a deterministic retrain)
+    code, out = run("assign", tmp_path / "again.kfree", tmp_path / "m.kstate", d / "new.npy", "--out",
+                    tmp_path / "r.csv", "--state-out", tmp_path / "r.kstate")
+    assert code == 0 and "but embeds rows as it does" in " ".join(out.split()), out
+    code, out = run("assign", tmp_path / "a.kfree", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "s.csv")
+    assert code == 0 and "embeds rows as it does" not in out, out
+    assert clusters(tmp_path / "r.csv").tolist() == clusters(tmp_path / "s.csv").tolist()
     # a damaged model file is said to be damaged, not another model (an operations trial hunted for one)
     (tmp_path / "cut.kfree").write_bytes((d / "m.kfree").read_bytes()[:(d / "m.kfree").stat().st_size // 2])
     code, out = run("assign", tmp_path / "cut.kfree", tmp_path / "m.kstate", d / "new.npy", "--out", tmp_path / "o.csv")
     assert code == 1 and "cut.kfree" in out and "is not the model" not in out, out
-    code, out = run("assign", d / "m.kfree", tmp_path / "m.kstate", d / "narrow.npy", "--out", tmp_path / "o.csv")
+    code, out = run("assign", tmp_path / "a.kfree", tmp_path / "m.kstate", d / "narrow.npy", "--out", tmp_path / "o.csv")
     one_line_error(code, out, "features")
 
 

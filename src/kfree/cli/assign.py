@@ -81,7 +81,8 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
     with progress_hook() as hook:  # (minutes at scale: an embeddings trial's nightly run was silent for 3 min)
         est = ThresholdAgglomerative(value, linkage="complete", distance=rule.threshold.distance).fit(
             Z, **({"hook": hook} if hook is not None else {}))
-    meta = {"model": {"name": model_path.name, "sha256": file_sha256(model_path), "features": rule.features,
+    meta = {"model": {"name": model_path.name, "sha256": file_sha256(model_path),
+                      "transform_sha256": learner.transform_sha256(), "features": rule.features,
                       "threshold": value, "distance": rule.threshold.distance, "data": data_path.name,
                       "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage},
             "feature_names": columns, **table_columns(columns, left_out, id_column)}
@@ -404,12 +405,16 @@ def assign(
         if model is not None and model.is_file() and file_sha256(model) != made_with.get("sha256"):
             from ..learner import ClusterLearner
 
-            ClusterLearner.load(model)  # (a damaged model is said to be damaged, not another: an operations trial)
-            raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
-                             f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
-                             "by the same model as the state's. Give that model file (a model trained again, even "
-                             f"alike, is another file), or make a new state with it: kfree cluster {model} DATA "
-                             "--state NEW.kstate")
+            other = ClusterLearner.load(model)  # (a damaged model is said to be damaged, not another: an operations trial)
+            if other.transform_sha256() != made_with.get("transform_sha256"):
+                raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
+                                 f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
+                                 "by the same model as the state's. Give that model file (a model trained again "
+                                 "embeds alike only with the same data, settings, seed and versions), or make a new "
+                                 f"state with it: kfree cluster {model} DATA --state NEW.kstate")
+            console.print(f"{model.name} is another file than the model {state_path.name} was made with "
+                          f"({made_with.get('name')}), but embeds rows as it does (the same features, layers and "
+                          "weights: a model trained again alike): used", soft_wrap=True, highlight=False)
         if skip_held and again:
             raise ConfigError("--skip-held adds only the rows the state does not hold, --again adds them all: "
                               "give one of them")
