@@ -892,12 +892,15 @@ def test_a_state_of_faces_names_every_rows_photo(tmp_path):
     (tmp_path / "w1").mkdir()
     (tmp_path / "w2").mkdir()
 
-    def faces(path, rows, names):
+    def boxes(n, first):
+        return (np.arange(n)[:, None] + first) * 10 + np.array([0, 1, 5, 6])
+
+    def faces(path, rows, names, first=0):
         np.savez(path, embeddings=rows.astype(np.float32), paths=np.array(names),
-                 boxes=np.zeros((len(rows), 4), dtype=np.int64), root=np.array(str(path.parent)))
+                 boxes=boxes(len(rows), first).astype(np.int64), root=np.array(str(path.parent)))
 
     faces(tmp_path / "w1" / "faces.npz", X[:20], [f"IMG_{i}.jpg" for i in range(20)])
-    faces(tmp_path / "w2" / "faces.npz", X[20:], [f"new {i}.jpg" for i in range(10)])
+    faces(tmp_path / "w2" / "faces.npz", X[20:], [f"new {i}.jpg" for i in range(10)], first=20)
     code, out = run("cluster", tmp_path / "w1" / "faces.npz", "--threshold", "0.5", "--distance", "euclidean",
                     "--out", tmp_path / "c1.csv", "--state", tmp_path / "s.kstate")
     assert code == 0, out
@@ -909,15 +912,23 @@ def test_a_state_of_faces_names_every_rows_photo(tmp_path):
     want = [os.path.abspath(tmp_path / "w1" / f"IMG_{i}.jpg") for i in range(20)] + [
         os.path.abspath(tmp_path / "w2" / f"new {i}.jpg") for i in range(10)]
     assert every["photo"].tolist() == want and every["row"].tolist() == list(range(30))
+    # and where each face is in it: a report of the whole library shows the faces, not the photos (a group
+    # photo showed both people in both clusters: a photo-library trial)
+    np.testing.assert_array_equal(every[["left", "top", "right", "bottom"]].to_numpy(), boxes(30, 0))
+    first = pd.read_csv(tmp_path / "c1.csv")
+    np.testing.assert_array_equal(first[["left", "top", "right", "bottom"]].to_numpy(), boxes(20, 0))
     faces(tmp_path / "w2" / "quiet.npz", X[:0], [])  # a week without faces: the same header as one with
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "w2" / "quiet.npz", "--out", tmp_path / "q.csv")
-    assert code == 0 and pd.read_csv(tmp_path / "q.csv").columns.tolist() == ["index", "cluster", "photo"], out
+    assert code == 0 and pd.read_csv(tmp_path / "q.csv").columns.tolist() == ["index", "cluster", "photo", "left",
+                                                                             "top", "right", "bottom"], out
     # rows added without photos (an .npy batch) have none; a state without photos writes no column
     np.save(tmp_path / "more.npy", X[:2] + 0.01)
     code, out = run("assign", tmp_path / "s.kstate", tmp_path / "more.npy", "--all-rows",
                     "--out", tmp_path / "all2.csv")
     assert code == 0, out
-    assert pd.read_csv(tmp_path / "all2.csv")["photo"].isna().tolist() == [False] * 30 + [True] * 2
+    every = pd.read_csv(tmp_path / "all2.csv")
+    assert every["photo"].isna().tolist() == [False] * 30 + [True] * 2
+    assert every["left"].isna().tolist() == [False] * 30 + [True] * 2
     np.save(tmp_path / "x.npy", X[:20])
     code, out = run("cluster", tmp_path / "x.npy", "--threshold", "0.5", "--out", tmp_path / "c2.csv",
                     "--state", tmp_path / "p.kstate")

@@ -78,9 +78,15 @@ def test_a_clusters_file_naming_photos_points_to_images(photos):
     pd.DataFrame({"index": range(9), "cluster": labels, "photo": [f"img/{i}.png" for i in range(9)]}).to_csv(
         d / "faces_c.csv", index=False)
     code, out = run("report", d / "faces_c.csv", "--out", d / "r")
-    assert code == 0 and "faces_c.csv names each row's photo: --images FACES.npz" in out, out
+    assert code == 0 and ("faces_c.csv names each row's photo: --images faces_c.csv shows the whole photos, "
+                          "--images FACES.npz") in " ".join(out.split()), out
     code, out = run("report", d / "faces_c.csv", "--images", d / "faces_c.csv", "--out", d / "r2")
     assert code == 0 and "names each row's photo" not in out and (d / "r2" / "montage.png").exists(), out
+    # a file kfree wrote from faces has their boxes too (kfree cluster/assign of kfree encode faces' .npz)
+    pd.read_csv(d / "faces_c.csv").assign(left=0, top=0, right=4, bottom=4).to_csv(d / "boxed.csv", index=False)
+    code, out = run("report", d / "boxed.csv", "--out", d / "r3")
+    assert code == 0 and ("boxed.csv names each row's photo: --images boxed.csv shows each face in the montage "
+                          "(cropped to its box)") in " ".join(out.split()), out
 
 
 def test_a_report_rewritten_with_force_keeps_no_picture_of_the_last_one(photos):
@@ -631,3 +637,37 @@ def test_a_table_of_paths_and_boxes_shows_each_row_cropped_and_a_box_outside_its
     pd.DataFrame({"index": [0, 1], "cluster": [0, 0]}).to_csv(tmp_path / "c.csv", index=False)
     code, out = run("report", tmp_path / "c.csv", "--images", tmp_path / "frames.csv", "--out", tmp_path / "r")
     assert code == 0 and "row 1's box (1000, 1000, 1030, 1030: left, top, right, bottom) lies outside" in out, out
+
+
+def test_a_whole_library_file_shows_each_face_cropped_and_rows_without_a_photo_as_empty_tiles(tmp_path, monkeypatch):
+    """Found by a photo-library trial: `kfree assign --all-rows` wrote each face's photo but not its
+    box, so `kfree report all.csv --images all.csv` showed a group photo whole in both people's
+    clusters; and 40 rows added without a photo (an .npy batch) refused the whole report, naming
+    "first: " (an empty path) and advising --image-root."""
+    import kfree.report.clusters as clusters_module
+    from kfree.cli.report import table_boxes
+    from kfree.report.clusters import image_loader
+
+    group = np.zeros((60, 120, 3), dtype=np.uint8)
+    group[10:50, 10:50] = (255, 0, 0)  # one face red, the other blue
+    group[10:50, 70:110] = (0, 0, 255)
+    Image.fromarray(group).save(tmp_path / "group.png")
+    table = pd.DataFrame({"row": [0, 1, 2], "cluster": [0, 1, 1], "photo": [str(tmp_path / "group.png")] * 2 + [None],
+                          "left": [10, 70, None], "top": [10, 10, None], "right": [50, 110, None],
+                          "bottom": [50, 50, None]})
+    table.to_csv(tmp_path / "all.csv", index=False)
+    boxes = table_boxes(table, tmp_path / "all.csv")
+    assert np.isnan(boxes[2]).all()  # a row without a box: shown whole, not refused
+    load = image_loader([str(tmp_path / "group.png")] * 2 + [""], boxes)
+    red, blue, empty = load(0), load(1), load(2)
+    assert red[..., 0].mean() > 2 * red[..., 2].mean() and blue[..., 2].mean() > 2 * blue[..., 0].mean()
+    assert (empty == 255).all()
+    seen = {}
+    real = clusters_module.image_loader
+    monkeypatch.setattr(clusters_module, "image_loader",
+                        lambda paths, boxes=None, **kw: seen.update(paths=list(paths), boxes=boxes) or real(paths, boxes, **kw))
+    code, out = run("report", tmp_path / "all.csv", "--images", tmp_path / "all.csv", "--out", tmp_path / "r")
+    assert code == 0 and "1 row name no image (added without one): shown as empty tiles" in " ".join(out.split()), out
+    assert seen["paths"][2] == "" and seen["paths"][0] == str(tmp_path / "group.png")
+    np.testing.assert_array_equal(seen["boxes"][:2], [[10, 10, 50, 50], [70, 10, 110, 50]])
+    assert (tmp_path / "r" / "montage.png").exists()

@@ -23,7 +23,7 @@ from ..exceptions import (
     user_stacklevel,
 )
 from ..utils.io import replace_together
-from .assign import STATE_HELP, check_state_request, pending_path
+from .assign import BOX_NAMES, STATE_HELP, check_state_request, pending_path, photo_columns
 from .columns import (
     CANNOT_HELP,
     ID_HELP,
@@ -488,14 +488,14 @@ def cluster(
             from rich.markup import escape
 
             from .. import registry
-            from ..data.images import photo_paths
+            from ..data.images import face_photos
             from ..data.io import load_features
             from ..evaluate.compare import fill_rows, index_columns, write_predictions
 
             # an unknown or uninstalled method, or options it does not take: fail before any work
             accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
                                                      k_option="--n-clusters", threshold_option="--threshold")
-            photos = photo_paths(data_path)  # (the photo of each face, from kfree encode faces; located once)
+            photos = face_photos(data_path)  # (the photo and box of each face, from kfree encode faces; located once)
             if learner is not None:
                 if distance is not None or linkage is not None:
                     raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
@@ -615,14 +615,15 @@ def cluster(
                         "cannot-link pairs kept")
             # the clusters file names each row's group (a TV trial's frames came back without their tracks,
             # and --id-column refused the track column for repeating)
-            groups = {} if linked is None or link_column in ("index", "row", "cluster", "label", "photo") else {
+            groups = {} if linked is None or link_column in ("index", "row", "cluster", "label", "photo", *BOX_NAMES) else {
                 link_column: linked}
+            faces = {} if photos is None else photo_columns(photos.paths, photos.boxes)
             if state is None:
                 write_predictions(out, fill_rows(labels, keep), y=read.y, **index_columns(read.index, read.n_samples),
-                                  photo=photos, **groups)
+                                  **faces, **groups)
             else:  # both or neither: the state is put in place, then --out (as kfree assign does)
                 write_predictions(pending_path(out), fill_rows(labels, keep), y=read.y,
-                                  **index_columns(read.index, read.n_samples), photo=photos)
+                                  **index_columns(read.index, read.n_samples), **faces)
                 replace_together([(state_pending, state), (pending_path(out), out)])
             n_found = len(set(labels.tolist()))
             record(out=out, state=state, rows=data.n_samples, clusters=n_found, method=method,
@@ -820,23 +821,25 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
         m = ThresholdAgglomerative(float(threshold), linkage=linkage or "complete", distance=dist, backend="dask",
                                    scheduler=scheduler, n_workers=workers, dtype="float32",
                                    memory_limit=memory_limit).fit(X, hook=hook)
-    from ..data.images import photo_paths
+    from ..data.images import face_photos
     from ..evaluate.compare import index_columns, write_predictions
 
     written = out if state is None else pending_path(out)  # (with a state: both or neither, state first)
+    photos = face_photos(first) if data is not None else None
     if out.suffix.lower() == ".npy":  # the labels alone
         from ..cluster.distributed import DaskThresholdResult
 
         DaskThresholdResult(m.labels_.shape[0], m.merge_pairs_, m.merge_heights_, {}).write(written)
     else:  # .csv or .parquet: index, cluster[, row]
         write_predictions(written, m.labels_, **index_columns(index, m.labels_.shape[0]),
-                          photo=None if data is None else photo_paths(first))
+                          **({} if photos is None else photo_columns(photos.paths, photos.boxes)))
     if state is not None:
-        from .assign import save_plain_state
+        from .assign import save_plain_state, state_photos
 
         if data is None:  # (read by the workers: the rows are read here once)
             data = read_here()
-        save_plain_state(m, data.X, pending_path(state), columns=data.columns, ids=data.index)
+        save_plain_state(m, data.X, pending_path(state), columns=data.columns, ids=data.index,
+                         photos=state_photos(photos))
         replace_together([(pending_path(state), state), (written, out)])
     record(out=out, state=state, rows=m.labels_.shape[0], clusters=m.n_clusters_, method="hac", backend="dask",
            rule=f"{m.linkage} linkage, threshold {float(threshold):.6g} {dist}")

@@ -87,7 +87,7 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
                       "rule": rule.to_dict(), "chosen_rule_linkage": learner.rule_.linkage},
             "feature_names": columns, **table_columns(columns, left_out, id_column)}
     ClusterState.from_fit(est, Z, meta=meta, input_hashes=row_hashes(X), ids=own_ids(ids, len(Z)),
-                          photos=photos).save(state_path, overwrite=True)
+                          **(photos or {})).save(state_path, overwrite=True)
     if threshold is None:  # (said as learner.cluster says it: a ticket trial's state merged intents silently)
         learner.check_cluster_sizes(est.labels_)
     return est.labels_, rule
@@ -112,37 +112,54 @@ def state_rows(state: Any) -> dict[str, Any]:
     table's own ids)."""
     import numpy as np
 
-    photo = {"photo": state.photos} if state.photos is not None else {}  # (the whole library's faces)
+    photo = photo_columns(state.photos, state.boxes)  # (the whole library's faces)
     if state.ids is None:
         return {"index_column": "row", **photo}
     return {"index": state.ids, "row": np.arange(state.n_samples), **photo}
 
 
-def state_photos(photos: list[str] | None, keep: Any = None) -> Any:
-    """Each row's photo (``photo_paths`` of the .npz of ``kfree encode faces``, None for any other
-    file) as a state keeps them: absolute paths, so that ``kfree assign --all-rows`` names them from
-    any folder; ``keep``: the rows the state holds."""
+def state_photos(photos: Any, keep: Any = None) -> dict[str, Any]:
+    """Each row's photo and face box (``face_photos`` of the .npz of ``kfree encode faces``, None
+    for any other file) as keyword arguments of a state (none for None): absolute paths, so that
+    ``kfree assign --all-rows`` names them from any folder; ``keep``: the rows the state holds."""
     import os
 
     import numpy as np
 
     if photos is None:
-        return None
-    paths = np.asarray([os.path.abspath(p) for p in photos], dtype=str)
-    return paths if keep is None else paths[keep]
+        return {}
+    paths = np.asarray([os.path.abspath(p) for p in photos.paths], dtype=str)
+    boxes = photos.boxes
+    if keep is not None:
+        paths, boxes = paths[keep], None if boxes is None else boxes[keep]
+    return {"photos": paths, "boxes": boxes}
+
+
+#: the columns of a clusters file that locate each face in its photo (``kfree report`` crops to them)
+BOX_NAMES = ("left", "top", "right", "bottom")
+
+
+def photo_columns(paths: Any, boxes: Any = None) -> dict[str, Any]:
+    """A clusters file's columns naming each row's photo and, with ``boxes``, its face's box there
+    (keyword arguments of ``write_predictions``; none without photos). A report of the file then
+    shows each face, not its whole photo: a group photo showed both people in both clusters (a
+    photo-library trial)."""
+    if paths is None:
+        return {}
+    return {"photo": paths, **({} if boxes is None else {k: boxes[:, j] for j, k in enumerate(BOX_NAMES)})}
 
 
 def save_plain_state(estimator: Any, X: Any, state_path: Path, columns: list[str] | None = None,
                      left_out: tuple[str, ...] = (), ids: Any = None, id_column: str | None = None,
-                     photos: Any = None) -> None:
+                     photos: dict[str, Any] | None = None) -> None:
     """Save the state of a model-free ``kfree cluster DATA --threshold T`` fit (with the names of
     its feature ``columns`` when DATA is a table: a batch's columns are then taken by name; the
     ``left_out`` ones; the rows' ``ids``, DATA's own 'index' values, when it has them; and their
-    ``photos``, for the faces of ``kfree encode faces``)."""
+    ``photos``, :func:`state_photos` of the faces of ``kfree encode faces``)."""
     from ..cluster.incremental import ClusterState
 
     ClusterState.from_fit(estimator, X, meta={"feature_names": columns, **table_columns(columns, left_out, id_column)},
-                          ids=own_ids(ids, len(X)), photos=photos).save(state_path, overwrite=True)
+                          ids=own_ids(ids, len(X)), **(photos or {})).save(state_path, overwrite=True)
 
 
 def table_columns(columns: list[str] | None, left_out: tuple[str, ...], id_column: str | None = None) -> dict[str, Any]:
@@ -386,7 +403,7 @@ def assign(
 
         from ..cluster.incremental import ClusterState, row_hashes
         from ..cluster.incremental import assign as assign_rows
-        from ..data.images import photo_paths
+        from ..data.images import face_photos
         from ..data.io import load_features
         from ..evaluate.compare import fill_rows, index_columns, write_predictions
         from ..report.figures import plural
@@ -424,7 +441,8 @@ def assign(
                              partial_labels=True, id_column=id_column or state.meta.get("id_column"),
                              invalid="keep")
         invalid_rows(data, new_path, skip_invalid, "add")
-        photos = photo_paths(new_path)  # (the photo of each face, from kfree encode faces; located once)
+        photos = face_photos(new_path)  # (the photo and box of each face, from kfree encode faces; located once)
+        faces = {} if photos is None else photo_columns(photos.paths, photos.boxes)
         if model is not None:  # the columns in the model's order before the batch is hashed: a table
             from ..learner import ClusterLearner  # with its columns reordered holds the same rows
 
@@ -444,7 +462,7 @@ def assign(
                 write_predictions(out, state.labels, **state_rows(state))
             else:
                 write_predictions(out, np.empty(0, dtype=np.int64), y=data.y, **index_columns(data.index, 0),
-                                  photo=photos)  # (the header of a week with faces)
+                                  **faces)  # (the header of a week with faces)
             console.print(f"{new_path.name} has no rows: nothing to assign; {state_path.name} is unchanged "
                           f"({state.n_samples} rows in {state.n_clusters} clusters); wrote [bold]{escape(str(out))}"
                           "[/bold]" + (" (every row of the state)" if all_rows else " (no rows)"))
@@ -514,7 +532,7 @@ def assign(
                 labels[fresh] = assign_rows(state, Z, recluster_affected=recluster_affected,
                                             input_hashes=hashes[fresh],
                                             ids=None if state.ids is None else data.index[fresh],
-                                            photos=None if state.photos is None else state_photos(photos, fresh),
+                                            **({} if state.photos is None else state_photos(photos, fresh)),
                                             check_lengths=model is None)  # (a model checked them: said once)
             state.meta["batches"] = [*(state.meta.get("batches") or []), {**batch, "assign": state.meta["assigns"]}]
             if model is not None:  # the clusters the state now holds, against the validation identities
@@ -532,7 +550,7 @@ def assign(
             else:
                 keep = data.valid  # (the others: left out by --skip-invalid, an empty cluster)
                 write_predictions(pending, fill_rows(labels[keep], keep), y=data.y, **index_columns(data.index, data.n_samples),
-                                  photo=photos)
+                                  **faces)
             if fresh.size or state_out is not None:  # (nothing added: STATE stays the file it was)
                 state.save(target, overwrite=True)
             os.replace(pending, out)

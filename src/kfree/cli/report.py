@@ -81,7 +81,7 @@ BOX_COLUMNS = (("left", "top", "right", "bottom"), ("x", "y", "w", "h"), ("x", "
 def table_boxes(df, path: Path):
     """The face boxes of an images table, as (n, 4) left, top, right, bottom in the photos' pixels,
     from its columns left/top/right/bottom or x/y/w/h (x/y/width/height), or None when it has
-    neither set. A TV trial's frames table (path, x, y, w, h) showed whole frames with tiny faces:
+    neither set; a row with all four empty has NaN (it is shown whole). A TV trial's frames table (path, x, y, w, h) showed whole frames with tiny faces:
     only the .npz of kfree encode faces was cropped."""
     import numpy as np
     import pandas as pd
@@ -90,10 +90,13 @@ def table_boxes(df, path: Path):
     for cols in BOX_COLUMNS:
         if all(c in names for c in cols):
             values = df[[names[c] for c in cols]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, copy=True)
-            bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+            finite = np.isfinite(values)
+            # a row with no box at all (a library's row added without one) is shown whole
+            bad = np.flatnonzero(~finite.all(axis=1) & finite.any(axis=1))
             if bad.size:
                 raise DataError(f"{path.name}: row {int(bad[0])} has no number in a box column "
-                                f"({', '.join(cols)}); give every row its box, or leave the box columns out")
+                                f"({', '.join(cols)}); give every row its whole box or none, or leave the box "
+                                "columns out")
             if cols[0] == "x":
                 values[:, 2:] += values[:, :2]
             return values
@@ -185,13 +188,27 @@ def report(
             y = pred["label"].to_numpy()
         paths = lines = boxes = None
         if images is None and texts is None and "photo" in pred.columns:  # (found by a photo-library trial)
-            console.print(f"{escape(clusters.name)} names each row's photo: --images FACES.npz (what kfree encode "
-                          f"faces wrote) shows the faces in the montage, --images {escape(clusters.name)} the whole "
-                          "photos", soft_wrap=True, highlight=False)
+            boxed = table_boxes(pred.iloc[:0], clusters) is not None
+            console.print(f"{escape(clusters.name)} names each row's photo: --images {escape(clusters.name)} shows "
+                          + ("each face in the montage (cropped to its box)" if boxed else
+                             "the whole photos, --images FACES.npz (what kfree encode faces wrote) the faces"),
+                          soft_wrap=True, highlight=False)
         if images is not None:
             listed, boxes = noted(lambda: _items(images, pred, ("path", "photo", "image", "file"), "image paths",
                                                  clusters.name, arrays=("paths",), extra="boxes", id_column=id_column))
-            paths = locate_images(listed, images, image_root=image_root, written_in=written_in(images))
+            named = [i for i, p in enumerate(listed) if p]
+            if not named:
+                raise DataError(f"{images.name}: no row names an image (the column is empty)")
+            # rows added to a library without a photo (an .npy batch) are empty tiles, not a reason to
+            # show nothing (a photo-library trial: 40 such rows refused 374 photos, "first: " naming none)
+            paths = [""] * len(listed)
+            for i, p in zip(named, locate_images([listed[i] for i in named], images, image_root=image_root,
+                                                 written_in=written_in(images)), strict=True):
+                paths[i] = p
+            if len(named) < len(listed):
+                said.append(f"{plural(len(listed) - len(named), 'row')} name no image (added without one): shown as "
+                            "empty tiles")
+                console.print(said[-1], soft_wrap=True, highlight=False)
         if texts is not None:
             lines, _ = noted(lambda: _items(texts, pred, (text_column,) if text_column else TEXT_COLUMNS, "texts",
                                             clusters.name, option="--text-column", id_column=id_column))

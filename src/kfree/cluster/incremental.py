@@ -97,7 +97,7 @@ model file's name, SHA-256, the features it clusters and its threshold), ``creat
 clustered: float32 from a model), ``labels`` (n,) int64, ``components`` (n,) int64, ``origin``
 (d,) float64, ``centres`` (next_label, d) float64, ``radii`` (next_label,) float64, ``sizes``
 (next_label,) int64; optional ``row_hashes`` (n,) uint64, ``ids`` (n,) int64 or str, ``photos``
-(n,) str and ``unsettled`` (n,) bool (a state without them was written before them, or from rows
+(n,) str, ``boxes`` (n, 4) float64 and ``unsettled`` (n,) bool (a state without them was written before them, or from rows
 without ids or photos, or has every component settled). :meth:`ClusterState.save` writes a temporary file beside the target and
 renames it over the target only once it is complete (the zip's checksums catch a damaged
 file), so a reader sees the old state or the new one, never a half-written one; an existing
@@ -141,7 +141,7 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = "kfree-cluster-state/1"
 _ARRAYS = ("X", "labels", "components", "origin", "centres", "radii", "sizes")
 #: arrays a state may hold (states written before them have none)
-_OPTIONAL_ARRAYS = ("row_hashes", "ids", "photos", "unsettled")
+_OPTIONAL_ARRAYS = ("row_hashes", "ids", "photos", "boxes", "unsettled")
 #: relative slack of the triangle-inequality bounds: far above the float64 rounding of the GEMM
 #: (~1e-14), so a bound never excludes a cluster it should keep; it only costs exact checks
 _BOUND_SLACK = 1e-7
@@ -212,6 +212,11 @@ class ClusterState:
         re-clusters it. None when every component is settled (a state's assigns drift
         silently otherwise: an operations trial's NMI fell from 0.953 to 0.910 over 199 batches
         with nothing suggesting ``--recluster-affected``). States written before it have none.
+    boxes : ndarray of shape (n_samples, 4), float64, or None
+        Each row's face box in its photo (left, top, right, bottom in the photo's pixels; NaN for a
+        row added without one), kept with ``photos``: the whole library's report shows each face,
+        not its whole photo (a group photo showed both people in both clusters: a photo-library
+        trial).
     photos : ndarray of shape (n_samples,), str, or None
         The photo each row's face came from (``kfree encode faces``), when the state was made from
         such rows: ``kfree assign --all-rows`` names them, so the whole library can be shown
@@ -222,7 +227,7 @@ class ClusterState:
 
     def __init__(self, *, X, labels, components, threshold, distance, linkage, origin, centres,
                  radii, sizes, next_component, meta=None, row_hashes=None, ids=None, photos=None,
-                 unsettled=None) -> None:
+                 boxes=None, unsettled=None) -> None:
         self.X = X
         self.labels = labels
         self.components = components
@@ -237,6 +242,7 @@ class ClusterState:
         self.row_hashes = row_hashes
         self.ids = ids
         self.photos = photos
+        self.boxes = boxes
         self.unsettled = unsettled
         self.meta = dict(meta or {})
         self._csr: tuple[np.ndarray, np.ndarray] | None = None
@@ -350,7 +356,7 @@ class ClusterState:
     @classmethod
     def from_fit(cls, estimator: Any, X: Any, *, hook: Callable[..., None] | None = None,
                  meta: dict | None = None, input_hashes: np.ndarray | None = None,
-                 ids: Any = None, photos: Any = None) -> ClusterState:
+                 ids: Any = None, photos: Any = None, boxes: Any = None) -> ClusterState:
         """The state of a fitted :class:`~kfree.cluster.threshold_hac.ThresholdAgglomerative`.
 
         Parameters
@@ -370,6 +376,9 @@ class ClusterState:
         ids : array-like of shape (n_samples,), optional
             Each row's own id (whole numbers or text, distinct): the state keeps them, and each
             later batch must give its rows' ids (see :func:`assign`).
+        photos, boxes : array-like of shape (n_samples,) and (n_samples, 4), optional
+            Each row's photo and its face's box there (left, top, right, bottom; ``kfree encode
+            faces``), kept for the whole library's report; boxes only with photos.
         """
         labels = getattr(estimator, "labels_", None)
         if labels is None:
@@ -419,6 +428,9 @@ class ClusterState:
         self = cls._build(X, first_seen_labels(labels), tau, distance, hook, meta, coarse=coarse)
         self.row_hashes, self.ids = hashes, ids
         self.photos = None if photos is None else _check_photos(photos, X.shape[0])
+        if boxes is not None and photos is None:
+            raise DataError("boxes locate faces in photos: give the rows' photos with them")
+        self.boxes = None if boxes is None else _check_boxes(boxes, X.shape[0])
         return self
 
     @classmethod
@@ -570,7 +582,7 @@ class ClusterState:
                        sizes=arrays["sizes"].astype(np.int64), next_component=int(header["next_component"]),
                        meta={k: v for k, v in header.items() if k not in fields},
                        row_hashes=arrays.get("row_hashes"), ids=arrays.get("ids"), photos=arrays.get("photos"),
-                       unsettled=arrays.get("unsettled"))
+                       boxes=arrays.get("boxes"), unsettled=arrays.get("unsettled"))
             if self.row_hashes is None and not self.meta.get("model"):  # written before row hashes:
                 self.row_hashes = row_hashes(self.X)  # a model-free state's rows are the rows as given
         except (KeyError, TypeError, ValueError) as e:
@@ -602,6 +614,9 @@ class ClusterState:
             problems.append("ids do not match the rows")
         if self.photos is not None and (self.photos.shape != (n,) or self.photos.dtype.kind != "U"):
             problems.append("photos do not match the rows")
+        if self.boxes is not None and (self.boxes.shape != (n, 4) or self.boxes.dtype != np.float64
+                                       or self.photos is None):
+            problems.append("boxes do not match the rows")
         if self.unsettled is not None and (self.unsettled.shape != (n,) or self.unsettled.dtype != np.bool_):
             problems.append("unsettled does not match the rows")
         if self.linkage != "complete":
@@ -630,6 +645,15 @@ def _warn_if_unlike(state: ClusterState, X_new: np.ndarray) -> None:
             f"the new rows' median length is {new:.3g}, outside the state's rows' {lo:.3g}–{hi:.3g} (5th to 95th "
             "percentile): made by another model or encoder, or scaled otherwise? Rows are comparable with the "
             "state's only when embedded the way its rows were; they are added all the same"), stacklevel=user_stacklevel())
+
+
+def _check_boxes(boxes: Any, n: int) -> np.ndarray:
+    """``boxes`` as a state keeps them: (n, 4) float64 left, top, right, bottom (NaN: none)."""
+    a = np.asarray(boxes, dtype=np.float64)
+    if a.shape != (n, 4):
+        raise DataError(f"boxes has shape {a.shape} but there are {n} rows: give one box (left, top, right, "
+                        "bottom) per row")
+    return a
 
 
 def _check_photos(photos: Any, n: int) -> np.ndarray:
@@ -853,7 +877,7 @@ def _member_checks(state: ClusterState, X_new: np.ndarray, P: np.ndarray, pn: np
 
 def _assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False,
            hook: Callable[..., None] | None = None, input_hashes: np.ndarray | None = None,
-           ids: Any = None, photos: Any = None, check_lengths: bool = True) -> np.ndarray:
+           ids: Any = None, photos: Any = None, boxes: Any = None, check_lengths: bool = True) -> np.ndarray:
     """Add the rows ``X_new`` to ``state`` (updated in place); returns their labels.
 
     Parameters
@@ -876,6 +900,9 @@ def _assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False
     ids : array-like of shape (n_new,), optional
         The new rows' own ids, required by a state that keeps ids (:attr:`ClusterState.ids`) and
         refused by one that does not; each must be new to the state.
+    boxes : array-like of shape (n_new, 4), optional
+        The new rows' face boxes in their photos, kept by a state that keeps boxes (NaN for rows
+        given without).
     photos : array-like of shape (n_new,), optional
         The new rows' photos, kept by a state that keeps photos (:attr:`ClusterState.photos`;
         ``""`` for rows given without); a state without them ignores them.
@@ -919,6 +946,8 @@ def _assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False
         ids = _check_ids(ids, X_new.shape[0], "ids", held=state.ids)
     if state.photos is not None:
         photos = _check_photos([""] * X_new.shape[0] if photos is None else photos, X_new.shape[0])
+    if state.boxes is not None:
+        boxes = _check_boxes(np.full((X_new.shape[0], 4), np.nan) if boxes is None else boxes, X_new.shape[0])
     if X_new.shape[0] == 0:  # a batch of no rows (a quiet day): nothing to add, and nothing recorded
         return np.empty(0, dtype=np.int64)
     if check_lengths:
@@ -980,6 +1009,8 @@ def _assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False
         state.ids = np.concatenate([state.ids, ids])
     if state.photos is not None:
         state.photos = np.concatenate([state.photos, photos])
+    if state.boxes is not None:
+        state.boxes = np.concatenate([state.boxes, boxes])
     state.unsettled = unsettled
     state.labels = labels_all
     state.components = np.concatenate([comps, new_comp])

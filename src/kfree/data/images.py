@@ -14,6 +14,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -186,18 +187,31 @@ def written_in(p: Path) -> Path | None:
     return None if root is None else Path(str(root))
 
 
-def photo_paths(p: Path) -> list[str] | None:
+class FacePhotos(NamedTuple):
+    """Each row's photo and its face's box there (left, top, right, bottom in the photo's pixels;
+    None when the file has no boxes)."""
+
+    paths: list[str]
+    boxes: np.ndarray | None
+
+
+def face_photos(p: Path) -> FacePhotos | None:
     """The photo of each row of ``p`` when it is the .npz of ``kfree encode faces`` (its ``paths``,
-    found as :func:`locate_images` finds them), for the clusters file to name each face's photo;
-    None for any other file."""
+    found as :func:`locate_images` finds them) and each face's box, for the clusters file to name
+    each face's photo and where the face is in it (a report of a table then shows the face, not
+    the whole photo); None for any other file."""
     if Path(p).suffix.lower() != ".npz":
         return None
     from .io import read_npz
 
-    paths = read_npz(Path(p), ("paths",))[1].get("paths")
+    held = read_npz(Path(p), ("paths", "boxes"))[1]
+    paths = held.get("paths")
     if paths is None or paths.ndim != 1:
         return None
-    return locate_images([str(v) for v in paths.tolist()], Path(p), strict=False, written_in=written_in(p))
+    boxes = held.get("boxes")
+    boxes = boxes.astype(np.float64) if boxes is not None and boxes.shape == (paths.shape[0], 4) else None
+    return FacePhotos(locate_images([str(v) for v in paths.tolist()], Path(p), strict=False,
+                                    written_in=written_in(p)), boxes)
 
 
 def read_rgb(path: str | Path, *, max_side: int | None = None) -> tuple[np.ndarray, float]:

@@ -32,7 +32,8 @@ def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None, *
     (THUMBNAIL, THUMBNAIL, 3), read from ``paths`` only when the montage shows it, turned as a
     viewer shows it (EXIF rotation). With ``boxes`` (n, 4) of left, top, right, bottom in the
     turned photo's pixels (``kfree encode faces`` writes them), each row shows its box with a
-    margin: one face of a group photo, not the whole photo. An unreadable file raises a one-line
+    margin: one face of a group photo, not the whole photo (a row whose box is NaN: the whole
+    photo; a row whose path is empty: a white tile). An unreadable file raises a one-line
     DataError; with a ``failed`` list, its message is appended there instead and the row is
     shown as a crossed-out tile (:func:`unreadable_tile`)."""
     from PIL import Image, ImageOps
@@ -40,7 +41,10 @@ def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None, *
     heif_readable()  # (a face found in an iPhone's HEIC photo is shown from it)
 
     def load(i: int) -> np.ndarray:
+        if not paths[i]:  # (a row without a photo: an empty tile)
+            return np.full((THUMBNAIL, THUMBNAIL, 3), 255, dtype=np.uint8)
         p = Path(paths[i])
+        box = None if boxes is None or not np.isfinite(boxes[i]).all() else boxes[i]  # (NaN: none, shown whole)
         try:
             with Image.open(p) as im:
                 width = im.width
@@ -48,15 +52,15 @@ def image_loader(paths: Sequence[str | Path], boxes: np.ndarray | None = None, *
                 # whole photo, or of the box with its margin (a face of 92 px in a 6000-px photo was
                 # decoded at a quarter and shown from 23 px, blurred: a pictures trial)
                 fit = 2.0 * THUMBNAIL / max(im.width, im.height)
-                if boxes is not None:
-                    left, top, right, bottom = (float(v) for v in boxes[i])
+                if box is not None:
+                    left, top, right, bottom = (float(v) for v in box)
                     fit = THUMBNAIL / max(1.5 * max(right - left, bottom - top), 1.0)
                 fit = min(1.0, fit)
                 im.draft("RGB", (max(1, math.ceil(im.width * fit)), max(1, math.ceil(im.height * fit))))
                 scale = im.width / width
                 im = ImageOps.exif_transpose(im)
-                if boxes is not None:
-                    left, top, right, bottom = (float(v) * scale for v in boxes[i])
+                if box is not None:
+                    left, top, right, bottom = (float(v) * scale for v in box)
                     pad = 0.25 * max(right - left, bottom - top)
                     crop = (max(0, round(left - pad)), max(0, round(top - pad)),
                             min(im.width, round(right + pad)), min(im.height, round(bottom + pad)))
