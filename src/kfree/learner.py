@@ -618,7 +618,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         """Cluster data of unseen identities; returns labels of shape (n,).
 
         ``method="hac"`` (default) applies the chosen rule (its features, linkage and threshold;
-        ``threshold`` overrides the value, same units). ``method`` may name any registered
+        ``threshold`` overrides the value). A number ``threshold`` is in the chosen rule's distance
+        units (``threshold_.distance``) for every method; a
+        :class:`~kfree.threshold.Threshold` (``learned_threshold_``, say) says its own kind and is
+        converted. ``method`` may name any registered
         back-end (``kfree.registry.names("cluster")``): ``multicut`` weighs each pair by
         :meth:`pair_model` (``p(different | d)`` fitted on the held-out identities' pairs), else
         (a ``threshold``, or no held-out identities) cuts at the best non-Ward threshold of the
@@ -733,6 +736,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                               "cut for that: give a threshold (--threshold, in the model's distance units), or "
                               "use method 'hac' (the validated rule) or 'multicut'")
         elif "threshold" in accepted:
+            if given is None and override is not None and method != "ward":
+                # a number is in the chosen rule's units for every method, as for "hac" (multicut read it in
+                # its pair rule's squared units: the paper's τ = 0.7746 cut at 0.88, a research trial)
+                given = Threshold(override, self.rule_.threshold.distance, "override")
             base = self._ward_rule().threshold if method == "ward" and override is None else dist_rule().threshold
             kwargs["threshold"] = base.value if override is None else given or override
             if "distance" in accepted:  # (a Threshold's own kind: measured as the clusterer alone would)

@@ -12,7 +12,11 @@ exact optima in the test suite.
 A threshold ``tau`` becomes ``p(d) = sigmoid((d - tau) / temperature)``, so the cost is simply
 ``(tau - d) / temperature``: positive below the threshold, negative above it. Without clipping
 the temperature would not matter at all (a multicut is unchanged by scaling every cost); it only
-decides where the clip at ``p_clip`` starts.
+decides where the clip at ``p_clip`` starts. The distance kind does matter: the cost is linear in
+the distance ``d`` measured, so the same cut point as a Euclidean ``tau`` and as a squared one
+(``tau²``) weighs the pairs differently (``tau - d`` against ``tau² - d²``) and can give another
+partition (36 against 42 clusters in a research trial): give the kind the model's costs were
+meant in (the ICPR 2020 paper's margins are Euclidean).
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         other Euclidean kind is converted (:func:`kfree.distances.resolve_cut`).
     temperature : float, optional
         Scale of the threshold's logistic (default ``threshold / 10``); only matters through
-        ``p_clip``.
+        ``p_clip`` (the distance kind matters more: see the module docstring).
     p_clip : float
         Probabilities are clipped to ``[p_clip, 1 - p_clip]`` (costs to about ±13.8 at 1e-6).
     kl : bool
