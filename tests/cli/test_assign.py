@@ -1026,3 +1026,28 @@ def test_rows_of_another_length_are_said_once_by_assign_with_a_model(d, tmp_path
     assert code == 0, out
     code, out = run("assign", tmp_path / "plain.kstate", tmp_path / "big.npy", "--out", tmp_path / "b.csv")
     assert code == 0 and out.count("median length") == 1 and "outside the state's rows'" in out, out
+
+
+def test_a_model_that_chose_the_raw_features_says_so_and_its_learned_embedding_can_be_had(tmp_path):
+    """Found by a research trial: three losses' models had each chosen the raw features, so their
+    k-means and multicut clusters were one file, and nothing said why; nor could the learned
+    embedding be had from the command line."""
+    from kfree.learner import ClusterLearner
+
+    X, y = sphere_blobs(10, 10, dim=6, spread=0.15, seed=1)  # separable as they are: the raw features win
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    code, out = run("train", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--out", tmp_path / "m.kfree", *FAST)
+    assert code == 0, out
+    learner = ClusterLearner.load(tmp_path / "m.kfree")
+    assert learner.uses_raw_  # the case under test
+    code, out = run("cluster", tmp_path / "m.kfree", tmp_path / "x.npy", "--method", "kmeans", "--n-clusters", "10",
+                    "--out", tmp_path / "k.csv")
+    assert code == 0 and "(kmeans, raw features, K=10)" in out, out
+    code, out = run("embed", tmp_path / "m.kfree", tmp_path / "x.npy", "--out", tmp_path / "raw.npy")
+    assert code == 0 and "--learned writes the learned embedding" in out, out
+    code, out = run("embed", tmp_path / "m.kfree", tmp_path / "x.npy", "--out", tmp_path / "e.npy", "--learned")
+    assert code == 0 and "learned embedding (the model clusters its raw features" in " ".join(out.split()), out
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), learner.embed(X))
+    own = learner.learned_threshold_
+    assert f"--threshold {own.value!r} --distance {own.distance}" in out

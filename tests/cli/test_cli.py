@@ -230,7 +230,7 @@ def test_cluster_methods_switch(files):
     code, out = run("cluster", files / "m.kfree", files / "new.npy", "--out", files / "mc.csv", "--method", "multicut")
     assert code == 0, out
     # multicut weighs pairs by the model's p(different | d) fitted on the held-out identities
-    assert "(multicut, logistic pair costs)" in out, out
+    assert "(multicut, raw features, logistic pair costs)" in out or "(multicut, model features, logistic" in out, out
     assert pd.read_csv(files / "mc.csv")["cluster"].nunique() == 6
     code, out = run("cluster", files / "m.kfree", files / "new.npy", "--out", files / "x.csv", "--method", "nope")
     assert code == 1 and "unknown cluster 'nope'" in out

@@ -539,6 +539,8 @@ def cluster(
                            logistic=learner.pair_model() is not None and threshold is None and learner.threshold is None)
                 if method == "hac" and n_clusters is None:
                     how = f", {rule.features} features, {rule.linkage} linkage{how}"
+                else:  # (k-means of three losses' models gave one file, as each chose the raw features: a research trial)
+                    how = f", {'raw' if learner.uses_raw_ else 'model'} features{how}"
             else:
                 from ..distances import check_distance
 

@@ -41,6 +41,9 @@ def embed(
                                                               "backend computes distances in float32).")] = False,
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
+    learned: Annotated[bool, typer.Option("--learned", help="Write the learned embedding even where the model "
+                                                            "chose the raw features (they won on validation): to "
+                                                            "compare losses, or cluster it yourself.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Write the rows a model clusters (its embedding, or the raw features it chose) and the cut to use.
@@ -67,14 +70,25 @@ def embed(
                               partial_labels=True)  # (labels are not embedded: some may be missing)
         rows = model_rows(learner, table, data)
         with _limit_threads():
-            Z = learner.transform(rows).astype(np.float32, copy=False)
+            Z = (learner.embed(rows) if learned else learner.transform(rows)).astype(np.float32, copy=False)
         if float16:
             Z = _as_float16(Z)
         with atomic_path(out) as tmp, open(tmp, "wb") as f:
             np.save(f, Z)
-        what = "raw features (they won on validation)" if learner.uses_raw_ else "embedding"
+        what = ("learned embedding (the model clusters its raw features, which won on validation)"
+                if learned and learner.uses_raw_ else
+                "raw features (they won on validation; --learned writes the learned embedding)" if learner.uses_raw_
+                else "embedding")
         console.print(f"{Z.shape[0]} rows → {Z.shape[1]}-d {what}, {Z.dtype}; wrote [bold]{escape(str(out))}[/bold]")
-        record(out=out, rows=Z.shape[0], dims=Z.shape[1], dtype=str(Z.dtype), features=learner.rule_.features)
+        record(out=out, rows=Z.shape[0], dims=Z.shape[1], dtype=str(Z.dtype),
+               features="model" if learned else learner.rule_.features)
+        if learned and learner.uses_raw_:  # the chosen cut is for the raw features: the loss's own is for this
+            own = learner.learned_threshold_
+            record(threshold=own.value, distance=own.distance)
+            console.print(f"the loss's own cut of this embedding ({escape(own.source)}; it lost to the raw features on "
+                          f"validation):\n  kfree cluster {escape(str(out))} --threshold {own.value!r} --distance "
+                          f"{own.distance} --out clusters.csv", soft_wrap=True)
+            return
         try:
             rule = learner.state_rule()
         except ConfigError:
