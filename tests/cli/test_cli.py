@@ -557,3 +557,15 @@ def test_train_takes_the_batches_per_epoch_of_the_readmes_banking77_schedule(fil
     learner = ClusterLearner.load(files / "bpe.kfree")
     assert learner.train_config.batches_per_epoch == 2
     assert max(r["step"] for r in learner.history_ if "step" in r) == 6  # 3 epochs of 2 steps
+
+
+def test_evaluate_says_how_to_join_files_that_name_their_rows(tmp_path):
+    """Found by a photo-library trial: `kfree assign --all-rows` writes a 'row' column, and a truth
+    file of part of the library with its own 'row' column was picked by row number, refused as
+    "values outside 0..363" without saying --id-column row joins them."""
+    pd.DataFrame({"row": [0, 5, 9], "cluster": [0, 1, 1]}).to_csv(tmp_path / "all.csv", index=False)
+    pd.DataFrame({"row": [9, 5, 0], "label": ["b", "b", "a"]}).to_csv(tmp_path / "truth.csv", index=False)
+    code, out = run("evaluate", tmp_path / "all.csv", tmp_path / "truth.csv")
+    assert code == 1 and "join by it: --id-column row" in " ".join(out.split()), out
+    code, out = run("evaluate", tmp_path / "all.csv", tmp_path / "truth.csv", "--id-column", "row")
+    assert code == 0 and "1.000" in out, out

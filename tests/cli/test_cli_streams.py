@@ -69,6 +69,7 @@ def test_strict_stops_at_a_warning_and_writes_nothing(rows):
     stopped = _kfree(["--strict", "assign", "s.kstate", "scaled.npy", "--out", "a.csv"], rows)
     assert stopped.returncode == 1 and "median length" in stopped.stderr, stopped.stderr
     assert "(--strict stops at a warning; nothing was written)" in " ".join(stopped.stderr.split())
+    assert "added all the same" not in stopped.stderr  # (what happens without --strict: a photo-library trial)
     assert not (rows / "a.csv").exists() and (rows / "s.kstate").read_bytes() == before
     added = _kfree(["assign", "s.kstate", "scaled.npy", "--out", "a.csv"], rows)  # without: warned, added
     assert added.returncode == 0 and "warning:" in added.stderr and (rows / "a.csv").exists()

@@ -283,8 +283,10 @@ def cli_errors() -> Iterator[None]:
         code = getattr(e, "exit_code", 1)
         _error(str(e), code)
         raise typer.Exit(code) from None
-    except KfreeWarning as e:  # kfree --strict
-        _error(f"{e} (--strict stops at a warning; nothing was written)")
+    except KfreeWarning as e:  # kfree --strict: what a warning says happens next ("they are added all the
+        # same") did not (a photo-library trial read both outcomes on one line)
+        said = re.sub(r";? (?:they|it) (?:are|is) (?:added|used) all the same$", "", str(e).rstrip())
+        _error(f"{said} (--strict stops at a warning; nothing was written)")
         raise typer.Exit(1) from None
     except ModuleNotFoundError as e:
         root = (e.name or "").split(".")[0]

@@ -129,7 +129,9 @@ def rows_of(pred, n_items: int, *, pred_name: str, items_name: str) -> np.ndarra
                             f"of {items_name}; give a file with an 'index' column to join by, or the clusters "
                             "file as kfree wrote it")
         if idx.size and (idx.min() < 0 or idx.max() >= n_items):
-            raise DataError(f"{pred_name} has {col} values outside 0..{n_items - 1} of {items_name}")
+            raise DataError(f"{pred_name} has {col} values outside 0..{n_items - 1} of {items_name}: they pick its "
+                            f"rows by number; where {items_name} names its rows in a column of its own (a '{col}' "
+                            f"column too, say), join by it: --id-column {col}")
         if idx.size != n_items and np.array_equal(np.sort(idx), np.arange(idx.size)):
             # every row 0..n-1 of a clustering of n rows: a file of another length holds other rows
             # (a text with a line break in it, a header counted as a row), and picking by number
