@@ -450,6 +450,8 @@ class ClusterState:
         now = utc_now()
         self.meta.setdefault("model", None)
         self.meta.update(created=now, updated=now, versions=versions(("numpy", "scipy")), assigns=0)
+        if n >= 10:  # (what _warn_if_unlike checks batches against)
+            self.meta["row_lengths"] = list(length_range(X))
         return self
 
     # ------------------------------------------------------------------ internals
@@ -634,7 +636,10 @@ def _warn_if_unlike(state: ClusterState, X_new: np.ndarray) -> None:
     ignores lengths, nor for a state of fewer than 10 rows; the rows are added all the same."""
     if state.distance == "cosine" or state.n_samples < 10:
         return
-    lo, hi = lengths = length_range(state.X)
+    # the lengths of the rows the state was made from (a state written before it: of all its rows), so
+    # that a batch added after its warning does not widen the range later batches are checked against
+    # (a photo-library trial's ×3 batch took it from 1.33–1.5 to 1.34–2.4)
+    lo, hi = lengths = tuple(state.meta.get("row_lengths") or length_range(state.X))
     new = unlike_lengths(lengths, X_new)
     if new is not None:
         import warnings
