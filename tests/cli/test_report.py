@@ -671,3 +671,50 @@ def test_a_whole_library_file_shows_each_face_cropped_and_rows_without_a_photo_a
     assert seen["paths"][2] == "" and seen["paths"][0] == str(tmp_path / "group.png")
     np.testing.assert_array_equal(seen["boxes"][:2], [[10, 10, 50, 50], [70, 10, 110, 50]])
     assert (tmp_path / "r" / "montage.png").exists()
+
+
+def test_distances_within_and_between_labels_with_a_proposed_cut(tmp_path):
+    """The ICPR 2020 paper's Fig. 4 and pair histograms were in the reproductions only (a research
+    trial): a report of any labelled rows now draws them, with a cut and its pair error."""
+    from scipy.spatial.distance import cdist
+
+    from kfree.report.distances import label_distances, pair_distance_sample
+    from kfree.threshold import Threshold
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b", "c", "d"], [30, 20, 10, 1])
+    centres = {"a": (0, 0), "b": (3, 0), "c": (0, 5), "d": (9, 9)}
+    X = np.array([centres[v] for v in y]) + rng.normal(size=(61, 2)) * 0.5
+    stats = label_distances(X, y, max_labels=3, per_label=1000)
+    assert stats["labels"].tolist() == ["a", "b", "c"] and stats["sizes"].tolist() == [30, 20, 10]
+    assert stats["nearest"].tolist() == ["b", "a", "a"]  # by the labels' means
+    within = cdist(X[y == "a"], X[y == "a"])[np.triu_indices(30, 1)]
+    assert stats["intra_mean"][0] == pytest.approx(within.mean()) and stats["intra_std"][0] == pytest.approx(within.std())
+    assert stats["inter_mean"][0] == pytest.approx(cdist(X[y == "a"], X[y == "b"]).mean())
+    assert np.isnan(label_distances(X, y, per_label=1000)["intra_mean"][3])  # one row: nothing within
+    same, different = pair_distance_sample(X, y, distance="sqeuclidean")
+    assert same.size == 435 + 190 + 45 and different.size == 61 * 60 // 2 - same.size  # every pair: few rows
+    assert np.sort(same)[-1] == pytest.approx(max(cdist(X[y == v], X[y == v], "sqeuclidean").max() for v in "abc"))
+
+    pd.DataFrame({"index": range(61), "cluster": y, "label": y}).to_csv(tmp_path / "c.csv", index=False)
+    np.save(tmp_path / "x.npy", X)
+    code, out = run("report", tmp_path / "c.csv", "--features", tmp_path / "x.npy", "--threshold", "2.25",
+                    "--out", tmp_path / "r")
+    assert code == 0, out
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert (tmp_path / "r" / "distances.png").exists() and "Distances within and between the true labels" in page
+    wrong_same, wrong_different = np.mean(same > 2.25), np.mean(different <= 2.25)
+    assert f"separates {wrong_same:.1%} of same-label pairs and joins {wrong_different:.1%}" in page
+    code, out = run("report", tmp_path / "c.csv", "--features", tmp_path / "x.npy", "--threshold", "1.5",
+                    "--distance", "euclidean", "--out", tmp_path / "r2")
+    assert code == 0 and "(euclidean)" in (tmp_path / "r2" / "index.html").read_text(), out
+    one_line_error(*run("report", tmp_path / "c.csv", "--threshold", "2", "--out", tmp_path / "r3"), "give --features")
+    pd.DataFrame({"index": range(61), "cluster": y}).to_csv(tmp_path / "u.csv", index=False)
+    one_line_error(*run("report", tmp_path / "u.csv", "--features", tmp_path / "x.npy", "--threshold", "2",
+                        "--out", tmp_path / "r4"), "give them (--truth")
+    assert not any((tmp_path / name).exists() for name in ("r3", "r4"))
+    # the figure's units: a squared cut is drawn on Euclidean distances as its root
+    from kfree.report.distances import plot_label_distances
+
+    _, how = plot_label_distances(X, y, tmp_path / "d.png", threshold=Threshold(2.25, "sqeuclidean"), distance="euclidean")
+    assert "the threshold 1.5 separates" in how

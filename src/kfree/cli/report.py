@@ -130,7 +130,15 @@ def report(
                                                        "given to kfree encode texts or kfree cluster --id-column; "
                                                        "default: 'index').")] = None,
     features: Annotated[Path | None, typer.Option(help="Features of each row (any features file, e.g. from `kfree "
-                                                       "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA.")] = None,
+                                                       "embed`) for a 2-d map: t-SNE with kfree\\[report], else PCA; "
+                                                       "with true labels, also the distances within and between "
+                                                       "them.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="A cut to draw on the distances within and between the "
+                                                         "true labels (needs --features and true labels), with the "
+                                                         "share of pairs it gets wrong; in --distance units.")] = None,
+    distance: Annotated[str | None, typer.Option(help="The units of --threshold and of the distances drawn: "
+                                                      "sqeuclidean (kfree cluster's default), euclidean or cosine "
+                                                      "(default: euclidean, or sqeuclidean with --threshold).")] = None,
     max_clusters: Annotated[int, typer.Option(min=1, help="Show the images or texts of this many clusters, the "
                                                          "largest first.")] = 40,
     ignore_columns: Annotated[str | None, typer.Option(help="Columns of a --features table that are not "
@@ -160,6 +168,12 @@ def report(
 
         if out is None:
             raise ConfigError("say where to write the report: --out FOLDER")
+        if (threshold is not None or distance is not None) and features is None:
+            raise ConfigError("--threshold and --distance are drawn on the distances within and between the true "
+                              "labels: give --features (and true labels: --truth, or a 'label' column)")
+        from ..threshold import Threshold
+
+        cut = None if threshold is None else Threshold(threshold, distance or "sqeuclidean", "--threshold")
         check_output(out, inputs=(clusters, truth, images, texts, features), force=force, directory=True)
         pred = read_predictions(clusters)
         labels = pred["cluster"].to_numpy()
@@ -186,6 +200,9 @@ def report(
                                         id_column=ids_in(truth)))
         elif "label" in pred.columns:
             y = pred["label"].to_numpy()
+        if (threshold is not None or distance is not None) and y is None:
+            raise ConfigError("--threshold and --distance are drawn on the distances within and between the true "
+                              "labels: give them (--truth, or a 'label' column in the clusters file)")
         paths = lines = boxes = None
         if images is None and texts is None and "photo" in pred.columns:  # (found by a photo-library trial)
             boxed = table_boxes(pred.iloc[:0], clusters) is not None
@@ -230,7 +247,7 @@ def report(
         text_ids = pred["index"].to_numpy() if lines is not None and "index" in pred.columns else None
         page = cluster_report(out, labels, truth=y, images=paths, boxes=boxes, texts=lines, ids=text_ids, features=X,
                               title=f"kfree — {clusters.name}", source=str(clusters), max_clusters=max_clusters,
-                              per_cluster=per_cluster, overwrite=True, notes=said)  # (--out checked above, --force included)
+                              per_cluster=per_cluster, overwrite=True, notes=said, threshold=cut, distance=distance)  # (--out checked above, --force included)
         numbers = as_numbers(labels)  # (noise rows counted as the page counts them: each a cluster)
         n_clusters = np.unique(labels).size if numbers is None else np.unique(singletons_for_noise(numbers)).size
         record(out=page, rows=labels.size, clusters=n_clusters)

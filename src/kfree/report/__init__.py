@@ -1,9 +1,10 @@
 """Reports people look at: cluster montages, plots, an HTML page per run.
 
 From Python: :func:`cluster_report` writes the page ``kfree report`` writes (sizes, a montage of
-images or examples of texts, metrics, a 2-d map); :func:`plot_cluster_sizes`,
-:func:`plot_cluster_map` and :func:`plot_learner_validation` write one PNG each and return its
-path (the map: its path and how it was drawn, t-SNE or PCA; figures are drawn on canvases of their own: a notebook's matplotlib backend is left as it
+images or examples of texts, metrics, a 2-d map, the distances within and between true labels);
+:func:`plot_cluster_sizes`, :func:`plot_cluster_map`, :func:`plot_label_distances` and
+:func:`plot_learner_validation` write one PNG each and return its path (the map and the
+distances: its path and what it shows, t-SNE or PCA; figures are drawn on canvases of their own: a notebook's matplotlib backend is left as it
 is). Imported on first use (matplotlib is slow to import).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["cluster_report", "plot_cluster_map", "plot_cluster_sizes", "plot_learner_validation"]
+__all__ = ["cluster_report", "plot_cluster_map", "plot_cluster_sizes", "plot_label_distances", "plot_learner_validation"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +20,10 @@ def __getattr__(name: str) -> Any:
         from . import clusters
 
         return getattr(clusters, name)
+    if name == "plot_label_distances":
+        from .distances import plot_label_distances
+
+        return plot_label_distances
     if name == "plot_learner_validation":
         from .validation import plot_learner_validation
 

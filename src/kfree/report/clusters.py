@@ -19,6 +19,7 @@ import numpy as np
 
 from ..data.images import heif_readable, viewable_rgb
 from ..exceptions import DataError, DataWarning, OutputError, first_line, user_stacklevel
+from ..threshold import Threshold
 from ..utils.io import atomic_dir
 from .figures import check_png, largest_clusters, pd_isna, plural, pyplot, save_png, short_id
 
@@ -220,6 +221,8 @@ def cluster_report(
     seed: int = 0,
     overwrite: bool = False,
     notes: Sequence[str] = (),
+    threshold: Any = None,
+    distance: str | None = None,
 ) -> Path:
     """Write ``out_dir/index.html`` with ``sizes.png``, and ``montage.png`` (images) or examples of
     each cluster's texts; with ``truth``, the metrics and each cluster's majority label.
@@ -234,7 +237,12 @@ def cluster_report(
         photo): the montage shows the box, not the whole photo.
     texts : optional n strings.
     ids : optional n row ids (ticket ids), shown before each text.
-    features : optional (n, d) rows for a 2-d map (:func:`plot_cluster_map`).
+    features : optional (n, d) rows for a 2-d map (:func:`plot_cluster_map`); with ``truth`` too,
+        the distances within and between the true labels
+        (:func:`~kfree.report.distances.plot_label_distances`).
+    threshold : optional :class:`~kfree.threshold.Threshold` (or a number, in squared Euclidean
+        units as ``kfree cluster``'s default) drawn on those distances, with its pair error.
+    distance : the units those distances are drawn in (default: the threshold's, else euclidean).
     max_clusters : the largest clusters shown in the montage and the text examples.
     per_cluster : random members shown per cluster (default: 6 images, 5 texts).
 
@@ -284,22 +292,23 @@ def cluster_report(
         raise OutputError(f"{out_dir} already holds files; pass overwrite=True to write the report into it, "
                           "or give a new folder")
     if images is not None and not arrays:  # (a photo named montage.png among them: a trial)
-        writes = [n for n in REPORT_FILES if n != "map.png" or features is not None]  # (this run's files: a review)
+        writes = [n for n in REPORT_FILES if n not in ("map.png", "distances.png") or features is not None]  # (this run's files: a review)
         targets = {(Path(out_dir) / name).resolve() for name in writes}
         if shown := next((p for p in images if Path(p).name in writes and Path(p).resolve() in targets), None):
             raise OutputError(f"{shown} is one of the images shown, and the report writes a file of that name in "
                               f"{out_dir}: writing there would replace it; give another output folder")
     with atomic_dir(out_dir, owned=REPORT_FILES) as out:
         page = _write_report(out, labels, truth, images, texts, features, title, source, max_clusters, seed,
+                             (threshold, distance),
                              per_cluster, boxes, n_noise=int(noise.sum()), ids=ids, notes=tuple(notes))
     return Path(out_dir) / page.name
 
 
 #: the files a report may write (those a rewrite does not write again are removed)
-REPORT_FILES = ("index.html", "sizes.png", "montage.png", "map.png")
+REPORT_FILES = ("index.html", "sizes.png", "montage.png", "map.png", "distances.png")
 
 
-def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed,
+def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed, cut,
                   per_cluster=None, boxes=None, n_noise: int = 0, ids=None, notes: tuple[str, ...] = ()) -> Path:
     from ..metrics import evaluate_clustering
     from .html import shown_note, text_clusters_html, truth_tables_html, write_run_index
@@ -364,6 +373,18 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
         _, how = plot_cluster_map(features, labels, out / "map.png", seed=seed)
         files.append("map.png")
         extra += f"<h2>Map</h2><p class='muted'>{html.escape(how)}</p><img src='map.png' alt='2-d map'>"
+    if features is not None and truth is not None and np.unique(truth[known].astype(str)).size >= 2:
+        from .distances import plot_label_distances
+
+        threshold, distance = cut
+        threshold = threshold if threshold is None or isinstance(threshold, Threshold) else Threshold(
+            threshold, distance or "sqeuclidean", "given")  # (a number in kfree cluster's default units)
+        _, how = plot_label_distances(np.asarray(features)[known], truth[known], out / "distances.png",
+                                      threshold=threshold, distance=distance, max_labels=max_clusters, seed=seed)
+        files.append("distances.png")
+        extra += (f"<h2>Distances within and between the true labels</h2><p class='muted'>{html.escape(how)}. "
+                  "Where the two overlap, no threshold separates those labels.</p>"
+                  "<img src='distances.png' alt='distances within and between labels'>")
     if rows:
         extra += truth_tables_html(labels, truth, max_clusters=max_clusters)
     if texts is not None:
