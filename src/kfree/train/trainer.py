@@ -76,7 +76,8 @@ def make_sampler(y_int: np.ndarray, loss: EmbeddingLoss, cfg: TrainConfig) -> PK
         if layout != "triplets":
             raise ConfigError(
                 f"sampler='triplets' yields (anchor, positive, negative) rows, which loss {loss.name!r} does not "
-                "read; use a triplet loss with loss_params={'mining': 'given'}"
+                "read; use a triplet loss (triplet-l1, triplet-l2, triplet-l3: ClusterLearner and kfree train read "
+                "their rows so themselves, train_embedding with loss_params={'mining': 'given'}), or sampler='pk'"
             )
         per_batch = cfg.triplets_per_batch or max(1, -(-cfg.p * cfg.k // 3))
         return TripletSampler(y_int, per_batch, wrong_positives=cfg.wrong_positives,
