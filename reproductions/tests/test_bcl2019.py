@@ -16,7 +16,7 @@ import torch
 from _bcl_tiny import blobs, tiny_inputs
 
 from kfree.exceptions import ConfigError
-from kfree_reproductions.bcl2019.curves import ScoreCurve, plot_score_curves
+from kfree.report.curves import ScoreCurve, plot_score_curves
 from kfree_reproductions.bcl2019.experiment import (
     Bcl2019Config,
     evaluate_features,

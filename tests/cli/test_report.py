@@ -713,6 +713,21 @@ def test_distances_within_and_between_labels_with_a_proposed_cut(tmp_path):
     one_line_error(*run("report", tmp_path / "u.csv", "--features", tmp_path / "x.npy", "--threshold", "2",
                         "--out", tmp_path / "r4"), "give them (--truth")
     assert not any((tmp_path / name).exists() for name in ("r3", "r4"))
+    # and the BCL paper's curves: NMI/WCP of the complete-linkage cut at every number of clusters, these clusters
+    # the point (in the reproductions only before)
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    from kfree.metrics import nmi
+    from kfree.report.curves import truth_curve
+
+    assert (tmp_path / "r" / "curve.png").exists() and "Scores against the number of clusters" in page
+    curve, rows = truth_curve(X, y, k_max=8)
+    assert rows.size == 61 and np.asarray(curve.k).tolist() == list(range(8, 0, -1))
+    reference = fcluster(linkage(X, "complete"), 4, criterion="maxclust")
+    assert curve.scores["nmi"][list(curve.k).index(4)] == pytest.approx(nmi(y, reference))
+    assert f"cut there, NMI {nmi(y, reference):.3f}" in page
+    _, rows = truth_curve(X, y, max_rows=20, k_max=3)
+    assert rows.size == 20 and np.all(np.diff(rows) > 0)  # a seeded sample, in order
     # the figure's units: a squared cut is drawn on Euclidean distances as its root
     from kfree.report.distances import plot_label_distances
 

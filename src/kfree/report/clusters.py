@@ -292,7 +292,7 @@ def cluster_report(
         raise OutputError(f"{out_dir} already holds files; pass overwrite=True to write the report into it, "
                           "or give a new folder")
     if images is not None and not arrays:  # (a photo named montage.png among them: a trial)
-        writes = [n for n in REPORT_FILES if n not in ("map.png", "distances.png") or features is not None]  # (this run's files: a review)
+        writes = [n for n in REPORT_FILES if n not in ("map.png", "distances.png", "curve.png") or features is not None]  # (this run's files: a review)
         targets = {(Path(out_dir) / name).resolve() for name in writes}
         if shown := next((p for p in images if Path(p).name in writes and Path(p).resolve() in targets), None):
             raise OutputError(f"{shown} is one of the images shown, and the report writes a file of that name in "
@@ -304,8 +304,38 @@ def cluster_report(
     return Path(out_dir) / page.name
 
 
+def _curve_html(out: Path, features: np.ndarray, truth: np.ndarray, labels: np.ndarray, distance: str | None,
+                seed: int) -> str:
+    """``curve.png``: NMI and WCP of the complete-linkage cuts of the features at every number of
+    clusters (the BCL paper's curves), with these clusters as the point, and its section."""
+    from ..metrics.clustering import nmi, wcp
+    from .curves import ScoreCurve, plot_score_curves, truth_curve
+
+    k_here = int(np.unique(labels.astype(str)).size)
+    n_true = int(np.unique(truth.astype(str)).size)
+    k_max = max(3 * n_true, 2 * k_here, 10)
+    curve, rows = truth_curve(features, truth, distance="cosine" if distance == "cosine" else "sqeuclidean",
+                              k_max=k_max, seed=seed)
+    here = {"nmi": (k_here, nmi(truth, labels)), "wcp": (k_here, wcp(truth, labels))}
+    at_true = np.flatnonzero(np.asarray(curve.k) == n_true)
+    plot_score_curves({"complete-linkage cuts of the features": curve,
+                       "these clusters": ScoreCurve(np.array([k_here]), {s: np.array([v[1]]) for s, v in here.items()},
+                                                    here)},
+                      out / "curve.png", n_true=n_true, k_max=int(min(rows.size, k_max)))
+    sample = "" if rows.size == truth.size else f", on a seeded sample of {rows.size:,} of the {truth.size:,} rows"
+    return ("<h2>Scores against the number of clusters</h2><p class='muted'>"
+            f"NMI and WCP of the complete-linkage cut of the features at every number of clusters up to "
+            f"{int(min(rows.size, k_max)):,}{sample} (the true labels are {n_true:,}, dashed"
+            + (f"; cut there, NMI {curve.scores['nmi'][at_true[0]]:.3f}, WCP {curve.scores['wcp'][at_true[0]]:.3f}"
+               if at_true.size else "")
+            + f"), and these clusters' own scores ({k_here:,} clusters, NMI {here['nmi'][1]:.3f}, WCP "
+            f"{here['wcp'][1]:.3f}), the point: the curve is what an oracle number of clusters would give these "
+            "features, the point what was delivered without one.</p>"
+            "<img src='curve.png' alt='NMI and WCP against the number of clusters'>")
+
+
 #: the files a report may write (those a rewrite does not write again are removed)
-REPORT_FILES = ("index.html", "sizes.png", "montage.png", "map.png", "distances.png")
+REPORT_FILES = ("index.html", "sizes.png", "montage.png", "map.png", "distances.png", "curve.png")
 
 
 def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed, cut,
@@ -385,6 +415,7 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
         extra += (f"<h2>Distances within and between the true labels</h2><p class='muted'>{html.escape(how)}. "
                   "Where the two overlap, no threshold separates those labels.</p>"
                   "<img src='distances.png' alt='distances within and between labels'>")
+        extra += _curve_html(out, np.asarray(features)[known], truth[known], labels[known], distance, seed)
     if rows:
         extra += truth_tables_html(labels, truth, max_clusters=max_clusters)
     if texts is not None:

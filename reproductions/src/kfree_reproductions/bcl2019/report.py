@@ -304,7 +304,7 @@ def table_train_threshold(cells, sets: list[str]) -> str:
 
 # ---------------------------------------------------------------------------------- figures
 def write_curves(cells, fig_dir: Path, tag: str) -> list[Path]:
-    from kfree_reproductions.bcl2019.curves import ScoreCurve, plot_score_curves
+    from kfree.report.curves import ScoreCurve, plot_score_curves
 
     paths = []
     for s, c in cells.items():

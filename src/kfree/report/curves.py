@@ -4,8 +4,10 @@ Cutting a dendrogram at every k gives a curve of NMI (or WCP, or any score) agai
 of clusters; a method's *operating point* is where its own threshold cuts. The curve shows how
 good the representation could be with an oracle K, the point shows what the method actually
 delivers without one — the gap between them is what a stopping rule costs. Inputs are plain
-arrays (e.g. from :func:`kfree.cluster.curves.score_curve`), so this works for any data; the
-BCL 2019 report (:mod:`.report`) is what draws them.
+arrays (e.g. from :func:`kfree.cluster.curves.score_curve`), so this works for any data:
+:func:`truth_curve` makes the curve of complete-linkage cuts of any labelled rows, and ``kfree
+report --features`` with true labels draws it with its clustering as the operating point (the
+BCL 2019 reproduction draws its methods' curves with it too).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from kfree.exceptions import ConfigError
-from kfree.report.figures import pyplot, save_png
+from ..exceptions import ConfigError
+from .figures import pyplot, save_png
 
 
 @dataclass(frozen=True)
@@ -94,3 +97,33 @@ def plot_score_curves(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_png(fig, path, dpi=100)
+
+
+#: rows a report's curve is computed on at most (a seeded sample above): complete linkage is dense
+CURVE_ROWS = 3000
+
+
+def truth_curve(X: Any, y: Any, *, distance: str = "sqeuclidean", max_rows: int = CURVE_ROWS,
+                k_max: int | None = None, seed: int = 0) -> tuple[ScoreCurve, np.ndarray]:
+    """NMI and WCP against the true labels ``y`` of the complete-linkage cut of ``X`` at every
+    number of clusters up to ``k_max`` (the BCL paper's curves: how good the rows could be
+    clustered with an oracle K; each cut is scored, so a bound saves time), on a seeded sample of ``max_rows`` rows when there are more (complete linkage is
+    a dense O(n²) pass). Returns the curve and the rows it was computed on."""
+    from ..cluster.curves import score_curve
+    from ..cluster.threshold_hac import ThresholdAgglomerative
+    from ..distances import check_distance
+    from ..metrics.clustering import nmi, wcp
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    rows = np.arange(X.shape[0])
+    if rows.size > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows.size, max_rows, replace=False))
+    Z, t = X[rows], y[rows]
+    distance = check_distance(distance)
+    span = float(((Z.max(0) - Z.min(0)) ** 2).sum()) + 1.0  # above every distance: the whole tree
+    tree = ThresholdAgglomerative(threshold=2.0 + 1.0 if distance == "cosine" else span, linkage="complete",
+                                  distance=distance, algorithm="dense").fit(Z)
+    cur = score_curve(tree, {"nmi": lambda lab: nmi(t, lab), "wcp": lambda lab: wcp(t, lab)},
+                      None if k_max is None else range(1, min(k_max, rows.size) + 1))
+    return ScoreCurve(cur["k"], {"nmi": cur["nmi"], "wcp": cur["wcp"]}), rows
