@@ -405,7 +405,10 @@ def test_raw_features_at_a_ward_cut_have_their_own_pair_distance_cut(blobs, tmp_
     with pytest.raises(ConfigError, match="joins single pairs and chains them"):
         est.cluster(10 * Xte, method="knn-cc")
     by_hand = registry.get("cluster", "knn-cc", threshold=cut.value, distance=cut.distance).fit(10 * Xte).labels_
-    np.testing.assert_array_equal(est.cluster(10 * Xte, method="knn-cc", threshold=cut.value), by_hand)
+    np.testing.assert_array_equal(est.cluster(10 * Xte, method="knn-cc", threshold=cut), by_hand)
+    # a number is in the chosen rule's units (its Ward heights': Euclidean), as for every method
+    assert est.threshold_.distance == "euclidean" and cut.distance == "sqeuclidean"
+    np.testing.assert_array_equal(est.cluster(10 * Xte, method="knn-cc", threshold=float(np.sqrt(cut.value))), by_hand)
 
 
 def test_cross_fitting_scores_each_half_at_the_step_chosen_on_the_other():

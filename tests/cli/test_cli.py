@@ -251,17 +251,19 @@ def test_train_with_noisy_triplets_and_logistic_calibration(files):
                     "--loss", "triplet-l1", "--sampler", "triplets", "--wrong-negatives", "lots", *FAST)
     assert code == 1 and "'random'" in out
     # percentages, as kfree experiment icpr2020 takes them, and the paper's "use the last epoch" (a research trial)
-    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "p.kfree",
+    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy",
+                    "--out", files / "noise_pct.kfree",
                     "--loss", "triplet-l1", "--sampler", "triplets", "--wrong-negatives", "5%", "--wrong-positives",
                     "10%", "--keep-last", *FAST)
     assert code == 0 and "kept the last step (--keep-last)" in out, out
     from kfree.learner import ClusterLearner
 
-    learner = ClusterLearner.load(files / "p.kfree")
+    learner = ClusterLearner.load(files / "noise_pct.kfree")
     cfg = learner.train_config
     assert (cfg.wrong_negatives, cfg.wrong_positives, cfg.select_best) == (0.05, 0.1, False)
     assert learner.best_step_ is None  # the last step, not the best validated one
-    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy", "--out", files / "q.kfree",
+    code, out = run("train", files / "train.npy", "--labels", files / "train_labels.npy",
+                    "--out", files / "noise_q.kfree",
                     "--sampler", "triplets", "--loss", "triplet-l1", "--wrong-positives", "random", *FAST)
     assert code == 1 and "--wrong-positives 'random' must be a fraction like 0.05 or a percentage" in out, out
 
