@@ -7,20 +7,38 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from _cli import app, runner
 
 from kfree.cluster.incremental import ClusterState
 
 
-def kfree_json(*args):
-    result = runner.invoke(app, ["--json", *[str(a) for a in args]])
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, result.stdout  # the object alone: the summary lines went to stderr
-    return result.exit_code, json.loads(lines[0]), result.stderr
+@pytest.fixture
+def kfree_json(monkeypatch, capsys):
+    """``kfree --json ARGS…`` through the command's entry point (which writes the object once the
+    exit status is known): (exit status, the object, standard error)."""
+    import gc
+    import sys
+
+    from kfree.cli.app import main
+
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["kfree", "--json", *[str(a) for a in args]])
+        monkeypatch.setattr(sys, "stdout", sys.stdout)  # (main guards it; put back afterwards)
+        try:
+            with pytest.raises(SystemExit) as ended:
+                main()
+        finally:
+            gc.unfreeze()  # (main freezes the collector as the process ends)
+        out, err = capsys.readouterr()
+        lines = out.splitlines()
+        assert len(lines) == 1, out  # the object alone: the summary lines went to stderr
+        return ended.value.code, json.loads(lines[0]), err
+
+    return call
 
 
-def test_cluster_assign_and_evaluate_give_their_numbers_and_failures_their_status(tmp_path):
+def test_cluster_assign_and_evaluate_give_their_numbers_and_failures_their_status(tmp_path, kfree_json):
     rng = np.random.default_rng(0)
     C = rng.standard_normal((5, 4)) * 3
     y = rng.integers(0, 5, 120)
@@ -53,7 +71,7 @@ def test_cluster_assign_and_evaluate_give_their_numbers_and_failures_their_statu
     assert set(doc) == {"command", "exit_status", "error", "warnings"}
 
 
-def test_warnings_are_listed_and_the_next_command_prints_to_standard_output_again(tmp_path):
+def test_warnings_are_listed_and_the_next_command_prints_to_standard_output_again(tmp_path, kfree_json):
     np.save(tmp_path / "x.npy", np.arange(60, dtype=np.float64).reshape(30, 2) * 10)
     code, doc, err = kfree_json("cluster", tmp_path / "x.npy", "--threshold", "1e-3", "--out", tmp_path / "c.csv")
     assert code == 0 and doc["clusters"] == 30
@@ -61,3 +79,43 @@ def test_warnings_are_listed_and_the_next_command_prints_to_standard_output_agai
     result = runner.invoke(app, ["cluster", str(tmp_path / "x.npy"), "--threshold", "1e-3", "--out",
                                  str(tmp_path / "c2.csv")])
     assert result.exit_code == 0 and "30 rows → 30 clusters" in result.stdout and "{" not in result.stdout
+
+
+def test_a_command_line_that_does_not_parse_or_a_defect_still_give_one_object_with_their_status(
+        tmp_path, kfree_json, monkeypatch, capsys):
+    """A review: the object was written by a close hook before the exit status was known, so a
+    usage error (2) and a defect's traceback (1) read exit_status 0, and --help added an object
+    after the help."""
+    np.save(tmp_path / "x.npy", np.zeros((3, 2)))
+    code, doc, err = kfree_json("cluster", tmp_path / "x.npy", "--bogus")
+    assert code == doc["exit_status"] == 2 and doc["command"] == "cluster" and "No such option" in err
+    assert doc["error"] == "the command line could not be parsed (see standard error)"
+    code, doc, _ = kfree_json("--bogus")
+    assert code == doc["exit_status"] == 2 and doc["command"] is None
+
+    from kfree.evaluate import compare
+
+    def broken(*a, **k):
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(compare, "evaluate_files", broken)
+    pd.DataFrame({"cluster": [0, 1]}).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(RuntimeError):  # (the traceback is the defect's report)
+        kfree_json("evaluate", tmp_path / "c.csv", tmp_path / "c.csv")
+    doc = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert doc["exit_status"] == 1 and doc["error"] == "RuntimeError: a defect"
+    # --help runs no command: the help alone
+    import sys
+
+    from kfree.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["kfree", "--json", "cluster", "--help"])
+    monkeypatch.setattr(sys, "stdout", sys.stdout)
+    with pytest.raises(SystemExit) as ended:
+        main()
+    import gc
+
+    gc.unfreeze()
+    assert ended.value.code == 0 and "exit_status" not in capsys.readouterr().out
+    code, doc, _ = kfree_json("methods")
+    assert code == 0 and "bcl" in doc["losses"] and doc["methods"]["hac"]["installed"]

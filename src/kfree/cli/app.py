@@ -6,6 +6,7 @@ Heavy imports (torch, sklearn) happen inside commands so ``kfree --help`` stays 
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -42,7 +43,6 @@ from .console import (
     _limit_threads,
     cli_errors,
     console,
-    emit_result,
     err_console,
     json_result,
     memory_limit_env,
@@ -151,8 +151,7 @@ def _main(
                                                            "to standard error.")] = False,
 ) -> None:
     setup_logging(verbose, quiet)
-    json_result(json_out)
-    ctx.call_on_close(lambda: emit_result(ctx.invoked_subcommand))
+    json_result(json_out, ctx.invoked_subcommand)
     if strict:
         strict_warnings()
     _STATE["threads"] = threads
@@ -191,6 +190,8 @@ def demo(
                                     f"(learned b = {result.b:.4f}, 4b = {4 * result.b:.4f})", result.rows, columns))
         console.print(f"chosen on the validation identities: {result.summary}")
         console.print(f"total wall time {result.wall_time_s:.1f} s")
+        record(dataset=cfg.dataset, seed=cfg.seed, b=result.b, rows=result.rows, summary=result.summary,
+               wall_time_s=result.wall_time_s, run_dir=result.run_dir)
         run_dir = escape(str(result.run_dir))
         console.print(f"run directory: [bold]{run_dir}[/bold]  (open {escape(str(result.run_dir / 'index.html'))})")
 
@@ -909,6 +910,7 @@ def methods() -> None:
         console.print("[bold]losses[/bold] (kfree train --loss):  " + ", ".join(registry.names("loss")))
         console.print("[bold]clustering[/bold] (kfree cluster --method):")
         missing = set()
+        listed: dict[str, dict] = {}
         for name in registry.names("cluster"):
             cls, _ = registry.resolve_class("cluster", name)
             caps = cls.capabilities
@@ -919,12 +921,15 @@ def methods() -> None:
                                  ("--distance" if "distance" in caps else ""), ("--linkage" if "linkage" in caps else ""),
                                  ("a model's pair costs" if "cut_probability" in caps else "")) if t]
             line = f"  {name:<9} {', '.join(takes)}"
+            listed[name] = {"takes": takes, "installed": registry.available("cluster", name)}
             if not registry.available("cluster", name):
                 line += " (not installed)"
                 missing.add(registry.REQUIRES[("cluster", name)][1])
+                listed[name]["extra"] = registry.REQUIRES[("cluster", name)][1]
             console.print(escape(line), highlight=False)
         for extra in sorted(missing):
             console.print(escape(f"not installed: pip install 'kfree[{extra}]' adds them"))
+        record(losses=registry.names("loss"), methods=listed)
 
 
 @app.command()
@@ -1091,15 +1096,20 @@ def _flags_without_a_type() -> None:
 
 
 def main() -> None:
-    from .console import stdout_verdict, tolerant_streams
+    from .console import emit_result, json_result, stdout_verdict, tolerant_streams
 
     _flags_without_a_type()
     tolerant_streams()  # (the kfree command's streams only: not those of a program calling app())
+    json_result("--json" in sys.argv[1:])  # (a command line refused before the options are read: still one object)
     try:
         app()
     except SystemExit as e:  # (typer ends every command so)
         code = stdout_verdict(e.code if isinstance(e.code, int) or e.code is None else 1)
+        emit_result(code)  # (kfree --json: once the exit status is known)
         raise SystemExit(code) from None
+    except BaseException as e:  # a defect's traceback follows; --json still says the command failed
+        emit_result(130 if isinstance(e, KeyboardInterrupt) else 1, f"{type(e).__name__}: {e}")
+        raise
     finally:
         # the process ends now: its last garbage collections would walk every object torch and
         # the other imports made (about half a second of each command), to free memory the exit

