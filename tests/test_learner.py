@@ -196,6 +196,22 @@ def test_multicut_cuts_by_the_pair_model_of_the_held_out_identities(tmp_path):
     assert len(np.unique(one)) == int((~seen).sum())
 
 
+def test_transform_sha256_changes_with_anything_that_changes_the_transform(tmp_path):
+    """What kfree assign accepts a retrained model by: equal for a save/load round trip, other for
+    other weights and for a head setting outside them (an MLP head's normalize: a review)."""
+    X, y = sphere_blobs(8, 10, dim=6, spread=0.3, seed=0)
+    est = ClusterLearner(TrainConfig(epochs=2, p=4, k=5, dims=(8,), seed=0), head="mlp", compare_raw=False).fit(X, y)
+    sha = est.transform_sha256()
+    assert ClusterLearner.load(est.save(tmp_path / "m.kfree")).transform_sha256() == sha
+    before = est.transform(X)
+    est.model_.normalize = not est.model_.normalize
+    assert not np.allclose(est.transform(X), before) and est.transform_sha256() != sha
+    est.model_.normalize = not est.model_.normalize
+    with torch.no_grad():
+        next(est.model_.parameters()).add_(1e-3)
+    assert est.transform_sha256() != sha
+
+
 def test_a_number_threshold_is_in_the_chosen_rules_units_for_every_method():
     """Found by a research trial: with a Ward rule chosen (Euclidean merge heights), cluster(method=
     'multicut', threshold=0.7746) read the paper's Euclidean τ as a squared distance (19 clusters, ACC

@@ -562,7 +562,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         h = hashlib.sha256(json.dumps({
             "features": "raw" if self.uses_raw_ else "model", "n_features": int(self.n_features_in_),
             "names": None if names is None else [str(c) for c in names],
-            "head": None if self.uses_raw_ else repr(self.model_)}, sort_keys=True).encode())
+            "head": None if self.uses_raw_ else [repr(self.model_), getattr(self.model_, "config", dict)()]},
+            sort_keys=True, default=str).encode())  # (config: normalize is in neither the repr nor the weights)
         if not self.uses_raw_:
             for key, value in sorted(self.model_.state_dict().items()):
                 t = value.detach().cpu().contiguous()
@@ -619,7 +620,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
         ``method="hac"`` (default) applies the chosen rule (its features, linkage and threshold;
         ``threshold`` overrides the value). A number ``threshold`` is in the chosen rule's distance
-        units (``threshold_.distance``) for every method; a
+        units (``threshold_.distance``) for every method but ``"ward"`` (a Ward merge height); a
         :class:`~kfree.threshold.Threshold` (``learned_threshold_``, say) says its own kind and is
         converted. ``method`` may name any registered
         back-end (``kfree.registry.names("cluster")``): ``multicut`` weighs each pair by

@@ -354,6 +354,10 @@ def test_embed_writes_the_rows_and_the_cut_that_clusters_them(d, ward_model, tmp
     Z = np.load(tmp_path / "z.npy")
     np.testing.assert_array_equal(Z, learner.transform(np.load(d / "x.npy")))
     assert "best validated complete-linkage cut" in out  # a Ward model
+    # a number threshold for another method is in the chosen (Ward) rule's units, and named so (a review)
+    code, said = run("cluster", ward_model, d / "x.npy", "--method", "multicut", "--threshold", "1.25",
+                     "--out", tmp_path / "mc.csv")
+    assert code == 0 and "threshold 1.25 euclidean" in said, said
     command = next(line.split() for line in out.splitlines() if line.strip().startswith("kfree cluster"))
     threshold, distance = command[command.index("--threshold") + 1], command[command.index("--distance") + 1]
     code, out = run("cluster", tmp_path / "z.npy", "--threshold", threshold, "--distance", distance,

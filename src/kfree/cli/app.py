@@ -540,6 +540,8 @@ def cluster(
                     # (a method without a threshold, k-means say, is described without one: any rule serves)
                     rule = applied or (learner.rule_for(method) if "threshold" in accepted else learner.rule_)
                     unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
+                    if threshold is not None and method != "hac":  # a number is in the chosen rule's units
+                        unit = learner.rule_.threshold.distance  # (its own was named: a review)
                     used = threshold if threshold is not None else learner.threshold_for(rule).value
                 how = _how(method, accepted, n_clusters, used, unit,
                            logistic=learner.pair_model() is not None and threshold is None and learner.threshold is None)
