@@ -678,7 +678,7 @@ def test_distances_within_and_between_labels_with_a_proposed_cut(tmp_path):
     trial): a report of any labelled rows now draws them, with a cut and its pair error."""
     from scipy.spatial.distance import cdist
 
-    from kfree.report.distances import label_distances, pair_distance_sample
+    from kfree.report.distances import label_distances, pair_distance_sample, plot_label_distances
     from kfree.threshold import Threshold
 
     rng = np.random.default_rng(0)
@@ -712,7 +712,13 @@ def test_distances_within_and_between_labels_with_a_proposed_cut(tmp_path):
     pd.DataFrame({"index": range(61), "cluster": y}).to_csv(tmp_path / "u.csv", index=False)
     one_line_error(*run("report", tmp_path / "u.csv", "--features", tmp_path / "x.npy", "--threshold", "2",
                         "--out", tmp_path / "r4"), "give them (--truth")
-    assert not any((tmp_path / name).exists() for name in ("r3", "r4"))
+    pd.DataFrame({"index": range(61), "label": "a"}).to_csv(tmp_path / "one.csv", index=False)
+    one_line_error(*run("report", tmp_path / "c.csv", "--features", tmp_path / "x.npy", "--threshold", "2", "--truth",
+                        tmp_path / "one.csv", "--out", tmp_path / "r5"), "of 2 or more labels")
+    assert not any((tmp_path / name).exists() for name in ("r3", "r4", "r5"))
+    # labels that are ids: no pair within one, said instead of "nan%" (a review)
+    _, how = plot_label_distances(X, np.arange(61), tmp_path / "ids.png", threshold=Threshold(2.25, "sqeuclidean"))
+    assert "no two rows share a label" in how and "nan" not in how and "joins" in how
     # and the BCL paper's curves: NMI/WCP of the complete-linkage cut at every number of clusters, these clusters
     # the point (in the reproductions only before)
     from scipy.cluster.hierarchy import fcluster, linkage
@@ -729,7 +735,6 @@ def test_distances_within_and_between_labels_with_a_proposed_cut(tmp_path):
     _, rows = truth_curve(X, y, max_rows=20, k_max=3)
     assert rows.size == 20 and np.all(np.diff(rows) > 0)  # a seeded sample, in order
     # the figure's units: a squared cut is drawn on Euclidean distances as its root
-    from kfree.report.distances import plot_label_distances
 
     _, how = plot_label_distances(X, y, tmp_path / "d.png", threshold=Threshold(2.25, "sqeuclidean"), distance="euclidean")
     assert "the threshold 1.5 separates" in how

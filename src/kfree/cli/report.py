@@ -163,7 +163,7 @@ def report(
         from ..evaluate.compare import read_predictions, truth_for
         from ..metrics.clustering import as_numbers, singletons_for_noise
         from ..report.clusters import cluster_report
-        from ..report.figures import plural
+        from ..report.figures import pd_isna, plural
         from ..utils.io import check_output
 
         if out is None:
@@ -200,9 +200,11 @@ def report(
                                         id_column=ids_in(truth)))
         elif "label" in pred.columns:
             y = pred["label"].to_numpy()
-        if (threshold is not None or distance is not None) and y is None:
+        if (threshold is not None or distance is not None) and (y is None or np.unique(
+                np.asarray(y)[~np.asarray(pd_isna(y), dtype=bool)].astype(str)).size < 2):
             raise ConfigError("--threshold and --distance are drawn on the distances within and between the true "
-                              "labels: give them (--truth, or a 'label' column in the clusters file)")
+                              "labels: give them (--truth, or a 'label' column in the clusters file), of 2 or more "
+                              "labels")
         paths = lines = boxes = None
         if images is None and texts is None and "photo" in pred.columns:  # (found by a photo-library trial)
             boxed = table_boxes(pred.iloc[:0], clusters) is not None

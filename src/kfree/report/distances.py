@@ -122,12 +122,17 @@ def plot_label_distances(X: Any, y: Any, path: str | Path, *, threshold: Thresho
               label=f"different labels ({different.size:,} pairs)")
     how = (f"Pair distances ({distance}) within and between the true labels, and per label (the "
            f"{plural(stats['labels'].shape[0], 'largest label')}) the mean distance within it and to its nearest label")
+    if not same.size:  # (labels that are ids: no pair shares one, and a rate of none is no number: a review)
+        how += "; no two rows share a label, so no pair lies within one"
     if cut is not None:
-        error = 0.5 * ((float(np.mean(same > cut)) if same.size else 0.0)
-                       + (float(np.mean(different <= cut)) if different.size else 0.0))
         left.axvline(cut, color="k", ls="--", lw=1, label=f"threshold {cut:.4g}")
-        how += (f"; the threshold {cut:.4g} separates {np.mean(same > cut):.1%} of same-label pairs and joins "
-                f"{np.mean(different <= cut):.1%} of different-label pairs (pair error {error:.1%})")
+        joins = float(np.mean(different <= cut))
+        if same.size:
+            splits = float(np.mean(same > cut))
+            how += (f"; the threshold {cut:.4g} separates {splits:.1%} of same-label pairs and joins {joins:.1%} of "
+                    f"different-label pairs (pair error {0.5 * (splits + joins):.1%})")
+        else:
+            how += f"; the threshold {cut:.4g} joins {joins:.1%} of different-label pairs"
     left.set_xlabel(f"{distance} distance")
     left.set_ylabel("density")
     left.legend(fontsize=7)
