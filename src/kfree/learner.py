@@ -596,7 +596,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             lo, hi = (f"{v:.3g}" for v in lengths)
             warnings.warn(DataWarning(
                 f"the rows' median length is {new:.3g}, outside the training rows' "
-                + (f"{lo}–{hi}" if lo != hi else lo) + " (5th to 95th percentile)"
+                + (f"{lo}–{hi} (5th to 95th percentile)" if lo != hi else f"{lo} (every one of them, to 3 digits)")
                 + ": made by another encoder, or scaled otherwise? The model and its cut hold for rows "
                 "embedded and scaled as its training rows were (L2-normalise both, or neither); they are used "
                 "all the same"), stacklevel=user_stacklevel())

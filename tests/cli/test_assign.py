@@ -601,6 +601,13 @@ def test_a_state_made_from_rows_with_ids_names_every_row_by_them(d, tmp_path):
     g = pd.read_csv(tmp_path / "g.csv")
     assert len(g) == len(X) + len(new) + 1 and g["index"].tolist()[-1] == "NEW-1", out  # only NEW-1 added
     assert g.set_index("index").loc[ids[len(X) + 1], "cluster"] == every["cluster"][len(X) + 1]
+    # a new id with a held row's very features is another item (two tickets, one text): added, not skipped
+    # (an operations trial's --skip-held left such tickets out of the state for good)
+    pd.DataFrame(new[:1], columns=cols).assign(index=["TWIN-1"]).to_csv(tmp_path / "twin.csv", index=False)
+    code, out = run("assign", tmp_path / "s.kstate", tmp_path / "twin.csv", "--skip-held", "--all-rows",
+                    "--out", tmp_path / "t.csv")
+    t = pd.read_csv(tmp_path / "t.csv").set_index("index")
+    assert code == 0 and len(t) == len(g) + 1 and t.loc["TWIN-1", "cluster"] == t.loc[ids[len(X)], "cluster"], out
     # a table whose 'index' is only its row numbers keeps no ids: each day's file may repeat them
     pd.DataFrame(X, columns=cols).assign(index=range(len(X))).to_csv(tmp_path / "rows.csv", index=False)
     pd.DataFrame(new, columns=cols).assign(index=range(len(new))).to_csv(tmp_path / "rows1.csv", index=False)

@@ -62,6 +62,9 @@ def test_cluster_assign_and_evaluate_give_their_numbers_and_failures_their_statu
     assert doc["state_clusters"] == state.n_clusters and doc["unsettled_rows"] == state.n_unsettled
     assert doc["joined_existing"] + doc["new_clusters"] <= 40 and doc["skipped_held"] == 0
 
+    np.save(tmp_path / "quiet.npy", np.zeros((0, 4)))  # a day without rows: the same fields, as 0
+    code, doc, _ = kfree_json("assign", tmp_path / "s.kstate", tmp_path / "quiet.npy", "--out", tmp_path / "q.csv")
+    assert code == 0 and (doc["new_rows"], doc["new_clusters"], doc["joined_existing"], doc["skipped_held"]) == (0,) * 4
     code, doc, _ = kfree_json("evaluate", tmp_path / "c.csv", tmp_path / "truth.csv")
     assert code == 0 and doc["nmi"] > 0.9 and doc["n_samples"] == 80
 

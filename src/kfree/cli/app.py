@@ -683,6 +683,8 @@ def _gave_way(learner, rule, state: Path | None) -> None:
                  (f"above {WARD_MAX_ROWS:,} rows Ward's O(n²) agglomeration is too slow", "--method ward keeps Ward"))
     console.print(f"the model's chosen rule is a Ward cut (validation NMI {learner.rule_.val_nmi:.3f}); {why}, so these "
                   f"clusters use its best validated complete-linkage cut (validation NMI {rule.val_nmi:.3f}); {keep}")
+    record(chosen_rule_gave_way={"chosen": learner.rule_.name, "chosen_val_nmi": learner.rule_.val_nmi,
+                                 "used": rule.name, "used_val_nmi": rule.val_nmi, "why": why})
 
 
 def _face_descriptors(p: Path) -> bool:

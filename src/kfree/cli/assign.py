@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..exceptions import user_stacklevel
+from ..exceptions import DataWarning, user_stacklevel
 from .columns import (
     ID_HELP,
     IGNORE_HELP,
@@ -250,8 +250,10 @@ def locked_state(path: Path):
         except BlockingIOError:  # EWOULDBLOCK: held by another process
             raise busy from None
         except OSError as e:  # a file system without locks (ENOLCK, EOPNOTSUPP): go on, and say so
+            from ..exceptions import KfreeWarning  # (kfree --strict stops here: an ops trial)
+
             warnings.warn(f"cannot lock {path.name} on this file system ({e.strerror}): run one kfree command "
-                          "on it at a time", stacklevel=user_stacklevel())
+                          "on it at a time", KfreeWarning, stacklevel=user_stacklevel())
             yield
             return
         if os.fstat(f.fileno()).st_ino != os.stat(path).st_ino:
@@ -311,7 +313,6 @@ def held_by_id(state, data, rows: Any, transform) -> tuple[Any, Any]:
     state refuses their ids as before (another item under an id already given out)."""
     import numpy as np
 
-    from ..exceptions import DataWarning
 
     twin = state.rows_of_ids(data.index[rows]) if rows.size else np.empty(0, dtype=np.int64)
     cand, twin = rows[twin >= 0], twin[twin >= 0]
@@ -360,9 +361,10 @@ def assign(
                         "(refused otherwise: a retried command would hold every row twice).")] = False,
     skip_held: Annotated[bool, typer.Option(
         "--skip-held", help="Add only the rows the state does not hold yet; a row equal to a held one, feature "
-                            "for feature (a retried batch, the same short ticket again), or with a held row's id "
-                            "and its features to rounding (re-encoded in another batch), is not added and gets "
-                            "that row's cluster in --out.")] = False,
+                            "for feature (a retried batch), or with a held row's id and its features to rounding "
+                            "(re-encoded in another batch), is not added and gets that row's cluster in --out. In "
+                            "a state with ids a row with a new id is added, whatever its features (two tickets, "
+                            "one text).")] = False,
     skip_invalid: Annotated[bool, typer.Option(
         "--skip-invalid", help=SKIP_INVALID_HELP + ", and they are not added. Without it such a batch is refused, "
                                "naming the first of them.")] = False,
@@ -432,6 +434,7 @@ def assign(
             console.print(f"{model.name} is another file than the model {state_path.name} was made with "
                           f"({made_with.get('name')}), but embeds rows as it does (the same features, layers and "
                           "weights: a model trained again alike): used", soft_wrap=True, highlight=False)
+            record(model_accepted="another file that embeds rows as the state's model does")
         if skip_held and again:
             raise ConfigError("--skip-held adds only the rows the state does not hold, --again adds them all: "
                               "give one of them")
@@ -466,8 +469,9 @@ def assign(
             console.print(f"{new_path.name} has no rows: nothing to assign; {state_path.name} is unchanged "
                           f"({state.n_samples} rows in {state.n_clusters} clusters); wrote [bold]{escape(str(out))}"
                           "[/bold]" + (" (every row of the state)" if all_rows else " (no rows)"))
-            record(out=out, state=state_out or state_path, new_rows=0, state_rows=state.n_samples,
-                   state_clusters=state.n_clusters, unsettled_rows=state.n_unsettled)
+            record(out=out, state=state_out or state_path, new_rows=0, joined_existing=0, new_clusters=0,
+                   skipped_held=0, state_rows=state.n_samples, state_clusters=state.n_clusters,
+                   unsettled_rows=state.n_unsettled)  # (the fields of any day: an operations trial's jq read null)
             if state_out is not None:
                 state.save(state_out, overwrite=True)
                 console.print(f"state written: [bold]{escape(str(state_out))}[/bold]")
@@ -488,11 +492,11 @@ def assign(
                                                              "and adds nothing; ")
                               + "pass --again if they are new rows that repeat old ones")
         if blind:
-            warnings.warn(f"{blind}: every row of {new_path.name} is added", stacklevel=user_stacklevel())
+            warnings.warn(f"{blind}: every row of {new_path.name} is added", DataWarning, stacklevel=user_stacklevel())
         elif not state.recognises_rows() and not again:  # (said each time: a reordered retry goes in unseen)
             warnings.warn(f"{state_path.name} cannot tell single rows it holds (its rows repeat, or it was made "
                           "before rows were recorded): a batch added before is refused only as the same file, "
-                          "not reordered, cut or extended", stacklevel=user_stacklevel())
+                          "not reordered, cut or extended", DataWarning, stacklevel=user_stacklevel())
         named = (f"ids {', '.join(str(v) for v in data.index[held[:5]].tolist())}" if data.index is not None
                  else f"rows {', '.join(str(int(r)) for r in held[:5])}") + ("…" if held.size > 5 else "")
         retried = held.size and (held.size == data.n_samples or (
@@ -506,9 +510,13 @@ def assign(
             warnings.warn(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} ({named}) equal rows "
                           f"{state_path.name} already holds, feature for feature: added as new rows (the same text "
                           "from two customers); if they are the same items added again, --skip-held leaves them out",
-                          stacklevel=user_stacklevel())
+                          DataWarning, stacklevel=user_stacklevel())
         fresh = np.flatnonzero(data.valid)  # (--skip-invalid leaves the others out)
         by_id = 0
+        if skip_held and held.size and state.ids is not None and data.index is not None:
+            # rows named by ids are held by them: a new id with a held row's features is another item (two
+            # tickets, one text), and --skip-held had left it out of the state for good (an operations trial)
+            held = held[state.rows_of_ids(data.index[held]) >= 0]
         if skip_held and held.size:
             order = np.argsort(state.row_hashes, kind="stable")  # each held row's equal in the state
             twins = order[np.searchsorted(state.row_hashes[order], hashes[held])]
@@ -576,11 +584,15 @@ def assign(
                **({"reclustered_rows": info["n_reclustered"], "existing_rows_moved": info["n_existing_moved"]}
                   if recluster_affected and info else {}))
         if recluster_affected and info:
-            console.print(f"re-clustered {info['n_reclustered']} rows of {info['n_components_touched']} touched "
-                          f"τ-components ({info['n_components_kept_whole']} stayed one cluster without it)"
+            kept = info["n_components_kept_whole"]
+            console.print(f"re-clustered {info['n_reclustered']:,} rows exactly: those of the "
+                          f"{plural(info['n_components_touched'], 'τ-component')} the batch touched"
                           + (f" and of those earlier assigns left unsettled ({unsettled_before:,} rows): the state "
                              "now equals clustering all its rows again" if unsettled_before else "")
-                          + f"; {info['n_existing_moved']} earlier rows changed cluster")
+                          + f"; {info['n_existing_moved']:,} earlier rows changed cluster"
+                          + (f"; {plural(kept, 'group')} of new rows, all within τ of each other and of the cluster "
+                             f"{'it' if kept == 1 else 'they'} joined, needed none" if kept else ""),
+                          soft_wrap=True, highlight=False)
         elif state.n_unsettled:
             console.print(f"{state.n_unsettled:,} of the state's rows ({state.n_unsettled / state.n_samples:.0%}) lie "
                           "in τ-components where clustering all its rows again may group them otherwise"

@@ -22,8 +22,16 @@ from rich.table import Table
 from ..exceptions import FeatureNamesWarning, KfreeError, KfreeWarning
 from ..utils.signals import stop_at_once_in_compiled_calls
 
+
 # Not on a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; give them room.
-_WIDTH = None if sys.stdout.isatty() else 160
+def _on_a_terminal() -> bool:
+    try:  # (a closed standard output is None: a cron wrapper's >&- failed here, at import)
+        return sys.stdout is not None and sys.stdout.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+_WIDTH = None if _on_a_terminal() else 160
 console = Console(stderr=False, highlight=False, width=_WIDTH)
 err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
@@ -89,8 +97,9 @@ def _json_plain(value: Any) -> Any:
 
 
 #: standard output's first failure (a full disk under a cron log, a closed pipe), and whether the
-#: command's result is what it prints (``kfree evaluate`` without --out, ``kfree methods``)
-STDOUT: dict[str, Any] = {"failed": None, "is_result": False}
+#: command's result is what it prints (``kfree evaluate`` without --out, ``kfree methods``);
+#: ``closed``: the failure every command of this process starts with, when it began without one
+STDOUT: dict[str, Any] = {"failed": None, "is_result": False, "closed": None}
 
 
 class _GuardedStdout:
@@ -185,14 +194,23 @@ def tolerant_streams() -> None:
                 reconfigure(errors="replace")
             except (ValueError, OSError):
                 pass
-    if sys.stdout is not None and not isinstance(sys.stdout, _GuardedStdout):
+    import os
+
+    if sys.stderr is None:  # (started with standard error closed: its lines are lost, not a crash)
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (the process's stream, open until it ends)
+    if sys.stdout is None:  # started with standard output closed (>&-): lost, as a full one is
+        import errno
+
+        STDOUT["closed"] = OSError(errno.EBADF, "standard output is closed")
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the process's stream, open until it ends)
+    if not isinstance(sys.stdout, _GuardedStdout):
         sys.stdout = _GuardedStdout(sys.stdout)
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log level from ``-v``/``-vv``; ``quiet`` (``-q``) also silences the console's results,
     tables and progress: only warnings and errors (stderr) remain, the outputs are the files."""
-    STDOUT.update(failed=None, is_result=False)  # (a command's own: the tests run many in one process)
+    STDOUT.update(failed=STDOUT["closed"], is_result=False)  # (a command's own: the tests run many in one process)
     STRICT["on"] = False
     console.quiet = quiet
     warnings.showwarning = _show_warning
@@ -297,6 +315,7 @@ def cli_errors() -> Iterator[None]:
         # same") did not (a photo-library trial read both outcomes on one line)
         said = re.sub(r";? (?:they|it) (?:are|is) (?:added|used) all the same$", "", str(e).rstrip())
         _error(f"{said} (--strict stops at a warning; nothing was written)")
+        record(stopped_by_strict=True)  # (kfree --json: told apart from a refusal of the input)
         raise typer.Exit(1) from None
     except ModuleNotFoundError as e:
         root = (e.name or "").split(".")[0]
