@@ -671,6 +671,12 @@ def test_a_whole_library_file_shows_each_face_cropped_and_rows_without_a_photo_a
     assert seen["paths"][2] == "" and seen["paths"][0] == str(tmp_path / "group.png")
     np.testing.assert_array_equal(seen["boxes"][:2], [[10, 10, 50, 50], [70, 10, 110, 50]])
     assert (tmp_path / "r" / "montage.png").exists()
+    # a part of such a file, cut out by hand, names its own rows' photos: taken row for row (an operations
+    # trial's was joined by its 'row' numbers and refused, pointing to an --id-column that did not help)
+    table.iloc[1:].to_csv(tmp_path / "part.csv", index=False)
+    code, out = run("report", tmp_path / "part.csv", "--images", tmp_path / "part.csv", "--out", tmp_path / "r2")
+    assert code == 0, out
+    np.testing.assert_array_equal(seen["boxes"][:1], [[70, 10, 110, 50]])
 
 
 def test_distances_within_and_between_labels_with_a_proposed_cut(tmp_path):

@@ -655,3 +655,30 @@ def test_a_few_rows_of_another_scale_are_warned_about(tmp_path):
         warnings.simplefilter("error", DataWarning)
         assign(state, X[5:10] * 1.02)
         assign(state, X[10:12] * 3)
+
+
+def test_a_state_grown_before_unsettled_rows_were_marked_is_taken_as_unsettled_and_small_states_get_a_range(tmp_path):
+    """A review: a state whose greedy assigns predate the marks read as settled, so --recluster-affected
+    left its drift; and a state made from under 10 rows never recorded the lengths batches are checked
+    against, so warned batches widened them still."""
+    from kfree.exceptions import DataWarning
+
+    rng = np.random.default_rng(0)
+    X = blobs(np.random.default_rng(100), 60)
+    state = ClusterState.fit(X[:40], 0.5)
+    assign(state, X[40:])
+    state.unsettled = None  # as an older kfree wrote it
+    del state.meta["last_assign"]["n_unsettled"]
+    old = ClusterState.load(state.save(tmp_path / "old.kstate"))
+    assert old.n_unsettled == old.n_samples
+    assign(old, X[:1] + 1e-3, recluster_affected=True)
+    assert old.n_unsettled == 0
+    np.testing.assert_array_equal(first_seen_labels(old.labels), full(np.vstack([X, X[:1] + 1e-3]), 0.5, "sqeuclidean"))
+    small = ClusterState.fit(rng.normal(size=(5, 16)) * 0.25, 4.0)
+    assert "row_lengths" not in small.meta
+    assign(small, rng.normal(size=(20, 16)) * 0.25)
+    assert small.meta["row_lengths"][1] < 1.5  # lengths ~1: recorded once the state has 10 rows
+    with pytest.warns(DataWarning, match="median length"):
+        assign(small, rng.normal(size=(20, 16)) * 2.5)
+    with pytest.warns(DataWarning, match="median length"):  # the range did not widen
+        assign(small, rng.normal(size=(20, 16)) * 0.6)

@@ -598,7 +598,9 @@ def assign(
                           "in τ-components where clustering all its rows again may group them otherwise"
                           + (f" ({info['n_placed_unsettled']:,} of this batch's rows were placed there greedily)"
                              if info else "")
-                          + "; the next assign with --recluster-affected re-clusters them exactly",
+                          + "; the next assign with --recluster-affected re-clusters them exactly"
+                          + (" (most of the state: that costs about as much as clustering it all again)"
+                             if state.n_unsettled > state.n_samples / 2 else ""),
                           soft_wrap=True, highlight=False)
         console.print(f"state {'written' if state_out is not None else 'updated' if fresh.size else 'unchanged'}: "
                       f"[bold]{escape(str(target))}[/bold]")

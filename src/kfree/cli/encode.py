@@ -157,7 +157,7 @@ def _encode_in_blocks(encoder, paths: list[Path], out: Path, workers: int, hook,
                               dtype=np.int64)
         except Exception as e:  # (blocks are written whole: one damaged or put there by hand)
             warn_line(f"{block} cannot be read ({type(e).__name__}): its photos are "
-                              "encoded again")
+                      "encoded again")
             continue
         to[to >= 0] = np.where(done[to[to >= 0]], -1, to[to >= 0])  # (a photo taken from an earlier block)
         done[to[to >= 0]] = True
@@ -247,7 +247,7 @@ def _encode_texts_in_blocks(encoder, items: list[str], out: Path, hook, *, force
                         parts[k], cut[k] = z["embeddings"], z["truncated"].tolist()
             except Exception as e:  # (blocks are written whole: one damaged or put there by hand)
                 warn_line(f"{f} cannot be read ({type(e).__name__}): its texts are "
-                                  "encoded again")
+                          "encoded again")
     resumed = sum(len(p) for p in parts if p is not None)
     kept = resumed
     try:
@@ -332,10 +332,10 @@ def faces(
             n = sum(ignored.values())
             photos_left = sorted(ignored.keys() & set(UNREAD_PHOTO_SUFFIXES))
             warn_line(f"passed over {plural(n, 'file')} that "
-                              f"{'is not an image' if n == 1 else 'are not images'} kfree reads ({kinds})"
-                              + (f"; {HEIF_ADVICE}" if ignored.keys() & set(HEIF_SUFFIXES) else "")
-                              + (f"; convert the photos ({', '.join(photos_left)}) to JPEG to include them"
-                                 if photos_left else ""))
+                      f"{'is not an image' if n == 1 else 'are not images'} kfree reads ({kinds})"
+                      + (f"; {HEIF_ADVICE}" if ignored.keys() & set(HEIF_SUFFIXES) else "")
+                      + (f"; convert the photos ({', '.join(photos_left)}) to JPEG to include them"
+                         if photos_left else ""))
         if labels_from_folders and (loose := [p for p, g in zip(paths, groups, strict=True) if g is None]):
             raise DataError(f"--labels-from-folders: {plural(len(loose), 'image')} lie in no folder below a folder "
                             f"given (first: {loose[0]}); give the folder that holds one folder per person")
@@ -358,9 +358,9 @@ def faces(
             # (found by a photo-library trial). --whole-if-none is not the remedy: it made three
             # landscapes "faces" that joined a person's cluster
             warn_line(f"no face found in {plural(len(found.missed), 'image')}: the "
-                              "output has no rows. Faces under about 40 pixels wide need --upsample 2; "
-                              "--whole-if-none is only for photos that are already face crops (it takes any "
-                              "photo whole as a face)")
+                      "output has no rows. Faces under about 40 pixels wide need --upsample 2; "
+                      "--whole-if-none is only for photos that are already face crops (it takes any "
+                      "photo whole as a face)")
         base = out.resolve().parent  # paths are kept relative to the output's folder, one per photo
         rel = np.array([os.path.relpath(p.resolve(), base) for p in paths], dtype=str)
         arrays = {"embeddings": found.embeddings, "paths": rel[found.image], "boxes": found.boxes,
@@ -457,8 +457,8 @@ def texts(
                                 "tab-separated (each row with as many cells), or a .csv/.tsv/.parquet")
             if why:  # (a review: such a file was encoded line by line, ids and all, without a word)
                 warn_line(f"{p.name} is read as one text per line, tabs included "
-                                  f"({lines_why}); for a table, give it a first line naming its columns, each row "
-                                  "with as many cells")
+                          f"({lines_why}); for a table, give it a first line naming its columns, each row "
+                          "with as many cells")
             items = read_lines(p)
         else:
             df = read_table(p, ids=id_column or "index")  # (ids as written: "007" stays "007")
@@ -494,8 +494,8 @@ def texts(
         if blank := [i for i, t in enumerate(items) if not t.strip()]:
             named = f", id {arrays['index'][blank[0]].item()!r}" if "index" in arrays else ""
             warn_line(f"{len(blank):,} of {plural(len(items), 'text')} "
-                              f"{'is' if len(blank) == 1 else 'are'} empty or blank (first: row {blank[0]}, from 0"
-                              f"{named}); they share one vector (and one cluster)")
+                      f"{'is' if len(blank) == 1 else 'are'} empty or blank (first: row {blank[0]}, from 0"
+                      f"{named}); they share one vector (and one cluster)")
         first_of: dict[str, int] = {}
         repeats = [(i, first_of[t]) for i, t in enumerate(items) if t.strip() and first_of.setdefault(t, i) != i]
         if repeats:  # (a ticket trial: the same body under new ids went unmentioned)
@@ -517,8 +517,8 @@ def texts(
         if cut:  # (named by id as the blank ones are: a ticket trial)
             named = f", id {arrays['index'][cut[0]].item()!r}" if "index" in arrays else ""
             warn_line(f"{len(cut):,} of {plural(len(items), 'text')} "
-                              f"{'is' if len(cut) == 1 else 'are'} longer than the model reads (256 word pieces, about "
-                              f"200 words; first: row {cut[0]}, from 0{named}): only their start was encoded")
+                      f"{'is' if len(cut) == 1 else 'are'} longer than the model reads (256 word pieces, about "
+                      f"200 words; first: row {cut[0]}, from 0{named}): only their start was encoded")
         arrays = {"embeddings": Z, **arrays}
         _write(out, arrays)
         shutil.rmtree(_partial(out), ignore_errors=True)  # (the blocks of this run: the output is whole)

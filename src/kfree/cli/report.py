@@ -212,9 +212,20 @@ def report(
                           + ("each face in the montage (cropped to its box)" if boxed else
                              "the whole photos, --images FACES.npz (what kfree encode faces wrote) the faces"),
                           soft_wrap=True, highlight=False)
-        if images is not None:
+        if images is not None and images.exists() and images.resolve() == clusters.resolve():
+            # the clusters file names its own rows' photos (kfree assign --all-rows): row for row, also in a
+            # part of it cut out (an operations trial's subset was joined by its 'row' numbers, and refused)
+            import pandas as pd
+
+            from ..data.io import table_column
+
+            col = table_column(pred, ("path", "photo", "image", "file"), images, None)
+            listed = ["" if pd.isna(v) else str(v) for v in pred[col].tolist()]
+            boxes = table_boxes(pred, images)
+        elif images is not None:
             listed, boxes = noted(lambda: _items(images, pred, ("path", "photo", "image", "file"), "image paths",
                                                  clusters.name, arrays=("paths",), extra="boxes", id_column=id_column))
+        if images is not None:
             named = [i for i, p in enumerate(listed) if p]
             if not named:
                 raise DataError(f"{images.name}: no row names an image (the column is empty)")

@@ -585,6 +585,11 @@ class ClusterState:
                        meta={k: v for k, v in header.items() if k not in fields},
                        row_hashes=arrays.get("row_hashes"), ids=arrays.get("ids"), photos=arrays.get("photos"),
                        boxes=arrays.get("boxes"), unsettled=arrays.get("unsettled"))
+            if (self.unsettled is None and int(self.meta.get("assigns") or 0) > 0
+                    and "n_unsettled" not in (self.meta.get("last_assign") or {})):
+                # grown by a kfree that did not mark where a recompute may differ: every row may, so the
+                # next recluster_affected assign re-clusters them all (a review: such drift went unrepaired)
+                self.unsettled = np.ones(self.n_samples, dtype=bool)
             if self.row_hashes is None and not self.meta.get("model"):  # written before row hashes:
                 self.row_hashes = row_hashes(self.X)  # a model-free state's rows are the rows as given
         except (KeyError, TypeError, ValueError) as e:
@@ -1032,6 +1037,8 @@ def _assign(state: ClusterState, X_new: Any, *, recluster_affected: bool = False
             _grow_clusters(state, P[grown], labels_new[grown], old_next)
     else:
         _grow_clusters(state, P, labels_new, old_next)
+    if "row_lengths" not in state.meta and state.n_samples >= 10:  # (made from fewer rows: none was checked yet)
+        state.meta["row_lengths"] = list(length_range(state.X))
     state.meta["assigns"] = int(state.meta.get("assigns") or 0) + 1
     state.meta["updated"] = utc_now()
     state.meta["last_assign"] = {"n_new": m, "recluster_affected": bool(recluster_affected),
