@@ -313,7 +313,6 @@ def held_by_id(state, data, rows: Any, transform) -> tuple[Any, Any]:
     state refuses their ids as before (another item under an id already given out)."""
     import numpy as np
 
-
     twin = state.rows_of_ids(data.index[rows]) if rows.size else np.empty(0, dtype=np.int64)
     cand, twin = rows[twin >= 0], twin[twin >= 0]
     if not cand.size:
