@@ -81,8 +81,9 @@ BOX_COLUMNS = (("left", "top", "right", "bottom"), ("x", "y", "w", "h"), ("x", "
 def table_boxes(df, path: Path):
     """The face boxes of an images table, as (n, 4) left, top, right, bottom in the photos' pixels,
     from its columns left/top/right/bottom or x/y/w/h (x/y/width/height), or None when it has
-    neither set; a row with all four empty has NaN (it is shown whole). A TV trial's frames table (path, x, y, w, h) showed whole frames with tiny faces:
-    only the .npz of kfree encode faces was cropped."""
+    neither set; a row with all four empty has NaN (it is shown whole). A TV trial's frames table
+    (path, x, y, w, h) showed whole frames with tiny faces: only the .npz of kfree encode faces
+    was cropped."""
     import numpy as np
     import pandas as pd
 
