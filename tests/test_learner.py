@@ -467,6 +467,28 @@ def test_the_ward_size_check_compares_what_one_cut_finds_on_both_sides():
         assert learner.cluster(X[va], return_rule=True)[1].linkage == "complete"
 
 
+def test_a_batch_like_identities_held_out_of_training_but_far_from_their_size_is_warned_about():
+    """Found by a ticket trial: without --validation, intents of 40 rows were clustered by a Ward cut
+    calibrated on held-out intents of 130; the complete-linkage cut found ~75 rows per cluster on
+    both (over-splitting the one, merging the other), so the batch passed as drawn like validation,
+    and Ward gave 24 clusters for 71 intents without a word. Held out of the training data, the
+    validation rows say nothing of the batch's sizes: such a batch is warned about (Ward kept)."""
+    from kfree.exceptions import ClusterSizeWarning
+
+    X, y = sphere_blobs(40, 12, dim=16, spread=0.5, seed=3)
+    seen = y < 32
+    learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
+    assert learner._held_out_of_training()
+    learner.rule_ = learner._ward_rule()
+    batch = X[~seen]
+    k = int(learner.state_rule().cluster(learner.transform(batch)).max()) + 1
+    learner.selection_["val_complete_rows_per_cluster"] = batch.shape[0] / k  # what that cut found on validation
+    learner.selection_["val_rows_per_identity"] = 3 * batch.shape[0] / k  # identities three times that
+    with pytest.warns(ClusterSizeWarning, match=r"identities held out of the training data, no --validation\), so "
+                                                r"the Ward cut is kept.*if their identities hold fewer rows"):
+        assert learner.cluster(batch, return_rule=True)[1].linkage == "ward"
+
+
 def test_a_ward_cut_kept_on_larger_identities_says_it_may_split_them():
     """Found by a ticket trial: validated on a random 15 % of tickets (16 rows per intent), Ward cut
     4,504 tickets of 77 intents into 250 clusters without a word: the complete-linkage cut found

@@ -894,6 +894,22 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                         + ". The Ward cut is kept (at this ratio it still scored above the complete-linkage cut on "
                         "kfree's benchmark); for a cut calibrated on identities of this size, give kfree train "
                         "--validation rows drawn like these"), stacklevel=user_stacklevel())
+                elif (larger or m_new < WARD_WARN_LOW_RATIO * m_cal) and self._held_out_of_training():
+                    # as on validation identities held out of the training data, far from their size (a ticket
+                    # trial: intents of 40 rows against 130, the complete cut merging both to ~75 rows, so the
+                    # batch passed as drawn like validation; Ward, 24 clusters for 71). Not for validation rows
+                    # the user gave, drawn like the data: there the same figures are their own (a research trial)
+                    warnings.warn(ClusterSizeWarning(
+                        f"the chosen Ward cut was calibrated on identities of {m_cal:.1f} rows each; in these {n:,} "
+                        f"rows its complete-linkage counterpart finds clusters of {m_new:.1f} rows"
+                        + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else "")
+                        + f", as it did on the validation rows ({m_ref:.1f}: identities held out of the training data, "
+                        "no --validation), so the Ward cut is kept: these rows look drawn like them. Sizes cannot "
+                        "tell more: if their identities hold "
+                        f"{'fewer' if m_new < m_cal else 'more'} rows than {m_cal:.0f}, that cut "
+                        f"{'merges' if m_new < m_cal else 'splits'} them as it did the validation ones, and the Ward "
+                        f"cut {'merges' if m_new < m_cal else 'splits'} them; kfree train --validation with rows "
+                        "drawn like these calibrates a cut for them"), stacklevel=user_stacklevel())
                 return None
             if labels is None:
                 labels = rule.cluster(Z)
@@ -916,6 +932,12 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                       "keeps Ward. For a cut calibrated on identities of this size, give kfree train --validation "
                       "rows drawn like these (X_val, y_val)", replaced=True), stacklevel=user_stacklevel())
         return labels, rule
+
+    def _held_out_of_training(self) -> bool:
+        """Whether the validation identities were held out of the training data (no ``X_val``): drawn
+        like the training identities, not like the data to cluster."""
+        prov = getattr(self, "provenance_", {})
+        return 0 < int(prov.get("n_train_identities") or 0) < int(prov.get("n_identities") or 0)
 
     def pair_model(self):
         """The pair model multicut cuts by: :attr:`pair_calibration_`, else (a model file from

@@ -738,6 +738,10 @@ def test_distances_within_and_between_labels_with_a_proposed_cut(tmp_path):
     reference = fcluster(linkage(X, "complete"), 4, criterion="maxclust")
     assert curve.scores["nmi"][list(curve.k).index(4)] == pytest.approx(nmi(y, reference))
     assert f"cut there, NMI {nmi(y, reference):.3f}" in page
+    # the proposed threshold's own cut is the curve's point (a ticket trial could not tie the two figures)
+    at = fcluster(linkage(X, "complete"), 1.5, criterion="distance")  # 2.25 sqeuclidean
+    assert (f"The threshold 2.25 sqeuclidean cuts the rows the curve is drawn on into {np.unique(at).size:,} clusters "
+            f"(NMI {nmi(y, at):.3f})") in " ".join(page.split())
     _, rows = truth_curve(X, y, max_rows=20, k_max=3)
     assert rows.size == 20 and np.all(np.diff(rows) > 0)  # a seeded sample, in order
     # the figure's units: a squared cut is drawn on Euclidean distances as its root

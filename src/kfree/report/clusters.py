@@ -304,18 +304,20 @@ def cluster_report(
     return Path(out_dir) / page.name
 
 
-def _curve_html(out: Path, features: np.ndarray, truth: np.ndarray, labels: np.ndarray, distance: str | None,
-                seed: int) -> str:
+def _curve_html(out: Path, features: np.ndarray, truth: np.ndarray, labels: np.ndarray, threshold: Threshold | None,
+                distance: str | None, seed: int) -> str:
     """``curve.png``: NMI and WCP of the complete-linkage cuts of the features at every number of
-    clusters (the BCL paper's curves), with these clusters as the point, and its section."""
+    clusters (the BCL paper's curves), with these clusters as a point and the ``threshold``'s cut
+    on the curve, and its section."""
     from ..metrics.clustering import nmi, wcp
     from .curves import ScoreCurve, plot_score_curves, truth_curve
 
     k_here = int(np.unique(labels.astype(str)).size)
     n_true = int(np.unique(truth.astype(str)).size)
     k_max = max(3 * n_true, 2 * k_here, 10)
-    curve, rows = truth_curve(features, truth, distance="cosine" if distance == "cosine" else "sqeuclidean",
-                              k_max=k_max, seed=seed)
+    cosine = (distance or (threshold.distance if threshold is not None else "")) == "cosine"
+    curve, rows = truth_curve(features, truth, distance="cosine" if cosine else "sqeuclidean", k_max=k_max,
+                              at=threshold, seed=seed)
     here = {"nmi": (k_here, nmi(truth, labels)), "wcp": (k_here, wcp(truth, labels))}
     at_true = np.flatnonzero(np.asarray(curve.k) == n_true)
     plot_score_curves({"complete-linkage cuts of the features": curve,
@@ -323,14 +325,22 @@ def _curve_html(out: Path, features: np.ndarray, truth: np.ndarray, labels: np.n
                                                     here)},
                       out / "curve.png", n_true=n_true, k_max=int(min(rows.size, k_max)))
     sample = "" if rows.size == truth.size else f", on a seeded sample of {rows.size:,} of the {truth.size:,} rows"
+    said = ""
+    if curve.operating_point:
+        k_cut, v_cut = curve.operating_point["nmi"]
+        said = (f" The threshold {threshold.value:.4g} {threshold.distance} cuts the rows the curve is drawn on into "
+                f"{k_cut:,} clusters (NMI {v_cut:.3f}), the point on the curve: complete linkage asks every pair of a "
+                "cluster to lie within it, so the cut with the fewest wrong pairs on the left figure splits "
+                "more than that.")
     return ("<h2>Scores against the number of clusters</h2><p class='muted'>"
             f"NMI and WCP of the complete-linkage cut of the features at every number of clusters up to "
             f"{int(min(rows.size, k_max)):,}{sample} (the true labels are {n_true:,}, dashed"
             + (f"; cut there, NMI {curve.scores['nmi'][at_true[0]]:.3f}, WCP {curve.scores['wcp'][at_true[0]]:.3f}"
                if at_true.size else "")
             + f"), and these clusters' own scores ({k_here:,} clusters, NMI {here['nmi'][1]:.3f}, WCP "
-            f"{here['wcp'][1]:.3f}), the point: the curve is what an oracle number of clusters would give these "
-            "features, the point what was delivered without one.</p>"
+            f"{here['wcp'][1]:.3f}), the separate point: the curve is what complete linkage with an oracle number "
+            "of clusters gives these features, the point what was delivered without one (by any method: it may lie "
+            f"above the curve).{said}</p>"
             "<img src='curve.png' alt='NMI and WCP against the number of clusters'>")
 
 
@@ -415,7 +425,7 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
         extra += (f"<h2>Distances within and between the true labels</h2><p class='muted'>{html.escape(how)}. "
                   "Where the two overlap, no threshold separates those labels.</p>"
                   "<img src='distances.png' alt='distances within and between labels'>")
-        extra += _curve_html(out, np.asarray(features)[known], truth[known], labels[known], distance, seed)
+        extra += _curve_html(out, np.asarray(features)[known], truth[known], labels[known], threshold, distance, seed)
     if rows:
         extra += truth_tables_html(labels, truth, max_clusters=max_clusters)
     if texts is not None:

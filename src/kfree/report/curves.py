@@ -104,11 +104,14 @@ CURVE_ROWS = 3000
 
 
 def truth_curve(X: Any, y: Any, *, distance: str = "sqeuclidean", max_rows: int = CURVE_ROWS,
-                k_max: int | None = None, seed: int = 0) -> tuple[ScoreCurve, np.ndarray]:
+                k_max: int | None = None, at: Any = None, seed: int = 0) -> tuple[ScoreCurve, np.ndarray]:
     """NMI and WCP against the true labels ``y`` of the complete-linkage cut of ``X`` at every
     number of clusters up to ``k_max`` (the BCL paper's curves: how good the rows could be
     clustered with an oracle K; each cut is scored, so a bound saves time), on a seeded sample of ``max_rows`` rows when there are more (complete linkage is
-    a dense O(n²) pass). Returns the curve and the rows it was computed on."""
+    a dense O(n²) pass). With ``at`` (a :class:`~kfree.threshold.Threshold`), the curve's
+    operating point is the complete-linkage cut at that threshold: where a proposed cut falls on
+    the curve (a ticket trial could not tie the two). Returns the curve and the rows it was
+    computed on."""
     from ..cluster.curves import score_curve
     from ..cluster.threshold_hac import ThresholdAgglomerative
     from ..distances import check_distance
@@ -126,4 +129,11 @@ def truth_curve(X: Any, y: Any, *, distance: str = "sqeuclidean", max_rows: int 
                                   distance=distance, algorithm="dense").fit(Z)
     cur = score_curve(tree, {"nmi": lambda lab: nmi(t, lab), "wcp": lambda lab: wcp(t, lab)},
                       None if k_max is None else range(1, min(k_max, rows.size) + 1))
-    return ScoreCurve(cur["k"], {"nmi": cur["nmi"], "wcp": cur["wcp"]}), rows
+    point = None
+    if at is not None:
+        from ..distances import resolve_cut
+
+        cut = tree.labels_at(resolve_cut(at, distance))
+        k = int(np.unique(cut).size)
+        point = {"nmi": (k, nmi(t, cut)), "wcp": (k, wcp(t, cut))}
+    return ScoreCurve(cur["k"], {"nmi": cur["nmi"], "wcp": cur["wcp"]}, point), rows
