@@ -81,7 +81,10 @@ def plot_score_curves(
             col = colours[i % len(colours)]
             k = np.asarray(c.k)
             order = np.argsort(k)
-            ax.plot(k[order], scale * np.asarray(c.scores[score])[order], color=col, lw=1.3, label=label)
+            # (a curve of one point, a clustering's own scores, is that point: a line of one point showed as
+            # a line in the legend and nowhere in the plot, a research trial)
+            style = {"marker": "o", "ms": 7, "mfc": "none", "mew": 2, "ls": "none"} if k.size == 1 else {"lw": 1.3}
+            ax.plot(k[order], scale * np.asarray(c.scores[score])[order], color=col, label=label, **style)
             if c.operating_point and score in c.operating_point:
                 kk, v = c.operating_point[score]
                 ax.plot([kk], [scale * v], "o", ms=7, mfc="none", mec=col, mew=2)
