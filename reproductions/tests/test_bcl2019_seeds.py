@@ -152,6 +152,13 @@ def test_report_writes_seed_means_of_two_tiny_seeds(tiny, tmp_path):
     assert {"xmeans_raw", "gmeans_bcl"} <= set(means["kmeans"])
     text = (tmp_path / "table0_seed_means.md").read_text()
     assert "Seeds 0, 1" in text and "↳ paper (BCL-FT)" in text and "X-means on raw (base)" in text
+    # a run of 2 episodes is counted as 2, and the 12-episode target is not judged on it (a research trial
+    # read "not met" and "of 12" over cells of 2)
+    assert "(of 2)" in text and "(of 12" not in text and "of 2 episodes without fine-tuning" in text
+    assert "(of 3 sets)" in text
+    assert "not evaluated: it counts the 12 episodes, this run holds 2" in text
+    targets = (tmp_path / "targets.md").read_text()
+    assert "(of 2)" in targets and "(of 12)" not in targets and "not evaluated (it counts the 12 episodes)" in targets
     readme = (tmp_path / "README.md").read_text()
     assert readme.index("## Seed means") < readme.index("## Targets per episode, seed 0")
     # every method below raw on validation (on some seed) is marked in the seed-means table, no other
