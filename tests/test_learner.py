@@ -882,3 +882,51 @@ def test_loading_a_model_leaves_torch_s_random_stream_alone(tmp_path, blobs):
         before = torch.random.get_rng_state()
         ClusterLearner.load(path)
         assert torch.equal(torch.random.get_rng_state(), before), loss
+
+
+def test_finetune_on_pairs_keeps_the_head_only_where_held_out_pairs_say_it_is_better(tmp_path, monkeypatch):
+    """The BCL paper's BCL-FT on a user's own rows (in the reproductions only before; two research
+    trials looked for it): a copy fine-tuned on must-link / cannot-link pairs at the frozen cut,
+    kept only where it puts more held-out pairs on their side than the head it started from."""
+    import kfree.train.finetune as ft
+    from kfree.train.finetune import FinetuneConfig
+
+    X, y = sphere_blobs(24, 12, dim=8, spread=0.45, seed=2)
+    seen = y < 16
+    est = ClusterLearner(TrainConfig(loss="bcl", epochs=2, p=4, k=6, dims=(16, 8), seed=0),
+                         compare_raw=False).fit(X[seen], y[seen])
+    Xn, yn = X[~seen], y[~seen]
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, len(yn), (2, 600))
+    must = np.stack([i, j], 1)[(yn[i] == yn[j]) & (i != j)]
+    cannot = np.stack([i, j], 1)[yn[i] != yn[j]][:150]
+    before = est.embed(Xn)
+    tuned = est.finetune(Xn, must_link=must, cannot_link=cannot, config=FinetuneConfig(iterations=60))
+    np.testing.assert_array_equal(est.embed(Xn), before)  # the learner itself is left as it was
+    rec = tuned.finetune_
+    assert rec["kept_finetuned_head"] == (rec["heldout_pairs_on_their_side_after"] > rec["heldout_pairs_on_their_side_before"])
+    assert rec["n_heldout_must_link"] == round(0.2 * len(must)) and rec["iterations_run"] >= 1
+    assert rec["cut"]["source"].startswith("4b")  # BCL at its own threshold: BCL-FT, b frozen
+    assert tuned.provenance_["finetune"] == rec
+    again = ClusterLearner.load(tuned.save(tmp_path / "ft.kfree"))
+    np.testing.assert_array_equal(again.embed(Xn), tuned.embed(Xn))
+    assert again.provenance_["finetune"]["kept_finetuned_head"] == rec["kept_finetuned_head"]
+
+    def ruin(model, *a, **k):  # a fine-tuning that makes the head worse is not kept
+        import torch
+
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn_like(p))
+        return {"iterations_run": 1}
+
+    monkeypatch.setattr(ft, "finetune_head", ruin)
+    kept = est.finetune(Xn, must_link=must, cannot_link=cannot)
+    assert not kept.finetune_["kept_finetuned_head"]
+    np.testing.assert_array_equal(kept.embed(Xn), before)
+    with pytest.raises(DataError, match="too few to fine-tune"):
+        est.finetune(Xn, must_link=must[:1])
+    raw = ClusterLearner(TrainConfig(epochs=1, p=4, k=6, seed=0)).fit(X[seen], y[seen])
+    if raw.uses_raw_:
+        with pytest.raises(ConfigError, match="clusters the raw features"):
+            raw.finetune(Xn, must_link=must, cannot_link=cannot)

@@ -1010,6 +1010,81 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                               "'ward' (the Ward cut, or Ward at n_clusters), or train the model again")
         return ClusterRule("raw", "complete", Threshold.from_dict(cut), "recalibrated")
 
+    def finetune(self, X: Any, *, must_link: Any = None, cannot_link: Any = None, config: Any = None,
+                 holdout: float = 0.2, hook: Any = None) -> ClusterLearner:
+        """A copy whose head was fine-tuned on the pairs of unlabelled rows ``X`` — ``must_link``
+        (the frames of one track), ``cannot_link`` (tracks seen together), arrays of row pairs
+        (m, 2) — with the cut frozen (the BCL paper's BCL-FT: ``4b`` for a BCL model at its own
+        threshold, the chosen rule's complete-linkage cut otherwise;
+        :mod:`kfree.train.finetune`, ``config`` a :class:`~kfree.train.finetune.FinetuneConfig`).
+
+        A seeded ``holdout`` share of each kind of pair is held out of the training: the copy
+        keeps the fine-tuned head only when it puts more of the held-out pairs on their side of
+        the cut (must-links within, cannot-links beyond; the mean of the two shares) than the
+        head it started from, and the head it started from otherwise — in our reproduction
+        fine-tuning over-merged the episodes, so it is checked, not trusted.
+        ``finetune_`` (also in ``provenance_["finetune"]``) says which, with both scores. A kept
+        head of a model whose chosen rule is a Ward cut clusters at the complete-linkage cut it was
+        fine-tuned for (a Ward height calibrated on the old head would not fit the new one).
+
+        Refused for a model that clusters the raw features (fine-tuning its head would change
+        nothing it clusters) or cuts cosine distances."""
+        import copy
+
+        from .cluster._constraints import check_pairs
+        from .distances import to_sq
+        from .losses.ball_cluster import BallClusterLoss
+        from .losses.pairwise import PairwiseConstraintLoss
+        from .train.finetune import FinetuneConfig, finetune_head, pair_accuracy
+
+        self._check_fitted()
+        if self.uses_raw_:
+            raise ConfigError("this model clusters the raw features (they won on validation), so fine-tuning its "
+                              "head would not change its clusters; give the pairs to cluster (must_link, "
+                              "cannot_link: kfree cluster --link-column/--cannot-link), or fine-tune a model "
+                              "trained with compare_raw=False (kfree train --no-compare-raw)")
+        cfg = FinetuneConfig() if config is None else config
+        if not isinstance(cfg, FinetuneConfig):
+            raise ConfigError(f"config={config!r}: give a kfree.train.finetune.FinetuneConfig")
+        if not (isinstance(holdout, (int, float)) and 0 < holdout < 1):
+            raise ConfigError(f"holdout={holdout!r} must be a share in (0, 1), e.g. 0.2")
+        X = self._check_X(X, min_samples=2)
+        must = check_pairs(must_link, X.shape[0], "must_link")
+        cannot = check_pairs(cannot_link, X.shape[0], "cannot_link")
+        rng = np.random.default_rng(cfg.seed)
+
+        def split(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            k = round(holdout * pairs.shape[0])
+            order = rng.permutation(pairs.shape[0])
+            return pairs[order[k:]], pairs[order[:k]]
+
+        (must_tr, must_ho), (cannot_tr, cannot_ho) = split(must), split(cannot)
+        if must_ho.shape[0] + cannot_ho.shape[0] < 2 or must_tr.shape[0] + cannot_tr.shape[0] < 1:
+            raise DataError(f"{must.shape[0] + cannot.shape[0]} pairs are too few to fine-tune and check the result on "
+                            f"a held-out {holdout:.0%} of them; give more pairs (the frames of each track, and "
+                            "tracks seen together)")
+        rule = self.rule_ if self.rule_.linkage != "ward" else self.state_rule()
+        cut = self.threshold_for(rule)
+        if cut.distance == "cosine":
+            raise ConfigError("this model cuts cosine distances; fine-tuning holds a squared Euclidean cut")
+        loss = (PairwiseConstraintLoss.from_bcl(self.loss_) if isinstance(self.loss_, BallClusterLoss)
+                and rule.mode == "learned" else PairwiseConstraintLoss.from_threshold(cut))
+        tuned = copy.deepcopy(self)
+        log = finetune_head(tuned.model_, loss, X, must_tr, cannot_tr, cfg, hook=hook)
+        cut_sq = to_sq(cut.value, cut.distance)
+        before = pair_accuracy(self.embed(X), must_ho, cannot_ho, cut_sq)
+        after = pair_accuracy(tuned.embed(X), must_ho, cannot_ho, cut_sq)
+        kept = after > before
+        out = tuned if kept else copy.deepcopy(self)
+        if kept and rule is not self.rule_:  # the head was fine-tuned for this cut: clustered at it, as in the paper
+            out.rule_ = rule
+        out.finetune_ = {"kept_finetuned_head": bool(kept), "heldout_pairs_on_their_side_before": before,
+                         "heldout_pairs_on_their_side_after": after, "n_heldout_must_link": int(must_ho.shape[0]),
+                         "n_heldout_cannot_link": int(cannot_ho.shape[0]), "cut": cut.to_dict(),
+                         "config": dataclasses.asdict(cfg), **log}
+        out.provenance_ = {**out.provenance_, "finetune": out.finetune_}
+        return out
+
     def fit_predict(self, X: Any, y: Any, **fit_params: Any) -> np.ndarray:
         """Fit on labelled data and return the clusters of that same data at the threshold.
 

@@ -571,3 +571,32 @@ def test_evaluate_says_how_to_join_files_that_name_their_rows(tmp_path):
     assert code == 1 and "join by it: --id-column row" in " ".join(out.split()), out
     code, out = run("evaluate", tmp_path / "all.csv", tmp_path / "truth.csv", "--id-column", "row")
     assert code == 0 and "1.000" in out, out
+
+
+def test_cluster_finetunes_a_models_head_on_an_episodes_pairs_first(tmp_path):
+    """The BCL paper's BCL-FT on a user's own episode (in the reproductions only before: two research
+    trials looked for it): --finetune fine-tunes the head on the tracks and co-occurring tracks, keeps
+    it only if held-out pairs say it is better, then clusters with the pairs."""
+    X, y = sphere_blobs(20, 12, dim=8, spread=0.45, seed=2)
+    seen = y < 12
+    np.save(tmp_path / "x.npy", X[seen])
+    np.save(tmp_path / "y.npy", y[seen])
+    code, out = run("train", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--out", tmp_path / "m.kfree",
+                    "--no-compare-raw", *FAST)
+    assert code == 0, out
+    new, yn = X[~seen], y[~seen]
+    track = np.argsort(np.argsort(yn, kind="stable"), kind="stable") // 3  # tracks of 3 rows of one person
+    pd.DataFrame(new, columns=[f"f{j}" for j in range(8)]).assign(track=track).to_csv(tmp_path / "ep.csv", index=False)
+    firsts = {int(yn[track == t][0]): t for t in np.unique(track)}
+    people = sorted(firsts)
+    pd.DataFrame({"a": [firsts[people[0]], firsts[people[2]]], "b": [firsts[people[1]], firsts[people[3]]]}).to_csv(
+        tmp_path / "cl.csv", index=False)
+    code, out = run("cluster", tmp_path / "m.kfree", tmp_path / "ep.csv", "--link-column", "track", "--cannot-link",
+                    tmp_path / "cl.csv", "--finetune", "--out", tmp_path / "c.csv")
+    said = " ".join(out.split())
+    assert code == 0 and "fine-tuned on" in said and "held-out pairs on their side of the cut" in said, out
+    labels = pd.read_csv(tmp_path / "c.csv")["cluster"].to_numpy()
+    for t in np.unique(track):  # the pairs are kept as ever
+        assert np.unique(labels[track == t]).size == 1
+    code, out = run("cluster", tmp_path / "m.kfree", tmp_path / "ep.csv", "--finetune", "--out", tmp_path / "d.csv")
+    assert code == 1 and "--finetune fine-tunes a model's head on the pairs of DATA" in out, out

@@ -400,6 +400,11 @@ def cluster(
     id_column: Annotated[str | None, typer.Option(help=ID_HELP)] = None,
     link_column: Annotated[str | None, typer.Option(help=LINK_HELP)] = None,
     cannot_link: Annotated[Path | None, typer.Option(help=CANNOT_HELP)] = None,
+    finetune: Annotated[bool, typer.Option("--finetune", help="With a model and --link-column/--cannot-link: first "
+                                                             "fine-tune its head on those pairs at its frozen cut (the "
+                                                             "BCL paper's BCL-FT), kept only if it puts more of a "
+                                                             "held-out fifth of the pairs on their side of the cut; "
+                                                             "then cluster with the pairs.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out (or --state) file.")] = False,
     state: Annotated[Path | None, typer.Option("--state", help=STATE_HELP)] = None,
     backend: Annotated[str, typer.Option(help="local (default), or dask: exact threshold HAC on a Dask cluster, "
@@ -458,6 +463,10 @@ def cluster(
                 raise ConfigError("--link-column/--cannot-link are for kfree cluster without --state: a cluster state "
                                   "keeps no pairs for the rows kfree assign adds (give a track's rows as one row, "
                                   "their mean, with its own id)")
+            if finetune and (first is None or second is None or not constrained):
+                raise ConfigError("--finetune fine-tunes a model's head on the pairs of DATA: give the model and "
+                                  "--link-column (and/or --cannot-link): kfree cluster MODEL DATA --link-column TRACK "
+                                  "--cannot-link PAIRS --finetune")
             if constrained and skip_invalid:
                 raise ConfigError("--skip-invalid would leave rows out of the pairs --link-column/--cannot-link name: "
                                   "drop the invalid rows from the file (and their pairs) instead")
@@ -509,6 +518,17 @@ def cluster(
                                       "linkage)")
                 data, cannot, read, keep = read_data()
                 data.X = model_rows(learner, data, data_path, left_out)
+                if finetune:
+                    with _limit_threads(torch=True), progress_hook() as hook:
+                        learner = learner.finetune(data.X, must_link=must, cannot_link=cannot, hook=hook)
+                    ft = learner.finetune_
+                    console.print(f"fine-tuned on {ft['n_must_link']:,} must-link and {ft['n_cannot_link']:,} "
+                                  f"cannot-link pairs: {ft['heldout_pairs_on_their_side_after']:.1%} of the "
+                                  f"{ft['n_heldout_must_link'] + ft['n_heldout_cannot_link']:,} held-out pairs on their "
+                                  f"side of the cut, against {ft['heldout_pairs_on_their_side_before']:.1%} before: "
+                                  + ("the fine-tuned head clusters" if ft["kept_finetuned_head"] else
+                                     "not better, so the model's own head clusters"), soft_wrap=True, highlight=False)
+                    record(finetune={k: v for k, v in ft.items() if k != "config"})
                 applied = None  # the rule hac applied, when it gave way to another (said below)
                 with _limit_threads():
                     if state is None:

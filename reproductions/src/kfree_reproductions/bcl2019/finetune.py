@@ -13,72 +13,19 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from kfree.exceptions import ConfigError
+from kfree.train.finetune import FinetuneConfig, choose_pairs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Schedule of the constraint fine-tuning (defaults: the supplement's).
-
-    Parameters
-    ----------
-    iterations : int
-        Optimiser steps (2,000).
-    lr : float
-        Adam learning rate (3e-4, 0.1× the training rate).
-    max_pairs : int
-        Most constraint pairs used (~1,000): all cannot-links (the scarce ones), then must-links
-        up to the total, both seeded random subsets when there are more.
-    seed : int
-    stop_after_zero : int
-        Stop early once the loss has been exactly 0 for this many consecutive iterations (0: never).
-        A zero hinge loss has a zero gradient, and Adam's steps then decay geometrically
-        (0.9^k / sqrt(0.999^k)): after 100 such iterations the remaining updates are < 1e-4 of a
-        normal step, so stopping changes nothing measurable and saves most of the 2,000 iterations
-        on our small episodes. The supplement's 2,000 stays the cap.
-    """
-
-    iterations: int = 2000
-    lr: float = 3e-4
-    max_pairs: int = 1000
-    seed: int = 0
-    stop_after_zero: int = 100
-
-    def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise ConfigError(f"iterations={self.iterations} must be >= 1")
-        if not self.lr > 0:
-            raise ConfigError(f"lr={self.lr} must be > 0")
-        if self.max_pairs < 1:
-            raise ConfigError(f"max_pairs={self.max_pairs} must be >= 1")
-        if self.stop_after_zero < 0:
-            raise ConfigError(f"stop_after_zero={self.stop_after_zero} must be >= 0 (0 = never stop early)")
-
-
-def choose_pairs(
-    must_link: np.ndarray, cannot_link: np.ndarray, max_pairs: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``max_pairs`` constraints: cannot-links first (they are scarce), then must-links."""
-    cl = cannot_link
-    if cl.shape[0] > max_pairs:
-        cl = cl[np.sort(rng.choice(cl.shape[0], max_pairs, replace=False))]
-    room = max_pairs - cl.shape[0]
-    ml = must_link
-    if ml.shape[0] > room:
-        ml = ml[np.sort(rng.choice(ml.shape[0], room, replace=False))] if room > 0 else ml[:0]
-    return ml.reshape(-1, 2), cl.reshape(-1, 2)
 
 
 def finetune_on_episode(
     method,
     episode,
-    cfg: FinetuneConfig = FinetuneConfig(),
+    cfg: FinetuneConfig | None = None,
     *,
     hook: Callable[..., None] | None = None,
 ):
@@ -104,6 +51,7 @@ def finetune_on_episode(
     from kfree.train.step import Batch, train_steps
     from kfree_reproductions.bcl2019.methods import FittedMethod
 
+    cfg = FinetuneConfig() if cfg is None else cfg
     if method.learner is None:
         raise ConfigError(f"method {method.name!r} has no trained head to fine-tune; fine-tune bcl/triplet/prototypical")
     learner = copy.deepcopy(method.learner)
