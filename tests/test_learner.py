@@ -4,6 +4,7 @@ These tests pin the paper's set-up (an MLP head at its own threshold, never swap
 features); the learner's choice among rules is tested in tests/test_selection.py.
 """
 
+import copy
 import warnings
 
 import numpy as np
@@ -905,7 +906,12 @@ def test_finetune_on_pairs_keeps_the_head_only_where_held_out_pairs_say_it_is_be
     np.testing.assert_array_equal(est.embed(Xn), before)  # the learner itself is left as it was
     rec = tuned.finetune_
     assert rec["kept_finetuned_head"] == (rec["heldout_pairs_on_their_side_after"] > rec["heldout_pairs_on_their_side_before"])
-    assert rec["n_heldout_must_link"] == round(0.2 * len(must)) and rec["iterations_run"] >= 1
+    assert rec["n_heldout_must_link"] >= 1 and rec["n_heldout_cannot_link"] >= 1 and rec["iterations_run"] >= 1
+    # must-links are held out by whole groups: no held-out pair is implied by trained ones through a row
+    from kfree.learner import _held_out_pairs
+
+    m_tr, m_ho, c_tr, c_ho = _held_out_pairs(np.unique(np.sort(must, 1), axis=0), cannot, 0.2, 0)
+    assert not set(m_tr.ravel()) & set(m_ho.ravel()) and len(c_ho) == round(0.2 * len(cannot))
     assert rec["cut"]["source"].startswith("4b")  # BCL at its own threshold: BCL-FT, b frozen
     assert tuned.provenance_["finetune"] == rec
     again = ClusterLearner.load(tuned.save(tmp_path / "ft.kfree"))
@@ -924,8 +930,29 @@ def test_finetune_on_pairs_keeps_the_head_only_where_held_out_pairs_say_it_is_be
     kept = est.finetune(Xn, must_link=must, cannot_link=cannot)
     assert not kept.finetune_["kept_finetuned_head"]
     np.testing.assert_array_equal(kept.embed(Xn), before)
-    with pytest.raises(DataError, match="too few to fine-tune"):
-        est.finetune(Xn, must_link=must[:1])
+
+    def merge(model, *a, **k):  # every row one point: every must-link kept, every cannot-link broken (a review:
+        import torch  # with no held-out cannot-link it was kept, and 8 identities became 1 cluster)
+
+        model.forward = lambda x: torch.zeros(x.shape[0], 8)
+        return {"iterations_run": 1}
+
+    monkeypatch.setattr(ft, "finetune_head", merge)
+    for few in (2, 3, len(cannot)):
+        assert not est.finetune(Xn, must_link=must, cannot_link=cannot[:few]).finetune_["kept_finetuned_head"]
+    with pytest.raises(DataError, match="2 or more distinct pairs of each kind"):
+        est.finetune(Xn, must_link=must, cannot_link=cannot[:1])
+    # a kept head of a Ward-chosen model clusters at the complete cut it was tuned for, also once saved (a review:
+    # the file went back to the old head's Ward height)
+    monkeypatch.undo()
+    ward = copy.deepcopy(est)
+    ward.rule_ = ward._ward_rule()
+    ward.selection_ = {**ward.selection_, "chosen": ward.rule_.to_dict()}
+    scores = iter([(0.5, 0.5), (0.6, 0.6)])
+    monkeypatch.setattr(ft, "pair_shares", lambda *a: next(scores))
+    tuned = ward.finetune(Xn, must_link=must, cannot_link=cannot, config=FinetuneConfig(iterations=5))
+    assert tuned.finetune_["kept_finetuned_head"] and tuned.rule_.linkage == "complete"
+    assert ClusterLearner.load(tuned.save(tmp_path / "w.kfree")).rule_.linkage == "complete"
     raw = ClusterLearner(TrainConfig(epochs=1, p=4, k=6, seed=0)).fit(X[seen], y[seen])
     if raw.uses_raw_:
         with pytest.raises(ConfigError, match="clusters the raw features"):

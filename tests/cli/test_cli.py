@@ -600,3 +600,6 @@ def test_cluster_finetunes_a_models_head_on_an_episodes_pairs_first(tmp_path):
         assert np.unique(labels[track == t]).size == 1
     code, out = run("cluster", tmp_path / "m.kfree", tmp_path / "ep.csv", "--finetune", "--out", tmp_path / "d.csv")
     assert code == 1 and "--finetune fine-tunes a model's head on the pairs of DATA" in out, out
+    code, out = run("cluster", tmp_path / "m.kfree", tmp_path / "ep.csv", "--link-column", "track", "--cannot-link",
+                    tmp_path / "cl.csv", "--finetune", "--threshold", "0.5", "--out", tmp_path / "d.csv")
+    assert code == 1 and "leave out --threshold" in out, out

@@ -464,9 +464,13 @@ def cluster(
                                   "keeps no pairs for the rows kfree assign adds (give a track's rows as one row, "
                                   "their mean, with its own id)")
             if finetune and (first is None or second is None or not constrained):
-                raise ConfigError("--finetune fine-tunes a model's head on the pairs of DATA: give the model and "
-                                  "--link-column (and/or --cannot-link): kfree cluster MODEL DATA --link-column TRACK "
+                raise ConfigError("--finetune fine-tunes a model's head on the pairs of DATA: give the model, "
+                                  "--link-column and --cannot-link: kfree cluster MODEL DATA --link-column TRACK "
                                   "--cannot-link PAIRS --finetune")
+            if finetune and (threshold is not None or n_clusters is not None):
+                raise ConfigError("--finetune tunes the head for the model's own cut and checks it there: leave out "
+                                  f"{'--threshold' if threshold is not None else '--n-clusters'} (a review: the head "
+                                  "was tuned at one cut and clustered at another)")
             if constrained and skip_invalid:
                 raise ConfigError("--skip-invalid would leave rows out of the pairs --link-column/--cannot-link name: "
                                   "drop the invalid rows from the file (and their pairs) instead")
@@ -1128,9 +1132,9 @@ def main() -> None:
     try:
         app()
     except SystemExit as e:  # (typer ends every command so)
-        code = stdout_verdict(e.code if isinstance(e.code, int) or e.code is None else 1)
-        emit_result(code)  # (kfree --json: once the exit status is known)
-        raise SystemExit(code) from None
+        code = e.code if isinstance(e.code, int) or e.code is None else 1
+        emit_result(code)  # (kfree --json: once the exit status is known, before the verdict on stdout,
+        raise SystemExit(stdout_verdict(code)) from None  # which a lost object fails too: a review)
     except BaseException as e:  # a defect's traceback follows; --json still says the command failed
         emit_result(130 if isinstance(e, KeyboardInterrupt) else 1, f"{type(e).__name__}: {e}")
         raise

@@ -82,7 +82,8 @@ def emit_result(code: int | None, error: str | None = None) -> None:
     doc: dict[str, Any] = {"command": RESULT["command"], "exit_status": int(code or 0)}
     if code:
         doc["error"] = error or RESULT["error"] or (
-            "the command line could not be parsed (see standard error)" if code == 2 else "see standard error")
+            "the command line could not be parsed (see standard error)" if code == 2 and not RESULT["ran"]
+            else "see standard error")
     doc.update((k, v) for k, v in RESULT["fields"].items() if k not in doc)
     doc["warnings"] = RESULT["warnings"]
     print(json.dumps(doc, default=_json_plain, ensure_ascii=False), file=sys.stdout, flush=True)

@@ -323,7 +323,8 @@ def _curve_html(out: Path, features: np.ndarray, truth: np.ndarray, labels: np.n
     plot_score_curves({"complete-linkage cuts of the features": curve,
                        "these clusters": ScoreCurve(np.array([k_here]), {s: np.array([v[1]]) for s, v in here.items()},
                                                     here)},
-                      out / "curve.png", n_true=n_true, k_max=int(min(rows.size, k_max)))
+                      out / "curve.png", n_true=n_true,
+                      k_max=int(max([min(rows.size, k_max), *(p[0] + 1 for p in (curve.operating_point or {}).values())])))
     sample = "" if rows.size == truth.size else f", on a seeded sample of {rows.size:,} of the {truth.size:,} rows"
     said = ""
     if curve.operating_point:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..exceptions import ConfigError
 
-__all__ = ["FinetuneConfig", "choose_pairs", "finetune_head", "pair_accuracy"]
+__all__ = ["FinetuneConfig", "choose_pairs", "finetune_head", "pair_shares"]
 
 
 @dataclass(frozen=True)
@@ -124,14 +124,13 @@ def finetune_head(model: Any, loss: Any, X: np.ndarray, must_link: np.ndarray, c
             "loss_first_last": [*losses, last[0]], "iterations_run": steps}
 
 
-def pair_accuracy(Z: np.ndarray, must_link: np.ndarray, cannot_link: np.ndarray, cut_sq: float) -> float:
-    """The mean of the share of must-link pairs within the cut and of cannot-link pairs beyond it
-    (squared Euclidean distances of the rows of ``Z``; a side without pairs is left out)."""
+def pair_shares(Z: np.ndarray, must_link: np.ndarray, cannot_link: np.ndarray, cut_sq: float) -> tuple[float, float]:
+    """The share of must-link pairs within the cut and of cannot-link pairs beyond it (squared
+    Euclidean distances of the rows of ``Z``; NaN for a kind without pairs)."""
     Z = np.asarray(Z, dtype=np.float64)
-    parts = []
+    shares = []
     for pairs, inside in ((must_link, True), (cannot_link, False)):
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-        if pairs.shape[0]:
-            d = ((Z[pairs[:, 0]] - Z[pairs[:, 1]]) ** 2).sum(1)
-            parts.append(float(np.mean(d <= cut_sq if inside else d > cut_sq)))
-    return float(np.mean(parts)) if parts else float("nan")
+        d = ((Z[pairs[:, 0]] - Z[pairs[:, 1]]) ** 2).sum(1)
+        shares.append(float(np.mean(d <= cut_sq if inside else d > cut_sq)) if pairs.shape[0] else float("nan"))
+    return shares[0], shares[1]
