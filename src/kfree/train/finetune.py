@@ -21,7 +21,7 @@ import numpy as np
 
 from ..exceptions import ConfigError
 
-__all__ = ["FinetuneConfig", "choose_pairs", "finetune_head", "pair_shares"]
+__all__ = ["FinetuneConfig", "choose_pairs", "finetune_head", "pair_shares", "run_finetune"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def finetune_head(model: Any, loss: Any, X: np.ndarray, must_link: np.ndarray, c
     Returns the log: pairs used, the first and last loss, steps run."""
     import torch
 
-    from .step import Batch, train_steps
+    from .step import Batch
 
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -102,6 +102,22 @@ def finetune_head(model: Any, loss: Any, X: np.ndarray, must_link: np.ndarray, c
         with torch.no_grad():
             E = model(rows)
             orig = (E[must[:, 0]] - E[must[:, 1]]).pow(2).sum(1)
+    batch = Batch(rows, kwargs={"must_link": must, "cannot_link": cannot, "orig_sq_dist": orig})
+    steps, losses = run_finetune(model, loss, (batch for _ in range(cfg.iterations)), cfg, hook=hook)
+    return {"n_must_link": int(ml.shape[0]), "n_cannot_link": int(cl.shape[0]),
+            "loss_first_last": losses, "iterations_run": steps}
+
+
+def run_finetune(model: Any, loss: Any, batches: Any, cfg: FinetuneConfig,
+                 *, hook: Callable[..., None] | None = None) -> tuple[int, list[float]]:
+    """The fine-tuning loop: Adam at ``cfg.lr`` over ``batches`` (:class:`~.step.Batch`), stopped
+    after ``cfg.stop_after_zero`` steps of zero loss; the model is left in eval mode. Returns the
+    steps taken and the first and last loss. (The BCL reproduction's episodes draw their own
+    batches: a random frame per track for the cannot-links.)"""
+    import torch
+
+    from .step import train_steps
+
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     losses: list[float] = []
     last = [float("nan")]
@@ -117,11 +133,9 @@ def finetune_head(model: Any, loss: Any, X: np.ndarray, must_link: np.ndarray, c
             hook("fine-tune", completed=i, total=cfg.iterations)
         return bool(cfg.stop_after_zero and zero_run >= cfg.stop_after_zero)
 
-    batch = Batch(rows, kwargs={"must_link": must, "cannot_link": cannot, "orig_sq_dist": orig})
-    steps = train_steps(model, loss, opt, (batch for _ in range(cfg.iterations)), on_step=on_step)
+    steps = train_steps(model, loss, opt, batches, on_step=on_step)
     model.eval()
-    return {"n_must_link": int(ml.shape[0]), "n_cannot_link": int(cl.shape[0]),
-            "loss_first_last": [*losses, last[0]], "iterations_run": steps}
+    return steps, [*losses, last[0]]
 
 
 def pair_shares(Z: np.ndarray, must_link: np.ndarray, cannot_link: np.ndarray, cut_sq: float) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from kfree.exceptions import ConfigError
-from kfree.train.finetune import FinetuneConfig, choose_pairs
+from kfree.train.finetune import FinetuneConfig, choose_pairs, run_finetune
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def finetune_on_episode(
     import torch
 
     from kfree.losses.pairwise import PairwiseConstraintLoss
-    from kfree.train.step import Batch, train_steps
+    from kfree.train.step import Batch
     from kfree_reproductions.bcl2019.methods import FittedMethod
 
     cfg = FinetuneConfig() if cfg is None else cfg
@@ -72,12 +72,8 @@ def finetune_on_episode(
         if ml.shape[0]:
             E = model(X)
             orig = (E[ml_t[:, 0]] - E[ml_t[:, 1]]).pow(2).sum(1)  # (m,) distances before fine-tuning
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     # one random frame per track for cannot-links: their rows sit after the images in the batch
     cl_t = torch.as_tensor(cl, dtype=torch.long) + X.shape[0]
-    losses: list[float] = []
-    last = [float("nan")]
-    zero_run = 0
     must = ml_t if ml.shape[0] else None
     cannot = cl_t if cl.shape[0] else None
     orig_d = orig if (ml.shape[0] and method.name == "bcl") else None
@@ -91,20 +87,7 @@ def finetune_on_episode(
             yield Batch(torch.cat([X, X[frames]]), kwargs=dict(must_link=must, cannot_link=cannot,
                                                                orig_sq_dist=orig_d))
 
-    def on_step(i: int, v: float) -> bool:
-        nonlocal zero_run
-        if i == 1:
-            losses.append(v)
-        last[0] = v
-        zero_run = zero_run + 1 if v == 0.0 else 0
-        if hook is not None:
-            hook("fine-tune", completed=i, total=cfg.iterations)
-        return bool(cfg.stop_after_zero and zero_run >= cfg.stop_after_zero)
-
-    steps = train_steps(model, loss, opt, batches(), on_step=on_step)
-    v = last[0]
-    losses.append(v)
-    model.eval()
+    steps, losses = run_finetune(model, loss, batches(), cfg, hook=hook)
     learner.history_ = list(learner.history_) + [{
         "finetune": True, "episode": episode.name, "n_must_link": int(ml.shape[0]),
         "n_cannot_link": int(cl.shape[0]), "loss_first_last": losses, "tracks": n_tr,
