@@ -122,3 +122,24 @@ def test_a_command_line_that_does_not_parse_or_a_defect_still_give_one_object_wi
     assert ended.value.code == 0 and "exit_status" not in capsys.readouterr().out
     code, doc, _ = kfree_json("methods")
     assert code == 0 and "bcl" in doc["losses"] and doc["methods"]["hac"]["installed"]
+    # an object that could not be written fails the command, whose result it is (a review: > /dev/full, exit 0)
+    import errno
+
+    class Full:
+        encoding = "utf-8"
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    monkeypatch.setattr(sys, "argv", ["kfree", "--json", "methods"])
+    monkeypatch.setattr(sys, "stdout", Full())
+    with pytest.raises(SystemExit) as ended:
+        main()
+    gc.unfreeze()
+    assert ended.value.code == 1 and "could not write the result to standard output" in capsys.readouterr().err
