@@ -46,7 +46,7 @@ REQUIRES: dict[tuple[str, str], tuple[str, str]] = {}
 #: Two class flags say more: ``requires_n_clusters`` (it needs K) and ``joins_single_pairs`` (its
 #: threshold joins single pairs and chains them, as a k-NN graph's components do, so a model's
 #: validated cut, a cluster's diameter, is no threshold for it).
-CLUSTER_CAPABILITIES = frozenset({"threshold", "n_clusters", "distance", "linkage", "cut_probability"})
+CLUSTER_CAPABILITIES = frozenset({"threshold", "n_clusters", "distance", "linkage", "cut_probability", "k_max"})
 
 
 def _check_declaration(kind: str, name: str, cls: type) -> None:

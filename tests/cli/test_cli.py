@@ -603,3 +603,17 @@ def test_cluster_finetunes_a_models_head_on_an_episodes_pairs_first(tmp_path):
     code, out = run("cluster", tmp_path / "m.kfree", tmp_path / "ep.csv", "--link-column", "track", "--cannot-link",
                     tmp_path / "cl.csv", "--finetune", "--threshold", "0.5", "--out", tmp_path / "d.csv")
     assert code == 1 and "leave out --threshold" in out, out
+
+
+def test_xmeans_takes_the_papers_k_max_from_the_command_line(tmp_path):
+    """A research trial: the BCL paper's X-means K_max (40/80/150/300) could be set from Python only."""
+    X, _ = sphere_blobs(12, 10, dim=6, spread=0.1, seed=0)
+    np.save(tmp_path / "x.npy", X)
+    code, out = run("cluster", tmp_path / "x.npy", "--method", "xmeans", "--k-max", "4", "--out", tmp_path / "c.csv")
+    assert code == 0, out
+    assert pd.read_csv(tmp_path / "c.csv")["cluster"].nunique() <= 4
+    code, out = run("cluster", tmp_path / "x.npy", "--method", "kmeans", "--n-clusters", "3", "--k-max", "4",
+                    "--out", tmp_path / "k.csv")
+    assert code == 1 and "--method kmeans takes none" in out, out
+    code, out = run("methods")
+    assert "xmeans    finds the number itself, --k-max" in out, out

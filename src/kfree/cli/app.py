@@ -394,6 +394,9 @@ def cluster(
     linkage: Annotated[str | None, typer.Option(help="Without a model, --method hac: complete (default), average or "
                                                 "single linkage (a model clusters with the linkage it chose).")] = None,
     n_clusters: Annotated[int | None, typer.Option(help="K, for methods that need it (k-means, HAC at k).")] = None,
+    k_max: Annotated[int | None, typer.Option(min=1, help="At most this many clusters, for methods that find the "
+                                                          "number themselves and take a bound (xmeans: the BCL "
+                                                          "paper's K_max; without a model).")] = None,
     x_key: Annotated[str | None, typer.Option(help="Features array in an .npz.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table, if present (default 'label').")] = None,
     ignore_columns: Annotated[str | None, typer.Option(help=IGNORE_HELP)] = None,
@@ -516,6 +519,10 @@ def cluster(
                                                      k_option="--n-clusters", threshold_option="--threshold")
             photos = face_photos(data_path)  # (the photo and box of each face, from kfree encode faces; located once)
             if learner is not None:
+                if k_max is not None:
+                    raise ConfigError("--k-max is for clustering without a model: write the model's rows with "
+                                      "`kfree embed MODEL DATA --out rows.npy` (--learned for its own embedding), then "
+                                      "kfree cluster rows.npy --method xmeans --k-max K")
                 if distance is not None or linkage is not None:
                     raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
                                       "without a model; a model clusters with the rule it chose (its distance and "
@@ -595,6 +602,11 @@ def cluster(
                     raise ConfigError(f"--method {method} cuts at a threshold in units of its own and takes no --distance: "
                                       "leave --distance out")
                 kwargs: dict[str, object] = {}
+                if k_max is not None:  # (a research trial: the paper's K_max 40/80/150/300 was Python-only)
+                    if "k_max" not in accepted:
+                        raise ConfigError(f"--k-max bounds the number a method finds itself; --method {method} takes "
+                                          "none (`kfree methods` lists what each takes)")
+                    kwargs["k_max"] = int(k_max)
                 if linkage == "ward" and method == "hac":
                     raise ConfigError("--linkage ward: Ward's cut is a merge height, not a distance between two rows; "
                                       "use --method ward --threshold HEIGHT (or --n-clusters K)")
@@ -947,7 +959,8 @@ def methods() -> None:
                  "--n-clusters" + ("" if "threshold" in caps else " (needed)") if "n_clusters" in caps else "")
             takes = [t for t in (("--threshold" if "threshold" in caps else ""), k,
                                  ("--distance" if "distance" in caps else ""), ("--linkage" if "linkage" in caps else ""),
-                                 ("a model's pair costs" if "cut_probability" in caps else "")) if t]
+                                 ("a model's pair costs" if "cut_probability" in caps else ""),
+                                 ("--k-max" if "k_max" in caps else "")) if t]
             line = f"  {name:<9} {', '.join(takes)}"
             listed[name] = {"takes": takes, "installed": registry.available("cluster", name)}
             if not registry.available("cluster", name):

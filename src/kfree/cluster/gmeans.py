@@ -126,7 +126,7 @@ class GMeans(ClusterMixin, BaseEstimator):
     """
 
     #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
-    capabilities = frozenset()
+    capabilities = frozenset({"k_max"})
 
     requires_n_clusters = False
 

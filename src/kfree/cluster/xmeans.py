@@ -94,8 +94,8 @@ class XMeans(ClusterMixin, BaseEstimator):
     labels_, n_clusters_, cluster_centers_, bic_
     """
 
-    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`)
-    capabilities = frozenset()
+    #: what :meth:`fit` can be told (see :data:`kfree.cluster.CAPABILITIES`): the paper's K_max
+    capabilities = frozenset({"k_max"})
 
     requires_n_clusters = False
 
