@@ -459,7 +459,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             "chosen": chosen.to_dict(),
             "candidates": [r.to_dict() for r in candidates],
             "compared_with_raw": bool(has_val and self.compare_raw),
-            "reason": _selection_reason(chosen, candidates, has_val, self.compare_raw, cross),
+            "reason": _selection_reason(chosen, candidates, has_val, self.compare_raw, cross) + (
+                f" (each half holds {len(np.unique(y_val)) // 2} identities: scores of so few vary much from half "
+                "to half; validate on more identities, e.g. kfree train --validation)"
+                if has_val and 4 <= len(np.unique(y_val)) < 8 else ""),
         }
         if has_val:  # what a Ward height was calibrated for (its heights grow with cluster sizes)
             self.selection_["val_rows_per_identity"] = vset.y.shape[0] / vset.n_true
