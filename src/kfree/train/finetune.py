@@ -7,8 +7,9 @@ rule's threshold otherwise) the head is trained with
 :class:`~kfree.losses.pairwise.PairwiseConstraintLoss` on those pairs (lr 3e-4, up to 2,000
 steps, ~1,000 pairs: the supplement's schedule), then the data is clustered at the *same* cut.
 :meth:`kfree.learner.ClusterLearner.finetune` holds part of the pairs out and keeps the
-fine-tuned head only where it keeps more of them than the head it started from: in our BCL
-reproduction fine-tuning over-merged (``results/bcl2019``), so a head is never silently worse.
+fine-tuned head only where neither kind of held-out pair (must-links within the cut, cannot-links
+beyond it) fares worse than with the head it started from, and both together fare better: in our
+BCL reproduction fine-tuning over-merged (``results/bcl2019``), so it is checked, not trusted.
 """
 
 from __future__ import annotations
