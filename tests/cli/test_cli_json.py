@@ -65,6 +65,11 @@ def test_cluster_assign_and_evaluate_give_their_numbers_and_failures_their_statu
     np.save(tmp_path / "quiet.npy", np.zeros((0, 4)))  # a day without rows: the same fields, as 0
     code, doc, _ = kfree_json("assign", tmp_path / "s.kstate", tmp_path / "quiet.npy", "--out", tmp_path / "q.csv")
     assert code == 0 and (doc["new_rows"], doc["new_clusters"], doc["joined_existing"], doc["skipped_held"]) == (0,) * 4
+    np.save(tmp_path / "y.npy", y[:80])
+    code, doc, _ = kfree_json("train", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--out", tmp_path / "m.kfree",
+                              "--epochs", "2", "--p", "4", "--k", "5", "--dims", "8", "--no-progress")
+    assert code == 0 and doc["identities"] == 5 and doc["out"] == str(tmp_path / "m.kfree")
+    assert {(c["features"], c["linkage"]) for c in doc["candidates"]} >= {(doc["features"], doc["linkage"])}
     code, doc, _ = kfree_json("evaluate", tmp_path / "c.csv", tmp_path / "truth.csv")
     assert code == 0 and doc["nmi"] > 0.9 and doc["n_samples"] == 80
 

@@ -365,7 +365,8 @@ def train(
                validation_identities=prov["n_val_identities"], steps=prov["steps"],
                stopped_early=prov["stopped_early"], kept_step=learner.best_step_, features=rule.features,
                linkage=rule.linkage, threshold=learner.threshold_.value, distance=learner.threshold_.distance,
-               val_nmi=rule.val_nmi, summary=learner.summary())
+               val_nmi=rule.val_nmi, summary=learner.summary(),
+               candidates=learner.selection_.get("candidates", []))  # (every rule scored: a ticket trial)
 
 
 @app.command(no_args_is_help=True)
