@@ -669,6 +669,10 @@ def test_a_whole_library_file_shows_each_face_cropped_and_rows_without_a_photo_a
     code, out = run("report", tmp_path / "all.csv", "--images", tmp_path / "all.csv", "--out", tmp_path / "r")
     assert code == 0 and "1 row name no image (added without one): shown as empty tiles" in " ".join(out.split()), out
     assert seen["paths"][2] == "" and seen["paths"][0] == str(tmp_path / "group.png")
+    # each shown cluster's members by name, folded (the montage shows a few: a photo-library trial)
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "<details><summary>cluster 1 — 2 items</summary><ul><li>group.png</li>" in page
+    assert "(no image)" in page
     np.testing.assert_array_equal(seen["boxes"][:2], [[10, 10, 50, 50], [70, 10, 110, 50]])
     assert (tmp_path / "r" / "montage.png").exists()
     # a part of such a file, cut out by hand, names its own rows' photos: taken row for row (an operations

@@ -352,7 +352,13 @@ REPORT_FILES = ("index.html", "sizes.png", "montage.png", "map.png", "distances.
 def _write_report(out: Path, labels, truth, images, texts, features, title, source, max_clusters, seed, cut,
                   per_cluster=None, boxes=None, n_noise: int = 0, ids=None, notes: tuple[str, ...] = ()) -> Path:
     from ..metrics import evaluate_clustering
-    from .html import shown_note, text_clusters_html, truth_tables_html, write_run_index
+    from .html import (
+        members_html,
+        shown_note,
+        text_clusters_html,
+        truth_tables_html,
+        write_run_index,
+    )
     from .montage import cluster_montage
 
     n = labels.shape[0]
@@ -429,6 +435,8 @@ def _write_report(out: Path, labels, truth, images, texts, features, title, sour
         extra += _curve_html(out, np.asarray(features)[known], truth[known], labels[known], threshold, distance, seed)
     if rows:
         extra += truth_tables_html(labels, truth, max_clusters=max_clusters)
+    if images is not None and not isinstance(images, np.ndarray) and not isinstance(images[0], np.ndarray):
+        extra += members_html(labels, [Path(p).name if p else "" for p in images], max_clusters=max_clusters)
     if texts is not None:
         extra += "<h2>Clusters (examples)</h2>" + text_clusters_html(
             np.asarray(texts, dtype=object), labels, None, truth, max_clusters=max_clusters, seed=seed,

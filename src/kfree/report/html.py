@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..utils.io import write_text
-from .figures import pd_isna, plural, sample_clusters
+from .figures import largest_clusters, pd_isna, plural, sample_clusters
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -88,6 +88,27 @@ def text_clusters_html(texts: np.ndarray, labels_pred: np.ndarray, label_names: 
                      f"labelled row{'' if n_known == 1 else 's'})")
         items = "".join(f"<li>{'' if ids is None else _id(ids[i])}{_text(texts[i])}</li>" for i in pick)
         out.append(f"<div class='cl'>{head}<ul>{items}</ul></div>")
+    return "\n".join(out)
+
+
+#: the members a page lists under each shown cluster's heading, at most
+MEMBERS_LISTED = 200
+
+
+def members_html(labels_pred: np.ndarray, names: list[str], *, max_clusters: int = 40) -> str:
+    """Each shown cluster's members by name (a photo's file name), folded, largest cluster first:
+    the montage shows a few of each, and a photo-library trial had to go back to the clusters
+    file to find which photos made up a cluster."""
+    out = ["<h2>Members</h2><p class='muted'>The image of each row of the clusters shown (click a cluster; "
+           f"at most {MEMBERS_LISTED} each, in row order).</p>"]
+    for c in largest_clusters(labels_pred, max_clusters):
+        rows = np.flatnonzero(labels_pred == c)
+        listed = "".join(f"<li>{html.escape(names[i]) or '<span class=muted>(no image)</span>'}</li>"
+                         for i in rows[:MEMBERS_LISTED])
+        more = (f"<li class='muted'>… and {rows.size - MEMBERS_LISTED:,} more</li>"
+                if rows.size > MEMBERS_LISTED else "")
+        out.append(f"<details><summary>cluster {html.escape(str(c))} — {plural(rows.size, 'item')}</summary>"
+                   f"<ul>{listed}{more}</ul></details>")
     return "\n".join(out)
 
 
