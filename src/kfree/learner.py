@@ -1021,11 +1021,14 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         threshold, the chosen rule's complete-linkage cut otherwise;
         :mod:`kfree.train.finetune`, ``config`` a :class:`~kfree.train.finetune.FinetuneConfig`).
 
-        A seeded ``holdout`` share of each kind of pair is held out of the training: the copy
-        keeps the fine-tuned head only when it puts more of the held-out pairs on their side of
-        the cut (must-links within, cannot-links beyond; the mean of the two shares) than the
-        head it started from, and the head it started from otherwise — in our reproduction
-        fine-tuning over-merged the episodes, so it is checked, not trusted.
+        A seeded ``holdout`` share of each kind of pair is held out of the training (must-links by
+        whole groups, a track's frames, so that no held-out pair is implied by trained ones; 2 or
+        more distinct pairs of each kind are needed): the copy keeps the fine-tuned head only when
+        neither kind fares worse on the held-out pairs (must-links within the cut, cannot-links
+        beyond it) and both together fare better than with the head it started from, and the head
+        it started from otherwise — in our reproduction fine-tuning over-merged the episodes, so
+        it is checked, not trusted. The check sees only the pairs given, not merges between rows
+        no pair relates.
         ``finetune_`` (also in ``provenance_["finetune"]``) says which, with both scores. A kept
         head of a model whose chosen rule is a Ward cut clusters at the complete-linkage cut it was
         fine-tuned for (a Ward height calibrated on the old head would not fit the new one).
