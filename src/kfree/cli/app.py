@@ -24,7 +24,7 @@ from ..exceptions import (
     user_stacklevel,
 )
 from ..utils.io import replace_together
-from .assign import BOX_NAMES, STATE_HELP, check_state_request, pending_path, photo_columns
+from .assign import BOX_NAMES, STATE_HELP, check_state_request, face_columns, pending_path
 from .columns import (
     CANNOT_HELP,
     ID_HELP,
@@ -664,7 +664,7 @@ def cluster(
             # and --id-column refused the track column for repeating)
             groups = {} if linked is None or link_column in ("index", "row", "cluster", "label", "photo", *BOX_NAMES) else {
                 link_column: linked}
-            faces = {} if photos is None else photo_columns(photos.paths, photos.boxes)
+            faces = face_columns(photos)
             if state is None:
                 write_predictions(out, fill_rows(labels, keep), y=read.y, **index_columns(read.index, read.n_samples),
                                   **faces, **groups)
@@ -881,7 +881,7 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
         DaskThresholdResult(m.labels_.shape[0], m.merge_pairs_, m.merge_heights_, {}).write(written)
     else:  # .csv or .parquet: index, cluster[, row]
         write_predictions(written, m.labels_, **index_columns(index, m.labels_.shape[0]),
-                          **({} if photos is None else photo_columns(photos.paths, photos.boxes)))
+                          **face_columns(photos))
     if state is not None:
         from .assign import save_plain_state, state_photos
 

@@ -139,6 +139,11 @@ def state_photos(photos: Any, keep: Any = None) -> dict[str, Any]:
 BOX_NAMES = ("left", "top", "right", "bottom")
 
 
+def face_columns(photos: Any) -> dict[str, Any]:
+    """:func:`photo_columns` of ``face_photos``' result (none for a file that is not faces)."""
+    return {} if photos is None else photo_columns(photos.paths, photos.boxes)
+
+
 def photo_columns(paths: Any, boxes: Any = None) -> dict[str, Any]:
     """A clusters file's columns naming each row's photo and, with ``boxes``, its face's box there
     (keyword arguments of ``write_predictions``; none without photos). A report of the file then
@@ -444,7 +449,7 @@ def assign(
                              invalid="keep")
         invalid_rows(data, new_path, skip_invalid, "add")
         photos = face_photos(new_path)  # (the photo and box of each face, from kfree encode faces; located once)
-        faces = {} if photos is None else photo_columns(photos.paths, photos.boxes)
+        faces = face_columns(photos)
         if model is not None:  # the columns in the model's order before the batch is hashed: a table
             from ..learner import ClusterLearner  # with its columns reordered holds the same rows
 
@@ -577,9 +582,10 @@ def assign(
                        f"{opened} new cluster{'' if opened == 1 else 's'}; the state now has {state.n_samples} rows "
                        f"(was {n_before})" if fresh.size else f"no new row; the state has {state.n_samples} rows")
                       + f" in {state.n_clusters} clusters; wrote [bold]{escape(str(out))}[/bold]")
+        unsettled = state.n_unsettled  # (a pass over every row: once)
         record(out=out, state=target, new_rows=int(fresh.size), joined_existing=joined, new_clusters=opened,
                skipped_held=skipped, state_rows=state.n_samples, state_clusters=state.n_clusters,
-               unsettled_rows=state.n_unsettled,
+               unsettled_rows=unsettled,
                **({"reclustered_rows": info["n_reclustered"], "existing_rows_moved": info["n_existing_moved"]}
                   if recluster_affected and info else {}))
         if recluster_affected and info:
@@ -592,14 +598,14 @@ def assign(
                           + (f"; {plural(kept, 'group')} of new rows, all within τ of each other and of the cluster "
                              f"{'it' if kept == 1 else 'they'} joined, needed none" if kept else ""),
                           soft_wrap=True, highlight=False)
-        elif state.n_unsettled:
-            console.print(f"{state.n_unsettled:,} of the state's rows ({state.n_unsettled / state.n_samples:.0%}) lie "
+        elif unsettled:
+            console.print(f"{unsettled:,} of the state's rows ({unsettled / state.n_samples:.0%}) lie "
                           "in τ-components where clustering all its rows again may group them otherwise"
                           + (f" ({info['n_placed_unsettled']:,} of this batch's rows were placed there greedily)"
                              if info else "")
                           + "; the next assign with --recluster-affected re-clusters them exactly"
                           + (" (most of the state: that costs about as much as clustering it all again)"
-                             if state.n_unsettled > state.n_samples / 2 else ""),
+                             if unsettled > state.n_samples / 2 else ""),
                           soft_wrap=True, highlight=False)
         console.print(f"state {'written' if state_out is not None else 'updated' if fresh.size else 'unchanged'}: "
                       f"[bold]{escape(str(target))}[/bold]")

@@ -271,8 +271,9 @@ def warn_line(message: str) -> None:
     """A warning of the command's as one line on stderr (and in ``--json``'s ``warnings``)."""
     from rich.markup import escape
 
-    err_console.print(f"[yellow]warning:[/] {escape(cli_words(message))}", soft_wrap=True, highlight=False)
-    RESULT["warnings"].append(cli_words(message))
+    said = cli_words(message)
+    err_console.print(f"[yellow]warning:[/] {escape(said)}", soft_wrap=True, highlight=False)
+    RESULT["warnings"].append(said)
 
 
 def level_library_loggers() -> None:

@@ -127,8 +127,9 @@ def truth_curve(X: Any, y: Any, *, distance: str = "sqeuclidean", max_rows: int 
         rows = np.sort(np.random.default_rng(seed).choice(rows.size, max_rows, replace=False))
     Z, t = X[rows], y[rows]
     distance = check_distance(distance)
-    span = float(((Z.max(0) - Z.min(0)) ** 2).sum()) + 1.0  # above every distance: the whole tree
-    tree = ThresholdAgglomerative(threshold=2.0 + 1.0 if distance == "cosine" else span, linkage="complete",
+    # a cut above every distance (cosine's are at most 2): the whole tree
+    top = 3.0 if distance == "cosine" else float(((Z.max(0) - Z.min(0)) ** 2).sum()) + 1.0
+    tree = ThresholdAgglomerative(threshold=top, linkage="complete",
                                   distance=distance, algorithm="dense").fit(Z)
     cur = score_curve(tree, {"nmi": lambda lab: nmi(t, lab), "wcp": lambda lab: wcp(t, lab)},
                       None if k_max is None else range(1, min(k_max, rows.size) + 1))
