@@ -134,12 +134,10 @@ class _GuardedStdout:
         # 120): it goes to the null device instead
         import os
 
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, self._stream.fileno())
             os.close(null)
-        except (OSError, ValueError, AttributeError):
-            pass
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, … as the stream has them
         return getattr(self._stream, name)
@@ -191,10 +189,8 @@ def tolerant_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8":
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 reconfigure(errors="replace")
-            except (ValueError, OSError):
-                pass
     import os
 
     if sys.stderr is None:  # (started with standard error closed: its lines are lost, not a crash)

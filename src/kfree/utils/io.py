@@ -26,13 +26,10 @@ def _umask() -> int:
     """The process umask, read once on first use (never at import). Linux reports it in
     /proc/self/status; elsewhere the only portable way is to set it and put it back, which
     briefly changes process-global state, so it is the fallback."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -222,10 +219,9 @@ def atomic_dir(path: str | os.PathLike[str], owned: Iterable[str] = ()) -> Itera
             written = {f.name for f in tmp.iterdir()}
             earlier: set[str] = set()
             if owned:
-                try:
+                # none (a folder kfree never wrote into), or not ours to read: nothing earlier
+                with contextlib.suppress(OSError, ValueError, TypeError):
                     earlier = set(json.loads((final / WRITTEN).read_text())) & set(owned)
-                except (OSError, ValueError, TypeError):
-                    pass  # none (a folder kfree never wrote into), or not ours to read
                 (tmp / WRITTEN).write_text(json.dumps(sorted(written & set(owned))))
             with signals_held():  # (a report half of the last run and half of this one, after a kill: a trial)
                 for f in tmp.iterdir():
