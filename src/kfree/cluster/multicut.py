@@ -184,20 +184,16 @@ class MulticutClustering(ClusterMixin, BaseEstimator):
         self.random_state = random_state
         self.memory_limit = memory_limit
 
-    def _limit_bytes(self) -> float:
-        from .threshold_hac import memory_limit_bytes
-
-        return memory_limit_bytes(self.memory_limit)
-
     def _check_memory(self, n: int) -> None:
-        from .threshold_hac import RAISE_LIMIT
+        from .threshold_hac import RAISE_LIMIT, memory_limit_bytes
 
         need = 16.0 * n * n
-        if need > self._limit_bytes():
+        limit = memory_limit_bytes(self.memory_limit)
+        if need > limit:
             raise ResourceError(
                 f"multicut on the complete graph of {n} nodes needs ~{need / 2**30:.1f} GiB "
                 f"(two dense n×n float64 matrices), more than memory_limit="
-                f"{self._limit_bytes() / 2**30:.3g} GiB; cluster fewer points, use "
+                f"{limit / 2**30:.3g} GiB; cluster fewer points, use "
                 f"ThresholdAgglomerative, which stays sparse, or {RAISE_LIMIT}"
             )
 
