@@ -216,11 +216,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         return self._train_config()
 
     def _modes(self, implied: bool) -> tuple[str, ...]:
-        if self.threshold_mode == "learned":
-            return ("learned",) if implied else ("recalibrated",)
-        if self.threshold_mode == "recalibrated":
+        if not implied or self.threshold_mode == "recalibrated":
             return ("recalibrated",)
-        return ("learned", "recalibrated") if implied else ("recalibrated",)
+        return ("learned",) if self.threshold_mode == "learned" else ("learned", "recalibrated")
 
     def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, hook=None,
             checkpoint: str | Path | None = None) -> ClusterLearner:
