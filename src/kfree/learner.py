@@ -44,12 +44,15 @@ from ._version import __version__
 from .config import TrainConfig, check_choice, check_count, finite_positive
 from .distances import check_features, check_labels, length_range, resolve_cut, unlike_lengths
 from .exceptions import (
+    ClusterSizeWarning,
     ConfigError,
     DataError,
     DataWarning,
     FeatureNamesWarning,
     ModelError,
     ParameterConflictWarning,
+    ResourceError,
+    ScaleWarning,
     user_stacklevel,
 )
 from .threshold import Threshold
@@ -797,8 +800,6 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         except ConfigError:
             return self.rule_  # no complete-linkage candidate: Ward it is, at its cost
         if warn:
-            from .exceptions import ScaleWarning
-
             warnings.warn(f"{n:,} rows is above {WARD_MAX_ROWS:,}, where the chosen Ward cut (O(n^2) time) gives way "
                           f"to the best validated complete-linkage cut ({rule.name}, validation NMI {rule.val_nmi:.3f}; "
                           f"Ward's {self.rule_.val_nmi:.3f}); method='ward' keeps Ward", ScaleWarning, stacklevel=user_stacklevel())
@@ -819,8 +820,6 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         m_new = float((sizes ** 2).sum() / labels.size)
         if m_new < COMPLETE_SIZE_RATIO * m_cal:
             return
-        from .exceptions import ClusterSizeWarning
-
         warnings.warn(ClusterSizeWarning(
             f"these clusters are larger than the identities the cut was calibrated on: a row's cluster holds "
             f"{m_new:.0f} rows on average, a validation row's identity {m_cal:.0f}. Either these rows hold larger "
@@ -868,8 +867,6 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             rule = self.state_rule()
         except ConfigError:
             return None  # no validated complete-linkage cut: Ward it is
-        from .exceptions import ClusterSizeWarning, ResourceError
-
         n = Z.shape[0]
         labels, sampled = None, n > WARD_SIZE_CHECK_ROWS
         try:

@@ -1138,7 +1138,7 @@ def _flags_without_a_type() -> None:
 
 
 def main() -> None:
-    from .console import emit_result, json_result, stdout_verdict, tolerant_streams
+    from .console import emit_result, stdout_verdict, tolerant_streams
 
     _flags_without_a_type()
     tolerant_streams()  # (the kfree command's streams only: not those of a program calling app())

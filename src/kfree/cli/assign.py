@@ -16,7 +16,15 @@ from typing import Annotated, Any
 
 import typer
 
-from ..exceptions import DataWarning, user_stacklevel
+from ..exceptions import (
+    ConfigError,
+    DataError,
+    DataWarning,
+    KfreeWarning,
+    ModelError,
+    StateBusyError,
+    user_stacklevel,
+)
 from .columns import (
     ID_HELP,
     IGNORE_HELP,
@@ -38,7 +46,6 @@ def check_state_request(state: Path | None, method: str, n_clusters: int | None,
     """``kfree cluster --state``, checked before any work: a state needs a clustering new rows can be
     assigned to (HAC at a threshold) and a place to be written (not over one of ``inputs``, nor
     over the ``--out`` file ``out``)."""
-    from ..exceptions import ConfigError
     from ..utils.io import check_output
 
     if state is None:
@@ -66,7 +73,6 @@ def cluster_model_state(learner: Any, model_path: Path, X: Any, threshold: float
     Returns ``(labels, rule)``; the caller reports the rule when it is not the chosen one."""
     from ..cluster.incremental import ClusterState, row_hashes
     from ..cluster.threshold_hac import ThresholdAgglomerative
-    from ..exceptions import ConfigError
     from ..utils.io import file_sha256
 
     rule = learner.state_rule()
@@ -122,8 +128,6 @@ def state_photos(photos: Any, keep: Any = None) -> dict[str, Any]:
     """Each row's photo and face box (``face_photos`` of the .npz of ``kfree encode faces``, None
     for any other file) as keyword arguments of a state (none for None): absolute paths, so that
     ``kfree assign --all-rows`` names them from any folder; ``keep``: the rows the state holds."""
-    import os
-
     import numpy as np
 
     if photos is None:
@@ -240,8 +244,6 @@ def locked_state(path: Path):
     replaced between opening and locking it is another file, and counts as busy too.) Without
     ``fcntl`` (Windows) nothing is locked.
     """
-    from ..exceptions import StateBusyError
-
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
@@ -255,8 +257,7 @@ def locked_state(path: Path):
         except BlockingIOError:  # EWOULDBLOCK: held by another process
             raise busy from None
         except OSError as e:  # a file system without locks (ENOLCK, EOPNOTSUPP): go on, and say so
-            from ..exceptions import KfreeWarning  # (kfree --strict stops here: an ops trial)
-
+            # (a KfreeWarning: kfree --strict stops here, an ops trial)
             warnings.warn(f"cannot lock {path.name} on this file system ({e.strerror}): run one kfree command "
                           "on it at a time", KfreeWarning, stacklevel=user_stacklevel())
             yield
@@ -273,8 +274,6 @@ def assign_files(first: Path | None, second: Path | None, third: Path | None,
     Typer fills them left to right, so a missing file shows as an empty last place; which one is
     missing is told by the files' kinds (``.kfree`` a model, ``.kstate`` a state), and the error
     names it with the command to type."""
-    from ..exceptions import ConfigError
-
     def kind(p: Path) -> str:
         return {".kfree": "model", ".kstate": "state"}.get(p.suffix.lower(), "rows")
 
@@ -387,7 +386,6 @@ def assign(
     quiet day's batch) writes an --out without rows and leaves STATE as it was.
     """
     with cli_errors(), contextlib.ExitStack() as hold:
-        from ..exceptions import ConfigError, DataError, ModelError
         from ..utils.io import array_sha256, check_output, file_sha256
 
         if out is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..exceptions import DataError, user_stacklevel
+from ..exceptions import DataError, DataWarning, user_stacklevel
 from .console import console
 
 IGNORE_HELP = ("Columns of a .csv/.parquet that are not features (ids, tracks, timestamps, text), "
@@ -169,8 +169,6 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
         # some: a co-occurrence list also names tracks the data left out (a TV-episode trial: 41 dropped
         # tracks refused the whole list)
         import warnings
-
-        from ..exceptions import DataWarning
 
         warnings.warn(f"{p.name}: {len(unknown):,} of its {len(both):,} pairs name a {what} that {data_path.name} "
                       f"does not hold and are left out (first: {first})", DataWarning, stacklevel=user_stacklevel())

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import DataError, user_stacklevel
+from ..exceptions import DataError, DataWarning, user_stacklevel
 from .linkage_core import connected_components
 
 
@@ -100,8 +100,6 @@ def warn_wide_groups(X: np.ndarray, groups: np.ndarray, labels: np.ndarray, cut:
     if wide.size == 0:
         return
     import warnings
-
-    from ..exceptions import DataWarning
 
     cluster_sizes = np.bincount(labels)
     alone = int((cluster_sizes[labels[order[starts[wide]]]] == sizes[wide]).sum())

@@ -79,6 +79,7 @@ from ..exceptions import (
     ConfigError,
     DataError,
     DataTypeError,
+    DataWarning,
     MissingDependencyError,
     first_line,
     user_stacklevel,
@@ -294,8 +295,6 @@ def _parquet_source(p: Path, client, dtype=None, ignore: tuple[str, ...] = ()) -
                 raise DataError(f"{f.name} has no numeric feature columns")
             if vectors and (others := [fld.name for fld in fields if _numeric(fld.type)]):
                 import warnings
-
-                from ..exceptions import DataWarning
 
                 # (the local reader's rule: a price beside an embedding would decide every distance)
                 warnings.warn(f"{f.name}: the features are the vectors of {', '.join(repr(c) for c, _ in cols)}; "

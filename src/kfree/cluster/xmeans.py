@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..distances import check_features
-from ..exceptions import ConfigError, user_stacklevel
+from ..exceptions import ConfigError, KfreeWarning, user_stacklevel
 from ..registry import register
 from ._kmeans_utils import best_of, compact, lloyd
 
@@ -177,8 +177,6 @@ class XMeans(ClusterMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         if capped:
             import warnings
-
-            from ..exceptions import KfreeWarning
 
             warnings.warn(KfreeWarning(
                 f"X-means stopped at k_max={k_max} clusters with clusters left to try splitting: the data may hold "

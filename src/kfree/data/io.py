@@ -22,6 +22,7 @@ from ..exceptions import (
     DataError,
     DataFileNotFoundError,
     DataTypeError,
+    DataWarning,
     first_line,
     user_stacklevel,
 )
@@ -241,10 +242,6 @@ def text_encoding(raw: bytes, *, whole: bool) -> str:
 
 
 def _warn_cp1252(p: Path) -> None:
-    import warnings
-
-    from ..exceptions import DataWarning
-
     warnings.warn(DataWarning(f"{p.name} is not UTF-8 text: read as Windows-1252 (what Excel's plain 'CSV' is on "
                               "Windows in Western Europe); if its accented letters look wrong, save it as UTF-8 "
                               "(in Excel: CSV UTF-8)"), stacklevel=user_stacklevel())
@@ -555,10 +552,6 @@ def strip_labels(y: np.ndarray, p: Path) -> np.ndarray:
     padded = [i for i, v in enumerate(values) if isinstance(v, str) and v != v.strip()]
     if not padded:
         return y
-    import warnings
-
-    from ..exceptions import DataWarning
-
     out = np.array([v.strip() if isinstance(v, str) else v for v in values], dtype=object)
     warnings.warn(DataWarning(f"{p.name}: {len(padded):,} labels have spaces around them (first: row {padded[0]}, "
                               f"{values[padded[0]]!r}); they are read without them"), stacklevel=user_stacklevel())
@@ -796,10 +789,6 @@ def load_features(
             # an embedding's features are its vectors: a price or a timestamp beside them would be
             # one more dimension at its own scale, and decide every distance (found by a user trial:
             # a price column beside 512-d photo embeddings made 29,471 photos one cluster)
-            import warnings
-
-            from ..exceptions import DataWarning
-
             ids = [c for c in others if ID_LIKE.search(c)] if idc not in cols else []
             warnings.warn(f"{p.name}: the features are the vectors of {', '.join(map(repr, vector_columns))}; its "
                           f"other columns {others[:6]}{'…' if len(others) > 6 else ''} are left out (--ignore-columns "
@@ -920,8 +909,6 @@ def warn_id_like(X: np.ndarray, names: list[str], source: str, advice: str) -> N
             if 0 < far.size < X.shape[1] / 2:
                 suspects.update(far.tolist())
     if suspects:
-        from ..exceptions import DataWarning
-
         shown = [names[j] for j in sorted(suspects)]
         how = advice.format(shown=",".join(shown[:8]), names=shown[:8])
         warnings.warn(f"{source}: column(s) {shown[:8]}{' …' if len(shown) > 8 else ''} look like ids, tracks, counts, "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from ..data.io import (
     strip_labels,
     table_column,
 )
-from ..exceptions import DataError, user_stacklevel
+from ..exceptions import DataError, DataWarning, user_stacklevel
 from ..metrics import evaluate_clustering
 from ..utils.io import atomic_path
 
@@ -96,10 +97,6 @@ def read_predictions(pred_csv: str | Path):
         raise DataError(f"{name}: {missing.size} rows have no cluster (first: row {missing[0]}); every row needs one "
                         "(or an 'index' column naming the rows that have one)")
     if missing.size:  # rows `kfree assign --skip-invalid` left out (NaN features): named by their index
-        import warnings
-
-        from ..exceptions import DataWarning
-
         one = missing.size == 1
         warnings.warn(f"{name}: {missing.size:,} row{'' if one else 's'} {'has' if one else 'have'} no cluster (first: row "
                       f"{missing[0]}, from 0; rows left out by kfree assign --skip-invalid?): they are left out here",
@@ -171,10 +168,6 @@ def join_by_index(pred, table, column: str, *, pred_name: str, table_name: str, 
             np.sort(ids), np.arange(ids.size)):
         # ids 0..n-1 of n rows against a longer file: the numbering of a batch's own rows (kfree assign
         # writes it for a batch without an 'index' column), which picks the file's first n rows
-        import warnings
-
-        from ..exceptions import DataWarning
-
         warnings.warn(DataWarning(
             f"{pred_name}'s ids run 0..{ids.size - 1}, the row numbers of a clustering of {ids.size} rows, and "
             f"{table_name} has {len(table):,} rows: the {what} of its rows with ids 0..{ids.size - 1} were "
@@ -228,8 +221,6 @@ def _numbered_not_named(pred, index, pred_name: str, items_name: str, what: str)
                         f"another order, so which {what} belong to which row is unclear: if they are the same "
                         "row numbers, join by them with --id-column index; if they are ids of rows listed in the "
                         f"clustered file's order, rename {items_name}'s 'index' column")
-    import warnings
-
     warnings.warn(f"{pred_name} numbers its rows 0..{ids.size - 1} without a 'row' column (as a clustered file "
                   "without ids gives), while "
                   f"{items_name} names its rows by 'index' ids in another order: its {what} are taken by row "
@@ -244,8 +235,6 @@ def _warn_row_order(pred, pred_name: str, items_name: str, what: str) -> None:
     clustered file's order (a texts file of shuffled tickets put other tickets' texts in every
     cluster, silently). ``kfree assign --all-rows`` writes 'row' alone: nothing to say."""
     if "row" in pred.columns and "index" in pred.columns:
-        import warnings
-
         warnings.warn(f"{pred_name} names its rows by their own ids ('index'), but {items_name} has no 'index' "
                       f"column: its {what} are taken by row number, in the order of the clustered file; if "
                       f"{items_name} lists them in another order, name its id column 'index'"

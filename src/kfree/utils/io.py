@@ -203,7 +203,6 @@ def atomic_dir(path: str | os.PathLike[str], owned: Iterable[str] = ()) -> Itera
     without images left the last run's montage beside the new page, found by a photo-library
     trial). A file of such a name that kfree did not write stays: a user's own ``map.png`` among
     their photos had been deleted (a pictures trial). Errors as :func:`atomic_path`."""
-    import json
     import shutil
 
     final = Path(path)
