@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .exceptions import ConfigError
@@ -149,8 +149,6 @@ class TrainConfig:
         """The fields that differ from the defaults (``TrainConfig(epochs=20)``): the 19 fields in
         full filled a learner's repr, and every scikit-learn message that quotes it (a notebook
         trial). ``to_dict()`` has them all."""
-        from dataclasses import fields
-
         changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
                    if getattr(self, f.name) != (f.default_factory() if callable(f.default_factory) else f.default)]
         return f"TrainConfig({', '.join(changed)})"

@@ -23,7 +23,7 @@ from ..exceptions import (
     ScaleWarning,
     user_stacklevel,
 )
-from ..utils.io import replace_together
+from ..utils.io import MUST_BE_NEW, array_sha256, check_output, replace_together, write_json
 from .assign import BOX_NAMES, STATE_HELP, check_state_request, face_columns, pending_path
 from .columns import (
     CANNOT_HELP,
@@ -155,8 +155,6 @@ def _main(
     if strict:
         strict_warnings()
     _STATE["threads"] = threads
-    from ..utils.io import MUST_BE_NEW
-
     MUST_BE_NEW.clear()  # (a command's own: one run by the tests' runner in a process that ran others)
 
 
@@ -171,8 +169,6 @@ def demo(
 ) -> None:
     """Train BCL on seen identities of a shipped data set and cluster unseen ones with no K."""
     with cli_errors():
-        from ..utils.io import check_output
-
         if out is not None:
             check_output(out, directory=True, force=force)
         from rich.markup import escape
@@ -252,7 +248,6 @@ def train(
     """
     with cli_errors():
         from ..train.distributed import torchrun_env
-        from ..utils.io import check_output
 
         rank0 = torchrun_env().is_main  # a half-set torchrun environment stops here, with one line
         if not rank0:
@@ -449,8 +444,6 @@ def cluster(
             return
         state_pending = None if state is None else pending_path(state)  # (put in place once --out is written)
         with cli_errors(), removed_after(pending_path(out), state_pending):
-            from ..utils.io import check_output
-
             # typer fills the places left to right: without the optional MODEL, DATA sits in the first
             model, data_path = (first, second) if second is not None else (None, first)
             if model is None and data_path.suffix.lower() == ".kfree":
@@ -763,8 +756,6 @@ def _train_checkpoint(out: Path, data, val, learner) -> Path:
     import hashlib
     import json
 
-    from ..utils.io import array_sha256
-
     def labels(y) -> str:
         return "" if y is None else hashlib.sha256("\n".join(map(str, y.tolist())).encode()).hexdigest()
 
@@ -812,8 +803,6 @@ def _cluster_dask(first, second, out, threshold, distance, method, n_clusters, f
     are then read here once (a state keeps every clustered row, so ``kfree assign`` can check new
     ones against the members exactly) and the state is built from the Dask labels."""
     from rich.markup import escape
-
-    from ..utils.io import check_output
 
     if backend not in ("local", "dask"):
         raise ConfigError(f"--backend {backend!r} is not one of local, dask")
@@ -991,8 +980,6 @@ def evaluate(
 ) -> None:
     """Score predicted clusters against true labels (NMI, WCP, ACC, ARI, pairwise and BCubed F)."""
     with cli_errors():
-        from ..utils.io import check_output
-
         if out is not None:
             check_output(out, inputs=(labels_csv, truth), force=force)
         else:
@@ -1000,7 +987,6 @@ def evaluate(
         from rich.markup import escape
 
         from ..evaluate.compare import evaluate_files
-        from ..utils.io import write_json
 
         metrics = evaluate_files(labels_csv, truth, label_column=label_column, labelled_only=labelled_only,
                                  id_column=id_column, group_column=group_column)

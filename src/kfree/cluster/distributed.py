@@ -74,7 +74,7 @@ import numba as nb
 import numpy as np
 
 from .._exact_distances import gemm_ready, grid_centre
-from ..distances import check_rows_dtype, refuse_zero_rows, to_sq
+from ..distances import check_features, check_rows_dtype, refuse_zero_rows, to_sq
 from ..exceptions import (
     ConfigError,
     DataError,
@@ -253,8 +253,6 @@ def _source(X: Any, client, chunk_rows: int, dtype=None) -> _Source:
         blocks = X.to_delayed().ravel().tolist()
         futs = client.compute(blocks)
         return _Source(int(X.shape[0]), int(X.shape[1]), list(futs), "X")
-    from ..distances import check_features
-
     X = np.asarray(check_features(X, min_samples=1))
     if dtype is not None:
         X = X.astype(dtype, copy=False)

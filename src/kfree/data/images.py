@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..exceptions import DataError, DataFileNotFoundError, first_line
-from .io import read_lines
+from .io import read_lines, read_npz
 
 #: what to do with HEIC photos where pillow-heif is missing
 HEIF_ADVICE = "HEIC/HEIF photos are read once pillow-heif is installed (pip install pillow-heif)"
@@ -181,8 +181,6 @@ def written_in(p: Path) -> Path | None:
     its relative paths start), or None for another file."""
     if Path(p).suffix.lower() != ".npz":
         return None
-    from .io import read_npz
-
     root = read_npz(Path(p), ("root",))[1].get("root")
     return None if root is None else Path(str(root))
 
@@ -202,8 +200,6 @@ def face_photos(p: Path) -> FacePhotos | None:
     the whole photo); None for any other file."""
     if Path(p).suffix.lower() != ".npz":
         return None
-    from .io import read_npz
-
     held = read_npz(Path(p), ("paths", "boxes"))[1]
     paths = held.get("paths")
     if paths is None or paths.ndim != 1:
