@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 from ..exceptions import DataError, DataWarning, user_stacklevel
@@ -168,8 +169,6 @@ def cannot_pairs(cannot_link: Path | None, data_path: Path, data, link_column: s
                             "rows (a list of another episode or batch, filtered to the values DATA holds)")
         # some: a co-occurrence list also names tracks the data left out (a TV-episode trial: 41 dropped
         # tracks refused the whole list)
-        import warnings
-
         warnings.warn(f"{p.name}: {len(unknown):,} of its {len(both):,} pairs name a {what} that {data_path.name} "
                       f"does not hold and are left out (first: {first})", DataWarning, stacklevel=user_stacklevel())
     rows = []

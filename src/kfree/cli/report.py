@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -180,8 +181,6 @@ def report(
         labels = pred["cluster"].to_numpy()
         def ids_in(p: Path) -> str | None:  # --id-column, for a table that has that column
             return id_column if id_column and p.suffix.lower() in TABLES and id_column in table_header(p) else None
-
-        import warnings
 
         said: list[str] = []  # how the rows were matched, on the page too (a ticket trial saw it in the terminal only)
 

@@ -7,6 +7,7 @@ one must-link group is a contradiction and is reported with the pair that causes
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -99,8 +100,6 @@ def warn_wide_groups(X: np.ndarray, groups: np.ndarray, labels: np.ndarray, cut:
     wide = multi[widest[multi] > cut]
     if wide.size == 0:
         return
-    import warnings
-
     cluster_sizes = np.bincount(labels)
     alone = int((cluster_sizes[labels[order[starts[wide]]]] == sizes[wide]).sum())
     far = float(np.median(widest[multi])) > 100 * cut

@@ -64,6 +64,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -292,8 +293,6 @@ def _parquet_source(p: Path, client, dtype=None, ignore: tuple[str, ...] = ()) -
             if not cols:
                 raise DataError(f"{f.name} has no numeric feature columns")
             if vectors and (others := [fld.name for fld in fields if _numeric(fld.type)]):
-                import warnings
-
                 # (the local reader's rule: a price beside an embedding would decide every distance)
                 warnings.warn(f"{f.name}: the features are the vectors of {', '.join(repr(c) for c, _ in cols)}; "
                               f"its other columns {others[:6]}{'…' if len(others) > 6 else ''} are left out "

@@ -111,6 +111,7 @@ import json
 import logging
 import math
 import threading
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -647,8 +648,6 @@ def _warn_if_unlike(state: ClusterState, X_new: np.ndarray) -> None:
     lo, hi = lengths = tuple(state.meta.get("row_lengths") or length_range(state.X))
     new = unlike_lengths(lengths, X_new)
     if new is not None:
-        import warnings
-
         from ..exceptions import DataWarning
 
         warnings.warn(DataWarning(

@@ -21,6 +21,7 @@ time is O(n²·d), so it suits up to about 10⁵ points.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -104,8 +105,6 @@ class WardThreshold(ClusterMixin, BaseEstimator):
             self.n_clusters_ = 1
             return self
         if n > WARD_SLOW_ROWS:
-            import warnings
-
             warnings.warn(ScaleWarning(
                 f"Ward's agglomeration of {n:,} rows takes O(n²·d) time with no progress shown: minutes at this size "
                 "(complete linkage at a threshold, the default method, is faster and shows progress)"), stacklevel=user_stacklevel())

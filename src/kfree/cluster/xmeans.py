@@ -16,6 +16,7 @@ metrics audit). ``bic="pyclustering"`` gives its variant, to compare with it.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -176,8 +177,6 @@ class XMeans(ClusterMixin, BaseEstimator):
         self.bic_ = xmeans_bic(X, self.labels_, self.cluster_centers_, bic=self.bic)
         self.n_features_in_ = X.shape[1]
         if capped:
-            import warnings
-
             warnings.warn(KfreeWarning(
                 f"X-means stopped at k_max={k_max} clusters with clusters left to try splitting: the data may hold "
                 "more; raise k_max (None: no bound)"), stacklevel=user_stacklevel())

@@ -16,6 +16,7 @@ Conventions (the ones the source papers use):
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -198,8 +199,6 @@ def noise_as_singletons(labels_pred: Any) -> Any:
     a = as_numbers(labels_pred)
     if a is None or not (a < 0).any():
         return labels_pred
-    import warnings
-
     warnings.warn(f"{int((a < 0).sum()):,} of the {a.size:,} rows have a negative cluster label (noise, as HDBSCAN and "
                   "DBSCAN write -1): each is scored as a cluster of its own, as kfree's hdbscan method gives them; "
                   "relabel them first to score them otherwise", DataWarning, stacklevel=user_stacklevel())
