@@ -306,7 +306,7 @@ def test_the_model_file_is_a_checkpoint_that_never_runs_code(fitted, tmp_path):
     payload = torch.load(tmp_path / "newer.kfree", weights_only=True)
     torch.save({**payload, "format": "kfree-checkpoint/9"}, tmp_path / "container.kfree")
     with pytest.raises(ModelError, match=r"^container.kfree was written by a newer kfree \(format kfree-checkpoint/9; "
-                                         rf"this kfree reads {ckpt.FORMAT}\): upgrade kfree to read it$"):
+                                         rf"this kfree reads {ckpt.FORMAT}\); upgrade kfree to read it$"):
         ClusterLearner.load(tmp_path / "container.kfree")
     # a newer kfree that only added options keeps the format name: its file names the options
     # this kfree does not know, instead of being called damaged; written by this very version,

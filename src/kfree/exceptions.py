@@ -48,16 +48,19 @@ class ModelError(KfreeError, ValueError):
 
 
 class CheckpointError(ModelError):
-    """A checkpoint is unreadable, not a kfree checkpoint, or was written with another config."""
+    """A checkpoint is unreadable, not a kfree checkpoint, or was written with another config.
+
+    ``what`` says what is wrong and ``remedy`` (or ``None``) what to do, apart: the remedy
+    depends on the file's use (a training checkpoint of kfree's own may be deleted to start
+    over; a file given as a model is the user's, and the model reader words its own)."""
+
+    def __init__(self, what: str, remedy: str | None = None) -> None:
+        super().__init__(f"{what}; {remedy}" if remedy else what)
+        self.what, self.remedy = what, remedy
 
 
 class DamagedFileError(CheckpointError):
-    """A checkpoint or model file whose stored checksums fail (a changed bit on disk or in a copy).
-    ``what`` says so without the remedy, which depends on the file's use."""
-
-    def __init__(self, what: str, remedy: str) -> None:
-        super().__init__(f"{what}; {remedy}")
-        self.what = what
+    """A checkpoint or model file whose stored checksums fail (a changed bit on disk or in a copy)."""
 
 
 class OutputError(KfreeError, OSError):

@@ -75,6 +75,9 @@ from ..exceptions import CheckpointError, DamagedFileError, DataFileNotFoundErro
 
 FORMAT = "kfree-checkpoint/1"
 _TAG = "__kfree_checkpoint__"
+#: what to do with a training checkpoint kfree wrote that cannot be used
+START_OVER = "delete it to start over"
+REMEDY = f"restore it from a copy, or {START_OVER}"
 
 
 # --------------------------------------------------------------------------- encoding
@@ -214,15 +217,12 @@ def _read(p: Path, map_location: Any, *, legacy: bool) -> dict[str, Any]:
         if "global" in str(e).lower():  # torch's weights-only unpickler met a class or function
             raise CheckpointError(
                 f"{p.name} is refused: it holds objects other than tensors and plain data, which could run "
-                f"code when loaded; it was not written by kfree's checkpoint module (delete it to start over)"
-            ) from None
-        raise CheckpointError(f"{p.name} is not a readable checkpoint (damaged or not a torch file); "
-                              f"delete it to start over") from None
+                "code when loaded; it was not written by kfree's checkpoint module", START_OVER) from None
+        raise CheckpointError(f"{p.name} is not a readable checkpoint (damaged or not a torch file)",
+                              START_OVER) from None
     except Exception as e:
-        raise CheckpointError(
-            f"{p.name} is not a readable checkpoint (damaged, truncated or not a torch file: "
-            f"{type(e).__name__}); delete it to start over"
-        ) from None
+        raise CheckpointError(f"{p.name} is not a readable checkpoint (damaged, truncated or not a torch file: "
+                              f"{type(e).__name__})", START_OVER) from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{p.name} is not a kfree checkpoint (it holds a {type(payload).__name__})")
     if payload.get("format") != FORMAT and not legacy:
@@ -230,14 +230,13 @@ def _read(p: Path, map_location: Any, *, legacy: bool) -> dict[str, Any]:
         from .provenance import newer_format
 
         if newer_format(found, FORMAT):
-            raise CheckpointError(f"{p.name} was written by a newer kfree (format {found}; this kfree reads {FORMAT}): "
+            raise CheckpointError(f"{p.name} was written by a newer kfree (format {found}; this kfree reads {FORMAT})",
                                   "upgrade kfree to read it")
         raise CheckpointError(f"{p.name} is not a kfree checkpoint (format {found!r}, expected {FORMAT!r})")
     return payload
 
 
 #: what to do with a damaged checkpoint (a model file says "train it again")
-REMEDY = "restore it from a copy, or delete it to start over"
 
 
 def _check_crc(p: Path) -> None:
@@ -282,7 +281,7 @@ def load_checkpoint(
     if expect_config is not None:
         expected = _plain_config(expect_config, "expect_config")
         if not isinstance(stored, dict):
-            raise CheckpointError(f"{p.name} stores no config to check; delete it to start over")
+            raise CheckpointError(f"{p.name} stores no config to check", START_OVER)
         stored = _plain_config(stored, f"the config stored in {p.name}")
         if not is_new:  # a legacy file stored its whole config: compare the keys both sides have
             common = set(stored) & set(expected)

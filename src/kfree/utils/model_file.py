@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import CheckpointError, DamagedFileError, DataFileNotFoundError, ModelError
-from .checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+from .checkpoint import START_OVER, load_checkpoint, read_checkpoint_config, save_checkpoint
 
 MODEL_FORMAT = "kfree-model/3"
 LEGACY_FORMATS = ("kfree-model/1", "kfree-model/2")
@@ -64,16 +64,13 @@ def read_model(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
 
 
 def _not_a_model(p: Path, e: CheckpointError) -> str:
-    """Why ``p`` is not a model, in one line. The checkpoint reader's own advice ("delete it to
-    start over") is for a training checkpoint kfree wrote itself; a file given as a model is the
-    user's (often their data, given in the wrong place), so it is left out."""
-    import re
-
-    if "written by a newer kfree" in str(e):
+    """Why ``p`` is not a model, in one line. The checkpoint reader's remedy "delete it to start
+    over" is for a training checkpoint kfree wrote itself; a file given as a model is the user's
+    (often their data, given in the wrong place), so it gets a remedy of its own. Any other remedy
+    (a newer kfree's file: upgrade) is kept."""
+    if e.remedy not in (None, START_OVER):
         return str(e)
-    why = re.sub(r"\s*(?:;\s*|\(\s*)delete it\b[^;)]*\)?", "", str(e)).strip()
-    if why.startswith(f"{p.name} "):
-        why = "it " + why[len(p.name) + 1:]
+    why = "it " + e.what[len(p.name) + 1:] if e.what.startswith(f"{p.name} ") else e.what
     return f"{p.name} is not a kfree model file: {why}; give a model saved by `kfree train`"
 
 
