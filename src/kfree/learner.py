@@ -269,106 +269,22 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
     def _fit(self, cfg: TrainConfig, X: Any, y: Any, *, X_val: Any, y_val: Any, hook,
              checkpoint: str | Path | None = None) -> ClusterLearner:
+        """fit's three steps: the rows checked and split (:meth:`_fit_rows`), the head trained
+        and scored on the validation identities step by step, and the rule chosen
+        (:meth:`_choose_rule`); then what was chosen and how is recorded."""
         import torch
 
         from . import registry
-        from .data.splits import split_identities
         from .embed.encode import encode
         from .embed.models import build_head
-        from .evaluate.calibrate import (
-            CALIBRATION_METHODS,
-            LogisticCalibration,
-            threshold_for_n_clusters,
-        )
-        from .evaluate.selection import (
-            ClusterRule,
-            ValidationSet,
-            best_rule,
-            candidate_linkages,
-            check_threshold_mode,
-            choose_rule,
-            cross_fitted,
-            halves_row,
-            raw_rules,
-        )
+        from .evaluate.selection import ValidationSet, best_rule, halves_row
         from .train.distributed import current, share_attributes
         from .train.trainer import train_embedding
         from .utils.provenance import versions
-        if y is None:
-            raise DataError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None: "
-                "fit needs identity labels (one per row of X)"
-            )
-        seed = cfg.seed
-        names = _column_names(X)  # a DataFrame's column names: feature_names_in_, as scikit-learn keeps them
-        if names is not None:
-            self.feature_names_in_ = np.asarray(names, dtype=object)
-        else:
-            self.__dict__.pop("feature_names_in_", None)
-        val_names = _column_names(X_val)
-        if names is not None and val_names is not None and val_names != names:
-            raise DataError("X_val's columns are not X's (" + ("in another order" if set(val_names) == set(names)
-                            else f"{sorted(set(val_names) ^ set(names))[:5]} in one only") + "); select them as "
-                            "in X (X_val[X.columns]): a validation row must mean what a training row means")
-        check_choice("calibration", self.calibration, CALIBRATION_METHODS)
-        linkages = candidate_linkages(self.linkage)
-        check_threshold_mode(self.threshold_mode)
-        X = check_features(X, min_samples=2)
-        if names is not None:  # an id left in a DataFrame: warned as a table's is
-            from .data.io import warn_id_like
 
-            warn_id_like(X, [str(c) for c in names], "X", "drop them from X first (X.drop(columns={names}))")
-        y = check_labels(y, X.shape[0])
-        _check_val_identities(self.val_identities)
-        if isinstance(self.threshold, Threshold):  # (saved with the model as a number: a review)
-            raise ConfigError(f"threshold={self.threshold!r}: the constructor's threshold is a number in the chosen "
-                              "rule's distance units, saved with the model; pass a Threshold to "
-                              "cluster(threshold=...)")
-        if self.threshold is not None:
-            finite_positive("threshold", self.threshold, "an override of the chosen cut, in its distance units")
-        if (X_val is None) != (y_val is None):
-            raise ConfigError("give X_val and y_val together (validation rows and their identity labels), or "
-                              "neither (val_identities of y's identities are then held out)")
-        n_ids = np.unique(y).shape[0]
-        if n_ids < 2:
-            raise DataError(f"training needs at least 2 identities, got {n_ids}; add labelled data of other identities")
-        _check_identities(y, "y")
+        seed = cfg.seed
         t0 = time.perf_counter()
-        if X_val is None and self.val_identities and n_ids < 4:
-            warnings.warn(f"only {n_ids} identities: none held out for validation (it needs 2, and training "
-                          "keeps 2), so the loss's own threshold is used unchecked; give X_val/y_val "
-                          "(kfree train --validation) or more identities", DataWarning, stacklevel=user_stacklevel())
-        if X_val is None and self.val_identities and n_ids >= 4:
-            n_val = self.val_identities
-            fraction = isinstance(n_val, (float, np.floating)) and n_val < 1  # np.float32(0.5) too
-            asked = round(n_val * n_ids) if fraction else int(n_val)
-            n_val_count = min(max(asked, 2), n_ids - 2)
-            if n_val_count != asked and not fraction:
-                warnings.warn(f"val_identities={asked}: holding out {n_val_count} of the {n_ids} identities "
-                              "instead (validation needs 2 identities, training keeps at least 2)", DataWarning, stacklevel=user_stacklevel())
-            sp = split_identities(y, n_ids - n_val_count, n_val_count, seed=seed)
-            X_tr, y_tr, X_val, y_val = X[sp.train_idx], y[sp.train_idx], X[sp.val_idx], y[sp.val_idx]
-        else:
-            X_tr, y_tr = X, y
-            if X_val is not None:
-                X_val = check_features(X_val, name="X_val", min_samples=2)
-                if X_val.shape[1] != X.shape[1]:
-                    raise DataError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
-                y_val = check_labels(y_val, X_val.shape[0], name="y_val")
-                shared = sorted(set(np.unique(y).tolist()) & set(np.unique(y_val).tolist()), key=str)
-                if shared:  # labels name identities: a shared value is one identity on both sides
-                    warnings.warn(
-                        f"{len(shared)} label value(s) of y_val are also in y (e.g. {shared[0]!r}): those "
-                        "identities are trained on, so validating on them overrates the model against "
-                        "the raw features, and the raw features' cut treats each value as one identity. "
-                        "Give X_val/y_val identities that y does not hold; if the two label sets are "
-                        "numbered separately, make their values distinct", DataWarning, stacklevel=user_stacklevel())
-                _check_identities(y_val, "y_val")
-                if np.unique(y_val).shape[0] < 2:  # (a README trial: the unchecked cut it shipped lost to no file)
-                    raise DataError("y_val (the --validation file) holds one identity: a cut is checked on 2 or more; "
-                                    "give validation rows of several identities, or none (identities of y are then "
-                                    "held out)")
-                _warn_other_scale(X, X_val, int(np.unique(y_val).shape[0]))
+        X, y, X_tr, y_tr, X_val, y_val, n_ids, linkages = self._fit_rows(cfg, X, y, X_val, y_val)
         has_val = X_val is not None and len(np.unique(y_val)) >= 2
         self.n_features_in_ = X.shape[1]
         model = build_head(self.head, X.shape[1], cfg.dims, dropout=cfg.dropout)
@@ -411,6 +327,147 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.best_step_ = result.best_step
+        chosen, candidates, thr, cross, raw_pair_cut = self._choose_rule(
+            cfg, loss, model, result, vset, X_val_np, y_val, X_tr, y_tr, modes)
+        self.learned_threshold_ = thr
+        self.rule_ = chosen
+        self.uses_raw_ = chosen.features == "raw"
+        self.selection_ = {
+            "chosen": chosen.to_dict(),
+            "candidates": [r.to_dict() for r in candidates],
+            "compared_with_raw": bool(has_val and self.compare_raw),
+            "reason": _selection_reason(chosen, candidates, has_val, self.compare_raw, cross) + (
+                f" (each half holds {len(np.unique(y_val)) // 2} identities: scores of so few vary much from half "
+                "to half; validate on more identities, e.g. kfree train --validation)"
+                if has_val and 4 <= len(np.unique(y_val)) < 8 else ""),
+        }
+        if has_val:  # what a Ward height was calibrated for (its heights grow with cluster sizes)
+            self.selection_["val_rows_per_identity"] = vset.y.shape[0] / vset.n_true
+            sizes = np.unique(vset.y, return_counts=True)[1].astype(np.float64)
+            self.selection_["val_rows_per_row_identity"] = float((sizes ** 2).sum() / sizes.sum())
+        if cross is not None:
+            self.selection_["model_cross_fit"] = cross
+        if raw_pair_cut is not None:
+            self.selection_["raw_pair_cut"] = raw_pair_cut.to_dict()
+        self.provenance_ = {
+            "loss": cfg.loss, "loss_hparams": loss.hparams(), "train_config": cfg.to_dict(), "head": self.head,
+            "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]), "n_identities": int(n_ids),
+            "n_train_identities": len(np.unique(y_tr)),
+            "n_val_identities": len(np.unique(y_val)) if y_val is not None else 0,
+            "best_epoch": result.best_epoch, "best_step": result.best_step, "steps": result.steps,
+            "stopped_early": result.stopped_early, "seed": seed, "versions": versions(),
+            "train_time_s": round(time.perf_counter() - t0, 3),
+        }
+        if has_val:  # the size check's reference: the same estimate a batch gets, on the validation rows
+            self.selection_["val_complete_rows_per_cluster"] = self._complete_rows_per_cluster(X_val_np)
+        # the training rows' lengths (5th, 95th percentile), after fit's own use of _features: rows of
+        # another encoder or scale are said (_warn_if_unlike)
+        self.provenance_["row_lengths"] = list(length_range(X))
+        if dctx.enabled:
+            self.provenance_["distributed"] = {"world_size": dctx.world_size, "backend": dctx.backend}
+            share_attributes(self, dctx, skip=("model_", "loss_"))
+        return self
+
+
+    def _fit_rows(self, cfg: TrainConfig, X: Any, y: Any, X_val: Any, y_val: Any) -> tuple:
+        """The arguments of fit checked (one clear error or warning each) and the rows split:
+        ``(X, y, X_tr, y_tr, X_val, y_val, n_ids, linkages)``. Without ``X_val``,
+        ``val_identities`` of y's identities are held out (seeded by ``cfg.seed``)."""
+        from .data.splits import split_identities
+        from .evaluate.calibrate import CALIBRATION_METHODS
+        from .evaluate.selection import candidate_linkages, check_threshold_mode
+
+        if y is None:
+            raise DataError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None: "
+                "fit needs identity labels (one per row of X)"
+            )
+        seed = cfg.seed
+        names = _column_names(X)  # a DataFrame's column names: feature_names_in_, as scikit-learn keeps them
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        else:
+            self.__dict__.pop("feature_names_in_", None)
+        val_names = _column_names(X_val)
+        if names is not None and val_names is not None and val_names != names:
+            raise DataError("X_val's columns are not X's (" + ("in another order" if set(val_names) == set(names)
+                            else f"{sorted(set(val_names) ^ set(names))[:5]} in one only") + "); select them as "
+                            "in X (X_val[X.columns]): a validation row must mean what a training row means")
+        check_choice("calibration", self.calibration, CALIBRATION_METHODS)
+        linkages = candidate_linkages(self.linkage)
+        check_threshold_mode(self.threshold_mode)
+        X = check_features(X, min_samples=2)
+        if names is not None:  # an id left in a DataFrame: warned as a table's is
+            from .data.io import warn_id_like
+
+            warn_id_like(X, [str(c) for c in names], "X", "drop them from X first (X.drop(columns={names}))")
+        y = check_labels(y, X.shape[0])
+        _check_val_identities(self.val_identities)
+        if isinstance(self.threshold, Threshold):  # (saved with the model as a number: a review)
+            raise ConfigError(f"threshold={self.threshold!r}: the constructor's threshold is a number in the chosen "
+                              "rule's distance units, saved with the model; pass a Threshold to "
+                              "cluster(threshold=...)")
+        if self.threshold is not None:
+            finite_positive("threshold", self.threshold, "an override of the chosen cut, in its distance units")
+        if (X_val is None) != (y_val is None):
+            raise ConfigError("give X_val and y_val together (validation rows and their identity labels), or "
+                              "neither (val_identities of y's identities are then held out)")
+        n_ids = np.unique(y).shape[0]
+        if n_ids < 2:
+            raise DataError(f"training needs at least 2 identities, got {n_ids}; add labelled data of other identities")
+        _check_identities(y, "y")
+        if X_val is None and self.val_identities and n_ids < 4:
+            warnings.warn(f"only {n_ids} identities: none held out for validation (it needs 2, and training "
+                          "keeps 2), so the loss's own threshold is used unchecked; give X_val/y_val "
+                          "(kfree train --validation) or more identities", DataWarning, stacklevel=user_stacklevel())
+        if X_val is None and self.val_identities and n_ids >= 4:
+            n_val = self.val_identities
+            fraction = isinstance(n_val, (float, np.floating)) and n_val < 1  # np.float32(0.5) too
+            asked = round(n_val * n_ids) if fraction else int(n_val)
+            n_val_count = min(max(asked, 2), n_ids - 2)
+            if n_val_count != asked and not fraction:
+                warnings.warn(f"val_identities={asked}: holding out {n_val_count} of the {n_ids} identities "
+                              "instead (validation needs 2 identities, training keeps at least 2)", DataWarning, stacklevel=user_stacklevel())
+            sp = split_identities(y, n_ids - n_val_count, n_val_count, seed=seed)
+            X_tr, y_tr, X_val, y_val = X[sp.train_idx], y[sp.train_idx], X[sp.val_idx], y[sp.val_idx]
+        else:
+            X_tr, y_tr = X, y
+            if X_val is not None:
+                X_val = check_features(X_val, name="X_val", min_samples=2)
+                if X_val.shape[1] != X.shape[1]:
+                    raise DataError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
+                y_val = check_labels(y_val, X_val.shape[0], name="y_val")
+                shared = sorted(set(np.unique(y).tolist()) & set(np.unique(y_val).tolist()), key=str)
+                if shared:  # labels name identities: a shared value is one identity on both sides
+                    warnings.warn(
+                        f"{len(shared)} label value(s) of y_val are also in y (e.g. {shared[0]!r}): those "
+                        "identities are trained on, so validating on them overrates the model against "
+                        "the raw features, and the raw features' cut treats each value as one identity. "
+                        "Give X_val/y_val identities that y does not hold; if the two label sets are "
+                        "numbered separately, make their values distinct", DataWarning, stacklevel=user_stacklevel())
+                _check_identities(y_val, "y_val")
+                if np.unique(y_val).shape[0] < 2:  # (a README trial: the unchecked cut it shipped lost to no file)
+                    raise DataError("y_val (the --validation file) holds one identity: a cut is checked on 2 or more; "
+                                    "give validation rows of several identities, or none (identities of y are then "
+                                    "held out)")
+                _warn_other_scale(X, X_val, int(np.unique(y_val).shape[0]))
+        return X, y, X_tr, y_tr, X_val, y_val, n_ids, linkages
+
+    def _choose_rule(self, cfg: TrainConfig, loss, model, result, vset, X_val_np, y_val, X_tr, y_tr,
+                     modes) -> tuple:
+        """The rule fit delivers, with the candidates it was chosen from: ``(chosen, candidates,
+        learned_threshold, cross, raw_pair_cut)``; sets ``calibration_`` and ``pair_calibration_``.
+
+        With validation identities (``vset``), the model's rules at the kept step and the raw
+        features' rules are scored on them, and :func:`~kfree.evaluate.selection.choose_rule`
+        picks one (a tie goes to the raw features). Without, the model's own or training-calibrated
+        cut is used unchecked."""
+        from .embed.encode import encode
+        from .evaluate.calibrate import LogisticCalibration, threshold_for_n_clusters
+        from .evaluate.selection import ClusterRule, choose_rule, cross_fitted, raw_rules
+
+        seed, has_val = cfg.seed, vset is not None
+        implied = loss.implied_threshold() is not None
         thr = loss.implied_threshold()
         self.calibration_ = self.pair_calibration_ = None
         candidates: list[ClusterRule] = []
@@ -453,44 +510,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 thr = Threshold(thr.value, thr.distance, thr.source + " (on training identities)")
             lk = "complete" if self.linkage in ("auto", "ward") else self.linkage
             chosen = ClusterRule("model", lk, thr, "learned" if implied else "recalibrated", step=result.best_step)
-        self.learned_threshold_ = thr
-        self.rule_ = chosen
-        self.uses_raw_ = chosen.features == "raw"
-        self.selection_ = {
-            "chosen": chosen.to_dict(),
-            "candidates": [r.to_dict() for r in candidates],
-            "compared_with_raw": bool(has_val and self.compare_raw),
-            "reason": _selection_reason(chosen, candidates, has_val, self.compare_raw, cross) + (
-                f" (each half holds {len(np.unique(y_val)) // 2} identities: scores of so few vary much from half "
-                "to half; validate on more identities, e.g. kfree train --validation)"
-                if has_val and 4 <= len(np.unique(y_val)) < 8 else ""),
-        }
-        if has_val:  # what a Ward height was calibrated for (its heights grow with cluster sizes)
-            self.selection_["val_rows_per_identity"] = vset.y.shape[0] / vset.n_true
-            sizes = np.unique(vset.y, return_counts=True)[1].astype(np.float64)
-            self.selection_["val_rows_per_row_identity"] = float((sizes ** 2).sum() / sizes.sum())
-        if cross is not None:
-            self.selection_["model_cross_fit"] = cross
-        if raw_pair_cut is not None:
-            self.selection_["raw_pair_cut"] = raw_pair_cut.to_dict()
-        self.provenance_ = {
-            "loss": cfg.loss, "loss_hparams": loss.hparams(), "train_config": cfg.to_dict(), "head": self.head,
-            "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]), "n_identities": int(n_ids),
-            "n_train_identities": len(np.unique(y_tr)),
-            "n_val_identities": len(np.unique(y_val)) if y_val is not None else 0,
-            "best_epoch": result.best_epoch, "best_step": result.best_step, "steps": result.steps,
-            "stopped_early": result.stopped_early, "seed": seed, "versions": versions(),
-            "train_time_s": round(time.perf_counter() - t0, 3),
-        }
-        if has_val:  # the size check's reference: the same estimate a batch gets, on the validation rows
-            self.selection_["val_complete_rows_per_cluster"] = self._complete_rows_per_cluster(X_val_np)
-        # the training rows' lengths (5th, 95th percentile), after fit's own use of _features: rows of
-        # another encoder or scale are said (_warn_if_unlike)
-        self.provenance_["row_lengths"] = list(length_range(X))
-        if dctx.enabled:
-            self.provenance_["distributed"] = {"world_size": dctx.world_size, "backend": dctx.backend}
-            share_attributes(self, dctx, skip=("model_", "loss_"))
-        return self
+        return chosen, candidates, thr, cross, raw_pair_cut
 
     # ---------------------------------------------------------------- inference
     @property
