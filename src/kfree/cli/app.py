@@ -9,7 +9,7 @@ import contextlib
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -512,144 +512,15 @@ def cluster(
             accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
                                                      k_option="--n-clusters", threshold_option="--threshold")
             photos = face_photos(data_path)  # (the photo and box of each face, from kfree encode faces; located once)
+            common = dict(method=method, accepted=accepted, threshold=threshold, n_clusters=n_clusters, k_max=k_max,
+                          distance=distance, linkage=linkage, must=must, constrained=constrained, state=state,
+                          state_pending=state_pending, id_column=id_column, photos=photos)
             if learner is not None:
-                if k_max is not None:
-                    raise ConfigError("--k-max is for clustering without a model: write the model's rows with "
-                                      "`kfree embed MODEL DATA --out rows.npy` (--learned for its own embedding), then "
-                                      "kfree cluster rows.npy --method xmeans --k-max K")
-                if distance is not None or linkage is not None:
-                    raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
-                                      "without a model; a model clusters with the rule it chose (its distance and "
-                                      "linkage)")
-                data, cannot, read, keep = read_data()
-                data.X = model_rows(learner, data, data_path, left_out)
-                if finetune:
-                    with _limit_threads(torch=True), progress_hook() as hook:
-                        learner = learner.finetune(data.X, must_link=must, cannot_link=cannot, hook=hook)
-                    ft = learner.finetune_
-                    console.print(f"fine-tuned on {ft['n_must_link']:,} must-link and {ft['n_cannot_link']:,} "
-                                  f"cannot-link pairs: {ft['heldout_pairs_on_their_side_after']:.1%} of the "
-                                  f"{ft['n_heldout_must_link'] + ft['n_heldout_cannot_link']:,} held-out pairs on their "
-                                  f"side of the cut, against {ft['heldout_pairs_on_their_side_before']:.1%} before: "
-                                  + ("the fine-tuned head clusters" if ft["kept_finetuned_head"] else
-                                     "not better, so the model's own head clusters"), soft_wrap=True, highlight=False)
-                    record(finetune={k: v for k, v in ft.items() if k != "config"})
-                applied = None  # the rule hac applied, when it gave way to another (said below)
-                with _limit_threads():
-                    if state is None:
-                        ahead = learner.rule_for_rows(data.n_samples)  # said before the work: it may fail
-                        if (method == "hac" and n_clusters is None and threshold is None and learner.threshold is None
-                                and not constrained and ahead is not learner.rule_):
-                            _gave_way(learner, ahead, None)
-                        with warnings.catch_warnings(), progress_hook() as hook:  # (a model run was silent for minutes)
-                            warnings.simplefilter("ignore", ScaleWarning)  # said above, in one line
-                            shown(ClusterSizeWarning)  # shown, and names the cut used
-                            labels, applied = learner.cluster(data.X, threshold=threshold, method=method,
-                                                              n_clusters=n_clusters, must_link=must, cannot_link=cannot,
-                                                              return_rule=True, hook=hook)
-                    else:
-                        from .assign import cluster_model_state, state_photos
-
-                        names = getattr(learner, "feature_names_in_", None)  # (data.X is in their order)
-                        labels, applied = cluster_model_state(
-                            learner, model, data.X, threshold, state_pending, data_path,
-                            columns=[str(c) for c in names] if names is not None else data.columns,
-                            left_out=left_out, ids=data.index, id_column=id_column,
-                            photos=state_photos(photos, keep))
-                if method == "ward":  # a Ward height, calibrated or given
-                    rule, unit = None, "(Ward merge height)"
-                    used = threshold if threshold is not None or n_clusters is not None else (
-                        learner.rule_for("ward").threshold.value)
-                else:
-                    # the rule learner.cluster applied (it may give way to a scalable or complete-linkage one)
-                    # (a method without a threshold, k-means say, is described without one: any rule serves)
-                    rule = applied or (learner.rule_for(method) if "threshold" in accepted else learner.rule_)
-                    unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
-                    if threshold is not None and method != "hac":  # a number is in the chosen rule's units
-                        unit = learner.rule_.threshold.distance  # (its own was named: a review)
-                    used = threshold if threshold is not None else learner.threshold_for(rule).value
-                how = _how(method, accepted, n_clusters, used, unit,
-                           logistic=learner.pair_model() is not None and threshold is None and learner.threshold is None)
-                if method == "hac" and n_clusters is None:
-                    how = f", {rule.features} features, {rule.linkage} linkage{how}"
-                else:  # (k-means of three losses' models gave one file, as each chose the raw features: a research trial)
-                    how = f", {'raw' if learner.uses_raw_ else 'model'} features{how}"
+                data, cannot, read, keep, labels, how, unit, used, rule, learner = _cluster_with_model(
+                    learner, model, data_path, read_data, finetune=finetune, left_out=left_out, **common)
             else:
-                from ..distances import check_distance
-
-                dist = check_distance(distance or "sqeuclidean")
-                unit: str = dist
-                if distance is None and threshold is not None and "distance" in accepted and _face_descriptors(
-                        data_path):  # (found by a photo-library trial: 18 clusters for 32 people, no word)
-                    warnings.warn(DataWarning(
-                        f"{data_path.name} holds face descriptors (kfree encode faces), whose usual cut (dlib's 0.6) "
-                        f"is a euclidean distance; --threshold {threshold:g} is read in sqeuclidean units here (the "
-                        f"default; euclidean {threshold ** 0.5:.3g}): add --distance euclidean for a euclidean cut, or "
-                        "--distance sqeuclidean to keep this one"), stacklevel=user_stacklevel())
-                # the methods that take no --distance measure Euclidean distances (Ward, k-means, …)
-                if "distance" not in accepted and distance is not None and dist == "cosine":
-                    raise ConfigError(f"--method {method} measures Euclidean distances" + (
-                        " (its --threshold is a Ward merge height in Euclidean units)" if method == "ward" else "")
-                        + "; --distance cosine would be ignored: L2-normalise the rows first (Euclidean distance "
-                        "then ranks pairs as cosine does), or use a method that takes --distance (`kfree methods`)")
-                if "distance" not in accepted and distance is not None and "threshold" in accepted and method != "ward":
-                    raise ConfigError(f"--method {method} cuts at a threshold in units of its own and takes no --distance: "
-                                      "leave --distance out")
-                kwargs: dict[str, object] = {}
-                if k_max is not None:  # (a research trial: the paper's K_max 40/80/150/300 was Python-only)
-                    if "k_max" not in accepted:
-                        raise ConfigError(f"--k-max bounds the number a method finds itself; --method {method} takes "
-                                          "none (`kfree methods` lists what each takes)")
-                    kwargs["k_max"] = int(k_max)
-                if linkage == "ward" and method == "hac":
-                    raise ConfigError("--linkage ward: Ward's cut is a merge height, not a distance between two rows; "
-                                      "use --method ward --threshold HEIGHT (or --n-clusters K)")
-                if linkage is not None:
-                    if "linkage" not in accepted:
-                        raise ConfigError(f"--method {method} has no linkage to choose; --linkage is for --method hac")
-                    kwargs["linkage"] = linkage
-                if n_clusters is not None:
-                    kwargs["n_clusters"] = int(n_clusters)
-                elif "threshold" in accepted:
-                    if threshold is None:
-                        units = ("a Ward merge height, in Euclidean units" if method == "ward" else "in --distance units")
-                        raise ConfigError(f"method {method!r} without a model needs --threshold ({units}), or a "
-                                          "model: kfree cluster MODEL DATA")
-                    kwargs["threshold"] = float(threshold)
-                    if method == "ward":  # Ward merge heights are Euclidean: a squared one is converted
-                        from ..distances import resolve_cut
-
-                        wanted = distance or "euclidean"
-                        height = resolve_cut(float(threshold), wanted).to("euclidean").value
-                        kwargs["threshold"] = height
-                        unit = ("(Ward merge height, euclidean units)" if wanted == "euclidean" else
-                                f"{wanted} = Ward merge height {height:.6g} (euclidean units)")
-                # the distance goes to methods that cut at a threshold (also when cut at K instead), or
-                # when asked for; baselines keep their own default (FINCH: cosine)
-                if "distance" in accepted and ("threshold" in accepted or distance is not None):
-                    kwargs["distance"] = dist
-                data, cannot, read, keep = read_data()
-                est = registry.get("cluster", method, **kwargs)
-                # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
-                with _limit_threads(), progress_hook(getattr(est, "reports_progress", False)) as hook:
-                    est.fit(data.X, **({"hook": hook} if hook is not None else {}),
-                            **({"must_link": must, "cannot_link": cannot} if constrained else {}))
-                    labels = est.labels_
-                    if state is not None:
-                        from .assign import save_plain_state, state_photos
-
-                        save_plain_state(est, data.X, state_pending, columns=data.columns, left_out=ignored(ignore_columns),
-                                         ids=data.index, id_column=id_column, photos=state_photos(photos, keep))
-                from ..threshold import Threshold
-
-                cut = getattr(est, "threshold_", None)
-                if isinstance(cut, Threshold) and "distance" not in accepted and method != "ward":
-                    threshold, unit = cut.value, cut.distance  # (its own units: named as it cut, a contributor trial)
-                how = _how(method, accepted, n_clusters, threshold, unit)
-                if linkage is not None:
-                    how = f", {linkage} linkage{how}"
-                if getattr(est, "n_noise_", 0) and (labels >= 0).all():  # (research trial: 469 of 502 were noise)
-                    how += f"; {est.n_noise_:,} of the clusters are noise rows, one each"
+                data, cannot, read, keep, labels, how, unit, used, rule, _ = _cluster_features(
+                    data_path, read_data, ignore_columns=ignore_columns, **common)
             if constrained:
                 how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
                         "cannot-link pairs kept")
@@ -675,7 +546,7 @@ def cluster(
                     and n_found == n_groups):
                 # (a TV trial: 2,621 frames in 656 clusters, one a track, times and boxes clustered as features)
                 warnings.warn(f"every --link-column {link_column} group is a cluster of its own ({n_groups:,}): no two "
-                              f"groups joined at the threshold {used if model is not None else threshold:g} {unit}; "
+                              f"groups joined at the threshold {used:g} {unit}; "
                               "check that every column clustered is a feature (--ignore-columns leaves ids, frames, "
                               "times and boxes out)" + ("" if model is not None else
                                                         " and the threshold's units (--distance)"),
@@ -701,6 +572,174 @@ def cluster(
                     console.print(f"the state holds the other {data.n_samples:,} rows, numbered from 0 without the "
                                   "left-out ones: kfree assign --all-rows writes those numbers, not DATA's rows (rows "
                                   "with ids, an 'index' column or --id-column, are named by them)")
+
+
+class _Clustered(NamedTuple):
+    """What :func:`cluster`'s two ways of clustering hand to its output stage."""
+
+    data: Any  # the valid rows clustered (LabelledData)
+    cannot: Any  # cannot-link row pairs, or None
+    read: Any  # every row read (LabelledData)
+    keep: Any  # which of them are valid
+    labels: Any
+    how: str  # how they were clustered, for the summary line
+    unit: str  # the threshold's units
+    used: float | None  # the threshold used
+    rule: Any = None  # a model's rule applied (ClusterRule), else None
+    learner: Any = None  # the model (fine-tuned with --finetune), else None
+
+
+def _cluster_with_model(learner, model: Path, data_path: Path, read_data, *, method: str, accepted, threshold,
+                        n_clusters, k_max, distance, linkage, finetune: bool, must, constrained: bool, state,
+                        state_pending, left_out, id_column, photos) -> _Clustered:
+    """``kfree cluster MODEL DATA``: DATA embedded with the model and cut by its rule (or the
+    --threshold/--n-clusters given), with a cluster state when asked."""
+    if k_max is not None:
+        raise ConfigError("--k-max is for clustering without a model: write the model's rows with "
+                          "`kfree embed MODEL DATA --out rows.npy` (--learned for its own embedding), then "
+                          "kfree cluster rows.npy --method xmeans --k-max K")
+    if distance is not None or linkage is not None:
+        raise ConfigError(f"--{'distance' if distance is not None else 'linkage'} is for clustering "
+                          "without a model; a model clusters with the rule it chose (its distance and "
+                          "linkage)")
+    data, cannot, read, keep = read_data()
+    data.X = model_rows(learner, data, data_path, left_out)
+    if finetune:
+        with _limit_threads(torch=True), progress_hook() as hook:
+            learner = learner.finetune(data.X, must_link=must, cannot_link=cannot, hook=hook)
+        ft = learner.finetune_
+        console.print(f"fine-tuned on {ft['n_must_link']:,} must-link and {ft['n_cannot_link']:,} "
+                      f"cannot-link pairs: {ft['heldout_pairs_on_their_side_after']:.1%} of the "
+                      f"{ft['n_heldout_must_link'] + ft['n_heldout_cannot_link']:,} held-out pairs on their "
+                      f"side of the cut, against {ft['heldout_pairs_on_their_side_before']:.1%} before: "
+                      + ("the fine-tuned head clusters" if ft["kept_finetuned_head"] else
+                         "not better, so the model's own head clusters"), soft_wrap=True, highlight=False)
+        record(finetune={k: v for k, v in ft.items() if k != "config"})
+    applied = None  # the rule hac applied, when it gave way to another (said below)
+    with _limit_threads():
+        if state is None:
+            ahead = learner.rule_for_rows(data.n_samples)  # said before the work: it may fail
+            if (method == "hac" and n_clusters is None and threshold is None and learner.threshold is None
+                    and not constrained and ahead is not learner.rule_):
+                _gave_way(learner, ahead, None)
+            with warnings.catch_warnings(), progress_hook() as hook:  # (a model run was silent for minutes)
+                warnings.simplefilter("ignore", ScaleWarning)  # said above, in one line
+                shown(ClusterSizeWarning)  # shown, and names the cut used
+                labels, applied = learner.cluster(data.X, threshold=threshold, method=method,
+                                                  n_clusters=n_clusters, must_link=must, cannot_link=cannot,
+                                                  return_rule=True, hook=hook)
+        else:
+            from .assign import cluster_model_state, state_photos
+
+            names = getattr(learner, "feature_names_in_", None)  # (data.X is in their order)
+            labels, applied = cluster_model_state(
+                learner, model, data.X, threshold, state_pending, data_path,
+                columns=[str(c) for c in names] if names is not None else data.columns,
+                left_out=left_out, ids=data.index, id_column=id_column,
+                photos=state_photos(photos, keep))
+    if method == "ward":  # a Ward height, calibrated or given
+        rule, unit = None, "(Ward merge height)"
+        used = threshold if threshold is not None or n_clusters is not None else (
+            learner.rule_for("ward").threshold.value)
+    else:
+        # the rule learner.cluster applied (it may give way to a scalable or complete-linkage one)
+        # (a method without a threshold, k-means say, is described without one: any rule serves)
+        rule = applied or (learner.rule_for(method) if "threshold" in accepted else learner.rule_)
+        unit = "(Ward merge height)" if rule.linkage == "ward" else rule.threshold.distance
+        if threshold is not None and method != "hac":  # a number is in the chosen rule's units
+            unit = learner.rule_.threshold.distance  # (its own was named: a review)
+        used = threshold if threshold is not None else learner.threshold_for(rule).value
+    how = _how(method, accepted, n_clusters, used, unit,
+               logistic=learner.pair_model() is not None and threshold is None and learner.threshold is None)
+    if method == "hac" and n_clusters is None:
+        how = f", {rule.features} features, {rule.linkage} linkage{how}"
+    else:  # (k-means of three losses' models gave one file, as each chose the raw features: a research trial)
+        how = f", {'raw' if learner.uses_raw_ else 'model'} features{how}"
+    return _Clustered(data, cannot, read, keep, labels, how, unit, used, rule, learner)
+
+
+def _cluster_features(data_path: Path, read_data, *, method: str, accepted, threshold, n_clusters, k_max, distance,
+                      linkage, must, constrained: bool, state, state_pending, ignore_columns, id_column,
+                      photos) -> _Clustered:
+    """``kfree cluster DATA``: the features as they are, by --method at --threshold (in
+    --distance units) or --n-clusters, with a cluster state when asked."""
+    from .. import registry
+    from ..distances import check_distance
+
+    dist = check_distance(distance or "sqeuclidean")
+    unit: str = dist
+    if distance is None and threshold is not None and "distance" in accepted and _face_descriptors(
+            data_path):  # (found by a photo-library trial: 18 clusters for 32 people, no word)
+        warnings.warn(DataWarning(
+            f"{data_path.name} holds face descriptors (kfree encode faces), whose usual cut (dlib's 0.6) "
+            f"is a euclidean distance; --threshold {threshold:g} is read in sqeuclidean units here (the "
+            f"default; euclidean {threshold ** 0.5:.3g}): add --distance euclidean for a euclidean cut, or "
+            "--distance sqeuclidean to keep this one"), stacklevel=user_stacklevel())
+    # the methods that take no --distance measure Euclidean distances (Ward, k-means, …)
+    if "distance" not in accepted and distance is not None and dist == "cosine":
+        raise ConfigError(f"--method {method} measures Euclidean distances" + (
+            " (its --threshold is a Ward merge height in Euclidean units)" if method == "ward" else "")
+            + "; --distance cosine would be ignored: L2-normalise the rows first (Euclidean distance "
+            "then ranks pairs as cosine does), or use a method that takes --distance (`kfree methods`)")
+    if "distance" not in accepted and distance is not None and "threshold" in accepted and method != "ward":
+        raise ConfigError(f"--method {method} cuts at a threshold in units of its own and takes no --distance: "
+                          "leave --distance out")
+    kwargs: dict[str, object] = {}
+    if k_max is not None:  # (a research trial: the paper's K_max 40/80/150/300 was Python-only)
+        if "k_max" not in accepted:
+            raise ConfigError(f"--k-max bounds the number a method finds itself; --method {method} takes "
+                              "none (`kfree methods` lists what each takes)")
+        kwargs["k_max"] = int(k_max)
+    if linkage == "ward" and method == "hac":
+        raise ConfigError("--linkage ward: Ward's cut is a merge height, not a distance between two rows; "
+                          "use --method ward --threshold HEIGHT (or --n-clusters K)")
+    if linkage is not None:
+        if "linkage" not in accepted:
+            raise ConfigError(f"--method {method} has no linkage to choose; --linkage is for --method hac")
+        kwargs["linkage"] = linkage
+    if n_clusters is not None:
+        kwargs["n_clusters"] = int(n_clusters)
+    elif "threshold" in accepted:
+        if threshold is None:
+            units = ("a Ward merge height, in Euclidean units" if method == "ward" else "in --distance units")
+            raise ConfigError(f"method {method!r} without a model needs --threshold ({units}), or a "
+                              "model: kfree cluster MODEL DATA")
+        kwargs["threshold"] = float(threshold)
+        if method == "ward":  # Ward merge heights are Euclidean: a squared one is converted
+            from ..distances import resolve_cut
+
+            wanted = distance or "euclidean"
+            height = resolve_cut(float(threshold), wanted).to("euclidean").value
+            kwargs["threshold"] = height
+            unit = ("(Ward merge height, euclidean units)" if wanted == "euclidean" else
+                    f"{wanted} = Ward merge height {height:.6g} (euclidean units)")
+    # the distance goes to methods that cut at a threshold (also when cut at K instead), or
+    # when asked for; baselines keep their own default (FINCH: cosine)
+    if "distance" in accepted and ("threshold" in accepted or distance is not None):
+        kwargs["distance"] = dist
+    data, cannot, read, keep = read_data()
+    est = registry.get("cluster", method, **kwargs)
+    # progress of the exact threshold HAC (minutes at scale), as the Dask backend shows its own
+    with _limit_threads(), progress_hook(getattr(est, "reports_progress", False)) as hook:
+        est.fit(data.X, **({"hook": hook} if hook is not None else {}),
+                **({"must_link": must, "cannot_link": cannot} if constrained else {}))
+        labels = est.labels_
+        if state is not None:
+            from .assign import save_plain_state, state_photos
+
+            save_plain_state(est, data.X, state_pending, columns=data.columns, left_out=ignored(ignore_columns),
+                             ids=data.index, id_column=id_column, photos=state_photos(photos, keep))
+    from ..threshold import Threshold
+
+    cut = getattr(est, "threshold_", None)
+    if isinstance(cut, Threshold) and "distance" not in accepted and method != "ward":
+        threshold, unit = cut.value, cut.distance  # (its own units: named as it cut, a contributor trial)
+    how = _how(method, accepted, n_clusters, threshold, unit)
+    if linkage is not None:
+        how = f", {linkage} linkage{how}"
+    if getattr(est, "n_noise_", 0) and (labels >= 0).all():  # (research trial: 469 of 502 were noise)
+        how += f"; {est.n_noise_:,} of the clusters are noise rows, one each"
+    return _Clustered(data, cannot, read, keep, labels, how, unit, threshold)
 
 
 def _gave_way(learner, rule, state: Path | None) -> None:
