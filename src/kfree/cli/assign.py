@@ -330,6 +330,104 @@ def held_by_id(state, data, rows: Any, transform) -> tuple[Any, Any]:
     return cand[same], twin[same]
 
 
+def _check_model_of_state(state, state_path: Path, model: Path | None, new_path: Path, out: Path) -> None:
+    """Refuse a model other than the one ``state`` was made with (or one where it was made
+    without); accept, and say so, another file of a model that embeds rows alike (trained again
+    alike: the same ``transform_sha256``)."""
+    from ..utils.io import file_sha256
+
+    made_with = state.meta.get("model")
+    if model is None and made_with:
+        raise ModelError(f"{state_path.name} was made with the model {made_with.get('name')}: give it first, "
+                         f"kfree assign MODEL {state_path} {new_path} --out {out}")
+    if model is not None and not made_with:
+        raise ModelError(f"{state_path.name} was made without a model (features as they are); leave the "
+                         f"model out: kfree assign {state_path} {new_path} --out {out}")
+    if model is not None and model.is_file() and file_sha256(model) != made_with.get("sha256"):
+        from ..learner import ClusterLearner
+
+        other = ClusterLearner.load(model)  # (a damaged model is said to be damaged, not another: an operations trial)
+        if other.transform_sha256() != made_with.get("transform_sha256"):
+            raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
+                             f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
+                             "by the same model as the state's. Give that model file (a model trained again "
+                             "embeds alike only with the same data, settings, seed and versions), or make a new "
+                             f"state with it: kfree cluster {model} DATA --state NEW.kstate")
+        console.print(f"{model.name} is another file than the model {state_path.name} was made with "
+                      f"({made_with.get('name')}), but embeds rows as it does (the same features, layers and "
+                      "weights: a model trained again alike): used", soft_wrap=True, highlight=False)
+        record(model_accepted="another file that embeds rows as the state's model does")
+
+
+def _rows_to_add(state, data, state_path: Path, new_path: Path, *, skip_held: bool, again: bool, transform):
+    """Which rows of the batch ``data`` to add to ``state``: ``(batch, hashes, fresh, held,
+    twins, by_id)`` — the batch's record, its row hashes, the rows to add, the rows held already
+    (with --skip-held: not added, and ``twins`` their equals in the state), and how many of those
+    were held by id. A batch added before is refused (unless --again or --skip-held), and a few
+    rows equal to held ones are warned about. ``transform``: the model's, for rows held by id."""
+    import numpy as np
+
+    from ..cluster.incremental import row_hashes
+    from ..utils.io import array_sha256
+
+    batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": array_sha256(data.X)}
+    seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
+    hashes = row_hashes(data.X)
+    held = state.held(hashes)  # a batch reordered, cut or extended: the rows themselves
+    # --skip-held leaves out the rows the state recognises; a state that recognises whole
+    # batches only (no row hashes, or rows that repeat) must still refuse a retried one
+    blind = ("--skip-held: " + state_path.name + " cannot tell single rows it holds (its rows repeat, or it was "
+             "made before rows were recorded), only whole batches") if skip_held and not state.recognises_rows() else ""
+    if seen and not again and not (skip_held and held.size + data.invalid.size == data.n_samples):
+        raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
+                          f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
+                          "hold each of them twice; " + (f"{blind}; " if blind else
+                                                         "if its --out was lost, --skip-held writes it again "
+                                                         "and adds nothing; ")
+                          + "pass --again if they are new rows that repeat old ones")
+    if blind:
+        warnings.warn(f"{blind}: every row of {new_path.name} is added", DataWarning, stacklevel=user_stacklevel())
+    elif not state.recognises_rows() and not again:  # (said each time: a reordered retry goes in unseen)
+        warnings.warn(f"{state_path.name} cannot tell single rows it holds (its rows repeat, or it was made "
+                      "before rows were recorded): a batch added before is refused only as the same file, "
+                      "not reordered, cut or extended", DataWarning, stacklevel=user_stacklevel())
+    named = (f"ids {', '.join(str(v) for v in data.index[held[:5]].tolist())}" if data.index is not None
+             else f"rows {', '.join(str(int(r)) for r in held[:5])}") + ("…" if held.size > 5 else "")
+    retried = held.size and (held.size == data.n_samples or (
+        held.size >= HELD_REFUSE_LEAST and held.size >= HELD_REFUSE_SHARE * data.n_samples))
+    if retried and not (again or skip_held):
+        raise ConfigError(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} are already in "
+                          f"{state_path.name} ({named}), added before: adding them again would hold each "
+                          "twice; pass --skip-held to add only the others (those get the cluster of the row "
+                          "they equal), or --again if they are new rows that repeat old ones")
+    if held.size and not (again or skip_held):  # a few: distinct items with equal features (two tickets, one text)
+        warnings.warn(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} ({named}) equal rows "
+                      f"{state_path.name} already holds, feature for feature: added as new rows (the same text "
+                      "from two customers); if they are the same items added again, --skip-held leaves them out",
+                      DataWarning, stacklevel=user_stacklevel())
+    fresh = np.flatnonzero(data.valid)  # (--skip-invalid leaves the others out)
+    by_id, twins = 0, None
+    if skip_held and held.size and state.ids is not None and data.index is not None:
+        # rows named by ids are held by them: a new id with a held row's features is another item (two
+        # tickets, one text), and --skip-held had left it out of the state for good (an operations trial)
+        held = held[state.rows_of_ids(data.index[held]) >= 0]
+    if skip_held and held.size:
+        order = np.argsort(state.row_hashes, kind="stable")  # each held row's equal in the state
+        twins = order[np.searchsorted(state.row_hashes[order], hashes[held])]
+    if skip_held and state.ids is not None and data.index is not None:  # the same ticket encoded again
+        same, their = held_by_id(state, data, np.setdiff1d(fresh, held), transform)
+        if same.size:
+            by_id = same.size
+            twins = np.concatenate([twins, their]) if held.size else their
+            held = np.concatenate([held, same])
+    if skip_held and held.size:
+        fresh = np.setdiff1d(fresh, held)
+    if state.ids is not None and data.index is None and fresh.size:
+        raise DataError(f"{state_path.name} names its rows by their ids: give {new_path.name}'s rows theirs (an "
+                        "'index' column, --id-column, or the ids `kfree encode texts --id-column` keeps)")
+    return batch, hashes, fresh, held, twins, by_id
+
+
 def assign(
     first: Annotated[Path | None, typer.Argument(
         metavar="MODEL", show_default=False,
@@ -386,7 +484,7 @@ def assign(
     quiet day's batch) writes an --out without rows and leaves STATE as it was.
     """
     with cli_errors(), contextlib.ExitStack() as hold:
-        from ..utils.io import array_sha256, check_output, file_sha256
+        from ..utils.io import check_output
 
         if out is None:
             raise ConfigError("say where to write the new rows' clusters: --out labels.csv")
@@ -405,7 +503,7 @@ def assign(
         import numpy as np
         from rich.markup import escape
 
-        from ..cluster.incremental import ClusterState, row_hashes
+        from ..cluster.incremental import ClusterState
         from ..cluster.incremental import assign as assign_rows
         from ..data.images import face_photos
         from ..data.io import load_features
@@ -416,27 +514,7 @@ def assign(
             hold.enter_context(locked_state(state_path))
             remove_leftovers(state_path, state_out, out)
         state = ClusterState.load(state_path)
-        made_with = state.meta.get("model")
-        if model is None and made_with:
-            raise ModelError(f"{state_path.name} was made with the model {made_with.get('name')}: give it first, "
-                             f"kfree assign MODEL {state_path} {new_path} --out {out}")
-        if model is not None and not made_with:
-            raise ModelError(f"{state_path.name} was made without a model (features as they are); leave the "
-                             f"model out: kfree assign {state_path} {new_path} --out {out}")
-        if model is not None and model.is_file() and file_sha256(model) != made_with.get("sha256"):
-            from ..learner import ClusterLearner
-
-            other = ClusterLearner.load(model)  # (a damaged model is said to be damaged, not another: an operations trial)
-            if other.transform_sha256() != made_with.get("transform_sha256"):
-                raise ModelError(f"{model.name} is not the model {state_path.name} was made with "
-                                 f"({made_with.get('name')}, another SHA-256): new rows must be embedded "
-                                 "by the same model as the state's. Give that model file (a model trained again "
-                                 "embeds alike only with the same data, settings, seed and versions), or make a new "
-                                 f"state with it: kfree cluster {model} DATA --state NEW.kstate")
-            console.print(f"{model.name} is another file than the model {state_path.name} was made with "
-                          f"({made_with.get('name')}), but embeds rows as it does (the same features, layers and "
-                          "weights: a model trained again alike): used", soft_wrap=True, highlight=False)
-            record(model_accepted="another file that embeds rows as the state's model does")
+        _check_model_of_state(state, state_path, model, new_path, out)
         if skip_held and again:
             raise ConfigError("--skip-held adds only the rows the state does not hold, --again adds them all: "
                               "give one of them")
@@ -478,62 +556,9 @@ def assign(
                 state.save(state_out, overwrite=True)
                 console.print(f"state written: [bold]{escape(str(state_out))}[/bold]")
             return
-        batch = {"file": new_path.name, "rows": int(data.n_samples), "sha256": array_sha256(data.X)}
-        seen = [b for b in state.meta.get("batches") or [] if b.get("sha256") == batch["sha256"]]
-        hashes = row_hashes(data.X)
-        held = state.held(hashes)  # a batch reordered, cut or extended: the rows themselves
-        # --skip-held leaves out the rows the state recognises; a state that recognises whole
-        # batches only (no row hashes, or rows that repeat) must still refuse a retried one
-        blind = ("--skip-held: " + state_path.name + " cannot tell single rows it holds (its rows repeat, or it was "
-                 "made before rows were recorded), only whole batches") if skip_held and not state.recognises_rows() else ""
-        if seen and not again and not (skip_held and held.size + data.invalid.size == data.n_samples):
-            raise ConfigError(f"the rows of {new_path.name} were already added to {state_path.name} (as "
-                              f"{seen[0].get('file')}, assign {seen[0].get('assign')}): adding them again would "
-                              "hold each of them twice; " + (f"{blind}; " if blind else
-                                                             "if its --out was lost, --skip-held writes it again "
-                                                             "and adds nothing; ")
-                              + "pass --again if they are new rows that repeat old ones")
-        if blind:
-            warnings.warn(f"{blind}: every row of {new_path.name} is added", DataWarning, stacklevel=user_stacklevel())
-        elif not state.recognises_rows() and not again:  # (said each time: a reordered retry goes in unseen)
-            warnings.warn(f"{state_path.name} cannot tell single rows it holds (its rows repeat, or it was made "
-                          "before rows were recorded): a batch added before is refused only as the same file, "
-                          "not reordered, cut or extended", DataWarning, stacklevel=user_stacklevel())
-        named = (f"ids {', '.join(str(v) for v in data.index[held[:5]].tolist())}" if data.index is not None
-                 else f"rows {', '.join(str(int(r)) for r in held[:5])}") + ("…" if held.size > 5 else "")
-        retried = held.size and (held.size == data.n_samples or (
-            held.size >= HELD_REFUSE_LEAST and held.size >= HELD_REFUSE_SHARE * data.n_samples))
-        if retried and not (again or skip_held):
-            raise ConfigError(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} are already in "
-                              f"{state_path.name} ({named}), added before: adding them again would hold each "
-                              "twice; pass --skip-held to add only the others (those get the cluster of the row "
-                              "they equal), or --again if they are new rows that repeat old ones")
-        if held.size and not (again or skip_held):  # a few: distinct items with equal features (two tickets, one text)
-            warnings.warn(f"{held.size:,} of the {data.n_samples:,} rows of {new_path.name} ({named}) equal rows "
-                          f"{state_path.name} already holds, feature for feature: added as new rows (the same text "
-                          "from two customers); if they are the same items added again, --skip-held leaves them out",
-                          DataWarning, stacklevel=user_stacklevel())
-        fresh = np.flatnonzero(data.valid)  # (--skip-invalid leaves the others out)
-        by_id = 0
-        if skip_held and held.size and state.ids is not None and data.index is not None:
-            # rows named by ids are held by them: a new id with a held row's features is another item (two
-            # tickets, one text), and --skip-held had left it out of the state for good (an operations trial)
-            held = held[state.rows_of_ids(data.index[held]) >= 0]
-        if skip_held and held.size:
-            order = np.argsort(state.row_hashes, kind="stable")  # each held row's equal in the state
-            twins = order[np.searchsorted(state.row_hashes[order], hashes[held])]
-        if skip_held and state.ids is not None and data.index is not None:  # the same ticket encoded again
-            same, their = held_by_id(state, data, np.setdiff1d(fresh, held),
-                                     learner.transform if model is not None else None)
-            if same.size:
-                by_id = same.size
-                twins = np.concatenate([twins, their]) if held.size else their
-                held = np.concatenate([held, same])
-        if skip_held and held.size:
-            fresh = np.setdiff1d(fresh, held)
-        if state.ids is not None and data.index is None and fresh.size:
-            raise DataError(f"{state_path.name} names its rows by their ids: give {new_path.name}'s rows theirs (an "
-                            "'index' column, --id-column, or the ids `kfree encode texts --id-column` keeps)")
+        batch, hashes, fresh, held, twins, by_id = _rows_to_add(
+            state, data, state_path, new_path, skip_held=skip_held, again=again,
+            transform=learner.transform if model is not None else None)
         n_before, k_before, unsettled_before = state.n_samples, state.next_label, state.n_unsettled
         labels = np.empty(data.n_samples, dtype=np.int64)
         if fresh.size:  # (none for a retried batch under --skip-held)
