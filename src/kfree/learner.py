@@ -745,6 +745,21 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         accepted = registry.cluster_capabilities(method, n_clusters=n_clusters, threshold=threshold,
                                                  k_option="n_clusters (--n-clusters)",
                                                  threshold_option="threshold (--threshold)")
+        kwargs = self._backend_kwargs(method, accepted, n_clusters, override, given)
+        est = registry.get("cluster", method, **kwargs)
+        told = {"hook": hook} if hook is not None and getattr(est, "reports_progress", False) else {}
+        return done((est.fit(Z, must_link=must_link, cannot_link=cannot_link, **told) if constrained
+                     else est.fit(Z, **told)).labels_, rule)
+
+    def _backend_kwargs(self, method: str, accepted: frozenset[str], n_clusters: int | None, override: Any,
+                        given: Threshold | None) -> dict[str, Any]:
+        """The arguments :meth:`cluster` gives a registered back-end other than the chosen rule:
+        K when given; else a multicut's pair model, or a threshold in the chosen rule's units (a
+        number ``override``, or a Threshold ``given`` that says its own kind), or the model's
+        best validated pair-distance (or Ward) cut; with its linkage and distance where the
+        back-end takes them (``accepted``: its capabilities)."""
+        from . import registry
+
         kwargs: dict[str, Any] = {}
         dist_rule = self._distance_rule  # called only where a pair-distance rule is needed
         if n_clusters is not None:
@@ -777,10 +792,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             kwargs["linkage"] = dist_rule().linkage
         if "n_clusters" in kwargs and "distance" in accepted:
             kwargs.setdefault("distance", dist_rule().threshold.distance)
-        est = registry.get("cluster", method, **kwargs)
-        told = {"hook": hook} if hook is not None and getattr(est, "reports_progress", False) else {}
-        return done((est.fit(Z, must_link=must_link, cannot_link=cannot_link, **told) if constrained
-                     else est.fit(Z, **told)).labels_, rule)
+        return kwargs
 
     def rule_for(self, method: str = "hac"):
         """The :class:`~kfree.evaluate.selection.ClusterRule` whose threshold ``cluster(X,
