@@ -371,8 +371,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
 
     def _fit_rows(self, cfg: TrainConfig, X: Any, y: Any, X_val: Any, y_val: Any) -> tuple:
         """The arguments of fit checked (one clear error or warning each) and the rows split:
-        ``(X, y, X_tr, y_tr, X_val, y_val, n_ids, linkages)``. Without ``X_val``,
-        ``val_identities`` of y's identities are held out (seeded by ``cfg.seed``)."""
+        ``(X, y, X_tr, y_tr, X_val, y_val, n_ids, linkages)``. Without ``X_val``, and with 4 or
+        more identities, ``val_identities`` of y's identities are held out (seeded by
+        ``cfg.seed``; ``val_identities=0`` holds out none); else all of them train."""
         from .data.splits import split_identities
         from .evaluate.calibrate import CALIBRATION_METHODS
         from .evaluate.selection import candidate_linkages, check_threshold_mode
@@ -458,10 +459,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         """The rule fit delivers, with the candidates it was chosen from: ``(chosen, candidates,
         learned_threshold, cross, raw_pair_cut)``; sets ``calibration_`` and ``pair_calibration_``.
 
-        With validation identities (``vset``), the model's rules at the kept step and the raw
-        features' rules are scored on them, and :func:`~kfree.evaluate.selection.choose_rule`
-        picks one (a tie goes to the raw features). Without, the model's own or training-calibrated
-        cut is used unchecked."""
+        With validation identities (``vset``), the model's rules at the kept step and, with
+        ``compare_raw``, the raw features' rules are scored on them, and
+        :func:`~kfree.evaluate.selection.choose_rule` picks one (a tie goes to the raw features).
+        Without, the model's own or training-calibrated cut is used unchecked."""
         from .embed.encode import encode
         from .evaluate.calibrate import LogisticCalibration, threshold_for_n_clusters
         from .evaluate.selection import ClusterRule, choose_rule, cross_fitted, raw_rules
@@ -757,7 +758,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         K when given; else a multicut's pair model, or a threshold in the chosen rule's units (a
         number ``override``, or a Threshold ``given`` that says its own kind), or the model's
         best validated pair-distance (or Ward) cut; with its linkage and distance where the
-        back-end takes them (``accepted``: its capabilities)."""
+        back-end takes them (``accepted``: its capabilities). Refuses (ConfigError) an
+        ``n_clusters`` below 1, and a back-end that chains single pairs (``knn-cc``) without a
+        threshold: no rule of the model was validated for it."""
         from . import registry
 
         kwargs: dict[str, Any] = {}

@@ -363,8 +363,14 @@ def _rows_to_add(state, data, state_path: Path, new_path: Path, *, skip_held: bo
     """Which rows of the batch ``data`` to add to ``state``: ``(batch, hashes, fresh, held,
     twins, by_id)`` — the batch's record, its row hashes, the rows to add, the rows held already
     (with --skip-held: not added, and ``twins`` their equals in the state), and how many of those
-    were held by id. A batch added before is refused (unless --again or --skip-held), and a few
-    rows equal to held ones are warned about. ``transform``: the model's, for rows held by id."""
+    were held by id. ``transform``: the model's, for rows held by id.
+
+    Refused (ConfigError): a batch added before, unless --again, or --skip-held where the state
+    tells single rows apart and holds all of the batch's valid rows; a batch whose rows are held
+    already, all of them or at least ``HELD_REFUSE_LEAST`` and ``HELD_REFUSE_SHARE`` of them,
+    unless --again or --skip-held. Refused (DataError): rows without ids for a state that names
+    its rows by id. Warned: a few rows equal to held ones (added), and a state that cannot tell
+    single rows apart (a retry is recognised only as the same file)."""
     import numpy as np
 
     from ..cluster.incremental import row_hashes
