@@ -54,62 +54,31 @@ def test_a_standard_output_that_cannot_encode_the_summary_gets_question_marks(ro
     assert "30 rows ? " in done.stdout and "Traceback" not in done.stderr
 
 
-def test_the_help_shows_flags_without_a_type(monkeypatch, capsys):
+def test_the_help_shows_flags_without_a_type(tmp_path):
     """A docs trial: typer listed `--force <bool>` and `--verbose <int>`, read as options taking a
-    value (`kfree --verbose 2` failed, `--force true` took `true` for the data file).
-
-    In-process, through the command's entry point (which makes the change: other typer programs
-    keep typer's own help), starting from typer's own help even where an earlier test in this
-    process ran the entry point; the help is put back as it was afterwards."""
-    import gc
-    import inspect
-
-    from typer.core import TyperOption
-
-    from kfree.cli.app import main
-
-    typed = TyperOption.display_type_rich
-    if getattr(typed, "_kfree", False):  # (installed by an earlier main() in this process)
-        typed = inspect.getclosurevars(typed).nonlocals["typed"]
-    monkeypatch.setattr(TyperOption, "display_type_rich", typed)
-    monkeypatch.setenv("COLUMNS", "150")
-
-    def shown(*args):
-        monkeypatch.setattr(sys, "argv", ["kfree", *args])
-        monkeypatch.setattr(sys, "stdout", sys.stdout)  # (main guards it; put back afterwards)
-        try:
-            with pytest.raises(SystemExit) as ended:
-                main()
-        finally:
-            gc.unfreeze()  # (main freezes the collector as the process ends)
-        out, err = capsys.readouterr()
-        return ended.value.code, out, err
-
+    value (`kfree --verbose 2` failed, `--force true` took `true` for the data file)."""
     for args in (["--help"], ["assign", "--help"], ["train", "--help"]):
-        code, out, err = shown(*args)
-        assert code == 0 and "--quiet" in out or "--force" in out, err
-        assert "<bool>" not in out, out
-    top = shown("--help")[1]
+        shown = _kfree(args, tmp_path, env={"COLUMNS": "150"})
+        assert shown.returncode == 0 and "--quiet" in shown.stdout or "--force" in shown.stdout, shown.stderr
+        assert "<bool>" not in shown.stdout, shown.stdout
+    top = _kfree(["--help"], tmp_path, env={"COLUMNS": "150"}).stdout
     assert "<int>" not in top[top.index("--verbose"):top.index("--quiet")]
 
 
 def test_strict_stops_at_a_warning_and_writes_nothing(rows):
     """An operations trial: rows of another scale were added to a state for good with exit status 0,
     and nothing let an unattended job fail on the warning."""
-    # in-process: --strict's warning filter is dropped with the catch_warnings block around it
-    import warnings
-
+    # the runs without --strict in-process (--strict's warning filter stays in its subprocess)
     from _cli import run
 
     assert run("cluster", rows / "x.npy", "--threshold", "0.5", "--out", rows / "c.csv", "--state",
                rows / "s.kstate")[0] == 0
     np.save(rows / "scaled.npy", np.load(rows / "x.npy")[:20] * 5)
     before = (rows / "s.kstate").read_bytes()
-    with warnings.catch_warnings():
-        code, stopped = run("--strict", "assign", rows / "s.kstate", rows / "scaled.npy", "--out", rows / "a.csv")
-    assert code == 1 and "median length" in stopped, stopped
-    assert "(--strict stops at a warning; nothing was written)" in " ".join(stopped.split())
-    assert "added all the same" not in stopped  # (what happens without --strict: a photo-library trial)
+    stopped = _kfree(["--strict", "assign", "s.kstate", "scaled.npy", "--out", "a.csv"], rows)
+    assert stopped.returncode == 1 and "median length" in stopped.stderr, stopped.stderr
+    assert "(--strict stops at a warning; nothing was written)" in " ".join(stopped.stderr.split())
+    assert "added all the same" not in stopped.stderr  # (what happens without --strict: a photo-library trial)
     assert not (rows / "a.csv").exists() and (rows / "s.kstate").read_bytes() == before
     code, said = run("assign", rows / "s.kstate", rows / "scaled.npy", "--out", rows / "a.csv")  # without: warned, added
     assert code == 0 and "warning:" in said and (rows / "a.csv").exists(), said
