@@ -870,6 +870,10 @@ def test_the_progress_hook_gets_each_epoch_s_own_mean_loss(blobs):
     losses = [s["loss"] for _, s in calls]
     assert all(np.isfinite(losses)) and len(set(losses)) == 4, losses
     assert losses[-1] == pytest.approx(learner.history_[-1]["loss"])
+    # the latest validation scores come with the rule they are of (here step 0's: the next validation
+    # is the last step's, after the last epoch's call)
+    assert calls[-1][1]["val_rule"] == learner.history_[0]["val_rule"]
+    assert calls[-1][1]["val_nmi"] == learner.history_[0]["val_nmi"]
 
 
 def test_loading_a_model_leaves_torch_s_random_stream_alone(tmp_path, blobs):

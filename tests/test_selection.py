@@ -402,7 +402,7 @@ def test_raw_features_at_a_ward_cut_have_their_own_pair_distance_cut(blobs, tmp_
     np.testing.assert_array_equal(again.cluster(10 * Xte), est.cluster(10 * Xte))  # the Ward cut itself
     # k-NN components chain single pairs: no validated rule fits them, so a threshold is asked for
     # (found by review: the model's complete-linkage cut put 27 unseen intents in one cluster)
-    with pytest.raises(ConfigError, match="joins single pairs and chains them"):
+    with pytest.raises(ConfigError, match="cuts at a threshold that is no cluster's diameter"):
         est.cluster(10 * Xte, method="knn-cc")
     by_hand = registry.get("cluster", "knn-cc", threshold=cut.value, distance=cut.distance).fit(10 * Xte).labels_
     np.testing.assert_array_equal(est.cluster(10 * Xte, method="knn-cc", threshold=cut), by_hand)

@@ -773,10 +773,11 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             kwargs["cut_probability"] = pair.cut_probability
             kwargs["distance"] = pair.distance
         elif getattr(registry.resolve("cluster", method)[0], "joins_single_pairs", False) and override is None:
-            # it joins single pairs (a k-NN graph's components, chained): no rule of the model is
-            # validated for that (a diameter cut, or a pair model's 0.5 crossing, chains clusters)
-            raise ConfigError(f"method {method!r} joins single pairs and chains them; this model validated no "
-                              "cut for that: give a threshold (--threshold, in the model's distance units), or "
+            # its threshold bounds single pairs (a k-NN graph's components, chained) or a radius: no
+            # rule of the model is validated for that (a diameter cut, or a pair model's 0.5 crossing)
+            raise ConfigError(f"method {method!r} cuts at a threshold that is no cluster's diameter (it joins "
+                              "single pairs, or bounds a radius); this model validated no cut for that: give a "
+                              f"threshold (--threshold, in the model's {self.rule_.threshold.distance} units), or "
                               "use method 'hac' (the validated rule) or 'multicut'")
         elif "threshold" in accepted:
             if given is None and override is not None and method != "ward":

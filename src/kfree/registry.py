@@ -44,8 +44,9 @@ REQUIRES: dict[tuple[str, str], tuple[str, str]] = {}
 #: ``cut_probability`` into costs. Callers (the learner, the CLI) choose arguments from these
 #: declarations, never by reading ``__init__``'s signature; a test checks they agree with it.
 #: Two class flags say more: ``requires_n_clusters`` (it needs K) and ``joins_single_pairs`` (its
-#: threshold joins single pairs and chains them, as a k-NN graph's components do, so a model's
-#: validated cut, a cluster's diameter, is no threshold for it).
+#: threshold bounds something other than a cluster's diameter: single pairs, chained as a k-NN
+#: graph's components are, or a radius around a leader; a model's validated cut, a diameter, is
+#: then no threshold for it).
 CLUSTER_CAPABILITIES = frozenset({"threshold", "n_clusters", "distance", "linkage", "cut_probability", "k_max"})
 
 

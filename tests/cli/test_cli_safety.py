@@ -239,9 +239,11 @@ def test_progress_lines_leave_out_values_not_measured_yet():
     buf = io.StringIO()
     hook = PlainHook(stream=buf)
     hook("train", completed=0, total=2, loss=float("nan"), val_nmi=0.5, other=1.0)
-    hook("train", completed=2, total=2, loss=0.25, val_nmi=0.75)
+    hook("train", completed=2, total=2, loss=0.25, val_nmi=0.75, val_rule="complete/recalibrated")
     first, last = buf.getvalue().splitlines()
-    assert first.endswith("train 0/2  val_nmi=0.5") and last.endswith("train 2/2  loss=0.25  val_nmi=0.75")
+    # the rule the scores are of (a contributor trial read a recalibrated cut's NMI as the own threshold's)
+    assert first.endswith("train 0/2  val_nmi=0.5")
+    assert last.endswith("train 2/2  loss=0.25  val_nmi=0.75  val_rule=complete/recalibrated")
 
 
 def test_evaluate_json_written_once(d):
@@ -339,7 +341,7 @@ def test_a_new_clusterer_is_held_to_what_it_declares(d, monkeypatch):
     'distance' capability cut in its own units while the CLI said it cut in --distance units."""
     from sklearn.base import BaseEstimator, ClusterMixin
 
-    from kfree import registry
+    from kfree import ClusterLearner, registry
     from kfree.cluster.labels import first_seen_labels
 
     class Chain(ClusterMixin, BaseEstimator):
@@ -359,7 +361,11 @@ def test_a_new_clusterer_is_held_to_what_it_declares(d, monkeypatch):
     monkeypatch.setitem(registry._REGISTRY, "cluster", dict(registry._entries("cluster")))
     registry.register("cluster", "_test-chain")(Chain)
     code, out = run("cluster", d / "m.kfree", d / "x.npy", "--method", "_test-chain", "--out", d / "ch.csv")
-    one_line_error(code, out, "method '_test-chain' joins single pairs and chains them")
+    one_line_error(code, out, "method '_test-chain' cuts at a threshold that is no cluster's diameter")
+    # the units of the threshold to give are named (a contributor trial)
+    assert f"in the model's {ClusterLearner.load(d / 'm.kfree').rule_.threshold.distance} units" in out, out
+    listed = [line for line in run("methods")[1].splitlines() if line.startswith("  ")]
+    assert len({line.index("--threshold") for line in listed if "_test-chain" in line or "multicut" in line}) == 1
     code, out = run("cluster", d / "x.npy", "--method", "_test-chain", "--threshold", "1", "--distance", "euclidean",
                     "--out", d / "ch.csv")
     one_line_error(code, out, "--method _test-chain cuts at a threshold in units of its own and takes no --distance")

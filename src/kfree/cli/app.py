@@ -980,6 +980,7 @@ def methods() -> None:
         console.print("[bold]clustering[/bold] (kfree cluster --method):")
         missing = set()
         listed: dict[str, dict] = {}
+        width = max(map(len, registry.names("cluster"))) + 1  # (a longer name kept its column: a contributor trial)
         for name in registry.names("cluster"):
             cls, _ = registry.resolve_class("cluster", name)
             caps = cls.capabilities
@@ -990,7 +991,7 @@ def methods() -> None:
                                  ("--distance" if "distance" in caps else ""), ("--linkage" if "linkage" in caps else ""),
                                  ("a model's pair costs" if "cut_probability" in caps else ""),
                                  ("--k-max" if "k_max" in caps else "")) if t]
-            line = f"  {name:<9} {', '.join(takes)}"
+            line = f"  {name:<{width}} {', '.join(takes)}"
             listed[name] = {"takes": takes, "installed": registry.available("cluster", name)}
             if not registry.available("cluster", name):
                 line += " (not installed)"

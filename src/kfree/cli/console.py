@@ -347,7 +347,7 @@ def _info_text(info: dict[str, Any]) -> str:
     """The fields a progress line shows; a value not measured yet (NaN: the loss before the
     first step) is left out rather than printed as ``nan``."""
     return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()
-                     if k in ("loss", "threshold", "val_nmi", "val_clusters", "b")
+                     if k in ("loss", "threshold", "val_nmi", "val_clusters", "val_rule", "b")
                      and not (isinstance(v, float) and math.isnan(v)))
 
 

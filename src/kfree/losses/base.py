@@ -22,7 +22,9 @@ class EmbeddingLoss(nn.Module):
     Class attributes
     ----------------
     name : str
-        Registry name (``kfree train --loss NAME``).
+        The name messages call the loss by. Leave it unset in a new loss (it stays ``"base"``):
+        ``kfree.registry.get`` then names each instance by the name it was asked for. Set, it
+        names every registration of the class alike (the built-ins set theirs).
     min_classes_per_batch : int
         Batches with fewer identities carry no signal (BCL needs >= 2).
     param_lr_scale : float

@@ -291,9 +291,12 @@ def train_embedding(
             result.history.append(row)
         if hook is not None and par.ctx.is_main:
             shown = result.history[-1] if result.history else {}
-            # the latest validation scores, and this epoch's own mean loss (the latest row's was that of
-            # an earlier epoch, or NaN before the first: a notebook trial)
-            scores = {k: v for k, v in shown.items() if k not in ("epoch", "step") and isinstance(v, (int, float))}
+            # the latest validation scores with the rule they are of (a contributor trial read a
+            # recalibrated cut's NMI beside the loss's own threshold as that threshold's), and this
+            # epoch's own mean loss (the latest row's was that of an earlier epoch, or NaN before the
+            # first: a notebook trial)
+            scores = {k: v for k, v in shown.items()
+                      if k not in ("epoch", "step") and (isinstance(v, (int, float)) or k == "val_rule")}
             if count:
                 scores["loss"] = total / count
             hook("train", completed=epoch + 1, total=cfg.epochs, stopped_early=stopped, steps=step, **scores)
