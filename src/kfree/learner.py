@@ -246,9 +246,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         training data or settings is refused (:class:`~kfree.exceptions.CheckpointError`).
 
         ``hook``: a progress callback, called after every epoch as ``hook("train", completed=epoch,
-        total=epochs, loss=…, steps=…, stopped_early=…, **latest validation scores)`` (training is
-        silent otherwise; ``hook=lambda stage, **s: print(s["completed"], s.get("loss"))`` prints a
-        line per epoch).
+        total=epochs, loss=…, steps=…, stopped_early=…, **scores)``, where ``scores`` are the latest
+        validation scores and ``val_rule``, the rule they are of (training is silent otherwise;
+        ``hook=lambda stage, **s: print(s["completed"], s.get("loss"))`` prints a line per epoch).
         """
         from .utils.seeding import seeded
 
