@@ -706,114 +706,10 @@ def load_features(
     if suf == ".npy":
         X = _np_load(p)
     elif suf == ".npz":
-        with _np_load(p) as z:
-            keys = list(z.keys())
-            if {"data", "indices", "indptr", "shape", "format"} <= set(keys):  # scipy.sparse.save_npz
-                raise DataError(f"{p.name} is a sparse matrix (scipy.sparse.save_npz); kfree clusters dense rows: "
-                                "save X.toarray() with numpy.save, or reduce it first (TruncatedSVD)")
-            kx = _pick(keys, x_key, X_KEYS, "array", p)
-            if kx is None:
-                if len(keys) == 1:
-                    kx = keys[0]
-                else:
-                    raise DataError(f"{p.name}: say which array holds the features with --x-key (arrays: {sorted(keys)})")
-            X = _npz_array(z, kx, p)
-            ky = _pick(keys, y_key, Y_KEYS, "array", p)
-            if ky is not None and ky != kx:
-                y = _npz_array(z, ky, p, labels=True)
-            if id_column is not None and id_column not in keys:
-                raise DataError(f"{p.name} has no array {id_column!r} (--id-column); arrays: {sorted(keys)}")
-            idk = id_column or "index"
-            if idk in keys and kx != idk:  # row ids (a ticket's, say), as a table's 'index' column
-                import pandas as pd
-
-                ids = _npz_array(z, idk, p, labels=True)
-                if ids.ndim != 1 or ids.shape[0] != X.shape[0]:
-                    raise DataError(f"{p.name}: array {idk!r} (row ids) has shape {ids.shape} for {X.shape[0]} rows; "
-                                    "give one id per row, or rename the array")
-                index = check_index(pd.Series(ids), p, idk)
+        X, y, index, keys = _npz_features(p, x_key, y_key, id_column)
     else:
-        df = read_table(p)
-        cols = [str(c) for c in df.columns]
-        if len(set(cols)) != len(cols):
-            dup = sorted({c for c in cols if cols.count(c) > 1})
-            raise DataError(f"{p.name}: column names {dup[:5]} appear more than once; give every column its own name")
-        df.columns = cols
-        if len(df) == 0 and min_samples > 0:
-            raise DataError(f"{p.name} has a header but no rows; it needs at least {min_samples} row(s) of features")
-        lc = label_column if label_column is not None else "label"
-        if label_column is not None and lc not in cols:
-            raise DataError(f"{p.name} has no label column {lc!r}; columns are {cols[:12]}{'…' if len(cols) > 12 else ''}")
-        if lc in cols:
-            y = df[lc].to_numpy()
-        if id_column is not None and id_column not in cols:
-            raise DataError(f"{p.name} has no id column {id_column!r} (--id-column); columns are "
-                            f"{cols[:12]}{'…' if len(cols) > 12 else ''}")
-        idc = id_column or "index"
-        if idc in cols and lc != idc:
-            index = check_index(df[idc], p, idc)
-        absent = [c for c in ignore_columns if c not in cols]
-        if absent and not ignore_missing:
-            raise DataError(f"{p.name} has no column {absent[0]!r} to ignore; columns are "
-                            f"{cols[:12]}{'…' if len(cols) > 12 else ''}"
-                            + ("; separate the names with commas (--ignore-columns a,b)"
-                               if any(s in absent[0] for s in ";|") else ""))
-        feat = [c for c in cols if c not in (lc, idc, *ignore_columns, *df.attrs.get("index_columns", ()))]
-        if len(df) == 0:  # a header alone (a quiet day's batch) has no values to type its columns by
-            df = df.astype({c: "float64" for c in feat if df[c].dtype == object})
-        unnamed = [c for c in feat if str(c).startswith("Unnamed: ")]
-        if unnamed:  # pandas' name for a header-less column: df.to_csv() writes the index so
-            raise DataError(
-                f"{p.name}: column {unnamed[0]!r} has no name in the header (a DataFrame index written by "
-                "df.to_csv()?) and would be clustered as a feature; write the file with index=False, or "
-                "name the column 'index' if it names the rows")
-        from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-        vector_columns = [c for c in feat if df[c].dtype == object
-                          and _vectors(df[c], p, index, missing_ok=invalid == "keep")]
-        for c in vector_columns:  # one vector per cell (a missing one: NaN, with invalid="keep")
-            import pandas as pd
-
-            cells = df[c].to_numpy()
-            k = next(len(v) for v in cells if isinstance(v, (list, tuple, np.ndarray)))
-            wide = np.stack([np.asarray(v, dtype=float) if isinstance(v, (list, tuple, np.ndarray))
-                             else np.full(k, np.nan) for v in cells])
-            names = [f"{c}[{j}]" for j in range(wide.shape[1])]
-            if clash := [n for n in names if n in df.columns]:
-                raise DataError(f"{p.name}: column {c!r} holds vectors, whose entries are named {c}[0]…, and "
-                                f"column {clash[0]!r} has one of those names; rename it")
-            at = feat.index(c)
-            df = df.drop(columns=c).join(pd.DataFrame(wide, columns=names, index=df.index))
-            feat[at:at + 1] = names
-        if vector_columns and (others := [c for c in feat if not any(c.startswith(f"{v}[") for v in vector_columns)]):
-            # an embedding's features are its vectors: a price or a timestamp beside them would be
-            # one more dimension at its own scale, and decide every distance (found by a user trial:
-            # a price column beside 512-d photo embeddings made 29,471 photos one cluster)
-            ids = [c for c in others if ID_LIKE.search(c)] if idc not in cols else []
-            warnings.warn(f"{p.name}: the features are the vectors of {', '.join(map(repr, vector_columns))}; its "
-                          f"other columns {others[:6]}{'…' if len(others) > 6 else ''} are left out (--ignore-columns "
-                          f"{','.join(others[:6])} says so and silences this)"
-                          + (f"; --id-column {ids[0]} names the rows by {ids[0]!r} in the outputs" if ids else ""),
-                          DataWarning, stacklevel=user_stacklevel())
-            feat = [c for c in feat if c not in others]
-        non_num = [c for c in feat if not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])]
-        if texts := [c for c in non_num if _holds_text(df[c])]:
-            # leaving it out (the advice below) would cluster whatever numbers are left (a priority,
-            # a score): found by a user trial, a model trained on two incidental columns
-            raise DataError(f"{p.name}: column {texts[0]!r} holds text, which kfree clusters by its embedding: "
-                            f"kfree encode texts {p.name} --column {texts[0]} --out texts.npz, then use texts.npz "
-                            f"(or leave the column out with --ignore-columns {','.join(non_num[:5])})")
-        if non_num:
-            raise DataError(
-                f"{p.name}: non-numeric columns {non_num[:5]} cannot be features; "
-                f"name the label column with --label-column, or leave them out with --ignore-columns "
-                f"{','.join(non_num[:5])}"
-            )
-        if not feat:
-            raise DataError(f"{p.name} has no feature columns (columns: {cols[:12]}); "
-                            f"features are every numeric column but the label, 'index' and --ignore-columns")
-        X = df[feat].to_numpy()
-        columns = feat
+        X, y, index, columns = _table_features(p, label_column, id_column, ignore_columns, ignore_missing,
+                                               min_samples, invalid)
     if labels_path is not None:
         y = load_labels(labels_path, key=y_key, column=label_column)
     X, bad = _check_X(X, p, min_samples, index=index, keep_invalid=invalid == "keep")
@@ -829,6 +725,129 @@ def load_features(
             f"'label' column (--label-column), or --labels FILE"
         )
     return LabelledData(X=X, y=y, index=index, columns=columns, invalid=bad)
+
+
+def _npz_features(p: Path, x_key: str | None, y_key: str | None, id_column: str | None):
+    """:func:`load_features` of an .npz: ``(X, y, index, keys)``, its features, labels (or None),
+    row ids (or None) and the names of its arrays."""
+    y = index = None
+    with _np_load(p) as z:
+        keys = list(z.keys())
+        if {"data", "indices", "indptr", "shape", "format"} <= set(keys):  # scipy.sparse.save_npz
+            raise DataError(f"{p.name} is a sparse matrix (scipy.sparse.save_npz); kfree clusters dense rows: "
+                            "save X.toarray() with numpy.save, or reduce it first (TruncatedSVD)")
+        kx = _pick(keys, x_key, X_KEYS, "array", p)
+        if kx is None:
+            if len(keys) == 1:
+                kx = keys[0]
+            else:
+                raise DataError(f"{p.name}: say which array holds the features with --x-key (arrays: {sorted(keys)})")
+        X = _npz_array(z, kx, p)
+        ky = _pick(keys, y_key, Y_KEYS, "array", p)
+        if ky is not None and ky != kx:
+            y = _npz_array(z, ky, p, labels=True)
+        if id_column is not None and id_column not in keys:
+            raise DataError(f"{p.name} has no array {id_column!r} (--id-column); arrays: {sorted(keys)}")
+        idk = id_column or "index"
+        if idk in keys and kx != idk:  # row ids (a ticket's, say), as a table's 'index' column
+            import pandas as pd
+
+            ids = _npz_array(z, idk, p, labels=True)
+            if ids.ndim != 1 or ids.shape[0] != X.shape[0]:
+                raise DataError(f"{p.name}: array {idk!r} (row ids) has shape {ids.shape} for {X.shape[0]} rows; "
+                                "give one id per row, or rename the array")
+            index = check_index(pd.Series(ids), p, idk)
+    return X, y, index, keys
+
+
+def _table_features(p: Path, label_column: str | None, id_column: str | None, ignore_columns, ignore_missing: bool,
+                    min_samples: int, invalid: str):
+    """:func:`load_features` of a .csv/.tsv/.txt/.parquet table: ``(X, y, index, columns)``, its
+    numeric feature columns (a column of vectors expanded), labels (or None), row ids (or None)
+    and the feature columns' names. Text, other non-numeric and unnamed columns are refused."""
+    y = index = None
+    df = read_table(p)
+    cols = [str(c) for c in df.columns]
+    if len(set(cols)) != len(cols):
+        dup = sorted({c for c in cols if cols.count(c) > 1})
+        raise DataError(f"{p.name}: column names {dup[:5]} appear more than once; give every column its own name")
+    df.columns = cols
+    if len(df) == 0 and min_samples > 0:
+        raise DataError(f"{p.name} has a header but no rows; it needs at least {min_samples} row(s) of features")
+    lc = label_column if label_column is not None else "label"
+    if label_column is not None and lc not in cols:
+        raise DataError(f"{p.name} has no label column {lc!r}; columns are {cols[:12]}{'…' if len(cols) > 12 else ''}")
+    if lc in cols:
+        y = df[lc].to_numpy()
+    if id_column is not None and id_column not in cols:
+        raise DataError(f"{p.name} has no id column {id_column!r} (--id-column); columns are "
+                        f"{cols[:12]}{'…' if len(cols) > 12 else ''}")
+    idc = id_column or "index"
+    if idc in cols and lc != idc:
+        index = check_index(df[idc], p, idc)
+    absent = [c for c in ignore_columns if c not in cols]
+    if absent and not ignore_missing:
+        raise DataError(f"{p.name} has no column {absent[0]!r} to ignore; columns are "
+                        f"{cols[:12]}{'…' if len(cols) > 12 else ''}"
+                        + ("; separate the names with commas (--ignore-columns a,b)"
+                           if any(s in absent[0] for s in ";|") else ""))
+    feat = [c for c in cols if c not in (lc, idc, *ignore_columns, *df.attrs.get("index_columns", ()))]
+    if len(df) == 0:  # a header alone (a quiet day's batch) has no values to type its columns by
+        df = df.astype({c: "float64" for c in feat if df[c].dtype == object})
+    unnamed = [c for c in feat if str(c).startswith("Unnamed: ")]
+    if unnamed:  # pandas' name for a header-less column: df.to_csv() writes the index so
+        raise DataError(
+            f"{p.name}: column {unnamed[0]!r} has no name in the header (a DataFrame index written by "
+            "df.to_csv()?) and would be clustered as a feature; write the file with index=False, or "
+            "name the column 'index' if it names the rows")
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    vector_columns = [c for c in feat if df[c].dtype == object
+                      and _vectors(df[c], p, index, missing_ok=invalid == "keep")]
+    for c in vector_columns:  # one vector per cell (a missing one: NaN, with invalid="keep")
+        import pandas as pd
+
+        cells = df[c].to_numpy()
+        k = next(len(v) for v in cells if isinstance(v, (list, tuple, np.ndarray)))
+        wide = np.stack([np.asarray(v, dtype=float) if isinstance(v, (list, tuple, np.ndarray))
+                         else np.full(k, np.nan) for v in cells])
+        names = [f"{c}[{j}]" for j in range(wide.shape[1])]
+        if clash := [n for n in names if n in df.columns]:
+            raise DataError(f"{p.name}: column {c!r} holds vectors, whose entries are named {c}[0]…, and "
+                            f"column {clash[0]!r} has one of those names; rename it")
+        at = feat.index(c)
+        df = df.drop(columns=c).join(pd.DataFrame(wide, columns=names, index=df.index))
+        feat[at:at + 1] = names
+    if vector_columns and (others := [c for c in feat if not any(c.startswith(f"{v}[") for v in vector_columns)]):
+        # an embedding's features are its vectors: a price or a timestamp beside them would be
+        # one more dimension at its own scale, and decide every distance (found by a user trial:
+        # a price column beside 512-d photo embeddings made 29,471 photos one cluster)
+        ids = [c for c in others if ID_LIKE.search(c)] if idc not in cols else []
+        warnings.warn(f"{p.name}: the features are the vectors of {', '.join(map(repr, vector_columns))}; its "
+                      f"other columns {others[:6]}{'…' if len(others) > 6 else ''} are left out (--ignore-columns "
+                      f"{','.join(others[:6])} says so and silences this)"
+                      + (f"; --id-column {ids[0]} names the rows by {ids[0]!r} in the outputs" if ids else ""),
+                      DataWarning, stacklevel=user_stacklevel())
+        feat = [c for c in feat if c not in others]
+    non_num = [c for c in feat if not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])]
+    if texts := [c for c in non_num if _holds_text(df[c])]:
+        # leaving it out (the advice below) would cluster whatever numbers are left (a priority,
+        # a score): found by a user trial, a model trained on two incidental columns
+        raise DataError(f"{p.name}: column {texts[0]!r} holds text, which kfree clusters by its embedding: "
+                        f"kfree encode texts {p.name} --column {texts[0]} --out texts.npz, then use texts.npz "
+                        f"(or leave the column out with --ignore-columns {','.join(non_num[:5])})")
+    if non_num:
+        raise DataError(
+            f"{p.name}: non-numeric columns {non_num[:5]} cannot be features; "
+            f"name the label column with --label-column, or leave them out with --ignore-columns "
+            f"{','.join(non_num[:5])}"
+        )
+    if not feat:
+        raise DataError(f"{p.name} has no feature columns (columns: {cols[:12]}); "
+                        f"features are every numeric column but the label, 'index' and --ignore-columns")
+    X = df[feat].to_numpy()
+    columns = feat
+    return X, y, index, columns
 
 
 def _vectors(col, p: Path, index: np.ndarray | None = None, *, missing_ok: bool = False) -> bool:
