@@ -514,13 +514,13 @@ def cluster(
             photos = face_photos(data_path)  # (the photo and box of each face, from kfree encode faces; located once)
             common = dict(method=method, accepted=accepted, threshold=threshold, n_clusters=n_clusters, k_max=k_max,
                           distance=distance, linkage=linkage, must=must, constrained=constrained, state=state,
-                          state_pending=state_pending, id_column=id_column, photos=photos)
+                          state_pending=state_pending, left_out=left_out, id_column=id_column, photos=photos)
             if learner is not None:
                 data, cannot, read, keep, labels, how, unit, used, rule, learner = _cluster_with_model(
-                    learner, model, data_path, read_data, finetune=finetune, left_out=left_out, **common)
+                    learner, model, data_path, read_data, finetune=finetune, **common)
             else:
                 data, cannot, read, keep, labels, how, unit, used, rule, _ = _cluster_features(
-                    data_path, read_data, ignore_columns=ignore_columns, **common)
+                    data_path, read_data, **common)
             if constrained:
                 how += (f", {0 if must is None else len(must):,} must-link and {0 if cannot is None else len(cannot):,} "
                         "cannot-link pairs kept")
@@ -659,7 +659,7 @@ def _cluster_with_model(learner, model: Path, data_path: Path, read_data, *, met
 
 
 def _cluster_features(data_path: Path, read_data, *, method: str, accepted, threshold, n_clusters, k_max, distance,
-                      linkage, must, constrained: bool, state, state_pending, ignore_columns, id_column,
+                      linkage, must, constrained: bool, state, state_pending, left_out, id_column,
                       photos) -> _Clustered:
     """``kfree cluster DATA``: the features as they are, by --method at --threshold (in
     --distance units) or --n-clusters, with a cluster state when asked."""
@@ -727,7 +727,7 @@ def _cluster_features(data_path: Path, read_data, *, method: str, accepted, thre
         if state is not None:
             from .assign import save_plain_state, state_photos
 
-            save_plain_state(est, data.X, state_pending, columns=data.columns, left_out=ignored(ignore_columns),
+            save_plain_state(est, data.X, state_pending, columns=data.columns, left_out=left_out,
                              ids=data.index, id_column=id_column, photos=state_photos(photos, keep))
     from ..threshold import Threshold
 
