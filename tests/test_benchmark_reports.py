@@ -58,12 +58,14 @@ def test_stream_table_regenerates_from_its_json(tmp_path):
     assert (tmp_path / "t.md").read_text() == (committed / "stream.md").read_text()
 
 
-def test_ward_size_dense_faces_and_encode_tables_regenerate_from_their_json():
+def test_ward_size_held_out_size_dense_faces_and_encode_tables_regenerate_from_their_json():
     import json
 
-    from benchmarks import run_dense_faces, run_encode, run_ward_size
+    from benchmarks import run_dense_faces, run_encode, run_held_out_size, run_ward_size
 
     committed = ROOT / "results" / "benchmarks"
+    rec = json.loads((committed / "held_out_size.json").read_text())
+    assert run_held_out_size.report(rec["cells"], rec["meta"]) == (committed / "held_out_size.md").read_text()
     rec = json.loads((committed / "ward_size.json").read_text())
     assert run_ward_size.report(rec["cells"], rec["meta"]) == (committed / "ward_size.md").read_text()
     rec = json.loads((committed / "dense_faces.json").read_text())

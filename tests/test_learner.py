@@ -408,6 +408,7 @@ def test_a_ward_cut_gives_way_on_clusters_far_smaller_or_larger_than_it_was_cali
     seen = y < 30
     learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
     learner.rule_ = learner._ward_rule()  # whichever won: the Ward candidate is what is checked here
+    learner.selection_.pop("size_curve", None)  # the size check alone, as without held-out identities
     assert learner.selection_["val_rows_per_identity"] == pytest.approx(12.0)
     Xt, yt = X[~seen], y[~seen]
     one_each = Xt[np.unique(yt, return_index=True)[1]]  # 10 rows, 10 identities
@@ -437,6 +438,55 @@ def test_a_ward_cut_gives_way_on_clusters_far_smaller_or_larger_than_it_was_cali
         assert caught[0].message.replaced and applied == learner.state_rule()
         assert check_rows == 5_000 or said in str(caught[0].message)
         np.testing.assert_array_equal(labels, learner.state_rule().cluster(Zm))
+
+
+def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(tmp_path):
+    """Found by a benchmark (results/benchmarks/held_out_size.md): without X_val the validation
+    identities are held out of the training data and have its size, so the Ward cut calibrated on
+    Banking77 intents of ~180 rows put 27 unseen intents of 20 rows into 11-13 clusters (NMI 0.65
+    -0.69), and the size check let it pass. Such a model keeps a size curve and reads its Ward cut
+    at the batch's rows per identity (0.81-0.89 there); validation rows the user gives keep it."""
+    from kfree.exceptions import ClusterSizeWarning
+
+    X, y = sphere_blobs(30, 40, dim=16, spread=0.5, seed=3)
+    seen = y < 20
+    learner = ClusterLearner(TrainConfig(epochs=1, seed=0), linkage="ward").fit(X[seen], y[seen])
+    assert learner._held_out_of_training() and learner.provenance_["n_val_identities"] == 4
+    assert learner.selection_["size_curve"]["sizes"][-1] == 40
+    yt, Xt = y[~seen], X[~seen]
+    small = np.concatenate([np.flatnonzero(yt == c)[:4] for c in np.unique(yt)])  # 10 identities of 4 rows
+    without = copy.copy(learner)
+    without.selection_ = {k: v for k, v in learner.selection_.items() if k != "size_curve"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert without.cluster(Xt[small]).max() + 1 <= 3  # the cut as calibrated merges them
+    with pytest.warns(ClusterSizeWarning, match=r"held out of the training data, of 40.0 rows each; these 40 rows "
+                                                r"look like identities of 4.0 rows, so the Ward cut calibrated on "
+                                                r"the held-out identities cut down to that size is used"):
+        labels, rule = learner.cluster(Xt[small], return_rule=True)
+    assert nmi(yt[small], labels) == 1.0
+    assert rule.linkage == "ward" and rule.threshold.is_ward_height and "read at 4.0 rows" in rule.threshold.source
+    assert rule.threshold.value < learner.rule_.threshold.value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClusterSizeWarning)  # at the held-out size: read there, no word
+        np.testing.assert_array_equal(learner.cluster(Xt), without.cluster(Xt))
+        assert nmi(yt, learner.cluster(Xt)) == 1.0
+        # method="ward" keeps the cut as calibrated
+        np.testing.assert_array_equal(learner.cluster(Xt[small], method="ward"), without.cluster(Xt[small], method="ward"))
+    again = ClusterLearner.load(learner.save(tmp_path / "m.kfree"))  # the curve goes with the model
+    assert again.selection_["size_curve"] == learner.selection_["size_curve"]
+    with pytest.warns(ClusterSizeWarning):
+        np.testing.assert_array_equal(again.cluster(Xt[small]), labels)
+    # validation rows given (drawn like the data, as the README asks), a cut calibrated on fewer than
+    # SIZE_CURVE_MIN_IDENTITIES (7 here: raw features, 5 trained and 2 held out), or a complete-linkage
+    # rule: no curve
+    va = (y >= 16) & seen
+    given = ClusterLearner(TrainConfig(epochs=1, seed=0), linkage="ward").fit(X[seen & ~va], y[seen & ~va],
+                                                                             X_val=X[va], y_val=y[va])
+    few = ClusterLearner(TrainConfig(epochs=1, seed=0), linkage="ward").fit(X[y < 7], y[y < 7])
+    complete = ClusterLearner(TrainConfig(epochs=1, seed=0), linkage="complete").fit(X[seen], y[seen])
+    assert few.provenance_["n_val_identities"] == 2
+    assert not any("size_curve" in m.selection_ for m in (given, few, complete))
 
 
 def test_the_ward_size_check_compares_what_one_cut_finds_on_both_sides():
@@ -481,6 +531,7 @@ def test_a_batch_like_identities_held_out_of_training_but_far_from_their_size_is
     learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
     assert learner._held_out_of_training()
     learner.rule_ = learner._ward_rule()
+    learner.selection_.pop("size_curve", None)  # the size check alone, as without held-out identities
     batch = X[~seen]
     k = int(learner.state_rule().cluster(learner.transform(batch)).max()) + 1
     learner.selection_["val_complete_rows_per_cluster"] = batch.shape[0] / k  # what that cut found on validation
@@ -503,6 +554,7 @@ def test_a_ward_cut_kept_on_larger_identities_says_it_may_split_them():
     seen = y < 30
     learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
     learner.rule_ = learner._ward_rule()
+    learner.selection_.pop("size_curve", None)  # the size check alone, as without held-out identities
     Xt = X[~seen]
     m_new = Xt.shape[0] / (int(learner.state_rule().cluster(learner.transform(Xt)).max()) + 1)
     learner.selection_.pop("val_complete_rows_per_cluster", None)
@@ -574,6 +626,7 @@ def test_the_sampled_size_check_counts_identities_not_sample_clusters(monkeypatc
     seen = y < 30
     learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
     learner.rule_ = learner._ward_rule()
+    learner.selection_.pop("size_curve", None)  # the size check alone, as without held-out identities
     Z = learner.transform(X[~seen])
     monkeypatch.setattr(learner_module, "WARD_SIZE_CHECK_ROWS", 60)  # half of the 120 rows: sampled
     with warnings.catch_warnings():

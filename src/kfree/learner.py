@@ -55,7 +55,7 @@ from .exceptions import (
     ScaleWarning,
     user_stacklevel,
 )
-from .threshold import Threshold
+from .threshold import WARD_SOURCE, Threshold
 from .utils.model_file import MODEL_FORMAT, read_model, write_model
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,13 @@ WARD_WARN_LOW_RATIO = 0.7
 #: ... but kept when that complete-linkage cut finds clusters within this factor of the size it found
 #: on the validation rows: such a batch is drawn like them, whatever that cut does to their identities
 WARD_LIKE_VALIDATION = 1.1
+#: a model without X_val whose Ward cut was calibrated on at least this many identities (the raw features':
+#: training and held-out ones; a model's: the held-out ones) reads it at a batch's rows per identity
+#: (:meth:`ClusterLearner._ward_at_batch_size`). With fewer the curve is noise: curves on 3, 4, 5 and 6
+#: held-out Banking77 intents changed NMI by −0.129, −0.056, +0.021 and +0.083 on average over 15 cells
+#: each (down to −0.63), on 4 and 6 CelebA identities by −0.007 and −0.006; on 10 and 44 they gained
+#: (``results/benchmarks/held_out_size.md``)
+SIZE_CURVE_MIN_IDENTITIES = 8
 #: a complete-linkage cut is used as validated, but said to be at risk of splitting identities
 #: when a row's cluster here holds this many times as many rows as a validation row's identity
 COMPLETE_SIZE_RATIO = 2.5
@@ -327,7 +334,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.best_step_ = result.best_step
-        chosen, candidates, thr, cross, raw_pair_cut = self._choose_rule(
+        chosen, candidates, thr, cross, raw_pair_cut, cal_rows = self._choose_rule(
             cfg, loss, model, result, vset, X_val_np, y_val, X_tr, y_tr, modes)
         self.learned_threshold_ = thr
         self.rule_ = chosen
@@ -360,6 +367,18 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         }
         if has_val:  # the size check's reference: the same estimate a batch gets, on the validation rows
             self.selection_["val_complete_rows_per_cluster"] = self._complete_rows_per_cluster(X_val_np)
+            n_cal = len(np.unique(cal_rows[1]))
+            if chosen.linkage == "ward" and self._held_out_of_training() and n_cal >= SIZE_CURVE_MIN_IDENTITIES:
+                from .evaluate.calibrate import SizeCurve
+
+                # identities held out of the training data have its size, not a batch's: cluster reads the
+                # Ward cut at the batch's size (_ward_at_batch_size), on the rows it was calibrated on
+                self.selection_["size_curve"] = SizeCurve.fit(*cal_rows, seed=seed).to_dict()
+                self.selection_["reason"] += (
+                    f". Its Ward cut was calibrated on {n_cal} identities of the training data (the held-out ones "
+                    f"hold {self.selection_['val_rows_per_identity']:.0f} rows on average), which say nothing of the "
+                    "size of the identities to cluster: cluster() reads it at each batch's rows per identity, on a "
+                    "size curve")
         # the training rows' lengths (5th, 95th percentile), after fit's own use of _features: rows of
         # another encoder or scale are said (_warn_if_unlike)
         self.provenance_["row_lengths"] = list(length_range(X))
@@ -457,7 +476,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
     def _choose_rule(self, cfg: TrainConfig, loss, model, result, vset, X_val_np, y_val, X_tr, y_tr,
                      modes) -> tuple:
         """The rule fit delivers, with the candidates it was chosen from: ``(chosen, candidates,
-        learned_threshold, cross, raw_pair_cut)``; sets ``calibration_`` and ``pair_calibration_``.
+        learned_threshold, cross, raw_pair_cut, cal_rows)``, ``cal_rows`` the rows and identities
+        the chosen cut was calibrated on (None without validation identities); sets
+        ``calibration_`` and ``pair_calibration_``.
 
         With validation identities (``vset``), the model's rules at the kept step and, with
         ``compare_raw``, the raw features' rules are scored on them, and
@@ -465,14 +486,20 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         Without, the model's own or training-calibrated cut is used unchecked."""
         from .embed.encode import encode
         from .evaluate.calibrate import LogisticCalibration, threshold_for_n_clusters
-        from .evaluate.selection import ClusterRule, choose_rule, cross_fitted, raw_rules
+        from .evaluate.selection import (
+            ClusterRule,
+            choose_rule,
+            cross_fitted,
+            raw_rules,
+            subsample_classes,
+        )
 
         seed, has_val = cfg.seed, vset is not None
         implied = loss.implied_threshold() is not None
         thr = loss.implied_threshold()
         self.calibration_ = self.pair_calibration_ = None
         candidates: list[ClusterRule] = []
-        raw_pair_cut = cross = None
+        raw_pair_cut = cross = cal_rows = None
         if has_val:
             Z_val = encode(model, X_val_np)
             if self.calibration == "logistic":  # the recalibrated complete cut: a logistic crossing
@@ -489,10 +516,13 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             cross = cross_fitted(result.history, select_best=cfg.select_best)
             chosen = choose_rule(raw, model_rules, cross=cross)  # a tie goes to the raw features
             if chosen.features == "raw":
+                kept = subsample_classes(y_rc, seed=seed)  # the rows raw_rules calibrated on
+                cal_rows = (X_rc[kept], y_rc[kept])
                 self.pair_calibration_ = _pair_calibration(X_rc, y_rc, seed)
                 if all(r.linkage == "ward" for r in raw):  # (linkage="ward"): see _distance_rule
                     raw_pair_cut = threshold_for_n_clusters(X_rc, len(np.unique(y_rc)), linkage="complete")
             else:
+                cal_rows = (Z_val[vset.idx], vset.y)
                 self.pair_calibration_ = self.calibration_ or _pair_calibration(Z_val, y_val, seed)
             if thr is None:  # the model's own pair-distance cut (what multicut and --state use)
                 own = ([r for r in model_rules if r.linkage == "complete"]
@@ -511,7 +541,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 thr = Threshold(thr.value, thr.distance, thr.source + " (on training identities)")
             lk = "complete" if self.linkage in ("auto", "ward") else self.linkage
             chosen = ClusterRule("model", lk, thr, "learned" if implied else "recalibrated", step=result.best_step)
-        return chosen, candidates, thr, cross, raw_pair_cut
+        return chosen, candidates, thr, cross, raw_pair_cut, cal_rows
 
     # ---------------------------------------------------------------- inference
     @property
@@ -728,7 +758,7 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             if override is None:  # (an override is in the chosen rule's units: it keeps that rule)
                 rule = self.rule_for_rows(X.shape[0], warn=True)
                 if rule.linkage == "ward":
-                    other = self._complete_if_sizes_differ(Z, hook)
+                    other = self._ward_at_batch_size(Z) or self._complete_if_sizes_differ(Z, hook)
                     if other is not None:
                         return done(*other)
             thr = (None if override is None else Threshold(override, rule.threshold.distance, "override")
@@ -878,6 +908,51 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             return None
         labels = rule.cluster(self._features(X_val))
         return float(X_val.shape[0] / (int(labels.max()) + 1))
+
+    def _ward_at_batch_size(self, Z: np.ndarray) -> tuple[np.ndarray, Any] | None:
+        """``(labels, rule)``: the chosen Ward cut read at the rows per identity of ``Z`` on the
+        model's size curve (:class:`~kfree.evaluate.calibrate.SizeCurve`), with a
+        :class:`~kfree.exceptions.ClusterSizeWarning` when that size is far from the validation
+        identities'; ``None`` without a curve, or for identities of :data:`WARD_MAX_SIZE_RATIO`
+        times the validation ones' size or more (beyond the curve's end: the size check decides).
+
+        Why: only a model whose validation identities were held out of the training data has a
+        curve (``fit`` without ``X_val``; a cut calibrated on :data:`SIZE_CURVE_MIN_IDENTITIES`
+        identities or more, on whose rows the curve is calibrated too). Those identities have the
+        training data's size, not the batch's, so a Ward cut calibrated on them merged a batch of
+        smaller identities: 27 unseen Banking77 intents of 20 rows, with intents of ~180 held out,
+        went into 12 clusters on average (``results/benchmarks/held_out_size.md``). Validation rows
+        the user gives are drawn like the data to cluster (as the README asks), and keep the cut as
+        calibrated. The size comes from the complete-linkage curve's fixed point, on a seeded
+        sample of :data:`WARD_SIZE_CHECK_ROWS` rows above that many."""
+        from .evaluate.calibrate import SizeCurve, merge_tree
+
+        curve = self.selection_.get("size_curve")
+        if curve is None:
+            return None
+        curve, m_cal, n = SizeCurve.from_dict(curve), self.selection_["val_rows_per_identity"], Z.shape[0]
+        sampled = n > WARD_SIZE_CHECK_ROWS
+        Zs = Z[np.sort(np.random.default_rng(0).choice(n, WARD_SIZE_CHECK_ROWS, replace=False))] if sampled else Z
+        try:
+            k = curve.clusters_at_fixed_point(merge_tree(Zs, "complete"), m_cal)
+        except ResourceError:
+            return None  # the size check that follows says so
+        s = rows_per_identity(n, k, WARD_SIZE_CHECK_ROWS) if sampled else n / k
+        if s >= WARD_MAX_SIZE_RATIO * m_cal:
+            return None
+        h = curve.height("ward", s)
+        rule = dataclasses.replace(self.rule_, threshold=Threshold(
+            h, self.rule_.threshold.distance, f"{WARD_SOURCE} cut read at {s:.1f} rows per identity"))
+        if not WARD_WARN_LOW_RATIO * m_cal <= s < WARD_WARN_SIZE_RATIO * m_cal:
+            warnings.warn(ClusterSizeWarning(
+                f"the chosen Ward cut was calibrated on identities held out of the training data, of {m_cal:.1f} "
+                f"rows each; these {n:,} rows look like identities of {s:.1f} rows"
+                + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else "")
+                + f", so the Ward cut calibrated on the held-out identities cut down to that size is used: height "
+                f"{h:.4g} (at {m_cal:.0f} rows: {self.rule_.threshold.value:.4g}). For a cut calibrated on "
+                "identities like these, give kfree train --validation rows drawn like them"),
+                stacklevel=user_stacklevel())
+        return rule.cluster(Z), rule
 
     def _complete_if_sizes_differ(self, Z: np.ndarray, hook: Any = None) -> tuple[np.ndarray, Any] | None:
         """``(labels, rule)``: the best validated complete-linkage cut and its clusters of ``Z``

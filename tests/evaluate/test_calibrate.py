@@ -11,8 +11,10 @@ from kfree.cluster.threshold_hac import ThresholdAgglomerative
 from kfree.data.synthetic import sphere_blobs
 from kfree.evaluate.calibrate import (
     LogisticCalibration,
+    SizeCurve,
     cut_height,
     labelled_pairs,
+    merge_tree,
     threshold_for_n_clusters,
 )
 from kfree.exceptions import ConfigError, DataError
@@ -156,3 +158,38 @@ def test_errors():
         LogisticCalibration(coef=2.0, intercept=1.0).threshold()
     with pytest.raises(ConfigError, match="distance='manhattan'"):
         LogisticCalibration(coef=1.0, intercept=-1.0, distance="manhattan")
+
+
+def test_a_size_curve_calibrates_a_cut_for_each_size_and_ends_at_the_identities_own(blobs):
+    X, y = blobs  # 12 identities of 10 rows
+    curve = SizeCurve.fit(X, y, seed=0)
+    assert curve.sizes == (2, 3, 5, 8, 10)  # the grid below the largest identity, then its size
+    for heights in (curve.ward, curve.complete):
+        assert len(heights) == 5 and all(np.diff(heights) >= 0)  # more rows reach further
+    # at the identities' own size every row is kept: the cut calibrated on all of them
+    assert curve.complete[-1] == threshold_for_n_clusters(X, 12).value
+    assert curve.ward[-1] == cut_height(merge_tree(X, "ward")[:, 2], 12)
+    assert curve.ward[0] < curve.ward[-1]  # a Ward height grows with the sizes it merges
+    assert curve.height("ward", 10) == curve.ward[-1] == curve.height("ward", 500)  # beyond the grid: its end
+    assert curve.height("ward", 1) == curve.ward[0]
+    assert curve.ward[0] < curve.height("ward", 2.5) < curve.ward[1]
+    assert SizeCurve.from_dict(json.loads(json.dumps(curve.to_dict()))) == curve  # kept in a model file
+    assert SizeCurve.fit(X, y, seed=0) == curve  # seeded
+    with pytest.raises(DataError, match="at least 2 identities"):
+        SizeCurve.fit(X[y == 0], y[y == 0])
+
+
+def test_the_fixed_point_finds_the_rows_per_identity_of_a_batch_of_smaller_identities():
+    """Identities of 3 rows against validation identities of 30: the cuts calibrated at 30 rows
+    merge them (Ward: 4 clusters for 30), the curve's fixed point finds their number, and the
+    Ward cut read at their size separates them."""
+    from scipy.cluster.hierarchy import fcluster
+
+    X, y = sphere_blobs(40, 30, 16, spread=0.5, seed=3)
+    curve = SizeCurve.fit(X[y < 10], y[y < 10])
+    batch = X[np.concatenate([np.flatnonzero(y == k)[:3] for k in range(10, 40)])]
+    ward = merge_tree(batch, "ward")
+    assert fcluster(ward, curve.ward[-1], "distance").max() < 10
+    k = curve.clusters_at_fixed_point(merge_tree(batch, "complete"), s0=30)
+    assert abs(k - 30) <= 2
+    assert fcluster(ward, curve.height("ward", batch.shape[0] / k), "distance").max() == 30

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..cluster.threshold_hac import ThresholdAgglomerative
+from ..cluster.ward import ward_tree
 from ..distances import check_distance, pair_distances
 from ..exceptions import ConfigError, DataError
 from ..threshold import Threshold
@@ -68,6 +69,97 @@ def cut_height(heights: np.ndarray, n_clusters: int) -> float:
     if value <= 0:
         value = float(hi) / 2 if hi > 0 else float(np.nextafter(0.0, 1.0))
     return value
+
+
+def merge_tree(Z: np.ndarray, linkage: str) -> np.ndarray:
+    """The merge tree (a SciPy linkage matrix) that validation cuts: Ward's, or the linkage's in
+    squared Euclidean distances (the unit of every calibrated pair-distance cut)."""
+    if linkage == "ward":
+        return ward_tree(Z)
+    return ThresholdAgglomerative(n_clusters=1, linkage=linkage, distance="sqeuclidean",
+                                  algorithm="dense").fit(Z).linkage_matrix_
+
+
+#: the rows per identity a :class:`SizeCurve` calibrates its cuts at (below the largest identity)
+SIZE_GRID = (2, 3, 5, 8, 12, 20, 30, 45, 70, 100, 150, 250)
+#: seeded draws of rows per identity and size; a curve point is their median cut
+SIZE_DRAWS = 5
+
+
+@dataclass(frozen=True)
+class SizeCurve:
+    """A Ward and a complete-linkage cut calibrated on validation identities cut down to ``s``
+    rows each, for each ``s`` of :data:`SIZE_GRID` up to the largest identity.
+
+    Why: a calibrated cut holds for identities of the size it was calibrated on. A Ward merge
+    height grows with the sizes of the clusters it merges, and a complete-linkage diameter
+    grows too (more rows reach further), so a cut calibrated on identities of 180 rows merges
+    a batch of identities of 20. Identities held out of the training data (``fit`` without
+    ``X_val``) have the training data's size, which says nothing of the batch's. The curve
+    gives the cut for any size, and :meth:`clusters_at_fixed_point` finds the batch's size as a fixed
+    point of the complete-linkage curve (the cut at ``s`` finds clusters of ``s`` rows; a
+    diameter depends less on sizes than a merge height, so it estimates ``s`` more steadily):
+    ``results/benchmarks/held_out_size.md``. Heights are in the units of :func:`merge_tree`,
+    made non-decreasing in ``s``.
+    """
+
+    sizes: tuple[float, ...]
+    ward: tuple[float, ...]
+    complete: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, Z: np.ndarray, y: np.ndarray, *, seed: int = 0) -> SizeCurve:
+        """The curve of the validation rows ``Z`` (in the rule's features) and their identities ``y``."""
+        _, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+        k, top = counts.shape[0], int(counts.max())
+        if k < 2:
+            raise DataError(f"a size curve needs at least 2 identities, got {k}")
+        sizes = [s for s in SIZE_GRID if s < top] + [top]
+        rng = np.random.default_rng(seed)
+        curve: dict[str, list[float]] = {"ward": [], "complete": []}
+        for s in sizes:
+            draws: dict[str, list[float]] = {lk: [] for lk in curve}
+            for _ in range(SIZE_DRAWS if s < top else 1):  # at the top every row is kept: one draw
+                # each identity's first s rows in a random order (all of a smaller one)
+                order = rng.permutation(codes.shape[0])
+                order = order[np.argsort(codes[order], kind="stable")]
+                starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+                rank = np.arange(order.shape[0]) - np.repeat(starts, counts)
+                rows = np.sort(order[rank < s])
+                for lk in curve:
+                    draws[lk].append(cut_height(merge_tree(Z[rows], lk)[:, 2], k))
+            for lk, heights in curve.items():
+                heights.append(float(np.median(draws[lk])))
+        return cls(tuple(float(s) for s in sizes), *(tuple(np.maximum.accumulate(curve[lk]).tolist())
+                                                       for lk in ("ward", "complete")))
+
+    def height(self, linkage: str, s: float) -> float:
+        """The ``linkage`` ("ward" or "complete") cut for identities of ``s`` rows (interpolated in
+        ``log s``; beyond the grid, its end)."""
+        return float(np.interp(math.log(max(s, 1.0)), np.log(self.sizes), getattr(self, linkage)))
+
+    def clusters_at_fixed_point(self, complete_tree: np.ndarray, s0: float) -> int:
+        """The number of clusters ``k`` at the fixed point of the complete-linkage curve on a
+        batch's tree: from ``s = s0``, cut at ``height("complete", s)`` and take ``s = n / k``,
+        until ``k`` repeats (30 cuts at most). The batch's rows per identity are ``n / k``."""
+        from scipy.cluster.hierarchy import fcluster
+
+        n = complete_tree.shape[0] + 1
+        s, seen, k = float(s0), set(), n
+        for _ in range(30):
+            k = int(fcluster(complete_tree, self.height("complete", s), criterion="distance").max())
+            if k in seen:
+                break
+            seen.add(k)
+            s = n / k
+        return k
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sizes": list(self.sizes), "ward": list(self.ward), "complete": list(self.complete)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SizeCurve:
+        return cls(*(tuple(float(v) for v in d[key]) for key in ("sizes", "ward", "complete")))
 
 
 def labelled_pairs(

@@ -37,12 +37,12 @@ from typing import Any
 import numpy as np
 
 from ..cluster.threshold_hac import ThresholdAgglomerative
-from ..cluster.ward import WardThreshold, ward_tree
+from ..cluster.ward import WardThreshold
 from ..config import check_choice
 from ..exceptions import ConfigError, DataError
 from ..metrics import nmi
 from ..threshold import WARD_SOURCE, Threshold
-from .calibrate import cut_height
+from .calibrate import cut_height, merge_tree
 
 LINKAGE_CHOICES: tuple[str, ...] = ("complete", "average", "single", "ward", "auto")
 THRESHOLD_MODES: tuple[str, ...] = ("auto", "learned", "recalibrated")
@@ -240,14 +240,7 @@ class ValidationSet:
 
     @staticmethod
     def _trees(Z: np.ndarray, linkages: set[str]) -> dict[str, np.ndarray]:
-        trees = {}
-        for lk in linkages:
-            if lk == "ward":
-                trees[lk] = ward_tree(Z)
-            else:
-                trees[lk] = ThresholdAgglomerative(n_clusters=1, linkage=lk, distance="sqeuclidean",
-                                                   algorithm="dense").fit(Z).linkage_matrix_
-        return trees
+        return {lk: merge_tree(Z, lk) for lk in linkages}
 
     @staticmethod
     def _cut(tree: np.ndarray, height: float) -> np.ndarray:
