@@ -132,8 +132,9 @@ def report(cells: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         "Means over seeds; NMI on the unseen identities. `fit` without `X_val` held out the validation "
         "identities (their rows per identity in brackets). *now*: `learner.cluster`, which reads the Ward cut "
-        "at the batch's size on the model's size curve (when it has one: a chosen Ward rule and 4 or more "
-        "held-out identities); *before*: the same model without its curve; *Ward*: the chosen Ward cut as "
+        "at the batch's size on the model's size curve (when it has one: a chosen Ward cut calibrated on 8 or "
+        "more identities, `SIZE_CURVE_MIN_IDENTITIES`: the raw features' are calibrated on the training and "
+        "held-out identities, a model's on the held-out ones); *before*: the same model without its curve; *Ward*: the chosen Ward cut as "
         "calibrated (– when the chosen rule is not Ward); *oracle*: the curve read at the true rows per "
         "identity.",
         "",

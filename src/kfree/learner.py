@@ -89,10 +89,10 @@ WARD_WARN_LOW_RATIO = 0.7
 WARD_LIKE_VALIDATION = 1.1
 #: a model without X_val whose Ward cut was calibrated on at least this many identities (the raw features':
 #: training and held-out ones; a model's: the held-out ones) reads it at a batch's rows per identity
-#: (:meth:`ClusterLearner._ward_at_batch_size`). With fewer the curve is noise: curves on 3, 4, 5 and 6
-#: held-out Banking77 intents changed NMI by −0.129, −0.056, +0.021 and +0.083 on average over 15 cells
-#: each (down to −0.63), on 4 and 6 CelebA identities by −0.007 and −0.006; on 10 and 44 they gained
-#: (``results/benchmarks/held_out_size.md``)
+#: (:meth:`ClusterLearner._ward_at_batch_size`). With fewer the curve is noise: curves on the rows of 3, 4,
+#: 5 and 6 held-out Banking77 intents changed NMI by −0.129, −0.056, +0.021 and +0.083 on average over 15
+#: cells each (down to −0.63), on 4 and 6 CelebA identities by −0.007 and −0.006 (one trial, seeds 0–4, not a
+#: committed table); on 10 and more identities they gained (``results/benchmarks/held_out_size.md``)
 SIZE_CURVE_MIN_IDENTITIES = 8
 #: a complete-linkage cut is used as validated, but said to be at risk of splitting identities
 #: when a row's cluster here holds this many times as many rows as a validation row's identity

@@ -11,6 +11,7 @@ from kfree.cluster import ThresholdAgglomerative
 from kfree.cluster.incremental import ClusterState, assign
 from kfree.cluster.labels import first_seen_labels
 from kfree.data.synthetic import sphere_blobs
+from kfree.exceptions import ClusterSizeWarning
 
 FAST = ["--epochs", "3", "--p", "6", "--k", "5", "--dims", "16,8", "--no-progress", "--linkage", "complete"]
 TAU = "0.5"
@@ -311,6 +312,7 @@ def test_a_ward_model_on_many_rows_cuts_its_complete_linkage_rule(d, ward_model,
     # clusters, tested in test_learner, is kept out of this test of the row limit)
     monkeypatch.setattr(learner_module, "WARD_MIN_SIZE_RATIO", 0.0)
     monkeypatch.setattr(learner_module, "WARD_WARN_LOW_RATIO", 0.0)  # (and its warning)
+    monkeypatch.setattr(ClusterLearner, "_ward_at_batch_size", lambda self, Z: None)  # (and the size curve's reading)
     Z = learner.transform(X)
     ward = learner.rule_.cluster(Z)
     with warnings.catch_warnings():
@@ -452,11 +454,31 @@ def test_sigterm_ends_a_command_as_ctrl_c_does():
         assert ended.value.exit_code == code
 
 
-def test_cluster_names_the_complete_cut_used_for_small_clusters(d, ward_model, tmp_path):
-    """new.npy has about 3 rows per identity, the Ward cut was calibrated on 7.7: kfree cluster
-    warns once and says it cut complete linkage (the clusters are the best complete-linkage cut's)."""
+def test_cluster_names_the_ward_cut_read_at_the_batch_size(d, ward_model, tmp_path):
+    """new.npy has about 3 rows per identity, the Ward cut was calibrated on held-out identities of
+    7.7: kfree cluster reads it at the batch's size on the model's size curve, warns once, and names
+    the height it cut at (the clusters are the API's)."""
     from kfree.learner import ClusterLearner
 
+    learner = ClusterLearner.load(ward_model)
+    code, out = run("cluster", ward_model, d / "new.npy", "--out", tmp_path / "c.csv")
+    assert code == 0, out
+    assert out.count("warning:") == 1 and "held out of the training data, of 7.7 rows each; these 40 rows look like " \
+        "identities of 2.9 rows" in out, out
+    with pytest.warns(ClusterSizeWarning):
+        labels, rule = learner.cluster(np.load(d / "new.npy"), return_rule=True)
+    assert f"ward linkage, threshold {rule.threshold.value:g} (Ward merge height)" in out, out
+    assert rule.threshold.value < learner.rule_.threshold.value
+    np.testing.assert_array_equal(clusters(tmp_path / "c.csv"), labels)
+
+
+def test_cluster_names_the_complete_cut_used_for_small_clusters(d, ward_model, tmp_path, monkeypatch):
+    """new.npy has about 3 rows per identity, the Ward cut was calibrated on 7.7: without a size
+    curve (a model validated on rows the user gave) kfree cluster warns once and says it cut
+    complete linkage (the clusters are the best complete-linkage cut's)."""
+    from kfree.learner import ClusterLearner
+
+    monkeypatch.setattr(ClusterLearner, "_ward_at_batch_size", lambda self, Z: None)
     learner = ClusterLearner.load(ward_model)
     code, out = run("cluster", ward_model, d / "new.npy", "--out", tmp_path / "c.csv")
     assert code == 0, out
