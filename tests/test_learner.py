@@ -440,7 +440,7 @@ def test_a_ward_cut_gives_way_on_clusters_far_smaller_or_larger_than_it_was_cali
         np.testing.assert_array_equal(labels, learner.state_rule().cluster(Zm))
 
 
-def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(tmp_path):
+def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(tmp_path, monkeypatch):
     """Found by a benchmark (results/benchmarks/held_out_size.md): without X_val the validation
     identities are held out of the training data and have its size, so the Ward cut calibrated on
     Banking77 intents of ~180 rows put 27 unseen intents of 20 rows into 11-13 clusters (NMI 0.65
@@ -467,6 +467,16 @@ def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(
     assert nmi(yt[small], labels) == 1.0
     assert rule.linkage == "ward" and rule.threshold.is_ward_height and "read at 4.0 rows" in rule.threshold.source
     assert rule.threshold.value < learner.rule_.threshold.value
+    # above WARD_SIZE_CHECK_ROWS rows the size comes from a seeded sample: the identities it shows are
+    # counted into their size (rows_per_identity), not taken as the batch's clusters
+    import kfree.learner as learner_module
+
+    # (a sample of 100 of 600 rows of 3 each shows ~80 identities: 7.5 rows each, taken as its clusters)
+    many, many_y = sphere_blobs(200, 3, dim=16, spread=0.5, seed=9)
+    with monkeypatch.context() as m:
+        m.setattr(learner_module, "WARD_SIZE_CHECK_ROWS", 100)
+        with pytest.warns(ClusterSizeWarning, match=r"look like identities of [3-5]\.\d rows \(estimated on 100 of them\)"):
+            assert nmi(many_y, learner.cluster(many)) > 0.95
     with warnings.catch_warnings():
         warnings.simplefilter("error", ClusterSizeWarning)  # at the held-out size: read there, no word
         np.testing.assert_array_equal(learner.cluster(Xt), without.cluster(Xt))

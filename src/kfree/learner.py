@@ -692,7 +692,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         clusters of fewer than half the rows per identity the Ward cut was calibrated on (a small
         batch), or 2.5 times as many (a library of hundreds of photos per person), that cut
         is used instead, with a :class:`~kfree.exceptions.ClusterSizeWarning` (above
-        :data:`WARD_SIZE_CHECK_ROWS` rows the sizes are estimated on a sample of that many).
+        :data:`WARD_SIZE_CHECK_ROWS` rows the sizes are estimated on a sample of that many). A
+        model fitted without ``X_val`` reads its Ward cut at the batch's rows per identity instead,
+        below 2.5 times the held-out identities' (its size curve: :meth:`_ward_at_batch_size`).
 
         ``must_link`` / ``cannot_link``: row pairs (arrays of shape (m, 2)) that must or cannot
         share a cluster — frames of one face track, tracks that appear together — for
