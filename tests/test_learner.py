@@ -460,9 +460,9 @@ def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert without.cluster(Xt[small]).max() + 1 <= 3  # the cut as calibrated merges them
-    with pytest.warns(ClusterSizeWarning, match=r"held out of the training data, of 40.0 rows each; these 40 rows "
-                                                r"look like identities of 4.0 rows, so the Ward cut calibrated on "
-                                                r"the held-out identities cut down to that size is used"):
+    with pytest.warns(ClusterSizeWarning, match=r"of the training data \(no --validation\), of 40.0 rows each; these 40 "
+                                                r"rows look like identities of 4.0 rows, so the Ward cut for that size "
+                                                r"is used \(calibrated on those identities cut down to it\)"):
         labels, rule = learner.cluster(Xt[small], return_rule=True)
     assert nmi(yt[small], labels) == 1.0
     assert rule.linkage == "ward" and rule.threshold.is_ward_height and "read at 4.0 rows" in rule.threshold.source

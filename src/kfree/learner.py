@@ -947,10 +947,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
             h, self.rule_.threshold.distance, f"{WARD_SOURCE} cut read at {s:.1f} rows per identity"))
         if not WARD_WARN_LOW_RATIO * m_cal <= s < WARD_WARN_SIZE_RATIO * m_cal:
             warnings.warn(ClusterSizeWarning(
-                f"the chosen Ward cut was calibrated on identities held out of the training data, of {m_cal:.1f} "
-                f"rows each; these {n:,} rows look like identities of {s:.1f} rows"
+                f"the chosen Ward cut was calibrated on identities of the training data (no --validation), of "
+                f"{m_cal:.1f} rows each; these {n:,} rows look like identities of {s:.1f} rows"
                 + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else "")
-                + f", so the Ward cut calibrated on the held-out identities cut down to that size is used: height "
+                + f", so the Ward cut for that size is used (calibrated on those identities cut down to it): height "
                 f"{h:.4g} (at {m_cal:.0f} rows: {self.rule_.threshold.value:.4g}). For a cut calibrated on "
                 "identities like these, give kfree train --validation rows drawn like them"),
                 stacklevel=user_stacklevel())

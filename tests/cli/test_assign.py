@@ -463,7 +463,7 @@ def test_cluster_names_the_ward_cut_read_at_the_batch_size(d, ward_model, tmp_pa
     learner = ClusterLearner.load(ward_model)
     code, out = run("cluster", ward_model, d / "new.npy", "--out", tmp_path / "c.csv")
     assert code == 0, out
-    assert out.count("warning:") == 1 and "held out of the training data, of 7.7 rows each; these 40 rows look like " \
+    assert out.count("warning:") == 1 and "(no --validation), of 7.7 rows each; these 40 rows look like " \
         "identities of 2.9 rows" in out, out
     with pytest.warns(ClusterSizeWarning):
         labels, rule = learner.cluster(np.load(d / "new.npy"), return_rule=True)
