@@ -88,8 +88,9 @@ SIZE_DRAWS = 5
 
 @dataclass(frozen=True)
 class SizeCurve:
-    """A Ward and a complete-linkage cut calibrated on validation identities cut down to ``s``
-    rows each, for each ``s`` of :data:`SIZE_GRID` up to the largest identity.
+    """A Ward and a complete-linkage cut calibrated on labelled identities (those a rule was
+    calibrated on) cut down to ``s`` rows each, for each ``s`` of :data:`SIZE_GRID` up to the
+    largest identity.
 
     Why: a calibrated cut holds for identities of the size it was calibrated on. A Ward merge
     height grows with the sizes of the clusters it merges, and a complete-linkage diameter
@@ -109,13 +110,14 @@ class SizeCurve:
 
     @classmethod
     def fit(cls, Z: np.ndarray, y: np.ndarray, *, seed: int = 0) -> SizeCurve:
-        """The curve of the validation rows ``Z`` (in the rule's features) and their identities ``y``."""
+        """The curve of the rows ``Z`` (in the rule's features) and their identities ``y``."""
         _, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
         k, top = counts.shape[0], int(counts.max())
         if k < 2:
             raise DataError(f"a size curve needs at least 2 identities, got {k}")
         sizes = [s for s in SIZE_GRID if s < top] + [top]
         rng = np.random.default_rng(seed)
+        starts = np.repeat(np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)  # each row's identity's first
         curve: dict[str, list[float]] = {"ward": [], "complete": []}
         for s in sizes:
             draws: dict[str, list[float]] = {lk: [] for lk in curve}
@@ -123,9 +125,7 @@ class SizeCurve:
                 # each identity's first s rows in a random order (all of a smaller one)
                 order = rng.permutation(codes.shape[0])
                 order = order[np.argsort(codes[order], kind="stable")]
-                starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-                rank = np.arange(order.shape[0]) - np.repeat(starts, counts)
-                rows = np.sort(order[rank < s])
+                rows = np.sort(order[np.arange(order.shape[0]) - starts < s])
                 for lk in curve:
                     draws[lk].append(cut_height(merge_tree(Z[rows], lk)[:, 2], k))
             for lk, heights in curve.items():
