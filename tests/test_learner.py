@@ -408,7 +408,7 @@ def test_a_ward_cut_gives_way_on_clusters_far_smaller_or_larger_than_it_was_cali
     seen = y < 30
     learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
     learner.rule_ = learner._ward_rule()  # whichever won: the Ward candidate is what is checked here
-    learner.selection_.pop("size_curve", None)  # the size check alone, as without held-out identities
+    learner.selection_.pop("size_curve", None)  # the size check alone, as without a size curve
     assert learner.selection_["val_rows_per_identity"] == pytest.approx(12.0)
     Xt, yt = X[~seen], y[~seen]
     one_each = Xt[np.unique(yt, return_index=True)[1]]  # 10 rows, 10 identities
@@ -445,7 +445,8 @@ def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(
     identities are held out of the training data and have its size, so the Ward cut calibrated on
     Banking77 intents of ~180 rows put 27 unseen intents of 20 rows into 11-13 clusters (NMI 0.65
     -0.69), and the size check let it pass. Such a model keeps a size curve and reads its Ward cut
-    at the batch's rows per identity (0.81-0.89 there); validation rows the user gives keep it."""
+    at the batch's rows per identity (0.83-0.87 there); validation rows the user gives keep it near
+    their size."""
     from kfree.exceptions import ClusterSizeWarning
 
     X, y = sphere_blobs(30, 40, dim=16, spread=0.5, seed=3)
@@ -487,16 +488,26 @@ def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(
     assert again.selection_["size_curve"] == learner.selection_["size_curve"]
     with pytest.warns(ClusterSizeWarning):
         np.testing.assert_array_equal(again.cluster(Xt[small]), labels)
-    # validation rows given (drawn like the data, as the README asks), a cut calibrated on fewer than
-    # SIZE_CURVE_MIN_IDENTITIES (7 here: raw features, 5 trained and 2 held out), or a complete-linkage
-    # rule: no curve
+    # validation rows given (drawn like the data, as the README asks): the curve is read only for
+    # identities under half their size, where the size check would use the complete-linkage cut
     va = (y >= 16) & seen
     given = ClusterLearner(TrainConfig(epochs=1, seed=0), linkage="ward").fit(X[seen & ~va], y[seen & ~va],
                                                                              X_val=X[va], y_val=y[va])
+    assert "size_curve" in given.selection_ and "under 0.5 times the validation ones' size" in given.summary()
+    given_without = copy.copy(given)
+    given_without.selection_ = {k: v for k, v in given.selection_.items() if k != "size_curve"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClusterSizeWarning)
+        np.testing.assert_array_equal(given.cluster(Xt), given_without.cluster(Xt))
+    with pytest.warns(ClusterSizeWarning, match=r"calibrated on the validation identities, of 40.0 rows each; these "
+                                                r"40 rows look like identities of 4.0 rows"):
+        assert nmi(yt[small], given.cluster(Xt[small])) == 1.0
+    # a cut calibrated on fewer than SIZE_CURVE_MIN_IDENTITIES (7 here: raw features, 5 trained and 2
+    # held out), or a complete-linkage rule: no curve
     few = ClusterLearner(TrainConfig(epochs=1, seed=0), linkage="ward").fit(X[y < 7], y[y < 7])
     complete = ClusterLearner(TrainConfig(epochs=1, seed=0), linkage="complete").fit(X[seen], y[seen])
     assert few.provenance_["n_val_identities"] == 2
-    assert not any("size_curve" in m.selection_ for m in (given, few, complete))
+    assert not any("size_curve" in m.selection_ for m in (few, complete))
 
 
 def test_the_ward_size_check_compares_what_one_cut_finds_on_both_sides():
@@ -514,6 +525,7 @@ def test_the_ward_size_check_compares_what_one_cut_finds_on_both_sides():
     learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[tr], y[tr], X_val=X[va],
                                                                                y_val=y[va])
     learner.rule_ = learner._ward_rule()
+    learner.selection_.pop("size_curve", None)  # the size check alone, as without a size curve
     k = int(learner.state_rule().cluster(learner.transform(X[va])).max()) + 1
     assert learner.selection_["val_complete_rows_per_cluster"] == pytest.approx(va.sum() / k)
     # identities three times the size of what that cut finds on them (as the trial's intents were)
@@ -541,7 +553,7 @@ def test_a_batch_like_identities_held_out_of_training_but_far_from_their_size_is
     learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
     assert learner._held_out_of_training()
     learner.rule_ = learner._ward_rule()
-    learner.selection_.pop("size_curve", None)  # the size check alone, as without held-out identities
+    learner.selection_.pop("size_curve", None)  # the size check alone, as without a size curve
     batch = X[~seen]
     k = int(learner.state_rule().cluster(learner.transform(batch)).max()) + 1
     learner.selection_["val_complete_rows_per_cluster"] = batch.shape[0] / k  # what that cut found on validation
@@ -564,7 +576,7 @@ def test_a_ward_cut_kept_on_larger_identities_says_it_may_split_them():
     seen = y < 30
     learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
     learner.rule_ = learner._ward_rule()
-    learner.selection_.pop("size_curve", None)  # the size check alone, as without held-out identities
+    learner.selection_.pop("size_curve", None)  # the size check alone, as without a size curve
     Xt = X[~seen]
     m_new = Xt.shape[0] / (int(learner.state_rule().cluster(learner.transform(Xt)).max()) + 1)
     learner.selection_.pop("val_complete_rows_per_cluster", None)
@@ -636,7 +648,7 @@ def test_the_sampled_size_check_counts_identities_not_sample_clusters(monkeypatc
     seen = y < 30
     learner = ClusterLearner(TrainConfig(epochs=2, seed=0), linkage="auto").fit(X[seen], y[seen])
     learner.rule_ = learner._ward_rule()
-    learner.selection_.pop("size_curve", None)  # the size check alone, as without held-out identities
+    learner.selection_.pop("size_curve", None)  # the size check alone, as without a size curve
     Z = learner.transform(X[~seen])
     monkeypatch.setattr(learner_module, "WARD_SIZE_CHECK_ROWS", 60)  # half of the 120 rows: sampled
     with warnings.catch_warnings():

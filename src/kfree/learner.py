@@ -87,8 +87,8 @@ WARD_WARN_LOW_RATIO = 0.7
 #: ... but kept when that complete-linkage cut finds clusters within this factor of the size it found
 #: on the validation rows: such a batch is drawn like them, whatever that cut does to their identities
 WARD_LIKE_VALIDATION = 1.1
-#: a model without X_val whose Ward cut was calibrated on at least this many identities (the raw features':
-#: training and held-out ones; a model's: the held-out ones) reads it at a batch's rows per identity
+#: a model whose Ward cut was calibrated on at least this many identities (the raw features': training and
+#: validation ones; a model's: the validation ones) reads it at a batch's rows per identity
 #: (:meth:`ClusterLearner._ward_at_batch_size`). With fewer the curve is noise: curves on the rows of 3, 4,
 #: 5 and 6 held-out Banking77 intents changed NMI by −0.129, −0.056, +0.021 and +0.083 on average over 15
 #: cells each (down to −0.63), on 4 and 6 CelebA identities by −0.007 and −0.006 (one trial, seeds 0–4, not a
@@ -368,17 +368,20 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         if has_val:  # the size check's reference: the same estimate a batch gets, on the validation rows
             self.selection_["val_complete_rows_per_cluster"] = self._complete_rows_per_cluster(X_val_np)
             n_cal = len(np.unique(cal_rows[1]))
-            if chosen.linkage == "ward" and self._held_out_of_training() and n_cal >= SIZE_CURVE_MIN_IDENTITIES:
+            if chosen.linkage == "ward" and n_cal >= SIZE_CURVE_MIN_IDENTITIES:
                 from .evaluate.calibrate import SizeCurve
 
-                # identities held out of the training data have its size, not a batch's: cluster reads the
-                # Ward cut at the batch's size (_ward_at_batch_size), on the rows it was calibrated on
+                # a Ward cut holds for identities of the size it was calibrated on: cluster reads it at a
+                # batch's size (_ward_at_batch_size), on the rows it was calibrated on
                 self.selection_["size_curve"] = SizeCurve.fit(*cal_rows, seed=seed).to_dict()
+                m_cal = self.selection_["val_rows_per_identity"]
                 self.selection_["reason"] += (
                     f". Its Ward cut was calibrated on {n_cal} identities of the training data (the held-out ones "
-                    f"hold {self.selection_['val_rows_per_identity']:.0f} rows on average), which say nothing of the "
-                    "size of the identities to cluster: cluster() reads it at each batch's rows per identity, on a "
-                    "size curve")
+                    f"hold {m_cal:.0f} rows on average), which say nothing of the size of the identities to "
+                    "cluster: cluster() reads it at each batch's rows per identity, on a size curve"
+                    if self._held_out_of_training() else
+                    f". A batch whose identities look under {WARD_MIN_SIZE_RATIO:g} times the validation ones' size "
+                    f"({m_cal:.0f} rows) gets the Ward cut for its size, read on a size curve")
         # the training rows' lengths (5th, 95th percentile), after fit's own use of _features: rows of
         # another encoder or scale are said (_warn_if_unlike)
         self.provenance_["row_lengths"] = list(length_range(X))
@@ -693,8 +696,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         batch), or 2.5 times as many (a library of hundreds of photos per person), that cut
         is used instead, with a :class:`~kfree.exceptions.ClusterSizeWarning` (above
         :data:`WARD_SIZE_CHECK_ROWS` rows the sizes are estimated on a sample of that many). A
-        model fitted without ``X_val`` reads its Ward cut at the batch's rows per identity instead,
-        below 2.5 times the held-out identities' (its size curve: :meth:`_ward_at_batch_size`).
+        model with a size curve reads its Ward cut at the batch's rows per identity instead: fitted
+        without ``X_val``, below 2.5 times the held-out identities' size; with it, below half
+        (:meth:`_ward_at_batch_size`).
 
         ``must_link`` / ``cannot_link``: row pairs (arrays of shape (m, 2)) that must or cannot
         share a cluster — frames of one face track, tracks that appear together — for
@@ -915,24 +919,30 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         """``(labels, rule)``: the chosen Ward cut read at the rows per identity of ``Z`` on the
         model's size curve (:class:`~kfree.evaluate.calibrate.SizeCurve`), with a
         :class:`~kfree.exceptions.ClusterSizeWarning` when that size is far from the validation
-        identities'; ``None`` without a curve, or for identities of :data:`WARD_MAX_SIZE_RATIO`
-        times the validation ones' size or more (beyond the curve's end: the size check decides).
+        identities'; ``None`` without a curve (a cut calibrated on fewer than
+        :data:`SIZE_CURVE_MIN_IDENTITIES` identities, or a model file from before it), for
+        identities of :data:`WARD_MAX_SIZE_RATIO` times the validation ones' size or more (beyond
+        the curve's end), and, for validation rows the user gave, of more than
+        :data:`WARD_MIN_SIZE_RATIO` times: the size check decides there.
 
-        Why: only a model whose validation identities were held out of the training data has a
-        curve (``fit`` without ``X_val``; a cut calibrated on :data:`SIZE_CURVE_MIN_IDENTITIES`
-        identities or more, on whose rows the curve is calibrated too). Those identities have the
-        training data's size, not the batch's, so a Ward cut calibrated on them merged a batch of
-        smaller identities: 27 unseen Banking77 intents of 20 rows, with intents of ~180 held out,
-        went into 12 clusters on average (``results/benchmarks/held_out_size.md``). Validation rows
-        the user gives are drawn like the data to cluster (as the README asks), and keep the cut as
-        calibrated. The size comes from the complete-linkage curve's fixed point, on a seeded
-        sample of :data:`WARD_SIZE_CHECK_ROWS` rows above that many."""
+        Why: a Ward cut holds for identities of the size it was calibrated on. Identities held
+        out of the training data (``fit`` without ``X_val``) have the training data's size, not
+        the batch's: a Ward cut calibrated on Banking77 intents of ~180 rows put 27 unseen intents
+        of 20 rows into 12 clusters on average, and the curve's reading scores higher at every
+        smaller size (``results/benchmarks/held_out_size.md``). Validation rows the user gives are
+        drawn like the data to cluster (as the README asks): there the curve only replaces the
+        complete-linkage cut the size check would use for much smaller identities, and the
+        calibrated cut is kept near the validation size, where the curve's estimate of the size
+        cost up to 0.013 NMI (``results/benchmarks/ward_size.md``). The size comes from the
+        complete-linkage curve's fixed point, on a seeded sample of :data:`WARD_SIZE_CHECK_ROWS`
+        rows above that many."""
         from .evaluate.calibrate import SizeCurve, merge_tree
 
         curve = self.selection_.get("size_curve")
         if curve is None:
             return None
         curve, m_cal, n = SizeCurve.from_dict(curve), self.selection_["val_rows_per_identity"], Z.shape[0]
+        held_out = self._held_out_of_training()
         sampled = n > WARD_SIZE_CHECK_ROWS
         Zs = Z[np.sort(np.random.default_rng(0).choice(n, WARD_SIZE_CHECK_ROWS, replace=False))] if sampled else Z
         try:
@@ -940,15 +950,16 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         except ResourceError:
             return None  # the size check that follows says so
         s = rows_per_identity(n, k, WARD_SIZE_CHECK_ROWS) if sampled else n / k
-        if s >= WARD_MAX_SIZE_RATIO * m_cal:
+        if s >= WARD_MAX_SIZE_RATIO * m_cal or (not held_out and s >= WARD_MIN_SIZE_RATIO * m_cal):
             return None
         h = curve.height("ward", s)
         rule = dataclasses.replace(self.rule_, threshold=Threshold(
             h, self.rule_.threshold.distance, f"{WARD_SOURCE} cut read at {s:.1f} rows per identity"))
         if not WARD_WARN_LOW_RATIO * m_cal <= s < WARD_WARN_SIZE_RATIO * m_cal:
             warnings.warn(ClusterSizeWarning(
-                f"the chosen Ward cut was calibrated on identities of the training data (no --validation), of "
-                f"{m_cal:.1f} rows each; these {n:,} rows look like identities of {s:.1f} rows"
+                "the chosen Ward cut was calibrated on "
+                + ("identities of the training data (no --validation)" if held_out else "the validation identities")
+                + f", of {m_cal:.1f} rows each; these {n:,} rows look like identities of {s:.1f} rows"
                 + (f" (estimated on {WARD_SIZE_CHECK_ROWS:,} of them)" if sampled else "")
                 + f", so the Ward cut for that size is used (calibrated on those identities cut down to it): height "
                 f"{h:.4g} (at {m_cal:.0f} rows: {self.rule_.threshold.value:.4g}). For a cut calibrated on "

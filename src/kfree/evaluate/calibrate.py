@@ -96,7 +96,8 @@ class SizeCurve:
     height grows with the sizes of the clusters it merges, and a complete-linkage diameter
     grows too (more rows reach further), so a cut calibrated on identities of 180 rows merges
     a batch of identities of 20. Identities held out of the training data (``fit`` without
-    ``X_val``) have the training data's size, which says nothing of the batch's. The curve
+    ``X_val``) have the training data's size, which says nothing of the batch's; validation rows
+    the user gives may hold larger identities than a batch. The curve
     gives the cut for any size, and :meth:`clusters_at_fixed_point` finds the batch's size as a fixed
     point of the complete-linkage curve (the cut at ``s`` finds clusters of ``s`` rows; a
     diameter depends less on sizes than a merge height, so it estimates ``s`` more steadily):
