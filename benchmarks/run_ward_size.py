@@ -10,7 +10,9 @@ validation identities of ``m`` rows each over-merges a batch of much smaller ide
 over-splits one of much larger identities. ``ClusterLearner.cluster`` then uses the best
 validated complete-linkage cut instead (``kfree.learner.WARD_MIN_SIZE_RATIO`` /
 ``WARD_MAX_SIZE_RATIO``, on the rows per cluster that cut finds), unless that cut finds about
-what it found on the validation rows (``WARD_LIKE_VALIDATION``). This benchmark measures,
+what it found on the validation rows (``WARD_LIKE_VALIDATION``); a model with a size curve
+reads its Ward cut at the batch's size first, where that size looks under half the validation
+identities' (``ClusterLearner._ward_at_batch_size``). This benchmark measures,
 on real data, the NMI of the Ward cut, of the complete-linkage cut and of what kfree delivers
 as the batch's rows per identity move away from the validation identities':
 
@@ -202,7 +204,10 @@ def report(cells: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{meta['max_ratio']:g} (`WARD_MIN_SIZE_RATIO`, `WARD_MAX_SIZE_RATIO`), unless the like-validation ratio "
         f"lies within {meta.get('like_validation', 1.1):g}× of 1 (`WARD_LIKE_VALIDATION`: the batch is drawn like "
         "the validation rows; added 2026-12-02, when a research trial's validation rows themselves failed the "
-        "check), else the Ward cut. *before*: without that exception.",
+        "check), else the Ward cut; a model with a size curve (a Ward cut calibrated on 8 or more identities, "
+        "`SIZE_CURVE_MIN_IDENTITIES`; from 2026-12-03) first reads its Ward cut at the batch's size where the "
+        "curve's estimate of it is under that first ratio (`held_out_size.md`). *before*: without the "
+        "like-validation exception or the curve.",
         "",
         "| set | rows per identity: batch (validation) | true ratio | estimated ratio (like validation) | K | "
         "Ward: clusters / NMI | complete: clusters / NMI | kfree: NMI (complete used, of seeds) | "
