@@ -3,6 +3,7 @@
 Usage (from the repository root; about 10 minutes on 2 cores)::
 
     OMP_NUM_THREADS=1 python -m benchmarks.run_held_out_size            # runs (resumes), writes the table
+    OMP_NUM_THREADS=1 python -m benchmarks.run_held_out_size --fresh    # starts over
     python -m benchmarks.run_held_out_size --report                     # only rebuild the table
 
 ``ClusterLearner.fit`` without ``X_val`` (``kfree train`` without ``--validation``) holds out
@@ -169,10 +170,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--report", action="store_true", help="only rebuild the table from the JSON")
+    ap.add_argument("--fresh", action="store_true", help="start over: an earlier run's cells are replaced")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{NAME}.json"
-    rec = json.loads(path.read_text()) if path.exists() else {"meta": {}, "cells": []}
+    rec = json.loads(path.read_text()) if path.exists() and not args.fresh else {"meta": {}, "cells": []}
+    made_at = commit()  # before this run writes its own file (which makes the checkout dirty)
     if not args.report:
         done = {(c["set"], c["seed"]) for c in rec["cells"]}
         for set_name in SETS:
@@ -187,7 +190,7 @@ def main() -> None:
                         break
                 rec["cells"] += run_set(set_name, seed)
                 rec["meta"] = {"command": "OMP_NUM_THREADS=1 python -m benchmarks.run_held_out_size",
-                               "seeds": list(SEEDS), "commit": commit(), "versions": versions(),
+                               "seeds": list(SEEDS), "commit": made_at, "versions": versions(),
                                "wall_s": sum(c["wall_s"] for c in {(c["set"], c["seed"]): c
                                                                    for c in rec["cells"]}.values())}
                 path.write_text(json.dumps(rec, indent=1) + "\n")  # a stopped run resumes from here
