@@ -19,6 +19,8 @@ cut at the batch's rows per identity (``kfree.evaluate.calibrate.SizeCurve``,
   intents at 20, 40, 80 and all rows each; and, as in a ticket trial, 14 seen intents (3 held out:
   a curve only where the raw features are chosen, calibrated on all 14), the 27 unseen at 20, 40
   and all rows each;
+- AT&T faces (shipped, dlib descriptors): 30 seen people (6 held out, 10 photos each), 10 unseen
+  at 2, 3, 5 and all 10 photos each;
 - CelebA dlib descriptors (``$KFREE_SHARED_DATA`` or ``../shared/data``; skipped when absent):
   220 seen identities (44 held out, ~21 rows), 79 unseen at 5, 10 and all rows each;
 - scikit-learn digits: 0–5 seen at random (2 held out: too few for a curve, so nothing changes),
@@ -49,6 +51,7 @@ from benchmarks.run_ward_size import OUT, SEEDS, _per_identity
 SETS: dict[str, tuple[int, int, tuple[int | None, ...]]] = {
     "banking77": (50, 27, (20, 40, 80, None)),
     "banking77-14": (14, 27, (20, 40, None)),
+    "att_faces": (30, 10, (2, 3, 5, None)),
     "celeba": (220, 79, (5, 10, None)),
     "digits": (6, 4, (20, 60, None)),
 }
@@ -63,6 +66,11 @@ def _data(name: str) -> tuple[np.ndarray, np.ndarray]:
         return ds.X, ds.y
     if name == "celeba":
         return celeba_faces()
+    if name == "att_faces":
+        from kfree.data.builtin import load_builtin
+
+        ds = load_builtin("att_faces", with_images=False)
+        return ds.X, ds.y
     from sklearn.datasets import load_digits
 
     d = load_digits()
