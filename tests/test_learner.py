@@ -493,7 +493,7 @@ def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(
     va = (y >= 16) & seen
     given = ClusterLearner(TrainConfig(epochs=1, seed=0), linkage="ward").fit(X[seen & ~va], y[seen & ~va],
                                                                              X_val=X[va], y_val=y[va])
-    assert "size_curve" in given.selection_ and "under 0.5 times the validation ones' size" in given.summary()
+    assert "size_curve" in given.selection_ and "under half the validation ones' size (40 rows each)" in given.summary()
     given_without = copy.copy(given)
     given_without.selection_ = {k: v for k, v in given.selection_.items() if k != "size_curve"}
     with warnings.catch_warnings():

@@ -380,8 +380,8 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                     f"hold {m_cal:.0f} rows on average), which say nothing of the size of the identities to "
                     "cluster: cluster() reads it at each batch's rows per identity, on a size curve"
                     if self._held_out_of_training() else
-                    f". A batch whose identities look under {WARD_MIN_SIZE_RATIO:g} times the validation ones' size "
-                    f"({m_cal:.0f} rows) gets the Ward cut for its size, read on a size curve")
+                    f". A batch whose identities look under half the validation ones' size ({m_cal:.0f} rows each) "
+                    "gets the Ward cut calibrated for its size (a size curve)")
         # the training rows' lengths (5th, 95th percentile), after fit's own use of _features: rows of
         # another encoder or scale are said (_warn_if_unlike)
         self.provenance_["row_lengths"] = list(length_range(X))
