@@ -946,7 +946,9 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         sampled = n > WARD_SIZE_CHECK_ROWS
         Zs = Z[np.sort(np.random.default_rng(0).choice(n, WARD_SIZE_CHECK_ROWS, replace=False))] if sampled else Z
         try:
-            k = curve.clusters_at_fixed_point(merge_tree(Zs, "complete"), m_cal)
+            # from the smallest size up: the smallest self-consistent size (pairs of identities merged
+            # at a larger cut look like larger identities, so a larger fixed point can be theirs)
+            k = curve.clusters_at_fixed_point(merge_tree(Zs, "complete"), curve.sizes[0])
         except ResourceError:
             return None  # the size check that follows says so
         s = rows_per_identity(n, k, WARD_SIZE_CHECK_ROWS) if sampled else n / k
