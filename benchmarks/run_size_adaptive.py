@@ -26,7 +26,7 @@ library's raw-feature cuts also use the training identities; this does not). Res
 Over these 60 cells neither variant beat kfree's size check of the time (mean NMI −0.041 and
 −0.005), so the library uses "Ward at complete's s" only where it was measured to gain: for
 identities held out of the training data (``fit`` without ``X_val``), whose size says nothing of
-a batch's (``run_held_out_size``: +0.051 over its 51 cells), and, with validation rows given, for
+a batch's (``run_held_out_size``: +0.053 over its 51 cells), and, with validation rows given, for
 batches whose identities look under half their size (``run_ward_size``). Its curve is calibrated
 on the rows the rule was (for the raw features, the training identities too), not on the
 validation rows alone as here. The fixed point helps where the batch's identities are much smaller than the

@@ -445,7 +445,7 @@ def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(
     identities are held out of the training data and have its size, so the Ward cut calibrated on
     Banking77 intents of ~180 rows put 27 unseen intents of 20 rows into 11-13 clusters (NMI 0.65
     -0.69), and the size check let it pass. Such a model keeps a size curve and reads its Ward cut
-    at the batch's rows per identity (0.83-0.87 there); validation rows the user gives keep it near
+    at the batch's rows per identity (0.85-0.87 there); validation rows the user gives keep it near
     their size."""
     from kfree.exceptions import ClusterSizeWarning
 

@@ -142,7 +142,9 @@ class SizeCurve:
     def clusters_at_fixed_point(self, complete_tree: np.ndarray, s0: float) -> int:
         """The number of clusters ``k`` at the fixed point of the complete-linkage curve on a
         batch's tree: from ``s = s0``, cut at ``height("complete", s)`` and take ``s = n / k``,
-        until ``k`` repeats (30 cuts at most). The batch's rows per identity are ``n / k``."""
+        until ``k`` repeats (30 cuts at most). The batch's rows per identity are ``n / k``. From
+        the curve's smallest size, the iteration stops at the smallest self-consistent size; the
+        learner starts there (a larger fixed point can be pairs of identities merged)."""
         from scipy.cluster.hierarchy import fcluster
 
         n = complete_tree.shape[0] + 1
