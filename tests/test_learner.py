@@ -454,6 +454,10 @@ def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(
     learner = ClusterLearner(TrainConfig(epochs=1, seed=0), linkage="ward").fit(X[seen], y[seen])
     assert learner._held_out_of_training() and learner.provenance_["n_val_identities"] == 4
     assert learner.selection_["size_curve"]["sizes"][-1] == 40
+    assert "reads it at each batch's rows per identity, on a size curve" in learner.summary()
+    other = copy.copy(learner)
+    other.rule_ = learner.state_rule()  # a complete-linkage rule (a fine-tuned model's) reads no curve
+    assert "size curve" not in other.summary()
     yt, Xt = y[~seen], X[~seen]
     small = np.concatenate([np.flatnonzero(yt == c)[:4] for c in np.unique(yt)])  # 10 identities of 4 rows
     without = copy.copy(learner)

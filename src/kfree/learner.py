@@ -374,14 +374,6 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
                 # a Ward cut holds for identities of the size it was calibrated on: cluster reads it at a
                 # batch's size (_ward_at_batch_size), on the rows it was calibrated on
                 self.selection_["size_curve"] = SizeCurve.fit(*cal_rows, seed=seed).to_dict()
-                m_cal = self.selection_["val_rows_per_identity"]
-                self.selection_["reason"] += (
-                    f". Its Ward cut was calibrated on {n_cal} identities of the training data (the held-out ones "
-                    f"hold {m_cal:.0f} rows on average), which say nothing of the size of the identities to "
-                    "cluster: cluster() reads it at each batch's rows per identity, on a size curve"
-                    if self._held_out_of_training() else
-                    f". A batch whose identities look under half the validation ones' size ({m_cal:.0f} rows each) "
-                    "gets the Ward cut calibrated for its size (a size curve)")
         # the training rows' lengths (5th, 95th percentile), after fit's own use of _features: rows of
         # another encoder or scale are said (_warn_if_unlike)
         self.provenance_["row_lengths"] = list(length_range(X))
@@ -1232,6 +1224,13 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         """One line: what ``cluster`` will do, and why."""
         self._check_fitted()
         reason = self.selection_["reason"]
+        if self.rule_.linkage == "ward" and "size_curve" in self.selection_:  # (_ward_at_batch_size)
+            m_cal = self.selection_["val_rows_per_identity"]
+            reason += (f". Its Ward cut holds for identities of {m_cal:.0f} rows, the held-out ones' size, which says "
+                       "nothing of the data to cluster: cluster() reads it at each batch's rows per identity, on a "
+                       "size curve" if self._held_out_of_training() else
+                       f". A batch whose identities look under half the validation ones' size ({m_cal:.0f} rows each) "
+                       "gets the Ward cut calibrated for its size (a size curve)")
         if self.threshold is not None:  # (cluster() cuts there, not at the validated value)
             rule = self.rule_
             unit = "Ward merge height" if rule.linkage == "ward" else rule.threshold.distance
