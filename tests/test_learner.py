@@ -5,6 +5,7 @@ features); the learner's choice among rules is tested in tests/test_selection.py
 """
 
 import copy
+import dataclasses
 import warnings
 
 import numpy as np
@@ -456,7 +457,7 @@ def test_a_ward_cut_calibrated_on_held_out_identities_is_read_at_the_batch_size(
     assert learner.selection_["size_curve"]["sizes"][-1] == 40
     assert "reads it at each batch's rows per identity, on a size curve" in learner.summary()
     other = copy.copy(learner)
-    other.rule_ = learner.state_rule()  # a complete-linkage rule (a fine-tuned model's) reads no curve
+    other.rule_ = dataclasses.replace(learner.rule_, linkage="complete")  # (a fine-tuned model's) reads no curve
     assert "size curve" not in other.summary()
     yt, Xt = y[~seen], X[~seen]
     small = np.concatenate([np.flatnonzero(yt == c)[:4] for c in np.unique(yt)])  # 10 identities of 4 rows
