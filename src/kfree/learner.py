@@ -925,9 +925,10 @@ class ClusterLearner(TransformerMixin, BaseEstimator):
         drawn like the data to cluster (as the README asks): there the curve only replaces the
         complete-linkage cut the size check would use for much smaller identities, and the
         calibrated cut is kept near the validation size, where the curve's estimate of the size
-        cost up to 0.013 NMI (``results/benchmarks/ward_size.md``). The size comes from the
-        complete-linkage curve's fixed point, on a seeded sample of :data:`WARD_SIZE_CHECK_ROWS`
-        rows above that many."""
+        cost up to 0.013 NMI (one trial on the grid of ``results/benchmarks/ward_size.md``, whose
+        committed run reads the curve only below half: 11 cells higher, none lower). The size
+        comes from the complete-linkage curve's smallest fixed point, on a seeded sample of
+        :data:`WARD_SIZE_CHECK_ROWS` rows above that many."""
         from .evaluate.calibrate import SizeCurve, merge_tree
 
         curve = self.selection_.get("size_curve")
