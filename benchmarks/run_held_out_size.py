@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.run_unseen import celeba_faces, versions
-from benchmarks.run_ward_size import OUT, SEEDS, _per_identity
+from benchmarks.run_ward_size import OUT, SEEDS, _per_identity, load_arrays
 
 #: set -> (seen identities, unseen identities, unseen rows per identity; None = all)
 SETS: dict[str, tuple[int, int, tuple[int | None, ...]]] = {
@@ -59,22 +59,7 @@ NAME = "held_out_size"
 
 
 def _data(name: str) -> tuple[np.ndarray, np.ndarray]:
-    if name.startswith("banking77"):
-        from kfree.data.builtin import load_builtin
-
-        ds = load_builtin("banking77", with_images=False)
-        return ds.X, ds.y
-    if name == "celeba":
-        return celeba_faces()
-    if name == "att_faces":
-        from kfree.data.builtin import load_builtin
-
-        ds = load_builtin("att_faces", with_images=False)
-        return ds.X, ds.y
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return d.data.astype(np.float32), d.target.astype(np.int64)
+    return load_arrays(name.split("-")[0])  # (banking77-14: Banking77, fewer seen intents)
 
 
 def run_set(name: str, seed: int) -> list[dict[str, Any]]:

@@ -46,17 +46,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.run_ward_size import SEEDS, _per_identity, grid_cells, grid_main, ward_learner
+from kfree.evaluate.calibrate import merge_tree
 
 #: the class sizes of the size curve (rows per identity)
 GRID = (2, 3, 5, 8, 12, 20, 30, 45, 70, 100, 150, 250)
-
-
-def _tree(Z: np.ndarray, linkage: str) -> np.ndarray:
-    """The merge tree the library's validation cuts (``ValidationSet``'s trees: Ward's, or complete
-    linkage's in squared distances)."""
-    from kfree.evaluate.selection import ValidationSet
-
-    return ValidationSet._trees(Z, {linkage})[linkage]
 
 
 def size_curve(Z: np.ndarray, y: np.ndarray, linkage: str) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +66,7 @@ def size_curve(Z: np.ndarray, y: np.ndarray, linkage: str) -> tuple[np.ndarray, 
         hs = []
         for rep in range(5):
             idx = _per_identity(np.arange(y.shape[0]), y, s, np.random.default_rng(rep))
-            hs.append(cut_height(_tree(Z[idx], linkage)[:, 2], k))
+            hs.append(cut_height(merge_tree(Z[idx], linkage)[:, 2], k))
         heights.append(float(np.median(hs)))
     return np.asarray(sizes, dtype=np.float64), np.maximum.accumulate(np.asarray(heights))
 
@@ -113,7 +106,7 @@ def run_set(name: str, seed: int, val_per: int | None, batch_sizes: tuple[int | 
             n = te_s.shape[0]
             lk = learner.cluster(X[te_s])
             lw = learner.rule_.cluster(Z)
-            wt, ct = _tree(Z, "ward"), _tree(Z, "complete")
+            wt, ct = merge_tree(Z, "ward"), merge_tree(Z, "complete")
             s_w, l_w = fixed_point(wt, n, ward_curve, m_cal)
             s_c, l_c = fixed_point(ct, n, complete_curve, m_cal)
             from scipy.cluster.hierarchy import fcluster

@@ -53,25 +53,33 @@ SIZES: dict[str, list[tuple[int | None, tuple[int | None, ...]]]] = {
 }
 
 
+def load_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` of a set these size benchmarks use: ``banking77`` and ``att_faces`` (shipped),
+    ``celeba`` (staged), ``digits`` (scikit-learn's), float32 features and int labels."""
+    if name in ("banking77", "att_faces"):
+        from kfree.data.builtin import load_builtin
+
+        ds = load_builtin(name, with_images=False)
+        return ds.X, ds.y
+    if name == "celeba":
+        return celeba_faces()
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.data.astype(np.float32), d.target.astype(np.int64)
+
+
 def _split(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(X, y, train, validation, unseen)`` row indices of one set and seed."""
     from kfree.data.splits import split_identities
 
+    X, y = load_arrays(name)
     if name == "banking77":
-        from kfree.data.builtin import load_builtin
-
-        ds = load_builtin("banking77", with_images=False)
-        X, y = ds.X, ds.y
         sp = split_identities(y, 36, 14, 27, seed=seed)
         return X, y, sp.train_idx, sp.val_idx, sp.test_idx
     if name == "celeba":
-        X, y = celeba_faces()
         sp = split_identities(y, 176, 44, 79, seed=seed)
         return X, y, sp.train_idx, sp.val_idx, sp.test_idx
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    X, y = d.data.astype(np.float32), d.target.astype(np.int64)
     val = np.random.default_rng(seed).choice(6, 2, replace=False)
     return (X, y, np.flatnonzero((y < 6) & ~np.isin(y, val)), np.flatnonzero(np.isin(y, val)),
             np.flatnonzero(y >= 6))
